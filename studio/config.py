@@ -1,0 +1,172 @@
+"""Settings and the places where Studio keeps its data. No Qt here.
+
+Settings live in ``user_config_dir/settings.json`` (platformdirs, app name ``Studio``). Setting the
+environment variable ``STUDIO_HOME`` moves *everything* (settings, models, outputs, database, runs)
+under one folder, which is how tests and portable installs keep the user's real folders untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio.fileio import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "Studio"
+SCHEMA_VERSION = 2
+
+DEVICES = ("auto", "cuda", "mps", "cpu")
+PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+PREVIEW_MODES = ("fast", "taesd", "off")
+THEMES = ("dark", "light")
+
+
+@dataclass
+class Paths:
+    """Every folder Studio writes to. Build it with :func:`default_paths`."""
+
+    config_dir: Path
+    data_dir: Path
+    models_dir: Path
+    outputs_dir: Path
+    runs_dir: Path
+
+    @property
+    def settings_file(self) -> Path:
+        return self.config_dir / "settings.json"
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "studio.db"
+
+
+def default_paths() -> Paths:
+    """The platform's folders, or everything under ``$STUDIO_HOME`` when it is set."""
+    home = os.environ.get("STUDIO_HOME")
+    if home:
+        root = Path(home).expanduser()
+        return Paths(
+            config_dir=root / "config",
+            data_dir=root / "data",
+            models_dir=root / "data" / "models",
+            outputs_dir=root / "outputs",
+            runs_dir=root / "data" / "runs",
+        )
+    import platformdirs
+
+    data = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    return Paths(
+        config_dir=Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)),
+        data_dir=data,
+        models_dir=data / "models",
+        outputs_dir=Path(platformdirs.user_pictures_dir()) / APP_NAME,
+        runs_dir=data / "runs",
+    )
+
+
+@dataclass
+class Settings:
+    """What the user chose in the Settings dialog. Saved as JSON; unknown keys are ignored."""
+
+    schema_version: int = SCHEMA_VERSION
+    device: str = "auto"  # auto | cuda | mps | cpu
+    precision: str = "auto"  # auto (fp16 on CUDA, fp32 elsewhere) | fp16 | bf16 | fp32
+    output_dir: str = ""  # empty: the platform's pictures folder / Studio
+    models_dir: str = ""  # empty: the data folder / models
+    extra_model_dirs: list[str] = field(default_factory=list)
+    preview_mode: str = "fast"  # fast (latent→RGB every step) | taesd (when installed) | off
+    taesd_every: int = 4  # a TAESD preview every N steps
+    theme: str = "dark"  # dark | light
+    last_model: str = ""  # the model picked last time, restored at start-up
+
+    def validated(self) -> Settings:
+        """A copy with every out-of-range value replaced by its default (and logged)."""
+        fixed = dataclasses.replace(self, extra_model_dirs=list(self.extra_model_dirs))
+        defaults = Settings()
+        for name, allowed in (
+            ("device", DEVICES),
+            ("precision", PRECISIONS),
+            ("preview_mode", PREVIEW_MODES),
+            ("theme", THEMES),
+        ):
+            if getattr(fixed, name) not in allowed:
+                log.warning("settings: %s=%r is not one of %s", name, getattr(fixed, name), allowed)
+                setattr(fixed, name, getattr(defaults, name))
+        if not isinstance(fixed.taesd_every, int) or fixed.taesd_every < 1:
+            fixed.taesd_every = defaults.taesd_every
+        fixed.extra_model_dirs = [str(p) for p in fixed.extra_model_dirs if str(p).strip()]
+        return fixed
+
+    def resolved_paths(self, base: Paths | None = None) -> Paths:
+        """The folders in force: the defaults, with the user's overrides applied."""
+        p = base or default_paths()
+        if self.output_dir:
+            p = dataclasses.replace(p, outputs_dir=Path(self.output_dir).expanduser())
+        if self.models_dir:
+            p = dataclasses.replace(p, models_dir=Path(self.models_dir).expanduser())
+        return p
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+def _migrate(raw: dict) -> dict:
+    """Bring an older settings dict up to SCHEMA_VERSION."""
+    version = raw.get("schema_version", 1)
+    if version < 2:
+        # v1 called the preview setting "previews" and stored a bool.
+        if "previews" in raw:
+            raw["preview_mode"] = "fast" if raw.pop("previews") else "off"
+        if isinstance(raw.get("extra_model_dirs"), str):
+            raw["extra_model_dirs"] = [p for p in raw["extra_model_dirs"].split(os.pathsep) if p]
+    raw["schema_version"] = SCHEMA_VERSION
+    return raw
+
+
+@dataclass
+class LoadedSettings:
+    """Settings plus what happened while loading them (shown to the user once)."""
+
+    settings: Settings
+    notice: str = ""
+
+
+def load_settings(path: Path | None = None) -> LoadedSettings:
+    """Read settings; a missing file gives defaults, a corrupt one is backed up and replaced."""
+    path = path or default_paths().settings_file
+    if not path.exists():
+        return LoadedSettings(Settings())
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            raise ValueError("the file does not hold a JSON object")
+        raw = _migrate(raw)
+        known = {f.name for f in dataclasses.fields(Settings)}
+        settings = Settings(**{k: v for k, v in raw.items() if k in known}).validated()
+        return LoadedSettings(settings)
+    except (ValueError, TypeError, OSError, UnicodeDecodeError) as exc:
+        backup = path.with_name(f"settings.corrupt-{time.strftime('%Y%m%d-%H%M%S')}.json")
+        try:
+            os.replace(path, backup)
+            where = f" It was kept as {backup.name}."
+        except OSError:
+            where = ""
+        log.warning("settings file %s is unreadable (%s); using defaults", path, exc)
+        return LoadedSettings(
+            Settings(),
+            notice=f"Your settings file could not be read ({exc}), so defaults are in use.{where}",
+        )
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> Path:
+    """Write settings atomically; returns the file written."""
+    path = path or default_paths().settings_file
+    atomic_write_text(path, settings.validated().to_json() + "\n")
+    return path

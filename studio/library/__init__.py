@@ -1,0 +1,1 @@
+"""The model library: finding, describing and safely loading model files. No Qt here."""

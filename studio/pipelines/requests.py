@@ -1,0 +1,78 @@
+"""Request dataclasses: everything that determines a job's result (DESIGN rule 3).
+
+The same request drives the GUI, the CLI and the server, is written into each output's metadata
+(the ``studio`` PNG chunk) and can be rebuilt from it ("reuse parameters"). Light: no torch here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+#: Scheduler keys, in the order the picker shows them, with their display names.
+SCHEDULERS: dict[str, str] = {
+    "default": "Model default",
+    "euler": "Euler",
+    "euler_a": "Euler a",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_karras": "DPM++ 2M Karras",
+    "ddim": "DDIM",
+    "unipc": "UniPC",
+    "lcm": "LCM",
+}
+
+MAX_SIDE = 4096  # pixels; beyond this no consumer GPU or CPU finishes a Stable Diffusion image
+MAX_STEPS = 500
+MAX_COUNT = 1000
+SEED_MAX = 2**32 - 1
+
+
+@dataclass
+class Txt2ImgRequest:
+    """A text-to-image job. ``seed`` is concrete: image i of the batch uses ``seed + i``."""
+
+    model: str  # a diffusers folder, a single .safetensors file, or a repo id in the HF cache
+    prompt: str = ""
+    negative_prompt: str = ""
+    steps: int = 20
+    cfg: float = 7.0
+    width: int = 512
+    height: int = 512
+    seed: int = 0
+    count: int = 1
+    scheduler: str = "default"  # a key of SCHEDULERS
+
+    def validate(self) -> None:
+        """Raise ValueError with a one-line reason a person understands."""
+        if not str(self.model).strip():
+            raise ValueError("No model chosen. Pick a model or add one with 'Add model…'.")
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name.capitalize()} must be a positive number of pixels, not {v}.")
+            if v % 8:
+                raise ValueError(f"{name.capitalize()} {v} is not a multiple of 8 "
+                                 f"(try {max(8, round(v / 8) * 8)}).")
+            if v > MAX_SIDE:
+                raise ValueError(f"{name.capitalize()} {v} is too large (at most {MAX_SIDE} px).")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"Steps must be between 1 and {MAX_STEPS}, not {self.steps}.")
+        if not 1 <= self.count <= MAX_COUNT:
+            raise ValueError(f"Count must be between 1 and {MAX_COUNT}, not {self.count}.")
+        if not 0 <= self.cfg <= 100:
+            raise ValueError(f"CFG scale must be between 0 and 100, not {self.cfg}.")
+        if not 0 <= self.seed <= SEED_MAX:
+            raise ValueError(f"Seed must be between 0 and {SEED_MAX}, not {self.seed}.")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"Unknown scheduler {self.scheduler!r}; choose one of: "
+                             + ", ".join(SCHEDULERS))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "txt2img", **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Txt2ImgRequest:
+        """Rebuild from :meth:`to_dict` output; unknown keys are ignored, missing ones default."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,1 @@
+"""Widgets only. Only the GUI thread touches them (DESIGN rule 2)."""

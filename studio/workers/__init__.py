@@ -1,0 +1,1 @@
+"""The only bridge between work and widgets: runs jobs off the GUI thread and emits Qt signals."""
