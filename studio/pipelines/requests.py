@@ -76,3 +76,21 @@ class Txt2ImgRequest:
         """Rebuild from :meth:`to_dict` output; unknown keys are ignored, missing ones default."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class GeneratedImage:
+    """One finished image of a text-to-image job, reported through ``progress.partial``.
+
+    ``image`` is a PIL image (kept so the GUI can show it without reading the file again);
+    ``path`` is where the PNG was written. ``warnings`` are things the user should know
+    (a truncated prompt, an upcast VAE) and are shown beside the image.
+    """
+
+    request: Txt2ImgRequest
+    seed: int
+    index: int  # position in the batch: seed == request.seed + index
+    path: Any = None  # pathlib.Path of the saved PNG
+    image: Any = None  # PIL.Image.Image
+    parameters: str = ""  # the A1111-style ``parameters`` text written into the PNG
+    warnings: list[str] = dataclasses.field(default_factory=list)
