@@ -81,6 +81,7 @@ class Settings:
     output_dir: str = ""  # empty: the platform's pictures folder / Studio
     models_dir: str = ""  # empty: the data folder / models
     extra_model_dirs: list[str] = field(default_factory=list)
+    added_models: list[str] = field(default_factory=list)  # single files/folders from "Add model…"
     preview_mode: str = "fast"  # fast (latent→RGB every step) | taesd (when installed) | off
     taesd_every: int = 4  # a TAESD preview every N steps
     theme: str = "dark"  # dark | light
@@ -88,7 +89,8 @@ class Settings:
 
     def validated(self) -> Settings:
         """A copy with every out-of-range value replaced by its default (and logged)."""
-        fixed = dataclasses.replace(self, extra_model_dirs=list(self.extra_model_dirs))
+        fixed = dataclasses.replace(self, extra_model_dirs=list(self.extra_model_dirs),
+                                    added_models=list(self.added_models))
         defaults = Settings()
         for name, allowed in (
             ("device", DEVICES),
@@ -102,6 +104,7 @@ class Settings:
         if not isinstance(fixed.taesd_every, int) or fixed.taesd_every < 1:
             fixed.taesd_every = defaults.taesd_every
         fixed.extra_model_dirs = [str(p) for p in fixed.extra_model_dirs if str(p).strip()]
+        fixed.added_models = [str(p) for p in fixed.added_models if str(p).strip()]
         return fixed
 
     def resolved_paths(self, base: Paths | None = None) -> Paths:
