@@ -1,0 +1,150 @@
+"""The Qt-free job runner: order, cancel, failures as messages, partial results."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from studio.jobs import JobCancelled, JobRunner, JobState, UserFacingError, describe_error
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+        self.lock = threading.Lock()
+
+    def job_changed(self, job):
+        with self.lock:
+            self.events.append((job.id, job.state))
+
+    def job_progress(self, job, step, total, preview):
+        pass
+
+    def job_partial(self, job, result):
+        with self.lock:
+            self.events.append((job.id, "partial", result))
+
+
+def stepper(n, delay=0.0):
+    def handler(request, progress, cancel):
+        done = []
+        for i in range(n):
+            cancel.raise_if_cancelled()
+            time.sleep(delay)
+            progress(i + 1, n)
+            progress.partial(i)
+            done.append(i)
+        return done
+
+    return handler
+
+
+@pytest.fixture
+def runner():
+    rec = Recorder()
+    r = JobRunner({"steps": stepper(3), "slow": stepper(1000, 0.005)}, rec)
+    r.recorder = rec
+    yield r
+    r.shutdown()
+    assert not r.alive
+
+
+def test_jobs_run_in_order_one_at_a_time(runner):
+    jobs = [runner.submit("steps", i) for i in range(3)]
+    for j in jobs:
+        assert runner.wait(j, 10)
+        assert j.state is JobState.DONE and j.result == [0, 1, 2]
+    assert jobs[0].ended <= jobs[1].started <= jobs[1].ended <= jobs[2].started
+    first = runner.recorder.events[:2]
+    assert first[0] == (jobs[0].id, JobState.QUEUED)
+
+
+def test_partials_arrive_in_order(runner):
+    job = runner.submit("steps", None)
+    runner.wait(job, 10)
+    partials = [e[2] for e in runner.recorder.events if e[0] == job.id and e[1] == "partial"]
+    assert partials == [0, 1, 2] == job.partials
+
+
+def test_cancel_running_job_stops_within_a_step(runner):
+    job = runner.submit("slow", None)
+    while job.step < 3:
+        time.sleep(0.005)
+    runner.cancel(job)
+    assert runner.wait(job, 5)
+    assert job.state is JobState.CANCELLED
+    assert job.step < 3 + 3  # stopped within a step or two of the request
+    assert job.partials  # what was done is kept
+
+
+def test_cancel_queued_job_never_runs(runner):
+    blocker = runner.submit("slow", None)
+    queued = runner.submit("steps", None)
+    runner.cancel(queued)
+    assert queued.state is JobState.CANCELLED
+    runner.cancel(blocker)
+    runner.wait(blocker, 5)
+    assert queued.started == 0.0
+
+
+def test_failure_becomes_a_message_and_worker_lives_on(runner):
+    def boom(request, progress, cancel):
+        raise UserFacingError("The model file is truncated.")
+
+    runner.register("boom", boom)
+    bad = runner.submit("boom", None)
+    good = runner.submit("steps", None)
+    runner.wait(good, 10)
+    assert bad.state is JobState.FAILED and bad.error == "The model file is truncated."
+    assert good.state is JobState.DONE
+
+
+def test_clear_finished_keeps_running_jobs(runner):
+    done = runner.submit("steps", None)
+    runner.wait(done, 10)
+    running = runner.submit("slow", None)
+    while running.state is not JobState.RUNNING:
+        time.sleep(0.005)
+    cleared = runner.clear_finished()
+    assert done in cleared and running in runner.jobs()
+    runner.cancel(running)
+
+
+def test_shutdown_cancels_running_job():
+    r = JobRunner({"slow": stepper(100000, 0.001)})
+    job = r.submit("slow", None)
+    while job.step < 2:
+        time.sleep(0.005)
+    r.shutdown(timeout=5)
+    assert not r.alive
+    assert job.state is JobState.CANCELLED
+
+
+def test_unknown_kind_is_refused(runner):
+    with pytest.raises(KeyError):
+        runner.submit("nope", None)
+
+
+@pytest.mark.parametrize(
+    "exc, expected",
+    [
+        (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), "Out of memory"),
+        (FileNotFoundError(2, "No such file", "/x/model.safetensors"), "/x/model.safetensors"),
+        (ValueError("bad width"), "ValueError: bad width"),
+        (UserFacingError("Exactly this."), "Exactly this."),
+    ],
+)
+def test_describe_error(exc, expected):
+    assert expected in describe_error(exc)
+
+
+def test_job_cancelled_is_not_a_failure(runner):
+    def stops(request, progress, cancel):
+        raise JobCancelled()
+
+    runner.register("stops", stops)
+    job = runner.submit("stops", None)
+    runner.wait(job, 5)
+    assert job.state is JobState.CANCELLED and job.error == ""
