@@ -1,0 +1,153 @@
+"""Read the text an image carries without decoding its pixels. No Qt, no torch.
+
+PNG: the tEXt / zTXt / iTXt chunks are read straight from the file, skipping the image data by
+seeking over it, so the gallery can index thousands of files quickly. JPEG / WebP: the EXIF
+``UserComment`` (where AUTOMATIC1111 puts its ``parameters``) and a JPEG comment, through Pillow
+(which parses headers only on ``open``).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: A text chunk larger than this is not metadata anyone wrote on purpose; skip it.
+MAX_TEXT_CHUNK = 32 * 2**20
+_EXIF_IFD = 0x8769
+_USER_COMMENT = 0x9286
+_IMAGE_DESCRIPTION = 0x010E
+
+
+def _inflate(data: bytes) -> bytes | None:
+    # Bounded: a crafted compressed chunk must not expand into gigabytes.
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(data, MAX_TEXT_CHUNK)
+    except zlib.error:
+        return None
+    return out if d.unconsumed_tail == b"" else None
+
+
+def _decode_chunk(kind: bytes, data: bytes) -> tuple[str, str] | None:
+    key, sep, rest = data.partition(b"\0")
+    if not sep or not key:
+        return None
+    keyword = key.decode("latin-1")
+    if kind == b"tEXt":
+        return keyword, rest.decode("latin-1")
+    if kind == b"zTXt":
+        if not rest or rest[0] != 0:  # 0 = deflate, the only method PNG defines
+            return None
+        raw = _inflate(rest[1:])
+        return (keyword, raw.decode("latin-1")) if raw is not None else None
+    if kind == b"iTXt":
+        if len(rest) < 2:
+            return None
+        compressed, method, tail = rest[0], rest[1], rest[2:]
+        _lang, _, tail = tail.partition(b"\0")
+        _translated, _, body = tail.partition(b"\0")
+        if compressed:
+            if method != 0:
+                return None
+            raw = _inflate(body)
+            return (keyword, raw.decode("utf-8", "replace")) if raw is not None else None
+        return keyword, body.decode("utf-8", "replace")
+    return None
+
+
+def read_png_text(path: Path) -> dict[str, str]:
+    """Every text chunk of a PNG as ``{keyword: text}``; ``{}`` for a non-PNG or unreadable file.
+
+    Chunks after the image data are read too (some tools write them there); the image data itself
+    is skipped with a seek, never read.
+    """
+    out: dict[str, str] = {}
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(8) != PNG_SIGNATURE:
+                return {}
+            while True:
+                head = fh.read(8)
+                if len(head) < 8:
+                    break
+                length, kind = struct.unpack(">I4s", head)
+                if kind in (b"tEXt", b"zTXt", b"iTXt") and length <= MAX_TEXT_CHUNK:
+                    data = fh.read(length)
+                    if len(data) < length:
+                        break
+                    fh.seek(4, 1)  # CRC
+                    item = _decode_chunk(kind, data)
+                    if item and item[0] not in out:
+                        out[item[0]] = item[1]
+                elif kind == b"IEND":
+                    break
+                else:
+                    fh.seek(length + 4, 1)
+    except OSError:
+        return out
+    return out
+
+
+def decode_user_comment(value: bytes | str) -> str:
+    """Decode an EXIF UserComment: an 8-byte character-code prefix, then the text."""
+    if isinstance(value, str):
+        return value.strip("\0")
+    prefix, body = value[:8], value[8:]
+    if prefix == b"UNICODE\0":
+        # The EXIF spec says the byte order of the file; A1111 (piexif) writes big-endian.
+        # A UTF-16-LE body of mostly ASCII text has its zero bytes at odd offsets.
+        if len(body) >= 2 and body[0] != 0 and body[1] == 0:
+            return body.decode("utf-16-le", "replace").strip("\0")
+        return body.decode("utf-16-be", "replace").strip("\0")
+    if prefix in (b"ASCII\0\0\0", b"\0" * 8):
+        return body.decode("utf-8", "replace").strip("\0")
+    if prefix == b"JIS\0\0\0\0\0":
+        return body.decode("shift_jis", "replace").strip("\0")
+    return value.decode("utf-8", "replace").strip("\0")
+
+
+def read_exif_text(path: Path) -> dict[str, str]:
+    """Text a JPEG / WebP carries: ``{"parameters": UserComment}`` and ``{"comment": ...}``.
+
+    Uses Pillow, which reads headers only (no pixel decoding). ``{}`` when there is nothing.
+    """
+    from PIL import Image
+
+    out: dict[str, str] = {}
+    try:
+        with Image.open(path) as im:
+            exif = im.getexif()
+            comment = exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+            if comment:
+                text = decode_user_comment(comment)
+                if text.strip():
+                    out["parameters"] = text
+            description = exif.get(_IMAGE_DESCRIPTION)
+            if isinstance(description, str) and description.strip():
+                out.setdefault("description", description)
+            jpeg_comment = im.info.get("comment")
+            if isinstance(jpeg_comment, bytes):
+                jpeg_comment = jpeg_comment.decode("utf-8", "replace")
+            if isinstance(jpeg_comment, str) and jpeg_comment.strip():
+                out["comment"] = jpeg_comment
+                out.setdefault("parameters", jpeg_comment)
+    except Exception:  # noqa: BLE001 - a broken file has no metadata; never an error
+        return {}
+    return out
+
+
+def read_image_text(path: Path) -> dict[str, str]:
+    """All text metadata of an image file, whatever its format (``{}`` if none or unreadable)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(8)
+    except OSError:
+        return {}
+    if magic == PNG_SIGNATURE:
+        return read_png_text(path)
+    if magic[:3] == b"\xff\xd8\xff" or (magic[:4] == b"RIFF"):
+        return read_exif_text(path)
+    return {}

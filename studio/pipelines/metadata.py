@@ -1,0 +1,237 @@
+"""Generation metadata in image files: write Studio's, read Studio's and other apps'. No Qt, no torch.
+
+Studio writes two PNG text chunks into every image (see :mod:`studio.pipelines.outputs`):
+
+- ``parameters``: AUTOMATIC1111-compatible text (:func:`build_parameters`), so other tools and
+  sites show the prompt and settings;
+- ``studio``: JSON ``{"request": Txt2ImgRequest.to_dict(), "seed": <this image's seed>,
+  "version": ...}``, the exact request, so "reuse parameters" rebuilds it without loss.
+
+:func:`read_image_metadata` reads those, AUTOMATIC1111's ``parameters`` (PNG text or JPEG/WebP EXIF
+UserComment), ComfyUI's ``prompt`` / ``workflow`` graphs and InvokeAI's metadata into one
+:class:`ImageMetadata`; :func:`to_request` turns any of them into a :class:`Txt2ImgRequest`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.pipelines import foreign_metadata
+from studio.pipelines.image_text import read_image_text
+from studio.pipelines.infotext import (
+    format_infotext,
+    format_number,
+    infotext_params,
+    parse_infotext,
+)
+from studio.pipelines.requests import SCHEDULERS, SEED_MAX, Txt2ImgRequest
+
+#: The AUTOMATIC1111 ``(Sampler, Schedule type)`` names of each Studio scheduler key, for writers
+#: that know no better name. "default" depends on the model, so it has none.
+A1111_SAMPLERS: dict[str, tuple[str, str]] = {
+    "euler": ("Euler", "Automatic"),
+    "euler_a": ("Euler a", "Automatic"),
+    "dpmpp_2m": ("DPM++ 2M", "Automatic"),
+    "dpmpp_2m_karras": ("DPM++ 2M", "Karras"),
+    "ddim": ("DDIM", "Automatic"),
+    "unipc": ("UniPC", "Automatic"),
+    "lcm": ("LCM", "Automatic"),
+}
+
+# Sampler names of A1111, ComfyUI and InvokeAI, squashed by _squash(), to Studio scheduler keys.
+_SAMPLER_ALIASES: dict[str, str] = {
+    "euler": "euler", "eulerk": "euler", "eulerkarras": "euler",
+    "eulera": "euler_a", "eulerancestral": "euler_a", "eulerak": "euler_a",
+    "dpmpp2m": "dpmpp_2m", "dpmsolvermultistep": "dpmpp_2m",
+    "dpmpp2mkarras": "dpmpp_2m_karras", "dpmpp2mk": "dpmpp_2m_karras",
+    "ddim": "ddim",
+    "unipc": "unipc", "unipcbh2": "unipc",
+    "lcm": "lcm",
+}
+
+SOURCES = ("studio", "a1111", "comfyui", "invokeai", "none")
+
+
+@dataclass
+class ImageMetadata:
+    """What an image file says about how it was made.
+
+    ``params`` uses Studio's names: steps, cfg, seed, width, height, sampler, scheduler (the
+    A1111 schedule type / ComfyUI scheduler), model, model_hash, version — each only when known.
+    ``request`` is set only for Studio images: the exact request that produced the batch.
+    """
+
+    source: str = "none"  # studio | a1111 | comfyui | invokeai | none
+    prompt: str = ""
+    negative_prompt: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, str] = field(default_factory=dict)
+    request: Txt2ImgRequest | None = None
+
+
+def build_parameters(request: Txt2ImgRequest, seed: int, *, sampler: str, schedule_type: str,
+                     model_name: str, model_hash: str, version: str,
+                     extra: dict | None = None) -> str:
+    """The AUTOMATIC1111-style ``parameters`` text for one image of ``request`` (seed ``seed``)."""
+    params: dict[str, Any] = {
+        "Steps": request.steps,
+        "Sampler": sampler,
+        "Schedule type": schedule_type,
+        "CFG scale": format_number(request.cfg),
+        "Seed": seed,
+        "Size": f"{request.width}x{request.height}",
+        "Model hash": model_hash,
+        "Model": model_name,
+        "Version": version,
+    }
+    for key, value in (extra or {}).items():
+        if key not in params:
+            params[key] = format_number(value) if isinstance(value, float) else value
+    return format_infotext(request.prompt, request.negative_prompt, params)
+
+
+def parse_parameters(text: str) -> dict[str, str]:
+    """Parse a ``parameters`` text like A1111's ``parse_generation_parameters``.
+
+    Keys: ``Prompt``, ``Negative prompt`` and each ``Key`` of the settings line (string values,
+    JSON-quoted ones unquoted); ``Size: WxH`` gives ``Size-1`` (width) and ``Size-2`` (height).
+    """
+    return parse_infotext(text)
+
+
+def _squash(name: Any) -> str:
+    text = str(name or "").lower().replace("++", "pp")
+    text = re.sub(r"[^a-z0-9]", "", text)
+    return text[1:] if text.startswith("k") and text[1:] in _SAMPLER_ALIASES else text
+
+
+def scheduler_key(sampler: Any, schedule: Any = "") -> str:
+    """The Studio scheduler key for another tool's sampler (+ schedule type); "default" if none.
+
+    Understands A1111 ("DPM++ 2M" + "Karras", "Euler a"), ComfyUI ("dpmpp_2m" + "karras",
+    "euler_ancestral", "uni_pc"), InvokeAI ("dpmpp_2m_k", legacy "k_euler_a") and Studio's own
+    keys and display names.
+    """
+    labels = {label.lower(): k for k, label in SCHEDULERS.items()}
+    if sampler in SCHEDULERS:
+        key = str(sampler)
+    elif str(sampler or "").strip().lower() in labels:
+        key = labels[str(sampler).strip().lower()]
+    else:
+        key = _SAMPLER_ALIASES.get(_squash(sampler), "default")
+    if key == "dpmpp_2m" and _squash(schedule) == "karras":
+        return "dpmpp_2m_karras"
+    return key
+
+
+def _normalise(params: dict[str, Any]) -> dict[str, Any]:
+    """Coerce numeric params to numbers; drop values that are not what they claim to be."""
+    out = dict(params)
+    for key, conv in (("steps", int), ("seed", int), ("width", int), ("height", int),
+                      ("cfg", float)):
+        if key in out:
+            try:
+                out[key] = conv(float(out[key])) if conv is int else conv(out[key])
+            except (TypeError, ValueError, OverflowError):
+                del out[key]
+    for key in ("sampler", "scheduler", "model", "model_hash", "version"):
+        if key in out and not isinstance(out[key], str):
+            out[key] = str(out[key])
+    return out
+
+
+def _from_studio(raw: dict[str, str]) -> ImageMetadata | None:
+    try:
+        data = json.loads(raw["studio"])
+        request = Txt2ImgRequest.from_dict(data["request"])
+        seed = int(data.get("seed", request.seed))
+    except (KeyError, ValueError, TypeError):
+        return None
+    params: dict[str, Any] = {}
+    if "parameters" in raw:  # sampler names / model hash as written for other tools
+        params.update(infotext_params(parse_infotext(raw["parameters"])))
+    params.update(steps=request.steps, cfg=float(request.cfg), seed=seed, width=request.width,
+                  height=request.height, model=request.model)
+    if data.get("version") and "version" not in params:
+        params["version"] = f"Studio {data['version']}"
+    return ImageMetadata("studio", request.prompt, request.negative_prompt, params, raw, request)
+
+
+def _read(raw: dict[str, str]) -> ImageMetadata:
+    if "studio" in raw:
+        meta = _from_studio(raw)
+        if meta:
+            return meta
+    if raw.get("parameters"):
+        parsed = parse_infotext(raw["parameters"])
+        return ImageMetadata("a1111", parsed["Prompt"], parsed["Negative prompt"],
+                             _normalise(infotext_params(parsed)), raw)
+    found = None
+    if "prompt" in raw:
+        found = foreign_metadata.read_comfyui_prompt(raw["prompt"])
+    if found is None and "workflow" in raw:
+        found = foreign_metadata.read_comfyui_workflow(raw["workflow"])
+    if found is not None:
+        return ImageMetadata("comfyui", found[0], found[1], _normalise(found[2]), raw)
+    found = foreign_metadata.read_invokeai(raw)
+    if found is not None:
+        return ImageMetadata("invokeai", found[0], found[1], _normalise(found[2]), raw)
+    return ImageMetadata("none", raw=raw)
+
+
+def metadata_from_text(raw: dict[str, str]) -> ImageMetadata:
+    """:func:`read_image_metadata` for text chunks already read (never raises)."""
+    try:
+        return _read(dict(raw))
+    except Exception:  # noqa: BLE001 - odd metadata is no metadata, never a crash
+        return ImageMetadata("none", raw=dict(raw))
+
+
+def read_image_metadata(path: Path) -> ImageMetadata:
+    """What the image at ``path`` says about how it was made; ``source="none"`` when nothing.
+
+    Never raises: a missing, corrupt or foreign file gives ``ImageMetadata(source="none")``.
+    """
+    try:
+        raw = read_image_text(Path(path))
+    except Exception:  # noqa: BLE001 - see docstring
+        return ImageMetadata("none")
+    return metadata_from_text(raw)
+
+
+def to_request(meta: ImageMetadata, model_fallback: str) -> Txt2ImgRequest | None:
+    """A request that makes this image again ("reuse parameters"); None without metadata.
+
+    The seed is this image's own seed and ``count`` is 1. For Studio images everything comes from
+    the stored request. Other tools name models their own way, so their images use
+    ``model_fallback`` (the model picked now), or the recorded model name when that is empty;
+    their samplers map to Studio's scheduler keys where one matches, else "default".
+    """
+    if meta.source == "none":
+        return None
+    p = meta.params
+    if meta.source == "studio" and meta.request is not None:
+        return dataclasses.replace(meta.request, seed=int(p.get("seed", meta.request.seed)),
+                                   count=1, model=meta.request.model or model_fallback)
+    defaults = Txt2ImgRequest(model="")
+    seed = int(p.get("seed", 0))
+    if not 0 <= seed <= SEED_MAX:
+        # ComfyUI seeds go up to 2**64; the image cannot be reproduced exactly anyway.
+        seed %= SEED_MAX + 1
+    return Txt2ImgRequest(
+        model=model_fallback or str(p.get("model", "")),
+        prompt=meta.prompt,
+        negative_prompt=meta.negative_prompt,
+        steps=int(p.get("steps", defaults.steps)),
+        cfg=float(p.get("cfg", defaults.cfg)),
+        width=int(p.get("width", defaults.width)),
+        height=int(p.get("height", defaults.height)),
+        seed=seed,
+        count=1,
+        scheduler=scheduler_key(p.get("sampler", ""), p.get("scheduler", "")),
+    )
