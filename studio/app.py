@@ -1,0 +1,102 @@
+"""Start the desktop app: QApplication, settings, theme, the job worker and the main window.
+
+Nothing heavy is imported here (DESIGN rule 7): torch is first imported on a background thread
+by the device probe after the window is on screen, and by the txt2img service on the worker
+thread when the first image job runs.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from studio.config import Paths, Settings, default_paths, load_settings
+from studio.jobs import CancelToken, JobRunner, ProgressSink
+from studio.ui.context import AppContext
+from studio.ui.main_window import MainWindow
+from studio.ui.theme import apply_theme
+from studio.workers.job_bridge import JobBridge
+
+
+class Txt2ImgHandler:
+    """The ``txt2img`` job handler: builds the service on the worker thread on first use.
+
+    The service (and its model cache) is created once and reused, so a model stays loaded
+    between jobs; importing it imports torch and diffusers, which must not happen at start-up.
+    """
+
+    def __init__(self, settings_getter: Callable[[], Settings],
+                 paths_getter: Callable[[], Paths]) -> None:
+        self._settings_getter = settings_getter
+        self._paths_getter = paths_getter
+        self._lock = threading.Lock()
+        self.service: Any = None
+
+    def __call__(self, request: Any, progress: ProgressSink, cancel: CancelToken) -> Any:
+        with self._lock:
+            if self.service is None:
+                progress.message("Loading the image engine…")
+                from studio.pipelines.txt2img import Txt2ImgService
+
+                self.service = Txt2ImgService(self._settings_getter, self._paths_getter)
+        return self.service.run(request, progress, cancel)
+
+
+def build_main_window(settings: Settings | None = None,
+                      base_paths: Paths | None = None) -> MainWindow:
+    """Build the window and everything behind it (a QApplication must exist).
+
+    Without ``settings`` they are loaded from ``base_paths.settings_file``; if that file was
+    corrupt (and has been backed up) the window shows the notice in a banner.
+    """
+    app = QApplication.instance()
+    if app is None:
+        raise RuntimeError("build_main_window needs a QApplication")
+    base_paths = base_paths or default_paths()
+    notice = ""
+    if settings is None:
+        loaded = load_settings(base_paths.settings_file)
+        settings, notice = loaded.settings, loaded.notice
+    apply_theme(app, settings.theme)
+
+    holder: dict[str, AppContext] = {}  # the handler needs the context, which needs the runner
+    txt2img = Txt2ImgHandler(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths)
+    runner = JobRunner({"txt2img": txt2img})
+    bridge = JobBridge(runner)
+    ctx = AppContext(settings, bridge, base_paths)
+    holder["ctx"] = ctx
+    bridge.setParent(ctx)
+    window = MainWindow(ctx)
+    ctx.setParent(window)
+    if notice:
+        window.show_banner(notice, "warning", key="settings")
+    return window
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the app until its window closes; returns the exit code."""
+    argv = list(sys.argv if argv is None else argv)
+    app = QApplication.instance() or QApplication(argv)
+    app.setApplicationName("Studio")
+    app.setApplicationDisplayName("Studio")
+    app.setDesktopFileName("studio")
+    window = build_main_window()
+    window.show()
+    # The device probe imports torch; start it once the window has been painted.
+    QTimer.singleShot(0, window.start_device_detection)
+
+    # Ctrl+C in the terminal closes the window cleanly. Qt's loop never runs Python code on its
+    # own, so a timer gives the interpreter a chance to notice the signal.
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    tick = QTimer()
+    tick.timeout.connect(lambda: None)
+    tick.start(250)
+    code = app.exec()
+    window.shutdown()
+    return code

@@ -1,0 +1,230 @@
+"""The main window: it only assembles — sidebar, workspace panels, banners, queue drawer and
+status bar — and routes requests between them. Panels live in ``studio/ui/panels/``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QApplication,
+    QHBoxLayout,
+    QMainWindow,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.ui.context import AppContext
+from studio.ui.theme import apply_theme
+from studio.ui.widgets.banner import Banner, BannerArea
+from studio.ui.widgets.queue_drawer import QueueDrawer
+from studio.ui.widgets.sidebar import Sidebar
+from studio.ui.widgets.status_bar import StatusBar
+from studio.ui.workspaces import WORKSPACES, Workspace
+from studio.workers.device_probe import DeviceProbe, DeviceReport
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+CPU_NOTICE = ("Running on the CPU: generating an image takes minutes instead of seconds. "
+              "A CUDA GPU (NVIDIA) or Apple Silicon makes it fast.")
+
+
+class MainWindow(QMainWindow):
+    """One window, many workspaces, one job queue (``ctx.bridge``)."""
+
+    def __init__(self, ctx: AppContext, workspaces: list[Workspace] | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.workspaces = list(WORKSPACES if workspaces is None else workspaces)
+        self._panels: dict[str, QWidget] = {}
+        self._shut_down = False
+        self.setWindowTitle("Studio")
+        self.setMinimumSize(960, 640)
+        self.resize(1320, 860)
+        self.setAcceptDrops(True)
+
+        self.banners = BannerArea()
+        self.sidebar = Sidebar()
+        self.stack = QStackedWidget()
+        body = QHBoxLayout()
+        body.setContentsMargins(0, 0, 0, 0)
+        body.setSpacing(0)
+        body.addWidget(self.sidebar)
+        body.addWidget(self.stack, 1)
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.banners)
+        column.addLayout(body, 1)
+        self.setCentralWidget(central)
+
+        self.status = StatusBar()
+        self.setStatusBar(self.status)
+        self.queue_drawer = QueueDrawer(ctx.bridge, self)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.queue_drawer)
+        self.queue_drawer.hide()
+
+        for i, ws in enumerate(self.workspaces):
+            hint = f"Ctrl+{i + 1}" if i < 9 else ""
+            self.sidebar.add_workspace(ws.key, ws.title, ws.icon, hint, ws.tooltip)
+        self.sidebar.workspaceChosen.connect(self.show_workspace)
+        self.sidebar.queueToggled.connect(self.toggle_queue)
+        self.sidebar.settingsRequested.connect(self.open_settings)
+        self.status.queueClicked.connect(self.toggle_queue)
+        self.queue_drawer.visibilityChanged.connect(self.sidebar.queue_button.setChecked)
+        ctx.bridge.jobChanged.connect(self.status.on_job_changed)
+        ctx.openInWorkspace.connect(self.open_in_workspace)
+        ctx.settingsChanged.connect(self._on_settings_changed)
+
+        self.device_probe = DeviceProbe(self)
+        self.device_probe.detected.connect(self.on_device_detected)
+        self._install_shortcuts()
+        if self.workspaces:  # the first panel is built now; the others on first show
+            self.show_workspace(self.workspaces[0].key)
+
+    # -- workspaces ------------------------------------------------------------------------
+    def panel(self, key: str, create: bool = True) -> QWidget | None:
+        """The panel of a workspace, built on first use (None for an unknown key)."""
+        if key in self._panels or not create:
+            return self._panels.get(key)
+        ws = next((w for w in self.workspaces if w.key == key), None)
+        if ws is None:
+            return None
+        widget = ws.factory(self.ctx)
+        widget.setObjectName(f"panel-{key}")
+        self._panels[key] = widget
+        self.stack.addWidget(widget)
+        return widget
+
+    @Slot(str)
+    def show_workspace(self, key: str) -> QWidget | None:
+        widget = self.panel(key)
+        if widget is None:
+            log.warning("no workspace %r", key)
+            return None
+        self.stack.setCurrentWidget(widget)
+        self.sidebar.set_current(key)
+        title = next(w.title for w in self.workspaces if w.key == key)
+        self.setWindowTitle(f"{title} — Studio")
+        return widget
+
+    def current_workspace(self) -> str:
+        widget = self.stack.currentWidget()
+        return next((k for k, w in self._panels.items() if w is widget), "")
+
+    @Slot(str, object)
+    def open_in_workspace(self, key: str, payload: Any) -> None:
+        widget = self.show_workspace(key)
+        receive = getattr(widget, "receive", None)
+        if widget is not None and payload is not None and callable(receive):
+            receive(payload)
+
+    # -- queue, settings, notices -------------------------------------------------------------
+    @Slot()
+    def toggle_queue(self) -> None:
+        self.queue_drawer.setVisible(not self.queue_drawer.isVisible())
+
+    @Slot()
+    def open_settings(self):
+        from studio.ui.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.ctx, self)
+        dialog.open()
+        return dialog
+
+    def show_banner(self, text: str, kind: str = "info", key: str = "") -> Banner:
+        return self.banners.show_banner(text, kind, key)
+
+    @Slot(object)
+    def _on_settings_changed(self, settings) -> None:
+        app = QApplication.instance()
+        if app is not None:
+            apply_theme(app, settings.theme)
+        self.sidebar.update()
+        if self.status.device is not None and settings.device != self._probed_setting:
+            self.start_device_detection()
+
+    # -- device ------------------------------------------------------------------------------
+    _probed_setting = ""
+
+    def start_device_detection(self) -> None:
+        """Detect the device on a background thread (it imports torch); call after show()."""
+        self._probed_setting = self.ctx.settings.device
+        self.device_probe.start(self._probed_setting)
+
+    @Slot(object)
+    def on_device_detected(self, report: DeviceReport) -> None:
+        self.status.set_device(report.info)
+        if report.info.kind == "cpu":
+            text = CPU_NOTICE + (f" {report.cpu_reason}" if report.cpu_reason else "")
+            self.show_banner(text, "warning", key="cpu")
+        else:
+            self.banners.remove("cpu")
+
+    # -- drop an image to reuse its parameters ------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if self._dropped_image(event.mimeData()) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if self._dropped_image(event.mimeData()) is not None:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        path = self._dropped_image(event.mimeData())
+        if path is None:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.open_image_parameters(path)
+
+    @staticmethod
+    def _dropped_image(mime) -> Path | None:
+        for url in mime.urls() if mime.hasUrls() else []:
+            if url.isLocalFile() and url.toLocalFile().lower().endswith(IMAGE_SUFFIXES):
+                return Path(url.toLocalFile())
+        return None
+
+    def open_image_parameters(self, path: Path):
+        """Show the generation parameters stored in an image, with "Reuse these parameters"."""
+        from studio.ui.reuse_dialog import ImageParametersDialog
+
+        dialog = ImageParametersDialog.for_file(Path(path), self.ctx, self)
+        dialog.open()
+        self._parameters_dialog = dialog  # keep a reference for tests and for the user's view
+        return dialog
+
+    # -- shortcuts and shutdown ---------------------------------------------------------------
+    def _install_shortcuts(self) -> None:
+        for i, ws in enumerate(self.workspaces[:9]):
+            sc = QShortcut(QKeySequence(f"Ctrl+{i + 1}"), self)
+            sc.activated.connect(lambda k=ws.key: self.show_workspace(k))
+        QShortcut(QKeySequence("Ctrl+,"), self).activated.connect(self.open_settings)
+        QShortcut(QKeySequence("Ctrl+J"), self).activated.connect(self.toggle_queue)
+        QShortcut(QKeySequence("Ctrl+Q"), self).activated.connect(self.close)
+
+    def shutdown(self) -> None:
+        """Cancel every job and stop the worker (a running job stops at its next step)."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        self.status.memory_timer.stop()
+        self.queue_drawer.stop()
+        self.ctx.bridge.cancel_all()
+        self.ctx.bridge.shutdown(wait=True)
+        self.device_probe.wait(5.0)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self.statusBar().showMessage("Stopping…")
+        QApplication.processEvents()
+        self.shutdown()
+        super().closeEvent(event)

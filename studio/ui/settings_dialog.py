@@ -1,0 +1,224 @@
+"""The Settings dialog: device, precision, folders, previews and theme.
+
+OK saves through ``ctx.update_settings`` (every panel hears ``settingsChanged``); Cancel
+discards. The theme is previewed as soon as it is picked and put back on Cancel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.config import Paths, Settings
+from studio.ui.context import AppContext
+from studio.ui.icons import icon
+from studio.ui.theme import apply_theme
+
+DEVICE_CHOICES = [("auto", "Automatic (best available)"), ("cuda", "CUDA GPU (NVIDIA)"),
+                  ("mps", "Apple Silicon (MPS)"), ("cpu", "CPU")]
+PRECISION_CHOICES = [("auto", "Automatic (fp16 on CUDA, fp32 on CPU)"), ("fp16", "fp16"),
+                     ("bf16", "bf16"), ("fp32", "fp32 (slowest, most exact)")]
+PREVIEW_CHOICES = [("fast", "Fast (every step)"), ("taesd", "TAESD (sharper, when installed)"),
+                   ("off", "Off")]
+THEME_CHOICES = [("dark", "Dark"), ("light", "Light")]
+
+
+def _combo(choices: list[tuple[str, str]], value: str) -> QComboBox:
+    box = QComboBox()
+    for key, text in choices:
+        box.addItem(text, key)
+    box.setCurrentIndex(max(0, box.findData(value)))
+    return box
+
+
+class SettingsDialog(QDialog):
+    """Edit a copy of ``ctx.settings``; :meth:`accept` saves it."""
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self._original_theme = ctx.settings.theme
+        s = ctx.settings
+        self.setWindowTitle("Settings")
+        self.setMinimumWidth(620)
+        col = QVBoxLayout(self)
+        col.setContentsMargins(18, 16, 18, 14)
+        col.setSpacing(10)
+
+        engine = QGroupBox("Engine")
+        form = self._form(engine)
+        self.device = _combo(DEVICE_CHOICES, s.device)
+        self.device.setToolTip("Which processor runs generation. Automatic picks a GPU if torch "
+                               "can use one.")
+        self.precision = _combo(PRECISION_CHOICES, s.precision)
+        self.precision.setToolTip("Lower precision is faster and needs half the memory; some "
+                                  "models need fp32 or bf16 to avoid black images.")
+        form.addRow("Device", self.device)
+        form.addRow("Precision", self.precision)
+        col.addWidget(engine)
+
+        folders = QGroupBox("Folders")
+        form = self._form(folders)
+        self.output_dir = self._folder_row(form, "Output folder", s.output_dir,
+                                           str(dataclasses.replace(s, output_dir="")
+                                               .resolved_paths(self._base()).outputs_dir))
+        self.models_dir = self._folder_row(form, "Models folder", s.models_dir,
+                                           str(dataclasses.replace(s, models_dir="")
+                                               .resolved_paths(self._base()).models_dir))
+        self.extra_dirs = QListWidget()
+        self.extra_dirs.addItems(s.extra_model_dirs)
+        self.extra_dirs.setFixedHeight(92)
+        self.extra_dirs.setToolTip("Other folders to look for models in, e.g. an AUTOMATIC1111 "
+                                   "models/Stable-diffusion folder. Nothing is copied.")
+        add = QPushButton("Add…")
+        add.clicked.connect(self._add_extra_dir)
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.clicked.connect(self._remove_extra_dir)
+        self.remove_button.setEnabled(False)
+        self.extra_dirs.itemSelectionChanged.connect(
+            lambda: self.remove_button.setEnabled(bool(self.extra_dirs.selectedItems())))
+        buttons = QVBoxLayout()
+        buttons.addWidget(add)
+        buttons.addWidget(self.remove_button)
+        buttons.addStretch(1)
+        row = QHBoxLayout()
+        row.addWidget(self.extra_dirs, 1)
+        row.addLayout(buttons)
+        form.addRow("Extra model folders", row)
+        col.addWidget(folders)
+
+        look = QGroupBox("Previews and appearance")
+        form = self._form(look)
+        self.preview_mode = _combo(PREVIEW_CHOICES, s.preview_mode)
+        self.taesd_every = QSpinBox()
+        self.taesd_every.setRange(1, 50)
+        self.taesd_every.setValue(s.taesd_every)
+        self.taesd_every.setSuffix(" steps")
+        self.taesd_every.setPrefix("every ")
+        self.preview_mode.currentIndexChanged.connect(self._sync_enabled)
+        self.theme = _combo(THEME_CHOICES, s.theme)
+        self.theme.currentIndexChanged.connect(self._preview_theme)
+        form.addRow("Live preview", self.preview_mode)
+        form.addRow("TAESD preview", self.taesd_every)
+        form.addRow("Theme", self.theme)
+        col.addWidget(look)
+        self._sync_enabled()
+
+        folder_url = QUrl.fromLocalFile(str(self._base().config_dir)).toString()
+        where = QLabel(f"Settings are saved in <a href='{folder_url}'>"
+                       f"{self._base().settings_file}</a>")
+        where.setProperty("muted", True)
+        where.setWordWrap(True)
+        where.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        where.linkActivated.connect(lambda url: QDesktopServices.openUrl(QUrl(url)))
+        self.where_label = where
+        col.addWidget(where)
+
+        box = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                               | QDialogButtonBox.StandardButton.Cancel)
+        self.ok_button = box.button(QDialogButtonBox.StandardButton.Ok)
+        self.ok_button.setProperty("accent", True)
+        self.cancel_button = box.button(QDialogButtonBox.StandardButton.Cancel)
+        box.accepted.connect(self.accept)
+        box.rejected.connect(self.reject)
+        col.addWidget(box)
+
+    def _base(self) -> Paths:
+        # The folders before the user's overrides, to show the defaults an empty field means.
+        return self.ctx._base_paths
+
+    @staticmethod
+    def _form(group: QGroupBox) -> QFormLayout:
+        form = QFormLayout(group)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        form.setHorizontalSpacing(14)
+        form.setVerticalSpacing(8)
+        return form
+
+    def _folder_row(self, form: QFormLayout, label: str, value: str, default: str) -> QLineEdit:
+        edit = QLineEdit(value)
+        edit.setPlaceholderText(default)
+        edit.setToolTip(f"Leave empty for the default: {default}")
+        browse = QPushButton("Browse…")
+        browse.setIcon(icon("folder"))
+        browse.clicked.connect(lambda: self._browse(edit, label))
+        row = QHBoxLayout()
+        row.addWidget(edit, 1)
+        row.addWidget(browse)
+        form.addRow(label, row)
+        return edit
+
+    def _browse(self, edit: QLineEdit, title: str) -> None:
+        start = edit.text() or edit.placeholderText() or os.path.expanduser("~")
+        chosen = QFileDialog.getExistingDirectory(self, title, start)
+        if chosen:
+            edit.setText(chosen)
+
+    def _add_extra_dir(self) -> None:
+        chosen = QFileDialog.getExistingDirectory(self, "Add a model folder",
+                                                  os.path.expanduser("~"))
+        if chosen:
+            self.add_extra_dir(chosen)
+
+    def add_extra_dir(self, folder: str) -> None:
+        existing = [self.extra_dirs.item(i).text() for i in range(self.extra_dirs.count())]
+        if folder not in existing:
+            self.extra_dirs.addItem(folder)
+
+    def _remove_extra_dir(self) -> None:
+        for item in self.extra_dirs.selectedItems():
+            self.extra_dirs.takeItem(self.extra_dirs.row(item))
+
+    def _sync_enabled(self) -> None:
+        self.taesd_every.setEnabled(self.preview_mode.currentData() == "taesd")
+
+    def _preview_theme(self) -> None:
+        app = QApplication.instance()
+        if app is not None:
+            apply_theme(app, self.theme.currentData())
+
+    def settings(self) -> Settings:
+        """The settings as edited (not yet saved)."""
+        return dataclasses.replace(
+            self.ctx.settings,
+            device=self.device.currentData(),
+            precision=self.precision.currentData(),
+            output_dir=self.output_dir.text().strip(),
+            models_dir=self.models_dir.text().strip(),
+            extra_model_dirs=[self.extra_dirs.item(i).text()
+                              for i in range(self.extra_dirs.count())],
+            preview_mode=self.preview_mode.currentData(),
+            taesd_every=self.taesd_every.value(),
+            theme=self.theme.currentData(),
+        ).validated()
+
+    def accept(self) -> None:
+        self.ctx.update_settings(self.settings())
+        super().accept()
+
+    def reject(self) -> None:
+        if self.theme.currentData() != self._original_theme:
+            app = QApplication.instance()
+            if app is not None:
+                apply_theme(app, self._original_theme)
+        super().reject()

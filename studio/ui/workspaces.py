@@ -1,0 +1,45 @@
+"""The workspaces the sidebar lists, in order. A later workspace appends one entry here.
+
+A factory imports its panel module when it is called, not when this module is imported, so the
+window starts without loading every panel (and whatever those panels import).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QWidget
+
+    from studio.ui.context import AppContext
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """One entry of the sidebar: ``icon`` names a drawing in :mod:`studio.ui.icons`."""
+
+    key: str
+    title: str
+    icon: str
+    factory: Callable[[AppContext], QWidget]
+    tooltip: str = ""
+
+
+def _generate(ctx: AppContext) -> QWidget:
+    from studio.ui.panels.generate import GeneratePanel
+
+    return GeneratePanel(ctx)
+
+
+def _gallery(ctx: AppContext) -> QWidget:
+    from studio.ui.panels.gallery import GalleryPanel
+
+    return GalleryPanel(ctx)
+
+
+WORKSPACES: list[Workspace] = [
+    Workspace("generate", "Generate", "generate", _generate, "Text to image"),
+    Workspace("gallery", "Gallery", "gallery", _gallery, "Everything you made"),
+]
