@@ -21,6 +21,7 @@ from studio.jobs import CancelToken, JobRunner, ProgressSink
 from studio.ui.context import AppContext
 from studio.ui.main_window import MainWindow
 from studio.ui.theme import apply_theme
+from studio.ui.workspaces import Workspace
 from studio.workers.job_bridge import JobBridge
 
 
@@ -48,12 +49,13 @@ class Txt2ImgHandler:
         return self.service.run(request, progress, cancel)
 
 
-def build_main_window(settings: Settings | None = None,
-                      base_paths: Paths | None = None) -> MainWindow:
+def build_main_window(settings: Settings | None = None, base_paths: Paths | None = None, *,
+                      workspaces: list[Workspace] | None = None) -> MainWindow:
     """Build the window and everything behind it (a QApplication must exist).
 
     Without ``settings`` they are loaded from ``base_paths.settings_file``; if that file was
-    corrupt (and has been backed up) the window shows the notice in a banner.
+    corrupt (and has been backed up) the window shows the notice in a banner. ``workspaces``
+    replaces the registry (tests); device detection starts with ``start_device_detection()``.
     """
     app = QApplication.instance()
     if app is None:
@@ -72,7 +74,7 @@ def build_main_window(settings: Settings | None = None,
     ctx = AppContext(settings, bridge, base_paths)
     holder["ctx"] = ctx
     bridge.setParent(ctx)
-    window = MainWindow(ctx)
+    window = MainWindow(ctx, workspaces)
     ctx.setParent(window)
     if notice:
         window.show_banner(notice, "warning", key="settings")

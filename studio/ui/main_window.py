@@ -18,13 +18,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.ui import workspaces as registry
 from studio.ui.context import AppContext
 from studio.ui.theme import apply_theme
 from studio.ui.widgets.banner import Banner, BannerArea
 from studio.ui.widgets.queue_drawer import QueueDrawer
 from studio.ui.widgets.sidebar import Sidebar
 from studio.ui.widgets.status_bar import StatusBar
-from studio.ui.workspaces import WORKSPACES, Workspace
+from studio.ui.workspaces import Workspace
 from studio.workers.device_probe import DeviceProbe, DeviceReport
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class MainWindow(QMainWindow):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
-        self.workspaces = list(WORKSPACES if workspaces is None else workspaces)
+        self.workspaces = list(registry.WORKSPACES if workspaces is None else workspaces)
         self._panels: dict[str, QWidget] = {}
         self._shut_down = False
         self.setWindowTitle("Studio")

@@ -1,0 +1,108 @@
+"""GUI test fixtures (pytest-qt, offscreen), imported by ``tests/conftest.py``.
+
+- ``no_thread_leaks`` (autouse): fails any test that leaves a non-daemon thread, a ``studio-*``
+  thread or a busy global QThreadPool behind (after a short grace period), like napari's.
+- ``main_window``: the real window from :func:`studio.app.build_main_window`, in the test's own
+  ``STUDIO_HOME``, shut down (jobs cancelled, worker joined) at teardown.
+- ``shell_window``: the same, with two plain recording panels, for tests of the shell alone.
+- ``screenshot``: ``screenshot(widget, "name")`` saves a PNG when ``STUDIO_SCREENSHOTS`` names a
+  folder, so a run can refresh the pictures in docs/.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+THREAD_GRACE_S = 3.0
+
+
+def _leaked(before: set[threading.Thread]) -> list[threading.Thread]:
+    return [t for t in threading.enumerate()
+            if t not in before and t.is_alive()
+            and (not t.daemon or t.name.startswith("studio"))]
+
+
+@pytest.fixture(autouse=True)
+def no_thread_leaks(request):
+    """Fail the test if it leaves threads running: every worker must be shut down by its owner."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + THREAD_GRACE_S
+    leaked = _leaked(before)
+    while leaked and time.monotonic() < deadline:
+        time.sleep(0.02)
+        leaked = _leaked(before)
+    problems = [f"{t.name} (daemon={t.daemon})" for t in leaked]
+    if "PySide6.QtCore" in sys.modules:
+        from PySide6.QtCore import QThreadPool
+
+        pool = QThreadPool.globalInstance()
+        if not pool.waitForDone(int(THREAD_GRACE_S * 1000)):
+            problems.append(f"QThreadPool.globalInstance(): {pool.activeThreadCount()} busy")
+    if problems:
+        pytest.fail(f"{request.node.nodeid} left threads running: {', '.join(problems)}",
+                    pytrace=False)
+
+
+@pytest.fixture
+def main_window(qtbot, studio_home):
+    """The real main window (all registered workspaces), not yet shown."""
+    from studio.app import build_main_window
+
+    window = build_main_window()
+    qtbot.addWidget(window)
+    yield window
+    window.shutdown()
+
+
+class RecordingPanel:
+    """Builds a plain panel that records what ``receive`` was given (shell tests need no ML)."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+
+    def __call__(self, ctx):
+        from PySide6.QtCore import Qt
+        from PySide6.QtWidgets import QLabel
+
+        panel = QLabel(f"{self.title} panel")
+        panel.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        panel.received = []
+        panel.receive = panel.received.append
+        return panel
+
+
+@pytest.fixture
+def shell_window(qtbot, studio_home):
+    """The main window with two recording panels instead of the real ones."""
+    from studio.app import build_main_window
+    from studio.ui.workspaces import Workspace
+
+    workspaces = [Workspace("generate", "Generate", "generate", RecordingPanel("Generate")),
+                  Workspace("gallery", "Gallery", "gallery", RecordingPanel("Gallery"))]
+    window = build_main_window(workspaces=workspaces)
+    qtbot.addWidget(window)
+    yield window
+    window.shutdown()
+
+
+@pytest.fixture
+def screenshot():
+    """``screenshot(widget, name)``: save ``name``.png into $STUDIO_SCREENSHOTS when it is set."""
+    folder = os.environ.get("STUDIO_SCREENSHOTS")
+
+    def save(widget, name: str) -> Path | None:
+        if not folder:
+            return None
+        path = Path(folder) / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        assert widget.grab().save(str(path)), f"could not save {path}"
+        return path
+
+    return save

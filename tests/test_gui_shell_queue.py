@@ -1,0 +1,159 @@
+"""The queue drawer and the status bar follow the job bridge: states, progress, cancel, errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from PySide6.QtCore import Qt
+
+from studio.jobs import JobState
+from studio.ui.widgets.queue_drawer import JobCard
+
+pytestmark = pytest.mark.gui
+
+
+def stepper(request, progress, cancel):
+    """A fake job: ``request["steps"]`` steps of ``request["delay"]`` seconds each."""
+    for i in range(request["steps"]):
+        cancel.raise_if_cancelled()
+        progress(i + 1, request["steps"])
+        time.sleep(request.get("delay", 0.0))
+    return "done"
+
+
+def failing(request, progress, cancel):
+    progress(3, 20)
+    raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def gated(request, progress, cancel):
+    """Runs until the test opens the gate (or cancels), so a job stays 'running' on demand."""
+    progress(1, 10)
+    while not request.wait(0.01):
+        cancel.raise_if_cancelled()
+    return "ok"
+
+
+@pytest.fixture
+def window(shell_window, qtbot):
+    runner = shell_window.ctx.bridge.runner
+    runner.register("step", stepper)
+    runner.register("fail", failing)
+    runner.register("gated", gated)
+    shell_window.show()
+    qtbot.waitExposed(shell_window)
+    return shell_window
+
+
+def card(window, job) -> JobCard:
+    return window.queue_drawer.cards[job.id]
+
+
+def wait_state(qtbot, window, job, state, timeout=5000):
+    qtbot.waitUntil(lambda: job.id in window.queue_drawer.cards
+                    and card(window, job).state_label.text() == state.value, timeout=timeout)
+
+
+def test_drawer_lists_jobs_newest_first_with_state_and_progress(window, qtbot, screenshot):
+    bridge = window.ctx.bridge
+    gate = threading.Event()
+    done = bridge.submit("step", {"steps": 4}, "Portrait of a cat · 512×512")
+    failed = bridge.submit("fail", None, "Castle at dusk · 1024×1024")
+    running = bridge.submit("gated", gate, "Forest · 768×512")
+    queued = bridge.submit("step", {"steps": 2}, "Queued thing")
+    cancelled = bridge.submit("step", {"steps": 2}, "Cancelled before it ran")
+    bridge.cancel(cancelled)
+
+    wait_state(qtbot, window, done, JobState.DONE)
+    wait_state(qtbot, window, failed, JobState.FAILED)
+    wait_state(qtbot, window, running, JobState.RUNNING)
+    wait_state(qtbot, window, cancelled, JobState.CANCELLED)
+    assert card(window, queued).state_label.text() == "queued"
+
+    # newest first: the layout holds the cards in reverse order of submission
+    drawer = window.queue_drawer
+    order = [drawer._list.itemAt(i).widget() for i in range(drawer._list.count())]
+    cards = [w for w in order if isinstance(w, JobCard)]
+    assert [c.job.id for c in cards] == [cancelled.id, queued.id, running.id, failed.id, done.id]
+
+    assert card(window, done).bar.value() == 4 and card(window, done).bar.maximum() == 4
+    qtbot.waitUntil(lambda: card(window, running).steps.text() == "1/10")
+    assert not card(window, done).cancel_button.isEnabled()
+    assert card(window, running).cancel_button.isEnabled()
+    assert card(window, queued).cancel_button.isEnabled()
+    assert window.status.queue_button.text() == "Queue: 2"  # running + queued
+
+    window.toggle_queue()
+    qtbot.waitUntil(drawer.isVisible)
+    screenshot(window, "window_with_queue")
+    screenshot(drawer, "queue_drawer")
+    gate.set()
+    wait_state(qtbot, window, queued, JobState.DONE)
+    assert window.status.queue_button.text() == "Queue: 0"
+
+
+def test_failed_job_shows_its_message_readable_and_selectable(window, qtbot):
+    job = window.ctx.bridge.submit("fail", None, "Too big")
+    wait_state(qtbot, window, job, JobState.FAILED)
+    message = card(window, job).message
+    assert not message.isHidden()
+    assert message.text().startswith("Out of memory")
+    assert "Tried to allocate 2.00 GiB" in message.text()  # the whole text, not cut off
+    assert message.wordWrap()
+    assert message.textInteractionFlags() & Qt.TextInteractionFlag.TextSelectableByMouse
+
+
+def test_cancel_button_stops_a_running_job_within_a_step(window, qtbot):
+    job = window.ctx.bridge.submit("step", {"steps": 10_000, "delay": 0.02}, "Long")
+    qtbot.waitUntil(lambda: job.step >= 2, timeout=5000)
+    button = card(window, job).cancel_button
+    assert button.isEnabled()
+    t0 = time.monotonic()
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    wait_state(qtbot, window, job, JobState.CANCELLED, timeout=2000)
+    assert time.monotonic() - t0 < 1.0  # one step is 20 ms
+    assert job.step < 10_000
+    assert not card(window, job).cancel_button.isEnabled()
+
+
+def test_clear_finished_removes_only_finished_jobs(window, qtbot):
+    bridge = window.ctx.bridge
+    gate = threading.Event()
+    finished = bridge.submit("step", {"steps": 1}, "Finished")
+    running = bridge.submit("gated", gate, "Still running")
+    wait_state(qtbot, window, finished, JobState.DONE)
+    wait_state(qtbot, window, running, JobState.RUNNING)
+    drawer = window.queue_drawer
+    assert drawer.clear_button.isEnabled()
+    qtbot.mouseClick(drawer.clear_button, Qt.MouseButton.LeftButton)
+    assert finished.id not in drawer.cards
+    assert running.id in drawer.cards
+    assert [j.id for j in bridge.jobs()] == [running.id]
+    assert not drawer.clear_button.isEnabled()
+    gate.set()
+    wait_state(qtbot, window, running, JobState.DONE)
+
+
+def test_progress_repaints_are_throttled(window, qtbot, monkeypatch):
+    job = window.ctx.bridge.submit("step", {"steps": 300, "delay": 0.001}, "Fast steps")
+    qtbot.waitUntil(lambda: job.id in window.queue_drawer.cards)
+    refreshes = []
+    monkeypatch.setattr(card(window, job), "refresh",
+                        lambda: refreshes.append(job.step) or JobCard.refresh(card(window, job)))
+    wait_state(qtbot, window, job, JobState.DONE)
+    # ~300 progress signals in well under a second must not mean ~300 repaints
+    assert len(refreshes) < 60
+    assert card(window, job).bar.value() == 300
+
+
+def test_ctrl_j_and_status_bar_toggle_the_drawer(window, qtbot):
+    drawer = window.queue_drawer
+    assert not drawer.isVisible()
+    qtbot.keyClick(window, Qt.Key.Key_J, Qt.KeyboardModifier.ControlModifier)
+    assert drawer.isVisible()
+    assert window.sidebar.queue_button.isChecked()
+    qtbot.mouseClick(window.status.queue_button, Qt.MouseButton.LeftButton)
+    assert not drawer.isVisible()
+    assert not window.sidebar.queue_button.isChecked()
