@@ -1,0 +1,247 @@
+"""Finding text-to-image models on disk: the studio folder, the Hugging Face cache, extra folders.
+
+Scanning never loads weights: diffusers folders are recognised by ``model_index.json`` and
+``unet/config.json``, single files by their safetensors header (see :mod:`studio.library.detect`).
+Models in the user's Hugging Face cache are used in place, never copied. Anything unreadable is
+skipped with a log line, so one broken file never hides the rest of the library. No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.config import Paths, Settings
+from studio.jobs import UserFacingError
+from studio.library.detect import detect_diffusers_folder, detect_single_file
+
+log = logging.getLogger(__name__)
+
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+TXT2IMG_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
+#: Where A1111 and ComfyUI keep checkpoints, relative to their install folder.
+KNOWN_CHECKPOINT_SUBDIRS = (Path("models") / "Stable-diffusion", Path("models") / "checkpoints")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class ModelEntry:
+    """One text-to-image model the studio can load."""
+
+    name: str
+    path: Path
+    source: str  # studio | hf-cache | extra | file
+    format: str  # diffusers | single-file
+    family: str  # sd1 | sd2 | sdxl | unknown (a .ckpt is only identified when it is loaded)
+    repo_id: str = ""
+    size_bytes: int = 0
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache in force now (env vars are read at call time, not import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _folder_size(folder: Path) -> int:
+    total = 0
+    for p in folder.rglob("*"):
+        try:
+            if p.is_file():
+                total += p.stat().st_size
+        except OSError:
+            continue
+    return total
+
+
+def entry_for_path(path: Path, source: str, name: str = "", repo_id: str = "") -> ModelEntry | None:
+    """A :class:`ModelEntry` for a diffusers folder or a single file, or None when it is not a
+    text-to-image model (the reason is logged). Raises UserFacingError for a corrupt file."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            return None
+        det = detect_diffusers_folder(path)
+        if det.family == "unknown":
+            log.info("skipping %s: %s", path, det.reason)
+            return None
+        return ModelEntry(name or path.name, path, source, "diffusers", det.family, repo_id,
+                          _folder_size(path))
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        det = detect_single_file(path)
+        if det.family == "unknown":
+            log.info("skipping %s: %s", path, det.reason)
+            return None
+        family = det.family
+    elif suffix == ".ckpt":
+        family = "unknown"  # a pickle has no header to read; it is identified when loaded
+    else:
+        return None
+    return ModelEntry(name or path.stem, path, source, "single-file", family, repo_id,
+                      path.stat().st_size)
+
+
+def _scan_folder(root: Path, source: str, depth: int = 2) -> list[ModelEntry]:
+    """Models in ``root`` and up to ``depth`` levels below it (a model folder is not entered)."""
+    found: list[ModelEntry] = []
+    try:
+        children = sorted(root.iterdir())
+    except OSError as exc:
+        log.info("cannot list %s: %s", root, exc)
+        return found
+    for child in children:
+        if child.name.startswith("."):
+            continue
+        try:
+            if child.is_dir() and not (child / "model_index.json").is_file():
+                if depth > 1:
+                    found += _scan_folder(child, source, depth - 1)
+                continue
+            entry = entry_for_path(child, source)
+        except (OSError, UserFacingError) as exc:
+            log.warning("skipping %s: %s", child, exc)
+            continue
+        if entry is not None:
+            found.append(entry)
+    return found
+
+
+def _scan_extra(root: Path) -> list[ModelEntry]:
+    """An extra folder may be a model itself, a folder of models, or an A1111/ComfyUI install."""
+    try:
+        if root.is_file() or (root / "model_index.json").is_file():
+            entry = entry_for_path(root, "extra")
+            return [entry] if entry else []
+    except (OSError, UserFacingError) as exc:
+        log.warning("skipping %s: %s", root, exc)
+        return []
+    found = _scan_folder(root, "extra")
+    for sub in KNOWN_CHECKPOINT_SUBDIRS:
+        if (root / sub).is_dir():
+            found += _scan_folder(root / sub, "extra")
+    return found
+
+
+def _hf_cache_repos() -> list:
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    cache = hf_cache_dir()
+    if not cache.is_dir():
+        return []
+    try:
+        info = scan_cache_dir(cache)
+    except (CacheNotFound, OSError, ValueError) as exc:
+        log.info("cannot scan the Hugging Face cache %s: %s", cache, exc)
+        return []
+    for warning in info.warnings:
+        log.info("Hugging Face cache: %s", warning)
+    return [r for r in info.repos if r.repo_type == "model"]
+
+
+def _snapshot_of(repo) -> Path | None:
+    """The snapshot a repo's ``main`` ref points to, else its newest one, holding model_index."""
+    revisions = sorted(repo.revisions, key=lambda r: ("main" in r.refs, r.last_modified),
+                       reverse=True)
+    for rev in revisions:
+        if (Path(rev.snapshot_path) / "model_index.json").is_file():
+            return Path(rev.snapshot_path)
+    return None
+
+
+def _hf_entry(repo) -> ModelEntry | None:
+    snap = _snapshot_of(repo)
+    if snap is None:
+        return None
+    try:
+        index = json.loads((snap / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.info("skipping %s: %s", repo.repo_id, exc)
+        return None
+    if index.get("_class_name") not in TXT2IMG_PIPELINES:
+        return None
+    det = detect_diffusers_folder(snap)
+    if det.family == "unknown":
+        log.info("skipping %s: %s", repo.repo_id, det.reason)
+        return None
+    return ModelEntry(repo.repo_id, snap, "hf-cache", "diffusers", det.family, repo.repo_id,
+                      int(repo.size_on_disk))
+
+
+def find_txt2img_models(settings: Settings, paths: Paths) -> list[ModelEntry]:
+    """Every text-to-image model available offline, without loading any weights."""
+    found: list[ModelEntry] = []
+    if paths.models_dir.is_dir():
+        found += _scan_folder(paths.models_dir, "studio")
+    for repo in _hf_cache_repos():
+        try:
+            entry = _hf_entry(repo)
+        except OSError as exc:
+            log.warning("skipping %s: %s", repo.repo_id, exc)
+            continue
+        if entry is not None:
+            found.append(entry)
+    for extra in settings.extra_model_dirs:
+        root = Path(extra).expanduser()
+        if root.exists():
+            found += _scan_extra(root)
+        else:
+            log.info("extra model folder %s does not exist", root)
+    for added in getattr(settings, "added_models", []):  # "Add model…": single files / folders
+        path = Path(added).expanduser()
+        try:
+            entry = entry_for_path(path, "file") if path.exists() else None
+        except (OSError, UserFacingError) as exc:
+            log.warning("skipping %s: %s", path, exc)
+            continue
+        if entry is not None:
+            found.append(entry)
+    unique: dict[Path, ModelEntry] = {}
+    for entry in found:
+        unique.setdefault(entry.path.resolve(), entry)
+    return list(unique.values())
+
+
+def resolve_model(spec: str, settings: Settings, paths: Paths) -> ModelEntry:
+    """The model a request names: a folder, a single file, or a repo id in the HF cache."""
+    spec = str(spec).strip()
+    if not spec:
+        raise UserFacingError("No model chosen. Pick a model or add one with 'Add model…'.")
+    path = Path(spec).expanduser()
+    if path.exists():
+        try:
+            entry = entry_for_path(path, "file")
+        except OSError as exc:
+            raise UserFacingError(f"{spec} cannot be read: {exc}") from exc
+        if entry is not None:
+            return entry
+        if path.is_dir() and (path / "model_index.json").is_file():
+            det = detect_diffusers_folder(path)
+            raise UserFacingError(f"{spec} is not a text-to-image Stable Diffusion model: "
+                                  f"{det.reason}.")
+        if path.suffix.lower() == ".safetensors":
+            det = detect_single_file(path)
+            raise UserFacingError(f"{spec} is not a Stable Diffusion checkpoint: {det.reason}.")
+        raise UserFacingError(f"{spec} is not a Stable Diffusion model: no model_index.json and "
+                              "not a .safetensors checkpoint.")
+    if _REPO_ID.match(spec) and not spec.startswith((".", "~")):
+        for repo in _hf_cache_repos():
+            if repo.repo_id == spec:
+                entry = _hf_entry(repo)
+                if entry is None:
+                    raise UserFacingError(f"{spec} is in your Hugging Face cache but is not a "
+                                          "complete text-to-image Stable Diffusion pipeline.")
+                return entry
+        raise UserFacingError(f"{spec} is not in your Hugging Face cache; download it first "
+                              "(studio works offline).")
+    raise UserFacingError(f"{spec} does not exist.")

@@ -1,0 +1,114 @@
+"""Loading a text-to-image pipeline (SD 1.x, SD 2.x, SDXL and their Turbo variants) offline.
+
+Diffusers folders go through ``from_pretrained(local_files_only=True)``; single files through
+``from_single_file`` with a local config folder (:mod:`studio.library.single_file_configs`), so
+no network is ever touched. The pipeline class comes from the detected family, never from a
+guess, so an SDXL checkpoint is never loaded into an SD 1.5 pipeline. No safety checker is loaded.
+torch and diffusers are imported inside the functions (DESIGN rule 7).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from studio.config import Paths, default_paths
+from studio.jobs import UserFacingError
+from studio.library.detect import detect_from_header
+from studio.library.models import ModelEntry
+
+log = logging.getLogger(__name__)
+
+
+def pipeline_class_name(family: str) -> str:
+    """The diffusers text-to-image pipeline class for a family."""
+    if family == "sdxl":
+        return "StableDiffusionXLPipeline"
+    if family in ("sd1", "sd2"):
+        return "StableDiffusionPipeline"
+    raise UserFacingError(f"This model's architecture ({family}) is not supported for text to "
+                          "image; Studio runs Stable Diffusion 1.x, 2.x and SDXL models.")
+
+
+def _has_fp16_variant(folder: Path) -> bool:
+    unet = folder / "unet"
+    return any(unet.glob("*.fp16.safetensors")) or any(unet.glob("*.fp16.bin"))
+
+
+def _family_of_ckpt(path: Path) -> tuple[str, dict]:
+    """Load a pickled checkpoint safely (weights_only) and detect its family from the keys."""
+    from studio.library.safe_load import load_state_dict
+
+    state = load_state_dict(path)
+    while isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    header = {k: {"shape": list(getattr(v, "shape", []))} for k, v in state.items()}
+    return detect_from_header(header).family, state
+
+
+def _load_diffusers(entry: ModelEntry, dtype: Any):
+    import diffusers
+    import torch
+
+    cls = getattr(diffusers, pipeline_class_name(entry.family))
+    kwargs: dict[str, Any] = {"local_files_only": True, "torch_dtype": dtype}
+    if entry.family != "sdxl":
+        kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    if dtype == torch.float16 and _has_fp16_variant(entry.path):
+        kwargs["variant"] = "fp16"  # half the bytes to read; the weights are the same model
+    return cls.from_pretrained(str(entry.path), **kwargs)
+
+
+def _load_single_file(entry: ModelEntry, dtype: Any, paths: Paths):
+    import diffusers
+
+    from studio.library.single_file_configs import single_file_config_dir
+
+    family = entry.family
+    if entry.path.suffix.lower() != ".safetensors":
+        # diffusers reads .ckpt with torch.load(weights_only=True); we first load it the same safe
+        # way ourselves to identify the architecture and to refuse pickles with a clear message.
+        family, state = _family_of_ckpt(entry.path)
+        del state
+        if family == "unknown":
+            raise UserFacingError(f"{entry.path.name} is not a Stable Diffusion 1.x/2.x/SDXL "
+                                  "checkpoint.")
+    cls = getattr(diffusers, pipeline_class_name(family))
+    config = single_file_config_dir(family, paths)
+    kwargs: dict[str, Any] = {"config": str(config), "local_files_only": True,
+                              "torch_dtype": dtype}
+    if family != "sdxl":
+        kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    return cls.from_single_file(str(entry.path), **kwargs)
+
+
+def load_txt2img_pipeline(entry: ModelEntry, device: str, dtype: Any,
+                          paths: Paths | None = None) -> Any:
+    """Load ``entry`` onto ``device`` in ``dtype``; failures become :class:`UserFacingError`."""
+    import torch
+
+    paths = paths or default_paths()
+    if entry.format == "diffusers":
+        pipeline_class_name(entry.family)  # refuse unsupported families before reading weights
+    try:
+        if entry.format == "diffusers":
+            pipe = _load_diffusers(entry, dtype)
+        else:
+            pipe = _load_single_file(entry, dtype, paths)
+        pipe.set_progress_bar_config(disable=True)
+        pipe = pipe.to(device)
+    except UserFacingError:
+        raise
+    except torch.OutOfMemoryError as exc:
+        raise UserFacingError(f"Out of memory while loading {entry.name} on {device} — close other "
+                              "programs or models, or choose a smaller precision.") from exc
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:300]
+        raise UserFacingError(
+            f"Could not load {entry.name} ({entry.path}): {first}. The files may be incomplete "
+            "or not a Stable Diffusion model; re-download or re-convert it."
+        ) from exc
+    log.info("loaded %s (%s, %s) on %s as %s", entry.name, entry.family, entry.format, device,
+             dtype)
+    return pipe

@@ -1,0 +1,94 @@
+"""Shared test fixtures. Nothing here downloads anything; every model is built locally."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# The repo root on sys.path, so ``tests.fixtures`` imports however pytest is started.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# Set before anything imports Qt or huggingface_hub (both read these at import time).
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+
+# -- isolation: every test gets its own STUDIO_HOME and an offline Hugging Face hub ----------
+
+
+@pytest.fixture(autouse=True)
+def studio_home(tmp_path, monkeypatch):
+    """A fresh STUDIO_HOME per test, so nothing touches the user's real folders."""
+    home = tmp_path / "studio-home"
+    home.mkdir()
+    monkeypatch.setenv("STUDIO_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("STUDIO_SINGLE_FILE_CONFIG_DIR", raising=False)
+    return home
+
+
+# -- tiny text-to-image models (engine) -------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_models_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("tiny-models")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_dir(tiny_models_root):
+    """A tiny random SD 1.5-layout diffusers pipeline folder."""
+    from tests.fixtures.tiny_models import build_tiny_sd15
+
+    return build_tiny_sd15(tiny_models_root / "tiny-sd15")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tiny_models_root):
+    """A tiny random SDXL diffusers pipeline folder."""
+    from tests.fixtures.tiny_models import build_tiny_sdxl
+
+    return build_tiny_sdxl(tiny_models_root / "tiny-sdxl")
+
+
+@pytest.fixture(scope="session")
+def tiny_single_file_configs(tiny_models_root, tiny_sd15_dir, tiny_sdxl_dir):
+    """Config folders (``sd1/``, ``sdxl/``) for the tiny single files, as STUDIO_SINGLE_FILE_CONFIG_DIR
+    expects them."""
+    from tests.fixtures.tiny_models import write_tiny_config_folder
+
+    root = tiny_models_root / "single-file-configs"
+    write_tiny_config_folder(tiny_sd15_dir, root / "sd1")
+    write_tiny_config_folder(tiny_sdxl_dir, root / "sdxl")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_file(tiny_models_root, tiny_sd15_dir):
+    """The tiny SD 1.5 pipeline as one original-layout .safetensors checkpoint."""
+    from tests.fixtures.tiny_models import build_tiny_single_file
+
+    return build_tiny_single_file(tiny_sd15_dir, tiny_models_root / "tiny-sd15.safetensors", "sd1")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_file(tiny_models_root, tiny_sdxl_dir):
+    """The tiny SDXL pipeline as one original-layout .safetensors checkpoint."""
+    from tests.fixtures.tiny_models import build_tiny_single_file
+
+    return build_tiny_single_file(tiny_sdxl_dir, tiny_models_root / "tiny-sdxl.safetensors",
+                                  "sdxl")
+
+
+@pytest.fixture
+def tiny_single_file_env(tiny_single_file_configs, monkeypatch):
+    """Point single-file loading at the tiny config folders for this test."""
+    monkeypatch.setenv("STUDIO_SINGLE_FILE_CONFIG_DIR", str(tiny_single_file_configs))
+    return tiny_single_file_configs
+
+
+# -- GUI shell (main window, queue drawer, settings): see tests/gui_fixtures.py ----------------
+
+from tests.gui_fixtures import *  # noqa: E402,F401,F403
