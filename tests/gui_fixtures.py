@@ -92,6 +92,16 @@ def shell_window(qtbot, studio_home):
     window.shutdown()
 
 
+def press(window, key, modifier=None) -> None:
+    """Type a shortcut into a window (Ctrl by default) the way the window system delivers it:
+    QTest sends key events to a QWidget past the shortcut map, so go through its QWindow."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    modifier = Qt.KeyboardModifier.ControlModifier if modifier is None else modifier
+    QTest.keyClick(window.windowHandle(), key, modifier)
+
+
 @pytest.fixture
 def screenshot():
     """``screenshot(widget, name)``: save ``name``.png into $STUDIO_SCREENSHOTS when it is set."""

@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt
 
 from studio.jobs import JobState
 from studio.ui.widgets.queue_drawer import JobCard
+from tests.gui_fixtures import press
 
 pytestmark = pytest.mark.gui
 
@@ -151,7 +152,7 @@ def test_progress_repaints_are_throttled(window, qtbot, monkeypatch):
 def test_ctrl_j_and_status_bar_toggle_the_drawer(window, qtbot):
     drawer = window.queue_drawer
     assert not drawer.isVisible()
-    qtbot.keyClick(window, Qt.Key.Key_J, Qt.KeyboardModifier.ControlModifier)
+    press(window, Qt.Key.Key_J)
     assert drawer.isVisible()
     assert window.sidebar.queue_button.isChecked()
     qtbot.mouseClick(window.status.queue_button, Qt.MouseButton.LeftButton)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.jobs import describe_error
 from studio.ui import workspaces as registry
 from studio.ui.context import AppContext
 from studio.ui.theme import apply_theme
@@ -98,7 +99,13 @@ class MainWindow(QMainWindow):
         ws = next((w for w in self.workspaces if w.key == key), None)
         if ws is None:
             return None
-        widget = ws.factory(self.ctx)
+        try:
+            widget = ws.factory(self.ctx)
+        except Exception as exc:  # noqa: BLE001 - a broken panel must not take the window down
+            log.exception("could not build the %s workspace", key)
+            self.show_banner(f"The {ws.title} workspace could not be opened: "
+                             f"{describe_error(exc)}", "error", key=f"workspace-{key}")
+            return None
         widget.setObjectName(f"panel-{key}")
         self._panels[key] = widget
         self.stack.addWidget(widget)
@@ -108,7 +115,7 @@ class MainWindow(QMainWindow):
     def show_workspace(self, key: str) -> QWidget | None:
         widget = self.panel(key)
         if widget is None:
-            log.warning("no workspace %r", key)
+            self.sidebar.set_current(self.current_workspace())
             return None
         self.stack.setCurrentWidget(widget)
         self.sidebar.set_current(key)
@@ -220,6 +227,13 @@ class MainWindow(QMainWindow):
         self._shut_down = True
         self.status.memory_timer.stop()
         self.queue_drawer.stop()
+        for panel in self._panels.values():  # panels stop their own timers and I/O workers
+            stop = getattr(panel, "shutdown", None)
+            if callable(stop):
+                try:
+                    stop()
+                except Exception:  # noqa: BLE001 - one panel must not keep the app from closing
+                    log.exception("panel %s failed to shut down", panel.objectName())
         self.ctx.bridge.cancel_all()
         self.ctx.bridge.shutdown(wait=True)
         self.device_probe.wait(5.0)
