@@ -1,0 +1,401 @@
+"""The Gallery workspace: every image in the outputs folder, searchable by prompt.
+
+The index (:class:`studio.gallery.GalleryIndex`, SQLite) is refreshed and queried on a one-thread
+I/O pool, never on the GUI thread; the grid model holds only paths and prompts and thumbnails are
+loaded for the tiles on screen (:mod:`studio.workers.thumbnails`). New outputs appear when
+``ctx.outputWritten`` fires; the folder is rescanned each time the workspace is shown.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import (
+    QItemSelectionModel,
+    QModelIndex,
+    QPoint,
+    QSize,
+    Qt,
+    QThreadPool,
+    QTimer,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import QImage, QKeySequence, QShortcut, QShowEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.ui.context import AppContext
+from studio.ui.panels.gallery.details import DetailsPane
+from studio.ui.panels.gallery.model import GalleryModel, ItemRole, PathRole, TileDelegate
+from studio.ui.widgets import image_actions
+from studio.ui.widgets.image_view import ImageView
+from studio.workers.background import run_in_background
+from studio.workers.thumbnails import ThumbnailLoader
+
+log = logging.getLogger(__name__)
+
+TILE = 168  # grid cell, px
+SEARCH_DELAY_MS = 250
+DETAIL_PX = 512
+GALLERY_DB = "gallery.db"
+
+
+class ImageDialog(QDialog):
+    """A large zoomable view of one image (double-click in the gallery)."""
+
+    def __init__(self, path: Path, image: QImage, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(path.name)
+        self.view = ImageView()
+        self.view.set_image(image)
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addWidget(self.view)
+        self.resize(1000, 800)
+
+
+class GalleryPanel(QWidget):
+    """Browse, search and act on finished images."""
+
+    #: The list was (re)loaded: number of images shown.
+    itemsLoaded = Signal(int)
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("galleryPanel")
+        self.ctx = ctx
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)  # index jobs run in order; one SQLite writer at a time
+        self._index: Any = None  # created on the pool thread (opening SQLite is I/O)
+        self._generation = 0
+        self._loaded_once = False
+        self._pending_new: list[Path] = []
+        self._select_after_load: str | None = None
+        self.loader = ThumbnailLoader(self)
+        self.model = GalleryModel(self)
+        dpr = max(1.0, self.devicePixelRatioF())
+        self._thumb_px = int((TILE - 8) * dpr)
+        self._build()
+        self._connect()
+
+    # -- layout ------------------------------------------------------------------------------
+    def _build(self) -> None:
+        title = QLabel("Gallery")
+        title.setProperty("heading", True)
+        self.count_label = QLabel()
+        self.count_label.setProperty("muted", True)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search prompts…")
+        self.search.setClearButtonEnabled(True)
+        self.search.setFixedWidth(300)
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.setToolTip("Look for new and deleted images")
+        header = QHBoxLayout()
+        header.setContentsMargins(16, 12, 16, 8)
+        header.setSpacing(10)
+        header.addWidget(title)
+        header.addWidget(self.count_label)
+        header.addStretch(1)
+        header.addWidget(self.search)
+        header.addWidget(self.refresh_button)
+
+        self.view = QListView()
+        self.view.setObjectName("galleryGrid")
+        self.view.setModel(self.model)
+        self.view.setItemDelegate(TileDelegate(self.loader, TILE, self._thumb_px, self.view))
+        self.view.setViewMode(QListView.ViewMode.IconMode)
+        self.view.setMovement(QListView.Movement.Static)
+        self.view.setResizeMode(QListView.ResizeMode.Adjust)
+        self.view.setUniformItemSizes(True)
+        self.view.setLayoutMode(QListView.LayoutMode.Batched)
+        self.view.setBatchSize(500)
+        self.view.setGridSize(QSize(TILE, TILE))
+        self.view.setSpacing(0)
+        self.view.setMouseTracking(True)
+        self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.view.verticalScrollBar().setSingleStep(TILE // 3)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setDragEnabled(True)
+        self.view.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.view.setDefaultDropAction(Qt.DropAction.CopyAction)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.setFrameShape(QFrame.Shape.NoFrame)
+        self.view.setStyleSheet("#galleryGrid { background: transparent; border: none; }")
+
+        self.empty = QLabel()
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setWordWrap(True)
+        self.empty.setProperty("muted", True)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.view)
+        self.stack.addWidget(self.empty)
+
+        self.details = DetailsPane()
+        line = QFrame()
+        line.setFrameShape(QFrame.Shape.VLine)
+        line.setObjectName("detailsDivider")
+        line.setStyleSheet("#detailsDivider { color: palette(mid); }")
+        body = QHBoxLayout()
+        body.setContentsMargins(0, 0, 0, 0)
+        body.setSpacing(0)
+        grid_col = QVBoxLayout()
+        grid_col.setContentsMargins(12, 0, 4, 0)
+        grid_col.addWidget(self.stack)
+        body.addLayout(grid_col, 1)
+        body.addWidget(line)
+        body.addWidget(self.details)
+
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
+        col.addLayout(header)
+        col.addLayout(body, 1)
+        self._show_empty("Loading…")
+
+    def _connect(self) -> None:
+        self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
+        self._search_timer.timeout.connect(self.reload)
+        self.search.textChanged.connect(lambda _t: self._search_timer.start())
+        self._new_timer = QTimer(self, singleShot=True, interval=300)
+        self._new_timer.timeout.connect(self._index_new_outputs)
+        self.refresh_button.clicked.connect(self.refresh)
+        self.loader.thumbnailReady.connect(self._on_thumbnail)
+        self.view.selectionModel().currentChanged.connect(self._on_current_changed)
+        self.view.doubleClicked.connect(lambda index: self.open_large(index.data(PathRole)))
+        self.view.customContextMenuRequested.connect(self._context_menu)
+        self.model.modelReset.connect(self._update_count)
+        self.model.rowsRemoved.connect(self._update_count)
+        self.ctx.outputWritten.connect(self._on_output_written)
+        self.details.reuseRequested.connect(self.reuse_selected)
+        self.details.openRequested.connect(
+            lambda: self.details.path and image_actions.open_file(self.details.path))
+        self.details.showInFolderRequested.connect(
+            lambda: self.details.path and image_actions.open_folder(self.details.path))
+        self.details.deleteRequested.connect(
+            lambda: self.details.path and self.delete_path(self.details.path))
+        self.details.imageDoubleClicked.connect(
+            lambda: self.details.path and self.open_large(self.details.path))
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self.view,
+                  lambda: self.details.path and self.delete_path(self.details.path),
+                  context=Qt.ShortcutContext.WidgetShortcut)
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Find), self, self.search.setFocus,
+                  context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+
+    # -- public API --------------------------------------------------------------------------
+    def receive(self, payload: Any) -> None:
+        """Show a path (select it) or a search text."""
+        if isinstance(payload, (str, Path)) and Path(payload).suffix:
+            self._select_after_load = str(Path(payload).resolve())
+            self.refresh()
+        elif isinstance(payload, str):
+            self.search.setText(payload)
+
+    @Slot()
+    def refresh(self) -> None:
+        """Rescan the outputs folder, then list (off the GUI thread)."""
+        self._run_query(rescan=True)
+
+    @Slot()
+    def reload(self) -> None:
+        """Query the index again with the search text (no rescan)."""
+        self._run_query(rescan=False)
+
+    def selected_item(self) -> Any:
+        return self.view.currentIndex().data(ItemRole)
+
+    def select_path(self, path: str | Path) -> bool:
+        row = self.model.row_of(str(path))
+        if row < 0:
+            return False
+        index = self.model.index(row)
+        self.view.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        self.view.scrollTo(index)
+        return True
+
+    def reuse_selected(self) -> None:
+        request = self.details.request
+        if request is not None:
+            self.ctx.openInWorkspace.emit("generate", request)
+
+    def delete_path(self, path: str | Path, confirm: bool = True) -> bool:
+        """Delete the file (after asking) and drop it from the index and the grid."""
+        path = Path(path)
+        if not image_actions.delete_image(self, path, confirm=confirm):
+            return False
+        self._forget(path)
+        return True
+
+    def open_large(self, path: str | Path | None) -> ImageDialog | None:
+        if not path:
+            return None
+        image = QImage(str(path))
+        if image.isNull():
+            return None
+        dialog = ImageDialog(Path(path), image, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def shutdown(self) -> None:
+        """Stop background work (call before the window goes away)."""
+        self._search_timer.stop()
+        self._new_timer.stop()
+        self.loader.shutdown()
+        self._pool.waitForDone(10_000)
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+    # -- background queries ------------------------------------------------------------------
+    def _get_index(self) -> Any:
+        """The index, opened on first use (pool thread)."""
+        if self._index is None:
+            from studio.gallery import GalleryIndex
+
+            paths = self.ctx.paths
+            self._index = GalleryIndex(paths.outputs_dir, paths.data_dir / GALLERY_DB)
+        return self._index
+
+    def _run_query(self, rescan: bool, added: list[Path] | None = None) -> None:
+        self._generation += 1
+        generation = self._generation
+        query = self.search.text().strip()
+
+        def work() -> tuple[int, list]:
+            index = self._get_index()
+            if rescan:
+                index.refresh()
+            for path in added or []:
+                index.add(path)
+            return generation, index.list(query)
+
+        run_in_background(self._pool, work, self._on_listed, self._on_list_failed, owner=self)
+
+    def _on_listed(self, answer: tuple[int, list]) -> None:
+        generation, items = answer
+        if generation != self._generation:
+            return  # a newer query is on its way
+        self._loaded_once = True
+        current = self.details.path
+        self.loader.clear_pending()
+        self.model.set_items(items)
+        if not items:
+            query = self.search.text().strip()
+            self._show_empty(f"No images match “{query}”." if query else
+                             "Images you generate appear here.\n\nMake one in Generate, or put "
+                             f"images in {self.ctx.paths.outputs_dir}.")
+        else:
+            self.stack.setCurrentIndex(0)
+        want = self._select_after_load or (str(current) if current else None)
+        self._select_after_load = None
+        if not (want and self.select_path(want)):
+            self.details.show_item(None)
+        self.itemsLoaded.emit(len(items))
+
+    def _on_list_failed(self, message: str) -> None:
+        self._show_empty(f"The gallery could not be read: {message}")
+
+    def _on_output_written(self, path: Any) -> None:
+        self._pending_new.append(Path(path))
+        self._new_timer.start()
+
+    def _index_new_outputs(self) -> None:
+        added, self._pending_new = self._pending_new, []
+        self._run_query(rescan=False, added=added)
+
+    def _forget(self, path: Path) -> None:
+        self.loader.forget(path)
+        self.model.remove_path(str(path))
+        if self.details.path and Path(self.details.path) == path:
+            self.details.show_item(None)
+            index = self.view.currentIndex()
+            if index.isValid():
+                self._on_current_changed(index, QModelIndex())
+        if self.model.rowCount() == 0:
+            self._show_empty("Images you generate appear here.")
+
+        def work() -> None:
+            self._get_index().remove(path)  # the file is gone already; this drops the row
+
+        run_in_background(self._pool, work, lambda _r: None, owner=self)
+
+    # -- selection and details ---------------------------------------------------------------
+    def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        item = current.data(ItemRole) if current.isValid() else None
+        self.details.show_item(item)
+        if item is None:
+            return
+        image = self.loader.get(item.path, DETAIL_PX)
+        if image is not None:
+            self.details.set_thumbnail(image)
+        path = Path(item.path)
+        fallback = self.ctx.settings.last_model
+
+        def work() -> tuple[Path, Any, Any]:
+            from studio.pipelines.metadata import read_image_metadata, to_request
+
+            meta = read_image_metadata(path)
+            return path, meta, to_request(meta, fallback)
+
+        run_in_background(self._pool, work, self._on_metadata, owner=self)
+
+    def _on_metadata(self, answer: tuple[Path, Any, Any]) -> None:
+        path, meta, request = answer
+        if self.details.path != path:
+            return  # the selection moved on
+        self.details.set_metadata(meta, request)
+
+    @Slot(str, int, QImage)
+    def _on_thumbnail(self, path: str, size: int, image: QImage) -> None:
+        if size == DETAIL_PX:
+            if self.details.path and str(self.details.path) == path:
+                self.details.set_thumbnail(image)
+            return
+        self.model.refresh_path(path)
+
+    def _context_menu(self, pos: QPoint) -> None:
+        index = self.view.indexAt(pos)
+        if not index.isValid():
+            return
+        self.context_menu_for(index).exec(self.view.viewport().mapToGlobal(pos))
+
+    def context_menu_for(self, index: QModelIndex) -> Any:
+        path = Path(index.data(PathRole))
+
+        def reuse() -> None:
+            from studio.pipelines.metadata import read_image_metadata, to_request
+
+            request = to_request(read_image_metadata(path), self.ctx.settings.last_model)
+            if request is not None:
+                self.ctx.openInWorkspace.emit("generate", request)
+
+        return image_actions.build_image_menu(self, path, reuse=reuse,
+                                              on_deleted=lambda p: self._forget(Path(p)))
+
+    # -- misc ----------------------------------------------------------------------------------
+    def _show_empty(self, text: str) -> None:
+        self.empty.setText(text)
+        self.stack.setCurrentIndex(1)
+
+    def _update_count(self, *_: Any) -> None:
+        n = self.model.rowCount()
+        self.count_label.setText(f"{n:,} image{'s' if n != 1 else ''}" if n else "")
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self.refresh()

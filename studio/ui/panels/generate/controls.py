@@ -1,0 +1,360 @@
+"""The Generate parameter form: prompt, negative prompt, size, sampling, seed and batch.
+
+The form knows nothing about jobs: :meth:`GenerateControls.request` turns its state into a
+:class:`Txt2ImgRequest` and :meth:`GenerateControls.set_request` fills it from one.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QSlider,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.pipelines.requests import (
+    MAX_COUNT,
+    MAX_SIDE,
+    MAX_STEPS,
+    SCHEDULERS,
+    SEED_MAX,
+    Txt2ImgRequest,
+)
+from studio.ui.panels.generate.size_presets import presets_for
+
+CLIP_TOKEN_LIMIT = 75  # CLIP sees 77 tokens, two of which are start/end markers
+SEED_MODES = ("random", "fixed", "reuse")
+SEED_MODE_LABELS = {"random": "Random", "fixed": "Fixed", "reuse": "Reuse last"}
+_TOKEN_RE = re.compile(r"[A-Za-z]+|\d|[^\sA-Za-z\d]")
+
+
+def approx_clip_tokens(text: str) -> int:
+    """Roughly how many CLIP tokens ``text`` takes, without loading a tokenizer.
+
+    CLIP's BPE gives common words one token, splits long or rare words into pieces of about six
+    letters, and gives each digit and punctuation mark its own token.
+    """
+    count = 0
+    for piece in _TOKEN_RE.findall(text):
+        count += 1 + (len(piece) - 1) // 7 if piece.isalpha() else 1
+    return count
+
+
+def new_seed() -> int:
+    """A fresh random seed; SystemRandom so two windows started together never collide."""
+    return random.SystemRandom().randrange(SEED_MAX + 1)
+
+
+class SizeSpinBox(QSpinBox):
+    """A pixel size that is always a multiple of 8 (typed values are rounded to the nearest)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setRange(64, MAX_SIDE)
+        self.setSingleStep(8)
+        self.setSuffix(" px")
+        self.setCorrectionMode(QSpinBox.CorrectionMode.CorrectToNearestValue)
+        self.setKeyboardTracking(False)
+
+    def valueFromText(self, text: str) -> int:  # noqa: N802 - Qt override
+        value = super().valueFromText(text)
+        return max(self.minimum(), min(self.maximum(), round(value / 8) * 8))
+
+    def setValue(self, value: int) -> None:  # noqa: N802 - Qt override
+        super().setValue(round(int(value) / 8) * 8)
+
+
+class SeedBox(QDoubleSpinBox):
+    """A seed from 0 to 2**32-1 (beyond QSpinBox's int32), shown without decimals."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setDecimals(0)
+        self.setRange(0, SEED_MAX)
+        self.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
+        self.setGroupSeparatorShown(False)
+
+    def seed(self) -> int:
+        return int(self.value())
+
+
+def _section(text: str) -> QLabel:
+    label = QLabel(text.upper())
+    label.setObjectName("sectionLabel")
+    label.setProperty("role", "section")
+    return label
+
+
+def _secondary(text: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setProperty("role", "secondary")
+    return label
+
+
+class GenerateControls(QWidget):
+    """Every parameter of a text-to-image request, laid out as a column."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._family = "unknown"
+        self._last_seed: int | None = None
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(6)
+
+        # Prompt and negative prompt, each with an approximate CLIP token counter.
+        self.prompt = QPlainTextEdit()
+        self.prompt.setPlaceholderText("Describe the image: a lighthouse on a cliff at dawn, "
+                                       "oil painting, warm light…")
+        self.prompt.setTabChangesFocus(True)
+        self.prompt.setMinimumHeight(96)
+        self.prompt_tokens = _secondary()
+        self.negative = QPlainTextEdit()
+        self.negative.setPlaceholderText("What to avoid: blurry, low quality, text…")
+        self.negative.setTabChangesFocus(True)
+        self.negative.setFixedHeight(62)
+        self.negative_tokens = _secondary()
+        col.addLayout(self._header("Prompt", self.prompt_tokens))
+        col.addWidget(self.prompt)
+        col.addLayout(self._header("Negative prompt", self.negative_tokens))
+        col.addWidget(self.negative)
+        col.addSpacing(8)
+
+        # Size with presets for the model family and a swap button.
+        self.width_box = SizeSpinBox()
+        self.height_box = SizeSpinBox()
+        self.swap_button = QToolButton(text="⇄")
+        self.swap_button.setToolTip("Swap width and height")
+        self.swap_button.clicked.connect(self.swap_size)
+        self.preset = QComboBox()
+        self.preset.setToolTip("Sizes the model was trained for")
+        self.preset.activated.connect(self._apply_preset)
+        col.addWidget(_section("Size"))
+        col.addWidget(self.preset)
+        size_row = QHBoxLayout()
+        size_row.setSpacing(6)
+        size_row.addWidget(self.width_box, 1)
+        times = QLabel("×")
+        times.setProperty("role", "secondary")
+        size_row.addWidget(times)
+        size_row.addWidget(self.height_box, 1)
+        size_row.addWidget(self.swap_button)
+        col.addLayout(size_row)
+        col.addSpacing(8)
+
+        # Sampling: steps, CFG, scheduler.
+        col.addWidget(_section("Sampling"))
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(8)
+        grid.setVerticalSpacing(6)
+        grid.setColumnStretch(1, 1)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, MAX_STEPS)
+        self.steps_slider = QSlider(Qt.Orientation.Horizontal)
+        self.steps_slider.setRange(1, 100)
+        self._link(self.steps_slider, self.steps, 1)
+        self.cfg = QDoubleSpinBox()
+        self.cfg.setRange(0.0, 30.0)
+        self.cfg.setSingleStep(0.5)
+        self.cfg.setDecimals(1)
+        self.cfg.setToolTip("How closely to follow the prompt (CFG scale). "
+                            "Turbo and LCM models want 0–2.")
+        self.cfg_slider = QSlider(Qt.Orientation.Horizontal)
+        self.cfg_slider.setRange(0, 200)
+        self._link(self.cfg_slider, self.cfg, 10)
+        self.scheduler = QComboBox()
+        for key, label in SCHEDULERS.items():
+            self.scheduler.addItem(label, key)
+        for row, (name, slider, box) in enumerate((("Steps", self.steps_slider, self.steps),
+                                                   ("CFG scale", self.cfg_slider, self.cfg))):
+            grid.addWidget(QLabel(name), row, 0)
+            grid.addWidget(slider, row, 1)
+            box.setFixedWidth(72)
+            grid.addWidget(box, row, 2)
+        grid.addWidget(QLabel("Sampler"), 2, 0)
+        grid.addWidget(self.scheduler, 2, 1, 1, 2)
+        col.addLayout(grid)
+        col.addSpacing(8)
+
+        # Seed and batch.
+        col.addWidget(_section("Seed & batch"))
+        seed_row = QHBoxLayout()
+        seed_row.setSpacing(6)
+        self.seed_mode = QComboBox()
+        for mode in SEED_MODES:
+            self.seed_mode.addItem(SEED_MODE_LABELS[mode], mode)
+        self.seed = SeedBox()
+        self.seed.setToolTip("Image i of a batch uses seed + i")
+        self.dice = QToolButton(text="⚄")
+        self.dice.setToolTip("Roll a new seed (and keep it fixed)")
+        self.dice.clicked.connect(self.roll_seed)
+        seed_row.addWidget(self.seed_mode)
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.dice)
+        col.addLayout(seed_row)
+        count_row = QHBoxLayout()
+        count_row.addWidget(QLabel("Images"))
+        self.count = QSpinBox()
+        self.count.setRange(1, min(MAX_COUNT, 100))
+        self.count.setToolTip("How many images to make; they run one after another")
+        count_row.addStretch(1)
+        self.count.setFixedWidth(72)
+        count_row.addWidget(self.count)
+        col.addLayout(count_row)
+        col.addStretch(1)
+
+        self.prompt.textChanged.connect(self._update_tokens)
+        self.negative.textChanged.connect(self._update_tokens)
+        self.seed_mode.currentIndexChanged.connect(self._seed_mode_changed)
+        for signal in (self.prompt.textChanged, self.negative.textChanged,
+                       self.width_box.valueChanged, self.height_box.valueChanged,
+                       self.steps.valueChanged, self.cfg.valueChanged, self.count.valueChanged,
+                       self.scheduler.currentIndexChanged, self.seed_mode.currentIndexChanged):
+            signal.connect(self.changed)
+        self.width_box.valueChanged.connect(self._sync_preset)
+        self.height_box.valueChanged.connect(self._sync_preset)
+        self.set_request(Txt2ImgRequest(model=""), seed_mode="random")
+        self.set_family("unknown")
+
+    # -- public API --------------------------------------------------------------------------
+    @property
+    def seed_mode_key(self) -> str:
+        return self.seed_mode.currentData()
+
+    def set_seed_mode(self, mode: str) -> None:
+        self.seed_mode.setCurrentIndex(max(0, SEED_MODES.index(mode) if mode in SEED_MODES else 0))
+
+    def resolve_seed(self) -> int:
+        """The concrete seed the next job uses, following the seed mode."""
+        mode = self.seed_mode_key
+        if mode == "random":
+            return new_seed()
+        if mode == "reuse" and self._last_seed is not None:
+            return self._last_seed
+        return self.seed.seed()
+
+    def note_seed_used(self, seed: int) -> None:
+        """Remember the seed of the job just submitted and show it."""
+        self._last_seed = seed
+        self.seed.setValue(seed)
+
+    def request(self, model: str, seed: int | None = None) -> Txt2ImgRequest:
+        """The request these controls describe (``seed`` None: the seed field's value)."""
+        return Txt2ImgRequest(
+            model=model,
+            prompt=self.prompt.toPlainText().strip(),
+            negative_prompt=self.negative.toPlainText().strip(),
+            steps=self.steps.value(),
+            cfg=round(self.cfg.value(), 2),
+            width=self.width_box.value(),
+            height=self.height_box.value(),
+            seed=self.seed.seed() if seed is None else int(seed),
+            count=self.count.value(),
+            scheduler=self.scheduler.currentData() or "default",
+        )
+
+    def set_request(self, request: Txt2ImgRequest, seed_mode: str = "fixed") -> None:
+        """Fill every control from ``request``; the seed becomes ``seed_mode`` (default fixed)."""
+        self.prompt.setPlainText(request.prompt)
+        self.negative.setPlainText(request.negative_prompt)
+        self.steps.setValue(int(request.steps))
+        self.cfg.setValue(float(request.cfg))
+        self.width_box.setValue(int(request.width))
+        self.height_box.setValue(int(request.height))
+        self.seed.setValue(int(request.seed))
+        self._last_seed = int(request.seed)
+        self.count.setValue(max(1, min(self.count.maximum(), int(request.count))))
+        index = self.scheduler.findData(request.scheduler)
+        self.scheduler.setCurrentIndex(max(0, index))
+        self.set_seed_mode(seed_mode)
+
+    def set_family(self, family: str) -> None:
+        """Offer the sizes the model family was trained for."""
+        self._family = family or "unknown"
+        self.preset.blockSignals(True)
+        self.preset.clear()
+        self.preset.addItem("Custom size", None)
+        for width, height, label in presets_for(self._family):
+            self.preset.addItem(f"{width} × {height}  ·  {label}", f"{width}x{height}")
+        self.preset.blockSignals(False)
+        self._sync_preset()
+
+    def swap_size(self) -> None:
+        w, h = self.width_box.value(), self.height_box.value()
+        self.width_box.setValue(h)
+        self.height_box.setValue(w)
+
+    def roll_seed(self) -> None:
+        self.seed.setValue(new_seed())
+        self.set_seed_mode("fixed")
+
+    # -- internals ---------------------------------------------------------------------------
+    @staticmethod
+    def _header(title: str, counter: QLabel) -> QHBoxLayout:
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(_section(title))
+        row.addStretch(1)
+        row.addWidget(counter)
+        return row
+
+    @staticmethod
+    def _link(slider: QSlider, box: QSpinBox | QDoubleSpinBox, scale: int) -> None:
+        """Keep a slider and a spin box in step (the box may go beyond the slider's range)."""
+        def from_slider(v: int) -> None:
+            if round(box.value() * scale) != v:
+                box.setValue(v / scale if scale != 1 else v)
+
+        def from_box(v: float) -> None:
+            slider.blockSignals(True)
+            slider.setValue(round(v * scale))
+            slider.blockSignals(False)
+
+        slider.valueChanged.connect(from_slider)
+        box.valueChanged.connect(from_box)
+
+    def _update_tokens(self) -> None:
+        for edit, label in ((self.prompt, self.prompt_tokens),
+                            (self.negative, self.negative_tokens)):
+            n = approx_clip_tokens(edit.toPlainText())
+            label.setText(f"~{n} / {CLIP_TOKEN_LIMIT} tokens")
+            over = n > CLIP_TOKEN_LIMIT
+            label.setProperty("warning", over)
+            label.setStyleSheet("color: #f0a030;" if over else "")
+            label.setToolTip("Beyond 75 tokens the model does not see the rest of the prompt"
+                             if over else "Approximate CLIP token count")
+
+    def _seed_mode_changed(self) -> None:
+        mode = self.seed_mode_key
+        self.seed.setReadOnly(mode != "fixed")
+        self.seed.setEnabled(mode == "fixed")
+        if mode == "reuse" and self._last_seed is not None:
+            self.seed.setValue(self._last_seed)
+
+    def _apply_preset(self, index: int) -> None:
+        size = self.preset.itemData(index)
+        if size:
+            width, height = (int(v) for v in size.split("x"))
+            self.width_box.setValue(width)
+            self.height_box.setValue(height)
+
+    def _sync_preset(self) -> None:
+        size = f"{self.width_box.value()}x{self.height_box.value()}"
+        index = self.preset.findData(size)
+        self.preset.blockSignals(True)
+        self.preset.setCurrentIndex(index if index >= 0 else 0)
+        self.preset.blockSignals(False)

@@ -1,0 +1,448 @@
+"""The Generate workspace: parameters on the left, the live preview and the results on the right.
+
+It submits ``txt2img`` jobs through ``ctx.bridge`` and follows only the jobs it submitted: their
+status lines, step previews (at most ~30 frames a second), finished images and failures.
+Generate while a job runs queues another one; Esc cancels the one running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QThreadPool, QTimer, Signal, Slot
+from PySide6.QtGui import QImage, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.fileio import atomic_write_text
+from studio.jobs import Job, JobState
+from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
+from studio.ui.context import AppContext
+from studio.ui.panels.generate.controls import GenerateControls
+from studio.ui.panels.generate.empty_state import NoModelsState
+from studio.ui.panels.generate.model_picker import ModelPicker, Scanner
+from studio.ui.panels.generate.preview import PreviewArea, StepClock, preview_to_qimage
+from studio.ui.panels.generate.results_strip import ResultsStrip
+from studio.ui.panels.generate.size_presets import DEFAULT_SIZE, presets_for
+from studio.workers.thumbnails import pil_to_qimage
+
+log = logging.getLogger(__name__)
+
+JOB_KIND = "txt2img"
+FRAME_INTERVAL_S = 1 / 30  # previews arriving faster than this are dropped (the latest wins)
+LAST_REQUEST_FILE = "last_request.json"
+
+
+def job_title(request: Txt2ImgRequest) -> str:
+    prompt = " ".join(request.prompt.split())
+    if not prompt:
+        return "Image (no prompt)"
+    return prompt if len(prompt) <= 48 else prompt[:47].rstrip() + "…"
+
+
+class GeneratePanel(QWidget):
+    """Text to image. ``receive(Txt2ImgRequest)`` fills the form ("reuse parameters")."""
+
+    #: A job of this panel finished (Job); handy for tests and the window's status bar.
+    jobFinished = Signal(object)
+    _finishLater = Signal(object)  # queued to self: runs after already-posted partials
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None, *,
+                 scanner: Scanner | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("generatePanel")
+        self.ctx = ctx
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._open: dict[int, Job] = {}  # my jobs not finished yet, in submission order
+        self._mine: set[int] = set()
+        self._finishing: set[int] = set()
+        self._clocks: dict[int, StepClock] = {}
+        self._framed: set[int] = set()  # jobs that have shown at least one frame
+        self._frame: tuple[Job, int, int, Any] | None = None  # latest frame not yet drawn
+        self._last_frame_at = 0.0
+        self._frame_timer = QTimer(self, singleShot=True)
+        self._frame_timer.timeout.connect(self._draw_frame)
+        self._applying = False
+        self._restored = False
+        self._scanned_once = False
+        self._displayed_path: str | None = None
+
+        self.picker = ModelPicker(ctx, self._pool, scanner=scanner)
+        self.controls = GenerateControls()
+        self.preview = PreviewArea()
+        self.strip = ResultsStrip()
+        self.empty = NoModelsState()
+        self._build()
+        self._connect()
+        self._restore_last_request()
+        self.empty.set_models_dir(ctx.paths.models_dir)
+        self.picker.refresh()
+
+    # -- layout ------------------------------------------------------------------------------
+    def _build(self) -> None:
+        side = QFrame()
+        side.setObjectName("generateSidebar")
+        side.setFixedWidth(360)
+        side_col = QVBoxLayout(side)
+        side_col.setContentsMargins(16, 16, 16, 16)
+        side_col.setSpacing(8)
+        model_label = QLabel("MODEL")
+        model_label.setProperty("role", "section")
+        model_label.setObjectName("sectionLabel")
+        side_col.addWidget(model_label)
+        side_col.addWidget(self.picker)
+        side_col.addSpacing(6)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self.controls)
+        side_col.addWidget(scroll, 1)
+
+        self.error_label = QLabel()
+        self.error_label.setObjectName("generateError")
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("#generateError { color: #ff6b6b; }")
+        self.error_label.hide()
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setObjectName("generateButton")
+        self.generate_button.setProperty("primary", True)
+        self.generate_button.setMinimumHeight(40)
+        self.generate_button.setToolTip("Generate (Ctrl+Enter). While a job runs, this queues "
+                                        "another one.")
+        self.generate_button.setStyleSheet(
+            "#generateButton { background: #5b5bd6; color: white; font-weight: 600;"
+            " border: none; border-radius: 8px; padding: 8px 16px; }"
+            "#generateButton:hover { background: #6e6ee6; }"
+            "#generateButton:pressed { background: #4a4ac0; }")
+        self.cancel_button = QToolButton(text="Cancel")
+        self.cancel_button.setObjectName("cancelButton")
+        self.cancel_button.setToolTip("Stop the image being made (Esc)")
+        self.cancel_button.setMinimumHeight(40)
+        self.cancel_button.setEnabled(False)
+        self.queue_label = QLabel()
+        self.queue_label.setProperty("role", "secondary")
+        buttons = QHBoxLayout()
+        buttons.setSpacing(8)
+        buttons.addWidget(self.generate_button, 1)
+        buttons.addWidget(self.cancel_button)
+        side_col.addWidget(self.error_label)
+        side_col.addLayout(buttons)
+        side_col.addWidget(self.queue_label)
+
+        right = QWidget()
+        right_col = QVBoxLayout(right)
+        right_col.setContentsMargins(16, 16, 16, 12)
+        right_col.setSpacing(8)
+        right_col.addWidget(self.preview, 1)
+        self.strip_label = QLabel("THIS SESSION")
+        self.strip_label.setProperty("role", "section")
+        self.strip_label.setObjectName("sectionLabel")
+        right_col.addWidget(self.strip_label)
+        right_col.addWidget(self.strip)
+        self._set_strip_visible(False)
+
+        main = QWidget()
+        row = QHBoxLayout(main)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        row.addWidget(side)
+        line = QFrame()
+        line.setFrameShape(QFrame.Shape.VLine)
+        line.setObjectName("sidebarDivider")
+        line.setStyleSheet("#sidebarDivider { color: palette(mid); }")
+        row.addWidget(line)
+        row.addWidget(right, 1)
+
+        self.stack = QStackedWidget()
+        self.stack.addWidget(main)
+        self.stack.addWidget(self.empty)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.stack)
+
+    def _connect(self) -> None:
+        bridge = self.ctx.bridge
+        bridge.jobChanged.connect(self._on_job_changed)
+        bridge.progress.connect(self._on_progress)
+        bridge.partial.connect(self._on_partial)
+        self._finishLater.connect(self._finish, Qt.ConnectionType.QueuedConnection)
+        self.generate_button.clicked.connect(self.generate)
+        self.cancel_button.clicked.connect(self.cancel_current)
+        for keys in ("Ctrl+Return", "Ctrl+Enter"):
+            QShortcut(QKeySequence(keys), self, self.generate,
+                      context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        QShortcut(QKeySequence("Esc"), self, self.cancel_current,
+                  context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.picker.scanFinished.connect(self._on_scan_finished)
+        self.picker.modelChanged.connect(self._on_model_changed)
+        self.picker.combo.activated.connect(lambda _i: self._adapt_size_to_model())
+        self.empty.addModelRequested.connect(self.picker.add_button.showMenu)
+        self.empty.rescanRequested.connect(self.picker.refresh)
+        self.strip.resultActivated.connect(self._show_result)
+        self.strip.reuseRequested.connect(
+            lambda request: self.ctx.openInWorkspace.emit("generate", request))
+        self.controls.changed.connect(lambda: self.error_label.hide())
+
+    # -- public API --------------------------------------------------------------------------
+    def receive(self, payload: Any) -> None:
+        """Fill the form from a request (or its dict), selecting its model ("reuse parameters")."""
+        if isinstance(payload, dict):
+            payload = Txt2ImgRequest.from_dict(payload)
+        if not isinstance(payload, Txt2ImgRequest):
+            log.warning("generate panel cannot use %r", type(payload).__name__)
+            return
+        self._applying = True
+        try:
+            self.controls.set_request(payload, seed_mode="fixed")
+            if payload.model:
+                self.picker.select_model(payload.model)
+        finally:
+            self._applying = False
+        self.error_label.hide()
+
+    def build_request(self) -> Txt2ImgRequest:
+        """The request Generate would submit now (with the seed resolved)."""
+        return self.controls.request(self.picker.current_model(), self.controls.resolve_seed())
+
+    @Slot()
+    def generate(self) -> Job | None:
+        """Validate and submit; shows the problem under the button instead when invalid."""
+        request = self.build_request()
+        try:
+            request.validate()
+            if self.picker.scanning and not request.model:
+                raise ValueError("Still looking for models — try again in a moment.")
+        except ValueError as exc:
+            self._show_error(str(exc))
+            return None
+        try:
+            job = self.ctx.bridge.submit(JOB_KIND, request, title=job_title(request))
+        except (KeyError, RuntimeError) as exc:
+            self._show_error(f"Cannot start: {exc}")
+            return None
+        self.error_label.hide()
+        self.controls.note_seed_used(request.seed)
+        self._mine.add(job.id)
+        if not job.state.finished:
+            self._open[job.id] = job
+        self._clocks[job.id] = StepClock()
+        self._save_last_request(request)
+        if self._displayed_job() is None or len(self._open) == 1:
+            waiting = self.ctx.bridge.queue_length - 1
+            self.preview.show_message("Starting…" if waiting <= 0 else
+                                      f"Queued — waiting for {waiting} job(s) to finish")
+        self._update_queue()
+        return job
+
+    @Slot()
+    def cancel_current(self) -> None:
+        """Cancel the job running now (or, if none of mine runs, the next queued one)."""
+        job = self._displayed_job() or next(iter(self._open.values()), None)
+        if job is not None:
+            self.ctx.bridge.cancel(job)
+
+    def cancel_all(self) -> None:
+        for job in list(self._open.values()):
+            self.ctx.bridge.cancel(job)
+
+    def open_jobs(self) -> list[Job]:
+        return list(self._open.values())
+
+    def shutdown(self) -> None:
+        """Wait for the background model scan (call before the context goes away)."""
+        self._frame_timer.stop()
+        self._pool.waitForDone(10_000)
+
+    # -- job events --------------------------------------------------------------------------
+    def _displayed_job(self) -> Job | None:
+        running = [j for j in self._open.values() if j.state is JobState.RUNNING]
+        return running[0] if running else None
+
+    @Slot(object)
+    def _on_job_changed(self, job: Job) -> None:
+        if job.id not in self._open:
+            if self._open:
+                self._update_queue()
+            return
+        if job.state.finished:
+            if job.id not in self._finishing:
+                self._finishing.add(job.id)
+                self._finishLater.emit(job)
+        elif job.state is JobState.RUNNING and job.id not in self._framed:
+            self.preview.show_message(job.message or "Starting…")
+        self._update_queue()
+
+    @Slot(object, int, int, object)
+    def _on_progress(self, job: Job, step: int, total: int, preview: Any) -> None:
+        if job.id not in self._open or job.kind != JOB_KIND:
+            return
+        self._clocks.setdefault(job.id, StepClock()).tick(step)
+        self._frame = (job, step, total, preview)
+        wait = FRAME_INTERVAL_S - (time.monotonic() - self._last_frame_at)
+        if wait <= 0:
+            self._draw_frame()
+        elif not self._frame_timer.isActive():
+            self._frame_timer.start(max(1, int(wait * 1000)))
+
+    def _draw_frame(self) -> None:
+        if self._frame is None:
+            return
+        job, step, total, preview = self._frame
+        self._frame = None
+        if job.id not in self._open:
+            return
+        self._last_frame_at = time.monotonic()
+        clock = self._clocks[job.id]
+        image = None
+        if preview is not None:
+            try:
+                image = preview_to_qimage(preview, job.request.width, job.request.height)
+            except (ValueError, TypeError) as exc:
+                log.debug("unusable preview: %s", exc)
+        self._framed.add(job.id)
+        self._displayed_path = None
+        self.preview.show_frame(image, step, total, clock)
+
+    @Slot(object, object)
+    def _on_partial(self, job: Job, result: Any) -> None:
+        if job.id not in self._mine or not isinstance(result, GeneratedImage):
+            return
+        image = QImage()
+        if result.image is not None:
+            image = pil_to_qimage(result.image)
+        elif result.path:
+            image = QImage(str(result.path))
+        self._set_strip_visible(True)
+        self.strip.add_result(result, image)
+        self._display_result(result, image)
+        self._framed.discard(job.id)  # the next image of the batch starts from its own frames
+        if result.path:
+            self.ctx.outputWritten.emit(Path(result.path))
+
+    @Slot(object)
+    def _finish(self, job: Job) -> None:
+        self._open.pop(job.id, None)
+        self._finishing.discard(job.id)
+        self._framed.discard(job.id)
+        self._clocks.pop(job.id, None)
+        if self._frame is not None and self._frame[0].id == job.id:
+            self._frame = None
+        kept = len(job.partials)
+        if job.state is JobState.FAILED:
+            self.preview.show_error(job.error or job.message or "The job failed.")
+        elif job.state is JobState.CANCELLED:
+            self.preview.show_status(f"Cancelled — {kept} image{'s' if kept != 1 else ''} kept")
+            if not kept and not self._displayed_path:
+                self.preview.view.clear()
+                self.preview.view.set_placeholder("Cancelled")
+        elif job.state is JobState.DONE and kept > 1:
+            seconds = max(0.0, job.ended - job.started)
+            self.preview.show_status(f"Done · {kept} images in {seconds:.1f} s")
+        self._update_queue()
+        self.jobFinished.emit(job)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _show_result(self, result: GeneratedImage) -> None:
+        if result is None or (self._displayed_path and str(result.path) == self._displayed_path):
+            return
+        self._display_result(result, QImage(str(result.path)) if result.path else QImage())
+
+    def _display_result(self, result: GeneratedImage, image: QImage) -> None:
+        r = result.request
+        caption = f"Seed {result.seed} · {r.width}×{r.height} · {r.steps} steps"
+        if r.count > 1:
+            caption += f" · image {result.index + 1} of {r.count}"
+        if image.isNull():
+            self.preview.show_error(f"Cannot read {result.path}")
+            return
+        self._displayed_path = str(result.path) if result.path else None
+        self.preview.show_image(image, caption, list(result.warnings))
+
+    def _show_error(self, text: str) -> None:
+        self.error_label.setText(text)
+        self.error_label.show()
+
+    def _set_strip_visible(self, visible: bool) -> None:
+        self.strip.setVisible(visible)
+        self.strip_label.setVisible(visible)
+
+    def _update_queue(self) -> None:
+        running = sum(1 for j in self._open.values() if j.state is JobState.RUNNING)
+        queued = len(self._open) - running
+        parts = []
+        if running:
+            parts.append("1 running")
+        if queued:
+            parts.append(f"{queued} queued")
+        self.queue_label.setText(" · ".join(parts))
+        self.queue_label.setVisible(bool(parts))
+        self.cancel_button.setEnabled(bool(self._open))
+
+    def _on_scan_finished(self, count: int, error: str) -> None:
+        if not self._restored and not self._scanned_once:
+            self._adapt_size_to_model()  # a fresh form starts at the model's native size
+        self._scanned_once = True
+        self.empty.set_models_dir(self.ctx.paths.models_dir, error)
+        self.stack.setCurrentIndex(0 if self.picker.combo.count() else 1)
+
+    def _on_model_changed(self, entry: Any) -> None:
+        family = getattr(entry, "family", "unknown") if entry is not None else "unknown"
+        self.controls.set_family(family)
+
+    def _adapt_size_to_model(self) -> None:
+        """Called when the user picks a model (not when a request or a scan selects one)."""
+        entry = self.picker.current()
+        if self._applying or entry is None:
+            return
+        family = getattr(entry, "family", "unknown")
+        # A size the model was not trained for gives poor images: move to its native size.
+        size = (self.controls.width_box.value(), self.controls.height_box.value())
+        native = {(w, h) for w, h, _ in presets_for(family)}
+        turbo = "turbo" in str(getattr(entry, "name", "")).lower()
+        if family in DEFAULT_SIZE and (size not in native or (
+                family == "sdxl" and size == (512, 512) and not turbo)):
+            self.controls.width_box.setValue(DEFAULT_SIZE[family][0])
+            self.controls.height_box.setValue(DEFAULT_SIZE[family][1])
+
+    def _last_request_path(self) -> Path:
+        return self.ctx.paths.data_dir / LAST_REQUEST_FILE
+
+    def _save_last_request(self, request: Txt2ImgRequest) -> None:
+        data = {"request": request.to_dict(), "seed_mode": self.controls.seed_mode_key}
+        try:
+            atomic_write_text(self._last_request_path(), json.dumps(data, indent=2) + "\n")
+        except OSError as exc:  # a read-only data folder must not stop generating
+            log.warning("could not save the last request: %s", exc)
+
+    def _restore_last_request(self) -> None:
+        path = self._last_request_path()
+        if not path.exists():
+            return
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            request = Txt2ImgRequest.from_dict(data["request"])
+            mode = str(data.get("seed_mode", "random"))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring unreadable %s: %s", path, exc)
+            return
+        self._applying = True
+        try:
+            self.controls.set_request(request, seed_mode=mode)
+            self._restored = True
+        finally:
+            self._applying = False

@@ -1,0 +1,124 @@
+"""The strip of finished images under the preview, newest first.
+
+Click shows an image large, right-click offers the shared image actions, and dragging an item out
+gives other applications the file and its pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QPoint, QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWidgetItem, QWidget
+
+from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
+from studio.ui.widgets.image_actions import build_image_menu, start_image_drag
+
+THUMB = 84
+ResultRole = Qt.ItemDataRole.UserRole + 1
+
+
+def reuse_request(result: GeneratedImage) -> Txt2ImgRequest:
+    """The request that makes this very image again: its own seed, first in the batch."""
+    return dataclasses.replace(result.request, seed=int(result.seed))
+
+
+class ResultsStrip(QListWidget):
+    """Thumbnails of the images this panel made; ``resultActivated(GeneratedImage)`` on click."""
+
+    resultActivated = Signal(object)
+    reuseRequested = Signal(object)  # Txt2ImgRequest
+    resultDeleted = Signal(object)  # Path
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("resultsStrip")
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setFlow(QListView.Flow.LeftToRight)
+        self.setWrapping(False)
+        self.setMovement(QListView.Movement.Static)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setUniformItemSizes(True)
+        self.setIconSize(QSize(THUMB, THUMB))
+        self.setGridSize(QSize(THUMB + 10, THUMB + 10))
+        self.setSpacing(0)
+        self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setFixedHeight(THUMB + 24)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setDragEnabled(True)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._context_menu)
+        self.currentItemChanged.connect(self._current_changed)
+        self.itemClicked.connect(lambda item: self.resultActivated.emit(item.data(ResultRole)))
+
+    def add_result(self, result: GeneratedImage, image: QImage | None = None) -> QListWidgetItem:
+        """Put ``result`` first; ``image`` (the full picture) makes the icon without a disk read."""
+        if image is None or image.isNull():
+            image = QImage(str(result.path)) if result.path else QImage()
+        icon = QPixmap.fromImage(image.scaled(
+            THUMB * 2, THUMB * 2, Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation)) if not image.isNull() else QPixmap()
+        item = QListWidgetItem(QIcon(icon), "")
+        # Keep the metadata, not the PIL pixels: a long session must not hold every image twice.
+        item.setData(ResultRole, dataclasses.replace(result, image=None))
+        item.setToolTip(self._tooltip(result))
+        item.setSizeHint(QSize(THUMB + 10, THUMB + 10))
+        self.blockSignals(True)
+        self.insertItem(0, item)
+        self.setCurrentItem(item)
+        self.blockSignals(False)
+        self.scrollToItem(item)
+        return item
+
+    def results(self) -> list[GeneratedImage]:
+        return [self.item(i).data(ResultRole) for i in range(self.count())]
+
+    def remove_path(self, path: str | Path) -> None:
+        for i in reversed(range(self.count())):
+            result = self.item(i).data(ResultRole)
+            if result.path and Path(result.path) == Path(path):
+                self.takeItem(i)
+
+    def context_menu_for(self, item: QListWidgetItem) -> Any:
+        """The right-click menu of ``item`` (built, not shown)."""
+        result: GeneratedImage = item.data(ResultRole)
+        return build_image_menu(
+            self, result.path,
+            reuse=lambda: self.reuseRequested.emit(reuse_request(result)),
+            on_deleted=self._deleted)
+
+    # -- internals ---------------------------------------------------------------------------
+    @staticmethod
+    def _tooltip(result: GeneratedImage) -> str:
+        prompt = result.request.prompt or "(no prompt)"
+        if len(prompt) > 120:
+            prompt = prompt[:117] + "…"
+        return f"{prompt}\nSeed {result.seed} · {result.request.width}×{result.request.height}" \
+               f" · {result.request.steps} steps"
+
+    def _context_menu(self, pos: QPoint) -> None:
+        item = self.itemAt(pos)
+        if item is None or not item.data(ResultRole).path:
+            return
+        self.context_menu_for(item).exec(self.viewport().mapToGlobal(pos))
+
+    def _deleted(self, path: Path) -> None:
+        self.remove_path(path)
+        self.resultDeleted.emit(path)
+
+    def _current_changed(self, current: QListWidgetItem | None, _previous: Any) -> None:
+        if current is not None:
+            self.resultActivated.emit(current.data(ResultRole))
+
+    def startDrag(self, supported: Qt.DropAction) -> None:  # noqa: N802 - Qt override
+        item = self.currentItem()
+        if item is None:
+            return
+        result: GeneratedImage = item.data(ResultRole)
+        if result.path:
+            start_image_drag(self, [result.path], item.icon().pixmap(THUMB, THUMB))
