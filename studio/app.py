@@ -75,6 +75,7 @@ def build_main_window(settings: Settings | None = None, base_paths: Paths | None
     holder["ctx"] = ctx
     bridge.setParent(ctx)
     window = MainWindow(ctx, workspaces)
+    window.txt2img_handler = txt2img  # the service and its model cache live as long as the window
     ctx.setParent(window)
     if notice:
         window.show_banner(notice, "warning", key="settings")

@@ -204,3 +204,26 @@ def test_a_panel_that_fails_to_build_gives_a_notice_not_a_crash(qtbot, studio_ho
         assert banner.text.startswith("The Train workspace could not be opened: ImportError")
     finally:
         window.shutdown()
+
+
+def test_txt2img_jobs_run_on_the_worker_and_share_one_service(shell_window, qtbot,
+                                                               tiny_sd15_dir):
+    from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
+
+    bridge = shell_window.ctx.bridge
+    assert shell_window.txt2img_handler.service is None  # nothing loaded before the first job
+    request = Txt2ImgRequest(model=str(tiny_sd15_dir), prompt="a fox", steps=2, width=64,
+                             height=64, seed=5)
+    first = bridge.submit("txt2img", request, "fox")
+    qtbot.waitUntil(lambda: first.state.finished, timeout=120_000)
+    assert first.state is JobState.DONE, first.error
+    service = shell_window.txt2img_handler.service
+    assert service is not None
+    [image] = first.result
+    assert isinstance(image, GeneratedImage) and image.path.exists()
+    assert shell_window.ctx.paths.outputs_dir in image.path.parents
+
+    second = bridge.submit("txt2img", Txt2ImgRequest(**{**request.__dict__, "seed": 6}), "fox 2")
+    qtbot.waitUntil(lambda: second.state.finished, timeout=120_000)
+    assert second.state is JobState.DONE, second.error
+    assert shell_window.txt2img_handler.service is service  # the model cache survived

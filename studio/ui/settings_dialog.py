@@ -41,6 +41,7 @@ PRECISION_CHOICES = [("auto", "Automatic (fp16 on CUDA, fp32 on CPU)"), ("fp16",
 PREVIEW_CHOICES = [("fast", "Fast (every step)"), ("taesd", "TAESD (sharper, when installed)"),
                    ("off", "Off")]
 THEME_CHOICES = [("dark", "Dark"), ("light", "Light")]
+LABEL_WIDTH = 140
 
 
 def _combo(choices: list[tuple[str, str]], value: str) -> QComboBox:
@@ -49,6 +50,17 @@ def _combo(choices: list[tuple[str, str]], value: str) -> QComboBox:
         box.addItem(text, key)
     box.setCurrentIndex(max(0, box.findData(value)))
     return box
+
+
+def _label(text: str, top: bool = False) -> QLabel:
+    # One width for the labels of every group, so the fields line up down the whole dialog.
+    label = QLabel(text)
+    label.setMinimumWidth(LABEL_WIDTH)
+    label.setAlignment(Qt.AlignmentFlag.AlignRight | (Qt.AlignmentFlag.AlignTop if top
+                                                      else Qt.AlignmentFlag.AlignVCenter))
+    if top:
+        label.setContentsMargins(0, 6, 0, 0)
+    return label
 
 
 class SettingsDialog(QDialog):
@@ -73,8 +85,8 @@ class SettingsDialog(QDialog):
         self.precision = _combo(PRECISION_CHOICES, s.precision)
         self.precision.setToolTip("Lower precision is faster and needs half the memory; some "
                                   "models need fp32 or bf16 to avoid black images.")
-        form.addRow("Device", self.device)
-        form.addRow("Precision", self.precision)
+        form.addRow(_label("Device"), self.device)
+        form.addRow(_label("Precision"), self.precision)
         col.addWidget(engine)
 
         folders = QGroupBox("Folders")
@@ -102,9 +114,10 @@ class SettingsDialog(QDialog):
         buttons.addWidget(self.remove_button)
         buttons.addStretch(1)
         row = QHBoxLayout()
+        row.setSpacing(8)
         row.addWidget(self.extra_dirs, 1)
         row.addLayout(buttons)
-        form.addRow("Extra model folders", row)
+        form.addRow(_label("Extra model folders", top=True), row)
         col.addWidget(folders)
 
         look = QGroupBox("Previews and appearance")
@@ -118,9 +131,9 @@ class SettingsDialog(QDialog):
         self.preview_mode.currentIndexChanged.connect(self._sync_enabled)
         self.theme = _combo(THEME_CHOICES, s.theme)
         self.theme.currentIndexChanged.connect(self._preview_theme)
-        form.addRow("Live preview", self.preview_mode)
-        form.addRow("TAESD preview", self.taesd_every)
-        form.addRow("Theme", self.theme)
+        form.addRow(_label("Live preview"), self.preview_mode)
+        form.addRow(_label("TAESD preview"), self.taesd_every)
+        form.addRow(_label("Theme"), self.theme)
         col.addWidget(look)
         self._sync_enabled()
 
@@ -163,9 +176,10 @@ class SettingsDialog(QDialog):
         browse.setIcon(icon("folder"))
         browse.clicked.connect(lambda: self._browse(edit, label))
         row = QHBoxLayout()
+        row.setSpacing(8)
         row.addWidget(edit, 1)
         row.addWidget(browse)
-        form.addRow(label, row)
+        form.addRow(_label(label), row)
         return edit
 
     def _browse(self, edit: QLineEdit, title: str) -> None:
