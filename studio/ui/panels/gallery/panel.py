@@ -68,6 +68,34 @@ class ImageDialog(QDialog):
         self.resize(1000, 800)
 
 
+class EmptyGallery(QWidget):
+    """A centered title and a line of help, shown instead of an empty grid."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = QLabel()
+        self.title.setProperty("heading", True)
+        self.body = QLabel()
+        self.body.setProperty("muted", True)
+        self.body.setWordWrap(True)
+        self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        col = QVBoxLayout(self)
+        col.addStretch(2)
+        for label in (self.title, self.body):
+            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            col.addWidget(label)
+        col.setSpacing(10)
+        col.addStretch(3)
+
+    def set_text(self, title: str, body: str = "") -> None:
+        self.title.setText(title)
+        self.body.setText(body)
+        self.body.setVisible(bool(body))
+
+    def text(self) -> str:
+        return f"{self.title.text()}\n{self.body.text()}".strip()
+
+
 class GalleryPanel(QWidget):
     """Browse, search and act on finished images."""
 
@@ -136,16 +164,13 @@ class GalleryPanel(QWidget):
         self.view.setFrameShape(QFrame.Shape.NoFrame)
         self.view.setStyleSheet("#galleryGrid { background: transparent; border: none; }")
 
-        self.empty = QLabel()
-        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.empty.setWordWrap(True)
-        self.empty.setProperty("muted", True)
+        self.empty = EmptyGallery()
         self.stack = QStackedWidget()
         self.stack.addWidget(self.view)
         self.stack.addWidget(self.empty)
 
         self.details = DetailsPane()
-        line = QFrame()
+        line = self._divider = QFrame()
         line.setFrameShape(QFrame.Shape.VLine)
         line.setObjectName("detailsDivider")
         line.setStyleSheet("#detailsDivider { color: palette(mid); }")
@@ -296,19 +321,26 @@ class GalleryPanel(QWidget):
         self.model.set_items(items)
         if not items:
             query = self.search.text().strip()
-            self._show_empty(f"No images match “{query}”." if query else
-                             "Images you generate appear here.\n\nMake one in Generate, or put "
-                             f"images in {self.ctx.paths.outputs_dir}.")
+            if query:
+                self._show_empty(f"No images match “{query}”",
+                                 "Search looks in prompts and negative prompts.")
+            else:
+                self._show_empty(*self._empty_texts())
         else:
             self.stack.setCurrentIndex(0)
+            self.details.setVisible(True)
+            self._divider.setVisible(True)
         want = self._select_after_load or (str(current) if current else None)
         self._select_after_load = None
         if not (want and self.select_path(want)):
-            self.details.show_item(None)
+            if items:
+                self.select_path(items[0].path)  # the newest image, described at once
+            else:
+                self.details.show_item(None)
         self.itemsLoaded.emit(len(items))
 
     def _on_list_failed(self, message: str) -> None:
-        self._show_empty(f"The gallery could not be read: {message}")
+        self._show_empty("The gallery could not be read", message)
 
     def _on_output_written(self, path: Any) -> None:
         self._pending_new.append(Path(path))
@@ -327,7 +359,7 @@ class GalleryPanel(QWidget):
             if index.isValid():
                 self._on_current_changed(index, QModelIndex())
         if self.model.rowCount() == 0:
-            self._show_empty("Images you generate appear here.")
+            self._show_empty(*self._empty_texts())
 
         def work() -> None:
             self._get_index().remove(path)  # the file is gone already; this drops the row
@@ -388,9 +420,16 @@ class GalleryPanel(QWidget):
                                               on_deleted=lambda p: self._forget(Path(p)))
 
     # -- misc ----------------------------------------------------------------------------------
-    def _show_empty(self, text: str) -> None:
-        self.empty.setText(text)
+    def _show_empty(self, title: str, text: str = "") -> None:
+        self.empty.set_text(title, text)
         self.stack.setCurrentIndex(1)
+        self.details.setVisible(False)
+        self._divider.setVisible(False)
+
+    def _empty_texts(self) -> tuple[str, str]:
+        return ("Images you generate appear here",
+                "Make one in Generate, or put images in\n"
+                f"{self.ctx.paths.outputs_dir}")
 
     def _update_count(self, *_: Any) -> None:
         n = self.model.rowCount()

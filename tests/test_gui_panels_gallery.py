@@ -1,0 +1,187 @@
+"""Gallery workspace: a real index over real PNGs with parameters, thumbnails off the GUI thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PySide6.QtCore import Qt
+
+from studio.config import Settings, default_paths
+from studio.jobs import JobRunner
+from studio.pipelines.outputs import save_txt2img_image
+from studio.pipelines.requests import Txt2ImgRequest
+from studio.ui.context import AppContext
+from studio.ui.panels.gallery import GalleryPanel
+from studio.ui.panels.gallery.model import PathRole
+from studio.ui.widgets import image_actions
+from studio.ui.widgets.image_actions import find_action
+from studio.workers.job_bridge import JobBridge
+
+pytestmark = pytest.mark.gui
+
+PROMPTS = ["a lighthouse on a cliff at dawn", "portrait of a cat astronaut",
+           "misty forest with volumetric light", "neon city skyline in the rain",
+           "still life with a bowl of fruit"]
+
+
+@pytest.fixture
+def ctx(qtbot):
+    runner = JobRunner({})
+    bridge = JobBridge(runner)
+    context = AppContext(Settings(last_model="/models/current"), bridge, default_paths())
+    yield context
+    runner.shutdown(wait=True)
+
+
+def write_image(outputs: Path, i: int, prompt: str | None = None) -> tuple[Path, Txt2ImgRequest]:
+    request = Txt2ImgRequest(model="/models/sd15", prompt=prompt or PROMPTS[i % len(PROMPTS)],
+                             negative_prompt="blurry", steps=10 + i, cfg=6.5, width=48,
+                             height=32, seed=1000 + i, scheduler="euler_a")
+    image = Image.new("RGB", (48, 32), ((37 * i) % 256, 120, 200))
+    path, _ = save_txt2img_image(image, request, request.seed, outputs, model_name="sd15",
+                                 model_hash="abcd", sampler="Euler a", schedule_type="Automatic")
+    return path, request
+
+
+@pytest.fixture
+def images(ctx):
+    return [write_image(ctx.paths.outputs_dir, i) for i in range(30)]
+
+
+@pytest.fixture
+def panel(qtbot, ctx):
+    widget = GalleryPanel(ctx)
+    qtbot.addWidget(widget)
+    widget.resize(1200, 800)
+    yield widget
+    widget.shutdown()
+
+
+def show_and_load(qtbot, panel):
+    with qtbot.waitSignal(panel.itemsLoaded, timeout=10_000) as sig:
+        panel.show()
+    return sig.args[0]
+
+
+def test_lists_every_image_newest_first_and_loads_thumbnails(qtbot, panel, images):
+    assert show_and_load(qtbot, panel) == 30
+    assert panel.count_label.text() == "30 images"
+    listed = [Path(panel.model.item(r).path) for r in range(panel.model.rowCount())]
+    assert set(listed) == {p for p, _ in images}
+    assert listed[0] == images[-1][0]  # the newest (written last) first
+    # Thumbnails of the tiles on screen arrive (loaded on the pool, delivered as QImage).
+    first = str(listed[0])
+    qtbot.waitUntil(lambda: panel.loader.cached(first, panel._thumb_px) is not None,
+                    timeout=10_000)
+    thumb = panel.loader.cached(first, panel._thumb_px)
+    assert not thumb.isNull() and thumb.width() <= panel._thumb_px
+    # The newest image is selected and described.
+    assert panel.details.path == listed[0]
+
+
+def test_search_filters_by_prompt(qtbot, panel, images):
+    show_and_load(qtbot, panel)
+    with qtbot.waitSignal(panel.itemsLoaded, timeout=5000) as sig:
+        qtbot.keyClicks(panel.search, "LIGHTHOUSE")
+    assert sig.args[0] == 6
+    prompts = {panel.model.item(r).prompt for r in range(panel.model.rowCount())}
+    assert prompts == {PROMPTS[0]}
+    with qtbot.waitSignal(panel.itemsLoaded, timeout=5000) as sig:
+        panel.search.setText("no such thing")
+    assert sig.args[0] == 0
+    assert panel.stack.currentWidget() is panel.empty
+    assert "No images match" in panel.empty.text()
+
+
+def test_selecting_shows_parameters_and_reuse_emits_the_request(qtbot, panel, images):
+    show_and_load(qtbot, panel)
+    path, request = images[7]
+    assert panel.select_path(path)
+    qtbot.waitUntil(lambda: panel.details.request is not None, timeout=5000)
+    fields = panel.details.fields
+    assert fields["seed"].text() == "1007"
+    assert fields["steps"].text() == "17"
+    assert fields["cfg"].text() == "6.5"
+    assert fields["size"].text() == "48 × 32"
+    assert fields["sampler"].text() == "Euler a"
+    assert fields["model"].text() == "sd15"
+    assert fields["source"].text() == "Studio"
+    assert panel.details.prompt.text() == request.prompt
+    assert panel.details.negative.text() == "blurry"
+    assert panel.details.reuse_button.isEnabled()
+    with qtbot.waitSignal(ctx_signal(panel), timeout=2000) as sig:
+        qtbot.mouseClick(panel.details.reuse_button, Qt.MouseButton.LeftButton)
+    key, rebuilt = sig.args
+    assert key == "generate"
+    assert rebuilt == request  # the exact request: same model, seed, scheduler, count 1
+
+
+def ctx_signal(panel):
+    return panel.ctx.openInWorkspace
+
+
+def test_image_without_parameters_cannot_be_reused(qtbot, panel, ctx):
+    plain = ctx.paths.outputs_dir / "photo.png"
+    plain.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (20, 20), "white").save(plain)
+    show_and_load(qtbot, panel)
+    assert panel.select_path(plain.resolve())
+    qtbot.waitUntil(lambda: panel.details.meta is not None, timeout=5000)
+    assert not panel.details.reuse_button.isEnabled()
+    assert panel.details.fields["source"].text().startswith("Unknown")
+
+
+def test_delete_removes_the_file_and_the_tile(qtbot, panel, images, monkeypatch):
+    asked = []
+    monkeypatch.setattr(image_actions, "confirm_delete", lambda parent, p: asked.append(p) or True)
+    show_and_load(qtbot, panel)
+    path, _ = images[3]
+    panel.select_path(path)
+    qtbot.mouseClick(panel.details.delete_button, Qt.MouseButton.LeftButton)
+    assert asked == [path]
+    assert not path.exists()
+    assert panel.model.row_of(str(path)) == -1 and panel.model.rowCount() == 29
+    assert panel.count_label.text() == "29 images"
+    # The index forgot it too: a fresh listing does not bring it back.
+    with qtbot.waitSignal(panel.itemsLoaded, timeout=5000) as sig:
+        panel.reload()
+    assert sig.args[0] == 29
+
+
+def test_declining_the_confirmation_keeps_the_file(qtbot, panel, images, monkeypatch):
+    monkeypatch.setattr(image_actions, "confirm_delete", lambda parent, p: False)
+    show_and_load(qtbot, panel)
+    path, _ = images[0]
+    index = panel.model.index(panel.model.row_of(str(path)))
+    find_action(panel.context_menu_for(index), "deleteImage").trigger()
+    assert path.exists() and panel.model.rowCount() == 30
+
+
+def test_new_outputs_appear_when_written(qtbot, panel, images, ctx):
+    show_and_load(qtbot, panel)
+    new_path, _ = write_image(ctx.paths.outputs_dir, 99, prompt="a brand new dragon")
+    with qtbot.waitSignal(panel.itemsLoaded, timeout=5000) as sig:
+        ctx.outputWritten.emit(new_path)
+    assert sig.args[0] == 31
+    assert panel.model.item(0).prompt == "a brand new dragon"
+
+
+def test_context_menu_reuse_and_drag_data(qtbot, panel, images):
+    show_and_load(qtbot, panel)
+    path, request = images[5]
+    index = panel.model.index(panel.model.row_of(str(path)))
+    with qtbot.waitSignal(panel.ctx.openInWorkspace, timeout=2000) as sig:
+        find_action(panel.context_menu_for(index), "reuseParameters").trigger()
+    assert sig.args[1] == request
+    mime = panel.model.mimeData([index])
+    assert [Path(u.toLocalFile()) for u in mime.urls()] == [path]
+    assert mime.hasImage()
+    assert index.data(PathRole) == str(path)
+
+
+def test_empty_gallery_says_where_images_come_from(qtbot, panel):
+    assert show_and_load(qtbot, panel) == 0
+    assert panel.stack.currentWidget() is panel.empty
+    assert "Images you generate appear here" in panel.empty.text()
