@@ -61,17 +61,28 @@ def _read_cache(file: Path) -> dict[str, dict]:
         return {}
 
 
+def cached_sha256(path: Path, paths: Paths | None = None) -> str | None:
+    """The cached SHA-256 of a model if its file has not changed since it was hashed, else None."""
+    paths = paths or default_paths()
+    target = hashed_file(path).resolve()
+    stat = target.stat()
+    with _lock:
+        cached = _read_cache(_cache_file(paths)).get(str(target))
+    if cached and cached.get("size") == stat.st_size and cached.get("mtime") == stat.st_mtime:
+        return str(cached["sha256"])
+    return None
+
+
 def full_sha256(path: Path, paths: Paths | None = None) -> str:
     """The SHA-256 of a model's hashed file, from the cache when the file has not changed."""
     paths = paths or default_paths()
+    cached = cached_sha256(path, paths)
+    if cached is not None:
+        return cached
     target = hashed_file(path).resolve()
     stat = target.stat()
     key = str(target)
     cache_file = _cache_file(paths)
-    with _lock:
-        cached = _read_cache(cache_file).get(key)
-    if cached and cached.get("size") == stat.st_size and cached.get("mtime") == stat.st_mtime:
-        return str(cached["sha256"])
     digest = sha256_file(target)
     with _lock:  # re-read so concurrent hashing of other files is not lost
         data = _read_cache(cache_file)

@@ -31,7 +31,8 @@ def count_tokens(tokenizer: Any, text: str) -> int:
 
 
 def _ids(tokenizer: Any, text: str) -> list[int]:
-    return list(tokenizer(text or "", add_special_tokens=False, truncation=False).input_ids)
+    return list(tokenizer(text or "", add_special_tokens=False, truncation=False,
+                          verbose=False).input_ids)
 
 
 def _chunks(ids: list[int], n: int | None = None) -> list[list[int]]:

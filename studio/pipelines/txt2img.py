@@ -143,12 +143,13 @@ class Txt2ImgService:
         return pipe.image_processor.numpy_to_pil(pixels)[0]
 
     def _model_hash(self, entry: ModelEntry, paths: Paths, progress: ProgressSink) -> str:
-        from studio.library.hashing import full_sha256, hashed_file
+        from studio.library.hashing import cached_sha256, full_sha256
 
         try:
-            target = hashed_file(entry.path)
-            if target.stat().st_size > 512 * 2**20:
-                progress.message("Hashing model (once)…")
+            cached = cached_sha256(entry.path, paths)
+            if cached is not None:
+                return cached[:10]
+            progress.message("Hashing model (first use only)…")
             return full_sha256(entry.path, paths)[:10]
         except OSError as exc:
             log.warning("cannot hash %s: %s", entry.path, exc)

@@ -1,0 +1,98 @@
+"""Long prompts: 75-token chunks for SD 1.x/2.x, an explicit truncation warning for SDXL."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from studio.config import Settings, default_paths
+from studio.jobs import CancelToken
+from studio.pipelines.prompts import count_tokens, encode_chunks, prepare_prompt_inputs
+from studio.pipelines.requests import Txt2ImgRequest
+from studio.pipelines.txt2img import Txt2ImgService
+
+LONG = ", ".join(f"detail number {i}" for i in range(25))  # 76..150 tokens: two chunks
+
+
+class Sink:
+    def __call__(self, step, total, preview=None):
+        pass
+
+    def partial(self, result):
+        pass
+
+    def message(self, text):
+        pass
+
+
+@pytest.fixture(scope="module")
+def sd15_pipe(tiny_sd15_dir):
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline.from_pretrained(str(tiny_sd15_dir), safety_checker=None,
+                                                   local_files_only=True)
+
+
+@pytest.fixture(scope="module")
+def sdxl_pipe(tiny_sdxl_dir):
+    from diffusers import StableDiffusionXLPipeline
+
+    return StableDiffusionXLPipeline.from_pretrained(str(tiny_sdxl_dir), local_files_only=True)
+
+
+def test_short_prompts_go_through_diffusers_unchanged(sd15_pipe):
+    inputs = prepare_prompt_inputs(sd15_pipe, "sd1", "a cat", "ugly", "cpu")
+    assert inputs.kwargs == {"prompt": "a cat", "negative_prompt": "ugly"}
+    assert inputs.warnings == []
+
+
+def test_one_chunk_encodes_exactly_like_diffusers(sd15_pipe):
+    ids = sd15_pipe.tokenizer("a red bicycle", add_special_tokens=False).input_ids
+    ours = encode_chunks(sd15_pipe, [ids], "cpu")
+    theirs, _ = sd15_pipe.encode_prompt("a red bicycle", "cpu", 1, False)
+    assert ours.shape == theirs.shape == (1, 77, 32)
+    assert torch.equal(ours, theirs)
+
+
+def test_long_prompt_is_chunked_and_negative_padded(sd15_pipe):
+    assert 75 < count_tokens(sd15_pipe.tokenizer, LONG) <= 150
+    inputs = prepare_prompt_inputs(sd15_pipe, "sd1", LONG, "blurry", "cpu")
+    assert inputs.chunks == 2 and inputs.warnings == []
+    assert inputs.kwargs["prompt_embeds"].shape == (1, 154, 32)
+    assert inputs.kwargs["negative_prompt_embeds"].shape == (1, 154, 32)
+    # The first chunk is the start of the prompt encoded on its own.
+    first = sd15_pipe.tokenizer(LONG, add_special_tokens=False).input_ids[:75]
+    assert torch.equal(inputs.kwargs["prompt_embeds"][:, :77], encode_chunks(sd15_pipe, [first],
+                                                                             "cpu"))
+    # A long negative prompt pads the positive one instead.
+    swapped = prepare_prompt_inputs(sd15_pipe, "sd1", "cat", LONG, "cpu")
+    assert swapped.kwargs["prompt_embeds"].shape == swapped.kwargs[
+        "negative_prompt_embeds"].shape == (1, 154, 32)
+
+
+def test_words_after_77_tokens_change_the_sd_image(tiny_sd15_dir):
+    settings = Settings(device="cpu", precision="fp32", preview_mode="off")
+    service = Txt2ImgService(lambda: settings, default_paths)
+    images = []
+    for tail in (", in the style of a pencil sketch", ", under bright neon light"):
+        req = Txt2ImgRequest(model=str(tiny_sd15_dir), prompt=LONG + tail, steps=2, width=64,
+                             height=64, seed=9)
+        (result,) = service.run(req, Sink(), CancelToken())
+        assert result.warnings == []
+        images.append(np.asarray(result.image))
+    assert not np.array_equal(images[0], images[1])
+
+
+def test_sdxl_long_prompt_warns_what_was_dropped(sdxl_pipe, tiny_sdxl_dir):
+    prompt = LONG + ", UNIQUETAILWORD"
+    inputs = prepare_prompt_inputs(sdxl_pipe, "sdxl", prompt, "", "cpu")
+    assert inputs.kwargs["prompt"] == prompt  # diffusers truncates it itself
+    (warning,) = inputs.warnings
+    assert warning.startswith("Prompt was truncated to 77 tokens")
+    assert "uniquetailword" in warning.lower() and "detail number 0 " not in warning
+
+    settings = Settings(device="cpu", precision="fp32", preview_mode="off")
+    req = Txt2ImgRequest(model=str(tiny_sdxl_dir), prompt=prompt, steps=1, width=64, height=64)
+    (result,) = Txt2ImgService(lambda: settings, default_paths).run(req, Sink(), CancelToken())
+    assert result.warnings == [warning]
