@@ -1,0 +1,112 @@
+"""``studio --version``, ``studio info`` and input errors, run as a user would (subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import studio
+
+ROOT = Path(studio.__file__).resolve().parent.parent
+
+
+def run_studio(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``python -m studio ARGS`` with this test's STUDIO_HOME (set by the autouse fixture)."""
+    return subprocess.run([sys.executable, "-m", "studio", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=dict(os.environ))
+
+
+def test_version_prints_and_imports_nothing_heavy():
+    out = run_studio("--version")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"studio {studio.__version__}"
+    code = ("import sys\n"
+            "from studio.__main__ import main\n"
+            "try:\n    main(['--version'])\n"
+            "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+            "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'PySide6') "
+            "if m in sys.modules]\n"
+            "print('HEAVY', heavy, file=sys.stderr)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stderr
+    assert out.stdout.strip() == f"studio {studio.__version__}"
+
+
+def test_help_lists_the_commands():
+    out = run_studio("--help")
+    assert out.returncode == 0
+    for name in ("gui", "generate", "info"):
+        assert name in out.stdout
+
+
+def test_info_json_shows_versions_device_and_folders(studio_home):
+    out = run_studio("info", "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["studio"] == studio.__version__
+    assert info["python"] == ".".join(map(str, sys.version_info[:3]))
+    import torch
+
+    assert info["packages"]["torch"] == torch.__version__
+    assert info["packages"]["diffusers"] and info["packages"]["PySide6"]
+    assert info["device"]["kind"] in ("cpu", "cuda", "mps")
+    paths = info["paths"]
+    assert paths["settings_file"] == str(studio_home / "config" / "settings.json")
+    assert paths["outputs"] == str(studio_home / "outputs")
+    assert paths["models"] == str(studio_home / "data" / "models")
+    assert paths["data"] == str(studio_home / "data")
+    assert paths["hf_cache"]
+
+
+def test_info_text_and_output_dir_from_settings(studio_home, tmp_path):
+    from studio.config import Settings, save_settings
+
+    save_settings(Settings(output_dir=str(tmp_path / "pics")),
+                  studio_home / "config" / "settings.json")
+    out = run_studio("info", "--no-device")
+    assert out.returncode == 0, out.stderr
+    assert "Folders:" in out.stdout and str(tmp_path / "pics") in out.stdout
+    assert "Device:" not in out.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--width", "100"], "not a multiple of 8"),
+    (["--height", "0"], "positive number"),
+    (["--steps", "0"], "Steps must be between"),
+    (["--count", "0"], "Count must be between"),
+    (["--seed", "-5"], "Seed must be between"),
+    (["--scheduler", "warp drive"], "unknown scheduler 'warp drive'"),
+    (["--model", "/no/such/model"], "/no/such/model does not exist"),
+    (["--model", ""], "No model chosen"),
+    (["--model", "someone/not-cached"], "not in your Hugging Face cache"),
+])
+def test_generate_bad_input_exits_2_with_one_line(tmp_path, args, needle):
+    base = {"--model": str(tmp_path), "--prompt": "a cat"}
+    for i in range(0, len(args), 2):
+        base[args[i]] = args[i + 1]
+    argv = [x for kv in base.items() for x in kv]
+    out = run_studio("generate", *argv)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("studio: error: ") and needle in lines[0]
+    assert out.stdout == ""
+
+
+def test_generate_folder_that_is_not_a_model_exits_2(tmp_path):
+    out = run_studio("generate", "--model", str(tmp_path), "--prompt", "x")
+    assert out.returncode == 2
+    assert out.stderr.startswith("studio: error: ") and "not a Stable Diffusion model" in out.stderr
+
+
+def test_missing_required_option_is_a_usage_error():
+    out = run_studio("generate", "--prompt", "x")
+    assert out.returncode == 2
+    assert "--model" in out.stderr and "studio: error:" in out.stderr

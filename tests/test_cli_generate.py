@@ -1,0 +1,115 @@
+"""``studio generate`` end to end with the tiny SD 1.5 model, in a subprocess as a user runs it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio.pipelines.metadata import parse_parameters, read_image_metadata
+from tests.test_cli_basics import ROOT, run_studio
+
+SMALL = ["--steps", "2", "--width", "64", "--height", "64"]
+
+
+def test_generate_json_two_images_seeds_and_metadata(tiny_sd15_dir, tmp_path):
+    out_dir = tmp_path / "pics"
+    out = run_studio("generate", "--model", str(tiny_sd15_dir), "--prompt", "a red fox, at dawn",
+                     "--negative", "blurry", "--cfg", "6.5", "--seed", "7", "--count", "2",
+                     "--scheduler", "DPM++ 2M Karras", "--out", str(out_dir), "--json", *SMALL)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2, out.stdout  # nothing but results on stdout
+    rows = [json.loads(line) for line in lines]
+    assert [r["seed"] for r in rows] == [7, 8]
+    assert [r["index"] for r in rows] == [0, 1]
+    day = out_dir.resolve() / dt.date.today().isoformat()
+    for row in rows:
+        path = Path(row["path"])
+        assert path.parent == day and path.name.endswith(f"-{row['seed']}.png")
+        assert (row["width"], row["height"]) == (64, 64)
+        assert row["model"] == str(Path(tiny_sd15_dir).resolve())
+        meta = read_image_metadata(path)
+        assert meta.source == "studio"
+        assert meta.request.seed == 7 and meta.request.count == 2
+        assert meta.request.scheduler == "dpmpp_2m_karras"
+        assert meta.request.cfg == 6.5 and meta.negative_prompt == "blurry"
+        assert meta.params["seed"] == row["seed"]
+        parsed = parse_parameters(meta.raw["parameters"])
+        assert parsed["Prompt"] == "a red fox, at dawn" and parsed["Seed"] == str(row["seed"])
+        assert parsed["CFG scale"] == "6.5" and parsed["Size-1"] == "64"
+    assert "step/s" not in out.stderr  # no progress bar when stderr is not a terminal
+
+    # Image i of a batch is the image a single run with seed+i makes.
+    single = run_studio("generate", "--model", str(tiny_sd15_dir), "--prompt", "a red fox, at dawn",
+                        "--negative", "blurry", "--cfg", "6.5", "--seed", "8",
+                        "--scheduler", "dpmpp_2m_karras", "--out", str(out_dir), *SMALL)
+    assert single.returncode == 0, single.stderr
+    one = Path(single.stdout.strip())
+    assert one.exists() and one.name.startswith("00003-")
+    a = np.asarray(Image.open(rows[1]["path"]).convert("RGB"))
+    b = np.asarray(Image.open(one).convert("RGB"))
+    assert np.array_equal(a, b)
+
+
+def test_generate_plain_prints_paths_to_default_outputs(tiny_sd15_dir, studio_home):
+    out = run_studio("generate", "--model", str(tiny_sd15_dir), "--prompt", "cat", *SMALL)
+    assert out.returncode == 0, out.stderr
+    path = Path(out.stdout.strip())
+    assert path.parent == studio_home / "outputs" / dt.date.today().isoformat()
+    assert path.is_file() and path.name.startswith("00001-")
+    seed = int(path.stem.split("-")[1])
+    assert 0 <= seed < 2**32
+    assert read_image_metadata(path).params["seed"] == seed
+
+
+def test_failed_job_exits_1_with_the_reason(tiny_sd15_dir, tmp_path):
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_sd15_dir, broken)
+    for weights in (broken / "unet").glob("*.safetensors"):
+        weights.write_bytes(b"not really safetensors")
+    out = run_studio("generate", "--model", str(broken), "--prompt", "cat",
+                     "--out", str(tmp_path / "o"), *SMALL)
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert out.stdout == ""
+    assert out.stderr.strip().splitlines()[-1].startswith("studio: error: ")
+    assert not list((tmp_path / "o").rglob("*.png"))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
+def test_ctrl_c_cancels_and_keeps_finished_images(tiny_sd15_dir, tmp_path):
+    out_dir = tmp_path / "o"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "studio", "generate", "--model", str(tiny_sd15_dir), "--prompt",
+         "cat", "--steps", "300", "--width", "64", "--height", "64", "--count", "4",
+         "--seed", "1", "--out", str(out_dir)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        first = proc.stdout.readline().strip()  # the first image is written
+        assert first, proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        rest, err = proc.communicate(timeout=120)
+        assert time.monotonic() - t0 < 60
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "cancelled after" in err
+    written = sorted(out_dir.rglob("*.png"))
+    assert Path(first) in written and 1 <= len(written) < 4
+    assert [p for p in rest.splitlines() if p] == [str(p) for p in written[1:]]
+    for path in written:  # whole files only
+        with Image.open(path) as im:
+            im.load()
+    assert not list(out_dir.rglob(".*"))  # no temp files left behind
