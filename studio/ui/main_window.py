@@ -31,6 +31,7 @@ from studio.workers.device_probe import DeviceProbe, DeviceReport
 
 log = logging.getLogger(__name__)
 
+DRAWER_WIDTH = 360
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 CPU_NOTICE = ("Running on the CPU: generating an image takes minutes instead of seconds. "
               "A CUDA GPU (NVIDIA) or Apple Silicon makes it fast.")
@@ -46,6 +47,7 @@ class MainWindow(QMainWindow):
         self.workspaces = list(registry.WORKSPACES if workspaces is None else workspaces)
         self._panels: dict[str, QWidget] = {}
         self._shut_down = False
+        self._drawer_sized = False
         self.setWindowTitle("Studio")
         self.setMinimumSize(960, 640)
         self.resize(1320, 860)
@@ -137,7 +139,12 @@ class MainWindow(QMainWindow):
     # -- queue, settings, notices -------------------------------------------------------------
     @Slot()
     def toggle_queue(self) -> None:
-        self.queue_drawer.setVisible(not self.queue_drawer.isVisible())
+        show = not self.queue_drawer.isVisible()
+        self.queue_drawer.setVisible(show)
+        if show and not self._drawer_sized:
+            # A dock takes a share of the window by default; the queue needs much less.
+            self._drawer_sized = True
+            self.resizeDocks([self.queue_drawer], [DRAWER_WIDTH], Qt.Orientation.Horizontal)
 
     @Slot()
     def open_settings(self):

@@ -7,6 +7,7 @@ Progress can arrive 30 times a second; cards are repainted at most every ``REPAI
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Slot
+from PySide6.QtGui import QPainter, QPalette
 from PySide6.QtWidgets import (
     QDockWidget,
     QFrame,
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -35,6 +37,25 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s"
 
 
+class _ElidedLabel(QLabel):
+    """A one-line label that shortens its text with "…" instead of widening the drawer."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(40)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
+        painter = QPainter(self)
+        rect = self.contentsRect()
+        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight,
+                                             rect.width())
+        painter.setPen(self.palette().color(QPalette.ColorRole.WindowText))
+        painter.drawText(rect, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
+                         text)
+        painter.end()
+
+
 class JobCard(QFrame):
     """One job: title, state, progress bar, message and a cancel button."""
 
@@ -47,31 +68,31 @@ class JobCard(QFrame):
         col.setContentsMargins(12, 10, 10, 10)
         col.setSpacing(6)
 
-        top = QHBoxLayout()
-        top.setSpacing(8)
-        self.title = QLabel()
+        # Title on its own line so it can be long; state, progress and Cancel below it.
+        self.title = _ElidedLabel()
         self.title.setStyleSheet("font-weight: 600;")
-        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.state_label = QLabel()
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.cancel_button.setToolTip("Stop this job (a running job stops after its current step)")
-        self.cancel_button.clicked.connect(lambda: bridge.cancel(self.job))
-        top.addWidget(self.title, 1)
-        top.addWidget(self.state_label)
-        top.addWidget(self.cancel_button)
-        col.addLayout(top)
+        col.addWidget(self.title)
 
-        bar_row = QHBoxLayout()
-        bar_row.setSpacing(8)
+        row = QHBoxLayout()
+        row.setSpacing(8)
+        self.state_label = QLabel()
         self.bar = QProgressBar()
         self.bar.setTextVisible(False)
         self.bar.setFixedHeight(6)
         self.steps = QLabel()
         self.steps.setProperty("muted", True)
-        bar_row.addWidget(self.bar, 1)
-        bar_row.addWidget(self.steps)
-        col.addLayout(bar_row)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.cancel_button.setToolTip("Stop this job (a running job stops after its current step)")
+        self.cancel_button.setStyleSheet("padding: 3px 10px;")
+        self.cancel_button.clicked.connect(lambda: bridge.cancel(self.job))
+        row.addWidget(self.state_label)
+        row.addWidget(self.bar, 1)
+        row.addWidget(self.steps)
+        row.addStretch(0)  # takes the bar's room while the bar is hidden
+        row.addWidget(self.cancel_button)
+        self._row = row
+        col.addLayout(row)
 
         self.message = QLabel()
         self.message.setWordWrap(True)
@@ -93,10 +114,10 @@ class JobCard(QFrame):
         self._theme = c.name
         state = job.state.value
         self.title.setText(job.title or job.kind)
-        self.title.setToolTip(f"Job {job.id} · {job.kind}")
+        self.title.setToolTip(f"{job.title or job.kind}\n(job {job.id} · {job.kind})")
         self.state_label.setText(state)
         self.state_label.setStyleSheet(
-            f"color: {c.state(state)}; font-weight: 600; padding: 1px 8px;"
+            f"color: {c.state(state)}; font-weight: 600; padding: 0px 8px;"
             f"border: 1px solid {c.state(state)}; border-radius: 9px;")
         self.cancel_button.setEnabled(not job.state.finished)
         if job.total:
@@ -108,13 +129,16 @@ class JobCard(QFrame):
             self.bar.setRange(0, 1)
             self.bar.setValue(1 if job.state is JobState.DONE else 0)
         # A bar that never moved says nothing: hide it for queued and never-started jobs.
-        self.bar.setVisible(bool(job.total) or job.state in (JobState.RUNNING, JobState.DONE))
+        bar_shown = bool(job.total) or job.state in (JobState.RUNNING, JobState.DONE)
+        self.bar.setVisible(bar_shown)
+        self._row.setStretch(3, 0 if bar_shown else 1)
         if job.state.finished and job.started:
             self.steps.setText(_duration(max(0.0, job.ended - job.started)))
         elif job.total:
             self.steps.setText(f"{job.step}/{job.total}")
         else:
             self.steps.setText("")
+        self.steps.setVisible(bool(self.steps.text()))
         # "Done" / "Cancelled" would only repeat the state pill.
         text = "" if job.message.lower() == state else job.message
         self.message.setText(text)
@@ -132,7 +156,7 @@ class QueueDrawer(QDockWidget):
         self.setObjectName("QueueDrawer")
         self.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetClosable)
         self.setAllowedAreas(Qt.DockWidgetArea.RightDockWidgetArea)
-        self.setMinimumWidth(340)
+        self.setMinimumWidth(300)
         self.cards: dict[int, JobCard] = {}
         self._dirty: set[int] = set()
 
