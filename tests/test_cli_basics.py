@@ -110,3 +110,16 @@ def test_missing_required_option_is_a_usage_error():
     out = run_studio("generate", "--prompt", "x")
     assert out.returncode == 2
     assert "--model" in out.stderr and "studio: error:" in out.stderr
+
+
+@pytest.mark.parametrize("argv", [[], ["gui"]])
+def test_no_command_and_gui_open_the_window(argv):
+    """``studio`` and ``studio gui`` hand over to ``studio.app.main`` (replaced here, so no
+    window opens) and return its exit status."""
+    code = ("import sys, studio.app\n"
+            "studio.app.main = lambda *a, **k: 7\n"
+            "from studio.__main__ import main\n"
+            f"sys.exit(main({argv!r}))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    assert out.returncode == 7, out.stderr

@@ -115,17 +115,18 @@ def _worker(folder: str, seed: int, n: int) -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fork start method")
 def test_two_processes_saving_at_once_get_distinct_numbers(tmp_path):
+    folder = tmp_path / "day"
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_worker, args=(str(tmp_path), s, 15)) for s in (1, 2)]
+    procs = [ctx.Process(target=_worker, args=(str(folder), s, 15)) for s in (1, 2)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    names = sorted(p.name for p in tmp_path.iterdir())
+    names = sorted(p.name for p in folder.iterdir())
     assert len(names) == 30
     assert sorted(int(n[:5]) for n in names) == list(range(1, 31))
     assert not [n for n in names if n.startswith(".")]
     for name in names:  # every file is a whole, readable PNG
-        with Image.open(tmp_path / name) as im:
+        with Image.open(folder / name) as im:
             im.load()
