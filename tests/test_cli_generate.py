@@ -113,3 +113,40 @@ def test_ctrl_c_cancels_and_keeps_finished_images(tiny_sd15_dir, tmp_path):
         with Image.open(path) as im:
             im.load()
     assert not list(out_dir.rglob(".*"))  # no temp files left behind
+
+
+def test_unavailable_device_is_a_usage_error(tiny_sd15_dir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    out = run_studio("generate", "--model", str(tiny_sd15_dir), "--prompt", "x", "--device",
+                     "cuda", *SMALL)
+    assert out.returncode == 2
+    assert out.stderr.startswith("studio: error: ") and "CUDA" in out.stderr
+
+
+def test_progress_bar_per_image_on_a_terminal(monkeypatch, capsys):
+    """The service reports batch-wide steps; the bar shows each image's own steps."""
+    import io
+    from types import SimpleNamespace
+
+    from studio.cli import generate
+
+    err = io.StringIO()
+    err.isatty = lambda: True  # type: ignore[method-assign]
+    monkeypatch.setattr(sys, "stderr", err)
+    reporter = generate._Reporter(SimpleNamespace(count=2, width=8, height=8, model="m",
+                                                  prompt="p"), as_json=False)
+    seen = []
+    for step in range(1, 7):  # 2 images × 3 steps
+        reporter.job_progress(None, step, 6, None)
+        seen.append((reporter.bar.desc, reporter.bar.n, reporter.bar.total))
+        if step == 3:
+            reporter.report(SimpleNamespace(path=Path("/x/00001-1.png"), seed=1, index=0,
+                                            warnings=["prompt truncated"], image=None))
+    reporter.close()
+    assert seen == [("image 1/2", 1, 3), ("image 1/2", 2, 3), ("image 1/2", 3, 3),
+                    ("image 2/2", 1, 3), ("image 2/2", 2, 3), ("image 2/2", 3, 3)]
+    assert capsys.readouterr().out == "/x/00001-1.png\n"
+    assert "studio: warning: prompt truncated" in err.getvalue()
