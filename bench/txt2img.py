@@ -1,0 +1,182 @@
+"""Benchmark: Studio's text-to-image path against plain diffusers, side by side in one process.
+
+    python bench/txt2img.py                 # CPU: narrow SD1.5-architecture UNet, 256 px, 10 steps
+    python bench/txt2img.py --device cuda   # fp16, full-size SD1.5 architecture, 512 px, 20 steps
+
+Both sides use random weights (nothing is downloaded), the same request and the same seed. The
+studio side goes through ``Txt2ImgService.run`` with fast previews ON and saves each PNG (as a user
+run does); the raw side calls the diffusers pipeline directly. Runs alternate (studio, raw, studio,
+raw, …) after one warm-up each, and the medians are compared: the target is studio/raw ≤ 1.03.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CONFIGS = Path(__file__).resolve().parents[1] / "assets" / "configs" / "sd15"
+
+
+@dataclass
+class BenchSetup:
+    """One benchmark case."""
+
+    device: str
+    dtype_name: str  # fp32 | fp16
+    size: int
+    steps: int
+    full_size: bool
+
+
+CPU_CASE = BenchSetup("cpu", "fp32", 256, 10, full_size=False)
+CUDA_CASE = BenchSetup("cuda", "fp16", 512, 20, full_size=True)
+
+
+def build_random_sd15(dest: Path, full_size: bool, seed: int = 0) -> Path:
+    """Save a random-weight SD1.5-architecture pipeline (narrower UNet/VAE unless full_size)."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from studio.library.clip_tokenizer import PAD_CLIP_L, write_clip_tokenizer
+
+    torch.manual_seed(seed)
+    unet_cfg = UNet2DConditionModel.load_config(str(CONFIGS / "unet"))
+    vae_cfg = AutoencoderKL.load_config(str(CONFIGS / "vae"))
+    if not full_size:
+        unet_cfg["block_out_channels"] = [64, 128, 256, 256]
+        vae_cfg["block_out_channels"] = [32, 64, 128, 128]
+    unet = UNet2DConditionModel.from_config(unet_cfg)
+    vae = AutoencoderKL.from_config(vae_cfg)
+    text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(str(CONFIGS / "text_encoder")))
+    tok_dir = write_clip_tokenizer(dest.parent / f".{dest.name}-tokenizer", PAD_CLIP_L)
+    pipe = StableDiffusionPipeline(
+        unet=unet, vae=vae, text_encoder=text_encoder,
+        tokenizer=CLIPTokenizer.from_pretrained(str(tok_dir)),
+        scheduler=PNDMScheduler.from_pretrained(str(CONFIGS), subfolder="scheduler"),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    if full_size:
+        pipe = pipe.to(torch.float16)  # halves the bytes written and read
+    pipe.save_pretrained(str(dest), safe_serialization=True)
+    return dest
+
+
+class _QuietSink:
+    """Progress sink that keeps the previews (so they are really computed) and nothing else."""
+
+    def __init__(self) -> None:
+        self.previews = 0
+
+    def __call__(self, step: int, total: int, preview: object = None) -> None:
+        if preview is not None:
+            self.previews += 1
+
+    def partial(self, result: object) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_studio(service, request, device: str) -> float:
+    from studio.jobs import CancelToken
+
+    sink = _QuietSink()
+    _sync(device)
+    start = time.perf_counter()
+    service.run(request, sink, CancelToken())
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    assert sink.previews > 0, "previews were not produced"
+    return elapsed
+
+
+def time_raw(pipe, request, device: str) -> float:
+    import torch
+
+    _sync(device)
+    start = time.perf_counter()
+    pipe(request.prompt, negative_prompt=request.negative_prompt,
+         num_inference_steps=request.steps, guidance_scale=request.cfg, width=request.width,
+         height=request.height, generator=torch.Generator("cpu").manual_seed(request.seed))
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def run_txt2img_bench(case: BenchSetup, rounds: int, workdir: Path) -> dict[str, float]:
+    """Time studio vs raw diffusers for ``rounds`` alternating rounds; returns the medians."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from studio.config import Settings, default_paths
+    from studio.pipelines.requests import Txt2ImgRequest
+    from studio.pipelines.txt2img import Txt2ImgService
+
+    os.environ["STUDIO_HOME"] = str(workdir / "studio-home")
+    model = build_random_sd15(workdir / "model", case.full_size)
+    dtype = torch.float16 if case.dtype_name == "fp16" else torch.float32
+    settings = Settings(device=case.device, precision=case.dtype_name, preview_mode="fast")
+    service = Txt2ImgService(lambda: settings, default_paths)
+    raw = StableDiffusionPipeline.from_pretrained(str(model), torch_dtype=dtype,
+                                                  safety_checker=None, local_files_only=True)
+    raw.set_progress_bar_config(disable=True)
+    raw = raw.to(case.device)
+    request = Txt2ImgRequest(model=str(model), prompt="a lighthouse on a cliff at dusk, oil paint",
+                             negative_prompt="blurry", steps=case.steps, cfg=7.0,
+                             width=case.size, height=case.size, seed=1)
+
+    time_studio(service, request, case.device)  # warm-up: load, hash, first-call overheads
+    time_raw(raw, request, case.device)
+    studio_t, raw_t = [], []
+    for _ in range(rounds):
+        studio_t.append(time_studio(service, request, case.device))
+        raw_t.append(time_raw(raw, request, case.device))
+    med_s, med_r = statistics.median(studio_t), statistics.median(raw_t)
+    return {"studio_s": med_s, "raw_s": med_r, "ratio": med_s / med_r,
+            "studio_it_s": case.steps / med_s, "raw_it_s": case.steps / med_r}
+
+
+def print_txt2img(case: BenchSetup, rounds: int, result: dict[str, float]) -> None:
+    print(f"txt2img on {case.device} ({case.dtype_name}, {case.size}x{case.size}, {case.steps} "
+          f"steps, {'full-size' if case.full_size else 'narrow'} SD1.5 architecture, "
+          f"{rounds} alternating rounds, fast previews on)")
+    print(f"  studio  median {result['studio_s']:.3f} s   {result['studio_it_s']:.2f} it/s")
+    print(f"  raw     median {result['raw_s']:.3f} s   {result['raw_it_s']:.2f} it/s")
+    verdict = "OK" if result["ratio"] <= 1.03 else "ABOVE TARGET"
+    print(f"  ratio studio/raw = {result['ratio']:.3f}  (target <= 1.03: {verdict})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    case = CUDA_CASE if args.device == "cuda" else CPU_CASE
+    with tempfile.TemporaryDirectory(prefix="studio-bench-") as tmp:
+        result = run_txt2img_bench(case, args.rounds, Path(tmp))
+    print_txt2img(case, args.rounds, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
