@@ -148,6 +148,25 @@ def test_device_detection_fills_the_status_bar_and_warns_on_cpu(shell_window, qt
         assert banners == []
 
 
+def test_changing_the_device_setting_detects_again(shell_window, qtbot):
+    import dataclasses
+
+    shell_window.start_device_detection()
+    qtbot.waitUntil(lambda: shell_window.status.device is not None, timeout=60_000)
+    shell_window.ctx.update_settings(dataclasses.replace(shell_window.ctx.settings, device="cpu"))
+
+    def cpu_banner_says_chosen():
+        banners = [b for b in shell_window.banners.banners() if b.key == "cpu"]
+        return bool(banners) and "The CPU was chosen in Settings." in banners[0].text
+
+    qtbot.waitUntil(cpu_banner_says_chosen, timeout=30_000)
+    assert shell_window.status.device.kind == "cpu"
+    # a late answer for the old setting is ignored
+    stale = DeviceReport(DeviceInfo("cuda", "CUDA · Old · 8 GB"), "", setting="auto")
+    shell_window.on_device_detected(stale)
+    assert shell_window.status.device.kind == "cpu"
+
+
 def test_a_gpu_report_shows_vram_and_removes_the_cpu_banner(shell_window):
     shell_window.on_device_detected(DeviceReport(DeviceInfo("cpu", "CPU"), "Reason."))
     assert [b.key for b in shell_window.banners.banners()] == ["cpu"]

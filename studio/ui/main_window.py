@@ -163,7 +163,7 @@ class MainWindow(QMainWindow):
         if app is not None:
             apply_theme(app, settings.theme)
         self.sidebar.update()
-        if self.status.device is not None and settings.device != self._probed_setting:
+        if self._probed_setting and settings.device != self._probed_setting:
             self.start_device_detection()
 
     # -- device ------------------------------------------------------------------------------
@@ -176,6 +176,8 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def on_device_detected(self, report: DeviceReport) -> None:
+        if report.setting and report.setting != self.ctx.settings.device:
+            return  # an answer for a device setting the user has changed since
         self.status.set_device(report.info)
         if report.info.kind == "cpu":
             text = CPU_NOTICE + (f" {report.cpu_reason}" if report.cpu_reason else "")

@@ -140,6 +140,8 @@ QPushButton[accent="true"]:hover {{ background: {c.accent_hover}; }}
 QPushButton[flat="true"], QToolButton[flat="true"] {{ background: transparent;
     border: none; padding: 2px 6px; }}
 QPushButton[flat="true"]:hover, QToolButton[flat="true"]:hover {{ background: {c.raised}; }}
+QPushButton#QueueButton {{ color: {c.muted}; }}
+QPushButton#QueueButton:hover {{ color: {c.text}; }}
 
 QLineEdit, QSpinBox, QDoubleSpinBox, QComboBox, QPlainTextEdit, QTextEdit, QListWidget {{
     background: {c.raised}; border: 1px solid {c.border}; border-radius: 7px;

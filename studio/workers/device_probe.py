@@ -24,6 +24,7 @@ class DeviceReport:
 
     info: DeviceInfo
     cpu_reason: str = ""
+    setting: str = ""  # the Settings device it answers for ("" when not from a probe)
 
 
 def cpu_reason(setting: str) -> str:
@@ -54,9 +55,10 @@ def probe(setting: str) -> DeviceReport:
         info = describe_device(setting)
     except Exception as exc:  # noqa: BLE001 - a broken torch install still gets a usable window
         log.exception("device detection failed")
-        return DeviceReport(DeviceInfo("cpu", "CPU"), f"torch could not be loaded ({exc}).")
+        return DeviceReport(DeviceInfo("cpu", "CPU"), f"torch could not be loaded ({exc}).",
+                            setting)
     reason = cpu_reason(setting) if info.kind == "cpu" else ""
-    return DeviceReport(info, reason)
+    return DeviceReport(info, reason, setting)
 
 
 class DeviceProbe(QObject):
