@@ -118,6 +118,9 @@ class TileDelegate(QStyledItemDelegate):
         self._tile = tile
         self._thumb_px = thumb_px
 
+    def set_tile(self, tile: int) -> None:
+        self._tile = tile
+
     def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:  # noqa: N802
         return QSize(self._tile, self._tile)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
+    QEvent,
     QItemSelectionModel,
     QModelIndex,
     QPoint,
@@ -48,7 +49,8 @@ from studio.workers.thumbnails import ThumbnailLoader
 
 log = logging.getLogger(__name__)
 
-TILE = 168  # grid cell, px
+TILE = 168  # smallest grid cell, px; cells grow so the columns fill the width
+THUMB = 208  # thumbnail size asked for (fits the largest cell without upscaling)
 SEARCH_DELAY_MS = 250
 DETAIL_PX = 512
 GALLERY_DB = "gallery.db"
@@ -116,7 +118,7 @@ class GalleryPanel(QWidget):
         self.loader = ThumbnailLoader(self)
         self.model = GalleryModel(self)
         dpr = max(1.0, self.devicePixelRatioF())
-        self._thumb_px = int((TILE - 8) * dpr)
+        self._thumb_px = int(THUMB * dpr)
         self._build()
         self._connect()
 
@@ -144,7 +146,9 @@ class GalleryPanel(QWidget):
         self.view = QListView()
         self.view.setObjectName("galleryGrid")
         self.view.setModel(self.model)
-        self.view.setItemDelegate(TileDelegate(self.loader, TILE, self._thumb_px, self.view))
+        self.delegate = TileDelegate(self.loader, TILE, self._thumb_px, self.view)
+        self.view.setItemDelegate(self.delegate)
+        self.view.viewport().installEventFilter(self)
         self.view.setViewMode(QListView.ViewMode.IconMode)
         self.view.setMovement(QListView.Movement.Static)
         self.view.setResizeMode(QListView.ResizeMode.Adjust)
@@ -434,6 +438,21 @@ class GalleryPanel(QWidget):
     def _update_count(self, *_: Any) -> None:
         n = self.model.rowCount()
         self.count_label.setText(f"{n:,} image{'s' if n != 1 else ''}" if n else "")
+
+    def eventFilter(self, watched: Any, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if watched is self.view.viewport() and event.type() == QEvent.Type.Resize:
+            self._fit_columns()
+        return super().eventFilter(watched, event)
+
+    def _fit_columns(self) -> None:
+        """Widen the cells so whole columns fill the grid (no ragged gap on the right)."""
+        # QListView wraps as if a vertical scroll bar were there, so leave room for one.
+        width = self.view.viewport().width() - self.view.verticalScrollBar().sizeHint().width() - 2
+        columns = max(1, width // TILE)
+        cell = max(TILE, width // columns)
+        if self.view.gridSize().width() != cell:
+            self.delegate.set_tile(cell)
+            self.view.setGridSize(QSize(cell, cell))
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)

@@ -67,6 +67,7 @@ class SizeSpinBox(QSpinBox):
         self.setSuffix(" px")
         self.setCorrectionMode(QSpinBox.CorrectionMode.CorrectToNearestValue)
         self.setKeyboardTracking(False)
+        self.setMinimumWidth(96)  # below its size hint: the sidebar is narrow
 
     def valueFromText(self, text: str) -> int:  # noqa: N802 - Qt override
         value = super().valueFromText(text)
@@ -85,22 +86,30 @@ class SeedBox(QDoubleSpinBox):
         self.setRange(0, SEED_MAX)
         self.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
         self.setGroupSeparatorShown(False)
+        self.setMinimumWidth(96)
 
     def seed(self) -> int:
         return int(self.value())
 
 
-def _section(text: str) -> QLabel:
+def section_label(text: str) -> QLabel:
+    """A small upper-case heading (styled by the theme's ``section`` property)."""
     label = QLabel(text.upper())
-    label.setObjectName("sectionLabel")
-    label.setProperty("role", "section")
+    label.setProperty("section", True)
     return label
 
 
 def _secondary(text: str = "") -> QLabel:
     label = QLabel(text)
-    label.setProperty("role", "secondary")
+    label.setProperty("muted", True)
     return label
+
+
+def _compact(combo: QComboBox, chars: int = 8) -> QComboBox:
+    # Long entries must not make the whole column wider than the sidebar.
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(chars)
+    return combo
 
 
 class GenerateControls(QWidget):
@@ -140,16 +149,16 @@ class GenerateControls(QWidget):
         self.swap_button = QToolButton(text="⇄")
         self.swap_button.setToolTip("Swap width and height")
         self.swap_button.clicked.connect(self.swap_size)
-        self.preset = QComboBox()
+        self.swap_button.setFixedWidth(38)
+        self.preset = _compact(QComboBox(), 16)
         self.preset.setToolTip("Sizes the model was trained for")
         self.preset.activated.connect(self._apply_preset)
-        col.addWidget(_section("Size"))
+        col.addWidget(section_label("Size"))
         col.addWidget(self.preset)
         size_row = QHBoxLayout()
         size_row.setSpacing(6)
         size_row.addWidget(self.width_box, 1)
-        times = QLabel("×")
-        times.setProperty("role", "secondary")
+        times = _secondary("×")
         size_row.addWidget(times)
         size_row.addWidget(self.height_box, 1)
         size_row.addWidget(self.swap_button)
@@ -157,7 +166,7 @@ class GenerateControls(QWidget):
         col.addSpacing(8)
 
         # Sampling: steps, CFG, scheduler.
-        col.addWidget(_section("Sampling"))
+        col.addWidget(section_label("Sampling"))
         grid = QGridLayout()
         grid.setHorizontalSpacing(8)
         grid.setVerticalSpacing(6)
@@ -176,14 +185,14 @@ class GenerateControls(QWidget):
         self.cfg_slider = QSlider(Qt.Orientation.Horizontal)
         self.cfg_slider.setRange(0, 200)
         self._link(self.cfg_slider, self.cfg, 10)
-        self.scheduler = QComboBox()
+        self.scheduler = _compact(QComboBox(), 10)
         for key, label in SCHEDULERS.items():
             self.scheduler.addItem(label, key)
         for row, (name, slider, box) in enumerate((("Steps", self.steps_slider, self.steps),
                                                    ("CFG scale", self.cfg_slider, self.cfg))):
             grid.addWidget(QLabel(name), row, 0)
             grid.addWidget(slider, row, 1)
-            box.setFixedWidth(72)
+            box.setFixedWidth(86)
             grid.addWidget(box, row, 2)
         grid.addWidget(QLabel("Sampler"), 2, 0)
         grid.addWidget(self.scheduler, 2, 1, 1, 2)
@@ -191,10 +200,10 @@ class GenerateControls(QWidget):
         col.addSpacing(8)
 
         # Seed and batch.
-        col.addWidget(_section("Seed & batch"))
+        col.addWidget(section_label("Seed & batch"))
         seed_row = QHBoxLayout()
         seed_row.setSpacing(6)
-        self.seed_mode = QComboBox()
+        self.seed_mode = _compact(QComboBox(), 7)
         for mode in SEED_MODES:
             self.seed_mode.addItem(SEED_MODE_LABELS[mode], mode)
         self.seed = SeedBox()
@@ -202,6 +211,7 @@ class GenerateControls(QWidget):
         self.dice = QToolButton(text="⚄")
         self.dice.setToolTip("Roll a new seed (and keep it fixed)")
         self.dice.clicked.connect(self.roll_seed)
+        self.dice.setFixedWidth(38)
         seed_row.addWidget(self.seed_mode)
         seed_row.addWidget(self.seed, 1)
         seed_row.addWidget(self.dice)
@@ -212,7 +222,7 @@ class GenerateControls(QWidget):
         self.count.setRange(1, min(MAX_COUNT, 100))
         self.count.setToolTip("How many images to make; they run one after another")
         count_row.addStretch(1)
-        self.count.setFixedWidth(72)
+        self.count.setFixedWidth(86)
         count_row.addWidget(self.count)
         col.addLayout(count_row)
         col.addStretch(1)
@@ -307,7 +317,7 @@ class GenerateControls(QWidget):
     def _header(title: str, counter: QLabel) -> QHBoxLayout:
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(_section(title))
+        row.addWidget(section_label(title))
         row.addStretch(1)
         row.addWidget(counter)
         return row

@@ -140,8 +140,9 @@ class ModelPicker(QWidget):
         menu.addAction("Diffusers folder…", self.add_folder_dialog)
         menu.addAction("Single .safetensors file…", self.add_file_dialog)
         self.add_button.setMenu(menu)
+        self.add_button.setStyleSheet("QToolButton::menu-indicator { image: none; width: 0; }")
         self.detail = QLabel()
-        self.detail.setProperty("role", "secondary")
+        self.detail.setProperty("muted", True)
 
         col = QVBoxLayout(self)
         col.setContentsMargins(0, 0, 0, 0)

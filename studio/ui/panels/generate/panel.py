@@ -31,7 +31,7 @@ from studio.fileio import atomic_write_text
 from studio.jobs import Job, JobState
 from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
 from studio.ui.context import AppContext
-from studio.ui.panels.generate.controls import GenerateControls
+from studio.ui.panels.generate.controls import GenerateControls, section_label
 from studio.ui.panels.generate.empty_state import NoModelsState
 from studio.ui.panels.generate.model_picker import ModelPicker, Scanner
 from studio.ui.panels.generate.preview import PreviewArea, StepClock, preview_to_qimage
@@ -96,14 +96,11 @@ class GeneratePanel(QWidget):
     def _build(self) -> None:
         side = QFrame()
         side.setObjectName("generateSidebar")
-        side.setFixedWidth(360)
+        side.setFixedWidth(372)
         side_col = QVBoxLayout(side)
         side_col.setContentsMargins(16, 16, 16, 16)
         side_col.setSpacing(8)
-        model_label = QLabel("MODEL")
-        model_label.setProperty("role", "section")
-        model_label.setObjectName("sectionLabel")
-        side_col.addWidget(model_label)
+        side_col.addWidget(section_label("Model"))
         side_col.addWidget(self.picker)
         side_col.addSpacing(6)
         scroll = QScrollArea()
@@ -120,22 +117,21 @@ class GeneratePanel(QWidget):
         self.error_label.hide()
         self.generate_button = QPushButton("Generate")
         self.generate_button.setObjectName("generateButton")
-        self.generate_button.setProperty("primary", True)
-        self.generate_button.setMinimumHeight(40)
+        self.generate_button.setProperty("accent", True)
+        self.generate_button.setMinimumHeight(42)
         self.generate_button.setToolTip("Generate (Ctrl+Enter). While a job runs, this queues "
                                         "another one.")
-        self.generate_button.setStyleSheet(
-            "#generateButton { background: #5b5bd6; color: white; font-weight: 600;"
-            " border: none; border-radius: 8px; padding: 8px 16px; }"
-            "#generateButton:hover { background: #6e6ee6; }"
-            "#generateButton:pressed { background: #4a4ac0; }")
+        font = self.generate_button.font()
+        font.setPointSizeF(font.pointSizeF() * 1.1)
+        font.setBold(True)
+        self.generate_button.setFont(font)
         self.cancel_button = QToolButton(text="Cancel")
         self.cancel_button.setObjectName("cancelButton")
         self.cancel_button.setToolTip("Stop the image being made (Esc)")
-        self.cancel_button.setMinimumHeight(40)
+        self.cancel_button.setMinimumHeight(42)
         self.cancel_button.setEnabled(False)
         self.queue_label = QLabel()
-        self.queue_label.setProperty("role", "secondary")
+        self.queue_label.setProperty("muted", True)
         buttons = QHBoxLayout()
         buttons.setSpacing(8)
         buttons.addWidget(self.generate_button, 1)
@@ -149,9 +145,7 @@ class GeneratePanel(QWidget):
         right_col.setContentsMargins(16, 16, 16, 12)
         right_col.setSpacing(8)
         right_col.addWidget(self.preview, 1)
-        self.strip_label = QLabel("THIS SESSION")
-        self.strip_label.setProperty("role", "section")
-        self.strip_label.setObjectName("sectionLabel")
+        self.strip_label = section_label("This session")
         right_col.addWidget(self.strip_label)
         right_col.addWidget(self.strip)
         self._set_strip_visible(False)

@@ -107,7 +107,7 @@ class PreviewArea(QWidget):
         self.notice.hide()
         self.status = QLabel()
         self.status.setObjectName("stepStatus")
-        self.status.setProperty("role", "secondary")
+        self.status.setProperty("muted", True)
         self.bar = QProgressBar()
         self.bar.setTextVisible(False)
         self.bar.setFixedHeight(6)

@@ -26,6 +26,14 @@ def reuse_request(result: GeneratedImage) -> Txt2ImgRequest:
     return dataclasses.replace(result.request, seed=int(result.seed))
 
 
+def square_thumbnail(image: QImage, size: int) -> QImage:
+    """The centre square of ``image`` scaled to ``size`` (a uniform strip, like a photo roll)."""
+    side = min(image.width(), image.height())
+    x, y = (image.width() - side) // 2, (image.height() - side) // 2
+    return image.copy(x, y, side, side).scaled(size, size, Qt.AspectRatioMode.IgnoreAspectRatio,
+                                                Qt.TransformationMode.SmoothTransformation)
+
+
 class ResultsStrip(QListWidget):
     """Thumbnails of the images this panel made; ``resultActivated(GeneratedImage)`` on click."""
 
@@ -60,9 +68,8 @@ class ResultsStrip(QListWidget):
         """Put ``result`` first; ``image`` (the full picture) makes the icon without a disk read."""
         if image is None or image.isNull():
             image = QImage(str(result.path)) if result.path else QImage()
-        icon = QPixmap.fromImage(image.scaled(
-            THUMB * 2, THUMB * 2, Qt.AspectRatioMode.KeepAspectRatio,
-            Qt.TransformationMode.SmoothTransformation)) if not image.isNull() else QPixmap()
+        icon = QPixmap.fromImage(square_thumbnail(image, THUMB * 2)) if not image.isNull() \
+            else QPixmap()
         item = QListWidgetItem(QIcon(icon), "")
         # Keep the metadata, not the PIL pixels: a long session must not hold every image twice.
         item.setData(ResultRole, dataclasses.replace(result, image=None))
