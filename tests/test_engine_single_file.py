@@ -144,3 +144,22 @@ def test_ckpt_single_file_goes_through_weights_only(tmp_path, tiny_sd15_file,
     req.model = str(tiny_sd15_file)
     (from_st,) = _service().run(req, Sink(), CancelToken())
     assert np.array_equal(np.asarray(from_ckpt.image), np.asarray(from_st.image))
+
+
+def test_malicious_ckpt_model_is_refused_before_diffusers_sees_it(tmp_path, tiny_single_file_env):
+    import pickle
+
+    from studio.jobs import UserFacingError
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = tmp_path / "model.ckpt"
+    evil.write_bytes(pickle.dumps({"state_dict": {"model.diffusion_model.x": Exploit()}}))
+    req = Txt2ImgRequest(model=str(evil), prompt="x", steps=1, width=64, height=64)
+    with pytest.raises(UserFacingError, match="refused for safety"):
+        _service().run(req, Sink(), CancelToken())
+    assert not marker.exists()

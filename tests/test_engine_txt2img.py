@@ -174,3 +174,15 @@ def test_nan_images_are_reported(tiny_sd15_dir, monkeypatch):
     monkeypatch.setattr(vae, "decode", nan_decode)
     with pytest.raises(UserFacingError, match="NaN"):
         service.run(req, RecordingSink(), CancelToken())
+
+
+def test_broken_model_folder_fails_with_an_actionable_message(tmp_path, tiny_sd15_dir):
+    import shutil
+
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_sd15_dir, broken)
+    weights = broken / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    req = Txt2ImgRequest(model=str(broken), prompt="x", steps=1, width=64, height=64)
+    with pytest.raises(UserFacingError, match="Could not load broken-model.*re-download"):
+        make_service().run(req, RecordingSink(), CancelToken())
