@@ -1,0 +1,69 @@
+"""Generate end to end: the real model scan, the real txt2img handler, a tiny SD 1.5 model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from studio.app import Txt2ImgHandler
+from studio.config import Settings, default_paths
+from studio.jobs import JobRunner, JobState
+from studio.pipelines.metadata import read_image_metadata, to_request
+from studio.ui.context import AppContext
+from studio.ui.panels.generate import GeneratePanel
+from studio.workers.job_bridge import JobBridge
+
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
+
+
+def test_generate_with_a_real_tiny_model(qtbot, tiny_sd15_dir):
+    settings = Settings(device="cpu", precision="fp32", preview_mode="fast",
+                        added_models=[str(tiny_sd15_dir)])
+    runner = JobRunner({})
+    ctx = AppContext(settings, JobBridge(runner), default_paths())
+    runner.register("txt2img", Txt2ImgHandler(lambda: ctx.settings, lambda: ctx.paths))
+    panel = GeneratePanel(ctx)  # the real scanner: studio.library.models.find_txt2img_models
+    qtbot.addWidget(panel)
+    frames = []
+    show_frame = panel.preview.show_frame
+
+    def spy(image, step, total, clock):
+        frames.append((None if image is None else image.size().toTuple(), step, total))
+        show_frame(image, step, total, clock)
+
+    panel.preview.show_frame = spy
+    try:
+        panel.show()
+        qtbot.waitUntil(lambda: not panel.picker.scanning, timeout=30_000)
+        assert panel.picker.current_model() == str(tiny_sd15_dir)
+        assert panel.picker.current().family == "sd1"
+        panel.controls.prompt.setPlainText("a tiny red square")
+        panel.controls.steps.setValue(3)
+        panel.controls.width_box.setValue(64)
+        panel.controls.height_box.setValue(64)
+        panel.controls.seed_mode.setCurrentIndex(1)  # fixed
+        panel.controls.seed.setValue(1234)
+        with qtbot.waitSignal(panel.jobFinished, timeout=300_000) as sig:
+            qtbot.mouseClick(panel.generate_button, Qt.MouseButton.LeftButton)
+        job = sig.args[0]
+        assert job.state is JobState.DONE, job.error
+        qtbot.waitUntil(lambda: panel.strip.count() == 1, timeout=5000)
+    finally:
+        runner.shutdown()
+        panel.shutdown()
+
+    # Live previews were drawn at the requested size, step by step.
+    assert frames and all(size == (64, 64) for size, _, _ in frames)
+    # (Tiny steps outrun 30 frames/s, so some frames are dropped: never the last one.)
+    steps = [step for _, step, _ in frames]
+    assert steps == sorted(steps)
+    assert steps[-1] == frames[-1][2] >= 3  # the final step is drawn (PNDM adds one step)
+    result = panel.strip.results()[0]
+    assert result.seed == 1234 and Path(result.path).exists()
+    assert panel.preview.view.image_size() == (64, 64)
+    # What was written can be reused: the same request comes back from the file.
+    rebuilt = to_request(read_image_metadata(Path(result.path)), "")
+    assert rebuilt.prompt == "a tiny red square" and rebuilt.seed == 1234
+    assert rebuilt.model == str(tiny_sd15_dir)
