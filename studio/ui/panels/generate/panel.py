@@ -316,6 +316,8 @@ class GeneratePanel(QWidget):
     def _on_partial(self, job: Job, result: Any) -> None:
         if job.id not in self._mine or not isinstance(result, GeneratedImage):
             return
+        if self._frame is not None and self._frame[0].id == job.id:
+            self._frame = None  # a late preview frame must not cover the finished image
         image = QImage()
         if result.image is not None:
             image = pil_to_qimage(result.image)
