@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from studio.pipelines.requests import Txt2ImgRequest
 from studio.ui.context import AppContext
 from studio.ui.panels.gallery import GalleryPanel
 from studio.ui.panels.gallery.model import PathRole
+from studio.ui.panels.gallery.panel import ImageDialog
 from studio.ui.widgets import image_actions
 from studio.ui.widgets.image_actions import find_action
 from studio.workers.job_bridge import JobBridge
@@ -185,3 +187,28 @@ def test_empty_gallery_says_where_images_come_from(qtbot, panel):
     assert show_and_load(qtbot, panel) == 0
     assert panel.stack.currentWidget() is panel.empty
     assert "Images you generate appear here" in panel.empty.text()
+
+
+def test_double_click_opens_a_large_zoomable_view(qtbot, panel, images):
+    show_and_load(qtbot, panel)
+    path, _ = images[2]
+    index = panel.model.index(panel.model.row_of(str(path)))
+    rect = panel.view.visualRect(index)
+    # A real double-click is press, release, then the double-click event.
+    qtbot.mouseClick(panel.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(panel.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    dialogs = [w for w in panel.findChildren(ImageDialog) if w.isVisible()]
+    assert len(dialogs) == 1
+    assert dialogs[0].view.image_size() == (48, 32)
+    dialogs[0].close()
+
+
+def test_moving_the_outputs_folder_in_settings_shows_the_new_folder(qtbot, panel, images, ctx,
+                                                                     tmp_path):
+    show_and_load(qtbot, panel)
+    elsewhere = tmp_path / "elsewhere"
+    write_image(elsewhere, 0, prompt="in the new folder")
+    with qtbot.waitSignal(panel.itemsLoaded, timeout=5000) as sig:
+        ctx.update_settings(dataclasses.replace(ctx.settings, output_dir=str(elsewhere)))
+    assert sig.args[0] == 1
+    assert panel.model.item(0).prompt == "in the new folder"

@@ -337,3 +337,12 @@ def test_token_counter_and_size_boxes(qtbot, ctx):
     panel.controls.height_box.setValue(768)
     qtbot.mouseClick(panel.controls.swap_button, Qt.MouseButton.LeftButton)
     assert (box.value(), panel.controls.height_box.value()) == (768, 512)
+
+
+def test_changing_model_folders_in_settings_rescans(qtbot, ctx):
+    panel = make_panel(qtbot, ctx)
+    assert len(panel.scanner_calls) == 1
+    ctx.update_settings(dataclasses.replace(ctx.settings, theme="light"))
+    assert len(panel.scanner_calls) == 1  # nothing about models changed
+    ctx.update_settings(dataclasses.replace(ctx.settings, extra_model_dirs=["/more/models"]))
+    qtbot.waitUntil(lambda: len(panel.scanner_calls) == 2 and not panel.picker.scanning)

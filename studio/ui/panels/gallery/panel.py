@@ -209,6 +209,7 @@ class GalleryPanel(QWidget):
         self.model.modelReset.connect(self._update_count)
         self.model.rowsRemoved.connect(self._update_count)
         self.ctx.outputWritten.connect(self._on_output_written)
+        self.ctx.settingsChanged.connect(self._on_settings_changed)
         self.details.reuseRequested.connect(self.reuse_selected)
         self.details.openRequested.connect(
             lambda: self.details.path and image_actions.open_file(self.details.path))
@@ -292,13 +293,20 @@ class GalleryPanel(QWidget):
 
     # -- background queries ------------------------------------------------------------------
     def _get_index(self) -> Any:
-        """The index, opened on first use (pool thread)."""
+        """The index of the outputs folder in force, opened on first use (pool thread)."""
+        paths = self.ctx.paths
+        if self._index is not None and self._index.outputs_dir != paths.outputs_dir:
+            self._index.close()  # the user moved the outputs folder in Settings
+            self._index = None
         if self._index is None:
             from studio.gallery import GalleryIndex
 
-            paths = self.ctx.paths
             self._index = GalleryIndex(paths.outputs_dir, paths.data_dir / GALLERY_DB)
         return self._index
+
+    def _on_settings_changed(self, _settings: Any) -> None:
+        if self._index is not None and self._index.outputs_dir != self.ctx.paths.outputs_dir:
+            self.refresh()
 
     def _run_query(self, rescan: bool, added: list[Path] | None = None) -> None:
         self._generation += 1

@@ -90,6 +90,7 @@ class GeneratePanel(QWidget):
         self._connect()
         self._restore_last_request()
         self.empty.set_models_dir(ctx.paths.models_dir)
+        self._model_places = self._places(ctx.settings)
         self.picker.refresh()
 
     # -- layout ------------------------------------------------------------------------------
@@ -182,6 +183,7 @@ class GeneratePanel(QWidget):
                       context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
         QShortcut(QKeySequence("Esc"), self, self.cancel_current,
                   context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.ctx.settingsChanged.connect(self._on_settings_changed)
         self.picker.scanFinished.connect(self._on_scan_finished)
         self.picker.modelChanged.connect(self._on_model_changed)
         self.picker.combo.activated.connect(lambda _i: self._adapt_size_to_model())
@@ -388,6 +390,18 @@ class GeneratePanel(QWidget):
         self.queue_label.setText(" · ".join(parts))
         self.queue_label.setVisible(bool(parts))
         self.cancel_button.setEnabled(bool(self._open))
+
+    def _places(self, settings: Any) -> tuple:
+        """Where models are looked for; a change means the list must be scanned again."""
+        return (str(self.ctx.paths.models_dir), tuple(settings.extra_model_dirs),
+                tuple(settings.added_models))
+
+    def _on_settings_changed(self, settings: Any) -> None:
+        places = self._places(settings)
+        if places != self._model_places:
+            self._model_places = places
+            self.empty.set_models_dir(self.ctx.paths.models_dir)
+            self.picker.refresh()
 
     def _on_scan_finished(self, count: int, error: str) -> None:
         if not self._restored and not self._scanned_once:
