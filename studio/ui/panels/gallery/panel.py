@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
-    QEvent,
     QItemSelectionModel,
     QModelIndex,
     QPoint,
-    QSize,
     Qt,
     QThreadPool,
     QTimer,
@@ -26,13 +24,10 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QImage, QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QListView,
     QPushButton,
     QStackedWidget,
     QVBoxLayout,
@@ -41,61 +36,19 @@ from PySide6.QtWidgets import (
 
 from studio.ui.context import AppContext
 from studio.ui.panels.gallery.details import DetailsPane
-from studio.ui.panels.gallery.model import GalleryModel, ItemRole, PathRole, TileDelegate
+from studio.ui.panels.gallery.grid import GalleryGrid
+from studio.ui.panels.gallery.model import GalleryModel, ItemRole, PathRole
+from studio.ui.panels.gallery.widgets import EmptyGallery, ImageDialog
 from studio.ui.widgets import image_actions
-from studio.ui.widgets.image_view import ImageView
 from studio.workers.background import run_in_background
 from studio.workers.thumbnails import ThumbnailLoader
 
 log = logging.getLogger(__name__)
 
-TILE = 168  # smallest grid cell, px; cells grow so the columns fill the width
 THUMB = 208  # thumbnail size asked for (fits the largest cell without upscaling)
 SEARCH_DELAY_MS = 250
 DETAIL_PX = 512
 GALLERY_DB = "gallery.db"
-
-
-class ImageDialog(QDialog):
-    """A large zoomable view of one image (double-click in the gallery)."""
-
-    def __init__(self, path: Path, image: QImage, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle(path.name)
-        self.view = ImageView()
-        self.view.set_image(image)
-        col = QVBoxLayout(self)
-        col.setContentsMargins(0, 0, 0, 0)
-        col.addWidget(self.view)
-        self.resize(1000, 800)
-
-
-class EmptyGallery(QWidget):
-    """A centered title and a line of help, shown instead of an empty grid."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.title = QLabel()
-        self.title.setProperty("heading", True)
-        self.body = QLabel()
-        self.body.setProperty("muted", True)
-        self.body.setWordWrap(True)
-        self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        col = QVBoxLayout(self)
-        col.addStretch(2)
-        for label in (self.title, self.body):
-            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            col.addWidget(label)
-        col.setSpacing(10)
-        col.addStretch(3)
-
-    def set_text(self, title: str, body: str = "") -> None:
-        self.title.setText(title)
-        self.body.setText(body)
-        self.body.setVisible(bool(body))
-
-    def text(self) -> str:
-        return f"{self.title.text()}\n{self.body.text()}".strip()
 
 
 class GalleryPanel(QWidget):
@@ -143,30 +96,8 @@ class GalleryPanel(QWidget):
         header.addWidget(self.search)
         header.addWidget(self.refresh_button)
 
-        self.view = QListView()
-        self.view.setObjectName("galleryGrid")
-        self.view.setModel(self.model)
-        self.delegate = TileDelegate(self.loader, TILE, self._thumb_px, self.view)
-        self.view.setItemDelegate(self.delegate)
-        self.view.viewport().installEventFilter(self)
-        self.view.setViewMode(QListView.ViewMode.IconMode)
-        self.view.setMovement(QListView.Movement.Static)
-        self.view.setResizeMode(QListView.ResizeMode.Adjust)
-        self.view.setUniformItemSizes(True)
-        self.view.setLayoutMode(QListView.LayoutMode.Batched)
-        self.view.setBatchSize(500)
-        self.view.setGridSize(QSize(TILE, TILE))
-        self.view.setSpacing(0)
-        self.view.setMouseTracking(True)
-        self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        self.view.verticalScrollBar().setSingleStep(TILE // 3)
-        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.view.setDragEnabled(True)
-        self.view.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
-        self.view.setDefaultDropAction(Qt.DropAction.CopyAction)
-        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        self.view.setFrameShape(QFrame.Shape.NoFrame)
-        self.view.setStyleSheet("#galleryGrid { background: transparent; border: none; }")
+        self.view = GalleryGrid(self.model, self.loader, self._thumb_px)
+        self.delegate = self.view.delegate
 
         self.empty = EmptyGallery()
         self.stack = QStackedWidget()
@@ -446,21 +377,6 @@ class GalleryPanel(QWidget):
     def _update_count(self, *_: Any) -> None:
         n = self.model.rowCount()
         self.count_label.setText(f"{n:,} image{'s' if n != 1 else ''}" if n else "")
-
-    def eventFilter(self, watched: Any, event: QEvent) -> bool:  # noqa: N802 - Qt override
-        if watched is self.view.viewport() and event.type() == QEvent.Type.Resize:
-            self._fit_columns()
-        return super().eventFilter(watched, event)
-
-    def _fit_columns(self) -> None:
-        """Widen the cells so whole columns fill the grid (no ragged gap on the right)."""
-        # QListView wraps as if a vertical scroll bar were there, so leave room for one.
-        width = self.view.viewport().width() - self.view.verticalScrollBar().sizeHint().width() - 2
-        columns = max(1, width // TILE)
-        cell = max(TILE, width // columns)
-        if self.view.gridSize().width() != cell:
-            self.delegate.set_tile(cell)
-            self.view.setGridSize(QSize(cell, cell))
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)

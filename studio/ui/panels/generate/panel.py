@@ -7,35 +7,35 @@ Generate while a job runs queues another one; Esc cancels the one running.
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QThreadPool, QTimer, Signal, Slot
+from PySide6.QtCore import Qt, QThreadPool, Signal, Slot
 from PySide6.QtGui import QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
-    QLabel,
-    QPushButton,
-    QScrollArea,
     QStackedWidget,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from studio.fileio import atomic_write_text
 from studio.jobs import Job, JobState
 from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
 from studio.ui.context import AppContext
 from studio.ui.panels.generate.controls import GenerateControls, section_label
 from studio.ui.panels.generate.empty_state import NoModelsState
+from studio.ui.panels.generate.last_request import load_last_request, save_last_request
 from studio.ui.panels.generate.model_picker import ModelPicker, Scanner
-from studio.ui.panels.generate.preview import PreviewArea, StepClock, preview_to_qimage
+from studio.ui.panels.generate.preview import (
+    FrameThrottle,
+    PreviewArea,
+    StepClock,
+    preview_to_qimage,
+)
 from studio.ui.panels.generate.results_strip import ResultsStrip
+from studio.ui.panels.generate.sidebar import GenerateSidebar
 from studio.ui.panels.generate.size_presets import DEFAULT_SIZE, presets_for
 from studio.workers.thumbnails import pil_to_qimage
 
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 JOB_KIND = "txt2img"
 FRAME_INTERVAL_S = 1 / 30  # previews arriving faster than this are dropped (the latest wins)
-LAST_REQUEST_FILE = "last_request.json"
 
 
 def job_title(request: Txt2ImgRequest) -> str:
@@ -72,10 +71,7 @@ class GeneratePanel(QWidget):
         self._finishing: set[int] = set()
         self._clocks: dict[int, StepClock] = {}
         self._framed: set[int] = set()  # jobs that have shown at least one frame
-        self._frame: tuple[Job, int, int, Any] | None = None  # latest frame not yet drawn
-        self._last_frame_at = 0.0
-        self._frame_timer = QTimer(self, singleShot=True)
-        self._frame_timer.timeout.connect(self._draw_frame)
+        self._frames = FrameThrottle(self._draw_frame, FRAME_INTERVAL_S, self)
         self._applying = False
         self._restored = False
         self._scanned_once = False
@@ -95,51 +91,11 @@ class GeneratePanel(QWidget):
 
     # -- layout ------------------------------------------------------------------------------
     def _build(self) -> None:
-        side = QFrame()
-        side.setObjectName("generateSidebar")
-        side.setFixedWidth(372)
-        side_col = QVBoxLayout(side)
-        side_col.setContentsMargins(16, 16, 16, 16)
-        side_col.setSpacing(8)
-        side_col.addWidget(section_label("Model"))
-        side_col.addWidget(self.picker)
-        side_col.addSpacing(6)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(self.controls)
-        side_col.addWidget(scroll, 1)
-
-        self.error_label = QLabel()
-        self.error_label.setObjectName("generateError")
-        self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("#generateError { color: #ff6b6b; }")
-        self.error_label.hide()
-        self.generate_button = QPushButton("Generate")
-        self.generate_button.setObjectName("generateButton")
-        self.generate_button.setProperty("accent", True)
-        self.generate_button.setMinimumHeight(42)
-        self.generate_button.setToolTip("Generate (Ctrl+Enter). While a job runs, this queues "
-                                        "another one.")
-        font = self.generate_button.font()
-        font.setPointSizeF(font.pointSizeF() * 1.1)
-        font.setBold(True)
-        self.generate_button.setFont(font)
-        self.cancel_button = QToolButton(text="Cancel")
-        self.cancel_button.setObjectName("cancelButton")
-        self.cancel_button.setToolTip("Stop the image being made (Esc)")
-        self.cancel_button.setMinimumHeight(42)
-        self.cancel_button.setEnabled(False)
-        self.queue_label = QLabel()
-        self.queue_label.setProperty("muted", True)
-        buttons = QHBoxLayout()
-        buttons.setSpacing(8)
-        buttons.addWidget(self.generate_button, 1)
-        buttons.addWidget(self.cancel_button)
-        side_col.addWidget(self.error_label)
-        side_col.addLayout(buttons)
-        side_col.addWidget(self.queue_label)
+        side = GenerateSidebar(self.picker, self.controls)
+        self.error_label = side.error_label
+        self.generate_button = side.generate_button
+        self.cancel_button = side.cancel_button
+        self.queue_label = side.queue_label
 
         right = QWidget()
         right_col = QVBoxLayout(right)
@@ -261,7 +217,7 @@ class GeneratePanel(QWidget):
 
     def shutdown(self) -> None:
         """Wait for the background model scan (call before the context goes away)."""
-        self._frame_timer.stop()
+        self._frames.stop()
         self._pool.waitForDone(10_000)
 
     # -- job events --------------------------------------------------------------------------
@@ -288,21 +244,12 @@ class GeneratePanel(QWidget):
         if job.id not in self._open or job.kind != JOB_KIND:
             return
         self._clocks.setdefault(job.id, StepClock()).tick(step)
-        self._frame = (job, step, total, preview)
-        wait = FRAME_INTERVAL_S - (time.monotonic() - self._last_frame_at)
-        if wait <= 0:
-            self._draw_frame()
-        elif not self._frame_timer.isActive():
-            self._frame_timer.start(max(1, int(wait * 1000)))
+        self._frames.offer(job.id, (job, step, total, preview))
 
-    def _draw_frame(self) -> None:
-        if self._frame is None:
+    def _draw_frame(self, job_id: int, frame: tuple[Job, int, int, Any]) -> None:
+        job, step, total, preview = frame
+        if job_id not in self._open:
             return
-        job, step, total, preview = self._frame
-        self._frame = None
-        if job.id not in self._open:
-            return
-        self._last_frame_at = time.monotonic()
         clock = self._clocks[job.id]
         image = None
         if preview is not None:
@@ -318,8 +265,7 @@ class GeneratePanel(QWidget):
     def _on_partial(self, job: Job, result: Any) -> None:
         if job.id not in self._mine or not isinstance(result, GeneratedImage):
             return
-        if self._frame is not None and self._frame[0].id == job.id:
-            self._frame = None  # a late preview frame must not cover the finished image
+        self._frames.drop(job.id)  # a late preview frame must not cover the finished image
         image = QImage()
         if result.image is not None:
             image = pil_to_qimage(result.image)
@@ -338,8 +284,7 @@ class GeneratePanel(QWidget):
         self._finishing.discard(job.id)
         self._framed.discard(job.id)
         self._clocks.pop(job.id, None)
-        if self._frame is not None and self._frame[0].id == job.id:
-            self._frame = None
+        self._frames.drop(job.id)
         kept = len(job.partials)
         if job.state is JobState.FAILED:
             self.preview.show_error(job.error or job.message or "The job failed.")
@@ -429,30 +374,16 @@ class GeneratePanel(QWidget):
             self.controls.width_box.setValue(DEFAULT_SIZE[family][0])
             self.controls.height_box.setValue(DEFAULT_SIZE[family][1])
 
-    def _last_request_path(self) -> Path:
-        return self.ctx.paths.data_dir / LAST_REQUEST_FILE
-
     def _save_last_request(self, request: Txt2ImgRequest) -> None:
-        data = {"request": request.to_dict(), "seed_mode": self.controls.seed_mode_key}
-        try:
-            atomic_write_text(self._last_request_path(), json.dumps(data, indent=2) + "\n")
-        except OSError as exc:  # a read-only data folder must not stop generating
-            log.warning("could not save the last request: %s", exc)
+        save_last_request(self.ctx.paths.data_dir, request, self.controls.seed_mode_key)
 
     def _restore_last_request(self) -> None:
-        path = self._last_request_path()
-        if not path.exists():
-            return
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            request = Txt2ImgRequest.from_dict(data["request"])
-            mode = str(data.get("seed_mode", "random"))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring unreadable %s: %s", path, exc)
+        saved = load_last_request(self.ctx.paths.data_dir)
+        if saved is None:
             return
         self._applying = True
         try:
-            self.controls.set_request(request, seed_mode=mode)
+            self.controls.set_request(saved[0], seed_mode=saved[1])
             self._restored = True
         finally:
             self._applying = False

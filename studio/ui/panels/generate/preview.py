@@ -7,10 +7,11 @@ notice line for warnings about the shown image, and failures in a readable error
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
@@ -186,3 +187,46 @@ class PreviewArea(QWidget):
     def _set_error(self, text: str) -> None:
         self.error_card.setText(text)
         self.error_card.setVisible(bool(text))
+
+
+class FrameThrottle(QObject):
+    """Passes on at most one frame per ``interval_s``; the latest frame always wins.
+
+    ``offer(key, frame)`` keeps the newest frame and calls ``draw(key, frame)`` at once or when
+    the interval has passed, so a fast model never floods the GUI thread with repaints and the
+    newest step is never lost. ``drop(key)`` forgets a waiting frame of that key.
+    """
+
+    def __init__(self, draw: Callable[[Any, Any], None], interval_s: float = 1 / 30,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._draw = draw
+        self._interval = interval_s
+        self._waiting: tuple[Any, Any] | None = None
+        self._last = 0.0
+        self._timer = QTimer(self, singleShot=True)
+        self._timer.timeout.connect(self._flush)
+
+    def offer(self, key: Any, frame: Any) -> None:
+        self._waiting = (key, frame)
+        wait = self._interval - (time.monotonic() - self._last)
+        if wait <= 0:
+            self._flush()
+        elif not self._timer.isActive():
+            self._timer.start(max(1, int(wait * 1000)))
+
+    def drop(self, key: Any) -> None:
+        if self._waiting is not None and self._waiting[0] == key:
+            self._waiting = None
+
+    def stop(self) -> None:
+        self._timer.stop()
+        self._waiting = None
+
+    def _flush(self) -> None:
+        if self._waiting is None:
+            return
+        key, frame = self._waiting
+        self._waiting = None
+        self._last = time.monotonic()
+        self._draw(key, frame)
