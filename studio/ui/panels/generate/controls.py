@@ -352,6 +352,8 @@ class GenerateControls(QWidget):
         mode = self.seed_mode_key
         self.seed.setReadOnly(mode != "fixed")
         self.seed.setEnabled(mode == "fixed")
+        # Before the first job a random seed has no number yet: say so instead of showing 0.
+        self.seed.setSpecialValueText("random" if mode == "random" else "")
         if mode == "reuse" and self._last_seed is not None:
             self.seed.setValue(self._last_seed)
 
