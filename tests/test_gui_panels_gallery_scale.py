@@ -28,8 +28,9 @@ pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 N_IMAGES = 10_000
 BUDGET_MS = 50  # what a person notices as a stutter
-# A shared CI machine can stall any process now and then; a real blocking bug costs far more.
-WORST_CASE_MS = 250
+# A shared 2-core CI machine stalls any process now and then (287 ms seen with other test runs
+# beside it); scanning 10,000 files on the GUI thread would cost well over this.
+WORST_CASE_MS = 600
 
 
 def tiny_png(prompt: str, colour: tuple[int, int, int]) -> bytes:

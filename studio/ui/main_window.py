@@ -48,6 +48,7 @@ class MainWindow(QMainWindow):
         self._panels: dict[str, QWidget] = {}
         self._shut_down = False
         self._drawer_sized = False
+        self._applied_theme = ctx.settings.theme  # build_main_window applied it already
         self.setWindowTitle("Studio")
         self.setMinimumSize(960, 640)
         self.resize(1320, 860)
@@ -160,9 +161,11 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_settings_changed(self, settings) -> None:
         app = QApplication.instance()
-        if app is not None:
+        # Settings change on every model pick (last_model): restyle only when the theme changed.
+        if app is not None and settings.theme != self._applied_theme:
             apply_theme(app, settings.theme)
-        self.sidebar.update()
+            self._applied_theme = settings.theme
+            self.sidebar.update()
         if self._probed_setting and settings.device != self._probed_setting:
             self.start_device_detection()
 

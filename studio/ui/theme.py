@@ -150,15 +150,15 @@ QLineEdit, QSpinBox, QDoubleSpinBox, QComboBox, QPlainTextEdit, QTextEdit, QList
 QLineEdit:focus, QSpinBox:focus, QDoubleSpinBox:focus, QComboBox:focus,
 QPlainTextEdit:focus, QTextEdit:focus {{ border-color: {c.accent}; }}
 QComboBox::drop-down {{ border: none; width: 24px; }}
-QComboBox::down-arrow {{ image: url({arrows['down']}); width: 10px; height: 10px; }}
+QComboBox::down-arrow {{ image: url("{arrows['down']}"); width: 10px; height: 10px; }}
 QSpinBox, QDoubleSpinBox {{ padding-right: 22px; }}
 QSpinBox::up-button, QDoubleSpinBox::up-button {{ subcontrol-origin: border;
     subcontrol-position: top right; width: 20px; border: none; background: transparent; }}
 QSpinBox::down-button, QDoubleSpinBox::down-button {{ subcontrol-origin: border;
     subcontrol-position: bottom right; width: 20px; border: none; background: transparent; }}
-QSpinBox::up-arrow, QDoubleSpinBox::up-arrow {{ image: url({arrows['up']}); width: 8px;
+QSpinBox::up-arrow, QDoubleSpinBox::up-arrow {{ image: url("{arrows['up']}"); width: 8px;
     height: 8px; }}
-QSpinBox::down-arrow, QDoubleSpinBox::down-arrow {{ image: url({arrows['down']}); width: 8px;
+QSpinBox::down-arrow, QDoubleSpinBox::down-arrow {{ image: url("{arrows['down']}"); width: 8px;
     height: 8px; }}
 QSpinBox::up-button:hover, QSpinBox::down-button:hover, QDoubleSpinBox::up-button:hover,
 QDoubleSpinBox::down-button:hover {{ background: {c.border}; border-radius: 4px; }}
