@@ -170,11 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-gui", action="store_true",
+                        help="skip the window launch time and event-loop stall measurements")
     args = parser.parse_args(argv)
     case = CUDA_CASE if args.device == "cuda" else CPU_CASE
     with tempfile.TemporaryDirectory(prefix="studio-bench-") as tmp:
         result = run_txt2img_bench(case, args.rounds, Path(tmp))
     print_txt2img(case, args.rounds, result)
+    if not args.no_gui:
+        from bench.gui_responsiveness import run as run_gui
+
+        run_gui()
     return 0
 
 
