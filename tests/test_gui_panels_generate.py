@@ -284,7 +284,7 @@ def test_empty_state_when_there_are_no_models(qtbot, ctx):
     assert panel.stack.currentWidget() is panel.empty
     text = panel.empty.body.text()
     assert str(ctx.paths.models_dir) in text
-    assert "huggingface-cli download stabilityai/sd-turbo" in panel.empty.command.text()
+    assert "hf download stabilityai/sd-turbo" in panel.empty.command.text()
     qtbot.mouseClick(panel.empty.rescan_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: len(panel.scanner_calls) == 2 and not panel.picker.scanning)
     # Adding a model leaves the empty state and selects it.

@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-DOWNLOAD_COMMAND = "huggingface-cli download stabilityai/sd-turbo"
+DOWNLOAD_COMMAND = "hf download stabilityai/sd-turbo"  # huggingface_hub >= 1.0 names its CLI hf
 
 
 class NoModelsState(QWidget):
