@@ -120,7 +120,7 @@ def describe_error(exc: BaseException) -> str:
     low = text.lower()
     if name == "OutOfMemoryError" or "out of memory" in low:
         return (
-            "Out of memory — try a smaller size, fewer images at once, or the low-VRAM options. "
+            "Out of memory — try a smaller size or fewer images at once. "
             f"({text.splitlines()[0][:200]})"
         )
     if isinstance(exc, FileNotFoundError):
