@@ -1,0 +1,162 @@
+"""The trainer interface every lesson implements, and the description of its knobs.
+
+A trainer is built from a config dict (validated against its :class:`ParamSpec` list) and a seed,
+and is deterministic for that pair: the same config, seed and sequence of ``step()`` /
+``set_param()`` calls give the same metrics. ``step()`` does one unit of training and returns that
+step's metrics; ``snapshot()`` returns plain data (numpy arrays, floats) for the plots; the state
+can be saved and loaded so that a run paused, saved, loaded and resumed equals an uninterrupted one.
+No Qt here; torch is imported by the lesson modules, never by this one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+class InvalidParameter(ValueError):
+    """A hyperparameter the user typed is refused; the message says why and what is allowed."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or exploded; the run is paused with this message, never crashed."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One knob of a lesson.
+
+    ``kind`` is float | int | choice | bool. ``live`` knobs can change mid-run without a reset
+    (learning rate, optimizer, β, k_D/k_G, noise); the others need a reset.
+    """
+
+    name: str
+    default: Any
+    kind: str = "float"
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    live: bool = False
+    label: str = ""
+    help: str = ""
+    log_scale: bool = False  # a slider for it should move in powers of ten (learning rates)
+
+    def coerce(self, value: Any) -> Any:
+        """Parse and check a value (from a widget or a ``--set key=value`` string)."""
+        try:
+            if self.kind == "float":
+                v: Any = float(value)
+                if not math.isfinite(v):
+                    raise ValueError
+            elif self.kind == "int":
+                v = int(float(value)) if isinstance(value, str) else int(value)
+                if isinstance(value, float) and value != int(value):
+                    raise ValueError
+            elif self.kind == "bool":
+                if isinstance(value, str):
+                    if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                        raise ValueError
+                    v = value.lower() in ("1", "true", "yes", "on")
+                else:
+                    v = bool(value)
+            elif self.kind == "choice":
+                v = str(value)
+                if v not in self.choices:
+                    raise InvalidParameter(
+                        f"{self.name} must be one of {', '.join(self.choices)}, not {value!r}.")
+            else:
+                raise AssertionError(f"unknown kind {self.kind}")
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, InvalidParameter):
+                raise
+            raise InvalidParameter(f"{self.name} must be a {self.kind}, not {value!r}.") from None
+        if self.kind in ("float", "int"):
+            if self.minimum is not None and v < self.minimum:
+                raise InvalidParameter(f"{self.name} must be at least {self.minimum}, not {v}.")
+            if self.maximum is not None and v > self.maximum:
+                raise InvalidParameter(f"{self.name} must be at most {self.maximum}, not {v}.")
+        return v
+
+
+@dataclass(frozen=True)
+class LessonInfo:
+    """What the lesson list and the explanation pane show."""
+
+    key: str  # the `studio train` name, e.g. "gan-2d"
+    title: str  # "GAN on 2D data"
+    summary: str  # one line for the list
+    explanation: str  # a few short paragraphs (Markdown): what you see, what to try, what is normal
+    main_loss: str = "loss"  # the metric written as `loss` in metrics.jsonl
+    series: tuple[str, ...] = ("loss",)  # the metrics the loss plot shows by default
+    log_every: int = 1  # the CLI and the run store log every N steps
+
+
+@dataclass
+class Trainer:
+    """Base class of every lesson. Subclasses set ``info`` and ``params`` and implement the rest."""
+
+    info: ClassVar[LessonInfo]
+    params: ClassVar[tuple[ParamSpec, ...]]
+
+    config: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    step_count: int = 0
+
+    @classmethod
+    def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults with ``overrides`` applied and checked; unknown keys are refused."""
+        specs = {p.name: p for p in cls.params}
+        config = {p.name: p.default for p in cls.params}
+        for key, value in (overrides or {}).items():
+            if key not in specs:
+                raise InvalidParameter(
+                    f"Unknown setting {key!r} for {cls.info.key}; known: {', '.join(specs)}.")
+            config[key] = specs[key].coerce(value)
+        return config
+
+    @classmethod
+    def spec(cls, name: str) -> ParamSpec:
+        for p in cls.params:
+            if p.name == name:
+                return p
+        raise InvalidParameter(f"Unknown setting {name!r} for {cls.info.key}.")
+
+    # -- the interface ---------------------------------------------------------------------------
+    def step(self) -> dict[str, float]:
+        """One training step; returns metrics including ``step`` and ``loss``.
+
+        Raises :class:`TrainingDiverged` when the loss is NaN/inf or explodes.
+        """
+        raise NotImplementedError
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data to draw now (numpy arrays / floats); cheap enough to call every frame."""
+        raise NotImplementedError
+
+    def set_param(self, name: str, value: Any) -> None:
+        """Change a live knob mid-run (validated); non-live knobs raise InvalidParameter."""
+        spec = self.spec(name)
+        if not spec.live:
+            raise InvalidParameter(f"{name} can only change with a reset.")
+        self.config[name] = spec.coerce(value)
+        self.on_param_changed(name)
+
+    def on_param_changed(self, name: str) -> None:
+        """Apply a changed live knob (e.g. set the optimizer's lr). Subclasses override."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly (tensors, optimizer and RNG states)."""
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+def check_loss(value: float, step: int, limit: float = 1e6) -> None:
+    """Raise TrainingDiverged with an actionable message for a NaN/inf or exploding loss."""
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"loss became {value} at step {step} — try a lower learning rate.")
+    if abs(value) > limit:
+        raise TrainingDiverged(
+            f"loss exploded to {value:.3g} at step {step} — try a lower learning rate.")
