@@ -98,6 +98,8 @@ class Trainer:
 
     info: ClassVar[LessonInfo]
     params: ClassVar[tuple[ParamSpec, ...]]
+    #: Parts of a step that can be run alone from the window, e.g. ("D", "G") for GANs.
+    step_parts: ClassVar[tuple[str, ...]] = ()
 
     config: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
@@ -123,8 +125,9 @@ class Trainer:
         raise InvalidParameter(f"Unknown setting {name!r} for {cls.info.key}.")
 
     # -- the interface ---------------------------------------------------------------------------
-    def step(self) -> dict[str, float]:
-        """One training step; returns metrics including ``step`` and ``loss``.
+    def step(self, part: str | None = None) -> dict[str, float]:
+        """One training step (or only ``part`` of it, one of ``step_parts``); returns metrics
+        including ``step`` and ``loss``.
 
         Raises :class:`TrainingDiverged` when the loss is NaN/inf or explodes.
         """

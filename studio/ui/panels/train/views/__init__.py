@@ -1,0 +1,26 @@
+"""Lesson views: the lesson-specific plots of the Train workspace, one module per lesson family.
+
+Each view is a QWidget subclass of :class:`studio.ui.panels.train.views.base.LessonView`; the
+workspace builds the one for the chosen lesson from this table.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+#: lesson key -> "module:Class"
+VIEW_PATHS: dict[str, str] = {
+    "optimizers": "studio.ui.panels.train.views.optimizers:OptimizerView",
+    "classifier-2d": "studio.ui.panels.train.views.classifier:ClassifierView",
+    "autoencoder": "studio.ui.panels.train.views.autoencoders:AutoencoderView",
+    "denoising-autoencoder": "studio.ui.panels.train.views.autoencoders:AutoencoderView",
+    "vae": "studio.ui.panels.train.views.autoencoders:AutoencoderView",
+    "gan-2d": "studio.ui.panels.train.views.gan:GANView",
+    "wgan-gp-2d": "studio.ui.panels.train.views.gan:GANView",
+    "ddpm-2d": "studio.ui.panels.train.views.ddpm:DDPMView",
+}
+
+
+def view_class(key: str):
+    module, _, name = VIEW_PATHS[key].partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,38 @@
+"""The contract between the Train workspace and a lesson's view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QWidget
+
+
+class LessonView(QWidget):
+    """Draws one lesson's snapshots; may offer lesson-specific controls.
+
+    The workspace calls :meth:`show_snapshot` on the GUI thread with the dict the trainer's
+    ``snapshot()`` returned (throttled to the frame rate) and :meth:`reset` when a run starts over.
+    A view never touches the trainer: it asks the workspace through its signals.
+    """
+
+    #: change a live knob: (name, value)
+    setParamRequested = Signal(str, object)
+    #: start over with these config overrides (e.g. a dataset the user drew)
+    resetRequested = Signal(dict)
+    #: run only one part of a step, one of the trainer's ``step_parts`` (e.g. "D")
+    stepPartRequested = Signal(str)
+
+    def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.lesson_key = lesson_key
+
+    def show_snapshot(self, snapshot: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """A new run started: forget history (sample grids, trails)."""
+
+    def export_items(self) -> dict[str, QWidget]:
+        """Named plots the user can export as PNG ("Loss", "Samples", …)."""
+        return {}
