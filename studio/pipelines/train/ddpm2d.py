@@ -1,0 +1,212 @@
+"""Lesson 5: a denoising diffusion model (DDPM) on 2D data.
+
+Forward process: x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε over ``timesteps`` steps of a linear or cosine β
+schedule. An MLP with a sinusoidal timestep embedding learns to predict ε (``loss`` = ε-MSE); the
+reverse chain then walks fresh noise back to data. Data are divided by their standard deviation
+for the model and shown in data units.
+
+Timestep indices in snapshots: level 0 is clean data, level k (1…T) is x after k noising steps,
+so ``forward[k]`` and ``reverse[k]`` can share one scrubber. Sampling the reverse chain costs T
+network passes, so it runs in ``snapshot()`` only every ``sample_every`` steps (``step()`` stays
+cheap) and always from the same starting noise, so the pictures change only as the model learns.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from studio.pipelines.train import torch_lessons as tl
+from studio.pipelines.train.base import LessonInfo, ParamSpec, Trainer, check_loss
+from studio.pipelines.train.datasets2d import DATASETS_2D, sample_2d
+from studio.pipelines.train.gan2d import DrawnPointsConfig
+
+POOL = 8192
+SHOWN = 600  # points in the data / forward / reverse pictures
+BUCKETS = 5  # ε-MSE is reported per fifth of the timesteps: mse_t0 (least noise) … mse_t4
+EMBED = 32  # timestep embedding width
+
+
+def make_betas(schedule: str, timesteps: int) -> torch.Tensor:
+    """β_1…β_T. Linear: DDPM's 1e-4…0.02 rescaled so T steps reach the same noise as 1000;
+    cosine: Nichol & Dhariwal's ᾱ(t) = cos²((t/T + s)/(1 + s)·π/2)."""
+    if schedule == "linear":
+        scale = 1000.0 / timesteps
+        return torch.linspace(1e-4 * scale, min(0.02 * scale, 0.999), timesteps)
+    s = 0.008
+    steps = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
+    abar = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+    return (1 - abar[1:] / abar[:-1]).clamp(max=0.999).float()
+
+
+class EpsilonMLP(nn.Module):
+    """ε-predictor: [x, embed(t)] → MLP → ε."""
+
+    def __init__(self, hidden: int, timesteps: int, generator: torch.Generator) -> None:
+        super().__init__()
+        self.timesteps = timesteps
+        self.net = tl.mlp([2 + EMBED, hidden, hidden, hidden, 2], generator, nn.SiLU)
+        freqs = torch.exp(-math.log(10_000.0) * torch.arange(EMBED // 2) / (EMBED // 2))
+        self.register_buffer("freqs", freqs, persistent=False)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        # Scale t to a 0…1000 range so the embedding means the same for any T.
+        angle = (t.float() * (1000.0 / self.timesteps))[:, None] * self.freqs[None, :]
+        return self.net(torch.cat([x, torch.sin(angle), torch.cos(angle)], dim=1))
+
+
+class DDPM2D(DrawnPointsConfig, Trainer):
+    """DDPM on 2D points: watch noise become data."""
+
+    info = LessonInfo(
+        key="ddpm-2d",
+        title="Diffusion (DDPM) on 2D data",
+        summary="Learn to undo noise one small step at a time.",
+        explanation=(
+            "**What you see.** The data; the scrubber moves through the noise levels: the "
+            "forward process (data dissolving into a Gaussian blob) and the model's reverse "
+            "chain (a blob condensing into data). Bars show the ε prediction error per range "
+            "of noise levels.\n\n"
+            "**What to try.** Scrub slowly through the reverse chain to see where the shape "
+            "appears. Compare the linear and cosine schedules (reset), fewer timesteps, or a "
+            "shape you drew in the GAN lesson.\n\n"
+            "**Normal.** The loss falls quickly to a plateau (it stays noisy: each batch has "
+            "fresh noise). The error is highest at low noise, where ε is hard to see. Samples "
+            "find the rough shape in a few hundred steps and sharpen over 2–3 thousand "
+            "(a minute or two)."),
+        series=("loss",) + tuple(f"mse_t{i}" for i in range(BUCKETS)),
+    )
+    params = (
+        tl.lr_spec(3e-3),
+        ParamSpec("batch_size", 256, "int", minimum=1, maximum=4096, label="Batch size"),
+        ParamSpec("timesteps", 100, "int", minimum=10, maximum=1000, label="Timesteps (T)",
+                  help="Noise levels between data and pure noise."),
+        ParamSpec("schedule", "cosine", "choice", choices=("linear", "cosine"),
+                  label="β schedule", help="How fast noise is added along the T steps."),
+        ParamSpec("dataset", "8-gaussians", "choice", choices=DATASETS_2D, label="Data set"),
+        ParamSpec("hidden", 128, "int", minimum=16, maximum=1024, label="Hidden width"),
+        ParamSpec("sample_every", 100, "int", minimum=1, maximum=100_000, live=True,
+                  label="Sample every N steps",
+                  help="Running the reverse chain costs T network passes, so it runs only now "
+                       "and then."),
+    )
+    def __init__(self, config: dict[str, Any] | None = None, seed: int = 0,
+                 step_count: int = 0) -> None:
+        super().__init__(config=self.validate_config(config), seed=seed, step_count=step_count)
+        c = self.config
+        pool = torch.from_numpy(
+            sample_2d(c["dataset"], POOL, np.random.default_rng(seed), c.get("points")))
+        self._scale = float(pool.std())
+        self._pool = pool / self._scale
+        self._T = int(c["timesteps"])
+        self._betas = make_betas(c["schedule"], self._T)
+        self._abar = torch.cumprod(1 - self._betas, dim=0)
+        self._gens = {"init": tl.seeded_generator(seed, 1), "train": tl.seeded_generator(seed, 2)}
+        self.model = EpsilonMLP(int(c["hidden"]), self._T, self._gens["init"])
+        self._opt = tl.make_optimizer("adam", self.model.parameters(), c["lr"])
+        self._bucket_mse = [float("nan")] * BUCKETS  # smoothed, for the bars
+        self._forward = self._forward_levels()
+        self._reverse: np.ndarray | None = None
+        self._sampled_at = -1
+
+    def _forward_levels(self) -> np.ndarray:
+        """The first SHOWN data points at every noise level 0…T (same ε throughout)."""
+        x0 = self._pool[:SHOWN]
+        eps = torch.randn(x0.shape, generator=tl.seeded_generator(self.seed, 3))
+        a = torch.cat([torch.ones(1), self._abar])[:, None, None]
+        return tl.to_numpy((a.sqrt() * x0 + (1 - a).sqrt() * eps) * self._scale)
+
+    def step(self, part: str | None = None) -> dict[str, float]:
+        g = self._gens["train"]
+        n = int(self.config["batch_size"])
+        x0 = self._pool[torch.randint(0, POOL, (n,), generator=g)]
+        # Stratified timesteps: every bucket gets its share of each batch (less noisy bars).
+        u = torch.rand(n, generator=g)
+        t = ((torch.arange(n) + u) / n * self._T).long().clamp(max=self._T - 1)
+        eps = torch.randn(x0.shape, generator=g)
+        abar = self._abar[t][:, None]
+        pred = self.model(abar.sqrt() * x0 + (1 - abar).sqrt() * eps, t)
+        per_sample = (pred - eps).pow(2).mean(dim=1)
+        loss = per_sample.mean()
+        self.step_count += 1
+        check_loss(float(loss.detach()), self.step_count)
+        self._opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self._opt.step()
+        metrics: dict[str, float] = {"step": self.step_count, "loss": float(loss.detach())}
+        bucket = (t * BUCKETS) // self._T
+        for b in range(BUCKETS):
+            mask = bucket == b
+            if mask.any():
+                value = float(per_sample.detach()[mask].mean())
+                metrics[f"mse_t{b}"] = value
+                old = self._bucket_mse[b]
+                self._bucket_mse[b] = value if math.isnan(old) else 0.9 * old + 0.1 * value
+        return metrics
+
+    def on_param_changed(self, name: str) -> None:
+        if name == "lr":
+            tl.set_lr(self._opt, self.config["lr"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": dict(self.config), "seed": self.seed, "step_count": self.step_count,
+            "model": tl.tensor_state(self.model), "optimizer": tl.optimizer_state(self._opt),
+            "generators": tl.generator_states(self._gens),
+            "bucket_mse": list(self._bucket_mse),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.config = self.validate_config(state["config"])
+        self.step_count = int(state["step_count"])
+        self.model.load_state_dict(state["model"])
+        self._opt.load_state_dict(state["optimizer"])
+        self.on_param_changed("lr")
+        tl.load_generator_states(self._gens, state["generators"])
+        self._bucket_mse = [float(v) for v in state["bucket_mse"]]
+        self._sampled_at = -1
+
+    @torch.no_grad()
+    def sample_chain(self, n: int = SHOWN) -> np.ndarray:
+        """The reverse chain from fixed noise: (T + 1, n, 2) in data units, [k] = level k."""
+        g = tl.seeded_generator(self.seed, 4)  # fresh each time: same start, same noise
+        x = torch.randn((n, 2), generator=g)
+        chain = [x]
+        alphas = 1 - self._betas
+        for k in range(self._T - 1, -1, -1):
+            eps = self.model(x, torch.full((n,), k, dtype=torch.long))
+            x = (x - self._betas[k] / (1 - self._abar[k]).sqrt() * eps) / alphas[k].sqrt()
+            if k > 0:
+                x = x + self._betas[k].sqrt() * torch.randn((n, 2), generator=g)
+            chain.append(x)
+        return tl.to_numpy(torch.stack(chain[::-1]) * self._scale)
+
+    def snapshot(self) -> dict[str, Any]:
+        every = int(self.config["sample_every"])
+        if self._reverse is None or self.step_count - self._sampled_at >= every:
+            self._reverse = self.sample_chain()
+            self._sampled_at = self.step_count
+        return {
+            "step": self.step_count,
+            "data": self._forward[0],
+            "forward": self._forward,
+            "reverse": self._reverse,
+            "samples": self._reverse[0],
+            "samples_step": self._sampled_at,
+            "timesteps": self._T,
+            "alpha_bar": tl.to_numpy(torch.cat([torch.ones(1), self._abar])),
+            "bucket_mse": np.array(self._bucket_mse, dtype=np.float32),
+            "bucket_labels": [f"t {b * self._T // BUCKETS}–{(b + 1) * self._T // BUCKETS - 1}"
+                              for b in range(BUCKETS)],
+        }
+
+
+def nearest_distance(points: np.ndarray, data: np.ndarray) -> float:
+    """Mean distance from each point to its nearest data point (how far samples are from data)."""
+    d = np.linalg.norm(points[:, None, :] - data[None, :, :], axis=2)
+    return float(d.min(axis=1).mean())
+

@@ -1,0 +1,103 @@
+"""Torch helpers shared by the neural lessons (autoencoders, GANs, DDPM): seeded MLPs,
+switchable optimizers and exact state copies.
+
+Every lesson owns its random generators: layers are initialised from a ``torch.Generator`` (never
+torch's global RNG, so two trainers interleaved give the same numbers as each alone), and a state
+dict holds only tensors and plain Python values, so ``torch.load(weights_only=True)`` reads it back.
+Imported only by lesson modules, which the window imports lazily.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from studio.pipelines.train.base import ParamSpec
+
+OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "rmsprop")
+
+
+def lr_spec(default: float, help: str = "") -> ParamSpec:
+    """The learning-rate knob every lesson has (the CLI's ``--set lr=…`` relies on the name)."""
+    return ParamSpec("lr", default, "float", minimum=1e-6, maximum=10.0, live=True,
+                     label="Learning rate", log_scale=True,
+                     help=help or "Step size of the optimizer; too high diverges, too low crawls.")
+
+
+def optimizer_spec(default: str = "adam") -> ParamSpec:
+    return ParamSpec("optimizer", default, "choice", choices=OPTIMIZERS, live=True,
+                     label="Optimizer", help="Switching starts the new optimizer with fresh state.")
+
+
+def seeded_generator(seed: int, stream: int) -> torch.Generator:
+    """A CPU generator for one purpose (``stream``) of a run, independent of the others."""
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + stream) % (2**63))
+
+
+def linear(n_in: int, n_out: int, generator: torch.Generator) -> nn.Linear:
+    """An ``nn.Linear`` with PyTorch's default init, drawn from ``generator``.
+
+    ``skip_init`` avoids the global RNG that ``nn.Linear.__init__`` would consume.
+    """
+    layer = torch.nn.utils.skip_init(nn.Linear, n_in, n_out)
+    bound = 1.0 / math.sqrt(n_in)
+    with torch.no_grad():
+        layer.weight.uniform_(-bound, bound, generator=generator)
+        layer.bias.uniform_(-bound, bound, generator=generator)
+    return layer
+
+
+def mlp(sizes: list[int], generator: torch.Generator, activation: type[nn.Module] = nn.ReLU
+        ) -> nn.Sequential:
+    """Linear layers of the given widths with ``activation`` between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
+        layers.append(linear(a, b, generator))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+def make_optimizer(kind: str, params: Any, lr: float,
+                   betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+    """A fresh optimizer of ``kind`` (adam | sgd | rmsprop); SGD gets momentum 0.9 (plain SGD
+    is too slow to watch)."""
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    if kind == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    raise ValueError(f"unknown optimizer {kind}")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def tensor_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of a module's weights that later training does not change."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    return copy.deepcopy(optimizer.state_dict())
+
+
+def generator_states(generators: dict[str, torch.Generator]) -> dict[str, torch.Tensor]:
+    return {name: g.get_state().clone() for name, g in generators.items()}
+
+
+def load_generator_states(generators: dict[str, torch.Generator],
+                          states: dict[str, torch.Tensor]) -> None:
+    for name, g in generators.items():
+        g.set_state(states[name].clone())
+
+
+def to_numpy(t: torch.Tensor) -> Any:
+    return t.detach().cpu().numpy().astype("float32", copy=True)
