@@ -18,6 +18,7 @@ from studio import __version__
 COMMANDS: list[str] = [
     "studio.cli.gui",
     "studio.cli.generate",
+    "studio.cli.train",
     "studio.cli.info",
 ]
 

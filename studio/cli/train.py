@@ -1,0 +1,146 @@
+"""``studio train LESSON``: run a lesson's trainer without a window and keep the run folder.
+
+stdout carries the metrics as training goes: a readable line every few steps, or with ``--json``
+one JSON object per logged step (``step``, ``loss`` and the lesson's other series) and, last, one
+object with ``"run"`` (the run folder), ``"steps"`` and ``"loss"``. Nothing else is printed on
+stdout with ``--json``. The run folder (``config.json``, ``metrics.jsonl``, a checkpoint) goes to
+``--out`` or ``runs_dir/<run-id>``.
+
+Exit status: 0 done; 1 the training diverged (the message says what to try; the run folder holds
+everything up to that step); 2 bad input (unknown lesson or setting, invalid value); 130 Ctrl+C
+(the run so far is saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+NAME = "train"
+HELP = "train a lesson (optimizers, classifier-2d, gan-2d, …) without a window"
+
+EXIT_DIVERGED = 1
+EXIT_CANCELLED = 130
+LINES_PER_RUN = 20  # readable output: about this many progress lines per run
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("lesson", nargs="?", metavar="LESSON",
+                        help="the lesson to train (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the lessons and exit")
+    parser.add_argument("--steps", type=int, default=500, help="training steps (default 500)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the run folder (default: Studio's runs folder / a new run id)")
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="a hyperparameter, e.g. --set lr=0.001 (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print JSON lines only")
+
+
+def _parse_settings(items: list[str]) -> dict[str, str]:
+    from studio.cli import UsageError
+
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set needs KEY=VALUE, not {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _list_lessons(as_json: bool) -> int:
+    from studio.pipelines.train.registry import lesson_class, lesson_keys
+
+    rows: list[dict[str, Any]] = []
+    for key in lesson_keys():
+        try:
+            info = lesson_class(key).info
+        except ImportError as exc:  # a lesson whose module cannot load is listed as unavailable
+            rows.append({"lesson": key, "title": "", "summary": f"(unavailable: {exc})"})
+            continue
+        rows.append({"lesson": key, "title": info.title, "summary": info.summary})
+    for row in rows:
+        if as_json:
+            print(json.dumps(row), flush=True)
+        else:
+            print(f"{row['lesson']:<24}{row['summary']}", flush=True)
+    return 0
+
+
+def _format(metrics: dict[str, float], total: int) -> str:
+    parts = [f"step {int(metrics['step'])}/{total}"]
+    parts += [f"{k} {v:.4g}" for k, v in metrics.items()
+              if k != "step" and isinstance(v, (int, float))]
+    return "  ".join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from studio.cli import UsageError, fail
+
+    if args.list:
+        return _list_lessons(args.json)
+    if not args.lesson:
+        raise UsageError("name a lesson (studio train --list shows them)")
+    if args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, not {args.steps}")
+    settings = _parse_settings(args.settings)
+
+    import torch
+
+    from studio.config import default_paths, load_settings
+    from studio.pipelines.train.base import InvalidParameter, TrainingDiverged
+    from studio.pipelines.train.registry import lesson_class
+    from studio.pipelines.train.runs import Run
+
+    # The lessons' models are tiny: torch's thread pool only adds waiting (see session.py).
+    torch.set_num_threads(1)
+    try:
+        cls = lesson_class(args.lesson)
+        config = cls.validate_config(settings)
+        trainer = cls(config, seed=args.seed)
+    except InvalidParameter as exc:
+        raise UsageError(str(exc)) from None
+    root = load_settings().settings.resolved_paths(default_paths()).runs_dir
+    run_ = Run.create(root, args.lesson, args.seed, trainer.config, path=args.out)
+    if not args.json:
+        print(f"{cls.info.title}: {args.steps} steps, seed {args.seed} → {run_.path}",
+              file=sys.stderr, flush=True)
+
+    every = max(1, cls.info.log_every)
+    show_every = max(1, args.steps // LINES_PER_RUN)
+    buffer: list[dict[str, float]] = []
+    last: dict[str, float] = {}
+    code = 0
+    try:
+        for _ in range(args.steps):
+            last = trainer.step()
+            step = int(last["step"])
+            if step % every == 0:
+                buffer.append(last)
+                if args.json:
+                    print(json.dumps(last), flush=True)
+            if not args.json and (step % show_every == 0 or step == args.steps):
+                print(_format(last, args.steps), flush=True)
+            if len(buffer) >= 200:
+                run_.append_metrics(buffer)
+                buffer = []
+    except TrainingDiverged as exc:
+        code = fail(str(exc), EXIT_DIVERGED)
+    except KeyboardInterrupt:
+        print(f"studio: stopped at step {trainer.step_count}; the run is saved in {run_.path}",
+              file=sys.stderr, flush=True)
+        code = EXIT_CANCELLED
+    run_.append_metrics(buffer)
+    run_.save_checkpoint(trainer)
+    if args.json:
+        print(json.dumps({"run": str(run_.path), "steps": trainer.step_count,
+                          "loss": last.get("loss")}), flush=True)
+    elif code == 0:
+        print(f"done: {trainer.step_count} steps, loss {last.get('loss', float('nan')):.4g}; "
+              f"run saved in {run_.path}", file=sys.stderr, flush=True)
+    return code

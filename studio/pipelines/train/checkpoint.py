@@ -1,0 +1,103 @@
+"""Save and load a trainer's ``state_dict()`` without pickle: tensors in safetensors, the rest JSON.
+
+A state dict is a tree of dicts, lists and tuples whose leaves are tensors, numpy arrays, numbers,
+strings, bools or None (model weights, ``torch.optim`` state, RNG states as uint8 tensors). The
+tree is written as JSON in which every tensor is replaced by ``{"__tensor__": key}`` pointing into
+the safetensors file; dicts with non-string keys (``torch.optim`` keys its state by parameter index)
+and tuples are tagged so they come back exactly as they went in. Loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from studio.fileio import atomic_write_bytes, atomic_write_text
+
+
+def _flatten(node: Any, tensors: dict[str, Any], path: str) -> Any:
+    import numpy as np
+    import torch
+
+    if isinstance(node, torch.Tensor):
+        key = path or "root"
+        tensors[key] = node.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(node, np.ndarray):
+        key = path or "root"
+        tensors[key] = torch.from_numpy(np.ascontiguousarray(node))
+        return {"__ndarray__": key}
+    if isinstance(node, dict):
+        if all(isinstance(k, str) for k in node):
+            return {"__dict__": {k: _flatten(v, tensors, f"{path}/{k}") for k, v in node.items()}}
+        return {"__items__": [[k, _flatten(v, tensors, f"{path}/{i}")]
+                              for i, (k, v) in enumerate(node.items())]}
+    if isinstance(node, tuple):
+        return {"__tuple__": [_flatten(v, tensors, f"{path}/{i}") for i, v in enumerate(node)]}
+    if isinstance(node, list):
+        return [_flatten(v, tensors, f"{path}/{i}") for i, v in enumerate(node)]
+    if isinstance(node, (np.integer, np.floating, np.bool_)):
+        return node.item()
+    if node is None or isinstance(node, (str, int, float, bool)):
+        return node
+    raise TypeError(f"cannot store a {type(node).__name__} in a checkpoint")
+
+
+def _unflatten(node: Any, tensors: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_unflatten(v, tensors) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if "__tensor__" in node:
+        return tensors[node["__tensor__"]]
+    if "__ndarray__" in node:
+        return tensors[node["__ndarray__"]].numpy().copy()
+    if "__dict__" in node:
+        return {k: _unflatten(v, tensors) for k, v in node["__dict__"].items()}
+    if "__items__" in node:
+        return {k: _unflatten(v, tensors) for k, v in node["__items__"]}
+    if "__tuple__" in node:
+        return tuple(_unflatten(v, tensors) for v in node["__tuple__"])
+    raise ValueError(f"unknown checkpoint node {sorted(node)}")
+
+
+def save_state(state: dict[str, Any], tensors_path: Path, json_path: Path,
+               extra: dict[str, Any] | None = None) -> None:
+    """Write ``state`` as ``tensors_path`` (safetensors) + ``json_path``, each atomically.
+
+    Both carry the same random token and the JSON is written last, so a crash between the two
+    writes is detected on load (the tokens differ) instead of mixing two checkpoints.
+    """
+    import uuid
+
+    from safetensors.torch import save
+
+    tensors: dict[str, Any] = {}
+    tree = _flatten(state, tensors, "")
+    token = uuid.uuid4().hex
+    atomic_write_bytes(tensors_path, save(tensors, metadata={"token": token}))
+    doc = {"format": "studio-train-checkpoint/1", "tensors": tensors_path.name, "token": token,
+           "tensor_keys": sorted(tensors), "state": tree, **(extra or {})}
+    atomic_write_text(json_path, json.dumps(doc, indent=1))
+
+
+def load_state(json_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_state`: (state, the JSON document's other keys)."""
+    from safetensors import safe_open
+
+    doc = json.loads(Path(json_path).read_text(encoding="utf-8"))
+    if doc.get("format") != "studio-train-checkpoint/1":
+        raise ValueError(f"{json_path} is not a Studio training checkpoint")
+    with safe_open(str(Path(json_path).parent / doc["tensors"]), framework="pt") as fh:
+        if (fh.metadata() or {}).get("token") != doc.get("token"):
+            raise ValueError("the checkpoint is incomplete (it was being written when the "
+                             "program stopped); start the run again from its beginning")
+        tensors = {key: fh.get_tensor(key) for key in fh.keys()}
+    missing = set(doc["tensor_keys"]) - set(tensors)
+    if missing:
+        raise ValueError(f"the checkpoint is incomplete: {len(missing)} tensors are missing")
+    state = _unflatten(doc.pop("state"), tensors)
+    for key in ("format", "tensors", "tensor_keys", "token"):
+        doc.pop(key, None)
+    return state, doc

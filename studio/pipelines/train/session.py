@@ -1,0 +1,355 @@
+"""A live training session: one trainer stepping on its own thread, driven from the window.
+
+The session owns the trainer; only its thread touches it. Every command from outside (play, pause,
+one step, a knob change, reset, save) is queued and applied *between* steps, so a change never
+lands in the middle of one. What the window sees arrives through two callbacks, called on the
+session thread (the Qt bridge turns them into signals):
+
+- ``on_frame(Frame)``: a snapshot plus the metrics logged since the previous frame. Frames are
+  throttled: at most one per ``frame_interval`` (1/60 s) and never a new one before the window has
+  drawn the last (:meth:`TrainingSession.frame_done`), so a slow window never queues up frames and
+  never holds the trainer back: it just gets fewer, fresher pictures.
+- ``on_state(state, message)``: ``playing``, ``paused``, ``waiting`` (yielding to the job queue),
+  ``diverged`` (with the message) or ``error``.
+
+Yield policy: training shares the machine with Generate and Chat. Before every step the session
+asks ``busy()`` (in the window: "does the GPU job runner have a job waiting or running?"); while
+it answers yes the session does not step at all and re-checks every 0.1 s, showing ``waiting``.
+A lesson's step takes milliseconds, so pausing it costs the student nothing, while a generation
+sharing the device (and the CPU) with a trainer would slow down for as long as both run.
+
+Threads: the lessons' models are tiny, and torch's intra-op thread pool makes them *slower* (on a
+busy machine, 100× slower: the pool's threads wait for each other on every small op). While it
+steps, the session sets torch to one thread and gives the old count back whenever it stops
+stepping (pause, yield to the job queue, stop), so a Generate job never runs with one thread.
+
+No Qt here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.pipelines.train.base import InvalidParameter, Trainer, TrainingDiverged
+from studio.pipelines.train.registry import lesson_class
+from studio.pipelines.train.runs import Run
+
+log = logging.getLogger(__name__)
+
+FRAME_INTERVAL_S = 1 / 60
+FLUSH_INTERVAL_S = 0.5  # metrics reach metrics.jsonl at least this often while training
+YIELD_POLL_S = 0.1
+
+
+@dataclass
+class Frame:
+    """What the window draws: the trainer's snapshot and the metrics logged since last time."""
+
+    step: int
+    snapshot: dict[str, Any]
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    run_path: Path | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    new_run: bool = False  # the trainer was (re)built: forget the old curves and trails
+
+
+class TrainingSession:
+    """Runs one lesson's trainer on a thread; thread-safe controls, throttled frames."""
+
+    def __init__(self, lesson: str, on_frame: Callable[[Frame], None],
+                 on_state: Callable[[str, str], None], *, runs_root: Path | None = None,
+                 config: dict[str, Any] | None = None, seed: int = 0,
+                 busy: Callable[[], bool] | None = None,
+                 frame_interval: float = FRAME_INTERVAL_S) -> None:
+        self.lesson = lesson
+        self.cls = lesson_class(lesson)
+        self._config = self.cls.validate_config(config)  # refuse bad values before the thread
+        self._seed = int(seed)
+        self._on_frame = on_frame
+        self._on_state = on_state
+        self._busy = busy or (lambda: False)
+        self._runs_root = Path(runs_root) if runs_root is not None else None
+        self.frame_interval = frame_interval
+        self.delay_s = 0.0  # slow mode: a pause after every step
+        self.draw_every = 1  # fast mode: a frame at most every N steps
+
+        self._cond = threading.Condition()
+        self._commands: deque[Callable[[], None]] = deque()
+        self._playing = False
+        self._stopping = False
+        self._frame_pending = False  # a frame is out and not drawn yet
+        self._dirty = True  # something changed that the window has not seen
+        self._last_frame = 0.0
+        self._pending_metrics: list[dict[str, float]] = []
+        self._unflushed: list[dict[str, float]] = []
+        self._last_flush = time.monotonic()
+        self._state = "paused"
+        self._new_run = True
+        self.trainer: Trainer | None = None  # session thread only
+        self.run: Run | None = None
+        self._resume_from: Path | None = None
+        self._saved_threads: int | None = None
+        self._thread = threading.Thread(target=self._loop, name="studio-train-session",
+                                         daemon=True)
+
+    # -- controls (any thread) ------------------------------------------------------------------
+    def start(self, resume: Path | None = None) -> None:
+        """Build the trainer on the session thread (a fresh one, or ``resume`` a saved run)."""
+        self._resume_from = Path(resume) if resume is not None else None
+        self._thread.start()
+
+    def play(self) -> None:
+        self._post(lambda: self._set_playing(True))
+
+    def pause(self) -> None:
+        self._post(lambda: self._set_playing(False))
+
+    def step_once(self, part: str | None = None) -> None:
+        """One step (or one ``part`` of it, e.g. "D") and a fresh frame; pauses first."""
+        if part is not None and part not in self.cls.step_parts:
+            raise InvalidParameter(f"{self.cls.info.title} has no step part {part!r}.")
+
+        def do() -> None:
+            self._set_playing(False)
+            self._train_step(part)
+            self._dirty = True
+
+        self._post(do)
+
+    def set_speed(self, delay_s: float = 0.0, draw_every: int = 1) -> None:
+        with self._cond:
+            self.delay_s = max(0.0, float(delay_s))
+            self.draw_every = max(1, int(draw_every))
+            self._cond.notify_all()
+
+    def set_param(self, name: str, value: Any) -> Any:
+        """Change a live knob between steps; returns the checked value or raises InvalidParameter."""
+        spec = self.cls.spec(name)
+        if not spec.live:
+            raise InvalidParameter(f"{spec.label or name} can only change with a reset.")
+        value = spec.coerce(value)
+
+        def do() -> None:
+            self.trainer.set_param(name, value)
+            self._config = dict(self.trainer.config)
+            if self.run is not None:
+                self.run.record_change(self.trainer.step_count, name, value)
+            self._dirty = True
+
+        self._post(do)
+        return value
+
+    def reset(self, config: dict[str, Any] | None = None, seed: int | None = None) -> None:
+        """Start over (a new run) with ``config`` overrides and ``seed``; values checked now."""
+        new_config = self.cls.validate_config(config if config is not None else self._config)
+        new_seed = self._seed if seed is None else int(seed)
+
+        def do() -> None:
+            self._set_playing(False)
+            self._close_run()
+            self._config, self._seed = new_config, new_seed
+            self._build()
+
+        self._post(do)
+
+    def save(self) -> None:
+        """Write the run's metrics and a checkpoint now."""
+        self._post(self._checkpoint)
+
+    def frame_done(self) -> None:
+        """The window has drawn the last frame; the next one may come."""
+        with self._cond:
+            self._frame_pending = False
+            self._cond.notify_all()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop stepping, save the run and end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # -- session thread --------------------------------------------------------------------------
+    def _post(self, command: Callable[[], None]) -> None:
+        with self._cond:
+            self._commands.append(command)
+            self._cond.notify_all()
+
+    def _set_state(self, state: str, message: str = "") -> None:
+        self._state = state
+        self._on_state(state, message)
+
+    def _set_playing(self, playing: bool) -> None:
+        was = self._playing
+        self._playing = playing
+        if playing and not was:
+            self._set_state("playing")
+        elif was and not playing:
+            self._checkpoint()
+            self._set_state("paused")
+
+    def _build(self) -> None:
+        self.trainer = self.cls(dict(self._config), seed=self._seed)
+        self._config = dict(self.trainer.config)
+        self.run = None  # created with the first step, so resets that never train leave no folder
+        self._pending_metrics.clear()
+        self._new_run = True
+        self._dirty = True
+
+    def _resume(self, path: Path) -> None:
+        run = Run(path)
+        self.trainer = run.resume()
+        self.run = run
+        self._config, self._seed = dict(self.trainer.config), self.trainer.seed
+        self._pending_metrics = run.metrics()  # the window redraws the curve so far
+        self._new_run = True
+        self._dirty = True
+
+    def _single_thread(self, on: bool) -> None:
+        """One torch thread while stepping; the previous count back otherwise (see above)."""
+        import torch
+
+        if on and self._saved_threads is None:
+            self._saved_threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+        elif not on and self._saved_threads is not None:
+            torch.set_num_threads(self._saved_threads)
+            self._saved_threads = None
+
+    def _train_step(self, part: str | None) -> None:
+        trainer = self.trainer
+        self._single_thread(True)
+        if self.run is None and self._runs_root is not None:
+            self.run = Run.create(self._runs_root, self.lesson, self._seed, trainer.config)
+        try:
+            metrics = trainer.step(part)
+        except TrainingDiverged as exc:
+            self._playing = False
+            self._flush()
+            self._dirty = True
+            self._set_state("diverged", str(exc))
+            return
+        every = max(1, trainer.info.log_every)
+        if part is None and trainer.step_count % every == 0 or part is not None:
+            self._pending_metrics.append(metrics)
+            self._unflushed.append(metrics)
+        if time.monotonic() - self._last_flush > FLUSH_INTERVAL_S:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if self.run is not None and self._unflushed:
+            self.run.append_metrics(self._unflushed)
+        self._unflushed = []
+
+    def _checkpoint(self) -> None:
+        self._flush()
+        if self.run is not None and self.trainer is not None:
+            self.run.save_checkpoint(self.trainer)
+
+    def _close_run(self) -> None:
+        try:
+            self._checkpoint()
+        except Exception:  # noqa: BLE001 - a failed save must not stop the session
+            log.exception("could not save the training run")
+
+    def _maybe_frame(self, force: bool = False) -> None:
+        now = time.monotonic()
+        with self._cond:
+            if self._frame_pending or (not force and now - self._last_frame < self.frame_interval):
+                return
+            self._frame_pending = True
+        self._last_frame = now
+        frame = Frame(step=self.trainer.step_count, snapshot=self.trainer.snapshot(),
+                      metrics=self._pending_metrics, config=dict(self._config),
+                      run_path=self.run.path if self.run else None, new_run=self._new_run)
+        self._pending_metrics, self._new_run, self._dirty = [], False, False
+        self._on_frame(frame)
+
+    def _loop(self) -> None:
+        try:
+            if self._resume_from is not None:
+                self._resume(self._resume_from)
+            else:
+                self._build()
+            self._set_state("paused")
+        except Exception as exc:  # noqa: BLE001 - errors are data (DESIGN rule 8)
+            log.exception("could not start the %s lesson", self.lesson)
+            from studio.jobs import describe_error
+
+            self._set_state("error", describe_error(exc))
+            return
+        while True:
+            with self._cond:
+                if self._stopping:
+                    break
+                command = self._commands.popleft() if self._commands else None
+                idle = (command is None and not self._playing
+                        and not (self._dirty and not self._frame_pending))
+                if idle:
+                    self._cond.wait(0.25)
+                    continue
+            try:
+                if command is not None:
+                    command()
+                elif self._playing:
+                    self._play_once()
+                if self._dirty:
+                    self._maybe_frame(force=not self._playing)
+                if not self._playing:
+                    self._single_thread(False)
+            except InvalidParameter as exc:
+                self._set_playing(False)
+                self._set_state("paused", str(exc))
+            except Exception as exc:  # noqa: BLE001 - a lesson bug pauses, never kills the app
+                log.exception("training step failed")
+                from studio.jobs import describe_error
+
+                self._playing = False
+                self._set_state("error", describe_error(exc))
+        self._single_thread(False)
+        self._close_run()
+
+    def _play_once(self) -> None:
+        if self._busy():
+            self._single_thread(False)
+            if self._state != "waiting":
+                self._set_state("waiting", "Waiting for the job queue")
+            with self._cond:
+                self._cond.wait(YIELD_POLL_S)
+            return
+        if self._state == "waiting":
+            self._set_state("playing")
+        self._train_step(None)
+        if not self._playing:
+            return
+        if self.trainer.step_count % self.draw_every == 0 or self.delay_s > 0:
+            self._dirty = True
+        if self.delay_s > 0:
+            self._maybe_frame(force=True)
+            with self._cond:  # slow mode: wait, but wake at once for a command or stop
+                self._cond.wait_for(lambda: self._commands or self._stopping, self.delay_s)

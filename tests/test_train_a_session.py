@@ -1,0 +1,151 @@
+"""The training session (no Qt): controls between steps, throttled frames, yielding, divergence."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from studio.pipelines.train.base import InvalidParameter
+from studio.pipelines.train.runs import Run, load_metrics
+from studio.pipelines.train.session import TrainingSession
+
+
+class Recorder:
+    def __init__(self, ack: bool = True) -> None:
+        self.frames, self.states, self.ack = [], [], ack
+        self.session: TrainingSession | None = None
+        self.changed = threading.Condition()
+
+    def on_frame(self, frame):
+        with self.changed:
+            self.frames.append(frame)
+            self.changed.notify_all()
+        if self.ack:
+            self.session.frame_done()
+
+    def on_state(self, state, message):
+        with self.changed:
+            self.states.append((state, message))
+            self.changed.notify_all()
+
+    def wait(self, predicate, timeout=10.0):
+        with self.changed:
+            assert self.changed.wait_for(predicate, timeout), (self.states, len(self.frames))
+
+
+@pytest.fixture
+def make_session(tmp_path):
+    sessions = []
+
+    def make(lesson="classifier-2d", ack=True, **kw):
+        rec = Recorder(ack)
+        session = TrainingSession(lesson, rec.on_frame, rec.on_state, runs_root=tmp_path, **kw)
+        rec.session = session
+        sessions.append(session)
+        session.start()
+        rec.wait(lambda: rec.frames)  # the first frame shows the untrained model
+        return session, rec
+
+    yield make
+    for s in sessions:
+        s.stop()
+        assert not s.alive
+
+
+def steps(rec):
+    return [int(m["step"]) for f in rec.frames for m in f.metrics]
+
+
+def test_play_pause_frames_are_throttled_and_carry_every_metric(make_session):
+    session, rec = make_session()
+    assert rec.frames[0].new_run and rec.frames[0].step == 0
+    session.play()
+    rec.wait(lambda: steps(rec) and steps(rec)[-1] >= 200)
+    session.pause()
+    rec.wait(lambda: rec.states[-1][0] == "paused" and len(rec.states) >= 3)
+    time.sleep(0.1)
+    got = steps(rec)
+    assert got == list(range(1, got[-1] + 1))  # every step logged once, in order
+    frame_steps = [f.step for f in rec.frames]
+    assert frame_steps == sorted(set(frame_steps))  # each frame newer than the last
+    assert len(rec.frames) < len(got)  # several steps per frame, not one each
+    run = Run(rec.frames[-1].run_path)
+    assert run.has_checkpoint and len(load_metrics(run.path)) == len(got)
+
+
+def test_step_once_live_param_and_reset(make_session):
+    session, rec = make_session()
+    session.step_once()
+    session.set_param("lr", 0.2)
+    session.step_once()
+    rec.wait(lambda: len(steps(rec)) == 2)
+    rec.wait(lambda: rec.frames[-1].config["lr"] == 0.2)
+    assert session.trainer.step_count == 2
+    with pytest.raises(InvalidParameter):
+        session.set_param("lr", -1)
+    with pytest.raises(InvalidParameter, match="reset"):
+        session.set_param("dataset", "xor")
+    assert Run(rec.frames[-1].run_path).meta["changes"] == [
+        {"step": 1, "name": "lr", "value": 0.2}]
+    session.reset({"dataset": "xor", "layers": 1}, seed=9)
+    rec.wait(lambda: rec.frames[-1].new_run and rec.frames[-1].config["dataset"] == "xor")
+    assert session.seed == 9 and session.trainer.step_count == 0
+
+
+def test_divergence_pauses_with_the_message(make_session):
+    session, rec = make_session(config={"lr": 1000.0, "optimizer": "sgd"})
+    session.play()
+    rec.wait(lambda: rec.states[-1][0] == "diverged")
+    assert "lower learning rate" in rec.states[-1][1]
+    assert session.alive  # paused, not crashed: a lower lr and a reset go on
+    session.reset({"lr": 0.01}, seed=1)
+    session.step_once()
+    rec.wait(lambda: steps(rec) and steps(rec)[-1] == 1)
+
+
+def test_yields_while_the_job_queue_is_busy(make_session):
+    busy = threading.Event()
+    busy.set()
+    session, rec = make_session(busy=busy.is_set)
+    session.play()
+    rec.wait(lambda: rec.states[-1][0] == "waiting")
+    time.sleep(0.3)
+    assert session.trainer.step_count == 0
+    busy.clear()
+    rec.wait(lambda: steps(rec) and steps(rec)[-1] > 10)
+    assert ("playing", "") in rec.states[rec.states.index(("waiting", "Waiting for the job "
+                                                           "queue")):]
+
+
+def test_a_window_that_does_not_draw_gets_no_backlog(make_session):
+    session, rec = make_session(ack=False)
+    session.play()
+    time.sleep(0.5)
+    assert len(rec.frames) == 1  # the first frame was never acknowledged
+    assert session.trainer.step_count > 20  # yet training went on
+    session.frame_done()
+    rec.wait(lambda: len(rec.frames) == 2)
+    assert steps(rec)[0] == 1  # the metrics piled up meanwhile arrive together
+
+
+def test_slow_mode_and_resume_a_saved_run(make_session):
+    session, rec = make_session()
+    session.set_speed(delay_s=0.05)
+    session.play()
+    time.sleep(0.5)
+    session.pause()
+    rec.wait(lambda: rec.states[-1][0] == "paused" and len(rec.states) >= 3)
+    assert 3 <= session.trainer.step_count <= 14
+    path, done = rec.frames[-1].run_path, session.trainer.step_count
+    session.stop()
+    rec2 = Recorder()
+    resumed = TrainingSession("classifier-2d", rec2.on_frame, rec2.on_state)
+    rec2.session = resumed
+    resumed.start(resume=path)
+    try:
+        rec2.wait(lambda: rec2.frames)
+        assert rec2.frames[0].step == done and len(rec2.frames[0].metrics) == done
+    finally:
+        resumed.stop()
