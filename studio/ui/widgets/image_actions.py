@@ -24,11 +24,9 @@ def copy_image(path: str | Path) -> bool:
     image = QImage(str(path))
     if image.isNull():
         return False
-    clipboard = QGuiApplication.clipboard()
-    mime = QMimeData()
-    mime.setImageData(image)
-    mime.setUrls([QUrl.fromLocalFile(str(path))])
-    clipboard.setMimeData(mime)
+    # setImage lets Qt build the mime data in C++: a QMimeData made in Python and handed to the
+    # clipboard is freed twice when the app exits (PySide 6.11: a segfault on quit).
+    QGuiApplication.clipboard().setImage(image)
     return True
 
 
