@@ -1,0 +1,103 @@
+"""The chat request, the streamed chunks, and the backend protocol. Light: no torch here."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from studio.jobs import CancelToken
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class ChatRequest:
+    """One reply to generate. ``messages`` are ``{"role": ..., "content": ...}`` dicts in order.
+
+    ``model`` is a folder, a repo id in the HF cache, or ``openai:BASE_URL#MODEL`` for a remote
+    OpenAI-compatible endpoint. ``temperature == 0`` means greedy decoding. ``seed`` None: random.
+    """
+
+    model: str
+    messages: list[dict[str, str]] = field(default_factory=list)
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 50
+    repetition_penalty: float = 1.0
+    max_new_tokens: int = 512
+    seed: int | None = None
+
+    def validate(self) -> None:
+        """Raise ValueError with a one-line reason a person understands."""
+        if not str(self.model).strip():
+            raise ValueError("No chat model chosen.")
+        if not self.messages:
+            raise ValueError("There is nothing to answer: the conversation is empty.")
+        for m in self.messages:
+            if m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+                raise ValueError(f"Bad message {m!r}: role must be one of {ROLES}, content text.")
+        if not 0 <= self.temperature <= 5:
+            raise ValueError(f"Temperature must be between 0 and 5, not {self.temperature}.")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top-p must be in (0, 1], not {self.top_p}.")
+        if self.top_k < 0:
+            raise ValueError(f"top-k must be 0 (off) or more, not {self.top_k}.")
+        if not 0 < self.repetition_penalty <= 10:
+            raise ValueError(f"Repetition penalty must be in (0, 10], not {self.repetition_penalty}.")
+        if not 1 <= self.max_new_tokens <= 1_000_000:
+            raise ValueError(f"Max new tokens must be at least 1, not {self.max_new_tokens}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "chat", **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChatRequest:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class ChatChunk:
+    """A piece of a streamed reply, reported through ``progress.partial`` as it arrives.
+
+    ``text`` is the new text only. The last chunk has ``finish_reason`` set: "stop" (end of turn),
+    "length" (max_new_tokens), "cancelled" (the user pressed Stop) or "error" (``error`` says why;
+    the text so far is kept).
+    """
+
+    text: str = ""
+    completion_tokens: int = 0  # tokens generated so far in this reply
+    prompt_tokens: int = 0  # tokens in the prompt after the chat template
+    finish_reason: str | None = None
+    error: str = ""
+    dropped_messages: int = 0  # oldest turns left out to fit the context (never silently)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ChatReply:
+    """The whole reply, returned by a chat job when it ends."""
+
+    text: str
+    completion_tokens: int
+    prompt_tokens: int
+    finish_reason: str
+    seconds: float = 0.0
+    time_to_first_token: float = 0.0
+    dropped_messages: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def tokens_per_second(self) -> float:
+        gen = self.seconds - self.time_to_first_token
+        return (self.completion_tokens - 1) / gen if gen > 0 and self.completion_tokens > 1 else 0.0
+
+
+class ChatBackend(Protocol):
+    """Something that streams a reply: a local model or a remote server."""
+
+    def stream(self, request: ChatRequest, cancel: CancelToken) -> Iterator[ChatChunk]: ...
+
+    def list_models(self) -> list[str]: ...
