@@ -39,7 +39,15 @@ def _gallery(ctx: AppContext) -> QWidget:
     return GalleryPanel(ctx)
 
 
+def _train(ctx: AppContext) -> QWidget:
+    from studio.ui.panels.train import TrainPanel
+
+    return TrainPanel(ctx)
+
+
 WORKSPACES: list[Workspace] = [
     Workspace("generate", "Generate", "generate", _generate, "Text to image"),
     Workspace("gallery", "Gallery", "gallery", _gallery, "Everything you made"),
+    Workspace("train", "Train", "train", _train, "Watch optimizers, GANs, VAEs and diffusion "
+              "models learn"),
 ]

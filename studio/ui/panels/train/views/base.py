@@ -36,3 +36,8 @@ class LessonView(QWidget):
     def export_items(self) -> dict[str, QWidget]:
         """Named plots the user can export as PNG ("Loss", "Samples", …)."""
         return {}
+
+    def export_frames(self) -> list[Any]:
+        """How the picture evolved during training, as PIL images for an animated GIF (oldest
+        first); empty when the view keeps no history."""
+        return []

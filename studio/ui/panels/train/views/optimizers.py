@@ -1,0 +1,105 @@
+"""The optimizer race: the loss surface as a contour map, one coloured path per optimizer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from studio.ui.panels.train.plotting import SERIES_COLORS, gradient_lut, styled_plot
+from studio.ui.panels.train.views.base import LessonView
+from studio.ui.theme import colors
+
+CONTOUR_LEVELS = 14
+
+
+class OptimizerView(LessonView):
+    """Contours of f - f* (log-spaced), the paths so far, a dot where each optimizer is now."""
+
+    def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
+        super().__init__(lesson_key, parent)
+        c = colors()
+        self.plot = styled_plot()
+        self.plot.setObjectName("optimizerPlot")
+        self.plot.getPlotItem().getViewBox().setDefaultPadding(0.0)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setLookupTable(gradient_lut([c.window, "#243a5e", "#3f6fa8", "#9fb9d8"]))
+        self.image.setZValue(-10)
+        self.plot.addItem(self.image)
+        self.isocurves: list[pg.IsocurveItem] = []
+        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextColor=c.text,
+                                          brush=pg.mkBrush(c.surface + "cc"))
+        self.minimum = pg.ScatterPlotItem(size=16, symbol="star", brush=pg.mkBrush("#ffffff"),
+                                          pen=pg.mkPen(c.window))
+        self.minimum.setZValue(5)
+        self.plot.addItem(self.minimum)
+        self.paths: dict[str, pg.PlotDataItem] = {}
+        self.heads: dict[str, pg.ScatterPlotItem] = {}
+        self.readout = QLabel()
+        self.readout.setObjectName("optimizerReadout")
+        self.readout.setWordWrap(True)
+        self._grid: dict[str, np.ndarray] | None = None
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(6)
+        col.addWidget(self.plot, 1)
+        col.addWidget(self.readout)
+
+    def _ensure_items(self, names: dict[str, str]) -> None:
+        if self.paths:
+            return
+        for i, (key, title) in enumerate(names.items()):
+            color = SERIES_COLORS[i % len(SERIES_COLORS)]
+            path = self.plot.plot([], [], pen=pg.mkPen(color, width=2), name=title)
+            head = pg.ScatterPlotItem(size=10, brush=pg.mkBrush(color),
+                                      pen=pg.mkPen(colors().window, width=1.5))
+            head.setZValue(10)
+            self.plot.addItem(head)
+            self.paths[key], self.heads[key] = path, head
+
+    def _set_grid(self, grid: dict[str, np.ndarray]) -> None:
+        """A new surface: redraw the background and its contour lines (once per surface)."""
+        self._grid = grid
+        x, y = grid["x"], grid["y"]
+        logz = np.log10(grid["z"] + 1e-3)
+        self.image.setImage(logz, autoLevels=True)
+        self.image.setRect(QRectF(x[0], y[0], x[-1] - x[0], y[-1] - y[0]))
+        for item in self.isocurves:
+            self.plot.removeItem(item)
+        self.isocurves = []
+        pen = pg.mkPen(colors().muted, width=0.8)
+        for level in np.linspace(logz.min(), logz.max(), CONTOUR_LEVELS + 2)[1:-1]:
+            iso = pg.IsocurveItem(data=logz.T, level=float(level), pen=pen)
+            iso.setParentItem(self.image)  # shares the image's placement and scale
+            iso.setZValue(-5)
+            self.isocurves.append(iso)
+        self.plot.setXRange(x[0], x[-1], padding=0)
+        self.plot.setYRange(y[0], y[-1], padding=0)
+
+    def show_snapshot(self, snapshot: dict[str, Any]) -> None:
+        self._ensure_items(snapshot["names"])
+        if snapshot["grid"] is not self._grid:
+            self._set_grid(snapshot["grid"])
+            mx, my = snapshot["minimum"]
+            self.minimum.setData([mx], [my])
+        parts = []
+        for i, (key, title) in enumerate(snapshot["names"].items()):
+            path = snapshot["paths"][key]
+            self.paths[key].setData(path[:, 0], path[:, 1])
+            self.heads[key].setData([path[-1, 0]], [path[-1, 1]])
+            color = SERIES_COLORS[i % len(SERIES_COLORS)]
+            gap = snapshot["gaps"][key]
+            lr = snapshot["lrs"][key]
+            parts.append(f"<span style='color:{color}'>●</span> <b>{title}</b> "
+                         f"<span style='color:{colors().muted}'>lr {lr:.2g} · gap "
+                         f"{gap:.2e}</span>")
+        self.readout.setText("&nbsp;&nbsp;&nbsp;".join(parts))
+
+    def reset(self) -> None:
+        self._grid = None
+
+    def export_items(self) -> dict[str, QWidget]:
+        return {"Race": self.plot}

@@ -1,0 +1,120 @@
+"""The Train workspace in the real window (pytest-qt, offscreen): controls drive the session, the
+plots receive data, divergence is shown, runs can be overlaid and exported, threads stop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
+
+
+@pytest.fixture
+def train(main_window, qtbot):
+    main_window.resize(1480, 920)
+    main_window.show()
+    panel = main_window.show_workspace("train")
+    qtbot.waitUntil(lambda: panel.frames_drawn >= 1, timeout=10000)
+    return panel
+
+
+def curve_len(panel, name):
+    x, _y = panel.loss_plot.curves[name].getData()
+    return 0 if x is None else len(x)
+
+
+def play_for(qtbot, panel, steps):
+    start = panel.session.trainer.step_count
+    qtbot.mouseClick(panel.controls.play_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.last_frame.step >= start + steps, timeout=20000)
+    qtbot.mouseClick(panel.controls.play_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.session.state == "paused", timeout=5000)
+
+
+def test_every_lesson_is_listed_and_optimizers_race_draws(train, qtbot):
+    keys = [train.lesson_list.item(i).data(Qt.ItemDataRole.UserRole)
+            for i in range(train.lesson_list.count())]
+    assert keys[:2] == ["optimizers", "classifier-2d"] and len(keys) == 8
+    assert "Optimizers race" in train.explanation.toPlainText()
+    play_for(qtbot, train, 150)
+    assert train.controls.play_button.text() == "Play"
+    assert curve_len(train, "adam") >= 150
+    path_x, _ = train.view.paths["adam"].getData()
+    assert len(path_x) >= 150
+    assert "Adam" in train.view.readout.text()
+    # The form's "lr (all)" slider reaches every optimizer, live.
+    train.form.editors["lr"].slider.setValue(train.form.editors["lr"].slider.value() + 10)
+    train.form.flush()
+    qtbot.waitUntil(lambda: train.last_frame.config["lr_adam"] == train.last_frame.config["lr"]
+                    and train.last_frame.config["lr"] > 0.002, timeout=5000)
+    _shot(train, "train-optimizers")
+
+
+def test_classifier_controls_step_speed_live_param_reset(train, qtbot, tmp_path):
+    train.lesson_list.setCurrentRow(1)
+    assert train.lesson == "classifier-2d"
+    qtbot.waitUntil(lambda: train.last_frame and train.last_frame.step == 0, timeout=10000)
+    qtbot.mouseClick(train.controls.step_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: train.last_frame.step == 1, timeout=5000)
+    assert curve_len(train, "loss") == 1 and curve_len(train, "test_loss") == 1
+    train.controls.speed.setCurrentText("Fast (draw every 10 steps)")
+    assert train.session.draw_every == 10
+    train.set_param("lr", 0.03)
+    play_for(qtbot, train, 300)
+    assert train.last_frame.config["lr"] == 0.03
+    assert float(train.view.values["test_accuracy"].text().rstrip("%")) > 95
+    assert train.view.image.image.shape == (72, 72)
+    # Runs: the current one is listed; overlay it, export CSV, PNG and GIF.
+    assert train.runs.list.count() == 1
+    train.runs.list.item(0).setCheckState(Qt.CheckState.Checked)
+    assert len(train.loss_plot.overlays) == 1
+    train.runs.list.setCurrentRow(0)
+    from studio.pipelines.train.runs import export_csv
+
+    csv = export_csv(train.runs.selected(), tmp_path / "m.csv").read_text().splitlines()
+    assert csv[0].startswith("step,loss") and len(csv) > 300
+    assert train.export_plot_png(tmp_path / "p.png").stat().st_size > 10000
+    from PIL import Image
+
+    gif = Image.open(train.export_gif(tmp_path / "e.gif"))
+    assert gif.n_frames >= 5
+    _shot(train, "train-classifier-2d")
+    # A knob that needs a restart resets: a new run, the curves cleared.
+    train.form.editors["dataset"].setCurrentText("spirals")
+    qtbot.waitUntil(lambda: train.last_frame.new_run and train.last_frame.step == 0
+                    and train.last_frame.config["dataset"] == "spirals", timeout=5000)
+    assert curve_len(train, "loss") == 0
+    qtbot.mouseClick(train.controls.new_seed_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: train.session.seed == train.controls.seed.value(), timeout=5000)
+
+
+def test_divergence_pauses_with_the_message_and_bad_values_are_refused(train, qtbot):
+    train.lesson_list.setCurrentRow(1)
+    qtbot.waitUntil(lambda: train.last_frame and train.lesson == "classifier-2d", timeout=10000)
+    train.set_param("lr", -1.0)
+    assert train.error.isVisible() and "at least" in train.error.text()
+    train.set_param("optimizer", "sgd")
+    train.set_param("lr", 1000.0)
+    qtbot.mouseClick(train.controls.play_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: train.session.state == "diverged", timeout=10000)
+    qtbot.waitUntil(lambda: "lower learning rate" in train.error.text(), timeout=5000)
+    assert train.controls.play_button.text() == "Play"
+    assert "diverged" in train.controls.status.text()
+
+
+def test_waits_while_the_job_queue_is_busy(train, qtbot, monkeypatch):
+    runner = train.ctx.bridge.runner
+    monkeypatch.setattr(type(runner), "queue_length", property(lambda self: 1))
+    qtbot.mouseClick(train.controls.play_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: train.session.state == "waiting", timeout=5000)
+    assert train.session.trainer.step_count == 0
+    qtbot.waitUntil(lambda: "job queue" in train.controls.status.text(), timeout=5000)
+    monkeypatch.undo()
+    qtbot.waitUntil(lambda: train.session.trainer.step_count > 5, timeout=5000)
+
+
+def _shot(panel, name):
+    SCREENSHOTS.mkdir(exist_ok=True)
+    panel.window().grab().save(str(SCREENSHOTS / f"{name}.png"))
