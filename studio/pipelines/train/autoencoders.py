@@ -236,6 +236,12 @@ class AutoencoderTrainer(Trainer):
         if self.variational:
             kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
             snap["kl_per_dim"] = tl.to_numpy(kl.mean(dim=0))
+            # The ELBO split on the test set (decoding the means), for the bars.
+            recon = F.binary_cross_entropy_with_logits(
+                self.decoder(mu), self._x_test, reduction="sum") / len(mu)
+            snap["elbo_split"] = {"reconstruction": float(recon),
+                                  "KL": float(kl.sum(dim=1).mean()),
+                                  "beta": float(self.config["beta"])}
         self._snap_key, self._snap = key, snap
         return snap
 

@@ -1,0 +1,244 @@
+"""The view of the autoencoder, denoising-autoencoder and VAE lessons.
+
+Reconstructions (with a slider back through training history), the latent scatter coloured by
+digit, the decoded latent grid, an interpolation strip and, for the VAE, the ELBO split and the KL
+of each latent dimension. Every item is created once; frames only call ``setData``/``setImage``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.ui.panels.train.views import plotkit as pk
+from studio.ui.panels.train.views.base import LessonView
+from studio.ui.theme import colors
+
+HISTORY_EVERY = 20  # steps between kept reconstruction grids
+HISTORY_MAX = 200  # kept grids (the oldest are dropped)
+RECON_COLS = 5
+BLOCK_GAP = 4  # pixels between blocks of original/reconstruction rows
+
+
+class AutoencoderView(LessonView):
+    """Pictures of an autoencoder learning; one class serves all three lessons."""
+
+    def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
+        super().__init__(lesson_key, parent)
+        self.variational = lesson_key == "vae"
+        c = colors()
+        self._history: deque[tuple[int, np.ndarray]] = deque(maxlen=HISTORY_MAX)
+        self._following = True  # the slider sits on the newest grid and follows training
+
+        self.recon_plot = pk.themed_plot(image=True)
+        self.recon_image = pk.image_item()
+        self.recon_plot.addItem(self.recon_image)
+        self.history_slider = QSlider(Qt.Orientation.Horizontal)
+        self.history_slider.setRange(0, 0)
+        self.history_slider.valueChanged.connect(self._on_history)
+        self.history_label = QLabel("step 0")
+        self.history_label.setProperty("muted", True)
+        self.history_label.setMinimumWidth(120)
+
+        self.latent_plot = pk.themed_plot()
+        self.latent_plot.setAspectLocked(True)
+        legend = self.latent_plot.addLegend(offset=(-4, 4), colCount=2, labelTextColor=c.muted,
+                                            brush=pg.mkBrush(c.surface + "cc"))
+        legend.setLabelTextSize("8pt")
+        self.class_scatter = []
+        for digit, color in enumerate(pk.CLASS_COLORS):
+            item = pg.ScatterPlotItem(size=6, pen=pg.mkPen(None), brush=pg.mkBrush(color),
+                                      name=str(digit))
+            self.latent_plot.addItem(item)
+            self.class_scatter.append(item)
+        self.grid_outline = pg.PlotCurveItem(pen=pg.mkPen(c.muted, width=1,
+                                                          style=Qt.PenStyle.DashLine))
+        self.latent_plot.addItem(self.grid_outline)
+
+        self.grid_plot = pk.themed_plot(image=True)
+        self.grid_image = pk.image_item()
+        self.grid_plot.addItem(self.grid_image)
+
+        self.interp_plot = pk.themed_plot(image=True)
+        self.interp_plot.setMinimumHeight(60)
+        self.interp_image = pk.image_item()
+        self.interp_plot.addItem(self.interp_image)
+        self.interp_from = self._digit_box(0, "interp_from")
+        self.interp_to = self._digit_box(6, "interp_to")
+
+        for item in (self.recon_image, self.grid_image, self.interp_image):
+            item.setLookupTable(pk.ink_lut())
+            item.setLevels((0.0, 1.0))
+
+        self.recon_caption = pk.section(
+            "Original / noisy input / reconstruction" if lesson_key == "denoising-autoencoder"
+            else "Original / reconstruction")
+        self.latent_caption = pk.section("Latent space")
+        self.grid_caption = pk.section("Decoded latent grid")
+        layout = QGridLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setHorizontalSpacing(12)
+        layout.setVerticalSpacing(4)
+        layout.addWidget(self.recon_caption, 0, 0)
+        layout.addWidget(self.recon_plot, 1, 0)
+        slider_row = QHBoxLayout()
+        slider_row.addWidget(self.history_slider, 1)
+        slider_row.addWidget(self.history_label)
+        layout.addLayout(slider_row, 2, 0)
+        layout.addWidget(self.latent_caption, 0, 1)
+        layout.addWidget(self.latent_plot, 1, 1, 2, 1)
+        layout.addWidget(self.grid_caption, 0, 2)
+        layout.addWidget(self.grid_plot, 1, 2, 2, 1)
+
+        interp_box = QVBoxLayout()
+        interp_head = QHBoxLayout()
+        interp_head.addWidget(pk.section("Interpolation"))
+        interp_head.addStretch(1)
+        for text, box in (("from", self.interp_from), ("to", self.interp_to)):
+            lbl = QLabel(text)
+            lbl.setProperty("muted", True)
+            interp_head.addWidget(lbl)
+            interp_head.addWidget(box)
+        interp_box.addLayout(interp_head)
+        interp_box.addWidget(self.interp_plot, 1)
+        layout.addLayout(interp_box, 3, 0, 1, 2 if self.variational else 3)
+
+        if self.variational:
+            vae_box = QHBoxLayout()
+            self.elbo_plot = pk.themed_plot("−ELBO split (test)")
+            self.elbo_bars = pk.bars(self.elbo_plot, 2, c.running)
+            self.elbo_bars.setOpts(brushes=[pg.mkBrush(c.running), pg.mkBrush(c.queued)])
+            pk.label_ticks(self.elbo_plot, ["recon", "β·KL"])
+            self.kl_plot = pk.themed_plot("KL per latent dimension")
+            self.kl_bars = pk.bars(self.kl_plot, 2, c.queued)
+            vae_box.addWidget(self.elbo_plot)
+            vae_box.addWidget(self.kl_plot)
+            layout.addLayout(vae_box, 3, 2)
+        layout.setRowStretch(1, 3)
+        layout.setRowStretch(3, 1)
+        for col in range(3):
+            layout.setColumnStretch(col, 1)
+
+    def _digit_box(self, value: int, knob: str) -> QSpinBox:
+        box = QSpinBox()
+        box.setRange(0, 9)
+        box.setValue(value)
+        box.valueChanged.connect(lambda v, k=knob: self.setParamRequested.emit(k, int(v)))
+        return box
+
+    # -- LessonView ----------------------------------------------------------------------------
+    def show_snapshot(self, snapshot: dict[str, Any]) -> None:
+        step = int(snapshot["step"])
+        recon = self._recon_tiles(snapshot)
+        if not self._history or step >= self._history[-1][0] + HISTORY_EVERY or step == 0:
+            if not self._history or step != self._history[-1][0]:
+                self._history.append((step, recon))
+        if self._following:
+            self.recon_image.setImage(recon, autoLevels=False)
+            self.history_label.setText(f"step {step}")
+        self.history_slider.blockSignals(True)
+        self.history_slider.setMaximum(max(0, len(self._history) - 1))
+        if self._following:
+            self.history_slider.setValue(self.history_slider.maximum())
+        self.history_slider.blockSignals(False)
+
+        latent, labels = snapshot["latent"], snapshot["labels"]
+        for digit, item in enumerate(self.class_scatter):
+            item.setData(pos=latent[labels == digit])
+        x0, x1, y0, y1 = snapshot["grid_extent"]
+        self.grid_outline.setData([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0])
+        dims = int(snapshot.get("latent_dim", 2))
+        axes = "" if dims == 2 else f" · {snapshot['latent_axes']} of {dims}"
+        self.latent_caption.setText(f"LATENT SPACE{axes.upper()}")
+        grid = snapshot["grid"]
+        rows, cols = grid.shape[:2]
+        self.grid_image.setImage(pk.tile(grid.reshape(rows * cols, *grid.shape[2:]), cols),
+                                 autoLevels=False)
+        self.grid_caption.setText("DECODED GRID · N(0,1) QUANTILES" if self.variational
+                                  else "DECODED LATENT GRID")
+        interp = snapshot["interpolation"]
+        self.interp_image.setImage(pk.tile(interp, len(interp)), autoLevels=False)
+        for box, value in zip((self.interp_from, self.interp_to), snapshot["interp_ends"],
+                              strict=True):
+            if not box.hasFocus() and box.value() != value:
+                box.blockSignals(True)
+                box.setValue(value)
+                box.blockSignals(False)
+        if self.variational:
+            split = snapshot["elbo_split"]
+            self.elbo_bars.setOpts(height=[split["reconstruction"], split["beta"] * split["KL"]])
+            kl = snapshot["kl_per_dim"]
+            self.kl_bars.setOpts(x=np.arange(len(kl)), height=kl)
+            pk.label_ticks(self.kl_plot, [f"z{i + 1}" for i in range(len(kl))])
+
+    def _recon_tiles(self, snapshot: dict[str, Any]) -> np.ndarray:
+        """Blocks of five digits: originals, (noisy inputs,) reconstructions, one row each, with a
+        wider gap between blocks (a tall picture fills the column beside the latent plots)."""
+        rows = [snapshot["originals"]]
+        if "inputs" in snapshot:
+            rows.append(snapshot["inputs"])
+        rows.append(snapshot["reconstructions"])
+        blocks = []
+        for i in range(0, len(rows[0]), RECON_COLS):
+            block = pk.tile(np.concatenate([r[i:i + RECON_COLS] for r in rows]), RECON_COLS)
+            if blocks:
+                blocks.append(np.full((BLOCK_GAP, block.shape[1]), np.nan, dtype=np.float32))
+            blocks.append(block)
+        return np.concatenate(blocks)
+
+    @Slot(int)
+    def _on_history(self, index: int) -> None:
+        if not self._history:
+            return
+        index = min(index, len(self._history) - 1)
+        self._following = index == len(self._history) - 1
+        step, image = self._history[index]
+        self.recon_image.setImage(image, autoLevels=False)
+        self.history_label.setText(f"step {step}" + ("" if self._following else " (history)"))
+
+    def reset(self) -> None:
+        self._history.clear()
+        self._following = True
+        self.history_slider.setRange(0, 0)
+        self.history_label.setText("step 0")
+
+    def export_items(self) -> dict[str, QWidget]:
+        items: dict[str, QWidget] = {"Reconstructions": self.recon_plot,
+                                     "Latent space": self.latent_plot,
+                                     "Decoded grid": self.grid_plot,
+                                     "Interpolation": self.interp_plot}
+        if self.variational:
+            items["KL per dimension"] = self.kl_plot
+        return items
+
+    def export_frames(self, scale: int = 6) -> list:
+        """The reconstruction grid at each kept step, as PIL images for an animated GIF."""
+        from PIL import Image, ImageDraw
+
+        lut = pk.ink_lut()
+        background = np.array(pg.mkColor(colors().surface).getRgb()[:3], dtype=np.uint8)
+        frames = []
+        for step, tiles in self._history:
+            index = np.clip(np.nan_to_num(tiles, nan=0.0) * 255, 0, 255).astype(np.uint8)
+            rgb = lut[index]
+            rgb[np.isnan(tiles)] = background
+            img = Image.fromarray(rgb).resize((rgb.shape[1] * scale, rgb.shape[0] * scale),
+                                              Image.NEAREST)
+            canvas = Image.new("RGB", (img.width, img.height + 22), tuple(background))
+            canvas.paste(img, (0, 22))
+            ImageDraw.Draw(canvas).text((6, 5), f"step {step}", fill=colors().text)
+            frames.append(canvas)
+        return frames

@@ -1,0 +1,242 @@
+"""Views of lessons 3–5, fed real snapshots from briefly trained lessons (pytest-qt, offscreen).
+
+Screenshots of each view go to ``screenshots/`` at the repository root (git-ignored), in the dark
+and the light theme, so a person can look at what a student sees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from studio.pipelines.train.registry import lesson_class
+
+SHOTS = Path(__file__).resolve().parents[1] / "screenshots"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny MLPs gain nothing from a second thread on a busy shared CPU (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+_TRAINED: dict = {}
+
+
+def trained(key: str, steps: int, **config):
+    """A lesson trained ``steps`` steps, shared by the tests of this module (training is the slow
+    part; the views never change the trainer)."""
+    cache_key = (key, steps, tuple(sorted(config.items())))
+    if cache_key not in _TRAINED:
+        trainer = lesson_class(key)(config=config, seed=0)
+        for _ in range(steps):
+            trainer.step()
+        _TRAINED[cache_key] = trainer
+    return _TRAINED[cache_key]
+
+
+@pytest.fixture(params=["dark", "light"])
+def theme(request, qapp):
+    from studio.ui.theme import apply_theme
+
+    apply_theme(qapp, request.param)
+    yield request.param
+    apply_theme(qapp, "dark")
+
+
+def make_view(qtbot, key: str):
+    from studio.ui.panels.train.views import view_class
+
+    view = view_class(key)(key)
+    qtbot.addWidget(view)
+    view.resize(1280, 760)
+    view.show()
+    qtbot.waitExposed(view)
+    return view
+
+
+def shoot(view, name: str) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    SHOTS.mkdir(exist_ok=True)
+    assert view.grab().save(str(SHOTS / f"{name}.png"))
+
+
+@pytest.mark.parametrize("key", ["autoencoder", "denoising-autoencoder", "vae"])
+def test_autoencoder_view_shows_the_snapshot(qtbot, theme, key):
+    trainer = trained(key, 1500)
+    view = make_view(qtbot, key)
+    early = lesson_class(key)(config={}, seed=0)
+    view.show_snapshot(early.snapshot())  # step 0: the untrained net, first history entry
+    snap = trainer.snapshot()
+    view.show_snapshot(snap)
+    for digit, item in enumerate(view.class_scatter):
+        xs, ys = item.getData()
+        expected = snap["latent"][snap["labels"] == digit]
+        np.testing.assert_allclose(np.stack([xs, ys], axis=1), expected)
+    image = view.recon_image.image
+    rows = 3 if key == "denoising-autoencoder" else 2
+    # 20 digits in 4 blocks of five, gaps of 1 pixel between digits and 4 between blocks
+    assert image.shape == (4 * (rows * 9 - 1) + 3 * 4, 5 * 9 - 1)
+    np.testing.assert_allclose(image[:8, :8], snap["originals"][0])
+    np.testing.assert_allclose(image[(rows - 1) * 9:(rows - 1) * 9 + 8, :8],
+                               snap["reconstructions"][0])
+    assert view.grid_image.image.shape == (12 * 9 - 1, 12 * 9 - 1)
+    np.testing.assert_allclose(view.grid_image.image[:8, 9:17], snap["grid"][0, 1])
+    assert view.interp_image.image.shape == (8, 10 * 9 - 1)
+    if key == "vae":
+        heights = view.kl_bars.opts["height"]
+        np.testing.assert_allclose(heights, snap["kl_per_dim"])
+    # History: the slider goes back to step 0 and forward to the newest again.
+    assert view.history_slider.maximum() == 1
+    view.history_slider.setValue(0)
+    assert "step 0" in view.history_label.text() and "history" in view.history_label.text()
+    assert not np.allclose(view.recon_image.image, image, equal_nan=True)
+    view.show_snapshot(snap)  # a new frame does not yank the user off the history position
+    assert view.history_slider.value() == 0
+    view.history_slider.setValue(1)
+    np.testing.assert_allclose(view.recon_image.image, image)
+    frames = view.export_frames()
+    assert len(frames) == 2 and frames[0].size == frames[1].size and frames[0].width > 200
+    assert set(view.export_items()) >= {"Reconstructions", "Latent space", "Decoded grid"}
+    shoot(view, f"train-{key}-{theme}")
+    view.reset()
+    assert view.export_frames() == []
+
+
+def test_interpolation_digits_request_a_live_change(qtbot):
+    view = make_view(qtbot, "autoencoder")
+    with qtbot.waitSignal(view.setParamRequested) as blocker:
+        view.interp_to.setValue(3)
+    assert blocker.args == ["interp_to", 3]
+
+
+@pytest.mark.parametrize("key", ["gan-2d", "wgan-gp-2d"])
+def test_gan_view_shows_points_heatmap_arrows_and_modes(qtbot, theme, key):
+    trainer = trained(key, 600 if key == "gan-2d" else 300)
+    view = make_view(qtbot, key)
+    snap = trainer.snapshot()
+    view.show_snapshot(snap)
+    xs, ys = view.fake.getData()
+    np.testing.assert_allclose(np.stack([xs, ys], axis=1), snap["fake"])
+    assert len(view.real.getData()[0]) == len(snap["real"])
+    np.testing.assert_allclose(view.heat.image, snap["heatmap"])
+    ax, ay = view.arrows.getData()
+    assert len(ax) == 2 * len(snap["arrows_from"])
+    np.testing.assert_allclose(ax[0::2], snap["arrows_from"][:, 0])
+    # Arrows point along the gradient.
+    direction = np.stack([ax[1::2] - ax[0::2], ay[1::2] - ay[0::2]], axis=1)
+    assert (np.sum(direction * snap["arrows_grad"], axis=1) >= 0).all()
+    assert view.modes_label.text() == f"{snap['modes_covered']} / 8 modes"
+    assert view.readouts["d_fake"].text() == f"{snap['d_fake']:.3f}"
+    if key == "wgan-gp-2d":
+        assert view.readouts["wasserstein"].text() == f"{snap['wasserstein']:.3f}"
+    with qtbot.waitSignal(view.stepPartRequested) as blocker:
+        view.step_d.click()
+    assert blocker.args == ["D"]
+    with qtbot.waitSignal(view.stepPartRequested) as blocker:
+        view.step_g.click()
+    assert blocker.args == ["G"]
+    shoot(view, f"train-{key}-{theme}")
+
+
+def _drag(qtbot, view, points):
+    """Press, move and release the left button along ``points`` (data units) on the plot."""
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    vb = view.plot.getPlotItem().getViewBox()
+    viewport = view.plot.viewport()
+    for i, (x, y) in enumerate(points):
+        scene = vb.mapViewToScene(QPointF(x, y))
+        local = QPointF(view.plot.mapFromScene(scene))
+        kind = QEvent.Type.MouseButtonPress if i == 0 else QEvent.Type.MouseMove
+        event = QMouseEvent(kind, local, viewport.mapToGlobal(local), Qt.MouseButton.LeftButton,
+                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(viewport, event)
+    end = QMouseEvent(QEvent.Type.MouseButtonRelease, local, viewport.mapToGlobal(local),
+                      Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton,
+                      Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(viewport, end)
+
+
+def test_drawing_data_with_the_mouse_requests_a_reset(qtbot):
+    view = make_view(qtbot, "gan-2d")
+    view.show_snapshot(trained("gan-2d", 600).snapshot())
+    angles = np.linspace(0, 2 * np.pi, 60)
+    circle = [(1.2 * np.cos(a), 1.2 * np.sin(a)) for a in angles]
+    _drag(qtbot, view, circle[:10])  # not in draw mode: nothing is drawn
+    assert view.drawn == []
+    view.draw_button.click()
+    assert view.draw_button.isChecked()
+    _drag(qtbot, view, circle[:12])
+    assert 8 <= len(view.drawn) <= 12 and not view.use_button.isEnabled()
+    assert "more needed" in view.draw_hint.text()
+    _drag(qtbot, view, circle[12:])
+    assert len(view.drawn) >= 20 and view.use_button.isEnabled()
+    radius = np.hypot(*np.array(view.drawn).T)
+    np.testing.assert_allclose(radius, 1.2, atol=0.05)  # the points are where the mouse went
+    shoot(view, "train-gan-2d-drawing")
+    with qtbot.waitSignal(view.resetRequested) as blocker:
+        view.use_button.click()
+    request = blocker.args[0]
+    assert request["dataset"] == "drawn" and request["points"] == view.drawn
+    assert not view.draw_button.isChecked()
+    # The lesson accepts exactly what the view sends.
+    trainer = lesson_class("gan-2d")(config=request, seed=0)
+    assert trainer.step()["step"] == 1
+    view.clear_drawing()
+    assert view.drawn == [] and not view.use_button.isEnabled()
+
+
+def test_ddpm_view_scrubs_forward_and_reverse(qtbot, theme):
+    trainer = trained("ddpm-2d", 1500)
+    view = make_view(qtbot, "ddpm-2d")
+    snap = trainer.snapshot()
+    view.show_snapshot(snap)
+    T = snap["timesteps"]
+    assert view.scrubber.maximum() == T and view.scrubber.value() == T
+    xs, ys = view.reverse_points.getData()
+    np.testing.assert_allclose(np.stack([xs, ys], axis=1), snap["reverse"][T])
+    view.scrubber.setValue(10)
+    xs, ys = view.forward_points.getData()
+    np.testing.assert_allclose(np.stack([xs, ys], axis=1), snap["forward"][10])
+    xs, ys = view.reverse_points.getData()
+    np.testing.assert_allclose(np.stack([xs, ys], axis=1), snap["reverse"][10])
+    assert view.level_label.text().startswith(f"t = 10 / {T}")
+    xs, ys = view.samples_points.getData()
+    np.testing.assert_allclose(np.stack([xs, ys], axis=1), snap["samples"])
+    np.testing.assert_allclose(view.mse_bars.opts["height"], snap["bucket_mse"])
+    view.show_snapshot(snap)  # a new frame keeps the user's scrubber position
+    assert view.scrubber.value() == 10
+    view.scrubber.setValue(T // 3)
+    shoot(view, f"train-ddpm-2d-{theme}")
+
+
+def test_gan_heatmap_covers_the_data_square(qtbot):
+    """The heatmap is drawn over [-2.5, 2.5]² in data units, bright where D says 'real'."""
+    from PySide6.QtCore import QPointF
+
+    view = make_view(qtbot, "gan-2d")
+    snap = dict(trained("gan-2d", 600).snapshot())
+    snap["heatmap"] = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))  # 0 left, 1 right
+    view.show_snapshot(snap)
+    rect = view.heat.mapRectToView(view.heat.boundingRect())
+    assert (rect.left(), rect.top(), rect.width(), rect.height()) == pytest.approx(
+        (-2.5, -2.5, 5.0, 5.0))
+    image = view.plot.grab().toImage()
+    vb = view.plot.getPlotItem().getViewBox()
+
+    def brightness(x: float) -> int:
+        p = view.plot.mapFromScene(vb.mapViewToScene(QPointF(x, 2.3)))
+        return image.pixelColor(p.x(), p.y()).lightness()
+
+    assert brightness(-2.3) + 40 < brightness(2.3)
