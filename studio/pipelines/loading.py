@@ -83,14 +83,32 @@ def _load_single_file(entry: ModelEntry, dtype: Any, paths: Paths):
     return cls.from_single_file(str(entry.path), **kwargs)
 
 
+def _import_engine(family: str) -> Any:
+    """Import torch, diffusers and the family's pipeline module (with transformers' CLIP) without
+    full garbage-collection passes, then freeze them (see :mod:`studio.pipelines.gc_pauses`).
+
+    Runs before every load, after the model cache has freed the previous pipeline: besides the
+    first-time imports it keeps the objects the next full pass must walk down to those created
+    since, so the worker never holds the GIL for a pass over the whole heap while reading a model
+    and the window keeps answering."""
+    from studio.pipelines.gc_pauses import collector_paused_for_imports
+
+    with collector_paused_for_imports():
+        import diffusers
+        import torch
+
+        if family in ("sd1", "sd2", "sdxl"):
+            getattr(diffusers, pipeline_class_name(family))  # diffusers imports it lazily
+    return torch
+
+
 def load_txt2img_pipeline(entry: ModelEntry, device: str, dtype: Any,
                           paths: Paths | None = None) -> Any:
     """Load ``entry`` onto ``device`` in ``dtype``; failures become :class:`UserFacingError`."""
-    import torch
-
     paths = paths or default_paths()
     if entry.format == "diffusers":
         pipeline_class_name(entry.family)  # refuse unsupported families before reading weights
+    torch = _import_engine(entry.family)
     try:
         if entry.format == "diffusers":
             pipe = _load_diffusers(entry, dtype)
