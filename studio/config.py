@@ -26,6 +26,7 @@ DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 PREVIEW_MODES = ("fast", "taesd", "off")
 THEMES = ("dark", "light")
+LOAD_IN = ("auto", "8bit", "4bit")  # chat models: auto follows precision; 8/4-bit need bitsandbytes
 
 
 @dataclass
@@ -86,17 +87,23 @@ class Settings:
     taesd_every: int = 4  # a TAESD preview every N steps
     theme: str = "dark"  # dark | light
     last_model: str = ""  # the model picked last time, restored at start-up
+    load_in: str = "auto"  # chat models: auto | 8bit | 4bit (bitsandbytes, CUDA only)
+    # OpenAI-compatible servers: {"name": ..., "base_url": ..., "api_key_ref": ...} each
+    remote_endpoints: list[dict] = field(default_factory=list)
+    last_chat_model: str = ""  # the chat model picked last time
 
     def validated(self) -> Settings:
         """A copy with every out-of-range value replaced by its default (and logged)."""
         fixed = dataclasses.replace(self, extra_model_dirs=list(self.extra_model_dirs),
-                                    added_models=list(self.added_models))
+                                    added_models=list(self.added_models),
+                                    remote_endpoints=list(self.remote_endpoints or []))
         defaults = Settings()
         for name, allowed in (
             ("device", DEVICES),
             ("precision", PRECISIONS),
             ("preview_mode", PREVIEW_MODES),
             ("theme", THEMES),
+            ("load_in", LOAD_IN),
         ):
             if getattr(fixed, name) not in allowed:
                 log.warning("settings: %s=%r is not one of %s", name, getattr(fixed, name), allowed)
@@ -105,6 +112,8 @@ class Settings:
             fixed.taesd_every = defaults.taesd_every
         fixed.extra_model_dirs = [str(p) for p in fixed.extra_model_dirs if str(p).strip()]
         fixed.added_models = [str(p) for p in fixed.added_models if str(p).strip()]
+        fixed.remote_endpoints = [dict(e) for e in fixed.remote_endpoints
+                                  if isinstance(e, dict) and str(e.get("base_url", "")).strip()]
         return fixed
 
     def resolved_paths(self, base: Paths | None = None) -> Paths:
