@@ -126,8 +126,9 @@ def test_fast_preview_is_cheap_and_does_not_touch_rng_or_latents():
     assert torch.equal(torch.get_rng_state(), rng)
     assert torch.equal(latents, before)
     # One UNet step at 1024 px takes seconds on a CPU; a preview must be a tiny fraction. The
-    # best of 10 runs is used because the test machine's CPUs are shared (noisy timings).
-    assert min(times) < 0.01
+    # best of 10 runs is used because the test machine's CPUs are shared (noisy timings); the
+    # bound is loose for the same reason — the ratio that matters is measured in bench/txt2img.py.
+    assert min(times) < 0.05
 
 
 @pytest.fixture
