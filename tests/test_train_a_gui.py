@@ -40,7 +40,7 @@ def test_every_lesson_is_listed_and_optimizers_race_draws(train, qtbot):
     assert "Optimizers race" in train.explanation.toPlainText()
     play_for(qtbot, train, 150)
     assert train.controls.play_button.text() == "Play"
-    assert curve_len(train, "adam") >= 150
+    qtbot.waitUntil(lambda: curve_len(train, "adam") >= 150, timeout=2000)
     path_x, _ = train.view.paths["adam"].getData()
     assert len(path_x) >= 150
     assert "Adam" in train.view.readout.text()
@@ -58,7 +58,8 @@ def test_classifier_controls_step_speed_live_param_reset(train, qtbot, tmp_path)
     qtbot.waitUntil(lambda: train.last_frame and train.last_frame.step == 0, timeout=10000)
     qtbot.mouseClick(train.controls.step_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: train.last_frame.step == 1, timeout=5000)
-    assert curve_len(train, "loss") == 1 and curve_len(train, "test_loss") == 1
+    qtbot.waitUntil(lambda: curve_len(train, "loss") == 1 and curve_len(train, "test_loss") == 1,
+                    timeout=2000)
     train.controls.speed.setCurrentText("Fast (draw every 10 steps)")
     assert train.session.draw_every == 10
     train.set_param("lr", 0.03)
@@ -85,7 +86,7 @@ def test_classifier_controls_step_speed_live_param_reset(train, qtbot, tmp_path)
     train.form.editors["dataset"].setCurrentText("spirals")
     qtbot.waitUntil(lambda: train.last_frame.new_run and train.last_frame.step == 0
                     and train.last_frame.config["dataset"] == "spirals", timeout=5000)
-    assert curve_len(train, "loss") == 0
+    qtbot.waitUntil(lambda: curve_len(train, "loss") == 0, timeout=2000)
     qtbot.mouseClick(train.controls.new_seed_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: train.session.seed == train.controls.seed.value(), timeout=5000)
 

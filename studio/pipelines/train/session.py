@@ -345,6 +345,10 @@ class TrainingSession:
         if self._state == "waiting":
             self._set_state("playing")
         self._train_step(None)
+        if self._frame_pending:
+            # The window is drawing: hand it the GIL now rather than after Python's 5 ms switch
+            # interval, so its frame is not stretched by the trainer (a step is ~0.5 ms).
+            time.sleep(0)
         if not self._playing:
             return
         if self.trainer.step_count % self.draw_every == 0 or self.delay_s > 0:

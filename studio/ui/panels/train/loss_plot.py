@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
 from studio.ui.panels.train.plotting import SERIES_COLORS, GrowingArray, styled_plot
 from studio.ui.theme import colors
 
 LOG_FLOOR = 1e-12  # zeros (an optimizer exactly at the minimum) still show on a log scale
+#: A loss curve needs no 60 fps: redrawing it (axes included) is the costliest thing on screen,
+#: and every millisecond the GUI thread spends drawing is one the trainer waits for the GIL.
+REDRAW_INTERVAL_MS = 100
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -76,6 +79,8 @@ class LossPlot(QWidget):
         self.overlays: dict[str, pg.PlotDataItem] = {}
         self._overlay_data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._names: tuple[str, ...] = ()
+        self._redraw_timer = QTimer(self, singleShot=True, interval=REDRAW_INTERVAL_MS)
+        self._redraw_timer.timeout.connect(self.redraw)
         self.log_box.toggled.connect(self._on_log_toggled)
         self.smoothing.valueChanged.connect(lambda _v: self.redraw())
         self._on_log_toggled(True)
@@ -103,13 +108,14 @@ class LossPlot(QWidget):
         self.redraw()
 
     def append(self, rows: list[dict[str, float]]) -> None:
-        """Add logged steps (each a metrics dict) and redraw."""
+        """Add logged steps (each a metrics dict); the curves redraw within REDRAW_INTERVAL_MS."""
         if not rows:
             return
         self.steps.extend([float(r["step"]) for r in rows])
         for name, arr in self.series.items():
             arr.extend([_num(r.get(name)) for r in rows])
-        self.redraw()
+        if not self._redraw_timer.isActive():
+            self._redraw_timer.start()
 
     @property
     def window(self) -> int:
@@ -124,6 +130,7 @@ class LossPlot(QWidget):
 
     @Slot()
     def redraw(self) -> None:
+        self._redraw_timer.stop()
         xs = self.steps.values
         for name, curve in self.curves.items():
             curve.setData(xs, self._ys(self.series[name].values))
