@@ -11,19 +11,9 @@ from studio.jobs import CancelToken
 from studio.pipelines.prompts import count_tokens, encode_chunks, prepare_prompt_inputs
 from studio.pipelines.requests import Txt2ImgRequest
 from studio.pipelines.txt2img import Txt2ImgService
+from tests.fixtures.sinks import RecordingSink as Sink
 
 LONG = ", ".join(f"detail number {i}" for i in range(25))  # 76..150 tokens: two chunks
-
-
-class Sink:
-    def __call__(self, step, total, preview=None):
-        pass
-
-    def partial(self, result):
-        pass
-
-    def message(self, text):
-        pass
 
 
 @pytest.fixture(scope="module")

@@ -14,20 +14,7 @@ from studio.pipelines.previews import find_taesd, latents_to_rgb, make_previewer
 from studio.pipelines.requests import SCHEDULERS, Txt2ImgRequest
 from studio.pipelines.schedulers import a1111_sampler_names, apply_scheduler
 from studio.pipelines.txt2img import Txt2ImgService
-
-
-class Sink:
-    def __init__(self):
-        self.steps = []
-
-    def __call__(self, step, total, preview=None):
-        self.steps.append((step, total, preview))
-
-    def partial(self, result):
-        pass
-
-    def message(self, text):
-        pass
+from tests.fixtures.sinks import RecordingSink as Sink
 
 
 @pytest.fixture(scope="module")

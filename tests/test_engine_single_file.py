@@ -15,17 +15,7 @@ from studio.library.clip_tokenizer import vocab_and_merges
 from studio.library.single_file_configs import CONFIGS_DIR, single_file_config_dir
 from studio.pipelines.requests import Txt2ImgRequest
 from studio.pipelines.txt2img import Txt2ImgService
-
-
-class Sink:
-    def __call__(self, step, total, preview=None):
-        pass
-
-    def partial(self, result):
-        pass
-
-    def message(self, text):
-        pass
+from tests.fixtures.sinks import RecordingSink as Sink
 
 
 @pytest.fixture

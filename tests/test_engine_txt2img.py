@@ -12,27 +12,7 @@ from studio.jobs import CancelToken, JobCancelled, UserFacingError
 from studio.pipelines.model_cache import ModelCache
 from studio.pipelines.requests import Txt2ImgRequest
 from studio.pipelines.txt2img import Txt2ImgService
-
-
-class RecordingSink:
-    """A ProgressSink that remembers everything, and can run a hook on each step."""
-
-    def __init__(self, on_step=None):
-        self.steps: list[tuple[int, int, object]] = []
-        self.partials: list = []
-        self.messages: list[str] = []
-        self.on_step = on_step
-
-    def __call__(self, step, total, preview=None):
-        self.steps.append((step, total, preview))
-        if self.on_step:
-            self.on_step(step, total)
-
-    def partial(self, result):
-        self.partials.append(result)
-
-    def message(self, text):
-        self.messages.append(text)
+from tests.fixtures.sinks import RecordingSink
 
 
 def make_service(preview_mode="fast", cache=None, **settings_kw):
