@@ -132,8 +132,8 @@ class Txt2ImgService:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             raise UserFacingError(
-                f"Out of memory at {request.width}×{request.height} — try a smaller size or "
-                "fewer steps, or close other programs that use the GPU.") from exc
+                f"Out of memory at {request.width}×{request.height} — try a smaller size, or "
+                "close other programs that use the GPU.") from exc
         if cancel.cancelled:
             raise JobCancelled()
         pixels = out.images
