@@ -50,6 +50,8 @@ class ControlBar(QWidget):
         self.speed.setObjectName("speed")
         self.speed.addItems(list(SPEEDS))
         self.speed.setCurrentText("Normal")
+        # Wide enough for the longest choice, so "Fast (draw every 10 steps)" is never clipped.
+        self.speed.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.seed = QSpinBox()
         self.seed.setObjectName("seed")
         self.seed.setRange(0, 2**31 - 1)
