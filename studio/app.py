@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 from collections.abc import Callable
-from typing import Any
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from studio.config import Paths, Settings, default_paths, load_settings
-from studio.jobs import CancelToken, JobRunner, ProgressSink
+from studio.jobs import JobRunner
+from studio.pipelines.handlers import LazyServiceHandler, chat_handler
 from studio.ui.context import AppContext
 from studio.ui.main_window import MainWindow
 from studio.ui.theme import apply_theme
@@ -25,28 +24,13 @@ from studio.ui.workspaces import Workspace
 from studio.workers.job_bridge import JobBridge
 
 
-class Txt2ImgHandler:
-    """The ``txt2img`` job handler: builds the service on the worker thread on first use.
-
-    The service (and its model cache) is created once and reused, so a model stays loaded
-    between jobs; importing it imports torch and diffusers, which must not happen at start-up.
-    """
+class Txt2ImgHandler(LazyServiceHandler):
+    """The ``txt2img`` job handler: builds the image service on the worker thread on first use."""
 
     def __init__(self, settings_getter: Callable[[], Settings],
                  paths_getter: Callable[[], Paths]) -> None:
-        self._settings_getter = settings_getter
-        self._paths_getter = paths_getter
-        self._lock = threading.Lock()
-        self.service: Any = None
-
-    def __call__(self, request: Any, progress: ProgressSink, cancel: CancelToken) -> Any:
-        with self._lock:
-            if self.service is None:
-                progress.message("Loading the image engine…")
-                from studio.pipelines.txt2img import Txt2ImgService
-
-                self.service = Txt2ImgService(self._settings_getter, self._paths_getter)
-        return self.service.run(request, progress, cancel)
+        super().__init__("studio.pipelines.txt2img:Txt2ImgService", settings_getter,
+                         paths_getter, "Loading the image engine…")
 
 
 def build_main_window(settings: Settings | None = None, base_paths: Paths | None = None, *,
@@ -69,13 +53,15 @@ def build_main_window(settings: Settings | None = None, base_paths: Paths | None
 
     holder: dict[str, AppContext] = {}  # the handler needs the context, which needs the runner
     txt2img = Txt2ImgHandler(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths)
-    runner = JobRunner({"txt2img": txt2img})
+    chat = chat_handler(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths)
+    runner = JobRunner({"txt2img": txt2img, "chat": chat})
     bridge = JobBridge(runner)
     ctx = AppContext(settings, bridge, base_paths)
     holder["ctx"] = ctx
     bridge.setParent(ctx)
     window = MainWindow(ctx, workspaces)
     window.txt2img_handler = txt2img  # the service and its model cache live as long as the window
+    window.chat_handler = chat
     ctx.setParent(window)
     if notice:
         window.show_banner(notice, "warning", key="settings")

@@ -92,3 +92,14 @@ def tiny_single_file_env(tiny_single_file_configs, monkeypatch):
 # -- GUI shell (main window, queue drawer, settings): see tests/gui_fixtures.py ----------------
 
 from tests.gui_fixtures import *  # noqa: E402,F401,F403
+
+
+# -- chat (issue #5, part A): a tiny Llama chat model ------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory):
+    """A tiny random Llama chat model folder (BPE tokenizer trained locally, ChatML template)."""
+    from tests.fixtures.tiny_llama import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama") / "tiny-llama")

@@ -1,0 +1,227 @@
+"""Finding chat (causal language) models on disk: the studio folder, extra folders, the HF cache.
+
+A chat model is a folder whose ``config.json`` names an architecture ending in ``ForCausalLM``
+(Qwen2, SmolLM2/Llama, Mistral, Phi, ...). Scanning reads only JSON files and safetensors headers,
+never weights, and skips anything unreadable with a log line. No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.config import Paths, Settings
+from studio.jobs import UserFacingError
+
+log = logging.getLogger(__name__)
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+@dataclass
+class ChatModelEntry:
+    """One chat model the studio can load. ``spec`` is what a :class:`ChatRequest` names."""
+
+    name: str
+    path: Path
+    source: str  # studio | extra | hf-cache | file
+    architecture: str
+    repo_id: str = ""
+    size_bytes: int = 0
+    context_length: int = 0
+    has_tokenizer: bool = True
+    has_chat_template: bool = True
+
+    @property
+    def spec(self) -> str:
+        return self.repo_id if self.source == "hf-cache" and self.repo_id else str(self.path)
+
+
+def read_config(folder: Path) -> dict:
+    """The folder's ``config.json`` as a dict ({} when absent or unreadable)."""
+    try:
+        data = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def causal_architecture(config: dict) -> str:
+    """The ``...ForCausalLM`` architecture a config names, or ''."""
+    for arch in config.get("architectures") or []:
+        if isinstance(arch, str) and arch.endswith("ForCausalLM"):
+            return arch
+    return ""
+
+
+def context_length(config: dict) -> int:
+    """The model's context length in tokens (0 when the config does not say)."""
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        for source in (config, text):
+            value = source.get(key)
+            if isinstance(value, int) and value > 0:
+                return value
+    return 0
+
+
+def _has_chat_template(folder: Path) -> bool:
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    try:
+        cfg = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(isinstance(cfg, dict) and cfg.get("chat_template"))
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files of a model folder: safetensors when there are any, else ``.bin``."""
+    files = sorted(p for p in folder.glob("*.safetensors") if p.is_file())
+    return files or sorted(p for p in folder.glob("*.bin") if p.is_file()
+                           and p.name != "training_args.bin")
+
+
+def safetensors_parameter_count(files: list[Path]) -> int:
+    """Parameters in safetensors files, from their headers alone (no weights read)."""
+    total = 0
+    for path in files:
+        with open(path, "rb") as fh:
+            (size,) = struct.unpack("<Q", fh.read(8))
+            if size > 100_000_000:
+                raise UserFacingError(f"{path} is not a valid safetensors file.")
+            header = json.loads(fh.read(size))
+        for key, info in header.items():
+            if key == "__metadata__":
+                continue
+            count = 1
+            for dim in info.get("shape", []):
+                count *= int(dim)
+            total += count
+    return total
+
+
+def chat_entry_for_folder(folder: Path, source: str, name: str = "",
+                          repo_id: str = "") -> ChatModelEntry | None:
+    """A :class:`ChatModelEntry` for a model folder, or None when it is not a causal LM."""
+    folder = Path(folder)
+    config = read_config(folder)
+    arch = causal_architecture(config)
+    if not arch or not weight_files(folder):
+        return None
+    size = sum(p.stat().st_size for p in weight_files(folder))
+    has_tok = any((folder / f).is_file() for f in TOKENIZER_FILES)
+    return ChatModelEntry(name or folder.name, folder, source, arch, repo_id, size,
+                          context_length(config), has_tok, _has_chat_template(folder))
+
+
+def _scan(root: Path, source: str, depth: int = 2) -> list[ChatModelEntry]:
+    found: list[ChatModelEntry] = []
+    try:
+        entry = chat_entry_for_folder(root, source)
+    except OSError as exc:
+        log.info("skipping %s: %s", root, exc)
+        return found
+    if entry is not None:
+        return [entry]
+    if depth <= 0 or (root / "model_index.json").is_file():  # a diffusers pipeline: not ours
+        return found
+    try:
+        children = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as exc:
+        log.info("cannot list %s: %s", root, exc)
+        return found
+    for child in children:
+        found += _scan(child, source, depth - 1)
+    return found
+
+
+def _hf_repos() -> list:
+    from studio.library.models import _hf_cache_repos
+
+    return _hf_cache_repos()
+
+
+def _hf_snapshot(repo) -> Path | None:
+    revisions = sorted(repo.revisions, key=lambda r: ("main" in r.refs, r.last_modified),
+                       reverse=True)
+    for rev in revisions:
+        snap = Path(rev.snapshot_path)
+        if causal_architecture(read_config(snap)):
+            return snap
+    return None
+
+
+def _hf_entry(repo) -> ChatModelEntry | None:
+    snap = _hf_snapshot(repo)
+    return chat_entry_for_folder(snap, "hf-cache", repo.repo_id, repo.repo_id) if snap else None
+
+
+def find_chat_models(settings: Settings, paths: Paths) -> list[ChatModelEntry]:
+    """Every chat model available offline, without loading any weights."""
+    found: list[ChatModelEntry] = []
+    if paths.models_dir.is_dir():
+        found += _scan(paths.models_dir, "studio", depth=3)
+    for extra in settings.extra_model_dirs:
+        root = Path(extra).expanduser()
+        if root.is_dir():
+            found += _scan(root, "extra", depth=3)
+    for added in settings.added_models:
+        path = Path(added).expanduser()
+        if path.is_dir():
+            entry = chat_entry_for_folder(path, "file")
+            if entry is not None:
+                found.append(entry)
+    for repo in _hf_repos():
+        try:
+            entry = _hf_entry(repo)
+        except OSError as exc:
+            log.info("skipping %s: %s", repo.repo_id, exc)
+            continue
+        if entry is not None:
+            found.append(entry)
+    unique: dict[Path, ChatModelEntry] = {}
+    for entry in found:
+        unique.setdefault(entry.path.resolve(), entry)
+    return list(unique.values())
+
+
+def resolve_chat_model(spec: str, settings: Settings, paths: Paths) -> ChatModelEntry:
+    """The chat model a request names: a folder or a repo id in the HF cache."""
+    spec = str(spec).strip()
+    if not spec:
+        raise UserFacingError("No chat model chosen. Pick one in the model list.")
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UserFacingError(f"{spec} is a file; a chat model is a folder with config.json, "
+                                  "the weights and the tokenizer.")
+        config = read_config(path)
+        if not config:
+            raise UserFacingError(f"{spec} has no readable config.json, so it is not a "
+                                  "transformers model folder.")
+        if not causal_architecture(config):
+            archs = ", ".join(config.get("architectures") or []) or "none"
+            raise UserFacingError(f"{spec} is not a chat (causal language) model: its "
+                                  f"architecture is {archs}.")
+        entry = chat_entry_for_folder(path, "file")
+        if entry is None:
+            raise UserFacingError(f"{spec} has no weights (.safetensors or .bin files).")
+        return entry
+    if _REPO_ID.match(spec) and not spec.startswith((".", "~")):
+        for repo in _hf_repos():
+            if repo.repo_id == spec:
+                entry = _hf_entry(repo)
+                if entry is None:
+                    raise UserFacingError(f"{spec} is in your Hugging Face cache but is not a "
+                                          "complete chat model (config.json and weights).")
+                return entry
+        raise UserFacingError(f"{spec} is not in your Hugging Face cache; download it first "
+                              f"with 'hf download {spec}' (studio works offline).")
+    raise UserFacingError(f"{spec} does not exist.")

@@ -1,0 +1,193 @@
+"""Loading a local chat model safely: tokenizer, weights, precision, optional 8/4-bit.
+
+Runs on the GPU worker; torch and transformers are imported inside the functions. Weights load
+with ``local_files_only=True`` and never ``trust_remote_code``; safetensors are preferred and a
+``.bin`` is read by transformers with ``torch.load(weights_only=True)``. Memory is estimated from
+the config / safetensors headers before loading, so a model that clearly cannot fit is refused
+with a message instead of swapping the machine to a halt.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from studio.jobs import UserFacingError
+from studio.library.chat_models import (
+    ChatModelEntry,
+    read_config,
+    safetensors_parameter_count,
+    weight_files,
+)
+
+log = logging.getLogger(__name__)
+
+#: Used when a tokenizer has no chat template of its own (a base model): plain ChatML.
+FALLBACK_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+FALLBACK_WARNING = ("{name} has no chat template, so a generic one is used; it was probably not "
+                    "trained for chat and replies may be poor.")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load: the torch dtype and the quantization (auto | 8bit | 4bit)."""
+
+    dtype: Any
+    load_in: str = "auto"
+
+    def __str__(self) -> str:  # part of the model cache key
+        return f"{self.dtype}|{self.load_in}"
+
+
+@dataclass
+class LoadedChatModel:
+    """A model ready to generate, with what the engine needs to know about it."""
+
+    model: Any
+    tokenizer: Any
+    context_length: int
+    device: str
+    name: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def bitsandbytes_usable() -> bool:
+    """True when 8/4-bit loading can work here: bitsandbytes installed and a CUDA GPU."""
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def parameter_count(entry: ChatModelEntry) -> int:
+    """Parameters of a model, from safetensors headers or else an estimate from the config."""
+    files = [p for p in weight_files(entry.path) if p.suffix == ".safetensors"]
+    if files:
+        return safetensors_parameter_count(files)
+    # A .bin has no cheap header: assume fp16/fp32 storage from the config's dtype.
+    config = read_config(entry.path)
+    width = 2 if str(config.get("torch_dtype") or config.get("dtype")) in (
+        "float16", "bfloat16") else 4
+    return sum(p.stat().st_size for p in weight_files(entry.path)) // width
+
+
+def bytes_per_parameter(options: LoadOptions) -> float:
+    if options.load_in == "8bit":
+        return 1.0
+    if options.load_in == "4bit":
+        return 0.55  # 4-bit blocks plus their scales
+    import torch
+
+    return float(torch.empty((), dtype=options.dtype).element_size())
+
+
+def available_memory(device: str) -> int:
+    """Bytes free for a model on ``device`` (0 when unknown)."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        free, _total = torch.cuda.mem_get_info()
+        return int(free)
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def check_memory(entry: ChatModelEntry, device: str, options: LoadOptions) -> int:
+    """Estimated bytes the weights need; raises UserFacingError when they clearly cannot fit."""
+    needed = int(parameter_count(entry) * bytes_per_parameter(options))
+    free = available_memory(device)
+    # 10% on top for activations and the KV cache of a normal reply; "clearly" means even then.
+    if free and needed * 1.1 > free:
+        where = "GPU memory" if device.startswith("cuda") else "free memory"
+        hint = (" Try 8-bit or 4-bit loading in Settings." if device.startswith("cuda")
+                and options.load_in == "auto" else " Choose a smaller model.")
+        raise UserFacingError(
+            f"{entry.name} needs about {needed / 2**30:.1f} GB but only "
+            f"{free / 2**30:.1f} GB of {where} is available.{hint}")
+    return needed
+
+
+def _load_tokenizer(entry: ChatModelEntry) -> Any:
+    from transformers import AutoTokenizer
+
+    if not entry.has_tokenizer:
+        raise UserFacingError(f"{entry.name} has no tokenizer (tokenizer.json, tokenizer.model or "
+                              "vocab files are missing from its folder), so text cannot be turned "
+                              "into tokens. Download the complete model.")
+    try:
+        return AutoTokenizer.from_pretrained(str(entry.path), local_files_only=True,
+                                             trust_remote_code=False)
+    except (OSError, ValueError, TypeError) as exc:
+        raise UserFacingError(f"The tokenizer of {entry.name} cannot be loaded: "
+                              f"{str(exc).splitlines()[0][:200]}") from exc
+
+
+def _quantization(options: LoadOptions, device: str) -> Any:
+    if options.load_in == "auto":
+        return None
+    if not device.startswith("cuda") or not bitsandbytes_usable():
+        raise UserFacingError(f"{options.load_in} loading needs a CUDA GPU and the bitsandbytes "
+                              "package; set 'Load chat models' to auto in Settings.")
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if options.load_in == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_compute_dtype=options.dtype
+                              if options.dtype != torch.float32 else torch.float16)
+
+
+def load_chat_model(entry: ChatModelEntry, device: str, options: LoadOptions) -> LoadedChatModel:
+    """Tokenizer and model for ``entry`` on ``device`` (what the model cache calls)."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = _load_tokenizer(entry)
+    warnings: list[str] = []
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = FALLBACK_TEMPLATE
+        warnings.append(FALLBACK_WARNING.format(name=entry.name))
+    check_memory(entry, device, options)
+    quant = _quantization(options, device)
+    has_safetensors = any(p.suffix == ".safetensors" for p in weight_files(entry.path))
+    kwargs: dict[str, Any] = dict(local_files_only=True, trust_remote_code=False,
+                                  use_safetensors=has_safetensors, dtype=options.dtype)
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map={"": 0})
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(entry.path), **kwargs)
+    except (OSError, ValueError) as exc:
+        raise UserFacingError(f"{entry.name} cannot be loaded: "
+                              f"{str(exc).splitlines()[0][:300]}") from exc
+    if quant is None:
+        model.to(device)
+    model.eval()
+    ctx = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+    if not ctx:
+        tmax = int(getattr(tokenizer, "model_max_length", 0) or 0)
+        ctx = tmax if 0 < tmax < 10_000_000 else 2048
+    log.info("loaded chat model %s on %s (%s, context %d)", entry.name, device, options, ctx)
+    return LoadedChatModel(model, tokenizer, ctx, device, entry.name, warnings)

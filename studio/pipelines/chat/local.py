@@ -1,0 +1,237 @@
+"""The local chat backend: transformers ``generate`` on the GPU worker, streamed token by token.
+
+One hook does the streaming and the stopping: a ``StoppingCriteria`` that ``generate`` calls
+after every new token. It decodes the token, hands the new text to ``on_chunk`` and answers
+"stop" when the cancel token is set — so Stop pressed while token N is shown ends generation
+right after token N, with no helper thread and no run-ahead. The call itself is plain
+``model.generate``, so a greedy reply equals plain transformers token for token.
+
+:meth:`LocalChatBackend.generate` is that synchronous core (the job handler uses it);
+:meth:`LocalChatBackend.stream` wraps it in an iterator for callers that want one (``studio
+serve``, the benchmark), running the core on a helper thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from studio.config import Paths, Settings
+from studio.jobs import CancelToken, UserFacingError, describe_error
+from studio.pipelines.chat.types import ChatChunk, ChatReply, ChatRequest
+from studio.pipelines.model_cache import ModelCache
+
+ChunkCallback = Callable[[ChatChunk], None]
+
+
+class _EitherCancel:
+    """Cancelled when the caller's token is, or when the consumer of a stream went away."""
+
+    def __init__(self, outer: CancelToken) -> None:
+        self.outer = outer
+        self.inner = CancelToken()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.outer.cancelled or self.inner.cancelled
+
+
+class _Decoder:
+    """Incremental detokenizer: new text per token, holding back incomplete UTF-8 sequences."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.cache: list[int] = []
+        self.printed = 0
+
+    def push(self, token: int) -> str:
+        self.cache.append(token)
+        text = self.tokenizer.decode(self.cache, skip_special_tokens=True)
+        if text.endswith("\ufffd") or len(text) < self.printed:
+            return ""  # the rest of a multi-byte character is still to come
+        new = text[self.printed:]
+        self.printed = len(text)
+        if text.endswith("\n"):  # restart the window so decoding stays cheap on long replies
+            self.cache, self.printed = [], 0
+        return new
+
+    def flush(self) -> str:
+        text = self.tokenizer.decode(self.cache, skip_special_tokens=True)
+        return text[self.printed:] if len(text) > self.printed else ""
+
+
+def _seeded(seed: int | None, device: str) -> contextlib.AbstractContextManager:
+    """Seed torch for one reply without disturbing the global random state afterwards."""
+    if seed is None:
+        return contextlib.nullcontext()
+    import torch
+
+    devices = [torch.cuda.current_device()] if device.startswith("cuda") else []
+
+    @contextlib.contextmanager
+    def scope():
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+
+    return scope()
+
+
+def _watcher(loaded: Any, prompt_len: int, on_token: Callable[[int], None],
+             cancel: Any) -> Any:
+    import torch
+    from transformers import StoppingCriteria
+
+    class TokenWatch(StoppingCriteria):
+        """Reports each new token and stops generation once the user cancelled."""
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            if input_ids.shape[1] > prompt_len:
+                on_token(int(input_ids[0, -1]))
+            return torch.full((input_ids.shape[0],), cancel.cancelled, dtype=torch.bool,
+                              device=input_ids.device)
+
+    return TokenWatch()
+
+
+class LocalChatBackend:
+    """Chat with a transformers model on this machine (:class:`ChatBackend`)."""
+
+    def __init__(self, settings_getter: Callable[[], Settings],
+                 paths_getter: Callable[[], Paths], cache: ModelCache | None = None) -> None:
+        from studio.pipelines.chat.loading import load_chat_model
+
+        self._settings = settings_getter
+        self._paths = paths_getter
+        self.cache = cache if cache is not None else ModelCache(loader=load_chat_model)
+        self._lock = threading.Lock()  # one generation at a time: the model is not re-entrant
+
+    # -- ChatBackend -------------------------------------------------------------------------
+    def list_models(self) -> list[str]:
+        from studio.library.chat_models import find_chat_models
+
+        return [e.spec for e in find_chat_models(self._settings(), self._paths())]
+
+    def stream(self, request: ChatRequest, cancel: CancelToken) -> Iterator[ChatChunk]:
+        """Chunks as they are generated; the last has ``finish_reason``. Setup errors raise."""
+        either = _EitherCancel(cancel)
+        chunks: queue.Queue = queue.Queue()
+        done = object()
+
+        def work() -> None:
+            try:
+                self.generate(request, either, chunks.put)  # type: ignore[arg-type]
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                chunks.put(exc)
+            finally:
+                chunks.put(done)
+
+        thread = threading.Thread(target=work, name="studio-chat-stream", daemon=True)
+        thread.start()
+        try:
+            while (item := chunks.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            either.inner.cancel()  # the consumer stopped reading: stop generating too
+            thread.join()
+
+    # -- the synchronous core ----------------------------------------------------------------
+    def load(self, model: str) -> Any:
+        """The loaded model for a spec (from the cache when it is the last one used)."""
+        from studio.devices import resolve_device, resolve_dtype
+        from studio.library.chat_models import resolve_chat_model
+        from studio.pipelines.chat.loading import LoadOptions
+
+        settings, paths = self._settings(), self._paths()
+        entry = resolve_chat_model(model, settings, paths)
+        try:
+            device = resolve_device(settings.device)
+        except (RuntimeError, ValueError) as exc:
+            raise UserFacingError(str(exc)) from exc
+        options = LoadOptions(resolve_dtype(settings.precision, device), settings.load_in)
+        return self.cache.get(entry, device, options)
+
+    def generate(self, request: ChatRequest, cancel: CancelToken,
+                 on_chunk: ChunkCallback | None = None) -> ChatReply:
+        """Generate one reply, calling ``on_chunk`` for every token; returns the whole reply.
+
+        Errors before the first token raise; an error while generating ends with an "error"
+        chunk and reply that keep the text so far."""
+        try:
+            request.validate()
+        except ValueError as exc:
+            raise UserFacingError(str(exc)) from exc
+        with self._lock:
+            return self._generate(request, cancel, on_chunk or (lambda _c: None))
+
+    def _generate(self, request: ChatRequest, cancel: Any, on_chunk: ChunkCallback) -> ChatReply:
+        import torch
+
+        from studio.pipelines.chat.prompting import fit_conversation
+
+        loaded = self.load(request.model)
+        started = time.perf_counter()  # after loading: timings describe generation alone
+        prompt = fit_conversation(loaded.tokenizer, request.messages, loaded.context_length,
+                                  request.max_new_tokens)
+        warnings = list(loaded.warnings) + prompt.warnings
+        decoder = _Decoder(loaded.tokenizer)
+        pieces: list[str] = []
+        state = {"n": 0, "first": 0.0, "last": -1}
+
+        def chunk(text: str, finish: str | None = None, error: str = "") -> ChatChunk:
+            return ChatChunk(text=text, completion_tokens=state["n"],
+                             prompt_tokens=len(prompt.input_ids), finish_reason=finish,
+                             error=error, dropped_messages=prompt.dropped_messages,
+                             warnings=warnings)
+
+        def on_token(token: int) -> None:
+            state["n"] += 1
+            state["last"] = token
+            if state["n"] == 1:
+                state["first"] = time.perf_counter() - started
+            text = decoder.push(token)
+            pieces.append(text)
+            on_chunk(chunk(text))
+
+        model = loaded.model
+        ids = torch.tensor([prompt.input_ids], dtype=torch.long, device=model.device)
+        kwargs: dict[str, Any] = dict(
+            input_ids=ids, attention_mask=torch.ones_like(ids),
+            max_new_tokens=prompt.max_new_tokens,
+            do_sample=request.temperature > 0, repetition_penalty=request.repetition_penalty,
+            stopping_criteria=[_watcher(loaded, ids.shape[1], on_token, cancel)])
+        if request.temperature > 0:
+            kwargs.update(temperature=request.temperature, top_p=request.top_p,
+                          top_k=request.top_k)
+        if model.generation_config.pad_token_id is None:
+            kwargs["pad_token_id"] = loaded.tokenizer.pad_token_id \
+                if loaded.tokenizer.pad_token_id is not None else loaded.tokenizer.eos_token_id
+        finish, error = "length", ""
+        try:
+            with torch.inference_mode(), _seeded(request.seed, str(model.device)):
+                model.generate(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - the text so far is kept (errors are data)
+            if state["n"] == 0:
+                raise
+            finish, error = "error", describe_error(exc)
+        tail = decoder.flush()
+        pieces.append(tail)
+        if finish != "error":
+            eos = model.generation_config.eos_token_id
+            eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+            if cancel.cancelled:
+                finish = "cancelled"
+            elif state["last"] in eos_ids or state["n"] < prompt.max_new_tokens:
+                finish = "stop"
+        on_chunk(chunk(tail, finish, error))
+        return ChatReply(text="".join(pieces), completion_tokens=state["n"],
+                         prompt_tokens=len(prompt.input_ids), finish_reason=finish,
+                         seconds=time.perf_counter() - started,
+                         time_to_first_token=state["first"],
+                         dropped_messages=prompt.dropped_messages, warnings=warnings)

@@ -1,0 +1,90 @@
+"""Turning a conversation into prompt tokens that fit the model's context.
+
+The conversation is rendered with the tokenizer's chat template and counted in tokens. When the
+prompt plus the reply budget (``max_new_tokens``) does not fit the context length, the oldest
+turns are dropped — whole user/assistant exchanges, never the system prompt, never the last
+message — and the number dropped is reported, so the user always sees what the model did not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from studio.jobs import UserFacingError
+
+
+@dataclass
+class PreparedPrompt:
+    """Prompt token ids, how many messages were left out, and the reply budget that fits."""
+
+    input_ids: list[int]
+    dropped_messages: int = 0
+    max_new_tokens: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def _merge_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """For templates that refuse a system role: the system text goes before the first user turn."""
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    if system and rest and rest[0]["role"] == "user":
+        rest[0]["content"] = f"{system}\n\n{rest[0]['content']}"
+    return rest
+
+
+def render_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of ``messages`` in the chat template, with the assistant's turn opened."""
+    clean = [{"role": m["role"], "content": m["content"]} for m in messages]
+    try:
+        text = tokenizer.apply_chat_template(clean, add_generation_prompt=True, tokenize=False)
+    except Exception as exc:  # noqa: BLE001 - jinja raises its own TemplateError types
+        if not any(m["role"] == "system" for m in clean):
+            raise UserFacingError(f"The model's chat template rejected the conversation: "
+                                  f"{exc}") from exc
+        # Some templates (older Mistral, Gemma) raise on a system message: fold it in.
+        text = tokenizer.apply_chat_template(_merge_system(clean), add_generation_prompt=True,
+                                             tokenize=False)
+    # The template already writes BOS where the model wants it.
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _cut_points(rest: list[dict[str, str]]) -> list[int]:
+    """Where the kept part may start: at a user message, so user/assistant keep alternating."""
+    last = len(rest) - 1
+    return [i for i in range(1, last + 1) if rest[i]["role"] == "user" or i == last]
+
+
+def fit_conversation(tokenizer: Any, messages: list[dict[str, str]], context_length: int,
+                     max_new_tokens: int) -> PreparedPrompt:
+    """The prompt for ``messages`` within ``context_length`` (see the module docstring)."""
+    system = [m for m in messages if m["role"] == "system"]
+    rest = [m for m in messages if m["role"] != "system"]
+    ids = render_ids(tokenizer, messages)
+    budget = context_length - max_new_tokens
+    dropped = 0
+    if len(ids) > budget and len(rest) > 1:
+        # Fewer messages never make more tokens, so binary-search the first cut that fits.
+        cuts = _cut_points(rest)
+        lo, hi, best = 0, len(cuts) - 1, None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            trial = render_ids(tokenizer, system + rest[cuts[mid]:])
+            if len(trial) <= budget:
+                best, hi = (cuts[mid], trial), mid - 1
+            else:
+                lo = mid + 1
+        if best is None:  # even the last message alone leaves too little room for the reply
+            best = (cuts[-1], render_ids(tokenizer, system + rest[cuts[-1]:]))
+        dropped, ids = best
+    warnings: list[str] = []
+    if len(ids) >= context_length:
+        raise UserFacingError(
+            f"The message is too long for this model: {len(ids)} tokens with the system prompt, "
+            f"but its context holds {context_length}. Shorten the message or the system prompt.")
+    new_tokens = max_new_tokens
+    if len(ids) + new_tokens > context_length:
+        new_tokens = context_length - len(ids)
+        warnings.append(f"Only {new_tokens} tokens were left for the reply (context "
+                        f"{context_length} tokens).")
+    return PreparedPrompt(ids, dropped, new_tokens, warnings)
