@@ -1,0 +1,369 @@
+"""A chat backend that talks to any OpenAI-compatible server (vLLM, Ollama, LM Studio, llama.cpp
+server, text-generation-webui, ``studio serve``) over plain HTTP with server-sent events.
+
+Stdlib only (``http.client``): no new dependency, and direct access to the socket, which is what
+makes Stop prompt — a small watcher thread shuts the socket down the moment the cancel token is
+set, so a read blocked on a quiet server returns at once instead of after the read timeout.
+
+Sampling: ``temperature``, ``top_p``, ``max_tokens`` and ``seed`` are standard OpenAI fields.
+``top_k`` and ``repetition_penalty`` are not; vLLM, llama.cpp server, text-generation-webui and
+``studio serve`` accept them as extra fields, so they are sent only when they change something
+(``top_k > 0``, ``repetition_penalty != 1``) and, if the server rejects the request naming one of
+them, the request is sent once more without them. ``stream_options.include_usage`` asks for exact
+token counts; without it the count is the number of streamed content pieces (one token each on the
+servers above).
+
+Errors: before the first token a failure raises :class:`~studio.jobs.UserFacingError` with a
+message a person can act on; after it, the stream ends with a chunk whose ``finish_reason`` is
+``"error"``, so the text so far is kept.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from studio import __version__
+from studio.jobs import CancelToken, UserFacingError
+from studio.pipelines.chat.types import ChatChunk, ChatRequest
+
+SPEC_PREFIX = "openai:"
+DEFAULT_TIMEOUT = 120.0  # seconds without a byte from the server (a big model may load first)
+CONNECT_TIMEOUT = 10.0
+_OPTIONAL_FIELDS = ("top_k", "repetition_penalty", "stream_options")
+
+
+def parse_model_spec(spec: str) -> tuple[str, str]:
+    """``"openai:BASE_URL#MODEL"`` → ``(BASE_URL, MODEL)``; raises ValueError when malformed."""
+    text = str(spec).strip()
+    if not text.startswith(SPEC_PREFIX):
+        raise ValueError(f"{spec!r} is not a remote model: it must start with {SPEC_PREFIX!r}.")
+    base, sep, model = text[len(SPEC_PREFIX):].partition("#")
+    base, model = base.strip().rstrip("/"), model.strip()
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{base!r} is not an http(s) URL; write openai:http://HOST:PORT/v1#MODEL.")
+    if not sep or not model:
+        raise ValueError(f"No model named in {spec!r}; write openai:{base}#MODEL.")
+    return base, model
+
+
+def is_remote_spec(spec: str) -> bool:
+    return str(spec).strip().startswith(SPEC_PREFIX)
+
+
+def _error_text(body: bytes) -> str:
+    """The human part of an error body: OpenAI's ``{"error": {"message"}}``, or the raw text."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:300]
+    err = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(err, dict):
+        return str(err.get("message") or err.get("detail") or err)[:300]
+    return str(err)[:300]
+
+
+def _finish_reason(value: Any) -> str:
+    return "length" if value == "length" else "stop"
+
+
+class RemoteChatBackend:
+    """:class:`~studio.pipelines.chat.types.ChatBackend` for one model on one OpenAI-compatible
+    server. ``base_url`` may end in ``/v1`` or not; ``timeout`` is the longest silence tolerated
+    while waiting for the server (seconds)."""
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT,
+                 connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key = api_key or None
+        self.timeout = float(timeout)
+        self.connect_timeout = float(connect_timeout)
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{base_url!r} is not an http(s) URL.")
+        self._parts = parts
+        prefix = parts.path.rstrip("/")
+        self._prefix = prefix if prefix.endswith("/v1") else prefix + "/v1"
+
+    @classmethod
+    def from_spec(cls, spec: str, api_key: str | None = None, **kwargs: Any) -> RemoteChatBackend:
+        """A backend for ``openai:BASE_URL#MODEL``."""
+        base, model = parse_model_spec(spec)
+        return cls(base, model, api_key=api_key, **kwargs)
+
+    # -- HTTP plumbing -------------------------------------------------------------------------
+    def _connect(self) -> http.client.HTTPConnection:
+        p = self._parts
+        if p.scheme == "https":
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                p.hostname, p.port, timeout=self.connect_timeout,
+                context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(p.hostname, p.port, timeout=self.connect_timeout)
+        try:
+            conn.connect()
+        except ConnectionRefusedError as exc:
+            raise UserFacingError(f"Cannot reach {self.base_url}: connection refused — is the "
+                                  "server running?") from exc
+        except socket.gaierror as exc:
+            raise UserFacingError(f"Cannot reach {self.base_url}: unknown host "
+                                  f"{p.hostname!r}.") from exc
+        except TimeoutError as exc:
+            raise UserFacingError(f"Cannot reach {self.base_url}: no answer within "
+                                  f"{self.connect_timeout:g} s.") from exc
+        except ssl.SSLError as exc:
+            raise UserFacingError(f"Cannot reach {self.base_url}: TLS failed ({exc}).") from exc
+        except OSError as exc:
+            raise UserFacingError(f"Cannot reach {self.base_url}: "
+                                  f"{exc.strerror or exc}.") from exc
+        conn.sock.settimeout(self.timeout)  # from now on: the longest silence we wait through
+        return conn
+
+    def _headers(self, stream: bool) -> dict[str, str]:
+        headers = {"User-Agent": f"studio/{__version__}",
+                   "Accept": "text/event-stream" if stream else "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def _http_error(self, status: int, body: bytes, what: str) -> UserFacingError:
+        detail = _error_text(body)
+        where = self.base_url
+        if status in (401, 403):
+            return UserFacingError(f"The server at {where} refused the API key (HTTP {status}: "
+                                   f"{detail}). Check the key for this server.")
+        if status == 404:
+            if "model" in detail.lower() or what == "chat":
+                return UserFacingError(f"The server at {where} has no model {self.model!r} "
+                                       f"(HTTP 404: {detail}).")
+            return UserFacingError(f"{where} has no {self._prefix}/models — is it an "
+                                   "OpenAI-compatible server?")
+        if status == 429:
+            return UserFacingError(f"The server at {where} is busy or rate-limited (HTTP 429: "
+                                   f"{detail}). Try again in a moment.")
+        if status >= 500:
+            return UserFacingError(f"The server at {where} failed (HTTP {status}: {detail}).")
+        return UserFacingError(f"The server at {where} rejected the request (HTTP {status}: "
+                               f"{detail}).")
+
+    def _timeout_error(self, exc: BaseException) -> UserFacingError:
+        return UserFacingError(f"The server at {self.base_url} sent nothing for "
+                               f"{self.timeout:g} s — it may be loading the model or overloaded. "
+                               "Try again, or allow a longer wait.")
+
+    # -- ChatBackend ---------------------------------------------------------------------------
+    def list_models(self) -> list[str]:
+        """Model ids from ``GET /v1/models``."""
+        conn = self._connect()
+        try:
+            conn.request("GET", f"{self._prefix}/models", headers=self._headers(False))
+            resp = conn.getresponse()
+            body = resp.read()
+        except TimeoutError as exc:
+            raise self._timeout_error(exc) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise UserFacingError(f"{self.base_url} broke off: {exc}") from exc
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise self._http_error(resp.status, body, "models")
+        try:
+            data = json.loads(body)
+            return [str(m["id"]) for m in data["data"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserFacingError(f"{self.base_url}{self._prefix}/models did not answer with an "
+                                  "OpenAI model list.") from exc
+
+    def payload(self, request: ChatRequest, extras: bool = True) -> dict[str, Any]:
+        """The JSON body for ``request`` (``extras``: the non-standard fields, see module doc)."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": m["role"], "content": m["content"]} for m in request.messages],
+            "stream": True,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "max_tokens": request.max_new_tokens,
+        }
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if extras:
+            body["stream_options"] = {"include_usage": True}
+            if request.top_k > 0:
+                body["top_k"] = request.top_k
+            if request.repetition_penalty != 1.0:
+                body["repetition_penalty"] = request.repetition_penalty
+        return body
+
+    def _open_stream(self, request: ChatRequest) -> tuple[http.client.HTTPConnection,
+                                                          http.client.HTTPResponse,
+                                                          socket.socket]:
+        for extras in (True, False):
+            conn = self._connect()
+            # Kept here: http.client drops conn.sock when the response is delimited by close.
+            sock = conn.sock
+            data = json.dumps(self.payload(request, extras)).encode("utf-8")
+            headers = {**self._headers(True), "Content-Type": "application/json"}
+            try:
+                conn.request("POST", f"{self._prefix}/chat/completions", body=data,
+                             headers=headers)
+                resp = conn.getresponse()
+            except TimeoutError as exc:
+                conn.close()
+                raise self._timeout_error(exc) from exc
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                raise UserFacingError(f"{self.base_url} broke off the connection: {exc}") from exc
+            if resp.status == 200:
+                return conn, resp, sock
+            try:
+                body = resp.read()
+            except OSError:
+                body = b""
+            conn.close()
+            # Servers that validate strictly (OpenAI itself) reject fields they do not know.
+            if resp.status in (400, 422) and extras and any(
+                    f.encode() in body for f in _OPTIONAL_FIELDS):
+                continue
+            raise self._http_error(resp.status, body, "chat")
+        raise AssertionError("unreachable")
+
+    def stream(self, request: ChatRequest, cancel: CancelToken) -> Iterator[ChatChunk]:
+        """Stream the reply; stops within one chunk (and at once if blocked) on ``cancel``."""
+        conn, resp, sock = self._open_stream(request)
+        done = threading.Event()
+        watcher = threading.Thread(target=self._watch, args=(sock, cancel, done), daemon=True,
+                                   name="studio-remote-cancel")
+        watcher.start()
+        try:
+            yield from self._read_events(resp, cancel)
+        finally:
+            done.set()
+            resp.close()
+            conn.close()
+
+    @staticmethod
+    def _watch(sock: socket.socket, cancel: CancelToken, done: threading.Event) -> None:
+        """Shut the socket down when the user cancels, to wake a read blocked on the server."""
+        while not done.wait(0.05):
+            if cancel.cancelled:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+
+    def _read_events(self, resp: http.client.HTTPResponse,
+                     cancel: CancelToken) -> Iterator[ChatChunk]:
+        pieces = 0  # content pieces seen (the token count when the server sends no usage)
+        usage: dict[str, Any] = {}
+        finish: str | None = None
+        started = False
+
+        def final(reason: str, error: str = "") -> ChatChunk:
+            completion = int(usage.get("completion_tokens") or pieces)
+            return ChatChunk(text="", completion_tokens=completion,
+                             prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                             finish_reason=reason, error=error)
+
+        data_lines: list[str] = []
+        while True:
+            if cancel.cancelled:
+                yield final("cancelled")
+                return
+            try:
+                raw = resp.readline()
+            except TimeoutError as exc:
+                if cancel.cancelled:
+                    continue
+                if not started:
+                    raise self._timeout_error(exc) from exc
+                yield final("error", str(self._timeout_error(exc)))
+                return
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                if cancel.cancelled:
+                    continue
+                message = f"The connection to {self.base_url} broke: {exc}"
+                if not started:
+                    raise UserFacingError(message) from exc
+                yield final("error", message)
+                return
+            if not raw:  # end of stream
+                if cancel.cancelled:
+                    continue
+                if finish is not None:
+                    yield final(finish)
+                    return
+                message = (f"The server at {self.base_url} closed the connection before the "
+                           "reply was complete.")
+                if not started:
+                    raise UserFacingError(message)
+                yield final("error", message)
+                return
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if line.startswith("data:"):
+                data_lines.append(line[5:].lstrip(" "))
+                continue
+            if line or not data_lines:  # comments (": ping"), event:/id: fields, stray blanks
+                continue
+            data, data_lines = "\n".join(data_lines), []
+            if data.strip() == "[DONE]":
+                yield final(finish or "stop")
+                return
+            try:
+                event = json.loads(data)
+            except ValueError:
+                yield final("error", f"The server at {self.base_url} sent something that is not "
+                                     f"JSON: {data[:100]!r}")
+                return
+            if not isinstance(event, dict):
+                continue
+            if "error" in event:
+                message = f"The server at {self.base_url} reported an error: " + _error_text(
+                    json.dumps(event).encode())
+                if not started:
+                    raise UserFacingError(message)
+                yield final("error", message)
+                return
+            if isinstance(event.get("usage"), dict):
+                usage = event["usage"]
+            for choice in event.get("choices") or []:
+                if choice.get("index", 0) != 0:
+                    continue
+                text = (choice.get("delta") or {}).get("content") or ""
+                if text:
+                    started = True
+                    pieces += 1
+                    yield ChatChunk(text=text, completion_tokens=pieces)
+                if choice.get("finish_reason"):
+                    finish = _finish_reason(choice["finish_reason"])
+
+
+def backend_for_spec(spec: str, paths: Any = None, timeout: float = DEFAULT_TIMEOUT
+                     ) -> RemoteChatBackend:
+    """The backend for ``openai:BASE_URL#MODEL`` with the API key stored for BASE_URL (if any)."""
+    from studio.library.secrets import get_api_key
+
+    try:
+        base, model = parse_model_spec(spec)
+    except ValueError as exc:
+        raise UserFacingError(str(exc)) from exc
+    return RemoteChatBackend(base, model, api_key=get_api_key(base, paths), timeout=timeout)
+
+
+def resolve_api_key(endpoint: dict, paths: Any = None) -> str | None:
+    """The API key for a ``Settings.remote_endpoints`` entry: stored under its ``api_key_ref``
+    (or, without one, its base URL) in :mod:`studio.library.secrets`."""
+    from studio.library.secrets import get_api_key
+
+    ref = str(endpoint.get("api_key_ref") or endpoint.get("base_url") or "").strip()
+    return get_api_key(ref, paths) if ref else None
