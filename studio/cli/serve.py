@@ -1,0 +1,104 @@
+"""``studio serve``: an OpenAI-compatible API over the studio's models, on one GPU worker.
+
+Prints the URL it listens on (stdout, one line, then flushed) and serves until Ctrl+C or SIGTERM,
+which stop it gracefully: running jobs are cancelled and streams end. Binding to anything but a
+loopback address needs an API key, so a laptop on café Wi-Fi never serves the whole room.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from studio.cli import UsageError, fail
+
+NAME = "serve"
+HELP = "serve your models over an OpenAI-compatible HTTP API"
+KEY_ENV = "STUDIO_SERVE_API_KEY"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; others need --api-key)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks one)")
+    p.add_argument("--api-key", default=os.environ.get(KEY_ENV) or None,
+                   help=f"require 'Authorization: Bearer KEY' (default: ${KEY_ENV})")
+    p.add_argument("--model", action="append", default=[], metavar="MODEL",
+                   help="a model to serve (repeat for more): a folder, a repo id in the Hugging "
+                        "Face cache, or openai:BASE_URL#MODEL; default: every chat and image "
+                        "model in the library")
+    p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default=None,
+                   help="compute device (default: the one in Settings)")
+    p.add_argument("--verbose", action="store_true", help="log every request on stderr")
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    from studio.config import load_settings
+    from studio.jobs import UserFacingError
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, not {args.port}")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(message)s", stream=sys.stderr)
+    loaded = load_settings()
+    if loaded.notice:
+        print(f"studio: warning: {loaded.notice}", file=sys.stderr)
+    settings = loaded.settings
+    if args.device:
+        settings.device = args.device
+    settings.preview_mode = "off"  # nobody sees previews over HTTP
+    paths = settings.resolved_paths()
+
+    from studio.server.app import is_loopback, make_server
+    from studio.server.catalog import build_catalog
+
+    if not args.api_key and not is_loopback(args.host):
+        return fail(f"refusing to serve on {args.host} without an API key: anyone who can reach "
+                    "this machine could use your models. Add --api-key KEY (or set "
+                    f"{KEY_ENV}), or serve on 127.0.0.1.", 2)
+    try:
+        catalog = build_catalog(args.model, settings, paths)
+    except UserFacingError as exc:
+        raise UsageError(str(exc)) from exc
+    if not catalog.models:
+        return fail("no models to serve: name one with --model, or add chat or image models "
+                    f"to {paths.models_dir}", 1)
+    if not args.verbose:
+        from studio.cli.generate import _quiet_libraries
+
+        _quiet_libraries()
+
+    from studio.jobs import JobRunner
+    from studio.pipelines.handlers import LazyServiceHandler, chat_handler
+
+    # The services (and torch) load on the worker at the first request, so the URL is printed
+    # within a second; the models then stay loaded between requests.
+    images = LazyServiceHandler("studio.pipelines.txt2img:Txt2ImgService", lambda: settings,
+                                lambda: paths, "Starting the image engine…")
+    runner = JobRunner({"chat": chat_handler(lambda: settings, lambda: paths),
+                        "txt2img": images}, name="studio-serve-worker")
+    try:
+        server = make_server(args.host, args.port, runner, catalog, args.api_key)
+    except OSError as exc:
+        runner.shutdown(wait=False)
+        return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", 1)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    print(f"Serving {len(catalog.models)} model(s) on {server.url}", flush=True)
+    for model in catalog.models:
+        print(f"  {model.kind:8} {model.id}", file=sys.stderr, flush=True)
+    print("Press Ctrl+C to stop.", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever(poll_interval=0.25)
+    except KeyboardInterrupt:
+        print("studio: stopping…", file=sys.stderr, flush=True)
+    finally:
+        server.server_close()
+        runner.shutdown(wait=True, timeout=10)
+    return 0
