@@ -1,0 +1,362 @@
+"""Conversations that last: SQLite (WAL) with branching messages and full-text search.
+
+Messages form a tree: each has a parent, and editing a user message and sending it again adds a
+*sibling* — the old branch stays and can be switched back to. A conversation remembers the leaf it
+shows (``current_leaf``); the view is the path from the root to that leaf. Every write commits at
+once (WAL, ``synchronous=NORMAL``: a killed process loses nothing committed), and a streaming
+reply is written every few tokens by :class:`StreamingSaver`, so a crash loses at most a moment
+of text. Export to Markdown/JSON and import from JSON live in :mod:`.transfer`. No Qt here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL DEFAULT '',
+    system_prompt TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL DEFAULT '',
+    settings TEXT NOT NULL DEFAULT '{}',
+    current_leaf INTEGER,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    parent_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL DEFAULT '',
+    tokens INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    complete INTEGER NOT NULL DEFAULT 1,
+    meta TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS messages_by_parent ON messages(conversation_id, parent_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
+    content, content='messages', content_rowid='id');
+CREATE TRIGGER IF NOT EXISTS messages_ai AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+END;
+CREATE TRIGGER IF NOT EXISTS messages_ad AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+END;
+CREATE TRIGGER IF NOT EXISTS messages_au AFTER UPDATE OF content ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+    INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+END;
+"""
+
+
+@dataclass
+class Conversation:
+    """One conversation's header (its messages are read with :meth:`ConversationStore.path`)."""
+
+    id: int
+    title: str
+    system_prompt: str = ""
+    model: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    current_leaf: int | None = None
+    created: float = 0.0
+    updated: float = 0.0
+
+
+@dataclass
+class Message:
+    """A message; ``sibling_index``/``sibling_count`` place it among its alternative branches."""
+
+    id: int
+    conversation_id: int
+    parent_id: int | None
+    role: str
+    content: str
+    tokens: int = 0
+    created: float = 0.0
+    complete: bool = True
+    meta: dict[str, Any] = field(default_factory=dict)
+    sibling_index: int = 0
+    sibling_count: int = 1
+
+
+@dataclass
+class SearchHit:
+    conversation_id: int
+    title: str
+    message_id: int | None
+    snippet: str
+
+
+def _conversation(row: sqlite3.Row) -> Conversation:
+    return Conversation(row["id"], row["title"], row["system_prompt"], row["model"],
+                        json.loads(row["settings"] or "{}"), row["current_leaf"], row["created"],
+                        row["updated"])
+
+
+def _message(row: sqlite3.Row) -> Message:
+    return Message(row["id"], row["conversation_id"], row["parent_id"], row["role"],
+                   row["content"], row["tokens"], row["created"], bool(row["complete"]),
+                   json.loads(row["meta"] or "{}"))
+
+
+def fts_query(text: str) -> str:
+    """User text as a safe FTS5 query: every word quoted, the last one a prefix."""
+    words = [w.replace('"', '""') for w in text.split() if w.strip('"')]
+    if not words:
+        return ""
+    return " ".join(f'"{w}"' for w in words[:-1]) + f' "{words[-1]}"*'
+
+
+class ConversationStore:
+    """The conversations database (one connection, usable from any thread, one at a time)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.file = Path(path)
+        if str(path) != ":memory:":
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _run(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, args)
+
+    def transaction(self) -> Any:
+        """``with store.transaction():`` groups writes into one commit (imports, bulk adds)."""
+        store = self
+
+        class _Tx:
+            def __enter__(self) -> None:
+                store._lock.acquire()
+                store._db.execute("BEGIN")
+
+            def __exit__(self, kind: Any, *_: Any) -> None:
+                try:
+                    store._db.execute("ROLLBACK" if kind else "COMMIT")
+                finally:
+                    store._lock.release()
+
+        return _Tx()
+
+    # -- conversations -------------------------------------------------------------------------
+    def create_conversation(self, title: str = "", system_prompt: str = "", model: str = "",
+                            settings: dict[str, Any] | None = None) -> Conversation:
+        now = time.time()
+        cur = self._run("INSERT INTO conversations (title, system_prompt, model, settings, "
+                        "created, updated) VALUES (?, ?, ?, ?, ?, ?)",
+                        (title, system_prompt, model, json.dumps(settings or {}), now, now))
+        return self.conversation(int(cur.lastrowid))
+
+    def conversation(self, conversation_id: int) -> Conversation:
+        row = self._run("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no conversation {conversation_id}")
+        return _conversation(row)
+
+    def conversations(self, limit: int | None = None) -> list[Conversation]:
+        """All conversations, the most recently used first."""
+        sql = "SELECT * FROM conversations ORDER BY updated DESC, id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [_conversation(r) for r in self._run(sql)]
+
+    def update_conversation(self, conversation_id: int, **fields: Any) -> None:
+        """Change title, system_prompt, model, settings or current_leaf."""
+        allowed = {"title", "system_prompt", "model", "settings", "current_leaf"}
+        if unknown := set(fields) - allowed:
+            raise ValueError(f"unknown conversation fields {sorted(unknown)}")
+        if "settings" in fields:
+            fields["settings"] = json.dumps(fields["settings"])
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self._run(f"UPDATE conversations SET {sets}, updated = ? WHERE id = ?",
+                  (*fields.values(), time.time(), conversation_id))
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        self.update_conversation(conversation_id, title=title)
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        with self.transaction():
+            self._db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
+            self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+    # -- messages ----------------------------------------------------------------------------
+    def add_message(self, conversation_id: int, role: str, content: str, *,
+                    parent_id: int | None | str = "leaf", tokens: int = 0,
+                    complete: bool = True, meta: dict[str, Any] | None = None) -> Message:
+        """Append a message under ``parent_id`` (default: the current leaf); it becomes the leaf."""
+        with self._lock:
+            if parent_id == "leaf":
+                parent_id = self.conversation(conversation_id).current_leaf
+            now = time.time()
+            cur = self._db.execute(
+                "INSERT INTO messages (conversation_id, parent_id, role, content, tokens, created,"
+                " complete, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, parent_id, role, content, tokens, now, int(complete),
+                 json.dumps(meta or {})))
+            message_id = int(cur.lastrowid)
+            self._db.execute("UPDATE conversations SET current_leaf = ?, updated = ? WHERE id = ?",
+                             (message_id, now, conversation_id))
+        return self.message(message_id)
+
+    def message(self, message_id: int) -> Message:
+        row = self._run("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no message {message_id}")
+        return _message(row)
+
+    def update_message(self, message_id: int, *, content: str | None = None,
+                       tokens: int | None = None, complete: bool | None = None,
+                       meta: dict[str, Any] | None = None) -> None:
+        fields: dict[str, Any] = {}
+        if content is not None:
+            fields["content"] = content
+        if tokens is not None:
+            fields["tokens"] = tokens
+        if complete is not None:
+            fields["complete"] = int(complete)
+        if meta is not None:
+            fields["meta"] = json.dumps(meta)
+        if fields:
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            self._run(f"UPDATE messages SET {sets} WHERE id = ?", (*fields.values(), message_id))
+
+    def delete_message(self, message_id: int) -> None:
+        """Remove one message; its replies move up to its parent, so the rest stays."""
+        with self.transaction():
+            row = self._db.execute("SELECT conversation_id, parent_id FROM messages WHERE id = ?",
+                                   (message_id,)).fetchone()
+            if row is None:
+                return
+            conv, parent = row["conversation_id"], row["parent_id"]
+            self._db.execute("UPDATE messages SET parent_id = ? WHERE parent_id = ?",
+                             (parent, message_id))
+            self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            leaf = self._db.execute("SELECT current_leaf FROM conversations WHERE id = ?",
+                                    (conv,)).fetchone()["current_leaf"]
+            if leaf == message_id:
+                self._db.execute("UPDATE conversations SET current_leaf = ? WHERE id = ?",
+                                 (parent, conv))
+
+    def children(self, conversation_id: int, parent_id: int | None) -> list[int]:
+        """Ids of the messages answering ``parent_id`` (None: the first messages), oldest first."""
+        rows = self._run("SELECT id FROM messages WHERE conversation_id = ? AND parent_id IS ? "
+                         "ORDER BY id", (conversation_id, parent_id))
+        return [r["id"] for r in rows]
+
+    def latest_leaf(self, message_id: int) -> int:
+        """The end of the newest branch below ``message_id`` (itself when it has no replies)."""
+        msg = self.message(message_id)
+        current = msg.id
+        while kids := self.children(msg.conversation_id, current):
+            current = kids[-1]
+        return current
+
+    def switch_branch(self, message_id: int) -> int:
+        """Show the branch through ``message_id``; returns the new leaf."""
+        leaf = self.latest_leaf(message_id)
+        conv = self.message(message_id).conversation_id
+        self._run("UPDATE conversations SET current_leaf = ? WHERE id = ?", (leaf, conv))
+        return leaf
+
+    def path(self, conversation_id: int, leaf: int | None | str = "current") -> list[Message]:
+        """The messages from the root to ``leaf`` (default: the conversation's current leaf)."""
+        if leaf == "current":
+            leaf = self.conversation(conversation_id).current_leaf
+        if leaf is None:
+            return []
+        rows = self._run(
+            "WITH RECURSIVE up(id, depth) AS (SELECT id, 0 FROM messages WHERE id = ? "
+            "UNION ALL SELECT m.parent_id, up.depth + 1 FROM messages m JOIN up ON m.id = up.id "
+            "WHERE m.parent_id IS NOT NULL) "
+            "SELECT m.* FROM up JOIN messages m ON m.id = up.id ORDER BY up.depth DESC",
+            (leaf,)).fetchall()
+        messages = [_message(r) for r in rows]
+        groups: dict[Any, list[int]] = {}
+        for r in self._run("SELECT id, parent_id FROM messages WHERE conversation_id = ? "
+                           "ORDER BY id", (conversation_id,)):
+            groups.setdefault(r["parent_id"], []).append(r["id"])
+        for m in messages:
+            siblings = groups.get(m.parent_id, [m.id])
+            m.sibling_count = len(siblings)
+            m.sibling_index = siblings.index(m.id) if m.id in siblings else 0
+        return messages
+
+    def message_count(self, conversation_id: int) -> int:
+        return int(self._run("SELECT COUNT(*) FROM messages WHERE conversation_id = ?",
+                             (conversation_id,)).fetchone()[0])
+
+    # -- search ------------------------------------------------------------------------------
+    def search(self, text: str, limit: int = 100) -> list[SearchHit]:
+        """Conversations whose title or messages match ``text`` (FTS5), best matches first."""
+        query = fts_query(text)
+        if not query:
+            return []
+        hits: list[SearchHit] = []
+        seen: set[int] = set()
+        like = f"%{text.strip()}%"
+        for r in self._run("SELECT id, title FROM conversations WHERE title LIKE ? "
+                           "ORDER BY updated DESC LIMIT ?", (like, limit)):
+            hits.append(SearchHit(r["id"], r["title"], None, r["title"]))
+            seen.add(r["id"])
+        rows = self._run(
+            "SELECT m.id, m.conversation_id, c.title, "
+            "snippet(messages_fts, 0, '[', ']', '…', 12) AS snip "
+            "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
+            "JOIN conversations c ON c.id = m.conversation_id "
+            "WHERE messages_fts MATCH ? ORDER BY bm25(messages_fts) LIMIT ?",
+            (query, limit * 4))
+        for r in rows:
+            if r["conversation_id"] in seen:
+                continue
+            seen.add(r["conversation_id"])
+            hits.append(SearchHit(r["conversation_id"], r["title"], r["id"], r["snip"]))
+        return hits[:limit]
+
+
+class StreamingSaver:
+    """Writes a reply being streamed into its message row every few tokens or moments."""
+
+    def __init__(self, store: ConversationStore, message_id: int, every_tokens: int = 8,
+                 every_seconds: float = 0.5) -> None:
+        self.store = store
+        self.message_id = message_id
+        self.every_tokens = every_tokens
+        self.every_seconds = every_seconds
+        self.text = ""
+        self.tokens = 0
+        self._saved_tokens = 0
+        self._saved_at = time.monotonic()
+
+    def add(self, text: str, tokens: int) -> None:
+        self.text += text
+        self.tokens = tokens
+        if (tokens - self._saved_tokens >= self.every_tokens
+                or time.monotonic() - self._saved_at >= self.every_seconds):
+            self.save()
+
+    def save(self) -> None:
+        self.store.update_message(self.message_id, content=self.text, tokens=self.tokens)
+        self._saved_tokens = self.tokens
+        self._saved_at = time.monotonic()
+
+    def finish(self, meta: dict[str, Any] | None = None) -> None:
+        """The reply is complete (or was stopped): the final text, marked complete."""
+        self.store.update_message(self.message_id, content=self.text, tokens=self.tokens,
+                                  complete=True, meta=meta)
