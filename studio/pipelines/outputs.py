@@ -107,8 +107,9 @@ def _folder_lock(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def write_numbered_png(image: Any, folder: Path, seed: int, pnginfo: Any = None) -> Path:
-    """Write ``image`` as ``folder/NNNNN-SEED.png`` with the next free number; returns the path."""
+def write_numbered_png(image: Any, folder: Path, seed: int | str, pnginfo: Any = None) -> Path:
+    """Write ``image`` as ``folder/NNNNN-SEED.png`` (or ``NNNNN-LABEL.png``) with the next free
+    number; returns the path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".saving-", suffix=".png.part", dir=folder)
@@ -157,3 +158,23 @@ def save_txt2img_image(image: Any, request: Txt2ImgRequest, seed: int, outputs_d
     info.add_text("studio", studio_chunk(request, seed))
     path = write_numbered_png(image, day_folder(outputs_dir), seed, info)
     return path, parameters
+
+
+def safe_label(text: str, fallback: str = "image") -> str:
+    """A file-name-safe label for ``NNNNN-<label>.png`` (letters, digits, ``-`` and ``_``)."""
+    label = re.sub(r"[^A-Za-z0-9_-]+", "_", str(text)).strip("_")[:40]
+    return label or fallback
+
+
+def save_image_with_metadata(image: Any, outputs_dir: Path, label: str | int, parameters: str,
+                             studio_data: dict[str, Any]) -> Path:
+    """Save a result of any job kind as ``outputs/YYYY-MM-DD/NNNNN-<label>.png`` with the
+    ``parameters`` text and a ``studio`` JSON chunk (``studio_data`` plus the version)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", parameters)
+    info.add_text("studio", json.dumps({**studio_data, "version": studio.__version__},
+                                       ensure_ascii=False, sort_keys=True))
+    name = label if isinstance(label, int) else safe_label(label)
+    return write_numbered_png(image, day_folder(outputs_dir), name, info)

@@ -94,3 +94,109 @@ class GeneratedImage:
     image: Any = None  # PIL.Image.Image
     parameters: str = ""  # the A1111-style ``parameters`` text written into the PNG
     warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+DIRECTIONS = ("AtoB", "BtoA")
+MAX_TRANSFORM_SIDE = 16384  # CycleGAN runs in tiles, so only the input's own size limits it
+
+
+def _from_known(cls: Any, data: dict[str, Any]) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class TransformRequest:
+    """A CycleGAN translation of one or more images (a batch keeps every finished image)."""
+
+    model: str  # a generator .pth/.safetensors, or a folder holding a G_A/G_B pair
+    inputs: list[str] = dataclasses.field(default_factory=list)  # image files, in order
+    direction: str = "AtoB"  # AtoB (G_A, or the single generator) | BtoA (G_B)
+    max_side: int = 0  # downscale inputs whose longer side exceeds this first; 0 keeps the size
+    tile: int = 512  # pixels per tile side for large images; 0 never tiles
+    overlap: int = 64  # pixels shared (and blended) by neighbouring tiles
+
+    def validate(self) -> None:
+        if not str(self.model).strip():
+            raise ValueError("No CycleGAN model chosen. Pick one or download one from the list.")
+        if not self.inputs:
+            raise ValueError("No input image chosen.")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"Direction must be AtoB or BtoA, not {self.direction!r}.")
+        if not 0 <= self.max_side <= MAX_TRANSFORM_SIDE:
+            raise ValueError(f"Max side must be between 0 (keep) and {MAX_TRANSFORM_SIDE}.")
+        if self.max_side and self.max_side < 16:
+            raise ValueError("Max side must be at least 16 pixels.")
+        if self.tile and not 64 <= self.tile <= 4096:
+            raise ValueError("Tile size must be between 64 and 4096 pixels (or 0: no tiles).")
+        if not 0 <= self.overlap <= max(self.tile // 2, 0):
+            raise ValueError("Overlap must be between 0 and half the tile size.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "transform", **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TransformRequest:
+        return _from_known(cls, data)
+
+
+@dataclass
+class Img2ImgRequest:
+    """Image to image (``mask`` empty) or inpainting (``mask`` names a white-on-black mask).
+
+    ``width``/``height`` of 0 are derived from the image: its size rounded down to multiples of 8
+    (as diffusers does), the longer side limited to :data:`MAX_SIDE`. Image i uses ``seed + i``.
+    """
+
+    model: str  # a text-to-image model, as in Txt2ImgRequest
+    image: str = ""
+    mask: str = ""  # "" for img2img; a mask image (white = repaint) for inpainting
+    prompt: str = ""
+    negative_prompt: str = ""
+    strength: float = 0.75  # 0 keeps the image, 1 repaints it completely
+    steps: int = 20
+    cfg: float = 7.0
+    seed: int = 0
+    count: int = 1
+    scheduler: str = "default"
+    width: int = 0
+    height: int = 0
+    keep_unmasked: bool = True  # inpainting: paste the original pixels back outside the mask
+
+    def validate(self) -> None:
+        Txt2ImgRequest(model=self.model, steps=self.steps, cfg=self.cfg, seed=self.seed,
+                       count=self.count, scheduler=self.scheduler,
+                       width=self.width or 8, height=self.height or 8).validate()
+        if not str(self.image).strip():
+            raise ValueError("No input image chosen.")
+        if not 0.0 < self.strength <= 1.0:
+            raise ValueError(f"Strength must be above 0 and at most 1, not {self.strength}.")
+
+    @property
+    def inpaint(self) -> bool:
+        return bool(str(self.mask).strip())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "inpaint" if self.inpaint else "img2img", **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Img2ImgRequest:
+        return _from_known(cls, data)
+
+
+@dataclass
+class TransformedImage:
+    """One finished image of a transform or img2img job, reported through ``progress.partial``.
+
+    ``source`` is the input file; ``image`` the PIL result (kept for display); ``seed`` is None for
+    CycleGAN (it draws no random numbers).
+    """
+
+    request: Any  # TransformRequest | Img2ImgRequest
+    index: int
+    source: Any = None  # pathlib.Path of the input image
+    path: Any = None  # pathlib.Path of the saved PNG
+    image: Any = None
+    parameters: str = ""
+    seed: int | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)

@@ -1,0 +1,243 @@
+"""CycleGAN generators on disk and in the catalog. No Qt, no torch.
+
+Discovery looks in ``<models>/cyclegan/`` (any depth up to 3), the user's extra model folders and
+files added by hand, and recognises a generator by its key layout alone: a ``.safetensors`` by its
+JSON header, a ``.pth`` by the strings in its pickle (read with :mod:`pickletools`, which only
+*lists* opcodes and never executes one), so a scan neither loads weights nor runs code.
+
+Names follow the reference's conventions: ``checkpoints/horse2zebra_pretrained/latest_net_G.pth``
+is "horse2zebra"; training outputs ``latest_net_G_A.pth`` / ``latest_net_G_B.pth`` in one folder
+make one model with both directions (G_A: A→B, G_B: B→A).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickletools
+import re
+import struct
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio import ASSETS_DIR
+from studio.config import Paths, Settings
+from studio.jobs import UserFacingError
+
+log = logging.getLogger(__name__)
+
+CATALOG_FILE = ASSETS_DIR / "catalogs" / "cyclegan.json"
+SUFFIXES = (".pth", ".pt", ".safetensors")
+DIRECTIONS = ("AtoB", "BtoA")
+_GENERIC_STEM = re.compile(r"^(latest|best|\d+|iter_\d+)_net_G(_[AB])?$")
+_PAIR_STEM = re.compile(r"^(?P<prefix>.*)net_G_(?P<side>[AB])$")
+_FIRST_KEY = "model.1.weight"
+_BLOCK_KEY = re.compile(r"^model\.10\.conv_block\.1\.weight$")
+_MAX_PICKLE_BYTES = 4 << 20  # the key table of a generator is a few KB; never read more than this
+
+
+@dataclass
+class CatalogEntry:
+    """A released model the user can download."""
+
+    name: str
+    title: str
+    description: str
+    url: str
+    filename: str = "latest_net_G.pth"
+    size_mb: int = 0
+    sha256: str = ""
+    group: str = ""
+
+    def target(self, paths: Paths) -> Path:
+        """Where a download goes: ``<models>/cyclegan/<name>/latest_net_G.pth``."""
+        return paths.models_dir / "cyclegan" / self.name / self.filename
+
+
+@dataclass
+class CycleGANModel:
+    """One translation model: a file per direction it offers."""
+
+    name: str
+    directions: dict[str, Path] = field(default_factory=dict)  # "AtoB" / "BtoA" → file
+    source: str = "studio"  # studio | extra | file
+
+    @property
+    def path(self) -> Path:
+        """What a request names: the single file, or the folder holding a G_A/G_B pair."""
+        files = list(self.directions.values())
+        if len(files) == 1:
+            return files[0]
+        return files[0].parent
+
+    def file_for(self, direction: str) -> Path:
+        if direction not in self.directions:
+            offered = " or ".join(self.directions)
+            raise UserFacingError(f"{self.name} translates {offered} only, not {direction}.")
+        return self.directions[direction]
+
+
+def load_catalog(path: Path = CATALOG_FILE) -> list[CatalogEntry]:
+    """The released models, in the catalog's order."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    known = set(CatalogEntry.__dataclass_fields__)
+    return [CatalogEntry(**{k: v for k, v in m.items() if k in known}) for m in data["models"]]
+
+
+# -- recognising a generator without loading it ---------------------------------------------------
+def _safetensors_keys(path: Path) -> set[str]:
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) != 8:
+            return set()
+        (length,) = struct.unpack("<Q", head)
+        if length > 100 << 20:
+            return set()
+        header = json.loads(fh.read(length))
+    return {k for k in header if k != "__metadata__"}
+
+
+def _pickle_strings(data: bytes, limit: int = 5) -> set[str]:
+    """Unicode strings in up to ``limit`` consecutive pickles (the legacy torch format stores
+    magic, protocol, system info and then the state dict as separate pickles)."""
+    found: set[str] = set()
+    pos = 0
+    for _ in range(limit):
+        if pos >= len(data):
+            break
+        try:
+            for op, arg, end in pickletools.genops(data[pos:]):
+                if isinstance(arg, str):
+                    found.add(arg)
+                if op.name == "STOP":
+                    pos += (end or 0) + 1
+                    break
+            else:
+                break
+        except (ValueError, IndexError, struct.error, UnicodeDecodeError, EOFError):
+            break
+    return found
+
+
+def _pth_keys(path: Path) -> set[str]:
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            name = next((n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"),
+                        None)
+            if name is None or zf.getinfo(name).file_size > _MAX_PICKLE_BYTES:
+                return set()
+            return _pickle_strings(zf.read(name), limit=1)
+    with open(path, "rb") as fh:
+        return _pickle_strings(fh.read(_MAX_PICKLE_BYTES))
+
+
+def looks_like_generator(path: Path) -> bool:
+    """True when ``path`` holds a CycleGAN ResNet generator's keys (nothing is loaded)."""
+    path = Path(path)
+    try:
+        keys = _safetensors_keys(path) if path.suffix.lower() == ".safetensors" \
+            else _pth_keys(path)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        log.info("cannot read %s: %s", path, exc)
+        return False
+    keys = {k[7:] if k.startswith("module.") else k for k in keys}
+    return _FIRST_KEY in keys and any(_BLOCK_KEY.match(k) for k in keys)
+
+
+def model_name(path: Path) -> str:
+    """A readable name: the file stem, or its folder's for generic names (``latest_net_G``)."""
+    stem = path.stem
+    if _GENERIC_STEM.match(stem):
+        folder = path.parent.name
+        for suffix in ("_pretrained", "_cyclegan"):
+            folder = folder.removesuffix(suffix)
+        return folder or stem
+    return re.sub(r"_net_G(_[AB])?$", "", stem)
+
+
+def group_models(files: list[Path], source: str) -> list[CycleGANModel]:
+    """Models for generator files: a ``…net_G_A`` / ``…net_G_B`` pair in one folder becomes one
+    model with both directions; any other file translates one way (AtoB)."""
+    pairs: dict[tuple[Path, str], dict[str, Path]] = {}
+    singles: list[Path] = []
+    for f in files:
+        m = _PAIR_STEM.match(f.stem)
+        if m:
+            pairs.setdefault((f.parent, m.group("prefix")), {})[m.group("side")] = f
+        else:
+            singles.append(f)
+    models = [CycleGANModel(model_name(f), {"AtoB": f}, source) for f in singles]
+    for (_folder, _prefix), sides in pairs.items():
+        name = model_name(next(iter(sides.values())))
+        directions = {}
+        if "A" in sides:
+            directions["AtoB"] = sides["A"]
+        if "B" in sides:
+            directions["BtoA"] = sides["B"]
+        models.append(CycleGANModel(name, directions, source))
+    return sorted(models, key=lambda m: m.name.lower())
+
+
+def _generator_files(root: Path, depth: int = 3) -> list[Path]:
+    found: list[Path] = []
+    try:
+        children = sorted(root.iterdir())
+    except OSError:
+        return found
+    for child in children:
+        if child.name.startswith("."):
+            continue
+        if child.is_dir():
+            if depth > 1:
+                found += _generator_files(child, depth - 1)
+        elif child.suffix.lower() in SUFFIXES and looks_like_generator(child):
+            found.append(child)
+    return found
+
+
+def find_cyclegan_models(settings: Settings, paths: Paths) -> list[CycleGANModel]:
+    """Every CycleGAN generator available offline (nothing is loaded)."""
+    models = group_models(_generator_files(paths.models_dir / "cyclegan"), "studio")
+    for extra in settings.extra_model_dirs:
+        root = Path(extra).expanduser()
+        if root.is_dir():
+            models += group_models(_generator_files(root, depth=2), "extra")
+    for added in getattr(settings, "added_models", []):
+        path = Path(added).expanduser()
+        if path.is_file() and path.suffix.lower() in SUFFIXES and looks_like_generator(path):
+            models += group_models([path], "file")
+    seen: set[Path] = set()
+    unique = []
+    for m in models:
+        key = m.path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(m)
+    return unique
+
+
+def resolve_cyclegan(spec: str) -> CycleGANModel:
+    """The model a request names: a generator file, or a folder with one (or a G_A/G_B pair)."""
+    path = Path(str(spec).strip()).expanduser()
+    if not str(spec).strip():
+        raise UserFacingError("No CycleGAN model chosen.")
+    if not path.exists():
+        raise UserFacingError(f"{spec} does not exist.")
+    if path.is_dir():
+        files = [f for f in sorted(path.iterdir())
+                 if f.suffix.lower() in SUFFIXES and looks_like_generator(f)]
+        models = group_models(files, "file")
+        if not models:
+            raise UserFacingError(f"{path} holds no CycleGAN generator (.pth or .safetensors).")
+        both = [m for m in models if len(m.directions) == 2]
+        return both[0] if both else models[0]
+    if path.suffix.lower() not in SUFFIXES:
+        raise UserFacingError(f"{path.name} is not a .pth or .safetensors file.")
+    if _PAIR_STEM.match(path.stem):
+        # A file of a pair: offer both directions when its partner is beside it.
+        partners = [f for f in path.parent.iterdir() if f.suffix.lower() in SUFFIXES]
+        for model in group_models(partners, "file"):
+            if path in model.directions.values():
+                return model
+    return CycleGANModel(model_name(path), {"AtoB": path}, "file")
