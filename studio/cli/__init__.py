@@ -19,6 +19,7 @@ COMMANDS: list[str] = [
     "studio.cli.gui",
     "studio.cli.generate",
     "studio.cli.train",
+    "studio.cli.chat",
     "studio.cli.serve",
     "studio.cli.info",
 ]

@@ -1,0 +1,189 @@
+"""``studio chat``: talk to a local or remote language model without a window.
+
+With ``--prompt`` the reply is printed on stdout as it arrives — only the reply text — and the
+command exits. Without it, an interactive conversation: type a line, read the reply; ``/reset``
+starts over, ``/exit`` or Ctrl+D leaves, Ctrl+C stops the reply being written. Warnings, dropped
+turns and errors go to stderr. The reply runs on the same job runner and service as the GUI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from typing import Any
+
+from studio.cli import UsageError, fail
+
+NAME = "chat"
+HELP = "chat with a language model (local folder, HF cache repo id, or openai:URL#MODEL)"
+EXIT_CANCELLED = 130
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True,
+                   help="a model folder, a repo id in the Hugging Face cache, or "
+                        "openai:BASE_URL#MODEL for an OpenAI-compatible server")
+    p.add_argument("--system", default="", help="the system prompt")
+    p.add_argument("--prompt", default=None,
+                   help="answer this one message and exit (default: interactive)")
+    p.add_argument("--temperature", type=float, default=0.7, help="0 = greedy (default 0.7)")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (default 0.95)")
+    p.add_argument("--top-k", type=int, default=50, help="0 = off (default 50)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, help="1 = off (default)")
+    p.add_argument("--max-new-tokens", type=int, default=512, help="reply length limit")
+    p.add_argument("--seed", type=int, default=None, help="makes sampling repeatable")
+    p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default=None,
+                   help="compute device (default: the one in Settings)")
+
+
+def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
+    """A validated request template (no messages yet); raises UsageError on bad input."""
+    from studio.jobs import UserFacingError
+    from studio.pipelines.chat.service import is_remote, parse_remote_spec
+    from studio.pipelines.chat.types import ChatRequest
+
+    request = ChatRequest(model=args.model.strip(), temperature=args.temperature,
+                          top_p=args.top_p, top_k=args.top_k,
+                          repetition_penalty=args.repetition_penalty,
+                          max_new_tokens=args.max_new_tokens, seed=args.seed,
+                          messages=[{"role": "user", "content": "-"}])
+    try:
+        request.validate()
+        if is_remote(request.model):
+            parse_remote_spec(request.model)
+        else:
+            from studio.library.chat_models import resolve_chat_model
+
+            entry = resolve_chat_model(request.model, settings, paths)
+            request.model = entry.spec if entry.source == "hf-cache" else str(entry.path.resolve())
+    except (ValueError, UserFacingError) as exc:
+        raise UsageError(str(exc)) from exc
+    if args.prompt is not None and not args.prompt.strip():
+        raise UsageError("--prompt is empty")
+    request.messages = []
+    return request
+
+
+class _Printer:
+    """JobListener: reply text to stdout as it arrives, notices to stderr (worker thread)."""
+
+    def __init__(self) -> None:
+        self.notices: set[str] = set()
+        self.ended_with_newline = True
+        self._lock = threading.Lock()
+
+    def job_changed(self, job: Any) -> None:
+        pass
+
+    def job_progress(self, job: Any, step: int, total: int, preview: Any) -> None:
+        pass
+
+    def job_partial(self, job: Any, chunk: Any) -> None:
+        with self._lock:
+            for warning in chunk.warnings:
+                self._notice(f"studio: warning: {warning}")
+            if chunk.dropped_messages:
+                self._notice(f"studio: note: the {chunk.dropped_messages} oldest messages were "
+                             "left out to fit the model's context")
+            if chunk.text:
+                sys.stdout.write(chunk.text)
+                sys.stdout.flush()
+                self.ended_with_newline = chunk.text.endswith("\n")
+
+    def _notice(self, text: str) -> None:
+        if text not in self.notices:
+            self.notices.add(text)
+            print(text, file=sys.stderr, flush=True)
+
+
+def _ask(runner: Any, request: Any, printer: _Printer) -> tuple[Any, bool]:
+    """Run one reply; returns (job, interrupted)."""
+    printer.ended_with_newline = True
+    job = runner.submit("chat", request, title="chat")
+    interrupted = False
+    try:
+        while not runner.wait(job, timeout=0.1):
+            pass
+    except KeyboardInterrupt:
+        interrupted = True
+        runner.cancel(job)
+        runner.wait(job, timeout=30)
+    if not printer.ended_with_newline:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    return job, interrupted
+
+
+def _repl(runner: Any, template: Any, system: str, printer: _Printer) -> int:
+    import dataclasses
+
+    history: list[dict[str, str]] = []
+    tty = sys.stdin.isatty()
+    if tty:
+        print("Chatting with " + template.model + ". /reset starts over, /exit (or Ctrl+D) "
+              "leaves, Ctrl+C stops a reply.", file=sys.stderr)
+    while True:
+        try:
+            line = input("you> " if tty else "")
+        except EOFError:
+            return 0
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+            continue
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            return 0
+        if text == "/reset":
+            history.clear()
+            print("studio: conversation cleared", file=sys.stderr, flush=True)
+            continue
+        history.append({"role": "user", "content": line})
+        messages = ([{"role": "system", "content": system}] if system else []) + history
+        job, _stopped = _ask(runner, dataclasses.replace(template, messages=messages), printer)
+        if job.result is not None:
+            history.append({"role": "assistant", "content": job.result.text})
+        elif job.error:
+            history.pop()
+            fail(job.error)
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import os
+
+    from studio.config import load_settings
+
+    loaded = load_settings()
+    if loaded.notice:
+        print(f"studio: warning: {loaded.notice}", file=sys.stderr)
+    settings = loaded.settings
+    if args.device:
+        settings.device = args.device
+    paths = settings.resolved_paths()
+    template = build_request(args, settings, paths)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+    from studio.jobs import JobRunner, JobState
+    from studio.pipelines.handlers import chat_handler
+
+    printer = _Printer()
+    runner = JobRunner({"chat": chat_handler(lambda: settings, lambda: paths)}, printer,
+                       name="studio-chat-worker")
+    try:
+        if args.prompt is None:
+            return _repl(runner, template, args.system, printer)
+        messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+            {"role": "user", "content": args.prompt}]
+        job, interrupted = _ask(runner, dataclasses.replace(template, messages=messages),
+                                printer)
+        if interrupted:
+            return EXIT_CANCELLED
+        if job.state is JobState.FAILED:
+            return fail(job.error or "the reply failed")
+        return 0
+    finally:
+        runner.shutdown(wait=True, timeout=10)
