@@ -178,3 +178,18 @@ def save_image_with_metadata(image: Any, outputs_dir: Path, label: str | int, pa
                                        ensure_ascii=False, sort_keys=True))
     name = label if isinstance(label, int) else safe_label(label)
     return write_numbered_png(image, day_folder(outputs_dir), name, info)
+
+
+def save_img2img_image(image: Any, request: Any, seed: int, outputs_dir: Path, *,
+                       model_name: str, model_hash: str, sampler: str, schedule_type: str,
+                       extra: dict | None = None) -> tuple[Path, str]:
+    """Save one img2img / inpaint result (an ``Img2ImgRequest``); returns ``(path, parameters)``.
+
+    The ``studio`` chunk holds the request under ``request`` (with ``kind`` img2img / inpaint):
+    Generate's "reuse parameters" takes its prompt, seed and settings from it."""
+    parameters = build_parameters(request, seed, sampler=sampler, schedule_type=schedule_type,
+                                  model_name=model_name, model_hash=model_hash,
+                                  version=studio_version(), extra=extra)
+    path = save_image_with_metadata(image, outputs_dir, seed, parameters,
+                                    {"request": request.to_dict(), "seed": seed})
+    return path, parameters

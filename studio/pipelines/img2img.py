@@ -1,0 +1,182 @@
+"""Image to image and inpainting with the loaded text-to-image model (DESIGN rule 4).
+
+The pipeline is derived from the one the shared :class:`ModelCache` holds with diffusers'
+``AutoPipelineForImage2Image.from_pipe`` / ``AutoPipelineForInpainting.from_pipe``: the new
+pipeline *references* the same UNet, VAE and text encoders, so no second copy is ever in memory,
+and switching between Generate and Transform never reloads the model. The call is plain diffusers
+(CPU generator seeded ``seed + i``, a read-only step callback for previews, progress and cancel), so
+the result equals plain diffusers' img2img / inpaint pipeline bit for bit on CPU.
+
+The input is read by :mod:`studio.pipelines.images_in` and resized to ``width×height``: by default
+its own size rounded down to multiples of 8 (what diffusers would do), the longer side limited to
+``MAX_SIDE``. Inpainting with a regular (4-channel) checkpoint uses diffusers' latent blending;
+with ``keep_unmasked`` the original pixels are pasted back outside the mask (diffusers'
+``apply_overlay``), so the untouched region stays exactly as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from studio.config import Paths, Settings
+from studio.devices import resolve_device, resolve_dtype
+from studio.jobs import CancelToken, JobCancelled, ProgressSink, UserFacingError
+from studio.library.models import resolve_model
+from studio.pipelines.model_cache import ModelCache
+from studio.pipelines.requests import MAX_SIDE, Img2ImgRequest, TransformedImage
+
+log = logging.getLogger(__name__)
+
+
+def derived_size(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
+    """An image's size for the model: scaled down to ``max_side`` if larger, then rounded down to
+    multiples of 8 (at least 8)."""
+    scale = min(1.0, max_side / max(width, height))
+    w, h = int(width * scale), int(height * scale)
+    return max(8, w // 8 * 8), max(8, h // 8 * 8)
+
+
+def derive_pipeline(pipe: Any, inpaint: bool) -> Any:
+    """The img2img / inpaint pipeline sharing ``pipe``'s components (same objects, no copies)."""
+    from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+    auto = AutoPipelineForInpainting if inpaint else AutoPipelineForImage2Image
+    derived = auto.from_pipe(pipe)
+    derived.set_progress_bar_config(disable=True)
+    return derived
+
+
+def prepare_inputs(request: Img2ImgRequest) -> tuple[Any, Any, Any, list[str]]:
+    """(RGB image at the request's size, mask or None, the InputImage, warnings)."""
+    from PIL import Image
+
+    from studio.pipelines import images_in
+
+    loaded = images_in.open_image(request.image)
+    size = (request.width, request.height) if request.width and request.height else \
+        derived_size(*loaded.size)
+    image = loaded.image if loaded.size == size else \
+        loaded.image.resize(size, Image.Resampling.LANCZOS)
+    mask = images_in.open_mask(request.mask, size) if request.inpaint else None
+    warnings = list(loaded.warnings)
+    if size != loaded.size:
+        warnings.append(f"The image was resized from {loaded.size[0]}×{loaded.size[1]} to "
+                        f"{size[0]}×{size[1]} (multiples of 8, as the model needs).")
+    return image, mask, loaded, warnings
+
+
+class Img2ImgService:
+    """Runs img2img / inpaint requests with the worker's (shared) model cache."""
+
+    def __init__(self, settings_getter: Callable[[], Settings],
+                 paths_getter: Callable[[], Paths], cache: ModelCache | None = None) -> None:
+        self._settings = settings_getter
+        self._paths = paths_getter
+        self.cache = cache if cache is not None else ModelCache()
+
+    def run(self, request: Img2ImgRequest, progress: ProgressSink,
+            cancel: CancelToken) -> list[TransformedImage]:
+        try:
+            request.validate()
+        except ValueError as exc:
+            raise UserFacingError(str(exc)) from exc
+        settings, paths = self._settings(), self._paths()
+        entry = resolve_model(request.model, settings, paths)
+        image, mask, loaded, warnings = prepare_inputs(request)
+        request = dataclasses.replace(request, width=image.width, height=image.height)
+        try:
+            device = resolve_device(settings.device)
+        except (RuntimeError, ValueError) as exc:
+            raise UserFacingError(str(exc)) from exc
+        dtype = resolve_dtype(settings.precision, device)
+        cancel.raise_if_cancelled()
+        progress.message("Loading model…")
+        base = self.cache.get(entry, device, dtype, paths=paths)
+        cancel.raise_if_cancelled()
+        return self._generate(base, entry, request, image, mask, loaded, warnings, settings,
+                              paths, device, dtype, progress, cancel)
+
+    def _generate(self, base: Any, entry: Any, request: Img2ImgRequest, image: Any, mask: Any,
+                  loaded: Any, warnings: list[str], settings: Settings, paths: Paths,
+                  device: str, dtype: Any, progress: ProgressSink,
+                  cancel: CancelToken) -> list[TransformedImage]:
+        from studio.pipelines import outputs
+        from studio.pipelines.previews import make_previewer
+        from studio.pipelines.prompts import prepare_prompt_inputs
+        from studio.pipelines.schedulers import a1111_sampler_names, apply_scheduler
+
+        family = "sdxl" if type(base).__name__.startswith("StableDiffusionXL") else (
+            entry.family if entry.family in ("sd1", "sd2") else "sd1")
+        scheduler = apply_scheduler(base, request.scheduler)
+        pipe = derive_pipeline(base, request.inpaint)
+        sampler, schedule_type = a1111_sampler_names(request.scheduler, scheduler)
+        previewer = make_previewer(settings.preview_mode, family, settings.taesd_every, paths,
+                                   device, dtype)
+        prompt = prepare_prompt_inputs(pipe, family, request.prompt, request.negative_prompt,
+                                       pipe._execution_device)
+        warnings = warnings + list(prompt.warnings)
+        extra: dict[str, Any] = {"Denoising strength": float(request.strength),
+                                 "Init image": Path(request.image).name}
+        if mask is not None:
+            covered = sum(mask.point(lambda v: 255 if v >= 128 else 0).histogram()[255:]) / (
+                mask.width * mask.height)
+            extra.update({"Mask": Path(request.mask).name, "Masked area": f"{covered:.0%}",
+                          "Inpaint keep unmasked": request.keep_unmasked})
+        results: list[TransformedImage] = []
+        for index in range(request.count):
+            cancel.raise_if_cancelled()
+            seed = request.seed + index
+            progress.message(f"Generating image {index + 1} of {request.count}…"
+                             if request.count > 1 else "Generating…")
+            out = self._one(pipe, request, prompt.kwargs, image, mask, seed, index, previewer,
+                            progress, cancel)
+            out = loaded.with_alpha(out)
+            path, parameters = outputs.save_img2img_image(
+                out, request, seed, paths.outputs_dir, model_name=entry.name, model_hash="",
+                sampler=sampler, schedule_type=schedule_type, extra=extra)
+            result = TransformedImage(request=request, index=index, source=Path(request.image),
+                                      path=path, image=out, parameters=parameters, seed=seed,
+                                      warnings=list(warnings))
+            results.append(result)
+            progress.partial(result)
+        return results
+
+    def _one(self, pipe: Any, request: Img2ImgRequest, prompt_kwargs: dict[str, Any],
+             image: Any, mask: Any, seed: int, index: int, previewer: Any,
+             progress: ProgressSink, cancel: CancelToken) -> Any:
+        import torch
+
+        def on_step_end(p: Any, step_index: int, timestep: Any, kwargs: dict) -> dict:
+            # Read-only: no latents are changed and no random numbers are drawn here.
+            total = int(getattr(p, "num_timesteps", 0) or request.steps)
+            if cancel.cancelled:
+                p._interrupt = True
+                return kwargs
+            step = step_index + 1
+            preview = previewer(step, total, kwargs.get("latents"))
+            progress(index * total + step, request.count * total, preview)
+            return kwargs
+
+        kwargs: dict[str, Any] = dict(
+            image=image, strength=request.strength, num_inference_steps=request.steps,
+            guidance_scale=request.cfg, generator=torch.Generator("cpu").manual_seed(seed),
+            output_type="pil", callback_on_step_end=on_step_end,
+            callback_on_step_end_tensor_inputs=["latents"])
+        if mask is not None:
+            kwargs.update(mask_image=mask, width=request.width, height=request.height)
+        try:
+            result = pipe(**prompt_kwargs, **kwargs).images[0]
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if "out of memory" not in str(exc).lower():
+                raise
+            raise UserFacingError(f"Out of memory at {request.width}×{request.height} — try a "
+                                  "smaller image or close other programs using the GPU.") from exc
+        if cancel.cancelled:
+            raise JobCancelled()
+        if mask is not None and request.keep_unmasked:
+            result = pipe.image_processor.apply_overlay(mask, image, result)
+        return result
