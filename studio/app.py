@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QApplication
 from studio.config import Paths, Settings, default_paths, load_settings
 from studio.jobs import JobRunner
 from studio.pipelines.handlers import LazyServiceHandler, chat_handler
+from studio.pipelines.transform_handlers import Img2ImgHandler, transform_handler
 from studio.ui.context import AppContext
 from studio.ui.main_window import MainWindow
 from studio.ui.theme import apply_theme
@@ -54,7 +55,10 @@ def build_main_window(settings: Settings | None = None, base_paths: Paths | None
     holder: dict[str, AppContext] = {}  # the handler needs the context, which needs the runner
     txt2img = Txt2ImgHandler(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths)
     chat = chat_handler(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths)
-    runner = JobRunner({"txt2img": txt2img, "chat": chat})
+    img2img = Img2ImgHandler(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths, txt2img)
+    transform = transform_handler(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths)
+    runner = JobRunner({"txt2img": txt2img, "chat": chat, "img2img": img2img,
+                        "transform": transform})
     bridge = JobBridge(runner)
     ctx = AppContext(settings, bridge, base_paths)
     holder["ctx"] = ctx
@@ -62,6 +66,7 @@ def build_main_window(settings: Settings | None = None, base_paths: Paths | None
     window = MainWindow(ctx, workspaces)
     window.txt2img_handler = txt2img  # the service and its model cache live as long as the window
     window.chat_handler = chat
+    window.transform_handlers = (img2img, transform)
     ctx.setParent(window)
     if notice:
         window.show_banner(notice, "warning", key="settings")
