@@ -39,6 +39,12 @@ def _gallery(ctx: AppContext) -> QWidget:
     return GalleryPanel(ctx)
 
 
+def _chat(ctx: AppContext) -> QWidget:
+    from studio.ui.panels.chat import ChatPanel
+
+    return ChatPanel(ctx)
+
+
 def _train(ctx: AppContext) -> QWidget:
     from studio.ui.panels.train import TrainPanel
 
@@ -48,6 +54,7 @@ def _train(ctx: AppContext) -> QWidget:
 WORKSPACES: list[Workspace] = [
     Workspace("generate", "Generate", "generate", _generate, "Text to image"),
     Workspace("gallery", "Gallery", "gallery", _gallery, "Everything you made"),
+    Workspace("chat", "Chat", "chat", _chat, "Talk to local and remote language models"),
     Workspace("train", "Train", "train", _train, "Watch optimizers, GANs, VAEs and diffusion "
               "models learn"),
 ]

@@ -1,0 +1,422 @@
+"""The Chat workspace: conversations on the left, the conversation in the middle, settings right.
+
+Sending adds the user message and an empty assistant message to the store and submits a
+``chat`` job; each streamed chunk is appended to that message (saved every few tokens) and only
+its row is repainted, at most ~30 times a second. Stop cancels the job — the engine stops within
+one token and the partial reply is kept. Editing a user message and sending it again, or
+regenerating a reply, adds a sibling branch; "‹ 1/2 ›" switches between branches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
+from PySide6.QtGui import QGuiApplication, QKeyEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.jobs import Job, JobState
+from studio.pipelines.chat.store import ConversationStore, Message, StreamingSaver
+from studio.pipelines.chat.types import ChatRequest
+from studio.ui.context import AppContext
+from studio.ui.panels.chat.controls import ChatControls
+from studio.ui.panels.chat.delegate import MessageDelegate
+from studio.ui.panels.chat.model import ConversationModel
+from studio.ui.panels.chat.sidebar import ConversationList
+
+
+class _EnterSends(QObject):
+    """Enter sends, Shift+Enter starts a new line."""
+
+    def __init__(self, send: Any) -> None:
+        super().__init__()
+        self._send = send
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent) \
+                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) \
+                and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            self._send()
+            return True
+        return False
+
+
+class ChatPanel(QWidget):
+    """The Chat workspace (see the module docstring)."""
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.store = ConversationStore(ctx.paths.database)
+        self.conv_id: int | None = None
+        self.job: Job | None = None
+        self.saver: StreamingSaver | None = None
+        self.streaming: Message | None = None
+        self.editing: Message | None = None
+        self._build()
+        self._flush_timer = QTimer(self, singleShot=True, interval=33)
+        self._flush_timer.timeout.connect(self._flush)
+        ctx.bridge.partial.connect(self._on_partial)
+        ctx.bridge.jobChanged.connect(self._on_job_changed)
+        ctx.settingsChanged.connect(lambda s: self.controls.scan_models(s, ctx.paths))
+        self.sidebar.refresh()
+        self.controls.scan_models(ctx.settings, ctx.paths)
+        self._update_state()
+
+    # -- construction --------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.sidebar = ConversationList(self.store)
+        self.sidebar.selected.connect(self.open_conversation)
+        self.sidebar.newRequested.connect(self.new_conversation)
+        self.sidebar.deleted.connect(self._conversation_deleted)
+        self.controls = ChatControls(self.ctx.settings)
+        self.controls.changed.connect(self._controls_changed)
+
+        center = QWidget()
+        col = QVBoxLayout(center)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
+        header = QHBoxLayout()
+        header.setContentsMargins(20, 10, 20, 8)
+        self.title = QLabel("New chat")
+        self.title.setProperty("heading", True)
+        header.addWidget(self.title, 1)
+        self.meter_label = QLabel("")
+        self.meter_label.setProperty("muted", True)
+        header.addWidget(self.meter_label)
+        self.meter = QProgressBar()
+        self.meter.setTextVisible(False)
+        self.meter.setFixedWidth(110)
+        self.meter.setToolTip("Tokens of this conversation / the model's context length")
+        header.addWidget(self.meter)
+        col.addLayout(header)
+
+        self.model = ConversationModel(self)
+        self.view = QListView()
+        self.view.setObjectName("ChatView")
+        self.view.setFrameShape(QFrame.Shape.NoFrame)
+        self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.view.verticalScrollBar().setSingleStep(24)
+        self.view.setResizeMode(QListView.ResizeMode.Adjust)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.view.setMouseTracking(True)
+        self.view.setStyleSheet("QListView#ChatView { background: transparent; }")
+        self.delegate = MessageDelegate(self.view, self.controls.model_label)
+        self.delegate.action.connect(self._on_action)
+        self.view.setItemDelegate(self.delegate)
+        self.view.setModel(self.model)
+        self.view.verticalScrollBar().valueChanged.connect(self._maybe_load_older)
+        self.empty = QLabel("Start a conversation\n\nPick a model on the right, type below, "
+                            "press Enter.")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setProperty("muted", True)
+        col.addWidget(self.view, 1)
+        col.addWidget(self.empty, 1)
+
+        composer = QWidget()
+        composer.setObjectName("Card")
+        box = QVBoxLayout(composer)
+        box.setContentsMargins(12, 8, 12, 8)
+        self.edit_banner = QWidget()
+        eb = QHBoxLayout(self.edit_banner)
+        eb.setContentsMargins(0, 0, 0, 0)
+        self.edit_label = QLabel("Editing a message — sending makes a new branch; the old one "
+                                 "stays.")
+        self.edit_label.setProperty("muted", True)
+        eb.addWidget(self.edit_label, 1)
+        cancel_edit = QPushButton("Cancel edit")
+        cancel_edit.setProperty("flat", True)
+        cancel_edit.clicked.connect(self.cancel_edit)
+        eb.addWidget(cancel_edit)
+        box.addWidget(self.edit_banner)
+        row = QHBoxLayout()
+        self.input = QPlainTextEdit()
+        self.input.setPlaceholderText("Message the model…  (Enter sends, Shift+Enter: new line)")
+        self.input.setFixedHeight(72)
+        self._enter = _EnterSends(self.send)
+        self.input.installEventFilter(self._enter)
+        row.addWidget(self.input, 1)
+        self.send_button = QPushButton("Send")
+        self.send_button.setProperty("accent", True)
+        self.send_button.clicked.connect(self.send)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(self.stop)
+        buttons = QVBoxLayout()
+        buttons.addWidget(self.send_button)
+        buttons.addWidget(self.stop_button)
+        row.addLayout(buttons)
+        box.addLayout(row)
+        self.status = QLabel("")
+        self.status.setProperty("muted", True)
+        box.addWidget(self.status)
+        wrap = QHBoxLayout()
+        wrap.setContentsMargins(20, 6, 20, 14)
+        wrap.addWidget(composer)
+        col.addLayout(wrap)
+
+        split = QSplitter()
+        split.addWidget(self.sidebar)
+        split.addWidget(center)
+        split.addWidget(self.controls)
+        split.setStretchFactor(1, 1)
+        split.setSizes([240, 720, 270])
+        split.setChildrenCollapsible(False)
+        self.sidebar.setMinimumWidth(200)
+        self.controls.setMinimumWidth(240)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(split)
+
+    # -- conversations -------------------------------------------------------------------------
+    @Slot()
+    def new_conversation(self) -> int:
+        conv = self.store.create_conversation("New chat", self.controls.system.toPlainText(),
+                                              self.controls.model_spec(),
+                                              self.controls.sampling())
+        self.sidebar.refresh(select=conv.id)
+        self.open_conversation(conv.id)
+        self.input.setFocus()
+        return conv.id
+
+    @Slot(int)
+    def open_conversation(self, conv_id: int) -> None:
+        if self.job is not None and conv_id != self.conv_id:
+            self.stop()
+        conv = self.store.conversation(conv_id)
+        self.conv_id = conv_id
+        self.cancel_edit()
+        self.controls.apply(conv.settings, conv.system_prompt)
+        if conv.model:
+            self.controls.select_model(conv.model)
+        self.title.setText(conv.title or "Untitled")
+        self.reload(scroll_to_end=True)
+
+    def reload(self, scroll_to_end: bool = False) -> None:
+        """Re-read the conversation's current branch into the view."""
+        path = self.store.path(self.conv_id) if self.conv_id is not None else []
+        if self.streaming is not None:  # keep the live object so appends reach the view
+            path = [self.streaming if m.id == self.streaming.id else m for m in path]
+        dropped = next((int(m.meta.get("dropped_messages", 0)) for m in reversed(path)
+                        if m.role == "assistant"), 0)
+        self.delegate.clear_cache()
+        self.model.set_messages(path, dropped)
+        self._update_state()
+        if scroll_to_end:
+            self.view.scrollToBottom()
+            QTimer.singleShot(0, self.view.scrollToBottom)
+
+    def _conversation_deleted(self, conv_id: int) -> None:
+        if conv_id == self.conv_id:
+            self.conv_id = None
+            self.title.setText("New chat")
+            self.reload()
+
+    @Slot()
+    def _controls_changed(self) -> None:
+        if self.conv_id is not None:
+            self.store.update_conversation(
+                self.conv_id, system_prompt=self.controls.system.toPlainText(),
+                model=self.controls.model_spec(), settings=self.controls.sampling())
+        self._update_meter()
+        self.view.viewport().update()
+
+    # -- sending -----------------------------------------------------------------------------
+    @Slot()
+    def send(self) -> None:
+        text = self.input.toPlainText().strip()
+        if not text or self.job is not None:
+            return
+        if not self.controls.model_spec():
+            self.status.setText("Choose a model first.")
+            return
+        if self.conv_id is None:
+            self.new_conversation()
+        conv = self.store.conversation(self.conv_id)
+        if conv.title in ("", "New chat"):
+            self.store.rename(self.conv_id, text.splitlines()[0][:48])
+            self.title.setText(text.splitlines()[0][:48])
+        parent: Any = "leaf"
+        if self.editing is not None:
+            parent = self.editing.parent_id
+        user = self.store.add_message(self.conv_id, "user", text, parent_id=parent)
+        self.input.clear()
+        self.cancel_edit()
+        self.start_reply(user.id)
+        self.sidebar.refresh(select=self.conv_id)
+
+    def start_reply(self, parent_id: int) -> None:
+        """Generate an assistant message answering the branch that ends at ``parent_id``."""
+        history = self.store.path(self.conv_id, leaf=parent_id)
+        spec = self.controls.model_spec()
+        sampling = self.controls.sampling()
+        system = self.controls.system.toPlainText().strip()
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": m.role, "content": m.content} for m in history]
+        request = ChatRequest(model=spec, messages=messages,
+                              temperature=sampling["temperature"], top_p=sampling["top_p"],
+                              top_k=sampling["top_k"],
+                              repetition_penalty=sampling["repetition_penalty"],
+                              max_new_tokens=sampling["max_new_tokens"],
+                              seed=None if sampling["seed"] < 0 else sampling["seed"])
+        self.streaming = self.store.add_message(self.conv_id, "assistant", "",
+                                                parent_id=parent_id, complete=False,
+                                                meta={"model": spec})
+        self.saver = StreamingSaver(self.store, self.streaming.id)
+        self.job = self.ctx.bridge.submit("chat", request, title="Chat reply")
+        self.status.setText("Waiting for the model…")
+        self.reload(scroll_to_end=True)
+        if self.ctx.settings.last_chat_model != spec:
+            self.ctx.update_settings(dataclasses.replace(self.ctx.settings,
+                                                         last_chat_model=spec))
+
+    @Slot()
+    def stop(self) -> None:
+        if self.job is not None:
+            self.ctx.bridge.cancel(self.job)
+
+    @Slot(object, object)
+    def _on_partial(self, job: Job, chunk: Any) -> None:
+        if job is not self.job or self.streaming is None or self.saver is None:
+            return
+        self.saver.add(chunk.text, chunk.completion_tokens)
+        self.streaming.content = self.saver.text
+        self.streaming.tokens = chunk.completion_tokens
+        meta = self.streaming.meta
+        meta["prompt_tokens"] = chunk.prompt_tokens
+        if chunk.dropped_messages != meta.get("dropped_messages", 0):
+            meta["dropped_messages"] = chunk.dropped_messages
+            self.model.set_dropped(chunk.dropped_messages)
+        if chunk.warnings:
+            meta["warnings"] = list(chunk.warnings)
+        elapsed = max(1e-6, (job.ended or time.time()) - job.started)
+        self.status.setText(f"{chunk.completion_tokens} tokens · "
+                            f"{chunk.completion_tokens / elapsed:.1f} tok/s")
+        if not self._flush_timer.isActive():
+            self._flush_timer.start()
+
+    def _flush(self) -> None:
+        if self.streaming is None:
+            return
+        bar = self.view.verticalScrollBar()
+        at_end = bar.value() >= bar.maximum() - 40
+        self.model.update_message(self.streaming.id)
+        if at_end:
+            QTimer.singleShot(0, self.view.scrollToBottom)
+
+    @Slot(object)
+    def _on_job_changed(self, job: Job) -> None:
+        if job is not self.job:
+            return
+        if not job.state.finished:
+            if job.message and not self.streaming.content:
+                self.status.setText(job.message)
+            return
+        msg, saver = self.streaming, self.saver
+        reply = job.result
+        meta = dict(msg.meta)
+        if reply is not None:
+            meta.update(finish_reason=reply.finish_reason, prompt_tokens=reply.prompt_tokens,
+                        tokens_per_second=round(reply.tokens_per_second, 2),
+                        seconds=round(reply.seconds, 3),
+                        dropped_messages=reply.dropped_messages, warnings=reply.warnings)
+        elif job.state is JobState.FAILED:
+            meta.update(finish_reason="error", error=job.error)
+        else:
+            meta.update(finish_reason="cancelled")
+        msg.meta = meta
+        msg.complete = True
+        saver.finish(meta)
+        self.job = self.saver = self.streaming = None
+        self.status.setText(job.error if job.state is JobState.FAILED else
+                            "; ".join(meta.get("warnings") or []))
+        self.reload()
+        self.view.scrollToBottom()
+
+    # -- message actions -----------------------------------------------------------------------
+    @Slot(str, object, object)
+    def _on_action(self, name: str, msg: Message, payload: Any) -> None:
+        if name == "copy":
+            QGuiApplication.clipboard().setText(msg.content)
+            self.status.setText("Message copied.")
+        elif name == "copy-code":
+            QGuiApplication.clipboard().setText(str(payload))
+            self.status.setText("Code copied.")
+        elif name == "edit":
+            self.editing = msg
+            self.input.setPlainText(msg.content)
+            self.input.setFocus()
+            self._update_state()
+        elif name == "regenerate" and self.job is None:
+            self.start_reply(msg.parent_id)
+        elif name == "delete" and self.job is None:
+            self.store.delete_message(msg.id)
+            self.reload()
+        elif name in ("prev", "next", "branch"):
+            siblings = self.store.children(self.conv_id, msg.parent_id)
+            step = -1 if name == "prev" else 1
+            target = siblings[(siblings.index(msg.id) + step) % len(siblings)]
+            self.store.switch_branch(target)
+            self.reload()
+
+    @Slot()
+    def cancel_edit(self) -> None:
+        if self.editing is not None:
+            self.input.clear()
+        self.editing = None
+        self._update_state()
+
+    # -- state ---------------------------------------------------------------------------------
+    def _maybe_load_older(self, value: int) -> None:
+        if value > 200 or not self.model.has_older():
+            return
+        bar = self.view.verticalScrollBar()
+        before = bar.maximum()
+        self.model.load_older()
+        self.view.doItemsLayout()
+        bar.setValue(value + bar.maximum() - before)
+
+    def _update_state(self) -> None:
+        busy = self.job is not None
+        last = self.model.last_message()
+        self.delegate.busy = busy
+        self.delegate.last_id = last.id if last and last.role == "assistant" else None
+        self.send_button.setVisible(not busy)
+        self.stop_button.setVisible(busy)
+        self.edit_banner.setVisible(self.editing is not None)
+        has_rows = self.model.rowCount() > 0
+        self.view.setVisible(has_rows)
+        self.empty.setVisible(not has_rows)
+        self._update_meter()
+
+    def _update_meter(self) -> None:
+        ctx_len = self.controls.contexts.get(self.controls.model_spec(), 0)
+        last = next((m for m in reversed(self.model.messages()) if m.role == "assistant"), None)
+        used = int(last.meta.get("prompt_tokens", 0)) + last.tokens if last else 0
+        if ctx_len:
+            self.meter.setVisible(True)
+            self.meter.setRange(0, ctx_len)
+            self.meter.setValue(min(used, ctx_len))
+            self.meter_label.setText(f"{used:,} / {ctx_len:,} tokens")
+        else:
+            self.meter.setVisible(False)
+            self.meter_label.setText(f"{used:,} tokens" if used else "")
+
+    def shutdown(self) -> None:
+        """Stop a reply in progress (its text so far is kept) and close the database."""
+        self.stop()
+        self.store.close()

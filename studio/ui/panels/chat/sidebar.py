@@ -1,0 +1,177 @@
+"""The conversation list: search (full text), new, rename, delete, export, import."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QPoint, Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.fileio import atomic_write_text
+from studio.pipelines.chat.store import ConversationStore
+from studio.pipelines.chat.transfer import export_json, export_markdown, import_json
+
+IdRole = Qt.ItemDataRole.UserRole + 1
+
+
+def _when(ts: float) -> str:
+    days = (time.time() - ts) / 86400
+    if days < 1:
+        return time.strftime("%H:%M", time.localtime(ts))
+    if days < 7:
+        return time.strftime("%a", time.localtime(ts))
+    return time.strftime("%d %b", time.localtime(ts))
+
+
+class ConversationList(QWidget):
+    """Lists conversations (newest first); ``selected(id)`` when one is picked."""
+
+    selected = Signal(int)
+    newRequested = Signal()
+    deleted = Signal(int)
+
+    def __init__(self, store: ConversationStore, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.setObjectName("ChatSidebar")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 12, 8, 12)
+        layout.setSpacing(8)
+        self.new_button = QPushButton("New chat")
+        self.new_button.setProperty("accent", True)
+        self.new_button.clicked.connect(self.newRequested)
+        layout.addWidget(self.new_button)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search conversations…")
+        self.search.setClearButtonEnabled(True)
+        layout.addWidget(self.search)
+        self.list = QListWidget()
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._menu)
+        self.list.currentItemChanged.connect(self._picked)
+        self.list.setWordWrap(True)
+        layout.addWidget(self.list, 1)
+        self.empty = QLabel("No conversations yet.")
+        self.empty.setProperty("muted", True)
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout.addWidget(self.empty)
+        row = QHBoxLayout()
+        self.import_button = QPushButton("Import…")
+        self.import_button.setProperty("flat", True)
+        self.import_button.clicked.connect(self.import_file)
+        row.addWidget(self.import_button)
+        row.addStretch(1)
+        layout.addLayout(row)
+        self._search_timer = QTimer(self, singleShot=True, interval=150)
+        self._search_timer.timeout.connect(self.refresh)
+        self.search.textChanged.connect(lambda _t: self._search_timer.start())
+        self._quiet = False
+
+    def current_id(self) -> int | None:
+        item = self.list.currentItem()
+        return item.data(IdRole) if item else None
+
+    @Slot()
+    def refresh(self, select: int | None = None) -> None:
+        """Re-read the list (or the search hits); keep or set the selection quietly."""
+        keep = select if select is not None else self.current_id()
+        query = self.search.text().strip()
+        self._quiet = True
+        self.list.clear()
+        if query:
+            rows = [(h.conversation_id, h.title or "Untitled", h.snippet)
+                    for h in self.store.search(query)]
+        else:
+            rows = [(c.id, c.title or "Untitled", _when(c.updated))
+                    for c in self.store.conversations()]
+        for conv_id, title, detail in rows:
+            item = QListWidgetItem(f"{title}\n{detail}")
+            item.setData(IdRole, conv_id)
+            item.setToolTip(title)
+            self.list.addItem(item)
+            if conv_id == keep:
+                self.list.setCurrentItem(item)
+        self._quiet = False
+        self.empty.setVisible(not rows)
+        self.empty.setText("No matches." if query else "No conversations yet.")
+
+    def _picked(self, current: QListWidgetItem | None, _previous: object) -> None:
+        if current is not None and not self._quiet:
+            self.selected.emit(current.data(IdRole))
+
+    def _menu(self, pos: QPoint) -> None:
+        item = self.list.itemAt(pos)
+        if item is None:
+            return
+        conv_id = item.data(IdRole)
+        menu = QMenu(self)
+        menu.addAction("Rename…", lambda: self.rename(conv_id))
+        menu.addAction("Export as Markdown…", lambda: self.export(conv_id, "md"))
+        menu.addAction("Export as JSON…", lambda: self.export(conv_id, "json"))
+        menu.addSeparator()
+        menu.addAction("Delete", lambda: self.delete(conv_id))
+        menu.popup(self.list.viewport().mapToGlobal(pos))
+
+    def rename(self, conv_id: int, title: str | None = None) -> None:
+        if title is None:
+            current = self.store.conversation(conv_id).title
+            title, ok = QInputDialog.getText(self, "Rename conversation", "Title:", text=current)
+            if not ok:
+                return
+        self.store.rename(conv_id, title.strip() or "Untitled")
+        self.refresh()
+
+    def delete(self, conv_id: int, confirm: bool = True) -> None:
+        if confirm and QMessageBox.question(
+                self, "Delete conversation",
+                f"Delete “{self.store.conversation(conv_id).title or 'Untitled'}” and all its "
+                "messages?") != QMessageBox.StandardButton.Yes:
+            return
+        self.store.delete_conversation(conv_id)
+        self.deleted.emit(conv_id)
+        self.refresh()
+
+    def export(self, conv_id: int, kind: str, path: str | None = None) -> Path | None:
+        title = self.store.conversation(conv_id).title or "conversation"
+        if path is None:
+            safe = "".join(ch if ch.isalnum() or ch in " -_" else "_" for ch in title)[:60]
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Export conversation", f"{safe}.{kind}",
+                "Markdown (*.md)" if kind == "md" else "JSON (*.json)")
+            if not path:
+                return None
+        text = (export_markdown(self.store, conv_id) if kind == "md" else
+                json.dumps(export_json(self.store, conv_id), indent=2, ensure_ascii=False))
+        return atomic_write_text(Path(path), text)
+
+    @Slot()
+    def import_file(self, path: str | None = None) -> int | None:
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Import conversation", "",
+                                                  "JSON (*.json)")
+            if not path:
+                return None
+        try:
+            conv = import_json(self.store, json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            QMessageBox.warning(self, "Import conversation", f"{Path(path).name} cannot be "
+                                f"imported: {exc}")
+            return None
+        self.refresh(select=conv.id)
+        self.selected.emit(conv.id)
+        return conv.id
