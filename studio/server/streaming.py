@@ -101,6 +101,9 @@ def events(runner: JobRunner, router: JobRouter, kind: str, request: Any, title:
         if job is not None and not finished:
             runner.cancel(job)
         router.close(request)
+        # A server runs for weeks: finished jobs (and every chunk they streamed) must not pile
+        # up in the runner. Each request thread holds its own job, so none is lost to it.
+        runner.clear_finished()
 
 
 class StopMatcher:
