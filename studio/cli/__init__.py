@@ -18,6 +18,8 @@ from studio import __version__
 COMMANDS: list[str] = [
     "studio.cli.gui",
     "studio.cli.generate",
+    "studio.cli.transform",
+    "studio.cli.img2img",
     "studio.cli.train",
     "studio.cli.chat",
     "studio.cli.serve",

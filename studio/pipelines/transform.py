@@ -79,13 +79,22 @@ class TransformService:
         progress.message(f"Loading {model.name}…")
         generator = self.generator(weights, device)
         results: list[TransformedImage] = []
+        skipped: list[str] = []
         count = len(request.inputs)
         for index, name in enumerate(request.inputs):
             cancel.raise_if_cancelled()
             source = Path(name)
             progress.message(f"Translating {source.name} ({index + 1} of {count})…"
                              if count > 1 else f"Translating {source.name}…")
-            loaded = images_in.open_image(source)
+            try:
+                loaded = images_in.open_image(source)
+            except UserFacingError as exc:
+                if count == 1:
+                    raise
+                # In a batch one bad file must not cost the rest: skip it and say so.
+                skipped.append(source.name)
+                progress.message(f"Skipped: {exc}")
+                continue
             image = images_in.fit_max_side(loaded.image, request.max_side)
             tiles = [1]
 
@@ -115,4 +124,7 @@ class TransformService:
                                       warnings=list(loaded.warnings))
             results.append(result)
             progress.partial(result)
+        if skipped and not results:
+            raise UserFacingError(f"None of the {count} images could be read "
+                                  f"({', '.join(skipped[:3])}{'…' if len(skipped) > 3 else ''}).")
         return results

@@ -1,0 +1,86 @@
+"""``studio img2img``: repaint an image (or, with ``--mask``, part of it) from a prompt.
+
+Output conventions as ``studio generate``: paths (or ``--json`` objects) on stdout, everything
+else on stderr, exit 2 on bad input, 1 when the job fails, 130 on Ctrl+C (finished images stay).
+The size is the image's own, rounded down to multiples of 8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+from pathlib import Path
+from typing import Any
+
+from studio.cli import UsageError
+from studio.cli.transform import Reporter, load_cli_settings, run_job
+
+NAME = "img2img"
+HELP = "repaint an image from a prompt (inpaint a region with --mask)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True,
+                   help="a text-to-image model: diffusers folder, .safetensors, or cached repo id")
+    p.add_argument("--image", required=True, type=Path, help="the image to start from")
+    p.add_argument("--prompt", required=True, help="what the result should show")
+    p.add_argument("--negative", default="", help="what to avoid")
+    p.add_argument("--mask", type=Path, default=None,
+                   help="inpaint: a mask image, white where the image is repainted")
+    p.add_argument("--strength", type=float, default=0.75,
+                   help="how much to change, above 0 up to 1 (default 0.75)")
+    p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
+    p.add_argument("--cfg", type=float, default=7.0, help="guidance scale (default 7)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the first image; image i uses seed+i (default: random)")
+    p.add_argument("--count", type=int, default=1, help="how many images (default 1)")
+    p.add_argument("--scheduler", default="default", help="as in 'studio generate'")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: the one in Settings)")
+    p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default=None,
+                   help="compute device (default: the one in Settings)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object per image instead of its path")
+
+
+def run(args: argparse.Namespace) -> int:
+    from studio.cli.generate import parse_scheduler
+    from studio.jobs import UserFacingError
+    from studio.library.models import resolve_model
+    from studio.pipelines.images_in import open_image
+    from studio.pipelines.requests import Img2ImgRequest
+
+    settings, paths = load_cli_settings(args)
+    for label, path in (("image", args.image), ("mask", args.mask)):
+        if path is not None and not path.expanduser().is_file():
+            raise UsageError(f"the {label} {path} does not exist")
+    try:
+        open_image(args.image.expanduser())  # a damaged or foreign file is bad input: exit 2
+        resolve_model(args.model, settings, paths)
+    except UserFacingError as exc:
+        raise UsageError(str(exc)) from exc
+    local = Path(args.model).expanduser()
+    request = Img2ImgRequest(
+        model=str(local.resolve()) if local.exists() else args.model.strip(),
+        image=str(args.image.expanduser().resolve()),
+        mask=str(args.mask.expanduser().resolve()) if args.mask else "",
+        prompt=args.prompt, negative_prompt=args.negative, strength=args.strength,
+        steps=args.steps, cfg=args.cfg,
+        seed=secrets.randbelow(2**32) if args.seed is None else args.seed, count=args.count,
+        scheduler=parse_scheduler(args.scheduler))
+    try:
+        request.validate()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    from studio.pipelines.img2img import Img2ImgService
+
+    service = Img2ImgService(lambda: settings, lambda: paths)
+
+    def describe(result: Any) -> dict:
+        return {"path": str(result.path), "seed": result.seed, "index": result.index,
+                "width": result.image.width, "height": result.image.height,
+                "model": request.model, "prompt": request.prompt,
+                "source": str(result.source), "mask": request.mask or None,
+                "strength": request.strength, "warnings": list(result.warnings or [])}
+
+    return run_job("img2img", service.run, request, Reporter(args.json, describe), args.count)
