@@ -72,15 +72,19 @@ def _send(qtbot, panel, text: str) -> None:
 
 def test_send_streams_then_stop_regenerate_edit_delete_copy(chat, qtbot, screenshot):
     window, panel = chat
-    updates = []
+    updates, shown = [], []
     panel.model.dataChanged.connect(lambda a, b: updates.append(a.row()))
+    # After the panel's own slot: what the streaming bubble holds as each chunk arrives.
+    panel.ctx.bridge.partial.connect(
+        lambda job, chunk: shown.append(panel.streaming.tokens) if panel.streaming else None)
     _send(qtbot, panel, "Hello")
     user, reply = _rows(panel)
     assert (user.role, user.content, reply.role) == ("user", "Hello", "assistant")
     stored = panel.store.message(reply.id)
     assert stored.complete and stored.content == reply.content and stored.tokens == reply.tokens
     assert reply.tokens > 1 and reply.meta["finish_reason"] in ("stop", "length")
-    assert len(updates) >= 1 and set(updates) == {1}  # only the reply's row was repainted
+    assert shown[:3] == [1, 2, 3] and shown[-1] == reply.tokens  # appended token by token
+    assert set(updates) <= {1}  # repaints (when the reply outlives a frame) touch its row only
     assert panel.title.text() == "Hello" and panel.sidebar.list.count() == 1
     assert "tokens" in panel.meter_label.text()
 

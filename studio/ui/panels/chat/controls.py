@@ -108,7 +108,7 @@ class ChatControls(QWidget):
             form.addRow(label, w)
         layout.addLayout(form)
         layout.addStretch(1)
-        self.apply({})
+        self.apply({}, PRESETS["Helpful assistant"])
         self.modelsFound.connect(self._fill_models)
 
     def _dspin(self, lo: float, hi: float, step: float, decimals: int, tip: str):

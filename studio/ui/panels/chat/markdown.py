@@ -57,7 +57,7 @@ def _parser(dark: bool, code_bg: str, muted: str, accent: str):
             f'<tr><td style="color:{muted}; font-size:11px;">{html.escape(lang or "code")}'
             f'&nbsp;&nbsp;<a href="copy-code:{len(blocks) - 1}" style="color:{accent}; '
             f'text-decoration:none;">Copy</a></td></tr>'
-            f'<tr><td><pre style="font-family:monospace; margin:0;">{body}</pre></td></tr>'
+            f'<tr><td style="padding-top:0;"><pre style="font-family:monospace; margin:0;">{body}</pre></td></tr>'
             f'</table>')
 
     md.add_render_rule("fence", fence)
@@ -72,5 +72,8 @@ def render(text: str, dark: bool = True, code_bg: str = "#101116", muted: str = 
     body = _parser(dark, code_bg, muted, accent).render(text, env)
     # Markdown tables: Qt draws no grid unless asked (the code-block tables carry attributes).
     body = body.replace("<table>", f'<table border="1" cellspacing="0" cellpadding="5" '
-                                   f'style="border-color:{muted}; border-collapse:collapse;">')
+                                   f'style="border: 1px solid {muted}; '
+                                   f'border-collapse:collapse;">')
+    cell = f'style="border: 1px solid {muted};"'
+    body = body.replace("<th>", f"<th {cell}>").replace("<td>", f"<td {cell}>")
     return Rendered(body, list(env.get("code_blocks", [])))
