@@ -45,6 +45,12 @@ def _chat(ctx: AppContext) -> QWidget:
     return ChatPanel(ctx)
 
 
+def _transform(ctx: AppContext) -> QWidget:
+    from studio.ui.panels.transform import TransformPanel
+
+    return TransformPanel(ctx)
+
+
 def _train(ctx: AppContext) -> QWidget:
     from studio.ui.panels.train import TrainPanel
 
@@ -54,6 +60,8 @@ def _train(ctx: AppContext) -> QWidget:
 WORKSPACES: list[Workspace] = [
     Workspace("generate", "Generate", "generate", _generate, "Text to image"),
     Workspace("gallery", "Gallery", "gallery", _gallery, "Everything you made"),
+    Workspace("transform", "Transform", "transform", _transform,
+              "Image to image: CycleGAN styles, img2img and inpainting"),
     Workspace("chat", "Chat", "chat", _chat, "Talk to local and remote language models"),
     Workspace("train", "Train", "train", _train, "Watch optimizers, GANs, VAEs and diffusion "
               "models learn"),

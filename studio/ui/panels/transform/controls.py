@@ -1,0 +1,189 @@
+"""The sidebar controls of the Transform workspace: CycleGAN options and diffusion options.
+
+The diffusion controls are Generate's (prompt, negative prompt, steps, CFG, sampler, seed, count)
+plus the strength slider; the size is not asked for, it comes from the image.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QSlider,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.pipelines.requests import SCHEDULERS, Img2ImgRequest
+from studio.ui.panels.generate.controls import SeedBox, new_seed, section_label
+
+
+def _muted(text: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setProperty("muted", True)
+    label.setWordWrap(True)
+    return label
+
+
+class CycleGANOptions(QWidget):
+    """Direction and max side."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.direction = QComboBox()
+        self.direction.addItem("A → B", "AtoB")
+        self.direction.addItem("B → A", "BtoA")
+        self.max_side = QSpinBox()
+        self.max_side.setRange(0, 16384)
+        self.max_side.setSingleStep(256)
+        self.max_side.setSuffix(" px")
+        self.max_side.setSpecialValueText("Keep size")
+        self.max_side.setToolTip("Downscale images whose longer side is larger before "
+                                 "translating (large images are processed in tiles anyway)")
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow("Direction", self.direction)
+        form.addRow("Max side", self.max_side)
+        self.hint = _muted()
+        form.addRow(self.hint)
+
+    def set_directions(self, directions: list[str]) -> None:
+        """Enable only the directions the model offers."""
+        for i in range(self.direction.count()):
+            item = self.direction.model().item(i)
+            item.setEnabled(self.direction.itemData(i) in directions)
+        if self.direction.currentData() not in directions and directions:
+            self.direction.setCurrentIndex(self.direction.findData(directions[0]))
+        self.direction.setEnabled(len(directions) > 1)
+        self.hint.setText("" if len(directions) > 1 or not directions else
+                          "This model translates one way; a G_A/G_B pair offers both.")
+
+
+class DiffusionOptions(QWidget):
+    """Prompt, strength and sampling settings of an img2img / inpaint request."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.prompt = QPlainTextEdit()
+        self.prompt.setPlaceholderText("What the result should show…")
+        self.prompt.setFixedHeight(84)
+        self.negative = QPlainTextEdit()
+        self.negative.setPlaceholderText("What to avoid (optional)")
+        self.negative.setFixedHeight(48)
+        self.strength_slider = QSlider(Qt.Orientation.Horizontal)
+        self.strength_slider.setRange(1, 100)
+        self.strength = QDoubleSpinBox()
+        self.strength.setRange(0.01, 1.0)
+        self.strength.setSingleStep(0.05)
+        self.strength.setDecimals(2)
+        self.strength.setToolTip("How much to change: low keeps the image, 1 repaints it fully")
+        self.strength_slider.valueChanged.connect(lambda v: self.strength.setValue(v / 100))
+        self.strength.valueChanged.connect(
+            lambda v: self.strength_slider.setValue(round(v * 100)))
+        self.strength.setValue(0.6)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 150)
+        self.steps.setValue(25)
+        self.cfg = QDoubleSpinBox()
+        self.cfg.setRange(0.0, 30.0)
+        self.cfg.setSingleStep(0.5)
+        self.cfg.setValue(7.0)
+        self.scheduler = QComboBox()
+        for key, label in SCHEDULERS.items():
+            self.scheduler.addItem(label, key)
+        self.seed_mode = QComboBox()
+        self.seed_mode.addItem("Random", "random")
+        self.seed_mode.addItem("Fixed", "fixed")
+        self.seed = SeedBox()
+        self.seed.setEnabled(False)
+        self.seed_mode.currentIndexChanged.connect(
+            lambda: self.seed.setEnabled(self.seed_mode.currentData() == "fixed"))
+        self.dice = QToolButton(text="⚄")
+        self.dice.setToolTip("A new random seed")
+        self.dice.clicked.connect(lambda: self.seed.setValue(new_seed()))
+        self.count = QSpinBox()
+        self.count.setRange(1, 16)
+
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(6)
+        col.addWidget(section_label("Prompt"))
+        col.addWidget(self.prompt)
+        col.addWidget(self.negative)
+        col.addWidget(section_label("Strength"))
+        row = QHBoxLayout()
+        row.addWidget(self.strength_slider, 1)
+        row.addWidget(self.strength)
+        col.addLayout(row)
+        form = QFormLayout()
+        form.addRow("Steps", self.steps)
+        form.addRow("CFG scale", self.cfg)
+        form.addRow("Sampler", self.scheduler)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed_mode)
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.dice)
+        form.addRow("Seed", seed_row)
+        form.addRow("Images", self.count)
+        col.addLayout(form)
+        for w in (self.prompt, self.negative):
+            w.textChanged.connect(self.changed)
+
+    def resolve_seed(self) -> int:
+        if self.seed_mode.currentData() == "random":
+            self.seed.setValue(new_seed())
+        return self.seed.seed()
+
+    def request(self, model: str, image: str, mask: str = "") -> Img2ImgRequest:
+        return Img2ImgRequest(
+            model=model, image=image, mask=mask, prompt=self.prompt.toPlainText().strip(),
+            negative_prompt=self.negative.toPlainText().strip(),
+            strength=round(self.strength.value(), 2), steps=self.steps.value(),
+            cfg=self.cfg.value(), seed=self.resolve_seed(), count=self.count.value(),
+            scheduler=self.scheduler.currentData())
+
+
+class BrushTools(QWidget):
+    """Brush size, brush/eraser, invert and clear for the mask canvas."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.size = QSlider(Qt.Orientation.Horizontal)
+        self.size.setRange(2, 400)
+        self.size.setValue(40)
+        self.size.setToolTip("Brush size in image pixels")
+        self.size_label = QLabel("40 px")
+        self.size_label.setMinimumWidth(48)
+        self.size.valueChanged.connect(lambda v: self.size_label.setText(f"{v} px"))
+        self.brush = QToolButton(text="Brush")
+        self.eraser = QToolButton(text="Eraser")
+        for b in (self.brush, self.eraser):
+            b.setCheckable(True)
+            b.setAutoExclusive(True)
+        self.brush.setChecked(True)
+        self.invert = QToolButton(text="Invert")
+        self.clear = QToolButton(text="Clear")
+        self.coverage = _muted("Paint over what should change")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(6)
+        for w in (self.brush, self.eraser):
+            row.addWidget(w)
+        row.addSpacing(8)
+        row.addWidget(QLabel("Size"))
+        row.addWidget(self.size, 1)
+        row.addWidget(self.size_label)
+        row.addSpacing(8)
+        row.addWidget(self.invert)
+        row.addWidget(self.clear)
+        row.addSpacing(8)
+        row.addWidget(self.coverage)

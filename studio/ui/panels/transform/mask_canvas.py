@@ -1,0 +1,215 @@
+"""Painting an inpainting mask over an image: brush, eraser, clear, invert.
+
+The mask is a grayscale image the size of the picture (white = repaint), drawn over it as a
+translucent tint. Left-drag paints (or erases), the wheel zooms, a middle- or right-drag pans; the
+brush outline follows the cursor at its real size on the image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QColor,
+    QImage,
+    QMouseEvent,
+    QPainter,
+    QPen,
+    QPixmap,
+)
+from PySide6.QtWidgets import QGraphicsView, QWidget
+
+from studio.fileio import atomic_write
+from studio.ui.widgets.image_view import ImageView
+
+TINT = QColor(255, 64, 96)
+TINT_ALPHA = 120  # of 255: the picture stays visible under the mask
+
+
+class MaskCanvas(ImageView):
+    """Shows an image and lets the user paint a mask on it."""
+
+    maskChanged = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent, placeholder="Open an image to paint a mask on it")
+        self.setDragMode(QGraphicsView.DragMode.NoDrag)
+        self.setMouseTracking(True)
+        self._mask = QImage()
+        self._tint = QPixmap()
+        self.brush_size = 40  # image pixels
+        self.erasing = False
+        self._last: QPointF | None = None
+        self._pan_from: QPoint | None = None
+        self._cursor: QPointF | None = None
+        self.viewport().setCursor(Qt.CursorShape.CrossCursor)
+
+    # -- public API --------------------------------------------------------------------------
+    def set_picture(self, image: QImage) -> None:
+        """Show ``image`` with an empty mask of its size."""
+        self.set_image(image)
+        self._mask = QImage(image.size(), QImage.Format.Format_Grayscale8)
+        self._mask.fill(0)
+        self._refresh_tint()
+
+    def mask(self) -> QImage:
+        return self._mask
+
+    def has_mask(self) -> bool:
+        return not self._mask.isNull() and self.coverage() > 0
+
+    def coverage(self) -> float:
+        """The share of the picture that is masked (0..1)."""
+        if self._mask.isNull():
+            return 0.0
+        return float((mask_array(self._mask) >= 128).mean())
+
+    def clear_mask(self) -> None:
+        if not self._mask.isNull():
+            self._mask.fill(0)
+            self._changed()
+
+    def invert_mask(self) -> None:
+        if not self._mask.isNull():
+            self._mask.invertPixels()
+            self._changed()
+
+    def set_mask(self, mask: QImage) -> None:
+        """Replace the mask (scaled to the picture)."""
+        if self._mask.isNull():
+            return
+        scaled = mask.convertToFormat(QImage.Format.Format_Grayscale8).scaled(
+            self._mask.size(), Qt.AspectRatioMode.IgnoreAspectRatio)
+        self._mask = scaled
+        self._changed()
+
+    def save_mask(self, path: Path) -> Path:
+        """Write the mask as a PNG (atomically); returns ``path``."""
+        from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
+        data = QByteArray()
+        buf = QBuffer(data)
+        buf.open(QIODevice.OpenModeFlag.WriteOnly)
+        self._mask.save(buf, "PNG")
+        buf.close()
+        raw = bytes(data.data())
+        atomic_write(Path(path), lambda fh: fh.write(raw))
+        return Path(path)
+
+    def paint_line(self, a: QPointF, b: QPointF) -> None:
+        """Paint (or erase) a stroke between two image points."""
+        if self._mask.isNull():
+            return
+        painter = QPainter(self._mask)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        value = 0 if self.erasing else 255
+        pen = QPen(QColor(value, value, value), self.brush_size, Qt.PenStyle.SolidLine,
+                   Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin)
+        painter.setPen(pen)
+        if a == b:
+            painter.setBrush(QColor(value, value, value))
+            painter.setPen(Qt.PenStyle.NoPen)
+            r = self.brush_size / 2
+            painter.drawEllipse(a, r, r)
+        else:
+            painter.drawLine(a, b)
+        painter.end()
+        self._changed()
+
+    # -- internals ---------------------------------------------------------------------------
+    def _changed(self) -> None:
+        self._refresh_tint()
+        self.maskChanged.emit()
+
+    def _refresh_tint(self) -> None:
+        if self._mask.isNull():
+            self._tint = QPixmap()
+        else:
+            tint = QImage(self._mask.size(), QImage.Format.Format_ARGB32_Premultiplied)
+            tint.fill(QColor(TINT.red(), TINT.green(), TINT.blue(), TINT_ALPHA))
+            painter = QPainter(tint)
+            painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_DestinationIn)
+            painter.drawImage(0, 0, _alpha_image(self._mask))
+            painter.end()
+            self._tint = QPixmap.fromImage(tint)
+        self.viewport().update()
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 - Qt
+        super().drawForeground(painter, rect)
+        if not self._tint.isNull():
+            painter.drawPixmap(0, 0, self._tint)
+        if self._cursor is not None and self.has_image():
+            painter.save()
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            r = self.brush_size / 2
+            width = 1.5 / max(self.zoom, 1e-3)
+            painter.setPen(QPen(QColor(0, 0, 0, 160), width * 2))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawEllipse(self._cursor, r, r)
+            painter.setPen(QPen(QColor(255, 255, 255, 230), width))
+            painter.drawEllipse(self._cursor, r, r)
+            painter.restore()
+
+    def _scene_point(self, event: QMouseEvent) -> QPointF:
+        return self.mapToScene(event.position().toPoint())
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt
+        if event.button() == Qt.MouseButton.LeftButton and self.has_image():
+            p = self._scene_point(event)
+            self._last = p
+            self.paint_line(p, p)
+            event.accept()
+            return
+        if event.button() in (Qt.MouseButton.MiddleButton, Qt.MouseButton.RightButton):
+            self._pan_from = event.position().toPoint()
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt
+        p = self._scene_point(event)
+        self._cursor = p
+        if self._last is not None:
+            self.paint_line(self._last, p)
+            self._last = p
+        elif self._pan_from is not None:
+            now = event.position().toPoint()
+            delta = now - self._pan_from
+            self._pan_from = now
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - delta.x())
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - delta.y())
+        self.viewport().update()
+        event.accept()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt
+        self._last = None
+        if self._pan_from is not None:
+            self._pan_from = None
+            self.viewport().setCursor(Qt.CursorShape.CrossCursor)
+        event.accept()
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt
+        event.accept()  # a double click paints twice; it must not also toggle the zoom
+
+    def leaveEvent(self, event) -> None:  # noqa: N802 - Qt
+        self._cursor = None
+        self.viewport().update()
+        super().leaveEvent(event)
+
+
+def _alpha_image(mask: QImage) -> QImage:
+    """The grayscale mask as an alpha-only image (for DestinationIn compositing): the same bytes,
+    read as alpha."""
+    arr = mask_array(mask)
+    return QImage(arr.tobytes(), arr.shape[1], arr.shape[0], arr.shape[1],
+                  QImage.Format.Format_Alpha8).copy()
+
+
+def mask_array(mask: QImage) -> np.ndarray:
+    """A Grayscale8 QImage as an h×w uint8 array (a copy)."""
+    h, w, bpl = mask.height(), mask.width(), mask.bytesPerLine()
+    raw = np.frombuffer(bytes(mask.constBits())[: bpl * h], dtype=np.uint8)
+    return raw.reshape(h, bpl)[:, :w].copy()

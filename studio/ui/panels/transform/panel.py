@@ -1,0 +1,489 @@
+"""The Transform workspace: CycleGAN translation, img2img and inpainting of an image or a folder.
+
+Open or drop an image (or "Send to Transform" from Generate and Gallery: :meth:`receive`), pick a
+mode tab, run. Results appear in a before/after compare (split line or side by side, zoom and pan
+in sync) and go into the outputs folder with their metadata. A batch runs a folder: CycleGAN as
+one job (progress per image), img2img as one job per image; cancel keeps what is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QThreadPool, Signal, Slot
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QImageReader, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QStackedWidget,
+    QTabBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.jobs import Job, JobState
+from studio.pipelines.requests import TransformedImage, TransformRequest
+from studio.ui.context import AppContext
+from studio.ui.panels.generate.controls import section_label
+from studio.ui.panels.generate.model_picker import ModelPicker
+from studio.ui.panels.generate.preview import FrameThrottle, preview_to_qimage
+from studio.ui.panels.transform.compare_view import CompareView
+from studio.ui.panels.transform.controls import BrushTools, CycleGANOptions, DiffusionOptions
+from studio.ui.panels.transform.cyclegan_picker import CycleGANPicker
+from studio.ui.panels.transform.mask_canvas import MaskCanvas
+from studio.workers.thumbnails import pil_to_qimage
+
+log = logging.getLogger(__name__)
+
+MODES = ("cyclegan", "img2img", "inpaint")
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff)"
+EMPTY_TEXT = "Drop an image here, or use Open image…"
+
+
+def read_qimage(path: str | Path) -> QImage:
+    """The picture upright (EXIF orientation applied), as the pipelines see it."""
+    reader = QImageReader(str(path))
+    reader.setAutoTransform(True)
+    return reader.read()
+
+
+class TransformPanel(QWidget):
+    """Image to image. ``receive(path)`` opens an image."""
+
+    jobFinished = Signal(object)  # Job
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("transformPanel")
+        self.setAcceptDrops(True)
+        self.ctx = ctx
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(2)
+        self.image_path: Path | None = None
+        self.batch: list[Path] = []
+        self._open: dict[int, Job] = {}
+        self._done_in_batch = 0
+        self._batch_total = 0
+        self._frames = FrameThrottle(self._draw_frame, 1 / 30, self)
+
+        self.cyclegan = CycleGANPicker(ctx, self._pool)
+        self.cyclegan_options = CycleGANOptions()
+        self.sd_picker = ModelPicker(ctx, self._pool)
+        self.diffusion = DiffusionOptions()
+        self.compare = CompareView()
+        self.canvas = MaskCanvas()
+        self.brush = BrushTools()
+        self._build()
+        self._connect()
+        self.set_mode("cyclegan")
+        self.cyclegan.refresh()
+        self.sd_picker.refresh()
+
+    # -- layout ------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.open_button = QPushButton("Open image…")
+        self.folder_button = QPushButton("Batch folder…")
+        self.source_label = QLabel("No image")
+        self.source_label.setProperty("muted", True)
+        self.source_label.setWordWrap(True)
+        self.tabs = QTabBar()
+        self.tabs.setExpanding(True)
+        self.tabs.setDrawBase(False)
+        for title in ("CycleGAN", "img2img", "Inpaint"):
+            self.tabs.addTab(title)
+        cyc = QWidget()
+        cyc_col = QVBoxLayout(cyc)
+        cyc_col.setContentsMargins(0, 0, 0, 0)
+        cyc_col.addWidget(section_label("Model"))
+        cyc_col.addWidget(self.cyclegan)
+        cyc_col.addWidget(self.cyclegan_options)
+        cyc_col.addStretch(1)
+        dif = QWidget()
+        dif_col = QVBoxLayout(dif)
+        dif_col.setContentsMargins(0, 0, 0, 0)
+        dif_col.addWidget(section_label("Model"))
+        dif_col.addWidget(self.sd_picker)
+        dif_col.addWidget(self.diffusion)
+        dif_col.addStretch(1)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(cyc)
+        self.pages.addWidget(dif)
+
+        self.run_button = QPushButton("Transform")
+        self.run_button.setObjectName("primaryButton")
+        self.run_button.setDefault(True)
+        self.run_button.setMinimumHeight(36)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.status.setProperty("muted", True)
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #ff8a80;")
+        self.error_label.hide()
+        self.bar = QProgressBar()
+        self.bar.setTextVisible(False)
+        self.bar.setFixedHeight(6)
+        self.bar.hide()
+
+        side_inner = QWidget()
+        side = QVBoxLayout(side_inner)
+        side.setContentsMargins(16, 16, 16, 16)
+        side.setSpacing(8)
+        side.addWidget(section_label("Image"))
+        row = QHBoxLayout()
+        row.addWidget(self.open_button)
+        row.addWidget(self.folder_button)
+        side.addLayout(row)
+        side.addWidget(self.source_label)
+        side.addSpacing(6)
+        side.addWidget(self.tabs)
+        side.addWidget(self.pages, 1)
+        scroll = QScrollArea()
+        scroll.setWidget(side_inner)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        bottom = QVBoxLayout()
+        bottom.setContentsMargins(16, 8, 16, 16)
+        bottom.addWidget(self.error_label)
+        bottom.addWidget(self.bar)
+        bottom.addWidget(self.status)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button, 1)
+        buttons.addWidget(self.cancel_button)
+        bottom.addLayout(buttons)
+        sidebar = QWidget()
+        sidebar.setFixedWidth(360)
+        sidebar_col = QVBoxLayout(sidebar)
+        sidebar_col.setContentsMargins(0, 0, 0, 0)
+        sidebar_col.addWidget(scroll, 1)
+        sidebar_col.addLayout(bottom)
+
+        self.split_button = QToolButton(text="Split")
+        self.side_button = QToolButton(text="Side by side")
+        group = QButtonGroup(self)
+        for b in (self.split_button, self.side_button):
+            b.setCheckable(True)
+            group.addButton(b)
+        self.split_button.setChecked(True)
+        self.caption = QLabel()
+        self.caption.setProperty("muted", True)
+        toolbar = QHBoxLayout()
+        toolbar.setSpacing(6)
+        toolbar.addWidget(self.split_button)
+        toolbar.addWidget(self.side_button)
+        toolbar.addSpacing(12)
+        toolbar.addWidget(self.caption, 1)
+        self.compare_tools = QWidget()
+        self.compare_tools.setLayout(toolbar)
+        self.compare_tools.layout().setContentsMargins(0, 0, 0, 0)
+
+        self.empty = QLabel(EMPTY_TEXT)
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setObjectName("dropZone")
+        self.empty.setStyleSheet(
+            "#dropZone { border: 2px dashed palette(mid); border-radius: 14px;"
+            " color: palette(placeholder-text); font-size: 15px; }")
+        self.view_stack = QStackedWidget()
+        self.view_stack.addWidget(self.empty)
+        self.view_stack.addWidget(self.compare)
+        self.view_stack.addWidget(self.canvas)
+        right = QWidget()
+        right_col = QVBoxLayout(right)
+        right_col.setContentsMargins(16, 16, 16, 12)
+        right_col.setSpacing(8)
+        right_col.addWidget(self.compare_tools)
+        right_col.addWidget(self.brush)
+        right_col.addWidget(self.view_stack, 1)
+
+        line = QFrame()
+        line.setFrameShape(QFrame.Shape.VLine)
+        line.setObjectName("sidebarDivider")
+        line.setStyleSheet("#sidebarDivider { color: palette(mid); }")
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(0)
+        outer.addWidget(sidebar)
+        outer.addWidget(line)
+        outer.addWidget(right, 1)
+
+    def _connect(self) -> None:
+        bridge = self.ctx.bridge
+        bridge.jobChanged.connect(self._on_job_changed)
+        bridge.progress.connect(self._on_progress)
+        bridge.partial.connect(self._on_partial)
+        self.open_button.clicked.connect(self.open_dialog)
+        self.folder_button.clicked.connect(self.folder_dialog)
+        self.tabs.currentChanged.connect(lambda i: self.set_mode(MODES[i]))
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.split_button.toggled.connect(
+            lambda on: self.compare.set_mode("split" if on else "side"))
+        self.cyclegan.modelChanged.connect(self._cyclegan_changed)
+        self.brush.size.valueChanged.connect(lambda v: setattr(self.canvas, "brush_size", v))
+        self.brush.eraser.toggled.connect(lambda on: setattr(self.canvas, "erasing", on))
+        self.brush.invert.clicked.connect(self.canvas.invert_mask)
+        self.brush.clear.clicked.connect(self.canvas.clear_mask)
+        self.canvas.maskChanged.connect(self._mask_changed)
+        for keys in ("Ctrl+Return", "Ctrl+Enter"):
+            QShortcut(QKeySequence(keys), self, self.run,
+                      context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        QShortcut(QKeySequence("Esc"), self, self.cancel,
+                  context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+
+    # -- public API --------------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        return MODES[self.tabs.currentIndex()]
+
+    def set_mode(self, mode: str) -> None:
+        if self.tabs.currentIndex() != MODES.index(mode):
+            self.tabs.setCurrentIndex(MODES.index(mode))  # calls back here
+            return
+        self.pages.setCurrentIndex(0 if mode == "cyclegan" else 1)
+        self.run_button.setText({"cyclegan": "Transform", "img2img": "Generate",
+                                 "inpaint": "Inpaint"}[mode])
+        self._update_view()
+
+    def receive(self, payload: Any) -> None:
+        """Open an image sent from another workspace (a path)."""
+        if isinstance(payload, (str, Path)):
+            self.open_image(Path(payload))
+
+    def open_image(self, path: Path) -> bool:
+        image = read_qimage(path)
+        if image.isNull():
+            self._show_error(f"{Path(path).name} is not an image Studio can open.")
+            return False
+        self.image_path = Path(path)
+        self.batch = []
+        self._before = image
+        self.compare.set_images(image, None)
+        self.canvas.set_picture(image)
+        self.source_label.setText(f"{self.image_path.name} · {image.width()}×{image.height()}")
+        self.caption.setText("")
+        self.error_label.hide()
+        self._update_view()
+        return True
+
+    def open_folder(self, folder: Path) -> int:
+        """Choose every image in ``folder`` as a batch; returns how many there are."""
+        from studio.jobs import UserFacingError
+        from studio.pipelines.images_in import list_images
+
+        try:
+            files = list_images(folder)
+        except UserFacingError as exc:
+            self._show_error(str(exc))
+            return 0
+        if not files:
+            self._show_error(f"{folder} holds no PNG, JPEG, WebP, BMP or TIFF images.")
+            return 0
+        self.open_image(files[0])
+        self.batch = files
+        self.source_label.setText(f"Batch: {len(files)} images in {folder.name}")
+        return len(files)
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", str(Path.home()), IMAGE_FILTER)
+        if path:
+            self.open_image(Path(path))
+
+    def folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a folder of images",
+                                                  str(Path.home()))
+        if folder:
+            self.open_folder(Path(folder))
+
+    @Slot()
+    def run(self) -> list[Job]:
+        """Submit the job(s) for the current mode; returns them (empty on bad input)."""
+        self.error_label.hide()
+        inputs = self.batch or ([self.image_path] if self.image_path else [])
+        if not inputs:
+            self._show_error("Open an image first.")
+            return []
+        try:
+            jobs = self._submit(inputs)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            self._show_error(str(exc))
+            return []
+        self._done_in_batch, self._batch_total = 0, len(inputs)
+        for job in jobs:
+            self._open[job.id] = job
+        self.cancel_button.setEnabled(True)
+        self.bar.setRange(0, 0)
+        self.bar.show()
+        self.status.setText("Queued…")
+        return jobs
+
+    @Slot()
+    def cancel(self) -> None:
+        for job in list(self._open.values()):
+            self.ctx.bridge.cancel(job)
+
+    def open_jobs(self) -> list[Job]:
+        return list(self._open.values())
+
+    def shutdown(self) -> None:
+        self._frames.stop()
+        self.cyclegan.cancel_download()
+        self._pool.waitForDone(10_000)
+
+    # -- submitting --------------------------------------------------------------------------
+    def _submit(self, inputs: list[Path]) -> list[Job]:
+        if self.mode == "cyclegan":
+            model = self.cyclegan.current()
+            if model is None:
+                raise ValueError("Choose a CycleGAN model (or download one from the list).")
+            request = TransformRequest(model=str(model.path), inputs=[str(p) for p in inputs],
+                                       direction=self.cyclegan_options.direction.currentData(),
+                                       max_side=self.cyclegan_options.max_side.value())
+            request.validate()
+            title = f"{model.name}: {inputs[0].name}" + (f" +{len(inputs) - 1}"
+                                                         if len(inputs) > 1 else "")
+            return [self.ctx.bridge.submit("transform", request, title=title)]
+        model = self.sd_picker.current_model()
+        if not model:
+            raise ValueError("Choose a text-to-image model.")
+        mask = ""
+        if self.mode == "inpaint":
+            if not self.canvas.has_mask():
+                raise ValueError("Paint over the area to repaint first.")
+            # The mask is kept with the job (and named in the output's metadata).
+            folder = self.ctx.paths.data_dir / "masks"
+            mask = str(self.canvas.save_mask(folder / f"mask-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                             f"{int(time.time() * 1000) % 1000:03d}.png"))
+        jobs = []
+        for path in inputs:
+            request = self.diffusion.request(model, str(path), mask)
+            request.validate()
+            title = (request.prompt[:40] or "(no prompt)") + f" · {path.name}"
+            jobs.append(self.ctx.bridge.submit("img2img", request, title=title))
+        return jobs
+
+    # -- job events --------------------------------------------------------------------------
+    @Slot(object)
+    def _on_job_changed(self, job: Job) -> None:
+        if job.id not in self._open:
+            return
+        if job.state is JobState.RUNNING and job.message:
+            self.status.setText(job.message)
+        if job.state.finished:
+            self._finish(job)
+
+    @Slot(object, int, int, object)
+    def _on_progress(self, job: Job, step: int, total: int, preview: Any) -> None:
+        if job.id not in self._open:
+            return
+        if total > 0:
+            self.bar.setRange(0, total)
+            self.bar.setValue(step)
+        if preview is not None:
+            self._frames.offer(job.id, (job, preview))
+
+    def _draw_frame(self, job_id: int, frame: tuple[Job, Any]) -> None:
+        job, preview = frame
+        if job_id not in self._open or self._before is None:
+            return
+        try:
+            image = preview_to_qimage(preview, self._before.width(), self._before.height())
+        except (ValueError, TypeError):
+            return
+        self.view_stack.setCurrentWidget(self.compare)
+        self.compare.set_images(self._before, image, keep_view=True)
+
+    @Slot(object, object)
+    def _on_partial(self, job: Job, result: Any) -> None:
+        if job.id not in self._open or not isinstance(result, TransformedImage):
+            return
+        self._frames.drop(job.id)
+        self._done_in_batch += 1
+        before = read_qimage(result.source) if result.source else self._before
+        after = pil_to_qimage(result.image) if result.image is not None else \
+            QImage(str(result.path))
+        self._before = before
+        self.last_result = result
+        self.view_stack.setCurrentWidget(self.compare)
+        self.compare.set_images(before, after, keep_view=True)
+        what = f"{Path(result.source).name} → {Path(result.path).name}"
+        if result.seed is not None:
+            what += f" · seed {result.seed}"
+        self.caption.setText(what)
+        if self._batch_total > 1 or len(self._open) > 1:
+            self.status.setText(f"{self._done_in_batch} of {self._batch_total} done")
+        if result.warnings:
+            self.status.setText(" ".join(result.warnings))
+        if result.path:
+            self.ctx.outputWritten.emit(Path(result.path))
+
+    def _finish(self, job: Job) -> None:
+        self._open.pop(job.id, None)
+        self._frames.drop(job.id)
+        if job.state is JobState.FAILED:
+            self._show_error(job.error or "The job failed.")
+        if not self._open:
+            self.bar.hide()
+            self.cancel_button.setEnabled(False)
+            if job.state is JobState.CANCELLED:
+                self.status.setText(f"Cancelled — {self._done_in_batch} image"
+                                    f"{'s' if self._done_in_batch != 1 else ''} kept")
+            elif job.state is JobState.DONE:
+                seconds = max(0.0, job.ended - job.started)
+                self.status.setText(f"Done · {self._done_in_batch} image"
+                                    f"{'s' if self._done_in_batch != 1 else ''} in "
+                                    f"{seconds:.1f} s")
+            self._update_view()
+        self.jobFinished.emit(job)
+
+    # -- helpers -----------------------------------------------------------------------------
+    _before: QImage | None = None
+    last_result: TransformedImage | None = None
+
+    def _update_view(self) -> None:
+        painting = self.mode == "inpaint"
+        self.brush.setVisible(painting)
+        self.compare_tools.setVisible(not painting)
+        if self.image_path is None:
+            self.view_stack.setCurrentWidget(self.empty)
+        elif painting and not self._open:
+            self.view_stack.setCurrentWidget(self.canvas)
+        else:
+            self.view_stack.setCurrentWidget(self.compare)
+
+    def _cyclegan_changed(self, model: Any) -> None:
+        self.cyclegan_options.set_directions(list(model.directions) if model else [])
+
+    def _mask_changed(self) -> None:
+        self.brush.coverage.setText(f"{self.canvas.coverage():.0%} of the image masked")
+
+    def _show_error(self, text: str) -> None:
+        self.error_label.setText(text)
+        self.error_label.show()
+
+    # -- drag and drop -----------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt
+        if any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        if not paths:
+            return
+        if paths[0].is_dir():
+            self.open_folder(paths[0])
+        else:
+            self.open_image(paths[0])
+        event.acceptProposedAction()
