@@ -276,3 +276,18 @@ def test_server_and_remote_backend_import_without_qt_or_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_reply_cut_short_by_shutdown_says_so(served):
+    start, handlers, runner = served
+    handlers.delay = 0.2
+    c = client(start())
+    stream = c.chat.completions.create(model="tiny-chat", stream=True,
+                                       messages=[{"role": "user", "content": "Hi"}])
+    texts = []
+    with pytest.raises(openai.APIError, match="shutting down"):
+        for ch in stream:
+            texts.append(ch.choices[0].delta.content or "")
+            if "".join(texts) == "The":
+                runner.cancel_all()  # what Ctrl+C does to running jobs
+    assert "".join(texts).startswith("The") and "".join(texts) != "The cat sat on the mat."

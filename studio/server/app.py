@@ -15,6 +15,8 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from studio.server.streaming import ClientGone, JobRouter, StopMatcher, events
 log = logging.getLogger(__name__)
 
 MAX_BODY = 16 * 1024 * 1024
+SHUTTING_DOWN = "The server is shutting down; the reply was cut short."
 
 
 def is_loopback(host: str) -> bool:
@@ -203,6 +206,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(400, f"'{name}' is a {model.kind} model; use {other}.", "model")
         return model
 
+    def _events(self, kind: str, request: Any) -> Iterator[tuple[str, Any]]:
+        title = f"serve: {getattr(request, 'prompt', '')[:30] or kind}"
+        return events(self.server.runner, self.server.router, kind, request, title,
+                      self.connection)
+
     # -- chat ----------------------------------------------------------------------------------
     def _chat(self, body: Any) -> None:
         model = self._pick(body, CHAT)
@@ -213,15 +221,15 @@ class _Handler(BaseHTTPRequestHandler):
         stops = StopMatcher(options.stop)
         text, last, job = "", None, None
         try:
-            for what, item in events(self.server.runner, self.server.router, "chat", request,
-                                     "serve: chat", self.connection):
-                if what == "end":
-                    job = item
-                    break
-                last = item
-                text += stops.feed(getattr(item, "text", ""))
-                if stops.stopped:
-                    break  # closing the generator cancels the job
+            with closing(self._events("chat", request)) as stream:
+                for what, item in stream:
+                    if what == "end":
+                        job = item
+                        break
+                    last = item
+                    text += stops.feed(getattr(item, "text", ""))
+                    if stops.stopped:
+                        break  # closing the stream cancels the job
         except ClientGone:
             self.close_connection = True
             return
@@ -231,8 +239,8 @@ class _Handler(BaseHTTPRequestHandler):
         if job is not None and job.state is JobState.FAILED or error:
             raise ApiError(500, (job.error if job and job.error else error) or "The job failed.",
                            type_="server_error", code="generation_failed")
-        if job is not None and job.state is JobState.CANCELLED and not stops.stopped:
-            raise ApiError(503, "The server is shutting down.", type_="server_error")
+        if _cut_short(job) and not stops.stopped:
+            raise ApiError(503, SHUTTING_DOWN, type_="server_error")
         if not text and reply is not None and not stops.stopped:
             text = stops.feed(reply.text) + stops.flush()
         reason = "stop" if stops.stopped else schemas.finish_reason(
@@ -260,25 +268,24 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             send(schemas.chat_chunk(cid, model.id, created, {"role": "assistant",
                                                              "content": ""}))
-            for what, item in events(self.server.runner, self.server.router, "chat", request,
-                                     "serve: chat", self.connection):
-                if what == "end":
-                    job = item
-                    break
-                last = item
-                piece = stops.feed(getattr(item, "text", ""))
-                if piece:
-                    send(schemas.chat_chunk(cid, model.id, created, {"content": piece}))
-                if stops.stopped:
-                    break
+            with closing(self._events("chat", request)) as stream:
+                for what, item in stream:
+                    if what == "end":
+                        job = item
+                        break
+                    last = item
+                    piece = stops.feed(getattr(item, "text", ""))
+                    if piece:
+                        send(schemas.chat_chunk(cid, model.id, created, {"content": piece}))
+                    if stops.stopped:
+                        break  # closing the stream cancels the job
             tail = stops.flush()
             if tail:
                 send(schemas.chat_chunk(cid, model.id, created, {"content": tail}))
             error = getattr(last, "error", "") if last is not None else ""
-            if job is not None and job.state is not JobState.DONE and not stops.stopped \
-                    or error:
-                message = error or (job.error if job and job.state is JobState.FAILED
-                                    else "The server is shutting down.")
+            failed = job is not None and job.state is JobState.FAILED
+            if error or failed or (_cut_short(job) and not stops.stopped):
+                message = error or (job.error if failed else SHUTTING_DOWN)
                 send({"error": {"message": message, "type": "server_error", "param": None,
                                 "code": "generation_failed"}})
             else:
@@ -300,10 +307,10 @@ class _Handler(BaseHTTPRequestHandler):
         request = schemas.parse_image(body, model.spec)
         job = None
         try:
-            for what, item in events(self.server.runner, self.server.router, "txt2img", request,
-                                     f"serve: {request.prompt[:30]}", self.connection):
-                if what == "end":
-                    job = item
+            with closing(self._events("txt2img", request)) as stream:
+                for what, item in stream:
+                    if what == "end":
+                        job = item
         except ClientGone:
             self.close_connection = True
             return
@@ -311,11 +318,19 @@ class _Handler(BaseHTTPRequestHandler):
             if job is not None and job.state is JobState.FAILED:
                 raise ApiError(500, job.error or "The job failed.", type_="server_error",
                                code="generation_failed")
-            raise ApiError(503, "The server is shutting down.", type_="server_error")
+            raise ApiError(503, SHUTTING_DOWN, type_="server_error")
         data = [{"b64_json": base64.b64encode(Path(image.path).read_bytes()).decode("ascii"),
                  "revised_prompt": request.prompt, "seed": image.seed}
                 for image in job.result or []]
         self._send_json(200, {"created": int(time.time()), "data": data})
+
+
+def _cut_short(job: Any) -> bool:
+    """The job was cancelled by the server (shutdown), not finished by the model."""
+    if job is None:
+        return False
+    return job.state is JobState.CANCELLED or (
+        job.state is JobState.DONE and getattr(job.result, "finish_reason", "") == "cancelled")
 
 
 def _counts(reply: Any, last: Any) -> tuple[int, int]:
