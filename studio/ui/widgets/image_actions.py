@@ -126,11 +126,13 @@ def start_image_drag(source: QWidget, paths: Sequence[str | Path],
 def build_image_menu(parent: QWidget, path: str | Path, *,
                      reuse: Callable[[], Any] | None = None,
                      on_deleted: Callable[[Path], None] | None = None,
-                     show_open: bool = True) -> QMenu:
+                     show_open: bool = True,
+                     send_to: Callable[[str, Path], Any] | None = None) -> QMenu:
     """The right-click menu for one image file.
 
     ``reuse`` is called for "Reuse parameters" (the action is disabled when it is None);
-    ``on_deleted(path)`` after the file was deleted.
+    ``on_deleted(path)`` after the file was deleted; ``send_to(workspace, path)`` for
+    "Send to Transform" (shown only when given).
     """
     path = Path(path)
     menu = QMenu(parent)
@@ -149,6 +151,8 @@ def build_image_menu(parent: QWidget, path: str | Path, *,
     menu.addSeparator()
     add("Reuse parameters", "reuseParameters", (lambda: reuse()) if reuse else (lambda: None),
         enabled=reuse is not None)
+    if send_to is not None:
+        add("Send to Transform", "sendToTransform", lambda: send_to("transform", path))
     menu.addSeparator()
 
     def _delete() -> None:

@@ -359,8 +359,9 @@ class GalleryPanel(QWidget):
             if request is not None:
                 self.ctx.openInWorkspace.emit("generate", request)
 
-        return image_actions.build_image_menu(self, path, reuse=reuse,
-                                              on_deleted=lambda p: self._forget(Path(p)))
+        return image_actions.build_image_menu(
+            self, path, reuse=reuse, on_deleted=lambda p: self._forget(Path(p)),
+            send_to=lambda key, p: self.ctx.openInWorkspace.emit(key, Path(p)))
 
     # -- misc ----------------------------------------------------------------------------------
     def _show_empty(self, title: str, text: str = "") -> None:

@@ -148,6 +148,7 @@ class GeneratePanel(QWidget):
         self.strip.resultActivated.connect(self._show_result)
         self.strip.reuseRequested.connect(
             lambda request: self.ctx.openInWorkspace.emit("generate", request))
+        self.strip.sendRequested.connect(self.ctx.openInWorkspace.emit)
         self.controls.changed.connect(lambda: self.error_label.hide())
 
     # -- public API --------------------------------------------------------------------------

@@ -40,6 +40,7 @@ class ResultsStrip(QListWidget):
     resultActivated = Signal(object)
     reuseRequested = Signal(object)  # Txt2ImgRequest
     resultDeleted = Signal(object)  # Path
+    sendRequested = Signal(str, object)  # workspace key, Path ("Send to Transform")
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -97,7 +98,8 @@ class ResultsStrip(QListWidget):
         return build_image_menu(
             self, result.path,
             reuse=lambda: self.reuseRequested.emit(reuse_request(result)),
-            on_deleted=self._deleted)
+            on_deleted=self._deleted,
+            send_to=lambda key, path: self.sendRequested.emit(key, Path(path)))
 
     # -- internals ---------------------------------------------------------------------------
     @staticmethod

@@ -73,6 +73,7 @@ class CycleGANPicker(QWidget):
         self._cancel: CancelToken | None = None
         self._signals: _DownloadSignals | None = None
         self._want: str = ""
+        self._again = False
         self.scanning = False
 
         self.combo = QComboBox()
@@ -136,7 +137,9 @@ class CycleGANPicker(QWidget):
         if select:
             self._want = select
         if self.scanning:
+            self._again = True  # what is on disk may have changed since that scan started
             return
+        self._again = False
         self.scanning = True
         self.refresh_button.setEnabled(False)
         settings, paths = self._ctx.settings, self._ctx.paths
@@ -187,6 +190,9 @@ class CycleGANPicker(QWidget):
         models, catalog = found
         self.scanning = False
         self.refresh_button.setEnabled(True)
+        if self._again:
+            self.refresh()
+            return
         previous = self.current()
         want = self._want or (str(previous.path) if previous else "")
         self._want = ""
@@ -209,6 +215,7 @@ class CycleGANPicker(QWidget):
 
     def _scan_failed(self, message: str) -> None:
         self.scanning = False
+        self._again = False
         self.refresh_button.setEnabled(True)
         self.detail.setText(f"Could not look for models: {message}")
 
