@@ -77,7 +77,7 @@ class CycleGANPicker(QWidget):
         self.scanning = False
 
         self.combo = QComboBox()
-        self.combo.setMinimumContentsLength(14)
+        self.combo.setMinimumContentsLength(10)
         self.combo.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.combo.setPlaceholderText("Looking for models…")
@@ -224,7 +224,8 @@ class CycleGANPicker(QWidget):
         if model is not None:
             files = ", ".join(f"{d}: {p.name}" for d, p in model.directions.items())
             where = model.path.parent if len(model.directions) == 1 else model.path
-            self.detail.setText(f"{files}\n{where}")
+            self.detail.setText(f"{files} · in {where.name}/")
+            self.detail.setToolTip(str(where))
             self._show_download(False)
         elif entry is not None:
             size = f" · about {entry.size_mb} MB" if entry.size_mb else ""

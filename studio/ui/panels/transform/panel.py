@@ -47,7 +47,12 @@ log = logging.getLogger(__name__)
 
 MODES = ("cyclegan", "img2img", "inpaint")
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff)"
-EMPTY_TEXT = "Drop an image here, or use Open image…"
+EMPTY_TEXT = "Drop an image or a folder here, or use Open image…"
+SIDEBAR_WIDTH = 372
+# Checked segment buttons (Split / Side by side, Brush / Eraser) read as selected.
+SEGMENT_STYLE = ("QToolButton:checked { background: rgba(124, 108, 255, 60);"
+                 " border: 1px solid palette(highlight); }"
+                 "QToolButton { padding: 5px 12px; }")
 
 
 def read_qimage(path: str | Path) -> QImage:
@@ -79,6 +84,10 @@ class TransformPanel(QWidget):
         self.cyclegan = CycleGANPicker(ctx, self._pool)
         self.cyclegan_options = CycleGANOptions()
         self.sd_picker = ModelPicker(ctx, self._pool)
+        # The sidebar is narrow: a shorter combo and button keep the row inside it.
+        self.sd_picker.combo.setMinimumContentsLength(8)
+        self.sd_picker.add_button.setText("Add…")
+        self.sd_picker.add_button.setToolTip("Add a model folder or a .safetensors file")
         self.diffusion = DiffusionOptions()
         self.compare = CompareView()
         self.canvas = MaskCanvas()
@@ -120,10 +129,16 @@ class TransformPanel(QWidget):
         self.pages.addWidget(dif)
 
         self.run_button = QPushButton("Transform")
-        self.run_button.setObjectName("primaryButton")
-        self.run_button.setDefault(True)
-        self.run_button.setMinimumHeight(36)
-        self.cancel_button = QPushButton("Cancel")
+        self.run_button.setObjectName("transformButton")
+        self.run_button.setProperty("accent", True)  # the house's primary button (theme.py)
+        self.run_button.setMinimumHeight(42)
+        self.run_button.setToolTip("Run (Ctrl+Enter); Esc cancels")
+        font = self.run_button.font()
+        font.setPointSizeF(font.pointSizeF() * 1.1)
+        font.setBold(True)
+        self.run_button.setFont(font)
+        self.cancel_button = QToolButton(text="Cancel")
+        self.cancel_button.setMinimumHeight(42)
         self.cancel_button.setEnabled(False)
         self.status = QLabel()
         self.status.setWordWrap(True)
@@ -165,7 +180,7 @@ class TransformPanel(QWidget):
         buttons.addWidget(self.cancel_button)
         bottom.addLayout(buttons)
         sidebar = QWidget()
-        sidebar.setFixedWidth(360)
+        sidebar.setFixedWidth(SIDEBAR_WIDTH)
         sidebar_col = QVBoxLayout(sidebar)
         sidebar_col.setContentsMargins(0, 0, 0, 0)
         sidebar_col.addWidget(scroll, 1)
@@ -186,6 +201,8 @@ class TransformPanel(QWidget):
         toolbar.addWidget(self.side_button)
         toolbar.addSpacing(12)
         toolbar.addWidget(self.caption, 1)
+        for b in (self.split_button, self.side_button, self.brush.brush, self.brush.eraser):
+            b.setStyleSheet(SEGMENT_STYLE)
         self.compare_tools = QWidget()
         self.compare_tools.setLayout(toolbar)
         self.compare_tools.layout().setContentsMargins(0, 0, 0, 0)
@@ -227,6 +244,7 @@ class TransformPanel(QWidget):
         self.open_button.clicked.connect(self.open_dialog)
         self.folder_button.clicked.connect(self.folder_dialog)
         self.tabs.currentChanged.connect(lambda i: self.set_mode(MODES[i]))
+        self.tabs.currentChanged.connect(lambda _i: self.error_label.hide())
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.split_button.toggled.connect(
@@ -467,6 +485,7 @@ class TransformPanel(QWidget):
         self.cyclegan_options.set_directions(list(model.directions) if model else [])
 
     def _mask_changed(self) -> None:
+        self.error_label.hide()
         self.brush.coverage.setText(f"{self.canvas.coverage():.0%} of the image masked")
 
     def _show_error(self, text: str) -> None:
