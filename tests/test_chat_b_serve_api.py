@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import openai
 import pytest
@@ -291,3 +292,12 @@ def test_a_reply_cut_short_by_shutdown_says_so(served):
             if "".join(texts) == "The":
                 runner.cancel_all()  # what Ctrl+C does to running jobs
     assert "".join(texts).startswith("The") and "".join(texts) != "The cat sat on the mat."
+
+
+def test_an_unexpected_server_error_is_a_500_with_a_message(served, monkeypatch):
+    start, handlers, _ = served
+    server = start()
+    monkeypatch.setattr(Path, "read_bytes", lambda self: 1 / 0)  # a bug while answering
+    with pytest.raises(openai.InternalServerError, match="ZeroDivisionError"):
+        client(server).images.generate(model="tiny-sd", prompt="x", size="64x64")
+    assert [m.id for m in client(server).models.list()] == ["tiny-chat", "tiny-sd"]

@@ -59,6 +59,16 @@ class StudioServer(ThreadingHTTPServer):
         runner.add_listener(self.router)
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client resetting an idle keep-alive connection is normal; anything else is logged
+        (instead of socketserver's traceback on stderr)."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, TimeoutError)):
+            return
+        log.exception("request from %s failed", client_address)
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
@@ -136,6 +146,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
+        self._streaming = False  # once the 200 of a stream is out, no error status can follow
         body_read = method == "GET"
         try:
             self._authorize()
@@ -162,6 +173,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(err)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except Exception as exc:  # noqa: BLE001 - errors are data (rule 8), even our own bugs
+            log.exception("%s %s failed", method, path)
+            self.close_connection = True
+            if not self._streaming:
+                from studio.jobs import describe_error
+
+                self._send_error(ApiError(500, describe_error(exc), type_="server_error"))
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self._dispatch("GET")
@@ -252,6 +270,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat_stream(self, model: ServedModel, request: Any, options: Any) -> None:
         cid, created = schemas.completion_id(), int(time.time())
         stops = StopMatcher(options.stop)
+        self._streaming = True
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
