@@ -182,3 +182,32 @@ def test_send_to_transform_from_a_menu(main_window, qtbot, tmp_path):
     assert panel.image_path == photo and panel.source_label.text().startswith("made.png")
     panel.shutdown()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_batch_folder_progress_and_cancel_keeps_what_is_done(transform_window, qtbot, tmp_path):
+    import torch
+
+    window, panel = transform_window
+    folder = window.ctx.paths.models_dir / "cyclegan" / "style_test"
+    folder.mkdir(parents=True)
+    torch.save(tiny_generator(6, 8, seed=2).state_dict(), folder / "style_test.pth")
+    panel.cyclegan.refresh()
+    qtbot.waitUntil(lambda: not panel.cyclegan.scanning and panel.cyclegan.current() is not None,
+                    timeout=10_000)
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    for i in range(3):  # larger than a tile: each image runs in tiles, cancel lands between them
+        _photo(batch / f"p{i}.png", 600, 560, seed=i)
+    assert panel.open_folder(batch) == 3 and "3 images" in panel.source_label.text()
+    progress = []
+    window.ctx.bridge.progress.connect(lambda job, step, total, _p: progress.append((step, total)))
+    window.ctx.bridge.partial.connect(lambda job, result: panel.cancel())
+    with qtbot.waitSignal(panel.jobFinished, timeout=60_000) as done:
+        panel.run_button.click()
+    job = done.args[0]
+    kept = len(job.partials)
+    assert job.state.value == "cancelled" and 1 <= kept < 3
+    assert progress and progress[-1][1] == 2 * 2 + 1  # per image: 2×2 tiles + the guide pass
+    saved = sorted(window.ctx.paths.outputs_dir.rglob("*.png"))
+    assert len(saved) == kept and "CycleGAN: style_test" in Image.open(saved[0]).text["parameters"]
+    assert panel.status.text() == f"Cancelled — {kept} image{'s' if kept != 1 else ''} kept"
