@@ -1,116 +1,24 @@
-"""The remote chat backend against a fake OpenAI-compatible server in this process.
-
-The fake server picks its behaviour from the model name, so each test states what the server does:
-stream normally, stall, fail mid-stream, hang up, or reject non-standard fields.
-"""
+"""The remote chat backend against a fake OpenAI-compatible server in this process
+(:mod:`tests.fixtures.fake_openai`, which picks its behaviour from the model name)."""
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from studio.jobs import CancelToken, UserFacingError
 from studio.pipelines.chat.remote import RemoteChatBackend, parse_model_spec
 from studio.pipelines.chat.types import ChatRequest
-
-GOOD_KEY = "sk-good"
-WORDS = ["Hello", ",", " world", "!"]
-
-
-class FakeOpenAI(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"  # the response ends when the connection closes
-    bodies: list = []
-    require_key = True
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def _json(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _authorized(self) -> bool:
-        if self.require_key and self.headers.get("Authorization") != f"Bearer {GOOD_KEY}":
-            self._json(401, {"error": {"message": "Incorrect API key provided.",
-                                       "type": "invalid_request_error", "param": None,
-                                       "code": "invalid_api_key"}})
-            return False
-        return True
-
-    def do_GET(self) -> None:  # noqa: N802
-        if not self._authorized():
-            return
-        if self.path == "/v1/models":
-            self._json(200, {"object": "list", "data": [{"id": "m1", "object": "model"},
-                                                        {"id": "m2", "object": "model"}]})
-        else:
-            self._json(404, {"error": {"message": "not found"}})
-
-    def _event(self, obj) -> None:
-        self.wfile.write(b"data: " + (obj if isinstance(obj, bytes) else json.dumps(obj).encode())
-                         + b"\n\n")
-        self.wfile.flush()
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).bodies.append(body)
-        if not self._authorized():
-            return
-        model = body["model"]
-        if model == "missing":
-            self._json(404, {"error": {"message": "The model 'missing' does not exist",
-                                       "code": "model_not_found"}})
-            return
-        if model == "strict" and "top_k" in body:
-            self._json(400, {"error": {"message": "Unrecognized request argument supplied: "
-                                                  "top_k"}})
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        if model == "silent":  # headers, then nothing at all
-            time.sleep(5)
-            return
-        self.wfile.write(b": keep-alive comment\n\n")
-        for i, word in enumerate(WORDS):
-            self._event({"choices": [{"index": 0, "delta": {"content": word},
-                                      "finish_reason": None}]})
-            if model == "stall" and i == 1:
-                time.sleep(5)
-                return
-            if model == "error-mid" and i == 1:
-                self._event({"error": {"message": "CUDA out of memory", "type": "server_error"}})
-                return
-            if model == "hangup" and i == 1:
-                return
-        self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": "length"
-                                  if body.get("max_tokens") == 4 else "stop"}]})
-        if body.get("stream_options", {}).get("include_usage"):
-            self._event({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 4,
-                                                  "total_tokens": 11}})
-        self._event(b"[DONE]")
+from tests.fixtures.fake_openai import GOOD_KEY, FakeOpenAI, serve_fake_openai
 
 
 @pytest.fixture(scope="module")
 def fake_server():
-    FakeOpenAI.bodies = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_fake_openai() as base:
+        yield base
 
 
 def request(**kw) -> ChatRequest:

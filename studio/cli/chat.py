@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
     """A validated request template (no messages yet); raises UsageError on bad input."""
     from studio.jobs import UserFacingError
-    from studio.pipelines.chat.service import is_remote, parse_remote_spec
+    from studio.pipelines.chat.remote import is_remote_spec, parse_model_spec
     from studio.pipelines.chat.types import ChatRequest
 
     request = ChatRequest(model=args.model.strip(), temperature=args.temperature,
@@ -50,8 +50,8 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
                           messages=[{"role": "user", "content": "-"}])
     try:
         request.validate()
-        if is_remote(request.model):
-            parse_remote_spec(request.model)
+        if is_remote_spec(request.model):
+            parse_model_spec(request.model)
         else:
             from studio.library.chat_models import resolve_chat_model
 

@@ -40,21 +40,34 @@ _OPTIONAL_FIELDS = ("top_k", "repetition_penalty", "stream_options")
 
 
 def parse_model_spec(spec: str) -> tuple[str, str]:
-    """``"openai:BASE_URL#MODEL"`` → ``(BASE_URL, MODEL)``; raises ValueError when malformed."""
+    """``"openai:BASE_URL#MODEL"`` → ``(BASE_URL, MODEL)``; raises ValueError when malformed.
+
+    The one parser of remote specs. It splits at the FIRST ``#``: a base URL cannot carry a
+    fragment, while a model id may contain ``#``, so everything after the first ``#`` is the model.
+    """
     text = str(spec).strip()
+    example = "e.g. openai:http://localhost:11434/v1#llama3.2"
     if not text.startswith(SPEC_PREFIX):
-        raise ValueError(f"{spec!r} is not a remote model: it must start with {SPEC_PREFIX!r}.")
+        raise ValueError(f"{spec!r} is not a remote model: write openai:BASE_URL#MODEL, {example}.")
     base, sep, model = text[len(SPEC_PREFIX):].partition("#")
     base, model = base.strip().rstrip("/"), model.strip()
     parts = urlsplit(base)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{base!r} is not an http(s) URL; write openai:http://HOST:PORT/v1#MODEL.")
+        raise ValueError(f"{base!r} is not an http(s) URL: write openai:BASE_URL#MODEL, "
+                         f"{example}.")
     if not sep or not model:
-        raise ValueError(f"No model named in {spec!r}; write openai:{base}#MODEL.")
+        raise ValueError(f"No model named in {spec!r}: write openai:BASE_URL#MODEL, "
+                         f"e.g. openai:{base}#MODEL.")
     return base, model
 
 
+def make_spec(base_url: str, model: str) -> str:
+    """The spec :func:`parse_model_spec` reads back: ``openai:BASE_URL#MODEL``."""
+    return f"{SPEC_PREFIX}{str(base_url).strip().rstrip('/')}#{str(model).strip()}"
+
+
 def is_remote_spec(spec: str) -> bool:
+    """True for ``openai:…`` specs (well-formed or not: :func:`parse_model_spec` says which)."""
     return str(spec).strip().startswith(SPEC_PREFIX)
 
 

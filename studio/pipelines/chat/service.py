@@ -10,30 +10,14 @@ been reported.
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from studio.config import Paths, Settings
 from studio.jobs import CancelToken, ProgressSink, UserFacingError
+from studio.pipelines.chat import remote
 from studio.pipelines.chat.types import ChatChunk, ChatReply, ChatRequest
-
-REMOTE_PREFIX = "openai:"
-
-
-def parse_remote_spec(spec: str) -> tuple[str, str]:
-    """``openai:BASE_URL#MODEL`` → (base_url, model); raises UserFacingError when malformed."""
-    body = spec[len(REMOTE_PREFIX):] if spec.startswith(REMOTE_PREFIX) else spec
-    base_url, sep, model = body.rpartition("#")
-    if not sep or not base_url.strip() or not model.strip():
-        raise UserFacingError(f"{spec!r} is not a remote model: write openai:BASE_URL#MODEL, "
-                              "e.g. openai:http://localhost:11434/v1#llama3.2")
-    return base_url.strip(), model.strip()
-
-
-def is_remote(spec: str) -> bool:
-    return str(spec).startswith(REMOTE_PREFIX)
 
 
 class ChatService:
@@ -55,20 +39,23 @@ class ChatService:
         return self._local
 
     def remote_backend(self, spec: str) -> Any:
-        """A remote backend for ``openai:BASE_URL#MODEL``, with the endpoint's API key."""
-        base_url, model = parse_remote_spec(spec)
+        """A remote backend for ``openai:BASE_URL#MODEL``, with the endpoint's API key.
+
+        The key is the one stored for the endpoint when the URL is listed in Settings'
+        ``remote_endpoints`` (under its ``api_key_ref``), else the one stored under the URL itself,
+        so ``studio chat --model openai:URL#M`` works with a key saved for URL.
+        """
         try:
-            remote = importlib.import_module("studio.pipelines.chat.remote")
-        except ImportError as exc:
-            raise UserFacingError("Remote models are not available in this build "
-                                  f"(studio.pipelines.chat.remote: {exc}).") from exc
-        api_key = None
-        for endpoint in self._settings().remote_endpoints:
-            if str(endpoint.get("base_url", "")).rstrip("/") == base_url.rstrip("/"):
-                resolver = getattr(remote, "resolve_api_key", None)
-                api_key = resolver(endpoint) if resolver else endpoint.get("api_key")
-                break
-        return remote.RemoteChatBackend(base_url, model, api_key)
+            base_url, model = remote.parse_model_spec(spec)
+        except ValueError as exc:
+            raise UserFacingError(str(exc)) from exc
+        paths = self._paths()
+        endpoint = next((e for e in self._settings().remote_endpoints
+                         if str(e.get("base_url", "")).strip().rstrip("/") == base_url), None)
+        api_key = remote.resolve_api_key(endpoint, paths) if endpoint is not None else None
+        if api_key:
+            return remote.RemoteChatBackend(base_url, model, api_key)
+        return remote.backend_for_spec(spec, paths)
 
     def run(self, request: ChatRequest, progress: ProgressSink, cancel: CancelToken) -> ChatReply:
         """The job handler for kind ``"chat"``."""
@@ -84,7 +71,7 @@ class ChatService:
             progress.partial(chunk)
             progress(chunk.completion_tokens, total)
 
-        if is_remote(request.model):
+        if remote.is_remote_spec(request.model):
             progress.message("Connecting…")
             reply = self._consume(self.remote_backend(request.model).stream(request, cancel),
                                   report)
