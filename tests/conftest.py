@@ -93,7 +93,6 @@ def tiny_single_file_env(tiny_single_file_configs, monkeypatch):
 
 from tests.gui_fixtures import *  # noqa: E402,F401,F403
 
-
 # -- chat (issue #5, part A): a tiny Llama chat model ------------------------------------------
 
 
