@@ -14,10 +14,10 @@ import threading
 from typing import Any
 
 from studio.cli import UsageError, fail
+from studio.cli.common import EXIT_CANCELLED, add_device_argument, load_cli_settings
 
 NAME = "chat"
 HELP = "chat with a language model (local folder, HF cache repo id, or openai:URL#MODEL)"
-EXIT_CANCELLED = 130
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,8 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repetition-penalty", type=float, default=1.0, help="1 = off (default)")
     p.add_argument("--max-new-tokens", type=int, default=512, help="reply length limit")
     p.add_argument("--seed", type=int, default=None, help="makes sampling repeatable")
-    p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default=None,
-                   help="compute device (default: the one in Settings)")
+    add_device_argument(p)
 
 
 def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
@@ -154,15 +153,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import os
 
-    from studio.config import load_settings
-
-    loaded = load_settings()
-    if loaded.notice:
-        print(f"studio: warning: {loaded.notice}", file=sys.stderr)
-    settings = loaded.settings
-    if args.device:
-        settings.device = args.device
-    paths = settings.resolved_paths()
+    settings, paths = load_cli_settings(args, previews=True, device_check=False)
     template = build_request(args, settings, paths)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

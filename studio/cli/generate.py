@@ -8,19 +8,21 @@ stderr. Ctrl+C cancels cleanly: images already written stay, the exit status is 
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
-from studio.cli import UsageError, fail
+from studio.cli import UsageError
+from studio.cli.common import (
+    Reporter,
+    add_output_arguments,
+    check_device,
+    load_cli_settings,
+    run_job,
+)
 
 NAME = "generate"
 HELP = "make images from a text prompt"
-
-EXIT_CANCELLED = 130
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,12 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a key (dpmpp_2m_karras) or a name ('DPM++ 2M Karras'); default: the "
                         "model's own")
     p.add_argument("--count", type=int, default=1, help="how many images (default 1)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: the one in Settings)")
-    p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default=None,
-                   help="compute device (default: the one in Settings)")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON object per image instead of its path")
+    add_output_arguments(p)
     p.add_argument("--verbose", action="store_true",
                    help="let torch/diffusers/transformers print their own logs and bars")
 
@@ -92,33 +89,17 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
     return request
 
 
-class _Reporter:
-    """JobListener for the terminal. Called on the worker thread; stdout gets results only."""
+class _Reporter(Reporter):
+    """The terminal reporter of a txt2img batch: the bar shows the steps of the image being made."""
 
     def __init__(self, request: Any, as_json: bool) -> None:
+        super().__init__(as_json, self._describe)
         self.request = request
-        self.as_json = as_json
-        self.tty = sys.stderr.isatty()
-        self.bar: Any = None
         self.bar_index = -1
-        self.images = 0
-        self.reported: set[int] = set()
-        self.warned: set[str] = set()
-        self._lock = threading.Lock()
-        self._last_message = ""
-
-    # JobListener
-    def job_changed(self, job: Any) -> None:
-        if self.tty and job.message and job.message != self._last_message \
-                and not job.state.finished:
-            self._last_message = job.message
-            self._write_err(job.message)
 
     def job_progress(self, job: Any, step: int, total: int, preview: Any) -> None:
         if not self.tty or total <= 0:
             return
-        from tqdm import tqdm
-
         count = max(1, self.request.count)
         # The service may report steps of the whole batch (total = count × steps) or of one
         # image; either way the bar shows the steps of the image being made.
@@ -127,140 +108,30 @@ class _Reporter:
             index = min(max(step - 1, 0) // per, count - 1)
             step -= index * per
         else:
-            per, index = total, self.images
+            per, index = total, self.done
         with self._lock:
             if self.bar is None or self.bar_index != index or step < self.bar.n:
-                self._close_bar()
                 self.bar_index = index
-                self.bar = tqdm(total=per, file=sys.stderr, unit="step", leave=False,
-                                desc=f"image {index + 1}/{count}")
+                self._new_bar(per, f"image {index + 1}/{count}", unit="step")
             self.bar.update(step - self.bar.n)
 
-    def job_partial(self, job: Any, result: Any) -> None:
-        self.report(result)
-
-    # output
-    def report(self, result: Any) -> None:
-        with self._lock:
-            if id(result) in self.reported or getattr(result, "path", None) is None:
-                return
-            self.reported.add(id(result))
-            self._close_bar()
-            self.images += 1
-            for warning in getattr(result, "warnings", None) or []:
-                if warning not in self.warned:
-                    self.warned.add(warning)
-                    self._write_err(f"studio: warning: {warning}")
-            if self.as_json:
-                image = getattr(result, "image", None)
-                width, height = (image.size if image is not None
-                                 else (self.request.width, self.request.height))
-                line = json.dumps({
-                    "path": str(result.path), "seed": result.seed, "index": result.index,
-                    "width": width, "height": height, "model": self.request.model,
-                    "prompt": self.request.prompt, "warnings": list(result.warnings or []),
-                }, ensure_ascii=False)
-            else:
-                line = str(result.path)
-            print(line, flush=True)
-
-    def _close_bar(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-    def _write_err(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.write(text, file=sys.stderr)
-        else:
-            print(text, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        with self._lock:
-            self._close_bar()
-
-
-def _quiet_libraries() -> None:
-    """Keep the libraries' own log lines and loading bars off the user's terminal.
-
-    Environment variables are read when the libraries are first imported, which happens after
-    this on the worker thread; the warnings filter covers their deprecation notices.
-    """
-    import os
-    import warnings
-
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    try:
-        from diffusers.utils import logging as diffusers_logging
-
-        diffusers_logging.disable_progress_bar()
-    except Exception:  # noqa: BLE001 - only cosmetics
-        pass
-
-
-def _wait(runner: Any, job: Any) -> bool:
-    """Wait for the job; True if the user pressed Ctrl+C (the job is then cancelled)."""
-    try:
-        while not runner.wait(job, timeout=0.2):
-            pass
-        return False
-    except KeyboardInterrupt:
-        print("studio: cancelling… (Ctrl+C again to quit at once)", file=sys.stderr, flush=True)
-        runner.cancel(job)
-    try:
-        while not runner.wait(job, timeout=0.2):
-            pass
-    except KeyboardInterrupt:
-        pass  # second Ctrl+C: leave now; the worker is a daemon thread
-    return True
+    def _describe(self, result: Any) -> dict:
+        image = getattr(result, "image", None)
+        width, height = (image.size if image is not None
+                         else (self.request.width, self.request.height))
+        return {"path": str(result.path), "seed": result.seed, "index": result.index,
+                "width": width, "height": height, "model": self.request.model,
+                "prompt": self.request.prompt, "warnings": list(result.warnings or [])}
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.config import load_settings
-
-    loaded = load_settings()
-    if loaded.notice:
-        print(f"studio: warning: {loaded.notice}", file=sys.stderr)
-    settings = loaded.settings
-    if args.device:
-        settings.device = args.device
-    if args.out is not None:
-        settings.output_dir = str(args.out.expanduser().resolve())
-    settings.preview_mode = "off"  # nobody sees previews here; they cost time
-    paths = settings.resolved_paths()
+    # The model is checked before the device, so a typo in --model is the error a user sees.
+    settings, paths = load_cli_settings(args, device_check=False)
     request = build_request(args, settings, paths)
-    if settings.device != "auto":
-        from studio.devices import resolve_device
+    check_device(settings)
 
-        try:
-            resolve_device(settings.device)
-        except (RuntimeError, ValueError) as exc:
-            raise UsageError(str(exc)) from exc
-
-    if not args.verbose:
-        _quiet_libraries()
-    from studio.jobs import JobRunner, JobState
     from studio.pipelines.txt2img import Txt2ImgService
 
     service = Txt2ImgService(lambda: settings, lambda: paths)
-    reporter = _Reporter(request, args.json)
-    runner = JobRunner({"txt2img": service.run}, listener=reporter, name="studio-cli-worker")
-    try:
-        job = runner.submit("txt2img", request, title=request.prompt[:40])
-        interrupted = _wait(runner, job)
-        for result in job.result or []:  # anything the service did not report as it went
-            reporter.report(result)
-    finally:
-        reporter.close()
-        runner.shutdown(wait=job.state.finished, timeout=10)
-    if job.state is JobState.FAILED:
-        return fail(job.error or job.message or "the job failed", 1)
-    if interrupted or job.state is JobState.CANCELLED:
-        print(f"studio: cancelled after {reporter.images} of {request.count} image(s)",
-              file=sys.stderr)
-        return EXIT_CANCELLED
-    return 0
+    return run_job("txt2img", service.run, request, _Reporter(request, args.json), request.count,
+                   title=request.prompt[:40], quiet=not args.verbose)

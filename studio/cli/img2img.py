@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.cli import UsageError
-from studio.cli.transform import Reporter, load_cli_settings, run_job
+from studio.cli.common import Reporter, add_output_arguments, load_cli_settings, run_job
 
 NAME = "img2img"
 HELP = "repaint an image from a prompt (inpaint a region with --mask)"
@@ -35,12 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of the first image; image i uses seed+i (default: random)")
     p.add_argument("--count", type=int, default=1, help="how many images (default 1)")
     p.add_argument("--scheduler", default="default", help="as in 'studio generate'")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: the one in Settings)")
-    p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default=None,
-                   help="compute device (default: the one in Settings)")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON object per image instead of its path")
+    add_output_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import signal
 import sys
 
 from studio.cli import UsageError, fail
+from studio.cli.common import add_device_argument, load_cli_settings, quiet_libraries
 
 NAME = "serve"
 HELP = "serve your models over an OpenAI-compatible HTTP API"
@@ -30,8 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a model to serve (repeat for more): a folder, a repo id in the Hugging "
                         "Face cache, or openai:BASE_URL#MODEL; default: every chat and image "
                         "model in the library")
-    p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default=None,
-                   help="compute device (default: the one in Settings)")
+    add_device_argument(p)
     p.add_argument("--verbose", action="store_true", help="log every request on stderr")
 
 
@@ -40,21 +40,14 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.config import load_settings
     from studio.jobs import UserFacingError
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, not {args.port}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(message)s", stream=sys.stderr)
-    loaded = load_settings()
-    if loaded.notice:
-        print(f"studio: warning: {loaded.notice}", file=sys.stderr)
-    settings = loaded.settings
-    if args.device:
-        settings.device = args.device
-    settings.preview_mode = "off"  # nobody sees previews over HTTP
-    paths = settings.resolved_paths()
+    # Nobody sees previews over HTTP; a missing device fails the first job, not the start.
+    settings, paths = load_cli_settings(args, device_check=False)
 
     from studio.server.app import is_loopback, make_server
     from studio.server.catalog import build_catalog
@@ -71,9 +64,7 @@ def run(args: argparse.Namespace) -> int:
         return fail("no models to serve: name one with --model, or add chat or image models "
                     f"to {paths.models_dir}", 1)
     if not args.verbose:
-        from studio.cli.generate import _quiet_libraries
-
-        _quiet_libraries()
+        quiet_libraries()
 
     from studio.jobs import JobRunner
     from studio.pipelines.handlers import LazyServiceHandler, chat_handler

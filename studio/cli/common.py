@@ -1,0 +1,227 @@
+"""Pieces every job-running sub-command shares: options, settings, the terminal reporter, the run.
+
+``studio generate``, ``transform``, ``img2img``, ``chat`` and ``serve`` load Settings the same way
+(a notice becomes a warning line, ``--device`` / ``--out`` override), and the image commands
+print results and run their job the same way: paths (or ``--json`` objects) on stdout, a bar and
+warnings on stderr, exit 1 when the job fails and 130 on Ctrl+C. Nothing heavy is imported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from studio.cli import UsageError, fail
+
+EXIT_CANCELLED = 130
+
+
+# -- options ---------------------------------------------------------------------------------
+def add_device_argument(p: argparse.ArgumentParser) -> None:
+    """``--device``; ``None`` (the default) keeps the one in Settings."""
+    p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default=None,
+                   help="compute device (default: the one in Settings)")
+
+
+def add_output_arguments(p: argparse.ArgumentParser) -> None:
+    """``--out``, ``--device`` and ``--json``: the options of every image-making command."""
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: the one in Settings)")
+    add_device_argument(p)
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object per image instead of its path")
+
+
+# -- settings --------------------------------------------------------------------------------
+def check_device(settings: Any) -> None:
+    """Raise :class:`UsageError` (exit 2) when the chosen device is not on this machine."""
+    if settings.device != "auto":
+        from studio.devices import resolve_device
+
+        try:
+            resolve_device(settings.device)
+        except (RuntimeError, ValueError) as exc:
+            raise UsageError(str(exc)) from exc
+
+
+def load_cli_settings(args: argparse.Namespace, *, previews: bool = False,
+                      device_check: bool = True) -> tuple[Any, Any]:
+    """Settings and paths with ``--device`` and (where the command has it) ``--out`` applied.
+
+    A settings notice (a corrupt file backed up, …) is printed as a warning. Previews are turned
+    off unless ``previews``: nobody sees them in a terminal and they cost time. With
+    ``device_check`` a device this machine lacks exits 2 here; a command that wants its other
+    input errors first calls :func:`check_device` itself later.
+    """
+    from studio.config import load_settings
+
+    loaded = load_settings()
+    if loaded.notice:
+        print(f"studio: warning: {loaded.notice}", file=sys.stderr)
+    settings = loaded.settings
+    if args.device:
+        settings.device = args.device
+    out = getattr(args, "out", None)
+    if out is not None:
+        settings.output_dir = str(out.expanduser().resolve())
+    if not previews:
+        settings.preview_mode = "off"
+    paths = settings.resolved_paths()
+    if device_check:
+        check_device(settings)
+    return settings, paths
+
+
+# -- the terminal ----------------------------------------------------------------------------
+class Reporter:
+    """JobListener for the terminal (worker thread): a bar per image, results on stdout.
+
+    ``describe(result) -> dict`` is the ``--json`` object of a result. A status line starting
+    with "Skipped" is a warning (always shown); other status lines show on a terminal only.
+    """
+
+    def __init__(self, as_json: bool, describe: Callable[[Any], dict]) -> None:
+        self.as_json = as_json
+        self.describe = describe
+        self.tty = sys.stderr.isatty()
+        self.bar: Any = None
+        self.done = 0
+        self.reported: set[int] = set()
+        self.warned: set[str] = set()
+        self._lock = threading.Lock()
+        self._last = ""
+
+    # JobListener
+    def job_changed(self, job: Any) -> None:
+        text = job.message or ""
+        if job.state.finished or not text or text == self._last:
+            return
+        self._last = text
+        if text.startswith("Skipped"):
+            self._err(f"studio: warning: {text}")
+        elif self.tty:
+            self._err(text)
+
+    def job_progress(self, job: Any, step: int, total: int, preview: Any) -> None:
+        if not self.tty or total <= 0:
+            return
+        with self._lock:
+            if self.bar is None or step < self.bar.n or self.bar.total != total:
+                self._new_bar(total, f"image {self.done + 1}")
+            self.bar.update(step - self.bar.n)
+
+    def job_partial(self, job: Any, result: Any) -> None:
+        self.report(result)
+
+    # output
+    def report(self, result: Any) -> None:
+        """Print ``result`` once (its path or JSON object), after its new warnings."""
+        with self._lock:
+            if id(result) in self.reported or getattr(result, "path", None) is None:
+                return
+            self.reported.add(id(result))
+            self._close_bar()
+            self.done += 1
+            for warning in getattr(result, "warnings", None) or []:
+                if warning not in self.warned:
+                    self.warned.add(warning)
+                    self._err(f"studio: warning: {warning}")
+            line = json.dumps(self.describe(result), ensure_ascii=False) if self.as_json \
+                else str(result.path)
+            print(line, flush=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_bar()
+
+    def _new_bar(self, total: int, desc: str, **options: Any) -> None:
+        from tqdm import tqdm
+
+        self._close_bar()
+        self.bar = tqdm(total=total, file=sys.stderr, leave=False, desc=desc, **options)
+
+    def _close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def _err(self, text: str) -> None:
+        # Through the bar when one is open, so the line does not tear it.
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+
+def quiet_libraries() -> None:
+    """Keep the libraries' own log lines and loading bars off the user's terminal.
+
+    Environment variables are read when the libraries are first imported, which happens after
+    this on the worker thread; the warnings filter covers their deprecation notices.
+    """
+    import os
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
+    except Exception:  # noqa: BLE001 - only cosmetics
+        pass
+
+
+# -- running a job ---------------------------------------------------------------------------
+def wait_for(runner: Any, job: Any) -> bool:
+    """Wait for the job; True if the user pressed Ctrl+C (the job is then cancelled)."""
+    try:
+        while not runner.wait(job, timeout=0.2):
+            pass
+        return False
+    except KeyboardInterrupt:
+        print("studio: cancelling… (Ctrl+C again to quit at once)", file=sys.stderr, flush=True)
+        runner.cancel(job)
+    try:
+        while not runner.wait(job, timeout=0.2):
+            pass
+    except KeyboardInterrupt:
+        pass  # second Ctrl+C: leave now; the worker is a daemon thread
+    return True
+
+
+def run_job(kind: str, service_run: Any, request: Any, reporter: Reporter, expected: int, *,
+            title: str | None = None, quiet: bool = True) -> int:
+    """Run one job on a CLI worker and turn its end into the exit status.
+
+    Results the service did not report as it went are printed at the end; a failed job exits 1,
+    a cancelled one 130 after saying how many of ``expected`` images were made.
+    """
+    from studio.jobs import JobRunner, JobState
+
+    if quiet:
+        quiet_libraries()
+    runner = JobRunner({kind: service_run}, listener=reporter, name="studio-cli-worker")
+    job = None
+    try:
+        job = runner.submit(kind, request, title=kind if title is None else title)
+        interrupted = wait_for(runner, job)
+        for result in job.result or []:
+            reporter.report(result)
+    finally:
+        reporter.close()
+        runner.shutdown(wait=job is None or job.state.finished, timeout=10)
+    if job.state is JobState.FAILED:
+        return fail(job.error or job.message or "the job failed", 1)
+    if interrupted or job.state is JobState.CANCELLED:
+        print(f"studio: cancelled after {reporter.done} of {expected} image(s)", file=sys.stderr)
+        return EXIT_CANCELLED
+    return 0
