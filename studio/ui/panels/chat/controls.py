@@ -3,26 +3,35 @@
 Models come from :func:`studio.library.chat_models.find_chat_models` (scanned off the GUI
 thread) plus remote ``openai:BASE_URL#MODEL`` entries from Settings' ``remote_endpoints``
 (each may list its ``models``); :func:`remote_model_specs` is the one place that reads them.
+When there are remote models the list is grouped: "On this computer", then one heading per
+server. "Servers…" and "Refresh models" under the list ask the panel to manage the servers.
 """
 
 from __future__ import annotations
 
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QColor, QFont, QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QPlainTextEdit,
+    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from studio.config import Settings
+from studio.pipelines.chat.endpoints import model_specs
+from studio.pipelines.chat.remote import parse_model_spec
+from studio.ui.theme import colors
 
 PRESETS: dict[str, str] = {
     "Helpful assistant": "You are a helpful assistant.",
@@ -38,14 +47,13 @@ SAMPLING_DEFAULTS: dict[str, Any] = {"temperature": 0.7, "top_p": 0.95, "top_k":
                                      "seed": -1}
 
 
-def remote_model_specs(settings: Settings) -> list[tuple[str, str]]:
-    """(label, spec) for every model listed under a configured OpenAI-compatible endpoint."""
-    out = []
-    for ep in settings.remote_endpoints:
-        base = str(ep.get("base_url", "")).rstrip("/")
-        for model in ep.get("models") or []:
-            out.append((f"{model} — {ep.get('name') or base}", f"openai:{base}#{model}"))
-    return out
+LOCAL_GROUP = "On this computer"
+
+
+def remote_model_specs(settings: Settings) -> list[tuple[str, str, str]]:
+    """(server name, model id, spec) for every model listed under a configured
+    OpenAI-compatible endpoint — what the picker shows under each server's heading."""
+    return model_specs(settings.remote_endpoints)
 
 
 def _section(text: str) -> QLabel:
@@ -58,13 +66,17 @@ class ChatControls(QWidget):
     """Model picker, system prompt and sampling; ``changed`` when the user edits any of them."""
 
     changed = Signal()
-    modelsFound = Signal(object)  # list of (label, spec, context_length), from the scan thread
+    modelsFound = Signal(object)  # list of (label, spec, context_length, group), scan thread
+    serversRequested = Signal()  # "Servers…"
+    refreshRequested = Signal()  # "Refresh models": re-query every server's /v1/models
 
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("ChatControls")
         self.settings = settings
         self.contexts: dict[str, int] = {}
+        self.remote_note = ""
+        self._no_models = False
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 12, 12, 12)
         layout.setSpacing(8)
@@ -73,8 +85,21 @@ class ChatControls(QWidget):
         self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model.setMinimumContentsLength(12)
         self.model.setPlaceholderText("Scanning for models…")
-        self.model.currentIndexChanged.connect(lambda _i: self.changed.emit())
+        self.model.currentIndexChanged.connect(lambda _i: (self._show_note(),
+                                                          self.changed.emit()))
         layout.addWidget(self.model)
+        servers = QHBoxLayout()
+        servers.setSpacing(6)
+        self.servers_button = QPushButton("Servers…")
+        self.servers_button.setToolTip("Add or edit OpenAI-compatible servers (vLLM, Ollama, "
+                                       "LM Studio, llama.cpp…) whose models you can chat with")
+        self.servers_button.clicked.connect(self.serversRequested)
+        self.refresh_button = QPushButton("Refresh models")
+        self.refresh_button.setToolTip("Ask every server again which models it has")
+        self.refresh_button.clicked.connect(self.refreshRequested)
+        servers.addWidget(self.servers_button, 1)
+        servers.addWidget(self.refresh_button, 1)
+        layout.addLayout(servers)
         self.model_note = QLabel("")
         self.model_note.setProperty("muted", True)
         self.model_note.setWordWrap(True)
@@ -131,16 +156,18 @@ class ChatControls(QWidget):
     def scan_models(self, settings: Settings, paths: Any) -> None:
         """Find chat models on a background thread (it reads folders and the HF cache)."""
         self.settings = settings
+        self.refresh_button.setEnabled(bool(settings.remote_endpoints))
 
         def work() -> None:
             from studio.library.chat_models import find_chat_models
 
             try:
-                found = [(e.name, e.spec, e.context_length)
+                found = [(e.name, e.spec, e.context_length, "")
                          for e in find_chat_models(settings, paths)]
             except Exception:  # noqa: BLE001 - a scan failure leaves the list empty
                 found = []
-            found += [(label, spec, 0) for label, spec in remote_model_specs(settings)]
+            found += [(model, spec, 0, server)
+                      for server, model, spec in remote_model_specs(settings)]
             self.modelsFound.emit(found)
 
         threading.Thread(target=work, name="studio-chat-scan", daemon=True).start()
@@ -150,24 +177,70 @@ class ChatControls(QWidget):
         wanted = self.model_spec() or self.settings.last_chat_model
         self.model.blockSignals(True)
         self.model.clear()
-        for label, spec, ctx in found:
+        grouped = any(group for *_rest, group in found)
+        heading = None
+        for label, spec, ctx, group in found:
+            if grouped and (group or LOCAL_GROUP) != heading:
+                heading = group or LOCAL_GROUP
+                self._add_heading(heading)
             self.model.addItem(label, spec)
             self.model.setItemData(self.model.count() - 1, spec, Qt.ItemDataRole.ToolTipRole)
             self.contexts[spec] = ctx
         self.model.setPlaceholderText("No chat models found")
         self.select_model(wanted)
         self.model.blockSignals(False)
-        self.model_note.setText("" if found else
-                                "Put a chat model folder (Qwen2.5, SmolLM2, Llama…) into the "
-                                "models folder, or download one with 'hf download'.")
+        self._no_models = not found
+        self._show_note()
         self.changed.emit()
 
+    def set_remote_note(self, text: str) -> None:
+        """What the last "Refresh models" said (errors, one line per server); "" clears it."""
+        self.remote_note = text
+        self._show_note()
+
+    def _show_note(self) -> None:
+        lines = []
+        if self._no_models:
+            lines.append("Put a chat model folder (Qwen2.5, SmolLM2, Llama…) into the models "
+                         "folder, download one with 'hf download', or add a server with "
+                         "Servers….")
+        spec = self.model_spec()
+        where = next((server for server, _m, s in remote_model_specs(self.settings)
+                      if s == spec), "")
+        if where:  # the closed list shows only the model id: say which server runs it
+            lines.append(f"Runs on {where} · {urlsplit(parse_model_spec(spec)[0]).netloc}")
+        if self.remote_note:
+            lines.append(self.remote_note)
+        self.model_note.setText("\n".join(lines))
+
+    def _add_heading(self, text: str) -> None:
+        """A group heading in the model list: not selectable, no spec."""
+        if self.model.count():
+            self.model.insertSeparator(self.model.count())
+        self.model.addItem(text.upper())
+        item = self.model.model()
+        assert isinstance(item, QStandardItemModel)
+        row = item.item(self.model.count() - 1)
+        row.setFlags(Qt.ItemFlag.NoItemFlags)  # headings are labels, not choices
+        font = QFont(row.font())
+        font.setBold(True)
+        font.setPointSizeF(max(6.0, font.pointSizeF() * 0.85))
+        row.setFont(font)
+        row.setForeground(QColor(colors().muted))
+
     def select_model(self, spec: str) -> None:
-        i = self.model.findData(spec)
+        i = self.model.findData(spec) if spec else -1
         if i < 0 and spec:
             self.model.addItem(spec.rsplit("/", 1)[-1] or spec, spec)
             i = self.model.count() - 1
-        self.model.setCurrentIndex(i if i >= 0 else (0 if self.model.count() else -1))
+        if i < 0:  # the first real model, never a heading
+            i = next((r for r in range(self.model.count()) if self.model.itemData(r)), -1)
+        self.model.setCurrentIndex(i)
+
+    def model_specs(self) -> list[str]:
+        """Every spec the picker offers, in order (headings excluded)."""
+        return [str(self.model.itemData(r)) for r in range(self.model.count())
+                if self.model.itemData(r)]
 
     def model_spec(self) -> str:
         return str(self.model.currentData() or "")

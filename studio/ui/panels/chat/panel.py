@@ -36,6 +36,7 @@ from studio.ui.context import AppContext
 from studio.ui.panels.chat.controls import ChatControls
 from studio.ui.panels.chat.delegate import MessageDelegate
 from studio.ui.panels.chat.model import ConversationModel
+from studio.ui.panels.chat.servers import ServerActions
 from studio.ui.panels.chat.sidebar import ConversationList
 
 
@@ -67,6 +68,7 @@ class ChatPanel(QWidget):
         self.saver: StreamingSaver | None = None
         self.streaming: Message | None = None
         self.editing: Message | None = None
+        self._partials_seen = 0  # of self.job.partials, already in the streaming message
         self._build()
         self._flush_timer = QTimer(self, singleShot=True, interval=33)
         self._flush_timer.timeout.connect(self._flush)
@@ -85,6 +87,7 @@ class ChatPanel(QWidget):
         self.sidebar.deleted.connect(self._conversation_deleted)
         self.controls = ChatControls(self.ctx.settings)
         self.controls.changed.connect(self._controls_changed)
+        self.servers = ServerActions(self.ctx, self.controls, self)  # "Servers…", "Refresh"
 
         center = QWidget()
         col = QVBoxLayout(center)
@@ -280,6 +283,7 @@ class ChatPanel(QWidget):
                                                 parent_id=parent_id, complete=False,
                                                 meta={"model": spec})
         self.saver = StreamingSaver(self.store, self.streaming.id)
+        self._partials_seen = 0
         self.job = self.ctx.bridge.submit("chat", request, title="Chat reply")
         self.status.setText("Waiting for the model…")
         self.reload(scroll_to_end=True)
@@ -296,6 +300,9 @@ class ChatPanel(QWidget):
     def _on_partial(self, job: Job, chunk: Any) -> None:
         if job is not self.job or self.streaming is None or self.saver is None:
             return
+        # Counted because a fast server can finish the job before its queued chunks arrive:
+        # _on_job_changed then takes the rest from job.partials, past the ones counted here.
+        self._partials_seen += 1
         self.saver.add(chunk.text, chunk.completion_tokens)
         self.streaming.content = self.saver.text
         self.streaming.tokens = chunk.completion_tokens
@@ -329,6 +336,8 @@ class ChatPanel(QWidget):
             if job.message and not self.streaming.content:
                 self.status.setText(job.message)
             return
+        for chunk in job.partials[self._partials_seen:]:  # chunks still queued behind this
+            self._on_partial(job, chunk)
         msg, saver = self.streaming, self.saver
         reply = job.result
         meta = dict(msg.meta)
@@ -422,4 +431,5 @@ class ChatPanel(QWidget):
     def shutdown(self) -> None:
         """Stop a reply in progress (its text so far is kept) and close the database."""
         self.stop()
+        self.servers.shutdown()
         self.store.close()
