@@ -151,7 +151,7 @@ class MainWindow(QMainWindow):
     def open_settings(self):
         from studio.ui.settings_dialog import SettingsDialog
 
-        dialog = SettingsDialog(self.ctx, self)
+        dialog = SettingsDialog(self.ctx, self, device_report=self.device_report)
         dialog.open()
         return dialog
 
@@ -171,6 +171,7 @@ class MainWindow(QMainWindow):
 
     # -- device ------------------------------------------------------------------------------
     _probed_setting = ""
+    device_report: DeviceReport | None = None  # the last answer of the probe (Settings uses it)
 
     def start_device_detection(self) -> None:
         """Detect the device on a background thread (it imports torch); call after show()."""
@@ -181,6 +182,7 @@ class MainWindow(QMainWindow):
     def on_device_detected(self, report: DeviceReport) -> None:
         if report.setting and report.setting != self.ctx.settings.device:
             return  # an answer for a device setting the user has changed since
+        self.device_report = report
         self.status.set_device(report.info)
         if report.info.kind == "cpu":
             text = CPU_NOTICE + (f" {report.cpu_reason}" if report.cpu_reason else "")

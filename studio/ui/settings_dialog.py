@@ -1,4 +1,4 @@
-"""The Settings dialog: device, precision, folders, previews and theme.
+"""The Settings dialog: device, precision, chat model loading, folders, previews and theme.
 
 OK saves through ``ctx.update_settings`` (every panel hears ``settingsChanged``); Cancel
 discards. The theme is previewed as soon as it is picked and put back on Cancel.
@@ -7,9 +7,11 @@ discards. The theme is previewed as soon as it is picked and put back on Cancel.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
+from typing import Any
 
-from PySide6.QtCore import Qt, QUrl
+from PySide6.QtCore import Qt, QThreadPool, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QApplication,
@@ -33,6 +35,7 @@ from studio.config import Paths, Settings
 from studio.ui.context import AppContext
 from studio.ui.icons import icon
 from studio.ui.theme import apply_theme
+from studio.workers.background import run_in_background
 
 DEVICE_CHOICES = [("auto", "Automatic (best available)"), ("cuda", "CUDA GPU (NVIDIA)"),
                   ("mps", "Apple Silicon (MPS)"), ("cpu", "CPU")]
@@ -41,6 +44,12 @@ PRECISION_CHOICES = [("auto", "Automatic (fp16 on CUDA, fp32 on CPU)"), ("fp16",
 PREVIEW_CHOICES = [("fast", "Fast (every step)"), ("taesd", "TAESD (sharper, when installed)"),
                    ("off", "Off")]
 THEME_CHOICES = [("dark", "Dark"), ("light", "Light")]
+LOAD_IN_CHOICES = [("auto", "Automatic (full model, at the precision above)"),
+                   ("8bit", "8-bit (bitsandbytes, about half the memory)"),
+                   ("4bit", "4-bit NF4 (bitsandbytes, about a quarter)")]
+NO_BNB = ("8-bit and 4-bit loading need the bitsandbytes package, which is not installed "
+          "(pip install bitsandbytes).")
+NO_CUDA = "8-bit and 4-bit loading need an NVIDIA GPU with CUDA; Studio runs on {where} here."
 LABEL_WIDTH = 140
 
 
@@ -66,9 +75,12 @@ def _label(text: str, top: bool = False) -> QLabel:
 class SettingsDialog(QDialog):
     """Edit a copy of ``ctx.settings``; :meth:`accept` saves it."""
 
-    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None,
+                 device_report: Any = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
+        self._pool = QThreadPool(self)
+        self._quant_reason: str | None = None  # None: still checking; "": usable; else why not
         self._original_theme = ctx.settings.theme
         s = ctx.settings
         self.setWindowTitle("Settings")
@@ -85,9 +97,13 @@ class SettingsDialog(QDialog):
         self.precision = _combo(PRECISION_CHOICES, s.precision)
         self.precision.setToolTip("Lower precision is faster and needs half the memory; some "
                                   "models need fp32 or bf16 to avoid black images.")
+        self.load_in = _combo(LOAD_IN_CHOICES, s.load_in)
+        self.device.currentIndexChanged.connect(self._sync_load_in)
         form.addRow(_label("Device"), self.device)
         form.addRow(_label("Precision"), self.precision)
+        form.addRow(_label("Load chat models"), self.load_in)
         col.addWidget(engine)
+        self._check_quantization(device_report)
 
         folders = QGroupBox("Folders")
         form = self._form(folders)
@@ -203,6 +219,45 @@ class SettingsDialog(QDialog):
         for item in self.extra_dirs.selectedItems():
             self.extra_dirs.takeItem(self.extra_dirs.row(item))
 
+    # -- 8/4-bit loading: only with bitsandbytes and CUDA ---------------------------------------
+    def _check_quantization(self, report: Any) -> None:
+        """Find out whether 8/4-bit loading can work: bitsandbytes by its import spec (no
+        import), CUDA from the window's device report, or else from torch on a pool thread."""
+        if importlib.util.find_spec("bitsandbytes") is None:
+            self._quantization_known(NO_BNB)
+        elif report is not None:
+            self._quantization_known("" if report.info.kind == "cuda" else
+                                     NO_CUDA.format(where=report.info.label or "the CPU"))
+        else:
+            self._sync_load_in()
+
+            def has_cuda() -> bool:
+                import torch  # seconds on first import: never on the GUI thread
+
+                return bool(torch.cuda.is_available())
+
+            run_in_background(self._pool, has_cuda, lambda ok: self._quantization_known(
+                "" if ok else NO_CUDA.format(where="the CPU")),
+                lambda msg: self._quantization_known(f"CUDA could not be checked: {msg}"),
+                owner=self)
+
+    def _quantization_known(self, reason: str) -> None:
+        self._quant_reason = reason
+        if reason:  # the only value that works here
+            self.load_in.setCurrentIndex(self.load_in.findData("auto"))
+        self._sync_load_in()
+
+    def _sync_load_in(self) -> None:
+        reason = self._quant_reason
+        if reason == "" and self.device.currentData() in ("cpu", "mps"):
+            reason = "8-bit and 4-bit loading need the CUDA device; Device is set to " \
+                     f"{self.device.currentText()}."
+        self.load_in.setEnabled(reason == "")
+        self.load_in.setToolTip(
+            "Checking for a CUDA GPU and bitsandbytes…" if reason is None else reason or
+            "Load chat models in 8 or 4 bits with bitsandbytes to fit bigger models in GPU "
+            "memory, at a small cost in quality.")
+
     def _sync_enabled(self) -> None:
         self.taesd_every.setEnabled(self.preview_mode.currentData() == "taesd")
 
@@ -224,11 +279,18 @@ class SettingsDialog(QDialog):
             preview_mode=self.preview_mode.currentData(),
             taesd_every=self.taesd_every.value(),
             theme=self.theme.currentData(),
+            # While the check runs the stored value stands; where 8/4-bit cannot work, auto.
+            load_in=(self.ctx.settings.load_in if self._quant_reason is None
+                     else self.load_in.currentData() if self.load_in.isEnabled() else "auto"),
         ).validated()
 
     def accept(self) -> None:
         self.ctx.update_settings(self.settings())
         super().accept()
+
+    def done(self, result: int) -> None:
+        self._pool.waitForDone(30_000)  # a CUDA check in flight (a torch import) ends first
+        super().done(result)
 
     def reject(self) -> None:
         if self.theme.currentData() != self._original_theme:
