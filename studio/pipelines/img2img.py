@@ -18,16 +18,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from studio.config import Paths, Settings
-from studio.devices import resolve_device, resolve_dtype
-from studio.jobs import CancelToken, JobCancelled, ProgressSink, UserFacingError
+from studio.jobs import CancelToken, JobCancelled, ProgressSink
 from studio.library.models import resolve_model
-from studio.pipelines.model_cache import ModelCache
 from studio.pipelines.requests import MAX_SIDE, Img2ImgRequest, TransformedImage
+from studio.pipelines.run_common import (
+    DiffusersService,
+    generating_message,
+    out_of_memory_as,
+    prepare_call,
+    step_callback,
+    validate_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,34 +74,17 @@ def prepare_inputs(request: Img2ImgRequest) -> tuple[Any, Any, Any, list[str]]:
     return image, mask, loaded, warnings
 
 
-class Img2ImgService:
+class Img2ImgService(DiffusersService):
     """Runs img2img / inpaint requests with the worker's (shared) model cache."""
-
-    def __init__(self, settings_getter: Callable[[], Settings],
-                 paths_getter: Callable[[], Paths], cache: ModelCache | None = None) -> None:
-        self._settings = settings_getter
-        self._paths = paths_getter
-        self.cache = cache if cache is not None else ModelCache()
 
     def run(self, request: Img2ImgRequest, progress: ProgressSink,
             cancel: CancelToken) -> list[TransformedImage]:
-        try:
-            request.validate()
-        except ValueError as exc:
-            raise UserFacingError(str(exc)) from exc
+        validate_request(request)
         settings, paths = self._settings(), self._paths()
         entry = resolve_model(request.model, settings, paths)
         image, mask, loaded, warnings = prepare_inputs(request)
         request = dataclasses.replace(request, width=image.width, height=image.height)
-        try:
-            device = resolve_device(settings.device)
-        except (RuntimeError, ValueError) as exc:
-            raise UserFacingError(str(exc)) from exc
-        dtype = resolve_dtype(settings.precision, device)
-        cancel.raise_if_cancelled()
-        progress.message("Loading model…")
-        base = self.cache.get(entry, device, dtype, paths=paths)
-        cancel.raise_if_cancelled()
+        base, device, dtype = self._load(entry, settings, paths, progress, cancel)
         return self._generate(base, entry, request, image, mask, loaded, warnings, settings,
                               paths, device, dtype, progress, cancel)
 
@@ -105,20 +93,10 @@ class Img2ImgService:
                   device: str, dtype: Any, progress: ProgressSink,
                   cancel: CancelToken) -> list[TransformedImage]:
         from studio.pipelines import outputs
-        from studio.pipelines.previews import make_previewer
-        from studio.pipelines.prompts import prepare_prompt_inputs
-        from studio.pipelines.schedulers import a1111_sampler_names, apply_scheduler
 
-        family = "sdxl" if type(base).__name__.startswith("StableDiffusionXL") else (
-            entry.family if entry.family in ("sd1", "sd2") else "sd1")
-        scheduler = apply_scheduler(base, request.scheduler)
-        pipe = derive_pipeline(base, request.inpaint)
-        sampler, schedule_type = a1111_sampler_names(request.scheduler, scheduler)
-        previewer = make_previewer(settings.preview_mode, family, settings.taesd_every, paths,
-                                   device, dtype)
-        prompt = prepare_prompt_inputs(pipe, family, request.prompt, request.negative_prompt,
-                                       pipe._execution_device)
-        warnings = warnings + list(prompt.warnings)
+        call = prepare_call(base, entry, request, settings, paths, device, dtype,
+                            derive=lambda base: derive_pipeline(base, request.inpaint))
+        warnings = warnings + list(call.prompt.warnings)
         extra: dict[str, Any] = {"Denoising strength": float(request.strength),
                                  "Init image": Path(request.image).name}
         if mask is not None:
@@ -130,14 +108,13 @@ class Img2ImgService:
         for index in range(request.count):
             cancel.raise_if_cancelled()
             seed = request.seed + index
-            progress.message(f"Generating image {index + 1} of {request.count}…"
-                             if request.count > 1 else "Generating…")
-            out = self._one(pipe, request, prompt.kwargs, image, mask, seed, index, previewer,
-                            progress, cancel)
+            progress.message(generating_message(index, request.count))
+            out = self._one(call.pipe, request, call.prompt.kwargs, image, mask, seed, index,
+                            call.previewer, progress, cancel)
             out = loaded.with_alpha(out)
             path, parameters = outputs.save_img2img_image(
                 out, request, seed, paths.outputs_dir, model_name=entry.name, model_hash="",
-                sampler=sampler, schedule_type=schedule_type, extra=extra)
+                sampler=call.sampler, schedule_type=call.schedule_type, extra=extra)
             result = TransformedImage(request=request, index=index, source=Path(request.image),
                                       path=path, image=out, parameters=parameters, seed=seed,
                                       warnings=list(warnings))
@@ -150,31 +127,17 @@ class Img2ImgService:
              progress: ProgressSink, cancel: CancelToken) -> Any:
         import torch
 
-        def on_step_end(p: Any, step_index: int, timestep: Any, kwargs: dict) -> dict:
-            # Read-only: no latents are changed and no random numbers are drawn here.
-            total = int(getattr(p, "num_timesteps", 0) or request.steps)
-            if cancel.cancelled:
-                p._interrupt = True
-                return kwargs
-            step = step_index + 1
-            preview = previewer(step, total, kwargs.get("latents"))
-            progress(index * total + step, request.count * total, preview)
-            return kwargs
-
         kwargs: dict[str, Any] = dict(
             image=image, strength=request.strength, num_inference_steps=request.steps,
             guidance_scale=request.cfg, generator=torch.Generator("cpu").manual_seed(seed),
-            output_type="pil", callback_on_step_end=on_step_end,
+            output_type="pil",
+            callback_on_step_end=step_callback(request, index, previewer, progress, cancel),
             callback_on_step_end_tensor_inputs=["latents"])
         if mask is not None:
             kwargs.update(mask_image=mask, width=request.width, height=request.height)
-        try:
+        with out_of_memory_as(f"Out of memory at {request.width}×{request.height} — try a "
+                              "smaller image or close other programs using the GPU."):
             result = pipe(**prompt_kwargs, **kwargs).images[0]
-        except (torch.OutOfMemoryError, RuntimeError) as exc:
-            if "out of memory" not in str(exc).lower():
-                raise
-            raise UserFacingError(f"Out of memory at {request.width}×{request.height} — try a "
-                                  "smaller image or close other programs using the GPU.") from exc
         if cancel.cancelled:
             raise JobCancelled()
         if mask is not None and request.keep_unmasked:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from studio.config import Paths, Settings
-from studio.devices import resolve_device
 from studio.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.pipelines.requests import TransformedImage, TransformRequest
+from studio.pipelines.run_common import job_device, out_of_memory_as, validate_request
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +65,11 @@ class TransformService:
         from studio.library.cyclegan_models import resolve_cyclegan
         from studio.pipelines import images_in, outputs
 
-        try:
-            request.validate()
-        except ValueError as exc:
-            raise UserFacingError(str(exc)) from exc
+        validate_request(request)
         settings, paths = self._settings(), self._paths()
         model = resolve_cyclegan(request.model)
         weights = model.file_for(request.direction)
-        try:
-            device = resolve_device(settings.device)
-        except (RuntimeError, ValueError) as exc:
-            raise UserFacingError(str(exc)) from exc
+        device = job_device(settings)
         progress.message(f"Loading {model.name}…")
         generator = self.generator(weights, device)
         results: list[TransformedImage] = []
@@ -102,15 +96,11 @@ class TransformService:
                 tiles[0] = max(1, total - 1)  # the guide pass is not a tile
                 progress(done, total, None)
 
-            try:
+            with out_of_memory_as(
+                    f"Out of memory translating {source.name} at {image.width}×{image.height} — "
+                    "set a smaller tile size or a max side."):
                 out = generator.translate(image, tile=request.tile, overlap=request.overlap,
                                           progress=on_tile, cancel=cancel)
-            except RuntimeError as exc:
-                if "out of memory" not in str(exc).lower():
-                    raise
-                raise UserFacingError(
-                    f"Out of memory translating {source.name} at {image.width}×{image.height} — "
-                    "set a smaller tile size or a max side.") from exc
             out = loaded.with_alpha(out)
             parameters = transform_parameters(request, model.name, source, out.size, tiles[0],
                                               outputs.studio_version())

@@ -1,0 +1,145 @@
+"""The steps every image job runs the same way: check the request, pick the device, load the model,
+set up the diffusers call, report its steps, turn out-of-memory into a message a person can act on.
+
+Shared by :mod:`studio.pipelines.txt2img`, :mod:`studio.pipelines.img2img` and (device and memory
+handling) :mod:`studio.pipelines.transform`. Nothing here changes what diffusers computes: the step
+callback only reads the latents, so results stay bit-for-bit equal to plain diffusers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from studio.config import Paths, Settings
+from studio.devices import resolve_device, resolve_dtype
+from studio.jobs import CancelToken, ProgressSink, UserFacingError
+from studio.library.models import ModelEntry
+from studio.pipelines.model_cache import ModelCache
+
+
+def validate_request(request: Any) -> None:
+    """``request.validate()``, its ``ValueError`` turned into the job's message."""
+    try:
+        request.validate()
+    except ValueError as exc:
+        raise UserFacingError(str(exc)) from exc
+
+
+def job_device(settings: Settings) -> str:
+    """The device the settings choose; one this machine lacks fails the job with the reason."""
+    try:
+        return resolve_device(settings.device)
+    except (RuntimeError, ValueError) as exc:
+        raise UserFacingError(str(exc)) from exc
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an accelerator (or CPU allocator) running out of memory."""
+    return exc.__class__.__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+@contextlib.contextmanager
+def out_of_memory_as(message: str) -> Iterator[None]:
+    """Turn running out of memory inside the block into a job failure saying ``message``."""
+    import torch
+
+    try:
+        yield
+    except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError
+        if not is_out_of_memory(exc):
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # give the memory back before the next job asks
+        raise UserFacingError(message) from exc
+
+
+def generating_message(index: int, count: int) -> str:
+    """The status line while image ``index`` of ``count`` is made."""
+    return f"Generating image {index + 1} of {count}…" if count > 1 else "Generating…"
+
+
+class DiffusersService:
+    """Base of the services that run diffusers requests with the worker's shared model cache."""
+
+    def __init__(self, settings_getter: Callable[[], Settings],
+                 paths_getter: Callable[[], Paths], cache: ModelCache | None = None) -> None:
+        self._settings = settings_getter
+        self._paths = paths_getter
+        self.cache = cache if cache is not None else ModelCache()
+
+    def _load(self, entry: ModelEntry, settings: Settings, paths: Paths,
+              progress: ProgressSink, cancel: CancelToken) -> tuple[Any, str, Any]:
+        """(the cached pipeline, device, dtype) for ``entry``, loading it if needed."""
+        device = job_device(settings)
+        dtype = resolve_dtype(settings.precision, device)
+        cancel.raise_if_cancelled()
+        progress.message("Loading model…")
+        pipe = self.cache.get(entry, device, dtype, paths=paths)
+        cancel.raise_if_cancelled()
+        return pipe, device, dtype
+
+
+@dataclasses.dataclass
+class PreparedCall:
+    """What a diffusers call needs besides the seed: the pipeline, its prompt inputs, previews."""
+
+    pipe: Any
+    family: str
+    sampler: str
+    schedule_type: str
+    previewer: Any
+    prompt: Any  # studio.pipelines.prompts.PromptInputs: .kwargs and .warnings
+
+
+def model_family(pipe: Any, entry: ModelEntry) -> str:
+    """``sdxl``, ``sd2`` or ``sd1``: which text encoders and preview decoder the model uses."""
+    if type(pipe).__name__.startswith("StableDiffusionXL"):
+        return "sdxl"
+    return entry.family if entry.family in ("sd1", "sd2") else "sd1"
+
+
+def prepare_call(base: Any, entry: ModelEntry, request: Any, settings: Settings, paths: Paths,
+                 device: str, dtype: Any,
+                 derive: Callable[[Any], Any] | None = None) -> PreparedCall:
+    """Scheduler, previewer and prompt inputs for ``request`` on the cached pipeline ``base``.
+
+    ``derive`` builds the pipeline actually called (img2img / inpaint) from ``base``; it runs after
+    the scheduler is set, so the derived pipeline shares that scheduler.
+    """
+    from studio.pipelines.previews import make_previewer
+    from studio.pipelines.prompts import prepare_prompt_inputs
+    from studio.pipelines.schedulers import a1111_sampler_names, apply_scheduler
+
+    family = model_family(base, entry)
+    scheduler = apply_scheduler(base, request.scheduler)
+    pipe = derive(base) if derive is not None else base
+    sampler, schedule_type = a1111_sampler_names(request.scheduler, scheduler)
+    previewer = make_previewer(settings.preview_mode, family, settings.taesd_every, paths,
+                               device, dtype)
+    prompt = prepare_prompt_inputs(pipe, family, request.prompt, request.negative_prompt,
+                                   pipe._execution_device)
+    return PreparedCall(pipe, family, sampler, schedule_type, previewer, prompt)
+
+
+def step_callback(request: Any, index: int, previewer: Any, progress: ProgressSink,
+                  cancel: CancelToken) -> Callable[[Any, int, Any, dict], dict]:
+    """diffusers' ``callback_on_step_end`` for image ``index`` of the batch.
+
+    Read-only: no latents are changed and no random numbers are drawn here. Progress counts the
+    steps of the whole batch; a cancel sets ``pipe._interrupt`` so diffusers stops at this step.
+    """
+
+    def on_step_end(p: Any, step_index: int, timestep: Any, kwargs: dict) -> dict:
+        total = int(getattr(p, "num_timesteps", 0) or request.steps)
+        if cancel.cancelled:
+            p._interrupt = True
+            return kwargs
+        step = step_index + 1
+        preview = previewer(step, total, kwargs.get("latents"))
+        progress(index * total + step, request.count * total, preview)
+        return kwargs
+
+    return on_step_end
