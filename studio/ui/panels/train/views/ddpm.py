@@ -11,7 +11,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from studio.ui.panels.train.views import plotkit as pk
+from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.theme import colors
 

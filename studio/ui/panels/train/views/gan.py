@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.ui.panels.train.views import plotkit as pk
+from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.theme import colors
 
