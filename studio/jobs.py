@@ -302,7 +302,10 @@ class JobRunner:
         except JobCancelled:
             self._finish(job, JobState.CANCELLED)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes data (rule 8)
-            log.exception("job %s (%s) failed", job.id, job.kind)
+            if isinstance(exc, UserFacingError):  # expected (bad model, refused key): no trace
+                log.info("job %s (%s) failed: %s", job.id, job.kind, exc)
+            else:
+                log.exception("job %s (%s) failed", job.id, job.kind)
             self._finish(job, JobState.FAILED, describe_error(exc))
         else:
             if job.cancel_token.cancelled and job.result is None:
