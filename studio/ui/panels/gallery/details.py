@@ -18,13 +18,13 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
 from studio.pipelines.requests import SCHEDULERS
+from studio.ui.widgets.basics import section_label, vertical_scroll
 
 SOURCE_NAMES = {"studio": "Studio", "a1111": "AUTOMATIC1111 / Forge", "comfyui": "ComfyUI",
                 "invokeai": "InvokeAI", "none": "Unknown (no parameters in the file)"}
@@ -88,12 +88,6 @@ def _value_label() -> QLabel:
     return label
 
 
-def _section(text: str) -> QLabel:
-    label = QLabel(text.upper())
-    label.setProperty("section", True)
-    return label
-
-
 class DetailsPane(QFrame):
     """Shows one gallery item; emits what the user asked for with it."""
 
@@ -152,19 +146,15 @@ class DetailsPane(QFrame):
         col.addWidget(self.image)
         col.addSpacing(4)
         col.addWidget(self.title)
-        col.addWidget(_section("Prompt"))
+        col.addWidget(section_label("Prompt"))
         col.addWidget(self.prompt)
-        self.negative_section = _section("Negative prompt")
+        self.negative_section = section_label("Negative prompt")
         col.addWidget(self.negative_section)
         col.addWidget(self.negative)
-        col.addWidget(_section("Parameters"))
+        col.addWidget(section_label("Parameters"))
         col.addLayout(form)
         col.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(body)
+        scroll = vertical_scroll(body)
 
         buttons = QGridLayout()
         buttons.setContentsMargins(16, 8, 16, 16)

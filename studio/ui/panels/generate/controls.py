@@ -33,6 +33,7 @@ from studio.pipelines.requests import (
     Txt2ImgRequest,
 )
 from studio.ui.panels.generate.size_presets import presets_for
+from studio.ui.widgets.basics import muted_label, section_label
 
 CLIP_TOKEN_LIMIT = 75  # CLIP sees 77 tokens, two of which are start/end markers
 SEED_MODES = ("random", "fixed", "reuse")
@@ -92,19 +93,6 @@ class SeedBox(QDoubleSpinBox):
         return int(self.value())
 
 
-def section_label(text: str) -> QLabel:
-    """A small upper-case heading (styled by the theme's ``section`` property)."""
-    label = QLabel(text.upper())
-    label.setProperty("section", True)
-    return label
-
-
-def _secondary(text: str = "") -> QLabel:
-    label = QLabel(text)
-    label.setProperty("muted", True)
-    return label
-
-
 def _compact(combo: QComboBox, chars: int = 8) -> QComboBox:
     # Long entries must not make the whole column wider than the sidebar.
     combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -131,12 +119,12 @@ class GenerateControls(QWidget):
                                        "oil painting, warm light…")
         self.prompt.setTabChangesFocus(True)
         self.prompt.setMinimumHeight(96)
-        self.prompt_tokens = _secondary()
+        self.prompt_tokens = muted_label()
         self.negative = QPlainTextEdit()
         self.negative.setPlaceholderText("What to avoid: blurry, low quality, text…")
         self.negative.setTabChangesFocus(True)
         self.negative.setFixedHeight(62)
-        self.negative_tokens = _secondary()
+        self.negative_tokens = muted_label()
         col.addLayout(self._header("Prompt", self.prompt_tokens))
         col.addWidget(self.prompt)
         col.addLayout(self._header("Negative prompt", self.negative_tokens))
@@ -158,7 +146,7 @@ class GenerateControls(QWidget):
         size_row = QHBoxLayout()
         size_row.setSpacing(6)
         size_row.addWidget(self.width_box, 1)
-        times = _secondary("×")
+        times = muted_label("×")
         size_row.addWidget(times)
         size_row.addWidget(self.height_box, 1)
         size_row.addWidget(self.swap_button)

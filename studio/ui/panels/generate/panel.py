@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from studio.jobs import Job, JobState
 from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
 from studio.ui.context import AppContext
-from studio.ui.panels.generate.controls import GenerateControls, section_label
+from studio.ui.panels.generate.controls import GenerateControls
 from studio.ui.panels.generate.empty_state import NoModelsState
 from studio.ui.panels.generate.last_request import load_last_request, save_last_request
 from studio.ui.panels.generate.model_picker import ModelPicker, Scanner
@@ -37,6 +37,7 @@ from studio.ui.panels.generate.preview import (
 from studio.ui.panels.generate.results_strip import ResultsStrip
 from studio.ui.panels.generate.sidebar import GenerateSidebar
 from studio.ui.panels.generate.size_presets import DEFAULT_SIZE, presets_for
+from studio.ui.widgets.basics import section_label
 from studio.workers.thumbnails import pil_to_qimage
 
 log = logging.getLogger(__name__)

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from studio.ui.panels.generate.controls import GenerateControls, section_label
+from studio.ui.panels.generate.controls import GenerateControls
 from studio.ui.panels.generate.model_picker import ModelPicker
+from studio.ui.widgets.basics import section_label, vertical_scroll
 
 SIDEBAR_WIDTH = 372
 
@@ -34,12 +33,7 @@ class GenerateSidebar(QFrame):
         col.addWidget(section_label("Model"))
         col.addWidget(picker)
         col.addSpacing(6)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(controls)
-        col.addWidget(scroll, 1)
+        col.addWidget(vertical_scroll(controls), 1)
 
         self.error_label = QLabel()
         self.error_label.setObjectName("generateError")

@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QScrollArea,
     QSplitter,
     QTabWidget,
     QTextBrowser,
@@ -44,6 +43,7 @@ from studio.ui.panels.train.runs_list import RunsList
 from studio.ui.panels.train.views import view_class
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.theme import colors
+from studio.ui.widgets.basics import section_label, vertical_scroll
 
 log = logging.getLogger(__name__)
 
@@ -95,20 +95,17 @@ class TrainPanel(QWidget):
             self.lesson_list.addItem(item)
         rows = max(1, self.lesson_list.count())
         self.lesson_list.setFixedHeight(rows * (self.lesson_list.sizeHintForRow(0) + 8) + 12)
-        self.form_holder = QScrollArea()
-        self.form_holder.setWidgetResizable(True)
-        self.form_holder.setFrameShape(QFrame.Shape.NoFrame)
-        self.form_holder.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.form_holder = vertical_scroll()
         left = QFrame()
         left.setObjectName("trainSidebar")
         left.setFixedWidth(SIDE_WIDTH)
         lcol = QVBoxLayout(left)
         lcol.setContentsMargins(16, 16, 12, 16)
         lcol.setSpacing(8)
-        lcol.addWidget(_section("Lessons"))
+        lcol.addWidget(section_label("Lessons"))
         lcol.addWidget(self.lesson_list)
         lcol.addSpacing(6)
-        lcol.addWidget(_section("Settings"))
+        lcol.addWidget(section_label("Settings"))
         lcol.addWidget(self.form_holder, 1)
 
         self.controls = ControlBar()
@@ -376,9 +373,3 @@ class TrainPanel(QWidget):
     def shutdown(self) -> None:
         """Stop training (the run is saved) and end the session thread."""
         self._stop_session()
-
-
-def _section(text: str) -> QLabel:
-    label = QLabel(text.upper())
-    label.setProperty("section", True)
-    return label

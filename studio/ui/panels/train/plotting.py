@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QLabel, QWidget
 
 from studio.ui.theme import colors
 
@@ -21,13 +20,6 @@ SERIES_COLORS = ("#5aa2ff", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#edc948
 #: Ten class colours that read on both the dark and the light background (Tableau 10).
 CLASS_COLORS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
                 "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
-
-
-def section(text: str, parent: QWidget | None = None) -> QLabel:
-    """A small upper-case caption above a plot, as the other panels use."""
-    label = QLabel(text.upper(), parent)
-    label.setProperty("section", True)
-    return label
 
 
 def styled_plot(title: str = "", *, equal_aspect: bool = False,

@@ -22,14 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from studio.pipelines.requests import SCHEDULERS, Img2ImgRequest
-from studio.ui.panels.generate.controls import SeedBox, new_seed, section_label
-
-
-def _muted(text: str = "") -> QLabel:
-    label = QLabel(text)
-    label.setProperty("muted", True)
-    label.setWordWrap(True)
-    return label
+from studio.ui.panels.generate.controls import SeedBox, new_seed
+from studio.ui.widgets.basics import muted_label, section_label
 
 
 class CycleGANOptions(QWidget):
@@ -51,7 +45,7 @@ class CycleGANOptions(QWidget):
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Direction", self.direction)
         form.addRow("Max side", self.max_side)
-        self.hint = _muted()
+        self.hint = muted_label(wrap=True)
         form.addRow(self.hint)
 
     def set_directions(self, directions: list[str]) -> None:
@@ -173,7 +167,7 @@ class BrushTools(QWidget):
         self.brush.setChecked(True)
         self.invert = QToolButton(text="Invert")
         self.clear = QToolButton(text="Clear")
-        self.coverage = _muted("Paint over what should change")
+        self.coverage = muted_label("Paint over what should change", wrap=True)
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(6)

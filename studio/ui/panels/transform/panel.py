@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QStackedWidget,
     QTabBar,
     QToolButton,
@@ -34,13 +33,13 @@ from PySide6.QtWidgets import (
 from studio.jobs import Job, JobState
 from studio.pipelines.requests import TransformedImage, TransformRequest
 from studio.ui.context import AppContext
-from studio.ui.panels.generate.controls import section_label
 from studio.ui.panels.generate.model_picker import ModelPicker
 from studio.ui.panels.generate.preview import FrameThrottle, preview_to_qimage
 from studio.ui.panels.transform.compare_view import CompareView
 from studio.ui.panels.transform.controls import BrushTools, CycleGANOptions, DiffusionOptions
 from studio.ui.panels.transform.cyclegan_picker import CycleGANPicker
 from studio.ui.panels.transform.mask_canvas import MaskCanvas
+from studio.ui.widgets.basics import section_label, vertical_scroll
 from studio.workers.thumbnails import pil_to_qimage
 
 log = logging.getLogger(__name__)
@@ -165,11 +164,7 @@ class TransformPanel(QWidget):
         side.addSpacing(6)
         side.addWidget(self.tabs)
         side.addWidget(self.pages, 1)
-        scroll = QScrollArea()
-        scroll.setWidget(side_inner)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll = vertical_scroll(side_inner)
         bottom = QVBoxLayout()
         bottom.setContentsMargins(16, 8, 16, 16)
         bottom.addWidget(self.error_label)

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.theme import colors
+from studio.ui.widgets.basics import section_label
 
 HISTORY_EVERY = 20  # steps between kept reconstruction grids
 HISTORY_MAX = 200  # kept grids (the oldest are dropped)
@@ -83,11 +84,11 @@ class AutoencoderView(LessonView):
             item.setLookupTable(pk.ink_lut())
             item.setLevels((0.0, 1.0))
 
-        self.recon_caption = pk.section(
+        self.recon_caption = section_label(
             "Original / noisy input / reconstruction" if lesson_key == "denoising-autoencoder"
             else "Original / reconstruction")
-        self.latent_caption = pk.section("Latent space")
-        self.grid_caption = pk.section("Decoded latent grid")
+        self.latent_caption = section_label("Latent space")
+        self.grid_caption = section_label("Decoded latent grid")
         layout = QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setHorizontalSpacing(12)
@@ -105,7 +106,7 @@ class AutoencoderView(LessonView):
 
         interp_box = QVBoxLayout()
         interp_head = QHBoxLayout()
-        interp_head.addWidget(pk.section("Interpolation"))
+        interp_head.addWidget(section_label("Interpolation"))
         interp_head.addStretch(1)
         for text, box in (("from", self.interp_from), ("to", self.interp_to)):
             lbl = QLabel(text)

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLa
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.theme import colors
+from studio.ui.widgets.basics import section_label
 
 RANGE = 3.2  # noise spreads beyond the data square; show a little more than it
 
@@ -55,9 +56,9 @@ class DDPMView(LessonView):
         self.level_label.setMinimumWidth(170)
         self.level_label.setProperty("muted", True)
 
-        self.forward_caption = pk.section("Forward process: data → noise")
-        self.reverse_caption = pk.section("Reverse chain: noise → data")
-        self.samples_caption = pk.section("Samples")
+        self.forward_caption = section_label("Forward process: data → noise")
+        self.reverse_caption = section_label("Reverse chain: noise → data")
+        self.samples_caption = section_label("Samples")
         layout = QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setHorizontalSpacing(12)
@@ -76,7 +77,7 @@ class DDPMView(LessonView):
         side = QVBoxLayout()
         side.addWidget(self.samples_caption)
         side.addWidget(self.samples_plot, 3)
-        side.addWidget(pk.section("Noise-prediction error per timestep range"))
+        side.addWidget(section_label("Noise-prediction error per timestep range"))
         side.addWidget(self.mse_plot, 2)
         layout.addLayout(side, 0, 2, 3, 1)
         for col in range(3):

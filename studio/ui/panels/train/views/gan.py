@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.theme import colors
+from studio.ui.widgets.basics import section_label
 
 EXTENT = 2.5  # the data square of datasets2d (kept here: the view must not import the engine)
 MIN_POINTS = 20  # a drawing with fewer points is refused by the lesson too
@@ -80,7 +81,7 @@ class GANView(LessonView):
 
         self.readouts: dict[str, QLabel] = {}
         side = QVBoxLayout()
-        side.addWidget(pk.section("Discriminator" if not self.wasserstein else "Critic"))
+        side.addWidget(section_label("Discriminator" if not self.wasserstein else "Critic"))
         grid = QGridLayout()
         rows = [("d_real", "D(x)" if not self.wasserstein else "mean D(x)"),
                 ("d_fake", "D(G(z))" if not self.wasserstein else "mean D(G(z))"),
@@ -104,7 +105,7 @@ class GANView(LessonView):
         heat_note.setWordWrap(True)
         side.addWidget(heat_note)
         side.addSpacing(8)
-        side.addWidget(pk.section("Mode coverage"))
+        side.addWidget(section_label("Mode coverage"))
         self.modes_label = QLabel("–")
         self.modes_label.setStyleSheet("font-size: 22px; font-weight: 600;")
         self.modes_detail = QLabel("8-gaussians only")
@@ -113,13 +114,13 @@ class GANView(LessonView):
         side.addWidget(self.modes_label)
         side.addWidget(self.modes_detail)
         side.addSpacing(8)
-        side.addWidget(pk.section("One player at a time"))
+        side.addWidget(section_label("One player at a time"))
         steps = QHBoxLayout()
         steps.addWidget(self.step_d)
         steps.addWidget(self.step_g)
         side.addLayout(steps)
         side.addSpacing(8)
-        side.addWidget(pk.section("Your own data"))
+        side.addWidget(section_label("Your own data"))
         draw_row = QHBoxLayout()
         draw_row.addWidget(self.draw_button)
         draw_row.addWidget(self.clear_button)
@@ -132,7 +133,7 @@ class GANView(LessonView):
         panel.setLayout(side)
         panel.setFixedWidth(240)
 
-        self.caption = pk.section("Real and generated points")
+        self.caption = section_label("Real and generated points")
         left = QVBoxLayout()
         left.addWidget(self.caption)
         left.addWidget(self.plot, 1)

@@ -1,0 +1,37 @@
+"""Small themed building blocks the workspace panels share: section headings, muted notes and the
+scrolling column a sidebar's form sits in. The look comes from the theme's style sheet, through
+the ``section`` and ``muted`` properties, so every panel's headings and notes match.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QWidget
+
+
+def section_label(text: str, parent: QWidget | None = None) -> QLabel:
+    """A small upper-case heading (styled by the theme's ``section`` property)."""
+    label = QLabel(text.upper(), parent)
+    label.setProperty("section", True)
+    return label
+
+
+def muted_label(text: str = "", *, wrap: bool = False) -> QLabel:
+    """A secondary line of text (the theme's ``muted`` colour)."""
+    label = QLabel(text)
+    label.setProperty("muted", True)
+    if wrap:
+        label.setWordWrap(True)
+    return label
+
+
+def vertical_scroll(widget: QWidget | None = None) -> QScrollArea:
+    """A frameless area scrolling ``widget`` up and down only: a sidebar's form keeps the
+    sidebar's width and scrolls when the window is short."""
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    if widget is not None:
+        scroll.setWidget(widget)
+    return scroll
