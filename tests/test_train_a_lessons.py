@@ -18,17 +18,7 @@ from studio.pipelines.train.datasets2d import (
 )
 from studio.pipelines.train.optimizers import OPTIMIZERS, OptimizerRace
 from studio.pipelines.train.runs import Run, export_csv, list_runs, load_metrics
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """As the CLI and the session do: tiny models run far faster on one thread (session.py)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
 
 
 def run_steps(trainer, n):

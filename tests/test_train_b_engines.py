@@ -11,21 +11,12 @@ import torch
 
 from studio.pipelines.train.base import InvalidParameter, TrainingDiverged
 from studio.pipelines.train.registry import lesson_class
+from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
 
 LESSONS = ["autoencoder", "denoising-autoencoder", "vae", "gan-2d", "wgan-gp-2d", "ddpm-2d"]
 # Small settings so the generic tests run in milliseconds per step.
 FAST = {"gan-2d": {"batch_size": 64}, "wgan-gp-2d": {"batch_size": 64, "k_d": 2},
         "ddpm-2d": {"batch_size": 64}}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny MLPs gain nothing from a second thread, and on a busy shared CPU the threads' spinning
-    makes steps 50x slower. Restored afterwards: the trainers never change it themselves."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make(key: str, seed: int = 0, **overrides):

@@ -10,20 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from studio.pipelines.train.registry import lesson_class
+from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
 
 SHOTS = Path(__file__).resolve().parents[1] / "screenshots"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny MLPs gain nothing from a second thread on a busy shared CPU (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 _TRAINED: dict = {}
