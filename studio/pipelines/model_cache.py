@@ -3,13 +3,20 @@
 Only the GPU worker thread touches it (DESIGN rule 5). Keeping a single pipeline bounds memory:
 switching models frees the old one (and the CUDA allocator's cached blocks) before the new one is
 loaded, so two SDXL models never sit in VRAM together.
+
+Every cache registers itself in a module-level weak set, so the model library can ask
+:func:`loaded_model_paths` which models are in memory (a loaded model must not be deleted) without
+the window having to pass its caches around; a cache that is garbage-collected drops out by itself.
+Handing out a model also records its use for the library's "last used" column.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from studio.config import Paths
@@ -18,6 +25,7 @@ from studio.library.models import ModelEntry
 log = logging.getLogger(__name__)
 
 CacheKey = tuple[str, str, str]
+_caches: weakref.WeakSet[ModelCache] = weakref.WeakSet()
 
 
 def cache_key(entry: ModelEntry, device: str, dtype: Any) -> CacheKey:
@@ -32,12 +40,14 @@ class ModelCache:
         self._key: CacheKey | None = None
         self._pipe: Any = None
         self.loads = 0  # how many times a model was actually read from disk (for tests / status)
+        _caches.add(self)
 
     def get(self, entry: ModelEntry, device: str, dtype: Any, paths: Paths | None = None) -> Any:
         """The pipeline for ``entry``, loading it (and unloading the previous one) if needed.
 
         ``paths`` is passed on to the loader (single files materialise their configs there)."""
         key = cache_key(entry, device, dtype)
+        _record_use(entry)
         if key == self._key and self._pipe is not None:
             return self._pipe
         self.unload_all()
@@ -72,3 +82,17 @@ class ModelCache:
 
     def loaded_keys(self) -> list[CacheKey]:
         return [self._key] if self._key is not None else []
+
+
+def _record_use(entry: Any) -> None:
+    from studio.library.usage import record_use
+
+    try:
+        record_use(Path(entry.path))
+    except Exception:  # noqa: BLE001 - bookkeeping must never fail a job
+        log.exception("could not record the use of %s", getattr(entry, "path", entry))
+
+
+def loaded_model_paths() -> set[Path]:
+    """Resolved paths of the models loaded in any live :class:`ModelCache` of this process."""
+    return {Path(key[0]) for cache in list(_caches) for key in cache.loaded_keys()}

@@ -1,0 +1,273 @@
+"""The model library's one index: every model Studio can find, of every kind, in one list.
+
+:func:`list_models` reuses the scanners the workspaces' pickers already use (text-to-image,
+chat, CycleGAN), so the library and the pickers never disagree, and adds what only the library
+shows: TAESD preview decoders, LoRAs (and for which base), and every other weight file or model
+folder as *unknown* with the reason. Sources are the studio models folder, the Hugging Face hub
+cache (used in place), extra folders (an A1111 or ComfyUI install is searched in its
+``models/…`` subfolders) and single files added by hand. Only headers and JSON are read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio.config import Paths, Settings
+from studio.jobs import UserFacingError
+from studio.library import usage
+from studio.library.chat_models import find_chat_models, weight_files
+from studio.library.classify import (
+    WEIGHT_SUFFIXES,
+    classify_file,
+    diffusers_weight_files,
+    files_precision,
+    is_taesd_folder,
+    unknown_folder_reason,
+)
+from studio.library.cyclegan_models import find_cyclegan_models
+from studio.library.models import _folder_size, _hf_cache_repos, find_txt2img_models
+
+log = logging.getLogger(__name__)
+
+KINDS = ("image", "transform", "chat", "preview", "lora", "unknown")
+KIND_TITLES = {"image": "Image generation", "transform": "Image transform (CycleGAN)",
+               "chat": "Chat", "preview": "Preview decoder (TAESD)", "lora": "LoRA",
+               "unknown": "Unknown"}
+SOURCE_TITLES = {"studio": "Studio folder", "hf-cache": "Hugging Face cache",
+                 "extra": "Extra folder", "file": "Single file"}
+#: Where A1111 and ComfyUI keep models, relative to their install folder.
+KNOWN_SUBDIRS = tuple(Path("models") / d for d in (
+    "Stable-diffusion", "Lora", "checkpoints", "loras", "vae_approx"))
+TAESD_REPOS = ("madebyollin/taesd", "madebyollin/taesdxl")
+_SCAN_DEPTH = 3
+
+
+@dataclass
+class LibraryEntry:
+    """One model in the library. ``spec`` is what a request or ``studio models info`` names."""
+
+    name: str
+    kind: str  # one of KINDS
+    path: Path
+    source: str  # studio | hf-cache | extra | file
+    format: str  # diffusers | single-file | transformers | pth | safetensors | LoRA format
+    size_bytes: int = 0
+    precision: str = ""
+    family: str = ""  # sd1 | sd2 | sdxl (image models, LoRAs, TAESD)
+    repo_id: str = ""
+    detail: str = ""  # the reason for an unknown, the architecture of a chat model, …
+    workspaces: tuple[str, ...] = ()
+    last_used: float | None = None
+    files: list[Path] = field(default_factory=list)  # what removing it deletes (default: path)
+
+    @property
+    def spec(self) -> str:
+        return self.repo_id if self.source == "hf-cache" and self.repo_id else str(self.path)
+
+    @property
+    def kind_title(self) -> str:
+        return KIND_TITLES.get(self.kind, self.kind)
+
+    @property
+    def source_title(self) -> str:
+        return SOURCE_TITLES.get(self.source, self.source)
+
+    def to_json(self) -> dict:
+        """A plain dict for ``--json`` output."""
+        return {"name": self.name, "kind": self.kind, "path": str(self.path),
+                "source": self.source, "format": self.format, "size_bytes": self.size_bytes,
+                "precision": self.precision, "family": self.family, "repo_id": self.repo_id,
+                "detail": self.detail, "workspaces": list(self.workspaces),
+                "last_used": self.last_used, "spec": self.spec}
+
+
+def _image_entries(settings: Settings, paths: Paths) -> list[LibraryEntry]:
+    out = []
+    for m in find_txt2img_models(settings, paths):
+        if m.format == "diffusers":
+            precision = files_precision(diffusers_weight_files(m.path))
+            if any((m.path / "unet").glob("*.fp16.safetensors")) and "fp16" not in precision:
+                precision = f"{precision}, fp16 variant" if precision else "fp16 variant"
+        else:
+            precision = files_precision([m.path]) if m.path.suffix == ".safetensors" else ""
+        detail = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x",
+                  "sdxl": "Stable Diffusion XL"}.get(m.family, "a pickled checkpoint")
+        out.append(LibraryEntry(m.name, "image", m.path, m.source, m.format, m.size_bytes,
+                                precision, m.family, m.repo_id, detail,
+                                ("Generate", "Transform")))
+    return out
+
+
+def _chat_entries(settings: Settings, paths: Paths) -> list[LibraryEntry]:
+    out = []
+    for m in find_chat_models(settings, paths):
+        files = [f for f in weight_files(m.path) if f.suffix == ".safetensors"]
+        detail = m.architecture + (f", {m.context_length} tokens context"
+                                   if m.context_length else "")
+        out.append(LibraryEntry(m.name, "chat", m.path, m.source, "transformers", m.size_bytes,
+                                files_precision(files), "", m.repo_id, detail, ("Chat",)))
+    return out
+
+
+def _cyclegan_entries(settings: Settings, paths: Paths) -> list[LibraryEntry]:
+    out = []
+    for m in find_cyclegan_models(settings, paths):
+        files = list(m.directions.values())
+        size = sum(f.stat().st_size for f in files if f.exists())
+        fmt = "safetensors" if files[0].suffix == ".safetensors" else "pth"
+        precision = files_precision(files) if fmt == "safetensors" else ""
+        detail = "translates " + " and ".join(m.directions)
+        out.append(LibraryEntry(m.name, "transform", m.path, m.source, fmt, size, precision,
+                                "", "", detail, ("Transform",), files=files))
+    return out
+
+
+def _roots(settings: Settings, paths: Paths) -> Iterator[tuple[Path, str]]:
+    """Folders to walk for what the pickers' scanners do not list, with their source."""
+    if paths.models_dir.is_dir():
+        yield paths.models_dir, "studio"
+    for extra in settings.extra_model_dirs:
+        root = Path(extra).expanduser()
+        if root.is_dir():
+            yield root, "extra"
+            for sub in KNOWN_SUBDIRS:
+                if (root / sub).is_dir():
+                    yield root / sub, "extra"
+
+
+def _walk(root: Path, depth: int) -> Iterator[Path]:
+    """Weight files and model folders under ``root`` (a model folder is not entered)."""
+    try:
+        children = sorted(root.iterdir())
+    except OSError as exc:
+        log.info("cannot list %s: %s", root, exc)
+        return
+    for child in children:
+        if child.name.startswith("."):
+            continue  # hidden: includes downloads in progress (models/.downloads)
+        if child.is_dir():
+            if (child / "model_index.json").is_file() or (child / "config.json").is_file():
+                yield child
+            elif depth > 1:
+                yield from _walk(child, depth - 1)
+        elif child.suffix.lower() in WEIGHT_SUFFIXES:
+            yield child
+
+
+def _other_entry(item: Path, source: str, paths: Paths) -> LibraryEntry:
+    """A LoRA, TAESD decoder or unknown thing found by the walk."""
+    if item.is_dir():
+        size = _folder_size(item)
+        if is_taesd_folder(item):
+            usable = item.parent == paths.models_dir and item.name in ("taesd", "taesdxl")
+            family = "sdxl" if "xl" in item.name.lower() else "sd1"
+            return LibraryEntry(item.name, "preview", item, source, "diffusers", size,
+                                files_precision(sorted(item.glob("*.safetensors"))), family, "",
+                                "TAESD (AutoencoderTiny) preview decoder",
+                                ("Generate",) if usable else ())
+        return LibraryEntry(item.name, "unknown", item, source, "folder", size,
+                            detail=unknown_folder_reason(item))
+    size = item.stat().st_size
+    fmt = item.suffix.lower().lstrip(".")
+    try:
+        kind = classify_file(item)
+    except UserFacingError as exc:
+        return LibraryEntry(item.stem, "unknown", item, source, fmt, size, detail=str(exc))
+    if kind.kind == "lora":
+        fmt = f"LoRA ({kind.format})"
+    return LibraryEntry(item.stem, kind.kind, item, source, fmt, size, kind.precision,
+                        kind.family, "", kind.reason)
+
+
+def _claimed(path: Path, claimed: set[Path]) -> bool:
+    resolved = path.resolve()
+    return resolved in claimed or any(p in claimed for p in resolved.parents)
+
+
+def _hf_other(repo, claimed: set[Path]) -> LibraryEntry | None:
+    """An HF cache repo none of the scanners claimed: TAESD, or unknown with the reason."""
+    revisions = sorted(repo.revisions, key=lambda r: ("main" in r.refs, r.last_modified),
+                       reverse=True)
+    if not revisions:
+        return None
+    snap = Path(revisions[0].snapshot_path)
+    if any(_claimed(Path(r.snapshot_path), claimed) for r in revisions):
+        return None
+    size = int(repo.size_on_disk)
+    if is_taesd_folder(snap):
+        family = "sdxl" if repo.repo_id.endswith("xl") else "sd1"
+        return LibraryEntry(repo.repo_id, "preview", snap, "hf-cache", "diffusers", size,
+                            files_precision(sorted(snap.glob("*.safetensors"))), family,
+                            repo.repo_id, "TAESD (AutoencoderTiny) preview decoder",
+                            ("Generate",) if repo.repo_id in TAESD_REPOS else ())
+    return LibraryEntry(repo.repo_id, "unknown", snap, "hf-cache", "hub repo", size,
+                        repo_id=repo.repo_id, detail=unknown_folder_reason(snap))
+
+
+def list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
+    """Every model in the library, sorted by kind then name, with its last use filled in."""
+    entries = (_image_entries(settings, paths) + _chat_entries(settings, paths)
+               + _cyclegan_entries(settings, paths))
+    claimed: set[Path] = set()
+    for e in entries:
+        claimed.add(e.path.resolve())
+        claimed.update(f.resolve() for f in e.files)
+    for root, source in _roots(settings, paths):
+        for item in _walk(root, _SCAN_DEPTH):
+            if _claimed(item, claimed):
+                continue
+            try:
+                entry = _other_entry(item, source, paths)
+            except OSError as exc:
+                log.warning("skipping %s: %s", item, exc)
+                continue
+            entries.append(entry)
+            claimed.add(item.resolve())
+    for added in settings.added_models:
+        item = Path(added).expanduser()
+        if item.exists() and not _claimed(item, claimed):
+            try:
+                entries.append(_other_entry(item, "file", paths))
+            except OSError as exc:
+                log.warning("skipping %s: %s", item, exc)
+            claimed.add(item.resolve())
+    for repo in _hf_cache_repos():
+        try:
+            entry = _hf_other(repo, claimed)
+        except OSError as exc:
+            log.warning("skipping %s: %s", repo.repo_id, exc)
+            continue
+        if entry is not None:
+            entries.append(entry)
+    used = usage.last_used(paths)
+    for e in entries:
+        e.last_used = used.get(str(e.path.resolve()))
+    order = {k: i for i, k in enumerate(KINDS)}
+    return sorted(entries, key=lambda e: (order.get(e.kind, 99), e.name.lower()))
+
+
+def find_entry(name: str, entries: list[LibraryEntry]) -> LibraryEntry:
+    """The entry a user names: its name, repo id or path (exact first, then case-insensitive)."""
+    name = str(name).strip()
+    if not name:
+        raise UserFacingError("No model named.")
+    path = Path(name).expanduser()
+    if path.exists():
+        hits = [e for e in entries if e.path.resolve() == path.resolve()
+                or any(f.resolve() == path.resolve() for f in e.files)]
+        if hits:
+            return hits[0]
+    for match in (lambda e: name in (e.name, e.repo_id, e.spec),
+                  lambda e: name.lower() in (e.name.lower(), e.repo_id.lower())):
+        hits = [e for e in entries if match(e)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            where = "; ".join(f"{e.kind_title}: {e.path}" for e in hits)
+            raise UserFacingError(f"{name!r} names {len(hits)} models ({where}); name one by its "
+                                  "path.")
+    raise UserFacingError(f"No model called {name!r} in the library. 'studio models list' shows "
+                          "what there is.")

@@ -1,0 +1,180 @@
+"""What a weight file or model folder is, from its header or config alone (no weights loaded).
+
+The model library lists *every* file it finds, so besides the checkpoints :mod:`detect` knows it
+recognises LoRAs (kohya ``lora_unet_``/``lora_te_`` keys, diffusers/PEFT ``.lora_A``/``lora.down``
+keys, LyCORIS) and for which base they were made (the width of a cross-attention ``to_k``
+projection: 768 → SD 1.x, 1024 → SD 2.x, 2048 → SDXL; SDXL's second text encoder ``te2``), TAESD
+preview decoders, and the precision of safetensors files from their dtypes. Whatever is none of
+these gets a reason, so the library can show it as unknown instead of hiding it. No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from studio.jobs import UserFacingError
+from studio.library.detect import detect_from_header, read_safetensors_header
+
+WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin")
+_DTYPES = {"F16": "fp16", "BF16": "bf16", "F32": "fp32", "F64": "fp64", "F8_E4M3": "fp8",
+           "F8_E5M2": "fp8", "I8": "int8", "U8": "uint8"}
+_LORA_MARKERS = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.", ".lora.down.", ".lora.up.",
+                 "lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
+_LYCORIS_MARKERS = (".hada_w1_a", ".lokr_w1", ".hada_w2_a", ".lokr_w2")
+_TO_K = re.compile(r"attn2[._]to_k.*(lora_down|lora_A|lora\.down)")
+_LORA_BASES = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+
+
+@dataclass(frozen=True)
+class FileKind:
+    """What one weight file is: ``kind`` image | lora | preview | unknown, with its base family."""
+
+    kind: str
+    family: str = ""  # sd1 | sd2 | sdxl for checkpoints and LoRAs; "" when not known
+    precision: str = ""  # fp16 | bf16 | fp32 | "fp16 + fp32" ...; "" for pickles (not read)
+    reason: str = ""  # why we think so, or why the file is unknown
+    format: str = ""  # kohya | diffusers | LyCORIS for LoRAs; "" otherwise
+
+
+def header_precision(header: dict[str, Any]) -> str:
+    """The precision of a safetensors file: its dtypes, the largest share of bytes first."""
+    share: dict[str, int] = {}
+    for name, info in header.items():
+        if name == "__metadata__" or not isinstance(info, dict):
+            continue
+        dtype = _DTYPES.get(str(info.get("dtype", "")), str(info.get("dtype", "")).lower())
+        try:
+            start, end = (int(x) for x in info.get("data_offsets", (0, 0)))
+        except (TypeError, ValueError):
+            start, end = 0, 0
+        share[dtype] = share.get(dtype, 0) + max(end - start, 0)
+    total = sum(share.values()) or 1
+    # Norms kept in fp32 inside an fp16 file are noise; name only dtypes holding ≥5% of the bytes.
+    major = [d for d, n in sorted(share.items(), key=lambda kv: -kv[1]) if n / total >= 0.05]
+    return " + ".join(major)
+
+
+def files_precision(files: list[Path]) -> str:
+    """The combined precision of several safetensors files (headers only); '' when unreadable."""
+    combined: dict[str, Any] = {}
+    for i, path in enumerate(files):
+        try:
+            header = read_safetensors_header(path)
+        except (OSError, UserFacingError):
+            continue
+        for key, info in header.items():
+            if key != "__metadata__":
+                combined[f"{i}:{key}"] = info
+    return header_precision(combined) if combined else ""
+
+
+def lora_base(header: dict[str, Any]) -> tuple[str, str]:
+    """(family, reason) of the base model a LoRA was made for, from its key names and shapes."""
+    keys = [k for k in header if k != "__metadata__"]
+    for key in keys:
+        if _TO_K.search(key):
+            shape = list(header[key].get("shape", []))
+            if len(shape) == 2 and shape[1] in _LORA_BASES:
+                return _LORA_BASES[shape[1]], f"cross-attention width {shape[1]}"
+    if any(k.startswith(("lora_te2_", "text_encoder_2.", "lora_te2.")) for k in keys):
+        return "sdxl", "has a second text encoder (SDXL)"
+    meta = header.get("__metadata__") or {}
+    base = str(meta.get("ss_base_model_version", "") or meta.get("modelspec.architecture", ""))
+    if "xl" in base.lower():
+        return "sdxl", f"metadata says {base}"
+    if base.startswith(("sd_v1", "stable-diffusion-v1")):
+        return "sd1", f"metadata says {base}"
+    return "", "base model not recognisable from its keys"
+
+
+def is_lora_header(header: dict[str, Any]) -> str:
+    """'kohya', 'diffusers' or 'LyCORIS' when the header is a LoRA's, else ''."""
+    keys = [k for k in header if k != "__metadata__"]
+    if any(m in k for k in keys for m in _LYCORIS_MARKERS):
+        return "LyCORIS"
+    if any(k.startswith(("lora_unet_", "lora_te")) for k in keys):
+        return "kohya"
+    if any(m in k for k in keys for m in _LORA_MARKERS):
+        return "diffusers"
+    return ""
+
+
+def _taesd_file(path: Path, header: dict[str, Any]) -> FileKind | None:
+    keys = [k for k in header if k != "__metadata__"]
+    diffusers_layout = keys and all(k.startswith(("decoder.layers.", "encoder.layers."))
+                                    for k in keys)
+    comfy_layout = path.name.lower().startswith(("taesd", "taef")) and keys and all(
+        k.split(".", 1)[0].isdigit() for k in keys)
+    if not (diffusers_layout or comfy_layout):
+        return None
+    stem = path.name.lower()
+    family = "sdxl" if stem.startswith("taesdxl") else "sd1" if stem.startswith("taesd_") else ""
+    return FileKind("preview", family, header_precision(header),
+                    "a TAESD decoder file (Studio's previews use the diffusers TAESD folder)")
+
+
+def classify_file(path: Path) -> FileKind:
+    """Classify one weight file. Raises :class:`UserFacingError` for a corrupt safetensors."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix != ".safetensors":
+        if suffix == ".ckpt":
+            return FileKind("image", "", "", "a pickled checkpoint; identified when it is loaded")
+        if suffix in WEIGHT_SUFFIXES:
+            return FileKind("unknown", "", "", f"a pickle ({suffix}) that is not a CycleGAN "
+                            "generator; its contents are not known without loading it")
+        return FileKind("unknown", reason=f"not a weight file ({suffix or 'no suffix'})")
+    header = read_safetensors_header(path)
+    precision = header_precision(header)
+    lora = is_lora_header(header)
+    if lora:
+        family, why = lora_base(header)
+        return FileKind("lora", family, precision, why, lora)
+    taesd = _taesd_file(path, header)
+    if taesd is not None:
+        return taesd
+    det = detect_from_header(header)
+    if det.family != "unknown":
+        return FileKind("image", det.family, precision, det.reason)
+    return FileKind("unknown", "", precision, det.reason)
+
+
+def folder_config(folder: Path, name: str) -> dict:
+    """A JSON file of a model folder as a dict ({} when absent or unreadable)."""
+    try:
+        data = json.loads((Path(folder) / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def is_taesd_folder(folder: Path) -> bool:
+    """A diffusers ``AutoencoderTiny`` folder (madebyollin/taesd, taesdxl) with safetensors."""
+    return folder_config(folder, "config.json").get("_class_name") == "AutoencoderTiny" and any(
+        Path(folder).glob("*.safetensors"))
+
+
+def unknown_folder_reason(folder: Path) -> str:
+    """Why a folder with a config is not a model the library knows."""
+    index = folder_config(folder, "model_index.json")
+    if index:
+        return f"{index.get('_class_name') or 'a diffusers pipeline'} is not a text-to-image " \
+               "Stable Diffusion pipeline"
+    config = folder_config(folder, "config.json")
+    if config:
+        archs = ", ".join(a for a in config.get("architectures") or [] if isinstance(a, str))
+        what = archs or config.get("_class_name") or config.get("model_type") or "unnamed"
+        return f"{what} is not a chat (…ForCausalLM) model, a pipeline or a TAESD decoder"
+    return "no model_index.json or config.json"
+
+
+def diffusers_weight_files(folder: Path) -> list[Path]:
+    """The UNet's safetensors of a pipeline folder (full precision first), for its precision."""
+    unet = Path(folder) / "unet"
+    files = sorted(unet.glob("*.safetensors"))
+    plain = [f for f in files if ".fp16" not in f.name]
+    return plain or files
