@@ -5,9 +5,24 @@ Nothing heavy is imported here: `studio --version` and the window's start-up mus
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 __version__ = "0.1.0"
 
-#: Files that ship with the app (model configs, tokenizer data, theme).
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+
+def _assets_dir() -> Path:
+    # A PyInstaller bundle unpacks its data next to the code in sys._MEIPASS (onedir: the
+    # "_internal" folder; a macOS .app: Contents/Frameworks or Resources). The spec puts assets/
+    # there, so the frozen app never looks for the source tree.
+    bundle = getattr(sys, "_MEIPASS", None)
+    if getattr(sys, "frozen", False) and bundle:
+        for base in (Path(bundle), Path(bundle).parent / "Resources"):
+            if (base / "assets").is_dir():
+                return base / "assets"
+        return Path(bundle) / "assets"
+    return Path(__file__).resolve().parent.parent / "assets"
+
+
+#: Files that ship with the app (model configs, tokenizer data, catalogs, icons).
+ASSETS_DIR = _assets_dir()

@@ -24,6 +24,7 @@ COMMANDS: list[str] = [
     "studio.cli.chat",
     "studio.cli.serve",
     "studio.cli.info",
+    "studio.cli.self_test",
 ]
 
 #: What ``studio`` with no sub-command does.
