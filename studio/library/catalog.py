@@ -18,7 +18,7 @@ from pathlib import Path
 from studio.config import Paths, Settings
 from studio.jobs import UserFacingError
 from studio.library import usage
-from studio.library.chat_models import find_chat_models, weight_files
+from studio.library.chat_models import chat_entry_for_folder, find_chat_models, weight_files
 from studio.library.classify import (
     WEIGHT_SUFFIXES,
     classify_file,
@@ -27,8 +27,14 @@ from studio.library.classify import (
     is_taesd_folder,
     unknown_folder_reason,
 )
-from studio.library.cyclegan_models import find_cyclegan_models
-from studio.library.models import _folder_size, _hf_cache_repos, find_txt2img_models
+from studio.library.cyclegan_models import SUFFIXES as CYCLEGAN_SUFFIXES
+from studio.library.cyclegan_models import find_cyclegan_models, group_models, looks_like_generator
+from studio.library.models import (
+    _folder_size,
+    _hf_cache_repos,
+    entry_for_path,
+    find_txt2img_models,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +91,11 @@ class LibraryEntry:
 
 
 def _image_entries(settings: Settings, paths: Paths) -> list[LibraryEntry]:
-    out = []
-    for m in find_txt2img_models(settings, paths):
+    return list(_image_entries_for(find_txt2img_models(settings, paths)))
+
+
+def _image_entries_for(models: list) -> Iterator[LibraryEntry]:
+    for m in models:
         if m.format == "diffusers":
             precision = files_precision(diffusers_weight_files(m.path))
             if any((m.path / "unet").glob("*.fp16.safetensors")) and "fp16" not in precision:
@@ -95,34 +104,33 @@ def _image_entries(settings: Settings, paths: Paths) -> list[LibraryEntry]:
             precision = files_precision([m.path]) if m.path.suffix == ".safetensors" else ""
         detail = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x",
                   "sdxl": "Stable Diffusion XL"}.get(m.family, "a pickled checkpoint")
-        out.append(LibraryEntry(m.name, "image", m.path, m.source, m.format, m.size_bytes,
-                                precision, m.family, m.repo_id, detail,
-                                ("Generate", "Transform")))
-    return out
+        yield LibraryEntry(m.name, "image", m.path, m.source, m.format, m.size_bytes,
+                           precision, m.family, m.repo_id, detail, ("Generate", "Transform"))
+
+
+def _chat_entry(m) -> LibraryEntry:
+    files = [f for f in weight_files(m.path) if f.suffix == ".safetensors"]
+    detail = m.architecture + (f", {m.context_length} tokens context" if m.context_length else "")
+    return LibraryEntry(m.name, "chat", m.path, m.source, "transformers", m.size_bytes,
+                        files_precision(files), "", m.repo_id, detail, ("Chat",))
 
 
 def _chat_entries(settings: Settings, paths: Paths) -> list[LibraryEntry]:
-    out = []
-    for m in find_chat_models(settings, paths):
-        files = [f for f in weight_files(m.path) if f.suffix == ".safetensors"]
-        detail = m.architecture + (f", {m.context_length} tokens context"
-                                   if m.context_length else "")
-        out.append(LibraryEntry(m.name, "chat", m.path, m.source, "transformers", m.size_bytes,
-                                files_precision(files), "", m.repo_id, detail, ("Chat",)))
-    return out
+    return [_chat_entry(m) for m in find_chat_models(settings, paths)]
+
+
+def _cyclegan_entry(m) -> LibraryEntry:
+    files = list(m.directions.values())
+    size = sum(f.stat().st_size for f in files if f.exists())
+    fmt = "safetensors" if files[0].suffix == ".safetensors" else "pth"
+    precision = files_precision(files) if fmt == "safetensors" else ""
+    detail = "translates " + " and ".join(m.directions)
+    return LibraryEntry(m.name, "transform", m.path, m.source, fmt, size, precision, "", "",
+                        detail, ("Transform",), files=files)
 
 
 def _cyclegan_entries(settings: Settings, paths: Paths) -> list[LibraryEntry]:
-    out = []
-    for m in find_cyclegan_models(settings, paths):
-        files = list(m.directions.values())
-        size = sum(f.stat().st_size for f in files if f.exists())
-        fmt = "safetensors" if files[0].suffix == ".safetensors" else "pth"
-        precision = files_precision(files) if fmt == "safetensors" else ""
-        detail = "translates " + " and ".join(m.directions)
-        out.append(LibraryEntry(m.name, "transform", m.path, m.source, fmt, size, precision,
-                                "", "", detail, ("Transform",), files=files))
-    return out
+    return [_cyclegan_entry(m) for m in find_cyclegan_models(settings, paths)]
 
 
 def _roots(settings: Settings, paths: Paths) -> Iterator[tuple[Path, str]]:
@@ -247,6 +255,37 @@ def list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
         e.last_used = used.get(str(e.path.resolve()))
     order = {k: i for i, k in enumerate(KINDS)}
     return sorted(entries, key=lambda e: (order.get(e.kind, 99), e.name.lower()))
+
+
+def describe_path(path: Path, source: str, paths: Paths) -> LibraryEntry:
+    """What one file or folder is, as a library entry (kind ``unknown`` with the reason when it
+    is not a model Studio knows). Used by import, before anything is copied or registered."""
+    path = Path(path)
+    try:
+        image = entry_for_path(path, source)
+    except UserFacingError as exc:
+        return LibraryEntry(path.stem, "unknown", path, source,
+                            path.suffix.lstrip(".") or "folder",
+                            path.stat().st_size if path.is_file() else 0, detail=str(exc))
+    if image is not None:
+        return next(e for e in _image_entries_for([image]))
+    if path.is_dir():
+        chat = chat_entry_for_folder(path, source)
+        if chat is not None:
+            return _chat_entry(chat)
+        gens = [f for f in sorted(path.iterdir())
+                if f.suffix.lower() in CYCLEGAN_SUFFIXES and looks_like_generator(f)]
+        if gens and not (path / "config.json").is_file():
+            return _cyclegan_entry(group_models(gens, source)[0])
+        if not ((path / "config.json").is_file() or (path / "model_index.json").is_file()):
+            return LibraryEntry(path.name, "unknown", path, source, "folder", _folder_size(path),
+                                detail="an empty folder or one without a model "
+                                       "(no model_index.json or config.json)"
+                                if not any(path.iterdir()) else
+                                "no model_index.json or config.json")
+    elif path.suffix.lower() in CYCLEGAN_SUFFIXES and looks_like_generator(path):
+        return _cyclegan_entry(group_models([path], source)[0])
+    return _other_entry(path, source, paths)
 
 
 def find_entry(name: str, entries: list[LibraryEntry]) -> LibraryEntry:

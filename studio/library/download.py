@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,21 @@ from studio.jobs import CancelToken, JobCancelled, UserFacingError
 
 CHUNK = 1 << 16
 USER_AGENT = "Studio-downloader/1"
+
+
+class _NoCredentialsElsewhere(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, but never send an Authorization header to another host (the Hugging
+    Face Hub redirects large files to a CDN with a signed URL that refuses a second credential)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib API
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urllib.parse.urlsplit(newurl).netloc != \
+                urllib.parse.urlsplit(req.full_url).netloc:
+            new.remove_header("Authorization")
+        return new
+
+
+_opener = urllib.request.build_opener(_NoCredentialsElsewhere)
 
 
 @dataclass
@@ -43,8 +59,12 @@ def _hash_prefix(part: Path) -> tuple[hashlib._Hash, int]:
 
 def download_file(url: str, target: Path, *, expected_sha256: str = "",
                   progress: Callable[[int, int], None] | None = None,
-                  cancel: CancelToken | None = None, timeout: float = 30.0) -> DownloadResult:
+                  cancel: CancelToken | None = None, timeout: float = 30.0,
+                  headers: dict[str, str] | None = None) -> DownloadResult:
     """Fetch ``url`` into ``target``; ``progress(done_bytes, total_bytes or 0)``.
+
+    ``headers`` are added to the request (e.g. an access token); an Authorization header is not
+    passed on when the server redirects to another host.
 
     A cancel leaves the ``.part`` file for a later resume and raises :class:`JobCancelled`.
     """
@@ -52,11 +72,11 @@ def download_file(url: str, target: Path, *, expected_sha256: str = "",
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     offset = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - http(s) only
+        response = _opener.open(request, timeout=timeout)  # noqa: S310 - http(s) only
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:  # the part file is already complete
             digest, size = _hash_prefix(part)
