@@ -23,6 +23,7 @@ COMMANDS: list[str] = [
     "studio.cli.train",
     "studio.cli.chat",
     "studio.cli.serve",
+    "studio.cli.models",
     "studio.cli.info",
     "studio.cli.self_test",
 ]
