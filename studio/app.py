@@ -7,11 +7,13 @@ thread when the first image job runs.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable
 
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from studio.config import Paths, Settings, default_paths, load_settings
@@ -21,6 +23,7 @@ from studio.pipelines.transform_handlers import Img2ImgHandler, transform_handle
 from studio.ui.context import AppContext
 from studio.ui.main_window import MainWindow
 from studio.ui.theme import apply_theme
+from studio.ui.welcome import is_first_start, show_welcome
 from studio.ui.workspaces import Workspace
 from studio.workers.job_bridge import JobBridge
 
@@ -73,17 +76,41 @@ def build_main_window(settings: Settings | None = None, base_paths: Paths | None
     return window
 
 
+def ensure_std_streams() -> None:
+    """Give a windowed start (pythonw, a frozen Windows/macOS app) real stdout/stderr.
+
+    There both are None, and tqdm, logging and print fail on the first write; writers to
+    os.devnull keep them working and silent. (Installer builds also do this in a runtime hook.)
+    """
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+
+
+def app_icon() -> QIcon:
+    """Studio's icon (assets/icons/studio.svg) for the window and the task bar."""
+    from studio import ASSETS_DIR
+
+    return QIcon(str(ASSETS_DIR / "icons" / "studio.svg"))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the app until its window closes; returns the exit code."""
+    ensure_std_streams()
     argv = list(sys.argv if argv is None else argv)
     app = QApplication.instance() or QApplication(argv)
     app.setApplicationName("Studio")
     app.setApplicationDisplayName("Studio")
     app.setDesktopFileName("studio")
-    window = build_main_window()
+    app.setWindowIcon(app_icon())
+    base_paths = default_paths()
+    first_start = is_first_start(base_paths)  # before anything can write the settings file
+    window = build_main_window(base_paths=base_paths)
     window.show()
     # The device probe imports torch; start it once the window has been painted.
     QTimer.singleShot(0, window.start_device_detection)
+    if first_start:
+        QTimer.singleShot(0, lambda: show_welcome(window))
 
     # Ctrl+C in the terminal closes the window cleanly. Qt's loop never runs Python code on its
     # own, so a timer gives the interpreter a chance to notice the signal.
