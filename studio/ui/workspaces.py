@@ -57,6 +57,12 @@ def _train(ctx: AppContext) -> QWidget:
     return TrainPanel(ctx)
 
 
+def _models(ctx: AppContext) -> QWidget:
+    from studio.ui.panels.models import ModelsPanel
+
+    return ModelsPanel(ctx)
+
+
 WORKSPACES: list[Workspace] = [
     Workspace("generate", "Generate", "generate", _generate, "Text to image"),
     Workspace("gallery", "Gallery", "gallery", _gallery, "Everything you made"),
@@ -65,4 +71,6 @@ WORKSPACES: list[Workspace] = [
     Workspace("chat", "Chat", "chat", _chat, "Talk to local and remote language models"),
     Workspace("train", "Train", "train", _train, "Watch optimizers, GANs, VAEs and diffusion "
               "models learn"),
+    Workspace("models", "Models", "models", _models, "The model library: download, import, "
+              "inspect and remove models"),
 ]

@@ -1,0 +1,256 @@
+"""Download… : pick a recommended model or type a repo id, see the size, download with progress.
+
+The plan (size, files) and the download both run on the panel's I/O pool — never on the GUI
+thread and never on the GPU worker. Progress arrives through a relay's queued signal. Cancel keeps
+the partial files; downloading the same repo again resumes them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal, Slot
+from PySide6.QtWidgets import (
+    QDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from studio.jobs import CancelToken, JobCancelled, describe_error
+from studio.library import hub_download as hd
+from studio.library.manage import human_size
+from studio.ui.context import AppContext
+from studio.workers.background import run_in_background
+
+
+class _Relay(QObject):
+    status = Signal(object)  # TransferStatus
+    done = Signal(object)  # Path
+    failed = Signal(str)
+    cancelled = Signal()
+
+
+class _DownloadRun(QRunnable):
+    def __init__(self, plan: hd.DownloadPlan, ctx_paths, token: str | None, relay: _Relay,
+                 cancel: CancelToken) -> None:
+        super().__init__()
+        self.plan, self.paths, self.token, self.relay, self.cancel = (plan, ctx_paths, token,
+                                                                      relay, cancel)
+
+    def run(self) -> None:  # pool thread
+        try:
+            folder = hd.download(self.plan, self.paths, token=self.token,
+                                 progress=self.relay.status.emit, cancel=self.cancel)
+        except JobCancelled:
+            self.relay.cancelled.emit()
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a message
+            self.relay.failed.emit(describe_error(exc))
+        else:
+            self.relay.done.emit(folder)
+
+
+def status_text(s: hd.TransferStatus) -> str:
+    """'1.2 GB of 2.6 GB · 45.3 MB/s · 0:31 left · file 2 of 9'."""
+    parts = [f"{human_size(s.done)} of {human_size(s.total)}"]
+    if s.speed > 0:
+        parts.append(f"{human_size(s.speed)}/s")
+    if s.eta_s is not None:
+        parts.append(time.strftime("%H:%M:%S" if s.eta_s >= 3600 else "%M:%S",
+                                   time.gmtime(s.eta_s)) + " left")
+    parts.append(f"file {s.file_index + 1} of {s.file_count}")
+    return "  ·  ".join(parts)
+
+
+class DownloadDialog(QDialog):
+    """Recommended models and any repo id; emits ``downloaded(Path)`` when a model arrived."""
+
+    downloaded = Signal(object)
+
+    def __init__(self, ctx: AppContext, pool: QThreadPool, fp16: bool, parent=None) -> None:
+        super().__init__(parent)
+        self.ctx, self.pool, self.fp16 = ctx, pool, fp16
+        self.plan: hd.DownloadPlan | None = None
+        self.cancel_token: CancelToken | None = None
+        self.setWindowTitle("Download a model")
+        self.resize(760, 520)
+
+        self.catalog = QListWidget()
+        self.catalog.setMinimumWidth(270)
+        for m in hd.load_catalog():
+            item = QListWidgetItem(f"{m.title}\n≈{m.size_gb:g} GB · {m.kind}")
+            item.setData(Qt.ItemDataRole.UserRole, m)
+            self.catalog.addItem(item)
+        self.catalog.currentItemChanged.connect(self._on_catalog)
+
+        self.about = QLabel("Pick a recommended model, or type any Hugging Face repo id.")
+        self.about.setWordWrap(True)
+        self.about.setTextFormat(Qt.TextFormat.RichText)
+        self.about.setAlignment(Qt.AlignmentFlag.AlignTop)
+        self.repo = QLineEdit()
+        self.repo.setPlaceholderText("org/name, e.g. stabilityai/sd-turbo")
+        self.repo.textChanged.connect(self._invalidate)
+        self.token = QLineEdit()
+        self.token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token.setPlaceholderText("Access token — only for gated models (saved securely)")
+        self.check_button = QPushButton("Check size")
+        self.check_button.clicked.connect(self.check)
+        self.plan_label = QLabel("")
+        self.plan_label.setWordWrap(True)
+        self.plan_label.setProperty("muted", True)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.progress.hide()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.download_button = QPushButton("Download")
+        self.download_button.setProperty("accent", True)
+        self.download_button.setEnabled(False)
+        self.download_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel download")
+        self.cancel_button.hide()
+        self.cancel_button.clicked.connect(self.cancel)
+        close = QPushButton("Close")
+        close.clicked.connect(self.reject)
+
+        right = QVBoxLayout()
+        right.addWidget(self.about, 1)
+        right.addWidget(QLabel("Repository"))
+        row = QHBoxLayout()
+        row.addWidget(self.repo, 1)
+        row.addWidget(self.check_button)
+        right.addLayout(row)
+        right.addWidget(self.token)
+        right.addWidget(self.plan_label)
+        right.addWidget(self.progress)
+        right.addWidget(self.status)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(close)
+        buttons.addWidget(self.download_button)
+        right.addLayout(buttons)
+        body = QHBoxLayout(self)
+        body.addWidget(self.catalog)
+        body.addLayout(right, 1)
+
+    # -- choosing ----------------------------------------------------------------------------
+    @Slot()
+    def _on_catalog(self, item: QListWidgetItem | None, _previous=None) -> None:
+        if item is None:
+            return
+        m: hd.CatalogModel = item.data(Qt.ItemDataRole.UserRole)
+        self.about.setText(
+            f"<b>{m.title}</b><br><span>{m.purpose}</span><br><br>"
+            f"Download: ≈{m.size_gb:g} GB<br>Memory: {m.memory}<br>Licence: {m.licence}<br>"
+            f"<span style='color:gray'>{m.repo_id} · sizes are approximate</span>")
+        self.repo.setText(m.repo_id)
+
+    @Slot()
+    def _invalidate(self) -> None:
+        self.plan = None
+        self.download_button.setEnabled(False)
+        self.plan_label.setText("")
+
+    @Slot()
+    def check(self) -> None:
+        repo_id = self.repo.text().strip()
+        self.plan_label.setText(f"Asking the Hub about {repo_id}…")
+        self.check_button.setEnabled(False)
+        token_text, paths = self.token.text().strip(), self.ctx.paths
+
+        def work():
+            if token_text:
+                hd.save_access_token(token_text, paths)
+            token = token_text or hd.access_token(paths)
+            return hd.plan_download(repo_id, fp16=self.fp16, token=token)
+
+        run_in_background(self.pool, work, self._on_plan, self._on_plan_error, owner=self)
+
+    def _on_plan(self, plan: hd.DownloadPlan) -> None:
+        self.check_button.setEnabled(True)
+        if plan.repo_id != self.repo.text().strip():
+            return  # the user typed another repo meanwhile
+        self.plan = plan
+        where = hd.destination(plan.repo_id, self.ctx.paths)
+        self.plan_label.setText(
+            f"{len(plan.files)} files, {human_size(plan.total_bytes)}"
+            f"{' (fp16 weights)' if plan.fp16 else ''} → {where}. "
+            f"Leaving out {len(plan.skipped)} files Studio does not need.")
+        self.download_button.setEnabled(True)
+
+    def _on_plan_error(self, message: str) -> None:
+        self.check_button.setEnabled(True)
+        self.plan_label.setText(message)
+
+    # -- downloading -------------------------------------------------------------------------
+    @Slot()
+    def start(self) -> None:
+        if self.plan is None:
+            return
+        token = self.token.text().strip() or None
+        relay = _Relay(self)
+        relay.status.connect(self._on_status)
+        relay.done.connect(self._on_done)
+        relay.failed.connect(self._on_failed)
+        relay.cancelled.connect(self._on_cancelled)
+        self.cancel_token = CancelToken()
+        self.progress.setValue(0)
+        self.progress.show()
+        self.cancel_button.show()
+        self.download_button.setEnabled(False)
+        self.check_button.setEnabled(False)
+        self.status.setText("Starting…")
+        paths = self.ctx.paths
+        if token is None:
+            token = hd.access_token(paths)
+        self.pool.start(_DownloadRun(self.plan, paths, token, relay, self.cancel_token))
+
+    @Slot()
+    def cancel(self) -> None:
+        if self.cancel_token is not None:
+            self.cancel_token.cancel()
+            self.status.setText("Cancelling…")
+
+    @property
+    def busy(self) -> bool:
+        return self.cancel_button.isVisible()
+
+    @Slot(object)
+    def _on_status(self, s: hd.TransferStatus) -> None:
+        self.progress.setValue(int(1000 * s.done / s.total) if s.total else 0)
+        self.status.setText(status_text(s))
+
+    def _finish(self, text: str) -> None:
+        self.cancel_button.hide()
+        self.check_button.setEnabled(True)
+        self.status.setText(text)
+
+    @Slot(object)
+    def _on_done(self, folder: Path) -> None:
+        self.progress.setValue(1000)
+        self._finish(f"Downloaded to {folder}.")
+        self.plan = None
+        self.downloaded.emit(folder)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self.progress.hide()
+        self._finish(message)
+        self.download_button.setEnabled(self.plan is not None)
+
+    @Slot()
+    def _on_cancelled(self) -> None:
+        self._finish("Cancelled. The part already downloaded is kept: download again to resume.")
+        self.download_button.setEnabled(self.plan is not None)
+
+    def reject(self) -> None:
+        self.cancel()  # closing the dialog stops the download (it resumes next time)
+        super().reject()

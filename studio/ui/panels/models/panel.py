@@ -1,0 +1,382 @@
+"""The Models workspace: every model in the library, its details, import, remove and download.
+
+Scanning, hashing, copying, removing and downloading all run on the panel's own I/O pool
+(DESIGN rule 5), never on the GUI thread and never on the GPU worker; results come back through
+:func:`studio.workers.background.run_in_background`. Other workspaces' pickers read the same
+scanning functions, so what this panel lists is what they offer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QThreadPool, Slot
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QFontDatabase
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.library import manage
+from studio.library.catalog import KIND_TITLES, KINDS, LibraryEntry, list_models
+from studio.ui.context import AppContext
+from studio.ui.panels.models.download_dialog import DownloadDialog
+from studio.ui.panels.models.tree import ModelTree, when
+from studio.ui.theme import colors
+from studio.workers.background import run_in_background
+
+
+class DetailsPane(QFrame):
+    """Path, hash and workspaces of the selected model, with Compute hash and Remove…."""
+
+    FIELDS = ("Kind", "Path", "Source", "Format", "Size", "Precision", "Base", "Details",
+              "Used by", "Last used", "SHA-256", "Model hash")
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("modelDetails")
+        self.setMinimumWidth(300)
+        self.title = QLabel("No model selected")
+        self.title.setProperty("heading", True)
+        self.title.setWordWrap(True)
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        form.setVerticalSpacing(8)
+        self.values: dict[str, QLabel] = {}
+        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        for name in self.FIELDS:
+            value = QLabel("—")
+            if name in ("SHA-256", "Model hash"):
+                value.setFont(mono)
+            value.setWordWrap(True)
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            label = QLabel(name)
+            label.setProperty("muted", True)
+            form.addRow(label, value)
+            self.values[name] = value
+        self.hash_button = QPushButton("Compute SHA-256")
+        self.remove_button = QPushButton("Remove…")
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.hash_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.remove_button)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(18, 16, 18, 16)
+        column.addWidget(self.title)
+        column.addSpacing(6)
+        column.addLayout(form)
+        column.addSpacing(8)
+        column.addLayout(buttons)
+        column.addWidget(self.message)
+        column.addStretch(1)
+        self.show_entry(None)
+
+    def show_entry(self, e: LibraryEntry | None, sha256: str | None = None) -> None:
+        self.hash_button.setEnabled(e is not None)
+        self.remove_button.setEnabled(e is not None)
+        self.message.setText("")
+        if e is None:
+            self.title.setText("No model selected")
+            for v in self.values.values():
+                v.setText("—")
+            return
+        self.title.setText(e.name)
+        data = {"Kind": e.kind_title, "Path": str(e.path), "Source": e.source_title,
+                "Format": e.format, "Size": manage.human_size(e.size_bytes),
+                "Precision": e.precision or "unknown (not read from a pickle)",
+                "Base": {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}.get(e.family, "—"),
+                "Details": e.detail or "—", "Used by": ", ".join(e.workspaces) or "—",
+                "Last used": when(e.last_used)}
+        for key, value in data.items():
+            self.values[key].setText(value)
+        self.show_hash(sha256)
+
+    def show_hash(self, sha256: str | None, file: Path | None = None) -> None:
+        # 64 hex digits do not wrap at word boundaries; two lines of 32 fit the pane.
+        self.values["SHA-256"].setText(f"{sha256[:32]}\n{sha256[32:]}" if sha256
+                                       else "not computed yet")
+        self.values["Model hash"].setText(sha256[:10] if sha256 else "—")
+        if file is not None:
+            self.values["SHA-256"].setToolTip(f"of {file}")
+
+
+class ModelsPanel(QWidget):
+    """Library table (grouped by kind, search, kind filter) + details; Import, Remove, Download."""
+
+    def __init__(self, ctx: AppContext, parent=None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.setObjectName("modelsPanel")
+        self.setAcceptDrops(True)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(3)
+        self.entries: list[LibraryEntry] = []
+        self.hashes: dict[Path, str] = {}
+        self.download_dialog: DownloadDialog | None = None
+        self.scans = 0  # finished scans (tests wait on it)
+
+        title = QLabel("Models")
+        title.setProperty("heading", True)
+        self.summary = QLabel("Scanning…")
+        self.summary.setProperty("muted", True)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search models")
+        self.search.setClearButtonEnabled(True)
+        self.search.setMinimumWidth(220)
+        self.search.setMaximumWidth(300)
+        self.kind = QComboBox()
+        self.kind.addItem("All kinds", "")
+        for k in KINDS:
+            self.kind.addItem(KIND_TITLES[k], k)
+        self.refresh_button = QPushButton("Refresh")
+        self.import_button = QPushButton("Import…")
+        self.download_button = QPushButton("Download…")
+        self.download_button.setProperty("accent", True)
+        header = QHBoxLayout()
+        header.addWidget(title)
+        header.addSpacing(10)
+        header.addWidget(self.summary, 1)
+        header.addWidget(self.search)
+        header.addWidget(self.kind)
+        header.addWidget(self.refresh_button)
+        header.addWidget(self.import_button)
+        header.addWidget(self.download_button)
+
+        self.tree = ModelTree()
+        self.details = DetailsPane()
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.tree)
+        split.addWidget(self.details)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 1)
+        split.setSizes([900, 360])
+        split.setChildrenCollapsible(False)
+        self.notice = QLabel("")
+        self.notice.setWordWrap(True)
+        self.notice.hide()
+        column = QVBoxLayout(self)
+        column.setContentsMargins(20, 16, 20, 16)
+        column.setSpacing(12)
+        column.addLayout(header)
+        column.addWidget(self.notice)
+        column.addWidget(split, 1)
+        self._style()
+
+        self.search.textChanged.connect(self._filter)
+        self.kind.currentIndexChanged.connect(self._filter)
+        self.refresh_button.clicked.connect(self.refresh)
+        self.import_button.clicked.connect(self.choose_import)
+        self.download_button.clicked.connect(self.open_download)
+        self.tree.entryChosen.connect(self._on_chosen)
+        self.details.hash_button.clicked.connect(self.compute_hash)
+        self.details.remove_button.clicked.connect(self.confirm_remove)
+        ctx.settingsChanged.connect(lambda _s: self.refresh())
+        self.refresh()
+
+    def _style(self) -> None:
+        c = colors()
+        self.setStyleSheet(
+            f"#modelsTree {{ background: {c.surface}; border: 1px solid {c.border}; "
+            f"border-radius: 10px; padding: 4px; }}"
+            f"#modelsTree::item {{ padding: 5px 4px; }}"
+            f"#modelsTree::item:selected {{ background: {c.accent}; color: {c.accent_text}; }}"
+            f"QHeaderView::section {{ background: {c.surface}; color: {c.muted}; border: none;"
+            f" border-bottom: 1px solid {c.border}; padding: 6px 4px; font-weight: 600; }}"
+            f"#modelDetails {{ background: {c.surface}; border: 1px solid {c.border}; "
+            f"border-radius: 10px; }}")
+
+    # -- listing -----------------------------------------------------------------------------
+    @Slot()
+    def refresh(self) -> None:
+        settings, paths = self.ctx.settings, self.ctx.paths
+        self.summary.setText("Scanning…")
+        run_in_background(self.pool, lambda: list_models(settings, paths), self._on_scanned,
+                          self._on_scan_failed, owner=self)
+
+    def _on_scanned(self, entries: list[LibraryEntry]) -> None:
+        self.entries = entries
+        self.tree.set_entries(entries)
+        self._filter()
+        total = sum(e.size_bytes for e in entries)
+        self.summary.setText(f"{len(entries)} models · {manage.human_size(total)} on disk")
+        self.summary.setToolTip(f"Models folder: {self.ctx.paths.models_dir}")
+        self.scans += 1
+        self._on_chosen(self.tree.current_entry())
+
+    def _on_scan_failed(self, message: str) -> None:
+        self.summary.setText(f"Scanning failed: {message}")
+        self.scans += 1
+
+    @Slot()
+    def _filter(self) -> None:
+        self.tree.apply_filter(self.search.text(), self.kind.currentData() or "")
+
+    @Slot(object)
+    def _on_chosen(self, entry: LibraryEntry | None) -> None:
+        self.details.show_entry(entry, self.hashes.get(entry.path) if entry else None)
+
+    def say(self, text: str, error: bool = False) -> None:
+        c = colors()
+        self.notice.setStyleSheet(f"color: {'#e5484d' if error else c.text};")
+        self.notice.setText(text)
+        self.notice.setVisible(bool(text))
+
+    # -- hash --------------------------------------------------------------------------------
+    @Slot()
+    def compute_hash(self) -> None:
+        entry = self.tree.current_entry()
+        if entry is None:
+            return
+        self.details.hash_button.setEnabled(False)
+        self.details.values["SHA-256"].setText("computing…")
+        paths = self.ctx.paths
+
+        def done(result: manage.HashResult) -> None:
+            self.hashes[entry.path] = result.sha256
+            if self.tree.current_entry() is entry:
+                self.details.show_hash(result.sha256, result.file)
+                self.details.hash_button.setEnabled(True)
+
+        def failed(message: str) -> None:
+            self.details.hash_button.setEnabled(True)
+            self.details.values["SHA-256"].setText(message)
+
+        run_in_background(self.pool, lambda: manage.model_sha256(entry, paths), done, failed,
+                          owner=self)
+
+    # -- import ------------------------------------------------------------------------------
+    @Slot()
+    def choose_import(self) -> None:
+        box = QMessageBox(self)
+        box.setWindowTitle("Import a model")
+        box.setText("Import a single weights file, or a model folder?")
+        file_button = box.addButton("A file…", QMessageBox.ButtonRole.AcceptRole)
+        folder_button = box.addButton("A folder…", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        if box.clickedButton() is file_button:
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Import a model file", "",
+                "Weights (*.safetensors *.ckpt *.pth *.pt *.bin);;All files (*)")
+        elif box.clickedButton() is folder_button:
+            path = QFileDialog.getExistingDirectory(self, "Import a model folder")
+        else:
+            return
+        if path:
+            self.import_path(Path(path))
+
+    def ask_copy(self, path: Path) -> bool | None:
+        """True: copy into the models folder; False: register in place; None: cancelled."""
+        box = QMessageBox(self)
+        box.setWindowTitle("Import a model")
+        box.setText(f"Import {path.name}")
+        box.setInformativeText(
+            "Use it where it is (nothing is copied; keep the file there), or copy it into "
+            f"Studio's models folder ({self.ctx.paths.models_dir})?")
+        in_place = box.addButton("Use where it is", QMessageBox.ButtonRole.AcceptRole)
+        copy = box.addButton("Copy into Studio", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(in_place)
+        box.exec()
+        clicked = box.clickedButton()
+        return True if clicked is copy else False if clicked is in_place else None
+
+    def import_path(self, path: Path, copy: bool | None = None) -> None:
+        """Import ``path``, asking register-or-copy unless ``copy`` says."""
+        if copy is None:
+            copy = self.ask_copy(path)
+            if copy is None:
+                return
+        settings, paths = self.ctx.settings, self.ctx.paths
+        self.say(f"{'Copying' if copy else 'Adding'} {path.name}…")
+
+        def done(result: manage.ImportResult) -> None:
+            if result.settings is not settings:
+                self.ctx.update_settings(result.settings)  # triggers a refresh
+            else:
+                self.refresh()
+            self.say(result.message)
+
+        run_in_background(self.pool,
+                          lambda: manage.import_model(path, settings, paths, copy=copy),
+                          done, lambda m: self.say(m, error=True), owner=self)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            event.acceptProposedAction()
+            self.import_path(Path(urls[0].toLocalFile()))
+
+    # -- remove ------------------------------------------------------------------------------
+    @Slot()
+    def confirm_remove(self, answer: bool | None = None) -> None:
+        """Show what removing the selected model does and the space freed; ``answer`` skips
+        the question (tests)."""
+        entry = self.tree.current_entry()
+        if entry is None:
+            return
+        settings, paths = self.ctx.settings, self.ctx.paths
+        try:
+            plan = manage.plan_removal(entry, settings)
+        except Exception as exc:  # noqa: BLE001 - loaded, or the HF cache is unreadable
+            from studio.jobs import describe_error
+
+            self.say(describe_error(exc), error=True)
+            return
+        if answer is None:
+            reply = QMessageBox.question(self, "Remove model", plan.summary + "\n\nRemove it?")
+            answer = reply == QMessageBox.StandardButton.Yes
+        if not answer:
+            return
+
+        def done(new_settings) -> None:
+            self.say(f"{entry.name} was removed"
+                     + (f"; {manage.human_size(plan.freed_bytes)} freed." if plan.freed_bytes
+                        else "."))
+            if new_settings is not settings:
+                self.ctx.update_settings(new_settings)
+            else:
+                self.refresh()
+
+        run_in_background(self.pool, lambda: manage.remove_model(plan, settings, paths), done,
+                          lambda m: self.say(m, error=True), owner=self)
+
+    # -- download ----------------------------------------------------------------------------
+    def _fp16(self) -> bool:
+        s = self.ctx.settings
+        if s.precision in ("fp16", "fp32", "bf16"):
+            return s.precision == "fp16"
+        report = getattr(self.window(), "device_report", None)
+        return bool(report is not None and report.info.kind == "cuda")
+
+    @Slot()
+    def open_download(self) -> DownloadDialog:
+        if self.download_dialog is None:
+            self.download_dialog = DownloadDialog(self.ctx, self.pool, self._fp16(), self)
+            self.download_dialog.downloaded.connect(lambda _p: self.refresh())
+        self.download_dialog.fp16 = self._fp16()
+        self.download_dialog.show()
+        self.download_dialog.raise_()
+        return self.download_dialog
+
+    def shutdown(self) -> None:
+        """Stop a download (its partial files stay for a resume) and wait for the pool."""
+        if self.download_dialog is not None:
+            self.download_dialog.cancel()
+        self.pool.waitForDone(10000)
