@@ -56,6 +56,15 @@ class _DownloadRun(QRunnable):
             self.relay.done.emit(folder)
 
 
+KIND_WORDS = {"image": "image generation", "chat": "chat", "preview": "preview decoder",
+              "transform": "image transform"}
+
+
+def approx_size(gb: float) -> str:
+    """'≈2.6 GB', '≈10 MB' (catalog sizes are approximate)."""
+    return f"≈{gb:g} GB" if gb >= 1 else f"≈{round(gb * 1000):d} MB"
+
+
 def status_text(s: hd.TransferStatus) -> str:
     """'1.2 GB of 2.6 GB · 45.3 MB/s · 0:31 left · file 2 of 9'."""
     parts = [f"{human_size(s.done)} of {human_size(s.total)}"]
@@ -82,9 +91,10 @@ class DownloadDialog(QDialog):
         self.resize(760, 520)
 
         self.catalog = QListWidget()
-        self.catalog.setMinimumWidth(270)
+        self.catalog.setMinimumWidth(280)
+        self.catalog.setSpacing(3)
         for m in hd.load_catalog():
-            item = QListWidgetItem(f"{m.title}\n≈{m.size_gb:g} GB · {m.kind}")
+            item = QListWidgetItem(f"{m.title}\n{approx_size(m.size_gb)} · {KIND_WORDS[m.kind]}")
             item.setData(Qt.ItemDataRole.UserRole, m)
             self.catalog.addItem(item)
         self.catalog.currentItemChanged.connect(self._on_catalog)
@@ -137,8 +147,15 @@ class DownloadDialog(QDialog):
         buttons.addWidget(close)
         buttons.addWidget(self.download_button)
         right.addLayout(buttons)
+        left = QVBoxLayout()
+        heading = QLabel("Recommended")
+        heading.setProperty("section", True)
+        left.addWidget(heading)
+        left.addWidget(self.catalog, 1)
         body = QHBoxLayout(self)
-        body.addWidget(self.catalog)
+        body.setContentsMargins(16, 16, 16, 16)
+        body.setSpacing(16)
+        body.addLayout(left)
         body.addLayout(right, 1)
 
     # -- choosing ----------------------------------------------------------------------------
@@ -149,7 +166,7 @@ class DownloadDialog(QDialog):
         m: hd.CatalogModel = item.data(Qt.ItemDataRole.UserRole)
         self.about.setText(
             f"<b>{m.title}</b><br><span>{m.purpose}</span><br><br>"
-            f"Download: ≈{m.size_gb:g} GB<br>Memory: {m.memory}<br>Licence: {m.licence}<br>"
+            f"Download: {approx_size(m.size_gb)}<br>Memory: {m.memory}<br>Licence: {m.licence}<br>"
             f"<span style='color:gray'>{m.repo_id} · sizes are approximate</span>")
         self.repo.setText(m.repo_id)
 
