@@ -67,7 +67,8 @@ class TrainingSession:
                  on_state: Callable[[str, str], None], *, runs_root: Path | None = None,
                  config: dict[str, Any] | None = None, seed: int = 0,
                  busy: Callable[[], bool] | None = None,
-                 frame_interval: float = FRAME_INTERVAL_S) -> None:
+                 frame_interval: float = FRAME_INTERVAL_S,
+                 on_step: Callable[[int], None] | None = None) -> None:
         self.lesson = lesson
         self.cls = lesson_class(lesson)
         self._config = self.cls.validate_config(config)  # refuse bad values before the thread
@@ -75,6 +76,8 @@ class TrainingSession:
         self._on_frame = on_frame
         self._on_state = on_state
         self._busy = busy or (lambda: False)
+        # Told the step count after every step and (re)build; the process session publishes it.
+        self._on_step = on_step or (lambda _n: None)
         self._runs_root = Path(runs_root) if runs_root is not None else None
         self.frame_interval = frame_interval
         self.delay_s = 0.0  # slow mode: a pause after every step
@@ -193,6 +196,12 @@ class TrainingSession:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def step_count(self) -> int:
+        """Steps the current trainer has taken (0 before it is built)."""
+        trainer = self.trainer
+        return trainer.step_count if trainer is not None else 0
+
     # -- session thread --------------------------------------------------------------------------
     def _post(self, command: Callable[[], None]) -> None:
         with self._cond:
@@ -219,6 +228,7 @@ class TrainingSession:
         self._pending_metrics.clear()
         self._new_run = True
         self._dirty = True
+        self._on_step(self.trainer.step_count)
 
     def _resume(self, path: Path) -> None:
         run = Run(path)
@@ -228,6 +238,7 @@ class TrainingSession:
         self._pending_metrics = run.metrics()  # the window redraws the curve so far
         self._new_run = True
         self._dirty = True
+        self._on_step(self.trainer.step_count)
 
     def _single_thread(self, on: bool) -> None:
         """One torch thread while stepping; the previous count back otherwise (see above)."""
@@ -253,6 +264,7 @@ class TrainingSession:
             self._dirty = True
             self._set_state("diverged", str(exc))
             return
+        self._on_step(trainer.step_count)
         every = max(1, trainer.info.log_every)
         if part is None and trainer.step_count % every == 0 or part is not None:
             self._pending_metrics.append(metrics)

@@ -1,10 +1,11 @@
 """The Train workspace: lessons on the left, the live lesson in the middle, notes and runs right.
 
-One :class:`SessionBridge` at a time trains the chosen lesson on its own thread; its frames (a
-snapshot plus the metrics since the last one, at most ~60 a second, never more than the window
-draws) update the lesson view and the loss plot with ``setData`` on existing items. Knob changes,
-play/pause, steps and resets go to the session, which applies them between steps. Training yields
-to the job queue: while a Generate or Chat job waits or runs, it does not step (session.py).
+One :class:`SessionBridge` at a time trains the chosen lesson in a child process (so drawing and
+training run on separate cores; see process_session.py); its frames (a snapshot plus the metrics
+since the last one, at most ~60 a second, never more than the window draws) update the lesson
+view and the loss plot with ``setData`` on existing items. Knob changes, play/pause, steps and
+resets go to the session, which applies them between steps. Training yields to the job queue:
+while a Generate or Chat job waits or runs, it does not step (session.py).
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ from studio.ui.widgets.basics import section_label, vertical_scroll
 log = logging.getLogger(__name__)
 
 SIDE_WIDTH = 300
-STATUS_TEXT = {"playing": "Training…", "paused": "Paused", "diverged": "Stopped: diverged",
-               "error": "Stopped by an error", "waiting": "Waiting for the job queue (Generate "
-               "and Chat go first)"}
+STATUS_TEXT = {"starting": "Starting…", "playing": "Training…", "paused": "Paused",
+               "diverged": "Stopped: diverged", "error": "Stopped by an error",
+               "waiting": "Waiting for the job queue (Generate and Chat go first)"}
 
 
 def available_lessons() -> list[tuple[str, type[Trainer]]]:
@@ -71,6 +72,9 @@ def available_lessons() -> list[tuple[str, type[Trainer]]]:
 
 class TrainPanel(QWidget):
     """The Train workspace (``TrainPanel(ctx)``)."""
+
+    #: train in a child process (False: on a thread of the window's process, sharing its GIL)
+    session_in_process = True
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -221,7 +225,8 @@ class TrainPanel(QWidget):
         self.bridge = SessionBridge(
             self.lesson, runs_root=self.runs_root, config=config,
             seed=self.controls.seed.value() if seed is None else seed,
-            busy=lambda: runner.queue_length > 0, parent=self)
+            busy=lambda: runner.queue_length > 0, in_process=self.session_in_process,
+            parent=self)
         self.bridge.frame.connect(self._on_frame)
         self.bridge.stateChanged.connect(self._on_state)
         self.bridge.session.set_speed(*self._speed())
