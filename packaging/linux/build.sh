@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Build Studio for Linux: the PyInstaller onedir build, checked with its own `studio self-test`,
+# packed as dist/Studio-<version>-linux-<arch>-<flavour>.tar.gz and, when appimagetool is on
+# PATH, dist/Studio-<version>-<arch>-<flavour>.AppImage.
+#
+#   packaging/linux/build.sh [--flavour cpu|cuda] [--install-torch] [--no-install]
+#                            [--skip-self-test] [--no-appimage]
+#
+#   --flavour cpu|cuda  which torch the bundle carries (default cpu). The build refuses to go on
+#                       when the installed torch is not that flavour, so a "cpu" archive never
+#                       ships 3 GB of CUDA libraries by accident, nor "cuda" a CPU-only torch.
+#   --install-torch     first install the matching torch from download.pytorch.org
+#                       (STUDIO_TORCH_INDEX overrides the index URL, e.g. another CUDA version).
+#   --no-install        use the environment as it is (no `pip install -e .[packaging]`).
+#
+# Run it in a virtual environment made for the build (python3 -m venv .build-venv). PYTHON picks
+# the interpreter (default: python3). Needs ~4 GB free for the CPU flavour, ~15 GB for CUDA.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3}"
+FLAVOUR=cpu INSTALL_TORCH=0 INSTALL=1 SELF_TEST=1 APPIMAGE=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --flavour) FLAVOUR="$2"; shift ;;
+    --flavour=*) FLAVOUR="${1#*=}" ;;
+    --install-torch) INSTALL_TORCH=1 ;;
+    --no-install) INSTALL=0 ;;
+    --skip-self-test) SELF_TEST=0 ;;
+    --no-appimage) APPIMAGE=0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "build.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+case "$FLAVOUR" in
+  cpu) INDEX="${STUDIO_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" ;;
+  cuda) INDEX="${STUDIO_TORCH_INDEX:-https://download.pytorch.org/whl/cu128}" ;;
+  *) echo "build.sh: --flavour must be cpu or cuda" >&2; exit 2 ;;
+esac
+
+VERSION="$("$PYTHON" -c 'import re,sys; print(re.search(r"__version__ = \"([^\"]+)\"", open("studio/__init__.py").read()).group(1))')"
+ARCH="$(uname -m)"
+DIST="$ROOT/dist"
+WORK="$ROOT/build/pyinstaller-$FLAVOUR"
+BUNDLE_PARENT="$ROOT/build/onedir-$FLAVOUR"
+BUNDLE="$BUNDLE_PARENT/Studio"
+NAME="Studio-$VERSION-linux-$ARCH-$FLAVOUR"
+mkdir -p "$DIST"
+
+if [ "$INSTALL_TORCH" = 1 ]; then
+  "$PYTHON" -m pip install --upgrade torch --index-url "$INDEX"
+fi
+if [ "$INSTALL" = 1 ]; then
+  "$PYTHON" -m pip install -e ".[packaging]"
+fi
+# The flavour check: torch.version.cuda is None exactly in a CPU-only build.
+"$PYTHON" - "$FLAVOUR" <<'EOF'
+import sys
+import torch
+flavour, cuda = sys.argv[1], torch.version.cuda
+if (flavour == "cpu") != (cuda is None):
+    sys.exit(f"build.sh: the installed torch {torch.__version__} is not the {flavour} flavour "
+             "(use --install-torch, or a fresh virtual environment)")
+print(f"torch {torch.__version__} ({'CUDA ' + cuda if cuda else 'CPU only'})")
+EOF
+
+echo "== PyInstaller ($FLAVOUR) =="
+rm -rf "$BUNDLE_PARENT"
+"$PYTHON" -m PyInstaller --noconfirm --clean --log-level WARN \
+  --workpath "$WORK" --distpath "$BUNDLE_PARENT" packaging/studio.spec
+
+# Desktop integration files, next to the executable (the tarball) and in the AppDir.
+ICON_PNG="$WORK/studio/studio.png"
+cp "$ICON_PNG" "$BUNDLE/studio.png"
+cat > "$BUNDLE/studio.desktop" <<EOF
+[Desktop Entry]
+Type=Application
+Name=Studio
+GenericName=Generative AI studio
+Comment=Make images, chat with local models and watch models learn, on your own machine
+Exec=studio
+Icon=studio
+Terminal=false
+Categories=Graphics;Education;Science;
+StartupWMClass=studio
+EOF
+
+if [ "$SELF_TEST" = 1 ]; then
+  echo "== self-test of the bundle =="
+  # Offline on purpose: an installed app must work with no network at all.
+  env -u PYTHONPATH QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 "$BUNDLE/studio" self-test
+fi
+
+echo "== $NAME.tar.gz =="
+tar -C "$BUNDLE_PARENT" -czf "$DIST/$NAME.tar.gz" Studio
+
+if [ "$APPIMAGE" = 1 ]; then
+  APPDIR="$ROOT/build/AppDir-$FLAVOUR"
+  rm -rf "$APPDIR"
+  mkdir -p "$APPDIR/usr/lib"
+  cp -a "$BUNDLE" "$APPDIR/usr/lib/studio"
+  cp "$BUNDLE/studio.desktop" "$APPDIR/studio.desktop"
+  cp "$ICON_PNG" "$APPDIR/studio.png"
+  ln -sf studio.png "$APPDIR/.DirIcon"
+  cat > "$APPDIR/AppRun" <<'EOF'
+#!/bin/sh
+# The AppImage runs the onedir build inside it; arguments pass through (AppImage self-test).
+HERE="$(dirname "$(readlink -f "$0")")"
+exec "$HERE/usr/lib/studio/studio" "$@"
+EOF
+  chmod +x "$APPDIR/AppRun"
+  if command -v appimagetool >/dev/null 2>&1; then
+    echo "== Studio-$VERSION-$ARCH-$FLAVOUR.AppImage =="
+    ARCH="$ARCH" appimagetool --no-appstream "$APPDIR" "$DIST/Studio-$VERSION-$ARCH-$FLAVOUR.AppImage"
+  else
+    echo "appimagetool is not on PATH: the AppDir is ready at $APPDIR" \
+         "(get appimagetool from https://github.com/AppImage/appimagetool/releases and rerun)."
+  fi
+fi
+
+echo "== sizes =="
+du -sh "$BUNDLE" "$DIST/$NAME.tar.gz" 2>/dev/null || true
+ls -l "$DIST"/Studio-"$VERSION"-* 2>/dev/null || true

@@ -1,0 +1,99 @@
+"""``studio self-test`` in a subprocess, as a user (or an installer build) runs it; the frozen-app
+asset lookup; the packaging files agree with what the self-test checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _self_test(tmp_path: Path, *args: str, pythonpath: str = "") -> subprocess.CompletedProcess:
+    env = dict(os.environ, STUDIO_HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join(p for p in (pythonpath, str(ROOT)) if p),
+               TMPDIR=str(tmp_path))
+    env.pop("QT_QPA_PLATFORM", None)  # the command must pick offscreen itself
+    return subprocess.run([sys.executable, "-m", "studio", "self-test", *args], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+
+def test_self_test_passes_every_check_offline(tmp_path):
+    shot = tmp_path / "window.png"
+    proc = _self_test(tmp_path, "--screenshot", str(shot), "--device", "cpu")
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    names = [line.split()[1] for line in lines if line.startswith("✓")]
+    assert names == ["imports", "assets", "generate", "chat", "train", "window"]
+    assert not any(line.startswith("✗") for line in lines)
+    assert lines[-1] == "All 6 checks passed."
+    assert re.search(r"^✓ generate +\d+\.\d s +2 steps, 64×64 PNG$", proc.stdout, re.M)
+    assert "1 token" in next(x for x in lines if " chat " in x)
+    assert "8 lessons" in next(x for x in lines if " train " in x)
+    assert shot.stat().st_size > 1000
+    # nothing is left in the user's folders: it worked in a scratch folder, then removed it
+    assert not (tmp_path / "home").exists()
+    assert not list(tmp_path.glob("studio-self-test-*"))
+
+
+def test_a_broken_install_fails_naming_the_checks(tmp_path):
+    # A pyqtgraph that cannot be imported: the stack import and the Train workspace break.
+    fake = tmp_path / "shadow" / "pyqtgraph"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('pyqtgraph is broken on purpose')\n")
+    proc = _self_test(tmp_path, "--json", "--only", "imports", "--only", "train",
+                      "--only", "window", pythonpath=str(tmp_path / "shadow"))
+    assert proc.returncode == 1
+    rows = {r["check"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert list(rows) == ["imports", "train", "window"]
+    assert not rows["imports"]["ok"] and "broken on purpose" in rows["imports"]["detail"]
+    assert rows["train"]["ok"]
+    assert not rows["window"]["ok"] and "Train" in rows["window"]["detail"]
+    assert proc.stderr.strip().splitlines()[-1] == \
+        "studio: error: self-test failed: imports, window"
+
+
+def test_assets_resolve_inside_a_pyinstaller_bundle(tmp_path, monkeypatch):
+    import studio
+
+    bundle = tmp_path / "_internal"
+    (bundle / "assets").mkdir(parents=True)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(bundle), raising=False)
+    assert studio._assets_dir() == bundle / "assets"
+    # a macOS .app keeps data in Contents/Resources next to Contents/Frameworks
+    app = tmp_path / "Studio.app" / "Contents"
+    (app / "Resources" / "assets").mkdir(parents=True)
+    (app / "Frameworks").mkdir()
+    monkeypatch.setattr(sys, "_MEIPASS", str(app / "Frameworks"))
+    assert studio._assets_dir() == app / "Resources" / "assets"
+    monkeypatch.setattr(sys, "frozen", False)
+    assert studio._assets_dir() == ROOT / "assets"
+
+
+def test_the_spec_ships_the_metadata_and_files_the_self_test_checks():
+    from studio.pipelines.self_check import ASSET_FILES, METADATA_DISTS
+
+    spec = (ROOT / "packaging" / "studio.spec").read_text(encoding="utf-8")
+    shipped = re.search(r"METADATA = \((.*?)\)", spec, re.S).group(1)
+    for dist in METADATA_DISTS:
+        assert f'"{dist}"' in shipped, dist
+    assert '(str(ROOT / "assets"), "assets")' in spec
+    for name in ASSET_FILES:
+        assert (ROOT / "assets" / name).exists(), name
+    assert 'collect_submodules("studio")' in spec  # commands/services are imported by name
+
+
+@pytest.mark.parametrize("script", [".ci/run", "packaging/linux/build.sh",
+                                    "packaging/macos/build.sh"])
+def test_shell_scripts_parse_and_are_executable(script):
+    path = ROOT / script
+    assert os.access(path, os.X_OK), f"{script} is not executable"
+    proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
