@@ -9,6 +9,11 @@ steps/s in the real Train workspace (offscreen) with its live plots; the ratio w
 measures the older thread session (trainer and painting sharing one GIL) for comparison. While
 the window trains, a 60 Hz timer measures the event loop: the interval between its ticks is the
 frame time a user would feel (16.7 ms is perfect). Rounds alternate headless and window.
+
+``trainer cpu`` and ``gui cpu`` (Linux) are the share of one core the trainer (the child process,
+or the session thread) and the GUI thread got while the window trained. A trainer that gets a
+whole core and still steps slower than headless is our overhead; one that gets less is waiting
+for a core (on a machine with two, the GUI thread takes one, other programs share the rest).
 """
 
 from __future__ import annotations
@@ -49,8 +54,27 @@ def headless_rate(lesson: str, seconds: float) -> float:
     return rate
 
 
-def window_rate(app, panel, lesson: str, seconds: float) -> tuple[float, list[float], int]:
-    """Steps/s in the workspace, the event-loop tick intervals (ms) and the frames drawn."""
+def cpu_seconds(stat: str) -> float:
+    """User + system CPU seconds of a /proc stat file (NaN where there is none)."""
+    try:
+        fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def trainer_stat(session) -> str:
+    process = getattr(session, "process", None)
+    if process is not None:
+        return f"/proc/{process.pid}/stat"
+    return f"/proc/self/task/{session._thread.native_id}/stat"
+
+
+def window_rate(app, panel, lesson: str, seconds: float) -> dict:
+    """Steps/s in the workspace, the event-loop tick intervals (ms), the frames drawn and the CPU
+    share of the trainer and of the GUI thread."""
+    import threading
+
     from PySide6.QtCore import QTimer
 
     panel.open_lesson(lesson)
@@ -65,15 +89,20 @@ def window_rate(app, panel, lesson: str, seconds: float) -> tuple[float, list[fl
     panel.controls.play_button.setChecked(True)
     pump(app, 0.3)
     frames0 = panel.frames_drawn
+    trainer, gui = trainer_stat(panel.session), f"/proc/self/task/{threading.get_native_id()}/stat"
+    cpu0 = cpu_seconds(trainer), cpu_seconds(gui)
     start_steps, t0 = panel.session.step_count, time.perf_counter()
     timer.start()
     pump(app, seconds)
     timer.stop()
-    rate = (panel.session.step_count - start_steps) / (time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    rate = (panel.session.step_count - start_steps) / elapsed
+    cpu = [(cpu_seconds(path) - c) / elapsed for path, c in zip((trainer, gui), cpu0, strict=True)]
     panel.controls.play_button.setChecked(False)
     pump(app, 0.2)
     intervals = [(b - a) * 1000 for a, b in zip(ticks, ticks[1:], strict=False)]
-    return rate, intervals, panel.frames_drawn - frames0
+    return {"rate": rate, "ticks": intervals, "frames": panel.frames_drawn - frames0,
+            "trainer_cpu": cpu[0], "gui_cpu": cpu[1]}
 
 
 def pump(app, seconds: float) -> None:
@@ -104,23 +133,29 @@ def main(argv: list[str] | None = None) -> int:
 
     TrainPanel.session_in_process = args.session == "process"
     panel = window.show_workspace("train")
+    print(f"{args.session} session; load average {os.getloadavg()[0]:.2f} on "
+          f"{os.cpu_count()} CPUs")
     print(f"{'lesson':<16}{'headless st/s':>14}{'window st/s':>13}{'ratio':>8}"
-          f"{'frames/s':>10}{'tick p50 ms':>13}{'tick p95 ms':>13}")
+          f"{'frames/s':>10}{'tick p50 ms':>13}{'tick p95 ms':>13}{'trainer cpu':>13}"
+          f"{'gui cpu':>9}")
     try:
         for lesson in args.lessons:
-            heads, wins, ticks, fps = [], [], [], []
+            heads, wins, ticks, fps, tcpu, gcpu = [], [], [], [], [], []
             for _ in range(args.rounds):
                 heads.append(headless_rate(lesson, args.seconds))
-                rate, intervals, frames = window_rate(app, panel, lesson, args.seconds)
-                wins.append(rate)
-                ticks += intervals
-                fps.append(frames / args.seconds)
+                got = window_rate(app, panel, lesson, args.seconds)
+                wins.append(got["rate"])
+                ticks += got["ticks"]
+                fps.append(got["frames"] / args.seconds)
+                tcpu.append(got["trainer_cpu"])
+                gcpu.append(got["gui_cpu"])
             head, win = statistics.median(heads), statistics.median(wins)
             ticks.sort()
             p50 = ticks[len(ticks) // 2] if ticks else float("nan")
             p95 = ticks[int(len(ticks) * 0.95)] if ticks else float("nan")
             print(f"{lesson:<16}{head:>14.0f}{win:>13.0f}{win / head:>8.2f}"
-                  f"{statistics.median(fps):>10.1f}{p50:>13.1f}{p95:>13.1f}", flush=True)
+                  f"{statistics.median(fps):>10.1f}{p50:>13.1f}{p95:>13.1f}"
+                  f"{statistics.median(tcpu):>13.2f}{statistics.median(gcpu):>9.2f}", flush=True)
     finally:
         window.shutdown()
     return 0

@@ -137,6 +137,32 @@ def test_the_window_trains_in_a_child_process_and_says_so_while_it_starts(main_w
     play_for(qtbot, panel, 20)
 
 
+def test_a_stopped_sessions_queued_frames_never_reach_the_next_lesson(qtbot):
+    """Qt delivers a queued call even after its connection is cut: the bridge drops them."""
+    import threading
+
+    from studio.pipelines.train.session import Frame
+    from studio.ui.panels.train.bridge import SessionBridge
+
+    bridge = SessionBridge("classifier-2d", runs_root=None, config=None, seed=0, busy=None,
+                           in_process=False)
+    got = []
+    bridge.frame.connect(got.append)
+    bridge.stateChanged.connect(lambda *s: got.append(s))
+    emit = threading.Thread(target=lambda: (bridge._frameIn.emit(Frame(1, {})),
+                                            bridge._stateIn.emit("paused", "")))
+    emit.start()
+    emit.join()
+    bridge.stop()  # before the event loop turns: both are still queued
+    qtbot.wait(50)
+    assert got == []
+    emit = threading.Thread(target=lambda: bridge._stateIn.emit("paused", ""))
+    bridge._stopped = False  # the same path delivers while the session is current
+    emit.start()
+    emit.join()
+    qtbot.waitUntil(lambda: got == [("paused", "")], timeout=2000)
+
+
 def _shot(panel, name):
     SCREENSHOTS.mkdir(exist_ok=True)
     panel.window().grab().save(str(SCREENSHOTS / f"{name}.png"))

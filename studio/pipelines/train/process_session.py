@@ -93,7 +93,17 @@ class ProcessTrainingSession:
             args=(child_conn, self.lesson, self._config, self._seed, self._runs_root,
                   self.frame_interval, (self.delay_s, self.draw_every),
                   Path(resume) if resume is not None else None, self._busy_flag, self._steps))
-        self.process.start()
+        try:
+            self.process.start()
+        except Exception as exc:  # noqa: BLE001 - e.g. out of memory or processes: a state
+            log.exception("could not start the training process")
+            from studio.jobs import describe_error
+
+            self.process = None
+            child_conn.close()
+            parent_conn.close()
+            self._set_state("error", f"Could not start the trainer: {describe_error(exc)}")
+            return
         # Only the child holds its end now, so its death reads as end-of-file here.
         child_conn.close()
         self._listener.start()
@@ -190,6 +200,8 @@ class ProcessTrainingSession:
     def _send(self, name: str, *args: Any) -> None:
         if self._conn is None:
             raise RuntimeError("start() the session first")
+        if self.process is None:
+            return  # the child could not start or has stopped: nothing listens
         self._forward_busy()  # so "play" right after a job was queued does not take a step
         with self._send_lock:
             try:

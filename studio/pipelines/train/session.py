@@ -23,6 +23,9 @@ busy machine, 100× slower: the pool's threads wait for each other on every smal
 steps, the session sets torch to one thread and gives the old count back whenever it stops
 stepping (pause, yield to the job queue, stop), so a Generate job never runs with one thread.
 
+The window runs this session inside a child process (process_session.py), so that training and
+painting do not share one GIL; the command line and some tests use it directly, on a thread.
+
 No Qt here.
 """
 
