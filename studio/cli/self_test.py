@@ -176,5 +176,5 @@ def run(args: argparse.Namespace) -> int:
 
         return fail(f"self-test failed: {', '.join(failed)}", 1)
     if not args.json:
-        print(f"All {len(outcomes)} checks passed.", flush=True)
+        print(f"{len(outcomes)}/{len(outcomes)} checks passed.", flush=True)
     return 0

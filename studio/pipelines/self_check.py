@@ -237,18 +237,54 @@ def check_chat(root: Path, device: str = "auto") -> str:
     return f"{reply.prompt_tokens} prompt tokens → 1 token"
 
 
-def check_train(lessons: tuple[str, ...] | None = None) -> str:
-    """One training step of each lesson in the registry (their data ships with the app)."""
+def lesson_step(key: str) -> float:
+    """The loss of the first training step of lesson ``key`` (default settings, seed 0)."""
     import math
 
-    from studio.pipelines.train.registry import lesson_class, lesson_keys
+    from studio.pipelines.train.registry import lesson_class
+
+    cls = lesson_class(key)
+    trainer = cls(cls.validate_config(), seed=0)
+    loss = float(trainer.step().get("loss", float("nan")))
+    if not math.isfinite(loss):
+        raise CheckFailed(f"{key}: the first step's loss is {loss}")
+    return loss
+
+
+def _lesson_step_in_child(key: str, answers: Any) -> None:
+    try:
+        answers.put(("ok", lesson_step(key)))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        answers.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def check_train(lessons: tuple[str, ...] | None = None, spawned: str = "gan-2d") -> str:
+    """One training step of each lesson in the registry (their data ships with the app), and
+    one in a spawned process, as the Train workspace runs lessons (a frozen app must hand the
+    child to multiprocessing.freeze_support instead of starting a second app)."""
+    import multiprocessing
+    import queue
+
+    from studio.pipelines.train.registry import lesson_keys
 
     keys = list(lessons or lesson_keys())
     for key in keys:
-        cls = lesson_class(key)
-        trainer = cls(cls.validate_config(), seed=0)
-        metrics = trainer.step()
-        loss = float(metrics.get("loss", float("nan")))
-        if not math.isfinite(loss):
-            raise CheckFailed(f"{key}: the first step's loss is {loss}")
-    return f"{len(keys)} lessons, one step each"
+        lesson_step(key)
+    if not spawned:
+        return f"{len(keys)} lessons, one step each"
+    context = multiprocessing.get_context("spawn")
+    answers = context.Queue()
+    child = context.Process(target=_lesson_step_in_child, args=(spawned, answers), daemon=True)
+    child.start()
+    try:
+        status, value = answers.get(timeout=JOB_TIMEOUT)
+    except queue.Empty:
+        raise CheckFailed(f"the spawned {spawned} step gave no answer "
+                          f"(exit code {child.exitcode})") from None
+    finally:
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+    if status != "ok":
+        raise CheckFailed(f"the spawned {spawned} step failed: {value}")
+    return f"{len(keys)} lessons, one step each; {spawned} in a spawned process"
