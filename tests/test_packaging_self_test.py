@@ -92,9 +92,49 @@ def test_the_spec_ships_the_metadata_and_files_the_self_test_checks():
 
 
 @pytest.mark.parametrize("script", [".ci/run", "packaging/linux/build.sh",
-                                    "packaging/macos/build.sh"])
+                                    "packaging/ci_bundle.sh", "packaging/macos/build.sh"])
 def test_shell_scripts_parse_and_are_executable(script):
     path = ROOT / script
     assert os.access(path, os.X_OK), f"{script} is not executable"
     proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def _ci_bundle(tmp_path: Path, build: str, **extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), STUDIO_CI_BUNDLE_BUILD=build)
+    env.pop("STUDIO_CI_BUNDLE", None)  # the caller's own setting must not leak in
+    env.update(extra)
+    return subprocess.run(["bash", str(ROOT / "packaging" / "ci_bundle.sh")], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_ci_builds_the_bundle_only_when_packaging_inputs_changed(tmp_path):
+    built = tmp_path / "built"
+    build = f"echo run >> '{built}'"
+    marker = tmp_path / "cache" / "studio-ci" / "bundle.sha"
+    # a failing build fails CI and records nothing
+    failed = _ci_bundle(tmp_path, "exit 3")
+    assert failed.returncode != 0 and not marker.exists()
+    # no marker yet: build, then remember the inputs
+    assert _ci_bundle(tmp_path, build).returncode == 0
+    assert built.read_text().count("run") == 1 and len(marker.read_text().strip()) == 64
+    # same inputs: skipped
+    again = _ci_bundle(tmp_path, build)
+    assert again.returncode == 0 and "skipped" in again.stdout
+    assert built.read_text().count("run") == 1
+    # forced, or skipped on request
+    assert _ci_bundle(tmp_path, build, STUDIO_CI_BUNDLE="1").returncode == 0
+    assert built.read_text().count("run") == 2
+    assert _ci_bundle(tmp_path, "exit 3", STUDIO_CI_BUNDLE="0").returncode == 0
+    # other inputs than the last good build (the marker differs): build again
+    marker.write_text("0" * 64 + "\n")
+    assert _ci_bundle(tmp_path, build).returncode == 0
+    assert built.read_text().count("run") == 3
+
+
+def test_ci_runs_the_bundle_check_after_the_tests():
+    lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    tests = lines.index('python -m pip install -e ".[test]" && python -m pytest')
+    check = next(i for i, line in enumerate(lines) if "packaging/ci_bundle.sh" in line
+                 and not line.startswith("#"))
+    assert tests < check
