@@ -131,7 +131,7 @@ def test_without_a_models_workspace_it_explains_downloads_and_opens_the_lessons(
         window.shutdown()
 
 
-def test_with_a_models_workspace_it_opens_it(qtbot, studio_home):
+def test_with_a_models_workspace_it_opens_it(qtbot, studio_home, screenshot):
     window = _window(qtbot, ("generate", "models", "train"))
     try:
         window.show()
@@ -139,6 +139,7 @@ def test_with_a_models_workspace_it_opens_it(qtbot, studio_home):
         dialog.open()
         assert not dialog.models_button.isHidden()
         assert "Models" in dialog.models_text.text()
+        screenshot(dialog, "welcome")
         qtbot.mouseClick(dialog.models_button, Qt.MouseButton.LeftButton)
         assert window.current_workspace() == "models"
         assert not is_first_start(default_paths())
