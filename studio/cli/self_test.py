@@ -147,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
     from studio.cli.common import quiet_libraries
 
     names = [c for c in CHECKS if c in args.only] if args.only else list(CHECKS)
+    for stream in (sys.stdout, sys.stderr):  # "×", "→" on a code-page console: replace, not crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     root = Path(tempfile.mkdtemp(prefix="studio-self-test-"))
     old_env = _offline_environment(root)
     quiet_libraries()
