@@ -14,9 +14,9 @@ import gzip
 import json
 from pathlib import Path
 
+from studio import ASSETS_DIR  # resolves inside a PyInstaller bundle too
 from studio.fileio import atomic_write_text
 
-ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 BPE_FILE = ASSETS_DIR / "tokenizers" / "bpe_simple_vocab_16e6.txt.gz"
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
