@@ -74,7 +74,8 @@ SURFACES: dict[str, tuple[Any, tuple[float, float], tuple[float, float], tuple[f
 }
 
 GRID = 120  # contour grid resolution per axis
-HISTORY = 20000  # trajectory points kept per optimizer (older points are thinned)
+HISTORY = 2000  # trajectory points kept per optimizer (older points are thinned): enough for a
+# ~700-px plot, and cheap to send to the window and draw 50 times a second
 DIVERGE_LIMIT = 1e8
 
 EXPLANATION = """\

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from studio.ui.panels.train.views.base import LessonView
 from studio.ui.theme import colors
 
 CONTOUR_LEVELS = 14
+READOUT_EVERY_S = 0.25
 
 
 class OptimizerView(LessonView):
@@ -21,6 +23,7 @@ class OptimizerView(LessonView):
 
     def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
         super().__init__(lesson_key, parent)
+        self._readout_at = 0.0
         c = colors()
         self.plot = styled_plot()
         self.plot.setObjectName("optimizerPlot")
@@ -85,11 +88,18 @@ class OptimizerView(LessonView):
             self._set_grid(snapshot["grid"])
             mx, my = snapshot["minimum"]
             self.minimum.setData([mx], [my])
-        parts = []
-        for i, (key, title) in enumerate(snapshot["names"].items()):
+        for key in snapshot["names"]:
             path = snapshot["paths"][key]
             self.paths[key].setData(path[:, 0], path[:, 1])
             self.heads[key].setData([path[-1, 0]], [path[-1, 1]])
+        # Laying out the rich-text readout costs more than the plot itself, and nobody reads
+        # numbers changing 50 times a second: refresh it a few times a second.
+        now = time.monotonic()
+        if now - self._readout_at < READOUT_EVERY_S:
+            return
+        self._readout_at = now
+        parts = []
+        for i, (key, title) in enumerate(snapshot["names"].items()):
             color = SERIES_COLORS[i % len(SERIES_COLORS)]
             gap = snapshot["gaps"][key]
             lr = snapshot["lrs"][key]
@@ -100,6 +110,7 @@ class OptimizerView(LessonView):
 
     def reset(self) -> None:
         self._grid = None
+        self._readout_at = 0.0
 
     def export_items(self) -> dict[str, QWidget]:
         return {"Race": self.plot}
