@@ -26,6 +26,11 @@ class AppContext(QObject):
         self._base_paths = base_paths or default_paths()
 
     @property
+    def base_paths(self) -> Paths:
+        """Folders before the user's overrides (what an empty folder field in Settings means)."""
+        return self._base_paths
+
+    @property
     def paths(self) -> Paths:
         """Folders in force, with the user's overrides from Settings applied."""
         return self.settings.resolved_paths(self._base_paths)

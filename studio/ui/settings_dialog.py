@@ -35,6 +35,7 @@ from studio.config import Paths, Settings
 from studio.ui.context import AppContext
 from studio.ui.icons import icon
 from studio.ui.theme import apply_theme
+from studio.ui.widgets.basics import ok_cancel_buttons
 from studio.workers.background import run_in_background
 
 DEVICE_CHOICES = [("auto", "Automatic (best available)"), ("cuda", "CUDA GPU (NVIDIA)"),
@@ -163,18 +164,14 @@ class SettingsDialog(QDialog):
         self.where_label = where
         col.addWidget(where)
 
-        box = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
-                               | QDialogButtonBox.StandardButton.Cancel)
+        box = ok_cancel_buttons(self)
         self.ok_button = box.button(QDialogButtonBox.StandardButton.Ok)
-        self.ok_button.setProperty("accent", True)
         self.cancel_button = box.button(QDialogButtonBox.StandardButton.Cancel)
-        box.accepted.connect(self.accept)
-        box.rejected.connect(self.reject)
         col.addWidget(box)
 
     def _base(self) -> Paths:
         # The folders before the user's overrides, to show the defaults an empty field means.
-        return self.ctx._base_paths
+        return self.ctx.base_paths
 
     @staticmethod
     def _form(group: QGroupBox) -> QFormLayout:

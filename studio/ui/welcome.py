@@ -52,7 +52,7 @@ class WelcomeDialog(QDialog):
         self.ctx = ctx
         self._open_workspace = open_workspace
         self._default_models = dataclasses.replace(ctx.settings, models_dir="") \
-            .resolved_paths(ctx._base_paths).models_dir
+            .resolved_paths(ctx.base_paths).models_dir
         keys = {w.key for w in workspaces}
         self.setWindowTitle("Welcome to Studio")
         self.setObjectName("welcome")

@@ -6,7 +6,7 @@ the ``section`` and ``muted`` properties, so every panel's headings and notes ma
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QWidget
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFrame, QLabel, QScrollArea, QWidget
 
 
 def section_label(text: str, parent: QWidget | None = None) -> QLabel:
@@ -35,3 +35,13 @@ def vertical_scroll(widget: QWidget | None = None) -> QScrollArea:
     if widget is not None:
         scroll.setWidget(widget)
     return scroll
+
+
+def ok_cancel_buttons(dialog: QDialog) -> QDialogButtonBox:
+    """OK (the accent button) and Cancel, wired to the dialog's accept/reject."""
+    box = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                           | QDialogButtonBox.StandardButton.Cancel)
+    box.button(QDialogButtonBox.StandardButton.Ok).setProperty("accent", True)
+    box.accepted.connect(dialog.accept)
+    box.rejected.connect(dialog.reject)
+    return box

@@ -34,6 +34,7 @@ from studio.library.secrets import key_storage
 from studio.pipelines.chat import endpoints as ep
 from studio.ui.context import AppContext
 from studio.ui.theme import colors
+from studio.ui.widgets.basics import ok_cancel_buttons
 from studio.workers.background import run_in_background
 
 _ids = itertools.count(1)
@@ -151,13 +152,9 @@ class ServersDialog(QDialog):
         self.error.setStyleSheet(f"color: {colors().failed};")
         self.error.setVisible(False)
         col.addWidget(self.error)
-        box = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
-                               | QDialogButtonBox.StandardButton.Cancel)
+        box = ok_cancel_buttons(self)
         self.ok_button = box.button(QDialogButtonBox.StandardButton.Ok)
-        self.ok_button.setProperty("accent", True)
         self.cancel_button = box.button(QDialogButtonBox.StandardButton.Cancel)
-        box.accepted.connect(self.accept)
-        box.rejected.connect(self.reject)
         col.addWidget(box)
 
     # -- the list --------------------------------------------------------------------------------
