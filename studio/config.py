@@ -26,7 +26,8 @@ DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 PREVIEW_MODES = ("fast", "taesd", "off")
 THEMES = ("dark", "light")
-LOAD_IN = ("auto", "8bit", "4bit")  # chat models: auto follows precision; 8/4-bit need bitsandbytes
+LOAD_IN = ("auto", "8bit", "4bit")
+OFFLOAD_MODES = ("none", "model", "sequential")  # accelerate offload of an image model (CUDA only)  # chat models: auto follows precision; 8/4-bit need bitsandbytes
 
 
 @dataclass
@@ -72,6 +73,33 @@ def default_paths() -> Paths:
     )
 
 
+def _model_key(path: str | Path) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
+@dataclass(frozen=True)
+class MemoryOptions:
+    """Low-memory options for one image model (diffusers + accelerate).
+
+    ``attention_slicing`` and ``vae_tiling`` trade speed for peak memory on any device;
+    ``offload`` keeps the weights in RAM and moves them to the GPU per model ("model") or per
+    layer ("sequential", slowest, least VRAM) — it needs CUDA and is ignored elsewhere."""
+
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+    offload: str = "none"  # one of OFFLOAD_MODES
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> MemoryOptions:
+        offload = raw.get("offload", "none") if isinstance(raw, dict) else "none"
+        return cls(attention_slicing=bool(raw.get("attention_slicing", False)) if raw else False,
+                   vae_tiling=bool(raw.get("vae_tiling", False)) if raw else False,
+                   offload=offload if offload in OFFLOAD_MODES else "none")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 @dataclass
 class Settings:
     """What the user chose in the Settings dialog. Saved as JSON; unknown keys are ignored."""
@@ -91,6 +119,25 @@ class Settings:
     # OpenAI-compatible servers: {"name": ..., "base_url": ..., "api_key_ref": ...} each
     remote_endpoints: list[dict] = field(default_factory=list)
     last_chat_model: str = ""  # the chat model picked last time
+    # Models kept in memory between jobs while they fit in this many GB (VRAM on CUDA, RAM
+    # otherwise); 0 = automatic (most of the GPU's memory, half of the RAM).
+    memory_budget_gb: float = 0.0
+    # Low-memory options per image model, keyed by the model's resolved path (see MemoryOptions)
+    model_options: dict[str, dict] = field(default_factory=dict)
+
+    def memory_options_for(self, path: str | Path) -> MemoryOptions:
+        """The low-memory options chosen for the model at ``path`` (defaults when none)."""
+        raw = self.model_options.get(_model_key(path), {})
+        return MemoryOptions.from_dict(raw)
+
+    def with_memory_options(self, path: str | Path, options: MemoryOptions) -> Settings:
+        """A copy with ``options`` stored for ``path`` (defaults are not stored)."""
+        table = {k: dict(v) for k, v in self.model_options.items()}
+        if options == MemoryOptions():
+            table.pop(_model_key(path), None)
+        else:
+            table[_model_key(path)] = options.to_dict()
+        return dataclasses.replace(self, model_options=table)
 
     def validated(self) -> Settings:
         """A copy with every out-of-range value replaced by its default (and logged)."""
@@ -114,6 +161,14 @@ class Settings:
         fixed.added_models = [str(p) for p in fixed.added_models if str(p).strip()]
         fixed.remote_endpoints = [dict(e) for e in fixed.remote_endpoints
                                   if isinstance(e, dict) and str(e.get("base_url", "")).strip()]
+        if (isinstance(fixed.memory_budget_gb, bool)
+                or not isinstance(fixed.memory_budget_gb, (int, float))
+                or not 0 <= fixed.memory_budget_gb <= 4096):
+            log.warning("settings: memory_budget_gb=%r is out of range", fixed.memory_budget_gb)
+            fixed.memory_budget_gb = defaults.memory_budget_gb
+        fixed.model_options = {str(k): MemoryOptions.from_dict(v).to_dict()
+                               for k, v in dict(fixed.model_options or {}).items()
+                               if isinstance(v, dict)}
         return fixed
 
     def resolved_paths(self, base: Paths | None = None) -> Paths:

@@ -22,6 +22,7 @@ SCHEDULERS: dict[str, str] = {
     "lcm": "LCM",
 }
 
+MAX_LORA_WEIGHT = 10.0  # A1111 and ComfyUI allow -10..10; beyond that a LoRA only destroys the image
 MAX_SIDE = 4096  # pixels; beyond this no consumer GPU or CPU finishes a Stable Diffusion image
 MAX_STEPS = 500
 MAX_COUNT = 1000
@@ -42,6 +43,9 @@ class Txt2ImgRequest:
     seed: int = 0
     count: int = 1
     scheduler: str = "default"  # a key of SCHEDULERS
+    # LoRAs applied besides any ``<lora:name:weight>`` tags in the prompt:
+    # [{"name": library name or file path, "weight": float}, ...]
+    loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def validate(self) -> None:
         """Raise ValueError with a one-line reason a person understands."""
@@ -67,6 +71,7 @@ class Txt2ImgRequest:
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"Unknown scheduler {self.scheduler!r}; choose one of: "
                              + ", ".join(SCHEDULERS))
+        validate_loras(self.loras)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "txt2img", **dataclasses.asdict(self)}
@@ -76,6 +81,20 @@ class Txt2ImgRequest:
         """Rebuild from :meth:`to_dict` output; unknown keys are ignored, missing ones default."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def validate_loras(loras: Any) -> None:
+    """Each LoRA is ``{"name": non-empty str, "weight": number in ±MAX_LORA_WEIGHT}``."""
+    if not isinstance(loras, list):
+        raise ValueError("LoRAs must be a list of {name, weight}.")
+    for lora in loras:
+        if not isinstance(lora, dict) or not str(lora.get("name", "")).strip():
+            raise ValueError(f"A LoRA needs a name, not {lora!r}.")
+        weight = lora.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+                or not -MAX_LORA_WEIGHT <= weight <= MAX_LORA_WEIGHT:
+            raise ValueError(f"LoRA {lora['name']} weight must be between -{MAX_LORA_WEIGHT:g} and "
+                             f"{MAX_LORA_WEIGHT:g}, not {weight!r}.")
 
 
 @dataclass
@@ -162,10 +181,11 @@ class Img2ImgRequest:
     width: int = 0
     height: int = 0
     keep_unmasked: bool = True  # inpainting: paste the original pixels back outside the mask
+    loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # as in Txt2ImgRequest
 
     def validate(self) -> None:
         Txt2ImgRequest(model=self.model, steps=self.steps, cfg=self.cfg, seed=self.seed,
-                       count=self.count, scheduler=self.scheduler,
+                       count=self.count, scheduler=self.scheduler, loras=self.loras,
                        width=self.width or 8, height=self.height or 8).validate()
         if not str(self.image).strip():
             raise ValueError("No input image chosen.")
@@ -182,6 +202,17 @@ class Img2ImgRequest:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Img2ImgRequest:
         return _from_known(cls, data)
+
+
+@dataclass
+class UnloadRequest:
+    """The ``unload`` job: free every model the worker holds (the "Unload all" action)."""
+
+    def validate(self) -> None:
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "unload"}
 
 
 @dataclass
