@@ -45,6 +45,21 @@ def test_text_output_out_dir_and_lr_for_every_optimizer(tmp_path):
     assert len(rows) == 40 and json.loads(rows[-1])["step"] == 40
 
 
+def test_gan_set_lr_sets_both_players_and_lr_d_lr_g_set_one(tmp_path):
+    out = studio("gan-2d", "--steps", "3", "--out", str(tmp_path / "both"), "--set", "lr=0.0002",
+                 "--set", "batch_size=32", "--json")
+    assert out.returncode == 0, out.stderr
+    config = json.loads((tmp_path / "both" / "config.json").read_text())["config"]
+    assert config["lr"] == config["lr_d"] == config["lr_g"] == 0.0002
+    out = studio("wgan-gp-2d", "--steps", "3", "--out", str(tmp_path / "own"), "--set", "lr=0.0002",
+                 "--set", "lr_d=0.003", "--set", "batch_size=32", "--json")
+    assert out.returncode == 0, out.stderr
+    config = json.loads((tmp_path / "own" / "config.json").read_text())["config"]
+    assert (config["lr_d"], config["lr_g"]) == (0.003, 0.0002)
+    out = studio("gan-2d", "--set", "lr_g=-1")
+    assert out.returncode == 2 and "lr_g must be at least" in out.stderr
+
+
 def test_bad_settings_exit_2_with_one_line():
     for args, needle in [(["classifier-2d", "--set", "bogus=1"], "Unknown setting 'bogus'"),
                          (["classifier-2d", "--set", "lr=-1"], "lr must be at least"),

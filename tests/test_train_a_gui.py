@@ -106,6 +106,27 @@ def test_divergence_pauses_with_the_message_and_bad_values_are_refused(train, qt
     assert "diverged" in train.controls.status.text()
 
 
+def test_gan_learning_rates_of_d_and_g_change_live_in_the_form(train, qtbot):
+    train.open_lesson("gan-2d")
+    qtbot.waitUntil(lambda: "lr_d" in getattr(train.last_frame, "config", {}), timeout=60000)
+    lr_d, lr_g = train.form.editors["lr_d"], train.form.editors["lr_g"]
+    assert lr_d.isVisibleTo(train) and lr_g.isVisibleTo(train)
+    # The D slider moves D's rate only, live, without a new run.
+    lr_d.slider.setValue(lr_d.slider.value() + 10)
+    train.form.flush()
+    qtbot.waitUntil(lambda: train.last_frame.config["lr_d"] > 0.003, timeout=5000)
+    assert train.last_frame.config["lr_g"] == 0.001 and not train.last_frame.new_run
+    play_for(qtbot, train, 20)
+    # "Learning rate (both)" sets both, and the form shows it on both sliders.
+    train.set_param("lr", 0.0004)
+    qtbot.waitUntil(lambda: train.last_frame.config["lr_d"] == 0.0004, timeout=5000)
+    assert lr_d.value() == lr_g.value() == 0.0004
+    assert lr_d.label.text() == "0.0004"
+    train.set_param("lr_g", -1.0)
+    assert train.error.isVisible() and "lr_g must be at least" in train.error.text()
+    _shot(train, "train-gan-2d")
+
+
 def test_waits_while_the_job_queue_is_busy(train, qtbot, monkeypatch):
     runner = train.ctx.bridge.runner
     monkeypatch.setattr(type(runner), "queue_length", property(lambda self: 1))

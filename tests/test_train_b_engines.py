@@ -189,6 +189,82 @@ def test_step_part_updates_only_that_player(key):
         trainer.step(part="X")
 
 
+def _weights_equal(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("key", ["gan-2d", "wgan-gp-2d"])
+def test_gan_players_have_their_own_learning_rates(key):
+    cls = lesson_class(key)
+    # lr sets both players; lr_d / lr_g win over it; defaults equal the shared default.
+    default = cls.spec("lr").default
+    assert cls.validate_config()["lr_d"] == cls.validate_config()["lr_g"] == default
+    assert {k: cls.validate_config({"lr": 2e-3})[k] for k in ("lr_d", "lr_g")} == \
+        {"lr_d": 2e-3, "lr_g": 2e-3}
+    both = cls.validate_config({"lr": 2e-3, "lr_d": 5e-3})
+    assert (both["lr_d"], both["lr_g"]) == (5e-3, 2e-3)
+    trainer = make(key, lr_d=4e-3, lr_g=1e-4)
+    assert trainer._opt_d.param_groups[0]["lr"] == 4e-3
+    assert trainer._opt_g.param_groups[0]["lr"] == 1e-4
+    # Live: each knob reaches its own player's optimizer only; lr moves both (and the form).
+    trainer.set_param("lr_g", 3e-4)
+    assert trainer._opt_g.param_groups[0]["lr"] == 3e-4
+    assert trainer._opt_d.param_groups[0]["lr"] == 4e-3
+    trainer.set_param("lr", 7e-4)
+    assert (trainer.config["lr_d"], trainer.config["lr_g"]) == (7e-4, 7e-4)
+    assert {o.param_groups[0]["lr"] for o in (trainer._opt_d, trainer._opt_g)} == {7e-4}
+    # A D step with a different lr_d changes D differently and G not at all.
+    a, b = make(key, seed=2), make(key, seed=2, lr_d=1e-2)
+    a.step(part="D")
+    b.step(part="D")
+    assert not _weights_equal(a.state_dict()["discriminator"], b.state_dict()["discriminator"])
+    assert _weights_equal(a.state_dict()["generator"], b.state_dict()["generator"])
+    # A G step with a different lr_g, from the same D, changes G differently.
+    a, b = make(key, seed=2), make(key, seed=2, lr_g=1e-2)
+    a.step(part="G")
+    b.step(part="G")
+    assert _weights_equal(a.state_dict()["discriminator"], b.state_dict()["discriminator"])
+    assert not _weights_equal(a.state_dict()["generator"], b.state_dict()["generator"])
+    for bad in ({"lr_d": -1}, {"lr_g": 0}, {"lr_d": "fast"}, {"lr_g": 11}):
+        with pytest.raises(InvalidParameter, match="lr_"):
+            cls(config=bad)
+    with pytest.raises(InvalidParameter, match="lr_d"):
+        trainer.set_param("lr_d", float("nan"))
+    assert trainer.config["lr_d"] == 7e-4
+
+
+@pytest.mark.parametrize("key", ["gan-2d", "wgan-gp-2d"])
+def test_gan_separate_learning_rates_survive_save_load_resume(key):
+    straight = make(key, seed=5)
+    run(straight, 4)
+    straight.set_param("lr_d", 3e-3)
+    straight.set_param("lr_g", 2e-4)
+    expected = run(straight, 8)
+
+    paused = make(key, seed=5)
+    run(paused, 4)
+    paused.set_param("lr_d", 3e-3)
+    paused.set_param("lr_g", 2e-4)
+    run(paused, 3)
+    buffer = io.BytesIO()
+    torch.save(paused.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = make(key, seed=5)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    assert (resumed.config["lr_d"], resumed.config["lr_g"]) == (3e-3, 2e-4)
+    assert resumed._opt_d.param_groups[0]["lr"] == 3e-3
+    assert resumed._opt_g.param_groups[0]["lr"] == 2e-4
+    assert run(resumed, 5) == expected[3:]
+    # A run saved before the players had their own rates (config with lr only) resumes with
+    # that lr for both.
+    old = paused.state_dict()
+    old["config"] = {k: v for k, v in old["config"].items() if k not in ("lr_d", "lr_g")}
+    old["config"]["lr"] = 6e-4
+    again = make(key, seed=5)
+    again.load_state_dict(old)
+    assert {o.param_groups[0]["lr"] for o in (again._opt_d, again._opt_g)} == {6e-4}
+
+
 def test_ddpm_samples_land_near_the_data():
     from studio.pipelines.train.ddpm2d import nearest_distance
 

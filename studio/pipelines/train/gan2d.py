@@ -3,6 +3,7 @@
 Data come from :mod:`studio.pipelines.train.datasets2d` (a pool of points drawn once per run, so
 a step costs two tiny MLP passes). ``step()`` runs ``k_d`` discriminator/critic updates, then
 ``k_g`` generator updates; ``step("D")`` / ``step("G")`` runs exactly one update of that player.
+Each player has its own Adam and learning rate (``lr_d``, ``lr_g``); ``lr`` sets both at once.
 
 Main loss (``loss`` in metrics.jsonl): for the GAN, ``loss_d + loss_g`` (both players' losses; it
 sits near 2.08 = 3·ln 2 when D is fooled half the time); for the WGAN-GP, the Wasserstein
@@ -39,9 +40,20 @@ def mode_coverage(points: np.ndarray, min_fraction: float = 0.01) -> tuple[int, 
     return covered, float(near.any(axis=1).mean())
 
 
-def _gan_params(lr: float, k_d: int) -> tuple[ParamSpec, ...]:
+def _player_lr_spec(name: str, default: float, label: str, player: str) -> ParamSpec:
+    return ParamSpec(name, default, "float", minimum=1e-6, maximum=10.0, live=True,
+                     log_scale=True, label=label,
+                     help=f"Learning rate of the {player} alone (Adam). Two time-scale "
+                          "training (D faster than G) often steadies a GAN.")
+
+
+def _gan_params(lr: float, k_d: int, critic: str) -> tuple[ParamSpec, ...]:
     return (
-        tl.lr_spec(lr, "Learning rate of both players (Adam)."),
+        ParamSpec("lr", lr, "float", minimum=1e-6, maximum=10.0, live=True, log_scale=True,
+                  label="Learning rate (both)",
+                  help="Sets the learning rate of both players at once (Adam)."),
+        _player_lr_spec("lr_d", lr, "D learning rate", critic),
+        _player_lr_spec("lr_g", lr, "G learning rate", "generator"),
         ParamSpec("k_d", k_d, "int", minimum=1, maximum=20, live=True, label="D steps (k_D)",
                   help="Discriminator updates per step."),
         ParamSpec("k_g", 1, "int", minimum=1, maximum=20, live=True, label="G steps (k_G)",
@@ -98,13 +110,14 @@ class GAN2D(DrawnPointsConfig, Trainer):
             "**What to try.** Step D or G alone and watch the other react. Set k_D to 5, or "
             "raise the learning rate, and look for *mode collapse*: generated points crowd "
             "onto a few gaussians and the mode count drops. Instance noise often cures it. "
+            "Give D and G different learning rates (D a few times faster is a classic fix). "
             "Draw your own shape.\n\n"
             "**Normal.** D(x) and D(G(z)) drift towards 0.5; points spread over most of the 8 "
             "modes in about 1–2 thousand steps (under a minute). GANs oscillate: a mode may "
             "come and go."),
         series=("loss_d", "loss_g"),
     )
-    params = _gan_params(1e-3, 1)
+    params = _gan_params(1e-3, 1, "discriminator")
     step_parts = ("D", "G")
     wasserstein = False
     betas = (0.5, 0.999)
@@ -120,14 +133,25 @@ class GAN2D(DrawnPointsConfig, Trainer):
         self.generator = tl.mlp([d, h, h, 2], self._gens["init"], nn.LeakyReLU)
         self.discriminator = tl.mlp([2, h, h, 1], self._gens["init"], nn.LeakyReLU)
         self._z_fixed = torch.randn((SHOWN, d), generator=tl.seeded_generator(seed, 3))
-        self._opt_g = self._new_opt(self.generator)
-        self._opt_d = self._new_opt(self.discriminator)
+        self._opt_g = self._new_opt(self.generator, c["lr_g"])
+        self._opt_d = self._new_opt(self.discriminator, c["lr_d"])
         self._last: dict[str, float] = {}
         self._snap_step = -1
         self._snap: dict[str, Any] = {}
 
-    def _new_opt(self, module: nn.Module) -> torch.optim.Optimizer:
-        return tl.make_optimizer("adam", module.parameters(), self.config["lr"], self.betas)
+    @classmethod
+    def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """As the base, plus: ``lr`` given without ``lr_d`` / ``lr_g`` sets that player's rate
+        too (``--set lr=…`` sets the learning rate of both)."""
+        config = super().validate_config(overrides)
+        if overrides and "lr" in overrides:
+            for key in ("lr_d", "lr_g"):
+                if key not in overrides:
+                    config[key] = config["lr"]
+        return config
+
+    def _new_opt(self, module: nn.Module, lr: float) -> torch.optim.Optimizer:
+        return tl.make_optimizer("adam", module.parameters(), lr, self.betas)
 
     # -- one update of each player --------------------------------------------------------------
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,10 +229,19 @@ class GAN2D(DrawnPointsConfig, Trainer):
         check_loss(loss, self.step_count)
         return {"step": self.step_count, "loss": loss, **self._last}
 
-    def on_param_changed(self, name: str) -> None:
+    def set_param(self, name: str, value: Any) -> None:
+        """As the base; ``lr`` (both) also moves ``lr_d`` and ``lr_g``."""
         if name == "lr":
-            tl.set_lr(self._opt_d, self.config["lr"])
-            tl.set_lr(self._opt_g, self.config["lr"])
+            v = self.spec("lr").coerce(value)
+            self.config.update(lr=v, lr_d=v, lr_g=v)
+            self.on_param_changed(name)
+            return
+        super().set_param(name, value)
+
+    def on_param_changed(self, name: str) -> None:
+        if name in ("lr", "lr_d", "lr_g"):
+            tl.set_lr(self._opt_d, self.config["lr_d"])
+            tl.set_lr(self._opt_g, self.config["lr_g"])
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -283,13 +316,14 @@ class WGANGP2D(GAN2D):
             "the Wasserstein estimate E[D(x)] − E[D(G(z))] and the gradient penalty.\n\n"
             "**What to try.** Set the gradient-penalty weight to 0 and watch the critic's "
             "scores run away; lower k_D to 1 and see the estimate become unreliable. Compare "
-            "mode coverage with the plain GAN on the same data.\n\n"
+            "mode coverage with the plain GAN on the same data. Slow the generator's learning "
+            "rate and see the critic stay ahead.\n\n"
             "**Normal.** The Wasserstein estimate falls steadily towards 0 (it is meaningful, "
             "unlike a GAN's losses); points cover the modes with few collapses. About 1–2 "
             "thousand steps, a minute or two."),
         series=("wasserstein", "gp", "loss_g"),
     )
-    params = _gan_params(5e-4, 5) + (
+    params = _gan_params(5e-4, 5, "discriminator (critic)") + (
         ParamSpec("gp_weight", 0.1, "float", minimum=0.0, maximum=100.0, live=True,
                   label="Gradient penalty λ",
                   help="Weight of (‖∇D‖ − 1)²; it keeps the critic 1-Lipschitz."),
