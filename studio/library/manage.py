@@ -4,6 +4,8 @@ Import either *registers* a file or folder where it is (its path joins ``setting
 the caller saves the settings) or *copies* it into the models folder: to a hidden temporary name
 first, renamed into place only when complete, so a failed or cancelled copy never looks like a
 model; an unwritable folder or a full disk is refused with a message and the partial copy removed.
+A ``.ckpt/.pt/.pth/.bin`` that would need arbitrary code to unpickle is refused before either
+(:func:`studio.library.safe_load.check_pickle`; nothing in it runs).
 
 Removing refuses a model that a model cache of this process holds (see
 :func:`studio.pipelines.model_cache.loaded_model_paths`; another Studio process is not asked), a
@@ -30,6 +32,7 @@ from studio.library import usage
 from studio.library.catalog import LibraryEntry, describe_path
 from studio.library.chat_models import weight_files
 from studio.library.hashing import full_sha256, hashed_file
+from studio.library.safe_load import PICKLE_SUFFIXES, check_pickle, loaded_pickles
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,11 @@ def import_model(path: Path, settings: Settings, paths: Paths, *, copy: bool = F
     if not path.exists():
         raise UserFacingError(f"{path} does not exist.")
     entry = describe_path(path, "file", paths)
+    # A pickle that needs code is refused here, not at its first use: the library never lists a
+    # model Studio would refuse to load. The check is the loaders' own weights_only unpickler.
+    for pickled in [f for f in entry.files if f.suffix.lower() in PICKLE_SUFFIXES] \
+            or loaded_pickles(path):
+        check_pickle(pickled)
     if entry.kind == "unknown":
         raise UserFacingError(f"{path.name} is not a model Studio can use: {entry.detail}.")
     if not copy:
