@@ -10,6 +10,7 @@ torch and diffusers are imported inside the functions (DESIGN rule 7).
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from studio.config import Paths, default_paths
 from studio.jobs import UserFacingError
 from studio.library.detect import detect_from_header
 from studio.library.models import ModelEntry
+from studio.library.safe_load import refusal_in
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +123,12 @@ def load_txt2img_pipeline(entry: ModelEntry, device: str, dtype: Any,
     except torch.OutOfMemoryError as exc:
         raise UserFacingError(f"Out of memory while loading {entry.name} on {device} — close other "
                               "programs or models, or choose a smaller precision.") from exc
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, pickle.UnpicklingError) as exc:
+        # diffusers reads a folder's .bin weights with weights_only=True and words a refused
+        # pickle as "Unable to load weights"; say what really happened.
+        refusal = refusal_in(exc, f"{entry.name} ({entry.path})")
+        if refusal is not None:
+            raise refusal from exc
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:300]
         raise UserFacingError(
             f"Could not load {entry.name} ({entry.path}): {first}. The files may be incomplete "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from studio.library.chat_models import (
     safetensors_parameter_count,
     weight_files,
 )
+from studio.library.safe_load import refusal_in
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,16 @@ def check_memory(entry: ChatModelEntry, device: str, options: LoadOptions) -> in
     return needed
 
 
+def _refuse_remote_code(exc: BaseException, entry: ChatModelEntry) -> None:
+    """transformers asks for ``trust_remote_code=True`` when a folder's classes exist only as
+    Python files in it; a user cannot pass that, and Studio never will — say so instead."""
+    if "trust_remote_code" in str(exc):
+        raise UserFacingError(
+            f"{entry.name} cannot be loaded: it needs Python code shipped in its folder "
+            "(auto_map), and Studio never runs a model's own code. Choose a model whose "
+            "architecture transformers supports directly.") from exc
+
+
 def _load_tokenizer(entry: ChatModelEntry) -> Any:
     from transformers import AutoTokenizer
 
@@ -140,6 +152,7 @@ def _load_tokenizer(entry: ChatModelEntry) -> Any:
         return AutoTokenizer.from_pretrained(str(entry.path), local_files_only=True,
                                              trust_remote_code=False)
     except (OSError, ValueError, TypeError) as exc:
+        _refuse_remote_code(exc, entry)
         raise UserFacingError(f"The tokenizer of {entry.name} cannot be loaded: "
                               f"{str(exc).splitlines()[0][:200]}") from exc
 
@@ -179,7 +192,13 @@ def load_chat_model(entry: ChatModelEntry, device: str, options: LoadOptions) ->
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         model = AutoModelForCausalLM.from_pretrained(str(entry.path), **kwargs)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, pickle.UnpicklingError) as exc:
+        # transformers reads pytorch_model.bin with weights_only=True: a pickle that needs code
+        # stops there, and torch's message tells how to load it unsafely — ours does not.
+        refusal = refusal_in(exc, f"{entry.name} ({entry.path})")
+        if refusal is not None:
+            raise refusal from exc
+        _refuse_remote_code(exc, entry)
         raise UserFacingError(f"{entry.name} cannot be loaded: "
                               f"{str(exc).splitlines()[0][:300]}") from exc
     if quant is None:
