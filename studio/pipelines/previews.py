@@ -101,8 +101,10 @@ class TaesdPreviewer:
         from diffusers import AutoencoderTiny
 
         self.folder = Path(folder)
+        # safetensors only: a .bin next to it is never opened (find_taesd asks for safetensors).
         self.model = AutoencoderTiny.from_pretrained(str(folder), torch_dtype=dtype,
-                                                     local_files_only=True).to(device)
+                                                     local_files_only=True,
+                                                     use_safetensors=True).to(device)
         self.model.eval()
         self.model.requires_grad_(False)
 
