@@ -84,12 +84,17 @@ def save_state(state: dict[str, Any], tensors_path: Path, json_path: Path,
 
 def load_state(json_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read a checkpoint written by :func:`save_state`: (state, the JSON document's other keys)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     doc = json.loads(Path(json_path).read_text(encoding="utf-8"))
     if doc.get("format") != "studio-train-checkpoint/1":
         raise ValueError(f"{json_path} is not a Studio training checkpoint")
-    with safe_open(str(Path(json_path).parent / doc["tensors"]), framework="pt") as fh:
+    tensors_path = Path(json_path).parent / doc["tensors"]
+    try:
+        opened = safe_open(str(tensors_path), framework="pt")
+    except (SafetensorError, OSError) as exc:
+        raise _not_a_checkpoint(tensors_path) from exc
+    with opened as fh:
         if (fh.metadata() or {}).get("token") != doc.get("token"):
             raise ValueError("the checkpoint is incomplete (it was being written when the "
                              "program stopped); start the run again from its beginning")
@@ -101,3 +106,22 @@ def load_state(json_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     for key in ("format", "tensors", "tensor_keys", "token"):
         doc.pop(key, None)
     return state, doc
+
+
+def _not_a_checkpoint(path: Path) -> Exception:
+    """Why a run's tensors file cannot be read; a pickle put in its place is named as such."""
+    from studio.jobs import UserFacingError
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+    except OSError as exc:
+        return UserFacingError(f"The run's checkpoint {path} cannot be read ({exc.strerror or exc})"
+                               "; start the run again from its beginning.")
+    if head[:1] == b"\x80" or head == b"PK":  # a pickle, or torch.save's zip of one
+        return UserFacingError(
+            f"The run's checkpoint {path.name} was refused for safety: it was replaced by a Python "
+            "pickle, which could run arbitrary code when loaded, and Studio never unpickles "
+            "checkpoints. It was not loaded; start the run again from its beginning.")
+    return UserFacingError(f"The run's checkpoint {path.name} is damaged (not a safetensors "
+                           "file); start the run again from its beginning.")
