@@ -107,7 +107,8 @@ class LocalChatBackend:
 
         self._settings = settings_getter
         self._paths = paths_getter
-        self.cache = cache if cache is not None else ModelCache(loader=load_chat_model)
+        self.cache = cache if cache is not None else ModelCache(
+            loader=load_chat_model, kind="chat", settings_getter=settings_getter)
         self._lock = threading.Lock()  # one generation at a time: the model is not re-entrant
 
     # -- ChatBackend -------------------------------------------------------------------------
