@@ -26,6 +26,15 @@ def curve_len(panel, name):
     return 0 if x is None else len(x)
 
 
+def wait_for_lesson(qtbot, panel, key):
+    """Until the new lesson's child has started and its first frame is drawn (the last frame
+    before that is the previous lesson's; starting a child under load takes seconds)."""
+    keys = set(panel.lessons[key].validate_config())
+    qtbot.waitUntil(lambda: panel.lesson == key and panel.session.state == "paused"
+                    and panel.last_frame is not None and set(panel.last_frame.config) == keys,
+                    timeout=60000)
+
+
 def play_for(qtbot, panel, steps):
     start = panel.session.step_count
     qtbot.mouseClick(panel.controls.play_button, Qt.MouseButton.LeftButton)
@@ -56,7 +65,7 @@ def test_every_lesson_is_listed_and_optimizers_race_draws(train, qtbot):
 def test_classifier_controls_step_speed_live_param_reset(train, qtbot, tmp_path):
     train.lesson_list.setCurrentRow(1)
     assert train.lesson == "classifier-2d"
-    qtbot.waitUntil(lambda: train.last_frame and train.last_frame.step == 0, timeout=60000)
+    wait_for_lesson(qtbot, train, "classifier-2d")
     qtbot.mouseClick(train.controls.step_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: train.last_frame.step == 1, timeout=5000)
     qtbot.waitUntil(lambda: curve_len(train, "loss") == 1 and curve_len(train, "test_loss") == 1,
@@ -94,7 +103,7 @@ def test_classifier_controls_step_speed_live_param_reset(train, qtbot, tmp_path)
 
 def test_divergence_pauses_with_the_message_and_bad_values_are_refused(train, qtbot):
     train.lesson_list.setCurrentRow(1)
-    qtbot.waitUntil(lambda: train.last_frame and train.lesson == "classifier-2d", timeout=60000)
+    wait_for_lesson(qtbot, train, "classifier-2d")
     train.set_param("lr", -1.0)
     assert train.error.isVisible() and "at least" in train.error.text()
     train.set_param("optimizer", "sgd")
@@ -108,7 +117,7 @@ def test_divergence_pauses_with_the_message_and_bad_values_are_refused(train, qt
 
 def test_gan_learning_rates_of_d_and_g_change_live_in_the_form(train, qtbot):
     train.open_lesson("gan-2d")
-    qtbot.waitUntil(lambda: "lr_d" in getattr(train.last_frame, "config", {}), timeout=60000)
+    wait_for_lesson(qtbot, train, "gan-2d")
     lr_d, lr_g = train.form.editors["lr_d"], train.form.editors["lr_g"]
     assert lr_d.isVisibleTo(train) and lr_g.isVisibleTo(train)
     # The D slider moves D's rate only, live, without a new run.
@@ -125,6 +134,39 @@ def test_gan_learning_rates_of_d_and_g_change_live_in_the_form(train, qtbot):
     train.set_param("lr_g", -1.0)
     assert train.error.isVisible() and "lr_g must be at least" in train.error.text()
     _shot(train, "train-gan-2d")
+
+
+def test_autoencoder_data_set_choice_faces_or_what_it_needs(train, qtbot, monkeypatch):
+    from studio.pipelines.train import image_sets
+
+    # Without scikit-image: faces are listed greyed out, saying what they need, and refused.
+    monkeypatch.setattr(image_sets, "faces_available", lambda: False)
+    train.open_lesson("vae")
+    wait_for_lesson(qtbot, train, "vae")
+    box = train.form.editors["dataset"]
+    assert [box.itemText(i) for i in range(box.count())] == ["digits",
+                                                             "faces (needs scikit-image)"]
+    assert not box.model().item(1).isEnabled()
+    assert "pip install scikit-image" in box.model().item(1).toolTip()
+    assert "pip install scikit-image" in box.toolTip()
+    train.reset(overrides={"dataset": "faces"})
+    assert train.error.isVisible() and "needs scikit-image" in train.error.text()
+    monkeypatch.undo()
+    if not image_sets.faces_available():
+        return
+    # With it: choosing faces starts a new run on faces, drawn as faces.
+    train.open_lesson("vae")
+    wait_for_lesson(qtbot, train, "vae")
+    box = train.form.editors["dataset"]
+    assert box.itemText(1) == "faces" and box.model().item(1).isEnabled()
+    box.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: train.last_frame.config["dataset"] == "faces"
+                    and train.last_frame.snapshot["dataset"] == "faces", timeout=10000)
+    assert train.form.values()["dataset"] == "faces"
+    play_for(qtbot, train, 40)
+    assert train.view.recon_image.image.shape[1] == 5 * 26 - 1  # 25×25 faces, five a row
+    assert [item.name() for item in train.view.class_scatter][0] == "darkest"
+    _shot(train, "train-vae-faces")
 
 
 def test_waits_while_the_job_queue_is_busy(train, qtbot, monkeypatch):

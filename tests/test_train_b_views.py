@@ -109,6 +109,46 @@ def test_interpolation_digits_request_a_live_change(qtbot):
     assert blocker.args == ["interp_to", 3]
 
 
+
+@pytest.mark.parametrize("key", ["autoencoder", "vae"])
+def test_autoencoder_view_shows_faces_coloured_by_brightness(qtbot, theme, key):
+    from studio.pipelines.train.image_sets import BRIGHTNESS_BINS, faces_available
+
+    if not faces_available():
+        pytest.skip("scikit-image is not installed (pip install -e .[faces])")
+    trainer = trained(key, 800, dataset="faces", latent_dim=2)
+    view = make_view(qtbot, key)
+    view.show_snapshot(lesson_class(key)(config={}, seed=0).snapshot())  # digits first
+    assert [item.name() for item in view.class_scatter] == [str(d) for d in range(10)]
+    view.reset()  # a new run (the data set changed)
+    snap = trainer.snapshot()
+    view.show_snapshot(snap)
+    # Five brightness groups, named in the legend, dark to bright; every face drawn once.
+    assert [item.name() for item in view.class_scatter] == list(BRIGHTNESS_BINS)
+    assert sum(len(item.getData()[0]) for item in view.class_scatter) == 100
+    for group, item in enumerate(view.class_scatter):
+        xs, ys = item.getData()
+        np.testing.assert_allclose(np.stack([xs, ys], axis=1),
+                                   snap["latent"][snap["labels"] == group])
+    lightness = [item.opts["brush"].color().lightness() for item in view.class_scatter]
+    assert lightness[0] < lightness[-1]
+    assert "brightness" in view.latent_plot.getPlotItem().titleLabel.text
+    assert "no classes" in view.latent_plot.getPlotItem().titleLabel.text
+    assert view.latent_plot.getPlotItem().titleLabel.isVisible()
+    # 25×25 faces: 4 blocks of (original, reconstruction) rows, five faces wide.
+    assert view.recon_image.image.shape == (4 * (2 * 26 - 1) + 3 * 4, 5 * 26 - 1)
+    np.testing.assert_allclose(view.recon_image.image[:25, :25], snap["originals"][0])
+    assert view.grid_image.image.shape == (12 * 26 - 1, 12 * 26 - 1)
+    assert view.interp_image.image.shape == (25, 10 * 26 - 1)
+    frames = view.export_frames()
+    assert frames and frames[0].width == (5 * 26 - 1) * 2  # ~48 px per face, as for digits
+    shoot(view, f"train-{key}-faces-{theme}")
+    # Back to digits: class colours and names again, no title.
+    view.reset()
+    view.show_snapshot(trained(key, 1500).snapshot())
+    assert [item.name() for item in view.class_scatter] == [str(d) for d in range(10)]
+    assert not view.latent_plot.getPlotItem().titleLabel.isVisible()
+
 @pytest.mark.parametrize("key", ["gan-2d", "wgan-gp-2d"])
 def test_gan_view_shows_points_heatmap_arrows_and_modes(qtbot, theme, key):
     trainer = trained(key, 600 if key == "gan-2d" else 300)

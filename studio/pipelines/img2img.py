@@ -24,9 +24,12 @@ from typing import Any
 from studio.config import Paths, Settings
 from studio.jobs import CancelToken, JobCancelled, ProgressSink
 from studio.library.models import resolve_model
+from studio.pipelines.memory import run_with_offload_retry
 from studio.pipelines.requests import MAX_SIDE, Img2ImgRequest, TransformedImage
 from studio.pipelines.run_common import (
     DiffusersService,
+    NotedProgress,
+    add_note,
     generating_message,
     out_of_memory_as,
     prepare_call,
@@ -49,9 +52,12 @@ def derive_pipeline(pipe: Any, inpaint: bool) -> Any:
     """The img2img / inpaint pipeline sharing ``pipe``'s components (same objects, no copies)."""
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
+    from studio.pipelines.memory import share_offload_state
+
     auto = AutoPipelineForInpainting if inpaint else AutoPipelineForImage2Image
     derived = auto.from_pipe(pipe)
     derived.set_progress_bar_config(disable=True)
+    share_offload_state(pipe, derived)  # an offloaded model stays offloaded after this call
     return derived
 
 
@@ -84,6 +90,7 @@ class Img2ImgService(DiffusersService):
         entry = resolve_model(request.model, settings, paths)
         image, mask, loaded, warnings = prepare_inputs(request)
         request = dataclasses.replace(request, width=image.width, height=image.height)
+        progress = NotedProgress(progress)  # memory notes reach every image's warnings
         base, device, dtype = self._load(entry, settings, paths, progress, cancel)
         return self._generate(base, entry, request, image, mask, loaded, warnings, settings,
                               paths, device, dtype, progress, cancel)
@@ -129,15 +136,21 @@ class Img2ImgService(DiffusersService):
 
         kwargs: dict[str, Any] = dict(
             image=image, strength=request.strength, num_inference_steps=request.steps,
-            guidance_scale=request.cfg, generator=torch.Generator("cpu").manual_seed(seed),
-            output_type="pil",
+            guidance_scale=request.cfg, output_type="pil",
             callback_on_step_end=step_callback(request, index, previewer, progress, cancel),
             callback_on_step_end_tensor_inputs=["latents"])
         if mask is not None:
             kwargs.update(mask_image=mask, width=request.width, height=request.height)
-        with out_of_memory_as(f"Out of memory at {request.width}×{request.height} — try a "
-                              "smaller image or close other programs using the GPU."):
-            result = pipe(**prompt_kwargs, **kwargs).images[0]
+
+        def call() -> Any:  # a fresh generator each time: a retry makes the same image
+            generator = torch.Generator("cpu").manual_seed(seed)
+            return pipe(**prompt_kwargs, **kwargs, generator=generator).images[0]
+
+        size = f"{request.width}×{request.height}"
+        with out_of_memory_as(f"Out of memory at {size} — try a smaller image or close other "
+                              "programs using the GPU."):
+            result = run_with_offload_retry(call, pipe, size,
+                                            lambda text: add_note(progress, text))
         if cancel.cancelled:
             raise JobCancelled()
         if mask is not None and request.keep_unmasked:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +19,8 @@ from studio.devices import resolve_device, resolve_dtype
 from studio.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.library.models import ModelEntry
 from studio.pipelines.model_cache import ModelCache
+
+log = logging.getLogger(__name__)
 
 
 def validate_request(request: Any) -> None:
@@ -61,6 +64,47 @@ def generating_message(index: int, count: int) -> str:
     return f"Generating image {index + 1} of {count}…" if count > 1 else "Generating…"
 
 
+class NotedProgress:
+    """A :class:`ProgressSink` that adds the job's notes to every result it reports.
+
+    Notes are what the user should know about the whole job rather than one image — a memory
+    option that cannot run here, a retry with offload after running out of memory — and are
+    only known while the job runs; each result reported after a note carries it in its
+    ``warnings``. Everything else goes to the wrapped sink unchanged."""
+
+    def __init__(self, sink: ProgressSink) -> None:
+        self._sink = sink
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def __call__(self, step: int, total: int, preview: Any = None) -> None:
+        self._sink(step, total, preview)
+
+    def message(self, text: str) -> None:
+        self._sink.message(text)
+
+    def partial(self, result: Any) -> None:
+        warnings = getattr(result, "warnings", None)
+        if isinstance(warnings, list):
+            warnings.extend(n for n in self.notes if n not in warnings)
+        self._sink.partial(result)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sink, name)
+
+
+def add_note(progress: Any, text: str) -> None:
+    """Tell the job's results ``text`` (see :class:`NotedProgress`); logged when the sink cannot."""
+    note = getattr(progress, "note", None)
+    if callable(note):
+        note(text)
+    else:
+        log.warning("%s", text)
+
+
 class DiffusersService:
     """Base of the services that run diffusers requests with the worker's shared model cache."""
 
@@ -68,16 +112,27 @@ class DiffusersService:
                  paths_getter: Callable[[], Paths], cache: ModelCache | None = None) -> None:
         self._settings = settings_getter
         self._paths = paths_getter
-        self.cache = cache if cache is not None else ModelCache()
+        self.cache = cache if cache is not None else ModelCache(settings_getter=settings_getter)
+        if self.cache.settings_getter is None:  # a shared cache follows the settings' budget too
+            self.cache.settings_getter = settings_getter
 
     def _load(self, entry: ModelEntry, settings: Settings, paths: Paths,
               progress: ProgressSink, cancel: CancelToken) -> tuple[Any, str, Any]:
-        """(the cached pipeline, device, dtype) for ``entry``, loading it if needed."""
+        """(the cached pipeline, device, dtype) for ``entry``, loading it if needed, with the
+        model's memory options applied (their warnings become notes of the job's results)."""
+        from studio.pipelines.memory import apply_memory_options, offload_supported
+
         device = job_device(settings)
         dtype = resolve_dtype(settings.precision, device)
+        options = settings.memory_options_for(entry.path)
         cancel.raise_if_cancelled()
         progress.message("Loading model…")
-        pipe = self.cache.get(entry, device, dtype, paths=paths)
+        # A model that will be offloaded is read into RAM: it may not fit on the GPU whole.
+        offloaded = options.offload != "none" and offload_supported(device)
+        pipe = self.cache.get(entry, device, dtype, paths=paths,
+                              load_device="cpu" if offloaded else None)
+        for warning in apply_memory_options(pipe, options, device):
+            add_note(progress, warning)
         cancel.raise_if_cancelled()
         return pipe, device, dtype
 

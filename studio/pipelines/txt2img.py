@@ -14,9 +14,12 @@ from typing import Any
 from studio.config import Paths, Settings
 from studio.jobs import CancelToken, JobCancelled, ProgressSink, UserFacingError
 from studio.library.models import ModelEntry, resolve_model
+from studio.pipelines.memory import run_with_offload_retry
 from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
 from studio.pipelines.run_common import (
     DiffusersService,
+    NotedProgress,
+    add_note,
     generating_message,
     out_of_memory_as,
     prepare_call,
@@ -44,6 +47,7 @@ class Txt2ImgService(DiffusersService):
         validate_request(request)
         settings, paths = self._settings(), self._paths()
         entry = resolve_model(request.model, settings, paths)
+        progress = NotedProgress(progress)  # memory notes reach every image's warnings
         pipe, device, dtype = self._load(entry, settings, paths, progress, cancel)
         return self._generate(pipe, entry, request, settings, paths, device, dtype, progress,
                               cancel)
@@ -83,15 +87,18 @@ class Txt2ImgService(DiffusersService):
         import numpy as np
         import torch
 
-        generator = torch.Generator("cpu").manual_seed(seed)
-        with out_of_memory_as(f"Out of memory at {request.width}×{request.height} — try a "
-                              "smaller size, or close other programs that use the GPU."):
-            out = pipe(**prompt_kwargs, num_inference_steps=request.steps,
-                       guidance_scale=request.cfg, width=request.width, height=request.height,
-                       generator=generator, output_type="np",
-                       callback_on_step_end=step_callback(request, index, previewer, progress,
-                                                          cancel),
-                       callback_on_step_end_tensor_inputs=["latents"])
+        def call() -> Any:  # a fresh generator each time: a retry makes the same image
+            return pipe(**prompt_kwargs, num_inference_steps=request.steps,
+                        guidance_scale=request.cfg, width=request.width, height=request.height,
+                        generator=torch.Generator("cpu").manual_seed(seed), output_type="np",
+                        callback_on_step_end=step_callback(request, index, previewer, progress,
+                                                           cancel),
+                        callback_on_step_end_tensor_inputs=["latents"])
+
+        size = f"{request.width}×{request.height}"
+        with out_of_memory_as(f"Out of memory at {size} — try a smaller size, or close other "
+                              "programs that use the GPU."):
+            out = run_with_offload_retry(call, pipe, size, lambda text: add_note(progress, text))
         if cancel.cancelled:
             raise JobCancelled()
         pixels = out.images

@@ -1,18 +1,18 @@
-"""Lesson 3: an autoencoder, a denoising autoencoder and a VAE on scikit-learn's 8×8 digits.
+"""Lesson 3: an autoencoder, a denoising autoencoder and a VAE on small images.
 
-The digits ship with scikit-learn (1797 images, no download), scaled to [0, 1] and split into a
-fixed train/test set (the same for every run, so runs compare). Encoder and decoder are small MLPs;
-the latent space is 2-D by default so its scatter plot is the latent space itself. With more latent
-dimensions the scatter and the decoded grid use the *first two* dimensions (the others held at the
-test-set mean for the autoencoders, at the prior mean 0 for the VAE).
+The images are scikit-learn's 8×8 digits or, where scikit-image is installed, its 25×25 faces
+(``dataset``; see :mod:`studio.pipelines.train.image_sets`: both ship offline, split into fixed
+train and test sets). Encoder and decoder are small MLPs; the latent space is 2-D by default so
+its scatter plot is the latent space itself. With more latent dimensions the scatter and the
+decoded grid use the *first two* dimensions (the others held at the scatter images' mean for the
+autoencoders, at the prior mean 0 for the VAE).
 
-Reconstruction loss: binary cross-entropy summed over the 64 pixels, averaged over the batch. The
+Reconstruction loss: binary cross-entropy summed over the pixels, averaged over the batch. The
 VAE adds β·KL(q(z|x) ‖ N(0, I)); its ``loss`` is that negative ELBO (``recon`` + β·``kl``).
 """
 
 from __future__ import annotations
 
-import functools
 from statistics import NormalDist
 from typing import Any
 
@@ -22,59 +22,59 @@ import torch.nn.functional as F
 
 from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import LessonInfo, ParamSpec, Trainer, check_loss
+from studio.pipelines.train.image_sets import (
+    DATASETS,
+    check_dataset,
+    load_image_set,
+    unavailable_datasets,
+)
 
-IMAGE = 8  # digits are 8×8
-PIXELS = IMAGE * IMAGE
+FACES_TRY = (
+    "Set Data set to *faces* (100 small photos; needs scikit-image): faces have no classes, "
+    "so the scatter is coloured by brightness, which is what a 2-number code of a face "
+    "learns first; give faces 8 or more latent dimensions to see them sharpen.")
 TEST_EVERY = 20  # steps between test-set evaluations (``test_loss``)
-SHOW_PER_CLASS = 2  # fixed test digits per class in the reconstruction grid
 GRID = 12  # decoded latent grid is GRID × GRID
 INTERP_STEPS = 10
-
-
-@functools.lru_cache(maxsize=1)
-def load_digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x_train, y_train, x_test, y_test): digits as float32 rows of 64 values in [0, 1]."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
-    y = digits.target.astype(np.int64)
-    order = np.random.default_rng(0).permutation(len(x))  # fixed split: runs share a test set
-    n_test = len(x) // 6
-    test, train = order[:n_test], order[n_test:]
-    return x[train], y[train], x[test], y[test]
 
 
 def _common_params(lr: float) -> tuple[ParamSpec, ...]:
     return (
         tl.lr_spec(lr),
         tl.optimizer_spec(),
+        ParamSpec("dataset", "digits", "choice", choices=DATASETS, label="Data set",
+                  help="digits: scikit-learn's 8×8 handwritten digits. faces: scikit-image's "
+                       "25×25 faces (needs scikit-image)."),
         ParamSpec("batch_size", 64, "int", minimum=1, maximum=1024, label="Batch size",
-                  help="Digits per step."),
+                  help="Images per step."),
         ParamSpec("latent_dim", 2, "int", minimum=2, maximum=32, label="Latent dimensions",
                   help="Size of the code; with 2 the scatter plot is the whole latent space."),
         ParamSpec("hidden", 128, "int", minimum=8, maximum=1024, label="Hidden width",
                   help="Units in each hidden layer of the encoder and decoder."),
         ParamSpec("interp_from", 0, "int", minimum=0, maximum=9, live=True,
-                  label="Interpolate from digit", help="The interpolation strip starts here."),
+                  label="Interpolate from",
+                  help="Where the interpolation strip starts: a digit class (digits), or one "
+                       "of the first ten test faces, numbered 0–9 (faces)."),
         ParamSpec("interp_to", 6, "int", minimum=0, maximum=9, live=True,
-                  label="Interpolate to digit", help="… and ends here."),
+                  label="Interpolate to", help="… and where it ends."),
     )
 
 
 class AutoencoderTrainer(Trainer):
-    """A plain autoencoder: 64 → hidden → hidden/2 → latent → hidden/2 → hidden → 64."""
+    """A plain autoencoder: pixels → hidden → hidden/2 → latent → hidden/2 → hidden → pixels."""
 
     info = LessonInfo(
         key="autoencoder",
-        title="Autoencoder on digits",
-        summary="Squeeze 8×8 digits through a 2-number code and rebuild them.",
+        title="Autoencoder",
+        summary="Squeeze small images (digits, or faces) through a 2-number code and rebuild "
+                "them.",
         explanation=(
             "**What you see.** Top: test digits and their reconstructions. The scatter is the "
             "2-D code (latent) of every test digit, coloured by its class; the grid decodes "
             "evenly spaced points of that plane back into images.\n\n"
             "**What to try.** Raise the learning rate until it gets noisy; switch to SGD; "
-            "give it more latent dimensions (reset) and watch reconstructions sharpen.\n\n"
+            "give it more latent dimensions (reset) and watch reconstructions sharpen. "
+            f"{FACES_TRY}\n\n"
             "**Normal.** The loss falls fast in the first few hundred steps, then slowly. Classes "
             "form clusters, but the latent space has gaps: decoding a gap gives a blur. "
             "A minute or two on a CPU shows most of it."),
@@ -87,22 +87,33 @@ class AutoencoderTrainer(Trainer):
     def __init__(self, config: dict[str, Any] | None = None, seed: int = 0,
                  step_count: int = 0) -> None:
         super().__init__(config=self.validate_config(config), seed=seed, step_count=step_count)
-        x_tr, _, x_te, y_te = load_digits_split()
-        self._x_train = torch.from_numpy(x_tr)
-        self._x_test = torch.from_numpy(x_te)
-        self._y_test = y_te
-        self._show_idx = np.concatenate(
-            [np.flatnonzero(y_te == c)[:SHOW_PER_CLASS] for c in range(10)])
+        data = self.data = load_image_set(self.config["dataset"])
+        self._x_train = torch.from_numpy(data.x_train)
+        self._x_test = torch.from_numpy(data.x_test)
+        self._x_scatter = torch.from_numpy(data.x_scatter)
         self._gens = {"init": tl.seeded_generator(seed, 1), "train": tl.seeded_generator(seed, 2)}
         # Fixed noise for the test set (denoising): test loss and pictures do not flicker.
         self._test_noise = torch.randn(self._x_test.shape, generator=tl.seeded_generator(seed, 3))
+        self._scatter_noise = (self._test_noise if data.scatter_is_test else torch.randn(
+            self._x_scatter.shape, generator=tl.seeded_generator(seed, 4)))
         h, d = int(self.config["hidden"]), int(self.config["latent_dim"])
         enc_out = 2 * d if self.variational else d
-        self.encoder = tl.mlp([PIXELS, h, max(h // 2, 2), enc_out], self._gens["init"])
-        self.decoder = tl.mlp([d, max(h // 2, 2), h, PIXELS], self._gens["init"])
+        self.encoder = tl.mlp([data.pixels, h, max(h // 2, 2), enc_out], self._gens["init"])
+        self.decoder = tl.mlp([d, max(h // 2, 2), h, data.pixels], self._gens["init"])
         self._optimizer = self._new_optimizer()
         self._snap_key: tuple | None = None
         self._snap: dict[str, Any] = {}
+
+    @classmethod
+    def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """As the base, plus: a data set this install cannot load is refused with the reason."""
+        config = super().validate_config(overrides)
+        check_dataset(config["dataset"])
+        return config
+
+    @classmethod
+    def unavailable_choices(cls) -> dict[str, dict[str, str]]:
+        return {"dataset": unavailable_datasets()}
 
     # -- model -----------------------------------------------------------------------------------
     def _new_optimizer(self) -> torch.optim.Optimizer:
@@ -186,7 +197,8 @@ class AutoencoderTrainer(Trainer):
 
     # -- pictures ----------------------------------------------------------------------------------
     def _decode_images(self, z: torch.Tensor) -> np.ndarray:
-        return tl.to_numpy(torch.sigmoid(self.decoder(z))).reshape(-1, IMAGE, IMAGE)
+        side = self.data.side
+        return tl.to_numpy(torch.sigmoid(self.decoder(z))).reshape(-1, side, side)
 
     def _grid_axes(self, mu: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         """Latent values along the two shown axes, and the fill-in for the other dimensions."""
@@ -204,36 +216,46 @@ class AutoencoderTrainer(Trainer):
                self.config.get("noise"), id(self.encoder))
         if key == self._snap_key:
             return self._snap
-        x_show = self._x_test[self._show_idx]
-        inputs = self._corrupt(x_show, self._test_noise[self._show_idx])
-        mu, logvar = self._encode(self._corrupt(self._x_test, self._test_noise))
+        data, side = self.data, self.data.side
+        x_show = self._x_test[data.shown]
+        inputs = self._corrupt(x_show, self._test_noise[data.shown])
+        mu, logvar = self._encode(self._corrupt(self._x_scatter, self._scatter_noise))
         xs, ys, fill = self._grid_axes(mu)
         gz = fill.repeat(GRID * GRID, 1)
         # Rows from high z₂ (top) to low, so the grid reads like the scatter plot.
         gz[:, 0] = torch.tensor(np.tile(xs, GRID), dtype=torch.float32)
         gz[:, 1] = torch.tensor(np.repeat(ys[::-1], GRID), dtype=torch.float32)
-        a = int(np.flatnonzero(self._y_test == self.config["interp_from"])[0])
-        b = int(np.flatnonzero(self._y_test == self.config["interp_to"])[0])
+        a = int(data.anchors[int(self.config["interp_from"])])
+        b = int(data.anchors[int(self.config["interp_to"])])
         t = torch.linspace(0.0, 1.0, INTERP_STEPS)[:, None]
         z_interp = (1 - t) * mu[a] + t * mu[b]
         snap: dict[str, Any] = {
             "step": self.step_count,
-            "originals": x_show.numpy().reshape(-1, IMAGE, IMAGE).copy(),
+            "dataset": data.name,
+            "photo": data.photo,  # draw as a grey photo, not as ink
+            "originals": x_show.numpy().reshape(-1, side, side).copy(),
             "reconstructions": self._decode_images(self._encode(inputs)[0]),
-            "labels_shown": self._y_test[self._show_idx].copy(),
             "latent": tl.to_numpy(mu[:, :2]),
-            "labels": self._y_test.copy(),
+            # The scatter's colour groups (digit classes, or brightness fifths of the faces).
+            "labels": data.groups,
+            "label_names": data.group_names,
+            "colour_by": data.colour_by,
+            "scatter_of": data.scatter_of,
             "latent_dim": int(self.config["latent_dim"]),
             "latent_axes": "first two latent dimensions",
-            "grid": self._decode_images(gz).reshape(GRID, GRID, IMAGE, IMAGE),
+            "grid": self._decode_images(gz).reshape(GRID, GRID, side, side),
             "grid_extent": (float(xs[0]), float(xs[-1]), float(ys[0]), float(ys[-1])),
             "interpolation": self._decode_images(z_interp),
             "interp_ends": (int(self.config["interp_from"]), int(self.config["interp_to"])),
+            "interp_names": (data.anchor_names[int(self.config["interp_from"])],
+                             data.anchor_names[int(self.config["interp_to"])]),
             "variational": self.variational,
         }
         if self.denoising:
-            snap["inputs"] = inputs.numpy().reshape(-1, IMAGE, IMAGE).copy()
+            snap["inputs"] = inputs.numpy().reshape(-1, side, side).copy()
         if self.variational:
+            if not data.scatter_is_test:
+                mu, logvar = self._encode(self._corrupt(self._x_test, self._test_noise))
             kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
             snap["kl_per_dim"] = tl.to_numpy(kl.mean(dim=0))
             # The ELBO split on the test set (decoding the means), for the bars.
@@ -252,13 +274,14 @@ class DenoisingAutoencoderTrainer(AutoencoderTrainer):
     info = LessonInfo(
         key="denoising-autoencoder",
         title="Denoising autoencoder",
-        summary="Rebuild clean digits from noisy ones.",
+        summary="Rebuild clean digits (or faces) from noisy ones.",
         explanation=(
             "**What you see.** Each test digit three times: clean, with noise added (what the "
             "network gets) and the network's reconstruction. The scatter and grid show its 2-D "
             "code as in the plain autoencoder.\n\n"
             "**What to try.** Move the noise slider while it trains: a little noise makes the "
-            "code more robust; a lot makes digits ambiguous (a 3 or an 8?).\n\n"
+            "code more robust; a lot makes digits ambiguous (a 3 or an 8?). "
+            f"{FACES_TRY}\n\n"
             "**Normal.** Reconstructions look cleaner than the inputs within a few hundred "
             "steps; the loss settles higher than the plain autoencoder's, since some noise "
             "destroys information. A minute or two on a CPU."),
@@ -266,13 +289,13 @@ class DenoisingAutoencoderTrainer(AutoencoderTrainer):
     )
     params = _common_params(1e-3) + (
         ParamSpec("noise", 0.3, "float", minimum=0.0, maximum=1.0, live=True, label="Noise",
-                  help="Standard deviation of the Gaussian noise added to the input digits."),
+                  help="Standard deviation of the Gaussian noise added to the input images."),
     )
     denoising = True
 
 
 class VAETrainer(AutoencoderTrainer):
-    """A variational autoencoder: the encoder gives a Gaussian per digit; the loss is −ELBO."""
+    """A variational autoencoder: the encoder gives a Gaussian per image; the loss is −ELBO."""
 
     info = LessonInfo(
         key="vae",
@@ -286,7 +309,9 @@ class VAETrainer(AutoencoderTrainer):
             "each latent dimension.\n\n"
             "**What to try.** Slide β: at 0 it is an autoencoder (sharp, gappy latent space); "
             "at 3–4 the codes crowd around 0 and digits blur or collapse. With more latent "
-            "dimensions, watch unused ones fall to KL ≈ 0.\n\n"
+            "dimensions, watch unused ones fall to KL ≈ 0. "
+            f"{FACES_TRY} On faces, β = 1 leaves one dimension unused (its KL falls to 0: "
+            "*posterior collapse*); slide β to 0.3 and both come alive.\n\n"
             "**Normal.** Reconstruction falls while KL first rises then settles; the grid "
             "morphs smoothly between classes after a few hundred steps (a minute or two)."),
         series=("loss", "recon", "kl", "test_loss"),

@@ -118,6 +118,13 @@ class Trainer:
         return config
 
     @classmethod
+    def unavailable_choices(cls) -> dict[str, dict[str, str]]:
+        """Choices this install cannot use, per knob: ``{name: {choice: why}}`` (e.g. a data set
+        whose package is missing). The form shows them greyed out with the reason; choosing one
+        is refused by :meth:`validate_config` with the same reason."""
+        return {}
+
+    @classmethod
     def spec(cls, name: str) -> ParamSpec:
         for p in cls.params:
             if p.name == name:

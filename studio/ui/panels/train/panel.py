@@ -208,7 +208,8 @@ class TrainPanel(QWidget):
         self.view.stepPartRequested.connect(self.step_once)
         self.view_holder.addWidget(self.view)
         self._config = cls.validate_config()
-        self.form = ParamsForm(cls.params, self._config)
+        self.form = ParamsForm(cls.params, self._config,
+                               unavailable=cls.unavailable_choices())
         self.form.paramChanged.connect(self.set_param)
         self.form.resetRequested.connect(lambda config: self.reset(overrides=config))
         self.form_holder.setWidget(self.form)

@@ -1,7 +1,8 @@
 """The hyperparameter form, generated from a lesson's :class:`ParamSpec` list.
 
 Learning rates (``log_scale``) get a slider that moves in powers of ten beside the exact value;
-choices get a combo box; ints a spin box; other floats a spin box; bools a check box. A change to a
+choices get a combo box (a choice this install cannot use, e.g. a data set whose package is
+missing, is listed greyed out with what it needs); ints a spin box; other floats a spin box; bools a check box. A change to a
 *live* knob is sent (debounced, so dragging a slider sends its last value) as ``paramChanged``;
 a change to any other knob starts the run over, as ``resetRequested`` with the whole form.
 """
@@ -9,6 +10,7 @@ a change to any other knob starts the run over, as ``resetRequested`` with the w
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -28,6 +30,13 @@ from studio.pipelines.train.base import ParamSpec
 
 DEBOUNCE_MS = 120
 TICKS_PER_DECADE = 20
+
+
+def _needs(reason: str) -> str:
+    """A short form of why a choice is unavailable, for the combo box: "needs scikit-image" from
+    "The faces data set needs scikit-image, which …"."""
+    found = re.search(r"\bneeds ([\w.\-]*\w)", reason)
+    return found.group(0) if found else "unavailable"
 
 
 class LogSlider(QWidget):
@@ -77,9 +86,12 @@ class ParamsForm(QWidget):
     resetRequested = Signal(dict)  # a knob that needs a restart changed: the whole config
 
     def __init__(self, specs: tuple[ParamSpec, ...], config: dict[str, Any],
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None,
+                 unavailable: dict[str, dict[str, str]] | None = None) -> None:
         super().__init__(parent)
         self.specs = {s.name: s for s in specs}
+        #: per knob, the choices this install cannot use and why (Trainer.unavailable_choices)
+        self.unavailable = {k: dict(v) for k, v in (unavailable or {}).items() if v}
         self.editors: dict[str, QWidget] = {}
         self._pending: dict[str, Any] = {}
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
@@ -94,6 +106,8 @@ class ParamsForm(QWidget):
             editor = self._editor(spec)
             editor.setObjectName(f"param-{spec.name}")
             tip = spec.help + ("" if spec.live else " (changing it starts the run over)")
+            for choice, why in self.unavailable.get(spec.name, {}).items():
+                tip += f"\n{choice}: {why}"
             editor.setToolTip(tip.strip())
             label = QLabel(spec.label or spec.name)
             label.setToolTip(editor.toolTip())
@@ -106,8 +120,16 @@ class ParamsForm(QWidget):
     def _editor(self, spec: ParamSpec) -> QWidget:
         if spec.kind == "choice":
             box = QComboBox()
-            box.addItems(list(spec.choices))
-            box.currentTextChanged.connect(lambda v, s=spec: self._changed(s, v))
+            missing = self.unavailable.get(spec.name, {})
+            for choice in spec.choices:
+                box.addItem(f"{choice} ({_needs(missing[choice])})" if choice in missing
+                            else choice, choice)
+                if choice in missing:
+                    item = box.model().item(box.count() - 1)
+                    item.setEnabled(False)
+                    item.setToolTip(missing[choice])
+            box.currentIndexChanged.connect(
+                lambda i, b=box, s=spec: self._changed(s, b.itemData(i)))
             return box
         if spec.kind == "bool":
             check = QCheckBox()
@@ -143,7 +165,7 @@ class ParamsForm(QWidget):
                 continue
             editor.blockSignals(True)
             if isinstance(editor, QComboBox):
-                editor.setCurrentText(str(value))
+                editor.setCurrentIndex(max(0, editor.findData(str(value))))
             elif isinstance(editor, QCheckBox):
                 editor.setChecked(bool(value))
             elif isinstance(editor, LogSlider):
@@ -156,7 +178,7 @@ class ParamsForm(QWidget):
         out: dict[str, Any] = {}
         for name, editor in self.editors.items():
             if isinstance(editor, QComboBox):
-                out[name] = editor.currentText()
+                out[name] = editor.currentData()
             elif isinstance(editor, QCheckBox):
                 out[name] = editor.isChecked()
             else:

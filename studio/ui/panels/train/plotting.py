@@ -74,6 +74,11 @@ def ink_lut() -> np.ndarray:
     return gradient_lut([c.raised, c.text])
 
 
+def grey_lut() -> np.ndarray:
+    """Grey photographs (faces): 0 = black, 1 = white, in both themes."""
+    return gradient_lut(["#000000", "#ffffff"])
+
+
 def heat_lut() -> np.ndarray:
     """The discriminator heatmap: 'fake' fades into the background, 'real' glows blue. The ramp
     is steep at the low end so the shape of a mostly-unsure D still shows."""

@@ -1,8 +1,10 @@
 """The view of the autoencoder, denoising-autoencoder and VAE lessons.
 
 Reconstructions (with a slider back through training history), the latent scatter coloured by
-digit, the decoded latent grid, an interpolation strip and, for the VAE, the ELBO split and the KL
-of each latent dimension. Every item is created once; frames only call ``setData``/``setImage``.
+digit class (or, for faces, which have no classes, by brightness: the snapshot names the groups
+and says what the colours mean), the decoded latent grid, an interpolation strip and, for the VAE,
+the ELBO split and the KL of each latent dimension. Items are created once (the scatter's again
+only when the data set's colour groups change); frames only call ``setData``/``setImage``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ HISTORY_EVERY = 20  # steps between kept reconstruction grids
 HISTORY_MAX = 200  # kept grids (the oldest are dropped)
 RECON_COLS = 5
 BLOCK_GAP = 4  # pixels between blocks of original/reconstruction rows
+GIF_IMAGE_PX = 48  # an image's width in an exported GIF (8×8 digits ×6, 25×25 faces ×2)
+DIGIT_NAMES = tuple(str(d) for d in range(10))
+#: Ordered groups (the faces' brightness fifths): dark to bright, readable on both themes.
+RAMP_STOPS = ("#5b5fd0", "#2f9fd6", "#3fb58a", "#e0a030", "#f2cd3c")
 
 
 class AutoencoderView(LessonView):
@@ -43,6 +49,9 @@ class AutoencoderView(LessonView):
         c = colors()
         self._history: deque[tuple[int, np.ndarray]] = deque(maxlen=HISTORY_MAX)
         self._following = True  # the slider sits on the newest grid and follows training
+        self._image_side = 8
+        self._photo = False  # faces are grey photos; digits are ink (pk.ink_lut)
+        self._latent_title: str | None = None
 
         self.recon_plot = pk.themed_plot(image=True)
         self.recon_image = pk.image_item()
@@ -56,15 +65,13 @@ class AutoencoderView(LessonView):
 
         self.latent_plot = pk.themed_plot()
         self.latent_plot.setAspectLocked(True)
-        legend = self.latent_plot.addLegend(offset=(-4, 4), colCount=2, labelTextColor=c.muted,
-                                            brush=pg.mkBrush(c.surface + "cc"))
-        legend.setLabelTextSize("8pt")
-        self.class_scatter = []
-        for digit, color in enumerate(pk.CLASS_COLORS):
-            item = pg.ScatterPlotItem(size=6, pen=pg.mkPen(None), brush=pg.mkBrush(color),
-                                      name=str(digit))
-            self.latent_plot.addItem(item)
-            self.class_scatter.append(item)
+        self.legend = self.latent_plot.addLegend(offset=(-4, 4), colCount=2,
+                                                 labelTextColor=c.muted,
+                                                 brush=pg.mkBrush(c.surface + "cc"))
+        self.legend.setLabelTextSize("8pt")
+        self.class_scatter: list[pg.ScatterPlotItem] = []
+        self.group_names: tuple[str, ...] = ()
+        self._set_groups(DIGIT_NAMES)
         self.grid_outline = pg.PlotCurveItem(pen=pg.mkPen(c.muted, width=1,
                                                           style=Qt.PenStyle.DashLine))
         self.latent_plot.addItem(self.grid_outline)
@@ -137,12 +144,20 @@ class AutoencoderView(LessonView):
         box = QSpinBox()
         box.setRange(0, 9)
         box.setValue(value)
+        box.setToolTip("A digit class (digits), or one of the first ten test faces (faces)")
         box.valueChanged.connect(lambda v, k=knob: self.setParamRequested.emit(k, int(v)))
         return box
 
     # -- LessonView ----------------------------------------------------------------------------
     def show_snapshot(self, snapshot: dict[str, Any]) -> None:
         step = int(snapshot["step"])
+        self._image_side = int(snapshot["originals"].shape[-1])
+        photo = bool(snapshot.get("photo", False))
+        if photo != self._photo:
+            self._photo = photo
+            lut = pk.grey_lut() if photo else pk.ink_lut()
+            for item in (self.recon_image, self.grid_image, self.interp_image):
+                item.setLookupTable(lut)
         recon = self._recon_tiles(snapshot)
         if not self._history or step >= self._history[-1][0] + HISTORY_EVERY or step == 0:
             if not self._history or step != self._history[-1][0]:
@@ -157,8 +172,17 @@ class AutoencoderView(LessonView):
         self.history_slider.blockSignals(False)
 
         latent, labels = snapshot["latent"], snapshot["labels"]
-        for digit, item in enumerate(self.class_scatter):
-            item.setData(pos=latent[labels == digit])
+        names = tuple(snapshot.get("label_names", DIGIT_NAMES))
+        if names != self.group_names:
+            self._set_groups(names)
+        for group, item in enumerate(self.class_scatter):
+            item.setData(pos=latent[labels == group])
+        colour_by = snapshot.get("colour_by", "digit class")
+        title = "" if colour_by == "digit class" else f"colour: {colour_by}"
+        if title != self._latent_title:
+            self._latent_title = title
+            self.latent_plot.getPlotItem().setTitle(title or None, color=colors().muted,
+                                                    size="8pt")
         x0, x1, y0, y1 = snapshot["grid_extent"]
         self.grid_outline.setData([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0])
         dims = int(snapshot.get("latent_dim", 2))
@@ -184,6 +208,25 @@ class AutoencoderView(LessonView):
             kl = snapshot["kl_per_dim"]
             self.kl_bars.setOpts(x=np.arange(len(kl)), height=kl)
             pk.label_ticks(self.kl_plot, [f"z{i + 1}" for i in range(len(kl))])
+
+    def _set_groups(self, names: tuple[str, ...]) -> None:
+        """One scatter item per colour group, named in the legend: the ten digit classes in
+        class colours, or ordered groups (brightness) on a dark-to-bright ramp."""
+        for item in self.class_scatter:
+            self.legend.removeItem(item)
+            self.latent_plot.removeItem(item)
+        ordered = names != DIGIT_NAMES
+        palette = ([pg.mkColor(tuple(rgb)) for rgb in pk.gradient_lut(RAMP_STOPS, len(names))]
+                   if ordered else [pg.mkColor(col) for col in pk.CLASS_COLORS])
+        self.class_scatter = []
+        for name, color in zip(names, palette, strict=False):
+            item = pg.ScatterPlotItem(size=7 if ordered else 6, pen=pg.mkPen(None),
+                                      brush=pg.mkBrush(color), name=name)
+            self.latent_plot.addItem(item)
+            self.class_scatter.append(item)
+        self.legend.setColumnCount(1 if ordered else 2)
+        self.group_names = tuple(names)
+        self._latent_title = None
 
     def _recon_tiles(self, snapshot: dict[str, Any]) -> np.ndarray:
         """Blocks of five digits: originals, (noisy inputs,) reconstructions, one row each, with a
@@ -225,11 +268,14 @@ class AutoencoderView(LessonView):
             items["KL per dimension"] = self.kl_plot
         return items
 
-    def export_frames(self, scale: int = 6) -> list:
-        """The reconstruction grid at each kept step, as PIL images for an animated GIF."""
+    def export_frames(self, scale: int | None = None) -> list:
+        """The reconstruction grid at each kept step, as PIL images for an animated GIF (each
+        image ~48 px wide unless ``scale`` says how many pixels per image pixel)."""
         from PIL import Image, ImageDraw
 
-        lut = pk.ink_lut()
+        if scale is None:
+            scale = max(1, round(GIF_IMAGE_PX / self._image_side))
+        lut = pk.grey_lut() if self._photo else pk.ink_lut()
         background = np.array(pg.mkColor(colors().surface).getRgb()[:3], dtype=np.uint8)
         frames = []
         for step, tiles in self._history:
