@@ -70,7 +70,7 @@ class MainWindow(QMainWindow):
         column.addLayout(body, 1)
         self.setCentralWidget(central)
 
-        self.status = StatusBar()
+        self.status = StatusBar(ctx=ctx)
         self.setStatusBar(self.status)
         self.queue_drawer = QueueDrawer(ctx.bridge, self)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.queue_drawer)
