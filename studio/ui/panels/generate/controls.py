@@ -1,4 +1,4 @@
-"""The Generate parameter form: prompt, negative prompt, size, sampling, seed and batch.
+"""The Generate parameter form: prompt, negative prompt, LoRAs, size, sampling, seed and batch.
 
 The form knows nothing about jobs: :meth:`GenerateControls.request` turns its state into a
 :class:`Txt2ImgRequest` and :meth:`GenerateControls.set_request` fills it from one.
@@ -32,6 +32,7 @@ from studio.pipelines.requests import (
     SEED_MAX,
     Txt2ImgRequest,
 )
+from studio.ui.panels.generate.loras import LoraSection
 from studio.ui.panels.generate.size_presets import presets_for
 from studio.ui.widgets.basics import muted_label, section_label
 
@@ -131,6 +132,11 @@ class GenerateControls(QWidget):
         col.addWidget(self.negative)
         col.addSpacing(8)
 
+        # LoRAs from the library, each with a weight (prompt tags work as well).
+        self.loras = LoraSection()
+        col.addWidget(self.loras)
+        col.addSpacing(8)
+
         # Size with presets for the model family and a swap button.
         self.width_box = SizeSpinBox()
         self.height_box = SizeSpinBox()
@@ -223,6 +229,7 @@ class GenerateControls(QWidget):
                        self.steps.valueChanged, self.cfg.valueChanged, self.count.valueChanged,
                        self.scheduler.currentIndexChanged, self.seed_mode.currentIndexChanged):
             signal.connect(self.changed)
+        self.loras.changed.connect(self.changed)
         self.width_box.valueChanged.connect(self._sync_preset)
         self.height_box.valueChanged.connect(self._sync_preset)
         self.set_request(Txt2ImgRequest(model=""), seed_mode="random")
@@ -263,6 +270,7 @@ class GenerateControls(QWidget):
             seed=self.seed.seed() if seed is None else int(seed),
             count=self.count.value(),
             scheduler=self.scheduler.currentData() or "default",
+            loras=self.loras.loras(),
         )
 
     def set_request(self, request: Txt2ImgRequest, seed_mode: str = "fixed") -> None:
@@ -279,10 +287,12 @@ class GenerateControls(QWidget):
         index = self.scheduler.findData(request.scheduler)
         self.scheduler.setCurrentIndex(max(0, index))
         self.set_seed_mode(seed_mode)
+        self.loras.set_loras(list(request.loras or []))
 
     def set_family(self, family: str) -> None:
-        """Offer the sizes the model family was trained for."""
+        """Offer the sizes the model family was trained for, and the LoRAs made for it."""
         self._family = family or "unknown"
+        self.loras.set_family(self._family)
         self.preset.blockSignals(True)
         self.preset.clear()
         self.preset.addItem("Custom size", None)

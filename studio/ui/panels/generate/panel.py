@@ -8,6 +8,8 @@ Generate while a job runs queues another one; Esc cancels the one running.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +40,23 @@ from studio.ui.panels.generate.results_strip import ResultsStrip
 from studio.ui.panels.generate.sidebar import GenerateSidebar
 from studio.ui.panels.generate.size_presets import DEFAULT_SIZE, presets_for
 from studio.ui.widgets.basics import section_label
+from studio.workers.background import run_in_background
 from studio.workers.thumbnails import pil_to_qimage
 
 log = logging.getLogger(__name__)
 
 JOB_KIND = "txt2img"
 FRAME_INTERVAL_S = 1 / 30  # previews arriving faster than this are dropped (the latest wins)
+LORA_RESCAN_S = 10.0  # coming back to the workspace looks for LoRAs again after this long
+
+LoraScanner = Callable[[Any, Any], list]
+
+
+def default_lora_scanner(settings: Any, paths: Any) -> list:
+    """The library's LoRAs (a disk scan: run it off the GUI thread)."""
+    from studio.library.catalog import list_models
+
+    return [e for e in list_models(settings, paths) if e.kind == "lora"]
 
 
 def job_title(request: Txt2ImgRequest) -> str:
@@ -61,7 +74,7 @@ class GeneratePanel(QWidget):
     _finishLater = Signal(object)  # queued to self: runs after already-posted partials
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None, *,
-                 scanner: Scanner | None = None) -> None:
+                 scanner: Scanner | None = None, lora_scanner: LoraScanner | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("generatePanel")
         self.ctx = ctx
@@ -77,6 +90,10 @@ class GeneratePanel(QWidget):
         self._restored = False
         self._scanned_once = False
         self._displayed_path: str | None = None
+        self._lora_scanner = lora_scanner or default_lora_scanner
+        self._lora_scanning = False
+        self._lora_scanned_at = 0.0
+        self.lora_scans = 0  # finished LoRA scans (tests wait on it)
 
         self.picker = ModelPicker(ctx, self._pool, scanner=scanner)
         self.controls = GenerateControls()
@@ -87,8 +104,10 @@ class GeneratePanel(QWidget):
         self._connect()
         self._restore_last_request()
         self.empty.set_models_dir(ctx.paths.models_dir)
+        self.controls.loras.set_models_dir(ctx.paths.models_dir)
         self._model_places = self._places(ctx.settings)
         self.picker.refresh()
+        self.refresh_loras()
 
     # -- layout ------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -151,6 +170,7 @@ class GeneratePanel(QWidget):
             lambda request: self.ctx.openInWorkspace.emit("generate", request))
         self.strip.sendRequested.connect(self.ctx.openInWorkspace.emit)
         self.controls.changed.connect(lambda: self.error_label.hide())
+        self.controls.loras.rescanRequested.connect(self.refresh_loras)
 
     # -- public API --------------------------------------------------------------------------
     def receive(self, payload: Any) -> None:
@@ -181,6 +201,9 @@ class GeneratePanel(QWidget):
             request.validate()
             if self.picker.scanning and not request.model:
                 raise ValueError("Still looking for models — try again in a moment.")
+            lora_problem = self.controls.loras.problem()
+            if lora_problem:
+                raise ValueError(lora_problem)
         except ValueError as exc:
             self._show_error(str(exc))
             return None
@@ -216,6 +239,30 @@ class GeneratePanel(QWidget):
 
     def open_jobs(self) -> list[Job]:
         return list(self._open.values())
+
+    def refresh_loras(self) -> None:
+        """Look for the library's LoRAs off the GUI thread; the LoRA menu fills when done."""
+        if self._lora_scanning:
+            return
+        self._lora_scanning = True
+        self.controls.loras.set_library(None)
+        settings, paths, scanner = self.ctx.settings, self.ctx.paths, self._lora_scanner
+        run_in_background(self._pool, lambda: list(scanner(settings, paths)),
+                          lambda entries: self._loras_found(entries, ""),
+                          lambda message: self._loras_found([], message), owner=self)
+
+    def _loras_found(self, entries: list, error: str) -> None:
+        self._lora_scanning = False
+        self._lora_scanned_at = time.monotonic()
+        self.controls.loras.set_library(entries, error)
+        self.lora_scans += 1
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        # A LoRA imported in the Models workspace (or copied into the folder) shows up when the
+        # user comes back here, without a button press.
+        if self.lora_scans and time.monotonic() - self._lora_scanned_at > LORA_RESCAN_S:
+            self.refresh_loras()
 
     def shutdown(self) -> None:
         """Wait for the background model scan (call before the context goes away)."""
@@ -348,7 +395,9 @@ class GeneratePanel(QWidget):
         if places != self._model_places:
             self._model_places = places
             self.empty.set_models_dir(self.ctx.paths.models_dir)
+            self.controls.loras.set_models_dir(self.ctx.paths.models_dir)
             self.picker.refresh()
+            self.refresh_loras()
 
     def _on_scan_finished(self, count: int, error: str) -> None:
         if not self._restored and not self._scanned_once:
