@@ -1,4 +1,5 @@
-"""The Models workspace: every model in the library, its details, import, remove and download.
+"""The Models workspace: every model in the library, its details, import, remove and download;
+per-model memory options for image models and "Unload all" for what the GPU worker holds.
 
 Scanning, hashing, copying, removing and downloading all run on the panel's own I/O pool
 (DESIGN rule 5), never on the GUI thread and never on the GPU worker; results come back through
@@ -9,17 +10,16 @@ scanning functions, so what this panel lists is what they offer.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt, QThreadPool, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QFontDatabase
 from PySide6.QtWidgets import (
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QFrame,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QMessageBox,
     QPushButton,
     QSplitter,
@@ -27,12 +27,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.config import MemoryOptions
+from studio.jobs import Job, JobState
 from studio.library import manage
-from studio.library.catalog import KIND_TITLES, KINDS, LibraryEntry, list_models
+from studio.library.catalog import LibraryEntry, list_models
 from studio.ui.context import AppContext
+from studio.ui.loaded_models import UNLOAD_KIND, loaded_models, submit_unload
 from studio.ui.panels.models.download_dialog import DownloadDialog
+from studio.ui.panels.models.memory import MemoryOptionsBox
+from studio.ui.panels.models.toolbar import ModelsToolbar
 from studio.ui.panels.models.tree import ModelTree, when
 from studio.ui.theme import colors
+from studio.ui.widgets.basics import vertical_scroll
 from studio.workers.background import run_in_background
 
 
@@ -64,6 +70,8 @@ class DetailsPane(QFrame):
             label.setProperty("muted", True)
             form.addRow(label, value)
             self.values[name] = value
+        self.memory = MemoryOptionsBox()
+        self.memory.hide()
         self.hash_button = QPushButton("Compute SHA-256")
         self.remove_button = QPushButton("Remove…")
         self.message = QLabel("")
@@ -79,6 +87,8 @@ class DetailsPane(QFrame):
         column.addLayout(form)
         column.addSpacing(8)
         column.addLayout(buttons)
+        column.addSpacing(10)
+        column.addWidget(self.memory)
         column.addWidget(self.message)
         column.addStretch(1)
         self.show_entry(None)
@@ -127,38 +137,23 @@ class ModelsPanel(QWidget):
         self.download_dialog: DownloadDialog | None = None
         self.scans = 0  # finished scans (tests wait on it)
 
-        title = QLabel("Models")
-        title.setProperty("heading", True)
-        self.summary = QLabel("Scanning…")
-        self.summary.setProperty("muted", True)
-        self.search = QLineEdit()
-        self.search.setPlaceholderText("Search models")
-        self.search.setClearButtonEnabled(True)
-        self.search.setMinimumWidth(220)
-        self.search.setMaximumWidth(300)
-        self.kind = QComboBox()
-        self.kind.addItem("All kinds", "")
-        for k in KINDS:
-            self.kind.addItem(KIND_TITLES[k], k)
-        self.refresh_button = QPushButton("Refresh")
-        self.import_button = QPushButton("Import…")
-        self.download_button = QPushButton("Download…")
-        self.download_button.setProperty("accent", True)
-        header = QHBoxLayout()
-        header.addWidget(title)
-        header.addSpacing(10)
-        header.addWidget(self.summary, 1)
-        header.addWidget(self.search)
-        header.addWidget(self.kind)
-        header.addWidget(self.refresh_button)
-        header.addWidget(self.import_button)
-        header.addWidget(self.download_button)
+        self.toolbar = ModelsToolbar()
+        bar = self.toolbar
+        self.summary, self.search, self.kind = bar.summary, bar.search, bar.kind
+        self.unload_button, self.refresh_button = bar.unload_button, bar.refresh_button
+        self.import_button, self.download_button = bar.import_button, bar.download_button
+        self._unload_job: Job | None = None
+        self._places = self._model_places(ctx.settings)
+        self._device_source: Any = None
 
         self.tree = ModelTree()
         self.details = DetailsPane()
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.tree)
-        split.addWidget(self.details)
+        # With memory options the details are taller than a small window: let them scroll.
+        details_scroll = vertical_scroll(self.details)
+        details_scroll.setMinimumWidth(self.details.minimumWidth())
+        split.addWidget(details_scroll)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
         split.setSizes([900, 360])
@@ -169,7 +164,7 @@ class ModelsPanel(QWidget):
         column = QVBoxLayout(self)
         column.setContentsMargins(20, 16, 20, 16)
         column.setSpacing(12)
-        column.addLayout(header)
+        column.addWidget(self.toolbar)
         column.addWidget(self.notice)
         column.addWidget(split, 1)
         self._style()
@@ -182,8 +177,12 @@ class ModelsPanel(QWidget):
         self.tree.entryChosen.connect(self._on_chosen)
         self.details.hash_button.clicked.connect(self.compute_hash)
         self.details.remove_button.clicked.connect(self.confirm_remove)
-        ctx.settingsChanged.connect(lambda _s: self.refresh())
+        self.details.memory.optionsChanged.connect(self.save_memory_options)
+        self.unload_button.clicked.connect(self.unload_all)
+        ctx.bridge.jobChanged.connect(self._on_job_changed)
+        ctx.settingsChanged.connect(self._on_settings_changed)
         self.refresh()
+        self.refresh_loaded()
 
     def _style(self) -> None:
         c = colors()
@@ -226,6 +225,78 @@ class ModelsPanel(QWidget):
     @Slot(object)
     def _on_chosen(self, entry: LibraryEntry | None) -> None:
         self.details.show_entry(entry, self.hashes.get(entry.path) if entry else None)
+        image = entry is not None and entry.kind == "image"
+        if image:
+            self.details.memory.show_for(entry.path, self.ctx.settings.memory_options_for(
+                entry.path))
+        self.details.memory.setVisible(image)
+
+    @staticmethod
+    def _model_places(settings) -> tuple:
+        return (settings.models_dir, tuple(settings.extra_model_dirs),
+                tuple(settings.added_models))
+
+    def _on_settings_changed(self, settings) -> None:
+        # Settings change for many reasons (a memory option, the last model picked in
+        # Generate): scan the disk again only when where models are looked for has changed.
+        places = self._model_places(settings)
+        if places != self._places:
+            self._places = places
+            self.refresh()
+        self.refresh_loaded()
+
+    # -- memory ------------------------------------------------------------------------------
+    @Slot(object, object)
+    def save_memory_options(self, path: Path, options: MemoryOptions) -> None:
+        """Keep the low-memory options of the model at ``path`` in settings (next job uses them)."""
+        self.ctx.update_settings(self.ctx.settings.with_memory_options(path, options))
+
+    @Slot()
+    def refresh_loaded(self) -> None:
+        """Show what the GPU worker holds now on the Unload all button."""
+        unloading = self._unload_job is not None and not self._unload_job.state.finished
+        self.unload_button.show_loaded(loaded_models(), self.ctx.settings, unloading)
+
+    @Slot()
+    def unload_all(self) -> Job | None:
+        """Queue the job that frees every loaded model."""
+        try:
+            self._unload_job = submit_unload(self.ctx.bridge)
+        except (KeyError, RuntimeError) as exc:
+            self.say(f"Cannot unload the models: {exc}", error=True)
+            return None
+        self.refresh_loaded()
+        return self._unload_job
+
+    @Slot(object)
+    def _on_job_changed(self, job: Job) -> None:
+        if not job.state.finished:
+            return
+        if job.kind == UNLOAD_KIND and job is self._unload_job:
+            if job.state is JobState.FAILED:
+                self.say(f"Unloading failed: {job.error or job.message}", error=True)
+            elif job.state is JobState.DONE:
+                self.say("All models were unloaded; their memory is free again.")
+        self.refresh_loaded()
+
+    def _device_report(self) -> Any:
+        return getattr(self.window(), "device_report", None)
+
+    @Slot(object)
+    def _on_device(self, info: Any) -> None:
+        self.details.memory.set_device(getattr(info, "kind", None), getattr(info, "label", ""))
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        report = self._device_report()
+        self._on_device(report.info if report is not None else None)
+        # The window's status bar hears the device probe; follow it while this panel lives.
+        bar = self.window().statusBar() if hasattr(self.window(), "statusBar") else None
+        signal = getattr(bar, "deviceChanged", None)
+        if signal is not None and self._device_source is not bar:
+            signal.connect(self._on_device)
+            self._device_source = bar
+        self.refresh_loaded()
 
     def say(self, text: str, error: bool = False) -> None:
         c = colors()
