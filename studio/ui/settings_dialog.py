@@ -1,4 +1,5 @@
-"""The Settings dialog: device, precision, chat model loading, folders, previews and theme.
+"""The Settings dialog: device, precision, memory budget, chat model loading, folders, the
+Hugging Face access token, previews and theme.
 
 OK saves through ``ctx.update_settings`` (every panel hears ``settingsChanged``); Cancel
 discards. The theme is previewed as soon as it is picked and put back on Cancel.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+from html import escape
 from typing import Any
 
 from PySide6.QtCore import Qt, QThreadPool, QUrl
@@ -18,6 +20,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -27,6 +30,8 @@ from PySide6.QtWidgets import (
     QListWidget,
     QPushButton,
     QSpinBox,
+    QTabWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -52,6 +57,9 @@ NO_BNB = ("8-bit and 4-bit loading need the bitsandbytes package, which is not i
           "(pip install bitsandbytes).")
 NO_CUDA = "8-bit and 4-bit loading need an NVIDIA GPU with CUDA; Studio runs on {where} here."
 LABEL_WIDTH = 140
+MAX_BUDGET_GB = 4096  # Settings.validated() accepts up to this
+TOKEN_NOTE = ("Only needed to download gated models, whose licence you accept on huggingface.co "
+              "first (such as some SDXL base models). ")
 
 
 def _combo(choices: list[tuple[str, str]], value: str) -> QComboBox:
@@ -89,6 +97,14 @@ class SettingsDialog(QDialog):
         col = QVBoxLayout(self)
         col.setContentsMargins(18, 16, 18, 14)
         col.setSpacing(10)
+        # Two pages keep the dialog short enough for a 768-pixel-high laptop screen.
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.setStyleSheet("QTabWidget::pane { border: none; }")  # the cards have frames
+        self.tabs.tabBar().setDrawBase(False)
+        general = self._page("General")
+        storage = self._page("Folders && downloads")
+        col.addWidget(self.tabs)
 
         engine = QGroupBox("Engine")
         form = self._form(engine)
@@ -100,10 +116,22 @@ class SettingsDialog(QDialog):
                                   "models need fp32 or bf16 to avoid black images.")
         self.load_in = _combo(LOAD_IN_CHOICES, s.load_in)
         self.device.currentIndexChanged.connect(self._sync_load_in)
+        self.memory_budget = QDoubleSpinBox()
+        self.memory_budget.setRange(0, MAX_BUDGET_GB)
+        self.memory_budget.setDecimals(1)
+        self.memory_budget.setSingleStep(0.5)
+        self.memory_budget.setSuffix(" GB")
+        self.memory_budget.setSpecialValueText("Automatic")
+        self.memory_budget.setValue(float(s.memory_budget_gb))
+        self.memory_budget.setToolTip(
+            "Models stay loaded between jobs while they fit in this much memory (VRAM on an "
+            "NVIDIA GPU, RAM otherwise), so switching back to one is instant. Automatic (0) "
+            "uses most of the GPU's memory, or half the RAM.")
         form.addRow(_label("Device"), self.device)
         form.addRow(_label("Precision"), self.precision)
+        form.addRow(_label("Memory budget"), self.memory_budget)
         form.addRow(_label("Load chat models"), self.load_in)
-        col.addWidget(engine)
+        general.addWidget(engine)
         self._check_quantization(device_report)
 
         folders = QGroupBox("Folders")
@@ -135,7 +163,31 @@ class SettingsDialog(QDialog):
         row.addWidget(self.extra_dirs, 1)
         row.addLayout(buttons)
         form.addRow(_label("Extra model folders", top=True), row)
-        col.addWidget(folders)
+        storage.addWidget(folders)
+
+        hub = QGroupBox("Hugging Face")
+        form = self._form(hub)
+        self.token = QLineEdit()
+        self.token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token.setPlaceholderText("hf_…  (leave empty for public models)")
+        self.token.setEnabled(False)  # until the saved token has been read
+        self.token_show = QToolButton(text="Show")
+        self.token_show.setCheckable(True)
+        self.token_show.setToolTip("Show or hide the token")
+        self.token_show.toggled.connect(self._show_token)
+        self.token_note = QLabel(TOKEN_NOTE + "Looking for a saved token…")
+        self.token_note.setProperty("muted", True)
+        self.token_note.setWordWrap(True)
+        row = QHBoxLayout()
+        row.setSpacing(8)
+        row.addWidget(self.token, 1)
+        row.addWidget(self.token_show)
+        form.addRow(_label("Access token"), row)
+        form.addRow(QLabel(), self.token_note)
+        storage.addWidget(hub)
+        storage.addStretch(1)
+        self._saved_token: str | None = None  # None until read; "" when none is saved
+        self._read_token()
 
         look = QGroupBox("Previews and appearance")
         form = self._form(look)
@@ -151,7 +203,8 @@ class SettingsDialog(QDialog):
         form.addRow(_label("Live preview"), self.preview_mode)
         form.addRow(_label("TAESD preview"), self.taesd_every)
         form.addRow(_label("Theme"), self.theme)
-        col.addWidget(look)
+        general.addWidget(look)
+        general.addStretch(1)
         self._sync_enabled()
 
         folder_url = QUrl.fromLocalFile(str(self._base().config_dir)).toString()
@@ -168,6 +221,14 @@ class SettingsDialog(QDialog):
         self.ok_button = box.button(QDialogButtonBox.StandardButton.Ok)
         self.cancel_button = box.button(QDialogButtonBox.StandardButton.Cancel)
         col.addWidget(box)
+
+    def _page(self, title: str) -> QVBoxLayout:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(0, 8, 0, 0)
+        layout.setSpacing(10)
+        self.tabs.addTab(page, title)  # "&&" shows one "&"
+        return layout
 
     def _base(self) -> Paths:
         # The folders before the user's overrides, to show the defaults an empty field means.
@@ -255,6 +316,70 @@ class SettingsDialog(QDialog):
             "Load chat models in 8 or 4 bits with bitsandbytes to fit bigger models in GPU "
             "memory, at a small cost in quality.")
 
+    # -- the Hugging Face access token (secure storage; read off the GUI thread) --------------
+    def _read_token(self) -> None:
+        paths = self.ctx.paths
+
+        def read() -> tuple[str, bool, str]:
+            from studio.library import hub_download as hd
+            from studio.library.secrets import FILE_NAME, get_api_key, key_storage
+
+            saved = get_api_key(hd.hub_endpoint(), paths) or ""
+            login = bool(not saved and hd.access_token(paths))  # huggingface_hub's own login
+            storage = key_storage(paths)
+            key_file = str(paths.config_dir / FILE_NAME)
+            if storage.startswith(key_file):  # the long path goes in the tooltip
+                storage = (f"{FILE_NAME} in the settings folder, in plain text that only you "
+                           "can read (no system keyring is available)")
+            return saved, login, storage
+
+        run_in_background(self._pool, read, self._token_read,
+                          lambda msg: self._token_read(("", False, ""), msg), owner=self)
+
+    def _token_read(self, found: tuple[str, bool, str], error: str = "") -> None:
+        saved, login, storage = found
+        self._saved_token = saved
+        self.token.setEnabled(True)
+        if not self.token.isModified():
+            self.token.setText(saved)
+        if login:
+            self.token.setPlaceholderText("Using the token of your Hugging Face login "
+                                          "(hf auth login)")
+        if error:
+            where = f"The saved token could not be read: {escape(error)}"
+        else:
+            where = (f"A token is saved in {escape(storage)}." if saved
+                     else f"A token you enter is saved in {escape(storage)}.")
+        self.token_note.setText(escape(TOKEN_NOTE) + where)
+        from studio.library.secrets import FILE_NAME
+
+        self.token_note.setToolTip(str(self.ctx.paths.config_dir / FILE_NAME)
+                                   if FILE_NAME in where else "")
+
+    def _show_token(self, shown: bool) -> None:
+        self.token.setEchoMode(QLineEdit.EchoMode.Normal if shown
+                               else QLineEdit.EchoMode.Password)
+        self.token_show.setText("Hide" if shown else "Show")
+
+    def save_token(self) -> bool:
+        """Save the token when it was changed (an emptied field deletes it); False on failure."""
+        text = self.token.text().strip()
+        if self._saved_token is None or text == self._saved_token:
+            return True  # not read yet (the field is disabled until then), or unchanged
+        from studio.jobs import describe_error
+        from studio.library.hub_download import save_access_token
+
+        try:
+            save_access_token(text, self.ctx.paths)
+        except Exception as exc:  # noqa: BLE001 - a locked keyring, an unwritable folder
+            self.token_note.setText(f"<span style='color:#e5484d'>The token could not be "
+                                    f"saved: {escape(describe_error(exc))}</span>")
+            return False
+        self._saved_token = text
+        self.token_note.setText(escape(TOKEN_NOTE) + ("The token was saved." if text
+                                                      else "The saved token was removed."))
+        return True
+
     def _sync_enabled(self) -> None:
         self.taesd_every.setEnabled(self.preview_mode.currentData() == "taesd")
 
@@ -275,6 +400,7 @@ class SettingsDialog(QDialog):
                               for i in range(self.extra_dirs.count())],
             preview_mode=self.preview_mode.currentData(),
             taesd_every=self.taesd_every.value(),
+            memory_budget_gb=round(float(self.memory_budget.value()), 1),
             theme=self.theme.currentData(),
             # While the check runs the stored value stands; where 8/4-bit cannot work, auto.
             load_in=(self.ctx.settings.load_in if self._quant_reason is None
@@ -282,6 +408,8 @@ class SettingsDialog(QDialog):
         ).validated()
 
     def accept(self) -> None:
+        if not self.save_token():
+            return  # the note says why; the dialog stays open
         self.ctx.update_settings(self.settings())
         super().accept()
 
