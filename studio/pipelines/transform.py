@@ -16,6 +16,7 @@ from typing import Any
 
 from studio.config import Paths, Settings
 from studio.jobs import CancelToken, ProgressSink, UserFacingError
+from studio.pipelines.model_cache import ModelCache
 from studio.pipelines.requests import TransformedImage, TransformRequest
 from studio.pipelines.run_common import job_device, out_of_memory_as, validate_request
 
@@ -34,31 +35,51 @@ def transform_parameters(request: TransformRequest, model_name: str, source: Pat
     return format_infotext("", "", params)
 
 
+@dataclasses.dataclass(frozen=True)
+class GeneratorFile:
+    """What the model cache needs to know of one CycleGAN generator file.
+
+    ``path`` is the weights file (the cache key); ``usage_path`` the model as the library lists
+    it (the folder of a G_A/G_B pair), whose "last used" a load updates."""
+
+    name: str
+    path: Path
+    usage_path: Path
+
+
+def load_generator(entry: GeneratorFile, device: str, dtype: Any = None) -> Any:
+    """The model cache's loader for CycleGAN generators."""
+    from studio.pipelines.cyclegan import CycleGANGenerator
+
+    return CycleGANGenerator(Path(entry.path), device)
+
+
 class TransformService:
-    """Runs CycleGAN requests on the GPU worker; keeps the last generator loaded."""
+    """Runs CycleGAN requests on the GPU worker; generators stay in a :class:`ModelCache`, so
+    they count in the memory budget, show as loaded in the library and "Unload all" frees them."""
 
     def __init__(self, settings_getter: Callable[[], Settings],
                  paths_getter: Callable[[], Paths]) -> None:
         self._settings = settings_getter
         self._paths = paths_getter
-        self._key: tuple[str, str] | None = None
-        self._generator: Any = None
-        self.loads = 0
+        self.cache = ModelCache(loader=load_generator, kind="transform",
+                                settings_getter=settings_getter)
 
-    def generator(self, path: Path, device: str) -> Any:
-        """The loaded generator for ``path`` on ``device`` (loading it if needed)."""
-        from studio.pipelines.cyclegan import CycleGANGenerator
+    @property
+    def loads(self) -> int:
+        """How many times a generator was read from disk."""
+        return self.cache.loads
 
-        key = (str(Path(path).resolve()), device)
-        if key != self._key:
-            self._generator = None  # free the old one before reading the next
-            self._generator = CycleGANGenerator(Path(path), device)
-            self._key = key
-            self.loads += 1
-        return self._generator
+    def generator(self, path: Path, device: str, model_path: Path | None = None,
+                  name: str = "") -> Any:
+        """The loaded generator for ``path`` on ``device`` (loading it if needed); ``model_path``
+        is the library's model it belongs to (``path`` itself when None)."""
+        path = Path(path)
+        entry = GeneratorFile(name or path.stem, path, Path(model_path or path))
+        return self.cache.get(entry, device, None)
 
     def unload(self) -> None:
-        self._generator, self._key = None, None
+        self.cache.unload_all()
 
     def run(self, request: TransformRequest, progress: ProgressSink,
             cancel: CancelToken) -> list[TransformedImage]:
@@ -71,7 +92,8 @@ class TransformService:
         weights = model.file_for(request.direction)
         device = job_device(settings)
         progress.message(f"Loading {model.name}…")
-        generator = self.generator(weights, device)
+        name = model.name if len(model.directions) == 1 else f"{model.name} ({request.direction})"
+        generator = self.generator(weights, device, model.path, name)
         results: list[TransformedImage] = []
         skipped: list[str] = []
         count = len(request.inputs)
