@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QApplication
 
 from studio.config import Paths, Settings, default_paths, load_settings
 from studio.jobs import JobRunner
-from studio.pipelines.handlers import LazyServiceHandler, chat_handler
+from studio.pipelines.handlers import LazyServiceHandler, chat_handler, unload_handler
 from studio.pipelines.transform_handlers import Img2ImgHandler, transform_handler
 from studio.ui.context import AppContext
 from studio.ui.main_window import MainWindow
@@ -61,7 +61,7 @@ def build_main_window(settings: Settings | None = None, base_paths: Paths | None
     img2img = Img2ImgHandler(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths, txt2img)
     transform = transform_handler(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths)
     runner = JobRunner({"txt2img": txt2img, "chat": chat, "img2img": img2img,
-                        "transform": transform})
+                        "transform": transform, "unload": unload_handler})
     bridge = JobBridge(runner)
     ctx = AppContext(settings, bridge, base_paths)
     holder["ctx"] = ctx

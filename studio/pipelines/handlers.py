@@ -52,3 +52,13 @@ def chat_handler(settings_getter: Callable[[], Settings],
     """The ``chat`` job handler (:class:`studio.pipelines.chat.service.ChatService`)."""
     return LazyServiceHandler("studio.pipelines.chat.service:ChatService", settings_getter,
                               paths_getter, "Starting the chat engine…")
+
+
+def unload_handler(request: Any, progress: ProgressSink, cancel: CancelToken) -> int:
+    """The ``unload`` job (an :class:`~studio.pipelines.requests.UnloadRequest`): free every model
+    the worker's caches and the TAESD previewer hold; the result is the number of bytes freed.
+    Queued like any job, so it never pulls a model from under a running generation."""
+    from studio.pipelines.model_cache import unload_all_models
+
+    progress.message("Unloading all models…")
+    return unload_all_models()
