@@ -76,8 +76,12 @@ class ImageMetadata:
 
 def build_parameters(request: Txt2ImgRequest, seed: int, *, sampler: str, schedule_type: str,
                      model_name: str, model_hash: str, version: str,
-                     extra: dict | None = None) -> str:
-    """The AUTOMATIC1111-style ``parameters`` text for one image of ``request`` (seed ``seed``)."""
+                     extra: dict | None = None, prompt: str | None = None) -> str:
+    """The AUTOMATIC1111-style ``parameters`` text for one image of ``request`` (seed ``seed``).
+
+    ``prompt`` replaces ``request.prompt`` in the text (the prompt with a ``<lora:…>`` tag for
+    each LoRA picked outside it); ``extra`` keys (``Lora hashes``, ``Denoising strength``…) come
+    before ``Version``, which A1111 writes last."""
     params: dict[str, Any] = {
         "Steps": request.steps,
         "Sampler": sampler,
@@ -87,12 +91,13 @@ def build_parameters(request: Txt2ImgRequest, seed: int, *, sampler: str, schedu
         "Size": f"{request.width}x{request.height}",
         "Model hash": model_hash,
         "Model": model_name,
-        "Version": version,
     }
     for key, value in (extra or {}).items():
-        if key not in params:
+        if key not in params and key != "Version":
             params[key] = format_number(value) if isinstance(value, float) else value
-    return format_infotext(request.prompt, request.negative_prompt, params)
+    params["Version"] = version
+    text = request.prompt if prompt is None else prompt
+    return format_infotext(text, request.negative_prompt, params)
 
 
 def parse_parameters(text: str) -> dict[str, str]:

@@ -142,17 +142,19 @@ def studio_chunk(request: Txt2ImgRequest, seed: int) -> str:
 
 def save_txt2img_image(image: Any, request: Txt2ImgRequest, seed: int, outputs_dir: Path, *,
                        model_name: str, model_hash: str, sampler: str, schedule_type: str,
-                       extra: dict | None = None) -> tuple[Path, str]:
+                       extra: dict | None = None, prompt: str | None = None) -> tuple[Path, str]:
     """Save one text-to-image result; returns ``(path, parameters text)``.
 
     ``image`` is a PIL image. The PNG carries the ``parameters`` (A1111) and ``studio`` (JSON)
     text chunks that :func:`studio.pipelines.metadata.read_image_metadata` reads back.
+    ``prompt`` is the prompt the ``parameters`` text shows (default ``request.prompt``; with
+    LoRAs, the prompt with their ``<lora:…>`` tags); the ``studio`` chunk keeps the request as is.
     """
     from PIL.PngImagePlugin import PngInfo
 
     parameters = build_parameters(request, seed, sampler=sampler, schedule_type=schedule_type,
                                   model_name=model_name, model_hash=model_hash,
-                                  version=studio_version(), extra=extra)
+                                  version=studio_version(), extra=extra, prompt=prompt)
     info = PngInfo()
     info.add_text("parameters", parameters)
     info.add_text("studio", studio_chunk(request, seed))
@@ -182,14 +184,15 @@ def save_image_with_metadata(image: Any, outputs_dir: Path, label: str | int, pa
 
 def save_img2img_image(image: Any, request: Any, seed: int, outputs_dir: Path, *,
                        model_name: str, model_hash: str, sampler: str, schedule_type: str,
-                       extra: dict | None = None) -> tuple[Path, str]:
+                       extra: dict | None = None, prompt: str | None = None) -> tuple[Path, str]:
     """Save one img2img / inpaint result (an ``Img2ImgRequest``); returns ``(path, parameters)``.
 
     The ``studio`` chunk holds the request under ``request`` (with ``kind`` img2img / inpaint):
-    Generate's "reuse parameters" takes its prompt, seed and settings from it."""
+    Generate's "reuse parameters" takes its prompt, seed and settings from it. ``prompt`` as in
+    :func:`save_txt2img_image`."""
     parameters = build_parameters(request, seed, sampler=sampler, schedule_type=schedule_type,
                                   model_name=model_name, model_hash=model_hash,
-                                  version=studio_version(), extra=extra)
+                                  version=studio_version(), extra=extra, prompt=prompt)
     path = save_image_with_metadata(image, outputs_dir, seed, parameters,
                                     {"request": request.to_dict(), "seed": seed})
     return path, parameters
