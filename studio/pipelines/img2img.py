@@ -31,6 +31,7 @@ from studio.pipelines.run_common import (
     NotedProgress,
     add_note,
     generating_message,
+    model_hash,
     out_of_memory_as,
     prepare_call,
     step_callback,
@@ -102,8 +103,10 @@ class Img2ImgService(DiffusersService):
         from studio.pipelines import outputs
 
         call = prepare_call(base, entry, request, settings, paths, device, dtype,
-                            derive=lambda base: derive_pipeline(base, request.inpaint))
-        warnings = warnings + list(call.prompt.warnings)
+                            derive=lambda base: derive_pipeline(base, request.inpaint),
+                            progress=progress)
+        warnings = warnings + list(call.loras.warnings) + list(call.prompt.warnings)
+        hash_ = model_hash(entry, paths, progress)
         extra: dict[str, Any] = {"Denoising strength": float(request.strength),
                                  "Init image": Path(request.image).name}
         if mask is not None:
@@ -111,6 +114,8 @@ class Img2ImgService(DiffusersService):
                 mask.width * mask.height)
             extra.update({"Mask": Path(request.mask).name, "Masked area": f"{covered:.0%}",
                           "Inpaint keep unmasked": request.keep_unmasked})
+        if call.loras.loras:
+            extra["Lora hashes"] = call.loras.hashes_text()
         results: list[TransformedImage] = []
         for index in range(request.count):
             cancel.raise_if_cancelled()
@@ -120,11 +125,12 @@ class Img2ImgService(DiffusersService):
                             call.previewer, progress, cancel)
             out = loaded.with_alpha(out)
             path, parameters = outputs.save_img2img_image(
-                out, request, seed, paths.outputs_dir, model_name=entry.name, model_hash="",
-                sampler=call.sampler, schedule_type=call.schedule_type, extra=extra)
+                out, request, seed, paths.outputs_dir, model_name=entry.name, model_hash=hash_,
+                sampler=call.sampler, schedule_type=call.schedule_type, extra=extra,
+                prompt=call.loras.infotext_prompt(request.prompt))
             result = TransformedImage(request=request, index=index, source=Path(request.image),
                                       path=path, image=out, parameters=parameters, seed=seed,
-                                      warnings=list(warnings))
+                                      warnings=list(warnings), loras=call.loras.used())
             results.append(result)
             progress.partial(result)
         return results

@@ -113,6 +113,8 @@ class GeneratedImage:
     image: Any = None  # PIL.Image.Image
     parameters: str = ""  # the A1111-style ``parameters`` text written into the PNG
     warnings: list[str] = dataclasses.field(default_factory=list)
+    # The LoRAs applied (from prompt tags and request.loras): name, weight, path, hash, source
+    loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -231,3 +233,4 @@ class TransformedImage:
     parameters: str = ""
     seed: int | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
+    loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # as in GeneratedImage

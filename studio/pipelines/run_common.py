@@ -147,6 +147,7 @@ class PreparedCall:
     schedule_type: str
     previewer: Any
     prompt: Any  # studio.pipelines.prompts.PromptInputs: .kwargs and .warnings
+    loras: Any = None  # studio.pipelines.loras.LoraPlan: the LoRAs applied, their warnings
 
 
 def model_family(pipe: Any, entry: ModelEntry) -> str:
@@ -158,25 +159,50 @@ def model_family(pipe: Any, entry: ModelEntry) -> str:
 
 def prepare_call(base: Any, entry: ModelEntry, request: Any, settings: Settings, paths: Paths,
                  device: str, dtype: Any,
-                 derive: Callable[[Any], Any] | None = None) -> PreparedCall:
-    """Scheduler, previewer and prompt inputs for ``request`` on the cached pipeline ``base``.
+                 derive: Callable[[Any], Any] | None = None,
+                 progress: ProgressSink | None = None) -> PreparedCall:
+    """Scheduler, LoRAs, previewer and prompt inputs for ``request`` on the cached ``base``.
 
-    ``derive`` builds the pipeline actually called (img2img / inpaint) from ``base``; it runs after
-    the scheduler is set, so the derived pipeline shares that scheduler.
+    The request's LoRAs (``<lora:…>`` tags in its prompt and ``request.loras``) are applied to
+    ``base`` — none unloads any left from an earlier job — and the prompt is encoded without its
+    tags. ``derive`` builds the pipeline actually called (img2img / inpaint) from ``base``; it
+    runs after the scheduler and the LoRAs are set, so the derived pipeline shares both.
     """
+    from studio.pipelines.loras import add_hashes, apply_loras, plan_loras
     from studio.pipelines.previews import make_previewer
     from studio.pipelines.prompts import prepare_prompt_inputs
     from studio.pipelines.schedulers import a1111_sampler_names, apply_scheduler
 
     family = model_family(base, entry)
+    loras = plan_loras(request.prompt, request.loras, settings, paths)
+    if loras.loras and progress is not None:
+        progress.message("Applying LoRAs…")
+    apply_loras(base, loras, family, entry.name)
+    add_hashes(loras, paths)
     scheduler = apply_scheduler(base, request.scheduler)
     pipe = derive(base) if derive is not None else base
     sampler, schedule_type = a1111_sampler_names(request.scheduler, scheduler)
     previewer = make_previewer(settings.preview_mode, family, settings.taesd_every, paths,
                                device, dtype)
-    prompt = prepare_prompt_inputs(pipe, family, request.prompt, request.negative_prompt,
+    prompt = prepare_prompt_inputs(pipe, family, loras.prompt, request.negative_prompt,
                                    pipe._execution_device)
-    return PreparedCall(pipe, family, sampler, schedule_type, previewer, prompt)
+    return PreparedCall(pipe, family, sampler, schedule_type, previewer, prompt, loras)
+
+
+def model_hash(entry: ModelEntry, paths: Paths, progress: ProgressSink) -> str:
+    """A1111's "Model hash" of ``entry`` (10 hex digits; hashed once, then cached); "" when the
+    file cannot be read."""
+    from studio.library.hashing import cached_sha256, full_sha256
+
+    try:
+        cached = cached_sha256(entry.path, paths)
+        if cached is not None:
+            return cached[:10]
+        progress.message("Hashing model (first use only)…")
+        return full_sha256(entry.path, paths)[:10]
+    except OSError as exc:
+        log.warning("cannot hash %s: %s", entry.path, exc)
+        return ""
 
 
 def step_callback(request: Any, index: int, previewer: Any, progress: ProgressSink,

@@ -21,6 +21,7 @@ from studio.pipelines.run_common import (
     NotedProgress,
     add_note,
     generating_message,
+    model_hash,
     out_of_memory_as,
     prepare_call,
     step_callback,
@@ -58,11 +59,15 @@ class Txt2ImgService(DiffusersService):
                   progress: ProgressSink, cancel: CancelToken) -> list[GeneratedImage]:
         from studio.pipelines import outputs
 
-        call = prepare_call(pipe, entry, request, settings, paths, device, dtype)
-        warnings = list(call.prompt.warnings)
+        call = prepare_call(pipe, entry, request, settings, paths, device, dtype,
+                            progress=progress)
+        warnings = list(call.loras.warnings) + list(call.prompt.warnings)
         if entry.format == "single-file" and call.family == "sd2":
             warnings.append(SD2_SINGLE_FILE_NOTE)
-        hash_ = self._model_hash(entry, paths, progress)
+        hash_ = model_hash(entry, paths, progress)
+        # A1111's text names every LoRA used: typed tags as typed, picked ones appended as tags.
+        infotext_prompt = call.loras.infotext_prompt(request.prompt)
+        extra = {"Lora hashes": call.loras.hashes_text()} if call.loras.loras else None
 
         results: list[GeneratedImage] = []
         for index in range(request.count):
@@ -74,9 +79,10 @@ class Txt2ImgService(DiffusersService):
             path, parameters = outputs.save_txt2img_image(
                 image, request, seed, paths.outputs_dir, model_name=entry.name,
                 model_hash=hash_, sampler=call.sampler, schedule_type=call.schedule_type,
-                extra=None)
+                extra=extra, prompt=infotext_prompt)
             result = GeneratedImage(request=request, seed=seed, index=index, path=path,
-                                    image=image, parameters=parameters, warnings=list(warnings))
+                                    image=image, parameters=parameters, warnings=list(warnings),
+                                    loras=call.loras.used())
             results.append(result)
             progress.partial(result)
         return results
@@ -106,16 +112,3 @@ class Txt2ImgService(DiffusersService):
             raise UserFacingError(NAN_MESSAGE.format(precision=str(dtype).replace("torch.", "")))
         # The same conversion diffusers applies for output_type="pil" (bit-identical).
         return pipe.image_processor.numpy_to_pil(pixels)[0]
-
-    def _model_hash(self, entry: ModelEntry, paths: Paths, progress: ProgressSink) -> str:
-        from studio.library.hashing import cached_sha256, full_sha256
-
-        try:
-            cached = cached_sha256(entry.path, paths)
-            if cached is not None:
-                return cached[:10]
-            progress.message("Hashing model (first use only)…")
-            return full_sha256(entry.path, paths)[:10]
-        except OSError as exc:
-            log.warning("cannot hash %s: %s", entry.path, exc)
-            return ""
