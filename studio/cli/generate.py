@@ -41,9 +41,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a key (dpmpp_2m_karras) or a name ('DPM++ 2M Karras'); default: the "
                         "model's own")
     p.add_argument("--count", type=int, default=1, help="how many images (default 1)")
+    add_lora_argument(p)
     add_output_arguments(p)
     p.add_argument("--verbose", action="store_true",
                    help="let torch/diffusers/transformers print their own logs and bars")
+
+
+def add_lora_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lora", action="append", default=[], metavar="NAME[:WEIGHT]",
+                   help="apply a LoRA: its library name (file name without extension) or the "
+                        "path of its file, and a weight (default 1); repeat for several. "
+                        "<lora:NAME:WEIGHT> tags in the prompt work too")
+
+
+def parse_lora(spec: str) -> dict[str, Any]:
+    """``NAME[:WEIGHT]`` as a ``request.loras`` item; raises :class:`UsageError` when malformed.
+
+    The weight is what follows the last colon, so ``C:\\loras\\ink.safetensors:0.5`` works."""
+    text = spec.strip()
+    name, sep, weight = text.rpartition(":")
+    if sep:
+        try:
+            value = float(weight)
+        except ValueError:
+            if any(c in weight for c in "/\\"):  # a drive letter's colon, not a weight
+                name, value = text, 1.0
+            else:
+                raise UsageError(f"--lora {spec!r}: the weight {weight!r} is not a number "
+                                 "(write NAME:WEIGHT, e.g. ink:0.8)") from None
+    else:
+        name, value = text, 1.0
+    name = name.strip()
+    if not name:
+        raise UsageError(f"--lora {spec!r} names no LoRA (write NAME:WEIGHT, e.g. ink:0.8)")
+    local = Path(name).expanduser()
+    if local.is_file():  # an absolute path in the metadata lets "reuse parameters" find it again
+        name = str(local.resolve())
+    return {"name": name, "weight": value}
+
+
+def check_loras(request: Any, entry: Any, settings: Any, paths: Any) -> None:
+    """Find every LoRA of ``request`` (``--lora`` and prompt tags) and check it fits ``entry``
+    before any model is loaded; tag warnings are left for the job to report."""
+    from studio.jobs import UserFacingError
+    from studio.pipelines.loras import check_compatible, plan_loras
+
+    try:
+        plan = plan_loras(request.prompt, request.loras, settings, paths)
+        check_compatible(plan, entry.family, entry.name)
+    except UserFacingError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def parse_scheduler(name: str) -> str:
@@ -72,7 +119,8 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
     request = Txt2ImgRequest(model=model, prompt=args.prompt, negative_prompt=args.negative,
                              steps=args.steps, cfg=args.cfg, width=args.width,
                              height=args.height, seed=seed, count=args.count,
-                             scheduler=parse_scheduler(args.scheduler))
+                             scheduler=parse_scheduler(args.scheduler),
+                             loras=[parse_lora(spec) for spec in args.lora])
     try:
         request.validate()
     except ValueError as exc:
@@ -80,9 +128,10 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
     from studio.library.models import resolve_model
 
     try:
-        resolve_model(model, settings, paths)
+        entry = resolve_model(model, settings, paths)
     except UserFacingError as exc:
         raise UsageError(str(exc)) from exc
+    check_loras(request, entry, settings, paths)
     local = Path(model).expanduser()
     if local.exists():  # an absolute path in the metadata lets "reuse parameters" find it again
         request.model = str(local.resolve())
@@ -121,7 +170,8 @@ class _Reporter(Reporter):
                          else (self.request.width, self.request.height))
         return {"path": str(result.path), "seed": result.seed, "index": result.index,
                 "width": width, "height": height, "model": self.request.model,
-                "prompt": self.request.prompt, "warnings": list(result.warnings or [])}
+                "prompt": self.request.prompt, "loras": list(getattr(result, "loras", [])),
+                "warnings": list(result.warnings or [])}
 
 
 def run(args: argparse.Namespace) -> int:

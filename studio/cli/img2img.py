@@ -14,6 +14,7 @@ from typing import Any
 
 from studio.cli import UsageError
 from studio.cli.common import Reporter, add_output_arguments, load_cli_settings, run_job
+from studio.cli.generate import add_lora_argument, check_loras, parse_lora
 
 NAME = "img2img"
 HELP = "repaint an image from a prompt (inpaint a region with --mask)"
@@ -35,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of the first image; image i uses seed+i (default: random)")
     p.add_argument("--count", type=int, default=1, help="how many images (default 1)")
     p.add_argument("--scheduler", default="default", help="as in 'studio generate'")
+    add_lora_argument(p)
     add_output_arguments(p)
 
 
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"the {label} {path} does not exist")
     try:
         open_image(args.image.expanduser())  # a damaged or foreign file is bad input: exit 2
-        resolve_model(args.model, settings, paths)
+        entry = resolve_model(args.model, settings, paths)
     except UserFacingError as exc:
         raise UsageError(str(exc)) from exc
     local = Path(args.model).expanduser()
@@ -62,11 +64,12 @@ def run(args: argparse.Namespace) -> int:
         prompt=args.prompt, negative_prompt=args.negative, strength=args.strength,
         steps=args.steps, cfg=args.cfg,
         seed=secrets.randbelow(2**32) if args.seed is None else args.seed, count=args.count,
-        scheduler=parse_scheduler(args.scheduler))
+        scheduler=parse_scheduler(args.scheduler), loras=[parse_lora(s) for s in args.lora])
     try:
         request.validate()
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    check_loras(request, entry, settings, paths)
     from studio.pipelines.img2img import Img2ImgService
 
     service = Img2ImgService(lambda: settings, lambda: paths)
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
                 "width": result.image.width, "height": result.image.height,
                 "model": request.model, "prompt": request.prompt,
                 "source": str(result.source), "mask": request.mask or None,
-                "strength": request.strength, "warnings": list(result.warnings or [])}
+                "strength": request.strength, "loras": list(result.loras),
+                "warnings": list(result.warnings or [])}
 
     return run_job("img2img", service.run, request, Reporter(args.json, describe), args.count)
