@@ -21,7 +21,7 @@ from studio.config import Paths, Settings
 #: Modules a working install imports (the window's, the engines', the lessons' data).
 STACK_MODULES = (
     "numpy", "PIL.Image", "torch", "safetensors.torch", "tokenizers", "huggingface_hub",
-    "transformers", "diffusers", "accelerate", "PySide6.QtCore", "PySide6.QtGui",
+    "transformers", "diffusers", "accelerate", "peft", "PySide6.QtCore", "PySide6.QtGui",
     "PySide6.QtWidgets", "PySide6.QtSvg", "pyqtgraph", "sklearn.datasets", "platformdirs",
     "markdown_it", "pygments", "tqdm",
 )
@@ -29,7 +29,8 @@ STACK_MODULES = (
 #: a frozen app that lost it fails on import with "No package metadata was found".
 METADATA_DISTS = (
     "torch", "diffusers", "transformers", "tokenizers", "huggingface_hub", "safetensors",
-    "accelerate", "tqdm", "regex", "requests", "filelock", "numpy", "packaging", "pyyaml",
+    "accelerate", "peft", "tqdm", "regex", "requests", "filelock", "numpy", "packaging",
+    "pyyaml",
 )
 #: Files the app reads from ASSETS_DIR.
 ASSET_FILES = ("tokenizers/bpe_simple_vocab_16e6.txt.gz", "configs", "catalogs/cyclegan.json",
