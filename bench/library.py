@@ -432,7 +432,7 @@ class _Quiet:
 def print_switch(result: dict[str, Any]) -> None:
     budget, rounds = result["budget_gb"], result["rounds"]
     where = "no budget (this cache keeps one model)" if budget is None else \
-        f"memory budget {budget:.1f} GB"
+        f"memory budget {budget:.3g} GB"
     print(f"switch back: {result['size']} SD 1.5 pipelines A and B, {result['side']}x"
           f"{result['side']}, {result['steps']} steps, CPU fp32, {where}; after a warm-up "
           f"generation, {rounds} rounds from an empty cache, medians")
