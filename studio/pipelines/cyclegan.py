@@ -9,10 +9,12 @@ are dropped, as the reference's ``__patch_instance_norm_state_dict`` does.
 
 Translation follows the reference's ``--preprocess none``: the resolution is kept, the image is
 padded to a multiple of 4 (and cropped back), pixels are mapped to [-1, 1]. Images larger than a
-tile run tile by tile with overlapping, linearly blended edges; every InstanceNorm then uses the
-statistics of one "guide" pass over the whole image (downscaled to at most ``guide_side``, 1024
-by default), so tiles share one colour balance and no seams appear; up to that size the tiled
-result matches the untiled one except for ±1-level rounding near tile edges. torch is imported lazily (DESIGN rule 7).
+tile run tile by tile with the InstanceNorm statistics of the whole image, computed layer by layer
+(:mod:`studio.pipelines.cyclegan_stream`): the result equals the untiled one up to ±1-level
+rounding, with memory bounded by two quarter-resolution buffers and one tile. Beyond
+:data:`EXACT_MEMORY_LIMIT` (or with ``stats="estimate"``) the statistics are estimated on a copy
+downscaled to ``guide_side`` and tiles are blended over overlapping edges instead: fewer buffers,
+colours slightly off. torch is imported lazily (DESIGN rule 7).
 """
 
 from __future__ import annotations
@@ -32,9 +34,14 @@ _BLOCK_KEY = re.compile(r"^model\.(\d+)\.conv_block\.(\d+)\.weight$")
 _STALE_NORM_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
-#: Images up to this side get exact InstanceNorm statistics when tiled; larger ones a downscaled
-#: estimate (the guide pass at 1024² needs about a quarter of an untiled 2048² pass).
+#: The estimate's statistics come from the image downscaled to at most this side (the guide pass at
+#: 1024² needs about a quarter of an untiled 2048² pass); up to it they are exact too.
 DEFAULT_GUIDE_SIDE = 1024
+#: Where tiled statistics come from: see :meth:`CycleGANGenerator.translate`.
+STATS_MODES = ("exact", "estimate")
+#: Exact statistics keep two quarter-resolution buffers (128 bytes per pixel at ngf 64, fp32);
+#: above this they are estimated instead (e.g. ngf 64 beyond ~33 megapixels).
+EXACT_MEMORY_LIMIT = 4 * 2**30
 MIN_SIDE = 16  # below this the reflection paddings inside the network have nothing to reflect
 
 
@@ -224,11 +231,22 @@ class CycleGANGenerator:
 
     # -- whole images ----------------------------------------------------------------------
     def translate(self, image: Any, *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
-                  guide_side: int | None = None, progress: Callable[[int, int], None] | None = None,
+                  stats: str = "exact", guide_side: int | None = None,
+                  progress: Callable[[int, int], None] | None = None,
                   cancel: CancelToken | None = None) -> Any:
-        """Translate a PIL image at its own resolution; tiles when it is larger than ``tile``."""
+        """Translate a PIL image at its own resolution; tiles when it is larger than ``tile``.
+
+        ``stats`` says where a tiled image's InstanceNorm statistics come from: ``"exact"`` (the
+        whole image, layer by layer; the result equals the untiled one up to rounding) or
+        ``"estimate"`` (one pass over a copy downscaled to ``guide_side``, then tiles blended
+        over ``overlap`` pixels: less work, colours slightly off). Exact falls back to the
+        estimate when its buffers would pass :data:`EXACT_MEMORY_LIMIT`. ``progress(done,
+        total)`` counts in tiles of the image plus one for the statistics.
+        """
         import torch
 
+        if stats not in STATS_MODES:
+            raise ValueError(f"stats must be one of {STATS_MODES}, not {stats!r}")
         with torch.inference_mode():
             x = self.to_tensor(image)
             h, w = x.shape[-2:]
@@ -239,8 +257,35 @@ class CycleGANGenerator:
                 if progress:
                     progress(1, 1)
                 return self.to_image(y)
-            return self.to_image(self._tiled(x, tile, overlap, guide_side or DEFAULT_GUIDE_SIDE, progress,
-                                             cancel))
+            if stats == "exact" and self.exact_fits(h, w):
+                return self.to_image(self._exact(x, tile, progress, cancel))
+            return self.to_image(self._tiled(x, tile, overlap, guide_side or DEFAULT_GUIDE_SIDE,
+                                             progress, cancel))
+
+    def exact_fits(self, height: int, width: int) -> bool:
+        """Whether exact tiled statistics for this size stay within :data:`EXACT_MEMORY_LIMIT`."""
+        from studio.pipelines.cyclegan_stream import buffer_bytes
+
+        return buffer_bytes(self.spec, height, width, self.dtype.itemsize) <= EXACT_MEMORY_LIMIT
+
+    def _exact(self, x: Any, tile: int, progress: Callable[[int, int], None] | None,
+               cancel: CancelToken | None) -> Any:
+        from studio.pipelines.cyclegan_stream import StreamingTranslator
+
+        height, width = x.shape[-2:]
+        x = pad_to_multiple(x)
+        runner = StreamingTranslator(self.net.model, self.spec.n_blocks, tile, progress, cancel)
+        total = runner.tile_count(*x.shape[-2:]) + 1  # + the statistics, as in the estimate
+        if progress:
+            progress(0, total)
+        try:
+            y = runner.run(x, total)
+        finally:
+            for m in self._norms:
+                m.stats = None
+        if progress:
+            progress(total, total)
+        return y[..., :height, :width]
 
     def _record_guide(self, x: Any, guide_side: int) -> None:
         import torch.nn.functional as F
