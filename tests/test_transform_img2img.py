@@ -164,3 +164,25 @@ def test_sdxl_img2img_runs(tiny_sdxl_dir, photo):
                                            prompt="x", steps=2, strength=0.5), Sink(),
                             CancelToken())[0]
     assert result.image.size == (64, 56)
+
+
+def test_sdxl_inpaint_equals_plain_diffusers(tiny_sdxl_dir, photo):
+    import torch
+
+    service = _service()
+    request = Img2ImgRequest(model=str(tiny_sdxl_dir), image=str(photo[0]), mask=str(photo[1]),
+                             prompt="a cat", negative_prompt="blurry", strength=0.8, steps=4,
+                             cfg=5.0, seed=7, keep_unmasked=False)
+    result = service.run(request, Sink(), CancelToken())[0]
+    pipe = service.cache.current
+    plain = _plain("StableDiffusionXLInpaintPipeline", pipe)
+    init = Image.open(photo[0]).convert("RGB").resize((64, 56), Image.Resampling.LANCZOS)
+    mask = Image.open(photo[1]).convert("L").resize((64, 56), Image.Resampling.NEAREST)
+    expected = plain(prompt="a cat", negative_prompt="blurry", image=init, mask_image=mask,
+                     width=64, height=56, strength=0.8, num_inference_steps=4, guidance_scale=5.0,
+                     generator=torch.Generator("cpu").manual_seed(7)).images[0]
+    assert result.image.size == (64, 56)
+    assert np.array_equal(np.asarray(result.image), np.asarray(expected))
+    assert "Mask: mask.png" in result.parameters
+    inside = np.asarray(mask) >= 128  # it did repaint the masked region
+    assert not np.array_equal(np.asarray(result.image)[inside], np.asarray(init)[inside])
