@@ -1,5 +1,6 @@
 """The dialog shown when an image is dropped on the window: the generation parameters stored in
-it (by Studio, AUTOMATIC1111, ComfyUI or InvokeAI) and a "Reuse these parameters" button."""
+it (by Studio, AUTOMATIC1111, ComfyUI or InvokeAI) and a "Reuse these parameters" button, which
+opens Generate — or Transform for Studio's CycleGAN, img2img and inpaint results."""
 
 from __future__ import annotations
 
@@ -33,15 +34,17 @@ THUMB = 168
 
 
 class ImageParametersDialog(QDialog):
-    """Shows ``meta`` (an ``ImageMetadata``); ``request`` is what "Reuse" sends to Generate."""
+    """Shows ``meta`` (an ``ImageMetadata``); "Reuse" sends ``transform`` (a TransformReuse) to
+    Transform when there is one, else ``request`` to Generate."""
 
     def __init__(self, path: Path, meta: Any, request: Any, ctx: AppContext,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, transform: Any = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self.path = Path(path)
         self.meta = meta
         self.request = request
+        self.transform = transform
         self.setWindowTitle(f"{self.path.name} — generation parameters")
         self.setMinimumWidth(560)
         col = QVBoxLayout(self)
@@ -87,8 +90,11 @@ class ImageParametersDialog(QDialog):
 
         buttons = QDialogButtonBox()
         self.reuse_button: QPushButton | None = None
-        if found and request is not None:
+        if found and (request is not None or transform is not None):
             self.reuse_button = QPushButton("Reuse these parameters")
+            self.reuse_button.setToolTip("Open the source image and settings in Transform"
+                                         if transform is not None else
+                                         "Open these settings in Generate")
             self.reuse_button.setProperty("accent", True)
             self.reuse_button.setDefault(True)
             self.reuse_button.clicked.connect(self.reuse)
@@ -102,10 +108,12 @@ class ImageParametersDialog(QDialog):
                  parent: QWidget | None = None) -> ImageParametersDialog:
         """Read the metadata of ``path`` and build the dialog for it."""
         from studio.pipelines.metadata import read_image_metadata, to_request
+        from studio.pipelines.transform_reuse import transform_reuse_from_text
 
         meta = read_image_metadata(path)
         request = to_request(meta, ctx.settings.last_model) if meta.source != "none" else None
-        return cls(path, meta, request, ctx, parent)
+        transform = transform_reuse_from_text(meta.raw, Path(path))
+        return cls(path, meta, request, ctx, parent, transform=transform)
 
     def _fill_params(self, params: dict[str, Any]) -> None:
         keys = [k for k in PARAM_LABELS if k in params]
@@ -133,8 +141,10 @@ class ImageParametersDialog(QDialog):
         return box
 
     def reuse(self) -> None:
-        """Send the request to the Generate workspace and close."""
-        if self.request is not None:
+        """Send the settings to Transform (its results) or Generate, and close."""
+        if self.transform is not None:
+            self.ctx.openInWorkspace.emit("transform", self.transform)
+        elif self.request is not None:
             self.ctx.openInWorkspace.emit("generate", self.request)
         self.accept()
 

@@ -1,8 +1,10 @@
 """The gallery's right-hand pane: the selected image and how it was made.
 
 Metadata is read with :func:`studio.pipelines.metadata.read_image_metadata` off the GUI thread;
-"Reuse parameters" is enabled only when :func:`studio.pipelines.metadata.to_request` can rebuild
-a request from it.
+"Reuse parameters" is enabled only when a request can be rebuilt from it: a Transform request
+(:func:`studio.pipelines.transform_reuse.read_transform_reuse`: CycleGAN, img2img and inpaint
+results, reused in Transform) or a text-to-image one (:func:`studio.pipelines.metadata.to_request`,
+reused in Generate).
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ class DetailsPane(QFrame):
         self._path: Path | None = None
         self.meta: Any = None
         self.request: Any = None  # a Txt2ImgRequest rebuilt from the metadata, when possible
+        self.transform_reuse: Any = None  # a TransformReuse for Transform results
 
         self.image = AspectImage()
         self.image.mouseDoubleClickEvent = lambda _e: self.imageDoubleClicked.emit()
@@ -179,6 +182,7 @@ class DetailsPane(QFrame):
         self._path = Path(item.path) if item is not None else None
         self.meta = None
         self.request = None
+        self.transform_reuse = None
         for button in (self.open_button, self.folder_button, self.delete_button):
             button.setEnabled(item is not None)
         self.reuse_button.setEnabled(False)
@@ -204,18 +208,37 @@ class DetailsPane(QFrame):
     def set_thumbnail(self, image: QImage) -> None:
         self.image.set_image(image, "" if not image.isNull() else "Cannot read this image")
 
-    def set_metadata(self, meta: Any, request: Any) -> None:
-        """The file's metadata arrived (read off the GUI thread); ``request`` may be None."""
+    def set_metadata(self, meta: Any, request: Any, transform: Any = None) -> None:
+        """The file's metadata arrived (read off the GUI thread); ``request`` (for Generate) and
+        ``transform`` (a TransformReuse, for Transform; it wins) may be None."""
         self.meta = meta
         self.request = request
-        can_reuse = request is not None
+        self.transform_reuse = transform
         self._set_prompts(meta.prompt, meta.negative_prompt)
         self._set_params(meta.params, meta.source)
-        self.reuse_button.setEnabled(can_reuse)
-        self.reuse_button.setToolTip("Open these settings in Generate" if can_reuse else
-                                     "This image carries no parameters to reuse")
+        if transform is not None:
+            self._set_transform(transform)
+            tip = "Open this image's source and settings in Transform"
+        elif request is not None:
+            tip = "Open these settings in Generate"
+        else:
+            tip = "This image carries no parameters to reuse"
+        self.reuse_button.setEnabled(transform is not None or request is not None)
+        self.reuse_button.setToolTip(tip)
 
     # -- internals ---------------------------------------------------------------------------
+    def _set_transform(self, reuse: Any) -> None:
+        request = reuse.request
+        if reuse.mode == "cyclegan":
+            direction = "A → B" if request.direction == "AtoB" else "B → A"
+            self.fields["model"].setText(f"{Path(request.model).name} · {direction}")
+            self.fields["model"].setToolTip(str(request.model))
+            self.fields["source"].setText("Studio · CycleGAN")
+            self.prompt.setText("(CycleGAN translation: no prompt)")
+        else:
+            mode = "inpaint" if reuse.mode == "inpaint" else "img2img"
+            self.fields["source"].setText(f"Studio · {mode}, strength {request.strength:g}")
+
     def _set_prompts(self, prompt: str, negative: str) -> None:
         self.prompt.setText(prompt or "(no prompt recorded)")
         self.negative.setText(negative)

@@ -189,9 +189,12 @@ class GalleryPanel(QWidget):
         return True
 
     def reuse_selected(self) -> None:
-        request = self.details.request
-        if request is not None:
-            self.ctx.openInWorkspace.emit("generate", request)
+        """Open the selected image's settings where it was made: Transform for CycleGAN,
+        img2img and inpaint results, Generate for the rest."""
+        if self.details.transform_reuse is not None:
+            self.ctx.openInWorkspace.emit("transform", self.details.transform_reuse)
+        elif self.details.request is not None:
+            self.ctx.openInWorkspace.emit("generate", self.details.request)
 
     def delete_path(self, path: str | Path, confirm: bool = True) -> bool:
         """Delete the file (after asking) and drop it from the index and the grid."""
@@ -321,19 +324,21 @@ class GalleryPanel(QWidget):
         path = Path(item.path)
         fallback = self.ctx.settings.last_model
 
-        def work() -> tuple[Path, Any, Any]:
+        def work() -> tuple[Path, Any, Any, Any]:
             from studio.pipelines.metadata import read_image_metadata, to_request
+            from studio.pipelines.transform_reuse import transform_reuse_from_text
 
-            meta = read_image_metadata(path)
-            return path, meta, to_request(meta, fallback)
+            meta = read_image_metadata(path)  # its raw text serves both kinds of reuse
+            return (path, meta, to_request(meta, fallback),
+                    transform_reuse_from_text(meta.raw, path))
 
         run_in_background(self._pool, work, self._on_metadata, owner=self)
 
-    def _on_metadata(self, answer: tuple[Path, Any, Any]) -> None:
-        path, meta, request = answer
+    def _on_metadata(self, answer: tuple[Path, Any, Any, Any]) -> None:
+        path, meta, request, transform = answer
         if self.details.path != path:
             return  # the selection moved on
-        self.details.set_metadata(meta, request)
+        self.details.set_metadata(meta, request, transform)
 
     @Slot(str, int, QImage)
     def _on_thumbnail(self, path: str, size: int, image: QImage) -> None:
@@ -354,8 +359,14 @@ class GalleryPanel(QWidget):
 
         def reuse() -> None:
             from studio.pipelines.metadata import read_image_metadata, to_request
+            from studio.pipelines.transform_reuse import transform_reuse_from_text
 
-            request = to_request(read_image_metadata(path), self.ctx.settings.last_model)
+            meta = read_image_metadata(path)
+            transform = transform_reuse_from_text(meta.raw, path)
+            if transform is not None:
+                self.ctx.openInWorkspace.emit("transform", transform)
+                return
+            request = to_request(meta, self.ctx.settings.last_model)
             if request is not None:
                 self.ctx.openInWorkspace.emit("generate", request)
 

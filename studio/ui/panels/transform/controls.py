@@ -48,16 +48,32 @@ class CycleGANOptions(QWidget):
         self.hint = muted_label(wrap=True)
         form.addRow(self.hint)
 
+    _pending = ""  # a direction asked for before the model offering it was chosen
+
     def set_directions(self, directions: list[str]) -> None:
         """Enable only the directions the model offers."""
         for i in range(self.direction.count()):
             item = self.direction.model().item(i)
             item.setEnabled(self.direction.itemData(i) in directions)
+        if self._pending in directions:
+            self.direction.setCurrentIndex(self.direction.findData(self._pending))
+        if directions:
+            self._pending = ""
         if self.direction.currentData() not in directions and directions:
             self.direction.setCurrentIndex(self.direction.findData(directions[0]))
         self.direction.setEnabled(len(directions) > 1)
         self.hint.setText("" if len(directions) > 1 or not directions else
                           "This model translates one way; a G_A/G_B pair offers both.")
+
+    def select_direction(self, direction: str, wait_for_model: bool = False) -> None:
+        """Choose ``direction`` if the current model offers it; with ``wait_for_model``, choose
+        it when the next model is set instead (the model list is still being read)."""
+        if wait_for_model:
+            self._pending = direction
+            return
+        index = self.direction.findData(direction)
+        if index >= 0 and self.direction.model().item(index).isEnabled():
+            self.direction.setCurrentIndex(index)
 
 
 class DiffusionOptions(QWidget):
@@ -137,6 +153,19 @@ class DiffusionOptions(QWidget):
         if self.seed_mode.currentData() == "random":
             self.seed.setValue(new_seed())
         return self.seed.seed()
+
+    def apply(self, request: Img2ImgRequest) -> None:
+        """Show a request's settings ("reuse parameters"): its seed fixed, one image."""
+        self.prompt.setPlainText(request.prompt)
+        self.negative.setPlainText(request.negative_prompt)
+        self.strength.setValue(float(request.strength))
+        self.steps.setValue(int(request.steps))
+        self.cfg.setValue(float(request.cfg))
+        index = self.scheduler.findData(request.scheduler)
+        self.scheduler.setCurrentIndex(max(0, index))
+        self.seed_mode.setCurrentIndex(self.seed_mode.findData("fixed"))
+        self.seed.setValue(int(request.seed))
+        self.count.setValue(max(1, int(request.count)))
 
     def request(self, model: str, image: str, mask: str = "") -> Img2ImgRequest:
         return Img2ImgRequest(

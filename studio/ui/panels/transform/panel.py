@@ -271,9 +271,22 @@ class TransformPanel(QWidget):
         self._update_view()
 
     def receive(self, payload: Any) -> None:
-        """Open an image sent from another workspace (a path)."""
-        if isinstance(payload, (str, Path)):
+        """Open an image sent from another workspace (a path), or repeat a result's settings
+        (a :class:`~studio.pipelines.transform_reuse.TransformReuse`, from "Reuse parameters")."""
+        from studio.pipelines.transform_reuse import TransformReuse
+
+        if isinstance(payload, TransformReuse):
+            self.apply_reuse(payload)
+        elif isinstance(payload, (str, Path)):
             self.open_image(Path(payload))
+
+    def apply_reuse(self, reuse: Any) -> bool:
+        """Open the recorded picture (and mask) in the recorded mode with every setting of the
+        request (:func:`studio.ui.panels.transform.reuse.restore`); what could not be restored
+        is said in the status line."""
+        from studio.ui.panels.transform.reuse import restore
+
+        return restore(self, reuse)
 
     def open_image(self, path: Path) -> bool:
         image = read_qimage(path)
