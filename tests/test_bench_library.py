@@ -20,6 +20,7 @@ def test_synthetic_hub_cache_is_read_by_huggingface_hub_and_by_the_library(tmp_p
     # …and so does the library: each repo once, the pipelines and chat models recognised.
     assert result["listed"] == 10 and sum(result["kinds"].values()) == 10
     assert result["kinds"]["image"] >= 2 and result["kinds"]["chat"] == 2
+    assert "unknown" not in result["kinds"], "a repo of loose files listed as unknown"
     assert result["hub_scans"] >= 1 and result["studio_s"] > 0 and result["raw_s"] > 0
     library.print_scan(result, 1)
     assert "ratio studio/raw" in capsys.readouterr().out

@@ -188,3 +188,35 @@ def test_scan_is_header_only(library, monkeypatch):
     monkeypatch.setattr(torch, "load", boom)
     settings, paths, _ = library
     assert len(list_models(settings, paths)) >= 14
+
+
+def test_hub_repos_of_loose_files_are_listed_and_usable(library, tmp_path, monkeypatch):
+    """A hub repo of single files (a checkpoint, a LoRA, a CycleGAN generator — no
+    model_index.json) is listed by what its files are, and the pickers can use them."""
+    from studio.library.cyclegan_models import find_cyclegan_models
+    from studio.library.models import find_txt2img_models, resolve_model
+    from tests.fixtures.tiny_cyclegan import tiny_generator
+
+    settings, paths, hf_home = library
+    src = tmp_path / "src-files"
+    src.mkdir()
+    add_to_hub_cache(hf_home, "someone/dreamy-ckpt",
+                     shutil.copy(next(p for p in [*(tmp_path / "a1111").rglob("dreamy*")]),
+                                 src / "dreamy-v2.safetensors"))
+    add_to_hub_cache(hf_home, "someone/ink-lora", kohya_sd1_lora(src / "hub-ink.safetensors"))
+    gen = src / "latest_net_G.pth"
+    torch.save(tiny_generator(6, 4).state_dict(), gen)
+    add_to_hub_cache(hf_home, "someone/horse2zebra", gen)
+
+    by = {e.name: e for e in list_models(settings, paths)}
+    ckpt = by["someone/dreamy-ckpt/dreamy-v2.safetensors"]
+    assert (ckpt.kind, ckpt.source, ckpt.family) == ("image", "hf-cache", "sd1")
+    assert ckpt.spec == str(ckpt.path)  # a file of a repo is named by its path
+    assert (by["hub-ink"].kind, by["hub-ink"].family, by["hub-ink"].repo_id) == (
+        "lora", "sd1", "someone/ink-lora")
+    assert by["someone/horse2zebra"].kind == "transform"
+    assert not {"someone/dreamy-ckpt", "someone/ink-lora"} & set(by), "repo listed as unknown"
+    # …and the workspaces' pickers read the same: Generate, Transform, and a request by repo id
+    assert ckpt.path in {m.path for m in find_txt2img_models(settings, paths)}
+    assert "someone/horse2zebra" in {m.name for m in find_cyclegan_models(settings, paths)}
+    assert resolve_model("someone/dreamy-ckpt", settings, paths).path == ckpt.path

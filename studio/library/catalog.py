@@ -34,6 +34,8 @@ from studio.library.models import (
     _hf_cache_repos,
     entry_for_path,
     find_txt2img_models,
+    hf_loose_files,
+    one_hf_cache_scan,
 )
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,9 @@ class LibraryEntry:
 
     @property
     def spec(self) -> str:
-        return self.repo_id if self.source == "hf-cache" and self.repo_id else str(self.path)
+        """A hub repo is named by its id; a file inside one (a LoRA, a checkpoint) by its path."""
+        whole_repo = self.source == "hf-cache" and self.repo_id and self.name == self.repo_id
+        return self.repo_id if whole_repo else str(self.path)
 
     @property
     def kind_title(self) -> str:
@@ -195,28 +199,47 @@ def _claimed(path: Path, claimed: set[Path]) -> bool:
     return resolved in claimed or any(p in claimed for p in resolved.parents)
 
 
-def _hf_other(repo, claimed: set[Path]) -> LibraryEntry | None:
-    """An HF cache repo none of the scanners claimed: TAESD, or unknown with the reason."""
+def _hf_other(repo, claimed: set[Path], paths: Paths) -> list[LibraryEntry]:
+    """What an HF cache repo none of the scanners claimed holds: TAESD, LoRAs (a repo of loose
+    weight files), or the repo as unknown with the reason."""
     revisions = sorted(repo.revisions, key=lambda r: ("main" in r.refs, r.last_modified),
                        reverse=True)
     if not revisions:
-        return None
+        return []
     snap = Path(revisions[0].snapshot_path)
     if any(_claimed(Path(r.snapshot_path), claimed) for r in revisions):
-        return None
+        return []
     size = int(repo.size_on_disk)
     if is_taesd_folder(snap):
         family = "sdxl" if repo.repo_id.endswith("xl") else "sd1"
-        return LibraryEntry(repo.repo_id, "preview", snap, "hf-cache", "diffusers", size,
+        return [LibraryEntry(repo.repo_id, "preview", snap, "hf-cache", "diffusers", size,
                             files_precision(sorted(snap.glob("*.safetensors"))), family,
                             repo.repo_id, "TAESD (AutoencoderTiny) preview decoder",
-                            ("Generate",) if repo.repo_id in TAESD_REPOS else ())
-    return LibraryEntry(repo.repo_id, "unknown", snap, "hf-cache", "hub repo", size,
-                        repo_id=repo.repo_id, detail=unknown_folder_reason(snap))
+                            ("Generate",) if repo.repo_id in TAESD_REPOS else ())]
+    loose = hf_loose_files(snap, WEIGHT_SUFFIXES)
+    if any(_claimed(f, claimed) for f in loose):
+        loose = [f for f in loose if not _claimed(f, claimed)]
+        if not loose:
+            return []  # its files are listed already (single-file checkpoints, generators)
+    known = []
+    for f in loose:
+        entry = _other_entry(f, "hf-cache", paths)
+        if entry.kind != "unknown":
+            entry.repo_id = entry.repo_id or repo.repo_id
+            known.append(entry)
+    if known:
+        return known
+    return [LibraryEntry(repo.repo_id, "unknown", snap, "hf-cache", "hub repo", size,
+                         repo_id=repo.repo_id, detail=unknown_folder_reason(snap))]
 
 
 def list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
     """Every model in the library, sorted by kind then name, with its last use filled in."""
+    with one_hf_cache_scan():
+        return _list_models(settings, paths)
+
+
+def _list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
     entries = (_image_entries(settings, paths) + _chat_entries(settings, paths)
                + _cyclegan_entries(settings, paths))
     claimed: set[Path] = set()
@@ -244,12 +267,9 @@ def list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
             claimed.add(item.resolve())
     for repo in _hf_cache_repos():
         try:
-            entry = _hf_other(repo, claimed)
+            entries += _hf_other(repo, claimed, paths)
         except OSError as exc:
             log.warning("skipping %s: %s", repo.repo_id, exc)
-            continue
-        if entry is not None:
-            entries.append(entry)
     used = usage.last_used(paths)
     for e in entries:
         e.last_used = used.get(str(e.path.resolve()))

@@ -87,14 +87,12 @@ def load_catalog(path: Path = CATALOG_FILE) -> list[CatalogEntry]:
 
 # -- recognising a generator without loading it ---------------------------------------------------
 def _safetensors_keys(path: Path) -> set[str]:
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) != 8:
-            return set()
-        (length,) = struct.unpack("<Q", head)
-        if length > 100 << 20:
-            return set()
-        header = json.loads(fh.read(length))
+    from studio.library.detect import read_safetensors_header
+
+    try:
+        header = read_safetensors_header(path)
+    except UserFacingError:
+        return set()
     return {k for k in header if k != "__metadata__"}
 
 
@@ -196,6 +194,23 @@ def _generator_files(root: Path, depth: int = 3) -> list[Path]:
     return found
 
 
+def _hf_cache_generators() -> list[CycleGANModel]:
+    """Generators in Hugging Face cache repos that hold loose weight files (used in place)."""
+    from studio.library.models import _hf_cache_repos, hf_loose_files, hf_main_snapshot
+
+    models: list[CycleGANModel] = []
+    for repo in _hf_cache_repos():
+        snap = hf_main_snapshot(repo)
+        if snap is None:
+            continue
+        gens = [f for f in hf_loose_files(snap, SUFFIXES) if looks_like_generator(f)]
+        for model in group_models(gens, "hf-cache"):
+            if model.name == snap.name:  # a generic file name (latest_net_G) names the repo
+                model.name = repo.repo_id
+            models.append(model)
+    return models
+
+
 def find_cyclegan_models(settings: Settings, paths: Paths) -> list[CycleGANModel]:
     """Every CycleGAN generator available offline (nothing is loaded)."""
     models = group_models(_generator_files(paths.models_dir / "cyclegan"), "studio")
@@ -207,6 +222,7 @@ def find_cyclegan_models(settings: Settings, paths: Paths) -> list[CycleGANModel
         path = Path(added).expanduser()
         if path.is_file() and path.suffix.lower() in SUFFIXES and looks_like_generator(path):
             models += group_models([path], "file")
+    models += _hf_cache_generators()
     seen: set[Path] = set()
     unique = []
     for m in models:

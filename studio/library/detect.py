@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,13 +39,36 @@ class Detection:
     note: str = ""
 
 
+_HEADER_CACHE_SIZE = 1024
+_header_cache: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+_header_lock = threading.Lock()
+
+
 def read_safetensors_header(path: Path) -> dict[str, Any]:
     """The JSON header of a ``.safetensors`` file, validated against the file's size.
 
     Raises :class:`UserFacingError` when the file is truncated or is not a safetensors file.
+    Headers of unchanged files (same size, modification time and inode) come from a small
+    in-memory cache: a library scan asks for the same header several times (kind, precision,
+    generator check) and a rescan asks again; an SDXL header is ~2,500 entries of JSON.
     """
     path = Path(path)
-    size = path.stat().st_size
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    with _header_lock:
+        cached = _header_cache.get(key)
+        if cached is not None:
+            _header_cache.move_to_end(key)
+            return dict(cached)
+    header = _read_header(path, st.st_size)
+    with _header_lock:
+        _header_cache[key] = header
+        while len(_header_cache) > _HEADER_CACHE_SIZE:
+            _header_cache.popitem(last=False)
+    return dict(header)
+
+
+def _read_header(path: Path, size: int) -> dict[str, Any]:
     with path.open("rb") as fh:
         raw_len = fh.read(8)
         if len(raw_len) < 8:

@@ -8,10 +8,13 @@ skipped with a log line, so one broken file never hides the rest of the library.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,7 +135,33 @@ def _scan_extra(root: Path) -> list[ModelEntry]:
     return found
 
 
+_scan_memo = threading.local()
+
+
+@contextlib.contextmanager
+def one_hf_cache_scan() -> Iterator[None]:
+    """Within the block, :func:`_hf_cache_repos` scans the Hugging Face cache once on this thread
+    (the library index asks for it from the image, chat and "other" scanners)."""
+    outer = getattr(_scan_memo, "repos", None)
+    _scan_memo.repos = outer if outer is not None else {}
+    try:
+        yield
+    finally:
+        _scan_memo.repos = outer
+
+
 def _hf_cache_repos() -> list:
+    memo = getattr(_scan_memo, "repos", None)
+    key = str(hf_cache_dir())
+    if memo is not None and key in memo:
+        return memo[key]
+    repos = _scan_hf_cache()
+    if memo is not None:
+        memo[key] = repos
+    return repos
+
+
+def _scan_hf_cache() -> list:
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
@@ -178,6 +207,44 @@ def _hf_entry(repo) -> ModelEntry | None:
                       int(repo.size_on_disk))
 
 
+def hf_main_snapshot(repo) -> Path | None:
+    """The snapshot a repo's ``main`` ref points to, else its newest one."""
+    revisions = sorted(repo.revisions, key=lambda r: ("main" in r.refs, r.last_modified),
+                       reverse=True)
+    return Path(revisions[0].snapshot_path) if revisions else None
+
+
+def hf_loose_files(snap: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Weight files of a hub repo that is not a model folder (no model_index.json or
+    config.json at its top): a repo of single-file checkpoints, LoRAs or generators. Its top
+    level and one folder down."""
+    if (snap / "model_index.json").is_file() or (snap / "config.json").is_file():
+        return []
+    found = []
+    for pattern in ("*", "*/*"):
+        found += [f for f in snap.glob(pattern)
+                  if f.suffix.lower() in suffixes and not f.name.startswith(".")]
+    return sorted(found)
+
+
+def _hf_single_files(repo) -> list[ModelEntry]:
+    """Single-file text-to-image checkpoints in a hub repo without a diffusers layout."""
+    snap = hf_main_snapshot(repo)
+    if snap is None:
+        return []
+    entries = []
+    for f in hf_loose_files(snap, (".safetensors",)):
+        try:
+            entry = entry_for_path(f, "hf-cache", name=f"{repo.repo_id}/{f.name}",
+                                   repo_id=repo.repo_id)
+        except (OSError, UserFacingError) as exc:
+            log.info("skipping %s: %s", f, exc)
+            continue
+        if entry is not None:
+            entries.append(entry)
+    return entries
+
+
 def find_txt2img_models(settings: Settings, paths: Paths) -> list[ModelEntry]:
     """Every text-to-image model available offline, without loading any weights."""
     found: list[ModelEntry] = []
@@ -191,6 +258,8 @@ def find_txt2img_models(settings: Settings, paths: Paths) -> list[ModelEntry]:
             continue
         if entry is not None:
             found.append(entry)
+        elif _snapshot_of(repo) is None:
+            found += _hf_single_files(repo)
     for extra in settings.extra_model_dirs:
         root = Path(extra).expanduser()
         if root.exists():
@@ -238,6 +307,13 @@ def resolve_model(spec: str, settings: Settings, paths: Paths) -> ModelEntry:
         for repo in _hf_cache_repos():
             if repo.repo_id == spec:
                 entry = _hf_entry(repo)
+                singles = _hf_single_files(repo) if _snapshot_of(repo) is None else []
+                if entry is None and len(singles) == 1:
+                    return singles[0]
+                if singles:
+                    raise UserFacingError(f"{spec} holds {len(singles)} checkpoints; name one by "
+                                          f"its file: " + ", ".join(str(e.path)
+                                                                    for e in singles))
                 if entry is None:
                     raise UserFacingError(f"{spec} is in your Hugging Face cache but is not a "
                                           "complete text-to-image Stable Diffusion pipeline.")
