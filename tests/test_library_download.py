@@ -183,3 +183,58 @@ def test_catalog_lists_the_recommended_models():
                      "madebyollin/taesdxl", "HuggingFaceTB/SmolLM2-360M-Instruct",
                      "Qwen/Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct"]
     assert all(m.size_gb > 0 and m.licence and m.memory and m.purpose for m in hd.load_catalog())
+
+
+def test_disk_full_keeps_the_partial_file_and_resumes(hub, monkeypatch):
+    """The disk fills up mid-file: the user is told, the bytes written so far stay, and the next
+    attempt (after freeing space) resumes from there instead of starting over."""
+    import builtins
+    import errno
+
+    from studio.library import download as dl
+
+    paths = default_paths()
+    plan = hd.plan_download("tiny/llama-chat", fp16=False)
+    weights = hub.repos["tiny/llama-chat"].files["model.safetensors"]
+    room = len(weights) // 3
+
+    class FullDisk:
+        def __init__(self, fh):
+            self.fh, self.left = fh, room
+
+        def write(self, data):
+            if len(data) > self.left:
+                self.fh.write(data[:self.left])
+                self.left = 0
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.left -= len(data)
+            return self.fh.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    disk = {"full": True}
+
+    def filling_open(file, mode="r", *args, **kwargs):
+        fh = builtins.open(file, mode, *args, **kwargs)
+        full = disk["full"] and str(file).endswith("model.safetensors.part")
+        return FullDisk(fh) if full else fh
+
+    monkeypatch.setattr(dl, "open", filling_open, raising=False)
+    with pytest.raises(UserFacingError, match="disk is full.*resumes"):
+        hd.download(plan, paths)
+    part = hd.staging_dir("tiny/llama-chat", paths) / "model.safetensors.part"
+    assert part.stat().st_size == room
+    assert list_models(Settings(), paths) == []  # nothing half-done is listed
+
+    disk["full"] = False  # the user freed some space
+    folder = hd.download(plan, paths)
+    ranges = [r for m, p, r in hub.log if p.endswith("/model.safetensors") and m == "GET"]
+    assert ranges[-1] == f"bytes={room}-"
+    assert (folder / "model.safetensors").read_bytes() == weights
