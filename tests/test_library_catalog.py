@@ -220,3 +220,25 @@ def test_hub_repos_of_loose_files_are_listed_and_usable(library, tmp_path, monke
     assert ckpt.path in {m.path for m in find_txt2img_models(settings, paths)}
     assert "someone/horse2zebra" in {m.name for m in find_cyclegan_models(settings, paths)}
     assert resolve_model("someone/dreamy-ckpt", settings, paths).path == ckpt.path
+
+
+def test_a_model_of_the_wrong_kind_is_named_for_what_it_is(tmp_path, tiny_llama_dir,
+                                                           tiny_sd15_dir):
+    """A chat model picked for images, an image model for chat or CycleGAN, a LoRA as a
+    checkpoint: the message says what the file is and where it is used."""
+    from studio.library.chat_models import resolve_chat_model
+    from studio.library.cyclegan_models import resolve_cyclegan
+    from studio.library.models import resolve_model
+
+    settings, paths = Settings(), default_paths()
+    lora = kohya_sd1_lora(tmp_path / "ink.safetensors")
+    with pytest.raises(UserFacingError, match=r"is a Chat model.*use it in Chat.*Generate needs"):
+        resolve_model(str(tiny_llama_dir), settings, paths)
+    with pytest.raises(UserFacingError, match=r"is a LoRA model.*LoRA section"):
+        resolve_model(str(lora), settings, paths)
+    with pytest.raises(UserFacingError, match=r"Image generation model.*Chat needs"):
+        resolve_chat_model(str(tiny_sd15_dir), settings, paths)
+    with pytest.raises(UserFacingError, match=r"Image generation model.*Transform needs"):
+        resolve_cyclegan(str(tiny_sd15_dir))
+    with pytest.raises(UserFacingError, match=r"is a LoRA model.*Transform needs"):
+        resolve_cyclegan(str(lora))

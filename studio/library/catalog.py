@@ -330,3 +330,28 @@ def find_entry(name: str, entries: list[LibraryEntry]) -> LibraryEntry:
                                   "path.")
     raise UserFacingError(f"No model called {name!r} in the library. 'studio models list' shows "
                           "what there is.")
+
+
+WANTED_TITLES = {"image": "Generate needs a Stable Diffusion model (a diffusers folder or a "
+                          ".safetensors checkpoint)",
+                 "chat": "Chat needs a language model folder (config.json, weights, tokenizer)",
+                 "transform": "Transform needs a CycleGAN generator (.pth or .safetensors)"}
+
+
+def wrong_kind_message(path: Path, wanted: str, paths: Paths) -> str:
+    """A sentence saying that ``path`` is a model of another kind and where it is used, or ''
+    when it is not a model Studio recognises (the caller then says what is missing)."""
+    try:
+        entry = describe_path(Path(path), "file", paths)
+    except (OSError, UserFacingError):
+        return ""
+    if entry.kind in ("unknown", wanted):
+        return ""
+    where = (" — use it in " + " or ".join(entry.workspaces)) if entry.workspaces else ""
+    if entry.kind == "lora":
+        where = " — add it to a model in Generate's LoRA section or with a <lora:…> tag"
+    title = entry.kind_title
+    article = "an" if title[:1].lower() in "aeiou" else "a"
+    return (f"{Path(path).name} is {article} {title} model{where}. "
+            f"{WANTED_TITLES.get(wanted, '')}.")
+

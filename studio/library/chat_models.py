@@ -199,6 +199,11 @@ def resolve_chat_model(spec: str, settings: Settings, paths: Paths) -> ChatModel
         raise UserFacingError("No chat model chosen. Pick one in the model list.")
     path = Path(spec).expanduser()
     if path.exists():
+        from studio.library.catalog import wrong_kind_message
+
+        wrong = wrong_kind_message(path, "chat", paths)
+        if wrong:
+            raise UserFacingError(wrong)
         if not path.is_dir():
             raise UserFacingError(f"{spec} is a file; a chat model is a folder with config.json, "
                                   "the weights and the tokenizer.")

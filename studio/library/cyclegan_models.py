@@ -233,6 +233,13 @@ def find_cyclegan_models(settings: Settings, paths: Paths) -> list[CycleGANModel
     return unique
 
 
+def _wrong_kind(path: Path) -> str:
+    from studio.config import default_paths
+    from studio.library.catalog import wrong_kind_message
+
+    return wrong_kind_message(path, "transform", default_paths())
+
+
 def resolve_cyclegan(spec: str) -> CycleGANModel:
     """The model a request names: a generator file, or a folder with one (or a G_A/G_B pair)."""
     path = Path(str(spec).strip()).expanduser()
@@ -245,11 +252,17 @@ def resolve_cyclegan(spec: str) -> CycleGANModel:
                  if f.suffix.lower() in SUFFIXES and looks_like_generator(f)]
         models = group_models(files, "file")
         if not models:
-            raise UserFacingError(f"{path} holds no CycleGAN generator (.pth or .safetensors).")
+            raise UserFacingError(_wrong_kind(path) or
+                                  f"{path} holds no CycleGAN generator (.pth or .safetensors).")
         both = [m for m in models if len(m.directions) == 2]
         return both[0] if both else models[0]
     if path.suffix.lower() not in SUFFIXES:
-        raise UserFacingError(f"{path.name} is not a .pth or .safetensors file.")
+        raise UserFacingError(_wrong_kind(path) or
+                              f"{path.name} is not a .pth or .safetensors file.")
+    if path.suffix.lower() == ".safetensors" and not looks_like_generator(path):
+        wrong = _wrong_kind(path)  # a checkpoint or LoRA picked by mistake; pickles load later
+        if wrong:
+            raise UserFacingError(wrong)
     if _PAIR_STEM.match(path.stem):
         # A file of a pair: offer both directions when its partner is beside it.
         partners = [f for f in path.parent.iterdir() if f.suffix.lower() in SUFFIXES]

@@ -294,6 +294,11 @@ def resolve_model(spec: str, settings: Settings, paths: Paths) -> ModelEntry:
             raise UserFacingError(f"{spec} cannot be read: {exc}") from exc
         if entry is not None:
             return entry
+        from studio.library.catalog import wrong_kind_message
+
+        wrong = wrong_kind_message(path, "image", paths)
+        if wrong:
+            raise UserFacingError(wrong)
         if path.is_dir() and (path / "model_index.json").is_file():
             det = detect_diffusers_folder(path)
             raise UserFacingError(f"{spec} is not a text-to-image Stable Diffusion model: "
