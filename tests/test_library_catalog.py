@@ -61,6 +61,7 @@ def library(tmp_path, monkeypatch, tiny_sd15_dir, tiny_sd15_file, tiny_llama_dir
     (models / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\"")
     (models / "cyclegan" / "h2z").mkdir(parents=True)
     torch.save(tiny_generator(6, 4).state_dict(), models / "cyclegan" / "h2z" / "latest_net_G.pth")
+    torch.save(tiny_generator(6, 4).state_dict(), models / "style_ink.pth")  # outside cyclegan/
 
     a1111 = tmp_path / "a1111"
     (a1111 / "models" / "Stable-diffusion").mkdir(parents=True)
@@ -96,6 +97,7 @@ def test_every_kind_and_source_is_listed(library):
             ("comfy-ink", "lora", "extra"), ("loose-lora", "lora", "file"),
             ("taesd", "preview", "studio"), ("taesdxl_decoder", "preview", "extra"),
             ("madebyollin/taesdxl", "preview", "hf-cache"), ("h2z", "transform", "studio"),
+            ("style_ink", "transform", "studio"),
             ("tiny/llama-chat", "chat", "hf-cache"), ("mystery", "unknown", "studio"),
             ("broken", "unknown", "studio"),
             ("someone/bert-tiny", "unknown", "hf-cache")} <= got

@@ -187,7 +187,9 @@ def _generator_files(root: Path, depth: int = 3) -> list[Path]:
         if child.name.startswith("."):
             continue
         if child.is_dir():
-            if depth > 1:
+            model_folder = (child / "model_index.json").is_file() or \
+                (child / "config.json").is_file()  # a diffusers or transformers model
+            if depth > 1 and not model_folder:
                 found += _generator_files(child, depth - 1)
         elif child.suffix.lower() in SUFFIXES and looks_like_generator(child):
             found.append(child)
@@ -213,7 +215,9 @@ def _hf_cache_generators() -> list[CycleGANModel]:
 
 def find_cyclegan_models(settings: Settings, paths: Paths) -> list[CycleGANModel]:
     """Every CycleGAN generator available offline (nothing is loaded)."""
-    models = group_models(_generator_files(paths.models_dir / "cyclegan"), "studio")
+    # The whole models folder: cyclegan/ is where downloads go, but a generator dropped anywhere
+    # in it (or imported in place) is one too.
+    models = group_models(_generator_files(paths.models_dir), "studio")
     for extra in settings.extra_model_dirs:
         root = Path(extra).expanduser()
         if root.is_dir():
