@@ -207,7 +207,7 @@ def test_batch_folder_progress_and_cancel_keeps_what_is_done(transform_window, q
     job = done.args[0]
     kept = len(job.partials)
     assert job.state.value == "cancelled" and 1 <= kept < 3
-    assert progress and progress[-1][1] == 2 * 2 + 1  # per image: 2×2 tiles + the guide pass
+    assert progress and progress[-1][1] == 2 * 2 + 1  # per image: 2×2 tiles + the statistics
     saved = sorted(window.ctx.paths.outputs_dir.rglob("*.png"))
     assert len(saved) == kept and "CycleGAN: style_test" in Image.open(saved[0]).text["parameters"]
     assert panel.status.text() == f"Cancelled — {kept} image{'s' if kept != 1 else ''} kept"
