@@ -161,7 +161,8 @@ def test_dropped_transform_result_reuses_in_transform(window, qtbot, tmp_path):
     assert panel.diffusion.strength.value() == 0.45 and panel.diffusion.seed.seed() == 3
 
 
-def test_cyclegan_result_reused_with_model_direction_and_max_side(window, qtbot, tmp_path):
+def test_cyclegan_result_reused_with_model_direction_and_max_side(window, qtbot, tmp_path,
+                                                                  screenshot):
     import torch
 
     from tests.fixtures.tiny_cyclegan import tiny_generator
@@ -192,12 +193,16 @@ def test_cyclegan_result_reused_with_model_direction_and_max_side(window, qtbot,
     qtbot.waitUntil(lambda: gallery.details.transform_reuse is not None, timeout=10_000)
     assert gallery.details.fields["model"].text() == "mystyle · B → A"
     assert gallery.details.fields["source"].text() == "Studio · CycleGAN"
+    qtbot.waitUntil(lambda: not gallery.details.image.image().isNull(), timeout=10_000)
+    screenshot(window, "gallery-cyclegan-result")
     qtbot.mouseClick(gallery.details.reuse_button, Qt.MouseButton.LeftButton)
 
     assert window.current_workspace() == "transform"
     assert panel.mode == "cyclegan" and panel.image_path == source
     assert panel.cyclegan.current().name == "mystyle"
     assert options.direction.currentData() == "BtoA" and options.max_side.value() == 64
+    qtbot.wait(100)  # let the layout take in the new texts before the picture
+    screenshot(window, "transform-reused-cyclegan")
     again = _run(qtbot, panel)
     assert np.array_equal(np.asarray(Image.open(again.path)), np.asarray(Image.open(first.path)))
 
