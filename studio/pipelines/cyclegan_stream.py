@@ -54,7 +54,8 @@ def spans(length: int, tile: int, align: int) -> list[tuple[int, int]]:
 
 
 class _RunningStats:
-    """Per-channel mean and variance over many tiles (Chan et al.'s pairwise update, float64)."""
+    """Per-channel mean and variance over many tiles (Chan et al.'s pairwise update, float64 on
+    the CPU: Apple's MPS has no float64, and C numbers per tile cost nothing to move)."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -68,7 +69,7 @@ class _RunningStats:
             x = x.float()
         var, mean = torch.var_mean(x, dim=(0, 2, 3), unbiased=False)
         k = x.shape[0] * x.shape[2] * x.shape[3]
-        mean, m2 = mean.double(), var.double() * k
+        mean, m2 = mean.to("cpu", torch.float64), var.to("cpu", torch.float64) * k
         if not self.count:
             self.count, self.mean, self.m2 = k, mean, m2
             return
@@ -78,10 +79,13 @@ class _RunningStats:
         self.m2 = self.m2 + m2 + delta * delta * (self.count * k / total)
         self.count = total
 
-    def result(self, dtype: Any) -> tuple[Any, Any]:
-        """(mean, biased variance) as 1×C×1×1 tensors, like InstanceNorm computes them."""
+    def result(self, like: Any) -> tuple[Any, Any]:
+        """(mean, biased variance) as 1×C×1×1 tensors of ``like``'s dtype and device, as
+        InstanceNorm computes them."""
         shape = (1, -1, 1, 1)
-        return (self.mean.to(dtype).view(shape), (self.m2 / self.count).to(dtype).view(shape))
+        var = self.m2 / self.count
+        return (self.mean.view(shape).to(like.device, like.dtype),
+                var.view(shape).to(like.device, like.dtype))
 
 
 def _normalize_(x: Any, norm: Any) -> Any:
@@ -173,7 +177,7 @@ class StreamingTranslator:
     def _stats(self, src: Any, layers: Sequence[Any], norm: Any, **kw: Any) -> None:
         acc = _RunningStats()
         self._sweep(src, layers, sink=lambda out, y, x: acc.add(out), **kw)
-        norm.stats = acc.result(src.dtype)
+        norm.stats = acc.result(src)
 
     def _write(self, src: Any, layers: Sequence[Any], dest: Any, norm: Any = None,
                **kw: Any) -> None:
@@ -186,7 +190,7 @@ class StreamingTranslator:
 
         self._sweep(src, layers, sink=sink, **kw)
         if norm is not None:
-            norm.stats = acc.result(src.dtype)
+            norm.stats = acc.result(src)
 
     def _bands(self, src: Any, layers: Sequence[Any], dest: Any, norm: Any, band: int) -> None:
         """``dest = layers(src)`` in full-width bands of rows, gathering ``norm``'s statistics;
@@ -212,7 +216,7 @@ class StreamingTranslator:
             dest[..., y0:y1, :].copy_(out)
             acc.add(out)
             self._advance(cost)
-        norm.stats = acc.result(src.dtype)
+        norm.stats = acc.result(src)
 
     # -- the pass --------------------------------------------------------------------------
     def run(self, x: Any, progress_units: int) -> Any:
