@@ -70,7 +70,7 @@ def test_classifier_controls_step_speed_live_param_reset(train, qtbot, tmp_path)
     qtbot.waitUntil(lambda: train.last_frame.step == 1, timeout=5000)
     qtbot.waitUntil(lambda: curve_len(train, "loss") == 1 and curve_len(train, "test_loss") == 1,
                     timeout=2000)
-    train.controls.speed.setCurrentText("Fast (draw every 10 steps)")
+    train.controls.speed.setCurrentText("Fast")
     assert train.session.draw_every == 10
     train.set_param("lr", 0.03)
     play_for(qtbot, train, 300)
@@ -112,7 +112,7 @@ def test_divergence_pauses_with_the_message_and_bad_values_are_refused(train, qt
     qtbot.waitUntil(lambda: train.session.state == "diverged", timeout=10000)
     qtbot.waitUntil(lambda: "lower learning rate" in train.error.text(), timeout=5000)
     assert train.controls.play_button.text() == "Play"
-    assert "diverged" in train.controls.status.text()
+    assert "diverged" in train.controls.status.full_text()
 
 
 def test_gan_learning_rates_of_d_and_g_change_live_in_the_form(train, qtbot):
@@ -120,6 +120,14 @@ def test_gan_learning_rates_of_d_and_g_change_live_in_the_form(train, qtbot):
     wait_for_lesson(qtbot, train, "gan-2d")
     lr_d, lr_g = train.form.editors["lr_d"], train.form.editors["lr_g"]
     assert lr_d.isVisibleTo(train) and lr_g.isVisibleTo(train)
+    # "Step D"/"Step G" live in the view only, so the control bar's buttons keep their width.
+    assert train.controls.part_buttons == {}
+    qtbot.waitUntil(lambda: train.controls.speed.width() > 0, timeout=2000)
+    for widget in (train.controls.speed, train.controls.new_seed_button,
+                   train.controls.step_button, train.controls.reset_button):
+        assert widget.width() >= widget.sizeHint().width(), widget.objectName()
+    qtbot.mouseClick(train.view.step_d, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: train.last_frame.step == 1, timeout=5000)
     # The D slider moves D's rate only, live, without a new run.
     lr_d.slider.setValue(lr_d.slider.value() + 10)
     train.form.flush()
@@ -175,7 +183,7 @@ def test_waits_while_the_job_queue_is_busy(train, qtbot, monkeypatch):
     qtbot.mouseClick(train.controls.play_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: train.session.state == "waiting", timeout=5000)
     assert train.session.step_count == 0
-    qtbot.waitUntil(lambda: "job queue" in train.controls.status.text(), timeout=5000)
+    qtbot.waitUntil(lambda: "job queue" in train.controls.status.full_text(), timeout=5000)
     monkeypatch.undo()
     qtbot.waitUntil(lambda: train.session.step_count > 5, timeout=5000)
 
@@ -187,13 +195,13 @@ def test_the_window_trains_in_a_child_process_and_says_so_while_it_starts(main_w
     panel = main_window.show_workspace("train")
     session = panel.session
     assert isinstance(session, ProcessTrainingSession) and session.process.pid != os.getpid()
-    assert panel.controls.status.text() == "Starting…"
+    assert panel.controls.status.full_text() == "Starting…"
     qtbot.waitUntil(lambda: panel.frames_drawn >= 1, timeout=60000)
-    assert panel.controls.status.text() == "Paused"
+    assert panel.controls.status.full_text() == "Paused"
     # A dead child is an error the window shows, not a hang; choosing the lesson again recovers.
     session.process.kill()
     qtbot.waitUntil(lambda: "killed" in panel.error.text(), timeout=10000)
-    assert panel.controls.status.text() == "Stopped by an error"
+    assert panel.controls.status.full_text() == "Stopped by an error"
     panel.open_lesson("optimizers")
     assert panel.session is not session and not session.alive
     qtbot.waitUntil(lambda: panel.session.state == "paused", timeout=60000)

@@ -10,18 +10,54 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QToolButton,
     QWidget,
 )
 
-#: label -> (delay after each step in seconds, draw every N steps)
+#: label -> (delay after each step in seconds, draw every N steps). Short labels, so the bar fits
+#: beside the lesson list and the notes; each choice's tooltip says what it does.
 SPEEDS: dict[str, tuple[float, int]] = {
-    "Slow (watch each step)": (0.25, 1),
+    "Slow": (0.25, 1),
     "Normal": (0.0, 1),
-    "Fast (draw every 10 steps)": (0.0, 10),
-    "Fastest (draw every 100)": (0.0, 100),
+    "Fast": (0.0, 10),
+    "Fastest": (0.0, 100),
 }
+SPEED_TIPS = {
+    "Slow": "A quarter-second pause after every step, to watch each one",
+    "Normal": "Train at full speed and draw up to 60 frames a second",
+    "Fast": "Draw every 10th step: a little more training speed",
+    "Fastest": "Draw every 100th step",
+}
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that takes the space left over and ends in "…" when that is too little
+    (the full text is its tooltip), instead of widening the bar and squeezing the buttons."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(24)
+        self.set_full_text(text)
+
+    def set_full_text(self, text: str) -> None:
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight,
+                                                   max(0, self.width())))
 
 
 class ControlBar(QWidget):
@@ -48,13 +84,19 @@ class ControlBar(QWidget):
         self._parts_row.setSpacing(4)
         self.speed = QComboBox()
         self.speed.setObjectName("speed")
-        self.speed.addItems(list(SPEEDS))
+        for i, name in enumerate(SPEEDS):
+            self.speed.addItem(name)
+            self.speed.setItemData(i, SPEED_TIPS[name], Qt.ItemDataRole.ToolTipRole)
         self.speed.setCurrentText("Normal")
-        # Wide enough for the longest choice, so "Fast (draw every 10 steps)" is never clipped.
+        self.speed.setToolTip("Speed: " + "; ".join(f"{k}: {v.lower()}"
+                                                    for k, v in SPEED_TIPS.items()))
+        # Wide enough for the longest choice, so no choice is ever clipped.
         self.speed.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.seed = QSpinBox()
         self.seed.setObjectName("seed")
         self.seed.setRange(0, 2**31 - 1)
+        # Sized for the seeds people type (a range of 2³¹ would ask for a very wide box).
+        self.seed.setFixedWidth(self.seed.fontMetrics().horizontalAdvance("0" * 10) + 44)
         self.seed.setToolTip("The run's random seed: the same seed gives the same run")
         self.reset_button = QPushButton("Reset")
         self.reset_button.setObjectName("resetButton")
@@ -62,7 +104,7 @@ class ControlBar(QWidget):
         self.new_seed_button = QToolButton(text="New seed")
         self.new_seed_button.setObjectName("newSeedButton")
         self.new_seed_button.setToolTip("Start over with a random seed")
-        self.status = QLabel("Paused")
+        self.status = ElidedLabel("Paused")
         self.status.setObjectName("trainStatus")
         self.status.setProperty("muted", True)
         self.step_label = QLabel("step 0")
@@ -114,8 +156,7 @@ class ControlBar(QWidget):
         self.play_button.setText("Pause" if playing else "Play")
 
     def set_status(self, text: str) -> None:
-        self.status.setText(text)
-        self.status.setToolTip(text)
+        self.status.set_full_text(text)
 
     def _on_play_toggled(self, on: bool) -> None:
         self.play_button.setText("Pause" if on else "Play")

@@ -213,7 +213,7 @@ class TrainPanel(QWidget):
         self.form.paramChanged.connect(self.set_param)
         self.form.resetRequested.connect(lambda config: self.reset(overrides=config))
         self.form_holder.setWidget(self.form)
-        self.controls.set_step_parts(cls.step_parts)
+        self.controls.set_step_parts(() if self.view.offers_step_parts else cls.step_parts)
         self.loss_plot.set_series(cls.info.series)
         for path in list(self.loss_plot.overlays):
             self.loss_plot.set_overlay(path, None)

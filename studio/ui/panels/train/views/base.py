@@ -23,6 +23,10 @@ class LessonView(QWidget):
     #: run only one part of a step, one of the trainer's ``step_parts`` (e.g. "D")
     stepPartRequested = Signal(str)
 
+    #: the view has its own buttons for the trainer's ``step_parts`` (the control bar then shows
+    #: none: two sets of "Step D"/"Step G" would crowd the bar until its buttons are clipped)
+    offers_step_parts = False
+
     def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.lesson_key = lesson_key

@@ -34,6 +34,8 @@ ARROW_LENGTH = 0.35  # the longest gradient arrow, in data units
 class GANView(LessonView):
     """Pictures of a GAN learning a 2D distribution."""
 
+    offers_step_parts = True  # "Step D" / "Step G" under "One player at a time"
+
     def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
         super().__init__(lesson_key, parent)
         self.wasserstein = lesson_key == "wgan-gp-2d"
