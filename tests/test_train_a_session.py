@@ -149,3 +149,36 @@ def test_slow_mode_and_resume_a_saved_run(make_session):
         assert rec2.frames[0].step == done and len(rec2.frames[0].metrics) == done
     finally:
         resumed.stop()
+
+
+def test_building_and_snapshots_use_one_torch_thread_and_idle_gives_them_back(tmp_path):
+    """A tiny model on torch's whole thread pool is slow (on a loaded machine, seconds for the
+    first snapshot of DDPM); a Generate job in the same process must get the pool back."""
+    import torch
+
+    before = torch.get_num_threads()
+    seen = []
+
+    def on_frame(frame):
+        seen.append((frame.step, torch.get_num_threads()))
+        session.frame_done()
+
+    torch.set_num_threads(max(2, before))
+    pool = torch.get_num_threads()
+    try:
+        session = TrainingSession("ddpm-2d", on_frame, lambda *_: None, runs_root=tmp_path,
+                                  config={"timesteps": 20})
+        session.start()
+        deadline = time.monotonic() + 30
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        session.step_once()
+        while len(seen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [n for _, n in seen[:2]] == [1, 1]  # the build's first frame and a step's
+        while torch.get_num_threads() != pool and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert torch.get_num_threads() == pool  # idle again: the pool is back
+        session.stop()
+    finally:
+        torch.set_num_threads(before)

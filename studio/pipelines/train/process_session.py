@@ -292,7 +292,7 @@ def _child_main(conn: Any, lesson: str, config: dict[str, Any], seed: int,
         session = TrainingSession(
             lesson, on_frame, lambda state, message: send("state", state, message),
             runs_root=runs_root, config=config, seed=seed, frame_interval=frame_interval,
-            busy=lambda: bool(busy_flag.value), on_step=on_step)
+            busy=lambda: bool(busy_flag.value), on_step=on_step, share_gil=False)
         session.set_speed(*speed)
         session.start(resume=resume)
     except Exception as exc:  # noqa: BLE001 - errors are data (DESIGN rule 8)

@@ -20,8 +20,10 @@ sharing the device (and the CPU) with a trainer would slow down for as long as b
 
 Threads: the lessons' models are tiny, and torch's intra-op thread pool makes them *slower* (on a
 busy machine, 100× slower: the pool's threads wait for each other on every small op). While it
-steps, the session sets torch to one thread and gives the old count back whenever it stops
-stepping (pause, yield to the job queue, stop), so a Generate job never runs with one thread.
+works (builds a trainer, steps, takes a snapshot), the session sets torch to one thread and gives
+the old count back whenever it goes idle (pause, yield to the job queue, stop), so a Generate job
+never runs with one thread. (A lesson's first snapshot can be its costliest: DDPM samples its
+whole reverse chain. With the default pool on a loaded two-core machine that took seconds.)
 
 The window runs this session inside a child process (process_session.py), so that training and
 painting do not share one GIL; the command line and some tests use it directly, on a thread.
@@ -71,7 +73,8 @@ class TrainingSession:
                  config: dict[str, Any] | None = None, seed: int = 0,
                  busy: Callable[[], bool] | None = None,
                  frame_interval: float = FRAME_INTERVAL_S,
-                 on_step: Callable[[int], None] | None = None) -> None:
+                 on_step: Callable[[int], None] | None = None,
+                 share_gil: bool = True) -> None:
         self.lesson = lesson
         self.cls = lesson_class(lesson)
         self._config = self.cls.validate_config(config)  # refuse bad values before the thread
@@ -83,6 +86,9 @@ class TrainingSession:
         self._on_step = on_step or (lambda _n: None)
         self._runs_root = Path(runs_root) if runs_root is not None else None
         self.frame_interval = frame_interval
+        # The window draws in this process: while a frame is out, hand it the GIL after every
+        # step. False in the child process of process_session.py, where nobody else draws.
+        self._share_gil = share_gil
         self.delay_s = 0.0  # slow mode: a pause after every step
         self.draw_every = 1  # fast mode: a frame at most every N steps
 
@@ -299,6 +305,7 @@ class TrainingSession:
                 return
             self._frame_pending = True
         self._last_frame = now
+        self._single_thread(True)
         frame = Frame(step=self.trainer.step_count, snapshot=self.trainer.snapshot(),
                       metrics=self._pending_metrics, config=dict(self._config),
                       run_path=self.run.path if self.run else None, new_run=self._new_run)
@@ -307,6 +314,7 @@ class TrainingSession:
 
     def _loop(self) -> None:
         try:
+            self._single_thread(True)
             if self._resume_from is not None:
                 self._resume(self._resume_from)
             else:
@@ -316,6 +324,7 @@ class TrainingSession:
             log.exception("could not start the %s lesson", self.lesson)
             from studio.jobs import describe_error
 
+            self._single_thread(False)
             self._set_state("error", describe_error(exc))
             return
         while True:
@@ -330,6 +339,7 @@ class TrainingSession:
                     continue
             try:
                 if command is not None:
+                    self._single_thread(True)
                     command()
                 elif self._playing:
                     self._play_once()
@@ -360,7 +370,7 @@ class TrainingSession:
         if self._state == "waiting":
             self._set_state("playing")
         self._train_step(None)
-        if self._frame_pending:
+        if self._frame_pending and self._share_gil:
             # The window is drawing: hand it the GIL now rather than after Python's 5 ms switch
             # interval, so its frame is not stretched by the trainer (a step is ~0.5 ms).
             time.sleep(0)
