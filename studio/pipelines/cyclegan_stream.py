@@ -20,8 +20,8 @@ and keeps only the middle, so every tile equals the corresponding region of the 
 float rounding in the statistics' sums); no blending is needed. Memory: two buffers of
 ``4·ngf × H/4 × W/4`` values (for ngf 64, 128 bytes per image pixel: 1.5 GB for 12 megapixels),
 the image in and out, and one tile's activations. The price is recomputation of the encoder and
-decoder for each of their norms: about 1.4× the work of one untiled pass (the residual blocks,
-most of the work, run once).
+decoder for each of their norms: about 1.5× the CPU time of one untiled pass (bench/transform.py;
+the residual blocks, most of the work, run once).
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ class StreamingTranslator:
         self._write(x, enc[:8], trunk, norm=enc[8], num=1, den=4, margin=m3, tile=t)
         _normalize_(trunk, enc[8]).relu_()
         # Residual blocks at a quarter of the resolution, in bands of about the memory of a
-        # tile above (4× fewer channels than the encoder's first layer, 16× fewer pixels).
+        # tile above ((tile/2)² pixels of 4·ngf channels = tile² pixels of ngf channels).
         band = max(4, math.ceil((t // 2) ** 2 / (w // 4)))
         inner = torch.empty_like(trunk)
         for cb in self.blocks:
