@@ -115,7 +115,7 @@ class TransformService:
             tiles = [1]
 
             def on_tile(done: int, total: int, tiles: list[int] = tiles) -> None:
-                tiles[0] = max(1, total - 1)  # the guide pass is not a tile
+                tiles[0] = max(1, total - 1)  # the statistics pass is not a tile
                 progress(done, total, None)
 
             with out_of_memory_as(
