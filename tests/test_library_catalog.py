@@ -124,6 +124,7 @@ def test_every_kind_and_source_is_listed(library):
     assert by["taesd"].workspaces == ("Generate",) and by["taesdxl_decoder"].workspaces == ()
     assert by["madebyollin/taesdxl"].workspaces == ("Generate",)
     assert by["h2z"].workspaces == ("Transform",)
+    assert by["ink"].workspaces == ("Generate", "Transform")
     assert by["tiny-sd15"].size_bytes > 0 and by["tiny-sd15"].precision == "fp32"
 
 

@@ -188,10 +188,13 @@ def _other_entry(item: Path, source: str, paths: Paths) -> LibraryEntry:
         kind = classify_file(item)
     except UserFacingError as exc:
         return LibraryEntry(item.stem, "unknown", item, source, fmt, size, detail=str(exc))
+    workspaces: tuple[str, ...] = ()
     if kind.kind == "lora":
         fmt = f"LoRA ({kind.format})"
+        # applied in Generate and in Transform's img2img/inpaint (LoHa/LoKr are refused there)
+        workspaces = ("Generate", "Transform") if kind.format != "LyCORIS" else ()
     return LibraryEntry(item.stem, kind.kind, item, source, fmt, size, kind.precision,
-                        kind.family, "", kind.reason)
+                        kind.family, "", kind.reason, workspaces)
 
 
 def _claimed(path: Path, claimed: set[Path]) -> bool:
