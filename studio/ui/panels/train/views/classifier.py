@@ -82,11 +82,13 @@ class ClassifierView(LessonView):
         self._points = (xtr, ytr)
 
     def show_snapshot(self, snapshot: dict[str, Any]) -> None:
+        probs = snapshot["grid"]["probs"]
+        # The image first: setRect scales by the image's size, and before the first image it
+        # took it as 1×1, so the boundary was drawn 72 times too large (one flat colour).
+        self.image.setImage(probs, autoLevels=False, levels=(0.0, 1.0))
         if id(snapshot["train"][0]) != self._data_id:
             self._data_id = id(snapshot["train"][0])
             self._set_points(snapshot)
-        probs = snapshot["grid"]["probs"]
-        self.image.setImage(probs, autoLevels=False, levels=(0.0, 1.0))
         m = snapshot["metrics"]
         for key, label in self.values.items():
             v = m.get(key)
