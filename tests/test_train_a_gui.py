@@ -77,6 +77,11 @@ def test_classifier_controls_step_speed_live_param_reset(train, qtbot, tmp_path)
     assert train.last_frame.config["lr"] == 0.03
     assert float(train.view.values["test_accuracy"].text().rstrip("%")) > 95
     assert train.view.image.image.shape == (72, 72)
+    # The decision boundary covers the data square (it was once drawn 72× too large).
+    rect = train.view.image.mapRectToParent(train.view.image.boundingRect())
+    e = train.view._extent
+    assert (rect.left(), rect.top(), rect.width(), rect.height()) == pytest.approx(
+        (-e, -e, 2 * e, 2 * e))
     # Runs: the current one is listed; overlay it, export CSV, PNG and GIF.
     assert train.runs.list.count() == 1
     train.runs.list.item(0).setCheckState(Qt.CheckState.Checked)

@@ -95,8 +95,9 @@ class ControlBar(QWidget):
         self.seed = QSpinBox()
         self.seed.setObjectName("seed")
         self.seed.setRange(0, 2**31 - 1)
-        # Sized for the seeds people type (a range of 2³¹ would ask for a very wide box).
-        self.seed.setFixedWidth(self.seed.fontMetrics().horizontalAdvance("0" * 10) + 44)
+        # Sized for the seeds people use (New seed picks five digits; a range of 2³¹ would ask
+        # for a box wide enough to crowd the bar; longer seeds scroll inside it).
+        self.seed.setFixedWidth(self.seed.fontMetrics().horizontalAdvance("0" * 7) + 44)
         self.seed.setToolTip("The run's random seed: the same seed gives the same run")
         self.reset_button = QPushButton("Reset")
         self.reset_button.setObjectName("resetButton")
