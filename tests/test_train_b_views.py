@@ -271,3 +271,28 @@ def test_gan_heatmap_covers_the_data_square(qtbot):
         return image.pixelColor(p.x(), p.y()).lightness()
 
     assert brightness(-2.3) + 40 < brightness(2.3)
+
+
+def test_sticky_range_moves_the_axes_only_when_the_data_leave_or_shrink_a_lot(qtbot):
+    """Autoranging every frame made the axes regenerate their text every frame (most of a lesson
+    view's paint time); the range follows the data with hysteresis instead."""
+    from studio.ui.panels.train.plotting import StickyRange, sticky_span
+
+    first = sticky_span(None, 0.0, 10.0)
+    assert first == pytest.approx((-0.8, 10.8))
+    assert sticky_span(first, 1.0, 9.0) is None  # inside: keep the range (no axis change)
+    assert sticky_span(first, 0.0, 12.0) == pytest.approx((-0.96, 12.96))  # out: grow at once
+    assert sticky_span(first, 4.0, 6.0) == pytest.approx((3.84, 6.16))  # < half: shrink
+    assert sticky_span(first, float("nan"), 1.0) is None
+    view = make_view(qtbot, "vae")
+    trainer = trained("vae", 300)
+    view.show_snapshot(trainer.snapshot())
+    (x0, x1), (y0, y1) = view.latent_plot.getPlotItem().getViewBox().viewRange()
+    latent = trainer.snapshot()["latent"]
+    assert x0 <= latent[:, 0].min() and latent[:, 0].max() <= x1
+    assert y0 <= latent[:, 1].min() and latent[:, 1].max() <= y1
+    kl_top = view.kl_plot.getPlotItem().getViewBox().viewRange()[1]
+    assert kl_top[0] == 0.0 and kl_top[1] >= trainer.snapshot()["kl_per_dim"].max()
+    bars = StickyRange(view.kl_plot, zero_y=True)
+    bars.show(None, np.array([0.0, 2.0]))
+    assert bars.y[0] == 0.0 and bars.y[1] == pytest.approx(2.16)

@@ -120,7 +120,73 @@ def bars(plot: pg.PlotWidget, n: int, color: str) -> pg.BarGraphItem:
 
 
 def label_ticks(plot: pg.PlotWidget, labels: list[str]) -> None:
-    plot.getPlotItem().getAxis("bottom").setTicks([list(enumerate(labels))])
+    """Name the bars at x = 0…n-1; a no-op when the names are the ones shown (new ticks make
+    the axis regenerate its text, which is the costliest part of a frame)."""
+    axis = plot.getPlotItem().getAxis("bottom")
+    ticks = [list(enumerate(labels))]
+    if getattr(axis, "_studio_ticks", None) != ticks:
+        axis._studio_ticks = ticks
+        axis.setTicks(ticks)
+
+
+def sticky_span(current: tuple[float, float] | None, lo: float, hi: float,
+                margin: float = 0.08, shrink_below: float = 0.5) -> tuple[float, float] | None:
+    """A plot range for data spanning ``lo…hi``, or None to keep ``current``: the range grows
+    (with ``margin`` on each side) as soon as the data leave it, and shrinks only once the data
+    fill less than ``shrink_below`` of it."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return None
+    pad = max(hi - lo, 1e-9) * margin
+    wanted = (lo - pad, hi + pad)
+    if current is None:
+        return wanted
+    a, b = current
+    if lo < a or hi > b or (hi - lo) < shrink_below * (b - a):
+        return wanted
+    return None
+
+
+class StickyRange:
+    """Keeps a plot's view around its data without autoranging it every frame.
+
+    pyqtgraph's auto-range moves the axes with every frame whose data moved, and every move makes
+    the axes regenerate and repaint their tick text: most of the paint time of a view like the
+    latent scatter. This range follows the data with hysteresis (:func:`sticky_span`), so the
+    axes change now and then. ``zero_y`` keeps 0 in the y range (bar charts).
+    """
+
+    def __init__(self, plot: pg.PlotWidget, *, zero_y: bool = False) -> None:
+        self.plot = plot
+        self.zero_y = zero_y
+        self.x: tuple[float, float] | None = None
+        self.y: tuple[float, float] | None = None
+        plot.getPlotItem().getViewBox().disableAutoRange()
+
+    def reset(self) -> None:
+        self.x = self.y = None
+
+    def show(self, xs: np.ndarray | None, ys: np.ndarray) -> None:
+        """Make sure points (``xs`` may be None: y only) are in view."""
+        ys = np.asarray(ys, dtype=np.float64)
+        if ys.size == 0:
+            return
+        ylo, yhi = float(np.nanmin(ys)), float(np.nanmax(ys))
+        if self.zero_y:
+            ylo, yhi = min(ylo, 0.0), max(yhi, 0.0)
+        new_y = sticky_span(self.y, ylo, yhi)
+        new_x = None
+        if xs is not None and len(xs):
+            xs = np.asarray(xs, dtype=np.float64)
+            new_x = sticky_span(self.x, float(np.nanmin(xs)), float(np.nanmax(xs)))
+        if new_x is None and new_y is None:
+            return
+        self.x, self.y = new_x or self.x, new_y or self.y
+        if self.zero_y and self.y is not None and self.y[0] < 0 <= ylo:
+            self.y = (0.0, self.y[1])  # bars stand on the axis, no margin below 0
+        kwargs = {"yRange": self.y, "padding": 0}
+        if self.x is not None:
+            kwargs["xRange"] = self.x
+        self.plot.setRange(**kwargs)
 
 
 class GrowingArray:

@@ -75,6 +75,7 @@ class AutoencoderView(LessonView):
         self.grid_outline = pg.PlotCurveItem(pen=pg.mkPen(c.muted, width=1,
                                                           style=Qt.PenStyle.DashLine))
         self.latent_plot.addItem(self.grid_outline)
+        self.latent_range = pk.StickyRange(self.latent_plot)
 
         self.grid_plot = pk.themed_plot(image=True)
         self.grid_image = pk.image_item()
@@ -132,6 +133,8 @@ class AutoencoderView(LessonView):
             pk.label_ticks(self.elbo_plot, ["recon", "β·KL"])
             self.kl_plot = pk.themed_plot("KL per latent dimension")
             self.kl_bars = pk.bars(self.kl_plot, 2, c.queued)
+            self.elbo_range = pk.StickyRange(self.elbo_plot, zero_y=True)
+            self.kl_range = pk.StickyRange(self.kl_plot, zero_y=True)
             vae_box.addWidget(self.elbo_plot)
             vae_box.addWidget(self.kl_plot)
             layout.addLayout(vae_box, 3, 2)
@@ -185,6 +188,8 @@ class AutoencoderView(LessonView):
                                                     size="8pt")
         x0, x1, y0, y1 = snapshot["grid_extent"]
         self.grid_outline.setData([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0])
+        self.latent_range.show(np.concatenate([latent[:, 0], [x0, x1]]),
+                               np.concatenate([latent[:, 1], [y0, y1]]))
         dims = int(snapshot.get("latent_dim", 2))
         axes = "" if dims == 2 else f" · {snapshot['latent_axes']} of {dims}"
         self.latent_caption.setText(f"LATENT SPACE{axes.upper()}")
@@ -204,9 +209,12 @@ class AutoencoderView(LessonView):
                 box.blockSignals(False)
         if self.variational:
             split = snapshot["elbo_split"]
-            self.elbo_bars.setOpts(height=[split["reconstruction"], split["beta"] * split["KL"]])
+            heights = [split["reconstruction"], split["beta"] * split["KL"]]
+            self.elbo_bars.setOpts(height=heights)
+            self.elbo_range.show(np.array([-0.5, 1.5]), heights)
             kl = snapshot["kl_per_dim"]
             self.kl_bars.setOpts(x=np.arange(len(kl)), height=kl)
+            self.kl_range.show(np.array([-0.5, len(kl) - 0.5]), kl)
             pk.label_ticks(self.kl_plot, [f"z{i + 1}" for i in range(len(kl))])
 
     def _set_groups(self, names: tuple[str, ...]) -> None:
@@ -254,6 +262,10 @@ class AutoencoderView(LessonView):
         self.history_label.setText(f"step {step}" + ("" if self._following else " (history)"))
 
     def reset(self) -> None:
+        self.latent_range.reset()
+        if self.variational:
+            self.elbo_range.reset()
+            self.kl_range.reset()
         self._history.clear()
         self._following = True
         self.history_slider.setRange(0, 0)

@@ -47,6 +47,8 @@ class DDPMView(LessonView):
         self.mse_bars = pk.bars(self.mse_plot, 5, c.running)
         self.mse_plot.getPlotItem().setLabel("left", "ε-MSE", color=c.muted)
         self.mse_plot.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
+        self.mse_range = pk.StickyRange(self.mse_plot, zero_y=True)
+        self._shown: tuple | None = None  # (level, forward, reverse) the points show
 
         self.scrubber = QSlider(Qt.Orientation.Horizontal)
         self.scrubber.setRange(0, 100)
@@ -105,6 +107,7 @@ class DDPMView(LessonView):
         self._on_scrub(self.scrubber.value())
         mse = np.nan_to_num(snapshot["bucket_mse"], nan=0.0)
         self.mse_bars.setOpts(height=mse)
+        self.mse_range.show(np.array([-0.5, len(mse) - 0.5]), mse)
         pk.label_ticks(self.mse_plot, list(snapshot["bucket_labels"]))
 
     @Slot(int)
@@ -113,6 +116,10 @@ class DDPMView(LessonView):
         if snap is None:
             return
         level = min(level, int(snap["timesteps"]))
+        shown = (level, id(snap["forward"]), id(snap["reverse"]))
+        if shown == self._shown:  # most frames: the same chains at the same level
+            return
+        self._shown = shown
         self.forward_points.setData(pos=snap["forward"][level])
         self.reverse_points.setData(pos=snap["reverse"][level])
         abar = float(snap["alpha_bar"][level])
@@ -121,6 +128,8 @@ class DDPMView(LessonView):
 
     def reset(self) -> None:
         self._snapshot = None
+        self._shown = None
+        self.mse_range.reset()
         for item in (self.forward_points, self.reverse_points, self.samples_points):
             item.setData(pos=np.zeros((0, 2)))
 
