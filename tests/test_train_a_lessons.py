@@ -195,3 +195,20 @@ def test_list_runs_metrics_and_csv(tmp_path):
     out = export_csv(run.path, tmp_path / "m.csv")
     lines = out.read_text().splitlines()
     assert lines[0].startswith("step,loss,sgd,") and len(lines) == 5
+
+
+def test_trajectory_keeps_the_start_and_thins_like_a_list():
+    from studio.pipelines.train.optimizers import HISTORY, Trajectory
+
+    points = [(float(i), -float(i)) for i in range(3 * HISTORY + 7)]
+    reference, traj = [], Trajectory([])
+    for xy in points:
+        reference.append(xy)
+        traj.append(xy)
+        if len(reference) > HISTORY:
+            reference = reference[:1] + reference[1::2]
+    got = traj.array()
+    np.testing.assert_array_equal(got, np.asarray(reference))
+    assert len(traj) == len(reference) <= HISTORY and tuple(got[0]) == (0.0, 0.0)
+    got[0] = (9.0, 9.0)  # a snapshot's copy: the trainer's path does not change with it
+    assert tuple(traj.array()[0]) == (0.0, 0.0)
