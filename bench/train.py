@@ -1,19 +1,31 @@
 """Training speed with live plots vs headless, and the window's frame time while it trains.
 
-    python -m bench.train [--seconds 3] [--lessons optimizers classifier-2d] [--session thread]
+    python -m bench.train [--seconds 1.5] [--rounds 2] [--lessons optimizers gan-2d …]
+                          [--session thread]
 
-For each lesson: steps/s of the trainer alone, stepping in a TrainingSession with nobody drawing
-(headless, the same thread and yield checks as the window, as ``studio train`` runs it), and
-steps/s in the real Train workspace (offscreen) with its live plots; the ratio window/headless
-(target ≥ 0.9). The window trains in a child process, as it does for users; ``--session thread``
-measures the older thread session (trainer and painting sharing one GIL) for comparison. While
-the window trains, a 60 Hz timer measures the event loop: the interval between its ticks is the
-frame time a user would feel (16.7 ms is perfect). Rounds alternate headless and window.
+Every lesson by default (eight; under two minutes on two idle cores). For each lesson, rounds
+alternate three measurements of the same trainer, so that a change in the machine's load hits
+them alike:
 
-``trainer cpu`` and ``gui cpu`` (Linux) are the share of one core the trainer (the child process,
-or the session thread) and the GUI thread got while the window trained. A trainer that gets a
-whole core and still steps slower than headless is our overhead; one that gets less is waiting
-for a core (on a machine with two, the GUI thread takes one, other programs share the rest).
+- ``raw``: ``trainer.step()`` in a loop and nothing else, as ``studio train`` runs it.
+- ``headless``: a TrainingSession with nobody drawing: the same thread, yield checks and 60 Hz
+  snapshots as the window, each frame acknowledged at once. ``snap`` is the share of this run's
+  time spent in ``snapshot()`` (which the window needs too, so it costs both sides alike).
+- ``window``: the real Train workspace (offscreen) with its live plots, the trainer in a child
+  process as users get it (``--session thread``: the older thread session, sharing one GIL).
+
+``ratio`` = window / headless per round (target ≥ 0.9; ``min–max`` over the rounds), ``vs raw``
+= window / raw. ``per cpu`` compares steps per CPU-second of the trainer (window / headless): it
+is what the ratio would be if the trainer got a whole core in both, i.e. the cost of sending the
+frames alone, without the machine's other load. While the window trains, a 60 Hz timer measures the event loop: the interval
+between its ticks is the frame time a user feels (16.7 ms is perfect); ``frames/s`` is what the
+lesson view drew. ``trainer cpu`` and ``gui cpu`` (Linux) are the share of one core the trainer
+(the child process, or the session thread) and the GUI thread got while the window trained
+(``window``: the window's whole process, with the thread that receives the frames): a
+trainer that gets a whole core and still steps slower than headless is our overhead; one that
+gets less is waiting for a core (two cores: the GUI takes one, other programs share the rest).
+``load`` is the 1-minute load average when the lesson's rounds began: compare ratios, not rates,
+between runs on a shared machine.
 """
 
 from __future__ import annotations
@@ -30,12 +42,37 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("STUDIO_HOME", tempfile.mkdtemp(prefix="studio-bench-train-"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+WARMUP_S = 0.3
 
-def headless_rate(lesson: str, seconds: float) -> float:
-    """Steps/s of a session whose frames are acknowledged at once (no drawing)."""
+
+def raw_rate(lesson: str, seconds: float) -> float:
+    """Steps/s of the bare trainer (no session, no snapshots), one torch thread as the CLI."""
+    import torch
+
+    from studio.pipelines.train.registry import lesson_class
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer = lesson_class(lesson)({}, seed=0)
+        end = time.perf_counter() + WARMUP_S
+        while time.perf_counter() < end:
+            trainer.step()
+        steps, t0 = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - t0) < seconds:
+            trainer.step()
+            steps += 1
+        return steps / elapsed
+    finally:
+        torch.set_num_threads(before)
+
+
+def headless_rate(lesson: str, seconds: float) -> tuple[float, float, float]:
+    """Steps/s of a session whose frames are acknowledged at once (no drawing), the share of its
+    time spent taking snapshots and the share of a core its thread got."""
     from studio.pipelines.train.session import TrainingSession
 
-    holder: dict = {}
+    holder: dict = {"snap_s": 0.0}
 
     def on_frame(frame) -> None:
         holder["s"].frame_done()
@@ -45,13 +82,29 @@ def headless_rate(lesson: str, seconds: float) -> float:
     session.start()
     while session.trainer is None:
         time.sleep(0.01)
+    trainer = session.trainer
+    snapshot = trainer.snapshot
+
+    def timed_snapshot():
+        t = time.perf_counter()
+        try:
+            return snapshot()
+        finally:
+            holder["snap_s"] += time.perf_counter() - t
+
+    trainer.snapshot = timed_snapshot
     session.play()
-    time.sleep(0.3)  # warm-up
-    start_steps, t0 = session.step_count, time.perf_counter()
+    time.sleep(WARMUP_S)
+    stat = trainer_stat(session)
+    start_steps, snap0, cpu0 = session.step_count, holder["snap_s"], cpu_seconds(stat)
+    t0 = time.perf_counter()
     time.sleep(seconds)
-    rate = (session.step_count - start_steps) / (time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    rate = (session.step_count - start_steps) / elapsed
+    cpu = (cpu_seconds(stat) - cpu0) / elapsed
+    snap_share = (holder["snap_s"] - snap0) / elapsed
     session.stop()
-    return rate
+    return rate, snap_share, cpu
 
 
 def cpu_seconds(stat: str) -> float:
@@ -70,39 +123,44 @@ def trainer_stat(session) -> str:
     return f"/proc/self/task/{session._thread.native_id}/stat"
 
 
-def window_rate(app, panel, lesson: str, seconds: float) -> dict:
-    """Steps/s in the workspace, the event-loop tick intervals (ms), the frames drawn and the CPU
-    share of the trainer and of the GUI thread."""
-    import threading
-
-    from PySide6.QtCore import QTimer
-
+def open_lesson(app, panel, lesson: str) -> None:
     panel.open_lesson(lesson)
     end = time.perf_counter() + 60
     while panel.session.state == "starting" and time.perf_counter() < end:  # the child's imports
         pump(app, 0.05)
-    pump(app, 0.5)
+    pump(app, 0.3)
+
+
+def window_rate(app, panel, seconds: float) -> dict:
+    """Steps/s in the workspace (lesson already open), the event-loop tick intervals (ms), the
+    frames drawn and the CPU share of the trainer and of the GUI thread."""
+    import threading
+
+    from PySide6.QtCore import QTimer
+
     ticks: list[float] = []
     timer = QTimer()
     timer.setInterval(16)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     panel.controls.play_button.setChecked(True)
-    pump(app, 0.3)
+    pump(app, WARMUP_S)
     frames0 = panel.frames_drawn
     trainer, gui = trainer_stat(panel.session), f"/proc/self/task/{threading.get_native_id()}/stat"
-    cpu0 = cpu_seconds(trainer), cpu_seconds(gui)
+    paths = (trainer, gui, "/proc/self/stat")
+    cpu0 = [cpu_seconds(path) for path in paths]
     start_steps, t0 = panel.session.step_count, time.perf_counter()
     timer.start()
     pump(app, seconds)
     timer.stop()
     elapsed = time.perf_counter() - t0
     rate = (panel.session.step_count - start_steps) / elapsed
-    cpu = [(cpu_seconds(path) - c) / elapsed for path, c in zip((trainer, gui), cpu0, strict=True)]
+    frames = panel.frames_drawn - frames0
+    cpu = [(cpu_seconds(path) - c) / elapsed for path, c in zip(paths, cpu0, strict=True)]
     panel.controls.play_button.setChecked(False)
     pump(app, 0.2)
     intervals = [(b - a) * 1000 for a, b in zip(ticks, ticks[1:], strict=False)]
-    return {"rate": rate, "ticks": intervals, "frames": panel.frames_drawn - frames0,
-            "trainer_cpu": cpu[0], "gui_cpu": cpu[1]}
+    return {"rate": rate, "ticks": intervals, "fps": frames / elapsed,
+            "trainer_cpu": cpu[0], "gui_cpu": cpu[1], "window_cpu": cpu[2]}
 
 
 def pump(app, seconds: float) -> None:
@@ -113,10 +171,17 @@ def pump(app, seconds: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--lessons", nargs="+", default=["optimizers", "classifier-2d"])
+    from studio.pipelines.train.registry import lesson_keys
+
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=1.5,
+                        help="seconds per measurement (default 1.5; raw gets half)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="raw/headless/window rounds per lesson (default 2)")
+    parser.add_argument("--lessons", nargs="+", default=lesson_keys(), metavar="LESSON",
+                        help="lessons to measure (default: all eight)")
     parser.add_argument("--session", choices=["process", "thread"], default="process",
                         help="where the window's trainer runs (default: a child process)")
     args = parser.parse_args(argv)
@@ -133,31 +198,48 @@ def main(argv: list[str] | None = None) -> int:
 
     TrainPanel.session_in_process = args.session == "process"
     panel = window.show_workspace("train")
-    print(f"{args.session} session; load average {os.getloadavg()[0]:.2f} on "
-          f"{os.cpu_count()} CPUs")
-    print(f"{'lesson':<16}{'headless st/s':>14}{'window st/s':>13}{'ratio':>8}"
-          f"{'frames/s':>10}{'tick p50 ms':>13}{'tick p95 ms':>13}{'trainer cpu':>13}"
-          f"{'gui cpu':>9}")
+    print(f"{args.session} session; {os.cpu_count()} CPUs; {args.rounds} rounds of "
+          f"{args.seconds:g} s per lesson")
+    print(f"{'lesson':<22}{'load':>5}{'raw':>7}{'headless':>9}{'snap':>6}{'window':>8}"
+          f"{'ratio':>6}{'min–max':>11}{'per cpu':>8}{'vs raw':>7}{'frames/s':>9}"
+          f"{'tick p50':>9}{'p95 ms':>7}{'trainer':>8}{'gui cpu':>8}{'window':>7}")
+    started = time.perf_counter()
     try:
         for lesson in args.lessons:
-            heads, wins, ticks, fps, tcpu, gcpu = [], [], [], [], [], []
+            load = os.getloadavg()[0]
+            open_lesson(app, panel, lesson)
+            raws, heads, snaps, wins, ratios, ticks, fps, tcpu, gcpu, wcpu, per_cpu = (
+                [] for _ in range(11))
             for _ in range(args.rounds):
-                heads.append(headless_rate(lesson, args.seconds))
-                got = window_rate(app, panel, lesson, args.seconds)
+                raws.append(raw_rate(lesson, args.seconds / 2))
+                head, snap, head_cpu = headless_rate(lesson, args.seconds)
+                heads.append(head)
+                snaps.append(snap)
+                got = window_rate(app, panel, args.seconds)
                 wins.append(got["rate"])
+                ratios.append(got["rate"] / head if head else float("nan"))
                 ticks += got["ticks"]
-                fps.append(got["frames"] / args.seconds)
+                fps.append(got["fps"])
                 tcpu.append(got["trainer_cpu"])
                 gcpu.append(got["gui_cpu"])
-            head, win = statistics.median(heads), statistics.median(wins)
+                wcpu.append(got["window_cpu"])
+                per_cpu.append((got["rate"] / got["trainer_cpu"]) / (head / head_cpu)
+                               if head and head_cpu and got["trainer_cpu"] else float("nan"))
+            raw, head, win = (statistics.median(v) for v in (raws, heads, wins))
             ticks.sort()
             p50 = ticks[len(ticks) // 2] if ticks else float("nan")
             p95 = ticks[int(len(ticks) * 0.95)] if ticks else float("nan")
-            print(f"{lesson:<16}{head:>14.0f}{win:>13.0f}{win / head:>8.2f}"
-                  f"{statistics.median(fps):>10.1f}{p50:>13.1f}{p95:>13.1f}"
-                  f"{statistics.median(tcpu):>13.2f}{statistics.median(gcpu):>9.2f}", flush=True)
+            spread = f"{min(ratios):.2f}–{max(ratios):.2f}"
+            print(f"{lesson:<22}{load:>5.1f}{raw:>7.0f}{head:>9.0f}"
+                  f"{statistics.median(snaps):>6.0%}{win:>8.0f}{statistics.median(ratios):>6.2f}"
+                  f"{spread:>11}{statistics.median(per_cpu):>8.2f}{win / raw:>7.2f}"
+                  f"{statistics.median(fps):>9.1f}{p50:>9.1f}"
+                  f"{p95:>7.1f}{statistics.median(tcpu):>8.2f}{statistics.median(gcpu):>8.2f}"
+                  f"{statistics.median(wcpu):>7.2f}",
+                  flush=True)
     finally:
         window.shutdown()
+    print(f"{time.perf_counter() - started:.0f} s; load average now {os.getloadavg()[0]:.1f}")
     return 0
 
 
