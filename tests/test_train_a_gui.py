@@ -179,6 +179,13 @@ def test_autoencoder_data_set_choice_faces_or_what_it_needs(train, qtbot, monkey
     play_for(qtbot, train, 40)
     assert train.view.recon_image.image.shape[1] == 5 * 26 - 1  # 25×25 faces, five a row
     assert [item.name() for item in train.view.class_scatter][0] == "darkest"
+    # The legend of the five brightness groups stays inside the (narrow) latent plot.
+    qtbot.wait(50)
+    legend, plot = train.view.legend, train.view.latent_plot.getPlotItem()
+    legend_box = legend.mapRectToScene(legend.boundingRect())
+    plot_box = plot.vb.mapRectToScene(plot.vb.boundingRect())
+    assert plot_box.left() <= legend_box.left() and legend_box.right() <= plot_box.right() + 1
+    qtbot.waitUntil(lambda: curve_len(train, "recon") >= 40, timeout=2000)
     _shot(train, "train-vae-faces")
 
 

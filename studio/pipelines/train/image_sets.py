@@ -144,7 +144,7 @@ def _faces() -> ImageSet:
     return ImageSet(
         name="faces", side=side, x_train=np.ascontiguousarray(x_train), x_test=x[test],
         x_scatter=x_scatter, groups=groups, group_names=BRIGHTNESS_BINS,
-        colour_by="mean brightness (faces have no classes)", scatter_of="all 100 faces",
+        colour_by="brightness (faces have no classes)", scatter_of="all 100 faces",
         shown=np.arange(FACES_TEST), anchors=np.arange(10),
         anchor_names=tuple(f"face {i}" for i in range(10)), scatter_is_test=False,
         photo=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
@@ -34,6 +34,7 @@ HISTORY_EVERY = 20  # steps between kept reconstruction grids
 HISTORY_MAX = 200  # kept grids (the oldest are dropped)
 RECON_COLS = 5
 BLOCK_GAP = 4  # pixels between blocks of original/reconstruction rows
+LEGEND_OFFSET = (-4, 4)  # the latent legend sits in the top-right corner
 GIF_IMAGE_PX = 48  # an image's width in an exported GIF (8×8 digits ×6, 25×25 faces ×2)
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 #: Ordered groups (the faces' brightness fifths): dark to bright, readable on both themes.
@@ -65,7 +66,7 @@ class AutoencoderView(LessonView):
 
         self.latent_plot = pk.themed_plot()
         self.latent_plot.setAspectLocked(True)
-        self.legend = self.latent_plot.addLegend(offset=(-4, 4), colCount=2,
+        self.legend = self.latent_plot.addLegend(offset=LEGEND_OFFSET, colCount=2,
                                                  labelTextColor=c.muted,
                                                  brush=pg.mkBrush(c.surface + "cc"))
         self.legend.setLabelTextSize("8pt")
@@ -127,11 +128,11 @@ class AutoencoderView(LessonView):
 
         if self.variational:
             vae_box = QHBoxLayout()
-            self.elbo_plot = pk.themed_plot("−ELBO split (test)")
+            self.elbo_plot = pk.themed_plot("−ELBO (test)")
             self.elbo_bars = pk.bars(self.elbo_plot, 2, c.running)
             self.elbo_bars.setOpts(brushes=[pg.mkBrush(c.running), pg.mkBrush(c.queued)])
             pk.label_ticks(self.elbo_plot, ["recon", "β·KL"])
-            self.kl_plot = pk.themed_plot("KL per latent dimension")
+            self.kl_plot = pk.themed_plot("KL per z")
             self.kl_bars = pk.bars(self.kl_plot, 2, c.queued)
             self.elbo_range = pk.StickyRange(self.elbo_plot, zero_y=True)
             self.kl_range = pk.StickyRange(self.kl_plot, zero_y=True)
@@ -181,11 +182,14 @@ class AutoencoderView(LessonView):
         for group, item in enumerate(self.class_scatter):
             item.setData(pos=latent[labels == group])
         colour_by = snapshot.get("colour_by", "digit class")
-        title = "" if colour_by == "digit class" else f"colour: {colour_by}"
+        title = "" if colour_by == "digit class" else f"by {colour_by}"
         if title != self._latent_title:
             self._latent_title = title
             self.latent_plot.getPlotItem().setTitle(title or None, color=colors().muted,
                                                     size="8pt")
+            self.latent_plot.setToolTip(
+                "" if not title else f"Each point is one of {snapshot['scatter_of']}, coloured "
+                f"by {colour_by}: {', '.join(names)}.")
         x0, x1, y0, y1 = snapshot["grid_extent"]
         self.grid_outline.setData([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0])
         self.latent_range.show(np.concatenate([latent[:, 0], [x0, x1]]),
@@ -233,6 +237,10 @@ class AutoencoderView(LessonView):
             self.latent_plot.addItem(item)
             self.class_scatter.append(item)
         self.legend.setColumnCount(1 if ordered else 2)
+        # The legend keeps its top-left corner when its entries change; anchor it to the
+        # top-right corner again, or longer names ("brightest") run off the plot.
+        self.legend.setOffset(LEGEND_OFFSET)
+        QTimer.singleShot(0, self, lambda: self.legend.setOffset(LEGEND_OFFSET))
         self.group_names = tuple(names)
         self._latent_title = None
 
