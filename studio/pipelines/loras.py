@@ -319,6 +319,14 @@ def _hash_cache(paths: Paths) -> Path:
     return paths.data_dir / "cache" / "lora-hashes.json"
 
 
+def _read_hash_cache(file: Path) -> dict:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _cached_addnet(path: Path, paths: Paths) -> str:
     from studio.fileio import atomic_write_text
 
@@ -326,22 +334,14 @@ def _cached_addnet(path: Path, paths: Paths) -> str:
     stat = target.stat()
     file = _hash_cache(paths)
     with _hash_lock:
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-            data = data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            data = {}
+        data = _read_hash_cache(file)
     hit = data.get(str(target))
     if isinstance(hit, dict) and hit.get("size") == stat.st_size \
             and hit.get("mtime") == stat.st_mtime and isinstance(hit.get("sha256"), str):
         return hit["sha256"]
     digest = _addnet_sha256(target)
     with _hash_lock:
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-            data = data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            data = {}
+        data = _read_hash_cache(file)  # again: another job may have added to it meanwhile
         data[str(target)] = {"size": stat.st_size, "mtime": stat.st_mtime, "sha256": digest}
         try:
             atomic_write_text(file, json.dumps(data, indent=1, sort_keys=True))
