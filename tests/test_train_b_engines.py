@@ -162,6 +162,12 @@ def test_gans_cover_most_modes_of_eight_gaussians(key, steps):
     assert snap["mode_coverage"] == snap["modes_covered"] / 8
     assert {"loss_d", "loss_g", "d_real", "d_fake"} <= set(metrics[-1])
     assert snap["heatmap"].shape == (64, 64)
+    # The heatmap is D at each pixel's centre (row = y, column = x), computed in blocks of rows.
+    axis = torch.linspace(-2.5, 2.5, 64)
+    with torch.no_grad():
+        logits = trainer.discriminator(torch.tensor([[x, y] for y in axis for x in axis]))
+    expected = logits if key == "wgan-gp-2d" else torch.sigmoid(logits)
+    np.testing.assert_allclose(snap["heatmap"], expected.reshape(64, 64).numpy(), atol=1e-5)
     assert snap["arrows_from"].shape == snap["arrows_grad"].shape
     if key == "wgan-gp-2d":
         assert metrics[-1]["loss"] == metrics[-1]["wasserstein"]

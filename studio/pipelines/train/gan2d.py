@@ -27,6 +27,10 @@ POOL = 8192  # data points drawn once per run; batches are sampled from them
 SHOWN = 1000  # real and generated points in a snapshot
 ARROWS = 160  # generated points that carry a gradient arrow
 HEAT = 64  # the discriminator heatmap is HEAT × HEAT over [-EXTENT, EXTENT]²
+# The heatmap's grid goes through D in blocks of rows: one batch of 4,096 took 2.8 ms of CPU per
+# snapshot, blocks of 512 about 1 ms, with the same values (a big batch's activations miss the
+# cache and cost more to allocate). Each row's result does not depend on its block.
+HEAT_BLOCK = 512
 MODE_CENTRES = np.array([(np.cos(a), np.sin(a)) for a in np.arange(8) * (np.pi / 4)]) * 1.6
 MODE_RADIUS = 0.3  # ~4σ of a mode of 8-gaussians
 
@@ -138,6 +142,7 @@ class GAN2D(DrawnPointsConfig, Trainer):
         self._last: dict[str, float] = {}
         self._snap_step = -1
         self._snap: dict[str, Any] = {}
+        self._grid: torch.Tensor | None = None
 
     @classmethod
     def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -268,15 +273,22 @@ class GAN2D(DrawnPointsConfig, Trainer):
     def _heat_values(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits)
 
+    def _heat_grid(self) -> torch.Tensor:
+        """The heatmap's pixel centres (HEAT², 2), row-major with y and x ascending."""
+        if self._grid is None:
+            axis = torch.linspace(-EXTENT, EXTENT, HEAT)
+            gy, gx = torch.meshgrid(axis, axis, indexing="ij")
+            self._grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
+        return self._grid
+
     def snapshot(self) -> dict[str, Any]:
         if self._snap_step == self.step_count and self._snap:
             return self._snap
         with torch.no_grad():
             fake = self.generator(self._z_fixed)
-            axis = torch.linspace(-EXTENT, EXTENT, HEAT)
-            gy, gx = torch.meshgrid(axis, axis, indexing="ij")
-            grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
-            heat = self._heat_values(self.discriminator(grid)).reshape(HEAT, HEAT)
+            logits = torch.cat([self.discriminator(block)
+                                for block in self._heat_grid().split(HEAT_BLOCK)])
+            heat = self._heat_values(logits).reshape(HEAT, HEAT)
         # The generator's gradient: where D(G(z)) rises fastest at each generated point.
         at = fake[:ARROWS].clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(self.discriminator(at).sum(), at)
