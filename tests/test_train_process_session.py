@@ -285,3 +285,25 @@ def test_snapshot_codec_sends_only_changes_and_keeps_unchanged_objects():
     assert second["live"].tolist() == [0.0, 7.0, 0.0] and second["step"] == 2
     third = dec.decode(pickle.loads(pickle.dumps(enc.encode({"grid": {"x": np.arange(5.0)}}))))
     assert third == {"grid": {"x": third["grid"]["x"]}} and len(third["grid"]["x"]) == 5
+
+
+def test_snapshot_codec_takes_a_read_only_array_handed_out_again_as_unchanged():
+    import numpy as np
+
+    from studio.pipelines.train.frame_codec import SnapshotEncoder, Unchanged, frozen
+
+    base = np.arange(6.0)
+    view = frozen(base[:3])  # views memory the trainer may write: copied, then read-only
+    assert not np.shares_memory(view, base) and not view.flags.writeable
+    chain = frozen(np.arange(12.0).reshape(3, 4))
+    assert frozen(chain) is chain and frozen(chain[0]).base is chain  # no copy needed
+    enc = SnapshotEncoder()
+    enc.encode({"chain": chain, "first": chain[0], "live": base, "step": 1})
+    sent = enc.encode({"chain": chain, "first": chain[0], "live": base, "step": 2})
+    assert isinstance(sent["chain"], Unchanged) and isinstance(sent["first"], Unchanged)
+    assert isinstance(sent["live"], Unchanged)
+    base[0] = 9.0  # a writeable array is still compared by content
+    assert enc.encode({"chain": chain, "first": chain[0], "live": base, "step": 3})["live"][0] == 9
+    # A new read-only array with other content is sent.
+    other = frozen(np.zeros((3, 4)))
+    assert enc.encode({"chain": other, "first": other[0], "live": base, "step": 4})["chain"] is other

@@ -9,11 +9,19 @@ Timestep indices in snapshots: level 0 is clean data, level k (1…T) is x after
 so ``forward[k]`` and ``reverse[k]`` can share one scrubber. Sampling the reverse chain costs T
 network passes, so it runs in ``snapshot()`` only every ``sample_every`` steps (``step()`` stays
 cheap) and always from the same starting noise, so the pictures change only as the model learns.
+
+The chain is sampled a few levels per snapshot (:data:`CHAIN_BUDGET_S` of CPU each), by a copy of
+the model frozen when the chain began, and shown once complete: done in one go, its 100 passes
+(~60 ms) held up the window's frames six times a second. The finished chain equals
+:meth:`DDPM2D.sample_chain` of that step's model; ``samples_step`` says which step that was.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,12 +31,14 @@ from torch import nn
 from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import LessonInfo, ParamSpec, Trainer, check_loss
 from studio.pipelines.train.datasets2d import DATASETS_2D, sample_2d
+from studio.pipelines.train.frame_codec import frozen
 from studio.pipelines.train.gan2d import DrawnPointsConfig
 
 POOL = 8192
 SHOWN = 600  # points in the data / forward / reverse pictures
 BUCKETS = 5  # ε-MSE is reported per fifth of the timesteps: mse_t0 (least noise) … mse_t4
 EMBED = 32  # timestep embedding width
+CHAIN_BUDGET_S = 0.005  # CPU time a snapshot spends on the reverse chain (at least one level)
 
 
 def make_betas(schedule: str, timesteps: int) -> torch.Tensor:
@@ -105,6 +115,7 @@ class DDPM2D(DrawnPointsConfig, Trainer):
         self._T = int(c["timesteps"])
         self._betas = make_betas(c["schedule"], self._T)
         self._abar = torch.cumprod(1 - self._betas, dim=0)
+        self._alpha_bar = frozen(tl.to_numpy(torch.cat([torch.ones(1), self._abar])))
         self._gens = {"init": tl.seeded_generator(seed, 1), "train": tl.seeded_generator(seed, 2)}
         self.model = EpsilonMLP(int(c["hidden"]), self._T, self._gens["init"])
         self._opt = tl.make_optimizer("adam", self.model.parameters(), c["lr"])
@@ -112,13 +123,17 @@ class DDPM2D(DrawnPointsConfig, Trainer):
         self._forward = self._forward_levels()
         self._reverse: np.ndarray | None = None
         self._sampled_at = -1
+        self._chain: Iterator[torch.Tensor] | None = None  # the chain being sampled, if any
+        self._chain_levels: list[torch.Tensor] = []
+        self._chain_step = -1  # the step whose model samples it
+        self._sampler: EpsilonMLP | None = None  # that model, frozen
 
     def _forward_levels(self) -> np.ndarray:
         """The first SHOWN data points at every noise level 0…T (same ε throughout)."""
         x0 = self._pool[:SHOWN]
         eps = torch.randn(x0.shape, generator=tl.seeded_generator(self.seed, 3))
         a = torch.cat([torch.ones(1), self._abar])[:, None, None]
-        return tl.to_numpy((a.sqrt() * x0 + (1 - a).sqrt() * eps) * self._scale)
+        return frozen(tl.to_numpy((a.sqrt() * x0 + (1 - a).sqrt() * eps) * self._scale))
 
     def step(self, part: str | None = None) -> dict[str, float]:
         g = self._gens["train"]
@@ -168,28 +183,59 @@ class DDPM2D(DrawnPointsConfig, Trainer):
         self.on_param_changed("lr")
         tl.load_generator_states(self._gens, state["generators"])
         self._bucket_mse = [float(v) for v in state["bucket_mse"]]
-        self._sampled_at = -1
+        self._reverse, self._sampled_at = None, -1
+        self._chain, self._chain_levels = None, []
 
-    @torch.no_grad()
-    def sample_chain(self, n: int = SHOWN) -> np.ndarray:
-        """The reverse chain from fixed noise: (T + 1, n, 2) in data units, [k] = level k."""
+    def _chain_steps(self, model: EpsilonMLP, n: int) -> Iterator[torch.Tensor]:
+        """x at levels T, T−1, …, 0 of the reverse chain from fixed noise (normalised units)."""
         g = tl.seeded_generator(self.seed, 4)  # fresh each time: same start, same noise
         x = torch.randn((n, 2), generator=g)
-        chain = [x]
+        yield x
         alphas = 1 - self._betas
         for k in range(self._T - 1, -1, -1):
-            eps = self.model(x, torch.full((n,), k, dtype=torch.long))
-            x = (x - self._betas[k] / (1 - self._abar[k]).sqrt() * eps) / alphas[k].sqrt()
-            if k > 0:
-                x = x + self._betas[k].sqrt() * torch.randn((n, 2), generator=g)
-            chain.append(x)
-        return tl.to_numpy(torch.stack(chain[::-1]) * self._scale)
+            with torch.no_grad():
+                eps = model(x, torch.full((n,), k, dtype=torch.long))
+                x = (x - self._betas[k] / (1 - self._abar[k]).sqrt() * eps) / alphas[k].sqrt()
+                if k > 0:
+                    x = x + self._betas[k].sqrt() * torch.randn((n, 2), generator=g)
+            yield x
+
+    def _as_chain(self, levels: list[torch.Tensor]) -> np.ndarray:
+        # Read-only: each frame hands out the same chain, and the frame codec then skips it.
+        return frozen(tl.to_numpy(torch.stack(levels[::-1]) * self._scale))
+
+    def sample_chain(self, n: int = SHOWN) -> np.ndarray:
+        """The reverse chain from fixed noise: (T + 1, n, 2) in data units, [k] = level k."""
+        return self._as_chain(list(self._chain_steps(self.model, n)))
+
+    def _advance_chain(self) -> None:
+        """Start a chain when one is due; sample its next levels for up to CHAIN_BUDGET_S."""
+        if self._chain is None:
+            if self.step_count - self._chain_step < int(self.config["sample_every"]):
+                return
+            if self._sampler is None:
+                self._sampler = copy.deepcopy(self.model)
+            else:
+                self._sampler.load_state_dict(self.model.state_dict())
+            self._chain, self._chain_levels = self._chain_steps(self._sampler, SHOWN), []
+            self._chain_step = self.step_count
+        start = time.thread_time()
+        for x in self._chain:
+            self._chain_levels.append(x)
+            if time.thread_time() - start >= CHAIN_BUDGET_S:
+                break
+        if len(self._chain_levels) == self._T + 1:
+            self._reverse = self._as_chain(self._chain_levels)
+            self._sampled_at = self._chain_step
+            self._chain, self._chain_levels = None, []
 
     def snapshot(self) -> dict[str, Any]:
-        every = int(self.config["sample_every"])
-        if self._reverse is None or self.step_count - self._sampled_at >= every:
+        if self._reverse is None:  # the first picture: the whole chain at once
             self._reverse = self.sample_chain()
-            self._sampled_at = self.step_count
+            self._sampled_at = self._chain_step = self.step_count
+            self._chain, self._chain_levels = None, []
+        else:
+            self._advance_chain()
         return {
             "step": self.step_count,
             "data": self._forward[0],
@@ -198,7 +244,7 @@ class DDPM2D(DrawnPointsConfig, Trainer):
             "samples": self._reverse[0],
             "samples_step": self._sampled_at,
             "timesteps": self._T,
-            "alpha_bar": tl.to_numpy(torch.cat([torch.ones(1), self._abar])),
+            "alpha_bar": self._alpha_bar,
             "bucket_mse": np.array(self._bucket_mse, dtype=np.float32),
             "bucket_labels": [f"t {b * self._T // BUCKETS}–{(b + 1) * self._T // BUCKETS - 1}"
                               for b in range(BUCKETS)],

@@ -8,7 +8,11 @@ everything (and pickle it again). :class:`SnapshotEncoder` (in the trainer's pro
 each part equal in content to the same part of the previous snapshot by a marker;
 :class:`SnapshotDecoder` (in the window's process) puts its previous object back in its place.
 Equal content, the same object: the views behave as they do in one process, and the pipe
-carries only what changed. No Qt here.
+carries only what changed.
+
+A trainer that hands out the same *read-only* array again (one whose memory nothing can write:
+it and every array it views are read-only, see :func:`frozen`) is not compared nor copied: the
+DDPM lesson's two 100 × 600 × 2 chains took 0.4 ms per frame to compare and copy. No Qt here.
 """
 
 from __future__ import annotations
@@ -18,6 +22,29 @@ from typing import Any
 import numpy as np
 
 _MISSING = object()
+
+
+def frozen(array: np.ndarray) -> np.ndarray:
+    """``array`` made read-only (copied first if it views memory someone else may write), so
+    the encoder can take the same object for the same content."""
+    if not _immutable(array):
+        array = array.copy()
+        array.flags.writeable = False
+    return array
+
+
+def _immutable(array: np.ndarray) -> bool:
+    """Nothing can change this array's content: it is read-only, and so is every array it views,
+    down to the one that owns the memory."""
+    while True:
+        if array.flags.writeable:
+            return False
+        base = array.base
+        if base is None:
+            return array.flags.owndata
+        if not isinstance(base, np.ndarray):
+            return False  # memory of another object (a tensor, a buffer): it may write it
+        array = base
 
 
 class Unchanged:
@@ -35,6 +62,8 @@ def _same(new: Any, old: Any) -> bool:
     if old is _MISSING:
         return False
     if isinstance(new, np.ndarray):
+        if new is old and _immutable(new):
+            return True
         return (isinstance(old, np.ndarray) and new.shape == old.shape
                 and new.dtype == old.dtype
                 and bool(np.array_equal(new, old, equal_nan=new.dtype.kind in "fc")))
@@ -50,7 +79,7 @@ def _copy(value: Any) -> Any:
     """What the encoder keeps to compare with: arrays copied, since a trainer may update the
     array it handed out in place."""
     if isinstance(value, np.ndarray):
-        return value.copy()
+        return value if _immutable(value) else value.copy()
     if isinstance(value, dict):
         return {k: _copy(v) for k, v in value.items()}
     if type(value) in (list, tuple):
