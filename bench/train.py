@@ -10,7 +10,8 @@ them alike:
 - ``raw``: ``trainer.step()`` in a loop and nothing else, as ``studio train`` runs it.
 - ``headless``: a TrainingSession with nobody drawing: the same thread, yield checks and 60 Hz
   snapshots as the window, each frame acknowledged at once. ``snap`` is the share of this run's
-  time spent in ``snapshot()`` (which the window needs too, so it costs both sides alike).
+  time spent in ``snapshot()`` and ``prepare_snapshot()`` (which the window needs too, so it
+  costs both sides alike).
 - ``window``: the real Train workspace (offscreen) with its live plots, the trainer in a child
   process as users get it (``--session thread``: the older thread session, sharing one GIL).
 
@@ -83,16 +84,18 @@ def headless_rate(lesson: str, seconds: float) -> tuple[float, float, float]:
     while session.trainer is None:
         time.sleep(0.01)
     trainer = session.trainer
-    snapshot = trainer.snapshot
 
-    def timed_snapshot():
-        t = time.perf_counter()
-        try:
-            return snapshot()
-        finally:
-            holder["snap_s"] += time.perf_counter() - t
+    def timed(method):
+        def call():
+            t = time.perf_counter()
+            try:
+                return method()
+            finally:
+                holder["snap_s"] += time.perf_counter() - t
+        return call
 
-    trainer.snapshot = timed_snapshot
+    trainer.snapshot = timed(trainer.snapshot)
+    trainer.prepare_snapshot = timed(trainer.prepare_snapshot)
     session.play()
     time.sleep(WARMUP_S)
     stat = trainer_stat(session)

@@ -75,6 +75,24 @@ def test_play_pause_frames_are_throttled_and_carry_every_metric(make_session):
     assert run.has_checkpoint and len(load_metrics(run.path)) == len(got)
 
 
+def test_ddpm_samples_its_chain_between_frames_while_playing(make_session):
+    """The reverse chain is sampled a slice at a time after each frame (prepare_snapshot), so
+    new samples keep arriving while the frames stay cheap."""
+    session, rec = make_session("ddpm-2d", config={"sample_every": 20})
+    trainer, prepared = session.trainer, []
+    prepare = trainer.prepare_snapshot
+    trainer.prepare_snapshot = lambda: (prepared.append(trainer.step_count), prepare())
+    session.play()
+    rec.wait(lambda: len({f.snapshot["samples_step"] for f in rec.frames}) >= 3, timeout=30)
+    session.pause()
+    rec.wait(lambda: rec.states[-1][0] == "paused")
+    shown = [(f.step, f.snapshot["samples_step"]) for f in rec.frames]
+    assert all(0 <= sampled <= step for step, sampled in shown)  # a past model's chain
+    sampled = [s for _, s in shown]
+    assert sampled == sorted(sampled) and sampled[-1] > 0
+    assert len(prepared) >= len(rec.frames) - 2  # after each frame (but the first)
+
+
 def test_step_once_live_param_and_reset(make_session):
     session, rec = make_session()
     session.step_once()

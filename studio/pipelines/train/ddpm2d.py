@@ -10,9 +10,10 @@ so ``forward[k]`` and ``reverse[k]`` can share one scrubber. Sampling the revers
 network passes, so it runs in ``snapshot()`` only every ``sample_every`` steps (``step()`` stays
 cheap) and always from the same starting noise, so the pictures change only as the model learns.
 
-The chain is sampled a few levels per snapshot (:data:`CHAIN_BUDGET_S` of CPU each), by a copy of
-the model frozen when the chain began, and shown once complete: done in one go, its 100 passes
-(~60 ms) held up the window's frames six times a second. The finished chain equals
+The chain is sampled a few levels at a time (:data:`CHAIN_BUDGET_S` of CPU each) by a copy of the
+model frozen when the chain began, in :meth:`DDPM2D.prepare_snapshot` (the session calls it while
+the window draws a frame) or else in ``snapshot()``, and shown once complete: done in one go, its
+100 passes (~60 ms) held up the window's frames six times a second. The finished chain equals
 :meth:`DDPM2D.sample_chain` of that step's model; ``samples_step`` says which step that was.
 """
 
@@ -127,6 +128,7 @@ class DDPM2D(DrawnPointsConfig, Trainer):
         self._chain_levels: list[torch.Tensor] = []
         self._chain_step = -1  # the step whose model samples it
         self._sampler: EpsilonMLP | None = None  # that model, frozen
+        self._prepared = False  # prepare_snapshot() advanced the chain since the last snapshot
 
     def _forward_levels(self) -> np.ndarray:
         """The first SHOWN data points at every noise level 0…T (same ε throughout)."""
@@ -229,13 +231,19 @@ class DDPM2D(DrawnPointsConfig, Trainer):
             self._sampled_at = self._chain_step
             self._chain, self._chain_levels = None, []
 
+    def prepare_snapshot(self) -> None:
+        if self._reverse is not None:
+            self._advance_chain()
+            self._prepared = True
+
     def snapshot(self) -> dict[str, Any]:
         if self._reverse is None:  # the first picture: the whole chain at once
             self._reverse = self.sample_chain()
             self._sampled_at = self._chain_step = self.step_count
             self._chain, self._chain_levels = None, []
-        else:
+        elif not self._prepared:
             self._advance_chain()
+        self._prepared = False
         return {
             "step": self.step_count,
             "data": self._forward[0],
