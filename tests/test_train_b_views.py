@@ -296,3 +296,39 @@ def test_sticky_range_moves_the_axes_only_when_the_data_leave_or_shrink_a_lot(qt
     bars = StickyRange(view.kl_plot, zero_y=True)
     bars.show(None, np.array([0.0, 2.0]))
     assert bars.y[0] == 0.0 and bars.y[1] == pytest.approx(2.16)
+
+
+def test_moved_points_are_drawn_where_they_moved(qtbot):
+    """Views move a scatter's points in place (pk.move_points) instead of rebuilding them: the
+    points are drawn at their new places and the item's bounds follow."""
+    import pyqtgraph as pg
+    from PySide6.QtWidgets import QApplication
+
+    from studio.ui.panels.train import plotting as pk
+
+    plot = pk.themed_plot()
+    qtbot.addWidget(plot)
+    plot.resize(300, 300)
+    plot.setRange(xRange=(0, 10), yRange=(0, 10), padding=0)
+    points = pg.ScatterPlotItem(size=12, pen=pg.mkPen(None), brush=pg.mkBrush("#ff0000"))
+    plot.addItem(points)
+    plot.show()
+    qtbot.waitExposed(plot)
+
+    def red_at(x: float, y: float) -> bool:
+        QApplication.processEvents()
+        image = plot.grab().toImage()
+        scene = plot.getPlotItem().getViewBox().mapViewToScene(pg.Point(x, y))
+        p = plot.mapFromScene(scene)
+        color = image.pixelColor(p.x(), p.y())
+        return color.red() > 200 and color.green() < 80
+
+    pk.move_points(points, np.array([[2.0, 2.0], [3.0, 8.0]]))  # first: setData
+    assert red_at(2, 2) and not red_at(7, 7)
+    pk.move_points(points, np.array([[7.0, 7.0], [3.0, 8.0]]))  # same count: moved in place
+    assert red_at(7, 7) and not red_at(2, 2)
+    xs, ys = points.getData()
+    assert xs.tolist() == [7.0, 3.0] and ys.tolist() == [7.0, 8.0]
+    assert points.dataBounds(0) == (3.0, 7.0)
+    pk.move_points(points, np.array([[5.0, 5.0]]))  # another count: rebuilt
+    assert red_at(5, 5) and not red_at(7, 7) and len(points.getData()[0]) == 1

@@ -111,6 +111,25 @@ def image_item() -> pg.ImageItem:
     return pg.ImageItem(axisOrder="row-major")
 
 
+def move_points(item: pg.ScatterPlotItem, pos: np.ndarray) -> None:
+    """Show the points ``pos`` (n, 2) in a scatter whose points share one style (set on the
+    item, not per point). With as many points as before they are moved in place: ``setData``
+    rebuilds every point and looks up each one's style, 1.2 ms of the GUI thread for 1,000
+    points (most of a GAN frame's drawing); moving them costs ~0.05 ms. Uses pyqtgraph's
+    ``data`` record array and does what ``setData`` does after filling it, minus the styles."""
+    data = item.data
+    if len(pos) == 0 or len(data) != len(pos):
+        item.setData(pos=pos)
+        return
+    data["x"] = pos[:, 0]
+    data["y"] = pos[:, 1]
+    item.prepareGeometryChange()
+    item.informViewBoundsChanged()
+    item.bounds = [None, None]
+    item.invalidate()
+    item.sigPlotChanged.emit(item)
+
+
 def bars(plot: pg.PlotWidget, n: int, color: str) -> pg.BarGraphItem:
     """``n`` bars at x = 0…n-1 (heights set later with ``setOpts(height=…)``)."""
     item = pg.BarGraphItem(x=np.arange(n), height=np.zeros(n), width=0.7,

@@ -102,7 +102,7 @@ class DDPMView(LessonView):
             for ghost in (self.forward_data, self.reverse_data, self.samples_data):
                 ghost.setData(pos=snapshot["data"])
         if previous is None or previous["reverse"] is not snapshot["reverse"]:
-            self.samples_points.setData(pos=snapshot["samples"])
+            pk.move_points(self.samples_points, snapshot["samples"])
             self.samples_caption.setText(f"SAMPLES · DRAWN AT STEP {snapshot['samples_step']}")
         self._on_scrub(self.scrubber.value())
         mse = np.nan_to_num(snapshot["bucket_mse"], nan=0.0)
@@ -120,8 +120,8 @@ class DDPMView(LessonView):
         if shown == self._shown:  # most frames: the same chains at the same level
             return
         self._shown = shown
-        self.forward_points.setData(pos=snap["forward"][level])
-        self.reverse_points.setData(pos=snap["reverse"][level])
+        pk.move_points(self.forward_points, snap["forward"][level])
+        pk.move_points(self.reverse_points, snap["reverse"][level])
         abar = float(snap["alpha_bar"][level])
         self.level_label.setText(f"t = {level} / {snap['timesteps']}   ·   signal √ᾱ = "
                                  f"{np.sqrt(abar):.2f}")

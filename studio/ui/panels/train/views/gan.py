@@ -41,6 +41,8 @@ class GANView(LessonView):
         self.wasserstein = lesson_key == "wgan-gp-2d"
         c = colors()
         self.drawn: list[list[float]] = []
+        self._real: np.ndarray | None = None  # the real points shown
+        self._modes_color: str | None = None
 
         self.plot = pk.themed_plot()
         self.plot.setAspectLocked(True)
@@ -157,8 +159,10 @@ class GANView(LessonView):
         self.heat.setImage(heat, autoLevels=False, levels=levels)
         # The rect scales pixels to data units, so it needs the image's size: set it after.
         self.heat.setRect(-EXTENT, -EXTENT, 2 * EXTENT, 2 * EXTENT)
-        self.real.setData(pos=snapshot["real"])
-        self.fake.setData(pos=snapshot["fake"])
+        if snapshot["real"] is not self._real:  # the same data set most frames
+            self._real = snapshot["real"]
+            self.real.setData(pos=self._real)
+        pk.move_points(self.fake, snapshot["fake"])
         start, grad = snapshot["arrows_from"], snapshot["arrows_grad"]
         norm = np.linalg.norm(grad, axis=1)
         scale = ARROW_LENGTH / max(float(norm.max()), 1e-12)
@@ -174,8 +178,10 @@ class GANView(LessonView):
             c = colors()
             color = c.done if covered == total else c.queued if covered >= total / 2 else c.failed
             self.modes_label.setText(f"{covered} / {total} modes")
-            self.modes_label.setStyleSheet(
-                f"font-size: 22px; font-weight: 600; color: {color};")
+            if color != self._modes_color:  # a new style sheet re-polishes the label
+                self._modes_color = color
+                self.modes_label.setStyleSheet(
+                    f"font-size: 22px; font-weight: 600; color: {color};")
             self.modes_detail.setText(
                 f"{snapshot['on_modes'] * 100:.0f}% of generated points sit on a mode")
         else:
@@ -185,6 +191,7 @@ class GANView(LessonView):
                              f"STEP {snapshot['step']}")
 
     def reset(self) -> None:
+        self._real = None
         self.fake.setData(pos=np.zeros((0, 2)))
         self.arrows.setData([], [])
 
