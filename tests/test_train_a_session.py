@@ -81,7 +81,7 @@ def test_ddpm_samples_its_chain_between_frames_while_playing(make_session):
     session, rec = make_session("ddpm-2d", config={"sample_every": 20})
     trainer, prepared = session.trainer, []
     prepare = trainer.prepare_snapshot
-    trainer.prepare_snapshot = lambda: (prepared.append(trainer.step_count), prepare())
+    trainer.prepare_snapshot = lambda finish=False: (prepared.append(finish), prepare(finish))
     session.play()
     rec.wait(lambda: len({f.snapshot["samples_step"] for f in rec.frames}) >= 3, timeout=30)
     session.pause()
@@ -90,7 +90,13 @@ def test_ddpm_samples_its_chain_between_frames_while_playing(make_session):
     assert all(0 <= sampled <= step for step, sampled in shown)  # a past model's chain
     sampled = [s for _, s in shown]
     assert sampled == sorted(sampled) and sampled[-1] > 0
-    assert len(prepared) >= len(rec.frames) - 2  # after each frame (but the first)
+    assert prepared.count(False) >= len(rec.frames) - 2  # after each frame (but the first)
+    # Paused, a single step shows the chain of the model it made (as when sampled in one go).
+    session.set_param("sample_every", 1)
+    for target in (session.step_count + 1, session.step_count + 2):
+        session.step_once()
+        rec.wait(lambda t=target: rec.frames[-1].step == t)
+        assert rec.frames[-1].snapshot["samples_step"] == target
 
 
 def test_step_once_live_param_and_reset(make_session):

@@ -144,10 +144,12 @@ class Trainer:
         """Plain data to draw now (numpy arrays / floats); cheap enough to call every frame."""
         raise NotImplementedError
 
-    def prepare_snapshot(self) -> None:
+    def prepare_snapshot(self, finish: bool = False) -> None:
         """Work towards later snapshots that need not wait for one (DDPM samples its reverse
-        chain here, from a frozen model). The session calls it right after a frame went out,
-        while the window draws it, so the work does not delay the frames. Default: nothing."""
+        chain here, a slice at a time, from a frozen model). The session calls it right after a
+        frame went out, while the window draws it, so the work does not delay the frames; with
+        ``finish`` (before a paused session's frame) all work due now is done. Default:
+        nothing."""
 
     def set_param(self, name: str, value: Any) -> None:
         """Change a live knob mid-run (validated); non-live knobs raise InvalidParameter."""

@@ -13,7 +13,8 @@ cheap) and always from the same starting noise, so the pictures change only as t
 The chain is sampled a few levels at a time (:data:`CHAIN_BUDGET_S` of CPU each) by a copy of the
 model frozen when the chain began, in :meth:`DDPM2D.prepare_snapshot` (the session calls it while
 the window draws a frame) or else in ``snapshot()``, and shown once complete: done in one go, its
-100 passes (~60 ms) held up the window's frames six times a second. The finished chain equals
+100 passes (~60 ms) held up the window's frames six times a second. A paused session's frames
+(a single step, a changed knob) finish the chain first, so they show the current model's. The finished chain equals
 :meth:`DDPM2D.sample_chain` of that step's model; ``samples_step`` says which step that was.
 """
 
@@ -210,8 +211,9 @@ class DDPM2D(DrawnPointsConfig, Trainer):
         """The reverse chain from fixed noise: (T + 1, n, 2) in data units, [k] = level k."""
         return self._as_chain(list(self._chain_steps(self.model, n)))
 
-    def _advance_chain(self) -> None:
-        """Start a chain when one is due; sample its next levels for up to CHAIN_BUDGET_S."""
+    def _advance_chain(self, budget_s: float | None = CHAIN_BUDGET_S) -> None:
+        """Start a chain when one is due; sample its next levels for up to ``budget_s`` of CPU
+        (None: to its end)."""
         if self._chain is None:
             if self.step_count - self._chain_step < int(self.config["sample_every"]):
                 return
@@ -224,17 +226,22 @@ class DDPM2D(DrawnPointsConfig, Trainer):
         start = time.thread_time()
         for x in self._chain:
             self._chain_levels.append(x)
-            if time.thread_time() - start >= CHAIN_BUDGET_S:
+            if budget_s is not None and time.thread_time() - start >= budget_s:
                 break
         if len(self._chain_levels) == self._T + 1:
             self._reverse = self._as_chain(self._chain_levels)
             self._sampled_at = self._chain_step
             self._chain, self._chain_levels = None, []
 
-    def prepare_snapshot(self) -> None:
-        if self._reverse is not None:
+    def prepare_snapshot(self, finish: bool = False) -> None:
+        if self._reverse is None:
+            return
+        if finish:  # the chain begun earlier, then this step's if one is due
+            self._advance_chain(None)
+            self._advance_chain(None)
+        else:
             self._advance_chain()
-            self._prepared = True
+        self._prepared = True
 
     def snapshot(self) -> dict[str, Any]:
         if self._reverse is None:  # the first picture: the whole chain at once

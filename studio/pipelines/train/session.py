@@ -310,12 +310,15 @@ class TrainingSession:
         # frame makes the next one due sooner, by at most one interval.
         self._next_frame = max(self._next_frame, now - self.frame_interval) + self.frame_interval
         self._single_thread(True)
+        if force:  # paused, one step, slow mode: nobody waits for a 60 Hz frame
+            self.trainer.prepare_snapshot(finish=True)
         frame = Frame(step=self.trainer.step_count, snapshot=self.trainer.snapshot(),
                       metrics=self._pending_metrics, config=dict(self._config),
                       run_path=self.run.path if self.run else None, new_run=self._new_run)
         self._pending_metrics, self._new_run, self._dirty = [], False, False
         self._on_frame(frame)
-        self.trainer.prepare_snapshot()  # while the window draws
+        if not force:
+            self.trainer.prepare_snapshot()  # while the window draws
 
     def _loop(self) -> None:
         try:
