@@ -271,6 +271,24 @@ def test_gan_separate_learning_rates_survive_save_load_resume(key):
     assert {o.param_groups[0]["lr"] for o in (again._opt_d, again._opt_g)} == {6e-4}
 
 
+def test_ddpm_frozen_sampler_predicts_what_the_model_does_at_its_step():
+    from studio.pipelines.train.ddpm2d import FrozenEpsilon
+
+    trainer = lesson_class("ddpm-2d")(config={"timesteps": 50}, seed=0)
+    run(trainer, 20)
+    frozen = FrozenEpsilon(trainer.model)
+    x = torch.randn((300, 2), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for k in (0, 17, 49):
+            expected = trainer.model(x, torch.full((300,), k, dtype=torch.long))
+            torch.testing.assert_close(frozen(x, k), expected, rtol=1e-5, atol=1e-5)
+        before = frozen(x, 17).clone()
+    run(trainer, 5)  # the model trains on; the frozen copy does not change
+    assert torch.equal(frozen(x, 17), before)
+    with torch.no_grad():
+        assert not torch.allclose(trainer.model(x, torch.full((300,), 17)), before)
+
+
 def test_ddpm_samples_land_near_the_data():
     from studio.pipelines.train.ddpm2d import nearest_distance
 
