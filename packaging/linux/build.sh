@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build Studio for Linux: the PyInstaller onedir build, checked with its own `studio self-test`,
-# packed as dist/Studio-<version>-linux-<arch>-<flavour>.tar.gz and, when appimagetool is on
-# PATH, dist/Studio-<version>-<arch>-<flavour>.AppImage.
+# packed as dist/Studio-<version>-linux-<arch>-<flavour>.tar.gz and as
+# dist/Studio-<version>-<arch>-<flavour>.AppImage (checked by running its self-test too).
 #
 #   packaging/linux/build.sh [--flavour cpu|cuda] [--install-torch] [--no-install]
 #                            [--skip-self-test] [--no-appimage]
@@ -9,12 +9,19 @@
 #   --flavour cpu|cuda  which torch the bundle carries (default cpu). The build refuses to go on
 #                       when the installed torch is not that flavour, so a "cpu" archive never
 #                       ships 3 GB of CUDA libraries by accident, nor "cuda" a CPU-only torch.
-#   --install-torch     first install the matching torch from download.pytorch.org
-#                       (STUDIO_TORCH_INDEX overrides the index URL, e.g. another CUDA version).
+#   --install-torch     first install the matching torch: CPU from download.pytorch.org/whl/cpu,
+#                       CUDA from PyPI (PyPI's Linux torch is the CUDA build). STUDIO_TORCH_INDEX
+#                       sets another index URL, e.g. download.pytorch.org/whl/cu126 for older GPUs.
 #   --no-install        use the environment as it is (no `pip install -e .[packaging]`).
+#   --no-appimage       only the .tar.gz.
+#
+# The AppImage is made by packaging/linux/make_appimage.sh: appimagetool when it is on PATH,
+# else mksquashfs (squashfs-tools) and the AppImage type-2 runtime (APPIMAGE_RUNTIME, or
+# downloaded once into build/). Without either, the .tar.gz is still made and the AppDir is left
+# ready in build/.
 #
 # Run it in a virtual environment made for the build (python3 -m venv .build-venv). PYTHON picks
-# the interpreter (default: python3). Needs ~4 GB free for the CPU flavour, ~15 GB for CUDA.
+# the interpreter (default: python3). Needs ~5 GB free for the CPU flavour, ~25 GB for CUDA.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
@@ -28,14 +35,14 @@ while [ $# -gt 0 ]; do
     --no-install) INSTALL=0 ;;
     --skip-self-test) SELF_TEST=0 ;;
     --no-appimage) APPIMAGE=0 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
 case "$FLAVOUR" in
   cpu) INDEX="${STUDIO_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" ;;
-  cuda) INDEX="${STUDIO_TORCH_INDEX:-https://download.pytorch.org/whl/cu128}" ;;
+  cuda) INDEX="${STUDIO_TORCH_INDEX:-}" ;;  # empty: PyPI
   *) echo "build.sh: --flavour must be cpu or cuda" >&2; exit 2 ;;
 esac
 
@@ -49,7 +56,11 @@ NAME="Studio-$VERSION-linux-$ARCH-$FLAVOUR"
 mkdir -p "$DIST"
 
 if [ "$INSTALL_TORCH" = 1 ]; then
-  "$PYTHON" -m pip install --upgrade torch --index-url "$INDEX"
+  if [ -n "$INDEX" ]; then
+    "$PYTHON" -m pip install --upgrade torch --index-url "$INDEX"
+  else
+    "$PYTHON" -m pip install --upgrade torch
+  fi
 fi
 if [ "$INSTALL" = 1 ]; then
   "$PYTHON" -m pip install -e ".[packaging]"
@@ -110,12 +121,21 @@ HERE="$(dirname "$(readlink -f "$0")")"
 exec "$HERE/usr/lib/studio/studio" "$@"
 EOF
   chmod +x "$APPDIR/AppRun"
-  if command -v appimagetool >/dev/null 2>&1; then
-    echo "== Studio-$VERSION-$ARCH-$FLAVOUR.AppImage =="
-    ARCH="$ARCH" appimagetool --no-appstream "$APPDIR" "$DIST/Studio-$VERSION-$ARCH-$FLAVOUR.AppImage"
-  else
-    echo "appimagetool is not on PATH: the AppDir is ready at $APPDIR" \
-         "(get appimagetool from https://github.com/AppImage/appimagetool/releases and rerun)."
+  APPIMAGE_FILE="$DIST/Studio-$VERSION-$ARCH-$FLAVOUR.AppImage"
+  rm -f "$APPIMAGE_FILE"
+  ARCH="$ARCH" bash "$ROOT/packaging/linux/make_appimage.sh" "$APPDIR" "$APPIMAGE_FILE" \
+    "$ROOT/build/appimage-runtime-$ARCH"
+  if [ "$SELF_TEST" = 1 ] && [ -f "$APPIMAGE_FILE" ]; then
+    echo "== the AppImage starts the bundle =="
+    # The onedir inside was checked whole above; this checks the AppImage around it (runtime,
+    # squashfs, AppRun). Without FUSE the runtime is told to extract to a folder instead (any
+    # value of APPIMAGE_EXTRACT_AND_RUN does that).
+    EXTRACT=()
+    if [ ! -e /dev/fuse ] || ! command -v fusermount3 fusermount >/dev/null 2>&1; then
+      EXTRACT=(APPIMAGE_EXTRACT_AND_RUN=1)
+    fi
+    env -u PYTHONPATH "${EXTRACT[@]}" QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 \
+      "$APPIMAGE_FILE" self-test --only imports --only assets --only train
   fi
 fi
 

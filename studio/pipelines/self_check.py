@@ -12,6 +12,7 @@ is downloaded: everything works with ``HF_HUB_OFFLINE=1`` and no network at all.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -271,8 +272,9 @@ def check_train(lessons: tuple[str, ...] | None = None, spawned: str = "gan-2d")
     keys = list(lessons or lesson_keys())
     for key in keys:
         lesson_step(key)
+    faces = check_faces()
     if not spawned:
-        return f"{len(keys)} lessons, one step each"
+        return f"{len(keys)} lessons, one step each; {faces}"
     context = multiprocessing.get_context("spawn")
     answers = context.Queue()
     child = context.Process(target=_lesson_step_in_child, args=(spawned, answers), daemon=True)
@@ -288,4 +290,17 @@ def check_train(lessons: tuple[str, ...] | None = None, spawned: str = "gan-2d")
             child.kill()
     if status != "ok":
         raise CheckFailed(f"the spawned {spawned} step failed: {value}")
-    return f"{len(keys)} lessons, one step each; {spawned} in a spawned process"
+    return f"{len(keys)} lessons, one step each; {spawned} in a spawned process; {faces}"
+
+
+def check_faces() -> str:
+    """The faces data set loads where it is available, and an installer ships it (a frozen app
+    without it fails). Elsewhere it is optional (scikit-image): said, not failed."""
+    from studio.pipelines.train.image_sets import faces_available, load_image_set
+
+    if not faces_available():
+        if getattr(sys, "frozen", False):
+            raise CheckFailed("the faces data set (datasets/lfw_subset.npy) is not in the app")
+        return "faces data set not installed (optional: scikit-image)"
+    faces = load_image_set("faces")
+    return f"faces data set ({len(faces.x_train)} training images)"

@@ -15,13 +15,15 @@ Both ship inside their packages, so nothing is ever downloaded:
 scikit-image is optional (``pip install scikit-image``, or the ``faces`` extra). Its file is read
 directly (``skimage/data/lfw_subset.npy`` with ``allow_pickle=False``), never through
 ``skimage.data.lfw_subset()``, which would try to download the file from the internet where an
-install left it out. No Qt and no torch here.
+install left it out. The installers ship only that file (``datasets/lfw_subset.npy`` beside the
+frozen app's ``assets/``), not scikit-image. No Qt and no torch here.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +65,21 @@ class ImageSet:
         return self.side * self.side
 
 
+def shipped_faces_file() -> Path | None:
+    """The faces file an installer ships (a frozen app only; see packaging/studio.spec)."""
+    if not getattr(sys, "frozen", False):
+        return None
+    from studio import ASSETS_DIR
+
+    path = ASSETS_DIR.parent / "datasets" / "lfw_subset.npy"
+    return path if path.is_file() else None
+
+
 def faces_available() -> bool:
-    """Whether scikit-image is installed (checked without importing it: cheap, any thread)."""
+    """Whether the faces file is here: shipped with the app, or scikit-image is installed
+    (checked without importing it: cheap, any thread)."""
+    if shipped_faces_file() is not None:
+        return True
     try:
         return importlib.util.find_spec("skimage") is not None
     except (ImportError, ValueError):
@@ -117,7 +132,10 @@ def _digits() -> ImageSet:
 
 
 def faces_file() -> Path:
-    """Where scikit-image keeps ``lfw_subset.npy`` (inside the installed package)."""
+    """The installer's copy of ``lfw_subset.npy``, else scikit-image's (inside the package)."""
+    shipped = shipped_faces_file()
+    if shipped is not None:
+        return shipped
     spec = importlib.util.find_spec("skimage")
     if spec is None or spec.origin is None:
         raise InvalidParameter(FACES_NEED)

@@ -1,0 +1,129 @@
+"""The Linux installer's parts that run without a full build: the AppImage assembly
+(packaging/linux/make_appimage.sh) and the faces data set an installer ships."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MAKE_APPIMAGE = ROOT / "packaging" / "linux" / "make_appimage.sh"
+needs_squashfs = pytest.mark.skipif(
+    not (shutil.which("mksquashfs") and shutil.which("unsquashfs")),
+    reason="squashfs-tools is not installed")
+
+
+def _appdir(tmp_path: Path) -> Path:
+    appdir = tmp_path / "AppDir"
+    (appdir / "usr" / "lib" / "studio").mkdir(parents=True)
+    (appdir / "usr" / "lib" / "studio" / "studio").write_text("#!/bin/sh\necho studio \"$@\"\n")
+    (appdir / "AppRun").write_text("#!/bin/sh\nexec \"$(dirname \"$0\")/usr/lib/studio/studio\" "
+                                   "\"$@\"\n")
+    for path in (appdir / "AppRun", appdir / "usr" / "lib" / "studio" / "studio"):
+        path.chmod(0o755)
+    (appdir / "studio.desktop").write_text("[Desktop Entry]\nType=Application\nName=Studio\n")
+    return appdir
+
+
+def _make(tmp_path: Path, out: Path, runtime: Path | None, cache: str = "") -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=os.environ["PATH"])
+    env.pop("APPIMAGE_RUNTIME", None)
+    if runtime is not None:
+        env["APPIMAGE_RUNTIME"] = str(runtime)
+    # no appimagetool here, even if the machine has one: the script's own assembly is tested
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
+                                  if not (Path(p) / "appimagetool").exists())
+    return subprocess.run(["bash", str(MAKE_APPIMAGE), str(_appdir(tmp_path)), str(out), cache],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+@needs_squashfs
+def test_an_appimage_is_the_runtime_followed_by_the_appdir_as_squashfs(tmp_path):
+    # A stand-in runtime: an ELF file with the type-2 magic ("AI" 2 at offset 8), as the real
+    # runtime (github.com/AppImage/type2-runtime) has. What follows it must be the AppDir.
+    runtime = bytearray(Path("/bin/true").read_bytes())
+    runtime[8:11] = b"AI\x02"
+    (tmp_path / "runtime").write_bytes(bytes(runtime))
+    out = tmp_path / "Studio.AppImage"
+    proc = _make(tmp_path, out, tmp_path / "runtime")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = out.read_bytes()
+    assert data[:len(runtime)] == bytes(runtime) and data[len(runtime):][:4] == b"hsqs"
+    assert os.access(out, os.X_OK)
+    listing = subprocess.run(["unsquashfs", "-o", str(len(runtime)), "-lls", str(out)],
+                             capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0, listing.stderr
+    names = {line.split()[-1] for line in listing.stdout.splitlines() if "squashfs-root" in line}
+    assert {"squashfs-root/AppRun", "squashfs-root/studio.desktop",
+            "squashfs-root/usr/lib/studio/studio"} <= names
+    assert all(" root/root " in line for line in listing.stdout.splitlines()
+               if "squashfs-root/" in line)  # -root-owned: not the builder's user
+
+
+@needs_squashfs
+def test_without_a_runtime_it_says_what_to_do_and_makes_nothing(tmp_path):
+    not_a_runtime = tmp_path / "runtime-x86_64"
+    not_a_runtime.write_text("<html>404</html>")  # e.g. a proxy's error page saved by curl
+    out = tmp_path / "Studio.AppImage"
+    proc = _make(tmp_path, out, not_a_runtime)
+    assert proc.returncode == 0
+    assert "no AppImage type-2 runtime" in proc.stdout and "APPIMAGE_RUNTIME" in proc.stdout
+    assert "AppDir is ready" in proc.stdout and not out.exists()
+
+
+# -- the faces data set in a frozen app ---------------------------------------------------------
+@pytest.fixture
+def frozen_app(tmp_path, monkeypatch):
+    """A frozen app's layout: assets/ and datasets/ side by side (sys._MEIPASS)."""
+    import studio
+    from studio.pipelines.train import image_sets
+
+    (tmp_path / "assets").mkdir()
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(studio, "ASSETS_DIR", tmp_path / "assets")
+    # scikit-image is not in a bundle: only the shipped file can make faces available
+    real_find_spec = image_sets.importlib.util.find_spec
+    monkeypatch.setattr(image_sets.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "skimage" else real_find_spec(name, *a))
+    image_sets._load.cache_clear()
+    yield tmp_path
+    image_sets._load.cache_clear()
+
+
+def test_a_frozen_app_trains_on_the_faces_file_it_ships(frozen_app):
+    from studio.pipelines.train import image_sets
+
+    assert not image_sets.faces_available()
+    assert "faces" in image_sets.unavailable_datasets()
+    shipped = frozen_app / "datasets" / "lfw_subset.npy"
+    shipped.parent.mkdir()
+    faces = np.random.default_rng(0).random((200, 25, 25))  # lfw_subset: 100 faces, 100 not
+    np.save(shipped, faces)
+    assert image_sets.faces_available() and image_sets.faces_file() == shipped
+    assert image_sets.unavailable_datasets() == {}
+    loaded = image_sets.load_image_set("faces")
+    assert loaded.side == 25 and len(loaded.x_train) == 160  # 80 faces and their mirror images
+    assert np.allclose(loaded.x_test[0], faces[:100][np.random.default_rng(0).permutation(100)[0]]
+                       .reshape(-1), atol=1e-6)
+
+
+def test_the_self_test_of_a_frozen_app_fails_without_the_faces_file(frozen_app):
+    from studio.pipelines.self_check import CheckFailed, check_faces
+
+    with pytest.raises(CheckFailed, match="faces data set"):
+        check_faces()
+
+
+def test_the_spec_ships_the_faces_file_where_the_frozen_app_looks():
+    spec = (ROOT / "packaging" / "studio.spec").read_text(encoding="utf-8")
+    assert 'datas.append((str(_faces_file()), "datasets"))' in spec
+    assert '"lfw_subset.npy"' in spec
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    packaging_extra = next(line for line in pyproject.splitlines() if line.startswith("packaging"))
+    assert "scikit-image" in packaging_extra
