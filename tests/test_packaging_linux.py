@@ -127,3 +127,50 @@ def test_the_spec_ships_the_faces_file_where_the_frozen_app_looks():
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     packaging_extra = next(line for line in pyproject.splitlines() if line.startswith("packaging"))
     assert "scikit-image" in packaging_extra
+
+
+# -- the .tar.gz's menu entry -------------------------------------------------------------------
+def _desktop_file_of_the_build() -> str:
+    """The studio.desktop that packaging/linux/build.sh writes into the bundle."""
+    build = (ROOT / "packaging" / "linux" / "build.sh").read_text(encoding="utf-8")
+    return build.split('cat > "$BUNDLE/studio.desktop" <<EOF\n', 1)[1].split("\nEOF\n", 1)[0] + "\n"
+
+
+def _install_entry(folder: Path, data: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, XDG_DATA_HOME=str(data))
+    return subprocess.run(["sh", str(folder / "install-desktop-entry.sh"), *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_tarball_puts_studio_in_the_applications_menu_and_takes_it_out(tmp_path):
+    folder = tmp_path / "My Apps & Tools" / "Studio"  # spaces and & in the path
+    folder.mkdir(parents=True)
+    shutil.copy(ROOT / "packaging" / "linux" / "install-desktop-entry.sh", folder)
+    (folder / "studio").write_text("#!/bin/sh\n")
+    (folder / "studio").chmod(0o755)
+    (folder / "studio.desktop").write_text(_desktop_file_of_the_build())
+    (folder / "studio.png").write_bytes(b"\x89PNG fake")
+    data = tmp_path / "data"
+    proc = _install_entry(folder, data)
+    assert proc.returncode == 0, proc.stderr
+    entry = data / "applications" / "studio.desktop"
+    lines = entry.read_text().splitlines()
+    assert f'Exec="{folder}/studio"' in lines and f"TryExec={folder}/studio" in lines
+    assert "Icon=studio" in lines and "Name=Studio" in lines
+    assert (data / "icons" / "hicolor" / "256x256" / "apps" / "studio.png").read_bytes() == \
+        b"\x89PNG fake"
+    if shutil.which("desktop-file-validate"):
+        check = subprocess.run(["desktop-file-validate", str(entry)], capture_output=True,
+                               text=True)
+        assert check.returncode == 0 and not check.stdout.strip(), check.stdout + check.stderr
+    assert _install_entry(folder, data, "--uninstall").returncode == 0
+    assert not entry.exists()
+    assert not (data / "icons" / "hicolor" / "256x256" / "apps" / "studio.png").exists()
+    assert folder.joinpath("studio").exists()  # the program itself stays
+
+
+def test_the_menu_entry_script_refuses_a_folder_without_studio(tmp_path):
+    shutil.copy(ROOT / "packaging" / "linux" / "install-desktop-entry.sh", tmp_path)
+    proc = _install_entry(tmp_path, tmp_path / "data")
+    assert proc.returncode == 1 and "run this from the Studio folder" in proc.stderr
+    assert not (tmp_path / "data" / "applications").exists()

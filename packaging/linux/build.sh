@@ -93,9 +93,12 @@ Comment=Make images, chat with local models and watch models learn, on your own 
 Exec=studio
 Icon=studio
 Terminal=false
-Categories=Graphics;Education;Science;
+Categories=Graphics;2DGraphics;RasterGraphics;
+Keywords=AI;image;generation;diffusion;chat;LLM;GAN;training;
 StartupWMClass=studio
 EOF
+# The .tar.gz's way into the applications menu (the AppImage's is the user's AppImage tool).
+cp packaging/linux/install-desktop-entry.sh "$BUNDLE/install-desktop-entry.sh"
 
 if [ "$SELF_TEST" = 1 ]; then
   echo "== self-test of the bundle =="
