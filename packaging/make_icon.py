@@ -12,10 +12,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SVG = ROOT / "assets" / "icons" / "studio.svg"
+ICO_SIZES = (16, 20, 24, 32, 40, 48, 64, 128, 256)
 
 
 def render_icon(out: Path, size: int = 512) -> Path:
-    """Write the app icon as a ``size``×``size`` PNG at ``out``; returns ``out``."""
+    """Write the app icon as a ``size``×``size`` PNG at ``out`` (an ``.ico`` also holds every
+    smaller size Windows uses); returns ``out``."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import Qt
     from PySide6.QtGui import QGuiApplication, QImage, QPainter
@@ -32,6 +34,17 @@ def render_icon(out: Path, size: int = 512) -> Path:
     renderer.render(painter)
     painter.end()
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".ico":
+        # Windows picks the size it needs from the .ico (16 px in a list, 32 on the desktop, 256
+        # in a large view): one image per size, each scaled down from the full one by Pillow.
+        from PIL import Image
+
+        png = out.with_suffix(".ico.png")
+        image.save(str(png))
+        with Image.open(png) as full:
+            full.save(out, sizes=[(s, s) for s in ICO_SIZES if s <= size])
+        png.unlink()
+        return out
     if not image.save(str(out)):
         raise SystemExit(f"cannot write {out}")
     return out

@@ -93,7 +93,8 @@ def test_the_spec_ships_the_metadata_and_files_the_self_test_checks():
 
 @pytest.mark.parametrize("script", [
     ".ci/run", "packaging/linux/build.sh", "packaging/linux/make_appimage.sh",
-    "packaging/linux/install-desktop-entry.sh", "packaging/ci_bundle.sh", "packaging/macos/build.sh"])
+    "packaging/linux/install-desktop-entry.sh", "packaging/ci_bundle.sh", "packaging/macos/build.sh",
+    "packaging/windows/check_with_wine.sh"])
 def test_shell_scripts_parse_and_are_executable(script):
     path = ROOT / script
     assert os.access(path, os.X_OK), f"{script} is not executable"

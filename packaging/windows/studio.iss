@@ -63,8 +63,9 @@ Type: filesandordirs; Name: "{app}\_internal"
 
 [Icons]
 Name: "{group}\Studio"; Filename: "{app}\Studio.exe"
-; cmd /k keeps the console open, so the user can read the ✓/✗ lines.
-Name: "{group}\Studio self-test"; Filename: "{cmd}"; Parameters: "/k ""{app}\studio-cli.exe"" self-test"
+; cmd /k keeps the console open, so the user can read the ✓/✗ lines. The whole command is in
+; quotes as well, since cmd strips the first and the last quote when a path has ( ) & or ^.
+Name: "{group}\Studio self-test"; Filename: "{cmd}"; Parameters: "/k """"{app}\studio-cli.exe"" self-test"""
 Name: "{group}\{cm:UninstallProgram,Studio}"; Filename: "{uninstallexe}"
 Name: "{autodesktop}\Studio"; Filename: "{app}\Studio.exe"; Tasks: desktopicon
 
