@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
     --no-install) INSTALL=0 ;;
     --skip-self-test) SELF_TEST=0 ;;
     --no-appimage) APPIMAGE=0 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -126,7 +126,7 @@ EOF
   chmod +x "$APPDIR/AppRun"
   APPIMAGE_FILE="$DIST/Studio-$VERSION-$ARCH-$FLAVOUR.AppImage"
   rm -f "$APPIMAGE_FILE"
-  ARCH="$ARCH" bash "$ROOT/packaging/linux/make_appimage.sh" "$APPDIR" "$APPIMAGE_FILE" \
+  bash "$ROOT/packaging/linux/make_appimage.sh" "$APPDIR" "$APPIMAGE_FILE" \
     "$ROOT/build/appimage-runtime-$ARCH"
   if [ "$SELF_TEST" = 1 ] && [ -f "$APPIMAGE_FILE" ]; then
     echo "== the AppImage starts the bundle =="
