@@ -22,6 +22,7 @@ from studio.pipelines.handlers import LazyServiceHandler, chat_handler, unload_h
 from studio.pipelines.transform_handlers import Img2ImgHandler, transform_handler
 from studio.ui.context import AppContext
 from studio.ui.main_window import MainWindow
+from studio.ui.startup_failure import reported_platform_failure
 from studio.ui.theme import apply_theme
 from studio.ui.welcome import is_first_start, show_welcome
 from studio.ui.workspaces import Workspace
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the app until its window closes; returns the exit code."""
     ensure_std_streams()
     argv = list(sys.argv if argv is None else argv)
-    app = QApplication.instance() or QApplication(argv)
+    with reported_platform_failure():  # no window possible: a dialog without Qt says why
+        app = QApplication.instance() or QApplication(argv)
     app.setApplicationName("Studio")
     app.setApplicationDisplayName("Studio")
     app.setDesktopFileName("studio")
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     base_paths = default_paths()
     first_start = is_first_start(base_paths)  # before anything can write the settings file
     window = build_main_window(base_paths=base_paths)
+    window.restore_geometry()
     window.show()
     # The device probe imports torch; start it once the window has been painted.
     QTimer.singleShot(0, window.start_device_detection)

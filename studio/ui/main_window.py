@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import QByteArray, Qt, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.fileio import atomic_write_bytes
 from studio.jobs import describe_error
 from studio.ui import workspaces as registry
 from studio.ui.context import AppContext
@@ -37,6 +38,9 @@ CPU_NOTICE = ("Running on the CPU: generating an image takes minutes instead of 
               "A CUDA GPU (NVIDIA) or Apple Silicon makes it fast.")
 
 
+DEFAULT_SIZE = (1320, 860)
+
+
 class MainWindow(QMainWindow):
     """One window, many workspaces, one job queue (``ctx.bridge``)."""
 
@@ -51,7 +55,8 @@ class MainWindow(QMainWindow):
         self._applied_theme = ctx.settings.theme  # build_main_window applied it already
         self.setWindowTitle("Studio")
         self.setMinimumSize(960, 640)
-        self.resize(1320, 860)
+        self.resize(*DEFAULT_SIZE)
+        self._remember_geometry = False  # restore_geometry() turns it on (the app, not tests)
         self.setAcceptDrops(True)
 
         self.banners = BannerArea()
@@ -252,7 +257,40 @@ class MainWindow(QMainWindow):
         self.ctx.bridge.shutdown(wait=True)
         self.device_probe.wait(5.0)
 
+    def _geometry_file(self) -> Path:
+        return self.ctx.base_paths.config_dir / "window-geometry.bin"
+
+    def restore_geometry(self) -> None:
+        """Open where the last run closed (Qt moves the window onto a screen that still exists);
+        the first time, at the default size made to fit the screen (a 1366×768 laptop too)."""
+        self._remember_geometry = True
+        try:
+            saved = self._geometry_file().read_bytes()
+        except OSError:
+            saved = b""
+        if saved and self.restoreGeometry(QByteArray(saved)):
+            return
+        screen = self.screen()
+        if screen is None:
+            return
+        room = screen.availableGeometry()
+        width = max(self.minimumWidth(), min(DEFAULT_SIZE[0], int(room.width() * 0.94)))
+        height = max(self.minimumHeight(), min(DEFAULT_SIZE[1], int(room.height() * 0.92)))
+        self.resize(width, height)
+        frame = self.frameGeometry()
+        frame.moveCenter(room.center())
+        self.move(frame.topLeft())
+
+    def _save_geometry(self) -> None:
+        if not self._remember_geometry:
+            return
+        try:
+            atomic_write_bytes(self._geometry_file(), bytes(self.saveGeometry().data()))
+        except OSError as exc:  # a read-only config folder must not keep the app from closing
+            log.warning("could not save the window's size and place: %s", exc)
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self._save_geometry()
         self.statusBar().showMessage("Stopping…")
         QApplication.processEvents()
         self.shutdown()
