@@ -18,8 +18,7 @@
 # script installs into Program Files here (/ALLUSERS). Signing is not checked either.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-WORK="$ROOT/build/wine-check"
-export WINEPREFIX="$WORK/prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+WORK="$ROOT/build/wine-check"  # logs, the installers made, the npm copy of Inno Setup
 ONEDIR="${1:-}"
 VERSION="$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$ROOT/studio/__init__.py")"
 FAILED=()
@@ -36,13 +35,17 @@ if [ ! -f "$ISCC" ]; then
   npm install --silent --prefix "$WORK/innosetup" innosetup@6 >/dev/null
 fi
 
-rm -rf "$WINEPREFIX" "$WORK/out" "$WORK/stand-in"
+# The Wine prefix lives outside the repository: its z: drive is a link to /, which tools that
+# walk the tree following links (setuptools' file finder) would follow into the whole disk.
+WINEPREFIX="$(mktemp -d "${TMPDIR:-/tmp}/studio-wine-check.XXXXXX")"
+export WINEPREFIX WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+rm -rf "$WORK/out" "$WORK/stand-in" "$WORK/prefix"
 mkdir -p "$WORK/out"
 # A private X display for the hidden windows of the silent setup.
 DISPLAY_NUMBER=$((100 + RANDOM % 800))
 Xvfb ":$DISPLAY_NUMBER" -screen 0 1024x768x24 >/dev/null 2>&1 &
 XVFB=$!
-trap 'kill $XVFB 2>/dev/null || true; wineserver -k 2>/dev/null || true' EXIT
+trap 'kill $XVFB 2>/dev/null || true; wineserver -k 2>/dev/null || true; rm -rf "$WINEPREFIX"' EXIT
 export DISPLAY=":$DISPLAY_NUMBER"
 wineboot -i >/dev/null 2>&1
 C="$WINEPREFIX/drive_c"
