@@ -81,6 +81,18 @@ rm -rf "$BUNDLE_PARENT"
 "$PYTHON" -m PyInstaller --noconfirm --clean --log-level WARN \
   --workpath "$WORK" --distpath "$BUNDLE_PARENT" packaging/studio.spec
 
+# Qt's xcb plugin (X11 windows) needs these; PyInstaller bundles them only when the build
+# machine has them. A bundle without them needs them on every user's machine instead.
+MISSING_XCB=()
+for lib in libxcb-cursor.so.0 libxcb-icccm.so.4 libxcb-keysyms.so.1 libxkbcommon-x11.so.0; do
+  [ -e "$BUNDLE/_internal/$lib" ] || MISSING_XCB+=("$lib")
+done
+if [ ${#MISSING_XCB[@]} -gt 0 ]; then
+  echo "build.sh: warning: the bundle lacks ${MISSING_XCB[*]} (not installed on this machine):" \
+       "users will need them installed to open the window. Debian/Ubuntu: apt install" \
+       "libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0, then rebuild." >&2
+fi
+
 # Desktop integration files, next to the executable (the tarball) and in the AppDir.
 ICON_PNG="$WORK/studio/studio.png"
 cp "$ICON_PNG" "$BUNDLE/studio.png"
