@@ -46,6 +46,8 @@ def test_the_installer_installs_upgrades_and_uninstalls_under_wine():
     proc = subprocess.run(["bash", str(ROOT / "packaging" / "windows" / "check_with_wine.sh")],
                           env=dict(os.environ, PYTHON=sys.executable), capture_output=True,
                           text=True, timeout=600)
+    if proc.returncode == 2:  # a tool is missing or Inno Setup could not be fetched: nothing ran
+        pytest.skip(proc.stderr.strip())
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert "✗" not in proc.stdout
     assert proc.stdout.count("✓") == 15  # compile, install (5), upgrade (4), uninstall (5)

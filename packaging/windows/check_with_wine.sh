@@ -12,6 +12,7 @@
 # (the silent setup still makes hidden windows) and Inno Setup 6: ISCC=/path/to/ISCC.exe, or npm,
 # with which the npm package "innosetup" (Inno Setup's compiler files) is installed into build/.
 # PYTHON (default python3) draws the icon: it needs PySide6 and Pillow (Studio's environment).
+# Exit status: 0 all checks passed, 1 some failed (named), 2 a tool is missing (nothing checked).
 #
 # What it cannot check: the per-user install (the default when a user double-clicks), because
 # Wine 8 cannot resolve {autopf} for a non-administrator (FOLDERID_UserProgramFiles); the same
@@ -29,10 +30,16 @@ check() {  # check "what" command...: record a failure instead of stopping at th
 for tool in wine Xvfb; do
   command -v "$tool" >/dev/null || { echo "check_with_wine.sh: $tool is not installed" >&2; exit 2; }
 done
+if [ -n "${ISCC:-}" ] && [ ! -f "$ISCC" ]; then
+  echo "check_with_wine.sh: ISCC=$ISCC does not exist" >&2
+  exit 2
+fi
 ISCC="${ISCC:-$WORK/innosetup/node_modules/innosetup/bin/ISCC.exe}"
 if [ ! -f "$ISCC" ]; then
   command -v npm >/dev/null || { echo "check_with_wine.sh: set ISCC, or install npm" >&2; exit 2; }
-  npm install --silent --prefix "$WORK/innosetup" innosetup@6 >/dev/null
+  npm install --silent --prefix "$WORK/innosetup" innosetup@6 >/dev/null || {
+    echo "check_with_wine.sh: could not install Inno Setup from npm (offline?); set ISCC" >&2
+    exit 2; }
 fi
 
 # The Wine prefix lives outside the repository: its z: drive is a link to /, which tools that
@@ -59,7 +66,10 @@ fi
 ICON="$WORK/studio.ico"
 "${PYTHON:-python3}" -c "import sys; sys.path.insert(0, sys.argv[1]); \
 from make_icon import render_icon; from pathlib import Path; render_icon(Path(sys.argv[2]), 256)" \
-  "$ROOT/packaging" "$ICON"
+  "$ROOT/packaging" "$ICON" || {
+  echo "check_with_wine.sh: drawing the icon needs PySide6 and Pillow: set PYTHON to the" \
+       "python of Studio's environment" >&2
+  exit 2; }
 
 compile() {  # compile VERSION: Studio-Setup-VERSION.exe into $WORK/out, as build.ps1 does
   wine "$ISCC" /Q "/DAppVersion=$1" "/DSourceDir=$(winepath -w "$ONEDIR")" \
@@ -94,10 +104,12 @@ check "the self-test entry runs studio-cli.exe self-test in a console that stays
     not in open(sys.argv[1], "rb").read())' "$MENU/Studio self-test.lnk" \
   '/k ""C:\Program Files\Studio\studio-cli.exe" self-test"'
 echo "== upgrade over a stale library =="
-echo stale > "$APP/_internal/stale-old-library.dll"
+PLANTED=0  # a stale library in the installed app (nothing to plant it in if the install failed)
+echo stale > "$APP/_internal/stale-old-library.dll" 2>/dev/null && PLANTED=1
 check "compiles a later version" compile "$VERSION.1"
 check "upgrades silently" setup "$WORK/out/Studio-Setup-$VERSION.1.exe" "$WORK/upgrade.log"
-check "the old version's libraries are gone" test ! -e "$APP/_internal/stale-old-library.dll"
+check "the old version's libraries are gone" \
+  test "$PLANTED" = 1 -a ! -e "$APP/_internal/stale-old-library.dll"
 check "one registration, now $VERSION.1" registered "$VERSION.1"
 echo "== uninstall =="
 USER_DATA="$C/users/$(whoami)/AppData/Local/Studio"
