@@ -30,11 +30,15 @@ def test_self_test_passes_every_check_offline(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     names = [line.split()[1] for line in lines if line.startswith("✓")]
-    assert names == ["imports", "assets", "generate", "chat", "train", "window"]
+    assert names == ["imports", "assets", "generate", "img2img", "transform", "chat", "serve",
+                     "train", "window"]
     assert not any(line.startswith("✗") for line in lines)
-    assert lines[-1] == "6/6 checks passed."
+    assert lines[-1] == "9/9 checks passed."
     assert re.search(r"^✓ generate +\d+\.\d s +2 steps, 64×64 PNG$", proc.stdout, re.M)
     assert "1 token" in next(x for x in lines if " chat " in x)
+    assert "img2img and inpaint" in next(x for x in lines if " img2img " in x)
+    assert "CycleGAN" in next(x for x in lines if " transform " in x)
+    assert "completion over HTTP" in next(x for x in lines if " serve " in x)
     assert "8 lessons" in next(x for x in lines if " train " in x)
     assert "in a spawned process" in next(x for x in lines if " train " in x)
     assert shot.stat().st_size > 1000
@@ -79,12 +83,16 @@ def test_assets_resolve_inside_a_pyinstaller_bundle(tmp_path, monkeypatch):
 
 
 def test_the_spec_ships_the_metadata_and_files_the_self_test_checks():
-    from studio.pipelines.self_check import ASSET_FILES, METADATA_DISTS
+    from studio.pipelines.self_check import ASSET_FILES, runtime_distributions
 
     spec = (ROOT / "packaging" / "studio.spec").read_text(encoding="utf-8")
-    shipped = re.search(r"METADATA = \((.*?)\)", spec, re.S).group(1)
-    for dist in METADATA_DISTS:
-        assert f'"{dist}"' in shipped, dist
+    # The spec ships metadata and data files of the computed dependency closure, not a list.
+    assert "DISTRIBUTIONS, _missing = runtime_distributions()" in spec
+    assert "copy_metadata(dist)" in spec and "collect_data_files(package" in spec
+    installed, missing = runtime_distributions()
+    assert not missing
+    names = {name.lower().replace("_", "-") for name in installed}
+    assert {"torch", "diffusers", "transformers", "peft", "pyside6-essentials"} <= names
     assert '(str(ROOT / "assets"), "assets")' in spec
     for name in ASSET_FILES:
         assert (ROOT / "assets" / name).exists(), name
@@ -136,7 +144,30 @@ def test_ci_builds_the_bundle_only_when_packaging_inputs_changed(tmp_path):
 
 def test_ci_runs_the_bundle_check_after_the_tests():
     lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
-    tests = lines.index('python -m pip install -e ".[test]" && python -m pytest')
+    tests = lines.index('python -m pip install -c constraints.txt -e ".[test]" && python -m pytest')
     check = next(i for i, line in enumerate(lines) if "packaging/ci_bundle.sh" in line
                  and not line.startswith("#"))
     assert tests < check
+
+
+def test_the_self_test_goes_through_every_way_the_app_runs_work(qapp, tmp_path):
+    """A frozen app fails where a module is imported by name for the first time: each job kind
+    the window registers, each command that runs work and every lesson must be exercised by a
+    self-test check (studio.cli.self_test.COVERS says which)."""
+    from studio.app import build_main_window
+    from studio.cli import COMMANDS
+    from studio.cli.self_test import CHECKS, COVERS
+    from studio.pipelines.self_check import scratch_settings
+
+    assert set(COVERS.values()) <= set(CHECKS)
+    settings, paths = scratch_settings(tmp_path)
+    window = build_main_window(settings, paths)
+    try:
+        kinds = set(window.ctx.bridge.runner._handlers)
+    finally:
+        window.shutdown()
+        window.deleteLater()
+    assert kinds <= set(COVERS), f"job kinds without a self-test check: {kinds - set(COVERS)}"
+    commands = {name.rsplit(".", 1)[-1].replace("_", "-") for name in COMMANDS}
+    assert commands <= set(COVERS), \
+        f"commands without a self-test check: {commands - set(COVERS)}"

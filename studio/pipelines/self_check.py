@@ -26,13 +26,6 @@ STACK_MODULES = (
     "PySide6.QtWidgets", "PySide6.QtSvg", "pyqtgraph", "sklearn.datasets", "platformdirs",
     "markdown_it", "pygments", "tqdm",
 )
-#: Distributions whose metadata diffusers/transformers read at run time (importlib.metadata):
-#: a frozen app that lost it fails on import with "No package metadata was found".
-METADATA_DISTS = (
-    "torch", "diffusers", "transformers", "tokenizers", "huggingface_hub", "safetensors",
-    "accelerate", "peft", "tqdm", "regex", "requests", "filelock", "numpy", "packaging",
-    "pyyaml",
-)
 #: Files the app reads from ASSETS_DIR.
 ASSET_FILES = ("tokenizers/bpe_simple_vocab_16e6.txt.gz", "configs", "catalogs/cyclegan.json",
                "icons/studio.svg")
@@ -57,24 +50,69 @@ def scratch_settings(root: Path) -> tuple[Settings, Paths]:
 
 
 # -- imports and files ----------------------------------------------------------------------
+def studio_requirements() -> list[str]:
+    """Studio's own run-time requirements: from its installed metadata, else (a source checkout
+    that was never installed) from ``pyproject.toml``."""
+    try:
+        return list(metadata.requires("studio") or [])
+    except metadata.PackageNotFoundError:
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+        try:
+            import tomllib  # Python 3.11+
+        except ImportError:
+            tomllib = None  # type: ignore[assignment]
+        if tomllib is None or not pyproject.is_file():
+            raise CheckFailed("the package metadata of studio itself is missing: install it "
+                              "(python -m pip install -c constraints.txt -e .)") from None
+        with pyproject.open("rb") as f:
+            return list(tomllib.load(f)["project"]["dependencies"])
+
+
+def runtime_distributions(requirements: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """(installed, missing): every distribution Studio needs at run time — its requirements
+    and theirs, recursively, with markers evaluated and no extras — by name.
+
+    The installers copy the metadata and data files of exactly these (``packaging/studio.spec``),
+    and the self-test checks that each is there: libraries read their own metadata and data at
+    import (transformers checks versions; ``kernels``, which a transformers release started to
+    need, reads a JSON file that an installer once left behind)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    todo = [Requirement(r) for r in (studio_requirements() if requirements is None
+                                     else requirements)]
+    seen: dict[str, str] = {}
+    missing: list[str] = []
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        if name in seen or name in missing:
+            continue
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        try:
+            dist = metadata.distribution(req.name)
+        except metadata.PackageNotFoundError:
+            missing.append(name)
+            continue
+        seen[name] = dist.metadata["Name"]
+        todo.extend(Requirement(r) for r in dist.requires or [])
+    return sorted(seen.values(), key=str.lower), sorted(missing)
+
+
 def check_imports() -> str:
-    """Import the whole stack and read the package metadata the libraries check."""
+    """Import the whole stack and find the package metadata of everything it depends on."""
     import importlib
 
     for name in STACK_MODULES:
         importlib.import_module(name)
-    missing = []
-    for dist in METADATA_DISTS:
-        try:
-            metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            missing.append(dist)
+    installed, missing = runtime_distributions()
     if missing:
         raise CheckFailed(f"package metadata missing for {', '.join(missing)}")
     import torch
 
     return f"torch {torch.__version__}, diffusers {metadata.version('diffusers')}, " \
-           f"transformers {metadata.version('transformers')}"
+           f"transformers {metadata.version('transformers')}; {len(installed)} packages"
 
 
 def check_assets() -> str:
@@ -237,6 +275,131 @@ def check_chat(root: Path, device: str = "auto") -> str:
     if reply is None or reply.completion_tokens != 1:
         raise CheckFailed(f"expected one token, got {getattr(reply, 'completion_tokens', None)}")
     return f"{reply.prompt_tokens} prompt tokens → 1 token"
+
+
+def _tiny_image_inputs(folder: Path) -> tuple[Path, Path]:
+    """A 64×64 photo-like image and a mask covering its middle, as PNG files in ``folder``."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ramp = np.linspace(0, 255, IMAGE_SIDE, dtype=np.uint8)
+    pixels = np.stack([np.tile(ramp, (IMAGE_SIDE, 1)), np.tile(ramp[:, None], (1, IMAGE_SIDE)),
+                       np.full((IMAGE_SIDE, IMAGE_SIDE), 96, np.uint8)], axis=-1)
+    image, mask = folder / "photo.png", folder / "mask.png"
+    Image.fromarray(pixels).save(image)
+    mask_pixels = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8)
+    mask_pixels[16:48, 16:48] = 255
+    Image.fromarray(mask_pixels).save(mask)
+    return image, mask
+
+
+def check_img2img(root: Path, device: str = "auto") -> str:
+    """Image to image and inpainting (two steps each) with a tiny model, through the img2img
+    service: other diffusers pipelines than text to image, loaded by name at run time."""
+    from PIL import Image
+
+    from studio.pipelines.img2img import Img2ImgService
+    from studio.pipelines.requests import Img2ImgRequest
+
+    settings, paths = scratch_settings(root)
+    settings = dataclasses.replace(settings, device=device)
+    model = build_tiny_sd(paths.models_dir / "tiny-sd")
+    image, mask = _tiny_image_inputs(root / "inputs")
+    service = Img2ImgService(lambda: settings, lambda: paths)
+    made = []
+    try:
+        for name, mask_path in (("img2img", ""), ("inpaint", str(mask))):
+            request = Img2ImgRequest(model=str(model), image=str(image), mask=mask_path,
+                                     prompt="a painting", steps=GENERATE_STEPS * 2,
+                                     strength=0.5, cfg=5.0, seed=7)
+            results, _ = _run_job("img2img", service.run, request)
+            if len(results or []) != 1:
+                raise CheckFailed(f"{name}: expected 1 image, got {len(results or [])}")
+            with Image.open(results[0].path) as out:
+                if out.size != (IMAGE_SIDE, IMAGE_SIDE) or "parameters" not in out.info:
+                    raise CheckFailed(f"{name}: the saved image is wrong: {out.size}")
+            made.append(name)
+    finally:
+        service.cache.unload_all()
+    return f"{' and '.join(made)}, {IMAGE_SIDE}×{IMAGE_SIDE} PNGs"
+
+
+def check_transform(root: Path, device: str = "auto") -> str:
+    """A CycleGAN translation with a tiny generator saved as the reference code saves one
+    (``latest_net_G.pth``), loaded safely and run through the transform service."""
+    import torch
+    from PIL import Image
+
+    from studio.pipelines.cyclegan import GeneratorSpec, build_generator
+    from studio.pipelines.requests import TransformRequest
+    from studio.pipelines.transform import TransformService
+
+    settings, paths = scratch_settings(root)
+    settings = dataclasses.replace(settings, device=device)
+    torch.manual_seed(0)
+    net = build_generator(GeneratorSpec(3, 3, 8, 2), fixed_norm=False)
+    weights = paths.models_dir / "cyclegan" / "tiny" / "latest_net_G.pth"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), weights)
+    image, _ = _tiny_image_inputs(root / "inputs")
+    service = TransformService(lambda: settings, lambda: paths)
+    try:
+        results, _ = _run_job("transform", service.run,
+                              TransformRequest(model=str(weights), inputs=[str(image)]))
+    finally:
+        service.unload()
+    if len(results or []) != 1:
+        raise CheckFailed(f"expected 1 image, got {len(results or [])}")
+    with Image.open(results[0].path) as out:
+        if out.size != (IMAGE_SIDE, IMAGE_SIDE):
+            raise CheckFailed(f"the translated image is {out.size}, not the input's size")
+    return f"CycleGAN generator, {IMAGE_SIDE}×{IMAGE_SIDE} PNG"
+
+
+def check_serve(root: Path, device: str = "auto") -> str:
+    """``studio serve``'s HTTP API on a loopback port, serving what the library scan finds (as
+    ``studio models list`` and ``studio serve`` without ``--model`` do): the model list and a
+    one-token chat completion, as an OpenAI client asks for them."""
+    import json
+    import threading
+    import urllib.request
+
+    from studio.jobs import JobRunner
+    from studio.pipelines.handlers import chat_handler
+    from studio.server.app import make_server
+    from studio.server.catalog import build_catalog
+
+    settings, paths = scratch_settings(root)
+    settings = dataclasses.replace(settings, device=device, preview_mode="off")
+    build_tiny_llama(paths.models_dir / "tiny-llama")
+    catalog = build_catalog([], settings, paths)
+    if not catalog.models:
+        raise CheckFailed(f"the library scan found no model in {paths.models_dir}")
+    runner = JobRunner({"chat": chat_handler(lambda: settings, lambda: paths)},
+                       name="self-test-serve")
+    server = make_server("127.0.0.1", 0, runner, catalog)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                              name="self-test-serve-http", daemon=True)
+    thread.start()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy
+    try:
+        with opener.open(f"{server.url}/models", timeout=JOB_TIMEOUT) as reply:
+            models = [m["id"] for m in json.load(reply)["data"]]
+        body = json.dumps({"model": models[0], "max_tokens": 1, "temperature": 0,
+                           "messages": [{"role": "user", "content": "Hello!"}]}).encode()
+        request = urllib.request.Request(f"{server.url}/chat/completions", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with opener.open(request, timeout=JOB_TIMEOUT) as reply:
+            answer = json.load(reply)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=30)
+        runner.shutdown(wait=True, timeout=30)
+    if answer.get("usage", {}).get("completion_tokens") != 1:
+        raise CheckFailed(f"expected a one-token completion, got {answer.get('usage')}")
+    return f"{len(models)} model listed, one-token chat completion over HTTP"
 
 
 def lesson_step(key: str) -> float:
