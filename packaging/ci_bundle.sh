@@ -2,8 +2,10 @@
 # CI's installer check (called by .ci/run after the tests): build the Linux CPU bundle with
 # PyInstaller and run the frozen app's own `studio self-test` — but only when the packaging inputs
 # changed since the last bundle that built and passed on this machine, since the build takes
-# several minutes. The inputs: the spec and build scripts (packaging/), the dependencies and the
-# version (pyproject.toml, studio/__init__.py), the shipped files (assets/) and .ci/run. Their
+# several minutes. The inputs: the spec and build scripts (packaging/), the dependencies, their
+# lock and the version (pyproject.toml, constraints.txt, tools/lock.py, studio/__init__.py), the
+# shipped files (assets/), the self-test the bundle runs (studio/cli/self_test.py,
+# studio/pipelines/self_check.py) and .ci/run. Their
 # hash is compared with the one saved in ${XDG_CACHE_HOME:-~/.cache}/studio-ci/bundle.sha (outside
 # the clone, so fresh clones share it), which is written only after a build that passed.
 #   STUDIO_CI_BUNDLE=1  build anyway;  STUDIO_CI_BUNDLE=0  skip.
@@ -11,7 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 inputs_hash() {
-  find packaging assets pyproject.toml studio/__init__.py .ci/run -type f \
+  find packaging assets pyproject.toml constraints.txt tools/lock.py studio/__init__.py \
+    studio/cli/self_test.py studio/pipelines/self_check.py .ci/run -type f \
     ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum |
     cut -d' ' -f1
 }

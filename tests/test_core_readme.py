@@ -1,4 +1,5 @@
-"""The README's two commands stay true: CI runs exactly the README's test command."""
+"""The README's two commands stay true: CI runs exactly the README's test command, and both
+install with the lock."""
 
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ def test_ci_runs_the_readme_test_command():
     test_cmd = next(c for c in commands if "pytest" in c and "pip install" in c)
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert test_cmd in ci.splitlines()
+    assert "-c constraints.txt" in test_cmd
 
 
 def test_readme_install_command_launches_the_app():
     commands = _fenced_commands((ROOT / "README.md").read_text(encoding="utf-8"))
-    install = next(c for c in commands if "pip install -e ." in c and "pytest" not in c)
+    install = next(c for c in commands if "pip install" in c and "-e ." in c and "pytest" not in c)
     assert install.endswith("&& studio")
+    assert "-c constraints.txt" in install
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert 'studio = "studio.__main__:main"' in pyproject
 

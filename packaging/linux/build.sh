@@ -9,10 +9,11 @@
 #   --flavour cpu|cuda  which torch the bundle carries (default cpu). The build refuses to go on
 #                       when the installed torch is not that flavour, so a "cpu" archive never
 #                       ships 3 GB of CUDA libraries by accident, nor "cuda" a CPU-only torch.
-#   --install-torch     first install the matching torch: CPU from download.pytorch.org/whl/cpu,
+#   --install-torch     first install the matching torch (the locked version): CPU from download.pytorch.org/whl/cpu,
 #                       CUDA from PyPI (PyPI's Linux torch is the CUDA build). STUDIO_TORCH_INDEX
 #                       sets another index URL, e.g. download.pytorch.org/whl/cu126 for older GPUs.
-#   --no-install        use the environment as it is (no `pip install -e .[packaging]`).
+#   --no-install        use the environment as it is (no `pip install -e .[packaging]`); its
+#                       versions must still be the locked ones (tools/lock.py --check-env).
 #   --no-appimage       only the .tar.gz.
 #
 # The AppImage is made by packaging/linux/make_appimage.sh: appimagetool when it is on PATH,
@@ -55,16 +56,19 @@ BUNDLE="$BUNDLE_PARENT/Studio"
 NAME="Studio-$VERSION-linux-$ARCH-$FLAVOUR"
 mkdir -p "$DIST"
 
+# Versions come from the lock (constraints.txt), so an upstream release cannot change what an
+# installer carries; the index only picks torch's flavour.
 if [ "$INSTALL_TORCH" = 1 ]; then
   if [ -n "$INDEX" ]; then
-    "$PYTHON" -m pip install --upgrade torch --index-url "$INDEX"
+    "$PYTHON" -m pip install -c constraints.txt torch --index-url "$INDEX"
   else
-    "$PYTHON" -m pip install --upgrade torch
+    "$PYTHON" -m pip install -c constraints.txt torch
   fi
 fi
 if [ "$INSTALL" = 1 ]; then
-  "$PYTHON" -m pip install -e ".[packaging]"
+  "$PYTHON" -m pip install -c constraints.txt -e ".[packaging]"
 fi
+"$PYTHON" tools/lock.py --check-env
 # The flavour check: torch.version.cuda is None exactly in a CPU-only build.
 "$PYTHON" - "$FLAVOUR" <<'EOF'
 import sys

@@ -36,8 +36,10 @@ APP="$OUT/Studio.app"
 DMG="$ROOT/dist/Studio-$VERSION-macos-$ARCH.dmg"
 mkdir -p "$ROOT/dist"
 
-[ "$INSTALL_TORCH" = 1 ] && "$PYTHON" -m pip install --upgrade torch
-[ "$INSTALL" = 1 ] && "$PYTHON" -m pip install -e ".[packaging]"
+# Versions come from the lock (constraints.txt): an upstream release cannot change the app.
+[ "$INSTALL_TORCH" = 1 ] && "$PYTHON" -m pip install -c constraints.txt torch
+[ "$INSTALL" = 1 ] && "$PYTHON" -m pip install -c constraints.txt -e ".[packaging]"
+"$PYTHON" tools/lock.py --check-env
 
 echo "== PyInstaller =="
 rm -rf "$OUT"

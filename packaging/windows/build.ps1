@@ -38,8 +38,10 @@ $Index = if ($env:STUDIO_TORCH_INDEX) { $env:STUDIO_TORCH_INDEX }
          elseif ($Flavour -eq "cuda") { "https://download.pytorch.org/whl/cu128" }
          else { "https://download.pytorch.org/whl/cpu" }
 
-if ($InstallTorch) { Invoke-Checked "installing torch" { & $Python -m pip install --upgrade torch --index-url $Index } }
-if (-not $NoInstall) { Invoke-Checked "installing Studio" { & $Python -m pip install -e ".[packaging]" } }
+# Versions come from the lock (constraints.txt): an upstream release cannot change the app.
+if ($InstallTorch) { Invoke-Checked "installing torch" { & $Python -m pip install -c constraints.txt torch --index-url $Index } }
+if (-not $NoInstall) { Invoke-Checked "installing Studio" { & $Python -m pip install -c constraints.txt -e ".[packaging]" } }
+Invoke-Checked "checking the locked versions" { & $Python tools/lock.py --check-env }
 # torch.version.cuda is None exactly in a CPU-only build.
 Invoke-Checked "the torch flavour check" {
   & $Python -c "import sys, torch; f = sys.argv[1]; c = torch.version.cuda; sys.exit(0 if (f == 'cpu') == (c is None) else 'the installed torch ' + torch.__version__ + ' is not the ' + f + ' flavour (use -InstallTorch)')" $Flavour
