@@ -2,14 +2,20 @@
 
 The JSON keeps every branch, so export → import gives the same conversation back. Import also
 accepts a plain ``{"messages": [{"role": ..., "content": ...}, ...]}`` (OpenAI style) or a bare
-list of such messages, read as one linear conversation. No Qt here.
+list of such messages, read as one linear conversation. A file to import is checked whole first
+(:func:`plan_import`: shape, unique ids, existing parents, no loops, roles, types, sizes) and only
+then written, in one transaction — a hostile or broken file is refused with a sentence and the
+store stays untouched. No Qt here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from studio.pipelines.chat.store import Conversation, ConversationStore
@@ -49,65 +55,248 @@ def export_json(store: ConversationStore, conversation_id: int) -> dict[str, Any
     }
 
 
-def _linear(messages: list[Any]) -> list[dict[str, Any]]:
+#: Limits of one imported conversation: far above any real one, low enough that a hostile file
+#: cannot fill the disk or hold the database for minutes.
+MAX_FILE_BYTES = 64 * 2**20
+MAX_MESSAGES = 100_000
+MAX_MESSAGE_CHARS = 4_000_000
+MAX_META_CHARS = 64 * 1024
+MAX_TITLE_CHARS = 1_000
+MAX_TOKENS = 10**9
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportedMessage:
+    """One checked message; ``parent`` is the index of its parent in the plan, or None."""
+
+    parent: int | None
+    role: str
+    content: str
+    tokens: int
+    created: float
+    complete: bool
+    meta: str  # JSON text
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportPlan:
+    """A conversation checked in full and ready to write: parents come before their replies."""
+
+    title: str
+    system_prompt: str
+    model: str
+    settings: str  # JSON text
+    created: float
+    messages: tuple[ImportedMessage, ...]
+    current_leaf: int | None  # index into ``messages``
+
+
+def _linear(messages: list[Any]) -> list[Any]:
     out, parent = [], None
     for i, m in enumerate(messages, start=1):
-        out.append({**m, "id": i, "parent_id": parent})
+        out.append({**m, "id": i, "parent_id": parent} if isinstance(m, dict) else m)
         parent = i
     return out
 
 
-def import_json(store: ConversationStore, data: Any) -> Conversation:
-    """A new conversation from exported JSON (raises ValueError with a reason when malformed)."""
+def _text(value: Any, what: str, limit: int, default: str = "") -> str:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be text, not {type(value).__name__}")
+    if len(value) > limit:
+        raise ValueError(f"{what} is {len(value):,} characters long; at most {limit:,} are "
+                         "accepted")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} contains characters that are not valid Unicode "
+                         "(a lone surrogate such as \\ud800)") from None
+    return value
+
+
+def _number(value: Any, what: str, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(float(value)) or not 0 <= float(value) < 1e11:
+        raise ValueError(f"{what} must be a time in seconds, not {str(value)[:40]!r}")
+    return float(value)
+
+
+def _json_object(value: Any, what: str) -> str:
+    if value is None:
+        return "{}"
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be an object, not {type(value).__name__}")
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError, RecursionError, UnicodeEncodeError):
+        raise ValueError(f"{what} cannot be stored (not plain JSON)") from None
+    if len(text) > MAX_META_CHARS:
+        raise ValueError(f"{what} is larger than {MAX_META_CHARS // 1024} KiB")
+    return text
+
+
+def _message_key(value: Any, what: str) -> tuple[str, Any]:
+    """An id as a dict key that keeps ``1``, ``"1"`` and ``true`` apart (``True == 1`` in
+    Python, so a plain dict would merge them)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{what} must be a number or text, not {str(value)[:40]!r}")
+    if isinstance(value, str) and len(value) > 200:
+        raise ValueError(f"{what} is too long")
+    return (type(value).__name__, value)
+
+
+def plan_import(data: Any) -> ImportPlan:
+    """Check a whole conversation (exported JSON, ``{"messages": [...]}`` OpenAI style, or a bare
+    list of messages) before anything is written; raises ValueError with the first problem.
+
+    Checked: the shape, unique message ids, parents that exist, no loops (every message is
+    reachable from a first message), known roles, text content, types and sizes of every field."""
     if isinstance(data, list):
         data = {"messages": data}
     if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
         raise ValueError("not a conversation: expected an object with a 'messages' list")
     if data.get("format") not in (None, FORMAT):
-        raise ValueError(f"unknown format {data.get('format')!r}")
+        raise ValueError(f"unknown format {str(data.get('format'))[:40]!r}")
     messages = data["messages"]
-    system = str(data.get("system_prompt") or "")
-    if "id" not in (messages[0] if messages and isinstance(messages[0], dict) else {}):
+    if len(messages) > MAX_MESSAGES:
+        raise ValueError(f"{len(messages):,} messages; at most {MAX_MESSAGES:,} are accepted")
+    system = _text(data.get("system_prompt"), "the system prompt", MAX_MESSAGE_CHARS)
+    first = messages[0] if messages else None
+    if not (isinstance(first, dict) and "id" in first):
         # OpenAI-style list: a leading system message becomes the system prompt.
-        if messages and isinstance(messages[0], dict) and messages[0].get("role") == "system":
-            system, messages = str(messages[0].get("content", "")), messages[1:]
+        if isinstance(first, dict) and first.get("role") == "system":
+            system = _text(first.get("content"), "the system message", MAX_MESSAGE_CHARS)
+            messages = messages[1:]
         messages = _linear(messages)
-    for m in messages:
-        if not isinstance(m, dict) or m.get("role") not in ROLES \
-                or not isinstance(m.get("content"), str):
-            raise ValueError(f"bad message {str(m)[:80]}: needs a role {ROLES} and text content")
-    known = {m["id"] for m in messages}
-    title = str(data.get("title") or "Imported conversation")
+
+    keys: dict[tuple[str, Any], int] = {}
+    for number, m in enumerate(messages, start=1):
+        if not isinstance(m, dict):
+            raise ValueError(f"message {number} is not an object")
+        key = _message_key(m.get("id"), f"message {number}'s id")
+        if key in keys:
+            raise ValueError(f"message {number} has the same id ({m['id']!r}) as message "
+                             f"{keys[key] + 1}: ids must be unique")
+        keys[key] = number - 1
+    parents: list[int | None] = []
+    for number, m in enumerate(messages, start=1):
+        raw = m.get("parent_id")
+        if raw is None:
+            parents.append(None)
+            continue
+        parent = keys.get(_message_key(raw, f"message {number}'s parent_id"))
+        if parent is None:
+            raise ValueError(f"message {number}'s parent ({raw!r}) is not in the file")
+        parents.append(parent)
+
+    # Parents before replies (breadth first from the first messages); what is never reached
+    # hangs in a loop of parent links.
+    children: dict[int | None, list[int]] = {}
+    for index, parent in enumerate(parents):
+        children.setdefault(parent, []).append(index)
+    order: list[int] = []
+    queue = deque(children.get(None, []))
+    while queue:
+        index = queue.popleft()
+        order.append(index)
+        queue.extend(children.get(index, []))
+    if len(order) != len(messages):
+        stuck = min(set(range(len(messages))) - set(order)) + 1
+        raise ValueError(f"message {stuck}'s parent links form a loop")
+    position = {index: n for n, index in enumerate(order)}
+
+    now = time.time()
+    planned = []
+    for index in order:
+        m, number = messages[index], index + 1
+        role = m.get("role")
+        if role not in ROLES:
+            raise ValueError(f"message {number}'s role {str(role)[:40]!r} is not one of "
+                             f"{', '.join(ROLES)}")
+        if not isinstance(m.get("content"), str):
+            raise ValueError(f"message {number} needs text content")
+        tokens = m.get("tokens") or 0
+        if isinstance(tokens, bool) or not isinstance(tokens, int) \
+                or not 0 <= tokens <= MAX_TOKENS:
+            raise ValueError(f"message {number}'s token count {str(tokens)[:40]!r} is not a "
+                             "count")
+        complete = m.get("complete", True)
+        if not isinstance(complete, bool):
+            raise ValueError(f"message {number}'s 'complete' must be true or false")
+        parent = parents[index]
+        planned.append(ImportedMessage(
+            parent=None if parent is None else position[parent], role=role,
+            content=_text(m["content"], f"message {number}", MAX_MESSAGE_CHARS),
+            tokens=tokens, created=_number(m.get("created"), f"message {number}'s time", now),
+            complete=complete, meta=_json_object(m.get("meta"), f"message {number}'s meta")))
+
+    leaf_raw = data.get("current_leaf")
+    leaf = None
+    if leaf_raw is not None and not isinstance(leaf_raw, bool) \
+            and isinstance(leaf_raw, (int, str)):
+        found = keys.get(_message_key(leaf_raw, "current_leaf"))
+        leaf = None if found is None else position[found]
+    if leaf is None and planned:
+        leaf = len(planned) - 1
+    return ImportPlan(
+        title=_text(data.get("title"), "the title", MAX_TITLE_CHARS) or "Imported conversation",
+        system_prompt=system, model=_text(data.get("model"), "the model name", MAX_TITLE_CHARS),
+        settings=_json_object(data.get("settings"), "the settings"),
+        created=_number(data.get("created"), "the conversation's time", now),
+        messages=tuple(planned), current_leaf=leaf)
+
+
+def write_import(store: ConversationStore, plan: ImportPlan) -> Conversation:
+    """Write a checked conversation in one transaction: all of it, or (on any error) nothing."""
     with store.transaction():
         now = time.time()
         cur = store._db.execute(
             "INSERT INTO conversations (title, system_prompt, model, settings, created, updated) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (title, system, str(data.get("model") or ""),
-             json.dumps(data.get("settings") or {}),
-             float(data.get("created") or now), now))
+            (plan.title, plan.system_prompt, plan.model, plan.settings, plan.created, now))
         conv_id = int(cur.lastrowid)
-        new_ids: dict[Any, int] = {}
-        children: dict[Any, list[dict[str, Any]]] = {}
-        for m in messages:
-            parent = m.get("parent_id")
-            children.setdefault(parent if parent in known else None, []).append(m)
-        queue = deque(children.get(None, []))  # parents are written before their replies
-        while queue:
-            m = queue.popleft()
+        ids: list[int] = []
+        for m in plan.messages:
             cur = store._db.execute(
                 "INSERT INTO messages (conversation_id, parent_id, role, content, tokens, "
                 "created, complete, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (conv_id, new_ids.get(m.get("parent_id")), m["role"], m["content"],
-                 int(m.get("tokens") or 0), float(m.get("created") or now),
-                 int(bool(m.get("complete", True))), json.dumps(m.get("meta") or {})))
-            new_ids[m["id"]] = int(cur.lastrowid)
-            queue += children.get(m["id"], [])
-        if len(new_ids) != len(messages):
-            raise ValueError("some messages' parent links form a loop")
-        leaf = data.get("current_leaf")
-        leaf = new_ids.get(leaf) if leaf in new_ids else (max(new_ids.values())
-                                                          if new_ids else None)
+                (conv_id, None if m.parent is None else ids[m.parent], m.role, m.content,
+                 m.tokens, m.created, int(m.complete), m.meta))
+            ids.append(int(cur.lastrowid))
+        leaf = None if plan.current_leaf is None else ids[plan.current_leaf]
         store._db.execute("UPDATE conversations SET current_leaf = ? WHERE id = ?",
                           (leaf, conv_id))
     return store.conversation(conv_id)
+
+
+def import_json(store: ConversationStore, data: Any) -> Conversation:
+    """A new conversation from exported JSON (raises ValueError with a reason when malformed;
+    then nothing is written)."""
+    return write_import(store, plan_import(data))
+
+
+def read_conversation_file(path: Path | str) -> ImportPlan:
+    """Read and check a conversation file (size, encoding, JSON, then :func:`plan_import`);
+    raises ValueError with a sentence naming the problem."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ValueError(f"{path.name} is {size / 2**20:.0f} MB; conversations of at most "
+                             f"{MAX_FILE_BYTES // 2**20} MB can be imported")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path.name} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path.name}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{path.name} is nested too deeply to be a conversation") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path.name} is not JSON ({exc.msg}, line {exc.lineno})") from None
+    return plan_import(data)

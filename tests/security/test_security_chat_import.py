@@ -1,0 +1,125 @@
+"""Chat import under attack: a hostile conversation file is refused whole, with a sentence, and the
+store stays untouched (issue: duplicate ids made the import loop forever and fill the disk)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from studio.pipelines.chat import transfer
+from studio.pipelines.chat.store import ConversationStore
+from studio.pipelines.chat.transfer import import_json, plan_import, read_conversation_file
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = ConversationStore(tmp_path / "studio.db")
+    s.create_conversation("kept")
+    yield s
+    s.close()
+
+
+def _snapshot(store):
+    rows = store._run("SELECT COUNT(*) FROM messages").fetchone()[0]
+    return len(store.conversations()), rows
+
+
+def _msg(id_, parent=None, role="user", content="hi", **extra):
+    return {"id": id_, "parent_id": parent, "role": role, "content": content, **extra}
+
+
+HOSTILE = {
+    "duplicate ids": [_msg(1), _msg(1, 1, "assistant")],
+    "1 and true": [_msg(1), _msg(True, 1, "assistant")],
+    "1 and 1.0": [_msg(1), _msg(1.0, 1, "assistant")],
+    "own parent": [_msg(1, 1)],
+    "loop of two": [_msg(1, 2), _msg(2, 1)],
+    "loop beside a root": [_msg(1), _msg(2, 3), _msg(3, 2)],
+    "missing parent": [_msg(1), _msg(2, 99)],
+    "unknown role": [_msg(1, role="wizard")],
+    "content not text": [_msg(1, content=["x"])],
+    "huge token count": [_msg(1, tokens=2**70)],
+    "negative tokens": [_msg(1, tokens=-1)],
+    "bool tokens": [_msg(1, tokens=True)],
+    "bad time": [_msg(1, created="yesterday")],
+    "infinite time": [_msg(1, created=float("inf"))],
+    "meta not an object": [_msg(1, meta=[1, 2])],
+    "complete not a bool": [_msg(1, complete="yes")],
+    "lone surrogate": [_msg(1, content="a\ud800b")],
+    "message not an object": [_msg(1), "hello"],
+    "id an object": [_msg({"x": 1})],
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_conversations_are_refused_and_nothing_is_written(store, name):
+    before = _snapshot(store)
+    data = {"format": "studio-conversation", "version": 1, "messages": HOSTILE[name]}
+    with pytest.raises(ValueError) as err:
+        import_json(store, data)
+    assert str(err.value) and "\n" not in str(err.value)
+    assert _snapshot(store) == before
+
+
+def test_the_refusal_names_the_message():
+    with pytest.raises(ValueError, match=r"message 2 has the same id \(1\) as message 1"):
+        plan_import({"messages": [_msg(1), _msg(1, 1)]})
+    with pytest.raises(ValueError, match="message 1's parent links form a loop"):
+        plan_import({"messages": [_msg(1, 2), _msg(2, 1)]})
+
+
+@pytest.mark.parametrize("top", [
+    {"messages": [], "title": 5}, {"messages": [], "settings": "x"},
+    {"messages": [], "system_prompt": {"a": 1}}, {"messages": [], "created": -5},
+    {"messages": [], "format": "other"}, {"messages": "nope"}, 42, "text", None,
+])
+def test_bad_headers_are_refused(store, top):
+    before = _snapshot(store)
+    with pytest.raises(ValueError):
+        import_json(store, top)
+    assert _snapshot(store) == before
+
+
+def test_size_limits(store, monkeypatch):
+    monkeypatch.setattr(transfer, "MAX_MESSAGES", 3)
+    with pytest.raises(ValueError, match="at most 3"):
+        plan_import([{"role": "user", "content": str(i)} for i in range(4)])
+    monkeypatch.setattr(transfer, "MAX_MESSAGE_CHARS", 10)
+    with pytest.raises(ValueError, match="at most 10"):
+        plan_import([{"role": "user", "content": "x" * 11}])
+
+
+def test_files_deeply_nested_too_large_or_not_text_are_refused(tmp_path, monkeypatch):
+    nested = tmp_path / "nested.json"
+    nested.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        read_conversation_file(nested)
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        read_conversation_file(binary)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"messages": [')
+    with pytest.raises(ValueError, match="is not JSON"):
+        read_conversation_file(broken)
+    monkeypatch.setattr(transfer, "MAX_FILE_BYTES", 10)
+    with pytest.raises(ValueError, match="MB"):
+        read_conversation_file(broken)
+    with pytest.raises(ValueError, match="cannot read"):
+        read_conversation_file(tmp_path / "missing.json")
+
+
+def test_a_branching_export_still_imports_whole(store, tmp_path):
+    conv = store.create_conversation("Trip", system_prompt="Be brief.")
+    q = store.add_message(conv.id, "user", "question")
+    store.add_message(conv.id, "assistant", "answer 1", parent_id=q.id)
+    store.add_message(conv.id, "assistant", "answer 2", parent_id=q.id)
+    path = tmp_path / "trip.json"
+    path.write_text(json.dumps(transfer.export_json(store, conv.id)))
+    copy = transfer.write_import(store, read_conversation_file(path))
+    assert store.message_count(copy.id) == 3
+    assert [m.content for m in store.path(copy.id)] == [m.content for m in store.path(conv.id)]
+    # string ids (another tool's export) work too
+    plan = plan_import({"messages": [_msg("a"), _msg("b", "a", "assistant")]})
+    assert [m.parent for m in plan.messages] == [None, 0]
