@@ -123,3 +123,34 @@ def test_a_branching_export_still_imports_whole(store, tmp_path):
     # string ids (another tool's export) work too
     plan = plan_import({"messages": [_msg("a"), _msg("b", "a", "assistant")]})
     assert [m.parent for m in plan.messages] == [None, 0]
+
+
+@pytest.mark.gui
+def test_the_window_imports_off_the_gui_thread_and_refuses_a_hostile_file(
+        studio_home, main_window, qtbot, tmp_path):
+    """The Chat sidebar's Import…: a hostile file gives a message and leaves the store as it
+    was; a good one appears in the list, selected. Both run off the GUI thread."""
+    from PySide6.QtWidgets import QMessageBox
+
+    panel = main_window.show_workspace("chat")
+    sidebar, store = panel.sidebar, panel.store
+    before = _snapshot(store)
+    hostile = tmp_path / "hostile.json"
+    hostile.write_text(json.dumps({"messages": [_msg(1), _msg(True, 1, "assistant")] * 50}))
+    with qtbot.waitSignal(sidebar.importFailed, timeout=60_000) as failed:
+        sidebar.import_file(str(hostile))
+        assert not sidebar.import_button.isEnabled()  # busy while the file is checked
+    assert "hostile.json cannot be imported" in failed.args[0]
+    assert "must be a number or text" in failed.args[0]
+    assert _snapshot(store) == before
+    boxes = [w for w in sidebar.findChildren(QMessageBox) if w.isVisible()]
+    assert boxes and "must be a number or text" in boxes[0].text()
+    boxes[0].close()
+
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps([{"role": "user", "content": "hello"},
+                                {"role": "assistant", "content": "hi there"}]))
+    with qtbot.waitSignal(sidebar.imported, timeout=60_000) as imported:
+        sidebar.import_file(str(good))
+    assert [m.content for m in store.path(imported.args[0])] == ["hello", "hi there"]
+    assert sidebar.import_button.isEnabled()

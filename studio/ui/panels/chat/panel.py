@@ -432,4 +432,5 @@ class ChatPanel(QWidget):
         """Stop a reply in progress (its text so far is kept) and close the database."""
         self.stop()
         self.servers.shutdown()
+        self.sidebar.shutdown()
         self.store.close()

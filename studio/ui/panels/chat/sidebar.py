@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QPoint, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QPoint, Qt, QThreadPool, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -23,8 +23,15 @@ from PySide6.QtWidgets import (
 )
 
 from studio.fileio import atomic_write_text
+from studio.jobs import UserFacingError
 from studio.pipelines.chat.store import ConversationStore
-from studio.pipelines.chat.transfer import export_json, export_markdown, import_json
+from studio.pipelines.chat.transfer import (
+    export_json,
+    export_markdown,
+    read_conversation_file,
+    write_import,
+)
+from studio.workers.background import run_in_background
 
 IdRole = Qt.ItemDataRole.UserRole + 1
 
@@ -44,10 +51,14 @@ class ConversationList(QWidget):
     selected = Signal(int)
     newRequested = Signal()
     deleted = Signal(int)
+    imported = Signal(int)  # a conversation file was imported as this conversation
+    importFailed = Signal(str)  # why a file was refused (also shown in a message box)
 
     def __init__(self, store: ConversationStore, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.store = store
+        self._io_pool = QThreadPool(self)  # imports: checked and written off the GUI thread
+        self._io_pool.setMaxThreadCount(1)
         self.setObjectName("ChatSidebar")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 12, 8, 12)
@@ -160,18 +171,44 @@ class ConversationList(QWidget):
         return atomic_write_text(Path(path), text)
 
     @Slot()
-    def import_file(self, path: str | None = None) -> int | None:
+    def import_file(self, path: str | None = None) -> None:
+        """Import a conversation file off the GUI thread (a large file takes a while to check and
+        write); ``imported(id)`` follows, or a message saying why the file was refused."""
         if path is None:
             path, _ = QFileDialog.getOpenFileName(self, "Import conversation", "",
                                                   "JSON (*.json)")
             if not path:
-                return None
-        try:
-            conv = import_json(self.store, json.loads(Path(path).read_text(encoding="utf-8")))
-        except (OSError, ValueError) as exc:
-            QMessageBox.warning(self, "Import conversation", f"{Path(path).name} cannot be "
-                                f"imported: {exc}")
-            return None
-        self.refresh(select=conv.id)
-        self.selected.emit(conv.id)
-        return conv.id
+                return
+        name, store = Path(path).name, self.store
+
+        def work() -> int:
+            try:
+                return write_import(store, read_conversation_file(path)).id
+            except ValueError as exc:
+                raise UserFacingError(f"{name} cannot be imported: {exc}") from None
+
+        def done(conv_id: int) -> None:
+            self._import_finished()
+            self.refresh(select=conv_id)
+            self.selected.emit(conv_id)
+            self.imported.emit(conv_id)
+
+        def failed(message: str) -> None:
+            self._import_finished()
+            self.importFailed.emit(message)
+            box = QMessageBox(QMessageBox.Icon.Warning, "Import conversation", message,
+                              QMessageBox.StandardButton.Ok, self)
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.open()  # not exec(): the window keeps running behind it
+
+        self.import_button.setEnabled(False)
+        self.import_button.setText("Importing…")
+        run_in_background(self._io_pool, work, done, failed, owner=self)
+
+    def shutdown(self) -> None:
+        """Wait for an import in progress (it runs in one transaction, so it is never cut)."""
+        self._io_pool.waitForDone(30_000)
+
+    def _import_finished(self) -> None:
+        self.import_button.setEnabled(True)
+        self.import_button.setText("Import…")
