@@ -144,3 +144,77 @@ def test_cancel_between_chunks_stops_at_once(fake_server):
             cancel.cancel()
     assert "".join(c.text for c in got) == "Hello,"
     assert got[-1].finish_reason == "cancelled"
+
+
+# -- the same backend on asyncio (the I/O lane) ------------------------------------------------
+def _astream(base: str, model: str, timeout: float = 10.0, **kw) -> list:
+    import asyncio
+
+    from studio.pipelines.chat.remote import AsyncRemoteChat
+
+    async def collect() -> list:
+        chat = AsyncRemoteChat(backend(base, model, timeout=timeout))
+        return [c async for c in chat.stream(request(**kw))]
+
+    return asyncio.run(collect())
+
+
+def test_async_stream_gives_the_same_chunks_as_the_thread_backend(fake_server):
+    sync = list(backend(fake_server).stream(request(), CancelToken()))
+    chunks = _astream(fake_server, "m1")
+    assert chunks == sync
+    assert "".join(c.text for c in chunks) == "Hello, world!"
+    assert chunks[-1].finish_reason == "stop" and chunks[-1].completion_tokens == 4
+
+
+def test_async_stream_retries_without_extras_and_keeps_text_on_errors(fake_server):
+    assert "".join(c.text for c in _astream(fake_server, "strict", top_k=5)) == "Hello, world!"
+    for model, words in (("error-mid", "reported an error"), ("hangup", "closed the connection"),
+                         ("stall", "sent nothing")):
+        chunks = _astream(fake_server, model, timeout=1.0)
+        assert "".join(c.text for c in chunks) == "Hello,"
+        assert chunks[-1].finish_reason == "error" and words in chunks[-1].error
+    with pytest.raises(UserFacingError, match="has no model 'missing'"):
+        _astream(fake_server, "missing")
+
+
+def test_async_model_list_and_connection_errors(fake_server):
+    import asyncio
+
+    from studio.pipelines.chat.remote import AsyncRemoteChat
+
+    def models(base: str, key: str | None = GOOD_KEY) -> list[str]:
+        return asyncio.run(AsyncRemoteChat(backend(base, key=key)).list_models())
+
+    assert models(fake_server) == ["m1", "m2"]
+    with pytest.raises(UserFacingError, match="refused the API key"):
+        models(fake_server, key="wrong")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(UserFacingError, match="connection refused"):
+        models(f"http://127.0.0.1:{port}")
+
+
+def test_async_stream_stops_at_once_when_its_task_is_cancelled(fake_server):
+    import asyncio
+
+    from studio.pipelines.chat.remote import AsyncRemoteChat
+
+    async def run() -> list:
+        seen: list = []
+        chat = AsyncRemoteChat(backend(fake_server, "stall", timeout=60))
+
+        async def consume() -> None:
+            async for chunk in chat.stream(request()):
+                seen.append(chunk)
+
+        task = asyncio.create_task(consume())
+        while len(seen) < 2:  # the server stalls after two words
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return seen
+
+    assert "".join(c.text for c in asyncio.run(run())) == "Hello,"

@@ -25,7 +25,7 @@ import json
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -277,88 +277,217 @@ class RemoteChatBackend:
 
     def _read_events(self, resp: http.client.HTTPResponse,
                      cancel: CancelToken) -> Iterator[ChatChunk]:
-        pieces = 0  # content pieces seen (the token count when the server sends no usage)
-        usage: dict[str, Any] = {}
-        finish: str | None = None
-        started = False
-
-        def final(reason: str, error: str = "") -> ChatChunk:
-            completion = int(usage.get("completion_tokens") or pieces)
-            return ChatChunk(text="", completion_tokens=completion,
-                             prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                             finish_reason=reason, error=error)
-
-        data_lines: list[str] = []
+        parser = _EventParser(self)
         while True:
             if cancel.cancelled:
-                yield final("cancelled")
+                yield parser.final("cancelled")
                 return
             try:
                 raw = resp.readline()
             except TimeoutError as exc:
                 if cancel.cancelled:
                     continue
-                if not started:
-                    raise self._timeout_error(exc) from exc
-                yield final("error", str(self._timeout_error(exc)))
+                yield parser.failed(self._timeout_error(exc))
                 return
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 if cancel.cancelled:
                     continue
-                message = f"The connection to {self.base_url} broke: {exc}"
-                if not started:
-                    raise UserFacingError(message) from exc
-                yield final("error", message)
+                yield parser.failed(UserFacingError(
+                    f"The connection to {self.base_url} broke: {exc}"))
                 return
-            if not raw:  # end of stream
-                if cancel.cancelled:
-                    continue
-                if finish is not None:
-                    yield final(finish)
-                    return
-                message = (f"The server at {self.base_url} closed the connection before the "
-                           "reply was complete.")
-                if not started:
-                    raise UserFacingError(message)
-                yield final("error", message)
-                return
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if line.startswith("data:"):
-                data_lines.append(line[5:].lstrip(" "))
+            if not raw and cancel.cancelled:
                 continue
-            if line or not data_lines:  # comments (": ping"), event:/id: fields, stray blanks
-                continue
-            data, data_lines = "\n".join(data_lines), []
-            if data.strip() == "[DONE]":
-                yield final(finish or "stop")
+            yield from parser.feed(raw.decode("utf-8", "replace") if raw else None)
+            if parser.ended:
                 return
+
+
+class AsyncRemoteChat:
+    """The same backend for the I/O lane: asyncio and httpx2 (the HTTP client huggingface_hub
+    itself uses), so a remote reply never waits behind a job on the GPU worker and Stop is a
+    task cancellation that aborts a blocked read at once (no watcher thread).
+
+    Errors and the event parsing are :class:`RemoteChatBackend`'s: the same sentences, the same
+    chunks."""
+
+    def __init__(self, backend: RemoteChatBackend) -> None:
+        self.backend = backend
+
+    def _client(self) -> Any:
+        import httpx2
+
+        b = self.backend
+        timeout = httpx2.Timeout(b.timeout, connect=b.connect_timeout)
+        return httpx2.AsyncClient(timeout=timeout, trust_env=False)
+
+    def _url(self, path: str) -> str:
+        p = self.backend._parts
+        host = f"[{p.hostname}]" if ":" in (p.hostname or "") else p.hostname
+        port = f":{p.port}" if p.port else ""
+        return f"{p.scheme}://{host}{port}{self.backend._prefix}{path}"
+
+    def _transport_error(self, exc: BaseException) -> UserFacingError:
+        import httpx2
+
+        b = self.backend
+        causes, link = [], exc.__cause__ or exc.__context__
+        while link is not None and len(causes) < 8:  # httpx2 → httpcore2 → OSError → the cause
+            causes.append(link)
+            link = link.__cause__ or link.__context__
+
+        def caused_by(kind: type) -> bool:
+            return any(isinstance(c, kind) for c in causes)
+
+        if isinstance(exc, httpx2.ConnectTimeout):
+            return UserFacingError(f"Cannot reach {b.base_url}: no answer within "
+                                   f"{b.connect_timeout:g} s.")
+        if isinstance(exc, httpx2.TimeoutException):
+            return b._timeout_error(exc)
+        if isinstance(exc, httpx2.ConnectError):
+            if caused_by(socket.gaierror):
+                return UserFacingError(f"Cannot reach {b.base_url}: unknown host "
+                                       f"{b._parts.hostname!r}.")
+            if caused_by(ConnectionRefusedError):
+                return UserFacingError(f"Cannot reach {b.base_url}: connection refused — is the "
+                                       "server running?")
+            if caused_by(ssl.SSLError):
+                return UserFacingError(f"Cannot reach {b.base_url}: TLS failed ({exc}).")
+            return UserFacingError(f"Cannot reach {b.base_url}: {exc}.")
+        return UserFacingError(f"The connection to {b.base_url} broke: {exc}")
+
+    async def list_models(self) -> list[str]:
+        """Model ids from ``GET /v1/models``."""
+        import httpx2
+
+        b = self.backend
+        async with self._client() as client:
             try:
-                event = json.loads(data)
-            except ValueError:
-                yield final("error", f"The server at {self.base_url} sent something that is not "
-                                     f"JSON: {data[:100]!r}")
+                resp = await client.get(self._url("/models"), headers=b._headers(False))
+            except httpx2.HTTPError as exc:
+                raise self._transport_error(exc) from exc
+        if resp.status_code != 200:
+            raise b._http_error(resp.status_code, resp.content, "models")
+        try:
+            return [str(m["id"]) for m in json.loads(resp.content)["data"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserFacingError(f"{b.base_url}{b._prefix}/models did not answer with an "
+                                  "OpenAI model list.") from exc
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """Stream the reply. Cancel the task that iterates to stop it; the connection closes."""
+        import httpx2
+
+        b = self.backend
+        async with self._client() as client:
+            for extras in (True, False):
+                body = json.dumps(b.payload(request, extras)).encode("utf-8")
+                headers = {**b._headers(True), "Content-Type": "application/json"}
+                try:
+                    async with client.stream("POST", self._url("/chat/completions"),
+                                             content=body, headers=headers) as resp:
+                        if resp.status_code != 200:
+                            error = await resp.aread()
+                            # Strict servers (OpenAI itself) reject fields they do not know.
+                            if resp.status_code in (400, 422) and extras and any(
+                                    f.encode() in error for f in _OPTIONAL_FIELDS):
+                                continue
+                            raise b._http_error(resp.status_code, error, "chat")
+                        async for chunk in self._events(resp):
+                            yield chunk
+                        return
+                except httpx2.HTTPError as exc:
+                    raise self._transport_error(exc) from exc
+
+    async def _events(self, resp: Any) -> AsyncIterator[ChatChunk]:
+        import httpx2
+
+        parser = _EventParser(self.backend)
+        lines = resp.aiter_lines()
+        while True:
+            try:
+                line = await lines.__anext__()
+            except StopAsyncIteration:
+                line = None
+            except httpx2.TimeoutException as exc:
+                yield parser.failed(self.backend._timeout_error(exc))
                 return
-            if not isinstance(event, dict):
+            except httpx2.HTTPError as exc:
+                yield parser.failed(UserFacingError(
+                    f"The connection to {self.backend.base_url} broke: {exc}"))
+                return
+            for chunk in parser.feed(line):
+                yield chunk
+            if parser.ended:
+                return
+
+
+class _EventParser:
+    """Server-sent events of an OpenAI chat stream → :class:`ChatChunk` s. Before the first
+    token a failure raises :class:`UserFacingError`; after it, it becomes the final chunk."""
+
+    def __init__(self, backend: RemoteChatBackend) -> None:
+        self.backend = backend
+        self.pieces = 0  # content pieces seen (the token count when the server sends no usage)
+        self.usage: dict[str, Any] = {}
+        self.finish: str | None = None
+        self.started = False
+        self.ended = False
+        self._data: list[str] = []
+
+    def final(self, reason: str, error: str = "") -> ChatChunk:
+        self.ended = True
+        completion = int(self.usage.get("completion_tokens") or self.pieces)
+        return ChatChunk(text="", completion_tokens=completion,
+                         prompt_tokens=int(self.usage.get("prompt_tokens") or 0),
+                         finish_reason=reason, error=error)
+
+    def failed(self, error: UserFacingError) -> ChatChunk:
+        if not self.started:
+            raise error
+        return self.final("error", str(error))
+
+    def feed(self, line: str | None) -> list[ChatChunk]:
+        """One line of the stream (None at its end)."""
+        if line is None:
+            if self.finish is not None:
+                return [self.final(self.finish)]
+            return [self.failed(UserFacingError(
+                f"The server at {self.backend.base_url} closed the connection before the reply "
+                "was complete."))]
+        line = line.rstrip("\r\n")
+        if line.startswith("data:"):
+            self._data.append(line[5:].lstrip(" "))
+            return []
+        if line or not self._data:  # comments (": ping"), event:/id: fields, stray blanks
+            return []
+        data, self._data = "\n".join(self._data), []
+        if data.strip() == "[DONE]":
+            return [self.final(self.finish or "stop")]
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return [self.final("error", f"The server at {self.backend.base_url} sent something "
+                                        f"that is not JSON: {data[:100]!r}")]
+        if not isinstance(event, dict):
+            return []
+        if "error" in event:
+            return [self.failed(UserFacingError(
+                f"The server at {self.backend.base_url} reported an error: "
+                + _error_text(json.dumps(event).encode())))]
+        if isinstance(event.get("usage"), dict):
+            self.usage = event["usage"]
+        out = []
+        for choice in event.get("choices") or []:
+            if choice.get("index", 0) != 0:
                 continue
-            if "error" in event:
-                message = f"The server at {self.base_url} reported an error: " + _error_text(
-                    json.dumps(event).encode())
-                if not started:
-                    raise UserFacingError(message)
-                yield final("error", message)
-                return
-            if isinstance(event.get("usage"), dict):
-                usage = event["usage"]
-            for choice in event.get("choices") or []:
-                if choice.get("index", 0) != 0:
-                    continue
-                text = (choice.get("delta") or {}).get("content") or ""
-                if text:
-                    started = True
-                    pieces += 1
-                    yield ChatChunk(text=text, completion_tokens=pieces)
-                if choice.get("finish_reason"):
-                    finish = _finish_reason(choice["finish_reason"])
+            text = (choice.get("delta") or {}).get("content") or ""
+            if text:
+                self.started = True
+                self.pieces += 1
+                out.append(ChatChunk(text=text, completion_tokens=self.pieces))
+            if choice.get("finish_reason"):
+                self.finish = _finish_reason(choice["finish_reason"])
+        return out
 
 
 def backend_for_spec(spec: str, paths: Any = None, timeout: float = DEFAULT_TIMEOUT
