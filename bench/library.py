@@ -210,7 +210,7 @@ def _diffusers_repo(repo: HubRepo, family: str, headers: dict[str, tuple[bytes, 
 
 def _chat_repo(repo: HubRepo, arch: Architectures, header: tuple[bytes, int]) -> None:
     config = arch.chat_config.to_dict()
-    config.update(architectures=["LlamaForCausalLM"], torch_dtype="bfloat16")
+    config.update(architectures=["LlamaForCausalLM"], dtype="bfloat16")
     repo.add_json("config.json", config)
     repo.add_json("generation_config.json", {"bos_token_id": 1, "eos_token_id": 2})
     repo.add_json("tokenizer_config.json", {"chat_template": "{{ messages }}",
@@ -371,7 +371,7 @@ def run_switch_bench(size: str, budget_gb: float, rounds: int, workdir: Path) ->
         def raw_generate() -> tuple[float, float]:
             """(from_pretrained, generate) seconds: what switching back costs in diffusers."""
             load, pipe = _timed(lambda: StableDiffusionPipeline.from_pretrained(
-                str(models["A"]), torch_dtype=torch.float32, safety_checker=None,
+                str(models["A"]), dtype=torch.float32, safety_checker=None,
                 requires_safety_checker=False, local_files_only=True))
             pipe.set_progress_bar_config(disable=True)
             gen, _ = _timed(lambda: pipe("a lighthouse at dusk", num_inference_steps=steps,

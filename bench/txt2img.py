@@ -137,7 +137,7 @@ def run_txt2img_bench(case: BenchSetup, rounds: int, workdir: Path) -> dict[str,
     dtype = torch.float16 if case.dtype_name == "fp16" else torch.float32
     settings = Settings(device=case.device, precision=case.dtype_name, preview_mode="fast")
     service = Txt2ImgService(lambda: settings, default_paths)
-    raw = StableDiffusionPipeline.from_pretrained(str(model), torch_dtype=dtype,
+    raw = StableDiffusionPipeline.from_pretrained(str(model), dtype=dtype,
                                                   safety_checker=None, local_files_only=True)
     raw.set_progress_bar_config(disable=True)
     raw = raw.to(case.device)

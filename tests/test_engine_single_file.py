@@ -153,3 +153,22 @@ def test_malicious_ckpt_model_is_refused_before_diffusers_sees_it(tmp_path, tiny
     with pytest.raises(UserFacingError, match="refused for safety"):
         _service().run(req, Sink(), CancelToken())
     assert not marker.exists()
+
+
+def test_loading_passes_dtype_not_the_deprecated_torch_dtype(tiny_sd15_dir, tiny_sd15_file,
+                                                             tiny_single_file_env):
+    """diffusers 0.36+ deprecates ``torch_dtype=`` (a FutureWarning on every load); both loaders
+    pass ``dtype=``, which diffusers and transformers take."""
+    import warnings
+
+    from studio.library.models import entry_for_path
+    from studio.pipelines.loading import _load_diffusers, _load_single_file
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folder = _load_diffusers(entry_for_path(tiny_sd15_dir, "file"), torch.float32)
+        single = _load_single_file(entry_for_path(tiny_sd15_file, "file"), torch.float32,
+                                   default_paths())
+    assert folder.unet.dtype == single.unet.dtype == torch.float32
+    assert not [w for w in caught if "torch_dtype" in str(w.message)], \
+        [str(w.message) for w in caught]

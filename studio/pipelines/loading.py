@@ -54,7 +54,7 @@ def _load_diffusers(entry: ModelEntry, dtype: Any):
     import torch
 
     cls = getattr(diffusers, pipeline_class_name(entry.family))
-    kwargs: dict[str, Any] = {"local_files_only": True, "torch_dtype": dtype}
+    kwargs: dict[str, Any] = {"local_files_only": True, "dtype": dtype}
     if entry.family != "sdxl":
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     if dtype == torch.float16 and _has_fp16_variant(entry.path):
@@ -79,7 +79,7 @@ def _load_single_file(entry: ModelEntry, dtype: Any, paths: Paths):
     cls = getattr(diffusers, pipeline_class_name(family))
     config = single_file_config_dir(family, paths)
     kwargs: dict[str, Any] = {"config": str(config), "local_files_only": True,
-                              "torch_dtype": dtype}
+                              "dtype": dtype}
     if family != "sdxl":
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     return cls.from_single_file(str(entry.path), **kwargs)

@@ -102,7 +102,7 @@ class TaesdPreviewer:
 
         self.folder = Path(folder)
         # safetensors only: a .bin next to it is never opened (find_taesd asks for safetensors).
-        self.model = AutoencoderTiny.from_pretrained(str(folder), torch_dtype=dtype,
+        self.model = AutoencoderTiny.from_pretrained(str(folder), dtype=dtype,
                                                      local_files_only=True,
                                                      use_safetensors=True).to(device)
         self.model.eval()
