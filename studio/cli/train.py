@@ -8,7 +8,7 @@ stdout with ``--json``. The run folder (``config.json``, ``metrics.jsonl``, a ch
 
 Exit status: 0 done; 1 the training diverged (the message says what to try; the run folder holds
 everything up to that step); 2 bad input (unknown lesson or setting, invalid value); 130 Ctrl+C
-(the run so far is saved).
+(the run so far is saved). ``--list`` and a misspelt lesson name answer without importing torch.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from typing import Any
 
 NAME = "train"
 HELP = "train a lesson (optimizers, classifier-2d, gan-2d, …) without a window"
+EXIT_STATUS = ("Exit status: 0 done; 1 the training diverged (the message says what to try; the "
+               "run folder keeps everything up to that step); 2 bad input (an unknown lesson or "
+               "setting, an invalid value); 130 Ctrl+C (the run so far is saved).")
 
 EXIT_DIVERGED = 1
 EXIT_CANCELLED = 130
@@ -29,16 +32,24 @@ LINES_PER_RUN = 20  # readable output: about this many progress lines per run
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("lesson", nargs="?", metavar="LESSON",
-                        help="the lesson to train (see --list)")
-    parser.add_argument("--list", action="store_true", help="list the lessons and exit")
-    parser.add_argument("--steps", type=int, default=500, help="training steps (default 500)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="the run folder (default: Studio's runs folder / a new run id)")
+                        help="the lesson to train: " + ", ".join(_lesson_keys()))
+    parser.add_argument("--list", action="store_true",
+                        help="list the lessons with their summaries and exit")
+    parser.add_argument("--steps", type=int, default=500, metavar="N", help="training steps")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="random seed")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="the run folder itself, created if needed (default: a new "
+                             "folder named by the run id in Studio's runs folder)")
     parser.add_argument("--set", dest="settings", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="a hyperparameter, e.g. --set lr=0.001 (repeatable)")
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
+
+
+def _lesson_keys() -> list[str]:
+    from studio.pipelines.train.registry import lesson_keys
+
+    return lesson_keys()
 
 
 def _parse_settings(items: list[str]) -> dict[str, str]:
@@ -54,16 +65,12 @@ def _parse_settings(items: list[str]) -> dict[str, str]:
 
 
 def _list_lessons(as_json: bool) -> int:
-    from studio.pipelines.train.registry import lesson_class, lesson_keys
+    # From the registry alone: listing the lessons imports no lesson module and no torch.
+    from studio.pipelines.train.registry import LESSONS
 
-    rows: list[dict[str, Any]] = []
-    for key in lesson_keys():
-        try:
-            info = lesson_class(key).info
-        except ImportError as exc:  # a lesson whose module cannot load is listed as unavailable
-            rows.append({"lesson": key, "title": "", "summary": f"(unavailable: {exc})"})
-            continue
-        rows.append({"lesson": key, "title": info.title, "summary": info.summary})
+    rows: list[dict[str, Any]] = [{"lesson": key, "title": lesson.title,
+                                   "summary": lesson.summary}
+                                  for key, lesson in LESSONS.items()]
     for row in rows:
         if as_json:
             print(json.dumps(row), flush=True)
@@ -89,12 +96,17 @@ def run(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise UsageError(f"--steps must be at least 1, not {args.steps}")
     settings = _parse_settings(args.settings)
+    from studio.pipelines.train.base import InvalidParameter, TrainingDiverged
+    from studio.pipelines.train.registry import lesson, lesson_class
+
+    try:  # a misspelt name is answered before torch is imported
+        lesson(args.lesson)
+    except InvalidParameter as exc:
+        raise UsageError(str(exc)) from None
 
     import torch
 
     from studio.config import default_paths, load_settings
-    from studio.pipelines.train.base import InvalidParameter, TrainingDiverged
-    from studio.pipelines.train.registry import lesson_class
     from studio.pipelines.train.runs import Run
 
     # The lessons' models are tiny: torch's thread pool only adds waiting (see session.py).

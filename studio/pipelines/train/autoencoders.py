@@ -28,6 +28,7 @@ from studio.pipelines.train.image_sets import (
     load_image_set,
     unavailable_datasets,
 )
+from studio.pipelines.train.registry import lesson_text
 
 FACES_TRY = (
     "Set Data set to *faces* (100 small photos; needs scikit-image): faces have no classes, "
@@ -64,10 +65,7 @@ class AutoencoderTrainer(Trainer):
     """A plain autoencoder: pixels → hidden → hidden/2 → latent → hidden/2 → hidden → pixels."""
 
     info = LessonInfo(
-        key="autoencoder",
-        title="Autoencoder",
-        summary="Squeeze small images (digits, or faces) through a 2-number code and rebuild "
-                "them.",
+        **lesson_text("autoencoder"),
         explanation=(
             "**What you see.** Top: test digits and their reconstructions. The scatter is the "
             "2-D code (latent) of every test digit, coloured by its class; the grid decodes "
@@ -272,9 +270,7 @@ class DenoisingAutoencoderTrainer(AutoencoderTrainer):
     """The same autoencoder, fed noisy digits and asked for the clean ones."""
 
     info = LessonInfo(
-        key="denoising-autoencoder",
-        title="Denoising autoencoder",
-        summary="Rebuild clean digits (or faces) from noisy ones.",
+        **lesson_text("denoising-autoencoder"),
         explanation=(
             "**What you see.** Each test digit three times: clean, with noise added (what the "
             "network gets) and the network's reconstruction. The scatter and grid show its 2-D "
@@ -298,10 +294,7 @@ class VAETrainer(AutoencoderTrainer):
     """A variational autoencoder: the encoder gives a Gaussian per image; the loss is −ELBO."""
 
     info = LessonInfo(
-        key="vae",
-        title="Variational autoencoder (VAE)",
-        summary="Learn a smooth latent space you can sample from; watch β trade sharpness for "
-                "order.",
+        **lesson_text("vae"),
         explanation=(
             "**What you see.** Reconstructions, the 2-D latent means of the test digits, and a "
             "grid decoded at the quantiles of N(0, 1) — what sampling the prior gives. The bars "

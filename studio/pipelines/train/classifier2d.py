@@ -31,6 +31,7 @@ from studio.pipelines.train.datasets2d import (
     classification_2d,
     train_test_split,
 )
+from studio.pipelines.train.registry import lesson_text
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU,
                "leaky-relu": nn.LeakyReLU}
@@ -71,9 +72,7 @@ class Classifier2D(Trainer):
     """A multilayer perceptron learning a two-class 2D data set, boundary drawn live."""
 
     info = LessonInfo(
-        key="classifier-2d",
-        title="A neural net on 2D data",
-        summary="Watch a small network bend its decision boundary around moons, spirals, XOR…",
+        **lesson_text("classifier-2d"),
         explanation=EXPLANATION,
         main_loss="training-set cross-entropy",
         series=("loss", "test_loss"),

@@ -35,6 +35,7 @@ from studio.pipelines.train.base import LessonInfo, ParamSpec, Trainer, check_lo
 from studio.pipelines.train.datasets2d import DATASETS_2D, sample_2d
 from studio.pipelines.train.frame_codec import frozen
 from studio.pipelines.train.gan2d import DrawnPointsConfig
+from studio.pipelines.train.registry import lesson_text
 
 POOL = 8192
 SHOWN = 600  # points in the data / forward / reverse pictures
@@ -103,9 +104,7 @@ class DDPM2D(DrawnPointsConfig, Trainer):
     """DDPM on 2D points: watch noise become data."""
 
     info = LessonInfo(
-        key="ddpm-2d",
-        title="Diffusion (DDPM) on 2D data",
-        summary="Learn to undo noise one small step at a time.",
+        **lesson_text("ddpm-2d"),
         explanation=(
             "**What you see.** The data; the scrubber moves through the noise levels: the "
             "forward process (data dissolving into a Gaussian blob) and the model's reverse "

@@ -22,6 +22,7 @@ from torch import nn
 from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, Trainer, check_loss
 from studio.pipelines.train.datasets2d import DATASETS_2D, EXTENT, MIN_DRAWN_POINTS, sample_2d
+from studio.pipelines.train.registry import lesson_text
 
 POOL = 8192  # data points drawn once per run; batches are sampled from them
 SHOWN = 1000  # real and generated points in a snapshot
@@ -104,9 +105,7 @@ class GAN2D(DrawnPointsConfig, Trainer):
     """A non-saturating GAN: D minimises BCE on real vs fake, G maximises log D(G(z))."""
 
     info = LessonInfo(
-        key="gan-2d",
-        title="GAN on 2D data",
-        summary="A generator and a discriminator play cat and mouse on a 2D point cloud.",
+        **lesson_text("gan-2d"),
         explanation=(
             "**What you see.** Real points and generated points (the same z every frame). "
             "Underneath, the discriminator's belief that a spot is real (bright = real). The "
@@ -318,10 +317,7 @@ class WGANGP2D(GAN2D):
     """A Wasserstein GAN with gradient penalty: the critic scores, it does not classify."""
 
     info = LessonInfo(
-        key="wgan-gp-2d",
-        title="WGAN-GP on 2D data",
-        summary="A critic measures the distance between the distributions; the generator "
-                "shrinks it.",
+        **lesson_text("wgan-gp-2d"),
         explanation=(
             "**What you see.** Real and generated points over the critic's score (bright = "
             "scored as real); arrows show where the generator is pushed. The loss plot shows "

@@ -24,6 +24,7 @@ from studio.pipelines.train.base import (
     Trainer,
     TrainingDiverged,
 )
+from studio.pipelines.train.registry import lesson_text
 
 #: key -> display name, in legend order.
 OPTIMIZERS: dict[str, str] = {
@@ -134,9 +135,7 @@ class OptimizerRace(Trainer):
     """SGD, Momentum, Nesterov, RMSProp, Adam and AdamW on one 2D surface, side by side."""
 
     info = LessonInfo(
-        key="optimizers",
-        title="Optimizers race",
-        summary="SGD, Momentum, Nesterov, RMSProp, Adam and AdamW race down a loss surface.",
+        **lesson_text("optimizers"),
         explanation=EXPLANATION,
         main_loss="mean gap f - f* over the six optimizers",
         series=tuple(OPTIMIZERS),

@@ -1,34 +1,85 @@
-"""Every lesson, by its `studio train` name. Modules are imported only when a lesson is used."""
+"""Every lesson, by its `studio train` name, with its title and one-line summary.
+
+Importing this module imports no torch: ``studio train --list``, a misspelt lesson name and the
+lesson list read :data:`LESSONS`; a lesson's module (and torch) is imported only by
+:func:`lesson_class`, when the lesson is used. Each lesson's :class:`LessonInfo` takes its title
+and summary from here, so the two never disagree.
+"""
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 from studio.pipelines.train.base import InvalidParameter, Trainer
 
-#: lesson key -> "module:Class", in the order the window lists them.
-LESSON_PATHS: dict[str, str] = {
-    "optimizers": "studio.pipelines.train.optimizers:OptimizerRace",
-    "classifier-2d": "studio.pipelines.train.classifier2d:Classifier2D",
-    "autoencoder": "studio.pipelines.train.autoencoders:AutoencoderTrainer",
-    "denoising-autoencoder": "studio.pipelines.train.autoencoders:DenoisingAutoencoderTrainer",
-    "vae": "studio.pipelines.train.autoencoders:VAETrainer",
-    "gan-2d": "studio.pipelines.train.gan2d:GAN2D",
-    "wgan-gp-2d": "studio.pipelines.train.gan2d:WGANGP2D",
-    "ddpm-2d": "studio.pipelines.train.ddpm2d:DDPM2D",
-}
+
+@dataclass(frozen=True)
+class Lesson:
+    """A lesson as the list shows it, and where its trainer class lives ("module:Class")."""
+
+    key: str
+    title: str
+    summary: str
+    path: str
+
+
+def _lessons(*rows: tuple[str, str, str, str]) -> dict[str, Lesson]:
+    return {row[0]: Lesson(*row) for row in rows}
+
+
+#: lesson key -> Lesson, in the order the window lists them.
+LESSONS: dict[str, Lesson] = _lessons(
+    ("optimizers", "Optimizers race",
+     "SGD, Momentum, Nesterov, RMSProp, Adam and AdamW race down a loss surface.",
+     "studio.pipelines.train.optimizers:OptimizerRace"),
+    ("classifier-2d", "A neural net on 2D data",
+     "Watch a small network bend its decision boundary around moons, spirals, XOR…",
+     "studio.pipelines.train.classifier2d:Classifier2D"),
+    ("autoencoder", "Autoencoder",
+     "Squeeze small images (digits, or faces) through a 2-number code and rebuild them.",
+     "studio.pipelines.train.autoencoders:AutoencoderTrainer"),
+    ("denoising-autoencoder", "Denoising autoencoder",
+     "Rebuild clean digits (or faces) from noisy ones.",
+     "studio.pipelines.train.autoencoders:DenoisingAutoencoderTrainer"),
+    ("vae", "Variational autoencoder (VAE)",
+     "Learn a smooth latent space you can sample from; watch β trade sharpness for order.",
+     "studio.pipelines.train.autoencoders:VAETrainer"),
+    ("gan-2d", "GAN on 2D data",
+     "A generator and a discriminator play cat and mouse on a 2D point cloud.",
+     "studio.pipelines.train.gan2d:GAN2D"),
+    ("wgan-gp-2d", "WGAN-GP on 2D data",
+     "A critic measures the distance between the distributions; the generator shrinks it.",
+     "studio.pipelines.train.gan2d:WGANGP2D"),
+    ("ddpm-2d", "Diffusion (DDPM) on 2D data",
+     "Learn to undo noise one small step at a time.",
+     "studio.pipelines.train.ddpm2d:DDPM2D"),
+)
+#: lesson key -> "module:Class".
+LESSON_PATHS: dict[str, str] = {key: lesson.path for key, lesson in LESSONS.items()}
+
+
+def lesson(key: str) -> Lesson:
+    """The lesson called ``key`` (no import); an unknown name lists the known ones."""
+    try:
+        return LESSONS[key]
+    except KeyError:
+        raise InvalidParameter(
+            f"Unknown lesson {key!r}; choose one of: {', '.join(LESSONS)}.") from None
+
+
+def lesson_text(key: str) -> dict[str, str]:
+    """``title`` and ``summary`` of a lesson, for its :class:`LessonInfo`."""
+    entry = LESSONS[key]
+    return {"key": key, "title": entry.title, "summary": entry.summary}
 
 
 def lesson_class(key: str) -> type[Trainer]:
-    """The trainer class of a lesson; an unknown name lists the known ones."""
-    try:
-        path = LESSON_PATHS[key]
-    except KeyError:
-        raise InvalidParameter(
-            f"Unknown lesson {key!r}; choose one of: {', '.join(LESSON_PATHS)}.") from None
-    module, _, name = path.partition(":")
+    """The trainer class of a lesson (imports its module, and torch); an unknown name lists the
+    known ones."""
+    module, _, name = lesson(key).path.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
 def lesson_keys() -> list[str]:
-    return list(LESSON_PATHS)
+    return list(LESSONS)
