@@ -22,7 +22,11 @@ from studio.pipelines.handlers import LazyServiceHandler, chat_handler, unload_h
 from studio.pipelines.transform_handlers import Img2ImgHandler, transform_handler
 from studio.ui.context import AppContext
 from studio.ui.main_window import MainWindow
-from studio.ui.startup_failure import reported_platform_failure
+from studio.ui.startup_failure import (
+    NO_DISPLAY_EXIT,
+    display_problem,
+    reported_platform_failure,
+)
 from studio.ui.theme import apply_theme
 from studio.ui.welcome import is_first_start, show_welcome
 from studio.ui.workspaces import Workspace
@@ -99,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the app until its window closes; returns the exit code."""
     ensure_std_streams()
     argv = list(sys.argv if argv is None else argv)
+    problem = display_problem()
+    if problem:  # no X or Wayland at all: say so, instead of Qt's advice about xcb libraries
+        print(problem, file=sys.stderr, flush=True)
+        return NO_DISPLAY_EXIT
     with reported_platform_failure():  # no window possible: a dialog without Qt says why
         app = QApplication.instance() or QApplication(argv)
     app.setApplicationName("Studio")
