@@ -44,8 +44,10 @@ KINDS = ("image", "transform", "chat", "preview", "lora", "unknown")
 KIND_TITLES = {"image": "Image generation", "transform": "Image transform (CycleGAN)",
                "chat": "Chat", "preview": "Preview decoder (TAESD)", "lora": "LoRA",
                "unknown": "Unknown"}
+#: Where a model was found. "file" is a file *or folder* added where it is (Add model…,
+#: ``studio models import`` without --copy), so its title says that, not "single file".
 SOURCE_TITLES = {"studio": "Studio folder", "hf-cache": "Hugging Face cache",
-                 "extra": "Extra folder", "file": "Single file"}
+                 "extra": "Extra folder", "file": "Added in place"}
 #: Where A1111 and ComfyUI keep models, relative to their install folder.
 KNOWN_SUBDIRS = tuple(Path("models") / d for d in (
     "Stable-diffusion", "Lora", "checkpoints", "loras", "vae_approx"))
@@ -311,26 +313,39 @@ def describe_path(path: Path, source: str, paths: Paths) -> LibraryEntry:
     return _other_entry(path, source, paths)
 
 
+def matching_entries(name: str, entries: list[LibraryEntry]) -> list[LibraryEntry]:
+    """The entries a user's ``name`` means: the one at that path, else those with that name,
+    repo id or spec (exact first, then ignoring case). Several hits mean the name is ambiguous."""
+    name = str(name).strip()
+    path = Path(name).expanduser()
+    if name and path.exists():
+        hits = [e for e in entries if e.path.resolve() == path.resolve()
+                or any(f.resolve() == path.resolve() for f in e.files)]
+        if hits:
+            return hits[:1]
+    for match in (lambda e: name in (e.name, e.repo_id, e.spec),
+                  lambda e: name.lower() in (e.name.lower(), e.repo_id.lower())):
+        hits = [e for e in entries if match(e)]
+        if hits:
+            return hits
+    return []
+
+
+def ambiguous_message(name: str, hits: list[LibraryEntry]) -> str:
+    where = "; ".join(f"{e.kind_title}: {e.path}" for e in hits)
+    return f"{name!r} names {len(hits)} models ({where}); name one by its path."
+
+
 def find_entry(name: str, entries: list[LibraryEntry]) -> LibraryEntry:
     """The entry a user names: its name, repo id or path (exact first, then case-insensitive)."""
     name = str(name).strip()
     if not name:
         raise UserFacingError("No model named.")
-    path = Path(name).expanduser()
-    if path.exists():
-        hits = [e for e in entries if e.path.resolve() == path.resolve()
-                or any(f.resolve() == path.resolve() for f in e.files)]
-        if hits:
-            return hits[0]
-    for match in (lambda e: name in (e.name, e.repo_id, e.spec),
-                  lambda e: name.lower() in (e.name.lower(), e.repo_id.lower())):
-        hits = [e for e in entries if match(e)]
-        if len(hits) == 1:
-            return hits[0]
-        if len(hits) > 1:
-            where = "; ".join(f"{e.kind_title}: {e.path}" for e in hits)
-            raise UserFacingError(f"{name!r} names {len(hits)} models ({where}); name one by its "
-                                  "path.")
+    hits = matching_entries(name, entries)
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise UserFacingError(ambiguous_message(name, hits))
     raise UserFacingError(f"No model called {name!r} in the library. 'studio models list' shows "
                           "what there is.")
 
@@ -339,22 +354,69 @@ WANTED_TITLES = {"image": "Generate needs a Stable Diffusion model (a diffusers 
                           ".safetensors checkpoint)",
                  "chat": "Chat needs a language model folder (config.json, weights, tokenizer)",
                  "transform": "Transform needs a CycleGAN generator (.pth or .safetensors)"}
+#: What a command line ``--model`` of each kind takes (for "X is a … model" messages).
+CLI_WANTED = {"image": "Stable Diffusion models (a diffusers folder, a .safetensors checkpoint "
+                       "or a repo id in the Hugging Face cache)",
+              "chat": "language models (a folder with config.json, weights and a tokenizer, or "
+                      "a repo id in the Hugging Face cache)",
+              "transform": "CycleGAN generators (a .pth or .safetensors file, or a folder "
+                           "holding a G_A/G_B pair)"}
 
 
-def wrong_kind_message(path: Path, wanted: str, paths: Paths) -> str:
+def _cli_use(entry: LibraryEntry, spec: str) -> str:
+    """Which command takes ``entry``, as a sentence with the exact command."""
+    quoted = f'"{spec}"' if " " in spec else spec
+    return {"image": f"Diffusion image-to-image is 'studio img2img --model {quoted}'; text to "
+                     f"image is 'studio generate --model {quoted}'.",
+            "chat": f"Chat with it: 'studio chat --model {quoted}'.",
+            "transform": f"Translate images with it: 'studio transform --model {quoted}'.",
+            "lora": f"Apply it to a Stable Diffusion model with '--lora {quoted}' in 'studio "
+                    "generate' or 'studio img2img'.",
+            "preview": "Studio uses it for live previews in the window (Settings → Live preview)."
+            }.get(entry.kind, "")
+
+
+def wrong_kind_text(entry: LibraryEntry, wanted: str | tuple[str, ...], command: str = "",
+                    spec: str = "") -> str:
+    """"X is a <kind> model …": what ``entry`` is and where it is used, and what was wanted.
+
+    Without ``command`` the sentence is for the window (workspace names); with it, for that
+    command line (``studio transform``): what the command takes and the command that takes X.
+    """
+    title = entry.kind_title
+    article = "an" if title[:1].lower() in "aeiou" else "a"
+    wanted = (wanted,) if isinstance(wanted, str) else tuple(wanted)
+    if command:
+        takes = " and ".join(CLI_WANTED[k] for k in wanted if k in CLI_WANTED)
+        return (f"{spec or entry.name} is {article} {title} model, and {command} takes "
+                f"{takes}. {_cli_use(entry, spec or entry.spec)}").strip()
+    where = (" — use it in " + " or ".join(entry.workspaces)) if entry.workspaces else ""
+    if entry.kind == "lora":
+        where = " — add it to a model in Generate's LoRA section or with a <lora:…> tag"
+    return (f"{spec or entry.name} is {article} {title} model{where}. "
+            f"{WANTED_TITLES.get(wanted[0], '')}.")
+
+
+def wrong_kind_message(path: Path, wanted: str | tuple[str, ...], paths: Paths,
+                       command: str = "") -> str:
     """A sentence saying that ``path`` is a model of another kind and where it is used, or ''
-    when it is not a model Studio recognises (the caller then says what is missing)."""
+    when it is not a model Studio recognises (the caller then says what is missing).
+    ``command`` words it for that command line (see :func:`wrong_kind_text`)."""
     try:
         entry = describe_path(Path(path), "file", paths)
     except (OSError, UserFacingError):
         return ""
-    if entry.kind in ("unknown", wanted):
+    wanted = (wanted,) if isinstance(wanted, str) else tuple(wanted)
+    if entry.kind == "unknown" or entry.kind in wanted:
         return ""
-    where = (" — use it in " + " or ".join(entry.workspaces)) if entry.workspaces else ""
-    if entry.kind == "lora":
-        where = " — add it to a model in Generate's LoRA section or with a <lora:…> tag"
-    title = entry.kind_title
-    article = "an" if title[:1].lower() in "aeiou" else "a"
-    return (f"{Path(path).name} is {article} {title} model{where}. "
-            f"{WANTED_TITLES.get(wanted, '')}.")
+    return wrong_kind_text(entry, wanted, command, Path(path).name if not command
+                           else str(path))
 
+
+def kind_entries(kinds: tuple[str, ...], settings: Settings, paths: Paths) -> list[LibraryEntry]:
+    """The library's entries of ``kinds`` (image, chat, transform) — the names
+    ``studio models list`` prints — from the pickers' scanners only (cheaper than
+    :func:`list_models`, which also walks every folder for LoRAs and unknowns)."""
+    builders = {"image": _image_entries, "chat": _chat_entries, "transform": _cyclegan_entries}
+    with one_hf_cache_scan():
+        return [e for k in kinds if k in builders for e in builders[k](settings, paths)]

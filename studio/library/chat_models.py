@@ -227,6 +227,7 @@ def resolve_chat_model(spec: str, settings: Settings, paths: Paths) -> ChatModel
                     raise UserFacingError(f"{spec} is in your Hugging Face cache but is not a "
                                           "complete chat model (config.json and weights).")
                 return entry
-        raise UserFacingError(f"{spec} is not in your Hugging Face cache; download it first "
-                              f"with 'hf download {spec}' (studio works offline).")
+        from studio.library.models import not_cached_message
+
+        raise UserFacingError(not_cached_message(spec))
     raise UserFacingError(f"{spec} does not exist.")

@@ -281,6 +281,13 @@ def find_txt2img_models(settings: Settings, paths: Paths) -> list[ModelEntry]:
     return list(unique.values())
 
 
+def not_cached_message(repo_id: str) -> str:
+    """What to do about a repo id that is not in the Hugging Face cache: the exact commands."""
+    return (f"{repo_id} is not in your Hugging Face cache; download it first with "
+            f"'studio models download {repo_id}' or 'hf download {repo_id}' (studio works "
+            "offline).")
+
+
 def resolve_model(spec: str, settings: Settings, paths: Paths) -> ModelEntry:
     """The model a request names: a folder, a single file, or a repo id in the HF cache."""
     spec = str(spec).strip()
@@ -323,6 +330,5 @@ def resolve_model(spec: str, settings: Settings, paths: Paths) -> ModelEntry:
                     raise UserFacingError(f"{spec} is in your Hugging Face cache but is not a "
                                           "complete text-to-image Stable Diffusion pipeline.")
                 return entry
-        raise UserFacingError(f"{spec} is not in your Hugging Face cache; download it first "
-                              "(studio works offline).")
+        raise UserFacingError(not_cached_message(spec))
     raise UserFacingError(f"{spec} does not exist.")

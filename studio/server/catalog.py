@@ -62,10 +62,10 @@ def _id_for(spec: str) -> str:
 
 
 def classify(spec: str, settings: Settings, paths: Paths) -> ServedModel:
-    """A :class:`ServedModel` for a ``--model`` argument; raises UserFacingError if neither a
-    chat model nor a text-to-image model."""
-    from studio.library.chat_models import resolve_chat_model
-    from studio.library.models import resolve_model
+    """A :class:`ServedModel` for a ``--model`` argument (a library name, a path, a cached repo
+    id or openai:URL#MODEL); raises UserFacingError if neither a chat model nor a text-to-image
+    model."""
+    from studio.library.resolve import resolve_named
     from studio.pipelines.chat.remote import is_remote_spec, parse_model_spec
 
     if is_remote_spec(spec):  # serve as a proxy: requests go on to that server
@@ -73,19 +73,9 @@ def classify(spec: str, settings: Settings, paths: Paths) -> ServedModel:
             return ServedModel(parse_model_spec(spec)[1], CHAT, spec.strip())
         except ValueError as exc:
             raise UserFacingError(str(exc)) from exc
-    reasons = []
-    for kind, resolve in ((IMAGE, resolve_model), (CHAT, resolve_chat_model)):
-        try:
-            entry = resolve(spec, settings, paths)
-        except UserFacingError as exc:
-            reasons.append(str(exc))
-            continue
-        local = Path(spec).expanduser()
-        full = str(local.resolve()) if local.exists() else spec
-        return ServedModel(_id_for(spec), kind, full if kind == IMAGE else
-                           getattr(entry, "spec", full))
-    raise UserFacingError(f"{spec} is neither a text-to-image nor a chat model ("
-                          + " / ".join(dict.fromkeys(reasons)) + ")")
+    resolved = resolve_named(spec, ("image", "chat"), settings, paths, command="studio serve")
+    return ServedModel(_id_for(spec.strip()), IMAGE if resolved.kind == "image" else CHAT,
+                       resolved.spec)
 
 
 def build_catalog(specs: list[str], settings: Settings, paths: Paths) -> Catalog:
