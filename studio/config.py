@@ -39,6 +39,9 @@ class Paths:
     models_dir: Path
     outputs_dir: Path
     runs_dir: Path
+    #: Images go into a YYYY-MM-DD folder under outputs_dir; False (``--out DIR`` on the command
+    #: line) writes them into outputs_dir itself.
+    dated_outputs: bool = True
 
     @property
     def settings_file(self) -> Path:

@@ -33,10 +33,10 @@ def test_generate_json_two_images_seeds_and_metadata(tiny_sd15_dir, tmp_path):
     rows = [json.loads(line) for line in lines]
     assert [r["seed"] for r in rows] == [7, 8]
     assert [r["index"] for r in rows] == [0, 1]
-    day = out_dir.resolve() / dt.date.today().isoformat()
     for row in rows:
         path = Path(row["path"])
-        assert path.parent == day and path.name.endswith(f"-{row['seed']}.png")
+        # --out DIR writes into DIR itself: no date sub-folder
+        assert path.parent == out_dir.resolve() and path.name.endswith(f"-{row['seed']}.png")
         assert (row["width"], row["height"]) == (64, 64)
         assert row["model"] == str(Path(tiny_sd15_dir).resolve())
         meta = read_image_metadata(path)

@@ -43,7 +43,7 @@ def test_list_info_import_remove_round_trip(tmp_path, studio_home):
     assert info["model_hash"] == info["sha256"][:10]
 
     refused = studio("remove", "ink", env_extra=env, input_text="")
-    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert refused.returncode == 2 and "--yes" in refused.stderr  # a usage error
     assert "frees" in refused.stdout
     removed = studio("remove", "ink", "--yes", env_extra=env)
     assert removed.returncode == 0 and "Removed" in removed.stdout
@@ -57,11 +57,11 @@ def test_list_info_import_remove_round_trip(tmp_path, studio_home):
 
 def test_errors_are_one_line(tmp_path):
     missing = studio("info", "nothing-here", env_extra={"HF_HUB_CACHE": str(tmp_path / "c")})
-    assert missing.returncode == 1
+    assert missing.returncode == 2  # a name no model has is bad input
     assert missing.stderr.strip().startswith("studio: error: No model called")
     offline = studio("download", "stabilityai/sd-turbo", "--full",
                      env_extra={"HF_HUB_OFFLINE": "1"})
-    assert offline.returncode == 1 and "offline" in offline.stderr
+    assert offline.returncode == 1 and "offline" in offline.stderr  # the download failed
 
 
 def test_download_from_stand_in_hub(tmp_path, tiny_llama_dir):
@@ -77,4 +77,8 @@ def test_download_from_stand_in_hub(tmp_path, tiny_llama_dir):
         hub.close()
     assert done.returncode == 0, done.stderr
     assert "files," in done.stdout and "Downloaded to" in done.stdout
-    assert "ETA" in done.stderr and "/s" in done.stderr
+    # Into a pipe: one plain line per finished file, never a bar redrawn with \r.
+    assert "\r" not in done.stderr and "ETA" not in done.stderr
+    finished = [line for line in done.stderr.splitlines() if line.strip().startswith("[")]
+    assert finished and all("/s" in line for line in finished)
+    assert finished[-1].strip().startswith(f"[{len(finished)}/{len(finished)}]")

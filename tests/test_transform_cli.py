@@ -50,7 +50,7 @@ def test_transform_folder_json(zoo, pictures, tmp_path):
     assert all(x["direction"] == "BtoA" and x["model"] == "mystyle" for x in lines)
     for x in lines:
         path = Path(x["path"])
-        assert path.is_file() and out in path.parents
+        assert path.is_file() and path.parent == out  # --out DIR: into DIR itself
         assert "Direction: BtoA" in Image.open(path).text["parameters"]
 
 

@@ -1,8 +1,15 @@
 """The ``studio`` command line: one module per sub-command, registered in :data:`COMMANDS`.
 
 A sub-command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``
-and is listed in :data:`COMMANDS`. Modules are imported when the parser is built, so they must
-import nothing heavy at module level (``studio --version`` must not pay for torch).
+and is listed in :data:`COMMANDS`; an optional ``EXIT_STATUS`` says what its exit statuses mean
+(default :data:`EXIT_RULE`) and ends its ``--help``. Modules are imported when the parser is
+built, so they must import nothing heavy at module level (``studio --version`` must not pay for
+torch).
+
+Exit status, the same rule for every command: 0 done; 1 the work failed (a job, a download, a
+copy: the message says why); 2 bad input (a usage error, an invalid value, a model or file that
+does not exist or is of the wrong kind); 130 interrupted with Ctrl+C. :class:`UsageError` is how a
+command says "bad input"; an uncaught :class:`studio.jobs.UserFacingError` is a failure (1).
 """
 
 from __future__ import annotations
@@ -32,6 +39,18 @@ COMMANDS: list[str] = [
 DEFAULT_COMMAND = "gui"
 
 
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+#: The exit-status rule every command follows (the end of ``studio --help``).
+EXIT_RULE = ("Exit status (every command): 0 done; 1 the work failed (a job, a download, a copy; "
+             "the message says why); 2 bad input: a usage error, an invalid value, or a model "
+             "or file that does not exist or is of the wrong kind; 130 interrupted with Ctrl+C. "
+             "Errors are one line on stderr: 'studio: error: …'.")
+
+
 class UsageError(Exception):
     """Bad input from the user: printed as ``studio: error: <message>``, exit status 2."""
 
@@ -43,8 +62,42 @@ def fail(message: str, code: int = 1) -> int:
     return code
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that shows every option's default — "(default: 20)" — unless the help already says
+    it or there is none worth showing (a flag, an empty value); descriptions and epilogs keep
+    their paragraphs (blank lines) and lines starting with spaces (examples)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        out = []
+        for block in text.split("\n\n"):
+            lines = block.splitlines()
+            if any(line.startswith("  ") for line in lines):
+                out.append("\n".join(indent + line for line in lines))
+            else:
+                out.append(textwrap.fill(" ".join(block.split()), width,
+                                         initial_indent=indent, subsequent_indent=indent))
+        return "\n\n".join(out)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False
+                or default in ("", [], argparse.SUPPRESS)
+                or action.nargs == 0  # a flag (--json, --full): its "default" means nothing
+                or not action.option_strings and action.nargs in ("?", "*")):
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
-    """Every usage error, a sub-command's included, ends in the same ``studio: error:`` line."""
+    """Every usage error, a sub-command's included, ends in the same ``studio: error:`` line;
+    every parser, a sub-command's included, shows defaults in its help."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
         self.print_usage(sys.stderr)
@@ -59,12 +112,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     parser = _Parser(
         prog="studio",
         description="A desktop studio for generative AI that runs on your own machine. "
-                    "Without a command, opens the window.")
+                    "Without a command, opens the window. 'studio COMMAND --help' shows a "
+                    "command's options.",
+        epilog=EXIT_RULE)
     parser.add_argument("--version", action="version", version=f"studio {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands: dict[str, ModuleType] = {}
     for module in _modules():
-        sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        sub = subparsers.add_parser(module.NAME, help=module.HELP,
+                                    description=getattr(module, "DESCRIPTION", module.HELP),
+                                    epilog=getattr(module, "EXIT_STATUS", EXIT_RULE))
         module.add_arguments(sub)
         commands[module.NAME] = module
     return parser, commands
@@ -76,7 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if not args.command:
         args = parser.parse_args([DEFAULT_COMMAND])
+    from studio.jobs import UserFacingError
+
     try:
         return int(commands[args.command].run(args) or 0)
     except UsageError as exc:
-        return fail(str(exc), 2)
+        return fail(str(exc), EXIT_USAGE)
+    except UserFacingError as exc:  # a command's work failed with a message for a person
+        return fail(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        print("studio: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED

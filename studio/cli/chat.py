@@ -4,6 +4,9 @@ With ``--prompt`` the reply is printed on stdout as it arrives — only the repl
 command exits. Without it, an interactive conversation: type a line, read the reply; ``/reset``
 starts over, ``/exit`` or Ctrl+D leaves, Ctrl+C stops the reply being written. Warnings, dropped
 turns and errors go to stderr. The reply runs on the same job runner and service as the GUI.
+``--model`` takes a name as ``studio models list`` prints it, like every command. Exit status:
+2 bad input, 1 a reply that failed, 130 Ctrl+C during a ``--prompt`` reply (see
+:data:`EXIT_STATUS`).
 """
 
 from __future__ import annotations
@@ -14,31 +17,46 @@ import threading
 from typing import Any
 
 from studio.cli import UsageError, fail
-from studio.cli.common import EXIT_CANCELLED, add_device_argument, load_cli_settings
+from studio.cli.common import (
+    EXIT_CANCELLED,
+    add_device_argument,
+    add_model_argument,
+    add_verbose_argument,
+    hide_hub_bars,
+    load_cli_settings,
+    resolve_cli_model,
+)
 
 NAME = "chat"
-HELP = "chat with a language model (local folder, HF cache repo id, or openai:URL#MODEL)"
+HELP = "chat with a language model (library name, folder, HF cache repo id, or openai:URL#MODEL)"
+EXIT_STATUS = ("Exit status: 0 done (the reply was written, or the conversation ended with "
+               "/exit or Ctrl+D); 1 the reply failed (a model that does not load, a server "
+               "that refuses; the message says why); 2 bad input (an invalid value, a model that "
+               "does not exist or is not a language model); 130 Ctrl+C stopped a --prompt reply "
+               "(in a conversation Ctrl+C only stops the reply being written).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True,
-                   help="a model folder, a repo id in the Hugging Face cache, or "
-                        "openai:BASE_URL#MODEL for an OpenAI-compatible server")
-    p.add_argument("--system", default="", help="the system prompt")
-    p.add_argument("--prompt", default=None,
-                   help="answer this one message and exit (default: interactive)")
-    p.add_argument("--temperature", type=float, default=0.7, help="0 = greedy (default 0.7)")
-    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (default 0.95)")
-    p.add_argument("--top-k", type=int, default=50, help="0 = off (default 50)")
-    p.add_argument("--repetition-penalty", type=float, default=1.0, help="1 = off (default)")
-    p.add_argument("--max-new-tokens", type=int, default=512, help="reply length limit")
-    p.add_argument("--seed", type=int, default=None, help="makes sampling repeatable")
+    add_model_argument(p, "chat")
+    p.add_argument("--system", default="", metavar="TEXT", help="the system prompt")
+    p.add_argument("--prompt", default=None, metavar="TEXT",
+                   help="answer this one message and exit (default: an interactive "
+                        "conversation)")
+    p.add_argument("--temperature", type=float, default=0.7, metavar="T", help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=0.95, metavar="P", help="nucleus sampling")
+    p.add_argument("--top-k", type=int, default=50, metavar="K", help="0 = off")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="X",
+                   help="1 = off")
+    p.add_argument("--max-new-tokens", type=int, default=512, metavar="N",
+                   help="reply length limit, in tokens")
+    p.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="makes sampling repeatable (default: random)")
     add_device_argument(p)
+    add_verbose_argument(p)
 
 
 def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
     """A validated request template (no messages yet); raises UsageError on bad input."""
-    from studio.jobs import UserFacingError
     from studio.pipelines.chat.remote import is_remote_spec, parse_model_spec
     from studio.pipelines.chat.types import ChatRequest
 
@@ -51,13 +69,11 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
         request.validate()
         if is_remote_spec(request.model):
             parse_model_spec(request.model)
-        else:
-            from studio.library.chat_models import resolve_chat_model
-
-            entry = resolve_chat_model(request.model, settings, paths)
-            request.model = entry.spec if entry.source == "hf-cache" else str(entry.path.resolve())
-    except (ValueError, UserFacingError) as exc:
+    except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    if not is_remote_spec(request.model):
+        request.model = resolve_cli_model(request.model, "chat", settings, paths,
+                                          "studio chat").spec
     if args.prompt is not None and not args.prompt.strip():
         raise UsageError("--prompt is empty")
     request.messages = []
@@ -155,8 +171,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings, paths = load_cli_settings(args, previews=True, device_check=False)
     template = build_request(args, settings, paths)
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if not args.verbose:  # transformers' own log lines and bars stay off the terminal
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        hide_hub_bars()
 
     from studio.jobs import JobRunner, JobState
     from studio.pipelines.handlers import chat_handler

@@ -1,9 +1,11 @@
 """Pieces every job-running sub-command shares: options, settings, the terminal reporter, the run.
 
 ``studio generate``, ``transform``, ``img2img``, ``chat`` and ``serve`` load Settings the same way
-(a notice becomes a warning line, ``--device`` / ``--out`` override), and the image commands
-print results and run their job the same way: paths (or ``--json`` objects) on stdout, a bar and
-warnings on stderr, exit 1 when the job fails and 130 on Ctrl+C. Nothing heavy is imported here.
+(a notice becomes a warning line, ``--device`` / ``--out`` override; ``--out DIR`` writes into
+DIR itself, without the date sub-folder), name models the same way (:func:`resolve_cli_model`),
+share their option definitions, and the image commands print results and run their job the same
+way: paths (or ``--json`` objects) on stdout, a bar and warnings on stderr, exit 2 on bad input,
+1 when the job fails and 130 on Ctrl+C. Nothing heavy is imported here.
 """
 
 from __future__ import annotations
@@ -19,22 +21,90 @@ from typing import Any
 from studio.cli import UsageError, fail
 
 EXIT_CANCELLED = 130
+#: The exit statuses of the image commands (the end of their ``--help``).
+IMAGE_EXIT_STATUS = ("Exit status: 0 every image was written; 1 the job failed (a model that "
+                     "does not load, out of memory; the message says why); 2 bad input (an "
+                     "invalid value, a model or image that does not exist or is of the wrong "
+                     "kind, a device this machine lacks); 130 Ctrl+C (the images finished so "
+                     "far stay).")
 
 
 # -- options ---------------------------------------------------------------------------------
+#: ``--model`` help per kind: every form the one resolver (studio.library.resolve) takes.
+MODEL_HELP = {
+    "image": "a Stable Diffusion model: its name as 'studio models list' prints it, a diffusers "
+             "folder, a .safetensors checkpoint, or a repo id in the Hugging Face cache",
+    "chat": "a language model: its name as 'studio models list' prints it, a model folder, a "
+            "repo id in the Hugging Face cache, or openai:BASE_URL#MODEL for an "
+            "OpenAI-compatible server",
+    "transform": "a CycleGAN generator: its name as 'studio models list' prints it, a "
+                 ".pth/.safetensors file (latest_net_G.pth, *_net_G_A.pth) or a folder holding "
+                 "a G_A/G_B pair",
+}
+OUT_HELP = ("write the images into DIR itself, created if needed, with no date sub-folder "
+            "(default: the output folder in Settings, in a YYYY-MM-DD sub-folder)")
+
+
+def add_model_argument(p: argparse.ArgumentParser, kind: str) -> None:
+    """``--model`` (required) for a command that takes models of ``kind``."""
+    p.add_argument("--model", required=True, metavar="MODEL", help=MODEL_HELP[kind])
+
+
 def add_device_argument(p: argparse.ArgumentParser) -> None:
     """``--device``; ``None`` (the default) keeps the one in Settings."""
     p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default=None,
                    help="compute device (default: the one in Settings)")
 
 
+def add_verbose_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbose", action="store_true",
+                   help="let torch/diffusers/transformers print their own logs and bars")
+
+
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
-    """``--out``, ``--device`` and ``--json``: the options of every image-making command."""
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: the one in Settings)")
+    """``--out``, ``--device``, ``--json`` and ``--verbose``: the options of every
+    image-making command (generate, img2img, transform)."""
+    p.add_argument("--out", type=Path, default=None, metavar="DIR", help=OUT_HELP)
     add_device_argument(p)
     p.add_argument("--json", action="store_true",
                    help="print one JSON object per image instead of its path")
+    add_verbose_argument(p)
+
+
+def add_lora_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lora", action="append", default=[], metavar="NAME[:WEIGHT]",
+                   help="apply a LoRA: its library name (file name without extension) or the "
+                        "path of its file, and a weight (1 when left out); repeat for several. "
+                        "<lora:NAME:WEIGHT> tags in the prompt work too")
+
+
+def add_diffusion_arguments(p: argparse.ArgumentParser, *, prompt_help: str) -> None:
+    """The options of the Stable Diffusion commands (generate, img2img), defined once."""
+    p.add_argument("--prompt", required=True, help=prompt_help)
+    p.add_argument("--negative", default="", metavar="TEXT", help="what to avoid")
+    p.add_argument("--steps", type=int, default=20, metavar="N", help="denoising steps")
+    p.add_argument("--cfg", type=float, default=7.0, metavar="SCALE",
+                   help="guidance scale (0 or 1 turns guidance off: Turbo models)")
+    p.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="seed of the first image; image i uses seed+i (default: random)")
+    p.add_argument("--count", type=int, default=1, metavar="N", help="how many images")
+    p.add_argument("--scheduler", default="default", metavar="NAME",
+                   help="a key (dpmpp_2m_karras) or a name ('DPM++ 2M Karras') (default: the "
+                        "model's own)")
+    add_lora_argument(p)
+
+
+def resolve_cli_model(spec: str, kinds: str | tuple[str, ...], settings: Any, paths: Any,
+                      command: str) -> Any:
+    """The model ``--model`` names (a library name, a path or a cached repo id), through the one
+    resolver every command uses; a model that is missing or of another kind is bad input."""
+    from studio.jobs import UserFacingError
+    from studio.library.resolve import resolve_named
+
+    try:
+        return resolve_named(spec, kinds, settings, paths, command=command)
+    except UserFacingError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 # -- settings --------------------------------------------------------------------------------
@@ -72,6 +142,10 @@ def load_cli_settings(args: argparse.Namespace, *, previews: bool = False,
     if not previews:
         settings.preview_mode = "off"
     paths = settings.resolved_paths()
+    if out is not None:  # --out DIR: the images go into DIR itself, not a dated sub-folder
+        import dataclasses
+
+        paths = dataclasses.replace(paths, dated_outputs=False)
     if device_check:
         check_device(settings)
     return settings, paths
@@ -158,6 +232,21 @@ class Reporter:
             print(text, file=sys.stderr, flush=True)
 
 
+def hide_hub_bars() -> None:
+    """No huggingface_hub / transformers progress bars ("Loading weights") on the terminal."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        # The variable is read when huggingface_hub is imported, which the model lookup may
+        # have done already; transformers' "Loading weights" bar follows this switch too.
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    except Exception:  # noqa: BLE001 - only cosmetics
+        pass
+
+
 def quiet_libraries() -> None:
     """Keep the libraries' own log lines and loading bars off the user's terminal.
 
@@ -169,7 +258,7 @@ def quiet_libraries() -> None:
 
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    hide_hub_bars()
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:

@@ -2,7 +2,8 @@
 
 stdout carries only results: one path per image as it is written, or with ``--json`` one JSON
 object per line. Progress (a tqdm bar, only when stderr is a terminal), warnings and errors go to
-stderr. Ctrl+C cancels cleanly: images already written stay, the exit status is 130.
+stderr. ``--out DIR`` writes the images into DIR itself (no date sub-folder). Exit status: see
+:data:`EXIT_STATUS` (2 bad input, 1 a failed job, 130 Ctrl+C; images already written stay).
 """
 
 from __future__ import annotations
@@ -14,44 +15,28 @@ from typing import Any
 
 from studio.cli import UsageError
 from studio.cli.common import (
+    IMAGE_EXIT_STATUS,
     Reporter,
+    add_diffusion_arguments,
+    add_model_argument,
     add_output_arguments,
     check_device,
     load_cli_settings,
+    resolve_cli_model,
     run_job,
 )
 
 NAME = "generate"
 HELP = "make images from a text prompt"
+EXIT_STATUS = IMAGE_EXIT_STATUS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True,
-                   help="a diffusers folder, a .safetensors checkpoint, or a repo id in the "
-                        "Hugging Face cache")
-    p.add_argument("--prompt", required=True, help="what to draw")
-    p.add_argument("--negative", default="", help="what to avoid")
-    p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
-    p.add_argument("--cfg", type=float, default=7.0, help="guidance scale (default 7)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="seed of the first image; image i uses seed+i (default: random)")
-    p.add_argument("--width", type=int, default=512, help="multiple of 8 (default 512)")
-    p.add_argument("--height", type=int, default=512, help="multiple of 8 (default 512)")
-    p.add_argument("--scheduler", default="default",
-                   help="a key (dpmpp_2m_karras) or a name ('DPM++ 2M Karras'); default: the "
-                        "model's own")
-    p.add_argument("--count", type=int, default=1, help="how many images (default 1)")
-    add_lora_argument(p)
+    add_model_argument(p, "image")
+    add_diffusion_arguments(p, prompt_help="what to draw")
+    p.add_argument("--width", type=int, default=512, metavar="PX", help="a multiple of 8")
+    p.add_argument("--height", type=int, default=512, metavar="PX", help="a multiple of 8")
     add_output_arguments(p)
-    p.add_argument("--verbose", action="store_true",
-                   help="let torch/diffusers/transformers print their own logs and bars")
-
-
-def add_lora_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--lora", action="append", default=[], metavar="NAME[:WEIGHT]",
-                   help="apply a LoRA: its library name (file name without extension) or the "
-                        "path of its file, and a weight (default 1); repeat for several. "
-                        "<lora:NAME:WEIGHT> tags in the prompt work too")
 
 
 def parse_lora(spec: str) -> dict[str, Any]:
@@ -111,7 +96,6 @@ def parse_scheduler(name: str) -> str:
 
 def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
     """The validated request for ``args``; raises :class:`UsageError` on bad input."""
-    from studio.jobs import UserFacingError
     from studio.pipelines.requests import Txt2ImgRequest
 
     seed = secrets.randbelow(2**32) if args.seed is None else args.seed
@@ -125,16 +109,9 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
         request.validate()
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    from studio.library.models import resolve_model
-
-    try:
-        entry = resolve_model(model, settings, paths)
-    except UserFacingError as exc:
-        raise UsageError(str(exc)) from exc
-    check_loras(request, entry, settings, paths)
-    local = Path(model).expanduser()
-    if local.exists():  # an absolute path in the metadata lets "reuse parameters" find it again
-        request.model = str(local.resolve())
+    model = resolve_cli_model(model, "image", settings, paths, "studio generate")
+    request.model = model.spec  # a repo id in the cache, else an absolute path
+    check_loras(request, model.entry, settings, paths)
     return request
 
 

@@ -1,8 +1,9 @@
 """``studio img2img``: repaint an image (or, with ``--mask``, part of it) from a prompt.
 
-Output conventions as ``studio generate``: paths (or ``--json`` objects) on stdout, everything
-else on stderr, exit 2 on bad input, 1 when the job fails, 130 on Ctrl+C (finished images stay).
-The size is the image's own, rounded down to multiples of 8.
+Output conventions and options as ``studio generate`` (the same definitions): paths (or ``--json``
+objects) on stdout, everything else on stderr, ``--out DIR`` writes into DIR itself; exit 2 on
+bad input, 1 when the job fails, 130 on Ctrl+C (finished images stay). The size is the image's
+own, rounded down to multiples of 8.
 """
 
 from __future__ import annotations
@@ -13,37 +14,38 @@ from pathlib import Path
 from typing import Any
 
 from studio.cli import UsageError
-from studio.cli.common import Reporter, add_output_arguments, load_cli_settings, run_job
-from studio.cli.generate import add_lora_argument, check_loras, parse_lora
+from studio.cli.common import (
+    IMAGE_EXIT_STATUS,
+    Reporter,
+    add_diffusion_arguments,
+    add_model_argument,
+    add_output_arguments,
+    load_cli_settings,
+    resolve_cli_model,
+    run_job,
+)
+from studio.cli.generate import check_loras, parse_lora
 
 NAME = "img2img"
 HELP = "repaint an image from a prompt (inpaint a region with --mask)"
+EXIT_STATUS = IMAGE_EXIT_STATUS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True,
-                   help="a text-to-image model: diffusers folder, .safetensors, or cached repo id")
-    p.add_argument("--image", required=True, type=Path, help="the image to start from")
-    p.add_argument("--prompt", required=True, help="what the result should show")
-    p.add_argument("--negative", default="", help="what to avoid")
-    p.add_argument("--mask", type=Path, default=None,
+    add_model_argument(p, "image")
+    p.add_argument("--image", required=True, type=Path, metavar="FILE",
+                   help="the image to start from")
+    add_diffusion_arguments(p, prompt_help="what the result should show")
+    p.add_argument("--mask", type=Path, default=None, metavar="FILE",
                    help="inpaint: a mask image, white where the image is repainted")
     p.add_argument("--strength", type=float, default=0.75,
-                   help="how much to change, above 0 up to 1 (default 0.75)")
-    p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
-    p.add_argument("--cfg", type=float, default=7.0, help="guidance scale (default 7)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="seed of the first image; image i uses seed+i (default: random)")
-    p.add_argument("--count", type=int, default=1, help="how many images (default 1)")
-    p.add_argument("--scheduler", default="default", help="as in 'studio generate'")
-    add_lora_argument(p)
+                   help="how much to change, above 0 up to 1")
     add_output_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from studio.cli.generate import parse_scheduler
     from studio.jobs import UserFacingError
-    from studio.library.models import resolve_model
     from studio.pipelines.images_in import open_image
     from studio.pipelines.requests import Img2ImgRequest
 
@@ -53,12 +55,11 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"the {label} {path} does not exist")
     try:
         open_image(args.image.expanduser())  # a damaged or foreign file is bad input: exit 2
-        entry = resolve_model(args.model, settings, paths)
     except UserFacingError as exc:
         raise UsageError(str(exc)) from exc
-    local = Path(args.model).expanduser()
+    model = resolve_cli_model(args.model, "image", settings, paths, "studio img2img")
     request = Img2ImgRequest(
-        model=str(local.resolve()) if local.exists() else args.model.strip(),
+        model=model.spec,
         image=str(args.image.expanduser().resolve()),
         mask=str(args.mask.expanduser().resolve()) if args.mask else "",
         prompt=args.prompt, negative_prompt=args.negative, strength=args.strength,
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         request.validate()
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    check_loras(request, entry, settings, paths)
+    check_loras(request, model.entry, settings, paths)
     from studio.pipelines.img2img import Img2ImgService
 
     service = Img2ImgService(lambda: settings, lambda: paths)
@@ -82,4 +83,5 @@ def run(args: argparse.Namespace) -> int:
                 "strength": request.strength, "loras": list(result.loras),
                 "warnings": list(result.warnings or [])}
 
-    return run_job("img2img", service.run, request, Reporter(args.json, describe), args.count)
+    return run_job("img2img", service.run, request, Reporter(args.json, describe), args.count,
+                   quiet=not args.verbose)

@@ -1,4 +1,6 @@
-"""``studio info``: versions, the device in use and where Studio keeps its files."""
+"""``studio info``: versions, the device in use and where Studio keeps its files.
+
+Exit status as every command (:data:`studio.cli.EXIT_RULE`): 0, or 2 on a usage error."""
 
 from __future__ import annotations
 

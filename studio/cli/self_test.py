@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="CHECK", help=f"run only this check (repeatable): {', '.join(CHECKS)}")
     parser.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto",
                         help="device for the image and chat checks (default auto)")
-    parser.add_argument("--screenshot", type=Path, default=None,
+    parser.add_argument("--screenshot", type=Path, default=None, metavar="PNG",
                         help="save the window grab as this PNG")
     parser.add_argument("--keep", action="store_true",
                         help="keep the scratch folder (its path is printed)")

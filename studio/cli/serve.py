@@ -3,6 +3,8 @@
 Prints the URL it listens on (stdout, one line, then flushed) and serves until Ctrl+C or SIGTERM,
 which stop it gracefully: running jobs are cancelled and streams end. Binding to anything but a
 loopback address needs an API key, so a laptop on café Wi-Fi never serves the whole room.
+Exit status: 0 after a graceful stop, 1 when the server cannot start (a port in use), 2 on bad
+input (a model that does not exist or is of another kind, no models, no key off loopback).
 """
 
 from __future__ import annotations
@@ -19,18 +21,23 @@ from studio.cli.common import add_device_argument, load_cli_settings, quiet_libr
 NAME = "serve"
 HELP = "serve your models over an OpenAI-compatible HTTP API"
 KEY_ENV = "STUDIO_SERVE_API_KEY"
+EXIT_STATUS = ("Exit status: 0 stopped with Ctrl+C or SIGTERM (running jobs are cancelled); 1 "
+               "the server could not start (the port is taken, …); 2 bad input (an invalid "
+               "value, a model that does not exist or is neither a chat nor a text-to-image "
+               "model, no models to serve, another address than loopback without an API key).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; others need --api-key)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks one)")
-    p.add_argument("--api-key", default=os.environ.get(KEY_ENV) or None,
+                   help="address to listen on; other than loopback needs --api-key")
+    p.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one")
+    p.add_argument("--api-key", default=None, metavar="KEY",
                    help=f"require 'Authorization: Bearer KEY' (default: ${KEY_ENV})")
     p.add_argument("--model", action="append", default=[], metavar="MODEL",
-                   help="a model to serve (repeat for more): a folder, a repo id in the Hugging "
-                        "Face cache, or openai:BASE_URL#MODEL; default: every chat and image "
-                        "model in the library")
+                   help="a model to serve (repeat for more): its name as 'studio models list' "
+                        "prints it, a folder, a repo id in the Hugging Face cache, or "
+                        "openai:BASE_URL#MODEL (default: every chat and image model in the "
+                        "library)")
     add_device_argument(p)
     p.add_argument("--verbose", action="store_true", help="log every request on stderr")
 
@@ -42,6 +49,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 def run(args: argparse.Namespace) -> int:
     from studio.jobs import UserFacingError
 
+    args.api_key = args.api_key or os.environ.get(KEY_ENV) or None
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, not {args.port}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -61,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     except UserFacingError as exc:
         raise UsageError(str(exc)) from exc
     if not catalog.models:
-        return fail("no models to serve: name one with --model, or add chat or image models "
-                    f"to {paths.models_dir}", 1)
+        raise UsageError("no models to serve: name one with --model, or add chat or image "
+                         f"models to {paths.models_dir}")
     if not args.verbose:
         quiet_libraries()
 

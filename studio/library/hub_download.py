@@ -73,6 +73,11 @@ class DownloadPlan:
         return sum(f.size for f in self.files)
 
 
+class NotOnHub(UserFacingError):
+    """The repository asked for is not one Studio can download: not a repo id, not on the Hub,
+    no such revision, or no weights Studio can load (the person's input, not the network)."""
+
+
 @dataclass
 class TransferStatus:
     """Progress of a download: bytes, speed (bytes/s, smoothed) and the time left."""
@@ -197,10 +202,10 @@ def _hub_error(exc: Exception, repo_id: str) -> UserFacingError:
     if isinstance(exc, errors.GatedRepoError):
         return UserFacingError(gated_message(repo_id))
     if isinstance(exc, errors.RepositoryNotFoundError):
-        return UserFacingError(f"{repo_id} was not found on the Hugging Face Hub. Check the "
+        return NotOnHub(f"{repo_id} was not found on the Hugging Face Hub. Check the "
                                "name; if it is a private repository, add an access token.")
     if isinstance(exc, errors.RevisionNotFoundError):
-        return UserFacingError(f"{repo_id} has no such revision.")
+        return NotOnHub(f"{repo_id} has no such revision.")
     if isinstance(exc, errors.HfHubHTTPError):
         code = getattr(exc.response, "status_code", 0)
         if code in (401, 403):
@@ -227,7 +232,7 @@ def plan_download(repo_id: str, *, fp16: bool, token: str | None = None,
     """Ask the Hub which files ``repo_id`` has and choose the ones to fetch."""
     repo_id = repo_id.strip()
     if not _REPO_ID.match(repo_id):
-        raise UserFacingError(f"{repo_id!r} is not a repository id like 'org/name'.")
+        raise NotOnHub(f"{repo_id!r} is not a repository id like 'org/name'.")
     if is_offline():
         raise UserFacingError(offline_message())
     from huggingface_hub import HfApi
@@ -249,7 +254,7 @@ def plan_download(repo_id: str, *, fp16: bool, token: str | None = None,
                for s in info.siblings or []]
     files, skipped = select_files(listing, fp16)
     if not any(f.name.endswith(_WEIGHTS) for f in files):
-        raise UserFacingError(f"{repo_id} has no weight files Studio can load (safetensors).")
+        raise NotOnHub(f"{repo_id} has no weight files Studio can load (safetensors).")
     return DownloadPlan(repo_id, str(info.sha or "main"), files, skipped, gated, fp16)
 
 

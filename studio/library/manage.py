@@ -108,10 +108,9 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def import_model(path: Path, settings: Settings, paths: Paths, *, copy: bool = False,
-                 progress: Callable[[int, int], None] | None = None,
-                 cancel: CancelToken | None = None) -> ImportResult:
-    """Register ``path`` in place (default) or copy it into the models folder."""
+def check_importable(path: Path, paths: Paths) -> LibraryEntry:
+    """What ``path`` is, as a library entry, if Studio can use it; raises UserFacingError when
+    it does not exist, is not a model Studio knows, or is a pickle that would need code."""
     path = Path(path).expanduser()
     if not path.exists():
         raise UserFacingError(f"{path} does not exist.")
@@ -123,6 +122,15 @@ def import_model(path: Path, settings: Settings, paths: Paths, *, copy: bool = F
         check_pickle(pickled)
     if entry.kind == "unknown":
         raise UserFacingError(f"{path.name} is not a model Studio can use: {entry.detail}.")
+    return entry
+
+
+def import_model(path: Path, settings: Settings, paths: Paths, *, copy: bool = False,
+                 progress: Callable[[int, int], None] | None = None,
+                 cancel: CancelToken | None = None) -> ImportResult:
+    """Register ``path`` in place (default) or copy it into the models folder."""
+    path = Path(path).expanduser()
+    entry = check_importable(path, paths)
     if not copy:
         if _already_listed(path, settings, paths):
             return ImportResult(entry, settings, False, f"{entry.name} is already in the library.")
@@ -155,7 +163,7 @@ def import_model(path: Path, settings: Settings, paths: Paths, *, copy: bool = F
     try:
         _copy_tree(src, tmp, progress, cancel, total)
         os.replace(tmp, dest)
-    except JobCancelled:
+    except (JobCancelled, KeyboardInterrupt):  # Ctrl+C in a terminal leaves no partial copy
         _remove(tmp)
         raise
     except OSError as exc:

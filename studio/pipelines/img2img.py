@@ -127,7 +127,7 @@ class Img2ImgService(DiffusersService):
             path, parameters = outputs.save_img2img_image(
                 out, request, seed, paths.outputs_dir, model_name=entry.name, model_hash=hash_,
                 sampler=call.sampler, schedule_type=call.schedule_type, extra=extra,
-                prompt=call.loras.infotext_prompt(request.prompt))
+                prompt=call.loras.infotext_prompt(request.prompt), dated=paths.dated_outputs)
             result = TransformedImage(request=request, index=index, source=Path(request.image),
                                       path=path, image=out, parameters=parameters, seed=seed,
                                       warnings=list(warnings), loras=call.loras.used())

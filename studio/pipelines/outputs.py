@@ -37,6 +37,12 @@ def day_folder(outputs_dir: Path, when: _dt.date | None = None) -> Path:
     return Path(outputs_dir) / (when or _dt.date.today()).isoformat()
 
 
+def image_folder(outputs_dir: Path, dated: bool = True) -> Path:
+    """Where a new image goes: today's folder, or ``outputs_dir`` itself when not ``dated``
+    (``--out DIR`` on the command line writes exactly into DIR)."""
+    return day_folder(outputs_dir) if dated else Path(outputs_dir)
+
+
 def _next_number(folder: Path) -> int:
     best = 0
     try:
@@ -142,13 +148,15 @@ def studio_chunk(request: Txt2ImgRequest, seed: int) -> str:
 
 def save_txt2img_image(image: Any, request: Txt2ImgRequest, seed: int, outputs_dir: Path, *,
                        model_name: str, model_hash: str, sampler: str, schedule_type: str,
-                       extra: dict | None = None, prompt: str | None = None) -> tuple[Path, str]:
+                       extra: dict | None = None, prompt: str | None = None,
+                       dated: bool = True) -> tuple[Path, str]:
     """Save one text-to-image result; returns ``(path, parameters text)``.
 
     ``image`` is a PIL image. The PNG carries the ``parameters`` (A1111) and ``studio`` (JSON)
     text chunks that :func:`studio.pipelines.metadata.read_image_metadata` reads back.
     ``prompt`` is the prompt the ``parameters`` text shows (default ``request.prompt``; with
     LoRAs, the prompt with their ``<lora:…>`` tags); the ``studio`` chunk keeps the request as is.
+    ``dated`` False writes into ``outputs_dir`` itself (see :func:`image_folder`).
     """
     from PIL.PngImagePlugin import PngInfo
 
@@ -158,7 +166,7 @@ def save_txt2img_image(image: Any, request: Txt2ImgRequest, seed: int, outputs_d
     info = PngInfo()
     info.add_text("parameters", parameters)
     info.add_text("studio", studio_chunk(request, seed))
-    path = write_numbered_png(image, day_folder(outputs_dir), seed, info)
+    path = write_numbered_png(image, image_folder(outputs_dir, dated), seed, info)
     return path, parameters
 
 
@@ -169,9 +177,10 @@ def safe_label(text: str, fallback: str = "image") -> str:
 
 
 def save_image_with_metadata(image: Any, outputs_dir: Path, label: str | int, parameters: str,
-                             studio_data: dict[str, Any]) -> Path:
-    """Save a result of any job kind as ``outputs/YYYY-MM-DD/NNNNN-<label>.png`` with the
-    ``parameters`` text and a ``studio`` JSON chunk (``studio_data`` plus the version)."""
+                             studio_data: dict[str, Any], *, dated: bool = True) -> Path:
+    """Save a result of any job kind as ``outputs/YYYY-MM-DD/NNNNN-<label>.png`` (without the
+    date folder when not ``dated``) with the ``parameters`` text and a ``studio`` JSON chunk
+    (``studio_data`` plus the version)."""
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
@@ -179,12 +188,13 @@ def save_image_with_metadata(image: Any, outputs_dir: Path, label: str | int, pa
     info.add_text("studio", json.dumps({**studio_data, "version": studio.__version__},
                                        ensure_ascii=False, sort_keys=True))
     name = label if isinstance(label, int) else safe_label(label)
-    return write_numbered_png(image, day_folder(outputs_dir), name, info)
+    return write_numbered_png(image, image_folder(outputs_dir, dated), name, info)
 
 
 def save_img2img_image(image: Any, request: Any, seed: int, outputs_dir: Path, *,
                        model_name: str, model_hash: str, sampler: str, schedule_type: str,
-                       extra: dict | None = None, prompt: str | None = None) -> tuple[Path, str]:
+                       extra: dict | None = None, prompt: str | None = None,
+                       dated: bool = True) -> tuple[Path, str]:
     """Save one img2img / inpaint result (an ``Img2ImgRequest``); returns ``(path, parameters)``.
 
     The ``studio`` chunk holds the request under ``request`` (with ``kind`` img2img / inpaint):
@@ -194,5 +204,5 @@ def save_img2img_image(image: Any, request: Any, seed: int, outputs_dir: Path, *
                                   model_name=model_name, model_hash=model_hash,
                                   version=studio_version(), extra=extra, prompt=prompt)
     path = save_image_with_metadata(image, outputs_dir, seed, parameters,
-                                    {"request": request.to_dict(), "seed": seed})
+                                    {"request": request.to_dict(), "seed": seed}, dated=dated)
     return path, parameters

@@ -130,7 +130,7 @@ class TransformService:
             one = dataclasses.replace(request, inputs=[str(source)])
             path = outputs.save_image_with_metadata(
                 out, paths.outputs_dir, f"{model.name}-{source.stem}", parameters,
-                {"transform": one.to_dict(), "source": str(source)})
+                {"transform": one.to_dict(), "source": str(source)}, dated=paths.dated_outputs)
             result = TransformedImage(request=request, index=index, source=source, path=path,
                                       image=out, parameters=parameters,
                                       warnings=list(loaded.warnings))

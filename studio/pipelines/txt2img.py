@@ -79,7 +79,7 @@ class Txt2ImgService(DiffusersService):
             path, parameters = outputs.save_txt2img_image(
                 image, request, seed, paths.outputs_dir, model_name=entry.name,
                 model_hash=hash_, sampler=call.sampler, schedule_type=call.schedule_type,
-                extra=extra, prompt=infotext_prompt)
+                extra=extra, prompt=infotext_prompt, dated=paths.dated_outputs)
             result = GeneratedImage(request=request, seed=seed, index=index, path=path,
                                     image=image, parameters=parameters, warnings=list(warnings),
                                     loras=call.loras.used())
