@@ -11,6 +11,7 @@ from studio.ui.icons import DRAWINGS, icon, paint_drawing
 from studio.ui.theme import colors
 
 RAIL_WIDTH = 76
+RAIL_MARGIN = 6  # left and right, around the logo and the buttons
 
 
 class _Logo(QWidget):
@@ -18,7 +19,7 @@ class _Logo(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setFixedSize(RAIL_WIDTH, 58)
+        self.setFixedSize(RAIL_WIDTH - 2 * RAIL_MARGIN, 58)  # inside the rail's margins
         self.setToolTip("Studio")
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
@@ -46,7 +47,7 @@ class Sidebar(QFrame):
         self.setFixedWidth(RAIL_WIDTH)
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         self._layout = QVBoxLayout(self)
-        self._layout.setContentsMargins(6, 0, 6, 10)
+        self._layout.setContentsMargins(RAIL_MARGIN, 0, RAIL_MARGIN, 10)
         self._layout.setSpacing(4)
         self._layout.addWidget(_Logo(self), 0, Qt.AlignmentFlag.AlignHCenter)
         self._layout.addSpacing(8)
