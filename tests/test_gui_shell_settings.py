@@ -61,6 +61,26 @@ def test_cancel_discards_changes_and_restores_the_theme(shell_window, qtbot):
     assert not default_paths().settings_file.exists()
 
 
+def test_the_folders_page_fits_in_the_dialog(shell_window, qtbot):
+    """The Hugging Face note wraps to four lines; the page's minimum height did not count them,
+    so the Folders group was squeezed and the extra-folders list stuck out of its frame."""
+    shell_window.show()
+    dialog = shell_window.open_settings()
+    qtbot.waitExposed(dialog)
+    dialog.tabs.setCurrentIndex(1)
+    groups = [dialog.extra_dirs.parentWidget(), dialog.token_note.parentWidget()]
+
+    def fits() -> bool:
+        note = dialog.token_note
+        return ("saved in" in note.text()
+                and all(g.height() >= g.minimumSizeHint().height() for g in groups)
+                and groups[0].rect().contains(dialog.extra_dirs.geometry())
+                and note.height() >= note.heightForWidth(note.width()))
+
+    qtbot.waitUntil(fits, timeout=60_000)
+    dialog.reject()
+
+
 def test_ctrl_comma_opens_settings(shell_window, qtbot):
     from studio.ui.settings_dialog import SettingsDialog
 

@@ -13,7 +13,7 @@ import os
 from html import escape
 from typing import Any
 
-from PySide6.QtCore import Qt, QThreadPool, QUrl
+from PySide6.QtCore import Qt, QThreadPool, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QApplication,
@@ -222,6 +222,30 @@ class SettingsDialog(QDialog):
         self.cancel_button = box.button(QDialogButtonBox.StandardButton.Cancel)
         col.addWidget(box)
 
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        QTimer.singleShot(0, self.fit_pages)
+
+    def fit_pages(self) -> None:
+        """Make the dialog tall enough for its tallest page at its width.
+
+        A tab page's minimum height leaves out what its word-wrapped notes need at the page's
+        width (the tab widget does not ask them), so the Folders page squeezed its group until
+        the extra-folders list stuck out of the frame. The dialog opens at its minimum width, so
+        what it needs then is the most it will need."""
+        self.layout().activate()  # the sizes of a resize still waiting to be laid out
+        stack = self.tabs.currentWidget().parentWidget()
+        width = stack.width()
+        need = 0
+        for i in range(self.tabs.count()):
+            layout = self.tabs.widget(i).layout()
+            need = max(need, layout.totalMinimumSize().height(),
+                       layout.totalHeightForWidth(width))
+        height = self.height() - stack.height() + need
+        if height > self.height():
+            self.setMinimumHeight(height)
+            self.resize(self.width(), height)
+
     def _page(self, title: str) -> QVBoxLayout:
         page = QWidget()
         layout = QVBoxLayout(page)
@@ -355,6 +379,8 @@ class SettingsDialog(QDialog):
 
         self.token_note.setToolTip(str(self.ctx.paths.config_dir / FILE_NAME)
                                    if FILE_NAME in where else "")
+        if self.isVisible():  # a longer note: more lines
+            QTimer.singleShot(0, self.fit_pages)
 
     def _show_token(self, shown: bool) -> None:
         self.token.setEchoMode(QLineEdit.EchoMode.Normal if shown
