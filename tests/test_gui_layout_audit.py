@@ -1,0 +1,81 @@
+"""The layout audit: every workspace, Transform mode, Train lesson and dialog, in both themes, on a
+1366×768 laptop screen (with the CPU banner) and on a 1920×1080 one — no input narrower than its
+text, no clipped button or label, no overlapping widgets, nothing outside its parent or the
+screen, no plot legend over the data (rules: tests/layout_audit.py; scenes:
+tests/layout_scenes.py).
+
+Offscreen rendering alone once hid a 1-px-wide seed field, so each walk runs in a child process on
+the real ``xcb`` platform under an Xvfb (and openbox) of its own where Xvfb is installed, and on
+the offscreen platform with a screen of the same size otherwise. One assertion lists every
+problem of every walk.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from tests import layout_audit, layout_scenes
+
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = ((1366, 768), (1920, 1080))
+THEMES = ("light", "dark")
+WALK_TIMEOUT_S = 540
+#: walks at once (each is mostly waiting: for torch to import, a lesson to start, a window to map)
+JOBS = int(os.environ.get("STUDIO_AUDIT_JOBS", "4"))
+
+
+@pytest.fixture(scope="module")
+def audit_models(tmp_path_factory, tiny_sd15_dir, tiny_llama_dir):
+    folder = tmp_path_factory.mktemp("layout-models")
+    layout_scenes.ensure_models(folder, tiny_sd15_dir, tiny_llama_dir)
+    return folder, tiny_sd15_dir, tiny_llama_dir
+
+
+def _walk(theme, size, platform, display, models, out: Path) -> tuple[str, list, str]:
+    folder, sd15, llama = models
+    cmd = layout_scenes.child_command(theme, size, folder, sd15=sd15, llama=llama, audit=out)
+    try:
+        done = subprocess.run(cmd, cwd=ROOT, env=layout_scenes.child_env(platform, display),
+                              capture_output=True, text=True, timeout=WALK_TIMEOUT_S)
+        log, code = done.stdout + done.stderr, done.returncode
+    except subprocess.TimeoutExpired as exc:
+        log, code = f"{exc.stdout or ''}{exc.stderr or ''}\ntimed out", -1
+    label = f"{size[0]}x{size[1]} {theme} ({platform.split(':')[0]})"
+    if code != 0 or not out.exists():
+        return label, [], f"the walk exited {code}:\n{log[-3000:]}"
+    return label, layout_audit.load(out), ""
+
+
+def test_every_workspace_and_dialog_fits_at_laptop_and_desktop_sizes(audit_models, tmp_path):
+    xcb = layout_scenes.VirtualDisplay.available()
+    with ExitStack() as stack:
+        walks = [(theme, size) for size in SIZES for theme in THEMES]
+        targets = {}
+        for theme, size in walks:  # a screen per walk: windows of two walks never meet
+            if xcb:
+                display = stack.enter_context(layout_scenes.VirtualDisplay(size)).display
+                targets[theme, size] = ("xcb", display)
+            else:
+                targets[theme, size] = (layout_scenes.offscreen_platform(size, tmp_path), "")
+        with ThreadPoolExecutor(max_workers=max(1, JOBS)) as pool:
+            futures = [pool.submit(_walk, theme, size, *targets[theme, size], audit_models,
+                                   tmp_path / f"{size[0]}x{size[1]}-{theme}.json")
+                       for theme, size in walks]
+            results = [f.result() for f in futures]
+    broken = [f"{label}: {error}" for label, _p, error in results if error]
+    assert not broken, "\n\n".join(broken)
+    problems = [p for _label, found, _e in results for p in found]
+    print(f"platform: {'xcb under Xvfb' if xcb else 'offscreen'}; {len(problems)} problems",
+          file=sys.stderr)
+    assert not problems, (f"{len(problems)} layout problems (tests/layout_audit.py says what each "
+                          "rule means; python tools/screens.py shows them):\n"
+                          + layout_audit.format_problems(problems))
