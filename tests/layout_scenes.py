@@ -657,6 +657,8 @@ def run(theme: str, size: tuple[int, int], models: dict, *, audit_out: Path | No
                         grab_screen(shots / f"{size[0]}x{size[1]}-{theme}-{shot_no:02d}-"
                                             f"{slug(scene.name)}.png", target)
                     if audit_out is not None:
+                        if len(layout_audit.visible_widgets(target)) < 5:  # nothing to check
+                            raise RuntimeError("the window shows almost nothing")
                         problems += layout_audit.audit(target, label)
                         if scene.popups:
                             problems += layout_audit.audit_combo_popups(target, label)
