@@ -30,7 +30,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,7 +180,7 @@ class Scene:
     setup: Callable[[], object]
     teardown: Callable[[], None] | None = None
     popups: bool = True
-    extra: dict = field(default_factory=dict)
+    step: bool = False  # a step between scenes (opening a window): neither shot nor audited
 
 
 def slug(name: str) -> str:
@@ -245,14 +245,14 @@ class Walk:
     # scenes ----------------------------------------------------------------------------------
     def scenes(self) -> list[Scene]:
         s: list[Scene] = []
-        s.append(Scene("empty home", self._empty_home, popups=False))
+        s.append(Scene("empty home", self._empty_home, step=True))
         s.append(Scene("generate (no model)", lambda: self._show_generate_empty()))
         s.append(Scene("welcome dialog", self._welcome, self._close_dialog))
         s.append(Scene("gallery (empty)", self._gallery_empty))
         s.append(Scene("transform (no image)", lambda: self.show("transform") and self.window))
         s.append(Scene("chat (no model)", self._chat_empty))
         s.append(Scene("models (empty library)", self._models_empty))
-        s.append(Scene("models home", self._models_home, popups=False))
+        s.append(Scene("models home", self._models_home, step=True))
         s.append(Scene("generate (model, LoRA)", self._generate_model))
         s.append(Scene("generate (results)", self._generate_results))
         s.append(Scene("generate (queue drawer)", self._queue_open, self._queue_close))
@@ -263,7 +263,7 @@ class Walk:
             s.append(Scene(f"transform ({mode})", lambda m=mode: self._transform(m)))
         s.append(Scene("chat", self._chat))
         s.append(Scene("chat servers dialog", self._servers, self._close_dialog))
-        s.append(Scene("train", self._train_open, popups=False))
+        s.append(Scene("train", self._train_open, step=True))
         for key, title in self._lessons():
             s.append(Scene(f"train: {title}", lambda k=key: self._lesson(k)))
         s.append(Scene("train: runs tab", self._runs_tab, self._about_tab))
@@ -271,7 +271,7 @@ class Walk:
         s.append(Scene("models download dialog", self._download, self._close_dialog))
         s.append(Scene("settings dialog (general)", lambda: self._settings(0), self._close_dialog))
         s.append(Scene("settings dialog (folders)", lambda: self._settings(1), self._close_dialog))
-        s.append(Scene("close", self._close, popups=False))
+        s.append(Scene("close", self._close, step=True))
         return s
 
     def _lessons(self) -> list[tuple[str, str]]:
@@ -572,6 +572,20 @@ class VirtualDisplay:
         self.wm = self.xvfb = None
 
 
+def xcb_works(display: str) -> bool:
+    """Whether Qt's xcb platform starts on ``display`` (Xvfb may be installed without the xcb
+    libraries Qt needs, such as libxcb-cursor0)."""
+    import subprocess
+
+    probe = "from PySide6.QtWidgets import QApplication; QApplication([])"
+    try:
+        done = subprocess.run([sys.executable, "-c", probe], env=child_env("xcb", display),
+                              capture_output=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
+
+
 def offscreen_platform(size: tuple[int, int], folder: Path) -> str:
     """QT_QPA_PLATFORM for an offscreen screen of ``size`` (Qt's default is 800×800)."""
     import json
@@ -645,8 +659,8 @@ def run(theme: str, size: tuple[int, int], models: dict, *, audit_out: Path | No
         for scene in walk.scenes():
             started = time.monotonic()
             label = f"{tag} · {scene.name}"
-            wanted = not only or fnmatch.fnmatch(scene.name, only) or scene.extra.get("always")
-            is_step = scene.name in ("empty home", "models home", "train", "close")
+            wanted = not only or fnmatch.fnmatch(scene.name, only)
+            is_step = scene.step
             if not wanted and not is_step:
                 continue
             try:
@@ -703,12 +717,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.list:
-        from PySide6.QtWidgets import QApplication
-
-        QApplication.instance() or QApplication([sys.argv[0]])
-        walk = Walk.__new__(Walk)
+        walk = Walk.__new__(Walk)  # the names only: no window, no models
         for scene in Walk.scenes(walk):
-            print(scene.name)
+            if not scene.step:
+                print(scene.name)
         return 0
     models = ensure_models(args.models, args.sd15, args.llama)
     problems = run(args.theme, args.size, models, audit_out=args.audit, shots=args.shots,

@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             for theme, size in walks:
                 if xcb:
                     display = stack.enter_context(layout_scenes.VirtualDisplay(size)).display
+                    if not layout_scenes.xcb_works(display):
+                        parser.error("Qt's xcb platform does not start under Xvfb (missing "
+                                     "libxcb-cursor0 or similar?); --platform offscreen works")
                     targets[theme, size] = ("xcb", display)
                 else:
                     targets[theme, size] = (layout_scenes.offscreen_platform(size, work), "")
