@@ -29,6 +29,7 @@ from studio.ui.startup_failure import (
 )
 from studio.ui.theme import apply_theme
 from studio.ui.welcome import is_first_start, show_welcome
+from studio.ui.widgets.input_policy import install_input_policy
 from studio.ui.workspaces import Workspace
 from studio.workers.job_bridge import JobBridge
 
@@ -59,6 +60,7 @@ def build_main_window(settings: Settings | None = None, base_paths: Paths | None
         loaded = load_settings(base_paths.settings_file)
         settings, notice = loaded.settings, loaded.notice
     apply_theme(app, settings.theme)
+    install_input_policy(app)  # wheel, Return on buttons, combo popups, dialogs on screen
 
     holder: dict[str, AppContext] = {}  # the handler needs the context, which needs the runner
     txt2img = Txt2ImgHandler(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths)

@@ -105,7 +105,9 @@ def style_sheet(c: ThemeColors) -> str:
     """The application style sheet for a theme. Object names and properties it styles:
 
     ``#Sidebar``, ``#WorkspaceButton``, ``#Card``, ``[accent="true"]`` buttons,
-    ``[muted="true"]`` labels, ``[heading="true"]`` labels, ``#Banner[kind=...]``.
+    ``[muted="true"]`` labels, ``[heading="true"]`` labels, ``#Banner[kind=...]``,
+    ``[buttonless="true"]`` spin boxes (see ``input_policy.hide_spin_buttons``). Dialog button
+    boxes show no icons: the platform's stock icons do not match the app's own.
     """
     arrows = _arrow_images(c)
     return f"""
@@ -164,10 +166,17 @@ QSpinBox::down-arrow, QDoubleSpinBox::down-arrow {{ image: url("{arrows['down']}
     height: 8px; }}
 QSpinBox::up-button:hover, QSpinBox::down-button:hover, QDoubleSpinBox::up-button:hover,
 QDoubleSpinBox::down-button:hover {{ background: {c.border}; border-radius: 4px; }}
+QAbstractSpinBox[buttonless="true"] {{ padding-right: 8px; }}
+QAbstractSpinBox[buttonless="true"]::up-button,
+QAbstractSpinBox[buttonless="true"]::down-button {{ width: 0px; border: none; }}
+QAbstractSpinBox[buttonless="true"]::up-arrow,
+QAbstractSpinBox[buttonless="true"]::down-arrow {{ image: none; width: 0px; height: 0px; }}
 QComboBox QAbstractItemView {{ background: {c.surface}; border: 1px solid {c.border};
     selection-background-color: {_alpha(c.accent, 0.35)}; }}
 QListWidget::item {{ padding: 4px 2px; }}
 QListWidget::item:selected {{ background: {_alpha(c.accent, 0.30)}; color: {c.text}; }}
+
+QDialogButtonBox {{ dialogbuttonbox-buttons-have-icons: 0; }}
 
 QProgressBar {{ background: {c.border}; border: none; border-radius: 3px; max-height: 6px; }}
 QProgressBar::chunk {{ background: {c.accent}; border-radius: 3px; }}

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QSlider,
     QSpinBox,
+    QStyle,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -35,6 +36,7 @@ from studio.pipelines.requests import (
 from studio.ui.panels.generate.loras import LoraSection
 from studio.ui.panels.generate.size_presets import presets_for
 from studio.ui.widgets.basics import muted_label, section_label
+from studio.ui.widgets.input_policy import hide_spin_buttons
 
 CLIP_TOKEN_LIMIT = 75  # CLIP sees 77 tokens, two of which are start/end markers
 SEED_MODES = ("random", "fixed", "reuse")
@@ -80,15 +82,24 @@ class SizeSpinBox(QSpinBox):
 
 
 class SeedBox(QDoubleSpinBox):
-    """A seed from 0 to 2**32-1 (beyond QSpinBox's int32), shown without decimals."""
+    """A seed from 0 to 2**32-1 (beyond QSpinBox's int32), shown without decimals.
+
+    Wide enough for the largest seed: the number is what tells the user which image a fixed seed
+    repeats, so it must never be cut (or, as once, squeezed into a 1-px field).
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setDecimals(0)
         self.setRange(0, SEED_MAX)
-        self.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
+        hide_spin_buttons(self)  # not NoButtons: that leaves a 1-px field under the style sheet
         self.setGroupSeparatorShown(False)
-        self.setMinimumWidth(96)
+        self.setMinimumWidth(self.text_width())
+
+    def text_width(self) -> int:
+        """The width that shows the largest seed whole (text, padding and frame)."""
+        digits = self.fontMetrics().horizontalAdvance(str(SEED_MAX))
+        return digits + 2 * self.style().pixelMetric(QStyle.PixelMetric.PM_DefaultFrameWidth) + 24
 
     def seed(self) -> int:
         return int(self.value())
@@ -287,6 +298,7 @@ class GenerateControls(QWidget):
         index = self.scheduler.findData(request.scheduler)
         self.scheduler.setCurrentIndex(max(0, index))
         self.set_seed_mode(seed_mode)
+        self._seed_mode_changed()  # also when the mode stayed: the field must match it
         self.loras.set_loras(list(request.loras or []))
 
     def set_family(self, family: str) -> None:

@@ -104,8 +104,11 @@ class _TwoLineDelegate(QStyledItemDelegate):
         painter.restore()
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+        # Room for the whole name, a gap and the secondary text: the popup is made this wide
+        # (studio.ui.widgets.input_policy), so no name is cut.
         hint = super().sizeHint(option, index)
-        return QSize(hint.width() + 160, max(hint.height(), 30))
+        secondary = option.fontMetrics.horizontalAdvance(index.data(SecondaryRole) or "")
+        return QSize(hint.width() + secondary + 40, max(hint.height(), 30))
 
 
 class ModelPicker(QWidget):

@@ -114,7 +114,6 @@ class DiffusionOptions(QWidget):
         self.seed_mode.addItem("Random", "random")
         self.seed_mode.addItem("Fixed", "fixed")
         self.seed = SeedBox()
-        self.seed.setMinimumWidth(72)
         self.seed.setEnabled(False)
         self.seed_mode.currentIndexChanged.connect(
             lambda: self.seed.setEnabled(self.seed_mode.currentData() == "fixed"))
