@@ -25,6 +25,15 @@ def muted_label(text: str = "", *, wrap: bool = False) -> QLabel:
     return label
 
 
+def keep_place_when_hidden(widget: QWidget) -> QWidget:
+    """Let ``widget`` keep its room in the layout while hidden, so showing it (a status line that
+    appears when a job starts) never moves the buttons next to it."""
+    policy = widget.sizePolicy()
+    policy.setRetainSizeWhenHidden(True)
+    widget.setSizePolicy(policy)
+    return widget
+
+
 def vertical_scroll(widget: QWidget | None = None) -> QScrollArea:
     """A frameless area scrolling ``widget`` up and down only: a sidebar's form keeps the
     sidebar's width and scrolls when the window is short."""

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
 
 from studio.ui.panels.generate.controls import GenerateControls
 from studio.ui.panels.generate.model_picker import ModelPicker
-from studio.ui.widgets.basics import section_label, vertical_scroll
+from studio.ui.widgets.basics import keep_place_when_hidden, section_label, vertical_scroll
 
 SIDEBAR_WIDTH = 372
 
@@ -57,10 +57,15 @@ class GenerateSidebar(QFrame):
         self.cancel_button.setEnabled(False)
         self.queue_label = QLabel()
         self.queue_label.setProperty("muted", True)
+        self.queue_label.setFixedHeight(self.queue_label.fontMetrics().lineSpacing() + 2)
+        keep_place_when_hidden(self.queue_label)
         buttons = QHBoxLayout()
         buttons.setSpacing(8)
         buttons.addWidget(self.generate_button, 1)
         buttons.addWidget(self.cancel_button)
+        # Nothing under the buttons may appear or grow: the buttons would move up, and a second
+        # click where Generate was a moment ago would miss. The queue line below keeps its place
+        # while hidden; an error above the buttons takes its room from the scrolling form.
         col.addWidget(self.error_label)
         col.addLayout(buttons)
         col.addWidget(self.queue_label)
