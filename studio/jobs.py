@@ -25,6 +25,9 @@ from typing import Any, Protocol
 log = logging.getLogger(__name__)
 
 
+CANCELLING = "Cancelling…"  # a running job's message from the moment cancel is asked
+
+
 class JobState(str, Enum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -75,7 +78,8 @@ class ProgressSink(Protocol):
 
 @dataclass
 class Job:
-    """One unit of work in the queue. Fields are written by the worker thread only."""
+    """One unit of work in the queue. Fields are written by the worker thread, except that
+    :meth:`JobRunner.cancel` sets ``message`` to :data:`CANCELLING` at once."""
 
     kind: str
     request: Any
@@ -96,6 +100,11 @@ class Job:
     @property
     def fraction(self) -> float:
         return self.step / self.total if self.total else 0.0
+
+    @property
+    def cancelling(self) -> bool:
+        """Cancel was asked and the job has not stopped yet (it stops at its next step)."""
+        return self.cancel_token.cancelled and not self.state.finished
 
 
 class JobListener(Protocol):
@@ -146,6 +155,8 @@ class _Sink:
         self._runner._emit("job_partial", self._job, result)
 
     def message(self, text: str) -> None:
+        if self._job.cancel_token.cancelled:
+            return  # "Cancelling…" stays until the job has stopped
         self._job.message = text
         self._runner._emit("job_changed", self._job)
 
@@ -192,16 +203,25 @@ class JobRunner:
         return job
 
     def cancel(self, job: Job | int) -> None:
-        """Cancel a queued job at once, or ask a running one to stop at its next step."""
+        """Cancel a queued job at once, or ask a running one to stop at its next step.
+
+        A running job says :data:`CANCELLING` from this moment (listeners are told at once, on
+        the caller's thread): a step, or a model still loading, can take many seconds.
+        """
         job = self._find(job)
         if job is None or job.state.finished:
             return
+        asked_before = job.cancel_token.cancelled
         job.cancel_token.cancel()
-        with self._cond:
+        with self._cond:  # the worker finishes jobs under this lock too
             if job in self._pending:
                 self._pending.remove(job)
                 self._finish(job, JobState.CANCELLED)
                 return
+            if asked_before or job.state.finished:
+                return
+            job.message = CANCELLING
+        self._emit("job_changed", job)
 
     def cancel_all(self) -> None:
         for job in self.jobs():
@@ -263,16 +283,16 @@ class JobRunner:
                 log.exception("job listener %s failed", what)
 
     def _finish(self, job: Job, state: JobState, error: str = "") -> None:
-        job.state = state
-        job.error = error
-        if error:
-            job.message = error
-        elif state is JobState.CANCELLED:
-            job.message = "Cancelled"
-        elif state is JobState.DONE:
-            job.message = "Done"
-        job.ended = time.time()
         with self._cond:
+            job.state = state
+            job.error = error
+            if error:
+                job.message = error
+            elif state is JobState.CANCELLED:
+                job.message = "Cancelled"
+            elif state is JobState.DONE:
+                job.message = "Done"
+            job.ended = time.time()
             self._cond.notify_all()
         self._emit("job_changed", job)
 
@@ -294,7 +314,7 @@ class JobRunner:
     def _run(self, job: Job, handler: Handler) -> None:
         job.state = JobState.RUNNING
         job.started = time.time()
-        job.message = "Starting…"
+        job.message = CANCELLING if job.cancel_token.cancelled else "Starting…"
         self._emit("job_changed", job)
         try:
             job.cancel_token.raise_if_cancelled()

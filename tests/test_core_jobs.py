@@ -7,7 +7,15 @@ import time
 
 import pytest
 
-from studio.jobs import JobCancelled, JobRunner, JobState, UserFacingError, describe_error
+from studio.jobs import (
+    CANCELLING,
+    JobCancelled,
+    JobRunner,
+    JobState,
+    UserFacingError,
+    describe_error,
+)
+from studio.pipelines.requests import batch_position, batch_progress_text
 
 
 class Recorder:
@@ -148,3 +156,59 @@ def test_job_cancelled_is_not_a_failure(runner):
     job = runner.submit("stops", None)
     runner.wait(job, 5)
     assert job.state is JobState.CANCELLED and job.error == ""
+
+
+def test_cancel_says_cancelling_at_once_until_the_job_stops():
+    """A step (or a model still loading) can take many seconds: the cancel must show at once."""
+    gate = threading.Event()
+    seen = []
+
+    def slow_step(request, progress, cancel):
+        progress.message("Loading model…")
+        progress(1, 2)
+        gate.wait(10)  # one long step that ignores the token meanwhile
+        progress.message("Saving…")  # must not hide that a cancel is pending
+        cancel.raise_if_cancelled()
+        return "never"
+
+    class Listener(Recorder):
+        def job_changed(self, job):
+            seen.append((job.state, job.message, threading.current_thread().name))
+
+    r = JobRunner({"slow": slow_step}, Listener())
+    try:
+        job = r.submit("slow", None)
+        deadline = time.monotonic() + 10
+        while job.step < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        r.cancel(job)
+        # Told at once, on the caller's thread, while the worker is still inside its step.
+        assert job.state is JobState.RUNNING and job.cancelling
+        assert job.message == CANCELLING
+        assert seen[-1] == (JobState.RUNNING, CANCELLING, threading.current_thread().name)
+        r.cancel(job)  # asking again says nothing new
+        assert [s for s in seen if s[1] == CANCELLING] == [seen[-1]]
+        gate.set()
+        assert r.wait(job, 10)
+        assert job.state is JobState.CANCELLED and job.message == "Cancelled"
+        assert not job.cancelling
+        assert "Saving…" not in [message for _state, message, _thread in seen]
+    finally:
+        gate.set()
+        r.shutdown()
+
+
+def test_batch_position_reads_batch_steps_as_image_and_step():
+    # 4 images of 8 steps report 1..32.
+    assert batch_position(12, 32, 4) == (2, 4, 8, 4)
+    assert batch_position(8, 32, 4) == (1, 8, 8, 4)
+    assert batch_position(9, 32, 4) == (2, 1, 8, 4)
+    assert batch_position(32, 32, 4) == (4, 8, 8, 4)
+    assert batch_position(0, 32, 4) == (1, 0, 8, 4)
+    assert batch_progress_text(12, 32, 4) == "image 2/4 · step 4/8"
+    assert batch_progress_text(3, 8, 1) == "step 3/8"
+    # A scheduler that makes 9 model calls for 8 steps (PNDM) still reads on the asked scale.
+    assert batch_position(18, 36, 4, steps=8) == (2, 8, 8, 4)
+    assert batch_progress_text(14, 36, 4, steps=8) == "image 2/4 · step 4/8"
+    # A total that does not split into the images is one run.
+    assert batch_position(5, 7, 2) == (1, 5, 7, 1)

@@ -29,9 +29,9 @@ def test_generate_with_a_real_tiny_model(qtbot, tiny_sd15_dir):
     frames = []
     show_frame = panel.preview.show_frame
 
-    def spy(image, step, total, clock):
+    def spy(image, step, total, clock, *args, **kwargs):
         frames.append((None if image is None else image.size().toTuple(), step, total))
-        show_frame(image, step, total, clock)
+        show_frame(image, step, total, clock, *args, **kwargs)
 
     panel.preview.show_frame = spy
     try:

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.jobs import Job, JobState
+from studio.jobs import CANCELLING, Job, JobState
 from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
 from studio.ui.context import AppContext
 from studio.ui.panels.generate.controls import GenerateControls
@@ -228,8 +228,12 @@ class GeneratePanel(QWidget):
 
     @Slot()
     def cancel_current(self) -> None:
-        """Cancel the job running now (or, if none of mine runs, the next queued one)."""
-        job = self._displayed_job() or next(iter(self._open.values()), None)
+        """Cancel the job running now (or, if none of mine runs or it is stopping already, the
+        next queued one). The job says "Cancelling…" at once, until it stops."""
+        job = next((j for j in self._open.values() if not j.cancel_token.cancelled), None)
+        running = self._displayed_job()
+        if running is not None and not running.cancel_token.cancelled:
+            job = running
         if job is not None:
             self.ctx.bridge.cancel(job)
 
@@ -286,6 +290,8 @@ class GeneratePanel(QWidget):
                 self._finishLater.emit(job)
         elif job.state is JobState.RUNNING and job.id not in self._framed:
             self.preview.show_message(job.message or "Starting…")
+        elif job.cancelling and job is self._displayed_job():
+            self.preview.show_note(CANCELLING)
         self._update_queue()
 
     @Slot(object, int, int, object)
@@ -308,7 +314,9 @@ class GeneratePanel(QWidget):
                 log.debug("unusable preview: %s", exc)
         self._framed.add(job.id)
         self._displayed_path = None
-        self.preview.show_frame(image, step, total, clock)
+        self.preview.show_frame(image, step, total, clock, job.request.count,
+                                note=CANCELLING if job.cancelling else "",
+                                steps=job.request.steps)
 
     @Slot(object, object)
     def _on_partial(self, job: Job, result: Any) -> None:
@@ -374,16 +382,18 @@ class GeneratePanel(QWidget):
         self.strip_label.setVisible(visible)
 
     def _update_queue(self) -> None:
-        running = sum(1 for j in self._open.values() if j.state is JobState.RUNNING)
-        queued = len(self._open) - running
+        running = [j for j in self._open.values() if j.state is JobState.RUNNING]
+        queued = len(self._open) - len(running)
         parts = []
         if running:
-            parts.append("1 running")
+            parts.append("1 cancelling" if running[0].cancelling else "1 running")
         if queued:
             parts.append(f"{queued} queued")
         self.queue_label.setText(" · ".join(parts))
         self.queue_label.setVisible(bool(parts))
-        self.cancel_button.setEnabled(bool(self._open))
+        # Enabled while there is something left to cancel (a stopping job is not).
+        self.cancel_button.setEnabled(any(not j.cancel_token.cancelled
+                                          for j in self._open.values()))
 
     def _places(self, settings: Any) -> tuple:
         """Where models are looked for; a change means the list must be scanned again."""

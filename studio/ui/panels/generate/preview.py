@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
+from studio.pipelines.requests import batch_progress_text
 from studio.ui.widgets.image_view import ImageView
 
 IDLE_TEXT = "Your image appears here.\nWrite a prompt and press Generate (Ctrl+Enter)."
@@ -75,8 +76,12 @@ class StepClock:
         return max(0, total - step) * self._seconds_per_step
 
 
-def step_text(step: int, total: int, clock: StepClock) -> str:
-    parts = [f"Step {step}/{total}"]
+def step_text(step: int, total: int, clock: StepClock, count: int = 1, steps: int = 0) -> str:
+    """'Step 4/8 · 3.4 it/s · ETA 00:02', or 'Image 2/4 · step 4/8 · …' in a batch of four
+    (``step``/``total`` count the whole batch; the ETA is for the whole batch too; ``steps`` is
+    the request's, see :func:`batch_position`)."""
+    where = batch_progress_text(step, total, count, steps)
+    parts = [where[:1].upper() + where[1:]]
     rate = clock.rate
     if rate is not None:
         parts.append(f"{rate:.1f} it/s" if rate >= 1 else f"{1 / rate:.1f} s/it")
@@ -142,13 +147,20 @@ class PreviewArea(QWidget):
         self._set_footer(text, 0, busy=True)
         self._set_error("")
 
-    def show_frame(self, image: QImage | None, step: int, total: int, clock: StepClock) -> None:
-        """One denoising step; ``image`` None (previews off) updates only the step line."""
+    def show_frame(self, image: QImage | None, step: int, total: int, clock: StepClock,
+                   count: int = 1, note: str = "", steps: int = 0) -> None:
+        """One denoising step of a batch of ``count``; ``image`` None (previews off) updates
+        only the step line; ``note`` ("Cancelling…") replaces the step line."""
         self._set_error("")
         self.set_notice([])
         if image is not None and not image.isNull():
             self.view.set_image(image, keep_view=True)
-        self._set_footer(step_text(step, total, clock), step / total if total else 0)
+        self._set_footer(note or step_text(step, total, clock, count, steps),
+                         step / total if total else 0)
+
+    def show_note(self, text: str) -> None:
+        """Replace the status line only ("Cancelling…"), keeping the picture and the bar."""
+        self.status.setText(text)
 
     def show_image(self, image: QImage, caption: str = "", warnings: list[str] | None = None
                    ) -> None:
