@@ -36,6 +36,7 @@ class FakeTxt2Img:
         self.outputs = outputs
         self.delay = delay
         self.gate: threading.Event | None = None  # when set: wait at step 2 until released
+        self.gate_step, self.gate_image = 2, 0  # where the gate is (image counts from 0)
         self.at_gate = threading.Event()
         self.requests: list[Txt2ImgRequest] = []
         self.fail_with: Exception | None = None
@@ -51,8 +52,9 @@ class FakeTxt2Img:
                 cancel.raise_if_cancelled()
                 shade = (40 * step) % 256
                 preview = np.full((request.height // 8, request.width // 8, 3), shade, np.uint8)
-                progress(step, request.steps, preview)
-                if step == 2 and self.gate is not None:
+                # Steps of the whole batch, as run_common.step_callback reports them.
+                progress(i * request.steps + step, request.count * request.steps, preview)
+                if step == self.gate_step and i == self.gate_image and self.gate is not None:
                     self.at_gate.set()
                     self.gate.wait(10)
                 time.sleep(self.delay)
@@ -248,7 +250,7 @@ def test_reuse_parameters_from_the_strip_menu(qtbot, ctx, fake):
     with qtbot.waitSignal(panel.jobFinished, timeout=5000):
         panel.generate()
     qtbot.waitUntil(lambda: panel.strip.count() == 2, timeout=3000)
-    item = panel.strip.item(0)  # newest first: image 2 of the batch
+    item = panel.strip.item(1)  # in the order made: image 2 of the batch is second
     result = item.data(Qt.ItemDataRole.UserRole + 1)
     assert result.index == 1
     menu = panel.strip.context_menu_for(item)
@@ -273,7 +275,7 @@ def test_clicking_a_thumbnail_shows_it_large(qtbot, ctx, fake):
         panel.generate()
     qtbot.waitUntil(lambda: panel.strip.count() == 2, timeout=3000)
     assert panel.preview.view.image_size() == (128, 64)
-    older = panel.strip.item(1)
+    older = panel.strip.item(0)  # in the order made: the first image is on the left
     rect = panel.strip.visualItemRect(older)
     qtbot.mouseClick(panel.strip.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert panel.preview.view.image_size() == (64, 96)

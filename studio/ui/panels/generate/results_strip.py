@@ -1,4 +1,6 @@
-"""The strip of finished images under the preview, newest first.
+"""The strip of finished images under the preview, in the order they were made (left to right,
+the newest scrolled into view), so "image 2 of 4" is the second of its batch; each image of a
+batch carries its number in a corner.
 
 Click shows an image large, right-click offers the shared image actions, and dragging an item out
 gives other applications the file and its pixels.
@@ -10,8 +12,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QPoint, QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtCore import QPoint, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QIcon, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWidgetItem, QWidget
 
 from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
@@ -32,6 +34,36 @@ def square_thumbnail(image: QImage, size: int) -> QImage:
     x, y = (image.width() - side) // 2, (image.height() - side) // 2
     return image.copy(x, y, side, side).scaled(size, size, Qt.AspectRatioMode.IgnoreAspectRatio,
                                                 Qt.TransformationMode.SmoothTransformation)
+
+
+def batch_label(result: GeneratedImage) -> str:
+    """'2/4' for the second image of a batch of four; '' for a single image."""
+    count = int(getattr(result.request, "count", 1) or 1)
+    return f"{result.index + 1}/{count}" if count > 1 else ""
+
+
+def badge(image: QImage, text: str) -> QImage:
+    """``image`` with ``text`` in a dark rounded tag in its bottom-left corner."""
+    if not text or image.isNull():
+        return image
+    out = image.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
+    painter = QPainter(out)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    font = QFont(painter.font())
+    font.setPixelSize(max(10, out.height() // 7))
+    font.setBold(True)
+    painter.setFont(font)
+    metrics = painter.fontMetrics()
+    pad = max(3, out.height() // 40)
+    box = QRectF(pad, out.height() - pad - metrics.height() - 2,
+                 metrics.horizontalAdvance(text) + 2 * pad + 4, metrics.height() + 2)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QColor(0, 0, 0, 170))
+    painter.drawRoundedRect(box, pad, pad)
+    painter.setPen(QColor("white"))
+    painter.drawText(box, int(Qt.AlignmentFlag.AlignCenter), text)
+    painter.end()
+    return out
 
 
 class ResultsStrip(QListWidget):
@@ -66,18 +98,19 @@ class ResultsStrip(QListWidget):
         self.itemClicked.connect(lambda item: self.resultActivated.emit(item.data(ResultRole)))
 
     def add_result(self, result: GeneratedImage, image: QImage | None = None) -> QListWidgetItem:
-        """Put ``result`` first; ``image`` (the full picture) makes the icon without a disk read."""
+        """Put ``result`` last (the newest, scrolled into view); ``image`` (the full picture)
+        makes the icon without a disk read."""
         if image is None or image.isNull():
             image = QImage(str(result.path)) if result.path else QImage()
-        icon = QPixmap.fromImage(square_thumbnail(image, THUMB * 2)) if not image.isNull() \
-            else QPixmap()
+        icon = QPixmap.fromImage(badge(square_thumbnail(image, THUMB * 2), batch_label(result))) \
+            if not image.isNull() else QPixmap()
         item = QListWidgetItem(QIcon(icon), "")
         # Keep the metadata, not the PIL pixels: a long session must not hold every image twice.
         item.setData(ResultRole, dataclasses.replace(result, image=None))
         item.setToolTip(self._tooltip(result))
         item.setSizeHint(QSize(THUMB + 10, THUMB + 10))
         self.blockSignals(True)
-        self.insertItem(0, item)
+        self.addItem(item)
         self.setCurrentItem(item)
         self.blockSignals(False)
         self.scrollToItem(item)
@@ -107,8 +140,9 @@ class ResultsStrip(QListWidget):
         prompt = result.request.prompt or "(no prompt)"
         if len(prompt) > 120:
             prompt = prompt[:117] + "…"
+        where = batch_label(result)
         return f"{prompt}\nSeed {result.seed} · {result.request.width}×{result.request.height}" \
-               f" · {result.request.steps} steps"
+               f" · {result.request.steps} steps" + (f" · image {where}" if where else "")
 
     def _context_menu(self, pos: QPoint) -> None:
         item = self.itemAt(pos)
