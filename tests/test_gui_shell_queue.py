@@ -158,3 +158,102 @@ def test_ctrl_j_and_status_bar_toggle_the_drawer(window, qtbot):
     qtbot.mouseClick(window.status.queue_button, Qt.MouseButton.LeftButton)
     assert not drawer.isVisible()
     assert not window.sidebar.queue_button.isChecked()
+
+
+def stuck(request, progress, cancel):
+    """One long step that does not look at the token until the test opens the gate."""
+    progress(1, 10)
+    request.wait(20)
+    cancel.raise_if_cancelled()
+    return "ok"
+
+
+def test_cancel_in_the_drawer_says_cancelling_at_once(window, qtbot):
+    window.ctx.bridge.runner.register("stuck", stuck)
+    gate = threading.Event()
+    job = window.ctx.bridge.submit("stuck", gate, "A long step")
+    wait_state(qtbot, window, job, JobState.RUNNING)
+    qtbot.waitUntil(lambda: job.step == 1, timeout=10_000)
+    the_card = card(window, job)
+    qtbot.mouseClick(the_card.cancel_button, Qt.MouseButton.LeftButton)
+    # The worker is still inside its step: the card says so anyway, at once.
+    assert job.state is JobState.RUNNING
+    assert the_card.state_label.text() == "cancelling"
+    assert the_card.message.text() == "Cancelling…" and not the_card.message.isHidden()
+    assert not the_card.cancel_button.isEnabled()
+    gate.set()
+    wait_state(qtbot, window, job, JobState.CANCELLED, timeout=20_000)
+    assert the_card.cancel_button.isHidden()
+
+
+def _inside(widget, ancestor) -> bool:
+    top_left = widget.mapTo(ancestor, widget.rect().topLeft())
+    bottom_right = widget.mapTo(ancestor, widget.rect().bottomRight())
+    return ancestor.rect().contains(top_left) and ancestor.rect().contains(bottom_right)
+
+
+def test_cards_fit_a_narrow_drawer_and_tell_same_titled_jobs_apart(window, qtbot):
+    from PIL import Image
+
+    from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
+
+    outputs = window.ctx.paths.outputs_dir
+    outputs.mkdir(parents=True, exist_ok=True)
+
+    def images(request, progress, cancel):
+        for i in range(request.count):
+            for step in range(1, request.steps + 1):
+                cancel.raise_if_cancelled()
+                progress(i * request.steps + step, request.count * request.steps)
+            path = outputs / f"{request.seed + i}.png"
+            Image.new("RGB", (request.width, request.height), (request.seed % 256, 80, 40)
+                      ).save(path)
+            progress.partial(GeneratedImage(request, request.seed + i, i, path))
+        return "ok"
+
+    bridge = window.ctx.bridge
+    bridge.runner.register("images", images)
+    window.resize(1366, 768)
+    window.toggle_queue()
+    drawer = window.queue_drawer
+    window.resizeDocks([drawer], [drawer.minimumWidth()], Qt.Orientation.Horizontal)
+    qtbot.waitUntil(lambda: drawer.isVisible())
+    first = bridge.submit("images", Txt2ImgRequest(model="/models/tiny-sd15", prompt="fox",
+                                                   steps=2, width=64, height=64, seed=11),
+                          "fox")
+    second = bridge.submit("images", Txt2ImgRequest(model="/models/tiny-sd15", prompt="fox",
+                                                    steps=2, width=64, height=96, seed=22,
+                                                    count=2), "fox")
+    wait_state(qtbot, window, first, JobState.DONE, timeout=20_000)
+    wait_state(qtbot, window, second, JobState.DONE, timeout=20_000)
+    a, b = card(window, first), card(window, second)
+    assert a.title.text() == b.title.text() == "fox"
+    assert a.details.text() == "seed 11 · 64×64 · 2 steps · tiny-sd15"
+    assert b.details.text() == "seed 22 · 64×96 · 2 steps · 2 images · tiny-sd15"
+    # Each card shows the image its job made last.
+    qtbot.waitUntil(lambda: a.thumb.isVisible() and b.thumb.isVisible(), timeout=20_000)
+    assert a.thumbnail_path.endswith("11.png") and b.thumbnail_path.endswith("23.png")
+
+    # A long job's duration and every control fit the card; the card fits the drawer.
+    b.job.started = b.job.ended - 109
+    b.refresh()
+    assert b.steps.text() == "1 min 49 s"
+    qtbot.waitUntil(lambda: b.steps.width() >= b.steps.sizeHint().width(), timeout=5000)
+    viewport = drawer.widget().viewport()
+    for c in (a, b):
+        assert _inside(c, viewport), "a card is wider than the drawer"
+        for part in (c.title, c.details, c.state_label, c.bar, c.steps, c.thumb):
+            if part.isVisible():
+                assert _inside(part, c), f"{part.text() if hasattr(part, 'text') else part}"
+        assert c.state_label.width() >= c.state_label.sizeHint().width()
+
+    # While it can still be cancelled, the Cancel button shows its whole word.
+    gate = threading.Event()
+    running = bridge.submit("gated", gate, "A job with a rather long title that must be elided")
+    wait_state(qtbot, window, running, JobState.RUNNING)
+    c = card(window, running)
+    qtbot.waitUntil(lambda: c.cancel_button.isVisible(), timeout=5000)
+    assert c.cancel_button.width() >= c.cancel_button.sizeHint().width()
+    assert _inside(c.cancel_button, c) and _inside(c, viewport)
+    gate.set()
+    wait_state(qtbot, window, running, JobState.DONE)

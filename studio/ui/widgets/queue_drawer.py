@@ -1,13 +1,18 @@
 """The queue drawer: every job of this session, newest first, with its state, progress and
 message, a cancel button each and "Clear finished".
 
+Each card says what tells one job from another (seed, size, steps, model) and, once an image
+exists, shows it as a thumbnail (loaded off the GUI thread). Cards fit a drawer 300 px wide.
 Progress can arrive 30 times a second; cards are repainted at most every ``REPAINT_MS``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Slot
-from PySide6.QtGui import QPainter, QPalette
+from PySide6.QtGui import QImage, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QDockWidget,
     QFrame,
@@ -23,11 +28,15 @@ from PySide6.QtWidgets import (
 )
 
 from studio.jobs import Job, JobState
+from studio.pipelines.requests import Txt2ImgRequest, batch_position
 from studio.ui.icons import icon
 from studio.ui.theme import colors
 from studio.workers.job_bridge import JobBridge
+from studio.workers.thumbnails import ThumbnailLoader
 
 REPAINT_MS = 100
+THUMB_PX = 48
+DRAWER_MIN_WIDTH = 300
 
 
 def _duration(seconds: float) -> str:
@@ -35,6 +44,60 @@ def _duration(seconds: float) -> str:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes} min {secs:02d} s"
+
+
+def job_details(job: Job) -> str:
+    """What tells this job from others with the same title: seed, size, steps, count, input and
+    model ("seed 42 · 512×512 · 8 steps · 4 images · sd-turbo")."""
+    request = job.request
+    parts: list[str] = []
+    count = int(getattr(request, "count", 1) or 1)
+    seed = getattr(request, "seed", None)
+    if isinstance(seed, int):
+        parts.append(f"seed {seed}")
+    width, height = getattr(request, "width", 0), getattr(request, "height", 0)
+    if width and height:
+        parts.append(f"{width}×{height}")
+    steps = getattr(request, "steps", 0)
+    if steps:
+        parts.append(f"{steps} steps")
+    if count > 1:
+        parts.append(f"{count} images")
+    image = getattr(request, "image", "")
+    if image:
+        parts.append(Path(str(image)).name)
+    inputs = getattr(request, "inputs", None)
+    if inputs:
+        parts.append(f"{len(inputs)} image{'s' if len(inputs) != 1 else ''}")
+    model = str(getattr(request, "model", "") or "")
+    if model:
+        parts.append(Path(model.rstrip("/\\")).name or model)
+    return " · ".join(parts)
+
+
+def result_image_path(job: Job) -> str:
+    """The newest image file this job has made ("" before the first one)."""
+    for result in reversed(job.partials or []):
+        path = getattr(result, "path", None)
+        if path:
+            return str(path)
+    return ""
+
+
+def progress_text(job: Job) -> str:
+    """The step counter beside the bar: '4/8' (of the image being made), the duration when
+    finished."""
+    if job.state.finished and job.started:
+        return _duration(max(0.0, job.ended - job.started))
+    if not job.total:
+        return ""
+    count = int(getattr(job.request, "count", 1) or 1)
+    # Text to image runs the steps asked for (img2img only a share of them, by strength).
+    steps = job.request.steps if isinstance(job.request, Txt2ImgRequest) else 0
+    image, image_step, per, count = batch_position(job.step, job.total, count, steps)
+    if count > 1:
+        return f"{image}/{count} · {image_step}/{per}"
+    return f"{image_step}/{per}"
 
 
 class _ElidedLabel(QLabel):
@@ -50,47 +113,74 @@ class _ElidedLabel(QLabel):
         rect = self.contentsRect()
         text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight,
                                              rect.width())
-        painter.setPen(self.palette().color(QPalette.ColorRole.WindowText))
+        role = self.foregroundRole()
+        painter.setPen(self.palette().color(role if role != QPalette.ColorRole.NoRole
+                                            else QPalette.ColorRole.WindowText))
         painter.drawText(rect, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
                          text)
         painter.end()
 
 
 class JobCard(QFrame):
-    """One job: title, state, progress bar, message and a cancel button."""
+    """One job: thumbnail, title, details, Cancel; state, progress bar, steps; message."""
 
-    def __init__(self, job: Job, bridge: JobBridge, parent: QWidget | None = None) -> None:
+    def __init__(self, job: Job, bridge: JobBridge, parent: QWidget | None = None,
+                 thumbnails: ThumbnailLoader | None = None) -> None:
         super().__init__(parent)
         self.job = job
+        self._thumbnails = thumbnails
+        self._thumb_path = ""
         self.setObjectName("Card")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         col = QVBoxLayout(self)
-        col.setContentsMargins(12, 10, 10, 10)
+        col.setContentsMargins(10, 8, 8, 8)
         col.setSpacing(6)
 
-        # Title on its own line so it can be long; state, progress and Cancel below it.
+        # Thumbnail | title over details | Cancel — the title may be long, so it is elided.
+        top = QHBoxLayout()
+        top.setSpacing(8)
+        self.thumb = QLabel()
+        self.thumb.setObjectName("jobThumb")
+        self.thumb.setFixedSize(THUMB_PX, THUMB_PX)
+        self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.thumb.hide()
+        top.addWidget(self.thumb, 0, Qt.AlignmentFlag.AlignTop)
+        texts = QVBoxLayout()
+        texts.setSpacing(2)
         self.title = _ElidedLabel()
         self.title.setStyleSheet("font-weight: 600;")
-        col.addWidget(self.title)
-
-        row = QHBoxLayout()
-        row.setSpacing(8)
-        self.state_label = QLabel()
-        self.bar = QProgressBar()
-        self.bar.setTextVisible(False)
-        self.bar.setFixedHeight(6)
-        self.steps = QLabel()
-        self.steps.setProperty("muted", True)
+        self.details = QLabel()  # wraps: every part of it may be what tells two jobs apart
+        self.details.setWordWrap(True)
+        self.details.setProperty("muted", True)
+        self.details.setMinimumWidth(40)
+        self.details.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        texts.addWidget(self.title)
+        texts.addWidget(self.details)
+        top.addLayout(texts, 1)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setCursor(Qt.CursorShape.PointingHandCursor)
         self.cancel_button.setToolTip("Stop this job (a running job stops after its current step)")
         self.cancel_button.setStyleSheet("padding: 3px 10px;")
+        self.cancel_button.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         self.cancel_button.clicked.connect(lambda: bridge.cancel(self.job))
+        top.addWidget(self.cancel_button, 0, Qt.AlignmentFlag.AlignTop)
+        col.addLayout(top)
+
+        row = QHBoxLayout()
+        row.setSpacing(8)
+        self.state_label = QLabel()
+        self.state_label.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Preferred)
+        self.bar = QProgressBar()
+        self.bar.setTextVisible(False)
+        self.bar.setFixedHeight(6)
+        self.bar.setMinimumWidth(24)
+        self.steps = QLabel()
+        self.steps.setProperty("muted", True)
+        self.steps.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Preferred)
         row.addWidget(self.state_label)
         row.addWidget(self.bar, 1)
-        row.addWidget(self.steps)
         row.addStretch(0)  # takes the bar's room while the bar is hidden
-        row.addWidget(self.cancel_button)
+        row.addWidget(self.steps)
         self._row = row
         col.addLayout(row)
 
@@ -109,17 +199,29 @@ class JobCard(QFrame):
                 and getattr(self, "_theme", None) not in (None, colors().name)):
             self.refresh()
 
+    def state_text(self) -> str:
+        """The state pill's word: the job's state, or "cancelling" while a cancel is pending."""
+        return "cancelling" if self.job.cancelling else self.job.state.value
+
     def refresh(self) -> None:
         job, c = self.job, colors()
         self._theme = c.name
         state = job.state.value
+        pill = self.state_text()
+        pill_colour = c.state("cancelled" if job.cancelling else state)
         self.title.setText(job.title or job.kind)
-        self.title.setToolTip(f"{job.title or job.kind}\n(job {job.id} · {job.kind})")
-        self.state_label.setText(state)
+        details = job_details(job)
+        self.details.setText(details)
+        self.details.setVisible(bool(details))
+        self.title.setToolTip(f"{job.title or job.kind}\n{details}\n(job {job.id} · {job.kind})"
+                              .replace("\n\n", "\n"))
+        self.details.setToolTip(self.title.toolTip())
+        self.state_label.setText(pill)
         self.state_label.setStyleSheet(
-            f"color: {c.state(state)}; font-weight: 600; padding: 0px 8px;"
-            f"border: 1px solid {c.state(state)}; border-radius: 9px;")
-        self.cancel_button.setEnabled(not job.state.finished)
+            f"color: {pill_colour}; font-weight: 600; padding: 0px 8px;"
+            f"border: 1px solid {pill_colour}; border-radius: 9px;")
+        self.cancel_button.setEnabled(not job.state.finished and not job.cancel_token.cancelled)
+        self.cancel_button.setVisible(not job.state.finished)
         if job.total:
             self.bar.setRange(0, job.total)
             self.bar.setValue(min(job.step, job.total))
@@ -131,13 +233,8 @@ class JobCard(QFrame):
         # A bar that never moved says nothing: hide it for queued and never-started jobs.
         bar_shown = bool(job.total) or job.state in (JobState.RUNNING, JobState.DONE)
         self.bar.setVisible(bar_shown)
-        self._row.setStretch(3, 0 if bar_shown else 1)
-        if job.state.finished and job.started:
-            self.steps.setText(_duration(max(0.0, job.ended - job.started)))
-        elif job.total:
-            self.steps.setText(f"{job.step}/{job.total}")
-        else:
-            self.steps.setText("")
+        self._row.setStretch(2, 0 if bar_shown else 1)
+        self.steps.setText(progress_text(job))
         self.steps.setVisible(bool(self.steps.text()))
         # "Done" / "Cancelled" would only repeat the state pill.
         text = "" if job.message.lower() == state else job.message
@@ -145,6 +242,30 @@ class JobCard(QFrame):
         self.message.setVisible(bool(text))
         self.message.setStyleSheet(f"color: {c.failed};" if job.state is JobState.FAILED
                                    else f"color: {c.muted};")
+        self._update_thumbnail()
+
+    def set_thumbnail(self, image: QImage) -> None:
+        if image.isNull():
+            return
+        pixmap = QPixmap.fromImage(image).scaled(
+            THUMB_PX * 2, THUMB_PX * 2, Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation)
+        pixmap.setDevicePixelRatio(2.0)
+        self.thumb.setPixmap(pixmap)
+        self.thumb.show()
+
+    @property
+    def thumbnail_path(self) -> str:
+        return self._thumb_path
+
+    def _update_thumbnail(self) -> None:
+        path = result_image_path(self.job)
+        if not path or path == self._thumb_path or self._thumbnails is None:
+            return
+        self._thumb_path = path
+        image = self._thumbnails.get(path, THUMB_PX * 2)
+        if image is not None:
+            self.set_thumbnail(image)
 
 
 class QueueDrawer(QDockWidget):
@@ -156,9 +277,11 @@ class QueueDrawer(QDockWidget):
         self.setObjectName("QueueDrawer")
         self.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetClosable)
         self.setAllowedAreas(Qt.DockWidgetArea.RightDockWidgetArea)
-        self.setMinimumWidth(300)
+        self.setMinimumWidth(DRAWER_MIN_WIDTH)
         self.cards: dict[int, JobCard] = {}
         self._dirty: set[int] = set()
+        self.thumbnails = ThumbnailLoader(self, threads=1, cache_bytes=8 * 2**20)
+        self.thumbnails.thumbnailReady.connect(self._on_thumbnail)
 
         title = QFrame()
         title.setObjectName("DrawerTitle")
@@ -208,6 +331,7 @@ class QueueDrawer(QDockWidget):
         self._timer.timeout.connect(self._flush)
         bridge.jobChanged.connect(self.on_job_changed)
         bridge.progress.connect(self.on_progress)
+        bridge.partial.connect(self.on_partial)
         for job in bridge.jobs():
             self.on_job_changed(job)
         self._update_counts()
@@ -216,7 +340,7 @@ class QueueDrawer(QDockWidget):
     def on_job_changed(self, job: Job) -> None:
         card = self.cards.get(job.id)
         if card is None:
-            card = JobCard(job, self.bridge)
+            card = JobCard(job, self.bridge, thumbnails=self.thumbnails)
             self.cards[job.id] = card
             self._list.insertWidget(0, card)  # newest first
         else:
@@ -230,6 +354,19 @@ class QueueDrawer(QDockWidget):
             self._dirty.add(job.id)
             if not self._timer.isActive():
                 self._timer.start()
+
+    @Slot(object, object)
+    def on_partial(self, job: Job, _result: Any) -> None:
+        """An image of the job exists: show it on the card."""
+        card = self.cards.get(job.id)
+        if card is not None:
+            card.refresh()
+
+    @Slot(str, int, QImage)
+    def _on_thumbnail(self, path: str, _size: int, image: QImage) -> None:
+        for card in self.cards.values():
+            if card.thumbnail_path == path:
+                card.set_thumbnail(image)
 
     def _flush(self) -> None:
         for job_id in list(self._dirty):
@@ -257,3 +394,4 @@ class QueueDrawer(QDockWidget):
 
     def stop(self) -> None:
         self._timer.stop()
+        self.thumbnails.shutdown()
