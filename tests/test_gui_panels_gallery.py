@@ -212,3 +212,49 @@ def test_moving_the_outputs_folder_in_settings_shows_the_new_folder(qtbot, panel
         ctx.update_settings(dataclasses.replace(ctx.settings, output_dir=str(elsewhere)))
     assert sig.args[0] == 1
     assert panel.model.item(0).prompt == "in the new folder"
+
+
+def test_the_viewer_fits_the_screen_and_arrow_keys_move_through_the_gallery(qtbot, panel,
+                                                                          images):
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    show_and_load(qtbot, panel)
+    rows = [panel.model.index(r).data(PathRole) for r in range(panel.model.rowCount())]
+    dialog = panel.open_large(rows[1])
+    qtbot.waitExposed(dialog)
+    room = dialog.screen().availableGeometry()
+    assert dialog.width() <= room.width() and dialog.height() <= room.height()
+    assert room.contains(dialog.geometry())
+    assert Path(dialog.path) == Path(rows[1]) and "2 of 30" in dialog.windowTitle()
+
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is dialog, timeout=10_000)
+    window = dialog.windowHandle()
+    QTest.keyClick(window, Qt.Key.Key_Right)
+    assert dialog.path == Path(rows[2]) and "3 of 30" in dialog.windowTitle()
+    assert panel.details.path and Path(panel.details.path) == Path(rows[2])  # the grid follows
+    QTest.keyClick(window, Qt.Key.Key_Left)
+    QTest.keyClick(window, Qt.Key.Key_Left)
+    assert dialog.path == Path(rows[0])
+    QTest.keyClick(window, Qt.Key.Key_Left)  # the first stays the first
+    assert dialog.path == Path(rows[0])
+    QTest.keyClick(window, Qt.Key.Key_End)
+    assert dialog.path == Path(rows[-1]) and "30 of 30" in dialog.windowTitle()
+    QTest.keyClick(window, Qt.Key.Key_Home)
+    assert dialog.path == Path(rows[0]) and dialog.view.image_size() == (48, 32)
+    dialog.close()
+
+
+def test_the_viewer_is_never_larger_than_a_small_screen(qtbot, ctx, monkeypatch, tmp_path):
+    from PySide6.QtCore import QRect
+    from PySide6.QtGui import QImage
+
+    from studio.ui.panels.gallery import widgets
+
+    monkeypatch.setattr(widgets, "available_geometry", lambda _w: QRect(0, 0, 1366, 728))
+    big = QImage(4000, 3000, QImage.Format.Format_RGB32)
+    big.fill(Qt.GlobalColor.darkCyan)
+    dialog = ImageDialog(tmp_path / "big.png", big)
+    qtbot.addWidget(dialog)
+    assert dialog.width() <= 1366 * 0.9 and dialog.height() <= 728 * 0.9
+    assert dialog.width() >= 640 and dialog.height() >= 480

@@ -210,9 +210,13 @@ class GalleryPanel(QWidget):
         image = QImage(str(path))
         if image.isNull():
             return None
-        dialog = ImageDialog(Path(path), image, self)
+        paths = [self.model.index(row).data(PathRole) for row in range(self.model.rowCount())]
+        dialog = ImageDialog(Path(path), image, self, paths=paths)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.currentPathChanged.connect(self.select_path)  # the grid follows the viewer
         dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()  # the arrow keys work at once
         return dialog
 
     def shutdown(self) -> None:
