@@ -94,6 +94,8 @@ class GeneratePanel(QWidget):
         self._lora_scanning = False
         self._lora_scanned_at = 0.0
         self.lora_scans = 0  # finished LoRA scans (tests wait on it)
+        self.download_dialog: Any = None  # built on first use ("Download a model…")
+        self._download_pool: QThreadPool | None = None
 
         self.picker = ModelPicker(ctx, self._pool, scanner=scanner)
         self.controls = GenerateControls()
@@ -165,6 +167,7 @@ class GeneratePanel(QWidget):
         self.picker.combo.activated.connect(lambda _i: self._adapt_size_to_model())
         self.empty.addModelRequested.connect(self.picker.add_button.showMenu)
         self.empty.rescanRequested.connect(self.picker.refresh)
+        self.empty.downloadRequested.connect(self.open_download)
         self.strip.resultActivated.connect(self._show_result)
         self.strip.reuseRequested.connect(
             lambda request: self.ctx.openInWorkspace.emit("generate", request))
@@ -268,9 +271,33 @@ class GeneratePanel(QWidget):
         if self.lora_scans and time.monotonic() - self._lora_scanned_at > LORA_RESCAN_S:
             self.refresh_loras()
 
+    @Slot()
+    def open_download(self) -> Any:
+        """The built-in download dialog, with an image model chosen; the picker looks again
+        when a download has arrived."""
+        from studio.ui.panels.models.download_dialog import DownloadDialog, wants_fp16
+
+        if self.download_dialog is None:
+            # Its own pool: a download takes minutes and must not hold up model scans.
+            self._download_pool = QThreadPool(self)
+            self._download_pool.setMaxThreadCount(2)
+            self.download_dialog = DownloadDialog(self.ctx, self._download_pool,
+                                                  wants_fp16(self.ctx, self.window()), self)
+            self.download_dialog.downloaded.connect(lambda _folder: self.picker.refresh())
+        self.download_dialog.fp16 = wants_fp16(self.ctx, self.window())
+        self.download_dialog.prefer_kind("image")
+        self.download_dialog.show()
+        self.download_dialog.raise_()
+        return self.download_dialog
+
     def shutdown(self) -> None:
-        """Wait for the background model scan (call before the context goes away)."""
+        """Wait for the background model scan (call before the context goes away); a download
+        stops (its partial files stay for a resume)."""
         self._frames.stop()
+        if self.download_dialog is not None:
+            self.download_dialog.cancel()
+        if self._download_pool is not None:
+            self._download_pool.waitForDone(10_000)
         self._pool.waitForDone(10_000)
 
     # -- job events --------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal, Slot
 from PySide6.QtWidgets import (
@@ -27,6 +28,7 @@ from studio.jobs import CancelToken, JobCancelled, describe_error
 from studio.library import hub_download as hd
 from studio.library.manage import human_size
 from studio.ui.context import AppContext
+from studio.ui.widgets.input_policy import fit_size_to_screen
 from studio.workers.background import run_in_background
 
 
@@ -77,6 +79,16 @@ def status_text(s: hd.TransferStatus) -> str:
     return "  ·  ".join(parts)
 
 
+def wants_fp16(ctx: AppContext, window: Any = None) -> bool:
+    """Whether downloads should take fp16 weights: the precision setting, or "auto" on CUDA
+    (``window.device_report`` is the device probe's answer, when there is one)."""
+    s = ctx.settings
+    if s.precision in ("fp16", "fp32", "bf16"):
+        return s.precision == "fp16"
+    report = getattr(window, "device_report", None)
+    return bool(report is not None and report.info.kind == "cuda")
+
+
 class DownloadDialog(QDialog):
     """Recommended models and any repo id; emits ``downloaded(Path)`` when a model arrived."""
 
@@ -88,7 +100,7 @@ class DownloadDialog(QDialog):
         self.plan: hd.DownloadPlan | None = None
         self.cancel_token: CancelToken | None = None
         self.setWindowTitle("Download a model")
-        self.resize(760, 520)
+        fit_size_to_screen(self, 760, 520)
 
         self.catalog = QListWidget()
         self.catalog.setMinimumWidth(280)
@@ -159,6 +171,18 @@ class DownloadDialog(QDialog):
         body.addLayout(right, 1)
 
     # -- choosing ----------------------------------------------------------------------------
+    def prefer_kind(self, kind: str) -> bool:
+        """Select the first recommended model of ``kind`` ("image", "chat"…) unless the user has
+        chosen something already; True if one is selected."""
+        if self.repo.text().strip():
+            return False
+        for row in range(self.catalog.count()):
+            item = self.catalog.item(row)
+            if item.data(Qt.ItemDataRole.UserRole).kind == kind:
+                self.catalog.setCurrentItem(item)
+                return True
+        return False
+
     @Slot()
     def _on_catalog(self, item: QListWidgetItem | None, _previous=None) -> None:
         if item is None:

@@ -33,7 +33,7 @@ from studio.library import manage
 from studio.library.catalog import LibraryEntry, list_models
 from studio.ui.context import AppContext
 from studio.ui.loaded_models import UNLOAD_KIND, loaded_models, submit_unload
-from studio.ui.panels.models.download_dialog import DownloadDialog
+from studio.ui.panels.models.download_dialog import DownloadDialog, wants_fp16
 from studio.ui.panels.models.memory import MemoryOptionsBox
 from studio.ui.panels.models.toolbar import ModelsToolbar
 from studio.ui.panels.models.tree import ModelTree, when
@@ -430,11 +430,7 @@ class ModelsPanel(QWidget):
 
     # -- download ----------------------------------------------------------------------------
     def _fp16(self) -> bool:
-        s = self.ctx.settings
-        if s.precision in ("fp16", "fp32", "bf16"):
-            return s.precision == "fp16"
-        report = getattr(self.window(), "device_report", None)
-        return bool(report is not None and report.info.kind == "cuda")
+        return wants_fp16(self.ctx, self.window())
 
     @Slot()
     def open_download(self) -> DownloadDialog:
