@@ -88,7 +88,9 @@ class ResultsStrip(QListWidget):
         self.setSpacing(0)
         self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setFixedHeight(THUMB + 24)
+        # Room for a row of thumbnails and, below them, the scroll bar of a long session
+        # (it used to cover the bottom of the thumbnails and their batch numbers).
+        self.setFixedHeight(THUMB + 38)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setDragEnabled(True)
         self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
