@@ -228,8 +228,10 @@ def test_cards_fit_a_narrow_drawer_and_tell_same_titled_jobs_apart(window, qtbot
     wait_state(qtbot, window, second, JobState.DONE, timeout=20_000)
     a, b = card(window, first), card(window, second)
     assert a.title.text() == b.title.text() == "fox"
-    assert a.details.text() == "seed 11 · 64×64 · 2 steps · tiny-sd15"
-    assert b.details.text() == "seed 22 · 64×96 · 2 steps · 2 images · tiny-sd15"
+    assert a.details.text().replace("\u00a0", " ") == "seed 11 · 64×64 · 2 steps · tiny-sd15"
+    assert b.details.text().replace("\u00a0", " ") == \
+        "seed 22 · 64×96 · 2 steps · 2 images · tiny-sd15"
+    assert "2\u00a0images" in b.details.text()  # a line breaks between parts, never inside one
     # Each card shows the image its job made last.
     qtbot.waitUntil(lambda: a.thumb.isVisible() and b.thumb.isVisible(), timeout=20_000)
     assert a.thumbnail_path.endswith("11.png") and b.thumbnail_path.endswith("23.png")

@@ -75,6 +75,12 @@ def job_details(job: Job) -> str:
     return " · ".join(parts)
 
 
+def wrap_between_parts(text: str) -> str:
+    """``text`` ("a · b c · d") with breaks allowed only after a "·", never inside a part."""
+    parts = [part.replace(" ", "\u00a0") for part in text.split(" · ")]
+    return "\u00a0· ".join(parts)
+
+
 def result_image_path(job: Job) -> str:
     """The newest image file this job has made ("" before the first one)."""
     for result in reversed(job.partials or []):
@@ -211,7 +217,7 @@ class JobCard(QFrame):
         pill_colour = c.state("cancelled" if job.cancelling else state)
         self.title.setText(job.title or job.kind)
         details = job_details(job)
-        self.details.setText(details)
+        self.details.setText(wrap_between_parts(details))
         self.details.setVisible(bool(details))
         self.title.setToolTip(f"{job.title or job.kind}\n{details}\n(job {job.id} · {job.kind})"
                               .replace("\n\n", "\n"))
