@@ -220,3 +220,22 @@ def test_focus_policies_let_tab_still_reach_every_input(qtbot, policy):
     qtbot.waitExposed(host)
     for widget in (spin, combo):
         assert widget.focusPolicy() == Qt.FocusPolicy.StrongFocus
+
+
+def test_a_disabled_accent_button_does_not_look_enabled(qtbot, policy):
+    """The download dialog's Download button looked ready before a size check had enabled it."""
+    host = QWidget()
+    col = QVBoxLayout(host)
+    enabled, disabled = QPushButton("Download"), QPushButton("Download")
+    for button in (enabled, disabled):
+        button.setProperty("accent", True)
+        col.addWidget(button)
+    disabled.setEnabled(False)
+    qtbot.addWidget(host)
+    host.show()
+    qtbot.waitExposed(host)
+
+    def fill(button):  # the colour just inside the rounded corner, away from the text
+        return button.grab().toImage().pixelColor(8, button.height() // 2).name()
+
+    assert fill(enabled) != fill(disabled)

@@ -139,6 +139,8 @@ QPushButton:disabled, QToolButton:disabled {{ color: {c.muted}; border-color: {c
 QPushButton[accent="true"] {{ background: {c.accent}; color: {c.accent_text};
     border: 1px solid {c.accent}; font-weight: 600; }}
 QPushButton[accent="true"]:hover {{ background: {c.accent_hover}; }}
+QPushButton[accent="true"]:disabled {{ background: {c.surface}; color: {c.muted};
+    border-color: {c.border}; }}
 QPushButton[flat="true"], QToolButton[flat="true"] {{ background: transparent;
     border: none; padding: 2px 6px; }}
 QPushButton[flat="true"]:hover, QToolButton[flat="true"]:hover {{ background: {c.raised}; }}
