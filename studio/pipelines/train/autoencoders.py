@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import LessonInfo, ParamSpec, Trainer, check_loss
 from studio.pipelines.train.image_sets import (
+    DATASET_NAMES,
     DATASETS,
     check_dataset,
     load_image_set,
@@ -44,7 +45,8 @@ def _common_params(lr: float) -> tuple[ParamSpec, ...]:
         tl.lr_spec(lr),
         tl.optimizer_spec(),
         ParamSpec("dataset", "digits", "choice", choices=DATASETS, label="Data set",
-                  help="digits: scikit-learn's 8×8 handwritten digits. faces: scikit-image's "
+                  choice_labels=DATASET_NAMES,
+                  help="Handwritten digits: scikit-learn's 8×8 digits. Faces: scikit-image's "
                        "25×25 faces (needs scikit-image)."),
         ParamSpec("batch_size", 64, "int", minimum=1, maximum=1024, label="Batch size",
                   help="Images per step."),
@@ -77,6 +79,7 @@ class AutoencoderTrainer(Trainer):
             "form clusters, but the latent space has gaps: decoding a gap gives a blur. "
             "A minute or two on a CPU shows most of it."),
         series=("loss", "test_loss"),
+        series_labels={"loss": "Train loss", "test_loss": "Test loss"},
     )
     params = _common_params(1e-3)
     variational = False
@@ -282,6 +285,7 @@ class DenoisingAutoencoderTrainer(AutoencoderTrainer):
             "steps; the loss settles higher than the plain autoencoder's, since some noise "
             "destroys information. A minute or two on a CPU."),
         series=("loss", "test_loss"),
+        series_labels={"loss": "Train loss", "test_loss": "Test loss"},
     )
     params = _common_params(1e-3) + (
         ParamSpec("noise", 0.3, "float", minimum=0.0, maximum=1.0, live=True, label="Noise",
@@ -308,6 +312,8 @@ class VAETrainer(AutoencoderTrainer):
             "**Normal.** Reconstruction falls while KL first rises then settles; the grid "
             "morphs smoothly between classes after a few hundred steps (a minute or two)."),
         series=("loss", "recon", "kl", "test_loss"),
+        series_labels={"loss": "−ELBO (train)", "recon": "Reconstruction", "kl": "KL",
+                       "test_loss": "−ELBO (test)"},
     )
     params = _common_params(1e-3) + (
         ParamSpec("beta", 1.0, "float", minimum=0.0, maximum=4.0, live=True, label="β",

@@ -11,8 +11,14 @@ No Qt here; torch is imported by the lesson modules, never by this one.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+
+def _pairs(names: Mapping[str, str] | tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """A mapping of code ids to readable names, frozen into pairs (so specs stay hashable)."""
+    return tuple(names.items()) if isinstance(names, Mapping) else tuple(names)
 
 
 class InvalidParameter(ValueError):
@@ -28,7 +34,9 @@ class ParamSpec:
     """One knob of a lesson.
 
     ``kind`` is float | int | choice | bool. ``live`` knobs can change mid-run without a reset
-    (learning rate, optimizer, β, k_D/k_G, noise); the others need a reset.
+    (learning rate, optimizer, β, k_D/k_G, noise); the others need a reset. ``choice_labels``
+    maps a choice's code id (the stored value, what ``--set`` takes) to the name a person reads
+    ("rosenbrock" -> "Rosenbrock valley"); a choice without one is shown as its id.
     """
 
     name: str
@@ -41,6 +49,17 @@ class ParamSpec:
     label: str = ""
     help: str = ""
     log_scale: bool = False  # a slider for it should move in powers of ten (learning rates)
+    choice_labels: Mapping[str, str] | tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "choice_labels", _pairs(self.choice_labels))
+        unknown = {k for k, _ in self.choice_labels} - set(self.choices)
+        if unknown:
+            raise ValueError(f"{self.name}: labels for unknown choices {sorted(unknown)}")
+
+    def choice_label(self, choice: str) -> str:
+        """The readable name of ``choice`` (its code id when it has none)."""
+        return dict(self.choice_labels).get(choice, choice)
 
     def coerce(self, value: Any) -> Any:
         """Parse and check a value (from a widget or a ``--set key=value`` string)."""
@@ -90,6 +109,15 @@ class LessonInfo:
     main_loss: str = "loss"  # the metric written as `loss` in metrics.jsonl
     series: tuple[str, ...] = ("loss",)  # the metrics the loss plot shows by default
     log_every: int = 1  # the CLI and the run store log every N steps
+    #: metric name -> the name the loss plot's legend shows ("mse_t0" -> "MSE, t 0–20%")
+    series_labels: Mapping[str, str] | tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "series_labels", _pairs(self.series_labels))
+
+    def series_label(self, name: str) -> str:
+        """The readable name of metric ``name`` (the name itself when it has none)."""
+        return dict(self.series_labels).get(name, name)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from studio.pipelines.train.base import (
 )
 from studio.pipelines.train.datasets2d import (
     CLASSIFICATION_DATASETS,
+    CLASSIFICATION_NAMES,
     EXTENT,
     classification_2d,
     train_test_split,
@@ -35,7 +36,11 @@ from studio.pipelines.train.registry import lesson_text
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU,
                "leaky-relu": nn.LeakyReLU}
+ACTIVATION_NAMES = {"relu": "ReLU", "tanh": "tanh", "sigmoid": "Sigmoid", "gelu": "GELU",
+                    "leaky-relu": "Leaky ReLU"}
 OPTIMIZER_CHOICES = ("adam", "sgd", "momentum", "rmsprop")
+OPTIMIZER_NAMES = {"adam": "Adam", "sgd": "SGD", "momentum": "SGD with momentum",
+                   "rmsprop": "RMSProp"}
 GRID = 72  # decision-boundary heatmap resolution per axis
 #: Cross-entropy of two classes starts near ln 2; a loss this large means the weights blew up.
 EXPLODED_LOSS = 50.0
@@ -46,8 +51,9 @@ test points. The background is the network's answer everywhere on the plane: the
 colour, the surer it is; the boundary between the colours is where it is 50/50.
 
 **What to try.**
-- *Moons* and *gaussians* are easy: one hidden layer learns them in a few hundred steps.
-- *Spirals* needs more: try 3 layers of 32 with tanh or ReLU and watch the boundary curl.
+- *Two moons* and *Two Gaussian blobs* are easy: one hidden layer learns them in a few hundred
+  steps.
+- *Two spirals* needs more: try 3 layers of 32 with tanh or ReLU and watch the boundary curl.
 - Set the width to 2 and see what a too-small network can't do.
 - Raise the learning rate until the loss jumps about; switch to SGD and compare.
 - Few points and many layers: the test loss stops falling while the training loss keeps going.
@@ -76,10 +82,12 @@ class Classifier2D(Trainer):
         explanation=EXPLANATION,
         main_loss="training-set cross-entropy",
         series=("loss", "test_loss"),
+        series_labels={"loss": "Train loss", "test_loss": "Test loss"},
         log_every=1,
     )
     params = (
         ParamSpec("dataset", "moons", kind="choice", choices=CLASSIFICATION_DATASETS,
+                  choice_labels=CLASSIFICATION_NAMES,
                   label="Data", help="The two-class data set (changing it starts over)."),
         ParamSpec("points", 400, kind="int", minimum=20, maximum=5000, label="Points",
                   help="How many points, training and test together."),
@@ -91,8 +99,10 @@ class Classifier2D(Trainer):
         ParamSpec("width", 16, kind="int", minimum=1, maximum=256, label="Width",
                   help="Neurons per hidden layer."),
         ParamSpec("activation", "relu", kind="choice", choices=tuple(ACTIVATIONS),
+                  choice_labels=ACTIVATION_NAMES,
                   label="Activation"),
         ParamSpec("optimizer", "adam", kind="choice", choices=OPTIMIZER_CHOICES, live=True,
+                  choice_labels=OPTIMIZER_NAMES,
                   label="Optimizer", help="Switching keeps the weights, resets its memory."),
         ParamSpec("lr", 0.01, minimum=1e-6, maximum=1e4, live=True, log_scale=True,
                   label="Learning rate"),

@@ -21,9 +21,16 @@ from studio.pipelines.train.base import InvalidParameter
 
 #: Distributions :func:`sample_2d` knows, in the order a choice box lists them.
 DATASETS_2D: tuple[str, ...] = ("8-gaussians", "ring", "swiss-roll", "moons", "drawn")
+#: What a person reads for each (the ids stay the stored values and what ``--set`` takes).
+DATASET_NAMES_2D: dict[str, str] = {"8-gaussians": "8 Gaussians in a ring", "ring": "Ring",
+                                    "swiss-roll": "Swiss roll", "moons": "Two moons",
+                                    "drawn": "Your drawing"}
 
 #: Labelled sets :func:`classification_2d` knows.
 CLASSIFICATION_DATASETS: tuple[str, ...] = ("moons", "circles", "spirals", "xor", "gaussians")
+CLASSIFICATION_NAMES: dict[str, str] = {"moons": "Two moons", "circles": "Circle in a circle",
+                                        "spirals": "Two spirals", "xor": "XOR (four corners)",
+                                        "gaussians": "Two Gaussian blobs"}
 
 #: A drawn shape needs at least this many points to be learnable at all.
 MIN_DRAWN_POINTS = 20

@@ -32,7 +32,7 @@ from torch import nn
 
 from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import LessonInfo, ParamSpec, Trainer, check_loss
-from studio.pipelines.train.datasets2d import DATASETS_2D, sample_2d
+from studio.pipelines.train.datasets2d import DATASET_NAMES_2D, DATASETS_2D, sample_2d
 from studio.pipelines.train.frame_codec import frozen
 from studio.pipelines.train.gan2d import DrawnPointsConfig
 from studio.pipelines.train.registry import lesson_text
@@ -118,6 +118,10 @@ class DDPM2D(DrawnPointsConfig, Trainer):
             "find the rough shape in a few hundred steps and sharpen over 2–3 thousand "
             "(a minute or two)."),
         series=("loss",) + tuple(f"mse_t{i}" for i in range(BUCKETS)),
+        # mse_t0 is the fifth of the timesteps with the least noise, mse_t4 the most.
+        series_labels={"loss": "Loss (all t)", **{
+            f"mse_t{i}": f"MSE, t {100 * i // BUCKETS}–{100 * (i + 1) // BUCKETS}% of T"
+            for i in range(BUCKETS)}},
     )
     params = (
         tl.lr_spec(3e-3),
@@ -125,8 +129,10 @@ class DDPM2D(DrawnPointsConfig, Trainer):
         ParamSpec("timesteps", 100, "int", minimum=10, maximum=1000, label="Timesteps (T)",
                   help="Noise levels between data and pure noise."),
         ParamSpec("schedule", "cosine", "choice", choices=("linear", "cosine"),
+                  choice_labels={"linear": "Linear", "cosine": "Cosine"},
                   label="β schedule", help="How fast noise is added along the T steps."),
-        ParamSpec("dataset", "8-gaussians", "choice", choices=DATASETS_2D, label="Data set"),
+        ParamSpec("dataset", "8-gaussians", "choice", choices=DATASETS_2D, label="Data set",
+                  choice_labels=DATASET_NAMES_2D),
         ParamSpec("hidden", 128, "int", minimum=16, maximum=1024, label="Hidden width"),
         ParamSpec("sample_every", 100, "int", minimum=1, maximum=100_000, live=True,
                   label="Sample every N steps",

@@ -21,7 +21,13 @@ from torch import nn
 
 from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, Trainer, check_loss
-from studio.pipelines.train.datasets2d import DATASETS_2D, EXTENT, MIN_DRAWN_POINTS, sample_2d
+from studio.pipelines.train.datasets2d import (
+    DATASET_NAMES_2D,
+    DATASETS_2D,
+    EXTENT,
+    MIN_DRAWN_POINTS,
+    sample_2d,
+)
 from studio.pipelines.train.registry import lesson_text
 
 POOL = 8192  # data points drawn once per run; batches are sampled from them
@@ -67,7 +73,8 @@ def _gan_params(lr: float, k_d: int, critic: str) -> tuple[ParamSpec, ...]:
                   label="Instance noise", help="Gaussian noise added to everything D sees; "
                   "it blurs D's view and can stop mode collapse."),
         ParamSpec("dataset", "8-gaussians", "choice", choices=DATASETS_2D, label="Data set",
-                  help="The distribution to learn; 'drawn' uses the points you drew."),
+                  choice_labels=DATASET_NAMES_2D,
+                  help="The distribution to learn; 'Your drawing' uses the points you drew."),
         ParamSpec("batch_size", 256, "int", minimum=1, maximum=4096, label="Batch size"),
         ParamSpec("latent_dim", 4, "int", minimum=1, maximum=64, label="Latent dimensions",
                   help="Size of the noise vector z the generator starts from."),
@@ -108,7 +115,7 @@ class GAN2D(DrawnPointsConfig, Trainer):
         **lesson_text("gan-2d"),
         explanation=(
             "**What you see.** Real points and generated points (the same z every frame). "
-            "Underneath, the discriminator's belief that a spot is real (bright = real). The "
+            "Underneath, the discriminator's belief that a spot is real (blue = real). The "
             "arrows show where the generator is pushed: up the discriminator's slope.\n\n"
             "**What to try.** Step D or G alone and watch the other react. Set k_D to 5, or "
             "raise the learning rate, and look for *mode collapse*: generated points crowd "
@@ -119,6 +126,7 @@ class GAN2D(DrawnPointsConfig, Trainer):
             "modes in about 1–2 thousand steps (under a minute). GANs oscillate: a mode may "
             "come and go."),
         series=("loss_d", "loss_g"),
+        series_labels={"loss_d": "D loss", "loss_g": "G loss"},
     )
     params = _gan_params(1e-3, 1, "discriminator")
     step_parts = ("D", "G")
@@ -319,7 +327,7 @@ class WGANGP2D(GAN2D):
     info = LessonInfo(
         **lesson_text("wgan-gp-2d"),
         explanation=(
-            "**What you see.** Real and generated points over the critic's score (bright = "
+            "**What you see.** Real and generated points over the critic's score (blue = "
             "scored as real); arrows show where the generator is pushed. The loss plot shows "
             "the Wasserstein estimate E[D(x)] − E[D(G(z))] and the gradient penalty.\n\n"
             "**What to try.** Set the gradient-penalty weight to 0 and watch the critic's "
@@ -330,6 +338,8 @@ class WGANGP2D(GAN2D):
             "unlike a GAN's losses); points cover the modes with few collapses. About 1–2 "
             "thousand steps, a minute or two."),
         series=("wasserstein", "gp", "loss_g"),
+        series_labels={"wasserstein": "Wasserstein estimate", "gp": "Gradient penalty",
+                       "loss_g": "G loss"},
     )
     params = _gan_params(5e-4, 5, "discriminator (critic)") + (
         ParamSpec("gp_weight", 0.1, "float", minimum=0.0, maximum=100.0, live=True,

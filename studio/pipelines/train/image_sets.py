@@ -32,6 +32,7 @@ import numpy as np
 from studio.pipelines.train.base import InvalidParameter
 
 DATASETS: tuple[str, ...] = ("digits", "faces")
+DATASET_NAMES: dict[str, str] = {"digits": "Handwritten digits", "faces": "Faces"}
 FACES_NEED = ("The faces data set needs scikit-image, which is not installed: "
               "pip install scikit-image (or pip install \"studio[faces]\"), then restart Studio.")
 SHOW_PER_CLASS = 2  # test digits per class in the reconstruction grid

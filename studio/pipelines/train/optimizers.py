@@ -73,6 +73,9 @@ SURFACES: dict[str, tuple[Any, tuple[float, float], tuple[float, float], tuple[f
                         0.0),
     "noisy": (_noisy, (2.3, 1.9), (-3.0, 3.0), (-3.0, 3.0), (0.0, 0.0), 1.0),
 }
+SURFACE_NAMES: dict[str, str] = {"rosenbrock": "Rosenbrock valley", "beale": "Beale's function",
+                                 "saddle": "Saddle point", "ill-conditioned": "Ill-conditioned bowl",
+                                 "noisy": "Noisy bumps"}
 
 GRID = 120  # contour grid resolution per axis
 HISTORY = 2000  # trajectory points kept per optimizer (older points are thinned): enough for a
@@ -112,13 +115,15 @@ step each per training step. The contour lines are the surface (dark = low); eac
 one optimizer's path. The loss plot shows how far above the minimum each one still is.
 
 **What to try.**
-- *Rosenbrock*: a curved valley. SGD crawls along the floor; Momentum and Adam race ahead.
-- *Saddle*: the start sits on a ridge. Plain SGD barely moves sideways; adaptive methods
+- *Rosenbrock valley* (pick the **Surface** in Settings): a curved valley. SGD crawls along the
+  floor; Momentum and Adam race ahead.
+- *Saddle point*: the start sits on a ridge. Plain SGD barely moves sideways; adaptive methods
   (RMSProp, Adam) escape fast because they rescale tiny gradients.
-- *Ill-conditioned*: a narrow bowl. Raise SGD's learning rate until it zig-zags, then add
+- *Ill-conditioned bowl*: a narrow bowl. Raise SGD's learning rate until it zig-zags, then add
   momentum.
-- *Noisy*: bumps and noisy gradients, like minibatches. Raise **noise** and watch who copes.
-- Move **lr** (all optimizers at once) or one optimizer's rate, live.
+- *Noisy bumps*: bumps and noisy gradients, like minibatches. Raise **Gradient noise** and
+  watch who copes.
+- Move **Learning rate (all)** (every optimizer at once) or one optimizer's rate, live.
 
 **What is normal.** Adam reaches the Rosenbrock minimum in about a thousand steps (a few
 seconds); SGD is still crawling along the valley by then. Too high a learning rate makes a path shoot off the map: the run pauses and says so.
@@ -139,13 +144,16 @@ class OptimizerRace(Trainer):
         explanation=EXPLANATION,
         main_loss="mean gap f - f* over the six optimizers",
         series=tuple(OPTIMIZERS),
+        series_labels=OPTIMIZERS,
         log_every=1,
     )
     params = (
         ParamSpec("surface", "rosenbrock", kind="choice", choices=tuple(SURFACES),
+                  choice_labels=SURFACE_NAMES,
                   label="Surface", help="The loss surface (changing it starts over)."),
         ParamSpec("lr", 0.001, minimum=1e-6, maximum=10.0, live=True, log_scale=True,
-                  label="lr (all)", help="Sets every optimizer's learning rate at once."),
+                  label="Learning rate (all)",
+                  help="Sets every optimizer's learning rate at once."),
         *(_lr_spec(k) for k in OPTIMIZERS),
         ParamSpec("momentum", 0.9, minimum=0.0, maximum=0.999, live=True, label="Momentum β",
                   help="Momentum and Nesterov: how much of the last step carries over."),

@@ -19,6 +19,7 @@ from torch import nn
 from studio.pipelines.train.base import ParamSpec
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "rmsprop")
+OPTIMIZER_NAMES: dict[str, str] = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSProp"}
 
 
 def lr_spec(default: float, help: str = "") -> ParamSpec:
@@ -30,6 +31,7 @@ def lr_spec(default: float, help: str = "") -> ParamSpec:
 
 def optimizer_spec(default: str = "adam") -> ParamSpec:
     return ParamSpec("optimizer", default, "choice", choices=OPTIMIZERS, live=True,
+                     choice_labels=OPTIMIZER_NAMES,
                      label="Optimizer", help="Switching starts the new optimizer with fresh state.")
 
 
