@@ -245,7 +245,7 @@ def test_ddpm_view_scrubs_forward_and_reverse(qtbot, theme):
     assert view.level_label.text().startswith(f"t = 10 / {T}")
     xs, ys = view.samples_points.getData()
     np.testing.assert_allclose(np.stack([xs, ys], axis=1), snap["samples"])
-    np.testing.assert_allclose(view.mse_bars.opts["height"], snap["bucket_mse"])
+    np.testing.assert_allclose(view.mse_bars.opts["width"], snap["bucket_mse"])  # horizontal
     view.show_snapshot(snap)  # a new frame keeps the user's scrubber position
     assert view.scrubber.value() == 10
     view.scrubber.setValue(T // 3)

@@ -12,8 +12,15 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from studio.ui.panels.train.plotting import SERIES_COLORS, GrowingArray, styled_plot
-from studio.ui.theme import colors
+from studio.ui.panels.train.plotting import (
+    SERIES_COLORS,
+    GrowingArray,
+    painted_in_theme,
+    restyle,
+    styled_plot,
+    theme_changed,
+)
+from studio.ui.panels.train.widgets import LegendStrip
 
 LOG_FLOOR = 1e-12  # zeros (an optimizer exactly at the minimum) still show on a log scale
 #: A loss curve needs no 60 fps: redrawing it (axes included) is the costliest thing on screen,
@@ -41,10 +48,13 @@ class LossPlot(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.plot = styled_plot()
+        painted_in_theme(self)
         self.plot.setObjectName("lossPlot")
         self.plot.setLabel("bottom", "step")
         self.plot.getPlotItem().showGrid(x=True, y=True, alpha=0.15)
-        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextColor=colors().muted)
+        # The legend is a row of labels over the plot: inside it, it covered the curves.
+        self.legend = LegendStrip()
+        self.legend.setObjectName("lossLegend")
         self.plot.getPlotItem().setClipToView(True)
         self.log_box = QCheckBox("Log scale")
         self.log_box.setObjectName("logScale")
@@ -59,14 +69,15 @@ class LossPlot(QWidget):
         bar.setContentsMargins(0, 0, 0, 0)
         title = QLabel("LOSS")
         title.setProperty("section", True)
-        bar.addWidget(title)
-        bar.addStretch(1)
-        bar.addWidget(self.log_box)
+        bar.addWidget(title, 0, Qt.AlignmentFlag.AlignTop)
+        bar.addSpacing(12)
+        bar.addWidget(self.legend, 1)
+        bar.addWidget(self.log_box, 0, Qt.AlignmentFlag.AlignTop)
         bar.addSpacing(12)
         muted = QLabel("Smoothing")
         muted.setProperty("muted", True)
-        bar.addWidget(muted)
-        bar.addWidget(self.smoothing)
+        bar.addWidget(muted, 0, Qt.AlignmentFlag.AlignTop)
+        bar.addWidget(self.smoothing, 0, Qt.AlignmentFlag.AlignTop)
         col = QVBoxLayout(self)
         col.setContentsMargins(0, 0, 0, 0)
         col.setSpacing(4)
@@ -79,6 +90,7 @@ class LossPlot(QWidget):
         self.overlays: dict[str, pg.PlotDataItem] = {}
         self._overlay_data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._names: tuple[str, ...] = ()
+        self._labels: dict[str, str] = {}
         self._redraw_timer = QTimer(self, singleShot=True, interval=REDRAW_INTERVAL_MS)
         self._redraw_timer.timeout.connect(self.redraw)
         self.log_box.toggled.connect(self._on_log_toggled)
@@ -86,26 +98,49 @@ class LossPlot(QWidget):
         self._on_log_toggled(True)
 
     # -- the current run ----------------------------------------------------------------------
-    def set_series(self, names: tuple[str, ...]) -> None:
-        """Start over with these series (the lesson's ``info.series``); keeps overlays."""
+    def set_series(self, names: tuple[str, ...], labels: list[str] | None = None) -> None:
+        """Start over with these series (the lesson's ``info.series``, shown in the legend as
+        ``labels``); keeps overlays. The axes forget the previous lesson's range."""
         for name in list(self.curves):
             self.plot.removeItem(self.curves.pop(name))
-            self.legend.removeItem(name)
         self._names = tuple(names)
+        self._labels = dict(zip(self._names, labels or self._names, strict=True))
         self.steps.clear()
         self.series = {n: GrowingArray() for n in self._names}
         for i, name in enumerate(self._names):
             pen = pg.mkPen(SERIES_COLORS[i % len(SERIES_COLORS)], width=1.6)
-            curve = self.plot.plot([], [], pen=pen, name=name)
+            curve = self.plot.plot([], [], pen=pen)
             curve.setDownsampling(auto=True, method="peak")
             self.curves[name] = curve
+        self._update_legend()
+        self._reset_range()
         self.seriesChanged.emit(list(self._names))
 
     def clear(self) -> None:
+        """A new run: no points, and the axes follow the new run from scratch."""
         self.steps.clear()
         for arr in self.series.values():
             arr.clear()
+        self._reset_range()
         self.redraw()
+
+    def _reset_range(self) -> None:
+        box = self.plot.getPlotItem().getViewBox()
+        box.setRange(xRange=(0, 1), yRange=(-1, 0) if self.log_box.isChecked() else (0, 1),
+                     padding=0)
+        box.enableAutoRange()
+
+    def _update_legend(self) -> None:
+        entries = [(self._labels.get(n, n), SERIES_COLORS[i % len(SERIES_COLORS)], "line")
+                   for i, n in enumerate(self._names)]
+        for key, curve in self.overlays.items():
+            entries.append((f"{key} (loss)", curve.opts["pen"].color().name(), "dash"))
+        self.legend.set_entries(entries)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().changeEvent(event)
+        if theme_changed(self, event):
+            restyle(self.plot)
 
     def append(self, rows: list[dict[str, float]]) -> None:
         """Add logged steps (each a metrics dict); the curves redraw within REDRAW_INTERVAL_MS."""
@@ -146,7 +181,7 @@ class LossPlot(QWidget):
             self._overlay_data.pop(key, None)
             if curve is not None:
                 self.plot.removeItem(curve)
-                self.legend.removeItem(curve)
+                self._update_legend()
             return
         x = np.array([float(r["step"]) for r in rows])
         y = np.array([_num(r.get("loss")) for r in rows])
@@ -155,9 +190,10 @@ class LossPlot(QWidget):
             i = len(self.overlays) + 3
             pen = pg.mkPen(SERIES_COLORS[i % len(SERIES_COLORS)], width=1.2,
                            style=Qt.PenStyle.DashLine)
-            curve = self.plot.plot([], [], pen=pen, name=f"{key} (loss)")
+            curve = self.plot.plot([], [], pen=pen)
             curve.setDownsampling(auto=True, method="peak")
             self.overlays[key] = curve
+            self._update_legend()
         self.redraw()
 
     @Slot(bool)

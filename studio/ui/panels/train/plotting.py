@@ -22,24 +22,106 @@ CLASS_COLORS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
                 "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 
 
+class SpacedAxis(pg.AxisItem):
+    """An axis whose tick labels never pile up. pyqtgraph always draws its first level of ticks
+    and, on a log axis spanning less than a decade, that level is every 1…9 × 10ⁿ: labels drawn
+    on top of each other. Here labels are kept in pyqtgraph's order (major levels first) and one
+    that would touch a label already kept is dropped, on any axis, log or linear, automatic or
+    fixed ticks (a bar chart's names)."""
+
+    #: free space around a label, as a fraction of its height (pyqtgraph's rects are 0.8 tall)
+    GAP = 0.35
+
+    def generateDrawSpecs(self, p):  # noqa: N802 - pyqtgraph's name
+        specs = super().generateDrawSpecs(p)
+        if specs is None:
+            return specs
+        axis_spec, tick_specs, text_specs = specs
+        return axis_spec, tick_specs, spaced_labels(text_specs, self.orientation, self.GAP)
+
+    def logTickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's name
+        """Plain numbers ("40", "0.07") where they are short; powers of ten beyond."""
+        out = []
+        for v, default in zip(values, super().logTickStrings(values, scale, spacing),
+                              strict=True):
+            x = 10.0 ** float(v) * scale
+            out.append(f"{x:.3g}" if 1e-3 <= abs(x) < 1e5 else default)
+        return out
+
+
+def spaced_labels(text_specs: list, orientation: str, gap: float) -> list:
+    """The labels of ``text_specs`` (pyqtgraph's (rect, flags, text), first = most important)
+    that keep clear of every label kept before them."""
+    kept: list = []
+    for spec in text_specs:
+        rect = spec[0]
+        pad = rect.height() * gap
+        grown = rect.adjusted(-pad, -pad / 2, pad, pad / 2) if orientation in ("bottom", "top") \
+            else rect.adjusted(0, -pad, 0, pad)
+        if any(grown.intersects(other[0]) for other in kept):
+            continue
+        kept.append(spec)
+    return kept
+
+
 def styled_plot(title: str = "", *, equal_aspect: bool = False,
                 hide_buttons: bool = True) -> pg.PlotWidget:
     """A PlotWidget in the theme's colours, without pyqtgraph's context menu (and, with
-    ``hide_buttons``, without its auto-range button)."""
-    c = colors()
-    plot = pg.PlotWidget(background=c.surface)
+    ``hide_buttons``, without its auto-range button), whose axes space their labels
+    (:class:`SpacedAxis`). :func:`restyle` repaints it in the current theme's colours."""
+    plot = pg.PlotWidget(axisItems={name: SpacedAxis(name) for name in ("left", "bottom")})
     item = plot.getPlotItem()
+    plot._studio_title = title
+    item.setMenuEnabled(False)
+    if hide_buttons:
+        item.hideButtons()
+    plot.setAspectLocked(equal_aspect)
+    restyle(plot)
+    return plot
+
+
+def restyle(plot: pg.PlotWidget) -> None:
+    """Paint ``plot``'s background, axes and title in the current theme (at build time, and
+    again when the theme changes while it is on screen)."""
+    c = colors()
+    plot.setBackground(c.surface)
+    item = plot.getPlotItem()
+    title = getattr(plot, "_studio_title", "")
     if title:
         item.setTitle(title, color=c.muted, size="9pt")
     for name in ("left", "bottom"):
         axis = item.getAxis(name)
         axis.setPen(pg.mkPen(c.border))
         axis.setTextPen(pg.mkPen(c.muted))
-    item.setMenuEnabled(False)
-    if hide_buttons:
-        item.hideButtons()
-    plot.setAspectLocked(equal_aspect)
-    return plot
+
+
+def set_title(plot: pg.PlotWidget, title: str) -> None:
+    """Show ``title`` over ``plot`` (in the theme's muted colour), or no title for ""."""
+    plot._studio_title = title
+    if title:
+        plot.getPlotItem().setTitle(title, color=colors().muted, size="9pt")
+    else:
+        plot.getPlotItem().setTitle(None)
+
+
+def theme_changed(widget, event) -> bool:
+    """For a ``changeEvent``: True when ``event`` is the app switching to a theme ``widget`` has
+    not painted itself in yet (it keeps the name in ``_theme``, set by :func:`painted_in_theme`
+    when it is built). Setting a style sheet sends a StyleChange too, hence the name check."""
+    from PySide6.QtCore import QEvent
+
+    if event.type() not in (QEvent.Type.PaletteChange, QEvent.Type.StyleChange):
+        return False
+    name = colors().name
+    if getattr(widget, "_theme", None) == name:
+        return False
+    widget._theme = name
+    return True
+
+
+def painted_in_theme(widget) -> None:
+    """Note that ``widget`` has just taken its colours from the current theme."""
+    widget._theme = colors().name
 
 
 def themed_plot(title: str = "", image: bool = False) -> pg.PlotWidget:
@@ -138,10 +220,11 @@ def bars(plot: pg.PlotWidget, n: int, color: str) -> pg.BarGraphItem:
     return item
 
 
-def label_ticks(plot: pg.PlotWidget, labels: list[str]) -> None:
-    """Name the bars at x = 0…n-1; a no-op when the names are the ones shown (new ticks make
-    the axis regenerate its text, which is the costliest part of a frame)."""
-    axis = plot.getPlotItem().getAxis("bottom")
+def label_ticks(plot: pg.PlotWidget, labels: list[str], axis_name: str = "bottom") -> None:
+    """Name the bars at 0…n-1 (on the ``axis_name`` axis); a no-op when the names are the ones
+    shown (new ticks make the axis regenerate its text, the costliest part of a frame). Names
+    that would overlap are thinned out by :class:`SpacedAxis`, never drawn over each other."""
+    axis = plot.getPlotItem().getAxis(axis_name)
     ticks = [list(enumerate(labels))]
     if getattr(axis, "_studio_ticks", None) != ticks:
         axis._studio_ticks = ticks
@@ -171,12 +254,14 @@ class StickyRange:
     pyqtgraph's auto-range moves the axes with every frame whose data moved, and every move makes
     the axes regenerate and repaint their tick text: most of the paint time of a view like the
     latent scatter. This range follows the data with hysteresis (:func:`sticky_span`), so the
-    axes change now and then. ``zero_y`` keeps 0 in the y range (bar charts).
+    axes change now and then. ``zero_y`` (``zero_x``) keeps 0 in the y (x) range: bar charts.
     """
 
-    def __init__(self, plot: pg.PlotWidget, *, zero_y: bool = False) -> None:
+    def __init__(self, plot: pg.PlotWidget, *, zero_y: bool = False,
+                 zero_x: bool = False) -> None:
         self.plot = plot
         self.zero_y = zero_y
+        self.zero_x = zero_x
         self.x: tuple[float, float] | None = None
         self.y: tuple[float, float] | None = None
         plot.getPlotItem().getViewBox().disableAutoRange()
@@ -193,15 +278,20 @@ class StickyRange:
         if self.zero_y:
             ylo, yhi = min(ylo, 0.0), max(yhi, 0.0)
         new_y = sticky_span(self.y, ylo, yhi)
-        new_x = None
+        new_x = xlo = None
         if xs is not None and len(xs):
             xs = np.asarray(xs, dtype=np.float64)
-            new_x = sticky_span(self.x, float(np.nanmin(xs)), float(np.nanmax(xs)))
+            xlo, xhi = float(np.nanmin(xs)), float(np.nanmax(xs))
+            if self.zero_x:
+                xlo, xhi = min(xlo, 0.0), max(xhi, 0.0)
+            new_x = sticky_span(self.x, xlo, xhi)
         if new_x is None and new_y is None:
             return
         self.x, self.y = new_x or self.x, new_y or self.y
         if self.zero_y and self.y is not None and self.y[0] < 0 <= ylo:
             self.y = (0.0, self.y[1])  # bars stand on the axis, no margin below 0
+        if self.zero_x and self.x is not None and xlo is not None and self.x[0] < 0 <= xlo:
+            self.x = (0.0, self.x[1])
         kwargs = {"yRange": self.y, "padding": 0}
         if self.x is not None:
             kwargs["xRange"] = self.x

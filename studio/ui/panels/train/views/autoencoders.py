@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
@@ -27,14 +27,13 @@ from PySide6.QtWidgets import (
 
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
+from studio.ui.panels.train.widgets import LegendStrip, caption
 from studio.ui.theme import colors
-from studio.ui.widgets.basics import section_label
 
 HISTORY_EVERY = 20  # steps between kept reconstruction grids
 HISTORY_MAX = 200  # kept grids (the oldest are dropped)
 RECON_COLS = 5
 BLOCK_GAP = 4  # pixels between blocks of original/reconstruction rows
-LEGEND_OFFSET = (-4, 4)  # the latent legend sits in the top-right corner
 GIF_IMAGE_PX = 48  # an image's width in an exported GIF (8×8 digits ×6, 25×25 faces ×2)
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 #: Ordered groups (the faces' brightness fifths): dark to bright, readable on both themes.
@@ -47,7 +46,6 @@ class AutoencoderView(LessonView):
     def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
         super().__init__(lesson_key, parent)
         self.variational = lesson_key == "vae"
-        c = colors()
         self._history: deque[tuple[int, np.ndarray]] = deque(maxlen=HISTORY_MAX)
         self._following = True  # the slider sits on the newest grid and follows training
         self._image_side = 8
@@ -66,15 +64,13 @@ class AutoencoderView(LessonView):
 
         self.latent_plot = pk.themed_plot()
         self.latent_plot.setAspectLocked(True)
-        self.legend = self.latent_plot.addLegend(offset=LEGEND_OFFSET, colCount=2,
-                                                 labelTextColor=c.muted,
-                                                 brush=pg.mkBrush(c.surface + "cc"))
-        self.legend.setLabelTextSize("8pt")
+        # The colour key sits under the scatter: drawn inside, it covered the points.
+        self.legend = LegendStrip()
+        self.legend.setObjectName("latentLegend")
         self.class_scatter: list[pg.ScatterPlotItem] = []
         self.group_names: tuple[str, ...] = ()
         self._set_groups(DIGIT_NAMES)
-        self.grid_outline = pg.PlotCurveItem(pen=pg.mkPen(c.muted, width=1,
-                                                          style=Qt.PenStyle.DashLine))
+        self.grid_outline = pg.PlotCurveItem()
         self.latent_plot.addItem(self.grid_outline)
         self.latent_range = pk.StickyRange(self.latent_plot)
 
@@ -90,14 +86,22 @@ class AutoencoderView(LessonView):
         self.interp_to = self._digit_box(6, "interp_to")
 
         for item in (self.recon_image, self.grid_image, self.interp_image):
-            item.setLookupTable(pk.ink_lut())
             item.setLevels((0.0, 1.0))
 
-        self.recon_caption = section_label(
-            "Original / noisy input / reconstruction" if lesson_key == "denoising-autoencoder"
-            else "Original / reconstruction")
-        self.latent_caption = section_label("Latent space")
-        self.grid_caption = section_label("Decoded latent grid")
+        denoising = lesson_key == "denoising-autoencoder"
+        self.recon_caption = caption(
+            "Clean / noisy / output" if denoising else "Input / output",
+            tip="Each block of five test images: the originals, "
+                + ("the noisy inputs the network gets, " if denoising else "")
+                + "and the network's reconstructions, one row each")
+        self.latent_caption = caption("Latent space",
+                                      tip="Where the encoder puts each test image")
+        self.grid_caption = caption(
+            "Decoded grid",
+            tip="The decoder's output at a grid of points in the latent space, taken at the "
+                "quantiles of N(0, 1): what sampling the prior gives" if self.variational
+            else "The decoder's output over a grid of latent points (the dashed square in the "
+                 "latent plot)")
         layout = QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setHorizontalSpacing(12)
@@ -109,14 +113,19 @@ class AutoencoderView(LessonView):
         slider_row.addWidget(self.history_label)
         layout.addLayout(slider_row, 2, 0)
         layout.addWidget(self.latent_caption, 0, 1)
-        layout.addWidget(self.latent_plot, 1, 1, 2, 1)
+        latent_box = QVBoxLayout()
+        latent_box.setSpacing(2)
+        latent_box.addWidget(self.latent_plot, 1)
+        latent_box.addWidget(self.legend)
+        layout.addLayout(latent_box, 1, 1, 2, 1)
         layout.addWidget(self.grid_caption, 0, 2)
         layout.addWidget(self.grid_plot, 1, 2, 2, 1)
 
         interp_box = QVBoxLayout()
         interp_head = QHBoxLayout()
-        interp_head.addWidget(section_label("Interpolation"))
-        interp_head.addStretch(1)
+        interp_head.addWidget(caption("Interpolation",
+                                      tip="Decoded points on the straight line between two "
+                                          "codes in the latent space"), 1)
         for text, box in (("from", self.interp_from), ("to", self.interp_to)):
             lbl = QLabel(text)
             lbl.setProperty("muted", True)
@@ -129,11 +138,10 @@ class AutoencoderView(LessonView):
         if self.variational:
             vae_box = QHBoxLayout()
             self.elbo_plot = pk.themed_plot("−ELBO (test)")
-            self.elbo_bars = pk.bars(self.elbo_plot, 2, c.running)
-            self.elbo_bars.setOpts(brushes=[pg.mkBrush(c.running), pg.mkBrush(c.queued)])
+            self.elbo_bars = pk.bars(self.elbo_plot, 2, colors().running)
             pk.label_ticks(self.elbo_plot, ["recon", "β·KL"])
             self.kl_plot = pk.themed_plot("KL per z")
-            self.kl_bars = pk.bars(self.kl_plot, 2, c.queued)
+            self.kl_bars = pk.bars(self.kl_plot, 2, colors().queued)
             self.elbo_range = pk.StickyRange(self.elbo_plot, zero_y=True)
             self.kl_range = pk.StickyRange(self.kl_plot, zero_y=True)
             vae_box.addWidget(self.elbo_plot)
@@ -143,6 +151,24 @@ class AutoencoderView(LessonView):
         layout.setRowStretch(3, 1)
         for col in range(3):
             layout.setColumnStretch(col, 1)
+        self.apply_theme()
+
+    def apply_theme(self) -> None:
+        c = colors()
+        plots = [self.recon_plot, self.latent_plot, self.grid_plot, self.interp_plot]
+        if self.variational:
+            plots += [self.elbo_plot, self.kl_plot]
+            self.elbo_bars.setOpts(brushes=[pg.mkBrush(c.running), pg.mkBrush(c.queued)])
+            self.kl_bars.setOpts(brush=pg.mkBrush(c.queued))
+        for plot in plots:
+            pk.restyle(plot)
+        lut = pk.grey_lut() if self._photo else pk.ink_lut()
+        for item in (self.recon_image, self.grid_image, self.interp_image):
+            item.setLookupTable(lut)
+        self.grid_outline.setPen(pg.mkPen(c.muted, width=1, style=Qt.PenStyle.DashLine))
+        if self._latent_title:
+            self.latent_plot.getPlotItem().setTitle(self._latent_title, color=c.muted,
+                                                    size="8pt")
 
     def _digit_box(self, value: int, knob: str) -> QSpinBox:
         box = QSpinBox()
@@ -196,13 +222,11 @@ class AutoencoderView(LessonView):
                                np.concatenate([latent[:, 1], [y0, y1]]))
         dims = int(snapshot.get("latent_dim", 2))
         axes = "" if dims == 2 else f" · {snapshot['latent_axes']} of {dims}"
-        self.latent_caption.setText(f"LATENT SPACE{axes.upper()}")
+        self.latent_caption.set_full_text(f"Latent space{axes}")
         grid = snapshot["grid"]
         rows, cols = grid.shape[:2]
         self.grid_image.setImage(pk.tile(grid.reshape(rows * cols, *grid.shape[2:]), cols),
                                  autoLevels=False)
-        self.grid_caption.setText("DECODED GRID · N(0,1) QUANTILES" if self.variational
-                                  else "DECODED LATENT GRID")
         interp = snapshot["interpolation"]
         self.interp_image.setImage(pk.tile(interp, len(interp)), autoLevels=False)
         for box, value in zip((self.interp_from, self.interp_to), snapshot["interp_ends"],
@@ -225,7 +249,6 @@ class AutoencoderView(LessonView):
         """One scatter item per colour group, named in the legend: the ten digit classes in
         class colours, or ordered groups (brightness) on a dark-to-bright ramp."""
         for item in self.class_scatter:
-            self.legend.removeItem(item)
             self.latent_plot.removeItem(item)
         ordered = names != DIGIT_NAMES
         palette = ([pg.mkColor(tuple(rgb)) for rgb in pk.gradient_lut(RAMP_STOPS, len(names))]
@@ -236,11 +259,8 @@ class AutoencoderView(LessonView):
                                       brush=pg.mkBrush(color), name=name)
             self.latent_plot.addItem(item)
             self.class_scatter.append(item)
-        self.legend.setColumnCount(1 if ordered else 2)
-        # The legend keeps its top-left corner when its entries change; anchor it to the
-        # top-right corner again, or longer names ("brightest") run off the plot.
-        self.legend.setOffset(LEGEND_OFFSET)
-        QTimer.singleShot(0, self, lambda: self.legend.setOffset(LEGEND_OFFSET))
+        self.legend.set_entries([(name, pg.mkColor(color).name(), "dot")
+                                 for name, color in zip(names, palette, strict=False)])
         self.group_names = tuple(names)
         self._latent_title = None
 

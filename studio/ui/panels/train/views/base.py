@@ -7,6 +7,8 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QWidget
 
+from studio.ui.theme import colors
+
 
 class LessonView(QWidget):
     """Draws one lesson's snapshots; may offer lesson-specific controls.
@@ -30,6 +32,19 @@ class LessonView(QWidget):
     def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.lesson_key = lesson_key
+        self._theme = colors().name  # a view takes its colours from the theme it is built in
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().changeEvent(event)
+        from studio.ui.panels.train.plotting import theme_changed
+
+        if theme_changed(self, event):
+            self.apply_theme()
+
+    def apply_theme(self) -> None:
+        """Repaint in the current theme (:func:`studio.ui.theme.colors`): called when the theme
+        changes while the view is on screen. A view that takes colours from the theme when it
+        is built sets them here too (and calls this from ``__init__``), so both paths agree."""
 
     def show_snapshot(self, snapshot: dict[str, Any]) -> None:
         raise NotImplementedError

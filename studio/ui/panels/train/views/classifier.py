@@ -9,7 +9,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
-from studio.ui.panels.train.plotting import gradient_lut, styled_plot
+from studio.ui.panels.train.plotting import gradient_lut, restyle, styled_plot
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.theme import colors
 
@@ -24,16 +24,13 @@ class ClassifierView(LessonView):
 
     def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
         super().__init__(lesson_key, parent)
-        c = colors()
         self.plot = styled_plot(equal_aspect=True)
         self.plot.setObjectName("boundaryPlot")
-        self.lut = gradient_lut([CLASS_COLORS[0], c.surface, CLASS_COLORS[1]])
         self.image = pg.ImageItem(axisOrder="row-major")
-        self.image.setLookupTable(self.lut)
         self.image.setLevels((0.0, 1.0))
         self.image.setOpacity(0.75)
         self.plot.addItem(self.image)
-        self.train_points = pg.ScatterPlotItem(size=7, pen=pg.mkPen(c.window, width=0.8))
+        self.train_points = pg.ScatterPlotItem(size=7)
         self.test_points = pg.ScatterPlotItem(size=8, brush=pg.mkBrush(None))
         self.plot.addItem(self.train_points)
         self.plot.addItem(self.test_points)
@@ -65,6 +62,15 @@ class ClassifierView(LessonView):
         col.setSpacing(8)
         col.addWidget(self.plot, 1)
         col.addLayout(cards)
+        self.apply_theme()
+
+    def apply_theme(self) -> None:
+        c = colors()
+        restyle(self.plot)
+        # Unsure = the background's colour: the boundary is where the colours fade into it.
+        self.lut = gradient_lut([CLASS_COLORS[0], c.surface, CLASS_COLORS[1]])
+        self.image.setLookupTable(self.lut)
+        self.train_points.setPen(pg.mkPen(c.window, width=0.8))
 
     def _set_points(self, snapshot: dict[str, Any]) -> None:
         """The data changes only with a reset: set the scatter items then, not every frame."""

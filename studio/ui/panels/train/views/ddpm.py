@@ -1,5 +1,6 @@
 """The view of the DDPM lesson: the forward (noising) process and the model's reverse chain side
-by side on one timestep scrubber, the latest samples, and the ε-MSE of each range of timesteps.
+by side on one timestep scrubber, the latest samples, and the ε-MSE of each range of timesteps
+(horizontal bars, so their names stack down the axis instead of crowding along it).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLa
 
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
+from studio.ui.panels.train.widgets import caption
 from studio.ui.theme import colors
-from studio.ui.widgets.basics import section_label
 
 RANGE = 3.2  # noise spreads beyond the data square; show a little more than it
 
@@ -24,30 +25,34 @@ class DDPMView(LessonView):
 
     def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
         super().__init__(lesson_key, parent)
-        c = colors()
         self._snapshot: dict[str, Any] | None = None
 
         def point_plot() -> tuple[pg.PlotWidget, pg.ScatterPlotItem, pg.ScatterPlotItem]:
             plot = pk.themed_plot()
             plot.setAspectLocked(True)
             plot.setRange(xRange=(-RANGE, RANGE), yRange=(-RANGE, RANGE), padding=0)
-            ghost = pg.ScatterPlotItem(size=3, pen=pg.mkPen(None), brush=pg.mkBrush(c.muted + "55"))
-            points = pg.ScatterPlotItem(size=4, pen=pg.mkPen(None), brush=pg.mkBrush(c.accent))
+            ghost = pg.ScatterPlotItem(size=3, pen=pg.mkPen(None))
+            points = pg.ScatterPlotItem(size=4, pen=pg.mkPen(None))
             plot.addItem(ghost)
             plot.addItem(points)
             return plot, ghost, points
 
         self.forward_plot, self.forward_data, self.forward_points = point_plot()
         self.reverse_plot, self.reverse_data, self.reverse_points = point_plot()
-        self.reverse_points.setBrush(pg.mkBrush(c.queued))
         self.samples_plot, self.samples_data, self.samples_points = point_plot()
-        self.samples_points.setBrush(pg.mkBrush(c.done))
 
+        # One horizontal bar per range of timesteps, least noise at the top.
         self.mse_plot = pk.themed_plot()
-        self.mse_bars = pk.bars(self.mse_plot, 5, c.running)
-        self.mse_plot.getPlotItem().setLabel("left", "ε-MSE", color=c.muted)
-        self.mse_plot.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
-        self.mse_range = pk.StickyRange(self.mse_plot, zero_y=True)
+        self.mse_plot.setObjectName("mseBars")
+        self.mse_plot.setMinimumHeight(100)
+        self.mse_bars = pg.BarGraphItem(x0=0, y=np.arange(5), height=0.7, width=np.zeros(5),
+                                        pen=pg.mkPen(None))
+        self.mse_plot.addItem(self.mse_bars)
+        item = self.mse_plot.getPlotItem()
+        item.getViewBox().invertY(True)
+        item.getViewBox().setMouseEnabled(False, False)
+        item.getAxis("bottom").enableAutoSIPrefix(False)
+        self.mse_range = pk.StickyRange(self.mse_plot, zero_x=True)
         self._shown: tuple | None = None  # (level, forward, reverse) the points show
 
         self.scrubber = QSlider(Qt.Orientation.Horizontal)
@@ -55,19 +60,28 @@ class DDPMView(LessonView):
         self.scrubber.setValue(100)
         self.scrubber.valueChanged.connect(self._on_scrub)
         self.level_label = QLabel("t = 100")
-        self.level_label.setMinimumWidth(170)
+        self.level_label.setObjectName("levelLabel")
         self.level_label.setProperty("muted", True)
+        self.level_label.setToolTip("The timestep shown, and √ᾱ: how much of the data is left "
+                                    "in the points at it (1 = all of it, 0 = pure noise)")
 
-        self.forward_caption = section_label("Forward process: data → noise")
-        self.reverse_caption = section_label("Reverse chain: noise → data")
-        self.samples_caption = section_label("Samples")
+        self.forward_caption = caption("Forward: data → noise",
+                                       tip="The forward process: noise added to the data, "
+                                           "step by step (the scrubber picks the step)")
+        self.reverse_caption = caption("Reverse: noise → data",
+                                       tip="The model's reverse chain: pure noise denoised "
+                                           "step by step into data")
+        self.samples_caption = caption("Samples")
+        self.mse_caption = caption("Error by noise level",
+                                   tip="The noise-prediction error (ε-MSE) for each range of "
+                                       "timesteps, least noise at the top")
         layout = QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setHorizontalSpacing(12)
         layout.setVerticalSpacing(4)
-        for col, (caption, plot) in enumerate(((self.forward_caption, self.forward_plot),
-                                               (self.reverse_caption, self.reverse_plot))):
-            layout.addWidget(caption, 0, col)
+        for col, (title, plot) in enumerate(((self.forward_caption, self.forward_plot),
+                                             (self.reverse_caption, self.reverse_plot))):
+            layout.addWidget(title, 0, col)
             layout.addWidget(plot, 1, col)
         scrub = QHBoxLayout()
         scrub_name = QLabel("Timestep")
@@ -77,14 +91,38 @@ class DDPMView(LessonView):
         scrub.addWidget(self.level_label)
         layout.addLayout(scrub, 2, 0, 1, 2)
         side = QVBoxLayout()
+        side.setSpacing(4)
         side.addWidget(self.samples_caption)
         side.addWidget(self.samples_plot, 3)
-        side.addWidget(section_label("Noise-prediction error per timestep range"))
+        side.addWidget(self.mse_caption)
         side.addWidget(self.mse_plot, 2)
         layout.addLayout(side, 0, 2, 3, 1)
         for col in range(3):
             layout.setColumnStretch(col, 1)
         layout.setRowStretch(1, 1)
+        self._fit_level_label()
+        self.apply_theme()
+
+    def apply_theme(self) -> None:
+        c = colors()
+        for plot in (self.forward_plot, self.reverse_plot, self.samples_plot, self.mse_plot):
+            pk.restyle(plot)
+        for ghost in (self.forward_data, self.reverse_data, self.samples_data):
+            ghost.setBrush(pg.mkBrush(c.muted + "55"))
+        self.forward_points.setBrush(pg.mkBrush(c.accent))
+        self.reverse_points.setBrush(pg.mkBrush(c.queued))
+        self.samples_points.setBrush(pg.mkBrush(c.done))
+        self.mse_bars.setOpts(brush=pg.mkBrush(c.running))
+        self.mse_plot.getPlotItem().setLabel("bottom", "ε-MSE", color=c.muted)
+
+    def _fit_level_label(self) -> None:
+        """Wide enough for the longest text it shows (T up to 1000), so it never clips."""
+        self.level_label.setMinimumWidth(self.level_label.fontMetrics().horizontalAdvance(
+            self._level_text(1000, 1000, 0.0)) + 6)
+
+    @staticmethod
+    def _level_text(level: int, timesteps: int, abar: float) -> str:
+        return f"t = {level} / {timesteps}  ·  √ᾱ = {np.sqrt(abar):.2f}"
 
     # -- LessonView ----------------------------------------------------------------------------
     def show_snapshot(self, snapshot: dict[str, Any]) -> None:
@@ -103,12 +141,15 @@ class DDPMView(LessonView):
                 ghost.setData(pos=snapshot["data"])
         if previous is None or previous["reverse"] is not snapshot["reverse"]:
             pk.move_points(self.samples_points, snapshot["samples"])
-            self.samples_caption.setText(f"SAMPLES · DRAWN AT STEP {snapshot['samples_step']}")
+            self.samples_caption.set_full_text(f"Samples · step {snapshot['samples_step']}")
+            self.samples_caption.setToolTip(
+                f"Points the model generated from pure noise, drawn at step "
+                f"{snapshot['samples_step']} (every 'Sample every N steps')")
         self._on_scrub(self.scrubber.value())
         mse = np.nan_to_num(snapshot["bucket_mse"], nan=0.0)
-        self.mse_bars.setOpts(height=mse)
-        self.mse_range.show(np.array([-0.5, len(mse) - 0.5]), mse)
-        pk.label_ticks(self.mse_plot, list(snapshot["bucket_labels"]))
+        self.mse_bars.setOpts(y=np.arange(len(mse)), width=mse)
+        self.mse_range.show(mse, np.array([-0.5, len(mse) - 0.5]))
+        pk.label_ticks(self.mse_plot, list(snapshot["bucket_labels"]), axis_name="left")
 
     @Slot(int)
     def _on_scrub(self, level: int) -> None:
@@ -123,8 +164,7 @@ class DDPMView(LessonView):
         pk.move_points(self.forward_points, snap["forward"][level])
         pk.move_points(self.reverse_points, snap["reverse"][level])
         abar = float(snap["alpha_bar"][level])
-        self.level_label.setText(f"t = {level} / {snap['timesteps']}   ·   signal √ᾱ = "
-                                 f"{np.sqrt(abar):.2f}")
+        self.level_label.setText(self._level_text(level, int(snap["timesteps"]), abar))
 
     def reset(self) -> None:
         self._snapshot = None

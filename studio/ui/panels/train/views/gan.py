@@ -22,13 +22,15 @@ from PySide6.QtWidgets import (
 
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
+from studio.ui.panels.train.widgets import LegendStrip, caption
 from studio.ui.theme import colors
-from studio.ui.widgets.basics import section_label
+from studio.ui.widgets.basics import section_label, vertical_scroll
 
 EXTENT = 2.5  # the data square of datasets2d (kept here: the view must not import the engine)
 MIN_POINTS = 20  # a drawing with fewer points is refused by the lesson too
 DRAW_SPACING = 0.04  # a new drawn point at least this far from the last (data units)
 ARROW_LENGTH = 0.35  # the longest gradient arrow, in data units
+SIDE_WIDTH = 230  # the card of numbers and buttons beside the plot
 
 
 class GANView(LessonView):
@@ -39,7 +41,6 @@ class GANView(LessonView):
     def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
         super().__init__(lesson_key, parent)
         self.wasserstein = lesson_key == "wgan-gp-2d"
-        c = colors()
         self.drawn: list[list[float]] = []
         self._real: np.ndarray | None = None  # the real points shown
         self._modes_color: str | None = None
@@ -48,19 +49,14 @@ class GANView(LessonView):
         self.plot.setAspectLocked(True)
         self.plot.setRange(xRange=(-EXTENT, EXTENT), yRange=(-EXTENT, EXTENT), padding=0.02)
         self.heat = pk.image_item()
-        self.heat.setLookupTable(pk.heat_lut())
         self.plot.addItem(self.heat)
-        legend = self.plot.addLegend(offset=(8, 8), labelTextColor=c.text,
-                                     brush=pg.mkBrush(c.surface + "cc"))
-        legend.setLabelTextSize("9pt")
-        self.real = pg.ScatterPlotItem(size=4, pen=pg.mkPen(None), name="real",
-                                       brush=pg.mkBrush(c.text + "99"))
-        self.fake = pg.ScatterPlotItem(size=5, pen=pg.mkPen(None), name="generated",
-                                       brush=pg.mkBrush(c.queued))
-        self.arrows = pg.PlotDataItem(connect="pairs", name="G's gradient",
-                                      pen=pg.mkPen(c.failed, width=1.3))
-        self.drawing = pg.ScatterPlotItem(size=7, brush=pg.mkBrush(c.accent),
-                                          pen=pg.mkPen(c.accent_text, width=0.5))
+        self.real = pg.ScatterPlotItem(size=4, pen=pg.mkPen(None))
+        self.fake = pg.ScatterPlotItem(size=5, pen=pg.mkPen(None))
+        self.arrows = pg.PlotDataItem(connect="pairs")
+        self.drawing = pg.ScatterPlotItem(size=7)
+        # Under the plot, not on it: a legend inside covered points.
+        self.legend = LegendStrip()
+        self.legend.setObjectName("ganLegend")
         for item in (self.real, self.fake, self.arrows, self.drawing):
             self.plot.addItem(item)
         self.plot.viewport().installEventFilter(self)
@@ -85,8 +81,11 @@ class GANView(LessonView):
 
         self.readouts: dict[str, QLabel] = {}
         side = QVBoxLayout()
+        side.setSpacing(6)
         side.addWidget(section_label("Discriminator" if not self.wasserstein else "Critic"))
         grid = QGridLayout()
+        grid.setVerticalSpacing(4)
+        grid.setHorizontalSpacing(8)
         rows = [("d_real", "D(x)" if not self.wasserstein else "mean D(x)"),
                 ("d_fake", "D(G(z))" if not self.wasserstein else "mean D(G(z))"),
                 ("loss_d", "loss D"), ("loss_g", "loss G")]
@@ -96,8 +95,11 @@ class GANView(LessonView):
             name = QLabel(text)
             name.setProperty("muted", True)
             value = QLabel("–")
-            value.setAlignment(Qt.AlignmentFlag.AlignRight)
+            value.setObjectName(f"readout-{key}")
+            value.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             value.setStyleSheet("font-family: monospace; font-size: 13px;")
+            # Room for "-123.456": the numbers never squeeze (they did, in a short window).
+            value.setMinimumWidth(value.fontMetrics().horizontalAdvance("-0000.000") + 4)
             grid.addWidget(name, i, 0)
             grid.addWidget(value, i, 1)
             self.readouts[key] = value
@@ -135,18 +137,38 @@ class GANView(LessonView):
         panel = QFrame()
         panel.setObjectName("Card")
         panel.setLayout(side)
-        panel.setFixedWidth(240)
+        # In a short window the card scrolls; nothing in it is squeezed.
+        self.side = vertical_scroll(panel)
+        self.side.setObjectName("ganSide")
+        self.side.setFixedWidth(SIDE_WIDTH)
 
-        self.caption = section_label("Real and generated points")
+        self.caption = caption("Real and generated points")
         left = QVBoxLayout()
+        left.setSpacing(4)
         left.addWidget(self.caption)
         left.addWidget(self.plot, 1)
+        left.addWidget(self.legend)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(12)
         layout.addLayout(left, 1)
-        layout.addWidget(panel)
+        layout.addWidget(self.side)
         self._update_draw_controls()
+        self.apply_theme()
+
+    def apply_theme(self) -> None:
+        c = colors()
+        pk.restyle(self.plot)
+        self.heat.setLookupTable(pk.heat_lut())
+        real = c.text + "99"
+        self.real.setBrush(pg.mkBrush(real))
+        self.fake.setBrush(pg.mkBrush(c.queued))
+        self.arrows.setPen(pg.mkPen(c.failed, width=1.3))
+        self.drawing.setBrush(pg.mkBrush(c.accent))
+        self.drawing.setPen(pg.mkPen(c.accent_text, width=0.5))
+        self.legend.set_entries([("real", c.text, "dot"), ("generated", c.queued, "dot"),
+                                 ("G's gradient", c.failed, "line")])
+        self._modes_color = None  # the mode count's colour follows at the next frame
 
     # -- LessonView ----------------------------------------------------------------------------
     def show_snapshot(self, snapshot: dict[str, Any]) -> None:
@@ -187,8 +209,7 @@ class GANView(LessonView):
         else:
             self.modes_label.setText("–")
             self.modes_detail.setText("Counted on the 8-gaussians data set.")
-        self.caption.setText(f"REAL AND GENERATED POINTS · {snapshot['dataset'].upper()} · "
-                             f"STEP {snapshot['step']}")
+        self.caption.set_full_text(f"Real and generated points · step {snapshot['step']}")
 
     def reset(self) -> None:
         self._real = None

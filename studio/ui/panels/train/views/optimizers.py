@@ -10,7 +10,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from studio.ui.panels.train.plotting import SERIES_COLORS, gradient_lut, styled_plot
+from studio.ui.panels.train.plotting import SERIES_COLORS, gradient_lut, restyle, styled_plot
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.theme import colors
 
@@ -18,25 +18,27 @@ CONTOUR_LEVELS = 14
 READOUT_EVERY_S = 0.25
 
 
+#: The surface's colours, low to high: dark = low in both themes, as the lesson says.
+SURFACE_STOPS = {"dark": ("window", "#243a5e", "#3f6fa8", "#9fb9d8"),
+                 "light": ("#1d3557", "#3f6fa8", "#9fb9d8", "#eef3fa")}
+
+
 class OptimizerView(LessonView):
-    """Contours of f - f* (log-spaced), the paths so far, a dot where each optimizer is now."""
+    """Contours of f - f* (log-spaced), the paths so far, a dot where each optimizer is now.
+    The readout under the plot names each optimizer in its colour: it is the legend (a legend
+    inside the plot covered the paths)."""
 
     def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
         super().__init__(lesson_key, parent)
         self._readout_at = 0.0
-        c = colors()
         self.plot = styled_plot()
         self.plot.setObjectName("optimizerPlot")
         self.plot.getPlotItem().getViewBox().setDefaultPadding(0.0)
         self.image = pg.ImageItem(axisOrder="row-major")
-        self.image.setLookupTable(gradient_lut([c.window, "#243a5e", "#3f6fa8", "#9fb9d8"]))
         self.image.setZValue(-10)
         self.plot.addItem(self.image)
         self.isocurves: list[pg.IsocurveItem] = []
-        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextColor=c.text,
-                                          brush=pg.mkBrush(c.surface + "cc"))
-        self.minimum = pg.ScatterPlotItem(size=16, symbol="star", brush=pg.mkBrush("#ffffff"),
-                                          pen=pg.mkPen(c.window))
+        self.minimum = pg.ScatterPlotItem(size=16, symbol="star", brush=pg.mkBrush("#ffffff"))
         self.minimum.setZValue(5)
         self.plot.addItem(self.minimum)
         self.paths: dict[str, pg.PlotDataItem] = {}
@@ -50,13 +52,26 @@ class OptimizerView(LessonView):
         col.setSpacing(6)
         col.addWidget(self.plot, 1)
         col.addWidget(self.readout)
+        self.apply_theme()
+
+    def apply_theme(self) -> None:
+        c = colors()
+        restyle(self.plot)
+        stops = [getattr(c, s, s) for s in SURFACE_STOPS[c.name]]
+        self.image.setLookupTable(gradient_lut(stops))
+        self.minimum.setPen(pg.mkPen(c.window, width=1.2))
+        for head in self.heads.values():
+            head.setPen(pg.mkPen(c.window, width=1.5))
+        for iso in self.isocurves:
+            iso.setPen(pg.mkPen(c.muted, width=0.8))
+        self._readout_at = 0.0  # the readout's grey follows at the next frame
 
     def _ensure_items(self, names: dict[str, str]) -> None:
         if self.paths:
             return
-        for i, (key, title) in enumerate(names.items()):
+        for i, key in enumerate(names):
             color = SERIES_COLORS[i % len(SERIES_COLORS)]
-            path = self.plot.plot([], [], pen=pg.mkPen(color, width=2), name=title)
+            path = self.plot.plot([], [], pen=pg.mkPen(color, width=2))
             head = pg.ScatterPlotItem(size=10, brush=pg.mkBrush(color),
                                       pen=pg.mkPen(colors().window, width=1.5))
             head.setZValue(10)
