@@ -54,7 +54,7 @@ def test_every_lesson_is_listed_and_optimizers_race_draws(train, qtbot):
     path_x, _ = train.view.paths["adam"].getData()
     assert len(path_x) >= 150
     assert "Adam" in train.view.readout.text()
-    # The form's "lr (all)" slider reaches every optimizer, live.
+    # The form's "Learning rate (all)" slider reaches every optimizer, live.
     train.form.editors["lr"].slider.setValue(train.form.editors["lr"].slider.value() + 10)
     train.form.flush()
     qtbot.waitUntil(lambda: train.last_frame.config["lr_adam"] == train.last_frame.config["lr"]
@@ -98,12 +98,15 @@ def test_classifier_controls_step_speed_live_param_reset(train, qtbot, tmp_path)
     assert gif.n_frames >= 5
     _shot(train, "train-classifier-2d")
     # A knob that needs a restart resets: a new run, the curves cleared.
-    train.form.editors["dataset"].setCurrentText("spirals")
+    box = train.form.editors["dataset"]
+    assert box.currentText() == "Two moons"  # a readable name; the stored value is the id
+    box.setCurrentIndex(box.findData("spirals"))
     qtbot.waitUntil(lambda: train.last_frame.new_run and train.last_frame.step == 0
                     and train.last_frame.config["dataset"] == "spirals", timeout=5000)
     qtbot.waitUntil(lambda: curve_len(train, "loss") == 0, timeout=2000)
-    qtbot.mouseClick(train.controls.new_seed_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: train.session.seed == train.controls.seed.value(), timeout=5000)
+    train.controls.new_seed_action.trigger()
+    qtbot.waitUntil(lambda: train.session.seed == train.controls.seed_value(), timeout=5000)
+    assert train.controls.seed_button.text() == f"Seed {train.session.seed}"
 
 
 def test_divergence_pauses_with_the_message_and_bad_values_are_refused(train, qtbot):
@@ -128,7 +131,7 @@ def test_gan_learning_rates_of_d_and_g_change_live_in_the_form(train, qtbot):
     # "Step D"/"Step G" live in the view only, so the control bar's buttons keep their width.
     assert train.controls.part_buttons == {}
     qtbot.waitUntil(lambda: train.controls.speed.width() > 0, timeout=2000)
-    for widget in (train.controls.speed, train.controls.new_seed_button,
+    for widget in (train.controls.speed, train.controls.seed_button,
                    train.controls.step_button, train.controls.reset_button):
         assert widget.width() >= widget.sizeHint().width(), widget.objectName()
     qtbot.mouseClick(train.view.step_d, Qt.MouseButton.LeftButton)
@@ -157,8 +160,8 @@ def test_autoencoder_data_set_choice_faces_or_what_it_needs(train, qtbot, monkey
     train.open_lesson("vae")
     wait_for_lesson(qtbot, train, "vae")
     box = train.form.editors["dataset"]
-    assert [box.itemText(i) for i in range(box.count())] == ["digits",
-                                                             "faces (needs scikit-image)"]
+    assert [box.itemText(i) for i in range(box.count())] == ["Handwritten digits",
+                                                             "Faces (needs scikit-image)"]
     assert not box.model().item(1).isEnabled()
     assert "pip install scikit-image" in box.model().item(1).toolTip()
     assert "pip install scikit-image" in box.toolTip()
@@ -171,7 +174,7 @@ def test_autoencoder_data_set_choice_faces_or_what_it_needs(train, qtbot, monkey
     train.open_lesson("vae")
     wait_for_lesson(qtbot, train, "vae")
     box = train.form.editors["dataset"]
-    assert box.itemText(1) == "faces" and box.model().item(1).isEnabled()
+    assert box.itemText(1) == "Faces" and box.model().item(1).isEnabled()
     box.setCurrentIndex(1)
     qtbot.waitUntil(lambda: train.last_frame.config["dataset"] == "faces"
                     and train.last_frame.snapshot["dataset"] == "faces", timeout=10000)
@@ -179,12 +182,10 @@ def test_autoencoder_data_set_choice_faces_or_what_it_needs(train, qtbot, monkey
     play_for(qtbot, train, 40)
     assert train.view.recon_image.image.shape[1] == 5 * 26 - 1  # 25×25 faces, five a row
     assert [item.name() for item in train.view.class_scatter][0] == "darkest"
-    # The legend of the five brightness groups stays inside the (narrow) latent plot.
-    qtbot.wait(50)
-    legend, plot = train.view.legend, train.view.latent_plot.getPlotItem()
-    legend_box = legend.mapRectToScene(legend.boundingRect())
-    plot_box = plot.vb.mapRectToScene(plot.vb.boundingRect())
-    assert plot_box.left() <= legend_box.left() and legend_box.right() <= plot_box.right() + 1
+    # The five brightness groups are named under the latent plot, not drawn over its points.
+    legend, plot = train.view.legend, train.view.latent_plot
+    assert legend.names() == ["darkest", "darker", "middle", "brighter", "brightest"]
+    assert legend.isVisible() and not legend.geometry().intersects(plot.geometry())
     qtbot.waitUntil(lambda: curve_len(train, "recon") >= 40, timeout=2000)
     _shot(train, "train-vae-faces")
 

@@ -144,6 +144,10 @@ QPushButton[accent="true"]:disabled {{ background: {c.surface}; color: {c.muted}
 QPushButton[flat="true"], QToolButton[flat="true"] {{ background: transparent;
     border: none; padding: 2px 6px; }}
 QPushButton[flat="true"]:hover, QToolButton[flat="true"]:hover {{ background: {c.raised}; }}
+QToolButton[chevron="true"] {{ padding-right: 26px; }}
+QToolButton[chevron="true"]::menu-indicator {{ image: url("{arrows['down']}");
+    subcontrol-origin: padding; subcontrol-position: center right; right: 8px; width: 10px;
+    height: 10px; }}
 QPushButton#QueueButton {{ color: {c.muted}; }}
 QPushButton#QueueButton:hover {{ color: {c.text}; }}
 

@@ -40,6 +40,7 @@ from studio.ui.panels.train.controls import ControlBar
 from studio.ui.panels.train.exports import save_gif, save_widget_png
 from studio.ui.panels.train.loss_plot import LossPlot
 from studio.ui.panels.train.params_form import ParamsForm
+from studio.ui.panels.train.plotting import painted_in_theme, theme_changed
 from studio.ui.panels.train.runs_list import RunsList
 from studio.ui.panels.train.views import view_class
 from studio.ui.panels.train.views.base import LessonView
@@ -48,7 +49,9 @@ from studio.ui.widgets.basics import section_label, vertical_scroll
 
 log = logging.getLogger(__name__)
 
-SIDE_WIDTH = 300
+#: (panel width at least, lessons column, notes column): the side columns give way on a laptop
+#: screen (a 1366-pixel window leaves the lesson ~750 pixels) and widen on a large one.
+SIDE_WIDTHS = ((1700, 300, 340), (1500, 300, 300), (0, 270, 270))
 STATUS_TEXT = {"starting": "Starting…", "playing": "Training…", "paused": "Paused",
                "diverged": "Stopped: diverged", "error": "Stopped by an error",
                "waiting": "Waiting for the job queue (Generate and Chat go first)"}
@@ -100,9 +103,8 @@ class TrainPanel(QWidget):
         rows = max(1, self.lesson_list.count())
         self.lesson_list.setFixedHeight(rows * (self.lesson_list.sizeHintForRow(0) + 8) + 12)
         self.form_holder = vertical_scroll()
-        left = QFrame()
+        self.left = left = QFrame()
         left.setObjectName("trainSidebar")
-        left.setFixedWidth(SIDE_WIDTH)
         lcol = QVBoxLayout(left)
         lcol.setContentsMargins(16, 16, 12, 16)
         lcol.setSpacing(8)
@@ -116,8 +118,8 @@ class TrainPanel(QWidget):
         self.error = QLabel()
         self.error.setObjectName("trainError")
         self.error.setWordWrap(True)
-        self.error.setStyleSheet(f"#trainError {{ background: {colors().error_bg}; "
-                                 "border-radius: 7px; padding: 6px 10px; }")
+        self._style_error()
+        painted_in_theme(self)
         self.error.hide()
         self.view_holder = QVBoxLayout()
         self.view_holder.setContentsMargins(0, 0, 0, 0)
@@ -128,10 +130,11 @@ class TrainPanel(QWidget):
         self.splitter.setObjectName("trainSplitter")
         self.splitter.addWidget(view_box)
         self.splitter.addWidget(self.loss_plot)
-        self.splitter.setStretchFactor(0, 3)
-        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setStretchFactor(0, 2)
+        self.splitter.setStretchFactor(1, 1)
         self.splitter.setChildrenCollapsible(False)
-        self.splitter.setSizes([560, 300])
+        self.splitter.setSizes([600, 300])
+        self.loss_plot.setMinimumHeight(170)
         center = QWidget()
         ccol = QVBoxLayout(center)
         ccol.setContentsMargins(16, 16, 16, 16)
@@ -147,8 +150,7 @@ class TrainPanel(QWidget):
         self.tabs = QTabWidget()
         self.tabs.addTab(self.explanation, "About")
         self.tabs.addTab(self.runs, "Runs")
-        right = QFrame()
-        right.setFixedWidth(SIDE_WIDTH + 20)
+        self.right = right = QFrame()
         rcol = QVBoxLayout(right)
         rcol.setContentsMargins(0, 16, 16, 16)
         rcol.addWidget(self.tabs)
@@ -173,8 +175,30 @@ class TrainPanel(QWidget):
         space = QShortcut(QKeySequence(Qt.Key.Key_Space), self)
         space.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         space.activated.connect(self.controls.play_button.toggle)
+        self._fit_columns(self.width())
         if self.lessons:
             self.lesson_list.setCurrentRow(0)
+
+    # -- fitting the window -------------------------------------------------------------------
+    def _fit_columns(self, width: int) -> None:
+        lessons, notes = next((a, b) for at_least, a, b in SIDE_WIDTHS if width >= at_least)
+        if self.left.minimumWidth() != lessons:
+            self.left.setFixedWidth(lessons)
+        if self.right.minimumWidth() != notes:
+            self.right.setFixedWidth(notes)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self._fit_columns(event.size().width())
+        super().resizeEvent(event)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().changeEvent(event)
+        if theme_changed(self, event):
+            self._style_error()
+
+    def _style_error(self) -> None:
+        self.error.setStyleSheet(f"#trainError {{ background: {colors().error_bg}; "
+                                 "border-radius: 7px; padding: 6px 10px; }")
 
     # -- choosing a lesson --------------------------------------------------------------------
     @property
@@ -191,6 +215,13 @@ class TrainPanel(QWidget):
         cls = self.lessons[key]
         self._stop_session()
         self.lesson = key
+        # Nothing of the previous lesson stays on screen: its step count, state, error, curves
+        # and axes go now, not when the new lesson's first frame arrives.
+        self.last_frame = None
+        self._run_path = None
+        self.error.hide()
+        self.controls.set_step(0)
+        self.controls.set_status(STATUS_TEXT["starting"])
         for i in range(self.lesson_list.count()):
             if self.lesson_list.item(i).data(Qt.ItemDataRole.UserRole) == key:
                 self.lesson_list.blockSignals(True)
@@ -214,7 +245,8 @@ class TrainPanel(QWidget):
         self.form.resetRequested.connect(lambda config: self.reset(overrides=config))
         self.form_holder.setWidget(self.form)
         self.controls.set_step_parts(() if self.view.offers_step_parts else cls.step_parts)
-        self.loss_plot.set_series(cls.info.series)
+        self.loss_plot.set_series(cls.info.series,
+                                  [cls.info.series_label(name) for name in cls.info.series])
         for path in list(self.loss_plot.overlays):
             self.loss_plot.set_overlay(path, None)
         self._start_session(resume=resume)
@@ -225,7 +257,7 @@ class TrainPanel(QWidget):
         runner = self.ctx.bridge.runner
         self.bridge = SessionBridge(
             self.lesson, runs_root=self.runs_root, config=config,
-            seed=self.controls.seed.value() if seed is None else seed,
+            seed=self.controls.seed_value() if seed is None else seed,
             busy=lambda: runner.queue_length > 0, in_process=self.session_in_process,
             parent=self)
         self.bridge.frame.connect(self._on_frame)
@@ -281,7 +313,7 @@ class TrainPanel(QWidget):
             self._show_error(str(exc))
             return
         if seed is not None:
-            self.controls.seed.setValue(seed)
+            self.controls.set_seed(seed)
         self.error.hide()
         self.controls.set_playing(False)
 
@@ -303,13 +335,13 @@ class TrainPanel(QWidget):
             if frame.new_run:
                 self.loss_plot.clear()
                 self.view.reset()
-                self.controls.seed.setValue(session.seed if session else 0)
+                self.controls.set_seed(session.seed if session else 0)
             if frame.config != self._config:
                 self._config = dict(frame.config)
                 self.form.set_values(self._config)
             self.loss_plot.append(frame.metrics)
             self.view.show_snapshot(frame.snapshot)
-            self.controls.step_label.setText(f"step {frame.step:,}")
+            self.controls.set_step(frame.step)
             if frame.run_path != self._run_path:
                 self._run_path = frame.run_path
                 self.runs.refresh(self.runs_root, self.lesson, self._run_path)

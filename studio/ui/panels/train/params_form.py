@@ -1,10 +1,16 @@
 """The hyperparameter form, generated from a lesson's :class:`ParamSpec` list.
 
-Learning rates (``log_scale``) get a slider that moves in powers of ten beside the exact value;
-choices get a combo box (a choice this install cannot use, e.g. a data set whose package is
-missing, is listed greyed out with what it needs); ints a spin box; other floats a spin box; bools a check box. A change to a
-*live* knob is sent (debounced, so dragging a slider sends its last value) as ``paramChanged``;
-a change to any other knob starts the run over, as ``resetRequested`` with the whole form.
+Learning rates (``log_scale``) get a slider that moves in powers of ten, its exact value written
+beside the knob's name; choices get a combo box listing readable names (the code id stays the
+stored value; a choice this install cannot use, e.g. a data set whose package is missing, is
+listed greyed out with what it needs); ints a spin box; other floats a spin box; bools a check
+box. A change to a *live* knob is sent (debounced, so dragging a slider sends its last value) as
+``paramChanged``; a change to any other knob starts the run over, as ``resetRequested`` with the
+whole form.
+
+Each knob's name sits above its editor, which takes the column's whole width: the sidebar is
+narrow on a laptop, and side by side either the names or the values (long data-set names, a
+learning rate) were cut.
 """
 
 from __future__ import annotations
@@ -13,16 +19,16 @@ import math
 import re
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QSlider,
     QSpinBox,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -30,6 +36,9 @@ from studio.pipelines.train.base import ParamSpec
 
 DEBOUNCE_MS = 120
 TICKS_PER_DECADE = 20
+FLOAT_DECIMALS = 6
+#: A spin box is never narrower than this text (plus its buttons), so "0.0001" typed in shows.
+MIN_SPIN_TEXT = "0.00001"
 
 
 def _needs(reason: str) -> str:
@@ -39,8 +48,54 @@ def _needs(reason: str) -> str:
     return found.group(0) if found else "unavailable"
 
 
+def _fitted(box, hint: QSize) -> QSize:
+    """``hint`` (Qt's, sized for the range's end values) widened for the value shown now and
+    :data:`MIN_SPIN_TEXT`: a box never hides the number in it."""
+    metrics = box.fontMetrics()
+    ends = [box.textFromValue(box.minimum()), box.textFromValue(box.maximum())]
+    chrome = hint.width() - max(metrics.horizontalAdvance(t[:18] + " ") for t in ends) - 2
+    shown = ends + [box.textFromValue(box.value()), MIN_SPIN_TEXT]
+    return QSize(chrome + 2 + max(metrics.horizontalAdvance(t + " ") for t in shown),
+                 hint.height())
+
+
+class IntBox(QSpinBox):
+    """A spin box as wide as its numbers need."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.valueChanged.connect(lambda _v: self.updateGeometry())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return _fitted(self, super().sizeHint())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return _fitted(self, super().minimumSizeHint())
+
+
+class FloatBox(QDoubleSpinBox):
+    """A spin box for a float that shows only the digits the value has ("0.15", not "0.1500")
+    while keeping :data:`FLOAT_DECIMALS` of precision for what is typed."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setDecimals(FLOAT_DECIMALS)
+        self.valueChanged.connect(lambda _v: self.updateGeometry())
+
+    def textFromValue(self, value: float) -> str:  # noqa: N802 - Qt's name
+        text = f"{value:.{self.decimals()}f}".rstrip("0")
+        return text + "0" if text.endswith(".") else text
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return _fitted(self, super().sizeHint())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return _fitted(self, super().minimumSizeHint())
+
+
 class LogSlider(QWidget):
-    """A slider over powers of ten with the value written beside it."""
+    """A slider over powers of ten; its value is written in ``label`` (the form puts that
+    beside the knob's name), which is wide enough for every value the slider can reach."""
 
     valueChanged = Signal(float)
 
@@ -51,31 +106,45 @@ class LogSlider(QWidget):
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, int(round((self.hi - self.lo) * TICKS_PER_DECADE)))
         self.label = QLabel()
-        self.label.setMinimumWidth(58)
+        self.label.setObjectName(f"value-{spec.name}")
         self.label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.label.setStyleSheet("font-family: monospace;")
+        self._texts = [self._text(self._tick_value(t)) for t in range(self.slider.maximum() + 1)]
+        self._texts.append(self._text(float(spec.default)))
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.slider, 1)
-        row.addWidget(self.label)
         self._value = float(spec.default)
         self.slider.valueChanged.connect(self._on_slider)
         self.set_value(self._value)
+
+    @staticmethod
+    def _text(value: float) -> str:
+        return f"{value:.3g}"
+
+    def _tick_value(self, tick: int) -> float:
+        return float(f"{10 ** (self.lo + tick / TICKS_PER_DECADE):.3g}")
+
+    def fit_label(self) -> None:
+        """Give the value label the width of the widest value (in the font it has now)."""
+        metrics = self.label.fontMetrics()
+        self.label.setMinimumWidth(max(metrics.horizontalAdvance(t) for t in self._texts) + 4)
 
     def value(self) -> float:
         return self._value
 
     def set_value(self, value: float) -> None:
         self._value = float(value)
-        self.label.setText(f"{self._value:.3g}")
+        self.label.setText(self._text(self._value))
         self.slider.blockSignals(True)
         self.slider.setValue(int(round((math.log10(max(value, 1e-12)) - self.lo)
                                        * TICKS_PER_DECADE)))
         self.slider.blockSignals(False)
 
     def _on_slider(self, tick: int) -> None:
-        value = float(f"{10 ** (self.lo + tick / TICKS_PER_DECADE):.3g}")
+        value = self._tick_value(tick)
         self._value = value
-        self.label.setText(f"{value:.3g}")
+        self.label.setText(self._text(value))
         self.valueChanged.emit(value)
 
 
@@ -93,37 +162,72 @@ class ParamsForm(QWidget):
         #: per knob, the choices this install cannot use and why (Trainer.unavailable_choices)
         self.unavailable = {k: dict(v) for k, v in (unavailable or {}).items() if v}
         self.editors: dict[str, QWidget] = {}
+        self.labels: dict[str, QLabel] = {}
         self._pending: dict[str, Any] = {}
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._debounce.timeout.connect(self._send_pending)
-        form = QFormLayout(self)
-        form.setContentsMargins(0, 0, 0, 0)
-        form.setHorizontalSpacing(10)
-        form.setVerticalSpacing(8)
-        form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        column = QVBoxLayout(self)
+        # Room on the right for the scroll bar, so it never sits on a value.
+        column.setContentsMargins(0, 0, 12, 0)
+        column.setSpacing(10)
         # Live knobs first: they are the ones a student plays with while it runs.
+        restart_note_shown = False
         for spec in sorted(specs, key=lambda s: not s.live):
+            if not spec.live and not restart_note_shown:
+                restart_note_shown = True
+                note = QLabel("Changing these starts the run over:")
+                note.setObjectName("restartNote")
+                note.setProperty("muted", True)
+                note.setWordWrap(True)
+                column.addSpacing(4)
+                column.addWidget(note)
             editor = self._editor(spec)
             editor.setObjectName(f"param-{spec.name}")
             tip = spec.help + ("" if spec.live else " (changing it starts the run over)")
             for choice, why in self.unavailable.get(spec.name, {}).items():
-                tip += f"\n{choice}: {why}"
+                tip += f"\n{spec.choice_label(choice)}: {why}"
             editor.setToolTip(tip.strip())
-            label = QLabel(spec.label or spec.name)
-            label.setToolTip(editor.toolTip())
-            if not spec.live:
-                label.setProperty("muted", True)
-            form.addRow(label, editor)
+            column.addLayout(self._row(spec, editor))
             self.editors[spec.name] = editor
+        column.addStretch(1)
         self.set_values(config)
+
+    def _row(self, spec: ParamSpec, editor: QWidget) -> QVBoxLayout:
+        """The knob's name (and a slider's value) over its editor; a check box is its own
+        label."""
+        row = QVBoxLayout()
+        row.setSpacing(3)
+        if isinstance(editor, QCheckBox):
+            editor.setText(spec.label or spec.name)
+            row.addWidget(editor)
+            return row
+        label = QLabel(spec.label or spec.name)
+        label.setObjectName(f"label-{spec.name}")
+        label.setWordWrap(True)
+        label.setToolTip(editor.toolTip())
+        label.setBuddy(editor)
+        self.labels[spec.name] = label
+        head = QHBoxLayout()
+        head.setSpacing(8)
+        head.addWidget(label, 1)
+        if isinstance(editor, LogSlider):
+            editor.label.setToolTip(editor.toolTip())
+            head.addWidget(editor.label)
+        row.addLayout(head)
+        row.addWidget(editor)
+        return row
 
     def _editor(self, spec: ParamSpec) -> QWidget:
         if spec.kind == "choice":
             box = QComboBox()
+            # The box takes the column's width; its longest name does not set the sidebar's.
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(8)
             missing = self.unavailable.get(spec.name, {})
             for choice in spec.choices:
-                box.addItem(f"{choice} ({_needs(missing[choice])})" if choice in missing
-                            else choice, choice)
+                name = spec.choice_label(choice)
+                box.addItem(f"{name} ({_needs(missing[choice])})" if choice in missing
+                            else name, choice)
                 if choice in missing:
                     item = box.model().item(box.count() - 1)
                     item.setEnabled(False)
@@ -140,14 +244,13 @@ class ParamsForm(QWidget):
             slider.valueChanged.connect(lambda v, s=spec: self._changed(s, v))
             return slider
         if spec.kind == "int":
-            spin = QSpinBox()
+            spin = IntBox()
             spin.setRange(int(spec.minimum if spec.minimum is not None else -10**9),
                           int(spec.maximum if spec.maximum is not None else 10**9))
             spin.setKeyboardTracking(False)
             spin.valueChanged.connect(lambda v, s=spec: self._changed(s, v))
             return spin
-        spin = QDoubleSpinBox()
-        spin.setDecimals(4)
+        spin = FloatBox()
         spin.setRange(spec.minimum if spec.minimum is not None else -1e9,
                       spec.maximum if spec.maximum is not None else 1e9)
         span = (spec.maximum or 1.0) - (spec.minimum or 0.0)
@@ -155,6 +258,19 @@ class ParamsForm(QWidget):
         spin.setKeyboardTracking(False)
         spin.valueChanged.connect(lambda v, s=spec: self._changed(s, v))
         return spin
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().changeEvent(event)
+        if event.type() in (event.Type.StyleChange, event.Type.FontChange, event.Type.Polish):
+            for editor in self.editors.values():
+                if isinstance(editor, LogSlider):
+                    editor.fit_label()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        for editor in self.editors.values():
+            if isinstance(editor, LogSlider):
+                editor.fit_label()
 
     # -- values -------------------------------------------------------------------------------
     def set_values(self, config: dict[str, Any]) -> None:
@@ -172,6 +288,7 @@ class ParamsForm(QWidget):
                 editor.set_value(float(value))
             else:
                 editor.setValue(value)
+                editor.updateGeometry()  # its valueChanged is blocked
             editor.blockSignals(False)
 
     def values(self) -> dict[str, Any]:
