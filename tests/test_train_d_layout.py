@@ -224,6 +224,17 @@ def test_the_control_bar_fits_one_row_on_a_laptop_and_wraps_when_narrower(train,
     assert not bar.two_rows
 
 
+def test_the_runs_tab_fits_the_narrow_notes_column(train, qtbot):
+    open_and_step(qtbot, train, "classifier-2d", steps=3)
+    train.runs.refresh(train.runs_root, train.lesson)
+    train.tabs.setCurrentWidget(train.runs)
+    for size in ("laptop", "large"):
+        train.window().resize(*SIZES[size])
+        settle(qtbot, train.window())
+        assert train.runs.list.count() >= 1
+        assert layout_problems(train.right) == [], size
+
+
 def test_plots_follow_a_theme_switch_while_on_screen(train, qtbot, qapp):
     from studio.ui.theme import DARK, LIGHT, apply_theme
 

@@ -109,6 +109,9 @@ class LessonInfo:
     main_loss: str = "loss"  # the metric written as `loss` in metrics.jsonl
     series: tuple[str, ...] = ("loss",)  # the metrics the loss plot shows by default
     log_every: int = 1  # the CLI and the run store log every N steps
+    #: the loss plot starts on a log scale (False for metrics that go negative: a log axis
+    #: cannot show them)
+    log_scale: bool = True
     #: metric name -> the name the loss plot's legend shows ("mse_t0" -> "MSE, t 0–20%")
     series_labels: Mapping[str, str] | tuple[tuple[str, str], ...] = ()
 

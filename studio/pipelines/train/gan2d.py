@@ -340,6 +340,7 @@ class WGANGP2D(GAN2D):
         series=("wasserstein", "gp", "loss_g"),
         series_labels={"wasserstein": "Wasserstein estimate", "gp": "Gradient penalty",
                        "loss_g": "G loss"},
+        log_scale=False,  # the estimate and G's loss go below 0
     )
     params = _gan_params(5e-4, 5, "discriminator (critic)") + (
         ParamSpec("gp_weight", 0.1, "float", minimum=0.0, maximum=100.0, live=True,

@@ -59,6 +59,8 @@ class LossPlot(QWidget):
         self.log_box = QCheckBox("Log scale")
         self.log_box.setObjectName("logScale")
         self.log_box.setChecked(True)
+        self.log_box.setToolTip("Plot the curves on a log scale (zero and negative values "
+                                "cannot be shown on one)")
         self.smoothing = QSlider(Qt.Orientation.Horizontal)
         self.smoothing.setObjectName("smoothing")
         self.smoothing.setRange(0, 100)

@@ -245,6 +245,7 @@ class TrainPanel(QWidget):
         self.form.resetRequested.connect(lambda config: self.reset(overrides=config))
         self.form_holder.setWidget(self.form)
         self.controls.set_step_parts(() if self.view.offers_step_parts else cls.step_parts)
+        self.loss_plot.log_box.setChecked(cls.info.log_scale)
         self.loss_plot.set_series(cls.info.series,
                                   [cls.info.series_label(name) for name in cls.info.series])
         for path in list(self.loss_plot.overlays):

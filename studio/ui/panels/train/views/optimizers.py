@@ -118,10 +118,12 @@ class OptimizerView(LessonView):
             color = SERIES_COLORS[i % len(SERIES_COLORS)]
             gap = snapshot["gaps"][key]
             lr = snapshot["lrs"][key]
-            parts.append(f"<span style='color:{color}'>●</span> <b>{title}</b> "
-                         f"<span style='color:{colors().muted}'>lr {lr:.2g} · gap "
-                         f"{gap:.2e}</span>")
-        self.readout.setText("&nbsp;&nbsp;&nbsp;".join(parts))
+            # One optimizer's numbers never break across lines (&nbsp;): lines break
+            # between optimizers.
+            parts.append(f"<span style='color:{color}'>●</span>&nbsp;<b>{title}</b>&nbsp;"
+                         f"<span style='color:{colors().muted}'>lr&nbsp;{lr:.2g}&nbsp;·&nbsp;"
+                         f"gap&nbsp;{gap:.2e}</span>")
+        self.readout.setText(" &nbsp; ".join(parts))
 
     def reset(self) -> None:
         self._grid = None
