@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
     QLabel,
+    QListWidget,
     QStyle,
     QStyleOptionComboBox,
     QWidget,
@@ -101,6 +102,9 @@ def layout_problems(root: QWidget) -> list[str]:
                 not (isinstance(w, QLabel) and w.wordWrap()):
             if w.height() < min(w.minimumSizeHint().height(), w.sizeHint().height()) - 1:
                 problems.append(f"{name}: squashed to {w.height()} px high")
+    for view in (w for w in widgets if isinstance(w, QListWidget)):
+        if view.horizontalScrollBar().maximum() > 0:
+            problems.append(f"list #{view.objectName()}: its items are wider than the list")
     for parent in [root, *widgets]:
         kids = [k for k in parent.children() if isinstance(k, QWidget) and not k.isWindow()
                 and _shown(k, root)]
@@ -226,12 +230,16 @@ def test_the_control_bar_fits_one_row_on_a_laptop_and_wraps_when_narrower(train,
 
 def test_the_runs_tab_fits_the_narrow_notes_column(train, qtbot):
     open_and_step(qtbot, train, "classifier-2d", steps=3)
+    train.reset(seed=2_147_483_647)  # the longest seed there is
+    qtbot.waitUntil(lambda: train.last_frame.new_run and train.session.seed == 2_147_483_647,
+                    timeout=20000)
+    open_and_step(qtbot, train, "classifier-2d", steps=2)
     train.runs.refresh(train.runs_root, train.lesson)
     train.tabs.setCurrentWidget(train.runs)
     for size in ("laptop", "large"):
         train.window().resize(*SIZES[size])
         settle(qtbot, train.window())
-        assert train.runs.list.count() >= 1
+        assert train.runs.list.count() >= 2
         assert layout_problems(train.right) == [], size
 
 

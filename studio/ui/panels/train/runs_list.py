@@ -35,6 +35,10 @@ class RunsList(QWidget):
         self.list = QListWidget()
         self.list.setObjectName("runsList")
         self.list.setToolTip("Tick a run to overlay its loss curve")
+        # Two short lines an item, wrapped if need be: the notes column is narrow on a laptop
+        # and one long line ran out of it.
+        self.list.setWordWrap(True)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.empty = QLabel("No saved runs yet. Press Play: every run is saved as it goes.")
         self.empty.setWordWrap(True)
         self.empty.setProperty("muted", True)
@@ -83,7 +87,7 @@ class RunsList(QWidget):
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked if info.path in ticked
                                else Qt.CheckState.Unchecked)
-            item.setToolTip(str(info.path))
+            item.setToolTip(f"{self._label(info, info.path == current)}\n{info.path}")
             self.list.addItem(item)
             if info.path == selected:
                 self.list.setCurrentItem(item)
@@ -95,7 +99,7 @@ class RunsList(QWidget):
     def _label(info: RunInfo, current: bool) -> str:
         when = time.strftime("%d %b %H:%M", time.localtime(info.created))
         mark = "  ● now" if current else ""
-        return f"{when}  ·  seed {info.seed}  ·  {info.last_step} steps{mark}"
+        return f"{when}{mark}\nseed {info.seed}  ·  {info.last_step:,} steps"
 
     def selected(self) -> Path | None:
         item = self.list.currentItem()
