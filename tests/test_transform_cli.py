@@ -96,6 +96,7 @@ def test_img2img_with_mask_json(tiny_sd15_dir, pictures, tmp_path):
     assert (lines[0]["width"], lines[0]["height"]) == (64, 48)
     text = Image.open(lines[0]["path"]).text["parameters"]
     assert "Denoising strength: 0.8" in text and "Mask: mask.png" in text
+    assert "Mask blur: 4," in text and lines[0]["mask_blur"] == 4  # A1111's default
 
 
 def test_img2img_bad_image_exits_2(tiny_sd15_dir, pictures):

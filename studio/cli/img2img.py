@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_diffusion_arguments(p, prompt_help="what the result should show")
     p.add_argument("--mask", type=Path, default=None, metavar="FILE",
                    help="inpaint: a mask image, white where the image is repainted")
+    p.add_argument("--mask-blur", type=int, default=4, metavar="PX",
+                   help="inpaint: soften the mask's edge by this many pixels, 0 to 64 "
+                        "(default 4, as AUTOMATIC1111)")
     p.add_argument("--strength", type=float, default=0.75,
                    help="how much to change, above 0 up to 1")
     add_output_arguments(p)
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         model=model.spec,
         image=str(args.image.expanduser().resolve()),
         mask=str(args.mask.expanduser().resolve()) if args.mask else "",
+        mask_blur=args.mask_blur if args.mask else 0,
         prompt=args.prompt, negative_prompt=args.negative, strength=args.strength,
         steps=args.steps, cfg=args.cfg,
         seed=secrets.randbelow(2**32) if args.seed is None else args.seed, count=args.count,
@@ -80,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
                 "width": result.image.width, "height": result.image.height,
                 "model": request.model, "prompt": request.prompt,
                 "source": str(result.source), "mask": request.mask or None,
+                "mask_blur": request.mask_blur if request.mask else None,
                 "strength": request.strength, "loras": list(result.loras),
                 "warnings": list(result.warnings or [])}
 

@@ -11,7 +11,9 @@ The input is read by :mod:`studio.pipelines.images_in` and resized to ``width×h
 its own size rounded down to multiples of 8 (what diffusers would do), the longer side limited to
 ``MAX_SIDE``. Inpainting with a regular (4-channel) checkpoint uses diffusers' latent blending;
 with ``keep_unmasked`` the original pixels are pasted back outside the mask (diffusers'
-``apply_overlay``), so the untouched region stays exactly as it was.
+``apply_overlay``), so the untouched region stays exactly as it was. ``mask_blur`` softens the
+mask first (a Gaussian blur of that radius, as diffusers' ``mask_processor.blur`` and A1111's "Mask
+blur" do), so the repainted region fades into the picture instead of ending at a hard edge.
 """
 
 from __future__ import annotations
@@ -74,11 +76,20 @@ def prepare_inputs(request: Img2ImgRequest) -> tuple[Any, Any, Any, list[str]]:
     image = loaded.image if loaded.size == size else \
         loaded.image.resize(size, Image.Resampling.LANCZOS)
     mask = images_in.open_mask(request.mask, size) if request.inpaint else None
+    if mask is not None:
+        mask = blur_mask(mask, request.mask_blur)
     warnings = list(loaded.warnings)
     if size != loaded.size:
         warnings.append(f"The image was resized from {loaded.size[0]}×{loaded.size[1]} to "
                         f"{size[0]}×{size[1]} (multiples of 8, as the model needs).")
     return image, mask, loaded, warnings
+
+
+def blur_mask(mask: Any, radius: int) -> Any:
+    """The mask (a PIL "L" image) softened by a Gaussian blur of ``radius`` px (0: as it is)."""
+    from PIL import ImageFilter
+
+    return mask.filter(ImageFilter.GaussianBlur(radius)) if radius > 0 else mask
 
 
 class Img2ImgService(DiffusersService):
@@ -112,7 +123,8 @@ class Img2ImgService(DiffusersService):
         if mask is not None:
             covered = sum(mask.point(lambda v: 255 if v >= 128 else 0).histogram()[255:]) / (
                 mask.width * mask.height)
-            extra.update({"Mask": Path(request.mask).name, "Masked area": f"{covered:.0%}",
+            extra.update({"Mask blur": int(request.mask_blur), "Mask": Path(request.mask).name,
+                          "Masked area": f"{covered:.0%}",
                           "Inpaint keep unmasked": request.keep_unmasked})
         if call.loras.loras:
             extra["Lora hashes"] = call.loras.hashes_text()

@@ -24,6 +24,7 @@ SCHEDULERS: dict[str, str] = {
 
 MAX_LORA_WEIGHT = 10.0  # A1111 and ComfyUI allow -10..10; beyond that a LoRA only destroys the image
 MAX_SIDE = 4096  # pixels; beyond this no consumer GPU or CPU finishes a Stable Diffusion image
+MAX_MASK_BLUR = 64  # pixels; A1111 offers 0..64
 MAX_STEPS = 500
 MAX_COUNT = 1000
 SEED_MAX = 2**32 - 1
@@ -214,6 +215,10 @@ class Img2ImgRequest:
     height: int = 0
     keep_unmasked: bool = True  # inpainting: paste the original pixels back outside the mask
     loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # as in Txt2ImgRequest
+    # Inpainting: Gaussian blur radius (px) of the mask before it is used, A1111's "Mask blur";
+    # a soft edge blends the repainted region into the rest. The window and the CLI offer
+    # A1111's 4 px; 0 here keeps a bare request (and results made before it existed) as diffusers.
+    mask_blur: int = 0
 
     def validate(self) -> None:
         Txt2ImgRequest(model=self.model, steps=self.steps, cfg=self.cfg, seed=self.seed,
@@ -223,6 +228,8 @@ class Img2ImgRequest:
             raise ValueError("No input image chosen.")
         if not 0.0 < self.strength <= 1.0:
             raise ValueError(f"Strength must be above 0 and at most 1, not {self.strength}.")
+        if not 0 <= int(self.mask_blur) <= MAX_MASK_BLUR:
+            raise ValueError(f"Mask blur must be 0 to {MAX_MASK_BLUR} px, not {self.mask_blur}.")
 
     @property
     def inpaint(self) -> bool:
