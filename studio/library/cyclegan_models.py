@@ -7,7 +7,11 @@ JSON header, a ``.pth`` by the strings in its pickle (read with :mod:`pickletool
 
 Names follow the reference's conventions: ``checkpoints/horse2zebra_pretrained/latest_net_G.pth``
 is "horse2zebra"; training outputs ``latest_net_G_A.pth`` / ``latest_net_G_B.pth`` in one folder
-make one model with both directions (G_A: A→B, G_B: B→A).
+make one model with both directions (G_A: A→B, G_B: B→A); a generator in the Hugging Face cache is
+named by its repo id. That one name (:func:`model_name`) is what every place shows — the Transform
+picker (installed or offered for download: a catalog entry's ``name`` is the name its download
+gets), the Models library, the results' metadata and the Gallery; a catalog entry's ``title``
+("Photo → Monet") only describes it.
 """
 
 from __future__ import annotations
@@ -143,15 +147,45 @@ def looks_like_generator(path: Path) -> bool:
     return _FIRST_KEY in keys and any(_BLOCK_KEY.match(k) for k in keys)
 
 
+def _hf_repo_id(folder: Path) -> str:
+    """``org/name`` when ``folder`` is a snapshot in the Hugging Face cache, else ''."""
+    snapshots = folder.parent
+    repo = snapshots.parent.name
+    if snapshots.name == "snapshots" and repo.startswith("models--"):
+        return repo.removeprefix("models--").replace("--", "/")
+    return ""
+
+
 def model_name(path: Path) -> str:
-    """A readable name: the file stem, or its folder's for generic names (``latest_net_G``)."""
+    """The model's name: the file stem, or for generic names (``latest_net_G``) its folder's
+    (without ``_pretrained``) or its Hugging Face repo id. A folder (of a G_A/G_B pair) is
+    named as its files are."""
+    path = Path(path)
+    if not path.suffix or path.suffix.lower() not in SUFFIXES:  # a folder named in a request
+        return _folder_name(path) or path.name
     stem = path.stem
     if _GENERIC_STEM.match(stem):
-        folder = path.parent.name
-        for suffix in ("_pretrained", "_cyclegan"):
-            folder = folder.removesuffix(suffix)
-        return folder or stem
+        return _folder_name(path.parent) or stem
     return re.sub(r"_net_G(_[AB])?$", "", stem)
+
+
+def _folder_name(folder: Path) -> str:
+    repo = _hf_repo_id(folder)
+    if repo:
+        return repo
+    name = folder.name
+    for suffix in ("_pretrained", "_cyclegan"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def catalog_titles() -> dict[str, str]:
+    """Catalog name → its title ("style_monet" → "Photo → Monet"); empty if unreadable."""
+    try:
+        return {e.name: e.title for e in load_catalog()}
+    except (OSError, ValueError, TypeError) as exc:
+        log.warning("cannot read the CycleGAN catalog: %s", exc)
+        return {}
 
 
 def group_models(files: list[Path], source: str) -> list[CycleGANModel]:
@@ -206,10 +240,7 @@ def _hf_cache_generators() -> list[CycleGANModel]:
         if snap is None:
             continue
         gens = [f for f in hf_loose_files(snap, SUFFIXES) if looks_like_generator(f)]
-        for model in group_models(gens, "hf-cache"):
-            if model.name == snap.name:  # a generic file name (latest_net_G) names the repo
-                model.name = repo.repo_id
-            models.append(model)
+        models += group_models(gens, "hf-cache")  # a generic file name gets the repo id
     return models
 
 

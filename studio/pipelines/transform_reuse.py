@@ -34,6 +34,9 @@ class TransformReuse:
     mask: Path | None = None  # inpaint: the mask to load (None: gone, or not inpainting)
     result: Path | None = None  # the result image this was read from
     notes: list[str] = field(default_factory=list)  # what could not be restored, in words
+    #: The model's name as the library shows it (CycleGAN: the "CycleGAN" field the result's
+    #: text recorded, else the name its file gives — never the file name ``latest_net_G.pth``).
+    model_name: str = ""
 
     @property
     def summary(self) -> str:
@@ -62,7 +65,7 @@ def transform_reuse_from_text(raw: dict[str, str], result: Path) -> TransformReu
     result = Path(result)
     try:
         if isinstance(data.get("transform"), dict):
-            return _cyclegan(data, result)
+            return _cyclegan(data, result, raw.get("parameters", ""))
         request = data.get("request")
         if isinstance(request, dict) and request.get("kind") in ("img2img", "inpaint"):
             return _diffusion(data, request, result)
@@ -81,8 +84,12 @@ def read_transform_reuse(path: Path) -> TransformReuse | None:
     return transform_reuse_from_text(raw, Path(path))
 
 
-def _cyclegan(data: dict[str, Any], result: Path) -> TransformReuse:
+def _cyclegan(data: dict[str, Any], result: Path, parameters: str = "") -> TransformReuse:
+    from studio.library.cyclegan_models import model_name
+    from studio.pipelines.infotext import parse_infotext
+
     request = TransformRequest.from_dict(data["transform"])
+    name = str(parse_infotext(parameters).get("CycleGAN") or "") if parameters else ""
     recorded = str(data.get("source") or (request.inputs[0] if request.inputs else ""))
     notes: list[str] = []
     image = _existing(recorded)
@@ -90,7 +97,8 @@ def _cyclegan(data: dict[str, Any], result: Path) -> TransformReuse:
         image = result
         notes.append(_gone_text(recorded))
     request = dataclasses.replace(request, inputs=[str(image)])
-    return TransformReuse("cyclegan", request, image, None, result, notes)
+    return TransformReuse("cyclegan", request, image, None, result, notes,
+                          name or model_name(Path(request.model)))
 
 
 def _diffusion(data: dict[str, Any], fields: dict[str, Any], result: Path) -> TransformReuse:

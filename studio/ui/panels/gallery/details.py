@@ -231,7 +231,9 @@ class DetailsPane(QFrame):
         request = reuse.request
         if reuse.mode == "cyclegan":
             direction = "A → B" if request.direction == "AtoB" else "B → A"
-            self.fields["model"].setText(f"{Path(request.model).name} · {direction}")
+            # The model's name as the library and Transform show it, not its file's name.
+            name = reuse.model_name or Path(request.model).name
+            self.fields["model"].setText(f"{name} · {direction}")
             self.fields["model"].setToolTip(str(request.model))
             self.fields["source"].setText("Studio · CycleGAN")
             self.prompt.setText("(CycleGAN translation: no prompt)")

@@ -1,8 +1,9 @@
 """Choosing a CycleGAN model: the ones on disk, and the released ones to download.
 
 The combo lists installed generators (found off the GUI thread by key layout), then the catalog's
-models not yet installed, marked "download". Picking one of those shows its description and a
-Download button; the download runs on the panel's I/O pool (never the GPU worker) with a progress
+models not yet installed, marked "download" — each under the one name the library, the results'
+metadata and the Gallery use too (the catalog's title, "Photo → Monet", is shown as its
+description). Picking one of those shows its description and a Download button; the download runs on the panel's I/O pool (never the GPU worker) with a progress
 bar, can be cancelled and resumed, and ends with the file's sha256 on screen and the model selected.
 """
 
@@ -74,6 +75,7 @@ class CycleGANPicker(QWidget):
         self._signals: _DownloadSignals | None = None
         self._want: str = ""
         self._again = False
+        self._titles: dict[str, str] = {}  # catalog name → title, for the description line
         self.scanning = False
 
         self.combo = QComboBox()
@@ -147,7 +149,12 @@ class CycleGANPicker(QWidget):
         def scan() -> tuple[list, list]:
             from studio.library.cyclegan_models import find_cyclegan_models, load_catalog
 
-            return find_cyclegan_models(settings, paths), load_catalog()
+            try:
+                catalog = load_catalog()
+            except (OSError, ValueError, TypeError) as exc:  # the list still shows what is here
+                log.warning("cannot read the CycleGAN catalog: %s", exc)
+                catalog = []
+            return find_cyclegan_models(settings, paths), catalog
 
         run_in_background(self._pool, scan, self._scan_done, self._scan_failed, owner=self)
 
@@ -199,14 +206,21 @@ class CycleGANPicker(QWidget):
         self.combo.blockSignals(True)
         self.combo.clear()
         installed = {m.name for m in models}
+        self._titles = {e.name: e.title for e in catalog}
         for m in models:
             arrows = " ⇄" if len(m.directions) == 2 else ""
             self.combo.addItem(f"{m.name}{arrows}", ("model", m))
+            if m.name in self._titles:
+                self.combo.setItemData(self.combo.count() - 1, self._titles[m.name],
+                                       Qt.ItemDataRole.ToolTipRole)
         missing = [e for e in catalog if e.name not in installed]
         if missing:
             self.combo.insertSeparator(self.combo.count())
             for e in missing:
-                self.combo.addItem(f"{e.title}  ·  download", ("catalog", e))
+                # The name the download will have in the library, not a second one.
+                self.combo.addItem(f"{e.name}  ·  download", ("catalog", e))
+                self.combo.setItemData(self.combo.count() - 1, e.title,
+                                       Qt.ItemDataRole.ToolTipRole)
         self.combo.blockSignals(False)
         if not (want and self.select_path(want)):
             self.combo.setCurrentIndex(0 if self.combo.count() else -1)
@@ -224,12 +238,13 @@ class CycleGANPicker(QWidget):
         if model is not None:
             files = ", ".join(f"{d}: {p.name}" for d, p in model.directions.items())
             where = model.path.parent if len(model.directions) == 1 else model.path
-            self.detail.setText(f"{files} · in {where.name}/")
+            title = self._titles.get(model.name)
+            self.detail.setText((f"{title} · " if title else "") + f"{files} · in {where.name}/")
             self.detail.setToolTip(str(where))
             self._show_download(False)
         elif entry is not None:
             size = f" · about {entry.size_mb} MB" if entry.size_mb else ""
-            self.detail.setText(f"{entry.description}{size}")
+            self.detail.setText(f"{entry.title}: {entry.description}{size}")
             self._show_download(True)
         else:
             self.detail.setText("No CycleGAN models yet — pick one from the list to download it.")
