@@ -3,13 +3,14 @@
 :class:`SplitView` shows the *after* image and paints the *before* image over the part left of the
 split line; dragging the line (or its round handle) moves it, dragging elsewhere pans, the wheel
 zooms. :class:`CompareView` switches between that and two :class:`ImageView`\\ s side by side whose
-zoom and pan follow each other, so the same detail is always under the eye in both.
+zoom and pan follow each other, so the same detail is always under the eye in both. A right-click
+on either asks for the shown result's menu (:attr:`CompareView.contextMenuRequested`).
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QPixmap
+from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QContextMenuEvent, QImage, QMouseEvent, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 from studio.ui.widgets.image_view import ImageView
@@ -185,6 +186,9 @@ class SyncedPair(QWidget):
 class CompareView(QWidget):
     """Before/after in ``split`` or ``side`` mode (``set_mode``)."""
 
+    #: A right-click on the picture, at this global position (the panel shows the result's menu).
+    contextMenuRequested = Signal(QPoint)
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.split_view = SplitView()
@@ -197,6 +201,18 @@ class CompareView(QWidget):
         col.addWidget(self.stack)
         self._before: QImage | None = None
         self._after: QImage | None = None
+        for view in self.views():
+            view.viewport().installEventFilter(self)
+
+    def views(self) -> list[ImageView]:
+        """The image views a right-click can land on."""
+        return [self.split_view, self.pair.left, self.pair.right]
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt
+        if event.type() == QEvent.Type.ContextMenu and isinstance(event, QContextMenuEvent):
+            self.contextMenuRequested.emit(event.globalPos())
+            return True
+        return super().eventFilter(obj, event)
 
     @property
     def mode(self) -> str:

@@ -1,7 +1,8 @@
 """The sidebar controls of the Transform workspace: CycleGAN options and diffusion options.
 
 The diffusion controls are Generate's (prompt, negative prompt, steps, CFG, sampler, seed, count)
-plus the strength slider; the size is not asked for, it comes from the image.
+plus the strength slider, and for inpainting the mask blur; the size is not asked for, it comes
+from the image.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.pipelines.requests import SCHEDULERS, Img2ImgRequest
+from studio.pipelines.requests import MAX_MASK_BLUR, SCHEDULERS, Img2ImgRequest
 from studio.ui.panels.generate.controls import SeedBox, new_seed
+from studio.ui.panels.transform.mask_canvas import MAX_BRUSH, MIN_BRUSH
 from studio.ui.widgets.basics import muted_label, section_label
+
+DEFAULT_MASK_BLUR = 4  # px, AUTOMATIC1111's default
 
 
 class CycleGANOptions(QWidget):
@@ -122,6 +126,12 @@ class DiffusionOptions(QWidget):
         self.dice.clicked.connect(lambda: self.seed.setValue(new_seed()))
         self.count = QSpinBox()
         self.count.setRange(1, 16)
+        self.mask_blur = QSpinBox()
+        self.mask_blur.setRange(0, MAX_MASK_BLUR)
+        self.mask_blur.setValue(DEFAULT_MASK_BLUR)
+        self.mask_blur.setSuffix(" px")
+        self.mask_blur.setToolTip("Soften the mask's edge by this many pixels, so the repainted "
+                                  "part blends into the picture (0: a hard edge)")
 
         col = QVBoxLayout(self)
         col.setContentsMargins(0, 0, 0, 0)
@@ -144,9 +154,15 @@ class DiffusionOptions(QWidget):
         seed_row.addWidget(self.dice)
         form.addRow("Seed", seed_row)
         form.addRow("Images", self.count)
+        form.addRow("Mask blur", self.mask_blur)
+        self._form = form
         col.addLayout(form)
         for w in (self.prompt, self.negative):
             w.textChanged.connect(self.changed)
+
+    def set_inpaint(self, inpaint: bool) -> None:
+        """Show the settings that only inpainting has (the mask blur) or hide them."""
+        self._form.setRowVisible(self.mask_blur, inpaint)
 
     def resolve_seed(self) -> int:
         if self.seed_mode.currentData() == "random":
@@ -165,6 +181,8 @@ class DiffusionOptions(QWidget):
         self.seed_mode.setCurrentIndex(self.seed_mode.findData("fixed"))
         self.seed.setValue(int(request.seed))
         self.count.setValue(max(1, int(request.count)))
+        if request.inpaint:
+            self.mask_blur.setValue(int(request.mask_blur))
 
     def request(self, model: str, image: str, mask: str = "") -> Img2ImgRequest:
         return Img2ImgRequest(
@@ -172,18 +190,19 @@ class DiffusionOptions(QWidget):
             negative_prompt=self.negative.toPlainText().strip(),
             strength=round(self.strength.value(), 2), steps=self.steps.value(),
             cfg=self.cfg.value(), seed=self.resolve_seed(), count=self.count.value(),
-            scheduler=self.scheduler.currentData())
+            scheduler=self.scheduler.currentData(),
+            mask_blur=self.mask_blur.value() if mask else 0)
 
 
 class BrushTools(QWidget):
-    """Brush size, brush/eraser, invert and clear for the mask canvas."""
+    """Brush size, brush/eraser, undo/redo, invert and clear for the mask canvas, and a way back
+    to the last inpainting result."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.size = QSlider(Qt.Orientation.Horizontal)
-        self.size.setRange(2, 400)
+        self.size.setRange(MIN_BRUSH, MAX_BRUSH)
         self.size.setValue(40)
-        self.size.setToolTip("Brush size in image pixels")
         self.size_label = QLabel("40 px")
         self.size_label.setMinimumWidth(48)
         self.size.valueChanged.connect(lambda v: self.size_label.setText(f"{v} px"))
@@ -193,8 +212,18 @@ class BrushTools(QWidget):
             b.setCheckable(True)
             b.setAutoExclusive(True)
         self.brush.setChecked(True)
+        self.size.setToolTip("Brush size in image pixels ([ smaller, ] larger)")
+        self.undo = QToolButton(text="↶")
+        self.undo.setToolTip("Undo the last stroke (Ctrl+Z)")
+        self.redo = QToolButton(text="↷")
+        self.redo.setToolTip("Redo (Ctrl+Shift+Z or Ctrl+Y)")
+        self.undo.setEnabled(False)
+        self.redo.setEnabled(False)
         self.invert = QToolButton(text="Invert")
         self.clear = QToolButton(text="Clear")
+        self.show_result = QToolButton(text="Show result")
+        self.show_result.setToolTip("Back to the last inpainting result")
+        self.show_result.hide()
         self.coverage = muted_label("Paint over what should change", wrap=True)
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
@@ -206,7 +235,10 @@ class BrushTools(QWidget):
         row.addWidget(self.size, 1)
         row.addWidget(self.size_label)
         row.addSpacing(8)
+        row.addWidget(self.undo)
+        row.addWidget(self.redo)
         row.addWidget(self.invert)
         row.addWidget(self.clear)
         row.addSpacing(8)
-        row.addWidget(self.coverage)
+        row.addWidget(self.coverage, 1)
+        row.addWidget(self.show_result)

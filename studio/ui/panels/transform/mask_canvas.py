@@ -1,8 +1,10 @@
-"""Painting an inpainting mask over an image: brush, eraser, clear, invert.
+"""Painting an inpainting mask over an image: brush, eraser, clear, invert, undo and redo.
 
 The mask is a grayscale image the size of the picture (white = repaint), drawn over it as a
 translucent tint. Left-drag paints (or erases), the wheel zooms, a middle- or right-drag pans; the
-brush outline follows the cursor at its real size on the image.
+brush outline follows the cursor at its real size on the image. Every stroke, clear, invert or
+loaded mask can be undone and redone (:meth:`MaskCanvas.undo`, :meth:`MaskCanvas.redo`); the
+history holds whole masks, at most :data:`HISTORY_BYTES` of them.
 """
 
 from __future__ import annotations
@@ -26,12 +28,22 @@ from studio.ui.widgets.image_view import ImageView
 
 TINT = QColor(255, 64, 96)
 TINT_ALPHA = 120  # of 255: the picture stays visible under the mask
+HISTORY_BYTES = 96 << 20  # undo steps kept: ~24 masks of 2048×2048, hundreds of small ones
+MIN_BRUSH, MAX_BRUSH = 2, 400
+
+
+def brush_step(size: int, bigger: bool) -> int:
+    """The next brush size for ``]`` (``bigger``) or ``[``: about 15 % a press, at least 1 px,
+    so small brushes change finely and large ones quickly (as in image editors)."""
+    step = max(1, round(size * 0.15))
+    return max(MIN_BRUSH, min(MAX_BRUSH, size + step if bigger else size - step))
 
 
 class MaskCanvas(ImageView):
     """Shows an image and lets the user paint a mask on it."""
 
     maskChanged = Signal()
+    historyChanged = Signal()  # what undo / redo can do changed
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent, placeholder="Open an image to paint a mask on it")
@@ -44,6 +56,8 @@ class MaskCanvas(ImageView):
         self._last: QPointF | None = None
         self._pan_from: QPoint | None = None
         self._cursor: QPointF | None = None
+        self._undo: list[QImage] = []
+        self._redo: list[QImage] = []
         self.viewport().setCursor(Qt.CursorShape.CrossCursor)
 
     # -- public API --------------------------------------------------------------------------
@@ -52,10 +66,18 @@ class MaskCanvas(ImageView):
         self.set_image(image)
         self._mask = QImage(image.size(), QImage.Format.Format_Grayscale8)
         self._mask.fill(0)
+        self._undo.clear()
+        self._redo.clear()
         self._refresh_tint()
+        self.historyChanged.emit()
 
     def mask(self) -> QImage:
         return self._mask
+
+    def set_brush_size(self, size: int) -> None:
+        """The brush diameter in image pixels; the outline under the cursor follows at once."""
+        self.brush_size = int(size)
+        self.viewport().update()
 
     def has_mask(self) -> bool:
         return not self._mask.isNull() and self.coverage() > 0
@@ -67,14 +89,55 @@ class MaskCanvas(ImageView):
         return float((mask_array(self._mask) >= 128).mean())
 
     def clear_mask(self) -> None:
-        if not self._mask.isNull():
+        if not self._mask.isNull() and self.has_mask():
+            self.begin_edit()
             self._mask.fill(0)
             self._changed()
 
     def invert_mask(self) -> None:
         if not self._mask.isNull():
+            self.begin_edit()
             self._mask.invertPixels()
             self._changed()
+
+    # -- history -----------------------------------------------------------------------------
+    def begin_edit(self) -> None:
+        """Remember the mask as it is now, before a stroke or another change, for :meth:`undo`."""
+        if self._mask.isNull():
+            return
+        self._undo.append(self._mask.copy())
+        self._redo.clear()
+        # Forget the oldest steps past the budget (always keep the one just taken).
+        while len(self._undo) > 1 and \
+                sum(m.sizeInBytes() for m in self._undo) > HISTORY_BYTES:
+            self._undo.pop(0)
+        self.historyChanged.emit()
+
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def undo(self) -> bool:
+        """Go back one stroke (or clear, invert, loaded mask); False when there is none."""
+        if not self._undo or self._last is not None:  # never in the middle of a stroke
+            return False
+        self._redo.append(self._mask)
+        self._mask = self._undo.pop()
+        self._changed()
+        self.historyChanged.emit()
+        return True
+
+    def redo(self) -> bool:
+        """Do again what :meth:`undo` took back; False when there is nothing to redo."""
+        if not self._redo or self._last is not None:
+            return False
+        self._undo.append(self._mask)
+        self._mask = self._redo.pop()
+        self._changed()
+        self.historyChanged.emit()
+        return True
 
     def set_mask(self, mask: QImage) -> None:
         """Replace the mask (scaled to the picture)."""
@@ -82,6 +145,7 @@ class MaskCanvas(ImageView):
             return
         scaled = mask.convertToFormat(QImage.Format.Format_Grayscale8).scaled(
             self._mask.size(), Qt.AspectRatioMode.IgnoreAspectRatio)
+        self.begin_edit()
         self._mask = scaled
         self._changed()
 
@@ -158,6 +222,7 @@ class MaskCanvas(ImageView):
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt
         if event.button() == Qt.MouseButton.LeftButton and self.has_image():
             p = self._scene_point(event)
+            self.begin_edit()  # one undo step per stroke, however long
             self._last = p
             self.paint_line(p, p)
             event.accept()
@@ -213,3 +278,26 @@ def mask_array(mask: QImage) -> np.ndarray:
     h, w, bpl = mask.height(), mask.width(), mask.bytesPerLine()
     raw = np.frombuffer(bytes(mask.constBits())[: bpl * h], dtype=np.uint8)
     return raw.reshape(h, bpl)[:, :w].copy()
+
+
+def composite_preview(before: QImage, frame: QImage, mask: QImage) -> QImage:
+    """An inpainting preview as the result will look: ``frame`` (the denoising preview) inside
+    the mask, the original picture ``before`` outside it. ``frame`` and ``mask`` are scaled to
+    ``before``'s size; grey levels of the mask blend the two (a feathered edge)."""
+    size = before.size()
+    inside = frame.scaled(size, Qt.AspectRatioMode.IgnoreAspectRatio,
+                          Qt.TransformationMode.SmoothTransformation)
+    inside = inside.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
+    alpha = mask.convertToFormat(QImage.Format.Format_Grayscale8)
+    if alpha.size() != size:
+        alpha = alpha.scaled(size, Qt.AspectRatioMode.IgnoreAspectRatio,
+                             Qt.TransformationMode.SmoothTransformation)
+    painter = QPainter(inside)
+    painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_DestinationIn)
+    painter.drawImage(0, 0, _alpha_image(alpha))
+    painter.end()
+    out = before.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
+    painter = QPainter(out)
+    painter.drawImage(0, 0, inside)
+    painter.end()
+    return out

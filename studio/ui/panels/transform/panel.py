@@ -2,7 +2,11 @@
 
 Open or drop an image (or "Send to Transform" from Generate and Gallery: :meth:`receive`), pick a
 mode tab, run. Results appear in a before/after compare (split line or side by side, zoom and pan
-in sync) and go into the outputs folder with their metadata. A batch runs a folder: CycleGAN as
+in sync; right-click for the image menu) and go into the outputs folder with their metadata; each
+mode keeps its own last result (:mod:`studio.ui.panels.transform.results`). Inpainting paints the
+mask on the picture (undo Ctrl+Z, redo Ctrl+Shift+Z / Ctrl+Y, brush size ``[`` / ``]``), shows the
+job's preview inside the mask, then the result; "Edit mask" goes back to painting. img2img and
+inpaint jobs report "Step n/N · it/s · ETA" as Generate does. A batch runs a folder: CycleGAN as
 one job (progress per image), img2img as one job per image; cancel keeps what is done.
 """
 
@@ -13,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QPoint, Qt, QThreadPool, Signal, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QImageReader, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -21,10 +25,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
-    QPushButton,
     QStackedWidget,
-    QTabBar,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -34,12 +35,14 @@ from studio.jobs import Job, JobState
 from studio.pipelines.requests import TransformedImage, TransformRequest
 from studio.ui.context import AppContext
 from studio.ui.panels.generate.model_picker import ModelPicker
-from studio.ui.panels.generate.preview import FrameThrottle, preview_to_qimage
+from studio.ui.panels.generate.preview import FrameThrottle, StepClock, step_text
 from studio.ui.panels.transform.compare_view import CompareView
 from studio.ui.panels.transform.controls import BrushTools, CycleGANOptions, DiffusionOptions
 from studio.ui.panels.transform.cyclegan_picker import CycleGANPicker
-from studio.ui.panels.transform.mask_canvas import MaskCanvas
-from studio.ui.widgets.basics import section_label, vertical_scroll
+from studio.ui.panels.transform.mask_canvas import MaskCanvas, brush_step
+from studio.ui.panels.transform.results import ResultBook, ShownResult, mode_of, result_menu
+from studio.ui.panels.transform.sidebar import TransformSidebar
+from studio.wording import count_of
 from studio.workers.thumbnails import pil_to_qimage
 
 log = logging.getLogger(__name__)
@@ -47,7 +50,6 @@ log = logging.getLogger(__name__)
 MODES = ("cyclegan", "img2img", "inpaint")
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff)"
 EMPTY_TEXT = "Drop an image or a folder here, or use Open image…"
-SIDEBAR_WIDTH = 372
 # Checked segment buttons (Split / Side by side, Brush / Eraser) read as selected.
 SEGMENT_STYLE = ("QToolButton:checked { background: rgba(124, 108, 255, 60);"
                  " border: 1px solid palette(highlight); }"
@@ -79,6 +81,10 @@ class TransformPanel(QWidget):
         self._done_in_batch = 0
         self._batch_total = 0
         self._frames = FrameThrottle(self._draw_frame, 1 / 30, self)
+        self._clocks: dict[int, StepClock] = {}
+        self._book = ResultBook(read_qimage)
+        self._displayed: ShownResult | None = None  # the result on screen (its menu's file)
+        self._inpaint_result = False  # inpaint mode shows the result / preview, not the canvas
 
         self.cyclegan = CycleGANPicker(ctx, self._pool)
         self.cyclegan_options = CycleGANOptions()
@@ -99,87 +105,11 @@ class TransformPanel(QWidget):
 
     # -- layout ------------------------------------------------------------------------------
     def _build(self) -> None:
-        self.open_button = QPushButton("Open image…")
-        self.folder_button = QPushButton("Batch folder…")
-        self.source_label = QLabel("No image")
-        self.source_label.setProperty("muted", True)
-        self.source_label.setWordWrap(True)
-        self.tabs = QTabBar()
-        self.tabs.setExpanding(True)
-        self.tabs.setDrawBase(False)
-        for title in ("CycleGAN", "img2img", "Inpaint"):
-            self.tabs.addTab(title)
-        cyc = QWidget()
-        cyc_col = QVBoxLayout(cyc)
-        cyc_col.setContentsMargins(0, 0, 0, 0)
-        cyc_col.addWidget(section_label("Model"))
-        cyc_col.addWidget(self.cyclegan)
-        cyc_col.addWidget(self.cyclegan_options)
-        cyc_col.addStretch(1)
-        dif = QWidget()
-        dif_col = QVBoxLayout(dif)
-        dif_col.setContentsMargins(0, 0, 0, 0)
-        dif_col.addWidget(section_label("Model"))
-        dif_col.addWidget(self.sd_picker)
-        dif_col.addWidget(self.diffusion)
-        dif_col.addStretch(1)
-        self.pages = QStackedWidget()
-        self.pages.addWidget(cyc)
-        self.pages.addWidget(dif)
-
-        self.run_button = QPushButton("Transform")
-        self.run_button.setObjectName("transformButton")
-        self.run_button.setProperty("accent", True)  # the house's primary button (theme.py)
-        self.run_button.setMinimumHeight(42)
-        self.run_button.setToolTip("Run (Ctrl+Enter); Esc cancels")
-        font = self.run_button.font()
-        font.setPointSizeF(font.pointSizeF() * 1.1)
-        font.setBold(True)
-        self.run_button.setFont(font)
-        self.cancel_button = QToolButton(text="Cancel")
-        self.cancel_button.setMinimumHeight(42)
-        self.cancel_button.setEnabled(False)
-        self.status = QLabel()
-        self.status.setWordWrap(True)
-        self.status.setProperty("muted", True)
-        self.error_label = QLabel()
-        self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #ff8a80;")
-        self.error_label.hide()
-        self.bar = QProgressBar()
-        self.bar.setTextVisible(False)
-        self.bar.setFixedHeight(6)
-        self.bar.hide()
-
-        side_inner = QWidget()
-        side = QVBoxLayout(side_inner)
-        side.setContentsMargins(16, 16, 16, 16)
-        side.setSpacing(8)
-        side.addWidget(section_label("Image"))
-        row = QHBoxLayout()
-        row.addWidget(self.open_button)
-        row.addWidget(self.folder_button)
-        side.addLayout(row)
-        side.addWidget(self.source_label)
-        side.addSpacing(6)
-        side.addWidget(self.tabs)
-        side.addWidget(self.pages, 1)
-        scroll = vertical_scroll(side_inner)
-        bottom = QVBoxLayout()
-        bottom.setContentsMargins(16, 8, 16, 16)
-        bottom.addWidget(self.error_label)
-        bottom.addWidget(self.bar)
-        bottom.addWidget(self.status)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button, 1)
-        buttons.addWidget(self.cancel_button)
-        bottom.addLayout(buttons)
-        sidebar = QWidget()
-        sidebar.setFixedWidth(SIDEBAR_WIDTH)
-        sidebar_col = QVBoxLayout(sidebar)
-        sidebar_col.setContentsMargins(0, 0, 0, 0)
-        sidebar_col.addWidget(scroll, 1)
-        sidebar_col.addLayout(bottom)
+        sidebar = TransformSidebar(self.cyclegan, self.cyclegan_options, self.sd_picker,
+                                   self.diffusion)
+        for name in ("open_button", "folder_button", "source_label", "tabs", "pages",
+                     "run_button", "cancel_button", "status", "error_label", "bar"):
+            setattr(self, name, getattr(sidebar, name))
 
         self.split_button = QToolButton(text="Split")
         self.side_button = QToolButton(text="Side by side")
@@ -190,12 +120,15 @@ class TransformPanel(QWidget):
         self.split_button.setChecked(True)
         self.caption = QLabel()
         self.caption.setProperty("muted", True)
+        self.edit_mask_button = QToolButton(text="Edit mask")
+        self.edit_mask_button.setToolTip("Back to painting the mask")
         toolbar = QHBoxLayout()
         toolbar.setSpacing(6)
         toolbar.addWidget(self.split_button)
         toolbar.addWidget(self.side_button)
         toolbar.addSpacing(12)
         toolbar.addWidget(self.caption, 1)
+        toolbar.addWidget(self.edit_mask_button)
         for b in (self.split_button, self.side_button, self.brush.brush, self.brush.eraser):
             b.setStyleSheet(SEGMENT_STYLE)
         self.compare_tools = QWidget()
@@ -245,16 +178,26 @@ class TransformPanel(QWidget):
         self.split_button.toggled.connect(
             lambda on: self.compare.set_mode("split" if on else "side"))
         self.cyclegan.modelChanged.connect(self._cyclegan_changed)
-        self.brush.size.valueChanged.connect(lambda v: setattr(self.canvas, "brush_size", v))
+        self.brush.size.valueChanged.connect(self.canvas.set_brush_size)
         self.brush.eraser.toggled.connect(lambda on: setattr(self.canvas, "erasing", on))
         self.brush.invert.clicked.connect(self.canvas.invert_mask)
         self.brush.clear.clicked.connect(self.canvas.clear_mask)
+        self.brush.undo.clicked.connect(self.undo_mask)
+        self.brush.redo.clicked.connect(self.redo_mask)
+        self.brush.show_result.clicked.connect(lambda: self.show_inpaint_result(True))
+        self.edit_mask_button.clicked.connect(lambda: self.show_inpaint_result(False))
         self.canvas.maskChanged.connect(self._mask_changed)
-        for keys in ("Ctrl+Return", "Ctrl+Enter"):
-            QShortcut(QKeySequence(keys), self, self.run,
-                      context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        QShortcut(QKeySequence("Esc"), self, self.cancel,
-                  context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.canvas.historyChanged.connect(self._history_changed)
+        self.compare.contextMenuRequested.connect(self._result_context_menu)
+        shortcuts = [(("Ctrl+Return", "Ctrl+Enter"), self.run), (("Esc",), self.cancel),
+                     ((QKeySequence.StandardKey.Undo,), self.undo_mask),
+                     (("Ctrl+Shift+Z", "Ctrl+Y"), self.redo_mask),
+                     (("[",), lambda: self.step_brush(False)),
+                     (("]",), lambda: self.step_brush(True))]
+        for keys, slot in shortcuts:
+            for key in keys:
+                QShortcut(QKeySequence(key), self, slot,
+                          context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
 
     # -- public API --------------------------------------------------------------------------
     @property
@@ -266,9 +209,38 @@ class TransformPanel(QWidget):
             self.tabs.setCurrentIndex(MODES.index(mode))  # calls back here
             return
         self.pages.setCurrentIndex(0 if mode == "cyclegan" else 1)
+        self.diffusion.set_inpaint(mode == "inpaint")
+        if not self._open:
+            self.status.setText("")  # "Done · …" spoke of another mode's job
         self.run_button.setText({"cyclegan": "Transform", "img2img": "Generate",
                                  "inpaint": "Inpaint"}[mode])
         self._update_view()
+
+    def show_inpaint_result(self, show: bool) -> None:
+        """Inpaint mode: show the last result (or the running job's preview), or the mask."""
+        self._inpaint_result = show
+        self._update_view()
+
+    # -- painting the mask -------------------------------------------------------------------
+    def _painting_mode(self) -> bool:
+        if self.mode != "inpaint" or self.image_path is None:
+            return False
+        if self.view_stack.currentWidget() is not self.canvas:
+            self.show_inpaint_result(False)  # undo / brush keys act on the mask: show it
+        return True
+
+    @Slot()
+    def undo_mask(self) -> bool:
+        return self._painting_mode() and self.canvas.undo()
+
+    @Slot()
+    def redo_mask(self) -> bool:
+        return self._painting_mode() and self.canvas.redo()
+
+    def step_brush(self, bigger: bool) -> None:
+        """``]`` makes the brush larger, ``[`` smaller."""
+        if self._painting_mode():
+            self.brush.size.setValue(brush_step(self.brush.size.value(), bigger))
 
     def receive(self, payload: Any) -> None:
         """Open an image sent from another workspace (a path), or repeat a result's settings
@@ -296,6 +268,8 @@ class TransformPanel(QWidget):
         self.image_path = Path(path)
         self.batch = []
         self._before = image
+        self._book.forget_results()  # the results shown so far were of another picture
+        self._inpaint_result = False
         self.compare.set_images(image, None)
         self.canvas.set_picture(image)
         self.source_label.setText(f"{self.image_path.name} · {image.width()}×{image.height()}")
@@ -319,7 +293,7 @@ class TransformPanel(QWidget):
             return 0
         self.open_image(files[0])
         self.batch = files
-        self.source_label.setText(f"Batch: {len(files)} images in {folder.name}")
+        self.source_label.setText(f"Batch: {count_of(len(files), 'image')} in {folder.name}")
         return len(files)
 
     def open_dialog(self) -> None:
@@ -347,8 +321,15 @@ class TransformPanel(QWidget):
             self._show_error(str(exc))
             return []
         self._done_in_batch, self._batch_total = 0, len(inputs)
+        mask = self.canvas.mask() if self.mode == "inpaint" else None
         for job in jobs:
             self._open[job.id] = job
+            self._clocks[job.id] = StepClock()
+            own = getattr(job.request, "image", "") == str(self.image_path)
+            self._book.start(job, self._before if own else None, mask)
+        if self.mode == "inpaint":
+            self._inpaint_result = True  # watch the job: its preview, then its result
+        self._update_view()
         self.cancel_button.setEnabled(True)
         self.bar.setRange(0, 0)
         self.bar.show()
@@ -417,19 +398,25 @@ class TransformPanel(QWidget):
         if total > 0:
             self.bar.setRange(0, total)
             self.bar.setValue(step)
+        if job.kind == "img2img" and total > 0:
+            # The same step line as Generate's: "Step 12/20 · 3.4 it/s · ETA 00:02".
+            clock = self._clocks.setdefault(job.id, StepClock())
+            clock.tick(step)
+            text = step_text(step, total, clock)
+            if self._batch_total > 1:
+                text = f"Image {min(self._done_in_batch + 1, self._batch_total)} of " \
+                       f"{self._batch_total} · {text}"
+            self.status.setText(text)
         if preview is not None:
             self._frames.offer(job.id, (job, preview))
 
     def _draw_frame(self, job_id: int, frame: tuple[Job, Any]) -> None:
         job, preview = frame
-        if job_id not in self._open or self._before is None:
+        if job_id not in self._open:
             return
-        try:
-            image = preview_to_qimage(preview, self._before.width(), self._before.height())
-        except (ValueError, TypeError):
-            return
-        self.view_stack.setCurrentWidget(self.compare)
-        self.compare.set_images(self._before, image, keep_view=True)
+        mode = self._book.frame(job, preview)
+        if mode is not None and mode == self.mode:
+            self._update_view()
 
     @Slot(object, object)
     def _on_partial(self, job: Job, result: Any) -> None:
@@ -437,17 +424,13 @@ class TransformPanel(QWidget):
             return
         self._frames.drop(job.id)
         self._done_in_batch += 1
-        before = read_qimage(result.source) if result.source else self._before
         after = pil_to_qimage(result.image) if result.image is not None else \
             QImage(str(result.path))
-        self._before = before
         self.last_result = result
-        self.view_stack.setCurrentWidget(self.compare)
-        self.compare.set_images(before, after, keep_view=True)
-        what = f"{Path(result.source).name} → {Path(result.path).name}"
-        if result.seed is not None:
-            what += f" · seed {result.seed}"
-        self.caption.setText(what)
+        self._book.result(result, after)
+        if mode_of(result.request) == "inpaint":
+            self._inpaint_result = True
+        self._update_view()
         if self._batch_total > 1 or len(self._open) > 1:
             self.status.setText(f"{self._done_in_batch} of {self._batch_total} done")
         if result.warnings:
@@ -458,36 +441,79 @@ class TransformPanel(QWidget):
     def _finish(self, job: Job) -> None:
         self._open.pop(job.id, None)
         self._frames.drop(job.id)
+        self._clocks.pop(job.id, None)
+        self._book.finish(job)
         if job.state is JobState.FAILED:
             self._show_error(job.error or "The job failed.")
         if not self._open:
             self.bar.hide()
             self.cancel_button.setEnabled(False)
+            kept = count_of(self._done_in_batch, "image")
             if job.state is JobState.CANCELLED:
-                self.status.setText(f"Cancelled — {self._done_in_batch} image"
-                                    f"{'s' if self._done_in_batch != 1 else ''} kept")
+                self.status.setText(f"Cancelled — {kept} kept")
             elif job.state is JobState.DONE:
                 seconds = max(0.0, job.ended - job.started)
-                self.status.setText(f"Done · {self._done_in_batch} image"
-                                    f"{'s' if self._done_in_batch != 1 else ''} in "
-                                    f"{seconds:.1f} s")
-            self._update_view()
+                self.status.setText(f"Done · {kept} in {seconds:.1f} s")
+        self._update_view()
         self.jobFinished.emit(job)
+
+    # -- the result's menu -------------------------------------------------------------------
+    def result_menu(self) -> Any:
+        """The right-click menu of the result on screen (built, not shown); None when the view
+        shows no finished result (only the picture, or a preview)."""
+        shown = self._displayed
+        if shown is None or not shown.result.path:
+            return None
+        return result_menu(self, shown, self.ctx, self._result_deleted)
+
+    @Slot(QPoint)
+    def _result_context_menu(self, pos: QPoint) -> None:
+        menu = self.result_menu()
+        if menu is not None:
+            self.context_menu = menu  # kept while it is open (popup returns at once)
+            menu.popup(pos)
+
+    def _result_deleted(self, path: Path) -> None:
+        self._book.forget_path(path)
+        self._update_view()
 
     # -- helpers -----------------------------------------------------------------------------
     _before: QImage | None = None
     last_result: TransformedImage | None = None
+    context_menu: Any = None  # the result menu last opened by a right-click
 
     def _update_view(self) -> None:
-        painting = self.mode == "inpaint"
+        """Show what the current mode has: the mask canvas (inpaint, painting), else the compare
+        with the mode's running preview, its last result or the picture alone."""
+        mode = self.mode
+        inpaint = mode == "inpaint"
+        has_result = "inpaint" in self._book.shown or "inpaint" in self._book.live or any(
+            mode_of(j.request) == "inpaint" for j in self._open.values())
+        painting = inpaint and not (self._inpaint_result and has_result)
+        has_image = self.image_path is not None
         self.brush.setVisible(painting)
+        self.brush.show_result.setVisible("inpaint" in self._book.shown)
         self.compare_tools.setVisible(not painting)
-        if self.image_path is None:
+        self.edit_mask_button.setVisible(inpaint and not painting and has_image)
+        self._displayed = None
+        if not has_image:
             self.view_stack.setCurrentWidget(self.empty)
-        elif painting and not self._open:
+            return
+        if painting:
             self.view_stack.setCurrentWidget(self.canvas)
+            return
+        self.view_stack.setCurrentWidget(self.compare)
+        live, shown = self._book.live.get(mode), self._book.shown.get(mode)
+        if live is not None:
+            self.compare.set_images(live.before, live.frame, keep_view=True)
+            self.caption.setText("Preview of the image being made…")
+        elif shown is not None:
+            self.compare.set_images(shown.before, shown.after, keep_view=True)
+            self.caption.setText(shown.caption)
+            self._displayed = shown
         else:
-            self.view_stack.setCurrentWidget(self.compare)
+            self.compare.set_images(self._before, None, keep_view=True)
+            self.caption.setText("")
 
     def _cyclegan_changed(self, model: Any) -> None:
         self.cyclegan_options.set_directions(list(model.directions) if model else [])
@@ -495,6 +521,10 @@ class TransformPanel(QWidget):
     def _mask_changed(self) -> None:
         self.error_label.hide()
         self.brush.coverage.setText(f"{self.canvas.coverage():.0%} of the image masked")
+
+    def _history_changed(self) -> None:
+        self.brush.undo.setEnabled(self.canvas.can_undo())
+        self.brush.redo.setEnabled(self.canvas.can_redo())
 
     def _show_error(self, text: str) -> None:
         self.error_label.setText(text)
