@@ -189,7 +189,7 @@ class LocalChatBackend:
             return ChatChunk(text=text, completion_tokens=state["n"],
                              prompt_tokens=len(prompt.input_ids), finish_reason=finish,
                              error=error, dropped_messages=prompt.dropped_messages,
-                             warnings=warnings)
+                             warnings=warnings, conversation_tokens=prompt.conversation_tokens)
 
         def on_token(token: int) -> None:
             state["n"] += 1
@@ -235,4 +235,5 @@ class LocalChatBackend:
                          prompt_tokens=len(prompt.input_ids), finish_reason=finish,
                          seconds=time.perf_counter() - started,
                          time_to_first_token=state["first"],
-                         dropped_messages=prompt.dropped_messages, warnings=warnings)
+                         dropped_messages=prompt.dropped_messages, warnings=warnings,
+                         conversation_tokens=prompt.conversation_tokens)

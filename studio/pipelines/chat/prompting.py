@@ -1,9 +1,11 @@
 """Turning a conversation into prompt tokens that fit the model's context.
 
 The conversation is rendered with the tokenizer's chat template and counted in tokens. When the
-prompt plus the reply budget (``max_new_tokens``) does not fit the context length, the oldest
-turns are dropped — whole user/assistant exchanges, never the system prompt, never the last
-message — and the number dropped is reported, so the user always sees what the model did not.
+prompt plus the room kept for the reply (:func:`reply_reserve`) does not fit the context length
+(:func:`history_fits`), the oldest turns are dropped — whole user/assistant exchanges, never the
+system prompt, never the last message — and the number dropped is reported, so the user always
+sees what the model did not. The Chat window's context meter asks :func:`history_fits` too, so it
+reads "full" exactly when messages are being left out.
 """
 
 from __future__ import annotations
@@ -12,16 +14,35 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from studio.jobs import UserFacingError
+from studio.wording import count_of
 
 
 @dataclass
 class PreparedPrompt:
-    """Prompt token ids, how many messages were left out, and the reply budget that fits."""
+    """Prompt token ids, how many messages were left out, and the reply budget that fits.
+
+    ``conversation_tokens`` is the whole conversation's length in the template, before anything
+    was left out (``len(input_ids)`` when nothing was)."""
 
     input_ids: list[int]
     dropped_messages: int = 0
     max_new_tokens: int = 0
     warnings: list[str] = field(default_factory=list)
+    conversation_tokens: int = 0
+
+
+def reply_reserve(context_length: int, max_new_tokens: int) -> int:
+    """How much of the context is kept free for the reply when deciding how much history fits:
+    the reply budget, but never more than a quarter of the context. A "Max new tokens" as large
+    as a small model's whole context must not throw away a conversation that fits; the reply is
+    then cut at the context's end instead (and says so)."""
+    return max(1, min(int(max_new_tokens), int(context_length) // 4))
+
+
+def history_fits(conversation_tokens: int, context_length: int, max_new_tokens: int) -> bool:
+    """Whether a conversation of this many tokens is sent whole (True) or its oldest messages
+    are left out (False) — the one rule the engine and the context meter share."""
+    return conversation_tokens + reply_reserve(context_length, max_new_tokens) <= context_length
 
 
 def _merge_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -61,9 +82,10 @@ def fit_conversation(tokenizer: Any, messages: list[dict[str, str]], context_len
     system = [m for m in messages if m["role"] == "system"]
     rest = [m for m in messages if m["role"] != "system"]
     ids = render_ids(tokenizer, messages)
-    budget = context_length - max_new_tokens
+    whole = len(ids)
+    budget = context_length - reply_reserve(context_length, max_new_tokens)
     dropped = 0
-    if len(ids) > budget and len(rest) > 1:
+    if not history_fits(whole, context_length, max_new_tokens) and len(rest) > 1:
         # Fewer messages never make more tokens, so binary-search the first cut that fits.
         cuts = _cut_points(rest)
         lo, hi, best = 0, len(cuts) - 1, None
@@ -80,11 +102,11 @@ def fit_conversation(tokenizer: Any, messages: list[dict[str, str]], context_len
     warnings: list[str] = []
     if len(ids) >= context_length:
         raise UserFacingError(
-            f"The message is too long for this model: {len(ids)} tokens with the system prompt, "
-            f"but its context holds {context_length}. Shorten the message or the system prompt.")
+            f"The message is too long for this model: {count_of(len(ids), 'token')} with the system "
+            f"prompt, but its context holds {context_length}. Shorten the message or the system prompt.")
     new_tokens = max_new_tokens
     if len(ids) + new_tokens > context_length:
         new_tokens = context_length - len(ids)
-        warnings.append(f"Only {new_tokens} tokens were left for the reply (context "
-                        f"{context_length} tokens).")
-    return PreparedPrompt(ids, dropped, new_tokens, warnings)
+        warnings.append(f"Only {count_of(new_tokens, 'token')} were left for the reply (context "
+                        f"{count_of(context_length, 'token')}).")
+    return PreparedPrompt(ids, dropped, new_tokens, warnings, whole)

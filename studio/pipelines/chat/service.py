@@ -103,4 +103,5 @@ class ChatService:
         return ChatReply(text="".join(texts), completion_tokens=end.completion_tokens,
                          prompt_tokens=end.prompt_tokens, finish_reason=end.finish_reason or "stop",
                          seconds=time.perf_counter() - started, time_to_first_token=first,
-                         dropped_messages=end.dropped_messages, warnings=list(end.warnings))
+                         dropped_messages=end.dropped_messages, warnings=list(end.warnings),
+                         conversation_tokens=end.conversation_tokens)

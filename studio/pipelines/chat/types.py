@@ -74,6 +74,9 @@ class ChatChunk:
     error: str = ""
     dropped_messages: int = 0  # oldest turns left out to fit the context (never silently)
     warnings: list[str] = field(default_factory=list)
+    # The whole conversation in the template, before anything was left out (0: not known, as
+    # from a remote server: then prompt_tokens).
+    conversation_tokens: int = 0
 
 
 @dataclass
@@ -88,6 +91,7 @@ class ChatReply:
     time_to_first_token: float = 0.0
     dropped_messages: int = 0
     warnings: list[str] = field(default_factory=list)
+    conversation_tokens: int = 0  # as in ChatChunk
 
     @property
     def tokens_per_second(self) -> float:
