@@ -87,12 +87,51 @@ class Message:
     sibling_count: int = 1
 
 
+#: What FTS5's snippet() puts around each match: private-use characters no message contains,
+#: so brackets a person typed are never taken for a match.
+MATCH_START, MATCH_END = "\ue000", "\ue001"
+
+
 @dataclass
 class SearchHit:
+    """A conversation that matches a search. ``parts`` is the snippet as runs of
+    ``(text, is_match)`` for showing the matches highlighted; ``snippet`` is the same text with
+    each match in [brackets], for plain-text output."""
+
     conversation_id: int
     title: str
-    message_id: int | None
+    message_id: int | None  # None: the title matched
     snippet: str
+    parts: list[tuple[str, bool]] = field(default_factory=list)
+    updated: float = 0.0  # when the conversation was last changed
+
+
+def marked_parts(marked: str) -> list[tuple[str, bool]]:
+    """Split text with :data:`MATCH_START` / :data:`MATCH_END` marks into ``(text, is_match)``."""
+    parts: list[tuple[str, bool]] = []
+    for i, piece in enumerate(marked.split(MATCH_START)):
+        if i == 0:
+            inside, after = "", piece
+        else:
+            inside, _, after = piece.partition(MATCH_END)
+        if inside:
+            parts.append((inside, True))
+        if after:
+            parts.append((after, False))
+    return parts
+
+
+def _match_in(text: str, query: str) -> list[tuple[str, bool]]:
+    """``text`` as parts with the first case-insensitive occurrence of ``query`` marked."""
+    at = text.lower().find(query.lower()) if query else -1
+    if at < 0:
+        return [(text, False)] if text else []
+    parts = [(text[:at], False), (text[at:at + len(query)], True), (text[at + len(query):], False)]
+    return [p for p in parts if p[0]]
+
+
+def _bracketed(parts: list[tuple[str, bool]]) -> str:
+    return "".join(f"[{text}]" if match else text for text, match in parts)
 
 
 def _conversation(row: sqlite3.Row) -> Conversation:
@@ -311,13 +350,15 @@ class ConversationStore:
         hits: list[SearchHit] = []
         seen: set[int] = set()
         like = f"%{text.strip()}%"
-        for r in self._run("SELECT id, title FROM conversations WHERE title LIKE ? "
+        for r in self._run("SELECT id, title, updated FROM conversations WHERE title LIKE ? "
                            "ORDER BY updated DESC LIMIT ?", (like, limit)):
-            hits.append(SearchHit(r["id"], r["title"], None, r["title"]))
+            parts = _match_in(r["title"], text.strip())
+            hits.append(SearchHit(r["id"], r["title"], None, _bracketed(parts), parts,
+                                  r["updated"]))
             seen.add(r["id"])
         rows = self._run(
-            "SELECT m.id, m.conversation_id, c.title, "
-            "snippet(messages_fts, 0, '[', ']', '…', 12) AS snip "
+            "SELECT m.id, m.conversation_id, c.title, c.updated, "
+            f"snippet(messages_fts, 0, '{MATCH_START}', '{MATCH_END}', '…', 12) AS snip "
             "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
             "JOIN conversations c ON c.id = m.conversation_id "
             "WHERE messages_fts MATCH ? ORDER BY bm25(messages_fts) LIMIT ?",
@@ -326,7 +367,9 @@ class ConversationStore:
             if r["conversation_id"] in seen:
                 continue
             seen.add(r["conversation_id"])
-            hits.append(SearchHit(r["conversation_id"], r["title"], r["id"], r["snip"]))
+            parts = marked_parts(r["snip"])
+            hits.append(SearchHit(r["conversation_id"], r["title"], r["id"], _bracketed(parts),
+                                  parts, r["updated"]))
         return hits[:limit]
 
 

@@ -48,6 +48,7 @@ SAMPLING_DEFAULTS: dict[str, Any] = {"temperature": 0.7, "top_p": 0.95, "top_k":
 
 
 LOCAL_GROUP = "On this computer"
+NOT_FOUND = " (not found)"  # after a remembered model the last scan did not find
 
 
 def remote_model_specs(settings: Settings) -> list[tuple[str, str, str]]:
@@ -77,6 +78,7 @@ class ChatControls(QWidget):
         self.contexts: dict[str, int] = {}
         self.remote_note = ""
         self._no_models = False
+        self.scanning = False  # a model scan is under way
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 12, 12, 12)
         layout.setSpacing(8)
@@ -156,6 +158,7 @@ class ChatControls(QWidget):
     def scan_models(self, settings: Settings, paths: Any) -> None:
         """Find chat models on a background thread (it reads folders and the HF cache)."""
         self.settings = settings
+        self.scanning = True
         self.refresh_button.setEnabled(bool(settings.remote_endpoints))
 
         def work() -> None:
@@ -187,11 +190,17 @@ class ChatControls(QWidget):
             self.model.setItemData(self.model.count() - 1, spec, Qt.ItemDataRole.ToolTipRole)
             self.contexts[spec] = ctx
         self.model.setPlaceholderText("No chat models found")
+        self.scanning = False
         self.select_model(wanted)
         self.model.blockSignals(False)
         self._no_models = not found
         self._show_note()
         self.changed.emit()
+
+    @property
+    def no_models(self) -> bool:
+        """The last scan found no model at all (none here, no server's)."""
+        return self._no_models
 
     def set_remote_note(self, text: str) -> None:
         """What the last "Refresh models" said (errors, one line per server); "" clears it."""
@@ -231,7 +240,13 @@ class ChatControls(QWidget):
     def select_model(self, spec: str) -> None:
         i = self.model.findData(spec) if spec else -1
         if i < 0 and spec:
-            self.model.addItem(spec.rsplit("/", 1)[-1] or spec, spec)
+            label = spec.rsplit("/", 1)[-1] or spec
+            if not self.scanning:  # remembered (a conversation's, the last one), not found now
+                label += NOT_FOUND
+            self.model.addItem(label, spec)
+            self.model.setItemData(self.model.count() - 1, f"{spec}\nNot found by the last look "
+                                   "for models: it may have been moved or deleted.",
+                                   Qt.ItemDataRole.ToolTipRole)
             i = self.model.count() - 1
         if i < 0:  # the first real model, never a heading
             i = next((r for r in range(self.model.count()) if self.model.itemData(r)), -1)
@@ -246,7 +261,7 @@ class ChatControls(QWidget):
         return str(self.model.currentData() or "")
 
     def model_label(self) -> str:
-        return self.model.currentText() or "Assistant"
+        return self.model.currentText().removesuffix(NOT_FOUND) or "Assistant"
 
     # -- system prompt -----------------------------------------------------------------------
     def _preset_picked(self, index: int) -> None:

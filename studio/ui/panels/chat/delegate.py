@@ -17,6 +17,7 @@ from studio.pipelines.chat.store import Message
 from studio.ui.panels.chat.markdown import render
 from studio.ui.panels.chat.model import MarkerRole, MessageRole
 from studio.ui.theme import colors
+from studio.wording import count_of
 
 MAX_WIDTH = 780  # a readable line length, centred in wide windows
 SIDE = 24
@@ -31,7 +32,7 @@ def _tok_stats(m: Message) -> str:
     meta = m.meta or {}
     parts = []
     if m.tokens:
-        parts.append(f"{m.tokens} tokens")
+        parts.append(count_of(m.tokens, "token"))
     if meta.get("tokens_per_second"):
         parts.append(f"{meta['tokens_per_second']:.1f} tok/s")
     if meta.get("finish_reason") == "cancelled":

@@ -2,8 +2,11 @@
 
 Sending adds the user message and an empty assistant message to the store and submits a
 ``chat`` job; each streamed chunk is appended to that message (saved every few tokens) and only
-its row is repainted, at most ~30 times a second. Stop cancels the job — the engine stops within
-one token and the partial reply is kept. Editing a user message and sending it again, or
+its row is repainted, at most ~30 times a second. Stop (or Esc) cancels the job — the engine stops
+within one token and the partial reply is kept. The context meter counts the whole conversation
+against the model's context with the engine's own rule
+(:func:`~studio.pipelines.chat.prompting.history_fits`), so it reads "full" exactly when the
+oldest messages are left out. Editing a user message and sending it again, or
 regenerating a reply, adds a sibling branch; "‹ 1/2 ›" switches between branches.
 """
 
@@ -14,7 +17,7 @@ import time
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
-from PySide6.QtGui import QGuiApplication, QKeyEvent
+from PySide6.QtGui import QGuiApplication, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -30,14 +33,18 @@ from PySide6.QtWidgets import (
 )
 
 from studio.jobs import Job, JobState
+from studio.pipelines.chat.prompting import history_fits, reply_reserve
 from studio.pipelines.chat.store import ConversationStore, Message, StreamingSaver
 from studio.pipelines.chat.types import ChatRequest
 from studio.ui.context import AppContext
 from studio.ui.panels.chat.controls import ChatControls
 from studio.ui.panels.chat.delegate import MessageDelegate
+from studio.ui.panels.chat.empty_state import NO_MODELS, READY, SCANNING, ChatEmptyState
 from studio.ui.panels.chat.model import ConversationModel
 from studio.ui.panels.chat.servers import ServerActions
 from studio.ui.panels.chat.sidebar import ConversationList
+from studio.ui.theme import colors
+from studio.wording import count_of
 
 
 class _EnterSends(QObject):
@@ -74,9 +81,11 @@ class ChatPanel(QWidget):
         self._flush_timer.timeout.connect(self._flush)
         ctx.bridge.partial.connect(self._on_partial)
         ctx.bridge.jobChanged.connect(self._on_job_changed)
-        ctx.settingsChanged.connect(lambda s: self.controls.scan_models(s, ctx.paths))
+        ctx.settingsChanged.connect(lambda s: self.rescan_models(s))
+        QShortcut(QKeySequence("Esc"), self, self.escape,
+                  context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.sidebar.refresh()
-        self.controls.scan_models(ctx.settings, ctx.paths)
+        self.rescan_models()
         self._update_state()
 
     # -- construction --------------------------------------------------------------------------
@@ -105,6 +114,7 @@ class ChatPanel(QWidget):
         header.addWidget(self.meter_label)
         header.addSpacing(8)
         self.meter = QProgressBar()
+        self.meter.setObjectName("contextMeter")
         self.meter.setTextVisible(False)
         self.meter.setFixedWidth(110)
         self.meter.setToolTip("Tokens of this conversation / the model's context length")
@@ -127,10 +137,9 @@ class ChatPanel(QWidget):
         self.view.setItemDelegate(self.delegate)
         self.view.setModel(self.model)
         self.view.verticalScrollBar().valueChanged.connect(self._maybe_load_older)
-        self.empty = QLabel("Start a conversation\n\nPick a model on the right, type below, "
-                            "press Enter.")
-        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.empty.setProperty("muted", True)
+        self.empty = ChatEmptyState()
+        self.empty.downloadRequested.connect(self._open_download)
+        self.empty.rescanRequested.connect(lambda: self.rescan_models())
         col.addWidget(self.view, 1)
         col.addWidget(self.empty, 1)
 
@@ -161,6 +170,7 @@ class ChatPanel(QWidget):
         self.send_button.setProperty("accent", True)
         self.send_button.clicked.connect(self.send)
         self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop the reply (Esc); what it wrote so far is kept")
         self.stop_button.clicked.connect(self.stop)
         buttons = QVBoxLayout()
         buttons.addWidget(self.send_button)
@@ -238,6 +248,7 @@ class ChatPanel(QWidget):
             self.store.update_conversation(
                 self.conv_id, system_prompt=self.controls.system.toPlainText(),
                 model=self.controls.model_spec(), settings=self.controls.sampling())
+        self._update_empty()
         self._update_meter()
         self.view.viewport().update()
 
@@ -296,6 +307,30 @@ class ChatPanel(QWidget):
         if self.job is not None:
             self.ctx.bridge.cancel(self.job)
 
+    @Slot()
+    def escape(self) -> None:
+        """Esc: stop the reply being written (as Stop does), else leave editing a message."""
+        if self.job is not None:
+            self.stop()
+        elif self.editing is not None:
+            self.cancel_edit()
+
+    def rescan_models(self, settings: Any = None) -> None:
+        """Look for chat models again (the list on the right, the empty state's advice)."""
+        self.controls.scan_models(settings or self.ctx.settings, self.ctx.paths)
+        self._update_empty()
+
+    def _open_download(self, repo_id: str) -> None:
+        from studio.ui.panels.models.download_dialog import DownloadRequest
+
+        self.ctx.openInWorkspace.emit("models", DownloadRequest(repo_id))
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        # A model downloaded in the Models workspace (or copied in) shows up on coming back.
+        if self.controls.no_models and not self.controls.scanning:
+            self.rescan_models()
+
     @Slot(object, object)
     def _on_partial(self, job: Job, chunk: Any) -> None:
         if job is not self.job or self.streaming is None or self.saver is None:
@@ -308,13 +343,14 @@ class ChatPanel(QWidget):
         self.streaming.tokens = chunk.completion_tokens
         meta = self.streaming.meta
         meta["prompt_tokens"] = chunk.prompt_tokens
+        meta["conversation_tokens"] = chunk.conversation_tokens or chunk.prompt_tokens
         if chunk.dropped_messages != meta.get("dropped_messages", 0):
             meta["dropped_messages"] = chunk.dropped_messages
             self.model.set_dropped(chunk.dropped_messages)
         if chunk.warnings:
             meta["warnings"] = list(chunk.warnings)
         elapsed = max(1e-6, (job.ended or time.time()) - job.started)
-        self.status.setText(f"{chunk.completion_tokens} tokens · "
+        self.status.setText(f"{count_of(chunk.completion_tokens, 'token')} · "
                             f"{chunk.completion_tokens / elapsed:.1f} tok/s")
         if not self._flush_timer.isActive():
             self._flush_timer.start()
@@ -325,6 +361,7 @@ class ChatPanel(QWidget):
         bar = self.view.verticalScrollBar()
         at_end = bar.value() >= bar.maximum() - 40
         self.model.update_message(self.streaming.id)
+        self._update_meter()
         if at_end:
             QTimer.singleShot(0, self.view.scrollToBottom)
 
@@ -343,6 +380,7 @@ class ChatPanel(QWidget):
         meta = dict(msg.meta)
         if reply is not None:
             meta.update(finish_reason=reply.finish_reason, prompt_tokens=reply.prompt_tokens,
+                        conversation_tokens=reply.conversation_tokens or reply.prompt_tokens,
                         tokens_per_second=round(reply.tokens_per_second, 2),
                         seconds=round(reply.seconds, 3),
                         dropped_messages=reply.dropped_messages, warnings=reply.warnings)
@@ -413,20 +451,56 @@ class ChatPanel(QWidget):
         has_rows = self.model.rowCount() > 0
         self.view.setVisible(has_rows)
         self.empty.setVisible(not has_rows)
+        self._update_empty()
         self._update_meter()
 
-    def _update_meter(self) -> None:
+    def _update_empty(self) -> None:
+        # A model remembered from an earlier session may still be listed when the scan found
+        # none: "no model" goes by what the scan found.
+        if self.controls.scanning and not self.controls.model_spec():
+            self.empty.set_state(SCANNING)
+        elif self.controls.no_models and not self.controls.scanning:
+            self.empty.set_state(NO_MODELS)
+        else:
+            self.empty.set_state(READY)
+
+    def context_use(self) -> tuple[int, int, bool]:
+        """(tokens of this conversation, the model's context length or 0, full). ``full`` is the
+        engine's own test (``history_fits``) — and true whenever the last reply had to leave
+        messages out — so the meter and the "left out" marker always agree."""
         ctx_len = self.controls.contexts.get(self.controls.model_spec(), 0)
         last = next((m for m in reversed(self.model.messages()) if m.role == "assistant"), None)
-        used = int(last.meta.get("prompt_tokens", 0)) + last.tokens if last else 0
+        used, dropped = 0, 0
+        if last is not None:
+            meta = last.meta or {}
+            whole = meta.get("conversation_tokens") or meta.get("prompt_tokens") or 0
+            used = int(whole) + int(last.tokens or 0)
+            dropped = int(meta.get("dropped_messages") or 0)
+        full = bool(ctx_len) and (dropped > 0 or not history_fits(
+            used, ctx_len, self.controls.max_new.value()))
+        return used, ctx_len, full
+
+    def _update_meter(self) -> None:
+        used, ctx_len, full = self.context_use()
         if ctx_len:
             self.meter.setVisible(True)
             self.meter.setRange(0, ctx_len)
             self.meter.setValue(min(used, ctx_len))
-            self.meter_label.setText(f"{used:,} / {ctx_len:,} tokens")
+            reserve = reply_reserve(ctx_len, self.controls.max_new.value())
+            self.meter_label.setText(f"{used:,} / {ctx_len:,} tokens" + (" · full" if full else ""))
+            tip = (f"This conversation takes {count_of(used, 'token')} of the model's "
+                   f"{ctx_len:,}; {count_of(reserve, 'token')} stay free for the reply.")
+            if full:
+                tip += " It no longer fits whole: the oldest messages are left out."
+            self.meter.setToolTip(tip)
+            self.meter_label.setToolTip(tip)
         else:
             self.meter.setVisible(False)
-            self.meter_label.setText(f"{used:,} tokens" if used else "")
+            self.meter_label.setText(count_of(used, "token") if used else "")
+        if self.meter.property("full") != full:
+            self.meter.setProperty("full", full)
+            self.meter.setStyleSheet(
+                f"#contextMeter::chunk {{ background: {colors().queued}; }}" if full else "")
 
     def shutdown(self) -> None:
         """Stop a reply in progress (its text so far is kept) and close the database."""

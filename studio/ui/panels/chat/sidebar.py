@@ -1,13 +1,30 @@
-"""The conversation list: search (full text), new, rename, delete, export, import."""
+"""The conversation list: search (full text), new, rename, delete, export, import.
+
+Each row shows the title and, under it, when it was last used — or, while searching, the passage
+that matched with the matching words highlighted (:class:`ConversationDelegate`).
+"""
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QPoint, Qt, QThreadPool, QTimer, Signal, Slot
+from PySide6.QtCore import (
+    QModelIndex,
+    QPoint,
+    QRectF,
+    QSize,
+    Qt,
+    QThreadPool,
+    QTimer,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import QAbstractTextDocumentLayout, QPainter, QPalette, QTextDocument
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QHBoxLayout,
     QInputDialog,
@@ -18,6 +35,9 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QPushButton,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QVBoxLayout,
     QWidget,
 )
@@ -34,6 +54,68 @@ from studio.pipelines.chat.transfer import (
 from studio.workers.background import run_in_background
 
 IdRole = Qt.ItemDataRole.UserRole + 1
+PartsRole = Qt.ItemDataRole.UserRole + 2  # the second line as (text, is_match) runs
+TitleRole = Qt.ItemDataRole.UserRole + 3  # the first line, the same way
+ROW_PAD = 6
+
+
+def _runs_html(parts: list[tuple[str, bool]], mark: str) -> str:
+    return "".join(
+        f"<span style='background:{mark}; font-weight:600'>{html.escape(text)}</span>"
+        if match else html.escape(text) for text, match in parts)
+
+
+def row_html(title: list[tuple[str, bool]], detail: list[tuple[str, bool]], muted: str,
+             mark: str) -> str:
+    """A row's rich text: the title line, then the detail line, matches highlighted."""
+    return (f"<div>{_runs_html(title, mark)}</div>"
+            f"<div style='color:{muted}'>{_runs_html(detail, mark)}</div>")
+
+
+class ConversationDelegate(QStyledItemDelegate):
+    """Paints a conversation row as rich text, so search matches show highlighted (never the
+    raw markers the full-text index puts around them)."""
+
+    def _document(self, option: QStyleOptionViewItem, index: QModelIndex) -> QTextDocument:
+        palette = option.palette
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        text_color = palette.color(role)
+        muted = text_color.name() if selected else palette.color(
+            QPalette.ColorRole.PlaceholderText).name()
+        mark = palette.color(QPalette.ColorRole.Highlight)
+        doc = QTextDocument()
+        doc.setDefaultFont(option.font)
+        doc.setDocumentMargin(0)
+        doc.setDefaultStyleSheet(f"div {{ color: {text_color.name()}; }}")
+        doc.setHtml(row_html(index.data(TitleRole) or [], index.data(PartsRole) or [], muted,
+                             f"rgba({mark.red()},{mark.green()},{mark.blue()},0.45)"))
+        doc.setTextWidth(max(40, option.rect.width() - 2 * ROW_PAD))
+        return doc
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        opt.text = ""
+        style = opt.widget.style() if opt.widget else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
+        doc = self._document(opt, index)
+        painter.save()
+        painter.translate(opt.rect.left() + ROW_PAD, opt.rect.top() + ROW_PAD)
+        clip = QRectF(0, 0, opt.rect.width() - 2 * ROW_PAD, opt.rect.height() - 2 * ROW_PAD)
+        painter.setClipRect(clip)
+        context = QAbstractTextDocumentLayout.PaintContext()
+        context.clip = clip
+        doc.documentLayout().draw(painter, context)
+        painter.restore()
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        width = opt.rect.width() if opt.rect.width() > 0 else 220
+        opt.rect.setWidth(width)
+        doc = self._document(opt, index)
+        return QSize(width, int(doc.size().height()) + 2 * ROW_PAD)
 
 
 def _when(ts: float) -> str:
@@ -76,6 +158,7 @@ class ConversationList(QWidget):
         self.list.customContextMenuRequested.connect(self._menu)
         self.list.currentItemChanged.connect(self._picked)
         self.list.setWordWrap(True)
+        self.list.setItemDelegate(ConversationDelegate(self.list))
         layout.addWidget(self.list, 1)
         self.empty = QLabel("No conversations yet.")
         self.empty.setProperty("muted", True)
@@ -104,15 +187,23 @@ class ConversationList(QWidget):
         query = self.search.text().strip()
         self._quiet = True
         self.list.clear()
+        rows: list[tuple[int, str, list, list]] = []
         if query:
-            rows = [(h.conversation_id, h.title or "Untitled", h.snippet)
-                    for h in self.store.search(query)]
+            for h in self.store.search(query):
+                title = h.title or "Untitled"
+                if h.message_id is None:  # the title matched: highlight it there
+                    rows.append((h.conversation_id, title, h.parts, [(_when(h.updated), False)]))
+                else:
+                    rows.append((h.conversation_id, title, [(title, False)], h.parts))
         else:
-            rows = [(c.id, c.title or "Untitled", _when(c.updated))
-                    for c in self.store.conversations()]
-        for conv_id, title, detail in rows:
-            item = QListWidgetItem(f"{title}\n{detail}")
+            rows = [(c.id, c.title or "Untitled", [(c.title or "Untitled", False)],
+                     [(_when(c.updated), False)]) for c in self.store.conversations()]
+        for conv_id, title, title_parts, parts in rows:
+            # The plain text (accessibility, tests) has no markers: the delegate highlights.
+            item = QListWidgetItem(f"{title}\n{''.join(text for text, _m in parts)}")
             item.setData(IdRole, conv_id)
+            item.setData(TitleRole, list(title_parts))
+            item.setData(PartsRole, list(parts))
             item.setToolTip(title)
             self.list.addItem(item)
             if conv_id == keep:

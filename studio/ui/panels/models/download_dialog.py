@@ -8,6 +8,7 @@ the partial files; downloading the same repo again resumes them.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from studio.library import hub_download as hd
 from studio.library.manage import human_size
 from studio.ui.context import AppContext
 from studio.ui.widgets.input_policy import fit_size_to_screen
+from studio.wording import count_of
 from studio.workers.background import run_in_background
 
 
@@ -87,6 +89,14 @@ def wants_fp16(ctx: AppContext, window: Any = None) -> bool:
         return s.precision == "fp16"
     report = getattr(window, "device_report", None)
     return bool(report is not None and report.info.kind == "cuda")
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    """Another workspace asks the Models workspace to open this dialog on ``repo_id`` (e.g.
+    Chat's empty state: "Download a chat model…")."""
+
+    repo_id: str
 
 
 class DownloadDialog(QDialog):
@@ -183,6 +193,16 @@ class DownloadDialog(QDialog):
                 return True
         return False
 
+
+    def choose(self, repo_id: str) -> None:
+        """Select ``repo_id`` in the recommended list (or type it in when it is not there)."""
+        for row in range(self.catalog.count()):
+            item = self.catalog.item(row)
+            if item.data(Qt.ItemDataRole.UserRole).repo_id == repo_id:
+                self.catalog.setCurrentItem(item)
+                return
+        self.repo.setText(repo_id)
+
     @Slot()
     def _on_catalog(self, item: QListWidgetItem | None, _previous=None) -> None:
         if item is None:
@@ -222,9 +242,9 @@ class DownloadDialog(QDialog):
         self.plan = plan
         where = hd.destination(plan.repo_id, self.ctx.paths)
         self.plan_label.setText(
-            f"{len(plan.files)} files, {human_size(plan.total_bytes)}"
+            f"{count_of(len(plan.files), 'file')}, {human_size(plan.total_bytes)}"
             f"{' (fp16 weights)' if plan.fp16 else ''} → {where}. "
-            f"Leaving out {len(plan.skipped)} files Studio does not need.")
+            f"Leaving out {count_of(len(plan.skipped), 'file')} Studio does not need.")
         self.download_button.setEnabled(True)
 
     def _on_plan_error(self, message: str) -> None:

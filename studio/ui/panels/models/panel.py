@@ -33,12 +33,17 @@ from studio.library import manage
 from studio.library.catalog import LibraryEntry, list_models
 from studio.ui.context import AppContext
 from studio.ui.loaded_models import UNLOAD_KIND, loaded_models, submit_unload
-from studio.ui.panels.models.download_dialog import DownloadDialog, wants_fp16
+from studio.ui.panels.models.download_dialog import (
+    DownloadDialog,
+    DownloadRequest,
+    wants_fp16,
+)
 from studio.ui.panels.models.memory import MemoryOptionsBox
 from studio.ui.panels.models.toolbar import ModelsToolbar
 from studio.ui.panels.models.tree import ModelTree, when
 from studio.ui.theme import colors
 from studio.ui.widgets.basics import vertical_scroll
+from studio.wording import count_of
 from studio.workers.background import run_in_background
 
 
@@ -209,7 +214,7 @@ class ModelsPanel(QWidget):
         self.tree.set_entries(entries)
         self._filter()
         total = sum(e.size_bytes for e in entries)
-        self.summary.setText(f"{len(entries)} models · {manage.human_size(total)} on disk")
+        self.summary.setText(f"{count_of(len(entries), 'model')} · {manage.human_size(total)} on disk")
         self.summary.setToolTip(f"Models folder: {self.ctx.paths.models_dir}")
         self.scans += 1
         self._on_chosen(self.tree.current_entry())
@@ -441,6 +446,12 @@ class ModelsPanel(QWidget):
         self.download_dialog.show()
         self.download_dialog.raise_()
         return self.download_dialog
+
+    def receive(self, payload: Any) -> None:
+        """Another workspace sent something: a :class:`DownloadRequest` opens the download
+        dialog on that repository."""
+        if isinstance(payload, DownloadRequest):
+            self.open_download().choose(payload.repo_id)
 
     def shutdown(self) -> None:
         """Stop a download (its partial files stay for a resume) and wait for the pool."""
