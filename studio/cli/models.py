@@ -22,6 +22,8 @@ import sys
 import time
 from typing import Any
 
+from studio.wording import count_of
+
 NAME = "models"
 HELP = "list, inspect, import, remove and download models"
 DESCRIPTION = ("The model library: every model Studio finds in its models folder, your Hugging "
@@ -272,9 +274,9 @@ def _download(args: argparse.Namespace) -> int:
     if args.include:
         plan.files = [f for f in plan.files if not f.name.endswith(hd._WEIGHTS)
                       or any(fnmatch.fnmatch(f.name, pat) for pat in args.include)]
-    print(f"{plan.repo_id}: {len(plan.files)} files, {human_size(plan.total_bytes)}"
-          f"{' (fp16)' if plan.fp16 else ''}; skipping {len(plan.skipped)} files not needed.",
-          flush=True)
+    print(f"{plan.repo_id}: {count_of(len(plan.files), 'file')}, {human_size(plan.total_bytes)}"
+          f"{' (fp16)' if plan.fp16 else ''}; skipping {count_of(len(plan.skipped), 'file')} "
+          "not needed.", flush=True)
     cancel = CancelToken()
     tty = sys.stderr.isatty()
     ends, total = [], 0

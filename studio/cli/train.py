@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from studio.wording import count_of
+
 NAME = "train"
 HELP = "train a lesson (optimizers, classifier-2d, gan-2d, …) without a window"
 EXIT_STATUS = ("Exit status: 0 done; 1 the training diverged (the message says what to try; the "
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     root = load_settings().settings.resolved_paths(default_paths()).runs_dir
     run_ = Run.create(root, args.lesson, args.seed, trainer.config, path=args.out)
     if not args.json:
-        print(f"{cls.info.title}: {args.steps} steps, seed {args.seed} → {run_.path}",
+        print(f"{cls.info.title}: {count_of(args.steps, 'step')}, seed {args.seed} → {run_.path}",
               file=sys.stderr, flush=True)
 
     every = max(1, cls.info.log_every)
@@ -153,6 +155,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"run": str(run_.path), "steps": trainer.step_count,
                           "loss": last.get("loss")}), flush=True)
     elif code == 0:
-        print(f"done: {trainer.step_count} steps, loss {last.get('loss', float('nan')):.4g}; "
+        print(f"done: {count_of(trainer.step_count, 'step')}, loss {last.get('loss', float('nan')):.4g}; "
               f"run saved in {run_.path}", file=sys.stderr, flush=True)
     return code

@@ -37,6 +37,7 @@ from studio.library.models import (
     hf_loose_files,
     one_hf_cache_scan,
 )
+from studio.wording import count_of
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,8 @@ def _image_entries_for(models: list) -> Iterator[LibraryEntry]:
 
 def _chat_entry(m) -> LibraryEntry:
     files = [f for f in weight_files(m.path) if f.suffix == ".safetensors"]
-    detail = m.architecture + (f", {m.context_length} tokens context" if m.context_length else "")
+    detail = m.architecture + (f", {count_of(m.context_length, 'token')} context"
+                             if m.context_length else "")
     return LibraryEntry(m.name, "chat", m.path, m.source, "transformers", m.size_bytes,
                         files_precision(files), "", m.repo_id, detail, ("Chat",))
 

@@ -43,6 +43,7 @@ from studio.jobs import UserFacingError
 from studio.library.safe_load import PICKLE_SUFFIXES
 from studio.pipelines.infotext import format_number
 from studio.pipelines.requests import MAX_LORA_WEIGHT
+from studio.wording import count_of
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ class LoraFinder:
         if not hits:
             return None
         if len(hits) > 1:
-            warnings.append(f"LoRA '{name}' matches {len(hits)} files; using {hits[0].path} "
+            warnings.append(f"LoRA '{name}' matches {count_of(len(hits), 'file')}; using {hits[0].path} "
                             "(name it by its path to pick another).")
         return Path(hits[0].path)
 
@@ -299,7 +300,7 @@ def _check_family(choice: LoraChoice, family: str, model_name: str) -> None:
     if not choice.family or family not in FAMILY_LABELS or choice.family == family:
         return
     made, model = FAMILY_LABELS[choice.family], FAMILY_LABELS[family]
-    raise UserFacingError(f"LoRA '{choice.name}' was made for {made} models; '{model_name}' is "
+    raise UserFacingError(f"LoRA '{choice.name}' was made for {made} models; '{model_name}' is "  # plural-ok
                           f"an {model} model — pick an {model} LoRA or an {made} model.")
 
 

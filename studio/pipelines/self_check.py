@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.config import Paths, Settings
+from studio.wording import count_of
 
 #: Modules a working install imports (the window's, the engines', the lessons' data).
 STACK_MODULES = (
@@ -257,7 +258,7 @@ def check_generate(root: Path, device: str = "auto") -> str:
     with Image.open(results[0].path) as image:
         if image.size != (IMAGE_SIDE, IMAGE_SIDE) or "parameters" not in image.info:
             raise CheckFailed(f"the saved image is wrong: {image.size}, {sorted(image.info)}")
-    return f"{GENERATE_STEPS} steps, {IMAGE_SIDE}×{IMAGE_SIDE} PNG"
+    return f"{count_of(GENERATE_STEPS, 'step')}, {IMAGE_SIDE}×{IMAGE_SIDE} PNG"
 
 
 def check_chat(root: Path, device: str = "auto") -> str:
@@ -437,7 +438,7 @@ def check_train(lessons: tuple[str, ...] | None = None, spawned: str = "gan-2d")
         lesson_step(key)
     faces = check_faces()
     if not spawned:
-        return f"{len(keys)} lessons, one step each; {faces}"
+        return f"{count_of(len(keys), 'lesson')}, one step each; {faces}"
     context = multiprocessing.get_context("spawn")
     answers = context.Queue()
     child = context.Process(target=_lesson_step_in_child, args=(spawned, answers), daemon=True)
@@ -453,7 +454,8 @@ def check_train(lessons: tuple[str, ...] | None = None, spawned: str = "gan-2d")
             child.kill()
     if status != "ok":
         raise CheckFailed(f"the spawned {spawned} step failed: {value}")
-    return f"{len(keys)} lessons, one step each; {spawned} in a spawned process; {faces}"
+    return (f"{count_of(len(keys), 'lesson')}, one step each; {spawned} in a spawned process; "
+            f"{faces}")
 
 
 def check_faces() -> str:

@@ -19,6 +19,7 @@ from studio.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.pipelines.model_cache import ModelCache
 from studio.pipelines.requests import TransformedImage, TransformRequest
 from studio.pipelines.run_common import job_device, out_of_memory_as, validate_request
+from studio.wording import count_of
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,6 @@ class TransformService:
             results.append(result)
             progress.partial(result)
         if skipped and not results:
-            raise UserFacingError(f"None of the {count} images could be read "
+            raise UserFacingError(f"None of the {count_of(count, 'image')} could be read "
                                   f"({', '.join(skipped[:3])}{'…' if len(skipped) > 3 else ''}).")
         return results

@@ -17,6 +17,7 @@ from typing import Any
 
 from studio.jobs import Job
 from studio.pipelines.requests import UnloadRequest
+from studio.wording import count_of
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def loaded_summary(models: list[Loaded]) -> str:
     total = format_bytes(sum(m.bytes for m in models))
     if len(models) == 1:
         return f"{models[0].name} · {total}"
-    return f"{len(models)} models · {total}"
+    return f"{count_of(len(models), 'model')} · {total}"
 
 
 def loaded_tooltip(models: list[Loaded], settings: Any) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from studio.pipelines.train.base import InvalidParameter
+from studio.wording import count_of
 
 #: Distributions :func:`sample_2d` knows, in the order a choice box lists them.
 DATASETS_2D: tuple[str, ...] = ("8-gaussians", "ring", "swiss-roll", "moons", "drawn")
@@ -84,7 +85,8 @@ def sample_2d(name: str, n: int, rng: np.random.Generator,
         pts = pts[np.isfinite(pts).all(axis=1)]
         if len(pts) < MIN_DRAWN_POINTS:
             raise InvalidParameter(
-                f"The drawn shape has {len(pts)} points; draw at least {MIN_DRAWN_POINTS}.")
+                f"The drawn shape has {count_of(len(pts), 'point')}; draw at least "
+                f"{MIN_DRAWN_POINTS}.")
         idx = rng.integers(0, len(pts), n)
         x = pts[idx] + rng.normal(0.0, 0.03, (n, 2))
     else:

@@ -29,6 +29,7 @@ from studio.pipelines.train.datasets2d import (
     sample_2d,
 )
 from studio.pipelines.train.registry import lesson_text
+from studio.wording import count_of
 
 POOL = 8192  # data points drawn once per run; batches are sampled from them
 SHOWN = 1000  # real and generated points in a snapshot
@@ -104,7 +105,7 @@ class DrawnPointsConfig:
             n = len(config.get("points") or [])
             if n < MIN_DRAWN_POINTS:
                 raise InvalidParameter(
-                    f"The drawn shape has {n} points; draw at least {MIN_DRAWN_POINTS}.")
+                    f"The drawn shape has {count_of(n, 'point')}; draw at least {MIN_DRAWN_POINTS}.")
         return config
 
 

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from studio.pipelines.requests import MAX_LORA_WEIGHT
 from studio.ui.theme import colors
 from studio.ui.widgets.basics import muted_label, section_label
+from studio.wording import count_of
 
 FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 SLIDER_RANGE = 2.0  # the slider covers the usual -2..2; the spin box goes to ±MAX_LORA_WEIGHT
@@ -397,8 +398,8 @@ class LoraSection(QWidget):
             self.note.setText(f"Could not look for LoRAs: {self._scan_error}")
         elif self._library:
             fit = sum(1 for _e, ok, _n in self.choices() if ok)
-            self.note.setText(f"{fit} of {len(self._library)} LoRAs in the library fit this "
-                              f"model: add one above. {tags}")
+            self.note.setText(f"{fit} of {count_of(len(self._library), 'LoRA')} in the library "
+                              f"{'fits' if fit == 1 else 'fit'} this model: add one above. {tags}")
         else:
             self.note.setText("No LoRAs yet. Put LoRA files (.safetensors) in the <b>loras</b> "
                               "folder of Studio's models folder, or add an A1111 or ComfyUI "

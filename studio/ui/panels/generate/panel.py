@@ -40,6 +40,7 @@ from studio.ui.panels.generate.results_strip import ResultsStrip
 from studio.ui.panels.generate.sidebar import GenerateSidebar
 from studio.ui.panels.generate.size_presets import DEFAULT_SIZE, presets_for
 from studio.ui.widgets.basics import section_label
+from studio.wording import count_of
 from studio.workers.background import run_in_background
 from studio.workers.thumbnails import pil_to_qimage
 
@@ -379,7 +380,7 @@ class GeneratePanel(QWidget):
                 self.preview.view.set_placeholder("Cancelled")
         elif job.state is JobState.DONE and kept > 1:
             seconds = max(0.0, job.ended - job.started)
-            self.preview.show_status(f"Done · {kept} images in {seconds:.1f} s")
+            self.preview.show_status(f"Done · {count_of(kept, 'image')} in {seconds:.1f} s")
         self._update_queue()
         self.jobFinished.emit(job)
 
@@ -391,7 +392,7 @@ class GeneratePanel(QWidget):
 
     def _display_result(self, result: GeneratedImage, image: QImage) -> None:
         r = result.request
-        caption = f"Seed {result.seed} · {r.width}×{r.height} · {r.steps} steps"
+        caption = f"Seed {result.seed} · {r.width}×{r.height} · {count_of(r.steps, 'step')}"
         if r.count > 1:
             caption += f" · image {result.index + 1} of {r.count}"
         if image.isNull():

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWi
 
 from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
 from studio.ui.widgets.image_actions import build_image_menu, start_image_drag
+from studio.wording import count_of
 
 THUMB = 84
 ResultRole = Qt.ItemDataRole.UserRole + 1
@@ -144,7 +145,7 @@ class ResultsStrip(QListWidget):
             prompt = prompt[:117] + "…"
         where = batch_label(result)
         return f"{prompt}\nSeed {result.seed} · {result.request.width}×{result.request.height}" \
-               f" · {result.request.steps} steps" + (f" · image {where}" if where else "")
+               f" · {count_of(result.request.steps, 'step')}" + (f" · image {where}" if where else "")
 
     def _context_menu(self, pos: QPoint) -> None:
         item = self.itemAt(pos)

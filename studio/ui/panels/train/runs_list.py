@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.pipelines.train.runs import RunInfo, list_runs
+from studio.wording import count_of
 
 PATH_ROLE = Qt.ItemDataRole.UserRole
 
@@ -99,7 +100,7 @@ class RunsList(QWidget):
     def _label(info: RunInfo, current: bool) -> str:
         when = time.strftime("%d %b %H:%M", time.localtime(info.created))
         mark = "  ● now" if current else ""
-        return f"{when}{mark}\nseed {info.seed}  ·  {info.last_step:,} steps"
+        return f"{when}{mark}\nseed {info.seed}  ·  {count_of(info.last_step, 'step')}"
 
     def selected(self) -> Path | None:
         item = self.list.currentItem()

@@ -25,6 +25,7 @@ from studio.ui.panels.train.views.base import LessonView
 from studio.ui.panels.train.widgets import LegendStrip, caption
 from studio.ui.theme import colors
 from studio.ui.widgets.basics import section_label, vertical_scroll
+from studio.wording import count_of
 
 EXTENT = 2.5  # the data square of datasets2d (kept here: the view must not import the engine)
 MIN_POINTS = 20  # a drawing with fewer points is refused by the lesson too
@@ -255,11 +256,11 @@ class GANView(LessonView):
         self.clear_button.setEnabled(n > 0)
         if self.draw_button.isChecked():
             need = max(0, MIN_POINTS - n)
-            self.draw_hint.setText(f"Drag on the plot to draw. {n} points"
+            self.draw_hint.setText(f"Drag on the plot to draw. {count_of(n, 'point')}"
                                    + (f" — {need} more needed." if need else "."))
         else:
             self.draw_hint.setText("Draw a shape and the GAN learns it (restarts the run)."
-                                   if n == 0 else f"{n} points drawn.")
+                                   if n == 0 else f"{count_of(n, 'point')} drawn.")
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
         if not self.draw_button.isChecked():
