@@ -22,7 +22,7 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
-from PySide6.QtGui import QAbstractTextDocumentLayout, QPainter, QPalette, QTextDocument
+from PySide6.QtGui import QAbstractTextDocumentLayout, QColor, QPainter, QTextDocument
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -51,6 +51,7 @@ from studio.pipelines.chat.transfer import (
     read_conversation_file,
     write_import,
 )
+from studio.ui.theme import colors
 from studio.workers.background import run_in_background
 
 IdRole = Qt.ItemDataRole.UserRole + 1
@@ -77,19 +78,16 @@ class ConversationDelegate(QStyledItemDelegate):
     raw markers the full-text index puts around them)."""
 
     def _document(self, option: QStyleOptionViewItem, index: QModelIndex) -> QTextDocument:
-        palette = option.palette
-        selected = bool(option.state & QStyle.StateFlag.State_Selected)
-        role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
-        text_color = palette.color(role)
-        muted = text_color.name() if selected else palette.color(
-            QPalette.ColorRole.PlaceholderText).name()
-        mark = palette.color(QPalette.ColorRole.Highlight)
+        # The theme's colours: a selected row keeps the text colour (the style sheet tints its
+        # background), and matches get an amber mark that reads on the selection too.
+        c = colors()
+        mark = QColor(c.queued)
         doc = QTextDocument()
         doc.setDefaultFont(option.font)
         doc.setDocumentMargin(0)
-        doc.setDefaultStyleSheet(f"div {{ color: {text_color.name()}; }}")
-        doc.setHtml(row_html(index.data(TitleRole) or [], index.data(PartsRole) or [], muted,
-                             f"rgba({mark.red()},{mark.green()},{mark.blue()},0.45)"))
+        doc.setDefaultStyleSheet(f"div {{ color: {c.text}; }}")
+        doc.setHtml(row_html(index.data(TitleRole) or [], index.data(PartsRole) or [], c.muted,
+                             f"rgba({mark.red()},{mark.green()},{mark.blue()},0.38)"))
         doc.setTextWidth(max(40, option.rect.width() - 2 * ROW_PAD))
         return doc
 
