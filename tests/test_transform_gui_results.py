@@ -290,3 +290,27 @@ def test_mask_blur_is_offered_for_inpainting_only_and_sent_with_the_request(pane
     options.mask_blur.setValue(9)
     assert options.request("m", "x.png", "mask.png").mask_blur == 9
     assert options.request("m", "x.png").mask_blur == 0  # img2img has no mask to blur
+
+
+def test_a_result_still_queued_when_the_job_reads_done_is_shown(panel, tmp_path):
+    """The job object is shared with the worker: a state change queued earlier can be delivered
+    when the job already says "done", ahead of its last result's own signal. The result must
+    still be shown (it used to be dropped, leaving the previous picture on screen)."""
+    from studio.jobs import Job, JobState
+    from studio.pipelines.requests import TransformedImage, TransformRequest
+
+    picture = _photo(tmp_path / "horse.png", 90, 60)
+    made = _photo(tmp_path / "00001-made.png", 90, 60, seed=4)
+    panel.receive(picture)
+    request = TransformRequest(model="/m/style_test/latest_net_G.pth", inputs=[str(picture)])
+    job = Job("transform", request, started=1.0)
+    panel._open[job.id] = job
+    result = TransformedImage(request=request, index=0, source=picture, path=made,
+                              image=Image.open(made).convert("RGB"))
+    job.partials.append(result)  # what the worker did, its signal still in the queue
+    job.state, job.ended = JobState.DONE, 2.0
+    panel._on_job_changed(job)
+    assert panel.last_result is result and panel.compare.after() is not None
+    assert "00001-made.png" in panel.caption.text() and panel.status.text().startswith("Done · 1")
+    panel._on_partial(job, result)  # the late signal changes nothing
+    assert panel._done_in_batch == 1

@@ -82,6 +82,7 @@ class TransformPanel(QWidget):
         self._batch_total = 0
         self._frames = FrameThrottle(self._draw_frame, 1 / 30, self)
         self._clocks: dict[int, StepClock] = {}
+        self._partials_seen: dict[int, int] = {}  # results of each open job already shown
         self._book = ResultBook(read_qimage)
         self._displayed: ShownResult | None = None  # the result on screen (its menu's file)
         self._inpaint_result = False  # inpaint mode shows the result / preview, not the canvas
@@ -422,6 +423,7 @@ class TransformPanel(QWidget):
     def _on_partial(self, job: Job, result: Any) -> None:
         if job.id not in self._open or not isinstance(result, TransformedImage):
             return
+        self._partials_seen[job.id] = self._partials_seen.get(job.id, 0) + 1
         self._frames.drop(job.id)
         self._done_in_batch += 1
         after = pil_to_qimage(result.image) if result.image is not None else \
@@ -439,6 +441,12 @@ class TransformPanel(QWidget):
             self.ctx.outputWritten.emit(Path(result.path))
 
     def _finish(self, job: Job) -> None:
+        # The job object is shared with the worker: an earlier queued state change can already
+        # read "done" while the last results are still queued behind it. Take those from the
+        # job itself first, so no result is lost (their late signals are then ignored).
+        for result in list(job.partials)[self._partials_seen.get(job.id, 0):]:
+            self._on_partial(job, result)
+        self._partials_seen.pop(job.id, None)
         self._open.pop(job.id, None)
         self._frames.drop(job.id)
         self._clocks.pop(job.id, None)
