@@ -335,7 +335,7 @@ def matching_entries(name: str, entries: list[LibraryEntry]) -> list[LibraryEntr
 
 def ambiguous_message(name: str, hits: list[LibraryEntry]) -> str:
     where = "; ".join(f"{e.kind_title}: {e.path}" for e in hits)
-    return f"{name!r} names {len(hits)} models ({where}); name one by its path."
+    return f"{name!r} names {count_of(len(hits), 'model')} ({where}); name one by its path."
 
 
 def find_entry(name: str, entries: list[LibraryEntry]) -> LibraryEntry:

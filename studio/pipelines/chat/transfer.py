@@ -20,6 +20,7 @@ from typing import Any
 
 from studio.pipelines.chat.store import Conversation, ConversationStore
 from studio.pipelines.chat.types import ROLES
+from studio.wording import count_of
 
 FORMAT = "studio-conversation"
 VERSION = 1
@@ -163,7 +164,8 @@ def plan_import(data: Any) -> ImportPlan:
         raise ValueError(f"unknown format {str(data.get('format'))[:40]!r}")
     messages = data["messages"]
     if len(messages) > MAX_MESSAGES:
-        raise ValueError(f"{len(messages):,} messages; at most {MAX_MESSAGES:,} are accepted")
+        raise ValueError(f"{count_of(len(messages), 'message')}; at most {MAX_MESSAGES:,} are "
+                         "accepted")
     system = _text(data.get("system_prompt"), "the system prompt", MAX_MESSAGE_CHARS)
     first = messages[0] if messages else None
     if not (isinstance(first, dict) and "id" in first):

@@ -31,6 +31,7 @@ from studio.jobs import Job, JobState
 from studio.pipelines.requests import Txt2ImgRequest, batch_position
 from studio.ui.icons import icon
 from studio.ui.theme import colors
+from studio.wording import count_of
 from studio.workers.job_bridge import JobBridge
 from studio.workers.thumbnails import ThumbnailLoader
 
@@ -60,9 +61,9 @@ def job_details(job: Job) -> str:
         parts.append(f"{width}×{height}")
     steps = getattr(request, "steps", 0)
     if steps:
-        parts.append(f"{steps} steps")
+        parts.append(count_of(steps, "step"))
     if count > 1:
-        parts.append(f"{count} images")
+        parts.append(count_of(count, "image"))
     image = getattr(request, "image", "")
     if image:
         parts.append(Path(str(image)).name)
