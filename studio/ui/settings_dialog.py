@@ -60,6 +60,10 @@ LABEL_WIDTH = 140
 MAX_BUDGET_GB = 4096  # Settings.validated() accepts up to this
 TOKEN_NOTE = ("Only needed to download gated models, whose licence you accept on huggingface.co "
               "first (such as some SDXL base models). ")
+#: The longest thing the token note says once the token is read: the dialog is sized for it
+#: when it opens, so the answer arriving never resizes a window that is already on screen.
+LONGEST_TOKEN_WHERE = ("A token you enter is saved in api_keys.json in the settings folder, in "
+                       "plain text that only you can read (no system keyring is available).")
 
 
 def _combo(choices: list[tuple[str, str]], value: str) -> QComboBox:
@@ -223,8 +227,11 @@ class SettingsDialog(QDialog):
         col.addWidget(box)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        # Before the window is mapped, not after: a dialog resized while the window manager was
+        # still placing it went to (0,0) on X11, its title bar off the screen (seen under
+        # openbox when the token note's answer arrived and added a line).
+        self.fit_pages()
         super().showEvent(event)
-        QTimer.singleShot(0, self.fit_pages)
 
     def fit_pages(self) -> None:
         """Make the dialog tall enough for its tallest page at its width.
@@ -236,11 +243,15 @@ class SettingsDialog(QDialog):
         self.layout().activate()  # the sizes of a resize still waiting to be laid out
         stack = self.tabs.currentWidget().parentWidget()
         width = stack.width()
+        note = self.token_note.text()
+        if len(note) < len(TOKEN_NOTE + LONGEST_TOKEN_WHERE):  # room for the longest answer
+            self.token_note.setText(TOKEN_NOTE + LONGEST_TOKEN_WHERE)
         need = 0
         for i in range(self.tabs.count()):
             layout = self.tabs.widget(i).layout()
             need = max(need, layout.totalMinimumSize().height(),
                        layout.totalHeightForWidth(width))
+        self.token_note.setText(note)
         height = self.height() - stack.height() + need
         if height > self.height():
             self.setMinimumHeight(height)
@@ -379,7 +390,7 @@ class SettingsDialog(QDialog):
 
         self.token_note.setToolTip(str(self.ctx.paths.config_dir / FILE_NAME)
                                    if FILE_NAME in where else "")
-        if self.isVisible():  # a longer note: more lines
+        if error and self.isVisible():  # an error can be longer than the room kept for it
             QTimer.singleShot(0, self.fit_pages)
 
     def _show_token(self, shown: bool) -> None:

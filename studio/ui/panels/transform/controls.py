@@ -145,6 +145,9 @@ class DiffusionOptions(QWidget):
         row.addWidget(self.strength)
         col.addLayout(row)
         form = QFormLayout()
+        # A row too long for the sidebar beside its label (the seed's mode, number and dice)
+        # goes under the label instead of pushing the sidebar wider than its scroll area.
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         form.addRow("Steps", self.steps)
         form.addRow("CFG scale", self.cfg)
         form.addRow("Sampler", self.scheduler)
