@@ -53,7 +53,11 @@ def test_info_json_shows_versions_device_and_folders(studio_home):
     assert info["studio"] == studio.__version__
     assert info["python"] == ".".join(map(str, sys.version_info[:3]))
     import torch
+    from packaging.version import Version
 
+    # The full version, build tag included: PyPI's CUDA wheels say "2.14.1" in their metadata
+    # while torch.__version__ is "2.14.1+cu130", and which build is installed is what matters.
+    assert Version(info["packages"]["torch"]) == Version(torch.__version__)
     assert info["packages"]["torch"] == torch.__version__
     assert info["packages"]["diffusers"] and info["packages"]["PySide6"]
     assert info["device"]["kind"] in ("cpu", "cuda", "mps")
@@ -63,6 +67,23 @@ def test_info_json_shows_versions_device_and_folders(studio_home):
     assert paths["models"] == str(studio_home / "data" / "models")
     assert paths["data"] == str(studio_home / "data")
     assert paths["hf_cache"]
+
+
+def test_info_reads_torchs_build_tag_without_importing_torch(tmp_path, monkeypatch):
+    """PyPI's metadata of a CUDA wheel says 2.14.1; torch/version.py says 2.14.1+cu130."""
+    from studio.cli import info
+
+    fake = tmp_path / "torch"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('studio info must not import torch')\n")
+    (fake / "version.py").write_text("__version__ = '2.14.1+cu130'\ncuda = '13.0'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(info.metadata, "version", lambda dist: "2.14.1")
+    assert info._version("torch") == "2.14.1+cu130"
+    assert info.collect(with_device=False)["packages"]["torch"] == "2.14.1+cu130"
+    (fake / "version.py").unlink()  # an odd install: the metadata's version, not nothing
+    assert info._version("torch") == "2.14.1"
 
 
 def test_info_text_and_output_dir_from_settings(studio_home, tmp_path):

@@ -5,10 +5,13 @@ Exit status as every command (:data:`studio.cli.EXIT_RULE`): 0, or 2 on a usage 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
+import re
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 NAME = "info"
@@ -25,11 +28,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _version(dist: str) -> str:
+    if dist == "torch":
+        return _torch_version()
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         if dist == "PySide6-Essentials":  # the full PySide6 wheel has another name
             return _version("PySide6")
+        return ""
+
+
+def _torch_version() -> str:
+    """torch's full version, build tag included (``2.5.1+cu124``), as ``torch.__version__`` says.
+
+    The wheels on PyPI carry no local version in their metadata (``2.5.1``), yet which build is
+    installed (CUDA 12.4, 13.0, CPU only) is what a bug report needs. ``torch/version.py`` holds
+    it; reading that file, rather than importing torch, keeps ``--no-device`` fast."""
+    torch = sys.modules.get("torch")
+    if torch is not None and getattr(torch, "__version__", None):
+        return str(torch.__version__)
+    try:
+        spec = importlib.util.find_spec("torch")
+        if spec is not None and spec.origin:
+            text = Path(spec.origin).with_name("version.py").read_text(encoding="utf-8")
+            match = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
+            if match:
+                return match.group(1)
+    except (OSError, ImportError, ValueError):
+        pass
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
         return ""
 
 
