@@ -86,6 +86,31 @@ def test_info_reads_torchs_build_tag_without_importing_torch(tmp_path, monkeypat
     assert info._version("torch") == "2.14.1"
 
 
+def test_main_takes_sigint_for_the_command_and_gives_it_back(monkeypatch, capsys):
+    """Ctrl+C raises KeyboardInterrupt inside every command even when SIGINT was inherited as
+    ignored (a script's background job); before a job exists it ends the command with 130."""
+    import signal
+
+    from studio.cli import info, main
+
+    seen = []
+
+    def interrupted(args):
+        seen.append(signal.getsignal(signal.SIGINT))
+        os.kill(os.getpid(), signal.SIGINT)
+        raise AssertionError("SIGINT did not interrupt the command")
+
+    monkeypatch.setattr(info, "run", interrupted)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert main(["info", "--no-device"]) == 130
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # given back
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen == [signal.default_int_handler]
+    assert capsys.readouterr().err.strip() == "studio: cancelled"
+
+
 def test_info_text_and_output_dir_from_settings(studio_home, tmp_path):
     from studio.config import Settings, save_settings
 

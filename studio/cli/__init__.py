@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 from studio import __version__
@@ -34,6 +38,9 @@ COMMANDS: list[str] = [
     "studio.cli.info",
     "studio.cli.self_test",
 ]
+
+#: The exit status after Ctrl+C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 #: What ``studio`` with no sub-command does.
 DEFAULT_COMMAND = "gui"
@@ -127,20 +134,43 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     return parser, commands
 
 
+@contextmanager
+def _ctrl_c_interrupts() -> Iterator[None]:
+    """Make SIGINT raise KeyboardInterrupt for the whole command, whatever the process inherited.
+
+    The commands promise that Ctrl+C (or ``kill -INT``) cancels a job cleanly. Python installs its
+    KeyboardInterrupt handler only when SIGINT starts out at its default, and a shell starts the
+    background commands of a script (``studio generate … &``) with SIGINT ignored: such a job
+    would shrug the signal off and run to its end. So the command takes SIGINT itself, from the
+    start (before any model or torch is loaded), and gives the previous handler back after.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set on the main thread (an embedding caller's job)
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: set outside Python, cannot be put back from here
+            signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
-    parser, commands = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if not args.command:
-        args = parser.parse_args([DEFAULT_COMMAND])
-    from studio.jobs import UserFacingError
+    with _ctrl_c_interrupts():
+        parser, commands = build_parser()
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        if not args.command:
+            args = parser.parse_args([DEFAULT_COMMAND])
+        from studio.jobs import UserFacingError
 
-    try:
-        return int(commands[args.command].run(args) or 0)
-    except UsageError as exc:
-        return fail(str(exc), EXIT_USAGE)
-    except UserFacingError as exc:  # a command's work failed with a message for a person
-        return fail(str(exc), EXIT_FAILED)
-    except KeyboardInterrupt:
-        print("studio: interrupted", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+        try:
+            return int(commands[args.command].run(args) or 0)
+        except UsageError as exc:
+            return fail(str(exc), EXIT_USAGE)
+        except UserFacingError as exc:  # a command's work failed with a message for a person
+            return fail(str(exc), EXIT_FAILED)
+        except KeyboardInterrupt:  # before a job started (loading, checking): nothing to keep
+            print("studio: interrupted", file=sys.stderr, flush=True)
+            return EXIT_INTERRUPTED
