@@ -16,6 +16,14 @@ compared (target ≥ 0.95).
 Part 2: ``studio serve`` in a subprocess; 8 clients (the studio's own remote backend, one thread
 each) stream at once. Requests queue on one GPU worker, so the aggregate rate is about one
 stream's rate and time to first token grows with the queue position — p50/p95 show that.
+
+Part 3, no model: the remote backend against the tests' fake OpenAI server — how long after its
+read timeout a silent server's request ends, and how soon Stop ends a read blocked on a server
+that stalled mid-reply (the tests check that both end, not when).
+
+Part 4 (``--no-gui`` skips it): the Chat workspace (offscreen) opens a 10,000-message
+conversation and scrolls up through it a page at a time, loading older pages on the way: the time
+to open and paint, and the median and longest scroll step.
 """
 
 from __future__ import annotations
@@ -247,6 +255,92 @@ def bench_serve(folder: Path, device: str, tokens: int, clients: int,
           f"   (queued on one worker)")
 
 
+def bench_remote_stalls(read_timeout: float = 0.5, rounds: int = 5) -> None:
+    """Part 3: a silent server's timeout, and Stop on a stalled one (fake server, no model)."""
+    from studio.jobs import CancelToken, UserFacingError
+    from studio.pipelines.chat.remote import RemoteChatBackend
+    from studio.pipelines.chat.types import ChatRequest
+    from tests.fixtures.fake_openai import GOOD_KEY, serve_fake_openai
+
+    request = ChatRequest(model="openai:x#y", messages=[{"role": "user", "content": "hi"}])
+    timed_out, stopped = [], []
+    with serve_fake_openai() as base:
+        for _ in range(rounds):
+            silent = RemoteChatBackend(f"{base}/v1", "silent", api_key=GOOD_KEY,
+                                       timeout=read_timeout)
+            start = time.perf_counter()
+            try:
+                list(silent.stream(request, CancelToken()))
+            except UserFacingError:
+                timed_out.append(time.perf_counter() - start)
+            cancel = CancelToken()
+            stall = RemoteChatBackend(f"{base}/v1", "stall", api_key=GOOD_KEY, timeout=3600)
+            stream = stall.stream(request, cancel)
+            next(stream), next(stream)  # the two words before the stall
+            clicked: list[float] = []
+            timer = threading.Timer(0.2, lambda c=clicked, t=cancel: (c.append(time.perf_counter()),
+                                                                      t.cancel()))
+            timer.start()
+            list(stream)  # blocked in a read until the cancel shuts the socket
+            stopped.append(time.perf_counter() - clicked[0])
+    print(f"remote backend, silent server, read timeout {read_timeout:g} s: the request ended "
+          f"after {statistics.median(timed_out):.2f} s (median of {rounds})")
+    print(f"remote backend, server stalled mid-reply: Stop ended the blocked read "
+          f"{statistics.median(stopped) * 1e3:.0f} ms after it was pressed "
+          f"(median; max {max(stopped) * 1e3:.0f} ms)")
+
+
+def bench_long_conversation(messages: int = 10_000) -> None:
+    """Part 4: open and scroll a conversation of ``messages`` messages in the real window."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QApplication
+
+    from studio.app import build_main_window
+
+    app = QApplication.instance() or QApplication(sys.argv)
+    window = build_main_window()
+    try:
+        window.resize(1320, 840)
+        window.show()
+        panel = window.show_workspace("chat")
+        store = panel.store
+        conv = store.create_conversation("Ten thousand")
+        with store.transaction():
+            parent = None
+            for i in range(messages):
+                role = "user" if i % 2 == 0 else "assistant"
+                text = (f"Message {i}: " + "some words here " * (1 + i % 7)
+                        + (f"\n\n```python\nprint({i})\n```" if i % 50 == 1 else ""))
+                cur = store._db.execute(
+                    "INSERT INTO messages (conversation_id, parent_id, role, content, created) "
+                    "VALUES (?, ?, ?, ?, ?)", (conv.id, parent, role, text, time.time()))
+                parent = cur.lastrowid
+            store._db.execute("UPDATE conversations SET current_leaf = ? WHERE id = ?",
+                              (parent, conv.id))
+        app.processEvents()
+        t0 = time.perf_counter()
+        panel.open_conversation(conv.id)
+        panel.view.viewport().repaint()
+        QGuiApplication.processEvents()
+        opened = time.perf_counter() - t0
+        bar = panel.view.verticalScrollBar()
+        steps = []
+        for _ in range(40):  # a page at a time, loading older pages on the way
+            t = time.perf_counter()
+            bar.setValue(bar.value() - panel.view.viewport().height())
+            panel.view.viewport().repaint()
+            steps.append(time.perf_counter() - t)
+        rows = panel.model.rowCount()
+    finally:
+        window.shutdown()
+        window.close()
+    steps.sort()
+    print(f"chat window, {messages:,} messages: open + first paint {opened * 1e3:.0f} ms; "
+          f"scroll step median {steps[len(steps) // 2] * 1e3:.1f} ms, max {steps[-1] * 1e3:.1f} ms"
+          f" ({rows} rows loaded after 40 pages; targets: open < 3 s, median step < 100 ms)")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
@@ -255,6 +349,9 @@ def main() -> int:
     p.add_argument("--tokens", type=int, default=64)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--no-gui", action="store_true", help="skip part 4 (the chat window)")
+    p.add_argument("--only-quick", action="store_true",
+                   help="parts 3 and 4 only (no model is built)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads, here and in the server (default: torch's choice). "
                         "On a CPU shared with other work, 1 gives steady numbers: an OpenMP "
@@ -272,13 +369,18 @@ def main() -> int:
     hf_logging.disable_progress_bar()
     with tempfile.TemporaryDirectory(prefix="studio-bench-chat-") as tmp:
         os.environ["STUDIO_HOME"] = str(Path(tmp) / "home")  # never the user's real folders
-        folder = build_model(Path(tmp) / "bench-llama", args.hidden, args.layers)
-        import torch
+        if not args.only_quick:
+            folder = build_model(Path(tmp) / "bench-llama", args.hidden, args.layers)
+            import torch
 
-        print(f"model: random Llama hidden {args.hidden}, {args.layers} layers, on {args.device} "
-              f"({torch.get_num_threads()} threads); {args.tokens} new tokens, greedy")
-        single = bench_local(folder, args.device, args.tokens, args.runs)
-        bench_serve(folder, args.device, args.tokens, args.clients, single)
+            print(f"model: random Llama hidden {args.hidden}, {args.layers} layers, on "
+                  f"{args.device} ({torch.get_num_threads()} threads); {args.tokens} new tokens, "
+                  f"greedy")
+            single = bench_local(folder, args.device, args.tokens, args.runs)
+            bench_serve(folder, args.device, args.tokens, args.clients, single)
+        bench_remote_stalls()
+        if not args.no_gui:
+            bench_long_conversation()
     return 0
 
 

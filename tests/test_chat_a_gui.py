@@ -4,6 +4,7 @@ copy, the context marker, and a 10,000-message conversation."""
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 
 import pytest
@@ -14,6 +15,7 @@ from studio.pipelines.chat.store import Message
 from studio.ui.panels.chat.model import MarkerRole, MessageRole
 
 pytestmark = pytest.mark.gui
+PATIENCE_S = 180  # for a reply of the tiny model: seconds unloaded, longer on a busy machine
 
 RICH = """Here is a **summary** with a list, a table and code:
 
@@ -67,7 +69,7 @@ def _click(qtbot, panel, message_id: int, action: str) -> None:
 def _send(qtbot, panel, text: str) -> None:
     panel.input.setPlainText(text)
     qtbot.keyClick(panel.input, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: panel.job is None, timeout=60_000)
+    qtbot.waitUntil(lambda: panel.job is None, timeout=PATIENCE_S * 1000)
 
 
 def test_send_streams_then_stop_regenerate_edit_delete_copy(chat, qtbot, screenshot):
@@ -88,26 +90,39 @@ def test_send_streams_then_stop_regenerate_edit_delete_copy(chat, qtbot, screens
     assert panel.title.text() == "Hello" and panel.sidebar.list.count() == 1
     assert "tokens" in panel.meter_label.text()
 
-    # Stop: pressed as soon as the first token arrives; the reply ends at once and is kept.
+    # Stop: pressed when the first token is shown; the reply ends within a token and is kept.
+    # The model waits after its first token until Stop is clicked, so however long a loaded
+    # machine keeps the GUI thread from showing that token, the reply cannot run on meanwhile.
     panel.controls.max_new.setValue(200)
-    stopped = []
+    stopped, clicked = [], threading.Event()
 
-    def stop_once(job, chunk):
+    def stop_once(job, chunk):  # GUI thread (queued), after the panel showed the chunk
         if not stopped:
             stopped.append(chunk.completion_tokens)
             qtbot.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
+            clicked.set()
 
-    panel.ctx.bridge.partial.connect(stop_once)
-    _send(qtbot, panel, "Tell me more")
-    panel.ctx.bridge.partial.disconnect(stop_once)
+    def hold_first(job, chunk):  # worker thread (direct): the model waits for the click
+        clicked.wait(PATIENCE_S)
+
+    panel.ctx.bridge.partial.connect(stop_once)  # before hold_first: queued before it blocks
+    panel.ctx.bridge.partial.connect(hold_first, Qt.ConnectionType.DirectConnection)
+    try:
+        _send(qtbot, panel, "Tell me more")
+    finally:
+        clicked.set()
+        panel.ctx.bridge.partial.disconnect(hold_first)
+        panel.ctx.bridge.partial.disconnect(stop_once)
     last = _rows(panel)[-1]
+    assert stopped == [1] and clicked.is_set()
     assert last.meta["finish_reason"] == "cancelled"
-    assert last.tokens < 200 and panel.store.message(last.id).complete
+    assert last.tokens <= stopped[0] + 1  # the token being made when Stop came, no more
+    assert panel.store.message(last.id).complete
     assert panel.send_button.isVisible() and not panel.stop_button.isVisible()
 
     # Regenerate the last reply: a second branch under the same question.
     _click(qtbot, panel, last.id, "regenerate")
-    qtbot.waitUntil(lambda: panel.job is None, timeout=60_000)
+    qtbot.waitUntil(lambda: panel.job is None, timeout=PATIENCE_S * 1000)
     again = _rows(panel)[-1]
     assert again.id != last.id and (again.sibling_index, again.sibling_count) == (1, 2)
     _click(qtbot, panel, again.id, "prev")
@@ -183,7 +198,7 @@ def test_context_overflow_shows_a_marker(chat, qtbot, screenshot):
     screenshot(window, "chat_context_marker")
 
 
-def test_ten_thousand_messages_open_and_scroll_smoothly(chat, qtbot, capsys):
+def test_ten_thousand_messages_open_a_page_and_scroll_back(chat, qtbot):
     window, panel = chat
     store = panel.store
     conv = store.create_conversation("Ten thousand")
@@ -199,24 +214,18 @@ def test_ten_thousand_messages_open_and_scroll_smoothly(chat, qtbot, capsys):
             parent = cur.lastrowid
         store._db.execute("UPDATE conversations SET current_leaf = ? WHERE id = ?",
                           (parent, conv.id))
-    t0 = time.perf_counter()
     panel.open_conversation(conv.id)
     panel.view.viewport().repaint()
     QGuiApplication.processEvents()
-    opened = time.perf_counter() - t0
+    # Opening shows the newest page only, not 10,000 rows (how long it takes: bench/chat.py).
+    opened_rows = panel.model.rowCount()
+    assert 0 < opened_rows <= 200
     assert _rows(panel)[-1].content.startswith("Message 9999")
     bar = panel.view.verticalScrollBar()
-    steps = []
     for _ in range(40):  # scroll up a page at a time, loading older pages on the way
-        t = time.perf_counter()
         bar.setValue(bar.value() - panel.view.viewport().height())
         panel.view.viewport().repaint()
-        steps.append(time.perf_counter() - t)
-    steps.sort()
-    with capsys.disabled():
-        print(f"\n10,000 messages: open+first paint {opened * 1000:.0f} ms; scroll step median "
-              f"{steps[len(steps) // 2] * 1000:.1f} ms, max {steps[-1] * 1000:.1f} ms; "
-              f"rows loaded {panel.model.rowCount()}")
-    assert opened < 3.0
-    assert steps[len(steps) // 2] < 0.1
-    assert panel.model.rowCount() > 120  # older pages were loaded while scrolling up
+    assert panel.model.rowCount() > max(120, opened_rows)  # older pages loaded while scrolling
+    rows = _rows(panel)
+    numbers = [int(m.content.split(":")[0].split()[1]) for m in rows]
+    assert numbers == list(range(numbers[0], 10_000))  # contiguous, oldest first, none twice

@@ -27,6 +27,14 @@ from studio.server.app import is_loopback, make_server
 from studio.server.catalog import CHAT, IMAGE, Catalog, ServedModel
 
 WORDS = ["The", " cat", " sat", " on", " the", " mat", "."]
+PATIENCE_S = 120  # waits end as soon as their condition holds; a loaded machine may lag
+
+
+def wait_until(condition, message: str) -> None:
+    deadline = time.monotonic() + PATIENCE_S
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.02)
 
 
 class Handlers:
@@ -38,6 +46,7 @@ class Handlers:
         self.requests: list = []
         self.replies: list = []
         self.fail_after: int | None = None
+        self.hold_after: int | None = None  # after this many words: wait until cancelled
 
     def chat(self, request, progress, cancel):
         self.requests.append(request)
@@ -53,6 +62,8 @@ class Handlers:
             time.sleep(self.delay)
             text += word
             progress.partial(ChatChunk(text=word, completion_tokens=i, prompt_tokens=5))
+            if self.hold_after is not None and i >= self.hold_after:
+                wait_until(lambda: cancel.cancelled, "the job was never cancelled")
         reason = "length" if len(words) < len(WORDS) else "stop"
         progress.partial(ChatChunk(finish_reason=reason, completion_tokens=len(words),
                                    prompt_tokens=5))
@@ -90,16 +101,16 @@ def served(tmp_path):
     for server in servers:
         server.shutdown()
         server.server_close()
-    runner.shutdown(timeout=5)
+    runner.shutdown(timeout=PATIENCE_S)
 
 
 def client(server, key="none") -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url, api_key=key, max_retries=0, timeout=10)
+    return openai.OpenAI(base_url=server.url, api_key=key, max_retries=0, timeout=PATIENCE_S)
 
 
 def raw_post(server, path: str, body: bytes, headers: dict | None = None):
     host, port = server.server_address[:2]
-    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn = http.client.HTTPConnection(host, port, timeout=PATIENCE_S)
     conn.request("POST", path, body=body, headers={"Content-Type": "application/json",
                                                    **(headers or {})})
     resp = conn.getresponse()
@@ -225,26 +236,25 @@ def test_failure_mid_stream_is_reported_after_the_text(served):
 
 
 def test_client_hanging_up_cancels_its_job(served):
+    """The model holds after its first word until its job is cancelled: only the server noticing
+    the hang-up can end the reply early, however slow the machine."""
     start, handlers, runner = served
-    handlers.delay = 0.3
+    handlers.hold_after = 1
     server = start()
     body = json.dumps({"model": "tiny-chat", "stream": True,
                        "messages": [{"role": "user", "content": "Hi"}]}).encode()
-    sock = socket.create_connection(server.server_address[:2], timeout=10)
+    sock = socket.create_connection(server.server_address[:2], timeout=PATIENCE_S)
     sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
                  b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
     received = b""
     while b'"The"' not in received:
         received += sock.recv(4096)
     sock.close()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not handlers.replies:
-        time.sleep(0.05)
+    wait_until(lambda: handlers.replies, "the job did not end after the client hung up")
     assert handlers.replies[-1].finish_reason == "cancelled"
-    assert handlers.replies[-1].completion_tokens < len(WORDS)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and runner.queue_length:
-        time.sleep(0.05)
+    assert handlers.replies[-1].completion_tokens == 1
+    wait_until(lambda: not runner.queue_length, "the queue did not empty")
+    handlers.hold_after = None
     start_again = client(server).chat.completions.create(
         model="tiny-chat", messages=[{"role": "user", "content": "x"}])
     assert start_again.choices[0].message.content == "The cat sat on the mat."
@@ -275,13 +285,13 @@ def test_server_and_remote_backend_import_without_qt_or_torch():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'PySide6', "
             "'transformers', 'diffusers')]; print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_a_reply_cut_short_by_shutdown_says_so(served):
     start, handlers, runner = served
-    handlers.delay = 0.2
+    handlers.hold_after = 1  # the reply waits after its first word until it is cancelled
     c = client(start())
     stream = c.chat.completions.create(model="tiny-chat", stream=True,
                                        messages=[{"role": "user", "content": "Hi"}])
@@ -291,7 +301,7 @@ def test_a_reply_cut_short_by_shutdown_says_so(served):
             texts.append(ch.choices[0].delta.content or "")
             if "".join(texts) == "The":
                 runner.cancel_all()  # what Ctrl+C does to running jobs
-    assert "".join(texts).startswith("The") and "".join(texts) != "The cat sat on the mat."
+    assert "".join(texts) == "The"
 
 
 def test_an_unexpected_server_error_is_a_500_with_a_message(served, monkeypatch):
