@@ -10,6 +10,15 @@
    Generate panel's job loads a model (narrow SD1.5 architecture, random weights) and makes one
    256 px image with 10 steps and live previews. The longest gap is the longest time the event loop
    could not answer the user (target <= 50 ms).
+3. Cancel and close: in the same window, Esc while the Generate job is at step 2 of 100 — the time
+   until the panel reports the job cancelled (it stops within a step) — and Ctrl+Q while a job
+   runs — the time until the window is closed and the GPU worker has stopped.
+4. Loading and the GIL: the test process's situation of tests/test_engine_gil_loading.py — torch,
+   diffusers and transformers imported, 300,000 long-lived objects standing in for a window's —
+   while the tiny SD 1.5 and SDXL test pipelines load on a worker thread, the main thread sleeps
+   2 ms at a time and records its longest gap: once with the loader's freeze of the long-lived
+   heap switched off (the cyclic collector's full passes walk it, holding the GIL), once as
+   shipped (target: a small fraction of the unfrozen gap; the test checks the freeze itself).
 """
 
 from __future__ import annotations
@@ -105,6 +114,116 @@ def measure_stall(home: Path, model: Path) -> dict[str, float]:
             "job_s": job.ended - job.started}
 
 
+def _pump_until(app, condition, timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out")
+        app.processEvents()
+        time.sleep(0.001)
+
+
+def measure_cancel_and_close(home: Path, model: Path) -> dict[str, float]:
+    """Seconds from Esc to the Generate panel's "cancelled", and from Ctrl+Q to a closed window
+    whose worker has stopped, each with a 256 px job of the bench model running."""
+    os.environ["STUDIO_HOME"] = str(home)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    from studio.app import build_main_window
+    from studio.config import Settings
+    from studio.pipelines.requests import Txt2ImgRequest
+
+    app = QApplication.instance() or QApplication(sys.argv)
+    window = build_main_window(Settings(device="cpu", preview_mode="fast"))
+    window.resize(1400, 900)
+    window.show()
+    app.processEvents()
+    panel = window.panel("generate")
+    request = Txt2ImgRequest(model=str(model), prompt="a lighthouse on a cliff at dusk",
+                             steps=100, width=256, height=256, seed=3)
+    finished: list = []
+    panel.jobFinished.connect(finished.append)
+    _pump_until(app, lambda: not panel.picker.scanning)
+    panel.receive(request)
+    job = panel.generate()
+    if job is None:
+        raise RuntimeError(f"Generate refused the request: {panel.error_label.text()}")
+    _pump_until(app, lambda: job.step >= 2)
+    step_started = time.perf_counter()
+    _pump_until(app, lambda: job.step >= 3)
+    step_s = time.perf_counter() - step_started
+    pressed = time.perf_counter()
+    QTest.keyClick(window.windowHandle(), Qt.Key.Key_Escape)
+    _pump_until(app, lambda: bool(finished))
+    cancel_s = time.perf_counter() - pressed
+    if job.state.value != "cancelled":
+        raise RuntimeError(f"the job ended {job.state.value}, not cancelled")
+    panel.receive(request)
+    running = panel.generate()
+    _pump_until(app, lambda: running.step >= 2)
+    runner = window.ctx.bridge.runner
+    pressed = time.perf_counter()
+    QTest.keyClick(window.windowHandle(), Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    _pump_until(app, lambda: not window.isVisible() and not runner.alive)
+    close_s = time.perf_counter() - pressed
+    window.shutdown()
+    return {"cancel_s": cancel_s, "close_s": close_s, "step_s": step_s}
+
+
+LOAD_GAP_CHILD = r"""
+import gc, sys, threading, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import torch, diffusers, transformers  # noqa: F401 - the process a window is
+from studio.config import Settings, default_paths
+from studio.library.models import resolve_model
+from studio.pipelines import gc_pauses
+from studio.pipelines.loading import load_txt2img_pipeline
+if sys.argv[2] == "off":
+    gc_pauses.freeze_long_lived = lambda: None
+paths = default_paths()
+entries = [resolve_model(d, Settings(), paths) for d in sys.argv[3:]]
+heap = [[i] for i in range(300_000)]
+done = threading.Event()
+def load():
+    for entry in entries:
+        load_txt2img_pipeline(entry, "cpu", torch.float32, paths)
+    done.set()
+thread = threading.Thread(target=load)
+longest, last = 0.0, time.perf_counter()
+thread.start()
+while not done.is_set():
+    time.sleep(0.002)
+    now = time.perf_counter()
+    longest, last = max(longest, now - last), now
+thread.join()
+print(longest * 1000)
+"""
+
+
+def measure_load_gap(home: Path, rounds: int = 3) -> dict[str, float]:
+    """The main thread's longest gap (ms, median of ``rounds`` fresh processes) while the tiny
+    SD 1.5 and SDXL test pipelines load, with the loader's freeze off and on."""
+    from tests.fixtures.tiny_models import build_tiny_sd15, build_tiny_sdxl
+
+    models = [str(build_tiny_sd15(home / "tiny-sd15")), str(build_tiny_sdxl(home / "tiny-sdxl"))]
+    env = dict(os.environ, STUDIO_HOME=str(home / "home"), HF_HUB_OFFLINE="1")
+    out = {}
+    for mode in ("off", "on"):
+        gaps = []
+        for _ in range(rounds):
+            proc = subprocess.run([sys.executable, "-c", LOAD_GAP_CHILD, str(ROOT), mode, *models],
+                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+            if proc.returncode != 0:
+                raise RuntimeError(proc.stderr[-2000:])
+            gaps.append(float(proc.stdout.split()[-1]))
+        out[mode] = statistics.median(gaps)
+    return out
+
+
 def run(model: Path | None = None) -> None:
     """Print both measurements (builds a model when none is given)."""
     with tempfile.TemporaryDirectory(prefix="studio-gui-bench-") as tmp:
@@ -121,6 +240,14 @@ def run(model: Path | None = None) -> None:
         print(f"GUI event loop while loading + generating ({stall['job_s']:.1f} s job, "
               f"{stall['ticks']} ticks of a 5 ms timer): longest stall {stall['max_ms']:.1f} ms, "
               f"p99 {stall['p99_ms']:.1f} ms  (target <= 50 ms: {verdict})")
+        stop = measure_cancel_and_close(tmp_path / "cancel-home", model)
+        print(f"Esc during a 256 px job: cancelled {stop['cancel_s'] * 1e3:.0f} ms after the key "
+              f"(a step took {stop['step_s'] * 1e3:.0f} ms); Ctrl+Q with a job running: window "
+              f"closed and worker stopped after {stop['close_s'] * 1e3:.0f} ms")
+        gap = measure_load_gap(tmp_path / "gil")
+        print(f"main thread's longest gap while the tiny SD 1.5 + SDXL pipelines load beside a "
+              f"300,000-object heap: {gap['on']:.0f} ms with the loader's freeze, "
+              f"{gap['off']:.0f} ms without (median of 3 processes each)")
 
 
 if __name__ == "__main__":

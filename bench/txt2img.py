@@ -7,13 +7,25 @@ Both sides use random weights (nothing is downloaded), the same request and the 
 studio side goes through ``Txt2ImgService.run`` with fast previews ON and saves each PNG (as a user
 run does); the raw side calls the diffusers pipeline directly. Runs alternate (studio, raw, studio,
 raw, …) after one warm-up each, and the medians are compared: the target is studio/raw ≤ 1.03.
+
+Then, on the same model:
+
+- previews: what one fast preview (``latents_to_rgb``) costs at 512 and 1024 px, next to one UNet
+  step of this case (target: a few per cent of a step at most);
+- Ctrl+C: ``studio generate`` in a subprocess, SIGINT once its first image is written; the time
+  from the signal to the process's exit (the job stops within a step), and the images kept.
+
+The window's launch time and event-loop stalls follow (``--no-gui`` skips them); see
+bench/gui_responsiveness.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -166,6 +178,79 @@ def print_txt2img(case: BenchSetup, rounds: int, result: dict[str, float]) -> No
     print(f"  ratio studio/raw = {result['ratio']:.3f}  (target <= 1.03: {verdict})")
 
 
+def measure_previews(step_s: float, rounds: int = 50) -> dict[str, float]:
+    """Seconds of one fast preview (median and best of ``rounds``) of a 512 px SD and a 1024 px
+    SDXL latent. On a CPU that other programs share, the best is the preview's own cost and the
+    median adds what waiting for torch's threads costs there."""
+    import torch
+
+    from studio.pipelines.previews import latents_to_rgb
+
+    cases = [("sd1", 512), ("sdxl", 1024)]
+    latents = {family: torch.randn(1, 4, side // 8, side // 8,
+                                   generator=torch.Generator().manual_seed(0))
+               for family, side in cases}
+    for _ in range(5):  # warm-up: factor matrices, torch's thread pool
+        for family, _side in cases:
+            latents_to_rgb(latents[family], family)
+    out = {"step_s": step_s}
+    for family, side in cases:
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            latents_to_rgb(latents[family], family)
+            times.append(time.perf_counter() - start)
+        out[f"{family}_{side}"] = statistics.median(times)
+        out[f"{family}_{side}_best"] = min(times)
+    return out
+
+
+def print_previews(case: BenchSetup, result: dict[str, float]) -> None:
+    step = result["step_s"]
+    share = result["sd1_512"] * (case.size / 512) ** 2 / step
+    print(f"fast preview: {result['sd1_512'] * 1e3:.2f} ms at 512 px (SD; best "
+          f"{result['sd1_512_best'] * 1e3:.2f}), {result['sdxl_1024'] * 1e3:.2f} ms at 1024 px "
+          f"(SDXL; best {result['sdxl_1024_best'] * 1e3:.2f}); one step of this case ({case.size} "
+          f"px, raw median / steps) {step * 1e3:.0f} ms: a {case.size} px preview is about "
+          f"{share:.2%} of a step")
+
+
+def measure_ctrl_c(model: Path, workdir: Path, case: BenchSetup, steps: int = 30,
+                   count: int = 4) -> dict[str, float]:
+    """``studio generate`` in a subprocess; SIGINT when the first image is out; seconds to exit."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, STUDIO_HOME=str(workdir / "ctrl-c-home"))
+    out_dir = workdir / "ctrl-c-out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "studio", "generate", "--model", str(model), "--prompt",
+         "a lighthouse", "--steps", str(steps), "--width", str(case.size), "--height",
+         str(case.size), "--count", str(count), "--seed", "1", "--device", case.device,
+         "--out", str(out_dir)],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = time.perf_counter()
+    try:
+        first = proc.stdout.readline().strip()
+        first_s = time.perf_counter() - started
+        if not first:
+            raise RuntimeError(proc.stderr.read()[-2000:])
+        signalled = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=600)
+        exit_s = time.perf_counter() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    kept = len(list(out_dir.rglob("*.png")))
+    return {"exit_s": exit_s, "first_s": first_s, "steps": steps, "kept": kept, "count": count,
+            "code": proc.returncode}
+
+
+def print_ctrl_c(result: dict[str, float]) -> None:
+    print(f"studio generate, Ctrl+C after the first image ({result['steps']} steps, out "
+          f"{result['first_s']:.1f} s after the start): exited {result['exit_s']:.2f} s after the "
+          f"signal (status {result['code']}), {result['kept']} of {result['count']} images kept")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -176,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     case = CUDA_CASE if args.device == "cuda" else CPU_CASE
     with tempfile.TemporaryDirectory(prefix="studio-bench-") as tmp:
         result = run_txt2img_bench(case, args.rounds, Path(tmp))
-    print_txt2img(case, args.rounds, result)
+        print_txt2img(case, args.rounds, result)
+        print_previews(case, measure_previews(result["raw_s"] / case.steps))
+        print_ctrl_c(measure_ctrl_c(Path(tmp) / "model", Path(tmp), case))
     if not args.no_gui:
         from bench.gui_responsiveness import run as run_gui
 

@@ -4,24 +4,21 @@ Every Qt slot needs the GIL, so a worker that holds it for 200 ms freezes the wi
 The culprit was the cyclic garbage collector: loading a model (a CLIP ``tokenizer.json`` alone
 is ~100,000 lists) sets off full passes, and a full pass walks every object of the process — about
 half a million once torch, diffusers, transformers and the window exist — holding the GIL throughout.
-The loader now freezes the long-lived heap first (:mod:`studio.pipelines.gc_pauses`).
+The loader now freezes the long-lived heap first (:mod:`studio.pipelines.gc_pauses`), so the passes
+that a load sets off skip it.
 
-The test process stands in for the window's process: torch, diffusers and transformers are imported
-(by the fixtures) and ``_app_heap`` adds the objects a window with a full gallery keeps alive. The
-tiny fixtures' tokenizers are the real 49,408-entry CLIP BPE, so they allocate as much as a real
-model's. The bound is generous (a busy 2-core CI machine); without the freeze the longest gap here is
-several hundred ms.
+That is what is tested here, as behaviour: every full pass that runs while the tiny SD 1.5 and SDXL
+pipelines load finds the long-lived heap (a window's worth of objects made before the load) frozen,
+and the heap stays frozen after. How long the main thread then waits is measured, with and without
+the freeze, by ``bench/gui_responsiveness.py`` (the longest main-thread gap while these models
+load); a wall-clock bound here would only measure how busy the test machine is.
 """
 
 from __future__ import annotations
 
 import gc
-import threading
-import time
 
 import pytest
-
-GAP_BOUND_MS = 150.0
 
 
 def _app_heap(n: int = 300_000) -> list:
@@ -29,34 +26,14 @@ def _app_heap(n: int = 300_000) -> list:
     return [[i] for i in range(n)]
 
 
-def _longest_gap_while(work) -> tuple[float, BaseException | None]:
-    """Run ``work`` on a thread; the main thread sleeps 2 ms at a time and records the longest gap."""
-    done = threading.Event()
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            work()
-        except BaseException as exc:  # reported to the test, not lost in the thread
-            failure.append(exc)
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=run, name="gil-test-loader")
-    longest = 0.0
-    last = time.perf_counter()
-    thread.start()
-    while not done.is_set():
-        time.sleep(0.002)
-        now = time.perf_counter()
-        longest = max(longest, now - last)
-        last = now
-    thread.join()
-    return longest * 1000, (failure[0] if failure else None)
+def _collected_ids() -> set[int]:
+    """Ids of the objects the collector walks (its generations; frozen objects are not there)."""
+    return {id(o) for o in gc.get_objects()}
 
 
 @pytest.mark.timeout(300)
-def test_loading_sd15_and_sdxl_keeps_the_main_thread_answering(tiny_sd15_dir, tiny_sdxl_dir):
+def test_loading_sd15_and_sdxl_freezes_the_heap_before_any_full_pass(tiny_sd15_dir,
+                                                                      tiny_sdxl_dir):
     import torch
 
     from studio.config import Settings, default_paths
@@ -67,24 +44,29 @@ def test_loading_sd15_and_sdxl_keeps_the_main_thread_answering(tiny_sd15_dir, ti
     entries = [resolve_model(str(d), Settings(), paths) for d in (tiny_sd15_dir, tiny_sdxl_dir)]
     assert [e.family for e in entries] == ["sd1", "sdxl"]
     heap = _app_heap()
-    loaded: list[str] = []
+    probes = [id(heap), id(heap[0]), id(heap[len(heap) // 2]), id(heap[-1])]
+    assert set(probes) <= _collected_ids()  # new objects: walked by every full pass for now
+    full_passes: list[bool] = []  # per full pass during the loads: was the heap skipped?
 
-    def load_all() -> None:
+    def watch(phase: str, info: dict) -> None:
+        if phase == "start" and info["generation"] == 2:
+            walked = _collected_ids()
+            full_passes.append(not any(p in walked for p in probes))
+
+    loaded: list[str] = []
+    gc.callbacks.append(watch)
+    try:
         for entry in entries:
             pipe = load_txt2img_pipeline(entry, "cpu", torch.float32, paths)
             loaded.append(type(pipe).__name__)
             del pipe
-
-    try:
-        longest_ms, failure = _longest_gap_while(load_all)
     finally:
-        del heap
-    if failure is not None:
-        raise failure
+        gc.callbacks.remove(watch)
     assert loaded == ["StableDiffusionPipeline", "StableDiffusionXLPipeline"]
-    assert longest_ms < GAP_BOUND_MS, (
-        f"the main thread could not run for {longest_ms:.0f} ms while a model loaded")
+    assert all(full_passes), f"a full pass walked the long-lived heap: {full_passes}"
+    assert not set(probes) & _collected_ids()  # frozen: later passes skip it too
     assert gc.isenabled()  # the loader switched the collector back on
+    del heap  # frozen objects are still freed by reference counting (tested below)
 
 
 def test_collector_is_restored_and_nesting_respected():

@@ -56,7 +56,7 @@ class FakeTxt2Img:
                 progress(i * request.steps + step, request.count * request.steps, preview)
                 if step == self.gate_step and i == self.gate_image and self.gate is not None:
                     self.at_gate.set()
-                    self.gate.wait(10)
+                    self.gate.wait(300)  # a test opens it; a stuck one fails by itself
                 time.sleep(self.delay)
             from PIL import Image
 
@@ -123,7 +123,7 @@ def test_generate_button_shows_live_preview_then_result(qtbot, ctx, fake):
     ctx.outputWritten.connect(written.append)
 
     qtbot.mouseClick(panel.generate_button, Qt.MouseButton.LeftButton)
-    assert fake.at_gate.wait(5)
+    assert fake.at_gate.wait(120)
     # The handler is paused at step 2: the preview must show that frame, at the target size.
     qtbot.waitUntil(lambda: panel.preview.status.text().startswith("Step 2/4"), timeout=3000)
     assert panel.preview.view.has_image()
@@ -149,14 +149,14 @@ def test_random_seed_is_resolved_before_submitting(qtbot, ctx, fake):
     panel.controls.set_seed_mode("random")
     job1 = panel.generate()
     job2 = panel.generate()
-    assert ctx.bridge.runner.wait(job2, 5)
+    assert ctx.bridge.runner.wait(job2, 120)
     seeds = [job1.request.seed, job2.request.seed]
     assert all(0 <= s < 2**32 for s in seeds) and seeds[0] != seeds[1]
     # "Reuse last" takes the seed just used.
     panel.controls.set_seed_mode("reuse")
     job3 = panel.generate()
     assert job3.request.seed == seeds[1]
-    assert ctx.bridge.runner.wait(job3, 5)
+    assert ctx.bridge.runner.wait(job3, 120)
 
 
 def test_ctrl_enter_submits_and_escape_cancels_within_a_step(qtbot, ctx, fake):
@@ -170,12 +170,12 @@ def test_ctrl_enter_submits_and_escape_cancels_within_a_step(qtbot, ctx, fake):
     assert panel.controls.prompt.toPlainText() == "a red fox in the snow"  # no newline typed
     qtbot.waitUntil(lambda: panel.preview.status.text().startswith("Step"), timeout=5000)
 
-    pressed = time.monotonic()
-    qtbot.keyClick(panel.controls.prompt, Qt.Key.Key_Escape)
-    qtbot.waitUntil(lambda: bool(finished), timeout=3000)
-    assert time.monotonic() - pressed < 1.5
-    assert finished[0].state is JobState.CANCELLED
-    assert finished[0].step < 500
+    job = ctx.bridge.jobs()[0]
+    qtbot.keyClick(panel.controls.prompt, Qt.Key.Key_Escape)  # cancels before it returns
+    at_escape = job.step  # the worker may have finished the step it was in, no more
+    qtbot.waitUntil(lambda: bool(finished), timeout=120_000)
+    assert finished[0] is job and job.state is JobState.CANCELLED
+    assert job.step <= at_escape + 1 < 500  # how soon, in time: bench/gui_responsiveness.py
     assert panel.preview.status.text() == "Cancelled — 0 images kept"
 
 
@@ -184,7 +184,7 @@ def test_generate_while_running_queues_another_job(qtbot, ctx, fake):
     fill(panel, steps=3)
     fake.gate = threading.Event()
     first = panel.generate()
-    assert fake.at_gate.wait(5)
+    assert fake.at_gate.wait(120)
     second = panel.generate()
     qtbot.waitUntil(lambda: panel.queue_label.text() == "1 running · 1 queued", timeout=3000)
     assert second.state is JobState.QUEUED

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -192,10 +191,8 @@ def test_closing_the_window_cancels_jobs_and_stops_the_worker(shell_window, qtbo
     running = shell_window.ctx.bridge.submit("gated", threading.Event(), "Running")
     waiting = shell_window.ctx.bridge.submit("gated", threading.Event(), "Waiting")
     qtbot.waitUntil(lambda: running.state is JobState.RUNNING)
-    t0 = time.monotonic()
-    press(shell_window, Qt.Key.Key_Q)
+    press(shell_window, Qt.Key.Key_Q)  # returns once the worker has stopped
     assert not shell_window.isVisible()
-    assert time.monotonic() - t0 < 5
     assert running.state is JobState.CANCELLED
     assert waiting.state is JobState.CANCELLED
     assert not runner.alive
