@@ -27,6 +27,12 @@ trainer that gets a whole core and still steps slower than headless is our overh
 gets less is waiting for a core (two cores: the GUI takes one, other programs share the rest).
 ``load`` is the 1-minute load average when the lesson's rounds began: compare ratios, not rates,
 between runs on a shared machine.
+
+``--controls`` instead measures the child-process session's controls (tests/
+test_train_process_session.py and test_train_a_session.py check what they do, not how fast):
+how long ``stop()`` takes after 50 steps of the optimizers lesson (the child saves its run and
+exits), how long it takes once the child is dead, and the pace of slow mode (steps/s with a
+0.05 s delay: at most 20).
 """
 
 from __future__ import annotations
@@ -173,6 +179,62 @@ def pump(app, seconds: float) -> None:
         time.sleep(0.001)
 
 
+def _wait(condition, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out")
+        time.sleep(0.002)
+
+
+def measure_controls(rounds: int = 3) -> dict[str, float]:
+    """Medians over ``rounds`` child processes: stop() after 50 steps, stop() of a dead child,
+    slow mode's steps per second at a 0.05 s delay."""
+    from studio.pipelines.train.process_session import ProcessTrainingSession
+
+    stops, dead_stops, slow = [], [], []
+    for _ in range(rounds):
+        frames, states = [], []
+        holder: list = []
+
+        def on_frame(frame, frames=frames, holder=holder):
+            frames.append(frame)
+            holder[0].frame_done()
+
+        runs = Path(tempfile.mkdtemp(prefix="studio-bench-train-runs-"))
+        session = ProcessTrainingSession("optimizers", on_frame,
+                                         lambda state, message, states=states:
+                                         states.append(state), runs_root=runs)
+        holder.append(session)
+        session.start()
+        session.play()
+        _wait(lambda s=session: s.step_count > 50)
+        session.pause()
+        _wait(lambda st=states: st and st[-1] == "paused")
+        session.set_speed(delay_s=0.05)
+        first = session.step_count
+        session.play()
+        t0 = time.perf_counter()
+        time.sleep(1.0)
+        slow.append((session.step_count - first) / (time.perf_counter() - t0))
+        session.set_speed(0.0)
+        t0 = time.perf_counter()
+        session.stop()
+        stops.append(time.perf_counter() - t0)
+
+        dead = ProcessTrainingSession("classifier-2d", lambda f, s=None: None,
+                                      lambda *_: None, runs_root=runs)
+        dead.start()
+        _wait(lambda d=dead: d.alive)
+        dead.process.kill()
+        _wait(lambda d=dead: not d.alive)
+        t0 = time.perf_counter()
+        dead.stop()
+        dead_stops.append(time.perf_counter() - t0)
+    return {"stop_s": statistics.median(stops), "dead_stop_s": statistics.median(dead_stops),
+            "slow_steps_s": statistics.median(slow)}
+
+
 def main(argv: list[str] | None = None) -> int:
     from studio.pipelines.train.registry import lesson_keys
 
@@ -187,7 +249,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="lessons to measure (default: all eight)")
     parser.add_argument("--session", choices=["process", "thread"], default="process",
                         help="where the window's trainer runs (default: a child process)")
+    parser.add_argument("--controls", action="store_true",
+                        help="measure stop() and slow mode of the child-process session instead")
     args = parser.parse_args(argv)
+    if args.controls:
+        got = measure_controls()
+        print(f"process session: stop() after 50 steps {got['stop_s'] * 1e3:.0f} ms (the child "
+              f"saves its run and exits), stop() of a killed child {got['dead_stop_s'] * 1e3:.0f}"
+              f" ms; slow mode at 0.05 s: {got['slow_steps_s']:.1f} steps/s (at most 20; "
+              f"medians of 3)")
+        return 0
 
     from PySide6.QtWidgets import QApplication
 

@@ -18,7 +18,8 @@ from studio.pipelines.train.process_session import ProcessTrainingSession
 from studio.pipelines.train.runs import Run, load_metrics
 from studio.pipelines.train.session import TrainingSession
 
-START_TIMEOUT = 60.0  # a spawned child imports torch; the machine may be busy
+START_TIMEOUT = 180.0  # a spawned child imports torch; the machine may be busy
+PATIENCE_S = 120.0  # every wait ends as soon as its condition holds
 
 
 class Recorder:
@@ -40,7 +41,7 @@ class Recorder:
             self.states.append((state, message))
             self.changed.notify_all()
 
-    def wait(self, predicate, timeout=20.0):
+    def wait(self, predicate, timeout=PATIENCE_S):
         with self.changed:
             assert self.changed.wait_for(predicate, timeout), (self.states[-5:], len(self.frames))
 
@@ -106,7 +107,7 @@ def test_commands_round_trip_and_frames_arrive(fresh):
     rec.wait(lambda: rec.steps() and rec.steps()[-1] >= 300)
     session.pause()
     rec.wait(lambda: rec.states[-1][0] == "paused" and ("playing", "") in rec.states)
-    time.sleep(0.1)
+    rec.wait(lambda: rec.steps()[-1] == session.step_count)  # the frame after the pause
     got = rec.steps()
     assert got == list(range(1, got[-1] + 1))  # every step logged once, in order
     assert session.step_count == got[-1]
@@ -114,12 +115,15 @@ def test_commands_round_trip_and_frames_arrive(fresh):
     run = Run(rec.frames[-1].run_path)  # the child wrote the run folder
     assert run.has_checkpoint and len(load_metrics(run.path)) == len(got)
     session.save()
-    session.set_speed(delay_s=0.05)
+    # Slow mode reached the child: with an hour between steps it makes one step and waits, and a
+    # command (Pause) still wakes it at once. (Its pace with short delays: bench/train.py.)
+    session.set_speed(delay_s=3600)
     session.play()
-    time.sleep(0.5)
+    rec.wait(lambda: session.step_count == got[-1] + 1)
     session.pause()
-    rec.wait(lambda: rec.states[-1][0] == "paused" and rec.steps()[-1] > got[-1])
-    assert 3 <= rec.steps()[-1] - got[-1] <= 14  # slow mode reached the child
+    rec.wait(lambda: rec.states[-1][0] == "paused" and rec.states.count(("playing", "")) == 2)
+    rec.wait(lambda: rec.steps()[-1] == session.step_count)
+    assert session.step_count == got[-1] + 1
     session.set_speed(0.0, 1)
 
 
@@ -236,13 +240,13 @@ def test_a_child_that_fails_or_dies_becomes_an_error_state(tmp_path):
     assert not session.alive
     session.play()  # a click after the child died does nothing, it does not raise
     pid, listener = session.process.pid, session._listener
-    t0 = time.monotonic()
     session.stop()
-    assert time.monotonic() - t0 < 3.0
     assert not listener.is_alive() and pid not in children()
 
 
-def test_stop_is_prompt_and_leaves_nothing_behind(tmp_path):
+def test_stop_is_obeyed_and_leaves_nothing_behind(tmp_path, caplog):
+    """The child ends by itself on Stop (saving its run), not by being terminated when the wait
+    runs out; how long that takes is measured by bench/train.py."""
     rec = Recorder()
     session = ProcessTrainingSession("optimizers", rec.on_frame, rec.on_state, runs_root=tmp_path)
     rec.session = session
@@ -253,9 +257,8 @@ def test_stop_is_prompt_and_leaves_nothing_behind(tmp_path):
     assert rec.frames[-1].snapshot["grid"] is rec.frames[0].snapshot["grid"]
     assert rec.frames[-1].snapshot["paths"]["adam"].shape[0] > 50
     pid, listener = session.process.pid, session._listener
-    t0 = time.monotonic()
-    session.stop()
-    assert time.monotonic() - t0 < 3.0
+    session.stop(timeout=PATIENCE_S)  # a passing child is gone long before
+    assert "did not stop" not in caplog.text
     assert not listener.is_alive() and pid not in children()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
