@@ -16,6 +16,9 @@
    (reading the model, or finding it in memory) and whether a model was read from disk. With a
    memory budget that holds both (``--budget-gb``, 0 = automatic), the third generation loads
    nothing. Plain diffusers has no cache: switching back there means ``from_pretrained`` again.
+3. Unreachable Hub. ``plan_download`` (what the Download dialog asks first) with ``HF_ENDPOINT``
+   on a closed local port: the time until the "Cannot reach" message (one refused connection; the
+   test checks there is no retry, this shows the time).
 
     python bench/library.py                            # 200 models, tiny pipelines (< 1 min)
     python bench/library.py --models 1000 --size narrow --budget-gb 8
@@ -469,6 +472,37 @@ def quiet_libraries() -> None:
     diffusers.utils.logging.disable_progress_bar()
 
 
+def measure_unreachable_hub(rounds: int) -> float:
+    """Median seconds until ``plan_download`` says the Hub cannot be reached (closed port)."""
+    import socket
+
+    from huggingface_hub import constants
+
+    from studio.jobs import UserFacingError
+    from studio.library import hub_download as hd
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    times = []
+    offline = constants.HF_HUB_OFFLINE
+    with environment(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HUB_OFFLINE="0"):
+        constants.HF_HUB_OFFLINE = False
+        try:
+            for _ in range(rounds):
+                start = time.perf_counter()
+                try:
+                    hd.plan_download("tiny/llama-chat", fp16=False, timeout=3)
+                except UserFacingError as exc:
+                    if "Cannot reach" not in str(exc):
+                        raise
+                times.append(time.perf_counter() - start)
+        finally:
+            constants.HF_HUB_OFFLINE = offline
+    return statistics.median(times)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=200,
@@ -479,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the two pipelines of the switch-back run (default tiny)")
     parser.add_argument("--budget-gb", type=float, default=0.0,
                         help="Settings.memory_budget_gb for the switch-back run (0 = automatic)")
-    parser.add_argument("--skip", choices=("scan", "switch"), action="append", default=[],
+    parser.add_argument("--skip", choices=("scan", "switch", "hub"), action="append", default=[],
                         help="leave a part out (repeatable)")
     args = parser.parse_args(argv)
     if args.models < len(REPO_KINDS) or args.rounds < 1:
@@ -491,6 +525,9 @@ def main(argv: list[str] | None = None) -> int:
         if "switch" not in args.skip:
             print_switch(run_switch_bench(args.size, args.budget_gb, args.rounds,
                                           Path(tmp) / "switch"))
+        if "hub" not in args.skip:
+            print(f"unreachable Hub (closed port): 'Cannot reach' after "
+                  f"{measure_unreachable_hub(args.rounds) * 1e3:.1f} ms (median of {args.rounds})")
     return 0
 
 
