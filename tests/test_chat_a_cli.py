@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _studio(*args: str, stdin: str = "", home: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, STUDIO_HOME=str(home), PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
     return subprocess.run([sys.executable, "-m", "studio", "chat", *args], input=stdin,
-                          capture_output=True, text=True, env=env, timeout=180)
+                          capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")

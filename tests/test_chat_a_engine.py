@@ -230,7 +230,7 @@ def test_chat_job_streams_partials_through_the_runner(tiny_llama_dir):
         assert "".join(c.text for c in chunks) == job.result.text
         assert ("progress", job.result.completion_tokens, 10) in seen
         bad = runner.submit("chat", _request("openai:no-model-here"))
-        assert runner.wait(bad, 30)
+        assert runner.wait(bad, 120)
         assert bad.state is JobState.FAILED and "openai:BASE_URL#MODEL" in bad.error
     finally:
         runner.shutdown()

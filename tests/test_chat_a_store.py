@@ -165,7 +165,7 @@ def test_a_process_killed_mid_stream_loses_at_most_a_moment(tmp_path):
         assert proc.stdout.readline().strip() == "streaming"
         time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        proc.wait(120)
     finally:
         if proc.poll() is None:
             proc.kill()

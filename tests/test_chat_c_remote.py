@@ -86,7 +86,7 @@ def test_studio_chat_cli_uses_the_key_saved_for_the_url(fake_server, studio_home
                STUDIO_NO_KEYRING="1", HF_HUB_OFFLINE="1")
     out = subprocess.run([sys.executable, "-m", "studio", "chat", "--model", f"openai:{base}#m1",
                           "--prompt", "hi"], capture_output=True, text=True, env=env,
-                         timeout=120)
+                         timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "".join(WORDS)
     assert "Traceback" not in out.stderr

@@ -33,7 +33,7 @@ def test_version_prints_and_imports_nothing_heavy():
             "if m in sys.modules]\n"
             "print('HEAVY', heavy, file=sys.stderr)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+                         timeout=300)
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stderr
     assert out.stdout.strip() == f"studio {studio.__version__}"
@@ -167,5 +167,5 @@ def test_no_command_and_gui_open_the_window(argv):
             "from studio.__main__ import main\n"
             f"sys.exit(main({argv!r}))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+                         timeout=300, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
     assert out.returncode == 7, out.stderr

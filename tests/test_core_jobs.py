@@ -35,6 +35,16 @@ class Recorder:
             self.events.append((job.id, "partial", result))
 
 
+PATIENCE_S = 120  # every wait ends as soon as its condition holds; the machine may be busy
+
+
+def wait_until(condition, message: str = "the condition never held") -> None:
+    deadline = time.monotonic() + PATIENCE_S
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.005)
+
+
 def stepper(n, delay=0.0):
     def handler(request, progress, cancel):
         done = []
@@ -52,17 +62,18 @@ def stepper(n, delay=0.0):
 @pytest.fixture
 def runner():
     rec = Recorder()
-    r = JobRunner({"steps": stepper(3), "slow": stepper(1000, 0.005)}, rec)
+    # "slow" runs for minutes unless cancelled, however slowly the test thread gets to cancel it
+    r = JobRunner({"steps": stepper(3), "slow": stepper(100_000, 0.005)}, rec)
     r.recorder = rec
     yield r
-    r.shutdown()
+    r.shutdown(timeout=PATIENCE_S)
     assert not r.alive
 
 
 def test_jobs_run_in_order_one_at_a_time(runner):
     jobs = [runner.submit("steps", i) for i in range(3)]
     for j in jobs:
-        assert runner.wait(j, 10)
+        assert runner.wait(j, PATIENCE_S)
         assert j.state is JobState.DONE and j.result == [0, 1, 2]
     assert jobs[0].ended <= jobs[1].started <= jobs[1].ended <= jobs[2].started
     first = runner.recorder.events[:2]
@@ -71,19 +82,19 @@ def test_jobs_run_in_order_one_at_a_time(runner):
 
 def test_partials_arrive_in_order(runner):
     job = runner.submit("steps", None)
-    runner.wait(job, 10)
+    runner.wait(job, PATIENCE_S)
     partials = [e[2] for e in runner.recorder.events if e[0] == job.id and e[1] == "partial"]
     assert partials == [0, 1, 2] == job.partials
 
 
 def test_cancel_running_job_stops_within_a_step(runner):
     job = runner.submit("slow", None)
-    while job.step < 3:
-        time.sleep(0.005)
+    wait_until(lambda: job.step >= 3)
     runner.cancel(job)
-    assert runner.wait(job, 5)
+    at_cancel = job.step  # the worker may finish the step it is in, no more
+    assert runner.wait(job, PATIENCE_S)
     assert job.state is JobState.CANCELLED
-    assert job.step < 3 + 3  # stopped within a step or two of the request
+    assert job.step <= at_cancel + 1
     assert job.partials  # what was done is kept
 
 
@@ -93,7 +104,7 @@ def test_cancel_queued_job_never_runs(runner):
     runner.cancel(queued)
     assert queued.state is JobState.CANCELLED
     runner.cancel(blocker)
-    runner.wait(blocker, 5)
+    runner.wait(blocker, PATIENCE_S)
     assert queued.started == 0.0
 
 
@@ -104,17 +115,16 @@ def test_failure_becomes_a_message_and_worker_lives_on(runner):
     runner.register("boom", boom)
     bad = runner.submit("boom", None)
     good = runner.submit("steps", None)
-    runner.wait(good, 10)
+    runner.wait(good, PATIENCE_S)
     assert bad.state is JobState.FAILED and bad.error == "The model file is truncated."
     assert good.state is JobState.DONE
 
 
 def test_clear_finished_keeps_running_jobs(runner):
     done = runner.submit("steps", None)
-    runner.wait(done, 10)
+    runner.wait(done, PATIENCE_S)
     running = runner.submit("slow", None)
-    while running.state is not JobState.RUNNING:
-        time.sleep(0.005)
+    wait_until(lambda: running.state is JobState.RUNNING)
     cleared = runner.clear_finished()
     assert done in cleared and running in runner.jobs()
     runner.cancel(running)
@@ -123,9 +133,8 @@ def test_clear_finished_keeps_running_jobs(runner):
 def test_shutdown_cancels_running_job():
     r = JobRunner({"slow": stepper(100000, 0.001)})
     job = r.submit("slow", None)
-    while job.step < 2:
-        time.sleep(0.005)
-    r.shutdown(timeout=5)
+    wait_until(lambda: job.step >= 2)
+    r.shutdown(timeout=PATIENCE_S)
     assert not r.alive
     assert job.state is JobState.CANCELLED
 
@@ -154,7 +163,7 @@ def test_job_cancelled_is_not_a_failure(runner):
 
     runner.register("stops", stops)
     job = runner.submit("stops", None)
-    runner.wait(job, 5)
+    runner.wait(job, PATIENCE_S)
     assert job.state is JobState.CANCELLED and job.error == ""
 
 

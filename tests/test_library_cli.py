@@ -16,7 +16,7 @@ LORA_KEY = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k
 def studio(*args, env_extra=None, input_text=None):
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "studio", "models", *args], capture_output=True,
-                          text=True, env=env, timeout=120, input=input_text)
+                          text=True, env=env, timeout=300, input=input_text)
 
 
 def test_list_info_import_remove_round_trip(tmp_path, studio_home):

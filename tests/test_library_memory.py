@@ -159,7 +159,7 @@ def test_the_unload_job_runs_on_the_worker(tiny_sd15_dir):
     runner = JobRunner({"unload": unload_handler})
     try:
         job = runner.submit("unload", UnloadRequest(), "Unload all models")
-        assert runner.wait(job, timeout=60)
+        assert runner.wait(job, timeout=300)
     finally:
         runner.shutdown()
     assert job.state == JobState.DONE, job.error

@@ -341,7 +341,7 @@ def test_resuming_a_run_whose_checkpoint_was_replaced_by_a_pickle(style, tmp_pat
     session = TrainingSession("classifier-2d", lambda frame: None, on_state)
     session.start(resume=run.path)
     try:
-        assert done.wait(30)
+        assert done.wait(120)
     finally:
         session.stop()
     assert states[0][0] == "error" and REFUSED in states[0][1], states

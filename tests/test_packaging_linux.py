@@ -40,7 +40,7 @@ def _make(tmp_path: Path, out: Path, runtime: Path | None, cache: str = "") -> s
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
                                   if not (Path(p) / "appimagetool").exists())
     return subprocess.run(["bash", str(MAKE_APPIMAGE), str(_appdir(tmp_path)), str(out), cache],
-                          env=env, capture_output=True, text=True, timeout=120)
+                          env=env, capture_output=True, text=True, timeout=300)
 
 
 @needs_squashfs
@@ -57,7 +57,7 @@ def test_an_appimage_is_the_runtime_followed_by_the_appdir_as_squashfs(tmp_path)
     assert data[:len(runtime)] == bytes(runtime) and data[len(runtime):][:4] == b"hsqs"
     assert os.access(out, os.X_OK)
     listing = subprocess.run(["unsquashfs", "-o", str(len(runtime)), "-lls", str(out)],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=300)
     assert listing.returncode == 0, listing.stderr
     names = {line.split()[-1] for line in listing.stdout.splitlines() if "squashfs-root" in line}
     assert {"squashfs-root/AppRun", "squashfs-root/studio.desktop",
@@ -139,7 +139,7 @@ def _desktop_file_of_the_build() -> str:
 def _install_entry(folder: Path, data: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, XDG_DATA_HOME=str(data))
     return subprocess.run(["sh", str(folder / "install-desktop-entry.sh"), *args], env=env,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_the_tarball_puts_studio_in_the_applications_menu_and_takes_it_out(tmp_path):

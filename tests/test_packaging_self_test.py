@@ -115,7 +115,7 @@ def _ci_bundle(tmp_path: Path, build: str, **extra: str) -> subprocess.Completed
     env.pop("STUDIO_CI_BUNDLE", None)  # the caller's own setting must not leak in
     env.update(extra)
     return subprocess.run(["bash", str(ROOT / "packaging" / "ci_bundle.sh")], env=env,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_ci_builds_the_bundle_only_when_packaging_inputs_changed(tmp_path):
