@@ -108,7 +108,7 @@ def test_main_takes_sigint_for_the_command_and_gives_it_back(monkeypatch, capsys
     finally:
         signal.signal(signal.SIGINT, previous)
     assert seen == [signal.default_int_handler]
-    assert capsys.readouterr().err.strip() == "studio: cancelled"
+    assert capsys.readouterr().err.strip() == "studio: interrupted"
 
 
 def test_info_text_and_output_dir_from_settings(studio_home, tmp_path):
