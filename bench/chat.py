@@ -168,8 +168,8 @@ def bench_local(folder: Path, device: str, tokens: int, runs: int) -> tuple[floa
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from studio.config import Settings, default_paths
-    from studio.jobs import JobRunner
+    from studio.core.config import Settings, default_paths
+    from studio.core.jobs import JobRunner
     from studio.pipelines.chat.service import ChatService
 
     settings = Settings(device=device, precision="fp32")
@@ -204,7 +204,7 @@ def bench_local(folder: Path, device: str, tokens: int, runs: int) -> tuple[floa
 
 def bench_serve(folder: Path, device: str, tokens: int, clients: int,
                 single: tuple[float, float, int]) -> None:
-    from studio.jobs import CancelToken
+    from studio.core.jobs import CancelToken
     from studio.pipelines.chat.remote import RemoteChatBackend
     from studio.pipelines.chat.types import ChatRequest
 
@@ -257,7 +257,7 @@ def bench_serve(folder: Path, device: str, tokens: int, clients: int,
 
 def bench_remote_stalls(read_timeout: float = 0.5, rounds: int = 5) -> None:
     """Part 3: a silent server's timeout, and Stop on a stalled one (fake server, no model)."""
-    from studio.jobs import CancelToken, UserFacingError
+    from studio.core.jobs import CancelToken, UserFacingError
     from studio.pipelines.chat.remote import RemoteChatBackend
     from studio.pipelines.chat.types import ChatRequest
     from tests.fixtures.fake_openai import GOOD_KEY, serve_fake_openai

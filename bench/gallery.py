@@ -65,8 +65,8 @@ def make_tree(root: Path, n: int, per_day: int = 500) -> None:
 
 
 def bench_index(n: int, workdir: Path) -> dict[str, float]:
-    from studio import gallery
-    from studio.gallery import GalleryIndex
+    from studio.media import gallery
+    from studio.media.gallery import GalleryIndex
 
     make_tree(workdir / "out", n)
     reads = []
@@ -137,8 +137,8 @@ def bench_panel(n: int, workdir: Path) -> dict[str, float]:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
 
-    from studio.config import Settings, default_paths
-    from studio.jobs import JobRunner
+    from studio.core.config import Settings, default_paths
+    from studio.core.jobs import JobRunner
     from studio.ui.context import AppContext
     from studio.ui.panels.gallery import GalleryPanel
     from studio.ui.panels.gallery.model import PathRole

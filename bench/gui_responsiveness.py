@@ -72,7 +72,7 @@ def measure_stall(home: Path, model: Path) -> dict[str, float]:
     from PySide6.QtWidgets import QApplication
 
     from studio.app import build_main_window
-    from studio.config import Settings
+    from studio.core.config import Settings
     from studio.pipelines.requests import Txt2ImgRequest
 
     app = QApplication.instance() or QApplication(sys.argv)
@@ -133,7 +133,7 @@ def measure_cancel_and_close(home: Path, model: Path) -> dict[str, float]:
     from PySide6.QtWidgets import QApplication
 
     from studio.app import build_main_window
-    from studio.config import Settings
+    from studio.core.config import Settings
     from studio.pipelines.requests import Txt2ImgRequest
 
     app = QApplication.instance() or QApplication(sys.argv)
@@ -178,10 +178,10 @@ import gc, sys, threading, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import torch, diffusers, transformers  # noqa: F401 - the process a window is
-from studio.config import Settings, default_paths
+from studio.core.config import Settings, default_paths
 from studio.library.models import resolve_model
-from studio.pipelines import gc_pauses
-from studio.pipelines.loading import load_txt2img_pipeline
+from studio.core import gc_pauses
+from studio.pipelines.diffusion.loading import load_txt2img_pipeline
 if sys.argv[2] == "off":
     gc_pauses.freeze_long_lived = lambda: None
 paths = default_paths()

@@ -227,7 +227,7 @@ def build_hub_cache(hub: Path, count: int) -> Counter:
     """Write ``count`` repos into ``hub`` (kinds in turn); returns how many of each kind."""
     import torch
 
-    from studio.pipelines.cyclegan import GeneratorSpec, build_generator
+    from studio.pipelines.cyclegan.model import GeneratorSpec, build_generator
 
     arch = Architectures()
     headers = {family: {part: safetensors_header(shapes) for part, shapes in parts.items()}
@@ -287,7 +287,7 @@ def run_scan_bench(count: int, rounds: int, workdir: Path) -> dict[str, Any]:
     """Build the cache under ``workdir`` and time both scans; returns medians and what was seen."""
     from huggingface_hub import scan_cache_dir
 
-    from studio.config import Settings, default_paths
+    from studio.core.config import Settings, default_paths
     from studio.library.catalog import list_models
 
     hf_home = workdir / "hf-home"
@@ -359,10 +359,10 @@ def run_switch_bench(size: str, budget_gb: float, rounds: int, workdir: Path) ->
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from studio.config import Settings, default_paths
-    from studio.jobs import CancelToken
+    from studio.core.config import Settings, default_paths
+    from studio.core.jobs import CancelToken
+    from studio.pipelines.diffusion.txt2img import Txt2ImgService
     from studio.pipelines.requests import Txt2ImgRequest
-    from studio.pipelines.txt2img import Txt2ImgService
 
     side, steps = (64, 2) if size == "tiny" else (128, 4)
     with environment(STUDIO_HOME=str(workdir / "studio-home"), HF_HUB_OFFLINE="1"):
@@ -478,7 +478,7 @@ def measure_unreachable_hub(rounds: int) -> float:
 
     from huggingface_hub import constants
 
-    from studio.jobs import UserFacingError
+    from studio.core.jobs import UserFacingError
     from studio.library import hub_download as hd
 
     sock = socket.socket()

@@ -42,7 +42,7 @@ class PeakRSS:
         self.peak = 0
 
     def __enter__(self) -> PeakRSS:
-        from studio.devices import process_rss
+        from studio.core.devices import process_rss
 
         self._rss = process_rss
         self.start = process_rss()
@@ -73,7 +73,7 @@ def one_run(weights: str, side: int, tile: int, stats: str, threads: int, out: s
     """In a spawned process: translate a ``side``² photo once and report (seconds, peak bytes)."""
     import torch
 
-    from studio.pipelines.cyclegan import CycleGANGenerator
+    from studio.pipelines.cyclegan.model import CycleGANGenerator
 
     if threads:
         torch.set_num_threads(threads)
@@ -126,7 +126,7 @@ def throughput(studio, bare, reps: int) -> None:
 def main() -> None:
     import torch
 
-    from studio.pipelines.cyclegan import CycleGANGenerator, GeneratorSpec, build_generator
+    from studio.pipelines.cyclegan.model import CycleGANGenerator, GeneratorSpec, build_generator
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ngf", type=int, default=64)

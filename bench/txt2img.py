@@ -111,7 +111,7 @@ def _sync(device: str) -> None:
 
 
 def time_studio(service, request, device: str) -> float:
-    from studio.jobs import CancelToken
+    from studio.core.jobs import CancelToken
 
     sink = _QuietSink()
     _sync(device)
@@ -140,9 +140,9 @@ def run_txt2img_bench(case: BenchSetup, rounds: int, workdir: Path) -> dict[str,
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from studio.config import Settings, default_paths
+    from studio.core.config import Settings, default_paths
+    from studio.pipelines.diffusion.txt2img import Txt2ImgService
     from studio.pipelines.requests import Txt2ImgRequest
-    from studio.pipelines.txt2img import Txt2ImgService
 
     os.environ["STUDIO_HOME"] = str(workdir / "studio-home")
     model = build_random_sd15(workdir / "model", case.full_size)
@@ -184,7 +184,7 @@ def measure_previews(step_s: float, rounds: int = 50) -> dict[str, float]:
     median adds what waiting for torch's threads costs there."""
     import torch
 
-    from studio.pipelines.previews import latents_to_rgb
+    from studio.pipelines.diffusion.previews import latents_to_rgb
 
     cases = [("sd1", 512), ("sdxl", 1024)]
     latents = {family: torch.randn(1, 4, side // 8, side // 8,

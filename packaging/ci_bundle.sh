@@ -5,7 +5,7 @@
 # several minutes. The inputs: the spec and build scripts (packaging/), the dependencies, their
 # lock and the version (pyproject.toml, constraints.txt, tools/lock.py, studio/__init__.py), the
 # shipped files (assets/), the self-test the bundle runs (studio/cli/self_test.py,
-# studio/pipelines/self_check.py) and .ci/run. Their
+# studio/cli/self_checks.py) and .ci/run. Their
 # hash is compared with the one saved in ${XDG_CACHE_HOME:-~/.cache}/studio-ci/bundle.sha (outside
 # the clone, so fresh clones share it), which is written only after a build that passed.
 #   STUDIO_CI_BUNDLE=1  build anyway;  STUDIO_CI_BUNDLE=0  skip.
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 inputs_hash() {
   find packaging assets pyproject.toml constraints.txt tools/lock.py studio/__init__.py \
-    studio/cli/self_test.py studio/pipelines/self_check.py .ci/run -type f \
+    studio/cli/self_test.py studio/cli/self_checks.py .ci/run -type f \
     ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum |
     cut -d' ' -f1
 }

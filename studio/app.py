@@ -16,8 +16,8 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from studio.config import Paths, Settings, default_paths, load_settings
-from studio.jobs import JobRunner
+from studio.core.config import Paths, Settings, default_paths, load_settings
+from studio.core.jobs import JobRunner
 from studio.pipelines.handlers import LazyServiceHandler, chat_handler, unload_handler
 from studio.pipelines.transform_handlers import Img2ImgHandler, transform_handler
 from studio.ui.context import AppContext
@@ -39,7 +39,7 @@ class Txt2ImgHandler(LazyServiceHandler):
 
     def __init__(self, settings_getter: Callable[[], Settings],
                  paths_getter: Callable[[], Paths]) -> None:
-        super().__init__("studio.pipelines.txt2img:Txt2ImgService", settings_getter,
+        super().__init__("studio.pipelines.diffusion.txt2img:Txt2ImgService", settings_getter,
                          paths_getter, "Loading the image engine…")
 
 

@@ -85,7 +85,7 @@ def ensure_models(folder: Path, sd15: Path | None = None, llama: Path | None = N
 
 def make_home(root: Path, theme: str, models: dict | None) -> Path:
     """A STUDIO_HOME with settings (theme) and, with ``models``, the tiny models installed."""
-    from studio.config import Settings, default_paths, save_settings
+    from studio.core.config import Settings, default_paths, save_settings
 
     root.mkdir(parents=True, exist_ok=True)
     os.environ["STUDIO_HOME"] = str(root)
@@ -333,7 +333,7 @@ class Walk:
     def _models_home(self):
         self.close_window()
         home = make_home(self.work / "m", self.theme, self.models)
-        from studio.config import default_paths
+        from studio.core.config import default_paths
 
         write_conversation(default_paths().database,
                            str(default_paths().models_dir / "tiny-llama"))

@@ -21,8 +21,8 @@ def _studio(*args: str, stdin: str = "", home: Path) -> subprocess.CompletedProc
 @pytest.fixture(scope="module")
 def expected_reply(tiny_llama_dir):
     """What the engine answers to 'Hello' greedily, in this process."""
-    from studio.config import Settings, default_paths
-    from studio.jobs import CancelToken
+    from studio.core.config import Settings, default_paths
+    from studio.core.jobs import CancelToken
     from studio.pipelines.chat.local import LocalChatBackend
     from studio.pipelines.chat.types import ChatRequest
 

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from studio.config import Settings, default_paths
-from studio.jobs import CancelToken, JobRunner, JobState, UserFacingError
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken, JobRunner, JobState, UserFacingError
 from studio.pipelines.chat.types import ChatChunk, ChatRequest
 
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}

@@ -37,7 +37,7 @@ def greet(name: str) -> str:
 
 @pytest.fixture
 def chat(studio_home, tiny_llama_dir, request, qtbot):
-    from studio.config import default_paths
+    from studio.core.config import default_paths
 
     shutil.copytree(tiny_llama_dir, default_paths().models_dir / "tiny-llama")
     window = request.getfixturevalue("main_window")

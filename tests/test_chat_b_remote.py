@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from studio.jobs import CancelToken, UserFacingError
+from studio.core.jobs import CancelToken, UserFacingError
 from studio.pipelines.chat.remote import RemoteChatBackend, parse_model_spec
 from studio.pipelines.chat.types import ChatRequest
 from tests.fixtures.fake_openai import GOOD_KEY, FakeOpenAI, serve_fake_openai

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import stat
 
-from studio.config import default_paths
+from studio.core.config import default_paths
 from studio.library import secrets
 from studio.pipelines.chat.remote import resolve_api_key
 

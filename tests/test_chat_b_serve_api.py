@@ -20,7 +20,7 @@ import openai
 import pytest
 from PIL import Image
 
-from studio.jobs import JobRunner
+from studio.core.jobs import JobRunner
 from studio.pipelines.chat.types import ChatChunk, ChatReply
 from studio.pipelines.requests import GeneratedImage
 from studio.server.app import is_loopback, make_server

@@ -16,8 +16,8 @@ import openai
 import pytest
 from PIL import Image
 
-from studio.config import Settings, default_paths
-from studio.jobs import CancelToken, UserFacingError
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken, UserFacingError
 from studio.pipelines.chat.remote import RemoteChatBackend
 from studio.pipelines.chat.types import ChatRequest
 

@@ -10,8 +10,8 @@ import stat
 import pytest
 from PySide6.QtCore import Qt
 
-from studio.config import default_paths
-from studio.devices import DeviceInfo
+from studio.core.config import default_paths
+from studio.core.devices import DeviceInfo
 from studio.library.secrets import get_api_key, set_api_key
 from studio.workers.device_probe import DeviceReport
 from tests.fixtures.fake_openai import GOOD_KEY, WORDS, serve_fake_openai

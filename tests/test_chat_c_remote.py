@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from studio.config import Settings, default_paths
-from studio.jobs import CancelToken, UserFacingError
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken, UserFacingError
 from studio.library.secrets import set_api_key
 from studio.pipelines.chat.remote import make_spec, parse_model_spec
 from studio.pipelines.chat.service import ChatService

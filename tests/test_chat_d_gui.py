@@ -39,7 +39,7 @@ def window(main_window, qtbot):
 
 @pytest.fixture
 def chat(studio_home, tiny_llama_dir, window, qtbot):
-    from studio.config import default_paths
+    from studio.core.config import default_paths
 
     shutil.copytree(tiny_llama_dir, default_paths().models_dir / "tiny-llama")
     panel = window.show_workspace("chat")

@@ -112,7 +112,7 @@ def test_main_takes_sigint_for_the_command_and_gives_it_back(monkeypatch, capsys
 
 
 def test_info_text_and_output_dir_from_settings(studio_home, tmp_path):
-    from studio.config import Settings, save_settings
+    from studio.core.config import Settings, save_settings
 
     save_settings(Settings(output_dir=str(tmp_path / "pics")),
                   studio_home / "config" / "settings.json")

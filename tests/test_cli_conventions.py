@@ -32,7 +32,7 @@ def picture(tmp_path):
 def library(studio_home, tmp_path, tiny_sd15_dir, tiny_llama_dir):
     """A library with the tiny SD 1.5 and the tiny Llama added where they are and a CycleGAN
     generator in the models folder: names ``tiny-sd15``, ``tiny-llama``, ``horse2zebra``."""
-    from studio.config import Settings, save_settings
+    from studio.core.config import Settings, save_settings
     from tests.fixtures.tiny_cyclegan import build_cyclegan_zoo
 
     zoo = build_cyclegan_zoo(tmp_path / "zoo")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.pipelines.metadata import parse_parameters, read_image_metadata
+from studio.media.metadata import parse_parameters, read_image_metadata
 from tests.test_cli_basics import ROOT, run_studio
 
 SMALL = ["--steps", "2", "--width", "64", "--height", "64"]

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from studio.jobs import (
+from studio.core.jobs import (
     CANCELLING,
     JobCancelled,
     JobRunner,

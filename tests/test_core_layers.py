@@ -10,7 +10,7 @@ from pathlib import Path
 import studio
 
 ROOT = Path(studio.__file__).resolve().parent.parent
-QT_FREE = ["studio.jobs", "studio.config", "studio.devices", "studio.fileio", "studio.gallery"]
+QT_FREE = ["studio.core.jobs", "studio.core.config", "studio.core.devices", "studio.core.files", "studio.media.gallery"]
 
 
 def _qt_free_modules() -> list[str]:
@@ -39,7 +39,7 @@ print('ok', len(sys.argv) - 1)
 
 def test_core_layers_import_without_qt():
     modules = _qt_free_modules()
-    assert "studio.pipelines.requests" in modules and "studio.jobs" in modules
+    assert "studio.pipelines.requests" in modules and "studio.core.jobs" in modules
     out = subprocess.run([sys.executable, "-c", BLOCK_QT, *modules], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -47,7 +47,7 @@ def test_core_layers_import_without_qt():
 
 
 def test_light_modules_do_not_import_torch():
-    code = ("import sys, studio.config, studio.jobs, studio.devices, studio.pipelines.requests; "
+    code = ("import sys, studio.core.config, studio.core.jobs, studio.core.devices, studio.pipelines.requests; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from studio.config import SCHEMA_VERSION, Settings, default_paths, load_settings, save_settings
+from studio.core.config import SCHEMA_VERSION, Settings, default_paths, load_settings, save_settings
 
 
 def test_studio_home_moves_every_folder(tmp_path, monkeypatch):

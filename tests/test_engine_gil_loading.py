@@ -4,7 +4,7 @@ Every Qt slot needs the GIL, so a worker that holds it for 200 ms freezes the wi
 The culprit was the cyclic garbage collector: loading a model (a CLIP ``tokenizer.json`` alone
 is ~100,000 lists) sets off full passes, and a full pass walks every object of the process — about
 half a million once torch, diffusers, transformers and the window exist — holding the GIL throughout.
-The loader now freezes the long-lived heap first (:mod:`studio.pipelines.gc_pauses`), so the passes
+The loader now freezes the long-lived heap first (:mod:`studio.core.gc_pauses`), so the passes
 that a load sets off skip it.
 
 That is what is tested here, as behaviour: every full pass that runs while the tiny SD 1.5 and SDXL
@@ -36,9 +36,9 @@ def test_loading_sd15_and_sdxl_freezes_the_heap_before_any_full_pass(tiny_sd15_d
                                                                       tiny_sdxl_dir):
     import torch
 
-    from studio.config import Settings, default_paths
+    from studio.core.config import Settings, default_paths
     from studio.library.models import resolve_model
-    from studio.pipelines.loading import load_txt2img_pipeline
+    from studio.pipelines.diffusion.loading import load_txt2img_pipeline
 
     paths = default_paths()
     entries = [resolve_model(str(d), Settings(), paths) for d in (tiny_sd15_dir, tiny_sdxl_dir)]
@@ -70,7 +70,7 @@ def test_loading_sd15_and_sdxl_freezes_the_heap_before_any_full_pass(tiny_sd15_d
 
 
 def test_collector_is_restored_and_nesting_respected():
-    from studio.pipelines.gc_pauses import collector_paused_for_imports
+    from studio.core.gc_pauses import collector_paused_for_imports
 
     assert gc.isenabled()
     with collector_paused_for_imports():
@@ -91,7 +91,7 @@ def test_collector_is_restored_and_nesting_respected():
 def test_frozen_objects_are_still_freed_by_reference_counting():
     import weakref
 
-    from studio.pipelines.gc_pauses import freeze_long_lived
+    from studio.core.gc_pauses import freeze_long_lived
 
     class Thing:
         pass

@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from studio.config import Settings, default_paths
-from studio.jobs import UserFacingError
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import UserFacingError
 from studio.library.detect import (
     detect_diffusers_folder,
     detect_single_file,

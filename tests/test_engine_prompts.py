@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from studio.config import Settings, default_paths
-from studio.jobs import CancelToken
-from studio.pipelines.prompts import count_tokens, encode_chunks, prepare_prompt_inputs
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken
+from studio.pipelines.diffusion.prompts import count_tokens, encode_chunks, prepare_prompt_inputs
+from studio.pipelines.diffusion.txt2img import Txt2ImgService
 from studio.pipelines.requests import Txt2ImgRequest
-from studio.pipelines.txt2img import Txt2ImgService
 from tests.fixtures.sinks import RecordingSink as Sink
 
 LONG = ", ".join(f"detail number {i}" for i in range(25))  # 76..150 tokens: two chunks

@@ -10,8 +10,8 @@ import pickle
 import pytest
 import torch
 
-from studio.config import default_paths
-from studio.jobs import UserFacingError
+from studio.core.config import default_paths
+from studio.core.jobs import UserFacingError
 from studio.library import hashing
 from studio.library.hashing import model_hash, sha256_file
 from studio.library.safe_load import load_state_dict

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from studio.config import Settings, default_paths
-from studio.jobs import CancelToken
-from studio.pipelines.previews import find_taesd, latents_to_rgb, make_previewer
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken
+from studio.pipelines.diffusion.previews import find_taesd, latents_to_rgb, make_previewer
+from studio.pipelines.diffusion.schedulers import a1111_sampler_names, apply_scheduler
+from studio.pipelines.diffusion.txt2img import Txt2ImgService
 from studio.pipelines.requests import SCHEDULERS, Txt2ImgRequest
-from studio.pipelines.schedulers import a1111_sampler_names, apply_scheduler
-from studio.pipelines.txt2img import Txt2ImgService
 from tests.fixtures.sinks import RecordingSink as Sink
 
 

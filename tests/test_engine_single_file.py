@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from studio.config import Settings, default_paths
-from studio.jobs import CancelToken
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken
 from studio.library.clip_tokenizer import vocab_and_merges
 from studio.library.single_file_configs import CONFIGS_DIR, single_file_config_dir
+from studio.pipelines.diffusion.txt2img import Txt2ImgService
 from studio.pipelines.requests import Txt2ImgRequest
-from studio.pipelines.txt2img import Txt2ImgService
 from tests.fixtures.sinks import RecordingSink as Sink
 
 
@@ -139,7 +139,7 @@ def test_ckpt_single_file_goes_through_weights_only(tmp_path, tiny_sd15_file,
 def test_malicious_ckpt_model_is_refused_before_diffusers_sees_it(tmp_path, tiny_single_file_env):
     import pickle
 
-    from studio.jobs import UserFacingError
+    from studio.core.jobs import UserFacingError
 
     marker = tmp_path / "pwned"
 
@@ -162,7 +162,7 @@ def test_loading_passes_dtype_not_the_deprecated_torch_dtype(tiny_sd15_dir, tiny
     import warnings
 
     from studio.library.models import entry_for_path
-    from studio.pipelines.loading import _load_diffusers, _load_single_file
+    from studio.pipelines.diffusion.loading import _load_diffusers, _load_single_file
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

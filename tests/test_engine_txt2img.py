@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from studio.config import Settings, default_paths
-from studio.jobs import CancelToken, JobCancelled, UserFacingError
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
+from studio.pipelines.diffusion.txt2img import Txt2ImgService
 from studio.pipelines.model_cache import ModelCache
 from studio.pipelines.requests import Txt2ImgRequest
-from studio.pipelines.txt2img import Txt2ImgService
 from tests.fixtures.sinks import RecordingSink
 
 

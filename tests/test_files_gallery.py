@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from studio.gallery import GalleryIndex, make_thumbnail
-from studio.pipelines.outputs import save_txt2img_image
+from studio.media.gallery import GalleryIndex, make_thumbnail
+from studio.media.outputs import save_txt2img_image
 from studio.pipelines.requests import Txt2ImgRequest
 
 WORDS = ["castle", "forest", "robot", "ocean", "desert", "city", "dragon", "garden"]
@@ -105,7 +105,7 @@ def test_search_is_case_insensitive_every_word_and_literal(index, tmp_path):
 def test_incremental_refresh_adds_changes_and_drops(index, tmp_path, monkeypatch):
     paths = _make_tree(tmp_path / "out", 30)
     assert index.refresh() == 30
-    from studio import gallery
+    from studio.media import gallery
 
     read = []
     real = gallery._describe
@@ -191,7 +191,7 @@ def test_calls_from_many_threads(index, tmp_path):
 def test_refresh_2000_reads_each_file_once(index, tmp_path, monkeypatch):
     """2,000 files in four day folders: the first refresh reads each once, the next reads none.
     (How long each takes: bench/gallery.py.)"""
-    from studio import gallery
+    from studio.media import gallery
 
     _make_tree(tmp_path / "out", 2000)
     read = []

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from studio.pipelines.image_text import read_png_text
-from studio.pipelines.metadata import (
+from studio.media.image_text import read_png_text
+from studio.media.metadata import (
     build_parameters,
     parse_parameters,
     read_image_metadata,

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 import studio
-from studio.pipelines.metadata import parse_parameters, read_image_metadata, to_request
-from studio.pipelines.outputs import next_output_path, save_txt2img_image, write_numbered_png
+from studio.media.metadata import parse_parameters, read_image_metadata, to_request
+from studio.media.outputs import next_output_path, save_txt2img_image, write_numbered_png
 from studio.pipelines.requests import Txt2ImgRequest
 
 REQ = Txt2ImgRequest(model="/models/tiny", prompt="a lighthouse, at night\nsecond: line",
@@ -86,7 +86,7 @@ def test_failed_write_leaves_no_file(tmp_path):
 
 def test_name_taken_by_another_writer_is_never_overwritten(tmp_path, monkeypatch):
     """Simulate a race: another process claims the number between our scan and our link."""
-    from studio.pipelines import outputs
+    from studio.media import outputs
 
     day = tmp_path / "d"
     real = outputs._next_number

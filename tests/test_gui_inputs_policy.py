@@ -87,7 +87,7 @@ def test_the_wheel_scrolls_the_generate_column_unless_an_input_has_focus(main_wi
 
 def test_spin_boxes_without_buttons_keep_a_text_field(qtbot, policy):
     """A NoButtons spin box under the app's style sheet had a 1-px field (the seed field)."""
-    from studio.ui.panels.generate.controls import SeedBox
+    from studio.ui.widgets.seed import SeedBox
 
     host = QWidget()
     col = QVBoxLayout(host)

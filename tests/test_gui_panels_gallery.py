@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
-from studio.config import Settings, default_paths
-from studio.jobs import JobRunner
-from studio.pipelines.outputs import save_txt2img_image
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import JobRunner
+from studio.media.outputs import save_txt2img_image
 from studio.pipelines.requests import Txt2ImgRequest
 from studio.ui.context import AppContext
 from studio.ui.panels.gallery import GalleryPanel

@@ -18,8 +18,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from PySide6.QtWidgets import QApplication
 
-from studio.config import Settings, default_paths
-from studio.jobs import JobRunner
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import JobRunner
 from studio.ui.context import AppContext
 from studio.ui.panels.gallery import GalleryPanel
 from studio.ui.panels.gallery.model import PathRole
@@ -56,7 +56,7 @@ def many_images(studio_home):
 @pytest.fixture
 def file_work_threads(monkeypatch):
     """Records which thread runs each piece of file work the gallery does."""
-    import studio.gallery as gallery
+    import studio.media.gallery as gallery
 
     seen: dict[str, list[bool]] = {}
 

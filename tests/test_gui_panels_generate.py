@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from studio.config import Settings, default_paths
-from studio.jobs import JobRunner, JobState, UserFacingError
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import JobRunner, JobState, UserFacingError
 from studio.library.models import ModelEntry
-from studio.pipelines.outputs import save_txt2img_image
+from studio.media.outputs import save_txt2img_image
 from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
 from studio.ui.context import AppContext
 from studio.ui.panels.generate import GeneratePanel

@@ -8,9 +8,9 @@ import pytest
 from PySide6.QtCore import Qt
 
 from studio.app import Txt2ImgHandler
-from studio.config import Settings, default_paths
-from studio.jobs import JobRunner, JobState
-from studio.pipelines.metadata import read_image_metadata, to_request
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import JobRunner, JobState
+from studio.media.metadata import read_image_metadata, to_request
 from studio.ui.context import AppContext
 from studio.ui.panels.generate import GeneratePanel
 from studio.workers.job_bridge import JobBridge

@@ -20,9 +20,9 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QLineEdit
 from safetensors.torch import save_file
 
-from studio.config import MemoryOptions, Settings, default_paths, save_settings
-from studio.devices import DeviceInfo
-from studio.jobs import JobState
+from studio.core.config import MemoryOptions, Settings, default_paths, save_settings
+from studio.core.devices import DeviceInfo
+from studio.core.jobs import JobState
 from studio.library import hub_download as hd
 from studio.library import secrets
 from studio.pipelines.requests import Txt2ImgRequest, UnloadRequest

@@ -12,9 +12,9 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QGuiApplication, QImage, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from studio.ui.panels.generate.preview import StepClock, format_eta, preview_to_qimage, step_text
 from studio.ui.widgets import image_actions
 from studio.ui.widgets.image_view import ImageView
+from studio.ui.widgets.preview import StepClock, format_eta, preview_to_qimage, step_text
 from studio.workers.thumbnails import ThumbnailLoader, pil_to_qimage
 
 pytestmark = pytest.mark.gui

@@ -8,7 +8,7 @@ import time
 import pytest
 from PySide6.QtCore import Qt
 
-from studio.jobs import JobState
+from studio.core.jobs import JobState
 from studio.ui.widgets.queue_drawer import JobCard
 from tests.gui_fixtures import press
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from PySide6.QtCore import Qt
 
-from studio.config import default_paths
+from studio.core.config import default_paths
 from studio.ui import theme
 from tests.gui_fixtures import press
 

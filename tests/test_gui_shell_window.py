@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from studio.devices import DeviceInfo
-from studio.jobs import JobState
+from studio.core.devices import DeviceInfo
+from studio.core.jobs import JobState
 from studio.ui import workspaces
 from studio.ui.main_window import CPU_NOTICE
 from studio.ui.widgets.status_bar import format_memory

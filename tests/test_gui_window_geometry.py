@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from studio.config import default_paths
+from studio.core.config import default_paths
 from studio.ui.main_window import DEFAULT_SIZE
 from studio.ui.workspaces import Workspace
 from tests.gui_fixtures import RecordingPanel

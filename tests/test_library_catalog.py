@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from studio.config import Settings, default_paths
-from studio.jobs import UserFacingError
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import UserFacingError
 from studio.library import usage
 from studio.library.catalog import find_entry, list_models
 from studio.library.classify import classify_file, lora_base

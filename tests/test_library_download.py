@@ -9,8 +9,8 @@ import hashlib
 
 import pytest
 
-from studio.config import Settings, default_paths
-from studio.jobs import CancelToken, JobCancelled, UserFacingError
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
 from studio.library import hub_download as hd
 from studio.library.catalog import list_models
 from tests.fixtures.fake_hub import FakeHub, FakeRepo

@@ -15,14 +15,14 @@ import pytest
 import torch
 from PIL import Image
 
-from studio.config import Settings, default_paths
-from studio.jobs import CancelToken, UserFacingError
-from studio.pipelines.img2img import Img2ImgService
-from studio.pipelines.loras import LoraPlan, lora_hash, parse_prompt_loras, plan_loras
-from studio.pipelines.metadata import parse_parameters, read_image_metadata, to_request
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken, UserFacingError
+from studio.media.metadata import parse_parameters, read_image_metadata, to_request
+from studio.pipelines.diffusion.img2img import Img2ImgService
+from studio.pipelines.diffusion.loras import LoraPlan, lora_hash, parse_prompt_loras, plan_loras
+from studio.pipelines.diffusion.txt2img import Txt2ImgService
 from studio.pipelines.model_cache import ModelCache
 from studio.pipelines.requests import Img2ImgRequest, Txt2ImgRequest
-from studio.pipelines.txt2img import Txt2ImgService
 from tests.fixtures.sinks import RecordingSink
 from tests.test_cli_basics import run_studio
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from studio.config import Settings, default_paths
-from studio.jobs import CancelToken, JobCancelled, UserFacingError
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
 from studio.library import manage
 from studio.library.catalog import find_entry, list_models
 from tests.fixtures.hub_cache import add_to_hub_cache

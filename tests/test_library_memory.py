@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from studio.config import MemoryOptions, Settings, default_paths
-from studio.jobs import CancelToken, JobRunner, JobState, UserFacingError
+from studio.core.config import MemoryOptions, Settings, default_paths
+from studio.core.jobs import CancelToken, JobRunner, JobState, UserFacingError
 from studio.library.models import resolve_model
-from studio.pipelines import memory
 from studio.pipelines import model_cache as mc
+from studio.pipelines.diffusion import memory
 from studio.pipelines.requests import Img2ImgRequest, Txt2ImgRequest, UnloadRequest
 from tests.fixtures.sinks import RecordingSink
 
@@ -129,8 +129,8 @@ def test_estimates_count_each_weight_once_and_scale_with_the_dtype(tiny_sd15_dir
 # -- unload all ---------------------------------------------------------------------------------
 def test_unload_all_models_frees_every_cache_and_the_previewer(tiny_sd15_dir, tiny_llama_dir):
     from studio.library.chat_models import resolve_chat_model
-    from studio.pipelines import previews
     from studio.pipelines.chat.loading import LoadOptions, load_chat_model
+    from studio.pipelines.diffusion import previews
 
     settings = Settings(device="cpu")
     images = image_cache(settings)
@@ -197,7 +197,7 @@ def image_entry_stub(name):
 
 # -- memory options -----------------------------------------------------------------------------
 def _txt2img(settings, cache):
-    from studio.pipelines.txt2img import Txt2ImgService
+    from studio.pipelines.diffusion.txt2img import Txt2ImgService
 
     return Txt2ImgService(lambda: settings, default_paths, cache=cache)
 
@@ -340,7 +340,7 @@ def test_out_of_memory_retries_once_with_model_offload_and_says_so():
 
 
 def test_a_second_out_of_memory_is_the_clear_message():
-    from studio.pipelines.run_common import out_of_memory_as
+    from studio.pipelines.diffusion.batch import out_of_memory_as
 
     pipe = FakePipe(ooms=5)
     memory.apply_memory_options(pipe, MemoryOptions(), "cuda")
@@ -418,7 +418,7 @@ def test_img2img_retry_offloads_the_shared_model(tiny_sd15_dir, tmp_path, monkey
                                                  offload_on_cpu):
     import diffusers
 
-    from studio.pipelines.img2img import Img2ImgService, derive_pipeline
+    from studio.pipelines.diffusion.img2img import Img2ImgService, derive_pipeline
 
     photo = tmp_path / "photo.png"
     rng = np.random.default_rng(1)
@@ -445,8 +445,8 @@ def test_img2img_retry_offloads_the_shared_model(tiny_sd15_dir, tmp_path, monkey
 def test_cyclegan_generators_are_cached_recorded_and_unloadable(tmp_path):
     from studio.library import manage, usage
     from studio.library.catalog import describe_path
+    from studio.pipelines.cyclegan.service import TransformService
     from studio.pipelines.requests import TransformRequest
-    from studio.pipelines.transform import TransformService
     from tests.fixtures.tiny_cyclegan import build_cyclegan_zoo
 
     zoo = build_cyclegan_zoo(tmp_path / "zoo")

@@ -26,8 +26,8 @@ import pytest
 import torch
 from PIL import Image
 
-from studio.config import Settings, default_paths
-from studio.jobs import CancelToken, UserFacingError
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken, UserFacingError
 from tests.fixtures.sinks import RecordingSink
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -250,15 +250,15 @@ def _picture(tmp_path: Path) -> Path:
 
 
 def _generate(model: Path, tmp_path: Path) -> None:
+    from studio.pipelines.diffusion.txt2img import Txt2ImgService
     from studio.pipelines.requests import Txt2ImgRequest
-    from studio.pipelines.txt2img import Txt2ImgService
 
     request = Txt2ImgRequest(model=str(model), prompt="a cat", steps=1, width=64, height=64)
     Txt2ImgService(_settings, default_paths).run(request, RecordingSink(), CancelToken())
 
 
 def _img2img(model: Path, tmp_path: Path) -> None:
-    from studio.pipelines.img2img import Img2ImgService
+    from studio.pipelines.diffusion.img2img import Img2ImgService
     from studio.pipelines.requests import Img2ImgRequest
 
     request = Img2ImgRequest(model=str(model), image=str(_picture(tmp_path)), prompt="a cat",
@@ -267,15 +267,15 @@ def _img2img(model: Path, tmp_path: Path) -> None:
 
 
 def _transform(model: Path, tmp_path: Path) -> None:
+    from studio.pipelines.cyclegan.service import TransformService
     from studio.pipelines.requests import TransformRequest
-    from studio.pipelines.transform import TransformService
 
     request = TransformRequest(model=str(model), inputs=[str(_picture(tmp_path))])
     TransformService(_settings, default_paths).run(request, RecordingSink(), CancelToken())
 
 
 def _cyclegan(model: Path, tmp_path: Path) -> None:
-    from studio.pipelines.cyclegan import CycleGANGenerator
+    from studio.pipelines.cyclegan.model import CycleGANGenerator
 
     CycleGANGenerator(model)
 
@@ -354,7 +354,7 @@ def test_taesd_previewer_reads_safetensors_only(style, tmp_path, marker, monkeyp
     from diffusers import AutoencoderTiny
     from safetensors.torch import save_file
 
-    from studio.pipelines import previews
+    from studio.pipelines.diffusion import previews
 
     folder = default_paths().models_dir / "taesd"
     tiny = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8),

@@ -83,7 +83,7 @@ def test_assets_resolve_inside_a_pyinstaller_bundle(tmp_path, monkeypatch):
 
 
 def test_the_spec_ships_the_metadata_and_files_the_self_test_checks():
-    from studio.pipelines.self_check import ASSET_FILES, runtime_distributions
+    from studio.cli.self_checks import ASSET_FILES, runtime_distributions
 
     spec = (ROOT / "packaging" / "studio.spec").read_text(encoding="utf-8")
     # The spec ships metadata and data files of the computed dependency closure, not a list.
@@ -156,8 +156,8 @@ def test_the_self_test_goes_through_every_way_the_app_runs_work(qapp, tmp_path):
     self-test check (studio.cli.self_test.COVERS says which)."""
     from studio.app import build_main_window
     from studio.cli import COMMANDS
+    from studio.cli.self_checks import scratch_settings
     from studio.cli.self_test import CHECKS, COVERS
-    from studio.pipelines.self_check import scratch_settings
 
     assert set(COVERS.values()) <= set(CHECKS)
     settings, paths = scratch_settings(tmp_path)

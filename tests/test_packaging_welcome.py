@@ -13,7 +13,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
-from studio.config import default_paths, load_settings
+from studio.core.config import default_paths, load_settings
 from studio.ui.welcome import WelcomeDialog, is_first_start, show_welcome
 from studio.ui.workspaces import Workspace
 from tests.gui_fixtures import RecordingPanel

@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from studio.config import Settings, default_paths
-from studio.jobs import CancelToken, JobCancelled, UserFacingError
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
 from studio.library import cyclegan_models as lib
-from studio.pipelines.cyclegan import (
+from studio.pipelines.cyclegan.model import (
     CycleGANGenerator,
     GeneratorSpec,
     blend_weights,
@@ -76,7 +76,7 @@ def test_loads_unchanged_and_infers_shape(zoo, name, blocks, ngf):
 def test_old_checkpoint_running_stats_are_dropped(zoo):
     raw = torch.load(zoo["old_norm"], weights_only=True)
     assert any(k.endswith("running_mean") for k in raw)
-    from studio.pipelines.cyclegan import load_generator_state
+    from studio.pipelines.cyclegan.model import load_generator_state
 
     clean = load_generator_state(zoo["old_norm"])
     assert not any(k.endswith(("running_mean", "running_var", "num_batches_tracked"))
@@ -152,7 +152,7 @@ def test_large_image_tiled_matches_untiled_and_beats_the_estimate(zoo):
 
 
 def test_exact_statistics_fall_back_to_the_estimate_beyond_the_memory_limit(zoo, monkeypatch):
-    from studio.pipelines import cyclegan
+    from studio.pipelines.cyclegan.model import model as cyclegan
 
     gen = CycleGANGenerator(zoo["G_A"])
     image = _photo(300, 200, seed=2)
@@ -213,7 +213,7 @@ def test_catalog_lists_the_released_models():
 
 
 def test_service_batch_saves_with_metadata_and_skips_bad_files(zoo, tmp_path):
-    from studio.pipelines.transform import TransformService
+    from studio.pipelines.cyclegan.service import TransformService
 
     good = tmp_path / "a.png"
     rgba = _photo(40, 30).convert("RGBA")

@@ -296,7 +296,7 @@ def test_a_result_still_queued_when_the_job_reads_done_is_shown(panel, tmp_path)
     """The job object is shared with the worker: a state change queued earlier can be delivered
     when the job already says "done", ahead of its last result's own signal. The result must
     still be shown (it used to be dropped, leaving the previous picture on screen)."""
-    from studio.jobs import Job, JobState
+    from studio.core.jobs import Job, JobState
     from studio.pipelines.requests import TransformedImage, TransformRequest
 
     picture = _photo(tmp_path / "horse.png", 90, 60)

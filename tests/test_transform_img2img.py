@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from studio.config import Settings, default_paths
-from studio.jobs import CancelToken, JobCancelled
-from studio.pipelines.img2img import Img2ImgService, derived_size
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken, JobCancelled
+from studio.pipelines.diffusion.img2img import Img2ImgService, derived_size
 from studio.pipelines.model_cache import ModelCache
 from studio.pipelines.requests import Img2ImgRequest, Txt2ImgRequest
 
@@ -121,7 +121,7 @@ def test_inpaint_equals_plain_diffusers_and_keeps_unmasked(tiny_sd15_dir, photo)
 
 
 def test_shares_the_txt2img_cache_without_a_second_unet(tiny_sd15_dir, photo):
-    from studio.pipelines.txt2img import Txt2ImgService
+    from studio.pipelines.diffusion.txt2img import Txt2ImgService
 
     cache = ModelCache()
     settings = Settings(preview_mode="off", device="cpu")
@@ -134,7 +134,7 @@ def test_shares_the_txt2img_cache_without_a_second_unet(tiny_sd15_dir, photo):
     img2img.run(Img2ImgRequest(model=str(tiny_sd15_dir), image=str(photo[0]), steps=2,
                                strength=0.5), Sink(), CancelToken())
     assert cache.loads == 1 and cache.current is base and id(base.unet) == unet_id
-    from studio.pipelines.img2img import derive_pipeline
+    from studio.pipelines.diffusion.img2img import derive_pipeline
 
     for inpaint in (False, True):
         derived = derive_pipeline(base, inpaint)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.jobs import UserFacingError
-from studio.pipelines import images_in
+from studio.core.jobs import UserFacingError
+from studio.media import images_in
 
 
 def _gradient(w: int = 40, h: int = 24) -> Image.Image:

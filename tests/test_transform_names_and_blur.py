@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from studio.config import Settings, default_paths
-from studio.jobs import CancelToken
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken
 from studio.library.cyclegan_models import model_name
 from studio.pipelines.requests import Img2ImgRequest, TransformRequest
 from tests.fixtures.tiny_cyclegan import tiny_generator
@@ -49,8 +49,8 @@ def test_one_name_in_library_metadata_and_gallery(tmp_path, qtbot):
     import torch
 
     from studio.library.catalog import list_models
-    from studio.pipelines.transform import TransformService
-    from studio.pipelines.transform_reuse import read_transform_reuse
+    from studio.media.transform_reuse import read_transform_reuse
+    from studio.pipelines.cyclegan.service import TransformService
     from studio.ui.panels.gallery.details import DetailsPane
 
     paths = default_paths()
@@ -68,7 +68,7 @@ def test_one_name_in_library_metadata_and_gallery(tmp_path, qtbot):
     reuse = read_transform_reuse(result.path)
     assert reuse.model_name == "style_monet"
 
-    from studio.pipelines.metadata import read_image_metadata
+    from studio.media.metadata import read_image_metadata
 
     pane = DetailsPane()
     qtbot.addWidget(pane)
@@ -90,7 +90,7 @@ def test_mask_blur_softens_the_mask_and_is_recorded(tiny_sd15_dir, picture):
     import torch
     from diffusers import StableDiffusionInpaintPipeline
 
-    from studio.pipelines.img2img import Img2ImgService
+    from studio.pipelines.diffusion.img2img import Img2ImgService
 
     settings = Settings(preview_mode="off", device="cpu")
     service = Img2ImgService(lambda: settings, default_paths)

@@ -1,11 +1,11 @@
-"""Counts in what Studio says are pluralised: "1 token", never "1 tokens" (studio.wording)."""
+"""Counts in what Studio says are pluralised: "1 token", never "1 tokens" (studio.core.wording)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from studio.wording import count_of, plural
+from studio.core.wording import count_of, plural
 
 ROOT = Path(__file__).resolve().parents[1] / "studio"
 # An f-string that puts a number straight before a plural noun: "{n} tokens". A denominator
@@ -32,4 +32,4 @@ def test_no_count_is_glued_to_a_plural_noun():
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if COUNTED.search(line) and "# plural-ok" not in line:
                 offenders.append(f"{path.relative_to(ROOT.parent)}:{number}: {line.strip()}")
-    assert not offenders, "use studio.wording.count_of:\n" + "\n".join(offenders)
+    assert not offenders, "use studio.core.wording.count_of:\n" + "\n".join(offenders)

@@ -9,7 +9,7 @@ torch).
 Exit status, the same rule for every command: 0 done; 1 the work failed (a job, a download, a
 copy: the message says why); 2 bad input (a usage error, an invalid value, a model or file that
 does not exist or is of the wrong kind); 130 interrupted with Ctrl+C. :class:`UsageError` is how a
-command says "bad input"; an uncaught :class:`studio.jobs.UserFacingError` is a failure (1).
+command says "bad input"; an uncaught :class:`studio.core.jobs.UserFacingError` is a failure (1).
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
         if not args.command:
             args = parser.parse_args([DEFAULT_COMMAND])
-        from studio.jobs import UserFacingError
+        from studio.core.jobs import UserFacingError
 
         try:
             return int(commands[args.command].run(args) or 0)

@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         hide_hub_bars()
 
-    from studio.jobs import JobRunner, JobState
+    from studio.core.jobs import JobRunner, JobState
     from studio.pipelines.handlers import chat_handler
 
     printer = _Printer()

@@ -98,7 +98,7 @@ def resolve_cli_model(spec: str, kinds: str | tuple[str, ...], settings: Any, pa
                       command: str) -> Any:
     """The model ``--model`` names (a library name, a path or a cached repo id), through the one
     resolver every command uses; a model that is missing or of another kind is bad input."""
-    from studio.jobs import UserFacingError
+    from studio.core.jobs import UserFacingError
     from studio.library.resolve import resolve_named
 
     try:
@@ -111,7 +111,7 @@ def resolve_cli_model(spec: str, kinds: str | tuple[str, ...], settings: Any, pa
 def check_device(settings: Any) -> None:
     """Raise :class:`UsageError` (exit 2) when the chosen device is not on this machine."""
     if settings.device != "auto":
-        from studio.devices import resolve_device
+        from studio.core.devices import resolve_device
 
         try:
             resolve_device(settings.device)
@@ -128,7 +128,7 @@ def load_cli_settings(args: argparse.Namespace, *, previews: bool = False,
     ``device_check`` a device this machine lacks exits 2 here; a command that wants its other
     input errors first calls :func:`check_device` itself later.
     """
-    from studio.config import load_settings
+    from studio.core.config import load_settings
 
     loaded = load_settings()
     if loaded.notice:
@@ -294,7 +294,7 @@ def run_job(kind: str, service_run: Any, request: Any, reporter: Reporter, expec
     Results the service did not report as it went are printed at the end; a failed job exits 1,
     a cancelled one 130 after saying how many of ``expected`` images were made.
     """
-    from studio.jobs import JobRunner, JobState
+    from studio.core.jobs import JobRunner, JobState
 
     if quiet:
         quiet_libraries()

@@ -68,8 +68,8 @@ def parse_lora(spec: str) -> dict[str, Any]:
 def check_loras(request: Any, entry: Any, settings: Any, paths: Any) -> None:
     """Find every LoRA of ``request`` (``--lora`` and prompt tags) and check it fits ``entry``
     before any model is loaded; tag warnings are left for the job to report."""
-    from studio.jobs import UserFacingError
-    from studio.pipelines.loras import check_compatible, plan_loras
+    from studio.core.jobs import UserFacingError
+    from studio.pipelines.diffusion.loras import check_compatible, plan_loras
 
     try:
         plan = plan_loras(request.prompt, request.loras, settings, paths)
@@ -80,7 +80,7 @@ def check_loras(request: Any, entry: Any, settings: Any, paths: Any) -> None:
 
 def parse_scheduler(name: str) -> str:
     """A scheduler key from a key or display name (case-insensitive) or another tool's name."""
-    from studio.pipelines.metadata import scheduler_key
+    from studio.media.metadata import scheduler_key
     from studio.pipelines.requests import SCHEDULERS
 
     wanted = name.strip().lower()
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     request = build_request(args, settings, paths)
     check_device(settings)
 
-    from studio.pipelines.txt2img import Txt2ImgService
+    from studio.pipelines.diffusion.txt2img import Txt2ImgService
 
     service = Txt2ImgService(lambda: settings, lambda: paths)
     return run_job("txt2img", service.run, request, _Reporter(request, args.json), request.count,

@@ -48,8 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from studio.cli.generate import parse_scheduler
-    from studio.jobs import UserFacingError
-    from studio.pipelines.images_in import open_image
+    from studio.core.jobs import UserFacingError
+    from studio.media.images_in import open_image
     from studio.pipelines.requests import Img2ImgRequest
 
     settings, paths = load_cli_settings(args)
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     check_loras(request, model.entry, settings, paths)
-    from studio.pipelines.img2img import Img2ImgService
+    from studio.pipelines.diffusion.img2img import Img2ImgService
 
     service = Img2ImgService(lambda: settings, lambda: paths)
 

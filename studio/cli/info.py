@@ -65,7 +65,7 @@ def _torch_version() -> str:
 def collect(with_device: bool = True) -> dict[str, Any]:
     """Everything ``studio info`` shows, as plain data."""
     from studio import __version__
-    from studio.config import default_paths, load_settings
+    from studio.core.config import default_paths, load_settings
 
     loaded = load_settings()
     settings = loaded.settings
@@ -91,7 +91,7 @@ def collect(with_device: bool = True) -> dict[str, Any]:
     if loaded.notice:
         info["notice"] = loaded.notice
     if with_device:
-        from studio.devices import describe_device
+        from studio.core.devices import describe_device
 
         try:
             dev = describe_device(settings.device)

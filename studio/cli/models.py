@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from studio.wording import count_of
+from studio.core.wording import count_of
 
 NAME = "models"
 HELP = "list, inspect, import, remove and download models"
@@ -100,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _context() -> tuple[Any, Any, Any]:
-    from studio.config import default_paths, load_settings
+    from studio.core.config import default_paths, load_settings
 
     base = default_paths()
     settings = load_settings(base.settings_file).settings
@@ -171,7 +171,7 @@ def _info(args: argparse.Namespace) -> int:
 def _lookup(name: str, entries: list) -> Any:
     """The library entry ``name`` names; a name no model has is bad input (exit 2)."""
     from studio.cli import UsageError
-    from studio.jobs import UserFacingError
+    from studio.core.jobs import UserFacingError
     from studio.library.catalog import find_entry
 
     try:
@@ -184,8 +184,8 @@ def _import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from studio.cli import UsageError
-    from studio.config import save_settings
-    from studio.jobs import UserFacingError
+    from studio.core.config import save_settings
+    from studio.core.jobs import UserFacingError
     from studio.library.manage import check_importable, human_size, import_model
 
     settings, paths, base = _context()
@@ -216,7 +216,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    from studio.config import save_settings
+    from studio.core.config import save_settings
     from studio.library.catalog import list_models
     from studio.library.manage import plan_removal, remove_model
 
@@ -253,7 +253,7 @@ def _wants_fp16(settings: Any) -> bool:
 
 def _download(args: argparse.Namespace) -> int:
     from studio.cli import UsageError
-    from studio.jobs import CancelToken, JobCancelled
+    from studio.core.jobs import CancelToken, JobCancelled
     from studio.library import hub_download as hd
     from studio.library.manage import human_size
 

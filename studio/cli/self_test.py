@@ -72,7 +72,7 @@ def check_window(root: Path, screenshot: Path | None = None) -> str:
     from PySide6.QtWidgets import QApplication
 
     from studio.app import build_main_window
-    from studio.pipelines.self_check import CheckFailed, scratch_settings
+    from studio.cli.self_checks import CheckFailed, scratch_settings
 
     app = QApplication.instance() or QApplication([sys.argv[0], "-platform", "offscreen"])
     settings, paths = scratch_settings(root / "window")
@@ -113,7 +113,7 @@ def _mark(ok: bool) -> str:
 
 
 def _run_one(name: str, fn: Callable[[], str]) -> Outcome:
-    from studio.jobs import describe_error
+    from studio.core.jobs import describe_error
 
     start = time.perf_counter()
     try:
@@ -139,7 +139,7 @@ def run_checks(names: list[str], root: Path, device: str = "auto",
                screenshot: Path | None = None,
                report: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Run the named checks in order (imports first), calling ``report`` after each."""
-    from studio.pipelines import self_check
+    from studio.cli import self_checks as self_check
 
     table: dict[str, Callable[[], str]] = {
         "imports": self_check.check_imports,

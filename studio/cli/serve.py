@@ -47,7 +47,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.jobs import UserFacingError
+    from studio.core.jobs import UserFacingError
 
     args.api_key = args.api_key or os.environ.get(KEY_ENV) or None
     if not 0 <= args.port <= 65535:
@@ -74,12 +74,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         quiet_libraries()
 
-    from studio.jobs import JobRunner
+    from studio.core.jobs import JobRunner
     from studio.pipelines.handlers import LazyServiceHandler, chat_handler
 
     # The services (and torch) load on the worker at the first request, so the URL is printed
     # within a second; the models then stay loaded between requests.
-    images = LazyServiceHandler("studio.pipelines.txt2img:Txt2ImgService", lambda: settings,
+    images = LazyServiceHandler("studio.pipelines.diffusion.txt2img:Txt2ImgService", lambda: settings,
                                 lambda: paths, "Starting the image engine…")
     runner = JobRunner({"chat": chat_handler(lambda: settings, lambda: paths),
                         "txt2img": images}, name="studio-serve-worker")

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from studio.wording import count_of
+from studio.core.wording import count_of
 
 NAME = "train"
 HELP = "train a lesson (optimizers, classifier-2d, gan-2d, …) without a window"
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from studio.config import default_paths, load_settings
+    from studio.core.config import default_paths, load_settings
     from studio.pipelines.train.runs import Run
 
     # The lessons' models are tiny: torch's thread pool only adds waiting (see session.py).

@@ -46,8 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.jobs import UserFacingError
-    from studio.pipelines.images_in import list_images
+    from studio.core.jobs import UserFacingError
+    from studio.media.images_in import list_images
     from studio.pipelines.requests import TransformRequest
 
     source = args.input.expanduser()
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     check_device(settings)
-    from studio.pipelines.transform import TransformService
+    from studio.pipelines.cyclegan.service import TransformService
 
     service = TransformService(lambda: settings, lambda: paths)
 

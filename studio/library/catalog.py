@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.config import Paths, Settings
-from studio.jobs import UserFacingError
+from studio.core.config import Paths, Settings
+from studio.core.jobs import UserFacingError
+from studio.core.wording import count_of
 from studio.library import usage
 from studio.library.chat_models import chat_entry_for_folder, find_chat_models, weight_files
 from studio.library.classify import (
@@ -37,7 +38,6 @@ from studio.library.models import (
     hf_loose_files,
     one_hf_cache_scan,
 )
-from studio.wording import count_of
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from studio.config import Paths, Settings
-from studio.jobs import UserFacingError
+from studio.core.config import Paths, Settings
+from studio.core.jobs import UserFacingError
 
 log = logging.getLogger(__name__)
 

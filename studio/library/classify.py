@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.jobs import UserFacingError
+from studio.core.jobs import UserFacingError
 from studio.library.detect import detect_from_header, read_safetensors_header
 
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin")

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from studio import ASSETS_DIR  # resolves inside a PyInstaller bundle too
-from studio.fileio import atomic_write_text
+from studio.core.files import atomic_write_text
 
 BPE_FILE = ASSETS_DIR / "tokenizers" / "bpe_simple_vocab_16e6.txt.gz"
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio import ASSETS_DIR
-from studio.config import Paths, Settings
-from studio.jobs import UserFacingError
+from studio.core.config import Paths, Settings
+from studio.core.jobs import UserFacingError
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ def find_cyclegan_models(settings: Settings, paths: Paths) -> list[CycleGANModel
 
 
 def _wrong_kind(path: Path) -> str:
-    from studio.config import default_paths
+    from studio.core.config import default_paths
     from studio.library.catalog import wrong_kind_message
 
     return wrong_kind_message(path, "transform", default_paths())

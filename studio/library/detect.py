@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.jobs import UserFacingError
+from studio.core.jobs import UserFacingError
 
 FAMILIES = ("sd1", "sd2", "sdxl", "unknown")
 #: A real header is a few hundred KB; anything near this is not a safetensors file.

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from studio.jobs import CancelToken, JobCancelled, UserFacingError
+from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
 
 CHUNK = 1 << 16
 USER_AGENT = "Studio-downloader/1"

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from studio import ASSETS_DIR
-from studio.config import Paths
-from studio.fileio import atomic_write_text
-from studio.jobs import CancelToken, UserFacingError
+from studio.core.config import Paths
+from studio.core.files import atomic_write_text
+from studio.core.jobs import CancelToken, UserFacingError
 
 CATALOG_FILE = ASSETS_DIR / "catalogs" / "models.json"
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -307,7 +307,7 @@ def download(plan: DownloadPlan, paths: Paths, *, token: str | None = None,
              cancel: CancelToken | None = None) -> Path:
     """Fetch the plan's files (resuming what an earlier attempt left); returns the model folder.
 
-    A cancel raises :class:`~studio.jobs.JobCancelled` and keeps the partial files for a resume.
+    A cancel raises :class:`~studio.core.jobs.JobCancelled` and keeps the partial files for a resume.
     """
     from studio.library.download import download_file
 

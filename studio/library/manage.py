@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from studio.config import Paths, Settings
-from studio.jobs import CancelToken, JobCancelled, UserFacingError
+from studio.core.config import Paths, Settings
+from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
 from studio.library import usage
 from studio.library.catalog import LibraryEntry, describe_path
 from studio.library.chat_models import weight_files
@@ -222,7 +222,7 @@ def loaded_paths() -> set[Path]:
     cache_mod = sys.modules.get("studio.pipelines.model_cache")
     if cache_mod is not None:
         held |= cache_mod.loaded_model_paths()
-    previews = sys.modules.get("studio.pipelines.previews")
+    previews = sys.modules.get("studio.pipelines.diffusion.previews")
     if previews is not None:
         held |= {Path(key[0]).resolve() for key in list(getattr(previews, "_taesd_cache", {}))}
     return held

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.config import Paths, Settings
-from studio.jobs import UserFacingError
+from studio.core.config import Paths, Settings
+from studio.core.jobs import UserFacingError
 
 KINDS = ("image", "chat", "transform")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

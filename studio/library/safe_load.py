@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from studio.jobs import UserFacingError
+from studio.core.jobs import UserFacingError
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 

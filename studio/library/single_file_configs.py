@@ -21,8 +21,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from studio.config import Paths
-from studio.jobs import UserFacingError
+from studio.core.config import Paths
+from studio.core.jobs import UserFacingError
 from studio.library.clip_tokenizer import (
     ASSETS_DIR,
     PAD_CLIP_L,

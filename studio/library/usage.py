@@ -14,8 +14,8 @@ import threading
 import time
 from pathlib import Path
 
-from studio.config import Paths, default_paths
-from studio.fileio import atomic_write_text
+from studio.core.config import Paths, default_paths
+from studio.core.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 A service (and the model cache it owns) is created once and reused, so a model stays loaded
 between jobs; importing a service module imports torch and diffusers/transformers, which must not
 happen at start-up (DESIGN rule 7). The GUI, the CLI and ``studio serve`` register these with
-their :class:`~studio.jobs.JobRunner`. No Qt here.
+their :class:`~studio.core.jobs.JobRunner`. No Qt here.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from studio.config import Paths, Settings
-from studio.jobs import CancelToken, ProgressSink
+from studio.core.config import Paths, Settings
+from studio.core.jobs import CancelToken, ProgressSink
 
 
 class LazyServiceHandler:

@@ -43,7 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from studio.config import Paths, Settings
+from studio.core.config import Paths, Settings
 from studio.library.models import ModelEntry
 
 log = logging.getLogger(__name__)
@@ -291,7 +291,7 @@ class ModelCache:
                         "anyway, alone", name, _gb(estimate), _gb(budget))
         loader = self._loader
         if loader is None:
-            from studio.pipelines.loading import load_txt2img_pipeline
+            from studio.pipelines.diffusion.loading import load_txt2img_pipeline
 
             loader = load_txt2img_pipeline
         model = loader(entry, load_device or device, dtype, **({"paths": paths} if paths else {}))
@@ -392,7 +392,7 @@ def unload_all_models() -> int:
         for cache in list(_caches):
             cache._slots.clear()
     freed = sum(_preview_bytes(p) for _, p in _previewers())
-    previews = sys.modules.get("studio.pipelines.previews")
+    previews = sys.modules.get("studio.pipelines.diffusion.previews")
     if previews is not None:
         previews._taesd_cache.clear()
     freed += _release(dropped, always=True)
@@ -402,7 +402,7 @@ def unload_all_models() -> int:
 
 # -- what the window and the library read -------------------------------------------------------
 def _previewers() -> list[tuple[tuple, Any]]:
-    previews = sys.modules.get("studio.pipelines.previews")
+    previews = sys.modules.get("studio.pipelines.diffusion.previews")
     return list(getattr(previews, "_taesd_cache", {}).items()) if previews is not None else []
 
 
@@ -415,7 +415,7 @@ def _preview_bytes(previewer: Any) -> int:
 
 
 def _device_label(slot: _Slot) -> str:
-    from studio.pipelines.memory import offload_mode
+    from studio.pipelines.diffusion.memory import offload_mode
 
     mode = offload_mode(slot.model)
     return f"{slot.device} ({mode} offload)" if mode != "none" else slot.device

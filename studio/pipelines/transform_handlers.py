@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from studio.config import Paths, Settings
+from studio.core.config import Paths, Settings
 from studio.pipelines.handlers import LazyServiceHandler
 
 
@@ -19,14 +19,14 @@ class Img2ImgHandler(LazyServiceHandler):
 
     def __init__(self, settings_getter: Callable[[], Settings],
                  paths_getter: Callable[[], Paths], txt2img: LazyServiceHandler) -> None:
-        super().__init__("studio.pipelines.img2img:Img2ImgService", settings_getter,
+        super().__init__("studio.pipelines.diffusion.img2img:Img2ImgService", settings_getter,
                          paths_getter, "Loading the image engine…")
         self._txt2img = txt2img
 
     def get_service(self) -> Any:
         with self._lock:
             if self.service is None:
-                from studio.pipelines.img2img import Img2ImgService
+                from studio.pipelines.diffusion.img2img import Img2ImgService
 
                 cache = self._txt2img.get_service().cache
                 self.service = Img2ImgService(self._settings_getter, self._paths_getter, cache)
@@ -36,5 +36,5 @@ class Img2ImgHandler(LazyServiceHandler):
 def transform_handler(settings_getter: Callable[[], Settings],
                       paths_getter: Callable[[], Paths]) -> LazyServiceHandler:
     """The ``transform`` (CycleGAN) handler."""
-    return LazyServiceHandler("studio.pipelines.transform:TransformService", settings_getter,
+    return LazyServiceHandler("studio.pipelines.cyclegan.service:TransformService", settings_getter,
                               paths_getter, "Loading the translation engine…")

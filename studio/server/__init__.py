@@ -2,5 +2,5 @@
 
 :mod:`.app` routes and authenticates, :mod:`.schemas` validates requests and shapes responses,
 :mod:`.streaming` carries job events to clients, :mod:`.catalog` names the models on offer. Every
-request becomes an ordinary studio job on one :class:`~studio.jobs.JobRunner`, as in the GUI.
+request becomes an ordinary studio job on one :class:`~studio.core.jobs.JobRunner`, as in the GUI.
 """

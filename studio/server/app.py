@@ -1,7 +1,7 @@
 """The HTTP server behind ``studio serve``: routing, authentication, and the three endpoints.
 
 Stdlib ``ThreadingHTTPServer``: one thread per connection does nothing but parse, wait and write,
-while every model call queues on the one :class:`~studio.jobs.JobRunner` (DESIGN rule 5), so a
+while every model call queues on the one :class:`~studio.core.jobs.JobRunner` (DESIGN rule 5), so a
 heavier framework would buy nothing here and would add dependencies to a desktop install.
 HTTP/1.1 with keep-alive; streamed replies use chunked transfer encoding.
 """
@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from studio.jobs import JobRunner, JobState
+from studio.core.jobs import JobRunner, JobState
 from studio.server import schemas
 from studio.server.catalog import CHAT, IMAGE, Catalog, ServedModel
 from studio.server.schemas import ApiError
@@ -177,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("%s %s failed", method, path)
             self.close_connection = True
             if not self._streaming:
-                from studio.jobs import describe_error
+                from studio.core.jobs import describe_error
 
                 self._send_error(ApiError(500, describe_error(exc), type_="server_error"))
 

@@ -1,6 +1,6 @@
 """From the job queue to an HTTP client: per-request event queues, stop strings, disconnects.
 
-Every request thread submits its job to the one :class:`~studio.jobs.JobRunner` and then waits on
+Every request thread submits its job to the one :class:`~studio.core.jobs.JobRunner` and then waits on
 its own queue. :class:`JobRouter`, the runner's listener, drops each partial result and the end of
 the job into the queue of the request that owns it. While it waits, the request thread watches its
 socket, so a client that hangs up — even while its job is still queued — cancels the job.
@@ -15,13 +15,13 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from studio.jobs import Job, JobRunner
+from studio.core.jobs import Job, JobRunner
 
 POLL_SECONDS = 0.1
 
 
 class JobRouter:
-    """A :class:`~studio.jobs.JobListener` that routes events to per-request queues."""
+    """A :class:`~studio.core.jobs.JobListener` that routes events to per-request queues."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

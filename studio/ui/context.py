@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-from studio.config import Paths, Settings, default_paths, save_settings
+from studio.core.config import Paths, Settings, default_paths, save_settings
 from studio.workers.job_bridge import JobBridge
 
 

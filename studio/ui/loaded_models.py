@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from studio.jobs import Job
+from studio.core.jobs import Job
+from studio.core.wording import count_of
 from studio.pipelines.requests import UnloadRequest
-from studio.wording import count_of
 
 log = logging.getLogger(__name__)
 

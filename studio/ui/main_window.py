@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.fileio import atomic_write_bytes
-from studio.jobs import describe_error
+from studio.core.files import atomic_write_bytes
+from studio.core.jobs import describe_error
 from studio.ui import workspaces as registry
 from studio.ui.context import AppContext
 from studio.ui.theme import apply_theme

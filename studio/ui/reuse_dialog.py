@@ -107,8 +107,8 @@ class ImageParametersDialog(QDialog):
     def for_file(cls, path: Path, ctx: AppContext,
                  parent: QWidget | None = None) -> ImageParametersDialog:
         """Read the metadata of ``path`` and build the dialog for it."""
-        from studio.pipelines.metadata import read_image_metadata, to_request
-        from studio.pipelines.transform_reuse import transform_reuse_from_text
+        from studio.media.metadata import read_image_metadata, to_request
+        from studio.media.transform_reuse import transform_reuse_from_text
 
         meta = read_image_metadata(path)
         request = to_request(meta, ctx.settings.last_model) if meta.source != "none" else None

@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.config import Paths, Settings
+from studio.core.config import Paths, Settings
 from studio.ui.context import AppContext
 from studio.ui.icons import icon
 from studio.ui.theme import apply_theme
@@ -403,7 +403,7 @@ class SettingsDialog(QDialog):
         text = self.token.text().strip()
         if self._saved_token is None or text == self._saved_token:
             return True  # not read yet (the field is disabled until then), or unchanged
-        from studio.jobs import describe_error
+        from studio.core.jobs import describe_error
         from studio.library.hub_download import save_access_token
 
         try:

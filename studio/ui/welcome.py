@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.config import Paths
+from studio.core.config import Paths
 from studio.ui.context import AppContext
 from studio.ui.widgets.basics import muted_label, section_label
 from studio.ui.workspaces import Workspace

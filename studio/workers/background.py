@@ -14,7 +14,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
-from studio.jobs import describe_error
+from studio.core.jobs import describe_error
 
 log = logging.getLogger(__name__)
 

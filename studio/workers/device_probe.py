@@ -1,6 +1,6 @@
 """Find out which accelerator this machine has, off the GUI thread.
 
-:func:`studio.devices.describe_device` imports torch, which takes seconds; the window must be on
+:func:`studio.core.devices.describe_device` imports torch, which takes seconds; the window must be on
 screen before that happens (DESIGN rule 7). :class:`DeviceProbe` runs it on a short-lived daemon
 thread and delivers the answer to the GUI thread through a queued signal.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal
 
-from studio.devices import DeviceInfo, describe_device
+from studio.core.devices import DeviceInfo, describe_device
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Qt face of the Qt-free :class:`studio.jobs.JobRunner`.
+"""Qt face of the Qt-free :class:`studio.core.jobs.JobRunner`.
 
 The runner calls its listener on the worker thread; this bridge re-emits each call as a Qt signal.
 Signals emitted from another thread reach receivers in the GUI thread through queued connections,
@@ -12,7 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from studio.jobs import Job, JobRunner
+from studio.core.jobs import Job, JobRunner
 
 
 class JobBridge(QObject):

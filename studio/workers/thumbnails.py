@@ -34,9 +34,9 @@ def _pillow_thumbnail(path: str | Path, size: int = 256) -> Any:
 
 
 def default_thumbnail_function() -> Callable[[str | Path, int], Any]:
-    """``studio.gallery.make_thumbnail`` when the gallery module provides it, else Pillow."""
+    """``studio.media.gallery.make_thumbnail`` when the gallery module provides it, else Pillow."""
     try:
-        from studio.gallery import make_thumbnail
+        from studio.media.gallery import make_thumbnail
     except ImportError:
         return _pillow_thumbnail
     return make_thumbnail

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from studio.config import Paths
-from studio.jobs import UserFacingError, describe_error
+from studio.core.config import Paths
+from studio.core.jobs import UserFacingError, describe_error
 from studio.pipelines.chat.remote import RemoteChatBackend, make_spec, resolve_api_key
 
 TEST_TIMEOUT = 10.0  # seconds: a server that lists no models within this is reported as slow

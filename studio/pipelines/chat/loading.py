@@ -15,7 +15,7 @@ import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
-from studio.jobs import UserFacingError
+from studio.core.jobs import UserFacingError
 from studio.library.chat_models import (
     ChatModelEntry,
     read_config,

@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from studio.config import Paths, Settings
-from studio.jobs import CancelToken, UserFacingError, describe_error
+from studio.core.config import Paths, Settings
+from studio.core.jobs import CancelToken, UserFacingError, describe_error
 from studio.pipelines.chat.types import ChatChunk, ChatReply, ChatRequest
 from studio.pipelines.model_cache import ModelCache
 
@@ -145,7 +145,7 @@ class LocalChatBackend:
     # -- the synchronous core ----------------------------------------------------------------
     def load(self, model: str) -> Any:
         """The loaded model for a spec (from the cache when it is the last one used)."""
-        from studio.devices import resolve_device, resolve_dtype
+        from studio.core.devices import resolve_device, resolve_dtype
         from studio.library.chat_models import resolve_chat_model
         from studio.pipelines.chat.loading import LoadOptions
 

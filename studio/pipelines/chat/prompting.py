@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from studio.jobs import UserFacingError
-from studio.wording import count_of
+from studio.core.jobs import UserFacingError
+from studio.core.wording import count_of
 
 
 @dataclass

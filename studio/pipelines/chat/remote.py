@@ -13,7 +13,7 @@ them, the request is sent once more without them. ``stream_options.include_usage
 token counts; without it the count is the number of streamed content pieces (one token each on the
 servers above).
 
-Errors: before the first token a failure raises :class:`~studio.jobs.UserFacingError` with a
+Errors: before the first token a failure raises :class:`~studio.core.jobs.UserFacingError` with a
 message a person can act on; after it, the stream ends with a chunk whose ``finish_reason`` is
 ``"error"``, so the text so far is kept.
 """
@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from studio import __version__
-from studio.jobs import CancelToken, UserFacingError
+from studio.core.jobs import CancelToken, UserFacingError
 from studio.pipelines.chat.types import ChatChunk, ChatRequest
 
 SPEC_PREFIX = "openai:"

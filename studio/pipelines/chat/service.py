@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from studio.config import Paths, Settings
-from studio.jobs import CancelToken, ProgressSink, UserFacingError
+from studio.core.config import Paths, Settings
+from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.pipelines.chat import remote
 from studio.pipelines.chat.types import ChatChunk, ChatReply, ChatRequest
 

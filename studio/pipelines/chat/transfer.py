@@ -18,9 +18,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from studio.core.wording import count_of
 from studio.pipelines.chat.store import Conversation, ConversationStore
 from studio.pipelines.chat.types import ROLES
-from studio.wording import count_of
 
 FORMAT = "studio-conversation"
 VERSION = 1

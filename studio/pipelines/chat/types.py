@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from studio.jobs import CancelToken
+from studio.core.jobs import CancelToken
 
 ROLES = ("system", "user", "assistant")
 

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from studio.fileio import atomic_write_bytes, atomic_write_text
+from studio.core.files import atomic_write_bytes, atomic_write_text
 
 
 def _flatten(node: Any, tensors: dict[str, Any], path: str) -> Any:
@@ -110,7 +110,7 @@ def load_state(json_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _not_a_checkpoint(path: Path) -> Exception:
     """Why a run's tensors file cannot be read; a pickle put in its place is named as such."""
-    from studio.jobs import UserFacingError
+    from studio.core.jobs import UserFacingError
 
     try:
         with open(path, "rb") as fh:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from studio.core.wording import count_of
 from studio.pipelines.train.base import InvalidParameter
-from studio.wording import count_of
 
 #: Distributions :func:`sample_2d` knows, in the order a choice box lists them.
 DATASETS_2D: tuple[str, ...] = ("8-gaussians", "ring", "swiss-roll", "moons", "drawn")

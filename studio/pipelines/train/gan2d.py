@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from studio.core.wording import count_of
 from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, Trainer, check_loss
 from studio.pipelines.train.datasets2d import (
@@ -29,7 +30,6 @@ from studio.pipelines.train.datasets2d import (
     sample_2d,
 )
 from studio.pipelines.train.registry import lesson_text
-from studio.wording import count_of
 
 POOL = 8192  # data points drawn once per run; batches are sampled from them
 SHOWN = 1000  # real and generated points in a snapshot

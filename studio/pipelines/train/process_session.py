@@ -97,7 +97,7 @@ class ProcessTrainingSession:
             self.process.start()
         except Exception as exc:  # noqa: BLE001 - e.g. out of memory or processes: a state
             log.exception("could not start the training process")
-            from studio.jobs import describe_error
+            from studio.core.jobs import describe_error
 
             self.process = None
             child_conn.close()
@@ -250,7 +250,7 @@ class ProcessTrainingSession:
                 self._set_state("error", _died_message(process.exitcode))
         except Exception as exc:  # noqa: BLE001 - errors are data (DESIGN rule 8)
             log.exception("training listener failed")
-            from studio.jobs import describe_error
+            from studio.core.jobs import describe_error
 
             self._set_state("error", describe_error(exc))
 
@@ -296,7 +296,7 @@ def _child_main(conn: Any, lesson: str, config: dict[str, Any], seed: int,
         session.set_speed(*speed)
         session.start(resume=resume)
     except Exception as exc:  # noqa: BLE001 - errors are data (DESIGN rule 8)
-        from studio.jobs import describe_error
+        from studio.core.jobs import describe_error
 
         send("state", "error", describe_error(exc))
         send("stopped")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.fileio import atomic_write_text
+from studio.core.files import atomic_write_text
 from studio.pipelines.train.base import Trainer
 from studio.pipelines.train.checkpoint import load_state, save_state
 

@@ -330,7 +330,7 @@ class TrainingSession:
             self._set_state("paused")
         except Exception as exc:  # noqa: BLE001 - errors are data (DESIGN rule 8)
             log.exception("could not start the %s lesson", self.lesson)
-            from studio.jobs import describe_error
+            from studio.core.jobs import describe_error
 
             self._single_thread(False)
             self._set_state("error", describe_error(exc))
@@ -360,7 +360,7 @@ class TrainingSession:
                 self._set_state("paused", str(exc))
             except Exception as exc:  # noqa: BLE001 - a lesson bug pauses, never kills the app
                 log.exception("training step failed")
-                from studio.jobs import describe_error
+                from studio.core.jobs import describe_error
 
                 self._playing = False
                 self._set_state("error", describe_error(exc))

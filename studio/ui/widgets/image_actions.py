@@ -16,7 +16,7 @@ from PySide6.QtCore import QMimeData, Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QDrag, QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox, QWidget
 
-from studio.fileio import atomic_write
+from studio.core.files import atomic_write
 
 
 def copy_image(path: str | Path) -> bool:

@@ -27,11 +27,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.jobs import Job, JobState
+from studio.core.jobs import Job, JobState
+from studio.core.wording import count_of
 from studio.pipelines.requests import Txt2ImgRequest, batch_position
 from studio.ui.icons import icon
 from studio.ui.theme import colors
-from studio.wording import count_of
 from studio.workers.job_bridge import JobBridge
 from studio.workers.thumbnails import ThumbnailLoader
 

@@ -11,8 +11,8 @@ from typing import Any
 from PySide6.QtCore import QEvent, QPoint, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QLabel, QMenu, QPushButton, QStatusBar, QToolButton, QWidget
 
-from studio.devices import DeviceInfo, memory_in_use
-from studio.jobs import Job, JobState
+from studio.core.devices import DeviceInfo, memory_in_use
+from studio.core.jobs import Job, JobState
 from studio.ui.icons import icon
 from studio.ui.loaded_models import (
     UNLOAD_KIND,

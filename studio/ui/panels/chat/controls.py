@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.config import Settings
+from studio.core.config import Settings
 from studio.pipelines.chat.endpoints import model_specs
 from studio.pipelines.chat.remote import parse_model_spec
 from studio.ui.theme import colors

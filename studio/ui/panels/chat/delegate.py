@@ -13,11 +13,11 @@ from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QTextDocument
 from PySide6.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
+from studio.core.wording import count_of
 from studio.pipelines.chat.store import Message
 from studio.ui.panels.chat.markdown import render
 from studio.ui.panels.chat.model import MarkerRole, MessageRole
 from studio.ui.theme import colors
-from studio.wording import count_of
 
 MAX_WIDTH = 780  # a readable line length, centred in wide windows
 SIDE = 24

@@ -32,7 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.jobs import Job, JobState
+from studio.core.jobs import Job, JobState
+from studio.core.wording import count_of
 from studio.pipelines.chat.prompting import history_fits, reply_reserve
 from studio.pipelines.chat.store import ConversationStore, Message, StreamingSaver
 from studio.pipelines.chat.types import ChatRequest
@@ -44,7 +45,6 @@ from studio.ui.panels.chat.model import ConversationModel
 from studio.ui.panels.chat.servers import ServerActions
 from studio.ui.panels.chat.sidebar import ConversationList
 from studio.ui.theme import colors
-from studio.wording import count_of
 
 
 class _EnterSends(QObject):
@@ -321,7 +321,7 @@ class ChatPanel(QWidget):
         self._update_empty()
 
     def _open_download(self, repo_id: str) -> None:
-        from studio.ui.panels.models.download_dialog import DownloadRequest
+        from studio.ui.widgets.download_dialog import DownloadRequest
 
         self.ctx.openInWorkspace.emit("models", DownloadRequest(repo_id))
 

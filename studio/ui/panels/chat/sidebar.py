@@ -42,8 +42,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.fileio import atomic_write_text
-from studio.jobs import UserFacingError
+from studio.core.files import atomic_write_text
+from studio.core.jobs import UserFacingError
 from studio.pipelines.chat.store import ConversationStore
 from studio.pipelines.chat.transfer import (
     export_json,

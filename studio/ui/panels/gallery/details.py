@@ -1,9 +1,9 @@
 """The gallery's right-hand pane: the selected image and how it was made.
 
-Metadata is read with :func:`studio.pipelines.metadata.read_image_metadata` off the GUI thread;
+Metadata is read with :func:`studio.media.metadata.read_image_metadata` off the GUI thread;
 "Reuse parameters" is enabled only when a request can be rebuilt from it: a Transform request
-(:func:`studio.pipelines.transform_reuse.read_transform_reuse`: CycleGAN, img2img and inpaint
-results, reused in Transform) or a text-to-image one (:func:`studio.pipelines.metadata.to_request`,
+(:func:`studio.media.transform_reuse.read_transform_reuse`: CycleGAN, img2img and inpaint
+results, reused in Transform) or a text-to-image one (:func:`studio.media.metadata.to_request`,
 reused in Generate).
 """
 

@@ -33,7 +33,7 @@ Index = QModelIndex | QPersistentModelIndex
 
 
 class GalleryModel(QAbstractListModel):
-    """Gallery items (``studio.gallery.GalleryItem``), newest first."""
+    """Gallery items (``studio.media.gallery.GalleryItem``), newest first."""
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)

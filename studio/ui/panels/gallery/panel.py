@@ -1,6 +1,6 @@
 """The Gallery workspace: every image in the outputs folder, searchable by prompt.
 
-The index (:class:`studio.gallery.GalleryIndex`, SQLite) is refreshed and queried on a one-thread
+The index (:class:`studio.media.gallery.GalleryIndex`, SQLite) is refreshed and queried on a one-thread
 I/O pool, never on the GUI thread; the grid model holds only paths and prompts and thumbnails are
 loaded for the tiles on screen (:mod:`studio.workers.thumbnails`). New outputs appear when
 ``ctx.outputWritten`` fires; the folder is rescanned each time the workspace is shown.
@@ -237,7 +237,7 @@ class GalleryPanel(QWidget):
             self._index.close()  # the user moved the outputs folder in Settings
             self._index = None
         if self._index is None:
-            from studio.gallery import GalleryIndex
+            from studio.media.gallery import GalleryIndex
 
             self._index = GalleryIndex(paths.outputs_dir, paths.data_dir / GALLERY_DB)
         return self._index
@@ -329,8 +329,8 @@ class GalleryPanel(QWidget):
         fallback = self.ctx.settings.last_model
 
         def work() -> tuple[Path, Any, Any, Any]:
-            from studio.pipelines.metadata import read_image_metadata, to_request
-            from studio.pipelines.transform_reuse import transform_reuse_from_text
+            from studio.media.metadata import read_image_metadata, to_request
+            from studio.media.transform_reuse import transform_reuse_from_text
 
             meta = read_image_metadata(path)  # its raw text serves both kinds of reuse
             return (path, meta, to_request(meta, fallback),
@@ -362,8 +362,8 @@ class GalleryPanel(QWidget):
         path = Path(index.data(PathRole))
 
         def reuse() -> None:
-            from studio.pipelines.metadata import read_image_metadata, to_request
-            from studio.pipelines.transform_reuse import transform_reuse_from_text
+            from studio.media.metadata import read_image_metadata, to_request
+            from studio.media.transform_reuse import transform_reuse_from_text
 
             meta = read_image_metadata(path)
             transform = transform_reuse_from_text(meta.raw, path)

@@ -6,7 +6,6 @@ The form knows nothing about jobs: :meth:`GenerateControls.request` turns its st
 
 from __future__ import annotations
 
-import random
 import re
 
 from PySide6.QtCore import Qt, Signal
@@ -19,7 +18,6 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QSlider,
     QSpinBox,
-    QStyle,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -30,13 +28,12 @@ from studio.pipelines.requests import (
     MAX_SIDE,
     MAX_STEPS,
     SCHEDULERS,
-    SEED_MAX,
     Txt2ImgRequest,
 )
 from studio.ui.panels.generate.loras import LoraSection
 from studio.ui.panels.generate.size_presets import presets_for
 from studio.ui.widgets.basics import muted_label, section_label
-from studio.ui.widgets.input_policy import hide_spin_buttons
+from studio.ui.widgets.seed import SeedBox, new_seed
 
 CLIP_TOKEN_LIMIT = 75  # CLIP sees 77 tokens, two of which are start/end markers
 SEED_MODES = ("random", "fixed", "reuse")
@@ -54,11 +51,6 @@ def approx_clip_tokens(text: str) -> int:
     for piece in _TOKEN_RE.findall(text):
         count += 1 + (len(piece) - 1) // 7 if piece.isalpha() else 1
     return count
-
-
-def new_seed() -> int:
-    """A fresh random seed; SystemRandom so two windows started together never collide."""
-    return random.SystemRandom().randrange(SEED_MAX + 1)
 
 
 class SizeSpinBox(QSpinBox):
@@ -79,30 +71,6 @@ class SizeSpinBox(QSpinBox):
 
     def setValue(self, value: int) -> None:  # noqa: N802 - Qt override
         super().setValue(round(int(value) / 8) * 8)
-
-
-class SeedBox(QDoubleSpinBox):
-    """A seed from 0 to 2**32-1 (beyond QSpinBox's int32), shown without decimals.
-
-    Wide enough for the largest seed: the number is what tells the user which image a fixed seed
-    repeats, so it must never be cut (or, as once, squeezed into a 1-px field).
-    """
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setDecimals(0)
-        self.setRange(0, SEED_MAX)
-        hide_spin_buttons(self)  # not NoButtons: that leaves a 1-px field under the style sheet
-        self.setGroupSeparatorShown(False)
-        self.setMinimumWidth(self.text_width())
-
-    def text_width(self) -> int:
-        """The width that shows the largest seed whole (text, padding and frame)."""
-        digits = self.fontMetrics().horizontalAdvance(str(SEED_MAX))
-        return digits + 2 * self.style().pixelMetric(QStyle.PixelMetric.PM_DefaultFrameWidth) + 24
-
-    def seed(self) -> int:
-        return int(self.value())
 
 
 def _compact(combo: QComboBox, chars: int = 8) -> QComboBox:

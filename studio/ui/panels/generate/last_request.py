@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from studio.fileio import atomic_write_text
+from studio.core.files import atomic_write_text
 from studio.pipelines.requests import Txt2ImgRequest
 
 log = logging.getLogger(__name__)

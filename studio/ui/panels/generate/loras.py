@@ -26,10 +26,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.wording import count_of
 from studio.pipelines.requests import MAX_LORA_WEIGHT
 from studio.ui.theme import colors
 from studio.ui.widgets.basics import muted_label, section_label
-from studio.wording import count_of
 
 FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 SLIDER_RANGE = 2.0  # the slider covers the usual -2..2; the spin box goes to ±MAX_LORA_WEIGHT

@@ -23,24 +23,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.jobs import CANCELLING, Job, JobState
+from studio.core.jobs import CANCELLING, Job, JobState
+from studio.core.wording import count_of
 from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
 from studio.ui.context import AppContext
 from studio.ui.panels.generate.controls import GenerateControls
 from studio.ui.panels.generate.empty_state import NoModelsState
 from studio.ui.panels.generate.last_request import load_last_request, save_last_request
-from studio.ui.panels.generate.model_picker import ModelPicker, Scanner
-from studio.ui.panels.generate.preview import (
+from studio.ui.panels.generate.results_strip import ResultsStrip
+from studio.ui.panels.generate.sidebar import GenerateSidebar
+from studio.ui.panels.generate.size_presets import DEFAULT_SIZE, presets_for
+from studio.ui.widgets.basics import section_label
+from studio.ui.widgets.model_picker import ModelPicker, Scanner
+from studio.ui.widgets.preview import (
     FrameThrottle,
     PreviewArea,
     StepClock,
     preview_to_qimage,
 )
-from studio.ui.panels.generate.results_strip import ResultsStrip
-from studio.ui.panels.generate.sidebar import GenerateSidebar
-from studio.ui.panels.generate.size_presets import DEFAULT_SIZE, presets_for
-from studio.ui.widgets.basics import section_label
-from studio.wording import count_of
 from studio.workers.background import run_in_background
 from studio.workers.thumbnails import pil_to_qimage
 
@@ -276,7 +276,7 @@ class GeneratePanel(QWidget):
     def open_download(self) -> Any:
         """The built-in download dialog, with an image model chosen; the picker looks again
         when a download has arrived."""
-        from studio.ui.panels.models.download_dialog import DownloadDialog, wants_fp16
+        from studio.ui.widgets.download_dialog import DownloadDialog, wants_fp16
 
         if self.download_dialog is None:
             # Its own pool: a download takes minutes and must not hold up model scans.

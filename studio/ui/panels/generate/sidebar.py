@@ -13,8 +13,8 @@ from PySide6.QtWidgets import (
 )
 
 from studio.ui.panels.generate.controls import GenerateControls
-from studio.ui.panels.generate.model_picker import ModelPicker
 from studio.ui.widgets.basics import keep_place_when_hidden, section_label, vertical_scroll
+from studio.ui.widgets.model_picker import ModelPicker
 
 SIDEBAR_WIDTH = 372
 

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.config import MemoryOptions
+from studio.core.config import MemoryOptions
 from studio.ui.loaded_models import Loaded, loaded_summary, loaded_tooltip
 from studio.ui.widgets.basics import muted_label, section_label
 

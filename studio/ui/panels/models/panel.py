@@ -27,23 +27,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.config import MemoryOptions
-from studio.jobs import Job, JobState
+from studio.core.config import MemoryOptions
+from studio.core.jobs import Job, JobState
+from studio.core.wording import count_of
 from studio.library import manage
 from studio.library.catalog import LibraryEntry, list_models
 from studio.ui.context import AppContext
 from studio.ui.loaded_models import UNLOAD_KIND, loaded_models, submit_unload
-from studio.ui.panels.models.download_dialog import (
-    DownloadDialog,
-    DownloadRequest,
-    wants_fp16,
-)
 from studio.ui.panels.models.memory import MemoryOptionsBox
 from studio.ui.panels.models.toolbar import ModelsToolbar
 from studio.ui.panels.models.tree import ModelTree, when
 from studio.ui.theme import colors
 from studio.ui.widgets.basics import vertical_scroll
-from studio.wording import count_of
+from studio.ui.widgets.download_dialog import (
+    DownloadDialog,
+    DownloadRequest,
+    wants_fp16,
+)
 from studio.workers.background import run_in_background
 
 
@@ -411,7 +411,7 @@ class ModelsPanel(QWidget):
         try:
             plan = manage.plan_removal(entry, settings)
         except Exception as exc:  # noqa: BLE001 - loaded, or the HF cache is unreadable
-            from studio.jobs import describe_error
+            from studio.core.jobs import describe_error
 
             self.say(describe_error(exc), error=True)
             return

@@ -7,7 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import QBuffer, QIODevice
 from PySide6.QtWidgets import QWidget
 
-from studio.fileio import atomic_write_bytes
+from studio.core.files import atomic_write_bytes
 
 GIF_FRAME_MS = 90
 

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.jobs import describe_error
+from studio.core.jobs import describe_error
 from studio.pipelines.train.base import InvalidParameter, Trainer
 from studio.pipelines.train.runs import export_csv, load_metrics
 from studio.pipelines.train.session import Frame

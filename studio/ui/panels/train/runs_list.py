@@ -16,8 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.wording import count_of
 from studio.pipelines.train.runs import RunInfo, list_runs
-from studio.wording import count_of
 
 PATH_ROLE = Qt.ItemDataRole.UserRole
 

@@ -23,9 +23,9 @@ from PySide6.QtWidgets import (
 )
 
 from studio.pipelines.requests import MAX_MASK_BLUR, SCHEDULERS, Img2ImgRequest
-from studio.ui.panels.generate.controls import SeedBox, new_seed
 from studio.ui.panels.transform.mask_canvas import MAX_BRUSH, MIN_BRUSH
 from studio.ui.widgets.basics import muted_label, section_label
+from studio.ui.widgets.seed import SeedBox, new_seed
 
 DEFAULT_MASK_BLUR = 4  # px, AUTOMATIC1111's default
 

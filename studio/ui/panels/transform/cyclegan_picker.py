@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.jobs import CancelToken, JobCancelled, describe_error
+from studio.core.jobs import CancelToken, JobCancelled, describe_error
 from studio.ui.context import AppContext
 from studio.workers.background import run_in_background
 

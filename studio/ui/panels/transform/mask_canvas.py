@@ -23,7 +23,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QGraphicsView, QWidget
 
-from studio.fileio import atomic_write
+from studio.core.files import atomic_write
 from studio.ui.widgets.image_view import ImageView
 
 TINT = QColor(255, 64, 96)

@@ -31,18 +31,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.jobs import Job, JobState
+from studio.core.jobs import Job, JobState
+from studio.core.wording import count_of
 from studio.pipelines.requests import TransformedImage, TransformRequest
 from studio.ui.context import AppContext
-from studio.ui.panels.generate.model_picker import ModelPicker
-from studio.ui.panels.generate.preview import FrameThrottle, StepClock, step_text
 from studio.ui.panels.transform.compare_view import CompareView
 from studio.ui.panels.transform.controls import BrushTools, CycleGANOptions, DiffusionOptions
 from studio.ui.panels.transform.cyclegan_picker import CycleGANPicker
 from studio.ui.panels.transform.mask_canvas import MaskCanvas, brush_step
 from studio.ui.panels.transform.results import ResultBook, ShownResult, mode_of, result_menu
 from studio.ui.panels.transform.sidebar import TransformSidebar
-from studio.wording import count_of
+from studio.ui.widgets.model_picker import ModelPicker
+from studio.ui.widgets.preview import FrameThrottle, StepClock, step_text
 from studio.workers.thumbnails import pil_to_qimage
 
 log = logging.getLogger(__name__)
@@ -245,8 +245,8 @@ class TransformPanel(QWidget):
 
     def receive(self, payload: Any) -> None:
         """Open an image sent from another workspace (a path), or repeat a result's settings
-        (a :class:`~studio.pipelines.transform_reuse.TransformReuse`, from "Reuse parameters")."""
-        from studio.pipelines.transform_reuse import TransformReuse
+        (a :class:`~studio.media.transform_reuse.TransformReuse`, from "Reuse parameters")."""
+        from studio.media.transform_reuse import TransformReuse
 
         if isinstance(payload, TransformReuse):
             self.apply_reuse(payload)
@@ -281,8 +281,8 @@ class TransformPanel(QWidget):
 
     def open_folder(self, folder: Path) -> int:
         """Choose every image in ``folder`` as a batch; returns how many there are."""
-        from studio.jobs import UserFacingError
-        from studio.pipelines.images_in import list_images
+        from studio.core.jobs import UserFacingError
+        from studio.media.images_in import list_images
 
         try:
             files = list_images(folder)

@@ -18,10 +18,10 @@ from typing import Any
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QMenu, QWidget
 
-from studio.jobs import Job
+from studio.core.jobs import Job
 from studio.pipelines.requests import TransformedImage, TransformRequest
-from studio.ui.panels.generate.preview import preview_to_qimage
 from studio.ui.panels.transform.mask_canvas import composite_preview
+from studio.ui.widgets.preview import preview_to_qimage
 
 
 def mode_of(request: Any) -> str:
@@ -147,7 +147,7 @@ def result_menu(parent: QWidget, shown: ShownResult, ctx: Any,
     path = Path(shown.result.path)
 
     def reuse() -> None:
-        from studio.pipelines.transform_reuse import read_transform_reuse
+        from studio.media.transform_reuse import read_transform_reuse
 
         found = read_transform_reuse(path)
         if found is not None:

@@ -1,6 +1,6 @@
 """Putting a Transform result's settings back into the panel ("Reuse parameters").
 
-The :class:`~studio.pipelines.transform_reuse.TransformReuse` comes from the Gallery, or from the
+The :class:`~studio.media.transform_reuse.TransformReuse` comes from the Gallery, or from the
 dialog shown when an image is dropped on the window; it was read off the result's ``studio``
 PNG chunk and names the picture to open (the recorded source, or the result when that is gone).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from studio.pipelines.transform_reuse import TransformReuse
+from studio.media.transform_reuse import TransformReuse
 
 MODE_NAMES = {"cyclegan": "CycleGAN", "img2img": "img2img", "inpaint": "inpaint"}
 

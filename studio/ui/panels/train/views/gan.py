@@ -20,12 +20,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.wording import count_of
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.panels.train.widgets import LegendStrip, caption
 from studio.ui.theme import colors
 from studio.ui.widgets.basics import section_label, vertical_scroll
-from studio.wording import count_of
 
 EXTENT = 2.5  # the data square of datasets2d (kept here: the view must not import the engine)
 MIN_POINTS = 20  # a drawing with fewer points is refused by the lesson too

@@ -4,7 +4,7 @@ two-step image, one chat token and a training step. No Qt here.
 Each check builds what it needs in a scratch folder — a tiny random-weight Stable Diffusion
 pipeline (its CLIP tokenizer written from the BPE merges that ship in ``assets/``) and a tiny Llama
 with a byte-level BPE tokenizer trained on the spot — and runs it through the same services the
-window and the CLI use (:class:`~studio.pipelines.txt2img.Txt2ImgService`, the chat service, the
+window and the CLI use (:class:`~studio.pipelines.diffusion.txt2img.Txt2ImgService`, the chat service, the
 lesson registry), so a broken frozen bundle fails here the way it would fail for a user. Nothing
 is downloaded: everything works with ``HF_HUB_OFFLINE=1`` and no network at all.
 """
@@ -17,8 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from studio.config import Paths, Settings
-from studio.wording import count_of
+from studio.core.config import Paths, Settings
+from studio.core.wording import count_of
 
 #: Modules a working install imports (the window's, the engines', the lessons' data).
 STACK_MODULES = (
@@ -205,7 +205,7 @@ def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
 # -- jobs through the real services -----------------------------------------------------------
 def _run_job(kind: str, handler: Any, request: Any) -> tuple[Any, list[tuple[int, int]]]:
     """Run one job on a JobRunner worker, as the window does; (result, progress steps)."""
-    from studio.jobs import JobRunner, JobState
+    from studio.core.jobs import JobRunner, JobState
 
     steps: list[tuple[int, int]] = []
 
@@ -236,8 +236,8 @@ def check_generate(root: Path, device: str = "auto") -> str:
     """A two-step text-to-image job with a tiny model, saved as a PNG with its parameters."""
     from PIL import Image
 
+    from studio.pipelines.diffusion.txt2img import Txt2ImgService
     from studio.pipelines.requests import Txt2ImgRequest
-    from studio.pipelines.txt2img import Txt2ImgService
 
     settings, paths = scratch_settings(root)
     settings = dataclasses.replace(settings, device=device)
@@ -300,7 +300,7 @@ def check_img2img(root: Path, device: str = "auto") -> str:
     service: other diffusers pipelines than text to image, loaded by name at run time."""
     from PIL import Image
 
-    from studio.pipelines.img2img import Img2ImgService
+    from studio.pipelines.diffusion.img2img import Img2ImgService
     from studio.pipelines.requests import Img2ImgRequest
 
     settings, paths = scratch_settings(root)
@@ -332,9 +332,9 @@ def check_transform(root: Path, device: str = "auto") -> str:
     import torch
     from PIL import Image
 
-    from studio.pipelines.cyclegan import GeneratorSpec, build_generator
+    from studio.pipelines.cyclegan.model import GeneratorSpec, build_generator
+    from studio.pipelines.cyclegan.service import TransformService
     from studio.pipelines.requests import TransformRequest
-    from studio.pipelines.transform import TransformService
 
     settings, paths = scratch_settings(root)
     settings = dataclasses.replace(settings, device=device)
@@ -366,7 +366,7 @@ def check_serve(root: Path, device: str = "auto") -> str:
     import threading
     import urllib.request
 
-    from studio.jobs import JobRunner
+    from studio.core.jobs import JobRunner
     from studio.pipelines.handlers import chat_handler
     from studio.server.app import make_server
     from studio.server.catalog import build_catalog

@@ -1,6 +1,6 @@
 """CycleGAN translation jobs: one :class:`TransformRequest` in, saved images out (DESIGN rule 4).
 
-Inputs go through :mod:`studio.pipelines.images_in` (upright, RGB, safe); each is optionally
+Inputs go through :mod:`studio.media.images_in` (upright, RGB, safe); each is optionally
 downscaled to ``max_side``, translated at its own resolution (in tiles when large), given back its
 transparency, saved with ``parameters`` metadata and reported through ``progress.partial`` at once,
 so a cancelled batch keeps every finished image. Progress counts tiles of the image at hand.
@@ -14,12 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from studio.config import Paths, Settings
-from studio.jobs import CancelToken, ProgressSink, UserFacingError
+from studio.core.config import Paths, Settings
+from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
+from studio.core.wording import count_of
+from studio.pipelines.diffusion.batch import job_device, out_of_memory_as, validate_request
 from studio.pipelines.model_cache import ModelCache
 from studio.pipelines.requests import TransformedImage, TransformRequest
-from studio.pipelines.run_common import job_device, out_of_memory_as, validate_request
-from studio.wording import count_of
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def transform_parameters(request: TransformRequest, model_name: str, source: Path,
                          size: tuple[int, int], tiles: int, version: str) -> str:
     """The ``parameters`` text of a CycleGAN result (A1111 style, without a prompt)."""
-    from studio.pipelines.infotext import format_infotext
+    from studio.media.infotext import format_infotext
 
     params = {"CycleGAN": model_name, "Direction": request.direction,
               "Size": f"{size[0]}x{size[1]}", "Source": source.name,
@@ -50,7 +50,7 @@ class GeneratorFile:
 
 def load_generator(entry: GeneratorFile, device: str, dtype: Any = None) -> Any:
     """The model cache's loader for CycleGAN generators."""
-    from studio.pipelines.cyclegan import CycleGANGenerator
+    from studio.pipelines.cyclegan.model import CycleGANGenerator
 
     return CycleGANGenerator(Path(entry.path), device)
 
@@ -85,7 +85,7 @@ class TransformService:
     def run(self, request: TransformRequest, progress: ProgressSink,
             cancel: CancelToken) -> list[TransformedImage]:
         from studio.library.cyclegan_models import resolve_cyclegan
-        from studio.pipelines import images_in, outputs
+        from studio.media import images_in, outputs
 
         validate_request(request)
         settings, paths = self._settings(), self._paths()

@@ -1,8 +1,8 @@
 """The steps every image job runs the same way: check the request, pick the device, load the model,
 set up the diffusers call, report its steps, turn out-of-memory into a message a person can act on.
 
-Shared by :mod:`studio.pipelines.txt2img`, :mod:`studio.pipelines.img2img` and (device and memory
-handling) :mod:`studio.pipelines.transform`. Nothing here changes what diffusers computes: the step
+Shared by :mod:`studio.pipelines.diffusion.txt2img`, :mod:`studio.pipelines.diffusion.img2img` and (device and memory
+handling) :mod:`studio.pipelines.cyclegan.service`. Nothing here changes what diffusers computes: the step
 callback only reads the latents, so results stay bit-for-bit equal to plain diffusers.
 """
 
@@ -14,9 +14,9 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from studio.config import Paths, Settings
-from studio.devices import resolve_device, resolve_dtype
-from studio.jobs import CancelToken, ProgressSink, UserFacingError
+from studio.core.config import Paths, Settings
+from studio.core.devices import resolve_device, resolve_dtype
+from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.library.models import ModelEntry
 from studio.pipelines.model_cache import ModelCache
 
@@ -120,7 +120,7 @@ class DiffusersService:
               progress: ProgressSink, cancel: CancelToken) -> tuple[Any, str, Any]:
         """(the cached pipeline, device, dtype) for ``entry``, loading it if needed, with the
         model's memory options applied (their warnings become notes of the job's results)."""
-        from studio.pipelines.memory import apply_memory_options, offload_supported
+        from studio.pipelines.diffusion.memory import apply_memory_options, offload_supported
 
         device = job_device(settings)
         dtype = resolve_dtype(settings.precision, device)
@@ -146,8 +146,8 @@ class PreparedCall:
     sampler: str
     schedule_type: str
     previewer: Any
-    prompt: Any  # studio.pipelines.prompts.PromptInputs: .kwargs and .warnings
-    loras: Any = None  # studio.pipelines.loras.LoraPlan: the LoRAs applied, their warnings
+    prompt: Any  # studio.pipelines.diffusion.prompts.PromptInputs: .kwargs and .warnings
+    loras: Any = None  # studio.pipelines.diffusion.loras.LoraPlan: the LoRAs applied, their warnings
 
 
 def model_family(pipe: Any, entry: ModelEntry) -> str:
@@ -168,10 +168,10 @@ def prepare_call(base: Any, entry: ModelEntry, request: Any, settings: Settings,
     tags. ``derive`` builds the pipeline actually called (img2img / inpaint) from ``base``; it
     runs after the scheduler and the LoRAs are set, so the derived pipeline shares both.
     """
-    from studio.pipelines.loras import add_hashes, apply_loras, plan_loras
-    from studio.pipelines.previews import make_previewer
-    from studio.pipelines.prompts import prepare_prompt_inputs
-    from studio.pipelines.schedulers import a1111_sampler_names, apply_scheduler
+    from studio.pipelines.diffusion.loras import add_hashes, apply_loras, plan_loras
+    from studio.pipelines.diffusion.previews import make_previewer
+    from studio.pipelines.diffusion.prompts import prepare_prompt_inputs
+    from studio.pipelines.diffusion.schedulers import a1111_sampler_names, apply_scheduler
 
     family = model_family(base, entry)
     loras = plan_loras(request.prompt, request.loras, settings, paths)

@@ -10,7 +10,7 @@ are dropped, as the reference's ``__patch_instance_norm_state_dict`` does.
 Translation follows the reference's ``--preprocess none``: the resolution is kept, the image is
 padded to a multiple of 4 (and cropped back), pixels are mapped to [-1, 1]. Images larger than a
 tile run tile by tile with the InstanceNorm statistics of the whole image, computed layer by layer
-(:mod:`studio.pipelines.cyclegan_stream`): the result equals the untiled one up to ±1-level
+(:mod:`studio.pipelines.cyclegan.stream`): the result equals the untiled one up to ±1-level
 rounding, with memory bounded by two quarter-resolution buffers and one tile. Beyond
 :data:`EXACT_MEMORY_LIMIT` (or with ``stats="estimate"``) the statistics are estimated on a copy
 downscaled to ``guide_side`` and tiles are blended over overlapping edges instead: fewer buffers,
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from studio.jobs import CancelToken, JobCancelled, UserFacingError
+from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
 
 _BLOCK_KEY = re.compile(r"^model\.(\d+)\.conv_block\.(\d+)\.weight$")
 _STALE_NORM_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
@@ -264,13 +264,13 @@ class CycleGANGenerator:
 
     def exact_fits(self, height: int, width: int) -> bool:
         """Whether exact tiled statistics for this size stay within :data:`EXACT_MEMORY_LIMIT`."""
-        from studio.pipelines.cyclegan_stream import buffer_bytes
+        from studio.pipelines.cyclegan.stream import buffer_bytes
 
         return buffer_bytes(self.spec, height, width, self.dtype.itemsize) <= EXACT_MEMORY_LIMIT
 
     def _exact(self, x: Any, tile: int, progress: Callable[[int, int], None] | None,
                cancel: CancelToken | None) -> Any:
-        from studio.pipelines.cyclegan_stream import StreamingTranslator
+        from studio.pipelines.cyclegan.stream import StreamingTranslator
 
         height, width = x.shape[-2:]
         x = pad_to_multiple(x)

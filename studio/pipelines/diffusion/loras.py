@@ -38,12 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.config import Paths, Settings
-from studio.jobs import UserFacingError
+from studio.core.config import Paths, Settings
+from studio.core.jobs import UserFacingError
+from studio.core.wording import count_of
 from studio.library.safe_load import PICKLE_SUFFIXES
-from studio.pipelines.infotext import format_number
+from studio.media.infotext import format_number
 from studio.pipelines.requests import MAX_LORA_WEIGHT
-from studio.wording import count_of
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +329,7 @@ def _read_hash_cache(file: Path) -> dict:
 
 
 def _cached_addnet(path: Path, paths: Paths) -> str:
-    from studio.fileio import atomic_write_text
+    from studio.core.files import atomic_write_text
 
     target = path.resolve()
     stat = target.stat()

@@ -1,6 +1,6 @@
 """Generation metadata in image files: write Studio's, read Studio's and other apps'. No Qt, no torch.
 
-Studio writes two PNG text chunks into every image (see :mod:`studio.pipelines.outputs`):
+Studio writes two PNG text chunks into every image (see :mod:`studio.media.outputs`):
 
 - ``parameters``: AUTOMATIC1111-compatible text (:func:`build_parameters`), so other tools and
   sites show the prompt and settings;
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.pipelines import foreign_metadata
-from studio.pipelines.image_text import read_image_text
-from studio.pipelines.infotext import (
+from studio.media import foreign_metadata
+from studio.media.image_text import read_image_text
+from studio.media.infotext import (
     format_infotext,
     format_number,
     infotext_params,

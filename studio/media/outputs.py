@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import studio
-from studio.pipelines.metadata import build_parameters
+from studio.media.metadata import build_parameters
 from studio.pipelines.requests import Txt2ImgRequest
 
 _NUMBERED = re.compile(r"^(\d{5,})-")
@@ -153,7 +153,7 @@ def save_txt2img_image(image: Any, request: Txt2ImgRequest, seed: int, outputs_d
     """Save one text-to-image result; returns ``(path, parameters text)``.
 
     ``image`` is a PIL image. The PNG carries the ``parameters`` (A1111) and ``studio`` (JSON)
-    text chunks that :func:`studio.pipelines.metadata.read_image_metadata` reads back.
+    text chunks that :func:`studio.media.metadata.read_image_metadata` reads back.
     ``prompt`` is the prompt the ``parameters`` text shows (default ``request.prompt``; with
     LoRAs, the prompt with their ``<lora:…>`` tags); the ``studio`` chunk keeps the request as is.
     ``dated`` False writes into ``outputs_dir`` itself (see :func:`image_folder`).

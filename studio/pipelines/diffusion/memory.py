@@ -1,6 +1,6 @@
 """Low-memory options of an image model, and the retry with offload when CUDA runs out of memory.
 
-:func:`apply_memory_options` puts a model's :class:`~studio.config.MemoryOptions` on a cached
+:func:`apply_memory_options` puts a model's :class:`~studio.core.config.MemoryOptions` on a cached
 diffusers pipeline: attention slicing (``enable_attention_slicing`` / ``disable_…``), VAE tiling
 (on the VAE itself — diffusers 0.42 deprecates the pipeline-level ``enable_vae_tiling``) and
 accelerate's model or sequential CPU offload (``none`` removes the hooks and moves the pipeline
@@ -30,7 +30,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from studio.config import MemoryOptions
+from studio.core.config import MemoryOptions
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def run_with_offload_retry(call: Callable[[], T], pipe: Any, size: str,
 
     ``call`` must build everything that a run consumes (the seeded generator) itself, so the
     retry makes the same image. A second out-of-memory error propagates."""
-    from studio.pipelines.run_common import is_out_of_memory
+    from studio.pipelines.diffusion.batch import is_out_of_memory
 
     try:
         return call()

@@ -11,12 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from studio.config import Paths, Settings
-from studio.jobs import CancelToken, JobCancelled, ProgressSink, UserFacingError
+from studio.core.config import Paths, Settings
+from studio.core.jobs import CancelToken, JobCancelled, ProgressSink, UserFacingError
 from studio.library.models import ModelEntry, resolve_model
-from studio.pipelines.memory import run_with_offload_retry
-from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
-from studio.pipelines.run_common import (
+from studio.pipelines.diffusion.batch import (
     DiffusersService,
     NotedProgress,
     add_note,
@@ -27,6 +25,8 @@ from studio.pipelines.run_common import (
     step_callback,
     validate_request,
 )
+from studio.pipelines.diffusion.memory import run_with_offload_retry
+from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Txt2ImgService(DiffusersService):
     def _generate(self, pipe: Any, entry: ModelEntry, request: Txt2ImgRequest,
                   settings: Settings, paths: Paths, device: str, dtype: Any,
                   progress: ProgressSink, cancel: CancelToken) -> list[GeneratedImage]:
-        from studio.pipelines import outputs
+        from studio.media import outputs
 
         call = prepare_call(pipe, entry, request, settings, paths, device, dtype,
                             progress=progress)

@@ -30,7 +30,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from studio.jobs import CancelToken, JobCancelled
+from studio.core.jobs import CancelToken, JobCancelled
 
 #: Receptive-field margins (in the sweep's input pixels) that make a window's middle exact.
 ENCODER_MARGINS = (4, 4, 8)  # conv 7×7; + stride-2 conv; + second stride-2 conv (multiple of 4)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from studio.config import Paths
+from studio.core.config import Paths
 
 log = logging.getLogger(__name__)
 

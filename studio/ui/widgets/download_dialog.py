@@ -25,12 +25,12 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from studio.jobs import CancelToken, JobCancelled, describe_error
+from studio.core.jobs import CancelToken, JobCancelled, describe_error
+from studio.core.wording import count_of
 from studio.library import hub_download as hd
 from studio.library.manage import human_size
 from studio.ui.context import AppContext
 from studio.ui.widgets.input_policy import fit_size_to_screen
-from studio.wording import count_of
 from studio.workers.background import run_in_background
 
 

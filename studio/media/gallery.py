@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.fileio import atomic_write
-from studio.pipelines.image_text import PNG_SIGNATURE, read_image_text
-from studio.pipelines.metadata import metadata_from_text
+from studio.core.files import atomic_write
+from studio.media.image_text import PNG_SIGNATURE, read_image_text
+from studio.media.metadata import metadata_from_text
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ class GalleryIndex:
 
 def default_thumbnail_dir() -> Path:
     """``data_dir/cache/thumbs`` (under ``$STUDIO_HOME`` when set)."""
-    from studio.config import default_paths
+    from studio.core.config import default_paths
 
     return default_paths().data_dir / "cache" / "thumbs"
 

@@ -4,7 +4,7 @@
 channel) and what the user should know (warnings). It applies the EXIF orientation (a phone photo
 comes out upright), converts grayscale, palette, CMYK (through its ICC profile when there is one)
 and 16-bit / float images correctly, refuses decompression bombs before decoding a pixel, and turns
-corrupt files and non-images into a :class:`~studio.jobs.UserFacingError` with a readable message.
+corrupt files and non-images into a :class:`~studio.core.jobs.UserFacingError` with a readable message.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from studio.jobs import UserFacingError
+from studio.core.jobs import UserFacingError
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from studio.config import Paths, default_paths
-from studio.jobs import UserFacingError
+from studio.core.config import Paths, default_paths
+from studio.core.jobs import UserFacingError
 from studio.library.detect import detect_from_header
 from studio.library.models import ModelEntry
 from studio.library.safe_load import refusal_in
@@ -87,13 +87,13 @@ def _load_single_file(entry: ModelEntry, dtype: Any, paths: Paths):
 
 def _import_engine(family: str) -> Any:
     """Import torch, diffusers and the family's pipeline module (with transformers' CLIP) without
-    full garbage-collection passes, then freeze them (see :mod:`studio.pipelines.gc_pauses`).
+    full garbage-collection passes, then freeze them (see :mod:`studio.core.gc_pauses`).
 
     Runs before every load, after the model cache has freed the previous pipeline: besides the
     first-time imports it keeps the objects the next full pass must walk down to those created
     since, so the worker never holds the GIL for a pass over the whole heap while reading a model
     and the window keeps answering."""
-    from studio.pipelines.gc_pauses import collector_paused_for_imports
+    from studio.core.gc_pauses import collector_paused_for_imports
 
     with collector_paused_for_imports():
         import diffusers

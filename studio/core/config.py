@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.fileio import atomic_write_text
+from studio.core.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ and switching between Generate and Transform never reloads the model. The call i
 (CPU generator seeded ``seed + i``, a read-only step callback for previews, progress and cancel), so
 the result equals plain diffusers' img2img / inpaint pipeline bit for bit on CPU.
 
-The input is read by :mod:`studio.pipelines.images_in` and resized to ``width×height``: by default
+The input is read by :mod:`studio.media.images_in` and resized to ``width×height``: by default
 its own size rounded down to multiples of 8 (what diffusers would do), the longer side limited to
 ``MAX_SIDE``. Inpainting with a regular (4-channel) checkpoint uses diffusers' latent blending;
 with ``keep_unmasked`` the original pixels are pasted back outside the mask (diffusers'
@@ -23,12 +23,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from studio.config import Paths, Settings
-from studio.jobs import CancelToken, JobCancelled, ProgressSink
+from studio.core.config import Paths, Settings
+from studio.core.jobs import CancelToken, JobCancelled, ProgressSink
 from studio.library.models import resolve_model
-from studio.pipelines.memory import run_with_offload_retry
-from studio.pipelines.requests import MAX_SIDE, Img2ImgRequest, TransformedImage
-from studio.pipelines.run_common import (
+from studio.pipelines.diffusion.batch import (
     DiffusersService,
     NotedProgress,
     add_note,
@@ -39,6 +37,8 @@ from studio.pipelines.run_common import (
     step_callback,
     validate_request,
 )
+from studio.pipelines.diffusion.memory import run_with_offload_retry
+from studio.pipelines.requests import MAX_SIDE, Img2ImgRequest, TransformedImage
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def derive_pipeline(pipe: Any, inpaint: bool) -> Any:
     """The img2img / inpaint pipeline sharing ``pipe``'s components (same objects, no copies)."""
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
-    from studio.pipelines.memory import share_offload_state
+    from studio.pipelines.diffusion.memory import share_offload_state
 
     auto = AutoPipelineForInpainting if inpaint else AutoPipelineForImage2Image
     derived = auto.from_pipe(pipe)
@@ -68,7 +68,7 @@ def prepare_inputs(request: Img2ImgRequest) -> tuple[Any, Any, Any, list[str]]:
     """(RGB image at the request's size, mask or None, the InputImage, warnings)."""
     from PIL import Image
 
-    from studio.pipelines import images_in
+    from studio.media import images_in
 
     loaded = images_in.open_image(request.image)
     size = (request.width, request.height) if request.width and request.height else \
@@ -111,7 +111,7 @@ class Img2ImgService(DiffusersService):
                   loaded: Any, warnings: list[str], settings: Settings, paths: Paths,
                   device: str, dtype: Any, progress: ProgressSink,
                   cancel: CancelToken) -> list[TransformedImage]:
-        from studio.pipelines import outputs
+        from studio.media import outputs
 
         call = prepare_call(base, entry, request, settings, paths, device, dtype,
                             derive=lambda base: derive_pipeline(base, request.inpaint),

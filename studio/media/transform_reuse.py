@@ -1,7 +1,7 @@
 """Rebuild a Transform request from a result image ("reuse parameters"). No Qt, no torch.
 
 Transform results carry their request in the ``studio`` PNG chunk
-(:func:`studio.pipelines.outputs.save_image_with_metadata`):
+(:func:`studio.media.outputs.save_image_with_metadata`):
 
 - CycleGAN: ``{"transform": TransformRequest.to_dict(), "source": <input file>}``;
 - img2img / inpaint: ``{"request": Img2ImgRequest.to_dict() (kind img2img|inpaint), "seed": <this
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.pipelines.image_text import read_image_text
+from studio.media.image_text import read_image_text
 from studio.pipelines.requests import SEED_MAX, Img2ImgRequest, TransformRequest
 
 
@@ -86,7 +86,7 @@ def read_transform_reuse(path: Path) -> TransformReuse | None:
 
 def _cyclegan(data: dict[str, Any], result: Path, parameters: str = "") -> TransformReuse:
     from studio.library.cyclegan_models import model_name
-    from studio.pipelines.infotext import parse_infotext
+    from studio.media.infotext import parse_infotext
 
     request = TransformRequest.from_dict(data["transform"])
     name = str(parse_infotext(parameters).get("CycleGAN") or "") if parameters else ""

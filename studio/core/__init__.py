@@ -1,0 +1,1 @@
+"""The core: jobs and lanes, the engine, settings, devices, files. No Qt, no torch at import."""

@@ -1,0 +1,1 @@
+"""CycleGAN translation: the reference generator, tiled translation with exact statistics, the job service. No Qt."""
