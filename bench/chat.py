@@ -169,7 +169,7 @@ def bench_local(folder: Path, device: str, tokens: int, runs: int) -> tuple[floa
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from studio.core.config import Settings, default_paths
-    from studio.core.jobs import JobRunner
+    from studio.core.lanes import JobRunner
     from studio.pipelines.chat.service import ChatService
 
     settings = Settings(device=device, precision="fp32")

@@ -138,7 +138,7 @@ def bench_panel(n: int, workdir: Path) -> dict[str, float]:
     from PySide6.QtWidgets import QApplication
 
     from studio.core.config import Settings, default_paths
-    from studio.core.jobs import JobRunner
+    from studio.core.lanes import JobRunner
     from studio.ui.context import AppContext
     from studio.ui.panels.gallery import GalleryPanel
     from studio.ui.panels.gallery.model import PathRole

@@ -98,7 +98,7 @@ def measure_stall(home: Path, model: Path) -> dict[str, float]:
                              width=256, height=256, seed=3)
     panel = window.panel("generate")
     panel.receive(request)
-    job = window.ctx.bridge.submit("txt2img", request, title="bench")
+    job = window.ctx.bridge.engine.gpu.submit("txt2img", request, title="bench")
     deadline = time.monotonic() + 600
     while not job.state.finished and time.monotonic() < deadline:
         app.processEvents()
@@ -164,7 +164,7 @@ def measure_cancel_and_close(home: Path, model: Path) -> dict[str, float]:
     panel.receive(request)
     running = panel.generate()
     _pump_until(app, lambda: running.step >= 2)
-    runner = window.ctx.bridge.runner
+    runner = window.ctx.bridge.engine
     pressed = time.perf_counter()
     QTest.keyClick(window.windowHandle(), Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
     _pump_until(app, lambda: not window.isVisible() and not runner.alive)

@@ -1,8 +1,8 @@
-"""Start the desktop app: QApplication, settings, theme, the job worker and the main window.
+"""Start the desktop app: QApplication, settings, theme, the engine and the main window.
 
 Nothing heavy is imported here (DESIGN rule 7): torch is first imported on a background thread
-by the device probe after the window is on screen, and by the txt2img service on the worker
-thread when the first image job runs.
+by the device probe after the window is on screen, and by a service on the GPU worker when the
+first job needs it. asyncio runs on Qt's own event loop (qasync), for the I/O lane.
 """
 
 from __future__ import annotations
@@ -10,16 +10,14 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from studio.core.config import Paths, Settings, default_paths, load_settings
-from studio.core.jobs import JobRunner
-from studio.pipelines.handlers import LazyServiceHandler, chat_handler, unload_handler
-from studio.pipelines.transform_handlers import Img2ImgHandler, transform_handler
+from studio.core.jobs import Handler
+from studio.pipelines.services import build_engine
 from studio.ui.context import AppContext
 from studio.ui.main_window import MainWindow
 from studio.ui.startup_failure import (
@@ -32,24 +30,18 @@ from studio.ui.welcome import is_first_start, show_welcome
 from studio.ui.widgets.input_policy import install_input_policy
 from studio.ui.workspaces import Workspace
 from studio.workers.job_bridge import JobBridge
-
-
-class Txt2ImgHandler(LazyServiceHandler):
-    """The ``txt2img`` job handler: builds the image service on the worker thread on first use."""
-
-    def __init__(self, settings_getter: Callable[[], Settings],
-                 paths_getter: Callable[[], Paths]) -> None:
-        super().__init__("studio.pipelines.diffusion.txt2img:Txt2ImgService", settings_getter,
-                         paths_getter, "Loading the image engine…")
+from studio.workers.lanes import qt_event_loop
 
 
 def build_main_window(settings: Settings | None = None, base_paths: Paths | None = None, *,
-                      workspaces: list[Workspace] | None = None) -> MainWindow:
+                      workspaces: list[Workspace] | None = None,
+                      handlers: dict[str, Handler] | None = None) -> MainWindow:
     """Build the window and everything behind it (a QApplication must exist).
 
     Without ``settings`` they are loaded from ``base_paths.settings_file``; if that file was
     corrupt (and has been backed up) the window shows the notice in a banner. ``workspaces``
-    replaces the registry (tests); device detection starts with ``start_device_detection()``.
+    replaces the registry and ``handlers`` some job kinds' services (tests); device detection
+    starts with ``start_device_detection()``.
     """
     app = QApplication.instance()
     if app is None:
@@ -62,21 +54,14 @@ def build_main_window(settings: Settings | None = None, base_paths: Paths | None
     apply_theme(app, settings.theme)
     install_input_policy(app)  # wheel, Return on buttons, combo popups, dialogs on screen
 
-    holder: dict[str, AppContext] = {}  # the handler needs the context, which needs the runner
-    txt2img = Txt2ImgHandler(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths)
-    chat = chat_handler(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths)
-    img2img = Img2ImgHandler(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths, txt2img)
-    transform = transform_handler(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths)
-    runner = JobRunner({"txt2img": txt2img, "chat": chat, "img2img": img2img,
-                        "transform": transform, "unload": unload_handler})
-    bridge = JobBridge(runner)
+    holder: dict[str, AppContext] = {}  # the engine asks the context for the settings in force
+    engine = build_engine(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths,
+                          io_loop=qt_event_loop(app), handlers=handlers)
+    bridge = JobBridge(engine)
     ctx = AppContext(settings, bridge, base_paths)
     holder["ctx"] = ctx
     bridge.setParent(ctx)
     window = MainWindow(ctx, workspaces)
-    window.txt2img_handler = txt2img  # the service and its model cache live as long as the window
-    window.chat_handler = chat
-    window.transform_handlers = (img2img, transform)
     ctx.setParent(window)
     if notice:
         window.show_banner(notice, "warning", key="settings")

@@ -145,3 +145,20 @@ def screenshot():
         return path
 
     return save
+
+
+def app_context(settings, base_paths=None, handlers=None):
+    """An ``AppContext`` over a real engine whose services follow the context's settings and
+    folders (``handlers`` replaces some kinds' services). Shut it down with
+    ``ctx.bridge.shutdown()``."""
+    from studio.core.config import default_paths
+    from studio.pipelines.services import build_engine
+    from studio.ui.context import AppContext
+    from studio.workers.job_bridge import JobBridge
+    from studio.workers.lanes import qt_event_loop
+
+    holder = {}
+    engine = build_engine(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths,
+                          io_loop=qt_event_loop(), handlers=handlers)
+    holder["ctx"] = AppContext(settings, JobBridge(engine), base_paths or default_paths())
+    return holder["ctx"]

@@ -370,7 +370,7 @@ class Walk:
         self.outputs = [Path(p.path) for p in job.partials if getattr(p, "path", None)]
         # A failed job too, so the queue shows an error card.
         request = Txt2ImgRequest(model=str(self.work / "no-such-model"), prompt="a red fox")
-        failed = self.window.ctx.bridge.submit("txt2img", request, title="a red fox")
+        failed = self.window.ctx.bridge.engine.gpu.submit("txt2img", request, title="a red fox")
         wait_until(lambda: failed.state.finished, 60, "the job without a model to fail")
         wait_until(lambda: panel.strip.isVisible(), 10, "the results strip")
         settle(self.window)

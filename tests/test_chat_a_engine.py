@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from studio.core.config import Settings, default_paths
-from studio.core.jobs import CancelToken, JobRunner, JobState, UserFacingError
+from studio.core.jobs import CancelToken, JobState, UserFacingError
 from studio.pipelines.chat.types import ChatChunk, ChatRequest
 
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
@@ -204,11 +204,10 @@ def test_find_chat_models_scans_folders_without_loading(tiny_llama_dir, tmp_path
         resolve_chat_model("someone/not-downloaded", Settings(), paths)
 
 
-def test_chat_job_streams_partials_through_the_runner(tiny_llama_dir):
-    from studio.pipelines.handlers import chat_handler
+def test_chat_job_streams_partials_through_the_engine(tiny_llama_dir):
+    from studio.pipelines.services import build_engine
 
     settings = Settings(device="cpu")
-    handler = chat_handler(lambda: settings, default_paths)
     seen = []
 
     class Listener:
@@ -221,16 +220,16 @@ def test_chat_job_streams_partials_through_the_runner(tiny_llama_dir):
         def job_partial(self, job, result):
             seen.append(("chunk", result))
 
-    runner = JobRunner({"chat": handler}, Listener())
+    runner = build_engine(lambda: settings, default_paths, listener=Listener())
     try:
-        job = runner.submit("chat", _request(tiny_llama_dir, max_new_tokens=10))
-        assert runner.wait(job, 120)
+        job = runner.submit(_request(tiny_llama_dir, max_new_tokens=10))
+        assert job.lane == "gpu" and runner.wait(job, 120)
         assert job.state is JobState.DONE, job.error
         chunks = [x[1] for x in seen if x[0] == "chunk"]
         assert "".join(c.text for c in chunks) == job.result.text
         assert ("progress", job.result.completion_tokens, 10) in seen
-        bad = runner.submit("chat", _request("openai:no-model-here"))
-        assert runner.wait(bad, 120)
+        bad = runner.submit(_request("openai:no-model-here"))
+        assert bad.lane == "io" and runner.wait(bad, 120)
         assert bad.state is JobState.FAILED and "openai:BASE_URL#MODEL" in bad.error
     finally:
         runner.shutdown()

@@ -77,8 +77,14 @@ def test_send_streams_then_stop_regenerate_edit_delete_copy(chat, qtbot, screens
     updates, shown = [], []
     panel.model.dataChanged.connect(lambda a, b: updates.append(a.row()))
     # After the panel's own slot: what the streaming bubble holds as each chunk arrives.
-    panel.ctx.bridge.partial.connect(
-        lambda job, chunk: shown.append(panel.streaming.tokens) if panel.streaming else None)
+    on_partial = panel._on_partial
+
+    def spy(job, chunk):
+        on_partial(job, chunk)
+        if panel.streaming is not None:
+            shown.append(panel.streaming.tokens)
+
+    panel._on_partial = spy  # the reply's handle connects to it when the reply starts
     _send(qtbot, panel, "Hello")
     user, reply = _rows(panel)
     assert (user.role, user.content, reply.role) == ("user", "Hello", "assistant")

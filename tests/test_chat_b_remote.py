@@ -172,8 +172,17 @@ def test_cancel_between_chunks_stops_at_once(fake_server):
 
 
 # -- the same backend on asyncio (the I/O lane) ------------------------------------------------
-def _astream(base: str, model: str, timeout: float = 10.0, **kw) -> list:
+def _run_async(coroutine_fn):
+    """``asyncio.run`` on a thread of its own: a GUI test earlier in this process leaves Qt's
+    event loop registered as the running loop of the main thread (qasync)."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coroutine_fn())).result()
+
+
+def _astream(base: str, model: str, timeout: float = 10.0, **kw) -> list:
 
     from studio.pipelines.chat.remote import AsyncRemoteChat
 
@@ -181,7 +190,7 @@ def _astream(base: str, model: str, timeout: float = 10.0, **kw) -> list:
         chat = AsyncRemoteChat(backend(base, model, timeout=timeout))
         return [c async for c in chat.stream(request(**kw))]
 
-    return asyncio.run(collect())
+    return _run_async(collect)
 
 
 def test_async_stream_gives_the_same_chunks_as_the_thread_backend(fake_server):
@@ -204,12 +213,11 @@ def test_async_stream_retries_without_extras_and_keeps_text_on_errors(fake_serve
 
 
 def test_async_model_list_and_connection_errors(fake_server):
-    import asyncio
 
     from studio.pipelines.chat.remote import AsyncRemoteChat
 
     def models(base: str, key: str | None = GOOD_KEY) -> list[str]:
-        return asyncio.run(AsyncRemoteChat(backend(base, key=key)).list_models())
+        return _run_async(lambda: AsyncRemoteChat(backend(base, key=key)).list_models())
 
     assert models(fake_server) == ["m1", "m2"]
     with pytest.raises(UserFacingError, match="refused the API key"):
@@ -242,4 +250,4 @@ def test_async_stream_stops_at_once_when_its_task_is_cancelled(fake_server):
             await task
         return seen
 
-    assert "".join(c.text for c in asyncio.run(run())) == "Hello,"
+    assert "".join(c.text for c in _run_async(run)) == "Hello,"

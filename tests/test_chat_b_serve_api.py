@@ -20,9 +20,10 @@ import openai
 import pytest
 from PIL import Image
 
-from studio.core.jobs import JobRunner
+from studio.core.config import Settings, default_paths
 from studio.pipelines.chat.types import ChatChunk, ChatReply
 from studio.pipelines.requests import GeneratedImage
+from studio.pipelines.services import build_engine
 from studio.server.app import is_loopback, make_server
 from studio.server.catalog import CHAT, IMAGE, Catalog, ServedModel
 
@@ -85,7 +86,8 @@ class Handlers:
 @pytest.fixture
 def served(tmp_path):
     handlers = Handlers(tmp_path)
-    runner = JobRunner({"chat": handlers.chat, "txt2img": handlers.txt2img})
+    runner = build_engine(Settings, default_paths,
+                          handlers={"chat": handlers.chat, "txt2img": handlers.txt2img})
     catalog = Catalog([ServedModel("tiny-chat", CHAT, "/models/tiny-chat"),
                        ServedModel("tiny-sd", IMAGE, "/models/tiny-sd")])
     servers = []
@@ -212,7 +214,7 @@ def test_api_key_required_when_set(served):
 def test_non_loopback_needs_a_key():
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("")
-    runner = JobRunner({})
+    runner = build_engine(Settings, default_paths)
     try:
         with pytest.raises(PermissionError, match="without an API key"):
             make_server("0.0.0.0", 0, runner, Catalog([]))

@@ -9,17 +9,15 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
-from studio.core.config import Settings, default_paths
-from studio.core.jobs import JobRunner
+from studio.core.config import Settings
 from studio.media.outputs import save_txt2img_image
 from studio.pipelines.requests import Txt2ImgRequest
-from studio.ui.context import AppContext
 from studio.ui.panels.gallery import GalleryPanel
 from studio.ui.panels.gallery.model import PathRole
 from studio.ui.panels.gallery.panel import ImageDialog
 from studio.ui.widgets import image_actions
 from studio.ui.widgets.image_actions import find_action
-from studio.workers.job_bridge import JobBridge
+from tests.gui_fixtures import app_context
 
 pytestmark = pytest.mark.gui
 
@@ -30,11 +28,9 @@ PROMPTS = ["a lighthouse on a cliff at dawn", "portrait of a cat astronaut",
 
 @pytest.fixture
 def ctx(qtbot):
-    runner = JobRunner({})
-    bridge = JobBridge(runner)
-    context = AppContext(Settings(last_model="/models/current"), bridge, default_paths())
+    context = app_context(Settings(last_model="/models/current"))
     yield context
-    runner.shutdown(wait=True)
+    context.bridge.shutdown()
 
 
 def write_image(outputs: Path, i: int, prompt: str | None = None) -> tuple[Path, Txt2ImgRequest]:

@@ -19,11 +19,9 @@ from PIL.PngImagePlugin import PngInfo
 from PySide6.QtWidgets import QApplication
 
 from studio.core.config import Settings, default_paths
-from studio.core.jobs import JobRunner
-from studio.ui.context import AppContext
 from studio.ui.panels.gallery import GalleryPanel
 from studio.ui.panels.gallery.model import PathRole
-from studio.workers.job_bridge import JobBridge
+from tests.gui_fixtures import app_context
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
@@ -77,8 +75,7 @@ def file_work_threads(monkeypatch):
 
 
 def test_ten_thousand_images_are_read_off_the_gui_thread(qtbot, many_images, file_work_threads):
-    runner = JobRunner({})
-    ctx = AppContext(Settings(), JobBridge(runner), default_paths())
+    ctx = app_context(Settings())
     panel = GalleryPanel(ctx)
     qtbot.addWidget(panel)
     panel.resize(1280, 800)
@@ -101,7 +98,7 @@ def test_ten_thousand_images_are_read_off_the_gui_thread(qtbot, many_images, fil
                         is not None, timeout=300_000)
     finally:
         panel.shutdown()
-        runner.shutdown()
+        ctx.bridge.shutdown()
 
     seen = file_work_threads
     assert len(seen.get("_describe", [])) == N_IMAGES  # each file's text read once…

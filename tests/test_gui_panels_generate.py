@@ -12,15 +12,17 @@ import pytest
 from PySide6.QtCore import Qt
 
 from studio.core.config import Settings, default_paths
-from studio.core.jobs import JobRunner, JobState, UserFacingError
+from studio.core.jobs import JobState, UserFacingError
 from studio.library.models import ModelEntry
 from studio.media.outputs import save_txt2img_image
 from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
+from studio.pipelines.services import build_engine
 from studio.ui.context import AppContext
 from studio.ui.panels.generate import GeneratePanel
 from studio.ui.panels.generate.controls import approx_clip_tokens
 from studio.ui.widgets.image_actions import find_action
 from studio.workers.job_bridge import JobBridge
+from studio.workers.lanes import qt_event_loop
 
 pytestmark = pytest.mark.gui
 
@@ -73,18 +75,20 @@ class FakeTxt2Img:
 
 @pytest.fixture
 def ctx(qtbot):
-    runner = JobRunner({})
-    bridge = JobBridge(runner)
-    context = AppContext(Settings(), bridge, default_paths())
+    holder = {}
+    engine = build_engine(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths,
+                          io_loop=qt_event_loop())
+    bridge = JobBridge(engine)
+    context = holder["ctx"] = AppContext(Settings(), bridge, default_paths())
     yield context
     bridge.cancel_all()
-    runner.shutdown(wait=True)
+    engine.shutdown(wait=True)
 
 
 @pytest.fixture
 def fake(ctx):
     handler = FakeTxt2Img(ctx.paths.outputs_dir)
-    ctx.bridge.runner.register("txt2img", handler)
+    ctx.bridge.engine.register("txt2img", handler)
     yield handler
     if handler.gate is not None:
         handler.gate.set()
@@ -149,14 +153,14 @@ def test_random_seed_is_resolved_before_submitting(qtbot, ctx, fake):
     panel.controls.set_seed_mode("random")
     job1 = panel.generate()
     job2 = panel.generate()
-    assert ctx.bridge.runner.wait(job2, 120)
+    assert ctx.bridge.engine.wait(job2, 120)
     seeds = [job1.request.seed, job2.request.seed]
     assert all(0 <= s < 2**32 for s in seeds) and seeds[0] != seeds[1]
     # "Reuse last" takes the seed just used.
     panel.controls.set_seed_mode("reuse")
     job3 = panel.generate()
     assert job3.request.seed == seeds[1]
-    assert ctx.bridge.runner.wait(job3, 120)
+    assert ctx.bridge.engine.wait(job3, 120)
 
 
 def test_ctrl_enter_submits_and_escape_cancels_within_a_step(qtbot, ctx, fake):
@@ -170,12 +174,13 @@ def test_ctrl_enter_submits_and_escape_cancels_within_a_step(qtbot, ctx, fake):
     assert panel.controls.prompt.toPlainText() == "a red fox in the snow"  # no newline typed
     qtbot.waitUntil(lambda: panel.preview.status.text().startswith("Step"), timeout=5000)
 
-    job = ctx.bridge.jobs()[0]
+    [job] = ctx.bridge.jobs()
     qtbot.keyClick(panel.controls.prompt, Qt.Key.Key_Escape)  # cancels before it returns
-    at_escape = job.step  # the worker may have finished the step it was in, no more
+    at_escape = ctx.bridge.jobs()[0].step  # the worker may finish the step it was in, no more
     qtbot.waitUntil(lambda: bool(finished), timeout=120_000)
-    assert finished[0] is job and job.state is JobState.CANCELLED
-    assert job.step <= at_escape + 1 < 500  # how soon, in time: bench/gui_responsiveness.py
+    final = finished[0]
+    assert final.id == job.id and final.state is JobState.CANCELLED
+    assert final.step <= at_escape + 1 < 500  # how soon, in time: bench/gui_responsiveness.py
     assert panel.preview.status.text() == "Cancelled — 0 images kept"
 
 

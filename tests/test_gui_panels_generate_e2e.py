@@ -7,13 +7,11 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from studio.app import Txt2ImgHandler
-from studio.core.config import Settings, default_paths
-from studio.core.jobs import JobRunner, JobState
+from studio.core.config import Settings
+from studio.core.jobs import JobState
 from studio.media.metadata import read_image_metadata, to_request
-from studio.ui.context import AppContext
 from studio.ui.panels.generate import GeneratePanel
-from studio.workers.job_bridge import JobBridge
+from tests.gui_fixtures import app_context
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
@@ -21,9 +19,7 @@ pytestmark = [pytest.mark.gui, pytest.mark.slow]
 def test_generate_with_a_real_tiny_model(qtbot, tiny_sd15_dir):
     settings = Settings(device="cpu", precision="fp32", preview_mode="fast",
                         added_models=[str(tiny_sd15_dir)])
-    runner = JobRunner({})
-    ctx = AppContext(settings, JobBridge(runner), default_paths())
-    runner.register("txt2img", Txt2ImgHandler(lambda: ctx.settings, lambda: ctx.paths))
+    ctx = app_context(settings)
     panel = GeneratePanel(ctx)  # the real scanner: studio.library.models.find_txt2img_models
     qtbot.addWidget(panel)
     frames = []
@@ -51,7 +47,7 @@ def test_generate_with_a_real_tiny_model(qtbot, tiny_sd15_dir):
         assert job.state is JobState.DONE, job.error
         qtbot.waitUntil(lambda: panel.strip.count() == 1, timeout=5000)
     finally:
-        runner.shutdown()
+        ctx.bridge.shutdown()
         panel.shutdown()
 
     # Live previews were drawn at the requested size, step by step.

@@ -79,9 +79,9 @@ def test_cancel_says_cancelling_at_once(qtbot, ctx, fake):  # noqa: F811
     assert fake.at_gate.wait(10)
     qtbot.waitUntil(lambda: panel.preview.status.text().startswith("Step 2/4"), timeout=10_000)
     qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
-    # No waiting: the worker is still stuck inside its step.
-    assert job.state is JobState.RUNNING
-    assert panel.preview.status.text() == "Cancelling…"
+    # Shown while the worker is still stuck inside its step (it stays there until the gate).
+    qtbot.waitUntil(lambda: panel.preview.status.text() == "Cancelling…", timeout=10_000)
+    assert job.state is JobState.RUNNING and not fake.gate.is_set()
     assert panel.queue_label.text() == "1 cancelling"
     assert not panel.cancel_button.isEnabled()  # nothing left to cancel
     fake.gate.set()

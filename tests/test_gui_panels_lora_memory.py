@@ -90,7 +90,7 @@ def window(qtbot, studio_home, image_models, tmp_path, monkeypatch):
     win = build_main_window()
     qtbot.addWidget(win)
     win.recorder = RecordingTxt2Img()
-    win.ctx.bridge.runner.register("txt2img", win.recorder)
+    win.ctx.bridge.engine.register("txt2img", win.recorder)
     win.resize(1320, 860)
     win.show()
     yield win
@@ -301,7 +301,7 @@ def test_unload_all_from_the_models_toolbar_and_the_status_bar(window, qtbot, mo
         unloads.append(request)
         loaded.clear()
 
-    window.ctx.bridge.runner.register("unload", unload)
+    window.ctx.bridge.engine.register("unload", unload)
     window.ctx.update_settings(dataclasses.replace(window.ctx.settings, memory_budget_gb=8.0))
     panel = models_panel(window, qtbot)
     button = panel.unload_button
@@ -336,12 +336,16 @@ def test_unload_all_from_the_models_toolbar_and_the_status_bar(window, qtbot, mo
     assert panel.unload_button.text() == "Nothing loaded"
 
 
-def test_unload_without_a_worker_for_it_says_so(window, qtbot, monkeypatch):
+def test_unload_the_engine_refuses_says_so(window, qtbot, monkeypatch):
     import studio.pipelines.model_cache as model_cache
 
     monkeypatch.setattr(model_cache, "memory_report",
                         lambda: [FakeLoaded("m", "/m", "image", GB, "cpu")], raising=False)
-    window.ctx.bridge.runner._handlers.pop("unload", None)
+
+    def refuse(request, *args, **kwargs):
+        raise RuntimeError("the job queue has stopped")
+
+    monkeypatch.setattr(window.ctx.bridge.engine, "submit", refuse)
     panel = models_panel(window, qtbot)
     panel.refresh_loaded()
     assert panel.unload_all() is None

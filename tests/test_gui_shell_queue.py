@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -39,7 +40,7 @@ def gated(request, progress, cancel):
 
 @pytest.fixture
 def window(shell_window, qtbot):
-    runner = shell_window.ctx.bridge.runner
+    runner = shell_window.ctx.bridge.engine
     runner.register("step", stepper)
     runner.register("fail", failing)
     runner.register("gated", gated)
@@ -60,11 +61,11 @@ def wait_state(qtbot, window, job, state, timeout=120_000):
 def test_drawer_lists_jobs_newest_first_with_state_and_progress(window, qtbot, screenshot):
     bridge = window.ctx.bridge
     gate = threading.Event()
-    done = bridge.submit("step", {"steps": 4}, "Portrait of a cat · 512×512")
-    failed = bridge.submit("fail", None, "Castle at dusk · 1024×1024")
-    running = bridge.submit("gated", gate, "Forest · 768×512")
-    queued = bridge.submit("step", {"steps": 2}, "Queued thing")
-    cancelled = bridge.submit("step", {"steps": 2}, "Cancelled before it ran")
+    done = bridge.engine.gpu.submit("step", {"steps": 4}, "Portrait of a cat · 512×512")
+    failed = bridge.engine.gpu.submit("fail", None, "Castle at dusk · 1024×1024")
+    running = bridge.engine.gpu.submit("gated", gate, "Forest · 768×512")
+    queued = bridge.engine.gpu.submit("step", {"steps": 2}, "Queued thing")
+    cancelled = bridge.engine.gpu.submit("step", {"steps": 2}, "Cancelled before it ran")
     bridge.cancel(cancelled)
 
     wait_state(qtbot, window, done, JobState.DONE)
@@ -96,7 +97,7 @@ def test_drawer_lists_jobs_newest_first_with_state_and_progress(window, qtbot, s
 
 
 def test_failed_job_shows_its_message_readable_and_selectable(window, qtbot):
-    job = window.ctx.bridge.submit("fail", None, "Too big")
+    job = window.ctx.bridge.engine.gpu.submit("fail", None, "Too big")
     wait_state(qtbot, window, job, JobState.FAILED)
     message = card(window, job).message
     assert not message.isHidden()
@@ -107,7 +108,7 @@ def test_failed_job_shows_its_message_readable_and_selectable(window, qtbot):
 
 
 def test_cancel_button_stops_a_running_job_within_a_step(window, qtbot):
-    job = window.ctx.bridge.submit("step", {"steps": 10_000, "delay": 0.02}, "Long")
+    job = window.ctx.bridge.engine.gpu.submit("step", {"steps": 10_000, "delay": 0.02}, "Long")
     qtbot.waitUntil(lambda: job.step >= 2, timeout=120_000)
     button = card(window, job).cancel_button
     assert button.isEnabled()
@@ -121,8 +122,8 @@ def test_cancel_button_stops_a_running_job_within_a_step(window, qtbot):
 def test_clear_finished_removes_only_finished_jobs(window, qtbot):
     bridge = window.ctx.bridge
     gate = threading.Event()
-    finished = bridge.submit("step", {"steps": 1}, "Finished")
-    running = bridge.submit("gated", gate, "Still running")
+    finished = bridge.engine.gpu.submit("step", {"steps": 1}, "Finished")
+    running = bridge.engine.gpu.submit("gated", gate, "Still running")
     wait_state(qtbot, window, finished, JobState.DONE)
     wait_state(qtbot, window, running, JobState.RUNNING)
     drawer = window.queue_drawer
@@ -137,7 +138,7 @@ def test_clear_finished_removes_only_finished_jobs(window, qtbot):
 
 
 def test_progress_repaints_are_throttled(window, qtbot, monkeypatch):
-    job = window.ctx.bridge.submit("step", {"steps": 300, "delay": 0.001}, "Fast steps")
+    job = window.ctx.bridge.engine.gpu.submit("step", {"steps": 300, "delay": 0.001}, "Fast steps")
     qtbot.waitUntil(lambda: job.id in window.queue_drawer.cards)
     refreshes = []
     monkeypatch.setattr(card(window, job), "refresh",
@@ -168,9 +169,9 @@ def stuck(request, progress, cancel):
 
 
 def test_cancel_in_the_drawer_says_cancelling_at_once(window, qtbot):
-    window.ctx.bridge.runner.register("stuck", stuck)
+    window.ctx.bridge.engine.register("stuck", stuck)
     gate = threading.Event()
-    job = window.ctx.bridge.submit("stuck", gate, "A long step")
+    job = window.ctx.bridge.engine.gpu.submit("stuck", gate, "A long step")
     wait_state(qtbot, window, job, JobState.RUNNING)
     qtbot.waitUntil(lambda: job.step == 1, timeout=10_000)
     the_card = card(window, job)
@@ -211,16 +212,16 @@ def test_cards_fit_a_narrow_drawer_and_tell_same_titled_jobs_apart(window, qtbot
         return "ok"
 
     bridge = window.ctx.bridge
-    bridge.runner.register("images", images)
+    bridge.engine.register("images", images)
     window.resize(1366, 768)
     window.toggle_queue()
     drawer = window.queue_drawer
     window.resizeDocks([drawer], [drawer.minimumWidth()], Qt.Orientation.Horizontal)
     qtbot.waitUntil(lambda: drawer.isVisible())
-    first = bridge.submit("images", Txt2ImgRequest(model="/models/tiny-sd15", prompt="fox",
+    first = bridge.engine.gpu.submit("images", Txt2ImgRequest(model="/models/tiny-sd15", prompt="fox",
                                                    steps=2, width=64, height=64, seed=11),
                           "fox")
-    second = bridge.submit("images", Txt2ImgRequest(model="/models/tiny-sd15", prompt="fox",
+    second = bridge.engine.gpu.submit("images", Txt2ImgRequest(model="/models/tiny-sd15", prompt="fox",
                                                     steps=2, width=64, height=96, seed=22,
                                                     count=2), "fox")
     wait_state(qtbot, window, first, JobState.DONE, timeout=20_000)
@@ -236,7 +237,7 @@ def test_cards_fit_a_narrow_drawer_and_tell_same_titled_jobs_apart(window, qtbot
     assert a.thumbnail_path.endswith("11.png") and b.thumbnail_path.endswith("23.png")
 
     # A long job's duration and every control fit the card; the card fits the drawer.
-    b.job.started = b.job.ended - 109
+    b.job = dataclasses.replace(b.job, started=b.job.ended - 109)
     b.refresh()
     assert b.steps.text() == "1 min 49 s"
     qtbot.waitUntil(lambda: b.steps.width() >= b.steps.sizeHint().width(), timeout=5000)
@@ -250,7 +251,7 @@ def test_cards_fit_a_narrow_drawer_and_tell_same_titled_jobs_apart(window, qtbot
 
     # While it can still be cancelled, the Cancel button shows its whole word.
     gate = threading.Event()
-    running = bridge.submit("gated", gate, "A job with a rather long title that must be elided")
+    running = bridge.engine.gpu.submit("gated", gate, "A job with a rather long title that must be elided")
     wait_state(qtbot, window, running, JobState.RUNNING)
     c = card(window, running)
     qtbot.waitUntil(lambda: c.cancel_button.isVisible(), timeout=5000)

@@ -94,13 +94,13 @@ def test_window_shows_the_workspaces_and_builds_panels_lazily(main_window, qtbot
 
 
 def test_switching_workspaces_keeps_panels_and_the_running_queue(main_window, qtbot):
-    runner = main_window.ctx.bridge.runner
+    runner = main_window.ctx.bridge.engine
     runner.register("gated", gated)
     main_window.show()
     qtbot.waitExposed(main_window)
     generate = main_window.panel("generate")
     gate = threading.Event()
-    job = main_window.ctx.bridge.submit("gated", gate, "Long job")
+    job = main_window.ctx.bridge.engine.gpu.submit("gated", gate, "Long job")
     press(main_window, Qt.Key.Key_J)
     qtbot.waitUntil(lambda: job.state is JobState.RUNNING)
 
@@ -109,7 +109,7 @@ def test_switching_workspaces_keeps_panels_and_the_running_queue(main_window, qt
     assert main_window.sidebar.buttons["gallery"].isChecked()
     assert main_window.queue_drawer.isVisible()
     assert job.id in main_window.queue_drawer.cards
-    assert job.state is JobState.RUNNING and runner.alive
+    assert job.state is JobState.RUNNING and runner.gpu.alive
 
     qtbot.mouseClick(main_window.sidebar.buttons["generate"], Qt.MouseButton.LeftButton)
     assert main_window.current_workspace() == "generate"
@@ -184,18 +184,18 @@ def test_memory_is_formatted_for_people():
 
 
 def test_closing_the_window_cancels_jobs_and_stops_the_worker(shell_window, qtbot):
-    runner = shell_window.ctx.bridge.runner
+    runner = shell_window.ctx.bridge.engine
     runner.register("gated", gated)
     shell_window.show()
     qtbot.waitExposed(shell_window)
-    running = shell_window.ctx.bridge.submit("gated", threading.Event(), "Running")
-    waiting = shell_window.ctx.bridge.submit("gated", threading.Event(), "Waiting")
+    running = shell_window.ctx.bridge.engine.gpu.submit("gated", threading.Event(), "Running")
+    waiting = shell_window.ctx.bridge.engine.gpu.submit("gated", threading.Event(), "Waiting")
     qtbot.waitUntil(lambda: running.state is JobState.RUNNING)
     press(shell_window, Qt.Key.Key_Q)  # returns once the worker has stopped
     assert not shell_window.isVisible()
     assert running.state is JobState.CANCELLED
     assert waiting.state is JobState.CANCELLED
-    assert not runner.alive
+    assert not runner.gpu.alive
 
 
 def test_a_panel_that_fails_to_build_gives_a_notice_not_a_crash(qtbot, studio_home):
@@ -227,19 +227,19 @@ def test_txt2img_jobs_run_on_the_worker_and_share_one_service(shell_window, qtbo
     from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
 
     bridge = shell_window.ctx.bridge
-    assert shell_window.txt2img_handler.service is None  # nothing loaded before the first job
+    assert shell_window.ctx.bridge.engine.built("txt2img") is None  # nothing loaded before the first job
     request = Txt2ImgRequest(model=str(tiny_sd15_dir), prompt="a fox", steps=2, width=64,
                              height=64, seed=5)
-    first = bridge.submit("txt2img", request, "fox")
+    first = bridge.engine.submit(request, "fox")
     qtbot.waitUntil(lambda: first.state.finished, timeout=120_000)
     assert first.state is JobState.DONE, first.error
-    service = shell_window.txt2img_handler.service
+    service = shell_window.ctx.bridge.engine.built("txt2img")
     assert service is not None
     [image] = first.result
     assert isinstance(image, GeneratedImage) and image.path.exists()
     assert shell_window.ctx.paths.outputs_dir in image.path.parents
 
-    second = bridge.submit("txt2img", Txt2ImgRequest(**{**request.__dict__, "seed": 6}), "fox 2")
+    second = bridge.engine.submit(Txt2ImgRequest(**{**request.__dict__, "seed": 6}), "fox 2")
     qtbot.waitUntil(lambda: second.state.finished, timeout=120_000)
     assert second.state is JobState.DONE, second.error
-    assert shell_window.txt2img_handler.service is service  # the model cache survived
+    assert shell_window.ctx.bridge.engine.built("txt2img") is service  # the model cache survived

@@ -130,7 +130,7 @@ def test_download_dialog_plan_progress_cancel_resume(qtbot, models_panel, monkey
 
         def slow(plan, paths, **kw):
             kw["progress"] = lambda s, p=kw["progress"]: (first.append(s), p(s),
-                                                          dialog.cancel_token.cancel())
+                                                          dialog.job.cancel())
             return real(plan, paths, **kw)
 
         monkeypatch.setattr(hd, "download", slow)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from studio.core.config import MemoryOptions, Settings, default_paths
-from studio.core.jobs import CancelToken, JobRunner, JobState, UserFacingError
+from studio.core.jobs import CancelToken, JobState, UserFacingError
 from studio.library.models import resolve_model
 from studio.pipelines import model_cache as mc
 from studio.pipelines.diffusion import memory
@@ -151,17 +151,19 @@ def test_unload_all_models_frees_every_cache_and_the_previewer(tiny_sd15_dir, ti
 
 
 def test_the_unload_job_runs_on_the_worker(tiny_sd15_dir):
-    from studio.pipelines.handlers import unload_handler
+    from studio.core.config import default_paths
+    from studio.pipelines.services import build_engine
 
-    cache = image_cache(Settings(device="cpu"))
+    settings = Settings(device="cpu")
+    cache = image_cache(settings)
     cache.get(image_entry(tiny_sd15_dir), "cpu", torch.float32)
     held = sum(m.bytes for m in mc.memory_report())
-    runner = JobRunner({"unload": unload_handler})
+    engine = build_engine(lambda: settings, default_paths)
     try:
-        job = runner.submit("unload", UnloadRequest(), "Unload all models")
-        assert runner.wait(job, timeout=300)
+        job = engine.submit(UnloadRequest(), "Unload all models")
+        assert job.lane == "gpu" and job.wait(timeout=300)
     finally:
-        runner.shutdown()
+        engine.shutdown()
     assert job.state == JobState.DONE, job.error
     assert job.result == held > 0
     assert mc.memory_report() == [] and cache.current is None
@@ -178,7 +180,7 @@ def test_the_window_runs_the_unload_job(qtbot):
         Workspace("generate", "Generate", "generate", RecordingPanel("Generate"))])
     qtbot.addWidget(window)
     try:
-        job = window.ctx.bridge.submit("unload", UnloadRequest(), "Unload all models")
+        job = window.ctx.bridge.engine.submit(UnloadRequest(), "Unload all models")
         qtbot.waitUntil(lambda: job.state.finished, timeout=10_000)
         assert job.state == JobState.DONE and job.result == (16 * 16 + 16) * 4
         assert mc.memory_report() == []

@@ -31,14 +31,15 @@ def test_self_test_passes_every_check_offline(tmp_path):
     lines = proc.stdout.splitlines()
     names = [line.split()[1] for line in lines if line.startswith("✓")]
     assert names == ["imports", "assets", "generate", "img2img", "transform", "chat", "serve",
-                     "train", "window"]
+                     "download", "train", "window"]
     assert not any(line.startswith("✗") for line in lines)
-    assert lines[-1] == "9/9 checks passed."
+    assert lines[-1] == "10/10 checks passed."
     assert re.search(r"^✓ generate +\d+\.\d s +2 steps, 64×64 PNG$", proc.stdout, re.M)
     assert "1 token" in next(x for x in lines if " chat " in x)
     assert "img2img and inpaint" in next(x for x in lines if " img2img " in x)
     assert "CycleGAN" in next(x for x in lines if " transform " in x)
     assert "completion over HTTP" in next(x for x in lines if " serve " in x)
+    assert "a Hub repository and a resumed file" in next(x for x in lines if " download " in x)
     assert "8 lessons" in next(x for x in lines if " train " in x)
     assert "in a spawned process" in next(x for x in lines if " train " in x)
     assert shot.stat().st_size > 1000
@@ -150,23 +151,16 @@ def test_ci_runs_the_bundle_check_after_the_tests():
     assert tests < check
 
 
-def test_the_self_test_goes_through_every_way_the_app_runs_work(qapp, tmp_path):
+def test_the_self_test_goes_through_every_way_the_app_runs_work():
     """A frozen app fails where a module is imported by name for the first time: each job kind
-    the window registers, each command that runs work and every lesson must be exercised by a
-    self-test check (studio.cli.self_test.COVERS says which)."""
-    from studio.app import build_main_window
+    the engine runs (for the window, the CLI and the server alike), each command and every
+    lesson must be exercised by a self-test check (studio.cli.self_test.COVERS says which)."""
     from studio.cli import COMMANDS
-    from studio.cli.self_checks import scratch_settings
     from studio.cli.self_test import CHECKS, COVERS
+    from studio.pipelines.services import SERVICES
 
     assert set(COVERS.values()) <= set(CHECKS)
-    settings, paths = scratch_settings(tmp_path)
-    window = build_main_window(settings, paths)
-    try:
-        kinds = set(window.ctx.bridge.runner._handlers)
-    finally:
-        window.shutdown()
-        window.deleteLater()
+    kinds = {spec.kind for spec in SERVICES}
     assert kinds <= set(COVERS), f"job kinds without a self-test check: {kinds - set(COVERS)}"
     commands = {name.rsplit(".", 1)[-1].replace("_", "-") for name in COMMANDS}
     assert commands <= set(COVERS), \

@@ -191,8 +191,8 @@ def test_autoencoder_data_set_choice_faces_or_what_it_needs(train, qtbot, monkey
 
 
 def test_waits_while_the_job_queue_is_busy(train, qtbot, monkeypatch):
-    runner = train.ctx.bridge.runner
-    monkeypatch.setattr(type(runner), "queue_length", property(lambda self: 1))
+    engine = train.ctx.bridge.engine
+    monkeypatch.setattr(type(engine), "gpu_busy", property(lambda self: True))
     qtbot.mouseClick(train.controls.play_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: train.session.state == "waiting", timeout=5000)
     assert train.session.step_count == 0

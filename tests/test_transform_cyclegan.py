@@ -152,7 +152,7 @@ def test_large_image_tiled_matches_untiled_and_beats_the_estimate(zoo):
 
 
 def test_exact_statistics_fall_back_to_the_estimate_beyond_the_memory_limit(zoo, monkeypatch):
-    from studio.pipelines.cyclegan.model import model as cyclegan
+    from studio.pipelines.cyclegan import model as cyclegan
 
     gen = CycleGANGenerator(zoo["G_A"])
     image = _photo(300, 200, seed=2)

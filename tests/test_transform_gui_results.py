@@ -292,10 +292,10 @@ def test_mask_blur_is_offered_for_inpainting_only_and_sent_with_the_request(pane
     assert options.request("m", "x.png").mask_blur == 0  # img2img has no mask to blur
 
 
-def test_a_result_still_queued_when_the_job_reads_done_is_shown(panel, tmp_path):
-    """The job object is shared with the worker: a state change queued earlier can be delivered
-    when the job already says "done", ahead of its last result's own signal. The result must
-    still be shown (it used to be dropped, leaving the previous picture on screen)."""
+def test_a_done_state_seen_before_the_last_result_does_not_drop_it(panel, tmp_path):
+    """Each event carries its own snapshot and a handle sends the end after every result: a
+    "changed" saying done that arrives ahead of the last result must not end the job there (the
+    result used to be dropped, leaving the previous picture on screen)."""
     from studio.core.jobs import Job, JobState
     from studio.pipelines.requests import TransformedImage, TransformRequest
 
@@ -304,13 +304,16 @@ def test_a_result_still_queued_when_the_job_reads_done_is_shown(panel, tmp_path)
     panel.receive(picture)
     request = TransformRequest(model="/m/style_test/latest_net_G.pth", inputs=[str(picture)])
     job = Job("transform", request, started=1.0)
-    panel._open[job.id] = job
+    panel._open[job.id] = job.snapshot()
+    panel._done_in_batch, panel._batch_total = 0, 1
     result = TransformedImage(request=request, index=0, source=picture, path=made,
                               image=Image.open(made).convert("RGB"))
-    job.partials.append(result)  # what the worker did, its signal still in the queue
     job.state, job.ended = JobState.DONE, 2.0
-    panel._on_job_changed(job)
+    done = job.snapshot()
+    panel._on_job_changed(done)
+    assert job.id in panel._open
+    panel._on_partial(done, result)
+    panel._finish(done)
     assert panel.last_result is result and panel.compare.after() is not None
     assert "00001-made.png" in panel.caption.text() and panel.status.text().startswith("Done · 1")
-    panel._on_partial(job, result)  # the late signal changes nothing
-    assert panel._done_in_batch == 1
+    assert panel._done_in_batch == 1 and not panel._open

@@ -112,25 +112,25 @@ class _Printer:
             print(text, file=sys.stderr, flush=True)
 
 
-def _ask(runner: Any, request: Any, printer: _Printer) -> tuple[Any, bool]:
+def _ask(engine: Any, request: Any, printer: _Printer) -> tuple[Any, bool]:
     """Run one reply; returns (job, interrupted)."""
     printer.ended_with_newline = True
-    job = runner.submit("chat", request, title="chat")
+    job = engine.submit(request, title="chat")
     interrupted = False
     try:
-        while not runner.wait(job, timeout=0.1):
+        while not job.wait(timeout=0.1):
             pass
     except KeyboardInterrupt:
         interrupted = True
-        runner.cancel(job)
-        runner.wait(job, timeout=30)
+        job.cancel()
+        job.wait(timeout=30)
     if not printer.ended_with_newline:
         sys.stdout.write("\n")
         sys.stdout.flush()
     return job, interrupted
 
 
-def _repl(runner: Any, template: Any, system: str, printer: _Printer) -> int:
+def _repl(engine: Any, template: Any, system: str, printer: _Printer) -> int:
     import dataclasses
 
     history: list[dict[str, str]] = []
@@ -157,7 +157,7 @@ def _repl(runner: Any, template: Any, system: str, printer: _Printer) -> int:
             continue
         history.append({"role": "user", "content": line})
         messages = ([{"role": "system", "content": system}] if system else []) + history
-        job, _stopped = _ask(runner, dataclasses.replace(template, messages=messages), printer)
+        job, _stopped = _ask(engine, dataclasses.replace(template, messages=messages), printer)
         if job.result is not None:
             history.append({"role": "assistant", "content": job.result.text})
         elif job.error:
@@ -175,18 +175,17 @@ def run(args: argparse.Namespace) -> int:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         hide_hub_bars()
 
-    from studio.core.jobs import JobRunner, JobState
-    from studio.pipelines.handlers import chat_handler
+    from studio.cli.common import cli_engine
+    from studio.core.jobs import JobState
 
     printer = _Printer()
-    runner = JobRunner({"chat": chat_handler(lambda: settings, lambda: paths)}, printer,
-                       name="studio-chat-worker")
+    engine = cli_engine(settings, paths, listener=printer)
     try:
         if args.prompt is None:
-            return _repl(runner, template, args.system, printer)
+            return _repl(engine, template, args.system, printer)
         messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
             {"role": "user", "content": args.prompt}]
-        job, interrupted = _ask(runner, dataclasses.replace(template, messages=messages),
+        job, interrupted = _ask(engine, dataclasses.replace(template, messages=messages),
                                 printer)
         if interrupted:
             return EXIT_CANCELLED
@@ -194,4 +193,4 @@ def run(args: argparse.Namespace) -> int:
             return fail(job.error or "the reply failed")
         return 0
     finally:
-        runner.shutdown(wait=True, timeout=10)
+        engine.shutdown(wait=True, timeout=10)

@@ -270,44 +270,51 @@ def quiet_libraries() -> None:
 
 
 # -- running a job ---------------------------------------------------------------------------
-def wait_for(runner: Any, job: Any) -> bool:
+def wait_for(engine: Any, job: Any) -> bool:
     """Wait for the job; True if the user pressed Ctrl+C (the job is then cancelled)."""
     try:
-        while not runner.wait(job, timeout=0.2):
+        while not engine.wait(job, timeout=0.2):
             pass
         return False
     except KeyboardInterrupt:
         print("studio: cancelling… (Ctrl+C again to quit at once)", file=sys.stderr, flush=True)
-        runner.cancel(job)
+        engine.cancel(job)
     try:
-        while not runner.wait(job, timeout=0.2):
+        while not engine.wait(job, timeout=0.2):
             pass
     except KeyboardInterrupt:
         pass  # second Ctrl+C: leave now; the worker is a daemon thread
     return True
 
 
-def run_job(kind: str, service_run: Any, request: Any, reporter: Reporter, expected: int, *,
+def cli_engine(settings: Any, paths: Any, listener: Any = None) -> Any:
+    """The engine a command runs its jobs on: the same services as the window, its settings."""
+    from studio.pipelines.services import build_engine
+
+    return build_engine(lambda: settings, lambda: paths, listener=listener, name="studio-cli")
+
+
+def run_job(request: Any, settings: Any, paths: Any, reporter: Reporter, expected: int, *,
             title: str | None = None, quiet: bool = True) -> int:
-    """Run one job on a CLI worker and turn its end into the exit status.
+    """Run one job on the engine and turn its end into the exit status.
 
     Results the service did not report as it went are printed at the end; a failed job exits 1,
     a cancelled one 130 after saying how many of ``expected`` images were made.
     """
-    from studio.core.jobs import JobRunner, JobState
+    from studio.core.jobs import JobState
 
     if quiet:
         quiet_libraries()
-    runner = JobRunner({kind: service_run}, listener=reporter, name="studio-cli-worker")
+    engine = cli_engine(settings, paths)
     job = None
     try:
-        job = runner.submit(kind, request, title=kind if title is None else title)
-        interrupted = wait_for(runner, job)
+        job = engine.submit(request, title="" if title is None else title, listener=reporter)
+        interrupted = wait_for(engine, job)
         for result in job.result or []:
             reporter.report(result)
     finally:
         reporter.close()
-        runner.shutdown(wait=job is None or job.state.finished, timeout=10)
+        engine.shutdown(wait=job is None or job.state.finished, timeout=10)
     if job.state is JobState.FAILED:
         return fail(job.error or job.message or "the job failed", 1)
     if interrupted or job.state is JobState.CANCELLED:

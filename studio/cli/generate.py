@@ -157,8 +157,5 @@ def run(args: argparse.Namespace) -> int:
     request = build_request(args, settings, paths)
     check_device(settings)
 
-    from studio.pipelines.diffusion.txt2img import Txt2ImgService
-
-    service = Txt2ImgService(lambda: settings, lambda: paths)
-    return run_job("txt2img", service.run, request, _Reporter(request, args.json), request.count,
+    return run_job(request, settings, paths, _Reporter(request, args.json), request.count,
                    title=request.prompt[:40], quiet=not args.verbose)

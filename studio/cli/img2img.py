@@ -75,10 +75,6 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     check_loras(request, model.entry, settings, paths)
-    from studio.pipelines.diffusion.img2img import Img2ImgService
-
-    service = Img2ImgService(lambda: settings, lambda: paths)
-
     def describe(result: Any) -> dict:
         return {"path": str(result.path), "seed": result.seed, "index": result.index,
                 "width": result.image.width, "height": result.image.height,
@@ -88,5 +84,5 @@ def run(args: argparse.Namespace) -> int:
                 "strength": request.strength, "loras": list(result.loras),
                 "warnings": list(result.warnings or [])}
 
-    return run_job("img2img", service.run, request, Reporter(args.json, describe), args.count,
+    return run_job(request, settings, paths, Reporter(args.json, describe), args.count,
                    quiet=not args.verbose)

@@ -203,53 +203,58 @@ def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
 
 
 # -- jobs through the real services -----------------------------------------------------------
-def _run_job(kind: str, handler: Any, request: Any) -> tuple[Any, list[tuple[int, int]]]:
-    """Run one job on a JobRunner worker, as the window does; (result, progress steps)."""
-    from studio.core.jobs import JobRunner, JobState
+def _run_jobs(settings: Settings, paths: Paths, requests: list[Any]
+              ) -> list[tuple[Any, list[tuple[int, int]]]]:
+    """Run requests one after another on an engine built as the window builds it, then unload
+    every model (the "Unload all" job); [(result, progress steps)] in order."""
+    from studio.core.jobs import JobState
+    from studio.pipelines.requests import UnloadRequest
+    from studio.pipelines.services import build_engine
 
-    steps: list[tuple[int, int]] = []
+    class Steps:
+        def __init__(self) -> None:
+            self.seen: list[tuple[int, int]] = []
 
-    class Listener:
         def job_changed(self, job: Any) -> None:
             pass
 
         def job_progress(self, job: Any, step: int, total: int, preview: Any) -> None:
-            steps.append((step, total))
+            self.seen.append((step, total))
 
         def job_partial(self, job: Any, result: Any) -> None:
             pass
 
-    runner = JobRunner({kind: handler}, listener=Listener(), name=f"self-test-{kind}")
+    engine = build_engine(lambda: settings, lambda: paths, name="self-test")
+    out = []
     try:
-        job = runner.submit(kind, request, title=kind)
-        if not runner.wait(job, timeout=JOB_TIMEOUT):
-            runner.cancel(job)
-            raise CheckFailed(f"the {kind} job did not finish in {JOB_TIMEOUT:.0f} s")
+        for request in [*requests, UnloadRequest()]:
+            steps = Steps()
+            job = engine.submit(request, listener=steps)
+            if not job.wait(timeout=JOB_TIMEOUT):
+                job.cancel()
+                raise CheckFailed(f"the {job.kind} job did not finish in {JOB_TIMEOUT:.0f} s")
+            if job.state is not JobState.DONE:
+                raise CheckFailed(f"the {job.kind} job ended {job.state.value}: "
+                                  f"{job.error or job.message}")
+            out.append((job.result, steps.seen))
     finally:
-        runner.shutdown(wait=True, timeout=30)
-    if job.state is not JobState.DONE:
-        raise CheckFailed(f"the {kind} job ended {job.state.value}: {job.error or job.message}")
-    return job.result, steps
+        engine.shutdown(wait=True, timeout=30)
+    return out[:-1]
 
 
 def check_generate(root: Path, device: str = "auto") -> str:
     """A two-step text-to-image job with a tiny model, saved as a PNG with its parameters."""
     from PIL import Image
 
-    from studio.pipelines.diffusion.txt2img import Txt2ImgService
     from studio.pipelines.requests import Txt2ImgRequest
 
     settings, paths = scratch_settings(root)
     settings = dataclasses.replace(settings, device=device)
     model = build_tiny_sd(paths.models_dir / "tiny-sd")
-    service = Txt2ImgService(lambda: settings, lambda: paths)
     request = Txt2ImgRequest(model=str(model), prompt="a lighthouse at dawn",
                              steps=GENERATE_STEPS, cfg=5.0, width=IMAGE_SIDE, height=IMAGE_SIDE,
                              seed=42)
-    try:
-        results, steps = _run_job("txt2img", service.run, request)
-    finally:
-        service.cache.unload_all()
+    [(results, steps)] = _run_jobs(settings, paths, [request])
     if len(results or []) != 1:
         raise CheckFailed(f"expected 1 image, got {len(results or [])}")
     done = sorted({s for s, total in steps if total == GENERATE_STEPS})
@@ -263,16 +268,14 @@ def check_generate(root: Path, device: str = "auto") -> str:
 
 def check_chat(root: Path, device: str = "auto") -> str:
     """One token from a tiny local chat model through the chat service."""
-    from studio.pipelines.chat.service import ChatService
     from studio.pipelines.chat.types import ChatRequest
 
     settings, paths = scratch_settings(root)
     settings = dataclasses.replace(settings, device=device)
     model = build_tiny_llama(paths.models_dir / "tiny-llama")
-    service = ChatService(lambda: settings, lambda: paths)
     request = ChatRequest(model=str(model), messages=[{"role": "user", "content": "Hello!"}],
                           temperature=0.0, max_new_tokens=1, seed=0)
-    reply, _ = _run_job("chat", service.run, request)
+    [(reply, _)] = _run_jobs(settings, paths, [request])
     if reply is None or reply.completion_tokens != 1:
         raise CheckFailed(f"expected one token, got {getattr(reply, 'completion_tokens', None)}")
     return f"{reply.prompt_tokens} prompt tokens → 1 token"
@@ -300,30 +303,23 @@ def check_img2img(root: Path, device: str = "auto") -> str:
     service: other diffusers pipelines than text to image, loaded by name at run time."""
     from PIL import Image
 
-    from studio.pipelines.diffusion.img2img import Img2ImgService
     from studio.pipelines.requests import Img2ImgRequest
 
     settings, paths = scratch_settings(root)
     settings = dataclasses.replace(settings, device=device)
     model = build_tiny_sd(paths.models_dir / "tiny-sd")
     image, mask = _tiny_image_inputs(root / "inputs")
-    service = Img2ImgService(lambda: settings, lambda: paths)
-    made = []
-    try:
-        for name, mask_path in (("img2img", ""), ("inpaint", str(mask))):
-            request = Img2ImgRequest(model=str(model), image=str(image), mask=mask_path,
-                                     prompt="a painting", steps=GENERATE_STEPS * 2,
-                                     strength=0.5, cfg=5.0, seed=7)
-            results, _ = _run_job("img2img", service.run, request)
-            if len(results or []) != 1:
-                raise CheckFailed(f"{name}: expected 1 image, got {len(results or [])}")
-            with Image.open(results[0].path) as out:
-                if out.size != (IMAGE_SIDE, IMAGE_SIDE) or "parameters" not in out.info:
-                    raise CheckFailed(f"{name}: the saved image is wrong: {out.size}")
-            made.append(name)
-    finally:
-        service.cache.unload_all()
-    return f"{' and '.join(made)}, {IMAGE_SIDE}×{IMAGE_SIDE} PNGs"
+    names = ("img2img", "inpaint")
+    requests = [Img2ImgRequest(model=str(model), image=str(image), mask=mask_path,
+                               prompt="a painting", steps=GENERATE_STEPS * 2, strength=0.5,
+                               cfg=5.0, seed=7) for mask_path in ("", str(mask))]
+    for name, (results, _) in zip(names, _run_jobs(settings, paths, requests), strict=True):
+        if len(results or []) != 1:
+            raise CheckFailed(f"{name}: expected 1 image, got {len(results or [])}")
+        with Image.open(results[0].path) as out:
+            if out.size != (IMAGE_SIDE, IMAGE_SIDE) or "parameters" not in out.info:
+                raise CheckFailed(f"{name}: the saved image is wrong: {out.size}")
+    return f"{' and '.join(names)}, {IMAGE_SIDE}×{IMAGE_SIDE} PNGs"
 
 
 def check_transform(root: Path, device: str = "auto") -> str:
@@ -333,7 +329,6 @@ def check_transform(root: Path, device: str = "auto") -> str:
     from PIL import Image
 
     from studio.pipelines.cyclegan.model import GeneratorSpec, build_generator
-    from studio.pipelines.cyclegan.service import TransformService
     from studio.pipelines.requests import TransformRequest
 
     settings, paths = scratch_settings(root)
@@ -344,12 +339,8 @@ def check_transform(root: Path, device: str = "auto") -> str:
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), weights)
     image, _ = _tiny_image_inputs(root / "inputs")
-    service = TransformService(lambda: settings, lambda: paths)
-    try:
-        results, _ = _run_job("transform", service.run,
-                              TransformRequest(model=str(weights), inputs=[str(image)]))
-    finally:
-        service.unload()
+    [(results, _)] = _run_jobs(settings, paths,
+                               [TransformRequest(model=str(weights), inputs=[str(image)])])
     if len(results or []) != 1:
         raise CheckFailed(f"expected 1 image, got {len(results or [])}")
     with Image.open(results[0].path) as out:
@@ -366,8 +357,7 @@ def check_serve(root: Path, device: str = "auto") -> str:
     import threading
     import urllib.request
 
-    from studio.core.jobs import JobRunner
-    from studio.pipelines.handlers import chat_handler
+    from studio.pipelines.services import build_engine
     from studio.server.app import make_server
     from studio.server.catalog import build_catalog
 
@@ -377,9 +367,8 @@ def check_serve(root: Path, device: str = "auto") -> str:
     catalog = build_catalog([], settings, paths)
     if not catalog.models:
         raise CheckFailed(f"the library scan found no model in {paths.models_dir}")
-    runner = JobRunner({"chat": chat_handler(lambda: settings, lambda: paths)},
-                       name="self-test-serve")
-    server = make_server("127.0.0.1", 0, runner, catalog)
+    engine = build_engine(lambda: settings, lambda: paths, name="self-test-serve")
+    server = make_server("127.0.0.1", 0, engine, catalog)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                               name="self-test-serve-http", daemon=True)
     thread.start()
@@ -397,10 +386,82 @@ def check_serve(root: Path, device: str = "auto") -> str:
         server.shutdown()
         server.server_close()
         thread.join(timeout=30)
-        runner.shutdown(wait=True, timeout=30)
+        engine.shutdown(wait=True, timeout=30)
     if answer.get("usage", {}).get("completion_tokens") != 1:
         raise CheckFailed(f"expected a one-token completion, got {answer.get('usage')}")
     return f"{len(models)} model listed, one-token chat completion over HTTP"
+
+
+def check_download(root: Path, device: str = "auto") -> str:
+    """Both kinds of download on the I/O lane — a Hub repository and a single file, with its
+    sha256 — from a server on a loopback port that stands in for the Hub (nothing leaves this
+    machine), resumed from a partial file as a real second attempt would be."""
+    import contextlib
+    import hashlib
+    import os
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from studio.library.download_jobs import FileDownloadRequest, HubDownloadRequest
+    from studio.library.hub_download import DownloadPlan, HubFile
+
+    files = {"/studio/tiny-model/resolve/main/config.json": b'{"tiny": true}',
+             "/files/latest_net_G.pth": bytes(range(256)) * 64}
+
+    class Files(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            body = files.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            start = 0
+            ranged = self.headers.get("Range", "")
+            if ranged.startswith("bytes="):
+                start = int(ranged[6:].split("-")[0] or 0)
+            self.send_response(206 if start else 200)
+            self.send_header("Content-Length", str(len(body) - start))
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            self.end_headers()
+            self.wfile.write(body[start:])
+
+    settings, paths = scratch_settings(root)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Files)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                              name="self-test-hub", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    weights = files["/files/latest_net_G.pth"]
+    target = paths.models_dir / "cyclegan" / "tiny" / "latest_net_G.pth"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.with_name(target.name + ".part").write_bytes(weights[:1000])  # an earlier attempt
+    plan = DownloadPlan(repo_id="studio/tiny-model", revision="main",
+                        files=[HubFile("config.json", 14, "config.json")])
+    old = {key: os.environ.get(key) for key in ("HF_ENDPOINT", "HF_HUB_OFFLINE")}
+    os.environ.update(HF_ENDPOINT=base, HF_HUB_OFFLINE="0")  # only this loopback "Hub"
+    try:
+        [(folder, _), (result, _)] = _run_jobs(settings, paths, [
+            HubDownloadRequest(plan),
+            FileDownloadRequest(f"{base}/files/latest_net_G.pth", str(target),
+                                hashlib.sha256(weights).hexdigest())])
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=30)
+    with contextlib.suppress(OSError):
+        if (Path(folder) / "config.json").read_bytes() == files[
+                "/studio/tiny-model/resolve/main/config.json"] \
+                and Path(result.path).read_bytes() == weights:
+            return "a Hub repository and a resumed file, over a loopback port"
+    raise CheckFailed(f"the downloads did not arrive whole ({folder}, {result.path})")
 
 
 def lesson_step(key: str) -> float:

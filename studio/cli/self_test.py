@@ -24,18 +24,19 @@ from pathlib import Path
 
 NAME = "self-test"
 HELP = ("check this install: imports, a tiny image, img2img and inpainting, a CycleGAN, a chat "
-        "token, the API server, a training step of every lesson, the window")
+        "token, the API server, downloads, a training step of every lesson, the window")
 
 #: Every check, in the order they run. Together they go through every way the app runs work
 #: (tests/test_packaging_self_test.py keeps this true): a module that diffusers or transformers
 #: import by name at run time and an installer forgot fails here, not on a user's machine.
-CHECKS = ("imports", "assets", "generate", "img2img", "transform", "chat", "serve", "train",
-          "window")
+CHECKS = ("imports", "assets", "generate", "img2img", "transform", "chat", "serve", "download",
+          "train", "window")
 #: Which check goes through each job kind the window submits and each command (by name).
 COVERS = {
     # job kinds
     "txt2img": "generate", "img2img": "img2img", "transform": "transform", "chat": "chat",
-    "unload": "generate",  # the image check unloads its model afterwards
+    "unload": "generate",  # every check that runs jobs unloads its models afterwards
+    "download": "download", "file-download": "download",
     # commands
     "gui": "window", "generate": "generate", "train": "train", "serve": "serve",
     "models": "serve",  # the server's catalog is the library scan `studio models list` prints
@@ -149,6 +150,7 @@ def run_checks(names: list[str], root: Path, device: str = "auto",
         "transform": lambda: self_check.check_transform(root / "transform", device),
         "chat": lambda: self_check.check_chat(root / "chat", device),
         "serve": lambda: self_check.check_serve(root / "serve", device),
+        "download": lambda: self_check.check_download(root / "download", device),
         "train": self_check.check_train,
         "window": lambda: check_window(root, screenshot),
     }

@@ -74,19 +74,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         quiet_libraries()
 
-    from studio.core.jobs import JobRunner
-    from studio.pipelines.handlers import LazyServiceHandler, chat_handler
+    from studio.cli.common import cli_engine
 
     # The services (and torch) load on the worker at the first request, so the URL is printed
     # within a second; the models then stay loaded between requests.
-    images = LazyServiceHandler("studio.pipelines.diffusion.txt2img:Txt2ImgService", lambda: settings,
-                                lambda: paths, "Starting the image engine…")
-    runner = JobRunner({"chat": chat_handler(lambda: settings, lambda: paths),
-                        "txt2img": images}, name="studio-serve-worker")
+    engine = cli_engine(settings, paths)
     try:
-        server = make_server(args.host, args.port, runner, catalog, args.api_key)
+        server = make_server(args.host, args.port, engine, catalog, args.api_key)
     except OSError as exc:
-        runner.shutdown(wait=False)
+        engine.shutdown(wait=False)
         return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", 1)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     print(f"Serving {len(catalog.models)} model(s) on {server.url}", flush=True)
@@ -99,5 +95,5 @@ def run(args: argparse.Namespace) -> int:
         print("studio: stopping…", file=sys.stderr, flush=True)
     finally:
         server.server_close()
-        runner.shutdown(wait=True, timeout=10)
+        engine.shutdown(wait=True, timeout=10)
     return 0

@@ -74,15 +74,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     check_device(settings)
-    from studio.pipelines.cyclegan.service import TransformService
-
-    service = TransformService(lambda: settings, lambda: paths)
-
     def describe(result: Any) -> dict:
         return {"path": str(result.path), "source": str(result.source), "index": result.index,
                 "model": model.name, "direction": request.direction,
                 "width": result.image.width, "height": result.image.height,
                 "warnings": list(result.warnings or [])}
 
-    return run_job("transform", service.run, request, Reporter(args.json, describe),
-                   len(inputs), quiet=not args.verbose)
+    return run_job(request, settings, paths, Reporter(args.json, describe), len(inputs),
+                   quiet=not args.verbose)

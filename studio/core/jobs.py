@@ -1,7 +1,8 @@
-"""Jobs: what the user asked for, its state, its progress, and the one worker that runs them.
+"""Jobs: what the user asked for, its state, its progress, and what every lane does with them.
 
-No Qt here (DESIGN rule 1): the GUI wraps :class:`JobRunner` in ``studio.workers`` to turn its
-callbacks into signals; the CLI and the server use it directly.
+No Qt here (DESIGN rule 1): the GUI turns job events into signals in ``studio.workers``; the CLI
+and the server listen to them directly. The lanes themselves (the GPU worker and the I/O event
+loop) are in :mod:`studio.core.lanes`; :mod:`studio.core.engine` decides which lane runs what.
 
 A job's work is a handler ``handler(request, progress, cancel) -> result`` (DESIGN rule 4).
 ``progress(step, total, preview)`` reports a step; ``cancel`` is a :class:`CancelToken` the handler
@@ -16,7 +17,6 @@ import itertools
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -76,19 +76,54 @@ class ProgressSink(Protocol):
     def message(self, text: str) -> None: ...
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
+class JobSnapshot:
+    """A job as it was at one moment. Every event carries one, so a listener never sees a later
+    state than the event it handles (the job itself keeps changing on its lane's thread).
+
+    ``eq=False``: two snapshots of one job are different objects; compare ``id``."""
+
+    id: int
+    kind: str
+    title: str
+    request: Any
+    lane: str
+    state: JobState
+    step: int
+    total: int
+    message: str  # the latest status line ("Loading model…") or, when failed, the error
+    error: str
+    result: Any
+    partials: tuple[Any, ...]
+    created: float
+    started: float
+    ended: float
+    cancelling: bool  # cancel was asked and the job has not stopped yet
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total if self.total else 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.state.finished
+
+
+@dataclass(eq=False)
 class Job:
-    """One unit of work in the queue. Fields are written by the worker thread, except that
-    :meth:`JobRunner.cancel` sets ``message`` to :data:`CANCELLING` at once."""
+    """One unit of work on a lane. Its fields are written by the lane (the worker) only, except
+    that :meth:`Lane.cancel` sets ``message`` to :data:`CANCELLING` at once. Everyone else sees
+    :class:`JobSnapshot` s."""
 
     kind: str
     request: Any
     title: str = ""
+    lane: str = "gpu"
     id: int = field(default_factory=itertools.count(1).__next__)
     state: JobState = JobState.QUEUED
     step: int = 0
     total: int = 0
-    message: str = ""  # the latest status line ("Loading model…") or, when failed, the error
+    message: str = ""
     error: str = ""
     result: Any = None
     partials: list[Any] = field(default_factory=list)
@@ -96,25 +131,29 @@ class Job:
     started: float = 0.0
     ended: float = 0.0
     cancel_token: CancelToken = field(default_factory=CancelToken, repr=False)
-
-    @property
-    def fraction(self) -> float:
-        return self.step / self.total if self.total else 0.0
+    listeners: list[JobListener] = field(default_factory=list, repr=False)
 
     @property
     def cancelling(self) -> bool:
         """Cancel was asked and the job has not stopped yet (it stops at its next step)."""
         return self.cancel_token.cancelled and not self.state.finished
 
+    def snapshot(self) -> JobSnapshot:
+        return JobSnapshot(self.id, self.kind, self.title, self.request, self.lane, self.state,
+                           self.step, self.total, self.message, self.error, self.result,
+                           tuple(self.partials), self.created, self.started, self.ended,
+                           self.cancelling)
+
 
 class JobListener(Protocol):
-    """Callbacks from the worker thread. Implementations must not block."""
+    """Events of jobs, each with the snapshot it is about. Called on the lane's thread (the GPU
+    worker, or the I/O lane's event loop): implementations must not block."""
 
-    def job_changed(self, job: Job) -> None: ...
+    def job_changed(self, job: JobSnapshot) -> None: ...
 
-    def job_progress(self, job: Job, step: int, total: int, preview: Any) -> None: ...
+    def job_progress(self, job: JobSnapshot, step: int, total: int, preview: Any) -> None: ...
 
-    def job_partial(self, job: Job, result: Any) -> None: ...
+    def job_partial(self, job: JobSnapshot, result: Any) -> None: ...
 
 
 Handler = Callable[[Any, ProgressSink, CancelToken], Any]
@@ -142,112 +181,154 @@ def describe_error(exc: BaseException) -> str:
 
 
 class _Sink:
-    def __init__(self, runner: JobRunner, job: Job) -> None:
-        self._runner = runner
+    """The :class:`ProgressSink` a handler reports into: updates the job, tells listeners."""
+
+    def __init__(self, lane: Lane, job: Job) -> None:
+        self._lane = lane
         self._job = job
 
     def __call__(self, step: int, total: int, preview: Any = None) -> None:
         self._job.step, self._job.total = step, total
-        self._runner._emit("job_progress", self._job, step, total, preview)
+        self._lane._emit("job_progress", self._job, step, total, preview)
 
     def partial(self, result: Any) -> None:
         self._job.partials.append(result)
-        self._runner._emit("job_partial", self._job, result)
+        self._lane._emit("job_partial", self._job, result)
 
     def message(self, text: str) -> None:
         if self._job.cancel_token.cancelled:
             return  # "Cancelling…" stays until the job has stopped
         self._job.message = text
-        self._runner._emit("job_changed", self._job)
+        self._lane._emit("job_changed", self._job)
 
 
-class JobRunner:
-    """One long-lived worker thread that runs jobs one at a time, in order (DESIGN rule 5).
+class JobHandle:
+    """What submitting a job gives back: that one job's snapshot, its cancel, a wait, and its
+    events (:meth:`add_listener`, or a listener passed to ``submit`` so not even "queued" is
+    missed). Attributes read the latest snapshot."""
 
-    It owns nothing but the queue: handlers are bound methods of objects (such as the model cache)
-    that live as long as the runner, so models stay loaded between jobs.
-    """
+    def __init__(self, lane: Lane, job: Job) -> None:
+        self._lane = lane
+        self._job = job
 
-    def __init__(self, handlers: dict[str, Handler], listener: JobListener | None = None,
-                 name: str = "studio-gpu-worker") -> None:
-        self._handlers = dict(handlers)
+    @property
+    def id(self) -> int:
+        return self._job.id
+
+    @property
+    def snapshot(self) -> JobSnapshot:
+        return self._job.snapshot()
+
+    def __getattr__(self, name: str) -> Any:  # state, result, error, message, step, …
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._job.snapshot(), name)
+
+    def add_listener(self, listener: JobListener) -> None:
+        self._job.listeners.append(listener)
+
+    def cancel(self) -> None:
+        self._lane.cancel(self._job.id)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job has finished; True if it did within ``timeout``."""
+        return self._lane.wait(self._job.id, timeout)
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self._job.id} {self._job.kind} {self._job.state.value}>"
+
+
+JobRef = "JobHandle | JobSnapshot | Job | int"
+
+
+class Lane:
+    """What every lane shares: its jobs, their events, cancel, wait and the end of a job.
+
+    A lane runs jobs of the kinds its ``handler_for(kind)`` knows; subclasses decide when and
+    where (:class:`studio.core.lanes.JobRunner`: one worker thread, in order;
+    :class:`studio.core.lanes.AsyncLane`: concurrently, on an asyncio event loop)."""
+
+    name = "lane"
+
+    def __init__(self, handler_for: Callable[[str], Any], listener: JobListener | None = None
+                 ) -> None:
+        self._handler_for = handler_for
         self._listeners: list[JobListener] = [listener] if listener else []
         self._jobs: list[Job] = []
-        self._pending: deque[Job] = deque()
         self._cond = threading.Condition()
         self._stopping = False
-        self._current: Job | None = None
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
 
     # -- public API (any thread) -------------------------------------------------------------
     def add_listener(self, listener: JobListener) -> None:
         self._listeners.append(listener)
 
-    def register(self, kind: str, handler: Handler) -> None:
-        with self._cond:
-            self._handlers[kind] = handler
+    def remove_listener(self, listener: JobListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
-    def submit(self, kind: str, request: Any, title: str = "") -> Job:
-        if kind not in self._handlers:
-            raise KeyError(f"no handler for job kind {kind!r}")
-        job = Job(kind=kind, request=request, title=title or kind)
+    def submit(self, kind: str, request: Any, title: str = "",
+               listener: JobListener | None = None) -> JobHandle:
+        """Queue a job; ``listener`` hears its events from the first ("queued") on."""
+        handler = self._handler_for(kind)  # unknown kinds fail here, in the caller
         if self._stopping:
-            raise RuntimeError("the worker is shutting down")
-        # Announce the job before the worker can see it, so listeners get "queued" before "running".
+            raise RuntimeError(f"the {self.name} lane is shutting down")
+        job = Job(kind=kind, request=request, title=title or kind, lane=self.name,
+                  listeners=[listener] if listener else [])
+        # Announce the job before it can start, so listeners get "queued" before "running".
         self._emit("job_changed", job)
         with self._cond:
             self._jobs.append(job)
-            self._pending.append(job)
-            self._cond.notify_all()
-        return job
+        self._start(job, handler)
+        return JobHandle(self, job)
 
-    def cancel(self, job: Job | int) -> None:
+    def cancel(self, job: JobRef) -> None:
         """Cancel a queued job at once, or ask a running one to stop at its next step.
 
         A running job says :data:`CANCELLING` from this moment (listeners are told at once, on
-        the caller's thread): a step, or a model still loading, can take many seconds.
-        """
-        job = self._find(job)
-        if job is None or job.state.finished:
+        the caller's thread): a step, or a model still loading, can take many seconds."""
+        found = self._find(job)
+        if found is None or found.state.finished:
             return
-        asked_before = job.cancel_token.cancelled
-        job.cancel_token.cancel()
-        with self._cond:  # the worker finishes jobs under this lock too
-            if job in self._pending:
-                self._pending.remove(job)
-                self._finish(job, JobState.CANCELLED)
+        asked_before = found.cancel_token.cancelled
+        found.cancel_token.cancel()
+        with self._cond:  # jobs are finished under this lock too
+            if self._unqueue(found):
+                self._finish(found, JobState.CANCELLED)
                 return
-            if asked_before or job.state.finished:
+            if asked_before or found.state.finished:
                 return
-            job.message = CANCELLING
-        self._emit("job_changed", job)
+            found.message = CANCELLING
+        self._emit("job_changed", found)
+        self._interrupt(found)
 
     def cancel_all(self) -> None:
         for job in self.jobs():
-            self.cancel(job)
+            self.cancel(job.id)
 
-    def clear_finished(self) -> list[Job]:
+    def clear_finished(self) -> list[JobSnapshot]:
         with self._cond:
             gone = [j for j in self._jobs if j.state.finished]
             self._jobs = [j for j in self._jobs if not j.state.finished]
-        return gone
+        return [j.snapshot() for j in gone]
 
-    def jobs(self) -> list[Job]:
+    def jobs(self) -> list[JobSnapshot]:
         with self._cond:
-            return list(self._jobs)
+            return [j.snapshot() for j in self._jobs]
 
     @property
     def queue_length(self) -> int:
         """Jobs waiting or running."""
         with self._cond:
-            return len(self._pending) + (1 if self._current is not None else 0)
+            return sum(1 for j in self._jobs if not j.state.finished)
 
-    def wait(self, job: Job, timeout: float | None = None) -> bool:
+    def wait(self, job: JobRef, timeout: float | None = None) -> bool:
         """Block until ``job`` has finished; True if it did within ``timeout``."""
+        found = self._find(job)
+        if found is None:
+            return True
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while not job.state.finished:
+            while not found.state.finished:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
@@ -255,30 +336,61 @@ class JobRunner:
         return True
 
     def shutdown(self, wait: bool = True, timeout: float | None = 30.0) -> None:
-        """Cancel everything and stop the thread (the running job stops at its next step)."""
+        """Cancel everything and stop (a running job stops at its next step)."""
         with self._cond:
             self._stopping = True
         self.cancel_all()
-        with self._cond:
-            self._cond.notify_all()
-        if wait:
-            self._thread.join(timeout)
+        self._stop(wait, timeout)
 
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
+    # -- for subclasses ----------------------------------------------------------------------
+    def _start(self, job: Job, handler: Any) -> None:
+        raise NotImplementedError
 
-    # -- worker thread -----------------------------------------------------------------------
-    def _find(self, job: Job | int) -> Job | None:
+    def _unqueue(self, job: Job) -> bool:
+        """Take a job that has not started off the queue (under the lock); True if it was."""
+        return False
+
+    def _interrupt(self, job: Job) -> None:
+        """Stop a running job sooner than its next check of the cancel token, if possible."""
+
+    def _stop(self, wait: bool, timeout: float | None) -> None:
+        """Let the lane's thread or loop end once its jobs are cancelled."""
+
+    def _begin(self, job: Job) -> None:
+        job.state = JobState.RUNNING
+        job.started = time.time()
+        job.message = CANCELLING if job.cancel_token.cancelled else "Starting…"
+        self._emit("job_changed", job)
+
+    def _conclude(self, job: Job, result: Any = None, exc: BaseException | None = None) -> None:
+        """End a job that ran: its result, or what its exception means (DESIGN rule 8)."""
+        if exc is None:
+            job.result = result
+            cancelled = job.cancel_token.cancelled and result is None
+            self._finish(job, JobState.CANCELLED if cancelled else JobState.DONE)
+        elif isinstance(exc, JobCancelled):
+            self._finish(job, JobState.CANCELLED)
+        else:
+            if isinstance(exc, UserFacingError):  # expected (bad model, refused key): no trace
+                log.info("job %s (%s) failed: %s", job.id, job.kind, exc)
+            else:
+                log.error("job %s (%s) failed", job.id, job.kind, exc_info=exc)
+            self._finish(job, JobState.FAILED, describe_error(exc))
+
+    def _find(self, job: JobRef) -> Job | None:
         if isinstance(job, Job):
             return job
+        if isinstance(job, JobHandle):
+            return job._job
+        wanted = job if isinstance(job, int) else job.id  # type: ignore[union-attr]
         with self._cond:
-            return next((j for j in self._jobs if j.id == job), None)
+            return next((j for j in self._jobs if j.id == wanted), None)
 
-    def _emit(self, what: str, *args: Any) -> None:
-        for listener in list(self._listeners):
+    def _emit(self, what: str, job: Job, *args: Any) -> None:
+        snapshot = job.snapshot()
+        for listener in list(self._listeners) + list(job.listeners):
             try:
-                getattr(listener, what)(*args)
+                getattr(listener, what)(snapshot, *args)
             except Exception:  # a broken listener must never kill the worker
                 log.exception("job listener %s failed", what)
 
@@ -295,40 +407,3 @@ class JobRunner:
             job.ended = time.time()
             self._cond.notify_all()
         self._emit("job_changed", job)
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._stopping:
-                    self._cond.wait()
-                if self._stopping and not self._pending:
-                    return
-                job = self._pending.popleft()
-                self._current = job
-                handler = self._handlers[job.kind]
-            self._run(job, handler)
-            with self._cond:
-                self._current = None
-                self._cond.notify_all()
-
-    def _run(self, job: Job, handler: Handler) -> None:
-        job.state = JobState.RUNNING
-        job.started = time.time()
-        job.message = CANCELLING if job.cancel_token.cancelled else "Starting…"
-        self._emit("job_changed", job)
-        try:
-            job.cancel_token.raise_if_cancelled()
-            job.result = handler(job.request, _Sink(self, job), job.cancel_token)
-        except JobCancelled:
-            self._finish(job, JobState.CANCELLED)
-        except BaseException as exc:  # noqa: BLE001 - every failure becomes data (rule 8)
-            if isinstance(exc, UserFacingError):  # expected (bad model, refused key): no trace
-                log.info("job %s (%s) failed: %s", job.id, job.kind, exc)
-            else:
-                log.exception("job %s (%s) failed", job.id, job.kind)
-            self._finish(job, JobState.FAILED, describe_error(exc))
-        else:
-            if job.cancel_token.cancelled and job.result is None:
-                self._finish(job, JobState.CANCELLED)
-            else:
-                self._finish(job, JobState.DONE)

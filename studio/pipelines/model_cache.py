@@ -384,6 +384,16 @@ def free_memory_except(model: Any) -> int:
     return _release(dropped, always=True)
 
 
+class UnloadService:
+    """The ``unload`` job (an :class:`~studio.pipelines.requests.UnloadRequest`): free every
+    model the worker's caches and the TAESD previewer hold; the result is the bytes freed.
+    Queued like any job, so it never pulls a model from under a running generation."""
+
+    def run(self, request: Any, progress: Any, cancel: Any) -> int:
+        progress.message("Unloading all models…")
+        return unload_all_models()
+
+
 def unload_all_models() -> int:
     """Free every model of every cache and the TAESD previewer, collect garbage and give CUDA's
     cached blocks back (the "Unload all" action); returns the bytes freed."""

@@ -21,11 +21,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from studio.core.jobs import JobRunner, JobState
+from studio.core.engine import Engine
+from studio.core.jobs import JobState
 from studio.server import schemas
 from studio.server.catalog import CHAT, IMAGE, Catalog, ServedModel
 from studio.server.schemas import ApiError
-from studio.server.streaming import ClientGone, JobRouter, StopMatcher, events
+from studio.server.streaming import ClientGone, StopMatcher, events
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +47,15 @@ def is_loopback(host: str) -> bool:
 
 
 class StudioServer(ThreadingHTTPServer):
-    """An OpenAI-compatible API over the studio's models; jobs run on ``runner``."""
+    """An OpenAI-compatible API over the studio's models; jobs run on ``engine``."""
 
     daemon_threads = True  # a stuck client never blocks Ctrl+C
 
-    def __init__(self, address: tuple[str, int], runner: JobRunner, catalog: Catalog,
+    def __init__(self, address: tuple[str, int], engine: Engine, catalog: Catalog,
                  api_key: str | None = None) -> None:
-        self.runner = runner
+        self.engine = engine
         self.catalog = catalog
         self.api_key = api_key or None
-        self.router = JobRouter()
-        runner.add_listener(self.router)
         super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -80,7 +79,7 @@ class _StudioServer6(StudioServer):
     address_family = socket.AF_INET6
 
 
-def make_server(host: str, port: int, runner: JobRunner, catalog: Catalog,
+def make_server(host: str, port: int, engine: Engine, catalog: Catalog,
                 api_key: str | None = None) -> StudioServer:
     """Bind (port 0 picks a free one). Refuses a non-loopback host without an API key."""
     if not api_key and not is_loopback(host):
@@ -89,7 +88,7 @@ def make_server(host: str, port: int, runner: JobRunner, catalog: Catalog,
             "machine could use it. Add --api-key KEY, or serve on 127.0.0.1.")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     cls = _StudioServer6 if family == socket.AF_INET6 else StudioServer
-    return cls((host, port), runner, catalog, api_key)
+    return cls((host, port), engine, catalog, api_key)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -226,8 +225,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _events(self, kind: str, request: Any) -> Iterator[tuple[str, Any]]:
         title = f"serve: {getattr(request, 'prompt', '')[:30] or kind}"
-        return events(self.server.runner, self.server.router, kind, request, title,
-                      self.connection)
+        return events(self.server.engine, request, title, self.connection)
 
     # -- chat ----------------------------------------------------------------------------------
     def _chat(self, body: Any) -> None:

@@ -1,9 +1,9 @@
 """From the job queue to an HTTP client: per-request event queues, stop strings, disconnects.
 
-Every request thread submits its job to the one :class:`~studio.core.jobs.JobRunner` and then waits on
-its own queue. :class:`JobRouter`, the runner's listener, drops each partial result and the end of
-the job into the queue of the request that owns it. While it waits, the request thread watches its
-socket, so a client that hangs up — even while its job is still queued — cancels the job.
+Every request thread submits its job to the engine with a listener of its own, which drops each
+partial result and the end of the job into that request's queue, and then waits on the queue.
+While it waits, the request thread watches its socket, so a client that hangs up — even while its
+job is still queued — cancels the job.
 """
 
 from __future__ import annotations
@@ -11,51 +11,31 @@ from __future__ import annotations
 import queue
 import select
 import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
-from studio.core.jobs import Job, JobRunner
+from studio.core.engine import Engine
+from studio.core.jobs import JobSnapshot
 
 POLL_SECONDS = 0.1
 
 
-class JobRouter:
-    """A :class:`~studio.core.jobs.JobListener` that routes events to per-request queues."""
+class _JobEvents:
+    """The listener of one request's job: its partial results and its end, into a queue."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._queues: dict[int, queue.SimpleQueue] = {}  # id(request) → queue
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
 
-    def open(self, request: Any) -> queue.SimpleQueue:
-        """Register before submitting: the worker may start the job before submit() returns."""
-        q: queue.SimpleQueue = queue.SimpleQueue()
-        with self._lock:
-            self._queues[id(request)] = q
-        return q
-
-    def close(self, request: Any) -> None:
-        with self._lock:
-            self._queues.pop(id(request), None)
-
-    def _queue(self, job: Job) -> queue.SimpleQueue | None:
-        with self._lock:
-            return self._queues.get(id(job.request))
-
-    # JobListener (worker thread; never blocks)
-    def job_changed(self, job: Job) -> None:
+    # JobListener (the lane's thread; never blocks)
+    def job_changed(self, job: JobSnapshot) -> None:
         if job.state.finished:
-            q = self._queue(job)
-            if q is not None:
-                q.put(("end", job))
+            self.queue.put(("end", job))
 
-    def job_progress(self, job: Job, step: int, total: int, preview: Any) -> None:
+    def job_progress(self, job: JobSnapshot, step: int, total: int, preview: Any) -> None:
         pass
 
-    def job_partial(self, job: Job, result: Any) -> None:
-        q = self._queue(job)
-        if q is not None:
-            q.put(("partial", result))
+    def job_partial(self, job: JobSnapshot, result: Any) -> None:
+        self.queue.put(("partial", result))
 
 
 def client_gone(sock: socket.socket) -> bool:
@@ -73,18 +53,19 @@ class ClientGone(Exception):
     """The HTTP client hung up; its job has been cancelled."""
 
 
-def events(runner: JobRunner, router: JobRouter, kind: str, request: Any, title: str,
+def events(engine: Engine, request: Any, title: str,
            sock: socket.socket) -> Iterator[tuple[str, Any]]:
-    """Submit a job and yield ``("partial", result)`` … then ``("end", job)``.
+    """Submit a job and yield ``("partial", result)`` … then ``("end", snapshot)``.
 
     Raises :class:`ClientGone` (after cancelling the job) when the client disconnects. Closing
     the generator early (the consumer stops) cancels the job too.
     """
-    q = router.open(request)
+    listener = _JobEvents()
+    q = listener.queue
     job = None
     finished = False
     try:
-        job = runner.submit(kind, request, title=title)
+        job = engine.submit(request, title=title, listener=listener)
         while True:
             try:
                 item = q.get(timeout=POLL_SECONDS)
@@ -99,11 +80,10 @@ def events(runner: JobRunner, router: JobRouter, kind: str, request: Any, title:
                 return
     finally:
         if job is not None and not finished:
-            runner.cancel(job)
-        router.close(request)
+            job.cancel()
         # A server runs for weeks: finished jobs (and every chunk they streamed) must not pile
-        # up in the runner. Each request thread holds its own job, so none is lost to it.
-        runner.clear_finished()
+        # up in the lanes. Each request thread holds its own job, so none is lost to it.
+        engine.clear_finished()
 
 
 class StopMatcher:

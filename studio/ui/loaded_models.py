@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from studio.core.jobs import Job
 from studio.core.wording import count_of
 from studio.pipelines.requests import UnloadRequest
 
@@ -103,6 +102,6 @@ def loaded_tooltip(models: list[Loaded], settings: Any) -> str:
             "<i>Models stay loaded between jobs while they fit in the budget.</i>")
 
 
-def submit_unload(bridge: Any) -> Job:
-    """Queue the job that frees every model (raises KeyError when no worker handles it)."""
-    return bridge.submit(UNLOAD_KIND, UnloadRequest(), UNLOAD_TITLE)
+def submit_unload(bridge: Any) -> Any:
+    """Queue the job that frees every model; its handle (a ``QtJobHandle``)."""
+    return bridge.submit(UnloadRequest(), UNLOAD_TITLE)

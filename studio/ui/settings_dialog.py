@@ -13,7 +13,7 @@ import os
 from html import escape
 from typing import Any
 
-from PySide6.QtCore import Qt, QThreadPool, QTimer, QUrl
+from PySide6.QtCore import Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QApplication,
@@ -41,7 +41,7 @@ from studio.ui.context import AppContext
 from studio.ui.icons import icon
 from studio.ui.theme import apply_theme
 from studio.ui.widgets.basics import ok_cancel_buttons
-from studio.workers.background import run_in_background
+from studio.workers.lanes import Calls
 
 DEVICE_CHOICES = [("auto", "Automatic (best available)"), ("cuda", "CUDA GPU (NVIDIA)"),
                   ("mps", "Apple Silicon (MPS)"), ("cpu", "CPU")]
@@ -92,7 +92,7 @@ class SettingsDialog(QDialog):
                  device_report: Any = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
-        self._pool = QThreadPool(self)
+        self._calls = Calls(self)  # the CUDA check, the token read
         self._quant_reason: str | None = None  # None: still checking; "": usable; else why not
         self._original_theme = ctx.settings.theme
         s = ctx.settings
@@ -329,10 +329,9 @@ class SettingsDialog(QDialog):
 
                 return bool(torch.cuda.is_available())
 
-            run_in_background(self._pool, has_cuda, lambda ok: self._quantization_known(
+            self._calls.run(has_cuda, lambda ok: self._quantization_known(
                 "" if ok else NO_CUDA.format(where="the CPU")),
-                lambda msg: self._quantization_known(f"CUDA could not be checked: {msg}"),
-                owner=self)
+                lambda msg: self._quantization_known(f"CUDA could not be checked: {msg}"))
 
     def _quantization_known(self, reason: str) -> None:
         self._quant_reason = reason
@@ -368,8 +367,8 @@ class SettingsDialog(QDialog):
                            "can read (no system keyring is available)")
             return saved, login, storage
 
-        run_in_background(self._pool, read, self._token_read,
-                          lambda msg: self._token_read(("", False, ""), msg), owner=self)
+        self._calls.run(read, self._token_read,
+                          lambda msg: self._token_read(("", False, ""), msg))
 
     def _token_read(self, found: tuple[str, bool, str], error: str = "") -> None:
         saved, login, storage = found
@@ -451,7 +450,7 @@ class SettingsDialog(QDialog):
         super().accept()
 
     def done(self, result: int) -> None:
-        self._pool.waitForDone(30_000)  # a CUDA check in flight (a torch import) ends first
+        self._calls.wait(30_000)  # a CUDA check in flight (a torch import) ends first
         super().done(result)
 
     def reject(self) -> None:

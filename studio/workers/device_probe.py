@@ -8,12 +8,12 @@ thread and delivers the answer to the GUI thread through a queued signal.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal
 
 from studio.core.devices import DeviceInfo, describe_device
+from studio.workers.lanes import Calls
 
 log = logging.getLogger(__name__)
 
@@ -62,32 +62,19 @@ def probe(setting: str) -> DeviceReport:
 
 
 class DeviceProbe(QObject):
-    """Runs :func:`probe` on a background thread; ``detected`` carries the :class:`DeviceReport`."""
+    """Runs :func:`probe` on the I/O pool (it imports torch); ``detected`` carries the
+    :class:`DeviceReport`, on the GUI thread."""
 
     detected = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._thread: threading.Thread | None = None
+        self._calls = Calls(self)
 
     def start(self, setting: str = "auto") -> None:
         """Start probing (a probe already running is left to finish; both answers arrive)."""
-        thread = threading.Thread(target=self._run, args=(setting,),
-                                  name="studio-device-probe", daemon=True)
-        self._thread = thread
-        thread.start()
-
-    def _run(self, setting: str) -> None:
-        report = probe(setting)
-        try:
-            self.detected.emit(report)
-        except RuntimeError:  # the window (and this QObject) was destroyed meanwhile
-            pass
+        self._calls.run(lambda: probe(setting), self.detected.emit)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the latest probe finished; True if it did within ``timeout``."""
-        thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        """Block until the probes in flight finished; True if they did within ``timeout``."""
+        return self._calls.wait(int(1000 * (3600 if timeout is None else timeout)))

@@ -1,8 +1,8 @@
 """Thumbnails decoded off the GUI thread, delivered as QImage, kept in a small LRU.
 
 Views ask for a thumbnail while painting a row (:meth:`ThumbnailLoader.get` returns the cached
-image or ``None`` and queues a load). Loads run on a private :class:`QThreadPool`, newest request
-first, so the rows on screen now load before the rows the user scrolled past; requests beyond
+image or ``None`` and queues a load). Loads run on the CPU pool (at most ``threads`` at once),
+newest request first, so the rows on screen now load before the rows the user scrolled past; requests beyond
 ``max_pending`` are dropped oldest first (they are re-requested if those rows are painted again).
 Workers produce ``QImage`` (never ``QPixmap``, which only the GUI thread may create, DESIGN rule 2).
 """
@@ -10,13 +10,16 @@ Workers produce ``QImage`` (never ``QPixmap``, which only the GUI thread may cre
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QRunnable, Signal, Slot
 from PySide6.QtGui import QImage
+
+from studio.workers.lanes import cpu_pool
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +90,7 @@ class ThumbnailLoader(QObject):
                  cache_bytes: int = 96 * 2**20, max_pending: int = 400,
                  make: Callable[[str | Path, int], Any] | None = None) -> None:
         super().__init__(parent)
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(max(1, threads))
+        self._pool = cpu_pool()  # the CPU lane: decoding computes
         self._make = make or default_thumbnail_function()
         self._cache: OrderedDict[Key, QImage] = OrderedDict()
         self._cache_bytes = 0
@@ -148,7 +150,12 @@ class ThumbnailLoader(QObject):
         """Stop taking requests and wait for running loads; True if all finished in time."""
         self._closed = True
         self._pending.clear()
-        return self._pool.waitForDone(timeout_ms)
+        deadline = time.monotonic() + timeout_ms / 1000
+        while self._running and time.monotonic() < deadline:
+            # A load hands its image over through a queued signal: let it arrive.
+            QCoreApplication.processEvents()
+            time.sleep(0.005)
+        return not self._running
 
     # -- internals ---------------------------------------------------------------------------
     def _pump(self) -> None:

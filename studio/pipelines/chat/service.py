@@ -10,6 +10,7 @@ been reported.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -58,11 +59,9 @@ class ChatService:
         return remote.backend_for_spec(spec, paths)
 
     def run(self, request: ChatRequest, progress: ProgressSink, cancel: CancelToken) -> ChatReply:
-        """The job handler for kind ``"chat"``."""
-        try:
-            request.validate()
-        except ValueError as exc:
-            raise UserFacingError(str(exc)) from exc
+        """The GPU lane's handler for kind ``"chat"`` (local models; remote ones too when run
+        without an I/O lane, as a plain call)."""
+        request = self._checked(request)
         total = request.max_new_tokens
         last: list[ChatChunk] = []
 
@@ -86,6 +85,53 @@ class ChatService:
             error = last[0].error if last and last[0].error else "the reply stopped with an error"
             raise UserFacingError(f"The reply was cut short: {error}")
         return reply
+
+    async def arun(self, request: ChatRequest, progress: ProgressSink,
+                   cancel: CancelToken) -> ChatReply:
+        """The I/O lane's handler: a remote model's reply, streamed on the event loop. Stop
+        cancels the task; the text so far is kept (finish_reason "cancelled")."""
+        request = self._checked(request)
+        if not remote.is_remote_spec(request.model):
+            raise UserFacingError("Local chat models run on the GPU worker, not the I/O lane.")
+        total = request.max_new_tokens
+        started = time.perf_counter()
+        first = 0.0
+        texts: list[str] = []
+        end = ChatChunk(finish_reason="stop")
+        progress.message("Connecting…")
+        stream = remote.AsyncRemoteChat(self.remote_backend(request.model)).stream(request)
+        try:
+            async for chunk in stream:
+                if chunk.text and not first:
+                    first = time.perf_counter() - started
+                texts.append(chunk.text)
+                progress.partial(chunk)
+                progress(chunk.completion_tokens, total)
+                end = chunk
+        except asyncio.CancelledError:
+            if not cancel.cancelled:
+                raise
+            end = ChatChunk(completion_tokens=end.completion_tokens,
+                            prompt_tokens=end.prompt_tokens, finish_reason="cancelled")
+            progress.partial(end)
+        finally:
+            await stream.aclose()
+        reply = ChatReply(text="".join(texts), completion_tokens=end.completion_tokens,
+                          prompt_tokens=end.prompt_tokens,
+                          finish_reason=end.finish_reason or "stop",
+                          seconds=time.perf_counter() - started, time_to_first_token=first,
+                          dropped_messages=end.dropped_messages, warnings=list(end.warnings))
+        if reply.finish_reason == "error":
+            raise UserFacingError(f"The reply was cut short: {end.error or 'an error'}")
+        return reply
+
+    @staticmethod
+    def _checked(request: ChatRequest) -> ChatRequest:
+        try:
+            request.validate()
+        except ValueError as exc:
+            raise UserFacingError(str(exc)) from exc
+        return request
 
     @staticmethod
     def _consume(chunks: Iterable[ChatChunk], report: Callable[[ChatChunk], None]) -> ChatReply:

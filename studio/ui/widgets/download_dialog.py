@@ -1,8 +1,8 @@
 """Download… : pick a recommended model or type a repo id, see the size, download with progress.
 
-The plan (size, files) and the download both run on the panel's I/O pool — never on the GUI
-thread and never on the GPU worker. Progress arrives through a relay's queued signal. Cancel keeps
-the partial files; downloading the same repo again resumes them.
+The plan (size, files) is asked on the I/O pool; the download is a job of the I/O lane (it shows
+in the queue, and never waits for the GPU worker), followed through its handle. Cancel keeps the
+partial files; downloading the same repo again resumes them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
@@ -25,40 +25,13 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from studio.core.jobs import CancelToken, JobCancelled, describe_error
 from studio.core.wording import count_of
 from studio.library import hub_download as hd
+from studio.library.download_jobs import HubDownloadRequest
 from studio.library.manage import human_size
 from studio.ui.context import AppContext
 from studio.ui.widgets.input_policy import fit_size_to_screen
-from studio.workers.background import run_in_background
-
-
-class _Relay(QObject):
-    status = Signal(object)  # TransferStatus
-    done = Signal(object)  # Path
-    failed = Signal(str)
-    cancelled = Signal()
-
-
-class _DownloadRun(QRunnable):
-    def __init__(self, plan: hd.DownloadPlan, ctx_paths, token: str | None, relay: _Relay,
-                 cancel: CancelToken) -> None:
-        super().__init__()
-        self.plan, self.paths, self.token, self.relay, self.cancel = (plan, ctx_paths, token,
-                                                                      relay, cancel)
-
-    def run(self) -> None:  # pool thread
-        try:
-            folder = hd.download(self.plan, self.paths, token=self.token,
-                                 progress=self.relay.status.emit, cancel=self.cancel)
-        except JobCancelled:
-            self.relay.cancelled.emit()
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a message
-            self.relay.failed.emit(describe_error(exc))
-        else:
-            self.relay.done.emit(folder)
-
+from studio.workers.lanes import Calls
 
 KIND_WORDS = {"image": "image generation", "chat": "chat", "preview": "preview decoder",
               "transform": "image transform"}
@@ -104,11 +77,12 @@ class DownloadDialog(QDialog):
 
     downloaded = Signal(object)
 
-    def __init__(self, ctx: AppContext, pool: QThreadPool, fp16: bool, parent=None) -> None:
+    def __init__(self, ctx: AppContext, fp16: bool, parent=None) -> None:
         super().__init__(parent)
-        self.ctx, self.pool, self.fp16 = ctx, pool, fp16
+        self.ctx, self.fp16 = ctx, fp16
+        self._calls = Calls(self)
         self.plan: hd.DownloadPlan | None = None
-        self.cancel_token: CancelToken | None = None
+        self.job: Any = None  # the download's QtJobHandle while it runs
         self.setWindowTitle("Download a model")
         fit_size_to_screen(self, 760, 520)
 
@@ -233,7 +207,7 @@ class DownloadDialog(QDialog):
             token = token_text or hd.access_token(paths)
             return hd.plan_download(repo_id, fp16=self.fp16, token=token)
 
-        run_in_background(self.pool, work, self._on_plan, self._on_plan_error, owner=self)
+        self._calls.run(work, self._on_plan, self._on_plan_error)
 
     def _on_plan(self, plan: hd.DownloadPlan) -> None:
         self.check_button.setEnabled(True)
@@ -257,39 +231,45 @@ class DownloadDialog(QDialog):
         if self.plan is None:
             return
         token = self.token.text().strip() or None
-        relay = _Relay(self)
-        relay.status.connect(self._on_status)
-        relay.done.connect(self._on_done)
-        relay.failed.connect(self._on_failed)
-        relay.cancelled.connect(self._on_cancelled)
-        self.cancel_token = CancelToken()
         self.progress.setValue(0)
         self.progress.show()
         self.cancel_button.show()
         self.download_button.setEnabled(False)
         self.check_button.setEnabled(False)
         self.status.setText("Starting…")
-        paths = self.ctx.paths
         if token is None:
-            token = hd.access_token(paths)
-        self.pool.start(_DownloadRun(self.plan, paths, token, relay, self.cancel_token))
+            token = hd.access_token(self.ctx.paths)
+        self.job = self.ctx.bridge.submit(HubDownloadRequest(self.plan, token),
+                                          title=f"Download {self.plan.repo_id}")
+        self.job.progress.connect(lambda _job, _done, _total, s: self._on_status(s))
+        self.job.finished.connect(lambda job: self._on_done(job.result))
+        self.job.failed.connect(lambda job: self._on_failed(job.error))
+        self.job.cancelled.connect(lambda _job: self._on_cancelled())
 
     @Slot()
     def cancel(self) -> None:
-        if self.cancel_token is not None:
-            self.cancel_token.cancel()
+        if self.job is not None:
+            self.job.cancel()
             self.status.setText("Cancelling…")
+
+    def shutdown(self) -> None:
+        """Stop a download (its partial files stay for a resume) and the plan query."""
+        self.cancel()
+        self._calls.wait(10_000)
 
     @property
     def busy(self) -> bool:
         return self.cancel_button.isVisible()
 
     @Slot(object)
-    def _on_status(self, s: hd.TransferStatus) -> None:
+    def _on_status(self, s: hd.TransferStatus | None) -> None:
+        if s is None:
+            return
         self.progress.setValue(int(1000 * s.done / s.total) if s.total else 0)
         self.status.setText(status_text(s))
 
     def _finish(self, text: str) -> None:
+        self.job = None
         self.cancel_button.hide()
         self.check_button.setEnabled(True)
         self.status.setText(text)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QRect, QSize, Qt, QThreadPool, Signal
+from PySide6.QtCore import QModelIndex, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
     QComboBox,
@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.ui.context import AppContext
-from studio.workers.background import run_in_background
+from studio.workers.lanes import Calls
 
 FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "unknown": "Unknown type"}
 SOURCE_LABELS = {"studio": "Studio library", "hf-cache": "HF cache", "extra": "Extra folder",
@@ -118,11 +118,11 @@ class ModelPicker(QWidget):
     #: A scan finished: the number of models found, and an error text ("" if it worked).
     scanFinished = Signal(int, str)
 
-    def __init__(self, ctx: AppContext, pool: QThreadPool, parent: QWidget | None = None,
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None,
                  scanner: Scanner | None = None) -> None:
         super().__init__(parent)
         self._ctx = ctx
-        self._pool = pool
+        self._calls = Calls(self)
         self._scanner = scanner
         self._scanning = False
         self._want: str | None = None  # the model to select once the scan is done
@@ -174,6 +174,10 @@ class ModelPicker(QWidget):
         entry = self.current()
         return str(entry.path) if entry is not None else ""
 
+    def shutdown(self) -> None:
+        """Wait for a model scan in flight."""
+        self._calls.wait(10_000)
+
     def refresh(self) -> None:
         """Scan for models off the GUI thread; the combo fills when the scan is done."""
         if self._scanning:
@@ -187,7 +191,7 @@ class ModelPicker(QWidget):
         def scan() -> list:
             return list((scanner or default_scanner())(settings, paths))
 
-        run_in_background(self._pool, scan, self._scan_done, self._scan_failed, owner=self)
+        self._calls.run(scan, self._scan_done, self._scan_failed)
 
     def select_model(self, model: str, add_if_missing: bool = True) -> bool:
         """Select the entry whose path or repo id is ``model``; add it if it is not listed."""

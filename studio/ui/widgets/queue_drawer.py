@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.jobs import Job, JobState
+from studio.core.jobs import JobSnapshot, JobState
 from studio.core.wording import count_of
 from studio.pipelines.requests import Txt2ImgRequest, batch_position
 from studio.ui.icons import icon
@@ -47,7 +47,7 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s"
 
 
-def job_details(job: Job) -> str:
+def job_details(job: JobSnapshot) -> str:
     """What tells this job from others with the same title: seed, size, steps, count, input and
     model ("seed 42 · 512×512 · 8 steps · 4 images · sd-turbo")."""
     request = job.request
@@ -82,7 +82,7 @@ def wrap_between_parts(text: str) -> str:
     return "\u00a0· ".join(parts)
 
 
-def result_image_path(job: Job) -> str:
+def result_image_path(job: JobSnapshot) -> str:
     """The newest image file this job has made ("" before the first one)."""
     for result in reversed(job.partials or []):
         path = getattr(result, "path", None)
@@ -91,7 +91,7 @@ def result_image_path(job: Job) -> str:
     return ""
 
 
-def progress_text(job: Job) -> str:
+def progress_text(job: JobSnapshot) -> str:
     """The step counter beside the bar: '4/8' (of the image being made), the duration when
     finished."""
     if job.state.finished and job.started:
@@ -131,7 +131,7 @@ class _ElidedLabel(QLabel):
 class JobCard(QFrame):
     """One job: thumbnail, title, details, Cancel; state, progress bar, steps; message."""
 
-    def __init__(self, job: Job, bridge: JobBridge, parent: QWidget | None = None,
+    def __init__(self, job: JobSnapshot, bridge: JobBridge, parent: QWidget | None = None,
                  thumbnails: ThumbnailLoader | None = None) -> None:
         super().__init__(parent)
         self.job = job
@@ -227,7 +227,7 @@ class JobCard(QFrame):
         self.state_label.setStyleSheet(
             f"color: {pill_colour}; font-weight: 600; padding: 0px 8px;"
             f"border: 1px solid {pill_colour}; border-radius: 9px;")
-        self.cancel_button.setEnabled(not job.state.finished and not job.cancel_token.cancelled)
+        self.cancel_button.setEnabled(not job.state.finished and not job.cancelling)
         self.cancel_button.setVisible(not job.state.finished)
         if job.total:
             self.bar.setRange(0, job.total)
@@ -344,29 +344,32 @@ class QueueDrawer(QDockWidget):
         self._update_counts()
 
     @Slot(object)
-    def on_job_changed(self, job: Job) -> None:
+    def on_job_changed(self, job: JobSnapshot) -> None:
         card = self.cards.get(job.id)
         if card is None:
             card = JobCard(job, self.bridge, thumbnails=self.thumbnails)
             self.cards[job.id] = card
             self._list.insertWidget(0, card)  # newest first
         else:
+            card.job = job
             card.refresh()
         self._dirty.discard(job.id)
         self._update_counts()
 
     @Slot(object, int, int, object)
-    def on_progress(self, job: Job, step: int, total: int, preview: object) -> None:
+    def on_progress(self, job: JobSnapshot, step: int, total: int, preview: object) -> None:
         if job.id in self.cards:
+            self.cards[job.id].job = job  # drawn at the next tick, with the latest step
             self._dirty.add(job.id)
             if not self._timer.isActive():
                 self._timer.start()
 
     @Slot(object, object)
-    def on_partial(self, job: Job, _result: Any) -> None:
+    def on_partial(self, job: JobSnapshot, _result: Any) -> None:
         """An image of the job exists: show it on the card."""
         card = self.cards.get(job.id)
         if card is not None:
+            card.job = job
             card.refresh()
 
     @Slot(str, int, QImage)

@@ -12,10 +12,9 @@ from PySide6.QtCore import QEvent, QPoint, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QLabel, QMenu, QPushButton, QStatusBar, QToolButton, QWidget
 
 from studio.core.devices import DeviceInfo, memory_in_use
-from studio.core.jobs import Job, JobState
+from studio.core.jobs import JobSnapshot, JobState
 from studio.ui.icons import icon
 from studio.ui.loaded_models import (
-    UNLOAD_KIND,
     loaded_models,
     loaded_summary,
     loaded_tooltip,
@@ -52,7 +51,7 @@ class StatusBar(QStatusBar):
         self.device: DeviceInfo | None = None
         self._active: set[int] = set()
         self._theme = ""
-        self._unload_job: Job | None = None
+        self._unload_job: Any = None  # the handle of the "Unload all" job while it runs
 
         self.device_label = QLabel("Detecting device…")
         self.device_label.setToolTip("The device that runs generation jobs")
@@ -114,7 +113,7 @@ class StatusBar(QStatusBar):
         self.memory_label.setToolTip(f"{what}<br><br>{loaded_tooltip(models, settings)}"
                                      + ("<br><br>Right-click to unload all models."
                                         if models and self.ctx is not None else ""))
-        unloading = self._unload_job is not None and not self._unload_job.state.finished
+        unloading = self._unload_job is not None
         self.unload_button.setVisible(self.ctx is not None and (bool(models) or unloading))
         self.unload_button.setEnabled(not unloading)
         self.unload_button.setText("Unloading…" if unloading else "Unload all")
@@ -123,17 +122,26 @@ class StatusBar(QStatusBar):
                                           "give their memory back")
 
     @Slot()
-    def unload_all(self) -> Job | None:
-        """Queue the job that frees every loaded model; problems show in the bar."""
+    def unload_all(self) -> Any:
+        """Queue the job that frees every loaded model (its handle); problems show in the bar."""
         if self.ctx is None:
             return None
         try:
-            self._unload_job = submit_unload(self.ctx.bridge)
-        except (KeyError, RuntimeError) as exc:
+            handle = submit_unload(self.ctx.bridge)
+        except (KeyError, TypeError, RuntimeError) as exc:
             self.showMessage(f"Cannot unload the models: {exc}", 6000)
             return None
+        handle.ended.connect(self._on_unloaded)
+        self._unload_job = handle
         self.refresh_memory()
-        return self._unload_job
+        return handle
+
+    @Slot(object)
+    def _on_unloaded(self, job: JobSnapshot) -> None:
+        self._unload_job = None
+        if job.state is JobState.FAILED:
+            self.showMessage(job.error or job.message or "Unloading failed.", 8000)
+        self.refresh_memory()
 
     def _memory_menu(self, pos: QPoint) -> None:
         if self.ctx is None:
@@ -147,14 +155,12 @@ class StatusBar(QStatusBar):
         self._menu = menu  # kept for tests; replaced on the next right-click
 
     @Slot(object)
-    def on_job_changed(self, job: Job) -> None:
+    def on_job_changed(self, job: JobSnapshot) -> None:
         # Count from the signals themselves: when a job is submitted on the GUI thread the
-        # "queued" signal arrives before the runner has put the job in its queue.
+        # "queued" signal arrives before the lane has put the job in its queue.
         if job.state.finished:
             self._active.discard(job.id)
             self.refresh_memory()  # a job may have loaded a model, or unloaded them all
-            if job.kind == UNLOAD_KIND and job.state is JobState.FAILED:
-                self.showMessage(job.error or job.message or "Unloading failed.", 8000)
         else:
             self._active.add(job.id)
         self.queue_button.setText(f"Queue: {len(self._active)}")

@@ -9,7 +9,7 @@ server. "Servers…" and "Refresh models" under the list ask the panel to manage
 
 from __future__ import annotations
 
-import threading
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +32,9 @@ from studio.core.config import Settings
 from studio.pipelines.chat.endpoints import model_specs
 from studio.pipelines.chat.remote import parse_model_spec
 from studio.ui.theme import colors
+from studio.workers.lanes import Calls
+
+log = logging.getLogger(__name__)
 
 PRESETS: dict[str, str] = {
     "Helpful assistant": "You are a helpful assistant.",
@@ -75,6 +78,7 @@ class ChatControls(QWidget):
         super().__init__(parent)
         self.setObjectName("ChatControls")
         self.settings = settings
+        self._calls = Calls(self)  # model scans
         self.contexts: dict[str, int] = {}
         self.remote_note = ""
         self._no_models = False
@@ -156,24 +160,28 @@ class ChatControls(QWidget):
 
     # -- models ------------------------------------------------------------------------------
     def scan_models(self, settings: Settings, paths: Any) -> None:
-        """Find chat models on a background thread (it reads folders and the HF cache)."""
+        """Find chat models on the I/O pool (it reads folders and the HF cache)."""
         self.settings = settings
         self.scanning = True
         self.refresh_button.setEnabled(bool(settings.remote_endpoints))
 
-        def work() -> None:
+        def work() -> list:
             from studio.library.chat_models import find_chat_models
 
             try:
                 found = [(e.name, e.spec, e.context_length, "")
                          for e in find_chat_models(settings, paths)]
             except Exception:  # noqa: BLE001 - a scan failure leaves the list empty
+                log.exception("the chat model scan failed")
                 found = []
-            found += [(model, spec, 0, server)
-                      for server, model, spec in remote_model_specs(settings)]
-            self.modelsFound.emit(found)
+            return found + [(model, spec, 0, server)
+                            for server, model, spec in remote_model_specs(settings)]
 
-        threading.Thread(target=work, name="studio-chat-scan", daemon=True).start()
+        self._calls.run(work, self.modelsFound.emit)
+
+    def shutdown(self) -> None:
+        """Wait for a model scan in flight."""
+        self._calls.wait(10_000)
 
     @Slot(object)
     def _fill_models(self, found: list) -> None:

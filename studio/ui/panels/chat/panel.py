@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.jobs import Job, JobState
+from studio.core.jobs import JobSnapshot, JobState
 from studio.core.wording import count_of
 from studio.pipelines.chat.prompting import history_fits, reply_reserve
 from studio.pipelines.chat.store import ConversationStore, Message, StreamingSaver
@@ -45,6 +45,7 @@ from studio.ui.panels.chat.model import ConversationModel
 from studio.ui.panels.chat.servers import ServerActions
 from studio.ui.panels.chat.sidebar import ConversationList
 from studio.ui.theme import colors
+from studio.workers.job_bridge import QtJobHandle
 
 
 class _EnterSends(QObject):
@@ -71,16 +72,13 @@ class ChatPanel(QWidget):
         self.ctx = ctx
         self.store = ConversationStore(ctx.paths.database)
         self.conv_id: int | None = None
-        self.job: Job | None = None
+        self.job: QtJobHandle | None = None  # the reply being written
         self.saver: StreamingSaver | None = None
         self.streaming: Message | None = None
         self.editing: Message | None = None
-        self._partials_seen = 0  # of self.job.partials, already in the streaming message
         self._build()
         self._flush_timer = QTimer(self, singleShot=True, interval=33)
         self._flush_timer.timeout.connect(self._flush)
-        ctx.bridge.partial.connect(self._on_partial)
-        ctx.bridge.jobChanged.connect(self._on_job_changed)
         ctx.settingsChanged.connect(lambda s: self.rescan_models(s))
         QShortcut(QKeySequence("Esc"), self, self.escape,
                   context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -294,8 +292,10 @@ class ChatPanel(QWidget):
                                                 parent_id=parent_id, complete=False,
                                                 meta={"model": spec})
         self.saver = StreamingSaver(self.store, self.streaming.id)
-        self._partials_seen = 0
-        self.job = self.ctx.bridge.submit("chat", request, title="Chat reply")
+        self.job = self.ctx.bridge.submit(request, title="Chat reply")
+        self.job.partial.connect(self._on_partial)
+        self.job.changed.connect(self._on_job_changed)
+        self.job.ended.connect(self._on_ended)
         self.status.setText("Waiting for the model…")
         self.reload(scroll_to_end=True)
         if self.ctx.settings.last_chat_model != spec:
@@ -305,7 +305,7 @@ class ChatPanel(QWidget):
     @Slot()
     def stop(self) -> None:
         if self.job is not None:
-            self.ctx.bridge.cancel(self.job)
+            self.job.cancel()
 
     @Slot()
     def escape(self) -> None:
@@ -332,12 +332,9 @@ class ChatPanel(QWidget):
             self.rescan_models()
 
     @Slot(object, object)
-    def _on_partial(self, job: Job, chunk: Any) -> None:
-        if job is not self.job or self.streaming is None or self.saver is None:
+    def _on_partial(self, job: JobSnapshot, chunk: Any) -> None:
+        if self.streaming is None or self.saver is None:
             return
-        # Counted because a fast server can finish the job before its queued chunks arrive:
-        # _on_job_changed then takes the rest from job.partials, past the ones counted here.
-        self._partials_seen += 1
         self.saver.add(chunk.text, chunk.completion_tokens)
         self.streaming.content = self.saver.text
         self.streaming.tokens = chunk.completion_tokens
@@ -366,15 +363,14 @@ class ChatPanel(QWidget):
             QTimer.singleShot(0, self.view.scrollToBottom)
 
     @Slot(object)
-    def _on_job_changed(self, job: Job) -> None:
-        if job is not self.job:
-            return
-        if not job.state.finished:
-            if job.message and not self.streaming.content:
-                self.status.setText(job.message)
-            return
-        for chunk in job.partials[self._partials_seen:]:  # chunks still queued behind this
-            self._on_partial(job, chunk)
+    def _on_job_changed(self, job: JobSnapshot) -> None:
+        if not job.finished and job.message and self.streaming is not None \
+                and not self.streaming.content:
+            self.status.setText(job.message)
+
+    @Slot(object)
+    def _on_ended(self, job: JobSnapshot) -> None:
+        """The reply ended (the handle's last signal: every chunk came before it)."""
         msg, saver = self.streaming, self.saver
         reply = job.result
         meta = dict(msg.meta)
@@ -506,5 +502,6 @@ class ChatPanel(QWidget):
         """Stop a reply in progress (its text so far is kept) and close the database."""
         self.stop()
         self.servers.shutdown()
+        self.controls.shutdown()
         self.sidebar.shutdown()
         self.store.close()

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from PySide6.QtCore import QObject, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QWidget
 
 from studio.pipelines.chat import endpoints as ep
 from studio.ui.context import AppContext
 from studio.ui.panels.chat.controls import ChatControls
 from studio.ui.panels.chat.servers_dialog import ServersDialog
-from studio.workers.background import run_in_background
+from studio.workers.lanes import Calls
 
 
 class ModelRefresher(QObject):
@@ -27,8 +27,7 @@ class ModelRefresher(QObject):
         super().__init__(parent)
         self.ctx = ctx
         self.timeout = ep.TEST_TIMEOUT
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
+        self._calls = Calls(self, serial=True)
         self.running = False
 
     def refresh(self) -> bool:
@@ -38,8 +37,8 @@ class ModelRefresher(QObject):
             return False
         self.running = True
         paths, timeout = self.ctx.paths, self.timeout
-        run_in_background(self._pool, lambda: ep.refresh_models(endpoints, paths, timeout),
-                          self._done, self._failed, owner=self)
+        self._calls.run(lambda: ep.refresh_models(endpoints, paths, timeout),
+                          self._done, self._failed)
         return True
 
     def _done(self, result: tuple[list[dict], list[str]]) -> None:
@@ -62,7 +61,7 @@ class ModelRefresher(QObject):
         self.finished.emit(message)
 
     def shutdown(self) -> None:
-        self._pool.waitForDone(int(self.timeout * 1000) + 2000)
+        self._calls.wait(int(self.timeout * 1000) + 2000)
 
 
 

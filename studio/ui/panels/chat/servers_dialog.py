@@ -14,7 +14,7 @@ import dataclasses
 import itertools
 from typing import Any
 
-from PySide6.QtCore import Qt, QThreadPool
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -35,7 +35,7 @@ from studio.pipelines.chat import endpoints as ep
 from studio.ui.context import AppContext
 from studio.ui.theme import colors
 from studio.ui.widgets.basics import ok_cancel_buttons
-from studio.workers.background import run_in_background
+from studio.workers.lanes import Calls
 
 _ids = itertools.count(1)
 
@@ -47,8 +47,7 @@ class ServersDialog(QDialog):
         super().__init__(parent)
         self.ctx = ctx
         self.timeout = ep.TEST_TIMEOUT
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(2)
+        self._calls = Calls(self)
         self._testing: set[int] = set()  # server ids with a test in flight
         self._original = [dict(e) for e in ctx.settings.remote_endpoints]
         # The working copy: one dict per server, with a private id and the key being edited.
@@ -267,8 +266,8 @@ class ServersDialog(QDialog):
                                   self.timeout)
         self._testing.add(sid)
         self._show_models(server)
-        run_in_background(self._pool, lambda: ep.fetch_models(url, key, timeout),
-                          lambda result: self._tested(sid, url, result), owner=self)
+        self._calls.run(lambda: ep.fetch_models(url, key, timeout),
+                          lambda result: self._tested(sid, url, result))
 
     def _tested(self, sid: int, url: str, result: ep.ModelList) -> None:
         self._testing.discard(sid)
@@ -330,6 +329,6 @@ class ServersDialog(QDialog):
 
     def done(self, result: int) -> None:
         # Tests in flight answer into a closed dialog otherwise; their timeout bounds the wait.
-        self._pool.waitForDone(int(self.timeout * 1000) + 2000)
+        self._calls.wait(int(self.timeout * 1000) + 2000)
         super().done(result)
 

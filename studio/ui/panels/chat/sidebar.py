@@ -17,7 +17,6 @@ from PySide6.QtCore import (
     QRectF,
     QSize,
     Qt,
-    QThreadPool,
     QTimer,
     Signal,
     Slot,
@@ -52,7 +51,7 @@ from studio.pipelines.chat.transfer import (
     write_import,
 )
 from studio.ui.theme import colors
-from studio.workers.background import run_in_background
+from studio.workers.lanes import Calls
 
 IdRole = Qt.ItemDataRole.UserRole + 1
 PartsRole = Qt.ItemDataRole.UserRole + 2  # the second line as (text, is_match) runs
@@ -137,8 +136,7 @@ class ConversationList(QWidget):
     def __init__(self, store: ConversationStore, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.store = store
-        self._io_pool = QThreadPool(self)  # imports: checked and written off the GUI thread
-        self._io_pool.setMaxThreadCount(1)
+        self._calls = Calls(self, serial=True)  # imports: checked and written off the GUI thread
         self.setObjectName("ChatSidebar")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 12, 8, 12)
@@ -292,11 +290,11 @@ class ConversationList(QWidget):
 
         self.import_button.setEnabled(False)
         self.import_button.setText("Importing…")
-        run_in_background(self._io_pool, work, done, failed, owner=self)
+        self._calls.run(work, done, failed)
 
     def shutdown(self) -> None:
         """Wait for an import in progress (it runs in one transaction, so it is never cut)."""
-        self._io_pool.waitForDone(30_000)
+        self._calls.wait(30_000)
 
     def _import_finished(self) -> None:
         self.import_button.setEnabled(True)

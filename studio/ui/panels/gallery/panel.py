@@ -17,7 +17,6 @@ from PySide6.QtCore import (
     QModelIndex,
     QPoint,
     Qt,
-    QThreadPool,
     QTimer,
     Signal,
     Slot,
@@ -40,7 +39,7 @@ from studio.ui.panels.gallery.grid import GalleryGrid
 from studio.ui.panels.gallery.model import GalleryModel, ItemRole, PathRole
 from studio.ui.panels.gallery.widgets import EmptyGallery, ImageDialog
 from studio.ui.widgets import image_actions
-from studio.workers.background import run_in_background
+from studio.workers.lanes import Calls
 from studio.workers.thumbnails import ThumbnailLoader
 
 log = logging.getLogger(__name__)
@@ -61,8 +60,7 @@ class GalleryPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("galleryPanel")
         self.ctx = ctx
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)  # index jobs run in order; one SQLite writer at a time
+        self._calls = Calls(self, serial=True)  # index jobs in order: one SQLite writer
         self._index: Any = None  # created on the pool thread (opening SQLite is I/O)
         self._generation = 0
         self._loaded_once = False
@@ -224,7 +222,7 @@ class GalleryPanel(QWidget):
         self._search_timer.stop()
         self._new_timer.stop()
         self.loader.shutdown()
-        self._pool.waitForDone(10_000)
+        self._calls.wait(10_000)
         if self._index is not None:
             self._index.close()
             self._index = None
@@ -259,7 +257,7 @@ class GalleryPanel(QWidget):
                 index.add(path)
             return generation, index.list(query)
 
-        run_in_background(self._pool, work, self._on_listed, self._on_list_failed, owner=self)
+        self._calls.run(work, self._on_listed, self._on_list_failed)
 
     def _on_listed(self, answer: tuple[int, list]) -> None:
         generation, items = answer
@@ -314,7 +312,7 @@ class GalleryPanel(QWidget):
         def work() -> None:
             self._get_index().remove(path)  # the file is gone already; this drops the row
 
-        run_in_background(self._pool, work, lambda _r: None, owner=self)
+        self._calls.run(work, lambda _r: None)
 
     # -- selection and details ---------------------------------------------------------------
     def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
@@ -336,7 +334,7 @@ class GalleryPanel(QWidget):
             return (path, meta, to_request(meta, fallback),
                     transform_reuse_from_text(meta.raw, path))
 
-        run_in_background(self._pool, work, self._on_metadata, owner=self)
+        self._calls.run(work, self._on_metadata)
 
     def _on_metadata(self, answer: tuple[Path, Any, Any, Any]) -> None:
         path, meta, request, transform = answer

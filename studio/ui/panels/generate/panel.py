@@ -1,7 +1,7 @@
 """The Generate workspace: parameters on the left, the live preview and the results on the right.
 
-It submits ``txt2img`` jobs through ``ctx.bridge`` and follows only the jobs it submitted: their
-status lines, step previews (at most ~30 frames a second), finished images and failures.
+It submits requests through ``ctx.bridge`` and follows each job through its own handle: its status
+lines, step previews (at most ~30 frames a second), finished images and its end.
 Generate while a job runs queues another one; Esc cancels the one running.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QFrame,
@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.jobs import CANCELLING, Job, JobState
+from studio.core.jobs import CANCELLING, JobSnapshot, JobState
 from studio.core.wording import count_of
 from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
 from studio.ui.context import AppContext
@@ -41,12 +41,12 @@ from studio.ui.widgets.preview import (
     StepClock,
     preview_to_qimage,
 )
-from studio.workers.background import run_in_background
+from studio.workers.job_bridge import QtJobHandle
+from studio.workers.lanes import Calls
 from studio.workers.thumbnails import pil_to_qimage
 
 log = logging.getLogger(__name__)
 
-JOB_KIND = "txt2img"
 FRAME_INTERVAL_S = 1 / 30  # previews arriving faster than this are dropped (the latest wins)
 LORA_RESCAN_S = 10.0  # coming back to the workspace looks for LoRAs again after this long
 
@@ -70,20 +70,19 @@ def job_title(request: Txt2ImgRequest) -> str:
 class GeneratePanel(QWidget):
     """Text to image. ``receive(Txt2ImgRequest)`` fills the form ("reuse parameters")."""
 
-    #: A job of this panel finished (Job); handy for tests and the window's status bar.
+    #: A job of this panel ended (its JobSnapshot); handy for tests and the status bar.
     jobFinished = Signal(object)
-    _finishLater = Signal(object)  # queued to self: runs after already-posted partials
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None, *,
                  scanner: Scanner | None = None, lora_scanner: LoraScanner | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("generatePanel")
         self.ctx = ctx
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
-        self._open: dict[int, Job] = {}  # my jobs not finished yet, in submission order
-        self._mine: set[int] = set()
-        self._finishing: set[int] = set()
+        self._calls = Calls(self)  # the LoRA scan
+        # My jobs not ended yet, in submission order: their handles, and the latest snapshot each
+        # handle delivered (what this panel shows, never ahead of the events it has handled).
+        self._handles: dict[int, QtJobHandle] = {}
+        self._open: dict[int, JobSnapshot] = {}
         self._clocks: dict[int, StepClock] = {}
         self._framed: set[int] = set()  # jobs that have shown at least one frame
         self._frames = FrameThrottle(self._draw_frame, FRAME_INTERVAL_S, self)
@@ -96,9 +95,8 @@ class GeneratePanel(QWidget):
         self._lora_scanned_at = 0.0
         self.lora_scans = 0  # finished LoRA scans (tests wait on it)
         self.download_dialog: Any = None  # built on first use ("Download a model…")
-        self._download_pool: QThreadPool | None = None
 
-        self.picker = ModelPicker(ctx, self._pool, scanner=scanner)
+        self.picker = ModelPicker(ctx, scanner=scanner)
         self.controls = GenerateControls()
         self.preview = PreviewArea()
         self.strip = ResultsStrip()
@@ -150,11 +148,6 @@ class GeneratePanel(QWidget):
         outer.addWidget(self.stack)
 
     def _connect(self) -> None:
-        bridge = self.ctx.bridge
-        bridge.jobChanged.connect(self._on_job_changed)
-        bridge.progress.connect(self._on_progress)
-        bridge.partial.connect(self._on_partial)
-        self._finishLater.connect(self._finish, Qt.ConnectionType.QueuedConnection)
         self.generate_button.clicked.connect(self.generate)
         self.cancel_button.clicked.connect(self.cancel_current)
         for keys in ("Ctrl+Return", "Ctrl+Enter"):
@@ -198,7 +191,7 @@ class GeneratePanel(QWidget):
         return self.controls.request(self.picker.current_model(), self.controls.resolve_seed())
 
     @Slot()
-    def generate(self) -> Job | None:
+    def generate(self) -> QtJobHandle | None:
         """Validate and submit; shows the problem under the button instead when invalid."""
         request = self.build_request()
         try:
@@ -212,15 +205,18 @@ class GeneratePanel(QWidget):
             self._show_error(str(exc))
             return None
         try:
-            job = self.ctx.bridge.submit(JOB_KIND, request, title=job_title(request))
-        except (KeyError, RuntimeError) as exc:
+            job = self.ctx.bridge.submit(request, title=job_title(request))
+        except (KeyError, TypeError, RuntimeError) as exc:
             self._show_error(f"Cannot start: {exc}")
             return None
+        job.changed.connect(self._on_job_changed)
+        job.progress.connect(self._on_progress)
+        job.partial.connect(self._on_partial)
+        job.ended.connect(self._finish)
         self.error_label.hide()
         self.controls.note_seed_used(request.seed)
-        self._mine.add(job.id)
-        if not job.state.finished:
-            self._open[job.id] = job
+        self._handles[job.id] = job
+        self._open[job.id] = job.snapshot
         self._clocks[job.id] = StepClock()
         self._save_last_request(request)
         if self._displayed_job() is None or len(self._open) == 1:
@@ -234,18 +230,18 @@ class GeneratePanel(QWidget):
     def cancel_current(self) -> None:
         """Cancel the job running now (or, if none of mine runs or it is stopping already, the
         next queued one). The job says "Cancelling…" at once, until it stops."""
-        job = next((j for j in self._open.values() if not j.cancel_token.cancelled), None)
+        job = next((j for j in self._open.values() if not j.cancelling), None)
         running = self._displayed_job()
-        if running is not None and not running.cancel_token.cancelled:
+        if running is not None and not running.cancelling:
             job = running
         if job is not None:
-            self.ctx.bridge.cancel(job)
+            self._handles[job.id].cancel()
 
     def cancel_all(self) -> None:
-        for job in list(self._open.values()):
-            self.ctx.bridge.cancel(job)
+        for handle in list(self._handles.values()):
+            handle.cancel()
 
-    def open_jobs(self) -> list[Job]:
+    def open_jobs(self) -> list[JobSnapshot]:
         return list(self._open.values())
 
     def refresh_loras(self) -> None:
@@ -255,9 +251,9 @@ class GeneratePanel(QWidget):
         self._lora_scanning = True
         self.controls.loras.set_library(None)
         settings, paths, scanner = self.ctx.settings, self.ctx.paths, self._lora_scanner
-        run_in_background(self._pool, lambda: list(scanner(settings, paths)),
+        self._calls.run(lambda: list(scanner(settings, paths)),
                           lambda entries: self._loras_found(entries, ""),
-                          lambda message: self._loras_found([], message), owner=self)
+                          lambda message: self._loras_found([], message))
 
     def _loras_found(self, entries: list, error: str) -> None:
         self._lora_scanning = False
@@ -279,10 +275,7 @@ class GeneratePanel(QWidget):
         from studio.ui.widgets.download_dialog import DownloadDialog, wants_fp16
 
         if self.download_dialog is None:
-            # Its own pool: a download takes minutes and must not hold up model scans.
-            self._download_pool = QThreadPool(self)
-            self._download_pool.setMaxThreadCount(2)
-            self.download_dialog = DownloadDialog(self.ctx, self._download_pool,
+            self.download_dialog = DownloadDialog(self.ctx,
                                                   wants_fp16(self.ctx, self.window()), self)
             self.download_dialog.downloaded.connect(lambda _folder: self.picker.refresh())
         self.download_dialog.fp16 = wants_fp16(self.ctx, self.window())
@@ -296,40 +289,35 @@ class GeneratePanel(QWidget):
         stops (its partial files stay for a resume)."""
         self._frames.stop()
         if self.download_dialog is not None:
-            self.download_dialog.cancel()
-        if self._download_pool is not None:
-            self._download_pool.waitForDone(10_000)
-        self._pool.waitForDone(10_000)
+            self.download_dialog.shutdown()
+        self.picker.shutdown()
+        self._calls.wait(10_000)
 
-    # -- job events --------------------------------------------------------------------------
-    def _displayed_job(self) -> Job | None:
+    # -- job events (each from the handle of a job of mine) -------------------------------------
+    def _displayed_job(self) -> JobSnapshot | None:
         running = [j for j in self._open.values() if j.state is JobState.RUNNING]
         return running[0] if running else None
 
     @Slot(object)
-    def _on_job_changed(self, job: Job) -> None:
-        if job.id not in self._open:
-            if self._open:
-                self._update_queue()
+    def _on_job_changed(self, job: JobSnapshot) -> None:
+        if job.id not in self._open or job.finished:  # the end comes through _finish
             return
-        if job.state.finished:
-            if job.id not in self._finishing:
-                self._finishing.add(job.id)
-                self._finishLater.emit(job)
-        elif job.state is JobState.RUNNING and job.id not in self._framed:
+        self._open[job.id] = job
+        if job.state is JobState.RUNNING and job.id not in self._framed:
             self.preview.show_message(job.message or "Starting…")
-        elif job.cancelling and job is self._displayed_job():
+        elif job.cancelling and job.id == getattr(self._displayed_job(), "id", None):
             self.preview.show_note(CANCELLING)
         self._update_queue()
 
     @Slot(object, int, int, object)
-    def _on_progress(self, job: Job, step: int, total: int, preview: Any) -> None:
-        if job.id not in self._open or job.kind != JOB_KIND:
+    def _on_progress(self, job: JobSnapshot, step: int, total: int, preview: Any) -> None:
+        if job.id not in self._open:
             return
+        self._open[job.id] = job
         self._clocks.setdefault(job.id, StepClock()).tick(step)
         self._frames.offer(job.id, (job, step, total, preview))
 
-    def _draw_frame(self, job_id: int, frame: tuple[Job, int, int, Any]) -> None:
+    def _draw_frame(self, job_id: int, frame: tuple[JobSnapshot, int, int, Any]) -> None:
         job, step, total, preview = frame
         if job_id not in self._open:
             return
@@ -343,12 +331,12 @@ class GeneratePanel(QWidget):
         self._framed.add(job.id)
         self._displayed_path = None
         self.preview.show_frame(image, step, total, clock, job.request.count,
-                                note=CANCELLING if job.cancelling else "",
+                                note=CANCELLING if self._open[job.id].cancelling else "",
                                 steps=job.request.steps)
 
     @Slot(object, object)
-    def _on_partial(self, job: Job, result: Any) -> None:
-        if job.id not in self._mine or not isinstance(result, GeneratedImage):
+    def _on_partial(self, job: JobSnapshot, result: Any) -> None:
+        if not isinstance(result, GeneratedImage):
             return
         self._frames.drop(job.id)  # a late preview frame must not cover the finished image
         image = QImage()
@@ -364,9 +352,10 @@ class GeneratePanel(QWidget):
             self.ctx.outputWritten.emit(Path(result.path))
 
     @Slot(object)
-    def _finish(self, job: Job) -> None:
+    def _finish(self, job: JobSnapshot) -> None:
+        """The job ended (its handle's last signal: every partial came before it)."""
         self._open.pop(job.id, None)
-        self._finishing.discard(job.id)
+        self._handles.pop(job.id, None)
         self._framed.discard(job.id)
         self._clocks.pop(job.id, None)
         self._frames.drop(job.id)
@@ -420,8 +409,7 @@ class GeneratePanel(QWidget):
         self.queue_label.setText(" · ".join(parts))
         self.queue_label.setVisible(bool(parts))
         # Enabled while there is something left to cancel (a stopping job is not).
-        self.cancel_button.setEnabled(any(not j.cancel_token.cancelled
-                                          for j in self._open.values()))
+        self.cancel_button.setEnabled(any(not j.cancelling for j in self._open.values()))
 
     def _places(self, settings: Any) -> tuple:
         """Where models are looked for; a change means the list must be scanned again."""

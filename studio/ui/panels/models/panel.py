@@ -1,10 +1,10 @@
 """The Models workspace: every model in the library, its details, import, remove and download;
 per-model memory options for image models and "Unload all" for what the GPU worker holds.
 
-Scanning, hashing, copying, removing and downloading all run on the panel's own I/O pool
-(DESIGN rule 5), never on the GUI thread and never on the GPU worker; results come back through
-:func:`studio.workers.background.run_in_background`. Other workspaces' pickers read the same
-scanning functions, so what this panel lists is what they offer.
+Scanning, copying and removing run on the I/O pool, hashing on the CPU pool and downloads as jobs
+of the I/O lane (DESIGN rule 5) — never on the GUI thread and never on the GPU worker; results
+come back on the GUI thread (:class:`studio.workers.lanes.Calls`). Other workspaces' pickers read
+the same scanning functions, so what this panel lists is what they offer.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QThreadPool, Slot
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QFontDatabase
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -28,12 +28,12 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.config import MemoryOptions
-from studio.core.jobs import Job, JobState
+from studio.core.jobs import JobSnapshot, JobState
 from studio.core.wording import count_of
 from studio.library import manage
 from studio.library.catalog import LibraryEntry, list_models
 from studio.ui.context import AppContext
-from studio.ui.loaded_models import UNLOAD_KIND, loaded_models, submit_unload
+from studio.ui.loaded_models import loaded_models, submit_unload
 from studio.ui.panels.models.memory import MemoryOptionsBox
 from studio.ui.panels.models.toolbar import ModelsToolbar
 from studio.ui.panels.models.tree import ModelTree, when
@@ -44,7 +44,7 @@ from studio.ui.widgets.download_dialog import (
     DownloadRequest,
     wants_fp16,
 )
-from studio.workers.background import run_in_background
+from studio.workers.lanes import Calls, cpu_pool
 
 
 class DetailsPane(QFrame):
@@ -135,8 +135,8 @@ class ModelsPanel(QWidget):
         self.ctx = ctx
         self.setObjectName("modelsPanel")
         self.setAcceptDrops(True)
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(3)
+        self._calls = Calls(self)  # scans, imports, removals
+        self._hashes = Calls(self, pool=cpu_pool)  # hashing computes
         self.entries: list[LibraryEntry] = []
         self.hashes: dict[Path, str] = {}
         self.download_dialog: DownloadDialog | None = None
@@ -147,7 +147,7 @@ class ModelsPanel(QWidget):
         self.summary, self.search, self.kind = bar.summary, bar.search, bar.kind
         self.unload_button, self.refresh_button = bar.unload_button, bar.refresh_button
         self.import_button, self.download_button = bar.import_button, bar.download_button
-        self._unload_job: Job | None = None
+        self._unload_job: Any = None  # the handle of the "Unload all" job while it runs
         self._places = self._model_places(ctx.settings)
         self._device_source: Any = None
 
@@ -206,8 +206,8 @@ class ModelsPanel(QWidget):
     def refresh(self) -> None:
         settings, paths = self.ctx.settings, self.ctx.paths
         self.summary.setText("Scanning…")
-        run_in_background(self.pool, lambda: list_models(settings, paths), self._on_scanned,
-                          self._on_scan_failed, owner=self)
+        self._calls.run(lambda: list_models(settings, paths), self._on_scanned,
+                          self._on_scan_failed)
 
     def _on_scanned(self, entries: list[LibraryEntry]) -> None:
         self.entries = entries
@@ -259,30 +259,35 @@ class ModelsPanel(QWidget):
     @Slot()
     def refresh_loaded(self) -> None:
         """Show what the GPU worker holds now on the Unload all button."""
-        unloading = self._unload_job is not None and not self._unload_job.state.finished
+        unloading = self._unload_job is not None
         self.unload_button.show_loaded(loaded_models(), self.ctx.settings, unloading)
 
     @Slot()
-    def unload_all(self) -> Job | None:
-        """Queue the job that frees every loaded model."""
+    def unload_all(self) -> Any:
+        """Queue the job that frees every loaded model; its handle."""
         try:
-            self._unload_job = submit_unload(self.ctx.bridge)
-        except (KeyError, RuntimeError) as exc:
+            handle = submit_unload(self.ctx.bridge)
+        except (KeyError, TypeError, RuntimeError) as exc:
             self.say(f"Cannot unload the models: {exc}", error=True)
             return None
+        handle.ended.connect(self._on_unloaded)
+        self._unload_job = handle
         self.refresh_loaded()
-        return self._unload_job
+        return handle
 
     @Slot(object)
-    def _on_job_changed(self, job: Job) -> None:
-        if not job.state.finished:
-            return
-        if job.kind == UNLOAD_KIND and job is self._unload_job:
-            if job.state is JobState.FAILED:
-                self.say(f"Unloading failed: {job.error or job.message}", error=True)
-            elif job.state is JobState.DONE:
-                self.say("All models were unloaded; their memory is free again.")
+    def _on_unloaded(self, job: JobSnapshot) -> None:
+        self._unload_job = None
+        if job.state is JobState.FAILED:
+            self.say(f"Unloading failed: {job.error or job.message}", error=True)
+        elif job.state is JobState.DONE:
+            self.say("All models were unloaded; their memory is free again.")
         self.refresh_loaded()
+
+    @Slot(object)
+    def _on_job_changed(self, job: JobSnapshot) -> None:
+        if job.finished:  # any job may have loaded or freed a model
+            self.refresh_loaded()
 
     def _device_report(self) -> Any:
         return getattr(self.window(), "device_report", None)
@@ -329,8 +334,7 @@ class ModelsPanel(QWidget):
             self.details.hash_button.setEnabled(True)
             self.details.values["SHA-256"].setText(message)
 
-        run_in_background(self.pool, lambda: manage.model_sha256(entry, paths), done, failed,
-                          owner=self)
+        self._hashes.run(lambda: manage.model_sha256(entry, paths), done, failed)
 
     # -- import ------------------------------------------------------------------------------
     @Slot()
@@ -385,9 +389,8 @@ class ModelsPanel(QWidget):
                 self.refresh()
             self.say(result.message)
 
-        run_in_background(self.pool,
-                          lambda: manage.import_model(path, settings, paths, copy=copy),
-                          done, lambda m: self.say(m, error=True), owner=self)
+        self._calls.run(lambda: manage.import_model(path, settings, paths, copy=copy),
+                          done, lambda m: self.say(m, error=True))
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
         if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
@@ -430,8 +433,8 @@ class ModelsPanel(QWidget):
             else:
                 self.refresh()
 
-        run_in_background(self.pool, lambda: manage.remove_model(plan, settings, paths), done,
-                          lambda m: self.say(m, error=True), owner=self)
+        self._calls.run(lambda: manage.remove_model(plan, settings, paths), done,
+                          lambda m: self.say(m, error=True))
 
     # -- download ----------------------------------------------------------------------------
     def _fp16(self) -> bool:
@@ -440,7 +443,7 @@ class ModelsPanel(QWidget):
     @Slot()
     def open_download(self) -> DownloadDialog:
         if self.download_dialog is None:
-            self.download_dialog = DownloadDialog(self.ctx, self.pool, self._fp16(), self)
+            self.download_dialog = DownloadDialog(self.ctx, self._fp16(), self)
             self.download_dialog.downloaded.connect(lambda _p: self.refresh())
         self.download_dialog.fp16 = self._fp16()
         self.download_dialog.show()
@@ -454,7 +457,8 @@ class ModelsPanel(QWidget):
             self.open_download().choose(payload.repo_id)
 
     def shutdown(self) -> None:
-        """Stop a download (its partial files stay for a resume) and wait for the pool."""
+        """Stop a download (its partial files stay for a resume) and wait for the panel's calls."""
         if self.download_dialog is not None:
-            self.download_dialog.cancel()
-        self.pool.waitForDone(10000)
+            self.download_dialog.shutdown()
+        self._calls.wait(10_000)
+        self._hashes.wait(10_000)

@@ -255,11 +255,11 @@ class TrainPanel(QWidget):
 
     def _start_session(self, config: dict[str, Any] | None = None, seed: int | None = None,
                        resume: Path | None = None) -> None:
-        runner = self.ctx.bridge.runner
+        engine = self.ctx.bridge.engine
         self.bridge = SessionBridge(
             self.lesson, runs_root=self.runs_root, config=config,
             seed=self.controls.seed_value() if seed is None else seed,
-            busy=lambda: runner.queue_length > 0, in_process=self.session_in_process,
+            busy=lambda: engine.gpu_busy, in_process=self.session_in_process,
             parent=self)
         self.bridge.frame.connect(self._on_frame)
         self.bridge.stateChanged.connect(self._on_state)

@@ -10,10 +10,9 @@ bar, can be cancelled and resumed, and ends with the file's sha256 on screen and
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -25,39 +24,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.jobs import CancelToken, JobCancelled, describe_error
+from studio.library.download_jobs import FileDownloadRequest
 from studio.ui.context import AppContext
-from studio.workers.background import run_in_background
+from studio.workers.lanes import Calls
 
 log = logging.getLogger(__name__)
-
-
-class _DownloadSignals(QObject):
-    progress = Signal(int, int)
-    done = Signal(object)  # DownloadResult
-    failed = Signal(str)
-
-
-class _Download(QRunnable):
-    def __init__(self, url: str, target: Path, sha256: str, signals: _DownloadSignals,
-                 cancel: CancelToken) -> None:
-        super().__init__()
-        self.url, self.target, self.sha256 = url, target, sha256
-        self.signals, self.cancel = signals, cancel
-
-    def run(self) -> None:  # pool thread
-        from studio.library.download import download_file
-
-        try:
-            result = download_file(self.url, self.target, expected_sha256=self.sha256,
-                                   progress=lambda d, t: self.signals.progress.emit(d, t),
-                                   cancel=self.cancel)
-        except JobCancelled:
-            self.signals.failed.emit("Download paused — start it again to resume.")
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a message (rule 8)
-            self.signals.failed.emit(describe_error(exc))
-        else:
-            self.signals.done.emit(result)
 
 
 class CycleGANPicker(QWidget):
@@ -67,12 +38,11 @@ class CycleGANPicker(QWidget):
     scanFinished = Signal(int)
     downloadFinished = Signal(object)  # DownloadResult
 
-    def __init__(self, ctx: AppContext, pool: QThreadPool, parent: QWidget | None = None) -> None:
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._ctx = ctx
-        self._pool = pool
-        self._cancel: CancelToken | None = None
-        self._signals: _DownloadSignals | None = None
+        self._calls = Calls(self)  # the model scan
+        self._download: Any = None  # the download's QtJobHandle while it runs
         self._want: str = ""
         self._again = False
         self._titles: dict[str, str] = {}  # catalog name → title, for the description line
@@ -156,7 +126,7 @@ class CycleGANPicker(QWidget):
                 catalog = []
             return find_cyclegan_models(settings, paths), catalog
 
-        run_in_background(self._pool, scan, self._scan_done, self._scan_failed, owner=self)
+        self._calls.run(scan, self._scan_done, self._scan_failed)
 
     def select_path(self, path: str) -> bool:
         for i in range(self.combo.count()):
@@ -169,28 +139,37 @@ class CycleGANPicker(QWidget):
 
     @Slot()
     def toggle_download(self) -> None:
-        if self._cancel is not None:
-            self._cancel.cancel()
+        """Download the catalog model picked (a job of the I/O lane, shown in the queue), or
+        stop the download running; the partial file stays for a resume."""
+        if self._download is not None:
+            self._download.cancel()
             return
         entry = self.current_catalog_entry()
         if entry is None:
             return
-        self._cancel = CancelToken()
-        self._signals = _DownloadSignals(self)
-        self._signals.progress.connect(self._on_progress)
-        self._signals.done.connect(self._on_done)
-        self._signals.failed.connect(self._on_failed)
         self.download_button.setText("Cancel")
         self.bar.setRange(0, 0)
         self.bar.show()
         self.sha_label.hide()
         self.detail.setText(f"Downloading {entry.title} from {entry.url}…")
         target = entry.target(self._ctx.paths)
-        self._pool.start(_Download(entry.url, target, entry.sha256, self._signals, self._cancel))
+        job = self._ctx.bridge.submit(FileDownloadRequest(entry.url, str(target), entry.sha256),
+                                      title=f"Download {entry.name}")
+        job.progress.connect(lambda _job, done, total, _s: self._on_progress(done, total))
+        job.finished.connect(lambda done: self._on_done(done.result))
+        job.failed.connect(lambda failed: self._on_failed(failed.error))
+        job.cancelled.connect(
+            lambda _job: self._on_failed("Download paused — start it again to resume."))
+        self._download = job
 
     def cancel_download(self) -> None:
-        if self._cancel is not None:
-            self._cancel.cancel()
+        if self._download is not None:
+            self._download.cancel()
+
+    def shutdown(self) -> None:
+        """Stop a download (its partial file stays) and wait for a model scan in flight."""
+        self.cancel_download()
+        self._calls.wait(10_000)
 
     # -- internals ---------------------------------------------------------------------------
     def _scan_done(self, found: tuple[list, list]) -> None:
@@ -252,16 +231,15 @@ class CycleGANPicker(QWidget):
         self.modelChanged.emit(model)
 
     def _show_download(self, visible: bool) -> None:
-        self.download_button.setVisible(visible or self._cancel is not None)
+        self.download_button.setVisible(visible or self._download is not None)
 
-    @Slot(int, int)
-    def _on_progress(self, done: int, total: int) -> None:
-        if total:
+    def _on_progress(self, done_kib: int, total_kib: int) -> None:
+        if total_kib > 1:
             self.bar.setRange(0, 1000)
-            self.bar.setValue(int(1000 * done / total))
-            self.detail.setText(f"Downloading… {done / 2**20:.1f} of {total / 2**20:.1f} MB")
+            self.bar.setValue(int(1000 * done_kib / total_kib))
+            self.detail.setText(f"Downloading… {done_kib / 1024:.1f} of {total_kib / 1024:.1f} MB")
         else:
-            self.detail.setText(f"Downloading… {done / 2**20:.1f} MB")
+            self.detail.setText(f"Downloading… {done_kib / 1024:.1f} MB")
 
     @Slot(object)
     def _on_done(self, result: Any) -> None:
@@ -278,7 +256,7 @@ class CycleGANPicker(QWidget):
         self.detail.setText(message)
 
     def _end_download(self) -> None:
-        self._cancel = None
+        self._download = None
         self.download_button.setText("Download")
         self.bar.hide()
         self._show_download(self.current_catalog_entry() is not None)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QPoint, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QPoint, Qt, Signal, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QImageReader, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.jobs import Job, JobState
+from studio.core.jobs import JobSnapshot, JobState
 from studio.core.wording import count_of
 from studio.pipelines.requests import TransformedImage, TransformRequest
 from studio.ui.context import AppContext
@@ -43,6 +43,7 @@ from studio.ui.panels.transform.results import ResultBook, ShownResult, mode_of,
 from studio.ui.panels.transform.sidebar import TransformSidebar
 from studio.ui.widgets.model_picker import ModelPicker
 from studio.ui.widgets.preview import FrameThrottle, StepClock, step_text
+from studio.workers.job_bridge import QtJobHandle
 from studio.workers.thumbnails import pil_to_qimage
 
 log = logging.getLogger(__name__)
@@ -66,30 +67,29 @@ def read_qimage(path: str | Path) -> QImage:
 class TransformPanel(QWidget):
     """Image to image. ``receive(path)`` opens an image."""
 
-    jobFinished = Signal(object)  # Job
+    jobFinished = Signal(object)  # JobSnapshot of a job of this panel that ended
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("transformPanel")
         self.setAcceptDrops(True)
         self.ctx = ctx
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(2)
         self.image_path: Path | None = None
         self.batch: list[Path] = []
-        self._open: dict[int, Job] = {}
+        # My jobs not ended: their handles and the latest snapshot each delivered.
+        self._handles: dict[int, QtJobHandle] = {}
+        self._open: dict[int, JobSnapshot] = {}
         self._done_in_batch = 0
         self._batch_total = 0
         self._frames = FrameThrottle(self._draw_frame, 1 / 30, self)
         self._clocks: dict[int, StepClock] = {}
-        self._partials_seen: dict[int, int] = {}  # results of each open job already shown
         self._book = ResultBook(read_qimage)
         self._displayed: ShownResult | None = None  # the result on screen (its menu's file)
         self._inpaint_result = False  # inpaint mode shows the result / preview, not the canvas
 
-        self.cyclegan = CycleGANPicker(ctx, self._pool)
+        self.cyclegan = CycleGANPicker(ctx)
         self.cyclegan_options = CycleGANOptions()
-        self.sd_picker = ModelPicker(ctx, self._pool)
+        self.sd_picker = ModelPicker(ctx)
         # The sidebar is narrow: a shorter combo and button keep the row inside it.
         self.sd_picker.combo.setMinimumContentsLength(8)
         self.sd_picker.add_button.setText("Add…")
@@ -166,10 +166,6 @@ class TransformPanel(QWidget):
         outer.addWidget(right, 1)
 
     def _connect(self) -> None:
-        bridge = self.ctx.bridge
-        bridge.jobChanged.connect(self._on_job_changed)
-        bridge.progress.connect(self._on_progress)
-        bridge.partial.connect(self._on_partial)
         self.open_button.clicked.connect(self.open_dialog)
         self.folder_button.clicked.connect(self.folder_dialog)
         self.tabs.currentChanged.connect(lambda i: self.set_mode(MODES[i]))
@@ -309,7 +305,7 @@ class TransformPanel(QWidget):
             self.open_folder(Path(folder))
 
     @Slot()
-    def run(self) -> list[Job]:
+    def run(self) -> list[QtJobHandle]:
         """Submit the job(s) for the current mode; returns them (empty on bad input)."""
         self.error_label.hide()
         inputs = self.batch or ([self.image_path] if self.image_path else [])
@@ -324,10 +320,16 @@ class TransformPanel(QWidget):
         self._done_in_batch, self._batch_total = 0, len(inputs)
         mask = self.canvas.mask() if self.mode == "inpaint" else None
         for job in jobs:
-            self._open[job.id] = job
+            job.changed.connect(self._on_job_changed)
+            job.progress.connect(self._on_progress)
+            job.partial.connect(self._on_partial)
+            job.ended.connect(self._finish)
+            snapshot = job.snapshot
+            self._handles[job.id] = job
+            self._open[job.id] = snapshot
             self._clocks[job.id] = StepClock()
-            own = getattr(job.request, "image", "") == str(self.image_path)
-            self._book.start(job, self._before if own else None, mask)
+            own = getattr(snapshot.request, "image", "") == str(self.image_path)
+            self._book.start(snapshot, self._before if own else None, mask)
         if self.mode == "inpaint":
             self._inpaint_result = True  # watch the job: its preview, then its result
         self._update_view()
@@ -339,19 +341,20 @@ class TransformPanel(QWidget):
 
     @Slot()
     def cancel(self) -> None:
-        for job in list(self._open.values()):
-            self.ctx.bridge.cancel(job)
+        for handle in list(self._handles.values()):
+            handle.cancel()
 
-    def open_jobs(self) -> list[Job]:
+    def open_jobs(self) -> list[JobSnapshot]:
         return list(self._open.values())
 
     def shutdown(self) -> None:
         self._frames.stop()
         self.cyclegan.cancel_download()
-        self._pool.waitForDone(10_000)
+        self.cyclegan.shutdown()
+        self.sd_picker.shutdown()
 
     # -- submitting --------------------------------------------------------------------------
-    def _submit(self, inputs: list[Path]) -> list[Job]:
+    def _submit(self, inputs: list[Path]) -> list[QtJobHandle]:
         if self.mode == "cyclegan":
             model = self.cyclegan.current()
             if model is None:
@@ -362,7 +365,7 @@ class TransformPanel(QWidget):
             request.validate()
             title = f"{model.name}: {inputs[0].name}" + (f" +{len(inputs) - 1}"
                                                          if len(inputs) > 1 else "")
-            return [self.ctx.bridge.submit("transform", request, title=title)]
+            return [self.ctx.bridge.submit(request, title=title)]
         model = self.sd_picker.current_model()
         if not model:
             raise ValueError("Choose a text-to-image model.")
@@ -379,23 +382,23 @@ class TransformPanel(QWidget):
             request = self.diffusion.request(model, str(path), mask)
             request.validate()
             title = (request.prompt[:40] or "(no prompt)") + f" · {path.name}"
-            jobs.append(self.ctx.bridge.submit("img2img", request, title=title))
+            jobs.append(self.ctx.bridge.submit(request, title=title))
         return jobs
 
     # -- job events --------------------------------------------------------------------------
     @Slot(object)
-    def _on_job_changed(self, job: Job) -> None:
-        if job.id not in self._open:
+    def _on_job_changed(self, job: JobSnapshot) -> None:
+        if job.id not in self._open or job.finished:  # the end comes through _finish
             return
+        self._open[job.id] = job
         if job.state is JobState.RUNNING and job.message:
             self.status.setText(job.message)
-        if job.state.finished:
-            self._finish(job)
 
     @Slot(object, int, int, object)
-    def _on_progress(self, job: Job, step: int, total: int, preview: Any) -> None:
+    def _on_progress(self, job: JobSnapshot, step: int, total: int, preview: Any) -> None:
         if job.id not in self._open:
             return
+        self._open[job.id] = job
         if total > 0:
             self.bar.setRange(0, total)
             self.bar.setValue(step)
@@ -411,7 +414,7 @@ class TransformPanel(QWidget):
         if preview is not None:
             self._frames.offer(job.id, (job, preview))
 
-    def _draw_frame(self, job_id: int, frame: tuple[Job, Any]) -> None:
+    def _draw_frame(self, job_id: int, frame: tuple[JobSnapshot, Any]) -> None:
         job, preview = frame
         if job_id not in self._open:
             return
@@ -420,10 +423,9 @@ class TransformPanel(QWidget):
             self._update_view()
 
     @Slot(object, object)
-    def _on_partial(self, job: Job, result: Any) -> None:
+    def _on_partial(self, job: JobSnapshot, result: Any) -> None:
         if job.id not in self._open or not isinstance(result, TransformedImage):
             return
-        self._partials_seen[job.id] = self._partials_seen.get(job.id, 0) + 1
         self._frames.drop(job.id)
         self._done_in_batch += 1
         after = pil_to_qimage(result.image) if result.image is not None else \
@@ -440,14 +442,11 @@ class TransformPanel(QWidget):
         if result.path:
             self.ctx.outputWritten.emit(Path(result.path))
 
-    def _finish(self, job: Job) -> None:
-        # The job object is shared with the worker: an earlier queued state change can already
-        # read "done" while the last results are still queued behind it. Take those from the
-        # job itself first, so no result is lost (their late signals are then ignored).
-        for result in list(job.partials)[self._partials_seen.get(job.id, 0):]:
-            self._on_partial(job, result)
-        self._partials_seen.pop(job.id, None)
+    @Slot(object)
+    def _finish(self, job: JobSnapshot) -> None:
+        """The job ended (its handle's last signal: every partial came before it)."""
         self._open.pop(job.id, None)
+        self._handles.pop(job.id, None)
         self._frames.drop(job.id)
         self._clocks.pop(job.id, None)
         self._book.finish(job)

@@ -18,7 +18,7 @@ from typing import Any
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QMenu, QWidget
 
-from studio.core.jobs import Job
+from studio.core.jobs import JobSnapshot
 from studio.pipelines.requests import TransformedImage, TransformRequest
 from studio.ui.panels.transform.mask_canvas import composite_preview
 from studio.ui.widgets.preview import preview_to_qimage
@@ -73,7 +73,7 @@ class ResultBook:
         self.shown.clear()
         self.live.clear()
 
-    def start(self, job: Job, before: QImage | None, mask: QImage | None) -> None:
+    def start(self, job: JobSnapshot, before: QImage | None, mask: QImage | None) -> None:
         """``job`` was submitted; ``before`` is its input when it is the open picture (saves a
         read), ``mask`` the inpainting mask as painted."""
         mode = mode_of(job.request)
@@ -84,7 +84,7 @@ class ResultBook:
         if mask is not None and not mask.isNull():
             self._masks[job.id] = mask.copy()
 
-    def finish(self, job: Job) -> None:
+    def finish(self, job: JobSnapshot) -> None:
         self._inputs.pop(job.id, None)
         self._masks.pop(job.id, None)
         mode = mode_of(job.request)
@@ -92,7 +92,7 @@ class ResultBook:
         if live is not None and live.job_id == job.id:
             del self.live[mode]
 
-    def frame(self, job: Job, preview: Any) -> str | None:
+    def frame(self, job: JobSnapshot, preview: Any) -> str | None:
         """Store a denoising preview of ``job``; returns its mode (None if unusable)."""
         before = self._input(job)
         if before is None:
@@ -125,7 +125,7 @@ class ResultBook:
             if shown.result.path and Path(shown.result.path) == Path(path):
                 del self.shown[mode]
 
-    def _input(self, job: Job) -> QImage | None:
+    def _input(self, job: JobSnapshot) -> QImage | None:
         image = self._inputs.get(job.id)
         if image is None:
             source = getattr(job.request, "image", "")

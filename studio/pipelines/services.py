@@ -1,0 +1,90 @@
+"""The one registry of job kinds: which request runs on which service, on which lane.
+
+The window (``studio.app``), every command (``studio.cli``), ``studio serve`` and the self-test
+call :func:`build_engine`; nothing else wires handlers. Adding a kind of job is one
+:class:`~studio.core.engine.ServiceSpec` here, a request dataclass and a service with ``run``
+(GPU lane) or ``arun`` (I/O lane). The imports inside the builders run on the lane the first
+time a job needs the service: torch and diffusers never load at start-up. No Qt here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from studio.core.config import Paths, Settings
+from studio.core.engine import GPU, IO, Engine, ServiceSpec
+from studio.core.jobs import Handler, JobListener
+from studio.library.download_jobs import FileDownloadRequest, HubDownloadRequest
+from studio.pipelines.chat.remote import is_remote_spec
+from studio.pipelines.chat.types import ChatRequest
+from studio.pipelines.requests import (
+    Img2ImgRequest,
+    TransformRequest,
+    Txt2ImgRequest,
+    UnloadRequest,
+)
+
+
+def _txt2img(engine: Engine) -> Any:
+    from studio.pipelines.diffusion.txt2img import Txt2ImgService
+
+    return Txt2ImgService(engine.settings, engine.paths)
+
+
+def _img2img(engine: Engine) -> Any:
+    from studio.pipelines.diffusion.img2img import Img2ImgService
+
+    # One model cache for Generate and Transform: a model loaded by either serves both.
+    return Img2ImgService(engine.settings, engine.paths, engine.service("txt2img").cache)
+
+
+def _transform(engine: Engine) -> Any:
+    from studio.pipelines.cyclegan.service import TransformService
+
+    return TransformService(engine.settings, engine.paths)
+
+
+def _chat(engine: Engine) -> Any:
+    from studio.pipelines.chat.service import ChatService
+
+    return ChatService(engine.settings, engine.paths)
+
+
+def _unload(engine: Engine) -> Any:
+    from studio.pipelines.model_cache import UnloadService
+
+    return UnloadService()
+
+
+def _downloads(engine: Engine) -> Any:
+    from studio.library.download_jobs import DownloadService
+
+    return DownloadService(engine.paths)
+
+
+def _chat_lane(request: ChatRequest) -> str:
+    # A remote server's reply only waits: it must never queue behind an image on the GPU.
+    return IO if is_remote_spec(request.model) else GPU
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("txt2img", Txt2ImgRequest, _txt2img, "Loading the image engine…"),
+    ServiceSpec("img2img", Img2ImgRequest, _img2img, "Loading the image engine…"),
+    ServiceSpec("transform", TransformRequest, _transform, "Loading the translation engine…"),
+    ServiceSpec("chat", ChatRequest, _chat, "Starting the chat engine…", lane=_chat_lane),
+    ServiceSpec("unload", UnloadRequest, _unload, "Unloading all models…"),
+    ServiceSpec("download", HubDownloadRequest, _downloads, "Starting the download…", lane=IO),
+    ServiceSpec("file-download", FileDownloadRequest, _downloads, "Starting the download…",
+                lane=IO),
+)
+
+
+def build_engine(settings: Callable[[], Settings], paths: Callable[[], Paths], *,
+                 io_loop: asyncio.AbstractEventLoop | None = None,
+                 handlers: dict[str, Handler] | None = None,
+                 listener: JobListener | None = None, name: str = "studio") -> Engine:
+    """The engine over every service (``handlers`` replaces some kinds' services: tests)."""
+    return Engine(SERVICES, settings, paths, io_loop=io_loop, handlers=handlers,
+                  listener=listener, name=name)

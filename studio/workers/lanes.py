@@ -1,0 +1,195 @@
+"""The window's side of the lanes (DESIGN rule 5): asyncio on Qt's event loop, and short calls
+whose result comes back on the GUI thread.
+
+- :func:`qt_event_loop`: asyncio runs on Qt's own loop through qasync, so the I/O lane's tasks —
+  remote chat streams, downloads, Hub queries — need no thread of their own and their callbacks
+  run on the GUI thread. Created once per QApplication. Blocking library calls inside them
+  (``asyncio.to_thread``) run on the I/O pool, a small QThreadPool.
+- :class:`Calls`: a widget's short blocking calls (a folder scan, a gallery query, a Hub query)
+  on the I/O pool, or on the small CPU pool for work that computes (hashing, thumbnails); the
+  results come back on the GUI thread.
+
+Nobody else starts threads in the UI; model work is a job on the GPU lane (``ctx.bridge``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QThreadPool
+from PySide6.QtWidgets import QApplication
+
+from studio.core.jobs import UserFacingError, describe_error
+
+log = logging.getLogger(__name__)
+
+CPU_THREADS = 2  # thumbnails and hashing; model work never runs here
+IO_THREADS = 4  # blocking I/O: scans, queries, the transfers of downloads
+
+_loops: dict[int, asyncio.AbstractEventLoop] = {}
+_pools: dict[str, QThreadPool] = {}
+
+
+class PoolExecutor(concurrent.futures.Executor):
+    """An executor over a QThreadPool, so asyncio's blocking calls run on Qt's pooled threads
+    (which Qt winds down itself) rather than on a ThreadPoolExecutor of their own."""
+
+    def __init__(self, pool: QThreadPool) -> None:
+        self._pool = pool
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+               ) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        self._pool.start(run)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if wait:
+            self._pool.waitForDone()
+
+
+def _pool(name: str, threads: int) -> QThreadPool:
+    pool = _pools.get(name)
+    if pool is None:
+        pool = _pools[name] = QThreadPool(QApplication.instance())
+        pool.setMaxThreadCount(threads)
+    return pool
+
+
+def io_pool() -> QThreadPool:
+    """The I/O lane's threads for blocking calls (downloads' transfers, scans, queries)."""
+    return _pool("io", IO_THREADS)
+
+
+def cpu_pool() -> QThreadPool:
+    """The small pool for CPU chores (thumbnails, hashing)."""
+    return _pool("cpu", CPU_THREADS)
+
+
+def wait_for_pools(timeout_ms: int = 30_000) -> bool:
+    """Wait for the I/O and CPU pools' work in flight (at shutdown); True if all finished."""
+    return all(pool.waitForDone(timeout_ms) for pool in _pools.values())
+
+
+def qt_event_loop(app: QApplication | None = None) -> asyncio.AbstractEventLoop:
+    """The asyncio event loop that runs on Qt's (one per QApplication, made on first use).
+
+    qasync's loop with ``already_running``: Qt's own loop (``app.exec()``, a dialog's, a test's
+    wait) turns it, so nothing has to call ``run_forever``."""
+    import qasync
+
+    app = app or QApplication.instance()
+    if app is None:
+        raise RuntimeError("the I/O lane needs a QApplication")
+    loop = _loops.get(id(app))
+    if loop is None or loop.is_closed():
+        loop = qasync.QEventLoop(app, already_running=True)
+        loop.set_default_executor(PoolExecutor(io_pool()))
+        asyncio.set_event_loop(loop)
+        _loops[id(app)] = loop
+    return loop
+
+
+class Calls:
+    """Short blocking calls a widget makes off the GUI thread — a folder scan, a gallery query,
+    a Hub query (the I/O pool), a hash (``pool=cpu_pool``) — with their results delivered back
+    on the GUI thread, unless the widget was destroyed meanwhile.
+
+    ``serial``: the calls run one at a time, in the order made (a gallery index has one SQLite
+    writer). :meth:`wait` is for the owner's shutdown: it waits for this owner's calls only."""
+
+    def __init__(self, owner: QObject, pool: Callable[[], QThreadPool] = io_pool,
+                 serial: bool = False) -> None:
+        self._owner = owner
+        self._pool = pool
+        self._serial = serial
+        self._queue: deque[tuple[concurrent.futures.Future, Callable[[], None]]] = deque()
+        self._pending: set[concurrent.futures.Future] = set()
+        self._running = False
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def run(self, fn: Callable[[], Any], on_done: Callable[[Any], None],
+            on_error: Callable[[str], None] | None = None) -> concurrent.futures.Future:
+        """Run ``fn()`` off the GUI thread; then ``on_done(result)`` or ``on_error(sentence)``
+        on the GUI thread. The future can be waited on (``result(timeout)``) or cancelled
+        before it starts."""
+        loop = qt_event_loop()
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._pending.add(future)
+
+        def work() -> None:  # a pool thread
+            if not future.set_running_or_notify_cancel():
+                loop.call_soon_threadsafe(finish)
+                return
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - delivered as a sentence (rule 8)
+                future.set_exception(exc)
+            loop.call_soon_threadsafe(finish)
+
+        def finish() -> None:  # the GUI thread
+            self._pending.discard(future)
+            if self._serial:
+                self._running = False
+                self._next()
+            if future.cancelled() or not _alive(self._owner):
+                return
+            error = future.exception()
+            if error is None:
+                on_done(future.result())
+                return
+            if not isinstance(error, UserFacingError):
+                log.error("a background call failed", exc_info=error)
+            if on_error is not None:
+                on_error(describe_error(error))
+
+        if self._serial:
+            self._queue.append((future, work))
+            self._next()
+        else:
+            self._pool().start(work)
+        return future
+
+    def _next(self) -> None:
+        if self._running or not self._queue:
+            return
+        self._running = True
+        _future, work = self._queue.popleft()
+        self._pool().start(work)
+
+    def wait(self, timeout_ms: int = 30_000) -> bool:
+        """Wait for this owner's calls to finish (those not started are cancelled); True if
+        they did in time."""
+        for future, _work in self._queue:
+            future.cancel()
+        self._queue.clear()
+        running = [f for f in self._pending if not f.cancelled()]
+        done, not_done = concurrent.futures.wait(running, timeout=timeout_ms / 1000)
+        return not not_done
+
+
+def _alive(owner: QObject) -> bool:
+    try:
+        owner.objectName()  # raises once the owner's C++ object is gone
+    except RuntimeError:
+        return False
+    return True
