@@ -73,7 +73,7 @@ def measure_stall(home: Path, model: Path) -> dict[str, float]:
 
     from studio.app import build_main_window
     from studio.core.config import Settings
-    from studio.pipelines.requests import Txt2ImgRequest
+    from studio.core.requests import Txt2ImgRequest
 
     app = QApplication.instance() or QApplication(sys.argv)
     window = build_main_window(Settings(device="cpu", preview_mode="fast"))
@@ -134,7 +134,7 @@ def measure_cancel_and_close(home: Path, model: Path) -> dict[str, float]:
 
     from studio.app import build_main_window
     from studio.core.config import Settings
-    from studio.pipelines.requests import Txt2ImgRequest
+    from studio.core.requests import Txt2ImgRequest
 
     app = QApplication.instance() or QApplication(sys.argv)
     window = build_main_window(Settings(device="cpu", preview_mode="fast"))

@@ -361,8 +361,8 @@ def run_switch_bench(size: str, budget_gb: float, rounds: int, workdir: Path) ->
 
     from studio.core.config import Settings, default_paths
     from studio.core.jobs import CancelToken
+    from studio.core.requests import Txt2ImgRequest
     from studio.pipelines.diffusion.txt2img import Txt2ImgService
-    from studio.pipelines.requests import Txt2ImgRequest
 
     side, steps = (64, 2) if size == "tiny" else (128, 4)
     with environment(STUDIO_HOME=str(workdir / "studio-home"), HF_HUB_OFFLINE="1"):

@@ -141,8 +141,8 @@ def run_txt2img_bench(case: BenchSetup, rounds: int, workdir: Path) -> dict[str,
     from diffusers import StableDiffusionPipeline
 
     from studio.core.config import Settings, default_paths
+    from studio.core.requests import Txt2ImgRequest
     from studio.pipelines.diffusion.txt2img import Txt2ImgService
-    from studio.pipelines.requests import Txt2ImgRequest
 
     os.environ["STUDIO_HOME"] = str(workdir / "studio-home")
     model = build_random_sd15(workdir / "model", case.full_size)

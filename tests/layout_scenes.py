@@ -354,7 +354,7 @@ class Walk:
         return self.window
 
     def _generate_results(self):
-        from studio.pipelines.requests import Txt2ImgRequest
+        from studio.core.requests import Txt2ImgRequest
 
         panel = self.show("generate")
         c = panel.controls

@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from studio.core.config import Settings, default_paths
+from studio.core.requests import GeneratedImage
 from studio.pipelines.chat.types import ChatChunk, ChatReply
-from studio.pipelines.requests import GeneratedImage
 from studio.pipelines.services import build_engine
 from studio.server.app import is_loopback, make_server
 from studio.server.catalog import CHAT, IMAGE, Catalog, ServedModel

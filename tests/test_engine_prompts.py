@@ -8,9 +8,9 @@ import torch
 
 from studio.core.config import Settings, default_paths
 from studio.core.jobs import CancelToken
+from studio.core.requests import Txt2ImgRequest
 from studio.pipelines.diffusion.prompts import count_tokens, encode_chunks, prepare_prompt_inputs
 from studio.pipelines.diffusion.txt2img import Txt2ImgService
-from studio.pipelines.requests import Txt2ImgRequest
 from tests.fixtures.sinks import RecordingSink as Sink
 
 LONG = ", ".join(f"detail number {i}" for i in range(25))  # 76..150 tokens: two chunks

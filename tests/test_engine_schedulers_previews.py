@@ -8,10 +8,10 @@ import torch
 
 from studio.core.config import Settings, default_paths
 from studio.core.jobs import CancelToken
+from studio.core.requests import SCHEDULERS, Txt2ImgRequest
 from studio.pipelines.diffusion.previews import find_taesd, latents_to_rgb, make_previewer
 from studio.pipelines.diffusion.schedulers import a1111_sampler_names, apply_scheduler
 from studio.pipelines.diffusion.txt2img import Txt2ImgService
-from studio.pipelines.requests import SCHEDULERS, Txt2ImgRequest
 from tests.fixtures.sinks import RecordingSink as Sink
 
 

@@ -11,10 +11,10 @@ import torch
 
 from studio.core.config import Settings, default_paths
 from studio.core.jobs import CancelToken
+from studio.core.requests import Txt2ImgRequest
 from studio.library.clip_tokenizer import vocab_and_merges
 from studio.library.single_file_configs import CONFIGS_DIR, single_file_config_dir
 from studio.pipelines.diffusion.txt2img import Txt2ImgService
-from studio.pipelines.requests import Txt2ImgRequest
 from tests.fixtures.sinks import RecordingSink as Sink
 
 

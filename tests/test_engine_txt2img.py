@@ -11,9 +11,9 @@ from PIL import Image
 
 from studio.core.config import Settings, default_paths
 from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
+from studio.core.requests import Txt2ImgRequest
 from studio.pipelines.diffusion.txt2img import Txt2ImgService
 from studio.pipelines.model_cache import ModelCache
-from studio.pipelines.requests import Txt2ImgRequest
 from tests.fixtures.sinks import RecordingSink
 
 

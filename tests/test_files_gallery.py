@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from studio.core.requests import Txt2ImgRequest
 from studio.media.gallery import GalleryIndex, make_thumbnail
 from studio.media.outputs import save_txt2img_image
-from studio.pipelines.requests import Txt2ImgRequest
 
 WORDS = ["castle", "forest", "robot", "ocean", "desert", "city", "dragon", "garden"]
 

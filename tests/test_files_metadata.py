@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from studio.core.requests import Txt2ImgRequest
 from studio.media.image_text import read_png_text
 from studio.media.metadata import (
     build_parameters,
@@ -17,7 +18,6 @@ from studio.media.metadata import (
     scheduler_key,
     to_request,
 )
-from studio.pipelines.requests import Txt2ImgRequest
 
 A1111_TEXT = (
     "masterpiece, (girl with an artist's beret:1.2), <lora:detail:0.8>\n"

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 import studio
+from studio.core.requests import Txt2ImgRequest
 from studio.media.metadata import parse_parameters, read_image_metadata, to_request
 from studio.media.outputs import next_output_path, save_txt2img_image, write_numbered_png
-from studio.pipelines.requests import Txt2ImgRequest
 
 REQ = Txt2ImgRequest(model="/models/tiny", prompt="a lighthouse, at night\nsecond: line",
                      negative_prompt="blurry", steps=12, cfg=6.5, width=64, height=48, seed=41,

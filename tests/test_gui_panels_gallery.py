@@ -10,8 +10,8 @@ from PIL import Image
 from PySide6.QtCore import Qt
 
 from studio.core.config import Settings
+from studio.core.requests import Txt2ImgRequest
 from studio.media.outputs import save_txt2img_image
-from studio.pipelines.requests import Txt2ImgRequest
 from studio.ui.panels.gallery import GalleryPanel
 from studio.ui.panels.gallery.model import PathRole
 from studio.ui.panels.gallery.panel import ImageDialog

@@ -13,9 +13,9 @@ from PySide6.QtCore import Qt
 
 from studio.core.config import Settings, default_paths
 from studio.core.jobs import JobState, UserFacingError
+from studio.core.requests import GeneratedImage, Txt2ImgRequest
 from studio.library.models import ModelEntry
 from studio.media.outputs import save_txt2img_image
-from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
 from studio.pipelines.services import build_engine
 from studio.ui.context import AppContext
 from studio.ui.panels.generate import GeneratePanel

@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 
 from studio.core.jobs import JobState
-from studio.pipelines.requests import Txt2ImgRequest
+from studio.core.requests import Txt2ImgRequest
 from studio.ui.widgets.input_policy import install_input_policy
 from tests.test_gui_panels_generate import ctx, fake, fill, make_panel  # noqa: F401 - fixtures
 

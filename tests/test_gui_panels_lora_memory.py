@@ -23,9 +23,9 @@ from safetensors.torch import save_file
 from studio.core.config import MemoryOptions, Settings, default_paths, save_settings
 from studio.core.devices import DeviceInfo
 from studio.core.jobs import JobState
+from studio.core.requests import Txt2ImgRequest, UnloadRequest
 from studio.library import hub_download as hd
 from studio.library import secrets
-from studio.pipelines.requests import Txt2ImgRequest, UnloadRequest
 from studio.workers.device_probe import DeviceReport
 
 pytestmark = pytest.mark.gui

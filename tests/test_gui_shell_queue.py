@@ -195,7 +195,7 @@ def _inside(widget, ancestor) -> bool:
 def test_cards_fit_a_narrow_drawer_and_tell_same_titled_jobs_apart(window, qtbot):
     from PIL import Image
 
-    from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
+    from studio.core.requests import GeneratedImage, Txt2ImgRequest
 
     outputs = window.ctx.paths.outputs_dir
     outputs.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from studio.pipelines.requests import Txt2ImgRequest
+from studio.core.requests import Txt2ImgRequest
 
 pytestmark = pytest.mark.gui
 

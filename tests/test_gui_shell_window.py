@@ -224,7 +224,7 @@ def test_a_panel_that_fails_to_build_gives_a_notice_not_a_crash(qtbot, studio_ho
 
 def test_txt2img_jobs_run_on_the_worker_and_share_one_service(shell_window, qtbot,
                                                                tiny_sd15_dir):
-    from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
+    from studio.core.requests import GeneratedImage, Txt2ImgRequest
 
     bridge = shell_window.ctx.bridge
     assert shell_window.ctx.bridge.engine.built("txt2img") is None  # nothing loaded before the first job

@@ -17,12 +17,12 @@ from PIL import Image
 
 from studio.core.config import Settings, default_paths
 from studio.core.jobs import CancelToken, UserFacingError
+from studio.core.requests import Img2ImgRequest, Txt2ImgRequest
 from studio.media.metadata import parse_parameters, read_image_metadata, to_request
 from studio.pipelines.diffusion.img2img import Img2ImgService
 from studio.pipelines.diffusion.loras import LoraPlan, lora_hash, parse_prompt_loras, plan_loras
 from studio.pipelines.diffusion.txt2img import Txt2ImgService
 from studio.pipelines.model_cache import ModelCache
-from studio.pipelines.requests import Img2ImgRequest, Txt2ImgRequest
 from tests.fixtures.sinks import RecordingSink
 from tests.test_cli_basics import run_studio
 

@@ -14,10 +14,10 @@ from PIL import Image
 
 from studio.core.config import MemoryOptions, Settings, default_paths
 from studio.core.jobs import CancelToken, JobState, UserFacingError
+from studio.core.requests import Img2ImgRequest, Txt2ImgRequest, UnloadRequest
 from studio.library.models import resolve_model
 from studio.pipelines import model_cache as mc
 from studio.pipelines.diffusion import memory
-from studio.pipelines.requests import Img2ImgRequest, Txt2ImgRequest, UnloadRequest
 from tests.fixtures.sinks import RecordingSink
 
 
@@ -445,10 +445,10 @@ def test_img2img_retry_offloads_the_shared_model(tiny_sd15_dir, tmp_path, monkey
 
 # -- CycleGAN through the cache -----------------------------------------------------------------
 def test_cyclegan_generators_are_cached_recorded_and_unloadable(tmp_path):
+    from studio.core.requests import TransformRequest
     from studio.library import manage, usage
     from studio.library.catalog import describe_path
     from studio.pipelines.cyclegan.service import TransformService
-    from studio.pipelines.requests import TransformRequest
     from tests.fixtures.tiny_cyclegan import build_cyclegan_zoo
 
     zoo = build_cyclegan_zoo(tmp_path / "zoo")

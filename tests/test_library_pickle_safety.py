@@ -250,16 +250,16 @@ def _picture(tmp_path: Path) -> Path:
 
 
 def _generate(model: Path, tmp_path: Path) -> None:
+    from studio.core.requests import Txt2ImgRequest
     from studio.pipelines.diffusion.txt2img import Txt2ImgService
-    from studio.pipelines.requests import Txt2ImgRequest
 
     request = Txt2ImgRequest(model=str(model), prompt="a cat", steps=1, width=64, height=64)
     Txt2ImgService(_settings, default_paths).run(request, RecordingSink(), CancelToken())
 
 
 def _img2img(model: Path, tmp_path: Path) -> None:
+    from studio.core.requests import Img2ImgRequest
     from studio.pipelines.diffusion.img2img import Img2ImgService
-    from studio.pipelines.requests import Img2ImgRequest
 
     request = Img2ImgRequest(model=str(model), image=str(_picture(tmp_path)), prompt="a cat",
                              steps=1)
@@ -267,8 +267,8 @@ def _img2img(model: Path, tmp_path: Path) -> None:
 
 
 def _transform(model: Path, tmp_path: Path) -> None:
+    from studio.core.requests import TransformRequest
     from studio.pipelines.cyclegan.service import TransformService
-    from studio.pipelines.requests import TransformRequest
 
     request = TransformRequest(model=str(model), inputs=[str(_picture(tmp_path))])
     TransformService(_settings, default_paths).run(request, RecordingSink(), CancelToken())

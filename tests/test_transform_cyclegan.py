@@ -14,6 +14,7 @@ from PIL import Image
 
 from studio.core.config import Settings, default_paths
 from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
+from studio.core.requests import TransformRequest
 from studio.library import cyclegan_models as lib
 from studio.pipelines.cyclegan.model import (
     CycleGANGenerator,
@@ -23,7 +24,6 @@ from studio.pipelines.cyclegan.model import (
     spec_from_state_dict,
     tile_starts,
 )
-from studio.pipelines.requests import TransformRequest
 from tests.fixtures.tiny_cyclegan import build_cyclegan_zoo, tiny_generator
 
 

@@ -297,7 +297,7 @@ def test_a_done_state_seen_before_the_last_result_does_not_drop_it(panel, tmp_pa
     "changed" saying done that arrives ahead of the last result must not end the job there (the
     result used to be dropped, leaving the previous picture on screen)."""
     from studio.core.jobs import Job, JobState
-    from studio.pipelines.requests import TransformedImage, TransformRequest
+    from studio.core.requests import TransformedImage, TransformRequest
 
     picture = _photo(tmp_path / "horse.png", 90, 60)
     made = _photo(tmp_path / "00001-made.png", 90, 60, seed=4)

@@ -10,9 +10,9 @@ from PIL import Image, ImageDraw
 
 from studio.core.config import Settings, default_paths
 from studio.core.jobs import CancelToken, JobCancelled
+from studio.core.requests import Img2ImgRequest, Txt2ImgRequest
 from studio.pipelines.diffusion.img2img import Img2ImgService, derived_size
 from studio.pipelines.model_cache import ModelCache
-from studio.pipelines.requests import Img2ImgRequest, Txt2ImgRequest
 
 
 class Sink:

@@ -13,8 +13,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from studio.core.config import Settings, default_paths
 from studio.core.jobs import CancelToken
+from studio.core.requests import Img2ImgRequest, TransformRequest
 from studio.library.cyclegan_models import model_name
-from studio.pipelines.requests import Img2ImgRequest, TransformRequest
 from tests.fixtures.tiny_cyclegan import tiny_generator
 
 

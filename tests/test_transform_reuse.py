@@ -7,13 +7,13 @@ import dataclasses
 
 from PIL import Image
 
+from studio.core.requests import Img2ImgRequest, TransformRequest, Txt2ImgRequest
 from studio.media.outputs import (
     save_image_with_metadata,
     save_img2img_image,
     save_txt2img_image,
 )
 from studio.media.transform_reuse import read_transform_reuse
-from studio.pipelines.requests import Img2ImgRequest, TransformRequest, Txt2ImgRequest
 
 
 def _img2img_result(tmp_path, request: Img2ImgRequest, seed: int):

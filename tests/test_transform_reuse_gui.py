@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QPointF, Qt
 
+from studio.core.requests import Img2ImgRequest, TransformRequest
 from studio.media.outputs import save_image_with_metadata, save_img2img_image
-from studio.pipelines.requests import Img2ImgRequest, TransformRequest
 from studio.ui.panels.transform.mask_canvas import mask_array
 from studio.ui.widgets.image_actions import find_action
 

@@ -80,8 +80,8 @@ def check_loras(request: Any, entry: Any, settings: Any, paths: Any) -> None:
 
 def parse_scheduler(name: str) -> str:
     """A scheduler key from a key or display name (case-insensitive) or another tool's name."""
+    from studio.core.requests import SCHEDULERS
     from studio.media.metadata import scheduler_key
-    from studio.pipelines.requests import SCHEDULERS
 
     wanted = name.strip().lower()
     for key, label in SCHEDULERS.items():
@@ -96,7 +96,7 @@ def parse_scheduler(name: str) -> str:
 
 def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
     """The validated request for ``args``; raises :class:`UsageError` on bad input."""
-    from studio.pipelines.requests import Txt2ImgRequest
+    from studio.core.requests import Txt2ImgRequest
 
     seed = secrets.randbelow(2**32) if args.seed is None else args.seed
     model = args.model.strip()

@@ -49,8 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from studio.cli.generate import parse_scheduler
     from studio.core.jobs import UserFacingError
+    from studio.core.requests import Img2ImgRequest
     from studio.media.images_in import open_image
-    from studio.pipelines.requests import Img2ImgRequest
 
     settings, paths = load_cli_settings(args)
     for label, path in (("image", args.image), ("mask", args.mask)):

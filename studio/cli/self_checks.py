@@ -208,7 +208,7 @@ def _run_jobs(settings: Settings, paths: Paths, requests: list[Any]
     """Run requests one after another on an engine built as the window builds it, then unload
     every model (the "Unload all" job); [(result, progress steps)] in order."""
     from studio.core.jobs import JobState
-    from studio.pipelines.requests import UnloadRequest
+    from studio.core.requests import UnloadRequest
     from studio.pipelines.services import build_engine
 
     class Steps:
@@ -246,7 +246,7 @@ def check_generate(root: Path, device: str = "auto") -> str:
     """A two-step text-to-image job with a tiny model, saved as a PNG with its parameters."""
     from PIL import Image
 
-    from studio.pipelines.requests import Txt2ImgRequest
+    from studio.core.requests import Txt2ImgRequest
 
     settings, paths = scratch_settings(root)
     settings = dataclasses.replace(settings, device=device)
@@ -303,7 +303,7 @@ def check_img2img(root: Path, device: str = "auto") -> str:
     service: other diffusers pipelines than text to image, loaded by name at run time."""
     from PIL import Image
 
-    from studio.pipelines.requests import Img2ImgRequest
+    from studio.core.requests import Img2ImgRequest
 
     settings, paths = scratch_settings(root)
     settings = dataclasses.replace(settings, device=device)
@@ -328,8 +328,8 @@ def check_transform(root: Path, device: str = "auto") -> str:
     import torch
     from PIL import Image
 
+    from studio.core.requests import TransformRequest
     from studio.pipelines.cyclegan.model import GeneratorSpec, build_generator
-    from studio.pipelines.requests import TransformRequest
 
     settings, paths = scratch_settings(root)
     settings = dataclasses.replace(settings, device=device)

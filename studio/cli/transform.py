@@ -47,8 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from studio.core.jobs import UserFacingError
+    from studio.core.requests import TransformRequest
     from studio.media.images_in import list_images
-    from studio.pipelines.requests import TransformRequest
 
     source = args.input.expanduser()
     if not source.exists():

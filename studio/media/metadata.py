@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from studio.core.requests import SCHEDULERS, SEED_MAX, Txt2ImgRequest
 from studio.media import foreign_metadata
 from studio.media.image_text import read_image_text
 from studio.media.infotext import (
@@ -29,7 +30,6 @@ from studio.media.infotext import (
     infotext_params,
     parse_infotext,
 )
-from studio.pipelines.requests import SCHEDULERS, SEED_MAX, Txt2ImgRequest
 
 #: The AUTOMATIC1111 ``(Sampler, Schedule type)`` names of each Studio scheduler key, for writers
 #: that know no better name. "default" depends on the model, so it has none.

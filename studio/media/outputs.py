@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import studio
+from studio.core.requests import Txt2ImgRequest
 from studio.media.metadata import build_parameters
-from studio.pipelines.requests import Txt2ImgRequest
 
 _NUMBERED = re.compile(r"^(\d{5,})-")
 _MAX_TRIES = 1000

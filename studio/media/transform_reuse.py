@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from studio.core.requests import SEED_MAX, Img2ImgRequest, TransformRequest
 from studio.media.image_text import read_image_text
-from studio.pipelines.requests import SEED_MAX, Img2ImgRequest, TransformRequest
 
 
 @dataclass

@@ -385,7 +385,7 @@ def free_memory_except(model: Any) -> int:
 
 
 class UnloadService:
-    """The ``unload`` job (an :class:`~studio.pipelines.requests.UnloadRequest`): free every
+    """The ``unload`` job (an :class:`~studio.core.requests.UnloadRequest`): free every
     model the worker's caches and the TAESD previewer hold; the result is the bytes freed.
     Queued like any job, so it never pulls a model from under a running generation."""
 

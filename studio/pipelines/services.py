@@ -16,15 +16,15 @@ from typing import Any
 from studio.core.config import Paths, Settings
 from studio.core.engine import GPU, IO, Engine, ServiceSpec
 from studio.core.jobs import Handler, JobListener
-from studio.library.download_jobs import FileDownloadRequest, HubDownloadRequest
-from studio.pipelines.chat.remote import is_remote_spec
-from studio.pipelines.chat.types import ChatRequest
-from studio.pipelines.requests import (
+from studio.core.requests import (
     Img2ImgRequest,
     TransformRequest,
     Txt2ImgRequest,
     UnloadRequest,
 )
+from studio.library.download_jobs import FileDownloadRequest, HubDownloadRequest
+from studio.pipelines.chat.remote import is_remote_spec
+from studio.pipelines.chat.types import ChatRequest
 
 
 def _txt2img(engine: Engine) -> Any:

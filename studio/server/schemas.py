@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from studio.core.requests import SEED_MAX, Txt2ImgRequest
 from studio.pipelines.chat.types import ChatRequest
-from studio.pipelines.requests import SEED_MAX, Txt2ImgRequest
 
 MAX_STOP_STRINGS = 4
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from studio.core.requests import UnloadRequest
 from studio.core.wording import count_of
-from studio.pipelines.requests import UnloadRequest
 
 log = logging.getLogger(__name__)
 

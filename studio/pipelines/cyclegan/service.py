@@ -16,10 +16,10 @@ from typing import Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
+from studio.core.requests import TransformedImage, TransformRequest
 from studio.core.wording import count_of
 from studio.pipelines.diffusion.batch import job_device, out_of_memory_as, validate_request
 from studio.pipelines.model_cache import ModelCache
-from studio.pipelines.requests import TransformedImage, TransformRequest
 
 log = logging.getLogger(__name__)
 

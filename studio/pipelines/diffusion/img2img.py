@@ -25,6 +25,7 @@ from typing import Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, JobCancelled, ProgressSink
+from studio.core.requests import MAX_SIDE, Img2ImgRequest, TransformedImage
 from studio.library.models import resolve_model
 from studio.pipelines.diffusion.batch import (
     DiffusersService,
@@ -38,7 +39,6 @@ from studio.pipelines.diffusion.batch import (
     validate_request,
 )
 from studio.pipelines.diffusion.memory import run_with_offload_retry
-from studio.pipelines.requests import MAX_SIDE, Img2ImgRequest, TransformedImage
 
 log = logging.getLogger(__name__)
 

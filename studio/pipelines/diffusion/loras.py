@@ -40,10 +40,10 @@ from typing import Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import UserFacingError
+from studio.core.requests import MAX_LORA_WEIGHT
 from studio.core.wording import count_of
 from studio.library.safe_load import PICKLE_SUFFIXES
 from studio.media.infotext import format_number
-from studio.pipelines.requests import MAX_LORA_WEIGHT
 
 log = logging.getLogger(__name__)
 

@@ -3,14 +3,14 @@
 Every switch builds a fresh scheduler ``from_config`` of the model's ORIGINAL scheduler config,
 which is remembered on the pipeline the first time we touch it. Building from the current
 scheduler instead would drift: e.g. going to "DPM++ 2M Karras" and back to "Euler" would keep
-``use_karras_sigmas=True``. The keys are those of :data:`studio.pipelines.requests.SCHEDULERS`.
+``use_karras_sigmas=True``. The keys are those of :data:`studio.core.requests.SCHEDULERS`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from studio.pipelines.requests import SCHEDULERS
+from studio.core.requests import SCHEDULERS
 
 _ORIGINAL_ATTR = "_studio_original_scheduler"
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, JobCancelled, ProgressSink, UserFacingError
+from studio.core.requests import GeneratedImage, Txt2ImgRequest
 from studio.library.models import ModelEntry, resolve_model
 from studio.pipelines.diffusion.batch import (
     DiffusersService,
@@ -26,7 +27,6 @@ from studio.pipelines.diffusion.batch import (
     validate_request,
 )
 from studio.pipelines.diffusion.memory import run_with_offload_retry
-from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
 
 log = logging.getLogger(__name__)
 

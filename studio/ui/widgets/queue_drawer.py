@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.jobs import JobSnapshot, JobState
+from studio.core.requests import Txt2ImgRequest, batch_position
 from studio.core.wording import count_of
-from studio.pipelines.requests import Txt2ImgRequest, batch_position
 from studio.ui.icons import icon
 from studio.ui.theme import colors
 from studio.workers.job_bridge import JobBridge

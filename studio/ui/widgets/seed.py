@@ -6,7 +6,7 @@ import random
 
 from PySide6.QtWidgets import QDoubleSpinBox, QStyle, QWidget
 
-from studio.pipelines.requests import SEED_MAX
+from studio.core.requests import SEED_MAX
 from studio.ui.widgets.input_policy import hide_spin_buttons
 
 

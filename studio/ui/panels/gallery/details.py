@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.pipelines.requests import SCHEDULERS
+from studio.core.requests import SCHEDULERS
 from studio.ui.widgets.basics import section_label, vertical_scroll
 
 SOURCE_NAMES = {"studio": "Studio", "a1111": "AUTOMATIC1111 / Forge", "comfyui": "ComfyUI",

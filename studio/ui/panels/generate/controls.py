@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.pipelines.requests import (
+from studio.core.requests import (
     MAX_COUNT,
     MAX_SIDE,
     MAX_STEPS,

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from studio.core.files import atomic_write_text
-from studio.pipelines.requests import Txt2ImgRequest
+from studio.core.requests import Txt2ImgRequest
 
 log = logging.getLogger(__name__)
 

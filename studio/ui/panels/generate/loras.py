@@ -26,8 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.requests import MAX_LORA_WEIGHT
 from studio.core.wording import count_of
-from studio.pipelines.requests import MAX_LORA_WEIGHT
 from studio.ui.theme import colors
 from studio.ui.widgets.basics import muted_label, section_label
 

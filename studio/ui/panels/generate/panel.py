@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.jobs import CANCELLING, JobSnapshot, JobState
+from studio.core.requests import GeneratedImage, Txt2ImgRequest
 from studio.core.wording import count_of
-from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
 from studio.ui.context import AppContext
 from studio.ui.panels.generate.controls import GenerateControls
 from studio.ui.panels.generate.empty_state import NoModelsState

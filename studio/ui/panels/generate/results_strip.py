@@ -16,8 +16,8 @@ from PySide6.QtCore import QPoint, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QIcon, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWidgetItem, QWidget
 
+from studio.core.requests import GeneratedImage, Txt2ImgRequest
 from studio.core.wording import count_of
-from studio.pipelines.requests import GeneratedImage, Txt2ImgRequest
 from studio.ui.widgets.image_actions import build_image_menu, start_image_drag
 
 THUMB = 84

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.pipelines.requests import MAX_MASK_BLUR, SCHEDULERS, Img2ImgRequest
+from studio.core.requests import MAX_MASK_BLUR, SCHEDULERS, Img2ImgRequest
 from studio.ui.panels.transform.mask_canvas import MAX_BRUSH, MIN_BRUSH
 from studio.ui.widgets.basics import muted_label, section_label
 from studio.ui.widgets.seed import SeedBox, new_seed

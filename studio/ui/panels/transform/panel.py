@@ -32,8 +32,8 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.jobs import JobSnapshot, JobState
+from studio.core.requests import TransformedImage, TransformRequest
 from studio.core.wording import count_of
-from studio.pipelines.requests import TransformedImage, TransformRequest
 from studio.ui.context import AppContext
 from studio.ui.panels.transform.compare_view import CompareView
 from studio.ui.panels.transform.controls import BrushTools, CycleGANOptions, DiffusionOptions

@@ -19,7 +19,7 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QMenu, QWidget
 
 from studio.core.jobs import JobSnapshot
-from studio.pipelines.requests import TransformedImage, TransformRequest
+from studio.core.requests import TransformedImage, TransformRequest
 from studio.ui.panels.transform.mask_canvas import composite_preview
 from studio.ui.widgets.preview import preview_to_qimage
 
