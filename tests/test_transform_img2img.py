@@ -186,3 +186,44 @@ def test_sdxl_inpaint_equals_plain_diffusers(tiny_sdxl_dir, photo):
     assert "Mask: mask.png" in result.parameters
     inside = np.asarray(mask) >= 128  # it did repaint the masked region
     assert not np.array_equal(np.asarray(result.image)[inside], np.asarray(init)[inside])
+
+
+def test_img2img_and_inpaint_share_txt2img_s_nan_check_and_out_of_memory_message(
+        tiny_sd15_dir, photo, monkeypatch):
+    """One batch loop (diffusion/batch.py): img2img used to save a black image where txt2img
+    reported NaN, and worded running out of memory differently."""
+    import torch
+
+    from studio.core.jobs import UserFacingError
+
+    service = _service()
+    for mask in ("", str(photo[1])):
+        request = Img2ImgRequest(model=str(tiny_sd15_dir), image=str(photo[0]), mask=mask,
+                                 steps=2, strength=0.5)
+        service.run(request, Sink(), CancelToken())  # load it
+        vae = service.cache.current.vae
+        original = vae.decode
+
+        def nan_decode(*args, original=original, **kwargs):
+            out = original(*args, **kwargs)
+            (out[0] if isinstance(out, tuple) else out.sample)[:] = float("nan")
+            return out
+
+        with monkeypatch.context() as patch:
+            patch.setattr(vae, "decode", nan_decode)
+            sink = Sink()
+            with pytest.raises(UserFacingError, match="NaN values"):
+                service.run(request, sink, CancelToken())
+            assert not sink.partials  # nothing black was saved or shown
+
+        def boom(*args, **kwargs):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+        with monkeypatch.context() as patch:
+            import diffusers
+
+            for name in ("StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline"):
+                patch.setattr(getattr(diffusers, name), "__call__", boom)
+            with pytest.raises(UserFacingError,
+                               match="Out of memory at 64×56 — try a smaller size, or close"):
+                service.run(request, Sink(), CancelToken())

@@ -1,5 +1,8 @@
 """The steps every image job runs the same way: check the request, pick the device, load the model,
-set up the diffusers call, report its steps, turn out-of-memory into a message a person can act on.
+set up the diffusers call, report its steps, turn out-of-memory into a message a person can act on
+— and the one batch loop (:func:`run_batch`, :func:`render_image`) that txt2img, img2img and
+inpaint share: the same seeds, the same status lines, the same out-of-memory message and retry,
+the same NaN check, and each image saved and reported as it finishes.
 
 Shared by :mod:`studio.pipelines.diffusion.txt2img`, :mod:`studio.pipelines.diffusion.img2img` and (device and memory
 handling) :mod:`studio.pipelines.cyclegan.service`. Nothing here changes what diffusers computes: the step
@@ -16,11 +19,18 @@ from typing import Any
 
 from studio.core.config import Paths, Settings
 from studio.core.devices import resolve_device, resolve_dtype
-from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
+from studio.core.jobs import CancelToken, JobCancelled, ProgressSink, UserFacingError
 from studio.library.models import ModelEntry
+from studio.pipelines.diffusion.memory import run_with_offload_retry
 from studio.pipelines.model_cache import ModelCache
 
 log = logging.getLogger(__name__)
+
+OOM_MESSAGE = ("Out of memory at {size} — try a smaller size, or close other programs that use "
+               "the GPU.")
+NAN_MESSAGE = ("The image came out empty (NaN values) at {precision}: the model overflowed in "
+               "half precision. Set Precision to fp32 or bf16 in Settings, or use a VAE fixed "
+               "for fp16.")
 
 
 def validate_request(request: Any) -> None:
@@ -224,3 +234,51 @@ def step_callback(request: Any, index: int, previewer: Any, progress: ProgressSi
         return kwargs
 
     return on_step_end
+
+
+def render_image(pipe: Any, call_kwargs: dict[str, Any], request: Any, seed: int, index: int,
+                 previewer: Any, progress: ProgressSink, cancel: CancelToken, dtype: Any) -> Any:
+    """One image of a batch: ``pipe(**call_kwargs)`` with a CPU generator seeded ``seed`` and the
+    read-only step callback; a PIL image.
+
+    The pipeline returns numpy pixels, checked for NaN (a half-precision overflow gives a black
+    image otherwise), then converted the way diffusers converts for ``output_type="pil"`` (bit
+    for bit). Out of memory retries once with offloading (:mod:`.memory`), then fails the job
+    with :data:`OOM_MESSAGE`.
+    """
+    import numpy as np
+    import torch
+
+    def call() -> Any:  # a fresh generator each time: a retry makes the same image
+        return pipe(**call_kwargs, generator=torch.Generator("cpu").manual_seed(seed),
+                    output_type="np",
+                    callback_on_step_end=step_callback(request, index, previewer, progress,
+                                                       cancel),
+                    callback_on_step_end_tensor_inputs=["latents"])
+
+    size = f"{request.width}×{request.height}"
+    with out_of_memory_as(OOM_MESSAGE.format(size=size)):
+        out = run_with_offload_retry(call, pipe, size, lambda text: add_note(progress, text))
+    if cancel.cancelled:
+        raise JobCancelled()
+    pixels = out.images
+    if np.isnan(pixels).any():
+        raise UserFacingError(NAN_MESSAGE.format(precision=str(dtype).replace("torch.", "")))
+    return pipe.image_processor.numpy_to_pil(pixels)[0]
+
+
+def run_batch(request: Any, render: Callable[[int, int], Any],
+              save: Callable[[int, int, Any], Any], progress: ProgressSink,
+              cancel: CancelToken) -> list[Any]:
+    """Image ``i`` of ``request.count`` uses seed ``request.seed + i``: ``render(index, seed)``
+    makes it, ``save(index, seed, image)`` writes it and returns the result, which is reported
+    with ``progress.partial`` at once (a cancel keeps the finished ones)."""
+    results: list[Any] = []
+    for index in range(request.count):
+        cancel.raise_if_cancelled()
+        seed = request.seed + index
+        progress.message(generating_message(index, request.count))
+        result = save(index, seed, render(index, seed))
+        results.append(result)
+        progress.partial(result)
+    return results

@@ -24,21 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.config import Paths, Settings
-from studio.core.jobs import CancelToken, JobCancelled, ProgressSink
+from studio.core.jobs import CancelToken, ProgressSink
 from studio.core.requests import MAX_SIDE, Img2ImgRequest, TransformedImage
 from studio.library.models import resolve_model
 from studio.pipelines.diffusion.batch import (
     DiffusersService,
     NotedProgress,
-    add_note,
-    generating_message,
     model_hash,
-    out_of_memory_as,
     prepare_call,
-    step_callback,
+    render_image,
+    run_batch,
     validate_request,
 )
-from studio.pipelines.diffusion.memory import run_with_offload_retry
 
 log = logging.getLogger(__name__)
 
@@ -128,49 +125,27 @@ class Img2ImgService(DiffusersService):
                           "Inpaint keep unmasked": request.keep_unmasked})
         if call.loras.loras:
             extra["Lora hashes"] = call.loras.hashes_text()
-        results: list[TransformedImage] = []
-        for index in range(request.count):
-            cancel.raise_if_cancelled()
-            seed = request.seed + index
-            progress.message(generating_message(index, request.count))
-            out = self._one(call.pipe, request, call.prompt.kwargs, image, mask, seed, index,
-                            call.previewer, progress, cancel)
-            out = loaded.with_alpha(out)
+        kwargs: dict[str, Any] = dict(call.prompt.kwargs, image=image,
+                                      strength=request.strength,
+                                      num_inference_steps=request.steps,
+                                      guidance_scale=request.cfg)
+        if mask is not None:
+            kwargs.update(mask_image=mask, width=request.width, height=request.height)
+
+        def render(index: int, seed: int) -> Any:
+            out = render_image(call.pipe, kwargs, request, seed, index, call.previewer,
+                               progress, cancel, dtype)
+            if mask is not None and request.keep_unmasked:
+                out = call.pipe.image_processor.apply_overlay(mask, image, out)
+            return loaded.with_alpha(out)
+
+        def save(index: int, seed: int, out: Any) -> TransformedImage:
             path, parameters = outputs.save_img2img_image(
                 out, request, seed, paths.outputs_dir, model_name=entry.name, model_hash=hash_,
                 sampler=call.sampler, schedule_type=call.schedule_type, extra=extra,
                 prompt=call.loras.infotext_prompt(request.prompt), dated=paths.dated_outputs)
-            result = TransformedImage(request=request, index=index, source=Path(request.image),
-                                      path=path, image=out, parameters=parameters, seed=seed,
-                                      warnings=list(warnings), loras=call.loras.used())
-            results.append(result)
-            progress.partial(result)
-        return results
+            return TransformedImage(request=request, index=index, source=Path(request.image),
+                                    path=path, image=out, parameters=parameters, seed=seed,
+                                    warnings=list(warnings), loras=call.loras.used())
 
-    def _one(self, pipe: Any, request: Img2ImgRequest, prompt_kwargs: dict[str, Any],
-             image: Any, mask: Any, seed: int, index: int, previewer: Any,
-             progress: ProgressSink, cancel: CancelToken) -> Any:
-        import torch
-
-        kwargs: dict[str, Any] = dict(
-            image=image, strength=request.strength, num_inference_steps=request.steps,
-            guidance_scale=request.cfg, output_type="pil",
-            callback_on_step_end=step_callback(request, index, previewer, progress, cancel),
-            callback_on_step_end_tensor_inputs=["latents"])
-        if mask is not None:
-            kwargs.update(mask_image=mask, width=request.width, height=request.height)
-
-        def call() -> Any:  # a fresh generator each time: a retry makes the same image
-            generator = torch.Generator("cpu").manual_seed(seed)
-            return pipe(**prompt_kwargs, **kwargs, generator=generator).images[0]
-
-        size = f"{request.width}×{request.height}"
-        with out_of_memory_as(f"Out of memory at {size} — try a smaller image or close other "
-                              "programs using the GPU."):
-            result = run_with_offload_retry(call, pipe, size,
-                                            lambda text: add_note(progress, text))
-        if cancel.cancelled:
-            raise JobCancelled()
-        if mask is not None and request.keep_unmasked:
-            result = pipe.image_processor.apply_overlay(mask, image, result)
-        return result
+        return run_batch(request, render, save, progress, cancel)

@@ -12,30 +12,24 @@ import logging
 from typing import Any
 
 from studio.core.config import Paths, Settings
-from studio.core.jobs import CancelToken, JobCancelled, ProgressSink, UserFacingError
+from studio.core.jobs import CancelToken, ProgressSink
 from studio.core.requests import GeneratedImage, Txt2ImgRequest
 from studio.library.models import ModelEntry, resolve_model
 from studio.pipelines.diffusion.batch import (
     DiffusersService,
     NotedProgress,
-    add_note,
-    generating_message,
     model_hash,
-    out_of_memory_as,
     prepare_call,
-    step_callback,
+    render_image,
+    run_batch,
     validate_request,
 )
-from studio.pipelines.diffusion.memory import run_with_offload_retry
 
 log = logging.getLogger(__name__)
 
 SD2_SINGLE_FILE_NOTE = ("SD 2.x single-file checkpoints are loaded with the 512-px "
                         "noise-prediction configuration; a 768-px v-prediction model gives noise "
                         "this way — use its diffusers folder instead.")
-NAN_MESSAGE = ("The image came out empty (NaN values) at {precision}: the model overflowed in "
-               "half precision. Set Precision to fp32 or bf16 in Settings, or use a VAE fixed "
-               "for fp16.")
 
 
 class Txt2ImgService(DiffusersService):
@@ -69,46 +63,20 @@ class Txt2ImgService(DiffusersService):
         infotext_prompt = call.loras.infotext_prompt(request.prompt)
         extra = {"Lora hashes": call.loras.hashes_text()} if call.loras.loras else None
 
-        results: list[GeneratedImage] = []
-        for index in range(request.count):
-            cancel.raise_if_cancelled()
-            seed = request.seed + index
-            progress.message(generating_message(index, request.count))
-            image = self._one_image(pipe, request, call.prompt.kwargs, seed, index,
-                                    call.previewer, progress, cancel, dtype)
+        kwargs = dict(call.prompt.kwargs, num_inference_steps=request.steps,
+                      guidance_scale=request.cfg, width=request.width, height=request.height)
+
+        def render(index: int, seed: int) -> Any:
+            return render_image(pipe, kwargs, request, seed, index, call.previewer, progress,
+                                cancel, dtype)
+
+        def save(index: int, seed: int, image: Any) -> GeneratedImage:
             path, parameters = outputs.save_txt2img_image(
                 image, request, seed, paths.outputs_dir, model_name=entry.name,
                 model_hash=hash_, sampler=call.sampler, schedule_type=call.schedule_type,
                 extra=extra, prompt=infotext_prompt, dated=paths.dated_outputs)
-            result = GeneratedImage(request=request, seed=seed, index=index, path=path,
-                                    image=image, parameters=parameters, warnings=list(warnings),
-                                    loras=call.loras.used())
-            results.append(result)
-            progress.partial(result)
-        return results
+            return GeneratedImage(request=request, seed=seed, index=index, path=path,
+                                  image=image, parameters=parameters, warnings=list(warnings),
+                                  loras=call.loras.used())
 
-    def _one_image(self, pipe: Any, request: Txt2ImgRequest, prompt_kwargs: dict[str, Any],
-                   seed: int, index: int, previewer: Any, progress: ProgressSink,
-                   cancel: CancelToken, dtype: Any) -> Any:
-        import numpy as np
-        import torch
-
-        def call() -> Any:  # a fresh generator each time: a retry makes the same image
-            return pipe(**prompt_kwargs, num_inference_steps=request.steps,
-                        guidance_scale=request.cfg, width=request.width, height=request.height,
-                        generator=torch.Generator("cpu").manual_seed(seed), output_type="np",
-                        callback_on_step_end=step_callback(request, index, previewer, progress,
-                                                           cancel),
-                        callback_on_step_end_tensor_inputs=["latents"])
-
-        size = f"{request.width}×{request.height}"
-        with out_of_memory_as(f"Out of memory at {size} — try a smaller size, or close other "
-                              "programs that use the GPU."):
-            out = run_with_offload_retry(call, pipe, size, lambda text: add_note(progress, text))
-        if cancel.cancelled:
-            raise JobCancelled()
-        pixels = out.images
-        if np.isnan(pixels).any():
-            raise UserFacingError(NAN_MESSAGE.format(precision=str(dtype).replace("torch.", "")))
-        # The same conversion diffusers applies for output_type="pil" (bit-identical).
-        return pipe.image_processor.numpy_to_pil(pixels)[0]
+        return run_batch(request, render, save, progress, cancel)
