@@ -108,7 +108,7 @@ def collect(with_device: bool = True) -> dict[str, Any]:
 
 def _hf_cache() -> str:
     try:
-        from studio.library.models import hf_cache_dir
+        from studio.library.hf_cache import hf_cache_dir
 
         return str(hf_cache_dir())
     except Exception:  # noqa: BLE001 - huggingface_hub missing or broken: say so, don't fail

@@ -30,14 +30,8 @@ from studio.library.classify import (
 )
 from studio.library.cyclegan_models import SUFFIXES as CYCLEGAN_SUFFIXES
 from studio.library.cyclegan_models import find_cyclegan_models, group_models, looks_like_generator
-from studio.library.models import (
-    _folder_size,
-    _hf_cache_repos,
-    entry_for_path,
-    find_txt2img_models,
-    hf_loose_files,
-    one_hf_cache_scan,
-)
+from studio.library.hf_cache import hf_cache_repos, hf_loose_files, one_hf_cache_scan
+from studio.library.models import _folder_size, entry_for_path, find_txt2img_models
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +266,7 @@ def _list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
             except OSError as exc:
                 log.warning("skipping %s: %s", item, exc)
             claimed.add(item.resolve())
-    for repo in _hf_cache_repos():
+    for repo in hf_cache_repos():
         try:
             entries += _hf_other(repo, claimed, paths)
         except OSError as exc:

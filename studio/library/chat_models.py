@@ -143,9 +143,9 @@ def _scan(root: Path, source: str, depth: int = 2) -> list[ChatModelEntry]:
 
 
 def _hf_repos() -> list:
-    from studio.library.models import _hf_cache_repos
+    from studio.library.hf_cache import hf_cache_repos
 
-    return _hf_cache_repos()
+    return hf_cache_repos()
 
 
 def _hf_snapshot(repo) -> Path | None:

@@ -232,10 +232,10 @@ def _generator_files(root: Path, depth: int = 3) -> list[Path]:
 
 def _hf_cache_generators() -> list[CycleGANModel]:
     """Generators in Hugging Face cache repos that hold loose weight files (used in place)."""
-    from studio.library.models import _hf_cache_repos, hf_loose_files, hf_main_snapshot
+    from studio.library.hf_cache import hf_cache_repos, hf_loose_files, hf_main_snapshot
 
     models: list[CycleGANModel] = []
-    for repo in _hf_cache_repos():
+    for repo in hf_cache_repos():
         snap = hf_main_snapshot(repo)
         if snap is None:
             continue

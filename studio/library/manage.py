@@ -257,7 +257,7 @@ class RemovalPlan:
 def _hf_strategy(repo_id: str):
     from huggingface_hub import scan_cache_dir
 
-    from studio.library.models import hf_cache_dir
+    from studio.library.hf_cache import hf_cache_dir
 
     info = scan_cache_dir(hf_cache_dir())
     repo = next((r for r in info.repos if r.repo_id == repo_id and r.repo_type == "model"), None)

@@ -8,19 +8,16 @@ skipped with a log line, so one broken file never hides the rest of the library.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import re
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import UserFacingError
 from studio.library.detect import detect_diffusers_folder, detect_single_file
+from studio.library.hf_cache import hf_cache_repos, hf_loose_files, hf_main_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +39,6 @@ class ModelEntry:
     family: str  # sd1 | sd2 | sdxl | unknown (a .ckpt is only identified when it is loaded)
     repo_id: str = ""
     size_bytes: int = 0
-
-
-def hf_cache_dir() -> Path:
-    """The Hugging Face hub cache in force now (env vars are read at call time, not import)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
 
 
 def _folder_size(folder: Path) -> int:
@@ -135,49 +121,6 @@ def _scan_extra(root: Path) -> list[ModelEntry]:
     return found
 
 
-_scan_memo = threading.local()
-
-
-@contextlib.contextmanager
-def one_hf_cache_scan() -> Iterator[None]:
-    """Within the block, :func:`_hf_cache_repos` scans the Hugging Face cache once on this thread
-    (the library index asks for it from the image, chat and "other" scanners)."""
-    outer = getattr(_scan_memo, "repos", None)
-    _scan_memo.repos = outer if outer is not None else {}
-    try:
-        yield
-    finally:
-        _scan_memo.repos = outer
-
-
-def _hf_cache_repos() -> list:
-    memo = getattr(_scan_memo, "repos", None)
-    key = str(hf_cache_dir())
-    if memo is not None and key in memo:
-        return memo[key]
-    repos = _scan_hf_cache()
-    if memo is not None:
-        memo[key] = repos
-    return repos
-
-
-def _scan_hf_cache() -> list:
-    from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
-
-    cache = hf_cache_dir()
-    if not cache.is_dir():
-        return []
-    try:
-        info = scan_cache_dir(cache)
-    except (CacheNotFound, OSError, ValueError) as exc:
-        log.info("cannot scan the Hugging Face cache %s: %s", cache, exc)
-        return []
-    for warning in info.warnings:
-        log.info("Hugging Face cache: %s", warning)
-    return [r for r in info.repos if r.repo_type == "model"]
-
-
 def _snapshot_of(repo) -> Path | None:
     """The snapshot a repo's ``main`` ref points to, else its newest one, holding model_index."""
     revisions = sorted(repo.revisions, key=lambda r: ("main" in r.refs, r.last_modified),
@@ -207,26 +150,6 @@ def _hf_entry(repo) -> ModelEntry | None:
                       int(repo.size_on_disk))
 
 
-def hf_main_snapshot(repo) -> Path | None:
-    """The snapshot a repo's ``main`` ref points to, else its newest one."""
-    revisions = sorted(repo.revisions, key=lambda r: ("main" in r.refs, r.last_modified),
-                       reverse=True)
-    return Path(revisions[0].snapshot_path) if revisions else None
-
-
-def hf_loose_files(snap: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    """Weight files of a hub repo that is not a model folder (no model_index.json or
-    config.json at its top): a repo of single-file checkpoints, LoRAs or generators. Its top
-    level and one folder down."""
-    if (snap / "model_index.json").is_file() or (snap / "config.json").is_file():
-        return []
-    found = []
-    for pattern in ("*", "*/*"):
-        found += [f for f in snap.glob(pattern)
-                  if f.suffix.lower() in suffixes and not f.name.startswith(".")]
-    return sorted(found)
-
-
 def _hf_single_files(repo) -> list[ModelEntry]:
     """Single-file text-to-image checkpoints in a hub repo without a diffusers layout."""
     snap = hf_main_snapshot(repo)
@@ -250,7 +173,7 @@ def find_txt2img_models(settings: Settings, paths: Paths) -> list[ModelEntry]:
     found: list[ModelEntry] = []
     if paths.models_dir.is_dir():
         found += _scan_folder(paths.models_dir, "studio")
-    for repo in _hf_cache_repos():
+    for repo in hf_cache_repos():
         try:
             entry = _hf_entry(repo)
         except OSError as exc:
@@ -316,7 +239,7 @@ def resolve_model(spec: str, settings: Settings, paths: Paths) -> ModelEntry:
         raise UserFacingError(f"{spec} is not a Stable Diffusion model: no model_index.json and "
                               "not a .safetensors checkpoint.")
     if _REPO_ID.match(spec) and not spec.startswith((".", "~")):
-        for repo in _hf_cache_repos():
+        for repo in hf_cache_repos():
             if repo.repo_id == spec:
                 entry = _hf_entry(repo)
                 singles = _hf_single_files(repo) if _snapshot_of(repo) is None else []

@@ -114,7 +114,7 @@ def resolve_named(spec: str, kinds: str | tuple[str, ...], settings: Settings, p
     :class:`UserFacingError` with a sentence a person can act on. ``command`` (``studio
     transform``) words the message about a model of another kind for that command."""
     from studio.library.catalog import ambiguous_message, kind_entries, matching_entries
-    from studio.library.models import one_hf_cache_scan
+    from studio.library.hf_cache import one_hf_cache_scan
 
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     spec = str(spec).strip()

@@ -84,7 +84,7 @@ def find_taesd(family: str, paths: Paths) -> Path | None:
     local = paths.models_dir / repo.split("/")[1]
     if _is_taesd_folder(local):
         return local
-    from studio.library.models import hf_cache_dir
+    from studio.library.hf_cache import hf_cache_dir
 
     snapshots = hf_cache_dir() / f"models--{repo.replace('/', '--')}" / "snapshots"
     try:
