@@ -235,11 +235,17 @@ def test_models_list_names_work_as_model_everywhere(library, picture, tmp_path):
         line = proc.stdout.readline()
         assert line.startswith("Serving 2 model(s) on http://127.0.0.1:"), \
             (line, proc.stderr.read() if proc.poll() is not None else "")
+        listed = []
+        for text in proc.stderr:  # the served models, then how to stop
+            listed.append(text)
+            if text.startswith("Press Ctrl+C"):
+                break
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
+    err = "".join(listed) + err
     assert proc.returncode == 0, err
-    assert "tiny-llama" in err and "tiny-sd15" in err
+    assert "tiny-llama" in err and "tiny-sd15" in err and "stopping" in err
 
 
 def test_a_model_of_another_kind_says_which_command_takes_it(library, picture):

@@ -84,12 +84,15 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         engine.shutdown(wait=False)
         return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", 1)
+    # SIGTERM (a service manager, a test) stops the server as Ctrl+C does, from the moment the
+    # URL is printed: a stop that arrives while the model list is still being printed is a clean
+    # stop too, not an interruption.
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    print(f"Serving {len(catalog.models)} model(s) on {server.url}", flush=True)
-    for model in catalog.models:
-        print(f"  {model.kind:8} {model.id}", file=sys.stderr, flush=True)
-    print("Press Ctrl+C to stop.", file=sys.stderr, flush=True)
     try:
+        print(f"Serving {len(catalog.models)} model(s) on {server.url}", flush=True)
+        for model in catalog.models:
+            print(f"  {model.kind:8} {model.id}", file=sys.stderr, flush=True)
+        print("Press Ctrl+C to stop.", file=sys.stderr, flush=True)
         server.serve_forever(poll_interval=0.25)
     except KeyboardInterrupt:
         print("studio: stopping…", file=sys.stderr, flush=True)
