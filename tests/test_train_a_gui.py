@@ -38,9 +38,11 @@ def wait_for_lesson(qtbot, panel, key):
 def play_for(qtbot, panel, steps):
     start = panel.session.step_count
     qtbot.mouseClick(panel.controls.play_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: panel.last_frame.step >= start + steps, timeout=20000)
+    # the first frame of a lesson opened again may still be on its way (a loaded machine)
+    qtbot.waitUntil(lambda: panel.last_frame is not None
+                    and panel.last_frame.step >= start + steps, timeout=120000)
     qtbot.mouseClick(panel.controls.play_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: panel.session.state == "paused", timeout=5000)
+    qtbot.waitUntil(lambda: panel.session.state == "paused", timeout=120000)
 
 
 def test_every_lesson_is_listed_and_optimizers_race_draws(train, qtbot):
