@@ -159,7 +159,9 @@ class Engine:
                       key=lambda j: j.id)
 
     def _lane_of(self, job: JobRef) -> Any:
-        if isinstance(job, (JobHandle, JobSnapshot)):
+        if isinstance(job, JobHandle):
+            return self.lanes[job.snapshot.lane]
+        if isinstance(job, JobSnapshot):
             return self.lanes[job.lane]
         for lane in self.lanes.values():
             if lane._find(job) is not None:

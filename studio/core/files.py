@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
     """Call ``write(fileobj)`` on a temp file beside ``path``, then move it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

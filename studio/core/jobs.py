@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,8 @@ class JobHandle:
         return f"<JobHandle {self._job.id} {self._job.kind} {self._job.state.value}>"
 
 
-JobRef = "JobHandle | JobSnapshot | Job | int"
+#: Anything that names a job: its handle, a snapshot of it, the job, or its id.
+JobRef: TypeAlias = "JobHandle | JobSnapshot | Job | int"
 
 
 class Lane:
@@ -382,7 +383,7 @@ class Lane:
             return job
         if isinstance(job, JobHandle):
             return job._job
-        wanted = job if isinstance(job, int) else job.id  # type: ignore[union-attr]
+        wanted = job if isinstance(job, int) else job.id
         with self._cond:
             return next((j for j in self._jobs if j.id == wanted), None)
 

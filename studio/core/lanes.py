@@ -14,6 +14,7 @@ Both are :class:`~studio.core.jobs.Lane` s: the same jobs, snapshots, events, ca
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from collections import deque
@@ -118,13 +119,16 @@ class AsyncLane(Lane):
     def __init__(self, handlers: dict[str, AsyncHandler] | Callable[[str], AsyncHandler],
                  loop: asyncio.AbstractEventLoop | None = None,
                  listener: JobListener | None = None, name: str = "studio-io-lane") -> None:
+        handler_for: Callable[[str], AsyncHandler]
         if isinstance(handlers, dict):
             table = dict(handlers)
 
-            def handler_for(kind: str) -> AsyncHandler:
+            def from_table(kind: str) -> AsyncHandler:
                 if kind not in table:
                     raise KeyError(f"no handler for job kind {kind!r}")
                 return table[kind]
+
+            handler_for = from_table
         else:
             handler_for = handlers
         super().__init__(handler_for, listener)
@@ -146,7 +150,7 @@ class AsyncLane(Lane):
             ready.wait()
         self.loop = loop
 
-    def call(self, fn: Callable[[], Any]) -> asyncio.Future:
+    def call(self, fn: Callable[[], Any]) -> concurrent.futures.Future:
         """Run a blocking I/O function on the loop's executor; a future of its result (for
         short waits that are not jobs: a folder scan, a Hub query)."""
         return asyncio.run_coroutine_threadsafe(asyncio.to_thread(fn), self.loop)

@@ -62,7 +62,8 @@ def causal_architecture(config: dict) -> str:
 
 def context_length(config: dict) -> int:
     """The model's context length in tokens (0 when the config does not say)."""
-    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    nested = config.get("text_config")
+    text: dict = nested if isinstance(nested, dict) else {}
     for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         for source in (config, text):
             value = source.get(key)

@@ -332,10 +332,12 @@ def download(plan: DownloadPlan, paths: Paths, *, token: str | None = None,
             continue
         url = (f"{hub_endpoint()}/{plan.repo_id}/resolve/{plan.revision}/"
                f"{urllib.parse.quote(f.name)}")
+        def report(done: int, _total: int, name: str = f.target, i: int = index) -> None:
+            meter.update(done, name, i)
+
         try:
             download_file(url, target, expected_sha256=f.sha256, cancel=cancel, headers=headers,
-                          progress=lambda done, _total, n=f.target, i=index:
-                          meter.update(done, n, i))
+                          progress=report)
         except UserFacingError as exc:
             if re.search(r"answered 40[13]\b", str(exc)):
                 raise UserFacingError(gated_message(plan.repo_id)) from exc

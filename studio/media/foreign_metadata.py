@@ -225,7 +225,10 @@ def read_invokeai(chunks: dict[str, str]) -> Found | None:
 
 def _split_brackets(prompt: str) -> tuple[str, str]:
     """InvokeAI 2 wrote negative prompts inside ``[...]`` in the prompt itself."""
-    positive, negative, depth, current = [], [], 0, []
+    positive: list[str] = []
+    negative: list[str] = []
+    current: list[str] = []
+    depth = 0
     for ch in prompt:
         if ch == "[":
             if depth == 0 and current:

@@ -168,7 +168,7 @@ class GalleryIndex:
         if os.path.splitext(p)[1].lower() not in IMAGE_SUFFIXES:
             return None
         self._upsert([_describe(p, st.st_mtime, st.st_size)])
-        return self.get(p)
+        return self.get(Path(p))
 
     def _upsert(self, rows: list[tuple]) -> None:
         if not rows:

@@ -175,10 +175,12 @@ def open_mask(path: Path | str, size: tuple[int, int]) -> Any:
     alpha channel (painted = opaque); otherwise the brightness."""
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA") and im.getchannel("A").getextrema()[0] < 255:
+        with Image.open(path) as opened:
+            opened.load()
+            im: Image.Image = ImageOps.exif_transpose(opened)
+            lowest_alpha = im.getchannel("A").getextrema()[0] if im.mode in ("RGBA", "LA") \
+                else 255
+            if isinstance(lowest_alpha, (int, float)) and lowest_alpha < 255:
                 mask = im.getchannel("A")
             elif im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 mask = _high_bit_to_8(im)
@@ -188,8 +190,9 @@ def open_mask(path: Path | str, size: tuple[int, int]) -> Any:
         raise UserFacingError(f"The mask {path.name} is not an image.") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UserFacingError(f"The mask {path.name} cannot be read ({exc}).") from exc
-    if mask.size != tuple(size):
-        mask = mask.resize(tuple(size), Image.Resampling.NEAREST)
+    width, height = size
+    if mask.size != (width, height):
+        mask = mask.resize((width, height), Image.Resampling.NEAREST)
     return mask
 
 

@@ -202,7 +202,7 @@ def load_chat_model(entry: ChatModelEntry, device: str, options: LoadOptions) ->
         raise UserFacingError(f"{entry.name} cannot be loaded: "
                               f"{str(exc).splitlines()[0][:300]}") from exc
     if quant is None:
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]  # transformers types its wrapped .to() wrongly
     model.eval()
     ctx = int(getattr(model.config, "max_position_embeddings", 0) or 0)
     if not ctx:

@@ -186,7 +186,7 @@ class LocalChatBackend:
         state = {"n": 0, "first": 0.0, "last": -1}
 
         def chunk(text: str, finish: str | None = None, error: str = "") -> ChatChunk:
-            return ChatChunk(text=text, completion_tokens=state["n"],
+            return ChatChunk(text=text, completion_tokens=int(state["n"]),
                              prompt_tokens=len(prompt.input_ids), finish_reason=finish,
                              error=error, dropped_messages=prompt.dropped_messages,
                              warnings=warnings, conversation_tokens=prompt.conversation_tokens)
@@ -231,7 +231,7 @@ class LocalChatBackend:
             elif state["last"] in eos_ids or state["n"] < prompt.max_new_tokens:
                 finish = "stop"
         on_chunk(chunk(tail, finish, error))
-        return ChatReply(text="".join(pieces), completion_tokens=state["n"],
+        return ChatReply(text="".join(pieces), completion_tokens=int(state["n"]),
                          prompt_tokens=len(prompt.input_ids), finish_reason=finish,
                          seconds=time.perf_counter() - started,
                          time_to_first_token=state["first"],

@@ -25,7 +25,7 @@ import json
 import socket
 import ssl
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -119,10 +119,11 @@ class RemoteChatBackend:
         p = self._parts
         if p.scheme == "https":
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                p.hostname, p.port, timeout=self.connect_timeout,
+                p.hostname or "", p.port, timeout=self.connect_timeout,
                 context=ssl.create_default_context())
         else:
-            conn = http.client.HTTPConnection(p.hostname, p.port, timeout=self.connect_timeout)
+            conn = http.client.HTTPConnection(p.hostname or "", p.port,
+                                              timeout=self.connect_timeout)
         try:
             conn.connect()
         except ConnectionRefusedError as exc:
@@ -330,7 +331,8 @@ class AsyncRemoteChat:
         import httpx2
 
         b = self.backend
-        causes, link = [], exc.__cause__ or exc.__context__
+        causes: list[BaseException] = []
+        link = exc.__cause__ or exc.__context__
         while link is not None and len(causes) < 8:  # httpx2 → httpcore2 → OSError → the cause
             causes.append(link)
             link = link.__cause__ or link.__context__
@@ -373,7 +375,7 @@ class AsyncRemoteChat:
             raise UserFacingError(f"{b.base_url}{b._prefix}/models did not answer with an "
                                   "OpenAI model list.") from exc
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
         """Stream the reply. Cancel the task that iterates to stop it; the connection closes."""
         import httpx2
 

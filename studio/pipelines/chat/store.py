@@ -56,6 +56,13 @@ END;
 """
 
 
+def inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The row id an INSERT just made (sqlite3 sets it for every successful INSERT)."""
+    if cursor.lastrowid is None:
+        raise sqlite3.DatabaseError("the database gave no id for the new row")
+    return int(cursor.lastrowid)
+
+
 @dataclass
 class Conversation:
     """One conversation's header (its messages are read with :meth:`ConversationStore.path`)."""
@@ -201,7 +208,7 @@ class ConversationStore:
         cur = self._run("INSERT INTO conversations (title, system_prompt, model, settings, "
                         "created, updated) VALUES (?, ?, ?, ?, ?, ?)",
                         (title, system_prompt, model, json.dumps(settings or {}), now, now))
-        return self.conversation(int(cur.lastrowid))
+        return self.conversation(inserted_id(cur))
 
     def conversation(self, conversation_id: int) -> Conversation:
         row = self._run("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
@@ -249,7 +256,7 @@ class ConversationStore:
                 " complete, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (conversation_id, parent_id, role, content, tokens, now, int(complete),
                  json.dumps(meta or {})))
-            message_id = int(cur.lastrowid)
+            message_id = inserted_id(cur)
             self._db.execute("UPDATE conversations SET current_leaf = ?, updated = ? WHERE id = ?",
                              (message_id, now, conversation_id))
         return self.message(message_id)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.wording import count_of
-from studio.pipelines.chat.store import Conversation, ConversationStore
+from studio.pipelines.chat.store import Conversation, ConversationStore, inserted_id
 from studio.pipelines.chat.types import ROLES
 
 FORMAT = "studio-conversation"
@@ -260,7 +260,7 @@ def write_import(store: ConversationStore, plan: ImportPlan) -> Conversation:
             "INSERT INTO conversations (title, system_prompt, model, settings, created, updated) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (plan.title, plan.system_prompt, plan.model, plan.settings, plan.created, now))
-        conv_id = int(cur.lastrowid)
+        conv_id = inserted_id(cur)
         ids: list[int] = []
         for m in plan.messages:
             cur = store._db.execute(
@@ -268,7 +268,7 @@ def write_import(store: ConversationStore, plan: ImportPlan) -> Conversation:
                 "created, complete, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (conv_id, None if m.parent is None else ids[m.parent], m.role, m.content,
                  m.tokens, m.created, int(m.complete), m.meta))
-            ids.append(int(cur.lastrowid))
+            ids.append(inserted_id(cur))
         leaf = None if plan.current_leaf is None else ids[plan.current_leaf]
         store._db.execute("UPDATE conversations SET current_leaf = ? WHERE id = ?",
                           (leaf, conv_id))

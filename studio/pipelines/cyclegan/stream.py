@@ -130,6 +130,8 @@ class StreamingTranslator:
         for block in self.blocks:
             factor.update({id(m): 1 / 16 for m in block})
         self._factor = factor
+        # the progress of one pass (set by run)
+        self._units, self._reported, self._done, self._total = 0, 0, 0.0, 1.0
 
     # -- the plan --------------------------------------------------------------------------
     def tile_count(self, h: int, w: int) -> int:

@@ -138,11 +138,11 @@ class AutoencoderTrainer(Trainer):
         """Per-batch losses; ``eps`` is the VAE's sampling noise (None → use the mean)."""
         mu, logvar = self._encode(self._corrupt(x, unit_noise))
         z = mu
-        if self.variational and eps is not None:
+        if logvar is not None and eps is not None:  # a VAE sampling
             z = mu + torch.exp(0.5 * logvar) * eps
         logits = self.decoder(z)
         recon = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / len(x)
-        if not self.variational:
+        if logvar is None:  # not variational
             return {"loss": recon}
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum() / len(x)
         return {"loss": recon + float(self.config["beta"]) * kl, "recon": recon, "kl": kl}
@@ -257,6 +257,7 @@ class AutoencoderTrainer(Trainer):
         if self.variational:
             if not data.scatter_is_test:
                 mu, logvar = self._encode(self._corrupt(self._x_test, self._test_noise))
+            assert logvar is not None  # a VAE's encoder gives a log-variance
             kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
             snap["kl_per_dim"] = tl.to_numpy(kl.mean(dim=0))
             # The ELBO split on the test set (decoding the means), for the bars.

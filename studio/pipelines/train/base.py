@@ -52,8 +52,9 @@ class ParamSpec:
     choice_labels: Mapping[str, str] | tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "choice_labels", _pairs(self.choice_labels))
-        unknown = {k for k, _ in self.choice_labels} - set(self.choices)
+        pairs = _pairs(self.choice_labels)
+        object.__setattr__(self, "choice_labels", pairs)
+        unknown = {k for k, _ in pairs} - set(self.choices)
         if unknown:
             raise ValueError(f"{self.name}: labels for unknown choices {sorted(unknown)}")
 

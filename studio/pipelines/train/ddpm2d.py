@@ -59,6 +59,8 @@ def make_betas(schedule: str, timesteps: int) -> torch.Tensor:
 class EpsilonMLP(nn.Module):
     """ε-predictor: [x, embed(t)] → MLP → ε."""
 
+    freqs: torch.Tensor  # a buffer (register_buffer), declared for the type checker
+
     def __init__(self, hidden: int, timesteps: int, generator: torch.Generator) -> None:
         super().__init__()
         self.timesteps = timesteps
@@ -86,6 +88,7 @@ class FrozenEpsilon:
         first, *rest = model.net
         with torch.no_grad():
             embedded = model.embed(torch.arange(model.timesteps))
+            assert isinstance(first, nn.Linear)  # tl.mlp starts with a Linear layer
             self._bias = F.linear(embedded, first.weight[:, 2:], first.bias)  # (T, hidden)
             self._weight = first.weight[:, :2].t().contiguous()
             self._rest = [(m.weight.t().contiguous(), m.bias.clone())

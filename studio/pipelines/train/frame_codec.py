@@ -89,8 +89,8 @@ def _copy(value: Any) -> Any:
 
 def _encode(new: Any, old: Any) -> Any:
     if isinstance(new, dict) and isinstance(old, dict) and new.keys() == old.keys():
-        parts = {k: _encode(v, old[k]) for k, v in new.items()}
-        return Unchanged() if all(isinstance(p, Unchanged) for p in parts.values()) else parts
+        fields = {k: _encode(v, old[k]) for k, v in new.items()}
+        return Unchanged() if all(isinstance(p, Unchanged) for p in fields.values()) else fields
     if (type(new) in (list, tuple) and type(old) is type(new) and len(new) == len(old)):
         parts = [_encode(v, o) for v, o in zip(new, old, strict=True)]
         if all(isinstance(p, Unchanged) for p in parts):

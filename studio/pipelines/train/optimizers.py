@@ -244,7 +244,7 @@ class OptimizerRace(Trainer):
             opt.zero_grad(set_to_none=False)
             value = self._fn(point[0], point[1], torch.sin)
             value.backward()
-            if noise > 0:
+            if noise > 0 and point.grad is not None:  # backward() just set it
                 point.grad.add_(torch.randn(2, generator=self._gen, dtype=torch.float64) * noise)
             opt.step()
             with torch.no_grad():

@@ -283,7 +283,8 @@ def _child_main(conn: Any, lesson: str, config: dict[str, Any], seed: int,
 
     def on_frame(frame: Frame) -> None:
         frame.snapshot = encoder.encode(frame.snapshot)
-        send("frame", frame, session.seed)
+        # frames come only from a started session, so it exists here
+        send("frame", frame, session.seed if session is not None else seed)
 
     def on_step(count: int) -> None:
         steps.value = count

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import TypedDict
 
 from studio.pipelines.train.base import InvalidParameter, Trainer
 
@@ -68,7 +69,15 @@ def lesson(key: str) -> Lesson:
             f"Unknown lesson {key!r}; choose one of: {', '.join(LESSONS)}.") from None
 
 
-def lesson_text(key: str) -> dict[str, str]:
+class LessonText(TypedDict):
+    """The words of a lesson the registry holds (a lesson's module adds the rest)."""
+
+    key: str
+    title: str
+    summary: str
+
+
+def lesson_text(key: str) -> LessonText:
     """``title`` and ``summary`` of a lesson, for its :class:`LessonInfo`."""
     entry = LESSONS[key]
     return {"key": key, "title": entry.title, "summary": entry.summary}

@@ -149,10 +149,10 @@ class TrainingSession:
         value = spec.coerce(value)
 
         def do() -> None:
-            self.trainer.set_param(name, value)
-            self._config = dict(self.trainer.config)
+            self._active().set_param(name, value)
+            self._config = dict(self._active().config)
             if self.run is not None:
-                self.run.record_change(self.trainer.step_count, name, value)
+                self.run.record_change(self._active().step_count, name, value)
             self._dirty = True
 
         self._post(do)
@@ -232,22 +232,23 @@ class TrainingSession:
 
     def _build(self) -> None:
         self.trainer = self.cls(dict(self._config), seed=self._seed)
-        self._config = dict(self.trainer.config)
+        self._config = dict(self._active().config)
         self.run = None  # created with the first step, so resets that never train leave no folder
         self._pending_metrics.clear()
         self._new_run = True
         self._dirty = True
-        self._on_step(self.trainer.step_count)
+        self._on_step(self._active().step_count)
 
     def _resume(self, path: Path) -> None:
         run = Run(path)
         self.trainer = run.resume()
         self.run = run
-        self._config, self._seed = dict(self.trainer.config), self.trainer.seed
+        resumed = self._active()
+        self._config, self._seed = dict(resumed.config), resumed.seed
         self._pending_metrics = run.metrics()  # the window redraws the curve so far
         self._new_run = True
         self._dirty = True
-        self._on_step(self.trainer.step_count)
+        self._on_step(self._active().step_count)
 
     def _single_thread(self, on: bool) -> None:
         """One torch thread while stepping; the previous count back otherwise (see above)."""
@@ -260,8 +261,15 @@ class TrainingSession:
             torch.set_num_threads(self._saved_threads)
             self._saved_threads = None
 
-    def _train_step(self, part: str | None) -> None:
+    def _active(self) -> Trainer:
+        """The lesson's trainer (built on the session thread before any step or frame)."""
         trainer = self.trainer
+        if trainer is None:
+            raise RuntimeError("this training session has no lesson loaded yet")
+        return trainer
+
+    def _train_step(self, part: str | None) -> None:
+        trainer = self._active()
         self._single_thread(True)
         if self.run is None and self._runs_root is not None:
             self.run = Run.create(self._runs_root, self.lesson, self._seed, trainer.config)
@@ -311,14 +319,14 @@ class TrainingSession:
         self._next_frame = max(self._next_frame, now - self.frame_interval) + self.frame_interval
         self._single_thread(True)
         if force:  # paused, one step, slow mode: nobody waits for a 60 Hz frame
-            self.trainer.prepare_snapshot(finish=True)
-        frame = Frame(step=self.trainer.step_count, snapshot=self.trainer.snapshot(),
+            self._active().prepare_snapshot(finish=True)
+        frame = Frame(step=self._active().step_count, snapshot=self._active().snapshot(),
                       metrics=self._pending_metrics, config=dict(self._config),
                       run_path=self.run.path if self.run else None, new_run=self._new_run)
         self._pending_metrics, self._new_run, self._dirty = [], False, False
         self._on_frame(frame)
         if not force:
-            self.trainer.prepare_snapshot()  # while the window draws
+            self._active().prepare_snapshot()  # while the window draws
 
     def _loop(self) -> None:
         try:
@@ -384,7 +392,7 @@ class TrainingSession:
             time.sleep(0)
         if not self._playing:
             return
-        if self.trainer.step_count % self.draw_every == 0 or self.delay_s > 0:
+        if self._active().step_count % self.draw_every == 0 or self.delay_s > 0:
             self._dirty = True
         if self.delay_s > 0:
             self._maybe_frame(force=True)
