@@ -244,7 +244,6 @@ def _run_jobs(settings: Settings, paths: Paths, requests: list[Any]
 
 def check_generate(root: Path, device: str = "auto") -> str:
     """A two-step text-to-image job with a tiny model, saved as a PNG with its parameters."""
-    from PIL import Image
 
     from studio.core.requests import Txt2ImgRequest
 
@@ -255,15 +254,24 @@ def check_generate(root: Path, device: str = "auto") -> str:
                              steps=GENERATE_STEPS, cfg=5.0, width=IMAGE_SIDE, height=IMAGE_SIDE,
                              seed=42)
     [(results, steps)] = _run_jobs(settings, paths, [request])
-    if len(results or []) != 1:
-        raise CheckFailed(f"expected 1 image, got {len(results or [])}")
     done = sorted({s for s, total in steps if total == GENERATE_STEPS})
+    _one_saved_png(results, "")
     if done[-1:] != [GENERATE_STEPS]:
         raise CheckFailed(f"expected progress to reach step {GENERATE_STEPS}, saw {done}")
+    return f"{count_of(GENERATE_STEPS, 'step')}, {IMAGE_SIDE}×{IMAGE_SIDE} PNG"
+
+
+def _one_saved_png(results: list | None, what: str) -> None:
+    """A job made exactly one IMAGE_SIDE² PNG carrying its parameters."""
+    from PIL import Image
+
+    results = results or []
+    if len(results) != 1:
+        raise CheckFailed(f"{what}expected 1 image, got {len(results)}")
     with Image.open(results[0].path) as image:
         if image.size != (IMAGE_SIDE, IMAGE_SIDE) or "parameters" not in image.info:
-            raise CheckFailed(f"the saved image is wrong: {image.size}, {sorted(image.info)}")
-    return f"{count_of(GENERATE_STEPS, 'step')}, {IMAGE_SIDE}×{IMAGE_SIDE} PNG"
+            raise CheckFailed(f"{what}the saved image is wrong: {image.size}, "
+                              f"{sorted(image.info)}")
 
 
 def check_chat(root: Path, device: str = "auto") -> str:
@@ -301,7 +309,6 @@ def _tiny_image_inputs(folder: Path) -> tuple[Path, Path]:
 def check_img2img(root: Path, device: str = "auto") -> str:
     """Image to image and inpainting (two steps each) with a tiny model, through the img2img
     service: other diffusers pipelines than text to image, loaded by name at run time."""
-    from PIL import Image
 
     from studio.core.requests import Img2ImgRequest
 
@@ -314,11 +321,7 @@ def check_img2img(root: Path, device: str = "auto") -> str:
                                prompt="a painting", steps=GENERATE_STEPS * 2, strength=0.5,
                                cfg=5.0, seed=7) for mask_path in ("", str(mask))]
     for name, (results, _) in zip(names, _run_jobs(settings, paths, requests), strict=True):
-        if len(results or []) != 1:
-            raise CheckFailed(f"{name}: expected 1 image, got {len(results or [])}")
-        with Image.open(results[0].path) as out:
-            if out.size != (IMAGE_SIDE, IMAGE_SIDE) or "parameters" not in out.info:
-                raise CheckFailed(f"{name}: the saved image is wrong: {out.size}")
+        _one_saved_png(results, f"{name}: ")
     return f"{' and '.join(names)}, {IMAGE_SIDE}×{IMAGE_SIDE} PNGs"
 
 
