@@ -72,11 +72,17 @@ def _scan_hf_cache() -> list:
     return [r for r in info.repos if r.repo_type == "model"]
 
 
-def hf_main_snapshot(repo) -> Path | None:
-    """The snapshot a repo's ``main`` ref points to, else its newest one."""
+def hf_snapshots(repo) -> list[Path]:
+    """A cached repo's snapshot folders: the one its ``main`` ref points to first, then the
+    others, newest first."""
     revisions = sorted(repo.revisions, key=lambda r: ("main" in r.refs, r.last_modified),
                        reverse=True)
-    return Path(revisions[0].snapshot_path) if revisions else None
+    return [Path(rev.snapshot_path) for rev in revisions]
+
+
+def hf_main_snapshot(repo) -> Path | None:
+    """The snapshot a repo's ``main`` ref points to, else its newest one."""
+    return next(iter(hf_snapshots(repo)), None)
 
 
 def hf_loose_files(snap: Path, suffixes: tuple[str, ...]) -> list[Path]:

@@ -17,7 +17,12 @@ from pathlib import Path
 from studio.core.config import Paths, Settings
 from studio.core.jobs import UserFacingError
 from studio.library.detect import detect_diffusers_folder, detect_single_file
-from studio.library.hf_cache import hf_cache_repos, hf_loose_files, hf_main_snapshot
+from studio.library.hf_cache import (
+    hf_cache_repos,
+    hf_loose_files,
+    hf_main_snapshot,
+    hf_snapshots,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +128,8 @@ def _scan_extra(root: Path) -> list[ModelEntry]:
 
 def _snapshot_of(repo) -> Path | None:
     """The snapshot a repo's ``main`` ref points to, else its newest one, holding model_index."""
-    revisions = sorted(repo.revisions, key=lambda r: ("main" in r.refs, r.last_modified),
-                       reverse=True)
-    for rev in revisions:
-        if (Path(rev.snapshot_path) / "model_index.json").is_file():
-            return Path(rev.snapshot_path)
-    return None
+    return next((snap for snap in hf_snapshots(repo) if (snap / "model_index.json").is_file()),
+                None)
 
 
 def _hf_entry(repo) -> ModelEntry | None:

@@ -149,10 +149,11 @@ class TrainingSession:
         value = spec.coerce(value)
 
         def do() -> None:
-            self._active().set_param(name, value)
-            self._config = dict(self._active().config)
+            trainer = self._active()
+            trainer.set_param(name, value)
+            self._config = dict(trainer.config)
             if self.run is not None:
-                self.run.record_change(self._active().step_count, name, value)
+                self.run.record_change(trainer.step_count, name, value)
             self._dirty = True
 
         self._post(do)
@@ -231,13 +232,14 @@ class TrainingSession:
             self._set_state("paused")
 
     def _build(self) -> None:
-        self.trainer = self.cls(dict(self._config), seed=self._seed)
-        self._config = dict(self._active().config)
+        trainer = self.cls(dict(self._config), seed=self._seed)
+        self.trainer = trainer
+        self._config = dict(trainer.config)
         self.run = None  # created with the first step, so resets that never train leave no folder
         self._pending_metrics.clear()
         self._new_run = True
         self._dirty = True
-        self._on_step(self._active().step_count)
+        self._on_step(trainer.step_count)
 
     def _resume(self, path: Path) -> None:
         run = Run(path)
@@ -248,7 +250,7 @@ class TrainingSession:
         self._pending_metrics = run.metrics()  # the window redraws the curve so far
         self._new_run = True
         self._dirty = True
-        self._on_step(self._active().step_count)
+        self._on_step(resumed.step_count)
 
     def _single_thread(self, on: bool) -> None:
         """One torch thread while stepping; the previous count back otherwise (see above)."""
@@ -318,15 +320,16 @@ class TrainingSession:
         # frame makes the next one due sooner, by at most one interval.
         self._next_frame = max(self._next_frame, now - self.frame_interval) + self.frame_interval
         self._single_thread(True)
+        trainer = self._active()
         if force:  # paused, one step, slow mode: nobody waits for a 60 Hz frame
-            self._active().prepare_snapshot(finish=True)
-        frame = Frame(step=self._active().step_count, snapshot=self._active().snapshot(),
+            trainer.prepare_snapshot(finish=True)
+        frame = Frame(step=trainer.step_count, snapshot=trainer.snapshot(),
                       metrics=self._pending_metrics, config=dict(self._config),
                       run_path=self.run.path if self.run else None, new_run=self._new_run)
         self._pending_metrics, self._new_run, self._dirty = [], False, False
         self._on_frame(frame)
         if not force:
-            self._active().prepare_snapshot()  # while the window draws
+            trainer.prepare_snapshot()  # while the window draws
 
     def _loop(self) -> None:
         try:
