@@ -56,7 +56,7 @@ def build_main_window(settings: Settings | None = None, base_paths: Paths | None
 
     holder: dict[str, AppContext] = {}  # the engine asks the context for the settings in force
     engine = build_engine(lambda: holder["ctx"].settings, lambda: holder["ctx"].paths,
-                          io_loop=qt_event_loop(app), handlers=handlers)
+                          io_loop=lambda: qt_event_loop(app), handlers=handlers)
     bridge = JobBridge(engine)
     ctx = AppContext(settings, bridge, base_paths)
     holder["ctx"] = ctx
@@ -105,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     window = build_main_window(base_paths=base_paths)
     window.restore_geometry()
     window.show()
-    # The device probe imports torch; start it once the window has been painted.
+    # The device probe imports torch; start it once the window has been painted. asyncio and
+    # qasync (the I/O lane's loop) are imported then too, not before the first paint.
     QTimer.singleShot(0, window.start_device_detection)
+    QTimer.singleShot(0, lambda: qt_event_loop(app))
     if first_start:
         QTimer.singleShot(0, lambda: show_welcome(window))
 

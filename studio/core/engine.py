@@ -13,7 +13,6 @@ loaded between jobs. A service has ``run(request, progress, cancel)`` for the GP
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from studio.core.jobs import (
     JobSnapshot,
     ProgressSink,
 )
-from studio.core.lanes import AsyncHandler, AsyncLane, JobRunner
+from studio.core.lanes import AsyncHandler, AsyncLane, JobRunner, LoopSource
 
 GPU = "gpu"
 IO = "io"
@@ -54,12 +53,13 @@ class Engine:
     """Submit any request; the engine knows who runs it.
 
     ``settings`` and ``paths`` are getters (the window's settings change while it runs).
-    ``io_loop``: the asyncio loop of the I/O lane (the window passes Qt's, through qasync);
+    ``io_loop``: the asyncio loop of the I/O lane, or a function making it on first use (the
+    window passes one for Qt's, through qasync);
     without one the lane runs its own loop on a thread. ``handlers`` replaces the services of
     some kinds by plain handlers (tests; a fake txt2img)."""
 
     def __init__(self, specs: Iterable[ServiceSpec], settings: Callable[[], Settings],
-                 paths: Callable[[], Paths], *, io_loop: asyncio.AbstractEventLoop | None = None,
+                 paths: Callable[[], Paths], *, io_loop: LoopSource = None,
                  handlers: dict[str, Handler] | None = None,
                  listener: JobListener | None = None, name: str = "studio") -> None:
         self.settings = settings
@@ -121,7 +121,10 @@ class Engine:
     def _io_handler(self, kind: str) -> AsyncHandler:
         override = self._overrides.get(kind)
         if override is not None:
-            if asyncio.iscoroutinefunction(override):
+            import asyncio
+            import inspect
+
+            if inspect.iscoroutinefunction(override):
                 return override
 
             async def blocking(request: Any, progress: ProgressSink, cancel: CancelToken) -> Any:

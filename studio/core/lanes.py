@@ -13,19 +13,22 @@ Both are :class:`~studio.core.jobs.Lane` s: the same jobs, snapshots, events, ca
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import logging
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from studio.core.jobs import Handler, Job, JobCancelled, JobListener, JobState, Lane, _Sink
+
+if TYPE_CHECKING:  # asyncio is imported when the I/O lane first runs something (start-up time)
+    import asyncio
 
 log = logging.getLogger(__name__)
 
 AsyncHandler = Callable[..., Awaitable[Any]]
+LoopSource = Union["asyncio.AbstractEventLoop", Callable[[], "asyncio.AbstractEventLoop"], None]
 
 
 class JobRunner(Lane):
@@ -108,8 +111,10 @@ class JobRunner(Lane):
 class AsyncLane(Lane):
     """The I/O lane: each job a task on an asyncio event loop, all running at once.
 
-    ``loop``: the loop to use (the window passes Qt's, through qasync); without one the lane
-    runs a loop of its own on a daemon thread. Submitting and cancelling work from any thread.
+    ``loop``: the loop to use, or a function that makes it (the window passes one for Qt's, through
+    qasync); without one the lane runs a loop of its own on a daemon thread. Either way the loop is
+    made when the lane first needs it, so a window or a command that never uses the lane pays
+    nothing for asyncio. Submitting and cancelling work from any thread.
     A cancel sets the job's token and cancels its task, so a read blocked on a quiet server ends
     at once; a handler that wants to keep what it has (a reply cut short) catches
     ``asyncio.CancelledError`` and returns it."""
@@ -117,7 +122,7 @@ class AsyncLane(Lane):
     name = "io"
 
     def __init__(self, handlers: dict[str, AsyncHandler] | Callable[[str], AsyncHandler],
-                 loop: asyncio.AbstractEventLoop | None = None,
+                 loop: LoopSource = None,
                  listener: JobListener | None = None, name: str = "studio-io-lane") -> None:
         handler_for: Callable[[str], AsyncHandler]
         if isinstance(handlers, dict):
@@ -134,25 +139,47 @@ class AsyncLane(Lane):
         super().__init__(handler_for, listener)
         self._tasks: dict[int, asyncio.Task] = {}
         self._thread: threading.Thread | None = None
-        if loop is None:
-            loop = asyncio.new_event_loop()
-            ready = threading.Event()
+        self._thread_name = name
+        self._loop_source = loop
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_lock = threading.Lock()
 
-            def serve() -> None:
-                asyncio.set_event_loop(loop)
-                loop.call_soon(ready.set)
-                loop.run_forever()
-                loop.run_until_complete(loop.shutdown_default_executor())
-                loop.close()
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The lane's event loop, made on first use."""
+        with self._loop_lock:
+            if self._loop is None:
+                self._loop = self._make_loop()
+            return self._loop
 
-            self._thread = threading.Thread(target=serve, name=name, daemon=True)
-            self._thread.start()
-            ready.wait()
-        self.loop = loop
+    def _make_loop(self) -> asyncio.AbstractEventLoop:
+        import asyncio
+
+        source = self._loop_source
+        if isinstance(source, asyncio.AbstractEventLoop):
+            return source
+        if source is not None:
+            return source()
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def serve() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            loop.run_forever()
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+        self._thread = threading.Thread(target=serve, name=self._thread_name, daemon=True)
+        self._thread.start()
+        ready.wait()
+        return loop
 
     def call(self, fn: Callable[[], Any]) -> concurrent.futures.Future:
         """Run a blocking I/O function on the loop's executor; a future of its result (for
         short waits that are not jobs: a folder scan, a Hub query)."""
+        import asyncio
+
         return asyncio.run_coroutine_threadsafe(asyncio.to_thread(fn), self.loop)
 
     def _start(self, job: Job, handler: AsyncHandler) -> None:
@@ -176,7 +203,7 @@ class AsyncLane(Lane):
         return job.state is JobState.QUEUED and job.id not in self._tasks
 
     def _stop(self, wait: bool, timeout: float | None) -> None:
-        if self._thread is None:
+        if self._thread is None:  # Qt's loop, or none was ever made
             return
         self.loop.call_soon_threadsafe(self.loop.stop)
         if wait:
@@ -187,6 +214,8 @@ class AsyncLane(Lane):
         self.loop.call_soon_threadsafe(fn)
 
     async def _run(self, job: Job, handler: AsyncHandler) -> None:
+        import asyncio
+
         self._begin(job)
         try:
             job.cancel_token.raise_if_cancelled()

@@ -11,7 +11,6 @@ file), for a view that shows it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +55,8 @@ class DownloadService:
         self._paths = paths
 
     async def arun(self, request: Any, progress: ProgressSink, cancel: CancelToken) -> Any:
+        import asyncio  # here, not at import: the window starts without asyncio
+
         request.validate()
         if isinstance(request, HubDownloadRequest):
             progress.message(f"Downloading {request.plan.repo_id}…")

@@ -9,13 +9,13 @@ time a job needs the service: torch and diffusers never load at start-up. No Qt 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from studio.core.config import Paths, Settings
 from studio.core.engine import GPU, IO, Engine, ServiceSpec
 from studio.core.jobs import Handler, JobListener
+from studio.core.lanes import LoopSource
 from studio.core.requests import (
     Img2ImgRequest,
     TransformRequest,
@@ -82,7 +82,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
 
 
 def build_engine(settings: Callable[[], Settings], paths: Callable[[], Paths], *,
-                 io_loop: asyncio.AbstractEventLoop | None = None,
+                 io_loop: LoopSource = None,
                  handlers: dict[str, Handler] | None = None,
                  listener: JobListener | None = None, name: str = "studio") -> Engine:
     """The engine over every service (``handlers`` replaces some kinds' services: tests)."""

@@ -14,17 +14,19 @@ Nobody else starts threads in the UI; model work is a job on the GPU lane (``ctx
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, QThreadPool
+from PySide6.QtCore import QObject, QThreadPool, Signal, Slot
 from PySide6.QtWidgets import QApplication
 
 from studio.core.jobs import UserFacingError, describe_error
+
+if TYPE_CHECKING:  # imported with qasync when the loop is first made, after the first paint
+    import asyncio
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ IO_THREADS = 4  # blocking I/O: scans, queries, the transfers of downloads
 
 _loops: dict[int, asyncio.AbstractEventLoop] = {}
 _pools: dict[str, QThreadPool] = {}
+_deliveries: dict[int, _Delivery] = {}
 
 
 class PoolExecutor(concurrent.futures.Executor):
@@ -92,6 +95,8 @@ def qt_event_loop(app: QApplication | None = None) -> asyncio.AbstractEventLoop:
 
     qasync's loop with ``already_running``: Qt's own loop (``app.exec()``, a dialog's, a test's
     wait) turns it, so nothing has to call ``run_forever``."""
+    import asyncio
+
     import qasync
 
     app = app or QApplication.instance()
@@ -104,6 +109,38 @@ def qt_event_loop(app: QApplication | None = None) -> asyncio.AbstractEventLoop:
         asyncio.set_event_loop(loop)
         _loops[id(app)] = loop
     return loop
+
+
+class _Delivery(QObject):
+    """Runs functions on the GUI thread: ``post`` from any thread queues one (Qt's queued
+    connection; no asyncio needed, so the window's first paint does not wait for it)."""
+
+    _posted = Signal(object)
+
+    def __init__(self, parent: QObject) -> None:
+        super().__init__(parent)
+        self._posted.connect(self._run)
+
+    def post(self, fn: Callable[[], None]) -> None:
+        try:
+            self._posted.emit(fn)
+        except RuntimeError:  # the application is gone (shutdown): nobody left to tell
+            pass
+
+    @Slot(object)
+    def _run(self, fn: Callable[[], None]) -> None:
+        fn()
+
+
+def _gui_delivery() -> _Delivery:
+    """The application's :class:`_Delivery` (made on the GUI thread, on first use)."""
+    app = QApplication.instance()
+    if app is None:
+        raise RuntimeError("background calls need a QApplication")
+    delivery = _deliveries.get(id(app))
+    if delivery is None:
+        delivery = _deliveries[id(app)] = _Delivery(app)
+    return delivery
 
 
 class Calls:
@@ -132,19 +169,19 @@ class Calls:
         """Run ``fn()`` off the GUI thread; then ``on_done(result)`` or ``on_error(sentence)``
         on the GUI thread. The future can be waited on (``result(timeout)``) or cancelled
         before it starts."""
-        loop = qt_event_loop()
+        deliver = _gui_delivery()
         future: concurrent.futures.Future = concurrent.futures.Future()
         self._pending.add(future)
 
         def work() -> None:  # a pool thread
             if not future.set_running_or_notify_cancel():
-                loop.call_soon_threadsafe(finish)
+                deliver.post(finish)
                 return
             try:
                 future.set_result(fn())
             except BaseException as exc:  # noqa: BLE001 - delivered as a sentence (rule 8)
                 future.set_exception(exc)
-            loop.call_soon_threadsafe(finish)
+            deliver.post(finish)
 
         def finish() -> None:  # the GUI thread
             self._pending.discard(future)
