@@ -12,6 +12,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # Set before anything imports Qt or huggingface_hub (both read these at import time).
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["HF_HUB_OFFLINE"] = "1"
+# One OpenMP thread per test process (and the CLI children, which inherit it): the suite runs in
+# two worker processes already, and torch's threads spinning on a busy 2-core machine cost over
+# a third of the suite's CPU time for nothing. Results do not depend on it (each equivalence test
+# computes both sides in one process).
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import pytest  # noqa: E402
 
