@@ -291,11 +291,11 @@ def test_view_draws_every_part_and_asks_for_the_picked_image(qtbot, qapp, two_cl
     assert view.picked_image.image.shape == ((side, side, 3) if colour else (side, side))
     rows = -(-len(snap["preview"]) // 8)
     assert view.preview_image.image.shape[:2] == (rows * (side + 1) - 1, 8 * (side + 1) - 1)
-    w = 4  # FAST width: one row of first-layer filters over 2·w rows of w kernels
-    assert view.filters_image.image.shape == (3 + 2 + 2 * w * 4 - 1, w * 4 - 1)
+    w = 4  # FAST width: a row of first-layer filters over w rows (input maps) of 2·w kernels
+    assert view.filters_image.image.shape == (3 + 2 + w * 4 - 1, 2 * w * 4 - 1)
     assert view.confusion_image.image.shape == (snap["confusion"].shape)
-    assert f"{snap['test_acc']:.1%}" in view.missed_caption._full
-    assert view.guess.text().startswith("Is ")
+    assert f"{snap['test_acc']:.1%}" in view.missed_caption.toolTip()
+    assert view.guess._full.startswith("is ")
     assert view.pick_box.maximum() == snap["n_test"] - 1
     with qtbot.waitSignal(view.setParamRequested) as sent:
         view.pick_box.setValue(1)

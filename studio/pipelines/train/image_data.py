@@ -79,9 +79,8 @@ class ClassImages:
         return len(self.class_names)
 
     def short(self) -> str:
-        """A few words for under the preview: "1,501 train · 296 test · 10 classes"."""
-        text = (f"{len(self.x_train):,} train · {len(self.x_test):,} test · "
-                f"{count_of(self.n_classes, 'class', 'classes')}")
+        """A few words for under the preview: "1,501 train · 296 test"."""
+        text = f"{len(self.x_train):,} train · {len(self.x_test):,} test"
         return text + (f" · {self.skipped:,} skipped" if self.skipped else "")
 
     def describe(self) -> str:

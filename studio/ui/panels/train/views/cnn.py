@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSpinBox, QWidget
 
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
@@ -23,6 +23,7 @@ from studio.ui.theme import colors
 PREVIEW_COLS = 8
 MISSED_COLS = 4
 MAPS_COLS = 8
+FILTERS2_OUT, FILTERS2_IN = 16, 8  # second-layer filters shown, and kernels of each
 NEGATIVE, POSITIVE = "#4e79a7", "#f28e2b"  # the diverging scale of the filters
 MAGMA = ("#000004", "#51127c", "#b73779", "#fc8961", "#fcfdbf")  # maps and saliency
 LAYER_COLORS = pk.SERIES_COLORS[:3]
@@ -67,13 +68,13 @@ class CNNView(LessonView):
         self.maps_plot, self.maps_image = _image_plot("cnnMaps")
         self.picked_plot, self.picked_image = _image_plot("cnnPicked")
         self.saliency_plot, self.saliency_image = _image_plot("cnnSaliency")
-        self.guess = QLabel("")
+        self.guess = ElidedLabel("")
         self.guess.setObjectName("cnnGuess")
-        self.guess.setWordWrap(True)
         self.pick_box = QSpinBox()
         self.pick_box.setObjectName("cnnPick")
         self.pick_box.setRange(0, 0)
         self.pick_box.setToolTip("The test image whose feature maps and saliency are shown")
+        self.pick_box.setMaximumWidth(self.pick_box.fontMetrics().horizontalAdvance("000000") + 36)
         self.pick_box.valueChanged.connect(
             lambda v: self.setParamRequested.emit("pick", int(v)))
 
@@ -82,7 +83,8 @@ class CNNView(LessonView):
         item.showAxis("left")
         item.showAxis("bottom")
         self.missed_plot, self.missed_image = _image_plot("cnnMissed")
-        self.missed_caption = caption("Mistakes", tip="Test images the network gets wrong")
+        self.missed_caption = caption("Mistakes", tip="Test images the network gets wrong; "
+                                                      "the caption counts them")
         self.weights_plot = pk.themed_plot()
         self.weights_plot.setObjectName("cnnWeightHist")
         self.grads_plot = pk.themed_plot()
@@ -96,60 +98,60 @@ class CNNView(LessonView):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setHorizontalSpacing(12)
         layout.setVerticalSpacing(4)
-        layout.addWidget(caption("What the model sees",
-                                 tip="Prepared training images, as the network gets them"), 0, 0)
-        preview_box = QVBoxLayout()
-        preview_box.setSpacing(2)
-        preview_box.addWidget(self.preview_plot, 1)
-        preview_box.addWidget(self.data_note)
-        layout.addLayout(preview_box, 1, 0)
-        layout.addWidget(caption("Filters: conv 1, conv 2",
-                                 tip="Top: each first-layer 3×3 filter. Below: one row per "
-                                     "second-layer filter, one 3×3 kernel per first-layer map. "
+        layout.addWidget(caption("Input",
+                                 tip="What the model sees: prepared training images, as the "
+                                     "network gets them"), 0, 0)
+        layout.addWidget(self.preview_plot, 1, 0)
+        layout.addWidget(caption("Filters",
+                                 tip="Top row: the first layer's 3×3 filters. Below: the second "
+                                     "layer's filters (columns, the first 16) with their 3×3 "
+                                     "kernel for each of the first 8 first-layer maps (rows). "
                                      "Blue is negative, orange positive."), 0, 1)
         layout.addWidget(self.filters_plot, 1, 1)
-        pick_head = QHBoxLayout()
-        pick_head.addWidget(caption("Picked image · saliency",
-                                    tip="The picked test image, and how much each pixel moves "
-                                        "the score of its true class (|gradient|)"), 1)
-        pick_label = QLabel("Image #")
-        pick_label.setProperty("muted", True)
-        pick_head.addWidget(pick_label)
-        pick_head.addWidget(self.pick_box)
-        layout.addLayout(pick_head, 0, 2)
-        picked_box = QVBoxLayout()
-        picked_box.setSpacing(2)
+        layout.addWidget(caption("Picked · saliency",
+                                 tip="The picked test image, and how much each pixel moves the "
+                                     "score of its true class (|gradient|)"), 0, 2)
         pair = QHBoxLayout()
+        pair.setSpacing(4)
         pair.addWidget(self.picked_plot)
         pair.addWidget(self.saliency_plot)
-        picked_box.addLayout(pair, 1)
-        picked_box.addWidget(self.guess)
-        layout.addLayout(picked_box, 1, 2)
-        layout.addWidget(caption("Feature maps: conv 1, conv 2",
-                                 tip="What each filter responds to in the picked image "
-                                     "(after ReLU, each map scaled on its own)"), 0, 3)
+        layout.addLayout(pair, 1, 2)
+        layout.addWidget(caption("Feature maps",
+                                 tip="What each filter responds to in the picked image: the "
+                                     "first layer's maps, then the second's (after ReLU, each "
+                                     "map scaled on its own)"), 0, 3)
         layout.addWidget(self.maps_plot, 1, 3)
+        # a row of words under the pictures: the data set, and the picked image's guess
+        layout.addWidget(self.data_note, 2, 0, 1, 2)
+        pick_row = QHBoxLayout()
+        pick_row.setSpacing(6)
+        pick_label = QLabel("Image #")
+        pick_label.setProperty("muted", True)
+        pick_row.addWidget(pick_label)
+        pick_row.addWidget(self.pick_box)
+        pick_row.addWidget(self.guess, 1)
+        layout.addLayout(pick_row, 2, 2, 1, 2)
 
-        layout.addWidget(caption("Confusion (test)",
-                                 tip="Rows: the true class; columns: the network's guess. "
-                                     "The diagonal is right."), 2, 0)
-        layout.addWidget(self.confusion_plot, 3, 0)
-        layout.addWidget(self.missed_caption, 2, 1)
-        layout.addWidget(self.missed_plot, 3, 1)
-        layout.addWidget(caption("Weights per layer",
+        layout.addWidget(caption("Confusion",
+                                 tip="On the test set. Rows: the true class; columns: the "
+                                     "network's guess. The diagonal is right."), 3, 0)
+        layout.addWidget(self.confusion_plot, 4, 0)
+        layout.addWidget(self.missed_caption, 3, 1)
+        layout.addWidget(self.missed_plot, 4, 1)
+        layout.addWidget(caption("Weights",
                                  tip="Histogram of each layer's weights (heights scaled to "
-                                     "the tallest bin)"), 2, 2)
-        layout.addWidget(caption("Gradients per layer",
+                                     "the tallest bin)"), 3, 2)
+        layout.addWidget(caption("Gradients",
                                  tip="Histogram of each layer's weight gradients in the last "
-                                     "step"), 2, 3)
+                                     "step"), 3, 3)
         hist_box = QGridLayout()
         hist_box.setHorizontalSpacing(12)
         hist_box.addWidget(self.weights_plot, 0, 0)
         hist_box.addWidget(self.grads_plot, 0, 1)
         hist_box.addWidget(self.hist_legend, 1, 0, 1, 2)
-        layout.addLayout(hist_box, 3, 2, 1, 2)
+        layout.addLayout(hist_box, 4, 2, 1, 2)
         layout.setRowStretch(1, 1)
-        layout.setRowStretch(3, 1)
+        layout.setRowStretch(4, 1)
         for col in range(4):
             layout.setColumnStretch(col, 1)
         self.hist_legend.set_entries([(name, c, "line") for name, c in
@@ -188,25 +190,33 @@ class CNNView(LessonView):
         names = tuple(snapshot["class_names"])
         if names != self._names:
             self._names = names
-            short = [n if len(n) <= 6 else n[:5] + "…" for n in names]
+            # digits name themselves; longer names would crowd the axes: numbers, named in the tip
+            short = list(names) if all(len(n) <= 2 for n in names) else [
+                str(i) for i in range(len(names))]
             pk.label_ticks(self.confusion_plot, short, "bottom")
             pk.label_ticks(self.confusion_plot, short, "left")
             self.confusion_plot.setToolTip("Classes: " + ", ".join(
                 f"{i}: {n}" for i, n in enumerate(names)))
         self._images(self.preview_image, snapshot["preview"], PREVIEW_COLS)
-        self.data_note.set_full_text(snapshot["data_short"])
-        self.data_note.setToolTip(snapshot["data_note"])
+        self.data_note.set_full_text(f"{snapshot['data_short']} · {snapshot['test_acc']:.1%} right")
+        self.data_note.setToolTip(f"{snapshot['data_note']} Test accuracy "
+                                  f"{snapshot['test_acc']:.1%}.")
 
         f1 = snapshot["filters1"]  # (w, 3, 3, C)
         f1 = _diverging(f1[..., 0] if f1.shape[-1] == 1 else f1.mean(axis=-1))
-        f2 = _diverging(snapshot["filters2"])  # (2w, w, 3, 3)
-        rows2 = tile_images(f2.reshape(-1, 3, 3), f2.shape[1])
-        row1 = tile_images(f1, f2.shape[1])
-        gap = np.full((2, rows2.shape[1]), np.nan, np.float32)
-        width = rows2.shape[1]
-        row1 = np.pad(row1, ((0, 0), (0, max(0, width - row1.shape[1]))),
-                      constant_values=np.nan)[:, :width]
-        self.filters_image.setImage(np.concatenate([row1, gap, rows2]), autoLevels=False)
+        f2 = _diverging(snapshot["filters2"][:FILTERS2_OUT])  # (out, in, 3, 3), per out filter
+        f2 = f2[:, :FILTERS2_IN].transpose(1, 0, 2, 3)  # rows: input maps; columns: filters
+        cols = f2.shape[1]
+        rows2 = tile_images(f2.reshape(-1, 3, 3), cols)
+        row1 = tile_images(f1, max(cols, len(f1)))
+        width = max(rows2.shape[1], row1.shape[1])
+
+        def padded(a: np.ndarray) -> np.ndarray:
+            return np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=np.nan)
+
+        gap = np.full((2, width), np.nan, np.float32)
+        self.filters_image.setImage(np.concatenate([padded(row1), gap, padded(rows2)]),
+                                    autoLevels=False)
 
         m1, m2 = snapshot["maps1"], snapshot["maps2"]
         t1 = tile_images(m1, MAPS_COLS)
@@ -219,9 +229,8 @@ class CNNView(LessonView):
         self._images(self.picked_image, snapshot["picked"][None], 1)
         self.saliency_image.setImage(snapshot["saliency"], autoLevels=False)
         label = names[snapshot["picked_label"]]
-        top = ", ".join(f"{names[i]} {p:.0%}" for i, p in snapshot["picked_top"])
-        self.guess.setText(f"Is {label}; guess: {top}")
-        self.guess.setToolTip(self.guess.text())
+        top = ", ".join(f"{names[i]} ({p:.0%})" for i, p in snapshot["picked_top"])
+        self.guess.set_full_text(f"is {label} · guess {top}")
         self.pick_box.blockSignals(True)
         self.pick_box.setMaximum(max(0, int(snapshot["n_test"]) - 1))
         if not self.pick_box.hasFocus():
@@ -232,8 +241,10 @@ class CNNView(LessonView):
         self.confusion_image.setImage(conf / conf.sum(axis=1, keepdims=True).clip(min=1),
                                       autoLevels=False)
         missed = snapshot["missed"]
-        self.missed_caption.set_full_text(
-            f"Mistakes: {snapshot['n_missed']} · test accuracy {snapshot['test_acc']:.1%}")
+        self.missed_caption.set_full_text(f"{snapshot['n_missed']} wrong")
+        self.missed_caption.setToolTip(
+            f"Test accuracy {snapshot['test_acc']:.1%}: {snapshot['n_missed']} of "
+            f"{snapshot['n_test']} test images are wrong (the first {len(missed)} shown)")
         if len(missed):
             self._images(self.missed_image, missed, MISSED_COLS)
             pairs = [f"{names[t]}→{names[g]}" for t, g in zip(snapshot["missed_true"],
