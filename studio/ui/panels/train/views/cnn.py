@@ -89,6 +89,10 @@ class CNNView(LessonView):
         self.weights_plot.setObjectName("cnnWeightHist")
         self.grads_plot = pk.themed_plot()
         self.grads_plot.setObjectName("cnnGradHist")
+        # ranges that follow the data with hysteresis: autoranging every frame made the axes
+        # regenerate their labels each time (most of a frame's drawing)
+        self.weights_range = pk.StickyRange(self.weights_plot, zero_y=True)
+        self.grads_range = pk.StickyRange(self.grads_plot, zero_y=True)
         self.weight_curves = [self._curve(self.weights_plot, c) for c in LAYER_COLORS]
         self.grad_curves = [self._curve(self.grads_plot, c) for c in LAYER_COLORS]
         self.hist_legend = LegendStrip()
@@ -244,7 +248,8 @@ class CNNView(LessonView):
         self.missed_caption.set_full_text(f"{snapshot['n_missed']} wrong")
         self.missed_caption.setToolTip(
             f"Test accuracy {snapshot['test_acc']:.1%}: {snapshot['n_missed']} of "
-            f"{snapshot['n_test']} test images are wrong (the first {len(missed)} shown)")
+            f"{snapshot['n_test']} test images are wrong at step {snapshot['test_step']} (the "
+            f"first {len(missed)} shown)")
         if len(missed):
             self._images(self.missed_image, missed, MISSED_COLS)
             pairs = [f"{names[t]}→{names[g]}" for t, g in zip(snapshot["missed_true"],
@@ -254,11 +259,19 @@ class CNNView(LessonView):
         else:
             self.missed_image.clear()
             self.missed_plot.setToolTip("No test image is wrong")
-        for curves, key in ((self.weight_curves, "weights"), (self.grad_curves, "grads")):
+        for curves, key, span in ((self.weight_curves, "weights", self.weights_range),
+                                  (self.grad_curves, "grads", self.grads_range)):
+            lo = hi = 0.0
             for curve, layer in zip(curves, snapshot["histograms"], strict=True):
                 counts, edges = layer[key]
                 top = float(counts.max()) or 1.0
                 curve.setData(edges, counts / top, stepMode="center")
+                lo, hi = min(lo, float(edges[0])), max(hi, float(edges[-1]))
+            span.show(np.array([lo, hi]), np.array([0.0, 1.0]))
+
+    def reset(self) -> None:
+        self.weights_range.reset()
+        self.grads_range.reset()
 
     def _images(self, item: pg.ImageItem, images: np.ndarray, cols: int) -> None:
         """(n, s, s, C) images in [0, 1] tiled ``cols`` wide (grey ones through the LUT)."""
