@@ -302,3 +302,71 @@ def test_view_draws_every_part_and_asks_for_the_picked_image(qtbot, qapp, two_cl
     assert sent.args == ["pick", 1]
     assert set(view.export_items()) >= {"Filters", "Feature maps", "Saliency",
                                         "Confusion matrix"}
+
+
+def test_a_reset_to_an_unusable_folder_keeps_the_session_and_says_why(tmp_path):
+    """In the window: choosing a folder with one class refuses in words; the lesson goes on
+    with the trainer and config it had (the form is not left showing the refused ones)."""
+    import threading
+
+    from studio.pipelines.train.session import TrainingSession
+
+    write_images(tmp_path / "one" / "cats", 4)
+    states, frames, changed = [], [], threading.Condition()
+
+    def on_frame(frame):
+        with changed:
+            frames.append(frame)
+            changed.notify_all()
+        session.frame_done()
+
+    def on_state(state, message):
+        with changed:
+            states.append((state, message))
+            changed.notify_all()
+
+    session = TrainingSession("cnn", on_frame, on_state, runs_root=tmp_path / "runs",
+                              config=FAST)
+    try:
+        session.start()
+        with changed:
+            assert changed.wait_for(lambda: frames, 60)
+        session.step_once()
+        with changed:
+            assert changed.wait_for(lambda: frames and frames[-1].step == 1, 60)
+        session.reset({**FAST, "dataset": "folder", "data_folder": str(tmp_path / "one")})
+        with changed:
+            assert changed.wait_for(lambda: any("two classes" in m for _, m in states), 60)
+        session.step_once()
+        with changed:
+            assert changed.wait_for(lambda: frames[-1].step == 2, 60)
+        assert frames[-1].config["dataset"] == "digits" and session.config["dataset"] == "digits"
+    finally:
+        session.stop()
+
+
+# -- using the trained model: Gallery's Classify ---------------------------------------------------
+def trained_run(runs_dir: Path, folder: Path, steps: int = 30) -> Path:
+    from studio.pipelines.train.runs import Run
+
+    trainer = make(dataset="folder", data_folder=str(folder), image_size="24")
+    run(trainer, steps)
+    saved = Run.create(runs_dir, "cnn", 0, trainer.config)
+    saved.save_checkpoint(trainer)
+    return saved.path
+
+
+def test_classify_any_image_with_the_newest_cnn_run(tmp_path, two_classes):
+    from studio.core.jobs import UserFacingError
+    from studio.pipelines.train.classify import classify_image
+
+    photo = tmp_path / "red.jpg"
+    Image.new("RGB", (300, 200), (230, 20, 25)).save(photo)
+    with pytest.raises(UserFacingError, match="No trained CNN yet: open Train"):
+        classify_image(photo, tmp_path / "runs")
+    trained_run(tmp_path / "runs", two_classes)
+    shutil.rmtree(two_classes)  # the model needs no training data to classify
+    answer = classify_image(photo, tmp_path / "runs")
+    assert [name for name, _ in answer.top] == ["red", "blue"]
+    assert answer.top[0][1] > 0.5 and "red" in answer.sentence()
+    assert "step 30" in answer.sentence() and "your folder" in answer.sentence()

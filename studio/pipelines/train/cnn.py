@@ -344,6 +344,8 @@ class CNNTrainer(Trainer):
             "model": tl.tensor_state(self.net),
             "optimizer": tl.optimizer_state(self._optimizer.optimizer),
             "generators": tl.generator_states(self._gens),
+            # for using the model without its data (Gallery's Classify)
+            "classes": list(self.data.class_names), "channels": self.data.channels,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -346,7 +346,7 @@ def _folder(folder: str, size: int, signature: tuple) -> ClassImages:
             if min(rgb.size) < size:
                 small += 1
                 continue
-            got.append(_fit(rgb, size))
+            got.append(fit_square(rgb, size))
         if got:
             ys += [len(names)] * len(got)
             names.append(name)
@@ -379,7 +379,7 @@ def _folder(folder: str, size: int, signature: tuple) -> ClassImages:
                   photo=True, notes=tuple(notes), skipped=skipped)
 
 
-def _fit(rgb, size: int) -> np.ndarray:
+def fit_square(rgb, size: int) -> np.ndarray:
     """Centre-crop to a square and resize to ``size``: (3, size, size) floats in [0, 1]."""
     from PIL import Image, ImageOps
 
