@@ -61,24 +61,26 @@ COSINE_FLOOR = 0.05  # cosine decays to this share of the learning rate, then st
 EXTRA_STATE = "studio_state.json"  # beside accelerate's files: the lesson's step and generators
 
 EXPLANATION = """\
-**What you see.** Left: what the model sees (a grid of prepared training images). The filters
-of each convolution layer (first layer: what it looks for in the pixels; second layer: one row per
-filter, one 3×3 kernel per first-layer map), the feature maps of the test image you pick, and its
-saliency: how much each pixel moves the score of the right class (the gradient of that score with
-respect to the input). Right: the confusion matrix on the test set (rows: the true class, columns:
-the guess), the test images it gets wrong, and histograms of each layer's weights and gradients.
+**What you see.** Top row: the input (what the model sees: prepared training images), the filters
+of both convolution layers (first layer: what it looks for in the pixels; second layer: its
+filters' 3×3 kernels over the first layer's maps; blue negative, orange positive), the test image
+you pick with its saliency (how much each pixel moves the score of its true class: the gradient of
+that score with respect to the input), and its feature maps. Bottom row: the confusion matrix on
+the test set (rows: the true class, columns: the guess), the test images it gets wrong, and
+histograms of each layer's weights and gradients.
 
 **What to try.** Pick another image (Image #) and watch which pixels matter. Switch the schedule
 to *cosine* or *warm-up*; raise the learning rate to 0.05 and see the loss jump. Try *Shapes* or
 *Textures* (generated), *Photo patches*, or **your own folder**: one sub-folder of images per class
-(cats/, dogs/, …). Change the image size: the preview shows what the network gets. Widen the
-network, or accumulate gradients over micro-batches (same result, less memory).
+(cats/, dogs/, …). Change the image size: the input grid shows what the network gets. Widen the
+network, or accumulate gradients over micro-batches (same result, less memory). Then right-click
+any image in Gallery: *Classify with the trained CNN*.
 
 **What is normal.** On digits at 16 px the test accuracy passes 95 % after about 200 steps:
-{normal}, and settles near 97 %. The first-layer filters turn from noise into edge and blob detectors; mistakes cluster
-on look-alikes (4/9, 3/8, 1/7). Weight histograms widen slowly; gradients shrink as it learns. Run
-it headless, or on several processes or GPUs, with
-`accelerate launch -m studio train cnn --steps 1000 --out DIR`.
+{normal}, and settles near 97 %. The first-layer filters turn from noise into edge and blob
+detectors; mistakes cluster on look-alikes (4/9, 3/8, 1/7). Weight histograms widen slowly;
+gradients shrink as it learns. Run it headless, or on several processes or GPUs, with
+`accelerate launch --multi_gpu --num_processes 2 -m studio train cnn --steps 1000 --out DIR`.
 """
 #: measured with ``python -m bench.train --bare`` (seeds 0–2: steps 175–225, 0.8–1.0 s)
 NORMAL_TIME = "about one second of one CPU core"
