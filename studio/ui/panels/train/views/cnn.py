@@ -60,6 +60,7 @@ class CNNView(LessonView):
         super().__init__(lesson_key, parent)
         self._photo = False
         self._names: tuple[str, ...] = ()
+        self._drawn: dict[str, Any] = {}  # what the slow-changing pictures show now
         self.preview_plot, self.preview_image = _image_plot("cnnPreview")
         self.data_note = ElidedLabel("")  # the whole description is its tooltip
         self.data_note.setObjectName("cnnDataNote")
@@ -201,11 +202,11 @@ class CNNView(LessonView):
             pk.label_ticks(self.confusion_plot, short, "left")
             self.confusion_plot.setToolTip("Classes: " + ", ".join(
                 f"{i}: {n}" for i, n in enumerate(names)))
-        self._images(self.preview_image, snapshot["preview"], PREVIEW_COLS)
-        self.data_note.set_full_text(f"{snapshot['data_short']} · {snapshot['test_acc']:.1%} right")
-        self.data_note.setToolTip(f"{snapshot['data_note']} Test accuracy "
-                                  f"{snapshot['test_acc']:.1%}.")
-
+        # the input grid changes with the data set only; the test-set pictures every few steps:
+        # drawn again only then (each image costs the GUI thread a render)
+        if snapshot["data_note"] != self._drawn.get("data"):
+            self._drawn["data"] = snapshot["data_note"]
+            self._images(self.preview_image, snapshot["preview"], PREVIEW_COLS)
         f1 = snapshot["filters1"]  # (w, 3, 3, C)
         f1 = _diverging(f1[..., 0] if f1.shape[-1] == 1 else f1.mean(axis=-1))
         f2 = _diverging(snapshot["filters2"][:FILTERS2_OUT])  # (out, in, 3, 3), per out filter
@@ -241,6 +242,23 @@ class CNNView(LessonView):
             self.pick_box.setValue(int(snapshot["pick"]))
         self.pick_box.blockSignals(False)
 
+        test_key = (snapshot["step"] if snapshot["step"] == 0 else snapshot["test_step"],
+                    snapshot["data_note"])
+        if test_key != self._drawn.get("test"):
+            self._drawn["test"] = test_key
+            self._show_test_set(snapshot, names)
+        for curves, key, span in ((self.weight_curves, "weights", self.weights_range),
+                                  (self.grad_curves, "grads", self.grads_range)):
+            lo = hi = 0.0
+            for curve, layer in zip(curves, snapshot["histograms"], strict=True):
+                counts, edges = layer[key]
+                top = float(counts.max()) or 1.0
+                curve.setData(edges, counts / top, stepMode="center")
+                lo, hi = min(lo, float(edges[0])), max(hi, float(edges[-1]))
+            span.show(np.array([lo, hi]), np.array([0.0, 1.0]))
+
+    def _show_test_set(self, snapshot: dict[str, Any], names: tuple[str, ...]) -> None:
+        """The confusion matrix, the mistakes and the test accuracy."""
         conf = snapshot["confusion"].astype(np.float64)
         self.confusion_image.setImage(conf / conf.sum(axis=1, keepdims=True).clip(min=1),
                                       autoLevels=False)
@@ -259,17 +277,12 @@ class CNNView(LessonView):
         else:
             self.missed_image.clear()
             self.missed_plot.setToolTip("No test image is wrong")
-        for curves, key, span in ((self.weight_curves, "weights", self.weights_range),
-                                  (self.grad_curves, "grads", self.grads_range)):
-            lo = hi = 0.0
-            for curve, layer in zip(curves, snapshot["histograms"], strict=True):
-                counts, edges = layer[key]
-                top = float(counts.max()) or 1.0
-                curve.setData(edges, counts / top, stepMode="center")
-                lo, hi = min(lo, float(edges[0])), max(hi, float(edges[-1]))
-            span.show(np.array([lo, hi]), np.array([0.0, 1.0]))
+        self.data_note.set_full_text(f"{snapshot['data_short']} · {snapshot['test_acc']:.1%} right")
+        self.data_note.setToolTip(f"{snapshot['data_note']} Test accuracy "
+                                  f"{snapshot['test_acc']:.1%}.")
 
     def reset(self) -> None:
+        self._drawn.clear()
         self.weights_range.reset()
         self.grads_range.reset()
 
