@@ -3,7 +3,7 @@
     python -m bench.train [--seconds 1.5] [--rounds 2] [--lessons optimizers gan-2d …]
                           [--session thread]
 
-Every lesson by default (eight; under two minutes on two idle cores). For each lesson, rounds
+Every lesson by default (nine; about two minutes on two idle cores). For each lesson, rounds
 alternate three measurements of the same trainer, so that a change in the machine's load hits
 them alike:
 
@@ -27,6 +27,12 @@ trainer that gets a whole core and still steps slower than headless is our overh
 gets less is waiting for a core (two cores: the GUI takes one, other programs share the rest).
 ``load`` is the 1-minute load average when the lesson's rounds began: compare ratios, not rates,
 between runs on a shared machine.
+
+``--bare`` instead measures the image lessons' loop (``cnn``: through accelerate) against a bare
+PyTorch loop of the same model, data, optimizer, metrics and test evaluation (every 25 steps), in
+alternating rounds: ``ratio`` = lesson steps/s / bare steps/s (target ≥ 0.95: the accelerate
+wrapper must be free). It also times "what is normal": steps and seconds (one torch thread)
+until the lesson's test accuracy on digits first passes 95 %, over three seeds.
 
 ``--controls`` instead measures the child-process session's controls (tests/
 test_train_process_session.py and test_train_a_session.py check what they do, not how fast):
@@ -235,6 +241,85 @@ def measure_controls(rounds: int = 3) -> dict[str, float]:
             "slow_steps_s": statistics.median(slow)}
 
 
+def bare_loop(trainer):
+    """A plain PyTorch loop of ``trainer``'s model (a fresh copy of the same initial weights),
+    data, optimizer and batch draw, with the same test-set evaluation every 25 steps: one call =
+    one step."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from studio.pipelines.train import cnn
+
+    model = copy.deepcopy(trainer.net)
+    opt = torch.optim.Adam(model.parameters(), lr=float(trainer.config["lr"]))
+    x_train, y_train = trainer._x_train, trainer._y_train
+    x_test, y_test = trainer._x_test, trainer._y_test
+    g = torch.Generator().manual_seed(1)
+    n = int(trainer.config["batch_size"])
+    count = 0
+
+    def step() -> None:
+        nonlocal count
+        idx = torch.randint(0, len(x_train), (n,), generator=g)
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        logits = model(x_train[idx])
+        loss = F.cross_entropy(logits, y_train[idx])
+        loss.backward()
+        float(loss.detach())
+        float((logits.argmax(1) == y_train[idx]).sum())  # the lesson's batch accuracy
+        opt.step()
+        count += 1
+        if count == 1 or count % cnn.TEST_EVERY == 0:
+            with torch.no_grad():
+                model.eval()
+                logits = model(x_test)
+                float(F.cross_entropy(logits, y_test))
+                float((logits.argmax(1) == y_test).float().mean())
+
+    return step
+
+
+def rate(step, seconds: float) -> float:
+    end = time.perf_counter() + WARMUP_S
+    while time.perf_counter() < end:
+        step()
+    steps, t0 = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - t0) < seconds:
+        step()
+        steps += 1
+    return steps / elapsed
+
+
+def measure_bare(lesson: str, seconds: float, rounds: int) -> None:
+    import torch
+
+    from studio.pipelines.train.registry import lesson_class
+
+    torch.set_num_threads(1)
+    trainer = lesson_class(lesson)({}, seed=0)
+    bare = bare_loop(trainer)
+    ours_r, bare_r = [], []
+    for _ in range(rounds):
+        ours_r.append(rate(trainer.step, seconds))
+        bare_r.append(rate(bare, seconds))
+    ratios = [a / b for a, b in zip(ours_r, bare_r, strict=True)]
+    print(f"{lesson}: lesson loop {statistics.median(ours_r):.0f} steps/s, bare PyTorch "
+          f"{statistics.median(bare_r):.0f} steps/s, ratio {statistics.median(ratios):.2f} "
+          f"({min(ratios):.2f}–{max(ratios):.2f} over {rounds} rounds; one torch thread)")
+    for seed in range(3):
+        trainer = lesson_class(lesson)({}, seed=seed)
+        t0 = time.perf_counter()
+        while True:
+            metrics = trainer.step()
+            if metrics.get("test_acc", 0.0) > 0.95 or trainer.step_count >= 5000:
+                break
+        print(f"{lesson} seed {seed}: test accuracy {metrics.get('test_acc', 0):.1%} at step "
+              f"{trainer.step_count}, {time.perf_counter() - t0:.1f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
     from studio.pipelines.train.registry import lesson_keys
 
@@ -246,12 +331,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2,
                         help="raw/headless/window rounds per lesson (default 2)")
     parser.add_argument("--lessons", nargs="+", default=lesson_keys(), metavar="LESSON",
-                        help="lessons to measure (default: all eight)")
+                        help="lessons to measure (default: all of them)")
     parser.add_argument("--session", choices=["process", "thread"], default="process",
                         help="where the window's trainer runs (default: a child process)")
     parser.add_argument("--controls", action="store_true",
                         help="measure stop() and slow mode of the child-process session instead")
+    parser.add_argument("--bare", action="store_true",
+                        help="the image lessons' loop vs a bare PyTorch loop, and the time to "
+                             "'what is normal' (default lessons: cnn)")
     args = parser.parse_args(argv)
+    if args.bare:
+        for lesson in (args.lessons if args.lessons != lesson_keys() else ["cnn"]):
+            measure_bare(lesson, args.seconds, max(args.rounds, 3))
+        return 0
     if args.controls:
         got = measure_controls()
         print(f"process session: stop() after 50 steps {got['stop_s'] * 1e3:.0f} ms (the child "

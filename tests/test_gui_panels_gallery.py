@@ -254,3 +254,21 @@ def test_the_viewer_is_never_larger_than_a_small_screen(qtbot, ctx, monkeypatch,
     qtbot.addWidget(dialog)
     assert dialog.width() <= 1366 * 0.9 and dialog.height() <= 728 * 0.9
     assert dialog.width() >= 640 and dialog.height() >= 480
+
+
+def test_classify_says_the_top_classes_of_the_trained_cnn(qtbot, panel, images, ctx, tmp_path):
+    from tests.test_train_e_cnn import trained_run, write_images
+
+    show_and_load(qtbot, panel)
+    path, _ = images[0]
+    index = panel.model.index(panel.model.row_of(str(path)))
+    find_action(panel.context_menu_for(index), "classifyImage").trigger()
+    qtbot.waitUntil(lambda: "No trained CNN yet" in panel.last_classification, timeout=60_000)
+    write_images(tmp_path / "data" / "red", 6, colour=(220, 40, 40))
+    write_images(tmp_path / "data" / "blue", 6, colour=(30, 40, 220))
+    trained_run(ctx.paths.runs_dir, tmp_path / "data")
+    panel.last_classification = ""
+    panel.classify(path)
+    qtbot.waitUntil(lambda: "the CNN of run" in panel.last_classification, timeout=60_000)
+    assert panel.last_classification.startswith(f"{path.name}: ")
+    assert "%" in panel.last_classification

@@ -9,12 +9,22 @@ stdout with ``--json``. The run folder (``config.json``, ``metrics.jsonl``, a ch
 Exit status: 0 done; 1 the training diverged (the message says what to try; the run folder holds
 everything up to that step); 2 bad input (unknown lesson or setting, invalid value); 130 Ctrl+C
 (the run so far is saved). ``--list`` and a misspelt lesson name answer without importing torch.
+
+Image lessons (``cnn``) train on ``--data DIR`` (your own folder of images, a sub-folder per class)
+and run through ``accelerate``, so the same command runs across processes or GPUs::
+
+    accelerate launch --multi_gpu --num_processes 2 -m studio train cnn --data DIR --steps N --out RUN
+
+(on CPUs too: ``--multi_gpu`` is accelerate's name for "several processes"; they talk over gloo).
+Every process trains its share of each batch; only the first writes the run folder and prints, and
+all of them write accelerate's checkpoint (``RUN/accelerate/``) at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,10 +32,15 @@ from typing import Any
 from studio.core.wording import count_of
 
 NAME = "train"
-HELP = "train a lesson (optimizers, classifier-2d, gan-2d, …) without a window"
+HELP = "train a lesson (optimizers, classifier-2d, gan-2d, cnn, …) without a window"
 EXIT_STATUS = ("Exit status: 0 done; 1 the training diverged (the message says what to try; the "
                "run folder keeps everything up to that step); 2 bad input (an unknown lesson or "
                "setting, an invalid value); 130 Ctrl+C (the run so far is saved).")
+
+MULTI_PROCESS = ("Image lessons run across processes or GPUs through accelerate: accelerate launch "
+                 "--multi_gpu --num_processes 2 -m studio train cnn --data DIR --steps N --out RUN "
+                 "(also on CPUs, over gloo).")
+ACCELERATE_DIR = "accelerate"  # accelerate's save_state of an image lesson, in the run folder
 
 EXIT_DIVERGED = 1
 EXIT_CANCELLED = 130
@@ -45,7 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="settings", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="a hyperparameter, e.g. --set lr=0.001 (repeatable)")
+    parser.add_argument("--data", type=Path, default=None, metavar="DIR",
+                        help="image lessons (cnn): train on your own folder of images, one "
+                             "sub-folder per class (same as --set dataset=folder "
+                             "--set data_folder=DIR)")
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
+    parser.epilog = ((parser.epilog + " ") if parser.epilog else "") + MULTI_PROCESS
 
 
 def _lesson_keys() -> list[str]:
@@ -98,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise UsageError(f"--steps must be at least 1, not {args.steps}")
     settings = _parse_settings(args.settings)
+    if args.data is not None:
+        settings.update(dataset="folder", data_folder=str(args.data))
     from studio.pipelines.train.base import InvalidParameter, TrainingDiverged
     from studio.pipelines.train.registry import lesson, lesson_class
 
@@ -113,12 +135,25 @@ def run(args: argparse.Namespace) -> int:
 
     # The lessons' models are tiny: torch's thread pool only adds waiting (see session.py).
     torch.set_num_threads(1)
+    cls = lesson_class(args.lesson)
+    specs = {p.name for p in cls.params}
+    if args.data is not None and "data_folder" not in specs:
+        raise UsageError(f"{args.lesson} does not train on images; --data is for the image "
+                         "lessons (cnn)")
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if launched and args.out is None:
+        raise UsageError("give --out DIR when running across processes, so that they all write "
+                         "the same run folder")
     try:
-        cls = lesson_class(args.lesson)
         config = cls.validate_config(settings)
         trainer = cls(config, seed=args.seed)
     except InvalidParameter as exc:
         raise UsageError(str(exc)) from None
+    main = trainer.is_main_process
+    if launched and not hasattr(trainer, "save_accelerate_state"):
+        raise UsageError(f"{args.lesson} runs in one process; {MULTI_PROCESS}")
+    if not main:  # the other processes of a launch train their share and stay quiet
+        return _train_quietly(trainer, args)
     root = load_settings().settings.resolved_paths(default_paths()).runs_dir
     run_ = Run.create(root, args.lesson, args.seed, trainer.config, path=args.out)
     if not args.json:
@@ -151,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
         code = EXIT_CANCELLED
     run_.append_metrics(buffer)
     run_.save_checkpoint(trainer)
+    _save_accelerate(trainer, run_.path)
     if args.json:
         print(json.dumps({"run": str(run_.path), "steps": trainer.step_count,
                           "loss": last.get("loss")}), flush=True)
@@ -158,3 +194,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"done: {count_of(trainer.step_count, 'step')}, loss {last.get('loss', float('nan')):.4g}; "
               f"run saved in {run_.path}", file=sys.stderr, flush=True)
     return code
+
+
+def _save_accelerate(trainer: Any, run_path: Path) -> None:
+    """An image lesson's ``Accelerator.save_state`` in the run folder (every process calls it)."""
+    save = getattr(trainer, "save_accelerate_state", None)
+    if save is not None:
+        save(run_path / ACCELERATE_DIR)
+
+
+def _train_quietly(trainer: Any, args: argparse.Namespace) -> int:
+    """A launch's non-first process: the same steps (its share of each batch), no output."""
+    from studio.pipelines.train.base import TrainingDiverged
+
+    try:
+        for _ in range(args.steps):
+            trainer.step()
+    except TrainingDiverged:
+        return EXIT_DIVERGED  # the first process says why
+    _save_accelerate(trainer, args.out)
+    return 0

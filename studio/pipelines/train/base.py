@@ -33,7 +33,7 @@ class TrainingDiverged(RuntimeError):
 class ParamSpec:
     """One knob of a lesson.
 
-    ``kind`` is float | int | choice | bool. ``live`` knobs can change mid-run without a reset
+    ``kind`` is float | int | choice | bool | folder (a folder's path as text; "" = none). ``live`` knobs can change mid-run without a reset
     (learning rate, optimizer, β, k_D/k_G, noise); the others need a reset. ``choice_labels``
     maps a choice's code id (the stored value, what ``--set`` takes) to the name a person reads
     ("rosenbrock" -> "Rosenbrock valley"); a choice without one is shown as its id.
@@ -80,6 +80,8 @@ class ParamSpec:
                     v = value.lower() in ("1", "true", "yes", "on")
                 else:
                     v = bool(value)
+            elif self.kind == "folder":
+                v = "" if value is None else str(value).strip()
             elif self.kind == "choice":
                 v = str(value)
                 if v not in self.choices:
@@ -162,6 +164,12 @@ class Trainer:
             if p.name == name:
                 return p
         raise InvalidParameter(f"Unknown setting {name!r} for {cls.info.key}.")
+
+    @property
+    def is_main_process(self) -> bool:
+        """False in the other processes of a multi-process launch (``accelerate launch``): they
+        train their share but write no run folder and print nothing."""
+        return True
 
     # -- the interface ---------------------------------------------------------------------------
     def step(self, part: str | None = None) -> dict[str, float]:

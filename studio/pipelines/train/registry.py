@@ -55,6 +55,10 @@ LESSONS: dict[str, Lesson] = _lessons(
     ("ddpm-2d", "Diffusion (DDPM) on 2D data",
      "Learn to undo noise one small step at a time.",
      "studio.pipelines.train.ddpm2d:DDPM2D"),
+    ("cnn", "CNN: classify images",
+     "A small convolutional network learns to tell digits, shapes, photos or your own images "
+     "apart.",
+     "studio.pipelines.train.cnn:CNNTrainer"),
 )
 #: lesson key -> "module:Class".
 LESSON_PATHS: dict[str, str] = {key: lesson.path for key, lesson in LESSONS.items()}

@@ -167,8 +167,16 @@ class TrainingSession:
         def do() -> None:
             self._set_playing(False)
             self._close_run()
+            before = self._config, self._seed
             self._config, self._seed = new_config, new_seed
-            self._build()
+            try:
+                self._build()
+            except Exception:
+                # the new config could not be built (e.g. a data folder with one class): the
+                # trainer and run so far stay, and so does the config the frames report
+                self._config, self._seed = before
+                self._dirty = True
+                raise
 
         self._post(do)
 

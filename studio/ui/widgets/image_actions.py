@@ -127,12 +127,14 @@ def build_image_menu(parent: QWidget, path: str | Path, *,
                      reuse: Callable[[], Any] | None = None,
                      on_deleted: Callable[[Path], None] | None = None,
                      show_open: bool = True,
-                     send_to: Callable[[str, Path], Any] | None = None) -> QMenu:
+                     send_to: Callable[[str, Path], Any] | None = None,
+                     classify: Callable[[Path], Any] | None = None) -> QMenu:
     """The right-click menu for one image file.
 
     ``reuse`` is called for "Reuse parameters" (the action is disabled when it is None);
     ``on_deleted(path)`` after the file was deleted; ``send_to(workspace, path)`` for
-    "Send to Transform" (shown only when given).
+    "Send to Transform" (shown only when given); ``classify(path)`` for "Classify with the
+    trained CNN" (shown only when given).
     """
     path = Path(path)
     menu = QMenu(parent)
@@ -153,6 +155,8 @@ def build_image_menu(parent: QWidget, path: str | Path, *,
         enabled=reuse is not None)
     if send_to is not None:
         add("Send to Transform", "sendToTransform", lambda: send_to("transform", path))
+    if classify is not None:
+        add("Classify with the trained CNN", "classifyImage", lambda: classify(path))
     menu.addSeparator()
 
     def _delete() -> None:

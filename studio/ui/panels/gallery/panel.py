@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QStackedWidget,
     QVBoxLayout,
@@ -61,6 +62,8 @@ class GalleryPanel(QWidget):
         self.setObjectName("galleryPanel")
         self.ctx = ctx
         self._calls = Calls(self, serial=True)  # index jobs in order: one SQLite writer
+        self._classify_calls = Calls(self)  # Classify: torch and a small CNN, beside the index
+        self.last_classification = ""
         self._index: Any = None  # created on the pool thread (opening SQLite is I/O)
         self._generation = 0
         self._loaded_once = False
@@ -374,7 +377,33 @@ class GalleryPanel(QWidget):
 
         return image_actions.build_image_menu(
             self, path, reuse=reuse, on_deleted=lambda p: self._forget(Path(p)),
-            send_to=lambda key, p: self.ctx.openInWorkspace.emit(key, Path(p)))
+            send_to=lambda key, p: self.ctx.openInWorkspace.emit(key, Path(p)),
+            classify=self.classify)
+
+    def classify(self, path: Path) -> Any:
+        """The top-3 classes of the image at ``path`` by the newest trained CNN (Train's CNN
+        lesson), said in a message box; loading and running the small model happens off the GUI
+        thread."""
+        runs_dir = self.ctx.paths.runs_dir
+
+        def work() -> Any:
+            from studio.pipelines.train.classify import classify_image
+
+            return classify_image(Path(path), runs_dir)
+
+        def say(icon: QMessageBox.Icon, title: str, text: str) -> None:
+            self.last_classification = text
+            box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, self)
+            box.setObjectName("classifyResult")
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.open()  # not modal for the whole app: the gallery stays usable
+
+        return self._classify_calls.run(
+            work,
+            lambda answer: say(QMessageBox.Icon.Information, "Classify",
+                               f"{Path(path).name}: {answer.sentence()}"),
+            lambda message: say(QMessageBox.Icon.Warning, "Could not classify the image",
+                                message))
 
     # -- misc ----------------------------------------------------------------------------------
     def _show_empty(self, title: str, text: str = "") -> None:

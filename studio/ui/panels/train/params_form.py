@@ -4,7 +4,7 @@ Learning rates (``log_scale``) get a slider that moves in powers of ten, its exa
 beside the knob's name; choices get a combo box listing readable names (the code id stays the
 stored value; a choice this install cannot use, e.g. a data set whose package is missing, is
 listed greyed out with what it needs); ints a spin box; other floats a spin box; bools a check
-box. A change to a *live* knob is sent (debounced, so dragging a slider sends its last value) as
+box; folders a path field with a Browse… button. A change to a *live* knob is sent (debounced, so dragging a slider sends its last value) as
 ``paramChanged``; a change to any other knob starts the run over, as ``resetRequested`` with the
 whole form.
 
@@ -24,8 +24,11 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
+    QPushButton,
     QSlider,
     QSpinBox,
     QVBoxLayout,
@@ -148,6 +151,50 @@ class LogSlider(QWidget):
         self.valueChanged.emit(value)
 
 
+class FolderEdit(QWidget):
+    """A folder's path: typed (sent when editing ends) or chosen with Browse…."""
+
+    valueChanged = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.line = QLineEdit()
+        self.line.setPlaceholderText("No folder chosen")
+        self.line.setClearButtonEnabled(True)
+        self.line.editingFinished.connect(self._edited)
+        self.browse = QPushButton("Browse…")
+        self.browse.setToolTip("Choose a folder of images")
+        self.browse.clicked.connect(self._choose)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(4)
+        row.addWidget(self.line, 1)
+        row.addWidget(self.browse)
+        self._value = ""
+
+    def value(self) -> str:
+        return self._value
+
+    def setValue(self, value: str) -> None:  # noqa: N802 - as the spin boxes name it
+        self._value = str(value or "")
+        self.line.setText(self._value)
+        self.line.setCursorPosition(0)
+        self.line.setToolTip(self._value)
+
+    def _edited(self) -> None:
+        text = self.line.text().strip()
+        if text != self._value:
+            self.setValue(text)
+            self.valueChanged.emit(text)
+
+    def _choose(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Choose a folder of images",
+                                                self._value or "")
+        if path and path != self._value:
+            self.setValue(path)
+            self.valueChanged.emit(path)
+
+
 class ParamsForm(QWidget):
     """Widgets for every knob of one lesson."""
 
@@ -235,6 +282,10 @@ class ParamsForm(QWidget):
             box.currentIndexChanged.connect(
                 lambda i, b=box, s=spec: self._changed(s, b.itemData(i)))
             return box
+        if spec.kind == "folder":
+            folder = FolderEdit()
+            folder.valueChanged.connect(lambda v, s=spec: self._changed(s, v))
+            return folder
         if spec.kind == "bool":
             check = QCheckBox()
             check.toggled.connect(lambda v, s=spec: self._changed(s, v))

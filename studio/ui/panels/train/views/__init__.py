@@ -18,6 +18,7 @@ VIEW_PATHS: dict[str, str] = {
     "gan-2d": "studio.ui.panels.train.views.gan:GANView",
     "wgan-gp-2d": "studio.ui.panels.train.views.gan:GANView",
     "ddpm-2d": "studio.ui.panels.train.views.ddpm:DDPMView",
+    "cnn": "studio.ui.panels.train.views.cnn:CNNView",
 }
 
 
