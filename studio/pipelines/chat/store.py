@@ -195,7 +195,15 @@ class ConversationStore:
 
             def __exit__(self, kind: Any, *_: Any) -> None:
                 try:
-                    store._db.execute("ROLLBACK" if kind else "COMMIT")
+                    if kind:
+                        store._db.execute("ROLLBACK")
+                        return
+                    try:
+                        store._db.execute("COMMIT")
+                    except sqlite3.Error:  # disk full at commit: nothing of it stays
+                        if store._db.in_transaction:
+                            store._db.execute("ROLLBACK")
+                        raise
                 finally:
                     store._lock.release()
 
