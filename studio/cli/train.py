@@ -25,7 +25,8 @@ NAME = "train"
 HELP = "train a lesson (optimizers, classifier-2d, gan-2d, …) without a window"
 EXIT_STATUS = ("Exit status: 0 done; 1 the training diverged (the message says what to try; the "
                "run folder keeps everything up to that step); 2 bad input (an unknown lesson or "
-               "setting, an invalid value); 130 Ctrl+C (the run so far is saved).")
+               "setting, an invalid value); 130 Ctrl+C (the run so far is saved); 143 SIGTERM (as "
+               "Ctrl+C).")
 
 EXIT_DIVERGED = 1
 EXIT_CANCELLED = 130

@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,6 +27,10 @@ from studio.core.jobs import Handler, Job, JobCancelled, JobListener, JobState, 
 log = logging.getLogger(__name__)
 
 AsyncHandler = Callable[..., Awaitable[Any]]
+
+
+#: Every live GPU lane, so the command line can tell whether a job outlived its shutdown wait.
+RUNNERS: weakref.WeakSet[JobRunner] = weakref.WeakSet()
 
 
 class JobRunner(Lane):
@@ -52,10 +57,16 @@ class JobRunner(Lane):
         self._current: Job | None = None
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
+        RUNNERS.add(self)
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def busy(self) -> bool:
+        """A job is running on the worker right now (after shutdown: one that did not stop)."""
+        return self._thread.is_alive() and self._current is not None
 
     def register(self, kind: str, handler: Handler) -> None:
         """Run jobs of ``kind`` with ``handler`` from now on."""
