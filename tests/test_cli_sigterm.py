@@ -59,3 +59,35 @@ def test_sigterm_during_training_keeps_the_run_and_exits_143(tmp_path):
     _no_crash(proc, err)
     assert "the run is saved in" in err
     assert (Path(tmp_path) / "run" / "checkpoint" / "checkpoint.json").is_file()
+
+
+def test_a_job_that_outlives_the_shutdown_wait_ends_the_process_without_finalising(
+        monkeypatch, capsys):
+    """Python finalising around a worker still inside torch aborts in C++; the command leaves
+    with os._exit instead, after saying so. An idle or joined worker changes nothing."""
+    import threading
+
+    import studio.cli as cli
+    from studio.core.lanes import JobRunner
+
+    exits: list[int] = []
+    monkeypatch.setattr(cli.os, "_exit", exits.append)
+    started, release = threading.Event(), threading.Event()
+
+    def stuck(request, sink, cancel):
+        started.set()
+        release.wait(30)
+
+    runner = JobRunner({"stuck": stuck}, name="test-gpu-worker")
+    try:
+        assert cli._leave_if_a_job_is_stuck(0) == 0 and exits == []  # idle: a normal exit
+        runner.submit("stuck", None)
+        assert started.wait(30)
+        runner.shutdown(wait=True, timeout=0.05)  # the job ignores its cancel
+        cli._leave_if_a_job_is_stuck(143)
+        assert exits == [143]
+        assert "did not stop in time" in capsys.readouterr().err
+    finally:
+        release.set()
+        runner.shutdown(wait=True, timeout=30)
+    assert not runner.busy

@@ -193,7 +193,7 @@ def _leave_if_a_job_is_stuck(code: int) -> int:
     """
     lanes = sys.modules.get("studio.core.lanes")  # not imported: no job ever ran
     if lanes is None or threading.current_thread() is not threading.main_thread() \
-            or not any(runner.busy for runner in list(lanes.RUNNERS)):
+            or not any(runner.stuck for runner in list(lanes.RUNNERS)):
         return code
     print("studio: the running job did not stop in time; leaving without waiting for it",
           file=sys.stderr, flush=True)

@@ -65,8 +65,13 @@ class JobRunner(Lane):
 
     @property
     def busy(self) -> bool:
-        """A job is running on the worker right now (after shutdown: one that did not stop)."""
+        """A job is running on the worker right now."""
         return self._thread.is_alive() and self._current is not None
+
+    @property
+    def stuck(self) -> bool:
+        """Shut down, yet a job is still running on the worker (it did not stop in time)."""
+        return self._stopping and self.busy
 
     def register(self, kind: str, handler: Handler) -> None:
         """Run jobs of ``kind`` with ``handler`` from now on."""
