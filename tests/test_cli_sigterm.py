@@ -23,10 +23,19 @@ def _start(*argv: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _no_crash(proc: subprocess.Popen, err: str) -> None:
+def _terminate(proc: subprocess.Popen, started) -> str:
+    """Wait until ``started(proc)`` says the job runs, send SIGTERM; stderr once it exited 143
+    with no abort and the closing line."""
+    try:
+        assert started(proc), proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
     assert proc.returncode == 143, err
     assert "Traceback" not in err and "terminate called" not in err and "Aborted" not in err
     assert err.strip().splitlines()[-1] == "studio: stopped by SIGTERM", err
+    return err
 
 
 def test_sigterm_during_a_chat_reply_cancels_it_and_exits_143(studio_home, tiny_llama_dir):
@@ -36,27 +45,13 @@ def test_sigterm_during_a_chat_reply_cancels_it_and_exits_143(studio_home, tiny_
                   studio_home / "config" / "settings.json")
     proc = _start("chat", "--model", "tiny-llama", "--prompt", "hi", "--temperature", "0",
                   "--max-new-tokens", "100000")
-    try:
-        first = proc.stdout.read(1)  # the reply is streaming on the GPU worker
-        assert first, proc.stderr.read()
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    _no_crash(proc, err)
-    assert "SIGTERM" in err
+    _terminate(proc, lambda p: p.stdout.read(1))  # the reply is streaming on the GPU worker
 
 
 def test_sigterm_during_training_keeps_the_run_and_exits_143(tmp_path):
     proc = _start("train", "classifier-2d", "--steps", "100000000", "--out",
                   str(tmp_path / "run"), "--json")
-    try:
-        assert proc.stdout.readline().startswith("{")  # training has begun
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    _no_crash(proc, err)
+    err = _terminate(proc, lambda p: p.stdout.readline().startswith("{"))  # training has begun
     assert "the run is saved in" in err
     assert (Path(tmp_path) / "run" / "checkpoint" / "checkpoint.json").is_file()
 
