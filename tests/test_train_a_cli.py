@@ -30,7 +30,8 @@ def test_json_run_with_set_lr_writes_the_run_folder(studio_home):
     assert config["config"]["lr"] == 0.05 and config["config"]["dataset"] == "circles"
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows == lines[:-1]
-    assert (run / "checkpoint.safetensors").is_file() and (run / "checkpoint.json").is_file()
+    assert (run / "checkpoint" / "checkpoint.safetensors").is_file()
+    assert (run / "checkpoint" / "checkpoint.json").is_file()
 
 
 def test_text_output_out_dir_and_lr_for_every_optimizer(tmp_path):

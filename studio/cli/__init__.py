@@ -8,7 +8,9 @@ torch).
 
 Exit status, the same rule for every command: 0 done; 1 the work failed (a job, a download, a
 copy: the message says why); 2 bad input (a usage error, an invalid value, a model or file that
-does not exist or is of the wrong kind); 130 interrupted with Ctrl+C. :class:`UsageError` is how a
+does not exist or is of the wrong kind); 130 interrupted with Ctrl+C; 143 stopped by SIGTERM (the
+job is cancelled as Ctrl+C cancels it, and the worker joined before the process ends; ``studio
+serve`` exits 0, a SIGTERM being its normal stop). :class:`UsageError` is how a
 command says "bad input"; an uncaught :class:`studio.core.jobs.UserFacingError` is a failure (1).
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -41,6 +44,24 @@ COMMANDS: list[str] = [
 
 #: The exit status after Ctrl+C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
+#: The exit status after SIGTERM (128 + SIGTERM).
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised on the main thread by the first SIGTERM: every Ctrl+C path (cancel the job, wait for
+    the worker, keep what is finished) runs for it too; the exit status is then 143."""
+
+
+_terminated = threading.Event()
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    # Only the first: a second SIGTERM while the job stops must not cut the wait for the worker
+    # short (the process would end with the worker inside torch, which aborts in C++).
+    if not _terminated.is_set():
+        _terminated.set()
+        raise Terminated
 
 #: What ``studio`` with no sub-command does.
 DEFAULT_COMMAND = "gui"
@@ -54,7 +75,8 @@ EXIT_INTERRUPTED = 130
 #: The exit-status rule every command follows (the end of ``studio --help``).
 EXIT_RULE = ("Exit status (every command): 0 done; 1 the work failed (a job, a download, a copy; "
              "the message says why); 2 bad input: a usage error, an invalid value, or a model "
-             "or file that does not exist or is of the wrong kind; 130 interrupted with Ctrl+C. "
+             "or file that does not exist or is of the wrong kind; 130 interrupted with Ctrl+C; 143 "
+             "stopped by SIGTERM (a running job is cancelled first). "
              "Errors are one line on stderr: 'studio: error: …'.")
 
 
@@ -148,16 +170,43 @@ def _ctrl_c_interrupts() -> Iterator[None]:
         yield  # signal handlers can only be set on the main thread (an embedding caller's job)
         return
     previous = signal.getsignal(signal.SIGINT)
+    previous_term = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _terminated.clear()
     try:
         yield
     finally:
         if previous is not None:  # None: set outside Python, cannot be put back from here
             signal.signal(signal.SIGINT, previous)
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+
+
+def _leave_if_a_job_is_stuck(code: int) -> int:
+    """End the process at once when a job outlived the engine's shutdown wait.
+
+    The commands cancel their job and join the GPU worker before returning; a job stuck inside
+    one long model call (a huge first UNet step) can outlast that wait. Letting the interpreter
+    shut down around a thread that is inside torch ends in a C++ ``terminate`` (an abort and a
+    core dump), so the process leaves without finalising, with the command's status.
+    """
+    lanes = sys.modules.get("studio.core.lanes")  # not imported: no job ever ran
+    if lanes is None or threading.current_thread() is not threading.main_thread() \
+            or not any(runner.stuck for runner in list(lanes.RUNNERS)):
+        return code
+    print("studio: the running job did not stop in time; leaving without waiting for it",
+          file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
+    return _leave_if_a_job_is_stuck(_main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     with _ctrl_c_interrupts():
         parser, commands = build_parser()
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -166,11 +215,18 @@ def main(argv: list[str] | None = None) -> int:
         from studio.core.jobs import UserFacingError
 
         try:
-            return int(commands[args.command].run(args) or 0)
+            code = int(commands[args.command].run(args) or 0)
         except UsageError as exc:
             return fail(str(exc), EXIT_USAGE)
         except UserFacingError as exc:  # a command's work failed with a message for a person
             return fail(str(exc), EXIT_FAILED)
-        except KeyboardInterrupt:  # before a job started (loading, checking): nothing to keep
+        except KeyboardInterrupt as exc:  # before a job started (loading, checking)
+            if isinstance(exc, Terminated):
+                print("studio: stopped by SIGTERM", file=sys.stderr, flush=True)
+                return EXIT_TERMINATED
             print("studio: interrupted", file=sys.stderr, flush=True)
             return EXIT_INTERRUPTED
+        if code == EXIT_INTERRUPTED and _terminated.is_set():  # the command stopped its job
+            print("studio: stopped by SIGTERM", file=sys.stderr, flush=True)
+            return EXIT_TERMINATED
+        return code

@@ -16,7 +16,7 @@ import sys
 import threading
 from typing import Any
 
-from studio.cli import UsageError, fail
+from studio.cli import Terminated, UsageError, fail
 from studio.cli.common import (
     EXIT_CANCELLED,
     add_device_argument,
@@ -33,7 +33,8 @@ EXIT_STATUS = ("Exit status: 0 done (the reply was written, or the conversation 
                "/exit or Ctrl+D); 1 the reply failed (a model that does not load, a server "
                "that refuses; the message says why); 2 bad input (an invalid value, a model that "
                "does not exist or is not a language model); 130 Ctrl+C stopped a --prompt reply "
-               "(in a conversation Ctrl+C only stops the reply being written).")
+               "(in a conversation Ctrl+C only stops the reply being written); 143 SIGTERM (the "
+               "reply is stopped and the command ends).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -120,10 +121,14 @@ def _ask(engine: Any, request: Any, printer: _Printer) -> tuple[Any, bool]:
     try:
         while not job.wait(timeout=0.1):
             pass
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         interrupted = True
         job.cancel()
         job.wait(timeout=30)
+        if isinstance(exc, Terminated):  # not just this reply: the whole command stops
+            sys.stdout.write("" if printer.ended_with_newline else "\n")
+            sys.stdout.flush()
+            raise
     if not printer.ended_with_newline:
         sys.stdout.write("\n")
         sys.stdout.flush()
@@ -143,7 +148,9 @@ def _repl(engine: Any, template: Any, system: str, printer: _Printer) -> int:
             line = input("you> " if tty else "")
         except EOFError:
             return 0
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, Terminated):
+                raise
             print(file=sys.stderr)
             continue
         text = line.strip()

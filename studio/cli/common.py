@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from studio.cli import UsageError, fail
+from studio.cli import Terminated, UsageError, fail
 
 EXIT_CANCELLED = 130
 #: The exit statuses of the image commands (the end of their ``--help``).
@@ -26,7 +26,7 @@ IMAGE_EXIT_STATUS = ("Exit status: 0 every image was written; 1 the job failed (
                      "does not load, out of memory; the message says why); 2 bad input (an "
                      "invalid value, a model or image that does not exist or is of the wrong "
                      "kind, a device this machine lacks); 130 Ctrl+C (the images finished so "
-                     "far stay).")
+                     "far stay); 143 SIGTERM (as Ctrl+C).")
 
 
 # -- options ---------------------------------------------------------------------------------
@@ -276,8 +276,9 @@ def wait_for(engine: Any, job: Any) -> bool:
         while not engine.wait(job, timeout=0.2):
             pass
         return False
-    except KeyboardInterrupt:
-        print("studio: cancelling… (Ctrl+C again to quit at once)", file=sys.stderr, flush=True)
+    except KeyboardInterrupt as exc:
+        print("studio: SIGTERM: cancelling the job…" if isinstance(exc, Terminated) else
+              "studio: cancelling… (Ctrl+C again to quit at once)", file=sys.stderr, flush=True)
         engine.cancel(job)
     try:
         while not engine.wait(job, timeout=0.2):

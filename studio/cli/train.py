@@ -35,7 +35,8 @@ NAME = "train"
 HELP = "train a lesson (optimizers, classifier-2d, gan-2d, cnn, …) without a window"
 EXIT_STATUS = ("Exit status: 0 done; 1 the training diverged (the message says what to try; the "
                "run folder keeps everything up to that step); 2 bad input (an unknown lesson or "
-               "setting, an invalid value); 130 Ctrl+C (the run so far is saved).")
+               "setting, an invalid value); 130 Ctrl+C (the run so far is saved); 143 SIGTERM (as "
+               "Ctrl+C).")
 
 MULTI_PROCESS = ("Image lessons run across processes or GPUs through accelerate: accelerate launch "
                  "--multi_gpu --num_processes 2 -m studio train cnn --data DIR --steps N --out RUN "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Union
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 AsyncHandler = Callable[..., Awaitable[Any]]
 LoopSource = Union["asyncio.AbstractEventLoop", Callable[[], "asyncio.AbstractEventLoop"], None]
+
+
+#: Every live GPU lane, so the command line can tell whether a job outlived its shutdown wait.
+RUNNERS: weakref.WeakSet[JobRunner] = weakref.WeakSet()
 
 
 class JobRunner(Lane):
@@ -55,10 +60,21 @@ class JobRunner(Lane):
         self._current: Job | None = None
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
+        RUNNERS.add(self)
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def busy(self) -> bool:
+        """A job is running on the worker right now."""
+        return self._thread.is_alive() and self._current is not None
+
+    @property
+    def stuck(self) -> bool:
+        """Shut down, yet a job is still running on the worker (it did not stop in time)."""
+        return self._stopping and self.busy
 
     def register(self, kind: str, handler: Handler) -> None:
         """Run jobs of ``kind`` with ``handler`` from now on."""

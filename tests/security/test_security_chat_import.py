@@ -4,6 +4,7 @@ store stays untouched (issue: duplicate ids made the import loop forever and fil
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
@@ -49,6 +50,9 @@ HOSTILE = {
     "lone surrogate": [_msg(1, content="a\ud800b")],
     "message not an object": [_msg(1), "hello"],
     "id an object": [_msg({"x": 1})],
+    "time of 400 digits": [_msg(1, created=10**400)],  # float() raised OverflowError
+    "negative time of 400 digits": [_msg(1, created=-10**400)],
+    "nan time": [_msg(1, created=float("nan"))],
 }
 
 
@@ -154,3 +158,76 @@ def test_the_window_imports_off_the_gui_thread_and_refuses_a_hostile_file(
         sidebar.import_file(str(good))
     assert [m.content for m in store.path(imported.args[0])] == ["hello", "hi there"]
     assert sidebar.import_button.isEnabled()
+
+
+def test_a_number_too_long_for_python_is_refused_by_name(tmp_path):
+    digits = tmp_path / "digits.json"
+    digits.write_text('{"messages": [{"role": "user", "content": "x", "created": '
+                      + "9" * 5000 + "}]}")
+    with pytest.raises(ValueError, match="number too long"):
+        read_conversation_file(digits)
+
+
+class _Refusing:
+    """The store's connection with every INSERT refused as SQLite refuses it."""
+
+    def __init__(self, db, error):
+        self.db, self.error = db, error
+
+    def execute(self, sql, args=()):
+        if sql.lstrip().upper().startswith("INSERT INTO MESSAGES"):
+            raise self.error
+        return self.db.execute(sql, args)
+
+    def __getattr__(self, name):
+        return getattr(self.db, name)
+
+
+@pytest.mark.parametrize("error", [
+    sqlite3.IntegrityError("FOREIGN KEY constraint failed"),
+    sqlite3.OperationalError("database or disk is full"),
+])
+def test_a_database_that_refuses_the_write_is_a_message_and_rolls_back(store, monkeypatch,
+                                                                       error):
+    before = _snapshot(store)
+    real = store._db
+    monkeypatch.setattr(store, "_db", _Refusing(real, error))
+    with pytest.raises(ValueError, match="nothing was imported") as err:
+        import_json(store, [_msg(1), _msg(2, 1, "assistant")])
+    assert "\n" not in str(err.value)
+    monkeypatch.setattr(store, "_db", real)
+    assert _snapshot(store) == before and not real.in_transaction
+    assert import_json(store, [_msg(1)]).title  # the store works on afterwards
+
+
+def test_seeded_random_damage_is_always_a_message(store):
+    """Fields of a valid export replaced by values of every JSON type and extreme size: each
+    import succeeds or raises ValueError, never TypeError, KeyError or OverflowError."""
+    import copy
+    import random
+
+    rnd = random.Random(20)
+    values = [None, True, 0, -1, 2**64, 10**400, -10**400, 1.5, float("nan"), float("inf"), "",
+              "x", "a\ud800", "user", [], [1], {}, {"a": {"b": []}}, "\x00"]
+    base = {"format": "studio-conversation", "version": 1, "title": "t", "system_prompt": "s",
+            "model": "m", "settings": {}, "created": 1.0, "current_leaf": 2,
+            "messages": [_msg(1, tokens=1, created=1.0, complete=True, meta={}),
+                         _msg(2, 1, "assistant", tokens=2, created=2.0, complete=True, meta={})]}
+    for _ in range(1500):
+        data = copy.deepcopy(base)
+        for _ in range(rnd.randint(1, 3)):
+            if rnd.random() < 0.4:
+                data[rnd.choice([*base, "extra"])] = rnd.choice(values)
+            elif isinstance(data.get("messages"), list) and data["messages"]:
+                target = rnd.choice(data["messages"])
+                key = rnd.choice(list(base["messages"][0]))
+                if not isinstance(target, dict):
+                    continue
+                if rnd.random() < 0.2:
+                    target.pop(key, None)
+                else:
+                    target[key] = rnd.choice(values)
+        try:
+            import_json(store, data if rnd.random() < 0.8 else data.get("messages"))
+        except ValueError:
+            pass

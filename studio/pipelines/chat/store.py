@@ -195,7 +195,15 @@ class ConversationStore:
 
             def __exit__(self, kind: Any, *_: Any) -> None:
                 try:
-                    store._db.execute("ROLLBACK" if kind else "COMMIT")
+                    if kind:
+                        store._db.execute("ROLLBACK")
+                        return
+                    try:
+                        store._db.execute("COMMIT")
+                    except sqlite3.Error:  # disk full at commit: nothing of it stays
+                        if store._db.in_transaction:
+                            store._db.execute("ROLLBACK")
+                        raise
                 finally:
                     store._lock.release()
 
@@ -380,8 +388,26 @@ class ConversationStore:
         return hits[:limit]
 
 
+def write_failure(exc: BaseException) -> str:
+    """Why a write to the conversations database failed and what to do, as a user reads it."""
+    text = str(exc)
+    low = text.lower()
+    if "disk is full" in low or "no space" in low:
+        return "the disk is full; free some space on it"
+    if "readonly" in low or "read-only" in low:
+        return "the conversations database is read-only; make it writable"
+    if "locked" in low or "busy" in low:
+        return "the conversations database is in use by another program; close it"
+    return f"the conversations database refused it ({text})"
+
+
 class StreamingSaver:
-    """Writes a reply being streamed into its message row every few tokens or moments."""
+    """Writes a reply being streamed into its message row every few tokens or moments.
+
+    A failed write (disk full, database read-only) never escapes: the text stays in :attr:`text`,
+    :attr:`error` says what went wrong, later saves try again (so the reply catches up when space
+    returns) and :meth:`finish` can be called again until it returns True.
+    """
 
     def __init__(self, store: ConversationStore, message_id: int, every_tokens: int = 8,
                  every_seconds: float = 0.5) -> None:
@@ -391,6 +417,8 @@ class StreamingSaver:
         self.every_seconds = every_seconds
         self.text = ""
         self.tokens = 0
+        self.error: sqlite3.Error | None = None
+        self.meta: dict[str, Any] | None = None
         self._saved_tokens = 0
         self._saved_at = time.monotonic()
 
@@ -401,12 +429,39 @@ class StreamingSaver:
                 or time.monotonic() - self._saved_at >= self.every_seconds):
             self.save()
 
-    def save(self) -> None:
-        self.store.update_message(self.message_id, content=self.text, tokens=self.tokens)
+    def _write(self, **fields: Any) -> bool:
+        try:
+            self.store.update_message(self.message_id, content=self.text, tokens=self.tokens,
+                                      **fields)
+        except sqlite3.Error as exc:
+            self.error = exc
+            return False
+        self.error = None
+        return True
+
+    def save(self) -> bool:
+        """Write the text so far; False (and :attr:`error` set) when the database refused it."""
+        saved = self._write()
         self._saved_tokens = self.tokens
         self._saved_at = time.monotonic()
+        return saved
 
-    def finish(self, meta: dict[str, Any] | None = None) -> None:
-        """The reply is complete (or was stopped): the final text, marked complete."""
-        self.store.update_message(self.message_id, content=self.text, tokens=self.tokens,
-                                  complete=True, meta=meta)
+    def finish(self, meta: dict[str, Any] | None = None) -> bool:
+        """The reply is complete (or was stopped): the final text, marked complete.
+
+        False when the database refused it; call :meth:`retry` (or this again) later.
+        """
+        self.meta = meta
+        return self._write(complete=True, meta=meta)
+
+    def retry(self) -> bool:
+        """Save the finished reply again (after a failed :meth:`finish`)."""
+        return self.finish(self.meta)
+
+    @property
+    def failure(self) -> str:
+        """The sentence to show when the last write failed ("" when it did not)."""
+        if self.error is None:
+            return ""
+        return (f"This reply could not be saved: {write_failure(self.error)}, then click Save "
+                "again. It is kept here meanwhile (sending a message saves it first).")

@@ -13,13 +13,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sqlite3
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
 from studio.core.wording import count_of
-from studio.pipelines.chat.store import Conversation, ConversationStore, inserted_id
+from studio.pipelines.chat.store import (
+    Conversation,
+    ConversationStore,
+    inserted_id,
+    write_failure,
+)
 from studio.pipelines.chat.types import ROLES
 
 FORMAT = "studio-conversation"
@@ -119,8 +125,9 @@ def _text(value: Any, what: str, limit: int, default: str = "") -> str:
 def _number(value: Any, what: str, default: float) -> float:
     if value is None:
         return default
+    # compared before float(): float() of a 400-digit int raises OverflowError
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(float(value)) or not 0 <= float(value) < 1e11:
+            or not 0 <= value < 1e11 or not math.isfinite(value):
         raise ValueError(f"{what} must be a time in seconds, not {str(value)[:40]!r}")
     return float(value)
 
@@ -253,7 +260,19 @@ def plan_import(data: Any) -> ImportPlan:
 
 
 def write_import(store: ConversationStore, plan: ImportPlan) -> Conversation:
-    """Write a checked conversation in one transaction: all of it, or (on any error) nothing."""
+    """Write a checked conversation in one transaction: all of it, or (on any error) nothing.
+
+    A database that refuses the write (disk full, read-only, a constraint) raises ValueError with
+    the reason; the transaction is rolled back, so the store is as it was.
+    """
+    try:
+        return _write_import(store, plan)
+    except sqlite3.Error as exc:
+        raise ValueError(f"nothing was imported: {write_failure(exc)}, then import it "
+                         "again") from None
+
+
+def _write_import(store: ConversationStore, plan: ImportPlan) -> Conversation:
     with store.transaction():
         now = time.time()
         cur = store._db.execute(
@@ -301,4 +320,7 @@ def read_conversation_file(path: Path | str) -> ImportPlan:
         raise ValueError(f"{path.name} is nested too deeply to be a conversation") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path.name} is not JSON ({exc.msg}, line {exc.lineno})") from None
+    except ValueError:  # a number with thousands of digits (Python's int-string limit)
+        raise ValueError(f"{path.name} holds a number too long to be part of a conversation") \
+            from None
     return plan_import(data)

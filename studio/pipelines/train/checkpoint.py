@@ -10,10 +10,18 @@ and tuples are tagged so they come back exactly as they went in. Loading never u
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
 from studio.core.files import atomic_write_bytes, atomic_write_text
+
+TENSORS_NAME = "checkpoint.safetensors"
+JSON_NAME = "checkpoint.json"
+_NEW = ".new-"  # ``<folder>.new-<id>``: a checkpoint being written (complete once renamed)
+_OLD = ".old-"  # ``<folder>.old-<id>``: the previous checkpoint, moved aside during the swap
 
 
 def _flatten(node: Any, tensors: dict[str, Any], path: str) -> Any:
@@ -69,8 +77,6 @@ def save_state(state: dict[str, Any], tensors_path: Path, json_path: Path,
     Both carry the same random token and the JSON is written last, so a crash between the two
     writes is detected on load (the tokens differ) instead of mixing two checkpoints.
     """
-    import uuid
-
     from safetensors.torch import save
 
     tensors: dict[str, Any] = {}
@@ -125,3 +131,101 @@ def _not_a_checkpoint(path: Path) -> Exception:
             "checkpoints. It was not loaded; start the run again from its beginning.")
     return UserFacingError(f"The run's checkpoint {path.name} is damaged (not a safetensors "
                            "file); start the run again from its beginning.")
+
+
+# -- a checkpoint folder swapped in whole ---------------------------------------------------------
+# Replacing the two files one after the other loses the previous checkpoint if the program dies in
+# between (the tensors are new, the JSON old: neither loads). So a checkpoint is a folder,
+# ``<folder>/checkpoint.safetensors`` + ``checkpoint.json``, written complete and fsynced beside
+# the live one as ``<folder>.new-<id>``, then swapped in by two renames (old aside, new in). A
+# SIGKILL at any point leaves at least one complete folder, which :func:`settle_folder` puts back
+# in place and whose leftovers it removes.
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name == "nt":  # directories cannot be opened for fsync on Windows; rename is durable
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _siblings(folder: Path, marker: str) -> list[Path]:
+    try:
+        names = os.listdir(folder.parent)
+    except OSError:
+        return []
+    return sorted(folder.parent / n for n in names if n.startswith(folder.name + marker))
+
+
+def is_complete(folder: Path) -> bool:
+    """Whether ``folder`` holds both files of one checkpoint (same token), without loading it."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        doc = json.loads((folder / JSON_NAME).read_text(encoding="utf-8"))
+        token = doc["token"]
+        with safe_open(str(folder / str(doc["tensors"])), framework="pt") as fh:
+            return token is not None and (fh.metadata() or {}).get("token") == token
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError):
+        return False
+
+
+def has_folder(folder: Path) -> bool:
+    """Whether a checkpoint exists at ``folder`` or can be recovered from an interrupted swap."""
+    return ((folder / JSON_NAME).is_file()
+            or any((p / JSON_NAME).is_file() for p in _siblings(folder, _NEW) + _siblings(folder, _OLD)))
+
+
+def settle_folder(folder: Path) -> None:
+    """Finish or undo a swap a crash interrupted, then remove every leftover beside ``folder``.
+
+    The live folder wins when it is complete; otherwise a complete new one (the swap got as far
+    as moving the old aside), else the old one. Only the process that owns the run calls this.
+    """
+    folder = Path(folder)
+    news, olds = _siblings(folder, _NEW), _siblings(folder, _OLD)
+    if not news and not olds:
+        return
+    if not is_complete(folder):
+        for candidate in [*news, *olds]:
+            if is_complete(candidate):
+                if folder.exists():
+                    shutil.rmtree(folder, ignore_errors=True)
+                os.replace(candidate, folder)
+                _fsync_dir(folder.parent)
+                break
+    for leftover in _siblings(folder, _NEW) + _siblings(folder, _OLD):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def save_folder(state: dict[str, Any], folder: Path, extra: dict[str, Any] | None = None) -> None:
+    """Write ``state`` as the checkpoint folder ``folder``, replacing the previous one atomically."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    settle_folder(folder)
+    tag = uuid.uuid4().hex[:12]
+    new, old = folder.with_name(folder.name + _NEW + tag), folder.with_name(folder.name + _OLD + tag)
+    new.mkdir()
+    try:
+        save_state(state, new / TENSORS_NAME, new / JSON_NAME, extra)
+        _fsync_dir(new)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    moved = False
+    if folder.exists():
+        os.replace(folder, old)
+        moved = True
+    os.replace(new, folder)
+    _fsync_dir(folder.parent)
+    if moved:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_folder(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read the checkpoint folder ``folder`` (after settling an interrupted swap)."""
+    settle_folder(Path(folder))
+    return load_state(Path(folder) / JSON_NAME)

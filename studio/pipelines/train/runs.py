@@ -5,8 +5,10 @@
 - ``metrics.jsonl``: one JSON object per logged step, with ``step``, ``loss`` (the lesson's main
   loss) and the lesson's other series. Appended in whole lines (one ``write`` per batch, then
   flush); a line cut short by a crash is skipped on reading.
-- ``checkpoint.safetensors`` + ``checkpoint.json``: the trainer's state (see
-  :mod:`studio.pipelines.train.checkpoint`; no pickle anywhere).
+- ``checkpoint/`` holding ``checkpoint.safetensors`` + ``checkpoint.json``: the trainer's state
+  (see :mod:`studio.pipelines.train.checkpoint`; no pickle anywhere), replaced as a whole folder so
+  a crash while saving leaves the previous checkpoint or the new one, never half of each. Runs
+  made before kept the two files in the run folder itself; those still load.
 
 No Qt here; torch is imported only when a checkpoint is saved or loaded.
 """
@@ -25,12 +27,20 @@ from typing import Any
 
 from studio.core.files import atomic_write_text
 from studio.pipelines.train.base import Trainer
-from studio.pipelines.train.checkpoint import load_state, save_state
+from studio.pipelines.train.checkpoint import (
+    JSON_NAME,
+    TENSORS_NAME,
+    has_folder,
+    load_folder,
+    load_state,
+    save_folder,
+)
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
-CHECKPOINT = "checkpoint.safetensors"
-CHECKPOINT_JSON = "checkpoint.json"
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT = f"{CHECKPOINT_DIR}/{TENSORS_NAME}"
+CHECKPOINT_JSON = f"{CHECKPOINT_DIR}/{JSON_NAME}"
 
 
 def new_run_id(lesson: str, seed: int, root: Path) -> str:
@@ -132,12 +142,19 @@ class Run:
     # -- checkpoints --------------------------------------------------------------------------
     @property
     def has_checkpoint(self) -> bool:
-        return (self.path / CHECKPOINT_JSON).exists()
+        return has_folder(self.path / CHECKPOINT_DIR) or (self.path / JSON_NAME).is_file()
 
     def save_checkpoint(self, trainer: Trainer) -> None:
-        save_state(trainer.state_dict(), self.path / CHECKPOINT, self.path / CHECKPOINT_JSON,
-                   extra={"step": trainer.step_count, "config": dict(trainer.config),
-                          "seed": trainer.seed, "lesson": trainer.info.key})
+        save_folder(trainer.state_dict(), self.path / CHECKPOINT_DIR,
+                    extra={"step": trainer.step_count, "config": dict(trainer.config),
+                           "seed": trainer.seed, "lesson": trainer.info.key})
+        for legacy in (JSON_NAME, TENSORS_NAME):  # the layout before checkpoint/ is superseded
+            (self.path / legacy).unlink(missing_ok=True)
+
+    def _load_checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        if has_folder(self.path / CHECKPOINT_DIR):
+            return load_folder(self.path / CHECKPOINT_DIR)
+        return load_state(self.path / JSON_NAME)  # a run saved before checkpoint/ existed
 
     def load_trainer(self) -> Trainer:
         """The trainer as the last checkpoint left it (or fresh, when there is none)."""
@@ -146,7 +163,7 @@ class Run:
         cls = lesson_class(self.lesson)
         if not self.has_checkpoint:
             return cls(dict(self.meta["config"]), seed=self.seed)
-        state, doc = load_state(self.path / CHECKPOINT_JSON)
+        state, doc = self._load_checkpoint()
         # The saved config includes live knobs changed mid-run, so the trainer is built as it was.
         trainer = cls(dict(doc["config"]), seed=int(doc["seed"]))
         trainer.load_state_dict(state)

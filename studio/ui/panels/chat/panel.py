@@ -13,6 +13,7 @@ regenerating a reply, adds a sibling branch; "‹ 1/2 ›" switches between bran
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import time
 from typing import Any
 
@@ -35,7 +36,12 @@ from PySide6.QtWidgets import (
 from studio.core.jobs import JobSnapshot, JobState
 from studio.core.wording import count_of
 from studio.pipelines.chat.prompting import history_fits, reply_reserve
-from studio.pipelines.chat.store import ConversationStore, Message, StreamingSaver
+from studio.pipelines.chat.store import (
+    ConversationStore,
+    Message,
+    StreamingSaver,
+    write_failure,
+)
 from studio.pipelines.chat.types import ChatRequest
 from studio.ui.context import AppContext
 from studio.ui.panels.chat.controls import ChatControls
@@ -76,6 +82,9 @@ class ChatPanel(QWidget):
         self.saver: StreamingSaver | None = None
         self.streaming: Message | None = None
         self.editing: Message | None = None
+        # A finished reply the database refused (disk full): kept here until Save again works.
+        self.unsaved: StreamingSaver | None = None
+        self.unsaved_message: Message | None = None
         self._build()
         self._flush_timer = QTimer(self, singleShot=True, interval=33)
         self._flush_timer.timeout.connect(self._flush)
@@ -157,6 +166,22 @@ class ChatPanel(QWidget):
         cancel_edit.clicked.connect(self.cancel_edit)
         eb.addWidget(cancel_edit)
         box.addWidget(self.edit_banner)
+        self.save_banner = QFrame()  # styled as the window's error banners
+        self.save_banner.setObjectName("Banner")
+        self.save_banner.setProperty("kind", "error")
+        self.save_banner.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        sb = QHBoxLayout(self.save_banner)
+        sb.setContentsMargins(10, 6, 6, 6)
+        self.save_error = QLabel("")
+        self.save_error.setWordWrap(True)
+        self.save_error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        sb.addWidget(self.save_error, 1)
+        self.save_again = QPushButton("Save again")
+        self.save_again.setToolTip("Write the reply kept here into the conversations database")
+        self.save_again.clicked.connect(self.retry_save)
+        sb.addWidget(self.save_again)
+        self.save_banner.setVisible(False)
+        box.addWidget(self.save_banner)
         row = QHBoxLayout()
         self.input = QPlainTextEdit()
         self.input.setPlaceholderText("Message the model…  (Enter sends, Shift+Enter: new line)")
@@ -223,8 +248,9 @@ class ChatPanel(QWidget):
     def reload(self, scroll_to_end: bool = False) -> None:
         """Re-read the conversation's current branch into the view."""
         path = self.store.path(self.conv_id) if self.conv_id is not None else []
-        if self.streaming is not None:  # keep the live object so appends reach the view
-            path = [self.streaming if m.id == self.streaming.id else m for m in path]
+        # the live reply (so appends reach the view) and one not saved yet show as held here
+        live = {m.id: m for m in (self.streaming, self.unsaved_message) if m is not None}
+        path = [live.get(m.id, m) for m in path]
         dropped = next((int(m.meta.get("dropped_messages", 0)) for m in reversed(path)
                         if m.role == "assistant"), 0)
         self.delegate.clear_cache()
@@ -259,23 +285,63 @@ class ChatPanel(QWidget):
         if not self.controls.model_spec():
             self.status.setText("Choose a model first.")
             return
-        if self.conv_id is None:
-            self.new_conversation()
-        conv = self.store.conversation(self.conv_id)
-        if conv.title in ("", "New chat"):
-            self.store.rename(self.conv_id, text.splitlines()[0][:48])
-            self.title.setText(text.splitlines()[0][:48])
-        parent: Any = "leaf"
-        if self.editing is not None:
-            parent = self.editing.parent_id
-        user = self.store.add_message(self.conv_id, "user", text, parent_id=parent)
+        if self.unsaved is not None and not self.retry_save():
+            # The reply above is not in the database yet: nothing is sent, the text stays typed.
+            self.status.setText("Not sent: the reply above must be saved first.")
+            return
+        try:
+            if self.conv_id is None:
+                self.new_conversation()
+            conv = self.store.conversation(self.conv_id)
+            if conv.title in ("", "New chat"):
+                self.store.rename(self.conv_id, text.splitlines()[0][:48])
+                self.title.setText(text.splitlines()[0][:48])
+            parent: Any = "leaf"
+            if self.editing is not None:
+                parent = self.editing.parent_id
+            user = self.store.add_message(self.conv_id, "user", text, parent_id=parent)
+        except sqlite3.Error as exc:  # the message stays in the box, ready to send again
+            self._show_write_error(f"The message could not be saved, so it was not sent: "
+                                   f"{write_failure(exc)}, then send it again.")
+            return
         self.input.clear()
         self.cancel_edit()
         self.start_reply(user.id)
         self.sidebar.refresh(select=self.conv_id)
 
+    def _show_write_error(self, text: str, can_retry: bool = False) -> None:
+        """A database write failed: say so above the message box (Save again when it helps)."""
+        self.save_error.setText(text)
+        self.save_again.setVisible(can_retry)
+        self.save_banner.setVisible(True)
+        self.status.setText("")
+
+    @Slot()
+    def retry_save(self) -> bool:
+        """Save again: write the reply the database refused; True once it is saved."""
+        saver = self.unsaved
+        if saver is None:
+            self.save_banner.setVisible(False)
+            return True
+        if not saver.retry():
+            self._show_write_error(saver.failure, can_retry=True)
+            return False
+        self.unsaved = self.unsaved_message = None
+        self.save_banner.setVisible(False)
+        self.status.setText("Reply saved.")
+        self.reload()
+        return True
+
     def start_reply(self, parent_id: int) -> None:
         """Generate an assistant message answering the branch that ends at ``parent_id``."""
+        try:
+            self._start_reply(parent_id)
+        except sqlite3.Error as exc:
+            self._show_write_error(f"The reply could not be started: {write_failure(exc)}, "
+                                   "then use Regenerate.")
+            self.reload()
+
+    def _start_reply(self, parent_id: int) -> None:
         history = self.store.path(self.conv_id, leaf=parent_id)
         spec = self.controls.model_spec()
         sampling = self.controls.sampling()
@@ -292,6 +358,7 @@ class ChatPanel(QWidget):
                                                 parent_id=parent_id, complete=False,
                                                 meta={"model": spec})
         self.saver = StreamingSaver(self.store, self.streaming.id)
+        self.save_banner.setVisible(False)
         self.job = self.ctx.bridge.submit(request, title="Chat reply")
         self.job.partial.connect(self._on_partial)
         self.job.changed.connect(self._on_job_changed)
@@ -348,7 +415,9 @@ class ChatPanel(QWidget):
             meta["warnings"] = list(chunk.warnings)
         elapsed = max(1e-6, (job.ended or time.time()) - job.started)
         self.status.setText(f"{count_of(chunk.completion_tokens, 'token')} · "
-                            f"{chunk.completion_tokens / elapsed:.1f} tok/s")
+                            f"{chunk.completion_tokens / elapsed:.1f} tok/s"
+                            + (" · not being saved: " + write_failure(self.saver.error).split(";")[0]
+                               if self.saver.error is not None else ""))
         if not self._flush_timer.isActive():
             self._flush_timer.start()
 
@@ -386,10 +455,14 @@ class ChatPanel(QWidget):
             meta.update(finish_reason="cancelled")
         msg.meta = meta
         msg.complete = True
-        saver.finish(meta)
+        saved = saver.finish(meta)
         self.job = self.saver = self.streaming = None
+        if not saved:  # disk full: the reply stays on screen and Save again writes it later
+            self.unsaved, self.unsaved_message = saver, msg
         self.status.setText(job.error if job.state is JobState.FAILED else
                             "; ".join(meta.get("warnings") or []))
+        if not saved:
+            self._show_write_error(saver.failure, can_retry=True)
         self.reload()
         self.view.scrollToBottom()
 
