@@ -265,8 +265,9 @@ def test_two_cpu_processes_match_one(tmp_path):
     assert rows[-1]["steps"] == 12 and len(rows) == 13  # one process printed
     run = tmp_path / "two"
     assert sorted(p.name for p in run.iterdir()) == [
-        "accelerate", "checkpoint.json", "checkpoint.safetensors", "config.json",
-        "metrics.jsonl"]
+        "accelerate", "checkpoint", "config.json", "metrics.jsonl"]
+    assert sorted(p.name for p in (run / "checkpoint").iterdir()) == [
+        "checkpoint.json", "checkpoint.safetensors"]
     assert sorted(p.name for p in (run / "accelerate").glob("random_states_*")) == [
         "random_states_0.pkl", "random_states_1.pkl"]
     loss = lambda p: [json.loads(x)["loss"] for x in (p / "metrics.jsonl").read_text().splitlines()]  # noqa: E731

@@ -51,10 +51,18 @@ class Zygote:
         error = self.work / "worker-error.txt"
         return error.read_text() if error.exists() else ""
 
-    def kill_once(self, delay: float) -> None:
+    def kill_once(self, delay: float, after_one_more: bool = False) -> None:
+        """Start a worker and SIGKILL it ``delay`` seconds later — counted, with
+        ``after_one_more``, from when it has finished one more operation (a loaded machine can
+        be too slow for any to finish within a delay alone)."""
+        before = len(self.done())
         self.proc.stdin.write("go\n")
         self.proc.stdin.flush()
         pid = int(self._line())
+        if after_one_more:
+            deadline = time.monotonic() + 120  # a worker that never finishes one: asserted below
+            while len(self.done()) == before and time.monotonic() < deadline:
+                time.sleep(0.005)
         time.sleep(delay)
         try:
             os.kill(pid, signal.SIGKILL)
@@ -82,8 +90,10 @@ def _kills(op: str, work: Path, check, args: dict | None = None) -> list[str]:
     rnd = random.Random(f"crash-{op}")
     zygote = Zygote(op, work, args)
     try:
-        for _ in range(KILLS):
-            zygote.kill_once(rnd.uniform(0.01, 0.12))
+        for i in range(KILLS):
+            # The first round lets one operation finish before its kill, so the checks always
+            # have something finished to find intact, however slow the machine.
+            zygote.kill_once(rnd.uniform(0.01, 0.12), after_one_more=i == 0)
             check(zygote.done())
     finally:
         zygote.close()

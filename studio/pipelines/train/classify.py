@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.core.jobs import UserFacingError
-from studio.pipelines.train.runs import RunInfo, list_runs
+from studio.pipelines.train.runs import Run, RunInfo, list_runs
 
 LESSON = "cnn"
 
@@ -45,17 +45,15 @@ def classify_image(image_path: Path, runs_dir: Path, k: int = 3) -> Classificati
     import torch
 
     from studio.media.images_in import open_image
-    from studio.pipelines.train.checkpoint import load_state
     from studio.pipelines.train.cnn import SmallCNN
     from studio.pipelines.train.image_data import SOURCE_NAMES, fit_square
-    from studio.pipelines.train.runs import CHECKPOINT_JSON
 
     run = latest_classifier(runs_dir)
     if run is None:
         raise UserFacingError(
             "No trained CNN yet: open Train → CNN: classify images, train it a while (Play, "
             "then Pause saves the run), then classify again.")
-    state, doc = load_state(run.path / CHECKPOINT_JSON)
+    state, doc = Run(run.path).load_checkpoint()
     classes = [str(c) for c in state.get("classes", [])]
     if not classes:
         raise UserFacingError(f"The CNN run {run.run_id} is from an older Studio and does not "

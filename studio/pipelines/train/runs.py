@@ -151,7 +151,9 @@ class Run:
         for legacy in (JSON_NAME, TENSORS_NAME):  # the layout before checkpoint/ is superseded
             (self.path / legacy).unlink(missing_ok=True)
 
-    def _load_checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    def load_checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The last checkpoint's ``(state, doc)``, in either layout (``checkpoint/`` or the
+        two files of older runs)."""
         if has_folder(self.path / CHECKPOINT_DIR):
             return load_folder(self.path / CHECKPOINT_DIR)
         return load_state(self.path / JSON_NAME)  # a run saved before checkpoint/ existed
@@ -163,7 +165,7 @@ class Run:
         cls = lesson_class(self.lesson)
         if not self.has_checkpoint:
             return cls(dict(self.meta["config"]), seed=self.seed)
-        state, doc = self._load_checkpoint()
+        state, doc = self.load_checkpoint()
         # The saved config includes live knobs changed mid-run, so the trainer is built as it was.
         trainer = cls(dict(doc["config"]), seed=int(doc["seed"]))
         trainer.load_state_dict(state)
