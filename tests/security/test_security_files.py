@@ -1,0 +1,108 @@
+"""Files under attack (issue 20): hostile model headers, file names, PNG text, hub paths, leftovers
+of a crash and a hand-edited settings file. Each is judged alone, refused or cleaned with a
+sentence, and everything else keeps working."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import UserFacingError
+
+LORA_KEY = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight"
+
+# -- item 5: a crafted .safetensors header never breaks discovery ---------------------------------
+
+HOSTILE_HEADERS = {
+    "deep array": (b"[" * 200_000 + b"]" * 200_000, None),
+    "deep object": (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, None),
+    "deep inside a tensor": (b'{"w":{"dtype":"F32","shape":' + b"[" * 100_000 + b"]" * 100_000
+                             + b',"data_offsets":[0,0]}}', None),
+    "huge length": (b"{}", 2**63),
+    "length past the end": (b"{}", 10**6),
+    "not an object": (b"[1, 2]", None),
+    "not utf-8": (b'{"\xff": 1}', None),
+    "dtype a number": (json.dumps({"w": {"dtype": 5, "shape": [1], "data_offsets": [0, 0]}}), None),
+    "shape text": (json.dumps({"w": {"dtype": "F32", "shape": "x", "data_offsets": [0, 0]}}), None),
+    "shape huge": (json.dumps({"w": {"dtype": "F32", "shape": [10**30], "data_offsets": [0, 0]}}),
+                   None),
+    "offsets floats": (json.dumps({"w": {"dtype": "F32", "shape": [], "data_offsets": [0.5, 1]}}),
+                       None),
+    "tensor a list": (json.dumps({"w": [1, 2]}), None),
+    "metadata nested": (json.dumps({"__metadata__": {"a": {"b": 1}}}), None),
+    "metadata a number": (json.dumps({"__metadata__": 7}), None),
+}
+
+
+def _hostile_file(path, header, length=None):
+    raw = header.encode() if isinstance(header, str) else header
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(raw) if length is None else length) + raw)
+    return path
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_HEADERS))
+def test_hostile_header_is_a_sentence_not_a_traceback(tmp_path, name):
+    from studio.library.detect import read_safetensors_header
+
+    path = _hostile_file(tmp_path / "x.safetensors", *HOSTILE_HEADERS[name])
+    with pytest.raises(UserFacingError) as err:
+        read_safetensors_header(path)
+    assert "x.safetensors is truncated or corrupt (" in str(err.value)
+    assert len(str(err.value)) < 400
+
+
+@pytest.fixture
+def hostile_library():
+    paths = default_paths()
+    models = paths.models_dir
+    for i, (header, length) in enumerate(HOSTILE_HEADERS.values()):
+        _hostile_file(models / f"hostile{i:02}.safetensors", header, length)
+    # a chat model folder whose weights are hostile, and one LoRA that must still show
+    (models / "chatty").mkdir(parents=True)
+    (models / "chatty" / "config.json").write_text(json.dumps(
+        {"architectures": ["LlamaForCausalLM"], "model_type": "llama"}))
+    _hostile_file(models / "chatty" / "model.safetensors", *HOSTILE_HEADERS["deep array"])
+    (models / "loras").mkdir()
+    save_file({LORA_KEY: torch.zeros(4, 768, dtype=torch.float16)},
+              str(models / "loras" / "ink.safetensors"))
+    return paths
+
+
+def test_library_scan_lists_hostile_files_as_unreadable_and_the_rest(hostile_library):
+    from studio.library.catalog import list_models
+
+    entries = {e.name: e for e in list_models(Settings(), hostile_library)}
+    assert entries["ink"].kind == "lora" and entries["ink"].family == "sd1"
+    hostile = [e for n, e in entries.items() if n.startswith("hostile")]
+    assert len(hostile) == len(HOSTILE_HEADERS)
+    for e in hostile:
+        assert e.kind == "unknown" and "truncated or corrupt" in e.detail, (e.name, e.detail)
+
+
+def test_serve_catalog_scanners_survive_hostile_headers(hostile_library):
+    from studio.library.chat_models import find_chat_models
+    from studio.library.models import find_txt2img_models
+
+    find_txt2img_models(Settings(), hostile_library)  # must not raise
+    find_chat_models(Settings(), hostile_library)
+
+
+def test_models_list_cli_survives_hostile_headers(hostile_library, tmp_path):
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "no-cache")}
+    out = subprocess.run([sys.executable, "-m", "studio", "models", "list", "--json"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    names = {e["name"]: e["kind"] for e in json.loads(out.stdout)}
+    assert names["ink"] == "lora"
+    assert sum(1 for n, k in names.items() if n.startswith("hostile") and k == "unknown") \
+        == len(HOSTILE_HEADERS)
