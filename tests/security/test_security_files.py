@@ -106,3 +106,39 @@ def test_models_list_cli_survives_hostile_headers(hostile_library, tmp_path):
     assert names["ink"] == "lora"
     assert sum(1 for n, k in names.items() if n.startswith("hostile") and k == "unknown") \
         == len(HOSTILE_HEADERS)
+
+
+# -- item 6: a file name that is not UTF-8 does not empty the Gallery -------------------------------
+
+def _png(path, text_chunks=()):
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value, z in text_chunks:
+        info.add_text(key, value, zip=z)
+    Image.new("RGB", (4, 3)).save(path, pnginfo=info)
+    return path
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux file names are bytes")
+def test_non_utf8_file_name_keeps_the_gallery(tmp_path):
+    from studio.media.gallery import GalleryIndex
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for i in range(3):
+        _png(out / f"ok{i}.png", [("parameters", f"a cat {i}\nSteps: 5", False)])
+    odd = os.fsdecode(os.path.join(os.fsencode(out), b"\xff.png"))
+    _png(odd, [("parameters", json.dumps({"prompt": "x\ud800y"}), False)])
+    db = tmp_path / "gallery.db"
+    with GalleryIndex(out, db) as idx:
+        assert idx.refresh() == 4
+        names = sorted(os.fsencode(i.path.name) for i in idx.list())
+        assert names == [b"ok0.png", b"ok1.png", b"ok2.png", b"\xff.png"]
+        assert idx.get(odd) is not None and idx.get(odd).width == 4
+        assert len(idx.list("cat")) == 3
+    with GalleryIndex(out, db) as idx:  # the index saved: a second open reads nothing again
+        assert idx.refresh() == 4
+        idx.remove(odd)
+        assert not os.path.exists(odd) and idx.count() == 3
