@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.files import atomic_write
-from studio.media.image_text import PNG_SIGNATURE, read_image_text
+from studio.media.image_text import PNG_SIGNATURE, clip_text, read_image_text
 from studio.media.metadata import metadata_from_text
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 _SCHEMA = 1
 _BATCH = 500  # rows per transaction while indexing: progress survives an interrupted refresh
+#: What the index keeps per image (the details pane rereads the file for the whole text): a prompt
+#: of 30 MB used to be copied into gallery.db for every such file.
+INDEX_PROMPT_CHARS = 16_384
+INDEX_PARAM_CHARS = 4_096
+INDEX_PARAMS_TOTAL = 65_536
 
 
 @dataclass
@@ -113,13 +118,33 @@ def _text(value: str) -> str:
     return value if value.isascii() else value.encode("utf-8", "replace").decode("utf-8")
 
 
+def _index_params(params: dict[str, Any]) -> str:
+    """The params as the index keeps them: each value at most INDEX_PARAM_CHARS (text cut with
+    a marker, anything else replaced by one), all together at most INDEX_PARAMS_TOTAL."""
+    kept: dict[str, Any] = {}
+    total = 0
+    for key, value in params.items():
+        text = json.dumps(value, ensure_ascii=False, default=str)
+        if len(text) > INDEX_PARAM_CHARS:
+            value = (clip_text(value, INDEX_PARAM_CHARS) if isinstance(value, str)
+                     else f"[{len(text):,} characters not kept]")
+            text = json.dumps(value, ensure_ascii=False)
+        total += len(text) + len(key)
+        if total > INDEX_PARAMS_TOTAL:
+            kept["…"] = f"[{len(params) - len(kept):,} more values not kept]"
+            break
+        kept[str(key)[:INDEX_PARAM_CHARS]] = value
+    return json.dumps(kept, ensure_ascii=False, default=str)
+
+
 def _describe(path: str, mtime: float, size: int) -> tuple:
     """The table row for one file: reads its text chunks and header, nothing else."""
     p = Path(path)
     meta = metadata_from_text(read_image_text(p))
     width, height = _image_size(p)
-    params = _text(json.dumps(meta.params, ensure_ascii=False, default=str))
-    prompt, negative = _text(meta.prompt), _text(meta.negative_prompt)
+    params = _text(_index_params(meta.params))
+    prompt = _text(clip_text(meta.prompt, INDEX_PROMPT_CHARS))
+    negative = _text(clip_text(meta.negative_prompt, INDEX_PROMPT_CHARS))
     search = _fold(f"{prompt}\n{negative}")
     return (_key(path), _text(p.name), mtime, size, prompt, negative, params, width, height,
             _text(meta.source), search)

@@ -117,7 +117,7 @@ def _png(path, text_chunks=()):
     info = PngInfo()
     for key, value, z in text_chunks:
         info.add_text(key, value, zip=z)
-    Image.new("RGB", (4, 3)).save(path, pnginfo=info)
+    Image.new("RGB", (4, 3)).save(path, format="PNG", pnginfo=info)
     return path
 
 
@@ -142,3 +142,77 @@ def test_non_utf8_file_name_keeps_the_gallery(tmp_path):
         assert idx.refresh() == 4
         idx.remove(odd)
         assert not os.path.exists(odd) and idx.count() == 3
+
+
+# -- item 7: PNG text has a total limit, and so has what the gallery index keeps ---------------------
+
+def _chunk(kind, data):
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_with_chunks(path, chunks):
+    import io
+
+    buf = io.BytesIO()
+    _png(buf)
+    raw = buf.getvalue()
+    iend = raw.rindex(b"IEND") - 4
+    path.write_bytes(raw[:iend] + b"".join(_chunk(k, d) for k, d in chunks) + raw[iend:])
+    return path
+
+
+def test_compressed_text_bomb_is_bounded(tmp_path, monkeypatch):
+    import zlib
+
+    from studio.media import image_text
+
+    bomb = zlib.compress(b"A" * (32 * 2**20), 9)  # 32 MB of text in ~32 KB
+    chunks = [(b"tEXt", b"parameters\0a red fox\nSteps: 5")]
+    chunks += [(b"zTXt", f"k{i}".encode() + b"\0\0" + bomb) for i in range(40)]
+    chunks += [(b"iTXt", f"i{i}".encode() + b"\0\1\0\0\0" + bomb) for i in range(10)]
+    path = _png_with_chunks(tmp_path / "bomb.png", chunks)
+    inflated = []
+    real = zlib.decompressobj
+
+    class Counting:
+        def __init__(self):
+            self.d = real()
+            self.unconsumed_tail = b""
+
+        def decompress(self, data, limit):
+            out = self.d.decompress(data, limit)
+            self.unconsumed_tail = self.d.unconsumed_tail
+            inflated.append(len(out))
+            return out
+
+    monkeypatch.setattr(image_text.zlib, "decompressobj", Counting)
+    text = image_text.read_image_text(path)
+    assert text == {"parameters": "a red fox\nSteps: 5"}
+    assert sum(inflated) <= image_text.MAX_TEXT_TOTAL
+
+
+def test_gallery_index_keeps_a_bounded_copy_of_huge_text(tmp_path):
+    from studio.media.gallery import INDEX_PROMPT_CHARS, GalleryIndex
+    from studio.media.image_text import MAX_TEXT_TOTAL, read_image_text
+
+    out = tmp_path / "out"
+    out.mkdir()
+    big = "word " * (MAX_TEXT_TOTAL // 15)  # under the read limit, far over what the index keeps
+    extras = ", ".join(f"Extra {i}: {'x' * 5_000}" for i in range(40))
+    params = f"{big}\nNegative prompt: {big}\nSteps: 5, Seed: 1, {extras}"
+    for i in range(5):
+        _png(out / f"big{i}.png", [("parameters", params, True)])
+    _png(out / "over.png", [("parameters", "y" * (MAX_TEXT_TOTAL + 1), False)])
+    assert read_image_text(out / "over.png") == {}  # over the per-image total: dropped
+    db = tmp_path / "gallery.db"
+    with GalleryIndex(out, db) as idx:
+        assert idx.refresh() == 6
+        item = idx.get(out / "big0.png")
+        assert item.prompt.startswith("word word") and "more characters not kept]" in item.prompt
+        assert len(item.prompt) < INDEX_PROMPT_CHARS + 100
+        assert len(json.dumps(item.params)) < 70_000
+        assert idx.list("word")  # still searchable
+        idx._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert db.stat().st_size < 2 * 2**20  # 5 images of ~2 MB text each: ~10 MB before
