@@ -216,3 +216,62 @@ def test_gallery_index_keeps_a_bounded_copy_of_huge_text(tmp_path):
         assert idx.list("word")  # still searchable
         idx._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     assert db.stat().st_size < 2 * 2**20  # 5 images of ~2 MB text each: ~10 MB before
+
+
+# -- item 9: a hostile Hub mirror cannot write outside the models folder ----------------------------
+
+ESCAPING_NAMES = ["/x.json", "../x.json", "unet/../../x.json", "a\\..\\..\\x.json", "C:/x.json",
+                  "C:x.json", "//server/share/x.json", "./config.json", "unet//x.json",
+                  "x\0.json", ""]
+
+
+@pytest.mark.parametrize("name", ESCAPING_NAMES)
+def test_repo_paths_that_could_escape_are_named_unsafe(name):
+    from studio.library.hub_download import unsafe_repo_path
+
+    assert unsafe_repo_path(name)
+
+
+def test_ordinary_repo_paths_are_safe():
+    from studio.library.hub_download import unsafe_repo_path
+
+    for name in ["config.json", "unet/diffusion_pytorch_model.fp16.safetensors", "a..b.json",
+                 "model-00001-of-00002.safetensors", ".gitattributes"]:
+        assert unsafe_repo_path(name) == "", name
+
+
+@pytest.fixture
+def hostile_hub(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    from tests.fixtures.fake_hub import FakeHub, FakeRepo
+
+    files = {"model_index.json": b"{}", "unet/config.json": b"{}",
+             "unet/diffusion_pytorch_model.safetensors": b"w" * 8}
+    repos = {f"evil/m{i}": FakeRepo({**files, name: b"pwned"})
+             for i, name in enumerate(["/x.json", "../x.json", "unet/../../x.json",
+                                       "a\\..\\..\\x.json", "C:/x.json"])}
+    server = FakeHub(repos)
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    yield server
+    server.close()
+
+
+def test_hostile_mirror_listing_is_refused_and_nothing_is_written(hostile_hub, tmp_path):
+    from studio.library import hub_download as hd
+
+    paths = default_paths()
+    before = sorted(p for p in tmp_path.rglob("*"))
+    for repo_id in hostile_hub.repos:
+        with pytest.raises(UserFacingError, match="outside the models folder") as err:
+            hd.plan_download(repo_id, fp16=False)
+        assert "HF_ENDPOINT" in str(err.value)
+    # a plan made elsewhere (a queued job) is checked again before anything is written
+    plan = hd.DownloadPlan("evil/m1", "c" * 40, [hd.HubFile("../x.json", 5, "../x.json")], [],
+                           False, False)
+    with pytest.raises(UserFacingError, match="outside the models folder"):
+        hd.download(plan, paths)
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+    assert hostile_hub.fetched() == []
