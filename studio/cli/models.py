@@ -103,7 +103,10 @@ def _context() -> tuple[Any, Any, Any]:
     from studio.core.config import default_paths, load_settings
 
     base = default_paths()
-    settings = load_settings(base.settings_file).settings
+    loaded = load_settings(base.settings_file)
+    if loaded.notice:
+        print(f"studio: warning: {loaded.notice}", file=sys.stderr)
+    settings = loaded.settings
     return settings, settings.resolved_paths(base), base
 
 

@@ -275,3 +275,41 @@ def test_hostile_mirror_listing_is_refused_and_nothing_is_written(hostile_hub, t
         hd.download(plan, paths)
     assert sorted(p for p in tmp_path.rglob("*")) == before
     assert hostile_hub.fetched() == []
+
+
+# -- item 13: wrong types in settings.json fall back per field, with a backup and a notice ----------
+
+BAD_SETTINGS = {"output_dir": 5, "taesd_every": [1, 2], "memory_budget_gb": None,
+                "extra_model_dirs": "not a list", "added_models": [3], "model_options": [],
+                "remote_endpoints": {"a": 1}, "schema_version": "two", "device": None}
+
+
+def test_settings_of_the_wrong_type_fall_back_per_field():
+    from studio.core.config import load_settings
+
+    paths = default_paths()
+    raw = {**BAD_SETTINGS, "theme": "light", "models_dir": "/srv/models", "load_in": "8bit"}
+    paths.settings_file.parent.mkdir(parents=True, exist_ok=True)
+    paths.settings_file.write_text(json.dumps(raw))
+    loaded = load_settings(paths.settings_file)
+    s = loaded.settings
+    assert (s.theme, s.models_dir, s.load_in) == ("light", "/srv/models", "8bit")  # kept
+    assert s == Settings(theme="light", models_dir="/srv/models", load_in="8bit")
+    for name in set(BAD_SETTINGS) - {"schema_version"}:
+        assert name in loaded.notice, name
+    backups = list(paths.settings_file.parent.glob("settings.corrupt-*.json"))
+    assert len(backups) == 1 and json.loads(backups[0].read_text()) == raw
+    again = load_settings(paths.settings_file)  # repaired on disk: the notice is given once
+    assert again.notice == "" and again.settings == s
+
+
+def test_cli_runs_with_a_mistyped_settings_file(tmp_path):
+    paths = default_paths()
+    paths.settings_file.parent.mkdir(parents=True, exist_ok=True)
+    paths.settings_file.write_text(json.dumps(BAD_SETTINGS))
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "no-cache")}
+    out = subprocess.run([sys.executable, "-m", "studio", "models", "list"], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "output_dir" in out.stderr and "back to the default" in out.stderr
