@@ -107,7 +107,11 @@ def _context() -> tuple[Any, Any, Any]:
     if loaded.notice:
         print(f"studio: warning: {loaded.notice}", file=sys.stderr)
     settings = loaded.settings
-    return settings, settings.resolved_paths(base), base
+    paths = settings.resolved_paths(base)
+    from studio.core.files import clean_stale_work_files
+
+    clean_stale_work_files([paths.outputs_dir, paths.models_dir])  # what a crash left
+    return settings, paths, base
 
 
 def _when(ts: float | None) -> str:

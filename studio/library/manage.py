@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.core.config import Paths, Settings
+from studio.core.files import work_file_tag
 from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
 from studio.library import usage
 from studio.library.catalog import LibraryEntry, describe_path
@@ -159,7 +160,7 @@ def import_model(path: Path, settings: Settings, paths: Paths, *, copy: bool = F
         raise UserFacingError(f"Not enough disk space to copy {src.name}: it needs "
                               f"{human_size(total)} and {folder} has {human_size(free)} free. "
                               "Add it where it is instead, or free some space.")
-    tmp = folder / f".{src.name}.importing-{uuid.uuid4().hex[:8]}"
+    tmp = folder / f".{src.name}.importing-{work_file_tag()}{uuid.uuid4().hex[:8]}"
     try:
         _copy_tree(src, tmp, progress, cancel, total)
         os.replace(tmp, dest)

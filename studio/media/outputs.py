@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import studio
+from studio.core.files import work_file_tag
 from studio.core.requests import Txt2ImgRequest
 from studio.media.metadata import build_parameters
 
@@ -118,7 +119,8 @@ def write_numbered_png(image: Any, folder: Path, seed: int | str, pnginfo: Any =
     number; returns the path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".saving-", suffix=".png.part", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".saving-{work_file_tag()}", suffix=".png.part",
+                               dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             image.save(fh, format="PNG", pnginfo=pnginfo)

@@ -313,3 +313,81 @@ def test_cli_runs_with_a_mistyped_settings_file(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "Traceback" not in out.stderr
     assert "output_dir" in out.stderr and "back to the default" in out.stderr
+
+
+# -- item 12: what a crash leaves (.saving-*.png.part, .importing-*) is cleaned at start --------------
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _aged(path, seconds):
+    t = path.lstat().st_mtime - seconds
+    os.utime(path, (t, t))
+    return path
+
+
+def test_stale_work_files_are_removed_and_live_ones_kept(tmp_path):
+    from studio.core.files import STALE_AFTER_S, clean_stale_work_files
+
+    old = STALE_AFTER_S + 60
+    dead, me = _dead_pid(), os.getpid()
+    out, models = tmp_path / "out", tmp_path / "models"
+    (out / "2026-01-01").mkdir(parents=True)
+    (models / "loras").mkdir(parents=True)
+
+    def file(path, age=old):
+        path.write_bytes(b"x")
+        return _aged(path, age)
+
+    stale = [file(out / "2026-01-01" / f".saving-{dead}-ab12cd34.png.part"),
+             file(out / ".saving-k3j4l5m6.png.part"),  # a name from before the pid was added
+             file(models / "loras" / f".ink.safetensors.importing-{dead}-0123abcd")]
+    folder = models / f".tiny-sd15.importing-{dead}-89abcdef"
+    (folder / "unet").mkdir(parents=True)
+    _aged(file(folder / "unet" / "config.json"), old)
+    _aged(folder / "unet", old)
+    _aged(folder, old)
+    stale.append(folder)
+    kept = [file(out / f".saving-{me}-aaaa1111.png.part"),  # this process: alive
+            file(out / f".saving-{dead}-bbbb2222.png.part", age=5),  # written to just now
+            file(out / "00001-42.png"), file(models / "loras" / "ink.safetensors"),
+            file(models / ".downloads"), file(out / "notes.importing-x")]
+    busy = models / f".big.importing-{dead}-cafe0001"  # a folder copy whose file still grows
+    busy.mkdir()
+    file(busy / "weights.safetensors", age=5)
+    _aged(busy, old)
+    kept.append(busy)
+
+    removed = clean_stale_work_files([out, models])
+    assert sorted(removed) == sorted(stale)
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in kept)
+
+
+def test_cli_start_cleans_stale_work_files():
+    from studio.cli import models as cli_models
+    from studio.core.files import STALE_AFTER_S
+
+    paths = default_paths()
+    paths.outputs_dir.mkdir(parents=True, exist_ok=True)
+    leftover = paths.outputs_dir / f".saving-{_dead_pid()}-zz99yy88.png.part"
+    leftover.write_bytes(b"half a png")
+    _aged(leftover, STALE_AFTER_S + 60)
+    cli_models._context()
+    assert not leftover.exists()
+
+
+def test_saved_images_name_their_writer(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from studio.media import outputs
+
+    seen = []
+    real = outputs.tempfile.mkstemp
+    monkeypatch.setattr(outputs.tempfile, "mkstemp",
+                        lambda **kw: seen.append(kw["prefix"]) or real(**kw))
+    outputs.write_numbered_png(Image.new("RGB", (2, 2)), tmp_path, 7)
+    assert seen == [f".saving-{os.getpid()}-"]
