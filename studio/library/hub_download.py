@@ -33,6 +33,7 @@ from studio import ASSETS_DIR
 from studio.core.config import Paths
 from studio.core.files import atomic_write_text
 from studio.core.jobs import CancelToken, UserFacingError
+from studio.core.wording import write_failure
 
 CATALOG_FILE = ASSETS_DIR / "catalogs" / "models.json"
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -378,9 +379,9 @@ def download(plan: DownloadPlan, paths: Paths, *, token: str | None = None,
             raise
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
-                raise UserFacingError(f"The disk is full; {f.target} was kept partly "
-                                      "downloaded and resumes when you start again after "
-                                      "freeing space.") from exc
+                raise UserFacingError(write_failure(exc, f.target, stage) + " What was "
+                                      "downloaded is kept and resumes when you start again.") \
+                    from exc
             raise UserFacingError(f"Writing {f.target} failed ({exc.strerror or exc}); the "
                                   "partial file is kept and resumes next time.") from exc
         meter.base += f.size

@@ -391,3 +391,67 @@ def test_saved_images_name_their_writer(tmp_path, monkeypatch):
                         lambda **kw: seen.append(kw["prefix"]) or real(**kw))
     outputs.write_numbered_png(Image.new("RGB", (2, 2)), tmp_path, 7)
     assert seen == [f".saving-{os.getpid()}-"]
+
+
+# -- item 14: masks have the images' pixel limit; unwritable outputs fail first; disk full in words --
+
+@pytest.mark.filterwarnings("ignore:Image size")  # Pillow's own warning, expected here
+def test_mask_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
+    import zlib
+
+    from studio.media.images_in import max_pixels, open_image, open_mask
+
+    side = int(max_pixels() ** 0.5) + 10  # a header claiming ~90 MP; no pixels behind it
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    bomb = tmp_path / "mask.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
+                     + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _chunk(b"IEND", b""))
+    with pytest.raises(UserFacingError, match="megapixel limit") as mask_err:
+        open_mask(bomb, (64, 64))
+    with pytest.raises(UserFacingError, match="megapixel limit") as image_err:
+        open_image(bomb)
+    assert str(mask_err.value).startswith("The mask mask.png is")
+    assert str(image_err.value).split(" is ", 1)[1] == str(mask_err.value).split(" is ", 1)[1]
+
+
+def test_unwritable_outputs_fail_before_the_model_loads(tiny_sd15_dir, monkeypatch):
+    import errno
+
+    from studio.core.jobs import CancelToken
+    from studio.core.requests import Txt2ImgRequest
+    from studio.media import outputs
+    from studio.pipelines.diffusion.txt2img import Txt2ImgService
+    from tests.fixtures.sinks import RecordingSink
+
+    def read_only(**kw):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(outputs.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(Txt2ImgService, "_load", lambda *a: pytest.fail("loaded the model"))
+    settings = Settings(device="cpu", precision="fp32", preview_mode="off")
+    request = Txt2ImgRequest(model=str(tiny_sd15_dir), prompt="a cat", steps=1, width=64,
+                             height=64)
+    with pytest.raises(UserFacingError) as err:
+        Txt2ImgService(lambda: settings, default_paths).run(request, RecordingSink(),
+                                                             CancelToken())
+    text = str(err.value)
+    assert "read-only disk" in text and str(default_paths().outputs_dir) in text
+    assert "Errno" not in text
+
+
+def test_disk_full_while_saving_says_so_and_where(tmp_path):
+    import errno
+
+    from studio.media.outputs import write_numbered_png
+
+    class FullDisk:
+        def save(self, fh, **kw):
+            fh.write(b"\x89PNG")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(UserFacingError) as err:
+        write_numbered_png(FullDisk(), tmp_path / "out", 5)
+    text = str(err.value)
+    assert text.startswith("The disk is full: the image could not be saved in ")
+    assert str(tmp_path / "out") in text and "Errno" not in text and "28" not in text
+    assert list((tmp_path / "out").iterdir()) == []  # no half-written file left behind
