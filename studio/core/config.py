@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.core.files import atomic_write_text
+from studio.core.jobs import UserFacingError
+from studio.core.wording import write_failure
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +287,7 @@ def load_settings(path: Path | None = None) -> LoadedSettings:
         where = _backup(path)
         try:
             save_settings(settings, path)  # so the notice is given once, not at every start
-        except OSError as err:
+        except UserFacingError as err:
             log.warning("cannot rewrite %s: %s", path, err)
         return LoadedSettings(settings, notice=(
             f"Your settings file had a value of the wrong type for {names}, so "
@@ -307,5 +309,8 @@ def load_settings(path: Path | None = None) -> LoadedSettings:
 def save_settings(settings: Settings, path: Path | None = None) -> Path:
     """Write settings atomically; returns the file written."""
     path = path or default_paths().settings_file
-    atomic_write_text(path, settings.validated().to_json() + "\n")
+    try:
+        atomic_write_text(path, settings.validated().to_json() + "\n")
+    except OSError as exc:  # a read-only config folder, a full disk: say so in words
+        raise UserFacingError(write_failure(exc, "the settings", path.parent)) from exc
     return path

@@ -455,3 +455,16 @@ def test_disk_full_while_saving_says_so_and_where(tmp_path):
     assert text.startswith("The disk is full: the image could not be saved in ")
     assert str(tmp_path / "out") in text and "Errno" not in text and "No space left" not in text
     assert list((tmp_path / "out").iterdir()) == []  # no half-written file left behind
+
+
+def test_settings_save_on_a_full_disk_is_a_sentence(monkeypatch):
+    import errno
+
+    from studio.core import config
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(config, "atomic_write_text", full)
+    with pytest.raises(UserFacingError, match="^The disk is full: the settings could not be "):
+        config.save_settings(Settings())
