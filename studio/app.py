@@ -51,6 +51,10 @@ def build_main_window(settings: Settings | None = None, base_paths: Paths | None
     if settings is None:
         loaded = load_settings(base_paths.settings_file)
         settings, notice = loaded.settings, loaded.notice
+    from studio.core.files import clean_stale_work_files
+
+    in_force = settings.resolved_paths(base_paths)
+    clean_stale_work_files([in_force.outputs_dir, in_force.models_dir])  # what a crash left
     apply_theme(app, settings.theme)
     install_input_policy(app)  # wheel, Return on buttons, combo popups, dialogs on screen
 

@@ -115,3 +115,34 @@ def test_corrupt_settings_file_gives_a_banner_and_a_backup(studio_home, qtbot, s
         assert window.banners.banners() == []
     finally:
         window.shutdown()
+
+
+def test_mistyped_settings_and_a_failed_save_give_banners(studio_home, qtbot, monkeypatch):
+    """A wrong type falls back for that field alone; a save that fails (full disk) is a banner
+    and the new settings stay in force for the session."""
+    import errno
+    import json as _json
+
+    from studio.app import build_main_window
+    from studio.core import config
+
+    settings_file = default_paths().settings_file
+    settings_file.parent.mkdir(parents=True)
+    settings_file.write_text(_json.dumps({"output_dir": 5, "theme": "light"}), encoding="utf-8")
+    window = build_main_window()
+    qtbot.addWidget(window)
+    try:
+        (banner,) = window.banners.banners()
+        assert "output_dir" in banner.text and banner.kind == "warning"
+        assert window.ctx.settings.theme == "light" and window.ctx.settings.output_dir == ""
+
+        def full(path, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(config, "atomic_write_text", full)
+        window.ctx.update_settings(config.Settings(theme="dark"))
+        texts = [b.text for b in window.banners.banners() if b.key == "settings-save"]
+        assert len(texts) == 1 and texts[0].startswith("The disk is full: the settings")
+        assert window.ctx.settings.theme == "dark"
+    finally:
+        window.shutdown()

@@ -91,7 +91,7 @@ def test_disk_full_refused_up_front_and_midway(lora, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(manage, "_copy_tree", fills_up)
-    with pytest.raises(UserFacingError, match="disk filled up.*partial copy was removed"):
+    with pytest.raises(UserFacingError, match="disk is full.*partial copy was removed"):
         manage.import_model(lora, Settings(), paths, copy=True)
     assert list((paths.models_dir / "loras").iterdir()) == []
     monkeypatch.setattr(manage, "_copy_tree", real_copy)

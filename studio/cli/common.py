@@ -148,6 +148,9 @@ def load_cli_settings(args: argparse.Namespace, *, previews: bool = False,
         paths = dataclasses.replace(paths, dated_outputs=False)
     if device_check:
         check_device(settings)
+    from studio.core.files import clean_stale_work_files
+
+    clean_stale_work_files([paths.outputs_dir, paths.models_dir])  # what a crash left
     return settings, paths
 
 

@@ -103,8 +103,15 @@ def _context() -> tuple[Any, Any, Any]:
     from studio.core.config import default_paths, load_settings
 
     base = default_paths()
-    settings = load_settings(base.settings_file).settings
-    return settings, settings.resolved_paths(base), base
+    loaded = load_settings(base.settings_file)
+    if loaded.notice:
+        print(f"studio: warning: {loaded.notice}", file=sys.stderr)
+    settings = loaded.settings
+    paths = settings.resolved_paths(base)
+    from studio.core.files import clean_stale_work_files
+
+    clean_stale_work_files([paths.outputs_dir, paths.models_dir])  # what a crash left
+    return settings, paths, base
 
 
 def _when(ts: float | None) -> str:

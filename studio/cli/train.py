@@ -155,7 +155,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.lesson} runs in one process; {MULTI_PROCESS}")
     if not main:  # the other processes of a launch train their share and stay quiet
         return _train_quietly(trainer, args)
-    root = load_settings().settings.resolved_paths(default_paths()).runs_dir
+    loaded = load_settings()
+    if loaded.notice:
+        print(f"studio: warning: {loaded.notice}", file=sys.stderr)
+    root = loaded.settings.resolved_paths(default_paths()).runs_dir
     run_ = Run.create(root, args.lesson, args.seed, trainer.config, path=args.out)
     if not args.json:
         print(f"{cls.info.title}: {count_of(args.steps, 'step')}, seed {args.seed} → {run_.path}",

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.core.files import atomic_write_text
+from studio.core.jobs import UserFacingError
+from studio.core.wording import write_failure
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +192,8 @@ class Settings:
 def _migrate(raw: dict) -> dict:
     """Bring an older settings dict up to SCHEMA_VERSION."""
     version = raw.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        version = SCHEMA_VERSION  # a hand-edited value: take the file as it is
     if version < 2:
         # v1 called the preview setting "previews" and stored a bool.
         if "previews" in raw:
@@ -198,6 +202,57 @@ def _migrate(raw: dict) -> dict:
             raw["extra_model_dirs"] = [p for p in raw["extra_model_dirs"].split(os.pathsep) if p]
     raw["schema_version"] = SCHEMA_VERSION
     return raw
+
+
+def _field_type_ok(default: object, value: object) -> bool:
+    """Whether ``value`` has the JSON type of the field whose default is ``default``."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and value == value and abs(value) != float("inf"))
+    if isinstance(default, str):
+        return isinstance(value, str) and "\0" not in value
+    if isinstance(default, dict):
+        return isinstance(value, dict)
+    if isinstance(default, list):
+        return isinstance(value, list)
+    return True
+
+
+_LIST_ITEM = {"extra_model_dirs": str, "added_models": str, "remote_endpoints": dict}
+
+
+def _typed_fields(raw: dict) -> tuple[dict, list[str]]:
+    """The known fields of ``raw`` whose type is right, and the names of those that were not
+    (``"output_dir": 5``, a list where a number belongs, null): each of those falls back to its
+    default alone, instead of one bad value crashing every command."""
+    defaults = Settings()
+    good: dict = {}
+    bad: list[str] = []
+    for f in dataclasses.fields(Settings):
+        if f.name not in raw:
+            continue
+        value = raw[f.name]
+        item = _LIST_ITEM.get(f.name)
+        if _field_type_ok(getattr(defaults, f.name), value) and (
+                item is None or all(isinstance(v, item) for v in value)):
+            good[f.name] = value
+        else:
+            bad.append(f.name)
+    return good, bad
+
+
+def _backup(path: Path) -> str:
+    """Keep a copy of the settings file as it was; the sentence saying where, or ''."""
+    backup = path.with_name(f"settings.corrupt-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    try:
+        backup.write_bytes(path.read_bytes())
+    except OSError:
+        return ""
+    return f" The file as it was is kept as {backup.name}."
 
 
 @dataclass
@@ -218,25 +273,44 @@ def load_settings(path: Path | None = None) -> LoadedSettings:
         if not isinstance(raw, dict):
             raise ValueError("the file does not hold a JSON object")
         raw = _migrate(raw)
-        known = {f.name for f in dataclasses.fields(Settings)}
-        settings = Settings(**{k: v for k, v in raw.items() if k in known}).validated()
-        return LoadedSettings(settings)
-    except (ValueError, TypeError, OSError, UnicodeDecodeError) as exc:
-        backup = path.with_name(f"settings.corrupt-{time.strftime('%Y%m%d-%H%M%S')}.json")
+        good, bad = _typed_fields(raw)
+        settings = Settings(**good).validated()
+    except RecursionError:
+        exc: Exception = ValueError("it nests too deeply")
+    except (ValueError, TypeError, OSError, UnicodeDecodeError) as error:
+        exc = error
+    else:
+        if not bad:
+            return LoadedSettings(settings)
+        names = ", ".join(bad)
+        log.warning("settings file %s: wrong type for %s; defaults used for those", path, names)
+        where = _backup(path)
         try:
-            os.replace(path, backup)
-            where = f" It was kept as {backup.name}."
-        except OSError:
-            where = ""
-        log.warning("settings file %s is unreadable (%s); using defaults", path, exc)
-        return LoadedSettings(
-            Settings(),
-            notice=f"Your settings file could not be read ({exc}), so defaults are in use.{where}",
-        )
+            save_settings(settings, path)  # so the notice is given once, not at every start
+        except UserFacingError as err:
+            log.warning("cannot rewrite %s: %s", path, err)
+        return LoadedSettings(settings, notice=(
+            f"Your settings file had a value of the wrong type for {names}, so "
+            f"{'that setting is' if len(bad) == 1 else 'those settings are'} back to the "
+            f"default.{where}"))
+    backup = path.with_name(f"settings.corrupt-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    try:
+        os.replace(path, backup)
+        where = f" It was kept as {backup.name}."
+    except OSError:
+        where = ""
+    log.warning("settings file %s is unreadable (%s); using defaults", path, exc)
+    return LoadedSettings(
+        Settings(),
+        notice=f"Your settings file could not be read ({exc}), so defaults are in use.{where}",
+    )
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> Path:
     """Write settings atomically; returns the file written."""
     path = path or default_paths().settings_file
-    atomic_write_text(path, settings.validated().to_json() + "\n")
+    try:
+        atomic_write_text(path, settings.validated().to_json() + "\n")
+    except OSError as exc:  # a read-only config folder, a full disk: say so in words
+        raise UserFacingError(write_failure(exc, "the settings", path.parent)) from exc
     return path

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+log = logging.getLogger(__name__)
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -35,3 +41,84 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
 
 def atomic_write_text(path: Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# -- what a crash leaves behind ------------------------------------------------------------------
+#: Work files of an image save (``.saving-<pid>-….png.part``) and a model import
+#: (``.<name>.importing-<pid>-<hex>``); names from before the pid was added have none.
+_WORK_FILE = re.compile(r"^\.(?:saving-(?:(\d+)-)?.*\.png\.part|.+\.importing-(?:(\d+)-)?[0-9a-f]+)$")
+#: A work file untouched this long, whose writer is not a live process here, is left by a crash.
+STALE_AFTER_S = 3600.0
+
+
+def work_file_tag() -> str:
+    """The ``<pid>-`` part of a work file's name: who is writing it."""
+    return f"{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name != "posix":
+        return True  # no safe signal-0 probe on Windows: the age alone decides (see below)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _newest_mtime(path: Path) -> float:
+    """The latest modification under ``path`` (a copy in progress touches the file it writes)."""
+    newest = path.lstat().st_mtime
+    if path.is_dir() and not path.is_symlink():
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                try:
+                    newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+                except OSError:
+                    continue
+    return newest
+
+
+def clean_stale_work_files(folders: list[Path], depth: int = 2,
+                           stale_after: float = STALE_AFTER_S) -> list[Path]:
+    """Remove what crashed image saves and model imports left in ``folders`` (and ``depth``
+    levels of sub-folders); returns what was removed.
+
+    A work file is stale when nothing wrote to it for ``stale_after`` seconds and the process
+    named in it is not alive on this machine (on Windows, and for names without a pid, the age
+    alone). A file another running Studio is writing is never touched. Errors are logged, never
+    raised: this runs at start-up.
+    """
+    removed: list[Path] = []
+    now = time.time()
+    stack = [(Path(f), depth) for f in folders]
+    while stack:
+        folder, level = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                match = _WORK_FILE.match(entry.name)
+                if not match:
+                    if level > 0 and entry.is_dir(follow_symlinks=False):
+                        stack.append((Path(entry.path), level - 1))
+                    continue
+                pid = match.group(1) or match.group(2)
+                path = Path(entry.path)
+                if now - _newest_mtime(path) < stale_after or (pid and _alive(int(pid))):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed.append(path)
+                log.info("removed %s, left by an interrupted save or import", path)
+            except OSError as exc:
+                log.warning("cannot remove the stale work file %s: %s", entry.path, exc)
+    return removed

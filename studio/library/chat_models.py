@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import UserFacingError
+from studio.library.detect import read_safetensors_header
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +94,11 @@ def safetensors_parameter_count(files: list[Path]) -> int:
     """Parameters in safetensors files, from their headers alone (no weights read)."""
     total = 0
     for path in files:
-        with open(path, "rb") as fh:
-            (size,) = struct.unpack("<Q", fh.read(8))
-            if size > 100_000_000:
-                raise UserFacingError(f"{path} is not a valid safetensors file.")
-            header = json.loads(fh.read(size))
+        header = read_safetensors_header(path)  # bounded and type-checked; UserFacingError
         for key, info in header.items():
             if key == "__metadata__":
                 continue
-            count = 1
-            for dim in info.get("shape", []):
-                count *= int(dim)
-            total += count
+            total += math.prod(info["shape"])
     return total
 
 

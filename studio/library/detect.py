@@ -21,7 +21,7 @@ from studio.core.jobs import UserFacingError
 
 FAMILIES = ("sd1", "sd2", "sdxl", "unknown")
 #: A real header is a few hundred KB; anything near this is not a safetensors file.
-MAX_HEADER_BYTES = 100 * 2**20
+MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
 
 _UNET = "model.diffusion_model."
 _SD1_CLIP = "cond_stage_model.transformer."
@@ -68,42 +68,65 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
     return dict(header)
 
 
+def _corrupt(path: Path, why: str) -> UserFacingError:
+    return UserFacingError(f"{path.name} is truncated or corrupt ({why}).")
+
+
 def _read_header(path: Path, size: int) -> dict[str, Any]:
+    """The header, parsed with bounds: length capped, nesting refused, every field type checked.
+
+    Any file in a scanned folder may be hostile, so nothing here may raise anything but
+    :class:`UserFacingError` (a RecursionError from deeply nested JSON used to escape and end
+    ``studio models list`` and ``studio serve`` with a traceback).
+    """
     with path.open("rb") as fh:
         raw_len = fh.read(8)
         if len(raw_len) < 8:
-            raise UserFacingError(f"{path.name} is truncated or corrupt (only {size} bytes).")
+            raise _corrupt(path, f"only {size} bytes")
         (n,) = struct.unpack("<Q", raw_len)
         if n < 2 or n > MAX_HEADER_BYTES or 8 + n > size:
-            raise UserFacingError(
-                f"{path.name} is truncated or corrupt (header length {n} does not fit a "
-                f"{size}-byte file)."
-            )
+            raise _corrupt(path, f"header length {n} does not fit a {size}-byte file"
+                           if n <= MAX_HEADER_BYTES else
+                           f"header length {n} is over the {MAX_HEADER_BYTES}-byte limit")
         raw = fh.read(n)
+    if not raw.lstrip().startswith(b"{"):
+        raise _corrupt(path, "header is not a JSON object")
     try:
         header = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise _corrupt(path, "header nests too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise UserFacingError(
-            f"{path.name} is truncated or corrupt (unreadable header: {exc})."
-        ) from exc
+        raise _corrupt(path, f"unreadable header: {str(exc)[:200]}") from None
     if not isinstance(header, dict):
-        raise UserFacingError(f"{path.name} is truncated or corrupt (header is not a JSON object).")
+        raise _corrupt(path, "header is not a JSON object")
     data_size = size - 8 - n
     for name, info in header.items():
         if name == "__metadata__":
+            if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
+                raise _corrupt(path, "__metadata__ is not a map of text to text")
             continue
-        try:
-            start, end = (int(x) for x in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise UserFacingError(
-                f"{path.name} is truncated or corrupt (tensor {name!r} has no valid data_offsets)."
-            ) from None
-        if not 0 <= start <= end <= data_size:
-            raise UserFacingError(
-                f"{path.name} is truncated or corrupt (tensor {name!r} ends at byte {end} but the "
-                f"file holds {data_size} bytes of data; the download may be incomplete)."
-            )
+        _check_tensor(path, name, info, data_size)
     return header
+
+
+def _check_tensor(path: Path, name: str, info: Any, data_size: int) -> None:
+    """One tensor entry has the types safetensors defines and fits in the file's data."""
+    shown = repr(name[:80])
+    if not isinstance(info, dict):
+        raise _corrupt(path, f"tensor {shown} is not described by a JSON object")
+    offsets = info.get("data_offsets")
+    if (not isinstance(offsets, list) or len(offsets) != 2
+            or not all(type(x) is int for x in offsets)):
+        raise _corrupt(path, f"tensor {shown} has no valid data_offsets")
+    if not isinstance(info.get("dtype"), str):
+        raise _corrupt(path, f"tensor {shown} has no valid dtype")
+    shape = info.get("shape")
+    if not isinstance(shape, list) or not all(type(d) is int and 0 <= d < 2**63 for d in shape):
+        raise _corrupt(path, f"tensor {shown} has no valid shape")
+    start, end = offsets
+    if not 0 <= start <= end <= data_size:
+        raise _corrupt(path, f"tensor {shown} ends at byte {end} but the file holds {data_size} "
+                       "bytes of data; the download may be incomplete")
 
 
 def detect_from_header(header: dict[str, Any]) -> Detection:

@@ -27,12 +27,13 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from studio import ASSETS_DIR
 from studio.core.config import Paths
 from studio.core.files import atomic_write_text
 from studio.core.jobs import CancelToken, UserFacingError
+from studio.core.wording import write_failure
 
 CATALOG_FILE = ASSETS_DIR / "catalogs" / "models.json"
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -146,6 +147,37 @@ def save_access_token(token: str, paths: Paths | None = None) -> str:
     return set_api_key(hub_endpoint(), token.strip(), paths)
 
 
+# -- checking what the Hub (or a mirror in HF_ENDPOINT) says --------------------------------------
+def unsafe_repo_path(name: str) -> str:
+    """Why a repo file name could land outside the model folder on some OS, or '' when it is safe.
+
+    A repo path is relative, '/'-separated, with no '..', no drive, no backslash (a separator on
+    Windows: ``a\\..\\..\\x``) and no control characters. A hostile mirror could otherwise list
+    ``/x``, ``../x`` or ``C:/x`` and have it written anywhere.
+    """
+    if not name or len(name) > 1024:
+        return "it is empty or too long"
+    if "\\" in name:
+        return "it has a backslash"
+    if ":" in name or any(ord(c) < 32 for c in name):
+        return "it has a drive letter, a ':' or a control character"
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).anchor:
+        return "it is an absolute path"
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        return "it has '..', '.' or an empty folder name"
+    return ""
+
+
+def _check_repo_paths(repo_id: str, names: list[str]) -> None:
+    for name in names:
+        why = unsafe_repo_path(name)
+        if why:
+            raise UserFacingError(
+                f"{hub_endpoint()} lists a file named {name[:200]!r} in {repo_id}, and {why}: it "
+                "could be written outside the models folder, so nothing was downloaded. If "
+                "HF_ENDPOINT points to a mirror, check that you trust it.")
+
+
 # -- choosing files -----------------------------------------------------------------------------
 def select_files(files: list[HubFile], fp16: bool) -> tuple[list[HubFile], list[str]]:
     """The files Studio needs from a repo listing, and the names it leaves out."""
@@ -231,7 +263,7 @@ def plan_download(repo_id: str, *, fp16: bool, token: str | None = None,
                   timeout: float = 10.0) -> DownloadPlan:
     """Ask the Hub which files ``repo_id`` has and choose the ones to fetch."""
     repo_id = repo_id.strip()
-    if not _REPO_ID.match(repo_id):
+    if not _REPO_ID.match(repo_id) or any(p in (".", "..") for p in repo_id.split("/")):
         raise NotOnHub(f"{repo_id!r} is not a repository id like 'org/name'.")
     if is_offline():
         raise UserFacingError(offline_message())
@@ -252,6 +284,7 @@ def plan_download(repo_id: str, *, fp16: bool, token: str | None = None,
     listing = [HubFile(s.rfilename, int(s.size or 0), s.rfilename,
                        getattr(getattr(s, "lfs", None), "sha256", "") or "")
                for s in info.siblings or []]
+    _check_repo_paths(repo_id, [f.name for f in listing])
     files, skipped = select_files(listing, fp16)
     if not any(f.name.endswith(_WEIGHTS) for f in files):
         raise NotOnHub(f"{repo_id} has no weight files Studio can load (safetensors).")
@@ -317,6 +350,8 @@ def download(plan: DownloadPlan, paths: Paths, *, token: str | None = None,
     if dest.exists():
         raise UserFacingError(f"{plan.repo_id} is already in the library at {dest}. Remove it "
                               "first to download it again.")
+    # again here: a plan may come from elsewhere than plan_download (a queued job)
+    _check_repo_paths(plan.repo_id, [n for f in plan.files for n in (f.name, f.target)])
     stage = staging_dir(plan.repo_id, paths)
     try:
         stage.mkdir(parents=True, exist_ok=True)
@@ -344,9 +379,9 @@ def download(plan: DownloadPlan, paths: Paths, *, token: str | None = None,
             raise
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
-                raise UserFacingError(f"The disk is full; {f.target} was kept partly "
-                                      "downloaded and resumes when you start again after "
-                                      "freeing space.") from exc
+                raise UserFacingError(write_failure(exc, f.target, stage) + " What was "
+                                      "downloaded is kept and resumes when you start again.") \
+                    from exc
             raise UserFacingError(f"Writing {f.target} failed ({exc.strerror or exc}); the "
                                   "partial file is kept and resumes next time.") from exc
         meter.base += f.size

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.core.config import Paths, Settings
+from studio.core.files import work_file_tag
 from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
+from studio.core.wording import write_failure
 from studio.library import usage
 from studio.library.catalog import LibraryEntry, describe_path
 from studio.library.chat_models import weight_files
@@ -159,7 +161,7 @@ def import_model(path: Path, settings: Settings, paths: Paths, *, copy: bool = F
         raise UserFacingError(f"Not enough disk space to copy {src.name}: it needs "
                               f"{human_size(total)} and {folder} has {human_size(free)} free. "
                               "Add it where it is instead, or free some space.")
-    tmp = folder / f".{src.name}.importing-{uuid.uuid4().hex[:8]}"
+    tmp = folder / f".{src.name}.importing-{work_file_tag()}{uuid.uuid4().hex[:8]}"
     try:
         _copy_tree(src, tmp, progress, cancel, total)
         os.replace(tmp, dest)
@@ -169,9 +171,9 @@ def import_model(path: Path, settings: Settings, paths: Paths, *, copy: bool = F
     except OSError as exc:
         _remove(tmp)
         if exc.errno == errno.ENOSPC:
-            raise UserFacingError(f"The disk filled up while copying {src.name} to {folder}; "
-                                  "the partial copy was removed. Free some space or add the "
-                                  "model where it is.") from exc
+            raise UserFacingError(write_failure(exc, f"the copy of {src.name}", folder)
+                                  + " The partial copy was removed; you can also add the model "
+                                  "where it is.") from exc
         raise UserFacingError(f"Copying {src.name} to {folder} failed ({exc.strerror or exc}); "
                               "the partial copy was removed.") from exc
     copied = describe_path(dest, "studio", paths)

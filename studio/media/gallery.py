@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.files import atomic_write
-from studio.media.image_text import PNG_SIGNATURE, read_image_text
+from studio.media.image_text import PNG_SIGNATURE, clip_text, read_image_text
 from studio.media.metadata import metadata_from_text
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 _SCHEMA = 1
 _BATCH = 500  # rows per transaction while indexing: progress survives an interrupted refresh
+#: What the index keeps per image (the details pane rereads the file for the whole text): a prompt
+#: of 30 MB used to be copied into gallery.db for every such file.
+INDEX_PROMPT_CHARS = 16_384
+INDEX_PARAM_CHARS = 4_096
+INDEX_PARAMS_TOTAL = 65_536
 
 
 @dataclass
@@ -91,15 +96,58 @@ def _scan(root: Path) -> dict[str, tuple[float, int]]:
     return found
 
 
+def _key(path: str) -> str | bytes:
+    """The index's key for a path. SQLite stores UTF-8, and a Linux file name is any bytes: a name
+    that is not UTF-8 (``b'\\xff.png'``, a lone surrogate in Python) is stored as its raw bytes (a
+    BLOB), which round-trips exactly and never equals a text key. It used to raise
+    UnicodeEncodeError and lose the whole batch: one such file emptied the Gallery."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def _unkey(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _text(value: str) -> str:
+    """Text SQLite can store: lone surrogates (an odd file name, ``\\ud800`` in a JSON chunk)
+    become ``?``."""
+    return value if value.isascii() else value.encode("utf-8", "replace").decode("utf-8")
+
+
+def _index_params(params: dict[str, Any]) -> str:
+    """The params as the index keeps them: each value at most INDEX_PARAM_CHARS (text cut with
+    a marker, anything else replaced by one), all together at most INDEX_PARAMS_TOTAL."""
+    kept: dict[str, Any] = {}
+    total = 0
+    for key, value in params.items():
+        text = json.dumps(value, ensure_ascii=False, default=str)
+        if len(text) > INDEX_PARAM_CHARS:
+            value = (clip_text(value, INDEX_PARAM_CHARS) if isinstance(value, str)
+                     else f"[{len(text):,} characters not kept]")
+            text = json.dumps(value, ensure_ascii=False)
+        total += len(text) + len(key)
+        if total > INDEX_PARAMS_TOTAL:
+            kept["…"] = f"[{len(params) - len(kept):,} more values not kept]"
+            break
+        kept[str(key)[:INDEX_PARAM_CHARS]] = value
+    return json.dumps(kept, ensure_ascii=False, default=str)
+
+
 def _describe(path: str, mtime: float, size: int) -> tuple:
     """The table row for one file: reads its text chunks and header, nothing else."""
     p = Path(path)
     meta = metadata_from_text(read_image_text(p))
     width, height = _image_size(p)
-    params = json.dumps(meta.params, ensure_ascii=False, default=str)
-    search = _fold(f"{meta.prompt}\n{meta.negative_prompt}")
-    return (path, p.name, mtime, size, meta.prompt, meta.negative_prompt, params, width, height,
-            meta.source, search)
+    params = _text(_index_params(meta.params))
+    prompt = _text(clip_text(meta.prompt, INDEX_PROMPT_CHARS))
+    negative = _text(clip_text(meta.negative_prompt, INDEX_PROMPT_CHARS))
+    search = _fold(f"{prompt}\n{negative}")
+    return (_key(path), _text(p.name), mtime, size, prompt, negative, params, width, height,
+            _text(meta.source), search)
 
 
 class GalleryIndex:
@@ -141,9 +189,9 @@ class GalleryIndex:
         """Bring the index in line with the folder tree; returns how many images it holds."""
         on_disk = _scan(self.outputs_dir)
         with self._lock:
-            known = {p: (m, s) for p, m, s in
+            known = {_unkey(p): (m, s) for p, m, s in
                      self._conn.execute("SELECT path, mtime, size FROM images")}
-        gone = [(p,) for p in known if p not in on_disk]
+        gone = [(_key(p),) for p in known if p not in on_disk]
         todo = [(p, ms) for p, ms in on_disk.items() if known.get(p) != ms]
         if gone:
             with self._lock, self._conn:
@@ -170,13 +218,24 @@ class GalleryIndex:
         self._upsert([_describe(p, st.st_mtime, st.st_size)])
         return self.get(Path(p))
 
+    _UPSERT = ("INSERT OR REPLACE INTO images (path, name, mtime, size, prompt, negative, params,"
+               " width, height, source, search) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+
     def _upsert(self, rows: list[tuple]) -> None:
         if not rows:
             return
-        with self._lock, self._conn:
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO images (path, name, mtime, size, prompt, negative, params,"
-                " width, height, source, search) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        try:
+            with self._lock, self._conn:
+                self._conn.executemany(self._UPSERT, rows)
+        except (sqlite3.DataError, sqlite3.InterfaceError, ValueError, OverflowError):
+            # one row SQLite refuses must not lose the batch: save the others one by one
+            for row in rows:
+                try:
+                    with self._lock, self._conn:
+                        self._conn.execute(self._UPSERT, row)
+                except (sqlite3.DataError, sqlite3.InterfaceError, ValueError,
+                        OverflowError) as exc:
+                    log.warning("gallery: cannot index %r: %s", _unkey(row[0]), exc)
 
     def remove(self, path: Path) -> None:
         """Delete the image file and forget it (the gallery's "Delete")."""
@@ -186,7 +245,7 @@ class GalleryIndex:
         except FileNotFoundError:
             pass
         with self._lock, self._conn:
-            self._conn.execute("DELETE FROM images WHERE path = ?", (p,))
+            self._conn.execute("DELETE FROM images WHERE path = ?", (_key(p),))
 
     # -- reading -------------------------------------------------------------------------------
     _COLUMNS = "path, mtime, prompt, width, height, source, negative, params"
@@ -197,7 +256,7 @@ class GalleryIndex:
             params = json.loads(row[7]) if row[7] else {}
         except ValueError:
             params = {}
-        return GalleryItem(Path(row[0]), row[1], row[2] or "", row[3] or 0, row[4] or 0,
+        return GalleryItem(Path(_unkey(row[0])), row[1], row[2] or "", row[3] or 0, row[4] or 0,
                            row[5] or "none", row[6] or "", params)
 
     def list(self, query: str = "", limit: int | None = None) -> list[GalleryItem]:
@@ -222,7 +281,7 @@ class GalleryIndex:
     def get(self, path: Path) -> GalleryItem | None:
         with self._lock:
             row = self._conn.execute(f"SELECT {self._COLUMNS} FROM images WHERE path = ?",
-                                     (os.path.abspath(path),)).fetchone()
+                                     (_key(os.path.abspath(path)),)).fetchone()
         return self._item(row) if row else None
 
     def count(self) -> int:

@@ -1,5 +1,9 @@
 """Read the text an image carries without decoding its pixels. No Qt, no torch.
 
+Bounded: at most :data:`MAX_TEXT_TOTAL` bytes of text are read (and decompressed) per image,
+whatever the number of chunks, so a crafted file (40 zTXt chunks of 32 MB each) cannot take
+gigabytes. Text past the budget is dropped; nothing here raises for a hostile file.
+
 PNG: the tEXt / zTXt / iTXt chunks are read straight from the file, skipping the image data by
 seeking over it, so the gallery can index thousands of files quickly. JPEG / WebP: the EXIF
 ``UserComment`` (where AUTOMATIC1111 puts its ``parameters``) and a JPEG comment, through Pillow
@@ -13,24 +17,40 @@ import zlib
 from pathlib import Path
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-#: A text chunk larger than this is not metadata anyone wrote on purpose; skip it.
-MAX_TEXT_CHUNK = 32 * 2**20
+#: All the text of one image, decompressed, together. A1111 parameters are a few KB and a large
+#: ComfyUI workflow a few hundred KB; beyond this it is not metadata anyone wrote on purpose.
+MAX_TEXT_TOTAL = 2 * 2**20
 _EXIF_IFD = 0x8769
 _USER_COMMENT = 0x9286
 _IMAGE_DESCRIPTION = 0x010E
 
 
-def _inflate(data: bytes) -> bytes | None:
-    # Bounded: a crafted compressed chunk must not expand into gigabytes.
-    d = zlib.decompressobj()
-    try:
-        out = d.decompress(data, MAX_TEXT_CHUNK)
-    except zlib.error:
-        return None
-    return out if d.unconsumed_tail == b"" else None
+def clip_text(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters, with a marker saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit:,} more characters not kept]"
 
 
-def _decode_chunk(kind: bytes, data: bytes) -> tuple[str, str] | None:
+class _Budget:
+    """How many bytes of text one image may still yield (decompressed)."""
+
+    def __init__(self, total: int = MAX_TEXT_TOTAL) -> None:
+        self.left = total
+
+    def inflate(self, data: bytes) -> bytes | None:
+        # Bounded: a crafted compressed chunk must not expand into gigabytes. What was inflated
+        # counts even when the chunk is then dropped, so chunk after chunk cannot each take it all.
+        d = zlib.decompressobj()
+        try:
+            out = d.decompress(data, max(self.left, 1))
+        except zlib.error:
+            return None
+        self.left -= len(out)
+        return out if d.unconsumed_tail == b"" and self.left >= 0 else None
+
+
+def _decode_chunk(kind: bytes, data: bytes, budget: _Budget) -> tuple[str, str] | None:
     key, sep, rest = data.partition(b"\0")
     if not sep or not key:
         return None
@@ -40,7 +60,7 @@ def _decode_chunk(kind: bytes, data: bytes) -> tuple[str, str] | None:
     if kind == b"zTXt":
         if not rest or rest[0] != 0:  # 0 = deflate, the only method PNG defines
             return None
-        raw = _inflate(rest[1:])
+        raw = budget.inflate(rest[1:])
         return (keyword, raw.decode("latin-1")) if raw is not None else None
     if kind == b"iTXt":
         if len(rest) < 2:
@@ -51,7 +71,7 @@ def _decode_chunk(kind: bytes, data: bytes) -> tuple[str, str] | None:
         if compressed:
             if method != 0:
                 return None
-            raw = _inflate(body)
+            raw = budget.inflate(body)
             return (keyword, raw.decode("utf-8", "replace")) if raw is not None else None
         return keyword, body.decode("utf-8", "replace")
     return None
@@ -64,6 +84,7 @@ def read_png_text(path: Path) -> dict[str, str]:
     is skipped with a seek, never read.
     """
     out: dict[str, str] = {}
+    budget = _Budget()
     try:
         with open(path, "rb") as fh:
             if fh.read(8) != PNG_SIGNATURE:
@@ -73,12 +94,13 @@ def read_png_text(path: Path) -> dict[str, str]:
                 if len(head) < 8:
                     break
                 length, kind = struct.unpack(">I4s", head)
-                if kind in (b"tEXt", b"zTXt", b"iTXt") and length <= MAX_TEXT_CHUNK:
+                if kind in (b"tEXt", b"zTXt", b"iTXt") and length <= budget.left:
                     data = fh.read(length)
                     if len(data) < length:
                         break
                     fh.seek(4, 1)  # CRC
-                    item = _decode_chunk(kind, data)
+                    budget.left -= length  # what is read counts, and what it inflates to
+                    item = _decode_chunk(kind, data, budget)
                     if item and item[0] not in out:
                         out[item[0]] = item[1]
                 elif kind == b"IEND":
@@ -135,6 +157,10 @@ def read_exif_text(path: Path) -> dict[str, str]:
                 out.setdefault("parameters", jpeg_comment)
     except Exception:  # noqa: BLE001 - a broken file has no metadata; never an error
         return {}
+    left = MAX_TEXT_TOTAL  # the same total as a PNG's chunks (a WebP EXIF chunk can be any size)
+    for key, text in out.items():
+        out[key] = text[:max(left, 0)]
+        left -= len(out[key])
     return out
 
 

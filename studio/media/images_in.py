@@ -60,6 +60,16 @@ def max_pixels() -> int:
     return int(limit) if limit else _FALLBACK_MAX_PIXELS
 
 
+def check_pixels(name: str, width: int, height: int) -> None:
+    """Refuse an image (or a mask) over :func:`max_pixels` before its pixels are decoded."""
+    limit = max_pixels()
+    if width * height > limit:
+        raise UserFacingError(
+            f"{name} is {width}×{height} ({width * height / 1e6:.0f} megapixels), more "
+            f"than the {limit / 1e6:.0f}-megapixel limit that protects against "
+            "decompression bombs. Downscale it in an image editor first.")
+
+
 def is_image_file(path: Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
@@ -143,13 +153,7 @@ def open_image(path: Path | str) -> InputImage:
         raise UserFacingError(f"{path} is a folder, not an image.")
     try:
         with Image.open(path) as im:
-            width, height = im.size
-            limit = max_pixels()
-            if width * height > limit:
-                raise UserFacingError(
-                    f"{name} is {width}×{height} ({width * height / 1e6:.0f} megapixels), more "
-                    f"than the {limit / 1e6:.0f}-megapixel limit that protects against "
-                    "decompression bombs. Downscale it in an image editor first.")
+            check_pixels(name, *im.size)
             source_mode = im.mode
             im.load()
             upright = ImageOps.exif_transpose(im)
@@ -176,6 +180,7 @@ def open_mask(path: Path | str, size: tuple[int, int]) -> Any:
     path = Path(path)
     try:
         with Image.open(path) as opened:
+            check_pixels(f"The mask {path.name}", *opened.size)  # the same limit as images
             opened.load()
             im: Image.Image = ImageOps.exif_transpose(opened)
             lowest_alpha = im.getchannel("A").getextrema()[0] if im.mode in ("RGBA", "LA") \
@@ -186,6 +191,9 @@ def open_mask(path: Path | str, size: tuple[int, int]) -> Any:
                 mask = _high_bit_to_8(im)
             else:
                 mask = im.convert("L")
+    except Image.DecompressionBombError as exc:
+        raise UserFacingError(f"The mask {path.name} is too large to open safely ({exc}).") \
+            from exc
     except UnidentifiedImageError as exc:
         raise UserFacingError(f"The mask {path.name} is not an image.") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import studio
+from studio.core.files import work_file_tag
+from studio.core.jobs import UserFacingError
 from studio.core.requests import Txt2ImgRequest
+from studio.core.wording import write_failure
 from studio.media.metadata import build_parameters
 
 _NUMBERED = re.compile(r"^(\d{5,})-")
@@ -113,12 +116,36 @@ def _folder_lock(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def writable_image_folder(outputs_dir: Path, dated: bool = True) -> Path:
+    """The folder new images go to, created and proven writable, before any work is done (a
+    read-only home used to fail only after the whole job). Raises UserFacingError naming it."""
+    folder = image_folder(outputs_dir, dated)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".saving-{work_file_tag()}", suffix=".png.part",
+                                     dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserFacingError(write_failure(exc, "the images", folder)
+                              + " The outputs folder is set in Settings (or --out DIR).") \
+            from exc
+    return folder
+
+
 def write_numbered_png(image: Any, folder: Path, seed: int | str, pnginfo: Any = None) -> Path:
     """Write ``image`` as ``folder/NNNNN-SEED.png`` (or ``NNNNN-LABEL.png``) with the next free
-    number; returns the path."""
-    folder = Path(folder)
+    number; returns the path. A failed write is a UserFacingError that says why in words."""
+    try:
+        return _write_numbered_png(image, Path(folder), seed, pnginfo)
+    except OSError as exc:
+        raise UserFacingError(write_failure(exc, "the image", folder)) from exc
+
+
+def _write_numbered_png(image: Any, folder: Path, seed: int | str, pnginfo: Any) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".saving-", suffix=".png.part", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".saving-{work_file_tag()}", suffix=".png.part",
+                               dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             image.save(fh, format="PNG", pnginfo=pnginfo)

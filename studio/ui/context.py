@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 
 from studio.core.config import Paths, Settings, default_paths, save_settings
+from studio.core.jobs import UserFacingError
 from studio.workers.job_bridge import JobBridge
 
 
@@ -17,6 +18,8 @@ class AppContext(QObject):
     openInWorkspace = Signal(str, object)
     #: A finished image or file the gallery should pick up (pathlib.Path).
     outputWritten = Signal(object)
+    #: A sentence for the window's warning banner (e.g. the settings could not be saved).
+    warned = Signal(str)
 
     def __init__(self, settings: Settings, bridge: JobBridge, base_paths: Paths | None = None,
                  parent: QObject | None = None) -> None:
@@ -38,5 +41,8 @@ class AppContext(QObject):
     def update_settings(self, settings: Settings) -> None:
         """Save new settings and tell every panel."""
         self.settings = settings.validated()
-        save_settings(self.settings, self._base_paths.settings_file)
+        try:
+            save_settings(self.settings, self._base_paths.settings_file)
+        except UserFacingError as exc:  # kept in force for this session; the banner says why
+            self.warned.emit(str(exc))
         self.settingsChanged.emit(self.settings)

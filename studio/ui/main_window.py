@@ -92,6 +92,7 @@ class MainWindow(QMainWindow):
         ctx.bridge.jobChanged.connect(self.status.on_job_changed)
         ctx.openInWorkspace.connect(self.open_in_workspace)
         ctx.settingsChanged.connect(self._on_settings_changed)
+        ctx.warned.connect(lambda text: self.show_banner(text, "warning", key="settings-save"))
 
         self.device_probe = DeviceProbe(self)
         self.device_probe.detected.connect(self.on_device_detected)

@@ -91,6 +91,7 @@ class TransformService:
         settings, paths = self._settings(), self._paths()
         model = resolve_cyclegan(request.model)
         weights = model.file_for(request.direction)
+        outputs.writable_image_folder(paths.outputs_dir, paths.dated_outputs)  # before the work
         device = job_device(settings)
         progress.message(f"Loading {model.name}…")
         name = model.name if len(model.directions) == 1 else f"{model.name} ({request.direction})"

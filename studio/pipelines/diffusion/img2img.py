@@ -97,6 +97,9 @@ class Img2ImgService(DiffusersService):
         validate_request(request)
         settings, paths = self._settings(), self._paths()
         entry = resolve_model(request.model, settings, paths)
+        from studio.media.outputs import writable_image_folder
+
+        writable_image_folder(paths.outputs_dir, paths.dated_outputs)  # before minutes of work
         image, mask, loaded, warnings = prepare_inputs(request)
         request = dataclasses.replace(request, width=image.width, height=image.height)
         progress = NotedProgress(progress)  # memory notes reach every image's warnings

@@ -42,6 +42,9 @@ class Txt2ImgService(DiffusersService):
         validate_request(request)
         settings, paths = self._settings(), self._paths()
         entry = resolve_model(request.model, settings, paths)
+        from studio.media.outputs import writable_image_folder
+
+        writable_image_folder(paths.outputs_dir, paths.dated_outputs)  # before minutes of work
         progress = NotedProgress(progress)  # memory notes reach every image's warnings
         pipe, device, dtype = self._load(entry, settings, paths, progress, cancel)
         return self._generate(pipe, entry, request, settings, paths, device, dtype, progress,
