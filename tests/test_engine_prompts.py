@@ -1,4 +1,4 @@
-"""Long prompts: 75-token chunks for SD 1.x/2.x, an explicit truncation warning for SDXL."""
+"""Long prompts: 75-token chunks, as A1111 encodes them, for SD 1.x/2.x and SDXL."""
 
 from __future__ import annotations
 
@@ -74,15 +74,28 @@ def test_words_after_77_tokens_change_the_sd_image(tiny_sd15_dir):
     assert not np.array_equal(images[0], images[1])
 
 
-def test_sdxl_long_prompt_warns_what_was_dropped(sdxl_pipe, tiny_sdxl_dir):
-    prompt = LONG + ", UNIQUETAILWORD"
-    inputs = prepare_prompt_inputs(sdxl_pipe, "sdxl", prompt, "", "cpu")
-    assert inputs.kwargs["prompt"] == prompt  # diffusers truncates it itself
-    (warning,) = inputs.warnings
-    assert warning.startswith("Prompt was truncated to 77 tokens")
-    assert "uniquetailword" in warning.lower() and "detail number 0 " not in warning
+def test_sdxl_long_prompt_is_chunked_like_a1111(sdxl_pipe, tiny_sdxl_dir):
+    # A1111 chunks SDXL prompts too (both encoders); the words after 77 tokens count.
+    inputs = prepare_prompt_inputs(sdxl_pipe, "sdxl", LONG + ", UNIQUETAILWORD", "", "cpu")
+    assert inputs.chunks == 2 and inputs.warnings == []
+    assert inputs.kwargs["prompt_embeds"].shape == (1, 154, 96)
+    assert inputs.kwargs["negative_prompt_embeds"].shape == (1, 154, 96)
+    assert inputs.kwargs["pooled_prompt_embeds"].shape == (1, 32)
+    # The first chunk (and the pooled embedding) is the start of the prompt encoded by diffusers.
+    start = sdxl_pipe.tokenizer.decode(
+        sdxl_pipe.tokenizer(LONG, add_special_tokens=False).input_ids[:75])
+    embeds, _, pooled, _ = sdxl_pipe.encode_prompt(start, device="cpu",
+                                                   do_classifier_free_guidance=False)
+    assert torch.equal(inputs.kwargs["prompt_embeds"][:, :77], embeds)
+    assert torch.equal(inputs.kwargs["pooled_prompt_embeds"], pooled)
 
     settings = Settings(device="cpu", precision="fp32", preview_mode="off")
-    req = Txt2ImgRequest(model=str(tiny_sdxl_dir), prompt=prompt, steps=1, width=64, height=64)
-    (result,) = Txt2ImgService(lambda: settings, default_paths).run(req, Sink(), CancelToken())
-    assert result.warnings == [warning]
+    service = Txt2ImgService(lambda: settings, default_paths)
+    images = []
+    for tail in (", in the style of a pencil sketch", ", under bright neon light"):
+        req = Txt2ImgRequest(model=str(tiny_sdxl_dir), prompt=LONG + tail, steps=1, width=64,
+                             height=64, seed=3)
+        (result,) = service.run(req, Sink(), CancelToken())
+        assert result.warnings == []
+        images.append(np.asarray(result.image))
+    assert not np.array_equal(images[0], images[1])

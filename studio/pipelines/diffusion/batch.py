@@ -195,7 +195,7 @@ def prepare_call(base: Any, entry: ModelEntry, request: Any, settings: Settings,
     previewer = make_previewer(settings.preview_mode, family, settings.taesd_every, paths,
                                device, dtype)
     prompt = prepare_prompt_inputs(pipe, family, loras.prompt, request.negative_prompt,
-                                   pipe._execution_device)
+                                   pipe._execution_device, steps=request.steps)
     return PreparedCall(pipe, family, sampler, schedule_type, previewer, prompt, loras)
 
 
@@ -216,11 +216,15 @@ def model_hash(entry: ModelEntry, paths: Paths, progress: ProgressSink) -> str:
 
 
 def step_callback(request: Any, index: int, previewer: Any, progress: ProgressSink,
-                  cancel: CancelToken) -> Callable[[Any, int, Any, dict], dict]:
+                  cancel: CancelToken,
+                  conditioning: Any = None) -> Callable[[Any, int, Any, dict], dict]:
     """diffusers' ``callback_on_step_end`` for image ``index`` of the batch.
 
-    Read-only: no latents are changed and no random numbers are drawn here. Progress counts the
-    steps of the whole batch; a cancel sets ``pipe._interrupt`` so diffusers stops at this step.
+    No latents are changed and no random numbers are drawn here. Progress counts the steps of
+    the whole batch; a cancel sets ``pipe._interrupt`` so diffusers stops at this step. A prompt
+    that changes during sampling (``conditioning``, a
+    :class:`~studio.pipelines.diffusion.prompts.StepConditioning`) has its next step's
+    embeddings swapped in here.
     """
 
     def on_step_end(p: Any, step_index: int, timestep: Any, kwargs: dict) -> dict:
@@ -231,15 +235,18 @@ def step_callback(request: Any, index: int, previewer: Any, progress: ProgressSi
         step = step_index + 1
         preview = previewer(step, total, kwargs.get("latents"))
         progress(index * total + step, request.count * total, preview)
+        if conditioning is not None:
+            kwargs.update(conditioning.update(p, step_index))
         return kwargs
 
     return on_step_end
 
 
 def render_image(pipe: Any, call_kwargs: dict[str, Any], request: Any, seed: int, index: int,
-                 previewer: Any, progress: ProgressSink, cancel: CancelToken, dtype: Any) -> Any:
+                 previewer: Any, progress: ProgressSink, cancel: CancelToken, dtype: Any,
+                 conditioning: Any = None) -> Any:
     """One image of a batch: ``pipe(**call_kwargs)`` with a CPU generator seeded ``seed`` and the
-    read-only step callback; a PIL image.
+    step callback (read-only unless the prompt's ``conditioning`` changes per step); a PIL image.
 
     The pipeline returns numpy pixels, checked for NaN (a half-precision overflow gives a black
     image otherwise), then converted the way diffusers converts for ``output_type="pil"`` (bit
@@ -249,12 +256,14 @@ def render_image(pipe: Any, call_kwargs: dict[str, Any], request: Any, seed: int
     import numpy as np
     import torch
 
+    tensors = ["latents", *(conditioning.tensor_inputs if conditioning is not None else ())]
+
     def call() -> Any:  # a fresh generator each time: a retry makes the same image
         return pipe(**call_kwargs, generator=torch.Generator("cpu").manual_seed(seed),
                     output_type="np",
                     callback_on_step_end=step_callback(request, index, previewer, progress,
-                                                       cancel),
-                    callback_on_step_end_tensor_inputs=["latents"])
+                                                       cancel, conditioning),
+                    callback_on_step_end_tensor_inputs=tensors)
 
     size = f"{request.width}×{request.height}"
     with out_of_memory_as(OOM_MESSAGE.format(size=size)):

@@ -134,7 +134,7 @@ class Img2ImgService(DiffusersService):
 
         def render(index: int, seed: int) -> Any:
             out = render_image(call.pipe, kwargs, request, seed, index, call.previewer,
-                               progress, cancel, dtype)
+                               progress, cancel, dtype, call.prompt.schedule)
             if mask is not None and request.keep_unmasked:
                 out = call.pipe.image_processor.apply_overlay(mask, image, out)
             return loaded.with_alpha(out)

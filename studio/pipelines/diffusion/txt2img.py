@@ -68,7 +68,7 @@ class Txt2ImgService(DiffusersService):
 
         def render(index: int, seed: int) -> Any:
             return render_image(pipe, kwargs, request, seed, index, call.previewer, progress,
-                                cancel, dtype)
+                                cancel, dtype, call.prompt.schedule)
 
         def save(index: int, seed: int, image: Any) -> GeneratedImage:
             path, parameters = outputs.save_txt2img_image(
