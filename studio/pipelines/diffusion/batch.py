@@ -175,9 +175,15 @@ def prepare_call(base: Any, entry: ModelEntry, request: Any, settings: Settings,
 
     The request's LoRAs (``<lora:…>`` tags in its prompt and ``request.loras``) are applied to
     ``base`` — none unloads any left from an earlier job — and the prompt is encoded without its
-    tags. ``derive`` builds the pipeline actually called (img2img / inpaint) from ``base``; it
+    tags; textual-inversion embeddings named in either prompt are loaded the same way
+    (:mod:`.embeddings`). ``derive`` builds the pipeline actually called (img2img / inpaint) from ``base``; it
     runs after the scheduler and the LoRAs are set, so the derived pipeline shares both.
     """
+    from studio.pipelines.diffusion.embeddings import (
+        apply_embeddings,
+        find_embeddings,
+        spell_as_named,
+    )
     from studio.pipelines.diffusion.loras import add_hashes, apply_loras, plan_loras
     from studio.pipelines.diffusion.previews import make_previewer
     from studio.pipelines.diffusion.prompts import prepare_prompt_inputs
@@ -188,14 +194,19 @@ def prepare_call(base: Any, entry: ModelEntry, request: Any, settings: Settings,
     if loras.loras and progress is not None:
         progress.message("Applying LoRAs…")
     apply_loras(base, loras, family, entry.name)
+    embeddings = find_embeddings(loras.prompt, request.negative_prompt, settings, paths)
+    apply_embeddings(base, embeddings, family)
+    text = spell_as_named(loras.prompt, embeddings)
+    negative = spell_as_named(request.negative_prompt, embeddings)
     add_hashes(loras, paths)
     scheduler = apply_scheduler(base, request.scheduler)
     pipe = derive(base) if derive is not None else base
     sampler, schedule_type = a1111_sampler_names(request.scheduler, scheduler)
     previewer = make_previewer(settings.preview_mode, family, settings.taesd_every, paths,
                                device, dtype)
-    prompt = prepare_prompt_inputs(pipe, family, loras.prompt, request.negative_prompt,
-                                   pipe._execution_device, steps=request.steps)
+    prompt = prepare_prompt_inputs(pipe, family, text, negative, pipe._execution_device,
+                                   steps=request.steps)
+    prompt.warnings[:0] = embeddings.warnings
     return PreparedCall(pipe, family, sampler, schedule_type, previewer, prompt, loras)
 
 
