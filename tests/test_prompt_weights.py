@@ -190,3 +190,17 @@ def _entry_args(req, settings):
     device = job_device(settings)
     return resolve_model(req.model, settings, paths), device, resolve_dtype(settings.precision,
                                                                             device)
+
+
+def test_syntax_is_stored_verbatim_and_reused(tiny_sd15_dir):
+    from studio.media.metadata import read_image_metadata, to_request
+
+    prompt = r"a (red:1.3) [cat:dog:0.5] [x|y] \(literal\) BREAK ((sky))"
+    negative = "[blurry], (bad:0.8)"
+    settings = Settings(device="cpu", precision="fp32", preview_mode="off")
+    req = Txt2ImgRequest(model=str(tiny_sd15_dir), prompt=prompt, negative_prompt=negative,
+                         steps=2, width=64, height=64, scheduler="euler")
+    (result,) = Txt2ImgService(lambda: settings, default_paths).run(req, Sink(), CancelToken())
+    reused = to_request(read_image_metadata(result.path), str(tiny_sd15_dir))
+    assert reused is not None
+    assert (reused.prompt, reused.negative_prompt) == (prompt, negative)
