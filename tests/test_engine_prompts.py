@@ -51,8 +51,13 @@ def test_long_prompt_is_chunked_and_negative_padded(sd15_pipe):
     assert inputs.chunks == 2 and inputs.warnings == []
     assert inputs.kwargs["prompt_embeds"].shape == (1, 154, 32)
     assert inputs.kwargs["negative_prompt_embeds"].shape == (1, 154, 32)
-    # The first chunk is the start of the prompt encoded on its own.
+    # The first chunk is the start of the prompt encoded on its own, up to its last comma
+    # (A1111's word wrap: a chunk breaks after a comma within 20 tokens of its end).
     first = sd15_pipe.tokenizer(LONG, add_special_tokens=False).input_ids[:75]
+    last_comma = max(i for i, t in enumerate(first)
+                     if t == sd15_pipe.tokenizer.convert_tokens_to_ids(",</w>"))
+    assert 75 - last_comma <= 20
+    first = first[:last_comma + 1]
     assert torch.equal(inputs.kwargs["prompt_embeds"][:, :77], encode_chunks(sd15_pipe, [first],
                                                                              "cpu"))
     # A long negative prompt pads the positive one instead.
@@ -81,9 +86,9 @@ def test_sdxl_long_prompt_is_chunked_like_a1111(sdxl_pipe, tiny_sdxl_dir):
     assert inputs.kwargs["prompt_embeds"].shape == (1, 154, 96)
     assert inputs.kwargs["negative_prompt_embeds"].shape == (1, 154, 96)
     assert inputs.kwargs["pooled_prompt_embeds"].shape == (1, 32)
-    # The first chunk (and the pooled embedding) is the start of the prompt encoded by diffusers.
-    start = sdxl_pipe.tokenizer.decode(
-        sdxl_pipe.tokenizer(LONG, add_special_tokens=False).input_ids[:75])
+    # The first chunk (and the pooled embedding) is the start of the prompt (up to its last
+    # comma, as A1111 wraps words) encoded by diffusers.
+    start = LONG[:LONG.rindex(",", 0, LONG.index("detail number 18")) + 1]
     embeds, _, pooled, _ = sdxl_pipe.encode_prompt(start, device="cpu",
                                                    do_classifier_free_guidance=False)
     assert torch.equal(inputs.kwargs["prompt_embeds"][:, :77], embeds)

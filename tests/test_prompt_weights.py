@@ -73,6 +73,21 @@ def test_schedules_match_a1111(text, expected):
     assert prompt_schedule(text, 10) == expected
 
 
+def test_chunks_break_at_break_and_wrap_after_a_comma(sd15_pipe):
+    from studio.pipelines.diffusion.prompts import weighted_chunks
+
+    tok = sd15_pipe.tokenizer
+    a, b, c, comma = (tok.convert_tokens_to_ids(t) for t in ("a</w>", "b</w>", "c</w>", ",</w>"))
+    # 60 a, b, comma, 20 c = 82 tokens: full at 75 with the comma 14 tokens back → wraps.
+    chunks = weighted_chunks(sd15_pipe, tok, "a " * 60 + "b, " + "(c) " * 20)
+    assert [ids for ids, _ in chunks] == [[a] * 60 + [b, comma], [c] * 20]
+    assert chunks[1][1] == [1.1] * 20
+    # 40 a then a comma 35 tokens back: too far, a plain cut at 75.
+    chunks = weighted_chunks(sd15_pipe, tok, "a " * 40 + ", " + "c " * 40)
+    assert [len(ids) for ids, _ in chunks] == [75, 6]
+    assert [len(ids) for ids, _ in weighted_chunks(sd15_pipe, tok, "BREAK a BREAK")] == [0, 1]
+
+
 # -- the conditioning, computed independently --------------------------------------------------
 
 def _a1111_chunk(tokenizer, encoder, pieces, pad, penultimate=False):

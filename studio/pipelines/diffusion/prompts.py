@@ -4,7 +4,8 @@ A prompt with none of A1111's syntax that fits CLIP's 77 tokens is passed to dif
 (``prompt=``), untouched, so the result is bit-identical to plain diffusers. Otherwise we do what
 A1111 does (:mod:`.prompt_syntax` reads the text):
 
-* the tokens are split into 75-token chunks (``BREAK`` starts a new one), each encoded as its own
+* the tokens are split into 75-token chunks (``BREAK`` starts a new one; a chunk ending within
+  20 tokens of a comma breaks after the comma), each encoded as its own
   77-token sequence (BOS + chunk + EOS + padding) and the embeddings concatenated along the
   sequence axis — the UNet's cross-attention accepts any length. Every prompt of the job (the
   negative one, each step's) is padded with empty chunks to the same number of chunks;
@@ -30,6 +31,7 @@ from studio.pipelines.diffusion.prompt_syntax import (
 )
 
 CHUNK = 75  # tokens per chunk; + BOS + EOS = CLIP's 77
+WORD_WRAP = 20  # A1111's "Prompt word wrap length limit" (comma_padding_backtrack) default
 
 
 @dataclass
@@ -101,16 +103,20 @@ Chunk = tuple[list[int], list[float]]  # token ids (≤ 75) and their weights
 
 def weighted_chunks(pipe: Any, tokenizer: Any, text: str) -> list[Chunk]:
     """``text`` as A1111 tokenizes a prompt line: 75-token chunks of (ids, weights), a new chunk
-    at each ``BREAK``; textual-inversion names expand to their vectors' tokens."""
+    at each ``BREAK``; textual-inversion names expand to their vectors' tokens. A full chunk
+    whose last comma is at most :data:`WORD_WRAP` tokens from its end moves the words after
+    that comma into the next chunk (A1111's "Prompt word wrap length limit", default 20)."""
     convert = getattr(pipe, "maybe_convert_prompt", None)
+    comma = tokenizer.convert_tokens_to_ids(",</w>")
     chunks: list[Chunk] = []
     ids: list[int] = []
     weights: list[float] = []
+    last_comma = -1
 
     def close() -> None:
-        nonlocal ids, weights
+        nonlocal ids, weights, last_comma
         chunks.append((ids, weights))
-        ids, weights = [], []
+        ids, weights, last_comma = [], [], -1
 
     for piece, weight in parse_attention(text):
         if piece == BREAK and weight == -1:
@@ -119,6 +125,14 @@ def weighted_chunks(pipe: Any, tokenizer: Any, text: str) -> list[Chunk]:
         if callable(convert):
             piece = convert(piece, tokenizer)
         for token in _ids(tokenizer, piece):
+            if token == comma:
+                last_comma = len(ids)
+            elif len(ids) == CHUNK and last_comma != -1 and CHUNK - last_comma <= WORD_WRAP:
+                cut = last_comma + 1
+                moved = ids[cut:], weights[cut:]
+                ids, weights = ids[:cut], weights[:cut]
+                close()
+                ids, weights = list(moved[0]), list(moved[1])
             if len(ids) == CHUNK:
                 close()
             ids.append(token)
