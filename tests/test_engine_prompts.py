@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from studio.core.config import Settings, default_paths
@@ -14,21 +13,6 @@ from studio.pipelines.diffusion.txt2img import Txt2ImgService
 from tests.fixtures.sinks import RecordingSink as Sink
 
 LONG = ", ".join(f"detail number {i}" for i in range(25))  # 76..150 tokens: two chunks
-
-
-@pytest.fixture(scope="module")
-def sd15_pipe(tiny_sd15_dir):
-    from diffusers import StableDiffusionPipeline
-
-    return StableDiffusionPipeline.from_pretrained(str(tiny_sd15_dir), safety_checker=None,
-                                                   local_files_only=True)
-
-
-@pytest.fixture(scope="module")
-def sdxl_pipe(tiny_sdxl_dir):
-    from diffusers import StableDiffusionXLPipeline
-
-    return StableDiffusionXLPipeline.from_pretrained(str(tiny_sdxl_dir), local_files_only=True)
 
 
 def test_short_prompts_go_through_diffusers_unchanged(sd15_pipe):
@@ -66,17 +50,22 @@ def test_long_prompt_is_chunked_and_negative_padded(sd15_pipe):
         "negative_prompt_embeds"].shape == (1, 154, 32)
 
 
-def test_words_after_77_tokens_change_the_sd_image(tiny_sd15_dir):
+def _tails_differ(model_dir, steps):
+    """Whether two long prompts that differ only after token 77 give different images."""
     settings = Settings(device="cpu", precision="fp32", preview_mode="off")
     service = Txt2ImgService(lambda: settings, default_paths)
     images = []
     for tail in (", in the style of a pencil sketch", ", under bright neon light"):
-        req = Txt2ImgRequest(model=str(tiny_sd15_dir), prompt=LONG + tail, steps=2, width=64,
+        req = Txt2ImgRequest(model=str(model_dir), prompt=LONG + tail, steps=steps, width=64,
                              height=64, seed=9)
         (result,) = service.run(req, Sink(), CancelToken())
         assert result.warnings == []
         images.append(np.asarray(result.image))
-    assert not np.array_equal(images[0], images[1])
+    return not np.array_equal(images[0], images[1])
+
+
+def test_words_after_77_tokens_change_the_sd_image(tiny_sd15_dir):
+    assert _tails_differ(tiny_sd15_dir, steps=2)
 
 
 def test_sdxl_long_prompt_is_chunked_like_a1111(sdxl_pipe, tiny_sdxl_dir):
@@ -94,13 +83,4 @@ def test_sdxl_long_prompt_is_chunked_like_a1111(sdxl_pipe, tiny_sdxl_dir):
     assert torch.equal(inputs.kwargs["prompt_embeds"][:, :77], embeds)
     assert torch.equal(inputs.kwargs["pooled_prompt_embeds"], pooled)
 
-    settings = Settings(device="cpu", precision="fp32", preview_mode="off")
-    service = Txt2ImgService(lambda: settings, default_paths)
-    images = []
-    for tail in (", in the style of a pencil sketch", ", under bright neon light"):
-        req = Txt2ImgRequest(model=str(tiny_sdxl_dir), prompt=LONG + tail, steps=1, width=64,
-                             height=64, seed=3)
-        (result,) = service.run(req, Sink(), CancelToken())
-        assert result.warnings == []
-        images.append(np.asarray(result.image))
-    assert not np.array_equal(images[0], images[1])
+    assert _tails_differ(tiny_sdxl_dir, steps=1)

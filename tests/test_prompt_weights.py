@@ -18,22 +18,6 @@ from studio.pipelines.diffusion.prompts import prepare_prompt_inputs
 from studio.pipelines.diffusion.txt2img import Txt2ImgService
 from tests.fixtures.sinks import RecordingSink as Sink
 
-
-@pytest.fixture(scope="module")
-def sd15_pipe(tiny_sd15_dir):
-    from diffusers import StableDiffusionPipeline
-
-    return StableDiffusionPipeline.from_pretrained(str(tiny_sd15_dir), safety_checker=None,
-                                                   local_files_only=True)
-
-
-@pytest.fixture(scope="module")
-def sdxl_pipe(tiny_sdxl_dir):
-    from diffusers import StableDiffusionXLPipeline
-
-    return StableDiffusionXLPipeline.from_pretrained(str(tiny_sdxl_dir), local_files_only=True)
-
-
 # -- the parser, against A1111's documented examples -------------------------------------------
 
 @pytest.mark.parametrize("text, expected", [
