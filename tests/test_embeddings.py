@@ -45,7 +45,7 @@ def test_embeddings_are_a_library_kind(embeddings):
 
 
 def test_named_embeddings_apply_and_unload(embeddings, tiny_sd15_dir):
-    _, vecs = embeddings
+    folder, vecs = embeddings
     settings = Settings(device="cpu", precision="fp32", preview_mode="off")
     service = Txt2ImgService(lambda: settings, default_paths)
 
@@ -65,9 +65,22 @@ def test_named_embeddings_apply_and_unload(embeddings, tiny_sd15_dir):
     assert result.parameters.startswith("a portrait, (mystyle:1.2)")  # stored as typed
     tok, enc = pipe.tokenizer, pipe.text_encoder
     rows = enc.get_input_embeddings().weight
-    for token, vector in (("MyStyle", vecs["MyStyle"][0]), ("MyStyle_1", vecs["MyStyle"][1]),
+    for token, vector in (("mystyle", vecs["MyStyle"][0]), ("mystyle_1", vecs["MyStyle"][1]),
                           ("badhands", vecs["badhands"][0]), ("cat-toy", vecs["cat-toy"])):
         assert torch.equal(rows[tok.convert_tokens_to_ids(token)], vector), token
+    # A two-vector embedding that would straddle two chunks starts the next one (as A1111).
+    from studio.pipelines.diffusion.prompts import weighted_chunks
+
+    chunks = weighted_chunks(pipe, tok, "a " * 74 + "mystyle")  # as spell_as_named writes it
+    assert [len(ids) for ids, _ in chunks] == [74, 2]
+    # Any case names it; both vectors carry the weight written around the name.
+    from studio.pipelines.diffusion.embeddings import EmbeddingPlan, spell_as_named
+
+    text = spell_as_named("a (MYSTYLE:1.2)", EmbeddingPlan({"MyStyle": folder / "MyStyle.pt"}))
+    assert text == "a (mystyle:1.2)"
+    ids, weights = weighted_chunks(pipe, tok, text)[0]
+    assert ids[-2:] == tok.convert_tokens_to_ids(["mystyle", "mystyle_1"])
+    assert weights[-2:] == [1.2, 1.2]
     _, without = run("a portrait, mystylish")  # not the name: nothing applies
     assert not np.array_equal(before, styled)
     _, again = run("a portrait")  # unloaded: the same image as before any embedding

@@ -63,12 +63,19 @@ def find_embeddings(prompt: str, negative_prompt: str, settings: Settings,
     return plan
 
 
+def token_of(name: str) -> str:
+    """The token an embedding is loaded as: its name in lower case. CLIP reads words without
+    case (A1111 finds ``easynegative`` for EasyNegative.pt), and diffusers expands a
+    multi-vector token only when the tokenizer's lower-cased text holds it as written."""
+    return name.lower()
+
+
 def spell_as_named(text: str, plan: EmbeddingPlan) -> str:
-    """``text`` with each embedding's name written as its file is (CLIP reads words without
-    case, so A1111 finds ``easynegative`` for EasyNegative.pt; the added token is exact)."""
+    """``text`` with each embedding's name written as its token (:func:`token_of`)."""
     for name in plan.files:
-        text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", name.replace("\\", "\\\\"),
-                      text, flags=re.IGNORECASE)
+        token = token_of(name).replace("\\", "\\\\")
+        text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", token, text,
+                      flags=re.IGNORECASE)
     return text
 
 
@@ -116,8 +123,9 @@ def unload_embeddings(pipe: Any, family: str) -> None:
     if not loaded:
         return
     for _, tok, enc in _pairs(pipe, family):
+        names = [token_of(n) for n in loaded]
         tokens = [t for t in tok.get_vocab() if any(t == n or re.fullmatch(
-            rf"{re.escape(n)}_\d+", t) for n in loaded)]
+            rf"{re.escape(n)}_\d+", t) for n in names)]
         if tokens:
             pipe.unload_textual_inversion(tokens=tokens, tokenizer=tok, text_encoder=enc)
     setattr(pipe, _LOADED, {})
@@ -148,8 +156,9 @@ def apply_embeddings(pipe: Any, plan: EmbeddingPlan, family: str) -> None:
         loaded[name] = None  # until it loads: unloaded (and tried again) by the next job
         try:
             for k, tok, enc in pairs:
-                pipe.load_textual_inversion({name: vectors[k].to(enc.dtype)}, token=name,
-                                            tokenizer=tok, text_encoder=enc)
+                pipe.load_textual_inversion({name: vectors[k].to(enc.dtype)},
+                                            token=token_of(name), tokenizer=tok,
+                                            text_encoder=enc)
         except ValueError as exc:
             plan.warnings.append(f"The embedding {name} was not applied: {exc}")
             continue

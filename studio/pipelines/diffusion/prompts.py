@@ -103,11 +103,13 @@ Chunk = tuple[list[int], list[float]]  # token ids (≤ 75) and their weights
 
 def weighted_chunks(pipe: Any, tokenizer: Any, text: str) -> list[Chunk]:
     """``text`` as A1111 tokenizes a prompt line: 75-token chunks of (ids, weights), a new chunk
-    at each ``BREAK``; textual-inversion names expand to their vectors' tokens. A full chunk
+    at each ``BREAK``; textual-inversion names expand to their vectors' tokens, kept in one
+    chunk (an embedding that does not fit starts the next). A full chunk
     whose last comma is at most :data:`WORD_WRAP` tokens from its end moves the words after
     that comma into the next chunk (A1111's "Prompt word wrap length limit", default 20)."""
     convert = getattr(pipe, "maybe_convert_prompt", None)
     comma = tokenizer.convert_tokens_to_ids(",</w>")
+    added = {i: t for t, i in (getattr(tokenizer, "added_tokens_encoder", None) or {}).items()}
     chunks: list[Chunk] = []
     ids: list[int] = []
     weights: list[float] = []
@@ -124,7 +126,8 @@ def weighted_chunks(pipe: Any, tokenizer: Any, text: str) -> list[Chunk]:
             continue
         if callable(convert):
             piece = convert(piece, tokenizer)
-        for token in _ids(tokenizer, piece):
+        tokens = _ids(tokenizer, piece)
+        for i, token in enumerate(tokens):
             if token == comma:
                 last_comma = len(ids)
             elif len(ids) == CHUNK and last_comma != -1 and CHUNK - last_comma <= WORD_WRAP:
@@ -135,11 +138,27 @@ def weighted_chunks(pipe: Any, tokenizer: Any, text: str) -> list[Chunk]:
                 ids, weights = list(moved[0]), list(moved[1])
             if len(ids) == CHUNK:
                 close()
+            vectors = _vectors_at(tokens, i, added)
+            if vectors > 1 and len(ids) + vectors > CHUNK:  # an embedding stays in one chunk
+                close()
             ids.append(token)
             weights.append(weight)
     if ids or not chunks:
         close()
     return chunks
+
+
+def _vectors_at(tokens: list[int], i: int, added: dict[int, str]) -> int:
+    """How many vectors the textual-inversion embedding starting at ``tokens[i]`` has
+    (diffusers loads an n-vector embedding NAME as tokens NAME, NAME_1 … NAME_n-1); 1 if
+    none starts there."""
+    name = added.get(tokens[i])
+    if name is None:
+        return 1
+    n = 1
+    while i + n < len(tokens) and added.get(tokens[i + n]) == f"{name}_{n}":
+        n += 1
+    return n
 
 
 def _encode_chunk(tok: Any, enc: Any, chunk: Chunk, penultimate: bool,
