@@ -63,6 +63,13 @@ def test_named_embeddings_apply_and_unload(embeddings, tiny_sd15_dir):
     result, styled = run("a portrait, (mystyle:1.2)", negative="badhands, cat-toy")
     assert result.warnings == []
     assert result.parameters.startswith("a portrait, (mystyle:1.2)")  # stored as typed
+    import hashlib
+
+    from studio.media.metadata import parse_parameters
+
+    digest = hashlib.sha256((folder / "badhands.safetensors").read_bytes()).hexdigest()[:12]
+    ti = parse_parameters(result.parameters)["TI hashes"]
+    assert f"badhands: {digest}" in ti and "MyStyle: " in ti and "cat-toy: " in ti
     tok, enc = pipe.tokenizer, pipe.text_encoder
     rows = enc.get_input_embeddings().weight
     for token, vector in (("mystyle", vecs["MyStyle"][0]), ("mystyle_1", vecs["MyStyle"][1]),

@@ -158,6 +158,17 @@ class PreparedCall:
     previewer: Any
     prompt: Any  # studio.pipelines.diffusion.prompts.PromptInputs: .kwargs and .warnings
     loras: Any = None  # studio.pipelines.diffusion.loras.LoraPlan: the LoRAs applied, their warnings
+    embeddings: Any = None  # studio.pipelines.diffusion.embeddings.EmbeddingPlan
+
+    def network_hashes(self, paths: Paths) -> dict[str, str]:
+        """A1111's ``Lora hashes`` and ``TI hashes`` for the infotext (only those used)."""
+        out = {}
+        if self.loras is not None and self.loras.loras:
+            out["Lora hashes"] = self.loras.hashes_text()
+        ti = self.embeddings.hashes_text(paths) if self.embeddings is not None else ""
+        if ti:
+            out["TI hashes"] = ti
+        return out
 
 
 def model_family(pipe: Any, entry: ModelEntry) -> str:
@@ -207,7 +218,8 @@ def prepare_call(base: Any, entry: ModelEntry, request: Any, settings: Settings,
     prompt = prepare_prompt_inputs(pipe, family, text, negative, pipe._execution_device,
                                    steps=request.steps)
     prompt.warnings[:0] = embeddings.warnings
-    return PreparedCall(pipe, family, sampler, schedule_type, previewer, prompt, loras)
+    return PreparedCall(pipe, family, sampler, schedule_type, previewer, prompt, loras,
+                        embeddings)
 
 
 def model_hash(entry: ModelEntry, paths: Paths, progress: ProgressSink) -> str:

@@ -33,6 +33,22 @@ class EmbeddingPlan:
 
     files: dict[str, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)  # the names loaded into the pipeline
+
+    def hashes_text(self, paths: Paths) -> str:
+        """A1111's ``TI hashes`` value: ``name: first 12 hex digits of the file's SHA-256, …``
+        for the embeddings applied ("" without any)."""
+        from studio.library.hashing import full_sha256
+
+        parts = []
+        for name in self.applied:
+            try:
+                digest = full_sha256(self.files[name], paths)[:12]
+            except OSError as exc:
+                log.warning("cannot hash %s: %s", self.files[name], exc)
+                continue
+            parts.append(f"{name.replace(':', '').replace(',', '')}: {digest}")
+        return ", ".join(parts)
 
 
 def _named(name: str, text: str) -> bool:
@@ -136,6 +152,7 @@ def apply_embeddings(pipe: Any, plan: EmbeddingPlan, family: str) -> None:
     does not fit the model is skipped with a warning in ``plan.warnings``."""
     wanted = {name: _key(path) for name, path in plan.files.items()}
     if (getattr(pipe, _LOADED, None) or {}) == wanted:
+        plan.applied = list(wanted)
         return
     unload_embeddings(pipe, family)
     loaded: dict[str, Any] = {}
@@ -163,4 +180,5 @@ def apply_embeddings(pipe: Any, plan: EmbeddingPlan, family: str) -> None:
             plan.warnings.append(f"The embedding {name} was not applied: {exc}")
             continue
         loaded[name] = wanted[name]
+        plan.applied.append(name)
     setattr(pipe, _LOADED, loaded)

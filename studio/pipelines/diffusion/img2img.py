@@ -123,8 +123,7 @@ class Img2ImgService(DiffusersService):
             extra.update({"Mask blur": int(request.mask_blur), "Mask": Path(request.mask).name,
                           "Masked area": f"{covered:.0%}",
                           "Inpaint keep unmasked": request.keep_unmasked})
-        if call.loras.loras:
-            extra["Lora hashes"] = call.loras.hashes_text()
+        extra.update(call.network_hashes(paths))
         kwargs: dict[str, Any] = dict(call.prompt.kwargs, image=image,
                                       strength=request.strength,
                                       num_inference_steps=request.steps,
