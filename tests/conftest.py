@@ -59,6 +59,23 @@ def tiny_sdxl_dir(tiny_models_root):
     return build_tiny_sdxl(tiny_models_root / "tiny-sdxl")
 
 
+@pytest.fixture(scope="module")
+def sd15_pipe(tiny_sd15_dir):
+    """The tiny SD 1.5 folder loaded with plain diffusers (a module shares it)."""
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline.from_pretrained(str(tiny_sd15_dir), safety_checker=None,
+                                                   local_files_only=True)
+
+
+@pytest.fixture(scope="module")
+def sdxl_pipe(tiny_sdxl_dir):
+    """The tiny SDXL folder loaded with plain diffusers (a module shares it)."""
+    from diffusers import StableDiffusionXLPipeline
+
+    return StableDiffusionXLPipeline.from_pretrained(str(tiny_sdxl_dir), local_files_only=True)
+
+
 @pytest.fixture(scope="session")
 def tiny_single_file_configs(tiny_models_root, tiny_sd15_dir, tiny_sdxl_dir):
     """Config folders (``sd1/``, ``sdxl/``) for the tiny single files, as STUDIO_SINGLE_FILE_CONFIG_DIR

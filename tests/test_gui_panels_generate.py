@@ -332,9 +332,10 @@ def test_token_counter_and_size_boxes(qtbot, ctx):
     assert approx_clip_tokens("a cat, on a mat") == 6
     panel.controls.prompt.setPlainText("word " * 70)
     assert panel.controls.prompt_tokens.property("warning") is False
-    panel.controls.prompt.setPlainText("word " * 80)
-    assert panel.controls.prompt_tokens.property("warning") is True
-    assert "80 / 75" in panel.controls.prompt_tokens.text()
+    assert "70 / 75" in panel.controls.prompt_tokens.text()
+    panel.controls.prompt.setPlainText("word " * 80)  # a second chunk, as A1111 counts it
+    assert panel.controls.prompt_tokens.property("warning") is False
+    assert "80 / 150" in panel.controls.prompt_tokens.text()
     box = panel.controls.width_box
     box.lineEdit().selectAll()
     qtbot.keyClicks(box.lineEdit(), "515")

@@ -35,17 +35,18 @@ from studio.library.models import _folder_size, entry_for_path, find_txt2img_mod
 
 log = logging.getLogger(__name__)
 
-KINDS = ("image", "transform", "chat", "preview", "lora", "unknown")
+KINDS = ("image", "transform", "chat", "preview", "lora", "embedding", "unknown")
 KIND_TITLES = {"image": "Image generation", "transform": "Image transform (CycleGAN)",
                "chat": "Chat", "preview": "Preview decoder (TAESD)", "lora": "LoRA",
-               "unknown": "Unknown"}
+               "embedding": "Textual inversion", "unknown": "Unknown"}
 #: Where a model was found. "file" is a file *or folder* added where it is (Add model…,
 #: ``studio models import`` without --copy), so its title says that, not "single file".
 SOURCE_TITLES = {"studio": "Studio folder", "hf-cache": "Hugging Face cache",
                  "extra": "Extra folder", "file": "Added in place"}
 #: Where A1111 and ComfyUI keep models, relative to their install folder.
 KNOWN_SUBDIRS = tuple(Path("models") / d for d in (
-    "Stable-diffusion", "Lora", "checkpoints", "loras", "vae_approx"))
+    "Stable-diffusion", "Lora", "checkpoints", "loras", "vae_approx", "embeddings")) + (
+    Path("embeddings"),)  # A1111 keeps embeddings beside models/, not in it
 TAESD_REPOS = ("madebyollin/taesd", "madebyollin/taesdxl")
 _SCAN_DEPTH = 3
 
@@ -167,6 +168,25 @@ def _walk(root: Path, depth: int) -> Iterator[Path]:
             yield child
 
 
+def library_files(settings: Settings, paths: Paths) -> Iterator[Path]:
+    """Every weight file where the library looks (the Studio models folder, the extra folders
+    and the files added in place), without reading any of them."""
+    for root, _ in _roots(settings, paths):
+        yield from (f for f in _walk(root, _SCAN_DEPTH) if f.is_file())
+    for added in settings.added_models:
+        item = Path(added).expanduser()
+        if item.is_file():
+            yield item
+
+
+def entry_name(item: Path) -> str:
+    """The name a file is known by: its stem; a diffusers ``learned_embeds`` file is named
+    after its folder (sd-concepts-library/cat-toy → cat-toy), as its token is."""
+    if item.stem == "learned_embeds" and item.parent.name:
+        return item.parent.name
+    return item.stem
+
+
 def _other_entry(item: Path, source: str, paths: Paths) -> LibraryEntry:
     """A LoRA, TAESD decoder or unknown thing found by the walk."""
     if item.is_dir():
@@ -191,7 +211,10 @@ def _other_entry(item: Path, source: str, paths: Paths) -> LibraryEntry:
         fmt = f"LoRA ({kind.format})"
         # applied in Generate and in Transform's img2img/inpaint (LoHa/LoKr are refused there)
         workspaces = ("Generate", "Transform") if kind.format != "LyCORIS" else ()
-    return LibraryEntry(item.stem, kind.kind, item, source, fmt, size, kind.precision,
+    if kind.kind == "embedding":
+        fmt = "Embedding"
+        workspaces = ("Generate", "Transform")  # applied where its name is in the prompt
+    return LibraryEntry(entry_name(item), kind.kind, item, source, fmt, size, kind.precision,
                         kind.family, "", kind.reason, workspaces)
 
 
@@ -368,6 +391,8 @@ def _cli_use(entry: LibraryEntry, spec: str) -> str:
             "transform": f"Translate images with it: 'studio transform --model {quoted}'.",
             "lora": f"Apply it to a Stable Diffusion model with '--lora {quoted}' in 'studio "
                     "generate' or 'studio img2img'.",
+            "embedding": f"Write its name ({entry.name}) in a prompt of 'studio generate' or "
+                         "'studio img2img'.",
             "preview": "Studio uses it for live previews in the window (Settings → Live preview)."
             }.get(entry.kind, "")
 
@@ -389,6 +414,8 @@ def wrong_kind_text(entry: LibraryEntry, wanted: str | tuple[str, ...], command:
     where = (" — use it in " + " or ".join(entry.workspaces)) if entry.workspaces else ""
     if entry.kind == "lora":
         where = " — add it to a model in Generate's LoRA section or with a <lora:…> tag"
+    if entry.kind == "embedding":
+        where = f" — write its name ({entry.name}) in a prompt"
     return (f"{spec or entry.name} is {article} {title} model{where}. "
             f"{WANTED_TITLES.get(wanted[0], '')}.")
 

@@ -31,7 +31,8 @@ _LORA_BASES = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 
 @dataclass(frozen=True)
 class FileKind:
-    """What one weight file is: ``kind`` image | lora | preview | unknown, with its base family."""
+    """What one weight file is: ``kind`` image | lora | embedding | preview | unknown, with its base
+    family."""
 
     kind: str
     family: str = ""  # sd1 | sd2 | sdxl for checkpoints and LoRAs; "" when not known
@@ -117,6 +118,32 @@ def _taesd_file(path: Path, header: dict[str, Any]) -> FileKind | None:
                     "a TAESD decoder file (Studio's previews use the diffusers TAESD folder)")
 
 
+#: Text-encoder widths of the model families an embedding can be for.
+_EMBEDDING_WIDTHS = {768: "sd1", 1024: "sd2"}
+
+
+def embedding_header(header: dict[str, Any]) -> tuple[str, str] | None:
+    """``(family, why)`` when a safetensors header is a textual-inversion embedding: A1111's
+    ``emb_params``, SDXL's ``clip_l`` + ``clip_g``, or diffusers' ``learned_embeds`` (one
+    tensor named by its token); None otherwise."""
+    tensors = {k: v for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
+    if not tensors or len(tensors) > 2:
+        return None
+    shapes = {k: list(v.get("shape") or []) for k, v in tensors.items()}
+    if not all(1 <= len(s) <= 2 for s in shapes.values()):
+        return None
+    if set(tensors) == {"clip_l", "clip_g"}:
+        return "sdxl", "a textual-inversion embedding for SDXL (clip_l + clip_g)"
+    if len(tensors) != 1:
+        return None
+    (key, shape), = shapes.items()
+    if "." in key or len(shape) == 1 and shape[0] > 4096:
+        return None  # a weight of a network, not a token's vectors
+    family = _EMBEDDING_WIDTHS.get(shape[-1], "")
+    layout = "A1111" if key == "emb_params" else "diffusers"
+    return family, f"a textual-inversion embedding ({layout} layout, {shape[0] if len(shape) > 1 else 1} vector(s))"
+
+
 def classify_file(path: Path) -> FileKind:
     """Classify one weight file. Raises :class:`UserFacingError` for a corrupt safetensors."""
     path = Path(path)
@@ -124,6 +151,9 @@ def classify_file(path: Path) -> FileKind:
     if suffix != ".safetensors":
         if suffix == ".ckpt":
             return FileKind("image", "", "", "a pickled checkpoint; identified when it is loaded")
+        if suffix in (".pt", ".bin") and path.parent.name.lower() == "embeddings":
+            return FileKind("embedding", "", "", "a textual-inversion embedding (a pickle in an "
+                            "embeddings folder; read with weights_only when used)")
         if suffix in WEIGHT_SUFFIXES:
             return FileKind("unknown", "", "", f"a pickle ({suffix}) that is not a CycleGAN "
                             "generator; its contents are not known without loading it")
@@ -134,6 +164,9 @@ def classify_file(path: Path) -> FileKind:
     if lora:
         family, why = lora_base(header)
         return FileKind("lora", family, precision, why, lora)
+    embedding = embedding_header(header)
+    if embedding is not None:
+        return FileKind("embedding", embedding[0], precision, embedding[1])
     taesd = _taesd_file(path, header)
     if taesd is not None:
         return taesd

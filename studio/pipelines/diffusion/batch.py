@@ -158,6 +158,17 @@ class PreparedCall:
     previewer: Any
     prompt: Any  # studio.pipelines.diffusion.prompts.PromptInputs: .kwargs and .warnings
     loras: Any = None  # studio.pipelines.diffusion.loras.LoraPlan: the LoRAs applied, their warnings
+    embeddings: Any = None  # studio.pipelines.diffusion.embeddings.EmbeddingPlan
+
+    def network_hashes(self, paths: Paths) -> dict[str, str]:
+        """A1111's ``Lora hashes`` and ``TI hashes`` for the infotext (only those used)."""
+        out = {}
+        if self.loras is not None and self.loras.loras:
+            out["Lora hashes"] = self.loras.hashes_text()
+        ti = self.embeddings.hashes_text(paths) if self.embeddings is not None else ""
+        if ti:
+            out["TI hashes"] = ti
+        return out
 
 
 def model_family(pipe: Any, entry: ModelEntry) -> str:
@@ -175,9 +186,15 @@ def prepare_call(base: Any, entry: ModelEntry, request: Any, settings: Settings,
 
     The request's LoRAs (``<lora:…>`` tags in its prompt and ``request.loras``) are applied to
     ``base`` — none unloads any left from an earlier job — and the prompt is encoded without its
-    tags. ``derive`` builds the pipeline actually called (img2img / inpaint) from ``base``; it
+    tags; textual-inversion embeddings named in either prompt are loaded the same way
+    (:mod:`.embeddings`). ``derive`` builds the pipeline actually called (img2img / inpaint) from ``base``; it
     runs after the scheduler and the LoRAs are set, so the derived pipeline shares both.
     """
+    from studio.pipelines.diffusion.embeddings import (
+        apply_embeddings,
+        find_embeddings,
+        spell_as_named,
+    )
     from studio.pipelines.diffusion.loras import add_hashes, apply_loras, plan_loras
     from studio.pipelines.diffusion.previews import make_previewer
     from studio.pipelines.diffusion.prompts import prepare_prompt_inputs
@@ -188,15 +205,21 @@ def prepare_call(base: Any, entry: ModelEntry, request: Any, settings: Settings,
     if loras.loras and progress is not None:
         progress.message("Applying LoRAs…")
     apply_loras(base, loras, family, entry.name)
+    embeddings = find_embeddings(loras.prompt, request.negative_prompt, settings, paths)
+    apply_embeddings(base, embeddings, family)
+    text = spell_as_named(loras.prompt, embeddings)
+    negative = spell_as_named(request.negative_prompt, embeddings)
     add_hashes(loras, paths)
     scheduler = apply_scheduler(base, request.scheduler)
     pipe = derive(base) if derive is not None else base
     sampler, schedule_type = a1111_sampler_names(request.scheduler, scheduler)
     previewer = make_previewer(settings.preview_mode, family, settings.taesd_every, paths,
                                device, dtype)
-    prompt = prepare_prompt_inputs(pipe, family, loras.prompt, request.negative_prompt,
-                                   pipe._execution_device)
-    return PreparedCall(pipe, family, sampler, schedule_type, previewer, prompt, loras)
+    prompt = prepare_prompt_inputs(pipe, family, text, negative, pipe._execution_device,
+                                   steps=request.steps)
+    prompt.warnings[:0] = embeddings.warnings
+    return PreparedCall(pipe, family, sampler, schedule_type, previewer, prompt, loras,
+                        embeddings)
 
 
 def model_hash(entry: ModelEntry, paths: Paths, progress: ProgressSink) -> str:
@@ -216,11 +239,15 @@ def model_hash(entry: ModelEntry, paths: Paths, progress: ProgressSink) -> str:
 
 
 def step_callback(request: Any, index: int, previewer: Any, progress: ProgressSink,
-                  cancel: CancelToken) -> Callable[[Any, int, Any, dict], dict]:
+                  cancel: CancelToken,
+                  conditioning: Any = None) -> Callable[[Any, int, Any, dict], dict]:
     """diffusers' ``callback_on_step_end`` for image ``index`` of the batch.
 
-    Read-only: no latents are changed and no random numbers are drawn here. Progress counts the
-    steps of the whole batch; a cancel sets ``pipe._interrupt`` so diffusers stops at this step.
+    No latents are changed and no random numbers are drawn here. Progress counts the steps of
+    the whole batch; a cancel sets ``pipe._interrupt`` so diffusers stops at this step. A prompt
+    that changes during sampling (``conditioning``, a
+    :class:`~studio.pipelines.diffusion.prompts.StepConditioning`) has its next step's
+    embeddings swapped in here.
     """
 
     def on_step_end(p: Any, step_index: int, timestep: Any, kwargs: dict) -> dict:
@@ -231,15 +258,18 @@ def step_callback(request: Any, index: int, previewer: Any, progress: ProgressSi
         step = step_index + 1
         preview = previewer(step, total, kwargs.get("latents"))
         progress(index * total + step, request.count * total, preview)
+        if conditioning is not None:
+            kwargs.update(conditioning.update(p, step_index))
         return kwargs
 
     return on_step_end
 
 
 def render_image(pipe: Any, call_kwargs: dict[str, Any], request: Any, seed: int, index: int,
-                 previewer: Any, progress: ProgressSink, cancel: CancelToken, dtype: Any) -> Any:
+                 previewer: Any, progress: ProgressSink, cancel: CancelToken, dtype: Any,
+                 conditioning: Any = None) -> Any:
     """One image of a batch: ``pipe(**call_kwargs)`` with a CPU generator seeded ``seed`` and the
-    read-only step callback; a PIL image.
+    step callback (read-only unless the prompt's ``conditioning`` changes per step); a PIL image.
 
     The pipeline returns numpy pixels, checked for NaN (a half-precision overflow gives a black
     image otherwise), then converted the way diffusers converts for ``output_type="pil"`` (bit
@@ -249,12 +279,14 @@ def render_image(pipe: Any, call_kwargs: dict[str, Any], request: Any, seed: int
     import numpy as np
     import torch
 
+    tensors = ["latents", *(conditioning.tensor_inputs if conditioning is not None else ())]
+
     def call() -> Any:  # a fresh generator each time: a retry makes the same image
         return pipe(**call_kwargs, generator=torch.Generator("cpu").manual_seed(seed),
                     output_type="np",
                     callback_on_step_end=step_callback(request, index, previewer, progress,
-                                                       cancel),
-                    callback_on_step_end_tensor_inputs=["latents"])
+                                                       cancel, conditioning),
+                    callback_on_step_end_tensor_inputs=tensors)
 
     size = f"{request.width}×{request.height}"
     with out_of_memory_as(OOM_MESSAGE.format(size=size)):

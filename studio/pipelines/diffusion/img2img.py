@@ -126,8 +126,7 @@ class Img2ImgService(DiffusersService):
             extra.update({"Mask blur": int(request.mask_blur), "Mask": Path(request.mask).name,
                           "Masked area": f"{covered:.0%}",
                           "Inpaint keep unmasked": request.keep_unmasked})
-        if call.loras.loras:
-            extra["Lora hashes"] = call.loras.hashes_text()
+        extra.update(call.network_hashes(paths))
         kwargs: dict[str, Any] = dict(call.prompt.kwargs, image=image,
                                       strength=request.strength,
                                       num_inference_steps=request.steps,
@@ -137,7 +136,7 @@ class Img2ImgService(DiffusersService):
 
         def render(index: int, seed: int) -> Any:
             out = render_image(call.pipe, kwargs, request, seed, index, call.previewer,
-                               progress, cancel, dtype)
+                               progress, cancel, dtype, call.prompt.schedule)
             if mask is not None and request.keep_unmasked:
                 out = call.pipe.image_processor.apply_overlay(mask, image, out)
             return loaded.with_alpha(out)

@@ -64,14 +64,14 @@ class Txt2ImgService(DiffusersService):
         hash_ = model_hash(entry, paths, progress)
         # A1111's text names every LoRA used: typed tags as typed, picked ones appended as tags.
         infotext_prompt = call.loras.infotext_prompt(request.prompt)
-        extra = {"Lora hashes": call.loras.hashes_text()} if call.loras.loras else None
+        extra = call.network_hashes(paths) or None
 
         kwargs = dict(call.prompt.kwargs, num_inference_steps=request.steps,
                       guidance_scale=request.cfg, width=request.width, height=request.height)
 
         def render(index: int, seed: int) -> Any:
             return render_image(pipe, kwargs, request, seed, index, call.previewer, progress,
-                                cancel, dtype)
+                                cancel, dtype, call.prompt.schedule)
 
         def save(index: int, seed: int, image: Any) -> GeneratedImage:
             path, parameters = outputs.save_txt2img_image(

@@ -319,12 +319,12 @@ class GenerateControls(QWidget):
         for edit, label in ((self.prompt, self.prompt_tokens),
                             (self.negative, self.negative_tokens)):
             n = approx_clip_tokens(edit.toPlainText())
-            label.setText(f"~{n} / {CLIP_TOKEN_LIMIT} tokens")
-            over = n > CLIP_TOKEN_LIMIT
-            label.setProperty("warning", over)
-            label.setStyleSheet("color: #f0a030;" if over else "")
-            label.setToolTip("Beyond 75 tokens the model does not see the rest of the prompt"
-                             if over else "Approximate CLIP token count")
+            chunks = max(1, -(-n // CLIP_TOKEN_LIMIT))
+            # As A1111 counts: "80 / 150" — a longer prompt is encoded in 75-token chunks.
+            label.setText(f"~{n} / {chunks * CLIP_TOKEN_LIMIT} tokens")
+            label.setProperty("warning", False)
+            label.setToolTip("Approximate CLIP token count. A longer prompt is encoded in "
+                             "chunks of 75 tokens, as A1111 does; BREAK starts a new chunk.")
 
     def _seed_mode_changed(self) -> None:
         mode = self.seed_mode_key
