@@ -16,6 +16,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from studio.core.config import Paths, Settings, default_paths, load_settings
+from studio.core.files import clean_stale_work_files
 from studio.core.jobs import Handler
 from studio.pipelines.services import build_engine
 from studio.ui.context import AppContext
@@ -30,7 +31,7 @@ from studio.ui.welcome import is_first_start, show_welcome
 from studio.ui.widgets.input_policy import install_input_policy
 from studio.ui.workspaces import Workspace
 from studio.workers.job_bridge import JobBridge
-from studio.workers.lanes import qt_event_loop
+from studio.workers.lanes import io_pool, qt_event_loop
 
 
 def build_main_window(settings: Settings | None = None, base_paths: Paths | None = None, *,
@@ -51,10 +52,6 @@ def build_main_window(settings: Settings | None = None, base_paths: Paths | None
     if settings is None:
         loaded = load_settings(base_paths.settings_file)
         settings, notice = loaded.settings, loaded.notice
-    from studio.core.files import clean_stale_work_files
-
-    in_force = settings.resolved_paths(base_paths)
-    clean_stale_work_files([in_force.outputs_dir, in_force.models_dir])  # what a crash left
     apply_theme(app, settings.theme)
     install_input_policy(app)  # wheel, Return on buttons, combo popups, dialogs on screen
 
@@ -69,6 +66,10 @@ def build_main_window(settings: Settings | None = None, base_paths: Paths | None
     ctx.setParent(window)
     if notice:
         window.show_banner(notice, "warning", key="settings")
+    # What a crash left (.saving-*.part, .importing-*): removed on the I/O pool, so a large
+    # outputs folder never delays the window.
+    in_force = settings.resolved_paths(base_paths)
+    io_pool().start(lambda: clean_stale_work_files([in_force.outputs_dir, in_force.models_dir]))
     return window
 
 

@@ -86,7 +86,7 @@ def test_your_folder_classes_skipped_files_and_preview(two_classes):
     assert len(data.x_train) + len(data.x_test) == 16
     assert data.skipped == 3
     note = data.describe()
-    assert "3 files skipped (1 not images, 1 damaged, 1 smaller than 32×32)" in note
+    assert "3 files skipped (1 not an image, 1 damaged, 1 smaller than 32×32)" in note
     assert "1 image directly in the folder was left out" in note
     red = data.x_train[data.y_train == 1]
     assert red[:, 0].mean() > 0.5 > red[:, 2].mean()  # colours kept, resized and centre-cropped

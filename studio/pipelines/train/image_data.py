@@ -359,19 +359,21 @@ def _folder(folder: str, size: int, signature: tuple) -> ClassImages:
     if readable == 0:
         raise InvalidParameter(
             f"None of the {count_of(damaged, 'image')} in {path} could be read: they are damaged "
-            f"or not really {READABLE} files.")
+            f"or not really {READABLE} files.")  # plural-ok: a list of formats
     if not xs:
         raise InvalidParameter(
             f"All {count_of(small, 'image')} in {path} are smaller than {size}×{size} pixels, the "
             "model's image size: choose a smaller Image size or bigger images.")
     skipped = not_images + damaged + small
     if skipped:
-        parts = [f"{n} {what}" for n, what in ((not_images, "not images"),
+        parts = [f"{n} {what}" for n, what in ((not_images, "not an image" if not_images == 1
+                                                else "not images"),
                                                (damaged, "damaged"),
                                                (small, f"smaller than {size}×{size}")) if n]
         notes.append(f"{count_of(skipped, 'file')} skipped ({', '.join(parts)}).")
     if capped:
-        notes.append(f"Only the first {MAX_PER_CLASS} images of {', '.join(capped)} are used.")
+        notes.append(f"Only the first {MAX_PER_CLASS} images of {', '.join(capped)} "  # plural-ok
+                     "are used.")
     empty = [name for name, _ in groups if name not in names]
     if empty and subdirs:
         notes.append(f"No usable images in {', '.join(empty)}: left out.")
