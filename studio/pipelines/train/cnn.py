@@ -130,7 +130,7 @@ def scheduled_lr(config: dict[str, Any], step: int) -> float:
     return lr
 
 
-def _accelerator() -> Any:
+def accelerator() -> Any:
     """The process's Accelerator: a GPU where there is one (bf16 when it supports it), else the
     CPU in full precision. Under ``accelerate launch`` it joins the process group (gloo on
     CPUs)."""
@@ -201,7 +201,7 @@ class CNNTrainer(Trainer):
             raise InvalidParameter(
                 f"A classifier needs at least two classes, and {self.data.describe()} Put each "
                 "class's images in its own sub-folder (for example cats/ and dogs/).")
-        self.accelerator = _accelerator()
+        self.accelerator = accelerator()
         world = self.accelerator.num_processes
         if int(cfg["batch_size"]) < world * int(cfg["grad_accum"]):
             raise InvalidParameter(
@@ -389,20 +389,6 @@ class CNNTrainer(Trainer):
     def _picked(self) -> int:
         return int(self.config["pick"]) % len(self._x_test)
 
-    def _histograms(self) -> list[dict[str, Any]]:
-        out = []
-        for name, layer in self._layers():
-            w = tl.to_numpy(layer.weight).ravel()
-            grad = layer.weight.grad
-            g = tl.to_numpy(grad).ravel() if grad is not None else np.zeros(0, np.float32)
-            wc, we = np.histogram(w, bins=HIST_BINS)
-            gc, ge = np.histogram(g, bins=HIST_BINS) if g.size else (np.zeros(HIST_BINS),
-                                                                     np.linspace(-1, 1, HIST_BINS + 1))
-            out.append({"name": name, "weights": (wc.astype(np.float32), we.astype(np.float32)),
-                        "grads": (gc.astype(np.float32), ge.astype(np.float32)),
-                        "grad_norm": float(np.linalg.norm(g)) if g.size else 0.0})
-        return out
-
     def _saliency(self, x: torch.Tensor, label: int) -> np.ndarray:
         """|∂ score(true class) / ∂ pixel|, the largest over the colour channels, in [0, 1]."""
         x = x.clone().requires_grad_(True)
@@ -463,7 +449,7 @@ class CNNTrainer(Trainer):
             "missed_true": self._y_test.numpy()[missed[:MISSED_SHOWN]].copy(),
             "missed_guess": guesses.numpy()[missed[:MISSED_SHOWN]].copy(),
             "n_missed": int(len(missed)),
-            "histograms": self._histograms(),
+            "histograms": tl.layer_histograms(self._layers(), HIST_BINS),
             "lr": scheduled_lr(self.config, self.step_count),
         }
         self._snap_key, self._snap = key, snap
