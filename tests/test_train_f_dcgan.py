@@ -129,9 +129,10 @@ def test_variety_and_the_mode_collapse_sentence():
     assert mean_pairwise_distance(np.repeat(varied[:1], 16, axis=0)) == pytest.approx(0.0,
                                                                                      abs=1e-6)
     assert mean_pairwise_distance(varied) > 1.0
-    assert variety_hint(0.2, 0.8).startswith("Mode collapse?")
-    assert "falling" in variety_hint(0.5, 0.8)
-    assert "no sign" in variety_hint(0.78, 0.8)
+    assert variety_hint(0.2, 0.8, 500).startswith("Mode collapse?")
+    assert "falling" in variety_hint(0.5, 0.8, 500)
+    assert "no sign" in variety_hint(0.78, 0.8, 500)
+    assert "Too early" in variety_hint(0.2, 0.0, 40)  # noise at first is not a collapse
 
 
 def test_snapshot_has_every_view():
@@ -184,4 +185,7 @@ def test_view_draws_and_goes_back_in_history(qtbot, qapp):
     assert view.history_label.text() == "step 0 (history)"
     assert view.readout._full.startswith("D(x) ") and view.hint.text()
     assert len(view.weight_curves) == 6
+    with qtbot.waitSignal(view.stepPartRequested) as sent:
+        view.step_d.click()
+    assert sent.args == ["D"]
     assert set(view.export_items()) >= {"Samples", "Latent walk"}

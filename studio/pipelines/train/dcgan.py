@@ -50,16 +50,18 @@ WALK = 10  # images in the latent walk
 HIST_BINS = 30
 COLLAPSE_RATIO = 0.45  # samples this much less varied than real images: collapse
 FALLING_RATIO = 0.7  # below this share of the run's best variety: falling
+HINT_AFTER = 200  # before this step the samples are noise or blobs: too early to judge
 EXTRA_STATE = "studio_state.json"
 
 EXPLANATION = """\
 **What you see.** Left: 64 samples the generator makes from the same 64 noise vectors all run
-long, so you watch the same "people" grow up; drag the slider back through training. Below it, the
-latent walk: ten images on the straight line between two fixed noise vectors. Right: D(x) (how
-real the discriminator finds real images) and D(G(z)) (how real it finds fakes), the variety of
-the samples against real images, and histograms of each layer's weights and gradients.
+long, so you watch the same "people" grow up; drag the slider under them back through training.
+Right: the latent walk (ten images on the straight line between two fixed noise vectors); D(x)
+(how real the discriminator finds real images) and D(G(z)) (how real it finds fakes); the
+samples' variety against real images', with a sentence when it hints at mode collapse; and
+histograms of each layer's weights and gradients (G 1–3, D 1–3).
 
-**What to try.** Step D or G alone (the control bar) and watch the other react. Give D a
+**What to try.** Step D or G alone (the buttons beside the data set) and watch the other react. Give D a
 learning rate ten times G's and see D(G(z)) sink to 0 and G stall; give G the faster rate and
 look for **mode collapse**: the grid fills with copies of a few shapes and the variety falls (a
 sentence says so). Switch the schedule, try *Faces*, *Shapes*, or **your own folder** (any
@@ -139,9 +141,12 @@ def mean_pairwise_distance(images: np.ndarray) -> float:
     return float(np.sqrt(d2)[~np.eye(n, dtype=bool)].mean()) if n > 1 else 0.0
 
 
-def variety_hint(ratio: float, best: float) -> str:
+def variety_hint(ratio: float, best: float, step: int) -> str:
     """A sentence about mode collapse from the samples' variety (``ratio``: their mean pairwise
-    distance over real images'; ``best``: the highest ratio this run has shown)."""
+    distance over real images'; ``best``: the highest ratio this run has shown) at ``step``."""
+    if step < HINT_AFTER:
+        return (f"Variety {ratio:.0%} of real images'. Too early to judge mode collapse: the "
+                f"samples are still forming (wait for step {HINT_AFTER}).")
     if ratio < COLLAPSE_RATIO:
         return (f"Mode collapse? The samples vary {ratio:.0%} as much as real images: the "
                 "generator makes a few things over and over. Lower G's learning rate, or "
@@ -422,7 +427,7 @@ class DCGANTrainer(PlayerRates, Trainer):
             return self._snap
         samples = self._draw(self._z_fixed)
         ratio = mean_pairwise_distance(samples * 2 - 1) / max(self._real_variety, 1e-8)
-        if self.step_count > 0:
+        if self.step_count >= HINT_AFTER:
             self._best_variety = max(self._best_variety, ratio)
         snap: dict[str, Any] = {
             "step": self.step_count,
@@ -433,7 +438,7 @@ class DCGANTrainer(PlayerRates, Trainer):
             "data_short": self.data.short(),
             "data_note": self.data.describe(),
             "variety": ratio,
-            "variety_hint": variety_hint(ratio, self._best_variety),
+            "variety_hint": variety_hint(ratio, self._best_variety, self.step_count),
             "histograms": tl.layer_histograms(self._layers(), HIST_BINS),
             **{k: v for k, v in self._last.items()},
         }

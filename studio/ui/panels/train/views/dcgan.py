@@ -2,7 +2,8 @@
 the latent walk between two fixed noise vectors, D(x)/D(G(z)), the samples' variety with a
 mode-collapse sentence, and weight/gradient histograms of each layer of both networks.
 
-"Step D" / "Step G" are the control bar's (the trainer's ``step_parts``). Items are created once;
+"Step D" / "Step G" (the trainer's ``step_parts``) sit beside the data set: in the control bar
+they were clipped on a laptop screen. Items are created once;
 frames only call ``setImage``/``setData``.
 """
 
@@ -14,7 +15,15 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
 
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
@@ -28,6 +37,8 @@ HISTORY_MAX = 200  # kept grids (the oldest are dropped)
 
 class DCGANView(LessonView):
     """Pictures of a DCGAN learning to draw images."""
+
+    offers_step_parts = True
 
     def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
         super().__init__(lesson_key, parent)
@@ -45,6 +56,12 @@ class DCGANView(LessonView):
         self.history_label.setProperty("muted", True)
         self.history_label.setMinimumWidth(self.history_label.fontMetrics().horizontalAdvance(
             "step 000000 (history)") + 4)
+        self.step_d = QPushButton("Step D")
+        self.step_g = QPushButton("Step G")
+        self.step_d.setToolTip("Run one update of the discriminator only")
+        self.step_g.setToolTip("Run one update of the generator only")
+        self.step_d.clicked.connect(lambda: self.stepPartRequested.emit("D"))
+        self.step_g.clicked.connect(lambda: self.stepPartRequested.emit("G"))
         self.walk_plot, self.walk_image = self._image_plot("dcganWalk")
         self.walk_plot.setMinimumHeight(40)
         self.readout = ElidedLabel("")
@@ -85,7 +102,11 @@ class DCGANView(LessonView):
         words.setSpacing(2)
         words.addWidget(self.readout)
         words.addWidget(self.hint)
-        words.addWidget(self.data_note)
+        note_row = QHBoxLayout()
+        note_row.addWidget(self.data_note, 1)
+        note_row.addWidget(self.step_d)
+        note_row.addWidget(self.step_g)
+        words.addLayout(note_row)
         layout.addLayout(words, 2, 1, 1, 2)
         layout.addWidget(caption("Weights", tip="Histogram of each layer's weights (heights "
                                                 "scaled to the tallest bin)"), 3, 1)
