@@ -141,6 +141,19 @@ def accelerator() -> Any:
     return Accelerator(cpu=not cuda, mixed_precision=precision)
 
 
+def plain_loop(acc: Any) -> bool:
+    """Whether a loop may call torch's own backward(), step() and zero_grad() instead of the
+    Accelerator's: where they would add nothing (no gradient scaler: full precision or bf16; no
+    DeepSpeed or Megatron). Accelerator.backward() and its optimizer's step() look for an
+    optional package on disk (accelerate's is_lomo_available(), a filesystem search, at every
+    call): 0.35 ms of a 4.5 ms step of the cnn lesson (bench/train.py --bare). DDP still syncs
+    in backward."""
+    from accelerate.utils import DistributedType
+
+    return acc.scaler is None and acc.distributed_type in (
+        DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+
+
 def _normalised(maps: torch.Tensor) -> np.ndarray:
     """Each map scaled to [0, 1] on its own (a dead map is all 0)."""
     flat = maps.reshape(len(maps), -1)
@@ -216,14 +229,7 @@ class CNNTrainer(Trainer):
         model = SmallCNN(self.data.channels, int(cfg["width"]), self.data.n_classes,
                          self._gens["init"])
         self.model = self.accelerator.prepare_model(model)
-        # Accelerator.backward() and its optimizer's step() look for an optional package on disk
-        # (accelerate's is_lomo_available(), a filesystem search, at every call): 0.35 ms of a
-        # 4.5 ms step here (bench/train.py --bare). Where they would add nothing (no gradient scaler: full precision or
-        # bf16; no DeepSpeed or Megatron) the loop calls torch's own. DDP still syncs in backward.
-        from accelerate.utils import DistributedType
-
-        self._plain = self.accelerator.scaler is None and self.accelerator.distributed_type in (
-            DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+        self._plain = plain_loop(self.accelerator)
         self._optimizer = self._new_optimizer()
         self._test_cache: tuple[int, torch.Tensor] | None = None
         self._snap_key: tuple | None = None

@@ -32,7 +32,13 @@ from torch import nn
 
 from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, Trainer, check_loss
-from studio.pipelines.train.cnn import SCHEDULE_NAMES, SCHEDULES, accelerator, scheduled_lr
+from studio.pipelines.train.cnn import (
+    SCHEDULE_NAMES,
+    SCHEDULES,
+    accelerator,
+    plain_loop,
+    scheduled_lr,
+)
 from studio.pipelines.train.gan2d import PlayerRates, player_lr_spec
 from studio.pipelines.train.image_data import (
     SOURCE_NAMES,
@@ -221,6 +227,7 @@ class DCGANTrainer(PlayerRates, Trainer):
         self._z_walk = (1 - t) * ends[0] + t * ends[1]
         self.G = self.accelerator.prepare_model(Generator(nz, width, ch, size, self._gens["init"]))
         self.D = self.accelerator.prepare_model(Discriminator(width, ch, size, self._gens["init"]))
+        self._plain = plain_loop(self.accelerator)  # torch's own backward() and step()
         self._opt_d = self._new_opt(self.D, cfg["lr_d"])
         self._opt_g = self._new_opt(self.G, cfg["lr_g"])
         pick = torch.randperm(len(self._x), generator=tl.seeded_generator(seed, 4))[:SAMPLES]
@@ -275,6 +282,12 @@ class DCGANTrainer(PlayerRates, Trainer):
         z = torch.randn((k, int(self.config["latent_dim"])), generator=self._gens["train"])
         return z.to(self.accelerator.device)
 
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self._plain:
+            loss.backward()
+        else:
+            self.accelerator.backward(loss)
+
     def _update_d(self) -> None:
         acc = self.accelerator
         n, mine = self._mine()
@@ -286,12 +299,12 @@ class DCGANTrainer(PlayerRates, Trainer):
         out_real = self.D(real)
         loss_real = F.binary_cross_entropy_with_logits(out_real, torch.ones_like(out_real),
                                                        reduction="sum")
-        acc.backward(loss_real * scale)
+        self._backward(loss_real * scale)
         out_fake = self.D(fake)
         loss_fake = F.binary_cross_entropy_with_logits(out_fake, torch.zeros_like(out_fake),
                                                        reduction="sum")
-        acc.backward(loss_fake * scale)
-        self._opt_d.step()
+        self._backward(loss_fake * scale)
+        (self._opt_d.optimizer if self._plain else self._opt_d).step()
         totals = torch.stack([loss_real.detach() + loss_fake.detach(),
                               torch.sigmoid(out_real.detach()).sum(),
                               torch.sigmoid(out_fake.detach()).sum()])
@@ -306,8 +319,8 @@ class DCGANTrainer(PlayerRates, Trainer):
         self._opt_g.optimizer.zero_grad(set_to_none=True)
         out = self.D(self.G(self._noise(len(mine))))
         loss = F.binary_cross_entropy_with_logits(out, torch.ones_like(out), reduction="sum")
-        acc.backward(loss * acc.num_processes / n)
-        self._opt_g.step()
+        self._backward(loss * acc.num_processes / n)
+        (self._opt_g.optimizer if self._plain else self._opt_g).step()
         total = loss.detach()
         if acc.num_processes > 1:
             total = acc.reduce(total, reduction="sum")
