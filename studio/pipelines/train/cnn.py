@@ -162,7 +162,30 @@ def _normalised(maps: torch.Tensor) -> np.ndarray:
     return tl.to_numpy((maps - lo) / (hi - lo).clamp_min(1e-8))
 
 
-class CNNTrainer(Trainer):
+class ImageLesson(Trainer):
+    """What every image lesson shares: its data set and folder checked up front, the data sets
+    this install cannot load greyed out, and an ``accelerator`` that knows the main process."""
+
+    accelerator: Any
+
+    @classmethod
+    def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """As the base, plus: a data set this install cannot load, or a missing folder, is
+        refused with the reason."""
+        config = super().validate_config(overrides)
+        check_source(config["dataset"], config["data_folder"])
+        return config
+
+    @classmethod
+    def unavailable_choices(cls) -> dict[str, dict[str, str]]:
+        return {"dataset": unavailable_sources()}
+
+    @property
+    def is_main_process(self) -> bool:
+        return bool(self.accelerator.is_main_process)
+
+
+class CNNTrainer(ImageLesson):
     """A small CNN classifying images, with everything a student needs to see it learn."""
 
     info = LessonInfo(
@@ -235,22 +258,6 @@ class CNNTrainer(Trainer):
         self._snap_key: tuple | None = None
         self._snap: dict[str, Any] = {}
         self._preview = preview(self.data, PREVIEW)
-
-    @classmethod
-    def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """As the base, plus: a data set this install cannot load, or a missing folder, is
-        refused with the reason."""
-        config = super().validate_config(overrides)
-        check_source(config["dataset"], config["data_folder"])
-        return config
-
-    @classmethod
-    def unavailable_choices(cls) -> dict[str, dict[str, str]]:
-        return {"dataset": unavailable_sources()}
-
-    @property
-    def is_main_process(self) -> bool:
-        return bool(self.accelerator.is_main_process)
 
     # -- model -----------------------------------------------------------------------------------
     @property

@@ -31,10 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from studio.pipelines.train import torch_lessons as tl
-from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, Trainer, check_loss
+from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, check_loss
 from studio.pipelines.train.cnn import (
     SCHEDULE_NAMES,
     SCHEDULES,
+    ImageLesson,
     accelerator,
     plain_loop,
     scheduled_lr,
@@ -44,9 +45,7 @@ from studio.pipelines.train.image_data import (
     SOURCE_NAMES,
     SOURCES,
     ClassImages,
-    check_source,
     load_class_images,
-    unavailable_sources,
 )
 from studio.pipelines.train.registry import lesson_text
 
@@ -163,7 +162,7 @@ def variety_hint(ratio: float, best: float, step: int) -> str:
     return f"Variety {ratio:.0%} of real images': no sign of mode collapse."
 
 
-class DCGANTrainer(PlayerRates, Trainer):
+class DCGANTrainer(PlayerRates, ImageLesson):
     """A DCGAN on small images, with the views a student needs to watch it."""
 
     info = LessonInfo(
@@ -236,22 +235,6 @@ class DCGANTrainer(PlayerRates, Trainer):
         self._best_variety = 0.0  # for the hint only (not training state)
         self._snap_step = -1
         self._snap: dict[str, Any] = {}
-
-    @classmethod
-    def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """As the base, plus: a data set this install cannot load, or a missing folder, is
-        refused with the reason."""
-        config = super().validate_config(overrides)
-        check_source(config["dataset"], config["data_folder"])
-        return config
-
-    @classmethod
-    def unavailable_choices(cls) -> dict[str, dict[str, str]]:
-        return {"dataset": unavailable_sources()}
-
-    @property
-    def is_main_process(self) -> bool:
-        return bool(self.accelerator.is_main_process)
 
     @property
     def generator(self) -> Generator:

@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QPushButton,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -27,7 +26,8 @@ from PySide6.QtWidgets import (
 
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
-from studio.ui.panels.train.views.cnn import tile_images
+from studio.ui.panels.train.views.cnn import show_histograms, tile_images
+from studio.ui.panels.train.views.gan import step_part_buttons
 from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption
 
 SAMPLE_COLS = 8
@@ -56,12 +56,7 @@ class DCGANView(LessonView):
         self.history_label.setProperty("muted", True)
         self.history_label.setMinimumWidth(self.history_label.fontMetrics().horizontalAdvance(
             "step 000000 (history)") + 4)
-        self.step_d = QPushButton("Step D")
-        self.step_g = QPushButton("Step G")
-        self.step_d.setToolTip("Run one update of the discriminator only")
-        self.step_g.setToolTip("Run one update of the generator only")
-        self.step_d.clicked.connect(lambda: self.stepPartRequested.emit("D"))
-        self.step_g.clicked.connect(lambda: self.stepPartRequested.emit("G"))
+        self.step_d, self.step_g = step_part_buttons(self)
         self.walk_plot, self.walk_image = self._image_plot("dcganWalk")
         self.walk_plot.setMinimumHeight(40)
         self.readout = ElidedLabel("")
@@ -196,15 +191,7 @@ class DCGANView(LessonView):
         names = tuple(layer["name"] for layer in snapshot["histograms"])
         if names != self._layer_names:
             self._set_layers(names)
-        for curves, key, span in ((self.weight_curves, "weights", self.weights_range),
-                                  (self.grad_curves, "grads", self.grads_range)):
-            lo = hi = 0.0
-            for curve, layer in zip(curves, snapshot["histograms"], strict=True):
-                counts, edges = layer[key]
-                top = float(counts.max()) or 1.0
-                curve.setData(edges, counts / top, stepMode="center")
-                lo, hi = min(lo, float(edges[0])), max(hi, float(edges[-1]))
-            span.show(np.array([lo, hi]), np.array([0.0, 1.0]))
+        show_histograms(self, snapshot["histograms"])
 
     def _on_history(self, index: int) -> None:
         if not self._history:
