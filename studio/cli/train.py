@@ -10,8 +10,8 @@ Exit status: 0 done; 1 the training diverged (the message says what to try; the 
 everything up to that step); 2 bad input (unknown lesson or setting, invalid value); 130 Ctrl+C
 (the run so far is saved). ``--list`` and a misspelt lesson name answer without importing torch.
 
-Image lessons (``cnn``) train on ``--data DIR`` (your own folder of images, a sub-folder per class)
-and run through ``accelerate``, so the same command runs across processes or GPUs::
+Image lessons (``cnn``, ``dcgan``) train on ``--data DIR`` (your own folder of images, a
+sub-folder per class) and run through ``accelerate``, so the same command runs across processes or GPUs::
 
     accelerate launch --multi_gpu --num_processes 2 -m studio train cnn --data DIR --steps N --out RUN
 
@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="KEY=VALUE",
                         help="a hyperparameter, e.g. --set lr=0.001 (repeatable)")
     parser.add_argument("--data", type=Path, default=None, metavar="DIR",
-                        help="image lessons (cnn): train on your own folder of images, one "
+                        help="image lessons (cnn, dcgan): train on your own folder of images, one "
                              "sub-folder per class (same as --set dataset=folder "
                              "--set data_folder=DIR)")
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     specs = {p.name for p in cls.params}
     if args.data is not None and "data_folder" not in specs:
         raise UsageError(f"{args.lesson} does not train on images; --data is for the image "
-                         "lessons (cnn)")
+                         "lessons (cnn, dcgan)")
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if launched and args.out is None:
         raise UsageError("give --out DIR when running across processes, so that they all write "

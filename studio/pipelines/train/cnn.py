@@ -130,7 +130,7 @@ def scheduled_lr(config: dict[str, Any], step: int) -> float:
     return lr
 
 
-def _accelerator() -> Any:
+def accelerator() -> Any:
     """The process's Accelerator: a GPU where there is one (bf16 when it supports it), else the
     CPU in full precision. Under ``accelerate launch`` it joins the process group (gloo on
     CPUs)."""
@@ -141,6 +141,19 @@ def _accelerator() -> Any:
     return Accelerator(cpu=not cuda, mixed_precision=precision)
 
 
+def plain_loop(acc: Any) -> bool:
+    """Whether a loop may call torch's own backward(), step() and zero_grad() instead of the
+    Accelerator's: where they would add nothing (no gradient scaler: full precision or bf16; no
+    DeepSpeed or Megatron). Accelerator.backward() and its optimizer's step() look for an
+    optional package on disk (accelerate's is_lomo_available(), a filesystem search, at every
+    call): 0.35 ms of a 4.5 ms step of the cnn lesson (bench/train.py --bare). DDP still syncs
+    in backward."""
+    from accelerate.utils import DistributedType
+
+    return acc.scaler is None and acc.distributed_type in (
+        DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+
+
 def _normalised(maps: torch.Tensor) -> np.ndarray:
     """Each map scaled to [0, 1] on its own (a dead map is all 0)."""
     flat = maps.reshape(len(maps), -1)
@@ -149,7 +162,30 @@ def _normalised(maps: torch.Tensor) -> np.ndarray:
     return tl.to_numpy((maps - lo) / (hi - lo).clamp_min(1e-8))
 
 
-class CNNTrainer(Trainer):
+class ImageLesson(Trainer):
+    """What every image lesson shares: its data set and folder checked up front, the data sets
+    this install cannot load greyed out, and an ``accelerator`` that knows the main process."""
+
+    accelerator: Any
+
+    @classmethod
+    def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """As the base, plus: a data set this install cannot load, or a missing folder, is
+        refused with the reason."""
+        config = super().validate_config(overrides)
+        check_source(config["dataset"], config["data_folder"])
+        return config
+
+    @classmethod
+    def unavailable_choices(cls) -> dict[str, dict[str, str]]:
+        return {"dataset": unavailable_sources()}
+
+    @property
+    def is_main_process(self) -> bool:
+        return bool(self.accelerator.is_main_process)
+
+
+class CNNTrainer(ImageLesson):
     """A small CNN classifying images, with everything a student needs to see it learn."""
 
     info = LessonInfo(
@@ -201,7 +237,7 @@ class CNNTrainer(Trainer):
             raise InvalidParameter(
                 f"A classifier needs at least two classes, and {self.data.describe()} Put each "
                 "class's images in its own sub-folder (for example cats/ and dogs/).")
-        self.accelerator = _accelerator()
+        self.accelerator = accelerator()
         world = self.accelerator.num_processes
         if int(cfg["batch_size"]) < world * int(cfg["grad_accum"]):
             raise InvalidParameter(
@@ -216,35 +252,12 @@ class CNNTrainer(Trainer):
         model = SmallCNN(self.data.channels, int(cfg["width"]), self.data.n_classes,
                          self._gens["init"])
         self.model = self.accelerator.prepare_model(model)
-        # Accelerator.backward() and its optimizer's step() look for an optional package on disk
-        # (accelerate's is_lomo_available(), a filesystem search, at every call): 0.35 ms of a
-        # 4.5 ms step here (bench/train.py --bare). Where they would add nothing (no gradient scaler: full precision or
-        # bf16; no DeepSpeed or Megatron) the loop calls torch's own. DDP still syncs in backward.
-        from accelerate.utils import DistributedType
-
-        self._plain = self.accelerator.scaler is None and self.accelerator.distributed_type in (
-            DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+        self._plain = plain_loop(self.accelerator)
         self._optimizer = self._new_optimizer()
         self._test_cache: tuple[int, torch.Tensor] | None = None
         self._snap_key: tuple | None = None
         self._snap: dict[str, Any] = {}
         self._preview = preview(self.data, PREVIEW)
-
-    @classmethod
-    def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """As the base, plus: a data set this install cannot load, or a missing folder, is
-        refused with the reason."""
-        config = super().validate_config(overrides)
-        check_source(config["dataset"], config["data_folder"])
-        return config
-
-    @classmethod
-    def unavailable_choices(cls) -> dict[str, dict[str, str]]:
-        return {"dataset": unavailable_sources()}
-
-    @property
-    def is_main_process(self) -> bool:
-        return bool(self.accelerator.is_main_process)
 
     # -- model -----------------------------------------------------------------------------------
     @property
@@ -389,20 +402,6 @@ class CNNTrainer(Trainer):
     def _picked(self) -> int:
         return int(self.config["pick"]) % len(self._x_test)
 
-    def _histograms(self) -> list[dict[str, Any]]:
-        out = []
-        for name, layer in self._layers():
-            w = tl.to_numpy(layer.weight).ravel()
-            grad = layer.weight.grad
-            g = tl.to_numpy(grad).ravel() if grad is not None else np.zeros(0, np.float32)
-            wc, we = np.histogram(w, bins=HIST_BINS)
-            gc, ge = np.histogram(g, bins=HIST_BINS) if g.size else (np.zeros(HIST_BINS),
-                                                                     np.linspace(-1, 1, HIST_BINS + 1))
-            out.append({"name": name, "weights": (wc.astype(np.float32), we.astype(np.float32)),
-                        "grads": (gc.astype(np.float32), ge.astype(np.float32)),
-                        "grad_norm": float(np.linalg.norm(g)) if g.size else 0.0})
-        return out
-
     def _saliency(self, x: torch.Tensor, label: int) -> np.ndarray:
         """|∂ score(true class) / ∂ pixel|, the largest over the colour channels, in [0, 1]."""
         x = x.clone().requires_grad_(True)
@@ -463,7 +462,7 @@ class CNNTrainer(Trainer):
             "missed_true": self._y_test.numpy()[missed[:MISSED_SHOWN]].copy(),
             "missed_guess": guesses.numpy()[missed[:MISSED_SHOWN]].copy(),
             "n_missed": int(len(missed)),
-            "histograms": self._histograms(),
+            "histograms": tl.layer_histograms(self._layers(), HIST_BINS),
             "lr": scheduled_lr(self.config, self.step_count),
         }
         self._snap_key, self._snap = key, snap

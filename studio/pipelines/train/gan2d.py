@@ -52,7 +52,7 @@ def mode_coverage(points: np.ndarray, min_fraction: float = 0.01) -> tuple[int, 
     return covered, float(near.any(axis=1).mean())
 
 
-def _player_lr_spec(name: str, default: float, label: str, player: str) -> ParamSpec:
+def player_lr_spec(name: str, default: float, label: str, player: str) -> ParamSpec:
     return ParamSpec(name, default, "float", minimum=1e-6, maximum=10.0, live=True,
                      log_scale=True, label=label,
                      help=f"Learning rate of the {player} alone (Adam). Two time-scale "
@@ -64,8 +64,8 @@ def _gan_params(lr: float, k_d: int, critic: str) -> tuple[ParamSpec, ...]:
         ParamSpec("lr", lr, "float", minimum=1e-6, maximum=10.0, live=True, log_scale=True,
                   label="Learning rate (both)",
                   help="Sets the learning rate of both players at once (Adam)."),
-        _player_lr_spec("lr_d", lr, "D learning rate", critic),
-        _player_lr_spec("lr_g", lr, "G learning rate", "generator"),
+        player_lr_spec("lr_d", lr, "D learning rate", critic),
+        player_lr_spec("lr_g", lr, "G learning rate", "generator"),
         ParamSpec("k_d", k_d, "int", minimum=1, maximum=20, live=True, label="D steps (k_D)",
                   help="Discriminator updates per step."),
         ParamSpec("k_g", 1, "int", minimum=1, maximum=20, live=True, label="G steps (k_G)",
@@ -109,7 +109,32 @@ class DrawnPointsConfig:
         return config
 
 
-class GAN2D(DrawnPointsConfig, Trainer):
+class PlayerRates(Trainer):
+    """A learning rate per player (``lr_d``, ``lr_g``) and ``lr``, which sets both: given alone
+    (``--set lr=…``) or changed live."""
+
+    @classmethod
+    def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """As the base, plus: ``lr`` given without ``lr_d`` / ``lr_g`` sets that player's rate
+        too (``--set lr=…`` sets the learning rate of both)."""
+        config = super().validate_config(overrides)
+        if overrides and "lr" in overrides:
+            for key in ("lr_d", "lr_g"):
+                if key not in overrides:
+                    config[key] = config["lr"]
+        return config
+
+    def set_param(self, name: str, value: Any) -> None:
+        """As the base; ``lr`` (both) also moves ``lr_d`` and ``lr_g``."""
+        if name == "lr":
+            v = self.spec("lr").coerce(value)
+            self.config.update(lr=v, lr_d=v, lr_g=v)
+            self.on_param_changed(name)
+            return
+        super().set_param(name, value)
+
+
+class GAN2D(PlayerRates, DrawnPointsConfig, Trainer):
     """A non-saturating GAN: D minimises BCE on real vs fake, G maximises log D(G(z))."""
 
     info = LessonInfo(
@@ -151,17 +176,6 @@ class GAN2D(DrawnPointsConfig, Trainer):
         self._snap_step = -1
         self._snap: dict[str, Any] = {}
         self._grid: torch.Tensor | None = None
-
-    @classmethod
-    def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """As the base, plus: ``lr`` given without ``lr_d`` / ``lr_g`` sets that player's rate
-        too (``--set lr=…`` sets the learning rate of both)."""
-        config = super().validate_config(overrides)
-        if overrides and "lr" in overrides:
-            for key in ("lr_d", "lr_g"):
-                if key not in overrides:
-                    config[key] = config["lr"]
-        return config
 
     def _new_opt(self, module: nn.Module, lr: float) -> torch.optim.Optimizer:
         return tl.make_optimizer("adam", module.parameters(), lr, self.betas)
@@ -241,15 +255,6 @@ class GAN2D(DrawnPointsConfig, Trainer):
         loss = self._main_loss()
         check_loss(loss, self.step_count)
         return {"step": self.step_count, "loss": loss, **self._last}
-
-    def set_param(self, name: str, value: Any) -> None:
-        """As the base; ``lr`` (both) also moves ``lr_d`` and ``lr_g``."""
-        if name == "lr":
-            v = self.spec("lr").coerce(value)
-            self.config.update(lr=v, lr_d=v, lr_g=v)
-            self.on_param_changed(name)
-            return
-        super().set_param(name, value)
 
     def on_param_changed(self, name: str) -> None:
         if name in ("lr", "lr_d", "lr_g"):

@@ -59,6 +59,10 @@ LESSONS: dict[str, Lesson] = _lessons(
      "A small convolutional network learns to tell digits, shapes, photos or your own images "
      "apart.",
      "studio.pipelines.train.cnn:CNNTrainer"),
+    ("dcgan", "DCGAN: generate images",
+     "A convolutional generator learns to draw digits, faces or your own images by fooling a "
+     "discriminator.",
+     "studio.pipelines.train.dcgan:DCGANTrainer"),
 )
 #: lesson key -> "module:Class".
 LESSON_PATHS: dict[str, str] = {key: lesson.path for key, lesson in LESSONS.items()}

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -103,3 +105,21 @@ def load_generator_states(generators: dict[str, torch.Generator],
 
 def to_numpy(t: torch.Tensor) -> Any:
     return t.detach().cpu().numpy().astype("float32", copy=True)
+
+
+def layer_histograms(layers: Sequence[tuple[str, nn.Conv2d | nn.ConvTranspose2d | nn.Linear]],
+                     bins: int) -> list[dict[str, Any]]:
+    """Per layer (name, module with a ``weight``): histograms of its weights and of their last
+    gradients (empty before the first backward pass), and the gradient's norm."""
+    out = []
+    for name, layer in layers:
+        w = to_numpy(layer.weight).ravel()
+        grad = layer.weight.grad
+        g = to_numpy(grad).ravel() if grad is not None else np.zeros(0, np.float32)
+        wc, we = np.histogram(w, bins=bins)
+        gc, ge = np.histogram(g, bins=bins) if g.size else (np.zeros(bins),
+                                                            np.linspace(-1, 1, bins + 1))
+        out.append({"name": name, "weights": (wc.astype(np.float32), we.astype(np.float32)),
+                    "grads": (gc.astype(np.float32), ge.astype(np.float32)),
+                    "grad_norm": float(np.linalg.norm(g)) if g.size else 0.0})
+    return out

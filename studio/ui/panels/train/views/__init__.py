@@ -19,6 +19,7 @@ VIEW_PATHS: dict[str, str] = {
     "wgan-gp-2d": "studio.ui.panels.train.views.gan:GANView",
     "ddpm-2d": "studio.ui.panels.train.views.ddpm:DDPMView",
     "cnn": "studio.ui.panels.train.views.cnn:CNNView",
+    "dcgan": "studio.ui.panels.train.views.dcgan:DCGANView",
 }
 
 

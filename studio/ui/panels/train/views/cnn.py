@@ -37,6 +37,20 @@ def tile_images(images: np.ndarray, cols: int, pad: int = 1) -> np.ndarray:
     return np.stack(planes, axis=-1)
 
 
+def show_histograms(view: Any, layers: list[dict[str, Any]]) -> None:
+    """Each layer's weight and gradient histogram (heights scaled to the tallest bin) on the
+    view's ``weight_curves``/``grad_curves``, in its ``weights_range``/``grads_range``."""
+    for curves, key, span in ((view.weight_curves, "weights", view.weights_range),
+                              (view.grad_curves, "grads", view.grads_range)):
+        lo = hi = 0.0
+        for curve, layer in zip(curves, layers, strict=True):
+            counts, edges = layer[key]
+            top = float(counts.max()) or 1.0
+            curve.setData(edges, counts / top, stepMode="center")
+            lo, hi = min(lo, float(edges[0])), max(hi, float(edges[-1]))
+        span.show(np.array([lo, hi]), np.array([0.0, 1.0]))
+
+
 def _diverging(weights: np.ndarray) -> np.ndarray:
     """Weights scaled per filter (first axis) to [0, 1] with 0 at 0.5."""
     flat = weights.reshape(len(weights), -1)
@@ -247,15 +261,7 @@ class CNNView(LessonView):
         if test_key != self._drawn.get("test"):
             self._drawn["test"] = test_key
             self._show_test_set(snapshot, names)
-        for curves, key, span in ((self.weight_curves, "weights", self.weights_range),
-                                  (self.grad_curves, "grads", self.grads_range)):
-            lo = hi = 0.0
-            for curve, layer in zip(curves, snapshot["histograms"], strict=True):
-                counts, edges = layer[key]
-                top = float(counts.max()) or 1.0
-                curve.setData(edges, counts / top, stepMode="center")
-                lo, hi = min(lo, float(edges[0])), max(hi, float(edges[-1]))
-            span.show(np.array([lo, hi]), np.array([0.0, 1.0]))
+        show_histograms(self, snapshot["histograms"])
 
     def _show_test_set(self, snapshot: dict[str, Any], names: tuple[str, ...]) -> None:
         """The confusion matrix, the mistakes and the test accuracy."""

@@ -34,6 +34,16 @@ ARROW_LENGTH = 0.35  # the longest gradient arrow, in data units
 SIDE_WIDTH = 230  # the card of numbers and buttons beside the plot
 
 
+def step_part_buttons(view: LessonView) -> tuple[QPushButton, QPushButton]:
+    """"Step D" and "Step G": one update of that player (the view's ``stepPartRequested``)."""
+    step_d, step_g = QPushButton("Step D"), QPushButton("Step G")
+    step_d.setToolTip("Run one update of the discriminator only")
+    step_g.setToolTip("Run one update of the generator only")
+    step_d.clicked.connect(lambda: view.stepPartRequested.emit("D"))
+    step_g.clicked.connect(lambda: view.stepPartRequested.emit("G"))
+    return step_d, step_g
+
+
 class GANView(LessonView):
     """Pictures of a GAN learning a 2D distribution."""
 
@@ -62,12 +72,7 @@ class GANView(LessonView):
             self.plot.addItem(item)
         self.plot.viewport().installEventFilter(self)
 
-        self.step_d = QPushButton("Step D")
-        self.step_g = QPushButton("Step G")
-        self.step_d.setToolTip("Run one update of the discriminator only")
-        self.step_g.setToolTip("Run one update of the generator only")
-        self.step_d.clicked.connect(lambda: self.stepPartRequested.emit("D"))
-        self.step_g.clicked.connect(lambda: self.stepPartRequested.emit("G"))
+        self.step_d, self.step_g = step_part_buttons(self)
         self.draw_button = QPushButton("Draw data")
         self.draw_button.setCheckable(True)
         self.draw_button.toggled.connect(self._on_draw_toggled)

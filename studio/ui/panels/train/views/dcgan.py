@@ -1,0 +1,216 @@
+"""The view of the DCGAN lesson: the fixed-noise sample grid with a slider back through training,
+the latent walk between two fixed noise vectors, D(x)/D(G(z)), the samples' variety with a
+mode-collapse sentence, and weight/gradient histograms of each layer of both networks.
+
+"Step D" / "Step G" (the trainer's ``step_parts``) sit beside the data set: in the control bar
+they were clipped on a laptop screen. Items are created once;
+frames only call ``setImage``/``setData``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.ui.panels.train import plotting as pk
+from studio.ui.panels.train.views.base import LessonView
+from studio.ui.panels.train.views.cnn import show_histograms, tile_images
+from studio.ui.panels.train.views.gan import step_part_buttons
+from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption
+
+SAMPLE_COLS = 8
+HISTORY_EVERY = 25  # steps between kept sample grids
+HISTORY_MAX = 200  # kept grids (the oldest are dropped)
+
+
+class DCGANView(LessonView):
+    """Pictures of a DCGAN learning to draw images."""
+
+    offers_step_parts = True
+
+    def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
+        super().__init__(lesson_key, parent)
+        self._photo = False
+        self._history: deque[tuple[int, np.ndarray]] = deque(maxlen=HISTORY_MAX)
+        self._following = True  # the slider sits on the newest grid and follows training
+
+        self.samples_plot, self.samples_image = self._image_plot("dcganSamples")
+        self.history_slider = QSlider(Qt.Orientation.Horizontal)
+        self.history_slider.setObjectName("dcganHistory")
+        self.history_slider.setRange(0, 0)
+        self.history_slider.setToolTip("Drag back through training: the grid at earlier steps")
+        self.history_slider.valueChanged.connect(self._on_history)
+        self.history_label = QLabel("step 0")
+        self.history_label.setProperty("muted", True)
+        self.history_label.setMinimumWidth(self.history_label.fontMetrics().horizontalAdvance(
+            "step 000000 (history)") + 4)
+        self.step_d, self.step_g = step_part_buttons(self)
+        self.walk_plot, self.walk_image = self._image_plot("dcganWalk")
+        self.walk_plot.setMinimumHeight(40)
+        self.readout = ElidedLabel("")
+        self.readout.setObjectName("dcganReadout")
+        self.hint = QLabel("")
+        self.hint.setObjectName("dcganHint")
+        self.hint.setWordWrap(True)
+        self.data_note = ElidedLabel("")
+        self.data_note.setObjectName("dcganDataNote")
+        self.data_note.setProperty("muted", True)
+        self.weights_plot = pk.themed_plot()
+        self.weights_plot.setObjectName("dcganWeightHist")
+        self.grads_plot = pk.themed_plot()
+        self.grads_plot.setObjectName("dcganGradHist")
+        self.weights_range = pk.StickyRange(self.weights_plot, zero_y=True)
+        self.grads_range = pk.StickyRange(self.grads_plot, zero_y=True)
+        self.weight_curves: list[pg.PlotDataItem] = []
+        self.grad_curves: list[pg.PlotDataItem] = []
+        self._layer_names: tuple[str, ...] = ()
+        self.hist_legend = LegendStrip()
+        self.hist_legend.setObjectName("dcganHistLegend")
+
+        layout = QGridLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setHorizontalSpacing(12)
+        layout.setVerticalSpacing(4)
+        layout.addWidget(caption("Samples", tip="What the generator makes from the same 64 noise "
+                                                "vectors all run long"), 0, 0)
+        layout.addWidget(self.samples_plot, 1, 0, 4, 1)
+        slider_row = QHBoxLayout()
+        slider_row.addWidget(self.history_slider, 1)
+        slider_row.addWidget(self.history_label)
+        layout.addLayout(slider_row, 5, 0)
+        layout.addWidget(caption("Latent walk", tip="Ten images on the straight line between two "
+                                                    "fixed noise vectors"), 0, 1, 1, 2)
+        layout.addWidget(self.walk_plot, 1, 1, 1, 2)
+        words = QVBoxLayout()
+        words.setSpacing(2)
+        words.addWidget(self.readout)
+        words.addWidget(self.hint)
+        note_row = QHBoxLayout()
+        note_row.addWidget(self.data_note, 1)
+        note_row.addWidget(self.step_d)
+        note_row.addWidget(self.step_g)
+        words.addLayout(note_row)
+        layout.addLayout(words, 2, 1, 1, 2)
+        layout.addWidget(caption("Weights", tip="Histogram of each layer's weights (heights "
+                                                "scaled to the tallest bin)"), 3, 1)
+        layout.addWidget(caption("Gradients", tip="Histogram of each layer's weight gradients "
+                                                  "in the last update"), 3, 2)
+        layout.addWidget(self.weights_plot, 4, 1)
+        layout.addWidget(self.grads_plot, 4, 2)
+        layout.addWidget(self.hist_legend, 5, 1, 1, 2)
+        layout.setRowStretch(1, 1)
+        layout.setRowStretch(4, 2)
+        layout.setColumnStretch(0, 2)
+        layout.setColumnStretch(1, 1)
+        layout.setColumnStretch(2, 1)
+        self.apply_theme()
+
+    @staticmethod
+    def _image_plot(name: str) -> tuple[pg.PlotWidget, pg.ImageItem]:
+        plot = pk.themed_plot(image=True)
+        plot.setObjectName(name)
+        item = pk.image_item()
+        item.setLevels((0.0, 1.0))
+        plot.addItem(item)
+        return plot, item
+
+    def apply_theme(self) -> None:
+        for plot in (self.samples_plot, self.walk_plot, self.weights_plot, self.grads_plot):
+            pk.restyle(plot)
+        self._lut = pk.grey_lut() if self._photo else pk.ink_lut()
+
+    def _images(self, item: pg.ImageItem, images: np.ndarray, cols: int) -> np.ndarray:
+        grey = images.shape[-1] == 1
+        item.setLookupTable(self._lut if grey else None)
+        tiled = tile_images(images[..., 0] if grey else images, cols)
+        item.setImage(tiled, autoLevels=False)
+        return tiled
+
+    def _set_layers(self, names: tuple[str, ...]) -> None:
+        for curve in self.weight_curves:
+            self.weights_plot.removeItem(curve)
+        for curve in self.grad_curves:
+            self.grads_plot.removeItem(curve)
+        palette = pk.SERIES_COLORS
+        self.weight_curves = [self._curve(self.weights_plot, palette[i % len(palette)])
+                              for i in range(len(names))]
+        self.grad_curves = [self._curve(self.grads_plot, palette[i % len(palette)])
+                            for i in range(len(names))]
+        self.hist_legend.set_entries([(n, palette[i % len(palette)], "line")
+                                      for i, n in enumerate(names)])
+        self._layer_names = names
+
+    @staticmethod
+    def _curve(plot: pg.PlotWidget, color: str) -> pg.PlotDataItem:
+        curve = pg.PlotDataItem(pen=pg.mkPen(color, width=1.5))
+        plot.addItem(curve)
+        return curve
+
+    # -- LessonView ----------------------------------------------------------------------------
+    def show_snapshot(self, snapshot: dict[str, Any]) -> None:
+        photo = bool(snapshot["photo"])
+        if photo != self._photo:
+            self._photo = photo
+            self.apply_theme()
+        step = int(snapshot["step"])
+        grey = snapshot["samples"].shape[-1] == 1
+        samples = snapshot["samples"][..., 0] if grey else snapshot["samples"]
+        if not self._history or step >= self._history[-1][0] + HISTORY_EVERY or step == 0:
+            if not self._history or step != self._history[-1][0]:
+                self._history.append((step, samples))
+        if self._following:
+            self._images(self.samples_image, snapshot["samples"], SAMPLE_COLS)
+            self.history_label.setText(f"step {step}")
+        self.history_slider.blockSignals(True)
+        self.history_slider.setMaximum(max(0, len(self._history) - 1))
+        if self._following:
+            self.history_slider.setValue(len(self._history) - 1)
+        self.history_slider.blockSignals(False)
+        self._images(self.walk_image, snapshot["walk"], len(snapshot["walk"]))
+        if "d_real" in snapshot:
+            self.readout.set_full_text(
+                f"D(x) {snapshot['d_real']:.2f} · D(G(z)) {snapshot['d_fake']:.2f} · loss D "
+                f"{snapshot['loss_d']:.2f} · loss G {snapshot['loss_g']:.2f}")
+        else:
+            self.readout.set_full_text("D(x) and D(G(z)) appear after the first step")
+        self.hint.setText(snapshot["variety_hint"])
+        self.data_note.set_full_text(snapshot["data_short"])
+        self.data_note.setToolTip(snapshot["data_note"])
+        names = tuple(layer["name"] for layer in snapshot["histograms"])
+        if names != self._layer_names:
+            self._set_layers(names)
+        show_histograms(self, snapshot["histograms"])
+
+    def _on_history(self, index: int) -> None:
+        if not self._history:
+            return
+        index = min(index, len(self._history) - 1)
+        self._following = index == len(self._history) - 1
+        step, samples = self._history[index]
+        self._images(self.samples_image, samples if samples.ndim == 4 else samples[..., None],
+                     SAMPLE_COLS)
+        self.history_label.setText(f"step {step}" + ("" if self._following else " (history)"))
+
+    def reset(self) -> None:
+        self._history.clear()
+        self._following = True
+        self.history_slider.setRange(0, 0)
+        self.history_label.setText("step 0")
+        self.weights_range.reset()
+        self.grads_range.reset()
+
+    def export_items(self) -> dict[str, QWidget]:
+        return {"Samples": self.samples_plot, "Latent walk": self.walk_plot,
+                "Weight histograms": self.weights_plot, "Gradient histograms": self.grads_plot}
