@@ -166,7 +166,7 @@ class GeneratedImage:
 
     request: Txt2ImgRequest
     seed: int
-    index: int  # position in the batch: seed == request.seed + index
+    index: int  # position in the batch: seed == image_seeds(request, index)[0]
     path: Any = None  # pathlib.Path of the saved PNG
     image: Any = None  # PIL.Image.Image
     parameters: str = ""  # the A1111-style ``parameters`` text written into the PNG
