@@ -254,6 +254,7 @@ class Walk:
         s.append(Scene("models (empty library)", self._models_empty))
         s.append(Scene("models home", self._models_home, step=True))
         s.append(Scene("generate (model, LoRA)", self._generate_model))
+        s.append(Scene("generate (seed, variation)", self._generate_variation))
         s.append(Scene("generate (results)", self._generate_results))
         s.append(Scene("generate (queue drawer)", self._queue_open, self._queue_close))
         s.append(Scene("gallery", self._gallery))
@@ -353,12 +354,29 @@ class Walk:
         settle(self.window)
         return self.window
 
+    def _generate_variation(self):
+        """The form scrolled down to the seed, the variation seed and strength, and the count."""
+        from PySide6.QtWidgets import QScrollArea
+
+        panel = self.show("generate")
+        c = panel.controls
+        c.variation_seed.setValue(4000000000)
+        c.variation_strength.setValue(0.35)
+        scroll = c.parentWidget()
+        while scroll is not None and not isinstance(scroll, QScrollArea):
+            scroll = scroll.parentWidget()
+        assert scroll is not None, "the Generate form is not in a scroll area"
+        scroll.ensureWidgetVisible(c.count)
+        settle(self.window)
+        return self.window
+
     def _generate_results(self):
         from studio.core.requests import Txt2ImgRequest
 
         panel = self.show("generate")
         c = panel.controls
         c.loras.set_loras([])
+        c.variation_strength.setValue(0.0)
         c.width_box.setValue(64)
         c.height_box.setValue(64)
         c.steps.setValue(2)

@@ -228,9 +228,11 @@ def test_receive_fills_every_control_and_selects_the_model(qtbot, ctx):
     panel = make_panel(qtbot, ctx)
     request = Txt2ImgRequest(model="someone/big-xl", prompt="castle", negative_prompt="fog",
                              steps=33, cfg=4.5, width=896, height=1152, seed=4_000_000_000,
-                             count=3, scheduler="dpmpp_2m_karras")
+                             count=3, scheduler="dpmpp_2m_karras", variation_seed=3_999_999_999,
+                             variation_strength=0.35)
     panel.receive(request)
     c = panel.controls
+    assert (c.variation_seed.seed(), c.variation_strength.value()) == (3_999_999_999, 0.35)
     assert (c.prompt.toPlainText(), c.negative.toPlainText()) == ("castle", "fog")
     assert (c.steps.value(), c.cfg.value(), c.count.value()) == (33, 4.5, 3)
     assert (c.width_box.value(), c.height_box.value()) == (896, 1152)
@@ -268,6 +270,27 @@ def test_reuse_parameters_from_the_strip_menu(qtbot, ctx, fake):
     panel.receive(request)
     assert panel.controls.prompt.toPlainText() == "reuse me"
     assert panel.controls.seed.seed() == result.seed
+
+
+def test_variation_control_reaches_the_request_and_reuse_picks_the_images_own(qtbot, ctx):
+    from studio.core.requests import GeneratedImage
+    from studio.ui.panels.generate.results_strip import reuse_request
+
+    panel = make_panel(qtbot, ctx)
+    fill(panel)
+    c = panel.controls
+    assert c.variation_strength.text() == "off" and panel.build_request().variation_strength == 0
+    c.variation_seed.setValue(123)
+    c.variation_strength.setValue(0.25)
+    built = panel.build_request()
+    assert (built.variation_seed, built.variation_strength) == (123, 0.25)
+    # Image 3 of a batch of variations: the batch's seed, variation seed + 2.
+    again = reuse_request(GeneratedImage(request=dataclasses.replace(built, count=4),
+                                         seed=built.seed, index=2))
+    assert (again.seed, again.variation_seed, again.variation_strength) == \
+        (built.seed, 125, 0.25)
+    panel.receive(again)
+    assert (c.variation_seed.seed(), c.variation_strength.value()) == (125, 0.25)
 
 
 def test_clicking_a_thumbnail_shows_it_large(qtbot, ctx, fake):

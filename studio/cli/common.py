@@ -88,10 +88,35 @@ def add_diffusion_arguments(p: argparse.ArgumentParser, *, prompt_help: str) -> 
     p.add_argument("--seed", type=int, default=None, metavar="N",
                    help="seed of the first image; image i uses seed+i (default: random)")
     p.add_argument("--count", type=int, default=1, metavar="N", help="how many images")
+    p.add_argument("--variation-seed", type=int, default=None, metavar="N",
+                   help="a second seed whose noise is blended into the seed's (AUTOMATIC1111's "
+                        "variation seed); with it every image keeps --seed and image i uses "
+                        "variation seed+i (default: random)")
+    p.add_argument("--variation-strength", type=float, default=0.0, metavar="X",
+                   help="how much of the variation seed's noise, 0 (off, the default) to 1 "
+                        "(its noise alone)")
     p.add_argument("--scheduler", default="default", metavar="NAME",
                    help="a key (dpmpp_2m_karras) or a name ('DPM++ 2M Karras') (default: the "
                         "model's own)")
     add_lora_argument(p)
+
+
+def variation_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The request's ``variation_seed`` / ``variation_strength`` from ``--variation-*`` (a
+    variation without a seed gets a random one); out of range is bad input (exit 2), checked
+    before any model is looked for."""
+    import secrets
+
+    from studio.core.requests import validate_variation
+
+    seed = args.variation_seed
+    if seed is None:
+        seed = secrets.randbelow(2**32) if args.variation_strength else 0
+    try:
+        validate_variation(seed, args.variation_strength)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return {"variation_seed": seed, "variation_strength": args.variation_strength}
 
 
 def resolve_cli_model(spec: str, kinds: str | tuple[str, ...], settings: Any, paths: Any,

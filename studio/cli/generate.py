@@ -24,6 +24,7 @@ from studio.cli.common import (
     load_cli_settings,
     resolve_cli_model,
     run_job,
+    variation_fields,
 )
 
 NAME = "generate"
@@ -104,7 +105,8 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
                              steps=args.steps, cfg=args.cfg, width=args.width,
                              height=args.height, seed=seed, count=args.count,
                              scheduler=parse_scheduler(args.scheduler),
-                             loras=[parse_lora(spec) for spec in args.lora])
+                             loras=[parse_lora(spec) for spec in args.lora],
+                             **variation_fields(args))
     try:
         request.validate()
     except ValueError as exc:

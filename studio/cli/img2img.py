@@ -23,6 +23,7 @@ from studio.cli.common import (
     load_cli_settings,
     resolve_cli_model,
     run_job,
+    variation_fields,
 )
 from studio.cli.generate import check_loras, parse_lora
 
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         open_image(args.image.expanduser())  # a damaged or foreign file is bad input: exit 2
     except UserFacingError as exc:
         raise UsageError(str(exc)) from exc
+    variation = variation_fields(args)  # bad input before the model is looked for
     model = resolve_cli_model(args.model, "image", settings, paths, "studio img2img")
     request = Img2ImgRequest(
         model=model.spec,
@@ -69,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         prompt=args.prompt, negative_prompt=args.negative, strength=args.strength,
         steps=args.steps, cfg=args.cfg,
         seed=secrets.randbelow(2**32) if args.seed is None else args.seed, count=args.count,
-        scheduler=parse_scheduler(args.scheduler), loras=[parse_lora(s) for s in args.lora])
+        scheduler=parse_scheduler(args.scheduler), loras=[parse_lora(s) for s in args.lora],
+        **variation)
     try:
         request.validate()
     except ValueError as exc:

@@ -47,6 +47,12 @@ class Txt2ImgRequest:
     # LoRAs applied besides any ``<lora:name:weight>`` tags in the prompt:
     # [{"name": library name or file path, "weight": float}, ...]
     loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # A1111's "Variation seed" / "Variation seed strength": the starting noise is the spherical
+    # interpolation of ``seed``'s noise and ``variation_seed``'s, 0 = off (the plain image),
+    # 1 = the variation seed's noise alone. While on, every image of a batch keeps ``seed`` and
+    # image i uses ``variation_seed + i`` (a batch of variations of one picture, as A1111).
+    variation_seed: int = 0
+    variation_strength: float = 0.0
 
     def validate(self) -> None:
         """Raise ValueError with a one-line reason a person understands."""
@@ -69,6 +75,7 @@ class Txt2ImgRequest:
             raise ValueError(f"CFG scale must be between 0 and 100, not {self.cfg}.")
         if not 0 <= self.seed <= SEED_MAX:
             raise ValueError(f"Seed must be between 0 and {SEED_MAX}, not {self.seed}.")
+        validate_variation(self.variation_seed, self.variation_strength)
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"Unknown scheduler {self.scheduler!r}; choose one of: "
                              + ", ".join(SCHEDULERS))
@@ -82,6 +89,26 @@ class Txt2ImgRequest:
         """Rebuild from :meth:`to_dict` output; unknown keys are ignored, missing ones default."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def image_seeds(request: Any, index: int) -> tuple[int, int | None]:
+    """(seed, variation seed or None) of image ``index`` of ``request``'s batch, as A1111 picks
+    them: ``seed + index`` without a variation; with one (strength above 0) every image keeps
+    ``seed`` and image ``index`` uses ``variation_seed + index``."""
+    if not float(getattr(request, "variation_strength", 0.0) or 0.0) > 0.0:
+        return request.seed + index, None
+    return request.seed, int(request.variation_seed) + index
+
+
+def validate_variation(seed: Any, strength: Any) -> None:
+    """A variation seed in 0..SEED_MAX and a strength from 0 (off) to 1."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"Variation seed must be a whole number between 0 and {SEED_MAX}, "
+                         f"not {seed!r}.")
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) \
+            or not 0.0 <= strength <= 1.0:
+        raise ValueError(f"Variation strength must be between 0 (off) and 1 (the variation "
+                         f"seed's noise alone), not {strength!r}.")
 
 
 def validate_loras(loras: Any) -> None:
@@ -139,7 +166,7 @@ class GeneratedImage:
 
     request: Txt2ImgRequest
     seed: int
-    index: int  # position in the batch: seed == request.seed + index
+    index: int  # position in the batch: seed == image_seeds(request, index)[0]
     path: Any = None  # pathlib.Path of the saved PNG
     image: Any = None  # PIL.Image.Image
     parameters: str = ""  # the A1111-style ``parameters`` text written into the PNG
@@ -219,11 +246,16 @@ class Img2ImgRequest:
     # a soft edge blends the repainted region into the rest. The window and the CLI offer
     # A1111's 4 px; 0 here keeps a bare request (and results made before it existed) as diffusers.
     mask_blur: int = 0
+    # As in Txt2ImgRequest: the noise added to the image latents is the slerp of both seeds'.
+    variation_seed: int = 0
+    variation_strength: float = 0.0
 
     def validate(self) -> None:
         Txt2ImgRequest(model=self.model, steps=self.steps, cfg=self.cfg, seed=self.seed,
                        count=self.count, scheduler=self.scheduler, loras=self.loras,
-                       width=self.width or 8, height=self.height or 8).validate()
+                       width=self.width or 8, height=self.height or 8,
+                       variation_seed=self.variation_seed,
+                       variation_strength=self.variation_strength).validate()
         if not str(self.image).strip():
             raise ValueError("No input image chosen.")
         if not 0.0 < self.strength <= 1.0:

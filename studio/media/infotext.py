@@ -121,6 +121,8 @@ def infotext_params(parsed: dict[str, str]) -> dict[str, Any]:
         ("Steps", "steps", _int),
         ("CFG scale", "cfg", _float),
         ("Seed", "seed", _int),
+        ("Variation seed", "variation_seed", _int),
+        ("Variation seed strength", "variation_strength", _float),
         ("Size-1", "width", _int),
         ("Size-2", "height", _int),
     ):

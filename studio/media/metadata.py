@@ -138,7 +138,7 @@ def _normalise(params: dict[str, Any]) -> dict[str, Any]:
     """Coerce numeric params to numbers; drop values that are not what they claim to be."""
     out = dict(params)
     for key, conv in (("steps", int), ("seed", int), ("width", int), ("height", int),
-                      ("cfg", float)):
+                      ("cfg", float), ("variation_seed", int), ("variation_strength", float)):
         if key in out:
             try:
                 out[key] = conv(float(out[key])) if conv is int else conv(out[key])
@@ -221,7 +221,10 @@ def to_request(meta: ImageMetadata, model_fallback: str) -> Txt2ImgRequest | Non
         return None
     p = meta.params
     if meta.source == "studio" and meta.request is not None:
+        # This image's own variation seed (image i of a batch used variation_seed + i).
         return dataclasses.replace(meta.request, seed=int(p.get("seed", meta.request.seed)),
+                                   variation_seed=int(p.get("variation_seed",
+                                                            meta.request.variation_seed)),
                                    count=1, model=meta.request.model or model_fallback)
     defaults = Txt2ImgRequest(model="")
     seed = int(p.get("seed", 0))
@@ -239,4 +242,14 @@ def to_request(meta: ImageMetadata, model_fallback: str) -> Txt2ImgRequest | Non
         seed=seed,
         count=1,
         scheduler=scheduler_key(p.get("sampler", ""), p.get("scheduler", "")),
+        **_variation(p),
     )
+
+
+def _variation(params: dict[str, Any]) -> dict[str, Any]:
+    """The request's variation fields from another tool's infotext (absent or odd: off)."""
+    strength = params.get("variation_strength")
+    seed = params.get("variation_seed")
+    if not isinstance(strength, float) or not 0.0 < strength <= 1.0 or not isinstance(seed, int):
+        return {}
+    return {"variation_seed": seed % (SEED_MAX + 1), "variation_strength": strength}

@@ -270,6 +270,8 @@ def render_image(pipe: Any, call_kwargs: dict[str, Any], request: Any, seed: int
                  conditioning: Any = None) -> Any:
     """One image of a batch: ``pipe(**call_kwargs)`` with a CPU generator seeded ``seed`` and the
     step callback (read-only unless the prompt's ``conditioning`` changes per step); a PIL image.
+    A request with a variation strength has its starting noise slerped with the noise of image
+    ``index``'s variation seed (:mod:`.variation`).
 
     The pipeline returns numpy pixels, checked for NaN (a half-precision overflow gives a black
     image otherwise), then converted the way diffusers converts for ``output_type="pil"`` (bit
@@ -279,14 +281,18 @@ def render_image(pipe: Any, call_kwargs: dict[str, Any], request: Any, seed: int
     import numpy as np
     import torch
 
+    from studio.pipelines.diffusion.variation import image_seeds, varied_noise
+
     tensors = ["latents", *(conditioning.tensor_inputs if conditioning is not None else ())]
+    _, variation_seed = image_seeds(request, index)
 
     def call() -> Any:  # a fresh generator each time: a retry makes the same image
-        return pipe(**call_kwargs, generator=torch.Generator("cpu").manual_seed(seed),
-                    output_type="np",
-                    callback_on_step_end=step_callback(request, index, previewer, progress,
-                                                       cancel, conditioning),
-                    callback_on_step_end_tensor_inputs=tensors)
+        with varied_noise(pipe, variation_seed, float(request.variation_strength)):
+            return pipe(**call_kwargs, generator=torch.Generator("cpu").manual_seed(seed),
+                        output_type="np",
+                        callback_on_step_end=step_callback(request, index, previewer, progress,
+                                                           cancel, conditioning),
+                        callback_on_step_end_tensor_inputs=tensors)
 
     size = f"{request.width}×{request.height}"
     with out_of_memory_as(OOM_MESSAGE.format(size=size)):
@@ -302,13 +308,17 @@ def render_image(pipe: Any, call_kwargs: dict[str, Any], request: Any, seed: int
 def run_batch(request: Any, render: Callable[[int, int], Any],
               save: Callable[[int, int, Any], Any], progress: ProgressSink,
               cancel: CancelToken) -> list[Any]:
-    """Image ``i`` of ``request.count`` uses seed ``request.seed + i``: ``render(index, seed)``
-    makes it, ``save(index, seed, image)`` writes it and returns the result, which is reported
-    with ``progress.partial`` at once (a cancel keeps the finished ones)."""
+    """Image ``i`` of ``request.count`` uses seed ``request.seed + i`` (with a variation: the same
+    seed and variation seed ``variation_seed + i``, see :func:`.variation.image_seeds`):
+    ``render(index, seed)`` makes it, ``save(index, seed, image)`` writes it and returns the
+    result, which is reported with ``progress.partial`` at once (a cancel keeps the finished
+    ones)."""
+    from studio.pipelines.diffusion.variation import image_seeds
+
     results: list[Any] = []
     for index in range(request.count):
         cancel.raise_if_cancelled()
-        seed = request.seed + index
+        seed, _ = image_seeds(request, index)
         progress.message(generating_message(index, request.count))
         result = save(index, seed, render(index, seed))
         results.append(result)

@@ -36,6 +36,7 @@ from studio.pipelines.diffusion.batch import (
     run_batch,
     validate_request,
 )
+from studio.pipelines.diffusion.variation import variation_infotext
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,8 @@ class Img2ImgService(DiffusersService):
         def save(index: int, seed: int, out: Any) -> TransformedImage:
             path, parameters = outputs.save_img2img_image(
                 out, request, seed, paths.outputs_dir, model_name=entry.name, model_hash=hash_,
-                sampler=call.sampler, schedule_type=call.schedule_type, extra=extra,
+                sampler=call.sampler, schedule_type=call.schedule_type,
+                extra={**variation_infotext(request, index), **extra},
                 prompt=call.loras.infotext_prompt(request.prompt), dated=paths.dated_outputs)
             return TransformedImage(request=request, index=index, source=Path(request.image),
                                     path=path, image=out, parameters=parameters, seed=seed,

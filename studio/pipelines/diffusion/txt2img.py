@@ -24,6 +24,7 @@ from studio.pipelines.diffusion.batch import (
     run_batch,
     validate_request,
 )
+from studio.pipelines.diffusion.variation import variation_infotext
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class Txt2ImgService(DiffusersService):
         hash_ = model_hash(entry, paths, progress)
         # A1111's text names every LoRA used: typed tags as typed, picked ones appended as tags.
         infotext_prompt = call.loras.infotext_prompt(request.prompt)
-        extra = call.network_hashes(paths) or None
+        extra = call.network_hashes(paths)
 
         kwargs = dict(call.prompt.kwargs, num_inference_steps=request.steps,
                       guidance_scale=request.cfg, width=request.width, height=request.height)
@@ -77,7 +78,7 @@ class Txt2ImgService(DiffusersService):
             path, parameters = outputs.save_txt2img_image(
                 image, request, seed, paths.outputs_dir, model_name=entry.name,
                 model_hash=hash_, sampler=call.sampler, schedule_type=call.schedule_type,
-                extra=extra, prompt=infotext_prompt, dated=paths.dated_outputs)
+                extra={**variation_infotext(request, index), **extra}, prompt=infotext_prompt, dated=paths.dated_outputs)
             return GeneratedImage(request=request, seed=seed, index=index, path=path,
                                   image=image, parameters=parameters, warnings=list(warnings),
                                   loras=call.loras.used())

@@ -189,6 +189,25 @@ class GenerateControls(QWidget):
         seed_row.addWidget(self.seed, 1)
         seed_row.addWidget(self.dice)
         col.addLayout(seed_row)
+        # A1111's variation seed: a second noise blended into the seed's by the strength.
+        variation_row = QHBoxLayout()
+        variation_row.setSpacing(6)
+        variation_row.addWidget(QLabel("Variation"))
+        self.variation_seed = SeedBox()
+        self.variation_seed.setToolTip("Variation seed: its noise is blended into the seed's. "
+                                       "While on, every image keeps the seed and image i uses "
+                                       "variation seed + i")
+        self.variation_strength = QDoubleSpinBox()
+        self.variation_strength.setRange(0.0, 1.0)
+        self.variation_strength.setSingleStep(0.05)
+        self.variation_strength.setDecimals(2)
+        self.variation_strength.setSpecialValueText("off")
+        self.variation_strength.setToolTip("Variation strength: 0 is off (the plain image), "
+                                           "1 the variation seed's noise alone")
+        self.variation_strength.setFixedWidth(86)
+        variation_row.addWidget(self.variation_seed, 1)
+        variation_row.addWidget(self.variation_strength)
+        col.addLayout(variation_row)
         count_row = QHBoxLayout()
         count_row.addWidget(QLabel("Images"))
         self.count = QSpinBox()
@@ -206,7 +225,8 @@ class GenerateControls(QWidget):
         for signal in (self.prompt.textChanged, self.negative.textChanged,
                        self.width_box.valueChanged, self.height_box.valueChanged,
                        self.steps.valueChanged, self.cfg.valueChanged, self.count.valueChanged,
-                       self.scheduler.currentIndexChanged, self.seed_mode.currentIndexChanged):
+                       self.scheduler.currentIndexChanged, self.seed_mode.currentIndexChanged,
+                       self.variation_seed.valueChanged, self.variation_strength.valueChanged):
             signal.connect(self.changed)
         self.loras.changed.connect(self.changed)
         self.width_box.valueChanged.connect(self._sync_preset)
@@ -250,6 +270,8 @@ class GenerateControls(QWidget):
             count=self.count.value(),
             scheduler=self.scheduler.currentData() or "default",
             loras=self.loras.loras(),
+            variation_seed=self.variation_seed.seed(),
+            variation_strength=round(self.variation_strength.value(), 2),
         )
 
     def set_request(self, request: Txt2ImgRequest, seed_mode: str = "fixed") -> None:
@@ -268,6 +290,8 @@ class GenerateControls(QWidget):
         self.set_seed_mode(seed_mode)
         self._seed_mode_changed()  # also when the mode stayed: the field must match it
         self.loras.set_loras(list(request.loras or []))
+        self.variation_seed.setValue(int(request.variation_seed))
+        self.variation_strength.setValue(float(request.variation_strength))
 
     def set_family(self, family: str) -> None:
         """Offer the sizes the model family was trained for, and the LoRAs made for it."""

@@ -16,7 +16,7 @@ from PySide6.QtCore import QPoint, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QIcon, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWidgetItem, QWidget
 
-from studio.core.requests import GeneratedImage, Txt2ImgRequest
+from studio.core.requests import GeneratedImage, Txt2ImgRequest, image_seeds
 from studio.core.wording import count_of
 from studio.ui.widgets.image_actions import build_image_menu, start_image_drag
 
@@ -25,8 +25,13 @@ ResultRole = Qt.ItemDataRole.UserRole + 1
 
 
 def reuse_request(result: GeneratedImage) -> Txt2ImgRequest:
-    """The request that makes this very image again: its own seed, first in the batch."""
-    return dataclasses.replace(result.request, seed=int(result.seed))
+    """The request that makes this very image again: its own seed (and variation seed), first
+    in the batch."""
+    _, variation_seed = image_seeds(result.request, result.index)
+    if variation_seed is None:
+        return dataclasses.replace(result.request, seed=int(result.seed))
+    return dataclasses.replace(result.request, seed=int(result.seed),
+                               variation_seed=variation_seed)
 
 
 def square_thumbnail(image: QImage, size: int) -> QImage:
