@@ -194,7 +194,8 @@ def read_comfyui_prompt(text: str | None) -> Found | None:
         _set(params, "steps", graph, _inputs(sigmas), "steps")
         _set(params, "scheduler", graph, _inputs(sigmas), "scheduler")
         if "scheduler" not in params and sigmas.get("class_type") != "BasicScheduler":
-            params["scheduler"] = str(sigmas.get("class_type"))  # KarrasScheduler...
+            # KarrasScheduler, ExponentialScheduler...: the schedule is the node
+            params["scheduler"] = str(sigmas.get("class_type")).removesuffix("Scheduler").lower()
     latent = _latent_origin(graph, inputs.get("latent_image"))
     if _is_empty_latent(latent):
         for key in ("width", "height"):
