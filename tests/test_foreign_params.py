@@ -241,3 +241,39 @@ def test_studio_params_bad_input_exits_2_with_one_line(tmp_path):
         assert proc.returncode == 2 and proc.stdout == ""
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("studio: error: ") and needle in lines[0]
+
+
+# -- A1111 "stealth" info in the alpha channel ------------------------------------------------------
+
+def _stealth_png(path: Path, text: str, compressed: bool) -> Path:
+    """What the stealth_pnginfo extension writes: signature, 32-bit bit length, payload, one bit
+    per alpha value, column by column."""
+    import gzip
+
+    import numpy as np
+
+    payload = gzip.compress(text.encode()) if compressed else text.encode()
+    sig = b"stealth_pngcomp" if compressed else b"stealth_pnginfo"
+    data = sig + (len(payload) * 8).to_bytes(4, "big") + payload
+    bits = np.unpackbits(np.frombuffer(data, np.uint8))
+    w, h = 48, 40
+    alpha = np.full(w * h, 254, np.uint8)
+    alpha[:bits.size] |= bits
+    rgba = np.zeros((h, w, 4), np.uint8)
+    rgba[..., 3] = alpha.reshape(w, h).T
+    Image.fromarray(rgba, "RGBA").save(path)
+    return path
+
+
+def test_a1111_stealth_alpha_real_and_compressed(tmp_path):
+    meta = read_image_metadata(FOREIGN / "automatic1111_stealth.png")
+    assert (meta.source, meta.prompt, meta.negative_prompt) == ("a1111", "a circle", "a square")
+    assert (meta.params["seed"], meta.params["steps"], meta.params["sampler"]) == (2015833630, 20,
+                                                                                   "Euler")
+    text = "a boat\nNegative prompt: fog\nSteps: 9, Sampler: Euler a, CFG scale: 3, Seed: 11"
+    meta = read_image_metadata(_stealth_png(tmp_path / "c.png", text, compressed=True))
+    assert (meta.prompt, meta.params["seed"], to_request(meta, "/m").scheduler) == (
+        "a boat", 11, "euler_a")
+    plain = Image.new("RGBA", (16, 16), (1, 2, 3, 255))  # alpha, but no signature
+    plain.save(tmp_path / "p.png")
+    assert read_image_metadata(tmp_path / "p.png").source == "none"
