@@ -277,3 +277,10 @@ def test_a1111_stealth_alpha_real_and_compressed(tmp_path):
     plain = Image.new("RGBA", (16, 16), (1, 2, 3, 255))  # alpha, but no signature
     plain.save(tmp_path / "p.png")
     assert read_image_metadata(tmp_path / "p.png").source == "none"
+
+
+def test_describe_value_reads_like_the_cli_prints_it():
+    from studio.media.metadata import describe_value
+
+    assert describe_value([{"name": "a", "weight": 0.5}, {"name": "b"}]) == "a (0.5), b (1)"
+    assert describe_value({"x": 1}) == '{"x": 1}' and describe_value(7.5) == "7.5"

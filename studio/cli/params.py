@@ -59,15 +59,9 @@ def _check(path: Path) -> None:
         raise UsageError(f"{path} is not a PNG, JPEG or WebP image.")
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, list) and all(isinstance(v, dict) and "name" in v for v in value):
-        return ", ".join(f"{v['name']} ({v.get('weight', 1)})" for v in value)
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
 def run(args: argparse.Namespace) -> int:
+    from studio.media.metadata import describe_value
+
     path = Path(args.image).expanduser()
     _check(path)
     info = collect(path)
@@ -78,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
         value = info[key]
         if value is None or value == "" or value == []:
             continue
-        text = _show(value)
+        text = describe_value(value)
         print(f"{key}: {text}" if "\n" not in text else f"{key}:\n  " + text.replace("\n", "\n  "))
     for key, value in info["other"].items():
-        print(f"{key}: {_show(value)}")
+        print(f"{key}: {describe_value(value)}")
     for note in info["notes"]:
         print(f"note: {note}")
     if info["source"] == "none":

@@ -82,6 +82,16 @@ class ImageMetadata:
     notes: list[str] = field(default_factory=list)
 
 
+def describe_value(value: Any) -> str:
+    """A parameter as a person reads it: LoRAs as ``name (weight), …``, other lists and dicts as
+    JSON, the rest as text (``studio params`` and the reuse dialog)."""
+    if isinstance(value, list) and all(isinstance(v, dict) and "name" in v for v in value):
+        return ", ".join(f"{v['name']} ({v.get('weight', 1)})" for v in value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
 def build_parameters(request: Txt2ImgRequest, seed: int, *, sampler: str, schedule_type: str,
                      model_name: str, model_hash: str, version: str,
                      extra: dict | None = None, prompt: str | None = None) -> str:

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.media.metadata import SOURCE_NAMES
+from studio.media.metadata import SOURCE_NAMES, describe_value
 from studio.ui.context import AppContext
 
 NO_PARAMETERS = "This image has no generation parameters"
@@ -121,7 +121,7 @@ class ImageParametersDialog(QDialog):
         for row, key in enumerate(keys):
             name = QLabel(PARAM_LABELS.get(key, key.replace("_", " ").capitalize()))
             name.setProperty("muted", True)
-            value = QLabel(str(params[key]))
+            value = QLabel(describe_value(params[key]))
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             value.setWordWrap(True)
             self.grid.addWidget(name, row, 0, Qt.AlignmentFlag.AlignTop)
