@@ -284,3 +284,17 @@ def test_describe_value_reads_like_the_cli_prints_it():
 
     assert describe_value([{"name": "a", "weight": 0.5}, {"name": "b"}]) == "a (0.5), b (1)"
     assert describe_value({"x": 1}) == '{"x": 1}' and describe_value(7.5) == "7.5"
+
+
+def test_novelai_stealth_json_and_invokeai_loras(tmp_path):
+    comment = json.dumps({"prompt": "a fox", "uc": "blurry", "steps": 28, "scale": 5,
+                          "seed": 42, "width": 832, "height": 1216, "sampler": "k_euler"})
+    chunks = json.dumps({"Description": "a fox", "Software": "NovelAI",
+                         "Source": "NovelAI Diffusion V3 7BCCAA2C", "Comment": comment})
+    meta = read_image_metadata(_stealth_png(tmp_path / "n.png", chunks, compressed=True))
+    assert (meta.source, meta.prompt, meta.negative_prompt) == ("novelai", "a fox", "blurry")
+    assert (meta.params["width"], to_request(meta, "/m").scheduler) == (832, "euler")
+    inv = {"positive_prompt": "a dog", "seed": 3, "steps": 9, "cfg_scale": 6,
+           "loras": [{"model": {"key": "k1", "name": "pixel-art"}, "weight": 0.75}]}
+    meta = metadata_from_text({"invokeai_metadata": json.dumps(inv)})
+    assert meta.params["loras"] == [{"name": "pixel-art", "weight": 0.75}]

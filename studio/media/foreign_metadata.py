@@ -303,6 +303,13 @@ def read_invokeai(chunks: dict[str, str]) -> Found | None:
                 params["model"] = name
         elif isinstance(model, str):
             params["model"] = model
+        loras = meta.get("loras")
+        if isinstance(loras, list):  # [{"model" or "lora": {"name"/"key"}, "weight"}]
+            params["loras"] = [
+                {"name": str(ref.get("name") or ref.get("model_name") or ref.get("key")),
+                 "weight": item.get("weight", 1)}
+                for item in loras if isinstance(item, dict)
+                for ref in [item.get("model") or item.get("lora") or {}] if isinstance(ref, dict)]
         return str(meta.get("positive_prompt") or ""), str(meta.get("negative_prompt") or ""), params
     legacy = _json(chunks.get("sd-metadata"))
     if isinstance(legacy, dict) and isinstance(legacy.get("image"), dict):

@@ -14,6 +14,7 @@ decodes its pixels.
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -212,6 +213,13 @@ def read_stealth_text(path: Path) -> dict[str, str]:
         text = data.decode("utf-8", "replace")
     except Exception:  # noqa: BLE001 - a broken file has no metadata; never an error
         return {}
+    if text.startswith("{"):  # NovelAI hides its whole set of chunks, as JSON, the same way
+        try:
+            chunks = json.loads(text)
+        except ValueError:
+            chunks = None
+        if isinstance(chunks, dict) and chunks and all(isinstance(v, str) for v in chunks.values()):
+            return chunks
     return {"parameters": text} if text.strip() else {}
 
 
