@@ -70,6 +70,25 @@ def test_dropping_an_a1111_png_opens_the_reuse_dialog(shell_window, qtbot, tmp_p
     assert not dialog.isVisible()
 
 
+def test_dropping_a_fooocus_png_says_its_seed_is_out_of_range(shell_window, qtbot):
+    """A real Fooocus file (tests/fixtures/foreign, MIT): the dialog names Fooocus, shows the LoRA
+    list readably and says which seed reuse will use; the request carries that seed."""
+    from pathlib import Path
+
+    path = Path(__file__).parent / "fixtures" / "foreign" / "fooocus1_cropped.png"
+    shell_window.show()
+    assert drop(shell_window, path)
+    dialog = shell_window._parameters_dialog
+    summary = dialog.summary.text()
+    assert "Fooocus" in summary and "6952411511246973023" in summary
+    assert "uses seed 473327711 instead" in summary
+    assert dialog.prompt.toPlainText() == "a smiling goldfish"
+    with qtbot.waitSignal(shell_window.ctx.openInWorkspace) as sent:
+        qtbot.mouseClick(dialog.reuse_button, Qt.MouseButton.LeftButton)
+    request = sent.args[1]
+    assert (request.seed, request.width, request.height) == (473327711, 768, 1280)
+
+
 def test_an_image_without_parameters_says_so(shell_window, qtbot, tmp_path):
     shell_window.show()
     path = write_png(tmp_path / "photo.png", None)

@@ -39,6 +39,7 @@ COMMANDS: list[str] = [
     "studio.cli.serve",
     "studio.cli.models",
     "studio.cli.info",
+    "studio.cli.params",
     "studio.cli.self_test",
 ]
 

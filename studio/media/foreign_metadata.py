@@ -1,19 +1,23 @@
-"""Read the generation settings other apps (ComfyUI, InvokeAI) store in their images. No Qt.
+"""Read the generation settings other apps store in their images. No Qt.
 
-Each reader takes the image's text chunks and returns ``(prompt, negative_prompt, params)`` with
-Studio's normalised parameter names (steps, cfg, seed, width, height, sampler, scheduler, model),
+ComfyUI (``prompt`` / ``workflow``), InvokeAI (three formats), Fooocus and SwarmUI (JSON in
+``parameters``), NovelAI (``Comment`` JSON) and Draw Things (XMP). Each reader returns
+``(prompt, negative_prompt, params)`` with Studio's normalised parameter names (steps, cfg, seed,
+width, height, sampler, scheduler, model, loras as ``[{"name", "weight"}]``),
 or ``None`` when the chunks do not hold what it looks for. Readers never raise on bad input.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import shlex
 from typing import Any
 
 Found = tuple[str, str, dict[str, Any]]
 
-_SAMPLER_NODES = ("KSampler", "KSamplerAdvanced")
+_SAMPLER_NODES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
 _MAX_HOPS = 32  # graphs are small; this only guards against cycles
 
 
@@ -63,10 +67,10 @@ def _texts(graph: dict, value: Any, seen: set[str] | None = None) -> list[str]:
     if not isinstance(node, dict):
         return []
     inputs = node.get("inputs") or {}
-    if "text" in inputs or "text_g" in inputs:
-        text = _resolve_value(graph, inputs.get("text", inputs.get("text_g")),
-                              ("text", "string", "value", "text_g"))
-        return [text] if isinstance(text, str) else []
+    for key in ("text", "text_g", "t5xxl", "clip_l"):
+        if key in inputs:
+            text = _resolve_value(graph, inputs[key], ("text", "string", "value", key))
+            return [text] if isinstance(text, str) else []
     out: list[str] = []
     for name in sorted(inputs):
         if name.startswith("conditioning") or name in ("positive", "negative", "conditioning"):
@@ -74,62 +78,154 @@ def _texts(graph: dict, value: Any, seen: set[str] | None = None) -> list[str]:
     return out
 
 
-def _find_input(graph: dict, value: Any, class_names: tuple[str, ...], follow: tuple[str, ...],
-                hops: int = 0) -> dict | None:
-    """The first node of one of ``class_names`` upstream of ``value`` along ``follow`` inputs."""
+def _node(graph: dict, value: Any) -> dict | None:
     node_id = _link(value)
     node = graph.get(node_id) if node_id is not None else None
-    if not isinstance(node, dict) or hops > _MAX_HOPS:
-        return None
-    if node.get("class_type") in class_names:
-        return node
-    inputs = node.get("inputs") or {}
-    for name in follow:
-        if name in inputs:
-            found = _find_input(graph, inputs[name], class_names, follow, hops + 1)
-            if found:
-                return found
+    return node if isinstance(node, dict) else None
+
+
+def _inputs(node: dict | None) -> dict:
+    inputs = (node or {}).get("inputs")
+    return inputs if isinstance(inputs, dict) else {}
+
+
+# Every kind of checkpoint / diffusion-model loader names its file in one of these inputs
+# (CheckpointLoaderSimple, CheckpointLoader, unCLIPCheckpointLoader, ImageOnlyCheckpointLoader,
+# UNETLoader, UnetLoaderGGUF, DiffusersLoader, custom nodes' "Checkpoint Loader" variants).
+_MODEL_FILE_INPUTS = ("ckpt_name", "unet_name", "model_path", "model_name")
+_LORA_NODES = ("LoraLoader", "LoraLoaderModelOnly")
+# Inputs a latent travels through between an empty latent and a sampler (LatentUpscale "samples",
+# RepeatLatentBatch, SetLatentNoiseMask...).
+_LATENT_INPUTS = ("samples", "latent_image", "latent", "source")
+
+
+def _is_sampler(node: dict | None) -> bool:
+    return isinstance(node, dict) and node.get("class_type") in _SAMPLER_NODES
+
+
+def _is_empty_latent(node: dict | None) -> bool:
+    kind = str((node or {}).get("class_type") or "")
+    return kind.startswith("Empty") and "Latent" in kind
+
+
+def _latent_origin(graph: dict, value: Any) -> dict | None:
+    """The node a sampler's ``latent_image`` comes from: an empty latent, another sampler (a
+    second pass), or None (an encoded image: img2img)."""
+    node = _node(graph, value)
+    for _ in range(_MAX_HOPS):
+        if node is None or _is_empty_latent(node) or _is_sampler(node):
+            return node
+        inputs = _inputs(node)
+        node = next((_node(graph, inputs[n]) for n in _LATENT_INPUTS if n in inputs), None)
     return None
 
 
+def _model_chain(graph: dict, value: Any, params: dict[str, Any]) -> None:
+    """Follow a ``model`` input up to its loader: the model file, and each LoRA on the way."""
+    node = _node(graph, value)
+    loras: list[dict[str, Any]] = []
+    for _ in range(_MAX_HOPS):
+        if node is None:
+            break
+        inputs = _inputs(node)
+        if node.get("class_type") in _LORA_NODES and isinstance(inputs.get("lora_name"), str):
+            loras.append({"name": inputs["lora_name"],
+                          "weight": _resolve_value(graph, inputs.get("strength_model", 1.0),
+                                                   ("strength_model", "value", "float"))})
+        name = next((inputs[k] for k in _MODEL_FILE_INPUTS if isinstance(inputs.get(k), str)),
+                    None)
+        if name is not None:
+            params["model"] = name
+            break
+        node = _node(graph, inputs.get("model"))
+    if loras:
+        params["loras"] = loras[::-1]  # in the order they were applied
+
+
+def _set(params: dict[str, Any], key: str, graph: dict, inputs: dict, *names: str) -> None:
+    for name in names:
+        if name in inputs:
+            value = _resolve_value(graph, inputs[name],
+                                   (name, "seed", "noise_seed", "value", "int", "float"))
+            if value is not None and not isinstance(value, (dict, list)):
+                params[key] = value
+            return
+
+
+def _first_pass(graph: dict) -> dict | None:
+    """The sampler of the first pass: the one fed by an empty latent (several samplers: a hires
+    or refiner pass follows it); else the first in id order."""
+    samplers = sorted(((k, n) for k, n in graph.items() if _is_sampler(n)),
+                      key=lambda kv: (len(kv[0]), kv[0]))
+    for _, node in samplers:
+        if _is_empty_latent(_latent_origin(graph, _inputs(node).get("latent_image"))):
+            return node
+    return samplers[0][1] if samplers else None
+
+
 def read_comfyui_prompt(text: str | None) -> Found | None:
-    """Settings from ComfyUI's ``prompt`` chunk (the API-format graph that was executed)."""
+    """Settings from ComfyUI's ``prompt`` chunk (the API-format graph that was executed).
+
+    Understands KSampler / KSamplerAdvanced and SamplerCustom / SamplerCustomAdvanced graphs
+    (noise, guider, sampler and sigmas nodes; Flux's FluxGuidance)."""
     graph = _json(text)
     if not isinstance(graph, dict):
         return None
-    samplers = [(k, n) for k, n in graph.items()
-                if isinstance(n, dict) and n.get("class_type") in _SAMPLER_NODES]
-    if not samplers:
+    sampler = _first_pass(graph)
+    if sampler is None:
         return None
-    # Several samplers (a hires pass): the first in id order is the base generation.
-    samplers.sort(key=lambda kv: (len(kv[0]), kv[0]))
-    inputs = samplers[0][1].get("inputs") or {}
-    numbers = ("seed", "noise_seed", "value", "int", "steps", "cfg")
+    inputs = _inputs(sampler)
     params: dict[str, Any] = {}
-    for key, names in (("seed", ("seed", "noise_seed")), ("steps", ("steps",)), ("cfg", ("cfg",)),
-                       ("sampler", ("sampler_name",)), ("scheduler", ("scheduler",))):
-        for name in names:
-            if name in inputs:
-                value = _resolve_value(graph, inputs[name], (name,) + numbers)
-                if value is not None:
-                    params[key] = value
-                break
-    latent = _find_input(graph, inputs.get("latent_image"), ("EmptyLatentImage",
-                         "EmptySD3LatentImage"), ("samples", "latent_image", "latent"))
-    if latent:
+    _set(params, "seed", graph, inputs, "seed", "noise_seed")
+    _set(params, "steps", graph, inputs, "steps")
+    _set(params, "cfg", graph, inputs, "cfg")
+    _set(params, "sampler", graph, inputs, "sampler_name")
+    _set(params, "scheduler", graph, inputs, "scheduler")
+    noise, guider = _node(graph, inputs.get("noise")), _node(graph, inputs.get("guider"))
+    if noise:
+        _set(params, "seed", graph, _inputs(noise), "noise_seed", "seed")
+    if guider:
+        _set(params, "cfg", graph, _inputs(guider), "cfg")
+    select = _node(graph, inputs.get("sampler"))
+    if select:
+        _set(params, "sampler", graph, _inputs(select), "sampler_name")
+    sigmas = _node(graph, inputs.get("sigmas"))
+    if sigmas:
+        _set(params, "steps", graph, _inputs(sigmas), "steps")
+        _set(params, "scheduler", graph, _inputs(sigmas), "scheduler")
+        if "scheduler" not in params and sigmas.get("class_type") != "BasicScheduler":
+            # KarrasScheduler, ExponentialScheduler...: the schedule is the node
+            params["scheduler"] = str(sigmas.get("class_type")).removesuffix("Scheduler").lower()
+    latent = _latent_origin(graph, inputs.get("latent_image"))
+    if _is_empty_latent(latent):
         for key in ("width", "height"):
-            value = _resolve_value(graph, latent["inputs"].get(key), (key, "value", "int"))
+            value = _resolve_value(graph, _inputs(latent).get(key), (key, "value", "int"))
             if isinstance(value, (int, float)):
                 params[key] = int(value)
-    ckpt = _find_input(graph, inputs.get("model"), ("CheckpointLoaderSimple", "CheckpointLoader",
-                       "UNETLoader"), ("model",))
-    if ckpt:
-        name = ckpt["inputs"].get("ckpt_name") or ckpt["inputs"].get("unet_name")
-        if isinstance(name, str):
-            params["model"] = name
-    positive = "\n".join(_texts(graph, inputs.get("positive")))
-    negative = "\n".join(_texts(graph, inputs.get("negative")))
+    model = inputs.get("model") or _inputs(guider).get("model") or _inputs(sigmas).get("model")
+    _model_chain(graph, model, params)
+    g = _inputs(guider)
+    positive_in = inputs.get("positive") or g.get("positive") or g.get("conditioning")
+    negative_in = inputs.get("negative") or g.get("negative")
+    guidance = _find_guidance(graph, positive_in)
+    if guidance is not None:
+        params["guidance"] = guidance
+    positive = "\n".join(t.strip() for t in _texts(graph, positive_in) if t.strip())
+    negative = "\n".join(t.strip() for t in _texts(graph, negative_in) if t.strip())
     return positive, negative, params
+
+
+def _find_guidance(graph: dict, value: Any) -> Any:
+    """Flux's distilled guidance: a FluxGuidance node (or CLIPTextEncodeFlux) on the positive."""
+    node = _node(graph, value)
+    for _ in range(_MAX_HOPS):
+        if node is None:
+            return None
+        inputs = _inputs(node)
+        if "guidance" in inputs:
+            return _resolve_value(graph, inputs["guidance"], ("guidance", "value", "float"))
+        node = _node(graph, inputs.get("conditioning"))
+    return None
 
 
 # -- ComfyUI UI workflow ("workflow" chunk) -----------------------------------------------------
@@ -170,12 +266,16 @@ def read_comfyui_workflow(text: str | None) -> Found | None:
     if latent and latent.get("type") == "EmptyLatentImage" and len(widgets(latent)) >= 2:
         params["width"], params["height"] = widgets(latent)[:2]
     model = source(sampler, "model")
-    for _ in range(_MAX_HOPS):
-        if model is None or model.get("type") == "CheckpointLoaderSimple":
+    for _ in range(_MAX_HOPS):  # up to the loader, whatever its kind: the node without a model in
+        upstream = source(model, "model") if model is not None else None
+        if upstream is None:
             break
-        model = source(model, "model")
-    if model and widgets(model):
-        params["model"] = widgets(model)[0]
+        model = upstream
+    # CheckpointLoader's widgets are [config_name, ckpt_name]; every other loader's file is first.
+    names = widgets(model)[1:2] if (model or {}).get("type") == "CheckpointLoader" else \
+        widgets(model)[:1]
+    if names and isinstance(names[0], str):
+        params["model"] = names[0]
 
     def prompt_of(name: str) -> str:
         node = source(sampler, name)
@@ -203,6 +303,13 @@ def read_invokeai(chunks: dict[str, str]) -> Found | None:
                 params["model"] = name
         elif isinstance(model, str):
             params["model"] = model
+        loras = meta.get("loras")
+        if isinstance(loras, list):  # [{"model" or "lora": {"name"/"key"}, "weight"}]
+            params["loras"] = [
+                {"name": str(ref.get("name") or ref.get("model_name") or ref.get("key")),
+                 "weight": item.get("weight", 1)}
+                for item in loras if isinstance(item, dict)
+                for ref in [item.get("model") or item.get("lora") or {}] if isinstance(ref, dict)]
         return str(meta.get("positive_prompt") or ""), str(meta.get("negative_prompt") or ""), params
     legacy = _json(chunks.get("sd-metadata"))
     if isinstance(legacy, dict) and isinstance(legacy.get("image"), dict):
@@ -274,3 +381,110 @@ def _read_dream(text: str) -> Found | None:
         i += 1
     positive, negative = _split_brackets(" ".join(prompt_words))
     return positive, negative, params
+
+
+# -- Fooocus, SwarmUI, NovelAI, Draw Things -----------------------------------------------------
+
+_SIZE_PAIR = re.compile(r"^\(?\s*(\d+)\s*[,x×]\s*(\d+)\s*\)?$")
+
+
+def _size(value: Any) -> tuple[int, int] | None:
+    """``"(1152, 896)"`` (Fooocus), ``"512x768"`` (Draw Things) as (width, height)."""
+    match = _SIZE_PAIR.match(str(value or "").strip())
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _copy(src: dict, params: dict[str, Any], pairs: tuple[tuple[str, str], ...]) -> None:
+    for key, name in pairs:
+        if src.get(key) not in (None, ""):
+            params[name] = src[key]
+
+
+def read_fooocus(text: str | None) -> Found | None:
+    """Fooocus's JSON ``parameters`` (``metadata_scheme: fooocus``); its A1111 scheme is infotext."""
+    data = _json(text)
+    if not isinstance(data, dict) or not ("metadata_scheme" in data or "base_model" in data
+                                          or "fooocus" in str(data.get("version", "")).lower()):
+        return None
+    params: dict[str, Any] = {}
+    _copy(data, params, (("steps", "steps"), ("guidance_scale", "cfg"), ("seed", "seed"),
+                         ("sampler", "sampler"), ("scheduler", "scheduler"),
+                         ("base_model", "model"), ("base_model_hash", "model_hash"),
+                         ("version", "version"), ("performance", "performance"),
+                         ("styles", "styles"), ("sharpness", "sharpness"),
+                         ("refiner_model", "refiner_model"), ("vae", "vae")))
+    size = _size(data.get("resolution"))
+    if size:
+        params["width"], params["height"] = size
+    loras = data.get("loras")
+    if isinstance(loras, list):
+        params["loras"] = [{"name": str(item[0]), "weight": item[1]} for item in loras
+                           if isinstance(item, list) and len(item) >= 2]
+    return str(data.get("prompt") or ""), str(data.get("negative_prompt") or ""), params
+
+
+def read_swarmui(text: str | None) -> Found | None:
+    """SwarmUI's JSON ``parameters``: ``{"sui_image_params": {...}, "sui_extra_data": {...}}``."""
+    data = _json(text)
+    p = data.get("sui_image_params") if isinstance(data, dict) else None
+    if not isinstance(p, dict):
+        return None
+    params: dict[str, Any] = {}
+    _copy(p, params, (("steps", "steps"), ("cfgscale", "cfg"), ("seed", "seed"),
+                      ("width", "width"), ("height", "height"), ("sampler", "sampler"),
+                      ("scheduler", "scheduler"), ("model", "model"), ("fluxguidancescale",
+                      "guidance"), ("swarm_version", "version")))
+    if "version" in params:
+        params["version"] = f"SwarmUI {params['version']}"
+    names, weights = p.get("loras"), p.get("loraweights")
+    if isinstance(names, list):
+        weights = weights if isinstance(weights, list) else []
+        params["loras"] = [{"name": str(n), "weight": weights[i] if i < len(weights) else 1}
+                           for i, n in enumerate(names)]
+    return str(p.get("prompt") or ""), str(p.get("negativeprompt") or ""), params
+
+
+def read_novelai(chunks: dict[str, str]) -> Found | None:
+    """NovelAI: ``Software: NovelAI``, the prompt in ``Description``, settings as JSON ``Comment``."""
+    data = _json(chunks.get("Comment"))
+    if not isinstance(data, dict) or not ("NovelAI" in chunks.get("Software", "")
+                                          or "uc" in data and "scale" in data):
+        return None
+    params: dict[str, Any] = {}
+    _copy(data, params, (("steps", "steps"), ("scale", "cfg"), ("seed", "seed"),
+                         ("width", "width"), ("height", "height"), ("sampler", "sampler"),
+                         ("noise_schedule", "scheduler"), ("cfg_rescale", "cfg_rescale"),
+                         ("strength", "denoise")))
+    if chunks.get("Source"):
+        params["model"] = chunks["Source"]
+    if chunks.get("Software"):
+        params["version"] = chunks["Software"]
+    prompt = data.get("prompt") or chunks.get("Description") or ""
+    return str(prompt), str(data.get("uc") or ""), params
+
+
+_XMP_COMMENT = re.compile(r"<exif:UserComment>.*?<rdf:li[^>]*>(.*?)</rdf:li>", re.DOTALL)
+
+
+def read_drawthings(chunks: dict[str, str]) -> Found | None:
+    """Draw Things: XMP (``XML:com.adobe.xmp``) whose ``exif:UserComment`` is a JSON object with
+    ``c`` (prompt), ``uc`` (negative), ``seed``, ``steps``, ``scale``, ``size``, ``sampler``,
+    ``model`` and ``lora``."""
+    xmp = chunks.get("XML:com.adobe.xmp") or ""
+    match = _XMP_COMMENT.search(xmp)
+    data = _json(html.unescape(match.group(1))) if match else None
+    if not isinstance(data, dict) or "c" not in data:
+        return None
+    params: dict[str, Any] = {}
+    _copy(data, params, (("steps", "steps"), ("scale", "cfg"), ("seed", "seed"),
+                         ("sampler", "sampler"), ("model", "model"), ("strength", "denoise")))
+    size = _size(data.get("size"))
+    if size:
+        params["width"], params["height"] = size
+    loras = data.get("lora")
+    if isinstance(loras, list):
+        params["loras"] = [{"name": str(item.get("model") or item.get("file")),
+                            "weight": item.get("weight", 1)}
+                           for item in loras if isinstance(item, dict)]
+    params["version"] = "Draw Things"
+    return str(data.get("c") or ""), str(data.get("uc") or ""), params

@@ -7,11 +7,14 @@ gigabytes. Text past the budget is dropped; nothing here raises for a hostile fi
 PNG: the tEXt / zTXt / iTXt chunks are read straight from the file, skipping the image data by
 seeking over it, so the gallery can index thousands of files quickly. JPEG / WebP: the EXIF
 ``UserComment`` (where AUTOMATIC1111 puts its ``parameters``) and a JPEG comment, through Pillow
-(which parses headers only on ``open``).
+(which parses headers only on ``open``). A PNG with alpha and no text chunks at all is checked for
+A1111's "stealth" infotext in the alpha channel's low bits (:func:`read_stealth_text`), which
+decodes its pixels.
 """
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -164,6 +167,62 @@ def read_exif_text(path: Path) -> dict[str, str]:
     return out
 
 
+_STEALTH_SIGNATURES = {b"stealth_pnginfo": False, b"stealth_pngcomp": True}
+
+
+def _has_alpha(path: Path) -> bool:
+    """Whether a PNG's IHDR says it has an alpha channel (colour type 4 or 6)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(33)
+    except OSError:
+        return False
+    return len(head) == 33 and head[12:16] == b"IHDR" and head[25] in (4, 6)
+
+
+def read_stealth_text(path: Path) -> dict[str, str]:
+    """A1111's "stealth" infotext (the stealth_pnginfo extension, also Forge and NovelAI): the text
+    hidden in the lowest bit of each alpha value, read column by column: a 15-byte signature
+    (``stealth_pnginfo`` plain, ``stealth_pngcomp`` gzip), a 32-bit length in bits, the text.
+
+    Only PNGs with alpha and no text chunks are looked at (it needs the pixels decoded). Bounded
+    by :data:`MAX_TEXT_TOTAL`; ``{}`` when there is nothing or on any error."""
+    if not _has_alpha(path):
+        return {}
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("RGBA", "LA"):
+                return {}
+            alpha = np.asarray(im.getchannel("A"))
+        bits = (alpha.T.ravel() & 1).astype(np.uint8)  # x outer, y inner, as the writer goes
+        head = np.packbits(bits[:15 * 8]).tobytes()
+        if head not in _STEALTH_SIGNATURES:
+            return {}
+        length = int.from_bytes(np.packbits(bits[120:152]).tobytes(), "big")
+        if length <= 0 or length > MAX_TEXT_TOTAL * 8 or 152 + length > bits.size:
+            return {}
+        data = np.packbits(bits[152:152 + length]).tobytes()
+        if _STEALTH_SIGNATURES[head]:
+            d = zlib.decompressobj(wbits=31)  # gzip, bounded like every other text
+            data = d.decompress(data, MAX_TEXT_TOTAL)
+            if d.unconsumed_tail:
+                return {}
+        text = data.decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - a broken file has no metadata; never an error
+        return {}
+    if text.startswith("{"):  # NovelAI hides its whole set of chunks, as JSON, the same way
+        try:
+            chunks = json.loads(text)
+        except ValueError:
+            chunks = None
+        if isinstance(chunks, dict) and chunks and all(isinstance(v, str) for v in chunks.values()):
+            return chunks
+    return {"parameters": text} if text.strip() else {}
+
+
 def read_image_text(path: Path) -> dict[str, str]:
     """All text metadata of an image file, whatever its format (``{}`` if none or unreadable)."""
     path = Path(path)
@@ -173,7 +232,7 @@ def read_image_text(path: Path) -> dict[str, str]:
     except OSError:
         return {}
     if magic == PNG_SIGNATURE:
-        return read_png_text(path)
+        return read_png_text(path) or read_stealth_text(path)
     if magic[:3] == b"\xff\xd8\xff" or (magic[:4] == b"RIFF"):
         return read_exif_text(path)
     return {}

@@ -54,7 +54,13 @@ _SAMPLER_ALIASES: dict[str, str] = {
     "lcm": "lcm",
 }
 
-SOURCES = ("studio", "a1111", "comfyui", "invokeai", "none")
+#: Every ``ImageMetadata.source`` and how to name it to a user.
+SOURCE_NAMES: dict[str, str] = {
+    "studio": "Studio", "a1111": "AUTOMATIC1111 / Forge", "comfyui": "ComfyUI",
+    "invokeai": "InvokeAI", "fooocus": "Fooocus", "swarmui": "SwarmUI", "novelai": "NovelAI",
+    "drawthings": "Draw Things", "none": "Unknown (no parameters in the file)"}
+SOURCES = tuple(SOURCE_NAMES)
+_LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([-\d.]+))?[^>]*>")
 
 
 @dataclass
@@ -66,12 +72,24 @@ class ImageMetadata:
     ``request`` is set only for Studio images: the exact request that produced the batch.
     """
 
-    source: str = "none"  # studio | a1111 | comfyui | invokeai | none
+    source: str = "none"  # one of SOURCES
     prompt: str = ""
     negative_prompt: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, str] = field(default_factory=dict)
     request: Txt2ImgRequest | None = None
+    #: What a user should know before reusing these settings (a seed Studio cannot take...).
+    notes: list[str] = field(default_factory=list)
+
+
+def describe_value(value: Any) -> str:
+    """A parameter as a person reads it: LoRAs as ``name (weight), …``, other lists and dicts as
+    JSON, the rest as text (``studio params`` and the reuse dialog)."""
+    if isinstance(value, list) and all(isinstance(v, dict) and "name" in v for v in value):
+        return ", ".join(f"{v['name']} ({v.get('weight', 1)})" for v in value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
 
 
 def build_parameters(request: Txt2ImgRequest, seed: int, *, sampler: str, schedule_type: str,
@@ -112,6 +130,7 @@ def parse_parameters(text: str) -> dict[str, str]:
 def _squash(name: Any) -> str:
     text = str(name or "").lower().replace("++", "pp")
     text = re.sub(r"[^a-z0-9]", "", text)
+    text = text.removeprefix("sample")  # k-diffusion function names: sample_dpmpp_2m
     return text[1:] if text.startswith("k") and text[1:] in _SAMPLER_ALIASES else text
 
 
@@ -134,6 +153,14 @@ def scheduler_key(sampler: Any, schedule: Any = "") -> str:
     return key
 
 
+def _to_int(value: Any) -> int:
+    """An int, exactly: Fooocus writes seeds such as ``"5862398752394781234"`` as strings, which a
+    float would round."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return value if isinstance(value, int) else int(float(value))
+
+
 def _normalise(params: dict[str, Any]) -> dict[str, Any]:
     """Coerce numeric params to numbers; drop values that are not what they claim to be."""
     out = dict(params)
@@ -141,7 +168,7 @@ def _normalise(params: dict[str, Any]) -> dict[str, Any]:
                       ("cfg", float), ("variation_seed", int), ("variation_strength", float)):
         if key in out:
             try:
-                out[key] = conv(float(out[key])) if conv is int else conv(out[key])
+                out[key] = _to_int(out[key]) if conv is int else conv(out[key])
             except (TypeError, ValueError, OverflowError):
                 del out[key]
     for key in ("sampler", "scheduler", "model", "model_hash", "version"):
@@ -167,32 +194,66 @@ def _from_studio(raw: dict[str, str]) -> ImageMetadata | None:
     return ImageMetadata("studio", request.prompt, request.negative_prompt, params, raw, request)
 
 
+_FOREIGN = (
+    ("swarmui", lambda raw: foreign_metadata.read_swarmui(raw.get("parameters"))),
+    ("fooocus", lambda raw: foreign_metadata.read_fooocus(raw.get("parameters"))),
+    ("novelai", foreign_metadata.read_novelai),
+    ("comfyui", lambda raw: foreign_metadata.read_comfyui_prompt(raw.get("prompt"))),
+    ("comfyui", lambda raw: foreign_metadata.read_comfyui_workflow(raw.get("workflow"))),
+    ("invokeai", foreign_metadata.read_invokeai),
+    ("drawthings", foreign_metadata.read_drawthings),
+)
+
+
+def _a1111(raw: dict[str, str]) -> ImageMetadata:
+    parsed = parse_infotext(raw["parameters"])
+    params = infotext_params(parsed)
+    loras = [{"name": name, "weight": float(weight) if weight else 1.0}
+             for name, weight in _LORA_TAG.findall(parsed["Prompt"])]
+    if loras:
+        params["loras"] = loras
+    for key, value in parsed.items():  # everything else the line holds, under its own name
+        if key not in _A1111_KNOWN:
+            params.setdefault(key, value)
+    return ImageMetadata("a1111", parsed["Prompt"], parsed["Negative prompt"],
+                         _normalise(params), raw)
+
+
+_A1111_KNOWN = {"Prompt", "Negative prompt", "Steps", "CFG scale", "Seed", "Size-1", "Size-2",
+                "Sampler", "Schedule type", "Model", "Model hash", "Version"}
+
+
 def _read(raw: dict[str, str]) -> ImageMetadata:
     if "studio" in raw:
         meta = _from_studio(raw)
         if meta:
             return meta
+    for source, reader in _FOREIGN[:2]:  # JSON in "parameters" is not A1111 text
+        found = reader(raw)
+        if found is not None:
+            return ImageMetadata(source, found[0], found[1], _normalise(found[2]), raw)
     if raw.get("parameters"):
-        parsed = parse_infotext(raw["parameters"])
-        return ImageMetadata("a1111", parsed["Prompt"], parsed["Negative prompt"],
-                             _normalise(infotext_params(parsed)), raw)
-    found = None
-    if "prompt" in raw:
-        found = foreign_metadata.read_comfyui_prompt(raw["prompt"])
-    if found is None and "workflow" in raw:
-        found = foreign_metadata.read_comfyui_workflow(raw["workflow"])
-    if found is not None:
-        return ImageMetadata("comfyui", found[0], found[1], _normalise(found[2]), raw)
-    found = foreign_metadata.read_invokeai(raw)
-    if found is not None:
-        return ImageMetadata("invokeai", found[0], found[1], _normalise(found[2]), raw)
+        return _a1111(raw)
+    for source, reader in _FOREIGN[2:]:
+        found = reader(raw)
+        if found is not None:
+            return ImageMetadata(source, found[0], found[1], _normalise(found[2]), raw)
     return ImageMetadata("none", raw=raw)
+
+
+def _add_notes(meta: ImageMetadata) -> ImageMetadata:
+    seed = meta.params.get("seed")
+    if isinstance(seed, int) and not 0 <= seed <= SEED_MAX:
+        meta.notes.append(
+            f"Seed {seed} is outside Studio's seed range (0 to {SEED_MAX}); reusing these "
+            f"settings uses seed {seed % (SEED_MAX + 1)} instead, so the picture will differ.")
+    return meta
 
 
 def metadata_from_text(raw: dict[str, str]) -> ImageMetadata:
     """:func:`read_image_metadata` for text chunks already read (never raises)."""
     try:
-        return _read(dict(raw))
+        return _add_notes(_read(dict(raw)))
     except Exception:  # noqa: BLE001 - odd metadata is no metadata, never a crash
         return ImageMetadata("none", raw=dict(raw))
 
@@ -229,7 +290,7 @@ def to_request(meta: ImageMetadata, model_fallback: str) -> Txt2ImgRequest | Non
     defaults = Txt2ImgRequest(model="")
     seed = int(p.get("seed", 0))
     if not 0 <= seed <= SEED_MAX:
-        # ComfyUI seeds go up to 2**64; the image cannot be reproduced exactly anyway.
+        # ComfyUI seeds go up to 2**64, Fooocus's to 2**63: meta.notes says so (_add_notes).
         seed %= SEED_MAX + 1
     return Txt2ImgRequest(
         model=model_fallback or str(p.get("model", "")),

@@ -21,11 +21,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.media.metadata import SOURCE_NAMES, describe_value
 from studio.ui.context import AppContext
 
 NO_PARAMETERS = "This image has no generation parameters"
-SOURCE_NAMES = {"studio": "Studio", "a1111": "AUTOMATIC1111 / Forge", "comfyui": "ComfyUI",
-                "invokeai": "InvokeAI"}
 # The order and names of the parameters the dialog lists (others follow, as they are called).
 PARAM_LABELS = {"steps": "Steps", "cfg": "CFG scale", "seed": "Seed", "width": "Width",
                 "height": "Height", "sampler": "Sampler", "scheduler": "Schedule",
@@ -80,7 +79,8 @@ class ImageParametersDialog(QDialog):
 
         found = meta is not None and meta.source != "none"
         if found:
-            self.summary.setText(f"Made with {SOURCE_NAMES.get(meta.source, meta.source)}")
+            notes = "".join(f"\n{note}" for note in meta.notes)  # e.g. a seed out of range
+            self.summary.setText(f"Made with {SOURCE_NAMES.get(meta.source, meta.source)}{notes}")
             self._fill_params(meta.params)
             self.prompt = self._text_box(col, "Prompt", meta.prompt)
             self.negative = self._text_box(col, "Negative prompt", meta.negative_prompt)
@@ -121,7 +121,7 @@ class ImageParametersDialog(QDialog):
         for row, key in enumerate(keys):
             name = QLabel(PARAM_LABELS.get(key, key.replace("_", " ").capitalize()))
             name.setProperty("muted", True)
-            value = QLabel(str(params[key]))
+            value = QLabel(describe_value(params[key]))
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             value.setWordWrap(True)
             self.grid.addWidget(name, row, 0, Qt.AlignmentFlag.AlignTop)

@@ -26,10 +26,8 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.requests import SCHEDULERS
+from studio.media.metadata import SOURCE_NAMES
 from studio.ui.widgets.basics import section_label, vertical_scroll
-
-SOURCE_NAMES = {"studio": "Studio", "a1111": "AUTOMATIC1111 / Forge", "comfyui": "ComfyUI",
-                "invokeai": "InvokeAI", "none": "Unknown (no parameters in the file)"}
 
 
 class AspectImage(QWidget):
