@@ -258,7 +258,15 @@ def check_generate(root: Path, device: str = "auto") -> str:
     _one_saved_png(results, "")
     if done[-1:] != [GENERATE_STEPS]:
         raise CheckFailed(f"expected progress to reach step {GENERATE_STEPS}, saw {done}")
-    return f"{count_of(GENERATE_STEPS, 'step')}, {IMAGE_SIDE}×{IMAGE_SIDE} PNG"
+    # `studio params` (and Gallery, reuse: the same reader) reads the PNG back.
+    from studio.cli.params import collect
+
+    read = collect(results[0].path)
+    if (read["prompt"], read["seed"], read["steps"]) != (request.prompt, 42, GENERATE_STEPS):
+        raise CheckFailed(f"studio params read back {read['prompt']!r}, seed {read['seed']}, "
+                          f"steps {read['steps']}")
+    return (f"{count_of(GENERATE_STEPS, 'step')}, {IMAGE_SIDE}×{IMAGE_SIDE} PNG, its "
+            "parameters read back")
 
 
 def _one_saved_png(results: list | None, what: str) -> None:

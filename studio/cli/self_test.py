@@ -41,6 +41,7 @@ COVERS = {
     "gui": "window", "generate": "generate", "train": "train", "serve": "serve",
     "models": "serve",  # the server's catalog is the library scan `studio models list` prints
     "info": "imports", "self-test": "imports",
+    "params": "generate",  # the saved PNG is read back through `studio params`' reader
 }
 
 
