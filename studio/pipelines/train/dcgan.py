@@ -74,7 +74,7 @@ images; sub-folders are ignored as classes).
 
 **What is normal.** On digits at 16 px blurry strokes appear within 250 steps and recognisable
 digits by about 1,000 steps: {normal}. D(x) settles near 0.8–0.9 and D(G(z)) near 0.1–0.25, the
-variety near 80 % of real images'; neither loss goes to 0 (if D's does, G has lost). Losses
+samples varying about 80 % as much as real images; neither loss goes to 0 (if D's does, G has lost). Losses
 oscillate, and a sample may change digit.
 """
 #: measured on the 2-core development machine under load from other jobs (load average 5–7), one
@@ -150,16 +150,16 @@ def variety_hint(ratio: float, best: float, step: int) -> str:
     """A sentence about mode collapse from the samples' variety (``ratio``: their mean pairwise
     distance over real images'; ``best``: the highest ratio this run has shown) at ``step``."""
     if step < HINT_AFTER:
-        return (f"Variety {ratio:.0%} of real images'. Too early to judge mode collapse: the "
-                f"samples are still forming (wait for step {HINT_AFTER}).")
+        return (f"The samples vary {ratio:.0%} as much as real images. Too early to judge mode "
+                f"collapse: the samples are still forming (wait for step {HINT_AFTER}).")
     if ratio < COLLAPSE_RATIO:
         return (f"Mode collapse? The samples vary {ratio:.0%} as much as real images: the "
                 "generator makes a few things over and over. Lower G's learning rate, or "
                 "step D alone a few times.")
     if best > 0 and ratio < FALLING_RATIO * best:
-        return (f"The samples' variety is falling ({ratio:.0%} of real images', down from "
+        return (f"The samples' variety is falling ({ratio:.0%} of the real images', down from "
                 f"{best:.0%}): watch for mode collapse.")
-    return f"Variety {ratio:.0%} of real images': no sign of mode collapse."
+    return f"The samples vary {ratio:.0%} as much as real images: no sign of mode collapse."
 
 
 class DCGANTrainer(PlayerRates, ImageLesson):
