@@ -37,6 +37,18 @@ def tile_images(images: np.ndarray, cols: int, pad: int = 1) -> np.ndarray:
     return np.stack(planes, axis=-1)
 
 
+def add_histogram_plots(view: Any, prefix: str) -> None:
+    """Give ``view`` its weight and gradient histogram plots (``<prefix>WeightHist``,
+    ``<prefix>GradHist``) and their ranges, which follow the data with hysteresis: autoranging
+    every frame made the axes regenerate their labels each time (most of a frame's drawing)."""
+    view.weights_plot = pk.themed_plot()
+    view.weights_plot.setObjectName(f"{prefix}WeightHist")
+    view.grads_plot = pk.themed_plot()
+    view.grads_plot.setObjectName(f"{prefix}GradHist")
+    view.weights_range = pk.StickyRange(view.weights_plot, zero_y=True)
+    view.grads_range = pk.StickyRange(view.grads_plot, zero_y=True)
+
+
 def show_histograms(view: Any, layers: list[dict[str, Any]]) -> None:
     """Each layer's weight and gradient histogram (heights scaled to the tallest bin) on the
     view's ``weight_curves``/``grad_curves``, in its ``weights_range``/``grads_range``."""
@@ -100,14 +112,7 @@ class CNNView(LessonView):
         self.missed_plot, self.missed_image = _image_plot("cnnMissed")
         self.missed_caption = caption("Mistakes", tip="Test images the network gets wrong; "
                                                       "the caption counts them")
-        self.weights_plot = pk.themed_plot()
-        self.weights_plot.setObjectName("cnnWeightHist")
-        self.grads_plot = pk.themed_plot()
-        self.grads_plot.setObjectName("cnnGradHist")
-        # ranges that follow the data with hysteresis: autoranging every frame made the axes
-        # regenerate their labels each time (most of a frame's drawing)
-        self.weights_range = pk.StickyRange(self.weights_plot, zero_y=True)
-        self.grads_range = pk.StickyRange(self.grads_plot, zero_y=True)
+        add_histogram_plots(self, "cnn")
         self.weight_curves = [self._curve(self.weights_plot, c) for c in LAYER_COLORS]
         self.grad_curves = [self._curve(self.grads_plot, c) for c in LAYER_COLORS]
         self.hist_legend = LegendStrip()

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
-from studio.ui.panels.train.views.cnn import show_histograms, tile_images
+from studio.ui.panels.train.views.cnn import add_histogram_plots, show_histograms, tile_images
 from studio.ui.panels.train.views.gan import step_part_buttons
 from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption
 
@@ -67,12 +67,7 @@ class DCGANView(LessonView):
         self.data_note = ElidedLabel("")
         self.data_note.setObjectName("dcganDataNote")
         self.data_note.setProperty("muted", True)
-        self.weights_plot = pk.themed_plot()
-        self.weights_plot.setObjectName("dcganWeightHist")
-        self.grads_plot = pk.themed_plot()
-        self.grads_plot.setObjectName("dcganGradHist")
-        self.weights_range = pk.StickyRange(self.weights_plot, zero_y=True)
-        self.grads_range = pk.StickyRange(self.grads_plot, zero_y=True)
+        add_histogram_plots(self, "dcgan")
         self.weight_curves: list[pg.PlotDataItem] = []
         self.grad_curves: list[pg.PlotDataItem] = []
         self._layer_names: tuple[str, ...] = ()
