@@ -70,7 +70,8 @@ def _diverging(weights: np.ndarray) -> np.ndarray:
     return 0.5 + 0.5 * weights / top.reshape((-1,) + (1,) * (weights.ndim - 1))
 
 
-def _image_plot(name: str) -> tuple[pg.PlotWidget, pg.ImageItem]:
+def image_plot(name: str) -> tuple[pg.PlotWidget, pg.ImageItem]:
+    """A themed plot showing one image (levels 0–1), named ``name``."""
     plot = pk.themed_plot(image=True)
     plot.setObjectName(name)
     item = pk.image_item()
@@ -87,14 +88,14 @@ class CNNView(LessonView):
         self._photo = False
         self._names: tuple[str, ...] = ()
         self._drawn: dict[str, Any] = {}  # what the slow-changing pictures show now
-        self.preview_plot, self.preview_image = _image_plot("cnnPreview")
+        self.preview_plot, self.preview_image = image_plot("cnnPreview")
         self.data_note = ElidedLabel("")  # the whole description is its tooltip
         self.data_note.setObjectName("cnnDataNote")
         self.data_note.setProperty("muted", True)
-        self.filters_plot, self.filters_image = _image_plot("cnnFilters")
-        self.maps_plot, self.maps_image = _image_plot("cnnMaps")
-        self.picked_plot, self.picked_image = _image_plot("cnnPicked")
-        self.saliency_plot, self.saliency_image = _image_plot("cnnSaliency")
+        self.filters_plot, self.filters_image = image_plot("cnnFilters")
+        self.maps_plot, self.maps_image = image_plot("cnnMaps")
+        self.picked_plot, self.picked_image = image_plot("cnnPicked")
+        self.saliency_plot, self.saliency_image = image_plot("cnnSaliency")
         self.guess = ElidedLabel("")
         self.guess.setObjectName("cnnGuess")
         self.pick_box = QSpinBox()
@@ -105,11 +106,11 @@ class CNNView(LessonView):
         self.pick_box.valueChanged.connect(
             lambda v: self.setParamRequested.emit("pick", int(v)))
 
-        self.confusion_plot, self.confusion_image = _image_plot("cnnConfusion")
+        self.confusion_plot, self.confusion_image = image_plot("cnnConfusion")
         item = self.confusion_plot.getPlotItem()
         item.showAxis("left")
         item.showAxis("bottom")
-        self.missed_plot, self.missed_image = _image_plot("cnnMissed")
+        self.missed_plot, self.missed_image = image_plot("cnnMissed")
         self.missed_caption = caption("Mistakes", tip="Test images the network gets wrong; "
                                                       "the caption counts them")
         add_histogram_plots(self, "cnn")

@@ -26,7 +26,12 @@ from PySide6.QtWidgets import (
 
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
-from studio.ui.panels.train.views.cnn import add_histogram_plots, show_histograms, tile_images
+from studio.ui.panels.train.views.cnn import (
+    add_histogram_plots,
+    image_plot,
+    show_histograms,
+    tile_images,
+)
 from studio.ui.panels.train.views.gan import step_part_buttons
 from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption
 
@@ -46,7 +51,7 @@ class DCGANView(LessonView):
         self._history: deque[tuple[int, np.ndarray]] = deque(maxlen=HISTORY_MAX)
         self._following = True  # the slider sits on the newest grid and follows training
 
-        self.samples_plot, self.samples_image = self._image_plot("dcganSamples")
+        self.samples_plot, self.samples_image = image_plot("dcganSamples")
         self.history_slider = QSlider(Qt.Orientation.Horizontal)
         self.history_slider.setObjectName("dcganHistory")
         self.history_slider.setRange(0, 0)
@@ -57,7 +62,7 @@ class DCGANView(LessonView):
         self.history_label.setMinimumWidth(self.history_label.fontMetrics().horizontalAdvance(
             "step 000000 (history)") + 4)
         self.step_d, self.step_g = step_part_buttons(self)
-        self.walk_plot, self.walk_image = self._image_plot("dcganWalk")
+        self.walk_plot, self.walk_image = image_plot("dcganWalk")
         self.walk_plot.setMinimumHeight(40)
         self.readout = ElidedLabel("")
         self.readout.setObjectName("dcganReadout")
@@ -111,15 +116,6 @@ class DCGANView(LessonView):
         layout.setColumnStretch(1, 1)
         layout.setColumnStretch(2, 1)
         self.apply_theme()
-
-    @staticmethod
-    def _image_plot(name: str) -> tuple[pg.PlotWidget, pg.ImageItem]:
-        plot = pk.themed_plot(image=True)
-        plot.setObjectName(name)
-        item = pk.image_item()
-        item.setLevels((0.0, 1.0))
-        plot.addItem(item)
-        return plot, item
 
     def apply_theme(self) -> None:
         for plot in (self.samples_plot, self.walk_plot, self.weights_plot, self.grads_plot):
