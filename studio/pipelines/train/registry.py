@@ -63,6 +63,10 @@ LESSONS: dict[str, Lesson] = _lessons(
      "A convolutional generator learns to draw digits, faces or your own images by fooling a "
      "discriminator.",
      "studio.pipelines.train.dcgan:DCGANTrainer"),
+    ("ddpm", "Image diffusion (DDPM)",
+     "A small UNet learns to turn noise into digits, faces or your own images; then draw new "
+     "ones in Generate.",
+     "studio.pipelines.train.ddpm:DDPMImageTrainer"),
 )
 #: lesson key -> "module:Class".
 LESSON_PATHS: dict[str, str] = {key: lesson.path for key, lesson in LESSONS.items()}

@@ -20,6 +20,37 @@ from studio.ui.theme import colors
 RANGE = 3.2  # noise spreads beyond the data square; show a little more than it
 
 
+def error_bars(name: str) -> tuple[pg.PlotWidget, pg.BarGraphItem, pk.StickyRange]:
+    """The ε-MSE per range of timesteps: one horizontal bar each, least noise at the top (the
+    2D and the image diffusion lessons)."""
+    plot = pk.themed_plot()
+    plot.setObjectName(name)
+    plot.setMinimumHeight(100)
+    bars = pg.BarGraphItem(x0=0, y=np.arange(5), height=0.7, width=np.zeros(5),
+                           pen=pg.mkPen(None))
+    plot.addItem(bars)
+    item = plot.getPlotItem()
+    item.getViewBox().invertY(True)
+    item.getViewBox().setMouseEnabled(False, False)
+    item.getAxis("bottom").enableAutoSIPrefix(False)
+    return plot, bars, pk.StickyRange(plot, zero_x=True)
+
+
+def style_error_bars(plot: pg.PlotWidget, bars: pg.BarGraphItem) -> None:
+    c = colors()
+    bars.setOpts(brush=pg.mkBrush(c.running))
+    plot.getPlotItem().setLabel("bottom", "ε-MSE", color=c.muted)
+
+
+def show_error_bars(plot: pg.PlotWidget, bars: pg.BarGraphItem, span: pk.StickyRange,
+                    snapshot: dict[str, Any]) -> None:
+    """The snapshot's ``bucket_mse`` (NaN: not measured yet) with its ``bucket_labels``."""
+    mse = np.nan_to_num(snapshot["bucket_mse"], nan=0.0)
+    bars.setOpts(y=np.arange(len(mse)), width=mse)
+    span.show(mse, np.array([-0.5, len(mse) - 0.5]))
+    pk.label_ticks(plot, list(snapshot["bucket_labels"]), axis_name="left")
+
+
 class DDPMView(LessonView):
     """Pictures of a diffusion model learning to denoise 2D points."""
 
@@ -41,18 +72,7 @@ class DDPMView(LessonView):
         self.reverse_plot, self.reverse_data, self.reverse_points = point_plot()
         self.samples_plot, self.samples_data, self.samples_points = point_plot()
 
-        # One horizontal bar per range of timesteps, least noise at the top.
-        self.mse_plot = pk.themed_plot()
-        self.mse_plot.setObjectName("mseBars")
-        self.mse_plot.setMinimumHeight(100)
-        self.mse_bars = pg.BarGraphItem(x0=0, y=np.arange(5), height=0.7, width=np.zeros(5),
-                                        pen=pg.mkPen(None))
-        self.mse_plot.addItem(self.mse_bars)
-        item = self.mse_plot.getPlotItem()
-        item.getViewBox().invertY(True)
-        item.getViewBox().setMouseEnabled(False, False)
-        item.getAxis("bottom").enableAutoSIPrefix(False)
-        self.mse_range = pk.StickyRange(self.mse_plot, zero_x=True)
+        self.mse_plot, self.mse_bars, self.mse_range = error_bars("mseBars")
         self._shown: tuple | None = None  # (level, forward, reverse) the points show
 
         self.scrubber = QSlider(Qt.Orientation.Horizontal)
@@ -112,8 +132,7 @@ class DDPMView(LessonView):
         self.forward_points.setBrush(pg.mkBrush(c.accent))
         self.reverse_points.setBrush(pg.mkBrush(c.queued))
         self.samples_points.setBrush(pg.mkBrush(c.done))
-        self.mse_bars.setOpts(brush=pg.mkBrush(c.running))
-        self.mse_plot.getPlotItem().setLabel("bottom", "ε-MSE", color=c.muted)
+        style_error_bars(self.mse_plot, self.mse_bars)
 
     def _fit_level_label(self) -> None:
         """Wide enough for the longest text it shows (T up to 1000), so it never clips."""
@@ -146,10 +165,7 @@ class DDPMView(LessonView):
                 f"Points the model generated from pure noise, drawn at step "
                 f"{snapshot['samples_step']} (every 'Sample every N steps')")
         self._on_scrub(self.scrubber.value())
-        mse = np.nan_to_num(snapshot["bucket_mse"], nan=0.0)
-        self.mse_bars.setOpts(y=np.arange(len(mse)), width=mse)
-        self.mse_range.show(mse, np.array([-0.5, len(mse) - 0.5]))
-        pk.label_ticks(self.mse_plot, list(snapshot["bucket_labels"]), axis_name="left")
+        show_error_bars(self.mse_plot, self.mse_bars, self.mse_range, snapshot)
 
     @Slot(int)
     def _on_scrub(self, level: int) -> None:

@@ -1,0 +1,233 @@
+"""Image lesson 3 (``ddpm``): a diffusers UNet2DModel learning to denoise images — determinism
+(the film strip changes nothing), resume, the per-noise-level error, class-conditional training,
+bad inputs, the view (scrubber, film strip), and "train, then use": the saved DDPMPipeline folder
+loads with plain diffusers, Generate and ``studio generate`` draw the same pixels as diffusers'
+own DDPMPipeline, and a class-conditional model takes a class instead of a prompt."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from studio.core.jobs import UserFacingError
+from studio.pipelines.train.base import InvalidParameter
+from studio.pipelines.train.ddpm import BUCKETS, DDPMImageTrainer, export_run, export_state
+from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
+from tests.test_train_e_cnn import studio, write_images
+
+FAST = {"batch_size": 8, "width": 4, "preview_steps": 2}
+
+
+def make(seed: int = 0, **overrides) -> DDPMImageTrainer:
+    return DDPMImageTrainer(config={**FAST, **overrides}, seed=seed)
+
+
+def run(trainer, n: int) -> list[dict]:
+    return [trainer.step() for _ in range(n)]
+
+
+def test_same_seed_same_metrics_and_pictures_change_nothing():
+    a, b, c = make(seed=3), make(seed=3), make(seed=4)
+    global_torch = torch.get_rng_state()
+    ma, mb = [], []
+    for _ in range(3):
+        ma.append(a.step())
+        a.prepare_snapshot(finish=True)  # the film strip runs between steps
+        a.snapshot()
+        mb.append(b.step())
+    assert ma == mb and ma != run(c, 3)
+    assert torch.equal(global_torch, torch.get_rng_state())
+    assert torch.is_grad_enabled()  # sampling the strip never leaves gradients off
+    assert {"loss", "lr"} | {f"mse_t{i}" for i in range(BUCKETS)} <= set(ma[0])
+
+
+def test_paused_saved_loaded_resumed_equals_uninterrupted(tmp_path):
+    straight = make(seed=1)
+    run(straight, 2)
+    expected = run(straight, 2)
+    paused = make(seed=1)
+    run(paused, 2)
+    buffer = io.BytesIO()
+    torch.save(paused.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = make(seed=1)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    assert run(resumed, 2) == expected
+    paused.save_accelerate_state(tmp_path / "acc")
+    again = make(seed=1)
+    again.load_accelerate_state(tmp_path / "acc")
+    assert again.step_count == 2 and run(again, 2) == expected
+
+
+def test_snapshot_scrubber_strip_and_error_per_level():
+    trainer = make()
+    run(trainer, 2)
+    trainer.prepare_snapshot(finish=True)
+    snap = trainer.snapshot()
+    assert snap["strip"].shape[:2] == (8, 3)  # 8 rows: noise + each of 2 DDIM steps
+    assert snap["strip"].shape[2:] == (16, 16, 1) and snap["strip_step"] == 2
+    assert 0.0 <= snap["strip"].min() and snap["strip"].max() <= 1.0
+    assert snap["scrub_x0"].shape == snap["scrub_eps"].shape == (8, 16, 16, 1)
+    assert len(snap["alphas_cumprod"]) == 1000 and snap["alphas_cumprod"][0] > 0.99
+    assert len(snap["bucket_mse"]) == BUCKETS and not np.isnan(snap["bucket_mse"]).all()
+    assert [h["name"] for h in snap["histograms"]] == ["in", "down", "middle", "up", "out"]
+
+
+def test_bad_settings_and_bad_folders(tmp_path):
+    for bad in ({"image_size": "20"}, {"batch_size": 1}, {"no_such": 1}, {"lr": -1}):
+        with pytest.raises(InvalidParameter):
+            DDPMImageTrainer(config=bad)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InvalidParameter, match="(?i)image"):
+        make(dataset="folder", data_folder=str(empty))
+    one_class = tmp_path / "one"
+    write_images(one_class, 6)
+    with pytest.raises(InvalidParameter, match="at least two classes"):
+        make(dataset="folder", data_folder=str(one_class), class_conditional=True)
+
+
+def test_export_loads_in_plain_diffusers_and_generate_draws_the_same_pixels(tmp_path):
+    from diffusers import DDIMScheduler, DDPMPipeline
+
+    from studio.core.config import Paths, Settings
+    from studio.core.jobs import CancelToken
+    from studio.core.requests import Txt2ImgRequest
+    from studio.media.metadata import read_parameters
+    from studio.pipelines.diffusion.txt2img import Txt2ImgService
+
+    trainer = make()
+    run(trainer, 2)
+    paths = Paths(config_dir=tmp_path / "c", data_dir=tmp_path / "d",
+                  models_dir=tmp_path / "models", outputs_dir=tmp_path / "out",
+                  runs_dir=tmp_path / "runs")
+    folder = trainer.export(paths.models_dir / "ddpm" / "digits")
+    assert {p.name for p in folder.iterdir()} >= {"model_index.json", "unet", "scheduler"}
+    assert (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    with pytest.raises(InvalidParameter, match="exists already"):
+        trainer.export(folder)
+    pipe = DDPMPipeline.from_pretrained(str(folder))
+    assert isinstance(pipe.scheduler, DDIMScheduler)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(batch_size=1, generator=torch.Generator().manual_seed(7),
+                    num_inference_steps=3, output_type="np").images
+
+    settings = Settings(precision="fp32", preview_mode="off", device="cpu")
+    service = Txt2ImgService(lambda: settings, lambda: paths)
+    seen: list = []
+
+    class Progress:
+        def __call__(self, step, total, preview=None):
+            seen.append((step, total))
+
+        def message(self, text):
+            pass
+
+        def partial(self, result):
+            pass
+
+    request = Txt2ImgRequest(model=str(folder), prompt="", steps=3, seed=7, count=2)
+    images = service.run(request, Progress(), CancelToken())
+    assert np.array_equal(np.asarray(images[0].image), pipe.numpy_to_pil(expected)[0].__array__())
+    assert seen[-1] == (6, 6)  # the steps of the whole batch, as any model reports them
+    params = read_parameters(images[1].path)
+    assert params.seed == 8 and params.model == "digits" and images[1].image.size == (16, 16)
+    with pytest.raises(UserFacingError, match="without classes"):
+        service.run(Txt2ImgRequest(model=str(folder), prompt="a cat", steps=2), Progress(),
+                    CancelToken())
+
+
+def test_class_conditional_run_is_saved_and_draws_the_class_asked_for(tmp_path):
+    from studio.core.config import Paths, Settings
+    from studio.core.jobs import CancelToken
+    from studio.core.requests import Txt2ImgRequest
+    from studio.library.catalog import describe_path
+    from studio.pipelines.diffusion.pixel import class_names
+    from studio.pipelines.diffusion.txt2img import Txt2ImgService
+    from studio.pipelines.train.runs import Run
+
+    trainer = make(class_conditional=True)
+    run(trainer, 1)
+    rundir = Run.create(tmp_path / "runs", "ddpm", 0, trainer.config, path=tmp_path / "run")
+    rundir.save_checkpoint(trainer)
+    with pytest.raises(UserFacingError, match="no checkpoint at step 5"):
+        export_run(rundir.path, tmp_path / "models", at_least_step=5, wait_s=0.0)
+    folder = export_run(rundir.path, tmp_path / "models")
+    assert folder.name == "run-step1" and class_names(folder) == [str(d) for d in range(10)]
+    entry = describe_path(folder, "studio", None)
+    assert entry.kind == "ddpm" and "Generate" in entry.workspaces and "10 classes" in entry.detail
+
+    paths = Paths(config_dir=tmp_path / "c", data_dir=tmp_path / "d",
+                  models_dir=tmp_path / "models", outputs_dir=tmp_path / "out",
+                  runs_dir=tmp_path / "runs")
+    settings = Settings(precision="fp32", preview_mode="off", device="cpu")
+    service = Txt2ImgService(lambda: settings, lambda: paths)
+
+    class Quiet:
+        def __call__(self, *a):
+            pass
+
+        def message(self, text):
+            pass
+
+        def partial(self, result):
+            pass
+
+    three = service.run(Txt2ImgRequest(model=str(folder), prompt="3", steps=2, seed=1),
+                        Quiet(), CancelToken())
+    seven = service.run(Txt2ImgRequest(model=str(folder), prompt="7", steps=2, seed=1),
+                        Quiet(), CancelToken())
+    assert not np.array_equal(np.asarray(three[0].image), np.asarray(seven[0].image))
+    with pytest.raises(UserFacingError, match="draws the classes 0, 1"):
+        service.run(Txt2ImgRequest(model=str(folder), prompt="cat", steps=2), Quiet(),
+                    CancelToken())
+    state, _ = rundir.load_checkpoint()
+    with pytest.raises(InvalidParameter, match="exists already"):
+        export_state(state, folder)
+
+
+def test_cli_trains_saves_the_model_and_generates_with_it(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.test_train_e_cnn import ROOT
+
+    env = {"STUDIO_MODELS_DIR": str(tmp_path / "models"), "STUDIO_OUTPUTS_DIR":
+           str(tmp_path / "out"), "STUDIO_CONFIG_DIR": str(tmp_path / "cfg"),
+           "STUDIO_DATA_DIR": str(tmp_path / "data")}
+    out = studio("ddpm", "--steps", "2", "--out", str(tmp_path / "run"), "--save-model",
+                 "tiny", "--set", "batch_size=4", "--set", "width=4", env=env)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "models" / "ddpm" / "tiny" / "model_index.json").is_file(), out.stderr
+    gen = subprocess.run([sys.executable, "-m", "studio", "generate", "--model", "tiny",
+                          "--steps", "2", "--seed", "3", "--json", "--device", "cpu"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=240,
+                         env={**__import__("os").environ, **env})
+    assert gen.returncode == 0, gen.stderr
+    result = json.loads(gen.stdout.strip().splitlines()[-1])
+    assert result["seed"] == 3
+
+
+def test_view_scrubs_noise_and_shows_the_strip(qtbot, qapp):
+    from studio.ui.panels.train.views import view_class
+
+    trainer = make()
+    run(trainer, 1)
+    view = view_class("ddpm")("ddpm")
+    qtbot.addWidget(view)
+    view.resize(1100, 560)
+    view.show()
+    view.show_snapshot(trainer.snapshot())
+    assert view.strip_image.image.shape == (8 * 17 - 1, 3 * 17 - 1)
+    view.scrubber.setValue(0)
+    clean = view.scrub_image.image.copy()
+    view.scrubber.setValue(999)
+    assert not np.array_equal(clean, view.scrub_image.image, equal_nan=True)
+    assert view.level_label.text().startswith("t = 999")
+    with qtbot.waitSignal(view.saveModelRequested):
+        view.save_button.click()
+    assert set(view.export_items()) >= {"Noise level", "Reverse chain"}
