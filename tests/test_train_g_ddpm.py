@@ -97,7 +97,7 @@ def test_export_loads_in_plain_diffusers_and_generate_draws_the_same_pixels(tmp_
     from studio.core.config import Paths, Settings
     from studio.core.jobs import CancelToken
     from studio.core.requests import Txt2ImgRequest
-    from studio.media.metadata import read_parameters
+    from studio.media.metadata import read_image_metadata
     from studio.pipelines.diffusion.txt2img import Txt2ImgService
 
     trainer = make()
@@ -132,10 +132,12 @@ def test_export_loads_in_plain_diffusers_and_generate_draws_the_same_pixels(tmp_
 
     request = Txt2ImgRequest(model=str(folder), prompt="", steps=3, seed=7, count=2)
     images = service.run(request, Progress(), CancelToken())
-    assert np.array_equal(np.asarray(images[0].image), pipe.numpy_to_pil(expected)[0].__array__())
+    plain = np.asarray(pipe.numpy_to_pil(expected)[0])
+    assert np.array_equal(np.asarray(images[0].image), plain)  # bit for bit
     assert seen[-1] == (6, 6)  # the steps of the whole batch, as any model reports them
-    params = read_parameters(images[1].path)
-    assert params.seed == 8 and params.model == "digits" and images[1].image.size == (16, 16)
+    params = read_image_metadata(images[1].path).params
+    assert params["seed"] == 8 and str(params["model"]).endswith("digits")
+    assert images[1].image.size == (16, 16)
     with pytest.raises(UserFacingError, match="without classes"):
         service.run(Txt2ImgRequest(model=str(folder), prompt="a cat", steps=2), Progress(),
                     CancelToken())
@@ -146,7 +148,7 @@ def test_class_conditional_run_is_saved_and_draws_the_class_asked_for(tmp_path):
     from studio.core.jobs import CancelToken
     from studio.core.requests import Txt2ImgRequest
     from studio.library.catalog import describe_path
-    from studio.pipelines.diffusion.pixel import class_names
+    from studio.library.models import ddpm_class_names as class_names
     from studio.pipelines.diffusion.txt2img import Txt2ImgService
     from studio.pipelines.train.runs import Run
 
@@ -196,13 +198,12 @@ def test_cli_trains_saves_the_model_and_generates_with_it(tmp_path):
 
     from tests.test_train_e_cnn import ROOT
 
-    env = {"STUDIO_MODELS_DIR": str(tmp_path / "models"), "STUDIO_OUTPUTS_DIR":
-           str(tmp_path / "out"), "STUDIO_CONFIG_DIR": str(tmp_path / "cfg"),
-           "STUDIO_DATA_DIR": str(tmp_path / "data")}
+    env = {"STUDIO_HOME": str(tmp_path / "home")}
     out = studio("ddpm", "--steps", "2", "--out", str(tmp_path / "run"), "--save-model",
                  "tiny", "--set", "batch_size=4", "--set", "width=4", env=env)
     assert out.returncode == 0, out.stderr
-    assert (tmp_path / "models" / "ddpm" / "tiny" / "model_index.json").is_file(), out.stderr
+    saved = tmp_path / "home" / "data" / "models" / "ddpm" / "tiny"
+    assert (saved / "model_index.json").is_file(), out.stderr
     gen = subprocess.run([sys.executable, "-m", "studio", "generate", "--model", "tiny",
                           "--steps", "2", "--seed", "3", "--json", "--device", "cpu"], cwd=ROOT,
                          capture_output=True, text=True, timeout=240,

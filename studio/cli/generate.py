@@ -34,7 +34,9 @@ EXIT_STATUS = IMAGE_EXIT_STATUS
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p, "image")
-    add_diffusion_arguments(p, prompt_help="what to draw")
+    add_diffusion_arguments(p, prompt_help="what to draw; for a model trained in Train's image "
+                                           "diffusion lesson, the class to draw (or nothing)",
+                            prompt_required=False)
     p.add_argument("--width", type=int, default=512, metavar="PX", help="a multiple of 8")
     p.add_argument("--height", type=int, default=512, metavar="PX", help="a multiple of 8")
     add_output_arguments(p)
@@ -101,7 +103,7 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
 
     seed = secrets.randbelow(2**32) if args.seed is None else args.seed
     model = args.model.strip()
-    request = Txt2ImgRequest(model=model, prompt=args.prompt, negative_prompt=args.negative,
+    request = Txt2ImgRequest(model=model, prompt=args.prompt or "", negative_prompt=args.negative,
                              steps=args.steps, cfg=args.cfg, width=args.width,
                              height=args.height, seed=seed, count=args.count,
                              scheduler=parse_scheduler(args.scheduler),
@@ -113,6 +115,9 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
         raise UsageError(str(exc)) from exc
     model = resolve_cli_model(model, "image", settings, paths, "studio generate")
     request.model = model.spec  # a repo id in the cache, else an absolute path
+    if args.prompt is None and model.entry.family != "ddpm":
+        raise UsageError("the following arguments are required: --prompt (only a model "
+                         "trained in Train's image diffusion lesson draws without one)")
     check_loras(request, model.entry, settings, paths)
     return request
 

@@ -10,7 +10,10 @@ Exit status: 0 done; 1 the training diverged (the message says what to try; the 
 everything up to that step); 2 bad input (unknown lesson or setting, invalid value); 130 Ctrl+C
 (the run so far is saved). ``--list`` and a misspelt lesson name answer without importing torch.
 
-Image lessons (``cnn``, ``dcgan``) train on ``--data DIR`` (your own folder of images, a
+``--save-model NAME`` (``ddpm``) saves the trained model into the Models library, where ``studio
+generate --model NAME`` and Generate find it.
+
+Image lessons (``cnn``, ``dcgan``, ``ddpm``) train on ``--data DIR`` (your own folder of images, a
 sub-folder per class) and run through ``accelerate``, so the same command runs across processes or GPUs::
 
     accelerate launch --multi_gpu --num_processes 2 -m studio train cnn --data DIR --steps N --out RUN
@@ -62,9 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="KEY=VALUE",
                         help="a hyperparameter, e.g. --set lr=0.001 (repeatable)")
     parser.add_argument("--data", type=Path, default=None, metavar="DIR",
-                        help="image lessons (cnn, dcgan): train on your own folder of images, one "
+                        help="image lessons (cnn, dcgan, ddpm): train on your own folder of images, one "
                              "sub-folder per class (same as --set dataset=folder "
                              "--set data_folder=DIR)")
+    parser.add_argument("--save-model", dest="save_model", default="", metavar="NAME",
+                        help="ddpm: when done, save the model into the Models library as NAME "
+                             "('studio generate --model NAME' then draws with it)")
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
     parser.epilog = ((parser.epilog + " ") if parser.epilog else "") + MULTI_PROCESS
 
@@ -140,7 +146,10 @@ def run(args: argparse.Namespace) -> int:
     specs = {p.name for p in cls.params}
     if args.data is not None and "data_folder" not in specs:
         raise UsageError(f"{args.lesson} does not train on images; --data is for the image "
-                         "lessons (cnn, dcgan)")
+                         "lessons (cnn, dcgan, ddpm)")
+    if args.save_model and not hasattr(cls, "export"):
+        raise UsageError(f"{args.lesson} makes no model for Generate; --save-model is for the "
+                         "image diffusion lesson (ddpm)")
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if launched and args.out is None:
         raise UsageError("give --out DIR when running across processes, so that they all write "
@@ -158,7 +167,19 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_settings()
     if loaded.notice:
         print(f"studio: warning: {loaded.notice}", file=sys.stderr)
-    root = loaded.settings.resolved_paths(default_paths()).runs_dir
+    studio_paths = loaded.settings.resolved_paths(default_paths())
+    root = studio_paths.runs_dir
+    saved_model = None
+    if args.save_model:  # a bad name is bad input before any training
+        from studio.pipelines.train.ddpm import model_folder
+
+        try:
+            saved_model = model_folder(studio_paths.models_dir, args.save_model)
+        except InvalidParameter as exc:
+            raise UsageError(str(exc)) from None
+        if saved_model.exists():
+            raise UsageError(f"a model called {args.save_model!r} exists already "
+                             f"({saved_model}); choose another name")
     run_ = Run.create(root, args.lesson, args.seed, trainer.config, path=args.out)
     if not args.json:
         print(f"{cls.info.title}: {count_of(args.steps, 'step')}, seed {args.seed} → {run_.path}",
@@ -191,6 +212,11 @@ def run(args: argparse.Namespace) -> int:
     run_.append_metrics(buffer)
     run_.save_checkpoint(trainer)
     _save_accelerate(trainer, run_.path)
+    if saved_model is not None:
+        trainer.export(saved_model)  # type: ignore[attr-defined]
+        if not args.json:
+            print(f"model saved as {args.save_model} in {saved_model}; draw with it: studio "
+                  f"generate --model {args.save_model}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps({"run": str(run_.path), "steps": trainer.step_count,
                           "loss": last.get("loss")}), flush=True)

@@ -31,12 +31,17 @@ from studio.library.classify import (
 from studio.library.cyclegan_models import SUFFIXES as CYCLEGAN_SUFFIXES
 from studio.library.cyclegan_models import find_cyclegan_models, group_models, looks_like_generator
 from studio.library.hf_cache import hf_cache_repos, hf_loose_files, one_hf_cache_scan
-from studio.library.models import _folder_size, entry_for_path, find_txt2img_models
+from studio.library.models import (
+    _folder_size,
+    ddpm_class_names,
+    entry_for_path,
+    find_txt2img_models,
+)
 
 log = logging.getLogger(__name__)
 
-KINDS = ("image", "transform", "chat", "preview", "lora", "embedding", "unknown")
-KIND_TITLES = {"image": "Image generation", "transform": "Image transform (CycleGAN)",
+KINDS = ("image", "ddpm", "transform", "chat", "preview", "lora", "embedding", "unknown")
+KIND_TITLES = {"image": "Image generation", "ddpm": "Trained diffusion (DDPM)", "transform": "Image transform (CycleGAN)",
                "chat": "Chat", "preview": "Preview decoder (TAESD)", "lora": "LoRA",
                "embedding": "Textual inversion", "unknown": "Unknown"}
 #: Where a model was found. "file" is a file *or folder* added where it is (Add model…,
@@ -96,8 +101,31 @@ def _image_entries(settings: Settings, paths: Paths) -> list[LibraryEntry]:
     return list(_image_entries_for(find_txt2img_models(settings, paths)))
 
 
+def _ddpm_detail(folder: Path) -> str:
+    """"16×16 grey, 10 classes" for a model the ddpm lesson saved."""
+    import json
+
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        unet = {}
+    size = unet.get("sample_size", "?")
+    colour = {1: "grey", 3: "colour"}.get(unet.get("in_channels"), "")
+    try:
+        classes = ddpm_class_names(folder)
+    except UserFacingError:
+        classes = []
+    what = count_of(len(classes), "class", "classes") if classes else "unconditional"
+    return f"Pixel diffusion trained in Train: {size}×{size} {colour}, {what}"
+
+
 def _image_entries_for(models: list) -> Iterator[LibraryEntry]:
     for m in models:
+        if m.family == "ddpm":
+            yield LibraryEntry(m.name, "ddpm", m.path, m.source, m.format, m.size_bytes,
+                               files_precision(diffusers_weight_files(m.path)), m.family,
+                               m.repo_id, _ddpm_detail(m.path), ("Generate",))
+            continue
         if m.format == "diffusers":
             precision = files_precision(diffusers_weight_files(m.path))
             if any((m.path / "unet").glob("*.fp16.safetensors")) and "fp16" not in precision:

@@ -180,6 +180,14 @@ def detect_diffusers_folder(folder: Path) -> Detection:
     except (OSError, ValueError) as exc:
         return Detection("unknown", f"model_index.json is unreadable ({exc})")
     cls = str(index.get("_class_name", ""))
+    if cls == "DDPMPipeline":  # pixel-space diffusion: the Train workspace's ddpm lesson saves it
+        try:
+            unet = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            return Detection("unknown", f"unet/config.json is unreadable ({exc})")
+        if unet.get("_class_name") != "UNet2DModel":
+            return Detection("unknown", "a DDPMPipeline without a UNet2DModel")
+        return Detection("ddpm", "pixel-space DDPM (UNet2DModel)")
     if "Img2Img" in cls or "Inpaint" in cls or "Upscale" in cls:
         return Detection("unknown", f"{cls} is not a text-to-image pipeline")
     if cls not in ("StableDiffusionPipeline", "StableDiffusionXLPipeline"):

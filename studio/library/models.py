@@ -33,6 +33,10 @@ KNOWN_CHECKPOINT_SUBDIRS = (Path("models") / "Stable-diffusion", Path("models") 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+#: beside a DDPMPipeline folder the ddpm lesson saved: the names of its classes, as JSON
+DDPM_CLASSES_FILE = "class_names.json"
+
+
 @dataclass
 class ModelEntry:
     """One text-to-image model the studio can load."""
@@ -44,6 +48,19 @@ class ModelEntry:
     family: str  # sd1 | sd2 | sdxl | unknown (a .ckpt is only identified when it is loaded)
     repo_id: str = ""
     size_bytes: int = 0
+
+
+def ddpm_class_names(folder: Path) -> list[str]:
+    """The classes a class-conditional model of the ddpm lesson draws (empty: unconditional)."""
+    path = Path(folder) / DDPM_CLASSES_FILE
+    if not path.is_file():
+        return []
+    try:
+        names = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserFacingError(f"{path} is unreadable ({exc}); save the model from Train "
+                              "again.") from exc
+    return [str(n) for n in names] if isinstance(names, list) else []
 
 
 def _folder_size(folder: Path) -> int:

@@ -58,6 +58,7 @@ def _request_spec(spec: str) -> str:
 
 
 def _resolve_as(kind: str, spec: str, settings: Settings, paths: Paths) -> ResolvedModel:
+    kind = "image" if kind == "ddpm" else kind  # a trained DDPM is drawn by the image engine
     entry = _resolvers()[kind](spec, settings, paths)
     return ResolvedModel(kind, _request_spec(spec), entry.name, entry)
 

@@ -29,6 +29,8 @@ def pipeline_class_name(family: str) -> str:
         return "StableDiffusionXLPipeline"
     if family in ("sd1", "sd2"):
         return "StableDiffusionPipeline"
+    if family == "ddpm":  # pixel-space: what the Train workspace's ddpm lesson saves
+        return "DDPMPipeline"
     raise UserFacingError(f"This model's architecture ({family}) is not supported for text to "
                           "image; Studio runs Stable Diffusion 1.x, 2.x and SDXL models.")
 
@@ -55,7 +57,7 @@ def _load_diffusers(entry: ModelEntry, dtype: Any):
 
     cls = getattr(diffusers, pipeline_class_name(entry.family))
     kwargs: dict[str, Any] = {"local_files_only": True, "dtype": dtype}
-    if entry.family != "sdxl":
+    if entry.family in ("sd1", "sd2"):
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     if dtype == torch.float16 and _has_fp16_variant(entry.path):
         kwargs["variant"] = "fp16"  # half the bytes to read; the weights are the same model

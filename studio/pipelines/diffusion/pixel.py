@@ -13,28 +13,12 @@ No Qt here; torch and diffusers are imported by the functions that need them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from studio.core.jobs import UserFacingError
 
-CLASS_NAMES_FILE = "class_names.json"
 UNCONDITIONAL = "Unconditional"
-
-
-def class_names(folder: Path) -> list[str]:
-    """The classes a saved class-conditional model draws (empty: unconditional)."""
-    path = Path(folder) / CLASS_NAMES_FILE
-    if not path.is_file():
-        return []
-    try:
-        names = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserFacingError(f"{path} is unreadable ({exc}); save the model from Train "
-                              "again.") from exc
-    return [str(n) for n in names] if isinstance(names, list) else []
 
 
 def class_index(wanted: str, names: list[str], model: str) -> int | None:
@@ -102,3 +86,76 @@ def sample(pipe: Any, count: int, steps: int, generator: Any, labels: Any = None
         if on_step is not None:
             on_step(i, image)
     return to_pixels(image)
+
+
+def pixels_preview(image: Any) -> Any:
+    """A step's image as an h×w×3 uint8 preview (the first of the batch; grey repeated)."""
+    first = to_pixels(image[:1])[0]
+    if first.shape[-1] == 1:
+        first = first.repeat(3, axis=-1)
+    return (first * 255).round().astype("uint8")
+
+
+def generate(pipe: Any, entry: Any, request: Any, settings: Any, paths: Any,
+             progress: Any, cancel: Any) -> list[Any]:
+    """Generate's batch for a pixel model: the prompt names a class (or is empty for an
+    unconditional model); the size is the model's. Seeds, the scheduler choice, step progress,
+    previews, PNG metadata and partial results as for any model, through the one batch loop
+    (:func:`studio.pipelines.diffusion.batch.run_batch`)."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from studio.core.jobs import JobCancelled
+    from studio.core.requests import GeneratedImage
+    from studio.library.models import ddpm_class_names
+    from studio.media import outputs
+    from studio.pipelines.diffusion.batch import (
+        NAN_MESSAGE,
+        OOM_MESSAGE,
+        model_hash,
+        out_of_memory_as,
+        run_batch,
+    )
+    from studio.pipelines.diffusion.schedulers import a1111_sampler_names, apply_scheduler
+
+    if request.variation_strength:
+        raise UserFacingError(f"{entry.name} draws from the seed alone: set the variation "
+                              "strength to 0.")
+    if request.loras:
+        raise UserFacingError(f"{entry.name} was trained in Studio's Train workspace; LoRAs are "
+                              "for Stable Diffusion models. Remove them.")
+    label = class_index(request.prompt, ddpm_class_names(entry.path), entry.name)
+    labels = None if label is None else torch.tensor([label])
+    size = int(pipe.unet.config.sample_size)
+    request = dataclasses.replace(request, width=size, height=size, negative_prompt="")
+    scheduler = apply_scheduler(pipe, request.scheduler)
+    sampler, schedule_type = a1111_sampler_names(request.scheduler, scheduler)
+    hash_ = model_hash(entry, paths, progress)
+    previews = settings.preview_mode != "off"
+    total = request.steps
+
+    def render(index: int, seed: int) -> Any:
+        def on_step(i: int, image: Any) -> None:
+            if cancel.cancelled:
+                raise JobCancelled()
+            progress(index * total + i + 1, request.count * total,
+                     pixels_preview(image) if previews else None)
+
+        with out_of_memory_as(OOM_MESSAGE.format(size=f"{size}×{size}")):
+            pixels = sample(pipe, 1, total, torch.Generator("cpu").manual_seed(seed), labels,
+                            on_step)
+        if np.isnan(pixels).any():
+            raise UserFacingError(NAN_MESSAGE.format(
+                precision=str(pipe.unet.dtype).replace("torch.", "")))
+        return pipe.numpy_to_pil(pixels)[0]
+
+    def save(index: int, seed: int, image: Any) -> Any:
+        path, parameters = outputs.save_txt2img_image(
+            image, request, seed, paths.outputs_dir, model_name=entry.name, model_hash=hash_,
+            sampler=sampler, schedule_type=schedule_type, dated=paths.dated_outputs)
+        return GeneratedImage(request=request, seed=seed, index=index, path=path, image=image,
+                              parameters=parameters, warnings=[])
+
+    return run_batch(request, render, save, progress, cancel)

@@ -48,6 +48,10 @@ class Txt2ImgService(DiffusersService):
         writable_image_folder(paths.outputs_dir, paths.dated_outputs)  # before minutes of work
         progress = NotedProgress(progress)  # memory notes reach every image's warnings
         pipe, device, dtype = self._load(entry, settings, paths, progress, cancel)
+        if entry.family == "ddpm":  # a pixel model from Train: a class instead of a prompt
+            from studio.pipelines.diffusion.pixel import generate
+
+            return generate(pipe, entry, request, settings, paths, progress, cancel)
         return self._generate(pipe, entry, request, settings, paths, device, dtype, progress,
                               cancel)
 

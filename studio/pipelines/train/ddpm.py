@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from studio.pipelines.diffusion.pixel import CLASS_NAMES_FILE, denoise
+from studio.library.models import DDPM_CLASSES_FILE
+from studio.pipelines.diffusion.pixel import denoise
 from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, check_loss
 from studio.pipelines.train.cnn import (
@@ -433,7 +434,7 @@ def export_state(state: dict[str, Any], folder: Path) -> Path:
     try:
         pipe.save_pretrained(str(partial), safe_serialization=True)
         if n_classes:
-            (partial / CLASS_NAMES_FILE).write_text(json.dumps(classes), encoding="utf-8")
+            (partial / DDPM_CLASSES_FILE).write_text(json.dumps(classes), encoding="utf-8")
         (partial / "studio_lesson.json").write_text(json.dumps({
             "lesson": "ddpm", "seed": int(state.get("seed", 0)),
             "steps": int(state["step_count"]), "config": config,
