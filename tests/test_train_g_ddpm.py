@@ -17,7 +17,7 @@ from studio.core.jobs import UserFacingError
 from studio.pipelines.train.base import InvalidParameter
 from studio.pipelines.train.ddpm import BUCKETS, DDPMImageTrainer, export_run, export_state
 from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
-from tests.test_train_e_cnn import studio, write_images
+from tests.test_train_e_cnn import write_images
 
 FAST = {"batch_size": 8, "width": 4, "preview_steps": 2}
 
@@ -192,25 +192,23 @@ def test_class_conditional_run_is_saved_and_draws_the_class_asked_for(tmp_path):
         export_state(state, folder)
 
 
-def test_cli_trains_saves_the_model_and_generates_with_it(tmp_path):
-    import subprocess
-    import sys
+def test_cli_trains_saves_the_model_and_generates_with_it(tmp_path, monkeypatch, capsys):
+    from studio.cli import main
 
-    from tests.test_train_e_cnn import ROOT
-
-    env = {"STUDIO_HOME": str(tmp_path / "home")}
-    out = studio("ddpm", "--steps", "2", "--out", str(tmp_path / "run"), "--save-model",
-                 "tiny", "--set", "batch_size=4", "--set", "width=4", env=env)
-    assert out.returncode == 0, out.stderr
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))  # in process: no torch re-import
+    assert main(["train", "ddpm", "--steps", "2", "--out", str(tmp_path / "run"), "--save-model",
+                 "tiny", "--set", "batch_size=4", "--set", "width=4"]) == 0
     saved = tmp_path / "home" / "data" / "models" / "ddpm" / "tiny"
-    assert (saved / "model_index.json").is_file(), out.stderr
-    gen = subprocess.run([sys.executable, "-m", "studio", "generate", "--model", "tiny",
-                          "--steps", "2", "--seed", "3", "--json", "--device", "cpu"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=240,
-                         env={**__import__("os").environ, **env})
-    assert gen.returncode == 0, gen.stderr
-    result = json.loads(gen.stdout.strip().splitlines()[-1])
-    assert result["seed"] == 3
+    assert (saved / "model_index.json").is_file()
+    assert main(["train", "ddpm", "--steps", "1", "--save-model", "tiny"]) == 2  # exists
+    assert "exists already" in capsys.readouterr().err
+    assert main(["generate", "--model", "tiny", "--steps", "2", "--seed", "3", "--json",
+                 "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["seed"] == 3 and result["prompt"] == ""
+    assert main(["generate", "--model", "tiny", "--prompt", "a fox", "--steps", "2",
+                 "--device", "cpu"]) != 0
+    assert "without classes" in capsys.readouterr().err
 
 
 def test_view_scrubs_noise_and_shows_the_strip(qtbot, qapp):
