@@ -230,3 +230,26 @@ def test_view_scrubs_noise_and_shows_the_strip(qtbot, qapp):
     with qtbot.waitSignal(view.saveModelRequested):
         view.save_button.click()
     assert set(view.export_items()) >= {"Noise level", "Reverse chain"}
+
+
+def test_generate_offers_a_class_picker_instead_of_the_prompt(qtbot, qapp):
+    from studio.ui.panels.generate.controls import GenerateControls
+
+    controls = GenerateControls()
+    qtbot.addWidget(controls)
+    controls.show()
+    controls.prompt.setPlainText("a lighthouse")
+    controls.set_pixel_model([str(d) for d in range(10)], 16)
+    assert controls.class_box.isVisible() and not controls.prompt_box.isVisible()
+    assert not controls.size_box.isVisible() and not controls.cfg.isEnabled()
+    assert "16×16" in controls.class_note.text()
+    controls.class_picker.setCurrentIndex(7)
+    request = controls.request("digits")
+    assert request.prompt == "7" and request.loras == [] and request.negative_prompt == ""
+    controls.set_request(request.__class__(model="digits", prompt="3"))
+    assert controls.class_picker.currentText() == "3"
+    controls.set_pixel_model([], 16)
+    assert controls.class_picker.currentText() == "Unconditional"
+    assert controls.request("m").prompt == ""
+    controls.set_pixel_model(None)  # a Stable Diffusion model again: the prompt is back
+    assert controls.prompt_box.isVisible() and controls.request("sd").prompt == "a lighthouse"

@@ -34,6 +34,7 @@ from studio.library.hf_cache import hf_cache_repos, hf_loose_files, one_hf_cache
 from studio.library.models import (
     _folder_size,
     ddpm_class_names,
+    ddpm_shape,
     entry_for_path,
     find_txt2img_models,
 )
@@ -103,20 +104,14 @@ def _image_entries(settings: Settings, paths: Paths) -> list[LibraryEntry]:
 
 def _ddpm_detail(folder: Path) -> str:
     """"16×16 grey, 10 classes" for a model the ddpm lesson saved."""
-    import json
-
-    try:
-        unet = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        unet = {}
-    size = unet.get("sample_size", "?")
-    colour = {1: "grey", 3: "colour"}.get(unet.get("in_channels"), "")
+    size, channels = ddpm_shape(folder)
+    colour = {1: " grey", 3: " colour"}.get(channels, "")
     try:
         classes = ddpm_class_names(folder)
     except UserFacingError:
         classes = []
     what = count_of(len(classes), "class", "classes") if classes else "unconditional"
-    return f"Pixel diffusion trained in Train: {size}×{size} {colour}, {what}"
+    return f"Pixel diffusion trained in Train: {size}×{size}{colour}, {what}"
 
 
 def _image_entries_for(models: list) -> Iterator[LibraryEntry]:

@@ -63,6 +63,17 @@ def ddpm_class_names(folder: Path) -> list[str]:
     return [str(n) for n in names] if isinstance(names, list) else []
 
 
+def ddpm_shape(folder: Path) -> tuple[int, int]:
+    """(side in pixels, channels) a saved ddpm model draws; (0, 0) when its UNet config is
+    unreadable."""
+    try:
+        config = json.loads((Path(folder) / "unet" / "config.json").read_text(encoding="utf-8"))
+        size, channels = config.get("sample_size", 0), config.get("in_channels", 0)
+    except (OSError, ValueError, AttributeError):
+        return 0, 0
+    return (size if isinstance(size, int) else 0), (channels if isinstance(channels, int) else 0)
+
+
 def _folder_size(folder: Path) -> int:
     total = 0
     for p in folder.rglob("*"):

@@ -30,6 +30,7 @@ from studio.core.requests import (
     SCHEDULERS,
     Txt2ImgRequest,
 )
+from studio.pipelines.diffusion.pixel import UNCONDITIONAL
 from studio.ui.panels.generate.loras import LoraSection
 from studio.ui.panels.generate.size_presets import presets_for
 from studio.ui.widgets.basics import muted_label, section_label
@@ -105,11 +106,33 @@ class GenerateControls(QWidget):
         self.negative.setTabChangesFocus(True)
         self.negative.setFixedHeight(62)
         self.negative_tokens = muted_label()
-        col.addLayout(self._header("Prompt", self.prompt_tokens))
-        col.addWidget(self.prompt)
-        col.addLayout(self._header("Negative prompt", self.negative_tokens))
-        col.addWidget(self.negative)
-        col.addSpacing(8)
+        # A model trained in Train's image diffusion lesson takes a class instead of a prompt.
+        self._classes: list[str] | None = None  # None: a Stable Diffusion model
+        self.class_box = QWidget()
+        class_col = QVBoxLayout(self.class_box)
+        class_col.setContentsMargins(0, 0, 0, 0)
+        class_col.setSpacing(6)
+        self.class_picker = _compact(QComboBox(), 10)
+        self.class_picker.setObjectName("generateClass")
+        self.class_picker.setToolTip("What the model draws: one of the classes it was trained "
+                                     "on, or anything it learned when it has none")
+        self.class_note = muted_label("")
+        self.class_note.setWordWrap(True)
+        class_col.addWidget(section_label("Class"))
+        class_col.addWidget(self.class_picker)
+        class_col.addWidget(self.class_note)
+        col.addWidget(self.class_box)
+        self.class_box.hide()
+        self.prompt_box = QWidget()
+        prompt_col = QVBoxLayout(self.prompt_box)
+        prompt_col.setContentsMargins(0, 0, 0, 0)
+        prompt_col.setSpacing(6)
+        prompt_col.addLayout(self._header("Prompt", self.prompt_tokens))
+        prompt_col.addWidget(self.prompt)
+        prompt_col.addLayout(self._header("Negative prompt", self.negative_tokens))
+        prompt_col.addWidget(self.negative)
+        prompt_col.addSpacing(8)
+        col.addWidget(self.prompt_box)
 
         # LoRAs from the library, each with a weight (prompt tags work as well).
         self.loras = LoraSection()
@@ -126,8 +149,12 @@ class GenerateControls(QWidget):
         self.preset = _compact(QComboBox(), 16)
         self.preset.setToolTip("Sizes the model was trained for")
         self.preset.activated.connect(self._apply_preset)
-        col.addWidget(section_label("Size"))
-        col.addWidget(self.preset)
+        self.size_box = QWidget()
+        size_col = QVBoxLayout(self.size_box)
+        size_col.setContentsMargins(0, 0, 0, 0)
+        size_col.setSpacing(6)
+        size_col.addWidget(section_label("Size"))
+        size_col.addWidget(self.preset)
         size_row = QHBoxLayout()
         size_row.setSpacing(6)
         size_row.addWidget(self.width_box, 1)
@@ -135,8 +162,9 @@ class GenerateControls(QWidget):
         size_row.addWidget(times)
         size_row.addWidget(self.height_box, 1)
         size_row.addWidget(self.swap_button)
-        col.addLayout(size_row)
-        col.addSpacing(8)
+        size_col.addLayout(size_row)
+        size_col.addSpacing(8)
+        col.addWidget(self.size_box)
 
         # Sampling: steps, CFG, scheduler.
         col.addWidget(section_label("Sampling"))
@@ -229,6 +257,7 @@ class GenerateControls(QWidget):
                        self.variation_seed.valueChanged, self.variation_strength.valueChanged):
             signal.connect(self.changed)
         self.loras.changed.connect(self.changed)
+        self.class_picker.currentIndexChanged.connect(self.changed)
         self.width_box.valueChanged.connect(self._sync_preset)
         self.height_box.valueChanged.connect(self._sync_preset)
         self.set_request(Txt2ImgRequest(model=""), seed_mode="random")
@@ -258,10 +287,12 @@ class GenerateControls(QWidget):
 
     def request(self, model: str, seed: int | None = None) -> Txt2ImgRequest:
         """The request these controls describe (``seed`` None: the seed field's value)."""
+        pixel = self._classes is not None
         return Txt2ImgRequest(
             model=model,
-            prompt=self.prompt.toPlainText().strip(),
-            negative_prompt=self.negative.toPlainText().strip(),
+            prompt=(self.class_picker.currentData() or "") if pixel
+            else self.prompt.toPlainText().strip(),
+            negative_prompt="" if pixel else self.negative.toPlainText().strip(),
             steps=self.steps.value(),
             cfg=round(self.cfg.value(), 2),
             width=self.width_box.value(),
@@ -269,15 +300,18 @@ class GenerateControls(QWidget):
             seed=self.seed.seed() if seed is None else int(seed),
             count=self.count.value(),
             scheduler=self.scheduler.currentData() or "default",
-            loras=self.loras.loras(),
+            loras=[] if pixel else self.loras.loras(),
             variation_seed=self.variation_seed.seed(),
             variation_strength=round(self.variation_strength.value(), 2),
         )
 
     def set_request(self, request: Txt2ImgRequest, seed_mode: str = "fixed") -> None:
         """Fill every control from ``request``; the seed becomes ``seed_mode`` (default fixed)."""
-        self.prompt.setPlainText(request.prompt)
-        self.negative.setPlainText(request.negative_prompt)
+        if self._classes is not None:
+            self.class_picker.setCurrentIndex(max(0, self.class_picker.findData(request.prompt)))
+        else:
+            self.prompt.setPlainText(request.prompt)
+            self.negative.setPlainText(request.negative_prompt)
         self.steps.setValue(int(request.steps))
         self.cfg.setValue(float(request.cfg))
         self.width_box.setValue(int(request.width))
@@ -304,6 +338,33 @@ class GenerateControls(QWidget):
             self.preset.addItem(f"{width} × {height}  ·  {label}", f"{width}x{height}")
         self.preset.blockSignals(False)
         self._sync_preset()
+
+    def set_pixel_model(self, classes: list[str] | None, size: int = 0) -> None:
+        """``classes`` (possibly empty: unconditional) for a model trained in Train's image
+        diffusion lesson: a class picker replaces the prompt, the size is the model's and
+        guidance, LoRAs and variations do not apply; None: a Stable Diffusion model again."""
+        self._classes = None if classes is None else list(classes)
+        pixel = classes is not None
+        self.class_box.setVisible(pixel)
+        for box in (self.prompt_box, self.size_box, self.loras):
+            box.setVisible(not pixel)
+        for widget in (self.cfg, self.cfg_slider, self.variation_seed, self.variation_strength):
+            widget.setEnabled(not pixel)
+        if not pixel:
+            return
+        self.class_picker.blockSignals(True)
+        self.class_picker.clear()
+        if classes:
+            for name in classes:
+                self.class_picker.addItem(name, name)
+        else:
+            self.class_picker.addItem(UNCONDITIONAL, "")
+        self.class_picker.blockSignals(False)
+        self.variation_strength.setValue(0.0)
+        where = f"{size}×{size} px" if size else "the model's size"
+        self.class_note.setText(
+            f"Trained in Train: draws at {where}; "
+            + ("pick the class to draw." if classes else "it has no classes (unconditional)."))
 
     def swap_size(self) -> None:
         w, h = self.width_box.value(), self.height_box.value()

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.jobs import CANCELLING, JobSnapshot, JobState
+from studio.core.jobs import CANCELLING, JobSnapshot, JobState, UserFacingError
 from studio.core.requests import GeneratedImage, Txt2ImgRequest
 from studio.core.wording import count_of
 from studio.ui.context import AppContext
@@ -435,6 +435,19 @@ class GeneratePanel(QWidget):
     def _on_model_changed(self, entry: Any) -> None:
         family = getattr(entry, "family", "unknown") if entry is not None else "unknown"
         self.controls.set_family(family)
+        if family != "ddpm":
+            self.controls.set_pixel_model(None)
+            return
+        # a model trained in Train's image diffusion lesson: its classes instead of a prompt
+        # (two small JSON files)
+        from studio.library.models import ddpm_class_names, ddpm_shape
+
+        try:
+            classes = ddpm_class_names(entry.path)
+        except UserFacingError as exc:
+            self.ctx.warned.emit(str(exc))
+            classes = []
+        self.controls.set_pixel_model(classes, ddpm_shape(entry.path)[0])
 
     def _adapt_size_to_model(self) -> None:
         """Called when the user picks a model (not when a request or a scan selects one)."""
