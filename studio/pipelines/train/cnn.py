@@ -184,6 +184,37 @@ class ImageLesson(Trainer):
     def is_main_process(self) -> bool:
         return bool(self.accelerator.is_main_process)
 
+    # -- accelerate checkpoints of the lessons that keep their numbers in ``_extra_state`` -------
+    def _extra_state(self) -> dict[str, Any]:
+        """The lesson's own state beside accelerate's (step, config, generators, …)."""
+        raise NotImplementedError
+
+    def _restore_extra(self, extra: dict[str, Any]) -> None:
+        """Take back what :meth:`_extra_state` gave (after accelerate loaded the rest)."""
+        raise NotImplementedError
+
+    def _save_accelerate_extra(self, folder: Path) -> None:
+        """``Accelerator.save_state`` (models as safetensors, optimizers, RNG) into ``folder``,
+        plus :meth:`_extra_state`. Every process must call it."""
+        from studio.pipelines.train.checkpoint import save_state
+
+        folder = Path(folder)
+        self.accelerator.save_state(str(folder), safe_serialization=True)
+        if self.is_main_process:
+            save_state(self._extra_state(), folder / "studio_state.safetensors",
+                       folder / EXTRA_STATE)
+        self.accelerator.wait_for_everyone()
+
+    def _load_accelerate_extra(self, folder: Path) -> None:
+        """Continue from :meth:`_save_accelerate_extra` (``load_state`` reads tensors with
+        ``weights_only=True``)."""
+        from studio.pipelines.train.checkpoint import load_state
+
+        folder = Path(folder)
+        extra, _ = load_state(folder / EXTRA_STATE)
+        self.accelerator.load_state(str(folder))
+        self._restore_extra(extra)
+
 
 class CNNTrainer(ImageLesson):
     """A small CNN classifying images, with everything a student needs to see it learn."""
@@ -373,30 +404,22 @@ class CNNTrainer(ImageLesson):
         self._snap_key = self._test_cache = None
 
     # -- accelerate checkpoints (headless and multi-process runs) --------------------------------
-    def save_accelerate_state(self, folder: Path) -> None:
-        """``Accelerator.save_state`` (model as safetensors, optimizer, RNG) into ``folder``,
-        plus the lesson's own step and generators. Every process must call it."""
-        from studio.pipelines.train.checkpoint import save_state
+    def _extra_state(self) -> dict[str, Any]:
+        return {"step_count": self.step_count, "config": dict(self.config),
+                "generators": tl.generator_states(self._gens)}
 
-        folder = Path(folder)
-        self.accelerator.save_state(str(folder), safe_serialization=True)
-        if self.is_main_process:
-            save_state({"step_count": self.step_count, "config": dict(self.config),
-                        "generators": tl.generator_states(self._gens)},
-                       folder / "studio_state.safetensors", folder / EXTRA_STATE)
-        self.accelerator.wait_for_everyone()
-
-    def load_accelerate_state(self, folder: Path) -> None:
-        """Continue from :meth:`save_accelerate_state` (``load_state`` reads tensors with
-        ``weights_only=True``)."""
-        from studio.pipelines.train.checkpoint import load_state
-
-        folder = Path(folder)
-        extra, _ = load_state(folder / EXTRA_STATE)
-        self.accelerator.load_state(str(folder))
+    def _restore_extra(self, extra: dict[str, Any]) -> None:
         self.step_count = int(extra["step_count"])
         tl.load_generator_states(self._gens, extra["generators"])
         self._snap_key = self._test_cache = None
+
+    def save_accelerate_state(self, folder: Path) -> None:
+        """The model, optimizer and RNG through accelerate, plus the lesson's own step and
+        generators. Every process must call it."""
+        self._save_accelerate_extra(folder)
+
+    def load_accelerate_state(self, folder: Path) -> None:
+        self._load_accelerate_extra(folder)
 
     # -- pictures ----------------------------------------------------------------------------------
     def _picked(self) -> int:

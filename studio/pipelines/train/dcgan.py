@@ -56,7 +56,6 @@ HIST_BINS = 30
 COLLAPSE_RATIO = 0.45  # samples this much less varied than real images: collapse
 FALLING_RATIO = 0.7  # below this share of the run's best variety: falling
 HINT_AFTER = 200  # before this step the samples are noise or blobs: too early to judge
-EXTRA_STATE = "studio_state.json"
 
 EXPLANATION = """\
 **What you see.** Left: 64 samples the generator makes from the same 64 noise vectors all run
@@ -378,29 +377,23 @@ class DCGANTrainer(PlayerRates, ImageLesson):
         self._snap_step = -1
 
     # -- accelerate checkpoints (headless and multi-process runs) --------------------------------
-    def save_accelerate_state(self, folder: Path) -> None:
-        """``Accelerator.save_state`` (both models as safetensors, optimizers, RNG) into
-        ``folder``, plus the lesson's own step, generators and last numbers."""
-        from studio.pipelines.train.checkpoint import save_state
+    def _extra_state(self) -> dict[str, Any]:
+        return {"step_count": self.step_count, "config": dict(self.config),
+                "generators": tl.generator_states(self._gens), "last": dict(self._last)}
 
-        folder = Path(folder)
-        self.accelerator.save_state(str(folder), safe_serialization=True)
-        if self.is_main_process:
-            save_state({"step_count": self.step_count, "config": dict(self.config),
-                        "generators": tl.generator_states(self._gens), "last": dict(self._last)},
-                       folder / "studio_state.safetensors", folder / EXTRA_STATE)
-        self.accelerator.wait_for_everyone()
-
-    def load_accelerate_state(self, folder: Path) -> None:
-        from studio.pipelines.train.checkpoint import load_state
-
-        folder = Path(folder)
-        extra, _ = load_state(folder / EXTRA_STATE)
-        self.accelerator.load_state(str(folder))
+    def _restore_extra(self, extra: dict[str, Any]) -> None:
         self.step_count = int(extra["step_count"])
         tl.load_generator_states(self._gens, extra["generators"])
         self._last = {k: float(v) for k, v in extra["last"].items()}
         self._snap_step = -1
+
+    def save_accelerate_state(self, folder: Path) -> None:
+        """Both models, optimizers and RNG through accelerate, plus the lesson's own step,
+        generators and last numbers."""
+        self._save_accelerate_extra(folder)
+
+    def load_accelerate_state(self, folder: Path) -> None:
+        self._load_accelerate_extra(folder)
 
     # -- pictures ----------------------------------------------------------------------------------
     def _layers(self) -> list[tuple[str, nn.Conv2d | nn.ConvTranspose2d]]:

@@ -58,7 +58,6 @@ STRIP_EVERY = 50  # steps between film strips while it plays
 CHAIN_BUDGET_S = 0.03  # CPU time a frame spends on the film strip (at least one step)
 SCRUB_IMAGES = 8
 HIST_BINS = 30
-EXTRA_STATE = "studio_state.json"
 
 EXPLANATION = """\
 **What you see.** Left: a few real images and the noise slider: drag it from t = 0 (clean) to
@@ -84,7 +83,7 @@ after about 1,500.
 NORMAL_TIME = "about a minute and a half of one CPU core"
 
 
-def build_unet(channels: int, size: int, width: int, n_classes: int, seed: int) -> nn.Module:
+def build_unet(channels: int, size: int, width: int, n_classes: int, seed: int) -> Any:
     """A small ``UNet2DModel`` (two levels, no attention) initialised from ``seed`` without moving
     torch's global generator."""
     from diffusers import UNet2DModel
@@ -288,31 +287,25 @@ class DDPMImageTrainer(ImageLesson):
         self._snap_step = -1
 
     # -- accelerate checkpoints (headless and multi-process runs) --------------------------------
-    def save_accelerate_state(self, folder: Path) -> None:
-        """``Accelerator.save_state`` (the UNet as safetensors, optimizer, RNG) into ``folder``,
-        plus the lesson's own step, generators and per-level errors."""
-        from studio.pipelines.train.checkpoint import save_state
+    def _extra_state(self) -> dict[str, Any]:
+        return {"step_count": self.step_count, "config": dict(self.config),
+                "generators": tl.generator_states(self._gens),
+                "bucket_mse": list(self._bucket_mse)}
 
-        folder = Path(folder)
-        self.accelerator.save_state(str(folder), safe_serialization=True)
-        if self.is_main_process:
-            save_state({"step_count": self.step_count, "config": dict(self.config),
-                        "generators": tl.generator_states(self._gens),
-                        "bucket_mse": list(self._bucket_mse)},
-                       folder / "studio_state.safetensors", folder / EXTRA_STATE)
-        self.accelerator.wait_for_everyone()
-
-    def load_accelerate_state(self, folder: Path) -> None:
-        from studio.pipelines.train.checkpoint import load_state
-
-        folder = Path(folder)
-        extra, _ = load_state(folder / EXTRA_STATE)
-        self.accelerator.load_state(str(folder))
+    def _restore_extra(self, extra: dict[str, Any]) -> None:
         self.step_count = int(extra["step_count"])
         tl.load_generator_states(self._gens, extra["generators"])
         self._bucket_mse = [float(v) for v in extra["bucket_mse"]]
         self._chain = self._strip = None
         self._snap_step = -1
+
+    def save_accelerate_state(self, folder: Path) -> None:
+        """The UNet, optimizer and RNG through accelerate, plus the lesson's own step,
+        generators and per-level errors."""
+        self._save_accelerate_extra(folder)
+
+    def load_accelerate_state(self, folder: Path) -> None:
+        self._load_accelerate_extra(folder)
 
     # -- export ----------------------------------------------------------------------------------
     def export(self, folder: Path) -> Path:
@@ -424,7 +417,7 @@ def export_state(state: dict[str, Any], folder: Path) -> Path:
     unet = build_unet(int(state["channels"]), int(config["image_size"]), int(config["width"]),
                       n_classes, 0)
     unet.load_state_dict(state["model"])
-    pipe = DDPMPipeline(unet=unet.eval(),
+    pipe: Any = DDPMPipeline(unet=unet.eval(),
                         scheduler=preview_scheduler(make_scheduler(config["beta_schedule"])))
     folder = Path(folder)
     if folder.exists():

@@ -49,6 +49,13 @@ def add_histogram_plots(view: Any, prefix: str) -> None:
     view.grads_range = pk.StickyRange(view.grads_plot, zero_y=True)
 
 
+def layer_curve(plot: pg.PlotWidget, color: str) -> pg.PlotDataItem:
+    """One layer's histogram line on ``plot``."""
+    curve = pg.PlotDataItem(pen=pg.mkPen(color, width=1.5))
+    plot.addItem(curve)
+    return curve
+
+
 def show_histograms(view: Any, layers: list[dict[str, Any]]) -> None:
     """Each layer's weight and gradient histogram (heights scaled to the tallest bin) on the
     view's ``weight_curves``/``grad_curves``, in its ``weights_range``/``grads_range``."""
@@ -186,9 +193,7 @@ class CNNView(LessonView):
 
     @staticmethod
     def _curve(plot: pg.PlotWidget, color: str) -> pg.PlotDataItem:
-        curve = pg.PlotDataItem(pen=pg.mkPen(color, width=1.5))
-        plot.addItem(curve)
-        return curve
+        return layer_curve(plot, color)
 
     def apply_theme(self) -> None:
         for plot in (self.preview_plot, self.filters_plot, self.maps_plot, self.picked_plot,

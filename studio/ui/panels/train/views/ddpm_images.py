@@ -30,6 +30,7 @@ from studio.ui.panels.train.views.base import LessonView
 from studio.ui.panels.train.views.cnn import (
     add_histogram_plots,
     image_plot,
+    layer_curve,
     show_histograms,
     tile_images,
 )
@@ -71,9 +72,9 @@ class DDPMImageView(LessonView):
         self.mse_plot, self.mse_bars, self.mse_range = error_bars("ddpmErrorBars")
         add_histogram_plots(self, "ddpm")
         palette = pk.SERIES_COLORS
-        self.weight_curves = [self._curve(self.weights_plot, palette[i]) for i in
+        self.weight_curves = [layer_curve(self.weights_plot, palette[i]) for i in
                               range(len(LAYERS))]
-        self.grad_curves = [self._curve(self.grads_plot, palette[i]) for i in range(len(LAYERS))]
+        self.grad_curves = [layer_curve(self.grads_plot, palette[i]) for i in range(len(LAYERS))]
         self.hist_legend = LegendStrip()
         self.hist_legend.setObjectName("ddpmHistLegend")
         self.hist_legend.set_entries([(n, palette[i], "line") for i, n in enumerate(LAYERS)])
@@ -125,12 +126,6 @@ class DDPMImageView(LessonView):
         layout.setColumnStretch(0, 3)
         layout.setColumnStretch(1, 2)
         self.apply_theme()
-
-    @staticmethod
-    def _curve(plot: pg.PlotWidget, color: str) -> pg.PlotDataItem:
-        curve = pg.PlotDataItem(pen=pg.mkPen(color, width=1.5))
-        plot.addItem(curve)
-        return curve
 
     @staticmethod
     def _level_text(t: int, abar: float) -> str:
