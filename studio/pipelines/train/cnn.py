@@ -118,6 +118,40 @@ class SmallCNN(nn.Module):
         return self.features(x)[2]
 
 
+def schedule_specs(cosine_steps: int, what: str = "", warmup_help: str = ""
+                   ) -> tuple[ParamSpec, ParamSpec, ParamSpec]:
+    """The learning-rate schedule's knobs every image lesson has (:func:`scheduled_lr`);
+    ``what`` starts the schedule's help ("Scales both learning rates: ")."""
+    return (
+        ParamSpec("schedule", "constant", "choice", choices=SCHEDULES, live=True,
+                  choice_labels=SCHEDULE_NAMES, label="Learning-rate schedule",
+                  help=(what or "") + ("constant" if what else "Constant")
+                  + "; cosine decay to 5 % over the schedule's steps; or a linear warm-up from 0"
+                  + ("." if what else " over the warm-up steps.")),
+        ParamSpec("warmup_steps", 100, "int", minimum=1, maximum=100_000, live=True,
+                  label="Warm-up steps", help=warmup_help or "Steps the warm-up schedule takes."),
+        ParamSpec("schedule_steps", cosine_steps, "int", minimum=1, maximum=1_000_000, live=True,
+                  label="Cosine steps", help="Steps the cosine schedule takes to decay."),
+    )
+
+
+def data_specs(folder_help: str, sizes: tuple[str, ...], size_help: str,
+               batch: int) -> tuple[ParamSpec, ParamSpec, ParamSpec, ParamSpec]:
+    """The data knobs every image lesson has: the data set, your folder, the image size and the
+    batch size."""
+    return (
+        ParamSpec("dataset", "digits", "choice", choices=SOURCES, label="Data set",
+                  choice_labels=SOURCE_NAMES,
+                  help="Digits (scikit-learn, upscaled), generated shapes or textures, faces or "
+                       "photo patches (scikit-image), or your own folder of images."),
+        ParamSpec("data_folder", "", "folder", label="Data folder", help=folder_help),
+        ParamSpec("image_size", "16", "choice", choices=sizes, label="Image size",
+                  choice_labels={s: f"{s}×{s}" for s in sizes}, help=size_help),
+        ParamSpec("batch_size", batch, "int", minimum=2, maximum=1024, label="Batch size",
+                  help="Images per update (across all processes)."),
+    )
+
+
 def scheduled_lr(config: dict[str, Any], step: int) -> float:
     """The learning rate of update number ``step`` (0-based) under the config's schedule."""
     lr = float(config["lr"])
@@ -228,29 +262,13 @@ class CNNTrainer(ImageLesson):
     params = (
         tl.lr_spec(3e-3),
         tl.optimizer_spec(),
-        ParamSpec("schedule", "constant", "choice", choices=SCHEDULES, live=True,
-                  choice_labels=SCHEDULE_NAMES, label="Learning-rate schedule",
-                  help="Constant; cosine decay to 5 % over the schedule's steps; or a linear "
-                       "warm-up from 0 over the warm-up steps."),
-        ParamSpec("warmup_steps", 100, "int", minimum=1, maximum=100_000, live=True,
-                  label="Warm-up steps", help="Steps the warm-up schedule takes to reach the "
-                                              "learning rate."),
-        ParamSpec("schedule_steps", 1000, "int", minimum=1, maximum=1_000_000, live=True,
-                  label="Cosine steps", help="Steps the cosine schedule takes to decay."),
+        *schedule_specs(1000, warmup_help="Steps the warm-up schedule takes to reach the "
+                                          "learning rate."),
         ParamSpec("pick", 0, "int", minimum=0, maximum=100_000, live=True, label="Image #",
                   help="The test image whose feature maps and saliency are shown."),
-        ParamSpec("dataset", "digits", "choice", choices=SOURCES, label="Data set",
-                  choice_labels=SOURCE_NAMES,
-                  help="Digits (scikit-learn, upscaled), generated shapes or textures, faces or "
-                       "photo patches (scikit-image), or your own folder of images."),
-        ParamSpec("data_folder", "", "folder", label="Data folder",
-                  help="Your own images: one sub-folder per class (its name is the class), or a "
-                       "folder of images. Any size; centre-cropped and resized."),
-        ParamSpec("image_size", "16", "choice", choices=SIZES, label="Image size",
-                  choice_labels={s: f"{s}×{s}" for s in SIZES},
-                  help="Pixels per side the network sees; every image is resized to it."),
-        ParamSpec("batch_size", 64, "int", minimum=2, maximum=1024, label="Batch size",
-                  help="Images per update (across all processes)."),
+        *data_specs("Your own images: one sub-folder per class (its name is the class), or a "
+                    "folder of images. Any size; centre-cropped and resized.", SIZES,
+                    "Pixels per side the network sees; every image is resized to it.", 64),
         ParamSpec("grad_accum", 1, "int", minimum=1, maximum=16, label="Gradient accumulation",
                   help="Micro-batches the batch is split into, their gradients summed before one "
                        "update: the same result with less memory."),

@@ -33,17 +33,15 @@ from torch import nn
 from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, check_loss
 from studio.pipelines.train.cnn import (
-    SCHEDULE_NAMES,
-    SCHEDULES,
     ImageLesson,
     accelerator,
+    data_specs,
     plain_loop,
+    schedule_specs,
     scheduled_lr,
 )
 from studio.pipelines.train.gan2d import PlayerRates, player_lr_spec
 from studio.pipelines.train.image_data import (
-    SOURCE_NAMES,
-    SOURCES,
     ClassImages,
     load_class_images,
 )
@@ -177,26 +175,9 @@ class DCGANTrainer(PlayerRates, ImageLesson):
                   help="Sets the learning rate of both players at once (Adam, β1 = 0.5)."),
         player_lr_spec("lr_d", 2e-4, "D learning rate", "discriminator"),
         player_lr_spec("lr_g", 2e-4, "G learning rate", "generator"),
-        ParamSpec("schedule", "constant", "choice", choices=SCHEDULES, live=True,
-                  choice_labels=SCHEDULE_NAMES, label="Learning-rate schedule",
-                  help="Scales both learning rates: constant; cosine decay to 5 % over the "
-                       "schedule's steps; or a linear warm-up from 0."),
-        ParamSpec("warmup_steps", 100, "int", minimum=1, maximum=100_000, live=True,
-                  label="Warm-up steps", help="Steps the warm-up schedule takes."),
-        ParamSpec("schedule_steps", 2000, "int", minimum=1, maximum=1_000_000, live=True,
-                  label="Cosine steps", help="Steps the cosine schedule takes to decay."),
-        ParamSpec("dataset", "digits", "choice", choices=SOURCES, label="Data set",
-                  choice_labels=SOURCE_NAMES,
-                  help="Digits (scikit-learn, upscaled), generated shapes or textures, faces or "
-                       "photo patches (scikit-image), or your own folder of images."),
-        ParamSpec("data_folder", "", "folder", label="Data folder",
-                  help="Your own images (sub-folders are read too). Any size; centre-cropped "
-                       "and resized."),
-        ParamSpec("image_size", "16", "choice", choices=GAN_SIZES, label="Image size",
-                  choice_labels={s: f"{s}×{s}" for s in GAN_SIZES},
-                  help="Pixels per side the generator makes."),
-        ParamSpec("batch_size", 64, "int", minimum=2, maximum=1024, label="Batch size",
-                  help="Images per update (across all processes)."),
+        *schedule_specs(2000, what="Scales both learning rates: "),
+        *data_specs("Your own images (sub-folders are read too). Any size; centre-cropped "
+                    "and resized.", GAN_SIZES, "Pixels per side the generator makes.", 64),
         ParamSpec("latent_dim", 32, "int", minimum=2, maximum=256, label="Latent dimensions",
                   help="Size of the noise vector z the generator starts from."),
         ParamSpec("width", 32, "int", minimum=4, maximum=128, label="Filters",

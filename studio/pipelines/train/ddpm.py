@@ -37,14 +37,14 @@ from studio.pipelines.diffusion.pixel import denoise
 from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, check_loss
 from studio.pipelines.train.cnn import (
-    SCHEDULE_NAMES,
-    SCHEDULES,
     ImageLesson,
     accelerator,
+    data_specs,
     plain_loop,
+    schedule_specs,
     scheduled_lr,
 )
-from studio.pipelines.train.image_data import SOURCE_NAMES, SOURCES, ClassImages, load_class_images
+from studio.pipelines.train.image_data import ClassImages, load_class_images
 from studio.pipelines.train.registry import lesson_text
 
 DDPM_SIZES = ("16", "24", "32")  # two 2× downsamplings: a multiple of 4
@@ -125,35 +125,19 @@ class DDPMImageTrainer(ImageLesson):
     )
     params = (
         tl.lr_spec(2e-3),
-        ParamSpec("schedule", "constant", "choice", choices=SCHEDULES, live=True,
-                  choice_labels=SCHEDULE_NAMES, label="Learning-rate schedule",
-                  help="Constant; cosine decay to 5 % over the schedule's steps; or a linear "
-                       "warm-up from 0 over the warm-up steps."),
-        ParamSpec("warmup_steps", 100, "int", minimum=1, maximum=100_000, live=True,
-                  label="Warm-up steps", help="Steps the warm-up schedule takes."),
-        ParamSpec("schedule_steps", 2000, "int", minimum=1, maximum=1_000_000, live=True,
-                  label="Cosine steps", help="Steps the cosine schedule takes to decay."),
+        *schedule_specs(2000),
         ParamSpec("preview_steps", 20, "int", minimum=2, maximum=200, live=True,
                   label="Preview steps",
                   help="DDIM steps of the film strip (and of Generate's default)."),
-        ParamSpec("dataset", "digits", "choice", choices=SOURCES, label="Data set",
-                  choice_labels=SOURCE_NAMES,
-                  help="Digits (scikit-learn, upscaled), generated shapes or textures, faces or "
-                       "photo patches (scikit-image), or your own folder of images."),
-        ParamSpec("data_folder", "", "folder", label="Data folder",
-                  help="Your own images (one sub-folder per class for class-conditional). Any "
-                       "size; centre-cropped and resized."),
         ParamSpec("class_conditional", False, "bool", label="Class-conditional",
                   help="Give the UNet each image's class, so it can draw the class you ask for."),
         ParamSpec("beta_schedule", "linear", "choice", choices=BETA_SCHEDULES,
                   choice_labels=BETA_NAMES, label="Noise (β) schedule",
                   help="How fast the 1000 steps add noise: linear as in DDPM, or cosine, which "
                        "destroys the image more slowly."),
-        ParamSpec("image_size", "16", "choice", choices=DDPM_SIZES, label="Image size",
-                  choice_labels={s: f"{s}×{s}" for s in DDPM_SIZES},
-                  help="Pixels per side of the images the model learns and draws."),
-        ParamSpec("batch_size", 32, "int", minimum=2, maximum=1024, label="Batch size",
-                  help="Images per update (across all processes)."),
+        *data_specs("Your own images (one sub-folder per class for class-conditional). Any "
+                    "size; centre-cropped and resized.", DDPM_SIZES,
+                    "Pixels per side of the images the model learns and draws.", 32),
         ParamSpec("width", 16, "int", minimum=4, maximum=128, label="Channels",
                   help="Channels of the UNet's first level (the second has twice as many)."),
     )
