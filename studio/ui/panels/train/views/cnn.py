@@ -49,6 +49,16 @@ def add_histogram_plots(view: Any, prefix: str) -> None:
     view.grads_range = pk.StickyRange(view.grads_plot, zero_y=True)
 
 
+def show_tiled(item: pg.ImageItem, images: np.ndarray, cols: int, lut: Any) -> np.ndarray:
+    """(n, s, s, C) images in [0, 1] tiled ``cols`` wide on ``item`` (grey ones through
+    ``lut``, colour ones as they are); returns the tiled picture."""
+    grey = images.shape[-1] == 1
+    item.setLookupTable(lut if grey else None)
+    tiled = tile_images(images[..., 0] if grey else images, cols)
+    item.setImage(tiled, autoLevels=False)
+    return tiled
+
+
 def layer_curve(plot: pg.PlotWidget, color: str) -> pg.PlotDataItem:
     """One layer's histogram line on ``plot``."""
     curve = pg.PlotDataItem(pen=pg.mkPen(color, width=1.5))
@@ -305,9 +315,7 @@ class CNNView(LessonView):
 
     def _images(self, item: pg.ImageItem, images: np.ndarray, cols: int) -> None:
         """(n, s, s, C) images in [0, 1] tiled ``cols`` wide (grey ones through the LUT)."""
-        grey = images.shape[-1] == 1
-        item.setLookupTable(self._lut if grey else None)  # colour images are drawn as they are
-        item.setImage(tile_images(images[..., 0] if grey else images, cols), autoLevels=False)
+        show_tiled(item, images, cols, self._lut)
 
     def export_items(self) -> dict[str, QWidget]:
         return {"What the model sees": self.preview_plot, "Filters": self.filters_plot,

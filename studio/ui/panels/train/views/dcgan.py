@@ -30,7 +30,7 @@ from studio.ui.panels.train.views.cnn import (
     add_histogram_plots,
     image_plot,
     show_histograms,
-    tile_images,
+    show_tiled,
 )
 from studio.ui.panels.train.views.gan import step_part_buttons
 from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption
@@ -123,11 +123,7 @@ class DCGANView(LessonView):
         self._lut = pk.grey_lut() if self._photo else pk.ink_lut()
 
     def _images(self, item: pg.ImageItem, images: np.ndarray, cols: int) -> np.ndarray:
-        grey = images.shape[-1] == 1
-        item.setLookupTable(self._lut if grey else None)
-        tiled = tile_images(images[..., 0] if grey else images, cols)
-        item.setImage(tiled, autoLevels=False)
-        return tiled
+        return show_tiled(item, images, cols, self._lut)
 
     def _set_layers(self, names: tuple[str, ...]) -> None:
         for curve in self.weight_curves:

@@ -32,7 +32,7 @@ from studio.ui.panels.train.views.cnn import (
     image_plot,
     layer_curve,
     show_histograms,
-    tile_images,
+    show_tiled,
 )
 from studio.ui.panels.train.views.ddpm import error_bars, show_error_bars, style_error_bars
 from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption
@@ -139,9 +139,7 @@ class DDPMImageView(LessonView):
         self._lut = pk.grey_lut() if self._photo else pk.ink_lut()
 
     def _images(self, item: pg.ImageItem, images: np.ndarray, cols: int) -> None:
-        grey = images.shape[-1] == 1
-        item.setLookupTable(self._lut if grey else None)
-        item.setImage(tile_images(images[..., 0] if grey else images, cols), autoLevels=False)
+        show_tiled(item, images, cols, self._lut)
 
     # -- LessonView ----------------------------------------------------------------------------
     def show_snapshot(self, snapshot: dict[str, Any]) -> None:
