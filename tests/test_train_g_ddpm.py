@@ -141,6 +141,13 @@ def test_export_loads_in_plain_diffusers_and_generate_draws_the_same_pixels(tmp_
     with pytest.raises(UserFacingError, match="without classes"):
         service.run(Txt2ImgRequest(model=str(folder), prompt="a cat", steps=2), Progress(),
                     CancelToken())
+    from studio.core.requests import Img2ImgRequest
+    from studio.pipelines.diffusion.img2img import Img2ImgService
+
+    with pytest.raises(UserFacingError, match="use it in Generate"):
+        Img2ImgService(lambda: settings, lambda: paths).run(
+            Img2ImgRequest(model=str(folder), image=str(images[0].path)), Progress(),
+            CancelToken())
 
 
 def test_class_conditional_run_is_saved_and_draws_the_class_asked_for(tmp_path):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.config import Paths, Settings
-from studio.core.jobs import CancelToken, ProgressSink
+from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.core.requests import MAX_SIDE, Img2ImgRequest, TransformedImage
 from studio.library.models import resolve_model
 from studio.pipelines.diffusion.batch import (
@@ -98,6 +98,10 @@ class Img2ImgService(DiffusersService):
         validate_request(request)
         settings, paths = self._settings(), self._paths()
         entry = resolve_model(request.model, settings, paths)
+        if entry.family == "ddpm":
+            raise UserFacingError(f"{entry.name} was trained in Train's image diffusion lesson "
+                                  "and draws new images from noise only: use it in Generate. "
+                                  "Image to image needs a Stable Diffusion model.")
         from studio.media.outputs import writable_image_folder
 
         writable_image_folder(paths.outputs_dir, paths.dated_outputs)  # before minutes of work
