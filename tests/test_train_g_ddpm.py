@@ -260,3 +260,4 @@ def test_generate_offers_a_class_picker_instead_of_the_prompt(qtbot, qapp):
     assert controls.request("m").prompt == ""
     controls.set_pixel_model(None)  # a Stable Diffusion model again: the prompt is back
     assert controls.prompt_box.isVisible() and controls.request("sd").prompt == "a lighthouse"
+
