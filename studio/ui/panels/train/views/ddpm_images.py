@@ -70,6 +70,7 @@ class DDPMImageView(LessonView):
                                      "back by the model (DDIM): noise on the left, the sample "
                                      "on the right")
         self.mse_plot, self.mse_bars, self.mse_range = error_bars("ddpmErrorBars")
+        self.mse_plot.setMinimumHeight(140)  # room for the five ranges' names
         add_histogram_plots(self, "ddpm")
         palette = pk.SERIES_COLORS
         self.weight_curves = [layer_curve(self.weights_plot, palette[i]) for i in
