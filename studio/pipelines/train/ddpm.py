@@ -128,7 +128,7 @@ class DDPMImageTrainer(ImageLesson):
         *schedule_specs(2000),
         ParamSpec("preview_steps", 20, "int", minimum=2, maximum=200, live=True,
                   label="Preview steps",
-                  help="DDIM steps of the film strip (and of Generate's default)."),
+                  help="DDIM steps of the film strip: more give cleaner samples, slower."),
         ParamSpec("class_conditional", False, "bool", label="Class-conditional",
                   help="Give the UNet each image's class, so it can draw the class you ask for."),
         ParamSpec("beta_schedule", "linear", "choice", choices=BETA_SCHEDULES,
