@@ -261,3 +261,24 @@ def test_generate_offers_a_class_picker_instead_of_the_prompt(qtbot, qapp):
     controls.set_pixel_model(None)  # a Stable Diffusion model again: the prompt is back
     assert controls.prompt_box.isVisible() and controls.request("sd").prompt == "a lighthouse"
 
+
+@pytest.mark.slow
+def test_the_window_saves_the_model_and_generate_lists_it(main_window, qtbot):
+    """Train → Save to Models in the real window (the lesson trains in its child process)."""
+    from PySide6.QtCore import Qt
+
+    from tests.test_train_a_gui import play_for, wait_for_lesson
+
+    main_window.resize(1480, 920)
+    main_window.show()
+    panel = main_window.show_workspace("train")
+    qtbot.waitUntil(lambda: panel.frames_drawn >= 1, timeout=60000)
+    panel.open_lesson("ddpm")
+    wait_for_lesson(qtbot, panel, "ddpm")
+    panel.set_param("preview_steps", 2)
+    play_for(qtbot, panel, 2)
+    qtbot.mouseClick(panel.view.save_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.saved_model is not None, timeout=60000)
+    assert (panel.saved_model / "model_index.json").is_file()
+    assert "Pick it in Generate" in panel.last_model_message
+    assert panel.saved_model.parent == main_window.ctx.paths.models_dir / "ddpm"
