@@ -55,6 +55,60 @@ CREATE TRIGGER IF NOT EXISTS messages_au AFTER UPDATE OF content ON messages BEG
 END;
 """
 
+#: The documents attached to conversations and named collections (retrieval, see
+#: :mod:`.documents`): files, their passages, an FTS5 index over the passages (BM25) and,
+#: when an embedding model was found, each passage's vector.
+DOCUMENTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS doc_collections (
+    id INTEGER PRIMARY KEY,
+    name TEXT UNIQUE,  -- NULL: the files attached to one conversation
+    conversation_id INTEGER UNIQUE REFERENCES conversations(id) ON DELETE CASCADE,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS doc_files (
+    id INTEGER PRIMARY KEY,
+    collection_id INTEGER NOT NULL REFERENCES doc_collections(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    mtime REAL NOT NULL DEFAULT 0,
+    sha256 TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT 'ok',  -- ok | skipped
+    note TEXT NOT NULL DEFAULT '',
+    pages INTEGER NOT NULL DEFAULT 0,
+    indexed REAL NOT NULL DEFAULT 0,
+    UNIQUE (collection_id, path)
+);
+CREATE TABLE IF NOT EXISTS doc_chunks (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES doc_files(id) ON DELETE CASCADE,
+    ord INTEGER NOT NULL,
+    page INTEGER NOT NULL DEFAULT 0,  -- 1-based page of a PDF; 0: a file without pages
+    text TEXT NOT NULL,
+    vector BLOB,
+    vector_model TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS doc_chunks_by_file ON doc_chunks(file_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS doc_chunks_fts USING fts5(
+    text, content='doc_chunks', content_rowid='id', tokenize='porter unicode61');
+CREATE TRIGGER IF NOT EXISTS doc_chunks_ai AFTER INSERT ON doc_chunks BEGIN
+    INSERT INTO doc_chunks_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS doc_chunks_ad AFTER DELETE ON doc_chunks BEGIN
+    INSERT INTO doc_chunks_fts(doc_chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+"""
+
+#: Schema changes after the first release, in order: ``PRAGMA user_version`` says how many of
+#: them a database has had; opening it applies the rest, each in one transaction.
+MIGRATIONS = (DOCUMENTS_SCHEMA,)
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring a conversations database up to :data:`MIGRATIONS` (a newer one is left alone)."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+
 
 def inserted_id(cursor: sqlite3.Cursor) -> int:
     """The row id an INSERT just made (sqlite3 sets it for every successful INSERT)."""
@@ -175,6 +229,7 @@ class ConversationStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        migrate(self._db)
 
     def close(self) -> None:
         with self._lock:
@@ -183,6 +238,10 @@ class ConversationStore:
     def _run(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
         with self._lock:
             return self._db.execute(sql, args)
+
+    def execute(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        """One statement on the database (other stores sharing this file use it; :mod:`.documents`)."""
+        return self._run(sql, args)
 
     def transaction(self) -> Any:
         """``with store.transaction():`` groups writes into one commit (imports, bulk adds)."""
