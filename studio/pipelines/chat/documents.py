@@ -168,6 +168,10 @@ def html_to_text(markup: str) -> str:
     return re.sub(r"\n\s*\n+", "\n\n", "".join(parser.parts)).strip()
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:,.0f} MB" if n >= 2**20 else f"{n / 1024:,.1f} KB"
+
+
 def _decoded(data: bytes) -> str:
     if b"\x00" in data[:8192]:
         raise SkippedFile("it is a binary file, not text.")
@@ -226,8 +230,8 @@ def read_document(path: Path) -> list[Page]:
     if size == 0:
         raise SkippedFile("the file is empty.")
     if size > MAX_FILE_BYTES:
-        raise SkippedFile(f"it is {size / 2**20:,.0f} MB; Studio indexes files of up to "
-                          f"{MAX_FILE_BYTES // 2**20} MB.")
+        raise SkippedFile(f"it is {_size(size)}; Studio indexes files of up to "
+                          f"{_size(MAX_FILE_BYTES)}.")
     if suffix == ".pdf":
         return _pdf_pages(path)
     if suffix not in TEXT_SUFFIXES | HTML_SUFFIXES:
@@ -630,3 +634,13 @@ def explain(passages: Sequence[Passage]) -> str:
             scores.append(f"cosine {p.cosine:.2f}")
         lines.append(f"[{p.number}] {p.source} — {', '.join(scores)}\n{p.text}")
     return "\n\n".join(lines)
+
+
+def ground(index: DocumentIndex, collection_ids: Sequence[int],
+           messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[Passage]]:
+    """The messages to send for the last user message, and the passages put into them (none:
+    nothing relevant was found, and the messages are unchanged)."""
+    if not collection_ids or not messages or messages[-1]["role"] != "user":
+        return [dict(m) for m in messages], []
+    passages = index.retrieve(collection_ids, messages[-1]["content"])
+    return grounded_messages(messages, passages), passages
