@@ -1,0 +1,82 @@
+"""The Chat window with documents attached: indexing off the GUI thread, cited references under
+the reply that open the passage, "What the model was given", and the nothing-relevant path."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from PySide6.QtWidgets import QApplication
+
+from tests.test_chat_docs import BREAD, FOXES
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(autouse=True)
+def empty_hub_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "hf-hub"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+
+
+@pytest.fixture
+def chat(studio_home, tiny_llama_dir, main_window, qtbot):
+    from studio.core.config import default_paths
+
+    main_window.resize(1366, 768)
+    main_window.show()
+    qtbot.waitExposed(main_window)
+    shutil.copytree(tiny_llama_dir, default_paths().models_dir / "tiny-llama")
+    panel = main_window.show_workspace("chat")
+    qtbot.waitUntil(lambda: panel.controls.model.count() > 0 and not panel.controls.scanning,
+                    timeout=10_000)
+    panel.controls.temperature.setValue(0)
+    panel.controls.max_new.setValue(3)
+    return panel
+
+
+def _send(qtbot, panel, text: str):
+    panel.input.setPlainText(text)
+    panel.send()
+    qtbot.waitUntil(lambda: panel.job is None and not panel.retrieving, timeout=60_000)
+    return panel.model.message_at(panel.model.rowCount() - 1)
+
+
+def _shown_text(panel, msg) -> str:
+    doc, _ = panel.delegate._doc(msg, 600)
+    return doc.toPlainText()
+
+
+def test_attached_documents_are_cited_and_shown(chat, qtbot, tmp_path):
+    panel = chat
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "bread.txt").write_text(BREAD, encoding="utf-8")
+    (folder / "foxes.md").write_text(FOXES, encoding="utf-8")
+    (folder / "empty.txt").write_text("", encoding="utf-8")
+    panel.documents.attach([str(folder)])
+    qtbot.waitUntil(lambda: not panel.documents.busy, timeout=30_000)
+    assert "2 files indexed" in panel.status.text() and "empty.txt: the file is empty." in \
+        panel.status.text()
+    assert panel.documents.summary.text() == "2 files · 2 passages"
+    assert panel.conv_id is not None  # attaching made the conversation
+
+    reply = _send(qtbot, panel, "How does bread rise?")
+    assert [s["file"].rsplit("/", 1)[-1] for s in reply.meta["sources"]][0] == "bread.txt"
+    stored = panel.store.message(reply.id).meta
+    assert stored["sources"] == reply.meta["sources"]
+    shown = _shown_text(panel, reply)
+    assert "[1] bread.txt" in shown and "What the model was given" in shown
+    assert "fused" not in shown
+    panel._on_action("given", reply, None)
+    assert "BM25" in _shown_text(panel, reply)
+    panel._on_action("source", reply, 1)
+    dialog = next(w for w in QApplication.topLevelWidgets()
+                  if w.isVisible() and w.windowTitle() == "[1] bread.txt")
+    assert dialog.text.toPlainText() == BREAD
+    dialog.close()
+
+    off = _send(qtbot, panel, "Explain quantum chromodynamics")
+    assert off.meta["documents"] and off.meta["sources"] == []
+    assert "Nothing relevant found in the attached documents." in _shown_text(panel, off)
