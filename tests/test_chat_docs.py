@@ -73,6 +73,16 @@ def test_keyword_ranking_cites_the_right_file_and_page(index, folder, tmp_path):
     assert pages[0].source == "atlas.pdf, p. 1"
     assert index.retrieve([cid], "Which city is the capital of France?")[0].source in (
         "paris.html", "atlas.pdf, p. 2")
+    other = index.collection("other")  # a second collection: each is searched on its own
+    (tmp_path / "more.txt").write_text("Foxes dig their dens under old oak roots.",
+                                       encoding="utf-8")
+    index.add(other, [tmp_path / "more.txt"])
+    mine = index.retrieve([cid], "Where do foxes dig their dens?")
+    assert mine[0].file.endswith("foxes.md") and not any(h.file.endswith("more.txt")
+                                                         for h in mine)
+    assert [h.file for h in index.retrieve([other], "foxes dens")] == [
+        str((tmp_path / "more.txt").resolve())]
+    assert len(index.retrieve([cid, other], "Where do foxes dig their dens?")) == 2
 
 
 def test_citations_go_into_the_prompt_and_nothing_relevant_leaves_it_alone(index, folder):

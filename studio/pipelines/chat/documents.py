@@ -545,15 +545,10 @@ class DocumentIndex:
             return []
         marks = ",".join("?" * len(collection_ids))
         terms = question_terms(question)
-        pool = max(k * 8, 40)
+        pool = max(k * 4, 20)
         keyword: list[Any] = []
         if terms:
-            keyword = self.store.execute(
-                "SELECT c.id, c.page, c.text, f.path, bm25(doc_chunks_fts) AS rank "
-                "FROM doc_chunks_fts JOIN doc_chunks c ON c.id = doc_chunks_fts.rowid "
-                "JOIN doc_files f ON f.id = c.file_id "
-                f"WHERE doc_chunks_fts MATCH ? AND f.collection_id IN ({marks}) "
-                "ORDER BY rank LIMIT ?", (_or_query(terms), *collection_ids, pool)).fetchall()
+            keyword = self._keyword(marks, collection_ids, _or_query(terms), pool)
         found: dict[int, Passage] = {}
         fused: dict[int, float] = {}
         for rank, r in enumerate(keyword):
@@ -577,6 +572,26 @@ class DocumentIndex:
         for number, p in enumerate(kept[:k], start=1):
             p.number = number
         return kept[:k]
+
+    def _keyword(self, marks: str, collection_ids: Sequence[int], query: str,
+                 pool: int) -> list[Any]:
+        """The ``pool`` best BM25 passages in the collections. When the database holds no other
+        collection, FTS5 ranks and cuts first (its fast path) and only those rows are joined."""
+        others = self.store.execute(
+            f"SELECT EXISTS (SELECT 1 FROM doc_files WHERE collection_id NOT IN ({marks}))",
+            tuple(collection_ids)).fetchone()[0]
+        if not others:
+            return self.store.execute(
+                "SELECT c.id, c.page, c.text, f.path, hit.rank FROM (SELECT rowid, rank FROM "
+                "doc_chunks_fts WHERE doc_chunks_fts MATCH ? ORDER BY rank LIMIT ?) AS hit "
+                "JOIN doc_chunks c ON c.id = hit.rowid JOIN doc_files f ON f.id = c.file_id "
+                "ORDER BY hit.rank", (query, pool)).fetchall()
+        return self.store.execute(
+            "SELECT c.id, c.page, c.text, f.path, doc_chunks_fts.rank AS rank "
+            "FROM doc_chunks_fts JOIN doc_chunks c ON c.id = doc_chunks_fts.rowid "
+            "JOIN doc_files f ON f.id = c.file_id "
+            f"WHERE doc_chunks_fts MATCH ? AND f.collection_id IN ({marks}) "
+            "ORDER BY doc_chunks_fts.rank LIMIT ?", (query, *collection_ids, pool)).fetchall()
 
     def _nearest(self, marks: str, collection_ids: Sequence[int], question: str,
                  pool: int) -> list[tuple[int, float, Any]]:
