@@ -192,9 +192,9 @@ def _pdf_pages(path: Path) -> list[Page]:
         reader = pypdf.PdfReader(str(path))
         if reader.is_encrypted:
             try:
-                opened = reader.decrypt("")
+                opened = bool(reader.decrypt(""))  # an empty user password opens some
             except Exception:  # noqa: BLE001 - an unsupported cipher is as locked as a password
-                opened = 0
+                opened = False
             if not opened:
                 raise SkippedFile("the PDF is encrypted (password-protected); save a copy "
                                   "without the password and attach that.")
