@@ -3,35 +3,18 @@ the reply that open the passage, "What the model was given", and the nothing-rel
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from PySide6.QtWidgets import QApplication
 
+from tests.test_chat_d_gui import chat, empty_hub_cache, window  # noqa: F401 - its fixtures
 from tests.test_chat_docs import BREAD, FOXES
 
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture(autouse=True)
-def empty_hub_cache(tmp_path, monkeypatch):
-    cache = tmp_path / "hf-hub"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-
-
 @pytest.fixture
-def chat(studio_home, tiny_llama_dir, main_window, qtbot):
-    from studio.core.config import default_paths
-
-    main_window.resize(1366, 768)
-    main_window.show()
-    qtbot.waitExposed(main_window)
-    shutil.copytree(tiny_llama_dir, default_paths().models_dir / "tiny-llama")
-    panel = main_window.show_workspace("chat")
-    qtbot.waitUntil(lambda: panel.controls.model.count() > 0 and not panel.controls.scanning,
-                    timeout=10_000)
-    panel.controls.temperature.setValue(0)
+def chat_panel(chat):  # noqa: F811 - the fixture imported above
+    _window, panel = chat
     panel.controls.max_new.setValue(3)
     return panel
 
@@ -48,8 +31,8 @@ def _shown_text(panel, msg) -> str:
     return doc.toPlainText()
 
 
-def test_attached_documents_are_cited_and_shown(chat, qtbot, tmp_path):
-    panel = chat
+def test_attached_documents_are_cited_and_shown(chat_panel, qtbot, tmp_path):
+    panel = chat_panel
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "bread.txt").write_text(BREAD, encoding="utf-8")

@@ -43,17 +43,24 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_by_parent ON messages(conversation_id, parent_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
     content, content='messages', content_rowid='id');
-CREATE TRIGGER IF NOT EXISTS messages_ai AFTER INSERT ON messages BEGIN
-    INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
-END;
-CREATE TRIGGER IF NOT EXISTS messages_ad AFTER DELETE ON messages BEGIN
-    INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
-END;
-CREATE TRIGGER IF NOT EXISTS messages_au AFTER UPDATE OF content ON messages BEGIN
-    INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
-    INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
-END;
 """
+
+
+def fts_triggers(table: str, column: str, updates: bool = True) -> str:
+    """The triggers that keep ``<table>_fts`` (an external-content FTS5 index over ``column``)
+    in step with ``table``: on insert, delete and (``updates``) a change of the column."""
+    fts = f"{table}_fts"
+    delete = f"INSERT INTO {fts}({fts}, rowid, {column}) VALUES ('delete', old.id, old.{column});"
+    insert = f"INSERT INTO {fts}(rowid, {column}) VALUES (new.id, new.{column});"
+    sql = (f"CREATE TRIGGER IF NOT EXISTS {table}_ai AFTER INSERT ON {table} BEGIN {insert} END;\n"
+           f"CREATE TRIGGER IF NOT EXISTS {table}_ad AFTER DELETE ON {table} BEGIN {delete} END;\n")
+    if updates:
+        sql += (f"CREATE TRIGGER IF NOT EXISTS {table}_au AFTER UPDATE OF {column} ON {table} "
+                f"BEGIN {delete} {insert} END;\n")
+    return sql
+
+
+SCHEMA += fts_triggers("messages", "content")
 
 #: The documents attached to conversations and named collections (retrieval, see
 #: :mod:`.documents`): files, their passages, an FTS5 index over the passages (BM25) and,
@@ -90,13 +97,7 @@ CREATE TABLE IF NOT EXISTS doc_chunks (
 CREATE INDEX IF NOT EXISTS doc_chunks_by_file ON doc_chunks(file_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS doc_chunks_fts USING fts5(
     text, content='doc_chunks', content_rowid='id', tokenize='porter unicode61');
-CREATE TRIGGER IF NOT EXISTS doc_chunks_ai AFTER INSERT ON doc_chunks BEGIN
-    INSERT INTO doc_chunks_fts(rowid, text) VALUES (new.id, new.text);
-END;
-CREATE TRIGGER IF NOT EXISTS doc_chunks_ad AFTER DELETE ON doc_chunks BEGIN
-    INSERT INTO doc_chunks_fts(doc_chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
-END;
-"""
+""" + fts_triggers("doc_chunks", "text", updates=False)  # a passage's text never changes
 
 #: Schema changes after the first release, in order: ``PRAGMA user_version`` says how many of
 #: them a database has had; opening it applies the rest, each in one transaction.
