@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +14,6 @@ from studio.pipelines.chat import documents as docs
 from studio.pipelines.chat.documents import DocumentIndex, Page, chunk_pages, read_document
 from studio.pipelines.chat.store import MIGRATIONS, ConversationStore
 from tests.fixtures.tiny_docs import build_tiny_bert, write_pdf
-
-ROOT = Path(__file__).resolve().parents[1]
 
 FOXES = "The red fox hunts mice at dusk along the river. Foxes dig dens in sandy banks."
 BREAD = "Bread rises because yeast turns flour sugars into gas; bake it in a hot oven."
@@ -200,25 +196,22 @@ def test_hybrid_ranking_with_a_tiny_embedding_model(tmp_path, folder, studio_hom
     store.close()
 
 
-def _studio(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, STUDIO_HOME=str(home), PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "studio", "chat", *args], capture_output=True,
-                          text=True, env=env, timeout=300)
+def test_cli_docs_and_collection(tiny_llama_dir, folder, capsys):
+    from studio.cli import main
 
-
-def test_cli_docs_and_collection(tiny_llama_dir, folder, studio_home):
-    common = ("--model", str(tiny_llama_dir), "--temperature", "0", "--max-new-tokens", "3",
-              "--device", "cpu")
-    out = _studio(*common, "--docs", str(folder), "--collection", "kitchen", "--verbose",
-                  "--prompt", "How does bread rise?", home=studio_home)
-    assert out.returncode == 0, out.stderr
-    assert "3 files indexed" in out.stderr and "[1] bread.txt — fused" in out.stderr
-    assert out.stdout.endswith("\nSources:\n[1] bread.txt\n")
-    again = _studio(*common, "--collection", "kitchen", "--prompt", "What is quantum gravity?",
-                    home=studio_home)
-    assert again.returncode == 0, again.stderr
-    assert "nothing relevant found in the attached documents" in again.stderr
-    assert "Sources:" not in again.stdout
+    common = ["chat", "--model", str(tiny_llama_dir), "--temperature", "0",
+              "--max-new-tokens", "3", "--device", "cpu"]
+    code = main([*common, "--docs", str(folder), "--collection", "kitchen", "--verbose",
+                 "--prompt", "How does bread rise?"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "3 files indexed" in out.err and "[1] bread.txt — fused" in out.err
+    assert out.out.endswith("\nSources:\n[1] bread.txt\n")
+    code = main([*common, "--collection", "kitchen", "--prompt", "What is quantum gravity?"])
+    again = capsys.readouterr()
+    assert code == 0, again.err
+    assert "nothing relevant found in the attached documents" in again.err
+    assert "Sources:" not in again.out
 
 
 def test_cli_unknown_collection_is_bad_input(tiny_llama_dir, studio_home, capsys):
@@ -232,3 +225,18 @@ def test_cli_unknown_collection_is_bad_input(tiny_llama_dir, studio_home, capsys
                  "--prompt", "hi"])
     err = capsys.readouterr().err
     assert code == 2 and "no collection named 'garden'" in err and "collections: kitchen" in err
+
+
+def test_cli_docs_with_a_remote_model_sends_the_passages(folder, capsys, monkeypatch):
+    from studio.cli import main
+    from tests.fixtures.fake_openai import FakeOpenAI, serve_fake_openai
+
+    monkeypatch.setattr(FakeOpenAI, "require_key", False)
+    with serve_fake_openai() as url:
+        code = main(["chat", "--model", f"openai:{url}/v1#m1", "--docs", str(folder),
+                     "--prompt", "How does bread rise?"])
+        sent = FakeOpenAI.bodies[-1]["messages"]
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert out.out == "Hello, world!\n\nSources:\n[1] bread.txt\n"
+    assert sent[-1]["role"] == "user" and "[1] (bread.txt)\n" + BREAD in sent[-1]["content"]
