@@ -240,3 +240,25 @@ def test_cli_docs_with_a_remote_model_sends_the_passages(folder, capsys, monkeyp
     assert code == 0, out.err
     assert out.out == "Hello, world!\n\nSources:\n[1] bread.txt\n"
     assert sent[-1]["role"] == "user" and "[1] (bread.txt)\n" + BREAD in sent[-1]["content"]
+
+
+def test_shipped_questions_find_their_gold_passage_in_the_top_3(tmp_path, monkeypatch):
+    """Retrieval quality on shipped documents (Markdown and HTML) cut into short passages: each
+    question's gold passage (the one holding its answer) is among the first three."""
+    import json
+
+    shipped = Path(__file__).parent / "fixtures" / "retrieval"
+    monkeypatch.setattr(docs, "CHUNK_WORDS", 40)
+    monkeypatch.setattr(docs, "OVERLAP_WORDS", 10)
+    store = ConversationStore(tmp_path / "quality.db")
+    index = DocumentIndex(store)
+    cid = index.collection("shipped")
+    report = index.add(cid, [shipped])
+    assert len(report.indexed) == 3 and report.passages >= 12
+    misses = []
+    for case in json.loads((shipped / "questions.json").read_text(encoding="utf-8")):
+        top = index.retrieve([cid], case["question"], k=3)
+        if not any(Path(p.file).name == case["file"] and case["gold"] in p.text for p in top):
+            misses.append(case["question"])
+    store.close()
+    assert misses == []

@@ -496,7 +496,7 @@ class DocumentIndex:
             return
         try:
             pages = read_document(path)
-            chunks = chunk_pages(pages)
+            chunks = chunk_pages(pages, CHUNK_WORDS, OVERLAP_WORDS)
             status, note = "ok", ""
         except SkippedFile as exc:
             pages, chunks, status, note = [], [], "skipped", str(exc)
