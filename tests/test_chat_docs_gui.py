@@ -43,6 +43,7 @@ def test_attached_documents_are_cited_and_shown(chat_panel, qtbot, tmp_path):
     assert "2 files indexed" in panel.status.text() and "empty.txt: the file is empty." in \
         panel.status.text()
     assert panel.documents.summary.text() == "2 files · 2 passages"
+    assert panel.documents.summary.isVisible() and panel.documents.attach_files.isVisible()
     assert panel.conv_id is not None  # attaching made the conversation
 
     reply = _send(qtbot, panel, "How does bread rise?")
@@ -63,3 +64,14 @@ def test_attached_documents_are_cited_and_shown(chat_panel, qtbot, tmp_path):
     off = _send(qtbot, panel, "Explain quantum chromodynamics")
     assert off.meta["documents"] and off.meta["sources"] == []
     assert "Nothing relevant found in the attached documents." in _shown_text(panel, off)
+
+    panel.documents.summary.click()  # the attached files, the skipped one with its reason
+    files = panel.documents.dialog
+    rows = [files.list.item(i).text() for i in range(files.list.count())]
+    assert any(r.endswith("empty.txt — skipped: the file is empty.") for r in rows)
+    assert any(r.endswith("bread.txt — 1 passage") for r in rows)
+    files.list.setCurrentRow(next(i for i, r in enumerate(rows) if "bread.txt" in r))
+    files.remove_button.click()
+    assert files.list.count() == 2
+    files.accept()
+    assert panel.documents.summary.text() == "1 file · 1 passage"

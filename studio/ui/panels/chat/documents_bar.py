@@ -72,8 +72,9 @@ class DocumentsBar(QWidget):
                                    "files attached while one is chosen go into it")
         self.collection.setMinimumContentsLength(12)
         self.collection.activated.connect(self._collection_chosen)
-        self.summary = QLabel("")
-        self.summary.setProperty("muted", True)
+        self.summary = QPushButton("no documents")
+        self.summary.setProperty("flat", True)
+        self.summary.clicked.connect(self.show_files)
         self.progress = QProgressBar()
         self.progress.setFixedWidth(110)
         self.progress.setVisible(False)
@@ -85,7 +86,8 @@ class DocumentsBar(QWidget):
         row.addWidget(self.attach_folder)
         row.addWidget(QLabel("Docs:"))
         row.addWidget(self.collection)
-        row.addWidget(self.summary, 1)
+        row.addWidget(self.summary)
+        row.addStretch(1)
         row.addWidget(self.progress)
         row.addWidget(self.cancel_button)
         self.refresh_collections()
@@ -134,9 +136,16 @@ class DocumentsBar(QWidget):
         passages = self.index.passage_count(ids)
         self.summary.setText(f"{count_of(files, 'file')} · {count_of(passages, 'passage')}"
                              if files else "no documents")
-        self.summary.setToolTip("\n".join(f["path"] + ("" if f["status"] == "ok" else
-                                                       f" — skipped: {f['note']}")
-                                          for cid in ids for f in self.index.files(cid)))
+        self.summary.setEnabled(bool(ids))
+        self.summary.setToolTip("The files this chat answers from, and why any was skipped")
+
+    def show_files(self) -> None:
+        """The attached files, with a Remove button (a dialog; the summary updates after)."""
+        from studio.ui.panels.chat.sources import AttachedDialog
+
+        self.dialog = AttachedDialog(self.index, self.collection_ids(), self)
+        self.dialog.finished.connect(lambda _code: self.refresh_summary())
+        self.dialog.open()
 
     # -- attaching ---------------------------------------------------------------------------
     def _collection_chosen(self, _row: int) -> None:

@@ -1,4 +1,5 @@
-"""What a reply grounded in documents shows under its answer, and the passage dialog.
+"""What a reply grounded in documents shows under its answer; the passage and attached-files
+dialogs.
 
 A reply whose message ``meta`` has ``"documents": True`` was asked with documents attached; its
 ``"sources"`` are the passages the model was given (:meth:`Passage.to_dict`). Under the answer:
@@ -17,12 +18,16 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QPlainTextEdit,
+    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from studio.pipelines.chat.documents import NOTHING_RELEVANT, Passage, explain
+from studio.core.wording import count_of
+from studio.pipelines.chat.documents import NOTHING_RELEVANT, DocumentIndex, Passage, explain
 
 
 def passages_of(meta: dict[str, Any] | None) -> list[Passage] | None:
@@ -74,3 +79,54 @@ class PassageDialog(QDialog):
         buttons.rejected.connect(self.reject)
         buttons.button(QDialogButtonBox.StandardButton.Close).clicked.connect(self.accept)
         box.addWidget(buttons)
+
+
+class AttachedDialog(QDialog):
+    """The files a chat answers from (this chat's and the chosen collection's): each with its
+    passages, or why it was skipped; "Remove" takes the selected file out of its collection."""
+
+    def __init__(self, index: DocumentIndex, collection_ids: list[int],
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.index = index
+        self.collection_ids = collection_ids
+        self.setWindowTitle("Attached documents")
+        self.resize(620, 380)
+        box = QVBoxLayout(self)
+        note = QLabel("Replies in this chat are answered from these files. Skipped files say "
+                      "why; fix the file and attach it again.")
+        note.setWordWrap(True)
+        box.addWidget(note)
+        self.list = QListWidget()
+        box.addWidget(self.list, 1)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.setToolTip("Take the selected file out (the file itself is not "
+                                      "touched)")
+        self.remove_button.clicked.connect(self.remove_selected)
+        buttons.addButton(self.remove_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.rejected.connect(self.reject)
+        buttons.button(QDialogButtonBox.StandardButton.Close).clicked.connect(self.accept)
+        box.addWidget(buttons)
+        self.list.currentRowChanged.connect(
+            lambda row: self.remove_button.setEnabled(row >= 0))
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.list.clear()
+        for cid in self.collection_ids:
+            for f in self.index.files(cid):
+                text = (f"{f['path']} — {count_of(f['passages'], 'passage')}"
+                        if f["status"] == "ok" else f"{f['path']} — skipped: {f['note']}")
+                item = QListWidgetItem(text)
+                item.setToolTip(text)
+                item.setData(Qt.ItemDataRole.UserRole, (cid, f["path"]))
+                self.list.addItem(item)
+        self.remove_button.setEnabled(self.list.currentRow() >= 0)
+
+    def remove_selected(self) -> None:
+        item = self.list.currentItem()
+        if item is not None:
+            cid, path = item.data(Qt.ItemDataRole.UserRole)
+            self.index.remove_file(cid, path)
+            self.refresh()
