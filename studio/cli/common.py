@@ -78,9 +78,11 @@ def add_lora_argument(p: argparse.ArgumentParser) -> None:
                         "<lora:NAME:WEIGHT> tags in the prompt work too")
 
 
-def add_diffusion_arguments(p: argparse.ArgumentParser, *, prompt_help: str) -> None:
-    """The options of the Stable Diffusion commands (generate, img2img), defined once."""
-    p.add_argument("--prompt", required=True, help=prompt_help)
+def add_diffusion_arguments(p: argparse.ArgumentParser, *, prompt_help: str,
+                            prompt_required: bool = True) -> None:
+    """The options of the Stable Diffusion commands (generate, img2img), defined once. Without
+    ``prompt_required`` the command checks ``--prompt`` itself (a GAN needs none)."""
+    p.add_argument("--prompt", required=prompt_required, default=None, help=prompt_help)
     p.add_argument("--negative", default="", metavar="TEXT", help="what to avoid")
     p.add_argument("--steps", type=int, default=20, metavar="N", help="denoising steps")
     p.add_argument("--cfg", type=float, default=7.0, metavar="SCALE",

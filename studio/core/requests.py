@@ -184,6 +184,46 @@ def _from_known(cls: Any, data: dict[str, Any]) -> Any:
     return cls(**{k: v for k, v in data.items() if k in known})
 
 
+MAX_WALK_FRAMES = 240
+
+
+@dataclass
+class GanWalkRequest:
+    """A latent walk of a GAN trained in Studio: ``frames`` images on the path from ``seed``'s
+    noise to ``seed_to``'s, each enlarged (whole pixels) to fit ``width`` × ``height``, saved as
+    PNGs and, with ``gif``, as one animated GIF (``frame_ms`` per frame)."""
+
+    model: str  # a GAN folder (gan.json + generator.safetensors)
+    seed: int = 0
+    seed_to: int = 1
+    frames: int = 16
+    width: int = 256
+    height: int = 256
+    gif: bool = False
+    frame_ms: int = 100
+
+    def validate(self) -> None:
+        if not str(self.model).strip():
+            raise ValueError("No model chosen: name a GAN trained in Studio (studio models list).")
+        for name in ("seed", "seed_to"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= SEED_MAX:
+                raise ValueError(f"{'Seed' if name == 'seed' else 'The last seed of the walk'} must "
+                                 f"be between 0 and {SEED_MAX}, not {v}.")
+        if not 2 <= self.frames <= MAX_WALK_FRAMES:
+            raise ValueError(f"A latent walk has 2 to {MAX_WALK_FRAMES} frames, not "
+                             f"{self.frames}.")
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not 1 <= v <= MAX_SIDE:
+                raise ValueError(f"{name.capitalize()} must be 1 to {MAX_SIDE} pixels, not {v}.")
+        if not 10 <= self.frame_ms <= 10_000:
+            raise ValueError(f"A frame lasts 10 to 10,000 ms, not {self.frame_ms}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "gan-walk", **dataclasses.asdict(self)}
+
+
 @dataclass
 class TransformRequest:
     """A CycleGAN translation of one or more images (a batch keeps every finished image)."""

@@ -17,6 +17,7 @@ from studio.core.engine import GPU, IO, Engine, ServiceSpec
 from studio.core.jobs import Handler, JobListener
 from studio.core.lanes import LoopSource
 from studio.core.requests import (
+    GanWalkRequest,
     Img2ImgRequest,
     TransformRequest,
     Txt2ImgRequest,
@@ -46,6 +47,12 @@ def _transform(engine: Engine) -> Any:
     return TransformService(engine.settings, engine.paths)
 
 
+def _gan_walk(engine: Engine) -> Any:
+    from studio.pipelines.gan.service import GanWalkService
+
+    return GanWalkService(engine.settings, engine.paths)
+
+
 def _chat(engine: Engine) -> Any:
     from studio.pipelines.chat.service import ChatService
 
@@ -73,6 +80,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("txt2img", Txt2ImgRequest, _txt2img, "Loading the image engine…"),
     ServiceSpec("img2img", Img2ImgRequest, _img2img, "Loading the image engine…"),
     ServiceSpec("transform", TransformRequest, _transform, "Loading the translation engine…"),
+    ServiceSpec("gan-walk", GanWalkRequest, _gan_walk, "Loading the GAN…"),
     ServiceSpec("chat", ChatRequest, _chat, "Starting the chat engine…", lane=_chat_lane),
     ServiceSpec("unload", UnloadRequest, _unload, "Unloading all models…"),
     ServiceSpec("download", HubDownloadRequest, _downloads, "Starting the download…", lane=IO),

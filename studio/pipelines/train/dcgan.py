@@ -402,6 +402,21 @@ class DCGANTrainer(PlayerRates, ImageLesson):
         self._last = {k: float(v) for k, v in extra["last"].items()}
         self._snap_step = -1
 
+    # -- using the result ----------------------------------------------------------------------------
+    def export_generator(self, folder: Path) -> list[Path]:
+        """The generator for Generate (:mod:`studio.pipelines.gan`): its weights (BatchNorm's
+        running statistics included) as ``generator.safetensors`` and its shape and history in
+        ``gan.json`` (:mod:`studio.library.gan_models`). No pickle."""
+        from studio.library.gan_models import write_gan_folder
+
+        cfg = self.config
+        state = {k: v.detach().cpu().contiguous() for k, v in self.generator.state_dict().items()}
+        info = {"architecture": "dcgan", "latent_dim": int(cfg["latent_dim"]),
+                "width": int(cfg["width"]), "channels": self.data.channels,
+                "image_size": int(cfg["image_size"]), "lesson": "dcgan",
+                "trained_steps": self.step_count, "seed": self.seed, "dataset": cfg["dataset"]}
+        return write_gan_folder(Path(folder), state, info)
+
     # -- pictures ----------------------------------------------------------------------------------
     def _layers(self) -> list[tuple[str, nn.Conv2d | nn.ConvTranspose2d]]:
         convs = nn.Conv2d | nn.ConvTranspose2d
