@@ -1,0 +1,129 @@
+"""The dcgan lesson's generator used from Generate: exported into the library as a "gan" model,
+drawn by the one engine's text-to-image job (seed → the lesson's own pixels; batches, variation
+seeds, PNG metadata), refused by img2img with a sentence, and from the command line:
+``studio generate --model NAME --seed S`` and a latent walk written as PNGs and a GIF."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken, UserFacingError
+from studio.core.requests import GanWalkRequest, Txt2ImgRequest
+from tests.fixtures.sinks import RecordingSink
+from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
+from tests.test_cli_basics import run_studio
+
+FAST = {"batch_size": 8, "width": 4, "latent_dim": 4}
+
+
+@pytest.fixture
+def gan():
+    """A dcgan trained three steps and exported as "digits-gan"; (trainer, exported)."""
+    from studio.pipelines.train.dcgan import DCGANTrainer
+    from studio.pipelines.train.export import export_trainer
+
+    trainer = DCGANTrainer(config=FAST, seed=0)
+    for _ in range(3):
+        trainer.step()
+    return trainer, export_trainer(trainer, default_paths().models_dir, "digits-gan")
+
+
+def lesson_pixels(trainer, seed: int) -> np.ndarray:
+    """What the lesson's own generator draws for ``seed``'s noise, as uint8 (16, 16)."""
+    z = torch.randn((1, 4), generator=torch.Generator().manual_seed(seed))
+    gen = trainer.generator.eval()
+    with torch.no_grad():
+        x = gen(z).clamp(-1, 1)
+    return ((x[0, 0] + 1) * 127.5).round().byte().numpy()
+
+
+def test_library_lists_a_gan_for_generate(gan):
+    from studio.library.catalog import list_models
+    from studio.library.models import find_txt2img_models
+
+    _, exported = gan
+    settings, paths = Settings(device="cpu"), default_paths()
+    (entry,) = [e for e in list_models(settings, paths) if e.name == "digits-gan"]
+    assert (entry.kind, entry.kind_title, entry.workspaces) == (
+        "gan", "GAN (trained in Studio)", ("Generate",))
+    assert entry.detail == "DCGAN, 16×16 grey, 3 steps on digits"
+    assert not [e for e in list_models(settings, paths) if e.kind == "unknown"]  # no stray file
+    assert [m.format for m in find_txt2img_models(settings, paths)] == ["gan"]  # Generate's list
+
+
+def test_generate_draws_the_lessons_pixels_with_metadata(gan):
+    from studio.media.infotext import parse_infotext
+    from studio.pipelines.diffusion.txt2img import Txt2ImgService
+    from studio.pipelines.gan.service import PROMPT_UNUSED
+
+    trainer, exported = gan
+    settings = Settings(device="cpu")
+    service = Txt2ImgService(lambda: settings, default_paths)
+    request = Txt2ImgRequest(model=str(exported.path), prompt="a cat", seed=5, count=2,
+                             width=64, height=72)
+    sink = RecordingSink()
+    results = service.run(request, sink, CancelToken())
+    assert [r.seed for r in results] == [5, 6] and len(sink.partials) == 2
+    for result in results:
+        image = Image.open(result.path)
+        assert image.size == (64, 64)  # 16 px enlarged 4× (the largest whole factor that fits)
+        small = np.asarray(image.convert("L"))[::4, ::4]
+        assert np.array_equal(small, lesson_pixels(trainer, result.seed))
+        params = parse_infotext(image.text["parameters"])
+        assert params["GAN"] == "digits-gan" and params["Seed"] == str(result.seed)
+        assert json.loads(image.text["studio"])["request"]["model"] == str(exported.path)
+        assert result.warnings == [PROMPT_UNUSED]
+    varied = service.run(Txt2ImgRequest(model=str(exported.path), seed=5, width=16, height=16,
+                                        variation_seed=9, variation_strength=1.0),
+                         RecordingSink(), CancelToken())
+    assert np.array_equal(np.asarray(Image.open(varied[0].path).convert("L")),
+                          lesson_pixels(trainer, 9))  # strength 1: the variation seed's noise
+
+
+def test_img2img_and_a_walk_of_a_non_gan_are_refused(gan, tmp_path):
+    from studio.core.requests import Img2ImgRequest
+    from studio.pipelines.diffusion.img2img import Img2ImgService
+    from studio.pipelines.gan.service import GanWalkService
+
+    _, exported = gan
+    settings = Settings(device="cpu")
+    picture = tmp_path / "p.png"
+    Image.new("RGB", (16, 16)).save(picture)
+    service = Img2ImgService(lambda: settings, default_paths)
+    with pytest.raises(UserFacingError, match="draws from a seed alone and cannot change"):
+        service.run(Img2ImgRequest(model=str(exported.path), image=str(picture), prompt="x",
+                                   width=16, height=16), RecordingSink(), CancelToken())
+    walk = GanWalkService(lambda: settings, default_paths)
+    with pytest.raises(UserFacingError):
+        walk.run(GanWalkRequest(model=str(tmp_path)), RecordingSink(), CancelToken())
+    with pytest.raises(ValueError, match="2 to 240 frames"):
+        GanWalkRequest(model="x", frames=1).validate()
+
+
+def test_cli_generates_by_name_and_writes_a_latent_walk(gan, tmp_path, capsys):
+    from studio.cli import main
+
+    trainer, _ = gan
+    # in this process (the subprocess below shows the command as a user runs it)
+    assert main(["generate", "--model", "digits-gan", "--seed", "3", "--width", "32",
+                 "--height", "32", "--out", str(tmp_path / "one")]) == 0
+    (path,) = capsys.readouterr().out.split()
+    assert np.array_equal(np.asarray(Image.open(path).convert("L"))[::2, ::2],
+                          lesson_pixels(trainer, 3))
+    out = run_studio("generate", "--model", "digits-gan", "--seed", "3", "--walk-to", "8",
+                     "--frames", "4", "--gif", "--width", "16", "--height", "16", "--json",
+                     "--out", str(tmp_path / "walk"))
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["kind"] for r in rows] == ["frame"] * 4 + ["gif"]
+    frames = [np.asarray(Image.open(r["path"]).convert("L")) for r in rows[:4]]
+    assert np.array_equal(frames[0], lesson_pixels(trainer, 3))  # the walk starts at seed 3
+    assert np.array_equal(frames[-1], lesson_pixels(trainer, 8))  # and ends at seed 8
+    with Image.open(rows[-1]["path"]) as gif:
+        assert gif.n_frames == 4
