@@ -57,6 +57,25 @@ def test_library_lists_a_gan_for_generate(gan):
     assert [m.format for m in find_txt2img_models(settings, paths)] == ["gan"]  # Generate's list
 
 
+def test_a_saved_run_exports_the_same_generator(gan, tmp_path):
+    from studio.library.gan_models import WEIGHTS_FILE
+    from studio.library.safe_load import load_state_dict
+    from studio.pipelines.train.export import export_run
+    from studio.pipelines.train.runs import Run
+
+    trainer, exported = gan
+    run = Run.create(tmp_path / "runs", "dcgan", 0, trainer.config)
+    run.save_checkpoint(trainer)
+    again = export_run(run.path, default_paths().models_dir)  # named after the run
+    assert again.name == run.run_id
+    assert (again.path / "gan.json").read_text() == (exported.path / "gan.json").read_text()
+    ours, theirs = (load_state_dict(p / WEIGHTS_FILE) for p in (again.path, exported.path))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    fresh = Run.create(tmp_path / "runs", "dcgan", 0, trainer.config)
+    with pytest.raises(UserFacingError, match="no checkpoint yet"):
+        export_run(fresh.path, default_paths().models_dir)
+
+
 def test_generate_draws_the_lessons_pixels_with_metadata(gan):
     from studio.media.infotext import parse_infotext
     from studio.pipelines.diffusion.txt2img import Txt2ImgService

@@ -403,19 +403,9 @@ class CycleGANTrainer(ImageLesson):
 
     # -- using the result ----------------------------------------------------------------------------
     def export_generators(self, folder: Path) -> list[Path]:
-        """``latest_net_G_A.pth`` and ``latest_net_G_B.pth`` in ``folder``: the generators' state
-        dicts (tensors only, on the CPU), as the reference's ``save_networks`` writes them, so
-        Transform (``torch.load(weights_only=True)``) and the reference's test script load them."""
-        from studio.core.files import atomic_write_bytes
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        out = []
-        for name, net in zip(GEN_NAMES, (self.G_A, self.G_B), strict=True):
-            buffer = io.BytesIO()
-            torch.save({k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, buffer)
-            out.append(atomic_write_bytes(folder / name, buffer.getvalue()))
-        return out
+        """``latest_net_G_A.pth`` and ``latest_net_G_B.pth`` in ``folder`` (see
+        :func:`write_generators`)."""
+        return write_generators(Path(folder), self.G_A.state_dict(), self.G_B.state_dict())
 
     # -- pictures ----------------------------------------------------------------------------------
     def _layers(self) -> list[tuple[str, nn.Conv2d | nn.ConvTranspose2d]]:
@@ -453,3 +443,18 @@ class CycleGANTrainer(ImageLesson):
         self._snap_step, self._snap = self.step_count, snap
         return snap
 
+
+def write_generators(folder: Path, g_a: dict[str, torch.Tensor],
+                     g_b: dict[str, torch.Tensor]) -> list[Path]:
+    """``latest_net_G_A.pth`` and ``latest_net_G_B.pth`` in ``folder``: the generators' state
+    dicts (tensors only, on the CPU), as the reference's ``save_networks`` writes them, so
+    Transform (``torch.load(weights_only=True)``) and the reference's test script load them."""
+    from studio.core.files import atomic_write_bytes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, state in zip(GEN_NAMES, (g_a, g_b), strict=True):
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu().clone() for k, v in state.items()}, buffer)
+        out.append(atomic_write_bytes(folder / name, buffer.getvalue()))
+    return out

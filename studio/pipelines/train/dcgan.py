@@ -404,18 +404,9 @@ class DCGANTrainer(PlayerRates, ImageLesson):
 
     # -- using the result ----------------------------------------------------------------------------
     def export_generator(self, folder: Path) -> list[Path]:
-        """The generator for Generate (:mod:`studio.pipelines.gan`): its weights (BatchNorm's
-        running statistics included) as ``generator.safetensors`` and its shape and history in
-        ``gan.json`` (:mod:`studio.library.gan_models`). No pickle."""
-        from studio.library.gan_models import write_gan_folder
-
-        cfg = self.config
-        state = {k: v.detach().cpu().contiguous() for k, v in self.generator.state_dict().items()}
-        info = {"architecture": "dcgan", "latent_dim": int(cfg["latent_dim"]),
-                "width": int(cfg["width"]), "channels": self.data.channels,
-                "image_size": int(cfg["image_size"]), "lesson": "dcgan",
-                "trained_steps": self.step_count, "seed": self.seed, "dataset": cfg["dataset"]}
-        return write_gan_folder(Path(folder), state, info)
+        """The generator for Generate (see :func:`write_generator`)."""
+        return write_generator(Path(folder), self.generator.state_dict(), self.config,
+                               self.data.channels, self.step_count, self.seed)
 
     # -- pictures ----------------------------------------------------------------------------------
     def _layers(self) -> list[tuple[str, nn.Conv2d | nn.ConvTranspose2d]]:
@@ -455,3 +446,18 @@ class DCGANTrainer(PlayerRates, ImageLesson):
         }
         self._snap_step, self._snap = self.step_count, snap
         return snap
+
+
+def write_generator(folder: Path, state: dict[str, torch.Tensor], config: dict[str, Any],
+                    channels: int, steps: int, seed: int) -> list[Path]:
+    """The generator for Generate (:mod:`studio.pipelines.gan`): its weights (BatchNorm's
+    running statistics included) as ``generator.safetensors`` and its shape and history in
+    ``gan.json`` (:mod:`studio.library.gan_models`). No pickle."""
+    from studio.library.gan_models import write_gan_folder
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    info = {"architecture": "dcgan", "latent_dim": int(config["latent_dim"]),
+            "width": int(config["width"]), "channels": int(channels),
+            "image_size": int(config["image_size"]), "lesson": "dcgan", "trained_steps": steps,
+            "seed": seed, "dataset": config["dataset"]}
+    return write_gan_folder(folder, tensors, info)

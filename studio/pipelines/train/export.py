@@ -12,6 +12,7 @@ lesson.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,18 @@ def check_name(name: str) -> str:
 def export_trainer(trainer: Any, models_dir: Path, name: str) -> Exported:
     """Write ``trainer``'s model into the library as ``name``."""
     lesson = trainer.info.key
+
+    def write(folder: Path) -> list[Path]:
+        if lesson == "cyclegan":
+            return list(trainer.export_generators(folder))
+        return list(trainer.export_generator(folder))
+
+    return _export(lesson, write, models_dir, name)
+
+
+def _export(lesson: str, write: Callable[[Path], list[Path]], models_dir: Path,
+            name: str) -> Exported:
+    """``write(folder)`` into a hidden folder, renamed to ``<models>/<sub>/<name>`` when whole."""
     if lesson not in EXPORTS:
         known = " and ".join(EXPORTS)
         raise UserFacingError(f"The {lesson} lesson makes no model to use elsewhere; {known} do.")
@@ -61,8 +74,7 @@ def export_trainer(trainer: Any, models_dir: Path, name: str) -> Exported:
                               "name, or delete that one in Models first.")
     new = folder.with_name(f".{name}.exporting")
     try:
-        files = (trainer.export_generators(new) if lesson == "cyclegan"
-                 else trainer.export_generator(new))
+        files = write(new)
         new.rename(folder)
     except OSError as exc:
         raise UserFacingError(f"Could not write the model into {folder.parent}: "
@@ -92,4 +104,17 @@ def export_run(run_path: Path, models_dir: Path, name: str = "") -> Exported:
     if not run.has_checkpoint:
         raise UserFacingError(f"The run {run.run_id} has no checkpoint yet: train it a few steps "
                               "(Play, then Pause) and export again.")
-    return export_trainer(run.load_trainer(), models_dir, name or run.run_id)
+    # From the checkpoint's tensors alone: the lesson's data set is not read again.
+    state, doc = run.load_checkpoint()
+
+    def write(folder: Path) -> list[Path]:
+        if run.lesson == "cyclegan":
+            from studio.pipelines.train.cyclegan import write_generators
+
+            return write_generators(folder, state["G_A"], state["G_B"])
+        from studio.pipelines.train.dcgan import write_generator
+
+        return write_generator(folder, state["generator"], doc["config"],
+                               int(state["channels"]), int(doc["step"]), int(doc["seed"]))
+
+    return _export(run.lesson, write, models_dir, name or run.run_id)
