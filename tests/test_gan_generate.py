@@ -146,3 +146,18 @@ def test_cli_generates_by_name_and_writes_a_latent_walk(gan, tmp_path, capsys):
     assert np.array_equal(frames[-1], lesson_pixels(trainer, 8))  # and ends at seed 8
     with Image.open(rows[-1]["path"]) as gif:
         assert gif.n_frames == 4
+
+
+def test_generate_greys_out_the_prompt_for_a_gan(qtbot):
+    from studio.ui.panels.generate.controls import GAN_PROMPT_HINT, GenerateControls
+
+    controls = GenerateControls()
+    qtbot.addWidget(controls)
+    controls.prompt.setPlainText("a lighthouse")
+    controls.set_family("gan")
+    assert not controls.prompt.isEnabled() and not controls.steps.isEnabled()
+    assert controls.prompt.placeholderText() == controls.prompt.toolTip() == GAN_PROMPT_HINT
+    request = controls.request("/models/gan/digits", seed=4)
+    assert (request.prompt, request.loras, request.seed) == ("", [], 4)
+    controls.set_family("sd1")  # the prompt comes back as it was
+    assert controls.prompt.isEnabled() and controls.request("m").prompt == "a lighthouse"

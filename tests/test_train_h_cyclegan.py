@@ -21,6 +21,7 @@ from studio.pipelines.train.cyclegan import (
     make_generator,
 )
 from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
+from tests.test_train_d_layout import train  # noqa: F401 - the Train workspace in the window
 from tests.test_train_e_cnn import studio, write_images
 
 FAST = {"batch_size": 2, "ngf": 4, "ndf": 4, "blocks": 1, "image_size": "16"}
@@ -178,3 +179,28 @@ def test_view_draws_round_trips(qtbot, qapp):
     assert view.readout._full.startswith("loss G ")
     assert len(view.weight_curves) == 5
     assert set(view.export_items()) >= {"A to B to A", "B to A to B"}
+
+
+def test_the_window_exports_a_run_that_transform_then_lists(train, main_window, qtbot):  # noqa: F811
+    from studio.pipelines.train.runs import Run
+    from tests.test_train_d_layout import SIZES, layout_problems, open_and_step, settle
+
+    panel = train
+    open_and_step(qtbot, panel, "cyclegan", steps=1)
+    assert panel.runs.model_button.text() == "Export model to Transform…"
+    run = panel._run_path
+    panel.session.save()
+    qtbot.waitUntil(lambda: Run(run).has_checkpoint, timeout=20000)
+    message = panel.export_model(run, "from the window")
+    assert message.startswith("Exported from the window: Transform")
+    assert panel.runs.note.text() == message
+    transform = main_window.show_workspace("transform")
+    qtbot.waitUntil(lambda: "from the window" in [m.name for m in transform.cyclegan.models()],
+                    timeout=20000)
+    assert panel.export_model(run, "from the window").startswith("A model called")  # kept
+    main_window.show_workspace("train")
+    panel.tabs.setCurrentWidget(panel.runs)
+    main_window.resize(*SIZES["laptop"])
+    settle(qtbot, main_window)
+    assert panel.runs.model_button.isVisible() and panel.runs.note.isVisible()
+    assert layout_problems(panel.right) == []

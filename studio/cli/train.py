@@ -120,7 +120,7 @@ def _export(trainer: Any, name: str, settings: Any) -> int:
         done = export_trainer(trainer, models_dir, name)
     except UserFacingError as exc:
         return fail(str(exc), 1)
-    print(done.message, file=sys.stderr, flush=True)
+    print(f"{done.message} ({done.path})", file=sys.stderr, flush=True)
     return 0
 
 

@@ -27,7 +27,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,79}$")
 
 @dataclass(frozen=True)
 class Exported:
-    """Where an export went and the sentence that tells the student how to use it."""
+    """Where an export went and the sentence that tells the student how to use it (without
+    the folder: it is ``path``)."""
 
     name: str
     path: Path
@@ -74,7 +75,7 @@ def _export(lesson: str, write: Callable[[Path], list[Path]], models_dir: Path,
                               "name, or delete that one in Models first.")
     new = folder.with_name(f".{name}.exporting")
     try:
-        files = write(new)
+        written = write(new)
         new.rename(folder)
     except OSError as exc:
         raise UserFacingError(f"Could not write the model into {folder.parent}: "
@@ -84,11 +85,27 @@ def _export(lesson: str, write: Callable[[Path], list[Path]], models_dir: Path,
             for f in new.iterdir():
                 f.unlink()
             new.rmdir()
-    files = tuple(folder / Path(f).name for f in files)
+    files = tuple(folder / Path(f).name for f in written)
     use = ("Transform → CycleGAN lists it beside the released models"
            if workspace == "Transform" else "Generate lists it as a GAN model (a seed makes an "
                                             "image)")
-    return Exported(name, folder, files, f"Exported {name} to {folder}: {use}.")
+    return Exported(name, folder, files, f"Exported {name}: {use}.")
+
+
+def _read_checkpoint(run: Any, tries: int = 10) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run's checkpoint, read without touching the folder: the run may be on screen, its
+    session swapping a new checkpoint in (for a moment there is none); a few short retries."""
+    import time
+
+    from studio.pipelines.train.checkpoint import load_state
+    from studio.pipelines.train.runs import CHECKPOINT_JSON
+
+    for _ in range(tries):
+        try:
+            return load_state(run.path / CHECKPOINT_JSON)
+        except (OSError, ValueError):
+            time.sleep(0.05)
+    return run.load_checkpoint()  # an older run's layout, or the reason it cannot be read
 
 
 def export_run(run_path: Path, models_dir: Path, name: str = "") -> Exported:
@@ -105,7 +122,7 @@ def export_run(run_path: Path, models_dir: Path, name: str = "") -> Exported:
         raise UserFacingError(f"The run {run.run_id} has no checkpoint yet: train it a few steps "
                               "(Play, then Pause) and export again.")
     # From the checkpoint's tensors alone: the lesson's data set is not read again.
-    state, doc = run.load_checkpoint()
+    state, doc = _read_checkpoint(run)
 
     def write(folder: Path) -> list[Path]:
         if run.lesson == "cyclegan":
