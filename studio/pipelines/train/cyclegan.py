@@ -44,11 +44,10 @@ from studio.pipelines.cyclegan.model import GeneratorSpec, build_generator
 from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, check_loss
 from studio.pipelines.train.cnn import (
-    SCHEDULE_NAMES,
-    SCHEDULES,
     ImageLesson,
     accelerator,
     plain_loop,
+    schedule_specs,
     scheduled_lr,
 )
 from studio.pipelines.train.image_data import load_class_images
@@ -225,14 +224,7 @@ class CycleGANTrainer(ImageLesson):
         ParamSpec("lambda_identity", 0.5, "float", minimum=0.0, maximum=10.0, live=True,
                   label="λ identity",
                   help="Weight of the identity loss, times λ cycle (G_A should leave a B alone)."),
-        ParamSpec("schedule", "constant", "choice", choices=SCHEDULES, live=True,
-                  choice_labels=SCHEDULE_NAMES, label="Learning-rate schedule",
-                  help="Constant; cosine decay to 5 % over the schedule's steps; or a linear "
-                       "warm-up from 0."),
-        ParamSpec("warmup_steps", 100, "int", minimum=1, maximum=100_000, live=True,
-                  label="Warm-up steps", help="Steps the warm-up schedule takes."),
-        ParamSpec("schedule_steps", 2000, "int", minimum=1, maximum=1_000_000, live=True,
-                  label="Cosine steps", help="Steps the cosine schedule takes to decay."),
+        *schedule_specs(2000, "Scales the four networks' learning rate: "),
         ParamSpec("domains", "colours", "choice", choices=DOMAINS, choice_labels=DOMAIN_NAMES,
                   label="Domains",
                   help="Two unpaired sets of images to translate between: generated ones, or "

@@ -33,11 +33,10 @@ from torch import nn
 from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, check_loss
 from studio.pipelines.train.cnn import (
-    SCHEDULE_NAMES,
-    SCHEDULES,
     ImageLesson,
     accelerator,
     plain_loop,
+    schedule_specs,
     scheduled_lr,
 )
 from studio.pipelines.train.gan2d import PlayerRates, player_lr_spec
@@ -178,14 +177,7 @@ class DCGANTrainer(PlayerRates, ImageLesson):
                   help="Sets the learning rate of both players at once (Adam, β1 = 0.5)."),
         player_lr_spec("lr_d", 2e-4, "D learning rate", "discriminator"),
         player_lr_spec("lr_g", 2e-4, "G learning rate", "generator"),
-        ParamSpec("schedule", "constant", "choice", choices=SCHEDULES, live=True,
-                  choice_labels=SCHEDULE_NAMES, label="Learning-rate schedule",
-                  help="Scales both learning rates: constant; cosine decay to 5 % over the "
-                       "schedule's steps; or a linear warm-up from 0."),
-        ParamSpec("warmup_steps", 100, "int", minimum=1, maximum=100_000, live=True,
-                  label="Warm-up steps", help="Steps the warm-up schedule takes."),
-        ParamSpec("schedule_steps", 2000, "int", minimum=1, maximum=1_000_000, live=True,
-                  label="Cosine steps", help="Steps the cosine schedule takes to decay."),
+        *schedule_specs(2000, "Scales both learning rates: "),
         ParamSpec("dataset", "digits", "choice", choices=SOURCES, label="Data set",
                   choice_labels=SOURCE_NAMES,
                   help="Digits (scikit-learn, upscaled), generated shapes or textures, faces or "

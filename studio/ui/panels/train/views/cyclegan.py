@@ -10,14 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtWidgets import QGridLayout, QWidget
 
-from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
-from studio.ui.panels.train.views.cnn import add_histogram_plots, image_plot
+from studio.ui.panels.train.views.cnn import image_plot
 from studio.ui.panels.train.views.dcgan import ImageRows
-from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption
+from studio.ui.panels.train.widgets import caption
 
 
 def round_trip_rows(trips: np.ndarray) -> np.ndarray:
@@ -37,17 +35,7 @@ class CycleGANView(ImageRows, LessonView):
                                                     "translation into B, and G_B's back into A")
         self.bab_caption = caption("B → A → B", tip="Each row: an image of domain B, G_B's "
                                                     "translation into A, and G_A's back into B")
-        self.readout = ElidedLabel("")
-        self.readout.setObjectName("cycleganReadout")
-        self.data_note = ElidedLabel("")
-        self.data_note.setObjectName("cycleganDataNote")
-        self.data_note.setProperty("muted", True)
-        add_histogram_plots(self, "cyclegan")
-        self.weight_curves: list[pg.PlotDataItem] = []
-        self.grad_curves: list[pg.PlotDataItem] = []
-        self._layer_names: tuple[str, ...] = ()
-        self.hist_legend = LegendStrip()
-        self.hist_legend.setObjectName("cycleganHistLegend")
+        self._build_rows("cyclegan")
 
         layout = QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -72,16 +60,11 @@ class CycleGANView(ImageRows, LessonView):
         self.apply_theme()
 
     def apply_theme(self) -> None:
-        for plot in (self.aba_plot, self.bab_plot, self.weights_plot, self.grads_plot):
-            pk.restyle(plot)
-        self._lut = pk.grey_lut() if self._photo else pk.ink_lut()
+        self._restyle(self.aba_plot, self.bab_plot, self.weights_plot, self.grads_plot)
 
     # -- LessonView ----------------------------------------------------------------------------
     def show_snapshot(self, snapshot: dict[str, Any]) -> None:
-        photo = bool(snapshot["photo"])
-        if photo != self._photo:
-            self._photo = photo
-            self.apply_theme()
+        self._follow_photo(snapshot)
         self._images(self.aba_image, round_trip_rows(snapshot["a_to_b"]), 3)
         self._images(self.bab_image, round_trip_rows(snapshot["b_to_a"]), 3)
         a, b = snapshot["domain_names"]

@@ -47,12 +47,43 @@ class ImageRows:
     plots of :func:`add_histogram_plots` and a ``hist_legend``."""
 
     _lut: Any
+    _photo: bool
+    readout: ElidedLabel
+    data_note: ElidedLabel
     weights_plot: pg.PlotWidget
     grads_plot: pg.PlotWidget
     hist_legend: LegendStrip
     weight_curves: list[pg.PlotDataItem]
     grad_curves: list[pg.PlotDataItem]
     _layer_names: tuple[str, ...]
+
+    def _build_rows(self, prefix: str) -> None:
+        """The readout and data-note lines, the histogram plots with their curves and legend
+        (object names ``<prefix>Readout``, ``<prefix>DataNote``, ``<prefix>HistLegend``, …)."""
+        self.readout = ElidedLabel("")
+        self.readout.setObjectName(f"{prefix}Readout")
+        self.data_note = ElidedLabel("")
+        self.data_note.setObjectName(f"{prefix}DataNote")
+        self.data_note.setProperty("muted", True)
+        add_histogram_plots(self, prefix)
+        self.weight_curves = []
+        self.grad_curves = []
+        self._layer_names = ()
+        self.hist_legend = LegendStrip()
+        self.hist_legend.setObjectName(f"{prefix}HistLegend")
+
+    def _restyle(self, *plots: pg.PlotWidget) -> None:
+        """Repaint ``plots`` in the theme; grey images through its paper (ink) or photo LUT."""
+        for plot in plots:
+            pk.restyle(plot)
+        self._lut = pk.grey_lut() if self._photo else pk.ink_lut()
+
+    def _follow_photo(self, snapshot: dict[str, Any]) -> None:
+        """Photos (0 = black) or ink on paper, as the snapshot's data set is."""
+        photo = bool(snapshot["photo"])
+        if photo != self._photo:
+            self._photo = photo
+            self.apply_theme()  # type: ignore[attr-defined]  # the view's (a LessonView)
 
     def _images(self, item: pg.ImageItem, images: np.ndarray, cols: int) -> np.ndarray:
         grey = images.shape[-1] == 1
@@ -112,20 +143,10 @@ class DCGANView(ImageRows, LessonView):
         self.step_d, self.step_g = step_part_buttons(self)
         self.walk_plot, self.walk_image = image_plot("dcganWalk")
         self.walk_plot.setMinimumHeight(40)
-        self.readout = ElidedLabel("")
-        self.readout.setObjectName("dcganReadout")
         self.hint = QLabel("")
         self.hint.setObjectName("dcganHint")
         self.hint.setWordWrap(True)
-        self.data_note = ElidedLabel("")
-        self.data_note.setObjectName("dcganDataNote")
-        self.data_note.setProperty("muted", True)
-        add_histogram_plots(self, "dcgan")
-        self.weight_curves: list[pg.PlotDataItem] = []
-        self.grad_curves: list[pg.PlotDataItem] = []
-        self._layer_names: tuple[str, ...] = ()
-        self.hist_legend = LegendStrip()
-        self.hist_legend.setObjectName("dcganHistLegend")
+        self._build_rows("dcgan")
 
         layout = QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -166,16 +187,11 @@ class DCGANView(ImageRows, LessonView):
         self.apply_theme()
 
     def apply_theme(self) -> None:
-        for plot in (self.samples_plot, self.walk_plot, self.weights_plot, self.grads_plot):
-            pk.restyle(plot)
-        self._lut = pk.grey_lut() if self._photo else pk.ink_lut()
+        self._restyle(self.samples_plot, self.walk_plot, self.weights_plot, self.grads_plot)
 
     # -- LessonView ----------------------------------------------------------------------------
     def show_snapshot(self, snapshot: dict[str, Any]) -> None:
-        photo = bool(snapshot["photo"])
-        if photo != self._photo:
-            self._photo = photo
-            self.apply_theme()
+        self._follow_photo(snapshot)
         step = int(snapshot["step"])
         grey = snapshot["samples"].shape[-1] == 1
         samples = snapshot["samples"][..., 0] if grey else snapshot["samples"]
