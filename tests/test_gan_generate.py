@@ -161,3 +161,33 @@ def test_generate_greys_out_the_prompt_for_a_gan(qtbot):
     assert (request.prompt, request.loras, request.seed) == ("", [], 4)
     controls.set_family("sd1")  # the prompt comes back as it was
     assert controls.prompt.isEnabled() and controls.request("m").prompt == "a lighthouse"
+
+
+def test_the_generate_panel_draws_with_a_gan(gan, qtbot):
+    from PySide6.QtCore import Qt
+
+    from studio.core.jobs import JobState
+    from studio.ui.panels.generate import GeneratePanel
+    from tests.gui_fixtures import app_context
+
+    _, exported = gan
+    ctx = app_context(Settings(device="cpu"))
+    panel = GeneratePanel(ctx)  # the real scanner finds the exported GAN in the models folder
+    qtbot.addWidget(panel)
+    try:
+        panel.show()
+        qtbot.waitUntil(lambda: not panel.picker.scanning, timeout=30_000)
+        assert panel.picker.current_model() == str(exported.path)
+        assert not panel.controls.prompt.isEnabled()  # the prompt says it is not used
+        panel.controls.width_box.setValue(96)
+        panel.controls.height_box.setValue(64)
+        panel.controls.seed_mode.setCurrentIndex(1)  # fixed
+        panel.controls.seed.setValue(7)
+        with qtbot.waitSignal(panel.jobFinished, timeout=60_000) as sig:
+            qtbot.mouseClick(panel.generate_button, Qt.MouseButton.LeftButton)
+        assert sig.args[0].state is JobState.DONE, sig.args[0].error
+        qtbot.waitUntil(lambda: panel.strip.count() == 1, timeout=5000)
+        assert panel.preview.status.text() == "Seed 7 · 64×64 · GAN"
+    finally:
+        ctx.bridge.shutdown()
+        panel.shutdown()

@@ -173,6 +173,9 @@ class GeneratedImage:
     warnings: list[str] = dataclasses.field(default_factory=list)
     # The LoRAs applied (from prompt tags and request.loras): name, weight, path, hash, source
     loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # Made by a GAN trained in Studio: from the seed alone (no prompt, no steps), at the GAN's
+    # own size enlarged by whole pixels (``image.size`` may be less than the request's)
+    seed_alone: bool = False
 
 
 DIRECTIONS = ("AtoB", "BtoA")

@@ -76,7 +76,7 @@ def run_gan(request: Txt2ImgRequest, settings: Settings, paths: Paths, progress:
             image, paths.outputs_dir, seed, parameters,
             {"request": request.to_dict(), "seed": seed}, dated=paths.dated_outputs)
         return GeneratedImage(request=request, seed=seed, index=index, path=path, image=image,
-                              parameters=parameters, warnings=list(warnings))
+                              parameters=parameters, warnings=list(warnings), seed_alone=True)
 
     return run_batch(request, render, save, progress, cancel)
 

@@ -383,6 +383,8 @@ class GeneratePanel(QWidget):
     def _display_result(self, result: GeneratedImage, image: QImage) -> None:
         r = result.request
         caption = f"Seed {result.seed} · {r.width}×{r.height} · {count_of(r.steps, 'step')}"
+        if result.seed_alone:  # a GAN: its own size enlarged, no steps
+            caption = f"Seed {result.seed} · {image.width()}×{image.height()} · GAN"
         if r.count > 1:
             caption += f" · image {result.index + 1} of {r.count}"
         if image.isNull():
