@@ -250,6 +250,11 @@ class CycleGANTrainer(ImageLesson):
                        "patches judged."),
     )
 
+    #: why ``accelerate launch`` is refused (the CLI says it)
+    one_process = ("cyclegan runs in one process: each generator runs twice per step, which "
+                   "DistributedDataParallel does not allow. Run it without accelerate launch: "
+                   "studio train cyclegan --steps N.")
+
     @classmethod
     def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Checks the knobs (not the shipped-set ``dataset`` knob the other image lessons
