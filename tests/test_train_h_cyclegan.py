@@ -22,7 +22,7 @@ from studio.pipelines.train.cyclegan import (
 )
 from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
 from tests.test_train_d_layout import train  # noqa: F401 - the Train workspace in the window
-from tests.test_train_e_cnn import studio, write_images
+from tests.test_train_e_cnn import write_images
 
 FAST = {"batch_size": 2, "ngf": 4, "ndf": 4, "blocks": 1, "image_size": "16"}
 
@@ -151,16 +151,19 @@ def test_export_is_listed_by_transform_and_gives_the_generators_pixels(tmp_path)
                        trainer.G_A.state_dict()["model.1.weight"])
 
 
-def test_cli_two_folders_and_export(tmp_path):
+def test_cli_two_folders_and_export(tmp_path, capsys):
+    from studio.cli import main  # in this process: the dcgan tests run the command as a user does
+
     write_images(tmp_path / "a", 3, colour=(150, 90, 40))
     write_images(tmp_path / "b", 3, colour=(240, 240, 240))
-    out = studio("cyclegan", "--data", str(tmp_path / "a"), "--data-b", str(tmp_path / "b"),
-                 "--steps", "1", "--out", str(tmp_path / "run"), "--export", "mine",
-                 *[f"--set={k}={v}" for k, v in FAST.items()])
-    assert out.returncode == 0, out.stderr
-    assert "Exported mine" in out.stderr
-    out = studio("cyclegan", "--data", str(tmp_path / "a"), "--steps", "1")
-    assert out.returncode == 2 and "domain B" in out.stderr
+    code = main(["train", "cyclegan", "--data", str(tmp_path / "a"), "--data-b",
+                 str(tmp_path / "b"), "--steps", "1", "--out", str(tmp_path / "run"), "--export",
+                 "mine", *[f"--set={k}={v}" for k, v in FAST.items()]])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "Exported mine: Transform" in err
+    assert main(["train", "cyclegan", "--data", str(tmp_path / "a"), "--steps", "1"]) == 2
+    assert "domain B" in capsys.readouterr().err
 
 
 def test_view_draws_round_trips(qtbot, qapp):
