@@ -67,6 +67,16 @@ def test_same_seed_same_metrics_pictures_change_nothing_and_lambdas_live():
     assert m["loss_cycle"] > 0  # still measured, so its curve goes on
 
 
+def test_bad_settings_are_refused_with_a_sentence():
+    with pytest.raises(InvalidParameter, match="room for 2 strided layers, not 3"):
+        make(d_layers=3)  # at 16 px the patches would vanish
+    for bad in ({"lambda_cycle": -1}, {"domains": "apples"}, {"blocks": 0}):
+        with pytest.raises(InvalidParameter):
+            make(**bad)
+    with pytest.raises(InvalidParameter, match="steps as a whole"):
+        make().step("D")
+
+
 def test_resumed_equals_uninterrupted():
     straight = make(seed=1)
     run(straight, 2)

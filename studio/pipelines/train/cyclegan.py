@@ -262,6 +262,12 @@ class CycleGANTrainer(ImageLesson):
         from studio.pipelines.train.image_data import check_source
 
         config = super(ImageLesson, cls).validate_config(overrides)
+        size, layers = int(config["image_size"]), int(config["d_layers"])
+        if size >> layers < 3:  # the last two 4×4 convs need a 3×3 map to leave a score
+            most = max(n for n in range(1, 4) if size >> n >= 3)
+            raise InvalidParameter(
+                f"At {size}×{size} a PatchGAN discriminator has room for {most} strided "
+                f"layers, not {layers}: lower Discriminator layers or raise the Image size.")
         if config["domains"] == "folders":
             for side, key in (("A", "data_folder"), ("B", "data_folder_b")):
                 if not str(config[key]).strip():
