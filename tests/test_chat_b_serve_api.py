@@ -246,7 +246,7 @@ def test_client_hanging_up_cancels_its_job(served):
     body = json.dumps({"model": "tiny-chat", "stream": True,
                        "messages": [{"role": "user", "content": "Hi"}]}).encode()
     sock = socket.create_connection(server.server_address[:2], timeout=PATIENCE_S)
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
                  b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
     received = b""
     while b'"The"' not in received:
