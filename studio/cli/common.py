@@ -104,21 +104,15 @@ def add_diffusion_arguments(p: argparse.ArgumentParser, *, prompt_help: str,
 
 
 def variation_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """The request's ``variation_seed`` / ``variation_strength`` from ``--variation-*`` (a
-    variation without a seed gets a random one); out of range is bad input (exit 2), checked
+    """The request's ``variation_seed`` / ``variation_strength`` from ``--variation-*`` (see
+    :func:`studio.core.requests.variation_fields`); out of range is bad input (exit 2), checked
     before any model is looked for."""
-    import secrets
+    from studio.core.requests import variation_fields as fields
 
-    from studio.core.requests import validate_variation
-
-    seed = args.variation_seed
-    if seed is None:
-        seed = secrets.randbelow(2**32) if args.variation_strength else 0
     try:
-        validate_variation(seed, args.variation_strength)
+        return fields(args.variation_seed, args.variation_strength)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    return {"variation_seed": seed, "variation_strength": args.variation_strength}
 
 
 def resolve_cli_model(spec: str, kinds: str | tuple[str, ...], settings: Any, paths: Any,

@@ -100,6 +100,18 @@ def image_seeds(request: Any, index: int) -> tuple[int, int | None]:
     return request.seed, int(request.variation_seed) + index
 
 
+def variation_fields(seed: int | None, strength: float) -> dict[str, Any]:
+    """A request's ``variation_seed`` / ``variation_strength`` as the CLI and the server take
+    them: a variation without a seed gets a random one, no variation keeps seed 0; out of range
+    raises ValueError with the sentence to show."""
+    import secrets
+
+    if seed is None:
+        seed = secrets.randbelow(SEED_MAX + 1) if strength else 0
+    validate_variation(seed, strength)
+    return {"variation_seed": seed, "variation_strength": strength}
+
+
 def validate_variation(seed: Any, strength: Any) -> None:
     """A variation seed in 0..SEED_MAX and a strength from 0 (off) to 1."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:

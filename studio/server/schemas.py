@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
-from studio.core.requests import SEED_MAX, Txt2ImgRequest
+from studio.core.requests import SEED_MAX, Img2ImgRequest, Txt2ImgRequest
 from studio.pipelines.chat.types import ChatRequest
 
 MAX_STOP_STRINGS = 4
@@ -122,9 +122,19 @@ class ImageBody(_Body):
     negative_prompt: str | None = None
     guidance_scale: float | None = Field(None, ge=0, le=100)
     cfg_scale: float | None = Field(None, ge=0, le=100)
+    #: A1111's variation seed ("subseed"): 0 < strength ≤ 1 mixes its noise into ``seed``'s
+    variation_seed: int | None = Field(None, ge=0, le=SEED_MAX)
+    variation_strength: float = Field(0.0, ge=0, le=1)
     user: Any = None
     quality: Any = None
     style: Any = None
+
+
+class EditBody(ImageBody):
+    """``POST /v1/images/edits`` (multipart form fields; ``image`` and ``mask`` are files)."""
+
+    strength: float = Field(0.75, gt=0, le=1)
+    mask_blur: int = Field(4, ge=0, le=64)
 
 
 def _param(loc: tuple[Any, ...]) -> str:
@@ -243,30 +253,66 @@ def parse_chat(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
     return request, ChatOptions(stream=b.stream, include_usage=include_usage, stop=stops)
 
 
-def parse_image(body: Any, model_spec: str) -> Txt2ImgRequest:
-    """Validate a ``/v1/images/generations`` body (b64_json answers only)."""
-    b = _validated(ImageBody, body)
+def _image_fields(b: ImageBody) -> dict[str, Any]:
+    """The request fields generations and edits share, as the CLI builds them (the prompt goes
+    verbatim: A1111 weights, BREAK, editing and embeddings are read by the pipeline)."""
+    from studio.core.requests import variation_fields
+
     if not b.prompt.strip():
         raise _bad("'prompt' must be a non-empty string.", "prompt")
     if b.response_format not in ("b64_json", None):
         raise _bad("Only response_format 'b64_json' is supported (the images stay on this "
                    "machine; there is no URL to fetch them from).", "response_format")
-    size = b.size or "512x512"
+    cfg = b.guidance_scale if b.guidance_scale is not None else b.cfg_scale
+    try:
+        variation = variation_fields(b.variation_seed, b.variation_strength)
+    except ValueError as exc:
+        raise _bad(str(exc), "variation_seed") from exc
+    return dict(prompt=b.prompt, negative_prompt=b.negative_prompt or "", steps=b.steps,
+                cfg=7.0 if cfg is None else cfg, count=b.n,
+                seed=secrets.randbelow(SEED_MAX + 1) if b.seed is None else b.seed, **variation)
+
+
+def _size(size: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise _bad(f"'size' must look like 512x512, not {size!r}.", "size") from None
-    cfg = b.guidance_scale if b.guidance_scale is not None else b.cfg_scale
-    request = Txt2ImgRequest(
-        model=model_spec, prompt=b.prompt, negative_prompt=b.negative_prompt or "",
-        steps=b.steps, cfg=7.0 if cfg is None else cfg, width=width, height=height,
-        seed=secrets.randbelow(SEED_MAX + 1) if b.seed is None else b.seed, count=b.n)
+    return width, height
+
+
+def _checked(request: Any) -> Any:
     try:
         request.validate()
     except ValueError as exc:
         param = "size" if "multiple of 8" in str(exc) or "pixels" in str(exc) else None
         raise _bad(str(exc), param) from exc
     return request
+
+
+def parse_image(body: Any, model_spec: str) -> Txt2ImgRequest:
+    """Validate a ``/v1/images/generations`` body (b64_json answers only)."""
+    b = _validated(ImageBody, body)
+    width, height = _size(b.size or "512x512")
+    return _checked(Txt2ImgRequest(model=model_spec, width=width, height=height,
+                                   **_image_fields(b)))
+
+
+def parse_edit(fields: dict[str, Any], model_spec: str, image: str, mask: str) -> Img2ImgRequest:
+    """Validate ``/v1/images/edits`` form ``fields`` (strings, as a form sends them, read as
+    JSON values where they parse); ``image``/``mask``: the uploaded files as saved here."""
+    values: dict[str, Any] = {}
+    for name, value in fields.items():
+        try:
+            values[name] = from_json(value) if name not in ("prompt", "negative_prompt",
+                                                            "size", "model") else value
+        except ValueError:
+            values[name] = value
+    b = _validated(EditBody, values)
+    width, height = _size(b.size) if b.size else (0, 0)
+    return _checked(Img2ImgRequest(model=model_spec, image=image, mask=mask,
+                                   mask_blur=b.mask_blur if mask else 0, strength=b.strength,
+                                   width=width, height=height, **_image_fields(b)))
 
 
 # -- responses --------------------------------------------------------------------------------
