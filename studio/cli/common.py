@@ -115,6 +115,28 @@ def variation_fields(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(str(exc)) from exc
 
 
+def read_secret(value: str | None, file: Path | None, env: tuple[str, ...], flag: str) -> str:
+    """A key or token from ``--X-file FILE`` (its first line), ``--X VALUE`` or the first set
+    variable of ``env``, in that order; "" when none. A file or a variable keeps the secret out
+    of ``ps`` and shell history, where a command-line value is visible to every user."""
+    import os
+
+    if file is not None:
+        try:
+            text = file.expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{flag}-file {file}: cannot read it "
+                             f"({getattr(exc, 'strerror', None) or exc})") from None
+        secret = text.strip().splitlines()[0].strip() if text.strip() else ""
+        if not secret:
+            raise UsageError(f"{flag}-file {file} is empty: put the secret on its first line")
+        return secret
+    if value:
+        return value.strip()
+    return next((os.environ[name].strip() for name in env if os.environ.get(name, "").strip()),
+                "")
+
+
 def resolve_cli_model(spec: str, kinds: str | tuple[str, ...], settings: Any, paths: Any,
                       command: str) -> Any:
     """The model ``--model`` names (a library name, a path or a cached repo id), through the one

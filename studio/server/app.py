@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from studio.core.jobs import JobState
 from studio.server import schemas
 from studio.server.catalog import CHAT, IMAGE, Catalog, ServedModel
 from studio.server.guard import Guard, allowed_hosts
+from studio.server.limits import Limits
 from studio.server.schemas import ApiError
 from studio.server.streaming import ClientGone, StopMatcher, events
 
@@ -40,16 +40,6 @@ log = logging.getLogger(__name__)
 SHUTTING_DOWN = "The server is shutting down; the reply was cut short."
 ROUTES = ("/v1/models", "/v1/chat/completions", "/v1/images/generations")
 CHARS_PER_TOKEN = 4  # the cheap first check of a prompt's length, before any tokenizer runs
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-server limits checked before a job is queued (``studio serve --max-…``)."""
-
-    #: the longest prompt, in tokens of the model's tokenizer (a chat's messages together)
-    max_prompt_tokens: int = 32_768
-    #: width × height × steps × n of one image request: 1024×1024, 100 steps, 4 images
-    max_pixel_steps: int = 1024 * 1024 * 100 * 4
 
 
 def is_loopback(host: str) -> bool:
@@ -135,7 +125,7 @@ def make_server(host: str, port: int, engine: Engine, catalog: Catalog,
     if not api_key and not is_loopback(host):
         raise PermissionError(
             f"Refusing to serve on {host!r} without an API key: anyone who can reach this "
-            "machine could use it. Add --api-key KEY, or serve on 127.0.0.1.")
+            "machine could use it. Add an API key (--api-key-file FILE or $STUDIO_API_KEY), or serve on 127.0.0.1.")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
