@@ -262,3 +262,65 @@ def test_the_api_key_comes_from_a_file_or_the_environment(tmp_path, monkeypatch)
     (tmp_path / "empty").write_text("\n", encoding="utf-8")
     with pytest.raises(Exception, match="is empty"):
         read_secret(None, tmp_path / "empty", envs, "--api-key")
+
+
+# -- item 14: a served openai: model's errors never show credentials -----------------------------
+def _echoing_upstream(status: int) -> tuple[socket.socket, threading.Thread]:
+    """An upstream that answers every request with ``status`` and an error quoting the request's
+    Authorization header and a proxy URL with a password, as careless gateways do."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    got = conn.recv(65536)
+                    if not got:
+                        break
+                    head += got
+                auth = next((line.split(b":", 1)[1].strip().decode() for line in
+                             head.split(b"\r\n") if line.lower().startswith(b"authorization:")),
+                            "")
+                body = json.dumps({"error": {"message": f"via http://proxyuser:proxypass@"
+                                                        f"gw.example:3128 with {auth}"}}).encode()
+                conn.sendall(b"HTTP/1.1 %d Bad\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\nConnection: close\r\n\r\n"
+                             % (status, len(body)) + body)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+@pytest.mark.parametrize("status", [401, 502])
+def test_remote_model_errors_show_no_password_and_no_key(status):
+    from studio.core.jobs import UserFacingError
+    from studio.pipelines.chat.remote import AsyncRemoteChat, RemoteChatBackend
+
+    key = "sk-very-secret-key-123"
+    listener, _ = _echoing_upstream(status)
+    port = listener.getsockname()[1]
+    try:
+        backend = RemoteChatBackend(f"http://alice:wonderland@127.0.0.1:{port}/v1", "m",
+                                    api_key=key)
+        messages = []
+        for attempt in (backend.list_models,
+                        lambda: asyncio.run(AsyncRemoteChat(backend).list_models())):
+            with pytest.raises(UserFacingError) as caught:
+                attempt()
+            messages.append(str(caught.value))
+    finally:
+        listener.close()
+    refused = RemoteChatBackend("http://alice:wonderland@127.0.0.1:1/v1", "m", api_key=key)
+    with pytest.raises(UserFacingError) as caught:
+        refused.list_models()
+    messages.append(str(caught.value))
+    for message in messages:
+        assert "127.0.0.1" in message, message
+        for secret in ("wonderland", "alice:", "proxypass", "proxyuser", key):
+            assert secret not in message, message
