@@ -25,7 +25,7 @@ from studio.core.requests import (
 )
 from studio.library.download_jobs import FileDownloadRequest, HubDownloadRequest
 from studio.pipelines.chat.remote import is_remote_spec
-from studio.pipelines.chat.types import ChatRequest
+from studio.pipelines.chat.types import ChatRequest, EmbedRequest
 
 
 def _txt2img(engine: Engine) -> Any:
@@ -59,6 +59,12 @@ def _chat(engine: Engine) -> Any:
     return ChatService(engine.settings, engine.paths)
 
 
+def _embed(engine: Engine) -> Any:
+    from studio.pipelines.chat.service import EmbedService
+
+    return EmbedService(engine.service("chat"))
+
+
 def _unload(engine: Engine) -> Any:
     from studio.pipelines.model_cache import UnloadService
 
@@ -82,6 +88,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("transform", TransformRequest, _transform, "Loading the translation engine…"),
     ServiceSpec("gan-walk", GanWalkRequest, _gan_walk, "Loading the GAN…"),
     ServiceSpec("chat", ChatRequest, _chat, "Starting the chat engine…", lane=_chat_lane),
+    ServiceSpec("embed", EmbedRequest, _embed, "Starting the chat engine…"),
     ServiceSpec("unload", UnloadRequest, _unload, "Unloading all models…"),
     ServiceSpec("download", HubDownloadRequest, _downloads, "Starting the download…", lane=IO),
     ServiceSpec("file-download", FileDownloadRequest, _downloads, "Starting the download…",

@@ -38,7 +38,8 @@ from studio.server.streaming import ClientGone, StopMatcher, events
 log = logging.getLogger(__name__)
 
 SHUTTING_DOWN = "The server is shutting down; the reply was cut short."
-ROUTES = ("/v1/models", "/v1/chat/completions", "/v1/images/generations")
+ROUTES = ("/v1/models", "/v1/chat/completions", "/v1/images/generations", "/v1/images/edits",
+          "/v1/embeddings")
 CHARS_PER_TOKEN = 4  # the cheap first check of a prompt's length, before any tokenizer runs
 
 
@@ -179,7 +180,7 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
     async def body_of(request: Request) -> Any:
         return schemas.parse_json(await request.body())
 
-    def pick(body: Any, kind: str) -> ServedModel:
+    def pick(body: Any, kind: str, embeddings: bool = False) -> ServedModel:
         catalog = server.catalog
         name = body.get("model") if isinstance(body, dict) else None
         if name is None:
@@ -195,6 +196,9 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
             offered = ", ".join(m.id for m in catalog.only(kind)) or "none"
             raise ApiError(404, f"The model '{name}' does not exist. Models here: {offered}.",
                            "model", "model_not_found")
+        if model.kind != kind and embeddings:
+            raise ApiError(400, f"'{name}' is an image model; embeddings come from this "
+                                "server's local chat models.", "model", "embeddings_unsupported")
         if model.kind != kind:
             other = "/v1/images/generations" if model.kind == IMAGE else "/v1/chat/completions"
             raise ApiError(400, f"'{name}' is a {model.kind} model; use {other}.", "model")
@@ -312,9 +316,15 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
         served = pick(body, IMAGE)
         job_request = schemas.parse_image(body, served.spec)
         _check_image(job_request, server.limits)
+        return await image_answer(request, served, job_request, "txt2img", {})
+
+    async def image_answer(request: Request, served: ServedModel, job_request: Any, kind: str,
+                           private: dict[str, str]) -> Response:
+        """Run an image job; its PNGs as b64_json, with ``private`` paths (the model's, an
+        upload's) replaced by public names in their text."""
         job = None
         try:
-            async with aclosing(job_events(request, job_request, "txt2img")) as stream:
+            async with aclosing(job_events(request, job_request, kind)) as stream:
                 async for what, item in stream:
                     if what == "end":
                         job = item
@@ -327,11 +337,81 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
             raise ApiError(503, SHUTTING_DOWN, type_="server_error")
         from starlette.concurrency import run_in_threadpool
 
+        names = {served.spec: served.id, **private}
         data = [{"b64_json": base64.b64encode(await run_in_threadpool(
-                    _public_png, Path(image.path), served)).decode("ascii"),
+                    _public_png, Path(image.path), names)).decode("ascii"),
                  "revised_prompt": job_request.prompt, "seed": image.seed}
                 for image in job.result or []]
         return JSONResponse({"created": int(time.time()), "data": data})
+
+    @app.post("/v1/images/edits", summary="Image to image; inpaint with a mask (multipart form)",
+              openapi_extra=_form_doc(schemas.EditBody))
+    async def edits(request: Request) -> Response:
+        import tempfile
+
+        from starlette.concurrency import run_in_threadpool
+        from starlette.datastructures import UploadFile
+
+        try:
+            form = await request.form(max_files=2, max_fields=32)
+        except ApiError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a malformed form is the client's mistake
+            raise ApiError(400, f"We could not read the multipart form ({exc}).") from None
+        fields: dict[str, Any] = {}
+        files: dict[str, Any] = {}
+        for name, value in form.multi_items():
+            name = name.removesuffix("[]")
+            if isinstance(value, UploadFile):
+                if name not in ("image", "mask") or name in files:
+                    raise ApiError(400, f"Unexpected file field {name!r}: send one 'image' and "
+                                        "at most one 'mask'.", name)
+                files[name] = value
+            else:
+                fields[name] = value
+        if "image" not in files:
+            raise ApiError(400, "'image' is required: the picture to edit, as a file field.",
+                           "image")
+        served = pick(fields, IMAGE)
+        with tempfile.TemporaryDirectory(prefix="studio-serve-") as folder:
+            saved = {name: await run_in_threadpool(_save_upload, upload, Path(folder), name)
+                     for name, upload in files.items()}
+            job_request = schemas.parse_edit(fields, served.spec, str(saved["image"]),
+                                             str(saved.get("mask", "")))
+            await run_in_threadpool(_size_edit, job_request)
+            _check_image(job_request, server.limits)
+            return await image_answer(request, served, job_request, "img2img",
+                                      {folder: "upload"})
+
+    @app.post("/v1/embeddings", summary="Embeddings of local chat models (mean-pooled last "
+                                        "hidden state)",
+              openapi_extra=_body_doc(schemas.EmbeddingBody))
+    async def embeddings(request: Request) -> Response:
+        from studio.pipelines.chat.remote import is_remote_spec
+
+        body = await body_of(request)
+        served = pick(body, CHAT, embeddings=True)
+        if is_remote_spec(served.spec):
+            raise ApiError(400, f"'{served.id}' is answered by another server; this server "
+                                "makes embeddings with its local chat models only.", "model",
+                           "embeddings_unsupported")
+        job_request, as_base64 = schemas.parse_embeddings(body, served.spec)
+        await _check_prompt(served, [{"content": t} for t in job_request.texts], server.limits)
+        job = None
+        try:
+            async with aclosing(job_events(request, job_request, "embed")) as stream:
+                async for what, item in stream:
+                    if what == "end":
+                        job = item
+        except ClientGone:
+            return Response(status_code=499)
+        if job is None or job.state is not JobState.DONE:
+            if job is not None and job.state is JobState.FAILED:
+                raise ApiError(500, job.error or "The job failed.", type_="server_error")
+            raise ApiError(503, SHUTTING_DOWN, type_="server_error")
+        result = job.result
+        return JSONResponse(schemas.embedding_list(served.id, result.vectors,
+                                                   result.prompt_tokens, as_base64))
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi() -> JSONResponse:
@@ -417,24 +497,74 @@ def _check_image(request: Any, limits: Limits) -> None:
 
 
 # -- answers -----------------------------------------------------------------------------------
-def _public_png(path: Path, served: ServedModel) -> bytes:
-    """The PNG as sent: its text chunks name the model by its served id, not by the server's
-    path to it (which would tell every client where this machine keeps its files)."""
+def _public_png(path: Path, names: dict[str, str]) -> bytes:
+    """The PNG as sent: in its text chunks each private path of ``names`` (the server's path to
+    the model, an upload's temporary folder) becomes its public name, so no client learns where
+    this machine keeps its files."""
     from PIL import Image, PngImagePlugin
 
     data = path.read_bytes()
-    spec = served.spec
-    if spec == served.id or spec.encode() not in data and json.dumps(spec)[1:-1].encode() \
-            not in data:
+    pairs = [(json.dumps(private)[1:-1], public) for private, public in names.items()
+             if private != public] + [(private, public) for private, public in names.items()
+                                      if private != public]
+    if not any(private.encode() in data for private, _ in pairs):
         return data
     with Image.open(io.BytesIO(data)) as image:
         info = PngImagePlugin.PngInfo()
         for key, value in image.text.items():
-            info.add_text(key, value.replace(json.dumps(spec)[1:-1], served.id)
-                          .replace(spec, served.id))
+            for private, public in pairs:
+                value = value.replace(private, public)
+            info.add_text(key, value)
         out = io.BytesIO()
         image.save(out, "PNG", pnginfo=info)
     return out.getvalue()
+
+
+def _save_upload(upload: Any, folder: Path, name: str) -> Path:
+    """An uploaded file written to ``folder`` and checked as an image (400 with the reason)."""
+    from studio.core.jobs import UserFacingError
+    from studio.media.images_in import open_image, open_mask
+
+    target = folder / name
+    upload.file.seek(0)
+    with target.open("wb") as out:
+        while chunk := upload.file.read(1 << 20):
+            out.write(chunk)
+    try:
+        if name == "mask":
+            open_mask(target, (8, 8))
+            _openai_mask(target)
+        else:
+            open_image(target)
+    except UserFacingError as exc:
+        raise ApiError(400, str(exc).replace(str(folder), "upload"), name) from None
+    return target
+
+
+def _openai_mask(path: Path) -> None:
+    """OpenAI's mask convention in Studio's: a mask with transparency edits where it is
+    transparent (OpenAI), so it becomes white there and black elsewhere (Studio: white =
+    repaint). A mask without alpha is read as Studio reads one: white = repaint."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode not in ("RGBA", "LA", "PA") and "transparency" not in image.info:
+            return
+        alpha = image.convert("RGBA").getchannel("A")
+    alpha.point(lambda a: 255 if a == 0 else 0).save(path, "PNG")
+
+
+def _size_edit(request: Any) -> None:
+    """An edit's size, when not asked for: the image's own, as the img2img job derives it (so
+    the pixel-steps limit counts what will run)."""
+    if request.width and request.height:
+        return
+    from PIL import Image
+
+    from studio.pipelines.diffusion.img2img import derived_size
+
+    with Image.open(request.image) as image:
+        request.width, request.height = derived_size(*image.size)
 
 
 def _cut_short(job: Any) -> bool:
@@ -462,6 +592,12 @@ def _body_doc(model: Any) -> dict[str, Any]:
         "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
 
 
+def _form_doc(model: Any) -> dict[str, Any]:
+    """``openapi_extra`` for a multipart body: the model's fields plus the files."""
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
 def _openapi(app: Any) -> dict[str, Any]:
     if not getattr(app, "_studio_openapi", None):
         from fastapi.openapi.utils import get_openapi
@@ -469,7 +605,8 @@ def _openapi(app: Any) -> dict[str, Any]:
         doc = get_openapi(title=app.title, version=app.version, description=app.description,
                           routes=app.routes)
         components = doc.setdefault("components", {}).setdefault("schemas", {})
-        for model in (schemas.ChatBody, schemas.ImageBody):
+        for model in (schemas.ChatBody, schemas.ImageBody, schemas.EditBody,
+                      schemas.EmbeddingBody):
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(schema.pop("$defs", {}))
             components[model.__name__] = schema
@@ -493,8 +630,8 @@ def _docs_page(doc: dict[str, Any]) -> str:
         for method, op in methods.items():
             parts.append(f"<h2><code>{method.upper()} {escape(path)}</code></h2>"
                          f"<p>{escape(op.get('summary', ''))}</p>")
-            ref = op.get("requestBody", {}).get("content", {}).get("application/json", {}) \
-                .get("schema", {}).get("$ref", "")
+            content = op.get("requestBody", {}).get("content", {})
+            ref = next(iter(content.values()), {}).get("schema", {}).get("$ref", "")
             schema = components.get(ref.rsplit("/", 1)[-1]) if ref else None
             if schema:
                 required = set(schema.get("required", []))

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
 from studio.core.requests import SEED_MAX, Img2ImgRequest, Txt2ImgRequest
-from studio.pipelines.chat.types import ChatRequest
+from studio.pipelines.chat.types import ChatRequest, EmbedRequest
 
 MAX_STOP_STRINGS = 4
 _B = TypeVar("_B", bound="_Body")
@@ -135,6 +135,51 @@ class EditBody(ImageBody):
 
     strength: float = Field(0.75, gt=0, le=1)
     mask_blur: int = Field(4, ge=0, le=64)
+
+
+class EmbeddingBody(_Body):
+    """``POST /v1/embeddings`` (local chat models: the mean-pooled last hidden state)."""
+
+    input: str | list[str]
+    encoding_format: str | None = None
+    dimensions: int | None = None
+    user: Any = None
+
+
+MAX_EMBED_INPUTS = 256
+
+
+def parse_embeddings(body: Any, model_spec: str) -> tuple[EmbedRequest, bool]:
+    """Validate a ``/v1/embeddings`` body: (the request, whether base64 was asked for)."""
+    b = _validated(EmbeddingBody, body)
+    texts = [b.input] if isinstance(b.input, str) else b.input
+    if not texts or len(texts) > MAX_EMBED_INPUTS:
+        raise _bad(f"'input' must be a string or a list of 1 to {MAX_EMBED_INPUTS} strings.",
+                   "input")
+    if not all(texts):
+        raise _bad("'input' must not contain empty strings.", "input")
+    if b.encoding_format not in (None, "float", "base64"):
+        raise _bad("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
+    if b.dimensions is not None:
+        raise _bad("'dimensions' is not supported: the vectors have the model's hidden size.",
+                   "dimensions")
+    return EmbedRequest(model=model_spec, texts=list(texts)), b.encoding_format == "base64"
+
+
+def embedding_list(model: str, vectors: list[list[float]], tokens: int,
+                   base64_floats: bool) -> dict[str, Any]:
+    import base64
+    import struct
+
+    def encoded(vector: list[float]) -> Any:
+        if not base64_floats:
+            return vector
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+    return {"object": "list", "model": model,
+            "data": [{"object": "embedding", "index": i, "embedding": encoded(v)}
+                     for i, v in enumerate(vectors)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 def _param(loc: tuple[Any, ...]) -> str:
