@@ -363,7 +363,8 @@ def check_transform(root: Path, device: str = "auto") -> str:
 def check_serve(root: Path, device: str = "auto") -> str:
     """``studio serve``'s HTTP API on a loopback port, serving what the library scan finds (as
     ``studio models list`` and ``studio serve`` without ``--model`` do): the model list and a
-    one-token chat completion, as an OpenAI client asks for them."""
+    one-token chat completion and an embedding (the ``embed`` job kind), as an OpenAI client asks
+    for them."""
     import json
     import threading
     import urllib.request
@@ -393,6 +394,11 @@ def check_serve(root: Path, device: str = "auto") -> str:
                                          headers={"Content-Type": "application/json"})
         with opener.open(request, timeout=JOB_TIMEOUT) as reply:
             answer = json.load(reply)
+        body = json.dumps({"model": models[0], "input": "Hello!"}).encode()
+        request = urllib.request.Request(f"{server.url}/embeddings", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with opener.open(request, timeout=JOB_TIMEOUT) as reply:
+            vector = json.load(reply)["data"][0]["embedding"]
     finally:
         server.shutdown()
         server.server_close()
@@ -400,7 +406,10 @@ def check_serve(root: Path, device: str = "auto") -> str:
         engine.shutdown(wait=True, timeout=30)
     if answer.get("usage", {}).get("completion_tokens") != 1:
         raise CheckFailed(f"expected a one-token completion, got {answer.get('usage')}")
-    return f"{len(models)} model listed, one-token chat completion over HTTP"
+    if not vector or not all(isinstance(v, float) for v in vector):
+        raise CheckFailed(f"expected an embedding vector, got {str(vector)[:80]}")
+    return (f"{len(models)} model listed, one-token chat completion and a {len(vector)}-float "
+            "embedding over HTTP")
 
 
 def check_download(root: Path, device: str = "auto") -> str:

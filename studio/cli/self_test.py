@@ -35,6 +35,7 @@ CHECKS = ("imports", "assets", "generate", "img2img", "transform", "chat", "serv
 COVERS = {
     # job kinds
     "txt2img": "generate", "img2img": "img2img", "transform": "transform", "chat": "chat",
+    "embed": "serve",  # /v1/embeddings
     "unload": "generate",  # every check that runs jobs unloads its models afterwards
     "download": "download", "file-download": "download",
     "gan-walk": "train",  # a dcgan trained a step is exported, drawn and walked
