@@ -318,10 +318,9 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
         _check_image(job_request, server.limits)
         return await image_answer(request, served, job_request, "txt2img", {})
 
-    async def image_answer(request: Request, served: ServedModel, job_request: Any, kind: str,
-                           private: dict[str, str]) -> Response:
-        """Run an image job; its PNGs as b64_json, with ``private`` paths (the model's, an
-        upload's) replaced by public names in their text."""
+    async def finished_job(request: Request, job_request: Any, kind: str) -> Any:
+        """Run a job with no stream to the client: its end snapshot when done, None when the
+        client left (the job is cancelled); a failed job is a 500, a cut-short one a 503."""
         job = None
         try:
             async with aclosing(job_events(request, job_request, kind)) as stream:
@@ -329,12 +328,21 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
                     if what == "end":
                         job = item
         except ClientGone:
-            return Response(status_code=499)
+            return None
         if job is None or job.state is not JobState.DONE:
             if job is not None and job.state is JobState.FAILED:
                 raise ApiError(500, job.error or "The job failed.", type_="server_error",
                                code="generation_failed")
             raise ApiError(503, SHUTTING_DOWN, type_="server_error")
+        return job
+
+    async def image_answer(request: Request, served: ServedModel, job_request: Any, kind: str,
+                           private: dict[str, str]) -> Response:
+        """Run an image job; its PNGs as b64_json, with ``private`` paths (the model's, an
+        upload's) replaced by public names in their text."""
+        job = await finished_job(request, job_request, kind)
+        if job is None:
+            return Response(status_code=499)  # the client left; nobody reads it
         from starlette.concurrency import run_in_threadpool
 
         names = {served.spec: served.id, **private}
@@ -397,18 +405,9 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
                            "embeddings_unsupported")
         job_request, as_base64 = schemas.parse_embeddings(body, served.spec)
         await _check_prompt(served, [{"content": t} for t in job_request.texts], server.limits)
-        job = None
-        try:
-            async with aclosing(job_events(request, job_request, "embed")) as stream:
-                async for what, item in stream:
-                    if what == "end":
-                        job = item
-        except ClientGone:
+        job = await finished_job(request, job_request, "embed")
+        if job is None:
             return Response(status_code=499)
-        if job is None or job.state is not JobState.DONE:
-            if job is not None and job.state is JobState.FAILED:
-                raise ApiError(500, job.error or "The job failed.", type_="server_error")
-            raise ApiError(503, SHUTTING_DOWN, type_="server_error")
         result = job.result
         return JSONResponse(schemas.embedding_list(served.id, result.vectors,
                                                    result.prompt_tokens, as_base64))
