@@ -248,6 +248,12 @@ def test_serve_flags_refuse_bad_values_with_a_sentence(args, needle, capsys):
     assert needle in capsys.readouterr().err
 
 
+def test_models_download_reads_its_token_from_a_file(tmp_path, capsys):
+    assert cli_main(["models", "download", "org/repo", "--token-file",
+                     str(tmp_path / "none")]) == 2
+    assert f"--token-file {tmp_path / 'none'}: cannot read it" in capsys.readouterr().err
+
+
 def test_the_api_key_comes_from_a_file_or_the_environment(tmp_path, monkeypatch):
     from studio.cli.common import read_secret
 
