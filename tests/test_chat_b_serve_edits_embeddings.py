@@ -7,12 +7,10 @@ computes it."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import struct
 
-import httpx2
 import numpy as np
 import pytest
 from PIL import Image
@@ -23,6 +21,7 @@ from studio.core.requests import Img2ImgRequest
 from studio.pipelines.services import build_engine
 from studio.server.app import make_server
 from studio.server.catalog import CHAT, IMAGE, Catalog, ServedModel
+from tests.fixtures.asgi import asgi_call
 
 pytestmark = pytest.mark.slow
 
@@ -39,14 +38,7 @@ def server(tiny_sd15_dir, tiny_llama_dir, tmp_path_factory):
     engine.shutdown(timeout=120)
 
 
-def call(server, method: str, path: str, **kwargs) -> httpx2.Response:
-    async def go() -> httpx2.Response:
-        transport = httpx2.ASGITransport(app=server.app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1",
-                                      timeout=600) as c:
-            return await c.request(method, path, **kwargs)
-
-    return asyncio.run(go())
+call = asgi_call
 
 
 def png(image: Image.Image) -> bytes:

@@ -6,12 +6,10 @@ uvicorn's own HTTP parsing (``Content-Length: -1``, a chunked body that never en
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import threading
 
-import httpx2
 import pytest
 from PIL import Image, PngImagePlugin
 
@@ -23,6 +21,7 @@ from studio.server.app import make_server
 from studio.server.catalog import CHAT, IMAGE, Catalog, ServedModel
 from studio.server.guard import MAX_BODY
 from studio.server.limits import Limits
+from tests.fixtures.asgi import asgi_call, run_async
 
 CHAT_BODY = {"model": "tiny-chat", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -64,17 +63,10 @@ def served(tmp_path):
     engine.shutdown(timeout=60)
 
 
-def call(server, method: str, path: str, **kwargs) -> httpx2.Response:
-    """One request through the ASGI app in this process; Host 127.0.0.1 unless given."""
-    async def go() -> httpx2.Response:
-        transport = httpx2.ASGITransport(app=server.app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
-            return await c.request(method, path, **kwargs)
-
-    return asyncio.run(go())
+call = asgi_call
 
 
-def error(response: httpx2.Response) -> dict:
+def error(response) -> dict:
     return response.json()["error"]
 
 
@@ -316,7 +308,7 @@ def test_remote_model_errors_show_no_password_and_no_key(status):
                                     api_key=key)
         messages = []
         for attempt in (backend.list_models,
-                        lambda: asyncio.run(AsyncRemoteChat(backend).list_models())):
+                        lambda: run_async(AsyncRemoteChat(backend).list_models())):
             with pytest.raises(UserFacingError) as caught:
                 attempt()
             messages.append(str(caught.value))

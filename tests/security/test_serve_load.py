@@ -22,6 +22,7 @@ from studio.core.config import Settings, default_paths
 from studio.pipelines.services import build_engine
 from studio.server.app import make_server
 from studio.server.catalog import CHAT, Catalog, ServedModel
+from tests.fixtures.asgi import run_async
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +72,7 @@ def test_fifty_streams_and_three_hundred_idle_sockets_memory_flat(tiny_llama_dir
     base = server.url.removesuffix("/v1")
     idle: list[socket.socket] = []
     try:
-        assert asyncio.run(load_one(base))  # warm-up: the model loads once
+        assert run_async(load_one(base))  # warm-up: the model loads once
         gc.collect()
         before = rss()
         host, port = server.server_address[:2]
@@ -80,7 +81,7 @@ def test_fifty_streams_and_three_hundred_idle_sockets_memory_flat(tiny_llama_dir
             if i % 2:
                 s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             idle.append(s)
-        results = asyncio.run(load(base))
+        results = run_async(load(base))
         assert len(results) == STREAMS
         assert all(done and text for text, done in results), results
         for s in idle:
