@@ -322,3 +322,14 @@ def test_remote_model_errors_show_no_password_and_no_key(status):
         assert "127.0.0.1" in message, message
         for secret in ("wonderland", "alice:", "proxypass", "proxyuser", key):
             assert secret not in message, message
+
+
+def test_docs_work_offline_and_list_every_route(served):
+    start, _, _ = served
+    server = start()
+    page = call(server, "GET", "/docs")
+    assert page.status_code == 200 and "<script" not in page.text  # nothing from a CDN
+    paths = call(server, "GET", "/openapi.json").json()["paths"]
+    for route in ("/v1/models", "/v1/chat/completions", "/v1/images/generations",
+                  "/v1/images/edits", "/v1/embeddings"):
+        assert route in paths and route in page.text
