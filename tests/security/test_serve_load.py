@@ -89,6 +89,7 @@ def test_fifty_streams_and_three_hundred_idle_sockets_memory_flat(tiny_llama_dir
         idle.clear()
         gc.collect()
         grown = rss() - before
+        print(f"resident memory: {before / 2**20:.0f} MiB before, grew {grown / 2**20:.1f} MiB")
         assert grown < GROWTH_BOUND, f"resident memory grew {grown / 2**20:.0f} MiB"
     finally:
         for s in idle:
