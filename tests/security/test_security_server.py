@@ -71,12 +71,16 @@ def error(response) -> dict:
 
 
 # -- item 2: CSRF and DNS rebinding --------------------------------------------------------------
+def assert_refused(server, header: str, value: str, flag: str) -> None:
+    """A chat request with ``header: value`` gets a 403 naming ``flag VALUE`` as the way out."""
+    r = call(server, "POST", "/v1/chat/completions", json=CHAT_BODY, headers={header: value})
+    assert r.status_code == 403 and f"{flag} {value}" in error(r)["message"]
+
+
 def test_a_foreign_host_is_refused(served):
     start, calls, _ = served
     server = start()
-    r = call(server, "POST", "/v1/chat/completions", json=CHAT_BODY,
-             headers={"Host": "attacker.example"})
-    assert r.status_code == 403 and "--allow-host attacker.example" in error(r)["message"]
+    assert_refused(server, "Host", "attacker.example", "--allow-host")
     assert call(server, "GET", "/v1/models", headers={"Host": "localhost:8000"}).status_code == 200
     allowed = start(allow_hosts=("studio.lan",))
     assert call(allowed, "GET", "/v1/models", headers={"Host": "studio.lan"}).status_code == 200
@@ -86,9 +90,7 @@ def test_a_foreign_host_is_refused(served):
 def test_a_cross_site_origin_is_refused_and_cors_is_off_unless_asked(served):
     start, calls, _ = served
     server = start()
-    r = call(server, "POST", "/v1/chat/completions", json=CHAT_BODY,
-             headers={"Origin": "https://evil.example"})
-    assert r.status_code == 403 and "--cors-origin https://evil.example" in error(r)["message"]
+    assert_refused(server, "Origin", "https://evil.example", "--cors-origin")
     r = call(server, "GET", "/v1/models", headers={"Origin": "http://localhost:3000"})
     assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
     opened = start(cors_origins=("https://app.example",))
