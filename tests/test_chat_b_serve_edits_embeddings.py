@@ -31,7 +31,8 @@ def server(tiny_sd15_dir, tiny_llama_dir, tmp_path_factory):
     engine = build_engine(lambda: Settings(device="cpu"), default_paths)
     catalog = Catalog([ServedModel("tiny-sd", IMAGE, str(tiny_sd15_dir)),
                        ServedModel("tiny-chat", CHAT, str(tiny_llama_dir)),
-                       ServedModel("far-chat", CHAT, "openai:http://127.0.0.1:9/v1#m")])
+                       ServedModel("far-chat", CHAT, "openai:http://127.0.0.1:9/v1#m"),
+                       ServedModel("a-gan", IMAGE, str(tmp_path_factory.mktemp("gan")), True)])
     served = make_server("127.0.0.1", 0, engine, catalog)
     yield served
     served.server_close()
@@ -91,6 +92,9 @@ def test_edit_errors_are_sentences(server):
     r = call(server, "POST", "/v1/images/edits", files={"image": ("x.png", good, "image/png")},
              data={"model": "tiny-sd", "prompt": "x", "strength": "0"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "strength"
+    r = call(server, "POST", "/v1/images/edits", files={"image": ("x.png", good, "image/png")},
+             data={"model": "a-gan", "prompt": "x"})  # refused before the queue: a 400, not 500
+    assert r.status_code == 400 and "cannot change an image" in r.json()["error"]["message"]
     r = call(server, "POST", "/v1/images/edits", json={"model": "tiny-sd", "prompt": "x"})
     assert r.status_code == 415 and "multipart/form-data" in r.json()["error"]["message"]
 

@@ -381,6 +381,10 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
             raise ApiError(400, "'image' is required: the picture to edit, as a file field.",
                            "image")
         served = pick(fields, IMAGE)
+        if served.gan:
+            from studio.library.gan_models import GAN_NO_IMG2IMG
+
+            raise ApiError(400, GAN_NO_IMG2IMG.format(name=served.id), "model")
         with tempfile.TemporaryDirectory(prefix="studio-serve-") as folder:
             saved = {name: await run_in_threadpool(_save_upload, upload, Path(folder), name)
                      for name, upload in files.items()}
