@@ -65,6 +65,15 @@ def test_attached_documents_are_cited_and_shown(chat_panel, qtbot, tmp_path):
     assert off.meta["documents"] and off.meta["sources"] == []
     assert "Nothing relevant found in the attached documents." in _shown_text(panel, off)
 
+    panel.input.setPlainText("How does bread rise?")  # Stop while the documents are searched
+    panel.send()
+    assert panel.retrieving and panel.stop_button.isVisible()
+    panel.stop()
+    qtbot.waitUntil(lambda: not panel.retrieving, timeout=30_000)
+    stopped = panel.model.message_at(panel.model.rowCount() - 1)
+    assert panel.job is None and stopped.meta["finish_reason"] == "cancelled"
+    assert panel.status.text() == "Stopped before the model was asked."
+
     panel.documents.summary.click()  # the attached files, the skipped one with its reason
     files = panel.documents.dialog
     rows = [files.list.item(i).text() for i in range(files.list.count())]

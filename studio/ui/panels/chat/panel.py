@@ -88,6 +88,7 @@ class ChatPanel(QWidget):
         self.unsaved: StreamingSaver | None = None
         self.unsaved_message: Message | None = None
         self.retrieving = False  # the attached documents are being searched for a reply
+        self.stop_requested = False  # Stop was pressed while they were
         self._build()
         self._flush_timer = QTimer(self, singleShot=True, interval=33)
         self._flush_timer.timeout.connect(self._flush)
@@ -242,7 +243,7 @@ class ChatPanel(QWidget):
 
     @Slot(int)
     def open_conversation(self, conv_id: int) -> None:
-        if self.job is not None and conv_id != self.conv_id:
+        if (self.job is not None or self.retrieving) and conv_id != self.conv_id:
             self.stop()
         conv = self.store.conversation(conv_id)
         self.conv_id = conv_id
@@ -377,6 +378,7 @@ class ChatPanel(QWidget):
         self.save_banner.setVisible(False)
         if grounded:  # the passages are found off the GUI thread, then the reply is asked for
             self.retrieving = True
+            self.stop_requested = False
             self.status.setText("Searching the attached documents…")
             reply_id = self.streaming.id
             self.documents.retrieve(
@@ -392,6 +394,9 @@ class ChatPanel(QWidget):
         self.retrieving = False
         if self.streaming is None or self.streaming.id != reply_id:
             return
+        if self.stop_requested:  # Stop (or another conversation) while the search ran
+            self._end_unasked(finish_reason="cancelled")
+            return
         self.streaming.meta["sources"] = [p.to_dict() for p in passages]
         self.store.update_message(reply_id, meta=self.streaming.meta)
         self._submit(dataclasses.replace(request, messages=messages))
@@ -401,16 +406,22 @@ class ChatPanel(QWidget):
 
     def _grounding_failed(self, reply_id: int, sentence: str) -> None:
         self.retrieving = False
-        if self.streaming is None or self.streaming.id != reply_id:
-            return
+        if self.streaming is not None and self.streaming.id == reply_id:
+            self._end_unasked(finish_reason="error",
+                              error=f"The documents could not be searched: {sentence}")
+
+    def _end_unasked(self, **meta: Any) -> None:
+        """End the reply being prepared without asking the model (stopped, or the search
+        failed): the empty message is saved as such and the status says why."""
         msg, saver = self.streaming, self.saver
-        msg.meta.update(finish_reason="error", error=f"The documents could not be searched: "
-                                                     f"{sentence}")
+        if msg is None:
+            return
+        msg.meta.update(meta)
         msg.complete = True
         if saver is not None:
             saver.finish(msg.meta)
         self.saver = self.streaming = None
-        self.status.setText(msg.meta["error"])
+        self.status.setText(meta.get("error") or "Stopped before the model was asked.")
         self.reload()
 
     def _submit(self, request: ChatRequest) -> None:
@@ -429,6 +440,8 @@ class ChatPanel(QWidget):
     def stop(self) -> None:
         if self.job is not None:
             self.job.cancel()
+        elif self.retrieving:
+            self.stop_requested = True
 
     @Slot()
     def escape(self) -> None:
