@@ -58,7 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--docs", nargs="+", default=None, metavar="PATH",
                    help="answer from these files or folders (PDF, Markdown, text, HTML), citing "
                         "them as [1], [2]; with --collection they are added to it and kept, "
-                        "else indexed for this run only")
+                        "else indexed for this run only; --verbose also prints the passages "
+                        "given to the model, with their scores")
     p.add_argument("--collection", default=None, metavar="NAME",
                    help="answer from a named document collection (made by --docs with "
                         "--collection, or in the Chat window)")
