@@ -553,25 +553,28 @@ class DocumentIndex:
         fused: dict[int, float] = {}
         for rank, r in enumerate(keyword):
             found[r["id"]] = Passage(0, r["id"], r["path"], r["page"], r["text"], 0.0,
-                                     bm25=-float(r["rank"]),
-                                     coverage=_coverage(terms, r["text"]))
+                                     bm25=-float(r["rank"]))
             fused[r["id"]] = 1.0 / (RRF_K + rank + 1)
         for rank, (chunk_id, cosine, row) in enumerate(self._nearest(marks, collection_ids,
                                                                      question, pool)):
             p = found.get(chunk_id)
             if p is None:
                 p = found[chunk_id] = Passage(0, chunk_id, row["path"], row["page"], row["text"],
-                                              0.0, coverage=_coverage(terms, row["text"]))
+                                              0.0)
             p.cosine = cosine
             fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank + 1)
-        kept = [p for cid, p in found.items()
-                if p.coverage >= min_coverage or (p.cosine is not None and p.cosine >= min_cosine)]
-        for p in kept:
-            p.score = fused[p.chunk_id]
-        kept.sort(key=lambda p: (-p.score, p.chunk_id))
-        for number, p in enumerate(kept[:k], start=1):
-            p.number = number
-        return kept[:k]
+        kept: list[Passage] = []
+        # Best fused score first; the relevance bar is checked in that order until k pass.
+        for chunk_id in sorted(fused, key=lambda c: (-fused[c], c)):
+            p = found[chunk_id]
+            p.score = fused[chunk_id]
+            p.coverage = _coverage(terms, p.text)
+            if p.coverage >= min_coverage or (p.cosine is not None and p.cosine >= min_cosine):
+                p.number = len(kept) + 1
+                kept.append(p)
+                if len(kept) == k:
+                    break
+        return kept
 
     def _keyword(self, marks: str, collection_ids: Sequence[int], query: str,
                  pool: int) -> list[Any]:
