@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image lessons (cnn, dcgan): train on your own folder of images, one "
                              "sub-folder per class (same as --set dataset=folder "
                              "--set data_folder=DIR)")
+    parser.add_argument("--to-library", default=None, metavar="NAME",
+                        help="gpt: when done, save the model into Studio's library as NAME, for "
+                             "Chat and 'studio chat --model NAME'")
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
     parser.epilog = ((parser.epilog + " ") if parser.epilog else "") + MULTI_PROCESS
 
@@ -141,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data is not None and "data_folder" not in specs:
         raise UsageError(f"{args.lesson} does not train on images; --data is for the image "
                          "lessons (cnn, dcgan)")
+    if args.to_library is not None and not hasattr(cls, "gpt_config"):
+        raise UsageError(f"{args.lesson} makes no chat model; --to-library is for the gpt lesson")
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if launched and args.out is None:
         raise UsageError("give --out DIR when running across processes, so that they all write "
@@ -158,7 +164,14 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_settings()
     if loaded.notice:
         print(f"studio: warning: {loaded.notice}", file=sys.stderr)
-    root = loaded.settings.resolved_paths(default_paths()).runs_dir
+    paths = loaded.settings.resolved_paths(default_paths())
+    root = paths.runs_dir
+    if args.to_library is not None:
+        from studio.pipelines.train.text_lessons import library_name_problem
+
+        problem = library_name_problem(args.to_library, paths.models_dir)
+        if problem:
+            raise UsageError(problem)
     run_ = Run.create(root, args.lesson, args.seed, trainer.config, path=args.out)
     if not args.json:
         print(f"{cls.info.title}: {count_of(args.steps, 'step')}, seed {args.seed} → {run_.path}",
@@ -191,6 +204,12 @@ def run(args: argparse.Namespace) -> int:
     run_.append_metrics(buffer)
     run_.save_checkpoint(trainer)
     _save_accelerate(trainer, run_.path)
+    if args.to_library is not None and code == 0:
+        from studio.pipelines.train.text_lessons import save_to_library
+
+        folder = save_to_library(trainer, paths.models_dir, args.to_library)
+        print(f"saved as {args.to_library} in your library ({folder}): studio chat --model "
+              f"{shlex.quote(args.to_library)}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps({"run": str(run_.path), "steps": trainer.step_count,
                           "loss": last.get("loss")}), flush=True)
