@@ -87,6 +87,9 @@ def test_tokenizer_grows_its_vocabulary_and_words_take_fewer_tokens(text_file, t
     number, a, b, made = snap["merges"][0]  # the newest merge first
     assert number == 24 and made == text_data.readable(a + b)
     assert "".join(snap["pieces"]) == "the quick king" and len(snap["pieces"]) < 14
+    trained = text_data.new_bpe(280, lesson.corpus.text)  # training to 280 gives the same
+    assert text_data.merges(trained) == text_data.merges(lesson.tokenizer)
+    assert trained.get_vocab() == lesson.tokenizer.get_vocab()
 
     lesson.set_param("merges_per_step", 4)
     assert lesson.step()["vocab"] == 284

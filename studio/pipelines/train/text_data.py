@@ -113,6 +113,26 @@ def _bpe(vocab_size: int, corpus: Corpus) -> Any:
     return new_bpe(vocab_size, corpus.text)
 
 
+def bpe_prefix(tokenizer: Any, vocab_size: int) -> Any:
+    """``tokenizer`` cut back to its first ``vocab_size`` tokens: the bytes and the merges it
+    learned first. BPE training is greedy (each merge is the most frequent pair given the ones
+    before), so this is the tokenizer training to ``vocab_size`` gives, without the training."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    n = min(int(vocab_size), tokenizer.get_vocab_size())
+    vocab = {token: i for token, i in tokenizer.get_vocab().items() if i < n}
+    cut = Tokenizer(models.BPE(vocab, merges(tokenizer)[:n - BYTE_VOCAB]))
+    cut.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    cut.decoder = decoders.ByteLevel()
+    return cut
+
+
+def largest_bpe(corpus: Corpus, vocab_size: int) -> Any:
+    """The tokenizer of ``corpus`` trained up to ``vocab_size`` tokens or as many as it has
+    (cached)."""
+    return _bpe(int(vocab_size), corpus)
+
+
 def bpe_for(corpus: Corpus, vocab_size: int) -> Any:
     """The trained tokenizer of ``corpus`` at ``vocab_size``; a size the text cannot reach is
     refused with the largest it can."""

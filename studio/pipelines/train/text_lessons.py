@@ -1,8 +1,10 @@
 """Text lessons: ``tokenizer`` (byte-level BPE trained live), ``char-rnn`` (an LSTM on characters)
 and ``gpt`` (a small GPT-2, a real ``transformers`` model, on BPE tokens of the same text).
 
-The tokenizer lesson retrains a BPE tokenizer with the ``tokenizers`` library at every step, a few
-merges larger each time, so the student watches the merges appear and the tokens per word fall.
+The tokenizer lesson trains a BPE tokenizer with the ``tokenizers`` library up to its largest
+vocabulary once, then grows the vocabulary a few merges per step: BPE training is greedy, so the
+first N tokens are exactly what training to N gives (tests check it), and the student watches
+the merges appear and the tokens per word fall without waiting for a training per step.
 
 The two language models share one loop (:class:`LanguageModelLesson`): windows of ``context``
 tokens drawn from the text with the lesson's own seeded generator, cross-entropy on the next
@@ -41,10 +43,11 @@ from studio.pipelines.train.text_data import (
     SOURCES,
     Corpus,
     bpe_for,
+    bpe_prefix,
     check_text,
+    largest_bpe,
     load_text,
     merges,
-    new_bpe,
     readable,
     token_ids,
 )
@@ -60,9 +63,9 @@ COMPLETION_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% e
 
 TOKENIZER_EXPLANATION = """\
 **What you see.** A tokenizer cuts text into the pieces a language model reads. Byte-level BPE
-(the GPT-2 kind) starts with the 256 bytes as its vocabulary and, each step here, is trained
-again with a few more *merges*: the most frequent neighbouring pair of tokens becomes a new
-token. Left: tokens per word against the vocabulary size. Right: the latest merges (`Ġ` is a
+(the GPT-2 kind) starts with the 256 bytes as its vocabulary and learns *merges*, one at a time:
+the most frequent neighbouring pair of tokens becomes a new token. Each step here adds the next
+few merges. Left: tokens per word against the vocabulary size. Right: the latest merges (`Ġ` is a
 space, `Ċ` a new line), and your text cut into tokens, one colour per token.
 
 **What to try.** Type your own sentence (Your text); add a name or a rare word and see it split
@@ -135,7 +138,7 @@ class TextLesson(Trainer):
 
 # -- lesson 1: the tokenizer ----------------------------------------------------------------------
 class TokenizerLesson(TextLesson):
-    """Byte-level BPE, trained again each step with more merges."""
+    """Byte-level BPE, a few merges larger each step."""
 
     info = LessonInfo(
         **lesson_text("tokenizer"),
@@ -163,8 +166,9 @@ class TokenizerLesson(TextLesson):
         self._retrain()
         self.history.append((self.vocab_size, self._tokens_per_word()))
 
-    def _retrain(self) -> None:
-        self.tokenizer = new_bpe(self.vocab_size, self.corpus.text)
+    def _retrain(self) -> None:  # the first vocab_size tokens of the trained BPE
+        full = largest_bpe(self.corpus, int(self.config["max_vocab"]))
+        self.tokenizer = bpe_prefix(full, self.vocab_size)
         self.vocab_size = self.tokenizer.get_vocab_size()
 
     def _sample_text(self) -> str:
