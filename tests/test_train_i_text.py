@@ -200,3 +200,36 @@ def test_studio_train_gpt_to_library_then_chat_by_name(text_file, capsys):
     assert _main(["chat", "--model", "bard", "--prompt", "the king", "--temperature", "0",
                   "--max-new-tokens", "4"]) == 0
     assert capsys.readouterr().out.rstrip("\n")  # four tokens (spaces, after two steps)
+
+
+def test_save_to_chat_asks_a_name_and_saves_the_paused_runs_gpt(text_file, qtbot, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    from studio.core.config import Settings, default_paths
+    from studio.library.chat_models import find_chat_models
+    from studio.pipelines.train.runs import Run
+    from studio.pipelines.train.text_lessons import save_run_to_library
+    from studio.ui.panels.train.views.text import LanguageModelView
+
+    gpt = lm(GPTTrainer, text_file)
+    gpt.step()
+    view = LanguageModelView("gpt")
+    qtbot.addWidget(view)
+    view.show_snapshot(gpt.snapshot())
+    asked = []
+    monkeypatch.setattr(QInputDialog, "getText",
+                        lambda *a, **k: (asked.append(k["text"]), ("bard 2 ", True))[1])
+    with qtbot.waitSignal(view.saveToLibraryRequested) as sent:
+        view.save_button.click()
+    assert asked == ["my-gpt-step1"] and sent.args == ["bard 2"]
+
+    paths = default_paths()
+    run = Run.create(paths.runs_dir, "gpt", 0, gpt.config)
+    run.save_checkpoint(gpt)
+    folder = save_run_to_library(run.path, paths.models_dir, "bard 2", step=1)
+    assert [e.name for e in find_chat_models(Settings(), paths)] == ["bard 2"]
+    assert folder == paths.models_dir / "bard 2" and not list(paths.models_dir.glob(".*new-*"))
+    with pytest.raises(InvalidParameter, match="already has 'bard 2'"):
+        save_run_to_library(run.path, paths.models_dir, "bard 2", step=1)
+    with pytest.raises(InvalidParameter, match="cannot name a model folder"):
+        save_run_to_library(run.path, paths.models_dir, "../up", step=1)

@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     paths = loaded.settings.resolved_paths(default_paths())
     root = paths.runs_dir
     if args.to_library is not None:
-        from studio.pipelines.train.text_lessons import library_name_problem
+        from studio.pipelines.train.text_data import library_name_problem
 
         problem = library_name_problem(args.to_library, paths.models_dir)
         if problem:

@@ -63,13 +63,13 @@ LESSONS: dict[str, Lesson] = _lessons(
      "A convolutional generator learns to draw digits, faces or your own images by fooling a "
      "discriminator.",
      "studio.pipelines.train.dcgan:DCGANTrainer"),
-    ("tokenizer", "Tokenizer: byte-level BPE",
+    ("tokenizer", "Tokenizer (byte-level BPE)",
      "Train a GPT-2-style tokenizer live: watch merges appear and tokens per word fall.",
      "studio.pipelines.train.text_lessons:TokenizerLesson"),
-    ("char-rnn", "Char-RNN: an LSTM writes text",
+    ("char-rnn", "RNN: an LSTM writes text",
      "A recurrent network learns to write Shakespeare (or your text) one character at a time.",
      "studio.pipelines.train.text_lessons:CharRNNTrainer"),
-    ("gpt", "GPT: a small transformer writes text",
+    ("gpt", "GPT: a small transformer",
      "A tiny GPT-2 learns the same text; see its attention heads, then chat with it.",
      "studio.pipelines.train.text_lessons:GPTTrainer"),
 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from studio import ASSETS_DIR
+from studio.core.wording import count_of
 from studio.pipelines.train.base import InvalidParameter
 
 SHAKESPEARE = ASSETS_DIR / "texts" / "shakespeare.txt.gz"
@@ -30,6 +32,7 @@ MIN_CHARS = 2_000  # less than about a page cannot teach a model words
 MAX_BYTES = 50_000_000  # a text file larger than this is cut (read once, in memory)
 BYTE_VOCAB = 256  # a byte-level BPE with no merges: one token per byte
 TEST_SHARE = 0.1  # the end of the text held out for the validation loss
+_NAME = re.compile(r"^[\w][\w .+-]{0,79}$")  # a model's name in the library (its folder)
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ def bpe_for(corpus: Corpus, vocab_size: int) -> Any:
     got = tokenizer.get_vocab_size()
     if got < vocab_size:
         raise InvalidParameter(
-            f"{corpus.name} supports a vocabulary of only {got} tokens (every pair in it is "
+            f"{corpus.name} supports a vocabulary of only {count_of(got, 'token')} (every pair in it is "
             f"merged by then); choose a vocabulary size of at most {got}.")
     return tokenizer
 
@@ -170,3 +173,16 @@ def readable(token: str) -> str:
     from tokenizers import decoders
 
     return decoders.ByteLevel().decode([token])
+
+
+def library_name_problem(name: str, models_dir: Path) -> str:
+    """Why ``name`` cannot name a new model in the library ('' when it can)."""
+    name = name.strip()
+    if not name:
+        return "Give the model a name (letters, digits, spaces, - . + _)."
+    if not _NAME.match(name):
+        return (f"{name!r} cannot name a model folder: use letters, digits, spaces and - . + _ "
+                "(at most 80 characters).")
+    if (Path(models_dir) / name).exists():
+        return f"Your library already has {name!r}; choose another name."
+    return ""

@@ -22,7 +22,6 @@ lazily).
 from __future__ import annotations
 
 import math
-import re
 import shutil
 import time
 import uuid
@@ -34,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from studio.core.wording import count_of
 from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, Trainer, check_loss
 from studio.pipelines.train.registry import lesson_text
@@ -46,6 +46,7 @@ from studio.pipelines.train.text_data import (
     bpe_prefix,
     check_text,
     largest_bpe,
+    library_name_problem,
     load_text,
     merges,
     readable,
@@ -314,8 +315,9 @@ class LanguageModelLesson(TextLesson):
         context = int(cfg["context"])
         if len(val) <= context + 1 or len(train) <= context + 1:
             raise InvalidParameter(
-                f"{self.corpus.name} is too short for a context of {context} tokens "
-                f"({len(train) + len(val):,} tokens in all); lower the context or add text.")
+                f"{self.corpus.name} is too short for a context of {count_of(context, 'token')} "
+                f"({count_of(len(train) + len(val), 'token')} in all); lower the context or add "
+                "text.")
         self._train = torch.from_numpy(train)
         self._val = torch.from_numpy(val)
         self._gens = {"train": tl.seeded_generator(seed, 2), "sample": tl.seeded_generator(seed, 3)}
@@ -548,21 +550,7 @@ def export_gpt(trainer: GPTTrainer, folder: Path) -> Path:
     return folder
 
 
-_NAME = re.compile(r"^[\w][\w .+-]{0,79}$")
 CHECKPOINT_WAIT_S = 30.0  # how long a save waits for the paused run's checkpoint of its step
-
-
-def library_name_problem(name: str, models_dir: Path) -> str:
-    """Why ``name`` cannot name a new model in the library ('' when it can)."""
-    name = name.strip()
-    if not name:
-        return "Give the model a name (letters, digits, spaces, - . + _)."
-    if not _NAME.match(name):
-        return (f"{name!r} cannot name a model folder: use letters, digits, spaces and - . + _ "
-                "(at most 80 characters).")
-    if (Path(models_dir) / name).exists():
-        return f"Your library already has {name!r}; choose another name."
-    return ""
 
 
 def save_to_library(trainer: Trainer, models_dir: Path, name: str) -> Path:

@@ -46,6 +46,7 @@ from studio.ui.panels.train.views import view_class
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.theme import colors
 from studio.ui.widgets.basics import section_label, vertical_scroll
+from studio.workers.lanes import Calls, cpu_pool
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class TrainPanel(QWidget):
         self.last_frame: Frame | None = None
         self._run_path: Path | None = None
         self._config: dict[str, Any] = {}
+        self._calls = Calls(self, pool=cpu_pool)
 
         self.lesson_list = QListWidget()
         self.lesson_list.setObjectName("lessonList")
@@ -237,6 +239,7 @@ class TrainPanel(QWidget):
         self.view.setParamRequested.connect(self.set_param)
         self.view.resetRequested.connect(lambda over: self.reset(overrides=over))
         self.view.stepPartRequested.connect(self.step_once)
+        self.view.saveToLibraryRequested.connect(self.save_to_library)
         self.view_holder.addWidget(self.view)
         self._config = cls.validate_config()
         self.form = ParamsForm(cls.params, self._config,
@@ -369,6 +372,42 @@ class TrainPanel(QWidget):
         self.error.show()
 
     # -- runs and exports ---------------------------------------------------------------------
+    @Slot(str)
+    def save_to_library(self, name: str) -> Any:
+        """Pause, and save the lesson's model as it is at the step shown into the library as
+        ``name`` (the gpt lesson: a chat model), off the GUI thread; returns the call's future
+        (None when refused at once). The paused session writes its checkpoint; the save waits
+        for the one of this step."""
+        from studio.pipelines.train.text_data import library_name_problem
+
+        models_dir = self.ctx.paths.models_dir
+        problem = library_name_problem(name, models_dir)
+        if self.session is None or self._run_path is None or self.last_frame is None:
+            problem = "Train a few steps first: there is no model to save yet."
+        if problem:
+            self._show_error(problem)
+            return None
+        self.error.hide()
+        self.controls.play_button.setChecked(False)  # pausing writes the checkpoint
+        self.session.save()  # (already paused: a step taken since is saved too)
+        run_path, step = self._run_path, self.last_frame.step
+        self.controls.set_status(f"Saving {name}…")
+
+        def work() -> Path:
+            from studio.pipelines.train.text_lessons import save_run_to_library
+
+            return save_run_to_library(run_path, models_dir, name, step)
+
+        def done(folder: Path) -> None:
+            self.controls.set_status(f"Saved {name} for Chat")
+            self.ctx.libraryChanged.emit()
+
+        def failed(text: str) -> None:
+            self.controls.set_status(STATUS_TEXT["paused"])
+            self._show_error(f"Could not save {name}: {text}")
+
+        return self._calls.run(work, done, failed)
+
     @Slot(object)
     def resume_run(self, path: Path) -> None:
         self.open_lesson(self.lesson, resume=Path(path))

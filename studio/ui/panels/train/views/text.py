@@ -11,8 +11,17 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QGridLayout, QPlainTextEdit, QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QInputDialog,
+    QPlainTextEdit,
+    QPushButton,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
 
+from studio.core.wording import count_of
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.panels.train.views.cnn import image_plot
@@ -88,21 +97,22 @@ class TokenizerView(LessonView):
         history = snapshot["history"]
         self.curve.setData(history[:, 0], history[:, 1])
         self.curve_caption.set_full_text(
-            f"Tokens per word · {snapshot['vocab']} tokens")
+            f"Tokens per word · {count_of(snapshot['vocab'], 'token')}")
         lines = [f"#{n}  {a} + {b}  →  {made!r}" for n, a, b, made in snapshot["merges"]]
         text = "\n".join(lines) or "No merges yet: every token is a byte."
         if self.merges_box.toPlainText() != text:
             self.merges_box.setPlainText(text)
         pieces = snapshot["pieces"]
-        body = (f"<p><b>This tokenizer</b> ({snapshot['vocab']} tokens): {len(pieces)} tokens"
-                f"</p><p>{tokens_html(pieces)}</p>")
+        body = (f"<p><b>This tokenizer</b> ({count_of(snapshot['vocab'], 'token')}): "
+                f"{count_of(len(pieces), 'token')}</p><p>{tokens_html(pieces)}</p>")
         if snapshot.get("compare_note"):
             body += f"<p>{html.escape(snapshot['compare_note'])}</p>"
         elif snapshot.get("compare_name"):
             other = snapshot["compare_pieces"]
             body += (f"<p><b>{html.escape(snapshot['compare_name'])}</b> "
-                     f"({snapshot['compare_vocab']:,} tokens, "
-                     f"{snapshot['compare_tpw']:.2f} tokens per word here): {len(other)} tokens"
+                     f"({count_of(snapshot['compare_vocab'], 'token')}, "
+                     f"{snapshot['compare_tpw']:.2f} per word here): "
+                     f"{count_of(len(other), 'token')}"
                      f"</p><p>{tokens_html(other)}</p>")
         if getattr(self, "_body", None) != body:
             self._body = body
@@ -154,8 +164,16 @@ class LanguageModelView(LessonView):
             layout.addWidget(self.attention_caption, 0, 1)
             layout.addWidget(self.attention_plot, 1, 1)
             layout.addWidget(self.tokens_caption, 2, 1)
+            self.save_button = QPushButton("Save to Chat…")
+            self.save_button.setObjectName("saveToChat")
+            self.save_button.setToolTip("Pause, and save the GPT as it is now into your library "
+                                        "as a chat model: Chat lists it, and it continues what "
+                                        "you type")
+            self.save_button.clicked.connect(self._ask_name)
+            self._step = 0
             layout.addWidget(self.embed_caption, 0, 2)
-            layout.addWidget(self.embed_plot, 1, 2, 3, 1)
+            layout.addWidget(self.embed_plot, 1, 2, 2, 1)
+            layout.addWidget(self.save_button, 3, 2)
             layout.setColumnStretch(1, 1)
             layout.setColumnStretch(2, 1)
             layout.setRowStretch(1, 1)
@@ -182,10 +200,19 @@ class LanguageModelView(LessonView):
             self._samples_text = text
             self.samples_box.setPlainText(text)
         self.samples_caption.set_full_text(
-            f"Samples · {snapshot['parameters']:,} parameters · {snapshot['vocab']} tokens")
+            f"Samples · {count_of(snapshot['parameters'], 'parameter')} · "
+            f"{count_of(snapshot['vocab'], 'token')}")
         if self.gpt:
+            self._step = int(snapshot["step"])
             self._show_attention(snapshot)
             self._show_embeddings(snapshot)
+
+    def _ask_name(self) -> None:
+        name, ok = QInputDialog.getText(self, "Save to Chat",
+                                        "Name in your library (Chat lists it by this name):",
+                                        text=f"my-gpt-step{self._step}")
+        if ok and name.strip():
+            self.saveToLibraryRequested.emit(name.strip())
 
     def _show_attention(self, snapshot: dict[str, Any]) -> None:
         maps = np.asarray(snapshot["attention"], dtype=np.float32)  # (heads, T, T)
