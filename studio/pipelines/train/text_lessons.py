@@ -276,7 +276,10 @@ class CharLSTM(nn.Module):
         return self.head(self.lstm(self.embed(ids))[0])
 
 
-def _lm_params(vocab_default: int | None) -> tuple[ParamSpec, ...]:
+def _lm_params(vocab_default: int | None, width: tuple[int, int, str],
+               layers: tuple[int, int, str]) -> tuple[ParamSpec, ...]:
+    """The knobs both language models have; ``width`` is (default, minimum, help), ``layers``
+    (default, maximum, help)."""
     vocab = () if vocab_default is None else (
         ParamSpec("vocab_size", vocab_default, "int", minimum=BYTE_VOCAB, maximum=8192,
                   label="Vocabulary", help="Tokens of its byte-level BPE tokenizer: 256 = one "
@@ -295,7 +298,18 @@ def _lm_params(vocab_default: int | None) -> tuple[ParamSpec, ...]:
         ParamSpec("batch_size", 32, "int", minimum=1, maximum=512, label="Batch size",
                   help="Windows per update."),
         *vocab,
+        ParamSpec("width", width[0], "int", minimum=width[1], maximum=1024, label="Width",
+                  help=width[2]),
+        ParamSpec("layers", layers[0], "int", minimum=1, maximum=layers[1], label="Layers",
+                  help=layers[2]),
     )
+
+
+def _lm_info(key: str, **words: str) -> LessonInfo:
+    """A language lesson's info: its explanation filled with ``words``, both losses plotted."""
+    return LessonInfo(**lesson_text(key), explanation=LM_EXPLANATION.format(**words),
+                      series=("loss", "val_loss"), log_scale=False,
+                      series_labels={"loss": "Train loss", "val_loss": "Validation loss"})
 
 
 class LanguageModelLesson(TextLesson):
@@ -429,21 +443,14 @@ class LanguageModelLesson(TextLesson):
 class CharRNNTrainer(LanguageModelLesson):
     """An LSTM reading one character (byte) at a time."""
 
-    info = LessonInfo(
-        **lesson_text("char-rnn"),
-        explanation=LM_EXPLANATION.format(
-            model="An LSTM (a recurrent network: it reads one character at a time and carries a "
-                  "memory along)", unit="character", extra="", other="gpt",
-            start=f"{math.log(BYTE_VOCAB):.1f}", normal=CHAR_RNN_NORMAL),
-        series=("loss", "val_loss"),
-        series_labels={"loss": "Train loss", "val_loss": "Validation loss"}, log_scale=False,
-    )
+    info = _lm_info(
+        "char-rnn", model="An LSTM (a recurrent network: it reads one character at a time and "
+                          "carries a memory along)",
+        unit="character", extra="", other="gpt", start=f"{math.log(BYTE_VOCAB):.1f}",
+        normal=CHAR_RNN_NORMAL)
     params = (
-        *_lm_params(None),
-        ParamSpec("width", 256, "int", minimum=8, maximum=1024, label="Width",
-                  help="Units of the LSTM (and size of the character embeddings)."),
-        ParamSpec("layers", 1, "int", minimum=1, maximum=4, label="Layers",
-                  help="Stacked LSTM layers."),
+        *_lm_params(None, (256, 8, "Units of the LSTM (and size of the character embeddings)."),
+                    (1, 4, "Stacked LSTM layers.")),
         *_source_params("To be, or not to be: that is the question."),
     )
 
@@ -458,21 +465,13 @@ class GPTTrainer(LanguageModelLesson):
     """A small GPT-2 (``transformers``' GPT2LMHeadModel) on byte-level BPE tokens."""
 
     vocab_default = 512
-    info = LessonInfo(
-        **lesson_text("gpt"),
-        explanation=LM_EXPLANATION.format(
-            model="A small GPT (a transformer: every token attends to all the tokens before it)",
-            unit="token", extra=GPT_EXTRA, other="char-rnn", start="6.2 at 512 tokens",
-            normal=GPT_NORMAL),
-        series=("loss", "val_loss"),
-        series_labels={"loss": "Train loss", "val_loss": "Validation loss"}, log_scale=False,
-    )
+    info = _lm_info(
+        "gpt", model="A small GPT (a transformer: every token attends to all the tokens before it)",
+        unit="token", extra=GPT_EXTRA, other="char-rnn", start="6.2 at 512 tokens",
+        normal=GPT_NORMAL)
     params = (
-        *_lm_params(512),
-        ParamSpec("width", 128, "int", minimum=16, maximum=1024, label="Width",
-                  help="Size of the token vectors (a multiple of the heads)."),
-        ParamSpec("layers", 2, "int", minimum=1, maximum=8, label="Layers",
-                  help="Transformer blocks."),
+        *_lm_params(512, (128, 16, "Size of the token vectors (a multiple of the heads)."),
+                    (2, 8, "Transformer blocks.")),
         ParamSpec("heads", 4, "int", minimum=1, maximum=16, label="Heads",
                   help="Attention heads per block."),
         ParamSpec("layer", 1, "int", minimum=1, maximum=8, live=True, label="Attention layer",
