@@ -6,6 +6,7 @@ GPT exported into the library, where Chat generates from it what plain transform
 from __future__ import annotations
 
 import io
+import shutil
 
 import pytest
 import torch
@@ -99,6 +100,14 @@ def test_tokenizer_grows_its_vocabulary_and_words_take_fewer_tokens(text_file, t
     assert "".join(snap["compare_pieces"]).strip() == "the quick king"
     lesson.set_param("compare", str(tiny_llama_dir.parent))
     assert "has no tokenizer files" in lesson.snapshot()["compare_note"]
+    lesson.set_param("compare", "no-such-model")  # a name in the library, which has none
+    assert "no-such-model" in lesson.snapshot()["compare_note"]
+    assert lesson.snapshot()["compare_pieces"] == []
+    from studio.core.config import default_paths
+
+    shutil.copytree(tiny_llama_dir, default_paths().models_dir / "tiny-chat")
+    lesson.set_param("compare", "tiny-chat")  # by its name, as Chat lists it
+    assert "".join(lesson.snapshot()["compare_pieces"]).strip() == "the quick king"
 
 
 def test_tokenizer_resumes_where_it_was(text_file):

@@ -153,8 +153,8 @@ class TokenizerLesson(TextLesson):
                   label="Largest vocabulary", help="The vocabulary stops growing here."),
         *_source_params("To be, or not to be: that is the question."),
         ParamSpec("compare", "", "folder", live=True, label="Compare with",
-                  help="A chat model's folder (with its tokenizer files): your text is also "
-                       "cut by its tokenizer."),
+                  help="A chat model: its name in your library (as Chat lists it) or its "
+                       "folder. Your text is also cut by its tokenizer."),
     )
 
     def __init__(self, config: dict[str, Any] | None = None, seed: int = 0,
@@ -163,7 +163,7 @@ class TokenizerLesson(TextLesson):
         self.corpus = _corpus(self.config)
         self.vocab_size = BYTE_VOCAB
         self.history: list[tuple[int, float]] = []
-        self._compare: tuple[str, Any] | None = None
+        self._compare: tuple[str, Any, str] | None = None  # (choice, tokenizer, sentence)
         self._retrain()
         self.history.append((self.vocab_size, self._tokens_per_word()))
 
@@ -202,27 +202,13 @@ class TokenizerLesson(TextLesson):
                 "chars_per_token": chars / max(1e-9, tpw * len(self._sample_text().split()))}
 
     def _compare_tokenizer(self) -> tuple[Any | None, str]:
-        """(the compared tokenizer or None, a sentence about it)."""
-        folder = str(self.config["compare"]).strip()
-        if not folder:
+        """(the compared tokenizer or None, a sentence about it); loaded once per choice."""
+        spec = str(self.config["compare"]).strip()
+        if not spec:
             return None, ""
-        if self._compare is not None and self._compare[0] == folder:
-            return self._compare[1], ""
-        path = Path(folder).expanduser()
-        from studio.library.chat_models import TOKENIZER_FILES
-
-        if not path.is_dir() or not any((path / f).is_file() for f in TOKENIZER_FILES):
-            return None, (f"{folder} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
-                          "choose a chat model's folder.")
-        from transformers import AutoTokenizer
-
-        try:
-            tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True,
-                                                trust_remote_code=False)
-        except (OSError, ValueError, TypeError) as exc:
-            return None, f"The tokenizer in {folder} cannot be loaded: {str(exc)[:200]}"
-        self._compare = (folder, tok)
-        return tok, ""
+        if self._compare is None or self._compare[0] != spec:
+            self._compare = (spec, *_chat_tokenizer(spec))
+        return self._compare[1], self._compare[2]
 
     def snapshot(self) -> dict[str, Any]:
         sentence = str(self.config["sentence"])
@@ -243,7 +229,7 @@ class TokenizerLesson(TextLesson):
         snap["compare_note"] = note
         if other is not None:
             ids = other(sentence, add_special_tokens=False)["input_ids"][:TOKENS_SHOWN]
-            snap["compare_name"] = Path(str(self.config["compare"])).name
+            snap["compare_name"] = Path(str(self.config["compare"]).strip()).name
             snap["compare_pieces"] = [other.decode([i]) for i in ids]
             snap["compare_vocab"] = len(other)
             snap["compare_tpw"] = self._tokens_per_word(other)
@@ -260,6 +246,35 @@ class TokenizerLesson(TextLesson):
         self.vocab_size = int(state["vocab_size"])
         self.history = [(int(v), float(t)) for v, t in np.asarray(state["history"])]
         self._retrain()
+
+
+def _chat_tokenizer(spec: str) -> tuple[Any | None, str]:
+    """The tokenizer of the chat model ``spec`` names (a folder, or a name in the library as
+    Chat lists it), or None and the reason."""
+    from studio.core.jobs import UserFacingError
+    from studio.library.chat_models import TOKENIZER_FILES
+
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        from studio.core.config import default_paths, load_settings
+        from studio.library.resolve import resolve_named
+
+        settings = load_settings().settings
+        try:
+            path = Path(resolve_named(spec, "chat", settings,
+                                      settings.resolved_paths(default_paths())).entry.path)
+        except UserFacingError as exc:
+            return None, str(exc)
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        return None, (f"{spec} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); choose a "
+                      "chat model's folder or its name in your library.")
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True,
+                                             trust_remote_code=False), ""
+    except (OSError, ValueError, TypeError) as exc:
+        return None, f"The tokenizer of {spec} cannot be loaded: {str(exc)[:200]}"
 
 
 # -- lesson 2: two language models ----------------------------------------------------------------
