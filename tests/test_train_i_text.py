@@ -242,3 +242,34 @@ def test_save_to_chat_asks_a_name_and_saves_the_paused_runs_gpt(text_file, qtbot
         save_run_to_library(run.path, paths.models_dir, "bard 2", step=1)
     with pytest.raises(InvalidParameter, match="cannot name a model folder"):
         save_run_to_library(run.path, paths.models_dir, "../up", step=1)
+
+
+def test_save_to_chat_in_the_window_saves_the_shown_step_and_chat_rescans(
+        main_window, qtbot, monkeypatch, text_file):
+    from studio.core.config import default_paths
+    from studio.ui.panels.train.panel import TrainPanel
+
+    monkeypatch.setattr(TrainPanel, "session_in_process", False)  # a thread: no torch start-up
+    main_window.resize(1480, 920)
+    main_window.show()
+    panel = main_window.show_workspace("train")
+    qtbot.waitUntil(lambda: panel.frames_drawn >= 1, timeout=60000)
+    small = {"dataset": "file", "text_file": text_file, "context": 16, "batch_size": 2,
+             "width": 16, "heads": 2, "vocab_size": 260}
+    panel.open_lesson("gpt")
+    qtbot.waitUntil(lambda: panel.lesson == "gpt" and panel.last_frame is not None
+                    and panel.session.state == "paused", timeout=60000)
+    panel.reset(overrides=small)
+    qtbot.waitUntil(lambda: panel.last_frame.config.get("text_file") == text_file, timeout=60000)
+    for step in (1, 2):
+        panel.step_once()
+        qtbot.waitUntil(lambda s=step: panel.last_frame.step >= s, timeout=60000)
+    rescans: list[int] = []
+    panel.ctx.libraryChanged.connect(lambda: rescans.append(1))
+    panel.save_to_library("bard")
+    qtbot.waitUntil(lambda: bool(rescans) or panel.error.isVisible(), timeout=60000)
+    assert not panel.error.isVisible(), panel.error.text()
+    assert panel.controls.status.full_text() == "Saved bard for Chat"
+    assert (default_paths().models_dir / "bard" / "model.safetensors").is_file()
+    assert panel.save_to_library("bard") is None  # refused at once, with the reason
+    assert "already has 'bard'" in panel.error.text()
