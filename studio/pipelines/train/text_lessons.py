@@ -70,14 +70,15 @@ few merges. Left: tokens per word against the vocabulary size. Right: the latest
 space, `Ċ` a new line), and your text cut into tokens, one colour per token.
 
 **What to try.** Type your own sentence (Your text); add a name or a rare word and see it split
-into many pieces. Raise *Merges per step*. Pick a chat model's folder under *Compare with* to
-cut your text with a real model's tokenizer (tens of thousands of merges). Train it on your own
-text: its merges become the words of your text.
+into many pieces. Raise *Merges per step*. Under *Compare with*, type a chat model's name (as
+Chat lists it) or pick its folder to cut your text with a real model's tokenizer (tens of
+thousands of merges). Train it on your own text: its merges become the words of your text.
 
-**What is normal.** At 256 tokens a word of Shakespeare takes about 5 tokens (its letters and a
-space); the first merges join a space with a letter ("Ġt", "Ġa") and common pairs ("th", "he"),
-and by 1,000 tokens most common words are one token: about 1.3 tokens per word. This takes
-{normal}.
+**What is normal.** At 256 tokens a word of Shakespeare takes about 5.5 tokens (its letters, a
+space, its punctuation and line breaks); the first merges join a space with a letter ("Ġt",
+"Ġa") and common pairs ("he", "ou"). By 512 tokens a word takes about 2.8, by 1,024 about 2.2
+and by 2,048 about 1.8: common words are single tokens, punctuation and line breaks stay tokens
+of their own. Growing to 2,048 takes {normal}.
 """
 
 LM_EXPLANATION = """\
