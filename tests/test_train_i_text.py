@@ -17,7 +17,6 @@ from studio.pipelines.train.text_lessons import (
     CharRNNTrainer,
     GPTTrainer,
     TokenizerLesson,
-    export_gpt,
 )
 from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
 
@@ -167,12 +166,14 @@ def test_exported_gpt_chats_by_its_name_as_plain_transformers_generates(text_fil
     from studio.library.resolve import resolve_named
     from studio.pipelines.chat.local import LocalChatBackend
     from studio.pipelines.chat.types import ChatRequest
+    from studio.pipelines.train.export import export_trainer
 
     gpt = lm(GPTTrainer, text_file)
     for _ in range(3):
         gpt.step()
     paths, settings = default_paths(), Settings(device="cpu")  # STUDIO_HOME: the test's own
-    folder = export_gpt(gpt, paths.models_dir / "my-gpt")
+    done = export_trainer(gpt, paths.models_dir, "my-gpt")
+    assert done.path == paths.models_dir / "chat" / "my-gpt" and "Chat lists it" in done.message
     # what `studio chat --model my-gpt --prompt "the king" --temperature 0` does
     model_spec = resolve_named("my-gpt", "chat", settings, paths, command="studio chat").spec
     backend = LocalChatBackend(lambda: settings, lambda: paths)
@@ -181,8 +182,8 @@ def test_exported_gpt_chats_by_its_name_as_plain_transformers_generates(text_fil
                              CancelToken())
     assert reply.warnings == []  # it has its own (plain continuation) template
 
-    model = GPT2LMHeadModel.from_pretrained(str(folder))
-    tok = AutoTokenizer.from_pretrained(str(folder))
+    model = GPT2LMHeadModel.from_pretrained(str(done.path))
+    tok = AutoTokenizer.from_pretrained(str(done.path))
     ids = tok("the king", return_tensors="pt")["input_ids"]
     with torch.inference_mode():
         plain = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
@@ -192,61 +193,29 @@ def test_exported_gpt_chats_by_its_name_as_plain_transformers_generates(text_fil
     assert torch.equal(model.transformer.wte.weight, gpt.model.transformer.wte.weight)
 
 
-def test_studio_train_gpt_to_library_then_chat_by_name(text_file, capsys):
+def test_studio_train_gpt_export_then_chat_by_name(text_file, capsys):
     from studio.cli import _main
     from studio.core.config import default_paths
 
     args = ["train", "gpt", "--steps", "2", "--set", "dataset=file", "--set",
             f"text_file={text_file}", "--set", "context=16", "--set", "batch_size=2",
             "--set", "width=16", "--set", "heads=2", "--set", "vocab_size=260"]
-    assert _main(args + ["--to-library", "bard"]) == 0
-    assert "studio chat --model bard" in capsys.readouterr().err
-    assert (default_paths().models_dir / "bard" / "model.safetensors").is_file()
-    assert _main(args + ["--to-library", "bard"]) == 2  # refused before training
-    assert "already has 'bard'" in capsys.readouterr().err
-    assert _main(["train", "char-rnn", "--steps", "1", "--to-library", "x"]) == 2
-    assert "--to-library is for the gpt lesson" in capsys.readouterr().err
+    assert _main(args + ["--export", "bard"]) == 0
+    assert "Exported bard: Chat lists it" in capsys.readouterr().err
+    assert (default_paths().models_dir / "chat" / "bard" / "model.safetensors").is_file()
+    assert _main(args + ["--export", "bard"]) == 1  # the name is taken: nothing overwritten
+    assert "exists already" in capsys.readouterr().err
+    assert _main(["train", "char-rnn", "--steps", "1", "--export", "x"]) == 2
+    assert "--export is for cyclegan, dcgan, gpt" in capsys.readouterr().err
     assert _main(["chat", "--model", "bard", "--prompt", "the king", "--temperature", "0",
                   "--max-new-tokens", "4"]) == 0
     assert capsys.readouterr().out.rstrip("\n")  # four tokens (spaces, after two steps)
 
 
-def test_save_to_chat_asks_a_name_and_saves_the_paused_runs_gpt(text_file, qtbot, monkeypatch):
-    from PySide6.QtWidgets import QInputDialog
-
-    from studio.core.config import Settings, default_paths
-    from studio.library.chat_models import find_chat_models
-    from studio.pipelines.train.runs import Run
-    from studio.pipelines.train.text_lessons import save_run_to_library
-    from studio.ui.panels.train.views.text import LanguageModelView
-
-    gpt = lm(GPTTrainer, text_file)
-    gpt.step()
-    view = LanguageModelView("gpt")
-    qtbot.addWidget(view)
-    view.show_snapshot(gpt.snapshot())
-    asked = []
-    monkeypatch.setattr(QInputDialog, "getText",
-                        lambda *a, **k: (asked.append(k["text"]), ("bard 2 ", True))[1])
-    with qtbot.waitSignal(view.saveToLibraryRequested) as sent:
-        view.save_button.click()
-    assert asked == ["my-gpt-step1"] and sent.args == ["bard 2"]
-
-    paths = default_paths()
-    run = Run.create(paths.runs_dir, "gpt", 0, gpt.config)
-    run.save_checkpoint(gpt)
-    folder = save_run_to_library(run.path, paths.models_dir, "bard 2", step=1)
-    assert [e.name for e in find_chat_models(Settings(), paths)] == ["bard 2"]
-    assert folder == paths.models_dir / "bard 2" and not list(paths.models_dir.glob(".*new-*"))
-    with pytest.raises(InvalidParameter, match="already has 'bard 2'"):
-        save_run_to_library(run.path, paths.models_dir, "bard 2", step=1)
-    with pytest.raises(InvalidParameter, match="cannot name a model folder"):
-        save_run_to_library(run.path, paths.models_dir, "../up", step=1)
-
-
-def test_save_to_chat_in_the_window_saves_the_shown_step_and_chat_rescans(
-        main_window, qtbot, monkeypatch, text_file):
+def test_export_to_chat_from_the_runs_tab_of_the_window(main_window, qtbot, monkeypatch,
+                                                         text_file):
     from studio.core.config import default_paths
+    from studio.library.chat_models import find_chat_models
     from studio.ui.panels.train.panel import TrainPanel
 
     monkeypatch.setattr(TrainPanel, "session_in_process", False)  # a thread: no torch start-up
@@ -259,17 +228,17 @@ def test_save_to_chat_in_the_window_saves_the_shown_step_and_chat_rescans(
     panel.open_lesson("gpt")
     qtbot.waitUntil(lambda: panel.lesson == "gpt" and panel.last_frame is not None
                     and panel.session.state == "paused", timeout=60000)
+    assert panel.runs.model_button.text() == "Export model to Chat…"
     panel.reset(overrides=small)
     qtbot.waitUntil(lambda: panel.last_frame.config.get("text_file") == text_file, timeout=60000)
-    for step in (1, 2):
-        panel.step_once()
-        qtbot.waitUntil(lambda s=step: panel.last_frame.step >= s, timeout=60000)
+    panel.controls.play_button.click()
+    qtbot.waitUntil(lambda: panel.last_frame.step >= 2, timeout=60000)
+    panel.controls.play_button.click()  # pausing writes the checkpoint
+    qtbot.waitUntil(lambda: panel.session.state == "paused", timeout=60000)
     rescans: list[int] = []
     panel.ctx.libraryChanged.connect(lambda: rescans.append(1))
-    panel.save_to_library("bard")
-    qtbot.waitUntil(lambda: bool(rescans) or panel.error.isVisible(), timeout=60000)
-    assert not panel.error.isVisible(), panel.error.text()
-    assert panel.controls.status.full_text() == "Saved bard for Chat"
-    assert (default_paths().models_dir / "bard" / "model.safetensors").is_file()
-    assert panel.save_to_library("bard") is None  # refused at once, with the reason
-    assert "already has 'bard'" in panel.error.text()
+    message = panel.export_model(panel.last_frame.run_path, "bard")
+    assert message.startswith("Exported bard: Chat lists it") and rescans == [1]
+    paths = default_paths()
+    assert [e.name for e in find_chat_models(panel.ctx.settings, paths)] == ["bard"]
+    assert "exists already" in panel.export_model(panel.last_frame.run_path, "bard")

@@ -18,7 +18,8 @@ class AppContext(QObject):
     openInWorkspace = Signal(str, object)
     #: A finished image or file the gallery should pick up (pathlib.Path).
     outputWritten = Signal(object)
-    #: A model was added to the library (e.g. a GPT trained in Train): lists of models rescan.
+    #: Models were added to the library by the app itself (a model exported from Train): the
+    #: pickers scan again.
     libraryChanged = Signal()
     #: A sentence for the window's warning banner (e.g. the settings could not be saved).
     warned = Signal(str)

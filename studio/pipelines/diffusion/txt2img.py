@@ -43,6 +43,10 @@ class Txt2ImgService(DiffusersService):
         validate_request(request)
         settings, paths = self._settings(), self._paths()
         entry = resolve_model(request.model, settings, paths)
+        if entry.format == "gan":  # a GAN trained in Studio: seed → image, no diffusion
+            from studio.pipelines.gan.service import run_gan
+
+            return run_gan(request, settings, paths, progress, cancel)
         from studio.media.outputs import writable_image_folder
 
         writable_image_folder(paths.outputs_dir, paths.dated_outputs)  # before minutes of work

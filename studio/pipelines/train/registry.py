@@ -63,6 +63,10 @@ LESSONS: dict[str, Lesson] = _lessons(
      "A convolutional generator learns to draw digits, faces or your own images by fooling a "
      "discriminator.",
      "studio.pipelines.train.dcgan:DCGANTrainer"),
+    ("cyclegan", "CycleGAN: translate images",
+     "Two generators learn to turn one kind of image into another and back, from unpaired "
+     "examples (or your two folders).",
+     "studio.pipelines.train.cyclegan:CycleGANTrainer"),
     ("tokenizer", "Tokenizer (byte-level BPE)",
      "Train a GPT-2-style tokenizer live: watch merges appear and tokens per word fall.",
      "studio.pipelines.train.text_lessons:TokenizerLesson"),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import gzip
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ MIN_CHARS = 2_000  # less than about a page cannot teach a model words
 MAX_BYTES = 50_000_000  # a text file larger than this is cut (read once, in memory)
 BYTE_VOCAB = 256  # a byte-level BPE with no merges: one token per byte
 TEST_SHARE = 0.1  # the end of the text held out for the validation loss
-_NAME = re.compile(r"^[\w][\w .+-]{0,79}$")  # a model's name in the library (its folder)
 
 
 @dataclass(frozen=True)
@@ -174,15 +172,3 @@ def readable(token: str) -> str:
 
     return decoders.ByteLevel().decode([token])
 
-
-def library_name_problem(name: str, models_dir: Path) -> str:
-    """Why ``name`` cannot name a new model in the library ('' when it can)."""
-    name = name.strip()
-    if not name:
-        return "Give the model a name (letters, digits, spaces, - . + _)."
-    if not _NAME.match(name):
-        return (f"{name!r} cannot name a model folder: use letters, digits, spaces and - . + _ "
-                "(at most 80 characters).")
-    if (Path(models_dir) / name).exists():
-        return f"Your library already has {name!r}; choose another name."
-    return ""

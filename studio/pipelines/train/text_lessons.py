@@ -22,9 +22,6 @@ lazily).
 from __future__ import annotations
 
 import math
-import shutil
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +43,6 @@ from studio.pipelines.train.text_data import (
     bpe_prefix,
     check_text,
     largest_bpe,
-    library_name_problem,
     load_text,
     merges,
     readable,
@@ -97,9 +93,10 @@ GPT_EXTRA = """\
 The attention maps show, for the sentence you type, where each token (row) looks among the
 tokens before it (columns), for each layer and head; the embeddings plot places the most frequent
 tokens by the first two principal components of their learned vectors.
-When it writes words, **Save to Chat…** (or `studio train gpt --steps 400 --to-library NAME`)
-saves it into your library as a Hugging Face model (config, safetensors weights, tokenizer) that
-Chat lists and `studio chat --model NAME` runs: it continues what you type.
+When it writes words, pause and use **Runs → Export model to Chat…** (or `studio train gpt
+--steps 400 --export NAME`): it goes into your library as a Hugging Face model (config,
+safetensors weights, tokenizer) that Chat lists and `studio chat --model NAME` runs: it
+continues what you type.
 """
 #: measured with ``studio train … --steps N`` on a loaded 2-core machine (see the README)
 TOKENIZER_NORMAL = "a few seconds"
@@ -503,22 +500,19 @@ class GPTTrainer(LanguageModelLesson):
                                    f"{config['heads']} heads.")
         return config
 
-    def gpt_config(self) -> Any:
-        from transformers import GPT2Config
-
-        cfg = self.config
-        config = GPT2Config(vocab_size=self.vocab, n_positions=int(cfg["context"]),
-                            n_embd=int(cfg["width"]), n_layer=int(cfg["layers"]),
-                            n_head=int(cfg["heads"]), resid_pdrop=0.0, embd_pdrop=0.0,
-                            attn_pdrop=0.0, bos_token_id=None, eos_token_id=None,
-                            architectures=["GPT2LMHeadModel"])
-        config._attn_implementation = "eager"  # it returns the attention maps the view draws
-        return config
-
     def build_model(self) -> nn.Module:
         from transformers import GPT2LMHeadModel
 
-        return GPT2LMHeadModel(self.gpt_config())
+        return GPT2LMHeadModel(gpt2_config(self.config, self.vocab))
+
+    def state_dict(self) -> dict[str, Any]:
+        # the tokenizer too: a run's checkpoint alone is enough to export the model (Runs tab)
+        return {**super().state_dict(), "tokenizer": self.tokenizer.to_str()}
+
+    def export_model(self, folder: Path) -> list[Path]:
+        """The GPT as it is now, as a model folder Chat loads (:func:`write_gpt`)."""
+        return write_gpt(folder, tl.tensor_state(self.model), self.config,
+                         self.tokenizer.to_str())
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=ids).logits
@@ -548,58 +542,36 @@ class GPTTrainer(LanguageModelLesson):
         }
 
 
-def export_gpt(trainer: GPTTrainer, folder: Path) -> Path:
-    """Save the trained GPT as a ``transformers`` model folder (config, safetensors weights,
-    tokenizer files, generation config) that Chat loads like any model; returns the folder."""
-    from transformers import PreTrainedTokenizerFast
+def gpt2_config(config: dict[str, Any], vocab: int) -> Any:
+    """The ``GPT2Config`` of the lesson's ``config`` (no dropout: a seed gives one run)."""
+    from transformers import GPT2Config
+
+    gpt = GPT2Config(vocab_size=int(vocab), n_positions=int(config["context"]),
+                     n_embd=int(config["width"]), n_layer=int(config["layers"]),
+                     n_head=int(config["heads"]), resid_pdrop=0.0, embd_pdrop=0.0,
+                     attn_pdrop=0.0, bos_token_id=None, eos_token_id=None,
+                     architectures=["GPT2LMHeadModel"])
+    gpt._attn_implementation = "eager"  # it returns the attention maps the view draws
+    return gpt
+
+
+def write_gpt(folder: Path, weights: dict[str, Any], config: dict[str, Any],
+              tokenizer_json: str) -> list[Path]:
+    """A trained GPT (its state dict, the lesson's config and its tokenizer as JSON) written as a
+    ``transformers`` model folder: config, safetensors weights, generation config and tokenizer
+    files with a chat template that simply continues the text typed. Returns the files."""
+    from tokenizers import Tokenizer
+    from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model = trainer.model
-    model.config.architectures = ["GPT2LMHeadModel"]
+    tokenizer = Tokenizer.from_str(tokenizer_json)
+    with torch.random.fork_rng(devices=[]):  # the weights are overwritten: keep the global RNG
+        model = GPT2LMHeadModel(gpt2_config(config, tokenizer.get_vocab_size()))
+    model.load_state_dict(weights)
     model.save_pretrained(str(folder), safe_serialization=True)
-    tok = PreTrainedTokenizerFast(tokenizer_object=trainer.tokenizer,
-                                  model_max_length=int(trainer.config["context"]))
+    tok = PreTrainedTokenizerFast(tokenizer_object=tokenizer,
+                                  model_max_length=int(config["context"]))
     tok.chat_template = COMPLETION_TEMPLATE
     tok.save_pretrained(str(folder))
-    return folder
-
-
-CHECKPOINT_WAIT_S = 30.0  # how long a save waits for the paused run's checkpoint of its step
-
-
-def save_to_library(trainer: Trainer, models_dir: Path, name: str) -> Path:
-    """The trained GPT as a chat model named ``name`` in the library (``models_dir/name``),
-    written beside it first and renamed into place, so Chat never lists half a model."""
-    if not hasattr(trainer, "gpt_config"):
-        raise InvalidParameter(f"{trainer.info.key} cannot be saved as a chat model; the gpt "
-                               "lesson can.")
-    problem = library_name_problem(name, models_dir)
-    if problem:
-        raise InvalidParameter(problem)
-    folder = Path(models_dir) / name.strip()
-    partial = folder.with_name(f".{folder.name}.new-{uuid.uuid4().hex[:8]}")
-    try:
-        export_gpt(trainer, partial)  # type: ignore[arg-type]
-        partial.rename(folder)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return folder
-
-
-def save_run_to_library(run_path: Path, models_dir: Path, name: str, step: int) -> Path:
-    """Save the GPT of a run as it was at ``step`` (the window's paused session writes that
-    checkpoint; this waits for it) into the library as ``name``."""
-    from studio.pipelines.train.runs import Run
-
-    problem = library_name_problem(name, models_dir)  # before the wait, not after it
-    if problem:
-        raise InvalidParameter(problem)
-    run = Run(Path(run_path))
-    deadline = time.monotonic() + CHECKPOINT_WAIT_S
-    while True:
-        trainer = run.load_trainer()
-        if trainer.step_count >= step or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    return save_to_library(trainer, models_dir, name)
+    return sorted(p for p in folder.iterdir() if p.is_file())

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -46,7 +47,6 @@ from studio.ui.panels.train.views import view_class
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.theme import colors
 from studio.ui.widgets.basics import section_label, vertical_scroll
-from studio.workers.lanes import Calls, cpu_pool
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,6 @@ class TrainPanel(QWidget):
         self.last_frame: Frame | None = None
         self._run_path: Path | None = None
         self._config: dict[str, Any] = {}
-        self._calls = Calls(self, pool=cpu_pool)
 
         self.lesson_list = QListWidget()
         self.lesson_list.setObjectName("lessonList")
@@ -174,6 +173,7 @@ class TrainPanel(QWidget):
         self.runs.exportCsvRequested.connect(self._ask_export_csv)
         self.runs.exportPlotRequested.connect(self._ask_export_png)
         self.runs.exportGifRequested.connect(self._ask_export_gif)
+        self.runs.exportModelRequested.connect(self._ask_export_model)
         space = QShortcut(QKeySequence(Qt.Key.Key_Space), self)
         space.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         space.activated.connect(self.controls.play_button.toggle)
@@ -239,7 +239,6 @@ class TrainPanel(QWidget):
         self.view.setParamRequested.connect(self.set_param)
         self.view.resetRequested.connect(lambda over: self.reset(overrides=over))
         self.view.stepPartRequested.connect(self.step_once)
-        self.view.saveToLibraryRequested.connect(self.save_to_library)
         self.view_holder.addWidget(self.view)
         self._config = cls.validate_config()
         self.form = ParamsForm(cls.params, self._config,
@@ -372,42 +371,6 @@ class TrainPanel(QWidget):
         self.error.show()
 
     # -- runs and exports ---------------------------------------------------------------------
-    @Slot(str)
-    def save_to_library(self, name: str) -> Any:
-        """Pause, and save the lesson's model as it is at the step shown into the library as
-        ``name`` (the gpt lesson: a chat model), off the GUI thread; returns the call's future
-        (None when refused at once). The paused session writes its checkpoint; the save waits
-        for the one of this step."""
-        from studio.pipelines.train.text_data import library_name_problem
-
-        models_dir = self.ctx.paths.models_dir
-        problem = library_name_problem(name, models_dir)
-        if self.session is None or self._run_path is None or self.last_frame is None:
-            problem = "Train a few steps first: there is no model to save yet."
-        if problem:
-            self._show_error(problem)
-            return None
-        self.error.hide()
-        self.controls.play_button.setChecked(False)  # pausing writes the checkpoint
-        self.session.save()  # (already paused: a step taken since is saved too)
-        run_path, step = self._run_path, self.last_frame.step
-        self.controls.set_status(f"Saving {name}…")
-
-        def work() -> Path:
-            from studio.pipelines.train.text_lessons import save_run_to_library
-
-            return save_run_to_library(run_path, models_dir, name, step)
-
-        def done(folder: Path) -> None:
-            self.controls.set_status(f"Saved {name} for Chat")
-            self.ctx.libraryChanged.emit()
-
-        def failed(text: str) -> None:
-            self.controls.set_status(STATUS_TEXT["paused"])
-            self._show_error(f"Could not save {name}: {text}")
-
-        return self._calls.run(work, done, failed)
-
     @Slot(object)
     def resume_run(self, path: Path) -> None:
         self.open_lesson(self.lesson, resume=Path(path))
@@ -447,6 +410,32 @@ class TrainPanel(QWidget):
                 self.export_gif(Path(out))
             except InvalidParameter as exc:
                 self._show_error(str(exc))
+
+    def _ask_export_model(self, run: Path) -> None:
+        from studio.pipelines.train.export import EXPORTS
+
+        workspace = EXPORTS.get(self.lesson, ("", "another workspace"))[1]
+        name, ok = QInputDialog.getText(
+            self, "Export model", f"Name in the library (then use it in {workspace}):",
+            text=Path(run).name)
+        if ok:
+            self.export_model(Path(run), name)
+
+    def export_model(self, run: Path, name: str) -> str:
+        """Export ``run``'s model as ``name`` into the library; the sentence shown (a success
+        in the status line, a problem in the error line)."""
+        from studio.core.jobs import UserFacingError
+        from studio.pipelines.train.export import export_run
+
+        try:
+            done = export_run(Path(run), self.ctx.paths.models_dir, name.strip())
+        except UserFacingError as exc:
+            self._show_error(str(exc))
+            return str(exc)
+        self.error.hide()
+        self.ctx.libraryChanged.emit()
+        self.runs.show_note(done.message)
+        return done.message
 
     def shutdown(self) -> None:
         """Stop training (the run is saved) and end the session thread."""

@@ -24,8 +24,6 @@ class LessonView(QWidget):
     resetRequested = Signal(dict)
     #: run only one part of a step, one of the trainer's ``step_parts`` (e.g. "D")
     stepPartRequested = Signal(str)
-    #: save the trained model into the library under this name (the gpt lesson: for Chat)
-    saveToLibraryRequested = Signal(str)
 
     #: the view has its own buttons for the trainer's ``step_parts`` (the control bar then shows
     #: none: two sets of "Step D"/"Step G" would crowd the bar until its buttons are clipped)

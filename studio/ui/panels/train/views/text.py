@@ -13,9 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import (
     QGridLayout,
-    QInputDialog,
     QPlainTextEdit,
-    QPushButton,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
@@ -164,16 +162,8 @@ class LanguageModelView(LessonView):
             layout.addWidget(self.attention_caption, 0, 1)
             layout.addWidget(self.attention_plot, 1, 1)
             layout.addWidget(self.tokens_caption, 2, 1)
-            self.save_button = QPushButton("Save to Chat…")
-            self.save_button.setObjectName("saveToChat")
-            self.save_button.setToolTip("Pause, and save the GPT as it is now into your library "
-                                        "as a chat model: Chat lists it, and it continues what "
-                                        "you type")
-            self.save_button.clicked.connect(self._ask_name)
-            self._step = 0
             layout.addWidget(self.embed_caption, 0, 2)
-            layout.addWidget(self.embed_plot, 1, 2, 2, 1)
-            layout.addWidget(self.save_button, 3, 2)
+            layout.addWidget(self.embed_plot, 1, 2, 3, 1)
             layout.setColumnStretch(1, 1)
             layout.setColumnStretch(2, 1)
             layout.setRowStretch(1, 1)
@@ -203,16 +193,8 @@ class LanguageModelView(LessonView):
             f"Samples · {count_of(snapshot['parameters'], 'parameter')} · "
             f"{count_of(snapshot['vocab'], 'token')}")
         if self.gpt:
-            self._step = int(snapshot["step"])
             self._show_attention(snapshot)
             self._show_embeddings(snapshot)
-
-    def _ask_name(self) -> None:
-        name, ok = QInputDialog.getText(self, "Save to Chat",
-                                        "Name in your library (Chat lists it by this name):",
-                                        text=f"my-gpt-step{self._step}")
-        if ok and name.strip():
-            self.saveToLibraryRequested.emit(name.strip())
 
     def _show_attention(self, snapshot: dict[str, Any]) -> None:
         maps = np.asarray(snapshot["attention"], dtype=np.float32)  # (heads, T, T)
