@@ -76,10 +76,9 @@ class TokenizerView(LessonView):
         layout.addWidget(self.merges_box, 1, 1)
         layout.addWidget(self.tokens_caption, 2, 1)
         layout.addWidget(self.tokens_box, 3, 1)
-        layout.setColumnStretch(0, 1)
-        layout.setColumnStretch(1, 1)
-        layout.setRowStretch(1, 1)
-        layout.setRowStretch(3, 1)
+        for i in (0, 1):  # two equal columns; the two boxes share the height
+            layout.setColumnStretch(i, 1)
+            layout.setRowStretch(2 * i + 1, 1)
         self.apply_theme()
 
     def apply_theme(self) -> None:
@@ -159,13 +158,13 @@ class LanguageModelView(LessonView):
             self.embed_points = pg.ScatterPlotItem(size=4, pen=pg.mkPen(None))
             self.embed_plot.addItem(self.embed_points)
             self.embed_labels: list[pg.TextItem] = []
-            layout.addWidget(self.attention_caption, 0, 1)
-            layout.addWidget(self.attention_plot, 1, 1)
-            layout.addWidget(self.tokens_caption, 2, 1)
-            layout.addWidget(self.embed_caption, 0, 2)
-            layout.addWidget(self.embed_plot, 1, 2, 3, 1)
-            layout.setColumnStretch(1, 1)
-            layout.setColumnStretch(2, 1)
+            # attention in the middle column, the embeddings on the right (row, column, spans)
+            for widget, place in ((self.attention_caption, (0, 1)),
+                                  (self.attention_plot, (1, 1)), (self.tokens_caption, (2, 1)),
+                                  (self.embed_caption, (0, 2)), (self.embed_plot, (1, 2, 3, 1))):
+                layout.addWidget(widget, *place)
+            for col in (1, 2):
+                layout.setColumnStretch(col, 1)
             layout.setRowStretch(1, 1)
         self.apply_theme()
 
