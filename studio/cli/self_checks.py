@@ -29,7 +29,7 @@ STACK_MODULES = (
 )
 #: Files the app reads from ASSETS_DIR.
 ASSET_FILES = ("tokenizers/bpe_simple_vocab_16e6.txt.gz", "configs", "catalogs/cyclegan.json",
-               "icons/studio.svg")
+               "icons/studio.svg", "texts/shakespeare.txt.gz")
 
 GENERATE_STEPS = 2
 IMAGE_SIDE = 64  # 8×8 latents: the smallest size the tiny four-level VAE decodes

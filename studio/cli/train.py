@@ -68,9 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-b", type=Path, default=None, metavar="DIR",
                         help="cyclegan: domain B's folder (with --data, domain A's)")
     parser.add_argument("--export", default=None, metavar="NAME",
-                        help="cyclegan, dcgan: at the end, write the trained model into the "
-                             "library as NAME (cyclegan: a Transform model; dcgan: a GAN for "
-                             "Generate)")
+                        help="cyclegan, dcgan, gpt: at the end, write the trained model into "
+                             "the library as NAME (cyclegan: a Transform model; dcgan: a GAN for "
+                             "Generate; gpt: a chat model)")
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
     parser.epilog = ((parser.epilog + " ") if parser.epilog else "") + MULTI_PROCESS
 
@@ -191,11 +191,11 @@ def run(args: argparse.Namespace) -> int:
     root = loaded.settings.resolved_paths(default_paths()).runs_dir
     if args.export is not None:
         from studio.core.jobs import UserFacingError
-        from studio.pipelines.train.export import can_export, check_name
+        from studio.pipelines.train.export import EXPORTS, can_export, check_name
 
         if not can_export(args.lesson):
             raise UsageError(f"{args.lesson} makes no model to use elsewhere; --export is for "
-                             "cyclegan and dcgan")
+                             f"{', '.join(EXPORTS)}")
         try:
             check_name(args.export)
         except UserFacingError as exc:

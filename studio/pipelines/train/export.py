@@ -4,6 +4,8 @@
   junyanz layout (state dicts only); Transform lists the folder as one model with both directions.
 - ``dcgan``: ``<models>/gan/<name>/`` with the generator's weights as ``generator.safetensors``
   and its shape in ``gan.json`` (:mod:`studio.library.gan_models`); Generate lists it as a GAN.
+- ``gpt``: ``<models>/chat/<name>/``, a ``transformers`` model folder (config, safetensors,
+  tokenizer with a plain-continuation chat template); Chat lists it like any chat model.
 
 A name already taken is refused (nothing is overwritten). No Qt here; torch is imported with the
 lesson.
@@ -21,7 +23,11 @@ from studio.core.jobs import UserFacingError
 
 #: lesson → (the models sub-folder its export goes to, the workspace that uses it)
 EXPORTS: dict[str, tuple[str, str]] = {"cyclegan": ("cyclegan", "Transform"),
-                                       "dcgan": ("gan", "Generate")}
+                                       "dcgan": ("gan", "Generate"), "gpt": ("chat", "Chat")}
+#: workspace → how the student uses what was exported there
+USES = {"Transform": "Transform → CycleGAN lists it beside the released models",
+        "Generate": "Generate lists it as a GAN model (a seed makes an image)",
+        "Chat": "Chat lists it (it continues the text you type)"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,79}$")
 
 
@@ -56,6 +62,8 @@ def export_trainer(trainer: Any, models_dir: Path, name: str) -> Exported:
     def write(folder: Path) -> list[Path]:
         if lesson == "cyclegan":
             return list(trainer.export_generators(folder))
+        if lesson == "gpt":
+            return list(trainer.export_model(folder))
         return list(trainer.export_generator(folder))
 
     return _export(lesson, write, models_dir, name)
@@ -65,7 +73,7 @@ def _export(lesson: str, write: Callable[[Path], list[Path]], models_dir: Path,
             name: str) -> Exported:
     """``write(folder)`` into a hidden folder, renamed to ``<models>/<sub>/<name>`` when whole."""
     if lesson not in EXPORTS:
-        known = " and ".join(EXPORTS)
+        known = ", ".join(EXPORTS)
         raise UserFacingError(f"The {lesson} lesson makes no model to use elsewhere; {known} do.")
     sub, workspace = EXPORTS[lesson]
     name = check_name(name)
@@ -86,10 +94,7 @@ def _export(lesson: str, write: Callable[[Path], list[Path]], models_dir: Path,
                 f.unlink()
             new.rmdir()
     files = tuple(folder / Path(f).name for f in written)
-    use = ("Transform → CycleGAN lists it beside the released models"
-           if workspace == "Transform" else "Generate lists it as a GAN model (a seed makes an "
-                                            "image)")
-    return Exported(name, folder, files, f"Exported {name}: {use}.")
+    return Exported(name, folder, files, f"Exported {name}: {USES[workspace]}.")
 
 
 def _read_checkpoint(run: Any, tries: int = 10) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -115,7 +120,7 @@ def export_run(run_path: Path, models_dir: Path, name: str = "") -> Exported:
 
     run = Run(Path(run_path))
     if run.lesson not in EXPORTS:
-        known = " and ".join(EXPORTS)
+        known = ", ".join(EXPORTS)
         raise UserFacingError(f"The {run.lesson} lesson makes no model to use elsewhere; {known} "
                               "do.")
     if not run.has_checkpoint:
@@ -129,6 +134,10 @@ def export_run(run_path: Path, models_dir: Path, name: str = "") -> Exported:
             from studio.pipelines.train.cyclegan import write_generators
 
             return write_generators(folder, state["G_A"], state["G_B"])
+        if run.lesson == "gpt":
+            from studio.pipelines.train.text_lessons import write_gpt
+
+            return write_gpt(folder, state["model"], doc["config"], state["tokenizer"])
         from studio.pipelines.train.dcgan import write_generator
 
         return write_generator(folder, state["generator"], doc["config"],

@@ -93,6 +93,7 @@ class ChatPanel(QWidget):
         self._flush_timer = QTimer(self, singleShot=True, interval=33)
         self._flush_timer.timeout.connect(self._flush)
         ctx.settingsChanged.connect(lambda s: self.rescan_models(s))
+        ctx.libraryChanged.connect(lambda: self.rescan_models())
         QShortcut(QKeySequence("Esc"), self, self.escape,
                   context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.sidebar.refresh()

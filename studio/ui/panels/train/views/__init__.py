@@ -21,6 +21,9 @@ VIEW_PATHS: dict[str, str] = {
     "cnn": "studio.ui.panels.train.views.cnn:CNNView",
     "dcgan": "studio.ui.panels.train.views.dcgan:DCGANView",
     "cyclegan": "studio.ui.panels.train.views.cyclegan:CycleGANView",
+    "tokenizer": "studio.ui.panels.train.views.text:TokenizerView",
+    "char-rnn": "studio.ui.panels.train.views.text:LanguageModelView",
+    "gpt": "studio.ui.panels.train.views.text:LanguageModelView",
 }
 
 
