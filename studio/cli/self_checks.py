@@ -529,7 +529,7 @@ def check_trained_models(root: Path) -> str:
     _one_saved_png(drawn, "GAN: ")
     _one_saved_png(moved, "trained CycleGAN: ")
     if len(walk or []) != 4 or not Path(walk[-1].path).is_file():
-        raise CheckFailed(f"the latent walk made {len(walk or [])} files, not 3 frames and a GIF")
+        raise CheckFailed(f"the latent walk made {count_of(len(walk or []), 'file')}, not 3 frames and a GIF")
     return "a trained GAN drawn and walked, a trained CycleGAN used by Transform"
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from studio.core.files import atomic_write_text
 from studio.core.jobs import UserFacingError
+from studio.core.wording import count_of
 
 INFO_FILE = "gan.json"
 WEIGHTS_FILE = "generator.safetensors"
@@ -56,7 +57,7 @@ def describe(info: dict[str, Any]) -> str:
     colour = "grey" if info.get("channels") == 1 else "colour"
     size = info["image_size"]
     steps = info.get("trained_steps")
-    trained = f", {steps:,} steps on {info.get('dataset', '?')}" if isinstance(steps, int) else ""
+    trained = f", {count_of(steps, 'step')} on {info.get('dataset', '?')}" if isinstance(steps, int) else ""
     return f"{str(info['architecture']).upper()}, {size}×{size} {colour}{trained}"
 
 

@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException
 
 from studio.core.engine import Engine
 from studio.core.jobs import JobState
+from studio.core.wording import count_of
 from studio.server import schemas
 from studio.server.catalog import CHAT, IMAGE, Catalog, ServedModel
 from studio.server.guard import Guard, allowed_hosts
@@ -438,7 +439,7 @@ async def _check_prompt(served: ServedModel, messages: list[dict[str, Any]],
     limit = limits.max_prompt_tokens
     if len(text) > limit * CHARS_PER_TOKEN:
         raise ApiError(400, f"The prompt is {len(text):,} characters long; this server takes "
-                            f"prompts of up to {limit:,} tokens (about "
+                            f"prompts of up to {count_of(limit, 'token')} (about "
                             f"{limit * CHARS_PER_TOKEN:,} characters). Shorten it, or start the "
                             "server with a larger --max-prompt-tokens.", "messages",
                        "prompt_too_long")
@@ -449,7 +450,7 @@ async def _check_prompt(served: ServedModel, messages: list[dict[str, Any]],
 
     count = await run_in_threadpool(_count_tokens, tokenizer, text)
     if count > limit:
-        raise ApiError(400, f"The prompt is {count:,} tokens long; this server takes up to "
+        raise ApiError(400, f"The prompt is {count_of(count, 'token')} long; this server takes up to "
                             f"{limit:,}. Shorten it, or start the server with a larger "
                             "--max-prompt-tokens.", "messages", "prompt_too_long")
 
@@ -480,7 +481,7 @@ def _check_image(request: Any, limits: Limits) -> None:
     work = request.width * request.height * request.steps * request.count
     if work > limits.max_pixel_steps:
         raise ApiError(400, f"This request asks for {request.width}x{request.height} × "
-                            f"{request.steps} steps × {request.count} image(s) = {work:,} "
+                            f"{count_of(request.steps, 'step')} × {count_of(request.count, 'image')} = {work:,} "
                             f"pixel-steps; this server's limit is {limits.max_pixel_steps:,} "
                             "(--max-pixel-steps). Ask for fewer steps, images or pixels.",
                        "size", "request_too_large")

@@ -17,6 +17,7 @@ from typing import Any
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.core.requests import GanWalkRequest, GeneratedImage, Txt2ImgRequest, image_seeds
+from studio.core.wording import count_of
 
 PROMPT_UNUSED = "A GAN draws from its seed alone: the prompt was not used."
 
@@ -43,7 +44,7 @@ def _parameters(name: str, gan: Any, seed: int, size: tuple[int, int],
     return format_infotext("", "", {"GAN": name, "Seed": seed, **extra,
                                     "Size": f"{size[0]}x{size[1]}",
                                     "GAN size": f"{gan.size}x{gan.size}",
-                                    "Trained": f"{info.get('trained_steps')} steps of "
+                                    "Trained": f"{count_of(int(info.get('trained_steps') or 0), 'step')} of "
                                                f"{info.get('lesson')} on {info.get('dataset')}",
                                     "Version": studio_version()})
 

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from studio.core.wording import count_of
 from studio.pipelines.cyclegan.model import GeneratorSpec, build_generator
 from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, check_loss
@@ -155,8 +156,8 @@ class Domains:
         return int(self.a.shape[1])
 
     def describe(self) -> str:
-        head = (f"A ({self.names[0]}): {len(self.a):,} images · B ({self.names[1]}): "
-                f"{len(self.b):,} images")
+        head = (f"A ({self.names[0]}): {count_of(len(self.a), 'image')} · B ({self.names[1]}): "
+                f"{count_of(len(self.b), 'image')}")
         return " ".join((head + ".",) + self.notes)
 
 
@@ -438,7 +439,7 @@ class CycleGANTrainer(ImageLesson):
             "domain_names": self.data.names,
             "photo": self.data.photo,
             "channels": self.data.channels,
-            "data_short": f"A {len(self.data.a):,} · B {len(self.data.b):,} images",
+            "data_short": f"A {len(self.data.a):,} · B {count_of(len(self.data.b), 'image')}",
             "data_note": self.data.describe(),
             "histograms": tl.layer_histograms(self._layers(), HIST_BINS),
             **self._last,
