@@ -28,6 +28,14 @@ MAX_MASK_BLUR = 64  # pixels; A1111 offers 0..64
 MAX_STEPS = 500
 MAX_COUNT = 1000
 SEED_MAX = 2**32 - 1
+MAX_HIRES_SCALE = 4.0
+#: The hires fix's upscalers that need no model file, by A1111's names: the first pass's latents
+#: resized (bilinear or nearest), or its pixels resized with Lanczos.
+HIRES_UPSCALERS: dict[str, str] = {
+    "Latent": "latents resized bilinearly (A1111's default)",
+    "Latent (nearest)": "latents resized by nearest neighbour",
+    "Lanczos": "the first image resized with Lanczos",
+}
 
 
 @dataclass
@@ -53,6 +61,20 @@ class Txt2ImgRequest:
     # image i uses ``variation_seed + i`` (a batch of variations of one picture, as A1111).
     variation_seed: int = 0
     variation_strength: float = 0.0
+    # A1111's hires fix: the image is made at width×height, upscaled ``hires_scale`` times with
+    # ``hires_upscaler`` (a key of HIRES_UPSCALERS) and refined by an img2img
+    # pass of ``hires_steps`` steps (0: ``steps``) at ``hires_denoise`` ("Denoising strength").
+    hires: bool = False
+    hires_scale: float = 2.0
+    hires_upscaler: str = "Latent"
+    hires_steps: int = 0
+    hires_denoise: float = 0.7
+
+    def hires_size(self) -> tuple[int, int]:
+        """The hires pass's size: width and height times the scale, rounded down to multiples
+        of 8 (as A1111 does)."""
+        scale = float(self.hires_scale)
+        return int(self.width * scale) // 8 * 8, int(self.height * scale) // 8 * 8
 
     def validate(self) -> None:
         """Raise ValueError with a one-line reason a person understands."""
@@ -76,10 +98,36 @@ class Txt2ImgRequest:
         if not 0 <= self.seed <= SEED_MAX:
             raise ValueError(f"Seed must be between 0 and {SEED_MAX}, not {self.seed}.")
         validate_variation(self.variation_seed, self.variation_strength)
+        if self.hires:
+            self.validate_hires()
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"Unknown scheduler {self.scheduler!r}; choose one of: "
                              + ", ".join(SCHEDULERS))
         validate_loras(self.loras)
+
+    def validate_hires(self) -> None:
+        """The hires fix's fields, each with the sentence that says how to fix it."""
+        scale = self.hires_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
+                or not 1.0 < scale <= MAX_HIRES_SCALE:
+            raise ValueError(f"Hires upscale must be above 1 and at most {MAX_HIRES_SCALE:g} "
+                             f"(2 doubles the width and height), not {scale!r}.")
+        width, height = self.hires_size()
+        if max(width, height) > MAX_SIDE:
+            raise ValueError(f"The hires fix would make a {width}×{height} image, larger than "
+                             f"{MAX_SIDE} px: lower the upscale or the size.")
+        steps = self.hires_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_STEPS:
+            raise ValueError(f"Hires steps must be between 0 (as many as the first pass) and "
+                             f"{MAX_STEPS}, not {steps!r}.")
+        denoise = self.hires_denoise
+        if isinstance(denoise, bool) or not isinstance(denoise, (int, float)) \
+                or not 0.0 < denoise <= 1.0:
+            raise ValueError(f"Denoising strength must be above 0 and at most 1 (how much the "
+                             f"hires pass repaints), not {denoise!r}.")
+        if self.hires_upscaler not in HIRES_UPSCALERS:
+            raise ValueError(f"Unknown hires upscaler {self.hires_upscaler!r}; choose one of: "
+                             + ", ".join(HIRES_UPSCALERS) + ".")
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "txt2img", **dataclasses.asdict(self)}

@@ -24,6 +24,7 @@ from studio.pipelines.diffusion.batch import (
     run_batch,
     validate_request,
 )
+from studio.pipelines.diffusion.hires import HiresFix, hires_infotext
 from studio.pipelines.diffusion.variation import variation_infotext
 
 log = logging.getLogger(__name__)
@@ -74,13 +75,28 @@ class Txt2ImgService(DiffusersService):
             return render_image(pipe, kwargs, request, seed, index, call.previewer, progress,
                                 cancel, dtype, call.prompt.schedule)
 
+        if request.hires:
+            render = self._hires(pipe, call, request, progress, cancel, dtype).render
+            extra = {**hires_infotext(request), **extra}
+
         def save(index: int, seed: int, image: Any) -> GeneratedImage:
             path, parameters = outputs.save_txt2img_image(
                 image, request, seed, paths.outputs_dir, model_name=entry.name,
                 model_hash=hash_, sampler=call.sampler, schedule_type=call.schedule_type,
-                extra={**variation_infotext(request, index), **extra}, prompt=infotext_prompt, dated=paths.dated_outputs)
+                extra={**variation_infotext(request, index), **extra}, prompt=infotext_prompt,
+                dated=paths.dated_outputs)
             return GeneratedImage(request=request, seed=seed, index=index, path=path,
                                   image=image, parameters=parameters, warnings=list(warnings),
                                   loras=call.loras.used())
 
         return run_batch(request, render, save, progress, cancel)
+
+    @staticmethod
+    def _hires(pipe: Any, call: Any, request: Txt2ImgRequest, progress: ProgressSink,
+               cancel: CancelToken, dtype: Any) -> HiresFix:
+        """The hires fix over ``pipe`` and its img2img twin."""
+        from studio.pipelines.diffusion.img2img import derive_pipeline
+
+        return HiresFix(pipe, derive_pipeline(pipe, inpaint=False), request,
+                        dict(call.prompt.kwargs), call.previewer, progress, cancel, dtype,
+                        call.prompt.schedule)

@@ -1,0 +1,125 @@
+"""The hires fix: a first pass, an upscale, an img2img pass — equal to plain diffusers doing the
+same three things with the same seeds — and its A1111 keys written, read and reused."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken
+from studio.core.requests import Txt2ImgRequest
+from studio.media.metadata import read_image_metadata, to_request
+from studio.pipelines.diffusion.txt2img import Txt2ImgService
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.partials: list = []
+
+    def __call__(self, step, total, preview=None):
+        pass
+
+    def partial(self, result):
+        self.partials.append(result)
+
+    def message(self, text):
+        self.messages.append(text)
+
+
+def _service():
+    settings = Settings(preview_mode="fast", device="cpu")
+    return Txt2ImgService(lambda: settings, default_paths)
+
+
+def _plain(pipe):
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+
+    first = StableDiffusionPipeline(**pipe.components)
+    second = StableDiffusionImg2ImgPipeline(**pipe.components)
+    for p in (first, second):
+        p.set_progress_bar_config(disable=True)
+    return first, second
+
+
+def _request(model, **hires):
+    return Txt2ImgRequest(model=str(model), prompt="a red barn", negative_prompt="blurry",
+                          steps=3, cfg=6.0, width=32, height=24, seed=5, hires=True,
+                          **hires)
+
+
+@pytest.mark.parametrize("upscaler", ["Lanczos", "Latent", "Latent (nearest)"])
+def test_hires_equals_plain_txt2img_then_img2img(tiny_sd15_dir, upscaler):
+    import torch
+    import torch.nn.functional as F
+
+    service = _service()
+    request = _request(tiny_sd15_dir, hires_scale=1.5, hires_upscaler=upscaler, hires_steps=4,
+                       hires_denoise=0.5)
+    sink = Sink()
+    [result] = service.run(request, sink, CancelToken())
+    assert result.image.size == request.hires_size() == (48, 32)
+    assert any("Hires fix" in m for m in sink.messages)
+    first, second = _plain(service.cache.current)
+    common = dict(prompt="a red barn", negative_prompt="blurry", guidance_scale=6.0)
+    latent = upscaler.startswith("Latent")
+    base = first(**common, num_inference_steps=3, width=32, height=24,
+                 output_type="latent" if latent else "pil",
+                 generator=torch.Generator("cpu").manual_seed(5)).images
+    if latent:
+        mode = "nearest" if "nearest" in upscaler else "bilinear"
+        image = F.interpolate(base, size=(4, 6), mode=mode)
+    else:
+        image = base[0].resize((48, 32), Image.Resampling.LANCZOS)
+    expected = second(**common, image=image, strength=0.5, num_inference_steps=4,
+                      generator=torch.Generator("cpu").manual_seed(5)).images[0]
+    assert np.array_equal(np.asarray(result.image), np.asarray(expected))
+
+
+def test_hires_metadata_round_trip_and_reuse(tiny_sd15_dir):
+    request = _request(tiny_sd15_dir, hires_scale=1.5, hires_upscaler="Lanczos", hires_steps=2,
+                       hires_denoise=0.45)
+    [result] = _service().run(request, Sink(), CancelToken())
+    text = Image.open(result.path).text["parameters"]
+    assert "Denoising strength: 0.45, Hires upscale: 1.5, Hires steps: 2, " \
+           "Hires upscaler: Lanczos" in text
+    assert "Size: 32x24" in text  # the first pass's size, as A1111 writes it
+    meta = read_image_metadata(result.path)
+    assert meta.params["hires_scale"] == 1.5 and meta.params["hires_steps"] == 2
+    assert meta.params["hires_upscaler"] == "Lanczos"
+    assert meta.params["denoising_strength"] == 0.45
+    again = to_request(meta, "")
+    assert again == dataclasses.replace(request, count=1)
+    # The same text without Studio's own chunk (as A1111 wrote it) restores the hires fix too.
+    from studio.media.metadata import metadata_from_text
+
+    foreign = to_request(metadata_from_text({"parameters": text}), str(tiny_sd15_dir))
+    assert (foreign.hires, foreign.hires_scale, foreign.hires_steps, foreign.hires_upscaler,
+            foreign.hires_denoise) == (True, 1.5, 2, "Lanczos", 0.45)
+
+
+def test_plain_a1111_text_without_hires_keeps_it_off():
+    from studio.media.metadata import metadata_from_text
+
+    meta = metadata_from_text({"parameters": "a cat\nSteps: 20, Sampler: Euler, Seed: 3, "
+                                             "Size: 512x512, Denoising strength: 0.3"})
+    assert to_request(meta, "m").hires is False
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"hires_scale": 1.0}, "Hires upscale must be above 1"),
+    ({"hires_scale": 9}, "at most 4"),
+    ({"hires_scale": 4.0, "width": 2048}, "larger than 4096 px"),
+    ({"hires_steps": -1}, "Hires steps must be between 0"),
+    ({"hires_denoise": 0.0}, "Denoising strength must be above 0"),
+    ({"hires_upscaler": "Bicubic"}, "Unknown hires upscaler 'Bicubic'"),
+])
+def test_hires_fields_are_checked_with_a_sentence(fields, words):
+    request = dataclasses.replace(_request("m"), **fields)
+    with pytest.raises(ValueError, match=words):
+        request.validate()
+    dataclasses.replace(request, hires=False).validate()  # off: the fields are not looked at
