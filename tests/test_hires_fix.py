@@ -123,3 +123,34 @@ def test_hires_fields_are_checked_with_a_sentence(fields, words):
     with pytest.raises(ValueError, match=words):
         request.validate()
     dataclasses.replace(request, hires=False).validate()  # off: the fields are not looked at
+
+
+def test_cli_generate_hires_flags_and_studio_params(tiny_sd15_dir, tmp_path):
+    import json
+
+    from tests.test_cli_basics import run_studio
+
+    out = run_studio("generate", "--model", str(tiny_sd15_dir), "--prompt", "a red barn",
+                     "--steps", "2", "--width", "32", "--height", "24", "--seed", "5",
+                     "--hires-scale", "1.5", "--hires-steps", "2", "--denoise", "0.4",
+                     "--upscaler", "latent (nearest)", "--out", str(tmp_path), "--json")
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)
+    assert (row["width"], row["height"]) == (48, 32)
+    shown = run_studio("params", row["path"])
+    assert shown.returncode == 0, shown.stderr
+    for line in ("hires_scale: 1.5", "hires_steps: 2", "hires_upscaler: Latent (nearest)",
+                 "denoising_strength: 0.4", "width: 32"):
+        assert line in shown.stdout.splitlines(), shown.stdout
+
+
+def test_cli_hires_options_without_the_scale_are_refused(tiny_sd15_dir):
+    from tests.test_cli_basics import run_studio
+
+    out = run_studio("generate", "--model", str(tiny_sd15_dir), "--prompt", "x",
+                     "--denoise", "0.5")
+    assert out.returncode == 2
+    assert "--denoise only applies to the hires fix: add --hires-scale" in out.stderr
+    out = run_studio("generate", "--model", str(tiny_sd15_dir), "--prompt", "x",
+                     "--hires-scale", "2", "--upscaler", "bicubic")
+    assert out.returncode == 2 and "unknown upscaler 'bicubic'" in out.stderr

@@ -26,6 +26,7 @@ from studio.cli.common import (
     run_job,
     variation_fields,
 )
+from studio.core.requests import HIRES_UPSCALERS
 
 NAME = "generate"
 HELP = "make images from a text prompt"
@@ -37,7 +38,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_diffusion_arguments(p, prompt_help="what to draw")
     p.add_argument("--width", type=int, default=512, metavar="PX", help="a multiple of 8")
     p.add_argument("--height", type=int, default=512, metavar="PX", help="a multiple of 8")
+    hires = p.add_argument_group("hires fix", "make the image at --width×--height, upscale it, "
+                                 "then refine it with an img2img pass (A1111's hires fix)")
+    hires.add_argument("--hires-scale", type=float, default=None, metavar="X",
+                       help="turn the hires fix on: upscale width and height X times "
+                            "(above 1, at most 4; e.g. 2)")
+    hires.add_argument("--hires-steps", type=int, default=None, metavar="N",
+                       help="steps of the hires pass (default 0: as many as --steps)")
+    hires.add_argument("--denoise", type=float, default=None, metavar="X",
+                       help="denoising strength of the hires pass, above 0 to 1 (default 0.7)")
+    hires.add_argument("--upscaler", default=None, metavar="NAME",
+                       help="how the first image is upscaled: " + ", ".join(
+                           f"'{k}' ({v})" for k, v in HIRES_UPSCALERS.items())
+                       + " (default Latent)")
     add_output_arguments(p)
+
+
+def hires_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The request's hires-fix fields from ``--hires-*``, ``--denoise`` and ``--upscaler``; the
+    last three without ``--hires-scale`` are bad input (they would silently do nothing)."""
+    given = [flag for flag, value in (("--hires-steps", args.hires_steps),
+                                      ("--denoise", args.denoise),
+                                      ("--upscaler", args.upscaler)) if value is not None]
+    if args.hires_scale is None:
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise UsageError(f"{' and '.join(given)} only {verb} to the hires fix: add "
+                             "--hires-scale X (e.g. 2) to turn it on")
+        return {}
+    out: dict[str, Any] = {"hires": True, "hires_scale": args.hires_scale}
+    if args.hires_steps is not None:
+        out["hires_steps"] = args.hires_steps
+    if args.denoise is not None:
+        out["hires_denoise"] = args.denoise
+    if args.upscaler is not None:
+        wanted = args.upscaler.strip().lower()
+        names = {name.lower(): name for name in HIRES_UPSCALERS}
+        if wanted not in names:
+            raise UsageError(f"unknown upscaler {args.upscaler!r}; choose one of: "
+                             + ", ".join(HIRES_UPSCALERS))
+        out["hires_upscaler"] = names[wanted]
+    return out
 
 
 def parse_lora(spec: str) -> dict[str, Any]:
@@ -106,7 +147,7 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
                              height=args.height, seed=seed, count=args.count,
                              scheduler=parse_scheduler(args.scheduler),
                              loras=[parse_lora(spec) for spec in args.lora],
-                             **variation_fields(args))
+                             **variation_fields(args), **hires_fields(args))
     try:
         request.validate()
     except ValueError as exc:
