@@ -255,6 +255,7 @@ class Walk:
         s.append(Scene("models home", self._models_home, step=True))
         s.append(Scene("generate (model, LoRA)", self._generate_model))
         s.append(Scene("generate (seed, variation)", self._generate_variation))
+        s.append(Scene("generate (hires fix)", self._generate_hires, self._generate_hires_off))
         s.append(Scene("generate (results)", self._generate_results))
         s.append(Scene("generate (queue drawer)", self._queue_open, self._queue_close))
         s.append(Scene("gallery", self._gallery))
@@ -369,6 +370,26 @@ class Walk:
         scroll.ensureWidgetVisible(c.count)
         settle(self.window)
         return self.window
+
+    def _generate_hires(self):
+        """The hires fix group turned on and open, scrolled into view."""
+        from PySide6.QtWidgets import QScrollArea
+
+        panel = self.show("generate")
+        hires = panel.controls.hires
+        hires.enabled.setChecked(True)
+        hires.upscaler.setCurrentIndex(hires.upscaler.findData("Latent (nearest)"))
+        settle(self.window)  # the opened group is laid out before it is scrolled to
+        scroll = panel.controls.parentWidget()
+        while scroll is not None and not isinstance(scroll, QScrollArea):
+            scroll = scroll.parentWidget()
+        assert scroll is not None, "the Generate form is not in a scroll area"
+        scroll.ensureWidgetVisible(hires.target)
+        settle(self.window)
+        return self.window
+
+    def _generate_hires_off(self) -> None:
+        self.window.panel("generate").controls.hires.enabled.setChecked(False)
 
     def _generate_results(self):
         from studio.core.requests import Txt2ImgRequest

@@ -14,6 +14,7 @@ from studio.core.jobs import CancelToken
 from studio.core.requests import Txt2ImgRequest
 from studio.media.metadata import read_image_metadata, to_request
 from studio.pipelines.diffusion.txt2img import Txt2ImgService
+from tests.test_gui_panels_generate import ctx  # noqa: F401 - the Generate panel's fixture
 
 
 class Sink:
@@ -154,3 +155,30 @@ def test_cli_hires_options_without_the_scale_are_refused(tiny_sd15_dir):
     out = run_studio("generate", "--model", str(tiny_sd15_dir), "--prompt", "x",
                      "--hires-scale", "2", "--upscaler", "bicubic")
     assert out.returncode == 2 and "unknown upscaler 'bicubic'" in out.stderr
+
+
+
+@pytest.mark.gui
+def test_generate_hires_group_builds_and_restores_the_request(qtbot, ctx):  # noqa: F811
+    from tests.test_gui_panels_generate import fill, make_panel
+
+    panel = make_panel(qtbot, ctx)
+    fill(panel, size=(512, 768))
+    hires = panel.controls.hires
+    assert not hires.body.isVisible() and panel.build_request().hires is False
+    hires.enabled.setChecked(True)  # turning it on opens the group
+    assert hires.body.isVisible() and hires.expand.isChecked()
+    hires.scale.setValue(1.5)
+    hires.upscaler.setCurrentIndex(hires.upscaler.findData("Lanczos"))
+    hires.steps.setValue(12)
+    hires.denoise.setValue(0.45)
+    assert hires.target.text() == "Makes 512×768, then 768×1152"
+    built = panel.build_request()
+    assert (built.hires, built.hires_scale, built.hires_upscaler, built.hires_steps,
+            built.hires_denoise) == (True, 1.5, "Lanczos", 12, 0.45)
+    hires.expand.setChecked(False)  # the arrow hides the fields but keeps the hires fix on
+    assert not hires.body.isVisible() and panel.build_request().hires
+    panel.receive(dataclasses.replace(built, hires=False, hires_scale=2.0))
+    assert not hires.enabled.isChecked() and hires.scale.value() == 2.0
+    panel.receive(built)  # "reuse parameters" of a hires image
+    assert panel.build_request() == built and hires.body.isVisible()
