@@ -40,6 +40,9 @@ MODEL_HELP = {
     "transform": "a CycleGAN generator: its name as 'studio models list' prints it, a "
                  ".pth/.safetensors file (latest_net_G.pth, *_net_G_A.pth) or a folder holding "
                  "a G_A/G_B pair",
+    "upscaler": "an upscaler model (ESRGAN, Real-ESRGAN, Real-ESRGAN Compact): its name (the "
+                "file's stem, e.g. 4x-UltraSharp) in the models folder's 'upscalers' folder, or "
+                "a .pth/.safetensors file",
 }
 OUT_HELP = ("write the images into DIR itself, created if needed, with no date sub-folder "
             "(default: the output folder in Settings, in a YYYY-MM-DD sub-folder)")
@@ -63,7 +66,7 @@ def add_verbose_argument(p: argparse.ArgumentParser) -> None:
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
     """``--out``, ``--device``, ``--json`` and ``--verbose``: the options of every
-    image-making command (generate, img2img, transform)."""
+    image-making command (generate, img2img, transform, upscale)."""
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help=OUT_HELP)
     add_device_argument(p)
     p.add_argument("--json", action="store_true",

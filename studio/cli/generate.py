@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     hires.add_argument("--upscaler", default=None, metavar="NAME",
                        help="how the first image is upscaled: " + ", ".join(
                            f"'{k}' ({v})" for k, v in HIRES_UPSCALERS.items())
-                       + " (default Latent)")
+                       + ", or an upscaler model's name or file (default Latent)")
     add_output_arguments(p)
 
 
@@ -72,13 +72,27 @@ def hires_fields(args: argparse.Namespace) -> dict[str, Any]:
     if args.denoise is not None:
         out["hires_denoise"] = args.denoise
     if args.upscaler is not None:
-        wanted = args.upscaler.strip().lower()
         names = {name.lower(): name for name in HIRES_UPSCALERS}
-        if wanted not in names:
-            raise UsageError(f"unknown upscaler {args.upscaler!r}; choose one of: "
-                             + ", ".join(HIRES_UPSCALERS))
-        out["hires_upscaler"] = names[wanted]
+        # Another name is an upscaler model: checked once the settings are known.
+        out["hires_upscaler"] = names.get(args.upscaler.strip().lower(), args.upscaler.strip())
     return out
+
+
+def check_upscaler(request: Any, settings: Any, paths: Any) -> None:
+    """An upscaler model named by ``--upscaler`` must exist (a file, or a name in the library);
+    a file is kept as an absolute path, so "reuse parameters" finds it again."""
+    from studio.core.jobs import UserFacingError
+    from studio.library.upscalers import resolve_upscaler
+
+    if not request.hires or request.hires_upscaler in HIRES_UPSCALERS:
+        return
+    try:
+        found = resolve_upscaler(request.hires_upscaler, settings, paths)
+    except UserFacingError as exc:
+        raise UsageError(f"--upscaler: {exc} Or use one of: "
+                         + ", ".join(HIRES_UPSCALERS) + ".") from exc
+    local = Path(request.hires_upscaler).expanduser()
+    request.hires_upscaler = str(local.resolve()) if local.is_file() else found.name
 
 
 def parse_lora(spec: str) -> dict[str, Any]:
@@ -155,6 +169,7 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
     model = resolve_cli_model(model, "image", settings, paths, "studio generate")
     request.model = model.spec  # a repo id in the cache, else an absolute path
     check_loras(request, model.entry, settings, paths)
+    check_upscaler(request, settings, paths)
     return request
 
 

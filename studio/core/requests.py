@@ -30,7 +30,8 @@ MAX_COUNT = 1000
 SEED_MAX = 2**32 - 1
 MAX_HIRES_SCALE = 4.0
 #: The hires fix's upscalers that need no model file, by A1111's names: the first pass's latents
-#: resized (bilinear or nearest), or its pixels resized with Lanczos.
+#: resized (bilinear or nearest), or its pixels resized with Lanczos. Any other name is an upscaler
+#: model (studio.library.upscalers: a library name or a file).
 HIRES_UPSCALERS: dict[str, str] = {
     "Latent": "latents resized bilinearly (A1111's default)",
     "Latent (nearest)": "latents resized by nearest neighbour",
@@ -62,7 +63,7 @@ class Txt2ImgRequest:
     variation_seed: int = 0
     variation_strength: float = 0.0
     # A1111's hires fix: the image is made at width×height, upscaled ``hires_scale`` times with
-    # ``hires_upscaler`` (a key of HIRES_UPSCALERS) and refined by an img2img
+    # ``hires_upscaler`` (a key of HIRES_UPSCALERS or an upscaler model) and refined by an img2img
     # pass of ``hires_steps`` steps (0: ``steps``) at ``hires_denoise`` ("Denoising strength").
     hires: bool = False
     hires_scale: float = 2.0
@@ -125,9 +126,9 @@ class Txt2ImgRequest:
                 or not 0.0 < denoise <= 1.0:
             raise ValueError(f"Denoising strength must be above 0 and at most 1 (how much the "
                              f"hires pass repaints), not {denoise!r}.")
-        if self.hires_upscaler not in HIRES_UPSCALERS:
-            raise ValueError(f"Unknown hires upscaler {self.hires_upscaler!r}; choose one of: "
-                             + ", ".join(HIRES_UPSCALERS) + ".")
+        if not str(self.hires_upscaler).strip():
+            raise ValueError("No hires upscaler chosen: pick " + ", ".join(HIRES_UPSCALERS)
+                             + " or an upscaler model.")
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "txt2img", **dataclasses.asdict(self)}
@@ -267,6 +268,46 @@ class TransformRequest:
         return _from_known(cls, data)
 
 
+MAX_UPSCALE = 8.0  # times: a 4× model applied to a 4096-px image is already 16384 px
+
+
+@dataclass
+class UpscaleRequest:
+    """Upscale images with an upscaler model (ESRGAN, Real-ESRGAN…), in blended tiles.
+
+    ``scale`` 0 keeps the model's own factor; another value resizes its output (Lanczos) to that
+    many times the input, as A1111's "Resize" does (a 4× model asked for 2× gives 2×)."""
+
+    model: str  # an upscaler's library name or a .pth/.safetensors file
+    inputs: list[str] = dataclasses.field(default_factory=list)  # image files, in order
+    scale: float = 0.0
+    tile: int = 512  # input pixels per tile side; 0 never tiles
+    overlap: int = 32  # input pixels shared (and blended) by neighbouring tiles
+
+    def validate(self) -> None:
+        if not str(self.model).strip():
+            raise ValueError("No upscaler model chosen. Put ESRGAN / Real-ESRGAN files in the "
+                             "models folder's 'upscalers' folder and pick one.")
+        if not self.inputs:
+            raise ValueError("No input image chosen.")
+        scale = self.scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
+                or not (scale == 0 or 1.0 <= scale <= MAX_UPSCALE):
+            raise ValueError(f"Scale must be 0 (the model's own) or between 1 and "
+                             f"{MAX_UPSCALE:g}, not {scale!r}.")
+        if self.tile and not 32 <= self.tile <= 4096:
+            raise ValueError("Tile size must be between 32 and 4096 pixels (or 0: no tiles).")
+        if not 0 <= self.overlap <= max(self.tile // 2, 0):
+            raise ValueError("Overlap must be between 0 and half the tile size.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "upscale", **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UpscaleRequest:
+        return _from_known(cls, data)
+
+
 @dataclass
 class Img2ImgRequest:
     """Image to image (``mask`` empty) or inpainting (``mask`` names a white-on-black mask).
@@ -342,7 +383,7 @@ class TransformedImage:
     CycleGAN (it draws no random numbers).
     """
 
-    request: Any  # TransformRequest | Img2ImgRequest
+    request: Any  # TransformRequest | Img2ImgRequest | UpscaleRequest
     index: int
     source: Any = None  # pathlib.Path of the input image
     path: Any = None  # pathlib.Path of the saved PNG

@@ -134,16 +134,22 @@ def _pth_keys(path: Path) -> set[str]:
         return _pickle_strings(fh.read(_MAX_PICKLE_BYTES))
 
 
-def looks_like_generator(path: Path) -> bool:
-    """True when ``path`` holds a CycleGAN ResNet generator's keys (nothing is loaded)."""
+def file_keys(path: Path) -> set[str]:
+    """The tensor names of a weight file without loading it (for a pickle: every string in it,
+    ``module.`` prefixes dropped); empty when it cannot be read."""
     path = Path(path)
     try:
         keys = _safetensors_keys(path) if path.suffix.lower() == ".safetensors" \
             else _pth_keys(path)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         log.info("cannot read %s: %s", path, exc)
-        return False
-    keys = {k[7:] if k.startswith("module.") else k for k in keys}
+        return set()
+    return {k[7:] if k.startswith("module.") else k for k in keys}
+
+
+def looks_like_generator(path: Path) -> bool:
+    """True when ``path`` holds a CycleGAN ResNet generator's keys (nothing is loaded)."""
+    keys = file_keys(path)
     return _FIRST_KEY in keys and any(_BLOCK_KEY.match(k) for k in keys)
 
 

@@ -258,11 +258,14 @@ def _add_notes(meta: ImageMetadata) -> ImageMetadata:
             f"Seed {seed} is outside Studio's seed range (0 to {SEED_MAX}); reusing these "
             f"settings uses seed {seed % (SEED_MAX + 1)} instead, so the picture will differ.")
     upscaler = meta.params.get("hires_upscaler")
-    if meta.source != "studio" and upscaler and upscaler not in HIRES_UPSCALERS \
-            and "hires_scale" in meta.params:
+    if meta.source != "studio" and isinstance(upscaler, str) and "hires_scale" in meta.params \
+            and upscaler not in HIRES_UPSCALERS:
         meta.notes.append(
-            f"The hires fix used the upscaler {upscaler!r}, which Studio does not have; reusing "
-            f"these settings upscales with Latent instead, so the picture will differ.")
+            f"The hires fix used {upscaler!r}, which Studio does not have; reusing these "
+            f"settings upscales with Latent instead, so the picture will differ."
+            if upscaler.startswith("Latent") else
+            f"The hires fix used the upscaler model {upscaler!r}: reusing these settings needs "
+            f"a model file of that name in the models folder's 'upscalers' folder.")
     return meta
 
 
@@ -347,6 +350,9 @@ def _hires(params: dict[str, Any]) -> dict[str, Any]:
     if isinstance(denoise, float) and 0.0 < denoise <= 1.0:
         out["hires_denoise"] = denoise
     upscaler = params.get("hires_upscaler")
-    if upscaler in HIRES_UPSCALERS:
-        out["hires_upscaler"] = upscaler
+    if isinstance(upscaler, str) and upscaler.strip():
+        # A1111's other latent modes (bicubic, antialiased…) become Latent (the notes say so);
+        # any other name is an upscaler model, found by that name when the job runs.
+        out["hires_upscaler"] = upscaler if upscaler in HIRES_UPSCALERS \
+            or not upscaler.startswith("Latent") else "Latent"
     return out
