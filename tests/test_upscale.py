@@ -219,3 +219,16 @@ def test_cli_upscale_writes_json_rows_and_refuses_a_missing_model(tmp_path):
     assert [(r["width"], r["height"]) for r in rows] == [(32, 24), (24, 16)]
     missing = run_studio("upscale", str(folder), "--model", "4x-nothing")
     assert missing.returncode == 2 and "No upscaler model called '4x-nothing'" in missing.stderr
+
+
+def test_the_library_lists_upscalers_as_their_own_kind(tmp_path):
+    from studio.library.catalog import describe_path, list_models, wrong_kind_message
+
+    paths = default_paths()
+    file = _save(_network(TINY_COMPACT), paths.models_dir / "upscalers" / "2x-compact.pth")
+    [entry] = [e for e in list_models(Settings(), paths) if e.kind == "upscaler"]
+    assert (entry.name, entry.path, entry.kind_title) == \
+        ("2x-compact", file, "Upscaler (ESRGAN / Real-ESRGAN)")
+    assert describe_path(file, "file", paths).kind == "upscaler"
+    assert "studio upscale IMAGE --model" in wrong_kind_message(file, "transform", paths,
+                                                                "studio transform")
