@@ -74,13 +74,24 @@ def ensure_models(folder: Path, sd15: Path | None = None, llama: Path | None = N
 
         cyclegan.parent.mkdir(parents=True, exist_ok=True)
         torch.save(tiny_generator(6, 8, seed=1).state_dict(), cyclegan)
+    upscaler = folder / "4x-tiny-esrgan.safetensors"
+    if not upscaler.exists():
+        import torch
+        from safetensors.torch import save_file
+
+        from studio.pipelines.upscale.model import UpscalerSpec, build_network
+
+        torch.manual_seed(0)
+        net = build_network(UpscalerSpec("SRVGGNetCompact", 4, features=4, blocks=1))
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(upscaler))
     lora = folder / "ink-sketch.safetensors"
     if not lora.exists():
         import torch
         from safetensors.torch import save_file
 
         save_file({LORA_KEY: torch.ones(4, 768, dtype=torch.float16)}, str(lora))
-    return {"sd15": Path(sd15), "llama": Path(llama), "cyclegan": cyclegan, "lora": lora}
+    return {"sd15": Path(sd15), "llama": Path(llama), "cyclegan": cyclegan, "lora": lora,
+            "upscaler": upscaler}
 
 
 def make_home(root: Path, theme: str, models: dict | None) -> Path:
@@ -100,6 +111,8 @@ def make_home(root: Path, theme: str, models: dict | None) -> Path:
         shutil.copy(models["cyclegan"], m / "cyclegan" / "horse2zebra_pretrained")
         (m / "loras").mkdir()
         shutil.copy(models["lora"], m / "loras")
+        (m / "upscalers").mkdir()
+        shutil.copy(models["upscaler"], m / "upscalers")
     return root
 
 
@@ -261,7 +274,7 @@ class Walk:
         s.append(Scene("gallery", self._gallery))
         s.append(Scene("gallery viewer dialog", self._gallery_viewer, self._close_dialog))
         s.append(Scene("image parameters dialog", self._reuse_dialog, self._close_dialog))
-        for mode in ("cyclegan", "img2img", "inpaint"):
+        for mode in ("cyclegan", "img2img", "inpaint", "upscale"):
             s.append(Scene(f"transform ({mode})", lambda m=mode: self._transform(m)))
         s.append(Scene("chat", self._chat))
         s.append(Scene("chat servers dialog", self._servers, self._close_dialog))
@@ -453,6 +466,8 @@ class Walk:
         if mode == "cyclegan":
             wait_until(lambda: not panel.cyclegan.scanning and panel.cyclegan.current() is not None,
                        60, "the CycleGAN scan")
+        elif mode == "upscale":
+            wait_until(lambda: panel.upscale.model.count() > 0, 60, "the upscaler scan")
         else:
             wait_until(lambda: not panel.sd_picker.scanning, 60, "the model scan")
             panel.sd_picker.select_model(str(self.window.ctx.paths.models_dir / "tiny-sd15"))

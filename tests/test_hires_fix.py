@@ -163,10 +163,14 @@ def test_cli_hires_options_without_the_scale_are_refused(tiny_sd15_dir):
 @pytest.mark.gui
 def test_generate_hires_group_builds_and_restores_the_request(qtbot, ctx):  # noqa: F811
     from tests.test_gui_panels_generate import fill, make_panel
+    from tests.test_upscale import TINY_COMPACT, _network, _save
 
+    _save(_network(TINY_COMPACT), ctx.paths.models_dir / "upscalers" / "2x-compact.pth")
     panel = make_panel(qtbot, ctx)
     fill(panel, size=(512, 768))
     hires = panel.controls.hires
+    panel.refresh_loras()  # the upscaler models are found with the LoRAs, off the GUI thread
+    qtbot.waitUntil(lambda: hires.upscaler.findData("2x-compact") == 3, timeout=5000)
     assert not hires.body.isVisible() and panel.build_request().hires is False
     hires.enabled.setChecked(True)  # turning it on opens the group
     assert hires.body.isVisible() and hires.expand.isChecked()
@@ -184,3 +188,5 @@ def test_generate_hires_group_builds_and_restores_the_request(qtbot, ctx):  # no
     assert not hires.enabled.isChecked() and hires.scale.value() == 2.0
     panel.receive(built)  # "reuse parameters" of a hires image
     assert panel.build_request() == built and hires.body.isVisible()
+    hires.upscaler.setCurrentIndex(hires.upscaler.findData("2x-compact"))
+    assert panel.build_request().hires_upscaler == "2x-compact"

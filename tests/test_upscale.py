@@ -232,3 +232,31 @@ def test_the_library_lists_upscalers_as_their_own_kind(tmp_path):
     assert describe_path(file, "file", paths).kind == "upscaler"
     assert "studio upscale IMAGE --model" in wrong_kind_message(file, "transform", paths,
                                                                 "studio transform")
+
+
+@pytest.mark.gui
+def test_transform_upscale_tab_runs_the_model_and_shows_the_result(main_window, qtbot, tmp_path):
+    main_window.resize(1366, 768)
+    main_window.show()
+    panel = main_window.show_workspace("transform")
+    qtbot.waitExposed(main_window)
+    try:
+        panel.set_mode("upscale")
+        qtbot.waitUntil(lambda: panel.upscale.scans >= 1, timeout=10_000)
+        assert panel.upscale.model.count() == 0 and "upscalers" in panel.upscale.hint.text()
+        assert panel.run_button.text() == "Upscale"
+        net = _network(TINY_COMPACT)
+        _save(net, panel.ctx.paths.models_dir / "upscalers" / "2x-compact.safetensors")
+        panel.upscale.rescan.click()
+        qtbot.waitUntil(lambda: panel.upscale.model.count() == 1, timeout=10_000)
+        assert panel.upscale.hint.isHidden()
+        panel.receive(_picture(tmp_path / "p.png", (24, 16)))
+        with qtbot.waitSignal(panel.jobFinished, timeout=60_000) as done:
+            assert panel.run(), panel.error_label.text()
+        assert done.args[0].state.value == "done", done.args[0].error
+        result = panel.last_result
+        assert result.image.size == (48, 32)
+        assert np.array_equal(np.asarray(result.image), _direct(net, Image.open(tmp_path / "p.png")))
+        assert panel._book.shown["upscale"].result is result
+    finally:
+        panel.shutdown()

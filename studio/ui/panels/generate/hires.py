@@ -79,7 +79,9 @@ class HiresSection(QWidget):
             self.upscaler.setItemData(self.upscaler.count() - 1, meaning,
                                       Qt.ItemDataRole.ToolTipRole)
         self.upscaler.setToolTip("Latent: resize the first pass's latents (needs a denoise of "
-                                 "about 0.5 or more); Lanczos: resize the first image")
+                                 "about 0.5 or more); Lanczos: resize the first image; below "
+                                 "them, the upscaler models in the models folder's 'upscalers' "
+                                 "folder")
         self.steps = QSpinBox()
         self.steps.setRange(0, MAX_STEPS)
         self.steps.setSpecialValueText("same")
@@ -118,10 +120,23 @@ class HiresSection(QWidget):
                 "hires_steps": self.steps.value(),
                 "hires_denoise": round(self.denoise.value(), 2)}
 
+    def set_models(self, names: list[str]) -> None:
+        """Offer these upscaler models after the built-in upscalers (the choice is kept; a
+        model that is gone stays listed while chosen, so a reused request is not changed)."""
+        chosen = self.upscaler.currentData()
+        self.upscaler.blockSignals(True)
+        while self.upscaler.count() > len(HIRES_UPSCALERS):
+            self.upscaler.removeItem(self.upscaler.count() - 1)
+        for name in names:
+            self.upscaler.addItem(name, name)
+            self.upscaler.setItemData(self.upscaler.count() - 1, "an upscaler model (ESRGAN)",
+                                      Qt.ItemDataRole.ToolTipRole)
+        self.upscaler.blockSignals(False)
+        self._choose_upscaler(chosen)
+
     def set_request(self, request: Txt2ImgRequest) -> None:
         self.scale.setValue(float(request.hires_scale))
-        index = self.upscaler.findData(request.hires_upscaler)
-        self.upscaler.setCurrentIndex(max(0, index))
+        self._choose_upscaler(request.hires_upscaler)
         self.steps.setValue(int(request.hires_steps))
         self.denoise.setValue(float(request.hires_denoise))
         self.enabled.setChecked(bool(request.hires))
@@ -134,6 +149,11 @@ class HiresSection(QWidget):
         self._update_target()
 
     # -- internals ---------------------------------------------------------------------------
+    def _choose_upscaler(self, name: str | None) -> None:
+        if name and self.upscaler.findData(name) < 0:
+            self.upscaler.addItem(name, name)  # a model named by a reused request
+        self.upscaler.setCurrentIndex(max(0, self.upscaler.findData(name)))
+
     def _enabled_toggled(self, on: bool) -> None:
         if on:
             self._show_body(True)
