@@ -104,6 +104,23 @@ def add_diffusion_arguments(p: argparse.ArgumentParser, *, prompt_help: str) -> 
     add_lora_argument(p)
 
 
+def checked(request: Any) -> Any:
+    """``request`` once ``request.validate()`` passes; its reason is bad input (exit 2)."""
+    try:
+        request.validate()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return request
+
+
+def transformed_row(result: Any, **fields: Any) -> dict[str, Any]:
+    """The ``--json`` row of a transformed image (transform, upscale): where it went, what it
+    came from, its size and warnings, with ``fields`` (the model…) in between."""
+    return {"path": str(result.path), "source": str(result.source), "index": result.index,
+            **fields, "width": result.image.width, "height": result.image.height,
+            "warnings": list(result.warnings or [])}
+
+
 def variation_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The request's ``variation_seed`` / ``variation_strength`` from ``--variation-*`` (a
     variation without a seed gets a random one); out of range is bad input (exit 2), checked

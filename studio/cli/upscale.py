@@ -20,8 +20,10 @@ from studio.cli.common import (
     add_model_argument,
     add_output_arguments,
     check_device,
+    checked,
     load_cli_settings,
     run_job,
+    transformed_row,
 )
 
 NAME = "upscale"
@@ -75,18 +77,12 @@ def run(args: argparse.Namespace) -> int:
     except UserFacingError as exc:
         raise UsageError(str(exc)) from exc
     spec = str(model.path) if Path(args.model).expanduser().is_file() else model.name
-    request = UpscaleRequest(model=spec, inputs=[str(p) for p in inputs], scale=args.scale,
-                             tile=args.tile, overlap=args.overlap)
-    try:
-        request.validate()
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+    request = checked(UpscaleRequest(model=spec, inputs=[str(p) for p in inputs],
+                                     scale=args.scale, tile=args.tile, overlap=args.overlap))
     check_device(settings)
 
     def describe(result: Any) -> dict:
-        return {"path": str(result.path), "source": str(result.source), "index": result.index,
-                "model": model.name, "width": result.image.width,
-                "height": result.image.height, "warnings": list(result.warnings or [])}
+        return transformed_row(result, model=model.name)
 
     return run_job(request, settings, paths, Reporter(args.json, describe), len(inputs),
                    quiet=not args.verbose)

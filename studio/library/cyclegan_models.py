@@ -22,6 +22,7 @@ import pickletools
 import re
 import struct
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -217,7 +218,9 @@ def group_models(files: list[Path], source: str) -> list[CycleGANModel]:
     return sorted(models, key=lambda m: m.name.lower())
 
 
-def _generator_files(root: Path, depth: int = 3) -> list[Path]:
+def matching_files(root: Path, depth: int, accept: Callable[[Path], bool]) -> list[Path]:
+    """The files under ``root`` (``depth`` levels) that ``accept`` takes, sorted; hidden entries
+    and diffusers / transformers model folders are not entered."""
     found: list[Path] = []
     try:
         children = sorted(root.iterdir())
@@ -230,10 +233,18 @@ def _generator_files(root: Path, depth: int = 3) -> list[Path]:
             model_folder = (child / "model_index.json").is_file() or \
                 (child / "config.json").is_file()  # a diffusers or transformers model
             if depth > 1 and not model_folder:
-                found += _generator_files(child, depth - 1)
-        elif child.suffix.lower() in SUFFIXES and looks_like_generator(child):
+                found += matching_files(child, depth - 1, accept)
+        elif accept(child):
             found.append(child)
     return found
+
+
+def _is_generator_file(path: Path) -> bool:
+    return path.suffix.lower() in SUFFIXES and looks_like_generator(path)
+
+
+def _generator_files(root: Path, depth: int = 3) -> list[Path]:
+    return matching_files(root, depth, _is_generator_file)
 
 
 def _hf_cache_generators() -> list[CycleGANModel]:

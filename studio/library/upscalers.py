@@ -17,7 +17,7 @@ from pathlib import Path
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import UserFacingError
-from studio.library.cyclegan_models import file_keys
+from studio.library.cyclegan_models import file_keys, matching_files
 
 SUFFIXES = (".pth", ".safetensors")
 FOLDER = "upscalers"
@@ -53,20 +53,12 @@ def upscaler_folder(paths: Paths) -> Path:
     return paths.models_dir / FOLDER
 
 
+def _is_upscaler_file(path: Path) -> bool:
+    return path.suffix.lower() in SUFFIXES and looks_like_upscaler(path)
+
+
 def _files(root: Path, depth: int) -> list[Path]:
-    found: list[Path] = []
-    try:
-        children = sorted(root.iterdir())
-    except OSError:
-        return found
-    for child in children:
-        if child.name.startswith("."):
-            continue
-        if child.is_dir() and depth > 1:
-            found += _files(child, depth - 1)
-        elif child.is_file() and child.suffix.lower() in SUFFIXES and looks_like_upscaler(child):
-            found.append(child)
-    return found
+    return matching_files(root, depth, _is_upscaler_file)
 
 
 def find_upscalers(settings: Settings, paths: Paths) -> list[UpscalerFile]:
@@ -79,7 +71,7 @@ def find_upscalers(settings: Settings, paths: Paths) -> list[UpscalerFile]:
                 found += [UpscalerFile(f.stem, f, "extra") for f in _files(root / sub, 2)]
     for added in getattr(settings, "added_models", []):
         path = Path(added).expanduser()
-        if path.is_file() and path.suffix.lower() in SUFFIXES and looks_like_upscaler(path):
+        if path.is_file() and _is_upscaler_file(path):
             found.append(UpscalerFile(path.stem, path, "file"))
     seen: set[Path] = set()
     unique = []

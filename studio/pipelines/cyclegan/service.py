@@ -110,19 +110,28 @@ class TransformService:
                     "set a smaller tile size or a max side."):
                 out = generator.translate(image, tile=request.tile, overlap=request.overlap,
                                           progress=on_tile, cancel=cancel)
-            out = loaded.with_alpha(out)
             parameters = transform_parameters(request, model.name, source, out.size, tiles[0],
                                               outputs.studio_version())
-            # The metadata names this image only, so "reuse" repeats just this translation.
-            one = dataclasses.replace(request, inputs=[str(source)])
-            path = outputs.save_image_with_metadata(
-                out, paths.outputs_dir, f"{model.name}-{source.stem}", parameters,
-                {"transform": one.to_dict(), "source": str(source)}, dated=paths.dated_outputs)
-            return TransformedImage(request=request, index=index, source=source, path=path,
-                                    image=out, parameters=parameters,
-                                    warnings=list(loaded.warnings))
+            return save_result(request, index, source, loaded, out, model.name, parameters,
+                               paths)
 
         return each_input(request.inputs, "Translating", translate, progress, cancel)
+
+
+def save_result(request: Any, index: int, source: Path, loaded: Any, out: Any, model_name: str,
+                parameters: str, paths: Paths) -> TransformedImage:
+    """``out`` given back ``loaded``'s transparency and saved as ``<model>-<source>.png`` with
+    ``parameters`` and the request in the ``studio`` chunk (naming this input only, so "reuse"
+    repeats just this image); the result to report."""
+    from studio.media import outputs
+
+    out = loaded.with_alpha(out)
+    one = dataclasses.replace(request, inputs=[str(source)])
+    path = outputs.save_image_with_metadata(
+        out, paths.outputs_dir, f"{model_name}-{source.stem}", parameters,
+        {one.to_dict()["kind"]: one.to_dict(), "source": str(source)}, dated=paths.dated_outputs)
+    return TransformedImage(request=request, index=index, source=source, path=path, image=out,
+                            parameters=parameters, warnings=list(loaded.warnings))
 
 
 def each_input(inputs: list[str], verb: str,

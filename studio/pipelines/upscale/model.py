@@ -27,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
-from studio.pipelines.cyclegan.model import blend_weights, tile_starts
+from studio.core.jobs import CancelToken, UserFacingError
+from studio.pipelines.cyclegan.model import blend_tiles, pad_to_multiple, tile_grid
 
 DEFAULT_TILE = 512  # input pixels per tile side
 DEFAULT_OVERLAP = 32  # input pixels shared (and blended) by neighbouring tiles
@@ -233,15 +233,13 @@ def upscale_tensor(net: Any, x: Any, scale: int, *, tile: int = DEFAULT_TILE,
     (their pixel unshuffle), and the output cropped back to ``scale`` × the input."""
     import torch
 
-    from studio.pipelines.cyclegan.model import pad_to_multiple
-
     height, width = x.shape[-2:]
     x = pad_to_multiple(x)
     h, w = x.shape[-2:]
     tile = max(16, tile // 4 * 4) if tile else max(h, w)
     overlap = max(0, min(overlap // 4 * 4, tile // 2))
-    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
-    total = len(ys) * len(xs)
+    grid = tile_grid(h, w, tile, overlap)
+    total = len(grid)
     if progress:
         progress(0, total)
     with torch.inference_mode():
@@ -249,26 +247,7 @@ def upscale_tensor(net: Any, x: Any, scale: int, *, tile: int = DEFAULT_TILE,
             out = net(x).float()
             if progress:
                 progress(1, 1)
-            return out[..., :height * scale, :width * scale]
-        out = torch.zeros((1, x.shape[1], h * scale, w * scale), dtype=torch.float32,
-                          device=x.device)
-        weight = torch.zeros((1, 1, h * scale, w * scale), dtype=torch.float32,
-                             device=x.device)
-        done = 0
-        for y0 in ys:
-            for x0 in xs:
-                if cancel is not None and cancel.cancelled:
-                    raise JobCancelled()
-                th, tw = min(tile, h - y0), min(tile, w - x0)
-                piece = net(x[..., y0:y0 + th, x0:x0 + tw]).float()
-                ramp = blend_weights(th * scale, tw * scale, overlap * scale, top=y0 > 0,
-                                     left=x0 > 0, bottom=y0 + th < h, right=x0 + tw < w)
-                ramp_t = torch.from_numpy(ramp).to(x.device)[None, None]
-                region = (..., slice(y0 * scale, (y0 + th) * scale),
-                          slice(x0 * scale, (x0 + tw) * scale))
-                out[region] += piece * ramp_t
-                weight[region] += ramp_t
-                done += 1
-                if progress:
-                    progress(done, total)
-    return (out / weight.clamp_min(1e-8))[..., :height * scale, :width * scale]
+        else:
+            out = blend_tiles(x, grid, overlap, net, x.shape[1], scale=scale,
+                              progress=progress, total=total, cancel=cancel)
+    return out[..., :height * scale, :width * scale]

@@ -11,7 +11,6 @@ memory budget, show as loaded and "Unload all" frees them.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from studio.core.jobs import CancelToken, ProgressSink
 from studio.core.requests import TransformedImage, UpscaleRequest
 from studio.library.upscalers import UpscalerFile, resolve_upscaler
 from studio.media.infotext import format_number
-from studio.pipelines.cyclegan.service import each_input
+from studio.pipelines.cyclegan.service import each_input, save_result
 from studio.pipelines.diffusion.batch import job_device, out_of_memory_as, validate_request
 from studio.pipelines.model_cache import ModelCache
 
@@ -103,15 +102,9 @@ class UpscaleService:
             size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
             if out.size != size:
                 out = out.resize(size, Image.Resampling.LANCZOS)
-            out = loaded.with_alpha(out)
             parameters = upscale_parameters(request, model.name, source, out.size, scale,
                                             tiles[0], outputs.studio_version())
-            one = dataclasses.replace(request, inputs=[str(source)])
-            path = outputs.save_image_with_metadata(
-                out, paths.outputs_dir, f"{model.name}-{source.stem}", parameters,
-                {"upscale": one.to_dict(), "source": str(source)}, dated=paths.dated_outputs)
-            return TransformedImage(request=request, index=index, source=source, path=path,
-                                    image=out, parameters=parameters,
-                                    warnings=list(loaded.warnings))
+            return save_result(request, index, source, loaded, out, model.name, parameters,
+                               paths)
 
         return each_input(request.inputs, "Upscaling", upscale, progress, cancel)
