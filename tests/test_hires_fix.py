@@ -190,3 +190,23 @@ def test_generate_hires_group_builds_and_restores_the_request(qtbot, ctx):  # no
     assert panel.build_request() == built and hires.body.isVisible()
     hires.upscaler.setCurrentIndex(hires.upscaler.findData("2x-compact"))
     assert panel.build_request().hires_upscaler == "2x-compact"
+
+
+def test_sdxl_hires_equals_plain_sdxl_txt2img_then_img2img(tiny_sdxl_dir):
+    import torch
+    from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+
+    service = _service()
+    request = _request(tiny_sdxl_dir, hires_scale=1.5, hires_upscaler="Lanczos", hires_steps=2,
+                       hires_denoise=0.6)
+    [result] = service.run(request, Sink(), CancelToken())
+    components = service.cache.current.components
+    first = StableDiffusionXLPipeline(**components)
+    second = StableDiffusionXLImg2ImgPipeline(**components)
+    common = dict(prompt="a red barn", negative_prompt="blurry", guidance_scale=6.0)
+    base = first(**common, num_inference_steps=3, width=32, height=24,
+                 generator=torch.Generator("cpu").manual_seed(5)).images[0]
+    image = base.resize((48, 32), Image.Resampling.LANCZOS)
+    expected = second(**common, image=image, strength=0.6, num_inference_steps=2,
+                      generator=torch.Generator("cpu").manual_seed(5)).images[0]
+    assert np.array_equal(np.asarray(result.image), np.asarray(expected))
