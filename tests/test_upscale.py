@@ -258,5 +258,17 @@ def test_transform_upscale_tab_runs_the_model_and_shows_the_result(main_window, 
         assert result.image.size == (48, 32)
         assert np.array_equal(np.asarray(result.image), _direct(net, Image.open(tmp_path / "p.png")))
         assert panel._book.shown["upscale"].result is result
+        # "Reuse parameters" of the result (Gallery, drop): the Upscale tab with its settings.
+        from studio.media.transform_reuse import read_transform_reuse
+
+        reuse = read_transform_reuse(result.path)
+        assert (reuse.mode, reuse.model_name, reuse.image) == \
+            ("upscale", "2x-compact", tmp_path / "p.png")
+        panel.set_mode("cyclegan")
+        panel.upscale.tile.setValue(64)
+        panel.receive(reuse)
+        qtbot.waitUntil(lambda: panel.upscale.scans >= 3, timeout=10_000)
+        assert panel.mode == "upscale" and panel.upscale.tile.value() == 512
+        assert panel.upscale.request([str(tmp_path / "p.png")]) == reuse.request
     finally:
         panel.shutdown()

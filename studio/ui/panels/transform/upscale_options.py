@@ -35,6 +35,7 @@ class UpscaleOptions(QWidget):
         super().__init__(parent)
         self.ctx = ctx
         self.scans = 0  # finished scans (tests wait on it)
+        self._wanted = ""  # a model asked for (reuse) before the scan that lists it ended
         self._calls = Calls(self)
         self.model = QComboBox()
         self.model.setSizeAdjustPolicy(
@@ -85,14 +86,29 @@ class UpscaleOptions(QWidget):
         self._calls.run(lambda: find_upscalers(settings, paths), self._found,
                         lambda message: self._found([], message))
 
+    def apply(self, request: UpscaleRequest) -> None:
+        """Show ``request``'s settings; its model is chosen once the scan lists it."""
+        self.scale.setValue(float(request.scale))
+        self.tile.setValue(int(request.tile))
+        self._wanted = request.model
+        self._choose(request.model)
+
+    def _choose(self, model: str) -> bool:
+        for i in range(self.model.count()):
+            if model in (self.model.itemData(i), self.model.itemText(i)):
+                self.model.setCurrentIndex(i)
+                return True
+        return False
+
     def _found(self, models: list, error: str = "") -> None:
-        chosen = self.model.currentData()
+        chosen = self._wanted or self.model.currentData()
         self.model.clear()
         for m in models:
             self.model.addItem(m.name, str(m.path))
             self.model.setItemData(self.model.count() - 1, str(m.path))
-        index = self.model.findData(chosen)
-        self.model.setCurrentIndex(index if index >= 0 else 0)
+        if not (chosen and self._choose(chosen)):
+            self.model.setCurrentIndex(0)
+        self._wanted = ""
         folder = upscaler_folder(self.ctx.paths)
         self.hint.setText(error or ("" if models else
                                     f"No upscaler models yet. Put ESRGAN / Real-ESRGAN .pth or "
