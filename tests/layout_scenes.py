@@ -141,6 +141,20 @@ def write_conversation(database: Path, model_spec: str) -> None:
         store.add_message(conv.id, "user", "And the negative prompt?")
         store.add_message(conv.id, "assistant", "blurry, low contrast, oversaturated, text, "
                           "watermark", tokens=14)
+        # A document attached to the chat, and a reply that cites it (the references under it).
+        from studio.pipelines.chat.documents import DocumentIndex
+
+        notes = database.parent / "lighthouse-notes.md"
+        notes.write_text("Golden hour light comes low from the west; keep the lighthouse on the "
+                         "right third and the horizon low.", encoding="utf-8")
+        index = DocumentIndex(store)
+        index.add(index.conversation_collection(conv.id), [notes])
+        store.add_message(conv.id, "user", "Where do I keep the lighthouse?")
+        passage = index.retrieve([index.conversation_collection(conv.id)],
+                                 "Where do I keep the lighthouse?")
+        store.add_message(conv.id, "assistant", "On the right third, with a low horizon [1].",
+                          tokens=12, meta={"documents": True,
+                                           "sources": [p.to_dict() for p in passage]})
     finally:
         store.close()
 
@@ -278,6 +292,8 @@ class Walk:
             s.append(Scene(f"transform ({mode})", lambda m=mode: self._transform(m)))
         s.append(Scene("chat", self._chat))
         s.append(Scene("chat servers dialog", self._servers, self._close_dialog))
+        s.append(Scene("chat passage dialog", self._passage, self._close_dialog))
+        s.append(Scene("chat attached documents dialog", self._attached, self._close_dialog))
         s.append(Scene("train", self._train_open, step=True))
         for key, title in self._lessons():
             s.append(Scene(f"train: {title}", lambda k=key: self._lesson(k)))
@@ -494,6 +510,23 @@ class Walk:
         wait_until(lambda: panel.model.rowCount() >= 4, 20, "the conversation's messages")
         settle(self.window)
         return self.window
+
+    def _passage(self):
+        from studio.ui.panels.chat.sources import PassageDialog, passages_of
+
+        self._chat()  # the conversation whose last reply cites a document
+        panel = self.show("chat")
+        cited = next(m for m in reversed(panel.model.messages()) if passages_of(m.meta))
+        self.dialog = PassageDialog(passages_of(cited.meta)[0], panel)
+        self.dialog.open()
+        return self._shown_dialog(self.dialog)
+
+    def _attached(self):
+        self._chat()  # the conversation with a document attached
+        panel = self.show("chat")
+        panel.documents.show_files()
+        self.dialog = panel.documents.dialog
+        return self._shown_dialog(self.dialog)
 
     def _servers(self):
         panel = self.show("chat")

@@ -81,9 +81,11 @@ def add_lora_argument(p: argparse.ArgumentParser) -> None:
                         "<lora:NAME:WEIGHT> tags in the prompt work too")
 
 
-def add_diffusion_arguments(p: argparse.ArgumentParser, *, prompt_help: str) -> None:
-    """The options of the Stable Diffusion commands (generate, img2img), defined once."""
-    p.add_argument("--prompt", required=True, help=prompt_help)
+def add_diffusion_arguments(p: argparse.ArgumentParser, *, prompt_help: str,
+                            prompt_required: bool = True) -> None:
+    """The options of the Stable Diffusion commands (generate, img2img), defined once. Without
+    ``prompt_required`` the command checks ``--prompt`` itself (a GAN needs none)."""
+    p.add_argument("--prompt", required=prompt_required, default=None, help=prompt_help)
     p.add_argument("--negative", default="", metavar="TEXT", help="what to avoid")
     p.add_argument("--steps", type=int, default=20, metavar="N", help="denoising steps")
     p.add_argument("--cfg", type=float, default=7.0, metavar="SCALE",
@@ -122,21 +124,37 @@ def transformed_row(result: Any, **fields: Any) -> dict[str, Any]:
 
 
 def variation_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """The request's ``variation_seed`` / ``variation_strength`` from ``--variation-*`` (a
-    variation without a seed gets a random one); out of range is bad input (exit 2), checked
+    """The request's ``variation_seed`` / ``variation_strength`` from ``--variation-*`` (see
+    :func:`studio.core.requests.variation_fields`); out of range is bad input (exit 2), checked
     before any model is looked for."""
-    import secrets
+    from studio.core.requests import variation_fields as fields
 
-    from studio.core.requests import validate_variation
-
-    seed = args.variation_seed
-    if seed is None:
-        seed = secrets.randbelow(2**32) if args.variation_strength else 0
     try:
-        validate_variation(seed, args.variation_strength)
+        return fields(args.variation_seed, args.variation_strength)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    return {"variation_seed": seed, "variation_strength": args.variation_strength}
+
+
+def read_secret(value: str | None, file: Path | None, env: tuple[str, ...], flag: str) -> str:
+    """A key or token from ``--X-file FILE`` (its first line), ``--X VALUE`` or the first set
+    variable of ``env``, in that order; "" when none. A file or a variable keeps the secret out
+    of ``ps`` and shell history, where a command-line value is visible to every user."""
+    import os
+
+    if file is not None:
+        try:
+            text = file.expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{flag}-file {file}: cannot read it "
+                             f"({getattr(exc, 'strerror', None) or exc})") from None
+        secret = text.strip().splitlines()[0].strip() if text.strip() else ""
+        if not secret:
+            raise UsageError(f"{flag}-file {file} is empty: put the secret on its first line")
+        return secret
+    if value:
+        return value.strip()
+    return next((os.environ[name].strip() for name in env if os.environ.get(name, "").strip()),
+                "")
 
 
 def resolve_cli_model(spec: str, kinds: str | tuple[str, ...], settings: Any, paths: Any,

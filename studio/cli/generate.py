@@ -35,7 +35,9 @@ EXIT_STATUS = IMAGE_EXIT_STATUS
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p, "image")
-    add_diffusion_arguments(p, prompt_help="what to draw")
+    add_diffusion_arguments(p, prompt_help="what to draw (required, except for a GAN trained in "
+                                           "Studio, which draws from its seed alone)",
+                            prompt_required=False)
     p.add_argument("--width", type=int, default=512, metavar="PX", help="a multiple of 8")
     p.add_argument("--height", type=int, default=512, metavar="PX", help="a multiple of 8")
     hires = p.add_argument_group("hires fix", "make the image at --width×--height, upscale it, "
@@ -51,6 +53,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="how the first image is upscaled: " + ", ".join(
                            f"'{k}' ({v})" for k, v in HIRES_UPSCALERS.items())
                        + ", or an upscaler model's name or file (default Latent)")
+    p.add_argument("--walk-to", type=int, default=None, metavar="SEED",
+                   help="GAN only: a latent walk from --seed to this seed, written as PNG frames "
+                        "(with --gif also as one animated GIF)")
+    p.add_argument("--frames", type=int, default=16, metavar="N",
+                   help="frames of the latent walk (default 16)")
+    p.add_argument("--gif", action="store_true", help="also write the latent walk as a GIF")
     add_output_arguments(p)
 
 
@@ -156,7 +164,7 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
 
     seed = secrets.randbelow(2**32) if args.seed is None else args.seed
     model = args.model.strip()
-    request = Txt2ImgRequest(model=model, prompt=args.prompt, negative_prompt=args.negative,
+    request = Txt2ImgRequest(model=model, prompt=args.prompt or "", negative_prompt=args.negative,
                              steps=args.steps, cfg=args.cfg, width=args.width,
                              height=args.height, seed=seed, count=args.count,
                              scheduler=parse_scheduler(args.scheduler),
@@ -168,9 +176,40 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
         raise UsageError(str(exc)) from exc
     model = resolve_cli_model(model, "image", settings, paths, "studio generate")
     request.model = model.spec  # a repo id in the cache, else an absolute path
+    gan = model.entry.format == "gan"
+    if args.walk_to is not None or args.gif:
+        if not gan:
+            raise UsageError(f"--walk-to and --gif make a latent walk of a GAN trained in Studio; "
+                             f"{model.name} is not one")
+        return _walk_request(args, request)
+    if gan:
+        if args.lora:
+            raise UsageError(f"{model.name} is a GAN trained in Studio: it takes no LoRA")
+        if request.hires:
+            raise UsageError(f"{model.name} is a GAN trained in Studio: it has no hires fix "
+                             "(leave out --hires-scale)")
+        return request
+    if args.prompt is None:
+        raise UsageError("the following arguments are required: --prompt (only a GAN trained in "
+                         "Studio draws without one)")
     check_loras(request, model.entry, settings, paths)
     check_upscaler(request, settings, paths)
     return request
+
+
+def _walk_request(args: argparse.Namespace, request: Any) -> Any:
+    from studio.core.requests import GanWalkRequest
+
+    if args.walk_to is None:
+        raise UsageError("--gif needs --walk-to SEED: the seed the latent walk ends at")
+    walk = GanWalkRequest(model=request.model, seed=request.seed, seed_to=args.walk_to,
+                          frames=args.frames, width=request.width, height=request.height,
+                          gif=args.gif)
+    try:
+        walk.validate()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return walk
 
 
 class _Reporter(Reporter):
@@ -209,11 +248,23 @@ class _Reporter(Reporter):
                 "warnings": list(result.warnings or [])}
 
 
+def _walk_reporter(request: Any, as_json: bool) -> Reporter:
+    def describe(result: Any) -> dict:
+        kind = "gif" if Path(result.path).suffix == ".gif" else "frame"
+        return {"path": str(result.path), "kind": kind, "index": result.index,
+                "seed": request.seed, "seed_to": request.seed_to, "model": request.model}
+
+    return Reporter(as_json, describe)
+
+
 def run(args: argparse.Namespace) -> int:
     # The model is checked before the device, so a typo in --model is the error a user sees.
     settings, paths = load_cli_settings(args, device_check=False)
     request = build_request(args, settings, paths)
     check_device(settings)
+    if not hasattr(request, "prompt"):  # a latent walk
+        return run_job(request, settings, paths, _walk_reporter(request, args.json),
+                       request.frames + int(request.gif), title=f"latent walk {request.seed}→{request.seed_to}", quiet=not args.verbose)
 
     return run_job(request, settings, paths, _Reporter(request, args.json), request.count,
                    title=request.prompt[:40], quiet=not args.verbose)

@@ -374,7 +374,8 @@ def check_transform(root: Path, device: str = "auto") -> str:
 def check_serve(root: Path, device: str = "auto") -> str:
     """``studio serve``'s HTTP API on a loopback port, serving what the library scan finds (as
     ``studio models list`` and ``studio serve`` without ``--model`` do): the model list and a
-    one-token chat completion, as an OpenAI client asks for them."""
+    one-token chat completion and an embedding (the ``embed`` job kind), as an OpenAI client asks
+    for them."""
     import json
     import threading
     import urllib.request
@@ -404,6 +405,11 @@ def check_serve(root: Path, device: str = "auto") -> str:
                                          headers={"Content-Type": "application/json"})
         with opener.open(request, timeout=JOB_TIMEOUT) as reply:
             answer = json.load(reply)
+        body = json.dumps({"model": models[0], "input": "Hello!"}).encode()
+        request = urllib.request.Request(f"{server.url}/embeddings", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with opener.open(request, timeout=JOB_TIMEOUT) as reply:
+            vector = json.load(reply)["data"][0]["embedding"]
     finally:
         server.shutdown()
         server.server_close()
@@ -411,7 +417,10 @@ def check_serve(root: Path, device: str = "auto") -> str:
         engine.shutdown(wait=True, timeout=30)
     if answer.get("usage", {}).get("completion_tokens") != 1:
         raise CheckFailed(f"expected a one-token completion, got {answer.get('usage')}")
-    return f"{len(models)} model listed, one-token chat completion over HTTP"
+    if not vector or not all(isinstance(v, float) for v in vector):
+        raise CheckFailed(f"expected an embedding vector, got {str(vector)[:80]}")
+    return (f"{len(models)} model listed, one-token chat completion and a {len(vector)}-float "
+            "embedding over HTTP")
 
 
 def check_download(root: Path, device: str = "auto") -> str:
@@ -507,10 +516,40 @@ def _lesson_step_in_child(key: str, answers: Any) -> None:
         answers.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def check_train(lessons: tuple[str, ...] | None = None, spawned: str = "gan-2d") -> str:
+def check_trained_models(root: Path) -> str:
+    """Train, then use: a dcgan and a cyclegan trained a step, exported into a scratch library,
+    then drawn from a seed and walked (the txt2img and gan-walk jobs) and used by Transform."""
+    from studio.core.requests import GanWalkRequest, TransformRequest, Txt2ImgRequest
+    from studio.pipelines.train.cyclegan import CycleGANTrainer
+    from studio.pipelines.train.dcgan import DCGANTrainer
+    from studio.pipelines.train.export import export_trainer
+
+    settings, paths = scratch_settings(root)
+    dcgan = DCGANTrainer({"batch_size": 8, "width": 4, "latent_dim": 4})
+    cyclegan = CycleGANTrainer({"batch_size": 1, "ngf": 4, "ndf": 4, "blocks": 1,
+                                "image_size": "16"})
+    for trainer in (dcgan, cyclegan):
+        trainer.step()
+    gan = export_trainer(dcgan, paths.models_dir, "self-test-gan").path
+    translator = export_trainer(cyclegan, paths.models_dir, "self-test-cyclegan").path
+    picture, _ = _tiny_image_inputs(root / "inputs")
+    [(drawn, _), (walk, _), (moved, _)] = _run_jobs(settings, paths, [
+        Txt2ImgRequest(model=str(gan), seed=1, width=IMAGE_SIDE, height=IMAGE_SIDE),
+        GanWalkRequest(model=str(gan), seed=1, seed_to=2, frames=3, gif=True),
+        TransformRequest(str(translator), [str(picture)], "BtoA")])
+    _one_saved_png(drawn, "GAN: ")
+    _one_saved_png(moved, "trained CycleGAN: ")
+    if len(walk or []) != 4 or not Path(walk[-1].path).is_file():
+        raise CheckFailed(f"the latent walk made {len(walk or [])} files, not 3 frames and a GIF")
+    return "a trained GAN drawn and walked, a trained CycleGAN used by Transform"
+
+
+def check_train(lessons: tuple[str, ...] | None = None, spawned: str = "gan-2d",
+                root: Path | None = None) -> str:
     """One training step of each lesson in the registry (their data ships with the app), and
     one in a spawned process, as the Train workspace runs lessons (a frozen app must hand the
-    child to multiprocessing.freeze_support instead of starting a second app)."""
+    child to multiprocessing.freeze_support instead of starting a second app). With ``root``,
+    also :func:`check_trained_models` there."""
     import multiprocessing
     import queue
 
@@ -520,6 +559,8 @@ def check_train(lessons: tuple[str, ...] | None = None, spawned: str = "gan-2d")
     for key in keys:
         lesson_step(key)
     faces = check_faces()
+    if root is not None:
+        faces = f"{faces}; {check_trained_models(root)}"
     if not spawned:
         return f"{count_of(len(keys), 'lesson')}, one step each; {faces}"
     context = multiprocessing.get_context("spawn")

@@ -64,7 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=None, metavar="DIR",
                         help="image lessons (cnn, dcgan): train on your own folder of images, one "
                              "sub-folder per class (same as --set dataset=folder "
-                             "--set data_folder=DIR)")
+                             "--set data_folder=DIR); cyclegan: domain A's folder")
+    parser.add_argument("--data-b", type=Path, default=None, metavar="DIR",
+                        help="cyclegan: domain B's folder (with --data, domain A's)")
+    parser.add_argument("--export", default=None, metavar="NAME",
+                        help="cyclegan, dcgan: at the end, write the trained model into the "
+                             "library as NAME (cyclegan: a Transform model; dcgan: a GAN for "
+                             "Generate)")
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
     parser.epilog = ((parser.epilog + " ") if parser.epilog else "") + MULTI_PROCESS
 
@@ -99,6 +105,22 @@ def _list_lessons(as_json: bool) -> int:
             print(json.dumps(row), flush=True)
         else:
             print(f"{row['lesson']:<24}{row['summary']}", flush=True)
+    return 0
+
+
+def _export(trainer: Any, name: str, settings: Any) -> int:
+    """Write the trained model into the library (exit 1 with the reason when that fails)."""
+    from studio.cli import fail
+    from studio.core.config import default_paths
+    from studio.core.jobs import UserFacingError
+    from studio.pipelines.train.export import export_trainer
+
+    models_dir = settings.resolved_paths(default_paths()).models_dir
+    try:
+        done = export_trainer(trainer, models_dir, name)
+    except UserFacingError as exc:
+        return fail(str(exc), 1)
+    print(f"{done.message} ({done.path})", file=sys.stderr, flush=True)
     return 0
 
 
@@ -138,6 +160,13 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     cls = lesson_class(args.lesson)
     specs = {p.name for p in cls.params}
+    if "domains" in specs and (args.data is not None or args.data_b is not None):
+        # CycleGAN's two folders: --data is domain A, --data-b domain B
+        settings.pop("dataset", None)
+        settings.update(domains="folders", data_folder=str(args.data or ""),
+                        data_folder_b=str(args.data_b or ""))
+    elif args.data_b is not None:
+        raise UsageError("--data-b is domain B's folder of the cyclegan lesson")
     if args.data is not None and "data_folder" not in specs:
         raise UsageError(f"{args.lesson} does not train on images; --data is for the image "
                          "lessons (cnn, dcgan)")
@@ -152,13 +181,25 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     main = trainer.is_main_process
     if launched and not hasattr(trainer, "save_accelerate_state"):
-        raise UsageError(f"{args.lesson} runs in one process; {MULTI_PROCESS}")  # plural-ok: a verb
+        raise UsageError(getattr(trainer, "one_process", "")  # the lesson's own reason
+                         or f"{args.lesson} runs in one process; {MULTI_PROCESS}")  # plural-ok: a verb
     if not main:  # the other processes of a launch train their share and stay quiet
         return _train_quietly(trainer, args)
     loaded = load_settings()
     if loaded.notice:
         print(f"studio: warning: {loaded.notice}", file=sys.stderr)
     root = loaded.settings.resolved_paths(default_paths()).runs_dir
+    if args.export is not None:
+        from studio.core.jobs import UserFacingError
+        from studio.pipelines.train.export import can_export, check_name
+
+        if not can_export(args.lesson):
+            raise UsageError(f"{args.lesson} makes no model to use elsewhere; --export is for "
+                             "cyclegan and dcgan")
+        try:
+            check_name(args.export)
+        except UserFacingError as exc:
+            raise UsageError(str(exc)) from None
     run_ = Run.create(root, args.lesson, args.seed, trainer.config, path=args.out)
     if not args.json:
         print(f"{cls.info.title}: {count_of(args.steps, 'step')}, seed {args.seed} → {run_.path}",
@@ -191,6 +232,8 @@ def run(args: argparse.Namespace) -> int:
     run_.append_metrics(buffer)
     run_.save_checkpoint(trainer)
     _save_accelerate(trainer, run_.path)
+    if args.export is not None and code == 0:
+        code = _export(trainer, args.export, loaded.settings)
     if args.json:
         print(json.dumps({"run": str(run_.path), "steps": trainer.step_count,
                           "loss": last.get("loss")}), flush=True)

@@ -149,6 +149,18 @@ def image_seeds(request: Any, index: int) -> tuple[int, int | None]:
     return request.seed, int(request.variation_seed) + index
 
 
+def variation_fields(seed: int | None, strength: float) -> dict[str, Any]:
+    """A request's ``variation_seed`` / ``variation_strength`` as the CLI and the server take
+    them: a variation without a seed gets a random one, no variation keeps seed 0; out of range
+    raises ValueError with the sentence to show."""
+    import secrets
+
+    if seed is None:
+        seed = secrets.randbelow(SEED_MAX + 1) if strength else 0
+    validate_variation(seed, strength)
+    return {"variation_seed": seed, "variation_strength": strength}
+
+
 def validate_variation(seed: Any, strength: Any) -> None:
     """A variation seed in 0..SEED_MAX and a strength from 0 (off) to 1."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
@@ -222,6 +234,9 @@ class GeneratedImage:
     warnings: list[str] = dataclasses.field(default_factory=list)
     # The LoRAs applied (from prompt tags and request.loras): name, weight, path, hash, source
     loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # Made by a GAN trained in Studio: from the seed alone (no prompt, no steps), at the GAN's
+    # own size enlarged by whole pixels (``image.size`` may be less than the request's)
+    seed_alone: bool = False
 
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -231,6 +246,46 @@ MAX_TRANSFORM_SIDE = 16384  # CycleGAN runs in tiles, so only the input's own si
 def _from_known(cls: Any, data: dict[str, Any]) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in known})
+
+
+MAX_WALK_FRAMES = 240
+
+
+@dataclass
+class GanWalkRequest:
+    """A latent walk of a GAN trained in Studio: ``frames`` images on the path from ``seed``'s
+    noise to ``seed_to``'s, each enlarged (whole pixels) to fit ``width`` × ``height``, saved as
+    PNGs and, with ``gif``, as one animated GIF (``frame_ms`` per frame)."""
+
+    model: str  # a GAN folder (gan.json + generator.safetensors)
+    seed: int = 0
+    seed_to: int = 1
+    frames: int = 16
+    width: int = 256
+    height: int = 256
+    gif: bool = False
+    frame_ms: int = 100
+
+    def validate(self) -> None:
+        if not str(self.model).strip():
+            raise ValueError("No model chosen: name a GAN trained in Studio (studio models list).")
+        for name in ("seed", "seed_to"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= SEED_MAX:
+                raise ValueError(f"{'Seed' if name == 'seed' else 'The last seed of the walk'} must "
+                                 f"be between 0 and {SEED_MAX}, not {v}.")
+        if not 2 <= self.frames <= MAX_WALK_FRAMES:
+            raise ValueError(f"A latent walk has 2 to {MAX_WALK_FRAMES} frames, not "
+                             f"{self.frames}.")
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not 1 <= v <= MAX_SIDE:
+                raise ValueError(f"{name.capitalize()} must be 1 to {MAX_SIDE} pixels, not {v}.")
+        if not 10 <= self.frame_ms <= 10_000:
+            raise ValueError(f"A frame lasts 10 to 10,000 ms, not {self.frame_ms}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "gan-walk", **dataclasses.asdict(self)}
 
 
 @dataclass

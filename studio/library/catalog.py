@@ -37,8 +37,10 @@ from studio.library.upscalers import UpscalerFile, find_upscalers, looks_like_up
 
 log = logging.getLogger(__name__)
 
-KINDS = ("image", "transform", "upscaler", "chat", "preview", "lora", "embedding", "unknown")
-KIND_TITLES = {"image": "Image generation", "transform": "Image transform (CycleGAN)",
+KINDS = ("image", "gan", "transform", "upscaler", "chat", "preview", "lora", "embedding",
+         "unknown")
+KIND_TITLES = {"image": "Image generation", "gan": "GAN (trained in Studio)",
+               "transform": "Image transform (CycleGAN)",
                "upscaler": "Upscaler (ESRGAN / Real-ESRGAN)",
                "chat": "Chat", "preview": "Preview decoder (TAESD)", "lora": "LoRA",
                "embedding": "Textual inversion", "unknown": "Unknown"}
@@ -101,6 +103,9 @@ def _image_entries(settings: Settings, paths: Paths) -> list[LibraryEntry]:
 
 def _image_entries_for(models: list) -> Iterator[LibraryEntry]:
     for m in models:
+        if m.format == "gan":
+            yield _gan_entry(m)
+            continue
         if m.format == "diffusers":
             precision = files_precision(diffusers_weight_files(m.path))
             if any((m.path / "unet").glob("*.fp16.safetensors")) and "fp16" not in precision:
@@ -111,6 +116,15 @@ def _image_entries_for(models: list) -> Iterator[LibraryEntry]:
                   "sdxl": "Stable Diffusion XL"}.get(m.family, "a pickled checkpoint")
         yield LibraryEntry(m.name, "image", m.path, m.source, m.format, m.size_bytes,
                            precision, m.family, m.repo_id, detail, ("Generate", "Transform"))
+
+
+def _gan_entry(m) -> LibraryEntry:
+    from studio.library.gan_models import WEIGHTS_FILE, describe, read_gan_info
+
+    weights = m.path / WEIGHTS_FILE
+    return LibraryEntry(m.name, "gan", m.path, m.source, "safetensors", m.size_bytes,
+                        files_precision([weights]), "", "", describe(read_gan_info(m.path)),
+                        ("Generate",), files=[weights, m.path / "gan.json"])
 
 
 def _chat_entry(m) -> LibraryEntry:
@@ -408,6 +422,7 @@ def _cli_use(entry: LibraryEntry, spec: str) -> str:
     quoted = f'"{spec}"' if " " in spec else spec
     return {"image": f"Diffusion image-to-image is 'studio img2img --model {quoted}'; text to "
                      f"image is 'studio generate --model {quoted}'.",
+            "gan": f"Draw with it from a seed: 'studio generate --model {quoted} --seed 1'.",
             "chat": f"Chat with it: 'studio chat --model {quoted}'.",
             "transform": f"Translate images with it: 'studio transform --model {quoted}'.",
             "upscaler": f"Enlarge images with it: 'studio upscale IMAGE --model {quoted}', or "

@@ -17,6 +17,7 @@ from studio.core.engine import GPU, IO, Engine, ServiceSpec
 from studio.core.jobs import Handler, JobListener
 from studio.core.lanes import LoopSource
 from studio.core.requests import (
+    GanWalkRequest,
     Img2ImgRequest,
     TransformRequest,
     Txt2ImgRequest,
@@ -25,7 +26,7 @@ from studio.core.requests import (
 )
 from studio.library.download_jobs import FileDownloadRequest, HubDownloadRequest
 from studio.pipelines.chat.remote import is_remote_spec
-from studio.pipelines.chat.types import ChatRequest
+from studio.pipelines.chat.types import ChatRequest, EmbedRequest
 
 
 def _txt2img(engine: Engine) -> Any:
@@ -55,10 +56,22 @@ def _upscale(engine: Engine) -> Any:
     return UpscaleService(engine.settings, engine.paths)
 
 
+def _gan_walk(engine: Engine) -> Any:
+    from studio.pipelines.gan.service import GanWalkService
+
+    return GanWalkService(engine.settings, engine.paths)
+
+
 def _chat(engine: Engine) -> Any:
     from studio.pipelines.chat.service import ChatService
 
     return ChatService(engine.settings, engine.paths)
+
+
+def _embed(engine: Engine) -> Any:
+    from studio.pipelines.chat.service import EmbedService
+
+    return EmbedService(engine.service("chat"))
 
 
 def _unload(engine: Engine) -> Any:
@@ -83,7 +96,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("img2img", Img2ImgRequest, _img2img, "Loading the image engine…"),
     ServiceSpec("transform", TransformRequest, _transform, "Loading the translation engine…"),
     ServiceSpec("upscale", UpscaleRequest, _upscale, "Loading the upscaler…"),
+    ServiceSpec("gan-walk", GanWalkRequest, _gan_walk, "Loading the GAN…"),
     ServiceSpec("chat", ChatRequest, _chat, "Starting the chat engine…", lane=_chat_lane),
+    ServiceSpec("embed", EmbedRequest, _embed, "Starting the chat engine…"),
     ServiceSpec("unload", UnloadRequest, _unload, "Unloading all models…"),
     ServiceSpec("download", HubDownloadRequest, _downloads, "Starting the download…", lane=IO),
     ServiceSpec("file-download", FileDownloadRequest, _downloads, "Starting the download…",

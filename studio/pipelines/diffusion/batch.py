@@ -130,6 +130,7 @@ class DiffusersService:
               progress: ProgressSink, cancel: CancelToken) -> tuple[Any, str, Any]:
         """(the cached pipeline, device, dtype) for ``entry``, loading it if needed, with the
         model's memory options applied (their warnings become notes of the job's results)."""
+        from studio.pipelines.diffusion.interrupt import watch_for_cancel
         from studio.pipelines.diffusion.memory import apply_memory_options, offload_supported
 
         device = job_device(settings)
@@ -143,6 +144,7 @@ class DiffusersService:
                               load_device="cpu" if offloaded else None)
         for warning in apply_memory_options(pipe, options, device):
             add_note(progress, warning)
+        watch_for_cancel(pipe)  # a cancel stops inside a step and inside prompt encoding too
         cancel.raise_if_cancelled()
         return pipe, device, dtype
 

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.config import Paths, Settings
-from studio.core.jobs import CancelToken, ProgressSink
+from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.core.requests import MAX_SIDE, Img2ImgRequest, TransformedImage
+from studio.library.gan_models import GAN_NO_IMG2IMG
 from studio.library.models import resolve_model
 from studio.pipelines.diffusion.batch import (
     DiffusersService,
@@ -98,6 +99,8 @@ class Img2ImgService(DiffusersService):
         validate_request(request)
         settings, paths = self._settings(), self._paths()
         entry = resolve_model(request.model, settings, paths)
+        if entry.format == "gan":
+            raise UserFacingError(GAN_NO_IMG2IMG.format(name=entry.name))
         from studio.media.outputs import writable_image_folder
 
         writable_image_folder(paths.outputs_dir, paths.dated_outputs)  # before minutes of work

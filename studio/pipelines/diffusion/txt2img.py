@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from studio.core.config import Paths, Settings
-from studio.core.jobs import CancelToken, ProgressSink
+from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.core.requests import HIRES_UPSCALERS, GeneratedImage, Txt2ImgRequest
 from studio.library.models import ModelEntry, resolve_model
 from studio.pipelines.diffusion.batch import (
@@ -64,6 +64,14 @@ class Txt2ImgService(DiffusersService):
         validate_request(request)
         settings, paths = self._settings(), self._paths()
         entry = resolve_model(request.model, settings, paths)
+        if entry.format == "gan":  # a GAN trained in Studio: seed → image, no diffusion
+            from studio.pipelines.gan.service import run_gan
+
+            if request.hires:
+                raise UserFacingError(f"{entry.name} is a GAN trained in Studio: it has no "
+                                      "hires fix. Turn the hires fix off to use it.")
+
+            return run_gan(request, settings, paths, progress, cancel)
         from studio.media.outputs import writable_image_folder
 
         writable_image_folder(paths.outputs_dir, paths.dated_outputs)  # before minutes of work

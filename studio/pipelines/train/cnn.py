@@ -130,6 +130,23 @@ def scheduled_lr(config: dict[str, Any], step: int) -> float:
     return lr
 
 
+def schedule_specs(cosine_steps: int, scales: str = "") -> tuple[ParamSpec, ...]:
+    """The image lessons' three live schedule knobs (``scales``: what the schedule scales, said
+    first in its help, e.g. "Scales both learning rates: ")."""
+    return (
+        ParamSpec("schedule", "constant", "choice", choices=SCHEDULES, live=True,
+                  choice_labels=SCHEDULE_NAMES, label="Learning-rate schedule",
+                  help=(f"{scales}constant" if scales else "Constant") + "; cosine decay to 5 % "
+                       "over the schedule's steps; or a linear warm-up from 0 over the warm-up "
+                       "steps."),
+        ParamSpec("warmup_steps", 100, "int", minimum=1, maximum=100_000, live=True,
+                  label="Warm-up steps", help="Steps the warm-up schedule takes to reach the "
+                                              "learning rate."),
+        ParamSpec("schedule_steps", cosine_steps, "int", minimum=1, maximum=1_000_000, live=True,
+                  label="Cosine steps", help="Steps the cosine schedule takes to decay."),
+    )
+
+
 def accelerator() -> Any:
     """The process's Accelerator: a GPU where there is one (bf16 when it supports it), else the
     CPU in full precision. Under ``accelerate launch`` it joins the process group (gloo on
@@ -197,15 +214,7 @@ class CNNTrainer(ImageLesson):
     params = (
         tl.lr_spec(3e-3),
         tl.optimizer_spec(),
-        ParamSpec("schedule", "constant", "choice", choices=SCHEDULES, live=True,
-                  choice_labels=SCHEDULE_NAMES, label="Learning-rate schedule",
-                  help="Constant; cosine decay to 5 % over the schedule's steps; or a linear "
-                       "warm-up from 0 over the warm-up steps."),
-        ParamSpec("warmup_steps", 100, "int", minimum=1, maximum=100_000, live=True,
-                  label="Warm-up steps", help="Steps the warm-up schedule takes to reach the "
-                                              "learning rate."),
-        ParamSpec("schedule_steps", 1000, "int", minimum=1, maximum=1_000_000, live=True,
-                  label="Cosine steps", help="Steps the cosine schedule takes to decay."),
+        *schedule_specs(1000),
         ParamSpec("pick", 0, "int", minimum=0, maximum=100_000, live=True, label="Image #",
                   help="The test image whose feature maps and saliency are shown."),
         ParamSpec("dataset", "digits", "choice", choices=SOURCES, label="Data set",

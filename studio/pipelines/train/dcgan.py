@@ -33,11 +33,10 @@ from torch import nn
 from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, check_loss
 from studio.pipelines.train.cnn import (
-    SCHEDULE_NAMES,
-    SCHEDULES,
     ImageLesson,
     accelerator,
     plain_loop,
+    schedule_specs,
     scheduled_lr,
 )
 from studio.pipelines.train.gan2d import PlayerRates, player_lr_spec
@@ -178,14 +177,7 @@ class DCGANTrainer(PlayerRates, ImageLesson):
                   help="Sets the learning rate of both players at once (Adam, β1 = 0.5)."),
         player_lr_spec("lr_d", 2e-4, "D learning rate", "discriminator"),
         player_lr_spec("lr_g", 2e-4, "G learning rate", "generator"),
-        ParamSpec("schedule", "constant", "choice", choices=SCHEDULES, live=True,
-                  choice_labels=SCHEDULE_NAMES, label="Learning-rate schedule",
-                  help="Scales both learning rates: constant; cosine decay to 5 % over the "
-                       "schedule's steps; or a linear warm-up from 0."),
-        ParamSpec("warmup_steps", 100, "int", minimum=1, maximum=100_000, live=True,
-                  label="Warm-up steps", help="Steps the warm-up schedule takes."),
-        ParamSpec("schedule_steps", 2000, "int", minimum=1, maximum=1_000_000, live=True,
-                  label="Cosine steps", help="Steps the cosine schedule takes to decay."),
+        *schedule_specs(2000, "Scales both learning rates: "),
         ParamSpec("dataset", "digits", "choice", choices=SOURCES, label="Data set",
                   choice_labels=SOURCE_NAMES,
                   help="Digits (scikit-learn, upscaled), generated shapes or textures, faces or "
@@ -402,6 +394,12 @@ class DCGANTrainer(PlayerRates, ImageLesson):
         self._last = {k: float(v) for k, v in extra["last"].items()}
         self._snap_step = -1
 
+    # -- using the result ----------------------------------------------------------------------------
+    def export_generator(self, folder: Path) -> list[Path]:
+        """The generator for Generate (see :func:`write_generator`)."""
+        return write_generator(Path(folder), self.generator.state_dict(), self.config,
+                               self.data.channels, self.step_count, self.seed)
+
     # -- pictures ----------------------------------------------------------------------------------
     def _layers(self) -> list[tuple[str, nn.Conv2d | nn.ConvTranspose2d]]:
         convs = nn.Conv2d | nn.ConvTranspose2d
@@ -440,3 +438,18 @@ class DCGANTrainer(PlayerRates, ImageLesson):
         }
         self._snap_step, self._snap = self.step_count, snap
         return snap
+
+
+def write_generator(folder: Path, state: dict[str, torch.Tensor], config: dict[str, Any],
+                    channels: int, steps: int, seed: int) -> list[Path]:
+    """The generator for Generate (:mod:`studio.pipelines.gan`): its weights (BatchNorm's
+    running statistics included) as ``generator.safetensors`` and its shape and history in
+    ``gan.json`` (:mod:`studio.library.gan_models`). No pickle."""
+    from studio.library.gan_models import write_gan_folder
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    info = {"architecture": "dcgan", "latent_dim": int(config["latent_dim"]),
+            "width": int(config["width"]), "channels": int(channels),
+            "image_size": int(config["image_size"]), "lesson": "dcgan", "trained_steps": steps,
+            "seed": seed, "dataset": config["dataset"]}
+    return write_gan_folder(folder, tensors, info)

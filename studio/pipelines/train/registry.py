@@ -63,6 +63,10 @@ LESSONS: dict[str, Lesson] = _lessons(
      "A convolutional generator learns to draw digits, faces or your own images by fooling a "
      "discriminator.",
      "studio.pipelines.train.dcgan:DCGANTrainer"),
+    ("cyclegan", "CycleGAN: translate images",
+     "Two generators learn to turn one kind of image into another and back, from unpaired "
+     "examples (or your two folders).",
+     "studio.pipelines.train.cyclegan:CycleGANTrainer"),
 )
 #: lesson key -> "module:Class".
 LESSON_PATHS: dict[str, str] = {key: lesson.path for key, lesson in LESSONS.items()}

@@ -55,6 +55,11 @@ def approx_clip_tokens(text: str) -> int:
     return count
 
 
+PROMPT_HINT = "Describe the image: a lighthouse on a cliff at dawn, oil painting, warm light…"
+GAN_PROMPT_HINT = ("Not used: this GAN (trained in Studio) draws from its seed alone. Pick a seed "
+                   "and a count; the size enlarges its small pictures by whole pixels.")
+
+
 class SizeSpinBox(QSpinBox):
     """A pixel size that is always a multiple of 8 (typed values are rounded to the nearest)."""
 
@@ -97,8 +102,7 @@ class GenerateControls(QWidget):
 
         # Prompt and negative prompt, each with an approximate CLIP token counter.
         self.prompt = QPlainTextEdit()
-        self.prompt.setPlaceholderText("Describe the image: a lighthouse on a cliff at dawn, "
-                                       "oil painting, warm light…")
+        self.prompt.setPlaceholderText(PROMPT_HINT)
         self.prompt.setTabChangesFocus(True)
         self.prompt.setMinimumHeight(96)
         self.prompt_tokens = muted_label()
@@ -266,11 +270,13 @@ class GenerateControls(QWidget):
         self.seed.setValue(seed)
 
     def request(self, model: str, seed: int | None = None) -> Txt2ImgRequest:
-        """The request these controls describe (``seed`` None: the seed field's value)."""
+        """The request these controls describe (``seed`` None: the seed field's value). For a
+        GAN the greyed-out prompts and LoRAs are left out: it draws from the seed alone."""
+        gan = self.seed_alone
         return Txt2ImgRequest(
             model=model,
-            prompt=self.prompt.toPlainText().strip(),
-            negative_prompt=self.negative.toPlainText().strip(),
+            prompt="" if gan else self.prompt.toPlainText().strip(),
+            negative_prompt="" if gan else self.negative.toPlainText().strip(),
             steps=self.steps.value(),
             cfg=round(self.cfg.value(), 2),
             width=self.width_box.value(),
@@ -278,10 +284,10 @@ class GenerateControls(QWidget):
             seed=self.seed.seed() if seed is None else int(seed),
             count=self.count.value(),
             scheduler=self.scheduler.currentData() or "default",
-            loras=self.loras.loras(),
+            loras=[] if gan else self.loras.loras(),
             variation_seed=self.variation_seed.seed(),
             variation_strength=round(self.variation_strength.value(), 2),
-            **self.hires.fields(),
+            **({"hires": False} if gan else self.hires.fields()),
         )
 
     def set_request(self, request: Txt2ImgRequest, seed_mode: str = "fixed") -> None:
@@ -305,8 +311,17 @@ class GenerateControls(QWidget):
         self.hires.set_request(request)
 
     def set_family(self, family: str) -> None:
-        """Offer the sizes the model family was trained for, and the LoRAs made for it."""
+        """Offer the sizes the model family was trained for, and the LoRAs made for it. A GAN
+        trained in Studio draws from its seed alone: the prompt boxes say so and, with the
+        diffusion settings and LoRAs, are greyed out (their text is kept for the next model)."""
         self._family = family or "unknown"
+        gan = self._family == "gan"
+        self.prompt.setPlaceholderText(GAN_PROMPT_HINT if gan else PROMPT_HINT)
+        for widget in (self.prompt, self.negative, self.steps, self.cfg, self.scheduler,
+                       self.loras, self.hires):
+            widget.setEnabled(not gan)
+        for edit in (self.prompt, self.negative):
+            edit.setToolTip(GAN_PROMPT_HINT if gan else "")
         self.loras.set_family(self._family)
         self.preset.blockSignals(True)
         self.preset.clear()
@@ -315,6 +330,11 @@ class GenerateControls(QWidget):
             self.preset.addItem(f"{width} × {height}  ·  {label}", f"{width}x{height}")
         self.preset.blockSignals(False)
         self._sync_preset()
+
+    @property
+    def seed_alone(self) -> bool:
+        """The model draws from its seed alone (a GAN): no prompt, no LoRAs."""
+        return self._family == "gan"
 
     def swap_size(self) -> None:
         w, h = self.width_box.value(), self.height_box.value()

@@ -157,6 +157,7 @@ class GeneratePanel(QWidget):
         QShortcut(QKeySequence("Esc"), self, self.cancel_current,
                   context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.ctx.settingsChanged.connect(self._on_settings_changed)
+        self.ctx.libraryChanged.connect(self.picker.refresh)  # e.g. a GAN exported from Train
         self.picker.scanFinished.connect(self._on_scan_finished)
         self.picker.modelChanged.connect(self._on_model_changed)
         self.picker.combo.activated.connect(lambda _i: self._adapt_size_to_model())
@@ -199,7 +200,7 @@ class GeneratePanel(QWidget):
             request.validate()
             if self.picker.scanning and not request.model:
                 raise ValueError("Still looking for models — try again in a moment.")
-            lora_problem = self.controls.loras.problem()
+            lora_problem = "" if self.controls.seed_alone else self.controls.loras.problem()
             if lora_problem:
                 raise ValueError(lora_problem)
         except ValueError as exc:
@@ -386,6 +387,8 @@ class GeneratePanel(QWidget):
     def _display_result(self, result: GeneratedImage, image: QImage) -> None:
         r = result.request
         caption = f"Seed {result.seed} · {r.width}×{r.height} · {count_of(r.steps, 'step')}"
+        if result.seed_alone:  # a GAN: its own size enlarged, no steps
+            caption = f"Seed {result.seed} · {image.width()}×{image.height()} · GAN"
         if r.count > 1:
             caption += f" · image {result.index + 1} of {r.count}"
         if image.isNull():

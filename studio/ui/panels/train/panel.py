@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -172,6 +173,7 @@ class TrainPanel(QWidget):
         self.runs.exportCsvRequested.connect(self._ask_export_csv)
         self.runs.exportPlotRequested.connect(self._ask_export_png)
         self.runs.exportGifRequested.connect(self._ask_export_gif)
+        self.runs.exportModelRequested.connect(self._ask_export_model)
         space = QShortcut(QKeySequence(Qt.Key.Key_Space), self)
         space.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         space.activated.connect(self.controls.play_button.toggle)
@@ -408,6 +410,32 @@ class TrainPanel(QWidget):
                 self.export_gif(Path(out))
             except InvalidParameter as exc:
                 self._show_error(str(exc))
+
+    def _ask_export_model(self, run: Path) -> None:
+        from studio.pipelines.train.export import EXPORTS
+
+        workspace = EXPORTS.get(self.lesson, ("", "another workspace"))[1]
+        name, ok = QInputDialog.getText(
+            self, "Export model", f"Name in the library (then use it in {workspace}):",
+            text=Path(run).name)
+        if ok:
+            self.export_model(Path(run), name)
+
+    def export_model(self, run: Path, name: str) -> str:
+        """Export ``run``'s model as ``name`` into the library; the sentence shown (a success
+        in the status line, a problem in the error line)."""
+        from studio.core.jobs import UserFacingError
+        from studio.pipelines.train.export import export_run
+
+        try:
+            done = export_run(Path(run), self.ctx.paths.models_dir, name.strip())
+        except UserFacingError as exc:
+            self._show_error(str(exc))
+            return str(exc)
+        self.error.hide()
+        self.ctx.libraryChanged.emit()
+        self.runs.show_note(done.message)
+        return done.message
 
     def shutdown(self) -> None:
         """Stop training (the run is saved) and end the session thread."""

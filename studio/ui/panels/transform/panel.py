@@ -169,6 +169,7 @@ class TransformPanel(QWidget):
         outer.addWidget(right, 1)
 
     def _connect(self) -> None:
+        self.ctx.libraryChanged.connect(lambda: self.cyclegan.refresh())  # a CycleGAN from Train
         self.open_button.clicked.connect(self.open_dialog)
         self.folder_button.clicked.connect(self.folder_dialog)
         self.tabs.currentChanged.connect(lambda i: self.set_mode(MODES[i]))

@@ -20,6 +20,7 @@ VIEW_PATHS: dict[str, str] = {
     "ddpm-2d": "studio.ui.panels.train.views.ddpm:DDPMView",
     "cnn": "studio.ui.panels.train.views.cnn:CNNView",
     "dcgan": "studio.ui.panels.train.views.dcgan:DCGANView",
+    "cyclegan": "studio.ui.panels.train.views.cyclegan:CycleGANView",
 }
 
 
