@@ -210,3 +210,24 @@ def test_sdxl_hires_equals_plain_sdxl_txt2img_then_img2img(tiny_sdxl_dir):
     expected = second(**common, image=image, strength=0.6, num_inference_steps=2,
                       generator=torch.Generator("cpu").manual_seed(5)).images[0]
     assert np.array_equal(np.asarray(result.image), np.asarray(expected))
+
+
+def test_a_gan_trained_in_studio_refuses_the_hires_fix_and_the_form_greys_it(qtbot):
+    from studio.core.jobs import UserFacingError
+    from studio.pipelines.train.dcgan import DCGANTrainer
+    from studio.pipelines.train.export import export_trainer
+    from studio.ui.panels.generate.controls import GenerateControls
+
+    trainer = DCGANTrainer(config={"batch_size": 8, "width": 4, "latent_dim": 4}, seed=0)
+    exported = export_trainer(trainer, default_paths().models_dir, "digits-gan")
+    request = _request(exported.path, hires_scale=2.0)
+    with pytest.raises(UserFacingError, match="digits-gan is a GAN trained in Studio: it has no "
+                                              "hires fix"):
+        _service().run(request, Sink(), CancelToken())
+    controls = GenerateControls()
+    qtbot.addWidget(controls)
+    controls.hires.enabled.setChecked(True)
+    controls.set_family("gan")
+    assert not controls.hires.isEnabled() and controls.request("gan").hires is False
+    controls.set_family("sd1")  # the hires fix comes back as it was
+    assert controls.hires.isEnabled() and controls.request("m").hires is True
