@@ -74,13 +74,24 @@ def ensure_models(folder: Path, sd15: Path | None = None, llama: Path | None = N
 
         cyclegan.parent.mkdir(parents=True, exist_ok=True)
         torch.save(tiny_generator(6, 8, seed=1).state_dict(), cyclegan)
+    upscaler = folder / "4x-tiny-esrgan.safetensors"
+    if not upscaler.exists():
+        import torch
+        from safetensors.torch import save_file
+
+        from studio.pipelines.upscale.model import UpscalerSpec, build_network
+
+        torch.manual_seed(0)
+        net = build_network(UpscalerSpec("SRVGGNetCompact", 4, features=4, blocks=1))
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(upscaler))
     lora = folder / "ink-sketch.safetensors"
     if not lora.exists():
         import torch
         from safetensors.torch import save_file
 
         save_file({LORA_KEY: torch.ones(4, 768, dtype=torch.float16)}, str(lora))
-    return {"sd15": Path(sd15), "llama": Path(llama), "cyclegan": cyclegan, "lora": lora}
+    return {"sd15": Path(sd15), "llama": Path(llama), "cyclegan": cyclegan, "lora": lora,
+            "upscaler": upscaler}
 
 
 def make_home(root: Path, theme: str, models: dict | None) -> Path:
@@ -100,6 +111,8 @@ def make_home(root: Path, theme: str, models: dict | None) -> Path:
         shutil.copy(models["cyclegan"], m / "cyclegan" / "horse2zebra_pretrained")
         (m / "loras").mkdir()
         shutil.copy(models["lora"], m / "loras")
+        (m / "upscalers").mkdir()
+        shutil.copy(models["upscaler"], m / "upscalers")
     return root
 
 
@@ -269,12 +282,13 @@ class Walk:
         s.append(Scene("models home", self._models_home, step=True))
         s.append(Scene("generate (model, LoRA)", self._generate_model))
         s.append(Scene("generate (seed, variation)", self._generate_variation))
+        s.append(Scene("generate (hires fix)", self._generate_hires, self._generate_hires_off))
         s.append(Scene("generate (results)", self._generate_results))
         s.append(Scene("generate (queue drawer)", self._queue_open, self._queue_close))
         s.append(Scene("gallery", self._gallery))
         s.append(Scene("gallery viewer dialog", self._gallery_viewer, self._close_dialog))
         s.append(Scene("image parameters dialog", self._reuse_dialog, self._close_dialog))
-        for mode in ("cyclegan", "img2img", "inpaint"):
+        for mode in ("cyclegan", "img2img", "inpaint", "upscale"):
             s.append(Scene(f"transform ({mode})", lambda m=mode: self._transform(m)))
         s.append(Scene("chat", self._chat))
         s.append(Scene("chat servers dialog", self._servers, self._close_dialog))
@@ -386,6 +400,26 @@ class Walk:
         settle(self.window)
         return self.window
 
+    def _generate_hires(self):
+        """The hires fix group turned on and open, scrolled into view."""
+        from PySide6.QtWidgets import QScrollArea
+
+        panel = self.show("generate")
+        hires = panel.controls.hires
+        hires.enabled.setChecked(True)
+        hires.upscaler.setCurrentIndex(hires.upscaler.findData("Latent (nearest)"))
+        settle(self.window)  # the opened group is laid out before it is scrolled to
+        scroll = panel.controls.parentWidget()
+        while scroll is not None and not isinstance(scroll, QScrollArea):
+            scroll = scroll.parentWidget()
+        assert scroll is not None, "the Generate form is not in a scroll area"
+        scroll.ensureWidgetVisible(hires.target)
+        settle(self.window)
+        return self.window
+
+    def _generate_hires_off(self) -> None:
+        self.window.panel("generate").controls.hires.enabled.setChecked(False)
+
     def _generate_results(self):
         from studio.core.requests import Txt2ImgRequest
 
@@ -448,6 +482,8 @@ class Walk:
         if mode == "cyclegan":
             wait_until(lambda: not panel.cyclegan.scanning and panel.cyclegan.current() is not None,
                        60, "the CycleGAN scan")
+        elif mode == "upscale":
+            wait_until(lambda: panel.upscale.model.count() > 0, 60, "the upscaler scan")
         else:
             wait_until(lambda: not panel.sd_picker.scanning, 60, "the model scan")
             panel.sd_picker.select_model(str(self.window.ctx.paths.models_dir / "tiny-sd15"))

@@ -40,6 +40,9 @@ MODEL_HELP = {
     "transform": "a CycleGAN generator: its name as 'studio models list' prints it, a "
                  ".pth/.safetensors file (latest_net_G.pth, *_net_G_A.pth) or a folder holding "
                  "a G_A/G_B pair",
+    "upscaler": "an upscaler model (ESRGAN, Real-ESRGAN, Real-ESRGAN Compact): its name (the "
+                "file's stem, e.g. 4x-UltraSharp) in the models folder's 'upscalers' folder, or "
+                "a .pth/.safetensors file",
 }
 OUT_HELP = ("write the images into DIR itself, created if needed, with no date sub-folder "
             "(default: the output folder in Settings, in a YYYY-MM-DD sub-folder)")
@@ -63,7 +66,7 @@ def add_verbose_argument(p: argparse.ArgumentParser) -> None:
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
     """``--out``, ``--device``, ``--json`` and ``--verbose``: the options of every
-    image-making command (generate, img2img, transform)."""
+    image-making command (generate, img2img, transform, upscale)."""
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help=OUT_HELP)
     add_device_argument(p)
     p.add_argument("--json", action="store_true",
@@ -101,6 +104,23 @@ def add_diffusion_arguments(p: argparse.ArgumentParser, *, prompt_help: str,
                    help="a key (dpmpp_2m_karras) or a name ('DPM++ 2M Karras') (default: the "
                         "model's own)")
     add_lora_argument(p)
+
+
+def checked(request: Any) -> Any:
+    """``request`` once ``request.validate()`` passes; its reason is bad input (exit 2)."""
+    try:
+        request.validate()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return request
+
+
+def transformed_row(result: Any, **fields: Any) -> dict[str, Any]:
+    """The ``--json`` row of a transformed image (transform, upscale): where it went, what it
+    came from, its size and warnings, with ``fields`` (the model…) in between."""
+    return {"path": str(result.path), "source": str(result.source), "index": result.index,
+            **fields, "width": result.image.width, "height": result.image.height,
+            "warnings": list(result.warnings or [])}
 
 
 def variation_fields(args: argparse.Namespace) -> dict[str, Any]:

@@ -41,7 +41,7 @@ EXIT_STATUS = ("Exit status: 0 done; 1 the work failed (a copy, a removal or a d
                "broke off, offline) or you answered no to remove's question; 2 bad input (a "
                "name no model has, a path that is not a model, a repository that is not on the "
                "Hub, remove without --yes when not on a terminal); 130 Ctrl+C.")
-KINDS = ("image", "transform", "chat", "preview", "lora", "embedding", "unknown")
+KINDS = ("image", "transform", "upscaler", "chat", "preview", "lora", "embedding", "unknown")
 
 
 def _sub(sub: Any, name: str, help_text: str, description: str = "") -> argparse.ArgumentParser:

@@ -335,12 +335,15 @@ def check_img2img(root: Path, device: str = "auto") -> str:
 
 def check_transform(root: Path, device: str = "auto") -> str:
     """A CycleGAN translation with a tiny generator saved as the reference code saves one
-    (``latest_net_G.pth``), loaded safely and run through the transform service."""
+    (``latest_net_G.pth``), loaded safely and run through the transform service; and an upscale
+    job with a tiny Real-ESRGAN Compact model found by its name in the models' ``upscalers``."""
     import torch
     from PIL import Image
+    from safetensors.torch import save_file
 
-    from studio.core.requests import TransformRequest
+    from studio.core.requests import TransformRequest, UpscaleRequest
     from studio.pipelines.cyclegan.model import GeneratorSpec, build_generator
+    from studio.pipelines.upscale.model import UpscalerSpec, build_network
 
     settings, paths = scratch_settings(root)
     settings = dataclasses.replace(settings, device=device)
@@ -349,15 +352,23 @@ def check_transform(root: Path, device: str = "auto") -> str:
     weights = paths.models_dir / "cyclegan" / "tiny" / "latest_net_G.pth"
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), weights)
+    upscaler = build_network(UpscalerSpec("SRVGGNetCompact", 2, features=4, blocks=1))
+    (paths.models_dir / "upscalers").mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in upscaler.state_dict().items()},
+              str(paths.models_dir / "upscalers" / "tiny-2x.safetensors"))
     image, _ = _tiny_image_inputs(root / "inputs")
-    [(results, _)] = _run_jobs(settings, paths,
-                               [TransformRequest(model=str(weights), inputs=[str(image)])])
-    if len(results or []) != 1:
-        raise CheckFailed(f"expected 1 image, got {len(results or [])}")
-    with Image.open(results[0].path) as out:
-        if out.size != (IMAGE_SIDE, IMAGE_SIDE):
-            raise CheckFailed(f"the translated image is {out.size}, not the input's size")
-    return f"CycleGAN generator, {IMAGE_SIDE}×{IMAGE_SIDE} PNG"
+    jobs = _run_jobs(settings, paths,
+                     [TransformRequest(model=str(weights), inputs=[str(image)]),
+                      UpscaleRequest(model="tiny-2x", inputs=[str(image)])])
+    for (results, _), what, side in zip(jobs, ("translated", "upscaled"),
+                                        (IMAGE_SIDE, 2 * IMAGE_SIDE), strict=True):
+        if len(results or []) != 1:
+            raise CheckFailed(f"{what}: expected 1 image, got {len(results or [])}")
+        with Image.open(results[0].path) as out:
+            if out.size != (side, side):
+                raise CheckFailed(f"the {what} image is {out.size}, not {side}×{side}")
+    return (f"CycleGAN generator, {IMAGE_SIDE}×{IMAGE_SIDE} PNG; upscaler ×2, "
+            f"{2 * IMAGE_SIDE}×{2 * IMAGE_SIDE} PNG")
 
 
 def check_serve(root: Path, device: str = "auto") -> str:

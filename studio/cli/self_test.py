@@ -35,6 +35,7 @@ CHECKS = ("imports", "assets", "generate", "img2img", "transform", "chat", "serv
 COVERS = {
     # job kinds
     "txt2img": "generate", "img2img": "img2img", "transform": "transform", "chat": "chat",
+    "upscale": "transform",  # the job kind and `studio upscale`: the check runs an upscale job
     "embed": "serve",  # /v1/embeddings
     "unload": "generate",  # every check that runs jobs unloads its models afterwards
     "download": "download", "file-download": "download",

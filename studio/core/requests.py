@@ -28,6 +28,15 @@ MAX_MASK_BLUR = 64  # pixels; A1111 offers 0..64
 MAX_STEPS = 500
 MAX_COUNT = 1000
 SEED_MAX = 2**32 - 1
+MAX_HIRES_SCALE = 4.0
+#: The hires fix's upscalers that need no model file, by A1111's names: the first pass's latents
+#: resized (bilinear or nearest), or its pixels resized with Lanczos. Any other name is an upscaler
+#: model (studio.library.upscalers: a library name or a file).
+HIRES_UPSCALERS: dict[str, str] = {
+    "Latent": "latents resized bilinearly (A1111's default)",
+    "Latent (nearest)": "latents resized by nearest neighbour",
+    "Lanczos": "the first image resized with Lanczos",
+}
 
 
 @dataclass
@@ -53,6 +62,20 @@ class Txt2ImgRequest:
     # image i uses ``variation_seed + i`` (a batch of variations of one picture, as A1111).
     variation_seed: int = 0
     variation_strength: float = 0.0
+    # A1111's hires fix: the image is made at width×height, upscaled ``hires_scale`` times with
+    # ``hires_upscaler`` (a key of HIRES_UPSCALERS or an upscaler model) and refined by an img2img
+    # pass of ``hires_steps`` steps (0: ``steps``) at ``hires_denoise`` ("Denoising strength").
+    hires: bool = False
+    hires_scale: float = 2.0
+    hires_upscaler: str = "Latent"
+    hires_steps: int = 0
+    hires_denoise: float = 0.7
+
+    def hires_size(self) -> tuple[int, int]:
+        """The hires pass's size: width and height times the scale, rounded down to multiples
+        of 8 (as A1111 does)."""
+        scale = float(self.hires_scale)
+        return int(self.width * scale) // 8 * 8, int(self.height * scale) // 8 * 8
 
     def validate(self) -> None:
         """Raise ValueError with a one-line reason a person understands."""
@@ -76,10 +99,36 @@ class Txt2ImgRequest:
         if not 0 <= self.seed <= SEED_MAX:
             raise ValueError(f"Seed must be between 0 and {SEED_MAX}, not {self.seed}.")
         validate_variation(self.variation_seed, self.variation_strength)
+        if self.hires:
+            self.validate_hires()
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"Unknown scheduler {self.scheduler!r}; choose one of: "
                              + ", ".join(SCHEDULERS))
         validate_loras(self.loras)
+
+    def validate_hires(self) -> None:
+        """The hires fix's fields, each with the sentence that says how to fix it."""
+        scale = self.hires_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
+                or not 1.0 < scale <= MAX_HIRES_SCALE:
+            raise ValueError(f"Hires upscale must be above 1 and at most {MAX_HIRES_SCALE:g} "
+                             f"(2 doubles the width and height), not {scale!r}.")
+        width, height = self.hires_size()
+        if max(width, height) > MAX_SIDE:
+            raise ValueError(f"The hires fix would make a {width}×{height} image, larger than "
+                             f"{MAX_SIDE} px: lower the upscale or the size.")
+        steps = self.hires_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_STEPS:
+            raise ValueError(f"Hires steps must be between 0 (as many as the first pass) and "
+                             f"{MAX_STEPS}, not {steps!r}.")
+        denoise = self.hires_denoise
+        if isinstance(denoise, bool) or not isinstance(denoise, (int, float)) \
+                or not 0.0 < denoise <= 1.0:
+            raise ValueError(f"Denoising strength must be above 0 and at most 1 (how much the "
+                             f"hires pass repaints), not {denoise!r}.")
+        if not str(self.hires_upscaler).strip():
+            raise ValueError("No hires upscaler chosen: pick " + ", ".join(HIRES_UPSCALERS)
+                             + " or an upscaler model.")
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "txt2img", **dataclasses.asdict(self)}
@@ -274,6 +323,46 @@ class TransformRequest:
         return _from_known(cls, data)
 
 
+MAX_UPSCALE = 8.0  # times: a 4× model applied to a 4096-px image is already 16384 px
+
+
+@dataclass
+class UpscaleRequest:
+    """Upscale images with an upscaler model (ESRGAN, Real-ESRGAN…), in blended tiles.
+
+    ``scale`` 0 keeps the model's own factor; another value resizes its output (Lanczos) to that
+    many times the input, as A1111's "Resize" does (a 4× model asked for 2× gives 2×)."""
+
+    model: str  # an upscaler's library name or a .pth/.safetensors file
+    inputs: list[str] = dataclasses.field(default_factory=list)  # image files, in order
+    scale: float = 0.0
+    tile: int = 512  # input pixels per tile side; 0 never tiles
+    overlap: int = 32  # input pixels shared (and blended) by neighbouring tiles
+
+    def validate(self) -> None:
+        if not str(self.model).strip():
+            raise ValueError("No upscaler model chosen. Put ESRGAN / Real-ESRGAN files in the "
+                             "models folder's 'upscalers' folder and pick one.")
+        if not self.inputs:
+            raise ValueError("No input image chosen.")
+        scale = self.scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
+                or not (scale == 0 or 1.0 <= scale <= MAX_UPSCALE):
+            raise ValueError(f"Scale must be 0 (the model's own) or between 1 and "
+                             f"{MAX_UPSCALE:g}, not {scale!r}.")
+        if self.tile and not 32 <= self.tile <= 4096:
+            raise ValueError("Tile size must be between 32 and 4096 pixels (or 0: no tiles).")
+        if not 0 <= self.overlap <= max(self.tile // 2, 0):
+            raise ValueError("Overlap must be between 0 and half the tile size.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "upscale", **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UpscaleRequest:
+        return _from_known(cls, data)
+
+
 @dataclass
 class Img2ImgRequest:
     """Image to image (``mask`` empty) or inpainting (``mask`` names a white-on-black mask).
@@ -349,7 +438,7 @@ class TransformedImage:
     CycleGAN (it draws no random numbers).
     """
 
-    request: Any  # TransformRequest | Img2ImgRequest
+    request: Any  # TransformRequest | Img2ImgRequest | UpscaleRequest
     index: int
     source: Any = None  # pathlib.Path of the input image
     path: Any = None  # pathlib.Path of the saved PNG

@@ -22,6 +22,7 @@ from studio.core.requests import (
     TransformRequest,
     Txt2ImgRequest,
     UnloadRequest,
+    UpscaleRequest,
 )
 from studio.library.download_jobs import FileDownloadRequest, HubDownloadRequest
 from studio.pipelines.chat.remote import is_remote_spec
@@ -31,7 +32,9 @@ from studio.pipelines.chat.types import ChatRequest, EmbedRequest
 def _txt2img(engine: Engine) -> Any:
     from studio.pipelines.diffusion.txt2img import Txt2ImgService
 
-    return Txt2ImgService(engine.settings, engine.paths)
+    # The hires fix borrows the upscale service's loaded models (one cache for both).
+    return Txt2ImgService(engine.settings, engine.paths,
+                          upscalers=lambda: engine.service("upscale"))
 
 
 def _img2img(engine: Engine) -> Any:
@@ -45,6 +48,12 @@ def _transform(engine: Engine) -> Any:
     from studio.pipelines.cyclegan.service import TransformService
 
     return TransformService(engine.settings, engine.paths)
+
+
+def _upscale(engine: Engine) -> Any:
+    from studio.pipelines.upscale.service import UpscaleService
+
+    return UpscaleService(engine.settings, engine.paths)
 
 
 def _gan_walk(engine: Engine) -> Any:
@@ -86,6 +95,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("txt2img", Txt2ImgRequest, _txt2img, "Loading the image engine…"),
     ServiceSpec("img2img", Img2ImgRequest, _img2img, "Loading the image engine…"),
     ServiceSpec("transform", TransformRequest, _transform, "Loading the translation engine…"),
+    ServiceSpec("upscale", UpscaleRequest, _upscale, "Loading the upscaler…"),
     ServiceSpec("gan-walk", GanWalkRequest, _gan_walk, "Loading the GAN…"),
     ServiceSpec("chat", ChatRequest, _chat, "Starting the chat engine…", lane=_chat_lane),
     ServiceSpec("embed", EmbedRequest, _embed, "Starting the chat engine…"),

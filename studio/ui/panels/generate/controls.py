@@ -1,4 +1,5 @@
-"""The Generate parameter form: prompt, negative prompt, LoRAs, size, sampling, seed and batch.
+"""The Generate parameter form: prompt, negative prompt, LoRAs, size, sampling, the hires fix,
+seed and batch.
 
 The form knows nothing about jobs: :meth:`GenerateControls.request` turns its state into a
 :class:`Txt2ImgRequest` and :meth:`GenerateControls.set_request` fills it from one.
@@ -30,6 +31,7 @@ from studio.core.requests import (
     SCHEDULERS,
     Txt2ImgRequest,
 )
+from studio.ui.panels.generate.hires import HiresSection
 from studio.ui.panels.generate.loras import LoraSection
 from studio.ui.panels.generate.size_presets import presets_for
 from studio.ui.widgets.basics import muted_label, section_label
@@ -174,6 +176,9 @@ class GenerateControls(QWidget):
         grid.addWidget(QLabel("Sampler"), 2, 0)
         grid.addWidget(self.scheduler, 2, 1, 1, 2)
         col.addLayout(grid)
+        col.addSpacing(4)
+        self.hires = HiresSection()
+        col.addWidget(self.hires)
         col.addSpacing(8)
 
         # Seed and batch.
@@ -233,6 +238,10 @@ class GenerateControls(QWidget):
                        self.variation_seed.valueChanged, self.variation_strength.valueChanged):
             signal.connect(self.changed)
         self.loras.changed.connect(self.changed)
+        self.hires.changed.connect(self.changed)
+        for box in (self.width_box, self.height_box):
+            box.valueChanged.connect(lambda _v: self.hires.set_base_size(
+                self.width_box.value(), self.height_box.value()))
         self.width_box.valueChanged.connect(self._sync_preset)
         self.height_box.valueChanged.connect(self._sync_preset)
         self.set_request(Txt2ImgRequest(model=""), seed_mode="random")
@@ -278,6 +287,7 @@ class GenerateControls(QWidget):
             loras=[] if gan else self.loras.loras(),
             variation_seed=self.variation_seed.seed(),
             variation_strength=round(self.variation_strength.value(), 2),
+            **({"hires": False} if gan else self.hires.fields()),
         )
 
     def set_request(self, request: Txt2ImgRequest, seed_mode: str = "fixed") -> None:
@@ -298,6 +308,7 @@ class GenerateControls(QWidget):
         self.loras.set_loras(list(request.loras or []))
         self.variation_seed.setValue(int(request.variation_seed))
         self.variation_strength.setValue(float(request.variation_strength))
+        self.hires.set_request(request)
 
     def set_family(self, family: str) -> None:
         """Offer the sizes the model family was trained for, and the LoRAs made for it. A GAN
@@ -307,7 +318,7 @@ class GenerateControls(QWidget):
         gan = self._family == "gan"
         self.prompt.setPlaceholderText(GAN_PROMPT_HINT if gan else PROMPT_HINT)
         for widget in (self.prompt, self.negative, self.steps, self.cfg, self.scheduler,
-                       self.loras):
+                       self.loras, self.hires):
             widget.setEnabled(not gan)
         for edit in (self.prompt, self.negative):
             edit.setToolTip(GAN_PROMPT_HINT if gan else "")

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from studio.core.jobs import CANCELLING, JobSnapshot, JobState
 from studio.core.requests import GeneratedImage, Txt2ImgRequest
 from studio.core.wording import count_of
+from studio.library.upscalers import find_upscalers
 from studio.ui.context import AppContext
 from studio.ui.panels.generate.controls import GenerateControls
 from studio.ui.panels.generate.empty_state import NoModelsState
@@ -255,6 +256,9 @@ class GeneratePanel(QWidget):
         self._calls.run(lambda: list(scanner(settings, paths)),
                           lambda entries: self._loras_found(entries, ""),
                           lambda message: self._loras_found([], message))
+        # The hires fix's upscaler models, found the same way and at the same moments.
+        self._calls.run(lambda: [u.name for u in find_upscalers(settings, paths)],
+                        self.controls.hires.set_models, lambda _message: None)
 
     def _loras_found(self, entries: list, error: str) -> None:
         self._lora_scanning = False
