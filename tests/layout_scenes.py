@@ -2,9 +2,10 @@
 audit (``tests/test_gui_layout_audit.py``) and the screenshots (``tools/screens.py``).
 
 Run in a process of its own, on the platform the environment names (``xcb`` under Xvfb, or
-``offscreen``); one run walks one theme at one screen size::
+``offscreen``); one run walks one screen size in each theme it is given, one after the other
+(a new window and home each time: the second walk shares only the process and its imports)::
 
-    python -m tests.layout_scenes --theme dark --size 1366x768 --models FOLDER \\
+    python -m tests.layout_scenes --theme light --theme dark --size 1366x768 --models FOLDER \\
         [--audit problems.json] [--shots FOLDER] [--only PATTERN] [--list]
 
 ``--models`` holds the tiny models (``tiny-sd15``, ``tiny-llama``; built there when missing). The
@@ -684,11 +685,14 @@ def offscreen_platform(size: tuple[int, int], folder: Path) -> str:
     return f"offscreen:configfile={config}"
 
 
-def child_command(theme: str, size: tuple[int, int], models: Path, *, sd15: Path | None = None,
-                  llama: Path | None = None, audit: Path | None = None,
+def child_command(theme: str | tuple[str, ...], size: tuple[int, int], models: Path, *,
+                  sd15: Path | None = None, llama: Path | None = None, audit: Path | None = None,
                   shots: Path | None = None, only: str = "") -> list[str]:
-    """The command line of one walk (one theme at one size) in a process of its own."""
-    cmd = [sys.executable, "-m", "tests.layout_scenes", "--theme", theme,
+    """The command line of the walks at one size (one per theme, one after the other) in a
+    process of its own."""
+    themes = (theme,) if isinstance(theme, str) else theme
+    cmd = [sys.executable, "-m", "tests.layout_scenes",
+           *[arg for name in themes for arg in ("--theme", name)],
            "--size", f"{size[0]}x{size[1]}", "--models", str(models)]
     for flag, value in (("--sd15", sd15), ("--llama", llama), ("--audit", audit),
                         ("--shots", shots)):
@@ -790,7 +794,9 @@ def parse_size(text: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--theme", choices=("light", "dark"), default="dark")
+    parser.add_argument("--theme", choices=("light", "dark"), action="append",
+                        help="a theme to walk in (default dark); given twice, both, one after "
+                             "the other in this process")
     parser.add_argument("--size", type=parse_size, default=(1366, 768),
                         help="the screen's size, WIDTHxHEIGHT (default 1366x768)")
     parser.add_argument("--models", type=Path, required=True,
@@ -810,8 +816,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(scene.name)
         return 0
     models = ensure_models(args.models, args.sd15, args.llama)
-    problems = run(args.theme, args.size, models, audit_out=args.audit, shots=args.shots,
-                   only=args.only, log=lambda m: print(m, flush=True))
+    problems = []
+    for theme in args.theme or ["dark"]:
+        problems += run(theme, args.size, models, audit_out=args.audit, shots=args.shots,
+                        only=args.only, log=lambda m: print(m, flush=True))
+    if args.audit is not None:  # every theme's problems (each run wrote its own)
+        from tests import layout_audit
+
+        layout_audit.dump(problems, args.audit)
     print(f"{len(problems)} problems", flush=True)
     return 0
 
