@@ -10,6 +10,12 @@ raw, …) after one warm-up each, and the medians are compared: the target is st
 
 Then, on the same model:
 
+- hires fix: ``Txt2ImgService.run`` with the hires fix (×1.5, Lanczos, half the steps at denoise
+  0.5) against diffusers' txt2img, a Lanczos resize and diffusers' img2img on the same
+  components; and an upscaler model (a random-weight RRDBNet, as RealESRGAN_x4plus: full size on
+  CUDA, narrower on the CPU) through ``UpscaleService.run`` (reading and saving the PNG) against
+  the network called directly on the same pixels; each studio/raw, target ≤ 1.03;
+
 - previews: what one fast preview (``latents_to_rgb``) costs at 512 and 1024 px, next to one UNet
   step of this case (target: a few per cent of a step at most);
 - Ctrl+C: ``studio generate`` in a subprocess, SIGINT once its first image is written; the time
@@ -168,6 +174,117 @@ def run_txt2img_bench(case: BenchSetup, rounds: int, workdir: Path) -> dict[str,
             "studio_it_s": case.steps / med_s, "raw_it_s": case.steps / med_r}
 
 
+def _alternate(studio, raw, rounds: int) -> dict[str, float]:
+    """One warm-up each, then ``rounds`` alternating timings; the medians and their ratio."""
+    studio()
+    raw()
+    studio_t, raw_t = [], []
+    for _ in range(rounds):
+        studio_t.append(studio())
+        raw_t.append(raw())
+    med_s, med_r = statistics.median(studio_t), statistics.median(raw_t)
+    return {"studio_s": med_s, "raw_s": med_r, "ratio": med_s / med_r}
+
+
+def run_hires_bench(case: BenchSetup, rounds: int, model: Path) -> dict[str, float]:
+    """The hires fix (×1.5, Lanczos) against diffusers' txt2img → resize → img2img."""
+    import torch
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+    from PIL import Image
+
+    from studio.core.config import Settings, default_paths
+    from studio.core.requests import Txt2ImgRequest
+    from studio.pipelines.diffusion.txt2img import Txt2ImgService
+
+    dtype = torch.float16 if case.dtype_name == "fp16" else torch.float32
+    settings = Settings(device=case.device, precision=case.dtype_name, preview_mode="fast")
+    service = Txt2ImgService(lambda: settings, default_paths)
+    first = StableDiffusionPipeline.from_pretrained(str(model), dtype=dtype, safety_checker=None,
+                                                    local_files_only=True).to(case.device)
+    second = StableDiffusionImg2ImgPipeline(**first.components)
+    for pipe in (first, second):
+        pipe.set_progress_bar_config(disable=True)
+    request = Txt2ImgRequest(model=str(model), prompt="a lighthouse on a cliff at dusk",
+                             negative_prompt="blurry", steps=case.steps, cfg=7.0,
+                             width=case.size, height=case.size, seed=1, hires=True,
+                             hires_scale=1.5, hires_upscaler="Lanczos",
+                             hires_steps=case.steps // 2, hires_denoise=0.5)
+    width, height = request.hires_size()
+
+    def raw() -> float:
+        _sync(case.device)
+        start = time.perf_counter()
+        common = dict(prompt=request.prompt, negative_prompt=request.negative_prompt,
+                      guidance_scale=request.cfg)
+        base = first(**common, num_inference_steps=request.steps, width=request.width,
+                     height=request.height,
+                     generator=torch.Generator("cpu").manual_seed(request.seed)).images[0]
+        second(**common, image=base.resize((width, height), Image.Resampling.LANCZOS),
+               strength=request.hires_denoise, num_inference_steps=request.hires_steps,
+               generator=torch.Generator("cpu").manual_seed(request.seed))
+        _sync(case.device)
+        return time.perf_counter() - start
+
+    return _alternate(lambda: time_studio(service, request, case.device), raw, rounds)
+
+
+def run_upscale_bench(case: BenchSetup, rounds: int, workdir: Path) -> dict[str, float]:
+    """An RRDBNet upscaler through the upscale job against the network called directly."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from studio.core.config import Settings, default_paths
+    from studio.core.jobs import CancelToken
+    from studio.core.requests import UpscaleRequest
+    from studio.pipelines.upscale.model import UpscalerSpec, build_network
+    from studio.pipelines.upscale.service import UpscaleService
+
+    torch.manual_seed(0)
+    spec = UpscalerSpec("RRDBNet", 4) if case.full_size else \
+        UpscalerSpec("RRDBNet", 4, features=32, blocks=2, growth=16)
+    net = build_network(spec).eval()
+    weights = workdir / "4x-bench.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    net = net.to(case.device)
+    side = case.size // 2
+    picture = workdir / "upscale-in.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((side, side, 3)) * 255).astype(np.uint8)).save(picture)
+    settings = Settings(device=case.device)
+    service = UpscaleService(lambda: settings, default_paths)
+    request = UpscaleRequest(model=str(weights), inputs=[str(picture)], tile=side)
+
+    def studio() -> float:
+        _sync(case.device)
+        start = time.perf_counter()
+        service.run(request, _QuietSink(), CancelToken())
+        _sync(case.device)
+        return time.perf_counter() - start
+
+    def raw() -> float:
+        _sync(case.device)
+        start = time.perf_counter()
+        pixels = np.asarray(Image.open(picture).convert("RGB"), dtype=np.float32) / 255.0
+        x = torch.from_numpy(pixels).permute(2, 0, 1)[None].to(case.device)
+        with torch.inference_mode():
+            y = net(x)
+        out = (y[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round()
+        Image.fromarray(out.astype(np.uint8)).save(workdir / "upscale-raw.png")
+        _sync(case.device)
+        return time.perf_counter() - start
+
+    return {**_alternate(studio, raw, rounds), "side": side}
+
+
+def print_ratio(title: str, result: dict[str, float]) -> None:
+    verdict = "OK" if result["ratio"] <= 1.03 else "ABOVE TARGET"
+    print(title)
+    print(f"  studio median {result['studio_s']:.3f} s   raw median {result['raw_s']:.3f} s   "
+          f"ratio studio/raw = {result['ratio']:.3f}  (target <= 1.03: {verdict})")
+
+
 def print_txt2img(case: BenchSetup, rounds: int, result: dict[str, float]) -> None:
     print(f"txt2img on {case.device} ({case.dtype_name}, {case.size}x{case.size}, {case.steps} "
           f"steps, {'full-size' if case.full_size else 'narrow'} SD1.5 architecture, "
@@ -262,6 +379,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="studio-bench-") as tmp:
         result = run_txt2img_bench(case, args.rounds, Path(tmp))
         print_txt2img(case, args.rounds, result)
+        print_ratio(f"hires fix on {case.device} ({case.size} px → ×1.5 Lanczos, {case.steps} + "
+                    f"{case.steps // 2} steps at denoise 0.5)",
+                    run_hires_bench(case, args.rounds, Path(tmp) / "model"))
+        upscale = run_upscale_bench(case, args.rounds, Path(tmp))
+        print_ratio(f"upscaler on {case.device} (RRDBNet ×4, {upscale['side']} px in, PNG read "
+                    "and written on both sides)", upscale)
         print_previews(case, measure_previews(result["raw_s"] / case.steps))
         print_ctrl_c(measure_ctrl_c(Path(tmp) / "model", Path(tmp), case))
     if not args.no_gui:

@@ -21,6 +21,22 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import pytest  # noqa: E402
 
+# -- order: the longest files first ----------------------------------------------------------
+#: Files that take minutes of wall time (child processes walking every window, kill loops). With
+#: ``--dist loadfile`` each file runs on one worker in collection order; started last, one of them
+#: is the whole suite's tail on a busy machine. Started first, the short files fill in around them.
+LONGEST_FIRST = ("test_gui_layout_audit.py", "test_cli_sigterm.py", "test_crash_kills.py",
+                 "test_packaging_self_test.py", "test_train_d_layout.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        name = Path(str(item.fspath)).name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: every other test keeps its order
+
+
 # -- isolation: every test gets its own STUDIO_HOME and an offline Hugging Face hub ----------
 
 

@@ -2,9 +2,10 @@
 audit (``tests/test_gui_layout_audit.py``) and the screenshots (``tools/screens.py``).
 
 Run in a process of its own, on the platform the environment names (``xcb`` under Xvfb, or
-``offscreen``); one run walks one theme at one screen size::
+``offscreen``); one run walks one screen size in each theme it is given, one after the other
+(a new window and home each time: the second walk shares only the process and its imports)::
 
-    python -m tests.layout_scenes --theme dark --size 1366x768 --models FOLDER \\
+    python -m tests.layout_scenes --theme light --theme dark --size 1366x768 --models FOLDER \\
         [--audit problems.json] [--shots FOLDER] [--only PATTERN] [--list]
 
 ``--models`` holds the tiny models (``tiny-sd15``, ``tiny-llama``; built there when missing). The
@@ -74,13 +75,24 @@ def ensure_models(folder: Path, sd15: Path | None = None, llama: Path | None = N
 
         cyclegan.parent.mkdir(parents=True, exist_ok=True)
         torch.save(tiny_generator(6, 8, seed=1).state_dict(), cyclegan)
+    upscaler = folder / "4x-tiny-esrgan.safetensors"
+    if not upscaler.exists():
+        import torch
+        from safetensors.torch import save_file
+
+        from studio.pipelines.upscale.model import UpscalerSpec, build_network
+
+        torch.manual_seed(0)
+        net = build_network(UpscalerSpec("SRVGGNetCompact", 4, features=4, blocks=1))
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(upscaler))
     lora = folder / "ink-sketch.safetensors"
     if not lora.exists():
         import torch
         from safetensors.torch import save_file
 
         save_file({LORA_KEY: torch.ones(4, 768, dtype=torch.float16)}, str(lora))
-    return {"sd15": Path(sd15), "llama": Path(llama), "cyclegan": cyclegan, "lora": lora}
+    return {"sd15": Path(sd15), "llama": Path(llama), "cyclegan": cyclegan, "lora": lora,
+            "upscaler": upscaler}
 
 
 def make_home(root: Path, theme: str, models: dict | None) -> Path:
@@ -100,6 +112,8 @@ def make_home(root: Path, theme: str, models: dict | None) -> Path:
         shutil.copy(models["cyclegan"], m / "cyclegan" / "horse2zebra_pretrained")
         (m / "loras").mkdir()
         shutil.copy(models["lora"], m / "loras")
+        (m / "upscalers").mkdir()
+        shutil.copy(models["upscaler"], m / "upscalers")
     return root
 
 
@@ -128,6 +142,20 @@ def write_conversation(database: Path, model_spec: str) -> None:
         store.add_message(conv.id, "user", "And the negative prompt?")
         store.add_message(conv.id, "assistant", "blurry, low contrast, oversaturated, text, "
                           "watermark", tokens=14)
+        # A document attached to the chat, and a reply that cites it (the references under it).
+        from studio.pipelines.chat.documents import DocumentIndex
+
+        notes = database.parent / "lighthouse-notes.md"
+        notes.write_text("Golden hour light comes low from the west; keep the lighthouse on the "
+                         "right third and the horizon low.", encoding="utf-8")
+        index = DocumentIndex(store)
+        index.add(index.conversation_collection(conv.id), [notes])
+        store.add_message(conv.id, "user", "Where do I keep the lighthouse?")
+        passage = index.retrieve([index.conversation_collection(conv.id)],
+                                 "Where do I keep the lighthouse?")
+        store.add_message(conv.id, "assistant", "On the right third, with a low horizon [1].",
+                          tokens=12, meta={"documents": True,
+                                           "sources": [p.to_dict() for p in passage]})
     finally:
         store.close()
 
@@ -255,15 +283,18 @@ class Walk:
         s.append(Scene("models home", self._models_home, step=True))
         s.append(Scene("generate (model, LoRA)", self._generate_model))
         s.append(Scene("generate (seed, variation)", self._generate_variation))
+        s.append(Scene("generate (hires fix)", self._generate_hires, self._generate_hires_off))
         s.append(Scene("generate (results)", self._generate_results))
         s.append(Scene("generate (queue drawer)", self._queue_open, self._queue_close))
         s.append(Scene("gallery", self._gallery))
         s.append(Scene("gallery viewer dialog", self._gallery_viewer, self._close_dialog))
         s.append(Scene("image parameters dialog", self._reuse_dialog, self._close_dialog))
-        for mode in ("cyclegan", "img2img", "inpaint"):
+        for mode in ("cyclegan", "img2img", "inpaint", "upscale"):
             s.append(Scene(f"transform ({mode})", lambda m=mode: self._transform(m)))
         s.append(Scene("chat", self._chat))
         s.append(Scene("chat servers dialog", self._servers, self._close_dialog))
+        s.append(Scene("chat passage dialog", self._passage, self._close_dialog))
+        s.append(Scene("chat attached documents dialog", self._attached, self._close_dialog))
         s.append(Scene("train", self._train_open, step=True))
         for key, title in self._lessons():
             s.append(Scene(f"train: {title}", lambda k=key: self._lesson(k)))
@@ -370,6 +401,26 @@ class Walk:
         settle(self.window)
         return self.window
 
+    def _generate_hires(self):
+        """The hires fix group turned on and open, scrolled into view."""
+        from PySide6.QtWidgets import QScrollArea
+
+        panel = self.show("generate")
+        hires = panel.controls.hires
+        hires.enabled.setChecked(True)
+        hires.upscaler.setCurrentIndex(hires.upscaler.findData("Latent (nearest)"))
+        settle(self.window)  # the opened group is laid out before it is scrolled to
+        scroll = panel.controls.parentWidget()
+        while scroll is not None and not isinstance(scroll, QScrollArea):
+            scroll = scroll.parentWidget()
+        assert scroll is not None, "the Generate form is not in a scroll area"
+        scroll.ensureWidgetVisible(hires.target)
+        settle(self.window)
+        return self.window
+
+    def _generate_hires_off(self) -> None:
+        self.window.panel("generate").controls.hires.enabled.setChecked(False)
+
     def _generate_results(self):
         from studio.core.requests import Txt2ImgRequest
 
@@ -432,6 +483,8 @@ class Walk:
         if mode == "cyclegan":
             wait_until(lambda: not panel.cyclegan.scanning and panel.cyclegan.current() is not None,
                        60, "the CycleGAN scan")
+        elif mode == "upscale":
+            wait_until(lambda: panel.upscale.model.count() > 0, 60, "the upscaler scan")
         else:
             wait_until(lambda: not panel.sd_picker.scanning, 60, "the model scan")
             panel.sd_picker.select_model(str(self.window.ctx.paths.models_dir / "tiny-sd15"))
@@ -458,6 +511,23 @@ class Walk:
         wait_until(lambda: panel.model.rowCount() >= 4, 20, "the conversation's messages")
         settle(self.window)
         return self.window
+
+    def _passage(self):
+        from studio.ui.panels.chat.sources import PassageDialog, passages_of
+
+        self._chat()  # the conversation whose last reply cites a document
+        panel = self.show("chat")
+        cited = next(m for m in reversed(panel.model.messages()) if passages_of(m.meta))
+        self.dialog = PassageDialog(passages_of(cited.meta)[0], panel)
+        self.dialog.open()
+        return self._shown_dialog(self.dialog)
+
+    def _attached(self):
+        self._chat()  # the conversation with a document attached
+        panel = self.show("chat")
+        panel.documents.show_files()
+        self.dialog = panel.documents.dialog
+        return self._shown_dialog(self.dialog)
 
     def _servers(self):
         panel = self.show("chat")
@@ -615,11 +685,14 @@ def offscreen_platform(size: tuple[int, int], folder: Path) -> str:
     return f"offscreen:configfile={config}"
 
 
-def child_command(theme: str, size: tuple[int, int], models: Path, *, sd15: Path | None = None,
-                  llama: Path | None = None, audit: Path | None = None,
+def child_command(theme: str | tuple[str, ...], size: tuple[int, int], models: Path, *,
+                  sd15: Path | None = None, llama: Path | None = None, audit: Path | None = None,
                   shots: Path | None = None, only: str = "") -> list[str]:
-    """The command line of one walk (one theme at one size) in a process of its own."""
-    cmd = [sys.executable, "-m", "tests.layout_scenes", "--theme", theme,
+    """The command line of the walks at one size (one per theme, one after the other) in a
+    process of its own."""
+    themes = (theme,) if isinstance(theme, str) else theme
+    cmd = [sys.executable, "-m", "tests.layout_scenes",
+           *[arg for name in themes for arg in ("--theme", name)],
            "--size", f"{size[0]}x{size[1]}", "--models", str(models)]
     for flag, value in (("--sd15", sd15), ("--llama", llama), ("--audit", audit),
                         ("--shots", shots)):
@@ -721,7 +794,9 @@ def parse_size(text: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--theme", choices=("light", "dark"), default="dark")
+    parser.add_argument("--theme", choices=("light", "dark"), action="append",
+                        help="a theme to walk in (default dark); given twice, both, one after "
+                             "the other in this process")
     parser.add_argument("--size", type=parse_size, default=(1366, 768),
                         help="the screen's size, WIDTHxHEIGHT (default 1366x768)")
     parser.add_argument("--models", type=Path, required=True,
@@ -741,8 +816,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(scene.name)
         return 0
     models = ensure_models(args.models, args.sd15, args.llama)
-    problems = run(args.theme, args.size, models, audit_out=args.audit, shots=args.shots,
-                   only=args.only, log=lambda m: print(m, flush=True))
+    problems = []
+    for theme in args.theme or ["dark"]:
+        problems += run(theme, args.size, models, audit_out=args.audit, shots=args.shots,
+                        only=args.only, log=lambda m: print(m, flush=True))
+    if args.audit is not None:  # every theme's problems (each run wrote its own)
+        from tests import layout_audit
+
+        layout_audit.dump(problems, args.audit)
     print(f"{len(problems)} problems", flush=True)
     return 0
 

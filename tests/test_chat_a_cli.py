@@ -1,4 +1,7 @@
-"""``studio chat`` in a subprocess, as a user runs it."""
+"""``studio chat``: bad input and the interactive session in a real ``python -m studio`` child, as a
+user runs it; the one-prompt reply and a failed load through the command line's ``main()`` in this
+process (tests/fixtures/cli_run.py: the same output and exit status, without a child importing
+torch and transformers again)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.cli_run import studio_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,9 +40,9 @@ def expected_reply(tiny_llama_dir):
 
 
 def test_prompt_prints_only_the_reply(tiny_llama_dir, expected_reply, studio_home):
-    out = _studio("--model", str(tiny_llama_dir), "--system", "Be brief.", "--prompt", "Hello",
-                  "--temperature", "0", "--max-new-tokens", "12", "--device", "cpu",
-                  home=studio_home)
+    out = studio_in_process("chat", "--model", str(tiny_llama_dir), "--system", "Be brief.",
+                            "--prompt", "Hello", "--temperature", "0", "--max-new-tokens", "12",
+                            "--device", "cpu")
     assert out.returncode == 0, out.stderr
     assert out.stdout == expected_reply + ("" if expected_reply.endswith("\n") else "\n")
     assert "Traceback" not in out.stderr
@@ -64,7 +69,7 @@ def test_failure_while_loading_exits_1(tmp_path, studio_home):
     from tests.fixtures.tiny_llama import build_tiny_llama
 
     broken = build_tiny_llama(tmp_path / "weights-only", tokenizer=False)
-    out = _studio("--model", str(broken), "--prompt", "hi", home=studio_home)
+    out = studio_in_process("chat", "--model", str(broken), "--prompt", "hi")
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1].startswith("studio: error: ")
     assert "no tokenizer" in out.stderr

@@ -175,6 +175,27 @@ def test_images_generate_returns_pngs(served):
         c.images.generate(model="tiny-chat", prompt="x")
 
 
+def test_images_take_the_variation_seed_and_a1111_prompt_syntax_as_the_cli_does(served):
+    start, handlers, _ = served
+    c = client(start())
+    prompt = "a (red:1.3) square BREAK [cat:dog:0.5], <lora:ink:0.5>"
+    c.images.generate(model="tiny-sd", prompt=prompt, size="64x32",
+                      extra_body={"steps": 3, "seed": 11, "variation_seed": 99,
+                                  "variation_strength": 0.25})
+    sent = handlers.requests[-1]
+    # verbatim: the pipeline reads weights, BREAK, editing and tags as for the CLI's request
+    assert sent.prompt == prompt
+    assert (sent.seed, sent.variation_seed, sent.variation_strength) == (11, 99, 0.25)
+    c.images.generate(model="tiny-sd", prompt="x", size="64x32",
+                      extra_body={"steps": 3, "variation_strength": 0.5})
+    assert 0 <= handlers.requests[-1].variation_seed <= 2**32 - 1  # random, as in the CLI
+    c.images.generate(model="tiny-sd", prompt="x", size="64x32", extra_body={"steps": 3})
+    assert (handlers.requests[-1].variation_seed,
+            handlers.requests[-1].variation_strength) == (0, 0.0)
+    with pytest.raises(openai.BadRequestError, match="variation_strength"):
+        c.images.generate(model="tiny-sd", prompt="x", extra_body={"variation_strength": 2})
+
+
 def test_bad_requests_get_openai_style_errors(served):
     start, _, _ = served
     server = start()
@@ -246,7 +267,7 @@ def test_client_hanging_up_cancels_its_job(served):
     body = json.dumps({"model": "tiny-chat", "stream": True,
                        "messages": [{"role": "user", "content": "Hi"}]}).encode()
     sock = socket.create_connection(server.server_address[:2], timeout=PATIENCE_S)
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
                  b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
     received = b""
     while b'"The"' not in received:

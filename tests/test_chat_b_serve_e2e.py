@@ -45,8 +45,10 @@ def serve(tiny_llama_dir, tiny_sd15_dir, tmp_path_factory):
     home = tmp_path_factory.mktemp("serve-home")
     (home / "config").mkdir()
     (home / "config" / "settings.json").write_text('{"device": "cpu"}')
-    proc, url = start_serve(home, "--api-key", KEY, "--model", str(tiny_llama_dir),
-                            "--model", str(tiny_sd15_dir))
+    (home / "key").write_text(KEY + "\n")  # from a file: the key never shows in `ps`
+    proc, url = start_serve(home, "--api-key-file", str(home / "key"), "--model",
+                            str(tiny_llama_dir), "--model", str(tiny_sd15_dir))
+    assert KEY not in " ".join(proc.args)
     yield url
     proc.terminate()  # SIGTERM: the graceful path, like Ctrl+C
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.fixtures.cli_run import studio_in_process
 from tests.test_cli_basics import ROOT, run_studio
 
 SMALL = ["--steps", "2", "--width", "64", "--height", "64"]
@@ -206,26 +207,28 @@ def test_models_list_names_work_as_model_everywhere(library, picture, tmp_path):
     row = next(line for line in text.splitlines() if "tiny-sd15" in line)
     assert "diffusers" in row and "Added in place" in row
 
+    # The image and chat commands through main() in this process (tests/fixtures/cli_run.py);
+    # serve, below, in a real child that a signal stops.
     out = tmp_path / "exactly-here"
-    gen = run_studio("generate", "--model", "tiny-sd15", "--prompt", "cat", "--seed", "1",
-                     "--out", str(out), "--json", *SMALL)
+    gen = studio_in_process("generate", "--model", "tiny-sd15", "--prompt", "cat", "--seed", "1",
+                            "--out", str(out), "--json", *SMALL)
     assert gen.returncode == 0, gen.stderr
     made = json.loads(gen.stdout)
     assert Path(made["path"]).parent == out.resolve()  # --out DIR: no date sub-folder
     assert Path(made["model"]) == Path(names["tiny-sd15"]["path"]).resolve()
 
-    i2i = run_studio("img2img", "--model", "TINY-SD15", "--image", str(picture), "--prompt",
-                     "cat", "--steps", "2", "--out", str(out))
+    i2i = studio_in_process("img2img", "--model", "TINY-SD15", "--image", str(picture), "--prompt",
+                            "cat", "--steps", "2", "--out", str(out))
     assert i2i.returncode == 0, i2i.stderr
     assert Path(i2i.stdout.strip()).parent == out.resolve()
 
-    tr = run_studio("transform", "--model", "horse2zebra", "--input", str(picture), "--out",
-                    str(out))
+    tr = studio_in_process("transform", "--model", "horse2zebra", "--input", str(picture), "--out",
+                           str(out))
     assert tr.returncode == 0, tr.stderr
     assert Path(tr.stdout.strip()).parent == out.resolve()
 
-    chat = run_studio("chat", "--model", "tiny-llama", "--prompt", "hi", "--max-new-tokens", "2",
-                      "--temperature", "0")
+    chat = studio_in_process("chat", "--model", "tiny-llama", "--prompt", "hi", "--max-new-tokens",
+                             "2", "--temperature", "0")
     assert chat.returncode == 0, chat.stderr
 
     proc = subprocess.Popen([sys.executable, "-m", "studio", "serve", "--port", "0", "--model",

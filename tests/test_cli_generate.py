@@ -1,4 +1,7 @@
-"""``studio generate`` end to end with the tiny SD 1.5 model, in a subprocess as a user runs it."""
+"""``studio generate`` end to end with the tiny SD 1.5 model. A real ``python -m studio`` child
+makes the plain run's image and takes Ctrl+C; the other runs go through the command line's
+``main()`` in this process (tests/fixtures/cli_run.py: the same output, files and exit status,
+without a child importing torch and diffusers again)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import pytest
 from PIL import Image
 
 from studio.media.metadata import parse_parameters, read_image_metadata
+from tests.fixtures.cli_run import studio_in_process
 from tests.test_cli_basics import ROOT, run_studio
 
 SMALL = ["--steps", "2", "--width", "64", "--height", "64"]
@@ -23,9 +27,10 @@ SMALL = ["--steps", "2", "--width", "64", "--height", "64"]
 
 def test_generate_json_two_images_seeds_and_metadata(tiny_sd15_dir, tmp_path):
     out_dir = tmp_path / "pics"
-    out = run_studio("generate", "--model", str(tiny_sd15_dir), "--prompt", "a red fox, at dawn",
-                     "--negative", "blurry", "--cfg", "6.5", "--seed", "7", "--count", "2",
-                     "--scheduler", "DPM++ 2M Karras", "--out", str(out_dir), "--json", *SMALL)
+    out = studio_in_process("generate", "--model", str(tiny_sd15_dir), "--prompt",
+                            "a red fox, at dawn", "--negative", "blurry", "--cfg", "6.5", "--seed",
+                            "7", "--count", "2", "--scheduler", "DPM++ 2M Karras", "--out",
+                            str(out_dir), "--json", *SMALL)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 2, out.stdout  # nothing but results on stdout
@@ -50,9 +55,10 @@ def test_generate_json_two_images_seeds_and_metadata(tiny_sd15_dir, tmp_path):
     assert "step/s" not in out.stderr  # no progress bar when stderr is not a terminal
 
     # Image i of a batch is the image a single run with seed+i makes.
-    single = run_studio("generate", "--model", str(tiny_sd15_dir), "--prompt", "a red fox, at dawn",
-                        "--negative", "blurry", "--cfg", "6.5", "--seed", "8",
-                        "--scheduler", "dpmpp_2m_karras", "--out", str(out_dir), *SMALL)
+    single = studio_in_process("generate", "--model", str(tiny_sd15_dir), "--prompt",
+                               "a red fox, at dawn", "--negative", "blurry", "--cfg", "6.5",
+                               "--seed", "8", "--scheduler", "dpmpp_2m_karras", "--out",
+                               str(out_dir), *SMALL)
     assert single.returncode == 0, single.stderr
     one = Path(single.stdout.strip())
     assert one.exists() and one.name.startswith("00003-")
@@ -77,8 +83,8 @@ def test_failed_job_exits_1_with_the_reason(tiny_sd15_dir, tmp_path):
     shutil.copytree(tiny_sd15_dir, broken)
     for weights in (broken / "unet").glob("*.safetensors"):
         weights.write_bytes(b"not really safetensors")
-    out = run_studio("generate", "--model", str(broken), "--prompt", "cat",
-                     "--out", str(tmp_path / "o"), *SMALL)
+    out = studio_in_process("generate", "--model", str(broken), "--prompt", "cat", "--out",
+                            str(tmp_path / "o"), *SMALL)
     assert out.returncode == 1, (out.stdout, out.stderr)
     assert out.stdout == ""
     assert out.stderr.strip().splitlines()[-1].startswith("studio: error: ")
@@ -132,8 +138,8 @@ def test_unavailable_device_is_a_usage_error(tiny_sd15_dir):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    out = run_studio("generate", "--model", str(tiny_sd15_dir), "--prompt", "x", "--device",
-                     "cuda", *SMALL)
+    out = studio_in_process("generate", "--model", str(tiny_sd15_dir), "--prompt", "x", "--device",
+                            "cuda", *SMALL)
     assert out.returncode == 2
     assert out.stderr.startswith("studio: error: ") and "CUDA" in out.stderr
 

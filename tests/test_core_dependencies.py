@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OPTIONAL = {
     "keyring": "API keys go to a private file when no system keyring is installed",
     "psutil": "memory figures fall back to the standard library (accelerate brings it anyway)",
+    "sentence_transformers": "document vectors fall back to transformers' AutoModel with mean "
+                             "pooling",
 }
 
 

@@ -214,7 +214,7 @@ def test_a1111_loras_and_every_other_key_are_kept(tmp_path):
             "Seed: 5, Size: 512x512, Clip skip: 2, Hires upscale: 2")
     meta = read_image_metadata(_png(tmp_path / "a.png", {"parameters": text}))
     assert meta.params["loras"] == [{"name": "detail_tweaker", "weight": 0.7}]
-    assert (meta.params["Clip skip"], meta.params["Hires upscale"]) == ("2", "2")
+    assert (meta.params["Clip skip"], meta.params["hires_scale"]) == ("2", 2.0)  # known: a number
 
 
 # -- the command ----------------------------------------------------------------------------------

@@ -4,11 +4,12 @@ text, no clipped button or label, no overlapping widgets, nothing outside its pa
 screen, no plot legend over the data (rules: tests/layout_audit.py; scenes:
 tests/layout_scenes.py).
 
-Offscreen rendering alone once hid a 1-px-wide seed field, so each walk runs in a child process on
-the real ``xcb`` platform under an Xvfb (and openbox) of its own where Xvfb is installed, and on
+Offscreen rendering alone once hid a 1-px-wide seed field, so the walks run in child processes on
+the real ``xcb`` platform under an Xvfb (and openbox) of their own where Xvfb is installed, and on
 the offscreen platform with a screen of the same size otherwise (or with
-STUDIO_AUDIT_PLATFORM=offscreen). Four walks run at once (STUDIO_AUDIT_JOBS). One assertion lists
-every problem of every walk.
+STUDIO_AUDIT_PLATFORM=offscreen). A child per screen size walks both themes, one after the other
+with a new window and home each (importing torch, Qt and Studio once, not once per theme); the
+two sizes run at once (STUDIO_AUDIT_JOBS). One assertion lists every problem of every walk.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZES = ((1366, 768), (1920, 1080))
 THEMES = ("light", "dark")
 WALK_TIMEOUT_S = 540
-#: walks at once (each is mostly waiting: for torch to import, a lesson to start, a window to map)
-JOBS = int(os.environ.get("STUDIO_AUDIT_JOBS", "4"))
+#: children at once (each is mostly waiting: for torch to import, a lesson to start, a window to map)
+JOBS = int(os.environ.get("STUDIO_AUDIT_JOBS", "2"))
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +42,16 @@ def audit_models(tmp_path_factory, tiny_sd15_dir, tiny_llama_dir):
     return folder, tiny_sd15_dir, tiny_llama_dir
 
 
-def _walk(theme, size, platform, display, models, out: Path) -> tuple[str, list, str]:
+def _walk(themes, size, platform, display, models, out: Path) -> tuple[str, list, str]:
     folder, sd15, llama = models
-    cmd = layout_scenes.child_command(theme, size, folder, sd15=sd15, llama=llama, audit=out)
+    cmd = layout_scenes.child_command(themes, size, folder, sd15=sd15, llama=llama, audit=out)
     try:
         done = subprocess.run(cmd, cwd=ROOT, env=layout_scenes.child_env(platform, display),
                               capture_output=True, text=True, timeout=WALK_TIMEOUT_S)
         log, code = done.stdout + done.stderr, done.returncode
     except subprocess.TimeoutExpired as exc:
         log, code = f"{exc.stdout or ''}{exc.stderr or ''}\ntimed out", -1
-    label = f"{size[0]}x{size[1]} {theme} ({platform.split(':')[0]})"
+    label = f"{size[0]}x{size[1]} {' and '.join(themes)} ({platform.split(':')[0]})"
     if code != 0 or not out.exists():
         return label, [], f"the walk exited {code}:\n{log[-3000:]}"
     return label, layout_audit.load(out), ""
@@ -61,21 +62,20 @@ def test_every_workspace_and_dialog_fits_at_laptop_and_desktop_sizes(audit_model
     xcb = (layout_scenes.VirtualDisplay.available()
            and os.environ.get("STUDIO_AUDIT_PLATFORM", "xcb") != "offscreen")
     with ExitStack() as stack:
-        walks = [(theme, size) for size in SIZES for theme in THEMES]
         targets = {}
-        for theme, size in walks:  # a screen per walk: windows of two walks never meet
+        for size in SIZES:  # a screen per child: windows of two children never meet
             if xcb:
                 display = stack.enter_context(layout_scenes.VirtualDisplay(size)).display
                 # Xvfb without the xcb libraries Qt needs: offscreen after all
                 xcb = layout_scenes.xcb_works(display)
             if xcb:
-                targets[theme, size] = ("xcb", display)
+                targets[size] = ("xcb", display)
             else:
-                targets[theme, size] = (layout_scenes.offscreen_platform(size, tmp_path), "")
+                targets[size] = (layout_scenes.offscreen_platform(size, tmp_path), "")
         with ThreadPoolExecutor(max_workers=max(1, JOBS)) as pool:
-            futures = [pool.submit(_walk, theme, size, *targets[theme, size], audit_models,
-                                   tmp_path / f"{size[0]}x{size[1]}-{theme}.json")
-                       for theme, size in walks]
+            futures = [pool.submit(_walk, THEMES, size, *targets[size], audit_models,
+                                   tmp_path / f"{size[0]}x{size[1]}.json")
+                       for size in SIZES]
             results = [f.result() for f in futures]
     broken = [f"{label}: {error}" for label, _p, error in results if error]
     assert not broken, "\n\n".join(broken)

@@ -23,8 +23,8 @@ from studio.pipelines.diffusion.img2img import Img2ImgService
 from studio.pipelines.diffusion.loras import LoraPlan, lora_hash, parse_prompt_loras, plan_loras
 from studio.pipelines.diffusion.txt2img import Txt2ImgService
 from studio.pipelines.model_cache import ModelCache
+from tests.fixtures.cli_run import studio_in_process
 from tests.fixtures.sinks import RecordingSink
-from tests.test_cli_basics import run_studio
 
 SMALL = dict(steps=2, width=64, height=64, cfg=6.0)
 
@@ -355,12 +355,12 @@ def test_a_path_names_a_lora_outside_the_library(lora_files, studio_home):
         plan_loras("x", [{"name": "/no/such/ink.safetensors"}], settings, paths)
 
 
-# -- command line -------------------------------------------------------------------------------
+# -- command line (its main() in this process: tests/fixtures/cli_run.py) -----------------------
 def test_cli_generate_and_img2img_with_lora(library, tiny_sd15_dir, tmp_path):
-    out = run_studio("generate", "--model", str(tiny_sd15_dir), "--prompt", "a fox",
-                     "--lora", "ink:0.8", "--lora", str(library / "paper.safetensors"),
-                     "--seed", "42", "--steps", "2", "--cfg", "6", "--width", "64",
-                     "--height", "64", "--json")
+    out = studio_in_process("generate", "--model", str(tiny_sd15_dir), "--prompt", "a fox",
+                            "--lora", "ink:0.8", "--lora", str(library / "paper.safetensors"),
+                            "--seed", "42", "--steps", "2", "--cfg", "6", "--width", "64",
+                            "--height", "64", "--json")
     assert out.returncode == 0, out.stderr
     row = json.loads(out.stdout)
     assert [(lora["name"], lora["weight"]) for lora in row["loras"]] == [
@@ -374,9 +374,9 @@ def test_cli_generate_and_img2img_with_lora(library, tiny_sd15_dir, tmp_path):
         "a fox <lora:ink:0.8> <lora:paper:1>")
 
     Image.new("RGB", (64, 64), (120, 80, 40)).save(tmp_path / "in.png")
-    out = run_studio("img2img", "--model", str(tiny_sd15_dir), "--image",
-                     str(tmp_path / "in.png"), "--prompt", "a barn", "--lora", "ink",
-                     "--steps", "2", "--json")
+    out = studio_in_process("img2img", "--model", str(tiny_sd15_dir), "--image",
+                            str(tmp_path / "in.png"), "--prompt", "a barn", "--lora", "ink",
+                            "--steps", "2", "--json")
     assert out.returncode == 0, out.stderr
     assert [lora["name"] for lora in json.loads(out.stdout)["loras"]] == ["ink"]
 
@@ -389,7 +389,7 @@ def test_cli_generate_and_img2img_with_lora(library, tiny_sd15_dir, tmp_path):
     ("neon-xl", "was made for SDXL models"),
 ])
 def test_cli_bad_lora_exits_2_with_the_reason(library, tiny_sd15_dir, spec, needle):
-    out = run_studio("generate", "--model", str(tiny_sd15_dir), "--prompt", "x", "--lora", spec,
-                     "--steps", "1", "--width", "64", "--height", "64")
+    out = studio_in_process("generate", "--model", str(tiny_sd15_dir), "--prompt", "x", "--lora",
+                            spec, "--steps", "1", "--width", "64", "--height", "64")
     assert out.returncode == 2, out.stderr
     assert needle in out.stderr and out.stdout == ""

@@ -15,11 +15,9 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import os
 import pickle
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -486,12 +484,16 @@ def test_nothing_in_studio_unpickles_but_safe_load():
     assert bad == []
 
 
-# -- the command line, as a user runs it ------------------------------------------------------
+# -- the command line ------------------------------------------------------------------------
 
 
 def _studio(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "studio", *args], cwd=ROOT, text=True,
-                          capture_output=True, env=dict(os.environ), timeout=300)
+    """``studio ARGS`` through its ``main()`` in this process (tests/fixtures/cli_run.py): the same
+    stderr and exit status as a child, without one importing torch and diffusers for each case.
+    What a ``python -m studio`` process does with bad input is tests/test_cli_conventions.py's."""
+    from tests.fixtures.cli_run import studio_in_process
+
+    return studio_in_process(*args)
 
 
 CLI = [  # (argv after `studio`, the evil model, its style); {model} and {image} are filled in

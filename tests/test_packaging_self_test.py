@@ -39,7 +39,8 @@ def test_self_test_passes_every_check_offline(tmp_path):
     assert "1 token" in next(x for x in lines if " chat " in x)
     assert "img2img and inpaint" in next(x for x in lines if " img2img " in x)
     assert "CycleGAN" in next(x for x in lines if " transform " in x)
-    assert "completion over HTTP" in next(x for x in lines if " serve " in x)
+    serve = next(x for x in lines if " serve " in x)
+    assert "chat completion" in serve and "embedding over HTTP" in serve
     assert "a Hub repository and a resumed file" in next(x for x in lines if " download " in x)
     from studio.pipelines.train.registry import lesson_keys
 

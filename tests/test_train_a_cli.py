@@ -1,18 +1,20 @@
-"""``studio train``, run as a user would (subprocess): metrics, the run folder, bad input, divergence."""
+"""``studio train``: metrics, the run folder, bad input, divergence. The command runs through its
+``main()`` in this process (tests/fixtures/cli_run.py: the same output, files and exit status,
+without a child importing torch each time); ``python -m studio train`` as a process (its signals,
+its start-up without torch for ``--list``) is tests/test_cli_sigterm.py's and
+tests/test_cli_conventions.py's."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.fixtures.cli_run import studio_in_process
 
 
 def studio(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "studio", "train", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=240)
+    return studio_in_process("train", *args)
 
 
 def test_json_run_with_set_lr_writes_the_run_folder(studio_home):

@@ -48,7 +48,9 @@ def play_for(qtbot, panel, steps):
 def test_every_lesson_is_listed_and_optimizers_race_draws(train, qtbot):
     keys = [train.lesson_list.item(i).data(Qt.ItemDataRole.UserRole)
             for i in range(train.lesson_list.count())]
-    assert keys[:2] == ["optimizers", "classifier-2d"] and len(keys) == 11
+    from studio.pipelines.train.registry import lesson_keys
+
+    assert keys[:2] == ["optimizers", "classifier-2d"] and keys == lesson_keys()
     assert "Optimizers race" in train.explanation.toPlainText()
     play_for(qtbot, train, 150)
     assert train.controls.play_button.text() == "Play"

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -129,9 +127,10 @@ def test_without_scikit_image_faces_are_refused_with_what_to_install(monkeypatch
 
 @needs_skimage
 def test_cli_trains_faces_and_refuses_an_unknown_data_set(tmp_path):
-    def studio(*args):
-        return subprocess.run([sys.executable, "-m", "studio", "train", *args], cwd=ROOT,
-                              capture_output=True, text=True, timeout=240)
+    def studio(*args):  # main() in this process: tests/fixtures/cli_run.py
+        from tests.fixtures.cli_run import studio_in_process
+
+        return studio_in_process("train", *args)
 
     out = studio("vae", "--steps", "20", "--set", "dataset=faces", "--out", str(tmp_path / "r"),
                  "--json")

@@ -230,6 +230,13 @@ def test_colour_folder_trains(two_classes):
 
 # -- the command line ----------------------------------------------------------------------------
 def studio(*args: str, launcher: list[str] | None = None, env: dict | None = None):
+    """``studio train ARGS``: through its ``main()`` in this process (tests/fixtures/cli_run.py,
+    the same output, files and exit status without a child importing torch again), or in the
+    processes ``launcher`` starts (``accelerate launch …``)."""
+    if launcher is None and env is None:
+        from tests.fixtures.cli_run import studio_in_process
+
+        return studio_in_process("train", *args)
     cmd = (launcher or [sys.executable, "-m"]) + ["studio", "train", *args]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240,
                           env={**os.environ, **(env or {})})

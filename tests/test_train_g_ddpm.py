@@ -1,7 +1,7 @@
 """Image lesson 3 (``ddpm``): a diffusers UNet2DModel learning to denoise images — determinism
 (the film strip changes nothing), resume, the per-noise-level error, class-conditional training,
-bad inputs, the view (scrubber, film strip), and "train, then use": the saved DDPMPipeline folder
-loads with plain diffusers, Generate and ``studio generate`` draw the same pixels as diffusers'
+bad inputs, the view (scrubber, film strip), and "train, then use": the exported DDPMPipeline
+folder (export.py, as every lesson's model) loads with plain diffusers, Generate and ``studio generate`` draw the same pixels as diffusers'
 own DDPMPipeline, and a class-conditional model takes a class instead of a prompt."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import torch
 
 from studio.core.jobs import UserFacingError
 from studio.pipelines.train.base import InvalidParameter
-from studio.pipelines.train.ddpm import BUCKETS, DDPMImageTrainer, export_run, export_state
+from studio.pipelines.train.ddpm import BUCKETS, DDPMImageTrainer
+from studio.pipelines.train.export import export_run, export_trainer
 from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
 from tests.test_train_e_cnn import write_images
 
@@ -105,11 +106,13 @@ def test_export_loads_in_plain_diffusers_and_generate_draws_the_same_pixels(tmp_
     paths = Paths(config_dir=tmp_path / "c", data_dir=tmp_path / "d",
                   models_dir=tmp_path / "models", outputs_dir=tmp_path / "out",
                   runs_dir=tmp_path / "runs")
-    folder = trainer.export(paths.models_dir / "ddpm" / "digits")
+    done = export_trainer(trainer, paths.models_dir, "digits")
+    folder = done.path
+    assert folder == paths.models_dir / "ddpm" / "digits" and "class picker" in done.message
     assert {p.name for p in folder.iterdir()} >= {"model_index.json", "unet", "scheduler"}
     assert (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
-    with pytest.raises(InvalidParameter, match="exists already"):
-        trainer.export(folder)
+    with pytest.raises(UserFacingError, match="exists already"):
+        export_trainer(trainer, paths.models_dir, "digits")
     pipe = DDPMPipeline.from_pretrained(str(folder))
     assert isinstance(pipe.scheduler, DDIMScheduler)
     pipe.set_progress_bar_config(disable=True)
@@ -141,6 +144,11 @@ def test_export_loads_in_plain_diffusers_and_generate_draws_the_same_pixels(tmp_
     with pytest.raises(UserFacingError, match="without classes"):
         service.run(Txt2ImgRequest(model=str(folder), prompt="a cat", steps=2), Progress(),
                     CancelToken())
+    for refused, words in (({"hires": True, "hires_scale": 2.0}, "no hires fix"),
+                           ({"variation_strength": 0.5}, "seed alone")):
+        with pytest.raises(UserFacingError, match=words):  # as a GAN's are, before loading
+            service.run(Txt2ImgRequest(model=str(folder), steps=2, **refused), Progress(),
+                        CancelToken())
     from studio.core.requests import Img2ImgRequest
     from studio.pipelines.diffusion.img2img import Img2ImgService
 
@@ -163,10 +171,8 @@ def test_class_conditional_run_is_saved_and_draws_the_class_asked_for(tmp_path):
     run(trainer, 1)
     rundir = Run.create(tmp_path / "runs", "ddpm", 0, trainer.config, path=tmp_path / "run")
     rundir.save_checkpoint(trainer)
-    with pytest.raises(UserFacingError, match="no checkpoint at step 5"):
-        export_run(rundir.path, tmp_path / "models", at_least_step=5, wait_s=0.0)
-    folder = export_run(rundir.path, tmp_path / "models")
-    assert folder.name == "run-step1" and class_names(folder) == [str(d) for d in range(10)]
+    folder = export_run(rundir.path, tmp_path / "models").path
+    assert folder.name == "run" and class_names(folder) == [str(d) for d in range(10)]
     entry = describe_path(folder, "studio", None)
     assert entry.kind == "ddpm" and "Generate" in entry.workspaces and "10 classes" in entry.detail
 
@@ -194,20 +200,19 @@ def test_class_conditional_run_is_saved_and_draws_the_class_asked_for(tmp_path):
     with pytest.raises(UserFacingError, match="draws the classes 0, 1"):
         service.run(Txt2ImgRequest(model=str(folder), prompt="cat", steps=2), Quiet(),
                     CancelToken())
-    state, _ = rundir.load_checkpoint()
-    with pytest.raises(InvalidParameter, match="exists already"):
-        export_state(state, folder)
+    with pytest.raises(UserFacingError, match="exists already"):
+        export_run(rundir.path, tmp_path / "models")
 
 
 def test_cli_trains_saves_the_model_and_generates_with_it(tmp_path, monkeypatch, capsys):
     from studio.cli import main
 
     monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))  # in process: no torch re-import
-    assert main(["train", "ddpm", "--steps", "2", "--out", str(tmp_path / "run"), "--save-model",
+    assert main(["train", "ddpm", "--steps", "2", "--out", str(tmp_path / "run"), "--export",
                  "tiny", "--set", "batch_size=4", "--set", "width=4"]) == 0
     saved = tmp_path / "home" / "data" / "models" / "ddpm" / "tiny"
     assert (saved / "model_index.json").is_file()
-    assert main(["train", "ddpm", "--steps", "1", "--save-model", "tiny"]) == 2  # exists
+    assert main(["train", "ddpm", "--steps", "1", "--export", "tiny"]) == 2  # before training
     assert "exists already" in capsys.readouterr().err
     assert main(["generate", "--model", "tiny", "--steps", "2", "--seed", "3", "--json",
                  "--device", "cpu"]) == 0
@@ -216,6 +221,8 @@ def test_cli_trains_saves_the_model_and_generates_with_it(tmp_path, monkeypatch,
     assert main(["generate", "--model", "tiny", "--prompt", "a fox", "--steps", "2",
                  "--device", "cpu"]) != 0
     assert "without classes" in capsys.readouterr().err
+    assert main(["generate", "--model", "tiny", "--hires-scale", "2", "--steps", "2"]) == 2
+    assert "no hires fix" in capsys.readouterr().err
 
 
 def test_view_scrubs_noise_and_shows_the_strip(qtbot, qapp):
@@ -234,8 +241,6 @@ def test_view_scrubs_noise_and_shows_the_strip(qtbot, qapp):
     view.scrubber.setValue(999)
     assert not np.array_equal(clean, view.scrub_image.image, equal_nan=True)
     assert view.level_label.text().startswith("t = 999")
-    with qtbot.waitSignal(view.saveModelRequested):
-        view.save_button.click()
     assert set(view.export_items()) >= {"Noise level", "Reverse chain"}
 
 
@@ -263,10 +268,9 @@ def test_generate_offers_a_class_picker_instead_of_the_prompt(qtbot, qapp):
 
 
 @pytest.mark.slow
-def test_the_window_saves_the_model_and_generate_lists_it(main_window, qtbot):
-    """Train → Save to Models in the real window (the lesson trains in its child process)."""
-    from PySide6.QtCore import Qt
-
+def test_the_window_exports_the_model_and_generate_lists_it(main_window, qtbot):
+    """Train → Runs → Export model to Generate… in the real window (the lesson trains in its
+    child process; pausing writes the checkpoint the export reads)."""
     from tests.test_train_a_gui import play_for, wait_for_lesson
 
     main_window.resize(1480, 920)
@@ -275,10 +279,14 @@ def test_the_window_saves_the_model_and_generate_lists_it(main_window, qtbot):
     qtbot.waitUntil(lambda: panel.frames_drawn >= 1, timeout=60000)
     panel.open_lesson("ddpm")
     wait_for_lesson(qtbot, panel, "ddpm")
+    assert panel.runs.model_button.text() == "Export model to Generate…"
     panel.set_param("preview_steps", 2)
     play_for(qtbot, panel, 2)
-    qtbot.mouseClick(panel.view.save_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: panel.saved_model is not None, timeout=60000)
-    assert (panel.saved_model / "model_index.json").is_file()
-    assert "Pick it in Generate" in panel.last_model_message
-    assert panel.saved_model.parent == main_window.ctx.paths.models_dir / "ddpm"
+    qtbot.waitUntil(lambda: panel.session.state == "paused", timeout=60000)
+    message = panel.export_model(panel.last_frame.run_path, "digits")
+    assert message.startswith("Exported digits: Generate lists it with a class picker")
+    saved = main_window.ctx.paths.models_dir / "ddpm" / "digits"
+    assert (saved / "model_index.json").is_file()
+    generate = main_window.show_workspace("generate")
+    qtbot.waitUntil(lambda: "digits" in [e.name for e in generate.picker.entries()],
+                    timeout=30000)

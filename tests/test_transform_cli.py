@@ -1,4 +1,7 @@
-"""``studio transform`` and ``studio img2img`` in a subprocess, as a user runs them."""
+"""``studio transform`` and ``studio img2img``: one transform runs in a real ``python -m studio``
+child as a user runs it; the others go through the command line's ``main()`` in this process
+(tests/fixtures/cli_run.py: the same output, files and exit status, without a child importing
+torch and diffusers again)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.fixtures.cli_run import studio_in_process
 from tests.fixtures.tiny_cyclegan import build_cyclegan_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,8 +45,8 @@ def pictures(tmp_path):
 
 def test_transform_folder_json(zoo, pictures, tmp_path):
     out = tmp_path / "out"
-    proc = studio("transform", "--model", str(zoo["G_A"].parent), "--input", str(pictures),
-                  "--out", str(out), "--direction", "BtoA", "--json")
+    proc = studio_in_process("transform", "--model", str(zoo["G_A"].parent), "--input",
+                             str(pictures), "--out", str(out), "--direction", "BtoA", "--json")
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [Path(x["source"]).name for x in lines] == ["one.png", "two.jpg"]
@@ -70,15 +74,15 @@ def test_transform_bad_input_exits_2_with_one_line(zoo, pictures, args, message)
     base = {"--model": str(zoo["released9"]), "--input": str(pictures / "one.png")}
     extra = dict(zip(args[::2], args[1::2], strict=True))
     argv = [x for kv in {**base, **extra}.items() for x in kv]
-    proc = studio("transform", *argv)
+    proc = studio_in_process("transform", *argv)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("studio: error:")
     assert message in proc.stderr and proc.stdout == ""
 
 
 def test_transform_not_a_model_exits_2(zoo, pictures):
-    proc = studio("transform", "--model", str(zoo["not_a_generator"].parent / "nothing"),
-                  "--input", str(pictures))
+    proc = studio_in_process("transform", "--model", str(zoo["not_a_generator"].parent / "nothing"),
+                             "--input", str(pictures))
     assert proc.returncode == 2
 
 
@@ -86,10 +90,11 @@ def test_img2img_with_mask_json(tiny_sd15_dir, pictures, tmp_path):
     mask = Image.new("L", (64, 48), 0)
     mask.paste(255, (10, 10, 40, 30))
     mask.save(tmp_path / "mask.png")
-    proc = studio("img2img", "--model", str(tiny_sd15_dir), "--image", str(pictures / "two.jpg"),
-                  "--prompt", "a fox", "--mask", str(tmp_path / "mask.png"), "--strength", "0.8",
-                  "--steps", "3", "--seed", "9", "--count", "2", "--device", "cpu",
-                  "--out", str(tmp_path / "o"), "--json")
+    proc = studio_in_process("img2img", "--model", str(tiny_sd15_dir), "--image",
+                             str(pictures / "two.jpg"), "--prompt", "a fox", "--mask",
+                             str(tmp_path / "mask.png"), "--strength", "0.8", "--steps", "3",
+                             "--seed", "9", "--count", "2", "--device", "cpu", "--out",
+                             str(tmp_path / "o"), "--json")
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [x["seed"] for x in lines] == [9, 10]
@@ -100,6 +105,6 @@ def test_img2img_with_mask_json(tiny_sd15_dir, pictures, tmp_path):
 
 
 def test_img2img_bad_image_exits_2(tiny_sd15_dir, pictures):
-    proc = studio("img2img", "--model", str(tiny_sd15_dir), "--image",
-                  str(pictures / "readme.txt"), "--prompt", "x")
+    proc = studio_in_process("img2img", "--model", str(tiny_sd15_dir), "--image",
+                             str(pictures / "readme.txt"), "--prompt", "x")
     assert proc.returncode == 2 and "not an image" in proc.stderr

@@ -33,6 +33,7 @@ COMMANDS: list[str] = [
     "studio.cli.gui",
     "studio.cli.generate",
     "studio.cli.transform",
+    "studio.cli.upscale",
     "studio.cli.img2img",
     "studio.cli.train",
     "studio.cli.chat",

@@ -4,7 +4,10 @@ With ``--prompt`` the reply is printed on stdout as it arrives — only the repl
 command exits. Without it, an interactive conversation: type a line, read the reply; ``/reset``
 starts over, ``/exit`` or Ctrl+D leaves, Ctrl+C stops the reply being written. Warnings, dropped
 turns and errors go to stderr. The reply runs on the same job runner and service as the GUI.
-``--model`` takes a name as ``studio models list`` prints it, like every command. Exit status:
+``--docs PATH…`` answers from files or folders (PDF, Markdown, text, HTML): the passages found
+are numbered into the prompt and their references printed under the reply ("nothing relevant
+found" goes to stderr, and then no passage is sent); ``--collection NAME`` keeps them as a
+named collection. ``--model`` takes a name as ``studio models list`` prints it, like every command. Exit status:
 2 bad input, 1 a reply that failed, 130 Ctrl+C during a ``--prompt`` reply (see
 :data:`EXIT_STATUS`).
 """
@@ -52,6 +55,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="reply length limit, in tokens")
     p.add_argument("--seed", type=int, default=None, metavar="N",
                    help="makes sampling repeatable (default: random)")
+    p.add_argument("--docs", nargs="+", default=None, metavar="PATH",
+                   help="answer from these files or folders (PDF, Markdown, text, HTML), citing "
+                        "them as [1], [2]; with --collection they are added to it and kept, "
+                        "else indexed for this run only; --verbose also prints the passages "
+                        "given to the model, with their scores")
+    p.add_argument("--collection", default=None, metavar="NAME",
+                   help="answer from a named document collection (made by --docs with "
+                        "--collection, or in the Chat window)")
     add_device_argument(p)
     add_verbose_argument(p)
 
@@ -77,6 +88,8 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
                                           "studio chat").spec
     if args.prompt is not None and not args.prompt.strip():
         raise UsageError("--prompt is empty")
+    if args.collection is not None and not args.collection.strip():
+        raise UsageError("--collection needs a name")
     request.messages = []
     return request
 
@@ -113,8 +126,76 @@ class _Printer:
             print(text, file=sys.stderr, flush=True)
 
 
-def _ask(engine: Any, request: Any, printer: _Printer) -> tuple[Any, bool]:
-    """Run one reply; returns (job, interrupted)."""
+class _Documents:
+    """The documents a ``--docs``/``--collection`` run answers from."""
+
+    def __init__(self, args: argparse.Namespace, paths: Any) -> None:
+        from studio.core.jobs import UserFacingError
+        from studio.pipelines.chat import documents as docs
+        from studio.pipelines.chat.store import ConversationStore
+
+        self.docs = docs
+        self.verbose = args.verbose
+        keep = args.collection is not None
+        self.store = ConversationStore(paths.database if keep else ":memory:")
+        self.index = docs.DocumentIndex(self.store, docs.find_embedder(paths.models_dir))
+        try:
+            if keep and not args.docs:
+                try:
+                    self.ids = [self.index.collection(args.collection, create=False)]
+                except KeyError:
+                    names = ", ".join(n for _, n in self.index.collections()) or "none yet"
+                    raise UsageError(f"there is no collection named {args.collection!r} "
+                                     f"(collections: {names}); make one with --docs PATH… "
+                                     f"--collection {args.collection}") from None
+            else:
+                self.ids = [self.index.collection(args.collection or "command line")]
+                report = self.index.add(self.ids[0], args.docs, self._progress)
+                print(f"studio: {report.sentence()}", file=sys.stderr, flush=True)
+        except UserFacingError as exc:
+            self.store.close()
+            raise UsageError(str(exc)) from exc
+        if not self.index.passage_count(self.ids):
+            self.store.close()
+            raise UsageError("the documents hold no text to answer from")
+
+    @staticmethod
+    def _progress(done: int, total: int, name: str) -> None:
+        if sys.stderr.isatty() and total > 1:
+            print(f"\rstudio: indexing {done}/{total} {name[:40]:<40}", end="", file=sys.stderr,
+                  flush=True)
+            if done == total:
+                print(file=sys.stderr)
+
+    def ground(self, messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], list]:
+        grounded, passages = self.docs.ground(self.index, self.ids, messages)
+        if not passages:
+            print(f"studio: note: {self.docs.NOTHING_RELEVANT[0].lower()}"
+                  f"{self.docs.NOTHING_RELEVANT[1:]}", file=sys.stderr, flush=True)
+        elif self.verbose:
+            print("studio: the model was given:\n" + self.docs.explain(passages),
+                  file=sys.stderr, flush=True)
+        return grounded, passages
+
+    def cite(self, passages: list) -> None:
+        if passages:
+            sys.stdout.write("\nSources:\n" + self.docs.references(passages) + "\n")
+            sys.stdout.flush()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _ask(engine: Any, request: Any, printer: _Printer,
+         documents: _Documents | None = None) -> tuple[Any, bool]:
+    """Run one reply (grounded in the documents, whose references follow it); returns (job,
+    interrupted)."""
+    import dataclasses
+
+    passages: list = []
+    if documents is not None:
+        messages, passages = documents.ground(request.messages)
+        request = dataclasses.replace(request, messages=messages)
     printer.ended_with_newline = True
     job = engine.submit(request, title="chat")
     interrupted = False
@@ -132,10 +213,13 @@ def _ask(engine: Any, request: Any, printer: _Printer) -> tuple[Any, bool]:
     if not printer.ended_with_newline:
         sys.stdout.write("\n")
         sys.stdout.flush()
+    if documents is not None and job.result is not None:
+        documents.cite(passages)
     return job, interrupted
 
 
-def _repl(engine: Any, template: Any, system: str, printer: _Printer) -> int:
+def _repl(engine: Any, template: Any, system: str, printer: _Printer,
+          documents: _Documents | None = None) -> int:
     import dataclasses
 
     history: list[dict[str, str]] = []
@@ -164,7 +248,8 @@ def _repl(engine: Any, template: Any, system: str, printer: _Printer) -> int:
             continue
         history.append({"role": "user", "content": line})
         messages = ([{"role": "system", "content": system}] if system else []) + history
-        job, _stopped = _ask(engine, dataclasses.replace(template, messages=messages), printer)
+        job, _stopped = _ask(engine, dataclasses.replace(template, messages=messages), printer,
+                             documents)
         if job.result is not None:
             history.append({"role": "assistant", "content": job.result.text})
         elif job.error:
@@ -185,15 +270,16 @@ def run(args: argparse.Namespace) -> int:
     from studio.cli.common import cli_engine
     from studio.core.jobs import JobState
 
+    documents = _Documents(args, paths) if args.docs or args.collection is not None else None
     printer = _Printer()
     engine = cli_engine(settings, paths, listener=printer)
     try:
         if args.prompt is None:
-            return _repl(engine, template, args.system, printer)
+            return _repl(engine, template, args.system, printer, documents)
         messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
             {"role": "user", "content": args.prompt}]
         job, interrupted = _ask(engine, dataclasses.replace(template, messages=messages),
-                                printer)
+                                printer, documents)
         if interrupted:
             return EXIT_CANCELLED
         if job.state is JobState.FAILED:
@@ -201,3 +287,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         engine.shutdown(wait=True, timeout=10)
+        if documents is not None:
+            documents.close()

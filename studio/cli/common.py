@@ -40,6 +40,9 @@ MODEL_HELP = {
     "transform": "a CycleGAN generator: its name as 'studio models list' prints it, a "
                  ".pth/.safetensors file (latest_net_G.pth, *_net_G_A.pth) or a folder holding "
                  "a G_A/G_B pair",
+    "upscaler": "an upscaler model (ESRGAN, Real-ESRGAN, Real-ESRGAN Compact): its name (the "
+                "file's stem, e.g. 4x-UltraSharp) in the models folder's 'upscalers' folder, or "
+                "a .pth/.safetensors file",
 }
 OUT_HELP = ("write the images into DIR itself, created if needed, with no date sub-folder "
             "(default: the output folder in Settings, in a YYYY-MM-DD sub-folder)")
@@ -63,7 +66,7 @@ def add_verbose_argument(p: argparse.ArgumentParser) -> None:
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
     """``--out``, ``--device``, ``--json`` and ``--verbose``: the options of every
-    image-making command (generate, img2img, transform)."""
+    image-making command (generate, img2img, transform, upscale)."""
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help=OUT_HELP)
     add_device_argument(p)
     p.add_argument("--json", action="store_true",
@@ -80,7 +83,9 @@ def add_lora_argument(p: argparse.ArgumentParser) -> None:
 
 def add_diffusion_arguments(p: argparse.ArgumentParser, *, prompt_help: str,
                             prompt_required: bool = True) -> None:
-    """The options of the Stable Diffusion commands (generate, img2img), defined once."""
+    """The options of the Stable Diffusion commands (generate, img2img), defined once. Without
+    ``prompt_required`` the command checks ``--prompt`` itself (a GAN needs none, a model from
+    Train's image diffusion lesson takes a class or nothing)."""
     p.add_argument("--prompt", required=prompt_required, default=None, help=prompt_help)
     p.add_argument("--negative", default="", metavar="TEXT", help="what to avoid")
     p.add_argument("--steps", type=int, default=20, metavar="N", help="denoising steps")
@@ -102,22 +107,55 @@ def add_diffusion_arguments(p: argparse.ArgumentParser, *, prompt_help: str,
     add_lora_argument(p)
 
 
-def variation_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """The request's ``variation_seed`` / ``variation_strength`` from ``--variation-*`` (a
-    variation without a seed gets a random one); out of range is bad input (exit 2), checked
-    before any model is looked for."""
-    import secrets
-
-    from studio.core.requests import validate_variation
-
-    seed = args.variation_seed
-    if seed is None:
-        seed = secrets.randbelow(2**32) if args.variation_strength else 0
+def checked(request: Any) -> Any:
+    """``request`` once ``request.validate()`` passes; its reason is bad input (exit 2)."""
     try:
-        validate_variation(seed, args.variation_strength)
+        request.validate()
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    return {"variation_seed": seed, "variation_strength": args.variation_strength}
+    return request
+
+
+def transformed_row(result: Any, **fields: Any) -> dict[str, Any]:
+    """The ``--json`` row of a transformed image (transform, upscale): where it went, what it
+    came from, its size and warnings, with ``fields`` (the model…) in between."""
+    return {"path": str(result.path), "source": str(result.source), "index": result.index,
+            **fields, "width": result.image.width, "height": result.image.height,
+            "warnings": list(result.warnings or [])}
+
+
+def variation_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The request's ``variation_seed`` / ``variation_strength`` from ``--variation-*`` (see
+    :func:`studio.core.requests.variation_fields`); out of range is bad input (exit 2), checked
+    before any model is looked for."""
+    from studio.core.requests import variation_fields as fields
+
+    try:
+        return fields(args.variation_seed, args.variation_strength)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def read_secret(value: str | None, file: Path | None, env: tuple[str, ...], flag: str) -> str:
+    """A key or token from ``--X-file FILE`` (its first line), ``--X VALUE`` or the first set
+    variable of ``env``, in that order; "" when none. A file or a variable keeps the secret out
+    of ``ps`` and shell history, where a command-line value is visible to every user."""
+    import os
+
+    if file is not None:
+        try:
+            text = file.expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{flag}-file {file}: cannot read it "
+                             f"({getattr(exc, 'strerror', None) or exc})") from None
+        secret = text.strip().splitlines()[0].strip() if text.strip() else ""
+        if not secret:
+            raise UsageError(f"{flag}-file {file} is empty: put the secret on its first line")
+        return secret
+    if value:
+        return value.strip()
+    return next((os.environ[name].strip() for name in env if os.environ.get(name, "").strip()),
+                "")
 
 
 def resolve_cli_model(spec: str, kinds: str | tuple[str, ...], settings: Any, paths: Any,

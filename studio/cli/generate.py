@@ -26,6 +26,7 @@ from studio.cli.common import (
     run_job,
     variation_fields,
 )
+from studio.core.requests import HIRES_UPSCALERS
 
 NAME = "generate"
 HELP = "make images from a text prompt"
@@ -34,12 +35,74 @@ EXIT_STATUS = IMAGE_EXIT_STATUS
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p, "image")
-    add_diffusion_arguments(p, prompt_help="what to draw; for a model trained in Train's image "
-                                           "diffusion lesson, the class to draw (or nothing)",
+    add_diffusion_arguments(p, prompt_help="what to draw (required, except for a GAN trained in "
+                                           "Studio, which draws from its seed alone); for a "
+                                           "model from Train's image diffusion lesson, the "
+                                           "class to draw (or nothing)",
                             prompt_required=False)
     p.add_argument("--width", type=int, default=512, metavar="PX", help="a multiple of 8")
     p.add_argument("--height", type=int, default=512, metavar="PX", help="a multiple of 8")
+    hires = p.add_argument_group("hires fix", "make the image at --width×--height, upscale it, "
+                                 "then refine it with an img2img pass (A1111's hires fix)")
+    hires.add_argument("--hires-scale", type=float, default=None, metavar="X",
+                       help="turn the hires fix on: upscale width and height X times "
+                            "(above 1, at most 4; e.g. 2)")
+    hires.add_argument("--hires-steps", type=int, default=None, metavar="N",
+                       help="steps of the hires pass (default 0: as many as --steps)")
+    hires.add_argument("--denoise", type=float, default=None, metavar="X",
+                       help="denoising strength of the hires pass, above 0 to 1 (default 0.7)")
+    hires.add_argument("--upscaler", default=None, metavar="NAME",
+                       help="how the first image is upscaled: " + ", ".join(
+                           f"'{k}' ({v})" for k, v in HIRES_UPSCALERS.items())
+                       + ", or an upscaler model's name or file (default Latent)")
+    p.add_argument("--walk-to", type=int, default=None, metavar="SEED",
+                   help="GAN only: a latent walk from --seed to this seed, written as PNG frames "
+                        "(with --gif also as one animated GIF)")
+    p.add_argument("--frames", type=int, default=16, metavar="N",
+                   help="frames of the latent walk (default 16)")
+    p.add_argument("--gif", action="store_true", help="also write the latent walk as a GIF")
     add_output_arguments(p)
+
+
+def hires_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The request's hires-fix fields from ``--hires-*``, ``--denoise`` and ``--upscaler``; the
+    last three without ``--hires-scale`` are bad input (they would silently do nothing)."""
+    given = [flag for flag, value in (("--hires-steps", args.hires_steps),
+                                      ("--denoise", args.denoise),
+                                      ("--upscaler", args.upscaler)) if value is not None]
+    if args.hires_scale is None:
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise UsageError(f"{' and '.join(given)} only {verb} to the hires fix: add "
+                             "--hires-scale X (e.g. 2) to turn it on")
+        return {}
+    out: dict[str, Any] = {"hires": True, "hires_scale": args.hires_scale}
+    if args.hires_steps is not None:
+        out["hires_steps"] = args.hires_steps
+    if args.denoise is not None:
+        out["hires_denoise"] = args.denoise
+    if args.upscaler is not None:
+        names = {name.lower(): name for name in HIRES_UPSCALERS}
+        # Another name is an upscaler model: checked once the settings are known.
+        out["hires_upscaler"] = names.get(args.upscaler.strip().lower(), args.upscaler.strip())
+    return out
+
+
+def check_upscaler(request: Any, settings: Any, paths: Any) -> None:
+    """An upscaler model named by ``--upscaler`` must exist (a file, or a name in the library);
+    a file is kept as an absolute path, so "reuse parameters" finds it again."""
+    from studio.core.jobs import UserFacingError
+    from studio.library.upscalers import resolve_upscaler
+
+    if not request.hires or request.hires_upscaler in HIRES_UPSCALERS:
+        return
+    try:
+        found = resolve_upscaler(request.hires_upscaler, settings, paths)
+    except UserFacingError as exc:
+        raise UsageError(f"--upscaler: {exc} Or use one of: "
+                         + ", ".join(HIRES_UPSCALERS) + ".") from exc
+    local = Path(request.hires_upscaler).expanduser()
+    request.hires_upscaler = str(local.resolve()) if local.is_file() else found.name
 
 
 def parse_lora(spec: str) -> dict[str, Any]:
@@ -108,18 +171,53 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
                              height=args.height, seed=seed, count=args.count,
                              scheduler=parse_scheduler(args.scheduler),
                              loras=[parse_lora(spec) for spec in args.lora],
-                             **variation_fields(args))
+                             **variation_fields(args), **hires_fields(args))
     try:
         request.validate()
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     model = resolve_cli_model(model, "image", settings, paths, "studio generate")
     request.model = model.spec  # a repo id in the cache, else an absolute path
-    if args.prompt is None and model.entry.family != "ddpm":
-        raise UsageError("the following arguments are required: --prompt (only a model "
-                         "trained in Train's image diffusion lesson draws without one)")
+    gan, pixel = model.entry.format == "gan", model.entry.family == "ddpm"
+    if args.walk_to is not None or args.gif:
+        if not gan:
+            raise UsageError(f"--walk-to and --gif make a latent walk of a GAN trained in Studio; "
+                             f"{model.name} is not one")
+        return _walk_request(args, request)
+    if gan or pixel:
+        what = ("a GAN trained in Studio" if gan
+                else "a model from Train's image diffusion lesson")
+        if args.lora:
+            raise UsageError(f"{model.name} is {what}: it takes no LoRA")
+        if request.hires:
+            raise UsageError(f"{model.name} is {what}: it has no hires fix "
+                             "(leave out --hires-scale)")
+        if pixel and request.variation_strength:
+            raise UsageError(f"{model.name} is {what}: it draws from the seed alone "
+                             "(leave out --variation-strength)")
+        return request
+    if args.prompt is None:
+        raise UsageError("the following arguments are required: --prompt (only a GAN trained in "
+                         "Studio or a model from Train's image diffusion lesson draws without "
+                         "one)")
     check_loras(request, model.entry, settings, paths)
+    check_upscaler(request, settings, paths)
     return request
+
+
+def _walk_request(args: argparse.Namespace, request: Any) -> Any:
+    from studio.core.requests import GanWalkRequest
+
+    if args.walk_to is None:
+        raise UsageError("--gif needs --walk-to SEED: the seed the latent walk ends at")
+    walk = GanWalkRequest(model=request.model, seed=request.seed, seed_to=args.walk_to,
+                          frames=args.frames, width=request.width, height=request.height,
+                          gif=args.gif)
+    try:
+        walk.validate()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return walk
 
 
 class _Reporter(Reporter):
@@ -158,11 +256,23 @@ class _Reporter(Reporter):
                 "warnings": list(result.warnings or [])}
 
 
+def _walk_reporter(request: Any, as_json: bool) -> Reporter:
+    def describe(result: Any) -> dict:
+        kind = "gif" if Path(result.path).suffix == ".gif" else "frame"
+        return {"path": str(result.path), "kind": kind, "index": result.index,
+                "seed": request.seed, "seed_to": request.seed_to, "model": request.model}
+
+    return Reporter(as_json, describe)
+
+
 def run(args: argparse.Namespace) -> int:
     # The model is checked before the device, so a typo in --model is the error a user sees.
     settings, paths = load_cli_settings(args, device_check=False)
     request = build_request(args, settings, paths)
     check_device(settings)
+    if not hasattr(request, "prompt"):  # a latent walk
+        return run_job(request, settings, paths, _walk_reporter(request, args.json),
+                       request.frames + int(request.gif), title=f"latent walk {request.seed}→{request.seed_to}", quiet=not args.verbose)
 
     return run_job(request, settings, paths, _Reporter(request, args.json), request.count,
                    title=request.prompt[:40], quiet=not args.verbose)

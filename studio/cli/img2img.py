@@ -63,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     variation = variation_fields(args)  # bad input before the model is looked for
     model = resolve_cli_model(args.model, "image", settings, paths, "studio img2img")
+    if model.entry.format == "gan":
+        from studio.library.gan_models import GAN_NO_IMG2IMG
+
+        raise UsageError(GAN_NO_IMG2IMG.format(name=model.name))
     request = Img2ImgRequest(
         model=model.spec,
         image=str(args.image.expanduser().resolve()),

@@ -20,6 +20,7 @@ import fnmatch
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from studio.core.wording import count_of
@@ -40,7 +41,8 @@ EXIT_STATUS = ("Exit status: 0 done; 1 the work failed (a copy, a removal or a d
                "broke off, offline) or you answered no to remove's question; 2 bad input (a "
                "name no model has, a path that is not a model, a repository that is not on the "
                "Hub, remove without --yes when not on a terminal); 130 Ctrl+C.")
-KINDS = ("image", "transform", "chat", "preview", "lora", "embedding", "unknown")
+KINDS = ("image", "gan", "ddpm", "transform", "upscaler", "chat", "preview", "lora", "embedding",
+         "unknown")
 
 
 def _sub(sub: Any, name: str, help_text: str, description: str = "") -> argparse.ArgumentParser:
@@ -96,7 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="fetch full-precision weights")
     p.add_argument("--token", default="", metavar="TOKEN",
                    help="a Hugging Face access token for gated or private models (saved for "
-                        "later)")
+                        "later); visible in 'ps': prefer --token-file")
+    p.add_argument("--token-file", type=Path, default=None, metavar="FILE",
+                   help="read the access token from the first line of FILE instead")
 
 
 def _context() -> tuple[Any, Any, Any]:
@@ -270,8 +274,11 @@ def _download(args: argparse.Namespace) -> int:
         raise UsageError(f"{repo_id} is already in the library at "
                          f"{hd.destination(repo_id, paths)}. Remove it first ('studio models "
                          f"remove {repo_id}') to download it again.")
-    if args.token:
-        print(f"Access token saved in {hd.save_access_token(args.token, paths)}.")
+    from studio.cli.common import read_secret
+
+    given = read_secret(args.token, args.token_file, (), "--token")
+    if given:
+        print(f"Access token saved in {hd.save_access_token(given, paths)}.")
     token = hd.access_token(paths)
     fp16 = _wants_fp16(settings) if args.fp16 is None else args.fp16
     try:

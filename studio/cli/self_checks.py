@@ -29,7 +29,7 @@ STACK_MODULES = (
 )
 #: Files the app reads from ASSETS_DIR.
 ASSET_FILES = ("tokenizers/bpe_simple_vocab_16e6.txt.gz", "configs", "catalogs/cyclegan.json",
-               "icons/studio.svg")
+               "icons/studio.svg", "texts/shakespeare.txt.gz")
 
 GENERATE_STEPS = 2
 IMAGE_SIDE = 64  # 8×8 latents: the smallest size the tiny four-level VAE decodes
@@ -335,12 +335,15 @@ def check_img2img(root: Path, device: str = "auto") -> str:
 
 def check_transform(root: Path, device: str = "auto") -> str:
     """A CycleGAN translation with a tiny generator saved as the reference code saves one
-    (``latest_net_G.pth``), loaded safely and run through the transform service."""
+    (``latest_net_G.pth``), loaded safely and run through the transform service; and an upscale
+    job with a tiny Real-ESRGAN Compact model found by its name in the models' ``upscalers``."""
     import torch
     from PIL import Image
+    from safetensors.torch import save_file
 
-    from studio.core.requests import TransformRequest
+    from studio.core.requests import TransformRequest, UpscaleRequest
     from studio.pipelines.cyclegan.model import GeneratorSpec, build_generator
+    from studio.pipelines.upscale.model import UpscalerSpec, build_network
 
     settings, paths = scratch_settings(root)
     settings = dataclasses.replace(settings, device=device)
@@ -349,21 +352,30 @@ def check_transform(root: Path, device: str = "auto") -> str:
     weights = paths.models_dir / "cyclegan" / "tiny" / "latest_net_G.pth"
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), weights)
+    upscaler = build_network(UpscalerSpec("SRVGGNetCompact", 2, features=4, blocks=1))
+    (paths.models_dir / "upscalers").mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in upscaler.state_dict().items()},
+              str(paths.models_dir / "upscalers" / "tiny-2x.safetensors"))
     image, _ = _tiny_image_inputs(root / "inputs")
-    [(results, _)] = _run_jobs(settings, paths,
-                               [TransformRequest(model=str(weights), inputs=[str(image)])])
-    if len(results or []) != 1:
-        raise CheckFailed(f"expected 1 image, got {len(results or [])}")
-    with Image.open(results[0].path) as out:
-        if out.size != (IMAGE_SIDE, IMAGE_SIDE):
-            raise CheckFailed(f"the translated image is {out.size}, not the input's size")
-    return f"CycleGAN generator, {IMAGE_SIDE}×{IMAGE_SIDE} PNG"
+    jobs = _run_jobs(settings, paths,
+                     [TransformRequest(model=str(weights), inputs=[str(image)]),
+                      UpscaleRequest(model="tiny-2x", inputs=[str(image)])])
+    for (results, _), what, side in zip(jobs, ("translated", "upscaled"),
+                                        (IMAGE_SIDE, 2 * IMAGE_SIDE), strict=True):
+        if len(results or []) != 1:
+            raise CheckFailed(f"{what}: expected 1 image, got {len(results or [])}")
+        with Image.open(results[0].path) as out:
+            if out.size != (side, side):
+                raise CheckFailed(f"the {what} image is {out.size}, not {side}×{side}")
+    return (f"CycleGAN generator, {IMAGE_SIDE}×{IMAGE_SIDE} PNG; upscaler ×2, "
+            f"{2 * IMAGE_SIDE}×{2 * IMAGE_SIDE} PNG")
 
 
 def check_serve(root: Path, device: str = "auto") -> str:
     """``studio serve``'s HTTP API on a loopback port, serving what the library scan finds (as
     ``studio models list`` and ``studio serve`` without ``--model`` do): the model list and a
-    one-token chat completion, as an OpenAI client asks for them."""
+    one-token chat completion and an embedding (the ``embed`` job kind), as an OpenAI client asks
+    for them."""
     import json
     import threading
     import urllib.request
@@ -393,6 +405,11 @@ def check_serve(root: Path, device: str = "auto") -> str:
                                          headers={"Content-Type": "application/json"})
         with opener.open(request, timeout=JOB_TIMEOUT) as reply:
             answer = json.load(reply)
+        body = json.dumps({"model": models[0], "input": "Hello!"}).encode()
+        request = urllib.request.Request(f"{server.url}/embeddings", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with opener.open(request, timeout=JOB_TIMEOUT) as reply:
+            vector = json.load(reply)["data"][0]["embedding"]
     finally:
         server.shutdown()
         server.server_close()
@@ -400,7 +417,10 @@ def check_serve(root: Path, device: str = "auto") -> str:
         engine.shutdown(wait=True, timeout=30)
     if answer.get("usage", {}).get("completion_tokens") != 1:
         raise CheckFailed(f"expected a one-token completion, got {answer.get('usage')}")
-    return f"{len(models)} model listed, one-token chat completion over HTTP"
+    if not vector or not all(isinstance(v, float) for v in vector):
+        raise CheckFailed(f"expected an embedding vector, got {str(vector)[:80]}")
+    return (f"{len(models)} model listed, one-token chat completion and a {len(vector)}-float "
+            "embedding over HTTP")
 
 
 def check_download(root: Path, device: str = "auto") -> str:
@@ -496,10 +516,47 @@ def _lesson_step_in_child(key: str, answers: Any) -> None:
         answers.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def check_train(lessons: tuple[str, ...] | None = None, spawned: str = "gan-2d") -> str:
+def check_trained_models(root: Path) -> str:
+    """Train, then use: a dcgan, a ddpm and a cyclegan trained a step, exported into a scratch
+    library, then drawn from a seed and walked (the txt2img and gan-walk jobs), drawn by
+    Generate's pixel-diffusion path (txt2img) and used by Transform."""
+    from studio.core.requests import GanWalkRequest, TransformRequest, Txt2ImgRequest
+    from studio.pipelines.train.cyclegan import CycleGANTrainer
+    from studio.pipelines.train.dcgan import DCGANTrainer
+    from studio.pipelines.train.ddpm import DDPMImageTrainer
+    from studio.pipelines.train.export import export_trainer
+
+    settings, paths = scratch_settings(root)
+    dcgan = DCGANTrainer({"batch_size": 8, "width": 4, "latent_dim": 4})
+    cyclegan = CycleGANTrainer({"batch_size": 1, "ngf": 4, "ndf": 4, "blocks": 1,
+                                "image_size": "16"})
+    ddpm = DDPMImageTrainer({"batch_size": 4, "width": 4, "preview_steps": 2})
+    for trainer in (dcgan, cyclegan, ddpm):
+        trainer.step()
+    gan = export_trainer(dcgan, paths.models_dir, "self-test-gan").path
+    pixel = export_trainer(ddpm, paths.models_dir, "self-test-ddpm").path
+    translator = export_trainer(cyclegan, paths.models_dir, "self-test-cyclegan").path
+    picture, _ = _tiny_image_inputs(root / "inputs")
+    [(drawn, _), (walk, _), (denoised, _), (moved, _)] = _run_jobs(settings, paths, [
+        Txt2ImgRequest(model=str(gan), seed=1, width=IMAGE_SIDE, height=IMAGE_SIDE),
+        GanWalkRequest(model=str(gan), seed=1, seed_to=2, frames=3, gif=True),
+        Txt2ImgRequest(model=str(pixel), seed=1, steps=2),
+        TransformRequest(str(translator), [str(picture)], "BtoA")])
+    _one_saved_png(drawn, "GAN: ")
+    _one_saved_png(denoised, "trained DDPM: ")
+    _one_saved_png(moved, "trained CycleGAN: ")
+    if len(walk or []) != 4 or not Path(walk[-1].path).is_file():
+        raise CheckFailed(f"the latent walk made {count_of(len(walk or []), 'file')}, not 3 frames and a GIF")
+    return ("a trained GAN drawn and walked, a trained DDPM drawn, a trained CycleGAN used by "
+            "Transform")
+
+
+def check_train(lessons: tuple[str, ...] | None = None, spawned: str = "gan-2d",
+                root: Path | None = None) -> str:
     """One training step of each lesson in the registry (their data ships with the app), and
     one in a spawned process, as the Train workspace runs lessons (a frozen app must hand the
-    child to multiprocessing.freeze_support instead of starting a second app)."""
+    child to multiprocessing.freeze_support instead of starting a second app). With ``root``,
+    also :func:`check_trained_models` there."""
     import multiprocessing
     import queue
 
@@ -509,6 +566,8 @@ def check_train(lessons: tuple[str, ...] | None = None, spawned: str = "gan-2d")
     for key in keys:
         lesson_step(key)
     faces = check_faces()
+    if root is not None:
+        faces = f"{faces}; {check_trained_models(root)}"
     if not spawned:
         return f"{count_of(len(keys), 'lesson')}, one step each; {faces}"
     context = multiprocessing.get_context("spawn")

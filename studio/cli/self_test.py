@@ -35,8 +35,11 @@ CHECKS = ("imports", "assets", "generate", "img2img", "transform", "chat", "serv
 COVERS = {
     # job kinds
     "txt2img": "generate", "img2img": "img2img", "transform": "transform", "chat": "chat",
+    "upscale": "transform",  # the job kind and `studio upscale`: the check runs an upscale job
+    "embed": "serve",  # /v1/embeddings
     "unload": "generate",  # every check that runs jobs unloads its models afterwards
     "download": "download", "file-download": "download",
+    "gan-walk": "train",  # a dcgan trained a step is exported, drawn and walked
     # commands
     "gui": "window", "generate": "generate", "train": "train", "serve": "serve",
     "models": "serve",  # the server's catalog is the library scan `studio models list` prints
@@ -152,7 +155,7 @@ def run_checks(names: list[str], root: Path, device: str = "auto",
         "chat": lambda: self_check.check_chat(root / "chat", device),
         "serve": lambda: self_check.check_serve(root / "serve", device),
         "download": lambda: self_check.check_download(root / "download", device),
-        "train": self_check.check_train,
+        "train": lambda: self_check.check_train(root=root / "train"),
         "window": lambda: check_window(root, screenshot),
     }
     outcomes = []

@@ -10,9 +10,6 @@ Exit status: 0 done; 1 the training diverged (the message says what to try; the 
 everything up to that step); 2 bad input (unknown lesson or setting, invalid value); 130 Ctrl+C
 (the run so far is saved). ``--list`` and a misspelt lesson name answer without importing torch.
 
-``--save-model NAME`` (``ddpm``) saves the trained model into the Models library, where ``studio
-generate --model NAME`` and Generate find it.
-
 Image lessons (``cnn``, ``dcgan``, ``ddpm``) train on ``--data DIR`` (your own folder of images, a
 sub-folder per class) and run through ``accelerate``, so the same command runs across processes or GPUs::
 
@@ -67,10 +64,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=None, metavar="DIR",
                         help="image lessons (cnn, dcgan, ddpm): train on your own folder of images, one "
                              "sub-folder per class (same as --set dataset=folder "
-                             "--set data_folder=DIR)")
-    parser.add_argument("--save-model", dest="save_model", default="", metavar="NAME",
-                        help="ddpm: when done, save the model into the Models library as NAME "
-                             "('studio generate --model NAME' then draws with it)")
+                             "--set data_folder=DIR); cyclegan: domain A's folder")
+    parser.add_argument("--data-b", type=Path, default=None, metavar="DIR",
+                        help="cyclegan: domain B's folder (with --data, domain A's)")
+    parser.add_argument("--export", default=None, metavar="NAME",
+                        help="cyclegan, dcgan, ddpm, gpt: at the end, write the trained model "
+                             "into the library as NAME (cyclegan: a Transform model; dcgan: a "
+                             "GAN for Generate; ddpm: a diffusion model Generate draws with by "
+                             "class; gpt: a chat model)")
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
     parser.epilog = ((parser.epilog + " ") if parser.epilog else "") + MULTI_PROCESS
 
@@ -105,6 +106,22 @@ def _list_lessons(as_json: bool) -> int:
             print(json.dumps(row), flush=True)
         else:
             print(f"{row['lesson']:<24}{row['summary']}", flush=True)
+    return 0
+
+
+def _export(trainer: Any, name: str, settings: Any) -> int:
+    """Write the trained model into the library (exit 1 with the reason when that fails)."""
+    from studio.cli import fail
+    from studio.core.config import default_paths
+    from studio.core.jobs import UserFacingError
+    from studio.pipelines.train.export import export_trainer
+
+    models_dir = settings.resolved_paths(default_paths()).models_dir
+    try:
+        done = export_trainer(trainer, models_dir, name)
+    except UserFacingError as exc:
+        return fail(str(exc), 1)
+    print(f"{done.message} ({done.path})", file=sys.stderr, flush=True)
     return 0
 
 
@@ -144,12 +161,16 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     cls = lesson_class(args.lesson)
     specs = {p.name for p in cls.params}
+    if "domains" in specs and (args.data is not None or args.data_b is not None):
+        # CycleGAN's two folders: --data is domain A, --data-b domain B
+        settings.pop("dataset", None)
+        settings.update(domains="folders", data_folder=str(args.data or ""),
+                        data_folder_b=str(args.data_b or ""))
+    elif args.data_b is not None:
+        raise UsageError("--data-b is domain B's folder of the cyclegan lesson")
     if args.data is not None and "data_folder" not in specs:
         raise UsageError(f"{args.lesson} does not train on images; --data is for the image "
                          "lessons (cnn, dcgan, ddpm)")
-    if args.save_model and not hasattr(cls, "export"):
-        raise UsageError(f"{args.lesson} makes no model for Generate; --save-model is for the "
-                         "image diffusion lesson (ddpm)")
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if launched and args.out is None:
         raise UsageError("give --out DIR when running across processes, so that they all write "
@@ -161,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     main = trainer.is_main_process
     if launched and not hasattr(trainer, "save_accelerate_state"):
-        raise UsageError(f"{args.lesson} runs in one process; {MULTI_PROCESS}")  # plural-ok: a verb
+        raise UsageError(getattr(trainer, "one_process", "")  # the lesson's own reason
+                         or f"{args.lesson} runs in one process; {MULTI_PROCESS}")  # plural-ok: a verb
     if not main:  # the other processes of a launch train their share and stay quiet
         return _train_quietly(trainer, args)
     loaded = load_settings()
@@ -169,17 +191,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"studio: warning: {loaded.notice}", file=sys.stderr)
     studio_paths = loaded.settings.resolved_paths(default_paths())
     root = studio_paths.runs_dir
-    saved_model = None
-    if args.save_model:  # a bad name is bad input before any training
-        from studio.pipelines.train.ddpm import model_folder
+    if args.export is not None:  # a bad or taken name is bad input before any training
+        from studio.core.jobs import UserFacingError
+        from studio.pipelines.train.export import EXPORTS, can_export, target
 
+        if not can_export(args.lesson):
+            raise UsageError(f"{args.lesson} makes no model to use elsewhere; --export is for "
+                             f"{', '.join(EXPORTS)}")
         try:
-            saved_model = model_folder(studio_paths.models_dir, args.save_model)
-        except InvalidParameter as exc:
+            target(args.lesson, studio_paths.models_dir, args.export)
+        except UserFacingError as exc:
             raise UsageError(str(exc)) from None
-        if saved_model.exists():
-            raise UsageError(f"a model called {args.save_model!r} exists already "
-                             f"({saved_model}); choose another name")
     run_ = Run.create(root, args.lesson, args.seed, trainer.config, path=args.out)
     if not args.json:
         print(f"{cls.info.title}: {count_of(args.steps, 'step')}, seed {args.seed} → {run_.path}",
@@ -212,11 +234,8 @@ def run(args: argparse.Namespace) -> int:
     run_.append_metrics(buffer)
     run_.save_checkpoint(trainer)
     _save_accelerate(trainer, run_.path)
-    if saved_model is not None:
-        trainer.export(saved_model)  # type: ignore[attr-defined]
-        if not args.json:
-            print(f"model saved as {args.save_model} in {saved_model}; draw with it: studio "
-                  f"generate --model {args.save_model}", file=sys.stderr, flush=True)
+    if args.export is not None and code == 0:
+        code = _export(trainer, args.export, loaded.settings)
     if args.json:
         print(json.dumps({"run": str(run_.path), "steps": trainer.step_count,
                           "loss": last.get("loss")}), flush=True)

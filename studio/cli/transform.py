@@ -20,9 +20,11 @@ from studio.cli.common import (
     add_model_argument,
     add_output_arguments,
     check_device,
+    checked,
     load_cli_settings,
     resolve_cli_model,
     run_job,
+    transformed_row,
 )
 
 NAME = "transform"
@@ -69,16 +71,11 @@ def run(args: argparse.Namespace) -> int:
     request = TransformRequest(model=resolved.spec, inputs=[str(p.resolve()) for p in inputs],
                                direction=args.direction, max_side=args.max_side, tile=args.tile,
                                overlap=min(64, args.tile // 2))
-    try:
-        request.validate()
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+    checked(request)
     check_device(settings)
+
     def describe(result: Any) -> dict:
-        return {"path": str(result.path), "source": str(result.source), "index": result.index,
-                "model": model.name, "direction": request.direction,
-                "width": result.image.width, "height": result.image.height,
-                "warnings": list(result.warnings or [])}
+        return transformed_row(result, model=model.name, direction=request.direction)
 
     return run_job(request, settings, paths, Reporter(args.json, describe), len(inputs),
                    quiet=not args.verbose)

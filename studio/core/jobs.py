@@ -66,6 +66,30 @@ class CancelToken:
             raise JobCancelled()
 
 
+_running = threading.local()
+
+
+def running_cancel_token() -> CancelToken | None:
+    """The token of the job this thread is running (set by the worker lane), or None. Code deep
+    inside a library call (a forward hook in a UNet block) checks it where no token is passed."""
+    return getattr(_running, "token", None)
+
+
+class running_job:  # noqa: N801 - used as a context manager, named for how it reads
+    """``with running_job(token):`` makes ``token`` this thread's :func:`running_cancel_token`."""
+
+    def __init__(self, token: CancelToken) -> None:
+        self._token = token
+
+    def __enter__(self) -> CancelToken:
+        self._before = getattr(_running, "token", None)
+        _running.token = self._token
+        return self._token
+
+    def __exit__(self, *exc: object) -> None:
+        _running.token = self._before
+
+
 class ProgressSink(Protocol):
     """What a handler reports into."""
 

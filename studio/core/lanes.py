@@ -21,7 +21,16 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Union
 
-from studio.core.jobs import Handler, Job, JobCancelled, JobListener, JobState, Lane, _Sink
+from studio.core.jobs import (
+    Handler,
+    Job,
+    JobCancelled,
+    JobListener,
+    JobState,
+    Lane,
+    _Sink,
+    running_job,
+)
 
 if TYPE_CHECKING:  # asyncio is imported when the I/O lane first runs something (start-up time)
     import asyncio
@@ -117,7 +126,8 @@ class JobRunner(Lane):
         self._begin(job)
         try:
             job.cancel_token.raise_if_cancelled()
-            result = handler(job.request, _Sink(self, job), job.cancel_token)
+            with running_job(job.cancel_token):
+                result = handler(job.request, _Sink(self, job), job.cancel_token)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes data (rule 8)
             self._conclude(job, exc=exc)
         else:

@@ -28,6 +28,15 @@ MAX_MASK_BLUR = 64  # pixels; A1111 offers 0..64
 MAX_STEPS = 500
 MAX_COUNT = 1000
 SEED_MAX = 2**32 - 1
+MAX_HIRES_SCALE = 4.0
+#: The hires fix's upscalers that need no model file, by A1111's names: the first pass's latents
+#: resized (bilinear or nearest), or its pixels resized with Lanczos. Any other name is an upscaler
+#: model (studio.library.upscalers: a library name or a file).
+HIRES_UPSCALERS: dict[str, str] = {
+    "Latent": "latents resized bilinearly (A1111's default)",
+    "Latent (nearest)": "latents resized by nearest neighbour",
+    "Lanczos": "the first image resized with Lanczos",
+}
 
 
 @dataclass
@@ -53,6 +62,20 @@ class Txt2ImgRequest:
     # image i uses ``variation_seed + i`` (a batch of variations of one picture, as A1111).
     variation_seed: int = 0
     variation_strength: float = 0.0
+    # A1111's hires fix: the image is made at width×height, upscaled ``hires_scale`` times with
+    # ``hires_upscaler`` (a key of HIRES_UPSCALERS or an upscaler model) and refined by an img2img
+    # pass of ``hires_steps`` steps (0: ``steps``) at ``hires_denoise`` ("Denoising strength").
+    hires: bool = False
+    hires_scale: float = 2.0
+    hires_upscaler: str = "Latent"
+    hires_steps: int = 0
+    hires_denoise: float = 0.7
+
+    def hires_size(self) -> tuple[int, int]:
+        """The hires pass's size: width and height times the scale, rounded down to multiples
+        of 8 (as A1111 does)."""
+        scale = float(self.hires_scale)
+        return int(self.width * scale) // 8 * 8, int(self.height * scale) // 8 * 8
 
     def validate(self) -> None:
         """Raise ValueError with a one-line reason a person understands."""
@@ -76,10 +99,36 @@ class Txt2ImgRequest:
         if not 0 <= self.seed <= SEED_MAX:
             raise ValueError(f"Seed must be between 0 and {SEED_MAX}, not {self.seed}.")
         validate_variation(self.variation_seed, self.variation_strength)
+        if self.hires:
+            self.validate_hires()
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"Unknown scheduler {self.scheduler!r}; choose one of: "
                              + ", ".join(SCHEDULERS))
         validate_loras(self.loras)
+
+    def validate_hires(self) -> None:
+        """The hires fix's fields, each with the sentence that says how to fix it."""
+        scale = self.hires_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
+                or not 1.0 < scale <= MAX_HIRES_SCALE:
+            raise ValueError(f"Hires upscale must be above 1 and at most {MAX_HIRES_SCALE:g} "
+                             f"(2 doubles the width and height), not {scale!r}.")
+        width, height = self.hires_size()
+        if max(width, height) > MAX_SIDE:
+            raise ValueError(f"The hires fix would make a {width}×{height} image, larger than "
+                             f"{MAX_SIDE} px: lower the upscale or the size.")
+        steps = self.hires_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_STEPS:
+            raise ValueError(f"Hires steps must be between 0 (as many as the first pass) and "
+                             f"{MAX_STEPS}, not {steps!r}.")
+        denoise = self.hires_denoise
+        if isinstance(denoise, bool) or not isinstance(denoise, (int, float)) \
+                or not 0.0 < denoise <= 1.0:
+            raise ValueError(f"Denoising strength must be above 0 and at most 1 (how much the "
+                             f"hires pass repaints), not {denoise!r}.")
+        if not str(self.hires_upscaler).strip():
+            raise ValueError("No hires upscaler chosen: pick " + ", ".join(HIRES_UPSCALERS)
+                             + " or an upscaler model.")
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "txt2img", **dataclasses.asdict(self)}
@@ -98,6 +147,18 @@ def image_seeds(request: Any, index: int) -> tuple[int, int | None]:
     if not float(getattr(request, "variation_strength", 0.0) or 0.0) > 0.0:
         return request.seed + index, None
     return request.seed, int(request.variation_seed) + index
+
+
+def variation_fields(seed: int | None, strength: float) -> dict[str, Any]:
+    """A request's ``variation_seed`` / ``variation_strength`` as the CLI and the server take
+    them: a variation without a seed gets a random one, no variation keeps seed 0; out of range
+    raises ValueError with the sentence to show."""
+    import secrets
+
+    if seed is None:
+        seed = secrets.randbelow(SEED_MAX + 1) if strength else 0
+    validate_variation(seed, strength)
+    return {"variation_seed": seed, "variation_strength": strength}
 
 
 def validate_variation(seed: Any, strength: Any) -> None:
@@ -173,6 +234,9 @@ class GeneratedImage:
     warnings: list[str] = dataclasses.field(default_factory=list)
     # The LoRAs applied (from prompt tags and request.loras): name, weight, path, hash, source
     loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # Made by a GAN trained in Studio: from the seed alone (no prompt, no steps), at the GAN's
+    # own size enlarged by whole pixels (``image.size`` may be less than the request's)
+    seed_alone: bool = False
 
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -182,6 +246,46 @@ MAX_TRANSFORM_SIDE = 16384  # CycleGAN runs in tiles, so only the input's own si
 def _from_known(cls: Any, data: dict[str, Any]) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in known})
+
+
+MAX_WALK_FRAMES = 240
+
+
+@dataclass
+class GanWalkRequest:
+    """A latent walk of a GAN trained in Studio: ``frames`` images on the path from ``seed``'s
+    noise to ``seed_to``'s, each enlarged (whole pixels) to fit ``width`` × ``height``, saved as
+    PNGs and, with ``gif``, as one animated GIF (``frame_ms`` per frame)."""
+
+    model: str  # a GAN folder (gan.json + generator.safetensors)
+    seed: int = 0
+    seed_to: int = 1
+    frames: int = 16
+    width: int = 256
+    height: int = 256
+    gif: bool = False
+    frame_ms: int = 100
+
+    def validate(self) -> None:
+        if not str(self.model).strip():
+            raise ValueError("No model chosen: name a GAN trained in Studio (studio models list).")
+        for name in ("seed", "seed_to"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= SEED_MAX:
+                raise ValueError(f"{'Seed' if name == 'seed' else 'The last seed of the walk'} must "
+                                 f"be between 0 and {SEED_MAX}, not {v}.")
+        if not 2 <= self.frames <= MAX_WALK_FRAMES:
+            raise ValueError(f"A latent walk has 2 to {MAX_WALK_FRAMES} frames, not "
+                             f"{self.frames}.")
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not 1 <= v <= MAX_SIDE:
+                raise ValueError(f"{name.capitalize()} must be 1 to {MAX_SIDE} pixels, not {v}.")
+        if not 10 <= self.frame_ms <= 10_000:
+            raise ValueError(f"A frame lasts 10 to 10,000 ms, not {self.frame_ms}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "gan-walk", **dataclasses.asdict(self)}
 
 
 @dataclass
@@ -216,6 +320,46 @@ class TransformRequest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TransformRequest:
+        return _from_known(cls, data)
+
+
+MAX_UPSCALE = 8.0  # times: a 4× model applied to a 4096-px image is already 16384 px
+
+
+@dataclass
+class UpscaleRequest:
+    """Upscale images with an upscaler model (ESRGAN, Real-ESRGAN…), in blended tiles.
+
+    ``scale`` 0 keeps the model's own factor; another value resizes its output (Lanczos) to that
+    many times the input, as A1111's "Resize" does (a 4× model asked for 2× gives 2×)."""
+
+    model: str  # an upscaler's library name or a .pth/.safetensors file
+    inputs: list[str] = dataclasses.field(default_factory=list)  # image files, in order
+    scale: float = 0.0
+    tile: int = 512  # input pixels per tile side; 0 never tiles
+    overlap: int = 32  # input pixels shared (and blended) by neighbouring tiles
+
+    def validate(self) -> None:
+        if not str(self.model).strip():
+            raise ValueError("No upscaler model chosen. Put ESRGAN / Real-ESRGAN files in the "
+                             "models folder's 'upscalers' folder and pick one.")
+        if not self.inputs:
+            raise ValueError("No input image chosen.")
+        scale = self.scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
+                or not (scale == 0 or 1.0 <= scale <= MAX_UPSCALE):
+            raise ValueError(f"Scale must be 0 (the model's own) or between 1 and "
+                             f"{MAX_UPSCALE:g}, not {scale!r}.")
+        if self.tile and not 32 <= self.tile <= 4096:
+            raise ValueError("Tile size must be between 32 and 4096 pixels (or 0: no tiles).")
+        if not 0 <= self.overlap <= max(self.tile // 2, 0):
+            raise ValueError("Overlap must be between 0 and half the tile size.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "upscale", **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UpscaleRequest:
         return _from_known(cls, data)
 
 
@@ -294,7 +438,7 @@ class TransformedImage:
     CycleGAN (it draws no random numbers).
     """
 
-    request: Any  # TransformRequest | Img2ImgRequest
+    request: Any  # TransformRequest | Img2ImgRequest | UpscaleRequest
     index: int
     source: Any = None  # pathlib.Path of the input image
     path: Any = None  # pathlib.Path of the saved PNG

@@ -38,11 +38,17 @@ from studio.library.models import (
     entry_for_path,
     find_txt2img_models,
 )
+from studio.library.upscalers import SUFFIXES as UPSCALER_SUFFIXES
+from studio.library.upscalers import UpscalerFile, find_upscalers, looks_like_upscaler
 
 log = logging.getLogger(__name__)
 
-KINDS = ("image", "ddpm", "transform", "chat", "preview", "lora", "embedding", "unknown")
-KIND_TITLES = {"image": "Image generation", "ddpm": "Trained diffusion (DDPM)", "transform": "Image transform (CycleGAN)",
+KINDS = ("image", "gan", "ddpm", "transform", "upscaler", "chat", "preview", "lora", "embedding",
+         "unknown")
+KIND_TITLES = {"image": "Image generation", "gan": "GAN (trained in Studio)",
+               "ddpm": "Trained diffusion (DDPM)",
+               "transform": "Image transform (CycleGAN)",
+               "upscaler": "Upscaler (ESRGAN / Real-ESRGAN)",
                "chat": "Chat", "preview": "Preview decoder (TAESD)", "lora": "LoRA",
                "embedding": "Textual inversion", "unknown": "Unknown"}
 #: Where a model was found. "file" is a file *or folder* added where it is (Add model…,
@@ -116,6 +122,9 @@ def _ddpm_detail(folder: Path) -> str:
 
 def _image_entries_for(models: list) -> Iterator[LibraryEntry]:
     for m in models:
+        if m.format == "gan":
+            yield _gan_entry(m)
+            continue
         if m.family == "ddpm":
             yield LibraryEntry(m.name, "ddpm", m.path, m.source, m.format, m.size_bytes,
                                files_precision(diffusers_weight_files(m.path)), m.family,
@@ -131,6 +140,15 @@ def _image_entries_for(models: list) -> Iterator[LibraryEntry]:
                   "sdxl": "Stable Diffusion XL"}.get(m.family, "a pickled checkpoint")
         yield LibraryEntry(m.name, "image", m.path, m.source, m.format, m.size_bytes,
                            precision, m.family, m.repo_id, detail, ("Generate", "Transform"))
+
+
+def _gan_entry(m) -> LibraryEntry:
+    from studio.library.gan_models import WEIGHTS_FILE, describe, read_gan_info
+
+    weights = m.path / WEIGHTS_FILE
+    return LibraryEntry(m.name, "gan", m.path, m.source, "safetensors", m.size_bytes,
+                        files_precision([weights]), "", "", describe(read_gan_info(m.path)),
+                        ("Generate",), files=[weights, m.path / "gan.json"])
 
 
 def _chat_entry(m) -> LibraryEntry:
@@ -157,6 +175,18 @@ def _cyclegan_entry(m) -> LibraryEntry:
 
 def _cyclegan_entries(settings: Settings, paths: Paths) -> list[LibraryEntry]:
     return [_cyclegan_entry(m) for m in find_cyclegan_models(settings, paths)]
+
+
+def _upscaler_entry(u: UpscalerFile) -> LibraryEntry:
+    fmt = "safetensors" if u.path.suffix.lower() == ".safetensors" else "pth"
+    precision = files_precision([u.path]) if fmt == "safetensors" else ""
+    return LibraryEntry(u.name, "upscaler", u.path, u.source, fmt, u.path.stat().st_size,
+                        precision, detail="enlarges images (hires fix, studio upscale)",
+                        workspaces=("Generate",), files=[u.path])
+
+
+def _upscaler_entries(settings: Settings, paths: Paths) -> list[LibraryEntry]:
+    return [_upscaler_entry(u) for u in find_upscalers(settings, paths)]
 
 
 def _roots(settings: Settings, paths: Paths) -> Iterator[tuple[Path, str]]:
@@ -288,7 +318,7 @@ def list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
 
 def _list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
     entries = (_image_entries(settings, paths) + _chat_entries(settings, paths)
-               + _cyclegan_entries(settings, paths))
+               + _cyclegan_entries(settings, paths) + _upscaler_entries(settings, paths))
     claimed: set[Path] = set()
     for e in entries:
         claimed.add(e.path.resolve())
@@ -352,6 +382,8 @@ def describe_path(path: Path, source: str, paths: Paths) -> LibraryEntry:
                                 "no model_index.json or config.json")
     elif path.suffix.lower() in CYCLEGAN_SUFFIXES and looks_like_generator(path):
         return _cyclegan_entry(group_models([path], source)[0])
+    elif path.suffix.lower() in UPSCALER_SUFFIXES and looks_like_upscaler(path):
+        return _upscaler_entry(UpscalerFile(path.stem, path, source))
     return _other_entry(path, source, paths)
 
 
@@ -395,14 +427,18 @@ def find_entry(name: str, entries: list[LibraryEntry]) -> LibraryEntry:
 WANTED_TITLES = {"image": "Generate needs a Stable Diffusion model (a diffusers folder or a "
                           ".safetensors checkpoint)",
                  "chat": "Chat needs a language model folder (config.json, weights, tokenizer)",
-                 "transform": "Transform needs a CycleGAN generator (.pth or .safetensors)"}
+                 "transform": "Transform needs a CycleGAN generator (.pth or .safetensors)",
+                 "upscaler": "Upscaling needs an ESRGAN / Real-ESRGAN model (.pth or "
+                             ".safetensors)"}
 #: What a command line ``--model`` of each kind takes (for "X is a … model" messages).
 CLI_WANTED = {"image": "Stable Diffusion models (a diffusers folder, a .safetensors checkpoint "
                        "or a repo id in the Hugging Face cache)",
               "chat": "language models (a folder with config.json, weights and a tokenizer, or "
                       "a repo id in the Hugging Face cache)",
               "transform": "CycleGAN generators (a .pth or .safetensors file, or a folder "
-                           "holding a G_A/G_B pair)"}
+                           "holding a G_A/G_B pair)",
+              "upscaler": "upscaler models (an ESRGAN / Real-ESRGAN .pth or .safetensors "
+                          "file, or its name)"}
 
 
 def _cli_use(entry: LibraryEntry, spec: str) -> str:
@@ -410,8 +446,12 @@ def _cli_use(entry: LibraryEntry, spec: str) -> str:
     quoted = f'"{spec}"' if " " in spec else spec
     return {"image": f"Diffusion image-to-image is 'studio img2img --model {quoted}'; text to "
                      f"image is 'studio generate --model {quoted}'.",
+            "gan": f"Draw with it from a seed: 'studio generate --model {quoted} --seed 1'.",
+            "ddpm": f"Draw with it: 'studio generate --model {quoted} [--prompt CLASS]'.",
             "chat": f"Chat with it: 'studio chat --model {quoted}'.",
             "transform": f"Translate images with it: 'studio transform --model {quoted}'.",
+            "upscaler": f"Enlarge images with it: 'studio upscale IMAGE --model {quoted}', or "
+                        f"'studio generate --hires-scale 2 --upscaler {quoted}'.",
             "lora": f"Apply it to a Stable Diffusion model with '--lora {quoted}' in 'studio "
                     "generate' or 'studio img2img'.",
             "embedding": f"Write its name ({entry.name}) in a prompt of 'studio generate' or "
@@ -460,9 +500,10 @@ def wrong_kind_message(path: Path, wanted: str | tuple[str, ...], paths: Paths,
 
 
 def kind_entries(kinds: tuple[str, ...], settings: Settings, paths: Paths) -> list[LibraryEntry]:
-    """The library's entries of ``kinds`` (image, chat, transform) — the names
+    """The library's entries of ``kinds`` (image, chat, transform, upscaler) — the names
     ``studio models list`` prints — from the pickers' scanners only (cheaper than
     :func:`list_models`, which also walks every folder for LoRAs and unknowns)."""
-    builders = {"image": _image_entries, "chat": _chat_entries, "transform": _cyclegan_entries}
+    builders = {"image": _image_entries, "chat": _chat_entries, "transform": _cyclegan_entries,
+                "upscaler": _upscaler_entries}
     with one_hf_cache_scan():
         return [e for k in kinds if k in builders for e in builders[k](settings, paths)]

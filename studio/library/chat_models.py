@@ -1,6 +1,7 @@
 """Finding chat (causal language) models on disk: the studio folder, extra folders, the HF cache.
 
 A chat model is a folder whose ``config.json`` names an architecture ending in ``ForCausalLM``
+or ``LMHeadModel`` (GPT-2 and the GPT the ``gpt`` lesson trains)
 (Qwen2, SmolLM2/Llama, Mistral, Phi, ...). Scanning reads only JSON files and safetensors headers,
 never weights, and skips anything unreadable with a log line. No torch here.
 """
@@ -54,9 +55,10 @@ def read_config(folder: Path) -> dict:
 
 
 def causal_architecture(config: dict) -> str:
-    """The ``...ForCausalLM`` architecture a config names, or ''."""
+    """The ``...ForCausalLM`` (or GPT-2's ``...LMHeadModel``) architecture a config names, or
+    ''."""
     for arch in config.get("architectures") or []:
-        if isinstance(arch, str) and arch.endswith("ForCausalLM"):
+        if isinstance(arch, str) and arch.endswith(("ForCausalLM", "LMHeadModel")):
             return arch
     return ""
 

@@ -22,6 +22,7 @@ import pickletools
 import re
 import struct
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,16 +135,22 @@ def _pth_keys(path: Path) -> set[str]:
         return _pickle_strings(fh.read(_MAX_PICKLE_BYTES))
 
 
-def looks_like_generator(path: Path) -> bool:
-    """True when ``path`` holds a CycleGAN ResNet generator's keys (nothing is loaded)."""
+def file_keys(path: Path) -> set[str]:
+    """The tensor names of a weight file without loading it (for a pickle: every string in it,
+    ``module.`` prefixes dropped); empty when it cannot be read."""
     path = Path(path)
     try:
         keys = _safetensors_keys(path) if path.suffix.lower() == ".safetensors" \
             else _pth_keys(path)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         log.info("cannot read %s: %s", path, exc)
-        return False
-    keys = {k[7:] if k.startswith("module.") else k for k in keys}
+        return set()
+    return {k[7:] if k.startswith("module.") else k for k in keys}
+
+
+def looks_like_generator(path: Path) -> bool:
+    """True when ``path`` holds a CycleGAN ResNet generator's keys (nothing is loaded)."""
+    keys = file_keys(path)
     return _FIRST_KEY in keys and any(_BLOCK_KEY.match(k) for k in keys)
 
 
@@ -211,7 +218,9 @@ def group_models(files: list[Path], source: str) -> list[CycleGANModel]:
     return sorted(models, key=lambda m: m.name.lower())
 
 
-def _generator_files(root: Path, depth: int = 3) -> list[Path]:
+def matching_files(root: Path, depth: int, accept: Callable[[Path], bool]) -> list[Path]:
+    """The files under ``root`` (``depth`` levels) that ``accept`` takes, sorted; hidden entries
+    and diffusers / transformers model folders are not entered."""
     found: list[Path] = []
     try:
         children = sorted(root.iterdir())
@@ -224,10 +233,18 @@ def _generator_files(root: Path, depth: int = 3) -> list[Path]:
             model_folder = (child / "model_index.json").is_file() or \
                 (child / "config.json").is_file()  # a diffusers or transformers model
             if depth > 1 and not model_folder:
-                found += _generator_files(child, depth - 1)
-        elif child.suffix.lower() in SUFFIXES and looks_like_generator(child):
+                found += matching_files(child, depth - 1, accept)
+        elif accept(child):
             found.append(child)
     return found
+
+
+def _is_generator_file(path: Path) -> bool:
+    return path.suffix.lower() in SUFFIXES and looks_like_generator(path)
+
+
+def _generator_files(root: Path, depth: int = 3) -> list[Path]:
+    return matching_files(root, depth, _is_generator_file)
 
 
 def _hf_cache_generators() -> list[CycleGANModel]:

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 CHUNK = 8 << 20
 #: Where a copied model goes, by kind, under the models folder (the scanners look there).
-COPY_SUBDIRS = {"transform": "cyclegan", "lora": "loras", "embedding": "embeddings"}
+COPY_SUBDIRS = {"transform": "cyclegan", "upscaler": "upscalers", "lora": "loras",
+                "embedding": "embeddings"}
 
 
 def human_size(n: float) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from studio.core.config import Paths, Settings
 from studio.core.jobs import UserFacingError
 from studio.library.detect import detect_diffusers_folder, detect_single_file
+from studio.library.gan_models import is_gan_folder, read_gan_info
 from studio.library.hf_cache import (
     hf_cache_repos,
     hf_loose_files,
@@ -44,8 +45,8 @@ class ModelEntry:
     name: str
     path: Path
     source: str  # studio | hf-cache | extra | file
-    format: str  # diffusers | single-file
-    family: str  # sd1 | sd2 | sdxl | unknown (a .ckpt is only identified when it is loaded)
+    format: str  # diffusers | single-file | gan (a GAN trained in Studio: seed → image)
+    family: str  # sd1 | sd2 | sdxl | gan | unknown (a .ckpt is identified when it is loaded)
     repo_id: str = ""
     size_bytes: int = 0
 
@@ -90,6 +91,10 @@ def entry_for_path(path: Path, source: str, name: str = "", repo_id: str = "") -
     text-to-image model (the reason is logged). Raises UserFacingError for a corrupt file."""
     path = Path(path)
     if path.is_dir():
+        if is_gan_folder(path):  # a GAN trained in Studio: Generate draws from a seed alone
+            read_gan_info(path)  # a broken one is a sentence, as a corrupt file is
+            return ModelEntry(name or path.name, path, source, "gan", "gan", repo_id,
+                              _folder_size(path))
         if not (path / "model_index.json").is_file():
             return None
         det = detect_diffusers_folder(path)
@@ -125,7 +130,8 @@ def _scan_folder(root: Path, source: str, depth: int = 2) -> list[ModelEntry]:
         if child.name.startswith("."):
             continue
         try:
-            if child.is_dir() and not (child / "model_index.json").is_file():
+            if child.is_dir() and not (child / "model_index.json").is_file() \
+                    and not is_gan_folder(child):
                 if depth > 1:
                     found += _scan_folder(child, source, depth - 1)
                 continue

@@ -35,7 +35,7 @@ class ResolvedModel:
     """A model a command named: ``spec`` is what its request carries (a repo id in the Hugging
     Face cache, else an absolute path), ``entry`` the kind's own entry."""
 
-    kind: str  # image | chat | transform
+    kind: str  # image | gan | chat | transform
     spec: str
     name: str
     entry: Any  # ModelEntry | ChatModelEntry | CycleGANModel
@@ -46,7 +46,7 @@ def _resolvers() -> dict[str, Callable[[str, Settings, Paths], Any]]:
     from studio.library.cyclegan_models import resolve_cyclegan
     from studio.library.models import resolve_model
 
-    return {"image": resolve_model, "chat": resolve_chat_model,
+    return {"image": resolve_model, "gan": resolve_model, "chat": resolve_chat_model,
             "transform": lambda spec, settings, paths: resolve_cyclegan(spec)}
 
 

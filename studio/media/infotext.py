@@ -125,6 +125,9 @@ def infotext_params(parsed: dict[str, str]) -> dict[str, Any]:
         ("Variation seed strength", "variation_strength", _float),
         ("Size-1", "width", _int),
         ("Size-2", "height", _int),
+        ("Denoising strength", "denoising_strength", _float),
+        ("Hires upscale", "hires_scale", _float),
+        ("Hires steps", "hires_steps", _int),
     ):
         value = conv(parsed.get(key))
         if value is not None:
@@ -135,6 +138,7 @@ def infotext_params(parsed: dict[str, str]) -> dict[str, Any]:
         ("Model", "model"),
         ("Model hash", "model_hash"),
         ("Version", "version"),
+        ("Hires upscaler", "hires_upscaler"),
     ):
         if parsed.get(key):
             out[name] = parsed[key]

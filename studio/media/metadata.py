@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.core.requests import SCHEDULERS, SEED_MAX, Txt2ImgRequest
+from studio.core.requests import (
+    HIRES_UPSCALERS,
+    MAX_HIRES_SCALE,
+    MAX_STEPS,
+    SCHEDULERS,
+    SEED_MAX,
+    Txt2ImgRequest,
+)
 from studio.media import foreign_metadata
 from studio.media.image_text import read_image_text
 from studio.media.infotext import (
@@ -165,13 +172,15 @@ def _normalise(params: dict[str, Any]) -> dict[str, Any]:
     """Coerce numeric params to numbers; drop values that are not what they claim to be."""
     out = dict(params)
     for key, conv in (("steps", int), ("seed", int), ("width", int), ("height", int),
-                      ("cfg", float), ("variation_seed", int), ("variation_strength", float)):
+                      ("cfg", float), ("variation_seed", int), ("variation_strength", float),
+                      ("hires_scale", float), ("hires_steps", int),
+                      ("denoising_strength", float)):
         if key in out:
             try:
                 out[key] = _to_int(out[key]) if conv is int else conv(out[key])
             except (TypeError, ValueError, OverflowError):
                 del out[key]
-    for key in ("sampler", "scheduler", "model", "model_hash", "version"):
+    for key in ("sampler", "scheduler", "model", "model_hash", "version", "hires_upscaler"):
         if key in out and not isinstance(out[key], str):
             out[key] = str(out[key])
     return out
@@ -220,7 +229,8 @@ def _a1111(raw: dict[str, str]) -> ImageMetadata:
 
 
 _A1111_KNOWN = {"Prompt", "Negative prompt", "Steps", "CFG scale", "Seed", "Size-1", "Size-2",
-                "Sampler", "Schedule type", "Model", "Model hash", "Version"}
+                "Sampler", "Schedule type", "Model", "Model hash", "Version",
+                "Denoising strength", "Hires upscale", "Hires steps", "Hires upscaler"}
 
 
 def _read(raw: dict[str, str]) -> ImageMetadata:
@@ -247,6 +257,15 @@ def _add_notes(meta: ImageMetadata) -> ImageMetadata:
         meta.notes.append(
             f"Seed {seed} is outside Studio's seed range (0 to {SEED_MAX}); reusing these "
             f"settings uses seed {seed % (SEED_MAX + 1)} instead, so the picture will differ.")
+    upscaler = meta.params.get("hires_upscaler")
+    if meta.source != "studio" and isinstance(upscaler, str) and "hires_scale" in meta.params \
+            and upscaler not in HIRES_UPSCALERS:
+        meta.notes.append(
+            f"The hires fix used {upscaler!r}, which Studio does not have; reusing these "
+            f"settings upscales with Latent instead, so the picture will differ."
+            if upscaler.startswith("Latent") else
+            f"The hires fix used the upscaler model {upscaler!r}: reusing these settings needs "
+            f"a model file of that name in the models folder's 'upscalers' folder.")
     return meta
 
 
@@ -304,6 +323,7 @@ def to_request(meta: ImageMetadata, model_fallback: str) -> Txt2ImgRequest | Non
         count=1,
         scheduler=scheduler_key(p.get("sampler", ""), p.get("scheduler", "")),
         **_variation(p),
+        **_hires(p),
     )
 
 
@@ -314,3 +334,25 @@ def _variation(params: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(strength, float) or not 0.0 < strength <= 1.0 or not isinstance(seed, int):
         return {}
     return {"variation_seed": seed % (SEED_MAX + 1), "variation_strength": strength}
+
+
+def _hires(params: dict[str, Any]) -> dict[str, Any]:
+    """The request's hires-fix fields from another tool's infotext: on when it names a
+    ``Hires upscale`` above 1; an upscaler Studio lacks becomes Latent (the note says so)."""
+    scale = params.get("hires_scale")
+    if not isinstance(scale, float) or not 1.0 < scale <= MAX_HIRES_SCALE:
+        return {}
+    out: dict[str, Any] = {"hires": True, "hires_scale": scale}
+    steps = params.get("hires_steps")
+    if isinstance(steps, int) and 0 <= steps <= MAX_STEPS:
+        out["hires_steps"] = steps
+    denoise = params.get("denoising_strength")
+    if isinstance(denoise, float) and 0.0 < denoise <= 1.0:
+        out["hires_denoise"] = denoise
+    upscaler = params.get("hires_upscaler")
+    if isinstance(upscaler, str) and upscaler.strip():
+        # A1111's other latent modes (bicubic, antialiased…) become Latent (the notes say so);
+        # any other name is an upscaler model, found by that name when the job runs.
+        out["hires_upscaler"] = upscaler if upscaler in HIRES_UPSCALERS \
+            or not upscaler.startswith("Latent") else "Latent"
+    return out

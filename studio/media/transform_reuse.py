@@ -4,6 +4,7 @@ Transform results carry their request in the ``studio`` PNG chunk
 (:func:`studio.media.outputs.save_image_with_metadata`):
 
 - CycleGAN: ``{"transform": TransformRequest.to_dict(), "source": <input file>}``;
+- upscaling: ``{"upscale": UpscaleRequest.to_dict(), "source": <input file>}``;
 - img2img / inpaint: ``{"request": Img2ImgRequest.to_dict() (kind img2img|inpaint), "seed": <this
   image's seed>}``.
 
@@ -20,16 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.core.requests import SEED_MAX, Img2ImgRequest, TransformRequest
+from studio.core.requests import SEED_MAX, Img2ImgRequest, TransformRequest, UpscaleRequest
 from studio.media.image_text import read_image_text
+from studio.media.infotext import parse_infotext
 
 
 @dataclass
 class TransformReuse:
     """What the Transform workspace needs to repeat a result: mode, request, files, notes."""
 
-    mode: str  # cyclegan | img2img | inpaint
-    request: Any  # TransformRequest | Img2ImgRequest, for this one image (count 1, its seed)
+    mode: str  # cyclegan | img2img | inpaint | upscale
+    request: Any  # TransformRequest | Img2ImgRequest | UpscaleRequest, for this one image
     image: Path  # the picture to open
     mask: Path | None = None  # inpaint: the mask to load (None: gone, or not inpainting)
     result: Path | None = None  # the result image this was read from
@@ -66,6 +68,12 @@ def transform_reuse_from_text(raw: dict[str, str], result: Path) -> TransformReu
     try:
         if isinstance(data.get("transform"), dict):
             return _cyclegan(data, result, raw.get("parameters", ""))
+        if isinstance(data.get("upscale"), dict):
+            reuse = _one_input(data, UpscaleRequest.from_dict(data["upscale"]), "upscale",
+                               result)
+            reuse.model_name = str(parse_infotext(raw.get("parameters", "")).get("Upscaler")
+                                   or Path(reuse.request.model).stem)
+            return reuse
         request = data.get("request")
         if isinstance(request, dict) and request.get("kind") in ("img2img", "inpaint"):
             return _diffusion(data, request, result)
@@ -86,10 +94,16 @@ def read_transform_reuse(path: Path) -> TransformReuse | None:
 
 def _cyclegan(data: dict[str, Any], result: Path, parameters: str = "") -> TransformReuse:
     from studio.library.cyclegan_models import model_name
-    from studio.media.infotext import parse_infotext
 
-    request = TransformRequest.from_dict(data["transform"])
+    reuse = _one_input(data, TransformRequest.from_dict(data["transform"]), "cyclegan", result)
     name = str(parse_infotext(parameters).get("CycleGAN") or "") if parameters else ""
+    reuse.model_name = name or model_name(Path(reuse.request.model))
+    return reuse
+
+
+def _one_input(data: dict[str, Any], request: Any, mode: str, result: Path) -> TransformReuse:
+    """A request over ``inputs`` (CycleGAN, upscaling) for the recorded source again, or this
+    result when the source is gone (with a note)."""
     recorded = str(data.get("source") or (request.inputs[0] if request.inputs else ""))
     notes: list[str] = []
     image = _existing(recorded)
@@ -97,8 +111,7 @@ def _cyclegan(data: dict[str, Any], result: Path, parameters: str = "") -> Trans
         image = result
         notes.append(_gone_text(recorded))
     request = dataclasses.replace(request, inputs=[str(image)])
-    return TransformReuse("cyclegan", request, image, None, result, notes,
-                          name or model_name(Path(request.model)))
+    return TransformReuse(mode, request, image, None, result, notes)
 
 
 def _diffusion(data: dict[str, Any], fields: dict[str, Any], result: Path) -> TransformReuse:

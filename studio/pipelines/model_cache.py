@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 CacheKey = tuple[str, str, str]
 AUTO_GPU_SHARE = 0.85  # of the GPU's total memory, when the budget is automatic
 AUTO_RAM_SHARE = 0.5  # of the physical RAM (CPU / MPS), when the budget is automatic
-KINDS = ("image", "chat", "transform", "preview")
+KINDS = ("image", "chat", "transform", "upscale", "preview")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt")
 # diffusers' variant infix in a weight file name: unet/diffusion_pytorch_model.fp16.safetensors
 _VARIANT = re.compile(r"\.(fp16|bf16|fp32|ema|non_ema)(?=[.-])")

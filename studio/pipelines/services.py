@@ -17,20 +17,24 @@ from studio.core.engine import GPU, IO, Engine, ServiceSpec
 from studio.core.jobs import Handler, JobListener
 from studio.core.lanes import LoopSource
 from studio.core.requests import (
+    GanWalkRequest,
     Img2ImgRequest,
     TransformRequest,
     Txt2ImgRequest,
     UnloadRequest,
+    UpscaleRequest,
 )
 from studio.library.download_jobs import FileDownloadRequest, HubDownloadRequest
 from studio.pipelines.chat.remote import is_remote_spec
-from studio.pipelines.chat.types import ChatRequest
+from studio.pipelines.chat.types import ChatRequest, EmbedRequest
 
 
 def _txt2img(engine: Engine) -> Any:
     from studio.pipelines.diffusion.txt2img import Txt2ImgService
 
-    return Txt2ImgService(engine.settings, engine.paths)
+    # The hires fix borrows the upscale service's loaded models (one cache for both).
+    return Txt2ImgService(engine.settings, engine.paths,
+                          upscalers=lambda: engine.service("upscale"))
 
 
 def _img2img(engine: Engine) -> Any:
@@ -46,10 +50,28 @@ def _transform(engine: Engine) -> Any:
     return TransformService(engine.settings, engine.paths)
 
 
+def _upscale(engine: Engine) -> Any:
+    from studio.pipelines.upscale.service import UpscaleService
+
+    return UpscaleService(engine.settings, engine.paths)
+
+
+def _gan_walk(engine: Engine) -> Any:
+    from studio.pipelines.gan.service import GanWalkService
+
+    return GanWalkService(engine.settings, engine.paths)
+
+
 def _chat(engine: Engine) -> Any:
     from studio.pipelines.chat.service import ChatService
 
     return ChatService(engine.settings, engine.paths)
+
+
+def _embed(engine: Engine) -> Any:
+    from studio.pipelines.chat.service import EmbedService
+
+    return EmbedService(engine.service("chat"))
 
 
 def _unload(engine: Engine) -> Any:
@@ -73,7 +95,10 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("txt2img", Txt2ImgRequest, _txt2img, "Loading the image engine…"),
     ServiceSpec("img2img", Img2ImgRequest, _img2img, "Loading the image engine…"),
     ServiceSpec("transform", TransformRequest, _transform, "Loading the translation engine…"),
+    ServiceSpec("upscale", UpscaleRequest, _upscale, "Loading the upscaler…"),
+    ServiceSpec("gan-walk", GanWalkRequest, _gan_walk, "Loading the GAN…"),
     ServiceSpec("chat", ChatRequest, _chat, "Starting the chat engine…", lane=_chat_lane),
+    ServiceSpec("embed", EmbedRequest, _embed, "Starting the chat engine…"),
     ServiceSpec("unload", UnloadRequest, _unload, "Unloading all models…"),
     ServiceSpec("download", HubDownloadRequest, _downloads, "Starting the download…", lane=IO),
     ServiceSpec("file-download", FileDownloadRequest, _downloads, "Starting the download…",

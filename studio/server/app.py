@@ -1,37 +1,47 @@
-"""The HTTP server behind ``studio serve``: routing, authentication, and the three endpoints.
+"""The HTTP server behind ``studio serve``: FastAPI routes on uvicorn, jobs on the one engine.
 
-Stdlib ``ThreadingHTTPServer``: one thread per connection does nothing but parse, wait and write,
-while every model call queues on the one :class:`~studio.core.jobs.JobRunner` (DESIGN rule 5), so a
-heavier framework would buy nothing here and would add dependencies to a desktop install.
-HTTP/1.1 with keep-alive; streamed replies use chunked transfer encoding.
+The event loop only parses, waits and writes; every model call queues on the one
+:class:`~studio.core.jobs.JobRunner` (DESIGN rule 5), as in the GUI. :mod:`.guard` checks Host,
+Origin, the API key, the content type and the body size before any route runs; :mod:`.schemas`
+validates bodies with pydantic; :mod:`.streaming` carries job events to clients and cancels the
+job of a client that hangs up. Streams are Server-Sent Events ending in ``data: [DONE]``.
 """
 
 from __future__ import annotations
 
 import base64
-import hmac
+import io
 import ipaddress
 import json
 import logging
 import socket
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import closing
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
+
 from studio.core.engine import Engine
 from studio.core.jobs import JobState
+from studio.core.wording import count_of
 from studio.server import schemas
 from studio.server.catalog import CHAT, IMAGE, Catalog, ServedModel
+from studio.server.guard import Guard, allowed_hosts
+from studio.server.limits import Limits
 from studio.server.schemas import ApiError
 from studio.server.streaming import ClientGone, StopMatcher, events
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 16 * 1024 * 1024
 SHUTTING_DOWN = "The server is shutting down; the reply was cut short."
+ROUTES = ("/v1/models", "/v1/chat/completions", "/v1/images/generations", "/v1/images/edits",
+          "/v1/embeddings")
+CHARS_PER_TOKEN = 4  # the cheap first check of a prompt's length, before any tokenizer runs
 
 
 def is_loopback(host: str) -> bool:
@@ -46,27 +56,46 @@ def is_loopback(host: str) -> bool:
         ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
 
 
-class StudioServer(ThreadingHTTPServer):
-    """An OpenAI-compatible API over the studio's models; jobs run on ``engine``."""
+# -- the uvicorn server, behind a small socketserver-like face ----------------------------------
+def _uvicorn_server(config: Any, on_exit: Any) -> Any:
+    import uvicorn
 
-    daemon_threads = True  # a stuck client never blocks Ctrl+C
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Ctrl+C / SIGTERM: cancel running jobs first, so every open stream ends with the
+            # "shutting down" error and [DONE] and uvicorn's graceful shutdown does not wait.
+            on_exit()
+            super().handle_exit(sig, frame)
 
-    def __init__(self, address: tuple[str, int], engine: Engine, catalog: Catalog,
-                 api_key: str | None = None) -> None:
+    return _Server(config)
+
+
+class StudioServer:
+    """An OpenAI-compatible API over the studio's models; jobs run on ``engine``.
+
+    Bound at construction (port 0 picks a free one: see :attr:`server_address`); :meth:`serve_forever`
+    runs uvicorn on that socket until :meth:`shutdown` or, on the main thread, SIGINT/SIGTERM.
+    """
+
+    def __init__(self, sock: socket.socket, engine: Engine, catalog: Catalog,
+                 api_key: str | None = None, *, allow_hosts: tuple[str, ...] = (),
+                 cors_origins: tuple[str, ...] = (), limits: Limits | None = None,
+                 access_log: bool = False) -> None:
+        import uvicorn
+
+        self.socket = sock
+        self.server_address = sock.getsockname()
         self.engine = engine
         self.catalog = catalog
         self.api_key = api_key or None
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client resetting an idle keep-alive connection is normal; anything else is logged
-        (instead of socketserver's traceback on stderr)."""
-        import sys
-
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionResetError, BrokenPipeError, TimeoutError)):
-            return
-        log.exception("request from %s failed", client_address)
+        self.limits = limits or Limits()
+        self.app = create_app(self, allowed_hosts(str(self.server_address[0]), allow_hosts),
+                              frozenset(o.rstrip("/") for o in cors_origins))
+        config = uvicorn.Config(self.app, http="h11", loop="asyncio", lifespan="off",
+                                ws="none", log_config=None, access_log=access_log,
+                                timeout_graceful_shutdown=10, server_header=False)
+        self._server = _uvicorn_server(config, engine.cancel_all)
+        self._done = threading.Event()
 
     @property
     def url(self) -> str:
@@ -74,136 +103,86 @@ class StudioServer(ThreadingHTTPServer):
         host = f"[{host}]" if ":" in str(host) else host
         return f"http://{host}:{port}/v1"
 
+    def serve_forever(self, poll_interval: float = 0.25) -> None:
+        """Serve until :meth:`shutdown` (uvicorn checks every 0.1 s; ``poll_interval`` is kept
+        for socketserver's signature)."""
+        self._done.clear()
+        try:
+            self._server.run(sockets=[self.socket])
+        finally:
+            self._done.set()
 
-class _StudioServer6(StudioServer):
-    address_family = socket.AF_INET6
+    def shutdown(self) -> None:
+        self._server.should_exit = True
+        self._done.wait(30)
+
+    def server_close(self) -> None:
+        self.socket.close()
 
 
 def make_server(host: str, port: int, engine: Engine, catalog: Catalog,
-                api_key: str | None = None) -> StudioServer:
-    """Bind (port 0 picks a free one). Refuses a non-loopback host without an API key."""
+                api_key: str | None = None, **options: Any) -> StudioServer:
+    """Bind (port 0 picks a free one). Refuses a non-loopback host without an API key.
+    ``options``: :class:`StudioServer`'s keyword arguments."""
     if not api_key and not is_loopback(host):
         raise PermissionError(
             f"Refusing to serve on {host!r} without an API key: anyone who can reach this "
-            "machine could use it. Add --api-key KEY, or serve on 127.0.0.1.")
+            "machine could use it. Add an API key (--api-key-file FILE or $STUDIO_API_KEY), or serve on 127.0.0.1.")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    cls = _StudioServer6 if family == socket.AF_INET6 else StudioServer
-    return cls((host, port), engine, catalog, api_key)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return StudioServer(sock, engine, catalog, api_key, **options)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "StudioServe"
-    timeout = 300  # an idle keep-alive connection frees its thread after this long
-    server: StudioServer
+# -- the FastAPI application -------------------------------------------------------------------
+def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozenset[str]) -> Any:
+    from studio import __version__
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
-        log.info("%s %s", self.address_string(), format % args)
+    app = FastAPI(title="Studio", version=__version__, docs_url=None, redoc_url=None,
+                  description="An OpenAI-compatible API over this machine's Studio models.")
+    if cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
 
-    # -- plumbing ------------------------------------------------------------------------------
-    def _send_json(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        app.add_middleware(CORSMiddleware, allow_origins=sorted(cors_origins),
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(Guard, hosts=hosts, api_key=server.api_key, cors_origins=cors_origins)
 
-    def _send_error(self, err: ApiError) -> None:
-        self._send_json(err.status, err.body())
+    def error(err: ApiError) -> JSONResponse:
+        return JSONResponse(err.body(), status_code=err.status)
 
-    def _read_body(self) -> Any:
-        length = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked" or length is None:
-            self.close_connection = True
-            raise ApiError(411, "Send the request body with a Content-Length header.")
-        try:
-            size = int(length)
-        except ValueError:
-            self.close_connection = True
-            raise ApiError(400, "Bad Content-Length header.") from None
-        if size > MAX_BODY:
-            self.close_connection = True
-            raise ApiError(413, f"The request body is over {MAX_BODY // 2**20} MiB.")
-        raw = self.rfile.read(size)
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "We could not parse the JSON body of your request. "
-                                "(HINT: send a JSON object.)") from None
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, err: ApiError) -> JSONResponse:
+        return error(err)
 
-    def _authorize(self) -> None:
-        key = self.server.api_key
-        if key is None:
-            return
-        given = self.headers.get("Authorization", "")
-        token = given[7:].strip() if given[:7].lower() == "bearer " else ""
-        if not hmac.compare_digest(token.encode(), key.encode()):
-            raise ApiError(401, "Incorrect API key provided." if token else
-                           "You didn't provide an API key (Authorization: Bearer KEY).",
-                           code="invalid_api_key")
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        path = request.url.path
+        if exc.status_code == 405:
+            return error(ApiError(405, f"{request.method} {path} is not supported here."))
+        if exc.status_code == 404:
+            return error(ApiError(404, f"Unknown URL {path}; this server offers "
+                                       + ", ".join(ROUTES) + "."))
+        return error(ApiError(exc.status_code, str(exc.detail)))
 
-    def _dispatch(self, method: str) -> None:
-        path = self.path.split("?", 1)[0].rstrip("/")
-        self._streaming = False  # once the 200 of a stream is out, no error status can follow
-        body_read = method == "GET"
-        try:
-            self._authorize()
-            if method == "GET" and path == "/v1/models":
-                self._models()
-            elif method == "GET" and path.startswith("/v1/models/"):
-                self._model(path[len("/v1/models/"):])
-            elif method == "POST" and path in ("/v1/chat/completions", "/v1/images/generations"):
-                body = self._read_body()
-                body_read = True
-                if path.endswith("completions"):
-                    self._chat(body)
-                else:
-                    self._images(body)
-            else:
-                known = path in ("/v1/models", "/v1/chat/completions", "/v1/images/generations")
-                raise ApiError(405 if known else 404,
-                               f"{method} {path} is not supported here." if known else
-                               f"Unknown URL {path}; this server offers /v1/models, "
-                               "/v1/chat/completions and /v1/images/generations.")
-        except ApiError as err:
-            if not body_read:  # the unread body would be taken for the next request
-                self.close_connection = True
-            self._send_error(err)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-        except Exception as exc:  # noqa: BLE001 - errors are data (rule 8), even our own bugs
-            log.exception("%s %s failed", method, path)
-            self.close_connection = True
-            if not self._streaming:
-                from studio.core.jobs import describe_error
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        from studio.core.jobs import describe_error
 
-                self._send_error(ApiError(500, describe_error(exc), type_="server_error"))
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return error(ApiError(500, describe_error(exc), type_="server_error"))
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self._dispatch("GET")
+    async def body_of(request: Request) -> Any:
+        return schemas.parse_json(await request.body())
 
-    def do_POST(self) -> None:  # noqa: N802
-        self._dispatch("POST")
-
-    # -- models --------------------------------------------------------------------------------
-    def _models(self) -> None:
-        catalog = self.server.catalog
-        self._send_json(200, schemas.model_list([(m.id, m.kind) for m in catalog.models],
-                                                catalog.created))
-
-    def _model(self, name: str) -> None:
-        from urllib.parse import unquote
-
-        model = self.server.catalog.get(unquote(name))
-        if model is None:
-            raise ApiError(404, f"The model '{unquote(name)}' does not exist.", "model",
-                           "model_not_found")
-        self._send_json(200, schemas.model_list([(model.id, model.kind)],
-                                                self.server.catalog.created)["data"][0])
-
-    def _pick(self, body: Any, kind: str) -> ServedModel:
-        catalog = self.server.catalog
+    def pick(body: Any, kind: str, embeddings: bool = False) -> ServedModel:
+        catalog = server.catalog
         name = body.get("model") if isinstance(body, dict) else None
         if name is None:
             choices = catalog.only(kind)
@@ -218,27 +197,49 @@ class _Handler(BaseHTTPRequestHandler):
             offered = ", ".join(m.id for m in catalog.only(kind)) or "none"
             raise ApiError(404, f"The model '{name}' does not exist. Models here: {offered}.",
                            "model", "model_not_found")
+        if model.kind != kind and embeddings:
+            raise ApiError(400, f"'{name}' is an image model; embeddings come from this "
+                                "server's local chat models.", "model", "embeddings_unsupported")
         if model.kind != kind:
             other = "/v1/images/generations" if model.kind == IMAGE else "/v1/chat/completions"
             raise ApiError(400, f"'{name}' is a {model.kind} model; use {other}.", "model")
         return model
 
-    def _events(self, kind: str, request: Any) -> Iterator[tuple[str, Any]]:
-        title = f"serve: {getattr(request, 'prompt', '')[:30] or kind}"
-        return events(self.server.engine, request, title, self.connection)
+    def job_events(request: Request, job_request: Any, kind: str) -> AsyncIterator[Any]:
+        title = f"serve: {getattr(job_request, 'prompt', '')[:30] or kind}"
+        return events(server.engine, job_request, title, request.is_disconnected)
 
-    # -- chat ----------------------------------------------------------------------------------
-    def _chat(self, body: Any) -> None:
-        model = self._pick(body, CHAT)
-        request, options = schemas.parse_chat(body, model.spec)
+    @app.get("/v1/models", summary="The models on offer")
+    async def models() -> JSONResponse:
+        catalog = server.catalog
+        return JSONResponse(schemas.model_list([(m.id, m.kind) for m in catalog.models],
+                                               catalog.created))
+
+    @app.get("/v1/models/{name:path}", summary="One model")
+    async def model(name: str) -> JSONResponse:
+        found = server.catalog.get(name)
+        if found is None:
+            raise ApiError(404, f"The model '{name}' does not exist.", "model",
+                           "model_not_found")
+        return JSONResponse(schemas.model_list([(found.id, found.kind)],
+                                               server.catalog.created)["data"][0])
+
+    @app.post("/v1/chat/completions", summary="A chat reply (stream: Server-Sent Events)",
+              openapi_extra=_body_doc(schemas.ChatBody))
+    async def chat(request: Request) -> Response:
+        body = await body_of(request)
+        served = pick(body, CHAT)
+        job_request, options = schemas.parse_chat(body, served.spec)
+        await _check_prompt(served, job_request.messages, server.limits)
         if options.stream:
-            self._chat_stream(model, request, options)
-            return
+            return StreamingResponse(_chat_stream(request, served, job_request, options),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
         stops = StopMatcher(options.stop)
         text, last, job = "", None, None
         try:
-            with closing(self._events("chat", request)) as stream:
-                for what, item in stream:
+            async with aclosing(job_events(request, job_request, "chat")) as stream:
+                async for what, item in stream:
                     if what == "end":
                         job = item
                         break
@@ -247,14 +248,13 @@ class _Handler(BaseHTTPRequestHandler):
                     if stops.stopped:
                         break  # closing the stream cancels the job
         except ClientGone:
-            self.close_connection = True
-            return
+            return Response(status_code=499)  # nobody reads it
         text += stops.flush()
         reply = job.result if job is not None else None
-        error = getattr(last, "error", "") if last is not None else ""
-        if job is not None and job.state is JobState.FAILED or error:
-            raise ApiError(500, (job.error if job and job.error else error) or "The job failed.",
-                           type_="server_error", code="generation_failed")
+        error_text = getattr(last, "error", "") if last is not None else ""
+        if job is not None and job.state is JobState.FAILED or error_text:
+            raise ApiError(500, (job.error if job and job.error else error_text)
+                           or "The job failed.", type_="server_error", code="generation_failed")
         if _cut_short(job) and not stops.stopped:
             raise ApiError(503, SHUTTING_DOWN, type_="server_error")
         if not text and reply is not None and not stops.stopped:
@@ -262,84 +262,313 @@ class _Handler(BaseHTTPRequestHandler):
         reason = "stop" if stops.stopped else schemas.finish_reason(
             getattr(reply, "finish_reason", None) or getattr(last, "finish_reason", None))
         prompt_tokens, completion_tokens = _counts(reply if not stops.stopped else None, last)
-        self._send_json(200, schemas.chat_completion(schemas.completion_id(), model.id, text,
-                                                     reason, prompt_tokens, completion_tokens))
+        return JSONResponse(schemas.chat_completion(schemas.completion_id(), served.id, text,
+                                                    reason, prompt_tokens, completion_tokens))
 
-    def _chat_stream(self, model: ServedModel, request: Any, options: Any) -> None:
+    async def _chat_stream(request: Request, served: ServedModel, job_request: Any,
+                           options: Any) -> AsyncIterator[bytes]:
         cid, created = schemas.completion_id(), int(time.time())
         stops = StopMatcher(options.stop)
-        self._streaming = True
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
 
-        def send(obj: Any) -> None:
-            data = b"data: " + (obj if isinstance(obj, bytes) else json.dumps(
+        def sse(obj: Any) -> bytes:
+            return b"data: " + (obj if isinstance(obj, bytes) else json.dumps(
                 obj, ensure_ascii=False).encode("utf-8")) + b"\n\n"
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
 
         last, job = None, None
+        yield sse(schemas.chat_chunk(cid, served.id, created, {"role": "assistant",
+                                                               "content": ""}))
         try:
-            send(schemas.chat_chunk(cid, model.id, created, {"role": "assistant",
-                                                             "content": ""}))
-            with closing(self._events("chat", request)) as stream:
-                for what, item in stream:
+            async with aclosing(job_events(request, job_request, "chat")) as stream:
+                async for what, item in stream:
                     if what == "end":
                         job = item
                         break
                     last = item
                     piece = stops.feed(getattr(item, "text", ""))
                     if piece:
-                        send(schemas.chat_chunk(cid, model.id, created, {"content": piece}))
+                        yield sse(schemas.chat_chunk(cid, served.id, created,
+                                                     {"content": piece}))
                     if stops.stopped:
                         break  # closing the stream cancels the job
-            tail = stops.flush()
-            if tail:
-                send(schemas.chat_chunk(cid, model.id, created, {"content": tail}))
-            error = getattr(last, "error", "") if last is not None else ""
-            failed = job is not None and job.state is JobState.FAILED
-            if error or failed or (_cut_short(job) and not stops.stopped):
-                message = error or (job.error if failed else SHUTTING_DOWN)
-                send({"error": {"message": message, "type": "server_error", "param": None,
-                                "code": "generation_failed"}})
-            else:
-                reply = job.result if job is not None and not stops.stopped else None
-                reason = "stop" if stops.stopped else schemas.finish_reason(
-                    getattr(reply, "finish_reason", None) or getattr(last, "finish_reason", None))
-                send(schemas.chat_chunk(cid, model.id, created, {}, reason))
-                if options.include_usage:
-                    send(schemas.usage_chunk(cid, model.id, created, *_counts(reply, last)))
-            send(b"[DONE]")
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
-        except (ClientGone, BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # events() has cancelled the job
+        except ClientGone:
+            return  # events() has cancelled the job
+        tail = stops.flush()
+        if tail:
+            yield sse(schemas.chat_chunk(cid, served.id, created, {"content": tail}))
+        error_text = getattr(last, "error", "") if last is not None else ""
+        failed = job is not None and job.state is JobState.FAILED
+        if error_text or failed or (_cut_short(job) and not stops.stopped):
+            message = error_text or (job.error if failed and job else SHUTTING_DOWN)
+            yield sse({"error": {"message": message, "type": "server_error", "param": None,
+                                 "code": "generation_failed"}})
+        else:
+            reply = job.result if job is not None and not stops.stopped else None
+            reason = "stop" if stops.stopped else schemas.finish_reason(
+                getattr(reply, "finish_reason", None) or getattr(last, "finish_reason", None))
+            yield sse(schemas.chat_chunk(cid, served.id, created, {}, reason))
+            if options.include_usage:
+                yield sse(schemas.usage_chunk(cid, served.id, created, *_counts(reply, last)))
+        yield sse(b"[DONE]")
 
-    # -- images --------------------------------------------------------------------------------
-    def _images(self, body: Any) -> None:
-        model = self._pick(body, IMAGE)
-        request = schemas.parse_image(body, model.spec)
+    @app.post("/v1/images/generations", summary="Text to image (b64_json PNGs)",
+              openapi_extra=_body_doc(schemas.ImageBody))
+    async def images(request: Request) -> Response:
+        body = await body_of(request)
+        served = pick(body, IMAGE)
+        job_request = schemas.parse_image(body, served.spec)
+        _check_image(job_request, server.limits)
+        return await image_answer(request, served, job_request, "txt2img", {})
+
+    async def finished_job(request: Request, job_request: Any, kind: str) -> Any:
+        """Run a job with no stream to the client: its end snapshot when done, None when the
+        client left (the job is cancelled); a failed job is a 500, a cut-short one a 503."""
         job = None
         try:
-            with closing(self._events("txt2img", request)) as stream:
-                for what, item in stream:
+            async with aclosing(job_events(request, job_request, kind)) as stream:
+                async for what, item in stream:
                     if what == "end":
                         job = item
         except ClientGone:
-            self.close_connection = True
-            return
+            return None
         if job is None or job.state is not JobState.DONE:
             if job is not None and job.state is JobState.FAILED:
                 raise ApiError(500, job.error or "The job failed.", type_="server_error",
                                code="generation_failed")
             raise ApiError(503, SHUTTING_DOWN, type_="server_error")
-        data = [{"b64_json": base64.b64encode(Path(image.path).read_bytes()).decode("ascii"),
-                 "revised_prompt": request.prompt, "seed": image.seed}
+        return job
+
+    async def image_answer(request: Request, served: ServedModel, job_request: Any, kind: str,
+                           private: dict[str, str]) -> Response:
+        """Run an image job; its PNGs as b64_json, with ``private`` paths (the model's, an
+        upload's) replaced by public names in their text."""
+        job = await finished_job(request, job_request, kind)
+        if job is None:
+            return Response(status_code=499)  # the client left; nobody reads it
+        from starlette.concurrency import run_in_threadpool
+
+        names = {served.spec: served.id, **private}
+        data = [{"b64_json": base64.b64encode(await run_in_threadpool(
+                    _public_png, Path(image.path), names)).decode("ascii"),
+                 "revised_prompt": job_request.prompt, "seed": image.seed}
                 for image in job.result or []]
-        self._send_json(200, {"created": int(time.time()), "data": data})
+        return JSONResponse({"created": int(time.time()), "data": data})
+
+    @app.post("/v1/images/edits", summary="Image to image; inpaint with a mask (multipart form)",
+              openapi_extra=_form_doc(schemas.EditBody))
+    async def edits(request: Request) -> Response:
+        import tempfile
+
+        from starlette.concurrency import run_in_threadpool
+        from starlette.datastructures import UploadFile
+
+        try:
+            form = await request.form(max_files=2, max_fields=32)
+        except ApiError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a malformed form is the client's mistake
+            raise ApiError(400, f"We could not read the multipart form ({exc}).") from None
+        fields: dict[str, Any] = {}
+        files: dict[str, Any] = {}
+        for name, value in form.multi_items():
+            name = name.removesuffix("[]")
+            if isinstance(value, UploadFile):
+                if name not in ("image", "mask") or name in files:
+                    raise ApiError(400, f"Unexpected file field {name!r}: send one 'image' and "
+                                        "at most one 'mask'.", name)
+                files[name] = value
+            else:
+                fields[name] = value
+        if "image" not in files:
+            raise ApiError(400, "'image' is required: the picture to edit, as a file field.",
+                           "image")
+        served = pick(fields, IMAGE)
+        if served.gan:
+            from studio.library.gan_models import GAN_NO_IMG2IMG
+
+            raise ApiError(400, GAN_NO_IMG2IMG.format(name=served.id), "model")
+        with tempfile.TemporaryDirectory(prefix="studio-serve-") as folder:
+            saved = {name: await run_in_threadpool(_save_upload, upload, Path(folder), name)
+                     for name, upload in files.items()}
+            job_request = schemas.parse_edit(fields, served.spec, str(saved["image"]),
+                                             str(saved.get("mask", "")))
+            await run_in_threadpool(_size_edit, job_request)
+            _check_image(job_request, server.limits)
+            return await image_answer(request, served, job_request, "img2img",
+                                      {folder: "upload"})
+
+    @app.post("/v1/embeddings", summary="Embeddings of local chat models (mean-pooled last "
+                                        "hidden state)",
+              openapi_extra=_body_doc(schemas.EmbeddingBody))
+    async def embeddings(request: Request) -> Response:
+        from studio.pipelines.chat.remote import is_remote_spec
+
+        body = await body_of(request)
+        served = pick(body, CHAT, embeddings=True)
+        if is_remote_spec(served.spec):
+            raise ApiError(400, f"'{served.id}' is answered by another server; this server "
+                                "makes embeddings with its local chat models only.", "model",
+                           "embeddings_unsupported")
+        job_request, as_base64 = schemas.parse_embeddings(body, served.spec)
+        await _check_prompt(served, [{"content": t} for t in job_request.texts], server.limits)
+        job = await finished_job(request, job_request, "embed")
+        if job is None:
+            return Response(status_code=499)
+        result = job.result
+        return JSONResponse(schemas.embedding_list(served.id, result.vectors,
+                                                   result.prompt_tokens, as_base64))
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(_openapi(app))
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(_docs_page(_openapi(app)))
+
+    app.openapi_url = None  # served above (with the request bodies' schemas), not by FastAPI
+    return app
+
+
+# -- limits in front of the queue --------------------------------------------------------------
+async def _check_prompt(served: ServedModel, messages: list[dict[str, Any]],
+                        limits: Limits) -> None:
+    """A 400 for a prompt over ``max_prompt_tokens``: first by its length in characters (a
+    token is seldom under one character... a 4 MB prompt never reaches a tokenizer), then by the
+    model's own tokenizer when it has a ``tokenizer.json``."""
+    text = "\n".join(m["content"] for m in messages)
+    limit = limits.max_prompt_tokens
+    if len(text) > limit * CHARS_PER_TOKEN:
+        raise ApiError(400, f"The prompt is {len(text):,} characters long; this server takes "
+                            f"prompts of up to {count_of(limit, 'token')} (about "
+                            f"{limit * CHARS_PER_TOKEN:,} characters). Shorten it, or start the "
+                            "server with a larger --max-prompt-tokens.", "messages",
+                       "prompt_too_long")
+    tokenizer = Path(served.spec) / "tokenizer.json"
+    if len(text) <= limit or not tokenizer.is_file():
+        return
+    from starlette.concurrency import run_in_threadpool
+
+    count = await run_in_threadpool(_count_tokens, tokenizer, text)
+    if count > limit:
+        raise ApiError(400, f"The prompt is {count_of(count, 'token')} long; this server takes up to "
+                            f"{limit:,}. Shorten it, or start the server with a larger "
+                            "--max-prompt-tokens.", "messages", "prompt_too_long")
+
+
+_tokenizers: dict[Path, Any] = {}
+
+
+def _count_tokens(file: Path, text: str) -> int:
+    from tokenizers import Tokenizer
+
+    if file not in _tokenizers:
+        _tokenizers[file] = Tokenizer.from_file(str(file))
+    return len(_tokenizers[file].encode(text, add_special_tokens=False).ids)
+
+
+def _check_image(request: Any, limits: Limits) -> None:
+    """Item 4 of issue 20: one request must not hold the one worker for hours; the prompt is
+    bounded, and its LoRA tags may name library LoRAs only (a path would tell a caller whether
+    a file exists on this machine)."""
+    from studio.pipelines.diffusion.loras import parse_prompt_loras
+
+    text = request.prompt + request.negative_prompt
+    most = limits.max_prompt_tokens * CHARS_PER_TOKEN
+    if len(text) > most:
+        raise ApiError(400, f"The prompt is {len(text):,} characters long; this server takes up "
+                            f"to {most:,}. Shorten it, or start the server with a larger "
+                            "--max-prompt-tokens.", "prompt", "prompt_too_long")
+    work = request.width * request.height * request.steps * request.count
+    if work > limits.max_pixel_steps:
+        raise ApiError(400, f"This request asks for {request.width}x{request.height} × "
+                            f"{count_of(request.steps, 'step')} × {count_of(request.count, 'image')} = {work:,} "
+                            f"pixel-steps; this server's limit is {limits.max_pixel_steps:,} "
+                            "(--max-pixel-steps). Ask for fewer steps, images or pixels.",
+                       "size", "request_too_large")
+    from studio.core.jobs import UserFacingError
+
+    try:
+        _, mentions, _ = parse_prompt_loras(request.prompt)
+    except UserFacingError as exc:
+        raise ApiError(400, str(exc), "prompt") from exc
+    for mention in mentions:
+        name = mention.name
+        if any(c in name for c in "/\\") or ":" in name or name.startswith(".") \
+                or Path(name).is_absolute():
+            raise ApiError(400, f"<lora:{name}:…>: a served prompt names a LoRA by its library "
+                                "name (as 'studio loras list' prints it), never by a path.",
+                           "prompt", "lora_path_refused")
+
+
+# -- answers -----------------------------------------------------------------------------------
+def _public_png(path: Path, names: dict[str, str]) -> bytes:
+    """The PNG as sent: in its text chunks each private path of ``names`` (the server's path to
+    the model, an upload's temporary folder) becomes its public name, so no client learns where
+    this machine keeps its files."""
+    from PIL import Image, PngImagePlugin
+
+    data = path.read_bytes()
+    pairs = [(json.dumps(private)[1:-1], public) for private, public in names.items()
+             if private != public] + [(private, public) for private, public in names.items()
+                                      if private != public]
+    if not any(private.encode() in data for private, _ in pairs):
+        return data
+    with Image.open(io.BytesIO(data)) as image:
+        info = PngImagePlugin.PngInfo()
+        for key, value in image.text.items():
+            for private, public in pairs:
+                value = value.replace(private, public)
+            info.add_text(key, value)
+        out = io.BytesIO()
+        image.save(out, "PNG", pnginfo=info)
+    return out.getvalue()
+
+
+def _save_upload(upload: Any, folder: Path, name: str) -> Path:
+    """An uploaded file written to ``folder`` and checked as an image (400 with the reason)."""
+    from studio.core.jobs import UserFacingError
+    from studio.media.images_in import open_image, open_mask
+
+    target = folder / name
+    upload.file.seek(0)
+    with target.open("wb") as out:
+        while chunk := upload.file.read(1 << 20):
+            out.write(chunk)
+    try:
+        if name == "mask":
+            open_mask(target, (8, 8))
+            _openai_mask(target)
+        else:
+            open_image(target)
+    except UserFacingError as exc:
+        raise ApiError(400, str(exc).replace(str(folder), "upload"), name) from None
+    return target
+
+
+def _openai_mask(path: Path) -> None:
+    """OpenAI's mask convention in Studio's: a mask with transparency edits where it is
+    transparent (OpenAI), so it becomes white there and black elsewhere (Studio: white =
+    repaint). A mask without alpha is read as Studio reads one: white = repaint."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode not in ("RGBA", "LA", "PA") and "transparency" not in image.info:
+            return
+        alpha = image.convert("RGBA").getchannel("A")
+    alpha.point(lambda a: 255 if a == 0 else 0).save(path, "PNG")
+
+
+def _size_edit(request: Any) -> None:
+    """An edit's size, when not asked for: the image's own, as the img2img job derives it (so
+    the pixel-steps limit counts what will run)."""
+    if request.width and request.height:
+        return
+    from PIL import Image
+
+    from studio.pipelines.diffusion.img2img import derived_size
+
+    with Image.open(request.image) as image:
+        request.width, request.height = derived_size(*image.size)
 
 
 def _cut_short(job: Any) -> bool:
@@ -357,3 +586,61 @@ def _counts(reply: Any, last: Any) -> tuple[int, int]:
         return 0, 0
     return int(getattr(source, "prompt_tokens", 0) or getattr(last, "prompt_tokens", 0) or 0), \
         int(getattr(source, "completion_tokens", 0) or 0)
+
+
+# -- OpenAPI and an offline /docs page ---------------------------------------------------------
+def _body_doc(model: Any) -> dict[str, Any]:
+    """``openapi_extra`` naming the request body's schema (the routes read the body themselves,
+    to keep errors OpenAI-shaped and the JSON parser bounded)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
+def _form_doc(model: Any) -> dict[str, Any]:
+    """``openapi_extra`` for a multipart body: the model's fields plus the files."""
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
+def _openapi(app: Any) -> dict[str, Any]:
+    if not getattr(app, "_studio_openapi", None):
+        from fastapi.openapi.utils import get_openapi
+
+        doc = get_openapi(title=app.title, version=app.version, description=app.description,
+                          routes=app.routes)
+        components = doc.setdefault("components", {}).setdefault("schemas", {})
+        for model in (schemas.ChatBody, schemas.ImageBody, schemas.EditBody,
+                      schemas.EmbeddingBody):
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(schema.pop("$defs", {}))
+            components[model.__name__] = schema
+        app._studio_openapi = doc
+    return app._studio_openapi
+
+
+def _docs_page(doc: dict[str, Any]) -> str:
+    """/docs without a CDN: the OpenAPI document as plain HTML (FastAPI's Swagger UI page loads
+    its scripts from the internet, and is blank on a machine without it)."""
+    from html import escape
+
+    parts = [f"<!doctype html><meta charset=utf-8><title>{escape(doc['info']['title'])} API"
+             "</title><style>body{font:15px system-ui;max-width:60em;margin:2em auto}"
+             "code,pre{background:#f3f3f3;padding:2px 4px}</style>",
+             f"<h1>{escape(doc['info']['title'])} API {escape(doc['info']['version'])}</h1>",
+             f"<p>{escape(doc['info'].get('description', ''))} The machine-readable document "
+             "is <a href=/openapi.json>/openapi.json</a>.</p>"]
+    components = doc.get("components", {}).get("schemas", {})
+    for path, methods in doc.get("paths", {}).items():
+        for method, op in methods.items():
+            parts.append(f"<h2><code>{method.upper()} {escape(path)}</code></h2>"
+                         f"<p>{escape(op.get('summary', ''))}</p>")
+            content = op.get("requestBody", {}).get("content", {})
+            ref = next(iter(content.values()), {}).get("schema", {}).get("$ref", "")
+            schema = components.get(ref.rsplit("/", 1)[-1]) if ref else None
+            if schema:
+                required = set(schema.get("required", []))
+                parts.append("<ul>" + "".join(
+                    f"<li><code>{escape(name)}</code>{' (required)' if name in required else ''}"
+                    f" — {escape(json.dumps(prop, ensure_ascii=False))}</li>"
+                    for name, prop in schema.get("properties", {}).items()) + "</ul>")
+    return "\n".join(parts)

@@ -23,11 +23,13 @@ IMAGE = "txt2img"
 
 @dataclass(frozen=True)
 class ServedModel:
-    """One model on offer: ``kind`` is ``chat`` or ``txt2img``; ``spec`` goes into the request."""
+    """One model on offer: ``kind`` is ``chat`` or ``txt2img``; ``spec`` goes into the request;
+    ``gan`` marks a GAN trained in Studio (a seed makes its image: it cannot edit one)."""
 
     id: str
     kind: str
     spec: str
+    gan: bool = False
 
 
 class Catalog:
@@ -43,7 +45,7 @@ class Catalog:
                 mid = model.spec
             if mid in self._by_name:
                 continue
-            model = ServedModel(mid, model.kind, model.spec)
+            model = ServedModel(mid, model.kind, model.spec, model.gan)
             self.models.append(model)
             self._by_name[mid] = model
         for model in self.models:
@@ -74,8 +76,9 @@ def classify(spec: str, settings: Settings, paths: Paths) -> ServedModel:
         except ValueError as exc:
             raise UserFacingError(str(exc)) from exc
     resolved = resolve_named(spec, ("image", "chat"), settings, paths, command="studio serve")
-    return ServedModel(_id_for(spec.strip()), IMAGE if resolved.kind == "image" else CHAT,
-                       resolved.spec)
+    image = resolved.kind in ("image", "gan")
+    return ServedModel(_id_for(spec.strip()), IMAGE if image else CHAT, resolved.spec,
+                       getattr(resolved.entry, "format", "") == "gan")
 
 
 def build_catalog(specs: list[str], settings: Settings, paths: Paths) -> Catalog:
@@ -88,6 +91,7 @@ def build_catalog(specs: list[str], settings: Settings, paths: Paths) -> Catalog
     models = [ServedModel(e.repo_id or e.name, CHAT, e.spec)
               for e in find_chat_models(settings, paths)]
     models += [ServedModel(e.repo_id or e.name, IMAGE,
-                           e.repo_id if e.source == "hf-cache" and e.repo_id else str(e.path))
+                           e.repo_id if e.source == "hf-cache" and e.repo_id else str(e.path),
+                           e.format == "gan")
                for e in find_txt2img_models(settings, paths)]
     return Catalog(models)

@@ -15,12 +15,16 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from studio.core.requests import SEED_MAX, Txt2ImgRequest
-from studio.pipelines.chat.types import ChatRequest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import from_json
+
+from studio.core.requests import SEED_MAX, Img2ImgRequest, Txt2ImgRequest
+from studio.pipelines.chat.types import ChatRequest, EmbedRequest
 
 MAX_STOP_STRINGS = 4
+_B = TypeVar("_B", bound="_Body")
 
 
 class ApiError(Exception):
@@ -44,18 +48,182 @@ def _bad(message: str, param: str | None = None, code: str | None = None) -> Api
     return ApiError(400, message, param, code)
 
 
-def _number(body: dict, name: str, default: float | None, low: float, high: float,
-            integer: bool = False) -> Any:
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            integer and not isinstance(value, int)):
-        kind = "an integer" if integer else "a number"
-        raise _bad(f"'{name}' must be {kind}, not {value!r}.", name)
-    if not low <= value <= high:
-        raise _bad(f"'{name}' must be between {low:g} and {high:g}, not {value!r}.", name)
-    return value
+# -- request bodies ---------------------------------------------------------------------------
+# pydantic v2 models of what each endpoint accepts. Strict: JSON types are taken as they come
+# (no "1" for 1, no 1.5 for an integer); extra fields are refused, except the hints OpenAI
+# documents (``user``, ``store``, ...), which are accepted and ignored. The same models give the
+# OpenAPI schema at /openapi.json.
+_STRICT = ConfigDict(strict=True, extra="forbid")
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "list[str]",
+               "list[dict[str,any]]", "dict[str,any]"}
+
+
+class _Body(BaseModel):
+    model_config = _STRICT
+    model: str | None = None
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")  # name, tool_call_id, ...: checked
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    include_usage: bool = False
+
+
+class ChatBody(_Body):
+    """``POST /v1/chat/completions``."""
+
+    messages: list[Message] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(None, ge=-1, le=1_000_000)
+    repetition_penalty: float | None = Field(None, ge=0, le=10)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
+    stop: str | list[str] | None = None
+    n: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[Any] | None = None
+    functions: list[Any] | None = None
+    tool_choice: Any = None
+    function_call: Any = None
+    # hints OpenAI documents; accepted and ignored
+    user: Any = None
+    store: Any = None
+    metadata: Any = None
+    service_tier: Any = None
+    logit_bias: Any = None
+    parallel_tool_calls: Any = None
+    prediction: Any = None
+    reasoning_effort: Any = None
+    modalities: Any = None
+
+
+class ImageBody(_Body):
+    """``POST /v1/images/generations``."""
+
+    prompt: str
+    n: int = Field(1, ge=1, le=10)
+    size: str | None = None
+    response_format: str | None = None
+    steps: int = Field(20, ge=1, le=500)
+    seed: int | None = Field(None, ge=0, le=SEED_MAX)
+    negative_prompt: str | None = None
+    guidance_scale: float | None = Field(None, ge=0, le=100)
+    cfg_scale: float | None = Field(None, ge=0, le=100)
+    #: A1111's variation seed ("subseed"): 0 < strength ≤ 1 mixes its noise into ``seed``'s
+    variation_seed: int | None = Field(None, ge=0, le=SEED_MAX)
+    variation_strength: float = Field(0.0, ge=0, le=1)
+    user: Any = None
+    quality: Any = None
+    style: Any = None
+
+
+class EditBody(ImageBody):
+    """``POST /v1/images/edits`` (multipart form fields; ``image`` and ``mask`` are files)."""
+
+    strength: float = Field(0.75, gt=0, le=1)
+    mask_blur: int = Field(4, ge=0, le=64)
+
+
+class EmbeddingBody(_Body):
+    """``POST /v1/embeddings`` (local chat models: the mean-pooled last hidden state)."""
+
+    input: str | list[str]
+    encoding_format: str | None = None
+    dimensions: int | None = None
+    user: Any = None
+
+
+MAX_EMBED_INPUTS = 256
+
+
+def parse_embeddings(body: Any, model_spec: str) -> tuple[EmbedRequest, bool]:
+    """Validate a ``/v1/embeddings`` body: (the request, whether base64 was asked for)."""
+    b = _validated(EmbeddingBody, body)
+    texts = [b.input] if isinstance(b.input, str) else b.input
+    if not texts or len(texts) > MAX_EMBED_INPUTS:
+        raise _bad(f"'input' must be a string or a list of 1 to {MAX_EMBED_INPUTS} strings.",
+                   "input")
+    if not all(texts):
+        raise _bad("'input' must not contain empty strings.", "input")
+    if b.encoding_format not in (None, "float", "base64"):
+        raise _bad("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
+    if b.dimensions is not None:
+        raise _bad("'dimensions' is not supported: the vectors have the model's hidden size.",
+                   "dimensions")
+    return EmbedRequest(model=model_spec, texts=list(texts)), b.encoding_format == "base64"
+
+
+def embedding_list(model: str, vectors: list[list[float]], tokens: int,
+                   base64_floats: bool) -> dict[str, Any]:
+    import base64
+    import struct
+
+    def encoded(vector: list[float]) -> Any:
+        if not base64_floats:
+            return vector
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+    return {"object": "list", "model": model,
+            "data": [{"object": "embedding", "index": i, "embedding": encoded(v)}
+                     for i, v in enumerate(vectors)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+def _param(loc: tuple[Any, ...]) -> str:
+    """``("messages", 0, "role")`` → ``messages[0].role`` (pydantic's union tags left out)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).replace(" ", "").lower() not in _UNION_TAGS:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def validation_error(exc: ValidationError) -> ApiError:
+    """The first problem pydantic found, as an OpenAI 400 naming the field."""
+    err = exc.errors(include_url=False)[0]
+    param = _param(tuple(err["loc"])) or None
+    if err["type"] == "extra_forbidden":
+        return _bad(f"Unrecognized request argument supplied: {param}", param)
+    if err["type"] == "missing":
+        return _bad(f"'{param}' is required.", param)
+    shown = repr(err.get("input"))
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return _bad(f"'{param}': {err['msg']}, not {shown}.", param)
+
+
+def _validated(model: type[_B], body: Any) -> _B:
+    if not isinstance(body, dict):
+        raise _bad("The request body must be a JSON object.")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON, with a bounded parser: nesting deeper than pydantic-core's limit
+    and lone surrogates (``"\\ud800"``) are a 400 here, not a RecursionError or an encoding error
+    later."""
+    try:
+        return from_json(raw)
+    except ValueError as exc:
+        raise _bad(f"We could not parse the JSON body of your request ({exc}). "
+                   "(HINT: send a JSON object.)") from None
 
 
 def _text_content(content: Any, index: int) -> str:
@@ -66,8 +234,7 @@ def _text_content(content: Any, index: int) -> str:
     if isinstance(content, list):
         texts = []
         for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(
-                    part.get("text"), str):
+            if part.get("type") != "text" or not isinstance(part.get("text"), str):
                 raise _bad("Only text message parts are supported (no images or audio).", param)
             texts.append(part["text"])
         return "".join(texts)
@@ -83,70 +250,41 @@ class ChatOptions:
     stop: list[str] = field(default_factory=list)
 
 
-_IGNORED_CHAT_FIELDS = {"user", "store", "metadata", "service_tier", "logit_bias",
-                        "parallel_tool_calls", "prediction", "reasoning_effort", "modalities"}
-_CHAT_FIELDS = {"model", "messages", "stream", "stream_options", "temperature", "top_p", "top_k",
-                "repetition_penalty", "max_tokens", "max_completion_tokens", "seed", "stop", "n",
-                "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs",
-                "response_format", "tools", "tool_choice", "functions", "function_call",
-                } | _IGNORED_CHAT_FIELDS
-
-
 def parse_chat(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
     """Validate a ``/v1/chat/completions`` body; ``model_spec`` is the resolved model."""
-    if not isinstance(body, dict):
-        raise _bad("The request body must be a JSON object.")
-    unknown = sorted(set(body) - _CHAT_FIELDS)
-    if unknown:
-        raise _bad(f"Unrecognized request argument supplied: {unknown[0]}", unknown[0])
-    raw = body.get("messages")
-    if not isinstance(raw, list) or not raw:
-        raise _bad("'messages' must be a non-empty list.", "messages")
+    b = _validated(ChatBody, body)
     messages = []
-    for i, m in enumerate(raw):
-        if not isinstance(m, dict):
-            raise _bad("Each message must be an object with 'role' and 'content'.",
-                       f"messages[{i}]")
-        role = "system" if m.get("role") == "developer" else m.get("role")
+    for i, m in enumerate(b.messages):
+        role = "system" if m.role == "developer" else m.role
         if role not in ("system", "user", "assistant"):
-            raise _bad(f"Unsupported role {m.get('role')!r}: use system, user or assistant.",
+            raise _bad(f"Unsupported role {m.role!r}: use system, user or assistant.",
                        f"messages[{i}].role")
-        messages.append({"role": role, "content": _text_content(m.get("content"), i)})
-    if body.get("n", 1) != 1:
+        messages.append({"role": role, "content": _text_content(m.content, i)})
+    if b.n not in (None, 1):
         raise _bad("Only n=1 is supported.", "n")
     for name in ("presence_penalty", "frequency_penalty"):
-        if body.get(name) not in (None, 0, 0.0):
+        if getattr(b, name) not in (None, 0, 0.0):
             raise _bad(f"'{name}' is not supported; use 'repetition_penalty'.", name)
     for name in ("logprobs", "tools", "functions", "tool_choice", "function_call"):
-        if body.get(name) not in (None, False, [], "none"):
+        if getattr(b, name) not in (None, False, [], "none"):
             raise _bad(f"'{name}' is not supported by this server.", name)
-    fmt = body.get("response_format")
-    if fmt not in (None, {"type": "text"}):
+    if b.response_format not in (None, {"type": "text"}):
         raise _bad("Only response_format {'type': 'text'} is supported.", "response_format")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise _bad("'stream' must be true or false.", "stream")
-    stream_options = body.get("stream_options") or {}
-    if not isinstance(stream_options, dict):
-        raise _bad("'stream_options' must be an object.", "stream_options")
-    stop = body.get("stop")
-    stops = [stop] if isinstance(stop, str) else (stop or [])
-    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops) \
-            or len(stops) > MAX_STOP_STRINGS:
+    stops = [b.stop] if isinstance(b.stop, str) else (b.stop or [])
+    if not all(stops) or len(stops) > MAX_STOP_STRINGS:
         raise _bad(f"'stop' must be a string or a list of up to {MAX_STOP_STRINGS} non-empty "
                    "strings.", "stop")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    max_tokens = b.max_completion_tokens if b.max_completion_tokens is not None \
+        else b.max_tokens
     request = ChatRequest(
         model=model_spec, messages=messages,
-        temperature=_number(body, "temperature", 1.0, 0, 2),
-        top_p=_number(body, "top_p", 1.0, 0, 1),
-        top_k=_number(body, "top_k", 0, -1, 1_000_000, integer=True),
-        repetition_penalty=_number(body, "repetition_penalty", 1.0, 0, 10),
-        max_new_tokens=_number({"max_tokens": max_tokens}, "max_tokens", 512, 1, 1_000_000,
-                               integer=True),
-        seed=_number(body, "seed", None, -(2**63), 2**63 - 1, integer=True),
+        temperature=1.0 if b.temperature is None else b.temperature,
+        top_p=1.0 if b.top_p is None else b.top_p,
+        top_k=max(b.top_k or 0, 0),  # vLLM spells "off" as -1
+        repetition_penalty=1.0 if b.repetition_penalty is None else b.repetition_penalty,
+        max_new_tokens=512 if max_tokens is None else max_tokens,
+        seed=b.seed,
     )
-    request.top_k = max(request.top_k, 0)  # vLLM spells "off" as -1
     if request.top_p == 0:  # OpenAI allows 0 (≈ greedy); the studio's request needs (0, 1]
         request.temperature = 0.0
         request.top_p = 1.0
@@ -156,53 +294,70 @@ def parse_chat(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
         request.validate()
     except ValueError as exc:
         raise _bad(str(exc)) from exc
-    options = ChatOptions(stream=stream, include_usage=bool(stream_options.get("include_usage")),
-                          stop=stops)
-    return request, options
+    include_usage = bool(b.stream_options and b.stream_options.include_usage)
+    return request, ChatOptions(stream=b.stream, include_usage=include_usage, stop=stops)
 
 
-_IMAGE_FIELDS = {"model", "prompt", "n", "size", "response_format", "steps", "seed",
-                 "negative_prompt", "guidance_scale", "cfg_scale", "user", "quality", "style"}
+def _image_fields(b: ImageBody) -> dict[str, Any]:
+    """The request fields generations and edits share, as the CLI builds them (the prompt goes
+    verbatim: A1111 weights, BREAK, editing and embeddings are read by the pipeline)."""
+    from studio.core.requests import variation_fields
 
-
-def parse_image(body: Any, model_spec: str) -> Txt2ImgRequest:
-    """Validate a ``/v1/images/generations`` body (b64_json answers only)."""
-    if not isinstance(body, dict):
-        raise _bad("The request body must be a JSON object.")
-    unknown = sorted(set(body) - _IMAGE_FIELDS)
-    if unknown:
-        raise _bad(f"Unrecognized request argument supplied: {unknown[0]}", unknown[0])
-    prompt = body.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
+    if not b.prompt.strip():
         raise _bad("'prompt' must be a non-empty string.", "prompt")
-    if body.get("response_format", "b64_json") not in ("b64_json", None):
+    if b.response_format not in ("b64_json", None):
         raise _bad("Only response_format 'b64_json' is supported (the images stay on this "
                    "machine; there is no URL to fetch them from).", "response_format")
-    size = body.get("size") or "512x512"
+    cfg = b.guidance_scale if b.guidance_scale is not None else b.cfg_scale
     try:
-        width, height = (int(v) for v in str(size).lower().split("x"))
+        variation = variation_fields(b.variation_seed, b.variation_strength)
+    except ValueError as exc:
+        raise _bad(str(exc), "variation_seed") from exc
+    return dict(prompt=b.prompt, negative_prompt=b.negative_prompt or "", steps=b.steps,
+                cfg=7.0 if cfg is None else cfg, count=b.n,
+                seed=secrets.randbelow(SEED_MAX + 1) if b.seed is None else b.seed, **variation)
+
+
+def _size(size: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise _bad(f"'size' must look like 512x512, not {size!r}.", "size") from None
-    negative = body.get("negative_prompt") or ""
-    if not isinstance(negative, str):
-        raise _bad("'negative_prompt' must be a string.", "negative_prompt")
-    cfg = body.get("guidance_scale", body.get("cfg_scale"))
-    request = Txt2ImgRequest(
-        model=model_spec, prompt=prompt, negative_prompt=negative,
-        steps=_number(body, "steps", 20, 1, 500, integer=True),
-        cfg=_number({"guidance_scale": cfg}, "guidance_scale", 7.0, 0, 100),
-        width=width, height=height,
-        seed=_number(body, "seed", None, 0, SEED_MAX, integer=True),
-        count=_number(body, "n", 1, 1, 10, integer=True),
-    )
-    if request.seed is None:
-        request.seed = secrets.randbelow(SEED_MAX + 1)
+    return width, height
+
+
+def _checked(request: Any) -> Any:
     try:
         request.validate()
     except ValueError as exc:
         param = "size" if "multiple of 8" in str(exc) or "pixels" in str(exc) else None
         raise _bad(str(exc), param) from exc
     return request
+
+
+def parse_image(body: Any, model_spec: str) -> Txt2ImgRequest:
+    """Validate a ``/v1/images/generations`` body (b64_json answers only)."""
+    b = _validated(ImageBody, body)
+    width, height = _size(b.size or "512x512")
+    return _checked(Txt2ImgRequest(model=model_spec, width=width, height=height,
+                                   **_image_fields(b)))
+
+
+def parse_edit(fields: dict[str, Any], model_spec: str, image: str, mask: str) -> Img2ImgRequest:
+    """Validate ``/v1/images/edits`` form ``fields`` (strings, as a form sends them, read as
+    JSON values where they parse); ``image``/``mask``: the uploaded files as saved here."""
+    values: dict[str, Any] = {}
+    for name, value in fields.items():
+        try:
+            values[name] = from_json(value) if name not in ("prompt", "negative_prompt",
+                                                            "size", "model") else value
+        except ValueError:
+            values[name] = value
+    b = _validated(EditBody, values)
+    width, height = _size(b.size) if b.size else (0, 0)
+    return _checked(Img2ImgRequest(model=model_spec, image=image, mask=mask,
+                                   mask_blur=b.mask_blur if mask else 0, strength=b.strength,
+                                   width=width, height=height, **_image_fields(b)))
 
 
 # -- responses --------------------------------------------------------------------------------

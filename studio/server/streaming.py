@@ -1,17 +1,16 @@
 """From the job queue to an HTTP client: per-request event queues, stop strings, disconnects.
 
-Every request thread submits its job to the engine with a listener of its own, which drops each
-partial result and the end of the job into that request's queue, and then waits on the queue.
-While it waits, the request thread watches its socket, so a client that hangs up — even while its
-job is still queued — cancels the job.
+Every request submits its job to the engine with a listener of its own, which hands each partial
+result and the end of the job (on the lane's thread) to that request's asyncio queue. While the
+request waits on the queue it asks the server whether its client is still there, so a client that
+hangs up — even while its job is still queued — cancels the job.
 """
 
 from __future__ import annotations
 
-import queue
-import select
-import socket
-from collections.abc import Iterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from studio.core.engine import Engine
@@ -23,54 +22,48 @@ POLL_SECONDS = 0.1
 class _JobEvents:
     """The listener of one request's job: its partial results and its end, into a queue."""
 
-    def __init__(self) -> None:
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def _put(self, item: tuple[str, Any]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the server has stopped
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
 
     # JobListener (the lane's thread; never blocks)
     def job_changed(self, job: JobSnapshot) -> None:
         if job.state.finished:
-            self.queue.put(("end", job))
+            self._put(("end", job))
 
     def job_progress(self, job: JobSnapshot, step: int, total: int, preview: Any) -> None:
         pass
 
     def job_partial(self, job: JobSnapshot, result: Any) -> None:
-        self.queue.put(("partial", result))
-
-
-def client_gone(sock: socket.socket) -> bool:
-    """True when the peer has closed its end (readable, and a peek reads nothing)."""
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        if not readable:
-            return False
-        return sock.recv(1, socket.MSG_PEEK) == b""
-    except (OSError, ValueError):
-        return True
+        self._put(("partial", result))
 
 
 class ClientGone(Exception):
     """The HTTP client hung up; its job has been cancelled."""
 
 
-def events(engine: Engine, request: Any, title: str,
-           sock: socket.socket) -> Iterator[tuple[str, Any]]:
+async def events(engine: Engine, request: Any, title: str,
+                 client_gone: Callable[[], Awaitable[bool]]) -> AsyncIterator[tuple[str, Any]]:
     """Submit a job and yield ``("partial", result)`` … then ``("end", snapshot)``.
 
-    Raises :class:`ClientGone` (after cancelling the job) when the client disconnects. Closing
-    the generator early (the consumer stops) cancels the job too.
+    Raises :class:`ClientGone` (after cancelling the job) when ``client_gone()`` says the client
+    disconnected. Closing the generator early (the consumer stops, or its task is cancelled)
+    cancels the job too.
     """
-    listener = _JobEvents()
-    q = listener.queue
+    listener = _JobEvents(asyncio.get_running_loop())
     job = None
     finished = False
     try:
         job = engine.submit(request, title=title, listener=listener)
         while True:
             try:
-                item = q.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                if client_gone(sock):
+                item = await asyncio.wait_for(listener.queue.get(), POLL_SECONDS)
+            except asyncio.TimeoutError:
+                if await client_gone():
                     raise ClientGone() from None
                 continue
             if item[0] == "end":
@@ -82,7 +75,7 @@ def events(engine: Engine, request: Any, title: str,
         if job is not None and not finished:
             job.cancel()
         # A server runs for weeks: finished jobs (and every chunk they streamed) must not pile
-        # up in the lanes. Each request thread holds its own job, so none is lost to it.
+        # up in the lanes. Each request holds its own job, so none is lost to it.
         engine.clear_finished()
 
 

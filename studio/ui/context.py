@@ -18,6 +18,9 @@ class AppContext(QObject):
     openInWorkspace = Signal(str, object)
     #: A finished image or file the gallery should pick up (pathlib.Path).
     outputWritten = Signal(object)
+    #: Models were added to the library by the app itself (a model exported from Train): the
+    #: pickers scan again.
+    libraryChanged = Signal()
     #: A sentence for the window's warning banner (e.g. the settings could not be saved).
     warned = Signal(str)
 

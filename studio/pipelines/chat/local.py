@@ -21,8 +21,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from studio.core.config import Paths, Settings
-from studio.core.jobs import CancelToken, UserFacingError, describe_error
-from studio.pipelines.chat.types import ChatChunk, ChatReply, ChatRequest
+from studio.core.jobs import CancelToken, JobCancelled, UserFacingError, describe_error
+from studio.pipelines.chat.types import (
+    ChatChunk,
+    ChatReply,
+    ChatRequest,
+    Embeddings,
+    EmbedRequest,
+)
 from studio.pipelines.model_cache import ModelCache
 
 ChunkCallback = Callable[[ChatChunk], None]
@@ -170,6 +176,33 @@ class LocalChatBackend:
             raise UserFacingError(str(exc)) from exc
         with self._lock:
             return self._generate(request, cancel, on_chunk or (lambda _c: None))
+
+    def embed(self, request: EmbedRequest, cancel: CancelToken) -> Embeddings:
+        """Each text's last hidden state mean-pooled over its tokens (texts longer than the
+        model's context are cut to it, and counted in ``truncated``)."""
+        import torch
+
+        try:
+            request.validate()
+        except ValueError as exc:
+            raise UserFacingError(str(exc)) from exc
+        with self._lock:
+            loaded = self.load(request.model)
+            vectors: list[list[float]] = []
+            tokens = truncated = 0
+            for text in request.texts:
+                if cancel.cancelled:
+                    raise JobCancelled()
+                ids = loaded.tokenizer(text, add_special_tokens=True)["input_ids"]
+                if len(ids) > loaded.context_length:
+                    ids, truncated = ids[:loaded.context_length], truncated + 1
+                tokens += len(ids)
+                input_ids = torch.tensor([ids], device=loaded.model.device)
+                with torch.inference_mode():
+                    out = loaded.model(input_ids=input_ids, output_hidden_states=True,
+                                       use_cache=False)
+                vectors.append(out.hidden_states[-1][0].float().mean(dim=0).tolist())
+        return Embeddings(vectors, tokens, truncated)
 
     def _generate(self, request: ChatRequest, cancel: Any, on_chunk: ChunkCallback) -> ChatReply:
         import torch

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import ssl
 import threading
@@ -48,17 +49,30 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
     text = str(spec).strip()
     example = "e.g. openai:http://localhost:11434/v1#llama3.2"
     if not text.startswith(SPEC_PREFIX):
-        raise ValueError(f"{spec!r} is not a remote model: write openai:BASE_URL#MODEL, {example}.")
+        raise ValueError(f"{redact(spec)!r} is not a remote model: write openai:BASE_URL#MODEL, {example}.")
     base, sep, model = text[len(SPEC_PREFIX):].partition("#")
     base, model = base.strip().rstrip("/"), model.strip()
     parts = urlsplit(base)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{base!r} is not an http(s) URL: write openai:BASE_URL#MODEL, "
+        raise ValueError(f"{redact(base)!r} is not an http(s) URL: write openai:BASE_URL#MODEL, "
                          f"{example}.")
     if not sep or not model:
-        raise ValueError(f"No model named in {spec!r}: write openai:BASE_URL#MODEL, "
-                         f"e.g. openai:{base}#MODEL.")
+        raise ValueError(f"No model named in {redact(spec)!r}: write openai:BASE_URL#MODEL, "
+                         f"e.g. openai:{redact(base)}#MODEL.")
     return base, model
+
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """``text`` without credentials: ``scheme://user:password@host`` loses its ``user:password@``
+    (a proxy's or a gateway's, wherever it appears) and each of ``secrets`` becomes ``***``."""
+    text = _USERINFO.sub(r"\1", str(text))
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
 
 
 def make_spec(base_url: str, model: str) -> str:
@@ -103,8 +117,10 @@ class RemoteChatBackend:
         self.connect_timeout = float(connect_timeout)
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{base_url!r} is not an http(s) URL.")
+            raise ValueError(f"{redact(base_url)!r} is not an http(s) URL.")
         self._parts = parts
+        #: the URL as messages show it: never the user:password@ a proxy or gateway URL may hold
+        self.where = redact(self.base_url)
         prefix = parts.path.rstrip("/")
         self._prefix = prefix if prefix.endswith("/v1") else prefix + "/v1"
 
@@ -127,21 +143,25 @@ class RemoteChatBackend:
         try:
             conn.connect()
         except ConnectionRefusedError as exc:
-            raise UserFacingError(f"Cannot reach {self.base_url}: connection refused — is the "
+            raise UserFacingError(f"Cannot reach {self.where}: connection refused — is the "
                                   "server running?") from exc
         except socket.gaierror as exc:
-            raise UserFacingError(f"Cannot reach {self.base_url}: unknown host "
+            raise UserFacingError(f"Cannot reach {self.where}: unknown host "
                                   f"{p.hostname!r}.") from exc
         except TimeoutError as exc:
-            raise UserFacingError(f"Cannot reach {self.base_url}: no answer within "
+            raise UserFacingError(f"Cannot reach {self.where}: no answer within "
                                   f"{self.connect_timeout:g} s.") from exc
         except ssl.SSLError as exc:
-            raise UserFacingError(f"Cannot reach {self.base_url}: TLS failed ({exc}).") from exc
+            raise UserFacingError(f"Cannot reach {self.where}: TLS failed ({self._redact(exc)}).") from exc
         except OSError as exc:
-            raise UserFacingError(f"Cannot reach {self.base_url}: "
-                                  f"{exc.strerror or exc}.") from exc
+            raise UserFacingError(f"Cannot reach {self.where}: "
+                                  f"{self._redact(exc.strerror or exc)}.") from exc
         conn.sock.settimeout(self.timeout)  # from now on: the longest silence we wait through
         return conn
+
+    def _redact(self, exc: object) -> str:
+        """``exc``'s text without credentials: URLs' user:password@ and the API key."""
+        return redact(str(exc), self.api_key)
 
     def _headers(self, stream: bool) -> dict[str, str]:
         headers = {"User-Agent": f"studio/{__version__}",
@@ -151,8 +171,8 @@ class RemoteChatBackend:
         return headers
 
     def _http_error(self, status: int, body: bytes, what: str) -> UserFacingError:
-        detail = _error_text(body)
-        where = self.base_url
+        detail = redact(_error_text(body), self.api_key)
+        where = self.where
         if status in (401, 403):
             return UserFacingError(f"The server at {where} refused the API key (HTTP {status}: "
                                    f"{detail}). Check the key for this server.")
@@ -171,7 +191,7 @@ class RemoteChatBackend:
                                f"{detail}).")
 
     def _timeout_error(self, exc: BaseException) -> UserFacingError:
-        return UserFacingError(f"The server at {self.base_url} sent nothing for "
+        return UserFacingError(f"The server at {self.where} sent nothing for "
                                f"{self.timeout:g} s — it may be loading the model or overloaded. "
                                "Try again, or allow a longer wait.")
 
@@ -186,7 +206,7 @@ class RemoteChatBackend:
         except TimeoutError as exc:
             raise self._timeout_error(exc) from exc
         except (OSError, http.client.HTTPException) as exc:
-            raise UserFacingError(f"{self.base_url} broke off: {exc}") from exc
+            raise UserFacingError(f"{self.where} broke off: {self._redact(exc)}") from exc
         finally:
             conn.close()
         if resp.status != 200:
@@ -195,7 +215,7 @@ class RemoteChatBackend:
             data = json.loads(body)
             return [str(m["id"]) for m in data["data"]]
         except (ValueError, KeyError, TypeError) as exc:
-            raise UserFacingError(f"{self.base_url}{self._prefix}/models did not answer with an "
+            raise UserFacingError(f"{self.where}{self._prefix}/models did not answer with an "
                                   "OpenAI model list.") from exc
 
     def payload(self, request: ChatRequest, extras: bool = True) -> dict[str, Any]:
@@ -236,7 +256,7 @@ class RemoteChatBackend:
                 raise self._timeout_error(exc) from exc
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                raise UserFacingError(f"{self.base_url} broke off the connection: {exc}") from exc
+                raise UserFacingError(f"{self.where} broke off the connection: {self._redact(exc)}") from exc
             if resp.status == 200:
                 return conn, resp, sock
             try:
@@ -294,7 +314,7 @@ class RemoteChatBackend:
                 if cancel.cancelled:
                     continue
                 yield parser.failed(UserFacingError(
-                    f"The connection to {self.base_url} broke: {exc}"))
+                    f"The connection to {self.where} broke: {self._redact(exc)}"))
                 return
             if not raw and cancel.cancelled:
                 continue
@@ -341,21 +361,21 @@ class AsyncRemoteChat:
             return any(isinstance(c, kind) for c in causes)
 
         if isinstance(exc, httpx2.ConnectTimeout):
-            return UserFacingError(f"Cannot reach {b.base_url}: no answer within "
+            return UserFacingError(f"Cannot reach {b.where}: no answer within "
                                    f"{b.connect_timeout:g} s.")
         if isinstance(exc, httpx2.TimeoutException):
             return b._timeout_error(exc)
         if isinstance(exc, httpx2.ConnectError):
             if caused_by(socket.gaierror):
-                return UserFacingError(f"Cannot reach {b.base_url}: unknown host "
+                return UserFacingError(f"Cannot reach {b.where}: unknown host "
                                        f"{b._parts.hostname!r}.")
             if caused_by(ConnectionRefusedError):
-                return UserFacingError(f"Cannot reach {b.base_url}: connection refused — is the "
+                return UserFacingError(f"Cannot reach {b.where}: connection refused — is the "
                                        "server running?")
             if caused_by(ssl.SSLError):
-                return UserFacingError(f"Cannot reach {b.base_url}: TLS failed ({exc}).")
-            return UserFacingError(f"Cannot reach {b.base_url}: {exc}.")
-        return UserFacingError(f"The connection to {b.base_url} broke: {exc}")
+                return UserFacingError(f"Cannot reach {b.where}: TLS failed ({b._redact(exc)}).")
+            return UserFacingError(f"Cannot reach {b.where}: {b._redact(exc)}.")
+        return UserFacingError(f"The connection to {b.where} broke: {b._redact(exc)}")
 
     async def list_models(self) -> list[str]:
         """Model ids from ``GET /v1/models``."""
@@ -372,7 +392,7 @@ class AsyncRemoteChat:
         try:
             return [str(m["id"]) for m in json.loads(resp.content)["data"]]
         except (ValueError, KeyError, TypeError) as exc:
-            raise UserFacingError(f"{b.base_url}{b._prefix}/models did not answer with an "
+            raise UserFacingError(f"{b.where}{b._prefix}/models did not answer with an "
                                   "OpenAI model list.") from exc
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
@@ -415,7 +435,7 @@ class AsyncRemoteChat:
                 return
             except httpx2.HTTPError as exc:
                 yield parser.failed(UserFacingError(
-                    f"The connection to {self.backend.base_url} broke: {exc}"))
+                    f"The connection to {self.backend.where} broke: {self.backend._redact(exc)}"))
                 return
             for chunk in parser.feed(line):
                 yield chunk
@@ -454,7 +474,7 @@ class _EventParser:
             if self.finish is not None:
                 return [self.final(self.finish)]
             return [self.failed(UserFacingError(
-                f"The server at {self.backend.base_url} closed the connection before the reply "
+                f"The server at {self.backend.where} closed the connection before the reply "
                 "was complete."))]
         line = line.rstrip("\r\n")
         if line.startswith("data:"):
@@ -468,13 +488,13 @@ class _EventParser:
         try:
             event = json.loads(data)
         except ValueError:
-            return [self.final("error", f"The server at {self.backend.base_url} sent something "
+            return [self.final("error", f"The server at {self.backend.where} sent something "
                                         f"that is not JSON: {data[:100]!r}")]
         if not isinstance(event, dict):
             return []
         if "error" in event:
             return [self.failed(UserFacingError(
-                f"The server at {self.backend.base_url} reported an error: "
+                f"The server at {self.backend.where} reported an error: "
                 + _error_text(json.dumps(event).encode())))]
         if isinstance(event.get("usage"), dict):
             self.usage = event["usage"]

@@ -18,7 +18,7 @@ from typing import Any
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.pipelines.chat import remote
-from studio.pipelines.chat.types import ChatChunk, ChatReply, ChatRequest
+from studio.pipelines.chat.types import ChatChunk, ChatReply, ChatRequest, Embeddings, EmbedRequest
 
 
 class ChatService:
@@ -151,3 +151,19 @@ class ChatService:
                          seconds=time.perf_counter() - started, time_to_first_token=first,
                          dropped_messages=end.dropped_messages, warnings=list(end.warnings),
                          conversation_tokens=end.conversation_tokens)
+
+
+class EmbedService:
+    """The ``embed`` job handler: a local chat model's embeddings (the model cache is the chat
+    service's, so a model loaded to chat serves embeddings without a second copy)."""
+
+    def __init__(self, chat: ChatService) -> None:
+        self.chat = chat
+
+    def run(self, request: EmbedRequest, progress: ProgressSink,
+            cancel: CancelToken) -> Embeddings:
+        if remote.is_remote_spec(request.model):
+            raise UserFacingError("Embeddings come from local chat models only; "
+                                  f"{remote.redact(request.model)} is on another server.")
+        return self.chat.local.embed(request, cancel)
+

@@ -43,17 +43,72 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_by_parent ON messages(conversation_id, parent_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
     content, content='messages', content_rowid='id');
-CREATE TRIGGER IF NOT EXISTS messages_ai AFTER INSERT ON messages BEGIN
-    INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
-END;
-CREATE TRIGGER IF NOT EXISTS messages_ad AFTER DELETE ON messages BEGIN
-    INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
-END;
-CREATE TRIGGER IF NOT EXISTS messages_au AFTER UPDATE OF content ON messages BEGIN
-    INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
-    INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
-END;
 """
+
+
+def fts_triggers(table: str, column: str, updates: bool = True) -> str:
+    """The triggers that keep ``<table>_fts`` (an external-content FTS5 index over ``column``)
+    in step with ``table``: on insert, delete and (``updates``) a change of the column."""
+    fts = f"{table}_fts"
+    delete = f"INSERT INTO {fts}({fts}, rowid, {column}) VALUES ('delete', old.id, old.{column});"
+    insert = f"INSERT INTO {fts}(rowid, {column}) VALUES (new.id, new.{column});"
+    sql = (f"CREATE TRIGGER IF NOT EXISTS {table}_ai AFTER INSERT ON {table} BEGIN {insert} END;\n"
+           f"CREATE TRIGGER IF NOT EXISTS {table}_ad AFTER DELETE ON {table} BEGIN {delete} END;\n")
+    if updates:
+        sql += (f"CREATE TRIGGER IF NOT EXISTS {table}_au AFTER UPDATE OF {column} ON {table} "
+                f"BEGIN {delete} {insert} END;\n")
+    return sql
+
+
+SCHEMA += fts_triggers("messages", "content")
+
+#: The documents attached to conversations and named collections (retrieval, see
+#: :mod:`.documents`): files, their passages, an FTS5 index over the passages (BM25) and,
+#: when an embedding model was found, each passage's vector.
+DOCUMENTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS doc_collections (
+    id INTEGER PRIMARY KEY,
+    name TEXT UNIQUE,  -- NULL: the files attached to one conversation
+    conversation_id INTEGER UNIQUE REFERENCES conversations(id) ON DELETE CASCADE,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS doc_files (
+    id INTEGER PRIMARY KEY,
+    collection_id INTEGER NOT NULL REFERENCES doc_collections(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    mtime REAL NOT NULL DEFAULT 0,
+    sha256 TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT 'ok',  -- ok | skipped
+    note TEXT NOT NULL DEFAULT '',
+    pages INTEGER NOT NULL DEFAULT 0,
+    indexed REAL NOT NULL DEFAULT 0,
+    UNIQUE (collection_id, path)
+);
+CREATE TABLE IF NOT EXISTS doc_chunks (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES doc_files(id) ON DELETE CASCADE,
+    ord INTEGER NOT NULL,
+    page INTEGER NOT NULL DEFAULT 0,  -- 1-based page of a PDF; 0: a file without pages
+    text TEXT NOT NULL,
+    vector BLOB,
+    vector_model TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS doc_chunks_by_file ON doc_chunks(file_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS doc_chunks_fts USING fts5(
+    text, content='doc_chunks', content_rowid='id', tokenize='porter unicode61');
+""" + fts_triggers("doc_chunks", "text", updates=False)  # a passage's text never changes
+
+#: Schema changes after the first release, in order: ``PRAGMA user_version`` says how many of
+#: them a database has had; opening it applies the rest, each in one transaction.
+MIGRATIONS = (DOCUMENTS_SCHEMA,)
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring a conversations database up to :data:`MIGRATIONS` (a newer one is left alone)."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
 
 
 def inserted_id(cursor: sqlite3.Cursor) -> int:
@@ -175,6 +230,7 @@ class ConversationStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        migrate(self._db)
 
     def close(self) -> None:
         with self._lock:
@@ -183,6 +239,10 @@ class ConversationStore:
     def _run(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
         with self._lock:
             return self._db.execute(sql, args)
+
+    def execute(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        """One statement on the database (other stores sharing this file use it; :mod:`.documents`)."""
+        return self._run(sql, args)
 
     def transaction(self) -> Any:
         """``with store.transaction():`` groups writes into one commit (imports, bulk adds)."""

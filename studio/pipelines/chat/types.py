@@ -13,6 +13,31 @@ ROLES = ("system", "user", "assistant")
 
 
 @dataclass
+class EmbedRequest:
+    """Embeddings of ``texts`` from a local chat model: each text's last hidden state (the final
+    layer, after its norm), averaged over its tokens. ``model`` as in :class:`ChatRequest`,
+    local models only."""
+
+    model: str
+    texts: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        if not str(self.model).strip():
+            raise ValueError("No chat model chosen.")
+        if not self.texts or not all(isinstance(t, str) and t for t in self.texts):
+            raise ValueError("Give one or more non-empty texts to embed.")
+
+
+@dataclass
+class Embeddings:
+    """The vectors of an :class:`EmbedRequest`, in order, and the tokens read."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int
+    truncated: int = 0  # how many texts were cut to the model's context length
+
+
+@dataclass
 class ChatRequest:
     """One reply to generate. ``messages`` are ``{"role": ..., "content": ...}`` dicts in order.
 

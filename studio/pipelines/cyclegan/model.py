@@ -305,7 +305,6 @@ class CycleGANGenerator:
 
     def _tiled(self, x: Any, tile: int, overlap: int, guide_side: int,
                progress: Callable[[int, int], None] | None, cancel: CancelToken | None) -> Any:
-        import torch
 
         tile = max(MIN_SIDE, tile // 4 * 4)
         overlap = max(0, min(overlap // 4 * 4, tile // 2))
@@ -314,36 +313,20 @@ class CycleGANGenerator:
         height, width = x.shape[-2:]
         x = pad_to_multiple(x)
         h, w = x.shape[-2:]
-        ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
-        total = len(ys) * len(xs) + 1  # +1: the guide pass
+        grid = tile_grid(h, w, tile, overlap)
+        total = len(grid) + 1  # +1: the guide pass
         if progress:
             progress(0, total)
         self._record_guide(x, guide_side)
         try:
             if progress:
                 progress(1, total)
-            out = torch.zeros((1, self.spec.output_nc, h, w), dtype=torch.float32,
-                              device=x.device)
-            weight = torch.zeros((1, 1, h, w), dtype=torch.float32, device=x.device)
-            done = 1
-            for y0 in ys:
-                for x0 in xs:
-                    if cancel is not None and cancel.cancelled:
-                        raise JobCancelled()
-                    th, tw = min(tile, h - y0), min(tile, w - x0)
-                    y = self.forward_padded(x[..., y0:y0 + th, x0:x0 + tw]).float()
-                    ramp = blend_weights(th, tw, overlap, top=y0 > 0, left=x0 > 0,
-                                         bottom=y0 + th < h, right=x0 + tw < w)
-                    ramp_t = torch.from_numpy(ramp).to(x.device)[None, None]
-                    out[..., y0:y0 + th, x0:x0 + tw] += y * ramp_t
-                    weight[..., y0:y0 + th, x0:x0 + tw] += ramp_t
-                    done += 1
-                    if progress:
-                        progress(done, total)
+            out = blend_tiles(x, grid, overlap, self.forward_padded, self.spec.output_nc,
+                              progress=progress, first=1, total=total, cancel=cancel)
         finally:
             for m in self._norms:
                 m.stats = None
-        return (out / weight.clamp_min(1e-8))[..., :height, :width]
+        return out[..., :height, :width]
 
 
 def pad_to_multiple(x: Any, multiple: int = 4) -> Any:
@@ -371,6 +354,41 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     if not starts or starts[-1] != last:
         starts.append(last)
     return starts
+
+
+def tile_grid(h: int, w: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """``(y0, x0, height, width)`` of every tile of an ``h``×``w`` image (both multiples of 4),
+    row by row (:func:`tile_starts` on each axis)."""
+    return [(y0, x0, min(tile, h - y0), min(tile, w - x0))
+            for y0 in tile_starts(h, tile, overlap) for x0 in tile_starts(w, tile, overlap)]
+
+
+def blend_tiles(x: Any, grid: list[tuple[int, int, int, int]], overlap: int,
+                run: Callable[[Any], Any], channels: int, *, scale: int = 1,
+                progress: Callable[[int, int], None] | None = None, first: int = 0,
+                total: int = 0, cancel: CancelToken | None = None) -> Any:
+    """``run(tile)`` for every tile of ``grid`` over ``x`` (1, C, H, W), each output ``scale``
+    times the tile's size, blended where tiles overlap with :func:`blend_weights` ramps;
+    ``progress(first + done, total)`` after each, a cancel honoured between two. Float32,
+    uncropped."""
+    import torch
+
+    h, w = x.shape[-2:]
+    out = torch.zeros((1, channels, h * scale, w * scale), dtype=torch.float32, device=x.device)
+    weight = torch.zeros((1, 1, h * scale, w * scale), dtype=torch.float32, device=x.device)
+    for done, (y0, x0, th, tw) in enumerate(grid, 1):
+        if cancel is not None and cancel.cancelled:
+            raise JobCancelled()
+        piece = run(x[..., y0:y0 + th, x0:x0 + tw]).float()
+        ramp = blend_weights(th * scale, tw * scale, overlap * scale, top=y0 > 0, left=x0 > 0,
+                             bottom=y0 + th < h, right=x0 + tw < w)
+        ramp_t = torch.from_numpy(ramp).to(x.device)[None, None]
+        region = (..., slice(y0 * scale, (y0 + th) * scale), slice(x0 * scale, (x0 + tw) * scale))
+        out[region] += piece * ramp_t
+        weight[region] += ramp_t
+        if progress is not None:
+            progress(first + done, total)
+    return out / weight.clamp_min(1e-8)
 
 
 def blend_weights(h: int, w: int, overlap: int, *, top: bool, left: bool, bottom: bool,

@@ -96,23 +96,8 @@ class TransformService:
         progress.message(f"Loading {model.name}…")
         name = model.name if len(model.directions) == 1 else f"{model.name} ({request.direction})"
         generator = self.generator(weights, device, model.path, name)
-        results: list[TransformedImage] = []
-        skipped: list[str] = []
-        count = len(request.inputs)
-        for index, name in enumerate(request.inputs):
-            cancel.raise_if_cancelled()
-            source = Path(name)
-            progress.message(f"Translating {source.name} ({index + 1} of {count})…"
-                             if count > 1 else f"Translating {source.name}…")
-            try:
-                loaded = images_in.open_image(source)
-            except UserFacingError as exc:
-                if count == 1:
-                    raise
-                # In a batch one bad file must not cost the rest: skip it and say so.
-                skipped.append(source.name)
-                progress.message(f"Skipped: {exc}")
-                continue
+
+        def translate(index: int, source: Path, loaded: Any) -> TransformedImage:
             image = images_in.fit_max_side(loaded.image, request.max_side)
             tiles = [1]
 
@@ -125,20 +110,59 @@ class TransformService:
                     "set a smaller tile size or a max side."):
                 out = generator.translate(image, tile=request.tile, overlap=request.overlap,
                                           progress=on_tile, cancel=cancel)
-            out = loaded.with_alpha(out)
             parameters = transform_parameters(request, model.name, source, out.size, tiles[0],
                                               outputs.studio_version())
-            # The metadata names this image only, so "reuse" repeats just this translation.
-            one = dataclasses.replace(request, inputs=[str(source)])
-            path = outputs.save_image_with_metadata(
-                out, paths.outputs_dir, f"{model.name}-{source.stem}", parameters,
-                {"transform": one.to_dict(), "source": str(source)}, dated=paths.dated_outputs)
-            result = TransformedImage(request=request, index=index, source=source, path=path,
-                                      image=out, parameters=parameters,
-                                      warnings=list(loaded.warnings))
-            results.append(result)
-            progress.partial(result)
-        if skipped and not results:
-            raise UserFacingError(f"None of the {count_of(count, 'image')} could be read "
-                                  f"({', '.join(skipped[:3])}{'…' if len(skipped) > 3 else ''}).")
-        return results
+            return save_result(request, index, source, loaded, out, model.name, parameters,
+                               paths)
+
+        return each_input(request.inputs, "Translating", translate, progress, cancel)
+
+
+def save_result(request: Any, index: int, source: Path, loaded: Any, out: Any, model_name: str,
+                parameters: str, paths: Paths) -> TransformedImage:
+    """``out`` given back ``loaded``'s transparency and saved as ``<model>-<source>.png`` with
+    ``parameters`` and the request in the ``studio`` chunk (naming this input only, so "reuse"
+    repeats just this image); the result to report."""
+    from studio.media import outputs
+
+    out = loaded.with_alpha(out)
+    one = dataclasses.replace(request, inputs=[str(source)])
+    path = outputs.save_image_with_metadata(
+        out, paths.outputs_dir, f"{model_name}-{source.stem}", parameters,
+        {one.to_dict()["kind"]: one.to_dict(), "source": str(source)}, dated=paths.dated_outputs)
+    return TransformedImage(request=request, index=index, source=source, path=path, image=out,
+                            parameters=parameters, warnings=list(loaded.warnings))
+
+
+def each_input(inputs: list[str], verb: str,
+               process: Callable[[int, Path, Any], TransformedImage], progress: ProgressSink,
+               cancel: CancelToken) -> list[TransformedImage]:
+    """``process(index, source, loaded)`` for each input image of a batch job (CycleGAN,
+    upscaling), each result reported with ``progress.partial`` at once. An image that cannot be
+    read is skipped with a message (one bad file must not cost the rest), unless it is the only
+    one; none readable fails the job."""
+    from studio.media import images_in
+
+    results: list[TransformedImage] = []
+    skipped: list[str] = []
+    count = len(inputs)
+    for index, name in enumerate(inputs):
+        cancel.raise_if_cancelled()
+        source = Path(name)
+        progress.message(f"{verb} {source.name} ({index + 1} of {count})…"
+                         if count > 1 else f"{verb} {source.name}…")
+        try:
+            loaded = images_in.open_image(source)
+        except UserFacingError as exc:
+            if count == 1:
+                raise
+            skipped.append(source.name)
+            progress.message(f"Skipped: {exc}")
+            continue
+        result = process(index, source, loaded)
+        results.append(result)
+        progress.partial(result)
+    if skipped and not results:
+        raise UserFacingError(f"None of the {count_of(count, 'image')} could be read "
+                              f"({', '.join(skipped[:3])}{'…' if len(skipped) > 3 else ''}).")
+    return results

@@ -130,6 +130,7 @@ class DiffusersService:
               progress: ProgressSink, cancel: CancelToken) -> tuple[Any, str, Any]:
         """(the cached pipeline, device, dtype) for ``entry``, loading it if needed, with the
         model's memory options applied (their warnings become notes of the job's results)."""
+        from studio.pipelines.diffusion.interrupt import watch_for_cancel
         from studio.pipelines.diffusion.memory import apply_memory_options, offload_supported
 
         device = job_device(settings)
@@ -143,6 +144,7 @@ class DiffusersService:
                               load_device="cpu" if offloaded else None)
         for warning in apply_memory_options(pipe, options, device):
             add_note(progress, warning)
+        watch_for_cancel(pipe)  # a cancel stops inside a step and inside prompt encoding too
         cancel.raise_if_cancelled()
         return pipe, device, dtype
 
@@ -267,11 +269,12 @@ def step_callback(request: Any, index: int, previewer: Any, progress: ProgressSi
 
 def render_image(pipe: Any, call_kwargs: dict[str, Any], request: Any, seed: int, index: int,
                  previewer: Any, progress: ProgressSink, cancel: CancelToken, dtype: Any,
-                 conditioning: Any = None) -> Any:
+                 conditioning: Any = None, latents: bool = False) -> Any:
     """One image of a batch: ``pipe(**call_kwargs)`` with a CPU generator seeded ``seed`` and the
     step callback (read-only unless the prompt's ``conditioning`` changes per step); a PIL image.
     A request with a variation strength has its starting noise slerped with the noise of image
-    ``index``'s variation seed (:mod:`.variation`).
+    ``index``'s variation seed (:mod:`.variation`). With ``latents`` the pipeline's latents come
+    back instead, not decoded (the hires fix's latent upscale starts from them).
 
     The pipeline returns numpy pixels, checked for NaN (a half-precision overflow gives a black
     image otherwise), then converted the way diffusers converts for ``output_type="pil"`` (bit
@@ -289,7 +292,7 @@ def render_image(pipe: Any, call_kwargs: dict[str, Any], request: Any, seed: int
     def call() -> Any:  # a fresh generator each time: a retry makes the same image
         with varied_noise(pipe, variation_seed, float(request.variation_strength)):
             return pipe(**call_kwargs, generator=torch.Generator("cpu").manual_seed(seed),
-                        output_type="np",
+                        output_type="latent" if latents else "np",
                         callback_on_step_end=step_callback(request, index, previewer, progress,
                                                            cancel, conditioning),
                         callback_on_step_end_tensor_inputs=tensors)
@@ -300,9 +303,9 @@ def render_image(pipe: Any, call_kwargs: dict[str, Any], request: Any, seed: int
     if cancel.cancelled:
         raise JobCancelled()
     pixels = out.images
-    if np.isnan(pixels).any():
+    if bool(torch.isnan(pixels).any()) if latents else np.isnan(pixels).any():
         raise UserFacingError(NAN_MESSAGE.format(precision=str(dtype).replace("torch.", "")))
-    return pipe.image_processor.numpy_to_pil(pixels)[0]
+    return pixels if latents else pipe.image_processor.numpy_to_pil(pixels)[0]
 
 
 def run_batch(request: Any, render: Callable[[int, int], Any],

@@ -26,6 +26,7 @@ from typing import Any
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.core.requests import MAX_SIDE, Img2ImgRequest, TransformedImage
+from studio.library.gan_models import GAN_NO_IMG2IMG
 from studio.library.models import resolve_model
 from studio.pipelines.diffusion.batch import (
     DiffusersService,
@@ -98,6 +99,8 @@ class Img2ImgService(DiffusersService):
         validate_request(request)
         settings, paths = self._settings(), self._paths()
         entry = resolve_model(request.model, settings, paths)
+        if entry.format == "gan":
+            raise UserFacingError(GAN_NO_IMG2IMG.format(name=entry.name))
         if entry.family == "ddpm":
             raise UserFacingError(f"{entry.name} was trained in Train's image diffusion lesson "
                                   "and draws new images from noise only: use it in Generate. "

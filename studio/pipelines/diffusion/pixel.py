@@ -96,6 +96,19 @@ def pixels_preview(image: Any) -> Any:
     return (first * 255).round().astype("uint8")
 
 
+def check_request(entry: Any, request: Any) -> None:
+    """Refuse, before the model is loaded, what a pixel model cannot do (as a GAN's hires fix
+    is refused): a variation seed, LoRAs, the hires fix."""
+    what = f"{entry.name} was trained in Train's image diffusion lesson"
+    if request.variation_strength:
+        raise UserFacingError(f"{what}: it draws from the seed alone. Set the variation "
+                              "strength to 0 to use it.")
+    if request.loras:
+        raise UserFacingError(f"{what}; LoRAs are for Stable Diffusion models. Remove them.")
+    if request.hires:
+        raise UserFacingError(f"{what}: it has no hires fix. Turn the hires fix off to use it.")
+
+
 def generate(pipe: Any, entry: Any, request: Any, settings: Any, paths: Any,
              progress: Any, cancel: Any) -> list[Any]:
     """Generate's batch for a pixel model: the prompt names a class (or is empty for an
@@ -120,12 +133,7 @@ def generate(pipe: Any, entry: Any, request: Any, settings: Any, paths: Any,
     )
     from studio.pipelines.diffusion.schedulers import a1111_sampler_names, apply_scheduler
 
-    if request.variation_strength:
-        raise UserFacingError(f"{entry.name} draws from the seed alone: set the variation "
-                              "strength to 0.")
-    if request.loras:
-        raise UserFacingError(f"{entry.name} was trained in Studio's Train workspace; LoRAs are "
-                              "for Stable Diffusion models. Remove them.")
+    check_request(entry, request)
     label = class_index(request.prompt, ddpm_class_names(entry.path), entry.name)
     labels = None if label is None else torch.tensor([label])
     size = int(pipe.unet.config.sample_size)

@@ -9,11 +9,12 @@ finished image is saved at once and reported through ``progress.partial``; a can
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from studio.core.config import Paths, Settings
-from studio.core.jobs import CancelToken, ProgressSink
-from studio.core.requests import GeneratedImage, Txt2ImgRequest
+from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
+from studio.core.requests import HIRES_UPSCALERS, GeneratedImage, Txt2ImgRequest
 from studio.library.models import ModelEntry, resolve_model
 from studio.pipelines.diffusion.batch import (
     DiffusersService,
@@ -24,6 +25,7 @@ from studio.pipelines.diffusion.batch import (
     run_batch,
     validate_request,
 )
+from studio.pipelines.diffusion.hires import HiresFix, hires_infotext
 from studio.pipelines.diffusion.variation import variation_infotext
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,26 @@ SD2_SINGLE_FILE_NOTE = ("SD 2.x single-file checkpoints are loaded with the 512-
 
 
 class Txt2ImgService(DiffusersService):
-    """Runs text-to-image requests on the GPU worker, with the worker's model cache."""
+    """Runs text-to-image requests on the GPU worker, with the worker's model cache.
+
+    ``upscalers`` gives the :class:`~studio.pipelines.upscale.service.UpscaleService` whose models
+    the hires fix uses (the engine's; one of this service's own when None)."""
+
+    def __init__(self, settings_getter: Callable[[], Settings],
+                 paths_getter: Callable[[], Paths], cache: Any = None, *,
+                 upscalers: Callable[[], Any] | None = None) -> None:
+        super().__init__(settings_getter, paths_getter, cache)
+        self._upscalers = upscalers
+        self._own_upscalers: Any = None
+
+    def upscalers(self) -> Any:
+        if self._upscalers is not None:
+            return self._upscalers()
+        if self._own_upscalers is None:
+            from studio.pipelines.upscale.service import UpscaleService
+
+            self._own_upscalers = UpscaleService(self._settings, self._paths)
+        return self._own_upscalers
 
     # -- the job handler -----------------------------------------------------------------------
     def run(self, request: Txt2ImgRequest, progress: ProgressSink,
@@ -43,6 +64,18 @@ class Txt2ImgService(DiffusersService):
         validate_request(request)
         settings, paths = self._settings(), self._paths()
         entry = resolve_model(request.model, settings, paths)
+        if entry.format == "gan":  # a GAN trained in Studio: seed → image, no diffusion
+            from studio.pipelines.gan.service import run_gan
+
+            if request.hires:
+                raise UserFacingError(f"{entry.name} is a GAN trained in Studio: it has no "
+                                      "hires fix. Turn the hires fix off to use it.")
+
+            return run_gan(request, settings, paths, progress, cancel)
+        if entry.family == "ddpm":  # a pixel model from Train: refused before it is loaded
+            from studio.pipelines.diffusion.pixel import check_request
+
+            check_request(entry, request)
         from studio.media.outputs import writable_image_folder
 
         writable_image_folder(paths.outputs_dir, paths.dated_outputs)  # before minutes of work
@@ -78,13 +111,33 @@ class Txt2ImgService(DiffusersService):
             return render_image(pipe, kwargs, request, seed, index, call.previewer, progress,
                                 cancel, dtype, call.prompt.schedule)
 
+        if request.hires:
+            render = self._hires(pipe, call, request, settings, paths, device, dtype, progress,
+                                 cancel).render
+            extra = {**hires_infotext(request), **extra}
+
         def save(index: int, seed: int, image: Any) -> GeneratedImage:
             path, parameters = outputs.save_txt2img_image(
                 image, request, seed, paths.outputs_dir, model_name=entry.name,
                 model_hash=hash_, sampler=call.sampler, schedule_type=call.schedule_type,
-                extra={**variation_infotext(request, index), **extra}, prompt=infotext_prompt, dated=paths.dated_outputs)
+                extra={**variation_infotext(request, index), **extra}, prompt=infotext_prompt,
+                dated=paths.dated_outputs)
             return GeneratedImage(request=request, seed=seed, index=index, path=path,
                                   image=image, parameters=parameters, warnings=list(warnings),
                                   loras=call.loras.used())
 
         return run_batch(request, render, save, progress, cancel)
+
+    def _hires(self, pipe: Any, call: Any, request: Txt2ImgRequest, settings: Settings,
+               paths: Paths, device: str, dtype: Any, progress: ProgressSink,
+               cancel: CancelToken) -> HiresFix:
+        """The hires fix over ``pipe`` and its img2img twin (an upscaler model loaded first)."""
+        from studio.pipelines.diffusion.img2img import derive_pipeline
+
+        model_upscale = None
+        if request.hires_upscaler not in HIRES_UPSCALERS:
+            model_upscale = self.upscalers().image_upscaler(request.hires_upscaler, settings,
+                                                            paths, device, progress, cancel)
+        return HiresFix(pipe, derive_pipeline(pipe, inpaint=False), request,
+                        dict(call.prompt.kwargs), call.previewer, progress, cancel, dtype,
+                        call.prompt.schedule, model_upscale)

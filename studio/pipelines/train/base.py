@@ -33,7 +33,9 @@ class TrainingDiverged(RuntimeError):
 class ParamSpec:
     """One knob of a lesson.
 
-    ``kind`` is float | int | choice | bool | folder (a folder's path as text; "" = none). ``live`` knobs can change mid-run without a reset
+    ``kind`` is float | int | choice | bool | folder (a folder's path as text; "" = none) | file
+    (a file's path, likewise) | text (a line the student types, at most ``maximum`` characters).
+    ``live`` knobs can change mid-run without a reset
     (learning rate, optimizer, β, k_D/k_G, noise); the others need a reset. ``choice_labels``
     maps a choice's code id (the stored value, what ``--set`` takes) to the name a person reads
     ("rosenbrock" -> "Rosenbrock valley"); a choice without one is shown as its id.
@@ -80,8 +82,14 @@ class ParamSpec:
                     v = value.lower() in ("1", "true", "yes", "on")
                 else:
                     v = bool(value)
-            elif self.kind == "folder":
+            elif self.kind in ("folder", "file"):
                 v = "" if value is None else str(value).strip()
+            elif self.kind == "text":
+                v = "" if value is None else str(value)
+                if self.maximum is not None and len(v) > self.maximum:
+                    raise InvalidParameter(f"{self.name} takes at most {int(self.maximum)} "
+                                           f"characters; yours has {len(v)}.")
+                return v
             elif self.kind == "choice":
                 v = str(value)
                 if v not in self.choices:

@@ -118,23 +118,6 @@ class SmallCNN(nn.Module):
         return self.features(x)[2]
 
 
-def schedule_specs(cosine_steps: int, what: str = "", warmup_help: str = ""
-                   ) -> tuple[ParamSpec, ParamSpec, ParamSpec]:
-    """The learning-rate schedule's knobs every image lesson has (:func:`scheduled_lr`);
-    ``what`` starts the schedule's help ("Scales both learning rates: ")."""
-    return (
-        ParamSpec("schedule", "constant", "choice", choices=SCHEDULES, live=True,
-                  choice_labels=SCHEDULE_NAMES, label="Learning-rate schedule",
-                  help=(what or "") + ("constant" if what else "Constant")
-                  + "; cosine decay to 5 % over the schedule's steps; or a linear warm-up from 0"
-                  + ("." if what else " over the warm-up steps.")),
-        ParamSpec("warmup_steps", 100, "int", minimum=1, maximum=100_000, live=True,
-                  label="Warm-up steps", help=warmup_help or "Steps the warm-up schedule takes."),
-        ParamSpec("schedule_steps", cosine_steps, "int", minimum=1, maximum=1_000_000, live=True,
-                  label="Cosine steps", help="Steps the cosine schedule takes to decay."),
-    )
-
-
 def data_specs(folder_help: str, sizes: tuple[str, ...], size_help: str,
                batch: int) -> tuple[ParamSpec, ParamSpec, ParamSpec, ParamSpec]:
     """The data knobs every image lesson has: the data set, your folder, the image size and the
@@ -162,6 +145,23 @@ def scheduled_lr(config: dict[str, Any], step: int) -> float:
         t = min(1.0, step / max(1, int(config["schedule_steps"])))
         return lr * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * t)))
     return lr
+
+
+def schedule_specs(cosine_steps: int, scales: str = "") -> tuple[ParamSpec, ...]:
+    """The image lessons' three live schedule knobs (``scales``: what the schedule scales, said
+    first in its help, e.g. "Scales both learning rates: ")."""
+    return (
+        ParamSpec("schedule", "constant", "choice", choices=SCHEDULES, live=True,
+                  choice_labels=SCHEDULE_NAMES, label="Learning-rate schedule",
+                  help=(f"{scales}constant" if scales else "Constant") + "; cosine decay to 5 % "
+                       "over the schedule's steps; or a linear warm-up from 0 over the warm-up "
+                       "steps."),
+        ParamSpec("warmup_steps", 100, "int", minimum=1, maximum=100_000, live=True,
+                  label="Warm-up steps", help="Steps the warm-up schedule takes to reach the "
+                                              "learning rate."),
+        ParamSpec("schedule_steps", cosine_steps, "int", minimum=1, maximum=1_000_000, live=True,
+                  label="Cosine steps", help="Steps the cosine schedule takes to decay."),
+    )
 
 
 def accelerator() -> Any:
@@ -262,8 +262,7 @@ class CNNTrainer(ImageLesson):
     params = (
         tl.lr_spec(3e-3),
         tl.optimizer_spec(),
-        *schedule_specs(1000, warmup_help="Steps the warm-up schedule takes to reach the "
-                                          "learning rate."),
+        *schedule_specs(1000),
         ParamSpec("pick", 0, "int", minimum=0, maximum=100_000, live=True, label="Image #",
                   help="The test image whose feature maps and saliency are shown."),
         *data_specs("Your own images: one sub-folder per class (its name is the class), or a "

@@ -175,7 +175,7 @@ class DCGANTrainer(PlayerRates, ImageLesson):
                   help="Sets the learning rate of both players at once (Adam, β1 = 0.5)."),
         player_lr_spec("lr_d", 2e-4, "D learning rate", "discriminator"),
         player_lr_spec("lr_g", 2e-4, "G learning rate", "generator"),
-        *schedule_specs(2000, what="Scales both learning rates: "),
+        *schedule_specs(2000, "Scales both learning rates: "),
         *data_specs("Your own images (sub-folders are read too). Any size; centre-cropped "
                     "and resized.", GAN_SIZES, "Pixels per side the generator makes.", 64),
         ParamSpec("latent_dim", 32, "int", minimum=2, maximum=256, label="Latent dimensions",
@@ -376,6 +376,12 @@ class DCGANTrainer(PlayerRates, ImageLesson):
     def load_accelerate_state(self, folder: Path) -> None:
         self._load_accelerate_extra(folder)
 
+    # -- using the result ----------------------------------------------------------------------------
+    def export_generator(self, folder: Path) -> list[Path]:
+        """The generator for Generate (see :func:`write_generator`)."""
+        return write_generator(Path(folder), self.generator.state_dict(), self.config,
+                               self.data.channels, self.step_count, self.seed)
+
     # -- pictures ----------------------------------------------------------------------------------
     def _layers(self) -> list[tuple[str, nn.Conv2d | nn.ConvTranspose2d]]:
         convs = nn.Conv2d | nn.ConvTranspose2d
@@ -414,3 +420,18 @@ class DCGANTrainer(PlayerRates, ImageLesson):
         }
         self._snap_step, self._snap = self.step_count, snap
         return snap
+
+
+def write_generator(folder: Path, state: dict[str, torch.Tensor], config: dict[str, Any],
+                    channels: int, steps: int, seed: int) -> list[Path]:
+    """The generator for Generate (:mod:`studio.pipelines.gan`): its weights (BatchNorm's
+    running statistics included) as ``generator.safetensors`` and its shape and history in
+    ``gan.json`` (:mod:`studio.library.gan_models`). No pickle."""
+    from studio.library.gan_models import write_gan_folder
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    info = {"architecture": "dcgan", "latent_dim": int(config["latent_dim"]),
+            "width": int(config["width"]), "channels": int(channels),
+            "image_size": int(config["image_size"]), "lesson": "dcgan", "trained_steps": steps,
+            "seed": seed, "dataset": config["dataset"]}
+    return write_gan_folder(folder, tensors, info)

@@ -12,7 +12,7 @@ slider only moves t), the ε-MSE per fifth of the timesteps, and the reverse cha
 eight fixed noise images walked back by DDIM in ``preview_steps`` steps, a frame every few steps.
 The chain runs on a copy of the model frozen when it began, a few steps per frame in
 :meth:`DDPMImageTrainer.prepare_snapshot` (while the window draws), and through the same loop
-Generate uses (:mod:`studio.pipelines.diffusion.pixel`). :meth:`DDPMImageTrainer.export` writes
+Generate uses (:mod:`studio.pipelines.diffusion.pixel`). :meth:`DDPMImageTrainer.export_model` writes
 the model as a ``DDPMPipeline`` folder (DDIM scheduler) Generate lists.
 
 Deterministic for a seed on the CPU: the UNet is initialised under ``torch.random.fork_rng`` from
@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from studio.core.wording import count_of
 from studio.library.models import DDPM_CLASSES_FILE
 from studio.pipelines.diffusion.pixel import denoise
 from studio.pipelines.train import torch_lessons as tl
@@ -63,14 +64,15 @@ EXPLANATION = """\
 **What you see.** Left: a few real images and the noise slider: drag it from t = 0 (clean) to
 t = 1000 (pure noise) to see what the model is asked to undo at each level. Below: the film strip,
 eight fixed noise images walked back to images by the model (DDIM, a frame every few steps, from
-noise on the left to the sample on the right); it is redrawn every {every} steps. Right: the
+noise on the left to the sample on the right); it is redrawn every {every}. Right: the
 ε-MSE per range of noise levels, and histograms of each layer's weights and gradients.
 
 **What to try.** Scrub slowly: around t = 300 the digit is still readable, by t = 700 it is gone —
 the model must invent it there. Turn on *class-conditional* (reset) and the strip's rows become
 the classes 0, 1, 2…; try the cosine β schedule; more preview steps give cleaner strips. Try
-*Faces*, *Shapes*, or **your own folder**. Then **Save to Models** and draw new images in
-Generate (pick the model; a class instead of a prompt).
+*Faces*, *Shapes*, or **your own folder**. Then pause, use **Runs → Export model to
+Generate…** (or `studio train ddpm --export NAME`) and draw new images in Generate (pick the
+model; a class instead of a prompt).
 
 **What is normal.** The loss drops from about 1 to 0.1 within 100 steps and then creeps down
 while staying noisy (every batch draws fresh noise and noise levels). The error is highest at low
@@ -117,7 +119,7 @@ class DDPMImageTrainer(ImageLesson):
 
     info = LessonInfo(
         **lesson_text("ddpm"),
-        explanation=EXPLANATION.format(every=STRIP_EVERY, normal=NORMAL_TIME),
+        explanation=EXPLANATION.format(every=count_of(STRIP_EVERY, "step"), normal=NORMAL_TIME),
         series=("loss",) + tuple(f"mse_t{i}" for i in range(BUCKETS)),
         series_labels={"loss": "ε-MSE (all t)", **{
             f"mse_t{i}": f"ε-MSE, t {TIMESTEPS * i // BUCKETS}–{TIMESTEPS * (i + 1) // BUCKETS}"
@@ -292,9 +294,10 @@ class DDPMImageTrainer(ImageLesson):
         self._load_accelerate_extra(folder)
 
     # -- export ----------------------------------------------------------------------------------
-    def export(self, folder: Path) -> Path:
-        """The model as a ``DDPMPipeline`` folder (safetensors, DDIM scheduler over the training
-        βs), with ``class_names.json`` when class-conditional; see :func:`export_state`."""
+    def export_model(self, folder: Path) -> list[Path]:
+        """The model for Generate as a ``DDPMPipeline`` folder (safetensors, DDIM scheduler over
+        the training βs), with ``class_names.json`` when class-conditional; see
+        :func:`export_state`."""
         return export_state(self.state_dict(), folder)
 
     # -- pictures ----------------------------------------------------------------------------------
@@ -383,15 +386,12 @@ class DDPMImageTrainer(ImageLesson):
         return snap
 
 
-def export_state(state: dict[str, Any], folder: Path) -> Path:
-    """Write a ``ddpm`` lesson's ``state_dict()`` (or its run checkpoint) as a ``DDPMPipeline``
-    folder: ``unet/`` and ``scheduler/`` (DDIM over the training βs) in safetensors and JSON,
-    ``model_index.json``, ``class_names.json`` for a class-conditional model, and
-    ``studio_lesson.json`` (seed, steps, data). The folder is written beside its place and moved
-    in when complete, so a failure never leaves half a model."""
-    import shutil
-    import uuid
-
+def export_state(state: dict[str, Any], folder: Path) -> list[Path]:
+    """Write a ``ddpm`` lesson's ``state_dict()`` (or its run checkpoint) into ``folder`` as a
+    ``DDPMPipeline``: ``unet/`` and ``scheduler/`` (DDIM over the training βs) in safetensors and
+    JSON, ``model_index.json``, ``class_names.json`` for a class-conditional model, and
+    ``studio_lesson.json`` (seed, steps, data); returns what it wrote there. The library puts it
+    in place (:mod:`studio.pipelines.train.export`: a hidden folder renamed when whole)."""
     from diffusers import DDPMPipeline
 
     # the saved values over the defaults, unchecked: a data folder since moved must not stop it
@@ -402,67 +402,13 @@ def export_state(state: dict[str, Any], folder: Path) -> Path:
                       n_classes, 0)
     unet.load_state_dict(state["model"])
     pipe: Any = DDPMPipeline(unet=unet.eval(),
-                        scheduler=preview_scheduler(make_scheduler(config["beta_schedule"])))
+                             scheduler=preview_scheduler(make_scheduler(config["beta_schedule"])))
     folder = Path(folder)
-    if folder.exists():
-        raise InvalidParameter(f"{folder} exists already; choose another name.")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = folder.parent / f".{folder.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
-        pipe.save_pretrained(str(partial), safe_serialization=True)
-        if n_classes:
-            (partial / DDPM_CLASSES_FILE).write_text(json.dumps(classes), encoding="utf-8")
-        (partial / "studio_lesson.json").write_text(json.dumps({
-            "lesson": "ddpm", "seed": int(state.get("seed", 0)),
-            "steps": int(state["step_count"]), "config": config,
-            "preview_steps": int(config["preview_steps"])}, indent=1), encoding="utf-8")
-        partial.rename(folder)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return folder
-
-
-
-def model_folder(models_dir: Path, name: str) -> Path:
-    """Where a saved model called ``name`` goes: ``<models>/ddpm/<name>`` (the Studio models
-    folder, which Generate's model list scans)."""
-    name = name.strip()
-    if not name or name.startswith(".") or any(c in name for c in '/\\:*?"<>|'):
-        raise InvalidParameter(f"{name!r} cannot be a model's name: use letters, digits, - and _ "
-                               "(no slashes).")
-    return Path(models_dir) / "ddpm" / name
-
-
-def export_run(run_path: Path, models_dir: Path, name: str = "", at_least_step: int = 0,
-               wait_s: float = 30.0) -> Path:
-    """Save the model of the ``ddpm`` run at ``run_path`` (its last checkpoint) into the Models
-    library; named ``<run id>-step<N>`` unless ``name`` is given. ``at_least_step``: wait up to
-    ``wait_s`` for a checkpoint at least that new (the window asks the training process to save,
-    then calls this off the GUI thread)."""
-    from studio.core.jobs import UserFacingError
-    from studio.pipelines.train.runs import Run
-
-    run = Run(Path(run_path))
-    if run.lesson != "ddpm":
-        raise UserFacingError(f"The run {run.run_id} is of the {run.lesson} lesson; only the "
-                              "image diffusion lesson saves a model for Generate.")
-    deadline = time.monotonic() + wait_s
-    while True:
-        state: dict[str, Any] = {}
-        if run.has_checkpoint:
-            state, _ = run.load_checkpoint()
-        if state and int(state["step_count"]) >= at_least_step:
-            break
-        if time.monotonic() > deadline:
-            raise UserFacingError(f"The run {run.run_id} has no checkpoint at step "
-                                  f"{at_least_step} yet; pause training and save again.")
-        time.sleep(0.1)
-    folder = model_folder(models_dir, name or f"{run.run_id}-step{int(state['step_count'])}")
-    try:
-        return export_state(state, folder)
-    except InvalidParameter as exc:
-        raise UserFacingError(str(exc)) from exc
-    except OSError as exc:
-        raise UserFacingError(f"Could not write {folder}: {exc.strerror or exc}. Free some disk "
-                              "space or check the models folder's permissions.") from exc
+    pipe.save_pretrained(str(folder), safe_serialization=True)
+    if n_classes:
+        (folder / DDPM_CLASSES_FILE).write_text(json.dumps(classes), encoding="utf-8")
+    (folder / "studio_lesson.json").write_text(json.dumps({
+        "lesson": "ddpm", "seed": int(state.get("seed", 0)),
+        "steps": int(state["step_count"]), "config": config,
+        "preview_steps": int(config["preview_steps"])}, indent=1), encoding="utf-8")
+    return sorted(folder.iterdir())

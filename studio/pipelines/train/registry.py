@@ -63,6 +63,19 @@ LESSONS: dict[str, Lesson] = _lessons(
      "A convolutional generator learns to draw digits, faces or your own images by fooling a "
      "discriminator.",
      "studio.pipelines.train.dcgan:DCGANTrainer"),
+    ("cyclegan", "CycleGAN: translate images",
+     "Two generators learn to turn one kind of image into another and back, from unpaired "
+     "examples (or your two folders).",
+     "studio.pipelines.train.cyclegan:CycleGANTrainer"),
+    ("tokenizer", "Tokenizer (byte-level BPE)",
+     "Train a GPT-2-style tokenizer live: watch merges appear and tokens per word fall.",
+     "studio.pipelines.train.text_lessons:TokenizerLesson"),
+    ("char-rnn", "RNN: an LSTM writes text",
+     "A recurrent network learns to write Shakespeare (or your text) one character at a time.",
+     "studio.pipelines.train.text_lessons:CharRNNTrainer"),
+    ("gpt", "GPT: a small transformer",
+     "A tiny GPT-2 learns the same text; see its attention heads, then chat with it.",
+     "studio.pipelines.train.text_lessons:GPTTrainer"),
     ("ddpm", "Image diffusion (DDPM)",
      "A small UNet learns to turn noise into digits, faces or your own images; then draw new "
      "ones in Generate.",

@@ -33,7 +33,8 @@ from PySide6.QtWidgets import (
 from studio.ui.context import AppContext
 from studio.workers.lanes import Calls
 
-FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "unknown": "Unknown type"}
+FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "gan": "GAN (trained in Studio)",
+                 "unknown": "Unknown type"}
 SOURCE_LABELS = {"studio": "Studio library", "hf-cache": "HF cache", "extra": "Extra folder",
                  "file": "Added"}
 EntryRole = Qt.ItemDataRole.UserRole + 1

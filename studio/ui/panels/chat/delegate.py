@@ -2,7 +2,8 @@
 
 Only visible rows are painted, and each body's laid-out ``QTextDocument`` is cached by message
 and text, so streaming a reply re-renders that one bubble only. Clicks on the action row and on a
-code block's "Copy" link are turned into :attr:`MessageDelegate.action` signals.
+code block's "Copy" link, a reference under a reply grounded in documents ("source", N) and its
+"What the model was given" link ("given") are turned into :attr:`MessageDelegate.action` signals.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from studio.core.wording import count_of
 from studio.pipelines.chat.store import Message
 from studio.ui.panels.chat.markdown import render
 from studio.ui.panels.chat.model import MarkerRole, MessageRole
+from studio.ui.panels.chat.sources import sources_html
 from studio.ui.theme import colors
 
 MAX_WIDTH = 780  # a readable line length, centred in wide windows
@@ -54,6 +56,7 @@ class MessageDelegate(QStyledItemDelegate):
         self.model_name = model_name or (lambda: "Assistant")
         self.last_id: int | None = None  # the message that may be regenerated
         self.busy = False
+        self.expanded: set[int] = set()  # replies showing "What the model was given"
         self._small = QFont(view.font())
         self._small.setPointSizeF(max(7.5, view.font().pointSizeF() - 1.5))
 
@@ -69,7 +72,8 @@ class MessageDelegate(QStyledItemDelegate):
     def _doc(self, m: Message, width: int) -> tuple[QTextDocument, list[str]]:
         c = colors()
         text = m.content + ("▍" if not m.complete else "")
-        key = (text, width, c.name)
+        sources = sources_html(m.meta, m.id in self.expanded, c.muted) if m.complete else ""
+        key = (text, width, c.name, sources)
         cached = self._docs.get(m.id)
         if cached and cached[0] == key:
             return cached[1], cached[2]
@@ -85,7 +89,7 @@ class MessageDelegate(QStyledItemDelegate):
             rendered = render(text or " ", dark=c.name == "dark",
                               code_bg="#0f1014" if c.name == "dark" else "#f1f2f6",
                               muted=c.muted, accent=c.accent)
-            doc.setHtml(rendered.html)
+            doc.setHtml(rendered.html + sources)
             blocks = rendered.code_blocks
         doc.setTextWidth(width)
         if m.role == "user":  # a short message gets a snug bubble
@@ -224,4 +228,10 @@ class MessageDelegate(QStyledItemDelegate):
             if n < len(lay["blocks"]):
                 self.action.emit("copy-code", m, lay["blocks"][n])
                 return True
+        if anchor.startswith("source:"):
+            self.action.emit("source", m, int(anchor.split(":", 1)[1]))
+            return True
+        if anchor == "given:":
+            self.action.emit("given", m, None)
+            return True
         return False

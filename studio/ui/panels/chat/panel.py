@@ -46,10 +46,12 @@ from studio.pipelines.chat.types import ChatRequest
 from studio.ui.context import AppContext
 from studio.ui.panels.chat.controls import ChatControls
 from studio.ui.panels.chat.delegate import MessageDelegate
+from studio.ui.panels.chat.documents_bar import DocumentsBar
 from studio.ui.panels.chat.empty_state import NO_MODELS, READY, SCANNING, ChatEmptyState
 from studio.ui.panels.chat.model import ConversationModel
 from studio.ui.panels.chat.servers import ServerActions
 from studio.ui.panels.chat.sidebar import ConversationList
+from studio.ui.panels.chat.sources import PassageDialog, passages_of
 from studio.ui.theme import colors
 from studio.workers.job_bridge import QtJobHandle
 
@@ -85,10 +87,13 @@ class ChatPanel(QWidget):
         # A finished reply the database refused (disk full): kept here until Save again works.
         self.unsaved: StreamingSaver | None = None
         self.unsaved_message: Message | None = None
+        self.retrieving = False  # the attached documents are being searched for a reply
+        self.stop_requested = False  # Stop was pressed while they were
         self._build()
         self._flush_timer = QTimer(self, singleShot=True, interval=33)
         self._flush_timer.timeout.connect(self._flush)
         ctx.settingsChanged.connect(lambda s: self.rescan_models(s))
+        ctx.libraryChanged.connect(lambda: self.rescan_models())
         QShortcut(QKeySequence("Esc"), self, self.escape,
                   context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.sidebar.refresh()
@@ -182,6 +187,9 @@ class ChatPanel(QWidget):
         sb.addWidget(self.save_again)
         self.save_banner.setVisible(False)
         box.addWidget(self.save_banner)
+        self.documents = DocumentsBar(self.store, self.ctx.paths.models_dir,
+                                      self._conversation_for_documents)
+        box.addWidget(self.documents)
         row = QHBoxLayout()
         self.input = QPlainTextEdit()
         self.input.setPlaceholderText("Message the model…  (Enter sends, Shift+Enter: new line)")
@@ -202,7 +210,9 @@ class ChatPanel(QWidget):
         box.addLayout(row)
         self.status = QLabel("")
         self.status.setProperty("muted", True)
+        self.status.setWordWrap(True)
         box.addWidget(self.status)
+        self.documents.message.connect(self.status.setText)
         wrap = QHBoxLayout()
         wrap.setContentsMargins(20, 6, 20, 14)
         wrap.addWidget(composer)
@@ -234,7 +244,7 @@ class ChatPanel(QWidget):
 
     @Slot(int)
     def open_conversation(self, conv_id: int) -> None:
-        if self.job is not None and conv_id != self.conv_id:
+        if (self.job is not None or self.retrieving) and conv_id != self.conv_id:
             self.stop()
         conv = self.store.conversation(conv_id)
         self.conv_id = conv_id
@@ -243,7 +253,12 @@ class ChatPanel(QWidget):
         if conv.model:
             self.controls.select_model(conv.model)
         self.title.setText(conv.title or "Untitled")
+        self.documents.set_conversation(conv_id)
         self.reload(scroll_to_end=True)
+
+    def _conversation_for_documents(self) -> int:
+        """The conversation attached files go to (a new one when none is open)."""
+        return self.conv_id if self.conv_id is not None else self.new_conversation()
 
     def reload(self, scroll_to_end: bool = False) -> None:
         """Re-read the conversation's current branch into the view."""
@@ -264,6 +279,7 @@ class ChatPanel(QWidget):
         if conv_id == self.conv_id:
             self.conv_id = None
             self.title.setText("New chat")
+            self.documents.set_conversation(None)
             self.reload()
 
     @Slot()
@@ -280,7 +296,7 @@ class ChatPanel(QWidget):
     @Slot()
     def send(self) -> None:
         text = self.input.toPlainText().strip()
-        if not text or self.job is not None:
+        if not text or self.job is not None or self.retrieving:
             return
         if not self.controls.model_spec():
             self.status.setText("Choose a model first.")
@@ -354,11 +370,63 @@ class ChatPanel(QWidget):
                               repetition_penalty=sampling["repetition_penalty"],
                               max_new_tokens=sampling["max_new_tokens"],
                               seed=None if sampling["seed"] < 0 else sampling["seed"])
+        grounded = self.documents.active()
         self.streaming = self.store.add_message(self.conv_id, "assistant", "",
                                                 parent_id=parent_id, complete=False,
-                                                meta={"model": spec})
+                                                meta={"model": spec, "documents": True}
+                                                if grounded else {"model": spec})
         self.saver = StreamingSaver(self.store, self.streaming.id)
         self.save_banner.setVisible(False)
+        if grounded:  # the passages are found off the GUI thread, then the reply is asked for
+            self.retrieving = True
+            self.stop_requested = False
+            self.status.setText("Searching the attached documents…")
+            reply_id = self.streaming.id
+            self.documents.retrieve(
+                messages, lambda sent, passages: self._grounded(reply_id, request, sent, passages),
+                lambda sentence: self._grounding_failed(reply_id, sentence))
+            self.reload(scroll_to_end=True)
+        else:
+            self._submit(request)
+
+    def _grounded(self, reply_id: int, request: ChatRequest, messages: list[dict[str, str]],
+                  passages: list[Any]) -> None:
+        """The passages for the question were found: the reply is asked for with them."""
+        self.retrieving = False
+        if self.streaming is None or self.streaming.id != reply_id:
+            return
+        if self.stop_requested:  # Stop (or another conversation) while the search ran
+            self._end_unasked(finish_reason="cancelled")
+            return
+        self.streaming.meta["sources"] = [p.to_dict() for p in passages]
+        self.store.update_message(reply_id, meta=self.streaming.meta)
+        self._submit(dataclasses.replace(request, messages=messages))
+        if not passages:
+            self.status.setText("Nothing relevant found in the attached documents; asking the "
+                                "model without them.")
+
+    def _grounding_failed(self, reply_id: int, sentence: str) -> None:
+        self.retrieving = False
+        if self.streaming is not None and self.streaming.id == reply_id:
+            self._end_unasked(finish_reason="error",
+                              error=f"The documents could not be searched: {sentence}")
+
+    def _end_unasked(self, **meta: Any) -> None:
+        """End the reply being prepared without asking the model (stopped, or the search
+        failed): the empty message is saved as such and the status says why."""
+        msg, saver = self.streaming, self.saver
+        if msg is None:
+            return
+        msg.meta.update(meta)
+        msg.complete = True
+        if saver is not None:
+            saver.finish(msg.meta)
+        self.saver = self.streaming = None
+        self.status.setText(meta.get("error") or "Stopped before the model was asked.")
+        self.reload()
+
+    def _submit(self, request: ChatRequest) -> None:
+        spec = request.model
         self.job = self.ctx.bridge.submit(request, title="Chat reply")
         self.job.partial.connect(self._on_partial)
         self.job.changed.connect(self._on_job_changed)
@@ -373,6 +441,8 @@ class ChatPanel(QWidget):
     def stop(self) -> None:
         if self.job is not None:
             self.job.cancel()
+        elif self.retrieving:
+            self.stop_requested = True
 
     @Slot()
     def escape(self) -> None:
@@ -485,6 +555,15 @@ class ChatPanel(QWidget):
         elif name == "delete" and self.job is None:
             self.store.delete_message(msg.id)
             self.reload()
+        elif name == "source":
+            passage = next((p for p in passages_of(msg.meta) or [] if p.number == payload), None)
+            if passage is not None:
+                dialog = PassageDialog(passage, self)
+                dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+                dialog.open()
+        elif name == "given":
+            self.delegate.expanded ^= {msg.id}
+            self.model.update_message(msg.id)
         elif name in ("prev", "next", "branch"):
             siblings = self.store.children(self.conv_id, msg.parent_id)
             step = -1 if name == "prev" else 1
@@ -510,7 +589,7 @@ class ChatPanel(QWidget):
         bar.setValue(value + bar.maximum() - before)
 
     def _update_state(self) -> None:
-        busy = self.job is not None
+        busy = self.job is not None or self.retrieving
         last = self.model.last_message()
         self.delegate.busy = busy
         self.delegate.last_id = last.id if last and last.role == "assistant" else None
@@ -577,4 +656,5 @@ class ChatPanel(QWidget):
         self.servers.shutdown()
         self.controls.shutdown()
         self.sidebar.shutdown()
+        self.documents.shutdown()
         self.store.close()

@@ -1,4 +1,5 @@
-"""The Generate parameter form: prompt, negative prompt, LoRAs, size, sampling, seed and batch.
+"""The Generate parameter form: prompt, negative prompt, LoRAs, size, sampling, the hires fix,
+seed and batch.
 
 The form knows nothing about jobs: :meth:`GenerateControls.request` turns its state into a
 :class:`Txt2ImgRequest` and :meth:`GenerateControls.set_request` fills it from one.
@@ -31,6 +32,7 @@ from studio.core.requests import (
     Txt2ImgRequest,
 )
 from studio.pipelines.diffusion.pixel import UNCONDITIONAL
+from studio.ui.panels.generate.hires import HiresSection
 from studio.ui.panels.generate.loras import LoraSection
 from studio.ui.panels.generate.size_presets import presets_for
 from studio.ui.widgets.basics import muted_label, section_label
@@ -52,6 +54,11 @@ def approx_clip_tokens(text: str) -> int:
     for piece in _TOKEN_RE.findall(text):
         count += 1 + (len(piece) - 1) // 7 if piece.isalpha() else 1
     return count
+
+
+PROMPT_HINT = "Describe the image: a lighthouse on a cliff at dawn, oil painting, warm light…"
+GAN_PROMPT_HINT = ("Not used: this GAN (trained in Studio) draws from its seed alone. Pick a seed "
+                   "and a count; the size enlarges its small pictures by whole pixels.")
 
 
 class SizeSpinBox(QSpinBox):
@@ -96,8 +103,7 @@ class GenerateControls(QWidget):
 
         # Prompt and negative prompt, each with an approximate CLIP token counter.
         self.prompt = QPlainTextEdit()
-        self.prompt.setPlaceholderText("Describe the image: a lighthouse on a cliff at dawn, "
-                                       "oil painting, warm light…")
+        self.prompt.setPlaceholderText(PROMPT_HINT)
         self.prompt.setTabChangesFocus(True)
         self.prompt.setMinimumHeight(96)
         self.prompt_tokens = muted_label()
@@ -198,6 +204,9 @@ class GenerateControls(QWidget):
         grid.addWidget(QLabel("Sampler"), 2, 0)
         grid.addWidget(self.scheduler, 2, 1, 1, 2)
         col.addLayout(grid)
+        col.addSpacing(4)
+        self.hires = HiresSection()
+        col.addWidget(self.hires)
         col.addSpacing(8)
 
         # Seed and batch.
@@ -258,6 +267,10 @@ class GenerateControls(QWidget):
             signal.connect(self.changed)
         self.loras.changed.connect(self.changed)
         self.class_picker.currentIndexChanged.connect(self.changed)
+        self.hires.changed.connect(self.changed)
+        for box in (self.width_box, self.height_box):
+            box.valueChanged.connect(lambda _v: self.hires.set_base_size(
+                self.width_box.value(), self.height_box.value()))
         self.width_box.valueChanged.connect(self._sync_preset)
         self.height_box.valueChanged.connect(self._sync_preset)
         self.set_request(Txt2ImgRequest(model=""), seed_mode="random")
@@ -286,13 +299,15 @@ class GenerateControls(QWidget):
         self.seed.setValue(seed)
 
     def request(self, model: str, seed: int | None = None) -> Txt2ImgRequest:
-        """The request these controls describe (``seed`` None: the seed field's value)."""
-        pixel = self._classes is not None
+        """The request these controls describe (``seed`` None: the seed field's value). For a
+        GAN the greyed-out prompts and LoRAs are left out: it draws from the seed alone; for a
+        model from Train's image diffusion lesson the picked class is the prompt."""
+        gan, pixel = self.seed_alone, self.pixel_model
         return Txt2ImgRequest(
             model=model,
             prompt=(self.class_picker.currentData() or "") if pixel
-            else self.prompt.toPlainText().strip(),
-            negative_prompt="" if pixel else self.negative.toPlainText().strip(),
+            else "" if gan else self.prompt.toPlainText().strip(),
+            negative_prompt="" if gan or pixel else self.negative.toPlainText().strip(),
             steps=self.steps.value(),
             cfg=round(self.cfg.value(), 2),
             width=self.width_box.value(),
@@ -300,9 +315,10 @@ class GenerateControls(QWidget):
             seed=self.seed.seed() if seed is None else int(seed),
             count=self.count.value(),
             scheduler=self.scheduler.currentData() or "default",
-            loras=[] if pixel else self.loras.loras(),
+            loras=[] if gan or pixel else self.loras.loras(),
             variation_seed=self.variation_seed.seed(),
             variation_strength=round(self.variation_strength.value(), 2),
+            **({"hires": False} if gan or pixel else self.hires.fields()),
         )
 
     def set_request(self, request: Txt2ImgRequest, seed_mode: str = "fixed") -> None:
@@ -326,10 +342,20 @@ class GenerateControls(QWidget):
         self.loras.set_loras(list(request.loras or []))
         self.variation_seed.setValue(int(request.variation_seed))
         self.variation_strength.setValue(float(request.variation_strength))
+        self.hires.set_request(request)
 
     def set_family(self, family: str) -> None:
-        """Offer the sizes the model family was trained for, and the LoRAs made for it."""
+        """Offer the sizes the model family was trained for, and the LoRAs made for it. A GAN
+        trained in Studio draws from its seed alone: the prompt boxes say so and, with the
+        diffusion settings and LoRAs, are greyed out (their text is kept for the next model)."""
         self._family = family or "unknown"
+        gan = self._family == "gan"
+        self.prompt.setPlaceholderText(GAN_PROMPT_HINT if gan else PROMPT_HINT)
+        for widget in (self.prompt, self.negative, self.steps, self.cfg, self.scheduler,
+                       self.loras, self.hires):
+            widget.setEnabled(not gan)
+        for edit in (self.prompt, self.negative):
+            edit.setToolTip(GAN_PROMPT_HINT if gan else "")
         self.loras.set_family(self._family)
         self.preset.blockSignals(True)
         self.preset.clear()
@@ -342,13 +368,16 @@ class GenerateControls(QWidget):
     def set_pixel_model(self, classes: list[str] | None, size: int = 0) -> None:
         """``classes`` (possibly empty: unconditional) for a model trained in Train's image
         diffusion lesson: a class picker replaces the prompt, the size is the model's and
-        guidance, LoRAs and variations do not apply; None: a Stable Diffusion model again."""
+        guidance, LoRAs, variations and the hires fix do not apply; None: another model again
+        (call :meth:`set_family` first: a GAN keeps its greyed-out settings)."""
         self._classes = None if classes is None else list(classes)
         pixel = classes is not None
         self.class_box.setVisible(pixel)
         for box in (self.prompt_box, self.size_box, self.loras):
             box.setVisible(not pixel)
-        for widget in (self.cfg, self.cfg_slider, self.variation_seed, self.variation_strength):
+        for widget in (self.cfg, self.cfg_slider, self.hires):
+            widget.setEnabled(not pixel and not self.seed_alone)
+        for widget in (self.variation_seed, self.variation_strength):
             widget.setEnabled(not pixel)
         if not pixel:
             return
@@ -365,6 +394,16 @@ class GenerateControls(QWidget):
         self.class_note.setText(
             f"Trained in Train: draws at {where}; "
             + ("pick the class to draw." if classes else "it has no classes (unconditional)."))
+
+    @property
+    def seed_alone(self) -> bool:
+        """The model draws from its seed alone (a GAN): no prompt, no LoRAs."""
+        return self._family == "gan"
+
+    @property
+    def pixel_model(self) -> bool:
+        """The model was trained in Train's image diffusion lesson: a class, no LoRAs."""
+        return self._classes is not None
 
     def swap_size(self) -> None:
         w, h = self.width_box.value(), self.height_box.value()

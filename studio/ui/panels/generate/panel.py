@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from studio.core.jobs import CANCELLING, JobSnapshot, JobState, UserFacingError
 from studio.core.requests import GeneratedImage, Txt2ImgRequest
 from studio.core.wording import count_of
+from studio.library.upscalers import find_upscalers
 from studio.ui.context import AppContext
 from studio.ui.panels.generate.controls import GenerateControls
 from studio.ui.panels.generate.empty_state import NoModelsState
@@ -156,6 +157,7 @@ class GeneratePanel(QWidget):
         QShortcut(QKeySequence("Esc"), self, self.cancel_current,
                   context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.ctx.settingsChanged.connect(self._on_settings_changed)
+        self.ctx.libraryChanged.connect(self.picker.refresh)  # e.g. a GAN exported from Train
         self.picker.scanFinished.connect(self._on_scan_finished)
         self.picker.modelChanged.connect(self._on_model_changed)
         self.picker.combo.activated.connect(lambda _i: self._adapt_size_to_model())
@@ -198,7 +200,8 @@ class GeneratePanel(QWidget):
             request.validate()
             if self.picker.scanning and not request.model:
                 raise ValueError("Still looking for models — try again in a moment.")
-            lora_problem = self.controls.loras.problem()
+            lora_problem = ("" if self.controls.seed_alone or self.controls.pixel_model
+                            else self.controls.loras.problem())
             if lora_problem:
                 raise ValueError(lora_problem)
         except ValueError as exc:
@@ -254,6 +257,9 @@ class GeneratePanel(QWidget):
         self._calls.run(lambda: list(scanner(settings, paths)),
                           lambda entries: self._loras_found(entries, ""),
                           lambda message: self._loras_found([], message))
+        # The hires fix's upscaler models, found the same way and at the same moments.
+        self._calls.run(lambda: [u.name for u in find_upscalers(settings, paths)],
+                        self.controls.hires.set_models, lambda _message: None)
 
     def _loras_found(self, entries: list, error: str) -> None:
         self._lora_scanning = False
@@ -382,6 +388,8 @@ class GeneratePanel(QWidget):
     def _display_result(self, result: GeneratedImage, image: QImage) -> None:
         r = result.request
         caption = f"Seed {result.seed} · {r.width}×{r.height} · {count_of(r.steps, 'step')}"
+        if result.seed_alone:  # a GAN: its own size enlarged, no steps
+            caption = f"Seed {result.seed} · {image.width()}×{image.height()} · GAN"
         if r.count > 1:
             caption += f" · image {result.index + 1} of {r.count}"
         if image.isNull():

@@ -149,8 +149,11 @@ class ResultsStrip(QListWidget):
         if len(prompt) > 120:
             prompt = prompt[:117] + "…"
         where = batch_label(result)
-        return f"{prompt}\nSeed {result.seed} · {result.request.width}×{result.request.height}" \
-               f" · {count_of(result.request.steps, 'step')}" + (f" · image {where}" if where else "")
+        made = "GAN" if result.seed_alone else count_of(result.request.steps, "step")
+        size = result.image.size if result.seed_alone and result.image is not None else (
+            result.request.width, result.request.height)
+        return f"{prompt}\nSeed {result.seed} · {size[0]}×{size[1]} · {made}" + (
+            f" · image {where}" if where else "")
 
     def _context_menu(self, pos: QPoint) -> None:
         item = self.itemAt(pos)

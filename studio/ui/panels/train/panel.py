@@ -20,10 +20,10 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QMessageBox,
     QSplitter,
     QTabWidget,
     QTextBrowser,
@@ -47,7 +47,6 @@ from studio.ui.panels.train.views import view_class
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.theme import colors
 from studio.ui.widgets.basics import section_label, vertical_scroll
-from studio.workers.lanes import Calls, cpu_pool
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +93,6 @@ class TrainPanel(QWidget):
         self.last_frame: Frame | None = None
         self._run_path: Path | None = None
         self._config: dict[str, Any] = {}
-        self._model_calls = Calls(self, cpu_pool)  # saving a lesson's model for Generate
-        self.saved_model: Path | None = None
-        self.last_model_message = ""
 
         self.lesson_list = QListWidget()
         self.lesson_list.setObjectName("lessonList")
@@ -177,6 +173,7 @@ class TrainPanel(QWidget):
         self.runs.exportCsvRequested.connect(self._ask_export_csv)
         self.runs.exportPlotRequested.connect(self._ask_export_png)
         self.runs.exportGifRequested.connect(self._ask_export_gif)
+        self.runs.exportModelRequested.connect(self._ask_export_model)
         space = QShortcut(QKeySequence(Qt.Key.Key_Space), self)
         space.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         space.activated.connect(self.controls.play_button.toggle)
@@ -242,9 +239,6 @@ class TrainPanel(QWidget):
         self.view.setParamRequested.connect(self.set_param)
         self.view.resetRequested.connect(lambda over: self.reset(overrides=over))
         self.view.stepPartRequested.connect(self.step_once)
-        save_model = getattr(self.view, "saveModelRequested", None)
-        if save_model is not None:  # the image diffusion lesson: its model goes to Generate
-            save_model.connect(self.save_model)
         self.view_holder.addWidget(self.view)
         self._config = cls.validate_config()
         self.form = ParamsForm(cls.params, self._config,
@@ -377,38 +371,6 @@ class TrainPanel(QWidget):
         self.error.show()
 
     # -- runs and exports ---------------------------------------------------------------------
-    @Slot()
-    def save_model(self) -> Any:
-        """Pause, save the run, and write its model into the Models library (off the GUI thread,
-        once the training process has written the checkpoint of the step on screen)."""
-        session, run, frame = self.session, self._run_path, self.last_frame
-        if session is None or run is None or frame is None or frame.step == 0:
-            self._show_error("Train a few steps first: there is no model to save yet.")
-            return None
-        self.error.hide()
-        self.controls.set_playing(False)
-        session.pause()
-        session.save()
-        models_dir, step = self.ctx.paths.models_dir, frame.step
-
-        def work() -> Path:
-            from studio.pipelines.train.ddpm import export_run
-
-            return export_run(run, models_dir, at_least_step=step)
-
-        return self._model_calls.run(work, self._model_saved, self._show_error)
-
-    def _model_saved(self, folder: Path) -> None:
-        self.saved_model = Path(folder)
-        self.last_model_message = (f"Saved as {self.saved_model.name} in the Models library "
-                                   f"({self.saved_model}). Pick it in Generate's model list "
-                                   "to draw new images with it.")
-        box = QMessageBox(QMessageBox.Icon.Information, "Model saved", self.last_model_message,
-                          QMessageBox.StandardButton.Ok, self)
-        box.setObjectName("trainModelSaved")
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.open()
-
     @Slot(object)
     def resume_run(self, path: Path) -> None:
         self.open_lesson(self.lesson, resume=Path(path))
@@ -448,6 +410,32 @@ class TrainPanel(QWidget):
                 self.export_gif(Path(out))
             except InvalidParameter as exc:
                 self._show_error(str(exc))
+
+    def _ask_export_model(self, run: Path) -> None:
+        from studio.pipelines.train.export import EXPORTS
+
+        workspace = EXPORTS.get(self.lesson, ("", "another workspace"))[1]
+        name, ok = QInputDialog.getText(
+            self, "Export model", f"Name in the library (then use it in {workspace}):",
+            text=Path(run).name)
+        if ok:
+            self.export_model(Path(run), name)
+
+    def export_model(self, run: Path, name: str) -> str:
+        """Export ``run``'s model as ``name`` into the library; the sentence shown (a success
+        in the status line, a problem in the error line)."""
+        from studio.core.jobs import UserFacingError
+        from studio.pipelines.train.export import export_run
+
+        try:
+            done = export_run(Path(run), self.ctx.paths.models_dir, name.strip())
+        except UserFacingError as exc:
+            self._show_error(str(exc))
+            return str(exc)
+        self.error.hide()
+        self.ctx.libraryChanged.emit()
+        self.runs.show_note(done.message)
+        return done.message
 
     def shutdown(self) -> None:
         """Stop training (the run is saved) and end the session thread."""

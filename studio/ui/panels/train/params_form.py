@@ -152,24 +152,30 @@ class LogSlider(QWidget):
 
 
 class FolderEdit(QWidget):
-    """A folder's path: typed (sent when editing ends) or chosen with Browse…."""
+    """A folder's path (or, with ``file_filter``, a file's): typed (sent when editing ends) or
+    chosen with Browse…; with ``browse=False`` a plain line of text."""
 
     valueChanged = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, file_filter: str = "",
+                 browse: bool = True) -> None:
         super().__init__(parent)
+        self.file_filter = file_filter
         self.line = QLineEdit()
-        self.line.setPlaceholderText("No folder chosen")
-        self.line.setClearButtonEnabled(True)
+        self.line.setPlaceholderText(("No file chosen" if file_filter else "No folder chosen")
+                                     if browse else "Type here")
+        # (a typed sentence keeps its text: its clear button would be squashed in the form)
+        self.line.setClearButtonEnabled(browse)
         self.line.editingFinished.connect(self._edited)
         self.browse = QPushButton("Browse…")
-        self.browse.setToolTip("Choose a folder of images")
+        self.browse.setToolTip("Choose a text file" if file_filter else "Choose a folder of images")
         self.browse.clicked.connect(self._choose)
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(4)
         row.addWidget(self.line, 1)
         row.addWidget(self.browse)
+        self.browse.setVisible(browse)
         self._value = ""
 
     def value(self) -> str:
@@ -188,8 +194,12 @@ class FolderEdit(QWidget):
             self.valueChanged.emit(text)
 
     def _choose(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Choose a folder of images",
-                                                self._value or "")
+        if self.file_filter:
+            path = QFileDialog.getOpenFileName(self, "Choose a text file", self._value or "",
+                                               self.file_filter)[0]
+        else:
+            path = QFileDialog.getExistingDirectory(self, "Choose a folder of images",
+                                                    self._value or "")
         if path and path != self._value:
             self.setValue(path)
             self.valueChanged.emit(path)
@@ -282,8 +292,9 @@ class ParamsForm(QWidget):
             box.currentIndexChanged.connect(
                 lambda i, b=box, s=spec: self._changed(s, b.itemData(i)))
             return box
-        if spec.kind == "folder":
-            folder = FolderEdit()
+        if spec.kind in ("folder", "file", "text"):
+            folder = FolderEdit(file_filter="Text (*.txt);;All files (*)"
+                                if spec.kind == "file" else "", browse=spec.kind != "text")
             folder.valueChanged.connect(lambda v, s=spec: self._changed(s, v))
             return folder
         if spec.kind == "bool":

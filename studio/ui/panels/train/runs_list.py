@@ -30,9 +30,11 @@ class RunsList(QWidget):
     exportCsvRequested = Signal(object)  # Path
     exportPlotRequested = Signal()
     exportGifRequested = Signal()
+    exportModelRequested = Signal(object)  # Path
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._lesson = ""
         self.list = QListWidget()
         self.list.setObjectName("runsList")
         self.list.setToolTip("Tick a run to overlay its loss curve")
@@ -53,18 +55,31 @@ class RunsList(QWidget):
         self.gif_button = QPushButton("Evolution GIF…")
         self.gif_button.setObjectName("exportGif")
         self.gif_button.setToolTip("An animated GIF of how the picture changed during training")
+        self.model_button = QPushButton("Export model…")
+        self.model_button.setObjectName("exportModel")
+        self.model_button.setToolTip("Put the selected run's model into the library (as it was "
+                                     "at its last save: Pause saves), to use in another "
+                                     "workspace")
+        self.model_button.hide()  # only lessons whose model is used elsewhere
+        self.note = QLabel("")
+        self.note.setObjectName("runsNote")
+        self.note.setWordWrap(True)
+        self.note.setProperty("muted", True)
+        self.note.hide()
         grid = QGridLayout()
         grid.setSpacing(6)
         grid.addWidget(self.resume_button, 0, 0)
         grid.addWidget(self.csv_button, 0, 1)
         grid.addWidget(self.png_button, 1, 0)
         grid.addWidget(self.gif_button, 1, 1)
+        grid.addWidget(self.model_button, 2, 0, 1, 2)
         col = QVBoxLayout(self)
         col.setContentsMargins(0, 0, 0, 0)
         col.setSpacing(8)
         col.addWidget(self.empty)
         col.addWidget(self.list, 1)
         col.addLayout(grid)
+        col.addWidget(self.note)
 
         self.list.itemChanged.connect(self._on_item_changed)
         self.list.currentItemChanged.connect(lambda *_: self._update_buttons())
@@ -74,10 +89,20 @@ class RunsList(QWidget):
             lambda: self.selected() and self.exportCsvRequested.emit(self.selected()))
         self.png_button.clicked.connect(self.exportPlotRequested)
         self.gif_button.clicked.connect(self.exportGifRequested)
+        self.model_button.clicked.connect(
+            lambda: self.selected() and self.exportModelRequested.emit(self.selected()))
         self._update_buttons()
 
     def refresh(self, root: Path, lesson: str, current: Path | None = None) -> None:
         """List ``lesson``'s runs under ``root``, keeping ticks; ``current`` is marked."""
+        from studio.pipelines.train.export import EXPORTS
+
+        self.model_button.setVisible(lesson in EXPORTS)
+        if lesson != self._lesson:
+            self.show_note("")
+        self._lesson = lesson
+        if lesson in EXPORTS:
+            self.model_button.setText(f"Export model to {EXPORTS[lesson][1]}…")
         ticked = set(self.ticked())
         selected = self.selected()
         self.list.blockSignals(True)
@@ -102,6 +127,12 @@ class RunsList(QWidget):
         mark = "  ● now" if current else ""
         return f"{when}{mark}\nseed {info.seed}  ·  {count_of(info.last_step, 'step')}"
 
+    def show_note(self, text: str) -> None:
+        """A sentence under the buttons (what an export did), until the lesson changes."""
+        self.note.setText(text)
+        self.note.setToolTip(text)
+        self.note.setVisible(bool(text))
+
     def selected(self) -> Path | None:
         item = self.list.currentItem()
         return Path(item.data(PATH_ROLE)) if item is not None else None
@@ -118,3 +149,4 @@ class RunsList(QWidget):
         has = self.selected() is not None
         self.resume_button.setEnabled(has)
         self.csv_button.setEnabled(has)
+        self.model_button.setEnabled(has)

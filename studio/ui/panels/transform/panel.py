@@ -41,6 +41,7 @@ from studio.ui.panels.transform.cyclegan_picker import CycleGANPicker
 from studio.ui.panels.transform.mask_canvas import MaskCanvas, brush_step
 from studio.ui.panels.transform.results import ResultBook, ShownResult, mode_of, result_menu
 from studio.ui.panels.transform.sidebar import TransformSidebar
+from studio.ui.panels.transform.upscale_options import UpscaleOptions
 from studio.ui.widgets.model_picker import ModelPicker
 from studio.ui.widgets.preview import FrameThrottle, StepClock, step_text
 from studio.workers.job_bridge import QtJobHandle
@@ -48,7 +49,8 @@ from studio.workers.thumbnails import pil_to_qimage
 
 log = logging.getLogger(__name__)
 
-MODES = ("cyclegan", "img2img", "inpaint")
+MODES = ("cyclegan", "img2img", "inpaint", "upscale")
+PAGES = {"cyclegan": 0, "img2img": 1, "inpaint": 1, "upscale": 2}
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff)"
 EMPTY_TEXT = "Drop an image or a folder here, or use Open image…"
 # Checked segment buttons (Split / Side by side, Brush / Eraser) read as selected.
@@ -95,6 +97,7 @@ class TransformPanel(QWidget):
         self.sd_picker.add_button.setText("Add…")
         self.sd_picker.add_button.setToolTip("Add a model folder or a .safetensors file")
         self.diffusion = DiffusionOptions()
+        self.upscale = UpscaleOptions(ctx)
         self.compare = CompareView()
         self.canvas = MaskCanvas()
         self.brush = BrushTools()
@@ -107,7 +110,7 @@ class TransformPanel(QWidget):
     # -- layout ------------------------------------------------------------------------------
     def _build(self) -> None:
         sidebar = TransformSidebar(self.cyclegan, self.cyclegan_options, self.sd_picker,
-                                   self.diffusion)
+                                   self.diffusion, self.upscale)
         for name in ("open_button", "folder_button", "source_label", "tabs", "pages",
                      "run_button", "cancel_button", "status", "error_label", "bar"):
             setattr(self, name, getattr(sidebar, name))
@@ -166,6 +169,7 @@ class TransformPanel(QWidget):
         outer.addWidget(right, 1)
 
     def _connect(self) -> None:
+        self.ctx.libraryChanged.connect(lambda: self.cyclegan.refresh())  # a CycleGAN from Train
         self.open_button.clicked.connect(self.open_dialog)
         self.folder_button.clicked.connect(self.folder_dialog)
         self.tabs.currentChanged.connect(lambda i: self.set_mode(MODES[i]))
@@ -205,12 +209,14 @@ class TransformPanel(QWidget):
         if self.tabs.currentIndex() != MODES.index(mode):
             self.tabs.setCurrentIndex(MODES.index(mode))  # calls back here
             return
-        self.pages.setCurrentIndex(0 if mode == "cyclegan" else 1)
+        self.pages.setCurrentIndex(PAGES[mode])
         self.diffusion.set_inpaint(mode == "inpaint")
+        if mode == "upscale":
+            self.upscale.refresh()  # a model copied into the folder shows up on coming back
         if not self._open:
             self.status.setText("")  # "Done · …" spoke of another mode's job
         self.run_button.setText({"cyclegan": "Transform", "img2img": "Generate",
-                                 "inpaint": "Inpaint"}[mode])
+                                 "inpaint": "Inpaint", "upscale": "Upscale"}[mode])
         self._update_view()
 
     def show_inpaint_result(self, show: bool) -> None:
@@ -352,6 +358,7 @@ class TransformPanel(QWidget):
         self.cyclegan.cancel_download()
         self.cyclegan.shutdown()
         self.sd_picker.shutdown()
+        self.upscale.shutdown()
 
     # -- submitting --------------------------------------------------------------------------
     def _submit(self, inputs: list[Path]) -> list[QtJobHandle]:
@@ -365,6 +372,11 @@ class TransformPanel(QWidget):
             request.validate()
             title = f"{model.name}: {inputs[0].name}" + (f" +{len(inputs) - 1}"
                                                          if len(inputs) > 1 else "")
+            return [self.ctx.bridge.submit(request, title=title)]
+        if self.mode == "upscale":
+            request = self.upscale.request([str(p) for p in inputs])
+            title = f"{self.upscale.model.currentText()}: {inputs[0].name}" + (
+                f" +{len(inputs) - 1}" if len(inputs) > 1 else "")
             return [self.ctx.bridge.submit(request, title=title)]
         model = self.sd_picker.current_model()
         if not model:

@@ -19,15 +19,17 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QMenu, QWidget
 
 from studio.core.jobs import JobSnapshot
-from studio.core.requests import TransformedImage, TransformRequest
+from studio.core.requests import TransformedImage, TransformRequest, UpscaleRequest
 from studio.ui.panels.transform.mask_canvas import composite_preview
 from studio.ui.widgets.preview import preview_to_qimage
 
 
 def mode_of(request: Any) -> str:
-    """The tab a request belongs to: ``cyclegan``, ``img2img`` or ``inpaint``."""
+    """The tab a request belongs to: ``cyclegan``, ``img2img``, ``inpaint`` or ``upscale``."""
     if isinstance(request, TransformRequest):
         return "cyclegan"
+    if isinstance(request, UpscaleRequest):
+        return "upscale"
     return "inpaint" if getattr(request, "inpaint", False) else "img2img"
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from studio.media.transform_reuse import TransformReuse
 
-MODE_NAMES = {"cyclegan": "CycleGAN", "img2img": "img2img", "inpaint": "inpaint"}
+MODE_NAMES = {"cyclegan": "CycleGAN", "img2img": "img2img", "inpaint": "inpaint",
+              "upscale": "upscale"}
 
 
 def restore(panel: Any, reuse: TransformReuse) -> bool:
@@ -27,6 +28,8 @@ def restore(panel: Any, reuse: TransformReuse) -> bool:
     request = reuse.request
     if reuse.mode == "cyclegan":
         notes += _restore_cyclegan(panel, request)
+    elif reuse.mode == "upscale":
+        panel.upscale.apply(request)
     else:
         panel.sd_picker.select_model(request.model)  # listed even if a scan does not find it
         panel.diffusion.apply(request)

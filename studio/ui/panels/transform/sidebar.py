@@ -25,7 +25,7 @@ class TransformSidebar(QWidget):
     """Lays out the given pickers and options; owns the image buttons, tabs and run buttons."""
 
     def __init__(self, cyclegan: QWidget, cyclegan_options: QWidget, sd_picker: QWidget,
-                 diffusion: QWidget, parent: QWidget | None = None) -> None:
+                 diffusion: QWidget, upscale: QWidget, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.open_button = QPushButton("Open image…")
         self.folder_button = QPushButton("Batch folder…")
@@ -35,7 +35,7 @@ class TransformSidebar(QWidget):
         self.tabs = QTabBar()
         self.tabs.setExpanding(True)
         self.tabs.setDrawBase(False)
-        for title in ("CycleGAN", "img2img", "Inpaint"):
+        for title in ("CycleGAN", "img2img", "Inpaint", "Upscale"):
             self.tabs.addTab(title)
         cyc = QWidget()
         cyc_col = QVBoxLayout(cyc)
@@ -51,9 +51,16 @@ class TransformSidebar(QWidget):
         dif_col.addWidget(sd_picker)
         dif_col.addWidget(diffusion)
         dif_col.addStretch(1)
+        up = QWidget()
+        up_col = QVBoxLayout(up)
+        up_col.setContentsMargins(0, 0, 0, 0)
+        up_col.addWidget(section_label("Upscaler model"))
+        up_col.addWidget(upscale)
+        up_col.addStretch(1)
         self.pages = QStackedWidget()
         self.pages.addWidget(cyc)
         self.pages.addWidget(dif)
+        self.pages.addWidget(up)
 
         self.run_button = QPushButton("Transform")
         self.run_button.setObjectName("transformButton")

@@ -20,6 +20,10 @@ VIEW_PATHS: dict[str, str] = {
     "ddpm-2d": "studio.ui.panels.train.views.ddpm:DDPMView",
     "cnn": "studio.ui.panels.train.views.cnn:CNNView",
     "dcgan": "studio.ui.panels.train.views.dcgan:DCGANView",
+    "cyclegan": "studio.ui.panels.train.views.cyclegan:CycleGANView",
+    "tokenizer": "studio.ui.panels.train.views.text:TokenizerView",
+    "char-rnn": "studio.ui.panels.train.views.text:LanguageModelView",
+    "gpt": "studio.ui.panels.train.views.text:LanguageModelView",
     "ddpm": "studio.ui.panels.train.views.ddpm_images:DDPMImageView",
 }
 

@@ -29,6 +29,7 @@ from studio.ui.panels.train.views.base import LessonView
 from studio.ui.panels.train.views.cnn import (
     add_histogram_plots,
     image_plot,
+    layer_curve,
     show_histograms,
     show_tiled,
 )
@@ -40,7 +41,80 @@ HISTORY_EVERY = 25  # steps between kept sample grids
 HISTORY_MAX = 200  # kept grids (the oldest are dropped)
 
 
-class DCGANView(LessonView):
+class ImageRows:
+    """What the generating lessons' views share: image grids drawn through the theme's LUT (grey
+    images) or as they are (colour), and one weight and one gradient curve per layer, rebuilt
+    when the layers change. The view sets ``_lut`` in ``apply_theme`` and has the histogram
+    plots of :func:`add_histogram_plots` and a ``hist_legend``."""
+
+    _lut: Any
+    _photo: bool
+    readout: ElidedLabel
+    data_note: ElidedLabel
+    weights_plot: pg.PlotWidget
+    grads_plot: pg.PlotWidget
+    hist_legend: LegendStrip
+    weight_curves: list[pg.PlotDataItem]
+    grad_curves: list[pg.PlotDataItem]
+    _layer_names: tuple[str, ...]
+
+    def _build_rows(self, prefix: str) -> None:
+        """The readout and data-note lines, the histogram plots with their curves and legend
+        (object names ``<prefix>Readout``, ``<prefix>DataNote``, ``<prefix>HistLegend``, …)."""
+        self.readout = ElidedLabel("")
+        self.readout.setObjectName(f"{prefix}Readout")
+        self.data_note = ElidedLabel("")
+        self.data_note.setObjectName(f"{prefix}DataNote")
+        self.data_note.setProperty("muted", True)
+        add_histogram_plots(self, prefix)
+        self.weight_curves = []
+        self.grad_curves = []
+        self._layer_names = ()
+        self.hist_legend = LegendStrip()
+        self.hist_legend.setObjectName(f"{prefix}HistLegend")
+
+    def _restyle(self, *plots: pg.PlotWidget) -> None:
+        """Repaint ``plots`` in the theme; grey images through its paper (ink) or photo LUT."""
+        for plot in plots:
+            pk.restyle(plot)
+        self._lut = pk.grey_lut() if self._photo else pk.ink_lut()
+
+    def _follow_photo(self, snapshot: dict[str, Any]) -> None:
+        """Photos (0 = black) or ink on paper, as the snapshot's data set is."""
+        photo = bool(snapshot["photo"])
+        if photo != self._photo:
+            self._photo = photo
+            self.apply_theme()  # type: ignore[attr-defined]  # the view's (a LessonView)
+
+    def _images(self, item: pg.ImageItem, images: np.ndarray, cols: int) -> np.ndarray:
+        return show_tiled(item, images, cols, self._lut)
+
+    def _set_layers(self, names: tuple[str, ...]) -> None:
+        for curve in self.weight_curves:
+            self.weights_plot.removeItem(curve)
+        for curve in self.grad_curves:
+            self.grads_plot.removeItem(curve)
+        palette = pk.SERIES_COLORS
+        self.weight_curves = [self._curve(self.weights_plot, palette[i % len(palette)])
+                              for i in range(len(names))]
+        self.grad_curves = [self._curve(self.grads_plot, palette[i % len(palette)])
+                            for i in range(len(names))]
+        self.hist_legend.set_entries([(n, palette[i % len(palette)], "line")
+                                      for i, n in enumerate(names)])
+        self._layer_names = names
+
+    @staticmethod
+    def _curve(plot: pg.PlotWidget, color: str) -> pg.PlotDataItem:
+        return layer_curve(plot, color)
+
+    def _show_layers(self, layers: list[dict[str, Any]]) -> None:
+        names = tuple(layer["name"] for layer in layers)
+        if names != self._layer_names:
+            self._set_layers(names)
+        show_histograms(self, layers)
+
+
+class DCGANView(ImageRows, LessonView):
     """Pictures of a DCGAN learning to draw images."""
 
     offers_step_parts = True
@@ -64,20 +138,10 @@ class DCGANView(LessonView):
         self.step_d, self.step_g = step_part_buttons(self)
         self.walk_plot, self.walk_image = image_plot("dcganWalk")
         self.walk_plot.setMinimumHeight(40)
-        self.readout = ElidedLabel("")
-        self.readout.setObjectName("dcganReadout")
         self.hint = QLabel("")
         self.hint.setObjectName("dcganHint")
         self.hint.setWordWrap(True)
-        self.data_note = ElidedLabel("")
-        self.data_note.setObjectName("dcganDataNote")
-        self.data_note.setProperty("muted", True)
-        add_histogram_plots(self, "dcgan")
-        self.weight_curves: list[pg.PlotDataItem] = []
-        self.grad_curves: list[pg.PlotDataItem] = []
-        self._layer_names: tuple[str, ...] = ()
-        self.hist_legend = LegendStrip()
-        self.hist_legend.setObjectName("dcganHistLegend")
+        self._build_rows("dcgan")
 
         layout = QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -118,39 +182,11 @@ class DCGANView(LessonView):
         self.apply_theme()
 
     def apply_theme(self) -> None:
-        for plot in (self.samples_plot, self.walk_plot, self.weights_plot, self.grads_plot):
-            pk.restyle(plot)
-        self._lut = pk.grey_lut() if self._photo else pk.ink_lut()
-
-    def _images(self, item: pg.ImageItem, images: np.ndarray, cols: int) -> np.ndarray:
-        return show_tiled(item, images, cols, self._lut)
-
-    def _set_layers(self, names: tuple[str, ...]) -> None:
-        for curve in self.weight_curves:
-            self.weights_plot.removeItem(curve)
-        for curve in self.grad_curves:
-            self.grads_plot.removeItem(curve)
-        palette = pk.SERIES_COLORS
-        self.weight_curves = [self._curve(self.weights_plot, palette[i % len(palette)])
-                              for i in range(len(names))]
-        self.grad_curves = [self._curve(self.grads_plot, palette[i % len(palette)])
-                            for i in range(len(names))]
-        self.hist_legend.set_entries([(n, palette[i % len(palette)], "line")
-                                      for i, n in enumerate(names)])
-        self._layer_names = names
-
-    @staticmethod
-    def _curve(plot: pg.PlotWidget, color: str) -> pg.PlotDataItem:
-        curve = pg.PlotDataItem(pen=pg.mkPen(color, width=1.5))
-        plot.addItem(curve)
-        return curve
+        self._restyle(self.samples_plot, self.walk_plot, self.weights_plot, self.grads_plot)
 
     # -- LessonView ----------------------------------------------------------------------------
     def show_snapshot(self, snapshot: dict[str, Any]) -> None:
-        photo = bool(snapshot["photo"])
-        if photo != self._photo:
-            self._photo = photo
-            self.apply_theme()
+        self._follow_photo(snapshot)
         step = int(snapshot["step"])
         grey = snapshot["samples"].shape[-1] == 1
         samples = snapshot["samples"][..., 0] if grey else snapshot["samples"]
@@ -175,10 +211,7 @@ class DCGANView(LessonView):
         self.hint.setText(snapshot["variety_hint"])
         self.data_note.set_full_text(snapshot["data_short"])
         self.data_note.setToolTip(snapshot["data_note"])
-        names = tuple(layer["name"] for layer in snapshot["histograms"])
-        if names != self._layer_names:
-            self._set_layers(names)
-        show_histograms(self, snapshot["histograms"])
+        self._show_layers(snapshot["histograms"])
 
     def _on_history(self, index: int) -> None:
         if not self._history:

@@ -1,7 +1,7 @@
 """The view of the image diffusion lesson (``ddpm``): real images under the noise of any level
 (a slider over t), the reverse chain as a film strip (fixed noise → samples), the ε-MSE per range
-of noise levels, and weight/gradient histograms of a few UNet layers; "Save to Models" asks the
-workspace to save the model for Generate.
+of noise levels, and weight/gradient histograms of a few UNet layers. The model goes to Generate
+through the Runs tab's "Export model to Generate…" (as every lesson's model goes to its workspace).
 
 The scrubber's images are computed here from the snapshot's fixed x₀, ε and ᾱ
 (``x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε``): moving the slider costs no trip to the trainer. Items are
@@ -14,12 +14,11 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QPushButton,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -43,9 +42,6 @@ LAYERS = ("in", "down", "middle", "up", "out")
 
 class DDPMImageView(LessonView):
     """Pictures of a small UNet learning to turn noise into images."""
-
-    #: the user asked to save the model into the Models library (the workspace does it)
-    saveModelRequested = Signal()
 
     def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
         super().__init__(lesson_key, parent)
@@ -82,11 +78,6 @@ class DDPMImageView(LessonView):
         self.data_note = ElidedLabel("")
         self.data_note.setObjectName("ddpmDataNote")
         self.data_note.setProperty("muted", True)
-        self.save_button = QPushButton("Save to Models")
-        self.save_button.setObjectName("ddpmSaveModel")
-        self.save_button.setToolTip("Save the model as it is now into the Models library; "
-                                    "Generate then draws with it (a class instead of a prompt)")
-        self.save_button.clicked.connect(self.saveModelRequested)
 
         layout = QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -102,10 +93,7 @@ class DDPMImageView(LessonView):
         layout.addLayout(scrub_row, 2, 0)
         layout.addWidget(self.strip_caption, 3, 0)
         layout.addWidget(self.strip_plot, 4, 0, 2, 1)
-        note_row = QHBoxLayout()
-        note_row.addWidget(self.data_note, 1)
-        note_row.addWidget(self.save_button)
-        layout.addLayout(note_row, 6, 0)
+        layout.addWidget(self.data_note, 6, 0)
         side = QVBoxLayout()
         side.setSpacing(4)
         side.addWidget(caption("Error by noise level", tip="The noise-prediction error "

@@ -1,0 +1,1 @@
+"""GANs trained in Studio, used from Generate: a seed makes an image; a latent walk makes frames."""

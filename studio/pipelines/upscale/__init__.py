@@ -1,0 +1,1 @@
+"""Upscaler models (ESRGAN / Real-ESRGAN and the compact net), tiled upscaling, the job service. No Qt."""
