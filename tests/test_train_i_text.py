@@ -203,10 +203,10 @@ def test_studio_train_gpt_export_then_chat_by_name(text_file, capsys):
     assert _main(args + ["--export", "bard"]) == 0
     assert "Exported bard: Chat lists it" in capsys.readouterr().err
     assert (default_paths().models_dir / "chat" / "bard" / "model.safetensors").is_file()
-    assert _main(args + ["--export", "bard"]) == 1  # the name is taken: nothing overwritten
+    assert _main(args + ["--export", "bard"]) == 2  # the name is taken: refused before training
     assert "exists already" in capsys.readouterr().err
     assert _main(["train", "char-rnn", "--steps", "1", "--export", "x"]) == 2
-    assert "--export is for cyclegan, dcgan, gpt" in capsys.readouterr().err
+    assert "--export is for cyclegan, dcgan, ddpm, gpt" in capsys.readouterr().err
     assert _main(["chat", "--model", "bard", "--prompt", "the king", "--temperature", "0",
                   "--max-new-tokens", "4"]) == 0
     assert capsys.readouterr().out.rstrip("\n")  # four tokens (spaces, after two steps)

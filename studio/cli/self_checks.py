@@ -269,15 +269,15 @@ def check_generate(root: Path, device: str = "auto") -> str:
             "parameters read back")
 
 
-def _one_saved_png(results: list | None, what: str) -> None:
-    """A job made exactly one IMAGE_SIDE² PNG carrying its parameters."""
+def _one_saved_png(results: list | None, what: str, side: int = IMAGE_SIDE) -> None:
+    """A job made exactly one side² PNG carrying its parameters."""
     from PIL import Image
 
     results = results or []
     if len(results) != 1:
         raise CheckFailed(f"{what}expected 1 image, got {len(results)}")
     with Image.open(results[0].path) as image:
-        if image.size != (IMAGE_SIDE, IMAGE_SIDE) or "parameters" not in image.info:
+        if image.size != (side, side) or "parameters" not in image.info:
             raise CheckFailed(f"{what}the saved image is wrong: {image.size}, "
                               f"{sorted(image.info)}")
 
@@ -543,7 +543,7 @@ def check_trained_models(root: Path) -> str:
         Txt2ImgRequest(model=str(pixel), seed=1, steps=2),
         TransformRequest(str(translator), [str(picture)], "BtoA")])
     _one_saved_png(drawn, "GAN: ")
-    _one_saved_png(denoised, "trained DDPM: ")
+    _one_saved_png(denoised, "trained DDPM: ", int(ddpm.config["image_size"]))  # its own size
     _one_saved_png(moved, "trained CycleGAN: ")
     if len(walk or []) != 4 or not Path(walk[-1].path).is_file():
         raise CheckFailed(f"the latent walk made {count_of(len(walk or []), 'file')}, not 3 frames and a GIF")

@@ -46,7 +46,7 @@ class ModelEntry:
     path: Path
     source: str  # studio | hf-cache | extra | file
     format: str  # diffusers | single-file | gan (a GAN trained in Studio: seed → image)
-    family: str  # sd1 | sd2 | sdxl | gan | unknown (a .ckpt is identified when it is loaded)
+    family: str  # sd1 | sd2 | sdxl | gan | ddpm (Train's image diffusion lesson) | unknown (a .ckpt is identified when it is loaded)
     repo_id: str = ""
     size_bytes: int = 0
 

@@ -49,6 +49,14 @@ def add_histogram_plots(view: Any, prefix: str) -> None:
     view.grads_range = pk.StickyRange(view.grads_plot, zero_y=True)
 
 
+def histogram_captions() -> tuple[ElidedLabel, ElidedLabel]:
+    """The "Weights" and "Gradients" headings over the plots of :func:`add_histogram_plots`."""
+    return (caption("Weights", tip="Histogram of each layer's weights (heights scaled to the "
+                                   "tallest bin)"),
+            caption("Gradients", tip="Histogram of each layer's weight gradients in the last "
+                                     "update"))
+
+
 def show_tiled(item: pg.ImageItem, images: np.ndarray, cols: int, lut: Any) -> np.ndarray:
     """(n, s, s, C) images in [0, 1] tiled ``cols`` wide on ``item`` (grey ones through
     ``lut``, colour ones as they are); returns the tiled picture."""

@@ -13,7 +13,7 @@ import numpy as np
 from PySide6.QtWidgets import QGridLayout, QWidget
 
 from studio.ui.panels.train.views.base import LessonView
-from studio.ui.panels.train.views.cnn import image_plot
+from studio.ui.panels.train.views.cnn import histogram_captions, image_plot
 from studio.ui.panels.train.views.dcgan import ImageRows
 from studio.ui.panels.train.widgets import caption
 
@@ -43,10 +43,9 @@ class CycleGANView(ImageRows, LessonView):
         layout.setVerticalSpacing(4)
         layout.addWidget(self.aba_caption, 0, 0)
         layout.addWidget(self.bab_caption, 0, 1)
-        layout.addWidget(caption("Weights", tip="Histogram of each layer's weights (heights "
-                                                "scaled to the tallest bin)"), 0, 2)
-        layout.addWidget(caption("Gradients", tip="Histogram of each layer's weight gradients "
-                                                  "in the last update"), 0, 3)
+        weights, gradients = histogram_captions()
+        layout.addWidget(weights, 0, 2)
+        layout.addWidget(gradients, 0, 3)
         layout.addWidget(self.aba_plot, 1, 0)
         layout.addWidget(self.bab_plot, 1, 1)
         layout.addWidget(self.weights_plot, 1, 2)

@@ -28,6 +28,7 @@ from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.panels.train.views.cnn import (
     add_histogram_plots,
+    histogram_captions,
     image_plot,
     layer_curve,
     show_histograms,
@@ -167,10 +168,9 @@ class DCGANView(ImageRows, LessonView):
         note_row.addWidget(self.step_g)
         words.addLayout(note_row)
         layout.addLayout(words, 2, 1, 1, 2)
-        layout.addWidget(caption("Weights", tip="Histogram of each layer's weights (heights "
-                                                "scaled to the tallest bin)"), 3, 1)
-        layout.addWidget(caption("Gradients", tip="Histogram of each layer's weight gradients "
-                                                  "in the last update"), 3, 2)
+        weights, gradients = histogram_captions()
+        layout.addWidget(weights, 3, 1)
+        layout.addWidget(gradients, 3, 2)
         layout.addWidget(self.weights_plot, 4, 1)
         layout.addWidget(self.grads_plot, 4, 2)
         layout.addWidget(self.hist_legend, 5, 1, 1, 2)

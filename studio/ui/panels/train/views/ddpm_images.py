@@ -28,6 +28,7 @@ from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.panels.train.views.cnn import (
     add_histogram_plots,
+    histogram_captions,
     image_plot,
     layer_curve,
     show_histograms,
@@ -101,10 +102,9 @@ class DDPMImageView(LessonView):
                                                             "noise at the top"))
         side.addWidget(self.mse_plot, 2)
         hist = QGridLayout()
-        hist.addWidget(caption("Weights", tip="Histogram of each layer's weights (heights "
-                                              "scaled to the tallest bin)"), 0, 0)
-        hist.addWidget(caption("Gradients", tip="Histogram of each layer's weight gradients "
-                                                "in the last update"), 0, 1)
+        weights, gradients = histogram_captions()
+        hist.addWidget(weights, 0, 0)
+        hist.addWidget(gradients, 0, 1)
         hist.addWidget(self.weights_plot, 1, 0)
         hist.addWidget(self.grads_plot, 1, 1)
         hist.addWidget(self.hist_legend, 2, 0, 1, 2)
