@@ -5,7 +5,6 @@ the view (history slider, latent walk, histograms). Two processes are covered by
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
@@ -20,6 +19,7 @@ from studio.pipelines.train.dcgan import (
     mean_pairwise_distance,
     variety_hint,
 )
+from tests.fixtures.resume import assert_resumes_exactly
 from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
 from tests.test_train_e_cnn import studio, write_images
 
@@ -92,17 +92,7 @@ def test_learning_rates_each_both_live_and_scheduled():
 
 
 def test_paused_saved_loaded_resumed_equals_uninterrupted(tmp_path):
-    straight = make(seed=1)
-    run(straight, 3)
-    expected = run(straight, 3)
-    paused = make(seed=1)
-    run(paused, 3)
-    buffer = io.BytesIO()
-    torch.save(paused.state_dict(), buffer)
-    buffer.seek(0)
-    resumed = make(seed=1)
-    resumed.load_state_dict(torch.load(buffer, weights_only=True))
-    assert run(resumed, 3) == expected
+    paused, expected = assert_resumes_exactly(make, run, steps=3)
     paused.save_accelerate_state(tmp_path / "acc")
     assert (tmp_path / "acc" / "model.safetensors").is_file()
     assert (tmp_path / "acc" / "model_1.safetensors").is_file()  # G and D

@@ -6,7 +6,6 @@ own DDPMPipeline, and a class-conditional model takes a class instead of a promp
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
@@ -17,6 +16,7 @@ from studio.core.jobs import UserFacingError
 from studio.pipelines.train.base import InvalidParameter
 from studio.pipelines.train.ddpm import BUCKETS, DDPMImageTrainer
 from studio.pipelines.train.export import export_run, export_trainer
+from tests.fixtures.resume import assert_resumes_exactly
 from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
 from tests.test_train_e_cnn import write_images
 
@@ -47,17 +47,7 @@ def test_same_seed_same_metrics_and_pictures_change_nothing():
 
 
 def test_paused_saved_loaded_resumed_equals_uninterrupted(tmp_path):
-    straight = make(seed=1)
-    run(straight, 2)
-    expected = run(straight, 2)
-    paused = make(seed=1)
-    run(paused, 2)
-    buffer = io.BytesIO()
-    torch.save(paused.state_dict(), buffer)
-    buffer.seek(0)
-    resumed = make(seed=1)
-    resumed.load_state_dict(torch.load(buffer, weights_only=True))
-    assert run(resumed, 2) == expected
+    paused, expected = assert_resumes_exactly(make, run)
     paused.save_accelerate_state(tmp_path / "acc")
     again = make(seed=1)
     again.load_accelerate_state(tmp_path / "acc")

@@ -5,8 +5,6 @@ pixels equal the generator's own."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import torch
@@ -20,6 +18,7 @@ from studio.pipelines.train.cyclegan import (
     load_domains,
     make_generator,
 )
+from tests.fixtures.resume import assert_resumes_exactly
 from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
 from tests.test_train_d_layout import train  # noqa: F401 - the Train workspace in the window
 from tests.test_train_e_cnn import write_images
@@ -78,17 +77,7 @@ def test_bad_settings_are_refused_with_a_sentence():
 
 
 def test_resumed_equals_uninterrupted():
-    straight = make(seed=1)
-    run(straight, 2)
-    expected = run(straight, 2)
-    paused = make(seed=1)
-    run(paused, 2)
-    buffer = io.BytesIO()
-    torch.save(paused.state_dict(), buffer)
-    buffer.seek(0)
-    resumed = make(seed=1)
-    resumed.load_state_dict(torch.load(buffer, weights_only=True))
-    assert run(resumed, 2) == expected
+    assert_resumes_exactly(make, run)
 
 
 def test_shipped_domains_and_your_two_folders(tmp_path):
