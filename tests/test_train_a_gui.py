@@ -13,7 +13,13 @@ SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 
 
 @pytest.fixture
-def train(main_window, qtbot):
+def train(main_window, qtbot, monkeypatch):
+    """The Train workspace, its lessons on a thread of this process: what these tests check is the
+    panel; test_the_window_trains_in_a_child_process… checks the child (a child per lesson would
+    import torch again for each, ~25 CPU-s over this file)."""
+    from studio.ui.panels.train.panel import TrainPanel
+
+    monkeypatch.setattr(TrainPanel, "session_in_process", False)
     main_window.resize(1480, 920)
     main_window.show()
     panel = main_window.show_workspace("train")
