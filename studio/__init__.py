@@ -5,10 +5,17 @@ Nothing heavy is imported here: `studio --version` and the window's start-up mus
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
 __version__ = "0.1.0"
+
+# diffusers and transformers import torchao whenever it is installed (their quantizers): on a CPU
+# build its CUDA kernels "fail to load" and torch notes two enum registrations, four lines on the
+# terminal of every `studio generate` and in the window's log. Real errors still show.
+for _name in ("torchao", "torch.utils._pytree"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
 
 
 def _assets_dir() -> Path:
