@@ -127,6 +127,22 @@ def test_step_once_live_param_and_reset(make_session):
     assert session.seed == 9 and session.trainer.step_count == 0
 
 
+def test_steps_taken_one_at_a_time_are_saved_once_they_are_done(make_session):
+    """Step ×N while paused: the run is saved like a pause when the queued steps are done, so
+    the Runs list shows the step reached and an export is the model on screen."""
+    from studio.pipelines.train.runs import list_runs
+
+    session, rec = make_session()
+    for _ in range(7):
+        session.step_once()
+    rec.wait(lambda: any(m["step"] == 7 for f in rec.frames for m in f.metrics))
+    rec.wait(lambda: rec.states and rec.states[-1][0] == "paused")
+    run = Run(rec.frames[-1].run_path)
+    wait_until(lambda: run.has_checkpoint and list_runs(run.path.parent)[0].last_step == 7,
+               "the stepped run to be saved")
+    assert run.load_trainer().step_count == 7
+
+
 def test_divergence_pauses_with_the_message(make_session):
     session, rec = make_session(config={"lr": 1000.0, "optimizer": "sgd"})
     session.play()

@@ -98,6 +98,7 @@ class TrainingSession:
         self._stopping = False
         self._frame_pending = False  # a frame is out and not drawn yet
         self._dirty = True  # something changed that the window has not seen
+        self._stepped = False  # steps taken one at a time since the last save
         self._next_frame = 0.0  # when the next frame is due (time.monotonic)
         self._pending_metrics: list[dict[str, float]] = []
         self._unflushed: list[dict[str, float]] = []
@@ -132,6 +133,7 @@ class TrainingSession:
             self._set_playing(False)
             self._train_step(part)
             self._dirty = True
+            self._stepped = True  # saved once the queued steps are done (the loop below)
 
         self._post(do)
 
@@ -306,6 +308,7 @@ class TrainingSession:
         self._unflushed = []
 
     def _checkpoint(self) -> None:
+        self._stepped = False
         self._flush()
         if self.run is not None and self.trainer is not None:
             self.run.save_checkpoint(self.trainer)
@@ -372,6 +375,11 @@ class TrainingSession:
                     self._play_once()
                 if self._dirty:
                     self._maybe_frame(force=not self._playing)
+                if self._stepped and not self._playing and not self._commands:
+                    # Steps taken with Step are saved like a pause, once a run of queued steps
+                    # is done: the Runs list shows the step reached and an export is that model.
+                    self._checkpoint()
+                    self._set_state("paused")
                 if not self._playing:
                     self._single_thread(False)
             except InvalidParameter as exc:
