@@ -52,6 +52,8 @@ class HiresSection(QWidget):
         self.expand = QToolButton()
         self.expand.setCheckable(True)
         self.expand.setAutoRaise(True)
+        self.expand.setProperty("flat", True)  # a disclosure arrow, not a framed button
+        self.expand.setFixedSize(26, 26)
         self.expand.setToolTip("Show or hide the hires fix settings")
         header.addWidget(self.enabled)
         header.addStretch(1)
