@@ -123,6 +123,10 @@ def check_assets() -> str:
     missing = [name for name in ASSET_FILES if not (ASSETS_DIR / name).exists()]
     if missing:
         raise CheckFailed(f"missing in {ASSETS_DIR}: {', '.join(missing)}")
+    from studio.library.families import FAMILIES  # one module per family, found by listing
+
+    if not {"sd1", "sd2", "sdxl"} <= set(FAMILIES):
+        raise CheckFailed(f"the model families found are {', '.join(FAMILIES) or 'none'}")
     return str(ASSETS_DIR)
 
 

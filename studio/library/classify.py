@@ -18,6 +18,7 @@ from typing import Any
 
 from studio.core.jobs import UserFacingError
 from studio.library.detect import detect_from_header, read_safetensors_header
+from studio.library.families import by_lora_context_dim
 
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin")
 _DTYPES = {"F16": "fp16", "BF16": "bf16", "F32": "fp32", "F64": "fp64", "F8_E4M3": "fp8",
@@ -26,7 +27,6 @@ _LORA_MARKERS = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.", ".lora.down
                  "lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
 _LYCORIS_MARKERS = (".hada_w1_a", ".lokr_w1", ".hada_w2_a", ".lokr_w2")
 _TO_K = re.compile(r"attn2[._]to_k.*(lora_down|lora_A|lora\.down)")
-_LORA_BASES = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ def lora_base(header: dict[str, Any]) -> tuple[str, str]:
     for key in keys:
         if _TO_K.search(key):
             shape = list(header[key].get("shape", []))
-            if len(shape) == 2 and shape[1] in _LORA_BASES:
-                return _LORA_BASES[shape[1]], f"cross-attention width {shape[1]}"
+            if len(shape) == 2 and by_lora_context_dim(shape[1]):
+                return by_lora_context_dim(shape[1]), f"cross-attention width {shape[1]}"
     if any(k.startswith(("lora_te2_", "text_encoder_2.", "lora_te2.")) for k in keys):
         return "sdxl", "has a second text encoder (SDXL)"
     meta = header.get("__metadata__") or {}

@@ -19,7 +19,6 @@ from typing import Any
 
 from studio.core.jobs import UserFacingError
 
-FAMILIES = ("sd1", "sd2", "sdxl", "unknown")
 #: A real header is a few hundred KB; anything near this is not a safetensors file.
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
 

@@ -23,22 +23,14 @@ from pathlib import Path
 
 from studio.core.config import Paths
 from studio.core.jobs import UserFacingError
-from studio.library.clip_tokenizer import (
-    ASSETS_DIR,
-    PAD_CLIP_L,
-    PAD_OPEN_CLIP,
-    write_clip_tokenizer,
-)
+from studio.library.clip_tokenizer import ASSETS_DIR, write_clip_tokenizer
+from studio.library.families import FAMILIES
 
 CONFIGS_DIR = ASSETS_DIR / "configs"
-#: family → the shipped asset folder name.
-ASSET_NAMES = {"sd1": "sd15", "sd2": "sd2", "sdxl": "sdxl"}
+#: family → the shipped asset folder name (from the family registry).
+ASSET_NAMES = {f.key: f.single_file_assets for f in FAMILIES.values() if f.single_file_assets}
 #: family → {tokenizer sub-folder: padding token}.
-TOKENIZERS = {
-    "sd1": {"tokenizer": PAD_CLIP_L},
-    "sd2": {"tokenizer": PAD_OPEN_CLIP},
-    "sdxl": {"tokenizer": PAD_CLIP_L, "tokenizer_2": PAD_OPEN_CLIP},
-}
+TOKENIZERS = {f.key: dict(f.tokenizers) for f in FAMILIES.values() if f.tokenizers}
 ENV_OVERRIDE = "STUDIO_SINGLE_FILE_CONFIG_DIR"
 #: family → config folder; takes precedence over everything else (set by tests or plugins).
 CONFIG_OVERRIDES: dict[str, Path] = {}

@@ -42,12 +42,13 @@ from studio.core.config import Paths, Settings
 from studio.core.jobs import UserFacingError
 from studio.core.requests import MAX_LORA_WEIGHT
 from studio.core.wording import count_of
+from studio.library.families import FAMILIES
 from studio.library.safe_load import PICKLE_SUFFIXES
 from studio.media.infotext import format_number
 
 log = logging.getLogger(__name__)
 
-FAMILY_LABELS = {"sd1": "SD 1.5", "sd2": "SD 2.x", "sdxl": "SDXL"}
+FAMILY_LABELS = {f.key: f.lora_label for f in FAMILIES.values()}
 LORA_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 HASH_DIGITS = 12  # A1111's NetworkOnDisk.shorthash
 # A1111's extra-network syntax (modules/extra_networks.py: re_extra_net): <kind:arguments>.

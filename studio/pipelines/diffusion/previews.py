@@ -19,35 +19,22 @@ from typing import Any
 import numpy as np
 
 from studio.core.config import Paths
+from studio.library.families import FAMILIES
+from studio.library.families import family as family_of
 
 log = logging.getLogger(__name__)
 
-# The published latent→RGB approximations (rows: latent channels, columns: R, G, B), applied to
-# the UNet's (scaled) latents; the result is in [-1, 1].
-_SD_FACTORS = [
-    [0.3512, 0.2297, 0.3227],
-    [0.3250, 0.4974, 0.2350],
-    [-0.2829, 0.1762, 0.2721],
-    [-0.2120, -0.2616, -0.7177],
-]
-_SD_BIAS = [0.0, 0.0, 0.0]
-_SDXL_FACTORS = [
-    [0.3651, 0.4232, 0.4341],
-    [-0.2533, -0.0042, 0.1068],
-    [0.1076, 0.1111, -0.0362],
-    [-0.3165, -0.2492, -0.2188],
-]
-_SDXL_BIAS = [0.1084, -0.0175, -0.0011]
-
-TAESD_REPOS = {"sd1": "madebyollin/taesd", "sd2": "madebyollin/taesd",
-               "sdxl": "madebyollin/taesdxl"}
+# The published latent→RGB approximations live with each family (studio/library/families/),
+# applied to the UNet's (scaled) latents; the result is in [-1, 1].
+TAESD_REPOS = {f.key: f.tae_repo for f in FAMILIES.values() if f.tae_repo}
 _cache: dict[tuple[str, str, Any], tuple[Any, Any]] = {}
 _taesd_cache: dict[tuple[str, str, str], TaesdPreviewer] = {}
 
 
 def latent_rgb_factors(family: str) -> tuple[list[list[float]], list[float]]:
-    """(4×3 factors, 3 biases) for a family; SD 1.x and 2.x share one VAE latent space."""
-    return (_SDXL_FACTORS, _SDXL_BIAS) if family == "sdxl" else (_SD_FACTORS, _SD_BIAS)
+    """(channels×3 factors, 3 biases) for a family (SD 1.x's for one not known)."""
+    found = family_of(family) or FAMILIES["sd1"]
+    return ([list(row) for row in found.latent_rgb_factors], list(found.latent_rgb_bias))
 
 
 def latents_to_rgb(latents: Any, family: str) -> np.ndarray:

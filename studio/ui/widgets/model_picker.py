@@ -30,10 +30,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.library.families import FAMILIES
 from studio.ui.context import AppContext
 from studio.workers.lanes import Calls
 
-FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "gan": "GAN (trained in Studio)",
+FAMILY_LABELS = {**{f.key: f.label for f in FAMILIES.values()}, "gan": "GAN (trained in Studio)",
                  "unknown": "Unknown type"}
 SOURCE_LABELS = {"studio": "Studio library", "hf-cache": "HF cache", "extra": "Extra folder",
                  "file": "Added"}

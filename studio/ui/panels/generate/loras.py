@@ -28,10 +28,11 @@ from PySide6.QtWidgets import (
 
 from studio.core.requests import MAX_LORA_WEIGHT
 from studio.core.wording import count_of
+from studio.library.families import FAMILIES
 from studio.ui.theme import colors
 from studio.ui.widgets.basics import muted_label, section_label
 
-FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+FAMILY_NAMES = {f.key: f.label for f in FAMILIES.values()}
 SLIDER_RANGE = 2.0  # the slider covers the usual -2..2; the spin box goes to ±MAX_LORA_WEIGHT
 SLIDER_SCALE = 100
 DEFAULT_WEIGHT = 1.0
@@ -41,7 +42,7 @@ LORA_SUBDIR = "loras"
 def compatible(lora_family: str, model_family: str) -> bool:
     """Whether a LoRA made for ``lora_family`` fits a model of ``model_family`` ("" / "unknown":
     not known, so not refused — the engine checks the actual layer shapes)."""
-    known = ("sd1", "sd2", "sdxl")
+    known = FAMILIES
     return lora_family not in known or model_family not in known or lora_family == model_family
 
 

@@ -32,6 +32,7 @@ from studio.core.jobs import JobSnapshot, JobState
 from studio.core.wording import count_of
 from studio.library import manage
 from studio.library.catalog import LibraryEntry, list_models
+from studio.library.families import label as family_label
 from studio.ui.context import AppContext
 from studio.ui.loaded_models import loaded_models, submit_unload
 from studio.ui.panels.models.memory import MemoryOptionsBox
@@ -111,7 +112,7 @@ class DetailsPane(QFrame):
         data = {"Kind": e.kind_title, "Path": str(e.path), "Source": e.source_title,
                 "Format": e.format, "Size": manage.human_size(e.size_bytes),
                 "Precision": e.precision or "unknown (not read from a pickle)",
-                "Base": {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}.get(e.family, "—"),
+                "Base": family_label(e.family, "—"),
                 "Details": e.detail or "—", "Used by": ", ".join(e.workspaces) or "—",
                 "Last used": when(e.last_used)}
         for key, value in data.items():

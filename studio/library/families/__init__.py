@@ -1,0 +1,73 @@
+"""The image-model families Studio knows, one small module each (issue 15).
+
+A family module (``sd1.py``, ``sdxl.py`` …) defines ``FAMILY = Family(...)``: its names, the size a
+fresh form starts at and the size presets, the latent→RGB preview factors and the tiny preview
+decoder (TAESD) it uses, the cross-attention width its LoRAs have, and where the shipped configs
+for its single-file checkpoints live. Everything that used to keep its own ``{"sd1": …, "sdxl":
+…}`` table — the model picker, the LoRA list, size presets, previews, LoRA and single-file
+detection — asks this registry, so adding a family is one file here plus its tests.
+
+Detection from a file's header stays in :mod:`studio.library.detect` (it reads tensor names, which
+differ per checkpoint layout rather than per family). No torch here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+
+#: (width, height, label) of a size preset
+Preset = tuple[int, int, str]
+
+
+@dataclass(frozen=True)
+class Family:
+    """What Studio knows about one family of image models."""
+
+    key: str  # the family's id in the library ("sd1"), written in model entries
+    label: str  # what the window shows ("SD 1.x")
+    lora_label: str  # how a LoRA message names it ("made for SD 1.5")
+    order: int  # place in lists (oldest first)
+    default_size: tuple[int, int]
+    presets: tuple[Preset, ...]
+    #: latent→RGB approximation: rows are latent channels, columns R, G, B; result in [-1, 1]
+    latent_rgb_factors: tuple[tuple[float, float, float], ...]
+    latent_rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: the tiny preview decoder's Hugging Face repository (used when it is in the HF cache)
+    tae_repo: str = ""
+    #: the text-conditioning width a LoRA's cross-attention ``to_k`` takes (LoRA detection)
+    lora_context_dim: int = 0
+    #: the folder under assets/configs with this family's diffusers configs for single files
+    single_file_assets: str = ""
+    #: single-file loading: tokenizer sub-folder → its padding token
+    tokenizers: dict[str, str] = field(default_factory=dict)
+
+
+def _load() -> dict[str, Family]:
+    found: list[Family] = []
+    for module in pkgutil.iter_modules(__path__):
+        family = getattr(importlib.import_module(f"{__name__}.{module.name}"), "FAMILY", None)
+        if isinstance(family, Family):
+            found.append(family)
+    return {f.key: f for f in sorted(found, key=lambda f: f.order)}
+
+
+#: every family, oldest first
+FAMILIES: dict[str, Family] = _load()
+
+
+def family(key: str) -> Family | None:
+    """The family ``key`` ("sd1", "sdxl" …), or None for "unknown" and kinds that are not one."""
+    return FAMILIES.get(key)
+
+
+def label(key: str, default: str = "Unknown type") -> str:
+    """The window's name for family ``key``."""
+    found = FAMILIES.get(key)
+    return found.label if found is not None else default
+
+
+def by_lora_context_dim(width: int) -> str:
+    """The family whose LoRAs have cross-attention ``to_k`` input ``width`` ("" when none)."""
+    return next((f.key for f in FAMILIES.values() if f.lora_context_dim == width), "")

@@ -1,0 +1,35 @@
+"""The family registry (issue 15): one module per family, and everything that used to keep its
+own table of families reads it."""
+
+from __future__ import annotations
+
+from studio.library import families
+
+
+def test_each_family_module_registers_itself_in_order():
+    assert list(families.FAMILIES) == ["sd1", "sd2", "sdxl"]
+    for fam in families.FAMILIES.values():
+        assert fam.default_size in {(w, h) for w, h, _ in fam.presets}
+        assert len(fam.latent_rgb_factors) == 4 and all(len(r) == 3 for r in fam.latent_rgb_factors)
+        assert fam.tae_repo.startswith("madebyollin/")
+    assert families.family("unknown") is None and families.label("gan", "—") == "—"
+
+
+def test_consumers_read_the_registry():
+    from studio.library.classify import by_lora_context_dim
+    from studio.library.single_file_configs import ASSET_NAMES, TOKENIZERS
+    from studio.pipelines.diffusion.loras import FAMILY_LABELS
+    from studio.pipelines.diffusion.previews import TAESD_REPOS, latent_rgb_factors
+    from studio.ui.panels.generate.size_presets import DEFAULT_SIZE, presets_for
+
+    assert DEFAULT_SIZE == {"sd1": (512, 512), "sd2": (768, 768), "sdxl": (1024, 1024)}
+    assert presets_for("sdxl")[0] == (1024, 1024, "1:1 square")
+    assert presets_for("not-a-family")[0] == (512, 512, "1:1 square")  # the mixed list
+    assert ASSET_NAMES == {"sd1": "sd15", "sd2": "sd2", "sdxl": "sdxl"}
+    assert set(TOKENIZERS["sdxl"]) == {"tokenizer", "tokenizer_2"}
+    assert FAMILY_LABELS["sd1"] == "SD 1.5"
+    assert TAESD_REPOS["sdxl"] == "madebyollin/taesdxl"
+    factors, bias = latent_rgb_factors("sd2")
+    assert factors == latent_rgb_factors("sd1")[0] and bias == [0.0, 0.0, 0.0]
+    assert latent_rgb_factors("sdxl")[1] == [0.1084, -0.0175, -0.0011]
+    assert [by_lora_context_dim(w) for w in (768, 1024, 2048, 4096)] == ["sd1", "sd2", "sdxl", ""]
