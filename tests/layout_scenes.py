@@ -6,7 +6,7 @@ Run in a process of its own, on the platform the environment names (``xcb`` unde
 (a new window and home each time: the second walk shares only the process and its imports)::
 
     python -m tests.layout_scenes --theme light --theme dark --size 1366x768 --models FOLDER \\
-        [--audit problems.json] [--shots FOLDER] [--only PATTERN] [--list]
+        [--audit problems.json] [--shots FOLDER] [--only PATTERN] [--skip PATTERN] [--list]
 
 ``--models`` holds the tiny models (``tiny-sd15``, ``tiny-llama``; built there when missing). The
 window opens the way the app opens it on that screen: at 1366×768 at the first-start size that
@@ -692,7 +692,7 @@ def offscreen_platform(size: tuple[int, int], folder: Path) -> str:
 
 def child_command(theme: str | tuple[str, ...], size: tuple[int, int], models: Path, *,
                   sd15: Path | None = None, llama: Path | None = None, audit: Path | None = None,
-                  shots: Path | None = None, only: str = "") -> list[str]:
+                  shots: Path | None = None, only: str = "", skip: str = "") -> list[str]:
     """The command line of the walks at one size (one per theme, one after the other) in a
     process of its own."""
     themes = (theme,) if isinstance(theme, str) else theme
@@ -705,6 +705,8 @@ def child_command(theme: str | tuple[str, ...], size: tuple[int, int], models: P
             cmd += [flag, str(value)]
     if only:
         cmd += ["--only", only]
+    if skip:
+        cmd += ["--skip", skip]
     return cmd
 
 
@@ -737,7 +739,7 @@ def grab_screen(path: Path, target) -> None:
 
 
 def run(theme: str, size: tuple[int, int], models: dict, *, audit_out: Path | None = None,
-        shots: Path | None = None, only: str = "", log=print,
+        shots: Path | None = None, only: str = "", skip: str = "", log=print,
         train_steps: int = TRAIN_STEPS) -> list:
     """Walk every scene; returns the problems found (empty without ``audit_out``)."""
     from PySide6.QtWidgets import QApplication
@@ -756,6 +758,8 @@ def run(theme: str, size: tuple[int, int], models: dict, *, audit_out: Path | No
         for scene in walk.scenes():
             started = time.monotonic()
             label = f"{tag} · {scene.name}"
+            if skip and fnmatch.fnmatch(scene.name, skip):  # steps too: nothing here needs them
+                continue
             wanted = not only or fnmatch.fnmatch(scene.name, only)
             is_step = scene.step
             if not wanted and not is_step:
@@ -812,6 +816,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audit", type=Path, help="write the problems found here (JSON)")
     parser.add_argument("--shots", type=Path, help="save a screenshot of each scene here")
     parser.add_argument("--only", default="", help="scenes whose name matches this glob")
+    parser.add_argument("--skip", default="",
+                        help="leave out the scenes (and steps) whose name matches this glob")
     parser.add_argument("--list", action="store_true", help="print the scene names and stop")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -825,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = []
     for number, theme in enumerate(args.theme or ["dark"]):
         problems += run(theme, args.size, models, audit_out=args.audit, shots=args.shots,
-                        only=args.only, log=lambda m: print(m, flush=True),
+                        only=args.only, skip=args.skip, log=lambda m: print(m, flush=True),
                         train_steps=TRAIN_STEPS if number == 0 else TRAIN_STEPS_AGAIN)
     if args.audit is not None:  # every theme's problems (each run wrote its own)
         from tests import layout_audit
