@@ -113,6 +113,14 @@ def tiny_sd15_file(tiny_models_root, tiny_sd15_dir):
 
 
 @pytest.fixture(scope="session")
+def tiny_sd3_dir(tiny_models_root):
+    """A tiny random SD 3 / 3.5-layout diffusers pipeline folder (no T5, as many downloads)."""
+    from tests.fixtures.tiny_models import build_tiny_sd3
+
+    return build_tiny_sd3(tiny_models_root / "tiny-sd3")
+
+
+@pytest.fixture(scope="session")
 def tiny_sdxl_file(tiny_models_root, tiny_sdxl_dir):
     """The tiny SDXL pipeline as one original-layout .safetensors checkpoint."""
     from tests.fixtures.tiny_models import build_tiny_single_file

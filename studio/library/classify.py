@@ -206,8 +206,11 @@ def unknown_folder_reason(folder: Path) -> str:
 
 
 def diffusers_weight_files(folder: Path) -> list[Path]:
-    """The UNet's safetensors of a pipeline folder (full precision first), for its precision."""
+    """The denoiser's (UNet's or transformer's) safetensors of a pipeline folder (full precision
+    first), for its precision."""
     unet = Path(folder) / "unet"
+    if not unet.is_dir():
+        unet = Path(folder) / "transformer"
     files = sorted(unet.glob("*.safetensors"))
     plain = [f for f in files if ".fp16" not in f.name]
     return plain or files

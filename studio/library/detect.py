@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.jobs import UserFacingError
+from studio.library.families import FAMILIES
 
 #: A real header is a few hundred KB; anything near this is not a safetensors file.
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
@@ -189,6 +190,11 @@ def detect_diffusers_folder(folder: Path) -> Detection:
         return Detection("ddpm", "pixel-space DDPM (UNet2DModel)")
     if "Img2Img" in cls or "Inpaint" in cls or "Upscale" in cls:
         return Detection("unknown", f"{cls} is not a text-to-image pipeline")
+    for known in FAMILIES.values():  # the families told apart by their pipeline class
+        if cls in known.diffusers_classes:
+            if not (folder / known.denoiser / "config.json").is_file():
+                return Detection("unknown", f"{cls} without its {known.denoiser}/config.json")
+            return Detection(known.key, f"{cls} ({known.label})")
     if cls not in ("StableDiffusionPipeline", "StableDiffusionXLPipeline"):
         return Detection("unknown", f"{cls or 'a pipeline without _class_name'} is not a Stable "
                                     "Diffusion text-to-image pipeline")

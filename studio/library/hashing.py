@@ -38,14 +38,15 @@ def hashed_file(path: Path) -> Path:
     """The file whose hash stands for the model: the file itself, or a folder's UNet weights."""
     path = Path(path)
     if path.is_dir():
-        for name in _UNET_FILES:
-            candidate = path / "unet" / name
-            if candidate.is_file():
-                return candidate
-        shards = sorted((path / "unet").glob("*.safetensors"))
-        if shards:
-            return shards[0]
-        raise FileNotFoundError(f"no UNet weights in {path / 'unet'}")
+        for denoiser in ("unet", "transformer"):  # SD 3.5, FLUX: a transformer
+            for name in _UNET_FILES:
+                candidate = path / denoiser / name
+                if candidate.is_file():
+                    return candidate
+            shards = sorted((path / denoiser).glob("*.safetensors"))
+            if shards:
+                return shards[0]
+        raise FileNotFoundError(f"no UNet or transformer weights in {path}")
     return path
 
 

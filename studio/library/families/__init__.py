@@ -42,6 +42,19 @@ class Family:
     single_file_assets: str = ""
     #: single-file loading: tokenizer sub-folder → its padding token
     tokenizers: dict[str, str] = field(default_factory=dict)
+    #: the diffusers text-to-image pipeline class, and the model_index.json ``_class_name``s
+    #: that mean this family (UNet families are told apart by their UNet in detect.py instead)
+    pipeline_class: str = ""
+    diffusers_classes: tuple[str, ...] = ()
+    #: the denoiser's sub-folder in a diffusers folder ("unet", or "transformer")
+    denoiser: str = "unet"
+    #: components a download may leave out and the pipeline runs without (given as None), e.g.
+    #: SD 3.5's T5 encoder: the pipeline puts zeros in its place
+    optional_components: tuple[str, ...] = ()
+    #: A1111 prompt syntax (emphasis, [from:to:when], BREAK, embeddings) is computed for it
+    a1111_prompts: bool = True
+    #: the sampler keys (studio.core.requests.SCHEDULERS) it can use; empty: all of them
+    samplers: tuple[str, ...] = ()
 
 
 def _load() -> dict[str, Family]:

@@ -28,4 +28,5 @@ FAMILY = Family(
     lora_context_dim=768,
     single_file_assets="sd15",
     tokenizers={"tokenizer": PAD_CLIP_L},
+    pipeline_class="StableDiffusionPipeline",
 )

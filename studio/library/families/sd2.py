@@ -20,4 +20,5 @@ FAMILY = Family(
     lora_context_dim=1024,
     single_file_assets="sd2",
     tokenizers={"tokenizer": PAD_OPEN_CLIP},
+    pipeline_class="StableDiffusionPipeline",
 )

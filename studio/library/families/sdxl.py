@@ -30,4 +30,5 @@ FAMILY = Family(
     lora_context_dim=2048,
     single_file_assets="sdxl",
     tokenizers={"tokenizer": PAD_CLIP_L, "tokenizer_2": PAD_OPEN_CLIP},
+    pipeline_class="StableDiffusionXLPipeline",
 )

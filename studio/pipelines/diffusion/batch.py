@@ -20,6 +20,8 @@ from typing import Any
 from studio.core.config import Paths, Settings
 from studio.core.devices import resolve_device, resolve_dtype
 from studio.core.jobs import CancelToken, JobCancelled, ProgressSink, UserFacingError
+from studio.library.families import FAMILIES
+from studio.library.families import family as family_of
 from studio.library.models import ModelEntry
 from studio.pipelines.diffusion.memory import run_with_offload_retry
 from studio.pipelines.model_cache import ModelCache
@@ -174,10 +176,16 @@ class PreparedCall:
 
 
 def model_family(pipe: Any, entry: ModelEntry) -> str:
-    """``sdxl``, ``sd2`` or ``sd1``: which text encoders and preview decoder the model uses."""
-    if type(pipe).__name__.startswith("StableDiffusionXL"):
+    """The family (``sd1``, ``sd2``, ``sdxl``, ``sd3`` …): which text encoders and preview decoder
+    the model uses. A single file's pipeline class has the last word over the entry."""
+    name = type(pipe).__name__
+    if name.startswith("StableDiffusionXL"):
         return "sdxl"
-    return entry.family if entry.family in ("sd1", "sd2") else "sd1"
+    if name.startswith("StableDiffusion3"):
+        return "sd3"
+    if entry.family in FAMILIES and entry.family != "sdxl":
+        return entry.family
+    return "sd1"
 
 
 def prepare_call(base: Any, entry: ModelEntry, request: Any, settings: Settings, paths: Paths,
@@ -203,11 +211,18 @@ def prepare_call(base: Any, entry: ModelEntry, request: Any, settings: Settings,
     from studio.pipelines.diffusion.schedulers import a1111_sampler_names, apply_scheduler
 
     family = model_family(base, entry)
+    found = family_of(family)
+    if found is not None and found.samplers and request.scheduler not in found.samplers:
+        raise UserFacingError(f"{found.label} models sample with their own scheduler: choose the "
+                              "sampler “Model default”.")
     loras = plan_loras(request.prompt, request.loras, settings, paths)
     if loras.loras and progress is not None:
         progress.message("Applying LoRAs…")
     apply_loras(base, loras, family, entry.name)
-    embeddings = find_embeddings(loras.prompt, request.negative_prompt, settings, paths)
+    # Textual-inversion embeddings are A1111 prompt syntax: only where that syntax is computed.
+    a1111 = found is None or found.a1111_prompts
+    embeddings = find_embeddings(loras.prompt if a1111 else "",
+                                 request.negative_prompt if a1111 else "", settings, paths)
     apply_embeddings(base, embeddings, family)
     text = spell_as_named(loras.prompt, embeddings)
     negative = spell_as_named(request.negative_prompt, embeddings)
@@ -222,6 +237,16 @@ def prepare_call(base: Any, entry: ModelEntry, request: Any, settings: Settings,
     prompt.warnings[:0] = embeddings.warnings
     return PreparedCall(pipe, family, sampler, schedule_type, previewer, prompt, loras,
                         embeddings)
+
+
+def size_kwargs(pipe: Any, width: int, height: int) -> dict[str, int]:
+    """``width``/``height`` for an image-to-image call whose pipeline takes them: SD 3.5's
+    otherwise resizes the input to its default size (SD 1.x/SDXL's take the input's size and
+    have no such arguments)."""
+    import inspect
+
+    params = inspect.signature(type(pipe).__call__).parameters
+    return {"width": width, "height": height} if "width" in params and "height" in params else {}
 
 
 def model_hash(entry: ModelEntry, paths: Paths, progress: ProgressSink) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from studio.core.jobs import CancelToken, ProgressSink
 from studio.core.requests import Txt2ImgRequest
 from studio.media.infotext import format_number
-from studio.pipelines.diffusion.batch import render_image
+from studio.pipelines.diffusion.batch import render_image, size_kwargs
 
 #: Latent upscalers: A1111's name → torch's interpolation mode (no antialiasing, as A1111).
 LATENT_MODES = {"Latent": "bilinear", "Latent (nearest)": "nearest"}
@@ -94,6 +94,7 @@ class HiresFix:
                 first.resize((later.width, later.height), Image.Resampling.LANCZOS)
         self.progress.message(f"Hires fix: refining at {later.width}×{later.height}…")
         second_kwargs = dict(self.kwargs, image=image, strength=float(request.hires_denoise),
-                             num_inference_steps=later.steps, guidance_scale=request.cfg)
+                             num_inference_steps=later.steps, guidance_scale=request.cfg,
+                             **size_kwargs(self.second, later.width, later.height))
         return render_image(self.second, second_kwargs, later, seed, index, self.previewer,
                             self.progress, self.cancel, self.dtype, self.conditioning)

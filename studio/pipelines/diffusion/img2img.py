@@ -35,6 +35,7 @@ from studio.pipelines.diffusion.batch import (
     prepare_call,
     render_image,
     run_batch,
+    size_kwargs,
     validate_request,
 )
 from studio.pipelines.diffusion.variation import variation_infotext
@@ -141,6 +142,8 @@ class Img2ImgService(DiffusersService):
                                       guidance_scale=request.cfg)
         if mask is not None:
             kwargs.update(mask_image=mask, width=request.width, height=request.height)
+        else:
+            kwargs.update(size_kwargs(call.pipe, request.width, request.height))
 
         def render(index: int, seed: int) -> Any:
             out = render_image(call.pipe, kwargs, request, seed, index, call.previewer,

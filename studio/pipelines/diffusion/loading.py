@@ -17,6 +17,8 @@ from typing import Any
 from studio.core.config import Paths, default_paths
 from studio.core.jobs import UserFacingError
 from studio.library.detect import detect_from_header
+from studio.library.families import FAMILIES
+from studio.library.families import family as family_of
 from studio.library.models import ModelEntry
 from studio.library.safe_load import refusal_in
 
@@ -25,19 +27,36 @@ log = logging.getLogger(__name__)
 
 def pipeline_class_name(family: str) -> str:
     """The diffusers text-to-image pipeline class for a family."""
-    if family == "sdxl":
-        return "StableDiffusionXLPipeline"
-    if family in ("sd1", "sd2"):
-        return "StableDiffusionPipeline"
+    found = family_of(family)
+    if found is not None and found.pipeline_class:
+        return found.pipeline_class
     if family == "ddpm":  # pixel-space: what the Train workspace's ddpm lesson saves
         return "DDPMPipeline"
+    names = ", ".join(f.label for f in FAMILIES.values())
     raise UserFacingError(f"This model's architecture ({family}) is not supported for text to "
-                          "image; Studio runs Stable Diffusion 1.x, 2.x and SDXL models.")
+                          f"image; Studio runs {names} models.")
 
 
-def _has_fp16_variant(folder: Path) -> bool:
-    unet = folder / "unet"
+def _has_fp16_variant(folder: Path, denoiser: str = "unet") -> bool:
+    unet = folder / denoiser
     return any(unet.glob("*.fp16.safetensors")) or any(unet.glob("*.fp16.bin"))
+
+
+def _missing_optional(folder: Path, names: tuple[str, ...]) -> dict[str, None]:
+    """The optional components a folder lacks (no sub-folder, or null in model_index.json),
+    given as None so diffusers builds the pipeline without them."""
+    import json
+
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        index = {}
+    missing: dict[str, None] = {}
+    for name in names:
+        spec = index.get(name)
+        if not (folder / name).is_dir() or not isinstance(spec, list) or None in spec:
+            missing[name] = None
+    return missing
 
 
 def _family_of_ckpt(path: Path) -> tuple[str, dict]:
@@ -59,7 +78,11 @@ def _load_diffusers(entry: ModelEntry, dtype: Any):
     kwargs: dict[str, Any] = {"local_files_only": True, "dtype": dtype}
     if entry.family in ("sd1", "sd2"):
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    if dtype == torch.float16 and _has_fp16_variant(entry.path):
+    family = family_of(entry.family)
+    denoiser = family.denoiser if family is not None else "unet"
+    if family is not None and family.optional_components:
+        kwargs.update(_missing_optional(entry.path, family.optional_components))
+    if dtype == torch.float16 and _has_fp16_variant(entry.path, denoiser):
         kwargs["variant"] = "fp16"  # half the bytes to read; the weights are the same model
     return cls.from_pretrained(str(entry.path), **kwargs)
 
@@ -101,7 +124,7 @@ def _import_engine(family: str) -> Any:
         import diffusers
         import torch
 
-        if family in ("sd1", "sd2", "sdxl"):
+        if family in FAMILIES:
             getattr(diffusers, pipeline_class_name(family))  # diffusers imports it lazily
     return torch
 

@@ -102,7 +102,11 @@ class TaesdPreviewer:
         lat = latents[:1] if latents.ndim == 4 else latents[None]
         with torch.no_grad():
             lat = lat.to(self.model.device, self.model.dtype)
-            image = self.model.decode(lat).sample[0]  # TAESD takes UNet-space latents
+            # Undo the decoder's own scaling and shift as the pipelines do before decoding
+            # (TAESD for SD 1.x/SDXL: 1 and none, so UNet-space latents; TAESD3: SD3's).
+            config = self.model.config
+            lat = lat / config.scaling_factor + (getattr(config, "shift_factor", None) or 0.0)
+            image = self.model.decode(lat).sample[0]
             image = ((image.float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
         return image.permute(1, 2, 0).cpu().numpy()
 

@@ -41,6 +41,7 @@ _A1111_NAMES = {
     "KDPM2AncestralDiscreteScheduler": "DPM2 a",
     "DEISMultistepScheduler": "DEIS",
     "DDPMScheduler": "DDPM",
+    "FlowMatchEulerDiscreteScheduler": "Euler",  # SD 3.5 / FLUX: A1111 Forge writes Euler
 }
 
 

@@ -31,6 +31,7 @@ from studio.core.requests import (
     SCHEDULERS,
     Txt2ImgRequest,
 )
+from studio.library.families import family as family_of
 from studio.pipelines.diffusion.pixel import UNCONDITIONAL
 from studio.ui.panels.generate.hires import HiresSection
 from studio.ui.panels.generate.loras import LoraSection
@@ -357,6 +358,7 @@ class GenerateControls(QWidget):
         for edit in (self.prompt, self.negative):
             edit.setToolTip(GAN_PROMPT_HINT if gan else "")
         self.loras.set_family(self._family)
+        self._offer_samplers(family_of(self._family))
         self.preset.blockSignals(True)
         self.preset.clear()
         self.preset.addItem("Custom size", None)
@@ -364,6 +366,20 @@ class GenerateControls(QWidget):
             self.preset.addItem(f"{width} × {height}  ·  {label}", f"{width}x{height}")
         self.preset.blockSignals(False)
         self._sync_preset()
+
+    def _offer_samplers(self, family) -> None:
+        """Only the samplers the family can use are enabled (SD 3.5: its own flow matching);
+        one it cannot use is replaced by "Model default"."""
+        allowed = family.samplers if family is not None and family.samplers else None
+        model = self.scheduler.model()
+        for row in range(self.scheduler.count()):
+            item = model.item(row)
+            if item is not None:
+                item.setEnabled(allowed is None or self.scheduler.itemData(row) in allowed)
+        if allowed is not None and self.scheduler.currentData() not in allowed:
+            self.scheduler.setCurrentIndex(self.scheduler.findData(allowed[0]))
+        self.scheduler.setToolTip(f"{family.label} models sample with their own scheduler"
+                                  if allowed is not None else "")
 
     def set_pixel_model(self, classes: list[str] | None, size: int = 0) -> None:
         """``classes`` (possibly empty: unconditional) for a model trained in Train's image
