@@ -213,8 +213,8 @@ def prepare_call(base: Any, entry: ModelEntry, request: Any, settings: Settings,
     family = model_family(base, entry)
     found = family_of(family)
     if found is not None and found.samplers and request.scheduler not in found.samplers:
-        raise UserFacingError(f"{found.label} models sample with their own scheduler: choose the "
-                              "sampler “Model default”.")
+        raise UserFacingError(f"{found.label} samples with its own scheduler: choose the sampler "
+                              "“Model default”.")
     loras = plan_loras(request.prompt, request.loras, settings, paths)
     if loras.loras and progress is not None:
         progress.message("Applying LoRAs…")

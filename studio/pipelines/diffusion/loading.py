@@ -34,7 +34,7 @@ def pipeline_class_name(family: str) -> str:
         return "DDPMPipeline"
     names = ", ".join(f.label for f in FAMILIES.values())
     raise UserFacingError(f"This model's architecture ({family}) is not supported for text to "
-                          f"image; Studio runs {names} models.")
+                          f"image; Studio runs these families: {names}.")
 
 
 def _has_fp16_variant(folder: Path, denoiser: str = "unet") -> bool:

@@ -244,8 +244,8 @@ def _plain_text_inputs(label: str, prompt: str, negative_prompt: str) -> PromptI
     lengths: SD 3.5's T5 reads 256 tokens); A1111's syntax in them is said to be read as text."""
     inputs = PromptInputs({"prompt": prompt, "negative_prompt": negative_prompt})
     if not all(is_plain(t or "") for t in (prompt, negative_prompt)):
-        inputs.warnings.append(f"{label} models read (emphasis:1.2), [from:to:when], [a|b] and "
-                               "BREAK as plain text: the prompt was used as written.")
+        inputs.warnings.append(f"{label} reads (emphasis:1.2), [from:to:when], [a|b] and BREAK "
+                               "as plain text: the prompt was used as written.")
     return inputs
 
 

@@ -378,7 +378,7 @@ class GenerateControls(QWidget):
                 item.setEnabled(allowed is None or self.scheduler.itemData(row) in allowed)
         if allowed is not None and self.scheduler.currentData() not in allowed:
             self.scheduler.setCurrentIndex(self.scheduler.findData(allowed[0]))
-        self.scheduler.setToolTip(f"{family.label} models sample with their own scheduler"
+        self.scheduler.setToolTip(f"{family.label} samples with its own scheduler"
                                   if allowed is not None else "")
 
     def set_pixel_model(self, classes: list[str] | None, size: int = 0) -> None:
