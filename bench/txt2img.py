@@ -3,6 +3,7 @@
     python bench/txt2img.py                 # CPU: narrow SD1.5-architecture UNet, 256 px, 10 steps
     python bench/txt2img.py --device cuda   # fp16, full-size SD1.5 architecture, 512 px, 20 steps
     python bench/txt2img.py --family sd3    # SD 3.5's architecture (narrow on the CPU), txt2img only
+    python bench/txt2img.py --family flux   # FLUX.1 dev's architecture (narrow on the CPU)
 
 Both sides use random weights (nothing is downloaded), the same request and the same seed. The
 studio side goes through ``Txt2ImgService.run`` with fast previews ON and saves each PNG (as a user
@@ -415,6 +416,53 @@ def build_random_sd3(dest: Path, full_size: bool, seed: int = 0) -> Path:
     return dest
 
 
+def build_random_flux(dest: Path, full_size: bool, seed: int = 0) -> Path:
+    """A FLUX.1-dev-architecture pipeline with random weights: the real sizes on CUDA, a narrow
+    transformer and T5 on the CPU (the T5 tokenizer is one trained locally, as in the tests)."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        FluxTransformer2DModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel
+
+    from studio.library.clip_tokenizer import PAD_CLIP_L, write_clip_tokenizer
+    from tests.fixtures.tiny_models import tiny_t5_tokenizer
+
+    torch.manual_seed(seed)
+    if full_size:
+        transformer = FluxTransformer2DModel(guidance_embeds=True)
+        t5 = T5Config(vocab_size=120, d_model=4096, d_kv=64, d_ff=10240, num_layers=24,
+                      num_heads=64, feed_forward_proj="gated-gelu")
+        clip_width, clip_layers = 768, 12
+    else:
+        transformer = FluxTransformer2DModel(
+            num_layers=2, num_single_layers=4, attention_head_dim=32, num_attention_heads=4,
+            joint_attention_dim=256, pooled_projection_dim=128, guidance_embeds=True,
+            axes_dims_rope=(8, 12, 12))
+        t5 = T5Config(vocab_size=120, d_model=256, d_kv=32, d_ff=512, num_layers=2, num_heads=8)
+        clip_width, clip_layers = 128, 2
+    vae = AutoencoderKL.from_config({**AutoencoderKL.load_config(str(CONFIGS / "vae")),
+                                     "latent_channels": 16, "scaling_factor": 0.3611,
+                                     "shift_factor": 0.1159, "use_quant_conv": False,
+                                     "use_post_quant_conv": False})
+    clip = CLIPTextModel(CLIPTextConfig(
+        hidden_size=clip_width, intermediate_size=clip_width * 4,
+        num_attention_heads=max(1, clip_width // 64), num_hidden_layers=clip_layers,
+        vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu"))
+    pipe = FluxPipeline(
+        transformer=transformer, vae=vae, text_encoder=clip,
+        text_encoder_2=T5EncoderModel(t5),
+        tokenizer=CLIPTokenizer.from_pretrained(write_clip_tokenizer(dest.parent / ".tokc",
+                                                                     PAD_CLIP_L)),
+        tokenizer_2=tiny_t5_tokenizer(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=False))
+    pipe.save_pretrained(dest, safe_serialization=True)
+    return dest
+
+
 def run_family_bench(family: str, case: BenchSetup, rounds: int, workdir: Path) -> dict:
     """Studio's txt2img on a family other than SD 1.5 against its plain diffusers pipeline."""
     import diffusers
@@ -425,7 +473,7 @@ def run_family_bench(family: str, case: BenchSetup, rounds: int, workdir: Path) 
     from studio.library.families import FAMILIES
     from studio.pipelines.diffusion.txt2img import Txt2ImgService
 
-    builders = {"sd3": build_random_sd3}
+    builders = {"sd3": build_random_sd3, "flux": build_random_flux}
     if family not in builders:
         raise SystemExit(f"--family: one of {', '.join(builders)} (SD 1.5 is the default run)")
     os.environ["STUDIO_HOME"] = str(workdir / "studio-home")
@@ -438,8 +486,9 @@ def run_family_bench(family: str, case: BenchSetup, rounds: int, workdir: Path) 
                               **{name: None for name in FAMILIES[family].optional_components})
     raw.set_progress_bar_config(disable=True)
     raw = raw.to(case.device)
+    negative = "blurry" if FAMILIES[family].negative_prompt else ""
     request = Txt2ImgRequest(model=str(model), prompt="a lighthouse on a cliff at dusk, oil paint",
-                             negative_prompt="blurry", steps=case.steps, cfg=5.0,
+                             negative_prompt=negative, steps=case.steps, cfg=3.5,
                              width=case.size, height=case.size, seed=1)
     return _alternate(lambda: time_studio(service, request, case.device),
                       lambda: time_raw(raw, request, case.device), rounds)
@@ -452,7 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-gui", action="store_true",
                         help="skip the window launch time and event-loop stall measurements")
     parser.add_argument("--family", default="",
-                        help="another family's txt2img against its diffusers pipeline (sd3)")
+                        help="another family's txt2img against its diffusers pipeline "
+                             "(sd3, flux)")
     args = parser.parse_args(argv)
     case = CUDA_CASE if args.device == "cuda" else CPU_CASE
     if args.family:

@@ -121,6 +121,14 @@ def tiny_sd3_dir(tiny_models_root):
 
 
 @pytest.fixture(scope="session")
+def tiny_flux_dir(tiny_models_root):
+    """A tiny random FLUX.1-dev-layout diffusers pipeline folder (guidance-distilled)."""
+    from tests.fixtures.tiny_models import build_tiny_flux
+
+    return build_tiny_flux(tiny_models_root / "tiny-flux")
+
+
+@pytest.fixture(scope="session")
 def tiny_sdxl_file(tiny_models_root, tiny_sdxl_dir):
     """The tiny SDXL pipeline as one original-layout .safetensors checkpoint."""
     from tests.fixtures.tiny_models import build_tiny_single_file

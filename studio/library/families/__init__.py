@@ -55,6 +55,13 @@ class Family:
     a1111_prompts: bool = True
     #: the sampler keys (studio.core.requests.SCHEDULERS) it can use; empty: all of them
     samplers: tuple[str, ...] = ()
+    #: what the CFG number is: "cfg" (classifier-free guidance, with the negative prompt) or
+    #: "distilled" (FLUX.1 dev's guidance embedding: one pass per step, no negative prompt)
+    guidance: str = "cfg"
+    negative_prompt: bool = True
+    #: the pipeline's latents come packed into a token sequence (FLUX): previews unpack them,
+    #: and the hires fix cannot resize them as latents
+    packed_latents: bool = False
 
 
 def _load() -> dict[str, Family]:

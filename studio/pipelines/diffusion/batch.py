@@ -181,8 +181,9 @@ def model_family(pipe: Any, entry: ModelEntry) -> str:
     name = type(pipe).__name__
     if name.startswith("StableDiffusionXL"):
         return "sdxl"
-    if name.startswith("StableDiffusion3"):
-        return "sd3"
+    for family in FAMILIES.values():  # SD 3.5, FLUX …: their img2img/inpaint classes share a stem
+        if family.diffusers_classes and name.startswith(family.pipeline_class[:-len("Pipeline")]):
+            return family.key
     if entry.family in FAMILIES and entry.family != "sdxl":
         return entry.family
     return "sd1"
@@ -283,7 +284,12 @@ def step_callback(request: Any, index: int, previewer: Any, progress: ProgressSi
             p._interrupt = True
             return kwargs
         step = step_index + 1
-        preview = previewer(step, total, kwargs.get("latents"))
+        latents = kwargs.get("latents")
+        if latents is not None and latents.ndim == 3 and hasattr(p, "_unpack_latents"):
+            # FLUX packs its latents into a token sequence: a new unpacked view for the preview
+            latents = p._unpack_latents(latents, request.height, request.width,
+                                        p.vae_scale_factor)
+        preview = previewer(step, total, latents)
         progress(index * total + step, request.count * total, preview)
         if conditioning is not None:
             kwargs.update(conditioning.update(p, step_index))

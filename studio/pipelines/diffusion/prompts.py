@@ -239,10 +239,18 @@ def _plain(tokenizer: Any, texts: list[str]) -> bool:
     return all(is_plain(t) and count_tokens(tokenizer, t) <= CHUNK for t in texts)
 
 
-def _plain_text_inputs(label: str, prompt: str, negative_prompt: str) -> PromptInputs:
+def _plain_text_inputs(family: Any, prompt: str, negative_prompt: str) -> PromptInputs:
     """The prompts as text, for a family whose pipeline encodes them itself (its own encoders and
-    lengths: SD 3.5's T5 reads 256 tokens); A1111's syntax in them is said to be read as text."""
-    inputs = PromptInputs({"prompt": prompt, "negative_prompt": negative_prompt})
+    lengths: SD 3.5's T5 reads 256 tokens); A1111's syntax in them is said to be read as text,
+    and a negative prompt the family does not take is said to be unused."""
+    label = family.label
+    if not family.negative_prompt:
+        inputs = PromptInputs({"prompt": prompt})
+        if (negative_prompt or "").strip():
+            inputs.warnings.append(f"{label} models take no negative prompt: it was not used.")
+        negative_prompt = ""
+    else:
+        inputs = PromptInputs({"prompt": prompt, "negative_prompt": negative_prompt})
     if not all(is_plain(t or "") for t in (prompt, negative_prompt)):
         inputs.warnings.append(f"{label} reads (emphasis:1.2), [from:to:when], [a|b] and BREAK "
                                "as plain text: the prompt was used as written.")
@@ -255,7 +263,7 @@ def prepare_prompt_inputs(pipe: Any, family: str, prompt: str, negative_prompt: 
     A1111-style embeddings, with a per-step schedule when the prompt changes)."""
     found = family_of(family)
     if found is not None and not found.a1111_prompts:
-        return _plain_text_inputs(found.label, prompt, negative_prompt)
+        return _plain_text_inputs(found, prompt, negative_prompt)
     pos = prompt_schedule(prompt or "", steps)
     neg = prompt_schedule(negative_prompt or "", steps)
     if (len(pos) == 1 and len(neg) == 1 and pos[0][1] == (prompt or "")

@@ -132,7 +132,15 @@ class Txt2ImgService(DiffusersService):
                paths: Paths, device: str, dtype: Any, progress: ProgressSink,
                cancel: CancelToken) -> HiresFix:
         """The hires fix over ``pipe`` and its img2img twin (an upscaler model loaded first)."""
+        from studio.library.families import family as family_of
+        from studio.pipelines.diffusion.hires import LATENT_MODES
         from studio.pipelines.diffusion.img2img import derive_pipeline
+
+        found = family_of(call.family)
+        if found is not None and found.packed_latents and request.hires_upscaler in LATENT_MODES:
+            raise UserFacingError(f"{found.label} models keep their latents packed, so the hires "
+                                  "fix cannot resize them: choose the Lanczos upscaler or an "
+                                  "upscaler model.")
 
         model_upscale = None
         if request.hires_upscaler not in HIRES_UPSCALERS:

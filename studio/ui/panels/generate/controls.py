@@ -196,9 +196,10 @@ class GenerateControls(QWidget):
         self.scheduler = _compact(QComboBox(), 10)
         for key, label in SCHEDULERS.items():
             self.scheduler.addItem(label, key)
+        self.cfg_label = QLabel("CFG scale")
         for row, (name, slider, box) in enumerate((("Steps", self.steps_slider, self.steps),
-                                                   ("CFG scale", self.cfg_slider, self.cfg))):
-            grid.addWidget(QLabel(name), row, 0)
+                                                   (self.cfg_label, self.cfg_slider, self.cfg))):
+            grid.addWidget(name if isinstance(name, QLabel) else QLabel(name), row, 0)
             grid.addWidget(slider, row, 1)
             box.setFixedWidth(86)
             grid.addWidget(box, row, 2)
@@ -359,6 +360,7 @@ class GenerateControls(QWidget):
             edit.setToolTip(GAN_PROMPT_HINT if gan else "")
         self.loras.set_family(self._family)
         self._offer_samplers(family_of(self._family))
+        self._show_guidance(family_of(self._family), gan)
         self.preset.blockSignals(True)
         self.preset.clear()
         self.preset.addItem("Custom size", None)
@@ -366,6 +368,21 @@ class GenerateControls(QWidget):
             self.preset.addItem(f"{width} × {height}  ·  {label}", f"{width}x{height}")
         self.preset.blockSignals(False)
         self._sync_preset()
+
+    def _show_guidance(self, family, gan: bool) -> None:
+        """CFG or FLUX's distilled "Guidance", named as the family uses it; a family without a
+        negative prompt greys the box out (its text is kept for the next model)."""
+        distilled = family is not None and family.guidance == "distilled"
+        self.cfg_label.setText("Guidance" if distilled else "CFG scale")
+        self.cfg.setToolTip(
+            f"{family.label} guidance (distilled into the model: one pass per step). 3.5 is "
+            "usual for dev; schnell ignores it." if distilled else
+            "How closely to follow the prompt (CFG scale). Turbo and LCM models want 0–2.")
+        takes_negative = family is None or family.negative_prompt
+        self.negative.setEnabled(not gan and takes_negative)
+        self.negative.setPlaceholderText(
+            "What to avoid: blurry, low quality, text…" if takes_negative else
+            f"{family.label} models take no negative prompt")
 
     def _offer_samplers(self, family) -> None:
         """Only the samplers the family can use are enabled (SD 3.5: its own flow matching);
