@@ -247,7 +247,7 @@ def _plain_text_inputs(family: Any, prompt: str, negative_prompt: str) -> Prompt
     if not family.negative_prompt:
         inputs = PromptInputs({"prompt": prompt})
         if (negative_prompt or "").strip():
-            inputs.warnings.append(f"{label} models take no negative prompt: it was not used.")
+            inputs.warnings.append(f"{label} takes no negative prompt: it was not used.")
         negative_prompt = ""
     else:
         inputs = PromptInputs({"prompt": prompt, "negative_prompt": negative_prompt})

@@ -138,8 +138,8 @@ class Txt2ImgService(DiffusersService):
 
         found = family_of(call.family)
         if found is not None and found.packed_latents and request.hires_upscaler in LATENT_MODES:
-            raise UserFacingError(f"{found.label} models keep their latents packed, so the hires "
-                                  "fix cannot resize them: choose the Lanczos upscaler or an "
+            raise UserFacingError(f"{found.label} keeps its latents packed, so the hires fix "
+                                  "cannot resize them: choose the Lanczos upscaler or an "
                                   "upscaler model.")
 
         model_upscale = None

@@ -382,7 +382,7 @@ class GenerateControls(QWidget):
         self.negative.setEnabled(not gan and takes_negative)
         self.negative.setPlaceholderText(
             "What to avoid: blurry, low quality, text…" if takes_negative else
-            f"{family.label} models take no negative prompt")
+            f"{family.label} takes no negative prompt")
 
     def _offer_samplers(self, family) -> None:
         """Only the samplers the family can use are enabled (SD 3.5: its own flow matching);
