@@ -129,6 +129,14 @@ def tiny_flux_dir(tiny_models_root):
 
 
 @pytest.fixture(scope="session")
+def tiny_chroma_dir(tiny_models_root):
+    """A tiny random Chroma diffusers pipeline folder (T5 only, real CFG)."""
+    from tests.fixtures.tiny_models import build_tiny_chroma
+
+    return build_tiny_chroma(tiny_models_root / "tiny-chroma")
+
+
+@pytest.fixture(scope="session")
 def tiny_sdxl_file(tiny_models_root, tiny_sdxl_dir):
     """The tiny SDXL pipeline as one original-layout .safetensors checkpoint."""
     from tests.fixtures.tiny_models import build_tiny_single_file

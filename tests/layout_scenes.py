@@ -88,6 +88,11 @@ def ensure_models(folder: Path, sd15: Path | None = None, llama: Path | None = N
         torch.manual_seed(0)
         net = build_network(UpscalerSpec("SRVGGNetCompact", 4, features=4, blocks=1))
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(upscaler))
+    flux = folder / "tiny-flux"
+    if not (flux / "model_index.json").exists():
+        from tests.fixtures.tiny_models import build_tiny_flux
+
+        build_tiny_flux(flux)
     lora = folder / "ink-sketch.safetensors"
     if not lora.exists():
         import torch
@@ -95,7 +100,7 @@ def ensure_models(folder: Path, sd15: Path | None = None, llama: Path | None = N
 
         save_file({LORA_KEY: torch.ones(4, 768, dtype=torch.float16)}, str(lora))
     return {"sd15": Path(sd15), "llama": Path(llama), "cyclegan": cyclegan, "lora": lora,
-            "upscaler": upscaler}
+            "upscaler": upscaler, "flux": flux}
 
 
 def make_home(root: Path, theme: str, models: dict | None) -> Path:
@@ -111,6 +116,7 @@ def make_home(root: Path, theme: str, models: dict | None) -> Path:
         m.mkdir(parents=True, exist_ok=True)
         shutil.copytree(models["sd15"], m / "tiny-sd15")
         shutil.copytree(models["llama"], m / "tiny-llama")
+        shutil.copytree(models["flux"], m / "tiny-flux")
         (m / "cyclegan" / "horse2zebra_pretrained").mkdir(parents=True)
         shutil.copy(models["cyclegan"], m / "cyclegan" / "horse2zebra_pretrained")
         (m / "loras").mkdir()
@@ -289,6 +295,7 @@ class Walk:
         s.append(Scene("generate (model, LoRA)", self._generate_model))
         s.append(Scene("generate (seed, variation)", self._generate_variation))
         s.append(Scene("generate (hires fix)", self._generate_hires, self._generate_hires_off))
+        s.append(Scene("generate (FLUX model)", self._generate_flux, self._generate_sd15))
         s.append(Scene("generate (results)", self._generate_results))
         s.append(Scene("generate (queue drawer)", self._queue_open, self._queue_close))
         s.append(Scene("gallery", self._gallery))
@@ -405,6 +412,22 @@ class Walk:
         scroll.ensureWidgetVisible(c.count)
         settle(self.window)
         return self.window
+
+    def _generate_flux(self):
+        """A FLUX.1 model: "Guidance" instead of CFG, the negative prompt greyed out, one sampler."""
+        panel = self.show("generate")
+        model = str(self.window.ctx.paths.models_dir / "tiny-flux")
+        assert panel.picker.select_model(model), "the tiny FLUX model is not listed"
+        wait_until(lambda: panel.controls.cfg_label.text() == "Guidance", 10,
+                   "Generate to name FLUX's guidance")
+        settle(self.window)
+        return self.window
+
+    def _generate_sd15(self) -> None:
+        panel = self.window.panel("generate", create=False)
+        if panel is not None:
+            panel.picker.select_model(str(self.window.ctx.paths.models_dir / "tiny-sd15"))
+            settle(self.window)
 
     def _generate_hires(self):
         """The hires fix group turned on and open, scrolled into view."""

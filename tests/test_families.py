@@ -7,7 +7,7 @@ from studio.library import families
 
 
 def test_each_family_module_registers_itself_in_order():
-    assert list(families.FAMILIES) == ["sd1", "sd2", "sdxl", "sd3", "flux"]
+    assert list(families.FAMILIES) == ["sd1", "sd2", "sdxl", "sd3", "flux", "chroma"]
     for fam in families.FAMILIES.values():
         assert fam.default_size in {(w, h) for w, h, _ in fam.presets}
         assert all(len(r) == 3 for r in fam.latent_rgb_factors)
@@ -24,7 +24,7 @@ def test_consumers_read_the_registry():
     from studio.ui.panels.generate.size_presets import DEFAULT_SIZE, presets_for
 
     assert DEFAULT_SIZE == {"sd1": (512, 512), "sd2": (768, 768), "sdxl": (1024, 1024),
-                            "sd3": (1024, 1024), "flux": (1024, 1024)}
+                            "sd3": (1024, 1024), "flux": (1024, 1024), "chroma": (1024, 1024)}
     assert presets_for("sdxl")[0] == (1024, 1024, "1:1 square")
     assert presets_for("not-a-family")[0] == (512, 512, "1:1 square")  # the mixed list
     assert ASSET_NAMES == {"sd1": "sd15", "sd2": "sd2", "sdxl": "sdxl"}
