@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from studio.pipelines.chat import documents as docs
+from studio.pipelines.chat import reading
 from studio.pipelines.chat.documents import DocumentIndex, Page, chunk_pages, read_document
 from studio.pipelines.chat.store import MIGRATIONS, ConversationStore
 from tests.fixtures.tiny_docs import build_tiny_bert, write_pdf
@@ -128,7 +129,7 @@ def test_bad_files_are_skipped_with_a_sentence(index, tmp_path, monkeypatch):
     (bad / "photo.jpg").write_bytes(b"\xff\xd8\xff")
     (bad / "huge.md").write_text("word " * 2000, encoding="utf-8")
     (bad / "fine.md").write_text(FOXES, encoding="utf-8")
-    monkeypatch.setattr(docs, "MAX_FILE_BYTES", 5000)
+    monkeypatch.setattr(reading, "MAX_FILE_BYTES", 5000)
     cid = index.collection("bad")
     report = index.add(cid, [bad])
     why = {Path(p).name: reason for p, reason in report.skipped}

@@ -1,7 +1,7 @@
 """The row above the message box that attaches documents to a chat.
 
-"Attach files…" / "Folder…" add PDF, Markdown, text and HTML files to this conversation — or, when
-a collection is chosen in "Docs:", to that named collection, which any chat can use again.
+"Attach files…" / "Folder…" add PDF, Word, Markdown, text and HTML files to this conversation — or,
+when a collection is chosen in "Docs:", to that named collection, which any chat can use again.
 Indexing runs on the window's CPU pool (one call at a time, in order), never on the GUI thread,
 with a progress bar and Cancel; bad files are skipped and the sentence says how many and why.
 Before a reply is written, :meth:`DocumentsBar.retrieve` finds the passages for the question on
@@ -28,11 +28,12 @@ from PySide6.QtWidgets import (
 from studio.core.jobs import CancelToken
 from studio.core.wording import count_of
 from studio.pipelines.chat import documents as docs
+from studio.pipelines.chat import reading
 from studio.pipelines.chat.store import ConversationStore
 from studio.workers.lanes import Calls, cpu_pool
 
 NEW_COLLECTION = "new"
-FILE_FILTER = ("Documents (*.pdf *.md *.markdown *.txt *.text *.rst *.csv *.log *.html *.htm "
+FILE_FILTER = ("Documents (*.pdf *.docx *.md *.markdown *.txt *.text *.rst *.csv *.log *.html *.htm "
                "*.xhtml);;All files (*)")
 
 
@@ -58,9 +59,10 @@ class DocumentsBar(QWidget):
         row.setContentsMargins(0, 0, 0, 4)
         self.attach_files = QPushButton("Attach files…")
         self.attach_files.setProperty("flat", True)
-        self.attach_files.setToolTip("Answer from PDF, Markdown, text or HTML files: the passages "
-                                     "found are put into the prompt and cited as [1], [2] under "
-                                     f"the reply. Files over {docs.MAX_FILE_BYTES // 2**20} MB "
+        self.attach_files.setToolTip("Answer from PDF, Word (.docx), Markdown, text or HTML "
+                                     "files: the passages found are put into the prompt and "
+                                     "cited as [1], [2] under the reply. "
+                                     f"Files over {reading.MAX_FILE_BYTES // 2**20} MB "
                                      "are skipped.")
         self.attach_files.clicked.connect(self._pick_files)
         self.attach_folder = QPushButton("Folder…")
