@@ -286,6 +286,20 @@ class DocumentIndex:
             "INSERT INTO doc_collections (conversation_id, created) VALUES (?, ?)",
             (conversation_id, time.time())))
 
+    def chosen_collection(self, conversation_id: int) -> str | None:
+        """The name of the collection a conversation answers from (None: only its own files)."""
+        row = self.store.execute(
+            "SELECT c.name FROM conversations v JOIN doc_collections c "
+            "ON c.id = v.doc_collection_id WHERE v.id = ?", (conversation_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def choose_collection(self, conversation_id: int, name: str | None) -> None:
+        """Remember which named collection (None: none) a conversation answers from; it is
+        restored when the conversation is opened again. Not a change that reorders the list."""
+        collection_id = None if name is None else self.collection(name)
+        self.store.execute("UPDATE conversations SET doc_collection_id = ? WHERE id = ?",
+                           (collection_id, conversation_id))
+
     def collections(self) -> list[tuple[int, str]]:
         """The named collections, by name."""
         return [(int(r[0]), str(r[1])) for r in self.store.execute(

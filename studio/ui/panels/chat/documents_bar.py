@@ -100,11 +100,22 @@ class DocumentsBar(QWidget):
         return self._calls.busy
 
     def set_conversation(self, conv_id: int | None) -> None:
+        """Show a conversation's documents: its own files and the collection it was left on (a
+        new chat, ``None``, keeps the choice on screen; :meth:`remember` gives it to it)."""
         self.conv_id = conv_id
-        self.refresh_summary()
+        if conv_id is None:
+            self.refresh_summary()
+        else:
+            self.refresh_collections(select=self.index.chosen_collection(conv_id) or "")
+
+    def remember(self, conv_id: int) -> None:
+        """Keep the collection chosen now as the one conversation ``conv_id`` answers from."""
+        name = self.collection.currentData()
+        self.index.choose_collection(conv_id, name if name and name != NEW_COLLECTION else None)
 
     def refresh_collections(self, select: str | None = None) -> None:
-        current = select if select is not None else self.collection.currentData()
+        """Refill the list; ``select`` a name ("": this chat only; None: keep the current)."""
+        current = (select or None) if select is not None else self.collection.currentData()
         self.collection.clear()
         self.collection.addItem("this chat only", None)
         for _cid, name in self.index.collections():
@@ -151,17 +162,17 @@ class DocumentsBar(QWidget):
 
     # -- attaching ---------------------------------------------------------------------------
     def _collection_chosen(self, _row: int) -> None:
-        if self.collection.currentData() != NEW_COLLECTION:
-            self.refresh_summary()
-            return
-        name, ok = QInputDialog.getText(self, "New collection",
-                                        "Name of the collection (any chat can use it):")
-        name = name.strip()
-        if ok and name:
-            self.index.collection(name)
-            self.refresh_collections(select=name)
+        if self.collection.currentData() == NEW_COLLECTION:
+            name, ok = QInputDialog.getText(self, "New collection",
+                                            "Name of the collection (any chat can use it):")
+            name = name.strip()
+            if ok and name:
+                self.index.collection(name)
+            self.refresh_collections(select=name if ok and name else "")
         else:
-            self.refresh_collections(select=None)
+            self.refresh_summary()
+        if self.conv_id is not None:
+            self.remember(self.conv_id)
 
     def _pick_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Attach documents", "", FILE_FILTER)
