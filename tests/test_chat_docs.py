@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from studio.pipelines.chat import documents as docs
+from studio.pipelines.chat import reading
 from studio.pipelines.chat.documents import DocumentIndex, Page, chunk_pages, read_document
 from studio.pipelines.chat.store import MIGRATIONS, ConversationStore
 from tests.fixtures.tiny_docs import build_tiny_bert, write_pdf
@@ -128,7 +129,7 @@ def test_bad_files_are_skipped_with_a_sentence(index, tmp_path, monkeypatch):
     (bad / "photo.jpg").write_bytes(b"\xff\xd8\xff")
     (bad / "huge.md").write_text("word " * 2000, encoding="utf-8")
     (bad / "fine.md").write_text(FOXES, encoding="utf-8")
-    monkeypatch.setattr(docs, "MAX_FILE_BYTES", 5000)
+    monkeypatch.setattr(reading, "MAX_FILE_BYTES", 5000)
     cid = index.collection("bad")
     report = index.add(cid, [bad])
     why = {Path(p).name: reason for p, reason in report.skipped}
@@ -262,3 +263,32 @@ def test_shipped_questions_find_their_gold_passage_in_the_top_3(tmp_path, monkey
             misses.append(case["question"])
     store.close()
     assert misses == []
+
+
+def test_a_conversation_remembers_its_collection_across_a_migration(tmp_path):
+    path = tmp_path / "v1.db"
+    store = ConversationStore(path)  # made at the newest version, then put back to version 1
+    store.execute("ALTER TABLE conversations DROP COLUMN doc_collection_id")
+    store.execute("PRAGMA user_version = 1")
+    conv = store.execute("INSERT INTO conversations (title, created, updated) "
+                         "VALUES ('kept', 5, 5)").lastrowid
+    store.close()
+    store = ConversationStore(path)
+    assert store.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 2
+    index = DocumentIndex(store)
+    assert index.chosen_collection(conv) is None
+    before = store.conversation(conv).updated
+    index.choose_collection(conv, "recipes")
+    assert index.chosen_collection(conv) == "recipes"
+    assert store.conversation(conv).doc_collection_id == index.collection("recipes")
+    assert store.conversation(conv).updated == before  # choosing does not reorder the list
+    store.close()
+    store = ConversationStore(path)  # reopened: still there
+    index = DocumentIndex(store)
+    assert index.chosen_collection(conv) == "recipes"
+    store.execute("DELETE FROM doc_collections WHERE name = 'recipes'")
+    assert index.chosen_collection(conv) is None and store.conversation(conv).title == "kept"
+    index.choose_collection(conv, "recipes")
+    index.choose_collection(conv, None)
+    assert store.conversation(conv).doc_collection_id is None
+    store.close()

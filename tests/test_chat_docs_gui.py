@@ -84,3 +84,22 @@ def test_attached_documents_are_cited_and_shown(chat_panel, qtbot, tmp_path):
     assert files.list.count() == 2
     files.accept()
     assert panel.documents.summary.text() == "1 file · 1 passage"
+
+
+def test_each_conversation_reopens_on_its_collection(chat_panel):
+    panel, bar = chat_panel, chat_panel.documents
+    bar.index.collection("recipes")
+    bar.refresh_collections(select="recipes")
+    first = panel.new_conversation()  # a new chat starts on the collection on screen
+    assert bar.collection.currentText() == "recipes"
+    second = panel.store.create_conversation("other").id
+    panel.open_conversation(second)
+    assert bar.collection.currentData() is None  # this chat only
+    panel.open_conversation(first)
+    assert bar.collection.currentText() == "recipes"
+    bar.collection.setCurrentIndex(0)  # the user picks "this chat only" for the first chat
+    bar.collection.activated.emit(0)
+    panel.open_conversation(second)
+    panel.open_conversation(first)
+    assert bar.collection.currentData() is None
+    assert bar.index.chosen_collection(first) is None

@@ -4,8 +4,8 @@ With ``--prompt`` the reply is printed on stdout as it arrives — only the repl
 command exits. Without it, an interactive conversation: type a line, read the reply; ``/reset``
 starts over, ``/exit`` or Ctrl+D leaves, Ctrl+C stops the reply being written. Warnings, dropped
 turns and errors go to stderr. The reply runs on the same job runner and service as the GUI.
-``--docs PATH…`` answers from files or folders (PDF, Markdown, text, HTML): the passages found
-are numbered into the prompt and their references printed under the reply ("nothing relevant
+``--docs PATH…`` answers from files or folders (PDF, Word .docx, Markdown, text, HTML): the
+passages found are numbered into the prompt and their references printed under the reply ("nothing relevant
 found" goes to stderr, and then no passage is sent); ``--collection NAME`` keeps them as a
 named collection. ``--model`` takes a name as ``studio models list`` prints it, like every command. Exit status:
 2 bad input, 1 a reply that failed, 130 Ctrl+C during a ``--prompt`` reply (see
@@ -56,8 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, metavar="N",
                    help="makes sampling repeatable (default: random)")
     p.add_argument("--docs", nargs="+", default=None, metavar="PATH",
-                   help="answer from these files or folders (PDF, Markdown, text, HTML), citing "
-                        "them as [1], [2]; with --collection they are added to it and kept, "
+                   help="answer from these files or folders (PDF, .docx, Markdown, text, HTML), "
+                        "citing them as [1], [2]; with --collection they are added to it and kept, "
                         "else indexed for this run only; --verbose also prints the passages "
                         "given to the model, with their scores")
     p.add_argument("--collection", default=None, metavar="NAME",

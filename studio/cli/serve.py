@@ -57,6 +57,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "prints it, a folder, a repo id in the Hugging Face cache, or "
                         "openai:BASE_URL#MODEL (default: every chat and image model in the "
                         "library)")
+    p.add_argument("--collections", action="store_true",
+                   help="let chat requests answer from your named document collections (their "
+                        "'studio_collection' field; GET /v1/collections lists them): anyone who "
+                        "can use this server can then read passages of those documents")
     add_device_argument(p)
     p.add_argument("--verbose", action="store_true", help="log every request on stderr")
 
@@ -113,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(message)s", stream=sys.stderr)
     # Nobody sees previews over HTTP; a missing device fails the first job, not the start.
     settings, paths = load_cli_settings(args, device_check=False)
+    if args.collections:
+        from studio.server.documents import ServedDocuments
+
+        options["documents"] = ServedDocuments(paths.database, paths.models_dir)
 
     from studio.server.app import is_loopback, make_server
     from studio.server.catalog import build_catalog

@@ -29,10 +29,13 @@ from starlette.exceptions import HTTPException
 from studio.core.engine import Engine
 from studio.core.jobs import JobState
 from studio.core.wording import count_of
+from studio.server import documents as served_docs
 from studio.server import schemas
 from studio.server.catalog import CHAT, IMAGE, Catalog, ServedModel
+from studio.server.documents import ServedDocuments
 from studio.server.guard import Guard, allowed_hosts
 from studio.server.limits import Limits
+from studio.server.openapi_doc import body_doc, docs_page, form_doc, openapi_document
 from studio.server.schemas import ApiError
 from studio.server.streaming import ClientGone, StopMatcher, events
 
@@ -40,7 +43,7 @@ log = logging.getLogger(__name__)
 
 SHUTTING_DOWN = "The server is shutting down; the reply was cut short."
 ROUTES = ("/v1/models", "/v1/chat/completions", "/v1/images/generations", "/v1/images/edits",
-          "/v1/embeddings")
+          "/v1/embeddings", "/v1/collections")
 CHARS_PER_TOKEN = 4  # the cheap first check of a prompt's length, before any tokenizer runs
 
 
@@ -80,7 +83,7 @@ class StudioServer:
     def __init__(self, sock: socket.socket, engine: Engine, catalog: Catalog,
                  api_key: str | None = None, *, allow_hosts: tuple[str, ...] = (),
                  cors_origins: tuple[str, ...] = (), limits: Limits | None = None,
-                 access_log: bool = False) -> None:
+                 access_log: bool = False, documents: ServedDocuments | None = None) -> None:
         import uvicorn
 
         self.socket = sock
@@ -89,6 +92,7 @@ class StudioServer:
         self.catalog = catalog
         self.api_key = api_key or None
         self.limits = limits or Limits()
+        self.documents = documents  # the named collections a chat may answer from
         self.app = create_app(self, allowed_hosts(str(self.server_address[0]), allow_hosts),
                               frozenset(o.rstrip("/") for o in cors_origins))
         config = uvicorn.Config(self.app, http="h11", loop="asyncio", lifespan="off",
@@ -118,6 +122,8 @@ class StudioServer:
 
     def server_close(self) -> None:
         self.socket.close()
+        if self.documents is not None:
+            self.documents.close()
 
 
 def make_server(host: str, port: int, engine: Engine, catalog: Catalog,
@@ -225,14 +231,17 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
                                                server.catalog.created)["data"][0])
 
     @app.post("/v1/chat/completions", summary="A chat reply (stream: Server-Sent Events)",
-              openapi_extra=_body_doc(schemas.ChatBody))
+              openapi_extra=body_doc(schemas.ChatBody))
     async def chat(request: Request) -> Response:
         body = await body_of(request)
         served = pick(body, CHAT)
         job_request, options = schemas.parse_chat(body, served.spec)
+        cited = await served_docs.ground_request(server.documents, options.collection,
+                                                 job_request)
+        extra = {} if cited is None else {"studio_citations": cited}
         await _check_prompt(served, job_request.messages, server.limits)
         if options.stream:
-            return StreamingResponse(_chat_stream(request, served, job_request, options),
+            return StreamingResponse(_chat_stream(request, served, job_request, options, extra),
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         stops = StopMatcher(options.stop)
@@ -263,10 +272,11 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
             getattr(reply, "finish_reason", None) or getattr(last, "finish_reason", None))
         prompt_tokens, completion_tokens = _counts(reply if not stops.stopped else None, last)
         return JSONResponse(schemas.chat_completion(schemas.completion_id(), served.id, text,
-                                                    reason, prompt_tokens, completion_tokens))
+                                                    reason, prompt_tokens, completion_tokens)
+                            | extra)
 
     async def _chat_stream(request: Request, served: ServedModel, job_request: Any,
-                           options: Any) -> AsyncIterator[bytes]:
+                           options: Any, extra: dict[str, Any]) -> AsyncIterator[bytes]:
         cid, created = schemas.completion_id(), int(time.time())
         stops = StopMatcher(options.stop)
 
@@ -276,7 +286,7 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
 
         last, job = None, None
         yield sse(schemas.chat_chunk(cid, served.id, created, {"role": "assistant",
-                                                               "content": ""}))
+                                                               "content": ""}) | extra)
         try:
             async with aclosing(job_events(request, job_request, "chat")) as stream:
                 async for what, item in stream:
@@ -311,7 +321,7 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
         yield sse(b"[DONE]")
 
     @app.post("/v1/images/generations", summary="Text to image (b64_json PNGs)",
-              openapi_extra=_body_doc(schemas.ImageBody))
+              openapi_extra=body_doc(schemas.ImageBody))
     async def images(request: Request) -> Response:
         body = await body_of(request)
         served = pick(body, IMAGE)
@@ -354,7 +364,7 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
         return JSONResponse({"created": int(time.time()), "data": data})
 
     @app.post("/v1/images/edits", summary="Image to image; inpaint with a mask (multipart form)",
-              openapi_extra=_form_doc(schemas.EditBody))
+              openapi_extra=form_doc(schemas.EditBody))
     async def edits(request: Request) -> Response:
         import tempfile
 
@@ -398,7 +408,7 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
 
     @app.post("/v1/embeddings", summary="Embeddings of local chat models (mean-pooled last "
                                         "hidden state)",
-              openapi_extra=_body_doc(schemas.EmbeddingBody))
+              openapi_extra=body_doc(schemas.EmbeddingBody))
     async def embeddings(request: Request) -> Response:
         from studio.pipelines.chat.remote import is_remote_spec
 
@@ -417,13 +427,18 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
         return JSONResponse(schemas.embedding_list(served.id, result.vectors,
                                                    result.prompt_tokens, as_base64))
 
+    @app.get("/v1/collections", summary="The named document collections a chat can answer "
+             "from (its studio_collection field)")
+    async def collections() -> JSONResponse:
+        return JSONResponse(await served_docs.listing(server.documents))
+
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi() -> JSONResponse:
-        return JSONResponse(_openapi(app))
+        return JSONResponse(openapi_document(app))
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return HTMLResponse(_docs_page(_openapi(app)))
+        return HTMLResponse(docs_page(openapi_document(app)))
 
     app.openapi_url = None  # served above (with the request bodies' schemas), not by FastAPI
     return app
@@ -586,61 +601,3 @@ def _counts(reply: Any, last: Any) -> tuple[int, int]:
         return 0, 0
     return int(getattr(source, "prompt_tokens", 0) or getattr(last, "prompt_tokens", 0) or 0), \
         int(getattr(source, "completion_tokens", 0) or 0)
-
-
-# -- OpenAPI and an offline /docs page ---------------------------------------------------------
-def _body_doc(model: Any) -> dict[str, Any]:
-    """``openapi_extra`` naming the request body's schema (the routes read the body themselves,
-    to keep errors OpenAI-shaped and the JSON parser bounded)."""
-    return {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
-
-
-def _form_doc(model: Any) -> dict[str, Any]:
-    """``openapi_extra`` for a multipart body: the model's fields plus the files."""
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {
-        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
-
-
-def _openapi(app: Any) -> dict[str, Any]:
-    if not getattr(app, "_studio_openapi", None):
-        from fastapi.openapi.utils import get_openapi
-
-        doc = get_openapi(title=app.title, version=app.version, description=app.description,
-                          routes=app.routes)
-        components = doc.setdefault("components", {}).setdefault("schemas", {})
-        for model in (schemas.ChatBody, schemas.ImageBody, schemas.EditBody,
-                      schemas.EmbeddingBody):
-            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(schema.pop("$defs", {}))
-            components[model.__name__] = schema
-        app._studio_openapi = doc
-    return app._studio_openapi
-
-
-def _docs_page(doc: dict[str, Any]) -> str:
-    """/docs without a CDN: the OpenAPI document as plain HTML (FastAPI's Swagger UI page loads
-    its scripts from the internet, and is blank on a machine without it)."""
-    from html import escape
-
-    parts = [f"<!doctype html><meta charset=utf-8><title>{escape(doc['info']['title'])} API"
-             "</title><style>body{font:15px system-ui;max-width:60em;margin:2em auto}"
-             "code,pre{background:#f3f3f3;padding:2px 4px}</style>",
-             f"<h1>{escape(doc['info']['title'])} API {escape(doc['info']['version'])}</h1>",
-             f"<p>{escape(doc['info'].get('description', ''))} The machine-readable document "
-             "is <a href=/openapi.json>/openapi.json</a>.</p>"]
-    components = doc.get("components", {}).get("schemas", {})
-    for path, methods in doc.get("paths", {}).items():
-        for method, op in methods.items():
-            parts.append(f"<h2><code>{method.upper()} {escape(path)}</code></h2>"
-                         f"<p>{escape(op.get('summary', ''))}</p>")
-            content = op.get("requestBody", {}).get("content", {})
-            ref = next(iter(content.values()), {}).get("schema", {}).get("$ref", "")
-            schema = components.get(ref.rsplit("/", 1)[-1]) if ref else None
-            if schema:
-                required = set(schema.get("required", []))
-                parts.append("<ul>" + "".join(
-                    f"<li><code>{escape(name)}</code>{' (required)' if name in required else ''}"
-                    f" — {escape(json.dumps(prop, ensure_ascii=False))}</li>"
-                    for name, prop in schema.get("properties", {}).items()) + "</ul>")
-    return "\n".join(parts)

@@ -98,6 +98,8 @@ class ChatBody(_Body):
     functions: list[Any] | None = None
     tool_choice: Any = None
     function_call: Any = None
+    # Studio's own: answer from this named document collection (GET /v1/collections)
+    studio_collection: str | None = Field(None, min_length=1, max_length=200)
     # hints OpenAI documents; accepted and ignored
     user: Any = None
     store: Any = None
@@ -248,6 +250,7 @@ class ChatOptions:
     stream: bool = False
     include_usage: bool = False
     stop: list[str] = field(default_factory=list)
+    collection: str | None = None  # the named document collection to answer from
 
 
 def parse_chat(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
@@ -295,7 +298,12 @@ def parse_chat(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
     except ValueError as exc:
         raise _bad(str(exc)) from exc
     include_usage = bool(b.stream_options and b.stream_options.include_usage)
-    return request, ChatOptions(stream=b.stream, include_usage=include_usage, stop=stops)
+    collection = b.studio_collection.strip() if b.studio_collection is not None else None
+    if collection == "":
+        raise _bad("'studio_collection' must name a collection (GET /v1/collections).",
+                   "studio_collection")
+    return request, ChatOptions(stream=b.stream, include_usage=include_usage, stop=stops,
+                                collection=collection)
 
 
 def _image_fields(b: ImageBody) -> dict[str, Any]:

@@ -1,13 +1,10 @@
 """Chat with your documents: files attached to a conversation or a named collection, retrieved
 into the prompt with numbered citations.
 
-- **Reading** (:func:`read_document`): PDF through pypdf (page numbers kept), Markdown and text,
-  HTML through the standard library's ``html.parser``. Untrusted files are bounded: at most
-  :data:`MAX_FILE_BYTES` on disk and :data:`MAX_TEXT_CHARS` of text per file; a file that is
-  too large, empty, binary, encrypted, damaged or a scan without a text layer is *skipped* with a
-  sentence saying why, never a crash.
-- **Passages** (:func:`chunk_pages`): runs of :data:`CHUNK_WORDS` words overlapping by
-  :data:`OVERLAP_WORDS`, never across a page.
+- **Reading** (:mod:`studio.pipelines.chat.reading`): PDF, Word (``.docx``), Markdown, text and
+  HTML, bounded; a file that cannot be read is *skipped* with a sentence saying why.
+- **Passages** (:func:`~studio.pipelines.chat.reading.chunk_pages`): runs of ``CHUNK_WORDS``
+  words overlapping by ``OVERLAP_WORDS``, never across a page.
 - **Index** (:class:`DocumentIndex`): in the conversations database (tables made by
   :data:`~studio.pipelines.chat.store.DOCUMENTS_SCHEMA`), an FTS5 BM25 keyword index that is
   always there, and a vector per passage when an embedding model is found (:func:`find_embedder`).
@@ -26,7 +23,6 @@ No Qt here: the window runs indexing on its CPU pool, the CLI inline.
 from __future__ import annotations
 
 import hashlib
-import html.parser
 import logging
 import re
 import time
@@ -37,38 +33,31 @@ from typing import Any
 
 from studio.core.jobs import CancelToken, UserFacingError
 from studio.core.wording import count_of
+from studio.pipelines.chat import reading
+from studio.pipelines.chat.reading import (  # noqa: F401 - re-exported, the documents API
+    CHUNK_WORDS,
+    OVERLAP_WORDS,
+    SUPPORTED,
+    Page,
+    SkippedFile,
+    chunk_pages,
+    html_to_text,
+    read_document,
+)
 from studio.pipelines.chat.store import ConversationStore, fts_query, inserted_id
 
 log = logging.getLogger(__name__)
 
-MAX_FILE_BYTES = 50 * 1024 * 1024  # larger files are skipped, never read into memory
-MAX_TEXT_CHARS = 5_000_000  # text kept per file (about 2,500 pages); the rest is left out
-MAX_PDF_PAGES = 5_000
-CHUNK_WORDS = 160
-OVERLAP_WORDS = 40
 TOP_K = 5
 MIN_COVERAGE = 0.34  # share of the question's words a passage must contain to count
 MIN_COSINE = 0.35  # or, with an embedding model, how close in meaning it must be
 RRF_K = 60  # reciprocal-rank fusion's usual constant
-TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst", ".csv", ".log"}
-HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
-SUPPORTED = "PDF, Markdown, text or HTML"
 NOTHING_RELEVANT = "Nothing relevant found in the attached documents."
 STOPWORDS = frozenset("""a an and are as at be but by can could did do does for from had has have
 how i if in into is it its me my not of on or our so than that the their them then there these
 they this to was we were what when where which who whom why will with would you your about after
 all also any been before being both each few more most no nor only other over same should some
 such too under until up very""".split())
-
-
-class SkippedFile(Exception):
-    """A file that cannot be indexed; the message is the sentence the user reads."""
-
-
-@dataclass
-class Page:
-    number: int  # 1-based; 0 for a file without pages
-    text: str
 
 
 @dataclass
@@ -130,140 +119,6 @@ class IndexReport:
         if len(self.skipped) > 3:
             text += f" (and {len(self.skipped) - 3} more skipped)"
         return text
-
-
-# -- reading -----------------------------------------------------------------------------------
-class _HTMLText(html.parser.HTMLParser):
-    """The visible text of an HTML page (scripts and styles left out, blocks on new lines)."""
-
-    BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section",
-              "article", "pre", "blockquote", "table", "ul", "ol"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: Any) -> None:
-        if tag in ("script", "style", "noscript", "template"):
-            self._hidden += 1
-        elif tag in self.BLOCKS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "noscript", "template") and self._hidden:
-            self._hidden -= 1
-        elif tag in self.BLOCKS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden:
-            self.parts.append(data)
-
-
-def html_to_text(markup: str) -> str:
-    parser = _HTMLText()
-    parser.feed(markup)
-    parser.close()
-    return re.sub(r"\n\s*\n+", "\n\n", "".join(parser.parts)).strip()
-
-
-def _size(n: int) -> str:
-    return f"{n / 2**20:,.0f} MB" if n >= 2**20 else f"{n / 1024:,.1f} KB"
-
-
-def _decoded(data: bytes) -> str:
-    if b"\x00" in data[:8192]:
-        raise SkippedFile("it is a binary file, not text.")
-    for encoding in ("utf-8-sig", "utf-16") if data[:2] in (b"\xff\xfe", b"\xfe\xff") else (
-            "utf-8-sig",):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            pass
-    return data.decode("latin-1")
-
-
-def _pdf_pages(path: Path) -> list[Page]:
-    import pypdf
-    from pypdf.errors import PdfReadError
-
-    try:
-        reader = pypdf.PdfReader(str(path))
-        if reader.is_encrypted:
-            try:
-                opened = bool(reader.decrypt(""))  # an empty user password opens some
-            except Exception:  # noqa: BLE001 - an unsupported cipher is as locked as a password
-                opened = False
-            if not opened:
-                raise SkippedFile("the PDF is encrypted (password-protected); save a copy "
-                                  "without the password and attach that.")
-        if len(reader.pages) > MAX_PDF_PAGES:
-            raise SkippedFile(f"it has {len(reader.pages):,} pages; Studio reads PDFs of up to "
-                              f"{MAX_PDF_PAGES:,} pages.")
-        pages, total = [], 0
-        for number, page in enumerate(reader.pages, start=1):
-            text = page.extract_text() or ""
-            total += len(text)
-            pages.append(Page(number, text))
-            if total > MAX_TEXT_CHARS:
-                break
-    except SkippedFile:
-        raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
-        raise SkippedFile(f"it could not be read as a PDF (damaged or not a PDF: {exc}).") \
-            from exc
-    if not any(p.text.strip() for p in pages):
-        raise SkippedFile("the PDF has no text layer (a scan?); Studio does not do OCR, so "
-                          "run it through an OCR tool first.")
-    return pages
-
-
-def read_document(path: Path) -> list[Page]:
-    """The text of a file as pages; raises :class:`SkippedFile` with the reason it is left out."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise SkippedFile(f"it cannot be read ({exc.strerror or exc}).") from exc
-    if size == 0:
-        raise SkippedFile("the file is empty.")
-    if size > MAX_FILE_BYTES:
-        raise SkippedFile(f"it is {_size(size)}; Studio indexes files of up to "
-                          f"{_size(MAX_FILE_BYTES)}.")
-    if suffix == ".pdf":
-        return _pdf_pages(path)
-    if suffix not in TEXT_SUFFIXES | HTML_SUFFIXES:
-        raise SkippedFile(f"{suffix or 'a file without an extension'} is not a type Studio "
-                          f"reads ({SUPPORTED}).")
-    try:
-        text = _decoded(path.read_bytes())
-    except OSError as exc:
-        raise SkippedFile(f"it cannot be read ({exc.strerror or exc}).") from exc
-    if suffix in HTML_SUFFIXES:
-        text = html_to_text(text)
-    text = text[:MAX_TEXT_CHARS]
-    if not text.strip():
-        raise SkippedFile("it has no text.")
-    return [Page(0, text)]
-
-
-def chunk_pages(pages: Iterable[Page], size: int = CHUNK_WORDS,
-                overlap: int = OVERLAP_WORDS) -> list[tuple[int, str]]:
-    """``(page, text)`` passages of ``size`` words, each sharing ``overlap`` words with the one
-    before it on the same page (a passage never spans two pages, so its page number is true)."""
-    if not 0 <= overlap < size:
-        raise ValueError("the overlap must be smaller than the passage")
-    out: list[tuple[int, str]] = []
-    step = size - overlap
-    for page in pages:
-        words = page.text.split()
-        for start in range(0, max(len(words) - overlap, 1), step):
-            piece = words[start:start + size]
-            if piece:
-                out.append((page.number, " ".join(piece)))
-    return out
 
 
 def file_digest(path: Path) -> str:
@@ -431,6 +286,20 @@ class DocumentIndex:
             "INSERT INTO doc_collections (conversation_id, created) VALUES (?, ?)",
             (conversation_id, time.time())))
 
+    def chosen_collection(self, conversation_id: int) -> str | None:
+        """The name of the collection a conversation answers from (None: only its own files)."""
+        row = self.store.execute(
+            "SELECT c.name FROM conversations v JOIN doc_collections c "
+            "ON c.id = v.doc_collection_id WHERE v.id = ?", (conversation_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def choose_collection(self, conversation_id: int, name: str | None) -> None:
+        """Remember which named collection (None: none) a conversation answers from; it is
+        restored when the conversation is opened again. Not a change that reorders the list."""
+        collection_id = None if name is None else self.collection(name)
+        self.store.execute("UPDATE conversations SET doc_collection_id = ? WHERE id = ?",
+                           (collection_id, conversation_id))
+
     def collections(self) -> list[tuple[int, str]]:
         """The named collections, by name."""
         return [(int(r[0]), str(r[1])) for r in self.store.execute(
@@ -488,7 +357,7 @@ class DocumentIndex:
         if row is not None and row["size"] == stat.st_size and row["mtime"] == stat.st_mtime:
             self._unchanged(report, key, row)
             return
-        digest = file_digest(path) if stat.st_size <= MAX_FILE_BYTES else ""
+        digest = file_digest(path) if stat.st_size <= reading.MAX_FILE_BYTES else ""
         if row is not None and digest and row["sha256"] == digest:  # touched, not changed
             self.store.execute("UPDATE doc_files SET size = ?, mtime = ? WHERE id = ?",
                                (stat.st_size, stat.st_mtime, row["id"]))

@@ -99,9 +99,16 @@ CREATE VIRTUAL TABLE IF NOT EXISTS doc_chunks_fts USING fts5(
     text, content='doc_chunks', content_rowid='id', tokenize='porter unicode61');
 """ + fts_triggers("doc_chunks", "text", updates=False)  # a passage's text never changes
 
+#: The named collection a conversation answers from (its own attached files are found by
+#: ``doc_collections.conversation_id``); deleting the collection leaves the conversation on none.
+CONVERSATION_COLLECTION = """
+ALTER TABLE conversations ADD COLUMN doc_collection_id INTEGER
+    REFERENCES doc_collections(id) ON DELETE SET NULL;
+"""
+
 #: Schema changes after the first release, in order: ``PRAGMA user_version`` says how many of
 #: them a database has had; opening it applies the rest, each in one transaction.
-MIGRATIONS = (DOCUMENTS_SCHEMA,)
+MIGRATIONS = (DOCUMENTS_SCHEMA, CONVERSATION_COLLECTION)
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -130,6 +137,7 @@ class Conversation:
     current_leaf: int | None = None
     created: float = 0.0
     updated: float = 0.0
+    doc_collection_id: int | None = None  # the named document collection it answers from
 
 
 @dataclass
@@ -199,7 +207,7 @@ def _bracketed(parts: list[tuple[str, bool]]) -> str:
 def _conversation(row: sqlite3.Row) -> Conversation:
     return Conversation(row["id"], row["title"], row["system_prompt"], row["model"],
                         json.loads(row["settings"] or "{}"), row["current_leaf"], row["created"],
-                        row["updated"])
+                        row["updated"], row["doc_collection_id"])
 
 
 def _message(row: sqlite3.Row) -> Message:

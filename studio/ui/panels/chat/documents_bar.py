@@ -1,7 +1,7 @@
 """The row above the message box that attaches documents to a chat.
 
-"Attach files…" / "Folder…" add PDF, Markdown, text and HTML files to this conversation — or, when
-a collection is chosen in "Docs:", to that named collection, which any chat can use again.
+"Attach files…" / "Folder…" add PDF, Word, Markdown, text and HTML files to this conversation — or,
+when a collection is chosen in "Docs:", to that named collection, which any chat can use again.
 Indexing runs on the window's CPU pool (one call at a time, in order), never on the GUI thread,
 with a progress bar and Cancel; bad files are skipped and the sentence says how many and why.
 Before a reply is written, :meth:`DocumentsBar.retrieve` finds the passages for the question on
@@ -28,11 +28,12 @@ from PySide6.QtWidgets import (
 from studio.core.jobs import CancelToken
 from studio.core.wording import count_of
 from studio.pipelines.chat import documents as docs
+from studio.pipelines.chat import reading
 from studio.pipelines.chat.store import ConversationStore
 from studio.workers.lanes import Calls, cpu_pool
 
 NEW_COLLECTION = "new"
-FILE_FILTER = ("Documents (*.pdf *.md *.markdown *.txt *.text *.rst *.csv *.log *.html *.htm "
+FILE_FILTER = ("Documents (*.pdf *.docx *.md *.markdown *.txt *.text *.rst *.csv *.log *.html *.htm "
                "*.xhtml);;All files (*)")
 
 
@@ -58,9 +59,10 @@ class DocumentsBar(QWidget):
         row.setContentsMargins(0, 0, 0, 4)
         self.attach_files = QPushButton("Attach files…")
         self.attach_files.setProperty("flat", True)
-        self.attach_files.setToolTip("Answer from PDF, Markdown, text or HTML files: the passages "
-                                     "found are put into the prompt and cited as [1], [2] under "
-                                     f"the reply. Files over {docs.MAX_FILE_BYTES // 2**20} MB "
+        self.attach_files.setToolTip("Answer from PDF, Word (.docx), Markdown, text or HTML "
+                                     "files: the passages found are put into the prompt and "
+                                     "cited as [1], [2] under the reply. "
+                                     f"Files over {reading.MAX_FILE_BYTES // 2**20} MB "
                                      "are skipped.")
         self.attach_files.clicked.connect(self._pick_files)
         self.attach_folder = QPushButton("Folder…")
@@ -98,11 +100,22 @@ class DocumentsBar(QWidget):
         return self._calls.busy
 
     def set_conversation(self, conv_id: int | None) -> None:
+        """Show a conversation's documents: its own files and the collection it was left on (a
+        new chat, ``None``, keeps the choice on screen; :meth:`remember` gives it to it)."""
         self.conv_id = conv_id
-        self.refresh_summary()
+        if conv_id is None:
+            self.refresh_summary()
+        else:
+            self.refresh_collections(select=self.index.chosen_collection(conv_id) or "")
+
+    def remember(self, conv_id: int) -> None:
+        """Keep the collection chosen now as the one conversation ``conv_id`` answers from."""
+        name = self.collection.currentData()
+        self.index.choose_collection(conv_id, name if name and name != NEW_COLLECTION else None)
 
     def refresh_collections(self, select: str | None = None) -> None:
-        current = select if select is not None else self.collection.currentData()
+        """Refill the list; ``select`` a name ("": this chat only; None: keep the current)."""
+        current = (select or None) if select is not None else self.collection.currentData()
         self.collection.clear()
         self.collection.addItem("this chat only", None)
         for _cid, name in self.index.collections():
@@ -149,17 +162,17 @@ class DocumentsBar(QWidget):
 
     # -- attaching ---------------------------------------------------------------------------
     def _collection_chosen(self, _row: int) -> None:
-        if self.collection.currentData() != NEW_COLLECTION:
-            self.refresh_summary()
-            return
-        name, ok = QInputDialog.getText(self, "New collection",
-                                        "Name of the collection (any chat can use it):")
-        name = name.strip()
-        if ok and name:
-            self.index.collection(name)
-            self.refresh_collections(select=name)
+        if self.collection.currentData() == NEW_COLLECTION:
+            name, ok = QInputDialog.getText(self, "New collection",
+                                            "Name of the collection (any chat can use it):")
+            name = name.strip()
+            if ok and name:
+                self.index.collection(name)
+            self.refresh_collections(select=name if ok and name else "")
         else:
-            self.refresh_collections(select=None)
+            self.refresh_summary()
+        if self.conv_id is not None:
+            self.remember(self.conv_id)
 
     def _pick_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Attach documents", "", FILE_FILTER)

@@ -17,8 +17,8 @@ import sqlite3
 import time
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
-from PySide6.QtGui import QGuiApplication, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -44,7 +44,7 @@ from studio.pipelines.chat.store import (
 )
 from studio.pipelines.chat.types import ChatRequest
 from studio.ui.context import AppContext
-from studio.ui.panels.chat.controls import ChatControls
+from studio.ui.panels.chat.controls import ChatControls, EnterSends
 from studio.ui.panels.chat.delegate import MessageDelegate
 from studio.ui.panels.chat.documents_bar import DocumentsBar
 from studio.ui.panels.chat.empty_state import NO_MODELS, READY, SCANNING, ChatEmptyState
@@ -54,22 +54,6 @@ from studio.ui.panels.chat.sidebar import ConversationList
 from studio.ui.panels.chat.sources import PassageDialog, passages_of
 from studio.ui.theme import colors
 from studio.workers.job_bridge import QtJobHandle
-
-
-class _EnterSends(QObject):
-    """Enter sends, Shift+Enter starts a new line."""
-
-    def __init__(self, send: Any) -> None:
-        super().__init__()
-        self._send = send
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent) \
-                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) \
-                and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
-            self._send()
-            return True
-        return False
 
 
 class ChatPanel(QWidget):
@@ -194,7 +178,7 @@ class ChatPanel(QWidget):
         self.input = QPlainTextEdit()
         self.input.setPlaceholderText("Message the model…  (Enter sends, Shift+Enter: new line)")
         self.input.setFixedHeight(72)
-        self._enter = _EnterSends(self.send)
+        self._enter = EnterSends(self.send)
         self.input.installEventFilter(self._enter)
         row.addWidget(self.input, 1)
         self.send_button = QPushButton("Send")
@@ -237,6 +221,7 @@ class ChatPanel(QWidget):
         conv = self.store.create_conversation("New chat", self.controls.system.toPlainText(),
                                               self.controls.model_spec(),
                                               self.controls.sampling())
+        self.documents.remember(conv.id)  # a new chat starts on the collection chosen
         self.sidebar.refresh(select=conv.id)
         self.open_conversation(conv.id)
         self.input.setFocus()
