@@ -124,3 +124,23 @@ def test_buckets_keep_area_and_aspect():
     choices = buckets(512)
     assert (512, 512) in choices and (640, 384) in choices
     assert all(w % 64 == 0 and h % 64 == 0 and w * h <= 512 * 512 for w, h in choices)
+
+
+# -- command line -------------------------------------------------------------------------------
+def test_cli_trains_a_lora_and_bad_folders_exit_2(studio_home, tmp_path, tiny_sd15_dir):
+    from tests.fixtures.cli_run import studio_in_process
+
+    data = make_folder(tmp_path / "data")
+    done = studio_in_process("train-lora", str(data), "--base", str(tiny_sd15_dir), "--name",
+                             "clink", "--steps", "2", "--resolution", "64", "--rank", "2",
+                             "--json", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["step"] for line in lines[:-1]] == [1, 2]
+    assert lines[-1] == {"lora": str(default_paths().models_dir / "loras" / "clink.safetensors"),
+                         "steps": 2}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = studio_in_process("train-lora", str(empty), "--base", str(tiny_sd15_dir), "--name", "x",
+                            "--device", "cpu")
+    assert bad.returncode == 2 and "has no readable images" in bad.stderr
