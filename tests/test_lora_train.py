@@ -144,3 +144,18 @@ def test_cli_trains_a_lora_and_bad_folders_exit_2(studio_home, tmp_path, tiny_sd
     bad = studio_in_process("train-lora", str(empty), "--base", str(tiny_sd15_dir), "--name", "x",
                             "--device", "cpu")
     assert bad.returncode == 2 and "has no readable images" in bad.stderr
+
+
+def test_an_sdxl_base_is_refused_with_what_is_supported(studio_home, tmp_path, tiny_sdxl_dir):
+    data = make_folder(tmp_path / "data")
+    trainer = LoraTrainer(config(data, tiny_sdxl_dir), SETTINGS, default_paths())
+    with pytest.raises(UserFacingError, match="supports Stable Diffusion 1.x models for now"):
+        trainer.prepare()
+
+
+def test_a_caption_that_starts_with_the_trigger_is_not_doubled(tmp_path):
+    data = make_folder(tmp_path / "data")
+    (data / "img0.txt").write_text("inkstyle, a cat", encoding="utf-8")
+    found = scan_folder(data, "inkstyle", 64)
+    assert found.examples[0].caption == "inkstyle, a cat"
+    assert found.examples[1].caption == "inkstyle, red square, pattern1"

@@ -152,7 +152,10 @@ def scan_folder(folder: Path, trigger: str, resolution: int) -> Dataset:
         if not caption:
             uncaptioned += 1
             caption = ""
-        text = ", ".join(p for p in (trigger.strip(), caption) if p)
+        word = trigger.strip()
+        if word and caption.split(",")[0].strip() == word:  # kohya sidecars often have it already
+            word = ""
+        text = ", ".join(p for p in (word, caption) if p)
         examples.append(Example(path, text, bucket_for(size, choices)))
     warnings = []
     if skipped:
