@@ -36,6 +36,7 @@ COMMANDS: list[str] = [
     "studio.cli.upscale",
     "studio.cli.img2img",
     "studio.cli.train",
+    "studio.cli.train_lora",
     "studio.cli.chat",
     "studio.cli.serve",
     "studio.cli.models",

@@ -269,8 +269,32 @@ def check_generate(root: Path, device: str = "auto") -> str:
     if (read["prompt"], read["seed"], read["steps"]) != (request.prompt, 42, GENERATE_STEPS):
         raise CheckFailed(f"studio params read back {read['prompt']!r}, seed {read['seed']}, "
                           f"steps {read['steps']}")
+    lora = _lora_step(model, settings, paths, results[0].path)
     return (f"{count_of(GENERATE_STEPS, 'step')}, {IMAGE_SIDE}×{IMAGE_SIDE} PNG, its "
-            "parameters read back")
+            f"parameters read back; {lora}")
+
+
+def _lora_step(model: Path, settings: Any, paths: Any, image: Path) -> str:
+    """`studio train-lora`'s trainer: one step on the generated image, a kohya LoRA file that
+    the library recognises as a LoRA."""
+    import shutil
+
+    from studio.library.classify import classify_file
+    from studio.pipelines.train.lora_sd import LoraTrainConfig, LoraTrainer
+
+    data = paths.data_dir / "lora-data"
+    data.mkdir(parents=True, exist_ok=True)
+    shutil.copy(image, data / "one.png")
+    (data / "one.txt").write_text("a lighthouse", encoding="utf-8")
+    config = LoraTrainConfig(data_dir=data, base=str(model), name="self-test", rank=2, alpha=2,
+                             steps=1, resolution=IMAGE_SIDE)
+    trainer = LoraTrainer(config, settings, paths)
+    trainer.prepare()
+    out = trainer.run()
+    kind = classify_file(out)
+    if kind.kind != "lora":
+        raise CheckFailed(f"the trained LoRA {out.name} reads as {kind.kind}: {kind.reason}")
+    return "a LoRA trained a step"
 
 
 def _one_saved_png(results: list | None, what: str, side: int = IMAGE_SIDE) -> None:

@@ -45,6 +45,7 @@ COVERS = {
     "models": "serve",  # the server's catalog is the library scan `studio models list` prints
     "info": "imports", "self-test": "imports",
     "params": "generate",  # the saved PNG is read back through `studio params`' reader
+    "train-lora": "generate",  # a LoRA is trained a step on the generated image
 }
 
 

@@ -1,0 +1,144 @@
+"""``studio train-lora FOLDER --base MODEL --name NAME``: train a LoRA on your own images.
+
+FOLDER holds the images with kohya-style ``.txt`` captions beside them; the LoRA is written in
+kohya's format into the library's ``loras`` folder (or ``--out``), where Generate finds it. Progress
+goes to stderr (a line every few steps); with ``--json`` stdout carries one JSON object per step and
+a last one with ``"lora"`` (the file) and ``"steps"``.
+
+Ctrl+C stops after the current step and keeps the latest: the checkpoint (``--resume`` goes on from
+it exactly) and the LoRA file as trained so far. A second Ctrl+C stops at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+NAME = "train-lora"
+HELP = "train a LoRA (SD 1.x) on a folder of your images"
+EXIT_STATUS = ("Exit status: 0 done; 1 the training failed (the message says why); 2 bad input "
+               "(no images, a model that is not in the library or not SD 1.x, an invalid value); "
+               "130 Ctrl+C (the latest checkpoint and LoRA file are kept).")
+LINES_PER_RUN = 20
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", type=Path, metavar="FOLDER",
+                        help="the images, with .txt captions beside them (cat.png + cat.txt)")
+    parser.add_argument("--base", required=True, metavar="MODEL",
+                        help="the SD 1.x model from the library (name or path) to train on")
+    parser.add_argument("--name", required=True, help="the LoRA's name (its file name)")
+    parser.add_argument("--trigger", default="", help="a word put before every caption")
+    parser.add_argument("--rank", type=int, default=8, help="LoRA rank (network dim)")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="LoRA alpha (default: the rank)")
+    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate")
+    parser.add_argument("--steps", type=int, default=500, help="training steps")
+    parser.add_argument("--resolution", type=int, default=512,
+                        help="training size in pixels (buckets keep about this area)")
+    parser.add_argument("--repeats", type=int, default=1, help="times each image counts")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="images per step (from one aspect-ratio bucket)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed (also the samples' seed)")
+    parser.add_argument("--save-every", type=int, default=0, metavar="N",
+                        help="write a checkpoint every N steps (0: only at the end)")
+    parser.add_argument("--sample", dest="sample_prompts", action="append", default=[],
+                        metavar="PROMPT", help="a sample prompt (repeatable)")
+    parser.add_argument("--sample-every", type=int, default=0, metavar="N",
+                        help="draw the sample prompts every N steps (and at the end)")
+    parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
+                        help="train in half precision (GPUs)")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="less memory, slower steps")
+    parser.add_argument("--device", default=None, help="cpu, cuda, … (default: Settings')")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="folder for the LoRA file (default: the library's loras folder)")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on from the latest checkpoint of NAME")
+    parser.add_argument("--json", action="store_true", help="print JSON lines only")
+
+
+class _StopFlag:
+    """First Ctrl+C: stop after this step; a second: the usual KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.previous: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.stop:
+            raise KeyboardInterrupt
+        self.stop = True
+        print("studio: stopping after this step (Ctrl+C again stops at once)", file=sys.stderr,
+              flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def run(args: argparse.Namespace) -> int:
+    from studio.cli import EXIT_INTERRUPTED, UsageError
+    from studio.core.config import default_paths, load_settings
+    from studio.core.jobs import UserFacingError
+    from studio.pipelines.train.lora_sd import LoraTrainConfig, LoraTrainer, StepReport
+
+    loaded = load_settings()
+    settings = loaded.settings
+    paths = settings.resolved_paths(default_paths())
+    config = LoraTrainConfig(
+        data_dir=args.folder, base=args.base, name=args.name, trigger=args.trigger,
+        rank=args.rank, alpha=args.alpha if args.alpha is not None else float(args.rank),
+        lr=args.lr, steps=args.steps, resolution=args.resolution, repeats=args.repeats,
+        batch_size=args.batch_size, seed=args.seed, save_every=args.save_every,
+        sample_every=args.sample_every, sample_prompts=args.sample_prompts,
+        mixed_precision=args.mixed_precision,
+        gradient_checkpointing=args.gradient_checkpointing, out_dir=args.out)
+    from studio.core.devices import resolve_device
+
+    device = resolve_device(args.device or settings.device)
+    try:  # everything found wrong before training is bad input
+        trainer = LoraTrainer(config, settings, paths, device=device)
+        trainer.prepare()
+    except UserFacingError as exc:
+        raise UsageError(str(exc)) from None
+    assert trainer.dataset is not None
+    for warning in trainer.dataset.warnings:
+        print(f"studio: warning: {warning}", file=sys.stderr, flush=True)
+    if not args.json:
+        print(f"LoRA '{args.name}' on {trainer.entry.name}: {len(trainer.dataset.examples)} "
+              f"image(s), {args.steps} steps → {trainer.lora_file}", file=sys.stderr, flush=True)
+    show_every = max(1, args.steps // LINES_PER_RUN)
+    smooth: list[float] = []
+
+    def on_step(report: StepReport) -> None:
+        smooth.append(report.loss)
+        if args.json:
+            print(json.dumps({"step": report.step, "loss": report.loss, "lr": report.lr}),
+                  flush=True)
+        elif report.step % show_every == 0 or report.step == report.total:
+            recent = smooth[-show_every:]
+            rate = report.step / report.elapsed if report.elapsed > 0 else 0.0
+            eta = (report.total - report.step) / rate if rate > 0 else 0.0
+            print(f"step {report.step}/{report.total}  loss {sum(recent) / len(recent):.4g}  "
+                  f"{rate:.2f} steps/s  ETA {eta:.0f}s", file=sys.stderr, flush=True)
+
+    with _StopFlag() as flag:
+        out = trainer.run(resume=args.resume, on_step=on_step, should_stop=lambda: flag.stop)
+    if args.json:
+        print(json.dumps({"lora": str(out), "steps": trainer.step}), flush=True)
+    else:
+        print(f"{'stopped' if flag.stop else 'done'} at step {trainer.step}: {out}",
+              file=sys.stderr, flush=True)
+    return EXIT_INTERRUPTED if flag.stop else 0

@@ -1,0 +1,488 @@
+"""Train a LoRA for a Stable Diffusion 1.x model on the user's own images (issue #18, core).
+
+The data is a folder of images with kohya-style ``.txt`` sidecar captions (``cat.png`` +
+``cat.txt``) and an optional trigger word put before every caption. Images are sorted into
+aspect-ratio buckets (multiples of 64 px with about ``resolution``² pixels) and their VAE latents
+and prompt embeddings are computed once (cached), so a step is one UNet forward/backward.
+
+The LoRA is a PEFT ``LoraConfig`` adapter on the UNet's attention projections, trained with the
+noise-prediction MSE under the model's own scheduler, as diffusers' ``train_text_to_image_lora``
+example does; ``accelerate`` runs the loop (mixed precision, gradient checkpointing).
+
+Every random choice of step ``n`` (which image, noise, timestep) comes from a generator seeded by
+``(seed, n)``, so resuming from a checkpoint gives exactly the weights of an uninterrupted run.
+The result is written in kohya's format (``lora_unet_…`` keys, ``alpha`` tensors, ``ss_``
+metadata) into the library's ``loras`` folder, with a ``.preview.png`` beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.core.config import Paths, Settings
+from studio.core.jobs import UserFacingError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+UNET_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
+SUPPORTED_FAMILIES = {"sd1": "sd_v1"}
+
+
+@dataclass
+class LoraTrainConfig:
+    data_dir: Path
+    base: str
+    name: str
+    trigger: str = ""
+    rank: int = 8
+    alpha: float = 8.0
+    lr: float = 1e-4
+    steps: int = 500
+    resolution: int = 512
+    repeats: int = 1
+    batch_size: int = 1
+    seed: int = 0
+    save_every: int = 0
+    sample_every: int = 0
+    sample_prompts: list[str] = field(default_factory=list)
+    sample_steps: int = 20
+    mixed_precision: str = "no"  # "no", "fp16", "bf16"
+    gradient_checkpointing: bool = False
+    out_dir: Path | None = None  # default: the library's models/loras
+
+    def validate(self) -> None:
+        if not self.name.strip() or any(c in self.name for c in '/\\:*?"<>|'):
+            raise UserFacingError(f"'{self.name}' cannot be a LoRA file name; use letters, "
+                                  "digits, '-' or '_'.")
+        for label, value in (("rank", self.rank), ("steps", self.steps),
+                             ("repeats", self.repeats), ("batch size", self.batch_size)):
+            if value < 1:
+                raise UserFacingError(f"The {label} must be at least 1 (it is {value}).")
+        if self.resolution < 64 or self.resolution % 64:
+            raise UserFacingError(f"The resolution must be a multiple of 64 of at least 64 "
+                                  f"(it is {self.resolution}).")
+        if self.lr <= 0 or self.alpha <= 0:
+            raise UserFacingError("The learning rate and alpha must be above 0.")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise UserFacingError(f"Mixed precision is 'no', 'fp16' or 'bf16', not "
+                                  f"'{self.mixed_precision}'.")
+
+
+# -- the data -----------------------------------------------------------------------------------
+@dataclass
+class Example:
+    path: Path
+    caption: str
+    bucket: tuple[int, int]  # (width, height)
+
+
+@dataclass
+class Dataset:
+    examples: list[Example]
+    skipped: dict[str, int]  # reason -> count
+    warnings: list[str]
+
+    def tag_frequency(self) -> dict[str, int]:
+        tags: Counter[str] = Counter()
+        for ex in self.examples:
+            tags.update(t.strip() for t in ex.caption.split(",") if t.strip())
+        return dict(tags)
+
+
+def buckets(resolution: int) -> list[tuple[int, int]]:
+    """kohya's bucket idea: sides multiple of 64, area at most resolution², aspect ≤ 2:1."""
+    area = resolution * resolution
+    out = set()
+    for width in range(max(64, (resolution // 2) // 64 * 64), resolution * 2 + 1, 64):
+        height = min(resolution * 2, area // width // 64 * 64)
+        if height >= 64 and max(width, height) <= 2 * min(width, height):
+            out.add((width, height))
+            out.add((height, width))
+    return sorted(out)
+
+
+def bucket_for(size: tuple[int, int], choices: list[tuple[int, int]]) -> tuple[int, int]:
+    aspect = math.log(size[0] / size[1])
+    return min(choices, key=lambda b: (abs(math.log(b[0] / b[1]) - aspect), -b[0] * b[1]))
+
+
+def read_caption(image: Path) -> str | None:
+    sidecar = image.with_suffix(".txt")
+    try:
+        return sidecar.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def scan_folder(folder: Path, trigger: str, resolution: int) -> Dataset:
+    """The images of ``folder`` with their captions; bad files are counted, not fatal."""
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserFacingError(f"The training folder {folder} does not exist or is not a folder; "
+                              "pick a folder of images.")
+    choices = buckets(resolution)
+    examples: list[Example] = []
+    skipped: Counter[str] = Counter()
+    uncaptioned = 0
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+            continue
+        try:
+            with Image.open(path) as img:
+                img.verify()
+            with Image.open(path) as img:
+                size = img.size
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+            skipped["unreadable image"] += 1
+            continue
+        caption = read_caption(path)
+        if not caption:
+            uncaptioned += 1
+            caption = ""
+        word = trigger.strip()
+        if word and caption.split(",")[0].strip() == word:  # kohya sidecars often have it already
+            word = ""
+        text = ", ".join(p for p in (word, caption) if p)
+        examples.append(Example(path, text, bucket_for(size, choices)))
+    warnings = []
+    if skipped:
+        warnings.append(f"Skipped {skipped['unreadable image']} file(s) that are not readable "
+                        "images.")
+    if not examples:
+        raise UserFacingError(
+            f"{folder} has no readable images ({', '.join(IMAGE_SUFFIXES)})"
+            + (f"; {skipped['unreadable image']} file(s) could not be read as images" if skipped
+               else "") + ". Put 10–50 pictures (with .txt captions) in it and try again.")
+    if uncaptioned:
+        warnings.append(
+            f"{uncaptioned} of {len(examples)} image(s) have no .txt caption"
+            + (f"; they are trained with the trigger word '{trigger.strip()}' alone."
+               if trigger.strip() else
+               " and there is no trigger word; they are trained with an empty prompt. Add "
+               "captions or a trigger word so the LoRA can be called up."))
+    return Dataset(examples, dict(skipped), warnings)
+
+
+def _load_pixels(example: Example):
+    import numpy as np
+    import torch
+    from PIL import Image, ImageOps
+
+    with Image.open(example.path) as img:
+        img = ImageOps.exif_transpose(img).convert("RGB")
+        img = ImageOps.fit(img, example.bucket, Image.Resampling.LANCZOS)
+    array = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+# -- the trainer --------------------------------------------------------------------------------
+@dataclass
+class StepReport:
+    step: int
+    total: int
+    loss: float
+    lr: float
+    elapsed: float
+
+
+class LoraTrainer:
+    """One training run: ``prepare()`` loads and caches, ``run()`` trains to ``config.steps``."""
+
+    def __init__(self, config: LoraTrainConfig, settings: Settings, paths: Paths,
+                 device: str = "cpu") -> None:
+        config.validate()
+        self.config, self.settings, self.paths, self.device = config, settings, paths, device
+        self.step = 0
+        self.losses: list[float] = []
+        self.samples: list[tuple[int, list[Path]]] = []
+        self.dataset: Dataset | None = None
+
+    # paths
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.config.out_dir or self.paths.models_dir / "loras")
+
+    @property
+    def lora_file(self) -> Path:
+        return self.out_dir / f"{self.config.name}.safetensors"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.paths.data_dir / "lora-training" / self.config.name
+
+    # setup
+    def prepare(self) -> None:
+        import torch
+        from accelerate import Accelerator
+        from peft import LoraConfig
+
+        from studio.library.models import resolve_model
+        from studio.pipelines.diffusion.loading import load_txt2img_pipeline
+
+        cfg = self.config
+        self.dataset = scan_folder(cfg.data_dir, cfg.trigger, cfg.resolution)
+        entry = resolve_model(cfg.base, self.settings, self.paths)
+        if entry.family not in SUPPORTED_FAMILIES:
+            raise UserFacingError(
+                f"'{entry.name}' is an {entry.family} model; LoRA training supports "
+                "Stable Diffusion 1.x models for now. Pick an SD 1.x model.")
+        self.entry = entry
+        self.pipe = load_txt2img_pipeline(entry, self.device, torch.float32, self.paths)
+        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=self.device == "cpu")
+        pipe = self.pipe
+        for part in (pipe.vae, pipe.text_encoder, pipe.unet):
+            part.requires_grad_(False)
+        self._cache(pipe)
+        unet = pipe.unet
+        with torch.random.fork_rng(devices=[]):  # the LoRA's first weights follow the seed
+            torch.manual_seed(cfg.seed)
+            # kohya allows a fractional alpha (0.5…); PEFT's scaling alpha/r takes it as is.
+            unet.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha,  # type: ignore[arg-type]
+                                        init_lora_weights="gaussian",
+                                        target_modules=UNET_TARGETS))
+        if cfg.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        self.params = [p for p in unet.parameters() if p.requires_grad]
+        for p in self.params:
+            p.data = p.data.float()
+        optimizer = torch.optim.AdamW(self.params, lr=cfg.lr)
+        self.unet, self.optimizer = self.accelerator.prepare(unet, optimizer)
+        self.noise_scheduler = _training_scheduler(pipe)
+
+    def _cache(self, pipe) -> None:
+        import torch
+
+        assert self.dataset is not None
+        self.latents, self.embeds = [], []
+        with torch.no_grad():
+            for ex in self.dataset.examples:
+                pixels = _load_pixels(ex).unsqueeze(0).to(self.device)
+                latent = pipe.vae.encode(pixels).latent_dist.mean * pipe.vae.config.scaling_factor
+                self.latents.append(latent[0])
+                ids = pipe.tokenizer(ex.caption, padding="max_length", truncation=True,
+                                     max_length=pipe.tokenizer.model_max_length,
+                                     return_tensors="pt").input_ids.to(self.device)
+                self.embeds.append(pipe.text_encoder(ids)[0][0])
+        by_bucket: dict[tuple[int, int], list[int]] = {}
+        for index, ex in enumerate(self.dataset.examples):
+            by_bucket.setdefault(ex.bucket, []).extend([index] * self.config.repeats)
+        self.buckets = [by_bucket[b] for b in sorted(by_bucket)]
+
+    # one step
+    def _batch(self, generator):
+        import torch
+
+        weights = torch.tensor([len(b) for b in self.buckets], dtype=torch.float)
+        bucket = self.buckets[int(torch.multinomial(weights, 1, generator=generator))]
+        picks = torch.randint(len(bucket), (self.config.batch_size,), generator=generator)
+        indices = [bucket[int(i)] for i in picks]
+        return (torch.stack([self.latents[i] for i in indices]),
+                torch.stack([self.embeds[i] for i in indices]))
+
+    def train_step(self) -> float:
+        import torch
+        import torch.nn.functional as F
+
+        cfg = self.config
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
+        latents, embeds = self._batch(generator)
+        noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+        steps = self.noise_scheduler.config.num_train_timesteps
+        timesteps = torch.randint(0, steps, (latents.shape[0],), generator=generator).to(
+            latents.device)
+        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
+        if self.noise_scheduler.config.prediction_type == "v_prediction":
+            target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
+        else:
+            target = noise
+        self.unet.train()
+        with self.accelerator.autocast():
+            pred = self.unet(noisy, timesteps, embeds, return_dict=False)[0]
+        loss = F.mse_loss(pred.float(), target.float())
+        self.accelerator.backward(loss)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.step += 1
+        value = float(loss.detach())
+        self.losses.append(value)
+        return value
+
+    # checkpoints
+    def save_checkpoint(self) -> Path:
+        import torch
+        from safetensors.torch import save_file
+
+        from studio.core.files import atomic_write_text
+
+        folder = self.state_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        weights = {name: p.detach().cpu().contiguous()
+                   for name, p in self.accelerator.unwrap_model(self.unet).named_parameters()
+                   if p.requires_grad}
+        save_file(weights, str(folder / "lora.safetensors"))
+        torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+        atomic_write_text(folder / "state.json", json.dumps(
+            {"step": self.step, "losses": self.losses, "config": _config_json(self.config)}))
+        return folder
+
+    def has_checkpoint(self) -> bool:
+        return (self.state_dir / "state.json").is_file()
+
+    def load_checkpoint(self) -> None:
+        import torch
+        from safetensors.torch import load_file
+
+        folder = self.state_dir
+        try:
+            state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+            weights = load_file(str(folder / "lora.safetensors"))
+            optim = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
+        except (OSError, ValueError) as exc:
+            raise UserFacingError(f"The checkpoint in {folder} cannot be read ({exc}); start the "
+                                  "training again without resuming.") from exc
+        if state.get("config", {}).get("rank") != self.config.rank:
+            raise UserFacingError(f"The checkpoint in {folder} was trained with another rank; "
+                                  "resume with the same settings or start again.")
+        params = dict(self.accelerator.unwrap_model(self.unet).named_parameters())
+        with torch.no_grad():
+            for name, value in weights.items():
+                params[name].copy_(value)
+        self.optimizer.load_state_dict(optim)
+        self.step = int(state["step"])
+        self.losses = [float(v) for v in state.get("losses", [])]
+
+    # samples and output
+    def sample(self) -> list[Path]:
+        import torch
+
+        cfg = self.config
+        folder = self.state_dir / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.unet.eval()
+        out = []
+        for index, prompt in enumerate(cfg.sample_prompts):
+            image = self.pipe(prompt, num_inference_steps=cfg.sample_steps,
+                              width=cfg.resolution, height=cfg.resolution,
+                              generator=torch.Generator("cpu").manual_seed(cfg.seed)).images[0]
+            path = folder / f"step{self.step:06d}-{index}.png"
+            image.save(path)
+            out.append(path)
+        self.samples.append((self.step, out))
+        return out
+
+    def kohya_state_dict(self) -> dict:
+        import torch
+        from diffusers.utils import convert_state_dict_to_kohya
+        from peft.utils import get_peft_model_state_dict
+
+        unet = self.accelerator.unwrap_model(self.unet)
+        peft_sd = {f"unet.{k}": v.detach().cpu().float().contiguous()
+                   for k, v in get_peft_model_state_dict(unet).items()}
+        kohya = convert_state_dict_to_kohya(peft_sd)
+        for key in kohya:
+            if key.endswith(".alpha"):
+                kohya[key] = torch.tensor(float(self.config.alpha))
+        return kohya
+
+    def metadata(self) -> dict[str, str]:
+        assert self.dataset is not None
+        cfg = self.config
+        return {
+            "ss_base_model_version": SUPPORTED_FAMILIES[self.entry.family],
+            "ss_sd_model_name": self.entry.name,
+            "ss_network_module": "networks.lora",
+            "ss_network_dim": str(cfg.rank),
+            "ss_network_alpha": str(cfg.alpha),
+            "ss_learning_rate": str(cfg.lr),
+            "ss_unet_lr": str(cfg.lr),
+            "ss_text_encoder_lr": "0",
+            "ss_max_train_steps": str(cfg.steps),
+            "ss_steps": str(self.step),
+            "ss_seed": str(cfg.seed),
+            "ss_resolution": f"({cfg.resolution}, {cfg.resolution})",
+            "ss_enable_bucket": "True",
+            "ss_num_train_images": str(len(self.dataset.examples) * cfg.repeats),
+            "ss_mixed_precision": cfg.mixed_precision,
+            "ss_gradient_checkpointing": str(cfg.gradient_checkpointing),
+            "ss_output_name": cfg.name,
+            "ss_training_comment": f"trigger: {cfg.trigger}" if cfg.trigger else "",
+            "ss_tag_frequency": json.dumps({Path(cfg.data_dir).name:
+                                            self.dataset.tag_frequency()}),
+            "ss_dataset_dirs": json.dumps({Path(cfg.data_dir).name: {
+                "n_repeats": cfg.repeats, "img_count": len(self.dataset.examples)}}),
+            "modelspec.architecture": "stable-diffusion-v1/lora",
+            "modelspec.title": cfg.name,
+        }
+
+    def save_lora(self) -> Path:
+        from safetensors.torch import save_file
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        target = self.lora_file
+        partial = target.with_suffix(".safetensors.partial")
+        save_file(self.kohya_state_dict(), str(partial), metadata=self.metadata())
+        partial.replace(target)
+        if self.samples and self.samples[-1][1]:
+            from PIL import Image
+
+            with Image.open(self.samples[-1][1][0]) as img:
+                img.save(target.with_suffix(".preview.png"))
+        return target
+
+    def run(self, resume: bool = False,
+            on_step: Callable[[StepReport], None] | None = None,
+            should_stop: Callable[[], bool] = lambda: False) -> Path:
+        """Train up to ``config.steps`` (from the checkpoint when ``resume``); stopping early
+        keeps the latest weights (a checkpoint and the LoRA file)."""
+        cfg = self.config
+        if resume and self.has_checkpoint():
+            self.load_checkpoint()
+        start = time.monotonic()
+        while self.step < cfg.steps:
+            if should_stop():
+                break
+            loss = self.train_step()
+            if on_step is not None:
+                on_step(StepReport(self.step, cfg.steps, loss, cfg.lr, time.monotonic() - start))
+            if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps:
+                self.save_checkpoint()
+            if cfg.sample_every and cfg.sample_prompts and self.step % cfg.sample_every == 0:
+                self.sample()
+        self.save_checkpoint()
+        if cfg.sample_prompts and (not self.samples or self.samples[-1][0] != self.step):
+            self.sample()
+        return self.save_lora()
+
+
+def _training_scheduler(pipe: Any):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_config(pipe.scheduler.config)
+
+
+def _config_json(config: LoraTrainConfig) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in config.__dict__.items()}
+
+
+def train_lora(config: LoraTrainConfig, settings: Settings, paths: Paths, *,
+               resume: bool = False, device: str = "cpu",
+               on_step: Callable[[StepReport], None] | None = None,
+               should_stop: Callable[[], bool] = lambda: False) -> tuple[Path, LoraTrainer]:
+    trainer = LoraTrainer(config, settings, paths, device)
+    trainer.prepare()
+    for warning in trainer.dataset.warnings if trainer.dataset else []:
+        log.warning("%s", warning)
+    return trainer.run(resume=resume, on_step=on_step, should_stop=should_stop), trainer
