@@ -256,6 +256,17 @@ def test_the_viewer_is_never_larger_than_a_small_screen(qtbot, ctx, monkeypatch,
     assert dialog.width() >= 640 and dialog.height() >= 480
 
 
+def test_upscale_in_the_menu_sends_the_image_to_transforms_upscale_tab(qtbot, panel, images,
+                                                                     ctx):
+    show_and_load(qtbot, panel)
+    path, _ = images[0]
+    index = panel.model.index(panel.model.row_of(str(path)))
+    with qtbot.waitSignal(ctx.openInWorkspace, timeout=1000) as sig:
+        find_action(panel.context_menu_for(index), "upscaleImage").trigger()
+    key, sent = sig.args
+    assert key == "transform" and (sent.path, sent.mode) == (path, "upscale")
+
+
 def test_classify_says_the_top_classes_of_the_trained_cnn(qtbot, panel, images, ctx, tmp_path):
     from tests.test_train_e_cnn import trained_run, write_images
 

@@ -270,6 +270,11 @@ def test_reuse_parameters_from_the_strip_menu(qtbot, ctx, fake):
     panel.receive(request)
     assert panel.controls.prompt.toPlainText() == "reuse me"
     assert panel.controls.seed.seed() == result.seed
+    # "Upscale…" sends the image to Transform's Upscale tab (A1111's "Send to extras")
+    with qtbot.waitSignal(ctx.openInWorkspace, timeout=1000) as sig:
+        find_action(panel.strip.context_menu_for(item), "upscaleImage").trigger()
+    key, sent = sig.args
+    assert key == "transform" and sent.mode == "upscale" and sent.path == result.path
 
 
 def test_variation_control_reaches_the_request_and_reuse_picks_the_images_own(qtbot, ctx):

@@ -270,5 +270,12 @@ def test_transform_upscale_tab_runs_the_model_and_shows_the_result(main_window, 
         qtbot.waitUntil(lambda: panel.upscale.scans >= 3, timeout=10_000)
         assert panel.mode == "upscale" and panel.upscale.tile.value() == 512
         assert panel.upscale.request([str(tmp_path / "p.png")]) == reuse.request
+        # "Upscale…" from Generate's or Gallery's menu: Transform on its Upscale tab with it
+        from studio.ui.widgets.image_actions import OpenInMode
+
+        panel.set_mode("img2img")
+        main_window.ctx.openInWorkspace.emit("transform", OpenInMode(result.path, "upscale"))
+        assert panel.mode == "upscale" and panel.image_path == result.path
     finally:
         panel.shutdown()
+

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,18 +124,28 @@ def start_image_drag(source: QWidget, paths: Sequence[str | Path],
     drag.exec(Qt.DropAction.CopyAction)
 
 
+@dataclass(frozen=True)
+class OpenInMode:
+    """An image sent to a workspace to open in one of its modes ("Upscale…": Transform's
+    Upscale tab, as A1111's "Send to extras")."""
+
+    path: Path
+    mode: str
+
+
 def build_image_menu(parent: QWidget, path: str | Path, *,
                      reuse: Callable[[], Any] | None = None,
                      on_deleted: Callable[[Path], None] | None = None,
                      show_open: bool = True,
                      send_to: Callable[[str, Path], Any] | None = None,
-                     classify: Callable[[Path], Any] | None = None) -> QMenu:
+                     classify: Callable[[Path], Any] | None = None,
+                     upscale: Callable[[Path], Any] | None = None) -> QMenu:
     """The right-click menu for one image file.
 
     ``reuse`` is called for "Reuse parameters" (the action is disabled when it is None);
     ``on_deleted(path)`` after the file was deleted; ``send_to(workspace, path)`` for
     "Send to Transform" (shown only when given); ``classify(path)`` for "Classify with the
-    trained CNN" (shown only when given).
+    trained CNN" and ``upscale(path)`` for "Upscale…" (each shown only when given).
     """
     path = Path(path)
     menu = QMenu(parent)
@@ -155,6 +166,8 @@ def build_image_menu(parent: QWidget, path: str | Path, *,
         enabled=reuse is not None)
     if send_to is not None:
         add("Send to Transform", "sendToTransform", lambda: send_to("transform", path))
+    if upscale is not None:
+        add("Upscale…", "upscaleImage", lambda: upscale(path))
     if classify is not None:
         add("Classify with the trained CNN", "classifyImage", lambda: classify(path))
     menu.addSeparator()

@@ -378,7 +378,9 @@ class GalleryPanel(QWidget):
         return image_actions.build_image_menu(
             self, path, reuse=reuse, on_deleted=lambda p: self._forget(Path(p)),
             send_to=lambda key, p: self.ctx.openInWorkspace.emit(key, Path(p)),
-            classify=self.classify)
+            classify=self.classify,
+            upscale=lambda p: self.ctx.openInWorkspace.emit(
+                "transform", image_actions.OpenInMode(Path(p), "upscale")))
 
     def classify(self, path: Path) -> Any:
         """The top-3 classes of the image at ``path`` by the newest trained CNN (Train's CNN

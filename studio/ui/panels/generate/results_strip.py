@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWi
 
 from studio.core.requests import GeneratedImage, Txt2ImgRequest, image_seeds
 from studio.core.wording import count_of
-from studio.ui.widgets.image_actions import build_image_menu, start_image_drag
+from studio.ui.widgets.image_actions import OpenInMode, build_image_menu, start_image_drag
 
 THUMB = 84
 ResultRole = Qt.ItemDataRole.UserRole + 1
@@ -140,7 +140,9 @@ class ResultsStrip(QListWidget):
             self, result.path,
             reuse=lambda: self.reuseRequested.emit(reuse_request(result)),
             on_deleted=self._deleted,
-            send_to=lambda key, path: self.sendRequested.emit(key, Path(path)))
+            send_to=lambda key, path: self.sendRequested.emit(key, Path(path)),
+            upscale=lambda path: self.sendRequested.emit(
+                "transform", OpenInMode(Path(path), "upscale")))
 
     # -- internals ---------------------------------------------------------------------------
     @staticmethod

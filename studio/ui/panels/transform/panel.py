@@ -246,12 +246,18 @@ class TransformPanel(QWidget):
             self.brush.size.setValue(brush_step(self.brush.size.value(), bigger))
 
     def receive(self, payload: Any) -> None:
-        """Open an image sent from another workspace (a path), or repeat a result's settings
-        (a :class:`~studio.media.transform_reuse.TransformReuse`, from "Reuse parameters")."""
+        """Open an image sent from another workspace (a path, or an
+        :class:`~studio.ui.widgets.image_actions.OpenInMode` from "Upscale…": in that mode), or
+        repeat a result's settings (a :class:`~studio.media.transform_reuse.TransformReuse`,
+        from "Reuse parameters")."""
         from studio.media.transform_reuse import TransformReuse
+        from studio.ui.widgets.image_actions import OpenInMode
 
         if isinstance(payload, TransformReuse):
             self.apply_reuse(payload)
+        elif isinstance(payload, OpenInMode):
+            if self.open_image(Path(payload.path)):
+                self.set_mode(payload.mode)
         elif isinstance(payload, (str, Path)):
             self.open_image(Path(payload))
 
