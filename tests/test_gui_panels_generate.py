@@ -345,6 +345,24 @@ def test_picked_model_is_remembered_and_moves_to_its_native_size(qtbot, ctx):
     assert again.picker.current() is SDXL
 
 
+def test_a_flux_model_starts_at_its_size_and_guidance_unless_the_user_set_their_own(qtbot, ctx):
+    flux = ModelEntry("flux-dev", Path("/models/flux-dev"), "studio", "diffusers", "flux")
+    panel = make_panel(qtbot, ctx, models=(SD15, flux))
+    c = panel.controls
+    c.width_box.setValue(512)
+    c.height_box.setValue(512)
+    c.cfg.setValue(7.0)  # SD's usual CFG
+    panel.picker.combo.setCurrentIndex(1)
+    panel.picker.combo.activated.emit(1)
+    assert (c.width_box.value(), c.height_box.value(), c.cfg.value()) == (1024, 1024, 3.5)
+    assert c.cfg_label.text() == "Guidance" and c.prompt_tokens.isHidden()
+    c.cfg.setValue(2.5)  # the user's own: kept on the way back
+    panel.picker.combo.setCurrentIndex(0)
+    panel.picker.combo.activated.emit(0)
+    assert c.cfg.value() == 2.5 and c.cfg_label.text() == "CFG scale"
+    assert not c.prompt_tokens.isHidden()
+
+
 def test_last_request_is_restored_in_a_new_panel(qtbot, ctx, fake):
     panel = make_panel(qtbot, ctx)
     fill(panel, prompt="remember me", steps=7)

@@ -58,6 +58,8 @@ class Family:
     #: what the CFG number is: "cfg" (classifier-free guidance, with the negative prompt) or
     #: "distilled" (FLUX.1 dev's guidance embedding: one pass per step, no negative prompt)
     guidance: str = "cfg"
+    #: the CFG (or distilled guidance) a fresh form starts at for it
+    default_cfg: float = 7.0
     negative_prompt: bool = True
     #: the pipeline's latents come packed into a token sequence (FLUX): previews unpack them,
     #: and the hires fix cannot resize them as latents

@@ -19,4 +19,5 @@ FAMILY = Family(
     a1111_prompts=False,
     samplers=("default",),
     packed_latents=True,
+    default_cfg=4.0,
 )

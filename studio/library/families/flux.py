@@ -45,6 +45,7 @@ FAMILY = Family(
     a1111_prompts=False,
     samplers=("default",),
     guidance="distilled",
+    default_cfg=3.5,
     negative_prompt=False,
     packed_latents=True,
 )

@@ -43,4 +43,5 @@ FAMILY = Family(
     optional_components=("text_encoder_3", "tokenizer_3", "image_encoder", "feature_extractor"),
     a1111_prompts=False,
     samplers=("default",),  # flow matching: its own FlowMatchEulerDiscreteScheduler
+    default_cfg=4.5,
 )

@@ -380,6 +380,10 @@ class GenerateControls(QWidget):
             "How closely to follow the prompt (CFG scale). Turbo and LCM models want 0–2.")
         takes_negative = family is None or family.negative_prompt
         self.negative.setEnabled(not gan and takes_negative)
+        # 75-token CLIP chunks are A1111's reading; SD 3.5/FLUX read longer prompts with T5
+        a1111 = family is None or family.a1111_prompts
+        self.prompt_tokens.setVisible(a1111)
+        self.negative_tokens.setVisible(a1111 and takes_negative)
         self.negative.setPlaceholderText(
             "What to avoid: blurry, low quality, text…" if takes_negative else
             f"{family.label} takes no negative prompt")

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from studio.core.jobs import CANCELLING, JobSnapshot, JobState, UserFacingError
 from studio.core.requests import GeneratedImage, Txt2ImgRequest
 from studio.core.wording import count_of
+from studio.library.families import FAMILIES
 from studio.library.upscalers import find_upscalers
 from studio.ui.context import AppContext
 from studio.ui.panels.generate.controls import GenerateControls
@@ -458,7 +459,8 @@ class GeneratePanel(QWidget):
         self.controls.set_pixel_model(classes, ddpm_shape(entry.path)[0])
 
     def _adapt_size_to_model(self) -> None:
-        """Called when the user picks a model (not when a request or a scan selects one)."""
+        """Called when the user picks a model (not when a request or a scan selects one): its
+        family's native size, and its usual CFG/guidance unless the user set their own."""
         entry = self.picker.current()
         if self._applying or entry is None:
             return
@@ -468,9 +470,13 @@ class GeneratePanel(QWidget):
         native = {(w, h) for w, h, _ in presets_for(family)}
         turbo = "turbo" in str(getattr(entry, "name", "")).lower()
         if family in DEFAULT_SIZE and (size not in native or (
-                family == "sdxl" and size == (512, 512) and not turbo)):
+                DEFAULT_SIZE[family][0] >= 1024 and size == (512, 512) and not turbo)):
             self.controls.width_box.setValue(DEFAULT_SIZE[family][0])
             self.controls.height_box.setValue(DEFAULT_SIZE[family][1])
+        found = FAMILIES.get(family)
+        usual = {f.default_cfg for f in FAMILIES.values()}
+        if found is not None and not turbo and self.controls.cfg.value() in usual:
+            self.controls.cfg.setValue(found.default_cfg)  # FLUX's 3.5, SD 3.5's 4.5 …
 
     def _save_last_request(self, request: Txt2ImgRequest) -> None:
         save_last_request(self.ctx.paths.data_dir, request, self.controls.seed_mode_key)
