@@ -418,6 +418,7 @@ class Walk:
         panel = self.show("generate")
         model = str(self.window.ctx.paths.models_dir / "tiny-flux")
         assert panel.picker.select_model(model), "the tiny FLUX model is not listed"
+        panel.picker.combo.activated.emit(panel.picker.combo.currentIndex())  # as a user picks
         wait_until(lambda: panel.controls.cfg_label.text() == "Guidance", 10,
                    "Generate to name FLUX's guidance")
         settle(self.window)
@@ -427,6 +428,7 @@ class Walk:
         panel = self.window.panel("generate", create=False)
         if panel is not None:
             panel.picker.select_model(str(self.window.ctx.paths.models_dir / "tiny-sd15"))
+            panel.picker.combo.activated.emit(panel.picker.combo.currentIndex())
             settle(self.window)
 
     def _generate_hires(self):
