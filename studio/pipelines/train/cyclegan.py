@@ -53,6 +53,7 @@ from studio.pipelines.train.cnn import (
     schedule_specs,
     scheduled_lr,
 )
+from studio.pipelines.train.dcgan import AdversarialLesson
 from studio.pipelines.train.image_data import load_class_images
 from studio.pipelines.train.registry import lesson_text
 
@@ -243,7 +244,7 @@ def load_domains(config: dict[str, Any]) -> Domains:
     return Domains(got[0], got[1], sides, photo=True, notes=tuple(notes))
 
 
-class CycleGANTrainer(ImageLesson):
+class CycleGANTrainer(AdversarialLesson):
     """CycleGAN between two small image domains, with the views a student needs to watch it."""
 
     info = LessonInfo(
@@ -457,25 +458,6 @@ class CycleGANTrainer(ImageLesson):
         tl.load_generator_states(self._gens, state["generators"])
         self._last = {k: float(v) for k, v in state["last"].items()}
         self._snap_step = -1
-
-    # -- accelerate checkpoints (headless and multi-process runs) --------------------------------
-    def _extra_state(self) -> dict[str, Any]:
-        return {"step_count": self.step_count, "config": dict(self.config),
-                "generators": tl.generator_states(self._gens), "last": dict(self._last)}
-
-    def _restore_extra(self, extra: dict[str, Any]) -> None:
-        self.step_count = int(extra["step_count"])
-        tl.load_generator_states(self._gens, extra["generators"])
-        self._last = {k: float(v) for k, v in extra["last"].items()}
-        self._snap_step = -1
-
-    def save_accelerate_state(self, folder: Path) -> None:
-        """Both module pairs, both optimizers and RNG through accelerate, plus the lesson's own
-        step, generators and last numbers."""
-        self._save_accelerate_extra(folder)
-
-    def load_accelerate_state(self, folder: Path) -> None:
-        self._load_accelerate_extra(folder)
 
     # -- using the result ----------------------------------------------------------------------------
     def export_generators(self, folder: Path) -> list[Path]:
