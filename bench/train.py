@@ -30,7 +30,8 @@ between runs on a shared machine.
 
 ``--bare`` instead measures the image lessons' loop (``cnn``: through accelerate) against a bare
 PyTorch loop of the same model, data, optimizer, metrics and test evaluation (every 25 steps), in
-alternating rounds: ``ratio`` = lesson steps/s / bare steps/s (target ≥ 0.95: the accelerate
+alternating rounds (``--lessons cyclegan ddpm``: their bare loops have the same networks,
+optimizers, batch draw and losses, and no test accuracy to time): ``ratio`` = lesson steps/s / bare steps/s (target ≥ 0.95: the accelerate
 wrapper must be free). It also times "what is normal": steps and seconds (one torch thread)
 until the lesson's test accuracy on digits first passes 95 %, over three seeds.
 
@@ -282,6 +283,90 @@ def bare_loop(trainer):
     return step
 
 
+def bare_cyclegan(trainer):
+    """A plain PyTorch loop of the cyclegan lesson: copies of its two generators and two
+    discriminators, Adam (0.5, 0.999) at its learning rate, the same batch draw and the same
+    LSGAN + cycle + identity losses; one call = one step."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    g_a, g_b, d_a, d_b = (copy.deepcopy(m) for m in (trainer.G_A, trainer.G_B, trainer.D_A,
+                                                       trainer.D_B))
+    lr = float(trainer.config["lr"])
+    opt_g = torch.optim.Adam([*g_a.parameters(), *g_b.parameters()], lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam([*d_a.parameters(), *d_b.parameters()], lr=lr, betas=(0.5, 0.999))
+    lam_c = float(trainer.config["lambda_cycle"])
+    lam_i = float(trainer.config["lambda_identity"]) * lam_c
+    a, b = trainer._a, trainer._b
+    n = int(trainer.config["batch_size"])
+    g = torch.Generator().manual_seed(1)
+
+    def gan(scores, real: bool):
+        return F.mse_loss(scores, torch.full_like(scores, 1.0 if real else 0.0))
+
+    def step() -> None:
+        real_a = a[torch.randint(0, len(a), (n,), generator=g)]
+        real_b = b[torch.randint(0, len(b), (n,), generator=g)]
+        opt_g.zero_grad(set_to_none=True)
+        fake_b, fake_a = g_a(real_a), g_b(real_b)
+        loss_gan = gan(d_a(fake_b), True) + gan(d_b(fake_a), True)
+        loss_cycle = F.l1_loss(g_b(fake_b), real_a) + F.l1_loss(g_a(fake_a), real_b)
+        loss_idt = F.l1_loss(g_a(real_b), real_b) + F.l1_loss(g_b(real_a), real_a)
+        (loss_gan + lam_c * loss_cycle + lam_i * loss_idt).backward()
+        opt_g.step()
+        opt_d.zero_grad(set_to_none=True)
+        fake_b, fake_a = fake_b.detach(), fake_a.detach()
+        loss_d = 0.5 * (gan(d_a(real_b), True) + gan(d_a(fake_b), False)
+                        + gan(d_b(real_a), True) + gan(d_b(fake_a), False))
+        loss_d.backward()
+        opt_d.step()
+        for value in (loss_gan, loss_d, loss_cycle, loss_idt):  # the lesson's metrics
+            float(value.detach())
+
+    return step
+
+
+def bare_ddpm(trainer):
+    """A plain PyTorch loop of the ddpm lesson: a copy of its UNet, Adam at its learning rate,
+    the same batch, stratified timesteps, noising (its diffusers scheduler) and ε-MSE; one call
+    = one step."""
+    import copy
+
+    import torch
+
+    from studio.pipelines.train import ddpm
+
+    model = copy.deepcopy(trainer.unet)
+    opt = torch.optim.Adam(model.parameters(), lr=float(trainer.config["lr"]))
+    x, y = trainer._x, trainer._y
+    n = int(trainer.config["batch_size"])
+    g = torch.Generator().manual_seed(1)
+    steps = ddpm.TIMESTEPS
+
+    def step() -> None:
+        idx = torch.randint(0, len(x), (n,), generator=g)
+        u = torch.rand(n, generator=g)
+        t = ((torch.arange(n) + u) / n * steps).long().clamp(max=steps - 1)
+        t = t[torch.randperm(n, generator=g)]
+        eps = torch.randn((n, *x.shape[1:]), generator=g)
+        extra = {"class_labels": y[idx]} if trainer.n_classes else {}
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        noisy = trainer.scheduler.add_noise(x[idx], eps, t)
+        pred = model(noisy, t, **extra).sample.float()
+        loss = (pred - eps).pow(2).flatten(1).mean(1).sum() / n
+        loss.backward()
+        float(loss.detach())
+        opt.step()
+
+    return step
+
+
+BARE_LOOPS = {"cyclegan": bare_cyclegan, "ddpm": bare_ddpm}
+
+
 def rate(step, seconds: float) -> float:
     end = time.perf_counter() + WARMUP_S
     while time.perf_counter() < end:
@@ -300,7 +385,7 @@ def measure_bare(lesson: str, seconds: float, rounds: int) -> None:
 
     torch.set_num_threads(1)
     trainer = lesson_class(lesson)({}, seed=0)
-    bare = bare_loop(trainer)
+    bare = BARE_LOOPS.get(lesson, bare_loop)(trainer)
     ours_r, bare_r = [], []
     for _ in range(rounds):
         ours_r.append(rate(trainer.step, seconds))
@@ -309,6 +394,8 @@ def measure_bare(lesson: str, seconds: float, rounds: int) -> None:
     print(f"{lesson}: lesson loop {statistics.median(ours_r):.0f} steps/s, bare PyTorch "
           f"{statistics.median(bare_r):.0f} steps/s, ratio {statistics.median(ratios):.2f} "
           f"({min(ratios):.2f}–{max(ratios):.2f} over {rounds} rounds; one torch thread)")
+    if lesson in BARE_LOOPS:  # no test accuracy to reach: the ratio is the measurement
+        return
     for seed in range(3):
         trainer = lesson_class(lesson)({}, seed=seed)
         t0 = time.perf_counter()

@@ -170,7 +170,7 @@ def test_the_generate_panel_draws_with_a_gan(gan, qtbot):
     from studio.ui.panels.generate import GeneratePanel
     from tests.gui_fixtures import app_context
 
-    _, exported = gan
+    trainer, exported = gan
     ctx = app_context(Settings(device="cpu"))
     panel = GeneratePanel(ctx)  # the real scanner finds the exported GAN in the models folder
     qtbot.addWidget(panel)
@@ -188,6 +188,23 @@ def test_the_generate_panel_draws_with_a_gan(gan, qtbot):
         assert sig.args[0].state is JobState.DONE, sig.args[0].error
         qtbot.waitUntil(lambda: panel.strip.count() == 1, timeout=5000)
         assert panel.preview.status.text() == "Seed 7 · 64×64 · GAN"
+        # the latent walk, as the CLI's --walk-to 9 --frames 3 --gif: the same gan-walk job
+        assert panel.controls.walk_box.isVisible()
+        panel.controls.walk_to.setValue(9)
+        panel.controls.walk_frames.setValue(3)
+        written: list = []
+        ctx.outputWritten.connect(written.append)
+        with qtbot.waitSignal(panel.jobFinished, timeout=60_000) as sig:
+            qtbot.mouseClick(panel.controls.walk_button, Qt.MouseButton.LeftButton)
+        assert sig.args[0].state is JobState.DONE, sig.args[0].error
+        qtbot.waitUntil(lambda: panel.strip.count() == 5, timeout=5000)  # 3 frames + the GIF
+        assert [p.suffix for p in written] == [".png"] * 3 + [".gif"]
+        assert np.array_equal(np.asarray(Image.open(written[0]).convert("L"))[::4, ::4],
+                              lesson_pixels(trainer, 7))  # from the seed (64 px: 4×)
+        assert np.array_equal(np.asarray(Image.open(written[2]).convert("L"))[::4, ::4],
+                              lesson_pixels(trainer, 9))  # to "Walk to seed"
+        with Image.open(written[3]) as gif:
+            assert gif.n_frames == 3
     finally:
         ctx.bridge.shutdown()
         panel.shutdown()

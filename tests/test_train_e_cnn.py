@@ -253,20 +253,25 @@ def test_cli_trains_on_a_data_folder(tmp_path, two_classes):
     assert out.returncode == 2 and "--data is for the image lessons" in out.stderr
 
 
+def studio_in_two_processes(*args: str):
+    """``accelerate launch`` of ``studio train ARGS`` in two CPU processes (gloo), one torch
+    thread each."""
+    accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
+    launcher = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+                "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                "--main_process_port", str(29500 + os.getpid() % 2000), "-m"]
+    return studio(*args, launcher=launcher, env={"OMP_NUM_THREADS": "1"})
+
+
 @pytest.mark.slow
 def test_two_cpu_processes_match_one(tmp_path):
     """``accelerate launch`` with two CPU processes (gloo): it finishes, writes one checkpoint,
     and its loss curve matches one process with the same global batch to 1e-4 (float rounding
     of the split sums; measured 1e-7). About 10 s on two cores."""
-    accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
     args = ("cnn", "--steps", "12", "--json", "--set", "batch_size=16", "--set", "width=4")
     one = studio(*args, "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr
-    launcher = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
-                "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                "--main_process_port", str(29500 + os.getpid() % 2000), "-m"]
-    two = studio(*args, "--out", str(tmp_path / "two"), launcher=launcher,
-                 env={"OMP_NUM_THREADS": "1"})
+    two = studio_in_two_processes(*args, "--out", str(tmp_path / "two"))
     assert two.returncode == 0, two.stderr[-2000:]
     rows = [json.loads(line) for line in two.stdout.splitlines()]
     assert rows[-1]["steps"] == 12 and len(rows) == 13  # one process printed

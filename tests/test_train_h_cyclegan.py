@@ -165,6 +165,36 @@ def test_cli_two_folders_and_export(tmp_path, capsys):
     assert "domain B" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_two_cpu_processes_match_one(tmp_path):
+    """``accelerate launch`` with two CPU processes (gloo): both generators and both
+    discriminators run under DistributedDataParallel, each process on half of every batch, and
+    the loss curve matches one process with the same global batch (float rounding of the split
+    means); the export is the unwrapped generators' junyanz keys."""
+    import json
+
+    from tests.test_train_e_cnn import studio, studio_in_two_processes
+
+    args = ("cyclegan", "--steps", "3", "--json", *[f"--set={k}={v}" for k, v in FAST.items()])
+    one = studio(*args, "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr
+    two = studio_in_two_processes(*args, "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert (tmp_path / "two" / "accelerate" / "model_1.safetensors").is_file()
+
+    def curve(run):
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        return [[r[k] for k in ("loss_g", "loss_d", "loss_cycle", "loss_idt")] for r in rows]
+
+    assert np.allclose(curve(tmp_path / "two"), curve(tmp_path / "one"), rtol=1e-4, atol=1e-6)
+    trainer = CycleGANTrainer(config=FAST, seed=0)
+    trainer.load_accelerate_state(tmp_path / "two" / "accelerate")
+    assert trainer.step_count == 3
+    written = trainer.export_generators(tmp_path / "export")
+    keys = set(torch.load(written[0], weights_only=True))
+    assert keys == set(make_generator(3, 4, 1, torch.Generator()).state_dict())
+
+
 def test_view_draws_round_trips(qtbot, qapp):
     from studio.ui.panels.train.views import view_class
 

@@ -270,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
     settings, paths = load_cli_settings(args, device_check=False)
     request = build_request(args, settings, paths)
     check_device(settings)
-    if not hasattr(request, "prompt"):  # a latent walk
+    if request.to_dict().get("kind") == "gan-walk":  # a latent walk
         return run_job(request, settings, paths, _walk_reporter(request, args.json),
                        request.frames + int(request.gif), title=f"latent walk {request.seed}→{request.seed_to}", quiet=not args.verbose)
 

@@ -182,8 +182,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     main = trainer.is_main_process
     if launched and not hasattr(trainer, "save_accelerate_state"):
-        raise UsageError(getattr(trainer, "one_process", "")  # the lesson's own reason
-                         or f"{args.lesson} runs in one process; {MULTI_PROCESS}")  # plural-ok: a verb
+        raise UsageError(f"{args.lesson} runs in one process; {MULTI_PROCESS}")  # plural-ok: a verb
     if not main:  # the other processes of a launch train their share and stay quiet
         return _train_quietly(trainer, args)
     loaded = load_settings()

@@ -287,6 +287,15 @@ class GanWalkRequest:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "gan-walk", **dataclasses.asdict(self)}
 
+    # what Generate's preview and strip read of any request of theirs: a walk has no prompt and
+    # no steps, and its frames are the "images" of the batch
+    prompt = ""
+    steps = 0
+
+    @property
+    def count(self) -> int:
+        return self.frames
+
 
 @dataclass
 class TransformRequest:

@@ -113,14 +113,16 @@ class GanWalkService:
                 parameters, {"gan_walk": request.to_dict(), "frame": index},
                 dated=paths.dated_outputs)
             result = GeneratedImage(request=request, seed=request.seed, index=index,  # type: ignore[arg-type]
-                                    path=path, image=image, parameters=parameters)
+                                    path=path, image=image, parameters=parameters,
+                                    seed_alone=True)
             results.append(result)
             progress.partial(result)
             progress(index + 1, request.frames, None)
         if request.gif:
             gif = _save_gif(frames, folder, request)
             result = GeneratedImage(request=request, seed=request.seed,  # type: ignore[arg-type]
-                                    index=len(frames), path=gif, image=frames[0])
+                                    index=len(frames), path=gif, image=frames[0],
+                                    seed_alone=True)
             results.append(result)
             progress.partial(result)
         return results

@@ -18,9 +18,11 @@ at these sizes it changes little, and every step stays a function of the seed).
 Data: shipped unpaired pairs of domains generated from :mod:`studio.pipelines.train.image_data`
 (the first half of a set becomes domain A, the second half domain B, so no image has its
 partner), or two of the student's folders. The loop runs through :class:`accelerate.Accelerator`
-(device placement, backward, optimizer wrapper) in one process: each generator runs twice per
-step, which ``DistributedDataParallel`` does not allow, so ``accelerate launch`` is refused by the
-CLI with a sentence. Deterministic for a seed on the CPU; the pictures are drawn without
+(device placement, backward, optimizer wrapper), so ``accelerate launch`` runs it across processes
+or GPUs: each process trains on its share of every batch. Each generator runs twice per step (the
+translation and the cycle back), so both generators sit in one module (:class:`Generators`) whose
+one forward makes every image the losses need, and both discriminators in another
+(:class:`Discriminators`): ``DistributedDataParallel`` sees one forward per backward. Deterministic for a seed on the CPU; the pictures are drawn without
 gradients and never change training.
 
 :meth:`CycleGANTrainer.export_generators` writes ``latest_net_G_A.pth`` / ``latest_net_G_B.pth``
@@ -51,6 +53,7 @@ from studio.pipelines.train.cnn import (
     schedule_specs,
     scheduled_lr,
 )
+from studio.pipelines.train.dcgan import AdversarialLesson
 from studio.pipelines.train.image_data import load_class_images
 from studio.pipelines.train.registry import lesson_text
 
@@ -141,6 +144,39 @@ class PatchDiscriminator(nn.Module):
         return self.model(x)
 
 
+class Generators(nn.Module):
+    """G_A and G_B as one module: one forward makes a step's translations, cycles and identity
+    images (one forward per backward, as ``DistributedDataParallel`` needs)."""
+
+    def __init__(self, g_a: nn.Module, g_b: nn.Module) -> None:
+        super().__init__()
+        self.G_A, self.G_B = g_a, g_b
+
+    def forward(self, real_a: torch.Tensor, real_b: torch.Tensor,
+                identity_grad: bool = True) -> tuple[torch.Tensor, ...]:
+        """(fake_b, fake_a, rec_a, rec_b, idt_b, idt_a); the identity images without gradient
+        unless ``identity_grad``."""
+        fake_b, fake_a = self.G_A(real_a), self.G_B(real_b)
+        rec_a, rec_b = self.G_B(fake_b), self.G_A(fake_a)
+        with torch.set_grad_enabled(identity_grad and torch.is_grad_enabled()):
+            idt_b, idt_a = self.G_A(real_b), self.G_B(real_a)
+        return fake_b, fake_a, rec_a, rec_b, idt_b, idt_a
+
+
+class Discriminators(nn.Module):
+    """D_A (judges B-like images) and D_B (A-like ones) as one module: one forward scores every
+    pair it is given."""
+
+    def __init__(self, d_a: nn.Module, d_b: nn.Module) -> None:
+        super().__init__()
+        self.D_A, self.D_B = d_a, d_b
+
+    def forward(self, *pairs: tuple[torch.Tensor, torch.Tensor]
+                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """For each (B-like, A-like) pair: (D_A's scores, D_B's scores)."""
+        return [(self.D_A(b_like), self.D_B(a_like)) for b_like, a_like in pairs]
+
+
 @dataclass(frozen=True)
 class Domains:
     """Two unpaired sets of images, (n, C, s, s) in [0, 1], and what a person should know."""
@@ -208,7 +244,7 @@ def load_domains(config: dict[str, Any]) -> Domains:
     return Domains(got[0], got[1], sides, photo=True, notes=tuple(notes))
 
 
-class CycleGANTrainer(ImageLesson):
+class CycleGANTrainer(AdversarialLesson):
     """CycleGAN between two small image domains, with the views a student needs to watch it."""
 
     info = LessonInfo(
@@ -251,11 +287,6 @@ class CycleGANTrainer(ImageLesson):
                        "patches judged."),
     )
 
-    #: why ``accelerate launch`` is refused (the CLI says it)
-    one_process = ("cyclegan runs in one process: each generator runs twice per step, which "
-                   "DistributedDataParallel does not allow. Run it without accelerate launch: "
-                   "studio train cyclegan --steps N.")
-
     @classmethod
     def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Checks the knobs (not the shipped-set ``dataset`` knob the other image lessons
@@ -291,18 +322,22 @@ class CycleGANTrainer(ImageLesson):
         cfg = self.config
         self.data = load_domains(cfg)
         self.accelerator = accelerator()
-        dev = self.accelerator.device
+        world = self.accelerator.num_processes
+        if int(cfg["batch_size"]) < world:
+            raise InvalidParameter(f"Batch size {cfg['batch_size']} is too small for {world} "
+                                   f"processes: raise it to at least {world}.")
         self._a = torch.from_numpy(self.data.a) * 2 - 1
         self._b = torch.from_numpy(self.data.b) * 2 - 1
         self._gens = {"init": tl.seeded_generator(seed, 1), "train": tl.seeded_generator(seed, 2)}
         ch, init = self.data.channels, self._gens["init"]
         ngf, blocks = int(cfg["ngf"]), int(cfg["blocks"])
         ndf, layers = int(cfg["ndf"]), int(cfg["d_layers"])
-        # Moved, not prepare_model()-wrapped: the generators run twice per step (see the module)
-        self.G_A = make_generator(ch, ngf, blocks, init).to(dev)
-        self.G_B = make_generator(ch, ngf, blocks, init).to(dev)
-        self.D_A = PatchDiscriminator(ch, ndf, layers, init).to(dev)
-        self.D_B = PatchDiscriminator(ch, ndf, layers, init).to(dev)
+        g_a = make_generator(ch, ngf, blocks, init)
+        g_b = make_generator(ch, ngf, blocks, init)
+        d_a = PatchDiscriminator(ch, ndf, layers, init)
+        d_b = PatchDiscriminator(ch, ndf, layers, init)
+        prepare = self.accelerator.prepare_model  # DistributedDataParallel under a launch
+        self._g, self._d = prepare(Generators(g_a, g_b)), prepare(Discriminators(d_a, d_b))
         self._plain = plain_loop(self.accelerator)
         self._opt_g = self._new_opt(list(self.G_A.parameters()) + list(self.G_B.parameters()))
         self._opt_d = self._new_opt(list(self.D_A.parameters()) + list(self.D_B.parameters()))
@@ -313,14 +348,32 @@ class CycleGANTrainer(ImageLesson):
         self._snap_step = -1
         self._snap: dict[str, Any] = {}
 
+    @property
+    def G_A(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self._g).G_A
+
+    @property
+    def G_B(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self._g).G_B
+
+    @property
+    def D_A(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self._d).D_A
+
+    @property
+    def D_B(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self._d).D_B
+
     def _new_opt(self, params: list[nn.Parameter]) -> Any:
         opt = tl.make_optimizer("adam", params, float(self.config["lr"]), (0.5, 0.999))
         return self.accelerator.prepare_optimizer(opt)
 
     def _batch(self, x: torch.Tensor) -> torch.Tensor:
+        """This process's share of a fresh batch (every process draws the whole batch)."""
+        acc = self.accelerator
         n = int(self.config["batch_size"])
         idx = torch.randint(0, len(x), (n,), generator=self._gens["train"])
-        return x[idx].to(self.accelerator.device)
+        return x[idx[acc.process_index::acc.num_processes]].to(acc.device)
 
     def _backward(self, loss: torch.Tensor) -> None:
         if self._plain:
@@ -348,28 +401,29 @@ class CycleGANTrainer(ImageLesson):
         real_a, real_b = self._batch(self._a), self._batch(self._b)
         # generators (the discriminators' gradients from this pass are cleared below)
         self._opt_g.optimizer.zero_grad(set_to_none=True)
-        fake_b, fake_a = self.G_A(real_a), self.G_B(real_b)
-        rec_a, rec_b = self.G_B(fake_b), self.G_A(fake_a)
-        loss_gan = self._gan(self.D_A(fake_b), True) + self._gan(self.D_B(fake_a), True)
+        # the identity loss is still measured at λ 0, so the curve goes on; no gradient then
+        fake_b, fake_a, rec_a, rec_b, idt_b, idt_a = self._g(real_a, real_b, lam_i > 0)
+        ((score_b, score_a),) = self._d((fake_b, fake_a))
+        loss_gan = self._gan(score_b, True) + self._gan(score_a, True)
         loss_cycle = F.l1_loss(rec_a, real_a) + F.l1_loss(rec_b, real_b)
-        if lam_i > 0:
-            loss_idt = F.l1_loss(self.G_A(real_b), real_b) + F.l1_loss(self.G_B(real_a), real_a)
-        else:
-            with torch.no_grad():  # still measured, so the curve goes on; no gradient
-                loss_idt = (F.l1_loss(self.G_A(real_b), real_b)
-                            + F.l1_loss(self.G_B(real_a), real_a))
+        loss_idt = F.l1_loss(idt_b, real_b) + F.l1_loss(idt_a, real_a)
         self._backward(loss_gan + lam_c * loss_cycle + lam_i * loss_idt)
         self._step_opt(self._opt_g)
         # discriminators: D_A judges B-like images (real B against G_A's fakes), D_B A-like ones
         self._opt_d.optimizer.zero_grad(set_to_none=True)
         fake_b, fake_a = fake_b.detach(), fake_a.detach()
-        loss_d = 0.5 * (self._gan(self.D_A(real_b), True) + self._gan(self.D_A(fake_b), False)
-                        + self._gan(self.D_B(real_a), True) + self._gan(self.D_B(fake_a), False))
+        (real_on_a, real_on_b), (fake_on_a, fake_on_b) = self._d((real_b, real_a),
+                                                                  (fake_b, fake_a))
+        loss_d = 0.5 * (self._gan(real_on_a, True) + self._gan(fake_on_a, False)
+                        + self._gan(real_on_b, True) + self._gan(fake_on_b, False))
         self._backward(loss_d)
         self._step_opt(self._opt_d)
         self.step_count += 1
-        self._last = {"loss_g": float(loss_gan.detach()), "loss_d": float(loss_d.detach()),
-                      "loss_cycle": float(loss_cycle.detach()), "loss_idt": float(loss_idt.detach())}
+        losses = torch.stack([v.detach() for v in (loss_gan, loss_d, loss_cycle, loss_idt)])
+        if self.accelerator.num_processes > 1:  # every process's share weighs alike
+            losses = self.accelerator.reduce(losses, reduction="mean")
+        self._last = dict(zip(("loss_g", "loss_d", "loss_cycle", "loss_idt"),
+                              (float(v) for v in losses), strict=True))
         last = self._last
         loss = last["loss_g"] + lam_c * last["loss_cycle"] + lam_i * last["loss_idt"]
         check_loss(loss + last["loss_d"], self.step_count)

@@ -159,7 +159,36 @@ def variety_hint(ratio: float, best: float, step: int) -> str:
     return f"The samples vary {ratio:.0%} as much as real images: no sign of mode collapse."
 
 
-class DCGANTrainer(PlayerRates, ImageLesson):
+class AdversarialLesson(ImageLesson):
+    """An image lesson of players (dcgan, cyclegan) whose own state beside accelerate's is its
+    step, config, random generators and last numbers: its accelerate checkpoints."""
+
+    _gens: dict[str, torch.Generator]
+    _last: dict[str, float]
+    _snap_step: int
+
+    # -- accelerate checkpoints (headless and multi-process runs) --------------------------------
+    def _extra_state(self) -> dict[str, Any]:
+        return {"step_count": self.step_count, "config": dict(self.config),
+                "generators": tl.generator_states(self._gens), "last": dict(self._last)}
+
+    def _restore_extra(self, extra: dict[str, Any]) -> None:
+        self.step_count = int(extra["step_count"])
+        tl.load_generator_states(self._gens, extra["generators"])
+        self._last = {k: float(v) for k, v in extra["last"].items()}
+        self._snap_step = -1
+
+    def save_accelerate_state(self, folder: Path) -> None:
+        """The models, optimizers and RNG through accelerate, plus the lesson's own step,
+        generators and last numbers."""
+        self._save_accelerate_extra(folder)
+
+    def load_accelerate_state(self, folder: Path) -> None:
+        self._load_accelerate_extra(folder)
+
+
+
+class DCGANTrainer(PlayerRates, AdversarialLesson):
     """A DCGAN on small images, with the views a student needs to watch it."""
 
     info = LessonInfo(
@@ -356,25 +385,6 @@ class DCGANTrainer(PlayerRates, ImageLesson):
         tl.load_generator_states(self._gens, state["generators"])
         self._last = dict(state["last"])
         self._snap_step = -1
-
-    # -- accelerate checkpoints (headless and multi-process runs) --------------------------------
-    def _extra_state(self) -> dict[str, Any]:
-        return {"step_count": self.step_count, "config": dict(self.config),
-                "generators": tl.generator_states(self._gens), "last": dict(self._last)}
-
-    def _restore_extra(self, extra: dict[str, Any]) -> None:
-        self.step_count = int(extra["step_count"])
-        tl.load_generator_states(self._gens, extra["generators"])
-        self._last = {k: float(v) for k, v in extra["last"].items()}
-        self._snap_step = -1
-
-    def save_accelerate_state(self, folder: Path) -> None:
-        """Both models, optimizers and RNG through accelerate, plus the lesson's own step,
-        generators and last numbers."""
-        self._save_accelerate_extra(folder)
-
-    def load_accelerate_state(self, folder: Path) -> None:
-        self._load_accelerate_extra(folder)
 
     # -- using the result ----------------------------------------------------------------------------
     def export_generator(self, folder: Path) -> list[Path]:

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
+    QPushButton,
     QSlider,
     QSpinBox,
     QToolButton,
@@ -28,6 +29,7 @@ from studio.core.requests import (
     MAX_COUNT,
     MAX_SIDE,
     MAX_STEPS,
+    MAX_WALK_FRAMES,
     SCHEDULERS,
     Txt2ImgRequest,
 )
@@ -256,6 +258,28 @@ class GenerateControls(QWidget):
         self.count.setFixedWidth(86)
         count_row.addWidget(self.count)
         col.addLayout(count_row)
+        # A GAN's latent walk (as studio generate --walk-to SEED --frames N --gif)
+        self.walk_box = QWidget()
+        walk_row = QHBoxLayout(self.walk_box)
+        walk_row.setContentsMargins(0, 0, 0, 0)
+        walk_row.setSpacing(6)
+        walk_row.addWidget(QLabel("Walk to seed"))
+        self.walk_to = SeedBox()
+        self.walk_to.setValue(1)
+        self.walk_to.setToolTip("The seed the latent walk ends at: the frames go from the seed "
+                                "above to this one")
+        self.walk_frames = QSpinBox()
+        self.walk_frames.setRange(2, MAX_WALK_FRAMES)
+        self.walk_frames.setValue(16)
+        self.walk_frames.setSuffix(" frames")
+        self.walk_frames.setToolTip("Frames of the walk, saved as PNGs and one GIF beside them")
+        self.walk_button = QPushButton("Walk")
+        self.walk_button.setToolTip("Make the latent walk: its frames and a GIF, in the gallery")
+        walk_row.addWidget(self.walk_to, 1)
+        walk_row.addWidget(self.walk_frames)
+        walk_row.addWidget(self.walk_button)
+        self.walk_box.setVisible(False)
+        col.addWidget(self.walk_box)
         col.addStretch(1)
 
         self.prompt.textChanged.connect(self._update_tokens)
@@ -361,6 +385,7 @@ class GenerateControls(QWidget):
         self.loras.set_family(self._family)
         self._offer_samplers(family_of(self._family))
         self._show_guidance(family_of(self._family), gan)
+        self.walk_box.setVisible(gan)
         self.preset.blockSignals(True)
         self.preset.clear()
         self.preset.addItem("Custom size", None)

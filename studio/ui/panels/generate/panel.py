@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.jobs import CANCELLING, JobSnapshot, JobState, UserFacingError
-from studio.core.requests import GeneratedImage, Txt2ImgRequest
+from studio.core.requests import GanWalkRequest, GeneratedImage, Txt2ImgRequest
 from studio.core.wording import count_of
 from studio.library.families import FAMILIES
 from studio.library.upscalers import find_upscalers
@@ -151,6 +151,7 @@ class GeneratePanel(QWidget):
 
     def _connect(self) -> None:
         self.generate_button.clicked.connect(self.generate)
+        self.controls.walk_button.clicked.connect(self.walk)
         self.cancel_button.clicked.connect(self.cancel_current)
         for keys in ("Ctrl+Return", "Ctrl+Enter"):
             QShortcut(QKeySequence(keys), self, self.generate,
@@ -194,6 +195,22 @@ class GeneratePanel(QWidget):
         return self.controls.request(self.picker.current_model(), self.controls.resolve_seed())
 
     @Slot()
+    def walk(self) -> QtJobHandle | None:
+        """A GAN's latent walk from the seed to "Walk to seed" (the CLI's gan-walk job): its
+        frames and a GIF, saved and shown in the strip and the gallery."""
+        base = self.build_request()
+        request = GanWalkRequest(model=base.model, seed=base.seed,
+                                 seed_to=self.controls.walk_to.seed(),
+                                 frames=self.controls.walk_frames.value(), width=base.width,
+                                 height=base.height, gif=True)
+        try:
+            request.validate()
+        except ValueError as exc:
+            self._show_error(str(exc))
+            return None
+        return self._submit(request, f"latent walk {request.seed}→{request.seed_to}")
+
+    @Slot()
     def generate(self) -> QtJobHandle | None:
         """Validate and submit; shows the problem under the button instead when invalid."""
         request = self.build_request()
@@ -208,8 +225,12 @@ class GeneratePanel(QWidget):
         except ValueError as exc:
             self._show_error(str(exc))
             return None
+        self._save_last_request(request)
+        return self._submit(request, job_title(request))
+
+    def _submit(self, request: Any, title: str) -> QtJobHandle | None:
         try:
-            job = self.ctx.bridge.submit(request, title=job_title(request))
+            job = self.ctx.bridge.submit(request, title=title)
         except (KeyError, TypeError, RuntimeError) as exc:
             self._show_error(f"Cannot start: {exc}")
             return None
@@ -222,7 +243,6 @@ class GeneratePanel(QWidget):
         self._handles[job.id] = job
         self._open[job.id] = job.snapshot
         self._clocks[job.id] = StepClock()
-        self._save_last_request(request)
         if self._displayed_job() is None or len(self._open) == 1:
             waiting = self.ctx.bridge.queue_length - 1
             self.preview.show_message("Starting…" if waiting <= 0 else
