@@ -238,3 +238,17 @@ def test_building_and_snapshots_use_one_torch_thread_and_idle_gives_them_back(tm
         session.stop()
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_lesson_out_of_memory_says_so_and_offers_smaller_settings(make_session):
+    session, rec = make_session("cnn", config={"image_size": "32", "batch_size": 64})
+
+    def too_big(*_a, **_k):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    session.trainer.step = too_big
+    session.step_once()
+    rec.wait(lambda: rec.states and rec.states[-1][0] == "error")
+    message = rec.states[-1][1]
+    assert "ran out of memory" in message
+    assert "image size 24 (now 32)" in message and "batch size 32 (now 64)" in message

@@ -218,6 +218,38 @@ class Trainer:
         raise NotImplementedError
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A CUDA/MPS allocator (``OutOfMemoryError``) or the computer (``MemoryError``) ran out."""
+    return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or "out of memory" in str(exc).lower())
+
+
+def out_of_memory_advice(cls: type[Trainer], config: Mapping[str, Any]) -> str:
+    """What to say when a lesson's step ran out of memory: the settings that cost memory, and
+    smaller values for them to reset with (the next image size down, half the batch)."""
+    offers = []
+    for name in ("image_size", "batch_size"):
+        try:
+            spec = cls.spec(name)
+        except InvalidParameter:
+            continue
+        value = config.get(name, spec.default)
+        label = (spec.label or name).lower()
+        if spec.kind == "choice" and str(value) in spec.choices:
+            index = spec.choices.index(str(value))
+            if index > 0:
+                offers.append(f"{label} {spec.choices[index - 1]} (now {value})")
+        elif spec.kind == "int" and isinstance(value, int):
+            smaller = max(int(spec.minimum or 1), value // 2)
+            if smaller < value:
+                offers.append(f"{label} {smaller} (now {value})")
+    if not offers:
+        return (f"{cls.info.title} ran out of memory. Close other programs (or models in the "
+                "job queue) and press Reset.")
+    return (f"{cls.info.title} ran out of memory at these settings. Reset with a smaller "
+            f"{' or a smaller '.join(offers)}, or close other programs.")
+
+
 def check_loss(value: float, step: int, limit: float = 1e6) -> None:
     """Raise TrainingDiverged with an actionable message for a NaN/inf or exploding loss."""
     if not math.isfinite(value):

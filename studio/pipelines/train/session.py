@@ -388,9 +388,11 @@ class TrainingSession:
             except Exception as exc:  # noqa: BLE001 - a lesson bug pauses, never kills the app
                 log.exception("training step failed")
                 from studio.core.jobs import describe_error
+                from studio.pipelines.train.base import is_out_of_memory, out_of_memory_advice
 
                 self._playing = False
-                self._set_state("error", describe_error(exc))
+                self._set_state("error", out_of_memory_advice(self.cls, self._config)
+                                if is_out_of_memory(exc) else describe_error(exc))
         self._single_thread(False)
         self._close_run()
 
