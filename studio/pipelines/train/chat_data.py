@@ -155,3 +155,26 @@ def load_instructions(source: str, path: str = "") -> InstructionSet:
                 for n, line in enumerate(STUDIO_SET.read_text("utf-8").splitlines(), 1)
                 if line.strip()]
     return InstructionSet("Studio's questions", tuple(examples))
+
+
+def chat_model_folder(spec: str, need_config: bool = True) -> Path:
+    """The folder of the chat model ``spec`` names (a folder, or its name as Chat lists it);
+    :class:`InvalidParameter` with the reason when there is none. ``need_config``: a folder
+    must hold a model's ``config.json`` (not only a tokenizer)."""
+    from studio.core.jobs import UserFacingError
+
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if need_config and not (path / "config.json").is_file():
+            raise InvalidParameter(f"{spec} holds no config.json: choose a chat model's folder "
+                                   "(a Hugging Face model) or its name as Chat lists it.")
+        return path
+    from studio.core.config import default_paths, load_settings
+    from studio.library.resolve import resolve_named
+
+    settings = load_settings().settings
+    try:
+        return Path(resolve_named(spec, "chat", settings,
+                                  settings.resolved_paths(default_paths())).entry.path)
+    except UserFacingError as exc:
+        raise InvalidParameter(str(exc)) from None

@@ -30,10 +30,12 @@ from studio.pipelines.train.chat_data import (
     SOURCES,
     Example,
     InstructionSet,
+    chat_model_folder,
     instruction_file_problem,
     load_instructions,
 )
 from studio.pipelines.train.registry import lesson_text
+from studio.pipelines.train.text_data import new_bpe
 
 MAX_TOKENS = 256  # a training example (question + answer) is cut to this many tokens
 PROMPTS_SHOWN = 3  # the set's first questions, asked before and after
@@ -257,28 +259,6 @@ class LoraChatLesson(Trainer):
 
 
 # -- the pieces -----------------------------------------------------------------------------------
-def chat_model_folder(spec: str) -> Path:
-    """The folder of the chat model ``spec`` names (a folder, or its name as Chat lists it);
-    :class:`InvalidParameter` with the reason when there is none."""
-    from studio.core.jobs import UserFacingError
-
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise InvalidParameter(f"{spec} holds no config.json: choose a chat model's folder "
-                                   "(a Hugging Face model) or its name as Chat lists it.")
-        return path
-    from studio.core.config import default_paths, load_settings
-    from studio.library.resolve import resolve_named
-
-    settings = load_settings().settings
-    try:
-        return Path(resolve_named(spec, "chat", settings,
-                                  settings.resolved_paths(default_paths())).entry.path)
-    except UserFacingError as exc:
-        raise InvalidParameter(str(exc)) from None
-
-
 def load_base(folder: Path) -> tuple[Any, Any]:
     """A library chat model and its tokenizer, in float32 on the CPU (it trains there)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -300,16 +280,8 @@ def load_base(folder: Path) -> tuple[Any, Any]:
 
 def tiny_tokenizer(data: InstructionSet) -> Any:
     """A byte-level BPE (``tokenizers``) trained on the set's text, with ChatML specials."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     text = "\n".join(c for e in data.examples for _, c in (*e.messages, ("", e.answer)))
-    raw = Tokenizer(models.BPE())
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.decoder = decoders.ByteLevel()
-    raw.train_from_iterator([text], trainers.BpeTrainer(
-        vocab_size=TINY_VOCAB, special_tokens=list(TINY_SPECIALS), show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return _fast(raw)
+    return _fast(new_bpe(TINY_VOCAB, text, TINY_SPECIALS))
 
 
 def _fast(raw: Any) -> Any:
