@@ -180,3 +180,29 @@ def test_studio_train_lora_chat_export_then_chat_by_name(capsys):
     assert (folder / "adapter" / "adapter_config.json").is_file()
     assert _main(["chat", "--model", "tiny-lora", "--prompt", "Say hello.", "--temperature",
                   "0", "--max-new-tokens", "3"]) == 0
+
+
+def test_the_window_shows_answers_before_and_after_and_takes_a_question_mid_run(
+        main_window, qtbot, monkeypatch):
+    from PySide6.QtCore import Qt
+
+    from studio.ui.panels.train.panel import TrainPanel
+
+    monkeypatch.setattr(TrainPanel, "session_in_process", False)  # a thread: no torch start-up
+    main_window.resize(1480, 920)
+    main_window.show()
+    panel = main_window.show_workspace("train")
+    qtbot.waitUntil(lambda: panel.frames_drawn >= 1, timeout=60000)
+    panel.open_lesson("lora-chat")
+    qtbot.waitUntil(lambda: panel.lesson == "lora-chat" and panel.last_frame is not None
+                    and panel.session.state == "paused", timeout=60000)
+    qtbot.mouseClick(panel.controls.step_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.last_frame.step >= 1, timeout=60000)
+    view = panel.view
+    table = view.answers_box.toPlainText()
+    assert "Before (base model)" in table and "What is 2 + 3?" in table
+    assert "trainable parameters of" in view.params_label.full_text()
+    panel.set_param("question", "Who wrote Hamlet?")  # a live knob: no reset
+    qtbot.waitUntil(lambda: "Who wrote Hamlet?" in view.answers_box.toPlainText(),
+                    timeout=60000)
+    assert panel.last_frame.step >= 1
