@@ -9,6 +9,8 @@
   :func:`studio.pipelines.train.ddpm.export_state`); Generate lists it with a class picker.
 - ``gpt``: ``<models>/chat/<name>/``, a ``transformers`` model folder (config, safetensors,
   tokenizer with a plain-continuation chat template); Chat lists it like any chat model.
+- ``lora-chat``: ``<models>/chat/<name>/``, the merged model (a ``transformers`` folder with the
+  base's tokenizer and chat template) and the LoRA adapter alone in ``adapter/`` (peft format).
 
 A name already taken is refused (nothing is overwritten). No Qt here; torch is imported with the
 lesson.
@@ -28,12 +30,15 @@ from studio.core.jobs import UserFacingError
 #: lesson → (the models sub-folder its export goes to, the workspace that uses it)
 EXPORTS: dict[str, tuple[str, str]] = {"cyclegan": ("cyclegan", "Transform"),
                                        "dcgan": ("gan", "Generate"),
-                                       "ddpm": ("ddpm", "Generate"), "gpt": ("chat", "Chat")}
+                                       "ddpm": ("ddpm", "Generate"), "gpt": ("chat", "Chat"),
+                                       "lora-chat": ("chat", "Chat")}
 #: lesson → how the student uses what it exported
 USES = {"cyclegan": "Transform → CycleGAN lists it beside the released models",
         "dcgan": "Generate lists it as a GAN model (a seed makes an image)",
         "ddpm": "Generate lists it with a class picker instead of the prompt",
-        "gpt": "Chat lists it (it continues the text you type)"}
+        "gpt": "Chat lists it (it continues the text you type)",
+        "lora-chat": "Chat lists it (the merged model; the LoRA adapter alone is in its adapter "
+                     "folder)"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,79}$")
 
 
@@ -83,7 +88,7 @@ def export_trainer(trainer: Any, models_dir: Path, name: str) -> Exported:
     def write(folder: Path) -> list[Path]:
         if lesson == "cyclegan":
             return list(trainer.export_generators(folder))
-        if lesson in ("gpt", "ddpm"):
+        if lesson in ("gpt", "ddpm", "lora-chat"):
             return list(trainer.export_model(folder))
         return list(trainer.export_generator(folder))
 
@@ -150,6 +155,10 @@ def export_run(run_path: Path, models_dir: Path, name: str = "") -> Exported:
             from studio.pipelines.train.text_lessons import write_gpt
 
             return write_gpt(folder, state["model"], doc["config"], state["tokenizer"])
+        if run.lesson == "lora-chat":
+            from studio.pipelines.train.lora_chat import write_lora_chat
+
+            return write_lora_chat(folder, {**state, "config": doc["config"]})
         if run.lesson == "ddpm":
             from studio.pipelines.train.ddpm import export_state
 

@@ -76,6 +76,10 @@ LESSONS: dict[str, Lesson] = _lessons(
     ("gpt", "GPT: a small transformer",
      "A tiny GPT-2 learns the same text; see its attention heads, then chat with it.",
      "studio.pipelines.train.text_lessons:GPTTrainer"),
+    ("lora-chat", "LoRA: teach a chat model",
+     "Fine-tune a chat model with small LoRA adapters on questions and answers; compare its "
+     "answers before and after, then chat with it.",
+     "studio.pipelines.train.lora_chat:LoraChatLesson"),
     ("ddpm", "Image diffusion (DDPM)",
      "A small UNet learns to turn noise into digits, faces or your own images; then draw new "
      "ones in Generate.",

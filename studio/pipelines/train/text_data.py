@@ -95,15 +95,16 @@ def load_text(source: str, path: str = "") -> Corpus:
         return Corpus("Shakespeare", f.read().decode("utf-8"))
 
 
-def new_bpe(vocab_size: int, text: str) -> Any:
+def new_bpe(vocab_size: int, text: str, special_tokens: tuple[str, ...] = ()) -> Any:
     """A byte-level BPE tokenizer (``tokenizers``) trained on ``text`` up to ``vocab_size``
-    tokens (fewer when the text has no more pairs to merge)."""
+    tokens (fewer when the text has no more pairs to merge); ``special_tokens`` come first."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=int(vocab_size), show_progress=False,
+                                  special_tokens=list(special_tokens),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator([text], trainer)
     return tokenizer

@@ -249,20 +249,13 @@ class TokenizerLesson(TextLesson):
 def _chat_tokenizer(spec: str) -> tuple[Any | None, str]:
     """The tokenizer of the chat model ``spec`` names (a folder, or a name in the library as
     Chat lists it), or None and the reason."""
-    from studio.core.jobs import UserFacingError
     from studio.library.chat_models import TOKENIZER_FILES
+    from studio.pipelines.train.chat_data import chat_model_folder
 
-    path = Path(spec).expanduser()
-    if not path.is_dir():
-        from studio.core.config import default_paths, load_settings
-        from studio.library.resolve import resolve_named
-
-        settings = load_settings().settings
-        try:
-            path = Path(resolve_named(spec, "chat", settings,
-                                      settings.resolved_paths(default_paths())).entry.path)
-        except UserFacingError as exc:
-            return None, str(exc)
+    try:
+        path = chat_model_folder(spec, need_config=False)
+    except InvalidParameter as exc:
+        return None, str(exc)
     if not any((path / f).is_file() for f in TOKENIZER_FILES):
         return None, (f"{spec} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); choose a "
                       "chat model's folder or its name in your library.")

@@ -25,6 +25,7 @@ VIEW_PATHS: dict[str, str] = {
     "char-rnn": "studio.ui.panels.train.views.text:LanguageModelView",
     "gpt": "studio.ui.panels.train.views.text:LanguageModelView",
     "ddpm": "studio.ui.panels.train.views.ddpm_images:DDPMImageView",
+    "lora-chat": "studio.ui.panels.train.views.lora_chat:LoraChatView",
 }
 
 
