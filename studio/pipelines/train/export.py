@@ -28,12 +28,14 @@ from studio.core.jobs import UserFacingError
 #: lesson → (the models sub-folder its export goes to, the workspace that uses it)
 EXPORTS: dict[str, tuple[str, str]] = {"cyclegan": ("cyclegan", "Transform"),
                                        "dcgan": ("gan", "Generate"),
-                                       "ddpm": ("ddpm", "Generate"), "gpt": ("chat", "Chat")}
+                                       "ddpm": ("ddpm", "Generate"), "gpt": ("chat", "Chat"),
+                                       "dpo": ("chat", "Chat")}
 #: lesson → how the student uses what it exported
 USES = {"cyclegan": "Transform → CycleGAN lists it beside the released models",
         "dcgan": "Generate lists it as a GAN model (a seed makes an image)",
         "ddpm": "Generate lists it with a class picker instead of the prompt",
-        "gpt": "Chat lists it (it continues the text you type)"}
+        "gpt": "Chat lists it (it continues the text you type)",
+        "dpo": "Chat lists it (it answers the prompt you type)"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,79}$")
 
 
@@ -83,7 +85,7 @@ def export_trainer(trainer: Any, models_dir: Path, name: str) -> Exported:
     def write(folder: Path) -> list[Path]:
         if lesson == "cyclegan":
             return list(trainer.export_generators(folder))
-        if lesson in ("gpt", "ddpm"):
+        if lesson in ("gpt", "ddpm", "dpo"):
             return list(trainer.export_model(folder))
         return list(trainer.export_generator(folder))
 
@@ -150,6 +152,11 @@ def export_run(run_path: Path, models_dir: Path, name: str = "") -> Exported:
             from studio.pipelines.train.text_lessons import write_gpt
 
             return write_gpt(folder, state["model"], doc["config"], state["tokenizer"])
+        if run.lesson == "dpo":
+            from studio.pipelines.train.dpo import byte_tokenizer
+            from studio.pipelines.train.text_lessons import write_gpt
+
+            return write_gpt(folder, state["model"], doc["config"], byte_tokenizer().to_str())
         if run.lesson == "ddpm":
             from studio.pipelines.train.ddpm import export_state
 

@@ -76,6 +76,10 @@ LESSONS: dict[str, Lesson] = _lessons(
     ("gpt", "GPT: a small transformer",
      "A tiny GPT-2 learns the same text; see its attention heads, then chat with it.",
      "studio.pipelines.train.text_lessons:GPTTrainer"),
+    ("dpo", "DPO: learn from preferences",
+     "A small GPT learns which of two answers people prefer (DPO with TRL); compare its "
+     "answers before and after.",
+     "studio.pipelines.train.dpo:DPOLesson"),
     ("ddpm", "Image diffusion (DDPM)",
      "A small UNet learns to turn noise into digits, faces or your own images; then draw new "
      "ones in Generate.",
