@@ -25,11 +25,11 @@ STACK_MODULES = (
     "numpy", "PIL.Image", "torch", "safetensors.torch", "tokenizers", "huggingface_hub",
     "transformers", "diffusers", "accelerate", "peft", "PySide6.QtCore", "PySide6.QtGui",
     "PySide6.QtWidgets", "PySide6.QtSvg", "pyqtgraph", "sklearn.datasets", "platformdirs",
-    "markdown_it", "pygments", "tqdm",
+    "markdown_it", "pygments", "tqdm", "trl", "datasets",
 )
 #: Files the app reads from ASSETS_DIR.
 ASSET_FILES = ("tokenizers/bpe_simple_vocab_16e6.txt.gz", "configs", "catalogs/cyclegan.json",
-               "icons/studio.svg", "texts/shakespeare.txt.gz")
+               "icons/studio.svg", "texts/shakespeare.txt.gz", "preferences/studio-polite.jsonl")
 
 GENERATE_STEPS = 2
 IMAGE_SIDE = 64  # 8×8 latents: the smallest size the tiny four-level VAE decodes

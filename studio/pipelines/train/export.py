@@ -31,14 +31,16 @@ from studio.core.jobs import UserFacingError
 EXPORTS: dict[str, tuple[str, str]] = {"cyclegan": ("cyclegan", "Transform"),
                                        "dcgan": ("gan", "Generate"),
                                        "ddpm": ("ddpm", "Generate"), "gpt": ("chat", "Chat"),
-                                       "lora-chat": ("chat", "Chat")}
+                                       "lora-chat": ("chat", "Chat"),
+                                       "dpo": ("chat", "Chat")}
 #: lesson → how the student uses what it exported
 USES = {"cyclegan": "Transform → CycleGAN lists it beside the released models",
         "dcgan": "Generate lists it as a GAN model (a seed makes an image)",
         "ddpm": "Generate lists it with a class picker instead of the prompt",
         "gpt": "Chat lists it (it continues the text you type)",
         "lora-chat": "Chat lists it (the merged model; the LoRA adapter alone is in its adapter "
-                     "folder)"}
+                     "folder)",
+        "dpo": "Chat lists it (it answers the prompt you type)"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,79}$")
 
 
@@ -88,7 +90,7 @@ def export_trainer(trainer: Any, models_dir: Path, name: str) -> Exported:
     def write(folder: Path) -> list[Path]:
         if lesson == "cyclegan":
             return list(trainer.export_generators(folder))
-        if lesson in ("gpt", "ddpm", "lora-chat"):
+        if lesson in ("gpt", "ddpm", "lora-chat", "dpo"):
             return list(trainer.export_model(folder))
         return list(trainer.export_generator(folder))
 
@@ -159,6 +161,11 @@ def export_run(run_path: Path, models_dir: Path, name: str = "") -> Exported:
             from studio.pipelines.train.lora_chat import write_lora_chat
 
             return write_lora_chat(folder, {**state, "config": doc["config"]})
+        if run.lesson == "dpo":
+            from studio.pipelines.train.dpo import byte_tokenizer
+            from studio.pipelines.train.text_lessons import write_gpt
+
+            return write_gpt(folder, state["model"], doc["config"], byte_tokenizer().to_str())
         if run.lesson == "ddpm":
             from studio.pipelines.train.ddpm import export_state
 

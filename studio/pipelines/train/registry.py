@@ -80,6 +80,10 @@ LESSONS: dict[str, Lesson] = _lessons(
      "Fine-tune a chat model with small LoRA adapters on questions and answers; compare its "
      "answers before and after, then chat with it.",
      "studio.pipelines.train.lora_chat:LoraChatLesson"),
+    ("dpo", "DPO: learn from preferences",
+     "A small GPT learns which of two answers people prefer (DPO with TRL); compare its "
+     "answers before and after.",
+     "studio.pipelines.train.dpo:DPOLesson"),
     ("ddpm", "Image diffusion (DDPM)",
      "A small UNet learns to turn noise into digits, faces or your own images; then draw new "
      "ones in Generate.",

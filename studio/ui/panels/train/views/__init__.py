@@ -24,6 +24,7 @@ VIEW_PATHS: dict[str, str] = {
     "tokenizer": "studio.ui.panels.train.views.text:TokenizerView",
     "char-rnn": "studio.ui.panels.train.views.text:LanguageModelView",
     "gpt": "studio.ui.panels.train.views.text:LanguageModelView",
+    "dpo": "studio.ui.panels.train.views.preferences:PreferenceView",
     "ddpm": "studio.ui.panels.train.views.ddpm_images:DDPMImageView",
     "lora-chat": "studio.ui.panels.train.views.lora_chat:LoraChatView",
 }

@@ -1,0 +1,77 @@
+"""The ``dpo`` lesson: its loss on a batch is TRL's DPOTrainer loss, a run resumes exactly, a bad
+preference file gets a sentence naming the line and the key, and the policy exports into Chat."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from studio.pipelines.train.base import InvalidParameter
+from studio.pipelines.train.dpo import DPOLesson, dpo_terms
+from tests.fixtures.resume import assert_resumes_exactly
+from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
+
+TINY = {"width": 16, "heads": 2, "layers": 1, "context": 64, "batch_size": 2}
+
+
+def tiny(seed=0, **overrides):
+    return DPOLesson({**TINY, **overrides}, seed=seed)
+
+
+def test_lesson_loss_equals_trl_dpo_trainer_loss(tmp_path):
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerFast
+    from trl import DPOConfig, DPOTrainer
+
+    lesson = tiny(beta=0.3)
+    lesson.step()  # the policy moves away from the reference: the loss is no longer log 2
+    batch = lesson.batch()
+    ours = dpo_terms(lesson.model, lesson.reference, batch, 0.3)["loss"]
+    tok = PreTrainedTokenizerFast(tokenizer_object=lesson.tokenizer, eos_token="<|endoftext|>",
+                                  pad_token="<|endoftext|>")
+    args = DPOConfig(output_dir=str(tmp_path), beta=0.3, report_to=[], use_cpu=True,
+                     per_device_train_batch_size=2, max_length=64)
+    trainer = DPOTrainer(model=lesson.model, ref_model=lesson.reference, args=args,
+                         train_dataset=Dataset.from_list(lesson.pairs), processing_class=tok)
+    lesson.model.train()
+    theirs = trainer.compute_loss(lesson.model, batch)
+    # TRL sums log-probs through its fused LM head: the same sums in another order
+    torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=1e-4)
+
+
+def test_resume_equals_an_uninterrupted_run():
+    def run(trainer, n):
+        return [trainer.step() for _ in range(n)]
+
+    paused, _ = assert_resumes_exactly(tiny, run)
+    paused.set_param("beta", 0.5)  # a live knob
+    assert paused.config["beta"] == 0.5
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ('{"prompt": "a", "chosen": "b"}', "line 2 has no 'rejected' key"),
+    ("not json", "line 2 is not JSON"),
+    ('{"prompt": "a", "chosen": "b", "rejected": "b"}', "line 2: 'chosen' and 'rejected'"),
+])
+def test_a_bad_preference_file_names_the_line_and_the_key(tmp_path, line, words):
+    path = tmp_path / "mine.jsonl"
+    good = json.dumps({"prompt": "p", "chosen": "yes", "rejected": "no"})
+    path.write_text(good + "\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(InvalidParameter, match=words):
+        tiny(preferences=str(path))
+
+
+def test_studio_train_dpo_exports_a_model_chat_uses(capsys):
+    from studio.cli import _main
+    from studio.core.config import default_paths
+
+    args = ["train", "dpo", "--steps", "2"]
+    for key, value in TINY.items():
+        args += ["--set", f"{key}={value}"]
+    assert _main(args + ["--export", "polite"]) == 0
+    assert "Exported polite: Chat lists it" in capsys.readouterr().err
+    assert (default_paths().models_dir / "chat" / "polite" / "model.safetensors").is_file()
+    assert _main(["chat", "--model", "polite", "--prompt", "Say hello.", "--temperature", "0",
+                  "--max-new-tokens", "4"]) == 0
