@@ -206,7 +206,7 @@ def test_studio_train_gpt_export_then_chat_by_name(text_file, capsys):
     assert _main(args + ["--export", "bard"]) == 2  # the name is taken: refused before training
     assert "exists already" in capsys.readouterr().err
     assert _main(["train", "char-rnn", "--steps", "1", "--export", "x"]) == 2
-    assert "--export is for cyclegan, dcgan, ddpm, gpt, dpo" in capsys.readouterr().err
+    assert "--export is for cyclegan, dcgan, ddpm, gpt, lora-chat, dpo" in capsys.readouterr().err
     assert _main(["chat", "--model", "bard", "--prompt", "the king", "--temperature", "0",
                   "--max-new-tokens", "4"]) == 0
     assert capsys.readouterr().out.rstrip("\n")  # four tokens (spaces, after two steps)
