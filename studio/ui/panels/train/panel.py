@@ -101,16 +101,21 @@ class TrainPanel(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, key)
             item.setToolTip(cls.info.summary)
             self.lesson_list.addItem(item)
+        # Every lesson shows when there is room; on a laptop screen the list scrolls and the
+        # settings below keep a usable height (19 lessons no longer fit 768 px with both).
         rows = max(1, self.lesson_list.count())
-        self.lesson_list.setFixedHeight(rows * (self.lesson_list.sizeHintForRow(0) + 8) + 12)
+        row = self.lesson_list.sizeHintForRow(0) + 8
+        self.lesson_list.setMaximumHeight(rows * row + 12)
+        self.lesson_list.setMinimumHeight(min(rows, 6) * row + 12)
         self.form_holder = vertical_scroll()
+        self.form_holder.setMinimumHeight(200)
         self.left = left = QFrame()
         left.setObjectName("trainSidebar")
         lcol = QVBoxLayout(left)
         lcol.setContentsMargins(16, 16, 12, 16)
         lcol.setSpacing(8)
         lcol.addWidget(section_label("Lessons"))
-        lcol.addWidget(self.lesson_list)
+        lcol.addWidget(self.lesson_list, 3)
         lcol.addSpacing(6)
         lcol.addWidget(section_label("Settings"))
         lcol.addWidget(self.form_holder, 1)
@@ -229,6 +234,7 @@ class TrainPanel(QWidget):
                 self.lesson_list.blockSignals(True)
                 self.lesson_list.setCurrentRow(i)
                 self.lesson_list.blockSignals(False)
+                self.lesson_list.scrollToItem(self.lesson_list.item(i))
         self.explanation.setMarkdown(f"## {cls.info.title}\n\n*{cls.info.summary}*\n\n"
                                      f"{cls.info.explanation}")
         if self.view is not None:  # out of the layout now; deleted once the event loop turns
