@@ -3,20 +3,12 @@
 "Guidance" number, no negative prompt), schnell ignores guidance and wants 1–4 steps."""
 
 from studio.library.families import Family
+from studio.library.families.sdxl import MEGAPIXEL_PRESETS
 
 FAMILY = Family(
     key="flux", label="FLUX.1", lora_label="FLUX.1", order=50,
     default_size=(1024, 1024),
-    presets=(
-        (1024, 1024, "1:1 square"),
-        (896, 1152, "7:9 portrait"),
-        (1152, 896, "9:7 landscape"),
-        (832, 1216, "2:3 portrait"),
-        (1216, 832, "3:2 landscape"),
-        (768, 1344, "9:16 tall"),
-        (1344, 768, "16:9 wide"),
-        (512, 512, "1:1 small"),
-    ),
+    presets=(*MEGAPIXEL_PRESETS, (512, 512, "1:1 small")),
     # The published FLUX.1 latent→RGB approximation (ComfyUI's Flux latent format).
     latent_rgb_factors=(
         (-0.0346, 0.0244, 0.0681),

@@ -2,20 +2,12 @@
 latents, conditioned by two CLIP encoders and (optionally) T5-XXL; flow matching, real CFG."""
 
 from studio.library.families import Family
+from studio.library.families.sdxl import MEGAPIXEL_PRESETS
 
 FAMILY = Family(
     key="sd3", label="SD 3.5", lora_label="SD 3.5", order=40,
     default_size=(1024, 1024),
-    presets=(
-        (1024, 1024, "1:1 square"),
-        (896, 1152, "7:9 portrait"),
-        (1152, 896, "9:7 landscape"),
-        (832, 1216, "2:3 portrait"),
-        (1216, 832, "3:2 landscape"),
-        (768, 1344, "9:16 tall"),
-        (1344, 768, "16:9 wide"),
-        (512, 512, "1:1 small"),
-    ),
+    presets=(*MEGAPIXEL_PRESETS, (512, 512, "1:1 small")),
     # The published SD3 latent→RGB approximation (ComfyUI's SD3 latent format), one row per
     # latent channel, applied to the transformer's (scaled and shifted) latents.
     latent_rgb_factors=(

@@ -4,17 +4,23 @@ text encoders, its own VAE latent space."""
 from studio.library.clip_tokenizer import PAD_CLIP_L, PAD_OPEN_CLIP
 from studio.library.families import Family
 
+#: The about-one-megapixel sizes SDXL was trained on (its aspect buckets); SD 3.5 and FLUX use
+#: the same ones.
+MEGAPIXEL_PRESETS = (
+    (1024, 1024, "1:1 square"),
+    (896, 1152, "7:9 portrait"),
+    (1152, 896, "9:7 landscape"),
+    (832, 1216, "2:3 portrait"),
+    (1216, 832, "3:2 landscape"),
+    (768, 1344, "9:16 tall"),
+    (1344, 768, "16:9 wide"),
+)
+
 FAMILY = Family(
     key="sdxl", label="SDXL", lora_label="SDXL", order=30,
     default_size=(1024, 1024),
     presets=(
-        (1024, 1024, "1:1 square"),
-        (896, 1152, "7:9 portrait"),
-        (1152, 896, "9:7 landscape"),
-        (832, 1216, "2:3 portrait"),
-        (1216, 832, "3:2 landscape"),
-        (768, 1344, "9:16 tall"),
-        (1344, 768, "16:9 wide"),
+        *MEGAPIXEL_PRESETS,
         (640, 1536, "5:12 very tall"),
         (1536, 640, "12:5 very wide"),
         (512, 512, "1:1 small (Turbo)"),

@@ -34,6 +34,7 @@ from studio.pipelines.train.base import (
     check_loss,
 )
 from studio.pipelines.train.registry import lesson_text
+from studio.pipelines.train.text_lessons import check_width_heads
 
 PREFERENCES = ASSETS_DIR / "preferences" / "studio-polite.jsonl"
 KEYS = ("prompt", "chosen", "rejected")
@@ -207,11 +208,7 @@ class DPOLesson(Trainer):
 
     @classmethod
     def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        config = super().validate_config(overrides)
-        if int(config["width"]) % int(config["heads"]):
-            raise InvalidParameter(f"Width {config['width']} must be a multiple of the "
-                                   f"{config['heads']} heads.")
-        return config
+        return check_width_heads(super().validate_config(overrides))
 
     def gpt_config(self) -> Any:
         from studio.pipelines.train.text_lessons import gpt2_config

@@ -467,6 +467,14 @@ class CharRNNTrainer(LanguageModelLesson):
         return self.model(ids)
 
 
+def check_width_heads(config: dict[str, Any]) -> dict[str, Any]:
+    """A transformer's width splits evenly over its attention heads (GPT and DPO lessons)."""
+    if int(config["width"]) % int(config["heads"]):
+        raise InvalidParameter(f"Width {config['width']} must be a multiple of the "
+                               f"{config['heads']} heads.")
+    return config
+
+
 class GPTTrainer(LanguageModelLesson):
     """A small GPT-2 (``transformers``' GPT2LMHeadModel) on byte-level BPE tokens."""
 
@@ -487,11 +495,7 @@ class GPTTrainer(LanguageModelLesson):
 
     @classmethod
     def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        config = super().validate_config(overrides)
-        if int(config["width"]) % int(config["heads"]):
-            raise InvalidParameter(f"Width {config['width']} must be a multiple of the "
-                                   f"{config['heads']} heads.")
-        return config
+        return check_width_heads(super().validate_config(overrides))
 
     def build_model(self) -> nn.Module:
         from transformers import GPT2LMHeadModel
