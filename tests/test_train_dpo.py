@@ -32,11 +32,18 @@ def test_lesson_loss_equals_trl_dpo_trainer_loss(tmp_path):
     tok = PreTrainedTokenizerFast(tokenizer_object=lesson.tokenizer, eos_token="<|endoftext|>",
                                   pad_token="<|endoftext|>")
     args = DPOConfig(output_dir=str(tmp_path), beta=0.3, report_to=[], use_cpu=True,
-                     per_device_train_batch_size=2, max_length=64)
-    trainer = DPOTrainer(model=lesson.model, ref_model=lesson.reference, args=args,
-                         train_dataset=Dataset.from_list(lesson.pairs), processing_class=tok)
-    lesson.model.train()
-    theirs = trainer.compute_loss(lesson.model, batch)
+                     per_device_train_batch_size=2, max_length=64, bf16=False, fp16=False)
+    try:
+        trainer = DPOTrainer(model=lesson.model, ref_model=lesson.reference, args=args,
+                             train_dataset=Dataset.from_list(lesson.pairs), processing_class=tok)
+        lesson.model.train()
+        theirs = trainer.compute_loss(lesson.model, batch)
+    finally:
+        # The Trainer leaves accelerate's process-wide state behind; the lessons that run next
+        # in this process build their own Accelerator and would be refused another one.
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(True)
     # TRL sums log-probs through its fused LM head: the same sums in another order
     torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=1e-4)
 

@@ -19,6 +19,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from studio.core.wording import count_of
+
 NAME = "train-lora"
 HELP = "train a LoRA (SD 1.x) on a folder of your images"
 EXIT_STATUS = ("Exit status: 0 done; 1 the training failed (the message says why); 2 bad input "
@@ -118,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"studio: warning: {warning}", file=sys.stderr, flush=True)
     if not args.json:
         print(f"LoRA '{args.name}' on {trainer.entry.name}: {len(trainer.dataset.examples)} "
-              f"image(s), {args.steps} steps → {trainer.lora_file}", file=sys.stderr, flush=True)
+              f"image(s), {count_of(args.steps, 'step')} → {trainer.lora_file}", file=sys.stderr,
+              flush=True)
     show_every = max(1, args.steps // LINES_PER_RUN)
     smooth: list[float] = []
 
@@ -132,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
             rate = report.step / report.elapsed if report.elapsed > 0 else 0.0
             eta = (report.total - report.step) / rate if rate > 0 else 0.0
             print(f"step {report.step}/{report.total}  loss {sum(recent) / len(recent):.4g}  "
-                  f"{rate:.2f} steps/s  ETA {eta:.0f}s", file=sys.stderr, flush=True)
+                  f"{rate:.2f} steps/s  ETA {eta:.0f}s", file=sys.stderr, flush=True)  # plural-ok
 
     with _StopFlag() as flag:
         out = trainer.run(resume=args.resume, on_step=on_step, should_stop=lambda: flag.stop)

@@ -68,7 +68,8 @@ reaches 1.0 and the margins keep growing. The answers move towards the chosen st
 def _info() -> LessonInfo:
     return LessonInfo(
         **lesson_text("dpo"), explanation=EXPLANATION,
-        series=("loss", "margin", "accuracy"), log_scale=False,
+        series=("loss", "margin", "accuracy", "chosen_reward", "rejected_reward"),
+        log_scale=False,
         series_labels={"loss": "DPO loss", "margin": "reward margin",
                        "accuracy": "reward accuracy", "chosen_reward": "chosen reward",
                        "rejected_reward": "rejected reward"})

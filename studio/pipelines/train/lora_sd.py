@@ -345,11 +345,13 @@ class LoraTrainer:
         import torch
         from safetensors.torch import load_file
 
+        from studio.library.safe_load import load_state_dict
+
         folder = self.state_dir
         try:
             state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
             weights = load_file(str(folder / "lora.safetensors"))
-            optim = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
+            optim = load_state_dict(folder / "optimizer.pt")  # weights_only: no code runs
         except (OSError, ValueError) as exc:
             raise UserFacingError(f"The checkpoint in {folder} cannot be read ({exc}); start the "
                                   "training again without resuming.") from exc
