@@ -114,7 +114,8 @@ def test_a_frozen_app_trains_on_the_faces_file_it_ships(frozen_app):
 
 
 def test_the_self_test_of_a_frozen_app_fails_without_the_faces_file(frozen_app):
-    from studio.cli.self_checks import CheckFailed, check_faces
+    from studio.cli.self_checks import CheckFailed
+    from studio.cli.self_checks_train import check_faces
 
     with pytest.raises(CheckFailed, match="faces data set"):
         check_faces()

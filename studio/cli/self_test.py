@@ -146,6 +146,7 @@ def run_checks(names: list[str], root: Path, device: str = "auto",
                report: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Run the named checks in order (imports first), calling ``report`` after each."""
     from studio.cli import self_checks as self_check
+    from studio.cli import self_checks_train as train_checks
 
     table: dict[str, Callable[[], str]] = {
         "imports": self_check.check_imports,
@@ -156,7 +157,7 @@ def run_checks(names: list[str], root: Path, device: str = "auto",
         "chat": lambda: self_check.check_chat(root / "chat", device),
         "serve": lambda: self_check.check_serve(root / "serve", device),
         "download": lambda: self_check.check_download(root / "download", device),
-        "train": lambda: self_check.check_train(root=root / "train"),
+        "train": lambda: train_checks.check_train(root=root / "train"),
         "window": lambda: check_window(root, screenshot),
     }
     outcomes = []
