@@ -1,0 +1,74 @@
+"""The ``federated`` lesson: FedAvg is the data-size-weighted mean, the non-IID split holds the
+asked classes, a client count the data cannot feed is refused with a sentence, FedProx pulls the
+clients toward the global weights, and save/load/resume equals an uninterrupted run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from studio.pipelines.train.base import InvalidParameter
+from studio.pipelines.train.checkpoint import load_state, save_state
+from studio.pipelines.train.federated import FederatedTrainer, fedavg, split_non_iid
+from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
+
+FAST = {"local_steps": 2, "hidden": 8, "batch_size": 8}
+
+
+def make(seed: int = 0, **overrides) -> FederatedTrainer:
+    return FederatedTrainer(config={**FAST, **overrides}, seed=seed)
+
+
+def test_fedavg_is_the_data_size_weighted_mean():
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=(3, 4)).astype(np.float32) for _ in range(3)]
+    sizes = [10, 30, 60]
+    states = [{"w": torch.from_numpy(a), "b": torch.from_numpy(a[0])} for a in arrays]
+    avg = fedavg(states, sizes)
+    expected = sum(a.astype(np.float64) * n for a, n in zip(arrays, sizes, strict=True)) / 100
+    np.testing.assert_allclose(avg["w"].numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(avg["b"].numpy(), expected[0], rtol=1e-6)
+    assert avg["w"].dtype == torch.float32
+
+
+def test_the_non_iid_split_holds_the_asked_classes():
+    labels = np.repeat(np.arange(10), 30)
+    parts = split_non_iid(labels, 4, 3, 10, np.random.default_rng(0))
+    assert [sorted(set(labels[p])) for p in parts] == [[0, 1, 2], [3, 4, 5], [6, 7, 8],
+                                                       [0, 1, 9]]
+    used = np.concatenate(parts)
+    assert len(used) == len(set(used.tolist())) == 300  # every image with exactly one client
+    trainer = make(clients=3, classes_per_client=2)
+    for classes, part in zip(trainer.classes, trainer.parts, strict=True):
+        assert set(trainer.data.y_train[part].tolist()) == set(classes)
+
+
+def test_too_many_clients_or_classes_are_refused_with_a_sentence():
+    with pytest.raises(InvalidParameter, match=r"300 clients .* At most \d+ clients fit"):
+        make(clients=300)
+    with pytest.raises(InvalidParameter, match="at most 10"):
+        make(classes_per_client=12)
+
+
+def test_a_round_averages_the_clients_and_fedprox_drifts_less():
+    avg, prox = make(local_steps=5), make(local_steps=5, strategy="fedprox", mu=5.0)
+    m_avg, m_prox = avg.step(), prox.step()
+    assert m_prox["drift"] < m_avg["drift"]
+    snap = avg.snapshot()
+    assert snap["holdings"].shape == (5, 10) and (snap["holdings"] > 0).sum(axis=1).tolist() == [2] * 5
+    assert snap["bytes_per_round"] == 2 * 5 * snap["n_weights"] * 4
+    assert m_avg["global_acc"] == snap["global_acc"]
+
+
+def test_paused_saved_loaded_resumed_equals_uninterrupted(tmp_path):
+    straight = make(seed=1)
+    expected = [straight.step() for _ in range(4)]
+    first = make(seed=1)
+    got = [first.step() for _ in range(2)]
+    save_state(first.state_dict(), tmp_path / "s.safetensors", tmp_path / "s.json")
+    state, _ = load_state(tmp_path / "s.json")
+    second = make(seed=1)
+    second.load_state_dict(state)
+    got += [second.step() for _ in range(2)]
+    assert got == expected
