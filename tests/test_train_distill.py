@@ -84,3 +84,70 @@ def test_paused_saved_loaded_resumed_equals_uninterrupted(tmp_path):
     snap = second.snapshot()
     assert snap["params"]["student"] == snap["params"]["twin"] != snap["params"]["teacher"]
     assert snap["soft_label"].sum() == pytest.approx(1.0, abs=1e-5)
+
+
+# -- the classifier export -------------------------------------------------------------------------
+def test_export_round_trips_lists_and_classifies(tmp_path):
+    from PIL import Image
+
+    from studio.core.config import Settings, default_paths
+    from studio.core.jobs import UserFacingError
+    from studio.library.catalog import list_models
+    from studio.library.models import find_txt2img_models
+    from studio.pipelines.train.classifier_models import load_classifier
+    from studio.pipelines.train.classify import classify_with_model
+    from studio.pipelines.train.export import export_trainer
+
+    trainer = make()
+    for _ in range(5):
+        trainer.step()
+    paths = default_paths()
+    done = export_trainer(trainer, paths.models_dir, "digit-student")
+    assert done.path == paths.models_dir / "classifier" / "digit-student"
+    assert sorted(p.name for p in done.path.iterdir()) == ["config.json", "model.safetensors"]
+    model, info = load_classifier(done.path)
+    assert (info["architecture"], info["classes"], info["lesson"]) == (
+        "mlp", [str(d) for d in range(10)], "distill")
+    x = torch.from_numpy(trainer.data.x_test[:8])
+    with torch.no_grad():
+        assert torch.equal(model(x), trainer.student.eval()(x))  # the student, bit for bit
+
+    settings = Settings(device="cpu")
+    (entry,) = [e for e in list_models(settings, paths) if e.name == "digit-student"]
+    assert (entry.kind, entry.workspaces) == ("classifier", ("Gallery",))
+    assert entry.detail == "MLP, 16×16 grey, 10 classes, from the distill lesson"
+    assert not [e for e in list_models(settings, paths) if e.kind == "unknown"]
+    assert find_txt2img_models(settings, paths) == []
+
+    # a test digit as a PNG, classified through the user's path: the student's probabilities
+    digit = trainer.data.x_test[3, 0]
+    Image.fromarray((digit * 255).round().astype(np.uint8)).save(tmp_path / "d.png")
+    answer = classify_with_model(tmp_path / "d.png", done.path)
+    with torch.no_grad():
+        probs = torch.softmax(trainer.student(torch.from_numpy(digit)[None, None]), 1)[0]
+    best = int(probs.argmax())
+    assert answer.top[0][0] == str(best)
+    assert answer.top[0][1] == pytest.approx(float(probs[best]), abs=0.02)  # 8-bit rounding
+    assert "digit-student" in answer.sentence() and "distill" in answer.sentence()
+
+    # weights that do not fit the config are a sentence, never a crash
+    config = (done.path / "config.json").read_text()
+    (done.path / "config.json").write_text(config.replace('"hidden": 16', '"hidden": 17'))
+    with pytest.raises(UserFacingError, match="do not fit its config.json"):
+        load_classifier(done.path)
+
+
+def test_the_cnn_exports_a_classifier_too():
+    from studio.core.config import default_paths
+    from studio.pipelines.train.classifier_models import load_classifier
+    from studio.pipelines.train.cnn import CNNTrainer
+    from studio.pipelines.train.export import export_trainer
+
+    cnn = CNNTrainer(config={"batch_size": 16, "width": 4}, seed=0)
+    cnn.step()
+    done = export_trainer(cnn, default_paths().models_dir, "digits-cnn")
+    model, info = load_classifier(done.path)
+    assert (info["architecture"], info["width"], info["lesson"]) == ("small-cnn", 4, "cnn")
+    x = torch.from_numpy(cnn.data.x_test[:4])
+    with torch.no_grad():
+        assert torch.equal(model(x), cnn.net.eval()(x))

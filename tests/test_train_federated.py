@@ -72,3 +72,22 @@ def test_paused_saved_loaded_resumed_equals_uninterrupted(tmp_path):
     second.load_state_dict(state)
     got += [second.step() for _ in range(2)]
     assert got == expected
+
+
+def test_a_saved_run_exports_the_global_model_as_a_classifier():
+    from studio.core.config import default_paths
+    from studio.pipelines.train.classifier_models import load_classifier
+    from studio.pipelines.train.export import export_run
+    from studio.pipelines.train.runs import Run
+
+    trainer = make()
+    trainer.step()
+    paths = default_paths()
+    run = Run.create(paths.runs_dir, "federated", 0, trainer.config)
+    run.save_checkpoint(trainer)
+    done = export_run(run.path, paths.models_dir, "fed-global")
+    model, info = load_classifier(done.path)
+    assert (info["architecture"], info["hidden"], info["lesson"]) == ("mlp", 8, "federated")
+    x = torch.from_numpy(trainer.data.x_test[:8])
+    with torch.no_grad():
+        assert torch.equal(model(x), trainer.model(x))

@@ -68,11 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-b", type=Path, default=None, metavar="DIR",
                         help="cyclegan: domain B's folder (with --data, domain A's)")
     parser.add_argument("--export", default=None, metavar="NAME",
-                        help="cyclegan, dcgan, ddpm, gpt, lora-chat: at the end, write the "
-                             "trained model into the library as NAME (cyclegan: a Transform "
-                             "model; dcgan: a GAN for Generate; ddpm: a diffusion model Generate "
-                             "draws with by class; gpt: a chat model; lora-chat: the merged chat "
-                             "model, its peft adapter in adapter/)")
+                        help="cyclegan, dcgan, ddpm, gpt, lora-chat, cnn, distill, federated: at "
+                             "the end, write the trained model into the library as NAME "
+                             "(cyclegan: a Transform model; dcgan: a GAN for Generate; ddpm: a "
+                             "diffusion model Generate draws with by class; gpt: a chat model; "
+                             "lora-chat: the merged chat model, its peft adapter in adapter/; "
+                             "cnn, distill's student, federated's global model: an image "
+                             "classifier Gallery classifies with)")
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
     parser.epilog = ((parser.epilog + " ") if parser.epilog else "") + MULTI_PROCESS
 

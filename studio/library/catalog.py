@@ -44,13 +44,14 @@ from studio.library.upscalers import UpscalerFile, find_upscalers, looks_like_up
 log = logging.getLogger(__name__)
 
 KINDS = ("image", "gan", "ddpm", "transform", "upscaler", "chat", "preview", "lora", "embedding",
-         "unknown")
+         "classifier", "unknown")
 KIND_TITLES = {"image": "Image generation", "gan": "GAN (trained in Studio)",
                "ddpm": "Trained diffusion (DDPM)",
                "transform": "Image transform (CycleGAN)",
                "upscaler": "Upscaler (ESRGAN / Real-ESRGAN)",
                "chat": "Chat", "preview": "Preview decoder (TAESD)", "lora": "LoRA",
-               "embedding": "Textual inversion", "unknown": "Unknown"}
+               "embedding": "Textual inversion",
+               "classifier": "Image classifier (trained in Studio)", "unknown": "Unknown"}
 #: Where a model was found. "file" is a file *or folder* added where it is (Add model…,
 #: ``studio models import`` without --copy), so its title says that, not "single file".
 SOURCE_TITLES = {"studio": "Studio folder", "hf-cache": "Hugging Face cache",
@@ -189,6 +190,34 @@ def _upscaler_entries(settings: Settings, paths: Paths) -> list[LibraryEntry]:
     return [_upscaler_entry(u) for u in find_upscalers(settings, paths)]
 
 
+def _classifier_entries(paths: Paths) -> list[LibraryEntry]:
+    """The image classifiers Train exported (cnn, distill, federated): Gallery classifies with
+    them."""
+    from studio.library.classifier_models import (
+        INFO_FILE,
+        WEIGHTS_FILE,
+        describe,
+        find_classifiers,
+        read_classifier_info,
+    )
+
+    entries = []
+    for folder in find_classifiers(paths.models_dir):
+        weights = folder / WEIGHTS_FILE
+        files = [weights, folder / INFO_FILE]
+        try:
+            detail = describe(read_classifier_info(folder))
+        except UserFacingError as exc:
+            entries.append(LibraryEntry(folder.name, "unknown", folder, "studio", "classifier",
+                                        detail=str(exc), files=files))
+            continue
+        size = weights.stat().st_size if weights.is_file() else 0
+        entries.append(LibraryEntry(folder.name, "classifier", folder, "studio", "safetensors",
+                                    size, files_precision([weights]), detail=detail,
+                                    workspaces=("Gallery",), files=files))
+    return entries
+
+
 def _roots(settings: Settings, paths: Paths) -> Iterator[tuple[Path, str]]:
     """Folders to walk for what the pickers' scanners do not list, with their source."""
     if paths.models_dir.is_dir():
@@ -318,7 +347,8 @@ def list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
 
 def _list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
     entries = (_image_entries(settings, paths) + _chat_entries(settings, paths)
-               + _cyclegan_entries(settings, paths) + _upscaler_entries(settings, paths))
+               + _cyclegan_entries(settings, paths) + _upscaler_entries(settings, paths)
+               + _classifier_entries(paths))
     claimed: set[Path] = set()
     for e in entries:
         claimed.add(e.path.resolve())

@@ -420,6 +420,16 @@ class CNNTrainer(ImageLesson):
         tl.load_generator_states(self._gens, state["generators"])
         self._snap_key = self._test_cache = None
 
+    # -- use elsewhere (the classifier export) ----------------------------------------------------
+    def classifier_spec(self) -> dict[str, Any]:
+        from studio.pipelines.train.classifier_models import spec
+
+        return spec("small-cnn", self.data.channels, self.data.size,
+                    list(self.data.class_names), int(self.config["width"]))
+
+    def classifier_state(self) -> dict[str, torch.Tensor]:
+        return tl.tensor_state(self.net)
+
     # -- accelerate checkpoints (headless and multi-process runs) --------------------------------
     def _extra_state(self) -> dict[str, Any]:
         return {"step_count": self.step_count, "config": dict(self.config),
