@@ -139,13 +139,15 @@ def build_image_menu(parent: QWidget, path: str | Path, *,
                      show_open: bool = True,
                      send_to: Callable[[str, Path], Any] | None = None,
                      classify: Callable[[Path], Any] | None = None,
-                     upscale: Callable[[Path], Any] | None = None) -> QMenu:
+                     upscale: Callable[[Path], Any] | None = None,
+                     classify_with: Callable[[Path], Any] | None = None) -> QMenu:
     """The right-click menu for one image file.
 
     ``reuse`` is called for "Reuse parameters" (the action is disabled when it is None);
     ``on_deleted(path)`` after the file was deleted; ``send_to(workspace, path)`` for
     "Send to Transform" (shown only when given); ``classify(path)`` for "Classify with the
-    trained CNN" and ``upscale(path)`` for "Upscale…" (each shown only when given).
+    trained CNN", ``classify_with(path)`` for "Classify with an exported model…" and
+    ``upscale(path)`` for "Upscale…" (each shown only when given).
     """
     path = Path(path)
     menu = QMenu(parent)
@@ -170,6 +172,8 @@ def build_image_menu(parent: QWidget, path: str | Path, *,
         add("Upscale…", "upscaleImage", lambda: upscale(path))
     if classify is not None:
         add("Classify with the trained CNN", "classifyImage", lambda: classify(path))
+    if classify_with is not None:
+        add("Classify with an exported model…", "classifyWithModel", lambda: classify_with(path))
     menu.addSeparator()
 
     def _delete() -> None:
