@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from studio.pipelines.train.base import InvalidParameter
-from studio.pipelines.train.checkpoint import load_state, save_state
 from studio.pipelines.train.distill import DistillTrainer, distillation_loss
+from tests.fixtures.resume import assert_resumes_exactly
 from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
 
 FAST = {"teacher_steps": 3, "teacher_width": 4, "batch_size": 16}
@@ -18,6 +18,10 @@ FAST = {"teacher_steps": 3, "teacher_width": 4, "batch_size": 16}
 
 def make(seed: int = 0, **overrides) -> DistillTrainer:
     return DistillTrainer(config={**FAST, **overrides}, seed=seed)
+
+
+def run(trainer, n: int) -> list[dict]:
+    return [trainer.step() for _ in range(n)]
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -70,18 +74,10 @@ def test_temperature_and_alpha_are_live_and_checked():
         trainer.set_param("teacher_steps", 5)  # needs a reset
 
 
-def test_paused_saved_loaded_resumed_equals_uninterrupted(tmp_path):
-    straight = make(seed=2)
-    expected = [straight.step() for _ in range(6)]
-    first = make(seed=2)
-    got = [first.step() for _ in range(4)]
-    save_state(first.state_dict(), tmp_path / "s.safetensors", tmp_path / "s.json")
-    state, _ = load_state(tmp_path / "s.json")
-    second = make(seed=2)
-    second.load_state_dict(state)
-    got += [second.step() for _ in range(2)]
-    assert got == expected
-    snap = second.snapshot()
+def test_paused_saved_loaded_resumed_equals_uninterrupted():
+    # paused in the teacher's last steps, resumed into the students' first
+    paused, _ = assert_resumes_exactly(make, run, steps=3)
+    snap = paused.snapshot()
     assert snap["params"]["student"] == snap["params"]["twin"] != snap["params"]["teacher"]
     assert snap["soft_label"].sum() == pytest.approx(1.0, abs=1e-5)
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from studio.pipelines.train.base import InvalidParameter
-from studio.pipelines.train.checkpoint import load_state, save_state
 from studio.pipelines.train.federated import FederatedTrainer, fedavg, split_non_iid
+from tests.fixtures.resume import assert_resumes_exactly
 from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
 
 FAST = {"local_steps": 2, "hidden": 8, "batch_size": 8}
@@ -18,6 +18,10 @@ FAST = {"local_steps": 2, "hidden": 8, "batch_size": 8}
 
 def make(seed: int = 0, **overrides) -> FederatedTrainer:
     return FederatedTrainer(config={**FAST, **overrides}, seed=seed)
+
+
+def run(trainer, n: int) -> list[dict]:
+    return [trainer.step() for _ in range(n)]
 
 
 def test_fedavg_is_the_data_size_weighted_mean():
@@ -61,17 +65,8 @@ def test_a_round_averages_the_clients_and_fedprox_drifts_less():
     assert m_avg["global_acc"] == snap["global_acc"]
 
 
-def test_paused_saved_loaded_resumed_equals_uninterrupted(tmp_path):
-    straight = make(seed=1)
-    expected = [straight.step() for _ in range(4)]
-    first = make(seed=1)
-    got = [first.step() for _ in range(2)]
-    save_state(first.state_dict(), tmp_path / "s.safetensors", tmp_path / "s.json")
-    state, _ = load_state(tmp_path / "s.json")
-    second = make(seed=1)
-    second.load_state_dict(state)
-    got += [second.step() for _ in range(2)]
-    assert got == expected
+def test_paused_saved_loaded_resumed_equals_uninterrupted():
+    assert_resumes_exactly(make, run)
 
 
 def test_a_saved_run_exports_the_global_model_as_a_classifier():

@@ -196,11 +196,9 @@ def _normalised(maps: torch.Tensor) -> np.ndarray:
     return tl.to_numpy((maps - lo) / (hi - lo).clamp_min(1e-8))
 
 
-class ImageLesson(Trainer):
-    """What every image lesson shares: its data set and folder checked up front, the data sets
-    this install cannot load greyed out, and an ``accelerator`` that knows the main process."""
-
-    accelerator: Any
+class ImageDataLesson(Trainer):
+    """A lesson on the image data sets (:func:`data_specs`): its data set and folder checked up
+    front, the data sets this install cannot load greyed out."""
 
     @classmethod
     def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -213,6 +211,13 @@ class ImageLesson(Trainer):
     @classmethod
     def unavailable_choices(cls) -> dict[str, dict[str, str]]:
         return {"dataset": unavailable_sources()}
+
+
+class ImageLesson(ImageDataLesson):
+    """What every accelerate image lesson shares: the image data sets, and an ``accelerator``
+    that knows the main process."""
+
+    accelerator: Any
 
     @property
     def is_main_process(self) -> bool:

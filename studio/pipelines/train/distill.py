@@ -25,14 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from studio.pipelines.train import torch_lessons as tl
-from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, Trainer, check_loss
+from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, check_loss
 from studio.pipelines.train.classifier_models import MLPClassifier, count_parameters, spec
-from studio.pipelines.train.cnn import SmallCNN, data_specs
+from studio.pipelines.train.cnn import ImageDataLesson, SmallCNN, data_specs
 from studio.pipelines.train.image_data import (
     SIZES,
-    check_source,
     load_class_images,
-    unavailable_sources,
 )
 from studio.pipelines.train.registry import lesson_text
 
@@ -75,7 +73,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return alpha * t * t * soft + (1.0 - alpha) * hard
 
 
-class DistillTrainer(Trainer):
+class DistillTrainer(ImageDataLesson):
     """A teacher trained first, then a distilled student and its hard-label twin side by side."""
 
     info = LessonInfo(
@@ -114,16 +112,6 @@ class DistillTrainer(Trainer):
         *data_specs("Your own images: one sub-folder per class (its name is the class).",
                     SIZES, "Pixels per side the networks see.", 64),
     )
-
-    @classmethod
-    def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        config = super().validate_config(overrides)
-        check_source(config["dataset"], config["data_folder"])
-        return config
-
-    @classmethod
-    def unavailable_choices(cls) -> dict[str, dict[str, str]]:
-        return {"dataset": unavailable_sources()}
 
     def __init__(self, config: dict[str, Any] | None = None, seed: int = 0,
                  step_count: int = 0) -> None:

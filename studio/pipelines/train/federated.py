@@ -26,15 +26,13 @@ import torch.nn.functional as F
 
 from studio.core.wording import count_of
 from studio.pipelines.train import torch_lessons as tl
-from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, Trainer, check_loss
+from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, check_loss
 from studio.pipelines.train.classifier_models import MLPClassifier, count_parameters, spec
-from studio.pipelines.train.cnn import data_specs
+from studio.pipelines.train.cnn import ImageDataLesson, data_specs
 from studio.pipelines.train.image_data import (
     SIZES,
     SOURCE_NAMES,
-    check_source,
     load_class_images,
-    unavailable_sources,
 )
 from studio.pipelines.train.registry import lesson_text
 
@@ -135,7 +133,7 @@ def check_split(labels: np.ndarray, clients: int, per_client: int, n_classes: in
         "each client more classes.")
 
 
-class FederatedTrainer(Trainer):
+class FederatedTrainer(ImageDataLesson):
     """Simulated clients with non-IID data, FedAvg or FedProx rounds, in one process."""
 
     info = LessonInfo(
@@ -167,16 +165,6 @@ class FederatedTrainer(Trainer):
         *data_specs("Your own images: one sub-folder per class (its name is the class).",
                     SIZES, "Pixels per side the model sees.", 32),
     )
-
-    @classmethod
-    def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        config = super().validate_config(overrides)
-        check_source(config["dataset"], config["data_folder"])
-        return config
-
-    @classmethod
-    def unavailable_choices(cls) -> dict[str, dict[str, str]]:
-        return {"dataset": unavailable_sources()}
 
     def __init__(self, config: dict[str, Any] | None = None, seed: int = 0,
                  step_count: int = 0) -> None:
