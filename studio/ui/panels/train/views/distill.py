@@ -89,7 +89,7 @@ class DistillView(LessonView):
 
         pictures = QGridLayout()
         pictures.setHorizontalSpacing(12)
-        pictures.addWidget(caption("Picked test image"), 0, 0)
+        pictures.addWidget(caption("Test image", tip="The picked test image (Image # below)"), 0, 0)
         pictures.addWidget(self.picked_plot, 1, 0)
         pictures.addWidget(caption(
             "Soft label and guesses",
