@@ -54,11 +54,11 @@ say enough. Make the student wider or narrower and compare the parameter counts.
 
 **What is normal.** On digits at 16 px the teacher passes 95 % test accuracy in its 200 steps;
 the students start near 10 %. With 50 images (five a class) and T = 4 the distilled student
-reaches 89–91 % by step 600 while its twin stays at 76–84 %: {normal}. The distilled student's
+reaches 88–91 % by step 600 while its twin stays at 76–84 %: {normal}. The distilled student's
 loss includes the soft term, so it does not fall to zero: compare accuracies, not losses.
 """
 NORMAL_TIME = ("600 steps, teacher included, take about 3 s of one CPU core "
-               "(seeds 0–2, `studio train distill --steps 600`)")
+               "(seeds 0–2, `python -m bench.train --normal`)")
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,

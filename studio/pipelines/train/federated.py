@@ -67,7 +67,7 @@ runs on Ray, which Studio does not ship (and which takes longer to start than th
 takes to learn); the lesson runs the same FedAvg arithmetic in one process, milliseconds a round.
 """
 NORMAL_TIME = ("100 rounds take about 3 s of one CPU core (seeds 0–2, "
-               "`studio train federated --steps 100`)")
+               "`python -m bench.train --normal`)")
 
 
 def fedavg(states: list[dict[str, torch.Tensor]], sizes: list[int]) -> dict[str, torch.Tensor]:
