@@ -147,3 +147,23 @@ def test_the_cnn_exports_a_classifier_too():
     x = torch.from_numpy(cnn.data.x_test[:4])
     with torch.no_grad():
         assert torch.equal(model(x), cnn.net.eval()(x))
+
+
+def test_the_view_shows_accuracies_parameters_and_the_soft_label(qtbot):
+    from tests.test_train_b_views import make_view
+
+    trainer = make()
+    for _ in range(4):
+        trainer.step()
+    view = make_view(qtbot, "distill")
+    snap = trainer.snapshot()
+    view.show_snapshot(snap)
+    value, note = view.cards["student"]
+    assert value.text() == f"{snap['accuracy']['student']:.1%}"
+    assert note.text() == f"{snap['params']['student']:,} parameters"
+    assert "behind the teacher" in view.status.full_text()
+    soft = view.bar_items["soft"].opts["height"]
+    np.testing.assert_array_equal(soft, snap["soft_label"])
+    with qtbot.waitSignal(view.setParamRequested) as sig:
+        view.pick_box.setValue(7)
+    assert sig.args == ["pick", 7]

@@ -86,3 +86,20 @@ def test_a_saved_run_exports_the_global_model_as_a_classifier():
     x = torch.from_numpy(trainer.data.x_test[:8])
     with torch.no_grad():
         assert torch.equal(model(x), trainer.model(x))
+
+
+def test_the_view_shows_holdings_accuracies_drift_and_what_is_shared(qtbot):
+    from tests.test_train_b_views import make_view
+
+    trainer = make()
+    trainer.step()
+    view = make_view(qtbot, "federated")
+    snap = trainer.snapshot()
+    view.show_snapshot(snap)
+    assert view.holdings_image.image.shape == (5, 10)
+    np.testing.assert_allclose(view.drift_bars.opts["height"], snap["last"]["drift"])
+    np.testing.assert_allclose(view.acc_bars["global_own_acc"].opts["height"],
+                               snap["last"]["global_own_acc"])
+    text = view.shared.toPlainText()
+    assert "Never leaves a client" in text and f"{snap['n_weights']:,} numbers" in text
+    assert "Round 1 · FedAvg" in view.status.full_text()
