@@ -103,3 +103,17 @@ def test_the_view_shows_holdings_accuracies_drift_and_what_is_shared(qtbot):
     text = view.shared.toPlainText()
     assert "Never leaves a client" in text and f"{snap['n_weights']:,} numbers" in text
     assert "Round 1 · FedAvg" in view.status.full_text()
+
+
+def test_cli_trains_exports_and_refuses_more_clients_than_the_data_feeds(tmp_path, monkeypatch,
+                                                                          capsys):
+    from studio.cli import main
+
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))  # in process: no torch re-import
+    assert main(["train", "federated", "--steps", "2", "--out", str(tmp_path / "run"),
+                 "--set", "local_steps=1", "--set", "strategy=fedprox", "--export", "fed"]) == 0
+    saved = tmp_path / "home" / "data" / "models" / "classifier" / "fed"
+    assert (saved / "model.safetensors").is_file() and (saved / "config.json").is_file()
+    assert "Classify with an exported model" in capsys.readouterr().err
+    assert main(["train", "federated", "--steps", "1", "--set", "clients=300"]) == 2
+    assert "At most 145 clients fit" in capsys.readouterr().err
