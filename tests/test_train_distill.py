@@ -167,3 +167,28 @@ def test_the_view_shows_accuracies_parameters_and_the_soft_label(qtbot):
     with qtbot.waitSignal(view.setParamRequested) as sig:
         view.pick_box.setValue(7)
     assert sig.args == ["pick", 7]
+
+
+def test_cli_classifies_with_the_exported_student_and_refuses_bad_input(tmp_path, monkeypatch,
+                                                                        capsys):
+    import json
+
+    from PIL import Image
+
+    from studio.cli import main
+
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))  # in process: no torch re-import
+    Image.new("L", (20, 20), 90).save(tmp_path / "grey.png")
+    assert main(["classify", str(tmp_path / "grey.png")]) == 2
+    assert "No image classifier yet" in capsys.readouterr().err
+    assert main(["train", "distill", "--steps", "4", "--set", "teacher_steps=2", "--set",
+                 "teacher_width=4", "--export", "pupil"]) == 0
+    capsys.readouterr()
+    assert main(["classify", str(tmp_path / "grey.png"), "--json", "--top", "2"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["model"] == "pupil" and len(row["top"]) == 2
+    assert row["top"][0][1] >= row["top"][1][1] and row["top"][0][0] in [str(d) for d in
+                                                                          range(10)]
+    assert main(["classify", str(tmp_path / "nosuch.png"), "--model", "pupil"]) == 2
+    assert main(["classify", str(tmp_path / "grey.png"), "--model", "other"]) == 2
+    assert "the exported ones are: pupil" in capsys.readouterr().err

@@ -486,7 +486,8 @@ def _cli_use(entry: LibraryEntry, spec: str) -> str:
                     "generate' or 'studio img2img'.",
             "embedding": f"Write its name ({entry.name}) in a prompt of 'studio generate' or "
                          "'studio img2img'.",
-            "preview": "Studio uses it for live previews in the window (Settings → Live preview)."
+            "preview": "Studio uses it for live previews in the window (Settings → Live preview).",
+            "classifier": f"Classify images with it: 'studio classify IMAGE --model {quoted}'."
             }.get(entry.kind, "")
 
 
