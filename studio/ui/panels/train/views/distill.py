@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSpinBox, QVBoxL
 
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
-from studio.ui.panels.train.views.cnn import image_plot, show_tiled
+from studio.ui.panels.train.views.cnn import image_plot, show_pick, show_tiled
 from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption
 
 MODELS = (("teacher", "Teacher"), ("student", "Distilled student"), ("twin", "Hard-label twin"))
@@ -162,11 +162,7 @@ class DistillView(LessonView):
         guesses = ", ".join(f"{title.lower()} {names[int(np.argmax(snapshot['probs'][key]))]}"
                             for key, title in MODELS)
         self.guess.set_full_text(f"is {label} · {guesses}")
-        self.pick_box.blockSignals(True)
-        self.pick_box.setMaximum(max(0, int(snapshot["n_test"]) - 1))
-        if not self.pick_box.hasFocus():
-            self.pick_box.setValue(int(snapshot["pick"]))
-        self.pick_box.blockSignals(False)
+        show_pick(self.pick_box, snapshot)
 
     def reset(self) -> None:
         for value, note in self.cards.values():
