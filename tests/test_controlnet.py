@@ -226,3 +226,54 @@ def test_an_a1111_image_with_controlnet_says_reuse_leaves_it_out(tmp_path):
     meta = read_image_metadata(path)
     assert any("ControlNet guided this image (control_v11p_sd15_canny)" in n for n in meta.notes)
     assert from_infotext(parse_infotext(meta.raw["parameters"]))[0]["preprocess"] == "canny"
+
+
+def test_the_generate_form_s_controlnet_group(qtbot, drawing):
+    from studio.ui.panels.generate.controls import GenerateControls
+
+    controls = GenerateControls()
+    qtbot.addWidget(controls)
+    group = controls.controlnet
+    assert controls.request(model="m").controlnets == []
+    assert "hf download lllyasviel/control_v11p_sd15_canny" in group.empty.text()
+    assert not group.add.isEnabled()  # nothing to add without a ControlNet in the library
+    group.set_models([("canny-15", "sd1"), ("canny-xl", "sdxl")])
+    group.set_current_result(lambda: str(drawing))
+    group.enabled.setChecked(True)  # opens the group with one unit
+    assert group.body.isVisibleTo(group) and len(group.rows) == 1
+    row = group.rows[0]
+    assert row.model.itemText(1) == "canny-xl (SDXL)"
+    row.use_result.click()
+    row.preprocess.setCurrentIndex(row.preprocess.findData("canny"))
+    row.weight.setValue(0.6)
+    group.add.click()
+    group.add.click()
+    assert len(group.rows) == 3 and not group.add.isEnabled()  # at most three
+    group.rows[2].remove.click()
+    unit = {"model": "canny-15", "image": str(drawing), "preprocess": "canny", "weight": 0.6,
+            "start": 0.0, "end": 1.0}
+    request = controls.request(model="m")
+    assert request.controlnets[0] == unit and len(request.controlnets) == 2
+    # reuse fills the group back, a model not in the library stays named
+    other = dict(unit, model="gone-cn", end=0.5)
+    fresh = GenerateControls()
+    qtbot.addWidget(fresh)
+    fresh.set_request(Txt2ImgRequest(model="m", controlnets=[other]))
+    assert fresh.request(model="m").controlnets == [other]
+    fresh.controlnet.enabled.setChecked(False)
+    assert fresh.request(model="m").controlnets == []
+
+
+def test_the_group_is_greyed_out_for_families_it_does_not_run(qtbot):
+    from studio.ui.panels.generate.controls import GenerateControls
+
+    controls = GenerateControls()
+    qtbot.addWidget(controls)
+    controls.controlnet.set_models([("canny-15", "sd1")])
+    controls.controlnet.enabled.setChecked(True)
+    controls.set_family("flux")
+    assert not controls.controlnet.isEnabled()
+    assert "FLUX.1 models need their own ControlNets" in controls.controlnet.enabled.toolTip()
+    assert controls.request(model="m").controlnets == []  # greyed out: not applied
+    controls.set_family("sdxl")
+    assert controls.controlnet.isEnabled() and len(controls.request(model="m").controlnets) == 1
