@@ -9,7 +9,6 @@ finished image is saved at once and reported through ``progress.partial``; a can
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from studio.core.config import Paths, Settings
@@ -40,22 +39,6 @@ class Txt2ImgService(DiffusersService):
 
     ``upscalers`` gives the :class:`~studio.pipelines.upscale.service.UpscaleService` whose models
     the hires fix uses (the engine's; one of this service's own when None)."""
-
-    def __init__(self, settings_getter: Callable[[], Settings],
-                 paths_getter: Callable[[], Paths], cache: Any = None, *,
-                 upscalers: Callable[[], Any] | None = None) -> None:
-        super().__init__(settings_getter, paths_getter, cache)
-        self._upscalers = upscalers
-        self._own_upscalers: Any = None
-
-    def upscalers(self) -> Any:
-        if self._upscalers is not None:
-            return self._upscalers()
-        if self._own_upscalers is None:
-            from studio.pipelines.upscale.service import UpscaleService
-
-            self._own_upscalers = UpscaleService(self._settings, self._paths)
-        return self._own_upscalers
 
     # -- the job handler -----------------------------------------------------------------------
     def run(self, request: Txt2ImgRequest, progress: ProgressSink,
