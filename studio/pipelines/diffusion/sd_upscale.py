@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import PurePath
 from typing import Any
 
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
@@ -35,7 +36,8 @@ def sd_upscale_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
     return width, height
 
 
-def sd_upscale_grid(width: int, height: int, request: Img2ImgRequest) -> list[tuple[int, ...]]:
+def sd_upscale_grid(width: int, height: int,
+                    request: Img2ImgRequest) -> list[tuple[int, int, int, int]]:
     """``(y0, x0, height, width)`` of every tile of the enlarged image, row by row."""
     from studio.pipelines.cyclegan.model import tile_grid
 
@@ -47,8 +49,11 @@ def sd_upscale_infotext(request: Img2ImgRequest) -> dict[str, Any]:
     """The infotext keys of an SD-upscaled image (none without SD upscale)."""
     if not request.sd_upscale:
         return {}
+    upscaler = str(request.sd_upscaler)
+    if "/" in upscaler or "\\" in upscaler:  # a file: its name (the text never shows folders)
+        upscaler = PurePath(upscaler.replace("\\", "/")).stem
     return {"SD upscale": format_number(float(request.sd_upscale)),
-            "SD upscale upscaler": request.sd_upscaler,
+            "SD upscale upscaler": upscaler,
             "SD upscale tile": int(request.sd_upscale_tile),
             "SD upscale overlap": int(request.sd_upscale_overlap)}
 
