@@ -14,6 +14,10 @@ with ``keep_unmasked`` the original pixels are pasted back outside the mask (dif
 ``apply_overlay``), so the untouched region stays exactly as it was. ``mask_blur`` softens the
 mask first (a Gaussian blur of that radius, as diffusers' ``mask_processor.blur`` and A1111's "Mask
 blur" do), so the repainted region fades into the picture instead of ending at a hard edge.
+
+Outpainting (:mod:`.outpaint`) is this inpaint call on the picture padded to a larger canvas with
+a mask of its own; SD upscale (:mod:`.sd_upscale`) is this img2img call on the tiles of the
+enlarged picture, blended.
 """
 
 from __future__ import annotations
