@@ -153,3 +153,47 @@ def test_cli_outpaints_and_refuses_bad_amounts(tiny_sd15_dir, picture, tmp_path)
     assert line["outpaint"] == {"left": 0, "right": 8, "top": 16, "bottom": 0}
     text = Image.open(line["path"]).text["parameters"]
     assert "Outpaint right: 8, Outpaint top: 16, Outpaint fill: noise, Mask blur: 4" in text
+
+
+@pytest.fixture
+def transform(main_window, qtbot):
+    main_window.resize(1366, 768)
+    main_window.show()
+    panel = main_window.show_workspace("transform")
+    qtbot.waitExposed(main_window)
+    yield panel
+    panel.shutdown()
+
+
+@pytest.mark.gui
+def test_window_outpaints_from_the_img2img_tab_and_reuse_restores_it(transform, qtbot,
+                                                                    tiny_sd15_dir, picture):
+    from studio.media.transform_reuse import read_transform_reuse
+
+    panel = transform
+    qtbot.waitUntil(lambda: not panel.sd_picker.scanning, timeout=10_000)
+    panel.sd_picker.select_model(str(tiny_sd15_dir))
+    panel.receive(picture[0])
+    panel.set_mode("inpaint")
+    assert panel.diffusion.outpaint.isHidden()  # inpainting has a mask of its own
+    panel.set_mode("img2img")
+    options = panel.diffusion.outpaint
+    assert options.isVisible()
+    panel.diffusion.steps.setValue(2)
+    panel.diffusion.strength.setValue(1.0)
+    options.sides["left"].setValue(12)  # not a multiple of 8: said, nothing submitted
+    assert panel.run() == [] and "multiple of 8" in panel.error_label.text()
+    options.sides["left"].setValue(16)
+    options.sides["top"].setValue(8)
+    options.fill.setCurrentIndex(options.fill.findData("noise"))
+    with qtbot.waitSignal(panel.jobFinished, timeout=120_000) as done:
+        assert panel.run()
+    assert done.args[0].state.value == "done", done.args[0].error
+    result = panel.last_result.path
+    assert Image.open(result).size == (56, 40)
+
+    options.sides["left"].setValue(0)
+    options.sides["top"].setValue(0)
+    panel.receive(read_transform_reuse(result))
+    assert panel.mode == "img2img" and options.amounts() == (16, 0, 8, 0)
+    assert options.fill.currentData() == "noise" and options.seam.value() == 8

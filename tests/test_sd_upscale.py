@@ -170,3 +170,49 @@ def test_cli_sd_upscale(tiny_sd15_dir, picture, tmp_path):
     assert (line["width"], line["height"], line["sd_upscale"]) == (80, 64, 2.0)
     assert "SD upscale: 2, SD upscale upscaler: Lanczos" in Image.open(line["path"]).text[
         "parameters"]
+
+
+@pytest.fixture
+def transform(main_window, qtbot):
+    main_window.resize(1366, 768)
+    main_window.show()
+    panel = main_window.show_workspace("transform")
+    qtbot.waitExposed(main_window)
+    yield panel
+    panel.shutdown()
+
+
+@pytest.mark.gui
+def test_window_sd_upscale_mode_and_reuse(transform, qtbot, tiny_sd15_dir, picture):
+    from studio.media.transform_reuse import read_transform_reuse
+
+    panel = transform
+    qtbot.waitUntil(lambda: not panel.sd_picker.scanning, timeout=10_000)
+    panel.sd_picker.select_model(str(tiny_sd15_dir))
+    panel.receive(picture)
+    panel.diffusion.steps.setValue(2)
+    panel.set_mode("upscale")
+    up = panel.upscale
+    qtbot.waitUntil(lambda: up.scans > 0, timeout=10_000)
+    assert up.sd.isHidden() and not up.model_box.isHidden()
+    up.method.setCurrentIndex(up.method.findData("sd"))
+    assert not up.sd.isHidden() and up.model_box.isHidden()
+    assert up.sd.upscaler.currentData() == "Lanczos"
+    up.sd.tile.setValue(100)  # not a multiple of 8: said, nothing submitted
+    assert panel.run() == [] and "multiple of 8" in panel.error_label.text()
+    up.sd.tile.setValue(64)
+    up.sd.overlap.setValue(16)
+    up.sd.strength.setValue(0.35)
+    with qtbot.waitSignal(panel.jobFinished, timeout=120_000) as done:
+        assert panel.run()
+    assert done.args[0].state.value == "done", done.args[0].error
+    assert panel.compare.after() is not None  # shown in the Upscale tab
+    result = panel.last_result.path
+    assert Image.open(result).size == (80, 64)
+
+    up.method.setCurrentIndex(up.method.findData("model"))
+    up.sd.tile.setValue(512)
+    panel.receive(read_transform_reuse(result))
+    assert panel.mode == "upscale" and up.sd_mode
+    assert (up.sd.tile.value(), up.sd.overlap.value(), up.sd.strength.value(),
+            up.sd.scale.value()) == (64, 16, 0.35, 2.0)

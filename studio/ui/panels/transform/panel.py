@@ -1,4 +1,5 @@
-"""The Transform workspace: CycleGAN translation, img2img and inpainting of an image or a folder.
+"""The Transform workspace: CycleGAN translation, img2img (with outpainting), inpainting and
+upscaling (an upscaler model, or SD upscale) of an image or a folder.
 
 Open or drop an image (or "Send to Transform" from Generate and Gallery: :meth:`receive`), pick a
 mode tab, run. Results appear in a before/after compare (split line or side by side, zoom and pan
@@ -379,14 +380,16 @@ class TransformPanel(QWidget):
             title = f"{model.name}: {inputs[0].name}" + (f" +{len(inputs) - 1}"
                                                          if len(inputs) > 1 else "")
             return [self.ctx.bridge.submit(request, title=title)]
-        if self.mode == "upscale":
+        if self.mode == "upscale" and not self.upscale.sd_mode:
             request = self.upscale.request([str(p) for p in inputs])
             title = f"{self.upscale.model.currentText()}: {inputs[0].name}" + (
                 f" +{len(inputs) - 1}" if len(inputs) > 1 else "")
             return [self.ctx.bridge.submit(request, title=title)]
         model = self.sd_picker.current_model()
         if not model:
-            raise ValueError("Choose a text-to-image model.")
+            raise ValueError("SD upscale refines with the img2img tab's model: choose one "
+                             "there." if self.mode == "upscale" else
+                             "Choose a text-to-image model.")
         mask = ""
         if self.mode == "inpaint":
             if not self.canvas.has_mask():
@@ -398,6 +401,8 @@ class TransformPanel(QWidget):
         jobs = []
         for path in inputs:
             request = self.diffusion.request(model, str(path), mask)
+            if self.mode == "upscale":  # SD upscale: the img2img settings, refined in tiles
+                request = self.upscale.sd.request(request)
             request.validate()
             title = (request.prompt[:40] or "(no prompt)") + f" · {path.name}"
             jobs.append(self.ctx.bridge.submit(request, title=title))

@@ -54,7 +54,6 @@ class TransformSidebar(QWidget):
         up = QWidget()
         up_col = QVBoxLayout(up)
         up_col.setContentsMargins(0, 0, 0, 0)
-        up_col.addWidget(section_label("Upscaler model"))
         up_col.addWidget(upscale)
         up_col.addStretch(1)
         self.pages = QStackedWidget()
