@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -214,21 +213,14 @@ class OutpaintOptions(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.sides: dict[str, QSpinBox] = {}
-        grid = QGridLayout()
-        grid.setContentsMargins(0, 0, 0, 0)
-        grid.setHorizontalSpacing(8)
-        for i, side in enumerate(OUTPAINT_SIDES):
+        for side in OUTPAINT_SIDES:
             spin = QSpinBox()
             spin.setRange(0, 2048)
             spin.setSingleStep(64)
             spin.setSuffix(" px")
             spin.setToolTip(f"Pixels to add on the {side} (multiples of 8; 0: none)")
             self.sides[side] = spin
-            grid.addWidget(QLabel(side.capitalize()), i // 2, (i % 2) * 2)
-            grid.addWidget(spin, i // 2, (i % 2) * 2 + 1)
             spin.valueChanged.connect(self._update_hint)
-        grid.setColumnStretch(1, 1)
-        grid.setColumnStretch(3, 1)
         self.fill = QComboBox()
         self.fill.addItem("Edge colours", "edge")
         self.fill.addItem("Noise", "noise")
@@ -245,9 +237,10 @@ class OutpaintOptions(QWidget):
         col.setContentsMargins(0, 6, 0, 0)
         col.setSpacing(6)
         col.addWidget(section_label("Outpaint"))
-        col.addLayout(grid)
         form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
+        for side, spin in self.sides.items():
+            form.addRow(side.capitalize(), spin)
         form.addRow("Fill", self.fill)
         form.addRow("Seam", self.seam)
         col.addLayout(form)
