@@ -197,3 +197,38 @@ def test_window_outpaints_from_the_img2img_tab_and_reuse_restores_it(transform, 
     panel.receive(read_transform_reuse(result))
     assert panel.mode == "img2img" and options.amounts() == (16, 0, 8, 0)
     assert options.fill.currentData() == "noise" and options.seam.value() == 8
+
+
+@pytest.mark.slow
+def test_server_edits_outpaint_as_the_engine_does(tiny_sd15_dir, picture):
+    import base64
+    import io
+
+    from studio.pipelines.services import build_engine
+    from studio.server.app import make_server
+    from studio.server.catalog import IMAGE, Catalog, ServedModel
+    from tests.fixtures.asgi import asgi_call
+
+    engine = build_engine(lambda: Settings(device="cpu", preview_mode="none"), default_paths)
+    served = make_server("127.0.0.1", 0, engine,
+                         Catalog([ServedModel("tiny-sd", IMAGE, str(tiny_sd15_dir))]))
+    try:
+        form = {"model": "tiny-sd", "prompt": "a wide landscape", "steps": "3", "seed": "9",
+                "strength": "1", "guidance_scale": "5", "outpaint_left": "16",
+                "outpaint_bottom": "8", "mask_blur": "4"}
+        files = {"image": ("picture.png", picture[0].read_bytes(), "image/png")}
+        bad = asgi_call(served, "POST", "/v1/images/edits", files=files,
+                        data={**form, "outpaint_left": "12"})
+        assert bad.status_code == 400 and "multiple of 8" in bad.json()["error"]["message"]
+        r = asgi_call(served, "POST", "/v1/images/edits", files=files, data=form)
+        assert r.status_code == 200, r.text
+        sent = Image.open(io.BytesIO(base64.b64decode(r.json()["data"][0]["b64_json"])))
+        assert sent.size == (56, 40)
+        assert "Outpaint left: 16, Outpaint bottom: 8" in sent.text["parameters"]
+        direct = engine.submit(_request(str(tiny_sd15_dir), str(picture[0])), title="direct")
+        assert direct.wait(600), direct.error
+        assert np.array_equal(np.asarray(sent.convert("RGB")),
+                              np.asarray(direct.result[0].image))
+    finally:
+        served.server_close()
+        engine.shutdown(timeout=120)
