@@ -14,20 +14,8 @@ from studio.core.jobs import CancelToken, UserFacingError
 from studio.core.requests import Img2ImgRequest
 from studio.pipelines.diffusion.img2img import Img2ImgService
 from studio.pipelines.diffusion.outpaint import outpaint_canvas, outpaint_mask
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.steps: list[tuple[int, int]] = []
-
-    def __call__(self, step, total, preview=None):
-        self.steps.append((step, total))
-
-    def partial(self, result):
-        pass
-
-    def message(self, text):
-        pass
+from tests.fixtures.sinks import RecordingSink
+from tests.test_transform_gui_results import panel  # noqa: F401 - the Transform panel
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +94,7 @@ def test_outpaint_equals_plain_diffusers_inpaint_and_round_trips(tiny_sd15_dir, 
     settings = Settings(preview_mode="none", device="cpu")
     service = Img2ImgService(lambda: settings, default_paths)
     request = _request(str(tiny_sd15_dir), str(picture[0]))
-    result = service.run(request, Sink(), CancelToken())[0]
+    result = service.run(request, RecordingSink(), CancelToken())[0]
     assert result.image.size == (56, 40)
 
     pipe = service.cache.current
@@ -155,22 +143,11 @@ def test_cli_outpaints_and_refuses_bad_amounts(tiny_sd15_dir, picture, tmp_path)
     assert "Outpaint right: 8, Outpaint top: 16, Outpaint fill: noise, Mask blur: 4" in text
 
 
-@pytest.fixture
-def transform(main_window, qtbot):
-    main_window.resize(1366, 768)
-    main_window.show()
-    panel = main_window.show_workspace("transform")
-    qtbot.waitExposed(main_window)
-    yield panel
-    panel.shutdown()
-
-
 @pytest.mark.gui
-def test_window_outpaints_from_the_img2img_tab_and_reuse_restores_it(transform, qtbot,
+def test_window_outpaints_from_the_img2img_tab_and_reuse_restores_it(panel, qtbot,  # noqa: F811
                                                                     tiny_sd15_dir, picture):
     from studio.media.transform_reuse import read_transform_reuse
 
-    panel = transform
     qtbot.waitUntil(lambda: not panel.sd_picker.scanning, timeout=10_000)
     panel.sd_picker.select_model(str(tiny_sd15_dir))
     panel.receive(picture[0])

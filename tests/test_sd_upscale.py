@@ -15,20 +15,8 @@ from studio.core.requests import Img2ImgRequest
 from studio.pipelines.cyclegan.model import blend_tiles
 from studio.pipelines.diffusion.img2img import Img2ImgService
 from studio.pipelines.diffusion.sd_upscale import sd_upscale_grid, sd_upscale_size
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.steps: list[tuple[int, int]] = []
-
-    def __call__(self, step, total, preview=None):
-        self.steps.append((step, total))
-
-    def partial(self, result):
-        pass
-
-    def message(self, text):
-        pass
+from tests.fixtures.sinks import RecordingSink
+from tests.test_transform_gui_results import panel  # noqa: F401 - the Transform panel
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +85,7 @@ def test_tiles_are_plain_img2img_blended_and_the_settings_round_trip(tiny_sd15_d
     settings = Settings(preview_mode="none", device="cpu")
     service = Img2ImgService(lambda: settings, default_paths)
     request = _request(str(tiny_sd15_dir), str(picture))
-    sink = Sink()
+    sink = RecordingSink()
     result = service.run(request, sink, CancelToken())[0]
     assert result.image.size == (80, 64)
     grid = sd_upscale_grid(80, 64, request)
@@ -139,7 +127,7 @@ def test_one_tile_with_an_upscaler_model_is_plain_img2img(tiny_sd15_dir, picture
     service = Img2ImgService(lambda: settings, default_paths)
     request = _request(str(tiny_sd15_dir), str(picture), sd_upscale=1.5, sd_upscaler=str(model),
                        sd_upscale_tile=512, steps=2)
-    result = service.run(request, Sink(), CancelToken())[0]
+    result = service.run(request, RecordingSink(), CancelToken())[0]
     assert result.image.size == (60 // 8 * 8, 48)
 
     from studio.library.safe_load import load_state_dict
@@ -172,21 +160,10 @@ def test_cli_sd_upscale(tiny_sd15_dir, picture, tmp_path):
         "parameters"]
 
 
-@pytest.fixture
-def transform(main_window, qtbot):
-    main_window.resize(1366, 768)
-    main_window.show()
-    panel = main_window.show_workspace("transform")
-    qtbot.waitExposed(main_window)
-    yield panel
-    panel.shutdown()
-
-
 @pytest.mark.gui
-def test_window_sd_upscale_mode_and_reuse(transform, qtbot, tiny_sd15_dir, picture):
+def test_window_sd_upscale_mode_and_reuse(panel, qtbot, tiny_sd15_dir, picture):  # noqa: F811
     from studio.media.transform_reuse import read_transform_reuse
 
-    panel = transform
     qtbot.waitUntil(lambda: not panel.sd_picker.scanning, timeout=10_000)
     panel.sd_picker.select_model(str(tiny_sd15_dir))
     panel.receive(picture)
