@@ -174,6 +174,8 @@ def test_window_sd_upscale_mode_and_reuse(panel, qtbot, tiny_sd15_dir, picture):
     assert up.sd.isHidden() and not up.model_box.isHidden()
     up.method.setCurrentIndex(up.method.findData("sd"))
     assert not up.sd.isHidden() and up.model_box.isHidden()
+    assert up.sd.isAncestorOf(panel.sd_picker)  # one picker, shown where it is needed
+    qtbot.waitUntil(panel.sd_picker.isVisible, timeout=5_000)
     assert up.sd.upscaler.currentData() == "Lanczos"
     up.sd.tile.setValue(100)  # not a multiple of 8: said, nothing submitted
     assert panel.run() == [] and "multiple of 8" in panel.error_label.text()
@@ -191,5 +193,9 @@ def test_window_sd_upscale_mode_and_reuse(panel, qtbot, tiny_sd15_dir, picture):
     up.sd.tile.setValue(512)
     panel.receive(read_transform_reuse(result))
     assert panel.mode == "upscale" and up.sd_mode
+    assert panel.sd_picker.current_model() == str(tiny_sd15_dir)
+    panel.set_mode("img2img")  # the picker goes back to the img2img page
+    assert not up.isAncestorOf(panel.sd_picker)
+    qtbot.waitUntil(panel.sd_picker.isVisible, timeout=5_000)  # Qt shows a moved widget soon
     assert (up.sd.tile.value(), up.sd.overlap.value(), up.sd.strength.value(),
             up.sd.scale.value()) == (64, 16, 0.35, 2.0)

@@ -113,7 +113,8 @@ class TransformPanel(QWidget):
         sidebar = TransformSidebar(self.cyclegan, self.cyclegan_options, self.sd_picker,
                                    self.diffusion, self.upscale)
         for name in ("open_button", "folder_button", "source_label", "tabs", "pages",
-                     "run_button", "cancel_button", "status", "error_label", "bar"):
+                     "run_button", "cancel_button", "status", "error_label", "bar",
+                     "sd_picker_home"):
             setattr(self, name, getattr(sidebar, name))
 
         self.split_button = QToolButton(text="Split")
@@ -212,6 +213,12 @@ class TransformPanel(QWidget):
             return
         self.pages.setCurrentIndex(PAGES[mode])
         self.diffusion.set_inpaint(mode == "inpaint")
+        # One model picker: on the img2img page, or in the Upscale tab (SD upscale refines with
+        # it); moving it keeps its scan, its choice and the model loaded for both.
+        if mode == "upscale":
+            self.upscale.sd.model_slot.addWidget(self.sd_picker)
+        elif mode in ("img2img", "inpaint"):
+            self.sd_picker_home.insertWidget(1, self.sd_picker)
         if mode == "upscale":
             self.upscale.refresh()  # a model copied into the folder shows up on coming back
         if not self._open:
@@ -387,9 +394,8 @@ class TransformPanel(QWidget):
             return [self.ctx.bridge.submit(request, title=title)]
         model = self.sd_picker.current_model()
         if not model:
-            raise ValueError("SD upscale refines with the img2img tab's model: choose one "
-                             "there." if self.mode == "upscale" else
-                             "Choose a text-to-image model.")
+            raise ValueError("Choose the text-to-image model SD upscale refines with."
+                             if self.mode == "upscale" else "Choose a text-to-image model.")
         mask = ""
         if self.mode == "inpaint":
             if not self.canvas.has_mask():

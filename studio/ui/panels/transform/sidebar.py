@@ -49,6 +49,7 @@ class TransformSidebar(QWidget):
         dif_col.setContentsMargins(0, 0, 0, 0)
         dif_col.addWidget(section_label("Model"))
         dif_col.addWidget(sd_picker)
+        self.sd_picker_home = dif_col  # the picker visits the Upscale tab's SD upscale mode
         dif_col.addWidget(diffusion)
         dif_col.addStretch(1)
         up = QWidget()

@@ -75,8 +75,8 @@ class UpscaleOptions(QWidget):
         self.method.addItem("Upscaler model", "model")
         self.method.addItem("SD upscale", "sd")
         self.method.setToolTip("Upscaler model: an ESRGAN-type network enlarges the image. "
-                               "SD upscale: enlarge (Lanczos or a model), then let the Stable "
-                               "Diffusion model of the img2img tab redraw the details in tiles")
+                               "SD upscale: enlarge (Lanczos or a model), then let a Stable "
+                               "Diffusion model redraw the details in tiles")
         col = QVBoxLayout(self)
         col.setContentsMargins(0, 0, 0, 0)
         col.setSpacing(6)
@@ -174,9 +174,9 @@ class UpscaleOptions(QWidget):
 
 
 class SdUpscaleOptions(QWidget):
-    """SD upscale's own settings: the enlarging upscaler, factor, strength, tiles. The model,
-    prompt, steps, CFG, sampler and seed are the img2img tab's (as in A1111, where SD upscale is
-    a script of img2img)."""
+    """SD upscale's own settings: the model (the panel's picker, shown here in this mode), the
+    enlarging upscaler, factor, strength, tiles. Prompt, steps, CFG, sampler and seed are the
+    img2img tab's (as in A1111, where SD upscale is a script of img2img)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -217,16 +217,24 @@ class SdUpscaleOptions(QWidget):
         self.overlap.setValue(defaults.sd_upscale_overlap)
         self.overlap.setToolTip("Pixels neighbouring tiles share; their overlap is blended so "
                                 "no seam shows")
-        form = QFormLayout(self)
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(6)
+        col.addWidget(section_label("Model"))
+        self.model_slot = QVBoxLayout()  # the panel puts its text-to-image model picker here
+        self.model_slot.setContentsMargins(0, 0, 0, 0)
+        col.addLayout(self.model_slot)
+        form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        col.addLayout(form)
         form.addRow("Upscaler", self.upscaler)
         form.addRow("Scale", self.scale)
         form.addRow("Strength", self.strength)
         form.addRow("Tile size", self.tile)
         form.addRow("Overlap", self.overlap)
-        form.addRow(muted_label("Refined with the img2img tab's model, prompt, steps, CFG, "
-                                "sampler and seed.", wrap=True))
+        form.addRow(muted_label("Prompt, steps, CFG, sampler and seed are the img2img tab's.",
+                                wrap=True))
 
     def set_upscalers(self, names: list[str]) -> None:
         """Lanczos and the library's upscaler models (``names``), keeping the choice."""
