@@ -116,6 +116,11 @@ def test_outpaint_equals_plain_diffusers_inpaint_and_round_trips(tiny_sd15_dir, 
     assert (parsed["Outpaint left"], parsed["Outpaint bottom"]) == ("16", "8")
     assert parsed["Outpaint fill"] == "edge" and parsed["Mask blur"] == "4"
     assert "Outpaint right" not in parsed and parsed["Size-1"] == "40"
+    from studio.media.metadata import read_image_metadata
+
+    shown = read_image_metadata(result.path).params  # what `studio params` prints
+    assert (shown["outpaint_left"], shown["outpaint_bottom"], shown["outpaint_fill"]) == \
+        (16, 8, "edge")
     reuse = read_transform_reuse(result.path)
     assert reuse.mode == "img2img" and not reuse.notes
     assert reuse.request.outpaint_amounts() == (16, 0, 0, 8)

@@ -114,6 +114,11 @@ def test_tiles_are_plain_img2img_blended_and_the_settings_round_trip(tiny_sd15_d
         ("2", "Lanczos", "64", "16", "0.5")
     reuse = read_transform_reuse(result.path)
     assert reuse.request == dataclasses.replace(request, width=40, height=32)
+    from studio.media.metadata import read_image_metadata
+
+    shown = read_image_metadata(result.path).params  # what `studio params` prints
+    assert (shown["sd_upscale"], shown["sd_upscaler"], shown["sd_upscale_tile"]) == \
+        (2.0, "Lanczos", 64)
 
 
 def test_one_tile_with_an_upscaler_model_is_plain_img2img(tiny_sd15_dir, picture, tmp_path):
