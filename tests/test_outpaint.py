@@ -127,6 +127,33 @@ def test_outpaint_equals_plain_diffusers_inpaint_and_round_trips(tiny_sd15_dir, 
     assert reuse.request == dataclasses.replace(request, width=40, height=32)
 
 
+def test_an_inpainting_model_9_channel_unet_outpaints_as_plain_diffusers(tiny_sd15_dir, picture,
+                                                                        tmp_path):
+    import shutil
+
+    import torch
+    from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
+
+    folder = shutil.copytree(tiny_sd15_dir, tmp_path / "tiny-inpainting")
+    config = dict(UNet2DConditionModel.load_config(folder / "unet"), in_channels=9)
+    torch.manual_seed(1)
+    UNet2DConditionModel.from_config(config).save_pretrained(folder / "unet")  # + mask, image
+    settings = Settings(preview_mode="none", device="cpu")
+    service = Img2ImgService(lambda: settings, default_paths)
+    request = _request(str(folder), str(picture[0]), outpaint_left=0, outpaint_right=16)
+    result = service.run(request, RecordingSink(), CancelToken())[0]
+    pipe = service.cache.current
+    assert pipe.unet.config.in_channels == 9
+    plain = StableDiffusionInpaintPipeline(**pipe.components)
+    plain.set_progress_bar_config(disable=True)
+    canvas, mask = outpaint_canvas(Image.fromarray(picture[1]), request)
+    expected = plain(prompt="a wide landscape", image=canvas, mask_image=mask, width=56,
+                     height=40, strength=1.0, num_inference_steps=3, guidance_scale=5.0,
+                     generator=torch.Generator("cpu").manual_seed(9)).images[0]
+    expected = plain.image_processor.apply_overlay(mask, canvas, expected)
+    assert np.array_equal(np.asarray(result.image), np.asarray(expected))
+
+
 def test_cli_outpaints_and_refuses_bad_amounts(tiny_sd15_dir, picture, tmp_path):
     import json
 
