@@ -63,7 +63,8 @@ def test_size_and_refusals():
                           ({"sd_upscale_tile": 100}, "multiple of 8 from 64"),
                           ({"sd_upscale_overlap": 40}, "half the tile size"),
                           ({"mask": "m.png"}, "clear the mask"),
-                          ({"sd_upscaler": " "}, "Lanczos or an upscaler model")):
+                          ({"sd_upscaler": " "}, "Lanczos or an upscaler model"),
+                          ({"sd_upscaler": "Latent"}, "not latents")):
         with pytest.raises(ValueError, match=words):
             _request("m", "x", **fields).validate()
 

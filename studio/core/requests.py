@@ -473,8 +473,10 @@ class Img2ImgRequest:
         if self.inpaint or self.outpaint:
             raise ValueError("SD upscale refines the whole image: clear the mask and the "
                              "outpaint amounts to use it.")
-        if not str(self.sd_upscaler).strip():
-            raise ValueError("Choose the SD upscale's upscaler: Lanczos or an upscaler model.")
+        if not str(self.sd_upscaler).strip() or (self.sd_upscaler in HIRES_UPSCALERS
+                                                 and self.sd_upscaler != "Lanczos"):
+            raise ValueError("Choose the SD upscale's upscaler: Lanczos or an upscaler model "
+                             f"(it enlarges pixels, not latents), not {self.sd_upscaler!r}.")
         tile, overlap = self.sd_upscale_tile, self.sd_upscale_overlap
         if not (isinstance(tile, int) and 64 <= tile <= 2048 and tile % 8 == 0):
             raise ValueError(f"SD upscale tile size must be a multiple of 8 from 64 to 2048 px, "

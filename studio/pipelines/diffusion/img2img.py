@@ -202,12 +202,9 @@ class Img2ImgService(DiffusersService):
         from studio.pipelines.diffusion.sd_upscale import SdUpscale, enlarge
 
         model_upscale = None
-        if request.sd_upscaler not in HIRES_UPSCALERS:
+        if request.sd_upscaler not in HIRES_UPSCALERS:  # else Lanczos (validate refuses Latent)
             model_upscale = self.upscalers().image_upscaler(request.sd_upscaler, settings,
                                                             paths, device, progress, cancel)
-        elif request.sd_upscaler != "Lanczos":
-            raise UserFacingError(f"SD upscale enlarges pixels: choose Lanczos or an upscaler "
-                                  f"model, not {request.sd_upscaler}.")
         progress.message(f"SD upscale: enlarging {image.width}×{image.height} "
                          f"{request.sd_upscale:g} times…")
         enlarged = enlarge(image, request, model_upscale)
