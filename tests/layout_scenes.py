@@ -305,6 +305,8 @@ class Walk:
         s.append(Scene("image parameters dialog", self._reuse_dialog, self._close_dialog))
         for mode in ("cyclegan", "img2img", "inpaint", "upscale"):
             s.append(Scene(f"transform ({mode})", lambda m=mode: self._transform(m)))
+        s.append(Scene("transform (SD upscale)", self._transform_sd_upscale,
+                       lambda: self._transform_upscale_method("model")))
         s.append(Scene("chat", self._chat))
         s.append(Scene("chat servers dialog", self._servers, self._close_dialog))
         s.append(Scene("chat passage dialog", self._passage, self._close_dialog))
@@ -551,6 +553,16 @@ class Walk:
             panel.diffusion.prompt.setPlainText("a watercolour harbour at dawn")
         if mode == "inpaint":
             self._paint_mask(panel)
+        settle(self.window)
+        return self.window
+
+    def _transform_sd_upscale(self):
+        self._transform("upscale")
+        return self._transform_upscale_method("sd")
+
+    def _transform_upscale_method(self, method: str):
+        upscale = self.show("transform").upscale
+        upscale.method.setCurrentIndex(upscale.method.findData(method))
         settle(self.window)
         return self.window
 

@@ -342,8 +342,9 @@ def _tiny_image_inputs(folder: Path) -> tuple[Path, Path]:
 
 
 def check_img2img(root: Path, device: str = "auto") -> str:
-    """Image to image and inpainting (two steps each) with a tiny model, through the img2img
-    service: other diffusers pipelines than text to image, loaded by name at run time."""
+    """Image to image, inpainting, outpainting (16 px on every side) and SD upscale (1.5×, four
+    64-px tiles) with a tiny model, through the img2img service: other diffusers pipelines than
+    text to image, loaded by name at run time."""
 
     from studio.core.requests import Img2ImgRequest
 
@@ -351,13 +352,21 @@ def check_img2img(root: Path, device: str = "auto") -> str:
     settings = dataclasses.replace(settings, device=device)
     model = build_tiny_sd(paths.models_dir / "tiny-sd")
     image, mask = _tiny_image_inputs(root / "inputs")
-    names = ("img2img", "inpaint")
-    requests = [Img2ImgRequest(model=str(model), image=str(image), mask=mask_path,
-                               prompt="a painting", steps=GENERATE_STEPS * 2, strength=0.5,
-                               cfg=5.0, seed=7) for mask_path in ("", str(mask))]
-    for name, (results, _) in zip(names, _run_jobs(settings, paths, requests), strict=True):
-        _one_saved_png(results, f"{name}: ")
-    return f"{' and '.join(names)}, {IMAGE_SIDE}×{IMAGE_SIDE} PNGs"
+    base = Img2ImgRequest(model=str(model), image=str(image), prompt="a painting",
+                          steps=GENERATE_STEPS * 2, strength=0.5, cfg=5.0, seed=7)
+    side = IMAGE_SIDE + 32  # outpainted and SD-upscaled: 96 px
+    checks = {"img2img": (base, IMAGE_SIDE),
+              "inpaint": (dataclasses.replace(base, mask=str(mask)), IMAGE_SIDE),
+              "outpaint": (dataclasses.replace(base, strength=1.0, mask_blur=4, outpaint_left=16,
+                                               outpaint_right=16, outpaint_top=16,
+                                               outpaint_bottom=16), side),
+              "SD upscale": (dataclasses.replace(base, sd_upscale=1.5, sd_upscale_tile=64,
+                                                 sd_upscale_overlap=16), side)}
+    ran = _run_jobs(settings, paths, [request for request, _ in checks.values()])
+    for (name, (_, size)), (results, _) in zip(checks.items(), ran, strict=True):
+        _one_saved_png(results, f"{name}: ", size)
+    return (f"img2img and inpaint, {IMAGE_SIDE}×{IMAGE_SIDE} PNGs; outpaint and SD upscale, "
+            f"{side}×{side}")
 
 
 def check_transform(root: Path, device: str = "auto") -> str:

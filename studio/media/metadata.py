@@ -230,7 +230,10 @@ def _a1111(raw: dict[str, str]) -> ImageMetadata:
 
 _A1111_KNOWN = {"Prompt", "Negative prompt", "Steps", "CFG scale", "Seed", "Size-1", "Size-2",
                 "Sampler", "Schedule type", "Model", "Model hash", "Version",
-                "Denoising strength", "Hires upscale", "Hires steps", "Hires upscaler"}
+                "Denoising strength", "Hires upscale", "Hires steps", "Hires upscaler",
+                "Outpaint left", "Outpaint right", "Outpaint top", "Outpaint bottom",
+                "Outpaint fill", "SD upscale", "SD upscale upscaler", "SD upscale tile",
+                "SD upscale overlap"}
 
 
 def _read(raw: dict[str, str]) -> ImageMetadata:

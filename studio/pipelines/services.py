@@ -41,7 +41,8 @@ def _img2img(engine: Engine) -> Any:
     from studio.pipelines.diffusion.img2img import Img2ImgService
 
     # One model cache for Generate and Transform: a model loaded by either serves both.
-    return Img2ImgService(engine.settings, engine.paths, engine.service("txt2img").cache)
+    return Img2ImgService(engine.settings, engine.paths, engine.service("txt2img").cache,
+                          upscalers=lambda: engine.service("upscale"))  # SD upscale's models
 
 
 def _transform(engine: Engine) -> Any:

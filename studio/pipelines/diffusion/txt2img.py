@@ -45,21 +45,10 @@ class Txt2ImgService(DiffusersService):
     def __init__(self, settings_getter: Callable[[], Settings],
                  paths_getter: Callable[[], Paths], cache: Any = None, *,
                  upscalers: Callable[[], Any] | None = None) -> None:
-        super().__init__(settings_getter, paths_getter, cache)
-        self._upscalers = upscalers
-        self._own_upscalers: Any = None
+        super().__init__(settings_getter, paths_getter, cache, upscalers=upscalers)
         from studio.pipelines.diffusion.controlnet import ControlNetCache
 
         self.controlnet_cache = ControlNetCache()  # the last job's ControlNets stay loaded
-
-    def upscalers(self) -> Any:
-        if self._upscalers is not None:
-            return self._upscalers()
-        if self._own_upscalers is None:
-            from studio.pipelines.upscale.service import UpscaleService
-
-            self._own_upscalers = UpscaleService(self._settings, self._paths)
-        return self._own_upscalers
 
     # -- the job handler -----------------------------------------------------------------------
     def run(self, request: Txt2ImgRequest, progress: ProgressSink,
