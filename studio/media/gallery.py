@@ -288,6 +288,83 @@ class GalleryIndex:
         with self._lock:
             return self._conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
 
+    def files(self) -> dict[str, tuple[float, int]]:
+        """Every indexed image → (mtime, size), as the last refresh saw it."""
+        with self._lock:
+            rows = self._conn.execute("SELECT path, mtime, size FROM images").fetchall()
+        return {_unkey(p): (m, s) for p, m, s in rows}
+
+
+
+# -- image vectors (search by meaning) -------------------------------------------------------------
+GALLERY_DB = "gallery.db"  # in the data folder: the index above and the vectors below
+
+
+class ImageVectors:
+    """One vector per image file and model (CLIP / SigLIP image embeddings, float32 bytes) in
+    the gallery's database, next to the index. A row remembers the file's mtime and size, so
+    :meth:`stale` names exactly the files that are new or changed since they were embedded.
+    Same threading rule as :class:`GalleryIndex` (one connection, one lock). No numpy here."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = Path(db_path)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(self.db_path), check_same_thread=False, timeout=30)
+        with self._lock, self._conn:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("""
+                CREATE TABLE IF NOT EXISTS image_vectors (
+                    path TEXT NOT NULL, model TEXT NOT NULL, mtime REAL, size INTEGER,
+                    vector BLOB NOT NULL, PRIMARY KEY (path, model))""")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> ImageVectors:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _known(self, model: str) -> dict[str, tuple[float, int]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT path, mtime, size FROM image_vectors WHERE model = ?", (model,)).fetchall()
+        return {_unkey(p): (m, s) for p, m, s in rows}
+
+    def stale(self, files: dict[str, tuple[float, int]], model: str) -> list[str]:
+        """The paths of ``files`` (path → (mtime, size)) that have no vector from ``model`` for
+        their current content; vectors of files no longer in ``files`` are dropped."""
+        known = self._known(model)
+        gone = [(_key(p), model) for p in known if p not in files]
+        if gone:
+            with self._lock, self._conn:
+                self._conn.executemany(
+                    "DELETE FROM image_vectors WHERE path = ? AND model = ?", gone)
+        return [p for p, ms in files.items() if known.get(p) != ms]
+
+    def put(self, model: str, rows: list[tuple[str, float, int, bytes]]) -> None:
+        """Store ``(path, mtime, size, vector bytes)`` rows for ``model``."""
+        if rows:
+            with self._lock, self._conn:
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO image_vectors (path, model, mtime, size, vector) "
+                    "VALUES (?,?,?,?,?)", [(_key(p), model, m, s, v) for p, m, s, v in rows])
+
+    def vectors(self, model: str) -> list[tuple[str, bytes]]:
+        """Every ``(path, vector bytes)`` stored for ``model``."""
+        with self._lock:
+            rows = self._conn.execute("SELECT path, vector FROM image_vectors WHERE model = ?",
+                                      (model,)).fetchall()
+        return [(_unkey(p), v) for p, v in rows]
+
+    def count(self, model: str) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM image_vectors WHERE model = ?",
+                                      (model,)).fetchone()[0]
+
 
 # -- thumbnails ---------------------------------------------------------------------------------
 
