@@ -194,3 +194,51 @@ def test_cli_search_prints_paths_best_first_and_says_what_to_download(studio, mo
                   home / "config" / "settings.json")
     proc = studio_in_process("gallery", "search", "anything")
     assert proc.returncode == 2 and DOWNLOAD_COMMAND in proc.stderr
+
+
+# -- the Gallery's box ---------------------------------------------------------------------------
+@pytest.mark.gui
+def test_the_gallery_box_ranks_by_meaning_and_names_the_download_without_a_model(
+        qtbot, studio_home, tmp_path, tiny_clip):
+    import dataclasses
+
+    from studio.core.config import Settings
+    from studio.ui.panels.gallery import GalleryPanel
+    from tests.gui_fixtures import app_context
+
+    outputs = tmp_path / "outputs"
+    images = write_images(outputs / "2026-01-01")
+    ctx = app_context(Settings(output_dir=str(outputs)))
+    panel = GalleryPanel(ctx)
+    qtbot.addWidget(panel)
+    panel.resize(1200, 800)
+    try:
+        with qtbot.waitSignal(panel.itemsLoaded) as loaded:
+            panel.show()
+        assert loaded.args[0] == 4
+        # no model anywhere: the box stays usable and the page says what to download
+        panel.search_mode.setCurrentIndex(1)
+        qtbot.waitUntil(lambda: DOWNLOAD_COMMAND in panel.empty.text())
+        assert panel.search.isEnabled() and "Describe an image" in panel.search.placeholderText()
+        panel.search.setText("a red square")
+        qtbot.waitUntil(lambda: DOWNLOAD_COMMAND in panel.empty.text())
+        # a model is added: the index is built in the queue, then the text ranks the images
+        ctx.settings = dataclasses.replace(ctx.settings, added_models=[str(tiny_clip)])
+        with qtbot.waitSignal(panel.meaning.results) as ranked:
+            panel.search_mode.setCurrentIndex(0)
+            panel.search_mode.setCurrentIndex(1)
+        text, items = ranked.args
+        assert text == "a red square" and {i.path for i in items} == set(images.values())
+        qtbot.waitUntil(lambda: panel.stack.currentIndex() == 0)
+        listed = [Path(panel.model.item(r).path) for r in range(panel.model.rowCount())]
+        assert listed == [i.path for i in items]  # best match first
+        kinds = {job.kind for job in ctx.bridge.jobs()}
+        assert {"gallery-index", "gallery-search"} <= kinds
+        # back to prompt words: the plain list, newest first
+        with qtbot.waitSignal(panel.itemsLoaded):
+            panel.search.clear()
+            panel.search_mode.setCurrentIndex(0)
+        assert panel.search.placeholderText() == "Search prompts…"
+    finally:
+        panel.shutdown()
+        ctx.bridge.shutdown()
