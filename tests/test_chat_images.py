@@ -88,3 +88,50 @@ def test_a_message_with_bad_images_is_refused():
     request = ChatRequest(model="m", messages=[{"role": "user", "content": "x", "images": "a"}])
     with pytest.raises(ValueError, match="images must be a list"):
         request.validate()
+
+
+# -- the window: "Describe in Chat" from the Gallery's menu ---------------------------------------
+@pytest.mark.gui
+def test_describe_in_chat_attaches_the_image_and_a_vision_model_answers(
+        studio_home, tiny_llama_dir, tiny_llava, request, qtbot):
+    import shutil
+
+    from studio.core.config import default_paths
+    from studio.ui.widgets.image_actions import find_action
+
+    paths = default_paths()
+    shutil.copytree(tiny_llama_dir, paths.models_dir / "tiny-llama")
+    shutil.copytree(tiny_llava, paths.models_dir / "tiny-llava")
+    (paths.outputs_dir / "2026-01-01").mkdir(parents=True)
+    picture = paths.outputs_dir / "2026-01-01" / "fox.png"
+    Image.new("RGB", (48, 40), (200, 90, 20)).save(picture)
+    window = request.getfixturevalue("main_window")
+    window.resize(1320, 840)
+    window.show()
+    chat = window.show_workspace("chat")
+    qtbot.waitUntil(lambda: len(chat.controls.model_specs()) >= 2)
+    specs = {spec.rsplit("/", 1)[-1]: spec for spec in chat.controls.model_specs()}
+    chat.controls.select_model(specs["tiny-llama"])
+    chat.controls.temperature.setValue(0)
+    chat.controls.max_new.setValue(6)
+
+    gallery = window.show_workspace("gallery")
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 1)
+    menu = gallery.context_menu_for(gallery.model.index(0))
+    find_action(menu, "describeInChat").trigger()
+    # a text-only model: Chat says so and which models see; nothing is lost
+    assert window.current_workspace() == "chat"
+    assert "reads text only" in chat.status.text() and "tiny-llava" in chat.status.text()
+    assert chat.attachment.path == picture and chat.input.toPlainText() == "Describe this image."
+    assert chat.job is None and chat.model.rowCount() == 0
+    # a vision-language model answers; the image is stored with the conversation and shown
+    chat.controls.select_model(specs["tiny-llava"])
+    chat.send()
+    qtbot.waitUntil(lambda: chat.job is None and chat.model.rowCount() == 2)
+    user, reply = (chat.model.message_at(r) for r in range(2))
+    [kept] = user.meta["images"]
+    assert kept != str(picture) and open(kept, "rb").read() == picture.read_bytes()
+    assert reply.complete and reply.meta.get("finish_reason") in ("stop", "length"), reply.meta
+    assert not chat.attachment.isVisible()
+    doc, _ = chat.delegate._doc(user, 400)
+    assert doc.toHtml().count("<img") == 1

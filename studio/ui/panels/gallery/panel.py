@@ -438,7 +438,8 @@ class GalleryPanel(QWidget):
             send_to=lambda key, p: self.ctx.openInWorkspace.emit(key, Path(p)),
             classify=self.classify,
             upscale=lambda p: self.ctx.openInWorkspace.emit(
-                "transform", image_actions.OpenInMode(Path(p), "upscale")))
+                "transform", image_actions.OpenInMode(Path(p), "upscale")),
+            chat=lambda ask: self.ctx.openInWorkspace.emit("chat", ask))
 
     def classify(self, path: Path) -> Any:
         """The top-3 classes of the image at ``path`` by the newest trained CNN (Train's CNN
