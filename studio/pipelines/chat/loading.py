@@ -150,12 +150,17 @@ def _load_tokenizer(entry: ChatModelEntry) -> Any:
         raise UserFacingError(f"{entry.name} has no tokenizer (tokenizer.json, tokenizer.model or "
                               "vocab files are missing from its folder), so text cannot be turned "
                               "into tokens. Download the complete model.")
+    return _from_folder(AutoTokenizer, entry, "tokenizer")
+
+
+def _from_folder(auto: Any, entry: ChatModelEntry, what: str) -> Any:
+    """``auto.from_pretrained`` on the model's folder, offline and without remote code."""
     try:
-        return AutoTokenizer.from_pretrained(str(entry.path), local_files_only=True,
-                                             trust_remote_code=False)
+        return auto.from_pretrained(str(entry.path), local_files_only=True,
+                                    trust_remote_code=False)
     except (OSError, ValueError, TypeError) as exc:
         _refuse_remote_code(exc, entry)
-        raise UserFacingError(f"The tokenizer of {entry.name} cannot be loaded: "
+        raise UserFacingError(f"The {what} of {entry.name} cannot be loaded: "
                               f"{str(exc).splitlines()[0][:200]}") from exc
 
 
@@ -178,14 +183,7 @@ def _quantization(options: LoadOptions, device: str) -> Any:
 def _load_processor(entry: ChatModelEntry) -> Any:
     from transformers import AutoProcessor
 
-    try:
-        return AutoProcessor.from_pretrained(str(entry.path), local_files_only=True,
-                                             trust_remote_code=False)
-    except (OSError, ValueError, TypeError) as exc:
-        _refuse_remote_code(exc, entry)
-        raise UserFacingError(f"The processor of {entry.name} (its tokenizer and image "
-                              f"preprocessing) cannot be loaded: "
-                              f"{str(exc).splitlines()[0][:200]}") from exc
+    return _from_folder(AutoProcessor, entry, "processor (tokenizer and image preprocessing)")
 
 
 def load_chat_model(entry: ChatModelEntry, device: str, options: LoadOptions) -> LoadedChatModel:
