@@ -135,3 +135,21 @@ def test_describe_in_chat_attaches_the_image_and_a_vision_model_answers(
     assert not chat.attachment.isVisible()
     doc, _ = chat.delegate._doc(user, 400)
     assert doc.toHtml().count("<img") == 1
+
+
+def test_studio_chat_shows_an_image_to_a_vision_model_and_refuses_one_for_text(
+        studio_home, tiny_llava, tiny_llama_dir, picture, monkeypatch, tmp_path):
+    from tests.fixtures.cli_run import studio_in_process
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    ask = ["--prompt", "Describe this image.", "--image", str(picture), "--temperature", "0",
+           "--max-new-tokens", "4", "--device", "cpu"]
+    proc = studio_in_process("chat", "--model", str(tiny_llava), *ask)
+    assert proc.returncode == 0, proc.stderr
+    proc = studio_in_process("chat", "--model", str(tiny_llama_dir), *ask)
+    assert proc.returncode == 1 and "reads text only" in proc.stderr
+    proc = studio_in_process("chat", "--model", str(tiny_llava), "--image", str(picture))
+    assert proc.returncode == 2 and "--image goes with --prompt" in proc.stderr
+    proc = studio_in_process("chat", "--model", str(tiny_llava), "--prompt", "x", "--image",
+                             str(tmp_path / "missing.png"))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
