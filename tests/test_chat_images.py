@@ -135,6 +135,24 @@ def test_describe_in_chat_attaches_the_image_and_a_vision_model_answers(
     assert not chat.attachment.isVisible()
     doc, _ = chat.delegate._doc(user, 400)
     assert doc.toHtml().count("<img") == 1
+    # an image pasted into the message box or a file dropped on it is attached, not typed
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent, QGuiApplication, QImage
+
+    pixels = QImage(20, 10, QImage.Format.Format_RGB32)
+    pixels.fill(0x3366CC)
+    QGuiApplication.clipboard().setImage(pixels)
+    qtbot.keyClick(chat.input, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
+    assert chat.attachment.path is not None and chat.attachment.path.suffix == ".png"
+    assert chat.input.toPlainText() == ""
+    chat.attachment.clear()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(picture))])
+    drop = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
+                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    # Qt delivers a Drop only inside a real drag session: the filter is given it directly
+    assert chat._image_input.eventFilter(chat.input.viewport(), drop)
+    assert chat.attachment.path == picture and chat.input.toPlainText() == ""
 
 
 def test_studio_chat_shows_an_image_to_a_vision_model_and_refuses_one_for_text(

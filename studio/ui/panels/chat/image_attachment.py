@@ -1,14 +1,18 @@
-"""The image attached to the message being written: a thumbnail, its name and "Remove"."""
+"""The image attached to the message being written: a thumbnail, its name and "Remove"; and
+the message box's image drop and paste (:class:`ImageInput`)."""
 
 from __future__ import annotations
 
+import tempfile
+import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, Signal
+from PySide6.QtGui import QGuiApplication, QImage, QKeyEvent, QKeySequence, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
 THUMB = 48
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 class ImageAttachment(QWidget):
@@ -57,3 +61,57 @@ class ImageAttachment(QWidget):
         self.name.clear()
         self.setVisible(False)
         self.changed.emit()
+
+
+def _image_file(mime: QMimeData) -> Path | None:
+    for url in mime.urls() if mime.hasUrls() else []:
+        path = Path(url.toLocalFile())
+        if url.isLocalFile() and path.suffix.lower() in IMAGE_SUFFIXES:
+            return path
+    return None
+
+
+class ImageInput(QObject):
+    """An event filter for the message box (and its viewport): an image file dropped on it, or
+    an image pasted into it (Ctrl+V with pixels on the clipboard), is attached instead of its
+    path or nothing being typed. ``attach(path)`` does the attaching."""
+
+    def __init__(self, attach: object) -> None:
+        super().__init__()
+        self._attach = attach
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        kind = event.type()
+        if kind in (QEvent.Type.DragEnter, QEvent.Type.DragMove):
+            mime = event.mimeData()  # type: ignore[attr-defined]
+            if _image_file(mime) is not None or mime.hasImage():
+                event.acceptProposedAction()  # type: ignore[attr-defined]
+                return True
+        elif kind == QEvent.Type.Drop:
+            mime = event.mimeData()  # type: ignore[attr-defined]
+            path = _image_file(mime)
+            if path is None and mime.hasImage():
+                path = self._save(QImage(mime.imageData()))
+            if path is not None:
+                self._attach(path)  # type: ignore[operator]
+                event.acceptProposedAction()  # type: ignore[attr-defined]
+                return True
+        elif kind == QEvent.Type.KeyPress and isinstance(event, QKeyEvent) \
+                and event.matches(QKeySequence.StandardKey.Paste):
+            mime = QGuiApplication.clipboard().mimeData()
+            path = _image_file(mime) if mime is not None else None
+            if path is None and mime is not None and mime.hasImage() and not mime.hasText():
+                path = self._save(QGuiApplication.clipboard().image())
+            if path is not None:
+                self._attach(path)  # type: ignore[operator]
+                return True
+        return False
+
+    @staticmethod
+    def _save(image: QImage) -> Path | None:
+        """Pixels without a file (a pasted screenshot) as a PNG to attach (sending stores a
+        copy with the conversation)."""
+        if image.isNull():
+            return None
+        path = Path(tempfile.gettempdir()) / f"studio-pasted-{time.time_ns()}.png"
+        return path if image.save(str(path), "PNG") else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Slot
@@ -49,7 +50,7 @@ from studio.ui.panels.chat.controls import ChatControls, EnterSends
 from studio.ui.panels.chat.delegate import MessageDelegate
 from studio.ui.panels.chat.documents_bar import DocumentsBar
 from studio.ui.panels.chat.empty_state import NO_MODELS, READY, SCANNING, ChatEmptyState
-from studio.ui.panels.chat.image_attachment import ImageAttachment
+from studio.ui.panels.chat.image_attachment import ImageAttachment, ImageInput
 from studio.ui.panels.chat.model import ConversationModel
 from studio.ui.panels.chat.servers import ServerActions
 from studio.ui.panels.chat.sidebar import ConversationList
@@ -184,6 +185,9 @@ class ChatPanel(QWidget):
         self.input.setFixedHeight(72)
         self._enter = EnterSends(self.send)
         self.input.installEventFilter(self._enter)
+        self._image_input = ImageInput(self.attach_image)  # drop or paste an image
+        self.input.installEventFilter(self._image_input)
+        self.input.viewport().installEventFilter(self._image_input)
         row.addWidget(self.input, 1)
         self.send_button = QPushButton("Send")
         self.send_button.setProperty("accent", True)
@@ -304,6 +308,15 @@ class ChatPanel(QWidget):
             self.status.setText("Looking for models… press Send when the list is ready.")
         else:
             self.send()
+
+    def attach_image(self, path: Any) -> None:
+        """Attach an image (dropped or pasted) to the message being written."""
+        if not self.attachment.set_image(path):
+            self.status.setText(f"{Path(path).name} cannot be read as an image.")
+        elif not self.controls.sees_images():
+            self.status.setText(self._cannot_see())
+        else:
+            self.status.setText("")
 
     def _cannot_see(self) -> str:
         """Why the chosen model cannot take the attached image ('' when it can)."""
