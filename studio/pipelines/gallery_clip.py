@@ -75,7 +75,7 @@ class ClipEncoder:
 
         # transformers 5 returns the model output with the projection in pooler_output
         features = out if isinstance(out, torch.Tensor) else out.pooler_output
-        return torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy()
+        return torch.nn.functional.normalize(features.float(), dim=-1).detach().cpu().numpy()
 
     def images(self, images: list[Any]) -> Any:
         import torch
