@@ -220,6 +220,7 @@ def test_the_gallery_box_ranks_by_meaning_and_names_the_download_without_a_model
         panel.search_mode.setCurrentIndex(1)
         qtbot.waitUntil(lambda: DOWNLOAD_COMMAND in panel.empty.text())
         assert panel.search.isEnabled() and "Describe an image" in panel.search.placeholderText()
+        assert DOWNLOAD_COMMAND in panel.search.toolTip()
         panel.search.setText("a red square")
         qtbot.waitUntil(lambda: DOWNLOAD_COMMAND in panel.empty.text())
         # a model is added: the index is built in the queue, then the text ranks the images

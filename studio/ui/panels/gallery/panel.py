@@ -280,6 +280,7 @@ class GalleryPanel(QWidget):
 
     def _on_search_mode(self, _index: int) -> None:
         self.search.setPlaceholderText(SEARCH_MODES[self.search_mode.currentIndex()][2])
+        self.search.setToolTip("")
         if self.searching_meaning():
             self.meaning.find_model(then=self._meaning_ready)
         else:
@@ -298,6 +299,8 @@ class GalleryPanel(QWidget):
     def _on_meaning_problem(self, title: str, text: str) -> None:
         if self.searching_meaning():
             self._show_empty(title, text)
+            if self.meaning.model is None:  # the box itself says what to download
+                self.search.setToolTip(text)
 
     def _run_query(self, rescan: bool, added: list[Path] | None = None) -> None:
         self._generation += 1
