@@ -73,7 +73,23 @@ def check_trained_models(root: Path) -> str:
     if len(walk or []) != 4 or not Path(walk[-1].path).is_file():
         raise CheckFailed(f"the latent walk made {count_of(len(walk or []), 'file')}, not 3 frames and a GIF")
     return ("a trained GAN drawn and walked, a trained DDPM drawn, a trained CycleGAN used by "
-            "Transform")
+            f"Transform, {check_exported_classifier(paths.models_dir, picture)}")
+
+
+def check_exported_classifier(models_dir: Path, picture: Path) -> str:
+    """The federated lesson's global model exported as a classifier (safetensors + config.json)
+    and used as Gallery's Classify uses it."""
+    from studio.pipelines.train.classify import classify_with_model
+    from studio.pipelines.train.export import export_trainer
+    from studio.pipelines.train.federated import FederatedTrainer
+
+    trainer = FederatedTrainer({"local_steps": 1, "hidden": 4})
+    trainer.step()
+    folder = export_trainer(trainer, models_dir, "self-test-classifier").path
+    answer = classify_with_model(picture, folder)
+    if len(answer.top) != 3 or not 0.0 < sum(p for _c, p in answer.top) <= 1.0 + 1e-6:
+        raise CheckFailed(f"the exported classifier answered {answer.top}")
+    return "a trained classifier used by Gallery's Classify"
 
 
 def check_train(lessons: tuple[str, ...] | None = None, spawned: str = "gan-2d",

@@ -150,13 +150,15 @@ def build_image_menu(parent: QWidget, path: str | Path, *,
                      send_to: Callable[[str, Path], Any] | None = None,
                      classify: Callable[[Path], Any] | None = None,
                      upscale: Callable[[Path], Any] | None = None,
+                     classify_with: Callable[[Path], Any] | None = None,
                      chat: Callable[[OpenInMode], Any] | None = None) -> QMenu:
     """The right-click menu for one image file.
 
     ``reuse`` is called for "Reuse parameters" (the action is disabled when it is None);
     ``on_deleted(path)`` after the file was deleted; ``send_to(workspace, path)`` for
     "Send to Transform" (shown only when given); ``classify(path)`` for "Classify with the
-    trained CNN" and ``upscale(path)`` for "Upscale…" (each shown only when given);
+    trained CNN", ``classify_with(path)`` for "Classify with an exported model…" and
+    ``upscale(path)`` for "Upscale…" (each shown only when given);
     ``chat(OpenInMode(path, "describe" | "prompt"))`` for "Describe in Chat" and "Write a
     prompt for this in Chat" (shown when given).
     """
@@ -183,6 +185,8 @@ def build_image_menu(parent: QWidget, path: str | Path, *,
         add("Upscale…", "upscaleImage", lambda: upscale(path))
     if classify is not None:
         add("Classify with the trained CNN", "classifyImage", lambda: classify(path))
+    if classify_with is not None:
+        add("Classify with an exported model…", "classifyWithModel", lambda: classify_with(path))
     if chat is not None:
         add("Describe in Chat", "describeInChat", lambda: chat(OpenInMode(path, "describe")))
         add("Write a prompt for this in Chat", "promptInChat",

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QMessageBox,
@@ -439,7 +440,7 @@ class GalleryPanel(QWidget):
         return image_actions.build_image_menu(
             self, path, reuse=reuse, on_deleted=lambda p: self._forget(Path(p)),
             send_to=lambda key, p: self.ctx.openInWorkspace.emit(key, Path(p)),
-            classify=self.classify,
+            classify=self.classify, classify_with=self.classify_with_model,
             upscale=lambda p: self.ctx.openInWorkspace.emit(
                 "transform", image_actions.OpenInMode(Path(p), "upscale")),
             chat=lambda ask: self.ctx.openInWorkspace.emit("chat", ask))
@@ -455,19 +456,70 @@ class GalleryPanel(QWidget):
 
             return classify_image(Path(path), runs_dir)
 
-        def say(icon: QMessageBox.Icon, title: str, text: str) -> None:
-            self.last_classification = text
-            box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, self)
-            box.setObjectName("classifyResult")
-            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-            box.open()  # not modal for the whole app: the gallery stays usable
+        return self._classify_in_background(path, work)
 
+    def _classify_in_background(self, path: Path, work: Any) -> Any:
+        """``work()`` (a Classification) on the pool; its sentence, or why not, said here."""
         return self._classify_calls.run(
             work,
-            lambda answer: say(QMessageBox.Icon.Information, "Classify",
-                               f"{Path(path).name}: {answer.sentence()}"),
-            lambda message: say(QMessageBox.Icon.Warning, "Could not classify the image",
-                                message))
+            lambda answer: self._say(QMessageBox.Icon.Information, "Classify",
+                                     f"{Path(path).name}: {answer.sentence()}"),
+            lambda message: self._say(QMessageBox.Icon.Warning, "Could not classify the image",
+                                      message))
+
+    def _say(self, icon: QMessageBox.Icon, title: str, text: str) -> None:
+        """A classification (or why there is none) in a message box that does not block the
+        gallery."""
+        self.last_classification = text
+        box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setObjectName("classifyResult")
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()  # not modal for the whole app: the gallery stays usable
+
+    def classify_with_model(self, path: Path, name: str = "") -> Any:
+        """The top-3 classes of the image at ``path`` by a classifier exported from Train (cnn,
+        distill, federated) into the library: the one called ``name``, the only one, or the one
+        picked in a short list. Listing and classifying happen off the GUI thread."""
+        models_dir = self.ctx.paths.models_dir
+
+        def listed() -> list[Path]:
+            from studio.library.classifier_models import find_classifiers
+
+            return find_classifiers(models_dir)
+
+        def run(folder: Path) -> None:
+            def work() -> Any:
+                from studio.pipelines.train.classify import classify_with_model
+
+                return classify_with_model(Path(path), folder)
+
+            self._classify_in_background(path, work)
+
+        def chosen(folders: list[Path]) -> None:
+            by_name = {f.name: f for f in folders}
+            if not folders or (name and name not in by_name):
+                missing = f"No exported classifier called {name}" if name else \
+                    "No exported classifier yet"
+                self._say(QMessageBox.Icon.Warning, "Could not classify the image",
+                          f"{missing}: in Train, run CNN, Distillation or Federated learning, "
+                          "then Runs → Export model to Gallery… (or studio train distill "
+                          "--export NAME), and classify again.")
+            elif name or len(folders) == 1:
+                run(by_name[name] if name else folders[0])
+            else:
+                picker = QInputDialog(self)
+                picker.setObjectName("classifierPicker")
+                picker.setWindowTitle("Classify")
+                picker.setLabelText("Classify with:")
+                picker.setComboBoxItems(list(by_name))
+                picker.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+                picker.textValueSelected.connect(lambda picked: run(by_name[picked]))
+                picker.open()
+
+        return self._classify_calls.run(
+            listed, chosen,
+            lambda message: self._say(QMessageBox.Icon.Warning, "Could not classify the image",
+                                      message))
 
     # -- misc ----------------------------------------------------------------------------------
     def _show_empty(self, title: str, text: str = "") -> None:

@@ -95,6 +95,16 @@ def _diverging(weights: np.ndarray) -> np.ndarray:
     return 0.5 + 0.5 * weights / top.reshape((-1,) + (1,) * (weights.ndim - 1))
 
 
+def show_pick(box: QSpinBox, snapshot: dict[str, Any]) -> None:
+    """The "Image #" box follows the snapshot's picked test image (``pick`` of ``n_test``)
+    without sending it back, and is left alone while the user types in it."""
+    box.blockSignals(True)
+    box.setMaximum(max(0, int(snapshot["n_test"]) - 1))
+    if not box.hasFocus():
+        box.setValue(int(snapshot["pick"]))
+    box.blockSignals(False)
+
+
 def image_plot(name: str) -> tuple[pg.PlotWidget, pg.ImageItem]:
     """A themed plot showing one image (levels 0–1), named ``name``."""
     plot = pk.themed_plot(image=True)
@@ -279,11 +289,7 @@ class CNNView(LessonView):
         label = names[snapshot["picked_label"]]
         top = ", ".join(f"{names[i]} ({p:.0%})" for i, p in snapshot["picked_top"])
         self.guess.set_full_text(f"is {label} · guess {top}")
-        self.pick_box.blockSignals(True)
-        self.pick_box.setMaximum(max(0, int(snapshot["n_test"]) - 1))
-        if not self.pick_box.hasFocus():
-            self.pick_box.setValue(int(snapshot["pick"]))
-        self.pick_box.blockSignals(False)
+        show_pick(self.pick_box, snapshot)
 
         test_key = (snapshot["step"] if snapshot["step"] == 0 else snapshot["test_step"],
                     snapshot["data_note"])
