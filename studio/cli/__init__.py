@@ -43,6 +43,7 @@ COMMANDS: list[str] = [
     "studio.cli.info",
     "studio.cli.params",
     "studio.cli.classify",
+    "studio.cli.gallery",
     "studio.cli.self_test",
 ]
 

@@ -168,6 +168,38 @@ def build_tiny_sd(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def build_tiny_clip(folder: Path, seed: int = 0) -> Path:
+    """Save a tiny random CLIPModel with its processor (real CLIP BPE, 32-pixel images) in
+    ``folder``: the layout of openai/clip-vit-base-patch32, a few million parameters."""
+    import torch
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTokenizer,
+    )
+
+    from studio.library.clip_tokenizer import PAD_CLIP_L, write_clip_tokenizer
+
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4,
+                     "num_hidden_layers": 2, "vocab_size": 49408, "max_position_embeddings": 77,
+                     "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4,
+                       "num_hidden_layers": 2, "image_size": 32, "patch_size": 8},
+        projection_dim=16)
+    tokenizer_dir = write_clip_tokenizer(folder.parent / f".{folder.name}-tokenizer", PAD_CLIP_L)
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                           crop_size={"height": 32, "width": 32}),
+        tokenizer=CLIPTokenizer.from_pretrained(tokenizer_dir))
+    CLIPModel(config).eval().save_pretrained(folder, safe_serialization=True)
+    processor.save_pretrained(folder)
+    return folder
+
+
 _CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
@@ -269,8 +301,23 @@ def check_generate(root: Path, device: str = "auto") -> str:
         raise CheckFailed(f"studio params read back {read['prompt']!r}, seed {read['seed']}, "
                           f"steps {read['steps']}")
     lora = _lora_step(model, settings, paths, results[0].path)
+    search = _gallery_search(settings, paths, results[0].path)
     return (f"{count_of(GENERATE_STEPS, 'step')}, {IMAGE_SIDE}×{IMAGE_SIDE} PNG, its "
-            f"parameters read back; {lora}")
+            f"parameters read back; {lora}; {search}")
+
+
+def _gallery_search(settings: Any, paths: Any, image: Path) -> str:
+    """The Gallery's search by meaning (`studio gallery search`'s jobs): a tiny CLIP embeds the
+    outputs folder into the gallery database and finds the generated image by text."""
+    from studio.core.requests import GalleryIndexRequest, GallerySearchRequest
+
+    model = str(build_tiny_clip(paths.models_dir / "tiny-clip"))
+    [(report, _), (hits, _)] = _run_jobs(settings, paths, [
+        GalleryIndexRequest(model=model), GallerySearchRequest("a lighthouse", model=model)])
+    if report.embedded < 1 or [h.path for h in hits[:1]] != [image]:
+        raise CheckFailed(f"the gallery search did not find {image.name}: "
+                          f"{report.sentence()}; found {[h.path.name for h in hits]}")
+    return "found by a CLIP search"
 
 
 def _lora_step(model: Path, settings: Any, paths: Any, image: Path) -> str:

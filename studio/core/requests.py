@@ -535,3 +535,41 @@ class TransformedImage:
     seed: int | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # as in GeneratedImage
+
+
+MAX_SEARCH_RESULTS = 10_000
+
+
+@dataclass
+class GalleryIndexRequest:
+    """Bring the Gallery's search-by-meaning index up to date: every image in the outputs folder
+    that is new or changed since it was embedded gets its vector from ``model`` (a CLIP / SigLIP
+    folder, or a name or repo id the library finds; empty: the first one found)."""
+
+    model: str = ""
+
+    def validate(self) -> None:
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "gallery-index", **dataclasses.asdict(self)}
+
+
+@dataclass
+class GallerySearchRequest:
+    """Gallery images ranked by how well they match ``text`` (cosine similarity of CLIP / SigLIP
+    vectors), best first, at most ``limit``; the index is brought up to date first."""
+
+    text: str
+    model: str = ""
+    limit: int = 200
+
+    def validate(self) -> None:
+        if not str(self.text).strip():
+            raise ValueError("Type what the images should show, e.g. 'a red fox at dusk'.")
+        if not 1 <= int(self.limit) <= MAX_SEARCH_RESULTS:
+            raise ValueError(f"The number of results must be between 1 and "
+                             f"{MAX_SEARCH_RESULTS:,}, not {self.limit}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "gallery-search", **dataclasses.asdict(self)}

@@ -17,6 +17,8 @@ from studio.core.engine import GPU, IO, Engine, ServiceSpec
 from studio.core.jobs import Handler, JobListener
 from studio.core.lanes import LoopSource
 from studio.core.requests import (
+    GalleryIndexRequest,
+    GallerySearchRequest,
     GanWalkRequest,
     Img2ImgRequest,
     TransformRequest,
@@ -75,6 +77,16 @@ def _embed(engine: Engine) -> Any:
     return EmbedService(engine.service("chat"))
 
 
+def _gallery_index(engine: Engine) -> Any:
+    from studio.pipelines.gallery_clip import GalleryClipService
+
+    return GalleryClipService(engine.settings, engine.paths)
+
+
+def _gallery_search(engine: Engine) -> Any:
+    return engine.service("gallery-index")  # one loaded CLIP model for indexing and searching
+
+
 def _unload(engine: Engine) -> Any:
     from studio.pipelines.model_cache import UnloadService
 
@@ -100,6 +112,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("gan-walk", GanWalkRequest, _gan_walk, "Loading the GAN…"),
     ServiceSpec("chat", ChatRequest, _chat, "Starting the chat engine…", lane=_chat_lane),
     ServiceSpec("embed", EmbedRequest, _embed, "Starting the chat engine…"),
+    ServiceSpec("gallery-index", GalleryIndexRequest, _gallery_index, "Loading the image search…"),
+    ServiceSpec("gallery-search", GallerySearchRequest, _gallery_search,
+                "Loading the image search…"),
     ServiceSpec("unload", UnloadRequest, _unload, "Unloading all models…"),
     ServiceSpec("download", HubDownloadRequest, _downloads, "Starting the download…", lane=IO),
     ServiceSpec("file-download", FileDownloadRequest, _downloads, "Starting the download…",
