@@ -88,6 +88,14 @@ LESSONS: dict[str, Lesson] = _lessons(
      "A small UNet learns to turn noise into digits, faces or your own images; then draw new "
      "ones in Generate.",
      "studio.pipelines.train.ddpm:DDPMImageTrainer"),
+    ("quantize", "Quantization: fewer bits",
+     "The digits CNN, trained, then stored in float16, bfloat16, float8, int8 and int4: bytes, "
+     "speed and accuracy of each, and the rounding grid.",
+     "studio.pipelines.train.quantize:QuantizeLesson"),
+    ("prune", "Pruning: fewer weights",
+     "The digits CNN, trained, then pruned weight by weight or filter by filter, and "
+     "fine-tuned: accuracy against sparsity, and which filters went.",
+     "studio.pipelines.train.prune:PruneLesson"),
 )
 #: lesson key -> "module:Class".
 LESSON_PATHS: dict[str, str] = {key: lesson.path for key, lesson in LESSONS.items()}

@@ -27,6 +27,8 @@ VIEW_PATHS: dict[str, str] = {
     "dpo": "studio.ui.panels.train.views.preferences:PreferenceView",
     "ddpm": "studio.ui.panels.train.views.ddpm_images:DDPMImageView",
     "lora-chat": "studio.ui.panels.train.views.lora_chat:LoraChatView",
+    "quantize": "studio.ui.panels.train.views.compress:QuantizeView",
+    "prune": "studio.ui.panels.train.views.compress:PruneView",
 }
 
 
