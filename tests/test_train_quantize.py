@@ -57,6 +57,8 @@ def test_every_setting_is_measured_and_int_weights_lie_on_their_grid():
     assert int(int4.min()) >= -8 and int(int4.max()) <= 7
     assert "packed two a byte" in table["int4_weight"]["note"]
     assert "fc quantized" in table["int8_weight"]["note"]
+    report = q.report()  # what `studio train quantize` prints at the end
+    assert len(report.splitlines()) == 1 + len(SETTINGS) and "int4 weights" in report
 
 
 def test_the_histogram_after_rounding_has_only_whole_steps():
@@ -80,7 +82,7 @@ def test_layers_a_method_cannot_take_are_named_and_the_rest_is_quantized():
     sample = torch.zeros(1, 1, 16, 16)
     model, done, blocked = quantized(net, "int8_weight", "all", 32, sample)
     assert done == ["fc"] and set(blocked) == {"conv1", "conv2"}
-    assert "Linear layers only" in blocked["conv1"]
+    assert "only Linear layers" in blocked["conv1"]
     assert model_bytes(model) < model_bytes(net)
     model, done, blocked = quantized(net, "int4_weight", "linear", 256, sample)
     assert done == [] and blocked == {"fc": "its 128 inputs do not split into groups of 256"}
@@ -149,6 +151,8 @@ def test_sweep_then_fine_tune_keeps_the_removed_weights_at_zero():
     snap = p.snapshot()
     assert len(snap["tuned"]) == 2 and len(snap["removed"]["conv2"]) == 16
     assert "fc stays whole" in snap["blocked"]
+    report = p.report()  # what `studio train prune` prints at the end
+    assert "90% → " in report and "conv2 filters removed: " in report
 
 
 # -- views ---------------------------------------------------------------------------------------

@@ -53,10 +53,12 @@ filters hurts sooner, but a removed filter can be cut out of the layer (a smalle
 network), while scattered zeros need sparse kernels to save time. Compare how much of each layer
 magnitude pruning takes: it prunes all layers together, so the big last layer loses the most.
 
-**What is normal.** Magnitude pruning keeps the accuracy near the trained network's up to about
-70–80 % sparsity, then falls; fine-tuning brings 90 % back within a point or two in a few dozen
-steps. Structured pruning falls from about 40–50 % of the filters; fine-tuning helps it too, less.
-The last layer is never pruned structurally: its ten outputs are the ten digits.
+**What is normal.** After 300 training steps the network gets about 96 % of the test digits
+right. Without fine-tuning, magnitude pruning keeps that up to about 60–70 % sparsity, then falls
+(about 86 % at 80 %, 60 % at 90 %); structured pruning falls from about 40 % of the filters (88 %
+at half of them). Fine-tuning wins most of it back: at 90 % magnitude sparsity about 84 % after
+40 steps and 93 % after 300; at half the filters, back to 96 % in 100 steps. The last layer is
+never pruned structurally: its ten outputs are the ten digits.
 """
 
 
@@ -199,6 +201,24 @@ class PruneLesson(CompressLesson):
             self._optimizer = torch.optim.Adam(self.pruned.parameters(),
                                                lr=float(self.config["lr"]))
             self._optimizer.load_state_dict(state["optimizer"])
+
+    def report(self) -> str:
+        """The curves and the fine-tuned points as text (``studio train prune`` prints it at the
+        end); "" before the sweep began."""
+        lines = []
+        for method, points in self.curves.items():
+            if points:
+                lines.append(f"{METHODS[method]}, no fine-tuning: " + ", ".join(
+                    f"{s:.0%} → {a:.1%}" for s, a in points))
+        for point in self.tuned.values():
+            lines.append(f"{METHODS[point['method']]} at {point['sparsity']:.0%}: "
+                         f"{point['before']:.1%} right after pruning, {point['acc']:.1%} after "
+                         f"{point['steps']} fine-tuning steps")
+        if self.pruned is not None:
+            removed = removed_filters(self.pruned)
+            lines += [f"{name} filters removed: {', '.join(map(str, f))}"
+                      for name, f in removed.items() if f]
+        return "\n".join(lines)
 
     # -- pictures ----------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

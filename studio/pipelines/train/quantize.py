@@ -63,17 +63,19 @@ a smooth hill, after it spikes on whole steps only — the grid the weights now 
 **What to try.** Switch the histogram to int4: sixteen levels, each group of inputs with its own
 scale. Set *Layers* to *All layers*: torchao has no int8 convolution, and the table says which
 layers stay float32 and why. Change the int4 group size: smaller groups cost more scales but round
-less. Set *Filters* to 12 and the groups to 256: the last layer's 192 inputs do not split into
+less. Set *Filters* to 12 and the groups to 256: the last layer's 384 inputs do not split into
 groups of 256, and the table says so. Train longer (Training steps) and everything is measured
 again.
 
-**What is normal.** After about 300 training steps (seconds) the float32 network gets around 95 %
-of the test digits right. float16, bfloat16, float8 and int8 keep the accuracy within a point;
-int4 usually too, in groups of 32. int8 weights are a quarter of float32's bytes; here only the
-last layer is a Linear layer, so the whole model shrinks by about half. On a CPU the rounded
-models are rarely faster for a network this small: the int8 and int4 weights are turned back into
-floats at every batch. Speed comes from special kernels (GPUs, ARM CPUs); the bytes saved are the
-sure gain.
+**What is normal.** After 300 training steps (seconds) the float32 network gets about 96 % of
+the test digits right, and every setting keeps that within a point (int4 in groups of 32 too).
+int8 and float8 weights take a quarter of float32's bytes; only the last layer is a Linear layer,
+half the weights, so the whole model shrinks to about 60 %. float16 and bfloat16 halve every
+layer. Times, on a CPU: float16 is many times *slower* (most CPUs have no float16 arithmetic, so
+it is emulated), bfloat16 about as fast as float32 or faster (AVX-512 has bfloat16 dot products),
+and the int8/int4 weights barely change the time for a network this small: they are turned back
+into floats at every batch. Speed from integers needs kernels made for them (GPUs, ARM CPUs); the
+bytes saved are the sure gain.
 """
 
 
@@ -118,7 +120,7 @@ def torchao_config(setting: str, group: int) -> Any:
 def why_blocked(module: nn.Module, exc: BaseException, setting: str, group: int) -> str:
     """A sentence's end: why ``setting`` cannot take ``module``."""
     if isinstance(module, nn.Conv2d):
-        return (f"torchao's {SETTINGS[setting]} take Linear layers only (there is no "
+        return (f"torchao stores only Linear layers as {SETTINGS[setting]} (it has no "
                 "convolution for them)")
     if "divisible" in str(exc) and isinstance(module, nn.Linear):
         return f"its {module.in_features} inputs do not split into groups of {group}"
@@ -283,6 +285,20 @@ class QuantizeLesson(CompressLesson):
         self._next_timing = int(state["next_timing"])
         self.float_loss = float(state["float_loss"])
         self.models = {}
+
+    def report(self) -> str:
+        """The table as text (``studio train quantize`` prints it at the end); "" before any
+        setting is measured."""
+        lines = []
+        for row in self.snapshot()["table"]:
+            if row["measured"]:
+                lines.append(f"{row['label']:<22}{row['bytes'] / 1024:8.1f} KiB "
+                             f"{row['size_ratio']:6.0%}  {row['ms']:7.2f} ms  {row['acc']:7.1%}  "
+                             f"{row['note']}")
+        if not lines:
+            return ""
+        head = f"{'setting':<22}{'size':>12} {'×fp32':>6}  {'test set':>10}  {'accuracy':>7}  notes"
+        return "\n".join([head, *lines])
 
     # -- pictures ----------------------------------------------------------------------------------
     def histogram(self) -> dict[str, Any] | None:

@@ -307,7 +307,7 @@ class PruneView(LessonView):
             flat = np.nan_to_num(np.abs(f.reshape(len(f), -1)))
             return 0.5 + 0.5 * f / flat.max(axis=1).clip(min=1e-8).reshape(-1, 1, 1)
 
-        cols = max(8, len(f1))
+        cols = 8  # conv1 in two rows (at the default 16 filters), conv2 in four
         row1 = tile_images(scaled(f1), cols)
         rows2 = tile_images(scaled(f2), cols)
         width = max(row1.shape[1], rows2.shape[1])
