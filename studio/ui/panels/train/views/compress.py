@@ -21,7 +21,13 @@ from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSlider, QTextBr
 
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
-from studio.ui.panels.train.views.cnn import NEGATIVE, POSITIVE, image_plot, tile_images
+from studio.ui.panels.train.views.cnn import (
+    NEGATIVE,
+    POSITIVE,
+    image_plot,
+    stacked,
+    tile_images,
+)
 from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption
 from studio.ui.theme import colors
 
@@ -36,6 +42,14 @@ def _kib(n: int) -> str:
     return f"{n / 1024:.1f} KiB"
 
 
+def _note(name: str) -> ElidedLabel:
+    """The muted line over a view that says what is happening."""
+    label = ElidedLabel("")
+    label.setObjectName(name)
+    label.setProperty("muted", True)
+    return label
+
+
 def _training_note(snapshot: dict[str, Any]) -> str:
     return (f"Training the digits CNN: step {snapshot['cnn_step']} of "
             f"{snapshot['train_steps']} · test accuracy {snapshot['float_acc']:.1%}")
@@ -46,9 +60,7 @@ class QuantizeView(LessonView):
 
     def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
         super().__init__(lesson_key, parent)
-        self.note = ElidedLabel("")
-        self.note.setObjectName("quantizeNote")
-        self.note.setProperty("muted", True)
+        self.note = _note("quantizeNote")
         self.table = QTextBrowser()
         self.table.setObjectName("quantizeTable")
         self.table.setOpenLinks(False)
@@ -180,9 +192,7 @@ class PruneView(LessonView):
 
     def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
         super().__init__(lesson_key, parent)
-        self.note = ElidedLabel("")
-        self.note.setObjectName("pruneNote")
-        self.note.setProperty("muted", True)
+        self.note = _note("pruneNote")
         self.curve_plot = pk.themed_plot()
         self.curve_plot.setObjectName("pruneCurves")
         self.curve_plot.setLabel("bottom", "sparsity")
@@ -202,9 +212,7 @@ class PruneView(LessonView):
             self.curve_plot.addItem(self.tuned[method])
         self.curve_legend = LegendStrip()
         self.filters_plot, self.filters_image = image_plot("pruneFilters")
-        self.removed = ElidedLabel("")
-        self.removed.setObjectName("pruneRemoved")
-        self.removed.setProperty("muted", True)
+        self.removed = _note("pruneRemoved")
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setObjectName("pruneSparsity")
         self.slider.setRange(0, 95)
@@ -308,16 +316,8 @@ class PruneView(LessonView):
             return 0.5 + 0.5 * f / flat.max(axis=1).clip(min=1e-8).reshape(-1, 1, 1)
 
         cols = 8  # conv1 in two rows (at the default 16 filters), conv2 in four
-        row1 = tile_images(scaled(f1), cols)
-        rows2 = tile_images(scaled(f2), cols)
-        width = max(row1.shape[1], rows2.shape[1])
-
-        def padded(a: np.ndarray) -> np.ndarray:
-            return np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=np.nan)
-
-        gap = np.full((2, width), np.nan, np.float32)
-        self.filters_image.setImage(np.concatenate([padded(row1), gap, padded(rows2)]),
-                                    autoLevels=False)
+        self.filters_image.setImage(stacked(tile_images(scaled(f1), cols),
+                                            tile_images(scaled(f2), cols)), autoLevels=False)
 
     def export_items(self) -> dict[str, QWidget]:
         return {"Accuracy vs sparsity": self.curve_plot, "Pruned filters": self.filters_plot}
