@@ -13,6 +13,7 @@ display only: never part of a step's metrics, which stay deterministic for a see
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
@@ -107,11 +108,19 @@ class CompressLesson(Trainer):
         self.last_loss = float("nan")
         self._worked_on = -1  # the CNN step the lesson's work is of (-1: not started)
         self._float_acc = (-1, 0.0)  # (CNN step, its test accuracy)
+        self._cpu_net: tuple[int, Any] | None = None  # (CNN step, a CPU copy of a GPU's CNN)
 
     @property
     def net(self) -> Any:
-        """The trained float32 CNN (a :class:`~studio.pipelines.train.cnn.SmallCNN`)."""
-        return self.cnn.net
+        """The trained float32 CNN (a :class:`~studio.pipelines.train.cnn.SmallCNN`) on the CPU:
+        where the CNN trained on a GPU, a CPU copy of it (the settings are measured on the CPU,
+        and the test set lives there)."""
+        model = self.cnn.net
+        if next(model.parameters()).device.type == "cpu":
+            return model
+        if self._cpu_net is None or self._cpu_net[0] != self.cnn.step_count:
+            self._cpu_net = (self.cnn.step_count, copy.deepcopy(model).float().cpu())
+        return self._cpu_net[1]
 
     @property
     def training(self) -> bool:
