@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from studio.pipelines.train.compress import model_bytes
-from studio.pipelines.train.prune import LEVELS, PruneLesson, pruned_copy
+from studio.pipelines.train.prune import LEVELS, PruneLesson, compacted, pruned_copy
 from studio.pipelines.train.quantize import SETTINGS, QuantizeLesson, quantized
 from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
 
@@ -128,6 +128,14 @@ def test_structured_pruning_removes_whole_filters_and_leaves_the_classes():
         assert int(zero.sum()) == weight.shape[0] // 2, name  # half the filters, whole
         assert bool((weight[~zero] != 0).all()), name  # the kept ones untouched
     assert torch.equal(model.fc.weight, p.net.fc.weight)
+    # cut out, the removed filters leave a smaller network with the same answers
+    small = compacted(model)
+    assert (small.conv1.out_channels, small.conv2.in_channels) == (8, 8)
+    assert small.conv2.out_channels == 16 and small.fc.in_features == 16 * 16
+    assert model_bytes(small) < 0.6 * model_bytes(p.net)
+    x = p.x_test[:32]
+    with torch.no_grad():
+        assert torch.allclose(small(x), model(x), atol=1e-5)
 
 
 def test_sweep_then_fine_tune_keeps_the_removed_weights_at_zero():
@@ -150,6 +158,7 @@ def test_sweep_then_fine_tune_keeps_the_removed_weights_at_zero():
     p.step()
     snap = p.snapshot()
     assert len(snap["tuned"]) == 2 and len(snap["removed"]["conv2"]) == 16
+    assert snap["tuned"][1]["cut_bytes"] < snap["tuned"][1]["dense_bytes"]
     assert "fc stays whole" in snap["blocked"]
     report = p.report()  # what `studio train prune` prints at the end
     assert "90% → " in report and "conv2 filters removed: " in report

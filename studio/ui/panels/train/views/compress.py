@@ -296,7 +296,10 @@ class PruneView(LessonView):
                 f"{names[snapshot['method']]} at {snapshot['sparsity']:.0%}: "
                 f"{snapshot['reached']:.1%} of the weights are zero · fine-tuned {steps} steps: "
                 f"{point['acc'] if point else 0:.1%} (right after pruning "
-                f"{point['before'] if point else 0:.1%}; unpruned {snapshot['float_acc']:.1%})")
+                f"{point['before'] if point else 0:.1%}; unpruned {snapshot['float_acc']:.1%})"
+                + (f" · filters cut out: {point['cut_bytes'] / point['dense_bytes']:.0%} of the "
+                   f"bytes, test set {point['cut_ms']:.1f} ms (unpruned {point['dense_ms']:.1f})"
+                   if point and "cut_bytes" in point else ""))
         removed = snapshot["removed"]
         layers = snapshot["layer_sparsity"]
         parts = [f"{name}: {share:.0%} zero" for name, share in layers.items()]
