@@ -306,7 +306,7 @@ class QuantizeLesson(CompressLesson):
         before it is measured or when the layer stayed float32."""
         key = str(self.config["histogram"])
         row = self.rows.get(key)
-        if row is None or "fc" not in row["quantized"]:
+        if row is None or key in self.pending or "fc" not in row["quantized"]:
             return None
         qweight = self._model(key).fc.weight
         return {"setting": key, "label": SETTINGS[key], "layer": "fc",
@@ -318,7 +318,7 @@ class QuantizeLesson(CompressLesson):
         table = []
         for key, label in SETTINGS.items():
             row = self.rows.get(key)
-            if row is None:
+            if row is None or key in self.pending:  # a setting changed: measured again soon
                 table.append({"key": key, "label": label, "measured": False})
                 continue
             ms = float(np.median(row["timings"]))
