@@ -36,6 +36,8 @@ SHORT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float8_weigh
 BARS = (("size_ratio", "size × float32"), ("time_ratio", "time × float32"),
         ("acc", "test accuracy"))
 BAR_WIDTH = 0.26
+BIN_STEP = 0.25  # the lesson's histogram bins, in grid steps (quantize.BIN)
+ZOOM_STEPS = 24  # grid steps each side the rounding-grid plot opens on
 
 
 def _kib(n: int) -> str:
@@ -83,7 +85,7 @@ class QuantizeView(LessonView):
                                      fillLevel=0, brush=pg.mkBrush(pk.SERIES_COLORS[1] + "80"))
         self.hist_plot.addItem(self.before)
         self.hist_plot.addItem(self.after)
-        self.hist_range = pk.StickyRange(self.hist_plot, zero_y=True)
+        self._hist_setting = ""
         self.hist_caption = caption("Rounding grid")
         self.hist_legend = LegendStrip()
         self.hist_legend.set_entries([("before rounding", pk.SERIES_COLORS[0], "line"),
@@ -169,18 +171,24 @@ class QuantizeView(LessonView):
                                          "its last layer could be quantized)")
             return
         edges, before, after = hist["edges"], hist["before"], hist["after"]
-        top = float(max(before.max(), 1.0))
-        self.before.setData(edges, before / top, stepMode="center")
-        self.after.setData(edges, np.minimum(after / top, 1.5), stepMode="center",
+        # each scaled to its own tallest bin: the stored values pile into a quarter of the bins
+        self.before.setData(edges, before / max(float(before.max()), 1.0), stepMode="center")
+        self.after.setData(edges, after / max(float(after.max()), 1.0), stepMode="center",
                            fillLevel=0)
+        half = (len(edges) - 1) * BIN_STEP / 2
+        shown = min(half, ZOOM_STEPS)  # int8's 255 steps would be a solid block: the middle
         self.hist_caption.set_full_text(f"Rounding grid · {hist['label']} · {hist['layer']}")
         self.hist_caption.setToolTip(
             f"The weights of {hist['layer']} divided by the scale of their block: before rounding "
-            f"(line) and as {hist['label']} stores them (filled: only whole steps)")
-        self.hist_range.show(np.array([edges[0], edges[-1]]), np.array([0.0, 1.5]))
+            f"(line) and as {hist['label']} stores them (filled: only whole steps)"
+            + (f". The middle ±{ZOOM_STEPS} steps of ±{int(half)}: drag or scroll to see the "
+               "rest" if shown < half else ""))
+        if hist["setting"] != self._hist_setting:
+            self._hist_setting = hist["setting"]
+            self.hist_plot.setRange(xRange=(-shown, shown), yRange=(0, 1.05), padding=0)
 
     def reset(self) -> None:
-        self.hist_range.reset()
+        self._hist_setting = ""
         self._html = None
 
     def export_items(self) -> dict[str, QWidget]:
@@ -294,7 +302,9 @@ class PruneView(LessonView):
             steps = point["steps"] if point else 0
             self.note.set_full_text(
                 f"{names[snapshot['method']]} at {snapshot['sparsity']:.0%}: "
-                f"{snapshot['reached']:.1%} of the weights are zero · fine-tuned {steps} steps: "
+                f"{snapshot['reached']:.1%} of the "
+                f"{'conv ' if snapshot['method'] == 'structured' else ''}weights are zero · "
+                f"fine-tuned {steps} steps: "
                 f"{point['acc'] if point else 0:.1%} (right after pruning "
                 f"{point['before'] if point else 0:.1%}; unpruned {snapshot['float_acc']:.1%})"
                 + (f" · filters cut out: {point['cut_bytes'] / point['dense_bytes']:.0%} of the "
