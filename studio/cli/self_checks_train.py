@@ -92,6 +92,30 @@ def check_exported_classifier(models_dir: Path, picture: Path) -> str:
     return "a trained classifier used by Gallery's Classify"
 
 
+def check_smaller() -> str:
+    """The quantize and prune lessons past their training: every setting quantized with torchao
+    (whose kernels a frozen app must carry) and measured, and a copy pruned to the sparsity
+    asked."""
+    from studio.pipelines.train.prune import pruned_copy
+    from studio.pipelines.train.quantize import SETTINGS, QuantizeLesson
+
+    quantize = QuantizeLesson({"train_steps": 10, "width": 4})
+    for _ in range(10 + len(SETTINGS)):
+        quantize.step()
+    rows = {r["key"]: r for r in quantize.snapshot()["table"]}
+    if not all(r["measured"] for r in rows.values()):
+        raise CheckFailed("the quantize lesson left settings unmeasured: "
+                          + ", ".join(k for k, r in rows.items() if not r["measured"]))
+    share = rows["int8_weight"]["bytes"] / rows["float32"]["bytes"]
+    if share >= 1 or "fc quantized" not in rows["int8_weight"]["note"]:
+        raise CheckFailed(f"int8 quantization did not shrink the CNN ({rows['int8_weight']['note']})")
+    model = pruned_copy(quantize.net, "magnitude", 0.5)
+    zero = float((model.fc.weight == 0).float().mean() + (model.conv2.weight == 0).float().mean())
+    if zero == 0:
+        raise CheckFailed("magnitude pruning set no weight to zero")
+    return f"the CNN quantized ({len(rows)} settings; int8 {share:.0%} of its bytes) and pruned"
+
+
 def check_train(lessons: tuple[str, ...] | None = None, spawned: str = "gan-2d",
                 root: Path | None = None) -> str:
     """One training step of each lesson in the registry (their data ships with the app), and
@@ -108,7 +132,7 @@ def check_train(lessons: tuple[str, ...] | None = None, spawned: str = "gan-2d",
         lesson_step(key)
     faces = check_faces()
     if root is not None:
-        faces = f"{faces}; {check_trained_models(root)}"
+        faces = f"{faces}; {check_trained_models(root)}; {check_smaller()}"
     if not spawned:
         return f"{count_of(len(keys), 'lesson')}, one step each; {faces}"
     context = multiprocessing.get_context("spawn")

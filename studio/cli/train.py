@@ -244,6 +244,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"run": str(run_.path), "steps": trainer.step_count,
                           "loss": loss}), flush=True)
     elif code == 0:
+        report = getattr(trainer, "report", None)  # a lesson's results as text (quantize, prune)
+        if report is not None and report():
+            print(report(), flush=True)
         print(f"done: {count_of(trainer.step_count, 'step')}, "
               f"loss {float('nan') if loss is None else loss:.4g}; "
               f"run saved in {run_.path}", file=sys.stderr, flush=True)

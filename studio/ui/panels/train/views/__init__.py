@@ -29,6 +29,8 @@ VIEW_PATHS: dict[str, str] = {
     "lora-chat": "studio.ui.panels.train.views.lora_chat:LoraChatView",
     "distill": "studio.ui.panels.train.views.distill:DistillView",
     "federated": "studio.ui.panels.train.views.federated:FederatedView",
+    "quantize": "studio.ui.panels.train.views.compress:QuantizeView",
+    "prune": "studio.ui.panels.train.views.compress:PruneView",
 }
 
 

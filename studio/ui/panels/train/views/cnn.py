@@ -88,6 +88,18 @@ def show_histograms(view: Any, layers: list[dict[str, Any]]) -> None:
         span.show(np.array([lo, hi]), np.array([0.0, 1.0]))
 
 
+def stacked(top: np.ndarray, bottom: np.ndarray, gap: int = 2) -> np.ndarray:
+    """Two tiled grids one above the other, ``gap`` blank rows between, the narrower padded
+    blank (NaN) on the right."""
+    width = max(top.shape[1], bottom.shape[1])
+
+    def padded(a: np.ndarray) -> np.ndarray:
+        return np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=np.nan)
+
+    return np.concatenate([padded(top), np.full((gap, width), np.nan, np.float32),
+                           padded(bottom)])
+
+
 def _diverging(weights: np.ndarray) -> np.ndarray:
     """Weights scaled per filter (first axis) to [0, 1] with 0 at 0.5."""
     flat = weights.reshape(len(weights), -1)
@@ -267,14 +279,7 @@ class CNNView(LessonView):
         cols = f2.shape[1]
         rows2 = tile_images(f2.reshape(-1, 3, 3), cols)
         row1 = tile_images(f1, max(cols, len(f1)))
-        width = max(rows2.shape[1], row1.shape[1])
-
-        def padded(a: np.ndarray) -> np.ndarray:
-            return np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=np.nan)
-
-        gap = np.full((2, width), np.nan, np.float32)
-        self.filters_image.setImage(np.concatenate([padded(row1), gap, padded(rows2)]),
-                                    autoLevels=False)
+        self.filters_image.setImage(stacked(row1, rows2), autoLevels=False)
 
         m1, m2 = snapshot["maps1"], snapshot["maps2"]
         t1 = tile_images(m1, MAPS_COLS)
