@@ -163,6 +163,27 @@ def test_sweep_then_fine_tune_keeps_the_removed_weights_at_zero():
     report = p.report()  # what `studio train prune` prints at the end
     assert "90% → " in report and "conv2 filters removed: " in report
 
+    # export: the pruned, fine-tuned CNN becomes a classifier Gallery uses — from the live lesson
+    # and from its saved run alike, answering as the lesson's pruned network does
+    from studio.core.config import default_paths
+    from studio.pipelines.train.classifier_models import load_classifier
+    from studio.pipelines.train.export import export_trainer
+    from studio.pipelines.train.prune import checkpoint_pruned
+
+    models = default_paths().models_dir
+    done = export_trainer(p, models, "pruned-cnn")
+    model, config = load_classifier(done.path)
+    assert config["lesson"] == "prune" and "pruned" in done.message
+    x = p.x_test[:16]
+    p.pruned.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), p.pruned(x))
+    assert float((model.conv2.weight.abs().sum((1, 2, 3)) == 0).float().mean()) == 0.5
+    spec, weights = checkpoint_pruned(p.state_dict())
+    assert spec == p.classifier_spec()
+    for name, value in model.state_dict().items():
+        assert torch.equal(weights[name], value), name
+
 
 # -- views ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("key", ["quantize", "prune"])

@@ -39,7 +39,8 @@ EXPORTS: dict[str, tuple[str, str]] = {"cyclegan": ("cyclegan", "Transform"),
                                        "dpo": ("chat", "Chat"),
                                        "cnn": ("classifier", "Gallery"),
                                        "distill": ("classifier", "Gallery"),
-                                       "federated": ("classifier", "Gallery")}
+                                       "federated": ("classifier", "Gallery"),
+                                       "prune": ("classifier", "Gallery")}
 _CLASSIFY = ("Gallery's image menu → Classify with an exported model… lists it (the top classes "
              "with their probabilities)")
 #: lesson → how the student uses what it exported
@@ -51,8 +52,11 @@ USES = {"cyclegan": "Transform → CycleGAN lists it beside the released models"
                      "folder)",
         "dpo": "Chat lists it (it answers the prompt you type)",
         "cnn": _CLASSIFY, "distill": _CLASSIFY + "; it is the distilled student",
-        "federated": _CLASSIFY + "; it is the global (averaged) model"}
-CLASSIFIERS = ("cnn", "distill", "federated")  # the lessons whose export is a classifier
+        "federated": _CLASSIFY + "; it is the global (averaged) model",
+        "prune": _CLASSIFY + "; it is the pruned, fine-tuned CNN (its removed weights are "
+                             "zeros)"}
+# the lessons whose export is a classifier
+CLASSIFIERS = ("cnn", "distill", "federated", "prune")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,79}$")
 
 
@@ -108,7 +112,8 @@ def export_trainer(trainer: Any, models_dir: Path, name: str) -> Exported:
             from studio.pipelines.train.classifier_models import write_classifier
 
             return write_classifier(folder, trainer.classifier_spec(), trainer.classifier_state(),
-                                    lesson, trainer.step_count, trainer.config["dataset"])
+                                    lesson, trainer.step_count,
+                                    trainer.config.get("dataset", "digits"))
         return list(trainer.export_generator(folder))
 
     return _export(lesson, write, models_dir, name)
@@ -179,10 +184,11 @@ def export_run(run_path: Path, models_dir: Path, name: str = "") -> Exported:
 
             return write_lora_chat(folder, {**state, "config": doc["config"]})
         if run.lesson == "dpo":
-            from studio.pipelines.train.dpo import byte_tokenizer
+            from studio.pipelines.train.dpo import CHAT_TEMPLATE, EOS, byte_tokenizer
             from studio.pipelines.train.text_lessons import write_gpt
 
-            return write_gpt(folder, state["model"], doc["config"], byte_tokenizer().to_str())
+            return write_gpt(folder, state["model"], doc["config"], byte_tokenizer().to_str(),
+                             chat_template=CHAT_TEMPLATE, eos_token=EOS)
         if run.lesson == "ddpm":
             from studio.pipelines.train.ddpm import export_state
 
@@ -193,9 +199,14 @@ def export_run(run_path: Path, models_dir: Path, name: str = "") -> Exported:
                 write_classifier,
             )
 
-            spec, weights = checkpoint_classifier(run.lesson, state, doc["config"])
+            if run.lesson == "prune":
+                from studio.pipelines.train.prune import checkpoint_pruned
+
+                spec, weights = checkpoint_pruned(state)
+            else:
+                spec, weights = checkpoint_classifier(run.lesson, state, doc["config"])
             return write_classifier(folder, spec, weights, run.lesson, int(doc["step"]),
-                                    doc["config"]["dataset"])
+                                    doc["config"].get("dataset", "digits"))
         from studio.pipelines.train.dcgan import write_generator
 
         return write_generator(folder, state["generator"], doc["config"],

@@ -135,6 +135,37 @@ def model_sparsity(model: nn.Module, names: tuple[str, ...] = PRUNABLE) -> float
     return zeros / sum(getattr(model, n).weight.numel() for n in names)
 
 
+def unmasked(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A pruned network's state (``weight_orig`` and ``weight_mask``) as a plain one: each
+    weight with its removed entries zero, under the names the unpruned network has."""
+    out = {}
+    for key, value in state.items():
+        if key.endswith("_mask"):
+            continue
+        if key.endswith("_orig"):
+            name = key[:-len("_orig")]
+            out[name] = (value * state[f"{name}_mask"]).contiguous()
+        else:
+            out[key] = value
+    return out
+
+
+def checkpoint_pruned(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(spec, weights) of the pruned classifier a saved prune run holds."""
+    from studio.core.jobs import UserFacingError
+    from studio.pipelines.train.classifier_models import checkpoint_classifier
+
+    pruned = (state.get("work") or {}).get("pruned")
+    if pruned is None:
+        raise UserFacingError(NOT_PRUNED)
+    spec, _ = checkpoint_classifier("cnn", state["cnn"], state["cnn"]["config"])
+    return spec, unmasked(pruned)
+
+
+NOT_PRUNED = ("Nothing is pruned yet: the lesson trains the CNN and sweeps the sparsities first; "
+              "export once it prunes at your sparsity and fine-tunes.")
+
+
 class PruneLesson(CompressLesson):
     """The digits CNN trained, swept over sparsities, then pruned and fine-tuned."""
 
@@ -221,6 +252,17 @@ class PruneLesson(CompressLesson):
             test_loss, point["acc"] = evaluate(self.pruned, self.x_test, self.y_test)
             metrics.update(test_loss=test_loss, test_acc=point["acc"])
         return metrics
+
+    # -- use elsewhere (the classifier export: Gallery's Classify) -------------------------------
+    def classifier_spec(self) -> dict[str, Any]:
+        return self.cnn.classifier_spec()
+
+    def classifier_state(self) -> dict[str, torch.Tensor]:
+        from studio.core.jobs import UserFacingError
+
+        if self.pruned is None:
+            raise UserFacingError(NOT_PRUNED)
+        return unmasked(tl.tensor_state(self.pruned))
 
     def work_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {
