@@ -24,11 +24,13 @@ def lesson_step(key: str) -> float:
     """The loss of the first training step of lesson ``key`` (default settings, seed 0)."""
     import math
 
+    from studio.pipelines.train.base import step_loss
     from studio.pipelines.train.registry import lesson_class
 
     cls = lesson_class(key)
     trainer = cls(cls.validate_config(), seed=0)
-    loss = float(trainer.step().get("loss", float("nan")))
+    found = step_loss(trainer.step())
+    loss = float("nan") if found is None else found
     if not math.isfinite(loss):
         raise CheckFailed(f"{key}: the first step's loss is {loss}")
     return loss

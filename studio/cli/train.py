@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     settings = _parse_settings(args.settings)
     if args.data is not None:
         settings.update(dataset="folder", data_folder=str(args.data))
-    from studio.pipelines.train.base import InvalidParameter, TrainingDiverged
+    from studio.pipelines.train.base import InvalidParameter, TrainingDiverged, step_loss
     from studio.pipelines.train.registry import lesson, lesson_class
 
     try:  # a misspelt name is answered before torch is imported
@@ -238,8 +238,7 @@ def run(args: argparse.Namespace) -> int:
     _save_accelerate(trainer, run_.path)
     if args.export is not None and code == 0:
         code = _export(trainer, args.export, loaded.settings)
-    # a lesson in its warm-up (dpo) reports that phase's loss
-    loss = last.get("loss", next((v for k, v in last.items() if k.endswith("loss")), None))
+    loss = step_loss(last)  # a lesson in its warm-up (dpo) reports that phase's loss
     if args.json:
         print(json.dumps({"run": str(run_.path), "steps": trainer.step_count,
                           "loss": loss}), flush=True)

@@ -26,7 +26,12 @@ _DTYPES = {"F16": "fp16", "BF16": "bf16", "F32": "fp32", "F64": "fp64", "F8_E4M3
 _LORA_MARKERS = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.", ".lora.down.", ".lora.up.",
                  "lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
 _LYCORIS_MARKERS = (".hada_w1_a", ".lokr_w1", ".hada_w2_a", ".lokr_w2")
-_TO_K = re.compile(r"attn2[._]to_k.*(lora_down|lora_A|lora\.down)")
+_TO_K = re.compile(r"attn2[._](processor[._])?to_k.*(lora_down|lora_A|lora\.down)")
+#: the attention-processor layout diffusers' training scripts wrote until 2024
+#: (``….attn2.processor.to_k_lora.down.weight``, ``….q_proj.lora_linear_layer.down.weight``)
+OLD_DIFFUSERS = "diffusers (2023)"
+_OLD_DIFFUSERS_KEY = re.compile(r"\.processor\.to_(q|k|v|out)_lora\.(down|up)\.weight$"
+                                r"|_proj\.lora_linear_layer\.(down|up)\.weight$")
 
 
 @dataclass(frozen=True)
@@ -93,10 +98,13 @@ def lora_base(header: dict[str, Any]) -> tuple[str, str]:
 
 
 def is_lora_header(header: dict[str, Any]) -> str:
-    """'kohya', 'diffusers' or 'LyCORIS' when the header is a LoRA's, else ''."""
+    """'kohya', 'diffusers', 'diffusers (2023)' or 'LyCORIS' when the header is a LoRA's, else
+    ''."""
     keys = [k for k in header if k != "__metadata__"]
     if any(m in k for k in keys for m in _LYCORIS_MARKERS):
         return "LyCORIS"
+    if any(_OLD_DIFFUSERS_KEY.search(k) for k in keys):
+        return OLD_DIFFUSERS
     if any(k.startswith(("lora_unet_", "lora_te")) for k in keys):
         return "kohya"
     if any(m in k for k in keys for m in _LORA_MARKERS):

@@ -415,15 +415,43 @@ def _first_line(exc: BaseException) -> str:
     return (lines[0] if lines else exc.__class__.__name__)[:240]
 
 
+def convert_old_diffusers(state: dict[str, Any]) -> dict[str, Any]:
+    """A LoRA in the attention-processor layout diffusers' training scripts wrote until 2024
+    (``[unet.]….attn1.processor.to_q_lora.down.weight``, text encoder ``….q_proj.lora_linear_
+    layer.down.weight``) in the PEFT layout ``load_lora_weights`` reads today (``unet.….to_q.
+    lora_A.weight``), which no longer converts it (it loads nothing). Those LoRAs had no alpha:
+    the update is ``up @ down`` at scale 1, which PEFT gives with alpha = rank."""
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        match = re.search(r"^(.*)\.processor\.to_(q|k|v|out)_lora\.(down|up)\.weight$", key)
+        if match:
+            base, proj, side = match.groups()
+            base = base if base.startswith("unet.") else f"unet.{base}"
+            target = "to_out.0" if proj == "out" else f"to_{proj}"
+            out[f"{base}.{target}.lora_{'A' if side == 'down' else 'B'}.weight"] = value
+            continue
+        match = re.search(r"^(.*_proj)\.lora_linear_layer\.(down|up)\.weight$", key)
+        if match:
+            base, side = match.groups()
+            base = base if base.startswith("text_encoder") else f"text_encoder.{base}"
+            out[f"{base}.lora_{'A' if side == 'down' else 'B'}.weight"] = value
+            continue
+        out[key] = value
+    return out
+
+
 def _load_one(pipe: Any, choice: LoraChoice, adapter: str, family: str,
               model_name: str) -> None:
-    from studio.library.classify import is_lora_header, lora_base
+    from studio.library.classify import OLD_DIFFUSERS, is_lora_header, lora_base
     from studio.library.safe_load import load_state_dict
 
-    if choice.path.suffix.lower() == ".safetensors":
-        source: Any = str(choice.path.parent)
-        kwargs: dict[str, Any] = {"weight_name": choice.path.name, "local_files_only": True,
-                                  "use_safetensors": True}
+    if choice.format == OLD_DIFFUSERS:
+        source: Any = convert_old_diffusers(load_state_dict(choice.path))
+        kwargs: dict[str, Any] = {}
+    elif choice.path.suffix.lower() == ".safetensors":
+        source = str(choice.path.parent)
+        kwargs = {"weight_name": choice.path.name, "local_files_only": True,
+                  "use_safetensors": True}
     else:
         source = load_state_dict(choice.path)  # weights_only: refuses files that need code
         header = {k: {"shape": list(getattr(v, "shape", []))} for k, v in source.items()}
@@ -433,6 +461,8 @@ def _load_one(pipe: Any, choice: LoraChoice, adapter: str, family: str,
                                   "its weights have no LoRA layers.")
         choice.family = lora_base(header)[0]
         _check_family(choice, family, model_name)
+        if choice.format == OLD_DIFFUSERS:
+            source = convert_old_diffusers(source)
         kwargs = {}
     label = FAMILY_LABELS.get(family, "Stable Diffusion")
     try:

@@ -250,6 +250,14 @@ def out_of_memory_advice(cls: type[Trainer], config: Mapping[str, Any]) -> str:
             f"{' or a smaller '.join(offers)}, or close other programs.")
 
 
+def step_loss(metrics: dict[str, Any]) -> float | None:
+    """A step's loss: ``loss``, else the first ``…loss`` it reports (dpo's warm-up reports
+    ``sft_loss``); None when it reports none."""
+    if "loss" in metrics:
+        return float(metrics["loss"])
+    return next((float(v) for k, v in metrics.items() if k.endswith("loss")), None)
+
+
 def check_loss(value: float, step: int, limit: float = 1e6) -> None:
     """Raise TrainingDiverged with an actionable message for a NaN/inf or exploding loss."""
     if not math.isfinite(value):

@@ -47,7 +47,7 @@ from studio.pipelines.cyclegan.model import GeneratorSpec, build_generator
 from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, check_loss
 from studio.pipelines.train.cnn import (
-    ImageLesson,
+    ImageDataLesson,
     accelerator,
     plain_loop,
     schedule_specs,
@@ -293,7 +293,8 @@ class CycleGANTrainer(AdversarialLesson):
         have), and that both folders are chosen when the domains are folders."""
         from studio.pipelines.train.image_data import check_source
 
-        config = super(ImageLesson, cls).validate_config(overrides)
+        # past the image lessons' data-set check (ImageDataLesson): the base's knob checks only
+        config = super(ImageDataLesson, cls).validate_config(overrides)
         size, layers = int(config["image_size"]), int(config["d_layers"])
         if size >> layers < 3:  # the last two 4×4 convs need a 3×3 map to leave a score
             most = max(n for n in range(1, 4) if size >> n >= 3)
