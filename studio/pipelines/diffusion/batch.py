@@ -290,6 +290,9 @@ def step_callback(request: Any, index: int, previewer: Any, progress: ProgressSi
             latents = p._unpack_latents(latents, request.height, request.width,
                                         p.vae_scale_factor)
         preview = previewer(step, total, latents)
+        keep = getattr(previewer, "keep", None)  # the denoising timeline (also read-only)
+        if keep is not None:
+            keep(index, step, total, latents, preview, getattr(p, "scheduler", None), timestep)
         progress(index * total + step, request.count * total, preview)
         if conditioning is not None:
             kwargs.update(conditioning.update(p, step_index))

@@ -96,6 +96,7 @@ class Txt2ImgService(DiffusersService):
 
         call = prepare_call(pipe, entry, request, settings, paths, device, dtype,
                             progress=progress)
+        call.previewer.keep_timelines(settings.timeline_frames)  # bounded, see media.timeline
         warnings = list(call.loras.warnings) + list(call.prompt.warnings)
         if entry.format == "single-file" and call.family == "sd2":
             warnings.append(SD2_SINGLE_FILE_NOTE)
@@ -117,6 +118,9 @@ class Txt2ImgService(DiffusersService):
             extra = {**hires_infotext(request), **extra}
 
         def save(index: int, seed: int, image: Any) -> GeneratedImage:
+            timeline = call.previewer.take_timeline(index)
+            if timeline is not None:
+                timeline.finish(image)
             path, parameters = outputs.save_txt2img_image(
                 image, request, seed, paths.outputs_dir, model_name=entry.name,
                 model_hash=hash_, sampler=call.sampler, schedule_type=call.schedule_type,
@@ -124,7 +128,7 @@ class Txt2ImgService(DiffusersService):
                 dated=paths.dated_outputs)
             return GeneratedImage(request=request, seed=seed, index=index, path=path,
                                   image=image, parameters=parameters, warnings=list(warnings),
-                                  loras=call.loras.used())
+                                  loras=call.loras.used(), timeline=timeline)
 
         return run_batch(request, render, save, progress, cancel)
 

@@ -1,0 +1,200 @@
+"""The denoising timeline: a bounded, evenly thinned film of each image's step previews, kept by
+txt2img (every family's previews; the image itself unchanged), saved as GIF/APNG, walked by the
+Generate scrubber and written by ``studio generate --timeline``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken
+from studio.core.requests import Txt2ImgRequest
+from studio.media.timeline import (
+    FILM_SIDE,
+    STEP_SIDE,
+    Timeline,
+    default_film_path,
+    film_path_problem,
+    save_film,
+)
+from studio.pipelines.diffusion.txt2img import Txt2ImgService
+from tests.fixtures.sinks import RecordingSink
+
+
+def _frame(value: int, size: int = 8) -> np.ndarray:
+    return np.full((size, size, 3), value % 256, dtype=np.uint8)
+
+
+def _run(timeline: Timeline, steps: int, start: int = 1) -> None:
+    for step in range(start, steps + 1):
+        timeline.offer(step, steps, _frame(step), timestep=1000 - step, sigma=1.0 / step)
+
+
+# -- bounding and thinning ------------------------------------------------------------------
+def test_short_runs_keep_every_step_and_the_finished_image():
+    timeline = Timeline(limit=60)
+    _run(timeline, 20)
+    timeline.finish(Image.new("RGB", (40, 30), "red"))
+    frames = timeline.frames
+    assert [f.step for f in frames[:-1]] == list(range(1, 21))
+    assert frames[-1].final and frames[-1].image.shape == (30, 40, 3)
+    assert frames[4].describe() == "Step 5 of 20 · timestep 995 · σ 0.2"
+    assert frames[-1].describe() == "The finished image"
+
+
+@pytest.mark.parametrize("steps", [61, 150, 1000])
+def test_long_runs_are_thinned_evenly_within_the_limit(steps):
+    timeline = Timeline(limit=60)
+    _run(timeline, steps)
+    timeline.finish(_frame(0, 16))
+    frames = timeline.frames
+    assert len(frames) <= 60
+    assert len(frames) >= 60 // 2 - 2
+    steps_kept = [f.step for f in frames[:-1]]
+    assert steps_kept[0] == 1 and steps_kept[-1] == steps  # first and last step always
+    gaps = {b - a for a, b in zip(steps_kept[:-1], steps_kept[1:], strict=True)}
+    assert len(gaps - {max(gaps)}) <= 1  # one stride, the last step's gap may be shorter
+    assert max(gaps) == timeline.stride
+
+
+def test_a_picture_is_only_made_for_a_kept_step():
+    timeline = Timeline(limit=4)
+    made = []
+
+    def picture(step):
+        def make():
+            made.append(step)
+            return _frame(step)
+        return make
+
+    for step in range(1, 17):
+        timeline.offer(step, 16, picture(step))
+    assert len(made) < 16 and made[-1] == 16
+    assert [f.step for f in timeline.frames] == sorted({f.step for f in timeline.frames})
+    assert len(timeline) <= 4
+
+
+def test_frames_are_small_copies():
+    timeline = Timeline()
+    big = np.zeros((1024, 768, 3), dtype=np.uint8)
+    timeline.offer(1, 2, big)
+    big[:] = 255  # the caller's buffer may be reused
+    timeline.finish(np.zeros((2048, 2048, 3), dtype=np.uint8))
+    step, final = timeline.frames
+    assert max(step.image.shape[:2]) == STEP_SIDE and step.image.max() == 0
+    assert final.image.shape == (FILM_SIDE, FILM_SIDE, 3)
+
+
+def test_a_second_pass_is_labelled_and_steps_without_a_picture_do_not_count():
+    timeline = Timeline()
+    for step in range(1, 5):  # TAESD every 2nd step
+        timeline.offer(step, 4, _frame(step) if step % 2 == 0 else None)
+    _run(timeline, 3)  # the hires pass starts again at step 1
+    stages = [(f.stage, f.step) for f in timeline.frames]
+    assert stages == [(1, 2), (1, 4), (2, 1), (2, 2), (2, 3)]
+    assert timeline.frames[-1].describe().startswith("Hires pass · step 3 of 3")
+
+
+# -- the film --------------------------------------------------------------------------------
+@pytest.mark.parametrize("suffix", [".gif", ".png"])
+def test_film_has_every_frame_at_one_size(tmp_path, suffix):
+    timeline = Timeline()
+    _run(timeline, 5)
+    timeline.finish(Image.new("RGB", (24, 16), "blue"))
+    path = save_film(timeline.frames, tmp_path / f"film{suffix}")
+    with Image.open(path) as film:
+        assert getattr(film, "n_frames", 1) == 6
+        assert film.size == (24, 16)
+        if suffix == ".png":
+            assert film.format == "PNG" and film.is_animated
+
+
+def test_film_path_must_be_gif_or_png(tmp_path):
+    assert film_path_problem(tmp_path / "a.gif") == ""
+    assert "gif or .png" in film_path_problem(tmp_path / "a.mp4")
+    with pytest.raises(ValueError, match="gif or .png"):
+        save_film([], tmp_path / "a.jpg")
+    assert default_film_path(tmp_path / "00012-5.png") == tmp_path / "00012-5.timeline.gif"
+
+
+# -- from a tiny SD run ---------------------------------------------------------------------
+def _generate(model, preview_mode="off", frames=60, **fields):
+    settings = Settings(device="cpu", precision="fp32", preview_mode=preview_mode,
+                        timeline_frames=frames)
+    service = Txt2ImgService(lambda: settings, default_paths)
+    request = Txt2ImgRequest(model=str(model), prompt="a red barn", width=32, height=32,
+                             seed=3, **{"steps": 4, **fields})
+    return service.run(request, RecordingSink(), CancelToken())
+
+
+def test_txt2img_keeps_a_timeline_per_image_and_the_same_image(tiny_sd15_dir):
+    with_film = _generate(tiny_sd15_dir, scheduler="euler", count=2)
+    without = _generate(tiny_sd15_dir, frames=0, scheduler="euler", count=2)
+    for kept, plain in zip(with_film, without, strict=True):
+        assert np.array_equal(np.asarray(kept.image), np.asarray(plain.image))
+        assert plain.timeline is None
+        frames = kept.timeline.frames
+        assert [f.step for f in frames] == [1, 2, 3, 4, 4] and frames[-1].final
+        assert frames[0].image.shape == (4, 4, 3)  # the fast latent→RGB picture, previews off
+        sigmas = [f.sigma for f in frames[:-1]]
+        assert sigmas == sorted(sigmas, reverse=True) and sigmas[-1] == 0.0
+        assert all(f.timestep is not None for f in frames[:-1])
+    assert not np.array_equal(with_film[0].timeline.frames[0].image,
+                              with_film[1].timeline.frames[0].image)
+
+
+def test_ddim_noise_levels_come_from_the_alphas(tiny_sd15_dir):
+    (result,) = _generate(tiny_sd15_dir, scheduler="ddim", steps=3)
+    sigmas = [f.sigma for f in result.timeline.frames[:-1]]
+    assert all(s is not None for s in sigmas) and sigmas[-1] == 0.0
+    assert sigmas == sorted(sigmas, reverse=True)
+
+
+def test_hires_fix_films_both_passes(tiny_sd15_dir):
+    (result,) = _generate(tiny_sd15_dir, preview_mode="fast", steps=2, scheduler="euler", hires=True,
+                          hires_scale=2.0, hires_steps=2, hires_denoise=1.0,
+                          hires_upscaler="Lanczos")
+    frames = result.timeline.frames
+    assert [f.stage for f in frames] == [1, 1, 2, 2, 0]
+    assert frames[-1].image.shape == (64, 64, 3)
+
+
+# -- studio generate --timeline ---------------------------------------------------------------
+def _cli(model, tmp_path, *extra):
+    from tests.fixtures.cli_run import studio_in_process
+
+    return studio_in_process("generate", "--model", str(model), "--prompt", "a red barn",
+                             "--steps", "3", "--width", "32", "--height", "32", "--seed", "1",
+                             "--scheduler", "euler", "--out", str(tmp_path / "pics"), "--json",
+                             *extra)
+
+
+def test_cli_timeline_beside_each_image_and_into_a_file(tiny_sd15_dir, tmp_path):
+    import json
+
+    out = _cli(tiny_sd15_dir, tmp_path, "--count", "2", "--timeline")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    for row in rows:
+        film = Path(row["timeline"])
+        assert film == default_film_path(Path(row["path"]))
+        with Image.open(film) as gif:
+            assert gif.format == "GIF" and gif.n_frames == 4  # 3 steps and the image
+
+    named = _cli(tiny_sd15_dir, tmp_path, "--timeline", str(tmp_path / "film.png"))
+    assert named.returncode == 0, named.stderr
+    assert json.loads(named.stdout)["timeline"] == str(tmp_path / "film.png")
+    with Image.open(tmp_path / "film.png") as apng:
+        assert apng.is_animated and apng.n_frames == 4
+
+
+def test_cli_timeline_bad_file_is_a_usage_error(tiny_sd15_dir, tmp_path):
+    out = _cli(tiny_sd15_dir, tmp_path, "--timeline", str(tmp_path / "film.mp4"))
+    assert out.returncode == 2 and "film.mp4: a timeline is saved as .gif or .png" in out.stderr
+    out = _cli(tiny_sd15_dir, tmp_path, "--timeline", str(tmp_path / "nowhere" / "film.gif"))
+    assert out.returncode == 2 and "does not exist" in out.stderr
+    assert not (tmp_path / "pics").exists() or not any((tmp_path / "pics").iterdir())
