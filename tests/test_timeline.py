@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from PySide6.QtCore import Qt
 
 from studio.core.config import Settings, default_paths
 from studio.core.jobs import CancelToken
@@ -23,6 +24,7 @@ from studio.media.timeline import (
 )
 from studio.pipelines.diffusion.txt2img import Txt2ImgService
 from tests.fixtures.sinks import RecordingSink
+from tests.test_gui_panels_generate import ctx  # noqa: F401 - the Generate panel's fixture
 
 
 def _frame(value: int, size: int = 8) -> np.ndarray:
@@ -198,3 +200,98 @@ def test_cli_timeline_bad_file_is_a_usage_error(tiny_sd15_dir, tmp_path):
     out = _cli(tiny_sd15_dir, tmp_path, "--timeline", str(tmp_path / "nowhere" / "film.gif"))
     assert out.returncode == 2 and "does not exist" in out.stderr
     assert not (tmp_path / "pics").exists() or not any((tmp_path / "pics").iterdir())
+
+
+# -- the Generate scrubber ------------------------------------------------------------------
+class _Filming:
+    """A progress sink that gives each finished image a timeline of its steps (frame k is
+    shade 40·k), as txt2img does."""
+
+    def __init__(self, progress):
+        self._progress = progress
+
+    def __call__(self, step, total, preview=None):
+        self._progress(step, total, preview)
+
+    def message(self, text):
+        self._progress.message(text)
+
+    def partial(self, result):
+        steps = result.request.steps
+        timeline = Timeline()
+        for step in range(1, steps + 1):
+            timeline.offer(step, steps, _frame(40 * step), 1000 - 100 * step, 10.0 / step)
+        timeline.finish(result.image)
+        result.timeline = timeline
+        self._progress.partial(result)
+
+
+@pytest.fixture
+def filming_panel(qtbot, ctx):  # noqa: F811 - ctx is the Generate panel tests' fixture
+    from tests.test_gui_panels_generate import FakeTxt2Img, fill, make_panel
+
+    fake = FakeTxt2Img(ctx.paths.outputs_dir)
+    ctx.bridge.engine.register("txt2img", lambda r, p, c: fake(r, _Filming(p), c))
+    panel = make_panel(qtbot, ctx)
+    fill(panel, steps=4, size=(64, 64))
+    return panel
+
+
+def _shown_colour(panel):
+    view = panel.preview.view
+    image = view._item.pixmap().toImage()
+    return image.size().toTuple(), image.pixelColor(32, 32).getRgb()[:3]
+
+
+@pytest.mark.gui
+def test_scrubber_walks_the_frames_of_the_shown_image(qtbot, filming_panel, tmp_path):
+    panel = filming_panel
+    assert panel.timeline.isHidden()
+    with qtbot.waitSignal(panel.jobFinished, timeout=10_000):
+        job = panel.generate()
+    scrubber = panel.timeline
+    assert scrubber.isVisible() and len(scrubber.frames) == 5
+    assert scrubber.caption_text() == "Frame 5 of 5 · The finished image"
+    result = job.snapshot.partials[0]
+    assert result.timeline is None  # the panel holds it, not the job or the strip
+    finished = _shown_colour(panel)
+
+    scrubber.show_frame(1)
+    assert scrubber.caption_text() == "Frame 2 of 5 · Step 2 of 4 · timestep 800 · σ 5"
+    assert _shown_colour(panel) == ((64, 64), (80, 80, 80))  # frame 2, at the image's size
+    qtbot.mouseClick(scrubber.back, Qt.MouseButton.LeftButton)
+    assert scrubber.index == 0 and not scrubber.back.isEnabled()
+    assert _shown_colour(panel)[1] == (40, 40, 40)
+    scrubber.show_frame(4)
+    assert _shown_colour(panel) == finished
+
+    with qtbot.waitSignal(scrubber.saved, timeout=10_000) as saved:
+        scrubber.save_to(tmp_path / "film.gif")
+    assert saved.args[0] == tmp_path / "film.gif"
+    assert "Timeline saved" in panel.preview.status.text()
+    with Image.open(tmp_path / "film.gif") as gif:
+        assert gif.n_frames == 5
+    with qtbot.waitSignal(scrubber.failed, timeout=2000) as failed:
+        scrubber.save_to(tmp_path / "film.mp4")
+    assert "gif or .png" in failed.args[0] and panel.preview.error_card.isVisible()
+
+
+@pytest.mark.gui
+def test_scrubber_follows_the_image_chosen_in_the_strip(qtbot, filming_panel):
+    from studio.ui.panels.generate.timeline import TimelineStore
+
+    panel = filming_panel
+    for steps in (4, 2):
+        panel.controls.steps.setValue(steps)
+        with qtbot.waitSignal(panel.jobFinished, timeout=10_000):
+            panel.generate()
+    assert len(panel.timeline.frames) == 3  # the newest image: 2 steps and the image
+    older = panel.strip.item(0)
+    rect = panel.strip.visualItemRect(older)
+    qtbot.mouseClick(panel.strip.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert panel.timeline.isVisible() and len(panel.timeline.frames) == 5
+
+    store = TimelineStore(limit=3)  # only the last few images keep theirs
+    for n in range(5):
+        store.add(f"/img/{n}.png", n)
+    assert len(store) == 3 and store.get("/img/1.png") is None and store.get("/img/4.png") == 4
