@@ -128,8 +128,8 @@ def _generate(model, preview_mode="off", frames=60, **fields):
     settings = Settings(device="cpu", precision="fp32", preview_mode=preview_mode,
                         timeline_frames=frames)
     service = Txt2ImgService(lambda: settings, default_paths)
-    request = Txt2ImgRequest(model=str(model), prompt="a red barn", width=32, height=32,
-                             seed=3, **{"steps": 4, **fields})
+    request = Txt2ImgRequest(model=str(model), prompt="a red barn", seed=3,
+                             **{"steps": 4, "width": 32, "height": 32, **fields})
     return service.run(request, RecordingSink(), CancelToken())
 
 
@@ -147,6 +147,18 @@ def test_txt2img_keeps_a_timeline_per_image_and_the_same_image(tiny_sd15_dir):
         assert all(f.timestep is not None for f in frames[:-1])
     assert not np.array_equal(with_film[0].timeline.frames[0].image,
                               with_film[1].timeline.frames[0].image)
+
+
+@pytest.mark.parametrize("family", ["sdxl", "sd3", "flux"])
+def test_every_family_films_its_steps(request, family):
+    model = request.getfixturevalue(f"tiny_{family}_dir")
+    (result,) = _generate(model, steps=2, width=64, height=64, cfg=1.0)
+    frames = result.timeline.frames
+    assert [f.step for f in frames] == [1, 2, 2] and frames[-1].final
+    assert frames[0].image.shape == (8, 8, 3)  # FLUX's packed latents unpacked first
+    assert frames[-1].image.shape == (64, 64, 3)
+    sigmas = [f.sigma for f in frames[:-1]]
+    assert sigmas[0] > sigmas[1] == 0.0
 
 
 def test_ddim_noise_levels_come_from_the_alphas(tiny_sd15_dir):
