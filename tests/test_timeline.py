@@ -307,3 +307,9 @@ def test_scrubber_follows_the_image_chosen_in_the_strip(qtbot, filming_panel):
     for n in range(5):
         store.add(f"/img/{n}.png", n)
     assert len(store) == 3 and store.get("/img/1.png") is None and store.get("/img/4.png") == 4
+
+
+def test_the_setting_is_bounded_and_zero_keeps_none():
+    assert Settings(timeline_frames=999).validated().timeline_frames == 60
+    assert Settings(timeline_frames=-1).validated().timeline_frames == 60
+    assert Settings(timeline_frames=0).validated().timeline_frames == 0

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_FRAMES = 60  # what Settings.timeline_frames starts at
-MAX_FRAMES = 240
+from studio.core.config import TIMELINE_FRAMES as DEFAULT_FRAMES
+from studio.core.config import TIMELINE_MAX_FRAMES as MAX_FRAMES
+
 STEP_SIDE = 256  # a step frame's longest side at most (fast previews are 1/8 size anyway)
 FILM_SIDE = 512  # the finished image's frame, and so the film, at most this on its longest side
 FRAME_MS = 80
