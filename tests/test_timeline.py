@@ -268,14 +268,18 @@ def test_scrubber_walks_the_frames_of_the_shown_image(qtbot, filming_panel, tmp_
     assert result.timeline is None  # the panel holds it, not the job or the strip
     finished = _shown_colour(panel)
 
+    caption = panel.preview.status.text()
+    assert caption.startswith("Seed ")
     scrubber.show_frame(1)
     assert scrubber.caption_text() == "Frame 2 of 5 · Step 2 of 4 · timestep 800 · σ 5"
+    assert panel.preview.status.text() == scrubber.caption_text()  # the status line says it
+    assert scrubber.counter.text() == "2/5"
     assert _shown_colour(panel) == ((64, 64), (80, 80, 80))  # frame 2, at the image's size
     qtbot.mouseClick(scrubber.back, Qt.MouseButton.LeftButton)
     assert scrubber.index == 0 and not scrubber.back.isEnabled()
     assert _shown_colour(panel)[1] == (40, 40, 40)
     scrubber.show_frame(4)
-    assert _shown_colour(panel) == finished
+    assert _shown_colour(panel) == finished and panel.preview.status.text() == caption
 
     with qtbot.waitSignal(scrubber.saved, timeout=10_000) as saved:
         scrubber.save_to(tmp_path / "film.gif")

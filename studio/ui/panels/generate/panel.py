@@ -106,6 +106,7 @@ class GeneratePanel(QWidget):
         self.timeline = TimelineScrubber()
         self._timelines = TimelineStore()
         self._shown_image = QImage()
+        self._shown_caption = ""
         self.strip = ResultsStrip()
         self.empty = NoModelsState()
         self._build()
@@ -436,16 +437,19 @@ class GeneratePanel(QWidget):
             return
         self._displayed_path = str(result.path) if result.path else None
         self.preview.show_image(image, caption, list(result.warnings))
-        self._shown_image = image
+        self._shown_image, self._shown_caption = image, caption
         self.timeline.set_timeline(self._timelines.get(result.path), result.path)
 
-    def _scrub(self, frame: Any) -> None:
-        """Show a frame of the shown image's timeline in its place (the last: the image)."""
+    def _scrub(self, frame: Any, caption: str) -> None:
+        """Show a frame of the shown image's timeline in its place, and which it is in the
+        status line (the last frame: the image and its own caption again)."""
         if self._shown_image.isNull():
             return
         if frame.final:
             self.preview.view.set_image(self._shown_image, keep_view=True)
+            self.preview.show_status(self._shown_caption)
             return
+        self.preview.show_status(caption)
         try:
             image = preview_to_qimage(frame.image, self._shown_image.width(),
                                       self._shown_image.height())

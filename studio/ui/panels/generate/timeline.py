@@ -1,8 +1,9 @@
 """The denoising timeline under the finished image: a scrubber through its kept step previews.
 
-One row: ◀ / ▶ and a slider walk the frames (arrow keys, Home/End on the slider too), a label
-says which ("Frame 12 of 31 · Step 12 of 30 · timestep 541 · σ 2.31"; the last frame is the
-finished image), and "Save as GIF/APNG…" writes the film (studio.media.timeline.save_film) off
+One row: ◀ / ▶ and a slider walk the frames (arrow keys, Home/End on the slider too); each move
+says which frame it is ("Frame 12 of 31 · Step 12 of 30 · timestep 541 · σ 2.31"; the last
+frame is the finished image) for the panel to show in the status line above, which has the
+whole width even with the queue open; "Save as GIF/APNG…" writes the film (studio.media.timeline.save_film) off
 the GUI thread, beside the image unless the user picks another place. The row is only shown
 for an image that has a timeline (txt2img with Settings.timeline_frames above 0); the panel
 keeps the timelines of its last few images only (:data:`KEPT`), in memory.
@@ -56,10 +57,11 @@ class TimelineStore:
 
 
 class TimelineScrubber(QWidget):
-    """The scrubber row. ``frameChosen(frame)`` (a TimelineFrame) when the user moves it;
+    """The scrubber row. ``frameChosen(frame, caption)`` (a TimelineFrame, and the sentence
+    that says which) when the user moves it;
     ``saved(path)`` / ``failed(sentence)`` after "Save as GIF/APNG…"."""
 
-    frameChosen = Signal(object)
+    frameChosen = Signal(object, str)
     saved = Signal(object)
     failed = Signal(str)
 
@@ -68,23 +70,23 @@ class TimelineScrubber(QWidget):
         self.setObjectName("timelineScrubber")
         self._calls = Calls(self)
         self._frames: list[Any] = []
+        self._caption = ""
         self._image_path: Path | None = None
         self.title = QLabel("Timeline")
         self.title.setProperty("muted", True)
+        self.counter = QLabel()  # "12/31"
+        self.counter.setProperty("muted", True)
         self.back = QToolButton()
         self.back.setText("◀")
         self.back.setToolTip("The step before (or ← on the slider)")
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setMinimum(0)
         self.slider.setPageStep(5)
+        self.slider.setMinimumWidth(60)
         self.slider.setToolTip("Walk through the denoising, from noise to the finished image")
         self.forward = QToolButton()
         self.forward.setText("▶")
         self.forward.setToolTip("The step after (or → on the slider)")
-        self.caption = QLabel()
-        self.caption.setObjectName("timelineCaption")
-        self.caption.setMinimumWidth(self.caption.fontMetrics().horizontalAdvance(
-            "Frame 60 of 60 · Hires pass · step 150 of 150 · timestep 999 · σ 14.6") // 2)
         self.save_button = QPushButton("Save as GIF/APNG…")
         self.save_button.setToolTip("Write the timeline as a looping film (GIF, or PNG for an "
                                     "animated PNG), beside the image unless you pick another "
@@ -96,7 +98,8 @@ class TimelineScrubber(QWidget):
         row.addWidget(self.back)
         row.addWidget(self.slider, 2)
         row.addWidget(self.forward)
-        row.addWidget(self.caption, 3)
+        row.addWidget(self.counter)
+        row.addSpacing(6)
         row.addWidget(self.save_button)
         self.back.clicked.connect(lambda: self.slider.setValue(self.slider.value() - 1))
         self.forward.clicked.connect(lambda: self.slider.setValue(self.slider.value() + 1))
@@ -118,6 +121,7 @@ class TimelineScrubber(QWidget):
         self.slider.setMaximum(len(frames) - 1)
         self.slider.setValue(len(frames) - 1)
         self.slider.blockSignals(False)
+        self._caption = ""
         self._update_caption()
         self.save_button.setEnabled(True)
         self.show()
@@ -138,19 +142,22 @@ class TimelineScrubber(QWidget):
         self.slider.setValue(index)
 
     def caption_text(self) -> str:
-        return self.caption.text()
+        """Which frame is shown: "Frame 2 of 5 · Step 2 of 4 · timestep 800 · σ 5"."""
+        return self._caption
 
     @Slot(int)
     def _moved(self, index: int) -> None:
         if not self._frames:
             return
         self._update_caption()
-        self.frameChosen.emit(self._frames[index])
+        self.frameChosen.emit(self._frames[index], self._caption)
 
     def _update_caption(self) -> None:
         index = self.slider.value()
         frame = self._frames[index]
-        self.caption.setText(f"Frame {index + 1} of {len(self._frames)} · {frame.describe()}")
+        self._caption = f"Frame {index + 1} of {len(self._frames)} · {frame.describe()}"
+        self.counter.setText(f"{index + 1}/{len(self._frames)}")
+        self.counter.setToolTip(self._caption)
         self.back.setEnabled(index > 0)
         self.forward.setEnabled(index < len(self._frames) - 1)
 
