@@ -236,11 +236,14 @@ def run(args: argparse.Namespace) -> int:
     _save_accelerate(trainer, run_.path)
     if args.export is not None and code == 0:
         code = _export(trainer, args.export, loaded.settings)
+    # a lesson in its warm-up (dpo) reports that phase's loss
+    loss = last.get("loss", next((v for k, v in last.items() if k.endswith("loss")), None))
     if args.json:
         print(json.dumps({"run": str(run_.path), "steps": trainer.step_count,
-                          "loss": last.get("loss")}), flush=True)
+                          "loss": loss}), flush=True)
     elif code == 0:
-        print(f"done: {count_of(trainer.step_count, 'step')}, loss {last.get('loss', float('nan')):.4g}; "
+        print(f"done: {count_of(trainer.step_count, 'step')}, "
+              f"loss {float('nan') if loss is None else loss:.4g}; "
               f"run saved in {run_.path}", file=sys.stderr, flush=True)
     return code
 

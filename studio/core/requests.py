@@ -70,6 +70,9 @@ class Txt2ImgRequest:
     hires_upscaler: str = "Latent"
     hires_steps: int = 0
     hires_denoise: float = 0.7
+    # ControlNets guiding the image (studio.core.control): [{"model", "image", "preprocess",
+    # "weight", "start", "end"}, ...]
+    controlnets: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def hires_size(self) -> tuple[int, int]:
         """The hires pass's size: width and height times the scale, rounded down to multiples
@@ -105,6 +108,10 @@ class Txt2ImgRequest:
             raise ValueError(f"Unknown scheduler {self.scheduler!r}; choose one of: "
                              + ", ".join(SCHEDULERS))
         validate_loras(self.loras)
+        if self.controlnets:
+            from studio.core.control import units
+
+            units(self.controlnets)
 
     def validate_hires(self) -> None:
         """The hires fix's fields, each with the sentence that says how to fix it."""

@@ -28,6 +28,8 @@ from studio.library.classify import (
     is_taesd_folder,
     unknown_folder_reason,
 )
+from studio.library.controlnets import ControlNetEntry, find_controlnets, is_controlnet_folder
+from studio.library.controlnets import entry_for_folder as controlnet_entry_for_folder
 from studio.library.cyclegan_models import SUFFIXES as CYCLEGAN_SUFFIXES
 from studio.library.cyclegan_models import find_cyclegan_models, group_models, looks_like_generator
 from studio.library.hf_cache import hf_cache_repos, hf_loose_files, one_hf_cache_scan
@@ -43,12 +45,13 @@ from studio.library.upscalers import UpscalerFile, find_upscalers, looks_like_up
 
 log = logging.getLogger(__name__)
 
-KINDS = ("image", "gan", "ddpm", "transform", "upscaler", "chat", "preview", "lora", "embedding",
-         "unknown")
+KINDS = ("image", "gan", "ddpm", "transform", "upscaler", "controlnet", "chat", "preview", "lora",
+         "embedding", "unknown")
 KIND_TITLES = {"image": "Image generation", "gan": "GAN (trained in Studio)",
                "ddpm": "Trained diffusion (DDPM)",
                "transform": "Image transform (CycleGAN)",
                "upscaler": "Upscaler (ESRGAN / Real-ESRGAN)",
+               "controlnet": "ControlNet",
                "chat": "Chat", "preview": "Preview decoder (TAESD)", "lora": "LoRA",
                "embedding": "Textual inversion", "unknown": "Unknown"}
 #: Where a model was found. "file" is a file *or folder* added where it is (Add model…,
@@ -189,6 +192,23 @@ def _upscaler_entries(settings: Settings, paths: Paths) -> list[LibraryEntry]:
     return [_upscaler_entry(u) for u in find_upscalers(settings, paths)]
 
 
+_FAMILY_TITLES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+
+
+def _controlnet_entry(c: ControlNetEntry) -> LibraryEntry:
+    files = sorted(c.path.glob("*.safetensors"))
+    fits = _FAMILY_TITLES.get(c.family, "")
+    detail = f"guides {fits} models with a control image" if fits else \
+        "guides image generation with a control image (its base family is unknown)"
+    return LibraryEntry(c.name, "controlnet", c.path, c.source, "diffusers",
+                        _folder_size(c.path), files_precision(files), c.family, c.repo_id, detail,
+                        ("Generate",) if fits else ())
+
+
+def _controlnet_entries(settings: Settings, paths: Paths) -> list[LibraryEntry]:
+    return [_controlnet_entry(c) for c in find_controlnets(settings, paths)]
+
+
 def _roots(settings: Settings, paths: Paths) -> Iterator[tuple[Path, str]]:
     """Folders to walk for what the pickers' scanners do not list, with their source."""
     if paths.models_dir.is_dir():
@@ -318,7 +338,8 @@ def list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
 
 def _list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
     entries = (_image_entries(settings, paths) + _chat_entries(settings, paths)
-               + _cyclegan_entries(settings, paths) + _upscaler_entries(settings, paths))
+               + _cyclegan_entries(settings, paths) + _upscaler_entries(settings, paths)
+               + _controlnet_entries(settings, paths))
     claimed: set[Path] = set()
     for e in entries:
         claimed.add(e.path.resolve())
@@ -367,6 +388,8 @@ def describe_path(path: Path, source: str, paths: Paths) -> LibraryEntry:
     if image is not None:
         return next(e for e in _image_entries_for([image]))
     if path.is_dir():
+        if is_controlnet_folder(path):
+            return _controlnet_entry(controlnet_entry_for_folder(path, source))
         chat = chat_entry_for_folder(path, source)
         if chat is not None:
             return _chat_entry(chat)
@@ -456,6 +479,8 @@ def _cli_use(entry: LibraryEntry, spec: str) -> str:
                     "generate' or 'studio img2img'.",
             "embedding": f"Write its name ({entry.name}) in a prompt of 'studio generate' or "
                          "'studio img2img'.",
+            "controlnet": f"Guide an image with it: 'studio generate --controlnet "
+                          f"{quoted}:IMAGE[:WEIGHT] --control-preprocess canny'.",
             "preview": "Studio uses it for live previews in the window (Settings → Live preview)."
             }.get(entry.kind, "")
 
@@ -504,6 +529,6 @@ def kind_entries(kinds: tuple[str, ...], settings: Settings, paths: Paths) -> li
     ``studio models list`` prints — from the pickers' scanners only (cheaper than
     :func:`list_models`, which also walks every folder for LoRAs and unknowns)."""
     builders = {"image": _image_entries, "chat": _chat_entries, "transform": _cyclegan_entries,
-                "upscaler": _upscaler_entries}
+                "upscaler": _upscaler_entries, "controlnet": _controlnet_entries}
     with one_hf_cache_scan():
         return [e for k in kinds if k in builders for e in builders[k](settings, paths)]

@@ -17,7 +17,7 @@ class PreferenceView(LessonView):
         super().__init__(lesson_key, parent)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.note = QLabel("Answers to the same prompts: before training (the reference) and now.")
+        self.note = QLabel("Answers to the same prompts: before (the reference) and now.")
         self.note.setWordWrap(True)
         self.answers = QTextBrowser()
         self.answers.setOpenLinks(False)
@@ -26,7 +26,7 @@ class PreferenceView(LessonView):
 
     def show_snapshot(self, snapshot: dict[str, Any]) -> None:
         self.note.setText(f"{snapshot.get('data_note', '')} — step {snapshot.get('step', 0)}. "
-                          "Answers to the same prompts: before training and now.")
+                          f"{snapshot.get('phase', '')}")
         rows = []
         for row in snapshot.get("answers", []):
             cells = [html.escape(str(row[k])).replace("\n", "↵")
