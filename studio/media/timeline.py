@@ -185,11 +185,15 @@ def save_film(frames: list[TimelineFrame], path: Path, frame_ms: int = FRAME_MS,
     problem = film_path_problem(path)
     if problem:
         raise ValueError(problem)
+    from PIL import Image
+
     images = film_images(frames)
     durations = [frame_ms] * (len(images) - 1) + [last_ms]
     out = io.BytesIO()
     fmt = FILM_SUFFIXES[path.suffix.lower()]
-    # GIF: each frame gets its own palette; APNG: lossless. Both loop forever.
+    if fmt == "GIF":  # a palette per frame by fast octree: ~100× faster than Pillow's default
+        images = [im.quantize(256, method=Image.Quantize.FASTOCTREE) for im in images]
+    # APNG is lossless. Both loop forever.
     images[0].save(out, format=fmt, save_all=True, append_images=images[1:],
                    duration=durations, loop=0, **({"optimize": False} if fmt == "GIF" else {}))
     return atomic_write_bytes(path, out.getvalue())
