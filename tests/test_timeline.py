@@ -317,3 +317,30 @@ def test_the_setting_is_bounded_and_zero_keeps_none():
     assert Settings(timeline_frames=999).validated().timeline_frames == 60
     assert Settings(timeline_frames=-1).validated().timeline_frames == 60
     assert Settings(timeline_frames=0).validated().timeline_frames == 0
+
+
+def test_a_pass_retried_after_running_out_of_memory_films_once():
+    import torch
+
+    from studio.pipelines.diffusion.previews import Previewer
+
+    previewer = Previewer("off", "sd1")
+    previewer.keep_timelines(60)
+    latents = torch.zeros((1, 4, 2, 2))
+
+    def attempt(steps, upto):
+        for step in range(1, upto + 1):
+            previewer.keep(0, step, steps, latents, None)
+
+    back = previewer.timeline_mark(0)  # as render_image marks before its call
+    attempt(3, 2)  # out of memory at step 2 …
+    back()  # … so the retry starts the film again
+    attempt(3, 3)
+    back = previewer.timeline_mark(0)  # the hires pass, retried the same way
+    attempt(2, 1)
+    back()
+    attempt(2, 2)
+    timeline = previewer.take_timeline(0)
+    assert [(f.stage, f.step) for f in timeline.frames] == [(1, 1), (1, 2), (1, 3), (2, 1),
+                                                            (2, 2)]
+    assert previewer.take_timeline(0) is None  # handed over once

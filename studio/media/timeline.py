@@ -131,6 +131,16 @@ class Timeline:
         self._kept.append((number, frame))
         self._thin()
 
+    def mark(self) -> tuple:
+        """Where the film is now, for :meth:`rewind` (a retried pass starts from here)."""
+        return (list(self._kept), self.offered, self.stage, self._last_step, self.stride)
+
+    def rewind(self, mark: tuple) -> None:
+        """Forget what was offered since ``mark`` (a pass run again after running out of
+        memory films once, not as a pass of its own)."""
+        kept, self.offered, self.stage, self._last_step, self.stride = mark
+        self._kept = list(kept)
+
     def finish(self, image: Any) -> None:
         """Add the finished image (PIL or h×w×3 array) as the last frame."""
         arr = np.asarray(image.convert("RGB")) if hasattr(image, "convert") else np.asarray(image)

@@ -159,6 +159,18 @@ class Previewer:
         t = _number(timestep)
         timeline.offer(step, total, image, t, noise_level(scheduler, t))
 
+    def timeline_mark(self, index: int) -> Any:
+        """A way back to where image ``index``'s timeline is now: call it to forget the frames
+        offered since (a pass retried after running out of memory)."""
+        timelines = self.timelines
+        if timelines is None:
+            return None
+        timeline = timelines.get(index)
+        if timeline is None:  # the image's first pass: a retry starts the timeline afresh
+            return lambda: timelines.pop(index, None)
+        mark = timeline.mark()
+        return lambda: timeline.rewind(mark)
+
     def take_timeline(self, index: int) -> Any:
         """Image ``index``'s timeline (a :class:`~studio.media.timeline.Timeline`), handed
         over once: the previewer forgets it. None when none was kept."""
