@@ -184,11 +184,12 @@ def check_device(settings: Any) -> None:
 
 
 def load_cli_settings(args: argparse.Namespace, *, previews: bool = False,
-                      device_check: bool = True) -> tuple[Any, Any]:
+                      device_check: bool = True, timeline: bool = False) -> tuple[Any, Any]:
     """Settings and paths with ``--device`` and (where the command has it) ``--out`` applied.
 
     A settings notice (a corrupt file backed up, …) is printed as a warning. Previews are turned
-    off unless ``previews``: nobody sees them in a terminal and they cost time. With
+    off unless ``previews``: nobody sees them in a terminal and they cost time; so is the
+    denoising timeline unless ``timeline`` (``studio generate --timeline``). With
     ``device_check`` a device this machine lacks exits 2 here; a command that wants its other
     input errors first calls :func:`check_device` itself later.
     """
@@ -205,6 +206,12 @@ def load_cli_settings(args: argparse.Namespace, *, previews: bool = False,
         settings.output_dir = str(out.expanduser().resolve())
     if not previews:
         settings.preview_mode = "off"
+    if not timeline:
+        settings.timeline_frames = 0
+    elif settings.timeline_frames <= 0:  # turned off in the settings, asked for here
+        from studio.media.timeline import DEFAULT_FRAMES
+
+        settings.timeline_frames = DEFAULT_FRAMES
     paths = settings.resolved_paths()
     if out is not None:  # --out DIR: the images go into DIR itself, not a dated sub-folder
         import dataclasses

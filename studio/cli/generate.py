@@ -2,7 +2,9 @@
 
 stdout carries only results: one path per image as it is written, or with ``--json`` one JSON
 object per line. Progress (a tqdm bar, only when stderr is a terminal), warnings and errors go to
-stderr. ``--out DIR`` writes the images into DIR itself (no date sub-folder). Exit status: see
+stderr. ``--out DIR`` writes the images into DIR itself (no date sub-folder); ``--timeline``
+writes each image's denoising timeline as a GIF or animated PNG too (its path is the ``--json``
+object's ``timeline``; a film that cannot be written is a warning). Exit status: see
 :data:`EXIT_STATUS` (2 bad input, 1 a failed job, 130 Ctrl+C; images already written stay).
 """
 
@@ -78,6 +80,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=16, metavar="N",
                    help="frames of the latent walk (default 16)")
     p.add_argument("--gif", action="store_true", help="also write the latent walk as a GIF")
+    p.add_argument("--timeline", nargs="?", const="", default=None, metavar="FILE",
+                   help="also write each image's denoising timeline (its step previews, then "
+                        "the image) as a looping film: into FILE (.gif, or .png for an animated "
+                        "PNG; numbered FILE-1.gif … with --count above 1), or beside each image "
+                        "as <image>.timeline.gif when FILE is left out")
     add_output_arguments(p)
 
 
@@ -219,6 +226,12 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
     model = resolve_cli_model(model, "image", settings, paths, "studio generate")
     request.model = model.spec  # a repo id in the cache, else an absolute path
     gan, pixel = model.entry.format == "gan", model.entry.family == "ddpm"
+    if args.timeline is not None and (gan or pixel):
+        what = "a GAN trained in Studio" if gan else "a model from Train's image diffusion lesson"
+        raise UsageError(f"--timeline films the denoising steps; {model.name} is {what}, which "
+                         "has none to film (leave out --timeline)")
+    if args.timeline:
+        check_film_path(Path(args.timeline).expanduser())
     if args.walk_to is not None or args.gif:
         if not gan:
             raise UsageError(f"--walk-to and --gif make a latent walk of a GAN trained in Studio; "
@@ -247,6 +260,28 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
     return request
 
 
+def check_film_path(path: Path) -> None:
+    """``--timeline FILE`` must end in .gif/.png and go into a folder that exists."""
+    from studio.media.timeline import film_path_problem
+
+    problem = film_path_problem(path)
+    if problem:
+        raise UsageError(f"--timeline {problem}")
+    if not path.parent.is_dir():
+        raise UsageError(f"--timeline {path}: the folder {path.parent} does not exist")
+
+
+def film_target(spec: str, image_path: Path, index: int, count: int) -> Path:
+    """Where image ``index``'s timeline goes: ``<image>.timeline.gif`` beside it (``spec``
+    empty), ``spec`` itself, or ``spec`` numbered ``-1``, ``-2`` … in a batch."""
+    from studio.media.timeline import default_film_path
+
+    if not spec:
+        return default_film_path(image_path)
+    path = Path(spec).expanduser()
+    return path.with_name(f"{path.stem}-{index + 1}{path.suffix}") if count > 1 else path
+
+
 def _walk_request(args: argparse.Namespace, request: Any) -> Any:
     from studio.core.requests import GanWalkRequest
 
@@ -265,10 +300,32 @@ def _walk_request(args: argparse.Namespace, request: Any) -> Any:
 class _Reporter(Reporter):
     """The terminal reporter of a txt2img batch: the bar shows the steps of the image being made."""
 
-    def __init__(self, request: Any, as_json: bool) -> None:
+    def __init__(self, request: Any, as_json: bool, timeline: str | None = None) -> None:
         super().__init__(as_json, self._describe)
         self.request = request
         self.bar_index = -1
+        self.timeline = timeline  # --timeline: "" beside each image, or the FILE given
+        self.films: dict[int, Path] = {}
+
+    def report(self, result: Any) -> None:
+        """With ``--timeline``, write the image's film first (its path goes into ``--json``)."""
+        if self.timeline is not None and id(result) not in self.reported:
+            self._write_film(result)
+        super().report(result)
+
+    def _write_film(self, result: Any) -> None:
+        from studio.core.wording import write_failure
+        from studio.media.timeline import save_film
+
+        timeline, result.timeline = getattr(result, "timeline", None), None  # memory back
+        if timeline is None or not len(timeline) or getattr(result, "path", None) is None:
+            return
+        path = film_target(self.timeline or "", Path(result.path), result.index,
+                           self.request.count)
+        try:
+            self.films[id(result)] = save_film(timeline.frames, path)
+        except OSError as exc:
+            self._err(f"studio: warning: {write_failure(exc, 'the timeline', path.parent)}")
 
     def job_progress(self, job: Any, step: int, total: int, preview: Any) -> None:
         if not self.tty or total <= 0:
@@ -295,7 +352,9 @@ class _Reporter(Reporter):
         return {"path": str(result.path), "seed": result.seed, "index": result.index,
                 "width": width, "height": height, "model": self.request.model,
                 "prompt": self.request.prompt, "loras": list(getattr(result, "loras", [])),
-                "warnings": list(result.warnings or [])}
+                "warnings": list(result.warnings or []),
+                **({"timeline": str(self.films[id(result)])} if id(result) in self.films
+                   else {})}
 
 
 def _walk_reporter(request: Any, as_json: bool) -> Reporter:
@@ -309,12 +368,14 @@ def _walk_reporter(request: Any, as_json: bool) -> Reporter:
 
 def run(args: argparse.Namespace) -> int:
     # The model is checked before the device, so a typo in --model is the error a user sees.
-    settings, paths = load_cli_settings(args, device_check=False)
+    settings, paths = load_cli_settings(args, device_check=False,
+                                        timeline=args.timeline is not None)
     request = build_request(args, settings, paths)
     check_device(settings)
     if request.to_dict().get("kind") == "gan-walk":  # a latent walk
         return run_job(request, settings, paths, _walk_reporter(request, args.json),
                        request.frames + int(request.gif), title=f"latent walk {request.seed}→{request.seed_to}", quiet=not args.verbose)
 
-    return run_job(request, settings, paths, _Reporter(request, args.json), request.count,
+    return run_job(request, settings, paths, _Reporter(request, args.json, args.timeline),
+                   request.count,
                    title=request.prompt[:40], quiet=not args.verbose)

@@ -105,6 +105,9 @@ class MemoryOptions:
         return dataclasses.asdict(self)
 
 
+TIMELINE_FRAMES = 60  # the denoising timeline's frames per image (studio.media.timeline)
+TIMELINE_MAX_FRAMES = 240
+
 @dataclass
 class Settings:
     """What the user chose in the Settings dialog. Saved as JSON; unknown keys are ignored."""
@@ -118,6 +121,8 @@ class Settings:
     added_models: list[str] = field(default_factory=list)  # single files/folders from "Add model…"
     preview_mode: str = "fast"  # fast (latent→RGB every step) | taesd (when installed) | off
     taesd_every: int = 4  # a TAESD preview every N steps
+    # Generate keeps a denoising timeline of at most this many frames per image (0: none)
+    timeline_frames: int = TIMELINE_FRAMES
     theme: str = "dark"  # dark | light
     last_model: str = ""  # the model picked last time, restored at start-up
     load_in: str = "auto"  # chat models: auto | 8bit | 4bit (bitsandbytes, CUDA only)
@@ -162,6 +167,10 @@ class Settings:
                 setattr(fixed, name, getattr(defaults, name))
         if not isinstance(fixed.taesd_every, int) or fixed.taesd_every < 1:
             fixed.taesd_every = defaults.taesd_every
+        if (not isinstance(fixed.timeline_frames, int)
+                or not 0 <= fixed.timeline_frames <= TIMELINE_MAX_FRAMES):
+            log.warning("settings: timeline_frames=%r is out of range", fixed.timeline_frames)
+            fixed.timeline_frames = defaults.timeline_frames
         fixed.extra_model_dirs = [str(p) for p in fixed.extra_model_dirs if str(p).strip()]
         fixed.added_models = [str(p) for p in fixed.added_models if str(p).strip()]
         fixed.remote_endpoints = [dict(e) for e in fixed.remote_endpoints

@@ -244,6 +244,9 @@ class GeneratedImage:
     # Made by a GAN trained in Studio: from the seed alone (no prompt, no steps), at the GAN's
     # own size enlarged by whole pixels (``image.size`` may be less than the request's)
     seed_alone: bool = False
+    # The denoising timeline (studio.media.timeline.Timeline) when Settings.timeline_frames asks
+    # for one; in memory only, never written into the image or the Gallery
+    timeline: Any = None
 
 
 DIRECTIONS = ("AtoB", "BtoA")

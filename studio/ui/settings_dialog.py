@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.config import Paths, Settings
+from studio.core.config import TIMELINE_MAX_FRAMES, Paths, Settings
 from studio.ui.context import AppContext
 from studio.ui.icons import icon
 from studio.ui.theme import apply_theme
@@ -206,6 +206,16 @@ class SettingsDialog(QDialog):
         self.theme.currentIndexChanged.connect(self._preview_theme)
         form.addRow(_label("Live preview"), self.preview_mode)
         form.addRow(_label("TAESD preview"), self.taesd_every)
+        self.timeline_frames = QSpinBox()
+        self.timeline_frames.setRange(0, TIMELINE_MAX_FRAMES)
+        self.timeline_frames.setSpecialValueText("off")
+        self.timeline_frames.setPrefix("up to ")
+        self.timeline_frames.setSuffix(" frames")
+        self.timeline_frames.setValue(s.timeline_frames)
+        self.timeline_frames.setToolTip(
+            "Generate keeps each image's step previews as a film to scrub under the image and "
+            "save as GIF/APNG (in memory, for the last 8 images)")
+        form.addRow(_label("Denoising timeline"), self.timeline_frames)
         form.addRow(_label("Theme"), self.theme)
         general.addWidget(look)
         general.addStretch(1)
@@ -436,6 +446,7 @@ class SettingsDialog(QDialog):
                               for i in range(self.extra_dirs.count())],
             preview_mode=self.preview_mode.currentData(),
             taesd_every=self.taesd_every.value(),
+            timeline_frames=self.timeline_frames.value(),
             memory_budget_gb=round(float(self.memory_budget.value()), 1),
             theme=self.theme.currentData(),
             # While the check runs the stored value stands; where 8/4-bit cannot work, auto.

@@ -304,6 +304,9 @@ def step_callback(request: Any, index: int, previewer: Any, progress: ProgressSi
             latents = p._unpack_latents(latents, request.height, request.width,
                                         p.vae_scale_factor)
         preview = previewer(step, total, latents)
+        keep = getattr(previewer, "keep", None)  # the denoising timeline (also read-only)
+        if keep is not None:
+            keep(index, step, total, latents, preview, getattr(p, "scheduler", None), timestep)
         progress(index * total + step, request.count * total, preview)
         if conditioning is not None:
             kwargs.update(conditioning.update(p, step_index))
@@ -333,8 +336,15 @@ def render_image(pipe: Any, call_kwargs: dict[str, Any], request: Any, seed: int
 
     tensors = ["latents", *(conditioning.tensor_inputs if conditioning is not None else ())]
     _, variation_seed = image_seeds(request, index)
+    mark = getattr(previewer, "timeline_mark", None)  # the denoising timeline (previews.py)
+    back_to_start = mark(index) if mark is not None else None
+    attempts = 0
 
     def call() -> Any:  # a fresh generator each time: a retry makes the same image
+        nonlocal attempts
+        if attempts and back_to_start is not None:
+            back_to_start()  # the retry's steps replace the failed attempt's in the timeline
+        attempts += 1
         with varied_noise(pipe, variation_seed, float(request.variation_strength)):
             return pipe(**call_kwargs, generator=torch.Generator("cpu").manual_seed(seed),
                         output_type="latent" if latents else "np",

@@ -120,6 +120,8 @@ class Previewer:
         self.family = family
         self.every = max(1, int(every))
         self.taesd = taesd
+        self.timelines: dict[int, Any] | None = None  # see keep_timelines
+        self.timeline_limit = 0
 
     def __call__(self, step: int, total: int, latents: Any) -> np.ndarray | None:
         """A preview for step ``step`` (1-based) or None when none is due."""
@@ -130,6 +132,85 @@ class Previewer:
                 return self.taesd(latents)
             return None
         return latents_to_rgb(latents, self.family)
+
+    # -- the denoising timeline (studio.media.timeline) ------------------------------------
+    def keep_timelines(self, limit: int) -> None:
+        """Keep a bounded timeline of each image's steps from now on (``limit`` frames each;
+        0 keeps none)."""
+        self.timelines = {} if limit > 0 else None
+        self.timeline_limit = int(limit)
+
+    def keep(self, index: int, step: int, total: int, latents: Any, preview: Any,
+             scheduler: Any = None, timestep: Any = None) -> None:
+        """Offer step ``step`` of image ``index`` to its timeline: the live preview when there
+        is one, else the fast latent→RGB picture (with previews off too; with TAESD on, only
+        its frames). Like a preview, it only reads the latents."""
+        timelines = self.timelines
+        if timelines is None or latents is None:
+            return
+        from studio.media.timeline import Timeline
+
+        timeline = timelines.get(index)
+        if timeline is None:
+            timeline = timelines[index] = Timeline(self.timeline_limit)
+        image: Any = preview
+        if image is None and self.taesd is None:  # made only for a frame that is kept
+            image = lambda: latents_to_rgb(latents, self.family)  # noqa: E731
+        t = _number(timestep)
+        timeline.offer(step, total, image, t, noise_level(scheduler, t))
+
+    def timeline_mark(self, index: int) -> Any:
+        """A way back to where image ``index``'s timeline is now: call it to forget the frames
+        offered since (a pass retried after running out of memory)."""
+        timelines = self.timelines
+        if timelines is None:
+            return None
+        timeline = timelines.get(index)
+        if timeline is None:  # the image's first pass: a retry starts the timeline afresh
+            return lambda: timelines.pop(index, None)
+        mark = timeline.mark()
+        return lambda: timeline.rewind(mark)
+
+    def take_timeline(self, index: int) -> Any:
+        """Image ``index``'s timeline (a :class:`~studio.media.timeline.Timeline`), handed
+        over once: the previewer forgets it. None when none was kept."""
+        timelines = self.timelines
+        return None if timelines is None else timelines.pop(index, None)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def noise_level(scheduler: Any, timestep: float | None = None) -> float | None:
+    """σ of the latents a step of ``scheduler`` at ``timestep`` just produced (read after the
+    step): the scheduler's own sigma at its step index (Euler, DPM++, UniPC, flow matching …),
+    else sqrt((1-ᾱ)/ᾱ) at the timestep after ``timestep`` (DDIM, PNDM, LCM …; 0 after the
+    last). None when the scheduler says neither."""
+    if scheduler is None:
+        return None
+    sigmas = getattr(scheduler, "sigmas", None)
+    index = getattr(scheduler, "step_index", None)
+    try:
+        if sigmas is not None and index is not None and 0 <= int(index) < len(sigmas):
+            return float(sigmas[int(index)])
+        alphas = getattr(scheduler, "alphas_cumprod", None)
+        timesteps = getattr(scheduler, "timesteps", None)
+        if alphas is None or timesteps is None or timestep is None:
+            return None
+        values = [float(t) for t in timesteps]
+        if timestep not in values:
+            return None
+        after = len(values) - 1 - values[::-1].index(timestep) + 1  # past its last occurrence
+        if after >= len(values):
+            return 0.0
+        alpha = float(alphas[int(values[after])])
+        return ((1.0 - alpha) / alpha) ** 0.5 if alpha > 0 else None
+    except (TypeError, ValueError, IndexError, RuntimeError):
+        return None
 
 
 def make_previewer(mode: str, family: str, every: int, paths: Paths, device: str,

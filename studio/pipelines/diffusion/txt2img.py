@@ -91,6 +91,7 @@ class Txt2ImgService(DiffusersService):
             if request.controlnets else None
         call = prepare_call(pipe, entry, request, settings, paths, device, dtype,
                             derive=control.derive if control else None, progress=progress)
+        call.previewer.keep_timelines(settings.timeline_frames)  # bounded, see media.timeline
         warnings = list(call.loras.warnings) + list(call.prompt.warnings)
         if control is not None and request.hires:
             warnings.append("The ControlNets guided the first pass; the hires fix refined it "
@@ -120,6 +121,9 @@ class Txt2ImgService(DiffusersService):
             extra = {**hires_infotext(request), **extra}
 
         def save(index: int, seed: int, image: Any) -> GeneratedImage:
+            timeline = call.previewer.take_timeline(index)
+            if timeline is not None:
+                timeline.finish(image)
             path, parameters = outputs.save_txt2img_image(
                 image, request, seed, paths.outputs_dir, model_name=entry.name,
                 model_hash=hash_, sampler=call.sampler, schedule_type=call.schedule_type,
@@ -127,7 +131,7 @@ class Txt2ImgService(DiffusersService):
                 dated=paths.dated_outputs)
             return GeneratedImage(request=request, seed=seed, index=index, path=path,
                                   image=image, parameters=parameters, warnings=list(warnings),
-                                  loras=call.loras.used())
+                                  loras=call.loras.used(), timeline=timeline)
 
         return run_batch(request, render, save, progress, cancel)
 

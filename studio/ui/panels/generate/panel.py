@@ -36,6 +36,7 @@ from studio.ui.panels.generate.last_request import load_last_request, save_last_
 from studio.ui.panels.generate.results_strip import ResultsStrip
 from studio.ui.panels.generate.sidebar import GenerateSidebar
 from studio.ui.panels.generate.size_presets import DEFAULT_SIZE, presets_for
+from studio.ui.panels.generate.timeline import TimelineScrubber, TimelineStore
 from studio.ui.widgets.basics import section_label
 from studio.ui.widgets.model_picker import ModelPicker, Scanner
 from studio.ui.widgets.preview import (
@@ -103,6 +104,11 @@ class GeneratePanel(QWidget):
         self.controls = GenerateControls()
         self.controls.controlnet.set_current_result(lambda: self._displayed_path or "")
         self.preview = PreviewArea()
+        # The denoising timeline of the image shown, under it (the last few images' are kept)
+        self.timeline = TimelineScrubber()
+        self._timelines = TimelineStore()
+        self._shown_image = QImage()
+        self._shown_caption = ""
         self.strip = ResultsStrip()
         self.empty = NoModelsState()
         self._build()
@@ -127,6 +133,7 @@ class GeneratePanel(QWidget):
         right_col.setContentsMargins(16, 16, 16, 12)
         right_col.setSpacing(8)
         right_col.addWidget(self.preview, 1)
+        right_col.addWidget(self.timeline)
         self.strip_label = section_label("This session")
         right_col.addWidget(self.strip_label)
         right_col.addWidget(self.strip)
@@ -169,6 +176,10 @@ class GeneratePanel(QWidget):
         self.empty.rescanRequested.connect(self.picker.refresh)
         self.empty.downloadRequested.connect(self.open_download)
         self.strip.resultActivated.connect(self._show_result)
+        self.timeline.frameChosen.connect(self._scrub)
+        self.timeline.saved.connect(
+            lambda path: self.preview.show_status(f"Timeline saved: {path}"))
+        self.timeline.failed.connect(self.preview.show_error)
         self.strip.reuseRequested.connect(
             lambda request: self.ctx.openInWorkspace.emit("generate", request))
         self.strip.sendRequested.connect(self.ctx.openInWorkspace.emit)
@@ -319,6 +330,7 @@ class GeneratePanel(QWidget):
         """Wait for the background model scan (call before the context goes away); a download
         stops (its partial files stay for a resume)."""
         self._frames.stop()
+        self.timeline.wait()
         if self.download_dialog is not None:
             self.download_dialog.shutdown()
         self.picker.shutdown()
@@ -361,6 +373,7 @@ class GeneratePanel(QWidget):
                 log.debug("unusable preview: %s", exc)
         self._framed.add(job.id)
         self._displayed_path = None
+        self.timeline.clear()  # the picture is a live preview now
         self.preview.show_frame(image, step, total, clock, job.request.count,
                                 note=CANCELLING if self._open[job.id].cancelling else "",
                                 steps=job.request.steps)
@@ -370,6 +383,11 @@ class GeneratePanel(QWidget):
         if not isinstance(result, GeneratedImage):
             return
         self._frames.drop(job.id)  # a late preview frame must not cover the finished image
+        # The timeline stays with this panel only (its last few images), not in the strip or
+        # the job's snapshots, so its memory is bounded and goes with it.
+        timeline, result.timeline = result.timeline, None
+        if timeline is not None and result.path:
+            self._timelines.add(result.path, timeline)
         image = QImage()
         if result.image is not None:
             image = pil_to_qimage(result.image)
@@ -418,10 +436,31 @@ class GeneratePanel(QWidget):
         if r.count > 1:
             caption += f" · image {result.index + 1} of {r.count}"
         if image.isNull():
+            self.timeline.clear()
             self.preview.show_error(f"Cannot read {result.path}")
             return
         self._displayed_path = str(result.path) if result.path else None
         self.preview.show_image(image, caption, list(result.warnings))
+        self._shown_image, self._shown_caption = image, caption
+        self.timeline.set_timeline(self._timelines.get(result.path), result.path)
+
+    def _scrub(self, frame: Any, caption: str) -> None:
+        """Show a frame of the shown image's timeline in its place, and which it is in the
+        status line (the last frame: the image and its own caption again)."""
+        if self._shown_image.isNull():
+            return
+        if frame.final:
+            self.preview.view.set_image(self._shown_image, keep_view=True)
+            self.preview.show_status(self._shown_caption)
+            return
+        self.preview.show_status(caption)
+        try:
+            image = preview_to_qimage(frame.image, self._shown_image.width(),
+                                      self._shown_image.height())
+        except (ValueError, TypeError) as exc:
+            log.debug("unusable timeline frame: %s", exc)
+            return
+        self.preview.view.set_image(image, keep_view=True)
 
     def _show_error(self, text: str) -> None:
         self.error_label.setText(text)
