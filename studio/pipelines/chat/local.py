@@ -6,6 +6,10 @@ after every new token. It decodes the token, hands the new text to ``on_chunk`` 
 right after token N, with no helper thread and no run-ahead. The call itself is plain
 ``model.generate``, so a greedy reply equals plain transformers token for token.
 
+Token probabilities (``request.logprobs``) come from a forward hook on the model that keeps the
+last position's raw logits of each forward pass — the distribution the next token was chosen
+from — so ``generate`` runs unchanged; without ``logprobs`` no hook is attached at all.
+
 :meth:`LocalChatBackend.generate` is that synchronous core (the job handler uses it);
 :meth:`LocalChatBackend.stream` wraps it in an iterator for callers that want one (``studio
 serve``, the benchmark), running the core on a helper thread.
@@ -28,6 +32,7 @@ from studio.pipelines.chat.types import (
     ChatRequest,
     Embeddings,
     EmbedRequest,
+    TokenLogprob,
 )
 from studio.pipelines.model_cache import ModelCache
 
@@ -102,6 +107,35 @@ def _watcher(loaded: Any, prompt_len: int, on_token: Callable[[int], None],
                               device=input_ids.device)
 
     return TokenWatch()
+
+
+class _LogitsProbe:
+    """Keeps the raw next-token logits of the model's latest forward pass (a forward hook), and
+    turns them into a :class:`TokenLogprob` for the token chosen from them."""
+
+    def __init__(self, model: Any, tokenizer: Any, top: int) -> None:
+        self.tokenizer = tokenizer
+        self.top = top
+        self.logits: Any = None
+        self._handle = model.register_forward_hook(self._keep)
+
+    def _keep(self, module: Any, args: Any, output: Any) -> None:
+        logits = output.logits if hasattr(output, "logits") else output[0]
+        self.logits = logits[0, -1]
+
+    def token(self, token: int) -> TokenLogprob:
+        import torch
+
+        logp = torch.log_softmax(self.logits.float(), dim=-1)
+        top: list[tuple[str, float]] = []
+        if self.top:
+            values, ids = torch.topk(logp, min(self.top, logp.shape[-1]))
+            top = [(self.tokenizer.decode([i]), v)
+                   for v, i in zip(values.tolist(), ids.tolist(), strict=True)]
+        return TokenLogprob(self.tokenizer.decode([token]), float(logp[token]), top)
+
+    def close(self) -> None:
+        self._handle.remove()
 
 
 class LocalChatBackend:
@@ -207,22 +241,33 @@ class LocalChatBackend:
     def _generate(self, request: ChatRequest, cancel: Any, on_chunk: ChunkCallback) -> ChatReply:
         import torch
 
-        from studio.pipelines.chat.prompting import fit_conversation
+        from studio.pipelines.chat.prompting import complete_prompt, fit_conversation
 
         loaded = self.load(request.model)
         started = time.perf_counter()  # after loading: timings describe generation alone
-        prompt = fit_conversation(loaded.tokenizer, request.messages, loaded.context_length,
-                                  request.max_new_tokens)
-        warnings = list(loaded.warnings) + prompt.warnings
+        if request.complete:
+            prompt = complete_prompt(loaded.tokenizer, request.prompt_text(),
+                                     loaded.context_length, request.max_new_tokens)
+            warnings = list(prompt.warnings)  # no template is used: its warning does not apply
+        else:
+            prompt = fit_conversation(loaded.tokenizer, request.messages,
+                                      loaded.context_length, request.max_new_tokens)
+            warnings = list(loaded.warnings) + prompt.warnings
         decoder = _Decoder(loaded.tokenizer)
         pieces: list[str] = []
         state = {"n": 0, "first": 0.0, "last": -1}
+        model = loaded.model
+        probe = None if request.logprobs is None else _LogitsProbe(model, loaded.tokenizer,
+                                                                   request.logprobs)
+        logprobs: list[TokenLogprob] = []
 
-        def chunk(text: str, finish: str | None = None, error: str = "") -> ChatChunk:
+        def chunk(text: str, finish: str | None = None, error: str = "",
+                  token: list[TokenLogprob] | None = None) -> ChatChunk:
             return ChatChunk(text=text, completion_tokens=int(state["n"]),
                              prompt_tokens=len(prompt.input_ids), finish_reason=finish,
                              error=error, dropped_messages=prompt.dropped_messages,
-                             warnings=warnings, conversation_tokens=prompt.conversation_tokens)
+                             warnings=warnings, conversation_tokens=prompt.conversation_tokens,
+                             logprobs=token or [])
 
         def on_token(token: int) -> None:
             state["n"] += 1
@@ -231,9 +276,11 @@ class LocalChatBackend:
                 state["first"] = time.perf_counter() - started
             text = decoder.push(token)
             pieces.append(text)
-            on_chunk(chunk(text))
+            scored = [probe.token(token)] if probe is not None else None
+            if scored:
+                logprobs.extend(scored)
+            on_chunk(chunk(text, token=scored))
 
-        model = loaded.model
         ids = torch.tensor([prompt.input_ids], dtype=torch.long, device=model.device)
         kwargs: dict[str, Any] = dict(
             input_ids=ids, attention_mask=torch.ones_like(ids),
@@ -254,6 +301,9 @@ class LocalChatBackend:
             if state["n"] == 0:
                 raise
             finish, error = "error", describe_error(exc)
+        finally:
+            if probe is not None:
+                probe.close()
         tail = decoder.flush()
         pieces.append(tail)
         if finish != "error":
@@ -269,4 +319,4 @@ class LocalChatBackend:
                          seconds=time.perf_counter() - started,
                          time_to_first_token=state["first"],
                          dropped_messages=prompt.dropped_messages, warnings=warnings,
-                         conversation_tokens=prompt.conversation_tokens)
+                         conversation_tokens=prompt.conversation_tokens, logprobs=logprobs)

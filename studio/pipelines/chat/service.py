@@ -97,6 +97,7 @@ class ChatService:
         started = time.perf_counter()
         first = 0.0
         texts: list[str] = []
+        scored: list = []
         end = ChatChunk(finish_reason="stop")
         progress.message("Connecting…")
         stream = remote.AsyncRemoteChat(self.remote_backend(request.model)).stream(request)
@@ -105,6 +106,7 @@ class ChatService:
                 if chunk.text and not first:
                     first = time.perf_counter() - started
                 texts.append(chunk.text)
+                scored.extend(chunk.logprobs)
                 progress.partial(chunk)
                 progress(chunk.completion_tokens, total)
                 end = chunk
@@ -120,7 +122,8 @@ class ChatService:
                           prompt_tokens=end.prompt_tokens,
                           finish_reason=end.finish_reason or "stop",
                           seconds=time.perf_counter() - started, time_to_first_token=first,
-                          dropped_messages=end.dropped_messages, warnings=list(end.warnings))
+                          dropped_messages=end.dropped_messages, warnings=list(end.warnings),
+                          logprobs=scored)
         if reply.finish_reason == "error":
             raise UserFacingError(f"The reply was cut short: {end.error or 'an error'}")
         return reply
@@ -139,18 +142,20 @@ class ChatService:
         started = time.perf_counter()
         first = 0.0
         texts: list[str] = []
+        scored: list = []
         end = ChatChunk(finish_reason="stop")
         for chunk in chunks:
             if chunk.text and not first:
                 first = time.perf_counter() - started
             texts.append(chunk.text)
+            scored.extend(chunk.logprobs)
             report(chunk)
             end = chunk
         return ChatReply(text="".join(texts), completion_tokens=end.completion_tokens,
                          prompt_tokens=end.prompt_tokens, finish_reason=end.finish_reason or "stop",
                          seconds=time.perf_counter() - started, time_to_first_token=first,
                          dropped_messages=end.dropped_messages, warnings=list(end.warnings),
-                         conversation_tokens=end.conversation_tokens)
+                         conversation_tokens=end.conversation_tokens, logprobs=scored)
 
 
 class EmbedService:

@@ -1,0 +1,124 @@
+"""Complete mode: raw text continuation with no chat template — the local engine equals plain
+transformers greedy generate from the raw prompt (a GPT-2 base model and a Llama chat model),
+long texts lose their beginning with a warning, the remote backend uses /v1/completions, and the
+CLI's --complete."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken, UserFacingError
+from studio.pipelines.chat.types import ChatChunk, ChatRequest
+
+TEXT = "The quick brown fox"
+
+
+@pytest.fixture(scope="module")
+def backend():
+    from studio.pipelines.chat.local import LocalChatBackend
+
+    settings = Settings(device="cpu")
+    return LocalChatBackend(lambda: settings, default_paths)
+
+
+def _plain_greedy(folder, text, n):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForCausalLM.from_pretrained(str(folder))
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                             max_new_tokens=n, do_sample=False)
+    return ids, tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+@pytest.mark.parametrize("which", ["tiny_gpt2_dir", "tiny_llama_dir"])
+def test_complete_mode_continues_the_raw_text_as_plain_generate(backend, request, which):
+    folder = request.getfixturevalue(which)
+    chunks: list[ChatChunk] = []
+    reply = backend.generate(ChatRequest(model=str(folder), complete=True, temperature=0,
+                                         max_new_tokens=12,
+                                         messages=[{"role": "system", "content": "ignored"},
+                                                   {"role": "user", "content": TEXT}]),
+                             CancelToken(), chunks.append)
+    ids, plain = _plain_greedy(folder, TEXT, 12)
+    assert reply.prompt_tokens == ids.shape[1]  # no template, no system prompt
+    assert reply.text == plain == "".join(c.text for c in chunks)
+    assert reply.warnings == []  # no "no chat template" warning: none is used
+
+
+def test_continue_sends_the_text_so_far_joined_as_written(backend, tiny_gpt2_dir):
+    first = backend.generate(ChatRequest(model=str(tiny_gpt2_dir), complete=True, temperature=0,
+                                         max_new_tokens=6,
+                                         messages=[{"role": "user", "content": TEXT}]),
+                             CancelToken())
+    messages = [{"role": "user", "content": TEXT}, {"role": "assistant", "content": first.text}]
+    request = ChatRequest(model=str(tiny_gpt2_dir), complete=True, temperature=0,
+                          max_new_tokens=6, messages=messages)
+    assert request.prompt_text() == TEXT + first.text
+    more = backend.generate(request, CancelToken())
+    assert more.completion_tokens == 6 and more.prompt_tokens > first.prompt_tokens
+
+
+def test_a_text_longer_than_the_context_loses_its_beginning_and_says_so(backend, tiny_gpt2_dir):
+    long_text = "The quick brown fox jumps over the lazy dog. " * 40
+    reply = backend.generate(ChatRequest(model=str(tiny_gpt2_dir), complete=True, temperature=0,
+                                         max_new_tokens=8,
+                                         messages=[{"role": "user", "content": long_text}]),
+                             CancelToken())
+    assert reply.completion_tokens == 8 and reply.prompt_tokens < 256
+    assert any("were left out to fit the model's context" in w for w in reply.warnings)
+
+
+def test_an_empty_text_is_refused_with_a_sentence(backend, tiny_gpt2_dir):
+    with pytest.raises(UserFacingError, match="no text to continue"):
+        backend.generate(ChatRequest(model=str(tiny_gpt2_dir), complete=True,
+                                     messages=[{"role": "user", "content": "  "}]),
+                         CancelToken())
+
+
+def test_remote_complete_mode_posts_the_prompt_to_v1_completions():
+    from studio.pipelines.chat.remote import RemoteChatBackend, _EventParser
+
+    remote = RemoteChatBackend("http://127.0.0.1:9/v1", "m")
+    request = ChatRequest(model="openai:http://127.0.0.1:9/v1#m", complete=True, logprobs=2,
+                          messages=[{"role": "system", "content": "x"},
+                                    {"role": "user", "content": "Once upon"}])
+    body = remote.payload(request)
+    assert remote.route(request) == "/completions" and "messages" not in body
+    assert body["prompt"] == "Once upon" and body["logprobs"] == 2
+    chat = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}], logprobs=3)
+    assert remote.route(chat) == "/chat/completions"
+    assert remote.payload(chat)["top_logprobs"] == 3 and remote.payload(chat)["logprobs"] is True
+    assert "logprobs" not in remote.payload(chat, extras=False)
+
+    parser = _EventParser(remote)
+    event = {"choices": [{"index": 0, "text": " a time", "finish_reason": None,
+                          "logprobs": {"tokens": [" a time"], "token_logprobs": [-0.5],
+                                       "top_logprobs": [{" a time": -0.5, " the": -1.5}]}}]}
+    chunks = parser.feed("data: " + json.dumps(event)) + parser.feed("")
+    assert [c.text for c in chunks] == [" a time"]
+    assert chunks[0].logprobs[0].logprob == -0.5
+    assert chunks[0].logprobs[0].top == [(" a time", -0.5), (" the", -1.5)]
+
+
+def test_studio_chat_complete_prints_what_plain_generate_continues(tiny_gpt2_dir, capsys):
+    from studio.cli import _main
+
+    assert _main(["chat", "--model", str(tiny_gpt2_dir), "--complete", "--prompt", TEXT,
+                  "--temperature", "0", "--max-new-tokens", "8"]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip("\n") == _plain_greedy(tiny_gpt2_dir, TEXT, 8)[1].rstrip("\n")
+
+
+def test_studio_chat_complete_refuses_what_needs_a_chat(tiny_gpt2_dir, capsys):
+    from studio.cli import _main
+
+    assert _main(["chat", "--model", str(tiny_gpt2_dir), "--complete", "--prompt", TEXT,
+                  "--system", "be nice"]) == 2
+    assert "--complete continues a raw text" in capsys.readouterr().err

@@ -1,0 +1,96 @@
+"""Token probabilities: each generated token's log-probability and its top-k alternatives equal
+transformers' log_softmax of the raw logits of the same greedy run; no hook without them; bad
+values refused; the CLI's --logprobs."""
+
+from __future__ import annotations
+
+import pytest
+
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken, UserFacingError
+from studio.pipelines.chat.types import ChatChunk, ChatRequest
+
+PROMPT = [{"role": "user", "content": "Hello there"}]
+
+
+@pytest.fixture(scope="module")
+def backend():
+    from studio.pipelines.chat.local import LocalChatBackend
+
+    settings = Settings(device="cpu")
+    return LocalChatBackend(lambda: settings, default_paths)
+
+
+@pytest.mark.parametrize("which,complete", [("tiny_llama_dir", False), ("tiny_gpt2_dir", True)])
+def test_logprobs_equal_log_softmax_of_the_logits_of_plain_generate(backend, request, which,
+                                                                     complete):
+    import torch
+
+    folder = request.getfixturevalue(which)
+    loaded = backend.load(str(folder))
+    calls = []
+    real = loaded.model.generate
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["input_ids"])
+        return real(*args, **kwargs)
+
+    loaded.model.generate = spy
+    try:
+        chunks: list[ChatChunk] = []
+        reply = backend.generate(ChatRequest(model=str(folder), messages=PROMPT, temperature=0,
+                                             max_new_tokens=10, logprobs=5, complete=complete),
+                                 CancelToken(), chunks.append)
+    finally:
+        del loaded.model.generate
+    ids = calls[0]
+    with torch.inference_mode():
+        plain = loaded.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                      max_new_tokens=10, do_sample=False, output_logits=True,
+                                      return_dict_in_generate=True)
+    new = plain.sequences[0, ids.shape[1]:].tolist()
+    assert len(reply.logprobs) == len(new) == reply.completion_tokens
+    assert [t for c in chunks for t in c.logprobs] == reply.logprobs  # streamed as they come
+    tok = loaded.tokenizer
+    for scored, token, logits in zip(reply.logprobs, new, plain.logits, strict=True):
+        logp = torch.log_softmax(logits[0].float(), dim=-1)
+        assert scored.token == tok.decode([token])
+        assert scored.logprob == pytest.approx(float(logp[token]), abs=1e-5)
+        values, top_ids = torch.topk(logp, 5)
+        assert [t for t, _ in scored.top] == [tok.decode([i]) for i in top_ids.tolist()]
+        assert [lp for _, lp in scored.top] == pytest.approx(values.tolist(), abs=1e-5)
+        assert scored.top[0][1] == pytest.approx(scored.logprob, abs=1e-5)  # greedy: the best
+
+
+def test_without_logprobs_no_hook_is_attached(backend, tiny_llama_dir, monkeypatch):
+    loaded = backend.load(str(tiny_llama_dir))
+    hooked = []
+    real = loaded.model.register_forward_hook
+    monkeypatch.setattr(loaded.model, "register_forward_hook",
+                        lambda *a, **k: hooked.append(1) or real(*a, **k))
+    reply = backend.generate(ChatRequest(model=str(tiny_llama_dir), messages=PROMPT,
+                                         temperature=0, max_new_tokens=3), CancelToken())
+    assert reply.logprobs == [] and hooked == []
+    backend.generate(ChatRequest(model=str(tiny_llama_dir), messages=PROMPT, temperature=0,
+                                 max_new_tokens=3, logprobs=0), CancelToken())
+    assert hooked == [1] and not loaded.model._forward_hooks  # removed after the reply
+
+
+@pytest.mark.parametrize("bad", [-1, 21, True, 2.5])
+def test_bad_numbers_of_alternatives_are_refused(backend, tiny_llama_dir, bad):
+    with pytest.raises(UserFacingError, match="number of alternatives must be 0 to 20"):
+        backend.generate(ChatRequest(model=str(tiny_llama_dir), messages=PROMPT, logprobs=bad),
+                         CancelToken())
+
+
+def test_studio_chat_logprobs_prints_the_tokens_on_stderr(tiny_gpt2_dir, capsys):
+    from studio.cli import _main
+
+    assert _main(["chat", "--model", str(tiny_gpt2_dir), "--complete", "--prompt", "The quick",
+                  "--temperature", "0", "--max-new-tokens", "3", "--logprobs", "2"]) == 0
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if "(top: " in line]
+    assert len(lines) == 3 and all(line.count("%") == 3 for line in lines)
+    assert _main(["chat", "--model", str(tiny_gpt2_dir), "--prompt", "x", "--logprobs",
+                  "30"]) == 2
+    assert "0 to 20" in capsys.readouterr().err
