@@ -94,3 +94,106 @@ def test_studio_chat_logprobs_prints_the_tokens_on_stderr(tiny_gpt2_dir, capsys)
     assert _main(["chat", "--model", str(tiny_gpt2_dir), "--prompt", "x", "--logprobs",
                   "30"]) == 2
     assert "0 to 20" in capsys.readouterr().err
+
+
+# -- studio serve: OpenAI's logprobs on /v1/chat/completions and /v1/completions ----------------
+@pytest.fixture(scope="module")
+def server(tiny_llama_dir, tiny_gpt2_dir):
+    from studio.pipelines.services import build_engine
+    from studio.server.app import make_server
+    from studio.server.catalog import CHAT, Catalog, ServedModel
+
+    engine = build_engine(lambda: Settings(device="cpu"), default_paths)
+    catalog = Catalog([ServedModel("tiny-chat", CHAT, str(tiny_llama_dir)),
+                       ServedModel("tiny-gpt2", CHAT, str(tiny_gpt2_dir))])
+    served = make_server("127.0.0.1", 0, engine, catalog)
+    yield served
+    served.server_close()
+    engine.shutdown(timeout=120)
+
+
+def _sse(text: str) -> list:
+    import json
+
+    events = [line[6:] for line in text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
+
+
+def test_served_chat_logprobs_are_the_engines(server, backend, tiny_llama_dir):
+    from tests.fixtures.asgi import asgi_call
+
+    body = {"model": "tiny-chat", "messages": PROMPT, "temperature": 0, "max_tokens": 6,
+            "logprobs": True, "top_logprobs": 3}
+    r = asgi_call(server, "POST", "/v1/chat/completions", json=body)
+    assert r.status_code == 200, r.text
+    choice = r.json()["choices"][0]
+    local = backend.generate(ChatRequest(model=str(tiny_llama_dir), messages=PROMPT,
+                                         temperature=0, max_new_tokens=6, logprobs=3),
+                             CancelToken())
+    content = choice["logprobs"]["content"]
+    assert [e["token"] for e in content] == [t.token for t in local.logprobs]
+    assert [e["logprob"] for e in content] == pytest.approx([t.logprob for t in local.logprobs])
+    assert all(len(e["top_logprobs"]) == 3 and e["bytes"] == list(e["token"].encode())
+               for e in content)
+    assert choice["message"]["content"] == local.text
+    plain = asgi_call(server, "POST", "/v1/chat/completions",
+                      json={k: v for k, v in body.items() if "logprobs" not in k}).json()
+    assert plain["choices"][0]["logprobs"] is None  # not asked: not computed
+
+    streamed = _sse(asgi_call(server, "POST", "/v1/chat/completions",
+                              json=body | {"stream": True}).text)
+    tokens = [e["token"] for ev in streamed for e in (ev["choices"][0]["logprobs"] or {}).get(
+        "content", [])]
+    assert tokens == [t.token for t in local.logprobs]
+
+
+def test_served_text_completion_continues_the_prompt_with_logprobs(server, backend,
+                                                                    tiny_gpt2_dir):
+    from tests.fixtures.asgi import asgi_call
+
+    body = {"model": "tiny-gpt2", "prompt": "The quick brown", "temperature": 0,
+            "max_tokens": 5, "logprobs": 2}
+    r = asgi_call(server, "POST", "/v1/completions", json=body)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    local = backend.generate(ChatRequest(model=str(tiny_gpt2_dir), complete=True, temperature=0,
+                                         max_new_tokens=5, logprobs=2,
+                                         messages=[{"role": "user", "content": "The quick brown"}]),
+                             CancelToken())
+    choice = answer["choices"][0]
+    assert answer["object"] == "text_completion" and answer["id"].startswith("cmpl-")
+    assert choice["text"] == local.text
+    assert answer["usage"]["prompt_tokens"] == local.prompt_tokens
+    lp = choice["logprobs"]
+    assert lp["tokens"] == [t.token for t in local.logprobs]
+    assert lp["token_logprobs"] == pytest.approx([t.logprob for t in local.logprobs])
+    assert all(len(alts) <= 2 for alts in lp["top_logprobs"])
+    assert lp["text_offset"][0] == 0
+
+    streamed = _sse(asgi_call(server, "POST", "/v1/completions",
+                              json=body | {"stream": True}).text)
+    assert "".join(ev["choices"][0]["text"] for ev in streamed) == local.text
+    assert streamed[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+@pytest.mark.parametrize("path,body,param", [
+    ("/v1/chat/completions", {"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+    ("/v1/chat/completions", {"top_logprobs": 2}, "top_logprobs"),
+    ("/v1/chat/completions", {"logprobs": "yes"}, "logprobs"),
+    ("/v1/completions", {"logprobs": 6}, "logprobs"),
+    ("/v1/completions", {"logprobs": -1}, "logprobs"),
+    ("/v1/completions", {"echo": True}, "echo"),
+    ("/v1/completions", {"prompt": ["a", "b"]}, "prompt"),
+    ("/v1/completions", {"prompt": " "}, "prompt"),
+])
+def test_bad_logprobs_and_completion_fields_are_refused_with_a_sentence(server, path, body,
+                                                                        param):
+    from tests.fixtures.asgi import asgi_call
+
+    base = {"model": "tiny-gpt2", "max_tokens": 2}
+    base |= {"messages": PROMPT} if "chat" in path else {"prompt": "The"}
+    r = asgi_call(server, "POST", path, json=base | body)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["param"] == param and error["message"].endswith(".")

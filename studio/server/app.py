@@ -42,8 +42,8 @@ from studio.server.streaming import SHUTTING_DOWN, ClientGone, events
 
 log = logging.getLogger(__name__)
 
-ROUTES = ("/v1/models", "/v1/chat/completions", "/v1/images/generations", "/v1/images/edits",
-          "/v1/embeddings", "/v1/collections")
+ROUTES = ("/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/images/generations",
+          "/v1/images/edits", "/v1/embeddings", "/v1/collections")
 
 
 def is_loopback(host: str) -> bool:

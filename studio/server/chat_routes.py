@@ -1,6 +1,11 @@
-"""``POST /v1/chat/completions`` for ``studio serve``: a chat reply, whole or streamed as
-Server-Sent Events, and the prompt-length check in front of the queue (shared with embeddings).
-Split out of :mod:`.app`, which keeps the server, the other routes and the error handlers."""
+"""``POST /v1/chat/completions`` and ``POST /v1/completions`` for ``studio serve``: a chat reply
+or a text continuation (Complete mode: no chat template), whole or streamed as Server-Sent
+Events, with OpenAI's ``logprobs`` when asked; and the prompt-length check in front of the queue
+(shared with embeddings). Split out of :mod:`.app`, which keeps the server, the other routes and
+the error handlers.
+
+A streamed token's log-probabilities go out with the first piece of text that includes it (a
+stop string may hold text back); tokens cut off by a stop string are left out."""
 
 from __future__ import annotations
 
@@ -29,8 +34,8 @@ CHARS_PER_TOKEN = 4  # the cheap first check of a prompt's length, before any to
 
 def add_chat_routes(app: Any, server: Any, body_of: Callable, pick: Callable,
                     job_events: Callable) -> None:
-    """Add the chat route to ``app`` (``body_of``, ``pick`` and ``job_events``: app.py's
-    helpers every route shares)."""
+    """Add the chat and text completion routes to ``app`` (``body_of``, ``pick`` and
+    ``job_events``: app.py's helpers every route shares)."""
 
     @app.post("/v1/chat/completions", summary="A chat reply (stream: Server-Sent Events)",
               openapi_extra=body_doc(schemas.ChatBody))
@@ -42,56 +47,31 @@ def add_chat_routes(app: Any, server: Any, body_of: Callable, pick: Callable,
                                                  job_request)
         extra = {} if cited is None else {"studio_citations": cited}
         await check_prompt(served, job_request.messages, server.limits)
-        if options.stream:
-            return StreamingResponse(_chat_stream(job_events, request, served, job_request,
-                                                  options, extra),
-                                     media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
-        stops = StopMatcher(options.stop)
-        text, last, job = "", None, None
-        try:
-            async with aclosing(job_events(request, job_request, "chat")) as stream:
-                async for what, item in stream:
-                    if what == "end":
-                        job = item
-                        break
-                    last = item
-                    text += stops.feed(getattr(item, "text", ""))
-                    if stops.stopped:
-                        break  # closing the stream cancels the job
-        except ClientGone:
-            return Response(status_code=499)  # nobody reads it
-        text += stops.flush()
-        reply = job.result if job is not None else None
-        error_text = getattr(last, "error", "") if last is not None else ""
-        if job is not None and job.state is JobState.FAILED or error_text:
-            raise ApiError(500, (job.error if job and job.error else error_text)
-                           or "The job failed.", type_="server_error", code="generation_failed")
-        if _cut_short(job) and not stops.stopped:
-            raise ApiError(503, SHUTTING_DOWN, type_="server_error")
-        if not text and reply is not None and not stops.stopped:
-            text = stops.feed(reply.text) + stops.flush()
-        reason = "stop" if stops.stopped else schemas.finish_reason(
-            getattr(reply, "finish_reason", None) or getattr(last, "finish_reason", None))
-        prompt_tokens, completion_tokens = _counts(reply if not stops.stopped else None, last)
-        return JSONResponse(schemas.chat_completion(schemas.completion_id(), served.id, text,
-                                                    reason, prompt_tokens, completion_tokens)
-                            | extra)
+        return await _answer(job_events, request, served, job_request, options, extra)
+
+    @app.post("/v1/completions", summary="A text completion: the prompt continued as written, "
+              "no chat template (stream: Server-Sent Events)",
+              openapi_extra=body_doc(schemas.CompletionBody))
+    async def completions(request: Request) -> Response:
+        body = await body_of(request)
+        served = pick(body, CHAT)
+        job_request, options = schemas.parse_completion(body, served.spec)
+        await check_prompt(served, job_request.messages, server.limits, "prompt")
+        return await _answer(job_events, request, served, job_request, options, {})
 
 
-async def _chat_stream(job_events: Callable, request: Request, served: ServedModel,
-                       job_request: Any, options: Any,
-                       extra: dict[str, Any]) -> AsyncIterator[bytes]:
-    cid, created = schemas.completion_id(), int(time.time())
+async def _answer(job_events: Callable, request: Request, served: ServedModel, job_request: Any,
+                  options: Any, extra: dict[str, Any]) -> Response:
+    """The reply to a chat (or, for a Complete-mode request, a text) completion: streamed, or
+    whole once the job ends."""
+    if options.stream:
+        return StreamingResponse(_stream(job_events, request, served, job_request, options,
+                                         extra),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
     stops = StopMatcher(options.stop)
-
-    def sse(obj: Any) -> bytes:
-        return b"data: " + (obj if isinstance(obj, bytes) else json.dumps(
-            obj, ensure_ascii=False).encode("utf-8")) + b"\n\n"
-
-    last, job = None, None
-    yield sse(schemas.chat_chunk(cid, served.id, created, {"role": "assistant",
-                                                           "content": ""}) | extra)
+    text, last, job = "", None, None
+    scored: list[Any] = []
     try:
         async with aclosing(job_events(request, job_request, "chat")) as stream:
             async for what, item in stream:
@@ -99,17 +79,77 @@ async def _chat_stream(job_events: Callable, request: Request, served: ServedMod
                     job = item
                     break
                 last = item
-                piece = stops.feed(getattr(item, "text", ""))
-                if piece:
-                    yield sse(schemas.chat_chunk(cid, served.id, created,
-                                                 {"content": piece}))
+                text += stops.feed(getattr(item, "text", ""))
+                scored.extend(getattr(item, "logprobs", []))
+                if stops.stopped:
+                    break  # closing the stream cancels the job
+    except ClientGone:
+        return Response(status_code=499)  # nobody reads it
+    text += stops.flush()
+    reply = job.result if job is not None else None
+    error_text = getattr(last, "error", "") if last is not None else ""
+    if job is not None and job.state is JobState.FAILED or error_text:
+        raise ApiError(500, (job.error if job and job.error else error_text)
+                       or "The job failed.", type_="server_error", code="generation_failed")
+    if _cut_short(job) and not stops.stopped:
+        raise ApiError(503, SHUTTING_DOWN, type_="server_error")
+    if not text and reply is not None and not stops.stopped:
+        text = stops.feed(reply.text) + stops.flush()
+    reason = "stop" if stops.stopped else schemas.finish_reason(
+        getattr(reply, "finish_reason", None) or getattr(last, "finish_reason", None))
+    prompt_tokens, completion_tokens = _counts(reply if not stops.stopped else None, last)
+    whole = schemas.text_completion if job_request.complete else schemas.chat_completion
+    logprobs = scored if job_request.logprobs is not None else None
+    return JSONResponse(whole(schemas.completion_id(job_request.complete), served.id, text,
+                              reason, prompt_tokens, completion_tokens, logprobs) | extra)
+
+
+async def _stream(job_events: Callable, request: Request, served: ServedModel,
+                  job_request: Any, options: Any, extra: dict[str, Any]) -> AsyncIterator[bytes]:
+    complete = job_request.complete
+    cid, created = schemas.completion_id(complete), int(time.time())
+    stops = StopMatcher(options.stop)
+    want_logprobs = job_request.logprobs is not None
+    pending: list[Any] = []  # tokens whose logprobs go out with the next piece of text
+    offset = 0  # text completions: where the next token starts in the reply
+
+    def sse(obj: Any) -> bytes:
+        return b"data: " + (obj if isinstance(obj, bytes) else json.dumps(
+            obj, ensure_ascii=False).encode("utf-8")) + b"\n\n"
+
+    def piece(text: str, reason: str | None = None) -> bytes:
+        nonlocal offset
+        logprobs = list(pending) if want_logprobs else None
+        pending.clear()
+        if complete:
+            out = schemas.text_chunk(cid, served.id, created, text, reason, logprobs, offset)
+            offset += sum(len(t.token) for t in logprobs or [])
+            return sse(out)
+        return sse(schemas.chat_chunk(cid, served.id, created, {"content": text} if text or
+                                      reason is None else {}, reason, logprobs))
+
+    last, job = None, None
+    if not complete:
+        yield sse(schemas.chat_chunk(cid, served.id, created, {"role": "assistant",
+                                                               "content": ""}) | extra)
+    try:
+        async with aclosing(job_events(request, job_request, "chat")) as stream:
+            async for what, item in stream:
+                if what == "end":
+                    job = item
+                    break
+                last = item
+                pending.extend(getattr(item, "logprobs", []))
+                text = stops.feed(getattr(item, "text", ""))
+                if text:
+                    yield piece(text)
                 if stops.stopped:
                     break  # closing the stream cancels the job
     except ClientGone:
         return  # events() has cancelled the job
     tail = stops.flush()
     if tail:
-        yield sse(schemas.chat_chunk(cid, served.id, created, {"content": tail}))
+        yield piece(tail)
     error_text = getattr(last, "error", "") if last is not None else ""
     failed = job is not None and job.state is JobState.FAILED
     if error_text or failed or (_cut_short(job) and not stops.stopped):
@@ -120,15 +160,18 @@ async def _chat_stream(job_events: Callable, request: Request, served: ServedMod
         reply = job.result if job is not None and not stops.stopped else None
         reason = "stop" if stops.stopped else schemas.finish_reason(
             getattr(reply, "finish_reason", None) or getattr(last, "finish_reason", None))
-        yield sse(schemas.chat_chunk(cid, served.id, created, {}, reason))
+        if stops.stopped:
+            pending.clear()  # tokens past the stop string are not part of the answer
+        yield piece("", reason)
         if options.include_usage:
-            yield sse(schemas.usage_chunk(cid, served.id, created, *_counts(reply, last)))
+            yield sse(schemas.usage_chunk(cid, served.id, created, *_counts(reply, last),
+                                          text=complete))
     yield sse(b"[DONE]")
 
 
 # -- limits in front of the queue --------------------------------------------------------------
 async def check_prompt(served: ServedModel, messages: list[dict[str, Any]],
-                       limits: Limits) -> None:
+                       limits: Limits, param: str = "messages") -> None:
     """A 400 for a prompt over ``max_prompt_tokens``: first by its length in characters (a
     token is seldom under one character... a 4 MB prompt never reaches a tokenizer), then by the
     model's own tokenizer when it has a ``tokenizer.json``."""
@@ -138,7 +181,7 @@ async def check_prompt(served: ServedModel, messages: list[dict[str, Any]],
         raise ApiError(400, f"The prompt is {len(text):,} characters long; this server takes "
                             f"prompts of up to {count_of(limit, 'token')} (about "
                             f"{limit * CHARS_PER_TOKEN:,} characters). Shorten it, or start the "
-                            "server with a larger --max-prompt-tokens.", "messages",
+                            "server with a larger --max-prompt-tokens.", param,
                        "prompt_too_long")
     tokenizer = Path(served.spec) / "tokenizer.json"
     if len(text) <= limit or not tokenizer.is_file():
@@ -149,7 +192,7 @@ async def check_prompt(served: ServedModel, messages: list[dict[str, Any]],
     if count > limit:
         raise ApiError(400, f"The prompt is {count_of(count, 'token')} long; this server takes up to "
                             f"{limit:,}. Shorten it, or start the server with a larger "
-                            "--max-prompt-tokens.", "messages", "prompt_too_long")
+                            "--max-prompt-tokens.", param, "prompt_too_long")
 
 
 _tokenizers: dict[Path, Any] = {}
