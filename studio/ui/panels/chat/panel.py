@@ -25,9 +25,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListView,
-    QPlainTextEdit,
     QProgressBar,
-    QPushButton,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -44,9 +42,9 @@ from studio.pipelines.chat.store import (
 )
 from studio.pipelines.chat.types import ChatRequest
 from studio.ui.context import AppContext
-from studio.ui.panels.chat.controls import ChatControls, EnterSends
+from studio.ui.panels.chat.composer import Composer
+from studio.ui.panels.chat.controls import ChatControls
 from studio.ui.panels.chat.delegate import MessageDelegate
-from studio.ui.panels.chat.documents_bar import DocumentsBar
 from studio.ui.panels.chat.empty_state import NO_MODELS, READY, SCANNING, ChatEmptyState
 from studio.ui.panels.chat.model import ConversationModel
 from studio.ui.panels.chat.servers import ServerActions
@@ -139,64 +137,17 @@ class ChatPanel(QWidget):
         col.addWidget(self.view, 1)
         col.addWidget(self.empty, 1)
 
-        composer = QWidget()
-        composer.setObjectName("Card")
-        box = QVBoxLayout(composer)
-        box.setContentsMargins(12, 8, 12, 8)
-        self.edit_banner = QWidget()
-        eb = QHBoxLayout(self.edit_banner)
-        eb.setContentsMargins(0, 0, 0, 0)
-        self.edit_label = QLabel("Editing a message — sending makes a new branch; the old one "
-                                 "stays.")
-        self.edit_label.setProperty("muted", True)
-        eb.addWidget(self.edit_label, 1)
-        cancel_edit = QPushButton("Cancel edit")
-        cancel_edit.setProperty("flat", True)
-        cancel_edit.clicked.connect(self.cancel_edit)
-        eb.addWidget(cancel_edit)
-        box.addWidget(self.edit_banner)
-        self.save_banner = QFrame()  # styled as the window's error banners
-        self.save_banner.setObjectName("Banner")
-        self.save_banner.setProperty("kind", "error")
-        self.save_banner.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        sb = QHBoxLayout(self.save_banner)
-        sb.setContentsMargins(10, 6, 6, 6)
-        self.save_error = QLabel("")
-        self.save_error.setWordWrap(True)
-        self.save_error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        sb.addWidget(self.save_error, 1)
-        self.save_again = QPushButton("Save again")
-        self.save_again.setToolTip("Write the reply kept here into the conversations database")
-        self.save_again.clicked.connect(self.retry_save)
-        sb.addWidget(self.save_again)
-        self.save_banner.setVisible(False)
-        box.addWidget(self.save_banner)
-        self.documents = DocumentsBar(self.store, self.ctx.paths.models_dir,
-                                      self._conversation_for_documents)
-        box.addWidget(self.documents)
-        row = QHBoxLayout()
-        self.input = QPlainTextEdit()
-        self.input.setPlaceholderText("Message the model…  (Enter sends, Shift+Enter: new line)")
-        self.input.setFixedHeight(72)
-        self._enter = EnterSends(self.send)
-        self.input.installEventFilter(self._enter)
-        row.addWidget(self.input, 1)
-        self.send_button = QPushButton("Send")
-        self.send_button.setProperty("accent", True)
-        self.send_button.clicked.connect(self.send)
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("Stop the reply (Esc); what it wrote so far is kept")
-        self.stop_button.clicked.connect(self.stop)
-        buttons = QVBoxLayout()
-        buttons.addWidget(self.send_button)
-        buttons.addWidget(self.stop_button)
-        row.addLayout(buttons)
-        box.addLayout(row)
-        self.status = QLabel("")
-        self.status.setProperty("muted", True)
-        self.status.setWordWrap(True)
-        box.addWidget(self.status)
-        self.documents.message.connect(self.status.setText)
+        composer = Composer(self.store, self.ctx.paths.models_dir,
+                            self._conversation_for_documents, self.send, self.stop,
+                            self.cancel_edit, self.retry_save)
+        self.composer = composer
+        # the panel's names for the composer's parts (the panel drives them)
+        self.edit_banner, self.edit_label = composer.edit_banner, composer.edit_label
+        self.save_banner, self.save_error = composer.save_banner, composer.save_error
+        self.save_again, self.documents = composer.save_again, composer.documents
+        self.input, self._enter = composer.input, composer._enter
+        self.send_button, self.stop_button = composer.send_button, composer.stop_button
+        self.status = composer.status
         wrap = QHBoxLayout()
         wrap.setContentsMargins(20, 6, 20, 14)
         wrap.addWidget(composer)
