@@ -122,3 +122,43 @@ def test_studio_chat_complete_refuses_what_needs_a_chat(tiny_gpt2_dir, capsys):
     assert _main(["chat", "--model", str(tiny_gpt2_dir), "--complete", "--prompt", TEXT,
                   "--system", "be nice"]) == 2
     assert "--complete continues a raw text" in capsys.readouterr().err
+
+
+# -- the Chat window: the Complete toggle, remembered per conversation ----------------------------
+@pytest.mark.gui
+def test_chat_window_complete_mode_continues_and_is_remembered(studio_home, tiny_gpt2_dir,
+                                                               request, qtbot):
+    import shutil
+
+    from PySide6.QtCore import Qt
+
+    shutil.copytree(tiny_gpt2_dir, default_paths().models_dir / "tiny-gpt2")
+    window = request.getfixturevalue("main_window")
+    window.resize(1320, 840)
+    window.show()
+    panel = window.show_workspace("chat")
+    qtbot.waitUntil(lambda: panel.controls.model.count() > 0, timeout=10_000)
+    panel.controls.temperature.setValue(0)
+    panel.controls.max_new.setValue(6)
+    panel.controls.complete.setChecked(True)
+    assert panel.send_button.text() == "Continue" and not panel.controls.system.isEnabled()
+
+    panel.input.setPlainText(TEXT)
+    qtbot.keyClick(panel.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: panel.job is None, timeout=180_000)
+    first = panel.model.last_message()
+    assert first.role == "assistant" and first.content == _plain_greedy(tiny_gpt2_dir, TEXT, 6)[1]
+
+    qtbot.mouseClick(panel.send_button, Qt.MouseButton.LeftButton)  # nothing typed: go on
+    qtbot.waitUntil(lambda: panel.job is None, timeout=180_000)
+    rows = panel.store.path(panel.conv_id)
+    assert [m.role for m in rows] == ["user", "assistant", "assistant"]
+    assert rows[2].content == _plain_greedy(tiny_gpt2_dir, TEXT + first.content, 6)[1]
+    complete_chat = panel.conv_id
+
+    panel.new_conversation()  # a new chat starts with the toggle as it was; turn it off
+    panel.controls.complete.setChecked(False)
+    assert panel.send_button.text() == "Send" and panel.controls.system.isEnabled()
+    assert panel.store.conversation(panel.conv_id).settings["complete"] is False
+    panel.open_conversation(complete_chat)
+    assert panel.controls.complete.isChecked() and panel.send_button.text() == "Continue"

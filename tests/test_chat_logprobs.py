@@ -197,3 +197,57 @@ def test_bad_logprobs_and_completion_fields_are_refused_with_a_sentence(server, 
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["param"] == param and error["message"].endswith(".")
+
+
+# -- the Chat window: the token-probability view ---------------------------------------------------
+@pytest.mark.gui
+def test_chat_window_shows_token_probabilities_in_colour_with_alternatives(
+        studio_home, tiny_llama_dir, request, qtbot):
+    import shutil
+
+    from PySide6.QtCore import Qt, QUrl
+
+    from studio.ui.panels.chat.model import MessageRole
+
+    shutil.copytree(tiny_llama_dir, default_paths().models_dir / "tiny-llama")
+    window = request.getfixturevalue("main_window")
+    window.resize(1320, 840)
+    window.show()
+    panel = window.show_workspace("chat")
+    qtbot.waitUntil(lambda: panel.controls.model.count() > 0, timeout=10_000)
+    panel.controls.temperature.setValue(0)
+    panel.controls.max_new.setValue(5)
+
+    def reply_buttons():
+        row = panel.model.rowCount() - 1
+        index = panel.model.index(row)
+        lay = panel.delegate._layout(panel.view.visualRect(index), index.data(MessageRole))
+        return {name: rect for name, rect, _t in lay["buttons"]}
+
+    panel.input.setPlainText("Hello")
+    qtbot.keyClick(panel.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: panel.job is None, timeout=180_000)
+    assert "logprobs" not in panel.model.last_message().meta  # off: nothing kept
+    assert "probabilities" not in reply_buttons()
+
+    panel.controls.probabilities.setChecked(True)
+    assert panel.store.conversation(panel.conv_id).settings["probabilities"] is True
+    panel.input.setPlainText("Hello")
+    qtbot.keyClick(panel.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: panel.job is None, timeout=180_000)
+    reply = panel.model.last_message()
+    stored = panel.store.message(reply.id).meta["logprobs"]  # saved with the reply
+    assert len(stored) == reply.tokens and "".join(e["text"] for e in stored) == reply.content
+    assert all(len(e["top"]) == 5 for e in stored)
+
+    qtbot.mouseClick(panel.view.viewport(), Qt.MouseButton.LeftButton,
+                     pos=reply_buttons()["probabilities"].center())
+    view = panel.token_view
+    assert view is not None and view.isVisible()
+    html_text = view.text.toHtml()
+    shown = [e for e in stored if e["text"]]  # a token ending inside a character shows later
+    assert html_text.count("tok:") == len(shown) and "background-color:" in html_text
+    view._clicked(QUrl("tok:0"))
+    assert view.alternatives.text().count("%") == 1 + len(stored[0]["top"])
+    assert "average probability" in view.summary.text()
+    view.close()

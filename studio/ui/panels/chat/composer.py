@@ -22,6 +22,9 @@ from PySide6.QtWidgets import (
 from studio.ui.panels.chat.controls import EnterSends
 from studio.ui.panels.chat.documents_bar import DocumentsBar
 
+CHAT_HINT = "Message the model…  (Enter sends, Shift+Enter: new line)"
+COMPLETE_HINT = "Text to continue, as typed — or nothing, to go on  (Enter continues)"
+
 
 class Composer(QWidget):
     """The card under the conversation (see the module docstring)."""
@@ -66,7 +69,7 @@ class Composer(QWidget):
         box.addWidget(self.documents)
         row = QHBoxLayout()
         self.input = QPlainTextEdit()
-        self.input.setPlaceholderText("Message the model…  (Enter sends, Shift+Enter: new line)")
+        self.input.setPlaceholderText(CHAT_HINT)
         self.input.setFixedHeight(72)
         self._enter = EnterSends(on_send)
         self.input.installEventFilter(self._enter)
@@ -87,3 +90,10 @@ class Composer(QWidget):
         self.status.setWordWrap(True)
         box.addWidget(self.status)
         self.documents.message.connect(self.status.setText)
+
+    def show_mode(self, complete: bool) -> None:
+        """Complete mode: "Continue" adds the text typed (if any) and the model goes on."""
+        self.send_button.setText("Continue" if complete else "Send")
+        self.send_button.setToolTip("Add what you typed, if anything, and let the model go on "
+                                    "writing" if complete else "")
+        self.input.setPlaceholderText(COMPLETE_HINT if complete else CHAT_HINT)

@@ -43,10 +43,11 @@ from studio.pipelines.chat.store import (
 from studio.pipelines.chat.types import ChatRequest
 from studio.ui.context import AppContext
 from studio.ui.panels.chat.composer import Composer
-from studio.ui.panels.chat.controls import ChatControls
+from studio.ui.panels.chat.controls import TOP_ALTERNATIVES, ChatControls
 from studio.ui.panels.chat.delegate import MessageDelegate
 from studio.ui.panels.chat.empty_state import NO_MODELS, READY, SCANNING, ChatEmptyState
 from studio.ui.panels.chat.model import ConversationModel
+from studio.ui.panels.chat.probabilities import TokenProbabilities, add_tokens
 from studio.ui.panels.chat.servers import ServerActions
 from studio.ui.panels.chat.sidebar import ConversationList
 from studio.ui.panels.chat.sources import PassageDialog, passages_of
@@ -71,6 +72,7 @@ class ChatPanel(QWidget):
         self.unsaved_message: Message | None = None
         self.retrieving = False  # the attached documents are being searched for a reply
         self.stop_requested = False  # Stop was pressed while they were
+        self.token_view: TokenProbabilities | None = None  # the last one opened
         self._build()
         self._flush_timer = QTimer(self, singleShot=True, interval=33)
         self._flush_timer.timeout.connect(self._flush)
@@ -224,15 +226,19 @@ class ChatPanel(QWidget):
             self.store.update_conversation(
                 self.conv_id, system_prompt=self.controls.system.toPlainText(),
                 model=self.controls.model_spec(), settings=self.controls.sampling())
-        self._update_empty()
-        self._update_meter()
+        self._update_state()
         self.view.viewport().update()
 
     # -- sending -----------------------------------------------------------------------------
     @Slot()
     def send(self) -> None:
-        text = self.input.toPlainText().strip()
-        if not text or self.job is not None or self.retrieving:
+        """Send the message typed; in Complete mode the text goes as typed (spaces matter), and
+        with nothing typed the model continues the text so far."""
+        complete = self.controls.complete.isChecked()
+        text = self.input.toPlainText() if complete else self.input.toPlainText().strip()
+        last = self.model.last_message()
+        go_on = complete and not text.strip() and last is not None and self.editing is None
+        if (not text.strip() and not go_on) or self.job is not None or self.retrieving:
             return
         if not self.controls.model_spec():
             self.status.setText("Choose a model first.")
@@ -241,13 +247,17 @@ class ChatPanel(QWidget):
             # The reply above is not in the database yet: nothing is sent, the text stays typed.
             self.status.setText("Not sent: the reply above must be saved first.")
             return
+        if go_on:
+            self.start_reply(last.id)
+            return
         try:
             if self.conv_id is None:
                 self.new_conversation()
             conv = self.store.conversation(self.conv_id)
             if conv.title in ("", "New chat"):
-                self.store.rename(self.conv_id, text.splitlines()[0][:48])
-                self.title.setText(text.splitlines()[0][:48])
+                title = text.strip().splitlines()[0][:48]
+                self.store.rename(self.conv_id, title)
+                self.title.setText(title)
             parent: Any = "leaf"
             if self.editing is not None:
                 parent = self.editing.parent_id
@@ -305,8 +315,11 @@ class ChatPanel(QWidget):
                               top_k=sampling["top_k"],
                               repetition_penalty=sampling["repetition_penalty"],
                               max_new_tokens=sampling["max_new_tokens"],
-                              seed=None if sampling["seed"] < 0 else sampling["seed"])
-        grounded = self.documents.active()
+                              seed=None if sampling["seed"] < 0 else sampling["seed"],
+                              complete=sampling["complete"],
+                              logprobs=TOP_ALTERNATIVES if sampling["probabilities"] else None)
+        # documents go into a chat's question; Complete mode's raw text is sent as it is
+        grounded = self.documents.active() and not request.complete
         self.streaming = self.store.add_message(self.conv_id, "assistant", "",
                                                 parent_id=parent_id, complete=False,
                                                 meta={"model": spec, "documents": True}
@@ -419,6 +432,8 @@ class ChatPanel(QWidget):
             self.model.set_dropped(chunk.dropped_messages)
         if chunk.warnings:
             meta["warnings"] = list(chunk.warnings)
+        if chunk.logprobs or meta.get("logprobs"):
+            add_tokens(meta.setdefault("logprobs", []), chunk)
         elapsed = max(1e-6, (job.ended or time.time()) - job.started)
         self.status.setText(f"{count_of(chunk.completion_tokens, 'token')} · "
                             f"{chunk.completion_tokens / elapsed:.1f} tok/s"
@@ -497,6 +512,11 @@ class ChatPanel(QWidget):
                 dialog = PassageDialog(passage, self)
                 dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
                 dialog.open()
+        elif name == "probabilities":
+            dialog = TokenProbabilities(msg.meta.get("logprobs") or [], self)
+            dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            dialog.open()
+            self.token_view = dialog
         elif name == "given":
             self.delegate.expanded ^= {msg.id}
             self.model.update_message(msg.id)
@@ -532,6 +552,7 @@ class ChatPanel(QWidget):
         self.send_button.setVisible(not busy)
         self.stop_button.setVisible(busy)
         self.edit_banner.setVisible(self.editing is not None)
+        self.composer.show_mode(self.controls.complete.isChecked())
         has_rows = self.model.rowCount() > 0
         self.view.setVisible(has_rows)
         self.empty.setVisible(not has_rows)

@@ -1,0 +1,149 @@
+"""Token probabilities of a reply: each token coloured by how likely the model found it, and its
+likeliest alternatives.
+
+A reply generated with "Token probabilities" on keeps, in its message ``meta["logprobs"]``, one
+entry per generated token (:func:`token_entries`): the text it added to the reply, its
+log-probability and the top alternatives at that position. :class:`TokenProbabilities` shows them:
+hovering a token shows its alternatives as a tooltip, clicking one lists them under the text. It
+is built only when opened, and nothing is computed for replies asked without the toggle.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QColor, QCursor
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QLabel,
+    QTextBrowser,
+    QToolTip,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.core.wording import count_of
+
+LEGEND = ("Each token is coloured by the probability the model gave it: green likely, yellow "
+          "uncertain, red unlikely (sampling picked it anyway). Hover over a token, or click "
+          "it, to see the alternatives the model weighed at that point.")
+
+
+def add_tokens(entries: list[dict[str, Any]], chunk: Any) -> None:
+    """Add a streamed chunk's tokens to ``entries`` (a message's ``meta["logprobs"]``): the text
+    each added to the reply (a local chunk is one token, its text exactly the piece shown), its
+    log-probability and alternatives. Text that comes without a token (the end of a character
+    held back) goes to the last token, so the pieces always add up to the reply."""
+    scored = list(getattr(chunk, "logprobs", []) or [])
+    if not scored:
+        if chunk.text and entries:
+            entries[-1]["text"] += chunk.text
+        return
+    pieces = [chunk.text] if len(scored) == 1 else [t.token for t in scored]
+    entries.extend({"text": piece, "token": t.token, "logprob": t.logprob,
+                    "top": [[a, lp] for a, lp in t.top]}
+                   for piece, t in zip(pieces, scored, strict=True))
+
+
+def probability_colour(p: float) -> QColor:
+    """Red (0) through yellow to green (1), pale: the token's text is dark on it in either
+    theme."""
+    p = min(1.0, max(0.0, p))
+    return QColor.fromHsvF(p / 3.0, 0.45, 1.0)
+
+
+def _shown(token: str) -> str:
+    """A token as a person reads it in a list: spaces and new lines made visible."""
+    return repr(token)[1:-1] if token.strip() != token or not token else token
+
+
+def alternatives_text(entry: dict[str, Any]) -> str:
+    """The tooltip and list text of one token: its probability, then each alternative's."""
+    lines = [f"“{_shown(entry['token'])}”: {math.exp(entry['logprob']):.1%}"]
+    for alt, logprob in entry.get("top") or []:
+        lines.append(f"    {_shown(alt)}  {math.exp(logprob):.1%}")
+    return "\n".join(lines)
+
+
+def tokens_html(entries: list[dict[str, Any]]) -> str:
+    """The reply as links ``tok:I``, one per token that shows text, each on its probability's
+    colour."""
+    spans = []
+    for i, entry in enumerate(entries):
+        if not entry["text"]:  # part of a character the next token completes: shown there
+            continue
+        colour = probability_colour(math.exp(entry["logprob"]))
+        text = html.escape(entry["text"]).replace("\n", "<br>")
+        spans.append(f'<a href="tok:{i}" style="background-color: {colour.name()}; '
+                     f'color: #111111; text-decoration: none">{text}</a>')
+    return f'<div style="white-space: pre-wrap">{"".join(spans)}</div>'
+
+
+class TokenProbabilities(QDialog):
+    """One reply's tokens in colour, with each token's alternatives (see the module)."""
+
+    def __init__(self, entries: list[dict[str, Any]], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.entries = entries
+        self.setWindowTitle("Token probabilities")
+        self.resize(640, 460)
+        box = QVBoxLayout(self)
+        legend = QLabel(LEGEND)
+        legend.setWordWrap(True)
+        legend.setProperty("muted", True)
+        box.addWidget(legend)
+        self.text = QTextBrowser()
+        self.text.setOpenLinks(False)
+        self.text.setHtml(tokens_html(entries))
+        self.text.anchorClicked.connect(self._clicked)
+        self.text.highlighted.connect(self._hovered)
+        box.addWidget(self.text, 1)
+        self.summary = QLabel(self._summary())
+        self.summary.setWordWrap(True)
+        box.addWidget(self.summary)
+        self.alternatives = QLabel("Click a token to list its alternatives here.")
+        self.alternatives.setProperty("muted", True)
+        self.alternatives.setWordWrap(True)
+        box.addWidget(self.alternatives)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        buttons.button(QDialogButtonBox.StandardButton.Close).clicked.connect(self.accept)
+        box.addWidget(buttons)
+
+    def _summary(self) -> str:
+        if not self.entries:
+            return "This reply has no tokens."
+        probs = [math.exp(e["logprob"]) for e in self.entries]
+        low = min(range(len(probs)), key=probs.__getitem__)
+        return (f"{count_of(len(probs), 'token')} · average probability "
+                f"{sum(probs) / len(probs):.0%} · least likely: "
+                f"“{_shown(self.entries[low]['token'])}” ({probs[low]:.1%})")
+
+    def _entry(self, url: QUrl) -> dict[str, Any] | None:
+        text = url.toString()
+        if not text.startswith("tok:"):
+            return None
+        try:
+            return self.entries[int(text[4:])]
+        except (ValueError, IndexError):
+            return None
+
+    def _hovered(self, url: QUrl) -> None:
+        entry = self._entry(url)
+        if entry is None:
+            QToolTip.hideText()
+        else:
+            QToolTip.showText(QCursor.pos(), alternatives_text(entry), self.text)
+
+    def _clicked(self, url: QUrl) -> None:
+        entry = self._entry(url)
+        if entry is not None:
+            self.show_alternatives(entry)
+
+    def show_alternatives(self, entry: dict[str, Any]) -> None:
+        self.alternatives.setProperty("muted", False)
+        self.alternatives.setText(alternatives_text(entry))
