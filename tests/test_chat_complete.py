@@ -128,18 +128,11 @@ def test_studio_chat_complete_refuses_what_needs_a_chat(tiny_gpt2_dir, capsys):
 @pytest.mark.gui
 def test_chat_window_complete_mode_continues_and_is_remembered(studio_home, tiny_gpt2_dir,
                                                                request, qtbot):
-    import shutil
-
     from PySide6.QtCore import Qt
 
-    shutil.copytree(tiny_gpt2_dir, default_paths().models_dir / "tiny-gpt2")
-    window = request.getfixturevalue("main_window")
-    window.resize(1320, 840)
-    window.show()
-    panel = window.show_workspace("chat")
-    qtbot.waitUntil(lambda: panel.controls.model.count() > 0, timeout=10_000)
-    panel.controls.temperature.setValue(0)
-    panel.controls.max_new.setValue(6)
+    from tests.fixtures.chat_window import open_chat
+
+    _window, panel = open_chat(request, qtbot, tiny_gpt2_dir, 6)
     panel.controls.complete.setChecked(True)
     assert panel.send_button.text() == "Continue" and not panel.controls.system.isEnabled()
 

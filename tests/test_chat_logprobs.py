@@ -203,20 +203,12 @@ def test_bad_logprobs_and_completion_fields_are_refused_with_a_sentence(server, 
 @pytest.mark.gui
 def test_chat_window_shows_token_probabilities_in_colour_with_alternatives(
         studio_home, tiny_llama_dir, request, qtbot):
-    import shutil
-
     from PySide6.QtCore import Qt, QUrl
 
     from studio.ui.panels.chat.model import MessageRole
+    from tests.fixtures.chat_window import open_chat
 
-    shutil.copytree(tiny_llama_dir, default_paths().models_dir / "tiny-llama")
-    window = request.getfixturevalue("main_window")
-    window.resize(1320, 840)
-    window.show()
-    panel = window.show_workspace("chat")
-    qtbot.waitUntil(lambda: panel.controls.model.count() > 0, timeout=10_000)
-    panel.controls.temperature.setValue(0)
-    panel.controls.max_new.setValue(5)
+    _window, panel = open_chat(request, qtbot, tiny_llama_dir, 5)
 
     def reply_buttons():
         row = panel.model.rowCount() - 1

@@ -60,6 +60,30 @@ def add_chat_routes(app: Any, server: Any, body_of: Callable, pick: Callable,
         return await _answer(job_events, request, served, job_request, options, {})
 
 
+class _Run:
+    """One reply's job, read through the stop strings: :meth:`pieces` yields each chunk's text
+    that may be sent and its scored tokens; then ``last`` is the last chunk and ``job`` the end
+    snapshot (None when a stop string ended it: closing the stream cancels the job)."""
+
+    def __init__(self, stops: StopMatcher) -> None:
+        self.stops = stops
+        self.last: Any = None
+        self.job: Any = None
+
+    async def pieces(self, job_events: Callable, request: Request,
+                     job_request: Any) -> AsyncIterator[tuple[str, list[Any]]]:
+        async with aclosing(job_events(request, job_request, "chat")) as stream:
+            async for what, item in stream:
+                if what == "end":
+                    self.job = item
+                    return
+                self.last = item
+                yield self.stops.feed(getattr(item, "text", "")), list(
+                    getattr(item, "logprobs", []))
+                if self.stops.stopped:
+                    return
+
+
 async def _answer(job_events: Callable, request: Request, served: ServedModel, job_request: Any,
                   options: Any, extra: dict[str, Any]) -> Response:
     """The reply to a chat (or, for a Complete-mode request, a text) completion: streamed, or
@@ -70,21 +94,16 @@ async def _answer(job_events: Callable, request: Request, served: ServedModel, j
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
     stops = StopMatcher(options.stop)
-    text, last, job = "", None, None
+    run = _Run(stops)
+    text = ""
     scored: list[Any] = []
     try:
-        async with aclosing(job_events(request, job_request, "chat")) as stream:
-            async for what, item in stream:
-                if what == "end":
-                    job = item
-                    break
-                last = item
-                text += stops.feed(getattr(item, "text", ""))
-                scored.extend(getattr(item, "logprobs", []))
-                if stops.stopped:
-                    break  # closing the stream cancels the job
+        async for piece, tokens in run.pieces(job_events, request, job_request):
+            text += piece
+            scored.extend(tokens)
     except ClientGone:
         return Response(status_code=499)  # nobody reads it
+    last, job = run.last, run.job
     text += stops.flush()
     reply = job.result if job is not None else None
     error_text = getattr(last, "error", "") if last is not None else ""
@@ -128,25 +147,18 @@ async def _stream(job_events: Callable, request: Request, served: ServedModel,
         return sse(schemas.chat_chunk(cid, served.id, created, {"content": text} if text or
                                       reason is None else {}, reason, logprobs))
 
-    last, job = None, None
     if not complete:
         yield sse(schemas.chat_chunk(cid, served.id, created, {"role": "assistant",
                                                                "content": ""}) | extra)
+    run = _Run(stops)
     try:
-        async with aclosing(job_events(request, job_request, "chat")) as stream:
-            async for what, item in stream:
-                if what == "end":
-                    job = item
-                    break
-                last = item
-                pending.extend(getattr(item, "logprobs", []))
-                text = stops.feed(getattr(item, "text", ""))
-                if text:
-                    yield piece(text)
-                if stops.stopped:
-                    break  # closing the stream cancels the job
+        async for text, tokens in run.pieces(job_events, request, job_request):
+            pending.extend(tokens)
+            if text:
+                yield piece(text)
     except ClientGone:
         return  # events() has cancelled the job
+    last, job = run.last, run.job
     tail = stops.flush()
     if tail:
         yield piece(tail)

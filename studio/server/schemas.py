@@ -80,10 +80,9 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatBody(_Body):
-    """``POST /v1/chat/completions``."""
+class _SamplingBody(_Body):
+    """The fields chat and text completions share."""
 
-    messages: list[Message] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
@@ -91,12 +90,21 @@ class ChatBody(_Body):
     top_k: int | None = Field(None, ge=-1, le=1_000_000)
     repetition_penalty: float | None = Field(None, ge=0, le=10)
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
-    max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     stop: str | list[str] | None = None
     n: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    # hints OpenAI documents; accepted and ignored
+    user: Any = None
+    logit_bias: Any = None
+
+
+class ChatBody(_SamplingBody):
+    """``POST /v1/chat/completions``."""
+
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
     logprobs: bool | None = None
     top_logprobs: int | None = None
     response_format: dict[str, Any] | None = None
@@ -107,40 +115,23 @@ class ChatBody(_Body):
     # Studio's own: answer from this named document collection (GET /v1/collections)
     studio_collection: str | None = Field(None, min_length=1, max_length=200)
     # hints OpenAI documents; accepted and ignored
-    user: Any = None
     store: Any = None
     metadata: Any = None
     service_tier: Any = None
-    logit_bias: Any = None
     parallel_tool_calls: Any = None
     prediction: Any = None
     reasoning_effort: Any = None
     modalities: Any = None
 
 
-class CompletionBody(_Body):
+class CompletionBody(_SamplingBody):
     """``POST /v1/completions`` (text completion: the prompt is continued as written)."""
 
     prompt: str | list[str]
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
-    top_k: int | None = Field(None, ge=-1, le=1_000_000)
-    repetition_penalty: float | None = Field(None, ge=0, le=10)
-    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
-    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
-    stop: str | list[str] | None = None
-    n: int | None = None
     best_of: int | None = None
     echo: bool | None = None
     suffix: str | None = None
     logprobs: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    # hints OpenAI documents; accepted and ignored
-    user: Any = None
-    logit_bias: Any = None
 
 
 class ImageBody(_Body):
@@ -292,7 +283,7 @@ def _stops(stop: str | list[str] | None) -> list[str]:
     return stops
 
 
-def _sampled_request(b: ChatBody | CompletionBody, model_spec: str, max_tokens: int | None,
+def _sampled_request(b: _SamplingBody, model_spec: str, max_tokens: int | None,
                      default_max: int, **fields: Any) -> ChatRequest:
     """The :class:`ChatRequest` of a chat or text completion body (the sampling fields both
     share), validated."""
