@@ -155,3 +155,38 @@ def test_chat_window_complete_mode_continues_and_is_remembered(studio_home, tiny
     assert panel.store.conversation(panel.conv_id).settings["complete"] is False
     panel.open_conversation(complete_chat)
     assert panel.controls.complete.isChecked() and panel.send_button.text() == "Continue"
+
+
+@pytest.mark.gui
+def test_chat_window_branches_a_completion_at_an_alternative_token(studio_home, tiny_gpt2_dir,
+                                                                   request, qtbot):
+    from PySide6.QtCore import Qt, QUrl
+
+    from studio.ui.panels.chat.model import MessageRole
+    from tests.fixtures.chat_window import open_chat
+
+    _window, panel = open_chat(request, qtbot, tiny_gpt2_dir, 4)
+    panel.controls.complete.setChecked(True)
+    panel.controls.probabilities.setChecked(True)
+    panel.input.setPlainText(TEXT)
+    qtbot.keyClick(panel.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: panel.job is None, timeout=180_000)
+    reply = panel.model.last_message()
+    entries = reply.meta["logprobs"]
+    index = panel.model.index(panel.model.rowCount() - 1)
+    lay = panel.delegate._layout(panel.view.visualRect(index), index.data(MessageRole))
+    button = next(rect for name, rect, _t in lay["buttons"] if name == "probabilities")
+    qtbot.mouseClick(panel.view.viewport(), Qt.MouseButton.LeftButton, pos=button.center())
+    view = panel.token_view
+    view._clicked(QUrl("tok:1"))
+    alt = next(j for j, (t, _lp) in enumerate(entries[1]["top"]) if t != entries[1]["token"])
+    assert f'href="alt:{alt}"' in view.alternatives.text()
+    view.alternatives.linkActivated.emit(f"alt:{alt}")  # as a click on the link does
+    qtbot.waitUntil(lambda: panel.job is None and panel.token_view is None, timeout=180_000)
+
+    rows = panel.store.path(panel.conv_id)
+    branch_text = entries[0]["text"] + entries[1]["top"][alt][0]
+    assert [m.role for m in rows] == ["user", "assistant", "assistant"]
+    assert rows[1].content == branch_text and rows[1].parent_id == reply.parent_id
+    assert panel.store.children(panel.conv_id, reply.parent_id) == [reply.id, rows[1].id]
+    assert rows[2].content == _plain_greedy(tiny_gpt2_dir, TEXT + branch_text, 4)[1]

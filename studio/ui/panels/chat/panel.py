@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListView,
-    QProgressBar,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -46,16 +45,17 @@ from studio.ui.panels.chat.composer import Composer
 from studio.ui.panels.chat.controls import TOP_ALTERNATIVES, ChatControls
 from studio.ui.panels.chat.delegate import MessageDelegate
 from studio.ui.panels.chat.empty_state import NO_MODELS, READY, SCANNING, ChatEmptyState
+from studio.ui.panels.chat.grounding import GroundedReplies
+from studio.ui.panels.chat.meter import ContextMeter
 from studio.ui.panels.chat.model import ConversationModel
 from studio.ui.panels.chat.probabilities import TokenProbabilities, add_tokens
 from studio.ui.panels.chat.servers import ServerActions
 from studio.ui.panels.chat.sidebar import ConversationList
 from studio.ui.panels.chat.sources import PassageDialog, passages_of
-from studio.ui.theme import colors
 from studio.workers.job_bridge import QtJobHandle
 
 
-class ChatPanel(QWidget):
+class ChatPanel(QWidget, GroundedReplies):
     """The Chat workspace (see the module docstring)."""
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
@@ -103,18 +103,9 @@ class ChatPanel(QWidget):
         self.title = QLabel("New chat")
         self.title.setProperty("heading", True)
         header.addWidget(self.title, 1)
-        self.meter_label = QLabel("")
-        self.meter_label.setProperty("muted", True)
-        self.meter_label.setMinimumWidth(170)
-        self.meter_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        header.addWidget(self.meter_label)
-        header.addSpacing(8)
-        self.meter = QProgressBar()
-        self.meter.setObjectName("contextMeter")
-        self.meter.setTextVisible(False)
-        self.meter.setFixedWidth(110)
-        self.meter.setToolTip("Tokens of this conversation / the model's context length")
-        header.addWidget(self.meter)
+        self.context_meter = ContextMeter()
+        self.meter_label, self.meter = self.context_meter.label, self.context_meter.bar
+        header.addWidget(self.context_meter)
         col.addLayout(header)
 
         self.model = ConversationModel(self)
@@ -338,42 +329,6 @@ class ChatPanel(QWidget):
         else:
             self._submit(request)
 
-    def _grounded(self, reply_id: int, request: ChatRequest, messages: list[dict[str, str]],
-                  passages: list[Any]) -> None:
-        """The passages for the question were found: the reply is asked for with them."""
-        self.retrieving = False
-        if self.streaming is None or self.streaming.id != reply_id:
-            return
-        if self.stop_requested:  # Stop (or another conversation) while the search ran
-            self._end_unasked(finish_reason="cancelled")
-            return
-        self.streaming.meta["sources"] = [p.to_dict() for p in passages]
-        self.store.update_message(reply_id, meta=self.streaming.meta)
-        self._submit(dataclasses.replace(request, messages=messages))
-        if not passages:
-            self.status.setText("Nothing relevant found in the attached documents; asking the "
-                                "model without them.")
-
-    def _grounding_failed(self, reply_id: int, sentence: str) -> None:
-        self.retrieving = False
-        if self.streaming is not None and self.streaming.id == reply_id:
-            self._end_unasked(finish_reason="error",
-                              error=f"The documents could not be searched: {sentence}")
-
-    def _end_unasked(self, **meta: Any) -> None:
-        """End the reply being prepared without asking the model (stopped, or the search
-        failed): the empty message is saved as such and the status says why."""
-        msg, saver = self.streaming, self.saver
-        if msg is None:
-            return
-        msg.meta.update(meta)
-        msg.complete = True
-        if saver is not None:
-            saver.finish(msg.meta)
-        self.saver = self.streaming = None
-        self.status.setText(meta.get("error") or "Stopped before the model was asked.")
-        self.reload()
-
     def _submit(self, request: ChatRequest) -> None:
         spec = request.model
         self.job = self.ctx.bridge.submit(request, title="Chat reply")
@@ -513,8 +468,11 @@ class ChatPanel(QWidget):
                 dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
                 dialog.open()
         elif name == "probabilities":
-            dialog = TokenProbabilities(msg.meta.get("logprobs") or [], self)
+            branch = ((lambda i, alt: self.branch_at(msg, i, alt))
+                      if self.controls.complete.isChecked() else None)
+            dialog = TokenProbabilities(msg.meta.get("logprobs") or [], self, branch)
             dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            dialog.finished.connect(lambda _r, d=dialog: self._token_view_closed(d))
             dialog.open()
             self.token_view = dialog
         elif name == "given":
@@ -526,6 +484,30 @@ class ChatPanel(QWidget):
             target = siblings[(siblings.index(msg.id) + step) % len(siblings)]
             self.store.switch_branch(target)
             self.reload()
+
+    def branch_at(self, msg: Message, index: int, alternative: str) -> None:
+        """Complete mode: a new version of the reply ``msg`` that keeps its text before token
+        ``index``, takes ``alternative`` there, and is continued by the model."""
+        if self.job is not None or self.retrieving:
+            self.status.setText("Wait for the reply being written (or Stop it) to branch.")
+            return
+        entries = msg.meta.get("logprobs") or []
+        text = "".join(e["text"] for e in entries[:index]) + alternative
+        try:
+            branch = self.store.add_message(self.conv_id, "assistant", text,
+                                            parent_id=msg.parent_id,
+                                            meta={"model": msg.meta.get("model", ""),
+                                                  "branched_from": msg.id})
+        except sqlite3.Error as exc:
+            self._show_write_error(f"The branch could not be saved: {write_failure(exc)}.")
+            return
+        if self.token_view is not None:
+            self.token_view.close()
+        self.start_reply(branch.id)
+
+    def _token_view_closed(self, dialog: TokenProbabilities) -> None:
+        if self.token_view is dialog:
+            self.token_view = None
 
     @Slot()
     def cancel_edit(self) -> None:
@@ -587,25 +569,9 @@ class ChatPanel(QWidget):
 
     def _update_meter(self) -> None:
         used, ctx_len, full = self.context_use()
-        if ctx_len:
-            self.meter.setVisible(True)
-            self.meter.setRange(0, ctx_len)
-            self.meter.setValue(min(used, ctx_len))
-            reserve = reply_reserve(ctx_len, self.controls.max_new.value())
-            self.meter_label.setText(f"{used:,} / {ctx_len:,} tokens" + (" · full" if full else ""))
-            tip = (f"This conversation takes {count_of(used, 'token')} of the model's "
-                   f"{ctx_len:,}; {count_of(reserve, 'token')} stay free for the reply.")
-            if full:
-                tip += " It no longer fits whole: the oldest messages are left out."
-            self.meter.setToolTip(tip)
-            self.meter_label.setToolTip(tip)
-        else:
-            self.meter.setVisible(False)
-            self.meter_label.setText(count_of(used, "token") if used else "")
-        if self.meter.property("full") != full:
-            self.meter.setProperty("full", full)
-            self.meter.setStyleSheet(
-                f"#contextMeter::chunk {{ background: {colors().queued}; }}" if full else "")
+        self.context_meter.show_use(used, ctx_len, full,
+                                    reply_reserve(ctx_len, self.controls.max_new.value())
+                                    if ctx_len else 0)
 
     def shutdown(self) -> None:
         """Stop a reply in progress (its text so far is kept) and close the database."""

@@ -4,17 +4,20 @@ likeliest alternatives.
 A reply generated with "Token probabilities" on keeps, in its message ``meta["logprobs"]``, one
 entry per generated token (:func:`token_entries`): the text it added to the reply, its
 log-probability and the top alternatives at that position. :class:`TokenProbabilities` shows them:
-hovering a token shows its alternatives as a tooltip, clicking one lists them under the text. It
-is built only when opened, and nothing is computed for replies asked without the toggle.
+hovering a token shows its alternatives as a tooltip, clicking one lists them under the text. In
+Complete mode each listed alternative is a link that branches the reply there: a new version of
+it that keeps the text before the token, takes the alternative, and lets the model go on. It is
+built only when opened, and nothing is computed for replies asked without the toggle.
 """
 
 from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QColor, QCursor
 from PySide6.QtWidgets import (
     QDialog,
@@ -86,9 +89,14 @@ def tokens_html(entries: list[dict[str, Any]]) -> str:
 class TokenProbabilities(QDialog):
     """One reply's tokens in colour, with each token's alternatives (see the module)."""
 
-    def __init__(self, entries: list[dict[str, Any]], parent: QWidget | None = None) -> None:
+    def __init__(self, entries: list[dict[str, Any]], parent: QWidget | None = None,
+                 on_branch: Callable[[int, str], None] | None = None) -> None:
+        """``on_branch(i, text)``: branch the reply at token ``i`` with ``text`` instead (None:
+        no branching, as in a chat)."""
         super().__init__(parent)
         self.entries = entries
+        self.on_branch = on_branch
+        self.current = -1  # the token whose alternatives are listed
         self.setWindowTitle("Token probabilities")
         self.resize(640, 460)
         box = QVBoxLayout(self)
@@ -105,9 +113,12 @@ class TokenProbabilities(QDialog):
         self.summary = QLabel(self._summary())
         self.summary.setWordWrap(True)
         box.addWidget(self.summary)
-        self.alternatives = QLabel("Click a token to list its alternatives here.")
+        self.alternatives = QLabel("Click a token to list its alternatives here"
+                                   + (" and branch the text from one of them." if on_branch
+                                      else "."))
         self.alternatives.setProperty("muted", True)
         self.alternatives.setWordWrap(True)
+        self.alternatives.linkActivated.connect(self._branch)
         box.addWidget(self.alternatives)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
@@ -145,5 +156,25 @@ class TokenProbabilities(QDialog):
             self.show_alternatives(entry)
 
     def show_alternatives(self, entry: dict[str, Any]) -> None:
+        self.current = self.entries.index(entry)
         self.alternatives.setProperty("muted", False)
-        self.alternatives.setText(alternatives_text(entry))
+        if self.on_branch is None:
+            self.alternatives.setTextFormat(Qt.TextFormat.PlainText)
+            self.alternatives.setText(alternatives_text(entry))
+            return
+        rows = [html.escape(f"“{_shown(entry['token'])}”: {math.exp(entry['logprob']):.1%}")]
+        for j, (alt, logprob) in enumerate(entry.get("top") or []):
+            link = (f'<a href="alt:{j}">{html.escape(_shown(alt))}</a>' if alt != entry["token"]
+                    else html.escape(_shown(alt)))
+            rows.append(f"&nbsp;&nbsp;&nbsp;&nbsp;{link} {math.exp(logprob):.1%}")
+        self.alternatives.setTextFormat(Qt.TextFormat.RichText)
+        self.alternatives.setText("<br>".join(rows) + "<br>Click an alternative to branch the "
+                                  "text there and let the model go on from it.")
+
+    def _branch(self, link: str) -> None:
+        if self.on_branch is None or self.current < 0 or not link.startswith("alt:"):
+            return
+        top = self.entries[self.current].get("top") or []
+        j = int(link[4:])
+        if 0 <= j < len(top):
+            self.on_branch(self.current, str(top[j][0]))
