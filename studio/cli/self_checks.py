@@ -12,6 +12,7 @@ is downloaded: everything works with ``HF_HUB_OFFLINE=1`` and no network at all.
 from __future__ import annotations
 
 import dataclasses
+import math
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -318,10 +319,16 @@ def check_chat(root: Path, device: str = "auto") -> str:
     model = build_tiny_llama(paths.models_dir / "tiny-llama")
     request = ChatRequest(model=str(model), messages=[{"role": "user", "content": "Hello!"}],
                           temperature=0.0, max_new_tokens=1, seed=0)
-    [(reply, _)] = _run_jobs(settings, paths, [request])
+    # and Complete mode (no template) with token probabilities: the forward hook's path
+    complete = dataclasses.replace(request, complete=True, logprobs=2)
+    [(reply, _), (raw, _)] = _run_jobs(settings, paths, [request, complete])
     if reply is None or reply.completion_tokens != 1:
         raise CheckFailed(f"expected one token, got {getattr(reply, 'completion_tokens', None)}")
-    return f"{reply.prompt_tokens} prompt tokens → 1 token"
+    scored = getattr(raw, "logprobs", None) or []
+    if len(scored) != 1 or not scored[0].logprob <= 0 or len(scored[0].top) != 2:
+        raise CheckFailed(f"Complete mode with token probabilities gave {scored!r}")
+    return (f"{reply.prompt_tokens} prompt tokens → 1 token; Complete mode: "
+            f"p = {math.exp(scored[0].logprob):.1%}")
 
 
 def _tiny_image_inputs(folder: Path) -> tuple[Path, Path]:
