@@ -112,6 +112,40 @@ def server(tiny_llama_dir, tiny_gpt2_dir):
     engine.shutdown(timeout=120)
 
 
+@pytest.fixture(scope="module")
+def serving(server):
+    """The same server listening on its loopback port (for the studio's own remote backend)."""
+    import threading
+
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    yield server.url
+    server.shutdown()
+    thread.join(60)
+
+
+def test_remote_complete_mode_with_logprobs_through_studio_serve(serving, backend,
+                                                                 tiny_gpt2_dir):
+    """Studio as the client of another server: Complete mode goes to /v1/completions and the
+    token probabilities come back in its shape, equal to the local engine's."""
+    from studio.pipelines.chat.remote import RemoteChatBackend
+
+    text = [{"role": "user", "content": "The quick brown"}]
+    remote = RemoteChatBackend.from_spec(f"openai:{serving}#tiny-gpt2")
+    chunks = list(remote.stream(ChatRequest(model="x", messages=text, complete=True,
+                                            temperature=0, max_new_tokens=5, logprobs=2),
+                                CancelToken()))
+    local = backend.generate(ChatRequest(model=str(tiny_gpt2_dir), messages=text, complete=True,
+                                         temperature=0, max_new_tokens=5, logprobs=2),
+                             CancelToken())
+    assert "".join(c.text for c in chunks) == local.text
+    scored = [t for c in chunks for t in c.logprobs]
+    assert [t.token for t in scored] == [t.token for t in local.logprobs]
+    assert [t.logprob for t in scored] == pytest.approx([t.logprob for t in local.logprobs])
+    assert chunks[-1].finish_reason in ("stop", "length")
+
+
 def _sse(text: str) -> list:
     import json
 
