@@ -190,3 +190,17 @@ def test_chat_window_branches_a_completion_at_an_alternative_token(studio_home, 
     assert rows[1].content == branch_text and rows[1].parent_id == reply.parent_id
     assert panel.store.children(panel.conv_id, reply.parent_id) == [reply.id, rows[1].id]
     assert rows[2].content == _plain_greedy(tiny_gpt2_dir, TEXT + branch_text, 4)[1]
+
+
+def test_studio_chat_complete_conversation_goes_on_at_an_empty_line(tiny_gpt2_dir, capsys,
+                                                                    monkeypatch):
+    import io
+
+    from studio.cli import _main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(TEXT + "\n\n/exit\n"))
+    assert _main(["chat", "--model", str(tiny_gpt2_dir), "--complete", "--temperature", "0",
+                  "--max-new-tokens", "4"]) == 0
+    first = _plain_greedy(tiny_gpt2_dir, TEXT, 4)[1]
+    second = _plain_greedy(tiny_gpt2_dir, TEXT + first, 4)[1]
+    assert capsys.readouterr().out == first + "\n" + second + "\n"

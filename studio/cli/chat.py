@@ -68,7 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--complete", action="store_true",
                    help="Complete mode: continue the text as written, with no chat template "
                         "(base models: GPT-2, the gpt lesson's model); in a conversation each "
-                        "line is added to the text and the model goes on from there")
+                        "line is added to the text as typed and the model goes on from there "
+                        "(an empty line: it just goes on)")
     p.add_argument("--logprobs", type=int, default=None, metavar="K",
                    help="after the reply, print each token's probability and its K (0-20) "
                         "likeliest alternatives on stderr")
@@ -268,7 +269,7 @@ def _repl(engine: Any, template: Any, system: str, printer: _Printer,
             print(file=sys.stderr)
             continue
         text = line.strip()
-        if not text:
+        if not text and not (template.complete and history):
             continue
         if text in ("/exit", "/quit"):
             return 0
@@ -276,14 +277,16 @@ def _repl(engine: Any, template: Any, system: str, printer: _Printer,
             history.clear()
             print("studio: conversation cleared", file=sys.stderr, flush=True)
             continue
-        history.append({"role": "user", "content": line})
+        if text or not template.complete:  # Complete mode: an empty line lets the model go on
+            history.append({"role": "user", "content": line})
         messages = ([{"role": "system", "content": system}] if system else []) + history
         job, _stopped = _ask(engine, dataclasses.replace(template, messages=messages), printer,
                              documents)
         if job.result is not None:
             history.append({"role": "assistant", "content": job.result.text})
         elif job.error:
-            history.pop()
+            if text or not template.complete:
+                history.pop()
             fail(job.error)
 
 
