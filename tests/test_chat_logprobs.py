@@ -145,6 +145,19 @@ def test_remote_complete_mode_with_logprobs_through_studio_serve(serving, backen
     assert [t.logprob for t in scored] == pytest.approx([t.logprob for t in local.logprobs])
     assert chunks[-1].finish_reason in ("stop", "length")
 
+    # the window's path for remote models: the I/O lane's asyncio client
+    from studio.pipelines.chat.remote import AsyncRemoteChat
+    from tests.fixtures.asgi import run_async
+
+    async def collect():
+        return [c async for c in AsyncRemoteChat(remote).stream(
+            ChatRequest(model="x", messages=text, complete=True, temperature=0,
+                        max_new_tokens=5, logprobs=2))]
+
+    streamed = run_async(collect())
+    assert "".join(c.text for c in streamed) == local.text
+    assert [t.token for c in streamed for t in c.logprobs] == [t.token for t in scored]
+
 
 def _sse(text: str) -> list:
     import json
