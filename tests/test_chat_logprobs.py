@@ -290,3 +290,45 @@ def test_chat_window_shows_token_probabilities_in_colour_with_alternatives(
     assert view.alternatives.text().count("%") == 1 + len(stored[0]["top"])
     assert "average probability" in view.summary.text()
     view.close()
+
+
+# -- look inside: the last layer's attention for a chosen token --------------------------------------
+@pytest.mark.parametrize("which", ["tiny_llama_dir", "tiny_gpt2_dir"])
+def test_attention_for_a_token_equals_transformers_eager_attention(backend, request, which):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from studio.pipelines.chat.types import AttentionRequest
+
+    folder = request.getfixturevalue(which)
+    reply = backend.generate(ChatRequest(model=str(folder), messages=PROMPT, temperature=0,
+                                         max_new_tokens=4, logprobs=0, complete=True),
+                             CancelToken())
+    ids = reply.prompt_ids + [t.id for t in reply.logprobs[:2]]  # what the 3rd token read
+    own = backend.load(str(folder)).model.config._attn_implementation
+    seen = backend.attention(AttentionRequest(model=str(folder), input_ids=ids), CancelToken())
+    assert backend.load(str(folder)).model.config._attn_implementation == own  # put back
+
+    plain = AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation="eager")
+    with torch.inference_mode():
+        out = plain(input_ids=torch.tensor([ids]), output_attentions=True)
+    expected = out.attentions[-1][0, :, -1, :].mean(dim=0)
+    assert seen.weights == pytest.approx(expected.tolist(), abs=1e-5)
+    assert sum(seen.weights) == pytest.approx(1.0, abs=1e-4) and len(seen.tokens) == len(ids)
+    assert seen.heads == out.attentions[-1].shape[1]
+
+
+def test_attention_is_refused_for_remote_models_and_empty_input(backend, tiny_llama_dir):
+    from studio.pipelines.chat.service import AttentionService
+    from studio.pipelines.chat.types import AttentionRequest
+
+    class Progress:
+        def message(self, text):
+            pass
+
+    service = AttentionService(type("Chat", (), {"local": backend})())
+    with pytest.raises(UserFacingError, match="local chat models only"):
+        service.run(AttentionRequest(model="openai:http://127.0.0.1:9/v1#m", input_ids=[1]),
+                    Progress(), CancelToken())
+    with pytest.raises(UserFacingError, match="at least one"):
+        backend.attention(AttentionRequest(model=str(tiny_llama_dir)), CancelToken())

@@ -26,7 +26,7 @@ from studio.core.requests import (
 )
 from studio.library.download_jobs import FileDownloadRequest, HubDownloadRequest
 from studio.pipelines.chat.remote import is_remote_spec
-from studio.pipelines.chat.types import ChatRequest, EmbedRequest
+from studio.pipelines.chat.types import AttentionRequest, ChatRequest, EmbedRequest
 
 
 def _txt2img(engine: Engine) -> Any:
@@ -74,6 +74,12 @@ def _embed(engine: Engine) -> Any:
     return EmbedService(engine.service("chat"))
 
 
+def _attention(engine: Engine) -> Any:
+    from studio.pipelines.chat.service import AttentionService
+
+    return AttentionService(engine.service("chat"))
+
+
 def _unload(engine: Engine) -> Any:
     from studio.pipelines.model_cache import UnloadService
 
@@ -99,6 +105,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("gan-walk", GanWalkRequest, _gan_walk, "Loading the GAN…"),
     ServiceSpec("chat", ChatRequest, _chat, "Starting the chat engine…", lane=_chat_lane),
     ServiceSpec("embed", EmbedRequest, _embed, "Starting the chat engine…"),
+    ServiceSpec("attention", AttentionRequest, _attention, "Starting the chat engine…"),
     ServiceSpec("unload", UnloadRequest, _unload, "Unloading all models…"),
     ServiceSpec("download", HubDownloadRequest, _downloads, "Starting the download…", lane=IO),
     ServiceSpec("file-download", FileDownloadRequest, _downloads, "Starting the download…",

@@ -27,6 +27,8 @@ from typing import Any
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, JobCancelled, UserFacingError, describe_error
 from studio.pipelines.chat.types import (
+    AttentionMap,
+    AttentionRequest,
     ChatChunk,
     ChatReply,
     ChatRequest,
@@ -132,7 +134,7 @@ class _LogitsProbe:
             values, ids = torch.topk(logp, min(self.top, logp.shape[-1]))
             top = [(self.tokenizer.decode([i]), v)
                    for v, i in zip(values.tolist(), ids.tolist(), strict=True)]
-        return TokenLogprob(self.tokenizer.decode([token]), float(logp[token]), top)
+        return TokenLogprob(self.tokenizer.decode([token]), float(logp[token]), top, token)
 
     def close(self) -> None:
         self._handle.remove()
@@ -238,6 +240,39 @@ class LocalChatBackend:
                 vectors.append(out.hidden_states[-1][0].float().mean(dim=0).tolist())
         return Embeddings(vectors, tokens, truncated)
 
+    def attention(self, request: AttentionRequest, cancel: CancelToken) -> AttentionMap:
+        """The last layer's attention of the last position over ``request.input_ids``, averaged
+        over heads. The model runs this one pass with transformers' eager attention (the fused
+        kernels do not return the weights) and goes back to its own afterwards."""
+        import torch
+
+        try:
+            request.validate()
+        except ValueError as exc:
+            raise UserFacingError(str(exc)) from exc
+        with self._lock:
+            loaded = self.load(request.model)
+            model = loaded.model
+            ids = request.input_ids[-loaded.context_length:]
+            left_out = len(request.input_ids) - len(ids)
+            if cancel.cancelled:
+                raise JobCancelled()
+            own = getattr(model.config, "_attn_implementation", None) or "eager"
+            try:
+                model.set_attn_implementation("eager")
+                with torch.inference_mode():
+                    out = model(input_ids=torch.tensor([ids], device=model.device),
+                                output_attentions=True, use_cache=False)
+            except (ValueError, NotImplementedError, AttributeError) as exc:
+                raise UserFacingError(f"{loaded.name} cannot show its attention: "
+                                      f"{describe_error(exc)}") from exc
+            finally:
+                if own != "eager":
+                    model.set_attn_implementation(own)
+            last = out.attentions[-1][0, :, -1, :].float()  # heads × tokens read
+            tokens = [loaded.tokenizer.decode([i]) for i in ids]
+        return AttentionMap(tokens, last.mean(dim=0).tolist(), int(last.shape[0]), left_out)
+
     def _generate(self, request: ChatRequest, cancel: Any, on_chunk: ChunkCallback) -> ChatReply:
         import torch
 
@@ -319,4 +354,5 @@ class LocalChatBackend:
                          seconds=time.perf_counter() - started,
                          time_to_first_token=state["first"],
                          dropped_messages=prompt.dropped_messages, warnings=warnings,
-                         conversation_tokens=prompt.conversation_tokens, logprobs=logprobs)
+                         conversation_tokens=prompt.conversation_tokens, logprobs=logprobs,
+                         prompt_ids=list(prompt.input_ids) if probe is not None else [])

@@ -18,7 +18,15 @@ from typing import Any
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.pipelines.chat import remote
-from studio.pipelines.chat.types import ChatChunk, ChatReply, ChatRequest, Embeddings, EmbedRequest
+from studio.pipelines.chat.types import (
+    AttentionMap,
+    AttentionRequest,
+    ChatChunk,
+    ChatReply,
+    ChatRequest,
+    Embeddings,
+    EmbedRequest,
+)
 
 
 class ChatService:
@@ -172,3 +180,19 @@ class EmbedService:
                                   f"{remote.redact(request.model)} is on another server.")
         return self.chat.local.embed(request, cancel)
 
+
+class AttentionService:
+    """The ``attention`` job handler: where a local chat model's last layer looked when it wrote
+    a token (the chat service's model cache, so the model that wrote the reply is not loaded
+    twice)."""
+
+    def __init__(self, chat: ChatService) -> None:
+        self.chat = chat
+
+    def run(self, request: AttentionRequest, progress: ProgressSink,
+            cancel: CancelToken) -> AttentionMap:
+        if remote.is_remote_spec(request.model):
+            raise UserFacingError("Attention is shown for local chat models only; "
+                                  f"{remote.redact(request.model)} is on another server.")
+        progress.message("Reading the attention…")
+        return self.chat.local.attention(request, cancel)

@@ -39,6 +39,33 @@ class Embeddings:
 
 
 @dataclass
+class AttentionRequest:
+    """Where a local model's last layer looked when it wrote one token: ``input_ids`` are the
+    tokens it had read then (the prompt and the reply before that token); the answer is the
+    last position's attention over all of them."""
+
+    model: str
+    input_ids: list[int] = field(default_factory=list)
+
+    def validate(self) -> None:
+        if not str(self.model).strip():
+            raise ValueError("No chat model chosen.")
+        if not self.input_ids or not all(isinstance(i, int) and i >= 0 for i in self.input_ids):
+            raise ValueError("Give the token ids the model read (at least one).")
+
+
+@dataclass
+class AttentionMap:
+    """The answer to an :class:`AttentionRequest`: each token read, as text, and the weight the
+    last layer's attention gave it (averaged over its heads; they add up to 1)."""
+
+    tokens: list[str]
+    weights: list[float]
+    heads: int
+    left_out: int = 0  # tokens before the model's context that were not read
+
+
+@dataclass
 class ChatRequest:
     """One reply to generate. ``messages`` are ``{"role": ..., "content": ...}`` dicts in order.
 
@@ -109,15 +136,7 @@ class TokenLogprob:
     token: str
     logprob: float
     top: list[tuple[str, float]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"token": self.token, "logprob": self.logprob,
-                "top": [[t, lp] for t, lp in self.top]}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TokenLogprob:
-        return cls(str(data["token"]), float(data["logprob"]),
-                   [(str(t), float(lp)) for t, lp in data.get("top") or []])
+    id: int = -1  # the token id (local models; -1: not known)
 
 
 @dataclass
@@ -158,6 +177,7 @@ class ChatReply:
     warnings: list[str] = field(default_factory=list)
     conversation_tokens: int = 0  # as in ChatChunk
     logprobs: list[TokenLogprob] = field(default_factory=list)  # every token, with logprobs
+    prompt_ids: list[int] = field(default_factory=list)  # with logprobs, local: what was read
 
     @property
     def tokens_per_second(self) -> float:
