@@ -249,9 +249,10 @@ def test_bad_logprobs_and_completion_fields_are_refused_with_a_sentence(server, 
 # -- the Chat window: the token-probability view ---------------------------------------------------
 @pytest.mark.gui
 def test_chat_window_shows_token_probabilities_in_colour_with_alternatives(
-        studio_home, tiny_llama_dir, request, qtbot):
+        studio_home, tiny_llama_dir, request, qtbot, backend):
     from PySide6.QtCore import Qt, QUrl
 
+    from studio.pipelines.chat.types import AttentionRequest
     from studio.ui.panels.chat.model import MessageRole
     from tests.fixtures.chat_window import open_chat
 
@@ -289,6 +290,16 @@ def test_chat_window_shows_token_probabilities_in_colour_with_alternatives(
     view._clicked(QUrl("tok:0"))
     assert view.alternatives.text().count("%") == 1 + len(stored[0]["top"])
     assert "average probability" in view.summary.text()
+
+    # where the model looked when it wrote the third token: the prompt and the first two
+    view._clicked(QUrl("tok:2"))
+    assert view.look.isVisible() and view.look.isEnabled()
+    qtbot.mouseClick(view.look, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "Reading" not in view.attention.toPlainText(), timeout=60_000)
+    prompt_ids = panel.store.message(reply.id).meta["prompt_ids"]
+    seen = backend.attention(AttentionRequest(model=str(tiny_llama_dir), input_ids=prompt_ids
+                                              + [e["id"] for e in stored[:2]]), CancelToken())
+    assert view.attention.toPlainText() == "".join(seen.tokens)
     view.close()
 
 

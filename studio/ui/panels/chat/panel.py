@@ -48,7 +48,11 @@ from studio.ui.panels.chat.empty_state import NO_MODELS, READY, SCANNING, ChatEm
 from studio.ui.panels.chat.grounding import GroundedReplies
 from studio.ui.panels.chat.meter import ContextMeter
 from studio.ui.panels.chat.model import ConversationModel
-from studio.ui.panels.chat.probabilities import TokenProbabilities, add_tokens
+from studio.ui.panels.chat.probabilities import (
+    TokenProbabilities,
+    add_tokens,
+    attention_request,
+)
 from studio.ui.panels.chat.servers import ServerActions
 from studio.ui.panels.chat.sidebar import ConversationList
 from studio.ui.panels.chat.sources import PassageDialog, passages_of
@@ -419,6 +423,8 @@ class ChatPanel(QWidget, GroundedReplies):
         msg, saver = self.streaming, self.saver
         reply = job.result
         meta = dict(msg.meta)
+        if reply is not None and reply.prompt_ids:  # token probabilities: what "Where it
+            meta["prompt_ids"] = reply.prompt_ids  # looked" asks the model again
         if reply is not None:
             meta.update(finish_reason=reply.finish_reason, prompt_tokens=reply.prompt_tokens,
                         conversation_tokens=reply.conversation_tokens or reply.prompt_tokens,
@@ -470,7 +476,9 @@ class ChatPanel(QWidget, GroundedReplies):
         elif name == "probabilities":
             branch = ((lambda i, alt: self.branch_at(msg, i, alt))
                       if self.controls.complete.isChecked() else None)
-            dialog = TokenProbabilities(msg.meta.get("logprobs") or [], self, branch)
+            look = ((lambda i: self._look(msg, i)) if attention_request(msg.meta, 0) is not None
+                    else None)
+            dialog = TokenProbabilities(msg.meta.get("logprobs") or [], self, branch, look)
             dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             dialog.finished.connect(lambda _r, d=dialog: self._token_view_closed(d))
             dialog.open()
@@ -504,6 +512,22 @@ class ChatPanel(QWidget, GroundedReplies):
         if self.token_view is not None:
             self.token_view.close()
         self.start_reply(branch.id)
+
+    def _look(self, msg: Message, index: int) -> None:
+        """Ask where the model looked when it wrote token ``index`` of ``msg`` (a GPU job)."""
+        dialog, request = self.token_view, attention_request(msg.meta, index)
+        if dialog is None or request is None:
+            return
+        handle = self.ctx.bridge.submit(request, title="Attention")
+        self.attention_job = handle  # kept: the handle's signals live as long as it does
+
+        def ended(job: JobSnapshot) -> None:
+            if self.token_view is dialog:
+                result = job.result
+                dialog.show_attention(getattr(result, "tokens", None),
+                                      getattr(result, "weights", None), job.error or "")
+
+        handle.ended.connect(ended)
 
     def _token_view_closed(self, dialog: TokenProbabilities) -> None:
         if self.token_view is dialog:
