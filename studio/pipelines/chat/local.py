@@ -41,6 +41,14 @@ from studio.pipelines.model_cache import ModelCache
 ChunkCallback = Callable[[ChatChunk], None]
 
 
+def _checked(request: Any) -> None:
+    """A request's own check, as a sentence for the person who made it."""
+    try:
+        request.validate()
+    except ValueError as exc:
+        raise UserFacingError(str(exc)) from exc
+
+
 class _EitherCancel:
     """Cancelled when the caller's token is, or when the consumer of a stream went away."""
 
@@ -206,10 +214,7 @@ class LocalChatBackend:
 
         Errors before the first token raise; an error while generating ends with an "error"
         chunk and reply that keep the text so far."""
-        try:
-            request.validate()
-        except ValueError as exc:
-            raise UserFacingError(str(exc)) from exc
+        _checked(request)
         with self._lock:
             return self._generate(request, cancel, on_chunk or (lambda _c: None))
 
@@ -218,10 +223,7 @@ class LocalChatBackend:
         model's context are cut to it, and counted in ``truncated``)."""
         import torch
 
-        try:
-            request.validate()
-        except ValueError as exc:
-            raise UserFacingError(str(exc)) from exc
+        _checked(request)
         with self._lock:
             loaded = self.load(request.model)
             vectors: list[list[float]] = []
@@ -246,10 +248,7 @@ class LocalChatBackend:
         kernels do not return the weights) and goes back to its own afterwards."""
         import torch
 
-        try:
-            request.validate()
-        except ValueError as exc:
-            raise UserFacingError(str(exc)) from exc
+        _checked(request)
         with self._lock:
             loaded = self.load(request.model)
             model = loaded.model

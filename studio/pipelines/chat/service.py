@@ -166,33 +166,39 @@ class ChatService:
                          conversation_tokens=end.conversation_tokens, logprobs=scored)
 
 
-class EmbedService:
-    """The ``embed`` job handler: a local chat model's embeddings (the model cache is the chat
-    service's, so a model loaded to chat serves embeddings without a second copy)."""
+class _LocalModelService:
+    """A job the chat service's local backend answers, on its model cache (a model loaded to
+    chat is not loaded a second time); a remote model is refused with ``refusal``."""
+
+    refusal = "{where} is on another server."
 
     def __init__(self, chat: ChatService) -> None:
         self.chat = chat
+
+    def _local(self, model: str) -> Any:
+        if remote.is_remote_spec(model):
+            raise UserFacingError(self.refusal.format(where=remote.redact(model)))
+        return self.chat.local
+
+
+class EmbedService(_LocalModelService):
+    """The ``embed`` job handler: a local chat model's embeddings."""
+
+    refusal = "Embeddings come from local chat models only; {where} is on another server."
 
     def run(self, request: EmbedRequest, progress: ProgressSink,
             cancel: CancelToken) -> Embeddings:
-        if remote.is_remote_spec(request.model):
-            raise UserFacingError("Embeddings come from local chat models only; "
-                                  f"{remote.redact(request.model)} is on another server.")
-        return self.chat.local.embed(request, cancel)
+        return self._local(request.model).embed(request, cancel)
 
 
-class AttentionService:
+class AttentionService(_LocalModelService):
     """The ``attention`` job handler: where a local chat model's last layer looked when it wrote
-    a token (the chat service's model cache, so the model that wrote the reply is not loaded
-    twice)."""
+    a token."""
 
-    def __init__(self, chat: ChatService) -> None:
-        self.chat = chat
+    refusal = "Attention is shown for local chat models only; {where} is on another server."
 
     def run(self, request: AttentionRequest, progress: ProgressSink,
             cancel: CancelToken) -> AttentionMap:
-        if remote.is_remote_spec(request.model):
-            raise UserFacingError("Attention is shown for local chat models only; "
-                                  f"{remote.redact(request.model)} is on another server.")
+        local = self._local(request.model)
         progress.message("Reading the attention…")
-        return self.chat.local.attention(request, cancel)
+        return local.attention(request, cancel)
