@@ -35,6 +35,10 @@ optimizers, batch draw and losses, and no test accuracy to time): ``ratio`` = le
 wrapper must be free). It also times "what is normal": steps and seconds (one torch thread)
 until the lesson's test accuracy on digits first passes 95 %, over three seeds.
 
+``--normal`` instead times the ``distill`` and ``federated`` lessons' "what is normal" (one torch
+thread, default settings, seeds 0–2): the accuracies the lesson text and the README quote, and the
+CPU seconds their steps took (``--steps N``: 600 for distill, 100 rounds for federated).
+
 ``--controls`` instead measures the child-process session's controls (tests/
 test_train_process_session.py and test_train_a_session.py check what they do, not how fast):
 how long ``stop()`` takes after 50 steps of the optimizers lesson (the child saves its run and
@@ -407,6 +411,32 @@ def measure_bare(lesson: str, seconds: float, rounds: int) -> None:
               f"{trainer.step_count}, {time.perf_counter() - t0:.1f} s")
 
 
+#: lesson → (steps, the metrics "what is normal" quotes)
+NORMAL = {"distill": (600, ("teacher_acc", "student_acc", "twin_acc")),
+          "federated": (100, ("global_acc", "client_acc", "drift"))}
+
+
+def measure_normal(lesson: str, steps: int = 0) -> None:
+    """Default settings, seeds 0–2, one torch thread: the quoted metrics after ``steps`` and
+    the CPU seconds the steps took (the data set loaded before the clock starts)."""
+    import torch
+
+    from studio.pipelines.train.registry import lesson_class
+
+    torch.set_num_threads(1)
+    n, names = NORMAL[lesson]
+    n = steps or n
+    lesson_class(lesson)(seed=0)  # the data set's first load (cached) is not the lesson's
+    for seed in range(3):
+        trainer = lesson_class(lesson)(seed=seed)
+        t0 = time.process_time()
+        for _ in range(n):
+            metrics = trainer.step()
+        got = ", ".join(f"{k} {metrics[k]:.3f}" for k in names)
+        print(f"{lesson} seed {seed}: after {n} steps {got}; "
+              f"{time.process_time() - t0:.1f} CPU-s")
+
+
 def main(argv: list[str] | None = None) -> int:
     from studio.pipelines.train.registry import lesson_keys
 
@@ -426,7 +456,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bare", action="store_true",
                         help="the image lessons' loop vs a bare PyTorch loop, and the time to "
                              "'what is normal' (default lessons: cnn)")
+    parser.add_argument("--normal", action="store_true",
+                        help="distill and federated: the accuracies 'what is normal' quotes and "
+                             "their CPU time, seeds 0–2")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="with --normal: steps per seed (default 600 distill, 100 federated)")
     args = parser.parse_args(argv)
+    if args.normal:
+        for lesson in (args.lessons if args.lessons != lesson_keys() else list(NORMAL)):
+            measure_normal(lesson, args.steps)
+        return 0
     if args.bare:
         for lesson in (args.lessons if args.lessons != lesson_keys() else ["cnn"]):
             measure_bare(lesson, args.seconds, max(args.rounds, 3))

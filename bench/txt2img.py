@@ -4,6 +4,7 @@
     python bench/txt2img.py --device cuda   # fp16, full-size SD1.5 architecture, 512 px, 20 steps
     python bench/txt2img.py --family sd3    # SD 3.5's architecture (narrow on the CPU), txt2img only
     python bench/txt2img.py --family flux   # FLUX.1 dev's architecture (narrow on the CPU)
+    python bench/txt2img.py --controlnet    # only the ControlNet case
 
 Both sides use random weights (nothing is downloaded), the same request and the same seed. The
 studio side goes through ``Txt2ImgService.run`` with fast previews ON and saves each PNG (as a user
@@ -17,6 +18,10 @@ Then, on the same model:
   components; and an upscaler model (a random-weight RRDBNet, as RealESRGAN_x4plus: full size on
   CUDA, narrower on the CPU) through ``UpscaleService.run`` (reading and saving the PNG) against
   the network called directly on the same pixels; each studio/raw, target ≤ 1.03;
+
+- ControlNet: one random-weight ControlNet (canny on a drawing) through ``Txt2ImgService.run``
+  against diffusers' ControlNet pipeline on the same components (the raw side makes the same
+  canny map); studio/raw, target ≤ 1.03;
 
 - previews: what one fast preview (``latents_to_rgb``) costs at 512 and 1024 px, next to one UNet
   step of this case (target: a few per cent of a step at most);
@@ -230,6 +235,62 @@ def run_hires_bench(case: BenchSetup, rounds: int, model: Path) -> dict[str, flo
     return _alternate(lambda: time_studio(service, request, case.device), raw, rounds)
 
 
+def run_controlnet_bench(case: BenchSetup, rounds: int, model: Path,
+                         workdir: Path) -> dict[str, float]:
+    """One ControlNet (a random-weight ControlNetModel built from the model's UNet, canny on a
+    drawing) through ``Txt2ImgService.run`` against diffusers' StableDiffusionControlNetPipeline
+    on the same components, the raw side making the same canny map with scikit-image."""
+    import numpy as np
+    import torch
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, UNet2DConditionModel
+    from PIL import Image, ImageDraw, ImageOps
+    from skimage.feature import canny
+
+    from studio.core.config import Settings, default_paths
+    from studio.core.requests import Txt2ImgRequest
+    from studio.pipelines.diffusion.txt2img import Txt2ImgService
+
+    dtype = torch.float16 if case.dtype_name == "fp16" else torch.float32
+    folder = default_paths().models_dir / "controlnet" / "bench-canny"
+    if not folder.is_dir():
+        torch.manual_seed(3)
+        unet = UNet2DConditionModel.from_pretrained(str(model / "unet"))
+        ControlNetModel.from_unet(unet).save_pretrained(str(folder))
+    drawing = workdir / "drawing.png"
+    sketch = Image.new("RGB", (case.size * 2, case.size * 2), "white")
+    ImageDraw.Draw(sketch).ellipse((40, 40, case.size * 2 - 40, case.size * 2 - 40),
+                                   outline="black", width=6)
+    sketch.save(drawing)
+    settings = Settings(device=case.device, precision=case.dtype_name, preview_mode="fast")
+    service = Txt2ImgService(lambda: settings, default_paths)
+    base = StableDiffusionControlNetPipeline.from_pretrained(
+        str(model), controlnet=ControlNetModel.from_pretrained(str(folder), torch_dtype=dtype),
+        torch_dtype=dtype, safety_checker=None, local_files_only=True).to(case.device)
+    base.set_progress_bar_config(disable=True)
+    request = Txt2ImgRequest(model=str(model), prompt="a lighthouse on a cliff at dusk",
+                             negative_prompt="blurry", steps=case.steps, cfg=7.0,
+                             width=case.size, height=case.size, seed=1,
+                             controlnets=[{"model": "bench-canny", "image": str(drawing),
+                                           "preprocess": "canny", "weight": 0.9}])
+
+    def raw() -> float:
+        _sync(case.device)
+        start = time.perf_counter()
+        fitted = ImageOps.fit(Image.open(drawing).convert("RGB"), (case.size, case.size),
+                              Image.Resampling.LANCZOS)
+        edges = canny(np.asarray(fitted.convert("L"), dtype=np.float64), sigma=1.0,
+                      low_threshold=100, high_threshold=200)
+        control = Image.fromarray((edges * 255).astype(np.uint8)).convert("RGB")
+        base(prompt=request.prompt, negative_prompt=request.negative_prompt,
+             guidance_scale=request.cfg, num_inference_steps=request.steps, width=case.size,
+             height=case.size, image=control, controlnet_conditioning_scale=0.9,
+             generator=torch.Generator("cpu").manual_seed(request.seed))
+        _sync(case.device)
+        return time.perf_counter() - start
+
+    return _alternate(lambda: time_studio(service, request, case.device), raw, rounds)
+
+
 def run_upscale_bench(case: BenchSetup, rounds: int, workdir: Path) -> dict[str, float]:
     """An RRDBNet upscaler through the upscale job against the network called directly."""
     import numpy as np
@@ -285,6 +346,11 @@ def print_ratio(title: str, result: dict[str, float]) -> None:
     print(title)
     print(f"  studio median {result['studio_s']:.3f} s   raw median {result['raw_s']:.3f} s   "
           f"ratio studio/raw = {result['ratio']:.3f}  (target <= 1.03: {verdict})")
+
+
+def print_controlnet(case: BenchSetup, result: dict[str, float]) -> None:
+    print_ratio(f"ControlNet on {case.device} (one, canny, {case.size} px, {case.steps} steps)",
+                result)
 
 
 def print_txt2img(case: BenchSetup, rounds: int, result: dict[str, float]) -> None:
@@ -500,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-gui", action="store_true",
                         help="skip the window launch time and event-loop stall measurements")
+    parser.add_argument("--controlnet", action="store_true",
+                        help="only the ControlNet case (the default run has it too)")
     parser.add_argument("--family", default="",
                         help="another family's txt2img against its diffusers pipeline "
                              "(sd3, flux)")
@@ -511,12 +579,20 @@ def main(argv: list[str] | None = None) -> int:
                         "steps, fast previews, PNG saved)",
                         run_family_bench(args.family, case, args.rounds, Path(tmp)))
         return 0
+    if args.controlnet:
+        with tempfile.TemporaryDirectory(prefix="studio-bench-") as tmp:
+            os.environ["STUDIO_HOME"] = str(Path(tmp) / "studio-home")
+            model = build_random_sd15(Path(tmp) / "model", case.device == "cuda")
+            print_controlnet(case, run_controlnet_bench(case, args.rounds, model, Path(tmp)))
+        return 0
     with tempfile.TemporaryDirectory(prefix="studio-bench-") as tmp:
         result = run_txt2img_bench(case, args.rounds, Path(tmp))
         print_txt2img(case, args.rounds, result)
         print_ratio(f"hires fix on {case.device} ({case.size} px → ×1.5 Lanczos, {case.steps} + "
                     f"{case.steps // 2} steps at denoise 0.5)",
                     run_hires_bench(case, args.rounds, Path(tmp) / "model"))
+        print_controlnet(case, run_controlnet_bench(case, args.rounds, Path(tmp) / "model",
+                                                    Path(tmp)))
         upscale = run_upscale_bench(case, args.rounds, Path(tmp))
         print_ratio(f"upscaler on {case.device} (RRDBNet ×4, {upscale['side']} px in, PNG read "
                     "and written on both sides)", upscale)

@@ -13,8 +13,10 @@ __version__ = "0.1.0"
 
 # diffusers and transformers import torchao whenever it is installed (their quantizers): on a CPU
 # build its CUDA kernels "fail to load" and torch notes two enum registrations, four lines on the
-# terminal of every `studio generate` and in the window's log. Real errors still show.
-for _name in ("torchao", "torch.utils._pytree"):
+# terminal of every `studio generate` and in the window's log; diffusers' torchao quantizer warns
+# that torchao 0.18 lacks the tensor classes of older checkpoints (Studio loads none). Real errors
+# still show.
+for _name in ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer"):
     logging.getLogger(_name).setLevel(logging.ERROR)
 
 

@@ -295,6 +295,8 @@ class Walk:
         s.append(Scene("generate (model, LoRA)", self._generate_model))
         s.append(Scene("generate (seed, variation)", self._generate_variation))
         s.append(Scene("generate (hires fix)", self._generate_hires, self._generate_hires_off))
+        s.append(Scene("generate (ControlNet)", self._generate_controlnet,
+                       self._generate_controlnet_off))
         s.append(Scene("generate (FLUX model)", self._generate_flux, self._generate_sd15))
         s.append(Scene("generate (results)", self._generate_results))
         s.append(Scene("generate (queue drawer)", self._queue_open, self._queue_close))
@@ -303,6 +305,8 @@ class Walk:
         s.append(Scene("image parameters dialog", self._reuse_dialog, self._close_dialog))
         for mode in ("cyclegan", "img2img", "inpaint", "upscale"):
             s.append(Scene(f"transform ({mode})", lambda m=mode: self._transform(m)))
+        s.append(Scene("transform (SD upscale)", self._transform_sd_upscale,
+                       lambda: self._transform_upscale_method("model")))
         s.append(Scene("chat", self._chat))
         s.append(Scene("chat servers dialog", self._servers, self._close_dialog))
         s.append(Scene("chat passage dialog", self._passage, self._close_dialog))
@@ -450,6 +454,34 @@ class Walk:
         settle(self.window)
         return self.window
 
+    def _generate_controlnet(self):
+        """The ControlNet group on with two units (one with an image), scrolled into view."""
+        from PySide6.QtWidgets import QScrollArea
+
+        panel = self.show("generate")
+        self._generate_sd15()  # ControlNet is for SD 1.x, 2.x and SDXL models
+        group = panel.controls.controlnet
+        group.set_models([("control_v11p_sd15_canny", "sd1"), ("controlnet-canny-sdxl", "sdxl")])
+        group.enabled.setChecked(True)
+        group.rows[0].image.setText(str(self.window.ctx.paths.outputs_dir / "sketch.png"))
+        group.rows[0].preprocess.setCurrentIndex(group.rows[0].preprocess.findData("canny"))
+        group.add.click()
+        settle(self.window)
+        scroll = panel.controls.parentWidget()
+        while scroll is not None and not isinstance(scroll, QScrollArea):
+            scroll = scroll.parentWidget()
+        assert scroll is not None, "the Generate form is not in a scroll area"
+        scroll.ensureWidgetVisible(group.rows[0])
+        settle(self.window)
+        return self.window
+
+    def _generate_controlnet_off(self) -> None:
+        group = self.window.panel("generate").controls.controlnet
+        for row in list(group.rows):
+            row.remove.click()
+        group.enabled.setChecked(False)
+        group.set_models([])
+
     def _generate_hires_off(self) -> None:
         self.window.panel("generate").controls.hires.enabled.setChecked(False)
 
@@ -523,6 +555,16 @@ class Walk:
             panel.diffusion.prompt.setPlainText("a watercolour harbour at dawn")
         if mode == "inpaint":
             self._paint_mask(panel)
+        settle(self.window)
+        return self.window
+
+    def _transform_sd_upscale(self):
+        self._transform("upscale")
+        return self._transform_upscale_method("sd")
+
+    def _transform_upscale_method(self, method: str):
+        upscale = self.show("transform").upscale
+        upscale.method.setCurrentIndex(upscale.method.findData(method))
         settle(self.window)
         return self.window
 

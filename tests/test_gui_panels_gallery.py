@@ -283,3 +283,32 @@ def test_classify_says_the_top_classes_of_the_trained_cnn(qtbot, panel, images, 
     qtbot.waitUntil(lambda: "the CNN of run" in panel.last_classification, timeout=60_000)
     assert panel.last_classification.startswith(f"{path.name}: ")
     assert "%" in panel.last_classification
+
+
+def test_classify_with_an_exported_classifier_names_it_or_asks_which(qtbot, panel, images, ctx):
+    from PySide6.QtWidgets import QInputDialog
+
+    from studio.pipelines.train.export import export_trainer
+    from studio.pipelines.train.federated import FederatedTrainer
+
+    show_and_load(qtbot, panel)
+    path, _ = images[0]
+    index = panel.model.index(panel.model.row_of(str(path)))
+    find_action(panel.context_menu_for(index), "classifyWithModel").trigger()
+    qtbot.waitUntil(lambda: "No exported classifier yet" in panel.last_classification,
+                    timeout=30_000)
+    trainer = FederatedTrainer(config={"local_steps": 1, "hidden": 4}, seed=0)
+    trainer.step()
+    for name in ("fed-a", "fed-b"):
+        export_trainer(trainer, ctx.paths.models_dir, name)
+    panel.classify_with_model(path, "fed-b")
+    qtbot.waitUntil(lambda: "the classifier fed-b" in panel.last_classification, timeout=60_000)
+    assert panel.last_classification.startswith(f"{path.name}: ") and "%" in \
+        panel.last_classification
+    panel.classify_with_model(path)  # two of them: a short list asks which
+    qtbot.waitUntil(lambda: panel.findChild(QInputDialog, "classifierPicker") is not None,
+                    timeout=30_000)
+    picker = panel.findChild(QInputDialog, "classifierPicker")
+    picker.setTextValue("fed-a")
+    picker.accept()
+    qtbot.waitUntil(lambda: "the classifier fed-a" in panel.last_classification, timeout=60_000)

@@ -1,5 +1,7 @@
-"""The ``dpo`` lesson: its loss on a batch is TRL's DPOTrainer loss, a run resumes exactly, a bad
-preference file gets a sentence naming the line and the key, and the policy exports into Chat."""
+"""The ``dpo`` lesson: its loss on a batch is TRL's DPOTrainer loss (pure DPO and with the
+chosen-answer term), the warm-up's loss is transformers' own next-token loss and its model becomes
+the reference, a run resumes exactly, a bad preference file gets a sentence naming the line and
+the key, and the policy exports into Chat."""
 
 from __future__ import annotations
 
@@ -9,30 +11,33 @@ import pytest
 import torch
 
 from studio.pipelines.train.base import InvalidParameter
-from studio.pipelines.train.dpo import DPOLesson, dpo_terms
+from studio.pipelines.train.dpo import DPOLesson, dpo_terms, sft_loss
 from tests.fixtures.resume import assert_resumes_exactly
 from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
 
-TINY = {"width": 16, "heads": 2, "layers": 1, "context": 64, "batch_size": 2}
+TINY = {"width": 16, "heads": 2, "layers": 1, "context": 64, "batch_size": 2, "sft_steps": 0}
 
 
 def tiny(seed=0, **overrides):
     return DPOLesson({**TINY, **overrides}, seed=seed)
 
 
-def test_lesson_loss_equals_trl_dpo_trainer_loss(tmp_path):
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_lesson_loss_equals_trl_dpo_trainer_loss(tmp_path, alpha):
     from datasets import Dataset
     from transformers import PreTrainedTokenizerFast
     from trl import DPOConfig, DPOTrainer
 
-    lesson = tiny(beta=0.3)
+    lesson = tiny(beta=0.3, rpo_alpha=alpha)
     lesson.step()  # the policy moves away from the reference: the loss is no longer log 2
     batch = lesson.batch()
-    ours = dpo_terms(lesson.model, lesson.reference, batch, 0.3)["loss"]
+    ours = dpo_terms(lesson.model, lesson.reference, batch, 0.3, alpha)["loss"]
     tok = PreTrainedTokenizerFast(tokenizer_object=lesson.tokenizer, eos_token="<|endoftext|>",
                                   pad_token="<|endoftext|>")
+    losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, alpha]} if alpha else {}
     args = DPOConfig(output_dir=str(tmp_path), beta=0.3, report_to=[], use_cpu=True,
-                     per_device_train_batch_size=2, max_length=64, bf16=False, fp16=False)
+                     per_device_train_batch_size=2, max_length=64, bf16=False, fp16=False,
+                     **losses)
     try:
         trainer = DPOTrainer(model=lesson.model, ref_model=lesson.reference, args=args,
                              train_dataset=Dataset.from_list(lesson.pairs), processing_class=tok)
@@ -48,11 +53,29 @@ def test_lesson_loss_equals_trl_dpo_trainer_loss(tmp_path):
     torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=1e-4)
 
 
-def test_resume_equals_an_uninterrupted_run():
+def test_the_warm_up_is_next_token_training_and_its_model_becomes_the_reference():
+    lesson = tiny(sft_steps=2)
+    batch = lesson.batch()
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    theirs = lesson.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                          labels=labels).loss
+    torch.testing.assert_close(sft_loss(lesson.model, batch), theirs)
+    assert "Warm-up, step 0 of 2" in lesson.snapshot()["phase"]
+    assert set(lesson.step()) == {"step", "sft_loss"}
+    lesson.step()  # the last warm-up step: the model is frozen as the reference
+    for name, value in lesson.model.state_dict().items():
+        assert torch.equal(value, lesson.reference.state_dict()[name]), name
+    assert lesson.before == [lesson.answer(lesson.model, row["prompt"])
+                             for row in lesson.pairs[:3]]
+    assert "loss" in lesson.step() and "DPO since step 2" in lesson.snapshot()["phase"]
+
+
+@pytest.mark.parametrize("sft_steps", [0, 1, 3])  # in DPO, just after the warm-up, inside it
+def test_resume_equals_an_uninterrupted_run(sft_steps):
     def run(trainer, n):
         return [trainer.step() for _ in range(n)]
 
-    paused, _ = assert_resumes_exactly(tiny, run)
+    paused, _ = assert_resumes_exactly(lambda seed: tiny(seed, sft_steps=sft_steps), run)
     paused.set_param("beta", 0.5)  # a live knob
     assert paused.config["beta"] == 0.5
 
@@ -82,3 +105,13 @@ def test_studio_train_dpo_exports_a_model_chat_uses(capsys):
     assert (default_paths().models_dir / "chat" / "polite" / "model.safetensors").is_file()
     assert _main(["chat", "--model", "polite", "--prompt", "Say hello.", "--temperature", "0",
                   "--max-new-tokens", "4"]) == 0
+    # Chat asks the model as the lesson trained it: the prompt and a new line; a reply ends at
+    # end-of-text
+    from transformers import AutoTokenizer, GenerationConfig
+
+    folder = default_paths().models_dir / "chat" / "polite"
+    tok = AutoTokenizer.from_pretrained(folder)
+    assert tok.apply_chat_template([{"role": "user", "content": "Say hello."}], tokenize=False,
+                                   add_generation_prompt=True) == "Say hello.\n"
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    assert tok.eos_token_id == eos == GenerationConfig.from_pretrained(folder).eos_token_id

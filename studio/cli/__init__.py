@@ -42,6 +42,8 @@ COMMANDS: list[str] = [
     "studio.cli.models",
     "studio.cli.info",
     "studio.cli.params",
+    "studio.cli.classify",
+    "studio.cli.gallery",
     "studio.cli.self_test",
 ]
 

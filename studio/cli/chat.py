@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from studio.cli import Terminated, UsageError, fail
@@ -48,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", default=None, metavar="TEXT",
                    help="answer this one message and exit (default: an interactive "
                         "conversation)")
+    p.add_argument("--image", action="append", default=[], type=Path, metavar="FILE",
+                   help="show this image with --prompt (repeatable; needs a vision-language "
+                        "model such as SmolVLM, Qwen2.5-VL or LLaVA, or a server's vision model)")
     p.add_argument("--temperature", type=float, default=0.7, metavar="T", help="0 = greedy")
     p.add_argument("--top-p", type=float, default=0.95, metavar="P", help="nucleus sampling")
     p.add_argument("--top-k", type=int, default=50, metavar="K", help="0 = off")
@@ -104,8 +108,24 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
     if args.complete and (args.docs or args.collection is not None or args.system):
         raise UsageError("--complete continues a raw text: it takes no --system, --docs or "
                          "--collection (those need a chat)")
+    if args.image and args.prompt is None:
+        raise UsageError("--image goes with --prompt: the question about the image")
+    for image in args.image:
+        _check_image(image)
     request.messages = []
     return request
+
+
+def _check_image(path: Path) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except FileNotFoundError as exc:
+        raise UsageError(f"{path} does not exist; --image takes an image file.") from exc
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise UsageError(f"{path} is not an image Studio can read (PNG, JPEG, WebP…).") from exc
 
 
 class _Printer:
@@ -309,8 +329,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.prompt is None:
             return _repl(engine, template, args.system, printer, documents)
+        images = {"images": [str(p.resolve()) for p in args.image]} if args.image else {}
         messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
-            {"role": "user", "content": args.prompt}]
+            {"role": "user", "content": args.prompt, **images}]
         job, interrupted = _ask(engine, dataclasses.replace(template, messages=messages),
                                 printer, documents)
         if interrupted:

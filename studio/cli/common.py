@@ -363,11 +363,13 @@ def cli_engine(settings: Any, paths: Any, listener: Any = None) -> Any:
 
 
 def run_job(request: Any, settings: Any, paths: Any, reporter: Reporter, expected: int, *,
-            title: str | None = None, quiet: bool = True) -> int:
+            title: str | None = None, quiet: bool = True,
+            summary: Callable[[Any], str] | None = None) -> int:
     """Run one job on the engine and turn its end into the exit status.
 
-    Results the service did not report as it went are printed at the end; a failed job exits 1,
-    a cancelled one 130 after saying how many of ``expected`` images were made.
+    Results the service did not report as it went are printed at the end (``summary`` turns a
+    result that is not a list into the line printed); a failed job exits 1, a cancelled one 130
+    after saying how many of ``expected`` images were made.
     """
     from studio.core.jobs import JobState
 
@@ -378,8 +380,12 @@ def run_job(request: Any, settings: Any, paths: Any, reporter: Reporter, expecte
     try:
         job = engine.submit(request, title="" if title is None else title, listener=reporter)
         interrupted = wait_for(engine, job)
-        for result in job.result or []:
-            reporter.report(result)
+        if summary is not None:
+            if job.state is JobState.DONE:
+                print(summary(job.result), flush=True)
+        else:
+            for result in job.result or []:
+                reporter.report(result)
     finally:
         reporter.close()
         engine.shutdown(wait=job is None or job.state.finished, timeout=10)

@@ -55,6 +55,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="how the first image is upscaled: " + ", ".join(
                            f"'{k}' ({v})" for k, v in HIRES_UPSCALERS.items())
                        + ", or an upscaler model's name or file (default Latent)")
+    from studio.core.control import MAX_CONTROLNETS, PREPROCESSORS
+
+    control = p.add_argument_group("ControlNet", "guide the composition with a control image "
+                                   "(SD 1.x, SD 2.x and SDXL models)")
+    control.add_argument("--controlnet", action="append", default=[],
+                         metavar="MODEL:IMAGE[:WEIGHT]",
+                         help="a ControlNet (its library name, folder or cached repo id), its "
+                              "control image and a weight from 0 to 2 (default 1); repeat for "
+                              f"up to {MAX_CONTROLNETS}")
+    control.add_argument("--control-preprocess", action="append", default=[], metavar="NAME",
+                         help="turn each control image into a map first: " + ", ".join(
+                             f"'{k}' ({v})" for k, v in PREPROCESSORS.items())
+                         + "; once for all, or once per --controlnet (default none)")
+    control.add_argument("--control-start", type=float, default=0.0, metavar="X",
+                         help="the fraction of the steps where the ControlNets start (default 0)")
+    control.add_argument("--control-end", type=float, default=1.0, metavar="X",
+                         help="the fraction of the steps where they stop (default 1)")
     p.add_argument("--walk-to", type=int, default=None, metavar="SEED",
                    help="GAN only: a latent walk from --seed to this seed, written as PNG frames "
                         "(with --gif also as one animated GIF)")
@@ -160,6 +177,28 @@ def parse_scheduler(name: str) -> str:
     raise UsageError(f"unknown scheduler {name!r}; choose one of: {choices}")
 
 
+def controlnet_fields(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``--controlnet`` and its companions as ``request.controlnets``."""
+    from studio.core.control import parse_cli
+
+    preprocess = list(args.control_preprocess)
+    if preprocess and not args.controlnet:
+        raise UsageError("--control-preprocess needs --controlnet MODEL:IMAGE")
+    if len(preprocess) not in (0, 1, len(args.controlnet)):
+        raise UsageError(f"give --control-preprocess once for all ControlNets or once per "
+                         f"--controlnet ({len(args.controlnet)}), not {len(preprocess)} times")
+    if len(preprocess) == 1:
+        preprocess *= len(args.controlnet)
+    out = []
+    for i, spec in enumerate(args.controlnet):
+        try:
+            item = parse_cli(spec, preprocess[i] if preprocess else "none")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        out.append({**item, "start": args.control_start, "end": args.control_end})
+    return out
+
+
 def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
     """The validated request for ``args``; raises :class:`UsageError` on bad input."""
     from studio.core.requests import Txt2ImgRequest
@@ -171,6 +210,7 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
                              height=args.height, seed=seed, count=args.count,
                              scheduler=parse_scheduler(args.scheduler),
                              loras=[parse_lora(spec) for spec in args.lora],
+                             controlnets=controlnet_fields(args),
                              **variation_fields(args), **hires_fields(args))
     try:
         request.validate()
@@ -189,6 +229,8 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
                 else "a model from Train's image diffusion lesson")
         if args.lora:
             raise UsageError(f"{model.name} is {what}: it takes no LoRA")
+        if args.controlnet:
+            raise UsageError(f"{model.name} is {what}: it takes no ControlNet")
         if request.hires:
             raise UsageError(f"{model.name} is {what}: it has no hires fix "
                              "(leave out --hires-scale)")

@@ -26,9 +26,11 @@ from studio.cli.common import (
     variation_fields,
 )
 from studio.cli.generate import check_loras, parse_lora
+from studio.core.requests import OUTPAINT_FILLS, OUTPAINT_SIDES
 
 NAME = "img2img"
-HELP = "repaint an image from a prompt (inpaint a region with --mask)"
+HELP = ("repaint an image from a prompt (inpaint a region with --mask, extend it with "
+        "--outpaint, enlarge it with --sd-upscale)")
 EXIT_STATUS = IMAGE_EXIT_STATUS
 
 
@@ -44,6 +46,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default 4, as AUTOMATIC1111)")
     p.add_argument("--strength", type=float, default=0.75,
                    help="how much to change, above 0 up to 1")
+    p.add_argument("--outpaint", default="", metavar="left=N,right=N,top=N,bottom=N",
+                   help="outpaint: extend the canvas by N px (multiples of 8) on the sides "
+                        "named, and paint the new area (the seam is feathered by --mask-blur)")
+    p.add_argument("--outpaint-fill", choices=OUTPAINT_FILLS, default="edge",
+                   help="outpaint: what the new area starts from — the picture's edge colours "
+                        "stretched out (default) or noise")
+    p.add_argument("--sd-upscale", type=float, default=0.0, metavar="SCALE",
+                   help="SD upscale: enlarge SCALE times, then refine in tiles with img2img at "
+                        "--strength (try 0.2-0.4)")
+    p.add_argument("--sd-upscaler", default="Lanczos", metavar="NAME",
+                   help="SD upscale: Lanczos (default) or an upscaler model's name or file")
+    p.add_argument("--tile", type=int, default=512, metavar="PX",
+                   help="SD upscale: tile size, a multiple of 8 (default 512)")
+    p.add_argument("--tile-overlap", type=int, default=64, metavar="PX",
+                   help="SD upscale: pixels neighbouring tiles share and blend (default 64)")
     add_output_arguments(p)
 
 
@@ -62,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     except UserFacingError as exc:
         raise UsageError(str(exc)) from exc
     variation = variation_fields(args)  # bad input before the model is looked for
+    outpaint = parse_outpaint(args.outpaint)
     model = resolve_cli_model(args.model, "image", settings, paths, "studio img2img")
     if model.entry.format == "gan":
         from studio.library.gan_models import GAN_NO_IMG2IMG
@@ -71,7 +89,10 @@ def run(args: argparse.Namespace) -> int:
         model=model.spec,
         image=str(args.image.expanduser().resolve()),
         mask=str(args.mask.expanduser().resolve()) if args.mask else "",
-        mask_blur=args.mask_blur if args.mask else 0,
+        mask_blur=args.mask_blur if args.mask or any(outpaint.values()) else 0,
+        **outpaint, outpaint_fill=args.outpaint_fill,
+        sd_upscale=args.sd_upscale, sd_upscaler=args.sd_upscaler, sd_upscale_tile=args.tile,
+        sd_upscale_overlap=args.tile_overlap,
         prompt=args.prompt, negative_prompt=args.negative, strength=args.strength,
         steps=args.steps, cfg=args.cfg,
         seed=secrets.randbelow(2**32) if args.seed is None else args.seed, count=args.count,
@@ -87,9 +108,29 @@ def run(args: argparse.Namespace) -> int:
                 "width": result.image.width, "height": result.image.height,
                 "model": request.model, "prompt": request.prompt,
                 "source": str(result.source), "mask": request.mask or None,
-                "mask_blur": request.mask_blur if request.mask else None,
+                "mask_blur": request.mask_blur if request.mask or request.outpaint else None,
+                "outpaint": dict(zip(OUTPAINT_SIDES, request.outpaint_amounts(), strict=True))
+                if request.outpaint else None,
+                "sd_upscale": request.sd_upscale or None,
                 "strength": request.strength, "loras": list(result.loras),
                 "warnings": list(result.warnings or [])}
 
     return run_job(request, settings, paths, Reporter(args.json, describe), args.count,
                    quiet=not args.verbose)
+
+
+def parse_outpaint(text: str) -> dict[str, int]:
+    """``left=64,right=64`` → the request's ``outpaint_left`` … fields (sides not named: 0)."""
+    out = {f"outpaint_{side}": 0 for side in OUTPAINT_SIDES}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        side, sep, value = part.partition("=")
+        side = side.strip().lower()
+        if not sep or side not in OUTPAINT_SIDES:
+            raise UsageError(f"--outpaint takes side=pixels pairs such as left=64,top=128 "
+                             f"(sides: {', '.join(OUTPAINT_SIDES)}), not {part!r}")
+        try:
+            out[f"outpaint_{side}"] = int(value)
+        except ValueError:
+            raise UsageError(f"--outpaint {side} must be a whole number of pixels, "
+                             f"not {value.strip()!r}") from None
+    return out

@@ -169,6 +169,38 @@ def build_tiny_sd(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def build_tiny_clip(folder: Path, seed: int = 0) -> Path:
+    """Save a tiny random CLIPModel with its processor (real CLIP BPE, 32-pixel images) in
+    ``folder``: the layout of openai/clip-vit-base-patch32, a few million parameters."""
+    import torch
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTokenizer,
+    )
+
+    from studio.library.clip_tokenizer import PAD_CLIP_L, write_clip_tokenizer
+
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4,
+                     "num_hidden_layers": 2, "vocab_size": 49408, "max_position_embeddings": 77,
+                     "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4,
+                       "num_hidden_layers": 2, "image_size": 32, "patch_size": 8},
+        projection_dim=16)
+    tokenizer_dir = write_clip_tokenizer(folder.parent / f".{folder.name}-tokenizer", PAD_CLIP_L)
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                           crop_size={"height": 32, "width": 32}),
+        tokenizer=CLIPTokenizer.from_pretrained(tokenizer_dir))
+    CLIPModel(config).eval().save_pretrained(folder, safe_serialization=True)
+    processor.save_pretrained(folder)
+    return folder
+
+
 _CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
@@ -270,8 +302,23 @@ def check_generate(root: Path, device: str = "auto") -> str:
         raise CheckFailed(f"studio params read back {read['prompt']!r}, seed {read['seed']}, "
                           f"steps {read['steps']}")
     lora = _lora_step(model, settings, paths, results[0].path)
+    search = _gallery_search(settings, paths, results[0].path)
     return (f"{count_of(GENERATE_STEPS, 'step')}, {IMAGE_SIDE}×{IMAGE_SIDE} PNG, its "
-            f"parameters read back; {lora}")
+            f"parameters read back; {lora}; {search}")
+
+
+def _gallery_search(settings: Any, paths: Any, image: Path) -> str:
+    """The Gallery's search by meaning (`studio gallery search`'s jobs): a tiny CLIP embeds the
+    outputs folder into the gallery database and finds the generated image by text."""
+    from studio.core.requests import GalleryIndexRequest, GallerySearchRequest
+
+    model = str(build_tiny_clip(paths.models_dir / "tiny-clip"))
+    [(report, _), (hits, _)] = _run_jobs(settings, paths, [
+        GalleryIndexRequest(model=model), GallerySearchRequest("a lighthouse", model=model)])
+    if report.embedded < 1 or [h.path for h in hits[:1]] != [image]:
+        raise CheckFailed(f"the gallery search did not find {image.name}: "
+                          f"{report.sentence()}; found {[h.path.name for h in hits]}")
+    return "found by a CLIP search"
 
 
 def _lora_step(model: Path, settings: Any, paths: Any, image: Path) -> str:
@@ -354,8 +401,9 @@ def _tiny_image_inputs(folder: Path) -> tuple[Path, Path]:
 
 
 def check_img2img(root: Path, device: str = "auto") -> str:
-    """Image to image and inpainting (two steps each) with a tiny model, through the img2img
-    service: other diffusers pipelines than text to image, loaded by name at run time."""
+    """Image to image, inpainting, outpainting (16 px on every side) and SD upscale (1.5×, four
+    64-px tiles) with a tiny model, through the img2img service: other diffusers pipelines than
+    text to image, loaded by name at run time."""
 
     from studio.core.requests import Img2ImgRequest
 
@@ -363,13 +411,21 @@ def check_img2img(root: Path, device: str = "auto") -> str:
     settings = dataclasses.replace(settings, device=device)
     model = build_tiny_sd(paths.models_dir / "tiny-sd")
     image, mask = _tiny_image_inputs(root / "inputs")
-    names = ("img2img", "inpaint")
-    requests = [Img2ImgRequest(model=str(model), image=str(image), mask=mask_path,
-                               prompt="a painting", steps=GENERATE_STEPS * 2, strength=0.5,
-                               cfg=5.0, seed=7) for mask_path in ("", str(mask))]
-    for name, (results, _) in zip(names, _run_jobs(settings, paths, requests), strict=True):
-        _one_saved_png(results, f"{name}: ")
-    return f"{' and '.join(names)}, {IMAGE_SIDE}×{IMAGE_SIDE} PNGs"
+    base = Img2ImgRequest(model=str(model), image=str(image), prompt="a painting",
+                          steps=GENERATE_STEPS * 2, strength=0.5, cfg=5.0, seed=7)
+    side = IMAGE_SIDE + 32  # outpainted and SD-upscaled: 96 px
+    checks = {"img2img": (base, IMAGE_SIDE),
+              "inpaint": (dataclasses.replace(base, mask=str(mask)), IMAGE_SIDE),
+              "outpaint": (dataclasses.replace(base, strength=1.0, mask_blur=4, outpaint_left=16,
+                                               outpaint_right=16, outpaint_top=16,
+                                               outpaint_bottom=16), side),
+              "SD upscale": (dataclasses.replace(base, sd_upscale=1.5, sd_upscale_tile=64,
+                                                 sd_upscale_overlap=16), side)}
+    ran = _run_jobs(settings, paths, [request for request, _ in checks.values()])
+    for (name, (_, size)), (results, _) in zip(checks.items(), ran, strict=True):
+        _one_saved_png(results, f"{name}: ", size)
+    return (f"img2img and inpaint, {IMAGE_SIDE}×{IMAGE_SIDE} PNGs; outpaint and SD upscale, "
+            f"{side}×{side}")
 
 
 def check_transform(root: Path, device: str = "auto") -> str:

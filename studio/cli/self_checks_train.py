@@ -73,7 +73,47 @@ def check_trained_models(root: Path) -> str:
     if len(walk or []) != 4 or not Path(walk[-1].path).is_file():
         raise CheckFailed(f"the latent walk made {count_of(len(walk or []), 'file')}, not 3 frames and a GIF")
     return ("a trained GAN drawn and walked, a trained DDPM drawn, a trained CycleGAN used by "
-            "Transform")
+            f"Transform, {check_exported_classifier(paths.models_dir, picture)}")
+
+
+def check_exported_classifier(models_dir: Path, picture: Path) -> str:
+    """The federated lesson's global model exported as a classifier (safetensors + config.json)
+    and used as Gallery's Classify uses it."""
+    from studio.pipelines.train.classify import classify_with_model
+    from studio.pipelines.train.export import export_trainer
+    from studio.pipelines.train.federated import FederatedTrainer
+
+    trainer = FederatedTrainer({"local_steps": 1, "hidden": 4})
+    trainer.step()
+    folder = export_trainer(trainer, models_dir, "self-test-classifier").path
+    answer = classify_with_model(picture, folder)
+    if len(answer.top) != 3 or not 0.0 < sum(p for _c, p in answer.top) <= 1.0 + 1e-6:
+        raise CheckFailed(f"the exported classifier answered {answer.top}")
+    return "a trained classifier used by Gallery's Classify"
+
+
+def check_smaller() -> str:
+    """The quantize and prune lessons past their training: every setting quantized with torchao
+    (whose kernels a frozen app must carry) and measured, and a copy pruned to the sparsity
+    asked."""
+    from studio.pipelines.train.prune import pruned_copy
+    from studio.pipelines.train.quantize import SETTINGS, QuantizeLesson
+
+    quantize = QuantizeLesson({"train_steps": 10, "width": 4})
+    for _ in range(10 + len(SETTINGS)):
+        quantize.step()
+    rows = {r["key"]: r for r in quantize.snapshot()["table"]}
+    if not all(r["measured"] for r in rows.values()):
+        raise CheckFailed("the quantize lesson left settings unmeasured: "
+                          + ", ".join(k for k, r in rows.items() if not r["measured"]))
+    share = rows["int8_weight"]["bytes"] / rows["float32"]["bytes"]
+    if share >= 1 or "fc quantized" not in rows["int8_weight"]["note"]:
+        raise CheckFailed(f"int8 quantization did not shrink the CNN ({rows['int8_weight']['note']})")
+    model = pruned_copy(quantize.net, "magnitude", 0.5)
+    zero = float((model.fc.weight == 0).float().mean() + (model.conv2.weight == 0).float().mean())
+    if zero == 0:
+        raise CheckFailed("magnitude pruning set no weight to zero")
+    return f"the CNN quantized ({len(rows)} settings; int8 {share:.0%} of its bytes) and pruned"
 
 
 def check_train(lessons: tuple[str, ...] | None = None, spawned: str = "gan-2d",
@@ -92,7 +132,7 @@ def check_train(lessons: tuple[str, ...] | None = None, spawned: str = "gan-2d",
         lesson_step(key)
     faces = check_faces()
     if root is not None:
-        faces = f"{faces}; {check_trained_models(root)}"
+        faces = f"{faces}; {check_trained_models(root)}; {check_smaller()}"
     if not spawned:
         return f"{count_of(len(keys), 'lesson')}, one step each; {faces}"
     context = multiprocessing.get_context("spawn")

@@ -47,6 +47,9 @@ COVERS = {
     "info": "imports", "self-test": "imports",
     "params": "generate",  # the saved PNG is read back through `studio params`' reader
     "train-lora": "generate",  # a LoRA is trained a step on the generated image
+    "classify": "train",  # an exported classifier classifies the test picture (`studio classify`)
+    # the generated image is found by a CLIP search (the jobs behind `studio gallery`)
+    "gallery": "generate", "gallery-index": "generate", "gallery-search": "generate",
 }
 
 

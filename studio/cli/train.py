@@ -68,11 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-b", type=Path, default=None, metavar="DIR",
                         help="cyclegan: domain B's folder (with --data, domain A's)")
     parser.add_argument("--export", default=None, metavar="NAME",
-                        help="cyclegan, dcgan, ddpm, gpt, lora-chat: at the end, write the "
-                             "trained model into the library as NAME (cyclegan: a Transform "
-                             "model; dcgan: a GAN for Generate; ddpm: a diffusion model Generate "
-                             "draws with by class; gpt: a chat model; lora-chat: the merged chat "
-                             "model, its peft adapter in adapter/)")
+                        help="cyclegan, dcgan, ddpm, gpt, lora-chat, cnn, distill, federated: at "
+                             "the end, write the trained model into the library as NAME "
+                             "(cyclegan: a Transform model; dcgan: a GAN for Generate; ddpm: a "
+                             "diffusion model Generate draws with by class; gpt: a chat model; "
+                             "lora-chat: the merged chat model, its peft adapter in adapter/; "
+                             "cnn, distill's student, federated's global model: an image "
+                             "classifier Gallery classifies with)")
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
     parser.epilog = ((parser.epilog + " ") if parser.epilog else "") + MULTI_PROCESS
 
@@ -236,11 +238,17 @@ def run(args: argparse.Namespace) -> int:
     _save_accelerate(trainer, run_.path)
     if args.export is not None and code == 0:
         code = _export(trainer, args.export, loaded.settings)
+    # a lesson in its warm-up (dpo) reports that phase's loss
+    loss = last.get("loss", next((v for k, v in last.items() if k.endswith("loss")), None))
     if args.json:
         print(json.dumps({"run": str(run_.path), "steps": trainer.step_count,
-                          "loss": last.get("loss")}), flush=True)
+                          "loss": loss}), flush=True)
     elif code == 0:
-        print(f"done: {count_of(trainer.step_count, 'step')}, loss {last.get('loss', float('nan')):.4g}; "
+        report = getattr(trainer, "report", None)  # a lesson's results as text (quantize, prune)
+        if report is not None and report():
+            print(report(), flush=True)
+        print(f"done: {count_of(trainer.step_count, 'step')}, "
+              f"loss {float('nan') if loss is None else loss:.4g}; "
               f"run saved in {run_.path}", file=sys.stderr, flush=True)
     return code
 

@@ -70,6 +70,9 @@ class Txt2ImgRequest:
     hires_upscaler: str = "Latent"
     hires_steps: int = 0
     hires_denoise: float = 0.7
+    # ControlNets guiding the image (studio.core.control): [{"model", "image", "preprocess",
+    # "weight", "start", "end"}, ...]
+    controlnets: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def hires_size(self) -> tuple[int, int]:
         """The hires pass's size: width and height times the scale, rounded down to multiples
@@ -105,6 +108,10 @@ class Txt2ImgRequest:
             raise ValueError(f"Unknown scheduler {self.scheduler!r}; choose one of: "
                              + ", ".join(SCHEDULERS))
         validate_loras(self.loras)
+        if self.controlnets:
+            from studio.core.control import units
+
+            units(self.controlnets)
 
     def validate_hires(self) -> None:
         """The hires fix's fields, each with the sentence that says how to fix it."""
@@ -332,6 +339,9 @@ class TransformRequest:
         return _from_known(cls, data)
 
 
+#: Outpainting's sides (in :meth:`Img2ImgRequest.outpaint_amounts`' order) and fills.
+OUTPAINT_SIDES = ("left", "right", "top", "bottom")
+OUTPAINT_FILLS = ("edge", "noise")
 MAX_UPSCALE = 8.0  # times: a 4× model applied to a 4096-px image is already 16384 px
 
 
@@ -402,8 +412,25 @@ class Img2ImgRequest:
     # As in Txt2ImgRequest: the noise added to the image latents is the slerp of both seeds'.
     variation_seed: int = 0
     variation_strength: float = 0.0
+    # Outpainting: pixels added on each side (multiples of 8). The new area is filled
+    # (``outpaint_fill``: "edge" colours stretched out, or "noise"), masked with a seam feathered
+    # ``mask_blur`` px into the picture, inpainted, and the original pasted back outside the mask.
+    outpaint_left: int = 0
+    outpaint_right: int = 0
+    outpaint_top: int = 0
+    outpaint_bottom: int = 0
+    outpaint_fill: str = "edge"
+    # SD upscale (A1111's script): 0 is off; else the image is enlarged ``sd_upscale`` times
+    # (``sd_upscaler``: "Lanczos" or an upscaler model) and refined with img2img at ``strength``
+    # in tiles of ``sd_upscale_tile`` px overlapping by ``sd_upscale_overlap`` px, blended.
+    sd_upscale: float = 0.0
+    sd_upscaler: str = "Lanczos"
+    sd_upscale_tile: int = 512
+    sd_upscale_overlap: int = 64
 
     def validate(self) -> None:
+        self._validate_outpaint()
+        self._validate_sd_upscale()
         Txt2ImgRequest(model=self.model, steps=self.steps, cfg=self.cfg, seed=self.seed,
                        count=self.count, scheduler=self.scheduler, loras=self.loras,
                        width=self.width or 8, height=self.height or 8,
@@ -416,9 +443,61 @@ class Img2ImgRequest:
         if not 0 <= int(self.mask_blur) <= MAX_MASK_BLUR:
             raise ValueError(f"Mask blur must be 0 to {MAX_MASK_BLUR} px, not {self.mask_blur}.")
 
+    def _validate_outpaint(self) -> None:
+        for side, amount in zip(OUTPAINT_SIDES, self.outpaint_amounts(), strict=True):
+            if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+                raise ValueError(f"Outpaint {side} must be a whole number of pixels, 0 or more, "
+                                 f"not {amount!r}.")
+            if amount % 8:
+                low = amount // 8 * 8
+                raise ValueError(f"Outpaint {side} must be a multiple of 8 px (the model works "
+                                 f"in 8-px blocks), not {amount}: use {low or 8} or {low + 8}.")
+            if amount > MAX_SIDE:
+                raise ValueError(f"Outpaint {side} is {amount} px; the canvas can be at most "
+                                 f"{MAX_SIDE} px on a side.")
+        if self.outpaint_fill not in OUTPAINT_FILLS:
+            raise ValueError(f"Outpaint fill must be one of {', '.join(OUTPAINT_FILLS)}, not "
+                             f"{self.outpaint_fill!r}.")
+        if self.outpaint and self.inpaint:
+            raise ValueError("Outpainting makes its own mask: clear the mask to outpaint, or "
+                             "inpaint first and outpaint the result.")
+
+    def _validate_sd_upscale(self) -> None:
+        scale = self.sd_upscale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
+                or not (scale == 0 or 1.0 <= scale <= MAX_UPSCALE):
+            raise ValueError(f"SD upscale must be 0 (off) or between 1 and {MAX_UPSCALE:g} "
+                             f"times, not {scale!r}.")
+        if not scale:
+            return
+        if self.inpaint or self.outpaint:
+            raise ValueError("SD upscale refines the whole image: clear the mask and the "
+                             "outpaint amounts to use it.")
+        if not str(self.sd_upscaler).strip() or (self.sd_upscaler in HIRES_UPSCALERS
+                                                 and self.sd_upscaler != "Lanczos"):
+            raise ValueError("Choose the SD upscale's upscaler: Lanczos or an upscaler model "
+                             f"(it enlarges pixels, not latents), not {self.sd_upscaler!r}.")
+        tile, overlap = self.sd_upscale_tile, self.sd_upscale_overlap
+        if not (isinstance(tile, int) and 64 <= tile <= 2048 and tile % 8 == 0):
+            raise ValueError(f"SD upscale tile size must be a multiple of 8 from 64 to 2048 px, "
+                             f"not {tile!r}.")
+        if not (isinstance(overlap, int) and 0 <= overlap <= tile // 2 and overlap % 8 == 0):
+            raise ValueError(f"SD upscale tile overlap must be a multiple of 8 from 0 to half "
+                             f"the tile size ({tile // 2} px), not {overlap!r}.")
+
     @property
     def inpaint(self) -> bool:
         return bool(str(self.mask).strip())
+
+    @property
+    def outpaint(self) -> bool:
+        """Whether the canvas is extended on any side."""
+        return any(self.outpaint_amounts())
+
+    def outpaint_amounts(self) -> tuple[int, int, int, int]:
+        """Pixels added (left, right, top, bottom)."""
+        return (self.outpaint_left, self.outpaint_right, self.outpaint_top,
+                self.outpaint_bottom)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "inpaint" if self.inpaint else "img2img", **dataclasses.asdict(self)}
@@ -456,3 +535,41 @@ class TransformedImage:
     seed: int | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # as in GeneratedImage
+
+
+MAX_SEARCH_RESULTS = 10_000
+
+
+@dataclass
+class GalleryIndexRequest:
+    """Bring the Gallery's search-by-meaning index up to date: every image in the outputs folder
+    that is new or changed since it was embedded gets its vector from ``model`` (a CLIP / SigLIP
+    folder, or a name or repo id the library finds; empty: the first one found)."""
+
+    model: str = ""
+
+    def validate(self) -> None:
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "gallery-index", **dataclasses.asdict(self)}
+
+
+@dataclass
+class GallerySearchRequest:
+    """Gallery images ranked by how well they match ``text`` (cosine similarity of CLIP / SigLIP
+    vectors), best first, at most ``limit``; the index is brought up to date first."""
+
+    text: str
+    model: str = ""
+    limit: int = 200
+
+    def validate(self) -> None:
+        if not str(self.text).strip():
+            raise ValueError("Type what the images should show, e.g. 'a red fox at dusk'.")
+        if not 1 <= int(self.limit) <= MAX_SEARCH_RESULTS:
+            raise ValueError(f"The number of results must be between 1 and "
+                             f"{MAX_SEARCH_RESULTS:,}, not {self.limit}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "gallery-search", **dataclasses.asdict(self)}

@@ -2,7 +2,9 @@
 
 A chat model is a folder whose ``config.json`` names an architecture ending in ``ForCausalLM``
 or ``LMHeadModel`` (GPT-2 and the GPT the ``gpt`` lesson trains)
-(Qwen2, SmolLM2/Llama, Mistral, Phi, ...). Scanning reads only JSON files and safetensors headers,
+(Qwen2, SmolLM2/Llama, Mistral, Phi, ...), or a vision-language model that reads images too: a
+``...ForConditionalGeneration`` architecture with a ``vision_config`` (SmolVLM, Idefics3, LLaVA,
+Qwen2.5-VL, Gemma 3; loaded by transformers' ``AutoModelForImageTextToText``). Scanning reads only JSON files and safetensors headers,
 never weights, and skips anything unreadable with a log line. No torch here.
 """
 
@@ -39,6 +41,7 @@ class ChatModelEntry:
     context_length: int = 0
     has_tokenizer: bool = True
     has_chat_template: bool = True
+    vision: bool = False  # a vision-language model: it can be shown images
 
     @property
     def spec(self) -> str:
@@ -61,6 +64,23 @@ def causal_architecture(config: dict) -> str:
         if isinstance(arch, str) and arch.endswith(("ForCausalLM", "LMHeadModel")):
             return arch
     return ""
+
+
+def vision_architecture(config: dict) -> str:
+    """The ``...ForConditionalGeneration`` architecture of a vision-language model (a config
+    with a ``vision_config``), or ''."""
+    if not isinstance(config.get("vision_config"), dict):
+        return ""
+    for arch in config.get("architectures") or []:
+        if isinstance(arch, str) and arch.endswith("ForConditionalGeneration"):
+            return arch
+    return ""
+
+
+#: Said where an image meets a model that reads text only.
+VISION_HINT = ("Models that can see images are vision-language models such as SmolVLM, "
+               "Qwen2.5-VL, Gemma 3 or LLaVA; 'hf download HuggingFaceTB/SmolVLM-256M-Instruct' "
+               "gets a small one.")
 
 
 def context_length(config: dict) -> int:
@@ -109,13 +129,15 @@ def chat_entry_for_folder(folder: Path, source: str, name: str = "",
     """A :class:`ChatModelEntry` for a model folder, or None when it is not a causal LM."""
     folder = Path(folder)
     config = read_config(folder)
-    arch = causal_architecture(config)
+    vision = vision_architecture(config)
+    arch = causal_architecture(config) or vision
     if not arch or not weight_files(folder):
         return None
     size = sum(p.stat().st_size for p in weight_files(folder))
     has_tok = any((folder / f).is_file() for f in TOKENIZER_FILES)
     return ChatModelEntry(name or folder.name, folder, source, arch, repo_id, size,
-                          context_length(config), has_tok, _has_chat_template(folder))
+                          context_length(config), has_tok, _has_chat_template(folder),
+                          bool(vision))
 
 
 def _scan(root: Path, source: str, depth: int = 2) -> list[ChatModelEntry]:
@@ -150,7 +172,8 @@ def _hf_snapshot(repo) -> Path | None:
                        reverse=True)
     for rev in revisions:
         snap = Path(rev.snapshot_path)
-        if causal_architecture(read_config(snap)):
+        config = read_config(snap)
+        if causal_architecture(config) or vision_architecture(config):
             return snap
     return None
 
@@ -208,7 +231,7 @@ def resolve_chat_model(spec: str, settings: Settings, paths: Paths) -> ChatModel
         if not config:
             raise UserFacingError(f"{spec} has no readable config.json, so it is not a "
                                   "transformers model folder.")
-        if not causal_architecture(config):
+        if not causal_architecture(config) and not vision_architecture(config):
             archs = ", ".join(config.get("architectures") or []) or "none"
             raise UserFacingError(f"{spec} is not a chat (causal language) model: its "
                                   f"architecture is {archs}.")

@@ -20,7 +20,7 @@ import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from studio.core.files import atomic_write
 from studio.media.image_text import PNG_SIGNATURE, clip_text, read_image_text
@@ -150,17 +150,39 @@ def _describe(path: str, mtime: float, size: int) -> tuple:
             _text(meta.source), search)
 
 
-class GalleryIndex:
-    """SQLite cache of the images under ``outputs_dir`` (see the module docstring)."""
+_D = TypeVar("_D", bound="_Database")
 
-    def __init__(self, outputs_dir: Path, db_path: Path) -> None:
-        self.outputs_dir = Path(outputs_dir)
+
+class _Database:
+    """One connection to the gallery's SQLite file (WAL), guarded by a lock so any thread may
+    use it; closed by :meth:`close` or at the end of a ``with`` block."""
+
+    def __init__(self, db_path: Path) -> None:
         self.db_path = Path(db_path)
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(str(self.db_path), check_same_thread=False, timeout=30)
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self: _D) -> _D:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class GalleryIndex(_Database):
+    """SQLite cache of the images under ``outputs_dir`` (see the module docstring)."""
+
+    def __init__(self, outputs_dir: Path, db_path: Path) -> None:
+        self.outputs_dir = Path(outputs_dir)
+        super().__init__(db_path)
+        with self._lock:
             self._conn.execute("PRAGMA synchronous=NORMAL")  # a cache: losing the last commit is fine
             if self._conn.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA:
                 self._conn.executescript(f"""
@@ -173,16 +195,6 @@ class GalleryIndex:
                     PRAGMA user_version = {_SCHEMA};
                 """)
             self._conn.commit()
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> GalleryIndex:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- updating ------------------------------------------------------------------------------
     def refresh(self) -> int:
@@ -287,6 +299,69 @@ class GalleryIndex:
     def count(self) -> int:
         with self._lock:
             return self._conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+
+    def files(self) -> dict[str, tuple[float, int]]:
+        """Every indexed image → (mtime, size), as the last refresh saw it."""
+        with self._lock:
+            rows = self._conn.execute("SELECT path, mtime, size FROM images").fetchall()
+        return {_unkey(p): (m, s) for p, m, s in rows}
+
+
+
+# -- image vectors (search by meaning) -------------------------------------------------------------
+GALLERY_DB = "gallery.db"  # in the data folder: the index above and the vectors below
+
+
+class ImageVectors(_Database):
+    """One vector per image file and model (CLIP / SigLIP image embeddings, float32 bytes) in
+    the gallery's database, next to the index. A row remembers the file's mtime and size, so
+    :meth:`stale` names exactly the files that are new or changed since they were embedded.
+    Same threading rule as :class:`GalleryIndex` (one connection, one lock). No numpy here."""
+
+    def __init__(self, db_path: Path) -> None:
+        super().__init__(db_path)
+        with self._lock, self._conn:
+            self._conn.execute("""
+                CREATE TABLE IF NOT EXISTS image_vectors (
+                    path TEXT NOT NULL, model TEXT NOT NULL, mtime REAL, size INTEGER,
+                    vector BLOB NOT NULL, PRIMARY KEY (path, model))""")
+
+    def _known(self, model: str) -> dict[str, tuple[float, int]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT path, mtime, size FROM image_vectors WHERE model = ?", (model,)).fetchall()
+        return {_unkey(p): (m, s) for p, m, s in rows}
+
+    def stale(self, files: dict[str, tuple[float, int]], model: str) -> list[str]:
+        """The paths of ``files`` (path → (mtime, size)) that have no vector from ``model`` for
+        their current content; vectors of files no longer in ``files`` are dropped."""
+        known = self._known(model)
+        gone = [(_key(p), model) for p in known if p not in files]
+        if gone:
+            with self._lock, self._conn:
+                self._conn.executemany(
+                    "DELETE FROM image_vectors WHERE path = ? AND model = ?", gone)
+        return [p for p, ms in files.items() if known.get(p) != ms]
+
+    def put(self, model: str, rows: list[tuple[str, float, int, bytes]]) -> None:
+        """Store ``(path, mtime, size, vector bytes)`` rows for ``model``."""
+        if rows:
+            with self._lock, self._conn:
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO image_vectors (path, model, mtime, size, vector) "
+                    "VALUES (?,?,?,?,?)", [(_key(p), model, m, s, v) for p, m, s, v in rows])
+
+    def vectors(self, model: str) -> list[tuple[str, bytes]]:
+        """Every ``(path, vector bytes)`` stored for ``model``."""
+        with self._lock:
+            rows = self._conn.execute("SELECT path, vector FROM image_vectors WHERE model = ?",
+                                      (model,)).fetchall()
+        return [(_unkey(p), v) for p, v in rows]
+
+    def count(self, model: str) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM image_vectors WHERE model = ?",
+                                      (model,)).fetchone()[0]
 
 
 # -- thumbnails ---------------------------------------------------------------------------------

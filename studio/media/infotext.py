@@ -128,6 +128,13 @@ def infotext_params(parsed: dict[str, str]) -> dict[str, Any]:
         ("Denoising strength", "denoising_strength", _float),
         ("Hires upscale", "hires_scale", _float),
         ("Hires steps", "hires_steps", _int),
+        ("Outpaint left", "outpaint_left", _int),
+        ("Outpaint right", "outpaint_right", _int),
+        ("Outpaint top", "outpaint_top", _int),
+        ("Outpaint bottom", "outpaint_bottom", _int),
+        ("SD upscale", "sd_upscale", _float),
+        ("SD upscale tile", "sd_upscale_tile", _int),
+        ("SD upscale overlap", "sd_upscale_overlap", _int),
     ):
         value = conv(parsed.get(key))
         if value is not None:
@@ -139,6 +146,8 @@ def infotext_params(parsed: dict[str, str]) -> dict[str, Any]:
         ("Model hash", "model_hash"),
         ("Version", "version"),
         ("Hires upscaler", "hires_upscaler"),
+        ("Outpaint fill", "outpaint_fill"),
+        ("SD upscale upscaler", "sd_upscaler"),
     ):
         if parsed.get(key):
             out[name] = parsed[key]

@@ -230,7 +230,10 @@ def _a1111(raw: dict[str, str]) -> ImageMetadata:
 
 _A1111_KNOWN = {"Prompt", "Negative prompt", "Steps", "CFG scale", "Seed", "Size-1", "Size-2",
                 "Sampler", "Schedule type", "Model", "Model hash", "Version",
-                "Denoising strength", "Hires upscale", "Hires steps", "Hires upscaler"}
+                "Denoising strength", "Hires upscale", "Hires steps", "Hires upscaler",
+                "Outpaint left", "Outpaint right", "Outpaint top", "Outpaint bottom",
+                "Outpaint fill", "SD upscale", "SD upscale upscaler", "SD upscale tile",
+                "SD upscale overlap"}
 
 
 def _read(raw: dict[str, str]) -> ImageMetadata:
@@ -257,6 +260,16 @@ def _add_notes(meta: ImageMetadata) -> ImageMetadata:
         meta.notes.append(
             f"Seed {seed} is outside Studio's seed range (0 to {SEED_MAX}); reusing these "
             f"settings uses seed {seed % (SEED_MAX + 1)} instead, so the picture will differ.")
+    if meta.source == "a1111":
+        from studio.core.control import from_infotext
+
+        guided = from_infotext({k: str(v) for k, v in meta.params.items()})
+        if guided:
+            names = ", ".join(u["model"] for u in guided)
+            meta.notes.append(
+                f"ControlNet guided this image ({names}); its control image is not stored in "
+                "the file, so reusing these settings leaves the ControlNet out — add it again "
+                "with its image ('studio generate --controlnet MODEL:IMAGE').")
     upscaler = meta.params.get("hires_upscaler")
     if meta.source != "studio" and isinstance(upscaler, str) and "hires_scale" in meta.params \
             and upscaler not in HIRES_UPSCALERS:

@@ -30,7 +30,7 @@ from studio.media.infotext import parse_infotext
 class TransformReuse:
     """What the Transform workspace needs to repeat a result: mode, request, files, notes."""
 
-    mode: str  # cyclegan | img2img | inpaint | upscale
+    mode: str  # cyclegan | img2img | inpaint | upscale (an SD upscale too)
     request: Any  # TransformRequest | Img2ImgRequest | UpscaleRequest, for this one image
     image: Path  # the picture to open
     mask: Path | None = None  # inpaint: the mask to load (None: gone, or not inpainting)
@@ -124,7 +124,7 @@ def _diffusion(data: dict[str, Any], fields: dict[str, Any], result: Path) -> Tr
     if image is None:
         image = result
         notes.append(_gone_text(request.image))
-    mode = "inpaint" if request.inpaint else "img2img"
+    mode = "upscale" if request.sd_upscale else "inpaint" if request.inpaint else "img2img"
     mask = _existing(request.mask) if request.inpaint else None
     if request.inpaint and mask is None:
         notes.append(f"The mask ({Path(request.mask).name}) no longer exists — paint the area "

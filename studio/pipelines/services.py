@@ -17,6 +17,8 @@ from studio.core.engine import GPU, IO, Engine, ServiceSpec
 from studio.core.jobs import Handler, JobListener
 from studio.core.lanes import LoopSource
 from studio.core.requests import (
+    GalleryIndexRequest,
+    GallerySearchRequest,
     GanWalkRequest,
     Img2ImgRequest,
     TransformRequest,
@@ -41,7 +43,8 @@ def _img2img(engine: Engine) -> Any:
     from studio.pipelines.diffusion.img2img import Img2ImgService
 
     # One model cache for Generate and Transform: a model loaded by either serves both.
-    return Img2ImgService(engine.settings, engine.paths, engine.service("txt2img").cache)
+    return Img2ImgService(engine.settings, engine.paths, engine.service("txt2img").cache,
+                          upscalers=lambda: engine.service("upscale"))  # SD upscale's models
 
 
 def _transform(engine: Engine) -> Any:
@@ -80,6 +83,16 @@ def _attention(engine: Engine) -> Any:
     return AttentionService(engine.service("chat"))
 
 
+def _gallery_index(engine: Engine) -> Any:
+    from studio.pipelines.gallery_clip import GalleryClipService
+
+    return GalleryClipService(engine.settings, engine.paths)
+
+
+def _gallery_search(engine: Engine) -> Any:
+    return engine.service("gallery-index")  # one loaded CLIP model for indexing and searching
+
+
 def _unload(engine: Engine) -> Any:
     from studio.pipelines.model_cache import UnloadService
 
@@ -106,6 +119,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("chat", ChatRequest, _chat, "Starting the chat engine…", lane=_chat_lane),
     ServiceSpec("embed", EmbedRequest, _embed, "Starting the chat engine…"),
     ServiceSpec("attention", AttentionRequest, _attention, "Starting the chat engine…"),
+    ServiceSpec("gallery-index", GalleryIndexRequest, _gallery_index, "Loading the image search…"),
+    ServiceSpec("gallery-search", GallerySearchRequest, _gallery_search,
+                "Loading the image search…"),
     ServiceSpec("unload", UnloadRequest, _unload, "Unloading all models…"),
     ServiceSpec("download", HubDownloadRequest, _downloads, "Starting the download…", lane=IO),
     ServiceSpec("file-download", FileDownloadRequest, _downloads, "Starting the download…",

@@ -274,7 +274,8 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
                 for image in job.result or []]
         return JSONResponse({"created": int(time.time()), "data": data})
 
-    @app.post("/v1/images/edits", summary="Image to image; inpaint with a mask (multipart form)",
+    @app.post("/v1/images/edits", summary="Image to image; inpaint with a mask, or outpaint "
+                                          "(multipart form)",
               openapi_extra=form_doc(schemas.EditBody))
     async def edits(request: Request) -> Response:
         import tempfile
@@ -368,9 +369,13 @@ def _check_image(request: Any, limits: Limits) -> None:
         raise ApiError(400, f"The prompt is {len(text):,} characters long; this server takes up "
                             f"to {most:,}. Shorten it, or start the server with a larger "
                             "--max-prompt-tokens.", "prompt", "prompt_too_long")
-    work = request.width * request.height * request.steps * request.count
+    width, height = request.width, request.height
+    if getattr(request, "outpaint", False):  # the canvas is painted, not the picture
+        left, right, top, bottom = request.outpaint_amounts()
+        width, height = width + left + right, height + top + bottom
+    work = width * height * request.steps * request.count
     if work > limits.max_pixel_steps:
-        raise ApiError(400, f"This request asks for {request.width}x{request.height} × "
+        raise ApiError(400, f"This request asks for {width}x{height} × "
                             f"{count_of(request.steps, 'step')} × {count_of(request.count, 'image')} = {work:,} "
                             f"pixel-steps; this server's limit is {limits.max_pixel_steps:,} "
                             "(--max-pixel-steps). Ask for fewer steps, images or pixels.",

@@ -25,7 +25,13 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
-from studio.core.requests import SEED_MAX, Img2ImgRequest, Txt2ImgRequest
+from studio.core.requests import (
+    MAX_SIDE,
+    OUTPAINT_SIDES,
+    SEED_MAX,
+    Img2ImgRequest,
+    Txt2ImgRequest,
+)
 from studio.pipelines.chat.types import MAX_TOP_LOGPROBS, ChatRequest, EmbedRequest, TokenLogprob
 
 MAX_STOP_STRINGS = 4
@@ -159,6 +165,12 @@ class EditBody(ImageBody):
 
     strength: float = Field(0.75, gt=0, le=1)
     mask_blur: int = Field(4, ge=0, le=64)
+    #: Studio's own: outpaint — pixels added on each side (multiples of 8), the new area painted
+    outpaint_left: int = Field(0, ge=0, le=MAX_SIDE)
+    outpaint_right: int = Field(0, ge=0, le=MAX_SIDE)
+    outpaint_top: int = Field(0, ge=0, le=MAX_SIDE)
+    outpaint_bottom: int = Field(0, ge=0, le=MAX_SIDE)
+    outpaint_fill: str = Field("edge", max_length=16)
 
 
 class EmbeddingBody(_Body):
@@ -430,9 +442,12 @@ def parse_edit(fields: dict[str, Any], model_spec: str, image: str, mask: str) -
             values[name] = value
     b = _validated(EditBody, values)
     width, height = _size(b.size) if b.size else (0, 0)
+    outpaint = {f"outpaint_{side}": getattr(b, f"outpaint_{side}") for side in OUTPAINT_SIDES}
     return _checked(Img2ImgRequest(model=model_spec, image=image, mask=mask,
-                                   mask_blur=b.mask_blur if mask else 0, strength=b.strength,
-                                   width=width, height=height, **_image_fields(b)))
+                                   mask_blur=b.mask_blur if mask or any(outpaint.values()) else 0,
+                                   strength=b.strength, width=width, height=height,
+                                   outpaint_fill=b.outpaint_fill, **outpaint,
+                                   **_image_fields(b)))
 
 
 # -- responses --------------------------------------------------------------------------------

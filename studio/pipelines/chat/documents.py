@@ -500,7 +500,7 @@ def grounded_messages(messages: list[dict[str, str]], passages: Sequence[Passage
     content = ("Answer using the numbered passages from the user's documents below. Cite the "
                "passages you use as [1], [2]. If they do not contain the answer, say so.\n\n"
                f"{sources}\n\nQuestion: {question}")
-    return [dict(m) for m in messages[:-1]] + [{"role": "user", "content": content}]
+    return [dict(m) for m in messages[:-1]] + [{**messages[-1], "content": content}]
 
 
 def references(passages: Sequence[Passage]) -> str:

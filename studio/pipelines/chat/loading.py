@@ -59,6 +59,8 @@ class LoadedChatModel:
     device: str
     name: str
     warnings: list[str] = field(default_factory=list)
+    #: A vision-language model's processor (its tokenizer and image processor), else None.
+    processor: Any = None
 
 
 def bitsandbytes_usable() -> bool:
@@ -149,12 +151,17 @@ def _load_tokenizer(entry: ChatModelEntry) -> Any:
         raise UserFacingError(f"{entry.name} has no tokenizer (tokenizer.json, tokenizer.model or "
                               "vocab files are missing from its folder), so text cannot be turned "
                               "into tokens. Download the complete model.")
+    return _from_folder(AutoTokenizer, entry, "tokenizer")
+
+
+def _from_folder(auto: Any, entry: ChatModelEntry, what: str) -> Any:
+    """``auto.from_pretrained`` on the model's folder, offline and without remote code."""
     try:
-        return AutoTokenizer.from_pretrained(str(entry.path), local_files_only=True,
-                                             trust_remote_code=False)
+        return auto.from_pretrained(str(entry.path), local_files_only=True,
+                                    trust_remote_code=False)
     except (OSError, ValueError, TypeError) as exc:
         _refuse_remote_code(exc, entry)
-        raise UserFacingError(f"The tokenizer of {entry.name} cannot be loaded: "
+        raise UserFacingError(f"The {what} of {entry.name} cannot be loaded: "
                               f"{str(exc).splitlines()[0][:200]}") from exc
 
 
@@ -174,11 +181,21 @@ def _quantization(options: LoadOptions, device: str) -> Any:
                               if options.dtype != torch.float32 else torch.float16)
 
 
-def load_chat_model(entry: ChatModelEntry, device: str, options: LoadOptions) -> LoadedChatModel:
-    """Tokenizer and model for ``entry`` on ``device`` (what the model cache calls)."""
-    from transformers import AutoModelForCausalLM
+def _load_processor(entry: ChatModelEntry) -> Any:
+    from transformers import AutoProcessor
 
-    tokenizer = _load_tokenizer(entry)
+    return _from_folder(AutoProcessor, entry, "processor (tokenizer and image preprocessing)")
+
+
+def load_chat_model(entry: ChatModelEntry, device: str, options: LoadOptions) -> LoadedChatModel:
+    """Tokenizer and model for ``entry`` on ``device`` (what the model cache calls); a
+    vision-language model comes with its processor, through ``AutoModelForImageTextToText``."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    processor = _load_processor(entry) if entry.vision else None
+    tokenizer = processor.tokenizer if processor is not None else _load_tokenizer(entry)
+    if processor is not None and getattr(processor, "chat_template", None):
+        tokenizer.chat_template = tokenizer.chat_template or processor.chat_template
     warnings: list[str] = []
     if not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = FALLBACK_TEMPLATE
@@ -192,7 +209,8 @@ def load_chat_model(entry: ChatModelEntry, device: str, options: LoadOptions) ->
         kwargs.update(quantization_config=quant, device_map={"": 0})
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(entry.path), **kwargs)
+        auto = AutoModelForImageTextToText if entry.vision else AutoModelForCausalLM
+        model = auto.from_pretrained(str(entry.path), **kwargs)
     except (OSError, ValueError, pickle.UnpicklingError) as exc:
         # transformers reads pytorch_model.bin with weights_only=True: a pickle that needs code
         # stops there, and torch's message tells how to load it unsafely — ours does not.
@@ -205,9 +223,10 @@ def load_chat_model(entry: ChatModelEntry, device: str, options: LoadOptions) ->
     if quant is None:
         model.to(device)  # type: ignore[arg-type]  # transformers types its wrapped .to() wrongly
     model.eval()
-    ctx = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+    text_config = getattr(model.config, "text_config", None) or model.config
+    ctx = int(getattr(text_config, "max_position_embeddings", 0) or 0)
     if not ctx:
         tmax = int(getattr(tokenizer, "model_max_length", 0) or 0)
         ctx = tmax if 0 < tmax < 10_000_000 else 2048
     log.info("loaded chat model %s on %s (%s, context %d)", entry.name, device, options, ctx)
-    return LoadedChatModel(model, tokenizer, ctx, device, entry.name, warnings)
+    return LoadedChatModel(model, tokenizer, ctx, device, entry.name, warnings, processor)

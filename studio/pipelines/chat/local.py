@@ -279,14 +279,23 @@ class LocalChatBackend:
 
         loaded = self.load(request.model)
         started = time.perf_counter()  # after loading: timings describe generation alone
-        if request.complete:
+        extra: dict[str, Any] = {}
+        if request.complete:  # the raw text continued: no template, no images
             prompt = complete_prompt(loaded.tokenizer, request.prompt_text(),
                                      loaded.context_length, request.max_new_tokens)
-            warnings = list(prompt.warnings)  # no template is used: its warning does not apply
+        elif loaded.processor is not None:
+            prompt, extra = vision_prompt(loaded, request)
+        elif any(m.get("images") for m in request.messages):
+            from studio.library.chat_models import VISION_HINT
+
+            raise UserFacingError(f"{loaded.name} reads text only, so it cannot see the "
+                                  f"image. {VISION_HINT}")
         else:
             prompt = fit_conversation(loaded.tokenizer, request.messages,
                                       loaded.context_length, request.max_new_tokens)
-            warnings = list(loaded.warnings) + prompt.warnings
+        # no template in Complete mode: the model's template warning does not apply
+        warnings = (list(prompt.warnings) if request.complete
+                    else list(loaded.warnings) + prompt.warnings)
         decoder = _Decoder(loaded.tokenizer)
         pieces: list[str] = []
         state = {"n": 0, "first": 0.0, "last": -1}
@@ -317,7 +326,7 @@ class LocalChatBackend:
 
         ids = torch.tensor([prompt.input_ids], dtype=torch.long, device=model.device)
         kwargs: dict[str, Any] = dict(
-            input_ids=ids, attention_mask=torch.ones_like(ids),
+            input_ids=ids, attention_mask=torch.ones_like(ids), **extra,
             max_new_tokens=prompt.max_new_tokens,
             do_sample=request.temperature > 0, repetition_penalty=request.repetition_penalty,
             stopping_criteria=[_watcher(loaded, ids.shape[1], on_token, cancel)])
@@ -355,3 +364,45 @@ class LocalChatBackend:
                          dropped_messages=prompt.dropped_messages, warnings=warnings,
                          conversation_tokens=prompt.conversation_tokens, logprobs=logprobs,
                          prompt_ids=list(prompt.input_ids) if probe is not None else [])
+
+
+def vision_prompt(loaded: Any, request: ChatRequest) -> tuple[Any, dict[str, Any]]:
+    """A vision-language model's prompt: every message as content parts (its images, then its
+    text) through the processor's chat template, the images read and preprocessed by the
+    processor. Returns the prompt and the image tensors ``generate`` takes besides the ids."""
+    from PIL import Image
+
+    from studio.core.wording import count_of
+    from studio.pipelines.chat.prompting import PreparedPrompt
+
+    messages, images = [], []
+    for m in request.messages:
+        parts: list[dict[str, Any]] = []
+        for path in m.get("images") or []:
+            try:
+                with Image.open(path) as im:
+                    images.append(im.convert("RGB"))
+            except (OSError, ValueError) as exc:
+                raise UserFacingError(f"The image {path} cannot be read ({exc}); attach it "
+                                      "again.") from exc
+            parts.append({"type": "image"})
+        parts.append({"type": "text", "text": m["content"]})
+        messages.append({"role": m["role"], "content": parts})
+    processor = loaded.processor
+    template = getattr(processor, "chat_template", None) or loaded.tokenizer.chat_template
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
+                                         chat_template=template)
+    inputs = processor(text=[text], images=images or None, return_tensors="pt")
+    ids = inputs.pop("input_ids")[0].tolist()
+    inputs.pop("attention_mask", None)
+    ctx = loaded.context_length
+    if len(ids) >= ctx:
+        raise UserFacingError(f"The conversation with its images is too long for this model: "
+                              f"{count_of(len(ids), 'token')}, but its context holds {ctx}. "
+                              "Start a new chat.")
+    new_tokens = min(request.max_new_tokens, ctx - len(ids))
+    model = loaded.model
+    extra = {k: (v.to(model.device, dtype=model.dtype) if v.is_floating_point()
+                 else v.to(model.device)) if hasattr(v, "is_floating_point") else v
+             for k, v in inputs.items()}
+    return PreparedPrompt(ids, 0, new_tokens, [], len(ids)), extra

@@ -230,7 +230,7 @@ class RemoteChatBackend:
         if request.complete:
             body["prompt"] = request.prompt_text()
         else:
-            body["messages"] = [{"role": m["role"], "content": m["content"]}
+            body["messages"] = [{"role": m["role"], "content": message_content(m)}
                                 for m in request.messages]
         body.update({
             "stream": True,
@@ -575,3 +575,33 @@ def resolve_api_key(endpoint: dict, paths: Any = None) -> str | None:
 
     ref = str(endpoint.get("api_key_ref") or endpoint.get("base_url") or "").strip()
     return get_api_key(ref, paths) if ref else None
+
+
+MAX_IMAGE_SIDE = 1024  # pixels: what is sent of an attached image (vision models see far less)
+
+
+def message_content(message: dict[str, Any]) -> Any:
+    """A message's OpenAI ``content``: its text, or with images the parts a vision model on the
+    server reads (text, then each image as a PNG data URL at most MAX_IMAGE_SIDE a side)."""
+    images = message.get("images") or []
+    if not images:
+        return message["content"]
+    import base64
+    import io
+
+    from PIL import Image
+
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message["content"]}]
+    for path in images:
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise UserFacingError(f"The image {path} cannot be read ({exc}); attach it "
+                                  "again.") from exc
+        im.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+        url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return parts

@@ -456,6 +456,32 @@ class ConversationStore:
         return hits[:limit]
 
 
+CHAT_IMAGES = "chat-images"  # beside the database: the images attached to conversations
+
+
+def keep_image(source: Path, database: Path) -> Path:
+    """A copy of the image ``source`` stored with the conversations (a ``chat-images`` folder
+    beside ``database``, named by the file's SHA-256), so a conversation keeps its images when
+    the original is moved or deleted. The same image is stored once."""
+    import hashlib
+    import shutil
+
+    from studio.core.files import atomic_write
+
+    source = Path(source)
+    digest = hashlib.sha256()
+    with open(source, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    target = Path(database).parent / CHAT_IMAGES / f"{digest.hexdigest()[:24]}" \
+        f"{source.suffix.lower() or '.png'}"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(source, "rb") as fh:
+            atomic_write(target, lambda out: shutil.copyfileobj(fh, out))
+    return target
+
+
 def write_failure(exc: BaseException) -> str:
     """Why a write to the conversations database failed and what to do, as a user reads it."""
     text = str(exc)

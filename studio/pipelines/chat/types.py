@@ -67,7 +67,8 @@ class AttentionMap:
 
 @dataclass
 class ChatRequest:
-    """One reply to generate. ``messages`` are ``{"role": ..., "content": ...}`` dicts in order.
+    """One reply to generate. ``messages`` are ``{"role": ..., "content": ...}`` dicts in order;
+    a message may add ``"images": [path, …]`` (image files shown to a vision-language model).
 
     ``model`` is a folder, a repo id in the HF cache, or ``openai:BASE_URL#MODEL`` for a remote
     OpenAI-compatible endpoint. ``temperature == 0`` means greedy decoding. ``seed`` None: random.
@@ -98,6 +99,9 @@ class ChatRequest:
         for m in self.messages:
             if m.get("role") not in ROLES or not isinstance(m.get("content"), str):
                 raise ValueError(f"Bad message {m!r}: role must be one of {ROLES}, content text.")
+            images: object = m.get("images", [])
+            if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+                raise ValueError(f"Bad message {m!r}: images must be a list of image files.")
         if not 0 <= self.temperature <= 5:
             raise ValueError(f"Temperature must be between 0 and 5, not {self.temperature}.")
         if not 0 < self.top_p <= 1:

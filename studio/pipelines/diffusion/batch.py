@@ -121,12 +121,26 @@ class DiffusersService:
     """Base of the services that run diffusers requests with the worker's shared model cache."""
 
     def __init__(self, settings_getter: Callable[[], Settings],
-                 paths_getter: Callable[[], Paths], cache: ModelCache | None = None) -> None:
+                 paths_getter: Callable[[], Paths], cache: ModelCache | None = None, *,
+                 upscalers: Callable[[], Any] | None = None) -> None:
         self._settings = settings_getter
         self._paths = paths_getter
         self.cache = cache if cache is not None else ModelCache(settings_getter=settings_getter)
         if self.cache.settings_getter is None:  # a shared cache follows the settings' budget too
             self.cache.settings_getter = settings_getter
+        self._upscalers = upscalers
+        self._own_upscalers: Any = None
+
+    def upscalers(self) -> Any:
+        """The :class:`~studio.pipelines.upscale.service.UpscaleService` whose models the hires
+        fix and SD upscale use: the engine's (``upscalers``), or one of this service's own."""
+        if self._upscalers is not None:
+            return self._upscalers()
+        if self._own_upscalers is None:
+            from studio.pipelines.upscale.service import UpscaleService
+
+            self._own_upscalers = UpscaleService(self._settings, self._paths)
+        return self._own_upscalers
 
     def _load(self, entry: ModelEntry, settings: Settings, paths: Paths,
               progress: ProgressSink, cancel: CancelToken) -> tuple[Any, str, Any]:

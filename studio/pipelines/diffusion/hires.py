@@ -57,7 +57,8 @@ class HiresFix:
 
     ``first`` and ``second`` are the txt2img and img2img pipelines (sharing components),
     ``kwargs`` the prompt inputs both passes use, ``model_upscale`` the loaded upscaler model's
-    ``image → image`` (None for the latent and Lanczos upscalers)."""
+    ``image → image`` (None for the latent and Lanczos upscalers), ``first_kwargs`` what only
+    the first pass takes (its ControlNets' images and weights)."""
 
     first: Any
     second: Any
@@ -69,6 +70,7 @@ class HiresFix:
     dtype: Any
     conditioning: Any = None
     model_upscale: Callable[[Any], Any] | None = None
+    first_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def render(self, index: int, seed: int) -> Any:
         from PIL import Image
@@ -77,7 +79,7 @@ class HiresFix:
         mode = LATENT_MODES.get(request.hires_upscaler)
         first_kwargs = dict(self.kwargs, num_inference_steps=request.steps,
                             guidance_scale=request.cfg, width=request.width,
-                            height=request.height)
+                            height=request.height, **self.first_kwargs)
         first = render_image(self.first, first_kwargs, request, seed, index, self.previewer,
                              self.progress, self.cancel, self.dtype, self.conditioning,
                              latents=mode is not None)

@@ -14,6 +14,10 @@ with ``keep_unmasked`` the original pixels are pasted back outside the mask (dif
 ``apply_overlay``), so the untouched region stays exactly as it was. ``mask_blur`` softens the
 mask first (a Gaussian blur of that radius, as diffusers' ``mask_processor.blur`` and A1111's "Mask
 blur" do), so the repainted region fades into the picture instead of ending at a hard edge.
+
+Outpainting (:mod:`.outpaint`) is this inpaint call on the picture padded to a larger canvas with
+a mask of its own; SD upscale (:mod:`.sd_upscale`) is this img2img call on the tiles of the
+enlarged picture, blended.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from studio.pipelines.diffusion.batch import (
     size_kwargs,
     validate_request,
 )
+from studio.pipelines.diffusion.outpaint import outpaint_infotext
+from studio.pipelines.diffusion.sd_upscale import sd_upscale_infotext
 from studio.pipelines.diffusion.variation import variation_infotext
 
 log = logging.getLogger(__name__)
@@ -111,6 +117,17 @@ class Img2ImgService(DiffusersService):
         writable_image_folder(paths.outputs_dir, paths.dated_outputs)  # before minutes of work
         image, mask, loaded, warnings = prepare_inputs(request)
         request = dataclasses.replace(request, width=image.width, height=image.height)
+        if request.outpaint:  # the picture on a larger canvas, the new area masked
+            from studio.pipelines.diffusion.outpaint import outpaint_alpha, outpaint_canvas
+
+            image, mask = outpaint_canvas(image, request)
+            if loaded.alpha is not None:
+                alpha = loaded.alpha.resize((request.width, request.height))
+                loaded = dataclasses.replace(loaded, alpha=outpaint_alpha(alpha, request))
+        elif request.sd_upscale:
+            from studio.pipelines.diffusion.sd_upscale import sd_upscale_size
+
+            sd_upscale_size(image.size, float(request.sd_upscale))  # too large: refused now
         progress = NotedProgress(progress)  # memory notes reach every image's warnings
         base, device, dtype = self._load(entry, settings, paths, progress, cancel)
         return self._generate(base, entry, request, image, mask, loaded, warnings, settings,
@@ -122,33 +139,45 @@ class Img2ImgService(DiffusersService):
                   cancel: CancelToken) -> list[TransformedImage]:
         from studio.media import outputs
 
+        masked = request.inpaint or request.outpaint
         call = prepare_call(base, entry, request, settings, paths, device, dtype,
-                            derive=lambda base: derive_pipeline(base, request.inpaint),
+                            derive=lambda base: derive_pipeline(base, masked),
                             progress=progress)
         warnings = warnings + list(call.loras.warnings) + list(call.prompt.warnings)
         hash_ = model_hash(entry, paths, progress)
         extra: dict[str, Any] = {"Denoising strength": float(request.strength),
                                  "Init image": Path(request.image).name}
-        if mask is not None:
+        if request.outpaint:
+            extra.update(outpaint_infotext(request))
+        elif mask is not None:
             covered = sum(mask.point(lambda v: 255 if v >= 128 else 0).histogram()[255:]) / (
                 mask.width * mask.height)
             extra.update({"Mask blur": int(request.mask_blur), "Mask": Path(request.mask).name,
                           "Masked area": f"{covered:.0%}",
                           "Inpaint keep unmasked": request.keep_unmasked})
+        extra.update(sd_upscale_infotext(request))
         extra.update(call.network_hashes(paths))
         kwargs: dict[str, Any] = dict(call.prompt.kwargs, image=image,
                                       strength=request.strength,
                                       num_inference_steps=request.steps,
                                       guidance_scale=request.cfg)
+        # The call's size is the canvas's (outpainting: larger than the request's picture).
+        sized = dataclasses.replace(request, width=image.width, height=image.height)
         if mask is not None:
-            kwargs.update(mask_image=mask, width=request.width, height=request.height)
+            kwargs.update(mask_image=mask, width=image.width, height=image.height)
         else:
-            kwargs.update(size_kwargs(call.pipe, request.width, request.height))
+            kwargs.update(size_kwargs(call.pipe, image.width, image.height))
+        if request.sd_upscale:
+            refine = self._sd_upscale(call, request, image, kwargs, settings, paths, device,
+                                      dtype, progress, cancel).render
+        else:
+            def refine(index: int, seed: int) -> Any:
+                return render_image(call.pipe, kwargs, sized, seed, index, call.previewer,
+                                    progress, cancel, dtype, call.prompt.schedule)
 
         def render(index: int, seed: int) -> Any:
-            out = render_image(call.pipe, kwargs, request, seed, index, call.previewer,
-                               progress, cancel, dtype, call.prompt.schedule)
-            if mask is not None and request.keep_unmasked:
+            out = refine(index, seed)
+            if mask is not None and (request.keep_unmasked or request.outpaint):
                 out = call.pipe.image_processor.apply_overlay(mask, image, out)
             return loaded.with_alpha(out)
 
@@ -163,3 +192,24 @@ class Img2ImgService(DiffusersService):
                                     warnings=list(warnings), loras=call.loras.used())
 
         return run_batch(request, render, save, progress, cancel)
+
+    def _sd_upscale(self, call: Any, request: Img2ImgRequest, image: Any,
+                    kwargs: dict[str, Any], settings: Settings, paths: Paths, device: str,
+                    dtype: Any, progress: ProgressSink, cancel: CancelToken) -> Any:
+        """SD upscale over ``call``'s img2img pipeline: the input enlarged once (an upscaler
+        model loaded first), then refined tile by tile for each image of the batch."""
+        from studio.core.requests import HIRES_UPSCALERS
+        from studio.pipelines.diffusion.sd_upscale import SdUpscale, enlarge
+
+        model_upscale = None
+        if request.sd_upscaler not in HIRES_UPSCALERS:  # else Lanczos (validate refuses Latent)
+            model_upscale = self.upscalers().image_upscaler(request.sd_upscaler, settings,
+                                                            paths, device, progress, cancel)
+        progress.message(f"SD upscale: enlarging {image.width}×{image.height} "
+                         f"{request.sd_upscale:g} times…")
+        enlarged = enlarge(image, request, model_upscale)
+        cancel.raise_if_cancelled()
+        return SdUpscale(call.pipe, request, {k: v for k, v in kwargs.items()
+                                              if k not in ("image", "width", "height")},
+                         enlarged, call.previewer, progress, cancel, dtype,
+                         call.prompt.schedule)

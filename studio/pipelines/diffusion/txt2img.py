@@ -19,6 +19,7 @@ from studio.library.models import ModelEntry, resolve_model
 from studio.pipelines.diffusion.batch import (
     DiffusersService,
     NotedProgress,
+    model_family,
     model_hash,
     prepare_call,
     render_image,
@@ -44,18 +45,10 @@ class Txt2ImgService(DiffusersService):
     def __init__(self, settings_getter: Callable[[], Settings],
                  paths_getter: Callable[[], Paths], cache: Any = None, *,
                  upscalers: Callable[[], Any] | None = None) -> None:
-        super().__init__(settings_getter, paths_getter, cache)
-        self._upscalers = upscalers
-        self._own_upscalers: Any = None
+        super().__init__(settings_getter, paths_getter, cache, upscalers=upscalers)
+        from studio.pipelines.diffusion.controlnet import ControlNetCache
 
-    def upscalers(self) -> Any:
-        if self._upscalers is not None:
-            return self._upscalers()
-        if self._own_upscalers is None:
-            from studio.pipelines.upscale.service import UpscaleService
-
-            self._own_upscalers = UpscaleService(self._settings, self._paths)
-        return self._own_upscalers
+        self.controlnet_cache = ControlNetCache()  # the last job's ControlNets stay loaded
 
     # -- the job handler -----------------------------------------------------------------------
     def run(self, request: Txt2ImgRequest, progress: ProgressSink,
@@ -94,9 +87,14 @@ class Txt2ImgService(DiffusersService):
                   progress: ProgressSink, cancel: CancelToken) -> list[GeneratedImage]:
         from studio.media import outputs
 
+        control = self._controlnets(pipe, entry, request, settings, paths, device, dtype) \
+            if request.controlnets else None
         call = prepare_call(pipe, entry, request, settings, paths, device, dtype,
-                            progress=progress)
+                            derive=control.derive if control else None, progress=progress)
         warnings = list(call.loras.warnings) + list(call.prompt.warnings)
+        if control is not None and request.hires:
+            warnings.append("The ControlNets guided the first pass; the hires fix refined it "
+                            "without them.")
         if entry.format == "single-file" and call.family == "sd2":
             warnings.append(SD2_SINGLE_FILE_NOTE)
         hash_ = model_hash(entry, paths, progress)
@@ -106,14 +104,19 @@ class Txt2ImgService(DiffusersService):
 
         kwargs = dict(call.prompt.kwargs, num_inference_steps=request.steps,
                       guidance_scale=request.cfg, width=request.width, height=request.height)
+        control_kwargs = control.kwargs if control is not None else {}
+        if control is not None:
+            extra = {**extra, **control.infotext}
 
         def render(index: int, seed: int) -> Any:
-            return render_image(pipe, kwargs, request, seed, index, call.previewer, progress,
-                                cancel, dtype, call.prompt.schedule)
+            return render_image(call.pipe, dict(kwargs, **control_kwargs), request, seed, index,
+                                call.previewer, progress, cancel, dtype, call.prompt.schedule)
 
         if request.hires:
-            render = self._hires(pipe, call, request, settings, paths, device, dtype, progress,
-                                 cancel).render
+            hires = self._hires(pipe, call, request, settings, paths, device, dtype, progress,
+                                cancel)
+            hires.first, hires.first_kwargs = call.pipe, control_kwargs
+            render = hires.render
             extra = {**hires_infotext(request), **extra}
 
         def save(index: int, seed: int, image: Any) -> GeneratedImage:
@@ -127,6 +130,18 @@ class Txt2ImgService(DiffusersService):
                                   loras=call.loras.used())
 
         return run_batch(request, render, save, progress, cancel)
+
+    def _controlnets(self, pipe: Any, entry: ModelEntry, request: Txt2ImgRequest,
+                     settings: Settings, paths: Paths, device: str, dtype: Any) -> Any:
+        """The request's ControlNets loaded, their control images made, and how to derive the
+        ControlNet pipeline from ``pipe`` (:mod:`.controlnet`)."""
+        from studio.pipelines.diffusion import controlnet as cn
+
+        checked, entries = cn.resolve_units(request, model_family(pipe, entry), settings, paths)
+        images = [cn.control_image(u, request.width, request.height) for u in checked]
+        models = self.controlnet_cache.models(entries, device, dtype)
+        return cn.Control(lambda base: cn.controlnet_pipeline(base, models),
+                          cn.call_kwargs(checked, images), cn.infotext(checked, entries), images)
 
     def _hires(self, pipe: Any, call: Any, request: Txt2ImgRequest, settings: Settings,
                paths: Paths, device: str, dtype: Any, progress: ProgressSink,

@@ -1,7 +1,10 @@
-"""Use a trained CNN outside the Train workspace: the top classes of any image (Gallery's
+"""Use a trained classifier outside the Train workspace: the top classes of any image (Gallery's
 "Classify").
 
-The model is the newest ``cnn`` run with a checkpoint in the runs folder. Its checkpoint (Studio's
+:func:`classify_with_model` uses a classifier exported into the library (``cnn``, ``distill``'s
+student or ``federated``'s global model: safetensors and a config.json,
+:mod:`studio.library.classifier_models`). :func:`classify_image` uses the newest ``cnn`` run with a
+checkpoint in the runs folder. Its checkpoint (Studio's
 safetensors + JSON, never a pickle) holds the weights, the class names and the image size and
 channels it was trained on, so classifying never reads the training data again. The image is read
 as Studio reads any image (:func:`studio.media.images_in.open_image`), centre-cropped and resized
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from studio.core.jobs import UserFacingError
 from studio.pipelines.train.runs import Run, RunInfo, list_runs
@@ -27,9 +31,14 @@ class Classification:
     run_id: str
     step: int
     dataset: str
+    model: str = ""  # the exported classifier's name (empty: the CNN of run ``run_id``)
+    lesson: str = "cnn"
 
     def sentence(self) -> str:
         guesses = ", ".join(f"{name} {p:.0%}" for name, p in self.top)
+        if self.model:
+            return (f"{guesses} — the classifier {self.model} (the {self.lesson} lesson, "
+                    f"{self.step} steps on {self.dataset}).")
         return (f"{guesses} — the CNN of run {self.run_id} (step {self.step}, trained on "
                 f"{self.dataset}).")
 
@@ -41,12 +50,10 @@ def latest_classifier(runs_dir: Path) -> RunInfo | None:
 
 def classify_image(image_path: Path, runs_dir: Path, k: int = 3) -> Classification:
     """The top ``k`` classes of the image at ``image_path`` by the newest trained CNN."""
-    import numpy as np
     import torch
 
-    from studio.media.images_in import open_image
     from studio.pipelines.train.cnn import SmallCNN
-    from studio.pipelines.train.image_data import SOURCE_NAMES, fit_square
+    from studio.pipelines.train.image_data import SOURCE_NAMES
 
     run = latest_classifier(runs_dir)
     if run is None:
@@ -62,13 +69,45 @@ def classify_image(image_path: Path, runs_dir: Path, k: int = 3) -> Classificati
     size, channels = int(config["image_size"]), int(state["channels"])
     model = SmallCNN(channels, int(config["width"]), len(classes), torch.Generator())
     model.load_state_dict(state["model"])
-    rgb = open_image(image_path).image
-    x = fit_square(rgb if channels == 3 else rgb.convert("L").convert("RGB"), size)
-    x = x[:1] if channels == 1 else x
-    with torch.no_grad():
-        probs = torch.softmax(model.eval()(torch.from_numpy(np.ascontiguousarray(x))[None]), 1)[0]
+    probs = _probabilities(model, image_path, size, channels)
     top = torch.topk(probs, min(k, len(classes)))
     return Classification(
         top=[(classes[int(i)], float(p)) for p, i in zip(top.values, top.indices, strict=True)],
         run_id=run.run_id, step=int(state["step_count"]),
         dataset=SOURCE_NAMES.get(config["dataset"], config["dataset"]).lower())
+
+
+def _probabilities(model: Any, image_path: Path, size: int, channels: int) -> Any:
+    """The class probabilities of the image at ``image_path``, prepared as the lessons prepared
+    their training images (centre-cropped, resized; grey for a grey model)."""
+    import numpy as np
+    import torch
+
+    from studio.media.images_in import open_image
+    from studio.pipelines.train.image_data import fit_square
+
+    rgb = open_image(image_path).image
+    x = fit_square(rgb if channels == 3 else rgb.convert("L").convert("RGB"), size)
+    x = x[:1] if channels == 1 else x
+    with torch.no_grad():
+        return torch.softmax(model.eval()(torch.from_numpy(np.ascontiguousarray(x))[None]), 1)[0]
+
+
+def classify_with_model(image_path: Path, folder: Path, k: int = 3) -> Classification:
+    """The top ``k`` classes of the image at ``image_path`` by the exported classifier in
+    ``folder``."""
+    import torch
+
+    from studio.pipelines.train.classifier_models import load_classifier
+    from studio.pipelines.train.image_data import SOURCE_NAMES
+
+    model, info = load_classifier(Path(folder))
+    classes = info["classes"]
+    probs = _probabilities(model, image_path, int(info["image_size"]), int(info["channels"]))
+    top = torch.topk(probs, min(k, len(classes)))
+    dataset = str(info.get("dataset", "?"))
+    return Classification(
+        top=[(classes[int(i)], float(p)) for p, i in zip(top.values, top.indices, strict=True)],
+        run_id="", step=int(info.get("trained_steps", 0)),
+        dataset=SOURCE_NAMES.get(dataset, dataset).lower(), model=Path(folder).name,
+        lesson=str(info.get("lesson", "?")))

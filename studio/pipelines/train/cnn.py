@@ -74,7 +74,8 @@ to *cosine* or *warm-up*; raise the learning rate to 0.05 and see the loss jump.
 *Textures* (generated), *Photo patches*, or **your own folder**: one sub-folder of images per class
 (cats/, dogs/, …). Change the image size: the input grid shows what the network gets. Widen the
 network, or accumulate gradients over micro-batches (same result, less memory). Then right-click
-any image in Gallery: *Classify with the trained CNN*.
+any image in Gallery: *Classify with the trained CNN*; or export it (Runs → *Export model to
+Gallery…*) to keep it as a classifier in your library.
 
 **What is normal.** On digits at 16 px the test accuracy passes 95 % after about 200 steps:
 {normal}, and settles near 97 %. The first-layer filters turn from noise into edge and blob
@@ -196,11 +197,9 @@ def _normalised(maps: torch.Tensor) -> np.ndarray:
     return tl.to_numpy((maps - lo) / (hi - lo).clamp_min(1e-8))
 
 
-class ImageLesson(Trainer):
-    """What every image lesson shares: its data set and folder checked up front, the data sets
-    this install cannot load greyed out, and an ``accelerator`` that knows the main process."""
-
-    accelerator: Any
+class ImageDataLesson(Trainer):
+    """A lesson on the image data sets (:func:`data_specs`): its data set and folder checked up
+    front, the data sets this install cannot load greyed out."""
 
     @classmethod
     def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -213,6 +212,13 @@ class ImageLesson(Trainer):
     @classmethod
     def unavailable_choices(cls) -> dict[str, dict[str, str]]:
         return {"dataset": unavailable_sources()}
+
+
+class ImageLesson(ImageDataLesson):
+    """What every accelerate image lesson shares: the image data sets, and an ``accelerator``
+    that knows the main process."""
+
+    accelerator: Any
 
     @property
     def is_main_process(self) -> bool:
@@ -419,6 +425,16 @@ class CNNTrainer(ImageLesson):
         self._optimizer.optimizer.load_state_dict(state["optimizer"])
         tl.load_generator_states(self._gens, state["generators"])
         self._snap_key = self._test_cache = None
+
+    # -- use elsewhere (the classifier export) ----------------------------------------------------
+    def classifier_spec(self) -> dict[str, Any]:
+        from studio.pipelines.train.classifier_models import spec
+
+        return spec("small-cnn", self.data.channels, self.data.size,
+                    list(self.data.class_names), int(self.config["width"]))
+
+    def classifier_state(self) -> dict[str, torch.Tensor]:
+        return tl.tensor_state(self.net)
 
     # -- accelerate checkpoints (headless and multi-process runs) --------------------------------
     def _extra_state(self) -> dict[str, Any]:

@@ -39,6 +39,11 @@ from studio.pipelines.train.text_lessons import check_width_heads
 PREFERENCES = ASSETS_DIR / "preferences" / "studio-polite.jsonl"
 KEYS = ("prompt", "chosen", "rejected")
 EOS = "<|endoftext|>"
+#: how the lesson writes a conversation (a prompt and a new line, an answer and end-of-text), so
+#: Chat asks the exported model the way it was trained
+CHAT_TEMPLATE = ("{% for message in messages %}{{ message['content'] }}"
+                 "{% if message['role'] == 'assistant' %}{{ eos_token }}{% else %}{{ '\\n' }}"
+                 "{% endif %}{% endfor %}")
 #: prompts whose answers are shown before (the reference) and after (the policy) training
 SHOWN = 3
 ANSWER_TOKENS = 40
@@ -47,30 +52,35 @@ MAX_CHARS = 2000
 
 EXPLANATION = """\
 **What you see.** A small GPT learns from pairs of answers to the same prompt: one a person
-preferred (*chosen*), one they did not (*rejected*). DPO needs no reward model: it raises the
-log-probability of the chosen answer and lowers the rejected one's, each measured *relative to a
-frozen copy of the starting model* (the reference). β·(that log-ratio) is the answer's *implicit
+preferred (*chosen*), one they did not (*rejected*). As in RLHF it first learns to answer at all:
+a short supervised *warm-up* on both answers of every pair (the warm-up loss), so it answers some
+prompts politely and some rudely. That model is frozen as the *reference*, and DPO starts: it
+needs no reward model, it raises the log-probability of the chosen answer and lowers the rejected
+one's, each measured relative to the reference. β·(that log-ratio) is the answer's *implicit
 reward*. The plot shows the DPO loss, the reward margin (chosen minus rejected reward) and the
 reward accuracy (the share of pairs where the chosen answer's reward is higher). Below: the
-answers of the model before training and now, to the same prompts.
+answers of the reference and of the model now, to the same prompts.
 
-**What to try.** Change β while it runs: a small β (0.05) lets the policy drift far from the
-reference; a large β (1–5) keeps it close and makes the loss react sharply to small margins.
-Raise the learning rate and watch the margins grow faster — and the answers fall apart if it is
-too high. Load your own `.jsonl` (one `{"prompt", "chosen", "rejected"}` object a line).
+**What to try.** Set the chosen-answer weight to 0 (pure DPO) and watch: the accuracy still
+reaches 1.0, yet the answers fall apart — DPO only asks that the chosen answer beat the rejected
+one, and a tiny model can get there by making both unlikely. Change β while it runs: a small β
+(0.05) lets the policy drift far from the reference; a large β (1–5) keeps it close. Set the
+warm-up to 0 to see DPO start from an untrained model. Load your own `.jsonl` (one `{"prompt",
+"chosen", "rejected"}` object a line).
 
-**What is normal.** The loss starts at log 2 ≈ 0.69 (policy = reference, margin 0, accuracy
-around half) and falls; within a few hundred steps (a minute or two on two cores) the accuracy
-reaches 1.0 and the margins keep growing. The answers move towards the chosen style.
+**What is normal.** The warm-up loss falls below 0.5 in its 300 steps (under half a minute on two
+cores). DPO's loss then starts at log 2 ≈ 0.69 (policy = reference, margin 0, accuracy around
+half) and falls; within about 150 steps the accuracy reaches 1.0, the margin keeps growing and the
+rude answers of the reference turn into the chosen ones.
 """
 
 
 def _info() -> LessonInfo:
     return LessonInfo(
         **lesson_text("dpo"), explanation=EXPLANATION,
-        series=("loss", "margin", "accuracy", "chosen_reward", "rejected_reward"),
+        series=("sft_loss", "loss", "margin", "accuracy", "chosen_reward", "rejected_reward"),
         log_scale=False,
-        series_labels={"loss": "DPO loss", "margin": "reward margin",
+        series_labels={"sft_loss": "warm-up loss (next token)", "loss": "DPO loss", "margin": "reward margin",
                        "accuracy": "reward accuracy", "chosen_reward": "chosen reward",
                        "rejected_reward": "rejected reward"})
 
@@ -136,27 +146,49 @@ def byte_tokenizer() -> Any:
     return tok
 
 
-def completion_logps(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Each row's completion log-probability, summed over its tokens (TRL's ``logps``)."""
+def _token_logps(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The log-probability of every next token of every row (prompt and padding included)."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                    use_cache=False).logits[:, :-1].float()
     targets = batch["input_ids"][:, 1:]
-    per_token = torch.gather(logits.log_softmax(-1), 2, targets.unsqueeze(-1)).squeeze(-1)
-    return (per_token * batch["completion_mask"][:, 1:]).sum(1)
+    return torch.gather(logits.log_softmax(-1), 2, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def completion_logps(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each row's completion log-probability, summed over its tokens (TRL's ``logps``)."""
+    return (_token_logps(model, batch) * batch["completion_mask"][:, 1:]).sum(1)
+
+
+def sft_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The warm-up's supervised loss: the mean next-token cross-entropy over the answers' tokens
+    of every row (chosen and rejected alike), the prompts not counted."""
+    mask = batch["completion_mask"][:, 1:].float()
+    return -(_token_logps(model, batch) * mask).sum() / mask.sum().clamp(min=1)
 
 
 def dpo_terms(policy: nn.Module, reference: nn.Module, batch: dict[str, torch.Tensor],
-              beta: float) -> dict[str, torch.Tensor]:
-    """The sigmoid DPO loss of one collated batch and its rewards (as TRL computes them)."""
-    logps = completion_logps(policy, batch)
+              beta: float, rpo_alpha: float = 0.0) -> dict[str, torch.Tensor]:
+    """The sigmoid DPO loss of one collated batch and its rewards (as TRL computes them); with
+    ``rpo_alpha`` > 0, plus that weight times the next-token loss of the chosen answers (TRL's
+    ``loss_type=["sigmoid", "sft"]`` with ``loss_weights=[1, rpo_alpha]``: RPO, Pang et al. 2024),
+    which keeps the chosen answers likely while the margin grows."""
+    per_token = _token_logps(policy, batch)
+    mask = batch["completion_mask"][:, 1:]
+    logps = (per_token * mask).sum(1)
     with torch.no_grad():
         ref = completion_logps(reference, batch)
     chosen, rejected = logps.chunk(2)
     ref_chosen, ref_rejected = ref.chunk(2)
     chosen_ratio, rejected_ratio = chosen - ref_chosen, rejected - ref_rejected
     loss = (-F.logsigmoid(beta * (chosen_ratio - rejected_ratio))).mean()
-    return {"loss": loss, "chosen_reward": beta * chosen_ratio.detach(),
-            "rejected_reward": beta * rejected_ratio.detach()}
+    terms = {"chosen_reward": beta * chosen_ratio.detach(),
+             "rejected_reward": beta * rejected_ratio.detach()}
+    if rpo_alpha:
+        half = len(chosen)
+        nll = -(per_token[:half] * mask[:half]).sum() / mask[:half].sum().clamp(min=1)
+        terms["nll"] = nll.detach()
+        loss = loss + rpo_alpha * nll
+    return {"loss": loss, **terms}
 
 
 class DPOLesson(Trainer):
@@ -164,9 +196,18 @@ class DPOLesson(Trainer):
 
     info = _info()
     params = (
+        ParamSpec("sft_steps", 300, "int", minimum=0, maximum=10000, label="Warm-up steps",
+                  help="Supervised steps on both answers of every pair before DPO starts: the "
+                       "model first learns to answer (politely and rudely alike), then learns "
+                       "which answer people prefer. 0 = DPO on the untrained model."),
         ParamSpec("beta", 0.1, "float", minimum=0.001, maximum=10.0, live=True, label="β",
                   log_scale=True,
                   help="How strongly the policy is held near the reference (DPO's β)."),
+        ParamSpec("rpo_alpha", 1.0, "float", minimum=0.0, maximum=10.0, live=True,
+                  label="Chosen-answer weight",
+                  help="Adds this weight × the next-token loss of the chosen answers to the DPO "
+                       "loss (TRL's \"sft\" loss term, as in RPO). 0 = pure DPO: the margin "
+                       "still grows, but the chosen answers may become unlikely too."),
         tl.lr_spec(1e-3),
         ParamSpec("batch_size", 4, "int", minimum=1, maximum=64, label="Pairs per step"),
         ParamSpec("width", 64, "int", minimum=16, maximum=512, label="Width",
@@ -198,8 +239,7 @@ class DPOLesson(Trainer):
             torch.manual_seed(tl.seeded_generator(seed, 1).initial_seed())
             self.model = GPT2LMHeadModel(self.gpt_config())
         self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self._optimizer = torch.optim.AdamW(self.model.parameters(), lr=float(cfg["lr"]),
-                                            weight_decay=0.0)
+        self._optimizer = self._new_optimizer()
         self._gens = {"train": tl.seeded_generator(seed, 2)}
         self.history: list[tuple[int, float, float, float]] = []
         self.before = [self.answer(self.reference, row["prompt"])
@@ -230,10 +270,43 @@ class DPOLesson(Trainer):
         picks = torch.randint(0, len(self.examples), (n,), generator=self._gens["train"])
         return self.collator([self.examples[int(i)] for i in picks])
 
+    @property
+    def warming_up(self) -> bool:
+        """True during the supervised warm-up (the first ``sft_steps`` steps)."""
+        return self.step_count < int(self.config["sft_steps"])
+
+    def _warm_up_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One supervised step; after the last one the model as it is becomes the reference (the
+        SFT model of RLHF) and DPO starts from it with a fresh optimizer."""
+        loss = sft_loss(self.model, batch)
+        self._optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.step_count += 1
+        value = float(loss.detach())
+        check_loss(value, self.step_count)
+        self._optimizer.step()
+        if not self.warming_up:
+            self._start_preferences()
+        return {"step": self.step_count, "sft_loss": value}
+
+    def _start_preferences(self) -> None:
+        self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self._optimizer = self._new_optimizer()
+        self.before = [self.answer(self.reference, row["prompt"])
+                       for row in self.pairs[:SHOWN]]
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.model.parameters(), lr=float(self.config["lr"]),
+                                 weight_decay=0.0)
+
     def step(self, part: str | None = None) -> dict[str, float]:
         batch = self.batch()
         self.model.train()
-        terms = dpo_terms(self.model, self.reference, batch, float(self.config["beta"]))
+        if self.warming_up:
+            return self._warm_up_step(batch)
+        terms = dpo_terms(self.model, self.reference, batch, float(self.config["beta"]),
+                          float(self.config["rpo_alpha"]))
         self._optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -276,7 +349,15 @@ class DPOLesson(Trainer):
                  "before": before, "after": self.answer(self.model, row["prompt"])}
                 for row, before in zip(self.pairs[:SHOWN], self.before, strict=True)]
         history = np.asarray(self.history, dtype=np.float64).reshape(-1, 4)
+        warm = int(self.config["sft_steps"])
+        phase = (f"Warm-up, step {self.step_count} of {warm}: the model learns to answer from "
+                 "both answers of every pair; DPO starts after it. Before = the untrained model."
+                 if self.warming_up else
+                 "DPO" + (f" since step {warm}: before = the model after its warm-up (the "
+                          "reference)." if warm else ": before = the untrained model (the "
+                                                     "reference)."))
         self._snap = {"step": self.step_count, "answers": rows, "pairs": len(self.pairs),
+                      "phase": phase,
                       "data_note": f"{len(self.pairs)} preference pairs from {self.source.name}",
                       "history": history,
                       "parameters": sum(p.numel() for p in self.model.parameters())}
@@ -284,11 +365,12 @@ class DPOLesson(Trainer):
         return self._snap
 
     def export_model(self, folder: Path) -> list[Path]:
-        """The policy as it is now, as a model folder Chat loads (the GPT lesson's writer)."""
+        """The policy as it is now, as a model folder Chat loads (the GPT lesson's writer), with
+        the lesson's prompt format as its chat template and end-of-text as where replies stop."""
         from studio.pipelines.train.text_lessons import write_gpt
 
         return write_gpt(folder, tl.tensor_state(self.model), self.config,
-                         self.tokenizer.to_str())
+                         self.tokenizer.to_str(), chat_template=CHAT_TEMPLATE, eos_token=EOS)
 
     def state_dict(self) -> dict[str, Any]:
         return {"config": dict(self.config), "seed": self.seed, "step_count": self.step_count,
@@ -303,8 +385,7 @@ class DPOLesson(Trainer):
         self.step_count = int(state["step_count"])
         self.model.load_state_dict(state["model"])
         self.reference.load_state_dict(state["reference"])
-        self._optimizer = torch.optim.AdamW(self.model.parameters(), lr=float(self.config["lr"]),
-                                            weight_decay=0.0)
+        self._optimizer = self._new_optimizer()
         self._optimizer.load_state_dict(state["optimizer"])
         tl.load_generator_states(self._gens, state["generators"])
         self.history = [(int(s), float(a), float(b), float(c))

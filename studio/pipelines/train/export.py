@@ -11,6 +11,10 @@
   tokenizer with a plain-continuation chat template); Chat lists it like any chat model.
 - ``lora-chat``: ``<models>/chat/<name>/``, the merged model (a ``transformers`` folder with the
   base's tokenizer and chat template) and the LoRA adapter alone in ``adapter/`` (peft format).
+- ``cnn``, ``distill`` (the distilled student), ``federated`` (the global model):
+  ``<models>/classifier/<name>/`` with ``model.safetensors`` and ``config.json`` (architecture,
+  shape, input size and channels, class names; :mod:`studio.library.classifier_models`);
+  Gallery's image menu classifies an image with it.
 
 A name already taken is refused (nothing is overwritten). No Qt here; torch is imported with the
 lesson.
@@ -32,7 +36,13 @@ EXPORTS: dict[str, tuple[str, str]] = {"cyclegan": ("cyclegan", "Transform"),
                                        "dcgan": ("gan", "Generate"),
                                        "ddpm": ("ddpm", "Generate"), "gpt": ("chat", "Chat"),
                                        "lora-chat": ("chat", "Chat"),
-                                       "dpo": ("chat", "Chat")}
+                                       "dpo": ("chat", "Chat"),
+                                       "cnn": ("classifier", "Gallery"),
+                                       "distill": ("classifier", "Gallery"),
+                                       "federated": ("classifier", "Gallery"),
+                                       "prune": ("classifier", "Gallery")}
+_CLASSIFY = ("Gallery's image menu → Classify with an exported model… lists it (the top classes "
+             "with their probabilities)")
 #: lesson → how the student uses what it exported
 USES = {"cyclegan": "Transform → CycleGAN lists it beside the released models",
         "dcgan": "Generate lists it as a GAN model (a seed makes an image)",
@@ -40,7 +50,13 @@ USES = {"cyclegan": "Transform → CycleGAN lists it beside the released models"
         "gpt": "Chat lists it (it continues the text you type)",
         "lora-chat": "Chat lists it (the merged model; the LoRA adapter alone is in its adapter "
                      "folder)",
-        "dpo": "Chat lists it (it answers the prompt you type)"}
+        "dpo": "Chat lists it (it answers the prompt you type)",
+        "cnn": _CLASSIFY, "distill": _CLASSIFY + "; it is the distilled student",
+        "federated": _CLASSIFY + "; it is the global (averaged) model",
+        "prune": _CLASSIFY + "; it is the pruned, fine-tuned CNN (its removed weights are "
+                             "zeros)"}
+# the lessons whose export is a classifier
+CLASSIFIERS = ("cnn", "distill", "federated", "prune")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,79}$")
 
 
@@ -92,6 +108,12 @@ def export_trainer(trainer: Any, models_dir: Path, name: str) -> Exported:
             return list(trainer.export_generators(folder))
         if lesson in ("gpt", "ddpm", "lora-chat", "dpo"):
             return list(trainer.export_model(folder))
+        if lesson in CLASSIFIERS:
+            from studio.pipelines.train.classifier_models import write_classifier
+
+            return write_classifier(folder, trainer.classifier_spec(), trainer.classifier_state(),
+                                    lesson, trainer.step_count,
+                                    trainer.config.get("dataset", "digits"))
         return list(trainer.export_generator(folder))
 
     return _export(lesson, write, models_dir, name)
@@ -162,14 +184,29 @@ def export_run(run_path: Path, models_dir: Path, name: str = "") -> Exported:
 
             return write_lora_chat(folder, {**state, "config": doc["config"]})
         if run.lesson == "dpo":
-            from studio.pipelines.train.dpo import byte_tokenizer
+            from studio.pipelines.train.dpo import CHAT_TEMPLATE, EOS, byte_tokenizer
             from studio.pipelines.train.text_lessons import write_gpt
 
-            return write_gpt(folder, state["model"], doc["config"], byte_tokenizer().to_str())
+            return write_gpt(folder, state["model"], doc["config"], byte_tokenizer().to_str(),
+                             chat_template=CHAT_TEMPLATE, eos_token=EOS)
         if run.lesson == "ddpm":
             from studio.pipelines.train.ddpm import export_state
 
             return export_state(state, folder)
+        if run.lesson in CLASSIFIERS:
+            from studio.pipelines.train.classifier_models import (
+                checkpoint_classifier,
+                write_classifier,
+            )
+
+            if run.lesson == "prune":
+                from studio.pipelines.train.prune import checkpoint_pruned
+
+                spec, weights = checkpoint_pruned(state)
+            else:
+                spec, weights = checkpoint_classifier(run.lesson, state, doc["config"])
+            return write_classifier(folder, spec, weights, run.lesson, int(doc["step"]),
+                                    doc["config"].get("dataset", "digits"))
         from studio.pipelines.train.dcgan import write_generator
 
         return write_generator(folder, state["generator"], doc["config"],

@@ -88,6 +88,22 @@ LESSONS: dict[str, Lesson] = _lessons(
      "A small UNet learns to turn noise into digits, faces or your own images; then draw new "
      "ones in Generate.",
      "studio.pipelines.train.ddpm:DDPMImageTrainer"),
+    ("distill", "Distillation: a small student",
+     "A small student learns from a large teacher's soft labels, beside a twin that sees only "
+     "the true labels.",
+     "studio.pipelines.train.distill:DistillTrainer"),
+    ("federated", "Federated learning",
+     "Several clients train on their own digits and share only weights; FedAvg or FedProx "
+     "merges them.",
+     "studio.pipelines.train.federated:FederatedTrainer"),
+    ("quantize", "Quantization: fewer bits",
+     "The digits CNN, trained, then stored in float16, bfloat16, float8, int8 and int4: bytes, "
+     "speed and accuracy of each, and the rounding grid.",
+     "studio.pipelines.train.quantize:QuantizeLesson"),
+    ("prune", "Pruning: fewer weights",
+     "The digits CNN, trained, then pruned weight by weight or filter by filter, and "
+     "fine-tuned: accuracy against sparsity, and which filters went.",
+     "studio.pipelines.train.prune:PruneLesson"),
 )
 #: lesson key -> "module:Class".
 LESSON_PATHS: dict[str, str] = {key: lesson.path for key, lesson in LESSONS.items()}

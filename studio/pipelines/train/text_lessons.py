@@ -553,10 +553,13 @@ def gpt2_config(config: dict[str, Any], vocab: int) -> Any:
 
 
 def write_gpt(folder: Path, weights: dict[str, Any], config: dict[str, Any],
-              tokenizer_json: str) -> list[Path]:
+              tokenizer_json: str, chat_template: str = COMPLETION_TEMPLATE,
+              eos_token: str | None = None) -> list[Path]:
     """A trained GPT (its state dict, the lesson's config and its tokenizer as JSON) written as a
     ``transformers`` model folder: config, safetensors weights, generation config and tokenizer
-    files with a chat template that simply continues the text typed. Returns the files."""
+    files with ``chat_template`` (by default one that simply continues the text typed) and, when
+    the model was trained to end its answers with ``eos_token``, that token as where a reply
+    stops. Returns the files."""
     from tokenizers import Tokenizer
     from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
 
@@ -566,9 +569,14 @@ def write_gpt(folder: Path, weights: dict[str, Any], config: dict[str, Any],
     with torch.random.fork_rng(devices=[]):  # the weights are overwritten: keep the global RNG
         model = GPT2LMHeadModel(gpt2_config(config, tokenizer.get_vocab_size()))
     model.load_state_dict(weights)
+    if eos_token is not None:
+        model.generation_config.eos_token_id = tokenizer.token_to_id(eos_token)
+        model.generation_config.pad_token_id = model.generation_config.eos_token_id
     model.save_pretrained(str(folder), safe_serialization=True)
     tok = PreTrainedTokenizerFast(tokenizer_object=tokenizer,
-                                  model_max_length=int(config["context"]))
-    tok.chat_template = COMPLETION_TEMPLATE
+                                  model_max_length=int(config["context"]),
+                                  **({"eos_token": eos_token, "pad_token": eos_token}
+                                     if eos_token is not None else {}))
+    tok.chat_template = chat_template
     tok.save_pretrained(str(folder))
     return sorted(p for p in folder.iterdir() if p.is_file())

@@ -127,10 +127,20 @@ def start_image_drag(source: QWidget, paths: Sequence[str | Path],
 @dataclass(frozen=True)
 class OpenInMode:
     """An image sent to a workspace to open in one of its modes ("Upscale…": Transform's
-    Upscale tab, as A1111's "Send to extras")."""
+    Upscale tab, as A1111's "Send to extras"; "Describe in Chat": Chat's ``describe`` or
+    ``prompt`` question with the image attached)."""
 
     path: Path
     mode: str
+
+
+#: What "Describe in Chat" and "Write a prompt for this" ask, by OpenInMode.mode.
+CHAT_QUESTIONS = {
+    "describe": "Describe this image.",
+    "prompt": "Write a text-to-image prompt that would produce this image: the subject, the "
+              "style, the lighting and the composition, as one paragraph of comma-separated "
+              "phrases.",
+}
 
 
 def build_image_menu(parent: QWidget, path: str | Path, *,
@@ -139,13 +149,18 @@ def build_image_menu(parent: QWidget, path: str | Path, *,
                      show_open: bool = True,
                      send_to: Callable[[str, Path], Any] | None = None,
                      classify: Callable[[Path], Any] | None = None,
-                     upscale: Callable[[Path], Any] | None = None) -> QMenu:
+                     upscale: Callable[[Path], Any] | None = None,
+                     classify_with: Callable[[Path], Any] | None = None,
+                     chat: Callable[[OpenInMode], Any] | None = None) -> QMenu:
     """The right-click menu for one image file.
 
     ``reuse`` is called for "Reuse parameters" (the action is disabled when it is None);
     ``on_deleted(path)`` after the file was deleted; ``send_to(workspace, path)`` for
     "Send to Transform" (shown only when given); ``classify(path)`` for "Classify with the
-    trained CNN" and ``upscale(path)`` for "Upscale…" (each shown only when given).
+    trained CNN", ``classify_with(path)`` for "Classify with an exported model…" and
+    ``upscale(path)`` for "Upscale…" (each shown only when given);
+    ``chat(OpenInMode(path, "describe" | "prompt"))`` for "Describe in Chat" and "Write a
+    prompt for this in Chat" (shown when given).
     """
     path = Path(path)
     menu = QMenu(parent)
@@ -170,6 +185,12 @@ def build_image_menu(parent: QWidget, path: str | Path, *,
         add("Upscale…", "upscaleImage", lambda: upscale(path))
     if classify is not None:
         add("Classify with the trained CNN", "classifyImage", lambda: classify(path))
+    if classify_with is not None:
+        add("Classify with an exported model…", "classifyWithModel", lambda: classify_with(path))
+    if chat is not None:
+        add("Describe in Chat", "describeInChat", lambda: chat(OpenInMode(path, "describe")))
+        add("Write a prompt for this in Chat", "promptInChat",
+            lambda: chat(OpenInMode(path, "prompt")))
     menu.addSeparator()
 
     def _delete() -> None:

@@ -1,5 +1,6 @@
-"""The Chat workspace's composer: the message box with Send and Stop, the banners above it
-(editing a message, a reply the database refused) and the attached-documents bar. The panel
+"""The Chat workspace's composer: the message box with Send and Stop (an image dropped or pasted
+on it is attached), the banners above it (editing a message, a reply the database refused), the
+attached-documents bar and the attached image. The panel
 wires the actions and drives what shows; this module only builds the card."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from studio.ui.panels.chat.controls import EnterSends
 from studio.ui.panels.chat.documents_bar import DocumentsBar
+from studio.ui.panels.chat.image_attachment import ImageAttachment, ImageInput
 
 CHAT_HINT = "Message the model…  (Enter sends, Shift+Enter: new line)"
 COMPLETE_HINT = "Text to continue, as typed — or nothing, to go on  (Enter continues)"
@@ -32,7 +34,7 @@ class Composer(QWidget):
     def __init__(self, store: Any, models_dir: Path, conversation_for_documents: Callable[[], int],
                  on_send: Callable[[], None], on_stop: Callable[[], None],
                  on_cancel_edit: Callable[[], None], on_save_again: Callable[[], Any],
-                 parent: QWidget | None = None) -> None:
+                 on_image: Callable[..., Any], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("Card")
         box = QVBoxLayout(self)
@@ -67,12 +69,17 @@ class Composer(QWidget):
         box.addWidget(self.save_banner)
         self.documents = DocumentsBar(store, models_dir, conversation_for_documents)
         box.addWidget(self.documents)
+        self.attachment = ImageAttachment()
+        box.addWidget(self.attachment)
         row = QHBoxLayout()
         self.input = QPlainTextEdit()
         self.input.setPlaceholderText(CHAT_HINT)
         self.input.setFixedHeight(72)
         self._enter = EnterSends(on_send)
         self.input.installEventFilter(self._enter)
+        self._image_input = ImageInput(on_image)  # drop or paste an image
+        self.input.installEventFilter(self._image_input)
+        self.input.viewport().installEventFilter(self._image_input)
         row.addWidget(self.input, 1)
         self.send_button = QPushButton("Send")
         self.send_button.setProperty("accent", True)

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from studio.core.config import Settings
 from studio.pipelines.chat.endpoints import model_specs
-from studio.pipelines.chat.remote import parse_model_spec
+from studio.pipelines.chat.remote import is_remote_spec, parse_model_spec
 from studio.ui.theme import colors
 from studio.workers.lanes import Calls
 
@@ -73,7 +73,8 @@ class ChatControls(QWidget):
     """Model picker, system prompt and sampling; ``changed`` when the user edits any of them."""
 
     changed = Signal()
-    modelsFound = Signal(object)  # list of (label, spec, context_length, group), scan thread
+    # list of (label, spec, context_length, group[, sees images]), from the scan's thread
+    modelsFound = Signal(object)
     serversRequested = Signal()  # "Servers…"
     refreshRequested = Signal()  # "Refresh models": re-query every server's /v1/models
 
@@ -83,6 +84,7 @@ class ChatControls(QWidget):
         self.settings = settings
         self._calls = Calls(self)  # model scans
         self.contexts: dict[str, int] = {}
+        self.vision: set[str] = set()  # specs of local models that can be shown images
         self.remote_note = ""
         self._no_models = False
         self.scanning = False  # a model scan is under way
@@ -187,7 +189,7 @@ class ChatControls(QWidget):
             from studio.library.chat_models import find_chat_models
 
             try:
-                found = [(e.name, e.spec, e.context_length, "")
+                found = [(e.name, e.spec, e.context_length, "", e.vision)
                          for e in find_chat_models(settings, paths)]
             except Exception:  # noqa: BLE001 - a scan failure leaves the list empty
                 log.exception("the chat model scan failed")
@@ -206,9 +208,10 @@ class ChatControls(QWidget):
         wanted = self.model_spec() or self.settings.last_chat_model
         self.model.blockSignals(True)
         self.model.clear()
-        grouped = any(group for *_rest, group in found)
+        grouped = any(row[3] for row in found)
         heading = None
-        for label, spec, ctx, group in found:
+        self.vision = {row[1] for row in found if len(row) > 4 and row[4]}
+        for label, spec, ctx, group, *_sees in found:
             if grouped and (group or LOCAL_GROUP) != heading:
                 heading = group or LOCAL_GROUP
                 self._add_heading(heading)
@@ -285,6 +288,12 @@ class ChatControls(QWidget):
 
     def model_spec(self) -> str:
         return str(self.model.currentData() or "")
+
+    def sees_images(self, spec: str = "") -> bool:
+        """Whether the model (the chosen one by default) can be shown images: a local
+        vision-language model, or a server's model (the server decides; it says if not)."""
+        spec = spec or self.model_spec()
+        return spec in self.vision or is_remote_spec(spec)
 
     def model_label(self) -> str:
         return self.model.currentText().removesuffix(NOT_FOUND) or "Assistant"

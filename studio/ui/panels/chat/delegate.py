@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QTextDocument
+from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QTextDocument
 from PySide6.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from studio.core.wording import count_of
@@ -28,6 +28,7 @@ HEADER = 20
 FOOTER = 26
 GAP = 10
 MARKER_HEIGHT = 40
+IMAGE_SIDE = 160  # an attached image in the transcript, at most this many pixels a side
 
 
 def _tok_stats(m: Message) -> str:
@@ -82,9 +83,13 @@ class MessageDelegate(QStyledItemDelegate):
         doc.setDocumentMargin(0)
         doc.setDefaultStyleSheet(f"a {{ color: {c.accent}; }} code {{ color: {c.accent_hover}; }}"
                                  f"h1, h2, h3 {{ margin-top: 4px; }}")
-        if m.role == "user":
-            doc.setPlainText(text)
+        images = list((m.meta or {}).get("images") or [])
+        if m.role == "user" and images:
+            _images_and_text(doc, images, text)
             blocks: list[str] = []
+        elif m.role == "user":
+            doc.setPlainText(text)
+            blocks = []
         else:
             rendered = render(text or " ", dark=c.name == "dark",
                               code_bg="#0f1014" if c.name == "dark" else "#f1f2f6",
@@ -237,3 +242,24 @@ class MessageDelegate(QStyledItemDelegate):
             self.action.emit("given", m, None)
             return True
         return False
+
+
+def _images_and_text(doc: QTextDocument, images: list[str], text: str) -> None:
+    """A user message with attached images: each as a thumbnail (a missing file says so), then
+    the text."""
+    import html
+
+    parts = []
+    for n, path in enumerate(images):
+        image = QImage(str(path))
+        if image.isNull():
+            parts.append(f"<i>[image not found: {html.escape(str(path))}]</i><br>")
+            continue
+        image = image.scaled(IMAGE_SIDE, IMAGE_SIDE, Qt.AspectRatioMode.KeepAspectRatio,
+                             Qt.TransformationMode.SmoothTransformation)
+        url = QUrl(f"studio-image:{n}")
+        doc.addResource(QTextDocument.ResourceType.ImageResource, url, image)
+        parts.append(f'<img src="{url.toString()}" width="{image.width()}" '
+                     f'height="{image.height()}"><br>')
+    body = html.escape(text).replace("\n", "<br>")
+    doc.setHtml("".join(parts) + body)

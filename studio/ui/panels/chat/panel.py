@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Slot
@@ -37,6 +38,7 @@ from studio.pipelines.chat.store import (
     ConversationStore,
     Message,
     StreamingSaver,
+    keep_image,
     write_failure,
 )
 from studio.pipelines.chat.types import ChatRequest
@@ -136,12 +138,13 @@ class ChatPanel(QWidget, GroundedReplies):
 
         composer = Composer(self.store, self.ctx.paths.models_dir,
                             self._conversation_for_documents, self.send, self.stop,
-                            self.cancel_edit, self.retry_save)
+                            self.cancel_edit, self.retry_save, self.attach_image)
         self.composer = composer
         # the panel's names for the composer's parts (the panel drives them)
         self.edit_banner, self.edit_label = composer.edit_banner, composer.edit_label
         self.save_banner, self.save_error = composer.save_banner, composer.save_error
         self.save_again, self.documents = composer.save_again, composer.documents
+        self.attachment, self._image_input = composer.attachment, composer._image_input
         self.input, self._enter = composer.input, composer._enter
         self.send_button, self.stop_button = composer.send_button, composer.stop_button
         self.status = composer.status
@@ -224,6 +227,51 @@ class ChatPanel(QWidget, GroundedReplies):
         self._update_state()
         self.view.viewport().update()
 
+    # -- images ------------------------------------------------------------------------------
+    def receive(self, payload: Any) -> None:
+        """An image sent from Generate or the Gallery ("Describe in Chat", "Write a prompt for
+        this in Chat"): a new chat with the image attached and the question asked."""
+        from studio.ui.widgets.image_actions import CHAT_QUESTIONS, OpenInMode
+
+        if isinstance(payload, OpenInMode) and payload.mode in CHAT_QUESTIONS:
+            self.ask_about_image(payload.path, CHAT_QUESTIONS[payload.mode])
+
+    def ask_about_image(self, path: Any, question: str) -> None:
+        busy = self.job is not None or self.retrieving
+        if not busy:
+            self.new_conversation()
+        if not self.attachment.set_image(path):
+            self.status.setText(f"{path} cannot be read as an image.")
+            return
+        self.input.setPlainText(question)
+        if busy:
+            self.status.setText("The image is attached: press Send when the reply above ends.")
+        elif self.controls.scanning:
+            self.status.setText("Looking for models… press Send when the list is ready.")
+        else:
+            self.send()
+
+    def attach_image(self, path: Any) -> None:
+        """Attach an image (dropped or pasted) to the message being written."""
+        if not self.attachment.set_image(path):
+            self.status.setText(f"{Path(path).name} cannot be read as an image.")
+        elif not self.controls.sees_images():
+            self.status.setText(self._cannot_see())
+        else:
+            self.status.setText("")
+
+    def _cannot_see(self) -> str:
+        """Why the chosen model cannot take the attached image ('' when it can)."""
+        from studio.library.chat_models import VISION_HINT
+
+        if self.attachment.path is None or self.controls.sees_images():
+            return ""
+        found = [self.controls.model.itemText(self.controls.model.findData(spec))
+                 for spec in sorted(self.controls.vision)]
+        have = f" Found here: {', '.join(found)}." if found else ""
+        return (f"{self.controls.model_label()} reads text only, so it cannot see the image; "
+                f"choose a model that can. {VISION_HINT}{have}")
+
     # -- sending -----------------------------------------------------------------------------
     @Slot()
     def send(self) -> None:
@@ -237,6 +285,10 @@ class ChatPanel(QWidget, GroundedReplies):
             return
         if not self.controls.model_spec():
             self.status.setText("Choose a model first.")
+            return
+        refusal = self._cannot_see()
+        if refusal:  # the message and its image stay, ready for a model that sees
+            self.status.setText(refusal)
             return
         if self.unsaved is not None and not self.retry_save():
             # The reply above is not in the database yet: nothing is sent, the text stays typed.
@@ -256,12 +308,19 @@ class ChatPanel(QWidget, GroundedReplies):
             parent: Any = "leaf"
             if self.editing is not None:
                 parent = self.editing.parent_id
-            user = self.store.add_message(self.conv_id, "user", text, parent_id=parent)
+            meta = {"images": [str(keep_image(self.attachment.path, self.ctx.paths.database))]} \
+                if self.attachment.path is not None else None
+            user = self.store.add_message(self.conv_id, "user", text, parent_id=parent,
+                                          meta=meta)
+        except OSError as exc:  # the image could not be stored with the conversation
+            self.status.setText(f"Not sent: the image could not be stored ({exc}).")
+            return
         except sqlite3.Error as exc:  # the message stays in the box, ready to send again
             self._show_write_error(f"The message could not be saved, so it was not sent: "
                                    f"{write_failure(exc)}, then send it again.")
             return
         self.input.clear()
+        self.attachment.clear()
         self.cancel_edit()
         self.start_reply(user.id)
         self.sidebar.refresh(select=self.conv_id)
@@ -304,7 +363,9 @@ class ChatPanel(QWidget, GroundedReplies):
         sampling = self.controls.sampling()
         system = self.controls.system.toPlainText().strip()
         messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": m.role, "content": m.content} for m in history]
+            {"role": m.role, "content": m.content,
+             **({"images": list(m.meta["images"])} if (m.meta or {}).get("images") else {})}
+            for m in history]
         request = ChatRequest(model=spec, messages=messages,
                               temperature=sampling["temperature"], top_p=sampling["top_p"],
                               top_k=sampling["top_k"],

@@ -1,4 +1,5 @@
-"""The Gallery workspace: every image in the outputs folder, searchable by prompt.
+"""The Gallery workspace: every image in the outputs folder, searchable by prompt or, with a
+CLIP / SigLIP model, by what the images show (:mod:`.meaning`).
 
 The index (:class:`studio.media.gallery.GalleryIndex`, SQLite) is refreshed and queried on a one-thread
 I/O pool, never on the GUI thread; the grid model holds only paths and prompts and thumbnails are
@@ -23,8 +24,10 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QImage, QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
+    QComboBox,
     QFrame,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QMessageBox,
@@ -37,6 +40,7 @@ from PySide6.QtWidgets import (
 from studio.ui.context import AppContext
 from studio.ui.panels.gallery.details import DetailsPane
 from studio.ui.panels.gallery.grid import GalleryGrid
+from studio.ui.panels.gallery.meaning import MeaningSearch
 from studio.ui.panels.gallery.model import GalleryModel, ItemRole, PathRole
 from studio.ui.panels.gallery.widgets import EmptyGallery, ImageDialog
 from studio.ui.widgets import image_actions
@@ -48,7 +52,10 @@ log = logging.getLogger(__name__)
 THUMB = 208  # thumbnail size asked for (fits the largest cell without upscaling)
 SEARCH_DELAY_MS = 250
 DETAIL_PX = 512
-GALLERY_DB = "gallery.db"
+GALLERY_DB = "gallery.db"  # studio.media.gallery.GALLERY_DB (not imported: no media at start)
+#: The search box's modes: words of the prompts, or what the images show (CLIP / SigLIP).
+SEARCH_MODES = (("prompt", "Prompt words", "Search prompts…"),
+                ("meaning", "What images show", "Describe an image, e.g. a red fox at dusk…"))
 
 
 class GalleryPanel(QWidget):
@@ -83,9 +90,20 @@ class GalleryPanel(QWidget):
         self.count_label = QLabel()
         self.count_label.setProperty("muted", True)
         self.search = QLineEdit()
-        self.search.setPlaceholderText("Search prompts…")
+        self.search.setPlaceholderText(SEARCH_MODES[0][2])
         self.search.setClearButtonEnabled(True)
         self.search.setFixedWidth(300)
+        self.search_mode = QComboBox()
+        self.search_mode.setObjectName("gallerySearchMode")
+        for key, label, _hint in SEARCH_MODES:
+            self.search_mode.addItem(label, key)
+        self.search_mode.setToolTip("Search the words of the prompts, or what the images show "
+                                    "(needs a CLIP or SigLIP model)")
+        self.index_status = QLabel()
+        self.index_status.setProperty("muted", True)
+        self.stop_index = QPushButton("Stop")
+        self.stop_index.setToolTip("Stop indexing the images for search")
+        self.stop_index.setVisible(False)
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.setToolTip("Look for new and deleted images")
         header = QHBoxLayout()
@@ -94,6 +112,9 @@ class GalleryPanel(QWidget):
         header.addWidget(title)
         header.addWidget(self.count_label)
         header.addStretch(1)
+        header.addWidget(self.index_status)
+        header.addWidget(self.stop_index)
+        header.addWidget(self.search_mode)
         header.addWidget(self.search)
         header.addWidget(self.refresh_button)
 
@@ -130,6 +151,13 @@ class GalleryPanel(QWidget):
     def _connect(self) -> None:
         self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
         self._search_timer.timeout.connect(self.reload)
+        self.meaning = MeaningSearch(self.ctx, self)
+        self.meaning.results.connect(self._on_meaning_results)
+        self.meaning.problem.connect(self._on_meaning_problem)
+        self.meaning.status.connect(self.index_status.setText)
+        self.meaning.indexing.connect(self.stop_index.setVisible)
+        self.stop_index.clicked.connect(self.meaning.stop_indexing)
+        self.search_mode.currentIndexChanged.connect(self._on_search_mode)
         self.search.textChanged.connect(lambda _t: self._search_timer.start())
         self._new_timer = QTimer(self, singleShot=True, interval=300)
         self._new_timer.timeout.connect(self._index_new_outputs)
@@ -224,6 +252,7 @@ class GalleryPanel(QWidget):
         """Stop background work (call before the window goes away)."""
         self._search_timer.stop()
         self._new_timer.stop()
+        self.meaning.shutdown()
         self.loader.shutdown()
         self._calls.wait(10_000)
         if self._index is not None:
@@ -247,10 +276,40 @@ class GalleryPanel(QWidget):
         if self._index is not None and self._index.outputs_dir != self.ctx.paths.outputs_dir:
             self.refresh()
 
+    def searching_meaning(self) -> bool:
+        return self.search_mode.currentData() == "meaning"
+
+    def _on_search_mode(self, _index: int) -> None:
+        self.search.setPlaceholderText(SEARCH_MODES[self.search_mode.currentIndex()][2])
+        self.search.setToolTip("")
+        if self.searching_meaning():
+            self.meaning.find_model(then=self._meaning_ready)
+        else:
+            self.reload()
+
+    def _meaning_ready(self, reload: bool = True) -> None:
+        if self.meaning.model is not None and self.searching_meaning():
+            self.meaning.build_index()  # in the background, in the queue
+            if reload:
+                self.reload()
+
+    def _on_meaning_results(self, text: str, items: list) -> None:
+        if self.searching_meaning() and text == self.search.text().strip():
+            self._on_listed((self._generation, items))
+
+    def _on_meaning_problem(self, title: str, text: str) -> None:
+        if self.searching_meaning():
+            self._show_empty(title, text)
+            if self.meaning.model is None:  # the box itself says what to download
+                self.search.setToolTip(text)
+
     def _run_query(self, rescan: bool, added: list[Path] | None = None) -> None:
         self._generation += 1
         generation = self._generation
         query = self.search.text().strip()
+        if query and self.searching_meaning():
+            self.meaning.search(query)  # the job rescans the folder and embeds what is new
+            return
 
         def work() -> tuple[int, list]:
             index = self._get_index()
@@ -272,7 +331,10 @@ class GalleryPanel(QWidget):
         self.model.set_items(items)
         if not items:
             query = self.search.text().strip()
-            if query:
+            if query and self.searching_meaning():
+                self._show_empty(f"No images found for “{query}”",
+                                 "The images are being indexed, or there are none yet.")
+            elif query:
                 self._show_empty(f"No images match “{query}”",
                                  "Search looks in prompts and negative prompts.")
             else:
@@ -378,9 +440,10 @@ class GalleryPanel(QWidget):
         return image_actions.build_image_menu(
             self, path, reuse=reuse, on_deleted=lambda p: self._forget(Path(p)),
             send_to=lambda key, p: self.ctx.openInWorkspace.emit(key, Path(p)),
-            classify=self.classify,
+            classify=self.classify, classify_with=self.classify_with_model,
             upscale=lambda p: self.ctx.openInWorkspace.emit(
-                "transform", image_actions.OpenInMode(Path(p), "upscale")))
+                "transform", image_actions.OpenInMode(Path(p), "upscale")),
+            chat=lambda ask: self.ctx.openInWorkspace.emit("chat", ask))
 
     def classify(self, path: Path) -> Any:
         """The top-3 classes of the image at ``path`` by the newest trained CNN (Train's CNN
@@ -393,19 +456,70 @@ class GalleryPanel(QWidget):
 
             return classify_image(Path(path), runs_dir)
 
-        def say(icon: QMessageBox.Icon, title: str, text: str) -> None:
-            self.last_classification = text
-            box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, self)
-            box.setObjectName("classifyResult")
-            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-            box.open()  # not modal for the whole app: the gallery stays usable
+        return self._classify_in_background(path, work)
 
+    def _classify_in_background(self, path: Path, work: Any) -> Any:
+        """``work()`` (a Classification) on the pool; its sentence, or why not, said here."""
         return self._classify_calls.run(
             work,
-            lambda answer: say(QMessageBox.Icon.Information, "Classify",
-                               f"{Path(path).name}: {answer.sentence()}"),
-            lambda message: say(QMessageBox.Icon.Warning, "Could not classify the image",
-                                message))
+            lambda answer: self._say(QMessageBox.Icon.Information, "Classify",
+                                     f"{Path(path).name}: {answer.sentence()}"),
+            lambda message: self._say(QMessageBox.Icon.Warning, "Could not classify the image",
+                                      message))
+
+    def _say(self, icon: QMessageBox.Icon, title: str, text: str) -> None:
+        """A classification (or why there is none) in a message box that does not block the
+        gallery."""
+        self.last_classification = text
+        box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setObjectName("classifyResult")
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()  # not modal for the whole app: the gallery stays usable
+
+    def classify_with_model(self, path: Path, name: str = "") -> Any:
+        """The top-3 classes of the image at ``path`` by a classifier exported from Train (cnn,
+        distill, federated) into the library: the one called ``name``, the only one, or the one
+        picked in a short list. Listing and classifying happen off the GUI thread."""
+        models_dir = self.ctx.paths.models_dir
+
+        def listed() -> list[Path]:
+            from studio.library.classifier_models import find_classifiers
+
+            return find_classifiers(models_dir)
+
+        def run(folder: Path) -> None:
+            def work() -> Any:
+                from studio.pipelines.train.classify import classify_with_model
+
+                return classify_with_model(Path(path), folder)
+
+            self._classify_in_background(path, work)
+
+        def chosen(folders: list[Path]) -> None:
+            by_name = {f.name: f for f in folders}
+            if not folders or (name and name not in by_name):
+                missing = f"No exported classifier called {name}" if name else \
+                    "No exported classifier yet"
+                self._say(QMessageBox.Icon.Warning, "Could not classify the image",
+                          f"{missing}: in Train, run CNN, Distillation or Federated learning, "
+                          "then Runs → Export model to Gallery… (or studio train distill "
+                          "--export NAME), and classify again.")
+            elif name or len(folders) == 1:
+                run(by_name[name] if name else folders[0])
+            else:
+                picker = QInputDialog(self)
+                picker.setObjectName("classifierPicker")
+                picker.setWindowTitle("Classify")
+                picker.setLabelText("Classify with:")
+                picker.setComboBoxItems(list(by_name))
+                picker.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+                picker.textValueSelected.connect(lambda picked: run(by_name[picked]))
+                picker.open()
+
+        return self._classify_calls.run(
+            listed, chosen,
+            lambda message: self._say(QMessageBox.Icon.Warning, "Could not classify the image",
+                                      message))
 
     # -- misc ----------------------------------------------------------------------------------
     def _show_empty(self, title: str, text: str = "") -> None:
@@ -426,3 +540,6 @@ class GalleryPanel(QWidget):
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
         self.refresh()
+        if self.searching_meaning():
+            # a model downloaded meanwhile is found; new images are embedded in the background
+            self.meaning.find_model(then=lambda: self._meaning_ready(reload=False))

@@ -35,6 +35,7 @@ from studio.core.requests import (
 )
 from studio.library.families import family as family_of
 from studio.pipelines.diffusion.pixel import UNCONDITIONAL
+from studio.ui.panels.generate.controlnet import ControlNetSection
 from studio.ui.panels.generate.hires import HiresSection
 from studio.ui.panels.generate.loras import LoraSection
 from studio.ui.panels.generate.size_presets import presets_for
@@ -211,6 +212,8 @@ class GenerateControls(QWidget):
         col.addSpacing(4)
         self.hires = HiresSection()
         col.addWidget(self.hires)
+        self.controlnet = ControlNetSection()
+        col.addWidget(self.controlnet)
         col.addSpacing(8)
 
         # Seed and batch.
@@ -294,6 +297,7 @@ class GenerateControls(QWidget):
         self.loras.changed.connect(self.changed)
         self.class_picker.currentIndexChanged.connect(self.changed)
         self.hires.changed.connect(self.changed)
+        self.controlnet.changed.connect(self.changed)
         for box in (self.width_box, self.height_box):
             box.valueChanged.connect(lambda _v: self.hires.set_base_size(
                 self.width_box.value(), self.height_box.value()))
@@ -345,6 +349,8 @@ class GenerateControls(QWidget):
             variation_seed=self.variation_seed.seed(),
             variation_strength=round(self.variation_strength.value(), 2),
             **({"hires": False} if gan or pixel else self.hires.fields()),
+            controlnets=[] if gan or pixel or not self.controlnet.isEnabled()
+            else self.controlnet.fields(),
         )
 
     def set_request(self, request: Txt2ImgRequest, seed_mode: str = "fixed") -> None:
@@ -369,6 +375,7 @@ class GenerateControls(QWidget):
         self.variation_seed.setValue(int(request.variation_seed))
         self.variation_strength.setValue(float(request.variation_strength))
         self.hires.set_request(request)
+        self.controlnet.set_request(request)
 
     def set_family(self, family: str) -> None:
         """Offer the sizes the model family was trained for, and the LoRAs made for it. A GAN
@@ -383,6 +390,7 @@ class GenerateControls(QWidget):
         for edit in (self.prompt, self.negative):
             edit.setToolTip(GAN_PROMPT_HINT if gan else "")
         self.loras.set_family(self._family)
+        self.controlnet.set_family(self._family, family_of(self._family))
         self._offer_samplers(family_of(self._family))
         self._show_guidance(family_of(self._family), gan)
         self.walk_box.setVisible(gan)
@@ -437,7 +445,7 @@ class GenerateControls(QWidget):
         self.class_box.setVisible(pixel)
         for box in (self.prompt_box, self.size_box, self.loras):
             box.setVisible(not pixel)
-        for widget in (self.cfg, self.cfg_slider, self.hires):
+        for widget in (self.cfg, self.cfg_slider, self.hires, self.controlnet):
             widget.setEnabled(not pixel and not self.seed_alone)
         for widget in (self.variation_seed, self.variation_strength):
             widget.setEnabled(not pixel)

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from studio.core.jobs import CANCELLING, JobSnapshot, JobState, UserFacingError
 from studio.core.requests import GanWalkRequest, GeneratedImage, Txt2ImgRequest
 from studio.core.wording import count_of
+from studio.library.controlnets import find_controlnets
 from studio.library.families import FAMILIES
 from studio.library.upscalers import find_upscalers
 from studio.ui.context import AppContext
@@ -100,6 +101,7 @@ class GeneratePanel(QWidget):
 
         self.picker = ModelPicker(ctx, scanner=scanner)
         self.controls = GenerateControls()
+        self.controls.controlnet.set_current_result(lambda: self._displayed_path or "")
         self.preview = PreviewArea()
         self.strip = ResultsStrip()
         self.empty = NoModelsState()
@@ -281,6 +283,8 @@ class GeneratePanel(QWidget):
         # The hires fix's upscaler models, found the same way and at the same moments.
         self._calls.run(lambda: [u.name for u in find_upscalers(settings, paths)],
                         self.controls.hires.set_models, lambda _message: None)
+        self._calls.run(lambda: [(c.name, c.family) for c in find_controlnets(settings, paths)],
+                        self.controls.controlnet.set_models, lambda _message: None)
 
     def _loras_found(self, entries: list, error: str) -> None:
         self._lora_scanning = False

@@ -142,7 +142,8 @@ class ResultsStrip(QListWidget):
             on_deleted=self._deleted,
             send_to=lambda key, path: self.sendRequested.emit(key, Path(path)),
             upscale=lambda path: self.sendRequested.emit(
-                "transform", OpenInMode(Path(path), "upscale")))
+                "transform", OpenInMode(Path(path), "upscale")),
+            chat=lambda ask: self.sendRequested.emit("chat", ask))
 
     # -- internals ---------------------------------------------------------------------------
     @staticmethod

@@ -7,6 +7,8 @@ from the image.
 
 from __future__ import annotations
 
+from typing import Any
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -22,12 +24,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.requests import MAX_MASK_BLUR, SCHEDULERS, Img2ImgRequest
+from studio.core.requests import MAX_MASK_BLUR, OUTPAINT_SIDES, SCHEDULERS, Img2ImgRequest
 from studio.ui.panels.transform.mask_canvas import MAX_BRUSH, MIN_BRUSH
 from studio.ui.widgets.basics import muted_label, section_label
 from studio.ui.widgets.seed import SeedBox, new_seed
 
 DEFAULT_MASK_BLUR = 4  # px, AUTOMATIC1111's default
+DEFAULT_SEAM = 8  # px, the mask blur of A1111's "Outpainting mk2"
 
 
 class CycleGANOptions(QWidget):
@@ -160,12 +163,16 @@ class DiffusionOptions(QWidget):
         form.addRow("Mask blur", self.mask_blur)
         self._form = form
         col.addLayout(form)
+        self.outpaint = OutpaintOptions()
+        col.addWidget(self.outpaint)
         for w in (self.prompt, self.negative):
             w.textChanged.connect(self.changed)
 
     def set_inpaint(self, inpaint: bool) -> None:
-        """Show the settings that only inpainting has (the mask blur) or hide them."""
+        """Show the settings that only inpainting has (the mask blur) or only img2img has
+        (outpainting), hiding the others."""
         self._form.setRowVisible(self.mask_blur, inpaint)
+        self.outpaint.setVisible(not inpaint)
 
     def resolve_seed(self) -> int:
         if self.seed_mode.currentData() == "random":
@@ -186,15 +193,83 @@ class DiffusionOptions(QWidget):
         self.count.setValue(max(1, int(request.count)))
         if request.inpaint:
             self.mask_blur.setValue(int(request.mask_blur))
+        self.outpaint.apply(request)
 
     def request(self, model: str, image: str, mask: str = "") -> Img2ImgRequest:
+        """The img2img / inpaint request of these settings (img2img: outpainting included)."""
+        outpaint = {} if mask else self.outpaint.fields()
+        blur = self.mask_blur.value() if mask else int(outpaint.pop("mask_blur", 0))
         return Img2ImgRequest(
             model=model, image=image, mask=mask, prompt=self.prompt.toPlainText().strip(),
             negative_prompt=self.negative.toPlainText().strip(),
             strength=round(self.strength.value(), 2), steps=self.steps.value(),
             cfg=self.cfg.value(), seed=self.resolve_seed(), count=self.count.value(),
-            scheduler=self.scheduler.currentData(),
-            mask_blur=self.mask_blur.value() if mask else 0)
+            scheduler=self.scheduler.currentData(), mask_blur=blur, **outpaint)
+
+
+class OutpaintOptions(QWidget):
+    """img2img's outpainting: pixels to add on each side, the new area's fill and the seam."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.sides: dict[str, QSpinBox] = {}
+        for side in OUTPAINT_SIDES:
+            spin = QSpinBox()
+            spin.setRange(0, 2048)
+            spin.setSingleStep(64)
+            spin.setSuffix(" px")
+            spin.setToolTip(f"Pixels to add on the {side} (multiples of 8; 0: none)")
+            self.sides[side] = spin
+            spin.valueChanged.connect(self._update_hint)
+        self.fill = QComboBox()
+        self.fill.addItem("Edge colours", "edge")
+        self.fill.addItem("Noise", "noise")
+        self.fill.setToolTip("What the new area starts from: the picture's edge colours "
+                             "stretched outwards, or random noise")
+        self.seam = QSpinBox()
+        self.seam.setRange(0, MAX_MASK_BLUR)
+        self.seam.setValue(DEFAULT_SEAM)
+        self.seam.setSuffix(" px")
+        self.seam.setToolTip("How far into the picture the new paint fades in, so no hard "
+                             "seam shows (0: a hard edge)")
+        self.hint = muted_label(wrap=True)
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 6, 0, 0)
+        col.setSpacing(6)
+        col.addWidget(section_label("Outpaint"))
+        form = QFormLayout()
+        form.setContentsMargins(0, 0, 0, 0)
+        for side, spin in self.sides.items():
+            form.addRow(side.capitalize(), spin)
+        form.addRow("Fill", self.fill)
+        form.addRow("Seam", self.seam)
+        col.addLayout(form)
+        col.addWidget(self.hint)
+        self._update_hint()
+
+    def amounts(self) -> tuple[int, ...]:
+        return tuple(self.sides[side].value() for side in OUTPAINT_SIDES)
+
+    def fields(self) -> dict[str, Any]:
+        """The request's outpaint fields (with ``mask_blur``, the seam); {} when none is set."""
+        if not any(self.amounts()):
+            return {}
+        out: dict[str, Any] = {f"outpaint_{side}": self.sides[side].value()
+                               for side in OUTPAINT_SIDES}
+        out.update(outpaint_fill=self.fill.currentData(), mask_blur=self.seam.value())
+        return out
+
+    def apply(self, request: Img2ImgRequest) -> None:
+        for side, amount in zip(OUTPAINT_SIDES, request.outpaint_amounts(), strict=True):
+            self.sides[side].setValue(int(amount))
+        if request.outpaint:
+            self.fill.setCurrentIndex(max(0, self.fill.findData(request.outpaint_fill)))
+            self.seam.setValue(int(request.mask_blur))
+
+    def _update_hint(self) -> None:
+        self.hint.setText("Extends the picture: the new area is painted from the prompt "
+                          "(a strength near 1 paints it fully)." if any(self.amounts()) else
+                          "Add pixels on any side to extend the picture.")
 
 
 class BrushTools(QWidget):

@@ -1,4 +1,5 @@
-"""The Transform workspace: CycleGAN translation, img2img and inpainting of an image or a folder.
+"""The Transform workspace: CycleGAN translation, img2img (with outpainting), inpainting and
+upscaling (an upscaler model, or SD upscale) of an image or a folder.
 
 Open or drop an image (or "Send to Transform" from Generate and Gallery: :meth:`receive`), pick a
 mode tab, run. Results appear in a before/after compare (split line or side by side, zoom and pan
@@ -112,7 +113,8 @@ class TransformPanel(QWidget):
         sidebar = TransformSidebar(self.cyclegan, self.cyclegan_options, self.sd_picker,
                                    self.diffusion, self.upscale)
         for name in ("open_button", "folder_button", "source_label", "tabs", "pages",
-                     "run_button", "cancel_button", "status", "error_label", "bar"):
+                     "run_button", "cancel_button", "status", "error_label", "bar",
+                     "sd_picker_home"):
             setattr(self, name, getattr(sidebar, name))
 
         self.split_button = QToolButton(text="Split")
@@ -211,6 +213,12 @@ class TransformPanel(QWidget):
             return
         self.pages.setCurrentIndex(PAGES[mode])
         self.diffusion.set_inpaint(mode == "inpaint")
+        # One model picker: on the img2img page, or in the Upscale tab (SD upscale refines with
+        # it); moving it keeps its scan, its choice and the model loaded for both.
+        if mode == "upscale":
+            self.upscale.sd.model_slot.addWidget(self.sd_picker)
+        elif mode in ("img2img", "inpaint"):
+            self.sd_picker_home.insertWidget(1, self.sd_picker)
         if mode == "upscale":
             self.upscale.refresh()  # a model copied into the folder shows up on coming back
         if not self._open:
@@ -379,14 +387,15 @@ class TransformPanel(QWidget):
             title = f"{model.name}: {inputs[0].name}" + (f" +{len(inputs) - 1}"
                                                          if len(inputs) > 1 else "")
             return [self.ctx.bridge.submit(request, title=title)]
-        if self.mode == "upscale":
+        if self.mode == "upscale" and not self.upscale.sd_mode:
             request = self.upscale.request([str(p) for p in inputs])
             title = f"{self.upscale.model.currentText()}: {inputs[0].name}" + (
                 f" +{len(inputs) - 1}" if len(inputs) > 1 else "")
             return [self.ctx.bridge.submit(request, title=title)]
         model = self.sd_picker.current_model()
         if not model:
-            raise ValueError("Choose a text-to-image model.")
+            raise ValueError("Choose the text-to-image model SD upscale refines with."
+                             if self.mode == "upscale" else "Choose a text-to-image model.")
         mask = ""
         if self.mode == "inpaint":
             if not self.canvas.has_mask():
@@ -398,6 +407,8 @@ class TransformPanel(QWidget):
         jobs = []
         for path in inputs:
             request = self.diffusion.request(model, str(path), mask)
+            if self.mode == "upscale":  # SD upscale: the img2img settings, refined in tiles
+                request = self.upscale.sd.request(request)
             request.validate()
             title = (request.prompt[:40] or "(no prompt)") + f" · {path.name}"
             jobs.append(self.ctx.bridge.submit(request, title=title))

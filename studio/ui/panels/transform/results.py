@@ -28,7 +28,7 @@ def mode_of(request: Any) -> str:
     """The tab a request belongs to: ``cyclegan``, ``img2img``, ``inpaint`` or ``upscale``."""
     if isinstance(request, TransformRequest):
         return "cyclegan"
-    if isinstance(request, UpscaleRequest):
+    if isinstance(request, UpscaleRequest) or getattr(request, "sd_upscale", 0):
         return "upscale"
     return "inpaint" if getattr(request, "inpaint", False) else "img2img"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from studio.core.requests import Img2ImgRequest
 from studio.media.transform_reuse import TransformReuse
 
 MODE_NAMES = {"cyclegan": "CycleGAN", "img2img": "img2img", "inpaint": "inpaint",
@@ -28,9 +29,11 @@ def restore(panel: Any, reuse: TransformReuse) -> bool:
     request = reuse.request
     if reuse.mode == "cyclegan":
         notes += _restore_cyclegan(panel, request)
-    elif reuse.mode == "upscale":
+    elif reuse.mode == "upscale" and not isinstance(request, Img2ImgRequest):
         panel.upscale.apply(request)
     else:
+        if reuse.mode == "upscale":  # SD upscale: its own settings, the rest img2img's
+            panel.upscale.apply(request)
         panel.sd_picker.select_model(request.model)  # listed even if a scan does not find it
         panel.diffusion.apply(request)
         if reuse.mask is not None:

@@ -49,12 +49,12 @@ class TransformSidebar(QWidget):
         dif_col.setContentsMargins(0, 0, 0, 0)
         dif_col.addWidget(section_label("Model"))
         dif_col.addWidget(sd_picker)
+        self.sd_picker_home = dif_col  # the picker visits the Upscale tab's SD upscale mode
         dif_col.addWidget(diffusion)
         dif_col.addStretch(1)
         up = QWidget()
         up_col = QVBoxLayout(up)
         up_col.setContentsMargins(0, 0, 0, 0)
-        up_col.addWidget(section_label("Upscaler model"))
         up_col.addWidget(upscale)
         up_col.addStretch(1)
         self.pages = QStackedWidget()

@@ -27,6 +27,10 @@ VIEW_PATHS: dict[str, str] = {
     "dpo": "studio.ui.panels.train.views.preferences:PreferenceView",
     "ddpm": "studio.ui.panels.train.views.ddpm_images:DDPMImageView",
     "lora-chat": "studio.ui.panels.train.views.lora_chat:LoraChatView",
+    "distill": "studio.ui.panels.train.views.distill:DistillView",
+    "federated": "studio.ui.panels.train.views.federated:FederatedView",
+    "quantize": "studio.ui.panels.train.views.compress:QuantizeView",
+    "prune": "studio.ui.panels.train.views.compress:PruneView",
 }
 
 

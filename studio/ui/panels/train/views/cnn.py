@@ -88,11 +88,33 @@ def show_histograms(view: Any, layers: list[dict[str, Any]]) -> None:
         span.show(np.array([lo, hi]), np.array([0.0, 1.0]))
 
 
+def stacked(top: np.ndarray, bottom: np.ndarray, gap: int = 2) -> np.ndarray:
+    """Two tiled grids one above the other, ``gap`` blank rows between, the narrower padded
+    blank (NaN) on the right."""
+    width = max(top.shape[1], bottom.shape[1])
+
+    def padded(a: np.ndarray) -> np.ndarray:
+        return np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=np.nan)
+
+    return np.concatenate([padded(top), np.full((gap, width), np.nan, np.float32),
+                           padded(bottom)])
+
+
 def _diverging(weights: np.ndarray) -> np.ndarray:
     """Weights scaled per filter (first axis) to [0, 1] with 0 at 0.5."""
     flat = weights.reshape(len(weights), -1)
     top = np.abs(flat).max(axis=1).clip(min=1e-8)
     return 0.5 + 0.5 * weights / top.reshape((-1,) + (1,) * (weights.ndim - 1))
+
+
+def show_pick(box: QSpinBox, snapshot: dict[str, Any]) -> None:
+    """The "Image #" box follows the snapshot's picked test image (``pick`` of ``n_test``)
+    without sending it back, and is left alone while the user types in it."""
+    box.blockSignals(True)
+    box.setMaximum(max(0, int(snapshot["n_test"]) - 1))
+    if not box.hasFocus():
+        box.setValue(int(snapshot["pick"]))
+    box.blockSignals(False)
 
 
 def image_plot(name: str) -> tuple[pg.PlotWidget, pg.ImageItem]:
@@ -257,14 +279,7 @@ class CNNView(LessonView):
         cols = f2.shape[1]
         rows2 = tile_images(f2.reshape(-1, 3, 3), cols)
         row1 = tile_images(f1, max(cols, len(f1)))
-        width = max(rows2.shape[1], row1.shape[1])
-
-        def padded(a: np.ndarray) -> np.ndarray:
-            return np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=np.nan)
-
-        gap = np.full((2, width), np.nan, np.float32)
-        self.filters_image.setImage(np.concatenate([padded(row1), gap, padded(rows2)]),
-                                    autoLevels=False)
+        self.filters_image.setImage(stacked(row1, rows2), autoLevels=False)
 
         m1, m2 = snapshot["maps1"], snapshot["maps2"]
         t1 = tile_images(m1, MAPS_COLS)
@@ -279,11 +294,7 @@ class CNNView(LessonView):
         label = names[snapshot["picked_label"]]
         top = ", ".join(f"{names[i]} ({p:.0%})" for i, p in snapshot["picked_top"])
         self.guess.set_full_text(f"is {label} · guess {top}")
-        self.pick_box.blockSignals(True)
-        self.pick_box.setMaximum(max(0, int(snapshot["n_test"]) - 1))
-        if not self.pick_box.hasFocus():
-            self.pick_box.setValue(int(snapshot["pick"]))
-        self.pick_box.blockSignals(False)
+        show_pick(self.pick_box, snapshot)
 
         test_key = (snapshot["step"] if snapshot["step"] == 0 else snapshot["test_step"],
                     snapshot["data_note"])
