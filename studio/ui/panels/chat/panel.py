@@ -50,18 +50,15 @@ from studio.ui.panels.chat.empty_state import NO_MODELS, READY, SCANNING, ChatEm
 from studio.ui.panels.chat.grounding import GroundedReplies
 from studio.ui.panels.chat.meter import ContextMeter
 from studio.ui.panels.chat.model import ConversationModel
-from studio.ui.panels.chat.probabilities import (
-    TokenProbabilities,
-    add_tokens,
-    attention_request,
-)
+from studio.ui.panels.chat.probabilities import TokenProbabilities, add_tokens
 from studio.ui.panels.chat.servers import ServerActions
 from studio.ui.panels.chat.sidebar import ConversationList
 from studio.ui.panels.chat.sources import PassageDialog, passages_of
+from studio.ui.panels.chat.token_actions import TokenActions
 from studio.workers.job_bridge import QtJobHandle
 
 
-class ChatPanel(QWidget, GroundedReplies):
+class ChatPanel(QWidget, GroundedReplies, TokenActions):
     """The Chat workspace (see the module docstring)."""
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
@@ -535,15 +532,7 @@ class ChatPanel(QWidget, GroundedReplies):
                 dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
                 dialog.open()
         elif name == "probabilities":
-            branch = ((lambda i, alt: self.branch_at(msg, i, alt))
-                      if self.controls.complete.isChecked() else None)
-            look = ((lambda i: self._look(msg, i)) if attention_request(msg.meta, 0) is not None
-                    else None)
-            dialog = TokenProbabilities(msg.meta.get("logprobs") or [], self, branch, look)
-            dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-            dialog.finished.connect(lambda _r, d=dialog: self._token_view_closed(d))
-            dialog.open()
-            self.token_view = dialog
+            self.open_probabilities(msg)
         elif name == "given":
             self.delegate.expanded ^= {msg.id}
             self.model.update_message(msg.id)
@@ -553,46 +542,6 @@ class ChatPanel(QWidget, GroundedReplies):
             target = siblings[(siblings.index(msg.id) + step) % len(siblings)]
             self.store.switch_branch(target)
             self.reload()
-
-    def branch_at(self, msg: Message, index: int, alternative: str) -> None:
-        """Complete mode: a new version of the reply ``msg`` that keeps its text before token
-        ``index``, takes ``alternative`` there, and is continued by the model."""
-        if self.job is not None or self.retrieving:
-            self.status.setText("Wait for the reply being written (or Stop it) to branch.")
-            return
-        entries = msg.meta.get("logprobs") or []
-        text = "".join(e["text"] for e in entries[:index]) + alternative
-        try:
-            branch = self.store.add_message(self.conv_id, "assistant", text,
-                                            parent_id=msg.parent_id,
-                                            meta={"model": msg.meta.get("model", ""),
-                                                  "branched_from": msg.id})
-        except sqlite3.Error as exc:
-            self._show_write_error(f"The branch could not be saved: {write_failure(exc)}.")
-            return
-        if self.token_view is not None:
-            self.token_view.close()
-        self.start_reply(branch.id)
-
-    def _look(self, msg: Message, index: int) -> None:
-        """Ask where the model looked when it wrote token ``index`` of ``msg`` (a GPU job)."""
-        dialog, request = self.token_view, attention_request(msg.meta, index)
-        if dialog is None or request is None:
-            return
-        handle = self.ctx.bridge.submit(request, title="Attention")
-        self.attention_job = handle  # kept: the handle's signals live as long as it does
-
-        def ended(job: JobSnapshot) -> None:
-            if self.token_view is dialog:
-                result = job.result
-                dialog.show_attention(getattr(result, "tokens", None),
-                                      getattr(result, "weights", None), job.error or "")
-
-        handle.ended.connect(ended)
-
-    def _token_view_closed(self, dialog: TokenProbabilities) -> None:
-        if self.token_view is dialog:
-            self.token_view = None
 
     @Slot()
     def cancel_edit(self) -> None:
