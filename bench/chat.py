@@ -11,7 +11,9 @@ raw = ``model.generate`` with a ``TextIteratorStreamer`` on a helper thread, the
 transformers docs stream; plain = ``model.generate`` with no streamer at all (the ceiling). All
 greedy, same prompt. Runs alternate after a warm-up each; medians of tokens/s (whole call, prompt
 included) and of time to first token (the first token handed to a listener / streamer) are
-compared (target ≥ 0.95).
+compared (target ≥ 0.95). "studio+probs" is the same job with token probabilities on (each
+token's log-softmax and top-5 alternatives, as the Chat window's toggle asks): its rate against
+studio's with them off (target ≥ 0.95; off, no hook is attached, so off costs nothing).
 
 Part 2: ``studio serve`` in a subprocess; 8 clients (the studio's own remote backend, one thread
 each) stream at once. Requests queue on one GPU worker, so the aggregate rate is about one
@@ -98,11 +100,13 @@ class FirstToken:
             self.at = time.perf_counter()
 
 
-def studio_once(runner, first: FirstToken, model: str, tokens: int) -> tuple[float, float, int]:
+def studio_once(runner, first: FirstToken, model: str, tokens: int,
+                logprobs: int | None = None) -> tuple[float, float, int]:
     """(tokens/s, time to first token, tokens) for one chat job; times as a caller sees them."""
     from studio.pipelines.chat.types import ChatRequest
 
-    request = ChatRequest(model=model, messages=MESSAGES, temperature=0, max_new_tokens=tokens)
+    request = ChatRequest(model=model, messages=MESSAGES, temperature=0, max_new_tokens=tokens,
+                          logprobs=logprobs)
     first.at = 0.0
     start = time.perf_counter()
     job = runner.submit("chat", request)
@@ -180,9 +184,11 @@ def bench_local(folder: Path, device: str, tokens: int, runs: int) -> tuple[floa
     studio_once(runner, first, str(folder), tokens)  # warm-up: loads the studio's copy
     raw_once(model, tokenizer, tokens)
     plain_once(model, tokenizer, tokens)
-    studio, raw, plain = [], [], []
+    studio_once(runner, first, str(folder), tokens, logprobs=5)
+    studio, raw, plain, probs = [], [], [], []
     for _ in range(runs):
         studio.append(studio_once(runner, first, str(folder), tokens))
+        probs.append(studio_once(runner, first, str(folder), tokens, logprobs=5))
         raw.append(raw_once(model, tokenizer, tokens))
         plain.append(plain_once(model, tokenizer, tokens))
     runner.shutdown()
@@ -199,6 +205,9 @@ def bench_local(folder: Path, device: str, tokens: int, runs: int) -> tuple[floa
           f"studio/plain {s_rate / p_rate:.3f}")
     print(f"first token (ms)  studio {s_ttft * 1e3:8.1f}   raw {r_ttft * 1e3:8.1f}   "
           f"ratio {r_ttft / s_ttft:.3f}")
+    pr_rate = statistics.median(r[0] for r in probs)
+    print(f"token probs on    studio+probs {pr_rate:8.1f}   studio (off) {s_rate:8.1f}   "
+          f"ratio {pr_rate / s_rate:.3f}  (target >= 0.95; off attaches nothing)")
     return s_rate, s_ttft, studio[0][2]
 
 
@@ -350,6 +359,8 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--no-gui", action="store_true", help="skip part 4 (the chat window)")
+    p.add_argument("--local-only", action="store_true",
+                   help="part 1 only (studio, raw, plain, token probabilities on)")
     p.add_argument("--only-quick", action="store_true",
                    help="parts 3 and 4 only (no model is built)")
     p.add_argument("--threads", type=int, default=0,
@@ -377,6 +388,8 @@ def main() -> int:
                   f"{args.device} ({torch.get_num_threads()} threads); {args.tokens} new tokens, "
                   f"greedy")
             single = bench_local(folder, args.device, args.tokens, args.runs)
+            if args.local_only:
+                return 0
             bench_serve(folder, args.device, args.tokens, args.clients, single)
         bench_remote_stalls()
         if not args.no_gui:

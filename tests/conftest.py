@@ -165,3 +165,11 @@ def tiny_llama_dir(tmp_path_factory):
     from tests.fixtures.tiny_llama import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory):
+    """A tiny random GPT-2 base model: no chat template (Complete mode)."""
+    from tests.fixtures.tiny_llama import build_tiny_gpt2
+
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2") / "tiny-gpt2")

@@ -311,6 +311,8 @@ class Walk:
         s.append(Scene("chat servers dialog", self._servers, self._close_dialog))
         s.append(Scene("chat passage dialog", self._passage, self._close_dialog))
         s.append(Scene("chat attached documents dialog", self._attached, self._close_dialog))
+        s.append(Scene("chat token probabilities dialog", self._token_probabilities,
+                       self._close_dialog))
         s.append(Scene("train", self._train_open, step=True))
         for key, title in self._lessons():
             s.append(Scene(f"train: {title}", lambda k=key: self._lesson(k)))
@@ -599,6 +601,21 @@ class Walk:
         panel = self.show("chat")
         panel.documents.show_files()
         self.dialog = panel.documents.dialog
+        return self._shown_dialog(self.dialog)
+
+    def _token_probabilities(self):
+        from studio.ui.panels.chat.probabilities import TokenProbabilities
+
+        panel = self.show("chat")
+        words = LONG_REPLY.split(" ")[:60]
+        entries = [{"text": (" " if i else "") + w, "token": w, "logprob": -0.05 * (i % 40),
+                    "top": [[w, -0.05 * (i % 40)], [" the", -2.0], [" a", -2.5]]}
+                   for i, w in enumerate(words)]
+        self.dialog = TokenProbabilities(entries, panel, lambda i, alt: None, lambda i: None)
+        self.dialog.show_alternatives(entries[3])
+        weights = [1.0 / len(words)] * len(words)
+        self.dialog.show_attention([e["text"] for e in entries], weights)
+        self.dialog.open()
         return self._shown_dialog(self.dialog)
 
     def _servers(self):

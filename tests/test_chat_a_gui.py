@@ -3,7 +3,6 @@ copy, the context marker, and a 10,000-message conversation."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 
@@ -37,17 +36,9 @@ def greet(name: str) -> str:
 
 @pytest.fixture
 def chat(studio_home, tiny_llama_dir, request, qtbot):
-    from studio.core.config import default_paths
+    from tests.fixtures.chat_window import open_chat
 
-    shutil.copytree(tiny_llama_dir, default_paths().models_dir / "tiny-llama")
-    window = request.getfixturevalue("main_window")
-    window.resize(1320, 840)
-    window.show()
-    panel = window.show_workspace("chat")
-    qtbot.waitUntil(lambda: panel.controls.model.count() > 0, timeout=10_000)
-    panel.controls.temperature.setValue(0)
-    panel.controls.max_new.setValue(40)
-    return window, panel
+    return open_chat(request, qtbot, tiny_llama_dir, 40)
 
 
 def _rows(panel) -> list[Message]:

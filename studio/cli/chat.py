@@ -7,7 +7,9 @@ turns and errors go to stderr. The reply runs on the same job runner and service
 ``--docs PATH…`` answers from files or folders (PDF, Word .docx, Markdown, text, HTML): the
 passages found are numbered into the prompt and their references printed under the reply ("nothing relevant
 found" goes to stderr, and then no passage is sent); ``--collection NAME`` keeps them as a
-named collection. ``--model`` takes a name as ``studio models list`` prints it, like every command. Exit status:
+named collection. ``--complete`` continues the raw text instead (no chat template: the way to use a
+base model such as GPT-2 or the ``gpt`` lesson's); ``--logprobs K`` prints each reply token's
+probability and its K likeliest alternatives on stderr after the reply. ``--model`` takes a name as ``studio models list`` prints it, like every command. Exit status:
 2 bad input, 1 a reply that failed, 130 Ctrl+C during a ``--prompt`` reply (see
 :data:`EXIT_STATUS`).
 """
@@ -67,6 +69,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--collection", default=None, metavar="NAME",
                    help="answer from a named document collection (made by --docs with "
                         "--collection, or in the Chat window)")
+    p.add_argument("--complete", action="store_true",
+                   help="Complete mode: continue the text as written, with no chat template "
+                        "(base models: GPT-2, the gpt lesson's model); in a conversation each "
+                        "line is added to the text as typed and the model goes on from there "
+                        "(an empty line: it just goes on)")
+    p.add_argument("--logprobs", type=int, default=None, metavar="K",
+                   help="after the reply, print each token's probability and its K (0-20) "
+                        "likeliest alternatives on stderr")
     add_device_argument(p)
     add_verbose_argument(p)
 
@@ -80,6 +90,7 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
                           top_p=args.top_p, top_k=args.top_k,
                           repetition_penalty=args.repetition_penalty,
                           max_new_tokens=args.max_new_tokens, seed=args.seed,
+                          complete=args.complete, logprobs=args.logprobs,
                           messages=[{"role": "user", "content": "-"}])
     try:
         request.validate()
@@ -94,6 +105,9 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
         raise UsageError("--prompt is empty")
     if args.collection is not None and not args.collection.strip():
         raise UsageError("--collection needs a name")
+    if args.complete and (args.docs or args.collection is not None or args.system):
+        raise UsageError("--complete continues a raw text: it takes no --system, --docs or "
+                         "--collection (those need a chat)")
     if args.image and args.prompt is None:
         raise UsageError("--image goes with --prompt: the question about the image")
     for image in args.image:
@@ -120,6 +134,7 @@ class _Printer:
     def __init__(self) -> None:
         self.notices: set[str] = set()
         self.ended_with_newline = True
+        self.logprobs: list[Any] = []  # this reply's tokens with their probabilities
         self._lock = threading.Lock()
 
     def job_changed(self, job: Any) -> None:
@@ -135,10 +150,22 @@ class _Printer:
             if chunk.dropped_messages:
                 self._notice(f"studio: note: the {chunk.dropped_messages} oldest messages were "
                              "left out to fit the model's context")
+            self.logprobs.extend(chunk.logprobs)
             if chunk.text:
                 sys.stdout.write(chunk.text)
                 sys.stdout.flush()
                 self.ended_with_newline = chunk.text.endswith("\n")
+
+    def print_logprobs(self) -> None:
+        """The reply's tokens, one a line on stderr: probability, token, alternatives."""
+        import math
+
+        for t in self.logprobs:
+            alternatives = ", ".join(f"{a!r} {math.exp(lp):.1%}" for a, lp in t.top)
+            print(f"studio: {math.exp(t.logprob):6.1%} {t.token!r}"
+                  + (f"  (top: {alternatives})" if alternatives else ""), file=sys.stderr)
+        sys.stderr.flush()
+        self.logprobs = []
 
     def _notice(self, text: str) -> None:
         if text not in self.notices:
@@ -217,6 +244,7 @@ def _ask(engine: Any, request: Any, printer: _Printer,
         messages, passages = documents.ground(request.messages)
         request = dataclasses.replace(request, messages=messages)
     printer.ended_with_newline = True
+    printer.logprobs = []
     job = engine.submit(request, title="chat")
     interrupted = False
     try:
@@ -235,6 +263,8 @@ def _ask(engine: Any, request: Any, printer: _Printer,
         sys.stdout.flush()
     if documents is not None and job.result is not None:
         documents.cite(passages)
+    if request.logprobs is not None:
+        printer.print_logprobs()
     return job, interrupted
 
 
@@ -245,7 +275,8 @@ def _repl(engine: Any, template: Any, system: str, printer: _Printer,
     history: list[dict[str, str]] = []
     tty = sys.stdin.isatty()
     if tty:
-        print("Chatting with " + template.model + ". /reset starts over, /exit (or Ctrl+D) "
+        what = "Continuing text with " if template.complete else "Chatting with "
+        print(what + template.model + ". /reset starts over, /exit (or Ctrl+D) "
               "leaves, Ctrl+C stops a reply.", file=sys.stderr)
     while True:
         try:
@@ -258,7 +289,7 @@ def _repl(engine: Any, template: Any, system: str, printer: _Printer,
             print(file=sys.stderr)
             continue
         text = line.strip()
-        if not text:
+        if not text and not (template.complete and history):
             continue
         if text in ("/exit", "/quit"):
             return 0
@@ -266,14 +297,16 @@ def _repl(engine: Any, template: Any, system: str, printer: _Printer,
             history.clear()
             print("studio: conversation cleared", file=sys.stderr, flush=True)
             continue
-        history.append({"role": "user", "content": line})
+        if text or not template.complete:  # Complete mode: an empty line lets the model go on
+            history.append({"role": "user", "content": line})
         messages = ([{"role": "system", "content": system}] if system else []) + history
         job, _stopped = _ask(engine, dataclasses.replace(template, messages=messages), printer,
                              documents)
         if job.result is not None:
             history.append({"role": "assistant", "content": job.result.text})
         elif job.error:
-            history.pop()
+            if text or not template.complete:
+                history.pop()
             fail(job.error)
 
 

@@ -12,6 +12,7 @@ is downloaded: everything works with ``HF_HUB_OFFLINE=1`` and no network at all.
 from __future__ import annotations
 
 import dataclasses
+import math
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -358,17 +359,28 @@ def _one_saved_png(results: list | None, what: str, side: int = IMAGE_SIDE) -> N
 
 def check_chat(root: Path, device: str = "auto") -> str:
     """One token from a tiny local chat model through the chat service."""
-    from studio.pipelines.chat.types import ChatRequest
+    from studio.pipelines.chat.types import AttentionRequest, ChatRequest
 
     settings, paths = scratch_settings(root)
     settings = dataclasses.replace(settings, device=device)
     model = build_tiny_llama(paths.models_dir / "tiny-llama")
     request = ChatRequest(model=str(model), messages=[{"role": "user", "content": "Hello!"}],
                           temperature=0.0, max_new_tokens=1, seed=0)
-    [(reply, _)] = _run_jobs(settings, paths, [request])
+    # and Complete mode (no template) with token probabilities: the forward hook's path
+    complete = dataclasses.replace(request, complete=True, logprobs=2)
+    # and where the last layer looked: the prompt that Complete-mode reply read
+    looked = AttentionRequest(model=str(model), input_ids=[5, 6, 7, 8])
+    [(reply, _), (raw, _), (seen, _)] = _run_jobs(settings, paths, [request, complete, looked])
     if reply is None or reply.completion_tokens != 1:
         raise CheckFailed(f"expected one token, got {getattr(reply, 'completion_tokens', None)}")
-    return f"{reply.prompt_tokens} prompt tokens → 1 token"
+    scored = getattr(raw, "logprobs", None) or []
+    if len(scored) != 1 or not scored[0].logprob <= 0 or len(scored[0].top) != 2:
+        raise CheckFailed(f"Complete mode with token probabilities gave {scored!r}")
+    weights = getattr(seen, "weights", None) or []
+    if len(weights) != 4 or abs(sum(weights) - 1) > 1e-3:
+        raise CheckFailed(f"the attention job gave {weights!r}")
+    return (f"{reply.prompt_tokens} prompt tokens → 1 token; Complete mode: "
+            f"p = {math.exp(scored[0].logprob):.1%}")
 
 
 def _tiny_image_inputs(folder: Path) -> tuple[Path, Path]:

@@ -37,6 +37,7 @@ COVERS = {
     "txt2img": "generate", "img2img": "img2img", "transform": "transform", "chat": "chat",
     "upscale": "transform",  # the job kind and `studio upscale`: the check runs an upscale job
     "embed": "serve",  # /v1/embeddings
+    "attention": "chat",  # where the Complete-mode token looked
     "unload": "generate",  # every check that runs jobs unloads its models afterwards
     "download": "download", "file-download": "download",
     "gan-walk": "train",  # a dcgan trained a step is exported, drawn and walked

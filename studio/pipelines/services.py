@@ -28,7 +28,7 @@ from studio.core.requests import (
 )
 from studio.library.download_jobs import FileDownloadRequest, HubDownloadRequest
 from studio.pipelines.chat.remote import is_remote_spec
-from studio.pipelines.chat.types import ChatRequest, EmbedRequest
+from studio.pipelines.chat.types import AttentionRequest, ChatRequest, EmbedRequest
 
 
 def _txt2img(engine: Engine) -> Any:
@@ -77,6 +77,12 @@ def _embed(engine: Engine) -> Any:
     return EmbedService(engine.service("chat"))
 
 
+def _attention(engine: Engine) -> Any:
+    from studio.pipelines.chat.service import AttentionService
+
+    return AttentionService(engine.service("chat"))
+
+
 def _gallery_index(engine: Engine) -> Any:
     from studio.pipelines.gallery_clip import GalleryClipService
 
@@ -112,6 +118,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("gan-walk", GanWalkRequest, _gan_walk, "Loading the GAN…"),
     ServiceSpec("chat", ChatRequest, _chat, "Starting the chat engine…", lane=_chat_lane),
     ServiceSpec("embed", EmbedRequest, _embed, "Starting the chat engine…"),
+    ServiceSpec("attention", AttentionRequest, _attention, "Starting the chat engine…"),
     ServiceSpec("gallery-index", GalleryIndexRequest, _gallery_index, "Loading the image search…"),
     ServiceSpec("gallery-search", GallerySearchRequest, _gallery_search,
                 "Loading the image search…"),

@@ -8,6 +8,11 @@ except fields OpenAI documents as hints (``user``, ``store``, ``metadata``, ...)
 Chat defaults follow OpenAI's: ``temperature`` 1, ``top_p`` 1, no top-k. ``max_tokens`` (or
 ``max_completion_tokens``) defaults to the studio's 512. ``top_k`` and ``repetition_penalty`` are
 accepted as extra fields, as vLLM and llama.cpp accept them.
+
+``/v1/completions`` (the legacy text completion, Complete mode: the prompt is continued with no
+chat template) takes one prompt string; its ``max_tokens`` defaults to OpenAI's 16. Token
+probabilities as OpenAI gives them: chat ``logprobs: true`` with ``top_logprobs`` 0–20,
+completions ``logprobs`` 0–5 (the alternatives per token).
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ from studio.core.requests import (
     Img2ImgRequest,
     Txt2ImgRequest,
 )
-from studio.pipelines.chat.types import ChatRequest, EmbedRequest
+from studio.pipelines.chat.types import MAX_TOP_LOGPROBS, ChatRequest, EmbedRequest, TokenLogprob
 
 MAX_STOP_STRINGS = 4
+MAX_COMPLETION_LOGPROBS = 5  # OpenAI's limit for /v1/completions' logprobs
 _B = TypeVar("_B", bound="_Body")
 
 
@@ -80,10 +86,9 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatBody(_Body):
-    """``POST /v1/chat/completions``."""
+class _SamplingBody(_Body):
+    """The fields chat and text completions share."""
 
-    messages: list[Message] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
@@ -91,12 +96,21 @@ class ChatBody(_Body):
     top_k: int | None = Field(None, ge=-1, le=1_000_000)
     repetition_penalty: float | None = Field(None, ge=0, le=10)
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
-    max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     stop: str | list[str] | None = None
     n: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    # hints OpenAI documents; accepted and ignored
+    user: Any = None
+    logit_bias: Any = None
+
+
+class ChatBody(_SamplingBody):
+    """``POST /v1/chat/completions``."""
+
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
     logprobs: bool | None = None
     top_logprobs: int | None = None
     response_format: dict[str, Any] | None = None
@@ -107,15 +121,23 @@ class ChatBody(_Body):
     # Studio's own: answer from this named document collection (GET /v1/collections)
     studio_collection: str | None = Field(None, min_length=1, max_length=200)
     # hints OpenAI documents; accepted and ignored
-    user: Any = None
     store: Any = None
     metadata: Any = None
     service_tier: Any = None
-    logit_bias: Any = None
     parallel_tool_calls: Any = None
     prediction: Any = None
     reasoning_effort: Any = None
     modalities: Any = None
+
+
+class CompletionBody(_SamplingBody):
+    """``POST /v1/completions`` (text completion: the prompt is continued as written)."""
+
+    prompt: str | list[str]
+    best_of: int | None = None
+    echo: bool | None = None
+    suffix: str | None = None
+    logprobs: int | None = None
 
 
 class ImageBody(_Body):
@@ -265,6 +287,43 @@ class ChatOptions:
     collection: str | None = None  # the named document collection to answer from
 
 
+def _stops(stop: str | list[str] | None) -> list[str]:
+    stops = [stop] if isinstance(stop, str) else (stop or [])
+    if not all(stops) or len(stops) > MAX_STOP_STRINGS:
+        raise _bad(f"'stop' must be a string or a list of up to {MAX_STOP_STRINGS} non-empty "
+                   "strings.", "stop")
+    return stops
+
+
+def _sampled_request(b: _SamplingBody, model_spec: str, max_tokens: int | None,
+                     default_max: int, **fields: Any) -> ChatRequest:
+    """The :class:`ChatRequest` of a chat or text completion body (the sampling fields both
+    share), validated."""
+    if b.n not in (None, 1):
+        raise _bad("Only n=1 is supported.", "n")
+    for name in ("presence_penalty", "frequency_penalty"):
+        if getattr(b, name) not in (None, 0, 0.0):
+            raise _bad(f"'{name}' is not supported; use 'repetition_penalty'.", name)
+    request = ChatRequest(
+        model=model_spec,
+        temperature=1.0 if b.temperature is None else b.temperature,
+        top_p=1.0 if b.top_p is None else b.top_p,
+        top_k=max(b.top_k or 0, 0),  # vLLM spells "off" as -1
+        repetition_penalty=1.0 if b.repetition_penalty is None else b.repetition_penalty,
+        max_new_tokens=default_max if max_tokens is None else max_tokens,
+        seed=b.seed, **fields)
+    if request.top_p == 0:  # OpenAI allows 0 (≈ greedy); the studio's request needs (0, 1]
+        request.temperature = 0.0
+        request.top_p = 1.0
+    if request.seed is not None:
+        request.seed %= 2**32  # torch seeds are 64-bit unsigned; keep it small and stable
+    try:
+        request.validate()
+    except ValueError as exc:
+        raise _bad(str(exc)) from exc
+    return request
+
+
 def parse_chat(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
     """Validate a ``/v1/chat/completions`` body; ``model_spec`` is the resolved model."""
     b = _validated(ChatBody, body)
@@ -275,40 +334,21 @@ def parse_chat(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
             raise _bad(f"Unsupported role {m.role!r}: use system, user or assistant.",
                        f"messages[{i}].role")
         messages.append({"role": role, "content": _text_content(m.content, i)})
-    if b.n not in (None, 1):
-        raise _bad("Only n=1 is supported.", "n")
-    for name in ("presence_penalty", "frequency_penalty"):
-        if getattr(b, name) not in (None, 0, 0.0):
-            raise _bad(f"'{name}' is not supported; use 'repetition_penalty'.", name)
-    for name in ("logprobs", "tools", "functions", "tool_choice", "function_call"):
+    for name in ("tools", "functions", "tool_choice", "function_call"):
         if getattr(b, name) not in (None, False, [], "none"):
             raise _bad(f"'{name}' is not supported by this server.", name)
     if b.response_format not in (None, {"type": "text"}):
         raise _bad("Only response_format {'type': 'text'} is supported.", "response_format")
-    stops = [b.stop] if isinstance(b.stop, str) else (b.stop or [])
-    if not all(stops) or len(stops) > MAX_STOP_STRINGS:
-        raise _bad(f"'stop' must be a string or a list of up to {MAX_STOP_STRINGS} non-empty "
-                   "strings.", "stop")
+    if b.top_logprobs is not None and not 0 <= b.top_logprobs <= MAX_TOP_LOGPROBS:
+        raise _bad(f"'top_logprobs' must be an integer from 0 to {MAX_TOP_LOGPROBS}, not "
+                   f"{b.top_logprobs}.", "top_logprobs")
+    if b.top_logprobs is not None and not b.logprobs:
+        raise _bad("'top_logprobs' needs 'logprobs': true.", "top_logprobs")
+    stops = _stops(b.stop)
     max_tokens = b.max_completion_tokens if b.max_completion_tokens is not None \
         else b.max_tokens
-    request = ChatRequest(
-        model=model_spec, messages=messages,
-        temperature=1.0 if b.temperature is None else b.temperature,
-        top_p=1.0 if b.top_p is None else b.top_p,
-        top_k=max(b.top_k or 0, 0),  # vLLM spells "off" as -1
-        repetition_penalty=1.0 if b.repetition_penalty is None else b.repetition_penalty,
-        max_new_tokens=512 if max_tokens is None else max_tokens,
-        seed=b.seed,
-    )
-    if request.top_p == 0:  # OpenAI allows 0 (≈ greedy); the studio's request needs (0, 1]
-        request.temperature = 0.0
-        request.top_p = 1.0
-    if request.seed is not None:
-        request.seed %= 2**32  # torch seeds are 64-bit unsigned; keep it small and stable
-    try:
-        request.validate()
-    except ValueError as exc:
-        raise _bad(str(exc)) from exc
+    request = _sampled_request(b, model_spec, max_tokens, 512, messages=messages,
+                               logprobs=(b.top_logprobs or 0) if b.logprobs else None)
     include_usage = bool(b.stream_options and b.stream_options.include_usage)
     collection = b.studio_collection.strip() if b.studio_collection is not None else None
     if collection == "":
@@ -316,6 +356,33 @@ def parse_chat(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
                    "studio_collection")
     return request, ChatOptions(stream=b.stream, include_usage=include_usage, stop=stops,
                                 collection=collection)
+
+
+def parse_completion(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
+    """Validate a ``/v1/completions`` body: a Complete-mode :class:`ChatRequest` whose one
+    message is the prompt."""
+    b = _validated(CompletionBody, body)
+    prompts = [b.prompt] if isinstance(b.prompt, str) else b.prompt
+    if len(prompts) != 1:
+        raise _bad("'prompt' must be one string (batches of prompts are not supported).",
+                   "prompt")
+    if not prompts[0].strip():
+        raise _bad("'prompt' must be a non-empty string: the text to continue.", "prompt")
+    if b.best_of not in (None, 1):
+        raise _bad("Only best_of=1 is supported.", "best_of")
+    if b.echo:
+        raise _bad("'echo' is not supported: the answer holds the continuation only.", "echo")
+    if b.suffix:
+        raise _bad("'suffix' (insertion) is not supported by this server.", "suffix")
+    if b.logprobs is not None and not 0 <= b.logprobs <= MAX_COMPLETION_LOGPROBS:
+        raise _bad(f"'logprobs' must be an integer from 0 to {MAX_COMPLETION_LOGPROBS}, not "
+                   f"{b.logprobs}.", "logprobs")
+    stops = _stops(b.stop)
+    request = _sampled_request(b, model_spec, b.max_tokens, 16, complete=True,
+                               logprobs=b.logprobs,
+                               messages=[{"role": "user", "content": prompts[0]}])
+    include_usage = bool(b.stream_options and b.stream_options.include_usage)
+    return request, ChatOptions(stream=b.stream, include_usage=include_usage, stop=stops)
 
 
 def _image_fields(b: ImageBody) -> dict[str, Any]:
@@ -386,8 +453,8 @@ def parse_edit(fields: dict[str, Any], model_spec: str, image: str, mask: str) -
 # -- responses --------------------------------------------------------------------------------
 
 
-def completion_id() -> str:
-    return "chatcmpl-" + secrets.token_hex(12)
+def completion_id(text: bool = False) -> str:
+    return ("cmpl-" if text else "chatcmpl-") + secrets.token_hex(12)
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -395,27 +462,72 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
             "total_tokens": prompt_tokens + completion_tokens}
 
 
+def _entry(token: str, logprob: float) -> dict[str, Any]:
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
+
+
+def chat_logprobs(tokens: list[TokenLogprob] | None) -> dict[str, Any] | None:
+    """A chat choice's ``logprobs``: ``{"content": [{token, logprob, bytes, top_logprobs}]}``."""
+    if tokens is None:
+        return None
+    return {"content": [_entry(t.token, t.logprob) | {
+        "top_logprobs": [_entry(a, lp) for a, lp in t.top]} for t in tokens], "refusal": None}
+
+
+def text_logprobs(tokens: list[TokenLogprob] | None, offset: int = 0) -> dict[str, Any] | None:
+    """A text completion choice's ``logprobs``: parallel ``tokens`` / ``token_logprobs`` /
+    ``top_logprobs`` (a dict per token) / ``text_offset`` lists, offsets from ``offset``."""
+    if tokens is None:
+        return None
+    offsets = []
+    for t in tokens:
+        offsets.append(offset)
+        offset += len(t.token)
+    return {"tokens": [t.token for t in tokens], "token_logprobs": [t.logprob for t in tokens],
+            "top_logprobs": [dict(t.top) for t in tokens], "text_offset": offsets}
+
+
 def chat_completion(cid: str, model: str, text: str, finish_reason: str, prompt_tokens: int,
-                    completion_tokens: int) -> dict[str, Any]:
+                    completion_tokens: int,
+                    logprobs: list[TokenLogprob] | None = None) -> dict[str, Any]:
     return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "system_fingerprint": None,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "logprobs": None, "finish_reason": finish_reason}],
+                         "logprobs": chat_logprobs(logprobs), "finish_reason": finish_reason}],
+            "usage": usage(prompt_tokens, completion_tokens)}
+
+
+def text_completion(cid: str, model: str, text: str, finish_reason: str, prompt_tokens: int,
+                    completion_tokens: int,
+                    logprobs: list[TokenLogprob] | None = None) -> dict[str, Any]:
+    return {"id": cid, "object": "text_completion", "created": int(time.time()), "model": model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "text": text, "logprobs": text_logprobs(logprobs),
+                         "finish_reason": finish_reason}],
             "usage": usage(prompt_tokens, completion_tokens)}
 
 
 def chat_chunk(cid: str, model: str, created: int, delta: dict[str, Any],
-               finish_reason: str | None = None) -> dict[str, Any]:
+               finish_reason: str | None = None,
+               logprobs: list[TokenLogprob] | None = None) -> dict[str, Any]:
     return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
             "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None,
+            "choices": [{"index": 0, "delta": delta, "logprobs": chat_logprobs(logprobs),
+                         "finish_reason": finish_reason}]}
+
+
+def text_chunk(cid: str, model: str, created: int, text: str, finish_reason: str | None = None,
+               logprobs: list[TokenLogprob] | None = None, offset: int = 0) -> dict[str, Any]:
+    return {"id": cid, "object": "text_completion", "created": created, "model": model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "text": text, "logprobs": text_logprobs(logprobs, offset),
                          "finish_reason": finish_reason}]}
 
 
 def usage_chunk(cid: str, model: str, created: int, prompt_tokens: int,
-                completion_tokens: int) -> dict[str, Any]:
-    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "system_fingerprint": None, "choices": [],
+                completion_tokens: int, text: bool = False) -> dict[str, Any]:
+    return {"id": cid, "object": "text_completion" if text else "chat.completion.chunk",
+            "created": created, "model": model, "system_fingerprint": None, "choices": [],
             "usage": usage(prompt_tokens, completion_tokens)}
 
 

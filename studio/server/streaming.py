@@ -17,6 +17,7 @@ from studio.core.engine import Engine
 from studio.core.jobs import JobSnapshot
 
 POLL_SECONDS = 0.1
+SHUTTING_DOWN = "The server is shutting down; the reply was cut short."
 
 
 class _JobEvents:

@@ -34,7 +34,8 @@ FALLBACK_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 FALLBACK_WARNING = ("{name} has no chat template, so a generic one is used; it was probably not "
-                    "trained for chat and replies may be poor.")
+                    "trained for chat and replies may be poor. Complete mode continues a text "
+                    "with no template (Chat: Mode; studio chat --complete).")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,10 @@ after every new token. It decodes the token, hands the new text to ``on_chunk`` 
 right after token N, with no helper thread and no run-ahead. The call itself is plain
 ``model.generate``, so a greedy reply equals plain transformers token for token.
 
+Token probabilities (``request.logprobs``) come from a forward hook on the model that keeps the
+last position's raw logits of each forward pass — the distribution the next token was chosen
+from — so ``generate`` runs unchanged; without ``logprobs`` no hook is attached at all.
+
 :meth:`LocalChatBackend.generate` is that synchronous core (the job handler uses it);
 :meth:`LocalChatBackend.stream` wraps it in an iterator for callers that want one (``studio
 serve``, the benchmark), running the core on a helper thread.
@@ -23,15 +27,26 @@ from typing import Any
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, JobCancelled, UserFacingError, describe_error
 from studio.pipelines.chat.types import (
+    AttentionMap,
+    AttentionRequest,
     ChatChunk,
     ChatReply,
     ChatRequest,
     Embeddings,
     EmbedRequest,
+    TokenLogprob,
 )
 from studio.pipelines.model_cache import ModelCache
 
 ChunkCallback = Callable[[ChatChunk], None]
+
+
+def _checked(request: Any) -> None:
+    """A request's own check, as a sentence for the person who made it."""
+    try:
+        request.validate()
+    except ValueError as exc:
+        raise UserFacingError(str(exc)) from exc
 
 
 class _EitherCancel:
@@ -104,6 +119,35 @@ def _watcher(loaded: Any, prompt_len: int, on_token: Callable[[int], None],
     return TokenWatch()
 
 
+class _LogitsProbe:
+    """Keeps the raw next-token logits of the model's latest forward pass (a forward hook), and
+    turns them into a :class:`TokenLogprob` for the token chosen from them."""
+
+    def __init__(self, model: Any, tokenizer: Any, top: int) -> None:
+        self.tokenizer = tokenizer
+        self.top = top
+        self.logits: Any = None
+        self._handle = model.register_forward_hook(self._keep)
+
+    def _keep(self, module: Any, args: Any, output: Any) -> None:
+        logits = output.logits if hasattr(output, "logits") else output[0]
+        self.logits = logits[0, -1]
+
+    def token(self, token: int) -> TokenLogprob:
+        import torch
+
+        logp = torch.log_softmax(self.logits.float(), dim=-1)
+        top: list[tuple[str, float]] = []
+        if self.top:
+            values, ids = torch.topk(logp, min(self.top, logp.shape[-1]))
+            top = [(self.tokenizer.decode([i]), v)
+                   for v, i in zip(values.tolist(), ids.tolist(), strict=True)]
+        return TokenLogprob(self.tokenizer.decode([token]), float(logp[token]), top, token)
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
 class LocalChatBackend:
     """Chat with a transformers model on this machine (:class:`ChatBackend`)."""
 
@@ -170,10 +214,7 @@ class LocalChatBackend:
 
         Errors before the first token raise; an error while generating ends with an "error"
         chunk and reply that keep the text so far."""
-        try:
-            request.validate()
-        except ValueError as exc:
-            raise UserFacingError(str(exc)) from exc
+        _checked(request)
         with self._lock:
             return self._generate(request, cancel, on_chunk or (lambda _c: None))
 
@@ -182,10 +223,7 @@ class LocalChatBackend:
         model's context are cut to it, and counted in ``truncated``)."""
         import torch
 
-        try:
-            request.validate()
-        except ValueError as exc:
-            raise UserFacingError(str(exc)) from exc
+        _checked(request)
         with self._lock:
             loaded = self.load(request.model)
             vectors: list[list[float]] = []
@@ -204,15 +242,48 @@ class LocalChatBackend:
                 vectors.append(out.hidden_states[-1][0].float().mean(dim=0).tolist())
         return Embeddings(vectors, tokens, truncated)
 
+    def attention(self, request: AttentionRequest, cancel: CancelToken) -> AttentionMap:
+        """The last layer's attention of the last position over ``request.input_ids``, averaged
+        over heads. The model runs this one pass with transformers' eager attention (the fused
+        kernels do not return the weights) and goes back to its own afterwards."""
+        import torch
+
+        _checked(request)
+        with self._lock:
+            loaded = self.load(request.model)
+            model = loaded.model
+            ids = request.input_ids[-loaded.context_length:]
+            left_out = len(request.input_ids) - len(ids)
+            if cancel.cancelled:
+                raise JobCancelled()
+            own = getattr(model.config, "_attn_implementation", None) or "eager"
+            try:
+                model.set_attn_implementation("eager")
+                with torch.inference_mode():
+                    out = model(input_ids=torch.tensor([ids], device=model.device),
+                                output_attentions=True, use_cache=False)
+            except (ValueError, NotImplementedError, AttributeError) as exc:
+                raise UserFacingError(f"{loaded.name} cannot show its attention: "
+                                      f"{describe_error(exc)}") from exc
+            finally:
+                if own != "eager":
+                    model.set_attn_implementation(own)
+            last = out.attentions[-1][0, :, -1, :].float()  # heads × tokens read
+            tokens = [loaded.tokenizer.decode([i]) for i in ids]
+        return AttentionMap(tokens, last.mean(dim=0).tolist(), int(last.shape[0]), left_out)
+
     def _generate(self, request: ChatRequest, cancel: Any, on_chunk: ChunkCallback) -> ChatReply:
         import torch
 
-        from studio.pipelines.chat.prompting import fit_conversation
+        from studio.pipelines.chat.prompting import complete_prompt, fit_conversation
 
         loaded = self.load(request.model)
         started = time.perf_counter()  # after loading: timings describe generation alone
         extra: dict[str, Any] = {}
-        if loaded.processor is not None:
+        if request.complete:  # the raw text continued: no template, no images
+            prompt = complete_prompt(loaded.tokenizer, request.prompt_text(),
+                                     loaded.context_length, request.max_new_tokens)
+        elif loaded.processor is not None:
             prompt, extra = vision_prompt(loaded, request)
         elif any(m.get("images") for m in request.messages):
             from studio.library.chat_models import VISION_HINT
@@ -222,16 +293,24 @@ class LocalChatBackend:
         else:
             prompt = fit_conversation(loaded.tokenizer, request.messages,
                                       loaded.context_length, request.max_new_tokens)
-        warnings = list(loaded.warnings) + prompt.warnings
+        # no template in Complete mode: the model's template warning does not apply
+        warnings = (list(prompt.warnings) if request.complete
+                    else list(loaded.warnings) + prompt.warnings)
         decoder = _Decoder(loaded.tokenizer)
         pieces: list[str] = []
         state = {"n": 0, "first": 0.0, "last": -1}
+        model = loaded.model
+        probe = None if request.logprobs is None else _LogitsProbe(model, loaded.tokenizer,
+                                                                   request.logprobs)
+        logprobs: list[TokenLogprob] = []
 
-        def chunk(text: str, finish: str | None = None, error: str = "") -> ChatChunk:
+        def chunk(text: str, finish: str | None = None, error: str = "",
+                  token: list[TokenLogprob] | None = None) -> ChatChunk:
             return ChatChunk(text=text, completion_tokens=int(state["n"]),
                              prompt_tokens=len(prompt.input_ids), finish_reason=finish,
                              error=error, dropped_messages=prompt.dropped_messages,
-                             warnings=warnings, conversation_tokens=prompt.conversation_tokens)
+                             warnings=warnings, conversation_tokens=prompt.conversation_tokens,
+                             logprobs=token or [])
 
         def on_token(token: int) -> None:
             state["n"] += 1
@@ -240,9 +319,11 @@ class LocalChatBackend:
                 state["first"] = time.perf_counter() - started
             text = decoder.push(token)
             pieces.append(text)
-            on_chunk(chunk(text))
+            scored = [probe.token(token)] if probe is not None else None
+            if scored:
+                logprobs.extend(scored)
+            on_chunk(chunk(text, token=scored))
 
-        model = loaded.model
         ids = torch.tensor([prompt.input_ids], dtype=torch.long, device=model.device)
         kwargs: dict[str, Any] = dict(
             input_ids=ids, attention_mask=torch.ones_like(ids), **extra,
@@ -263,6 +344,9 @@ class LocalChatBackend:
             if state["n"] == 0:
                 raise
             finish, error = "error", describe_error(exc)
+        finally:
+            if probe is not None:
+                probe.close()
         tail = decoder.flush()
         pieces.append(tail)
         if finish != "error":
@@ -278,7 +362,8 @@ class LocalChatBackend:
                          seconds=time.perf_counter() - started,
                          time_to_first_token=state["first"],
                          dropped_messages=prompt.dropped_messages, warnings=warnings,
-                         conversation_tokens=prompt.conversation_tokens)
+                         conversation_tokens=prompt.conversation_tokens, logprobs=logprobs,
+                         prompt_ids=list(prompt.input_ids) if probe is not None else [])
 
 
 def vision_prompt(loaded: Any, request: ChatRequest) -> tuple[Any, dict[str, Any]]:

@@ -6,6 +6,11 @@ prompt plus the room kept for the reply (:func:`reply_reserve`) does not fit the
 system prompt, never the last message — and the number dropped is reported, so the user always
 sees what the model did not. The Chat window's context meter asks :func:`history_fits` too, so it
 reads "full" exactly when messages are being left out.
+
+Complete mode (:func:`complete_prompt`) has no template: the raw text is tokenized as the
+tokenizer does by default (``tokenizer(text)``, so a BOS where the model adds one), exactly the
+ids plain transformers would give ``generate``; a text longer than the context loses its
+beginning, and says so.
 """
 
 from __future__ import annotations
@@ -110,3 +115,25 @@ def fit_conversation(tokenizer: Any, messages: list[dict[str, str]], context_len
         warnings.append(f"Only {count_of(new_tokens, 'token')} were left for the reply (context "
                         f"{count_of(context_length, 'token')}).")
     return PreparedPrompt(ids, dropped, new_tokens, warnings, whole)
+
+
+def complete_prompt(tokenizer: Any, text: str, context_length: int,
+                    max_new_tokens: int) -> PreparedPrompt:
+    """Complete mode's prompt: ``text`` tokenized as is; when it does not leave room for the
+    reply, its first tokens are left out (a warning counts them)."""
+    if not text.strip():
+        raise UserFacingError("There is no text to continue: in Complete mode type the "
+                              "beginning of a text and the model writes what comes next.")
+    ids = list(tokenizer(text)["input_ids"])
+    whole = len(ids)
+    warnings: list[str] = []
+    budget = context_length - reply_reserve(context_length, max_new_tokens)
+    if whole > budget:
+        ids = ids[whole - budget:]
+        warnings.append(f"The first {count_of(whole - budget, 'token')} of the text were left "
+                        f"out to fit the model's context ({count_of(context_length, 'token')}).")
+    new_tokens = min(max_new_tokens, context_length - len(ids))
+    if new_tokens < max_new_tokens:
+        warnings.append(f"Only {count_of(new_tokens, 'token')} were left for the reply (context "
+                        f"{count_of(context_length, 'token')}).")
+    return PreparedPrompt(ids, 0, new_tokens, warnings, whole)

@@ -13,6 +13,11 @@ them, the request is sent once more without them. ``stream_options.include_usage
 token counts; without it the count is the number of streamed content pieces (one token each on the
 servers above).
 
+Complete mode (``request.complete``) posts the raw text to ``/v1/completions`` as ``prompt`` and
+reads ``choices[].text``. Token probabilities (``request.logprobs``) are asked for as OpenAI spells
+them (chat: ``logprobs: true`` + ``top_logprobs``; completions: ``logprobs: K``, at most 5) among
+the optional fields, and read from either answer shape.
+
 Errors: before the first token a failure raises :class:`~studio.core.jobs.UserFacingError` with a
 message a person can act on; after it, the stream ends with a chunk whose ``finish_reason`` is
 ``"error"``, so the text so far is kept.
@@ -32,12 +37,13 @@ from urllib.parse import urlsplit
 
 from studio import __version__
 from studio.core.jobs import CancelToken, UserFacingError
-from studio.pipelines.chat.types import ChatChunk, ChatRequest
+from studio.pipelines.chat.types import ChatChunk, ChatRequest, TokenLogprob
 
 SPEC_PREFIX = "openai:"
 DEFAULT_TIMEOUT = 120.0  # seconds without a byte from the server (a big model may load first)
 CONNECT_TIMEOUT = 10.0
-_OPTIONAL_FIELDS = ("top_k", "repetition_penalty", "stream_options")
+_OPTIONAL_FIELDS = ("top_k", "repetition_penalty", "stream_options", "logprobs")
+COMPLETIONS_MAX_LOGPROBS = 5  # the legacy /v1/completions allows at most 5 alternatives
 
 
 def parse_model_spec(spec: str) -> tuple[str, str]:
@@ -220,24 +226,36 @@ class RemoteChatBackend:
 
     def payload(self, request: ChatRequest, extras: bool = True) -> dict[str, Any]:
         """The JSON body for ``request`` (``extras``: the non-standard fields, see module doc)."""
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [{"role": m["role"], "content": message_content(m)}
-                         for m in request.messages],
+        body: dict[str, Any] = {"model": self.model}
+        if request.complete:
+            body["prompt"] = request.prompt_text()
+        else:
+            body["messages"] = [{"role": m["role"], "content": message_content(m)}
+                                for m in request.messages]
+        body.update({
             "stream": True,
             "temperature": request.temperature,
             "top_p": request.top_p,
             "max_tokens": request.max_new_tokens,
-        }
+        })
         if request.seed is not None:
             body["seed"] = request.seed
         if extras:
             body["stream_options"] = {"include_usage": True}
+            if request.logprobs is not None and request.complete:
+                body["logprobs"] = min(request.logprobs, COMPLETIONS_MAX_LOGPROBS)
+            elif request.logprobs is not None:
+                body["logprobs"], body["top_logprobs"] = True, request.logprobs
             if request.top_k > 0:
                 body["top_k"] = request.top_k
             if request.repetition_penalty != 1.0:
                 body["repetition_penalty"] = request.repetition_penalty
         return body
+
+    @staticmethod
+    def route(request: ChatRequest) -> str:
+        """Where a request goes: ``/completions`` in Complete mode, else ``/chat/completions``."""
+        return "/completions" if request.complete else "/chat/completions"
 
     def _open_stream(self, request: ChatRequest) -> tuple[http.client.HTTPConnection,
                                                           http.client.HTTPResponse,
@@ -249,7 +267,7 @@ class RemoteChatBackend:
             data = json.dumps(self.payload(request, extras)).encode("utf-8")
             headers = {**self._headers(True), "Content-Type": "application/json"}
             try:
-                conn.request("POST", f"{self._prefix}/chat/completions", body=data,
+                conn.request("POST", f"{self._prefix}{self.route(request)}", body=data,
                              headers=headers)
                 resp = conn.getresponse()
             except TimeoutError as exc:
@@ -406,7 +424,7 @@ class AsyncRemoteChat:
                 body = json.dumps(b.payload(request, extras)).encode("utf-8")
                 headers = {**b._headers(True), "Content-Type": "application/json"}
                 try:
-                    async with client.stream("POST", self._url("/chat/completions"),
+                    async with client.stream("POST", self._url(b.route(request)),
                                              content=body, headers=headers) as resp:
                         if resp.status_code != 200:
                             error = await resp.aread()
@@ -503,14 +521,39 @@ class _EventParser:
         for choice in event.get("choices") or []:
             if choice.get("index", 0) != 0:
                 continue
-            text = (choice.get("delta") or {}).get("content") or ""
-            if text:
+            delta = choice.get("delta")
+            text = (delta.get("content") if isinstance(delta, dict) else choice.get("text")) or ""
+            scored = _logprobs(choice.get("logprobs"))
+            if text or scored:
                 self.started = True
                 self.pieces += 1
-                out.append(ChatChunk(text=text, completion_tokens=self.pieces))
+                out.append(ChatChunk(text=str(text), completion_tokens=self.pieces,
+                                     logprobs=scored))
             if choice.get("finish_reason"):
                 self.finish = _finish_reason(choice["finish_reason"])
         return out
+
+
+def _logprobs(data: Any) -> list[TokenLogprob]:
+    """A streamed choice's ``logprobs`` in either OpenAI shape (chat: ``content`` entries;
+    completions: parallel ``tokens`` / ``token_logprobs`` / ``top_logprobs`` lists); anything
+    malformed reads as none — the text is what matters."""
+    out: list[TokenLogprob] = []
+    try:
+        if isinstance(data, dict) and isinstance(data.get("content"), list):
+            for e in data["content"]:
+                top = [(str(t["token"]), float(t["logprob"])) for t in e.get("top_logprobs") or []]
+                out.append(TokenLogprob(str(e["token"]), float(e["logprob"]), top))
+        elif isinstance(data, dict) and isinstance(data.get("tokens"), list):
+            tops = data.get("top_logprobs") or [None] * len(data["tokens"])
+            for token, logprob, alts in zip(data["tokens"], data["token_logprobs"], tops,
+                                            strict=True):
+                top = sorted(((str(t), float(lp)) for t, lp in (alts or {}).items()),
+                             key=lambda pair: -pair[1])
+                out.append(TokenLogprob(str(token), float(logprob), top))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return []
+    return out
 
 
 def backend_for_spec(spec: str, paths: Any = None, timeout: float = DEFAULT_TIMEOUT

@@ -18,7 +18,15 @@ from typing import Any
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.pipelines.chat import remote
-from studio.pipelines.chat.types import ChatChunk, ChatReply, ChatRequest, Embeddings, EmbedRequest
+from studio.pipelines.chat.types import (
+    AttentionMap,
+    AttentionRequest,
+    ChatChunk,
+    ChatReply,
+    ChatRequest,
+    Embeddings,
+    EmbedRequest,
+)
 
 
 class ChatService:
@@ -97,6 +105,7 @@ class ChatService:
         started = time.perf_counter()
         first = 0.0
         texts: list[str] = []
+        scored: list = []
         end = ChatChunk(finish_reason="stop")
         progress.message("Connecting…")
         stream = remote.AsyncRemoteChat(self.remote_backend(request.model)).stream(request)
@@ -105,6 +114,7 @@ class ChatService:
                 if chunk.text and not first:
                     first = time.perf_counter() - started
                 texts.append(chunk.text)
+                scored.extend(chunk.logprobs)
                 progress.partial(chunk)
                 progress(chunk.completion_tokens, total)
                 end = chunk
@@ -120,7 +130,8 @@ class ChatService:
                           prompt_tokens=end.prompt_tokens,
                           finish_reason=end.finish_reason or "stop",
                           seconds=time.perf_counter() - started, time_to_first_token=first,
-                          dropped_messages=end.dropped_messages, warnings=list(end.warnings))
+                          dropped_messages=end.dropped_messages, warnings=list(end.warnings),
+                          logprobs=scored)
         if reply.finish_reason == "error":
             raise UserFacingError(f"The reply was cut short: {end.error or 'an error'}")
         return reply
@@ -139,31 +150,55 @@ class ChatService:
         started = time.perf_counter()
         first = 0.0
         texts: list[str] = []
+        scored: list = []
         end = ChatChunk(finish_reason="stop")
         for chunk in chunks:
             if chunk.text and not first:
                 first = time.perf_counter() - started
             texts.append(chunk.text)
+            scored.extend(chunk.logprobs)
             report(chunk)
             end = chunk
         return ChatReply(text="".join(texts), completion_tokens=end.completion_tokens,
                          prompt_tokens=end.prompt_tokens, finish_reason=end.finish_reason or "stop",
                          seconds=time.perf_counter() - started, time_to_first_token=first,
                          dropped_messages=end.dropped_messages, warnings=list(end.warnings),
-                         conversation_tokens=end.conversation_tokens)
+                         conversation_tokens=end.conversation_tokens, logprobs=scored)
 
 
-class EmbedService:
-    """The ``embed`` job handler: a local chat model's embeddings (the model cache is the chat
-    service's, so a model loaded to chat serves embeddings without a second copy)."""
+class _LocalModelService:
+    """A job the chat service's local backend answers, on its model cache (a model loaded to
+    chat is not loaded a second time); a remote model is refused with ``refusal``."""
+
+    refusal = "{where} is on another server."
 
     def __init__(self, chat: ChatService) -> None:
         self.chat = chat
 
+    def _local(self, model: str) -> Any:
+        if remote.is_remote_spec(model):
+            raise UserFacingError(self.refusal.format(where=remote.redact(model)))
+        return self.chat.local
+
+
+class EmbedService(_LocalModelService):
+    """The ``embed`` job handler: a local chat model's embeddings."""
+
+    refusal = "Embeddings come from local chat models only; {where} is on another server."
+
     def run(self, request: EmbedRequest, progress: ProgressSink,
             cancel: CancelToken) -> Embeddings:
-        if remote.is_remote_spec(request.model):
-            raise UserFacingError("Embeddings come from local chat models only; "
-                                  f"{remote.redact(request.model)} is on another server.")
-        return self.chat.local.embed(request, cancel)
+        return self._local(request.model).embed(request, cancel)
 
+
+class AttentionService(_LocalModelService):
+    """The ``attention`` job handler: where a local chat model's last layer looked when it wrote
+    a token."""
+
+    refusal = "Attention is shown for local chat models only; {where} is on another server."
+
+    def run(self, request: AttentionRequest, progress: ProgressSink,
+            cancel: CancelToken) -> AttentionMap:
+        local = self._local(request.model)
+        progress.message("Reading the attention…")
+        return local.attention(request, cancel)

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from studio.core.jobs import CancelToken
 
 ROLES = ("system", "user", "assistant")
+MAX_TOP_LOGPROBS = 20  # alternatives per token, as OpenAI's top_logprobs allows
 
 
 @dataclass
@@ -38,12 +39,44 @@ class Embeddings:
 
 
 @dataclass
+class AttentionRequest:
+    """Where a local model's last layer looked when it wrote one token: ``input_ids`` are the
+    tokens it had read then (the prompt and the reply before that token); the answer is the
+    last position's attention over all of them."""
+
+    model: str
+    input_ids: list[int] = field(default_factory=list)
+
+    def validate(self) -> None:
+        if not str(self.model).strip():
+            raise ValueError("No chat model chosen.")
+        if not self.input_ids or not all(isinstance(i, int) and i >= 0 for i in self.input_ids):
+            raise ValueError("Give the token ids the model read (at least one).")
+
+
+@dataclass
+class AttentionMap:
+    """The answer to an :class:`AttentionRequest`: each token read, as text, and the weight the
+    last layer's attention gave it (averaged over its heads; they add up to 1)."""
+
+    tokens: list[str]
+    weights: list[float]
+    heads: int
+    left_out: int = 0  # tokens before the model's context that were not read
+
+
+@dataclass
 class ChatRequest:
     """One reply to generate. ``messages`` are ``{"role": ..., "content": ...}`` dicts in order;
     a message may add ``"images": [path, …]`` (image files shown to a vision-language model).
 
     ``model`` is a folder, a repo id in the HF cache, or ``openai:BASE_URL#MODEL`` for a remote
     OpenAI-compatible endpoint. ``temperature == 0`` means greedy decoding. ``seed`` None: random.
+
+    ``complete``: Complete mode — no chat template and no roles; the messages' texts (system
+    prompts left out) are joined into one raw text that the model continues (a remote server's
+    ``/v1/completions``). ``logprobs``: None, or how many top alternatives (0 to
+    :data:`MAX_TOP_LOGPROBS`) to report with each generated token's log-probability.
     """
 
     model: str
@@ -54,6 +87,8 @@ class ChatRequest:
     repetition_penalty: float = 1.0
     max_new_tokens: int = 512
     seed: int | None = None
+    complete: bool = False
+    logprobs: int | None = None
 
     def validate(self) -> None:
         """Raise ValueError with a one-line reason a person understands."""
@@ -77,6 +112,15 @@ class ChatRequest:
             raise ValueError(f"Repetition penalty must be in (0, 10], not {self.repetition_penalty}.")
         if not 1 <= self.max_new_tokens <= 1_000_000:
             raise ValueError(f"Max new tokens must be at least 1, not {self.max_new_tokens}.")
+        if self.logprobs is not None and not (
+                isinstance(self.logprobs, int) and not isinstance(self.logprobs, bool)
+                and 0 <= self.logprobs <= MAX_TOP_LOGPROBS):
+            raise ValueError(f"Token probabilities: the number of alternatives must be 0 to "
+                             f"{MAX_TOP_LOGPROBS}, not {self.logprobs!r}.")
+
+    def prompt_text(self) -> str:
+        """Complete mode's raw text: every non-system message's content, joined as written."""
+        return "".join(m["content"] for m in self.messages if m.get("role") != "system")
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "chat", **dataclasses.asdict(self)}
@@ -85,6 +129,18 @@ class ChatRequest:
     def from_dict(cls, data: dict[str, Any]) -> ChatRequest:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class TokenLogprob:
+    """One generated token: its text, its log-probability under the model (the log-softmax of
+    the raw logits, before temperature or top-k/top-p), and the most likely alternatives at that
+    position as ``(text, logprob)`` pairs, most likely first."""
+
+    token: str
+    logprob: float
+    top: list[tuple[str, float]] = field(default_factory=list)
+    id: int = -1  # the token id (local models; -1: not known)
 
 
 @dataclass
@@ -106,6 +162,9 @@ class ChatChunk:
     # The whole conversation in the template, before anything was left out (0: not known, as
     # from a remote server: then prompt_tokens).
     conversation_tokens: int = 0
+    # With ChatRequest.logprobs: the tokens this chunk adds (a local chunk is one token, whose
+    # text may be held back into a later chunk while a UTF-8 character is incomplete).
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
 @dataclass
@@ -121,6 +180,8 @@ class ChatReply:
     dropped_messages: int = 0
     warnings: list[str] = field(default_factory=list)
     conversation_tokens: int = 0  # as in ChatChunk
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # every token, with logprobs
+    prompt_ids: list[int] = field(default_factory=list)  # with logprobs, local: what was read
 
     @property
     def tokens_per_second(self) -> float:

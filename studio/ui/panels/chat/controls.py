@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QFont, QKeyEvent, QStandardItemModel
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -47,7 +48,9 @@ PRESETS: dict[str, str] = {
 }
 SAMPLING_DEFAULTS: dict[str, Any] = {"temperature": 0.7, "top_p": 0.95, "top_k": 50,
                                      "repetition_penalty": 1.0, "max_new_tokens": 512,
-                                     "seed": -1}
+                                     "seed": -1, "complete": False, "probabilities": False}
+#: alternatives asked for with each token when "Token probabilities" is on
+TOP_ALTERNATIVES = 5
 
 
 LOCAL_GROUP = "On this computer"
@@ -112,6 +115,21 @@ class ChatControls(QWidget):
         self.model_note.setProperty("muted", True)
         self.model_note.setWordWrap(True)
         layout.addWidget(self.model_note)
+
+        layout.addWidget(_section("Mode"))
+        self.complete = QCheckBox("Complete mode")
+        self.complete.setToolTip("Continue the text as written, with no chat template and no "
+                                 "system prompt — the way to use a base model (GPT-2, the gpt "
+                                 "lesson's model). Remembered for this conversation.")
+        self.complete.toggled.connect(self._mode_toggled)
+        layout.addWidget(self.complete)
+        self.probabilities = QCheckBox("Token probabilities")
+        self.probabilities.setToolTip(
+            f"Keep each reply token's probability and its {TOP_ALTERNATIVES} likeliest "
+            "alternatives; a reply's Probabilities button shows them in colour. Off: nothing "
+            "is computed.")
+        self.probabilities.toggled.connect(lambda _on: self.changed.emit())
+        layout.addWidget(self.probabilities)
 
         layout.addWidget(_section("System prompt"))
         self.preset = QComboBox()
@@ -294,17 +312,31 @@ class ChatControls(QWidget):
         self.preset.blockSignals(False)
         self.changed.emit()
 
+    def _mode_toggled(self, complete: bool) -> None:
+        self._show_mode(complete)
+        self.changed.emit()
+
+    def _show_mode(self, complete: bool) -> None:
+        """Complete mode has no system prompt: its editors are disabled, saying why."""
+        for w in (self.preset, self.system):
+            w.setEnabled(not complete)
+            w.setToolTip("Complete mode continues the text as written: no system prompt is "
+                         "sent." if complete else "")
+
     # -- values ------------------------------------------------------------------------------
     def sampling(self) -> dict[str, Any]:
+        """The conversation's settings as stored with it: sampling, and the two mode toggles."""
         return {"temperature": round(self.temperature.value(), 3), "top_p": self.top_p.value(),
                 "top_k": self.top_k.value(), "repetition_penalty": self.repetition.value(),
-                "max_new_tokens": self.max_new.value(), "seed": self.seed.value()}
+                "max_new_tokens": self.max_new.value(), "seed": self.seed.value(),
+                "complete": self.complete.isChecked(),
+                "probabilities": self.probabilities.isChecked()}
 
     def apply(self, sampling: dict[str, Any], system: str | None = None) -> None:
         """Show a conversation's settings without emitting ``changed``."""
         values = {**SAMPLING_DEFAULTS, **(sampling or {})}
         widgets = [self.temperature, self.top_p, self.top_k, self.repetition, self.max_new,
-                   self.seed, self.system]
+                   self.seed, self.system, self.complete, self.probabilities]
         for w in widgets:
             w.blockSignals(True)
         self.temperature.setValue(float(values["temperature"]))
@@ -313,6 +345,9 @@ class ChatControls(QWidget):
         self.repetition.setValue(float(values["repetition_penalty"]))
         self.max_new.setValue(int(values["max_new_tokens"]))
         self.seed.setValue(int(values["seed"] if values["seed"] is not None else -1))
+        self.complete.setChecked(bool(values["complete"]))
+        self.probabilities.setChecked(bool(values["probabilities"]))
+        self._show_mode(bool(values["complete"]))
         if system is not None:
             self.system.setPlainText(system)
         for w in widgets:

@@ -132,6 +132,8 @@ class MessageDelegate(QStyledItemDelegate):
             names += [("prev", "‹"), ("branch", f"{m.sibling_index + 1}/{m.sibling_count}"),
                       ("next", "›")]
         names.append(("copy", "Copy"))
+        if m.role == "assistant" and m.meta.get("logprobs") and m.complete:
+            names.append(("probabilities", "Probabilities"))
         if not self.busy:
             if m.role == "user":
                 names.append(("edit", "Edit"))

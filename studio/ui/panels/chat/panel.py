@@ -26,9 +26,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListView,
-    QPlainTextEdit,
-    QProgressBar,
-    QPushButton,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -46,20 +43,22 @@ from studio.pipelines.chat.store import (
 )
 from studio.pipelines.chat.types import ChatRequest
 from studio.ui.context import AppContext
-from studio.ui.panels.chat.controls import ChatControls, EnterSends
+from studio.ui.panels.chat.composer import Composer
+from studio.ui.panels.chat.controls import TOP_ALTERNATIVES, ChatControls
 from studio.ui.panels.chat.delegate import MessageDelegate
-from studio.ui.panels.chat.documents_bar import DocumentsBar
 from studio.ui.panels.chat.empty_state import NO_MODELS, READY, SCANNING, ChatEmptyState
-from studio.ui.panels.chat.image_attachment import ImageAttachment, ImageInput
+from studio.ui.panels.chat.grounding import GroundedReplies
+from studio.ui.panels.chat.meter import ContextMeter
 from studio.ui.panels.chat.model import ConversationModel
+from studio.ui.panels.chat.probabilities import TokenProbabilities, add_tokens
 from studio.ui.panels.chat.servers import ServerActions
 from studio.ui.panels.chat.sidebar import ConversationList
 from studio.ui.panels.chat.sources import PassageDialog, passages_of
-from studio.ui.theme import colors
+from studio.ui.panels.chat.token_actions import TokenActions
 from studio.workers.job_bridge import QtJobHandle
 
 
-class ChatPanel(QWidget):
+class ChatPanel(QWidget, GroundedReplies, TokenActions):
     """The Chat workspace (see the module docstring)."""
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
@@ -76,6 +75,7 @@ class ChatPanel(QWidget):
         self.unsaved_message: Message | None = None
         self.retrieving = False  # the attached documents are being searched for a reply
         self.stop_requested = False  # Stop was pressed while they were
+        self.token_view: TokenProbabilities | None = None  # the last one opened
         self._build()
         self._flush_timer = QTimer(self, singleShot=True, interval=33)
         self._flush_timer.timeout.connect(self._flush)
@@ -106,18 +106,9 @@ class ChatPanel(QWidget):
         self.title = QLabel("New chat")
         self.title.setProperty("heading", True)
         header.addWidget(self.title, 1)
-        self.meter_label = QLabel("")
-        self.meter_label.setProperty("muted", True)
-        self.meter_label.setMinimumWidth(170)
-        self.meter_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        header.addWidget(self.meter_label)
-        header.addSpacing(8)
-        self.meter = QProgressBar()
-        self.meter.setObjectName("contextMeter")
-        self.meter.setTextVisible(False)
-        self.meter.setFixedWidth(110)
-        self.meter.setToolTip("Tokens of this conversation / the model's context length")
-        header.addWidget(self.meter)
+        self.context_meter = ContextMeter()
+        self.meter_label, self.meter = self.context_meter.label, self.context_meter.bar
+        header.addWidget(self.context_meter)
         col.addLayout(header)
 
         self.model = ConversationModel(self)
@@ -142,69 +133,18 @@ class ChatPanel(QWidget):
         col.addWidget(self.view, 1)
         col.addWidget(self.empty, 1)
 
-        composer = QWidget()
-        composer.setObjectName("Card")
-        box = QVBoxLayout(composer)
-        box.setContentsMargins(12, 8, 12, 8)
-        self.edit_banner = QWidget()
-        eb = QHBoxLayout(self.edit_banner)
-        eb.setContentsMargins(0, 0, 0, 0)
-        self.edit_label = QLabel("Editing a message — sending makes a new branch; the old one "
-                                 "stays.")
-        self.edit_label.setProperty("muted", True)
-        eb.addWidget(self.edit_label, 1)
-        cancel_edit = QPushButton("Cancel edit")
-        cancel_edit.setProperty("flat", True)
-        cancel_edit.clicked.connect(self.cancel_edit)
-        eb.addWidget(cancel_edit)
-        box.addWidget(self.edit_banner)
-        self.save_banner = QFrame()  # styled as the window's error banners
-        self.save_banner.setObjectName("Banner")
-        self.save_banner.setProperty("kind", "error")
-        self.save_banner.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        sb = QHBoxLayout(self.save_banner)
-        sb.setContentsMargins(10, 6, 6, 6)
-        self.save_error = QLabel("")
-        self.save_error.setWordWrap(True)
-        self.save_error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        sb.addWidget(self.save_error, 1)
-        self.save_again = QPushButton("Save again")
-        self.save_again.setToolTip("Write the reply kept here into the conversations database")
-        self.save_again.clicked.connect(self.retry_save)
-        sb.addWidget(self.save_again)
-        self.save_banner.setVisible(False)
-        box.addWidget(self.save_banner)
-        self.documents = DocumentsBar(self.store, self.ctx.paths.models_dir,
-                                      self._conversation_for_documents)
-        box.addWidget(self.documents)
-        self.attachment = ImageAttachment()
-        box.addWidget(self.attachment)
-        row = QHBoxLayout()
-        self.input = QPlainTextEdit()
-        self.input.setPlaceholderText("Message the model…  (Enter sends, Shift+Enter: new line)")
-        self.input.setFixedHeight(72)
-        self._enter = EnterSends(self.send)
-        self.input.installEventFilter(self._enter)
-        self._image_input = ImageInput(self.attach_image)  # drop or paste an image
-        self.input.installEventFilter(self._image_input)
-        self.input.viewport().installEventFilter(self._image_input)
-        row.addWidget(self.input, 1)
-        self.send_button = QPushButton("Send")
-        self.send_button.setProperty("accent", True)
-        self.send_button.clicked.connect(self.send)
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("Stop the reply (Esc); what it wrote so far is kept")
-        self.stop_button.clicked.connect(self.stop)
-        buttons = QVBoxLayout()
-        buttons.addWidget(self.send_button)
-        buttons.addWidget(self.stop_button)
-        row.addLayout(buttons)
-        box.addLayout(row)
-        self.status = QLabel("")
-        self.status.setProperty("muted", True)
-        self.status.setWordWrap(True)
-        box.addWidget(self.status)
-        self.documents.message.connect(self.status.setText)
+        composer = Composer(self.store, self.ctx.paths.models_dir,
+                            self._conversation_for_documents, self.send, self.stop,
+                            self.cancel_edit, self.retry_save, self.attach_image)
+        self.composer = composer
+        # the panel's names for the composer's parts (the panel drives them)
+        self.edit_banner, self.edit_label = composer.edit_banner, composer.edit_label
+        self.save_banner, self.save_error = composer.save_banner, composer.save_error
+        self.save_again, self.documents = composer.save_again, composer.documents
+        self.attachment, self._image_input = composer.attachment, composer._image_input
+        self.input, self._enter = composer.input, composer._enter
+        self.send_button, self.stop_button = composer.send_button, composer.stop_button
+        self.status = composer.status
         wrap = QHBoxLayout()
         wrap.setContentsMargins(20, 6, 20, 14)
         wrap.addWidget(composer)
@@ -281,8 +221,7 @@ class ChatPanel(QWidget):
             self.store.update_conversation(
                 self.conv_id, system_prompt=self.controls.system.toPlainText(),
                 model=self.controls.model_spec(), settings=self.controls.sampling())
-        self._update_empty()
-        self._update_meter()
+        self._update_state()
         self.view.viewport().update()
 
     # -- images ------------------------------------------------------------------------------
@@ -333,8 +272,13 @@ class ChatPanel(QWidget):
     # -- sending -----------------------------------------------------------------------------
     @Slot()
     def send(self) -> None:
-        text = self.input.toPlainText().strip()
-        if not text or self.job is not None or self.retrieving:
+        """Send the message typed; in Complete mode the text goes as typed (spaces matter), and
+        with nothing typed the model continues the text so far."""
+        complete = self.controls.complete.isChecked()
+        text = self.input.toPlainText() if complete else self.input.toPlainText().strip()
+        last = self.model.last_message()
+        go_on = complete and not text.strip() and last is not None and self.editing is None
+        if (not text.strip() and not go_on) or self.job is not None or self.retrieving:
             return
         if not self.controls.model_spec():
             self.status.setText("Choose a model first.")
@@ -347,13 +291,17 @@ class ChatPanel(QWidget):
             # The reply above is not in the database yet: nothing is sent, the text stays typed.
             self.status.setText("Not sent: the reply above must be saved first.")
             return
+        if go_on:
+            self.start_reply(last.id)
+            return
         try:
             if self.conv_id is None:
                 self.new_conversation()
             conv = self.store.conversation(self.conv_id)
             if conv.title in ("", "New chat"):
-                self.store.rename(self.conv_id, text.splitlines()[0][:48])
-                self.title.setText(text.splitlines()[0][:48])
+                title = text.strip().splitlines()[0][:48]
+                self.store.rename(self.conv_id, title)
+                self.title.setText(title)
             parent: Any = "leaf"
             if self.editing is not None:
                 parent = self.editing.parent_id
@@ -420,8 +368,11 @@ class ChatPanel(QWidget):
                               top_k=sampling["top_k"],
                               repetition_penalty=sampling["repetition_penalty"],
                               max_new_tokens=sampling["max_new_tokens"],
-                              seed=None if sampling["seed"] < 0 else sampling["seed"])
-        grounded = self.documents.active()
+                              seed=None if sampling["seed"] < 0 else sampling["seed"],
+                              complete=sampling["complete"],
+                              logprobs=TOP_ALTERNATIVES if sampling["probabilities"] else None)
+        # documents go into a chat's question; Complete mode's raw text is sent as it is
+        grounded = self.documents.active() and not request.complete
         self.streaming = self.store.add_message(self.conv_id, "assistant", "",
                                                 parent_id=parent_id, complete=False,
                                                 meta={"model": spec, "documents": True}
@@ -439,42 +390,6 @@ class ChatPanel(QWidget):
             self.reload(scroll_to_end=True)
         else:
             self._submit(request)
-
-    def _grounded(self, reply_id: int, request: ChatRequest, messages: list[dict[str, str]],
-                  passages: list[Any]) -> None:
-        """The passages for the question were found: the reply is asked for with them."""
-        self.retrieving = False
-        if self.streaming is None or self.streaming.id != reply_id:
-            return
-        if self.stop_requested:  # Stop (or another conversation) while the search ran
-            self._end_unasked(finish_reason="cancelled")
-            return
-        self.streaming.meta["sources"] = [p.to_dict() for p in passages]
-        self.store.update_message(reply_id, meta=self.streaming.meta)
-        self._submit(dataclasses.replace(request, messages=messages))
-        if not passages:
-            self.status.setText("Nothing relevant found in the attached documents; asking the "
-                                "model without them.")
-
-    def _grounding_failed(self, reply_id: int, sentence: str) -> None:
-        self.retrieving = False
-        if self.streaming is not None and self.streaming.id == reply_id:
-            self._end_unasked(finish_reason="error",
-                              error=f"The documents could not be searched: {sentence}")
-
-    def _end_unasked(self, **meta: Any) -> None:
-        """End the reply being prepared without asking the model (stopped, or the search
-        failed): the empty message is saved as such and the status says why."""
-        msg, saver = self.streaming, self.saver
-        if msg is None:
-            return
-        msg.meta.update(meta)
-        msg.complete = True
-        if saver is not None:
-            saver.finish(msg.meta)
-        self.saver = self.streaming = None
-        self.status.setText(meta.get("error") or "Stopped before the model was asked.")
-        self.reload()
 
     def _submit(self, request: ChatRequest) -> None:
         spec = request.model
@@ -534,6 +449,8 @@ class ChatPanel(QWidget):
             self.model.set_dropped(chunk.dropped_messages)
         if chunk.warnings:
             meta["warnings"] = list(chunk.warnings)
+        if chunk.logprobs or meta.get("logprobs"):
+            add_tokens(meta.setdefault("logprobs", []), chunk)
         elapsed = max(1e-6, (job.ended or time.time()) - job.started)
         self.status.setText(f"{count_of(chunk.completion_tokens, 'token')} · "
                             f"{chunk.completion_tokens / elapsed:.1f} tok/s"
@@ -564,6 +481,8 @@ class ChatPanel(QWidget):
         msg, saver = self.streaming, self.saver
         reply = job.result
         meta = dict(msg.meta)
+        if reply is not None and reply.prompt_ids:  # token probabilities: what "Where it
+            meta["prompt_ids"] = reply.prompt_ids  # looked" asks the model again
         if reply is not None:
             meta.update(finish_reason=reply.finish_reason, prompt_tokens=reply.prompt_tokens,
                         conversation_tokens=reply.conversation_tokens or reply.prompt_tokens,
@@ -612,6 +531,8 @@ class ChatPanel(QWidget):
                 dialog = PassageDialog(passage, self)
                 dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
                 dialog.open()
+        elif name == "probabilities":
+            self.open_probabilities(msg)
         elif name == "given":
             self.delegate.expanded ^= {msg.id}
             self.model.update_message(msg.id)
@@ -647,6 +568,7 @@ class ChatPanel(QWidget):
         self.send_button.setVisible(not busy)
         self.stop_button.setVisible(busy)
         self.edit_banner.setVisible(self.editing is not None)
+        self.composer.show_mode(self.controls.complete.isChecked())
         has_rows = self.model.rowCount() > 0
         self.view.setVisible(has_rows)
         self.empty.setVisible(not has_rows)
@@ -681,25 +603,9 @@ class ChatPanel(QWidget):
 
     def _update_meter(self) -> None:
         used, ctx_len, full = self.context_use()
-        if ctx_len:
-            self.meter.setVisible(True)
-            self.meter.setRange(0, ctx_len)
-            self.meter.setValue(min(used, ctx_len))
-            reserve = reply_reserve(ctx_len, self.controls.max_new.value())
-            self.meter_label.setText(f"{used:,} / {ctx_len:,} tokens" + (" · full" if full else ""))
-            tip = (f"This conversation takes {count_of(used, 'token')} of the model's "
-                   f"{ctx_len:,}; {count_of(reserve, 'token')} stay free for the reply.")
-            if full:
-                tip += " It no longer fits whole: the oldest messages are left out."
-            self.meter.setToolTip(tip)
-            self.meter_label.setToolTip(tip)
-        else:
-            self.meter.setVisible(False)
-            self.meter_label.setText(count_of(used, "token") if used else "")
-        if self.meter.property("full") != full:
-            self.meter.setProperty("full", full)
-            self.meter.setStyleSheet(
-                f"#contextMeter::chunk {{ background: {colors().queued}; }}" if full else "")
+        self.context_meter.show_use(used, ctx_len, full,
+                                    reply_reserve(ctx_len, self.controls.max_new.value())
+                                    if ctx_len else 0)
 
     def shutdown(self) -> None:
         """Stop a reply in progress (its text so far is kept) and close the database."""
