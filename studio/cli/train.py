@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     settings = _parse_settings(args.settings)
     if args.data is not None:
         settings.update(dataset="folder", data_folder=str(args.data))
-    from studio.pipelines.train.base import InvalidParameter, TrainingDiverged
+    from studio.pipelines.train.base import InvalidParameter, TrainingDiverged, TrainingFinished
     from studio.pipelines.train.registry import lesson, lesson_class
 
     try:  # a misspelt name is answered before torch is imported
@@ -227,6 +227,9 @@ def run(args: argparse.Namespace) -> int:
                 buffer = []
     except TrainingDiverged as exc:
         code = fail(str(exc), EXIT_DIVERGED)
+    except TrainingFinished as exc:  # the lesson's own goal (lora-sd's steps) came first
+        if not args.json:
+            print(f"studio: {exc}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print(f"studio: stopped at step {trainer.step_count}; the run is saved in {run_.path}",
               file=sys.stderr, flush=True)

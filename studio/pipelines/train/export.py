@@ -9,6 +9,9 @@
   :func:`studio.pipelines.train.ddpm.export_state`); Generate lists it with a class picker.
 - ``gpt``: ``<models>/chat/<name>/``, a ``transformers`` model folder (config, safetensors,
   tokenizer with a plain-continuation chat template); Chat lists it like any chat model.
+- ``lora-sd``: ``<models>/loras/<name>/<name>.safetensors``, the LoRA in kohya's format with
+  its ``ss_`` metadata and ``<name>.preview.png`` (the page also writes ``<models>/loras/<name>``
+  itself when it reaches its steps).
 - ``lora-chat``: ``<models>/chat/<name>/``, the merged model (a ``transformers`` folder with the
   base's tokenizer and chat template) and the LoRA adapter alone in ``adapter/`` (peft format).
 
@@ -32,7 +35,7 @@ EXPORTS: dict[str, tuple[str, str]] = {"cyclegan": ("cyclegan", "Transform"),
                                        "dcgan": ("gan", "Generate"),
                                        "ddpm": ("ddpm", "Generate"), "gpt": ("chat", "Chat"),
                                        "lora-chat": ("chat", "Chat"),
-                                       "dpo": ("chat", "Chat")}
+                                       "dpo": ("chat", "Chat"), "lora-sd": ("loras", "Generate")}
 #: lesson → how the student uses what it exported
 USES = {"cyclegan": "Transform → CycleGAN lists it beside the released models",
         "dcgan": "Generate lists it as a GAN model (a seed makes an image)",
@@ -40,7 +43,9 @@ USES = {"cyclegan": "Transform → CycleGAN lists it beside the released models"
         "gpt": "Chat lists it (it continues the text you type)",
         "lora-chat": "Chat lists it (the merged model; the LoRA adapter alone is in its adapter "
                      "folder)",
-        "dpo": "Chat lists it (it answers the prompt you type)"}
+        "dpo": "Chat lists it (it answers the prompt you type)",
+        "lora-sd": "Generate lists it among the LoRAs (kohya's format: A1111, Forge and ComfyUI "
+                   "load it too)"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,79}$")
 
 
@@ -90,7 +95,7 @@ def export_trainer(trainer: Any, models_dir: Path, name: str) -> Exported:
     def write(folder: Path) -> list[Path]:
         if lesson == "cyclegan":
             return list(trainer.export_generators(folder))
-        if lesson in ("gpt", "ddpm", "lora-chat", "dpo"):
+        if lesson in ("gpt", "ddpm", "lora-chat", "dpo", "lora-sd"):
             return list(trainer.export_model(folder))
         return list(trainer.export_generator(folder))
 
@@ -161,6 +166,10 @@ def export_run(run_path: Path, models_dir: Path, name: str = "") -> Exported:
             from studio.pipelines.train.lora_chat import write_lora_chat
 
             return write_lora_chat(folder, {**state, "config": doc["config"]})
+        if run.lesson == "lora-sd":
+            from studio.pipelines.train.lora_sd_lesson import write_lora_export
+
+            return write_lora_export(folder, state)
         if run.lesson == "dpo":
             from studio.pipelines.train.dpo import byte_tokenizer
             from studio.pipelines.train.text_lessons import write_gpt

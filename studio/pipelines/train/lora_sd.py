@@ -234,6 +234,7 @@ class LoraTrainer:
         self.losses: list[float] = []
         self.samples: list[tuple[int, list[Path]]] = []
         self.dataset: Dataset | None = None
+        self.samples_dir = self.state_dir / "samples"
 
     # paths
     @property
@@ -251,21 +252,25 @@ class LoraTrainer:
     # setup
     def prepare(self) -> None:
         """Read the folder, load the library model ``config.base``, cache, add the adapter."""
+        dataset = scan_folder(self.config.data_dir, self.config.trigger, self.config.resolution)
+        self.attach(*self.load_base(), dataset)
+
+    def load_base(self) -> tuple[Any, str, str]:
+        """The library model ``config.base`` loaded: (pipeline, its name, its family); a model
+        of a family LoRA training does not support is refused with the ones it does."""
         import torch
 
         from studio.library.models import resolve_model
         from studio.pipelines.diffusion.loading import load_txt2img_pipeline
 
-        cfg = self.config
-        dataset = scan_folder(cfg.data_dir, cfg.trigger, cfg.resolution)
-        entry = resolve_model(cfg.base, self.settings, self.paths)
+        entry = resolve_model(self.config.base, self.settings, self.paths)
         if entry.family not in SUPPORTED_FAMILIES:
             raise UserFacingError(
                 f"'{entry.name}' is an {entry.family} model; LoRA training supports "
                 "Stable Diffusion 1.x models for now. Pick an SD 1.x model.")
         self.entry = entry
-        self.attach(load_txt2img_pipeline(entry, self.device, torch.float32, self.paths),
-                    entry.name, entry.family, dataset)
+        pipe = load_txt2img_pipeline(entry, self.device, torch.float32, self.paths)
+        return pipe, entry.name, entry.family
 
     def attach(self, pipe: Any, base_name: str, family: str, dataset: Dataset) -> None:
         """Train on ``pipe`` (an SD 1.x pipeline already loaded, called ``base_name``) and
@@ -409,7 +414,7 @@ class LoraTrainer:
         import torch
 
         cfg = self.config
-        folder = self.state_dir / "samples"
+        folder = self.samples_dir
         folder.mkdir(parents=True, exist_ok=True)
         self.unet.eval()
         seed = cfg.seed if cfg.sample_seed is None else cfg.sample_seed

@@ -27,6 +27,7 @@ VIEW_PATHS: dict[str, str] = {
     "dpo": "studio.ui.panels.train.views.preferences:PreferenceView",
     "ddpm": "studio.ui.panels.train.views.ddpm_images:DDPMImageView",
     "lora-chat": "studio.ui.panels.train.views.lora_chat:LoraChatView",
+    "lora-sd": "studio.ui.panels.train.views.lora_sd:LoraSDView",
 }
 
 
