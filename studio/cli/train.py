@@ -162,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     cls = lesson_class(args.lesson)
     specs = {p.name for p in cls.params}
+    if "steps" in specs and "steps" not in settings:  # a lesson with a goal (lora-sd) meets it
+        settings["steps"] = args.steps
     if "domains" in specs and (args.data is not None or args.data_b is not None):
         # CycleGAN's two folders: --data is domain A, --data-b domain B
         settings.pop("dataset", None)
