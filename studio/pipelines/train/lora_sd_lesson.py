@@ -58,7 +58,8 @@ DATASET_NAMES = {"shapes": "Red shapes (ships with Studio)", "folder": "Your fol
 CAPTIONS = ("sidecars", "blip")
 CAPTION_NAMES = {"sidecars": "The .txt files", "blip": "Fill missing ones with BLIP"}
 RESOLUTIONS = ("auto", "128", "256", "384", "512", "640", "768", "1024")
-RESOLUTION_NAMES = {"auto": "Model's own (512; tiny model 64)"}
+RESOLUTION_NAMES = {"auto": "Model's own (512; tiny model 64)", "128": "128 px (a quick try)",
+                    **{r: f"{r} px" for r in RESOLUTIONS[2:]}}
 TINY_NAME = "Studio's tiny SD 1.x (random weights)"
 TINY_SIDE = 64
 MODEL_SIDE = 512

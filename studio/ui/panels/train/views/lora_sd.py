@@ -98,9 +98,7 @@ class LoraSDView(LessonView):
         self.model_box = QComboBox()
         self.model_box.setObjectName("loraBaseModel")
         self.model_box.setToolTip("The SD 1.x model the LoRA is trained for (from the library)")
-        self.model_box.addItem("Studio's tiny model (random weights)", TINY)
-        self.model_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.model_box.setMinimumContentsLength(14)
+        self.model_box.addItem("Tiny model (random weights)", TINY)
         self.model_box.activated.connect(self._model_chosen)
         self.folder_button = QPushButton("Image folder…")
         self.folder_button.setToolTip("Train on a folder of your images (with .txt captions)")
@@ -150,10 +148,10 @@ class LoraSDView(LessonView):
         top.addWidget(self.keep_button)
         pick = QHBoxLayout()
         pick.addWidget(QLabel("Base model"))
-        pick.addWidget(self.model_box, 1)
+        pick.addWidget(self.model_box)
+        pick.addStretch(1)
         pick.addWidget(self.folder_button)
         left = QVBoxLayout()
-        left.addLayout(pick)
         left.addWidget(self.images, 1)
         edit = QHBoxLayout()
         edit.addWidget(self.caption_edit, 1)
@@ -179,6 +177,7 @@ class LoraSDView(LessonView):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(6)
         layout.addLayout(top)
+        layout.addLayout(pick)
         layout.addWidget(self.info)
         layout.addLayout(body, 1)
         self._calls.run(_sd1_models, self._fill_models, lambda _why: None)
@@ -197,6 +196,7 @@ class LoraSDView(LessonView):
         self.info.set_full_text(f"{snapshot['model']} on {snapshot['device']} · "
                                 f"{snapshot['data_note']}" + (f" · {warnings}" if warnings
                                                               else ""))
+        self._sync_model()
         self.keep_button.setEnabled(snapshot["step"] > 0
                                     and snapshot["step"] < snapshot["steps"])
         if snapshot["images"] is not previous.get("images"):
@@ -294,6 +294,16 @@ class LoraSDView(LessonView):
             self.model_box.addItem(name, spec)
             self.model_box.setItemData(self.model_box.count() - 1, spec,
                                        Qt.ItemDataRole.ToolTipRole)
+        self._sync_model()
+
+    def _sync_model(self) -> None:
+        """The picker shows the model the run trains (index 0: the tiny one)."""
+        from studio.pipelines.train.lora_sd_lesson import TINY_NAME
+
+        name = self._snap.get("model", TINY_NAME)
+        index = 0 if name == TINY_NAME else self.model_box.findText(name)
+        if index >= 0 and index != self.model_box.currentIndex():
+            self.model_box.setCurrentIndex(index)
 
     def _model_chosen(self, index: int) -> None:
         self.resetRequested.emit({"model": self.model_box.itemData(index) or ""})
