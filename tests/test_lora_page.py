@@ -99,6 +99,53 @@ def test_bad_folder_name_and_missing_captioner_are_sentences(tmp_path):
         LoraSDLesson.validate_config({"captions": "blip"})
 
 
+def _tiny_blip(folder: Path) -> Path:
+    """A BLIP captioner with the real classes, tiny and random, whose text head is pushed to
+    one word ("w2000"), saved as a Hub repo is."""
+    import torch
+    from transformers import (
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
+
+    special = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]"}
+    tokenizer = BertTokenizer(vocab={special.get(i, f"w{i}"): i for i in range(30522)})
+    tokenizer.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    torch.manual_seed(0)
+    model = BlipForConditionalGeneration(BlipConfig(
+        text_config=dict(vocab_size=30524, max_position_embeddings=64, encoder_hidden_size=32,
+                         **small),
+        vision_config=dict(image_size=32, patch_size=16, **small), projection_dim=32))
+    with torch.no_grad():
+        model.text_decoder.cls.predictions.decoder.bias[2000] = 50.0
+    BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer).save_pretrained(
+        folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_blip_in_the_hf_cache_captions_only_the_images_without_a_caption(tmp_path, monkeypatch):
+    from studio.pipelines.train.captions import caption_missing, find_captioner
+    from studio.pipelines.train.lora_sd_lesson import LoraSDLesson
+    from tests.fixtures.hub_cache import add_to_hub_cache
+
+    hf_home = tmp_path / "hf"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hf_home / "hub"))
+    assert find_captioner() is None
+    snap = add_to_hub_cache(hf_home, "Salesforce/blip-image-captioning-base",
+                            _tiny_blip(tmp_path / "blip"))
+    assert find_captioner() == snap and LoraSDLesson.unavailable_choices() == {}
+    assert LoraSDLesson.validate_config({"captions": "blip"})["captions"] == "blip"
+    folder = _folder(tmp_path / "images")
+    assert caption_missing(sorted(folder.glob("*.png"))) == [folder / "img2.txt"]
+    assert (folder / "img2.txt").read_text(encoding="utf-8").startswith("w2000 w2000")
+    assert (folder / "img0.txt").read_text(encoding="utf-8") == "red square, pattern"
+
+
 def test_the_page_shows_and_edits_captions_trains_samples_and_fills_the_library(
         main_window, qtbot, monkeypatch, tmp_path, tiny_sd15_dir):
     from studio.core.config import Settings, default_paths

@@ -380,7 +380,9 @@ class LoraSDLesson(Trainer):
             "resolution": core.config.resolution,
             "data_note": (f"{count_of(len(self.dataset.examples), 'image')} × "
                           f"{core.config.repeats} repeats, buckets of about "
-                          f"{core.config.resolution}² px"),
+                          f"{core.config.resolution}² px"
+                          + (f", '{core.config.trigger.strip()}' put before every caption"
+                             if core.config.trigger.strip() else "")),
             "warnings": list(self.dataset.warnings),
             "images": self._shown, "prompts": list(core.config.sample_prompts),
             "samples": [(step, [str(p) for p in paths]) for step, paths in core.samples],
