@@ -6,6 +6,7 @@ SD 1.5 from the library, shows the row of samples and puts the LoRA into the lib
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,8 @@ def test_the_page_shows_and_edits_captions_trains_samples_and_fills_the_library(
 
     monkeypatch.setattr(TrainPanel, "session_in_process", False)  # a thread: no torch start-up
     folder = _folder(tmp_path / "my style")
+    library_model = default_paths().models_dir / "tiny-sd15"
+    shutil.copytree(tiny_sd15_dir, library_model)
     main_window.resize(1366, 768)
     main_window.show()
     panel = main_window.show_workspace("train")
@@ -167,10 +170,15 @@ def test_the_page_shows_and_edits_captions_trains_samples_and_fills_the_library(
     qtbot.waitUntil(lambda: "hf download" in view.auto_note.text(), timeout=10000)
     assert not view.auto_button.isVisible()
 
-    panel.reset(overrides={"model": str(tiny_sd15_dir), "resolution": "128", "name": "mine",
-                           "trigger": "zxq", **QUICK, "steps": 2})
-    qtbot.waitUntil(lambda: panel.last_frame.config["model"] == str(tiny_sd15_dir),
+    panel.reset(overrides={"resolution": "128", "name": "mine", "trigger": "zxq", **QUICK,
+                           "steps": 2})
+    qtbot.waitUntil(lambda: panel.last_frame.config["steps"] == 2, timeout=60000)
+    # the base model from the library's picker on the page
+    qtbot.waitUntil(lambda: view.model_box.findText("tiny-sd15") > 0, timeout=30000)
+    view.model_box.activated.emit(view.model_box.findText("tiny-sd15"))
+    qtbot.waitUntil(lambda: panel.last_frame.config["model"] == str(library_model),
                     timeout=60000)
+    assert view.model_box.currentText() == "tiny-sd15"
     view.choose_folder(str(folder))  # the page's "Image folder…"
     qtbot.waitUntil(lambda: panel.last_frame.config["data_folder"] == str(folder)
                     and view.images.count() == 3, timeout=60000)

@@ -260,10 +260,12 @@ class LoraTrainer:
         of a family LoRA training does not support is refused with the ones it does."""
         import torch
 
-        from studio.library.models import resolve_model
+        from studio.library.resolve import resolve_named
         from studio.pipelines.diffusion.loading import load_txt2img_pipeline
 
-        entry = resolve_model(self.config.base, self.settings, self.paths)
+        # a folder, a file, a cached repo id or a name as Generate and `studio models` list it
+        entry = resolve_named(self.config.base, "image", self.settings, self.paths,
+                              command="LoRA training").entry
         if entry.family not in SUPPORTED_FAMILIES:
             raise UserFacingError(
                 f"'{entry.name}' is an {entry.family} model; LoRA training supports "
