@@ -285,8 +285,8 @@ class LoraSDView(LessonView):
         self.auto_button.setVisible(found)
         self.auto_note.setText(
             "BLIP is in your Hugging Face cache: it can caption the images that have no .txt."
-            if found else f"Automatic captions: download BLIP with  {DOWNLOAD_LINE}  and "
-                          "restart Studio.")
+            if found else f"Automatic captions need BLIP: {DOWNLOAD_LINE} (then restart "
+                          "Studio).")
 
     # -- the base model ------------------------------------------------------------------------
     def _fill_models(self, models: list[tuple[str, str]]) -> None:
