@@ -317,6 +317,7 @@ class Walk:
         for key, title in self._lessons():
             s.append(Scene(f"train: {title}", lambda k=key: self._lesson(k)))
         s.append(Scene("train: runs tab", self._runs_tab, self._about_tab))
+        s.append(Scene("train: LoRA page (your images)", self._lora_page))
         s.append(Scene("models", self._models))
         s.append(Scene("models download dialog", self._download, self._close_dialog))
         s.append(Scene("settings dialog (general)", lambda: self._settings(0), self._close_dialog))
@@ -628,7 +629,8 @@ class Walk:
         wait_until(lambda: panel.frames_drawn >= 1, 120, "the first lesson's first frame")
         return self.window
 
-    def _lesson(self, key: str):
+    def _open_lesson(self, key: str):
+        """The Train panel with lesson ``key`` started (paused, its first frame drawn)."""
         from PySide6.QtCore import Qt
 
         panel = self.show("train")
@@ -640,6 +642,10 @@ class Walk:
         wait_until(lambda: panel.lesson == key and panel.session is not None
                    and panel.session.state == "paused" and panel.last_frame is not None
                    and set(panel.last_frame.config) == keys, 120, f"lesson {key} to start")
+        return panel
+
+    def _lesson(self, key: str):
+        panel = self._open_lesson(key)
         # A fixed number of steps, queued one after the other: the same curves every run.
         target = panel.last_frame.step + self.train_steps
         for _ in range(self.train_steps):
@@ -656,6 +662,32 @@ class Walk:
         wait_until(lambda: panel.runs.list.count() >= 1, 30, "the saved run in Runs")
         panel.runs.list.setCurrentRow(0)
         panel.tabs.setCurrentIndex(1)
+        settle(self.window)
+        return self.window
+
+    def _lora_page(self):
+        """The LoRA page on a folder of pictures (captions, one without) and the library's tiny
+        SD 1.5, two steps in: the thumbnails with captions and a row of samples."""
+        folder = self.work / "lora-images"
+        if not folder.is_dir():
+            folder.mkdir()
+            for i, (w, h) in enumerate([(96, 64), (64, 64), (64, 96), (80, 64)]):
+                write_photo(folder / f"picture-{i}.png", w, h)
+                if i:
+                    (folder / f"picture-{i}.txt").write_text(f"zxqstyle, a smooth gradient {i}",
+                                                             encoding="utf-8")
+        panel = self._open_lesson("lora-sd")
+        panel.reset(overrides={"dataset": "folder", "data_folder": str(folder),
+                               "model": "tiny-sd15", "resolution": "128", "sample_every": 2,
+                               "sample_steps": 2, "steps": 4, "trigger": "zxqstyle"})
+        wait_until(lambda: panel.last_frame.config["data_folder"] == str(folder)
+                   and panel.view.images.count() == 4, 120, "the LoRA page to read the folder")
+        target = panel.last_frame.step + 2
+        for _ in range(2):
+            panel.session.step_once()
+        wait_until(lambda: panel.last_frame.step >= target and panel.view.slider.maximum() >= 0
+                   and panel.view.sample_labels, 120, "the LoRA page's first row of samples")
+        process(300)
         settle(self.window)
         return self.window
 

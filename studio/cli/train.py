@@ -147,7 +147,12 @@ def run(args: argparse.Namespace) -> int:
     settings = _parse_settings(args.settings)
     if args.data is not None:
         settings.update(dataset="folder", data_folder=str(args.data))
-    from studio.pipelines.train.base import InvalidParameter, TrainingDiverged, step_loss
+    from studio.pipelines.train.base import (
+        InvalidParameter,
+        TrainingDiverged,
+        TrainingFinished,
+        step_loss,
+    )
     from studio.pipelines.train.registry import lesson, lesson_class
 
     try:  # a misspelt name is answered before torch is imported
@@ -164,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     cls = lesson_class(args.lesson)
     specs = {p.name for p in cls.params}
+    if "steps" in specs and "steps" not in settings:  # a lesson with a goal (lora-sd) meets it
+        settings["steps"] = args.steps
     if "domains" in specs and (args.data is not None or args.data_b is not None):
         # CycleGAN's two folders: --data is domain A, --data-b domain B
         settings.pop("dataset", None)
@@ -229,6 +236,9 @@ def run(args: argparse.Namespace) -> int:
                 buffer = []
     except TrainingDiverged as exc:
         code = fail(str(exc), EXIT_DIVERGED)
+    except TrainingFinished as exc:  # the lesson's own goal (lora-sd's steps) came first
+        if not args.json:
+            print(f"studio: {exc}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print(f"studio: stopped at step {trainer.step_count}; the run is saved in {run_.path}",
               file=sys.stderr, flush=True)

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in trainer.dataset.warnings:
         print(f"studio: warning: {warning}", file=sys.stderr, flush=True)
     if not args.json:
-        print(f"LoRA '{args.name}' on {trainer.entry.name}: {len(trainer.dataset.examples)} "
+        print(f"LoRA '{args.name}' on {trainer.base_name}: {len(trainer.dataset.examples)} "
               f"image(s), {count_of(args.steps, 'step')} → {trainer.lora_file}", file=sys.stderr,
               flush=True)
     show_every = max(1, args.steps // LINES_PER_RUN)

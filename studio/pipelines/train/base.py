@@ -29,6 +29,11 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or exploded; the run is paused with this message, never crashed."""
 
 
+class TrainingFinished(Exception):  # noqa: N818 - an end, not an error
+    """A lesson with a goal (the LoRA page's Steps) reached it: the session pauses with this
+    message (what was written, how to go on) and the command line stops there."""
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One knob of a lesson.

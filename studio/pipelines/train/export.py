@@ -9,6 +9,9 @@
   :func:`studio.pipelines.train.ddpm.export_state`); Generate lists it with a class picker.
 - ``gpt``: ``<models>/chat/<name>/``, a ``transformers`` model folder (config, safetensors,
   tokenizer with a plain-continuation chat template); Chat lists it like any chat model.
+- ``lora-sd``: ``<models>/loras/<name>/<name>.safetensors``, the LoRA in kohya's format with
+  its ``ss_`` metadata and ``<name>.preview.png`` (the page also writes ``<models>/loras/<name>``
+  itself when it reaches its steps).
 - ``lora-chat``: ``<models>/chat/<name>/``, the merged model (a ``transformers`` folder with the
   base's tokenizer and chat template) and the LoRA adapter alone in ``adapter/`` (peft format).
 - ``cnn``, ``distill`` (the distilled student), ``federated`` (the global model):
@@ -40,7 +43,8 @@ EXPORTS: dict[str, tuple[str, str]] = {"cyclegan": ("cyclegan", "Transform"),
                                        "cnn": ("classifier", "Gallery"),
                                        "distill": ("classifier", "Gallery"),
                                        "federated": ("classifier", "Gallery"),
-                                       "prune": ("classifier", "Gallery")}
+                                       "prune": ("classifier", "Gallery"),
+                                       "lora-sd": ("loras", "Generate")}
 _CLASSIFY = ("Gallery's image menu → Classify with an exported model… lists it (the top classes "
              "with their probabilities)")
 #: lesson → how the student uses what it exported
@@ -54,7 +58,9 @@ USES = {"cyclegan": "Transform → CycleGAN lists it beside the released models"
         "cnn": _CLASSIFY, "distill": _CLASSIFY + "; it is the distilled student",
         "federated": _CLASSIFY + "; it is the global (averaged) model",
         "prune": _CLASSIFY + "; it is the pruned, fine-tuned CNN (its removed weights are "
-                             "zeros)"}
+                             "zeros)",
+        "lora-sd": "Generate lists it among the LoRAs (kohya's format: A1111, Forge and ComfyUI "
+                   "load it too)"}
 # the lessons whose export is a classifier
 CLASSIFIERS = ("cnn", "distill", "federated", "prune")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,79}$")
@@ -106,7 +112,7 @@ def export_trainer(trainer: Any, models_dir: Path, name: str) -> Exported:
     def write(folder: Path) -> list[Path]:
         if lesson == "cyclegan":
             return list(trainer.export_generators(folder))
-        if lesson in ("gpt", "ddpm", "lora-chat", "dpo"):
+        if lesson in ("gpt", "ddpm", "lora-chat", "dpo", "lora-sd"):
             return list(trainer.export_model(folder))
         if lesson in CLASSIFIERS:
             from studio.pipelines.train.classifier_models import write_classifier
@@ -183,6 +189,10 @@ def export_run(run_path: Path, models_dir: Path, name: str = "") -> Exported:
             from studio.pipelines.train.lora_chat import write_lora_chat
 
             return write_lora_chat(folder, {**state, "config": doc["config"]})
+        if run.lesson == "lora-sd":
+            from studio.pipelines.train.lora_sd_lesson import write_lora_export
+
+            return write_lora_export(folder, state)
         if run.lesson == "dpo":
             from studio.pipelines.train.dpo import CHAT_TEMPLATE, EOS, byte_tokenizer
             from studio.pipelines.train.text_lessons import write_gpt

@@ -55,6 +55,7 @@ class LoraTrainConfig:
     sample_every: int = 0
     sample_prompts: list[str] = field(default_factory=list)
     sample_steps: int = 20
+    sample_seed: int | None = None  # the samples' fixed seed (None: ``seed``)
     mixed_precision: str = "no"  # "no", "fp16", "bf16"
     gradient_checkpointing: bool = False
     out_dir: Path | None = None  # default: the library's models/loras
@@ -83,6 +84,7 @@ class Example:
     path: Path
     caption: str
     bucket: tuple[int, int]  # (width, height)
+    image: Any = None  # a PIL image held in memory (a set that ships with Studio), else None
 
 
 @dataclass
@@ -116,6 +118,7 @@ def bucket_for(size: tuple[int, int], choices: list[tuple[int, int]]) -> tuple[i
 
 
 def read_caption(image: Path) -> str | None:
+    """The caption of ``image`` as kohya reads it: the ``.txt`` beside it, stripped."""
     sidecar = image.with_suffix(".txt")
     try:
         return sidecar.read_text(encoding="utf-8").strip()
@@ -123,6 +126,28 @@ def read_caption(image: Path) -> str | None:
         return None
     except (OSError, UnicodeDecodeError):
         return None
+
+
+def write_caption(image: Path, text: str) -> Path:
+    """Save ``text`` as the kohya sidecar of ``image`` (``cat.png`` → ``cat.txt``), atomically;
+    a failed write says why in words."""
+    from studio.core.files import atomic_write_text
+    from studio.core.wording import write_failure
+
+    sidecar = Path(image).with_suffix(".txt")
+    try:
+        atomic_write_text(sidecar, " ".join(str(text).split()) + "\n")
+    except OSError as exc:
+        raise UserFacingError(write_failure(exc, f"the caption {sidecar.name}", sidecar.parent)) from exc
+    return sidecar
+
+
+def caption_with_trigger(caption: str, trigger: str) -> str:
+    """``trigger, caption`` (kohya's sidecars often start with the trigger already: kept once)."""
+    word = trigger.strip()
+    if word and caption.split(",")[0].strip() == word:
+        word = ""
+    return ", ".join(p for p in (word, caption) if p)
 
 
 def scan_folder(folder: Path, trigger: str, resolution: int) -> Dataset:
@@ -152,11 +177,8 @@ def scan_folder(folder: Path, trigger: str, resolution: int) -> Dataset:
         if not caption:
             uncaptioned += 1
             caption = ""
-        word = trigger.strip()
-        if word and caption.split(",")[0].strip() == word:  # kohya sidecars often have it already
-            word = ""
-        text = ", ".join(p for p in (word, caption) if p)
-        examples.append(Example(path, text, bucket_for(size, choices)))
+        examples.append(Example(path, caption_with_trigger(caption, trigger),
+                                bucket_for(size, choices)))
     warnings = []
     if skipped:
         warnings.append(f"Skipped {skipped['unreadable image']} file(s) that are not readable "
@@ -181,9 +203,12 @@ def _load_pixels(example: Example):
     import torch
     from PIL import Image, ImageOps
 
-    with Image.open(example.path) as img:
-        img = ImageOps.exif_transpose(img).convert("RGB")
-        img = ImageOps.fit(img, example.bucket, Image.Resampling.LANCZOS)
+    if example.image is not None:
+        img = ImageOps.fit(example.image.convert("RGB"), example.bucket, Image.Resampling.LANCZOS)
+    else:
+        with Image.open(example.path) as img:
+            img = ImageOps.exif_transpose(img).convert("RGB")
+            img = ImageOps.fit(img, example.bucket, Image.Resampling.LANCZOS)
     array = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1)
 
@@ -209,6 +234,7 @@ class LoraTrainer:
         self.losses: list[float] = []
         self.samples: list[tuple[int, list[Path]]] = []
         self.dataset: Dataset | None = None
+        self.samples_dir = self.state_dir / "samples"
 
     # paths
     @property
@@ -225,22 +251,39 @@ class LoraTrainer:
 
     # setup
     def prepare(self) -> None:
-        import torch
-        from accelerate import Accelerator
-        from peft import LoraConfig
+        """Read the folder, load the library model ``config.base``, cache, add the adapter."""
+        dataset = scan_folder(self.config.data_dir, self.config.trigger, self.config.resolution)
+        self.attach(*self.load_base(), dataset)
 
-        from studio.library.models import resolve_model
+    def load_base(self) -> tuple[Any, str, str]:
+        """The library model ``config.base`` loaded: (pipeline, its name, its family); a model
+        of a family LoRA training does not support is refused with the ones it does."""
+        import torch
+
+        from studio.library.resolve import resolve_named
         from studio.pipelines.diffusion.loading import load_txt2img_pipeline
 
-        cfg = self.config
-        self.dataset = scan_folder(cfg.data_dir, cfg.trigger, cfg.resolution)
-        entry = resolve_model(cfg.base, self.settings, self.paths)
+        # a folder, a file, a cached repo id or a name as Generate and `studio models` list it
+        entry = resolve_named(self.config.base, "image", self.settings, self.paths,
+                              command="LoRA training").entry
         if entry.family not in SUPPORTED_FAMILIES:
             raise UserFacingError(
                 f"'{entry.name}' is an {entry.family} model; LoRA training supports "
                 "Stable Diffusion 1.x models for now. Pick an SD 1.x model.")
         self.entry = entry
-        self.pipe = load_txt2img_pipeline(entry, self.device, torch.float32, self.paths)
+        pipe = load_txt2img_pipeline(entry, self.device, torch.float32, self.paths)
+        return pipe, entry.name, entry.family
+
+    def attach(self, pipe: Any, base_name: str, family: str, dataset: Dataset) -> None:
+        """Train on ``pipe`` (an SD 1.x pipeline already loaded, called ``base_name``) and
+        ``dataset``: cache its latents and prompts and add the LoRA adapter."""
+        import torch
+        from accelerate import Accelerator
+        from peft import LoraConfig
+
+        cfg = self.config
+        self.dataset, self.base_name, self.family = dataset, base_name, family
+        self.pipe = pipe
         self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=self.device == "cpu")
         pipe = self.pipe
         for part in (pipe.vae, pipe.text_encoder, pipe.unet):
@@ -261,6 +304,8 @@ class LoraTrainer:
         optimizer = torch.optim.AdamW(self.params, lr=cfg.lr)
         self.unet, self.optimizer = self.accelerator.prepare(unet, optimizer)
         self.noise_scheduler = _training_scheduler(pipe)
+        if hasattr(pipe, "set_progress_bar_config"):
+            pipe.set_progress_bar_config(disable=True)
 
     def _cache(self, pipe) -> None:
         import torch
@@ -371,40 +416,43 @@ class LoraTrainer:
         import torch
 
         cfg = self.config
-        folder = self.state_dir / "samples"
+        folder = self.samples_dir
         folder.mkdir(parents=True, exist_ok=True)
         self.unet.eval()
+        seed = cfg.seed if cfg.sample_seed is None else cfg.sample_seed
         out = []
         for index, prompt in enumerate(cfg.sample_prompts):
             image = self.pipe(prompt, num_inference_steps=cfg.sample_steps,
                               width=cfg.resolution, height=cfg.resolution,
-                              generator=torch.Generator("cpu").manual_seed(cfg.seed)).images[0]
+                              generator=torch.Generator("cpu").manual_seed(seed)).images[0]
             path = folder / f"step{self.step:06d}-{index}.png"
             image.save(path)
             out.append(path)
         self.samples.append((self.step, out))
         return out
 
-    def kohya_state_dict(self) -> dict:
-        import torch
-        from diffusers.utils import convert_state_dict_to_kohya
+    def peft_state(self) -> dict:
+        """The adapter's weights as PEFT names them (no adapter name), copied to the CPU."""
         from peft.utils import get_peft_model_state_dict
 
         unet = self.accelerator.unwrap_model(self.unet)
-        peft_sd = {f"unet.{k}": v.detach().cpu().float().contiguous()
-                   for k, v in get_peft_model_state_dict(unet).items()}
-        kohya = convert_state_dict_to_kohya(peft_sd)
-        for key in kohya:
-            if key.endswith(".alpha"):
-                kohya[key] = torch.tensor(float(self.config.alpha))
-        return kohya
+        return {k: v.detach().cpu().float().clone()
+                for k, v in get_peft_model_state_dict(unet).items()}
+
+    def load_peft_state(self, state: dict) -> None:
+        from peft.utils import set_peft_model_state_dict
+
+        set_peft_model_state_dict(self.accelerator.unwrap_model(self.unet), state)
+
+    def kohya_state_dict(self) -> dict:
+        return kohya_from_peft(self.peft_state(), self.config.alpha)
 
     def metadata(self) -> dict[str, str]:
         assert self.dataset is not None
         cfg = self.config
         return {
-            "ss_base_model_version": SUPPORTED_FAMILIES[self.entry.family],
-            "ss_sd_model_name": self.entry.name,
+            "ss_base_model_version": SUPPORTED_FAMILIES[self.family],
+            "ss_sd_model_name": self.base_name,
             "ss_network_module": "networks.lora",
             "ss_network_dim": str(cfg.rank),
             "ss_network_alpha": str(cfg.alpha),
@@ -430,19 +478,8 @@ class LoraTrainer:
         }
 
     def save_lora(self) -> Path:
-        from safetensors.torch import save_file
-
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        target = self.lora_file
-        partial = target.with_suffix(".safetensors.partial")
-        save_file(self.kohya_state_dict(), str(partial), metadata=self.metadata())
-        partial.replace(target)
-        if self.samples and self.samples[-1][1]:
-            from PIL import Image
-
-            with Image.open(self.samples[-1][1][0]) as img:
-                img.save(target.with_suffix(".preview.png"))
-        return target
+        preview = self.samples[-1][1][0] if self.samples and self.samples[-1][1] else None
+        return write_lora_file(self.lora_file, self.kohya_state_dict(), self.metadata(), preview)
 
     def run(self, resume: bool = False,
             on_step: Callable[[StepReport], None] | None = None,
@@ -467,6 +504,44 @@ class LoraTrainer:
         if cfg.sample_prompts and (not self.samples or self.samples[-1][0] != self.step):
             self.sample()
         return self.save_lora()
+
+
+def kohya_from_peft(peft_sd: dict, alpha: float) -> dict:
+    """A UNet adapter's PEFT state dict in kohya's layout (``lora_unet_…`` keys, ``alpha``)."""
+    import torch
+    from diffusers.utils import convert_state_dict_to_kohya
+
+    kohya = convert_state_dict_to_kohya(
+        {f"unet.{k}": v.detach().cpu().float().contiguous() for k, v in peft_sd.items()})
+    for key in kohya:
+        if key.endswith(".alpha"):
+            kohya[key] = torch.tensor(float(alpha))
+    return kohya
+
+
+def write_lora_file(target: Path, kohya: dict, metadata: dict[str, str],
+                    preview: Path | None = None) -> Path:
+    """``target`` (``<name>.safetensors``) written whole or not at all, with the image
+    ``preview`` beside it as ``<name>.preview.png`` (where A1111 and Forge look for one)."""
+    from safetensors.torch import save_file
+
+    from studio.core.wording import write_failure
+
+    target = Path(target)
+    partial = target.with_suffix(".safetensors.partial")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        save_file(kohya, str(partial), metadata=metadata)
+        partial.replace(target)
+        if preview is not None and Path(preview).is_file():
+            from PIL import Image
+
+            with Image.open(preview) as img:
+                img.save(target.with_suffix(".preview.png"))
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise UserFacingError(write_failure(exc, f"the LoRA {target.name}", target.parent)) from exc
+    return target
 
 
 def _training_scheduler(pipe: Any):

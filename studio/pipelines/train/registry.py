@@ -84,6 +84,10 @@ LESSONS: dict[str, Lesson] = _lessons(
      "A small GPT learns which of two answers people prefer (DPO with TRL); compare its "
      "answers before and after.",
      "studio.pipelines.train.dpo:DPOLesson"),
+    ("lora-sd", "LoRA: your style in Generate",
+     "Train a LoRA for a Stable Diffusion 1.x model on your own images; watch samples arrive, "
+     "then use it in Generate.",
+     "studio.pipelines.train.lora_sd_lesson:LoraSDLesson"),
     ("ddpm", "Image diffusion (DDPM)",
      "A small UNet learns to turn noise into digits, faces or your own images; then draw new "
      "ones in Generate.",

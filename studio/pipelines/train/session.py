@@ -10,7 +10,8 @@ session thread (the Qt bridge turns them into signals):
   drawn the last (:meth:`TrainingSession.frame_done`), so a slow window never queues up frames and
   never holds the trainer back: it just gets fewer, fresher pictures.
 - ``on_state(state, message)``: ``playing``, ``paused``, ``waiting`` (yielding to the job queue),
-  ``diverged`` (with the message) or ``error``.
+  ``diverged`` (with the message), ``finished`` (a lesson with a goal reached it: the message
+  says what it wrote) or ``error``.
 
 Yield policy: training shares the machine with Generate and Chat. Before every step the session
 asks ``busy()`` (in the window: "does the GPU job runner have a job waiting or running?"); while
@@ -42,7 +43,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.pipelines.train.base import InvalidParameter, Trainer, TrainingDiverged
+from studio.pipelines.train.base import (
+    InvalidParameter,
+    Trainer,
+    TrainingDiverged,
+    TrainingFinished,
+)
 from studio.pipelines.train.registry import lesson_class
 from studio.pipelines.train.runs import Run
 
@@ -292,6 +298,12 @@ class TrainingSession:
             self._flush()
             self._dirty = True
             self._set_state("diverged", str(exc))
+            return
+        except TrainingFinished as exc:  # the lesson reached its goal: saved, paused, said
+            self._playing = False
+            self._checkpoint()
+            self._dirty = True
+            self._set_state("finished", str(exc))
             return
         self._on_step(trainer.step_count)
         every = max(1, trainer.info.log_every)

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 SIDE_WIDTHS = ((1700, 300, 340), (1500, 300, 300), (0, 270, 270))
 STATUS_TEXT = {"starting": "Starting…", "playing": "Training…", "paused": "Paused",
                "diverged": "Stopped: diverged", "error": "Stopped by an error",
+               "finished": "Finished",
                "waiting": "Waiting for the job queue (Generate and Chat go first)"}
 
 
@@ -245,6 +246,7 @@ class TrainPanel(QWidget):
         self.view.setParamRequested.connect(self.set_param)
         self.view.resetRequested.connect(lambda over: self.reset(overrides=over))
         self.view.stepPartRequested.connect(self.step_once)
+        self.view.modelWritten.connect(lambda _path: self.ctx.libraryChanged.emit())
         self.view_holder.addWidget(self.view)
         self._config = cls.validate_config()
         self.form = ParamsForm(cls.params, self._config,
@@ -369,7 +371,9 @@ class TrainPanel(QWidget):
         self.controls.set_status(STATUS_TEXT.get(state, state))
         if message and state in ("diverged", "error", "paused"):
             self._show_error(message)
-        if state in ("paused", "diverged"):
+        if message and state == "finished":  # a lesson reached its goal (what it wrote)
+            self.runs.show_note(message)
+        if state in ("paused", "diverged", "finished"):
             self.runs.refresh(self.runs_root, self.lesson, self._run_path)
 
     def _show_error(self, text: str) -> None:

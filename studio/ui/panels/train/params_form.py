@@ -170,11 +170,13 @@ class FolderEdit(QWidget):
         self.browse = QPushButton("Browse…")
         self.browse.setToolTip("Choose a text file" if file_filter else "Choose a folder of images")
         self.browse.clicked.connect(self._choose)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.setSpacing(4)
-        row.addWidget(self.line, 1)
-        row.addWidget(self.browse)
+        # The path takes the column's whole width, Browse… under it: side by side a chosen
+        # path showed a dozen characters in the narrow sidebar.
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(4)
+        column.addWidget(self.line)
+        column.addWidget(self.browse, 0, Qt.AlignmentFlag.AlignRight)
         self.browse.setVisible(browse)
         self._value = ""
 

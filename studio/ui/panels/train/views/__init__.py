@@ -31,6 +31,7 @@ VIEW_PATHS: dict[str, str] = {
     "federated": "studio.ui.panels.train.views.federated:FederatedView",
     "quantize": "studio.ui.panels.train.views.compress:QuantizeView",
     "prune": "studio.ui.panels.train.views.compress:PruneView",
+    "lora-sd": "studio.ui.panels.train.views.lora_sd:LoraSDView",
 }
 
 

@@ -24,6 +24,8 @@ class LessonView(QWidget):
     resetRequested = Signal(dict)
     #: run only one part of a step, one of the trainer's ``step_parts`` (e.g. "D")
     stepPartRequested = Signal(str)
+    #: the lesson wrote a model into the library (its path): the pickers scan again
+    modelWritten = Signal(str)
 
     #: the view has its own buttons for the trainer's ``step_parts`` (the control bar then shows
     #: none: two sets of "Step D"/"Step G" would crowd the bar until its buttons are clipped)

@@ -1,0 +1,207 @@
+"""The Train → LoRA page (#18): the ``lora-sd`` lesson drives the LoRA trainer a step at a time
+(samples every N steps at a fixed seed, the kohya file written at the goal or on "Keep LoRA
+now", an exact resume from a run's checkpoint, an export from the Runs list), and the window's
+page shows a folder's images with their captions, edits a caption into its .txt, trains a tiny
+SD 1.5 from the library, shows the row of samples and puts the LoRA into the library."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors import safe_open
+
+from studio.pipelines.train.base import InvalidParameter, TrainingFinished
+
+QUICK = {"steps": 4, "sample_every": 2, "sample_steps": 2, "lr": 1e-3}
+
+
+def _folder(root: Path) -> Path:
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i, size in enumerate([(64, 64), (96, 64), (64, 96)]):
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(
+            root / f"img{i}.png")
+    (root / "img0.txt").write_text("red square, pattern", encoding="utf-8")
+    (root / "img1.txt").write_text("blue circle", encoding="utf-8")
+    return root  # img2 has no caption
+
+
+def _steps(trainer, n):
+    return [trainer.step() for _ in range(n)]
+
+
+def test_lesson_samples_writes_the_lora_at_its_goal_exports_and_resumes_exactly(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from studio.core.config import default_paths
+    from studio.pipelines.train.export import export_run
+    from studio.pipelines.train.lora_sd_lesson import LoraSDLesson
+    from studio.pipelines.train.runs import Run
+    from tests.fixtures.resume import assert_resumes_exactly
+
+    lesson = LoraSDLesson(QUICK, seed=0)
+    _steps(lesson, 4)
+    snap = lesson.snapshot()
+    assert [step for step, _ in snap["samples"]] == [2, 4]
+    assert snap["prompts"] == ["a red circle", "a red square"]  # the first two captions
+    assert all(Path(p).is_file() for _, paths in snap["samples"] for p in paths)
+    models = default_paths().models_dir
+    lora = models / "loras" / "red-shapes.safetensors"
+    assert snap["saved"] == str(lora) and lora.with_suffix(".preview.png").is_file()
+    with safe_open(str(lora), "pt") as f:
+        assert all(k.startswith("lora_unet_") for k in f.keys())
+        assert f.metadata()["ss_steps"] == "4" and f.metadata()["ss_network_dim"] == "8"
+    with pytest.raises(TrainingFinished, match="red-shapes.safetensors is in Models"):
+        lesson.step()
+
+    # the Runs list's export, from the checkpoint alone: the same tensors, its own name
+    run = Run.create(tmp_path / "runs", "lora-sd", 0, lesson.config)
+    run.save_checkpoint(lesson)
+    done = export_run(run.path, models, "from-run")
+    exported = done.path / "from-run.safetensors"
+    assert "Generate lists it among the LoRAs" in done.message
+    assert (done.path / "from-run.preview.png").is_file()
+    first, second = load_file(str(lora)), load_file(str(exported))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k])
+                                                 for k in first)
+    with safe_open(str(exported), "pt") as f:
+        assert f.metadata()["ss_output_name"] == "from-run"
+    lesson.set_param("steps", 5)  # a higher goal: it trains on
+    assert lesson.step()["step"] == 5
+
+    paused, _ = assert_resumes_exactly(
+        lambda seed: LoraSDLesson({**QUICK, "sample_every": 0, "name": "kept"}, seed=seed),
+        _steps, steps=2)
+    paused.set_param("steps", 2)  # "Keep LoRA now": the goal becomes this step
+    kept = models / "loras" / "kept.safetensors"
+    assert paused.saved == str(kept) and kept.is_file()
+    with pytest.raises(TrainingFinished):
+        paused.step()
+
+
+def test_bad_folder_name_and_missing_captioner_are_sentences(tmp_path):
+    from studio.pipelines.train.captions import DOWNLOAD_LINE, NEEDS
+    from studio.pipelines.train.lora_sd_lesson import LoraSDLesson
+
+    with pytest.raises(InvalidParameter, match="Choose your folder of images first"):
+        LoraSDLesson.validate_config({"dataset": "folder"})
+    with pytest.raises(InvalidParameter, match="does not exist"):
+        LoraSDLesson.validate_config({"dataset": "folder", "data_folder": str(tmp_path / "x")})
+    with pytest.raises(InvalidParameter, match="cannot be a LoRA file name"):
+        LoraSDLesson.validate_config({"name": "a/b"})
+    assert LoraSDLesson.unavailable_choices() == {"captions": {"blip": NEEDS}}
+    assert DOWNLOAD_LINE in NEEDS
+    with pytest.raises(InvalidParameter, match="hf download Salesforce/blip"):
+        LoraSDLesson.validate_config({"captions": "blip"})
+
+
+def _tiny_blip(folder: Path) -> Path:
+    """A BLIP captioner with the real classes, tiny and random, whose text head is pushed to
+    one word ("w2000"), saved as a Hub repo is."""
+    import torch
+    from transformers import (
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
+
+    special = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]"}
+    tokenizer = BertTokenizer(vocab={special.get(i, f"w{i}"): i for i in range(30522)})
+    tokenizer.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    torch.manual_seed(0)
+    model = BlipForConditionalGeneration(BlipConfig(
+        text_config=dict(vocab_size=30524, max_position_embeddings=64, encoder_hidden_size=32,
+                         **small),
+        vision_config=dict(image_size=32, patch_size=16, **small), projection_dim=32))
+    with torch.no_grad():
+        model.text_decoder.cls.predictions.decoder.bias[2000] = 50.0
+    BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer).save_pretrained(
+        folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_blip_in_the_hf_cache_captions_only_the_images_without_a_caption(tmp_path, monkeypatch):
+    from studio.pipelines.train.captions import caption_missing, find_captioner
+    from studio.pipelines.train.lora_sd_lesson import LoraSDLesson
+    from tests.fixtures.hub_cache import add_to_hub_cache
+
+    hf_home = tmp_path / "hf"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hf_home / "hub"))
+    assert find_captioner() is None
+    snap = add_to_hub_cache(hf_home, "Salesforce/blip-image-captioning-base",
+                            _tiny_blip(tmp_path / "blip"))
+    assert find_captioner() == snap and LoraSDLesson.unavailable_choices() == {}
+    assert LoraSDLesson.validate_config({"captions": "blip"})["captions"] == "blip"
+    folder = _folder(tmp_path / "images")
+    assert caption_missing(sorted(folder.glob("*.png"))) == [folder / "img2.txt"]
+    assert (folder / "img2.txt").read_text(encoding="utf-8").startswith("w2000 w2000")
+    assert (folder / "img0.txt").read_text(encoding="utf-8") == "red square, pattern"
+
+
+def test_the_page_shows_and_edits_captions_trains_samples_and_fills_the_library(
+        main_window, qtbot, monkeypatch, tmp_path, tiny_sd15_dir):
+    from studio.core.config import Settings, default_paths
+    from studio.ui.panels.generate.panel import default_lora_scanner
+    from studio.ui.panels.train.panel import TrainPanel
+
+    monkeypatch.setattr(TrainPanel, "session_in_process", False)  # a thread: no torch start-up
+    folder = _folder(tmp_path / "my style")
+    library_model = default_paths().models_dir / "tiny-sd15"
+    shutil.copytree(tiny_sd15_dir, library_model)
+    main_window.resize(1366, 768)
+    main_window.show()
+    panel = main_window.show_workspace("train")
+    qtbot.waitUntil(lambda: panel.frames_drawn >= 1, timeout=60000)
+    panel.open_lesson("lora-sd")
+    qtbot.waitUntil(lambda: panel.lesson == "lora-sd" and panel.last_frame is not None
+                    and panel.session.state == "paused", timeout=60000)
+    view = panel.view
+    assert "hf download Salesforce/blip-image-captioning-base" in view.auto_note.text() \
+        or not view.auto_note.text()  # the captioner check runs off the GUI thread
+    qtbot.waitUntil(lambda: "hf download" in view.auto_note.text(), timeout=10000)
+    assert not view.auto_button.isVisible()
+
+    panel.reset(overrides={"resolution": "128", "name": "mine", "trigger": "zxq", **QUICK,
+                           "steps": 2})
+    qtbot.waitUntil(lambda: panel.last_frame.config["steps"] == 2, timeout=60000)
+    # the base model from the library's picker on the page
+    qtbot.waitUntil(lambda: view.model_box.findText("tiny-sd15") > 0, timeout=30000)
+    view.model_box.activated.emit(view.model_box.findText("tiny-sd15"))
+    qtbot.waitUntil(lambda: panel.last_frame.config["model"] == str(library_model),
+                    timeout=60000)
+    assert view.model_box.currentText() == "tiny-sd15"
+    view.choose_folder(str(folder))  # the page's "Image folder…"
+    qtbot.waitUntil(lambda: panel.last_frame.config["data_folder"] == str(folder)
+                    and view.images.count() == 3, timeout=60000)
+    texts = [view.images.item(i).text() for i in range(3)]
+    assert texts == ["img0.png — red square, pattern", "img1.png — blue circle",
+                     "img2.png — (no caption)"]
+    assert "1 of 3 image(s) have no .txt caption" in view.info.full_text()
+    view.images.setCurrentRow(2)
+    view.caption_edit.setText("green triangle")
+    view.save_button.click()
+    assert (folder / "img2.txt").read_text(encoding="utf-8") == "green triangle\n"
+    assert view.images.item(2).text() == "img2.png — green triangle"
+
+    written = []
+    panel.ctx.libraryChanged.connect(lambda: written.append(True))
+    panel.controls.play_button.click()
+    qtbot.waitUntil(lambda: panel.session.state == "finished", timeout=60000)
+    qtbot.waitUntil(lambda: bool(written) and view.sample_labels
+                    and not view.sample_labels[0].pixmap().isNull(), timeout=10000)
+    assert view.row_label.text() == "step 2 (1/1)" and "mine.safetensors" in \
+        view.saved_label.full_text()
+    assert "Step 2 / 2" in view.stats.full_text() and "steps/s" in view.stats.full_text()
+    paths = default_paths()
+    loras = default_lora_scanner(Settings(device="cpu"), paths)  # Generate's LoRA list
+    assert [Path(e.path) for e in loras] == [paths.models_dir / "loras" / "mine.safetensors"]
+    assert (paths.models_dir / "loras" / "mine.preview.png").is_file()
