@@ -103,7 +103,7 @@ class TrainPanel(QWidget):
             item.setToolTip(cls.info.summary)
             self.lesson_list.addItem(item)
         # Every lesson shows when there is room; on a laptop screen the list scrolls and the
-        # settings below keep a usable height (21 lessons no longer fit 768 px with both).
+        # settings below keep a usable height (22 lessons no longer fit 768 px with both).
         rows = max(1, self.lesson_list.count())
         row = self.lesson_list.sizeHintForRow(0) + 8
         self.lesson_list.setMaximumHeight(rows * row + 12)
