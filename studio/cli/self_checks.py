@@ -303,8 +303,12 @@ def check_generate(root: Path, device: str = "auto") -> str:
                           f"steps {read['steps']}")
     lora = _lora_step(model, settings, paths, results[0].path)
     search = _gallery_search(settings, paths, results[0].path)
+    from studio.cli.self_checks_controlnet import controlnet_step
+
+    control = controlnet_step(model, settings, paths, results[0].path, _run_jobs, IMAGE_SIDE,
+                              GENERATE_STEPS)
     return (f"{count_of(GENERATE_STEPS, 'step')}, {IMAGE_SIDE}×{IMAGE_SIDE} PNG, its "
-            f"parameters read back; {lora}; {search}")
+            f"parameters read back; {lora}; {search}; {control}")
 
 
 def _gallery_search(settings: Any, paths: Any, image: Path) -> str:

@@ -22,8 +22,8 @@ _FAMILY_TITLES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 def _entry(c: ControlNetEntry) -> LibraryEntry:
     files = sorted(c.path.glob("*.safetensors"))
     fits = _FAMILY_TITLES.get(c.family, "")
-    detail = f"guides {fits} models with a control image" if fits else \
-        "guides image generation with a control image (its base family is unknown)"
+    detail = (f"guides {fits} models with a control image" if fits else  # plural-ok
+              "guides image generation with a control image (its base family is unknown)")
     return LibraryEntry(c.name, "controlnet", c.path, c.source, "diffusers",
                         _folder_size(c.path), files_precision(files), c.family, c.repo_id, detail,
                         ("Generate",) if fits else ())

@@ -150,7 +150,7 @@ def resolve_units(request: Any, family: str, settings: Settings,
         found = family_of(family)
         label = found.label if found is not None else family
         raise UserFacingError(f"ControlNet works with SD 1.x, SD 2.x and SDXL models here; "
-                              f"{label} models need their own ControlNets, which Studio does "
+                              f"{label} models need their own ControlNets, which Studio does "  # plural-ok
                               "not run yet. Remove the ControlNet or pick another model.")
     entries = []
     for unit in checked:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.jobs import UserFacingError
+from studio.core.wording import count_of
 from studio.pipelines.train.runs import Run, RunInfo, list_runs
 
 LESSON = "cnn"
@@ -38,7 +39,7 @@ class Classification:
         guesses = ", ".join(f"{name} {p:.0%}" for name, p in self.top)
         if self.model:
             return (f"{guesses} — the classifier {self.model} (the {self.lesson} lesson, "
-                    f"{self.step} steps on {self.dataset}).")
+                    f"{count_of(self.step, 'step')} on {self.dataset}).")
         return (f"{guesses} — the CNN of run {self.run_id} (step {self.step}, trained on "
                 f"{self.dataset}).")
 

@@ -248,7 +248,7 @@ class ControlNetSection(QWidget):
             "Guide the composition with a control image (edges, a drawing, a pose or depth "
             "map) — SD 1.x, SD 2.x and SDXL models" if usable else
             "A GAN draws from its seed alone" if key == "gan" else
-            f"{label} models need their own ControlNets, which Studio does not run yet: "
+            f"{label} models need their own ControlNets, which Studio does not run yet: "  # plural-ok
             "ControlNet works with SD 1.x, SD 2.x and SDXL models")
 
     def set_request(self, request: Txt2ImgRequest) -> None:

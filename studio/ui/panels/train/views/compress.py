@@ -19,6 +19,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSlider, QTextBrowser, QWidget
 
+from studio.core.wording import count_of
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.panels.train.views.cnn import (
@@ -122,7 +123,7 @@ class QuantizeView(LessonView):
         else:
             done = sum(r["measured"] for r in snapshot["table"])
             self.note.set_full_text(
-                f"Trained {snapshot['cnn_step']} steps · {done} of {len(snapshot['table'])} "
+                f"Trained {count_of(snapshot['cnn_step'], 'step')} · {done} of {len(snapshot['table'])} "
                 f"settings measured on {snapshot['n_test']} test digits; times keep being "
                 "measured (the median shows)")
         self._table(snapshot["table"])
@@ -181,7 +182,7 @@ class QuantizeView(LessonView):
         self.hist_caption.setToolTip(
             f"The weights of {hist['layer']} divided by the scale of their block: before rounding "
             f"(line) and as {hist['label']} stores them (filled: only whole steps)"
-            + (f". The middle ±{ZOOM_STEPS} steps of ±{int(half)}: drag or scroll to see the "
+            + (f". The middle ±{ZOOM_STEPS} steps of ±{int(half)}: drag or scroll to see the "  # plural-ok
                "rest" if shown < half else ""))
         if hist["setting"] != self._hist_setting:
             self._hist_setting = hist["setting"]
@@ -294,7 +295,8 @@ class PruneView(LessonView):
             self.note.set_full_text(_training_note(snapshot) + " — then it is pruned")
         elif not snapshot["pruned"]:
             self.note.set_full_text(
-                f"Trained {snapshot['cnn_step']} steps ({snapshot['float_acc']:.1%}) · pruning "
+                f"Trained {count_of(snapshot['cnn_step'], 'step')} ({snapshot['float_acc']:.1%}) · "
+                "pruning "
                 "copies at 0–95 % sparsity, no fine-tuning")
         else:
             point = next((p for p in snapshot["tuned"] if p["method"] == snapshot["method"]
@@ -304,7 +306,7 @@ class PruneView(LessonView):
                 f"{names[snapshot['method']]} at {snapshot['sparsity']:.0%}: "
                 f"{snapshot['reached']:.1%} of the "
                 f"{'conv ' if snapshot['method'] == 'structured' else ''}weights are zero · "
-                f"fine-tuned {steps} steps: "
+                f"fine-tuned {count_of(steps, 'step')}: "
                 f"{point['acc'] if point else 0:.1%} (right after pruning "
                 f"{point['before'] if point else 0:.1%}; unpruned {snapshot['float_acc']:.1%})"
                 + (f" · filters cut out: {point['cut_bytes'] / point['dense_bytes']:.0%} of the "

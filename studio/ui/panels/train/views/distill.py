@@ -135,7 +135,7 @@ class DistillView(LessonView):
             gap_t = acc["teacher"] - acc["twin"]
             text = (f"Students, step {step - teacher_steps} on {snapshot['n_student_images']:,} "
                     f"images at T = {snapshot['temperature']:g}, alpha = "
-                    f"{snapshot['alpha']:g}: {gap_s * 100:.1f} points behind the teacher "
+                    f"{snapshot['alpha']:g}: {gap_s * 100:.1f} points behind the teacher "  # plural-ok
                     f"(distilled) vs {gap_t * 100:.1f} (hard labels only).")
         self.status.set_full_text(text)
 

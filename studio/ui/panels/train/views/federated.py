@@ -15,6 +15,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF
 from PySide6.QtWidgets import QGridLayout, QTextBrowser, QWidget
 
+from studio.core.wording import count_of
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.panels.train.views.cnn import image_plot
@@ -41,7 +42,7 @@ def shared_panel_html(snapshot: dict[str, Any]) -> str:
     n_clients = len(snapshot["images_kept"])
     weights = int(snapshot["n_weights"])
     rows = "".join(
-        f"<tr><td>Client {k + 1}</td><td>{n:,} images of "
+        f"<tr><td>Client {k + 1}</td><td>{count_of(n, 'image')} of "
         f"{html.escape(', '.join(str(names[c]) for c in classes))}</td></tr>"
         for k, (n, classes) in enumerate(zip(snapshot["images_kept"],
                                              snapshot["client_classes"], strict=True)))
@@ -52,7 +53,8 @@ def shared_panel_html(snapshot: dict[str, Any]) -> str:
         f"{_size(snapshot['bytes_per_round'])} a round, {_size(snapshot['bytes_total'])} in "
         f"{snapshot['step']} rounds so far.</p>"
         "<p><b>Never leaves a client:</b> its images and their labels "
-        f"({sum(snapshot['images_kept']):,} images, {kept_bytes:,} pixels in all). The server "
+        f"({count_of(sum(snapshot['images_kept']), 'image')}, {kept_bytes:,} pixels in all). "
+        "The server "
         "sees only averaged weights.</p>"
         f"<table cellpadding='2'>{rows}</table>")
 

@@ -190,7 +190,7 @@ class LoraSDView(LessonView):
         self.stats.set_full_text(
             f"Step {snapshot['step']} / {snapshot['steps']} · loss "
             f"{f'{loss:.4f}' if math.isfinite(loss) else '—'} (smoothed) · "
-            f"LR {snapshot['lr']:.2g} · {snapshot['steps_per_s']:.2f} steps/s · "
+            f"LR {snapshot['lr']:.2g} · {snapshot['steps_per_s']:.2f} steps/s · "  # plural-ok
             f"ETA {duration(snapshot['eta_s'])}")
         warnings = " ".join(snapshot["warnings"])
         self.info.set_full_text(f"{snapshot['model']} on {snapshot['device']} · "
