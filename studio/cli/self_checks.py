@@ -321,7 +321,18 @@ def check_chat(root: Path, device: str = "auto") -> str:
     [(reply, _)] = _run_jobs(settings, paths, [request])
     if reply is None or reply.completion_tokens != 1:
         raise CheckFailed(f"expected one token, got {getattr(reply, 'completion_tokens', None)}")
-    return f"{reply.prompt_tokens} prompt tokens → 1 token"
+    # Make smaller: an int8 copy (torchao tensors through safetensors), then a token from it.
+    from studio.core.requests import ShrinkRequest
+
+    [(report, _)] = _run_jobs(settings, paths, [ShrinkRequest(model=str(model), method="int8",
+                                                               eval_tokens=16, speed_tokens=1)])
+    if report is None:
+        raise CheckFailed("the int8 copy of the chat model was not made")
+    request = dataclasses.replace(request, model=str(report.path))
+    [(small, _)] = _run_jobs(settings, paths, [request])
+    if small is None or small.completion_tokens != 1:
+        raise CheckFailed("the int8 copy did not answer one token")
+    return f"{reply.prompt_tokens} prompt tokens → 1 token; its int8 copy too"
 
 
 def _tiny_image_inputs(folder: Path) -> tuple[Path, Path]:

@@ -19,6 +19,7 @@ from studio.core.lanes import LoopSource
 from studio.core.requests import (
     GanWalkRequest,
     Img2ImgRequest,
+    ShrinkRequest,
     TransformRequest,
     Txt2ImgRequest,
     UnloadRequest,
@@ -74,6 +75,12 @@ def _embed(engine: Engine) -> Any:
     return EmbedService(engine.service("chat"))
 
 
+def _shrink(engine: Engine) -> Any:
+    from studio.pipelines.chat.shrink import ShrinkService
+
+    return ShrinkService(engine.settings, engine.paths)
+
+
 def _unload(engine: Engine) -> Any:
     from studio.pipelines.model_cache import UnloadService
 
@@ -99,6 +106,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("gan-walk", GanWalkRequest, _gan_walk, "Loading the GAN…"),
     ServiceSpec("chat", ChatRequest, _chat, "Starting the chat engine…", lane=_chat_lane),
     ServiceSpec("embed", EmbedRequest, _embed, "Starting the chat engine…"),
+    ServiceSpec("shrink", ShrinkRequest, _shrink, "Loading the model to make smaller…"),
     ServiceSpec("unload", UnloadRequest, _unload, "Unloading all models…"),
     ServiceSpec("download", HubDownloadRequest, _downloads, "Starting the download…", lane=IO),
     ServiceSpec("file-download", FileDownloadRequest, _downloads, "Starting the download…",
