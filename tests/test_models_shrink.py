@@ -74,8 +74,8 @@ def test_int8_copy_is_a_quantized_library_entry_chat_loads(model):
     assert report.before.perplexity > 1 and report.after.perplexity > 1
     assert len(report.rows()) == 3
     entries = {e.name: e for e in list_models(*_settings_paths())}
-    assert entries["tiny-llama-int8"].precision == "int8 (torchao)"
-    assert entries["tiny-llama"].precision != "int8 (torchao)"
+    assert entries["tiny-llama-int8"].precision == "torchao int8"
+    assert entries["tiny-llama"].precision != "torchao int8"
     reply = _reply(out)
     assert reply.completion_tokens >= 1
 
@@ -153,7 +153,7 @@ def test_refusals_say_what_to_do(model, tmp_path, monkeypatch):
     config["quantization_config"] = {"quant_method": "torchao",
                                      "quant_type": {"default": {"_type": "Int8WeightOnlyConfig"}}}
     (quantized / "config.json").write_text(json.dumps(config))
-    with pytest.raises(UserFacingError, match=r"already quantized \(int8 \(torchao\)\)"):
+    with pytest.raises(UserFacingError, match=r"already quantized \(torchao int8\)"):
         _plan(model=str(quantized), method="int8")
     # too little disk: checked before anything is loaded or written
     monkeypatch.setattr(shrink.shutil, "disk_usage",
@@ -195,3 +195,21 @@ def test_a_failed_job_leaves_no_partial_folder(model, monkeypatch):
         service.run(ShrinkRequest(model=str(model), eval_tokens=16, speed_tokens=1),
                     Progress(), CancelToken())
     assert sorted(p.name for p in model.parent.iterdir()) == ["tiny-llama"]
+
+
+def test_cli_shrinks_by_name_and_refuses_a_taken_name(model):
+    from tests.fixtures.cli_run import studio_in_process
+
+    done = studio_in_process("models", "shrink", "tiny-llama", "--method", "int8", "--json",
+                             "--eval-tokens", "16")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["name"] == "tiny-llama-int8" and data["method"] == "int8"
+    assert data["after"]["size_bytes"] < data["before"]["size_bytes"]
+    again = studio_in_process("models", "shrink", "tiny-llama", "--method", "int8")
+    assert again.returncode == 2
+    assert "tiny-llama-int8 already exists" in again.stderr
+    quantized = studio_in_process("models", "shrink", "tiny-llama-int8", "--out", "x")
+    assert quantized.returncode == 2 and "already quantized" in quantized.stderr
+    unknown = studio_in_process("models", "shrink", "no-such-model")
+    assert unknown.returncode == 2

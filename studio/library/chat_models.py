@@ -83,7 +83,7 @@ _TORCHAO_LABELS = {"Int8WeightOnlyConfig": "int8", "IntxWeightOnlyConfig": "int4
 
 
 def quantization_label(config: dict) -> str:
-    """How a model's ``config.json`` says it is quantized ("int8 (torchao)", "4-bit (bnb)",
+    """How a model's ``config.json`` says it is quantized ("torchao int8", "4-bit (bnb)",
     "gptq", …), or '' when it is not."""
     quant = config.get("quantization_config")
     if not isinstance(quant, dict):
@@ -93,7 +93,7 @@ def quantization_label(config: dict) -> str:
         kind = quant.get("quant_type")
         default = kind.get("default") if isinstance(kind, dict) else None
         name = default.get("_type") if isinstance(default, dict) else kind
-        return f"{_TORCHAO_LABELS.get(str(name), str(name or 'quantized'))} (torchao)"
+        return f"torchao {_TORCHAO_LABELS.get(str(name), str(name or 'quantized'))}"
     if method == "bitsandbytes":
         return "4-bit (bnb)" if quant.get("load_in_4bit") else "8-bit (bnb)"
     return method
