@@ -78,6 +78,30 @@ def test_int8_copy_is_a_quantized_library_entry_chat_loads(model):
     assert entries["tiny-llama"].precision != "torchao int8"
     reply = _reply(out)
     assert reply.completion_tokens >= 1
+    _served_reply(out)
+
+
+def _served_reply(folder: Path) -> None:
+    """``studio serve`` lists the copy as a chat model and answers with it."""
+    from studio.pipelines.services import build_engine
+    from studio.server.app import make_server
+    from studio.server.catalog import build_catalog
+    from tests.fixtures.asgi import asgi_call
+
+    settings, paths = _settings_paths()
+    engine = build_engine(lambda: settings, lambda: paths, name="test-shrink-serve")
+    server = make_server("127.0.0.1", 0, engine, build_catalog([str(folder)], settings, paths))
+    try:
+        models = asgi_call(server, "GET", "/v1/models").json()["data"]
+        assert [(m["id"], m["kind"]) for m in models] == [(folder.name, "chat")]
+        r = asgi_call(server, "POST", "/v1/chat/completions", json={
+            "model": folder.name, "max_tokens": 3, "temperature": 0,
+            "messages": [{"role": "user", "content": "Hi"}]})
+        assert r.status_code == 200, r.text
+        assert r.json()["usage"]["completion_tokens"] >= 1
+    finally:
+        server.server_close()
+        engine.shutdown(timeout=60)
 
 
 def test_copy_loads_with_int8_weights_and_matches_torchao(model):
