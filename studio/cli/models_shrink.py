@@ -19,7 +19,8 @@ DESCRIPTION = (
     "Before and after it measures the size on disk, the perplexity on the shipped Shakespeare "
     "text and the tokens per second of greedy generation. The copy loads in Chat, 'studio "
     "chat' and 'studio serve' like any model. int8 and fp8 keep one byte per weight; int4 "
-    "rounds to 16 levels and, on the CPU, is stored one value per byte too.")
+    "rounds to 16 levels but is stored one value per byte too (packed int4 needs a CUDA GPU "
+    "with torchao's mslk kernels).")
 
 
 def add_parser(sub: Any, epilog: str) -> None:

@@ -10,7 +10,7 @@ with the same ``from_pretrained`` as any model (``loading.load_chat_model``).
 
 What runs where (torchao 0.18, measured on this CPU): int8 (``Int8WeightOnlyConfig``) and fp8
 (``Float8WeightOnlyConfig``) everywhere; int4 as ``IntxWeightOnlyConfig`` (int4 values with a scale
-per 32 weights), which on a CPU keeps one int4 value per byte — int4's rounding at int8's size.
+per 32 weights), which keeps one int4 value per byte — int4's rounding at int8's size.
 torchao's packed int4 (``Int4WeightOnlyConfig``) needs a CUDA GPU and the mslk kernels, which are
 not installed. Before and after, the job measures the size on disk, the perplexity on the shipped
 text (tiny Shakespeare) and tokens/s of greedy generation, the "after" on the saved copy loaded
@@ -400,10 +400,10 @@ class ShrinkService:
         del loaded
         progress(total, total, None)
         warnings = []
-        if plan.method == "int4" and device == "cpu":
-            warnings.append("On the CPU torchao keeps one int4 value per byte, so the int4 copy "
-                            "is about as large as int8 (its rounding is int4's); packed int4 "
-                            "needs a CUDA GPU with torchao's mslk kernels.")
+        if plan.method == "int4":
+            warnings.append("torchao keeps one int4 value per byte here, so the int4 copy is "
+                            "about as large as int8 (its rounding is int4's); packed int4 needs "
+                            "a CUDA GPU with torchao's mslk kernels.")
         log.info("shrunk %s to %s: %s", plan.entry.name, plan.out_path, after)
         return ShrinkReport(request, plan.entry.name, plan.out_name, plan.out_path, plan.method,
                             before, after, warnings)

@@ -34,6 +34,8 @@ from studio.ui.widgets.input_policy import fit_size_to_screen
 from studio.workers.lanes import Calls
 
 ERROR_COLOR = "#e5484d"
+INT4_NOTE = ("int4 values are stored one per byte (torchao's packed int4 needs a CUDA GPU with "
+             "its mslk kernels), so the file is about int8's size, with int4's rounding.")
 
 
 def shrinkable(entry: LibraryEntry) -> bool:
@@ -179,9 +181,8 @@ class ShrinkDialog(QDialog):
         self.plan = plan
         self.plans += 1
         notes = []
-        if plan.method == "int4" and self.ctx.settings.device != "cuda":
-            notes.append("On a CPU int4 values are stored one per byte, so the file is about "
-                         "int8's size.")
+        if plan.method == "int4":
+            notes.append(INT4_NOTE)
         self._say_plan(" ".join([plan.describe(), "The output head stays as it is.", *notes]))
         self.start_button.setEnabled(self.job is None)
 
