@@ -197,6 +197,35 @@ def test_gpt2_conv1d_layers_are_named(tmp_path):
         _plan(model=str(folder), method="int8")
 
 
+class _Progress:
+    def __call__(self, *a):
+        pass
+
+    def message(self, text):
+        pass
+
+
+def test_cancel_while_measuring_the_copy_keeps_nothing(model, monkeypatch):
+    from studio.core.jobs import JobCancelled
+    from studio.pipelines.chat import shrink
+
+    seen = []
+
+    def measure(loaded, folder, request, cancel):
+        seen.append(folder)
+        if len(seen) == 2:  # the copy is saved and loaded: Cancel now
+            raise JobCancelled()
+        return shrink.Measure(1, 2.0, 3.0, 16)
+
+    monkeypatch.setattr(shrink, "measure", measure)
+    with pytest.raises(JobCancelled):
+        shrink.ShrinkService(*_settings_paths()).run(
+            ShrinkRequest(model=str(model), eval_tokens=16, speed_tokens=1), _Progress(),
+            CancelToken())
+    assert seen[1].name == "tiny-llama-int8"
+    assert sorted(p.name for p in model.parent.iterdir()) == ["tiny-llama"]
+
+
 def test_a_failed_job_leaves_no_partial_folder(model, monkeypatch):
     from studio.pipelines.chat import shrink
 
@@ -207,17 +236,9 @@ def test_a_failed_job_leaves_no_partial_folder(model, monkeypatch):
 
     monkeypatch.setattr(shrink, "quantize_and_save", broken)
     service = shrink.ShrinkService(*_settings_paths())
-
-    class Progress:
-        def __call__(self, *a):
-            pass
-
-        def message(self, text):
-            pass
-
     with pytest.raises(UserFacingError, match="disk full"):
         service.run(ShrinkRequest(model=str(model), eval_tokens=16, speed_tokens=1),
-                    Progress(), CancelToken())
+                    _Progress(), CancelToken())
     assert sorted(p.name for p in model.parent.iterdir()) == ["tiny-llama"]
 
 

@@ -104,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="read the access token from the first line of FILE instead")
     from studio.cli.models_shrink import add_parser
 
-    add_parser(sub, EXIT_STATUS)
+    add_parser(sub)
 
 
 def _context() -> tuple[Any, Any, Any]:

@@ -23,10 +23,16 @@ DESCRIPTION = (
     "with torchao's mslk kernels).")
 
 
-def add_parser(sub: Any, epilog: str) -> None:
+EXIT_STATUS = ("Exit status: 0 done; 1 the work failed (loading, quantizing or saving; nothing "
+               "is left behind); 2 bad input (a name no model has, not a chat model, a model "
+               "already quantized, a layer the method cannot take, a name already taken, too "
+               "little free disk); 130 Ctrl+C (nothing is saved).")
+
+
+def add_parser(sub: Any) -> None:
     from studio.core.requests import SHRINK_METHODS
 
-    p = sub.add_parser("shrink", help=HELP, description=DESCRIPTION, epilog=epilog)
+    p = sub.add_parser("shrink", help=HELP, description=DESCRIPTION, epilog=EXIT_STATUS)
     p.add_argument("name", metavar="NAME",
                    help="a chat model: a name as 'studio models list' prints it, a repo id or "
                         "a path")

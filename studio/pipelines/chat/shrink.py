@@ -395,9 +395,13 @@ class ShrinkService:
         entry = chat_entry_for_folder(plan.out_path, "studio")
         if entry is None:
             raise UserFacingError(f"{plan.out_path} was written but is not a chat model folder.")
-        loaded = load_chat_model(entry, device, options)  # Chat's own loader
-        after = measure(loaded, plan.out_path, request, cancel)
-        del loaded
+        try:
+            loaded = load_chat_model(entry, device, options)  # Chat's own loader
+            after = measure(loaded, plan.out_path, request, cancel)
+            del loaded
+        except JobCancelled:
+            shutil.rmtree(plan.out_path, ignore_errors=True)  # Cancel: nothing is kept
+            raise
         progress(total, total, None)
         warnings = []
         if plan.method == "int4":
