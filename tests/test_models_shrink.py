@@ -226,17 +226,21 @@ def test_cancel_while_measuring_the_copy_keeps_nothing(model, monkeypatch):
     assert sorted(p.name for p in model.parent.iterdir()) == ["tiny-llama"]
 
 
-def test_a_failed_job_leaves_no_partial_folder(model, monkeypatch):
+def test_a_full_disk_while_saving_leaves_no_partial_folder(model, monkeypatch):
+    import errno
+
+    from transformers import PreTrainedModel
+
     from studio.pipelines.chat import shrink
 
-    def broken(plan, work):
-        work.mkdir()
-        (work / "half.safetensors").write_bytes(b"x")
-        raise UserFacingError("disk full")
+    def full(self, folder, **kwargs):
+        Path(folder).mkdir()
+        (Path(folder) / "model.safetensors").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(shrink, "quantize_and_save", broken)
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", full)
     service = shrink.ShrinkService(*_settings_paths())
-    with pytest.raises(UserFacingError, match="disk full"):
+    with pytest.raises(UserFacingError, match="The disk is full: the int8 copy of tiny-llama"):
         service.run(ShrinkRequest(model=str(model), eval_tokens=16, speed_tokens=1),
                     _Progress(), CancelToken())
     assert sorted(p.name for p in model.parent.iterdir()) == ["tiny-llama"]

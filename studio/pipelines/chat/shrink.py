@@ -330,10 +330,21 @@ def quantize_and_save(plan: ShrinkPlan, work: Path) -> None:
     as safetensors into ``work``."""
     from transformers import AutoModelForCausalLM, TorchAoConfig
 
-    model = AutoModelForCausalLM.from_pretrained(
-        str(plan.entry.path), local_files_only=True, trust_remote_code=False, dtype="auto",
-        quantization_config=TorchAoConfig(torchao_config(plan.method)))
-    model.save_pretrained(str(work), safe_serialization=True)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(plan.entry.path), local_files_only=True, trust_remote_code=False, dtype="auto",
+            quantization_config=TorchAoConfig(torchao_config(plan.method)))
+    except (OSError, ValueError, RuntimeError, TypeError, NotImplementedError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise UserFacingError(f"torchao could not quantize {plan.entry.name} to "
+                              f"{plan.method}: {first}. Try another method.") from exc
+    try:
+        model.save_pretrained(str(work), safe_serialization=True)
+    except OSError as exc:
+        from studio.core.wording import write_failure
+
+        raise UserFacingError(write_failure(exc, f"the {plan.method} copy of "
+                                                 f"{plan.entry.name}", work.parent)) from exc
     del model
 
 
@@ -397,6 +408,7 @@ class ShrinkService:
             raise UserFacingError(f"{plan.out_path} was written but is not a chat model folder.")
         try:
             loaded = load_chat_model(entry, device, options)  # Chat's own loader
+            progress(3, total, None)
             after = measure(loaded, plan.out_path, request, cancel)
             del loaded
         except JobCancelled:
