@@ -150,6 +150,17 @@ def test_plan_estimates_the_size_before_loading(model):
     assert 0 < plan.size_estimate < plan.size_before
 
 
+def test_a_model_in_the_hub_cache_is_named_by_its_repo(tiny_llama_dir, tmp_path, monkeypatch):
+    from tests.fixtures.hub_cache import add_to_hub_cache
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    add_to_hub_cache(tmp_path / "hf", "tiny/llama-chat", tiny_llama_dir)
+    plan = _plan(model="tiny/llama-chat", method="int4")
+    assert plan.out_name == "llama-chat-int4"
+    assert plan.out_path == _settings_paths()[1].models_dir / "llama-chat-int4"
+
+
 def test_refusals_say_what_to_do(model, tmp_path, monkeypatch):
     import shutil as real_shutil
 
