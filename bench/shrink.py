@@ -11,11 +11,13 @@ they weigh in a real model). Perplexity of random weights is meaningless in itse
 is what quantization costs.
 
 Per method, Studio = the ``shrink`` job on the engine (plan, measure the original, quantize and
-save, load the copy through Chat's loader, measure it): size ratio, tokens/s ratio and perplexity
-change as the dialog shows them. Raw = ``from_pretrained(quantization_config=TorchAoConfig(...))``
+save, load the copy through Chat's loader, measure it): size ratio and perplexity ratio (the
+dialog shows the change); the tokens/s ratio is the median of ``--rounds`` greedy runs of the
+original and the copy taken in turn (one run each, as the dialog makes, is noise on a shared
+machine). Raw = ``from_pretrained(quantization_config=TorchAoConfig(...))``
 then ``save_pretrained``, the two calls the job makes, timed alone; then the raw in-memory
 quantized model and Studio's saved-and-reloaded copy are compared: logits (max |difference|, 0
-means the safetensors round trip is exact) and tokens/s (ratio, Studio's copy / raw's model).
+means the safetensors round trip is exact) and tokens/s (medians; Studio's copy / raw's model).
 """
 
 from __future__ import annotations
@@ -94,22 +96,33 @@ def raw_quantize(model: Path, method: str, out: Path):
     return quantized, time.perf_counter() - start
 
 
-def compare(raw_model, studio_path: Path, tokenizer, speed_tokens: int) -> tuple[float, float]:
-    """(max |logit difference|, tokens/s of Studio's reloaded copy / raw's model)."""
+def compare(raw_model, original: Path, studio_path: Path, tokenizer, speed_tokens: int,
+            rounds: int) -> tuple[float, float, float]:
+    """(max |logit difference| of Studio's reloaded copy vs raw's model, tokens/s of the copy /
+    the original, of the copy / raw's model). Speeds are medians of ``rounds`` runs taken in
+    turn (original, copy, raw), so a busy machine slows all three alike."""
+    import statistics
+
     import torch
 
     from studio.library.chat_models import chat_entry_for_folder
     from studio.pipelines.chat.loading import LoadOptions, load_chat_model
     from studio.pipelines.chat.shrink import eval_text, tokens_per_second
 
-    entry = chat_entry_for_folder(studio_path, "studio")
-    loaded = load_chat_model(entry, "cpu", LoadOptions(torch.float32))
+    def load(folder: Path):
+        return load_chat_model(chat_entry_for_folder(folder, "studio"), "cpu",
+                               LoadOptions(torch.float32)).model
+
+    first, copy = load(original), load(studio_path)
     ids = tokenizer(eval_text(4000), return_tensors="pt")["input_ids"][:, :256]
     with torch.inference_mode():
-        diff = float((loaded.model(ids).logits - raw_model(ids).logits).abs().max())
-    studio_speed = tokens_per_second(loaded.model, tokenizer, speed_tokens)
-    raw_speed = tokens_per_second(raw_model, tokenizer, speed_tokens)
-    return diff, studio_speed / raw_speed
+        diff = float((copy(ids).logits - raw_model(ids).logits).abs().max())
+    speeds: dict[str, list[float]] = {"original": [], "copy": [], "raw": []}
+    for _ in range(rounds):
+        for name, model in (("original", first), ("copy", copy), ("raw", raw_model)):
+            speeds[name].append(tokens_per_second(model, tokenizer, speed_tokens))
+    med = {name: statistics.median(values) for name, values in speeds.items()}
+    return diff, med["copy"] / med["original"], med["copy"] / med["raw"]
 
 
 def main() -> int:
@@ -120,6 +133,7 @@ def main() -> int:
     parser.add_argument("--vocab", type=int, default=32000)
     parser.add_argument("--eval-tokens", type=int, default=512)
     parser.add_argument("--speed-tokens", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="speed runs per model (median)")
     args = parser.parse_args()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -148,10 +162,11 @@ def main() -> int:
             raw_dir = home / f"raw-{method}"
             raw_model, raw_s = raw_quantize(model, method, raw_dir)
             raw_size = sum(p.stat().st_size for p in raw_dir.glob("*.safetensors"))
-            diff, speed_ratio = compare(raw_model, report.path, tokenizer, args.speed_tokens)
+            diff, speed, speed_ratio = compare(raw_model, model, report.path, tokenizer,
+                                               args.speed_tokens, args.rounds)
             b, a = report.before, report.after
             rows.append(f"{method:<6} {a.size_bytes / b.size_bytes:>7.3f} "
-                        f"{a.tokens_per_s / b.tokens_per_s:>7.2f} "
+                        f"{speed:>7.2f} "
                         f"{a.perplexity / b.perplexity:>7.4f} │ {studio_s:>8.1f} {raw_s:>6.1f} "
                         f"{raw_size / a.size_bytes:>8.3f} {diff:>11.2e} {speed_ratio:>9.2f}")
             print(f"  {method}: {b.size_bytes / 2**20:.1f} MB → {a.size_bytes / 2**20:.1f} MB, "
@@ -159,7 +174,8 @@ def main() -> int:
                   f"{b.tokens_per_s:.1f} → {a.tokens_per_s:.1f} tokens/s", flush=True)
             shutil.rmtree(raw_dir, ignore_errors=True)
             del raw_model
-        print("\nsize, tok/s: the copy / the original (Studio's job); ppl ×: after / before; "
+        print("\nsize: the copy / the original (Studio's job); tok/s: the same, medians of "
+              f"{args.rounds} runs each taken in turn; ppl ×: after / before; "
               "studio s: the whole job (both measurements included); raw s: quantize + save "
               "alone; raw size: raw's file / Studio's; max|Δlogit| and tok/s S/R: Studio's "
               "reloaded copy against raw's in-memory model")
