@@ -320,6 +320,8 @@ class Walk:
         s.append(Scene("train: LoRA page (your images)", self._lora_page))
         s.append(Scene("models", self._models))
         s.append(Scene("models download dialog", self._download, self._close_dialog))
+        s.append(Scene("models (a chat model)", self._models_chat))
+        s.append(Scene("models make smaller dialog", self._shrink, self._close_dialog))
         s.append(Scene("settings dialog (general)", lambda: self._settings(0), self._close_dialog))
         s.append(Scene("settings dialog (folders)", lambda: self._settings(1), self._close_dialog))
         s.append(Scene("close", self._close, step=True))
@@ -706,6 +708,32 @@ class Walk:
     def _download(self):
         panel = self.show("models")
         self.dialog = panel.open_download()
+        return self._shown_dialog(self.dialog)
+
+    def _models_chat(self):
+        panel = self.show("models")
+        wait_until(lambda: panel.scans >= 1, 60, "the model library scan")
+        panel.tree.select_path(self.window.ctx.paths.models_dir / "tiny-llama")
+        settle(self.window)
+        return self.window
+
+    def _shrink(self):
+        """Make smaller… on the tiny chat model: its estimate, then a finished job's table."""
+        from pathlib import Path
+
+        from studio.core.requests import ShrinkRequest
+        from studio.pipelines.chat.shrink import Measure, ShrinkReport
+
+        panel = self.show("models")
+        wait_until(lambda: panel.scans >= 1, 60, "the model library scan")
+        llama = self.window.ctx.paths.models_dir / "tiny-llama"
+        panel.tree.select_path(llama)
+        self.dialog = panel.open_shrink()
+        wait_until(lambda: self.dialog.plans >= 1, 60, "the estimate")
+        self.dialog.show_report(ShrinkReport(
+            ShrinkRequest(str(llama)), "tiny-llama", "tiny-llama-int8",
+            Path(str(llama) + "-int8"), "int8", Measure(156_000, 1423.51, 25.4, 1024),
+            Measure(109_000, 1424.02, 23.9, 1024)))
         return self._shown_dialog(self.dialog)
 
     def _settings(self, tab: int):

@@ -36,7 +36,8 @@ DESCRIPTION = ("The model library: every model Studio finds in its models folder
                "  studio models import PATH [--copy]\n"
                "  studio models remove NAME [--yes]\n"
                "  studio models download REPO_ID [--include PATTERN] [--fp16 | --full] "
-               "[--token TOKEN]")
+               "[--token TOKEN]\n"
+               "  studio models shrink NAME [--method int8|int4|fp8] [--out NAME] [--json]")
 EXIT_STATUS = ("Exit status: 0 done; 1 the work failed (a copy, a removal or a download that "
                "broke off, offline) or you answered no to remove's question; 2 bad input (a "
                "name no model has, a path that is not a model, a repository that is not on the "
@@ -101,6 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "later); visible in 'ps': prefer --token-file")
     p.add_argument("--token-file", type=Path, default=None, metavar="FILE",
                    help="read the access token from the first line of FILE instead")
+    from studio.cli.models_shrink import add_parser
+
+    add_parser(sub)
 
 
 def _context() -> tuple[Any, Any, Any]:
@@ -328,9 +332,15 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shrink(args: argparse.Namespace) -> int:
+    from studio.cli.models_shrink import run_shrink
+
+    return run_shrink(args, _context, _lookup)
+
+
 def run(args: argparse.Namespace) -> int:
     # Bad input raises UsageError (exit 2); any other UserFacingError is work that failed and
     # exits 1 in studio.cli.main.
     action = {"list": _list, "info": _info, "import": _import, "remove": _remove,
-              "download": _download}[args.action]
+              "download": _download, "shrink": _shrink}[args.action]
     return action(args)

@@ -383,8 +383,19 @@ def check_chat(root: Path, device: str = "auto") -> str:
     weights = getattr(seen, "weights", None) or []
     if len(weights) != 4 or abs(sum(weights) - 1) > 1e-3:
         raise CheckFailed(f"the attention job gave {weights!r}")
+    # Make smaller: an int8 copy (torchao tensors through safetensors), then a token from it.
+    from studio.core.requests import ShrinkRequest
+
+    [(report, _)] = _run_jobs(settings, paths, [ShrinkRequest(model=str(model), method="int8",
+                                                               eval_tokens=16, speed_tokens=1)])
+    if report is None:
+        raise CheckFailed("the int8 copy of the chat model was not made")
+    request = dataclasses.replace(request, model=str(report.path))
+    [(small, _)] = _run_jobs(settings, paths, [request])
+    if small is None or small.completion_tokens != 1:
+        raise CheckFailed("the int8 copy did not answer one token")
     return (f"{reply.prompt_tokens} prompt tokens → 1 token; Complete mode: "
-            f"p = {math.exp(scored[0].logprob):.1%}")
+            f"p = {math.exp(scored[0].logprob):.1%}; its int8 copy too")
 
 
 def _tiny_image_inputs(folder: Path) -> tuple[Path, Path]:

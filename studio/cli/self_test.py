@@ -40,6 +40,7 @@ COVERS = {
     "attention": "chat",  # where the Complete-mode token looked
     "unload": "generate",  # every check that runs jobs unloads its models afterwards
     "download": "download", "file-download": "download",
+    "shrink": "chat",  # the tiny chat model is made smaller (int8) and answers again
     "gan-walk": "train",  # a dcgan trained a step is exported, drawn and walked
     # commands
     "gui": "window", "generate": "generate", "train": "train", "serve": "serve",

@@ -521,6 +521,43 @@ class UnloadRequest:
         return {"kind": "unload"}
 
 
+#: "Make smaller…" methods for chat models → what each keeps of a weight (the dialog's choices).
+SHRINK_METHODS: dict[str, str] = {
+    "int8": "int8 weight-only: 8-bit integers with a scale per row; about ¼ of fp32, ½ of bf16",
+    "int4": "int4 weight-only: 4-bit integers with a scale per 32 weights; the most rounding",
+    "fp8": "fp8 (e4m3) weight-only: 8-bit floats with a scale per row",
+}
+MAX_SHRINK_EVAL_TOKENS = 16_384
+
+
+@dataclass
+class ShrinkRequest:
+    """The ``shrink`` job ("Make smaller…", ``studio models shrink``): save ``model`` with its
+    linear layers' weights quantized by ``method`` as the new library entry ``out_name``
+    (default ``<name>-<method>``), measuring perplexity on ``eval_tokens`` tokens of the shipped
+    text and the speed of ``speed_tokens`` generated tokens before and after."""
+
+    model: str
+    method: str = "int8"
+    out_name: str = ""
+    eval_tokens: int = 1024
+    speed_tokens: int = 32
+
+    def validate(self) -> None:
+        if not str(self.model).strip():
+            raise ValueError("No chat model chosen to make smaller.")
+        if self.method not in SHRINK_METHODS:
+            raise ValueError(f"Unknown method {self.method!r}; choose one of "
+                             f"{', '.join(SHRINK_METHODS)}.")
+        if not 16 <= int(self.eval_tokens) <= MAX_SHRINK_EVAL_TOKENS:
+            raise ValueError(f"The perplexity check takes 16 to {MAX_SHRINK_EVAL_TOKENS} tokens.")
+        if not 1 <= int(self.speed_tokens) <= 512:
+            raise ValueError("The speed check generates 1 to 512 tokens.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "shrink", **dataclasses.asdict(self)}
+
+
 @dataclass
 class TransformedImage:
     """One finished image of a transform or img2img job, reported through ``progress.partial``.

@@ -42,6 +42,7 @@ class ChatModelEntry:
     has_tokenizer: bool = True
     has_chat_template: bool = True
     vision: bool = False  # a vision-language model: it can be shown images
+    quantized: str = ""  # what quantization_label says ('' for a full-precision model)
 
     @property
     def spec(self) -> str:
@@ -95,6 +96,29 @@ def context_length(config: dict) -> int:
     return 0
 
 
+#: torchao config class names → how Models and the dialogs name the method.
+_TORCHAO_LABELS = {"Int8WeightOnlyConfig": "int8", "IntxWeightOnlyConfig": "int4",
+                   "Int4WeightOnlyConfig": "int4", "Float8WeightOnlyConfig": "fp8",
+                   "Int8DynamicActivationInt8WeightConfig": "int8 dynamic"}
+
+
+def quantization_label(config: dict) -> str:
+    """How a model's ``config.json`` says it is quantized ("torchao int8", "4-bit (bnb)",
+    "gptq", …), or '' when it is not."""
+    quant = config.get("quantization_config")
+    if not isinstance(quant, dict):
+        return ""
+    method = str(quant.get("quant_method") or "quantized")
+    if method == "torchao":
+        kind = quant.get("quant_type")
+        default = kind.get("default") if isinstance(kind, dict) else None
+        name = default.get("_type") if isinstance(default, dict) else kind
+        return f"torchao {_TORCHAO_LABELS.get(str(name), str(name or 'quantized'))}"
+    if method == "bitsandbytes":
+        return "4-bit (bnb)" if quant.get("load_in_4bit") else "8-bit (bnb)"
+    return method
+
+
 def _has_chat_template(folder: Path) -> bool:
     if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
         return True
@@ -137,7 +161,7 @@ def chat_entry_for_folder(folder: Path, source: str, name: str = "",
     has_tok = any((folder / f).is_file() for f in TOKENIZER_FILES)
     return ChatModelEntry(name or folder.name, folder, source, arch, repo_id, size,
                           context_length(config), has_tok, _has_chat_template(folder),
-                          bool(vision))
+                          bool(vision), quantization_label(config))
 
 
 def _scan(root: Path, source: str, depth: int = 2) -> list[ChatModelEntry]:

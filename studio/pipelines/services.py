@@ -21,6 +21,7 @@ from studio.core.requests import (
     GallerySearchRequest,
     GanWalkRequest,
     Img2ImgRequest,
+    ShrinkRequest,
     TransformRequest,
     Txt2ImgRequest,
     UnloadRequest,
@@ -93,6 +94,12 @@ def _gallery_search(engine: Engine) -> Any:
     return engine.service("gallery-index")  # one loaded CLIP model for indexing and searching
 
 
+def _shrink(engine: Engine) -> Any:
+    from studio.pipelines.chat.shrink import ShrinkService
+
+    return ShrinkService(engine.settings, engine.paths)
+
+
 def _unload(engine: Engine) -> Any:
     from studio.pipelines.model_cache import UnloadService
 
@@ -122,6 +129,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("gallery-index", GalleryIndexRequest, _gallery_index, "Loading the image search…"),
     ServiceSpec("gallery-search", GallerySearchRequest, _gallery_search,
                 "Loading the image search…"),
+    ServiceSpec("shrink", ShrinkRequest, _shrink, "Loading the model to make smaller…"),
     ServiceSpec("unload", UnloadRequest, _unload, "Unloading all models…"),
     ServiceSpec("download", HubDownloadRequest, _downloads, "Starting the download…", lane=IO),
     ServiceSpec("file-download", FileDownloadRequest, _downloads, "Starting the download…",

@@ -16,8 +16,10 @@ def _entry(m) -> LibraryEntry:
     files = [f for f in weight_files(m.path) if f.suffix == ".safetensors"]
     detail = m.architecture + (f", {count_of(m.context_length, 'token')} context"
                              if m.context_length else "")
+    # A quantized model's files mix int8 codes with float scales: name the method instead.
+    precision = m.quantized or files_precision(files)
     return LibraryEntry(m.name, "chat", m.path, m.source, "transformers", m.size_bytes,
-                        files_precision(files), "", m.repo_id, detail, ("Chat",))
+                        precision, "", m.repo_id, detail, ("Chat",))
 
 
 def scan(settings: Settings, paths: Paths) -> list[LibraryEntry]:

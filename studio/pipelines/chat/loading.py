@@ -119,9 +119,29 @@ def available_memory(device: str) -> int:
     return 0
 
 
+def quantized_bytes(entry: ChatModelEntry, options: LoadOptions) -> int:
+    """Bytes a pre-quantized model (int8/fp8 codes stay one byte each) takes once loaded: the
+    codes as they are, every float tensor (scales, embeddings, norms) at the load dtype."""
+    import math
+
+    from studio.library.detect import read_safetensors_header
+
+    width = bytes_per_parameter(LoadOptions(options.dtype))
+    total = 0
+    for path in weight_files(entry.path):
+        if path.suffix != ".safetensors":
+            return path.stat().st_size * 2
+        for key, info in read_safetensors_header(path).items():
+            if key != "__metadata__":
+                one = 1 if info["dtype"] in ("I8", "U8", "F8_E4M3", "F8_E5M2") else width
+                total += int(math.prod(info["shape"]) * one)
+    return total
+
+
 def check_memory(entry: ChatModelEntry, device: str, options: LoadOptions) -> int:
     """Estimated bytes the weights need; raises UserFacingError when they clearly cannot fit."""
-    needed = int(parameter_count(entry) * bytes_per_parameter(options))
+    needed = (quantized_bytes(entry, options) if entry.quantized
+              else int(parameter_count(entry) * bytes_per_parameter(options)))
     free = available_memory(device)
     # 10% on top for activations and the KV cache of a normal reply; "clearly" means even then.
     if free and needed * 1.1 > free:

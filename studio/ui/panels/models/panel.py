@@ -36,8 +36,9 @@ from studio.library.families import label as family_label
 from studio.ui.context import AppContext
 from studio.ui.loaded_models import loaded_models, submit_unload
 from studio.ui.panels.models.memory import MemoryOptionsBox
+from studio.ui.panels.models.shrink_dialog import ShrinkDialog, shrinkable
 from studio.ui.panels.models.toolbar import ModelsToolbar
-from studio.ui.panels.models.tree import ModelTree, when
+from studio.ui.panels.models.tree import ENTRY_ROLE, ModelTree, when
 from studio.ui.theme import colors
 from studio.ui.widgets.basics import vertical_scroll
 from studio.ui.widgets.download_dialog import (
@@ -80,12 +81,20 @@ class DetailsPane(QFrame):
         self.memory.hide()
         self.hash_button = QPushButton("Compute SHA-256")
         self.remove_button = QPushButton("Remove…")
+        self.shrink_button = QPushButton("Make smaller…")
+        self.shrink_button.setToolTip("Save a copy of this chat model with int8, int4 or fp8 "
+                                      "weights, and see size, perplexity and speed both ways")
+        self.shrink_button.hide()
         self.message = QLabel("")
         self.message.setWordWrap(True)
         buttons = QHBoxLayout()
         buttons.addWidget(self.hash_button)
         buttons.addStretch(1)
         buttons.addWidget(self.remove_button)
+        # Its own row: three buttons do not fit the pane's width on a laptop screen.
+        shrink_row = QHBoxLayout()
+        shrink_row.addWidget(self.shrink_button)
+        shrink_row.addStretch(1)
         column = QVBoxLayout(self)
         column.setContentsMargins(18, 16, 18, 16)
         column.addWidget(self.title)
@@ -93,6 +102,7 @@ class DetailsPane(QFrame):
         column.addLayout(form)
         column.addSpacing(8)
         column.addLayout(buttons)
+        column.addLayout(shrink_row)
         column.addSpacing(10)
         column.addWidget(self.memory)
         column.addWidget(self.message)
@@ -102,6 +112,8 @@ class DetailsPane(QFrame):
     def show_entry(self, e: LibraryEntry | None, sha256: str | None = None) -> None:
         self.hash_button.setEnabled(e is not None)
         self.remove_button.setEnabled(e is not None)
+        self.shrink_button.setVisible(e is not None and e.kind == "chat")
+        self.shrink_button.setEnabled(bool(e is not None and shrinkable(e)))
         self.message.setText("")
         if e is None:
             self.title.setText("No model selected")
@@ -141,6 +153,7 @@ class ModelsPanel(QWidget):
         self.entries: list[LibraryEntry] = []
         self.hashes: dict[Path, str] = {}
         self.download_dialog: DownloadDialog | None = None
+        self.shrink_dialog: ShrinkDialog | None = None
         self.scans = 0  # finished scans (tests wait on it)
 
         self.toolbar = ModelsToolbar()
@@ -183,6 +196,9 @@ class ModelsPanel(QWidget):
         self.tree.entryChosen.connect(self._on_chosen)
         self.details.hash_button.clicked.connect(self.compute_hash)
         self.details.remove_button.clicked.connect(self.confirm_remove)
+        self.details.shrink_button.clicked.connect(lambda: self.open_shrink())
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._tree_menu)
         self.details.memory.optionsChanged.connect(self.save_memory_options)
         self.unload_button.clicked.connect(self.unload_all)
         ctx.bridge.jobChanged.connect(self._on_job_changed)
@@ -437,6 +453,39 @@ class ModelsPanel(QWidget):
         self._calls.run(lambda: manage.remove_model(plan, settings, paths), done,
                           lambda m: self.say(m, error=True))
 
+    # -- make smaller ------------------------------------------------------------------------
+    def _tree_menu(self, pos) -> None:
+        from PySide6.QtWidgets import QMenu
+
+        item = self.tree.itemAt(pos)
+        entry = item.data(0, ENTRY_ROLE) if item is not None else None
+        if not isinstance(entry, LibraryEntry):
+            return
+        menu = QMenu(self.tree)
+        shrink = menu.addAction("Make smaller…")
+        shrink.setEnabled(shrinkable(entry))
+        if entry.kind != "chat":
+            shrink.setToolTip("Only chat models can be made smaller here.")
+        shrink.triggered.connect(lambda: self.open_shrink(entry))
+        remove = menu.addAction("Remove…")
+        remove.triggered.connect(lambda: (self.tree.select_path(entry.path),
+                                          self.confirm_remove()))
+        menu.popup(self.tree.viewport().mapToGlobal(pos))
+
+    def open_shrink(self, entry: LibraryEntry | None = None) -> ShrinkDialog | None:
+        """The Make smaller… dialog on ``entry`` (default: the selected model)."""
+        entry = entry or self.tree.current_entry()
+        if entry is None or not shrinkable(entry):
+            return None
+        if self.shrink_dialog is not None and self.shrink_dialog.job is not None:
+            self.shrink_dialog.raise_()  # one at a time: the running one stays on screen
+            return self.shrink_dialog
+        self.shrink_dialog = ShrinkDialog(self.ctx, entry, {e.name for e in self.entries},
+                                          self)
+        self.shrink_dialog.made.connect(lambda _p: self.refresh())
+        self.shrink_dialog.show()
+        return self.shrink_dialog
+
     # -- download ----------------------------------------------------------------------------
     def _fp16(self) -> bool:
         return wants_fp16(self.ctx, self.window())
@@ -461,5 +510,7 @@ class ModelsPanel(QWidget):
         """Stop a download (its partial files stay for a resume) and wait for the panel's calls."""
         if self.download_dialog is not None:
             self.download_dialog.shutdown()
+        if self.shrink_dialog is not None:
+            self.shrink_dialog.shutdown()
         self._calls.wait(10_000)
         self._hashes.wait(10_000)

@@ -1,0 +1,116 @@
+"""``studio models shrink NAME --method int8|int4|fp8 [--out NAME]``: "Make smaller…" headless.
+
+The checks the dialog makes come first (a model already quantized, a layer the method cannot
+take, a taken name, too little disk: bad input, exit 2); then the shrink job runs on the same
+engine as the window's and prints the before/after table (or one JSON object with ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+HELP = "make a chat model smaller: int8, int4 or fp8 weights, saved as a new model"
+DESCRIPTION = (
+    "Save a copy of a chat model with its linear layers' weights quantized (torchao, "
+    "weight-only) as a new model in the models folder, named NAME-METHOD unless --out says. "
+    "Before and after it measures the size on disk, the perplexity on the shipped Shakespeare "
+    "text and the tokens per second of greedy generation. The copy loads in Chat, 'studio "
+    "chat' and 'studio serve' like any model. int8 and fp8 keep one byte per weight; int4 "
+    "rounds to 16 levels but is stored one value per byte too (packed int4 needs a CUDA GPU "
+    "with torchao's mslk kernels).")
+
+
+EXIT_STATUS = ("Exit status: 0 done; 1 the work failed (loading, quantizing or saving; nothing "
+               "is left behind); 2 bad input (a name no model has, not a chat model, a model "
+               "already quantized, a layer the method cannot take, a name already taken, too "
+               "little free disk); 130 Ctrl+C (nothing is saved).")
+
+
+def add_parser(sub: Any) -> None:
+    from studio.core.requests import SHRINK_METHODS
+
+    p = sub.add_parser("shrink", help=HELP, description=DESCRIPTION, epilog=EXIT_STATUS)
+    p.add_argument("name", metavar="NAME",
+                   help="a chat model: a name as 'studio models list' prints it, a repo id or "
+                        "a path")
+    p.add_argument("--method", choices=tuple(SHRINK_METHODS), default="int8",
+                   help="int8 (default), int4 or fp8 weight-only")
+    p.add_argument("--out", default="", metavar="NAME",
+                   help="the new model's name (default: NAME-METHOD)")
+    p.add_argument("--eval-tokens", type=int, default=1024, metavar="N",
+                   help="tokens of Shakespeare the perplexity is measured on (default 1024)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _refused(exc: Exception) -> Exception:
+    from studio.cli import UsageError
+
+    return UsageError(str(exc))
+
+
+def run_shrink(args: argparse.Namespace, context: Any, lookup: Any) -> int:
+    from studio.cli import fail
+    from studio.cli.common import cli_engine, quiet_libraries, wait_for
+    from studio.core.jobs import JobState, UserFacingError
+    from studio.core.requests import ShrinkRequest
+    from studio.library.catalog import list_models
+    from studio.library.manage import human_size
+    from studio.pipelines.chat.shrink import plan_shrink
+
+    settings, paths, _ = context()
+    entries = list_models(settings, paths)
+    entry = lookup(args.name, entries)
+    if entry.kind != "chat":
+        raise _refused(ValueError(f"{entry.name} is a {entry.kind_title} model; only chat "
+                                  "models can be made smaller here."))
+    request = ShrinkRequest(model=str(entry.path) if entry.source != "hf-cache" or not
+                            entry.repo_id else entry.repo_id, method=args.method,
+                            out_name=args.out, eval_tokens=args.eval_tokens)
+    quiet_libraries()
+    names = {e.name for e in entries}
+    try:
+        plan = plan_shrink(request, settings, paths, names.__contains__)
+    except UserFacingError as exc:
+        raise _refused(exc) from exc
+    if not args.json:
+        print(plan.describe(), flush=True)
+
+    class Listener:
+        def job_changed(self, job: Any) -> None:
+            if job.message and not job.state.finished and not args.json:
+                print(f"  {job.message}", file=sys.stderr, flush=True)
+
+        def job_progress(self, *_a: Any) -> None:
+            pass
+
+        def job_partial(self, *_a: Any) -> None:
+            pass
+
+    engine = cli_engine(settings, paths)
+    job = None
+    try:
+        job = engine.submit(request, title=f"Make {entry.name} smaller", listener=Listener())
+        interrupted = wait_for(engine, job)
+    finally:
+        engine.shutdown(wait=job is None or job.state.finished, timeout=10)
+    if job.state is JobState.FAILED:
+        return fail(job.error or job.message or "making the model smaller failed", 1)
+    if interrupted or job.state is JobState.CANCELLED:
+        print("studio: cancelled; nothing was saved", file=sys.stderr)
+        return 130
+    report = job.result
+    for warning in report.warnings:
+        print(f"studio: warning: {warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1))
+        return 0
+    rows = [("", "before", "after", "change"), *report.rows()]
+    width = max(len(r[0]) for r in rows)
+    for what, before, after, change in rows:
+        print(f"  {what:<{width}}  {before:>10}  {after:>10}  {change:>8}")
+    print(f"Saved {report.name} ({human_size(report.after.size_bytes)}) to {report.path}. "
+          f"Chat with it: studio chat --model {report.name}")
+    return 0
