@@ -550,7 +550,7 @@ class ShrinkRequest:
             raise ValueError(f"Unknown method {self.method!r}; choose one of "
                              f"{', '.join(SHRINK_METHODS)}.")
         if not 16 <= int(self.eval_tokens) <= MAX_SHRINK_EVAL_TOKENS:
-            raise ValueError(f"The perplexity check takes 16 to {MAX_SHRINK_EVAL_TOKENS} tokens.")
+            raise ValueError(f"The perplexity check takes 16 to {MAX_SHRINK_EVAL_TOKENS} tokens.")  # plural-ok
         if not 1 <= int(self.speed_tokens) <= 512:
             raise ValueError("The speed check generates 1 to 512 tokens.")
 

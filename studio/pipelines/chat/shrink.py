@@ -128,7 +128,7 @@ class ShrinkReport:
         return [
             ("Size on disk", human_size(b.size_bytes), human_size(a.size_bytes),
              f"× {a.size_bytes / max(b.size_bytes, 1):.2f}"),
-            (f"Perplexity ({b.eval_tokens} tokens of Shakespeare)", f"{b.perplexity:.2f}",
+            (f"Perplexity ({count_of(b.eval_tokens, 'token')} of Shakespeare)", f"{b.perplexity:.2f}",
              f"{a.perplexity:.2f}", f"{a.perplexity - b.perplexity:+.2f} "
              f"({100 * (a.perplexity / b.perplexity - 1) if b.perplexity else 0:+.1f}%)"),
             ("Tokens/s (greedy)", f"{b.tokens_per_s:.1f}", f"{a.tokens_per_s:.1f}",
