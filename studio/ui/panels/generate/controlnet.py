@@ -15,7 +15,6 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -33,6 +32,7 @@ from PySide6.QtWidgets import (
 from studio.core.control import MAX_CONTROLNETS, PREPROCESSORS
 from studio.core.requests import Txt2ImgRequest
 from studio.ui.widgets.basics import muted_label
+from studio.ui.widgets.check_section import CheckSection
 
 FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 SUPPORTED_FAMILIES = tuple(FAMILY_NAMES)
@@ -168,35 +168,18 @@ class ControlUnitRow(QFrame):
             self.image.setText(path)
 
 
-class ControlNetSection(QWidget):
+class ControlNetSection(CheckSection):
     """The ControlNet group; :meth:`fields` gives the request's ``controlnets``."""
 
     changed = Signal()
 
     def __init__(self, current_result: Callable[[], str] = lambda: "",
                  parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__("ControlNet", "Guide the composition with a control image (edges, a "
+                         "drawing, a pose or depth map) — SD 1.x, SD 2.x and SDXL models",
+                         "Show or hide the ControlNet settings", parent)
         self._current_result = current_result
         self._models: list[tuple[str, str]] = []
-        col = QVBoxLayout(self)
-        col.setContentsMargins(0, 0, 0, 0)
-        col.setSpacing(6)
-        header = QHBoxLayout()
-        header.setSpacing(6)
-        self.enabled = QCheckBox("ControlNet")
-        self.enabled.setToolTip("Guide the composition with a control image (edges, a drawing, "
-                                "a pose or depth map) — SD 1.x, SD 2.x and SDXL models")
-        self.expand = QToolButton()
-        self.expand.setCheckable(True)
-        self.expand.setAutoRaise(True)
-        self.expand.setProperty("flat", True)
-        self.expand.setFixedSize(26, 26)
-        self.expand.setToolTip("Show or hide the ControlNet settings")
-        header.addWidget(self.enabled)
-        header.addStretch(1)
-        header.addWidget(self.expand)
-        col.addLayout(header)
-        self.body = QWidget()
         self.rows_box = QVBoxLayout(self.body)
         self.rows_box.setContentsMargins(0, 0, 0, 0)
         self.rows_box.setSpacing(6)
@@ -206,11 +189,8 @@ class ControlNetSection(QWidget):
         self.add = QPushButton("Add ControlNet")
         self.add.setToolTip(f"Up to {MAX_CONTROLNETS} ControlNets guide one image together")
         self.rows_box.addWidget(self.add, 0, Qt.AlignmentFlag.AlignLeft)
-        col.addWidget(self.body)
         self.rows: list[ControlUnitRow] = []
-        self.enabled.toggled.connect(self._enabled_toggled)
         self.enabled.toggled.connect(self.changed)
-        self.expand.toggled.connect(self._show_body)
         self.add.clicked.connect(lambda: self._add_row({}))
         self.set_models([])
         self._show_body(False)
@@ -285,14 +265,6 @@ class ControlNetSection(QWidget):
         self.add.setEnabled(len(self.rows) < MAX_CONTROLNETS and bool(self._models))
 
     def _enabled_toggled(self, on: bool) -> None:
-        if on:
-            self._show_body(True)
-            if not self.rows and self._models:
-                self._add_row({})
-
-    def _show_body(self, shown: bool) -> None:
-        self.expand.blockSignals(True)
-        self.expand.setChecked(shown)
-        self.expand.blockSignals(False)
-        self.expand.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
-        self.body.setVisible(shown)
+        super()._enabled_toggled(on)
+        if on and not self.rows and self._models:
+            self._add_row({})

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QGridLayout,
-    QHBoxLayout,
     QLabel,
     QSpinBox,
-    QToolButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -30,37 +26,19 @@ from studio.core.requests import (
     Txt2ImgRequest,
 )
 from studio.ui.widgets.basics import muted_label
+from studio.ui.widgets.check_section import CheckSection
 
 
-class HiresSection(QWidget):
+class HiresSection(CheckSection):
     """The hires fix's fields; :meth:`fields` gives the request's, :meth:`set_request` fills."""
 
     changed = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__("Hires fix", "Make the image at the size above, upscale it, then refine "
+                         "it with a second pass (A1111's hires fix): more detail at large sizes "
+                         "without doubled faces", "Show or hide the hires fix settings", parent)
         self._size = (512, 512)
-        col = QVBoxLayout(self)
-        col.setContentsMargins(0, 0, 0, 0)
-        col.setSpacing(6)
-        header = QHBoxLayout()
-        header.setSpacing(6)
-        self.enabled = QCheckBox("Hires fix")
-        self.enabled.setToolTip("Make the image at the size above, upscale it, then refine it "
-                                "with a second pass (A1111's hires fix): more detail at large "
-                                "sizes without doubled faces")
-        self.expand = QToolButton()
-        self.expand.setCheckable(True)
-        self.expand.setAutoRaise(True)
-        self.expand.setProperty("flat", True)  # a disclosure arrow, not a framed button
-        self.expand.setFixedSize(26, 26)
-        self.expand.setToolTip("Show or hide the hires fix settings")
-        header.addWidget(self.enabled)
-        header.addStretch(1)
-        header.addWidget(self.expand)
-        col.addLayout(header)
-
-        self.body = QWidget()
         grid = QGridLayout(self.body)
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setHorizontalSpacing(8)
@@ -103,10 +81,7 @@ class HiresSection(QWidget):
         self.target = muted_label()
         self.target.setWordWrap(True)
         grid.addWidget(self.target, 4, 0, 1, 2)
-        col.addWidget(self.body)
 
-        self.enabled.toggled.connect(self._enabled_toggled)
-        self.expand.toggled.connect(self._show_body)
         for signal in (self.enabled.toggled, self.scale.valueChanged,
                        self.upscaler.currentIndexChanged, self.steps.valueChanged,
                        self.denoise.valueChanged):
@@ -155,17 +130,6 @@ class HiresSection(QWidget):
         if name and self.upscaler.findData(name) < 0:
             self.upscaler.addItem(name, name)  # a model named by a reused request
         self.upscaler.setCurrentIndex(max(0, self.upscaler.findData(name)))
-
-    def _enabled_toggled(self, on: bool) -> None:
-        if on:
-            self._show_body(True)
-
-    def _show_body(self, shown: bool) -> None:
-        self.expand.blockSignals(True)
-        self.expand.setChecked(shown)
-        self.expand.blockSignals(False)
-        self.expand.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
-        self.body.setVisible(shown)
 
     def _update_target(self) -> None:
         request = Txt2ImgRequest(model="", width=self._size[0], height=self._size[1],
