@@ -274,6 +274,8 @@ def test_the_group_is_greyed_out_for_families_it_does_not_run(qtbot):
     controls.set_family("flux")
     assert not controls.controlnet.isEnabled()
     assert "FLUX.1 models need their own ControlNets" in controls.controlnet.enabled.toolTip()
+    assert controls.controlnet.enabled.text() == "ControlNet (not for FLUX.1)"
     assert controls.request(model="m").controlnets == []  # greyed out: not applied
     controls.set_family("sdxl")
     assert controls.controlnet.isEnabled() and len(controls.request(model="m").controlnets) == 1
+    assert controls.controlnet.enabled.text() == "ControlNet"

@@ -224,6 +224,10 @@ class ControlNetSection(CheckSection):
         usable = key not in ("gan",) and (family is None or key in SUPPORTED_FAMILIES)
         self.setEnabled(usable)
         label = getattr(family, "label", key)
+        # the theme greys a disabled check box's text only faintly: the title says why too
+        self.enabled.setText("ControlNet" if usable else
+                             "ControlNet (not for GANs)" if key == "gan" else
+                             f"ControlNet (not for {label})")
         self.enabled.setToolTip(
             "Guide the composition with a control image (edges, a drawing, a pose or depth "
             "map) — SD 1.x, SD 2.x and SDXL models" if usable else
