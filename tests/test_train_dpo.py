@@ -115,3 +115,21 @@ def test_studio_train_dpo_exports_a_model_chat_uses(capsys):
                                    add_generation_prompt=True) == "Say hello.\n"
     eos = tok.convert_tokens_to_ids("<|endoftext|>")
     assert tok.eos_token_id == eos == GenerationConfig.from_pretrained(folder).eos_token_id
+
+
+def test_the_answers_shown_are_written_every_few_steps_and_when_dpo_starts():
+    from studio.pipelines.train.dpo import ANSWER_EVERY
+
+    lesson = tiny(sft_steps=3)
+    assert lesson.snapshot()["answers_step"] == 0
+    lesson.step()
+    snap = lesson.snapshot()
+    assert snap["answers_step"] == 0 and "The answers are from step 0." in snap["phase"]
+    for _ in range(2):
+        lesson.step()  # the warm-up ends: a new reference, so the answers are written again
+    assert lesson.snapshot()["answers_step"] == 3
+    for _ in range(ANSWER_EVERY):
+        lesson.step()
+    snap = lesson.snapshot()
+    assert snap["answers_step"] == snap["step"] == 3 + ANSWER_EVERY
+    assert [r["before"] for r in snap["answers"]] == lesson.before

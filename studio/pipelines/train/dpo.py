@@ -47,6 +47,8 @@ CHAT_TEMPLATE = ("{% for message in messages %}{{ message['content'] }}"
 #: prompts whose answers are shown before (the reference) and after (the policy) training
 SHOWN = 3
 ANSWER_TOKENS = 40
+#: steps between two writings of the answers shown (writing three answers costs a dozen steps)
+ANSWER_EVERY = 10
 MAX_PAIRS = 5000
 MAX_CHARS = 2000
 
@@ -246,6 +248,7 @@ class DPOLesson(Trainer):
                        for row in self.pairs[:SHOWN]]
         self._snap_key: int | None = None
         self._snap: dict[str, Any] = {}
+        self._answers: tuple[int, list[str], list[dict[str, str]]] | None = None
 
     @classmethod
     def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -345,9 +348,7 @@ class DPOLesson(Trainer):
     def snapshot(self) -> dict[str, Any]:
         if self._snap_key == self.step_count:
             return self._snap
-        rows = [{"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"],
-                 "before": before, "after": self.answer(self.model, row["prompt"])}
-                for row, before in zip(self.pairs[:SHOWN], self.before, strict=True)]
+        rows, answered = self._rows()
         history = np.asarray(self.history, dtype=np.float64).reshape(-1, 4)
         warm = int(self.config["sft_steps"])
         phase = (f"Warm-up, step {self.step_count} of {warm}: the model learns to answer from "
@@ -356,13 +357,29 @@ class DPOLesson(Trainer):
                  "DPO" + (f" since step {warm}: before = the model after its warm-up (the "
                           "reference)." if warm else ": before = the untrained model (the "
                                                      "reference)."))
+        if answered != self.step_count:
+            phase += f" The answers are from step {answered}."
         self._snap = {"step": self.step_count, "answers": rows, "pairs": len(self.pairs),
-                      "phase": phase,
+                      "phase": phase, "answers_step": answered,
                       "data_note": f"{len(self.pairs)} preference pairs from {self.source.name}",
                       "history": history,
                       "parameters": sum(p.numel() for p in self.model.parameters())}
         self._snap_key = self.step_count
         return self._snap
+
+    def _rows(self) -> tuple[list[dict[str, str]], int]:
+        """The answers shown and the step they are from: written again every ANSWER_EVERY
+        steps, when the reference changes (the warm-up ends) or after a reset, so that the
+        window's snapshots do not cost the lesson most of its speed."""
+        cached = self._answers
+        if (cached is None or cached[1] is not self.before
+                or not 0 <= self.step_count - cached[0] < ANSWER_EVERY):
+            rows = [{"prompt": row["prompt"], "chosen": row["chosen"],
+                     "rejected": row["rejected"], "before": before,
+                     "after": self.answer(self.model, row["prompt"])}
+                    for row, before in zip(self.pairs[:SHOWN], self.before, strict=True)]
+            cached = self._answers = (self.step_count, self.before, rows)
+        return cached[2], cached[0]
 
     def export_model(self, folder: Path) -> list[Path]:
         """The policy as it is now, as a model folder Chat loads (the GPT lesson's writer), with
@@ -393,3 +410,4 @@ class DPOLesson(Trainer):
         self.before = [self.answer(self.reference, row["prompt"])
                        for row in self.pairs[:SHOWN]]
         self._snap_key = None
+        self._answers = None
