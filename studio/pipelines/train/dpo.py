@@ -31,7 +31,6 @@ from studio.pipelines.train.base import (
     LessonInfo,
     ParamSpec,
     Trainer,
-    check_loss,
 )
 from studio.pipelines.train.registry import lesson_text
 from studio.pipelines.train.text_lessons import check_width_heads
@@ -281,14 +280,8 @@ class DPOLesson(Trainer):
     def _warm_up_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One supervised step; after the last one the model as it is becomes the reference (the
         SFT model of RLHF) and DPO starts from it with a fresh optimizer."""
-        loss = sft_loss(self.model, batch)
-        self._optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.step_count += 1
-        value = float(loss.detach())
-        check_loss(value, self.step_count)
-        self._optimizer.step()
+        value = tl.clipped_step(self, self._optimizer, sft_loss(self.model, batch),
+                                self.model.parameters())
         if not self.warming_up:
             self._start_preferences()
         return {"step": self.step_count, "sft_loss": value}
@@ -310,13 +303,7 @@ class DPOLesson(Trainer):
             return self._warm_up_step(batch)
         terms = dpo_terms(self.model, self.reference, batch, float(self.config["beta"]),
                           float(self.config["rpo_alpha"]))
-        self._optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.step_count += 1
-        value = float(terms["loss"].detach())
-        check_loss(value, self.step_count)
-        self._optimizer.step()
+        value = tl.clipped_step(self, self._optimizer, terms["loss"], self.model.parameters())
         chosen, rejected = terms["chosen_reward"], terms["rejected_reward"]
         metrics = {"step": self.step_count, "loss": value,
                    "margin": float((chosen - rejected).mean()),

@@ -24,7 +24,7 @@ import torch
 
 from studio.core.wording import count_of
 from studio.pipelines.train import torch_lessons as tl
-from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, Trainer, check_loss
+from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, Trainer
 from studio.pipelines.train.chat_data import (
     SOURCE_NAMES,
     SOURCES,
@@ -160,15 +160,8 @@ class LoraChatLesson(Trainer):
         order = torch.randperm(len(self.data.examples), generator=self._gens["train"])[:n]
         batch = encode_batch(self.tokenizer, [self.data.examples[int(i)] for i in order])
         self.model.train()
-        loss = self.model(**batch).loss
-        self._optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
-                                       1.0)
-        self.step_count += 1
-        value = float(loss.detach())
-        check_loss(value, self.step_count)
-        self._optimizer.step()
+        value = tl.clipped_step(self, self._optimizer, self.model(**batch).loss,
+                                [p for p in self.model.parameters() if p.requires_grad])
         if self.step_count % int(self.config["sample_every"]) == 0:
             self.answers = {"step": self.step_count, "after": self._answer_all()}
         return {"step": self.step_count, "loss": value}

@@ -32,7 +32,7 @@ from torch import nn
 
 from studio.core.wording import count_of
 from studio.pipelines.train import torch_lessons as tl
-from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, Trainer, check_loss
+from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, Trainer
 from studio.pipelines.train.registry import lesson_text
 from studio.pipelines.train.text_data import (
     BYTE_VOCAB,
@@ -370,13 +370,7 @@ class LanguageModelLesson(TextLesson):
         self.model.train()
         logits = self.logits(x)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        self._optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.step_count += 1
-        value = float(loss.detach())
-        check_loss(value, self.step_count)
-        self._optimizer.step()
+        value = tl.clipped_step(self, self._optimizer, loss, self.model.parameters())
         metrics: dict[str, float] = {"step": self.step_count, "loss": value}
         if self.step_count == 1 or self.step_count % EVAL_EVERY == 0:
             metrics["val_loss"] = self.evaluate()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from studio.pipelines.train.base import ParamSpec
+from studio.pipelines.train.base import ParamSpec, check_loss
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "rmsprop")
 OPTIMIZER_NAMES: dict[str, str] = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSProp"}
@@ -77,6 +77,21 @@ def make_optimizer(kind: str, params: Any, lr: float,
     if kind == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr)
     raise ValueError(f"unknown optimizer {kind}")
+
+
+def clipped_step(trainer: Any, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+                 params: Any, max_norm: float = 1.0) -> float:
+    """One update from ``loss``: its gradients clipped to ``max_norm``, the trainer's step
+    counted and the loss checked (a NaN stops the run before the weights change), then the
+    optimizer's step. Returns the loss's value."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(params, max_norm)
+    trainer.step_count += 1
+    value = float(loss.detach())
+    check_loss(value, trainer.step_count)
+    optimizer.step()
+    return value
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
