@@ -301,51 +301,14 @@ def check_generate(root: Path, device: str = "auto") -> str:
     if (read["prompt"], read["seed"], read["steps"]) != (request.prompt, 42, GENERATE_STEPS):
         raise CheckFailed(f"studio params read back {read['prompt']!r}, seed {read['seed']}, "
                           f"steps {read['steps']}")
-    lora = _lora_step(model, settings, paths, results[0].path)
-    search = _gallery_search(settings, paths, results[0].path)
-    from studio.cli.self_checks_controlnet import controlnet_step
+    from studio.cli.self_checks_generate import controlnet_step, gallery_search, lora_step
 
-    control = controlnet_step(model, settings, paths, results[0].path, _run_jobs, IMAGE_SIDE,
+    lora = lora_step(model, settings, paths, results[0].path, IMAGE_SIDE)
+    search = gallery_search(settings, paths, results[0].path)
+    control = controlnet_step(model, settings, paths, results[0].path, IMAGE_SIDE,
                               GENERATE_STEPS)
     return (f"{count_of(GENERATE_STEPS, 'step')}, {IMAGE_SIDE}×{IMAGE_SIDE} PNG, its "
             f"parameters read back; {lora}; {search}; {control}")
-
-
-def _gallery_search(settings: Any, paths: Any, image: Path) -> str:
-    """The Gallery's search by meaning (`studio gallery search`'s jobs): a tiny CLIP embeds the
-    outputs folder into the gallery database and finds the generated image by text."""
-    from studio.core.requests import GalleryIndexRequest, GallerySearchRequest
-
-    model = str(build_tiny_clip(paths.models_dir / "tiny-clip"))
-    [(report, _), (hits, _)] = _run_jobs(settings, paths, [
-        GalleryIndexRequest(model=model), GallerySearchRequest("a lighthouse", model=model)])
-    if report.embedded < 1 or [h.path for h in hits[:1]] != [image]:
-        raise CheckFailed(f"the gallery search did not find {image.name}: "
-                          f"{report.sentence()}; found {[h.path.name for h in hits]}")
-    return "found by a CLIP search"
-
-
-def _lora_step(model: Path, settings: Any, paths: Any, image: Path) -> str:
-    """`studio train-lora`'s trainer: one step on the generated image, a kohya LoRA file that
-    the library recognises as a LoRA."""
-    import shutil
-
-    from studio.library.classify import classify_file
-    from studio.pipelines.train.lora_sd import LoraTrainConfig, LoraTrainer
-
-    data = paths.data_dir / "lora-data"
-    data.mkdir(parents=True, exist_ok=True)
-    shutil.copy(image, data / "one.png")
-    (data / "one.txt").write_text("a lighthouse", encoding="utf-8")
-    config = LoraTrainConfig(data_dir=data, base=str(model), name="self-test", rank=2, alpha=2,
-                             steps=1, resolution=IMAGE_SIDE)
-    trainer = LoraTrainer(config, settings, paths)
-    trainer.prepare()
-    out = trainer.run()
-    kind = classify_file(out)
-    if kind.kind != "lora":
-        raise CheckFailed(f"the trained LoRA {out.name} reads as {kind.kind}: {kind.reason}")
-    return "a LoRA trained a step"
 
 
 def _one_saved_png(results: list | None, what: str, side: int = IMAGE_SIDE) -> None:
