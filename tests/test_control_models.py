@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from PySide6.QtCore import Qt
 
 from studio.core.jobs import UserFacingError
 from studio.library import preprocessor_models
@@ -116,3 +117,23 @@ def test_the_skeleton_has_openpose_s_colours_and_leaves_out_unsure_points():
     nose = keypoints[0].round().astype(int)
     assert drawn[nose[1], nose[0]].tolist() == [0, 0, 0]  # not drawn
     assert drawn[0, 0].tolist() == [0, 0, 0]
+
+
+def test_the_window_greys_out_a_preprocessor_whose_model_is_missing(qtbot, hf_home, tmp_path):
+    from studio.ui.panels.generate.controls import GenerateControls
+
+    add_to_hub_cache(hf_home, "depth-anything/Depth-Anything-V2-Small-hf",
+                     _tiny_depth(tmp_path / "depth"))
+    missing = preprocessor_models.missing()
+    assert list(missing) == ["openpose"]  # depth is cached, the pose model is not
+    group = GenerateControls().controlnet
+    qtbot.addWidget(group)
+    group.set_models([("canny-15", "sd1")])
+    group.set_missing_preprocessors(missing)
+    group.enabled.setChecked(True)
+    row = group.rows[0]
+    items = row.preprocess.model()
+    pose, depth = row.preprocess.findData("openpose"), row.preprocess.findData("depth")
+    assert not items.item(pose).isEnabled() and items.item(depth).isEnabled()
+    assert "hf download usyd-community/vitpose-base-simple" in row.preprocess.itemData(
+        pose, Qt.ItemDataRole.ToolTipRole)

@@ -57,3 +57,9 @@ def needs(name: str) -> str:
     return (f"The '{name}' preprocessor needs {wanted.what} in the Hugging Face cache; "
             f"download one with: {wanted.download} — or pick a control image that is already a "
             f"{'depth map' if name == 'depth' else 'pose skeleton'} and the preprocessor 'none'.")
+
+
+def missing() -> dict[str, str]:
+    """Each model-based preprocessor whose model is not cached, with :func:`needs`' sentence
+    (the window greys those out)."""
+    return {name: needs(name) for name in MODELS if find(name) is None}

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -136,6 +137,18 @@ class ControlUnitRow(QFrame):
         self.model.blockSignals(False)
         self._choose(chosen)
 
+    def set_missing(self, missing: dict[str, str]) -> None:
+        """Grey out the preprocessors whose model is not in the cache (``missing``: name → the
+        sentence saying what to download), which their tooltip then says."""
+        items = self.preprocess.model()
+        for index in range(self.preprocess.count()):
+            key = self.preprocess.itemData(index)
+            item = items.item(index) if isinstance(items, QStandardItemModel) else None
+            if item is not None:
+                item.setEnabled(key not in missing)
+            self.preprocess.setItemData(index, missing.get(key, PREPROCESSORS[key]),
+                                        Qt.ItemDataRole.ToolTipRole)
+
     def unit(self) -> dict:
         return {"model": self.model.currentData() or "", "image": self.image.text().strip(),
                 "preprocess": self.preprocess.currentData() or "none",
@@ -180,6 +193,7 @@ class ControlNetSection(CheckSection):
                          "Show or hide the ControlNet settings", parent)
         self._current_result = current_result
         self._models: list[tuple[str, str]] = []
+        self._missing: dict[str, str] = {}
         self.rows_box = QVBoxLayout(self.body)
         self.rows_box.setContentsMargins(0, 0, 0, 0)
         self.rows_box.setSpacing(6)
@@ -218,6 +232,12 @@ class ControlNetSection(CheckSection):
         self.empty.setVisible(not self._models)
         self._update_add()
 
+    def set_missing_preprocessors(self, missing: dict[str, str]) -> None:
+        """The model-based preprocessors whose model is not cached (name → what to download)."""
+        self._missing = dict(missing)
+        for row in self.rows:
+            row.set_missing(self._missing)
+
     def set_family(self, key: str, family: object = None) -> None:
         """The model's family: ControlNet is greyed out (its units kept for the next model) for
         a GAN, and for families whose ControlNets Studio does not run, with the reason."""
@@ -250,6 +270,7 @@ class ControlNetSection(CheckSection):
             return
         row = ControlUnitRow(lambda: self._current_result())
         row.set_models(self._models)
+        row.set_missing(self._missing)
         row.set_unit(unit)
         row.changed.connect(self.changed)
         row.remove_requested.connect(self._remove_row)
