@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 #: Scheduler keys, in the order the picker shows them, with their display names.
 SCHEDULERS: dict[str, str] = {
@@ -265,8 +269,8 @@ class GeneratedImage:
     request: Txt2ImgRequest
     seed: int
     index: int  # position in the batch: seed == image_seeds(request, index)[0]
-    path: Any = None  # pathlib.Path of the saved PNG
-    image: Any = None  # PIL.Image.Image
+    path: Path | None = None  # the saved PNG
+    image: PILImage | None = None
     parameters: str = ""  # the A1111-style ``parameters`` text written into the PNG
     warnings: list[str] = dataclasses.field(default_factory=list)
     # The LoRAs applied (from prompt tags and request.loras): name, weight, path, hash, source
@@ -587,11 +591,11 @@ class TransformedImage:
     CycleGAN (it draws no random numbers).
     """
 
-    request: Any  # TransformRequest | Img2ImgRequest | UpscaleRequest
+    request: TransformRequest | Img2ImgRequest | UpscaleRequest
     index: int
-    source: Any = None  # pathlib.Path of the input image
-    path: Any = None  # pathlib.Path of the saved PNG
-    image: Any = None
+    source: Path | None = None  # the input image
+    path: Path | None = None  # the saved PNG
+    image: PILImage | None = None
     parameters: str = ""
     seed: int | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
