@@ -32,21 +32,24 @@ _COLOURS = ((255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 
             (255, 0, 255), (255, 0, 170), (255, 0, 85))
 
 
-def _model_folder(name: str, folder: Path | None) -> Path:
+def _load(name: str, folder: Path | None, processor_class: Any, model_class: Any
+          ) -> tuple[Any, Any]:
+    """The processor and the model (in eval mode) of preprocessor ``name``, from ``folder`` or
+    the cache; a missing or broken model is a sentence with its download line."""
     from studio.library import preprocessor_models
 
     found = folder or preprocessor_models.find(name)
     if found is None:
         raise UserFacingError(preprocessor_models.needs(name))
-    return found
-
-
-def _cannot_load(name: str, folder: Path, exc: Exception) -> UserFacingError:
-    from studio.library import preprocessor_models
-
-    return UserFacingError(f"The '{name}' preprocessor's model in {folder} cannot be loaded "
-                           f"({str(exc).splitlines()[0][:200]}); download it again with: "
-                           f"{preprocessor_models.MODELS[name].download}")
+    try:
+        processor = processor_class.from_pretrained(str(found), local_files_only=True)
+        model = model_class.from_pretrained(str(found), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise UserFacingError(
+            f"The '{name}' preprocessor's model in {found} cannot be loaded "
+            f"({str(exc).splitlines()[0][:200]}); download it again with: "
+            f"{preprocessor_models.MODELS[name].download}") from None
+    return processor, model.eval()
 
 
 def depth_map(image: Any, folder: Path | None = None) -> Any:
@@ -56,13 +59,7 @@ def depth_map(image: Any, folder: Path | None = None) -> Any:
     from PIL import Image
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-    found = _model_folder("depth", folder)
-    try:
-        processor = AutoImageProcessor.from_pretrained(str(found), local_files_only=True)
-        model = AutoModelForDepthEstimation.from_pretrained(str(found), local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise _cannot_load("depth", found, exc) from None
-    model.eval()
+    processor, model = _load("depth", folder, AutoImageProcessor, AutoModelForDepthEstimation)
     with torch.no_grad():
         out = model(**processor(images=image, return_tensors="pt"))
     depth = processor.post_process_depth_estimation(
@@ -78,13 +75,7 @@ def pose_keypoints(image: Any, folder: Path | None = None) -> tuple[Any, Any]:
     import torch
     from transformers import AutoProcessor, VitPoseForPoseEstimation
 
-    found = _model_folder("openpose", folder)
-    try:
-        processor = AutoProcessor.from_pretrained(str(found), local_files_only=True)
-        model = VitPoseForPoseEstimation.from_pretrained(str(found), local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise _cannot_load("openpose", found, exc) from None
-    model.eval()
+    processor, model = _load("openpose", folder, AutoProcessor, VitPoseForPoseEstimation)
     boxes = [[[0.0, 0.0, float(image.width), float(image.height)]]]
     inputs = processor(images=image, boxes=boxes, return_tensors="pt")
     with torch.no_grad():
