@@ -227,36 +227,6 @@ def validate_loras(loras: Any) -> None:
                              f"{MAX_LORA_WEIGHT:g}, not {weight!r}.")
 
 
-def batch_position(step: int, total: int, count: int, steps: int = 0
-                   ) -> tuple[int, int, int, int]:
-    """Where a batch job's progress stands: ``(image, image_step, image_steps, count)``.
-
-    Image jobs report the steps of the whole batch (``step`` of ``count × steps``, see
-    ``run_common.step_callback``); people think in "image 2 of 4, step 4 of 8". ``image`` counts
-    from 1. A total that does not divide by ``count`` is read as one image. ``steps`` (the
-    request's) is what the user asked for: a scheduler that runs a different number of model
-    calls per image (PNDM runs 9 for 8 steps) is shown on that scale, so 8 steps never read 9.
-    """
-    count = max(1, int(count or 1))
-    if total <= 0 or total % count:
-        return 1, step, total, 1
-    per = total // count
-    image = min(count, max(1, (step - 1) // per + 1)) if step > 0 else 1
-    image_step = step - (image - 1) * per
-    if steps > 0 and per != steps:
-        image_step = min(steps, max(1 if image_step > 0 else 0, round(image_step * steps / per)))
-        per = steps
-    return image, image_step, per, count
-
-
-def batch_progress_text(step: int, total: int, count: int, steps: int = 0) -> str:
-    """'image 2/4 · step 4/8', or 'step 4/8' for a single image."""
-    image, image_step, per, count = batch_position(step, total, count, steps)
-    if count > 1:
-        return f"image {image}/{count} · step {image_step}/{per}"
-    return f"step {image_step}/{per}"
-
-
 @dataclass
 class GeneratedImage:
     """One finished image of a text-to-image job, reported through ``progress.partial``.
@@ -600,41 +570,3 @@ class TransformedImage:
     seed: int | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # as in GeneratedImage
-
-
-MAX_SEARCH_RESULTS = 10_000
-
-
-@dataclass
-class GalleryIndexRequest:
-    """Bring the Gallery's search-by-meaning index up to date: every image in the outputs folder
-    that is new or changed since it was embedded gets its vector from ``model`` (a CLIP / SigLIP
-    folder, or a name or repo id the library finds; empty: the first one found)."""
-
-    model: str = ""
-
-    def validate(self) -> None:
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "gallery-index", **dataclasses.asdict(self)}
-
-
-@dataclass
-class GallerySearchRequest:
-    """Gallery images ranked by how well they match ``text`` (cosine similarity of CLIP / SigLIP
-    vectors), best first, at most ``limit``; the index is brought up to date first."""
-
-    text: str
-    model: str = ""
-    limit: int = 200
-
-    def validate(self) -> None:
-        if not str(self.text).strip():
-            raise ValueError("Type what the images should show, e.g. 'a red fox at dusk'.")
-        if not 1 <= int(self.limit) <= MAX_SEARCH_RESULTS:
-            raise ValueError(f"The number of results must be between 1 and "
-                             f"{MAX_SEARCH_RESULTS:,}, not {self.limit}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "gallery-search", **dataclasses.asdict(self)}
