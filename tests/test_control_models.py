@@ -137,3 +137,61 @@ def test_the_window_greys_out_a_preprocessor_whose_model_is_missing(qtbot, hf_ho
     assert not items.item(pose).isEnabled() and items.item(depth).isEnabled()
     assert "hf download usyd-community/vitpose-base-simple" in row.preprocess.itemData(
         pose, Qt.ItemDataRole.ToolTipRole)
+
+
+def test_draw_makes_a_scribble_the_unit_uses(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtCore import QPointF
+    from PySide6.QtWidgets import QDialog
+
+    from studio.ui.panels.generate import scribble
+    from studio.ui.panels.generate.controls import GenerateControls
+
+    controls = GenerateControls()
+    qtbot.addWidget(controls)
+    group = controls.controlnet
+    group.set_models([("scribble-15", "sd1")])
+    group.set_scribble_place(lambda: (96, 64), tmp_path / "controls")
+    group.enabled.setChecked(True)
+    row = group.rows[0]
+    row.preprocess.setCurrentIndex(row.preprocess.findData("canny"))
+
+    def draw_and_use(dialog):
+        assert dialog.canvas.mask().size().toTuple() == (96, 64)  # the request's size
+        assert not dialog.use.isEnabled()  # nothing drawn yet
+        dialog.canvas.begin_edit()  # a stroke, as a mouse press starts it
+        dialog.canvas.paint_line(QPointF(10, 10), QPointF(80, 50))
+        dialog.tools.undo.click()
+        assert not dialog.canvas.has_mask()
+        dialog.tools.redo.click()
+        assert dialog.use.isEnabled()
+        dialog.use.click()
+        return QDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(scribble.ScribbleDialog, "exec", draw_and_use)
+    row.draw.click()
+    saved = row.image.text()
+    assert saved.startswith(str(tmp_path / "controls" / "scribble-"))
+    assert row.preprocess.currentData() == "none"  # a scribble is a control map already
+    pixels = np.asarray(Image.open(saved).convert("L"))
+    assert pixels.shape == (64, 96) and pixels[0, 95] == 0 and pixels[30, 45] == 255
+
+
+def test_tracing_shows_the_image_under_the_drawing_and_keeps_it(qtbot, tmp_path):
+    from PySide6.QtCore import QPointF
+
+    from studio.ui.panels.generate.scribble import ScribbleDialog, sheet
+
+    picture = tmp_path / "on-screen.png"
+    Image.new("RGB", (48, 32), (0, 0, 0)).save(picture)
+    assert sheet((48, 32)).pixelColor(5, 5).name() == "#ffffff"
+    traced = sheet((48, 32), str(picture)).pixelColor(5, 5)
+    assert 150 < traced.red() < 180  # black at 35 % over white
+    dialog = ScribbleDialog((48, 32), tmp_path, str(picture))
+    qtbot.addWidget(dialog)
+    dialog.canvas.begin_edit()
+    dialog.canvas.paint_line(QPointF(5, 5), QPointF(40, 20))
+    dialog.trace.setChecked(True)
+    assert dialog.canvas.has_mask() and dialog.tools.undo.isEnabled()  # the strokes stay
+    without = ScribbleDialog((48, 32), tmp_path)
+    qtbot.addWidget(without)
+    assert not without.trace.isEnabled()  # nothing on screen to trace

@@ -104,6 +104,9 @@ class GeneratePanel(QWidget):
         self.picker = ModelPicker(ctx, scanner=scanner)
         self.controls = GenerateControls()
         self.controls.controlnet.set_current_result(lambda: self._displayed_path or "")
+        self.controls.controlnet.set_scribble_place(
+            lambda: (self.controls.width_box.value(), self.controls.height_box.value()),
+            self.ctx.paths.data_dir / "controls")
         self.preview = PreviewArea()
         # The denoising timeline of the image shown, under it (the last few images' are kept)
         self.timeline = TimelineScrubber()
