@@ -120,6 +120,9 @@ class ChatBody(_SamplingBody):
     function_call: Any = None
     # Studio's own: answer from this named document collection (GET /v1/collections)
     studio_collection: str | None = Field(None, min_length=1, max_length=200)
+    # vLLM's: continue the last (assistant) message instead of opening a new turn
+    continue_final_message: bool | None = None
+    add_generation_prompt: bool | None = None
     # hints OpenAI documents; accepted and ignored
     store: Any = None
     metadata: Any = None
@@ -324,6 +327,23 @@ def _sampled_request(b: _SamplingBody, model_spec: str, max_tokens: int | None,
     return request
 
 
+def _continues(b: ChatBody, messages: list[dict[str, Any]]) -> bool:
+    """vLLM's ``continue_final_message`` (with ``add_generation_prompt`` false or left out):
+    the last message, an assistant's, is continued rather than answered."""
+    if not b.continue_final_message:
+        if b.add_generation_prompt is False:
+            raise _bad("'add_generation_prompt': false is taken only with "
+                       "'continue_final_message': true.", "add_generation_prompt")
+        return False
+    if b.add_generation_prompt:
+        raise _bad("'continue_final_message' continues the last message, so "
+                   "'add_generation_prompt' must be false or left out.", "add_generation_prompt")
+    if messages[-1]["role"] != "assistant" or not messages[-1]["content"]:
+        raise _bad("'continue_final_message' needs the last message to be the beginning of an "
+                   "assistant's reply.", "continue_final_message")
+    return True
+
+
 def parse_chat(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
     """Validate a ``/v1/chat/completions`` body; ``model_spec`` is the resolved model."""
     b = _validated(ChatBody, body)
@@ -348,7 +368,8 @@ def parse_chat(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
     max_tokens = b.max_completion_tokens if b.max_completion_tokens is not None \
         else b.max_tokens
     request = _sampled_request(b, model_spec, max_tokens, 512, messages=messages,
-                               logprobs=(b.top_logprobs or 0) if b.logprobs else None)
+                               logprobs=(b.top_logprobs or 0) if b.logprobs else None,
+                               continue_reply=_continues(b, messages))
     include_usage = bool(b.stream_options and b.stream_options.include_usage)
     collection = b.studio_collection.strip() if b.studio_collection is not None else None
     if collection == "":

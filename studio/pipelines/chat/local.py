@@ -292,7 +292,8 @@ class LocalChatBackend:
                                   f"image. {VISION_HINT}")
         else:
             prompt = fit_conversation(loaded.tokenizer, request.messages,
-                                      loaded.context_length, request.max_new_tokens)
+                                      loaded.context_length, request.max_new_tokens,
+                                      request.continue_reply)
         # no template in Complete mode: the model's template warning does not apply
         warnings = (list(prompt.warnings) if request.complete
                     else list(loaded.warnings) + prompt.warnings)
@@ -373,7 +374,7 @@ def vision_prompt(loaded: Any, request: ChatRequest) -> tuple[Any, dict[str, Any
     from PIL import Image
 
     from studio.core.wording import count_of
-    from studio.pipelines.chat.prompting import PreparedPrompt
+    from studio.pipelines.chat.prompting import PreparedPrompt, turn_options
 
     messages, images = [], []
     for m in request.messages:
@@ -390,8 +391,8 @@ def vision_prompt(loaded: Any, request: ChatRequest) -> tuple[Any, dict[str, Any
         messages.append({"role": m["role"], "content": parts})
     processor = loaded.processor
     template = getattr(processor, "chat_template", None) or loaded.tokenizer.chat_template
-    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
-                                         chat_template=template)
+    text = processor.apply_chat_template(messages, tokenize=False, chat_template=template,
+                                         **turn_options(request.continue_reply))
     inputs = processor(text=[text], images=images or None, return_tensors="pt")
     ids = inputs.pop("input_ids")[0].tolist()
     inputs.pop("attention_mask", None)

@@ -77,6 +77,10 @@ class ChatRequest:
     prompts left out) are joined into one raw text that the model continues (a remote server's
     ``/v1/completions``). ``logprobs``: None, or how many top alternatives (0 to
     :data:`MAX_TOP_LOGPROBS`) to report with each generated token's log-probability.
+
+    ``continue_reply``: the last message is the beginning of the assistant's reply (a branch
+    taken at a token), which the model continues in the chat template — transformers'
+    ``continue_final_message`` — instead of opening a new turn; the reply is the continuation.
     """
 
     model: str
@@ -89,6 +93,7 @@ class ChatRequest:
     seed: int | None = None
     complete: bool = False
     logprobs: int | None = None
+    continue_reply: bool = False
 
     def validate(self) -> None:
         """Raise ValueError with a one-line reason a person understands."""
@@ -117,6 +122,10 @@ class ChatRequest:
                 and 0 <= self.logprobs <= MAX_TOP_LOGPROBS):
             raise ValueError(f"Token probabilities: the number of alternatives must be 0 to "
                              f"{MAX_TOP_LOGPROBS}, not {self.logprobs!r}.")
+        if self.continue_reply and (self.complete or self.messages[-1].get("role") != "assistant"
+                                    or not self.messages[-1]["content"]):
+            raise ValueError("Only the beginning of an assistant's reply, as the last message of "
+                             "a chat, can be continued.")
 
     def prompt_text(self) -> str:
         """Complete mode's raw text: every non-system message's content, joined as written."""
