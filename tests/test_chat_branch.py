@@ -24,20 +24,25 @@ def backend():
     return LocalChatBackend(lambda: settings, default_paths)
 
 
-def _continued(folder, prefix: str, new: int) -> tuple[list[int], str]:
-    """Plain transformers: the chat with the reply's beginning continued, greedy."""
+def _continued(folder, prefix: str, new: int, ids_out: list[int] | None = None,
+               system: str = "") -> tuple[list[int], str]:
+    """Plain transformers: the chat (after ``system``) with the reply's beginning continued,
+    greedy (the prompt's ids and the new text; the new ids go into ``ids_out``)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
-    text = tokenizer.apply_chat_template(QUESTION + [{"role": "assistant", "content": prefix}],
-                                         tokenize=False, continue_final_message=True)
+    chat = ([{"role": "system", "content": system}] if system else []) + QUESTION + [
+        {"role": "assistant", "content": prefix}]
+    text = tokenizer.apply_chat_template(chat, tokenize=False, continue_final_message=True)
     ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.inference_mode():
         out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                              max_new_tokens=new, do_sample=False,
                              pad_token_id=tokenizer.eos_token_id)
+    if ids_out is not None:
+        ids_out.extend(out[0, ids.shape[1]:].tolist())
     return ids[0].tolist(), tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 
@@ -124,3 +129,56 @@ def test_a_server_without_continuation_says_so():
                                     b'supplied: continue_final_message"}}', "chat")
     assert "cannot continue a reply" in str(error) and "local model" in str(error)
     assert remote.payload(branch("x"))["continue_final_message"] is True
+
+
+# -- the window: "branch here" in a chat ---------------------------------------------------------
+@pytest.mark.gui
+def test_chat_window_branches_a_chat_reply_at_an_alternative_token(studio_home, tiny_llama_dir,
+                                                                   request, qtbot):
+    from PySide6.QtCore import Qt, QUrl
+
+    from studio.ui.panels.chat.model import MessageRole
+    from tests.fixtures.chat_window import open_chat
+
+    _window, panel = open_chat(request, qtbot, tiny_llama_dir, 6)
+    panel.controls.probabilities.setChecked(True)
+    panel.input.setPlainText(QUESTION[0]["content"])
+    qtbot.keyClick(panel.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: panel.job is None, timeout=180_000)
+    reply = panel.model.last_message()
+    entries = reply.meta["logprobs"]
+
+    def open_view():
+        index = panel.model.index(panel.model.rowCount() - 1)
+        lay = panel.delegate._layout(panel.view.visualRect(index), index.data(MessageRole))
+        button = next(rect for name, rect, _t in lay["buttons"] if name == "probabilities")
+        qtbot.mouseClick(panel.view.viewport(), Qt.MouseButton.LeftButton, pos=button.center())
+        return panel.token_view
+
+    view = open_view()
+    view._clicked(QUrl("tok:1"))
+    alt = next(j for j, (t, _lp) in enumerate(entries[1]["top"]) if t != entries[1]["token"])
+    assert f'href="alt:{alt}"' in view.alternatives.text()  # offered in a chat too
+    view.alternatives.linkActivated.emit(f"alt:{alt}")  # as a click on the link does
+    qtbot.waitUntil(lambda: panel.job is None and panel.token_view is None, timeout=180_000)
+
+    prefix = entries[0]["text"] + entries[1]["top"][alt][0]
+    rows = panel.store.path(panel.conv_id)
+    assert [m.role for m in rows] == ["user", "assistant"]  # a sibling reply, not a new turn
+    branch = rows[1]
+    assert branch.parent_id == reply.parent_id and branch.id != reply.id
+    assert panel.store.children(panel.conv_id, reply.parent_id) == [reply.id, branch.id]
+    new_ids: list[int] = []
+    prompt, _text = _continued(tiny_llama_dir, prefix, 6, new_ids,
+                               panel.controls.system.toPlainText().strip())
+    assert [e["id"] for e in branch.meta["logprobs"]] == new_ids  # greedy: generate's tokens
+    assert branch.meta["prompt_ids"] == prompt
+    written = "".join(e["text"] for e in branch.meta["logprobs"])
+    assert branch.content == prefix + written  # stored with the conversation
+    assert branch.meta["prefix"] == prefix and branch.meta["branched_from"] == reply.id
+
+    view = open_view()  # the beginning shows uncoloured, before the new tokens
+    assert view.text.toPlainText().startswith(prefix)
+    assert view.text.toHtml().count("tok:") == len([e for e in branch.meta["logprobs"]
+                                                    if e["text"]])
+    view.close()
