@@ -21,8 +21,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from studio.core.jobs import JobState
 from studio.core.wording import count_of
+from studio.server import chat_images, schemas
 from studio.server import documents as served_docs
-from studio.server import schemas
 from studio.server.catalog import CHAT, ServedModel
 from studio.server.limits import Limits
 from studio.server.openapi_doc import body_doc
@@ -43,11 +43,17 @@ def add_chat_routes(app: Any, server: Any, body_of: Callable, pick: Callable,
         body = await body_of(request)
         served = pick(body, CHAT)
         job_request, options = schemas.parse_chat(body, served.spec)
-        cited = await served_docs.ground_request(server.documents, options.collection,
-                                                 job_request)
-        extra = {} if cited is None else {"studio_citations": cited}
-        await check_prompt(served, job_request.messages, server.limits)
-        return await _answer(job_events, request, served, job_request, options, extra)
+        folder = await chat_images.attach(options.image_parts, job_request, served, server)
+        try:
+            cited = await served_docs.ground_request(server.documents, options.collection,
+                                                     job_request)
+            extra = {} if cited is None else {"studio_citations": cited}
+            await check_prompt(served, job_request.messages, server.limits)
+            answer = await _answer(job_events, request, served, job_request, options, extra)
+        except BaseException:
+            chat_images.removing(folder, None)
+            raise
+        return chat_images.removing(folder, answer)
 
     @app.post("/v1/completions", summary="A text completion: the prompt continued as written, "
               "no chat template (stream: Server-Sent Events)",

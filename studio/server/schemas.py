@@ -265,16 +265,24 @@ def parse_json(raw: bytes) -> Any:
                    "(HINT: send a JSON object.)") from None
 
 
-def _text_content(content: Any, index: int) -> str:
-    """A message's text: a string, or OpenAI's list of ``{"type": "text"}`` parts."""
+def _text_content(content: Any, index: int,
+                  images: list[dict[str, Any]] | None = None) -> str:
+    """A message's text: a string, or OpenAI's list of ``{"type": "text"}`` parts; its
+    ``{"type": "image_url"}`` parts go into ``images`` (None: refused), read by
+    :mod:`.chat_images`."""
     param = f"messages[{index}].content"
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         texts = []
         for part in content:
+            if part.get("type") == "image_url" and images is not None:
+                images.append(part)
+                continue
             if part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise _bad("Only text message parts are supported (no images or audio).", param)
+                raise _bad("Only text and image_url message parts are supported (no audio or "
+                           "files)." if images is not None else
+                           "Only text message parts are supported here.", param)
             texts.append(part["text"])
         return "".join(texts)
     raise _bad("Message content must be text.", param)
@@ -288,6 +296,8 @@ class ChatOptions:
     include_usage: bool = False
     stop: list[str] = field(default_factory=list)
     collection: str | None = None  # the named document collection to answer from
+    # message index → its image_url content parts (chat_images.py decodes and checks them)
+    image_parts: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def _stops(stop: str | list[str] | None) -> list[str]:
@@ -348,12 +358,16 @@ def parse_chat(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
     """Validate a ``/v1/chat/completions`` body; ``model_spec`` is the resolved model."""
     b = _validated(ChatBody, body)
     messages = []
+    image_parts: dict[int, list[dict[str, Any]]] = {}
     for i, m in enumerate(b.messages):
         role = "system" if m.role == "developer" else m.role
         if role not in ("system", "user", "assistant"):
             raise _bad(f"Unsupported role {m.role!r}: use system, user or assistant.",
                        f"messages[{i}].role")
-        messages.append({"role": role, "content": _text_content(m.content, i)})
+        parts: list[dict[str, Any]] = []
+        messages.append({"role": role, "content": _text_content(m.content, i, parts)})
+        if parts:
+            image_parts[i] = parts
     for name in ("tools", "functions", "tool_choice", "function_call"):
         if getattr(b, name) not in (None, False, [], "none"):
             raise _bad(f"'{name}' is not supported by this server.", name)
@@ -376,7 +390,7 @@ def parse_chat(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
         raise _bad("'studio_collection' must name a collection (GET /v1/collections).",
                    "studio_collection")
     return request, ChatOptions(stream=b.stream, include_usage=include_usage, stop=stops,
-                                collection=collection)
+                                collection=collection, image_parts=image_parts)
 
 
 def parse_completion(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
