@@ -86,6 +86,14 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class StudioOptions(BaseModel):
+    """Studio's own extension of chat and text completions (the ``studio`` field)."""
+
+    model_config = _STRICT
+    #: the last layer's attention when the model wrote each reply token (local models)
+    attention: bool = False
+
+
 class _SamplingBody(_Body):
     """The fields chat and text completions share."""
 
@@ -104,6 +112,8 @@ class _SamplingBody(_Body):
     # hints OpenAI documents; accepted and ignored
     user: Any = None
     logit_bias: Any = None
+    # Studio's own: {"attention": true} → "studio_attention" in the answer
+    studio: StudioOptions | None = None
 
 
 class ChatBody(_SamplingBody):
@@ -298,6 +308,18 @@ class ChatOptions:
     collection: str | None = None  # the named document collection to answer from
     # message index → its image_url content parts (chat_images.py decodes and checks them)
     image_parts: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    attention: bool = False  # "studio": {"attention": true}
+    logprobs: bool = False  # the client asked for them (attention asks the engine for ids)
+
+
+def _studio_options(b: _SamplingBody, request: ChatRequest, options: ChatOptions) -> ChatOptions:
+    """``options`` with the ``studio`` extension read: attention needs the reply's token ids,
+    which the engine keeps with its token probabilities (sent only when asked for)."""
+    options.logprobs = request.logprobs is not None
+    options.attention = bool(b.studio and b.studio.attention)
+    if options.attention and request.logprobs is None:
+        request.logprobs = 0
+    return options
 
 
 def _stops(stop: str | list[str] | None) -> list[str]:
@@ -389,8 +411,9 @@ def parse_chat(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
     if collection == "":
         raise _bad("'studio_collection' must name a collection (GET /v1/collections).",
                    "studio_collection")
-    return request, ChatOptions(stream=b.stream, include_usage=include_usage, stop=stops,
-                                collection=collection, image_parts=image_parts)
+    return request, _studio_options(b, request, ChatOptions(
+        stream=b.stream, include_usage=include_usage, stop=stops, collection=collection,
+        image_parts=image_parts))
 
 
 def parse_completion(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
@@ -417,7 +440,8 @@ def parse_completion(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptio
                                logprobs=b.logprobs,
                                messages=[{"role": "user", "content": prompts[0]}])
     include_usage = bool(b.stream_options and b.stream_options.include_usage)
-    return request, ChatOptions(stream=b.stream, include_usage=include_usage, stop=stops)
+    return request, _studio_options(b, request, ChatOptions(
+        stream=b.stream, include_usage=include_usage, stop=stops))
 
 
 def _image_fields(b: ImageBody) -> dict[str, Any]:

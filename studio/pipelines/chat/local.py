@@ -268,9 +268,13 @@ class LocalChatBackend:
             finally:
                 if own != "eager":
                     model.set_attn_implementation(own)
-            last = out.attentions[-1][0, :, -1, :].float()  # heads × tokens read
+            layer = out.attentions[-1][0].float()  # heads × positions × tokens read
+            last = layer[:, -1, :]
+            first = len(ids) - min(request.generated, len(ids) - 1) - 1
+            rows = [layer[:, p, :p + 1].mean(dim=0).tolist() for p in range(first, len(ids) - 1)]
             tokens = [loaded.tokenizer.decode([i]) for i in ids]
-        return AttentionMap(tokens, last.mean(dim=0).tolist(), int(last.shape[0]), left_out)
+        return AttentionMap(tokens, last.mean(dim=0).tolist(), int(last.shape[0]), left_out,
+                            rows)
 
     def _generate(self, request: ChatRequest, cancel: Any, on_chunk: ChunkCallback) -> ChatReply:
         import torch
@@ -311,7 +315,9 @@ class LocalChatBackend:
                              prompt_tokens=len(prompt.input_ids), finish_reason=finish,
                              error=error, dropped_messages=prompt.dropped_messages,
                              warnings=warnings, conversation_tokens=prompt.conversation_tokens,
-                             logprobs=token or [])
+                             logprobs=token or [],
+                             prompt_ids=list(prompt.input_ids) if probe is not None
+                             and state["n"] == 1 and token else [])
 
         def on_token(token: int) -> None:
             state["n"] += 1

@@ -42,16 +42,23 @@ class Embeddings:
 class AttentionRequest:
     """Where a local model's last layer looked when it wrote one token: ``input_ids`` are the
     tokens it had read then (the prompt and the reply before that token); the answer is the
-    last position's attention over all of them."""
+    last position's attention over all of them.
+
+    ``generated``: the last ``generated`` of ``input_ids`` are a reply the model wrote; the
+    answer's ``rows`` then say, for each of them, where the model looked when it wrote it (the
+    same pass: a causal model's position ``p`` reads only what came before)."""
 
     model: str
     input_ids: list[int] = field(default_factory=list)
+    generated: int = 0
 
     def validate(self) -> None:
         if not str(self.model).strip():
             raise ValueError("No chat model chosen.")
         if not self.input_ids or not all(isinstance(i, int) and i >= 0 for i in self.input_ids):
             raise ValueError("Give the token ids the model read (at least one).")
+        if not 0 <= self.generated < len(self.input_ids):
+            raise ValueError("The reply's tokens must follow at least one prompt token.")
 
 
 @dataclass
@@ -63,6 +70,9 @@ class AttentionMap:
     weights: list[float]
     heads: int
     left_out: int = 0  # tokens before the model's context that were not read
+    # with AttentionRequest.generated: one row per reply token, its weights over ``tokens`` up
+    # to (not including) itself
+    rows: list[list[float]] = field(default_factory=list)
 
 
 @dataclass
@@ -174,6 +184,8 @@ class ChatChunk:
     # With ChatRequest.logprobs: the tokens this chunk adds (a local chunk is one token, whose
     # text may be held back into a later chunk while a UTF-8 character is incomplete).
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    # the first chunk of a local reply with logprobs: the prompt's token ids (what it read)
+    prompt_ids: list[int] = field(default_factory=list)
 
 
 @dataclass
