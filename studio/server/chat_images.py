@@ -18,6 +18,7 @@ import binascii
 import re
 import shutil
 import tempfile
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -146,4 +147,6 @@ def removing(folder: Path | None, response: Any) -> Any:
             shutil.rmtree(folder, ignore_errors=True)
 
     response.body_iterator = body()
+    # a client gone before the body began never runs the generator: then when it is dropped
+    weakref.finalize(response, shutil.rmtree, folder, ignore_errors=True)
     return response
