@@ -630,7 +630,8 @@ class Walk:
         entries = [{"text": (" " if i else "") + w, "token": w, "logprob": -0.05 * (i % 40),
                     "top": [[w, -0.05 * (i % 40)], [" the", -2.0], [" a", -2.5]]}
                    for i, w in enumerate(words)]
-        self.dialog = TokenProbabilities(entries, panel, lambda i, alt: None, lambda i: None)
+        self.dialog = TokenProbabilities(entries, panel, lambda i, alt: None, lambda i: None,
+                                         prefix="A branch taken here: ")
         self.dialog.show_alternatives(entries[3])
         weights = [1.0 / len(words)] * len(words)
         self.dialog.show_attention([e["text"] for e in entries], weights)

@@ -21,8 +21,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from studio.core.jobs import JobState
 from studio.core.wording import count_of
+from studio.server import chat_attention, chat_images, schemas
 from studio.server import documents as served_docs
-from studio.server import schemas
 from studio.server.catalog import CHAT, ServedModel
 from studio.server.limits import Limits
 from studio.server.openapi_doc import body_doc
@@ -43,11 +43,18 @@ def add_chat_routes(app: Any, server: Any, body_of: Callable, pick: Callable,
         body = await body_of(request)
         served = pick(body, CHAT)
         job_request, options = schemas.parse_chat(body, served.spec)
-        cited = await served_docs.ground_request(server.documents, options.collection,
-                                                 job_request)
-        extra = {} if cited is None else {"studio_citations": cited}
-        await check_prompt(served, job_request.messages, server.limits)
-        return await _answer(job_events, request, served, job_request, options, extra)
+        chat_attention.check(served, options.attention)
+        folder = await chat_images.attach(options.image_parts, job_request, served, server)
+        try:
+            cited = await served_docs.ground_request(server.documents, options.collection,
+                                                     job_request)
+            extra = {} if cited is None else {"studio_citations": cited}
+            await check_prompt(served, job_request.messages, server.limits)
+            answer = await _answer(job_events, request, served, job_request, options, extra)
+        except BaseException:
+            chat_images.removing(folder, None)
+            raise
+        return chat_images.removing(folder, answer)
 
     @app.post("/v1/completions", summary="A text completion: the prompt continued as written, "
               "no chat template (stream: Server-Sent Events)",
@@ -56,6 +63,7 @@ def add_chat_routes(app: Any, server: Any, body_of: Callable, pick: Callable,
         body = await body_of(request)
         served = pick(body, CHAT)
         job_request, options = schemas.parse_completion(body, served.spec)
+        chat_attention.check(served, options.attention)
         await check_prompt(served, job_request.messages, server.limits, "prompt")
         return await _answer(job_events, request, served, job_request, options, {})
 
@@ -69,6 +77,7 @@ class _Run:
         self.stops = stops
         self.last: Any = None
         self.job: Any = None
+        self.prompt_ids: list[int] = []  # a local reply with logprobs: what it read
 
     async def pieces(self, job_events: Callable, request: Request,
                      job_request: Any) -> AsyncIterator[tuple[str, list[Any]]]:
@@ -78,6 +87,7 @@ class _Run:
                     self.job = item
                     return
                 self.last = item
+                self.prompt_ids = list(getattr(item, "prompt_ids", None) or self.prompt_ids)
                 yield self.stops.feed(getattr(item, "text", "")), list(
                     getattr(item, "logprobs", []))
                 if self.stops.stopped:
@@ -118,7 +128,13 @@ async def _answer(job_events: Callable, request: Request, served: ServedModel, j
         getattr(reply, "finish_reason", None) or getattr(last, "finish_reason", None))
     prompt_tokens, completion_tokens = _counts(reply if not stops.stopped else None, last)
     whole = schemas.text_completion if job_request.complete else schemas.chat_completion
-    logprobs = scored if job_request.logprobs is not None else None
+    logprobs = scored if options.logprobs else None
+    if options.attention:
+        try:
+            extra = extra | {chat_attention.FIELD: await chat_attention.attention_of(
+                job_events, request, served, run.prompt_ids, scored)}
+        except ClientGone:
+            return Response(status_code=499)
     return JSONResponse(whole(schemas.completion_id(job_request.complete), served.id, text,
                               reason, prompt_tokens, completion_tokens, logprobs) | extra)
 
@@ -128,8 +144,9 @@ async def _stream(job_events: Callable, request: Request, served: ServedModel,
     complete = job_request.complete
     cid, created = schemas.completion_id(complete), int(time.time())
     stops = StopMatcher(options.stop)
-    want_logprobs = job_request.logprobs is not None
+    want_logprobs = options.logprobs
     pending: list[Any] = []  # tokens whose logprobs go out with the next piece of text
+    sent: list[Any] = []  # the tokens whose text went out (their attention, when asked)
     offset = 0  # text completions: where the next token starts in the reply
 
     def sse(obj: Any) -> bytes:
@@ -139,6 +156,7 @@ async def _stream(job_events: Callable, request: Request, served: ServedModel,
     def piece(text: str, reason: str | None = None) -> bytes:
         nonlocal offset
         logprobs = list(pending) if want_logprobs else None
+        sent.extend(pending)
         pending.clear()
         if complete:
             out = schemas.text_chunk(cid, served.id, created, text, reason, logprobs, offset)
@@ -175,6 +193,15 @@ async def _stream(job_events: Callable, request: Request, served: ServedModel,
         if stops.stopped:
             pending.clear()  # tokens past the stop string are not part of the answer
         yield piece("", reason)
+        if options.attention:
+            try:
+                seen = await chat_attention.attention_of(job_events, request, served,
+                                                         run.prompt_ids, sent)
+            except ClientGone:
+                return
+            yield sse({"id": cid, "object": "text_completion" if complete else
+                       "chat.completion.chunk", "created": created, "model": served.id,
+                       "choices": [], chat_attention.FIELD: seen})
         if options.include_usage:
             yield sse(schemas.usage_chunk(cid, served.id, created, *_counts(reply, last),
                                           text=complete))

@@ -86,6 +86,14 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class StudioOptions(BaseModel):
+    """Studio's own extension of chat and text completions (the ``studio`` field)."""
+
+    model_config = _STRICT
+    #: the last layer's attention when the model wrote each reply token (local models)
+    attention: bool = False
+
+
 class _SamplingBody(_Body):
     """The fields chat and text completions share."""
 
@@ -104,6 +112,8 @@ class _SamplingBody(_Body):
     # hints OpenAI documents; accepted and ignored
     user: Any = None
     logit_bias: Any = None
+    # Studio's own: {"attention": true} → "studio_attention" in the answer
+    studio: StudioOptions | None = None
 
 
 class ChatBody(_SamplingBody):
@@ -120,6 +130,9 @@ class ChatBody(_SamplingBody):
     function_call: Any = None
     # Studio's own: answer from this named document collection (GET /v1/collections)
     studio_collection: str | None = Field(None, min_length=1, max_length=200)
+    # vLLM's: continue the last (assistant) message instead of opening a new turn
+    continue_final_message: bool | None = None
+    add_generation_prompt: bool | None = None
     # hints OpenAI documents; accepted and ignored
     store: Any = None
     metadata: Any = None
@@ -262,16 +275,24 @@ def parse_json(raw: bytes) -> Any:
                    "(HINT: send a JSON object.)") from None
 
 
-def _text_content(content: Any, index: int) -> str:
-    """A message's text: a string, or OpenAI's list of ``{"type": "text"}`` parts."""
+def _text_content(content: Any, index: int,
+                  images: list[dict[str, Any]] | None = None) -> str:
+    """A message's text: a string, or OpenAI's list of ``{"type": "text"}`` parts; its
+    ``{"type": "image_url"}`` parts go into ``images`` (None: refused), read by
+    :mod:`.chat_images`."""
     param = f"messages[{index}].content"
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         texts = []
         for part in content:
+            if part.get("type") == "image_url" and images is not None:
+                images.append(part)
+                continue
             if part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise _bad("Only text message parts are supported (no images or audio).", param)
+                raise _bad("Only text and image_url message parts are supported (no audio or "
+                           "files)." if images is not None else
+                           "Only text message parts are supported here.", param)
             texts.append(part["text"])
         return "".join(texts)
     raise _bad("Message content must be text.", param)
@@ -285,6 +306,20 @@ class ChatOptions:
     include_usage: bool = False
     stop: list[str] = field(default_factory=list)
     collection: str | None = None  # the named document collection to answer from
+    # message index → its image_url content parts (chat_images.py decodes and checks them)
+    image_parts: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    attention: bool = False  # "studio": {"attention": true}
+    logprobs: bool = False  # the client asked for them (attention asks the engine for ids)
+
+
+def _studio_options(b: _SamplingBody, request: ChatRequest, options: ChatOptions) -> ChatOptions:
+    """``options`` with the ``studio`` extension read: attention needs the reply's token ids,
+    which the engine keeps with its token probabilities (sent only when asked for)."""
+    options.logprobs = request.logprobs is not None
+    options.attention = bool(b.studio and b.studio.attention)
+    if options.attention and request.logprobs is None:
+        request.logprobs = 0
+    return options
 
 
 def _stops(stop: str | list[str] | None) -> list[str]:
@@ -324,16 +359,37 @@ def _sampled_request(b: _SamplingBody, model_spec: str, max_tokens: int | None,
     return request
 
 
+def _continues(b: ChatBody, messages: list[dict[str, Any]]) -> bool:
+    """vLLM's ``continue_final_message`` (with ``add_generation_prompt`` false or left out):
+    the last message, an assistant's, is continued rather than answered."""
+    if not b.continue_final_message:
+        if b.add_generation_prompt is False:
+            raise _bad("'add_generation_prompt': false is taken only with "
+                       "'continue_final_message': true.", "add_generation_prompt")
+        return False
+    if b.add_generation_prompt:
+        raise _bad("'continue_final_message' continues the last message, so "
+                   "'add_generation_prompt' must be false or left out.", "add_generation_prompt")
+    if messages[-1]["role"] != "assistant" or not messages[-1]["content"]:
+        raise _bad("'continue_final_message' needs the last message to be the beginning of an "
+                   "assistant's reply.", "continue_final_message")
+    return True
+
+
 def parse_chat(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
     """Validate a ``/v1/chat/completions`` body; ``model_spec`` is the resolved model."""
     b = _validated(ChatBody, body)
     messages = []
+    image_parts: dict[int, list[dict[str, Any]]] = {}
     for i, m in enumerate(b.messages):
         role = "system" if m.role == "developer" else m.role
         if role not in ("system", "user", "assistant"):
             raise _bad(f"Unsupported role {m.role!r}: use system, user or assistant.",
                        f"messages[{i}].role")
-        messages.append({"role": role, "content": _text_content(m.content, i)})
+        parts: list[dict[str, Any]] = []
+        messages.append({"role": role, "content": _text_content(m.content, i, parts)})
+        if parts:
+            image_parts[i] = parts
     for name in ("tools", "functions", "tool_choice", "function_call"):
         if getattr(b, name) not in (None, False, [], "none"):
             raise _bad(f"'{name}' is not supported by this server.", name)
@@ -348,14 +404,16 @@ def parse_chat(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
     max_tokens = b.max_completion_tokens if b.max_completion_tokens is not None \
         else b.max_tokens
     request = _sampled_request(b, model_spec, max_tokens, 512, messages=messages,
-                               logprobs=(b.top_logprobs or 0) if b.logprobs else None)
+                               logprobs=(b.top_logprobs or 0) if b.logprobs else None,
+                               continue_reply=_continues(b, messages))
     include_usage = bool(b.stream_options and b.stream_options.include_usage)
     collection = b.studio_collection.strip() if b.studio_collection is not None else None
     if collection == "":
         raise _bad("'studio_collection' must name a collection (GET /v1/collections).",
                    "studio_collection")
-    return request, ChatOptions(stream=b.stream, include_usage=include_usage, stop=stops,
-                                collection=collection)
+    return request, _studio_options(b, request, ChatOptions(
+        stream=b.stream, include_usage=include_usage, stop=stops, collection=collection,
+        image_parts=image_parts))
 
 
 def parse_completion(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptions]:
@@ -382,7 +440,8 @@ def parse_completion(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptio
                                logprobs=b.logprobs,
                                messages=[{"role": "user", "content": prompts[0]}])
     include_usage = bool(b.stream_options and b.stream_options.include_usage)
-    return request, ChatOptions(stream=b.stream, include_usage=include_usage, stop=stops)
+    return request, _studio_options(b, request, ChatOptions(
+        stream=b.stream, include_usage=include_usage, stop=stops))
 
 
 def _image_fields(b: ImageBody) -> dict[str, Any]:

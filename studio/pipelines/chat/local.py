@@ -268,9 +268,13 @@ class LocalChatBackend:
             finally:
                 if own != "eager":
                     model.set_attn_implementation(own)
-            last = out.attentions[-1][0, :, -1, :].float()  # heads × tokens read
+            layer = out.attentions[-1][0].float()  # heads × positions × tokens read
+            last = layer[:, -1, :]
+            first = len(ids) - min(request.generated, len(ids) - 1) - 1
+            rows = [layer[:, p, :p + 1].mean(dim=0).tolist() for p in range(first, len(ids) - 1)]
             tokens = [loaded.tokenizer.decode([i]) for i in ids]
-        return AttentionMap(tokens, last.mean(dim=0).tolist(), int(last.shape[0]), left_out)
+        return AttentionMap(tokens, last.mean(dim=0).tolist(), int(last.shape[0]), left_out,
+                            rows)
 
     def _generate(self, request: ChatRequest, cancel: Any, on_chunk: ChunkCallback) -> ChatReply:
         import torch
@@ -292,7 +296,8 @@ class LocalChatBackend:
                                   f"image. {VISION_HINT}")
         else:
             prompt = fit_conversation(loaded.tokenizer, request.messages,
-                                      loaded.context_length, request.max_new_tokens)
+                                      loaded.context_length, request.max_new_tokens,
+                                      request.continue_reply)
         # no template in Complete mode: the model's template warning does not apply
         warnings = (list(prompt.warnings) if request.complete
                     else list(loaded.warnings) + prompt.warnings)
@@ -310,7 +315,9 @@ class LocalChatBackend:
                              prompt_tokens=len(prompt.input_ids), finish_reason=finish,
                              error=error, dropped_messages=prompt.dropped_messages,
                              warnings=warnings, conversation_tokens=prompt.conversation_tokens,
-                             logprobs=token or [])
+                             logprobs=token or [],
+                             prompt_ids=list(prompt.input_ids) if probe is not None
+                             and state["n"] == 1 and token else [])
 
         def on_token(token: int) -> None:
             state["n"] += 1
@@ -373,7 +380,7 @@ def vision_prompt(loaded: Any, request: ChatRequest) -> tuple[Any, dict[str, Any
     from PIL import Image
 
     from studio.core.wording import count_of
-    from studio.pipelines.chat.prompting import PreparedPrompt
+    from studio.pipelines.chat.prompting import PreparedPrompt, turn_options
 
     messages, images = [], []
     for m in request.messages:
@@ -390,8 +397,8 @@ def vision_prompt(loaded: Any, request: ChatRequest) -> tuple[Any, dict[str, Any
         messages.append({"role": m["role"], "content": parts})
     processor = loaded.processor
     template = getattr(processor, "chat_template", None) or loaded.tokenizer.chat_template
-    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
-                                         chat_template=template)
+    text = processor.apply_chat_template(messages, tokenize=False, chat_template=template,
+                                         **turn_options(request.continue_reply))
     inputs = processor(text=[text], images=images or None, return_tensors="pt")
     ids = inputs.pop("input_ids")[0].tolist()
     inputs.pop("attention_mask", None)

@@ -59,50 +59,61 @@ def _merge_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     return rest
 
 
-def render_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    """Token ids of ``messages`` in the chat template, with the assistant's turn opened."""
+def turn_options(continue_reply: bool) -> dict[str, bool]:
+    """``apply_chat_template``'s arguments for the assistant's turn: opened for a new reply, or
+    (``continue_reply``: the last message is the reply's beginning) left open after it."""
+    return {"add_generation_prompt": not continue_reply,
+            "continue_final_message": continue_reply}
+
+
+def render_ids(tokenizer: Any, messages: list[dict[str, str]],
+               continue_reply: bool = False) -> list[int]:
+    """Token ids of ``messages`` in the chat template, with the assistant's turn opened (or,
+    ``continue_reply``, the last message — the reply's beginning — left open to go on)."""
     clean = [{"role": m["role"], "content": m["content"]} for m in messages]
+    turn = turn_options(continue_reply)
     try:
-        text = tokenizer.apply_chat_template(clean, add_generation_prompt=True, tokenize=False)
+        text = tokenizer.apply_chat_template(clean, tokenize=False, **turn)
     except Exception as exc:  # noqa: BLE001 - jinja raises its own TemplateError types
         if not any(m["role"] == "system" for m in clean):
             raise UserFacingError(f"The model's chat template rejected the conversation: "
                                   f"{exc}") from exc
         # Some templates (older Mistral, Gemma) raise on a system message: fold it in.
-        text = tokenizer.apply_chat_template(_merge_system(clean), add_generation_prompt=True,
-                                             tokenize=False)
+        text = tokenizer.apply_chat_template(_merge_system(clean), tokenize=False, **turn)
     # The template already writes BOS where the model wants it.
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _cut_points(rest: list[dict[str, str]]) -> list[int]:
-    """Where the kept part may start: at a user message, so user/assistant keep alternating."""
-    last = len(rest) - 1
+def _cut_points(rest: list[dict[str, str]], continue_reply: bool = False) -> list[int]:
+    """Where the kept part may start: at a user message, so user/assistant keep alternating
+    (a reply being continued keeps the question it answers)."""
+    last = len(rest) - 1 - (continue_reply and len(rest) > 1)
     return [i for i in range(1, last + 1) if rest[i]["role"] == "user" or i == last]
 
 
 def fit_conversation(tokenizer: Any, messages: list[dict[str, str]], context_length: int,
-                     max_new_tokens: int) -> PreparedPrompt:
-    """The prompt for ``messages`` within ``context_length`` (see the module docstring)."""
+                     max_new_tokens: int, continue_reply: bool = False) -> PreparedPrompt:
+    """The prompt for ``messages`` within ``context_length`` (see the module docstring);
+    ``continue_reply``: the last message is the beginning of the reply, continued."""
     system = [m for m in messages if m["role"] == "system"]
     rest = [m for m in messages if m["role"] != "system"]
-    ids = render_ids(tokenizer, messages)
+    ids = render_ids(tokenizer, messages, continue_reply)
     whole = len(ids)
     budget = context_length - reply_reserve(context_length, max_new_tokens)
     dropped = 0
     if not history_fits(whole, context_length, max_new_tokens) and len(rest) > 1:
         # Fewer messages never make more tokens, so binary-search the first cut that fits.
-        cuts = _cut_points(rest)
+        cuts = _cut_points(rest, continue_reply)
         lo, hi, best = 0, len(cuts) - 1, None
         while lo <= hi:
             mid = (lo + hi) // 2
-            trial = render_ids(tokenizer, system + rest[cuts[mid]:])
+            trial = render_ids(tokenizer, system + rest[cuts[mid]:], continue_reply)
             if len(trial) <= budget:
                 best, hi = (cuts[mid], trial), mid - 1
             else:
                 lo = mid + 1
         if best is None:  # even the last message alone leaves too little room for the reply
-            best = (cuts[-1], render_ids(tokenizer, system + rest[cuts[-1]:]))
+            best = (cuts[-1], render_ids(tokenizer, system + rest[cuts[-1]:], continue_reply))
         dropped, ids = best
     warnings: list[str] = []
     if len(ids) >= context_length:

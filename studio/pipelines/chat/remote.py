@@ -14,9 +14,12 @@ token counts; without it the count is the number of streamed content pieces (one
 servers above).
 
 Complete mode (``request.complete``) posts the raw text to ``/v1/completions`` as ``prompt`` and
-reads ``choices[].text``. Token probabilities (``request.logprobs``) are asked for as OpenAI spells
-them (chat: ``logprobs: true`` + ``top_logprobs``; completions: ``logprobs: K``, at most 5) among
-the optional fields, and read from either answer shape.
+reads ``choices[].text``. A reply continued from a chosen token (``request.continue_reply``)
+ends the messages with its beginning and asks ``continue_final_message: true,
+add_generation_prompt: false`` (vLLM's fields, which studio serve takes too). Token
+probabilities (``request.logprobs``) are asked for as OpenAI spells them (chat: ``logprobs:
+true`` + ``top_logprobs``; completions: ``logprobs: K``, at most 5) among the optional fields,
+and read from either answer shape.
 
 Errors: before the first token a failure raises :class:`~studio.core.jobs.UserFacingError` with a
 message a person can act on; after it, the stream ends with a chunk whose ``finish_reason`` is
@@ -193,6 +196,11 @@ class RemoteChatBackend:
                                    f"{detail}). Try again in a moment.")
         if status >= 500:
             return UserFacingError(f"The server at {where} failed (HTTP {status}: {detail}).")
+        if "continue_final_message" in detail:
+            return UserFacingError(f"The server at {where} cannot continue a reply from a "
+                                   f"chosen token (HTTP {status}: {detail}); vLLM and studio "
+                                   "serve can (continue_final_message), or branch with a local "
+                                   "model.")
         return UserFacingError(f"The server at {where} rejected the request (HTTP {status}: "
                                f"{detail}).")
 
@@ -240,6 +248,8 @@ class RemoteChatBackend:
         })
         if request.seed is not None:
             body["seed"] = request.seed
+        if request.continue_reply:  # vLLM's and studio serve's way; others refuse it (said)
+            body.update(continue_final_message=True, add_generation_prompt=False)
         if extras:
             body["stream_options"] = {"include_usage": True}
             if request.logprobs is not None and request.complete:

@@ -42,16 +42,23 @@ class Embeddings:
 class AttentionRequest:
     """Where a local model's last layer looked when it wrote one token: ``input_ids`` are the
     tokens it had read then (the prompt and the reply before that token); the answer is the
-    last position's attention over all of them."""
+    last position's attention over all of them.
+
+    ``generated``: the last ``generated`` of ``input_ids`` are a reply the model wrote; the
+    answer's ``rows`` then say, for each of them, where the model looked when it wrote it (the
+    same pass: a causal model's position ``p`` reads only what came before)."""
 
     model: str
     input_ids: list[int] = field(default_factory=list)
+    generated: int = 0
 
     def validate(self) -> None:
         if not str(self.model).strip():
             raise ValueError("No chat model chosen.")
         if not self.input_ids or not all(isinstance(i, int) and i >= 0 for i in self.input_ids):
             raise ValueError("Give the token ids the model read (at least one).")
+        if not 0 <= self.generated < len(self.input_ids):
+            raise ValueError("The reply's tokens must follow at least one prompt token.")
 
 
 @dataclass
@@ -63,6 +70,9 @@ class AttentionMap:
     weights: list[float]
     heads: int
     left_out: int = 0  # tokens before the model's context that were not read
+    # with AttentionRequest.generated: one row per reply token, its weights over ``tokens`` up
+    # to (not including) itself
+    rows: list[list[float]] = field(default_factory=list)
 
 
 @dataclass
@@ -77,6 +87,10 @@ class ChatRequest:
     prompts left out) are joined into one raw text that the model continues (a remote server's
     ``/v1/completions``). ``logprobs``: None, or how many top alternatives (0 to
     :data:`MAX_TOP_LOGPROBS`) to report with each generated token's log-probability.
+
+    ``continue_reply``: the last message is the beginning of the assistant's reply (a branch
+    taken at a token), which the model continues in the chat template — transformers'
+    ``continue_final_message`` — instead of opening a new turn; the reply is the continuation.
     """
 
     model: str
@@ -89,6 +103,7 @@ class ChatRequest:
     seed: int | None = None
     complete: bool = False
     logprobs: int | None = None
+    continue_reply: bool = False
 
     def validate(self) -> None:
         """Raise ValueError with a one-line reason a person understands."""
@@ -117,6 +132,10 @@ class ChatRequest:
                 and 0 <= self.logprobs <= MAX_TOP_LOGPROBS):
             raise ValueError(f"Token probabilities: the number of alternatives must be 0 to "
                              f"{MAX_TOP_LOGPROBS}, not {self.logprobs!r}.")
+        if self.continue_reply and (self.complete or self.messages[-1].get("role") != "assistant"
+                                    or not self.messages[-1]["content"]):
+            raise ValueError("Only the beginning of an assistant's reply, as the last message of "
+                             "a chat, can be continued.")
 
     def prompt_text(self) -> str:
         """Complete mode's raw text: every non-system message's content, joined as written."""
@@ -165,6 +184,8 @@ class ChatChunk:
     # With ChatRequest.logprobs: the tokens this chunk adds (a local chunk is one token, whose
     # text may be held back into a later chunk while a UTF-8 character is incomplete).
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    # the first chunk of a local reply with logprobs: the prompt's token ids (what it read)
+    prompt_ids: list[int] = field(default_factory=list)
 
 
 @dataclass

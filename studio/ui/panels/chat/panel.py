@@ -345,16 +345,18 @@ class ChatPanel(QWidget, GroundedReplies, TokenActions):
         self.reload()
         return True
 
-    def start_reply(self, parent_id: int) -> None:
-        """Generate an assistant message answering the branch that ends at ``parent_id``."""
+    def start_reply(self, parent_id: int, prefix: str = "", branched_from: int = 0) -> None:
+        """Generate an assistant message answering the branch that ends at ``parent_id``
+        (``prefix``: the reply's beginning, which the model continues — a branch taken at a
+        token of the reply ``branched_from``)."""
         try:
-            self._start_reply(parent_id)
+            self._start_reply(parent_id, prefix, branched_from)
         except sqlite3.Error as exc:
             self._show_write_error(f"The reply could not be started: {write_failure(exc)}, "
                                    "then use Regenerate.")
             self.reload()
 
-    def _start_reply(self, parent_id: int) -> None:
+    def _start_reply(self, parent_id: int, prefix: str = "", branched_from: int = 0) -> None:
         history = self.store.path(self.conv_id, leaf=parent_id)
         spec = self.controls.model_spec()
         sampling = self.controls.sampling()
@@ -362,8 +364,8 @@ class ChatPanel(QWidget, GroundedReplies, TokenActions):
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": m.role, "content": m.content,
              **({"images": list(m.meta["images"])} if (m.meta or {}).get("images") else {})}
-            for m in history]
-        request = ChatRequest(model=spec, messages=messages,
+            for m in history] + ([{"role": "assistant", "content": prefix}] if prefix else [])
+        request = ChatRequest(model=spec, messages=messages, continue_reply=bool(prefix),
                               temperature=sampling["temperature"], top_p=sampling["top_p"],
                               top_k=sampling["top_k"],
                               repetition_penalty=sampling["repetition_penalty"],
@@ -371,13 +373,18 @@ class ChatPanel(QWidget, GroundedReplies, TokenActions):
                               seed=None if sampling["seed"] < 0 else sampling["seed"],
                               complete=sampling["complete"],
                               logprobs=TOP_ALTERNATIVES if sampling["probabilities"] else None)
-        # documents go into a chat's question; Complete mode's raw text is sent as it is
-        grounded = self.documents.active() and not request.complete
-        self.streaming = self.store.add_message(self.conv_id, "assistant", "",
-                                                parent_id=parent_id, complete=False,
-                                                meta={"model": spec, "documents": True}
-                                                if grounded else {"model": spec})
+        # documents go into a chat's question; Complete mode's raw text and a branch's
+        # continuation are sent as they are
+        grounded = self.documents.active() and not request.complete and not prefix
+        meta: dict[str, Any] = {"model": spec}
+        if grounded:
+            meta["documents"] = True
+        if prefix:  # the branch's beginning: its tokens are the original reply's
+            meta.update(prefix=prefix, branched_from=branched_from)
+        self.streaming = self.store.add_message(self.conv_id, "assistant", prefix,
+                                                parent_id=parent_id, complete=False, meta=meta)
         self.saver = StreamingSaver(self.store, self.streaming.id)
+        self.saver.text = prefix
         self.save_banner.setVisible(False)
         if grounded:  # the passages are found off the GUI thread, then the reply is asked for
             self.retrieving = True

@@ -6,10 +6,11 @@ entry per generated token (:func:`token_entries`): the text it added to the repl
 log-probability and the top alternatives at that position. :class:`TokenProbabilities` shows them:
 hovering a token shows its alternatives as a tooltip, clicking one lists them under the text and,
 for a local model, offers *Where it looked*: the last layer's attention when the model wrote that
-token, over everything it had read, in shades of blue (an ``attention`` job). In
-Complete mode each listed alternative is a link that branches the reply there: a new version of
-it that keeps the text before the token, takes the alternative, and lets the model go on. It is
-built only when opened, and nothing is computed for replies asked without the toggle.
+token, over everything it had read, in shades of blue (an ``attention`` job). Each listed
+alternative is a link that branches the reply there: a new version of it that keeps the text
+before the token, takes the alternative, and lets the model go on (in a chat, the reply's
+beginning continued in the chat template: a sibling reply, whose beginning is shown uncoloured).
+It is built only when opened, and nothing is computed for replies asked without the toggle.
 """
 
 from __future__ import annotations
@@ -90,10 +91,10 @@ def alternatives_text(entry: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def tokens_html(entries: list[dict[str, Any]]) -> str:
+def tokens_html(entries: list[dict[str, Any]], prefix: str = "") -> str:
     """The reply as links ``tok:I``, one per token that shows text, each on its probability's
-    colour."""
-    spans = []
+    colour (after ``prefix``, uncoloured: a branch's beginning, chosen rather than written)."""
+    spans = [html.escape(prefix).replace("\n", "<br>")] if prefix else []
     for i, entry in enumerate(entries):
         if not entry["text"]:  # part of a character the next token completes: shown there
             continue
@@ -109,11 +110,12 @@ class TokenProbabilities(QDialog):
 
     def __init__(self, entries: list[dict[str, Any]], parent: QWidget | None = None,
                  on_branch: Callable[[int, str], None] | None = None,
-                 on_attention: Callable[[int], None] | None = None) -> None:
+                 on_attention: Callable[[int], None] | None = None, prefix: str = "") -> None:
         """``on_branch(i, text)``: branch the reply at token ``i`` with ``text`` instead (None:
-        no branching, as in a chat). ``on_attention(i)``: ask where the model looked when it
-        wrote token ``i`` (None: not offered — a remote model); the answer comes back through
-        :meth:`show_attention`."""
+        no branching). ``on_attention(i)``: ask where the model looked when it wrote token
+        ``i`` (None: not offered — a remote model); the answer comes back through
+        :meth:`show_attention`. ``prefix``: the beginning of a branched reply, shown before
+        its tokens, uncoloured."""
         super().__init__(parent)
         self.entries = entries
         self.on_branch = on_branch
@@ -128,7 +130,7 @@ class TokenProbabilities(QDialog):
         box.addWidget(legend)
         self.text = QTextBrowser()
         self.text.setOpenLinks(False)
-        self.text.setHtml(tokens_html(entries))
+        self.text.setHtml(tokens_html(entries, prefix))
         self.text.anchorClicked.connect(self._clicked)
         self.text.highlighted.connect(self._hovered)
         box.addWidget(self.text, 1)

@@ -1,5 +1,5 @@
-"""A reply's token probabilities in the Chat workspace: opening the view, branching a
-Complete-mode reply at an alternative token, and asking where the model looked (the attention
+"""A reply's token probabilities in the Chat workspace: opening the view, branching a reply
+(Complete mode or chat) at an alternative token, and asking where the model looked (the attention
 job). Part of :class:`~studio.ui.panels.chat.panel.ChatPanel` (a mixin, like
 :mod:`.grounding`), so panel.py stays readable."""
 
@@ -27,28 +27,38 @@ class TokenActions:
     job: Any
     retrieving: bool
     status: Any
+    start_reply: Any
 
     def open_probabilities(self, msg: Message) -> None:
-        """The reply's tokens in colour; in Complete mode its alternatives branch, for a local
-        model "Where it looked" shows the attention."""
-        branch = ((lambda i, alt: self.branch_at(msg, i, alt))
-                  if self.controls.complete.isChecked() else None)
+        """The reply's tokens in colour; their alternatives branch the reply (in Complete mode
+        the text, in a chat the reply continued in the chat template), and for a local model
+        "Where it looked" shows the attention."""
         look = ((lambda i: self._look(msg, i)) if attention_request(msg.meta, 0) is not None
                 else None)
-        dialog = TokenProbabilities(msg.meta.get("logprobs") or [], self, branch, look)
+        dialog = TokenProbabilities(msg.meta.get("logprobs") or [], self,
+                                    lambda i, alt: self.branch_at(msg, i, alt), look,
+                                    prefix=str(msg.meta.get("prefix") or ""))
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.finished.connect(lambda _r, d=dialog: self._token_view_closed(d))
         dialog.open()
         self.token_view = dialog
 
     def branch_at(self, msg: Message, index: int, alternative: str) -> None:
-        """Complete mode: a new version of the reply ``msg`` that keeps its text before token
-        ``index``, takes ``alternative`` there, and is continued by the model."""
+        """A new version of the reply ``msg`` that keeps its text before token ``index``, takes
+        ``alternative`` there, and is continued by the model: in Complete mode as a text of its
+        own that the next reply continues, in a chat as a sibling reply whose beginning the
+        model continues in the chat template."""
         if self.job is not None or self.retrieving:
             self.status.setText("Wait for the reply being written (or Stop it) to branch.")
             return
         entries = msg.meta.get("logprobs") or []
         text = "".join(e["text"] for e in entries[:index]) + alternative
+        if not self.controls.complete.isChecked():
+            if self.token_view is not None:
+                self.token_view.close()
+            self.start_reply(msg.parent_id, str(msg.meta.get("prefix") or "") + text,
+                             branched_from=msg.id)
+            return
         try:
             branch = self.store.add_message(self.conv_id, "assistant", text,
                                             parent_id=msg.parent_id,
