@@ -184,7 +184,7 @@ def _run_async(coroutine_fn):
 
 def _astream(base: str, model: str, timeout: float = 10.0, **kw) -> list:
 
-    from studio.pipelines.chat.remote import AsyncRemoteChat
+    from studio.pipelines.chat.remote_async import AsyncRemoteChat
 
     async def collect() -> list:
         chat = AsyncRemoteChat(backend(base, model, timeout=timeout))
@@ -214,7 +214,7 @@ def test_async_stream_retries_without_extras_and_keeps_text_on_errors(fake_serve
 
 def test_async_model_list_and_connection_errors(fake_server):
 
-    from studio.pipelines.chat.remote import AsyncRemoteChat
+    from studio.pipelines.chat.remote_async import AsyncRemoteChat
 
     def models(base: str, key: str | None = GOOD_KEY) -> list[str]:
         return _run_async(lambda: AsyncRemoteChat(backend(base, key=key)).list_models())
@@ -232,7 +232,7 @@ def test_async_model_list_and_connection_errors(fake_server):
 def test_async_stream_stops_at_once_when_its_task_is_cancelled(fake_server):
     import asyncio
 
-    from studio.pipelines.chat.remote import AsyncRemoteChat
+    from studio.pipelines.chat.remote_async import AsyncRemoteChat
 
     async def run() -> list:
         seen: list = []

@@ -146,7 +146,7 @@ def test_remote_complete_mode_with_logprobs_through_studio_serve(serving, backen
     assert chunks[-1].finish_reason in ("stop", "length")
 
     # the window's path for remote models: the I/O lane's asyncio client
-    from studio.pipelines.chat.remote import AsyncRemoteChat
+    from studio.pipelines.chat.remote_async import AsyncRemoteChat
     from tests.fixtures.asgi import run_async
 
     async def collect():

@@ -18,6 +18,7 @@ from typing import Any
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.pipelines.chat import remote
+from studio.pipelines.chat.remote_async import AsyncRemoteChat
 from studio.pipelines.chat.types import (
     AttentionMap,
     AttentionRequest,
@@ -108,7 +109,7 @@ class ChatService:
         scored: list = []
         end = ChatChunk(finish_reason="stop")
         progress.message("Connecting…")
-        stream = remote.AsyncRemoteChat(self.remote_backend(request.model)).stream(request)
+        stream = AsyncRemoteChat(self.remote_backend(request.model)).stream(request)
         try:
             async for chunk in stream:
                 if chunk.text and not first:
