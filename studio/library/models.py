@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.core.config import Paths, Settings
@@ -31,6 +31,8 @@ SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 TXT2IMG_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
 #: Where A1111 and ComfyUI keep checkpoints, relative to their install folder.
 KNOWN_CHECKPOINT_SUBDIRS = (Path("models") / "Stable-diffusion", Path("models") / "checkpoints")
+#: where ComfyUI keeps diffusion-model files that need separate text encoders and a VAE
+KNOWN_SPLIT_SUBDIRS = (Path("models") / "diffusion_models", Path("models") / "unet")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -45,10 +47,14 @@ class ModelEntry:
     name: str
     path: Path
     source: str  # studio | hf-cache | extra | file
-    format: str  # diffusers | single-file | gan (a GAN trained in Studio: seed → image)
+    format: str  # diffusers | single-file | split (ComfyUI's separate files) | gan (a GAN trained in Studio: seed → image)
     family: str  # sd1 | sd2 | sdxl | gan | ddpm (Train's image diffusion lesson) | unknown (a .ckpt is identified when it is loaded)
     repo_id: str = ""
     size_bytes: int = 0
+    #: split files: role (clip_l, t5xxl, vae …) → the file used with the diffusion model
+    parts: dict[str, Path] = field(default_factory=dict)
+    #: split files: what is missing, as a sentence ("needs t5xxl in …/text_encoders"); "" if none
+    needs: str = ""
 
 
 def ddpm_class_names(folder: Path) -> list[str]:
@@ -107,8 +113,10 @@ def entry_for_path(path: Path, source: str, name: str = "", repo_id: str = "") -
     if suffix == ".safetensors":
         det = detect_single_file(path)
         if det.family == "unknown":
-            log.info("skipping %s: %s", path, det.reason)
-            return None
+            split = split_entry(path, source, name, repo_id)
+            if split is None:
+                log.info("skipping %s: %s", path, det.reason)
+            return split
         family = det.family
     elif suffix == ".ckpt":
         family = "unknown"  # a pickle has no header to read; it is identified when loaded
@@ -116,6 +124,21 @@ def entry_for_path(path: Path, source: str, name: str = "", repo_id: str = "") -
         return None
     return ModelEntry(name or path.stem, path, source, "single-file", family, repo_id,
                       path.stat().st_size)
+
+
+def split_entry(path: Path, source: str, name: str = "", repo_id: str = "") -> ModelEntry | None:
+    """A FLUX.1 / SD 3.5 diffusion-model file (ComfyUI's split files) with the text encoders and
+    VAE found beside it, or None when the file is not one."""
+    from studio.library.detect import read_safetensors_header
+    from studio.library.split_files import comfy_models_root, denoiser_family, find_parts
+
+    family = denoiser_family(read_safetensors_header(path))
+    if not family:
+        return None
+    parts = find_parts(path, family)
+    return ModelEntry(name or path.stem, path, source, "split", family, repo_id,
+                      path.stat().st_size + sum(p.stat().st_size for p in parts.chosen.values()),
+                      parts=parts.chosen, needs=parts.sentence(comfy_models_root(path)))
 
 
 def _scan_folder(root: Path, source: str, depth: int = 2) -> list[ModelEntry]:
@@ -154,7 +177,7 @@ def _scan_extra(root: Path) -> list[ModelEntry]:
         log.warning("skipping %s: %s", root, exc)
         return []
     found = _scan_folder(root, "extra")
-    for sub in KNOWN_CHECKPOINT_SUBDIRS:
+    for sub in KNOWN_CHECKPOINT_SUBDIRS + KNOWN_SPLIT_SUBDIRS:
         if (root / sub).is_dir():
             found += _scan_folder(root / sub, "extra")
     return found

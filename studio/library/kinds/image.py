@@ -56,8 +56,21 @@ def entries_for(models: list) -> Iterator[LibraryEntry]:
             precision = files_precision([m.path]) if m.path.suffix == ".safetensors" else ""
         detail = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x",
                   "sdxl": "Stable Diffusion XL"}.get(m.family, "a pickled checkpoint")
+        if m.format == "split":
+            detail = split_detail(m)
         yield LibraryEntry(m.name, "image", m.path, m.source, m.format, m.size_bytes,
                            precision, m.family, m.repo_id, detail, ("Generate", "Transform"))
+
+
+def split_detail(m) -> str:
+    """'FLUX.1 diffusion model (split files) with clip_l: clip_l.safetensors, …; needs t5xxl in
+    …/text_encoders'."""
+    from studio.library.families import label
+
+    found = ", ".join(f"{role}: {path.name}" for role, path in m.parts.items())
+    text = f"{label(m.family)} diffusion model (split files)"
+    text += f" with {found}" if found else ""
+    return f"{text}; {m.needs}" if m.needs else text
 
 
 def scan(settings: Settings, paths: Paths) -> list[LibraryEntry]:

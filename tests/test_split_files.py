@@ -1,0 +1,90 @@
+"""ComfyUI split files (issue 15): a FLUX.1 / SD 3.5 diffusion-model file in
+models/diffusion_models with its text encoders and VAE in their own folders is listed as one image
+model with its parts, assembled offline into one pipeline that draws bit for bit what the diffusers
+folder with the same weights draws, and a missing or mismatched part is a sentence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken, UserFacingError
+from studio.core.requests import Txt2ImgRequest
+from studio.library.models import entry_for_path, find_txt2img_models
+from studio.pipelines.diffusion.txt2img import Txt2ImgService
+from tests.fixtures.sinks import RecordingSink
+from tests.fixtures.tiny_models import write_tiny_config_folder
+from tests.fixtures.tiny_split import write_comfy_split
+
+
+@pytest.fixture
+def split_configs(tmp_path, tiny_flux_dir, tiny_sd3_dir, monkeypatch):
+    """The tiny families' config folders (with FLUX's T5 tokenizer), as the shipped ones are."""
+    root = tmp_path / "configs"
+    write_tiny_config_folder(tiny_flux_dir, root / "flux")
+    write_tiny_config_folder(tiny_sd3_dir, root / "sd3")
+    monkeypatch.setenv("STUDIO_SINGLE_FILE_CONFIG_DIR", str(root))
+    return root
+
+
+def generate(model, **kw):
+    settings = Settings(device="cpu", precision="fp32", preview_mode="off")
+    req = Txt2ImgRequest(model=str(model), prompt="a lighthouse at dusk", steps=2, width=64,
+                         height=64, seed=5, count=1, **kw)
+    (result,) = Txt2ImgService(lambda: settings, default_paths).run(req, RecordingSink(),
+                                                                      CancelToken())
+    return np.asarray(result.image)
+
+
+@pytest.mark.parametrize("family,prefix", [("flux", "model.diffusion_model."), ("sd3", "")])
+def test_split_files_draw_what_the_folder_draws(family, prefix, request, tmp_path,
+                                                split_configs):
+    folder = request.getfixturevalue(f"tiny_{family}_dir")
+    comfy = tmp_path / "ComfyUI"
+    model = write_comfy_split(folder, comfy, family, prefix=prefix)
+    settings = Settings(extra_model_dirs=[str(comfy)])
+    (entry,) = [m for m in find_txt2img_models(settings, default_paths()) if m.format == "split"]
+    assert entry.path == model and entry.family == family and not entry.needs
+    roles = {"flux": {"clip_l", "t5xxl", "vae"}, "sd3": {"clip_l", "clip_g", "vae"}}[family]
+    assert set(entry.parts) == roles
+    cfg = {"flux": 3.5, "sd3": 4.5}[family]
+    assert np.array_equal(generate(model, cfg=cfg), generate(folder, cfg=cfg))
+
+
+def test_a_missing_part_is_listed_and_named_when_loading(tmp_path, tiny_flux_dir, split_configs):
+    from studio.library.kinds.image import describe
+
+    model = write_comfy_split(tiny_flux_dir, tmp_path / "ComfyUI", "flux")
+    (tmp_path / "ComfyUI" / "models" / "text_encoders" / "t5xxl_fp16.safetensors").unlink()
+    entry = describe(model, "file")
+    assert "needs t5xxl in" in entry.detail and "text_encoders" in entry.detail
+    with pytest.raises(UserFacingError, match="needs t5xxl in .*text_encoders"):
+        generate(model, cfg=3.5)
+
+
+def test_a_part_of_another_family_is_refused_with_its_name(tmp_path, tiny_flux_dir,
+                                                           tiny_sd15_dir, split_configs):
+    from safetensors.torch import load_file, save_file
+
+    from tests.fixtures.tiny_models import _vae_to_ldm
+
+    model = write_comfy_split(tiny_flux_dir, tmp_path / "ComfyUI", "flux")
+    sd_vae = load_file(str(next((tiny_sd15_dir / "vae").glob("*.safetensors"))))
+    ae = tmp_path / "ComfyUI" / "models" / "vae" / "ae.safetensors"
+    save_file({k: v.contiguous() for k, v in _vae_to_ldm(sd_vae, 4).items()}, str(ae))
+    entry = entry_for_path(model, "file")
+    assert "vae" not in entry.parts and "needs vae in" in entry.needs
+    entry.parts["vae"], entry.needs = ae, ""  # as if the user had chosen it
+    from studio.pipelines.diffusion.split_loading import load_split_pipeline
+
+    with pytest.raises(UserFacingError, match="ae.safetensors is a 4-channel VAE .* FLUX.1"):
+        load_split_pipeline(entry, None, default_paths())
+
+
+def test_the_t5_tokenizer_missing_offline_names_the_download(tmp_path, monkeypatch):
+    from studio.pipelines.diffusion import split_loading
+
+    monkeypatch.setattr("studio.library.hf_cache.hf_cache_repos", lambda: [])
+    with pytest.raises(UserFacingError, match="hf download black-forest-labs/FLUX.1-schnell"):
+        split_loading.find_t5_tokenizer(tmp_path, "tokenizer_2")
