@@ -88,3 +88,59 @@ def test_the_t5_tokenizer_missing_offline_names_the_download(tmp_path, monkeypat
     monkeypatch.setattr("studio.library.hf_cache.hf_cache_repos", lambda: [])
     with pytest.raises(UserFacingError, match="hf download black-forest-labs/FLUX.1-schnell"):
         split_loading.find_t5_tokenizer(tmp_path, "tokenizer_2")
+
+
+def _meta_original(cls, config: dict, to_original) -> tuple[set, dict, dict]:
+    """A real-size transformer built on the meta device (no memory): its diffusers keys, its
+    state in the original layout, and that state's header of shapes."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        model = cls.from_config(config)
+    original = to_original(model.state_dict())
+    header = {k: {"shape": list(v.shape)} for k, v in original.items()}
+    return set(model.state_dict()), original, header
+
+
+@pytest.mark.parametrize("variant", ["dev", "schnell"])
+def test_real_flux_shapes_read_from_the_file_match_the_shipped_config(variant):
+    import json
+
+    from diffusers import FluxTransformer2DModel
+    from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
+
+    from studio.library.single_file_configs import CONFIGS_DIR
+    from studio.pipelines.diffusion.split_loading import transformer_overrides
+    from tests.fixtures.tiny_split import flux_to_original
+
+    config = json.loads((CONFIGS_DIR / "flux" / "transformer" / "config.json").read_text())
+    config["guidance_embeds"] = variant == "dev"
+    keys, original, header = _meta_original(FluxTransformer2DModel, config, flux_to_original)
+    overrides = transformer_overrides(header, "flux", config)
+    assert overrides == {k: config[k] for k in overrides}
+    # at FLUX.1's width diffusers' own converter reads the file and finds every weight
+    assert set(convert_flux_transformer_checkpoint_to_diffusers(original)) == keys
+
+
+@pytest.mark.parametrize("variant", ["large", "medium"])
+def test_real_sd3_shapes_read_from_the_file_match_the_shipped_config(variant, monkeypatch):
+    import json
+
+    import torch
+    from diffusers import SD3Transformer2DModel
+
+    from studio.library.single_file_configs import CONFIGS_DIR
+    from studio.pipelines.diffusion.split_loading import transformer_overrides
+    from tests.fixtures.tiny_split import sd3_to_original
+
+    # the sine position table of a real size is computed (seconds); its shape is all we need
+    monkeypatch.setattr("diffusers.models.embeddings.get_2d_sincos_pos_embed",
+                        lambda dim, grid, **kw: torch.empty(grid * grid, dim, device="meta"))
+    config = json.loads((CONFIGS_DIR / "sd35" / "transformer" / "config.json").read_text())
+    if variant == "medium":
+        config.update(num_layers=24, num_attention_heads=24, caption_projection_dim=1536,
+                      pos_embed_max_size=384, dual_attention_layers=tuple(range(13)))
+    _, _, header = _meta_original(SD3Transformer2DModel, config, sd3_to_original)
+    overrides = transformer_overrides(header, "sd3", config)
+    assert overrides == {k: (tuple(v) if isinstance(v, list) else v)
+                         for k, v in config.items() if k in overrides}
