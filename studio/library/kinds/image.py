@@ -57,18 +57,22 @@ def entries_for(models: list) -> Iterator[LibraryEntry]:
         detail = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x",
                   "sdxl": "Stable Diffusion XL"}.get(m.family, "a pickled checkpoint")
         if m.format == "split":
-            detail = split_detail(m)
+            detail = split_detail(m, precision)
         yield LibraryEntry(m.name, "image", m.path, m.source, m.format, m.size_bytes,
                            precision, m.family, m.repo_id, detail, ("Generate", "Transform"))
 
 
-def split_detail(m) -> str:
+def split_detail(m, precision: str = "") -> str:
     """'FLUX.1 diffusion model (split files) with clip_l: clip_l.safetensors, …; needs t5xxl in
     …/text_encoders'."""
     from studio.library.families import label
 
     found = ", ".join(f"{role}: {path.name}" for role, path in m.parts.items())
     text = f"{label(m.family)} diffusion model (split files)"
+    if precision.startswith("fp8"):
+        text += ", fp8 e4m3fn weights kept in fp8 (upcast a layer at a time)"
+    elif precision.startswith("GGUF"):
+        text += f", {precision} quantized"
     text += f" with {found}" if found else ""
     return f"{text}; {m.needs}" if m.needs else text
 

@@ -87,7 +87,9 @@ def tensor_bytes(files: list[Path], run_bytes: int) -> int:
                 continue
             count = math.prod(info["shape"])
             dtype = str(info["dtype"]).upper()
-            if dtype.startswith(("F", "BF")):
+            if dtype.startswith("F8"):  # kept in fp8, upcast a layer at a time (split files)
+                total += count
+            elif dtype.startswith(("F", "BF")):
                 total += count * run_bytes
             else:
                 start, end = info["data_offsets"]
