@@ -73,6 +73,44 @@ def test_an_fp8_transformer_stays_fp8_and_draws_what_its_upcast_weights_draw(
     assert diff.max() <= 1
 
 
+def test_a_q8_gguf_transformer_draws_what_its_dequantized_weights_draw(
+        tmp_path, tiny_sd3_dir, split_configs):
+    from studio.library.kinds.image import describe
+    from tests.fixtures.tiny_split import q8_round_trip, write_gguf_transformer
+
+    comfy = tmp_path / "ComfyUI"
+    write_comfy_split(tiny_sd3_dir, comfy, "sd3")
+    model = write_gguf_transformer(tiny_sd3_dir, comfy / "models" / "unet" / "tiny-sd3-Q8_0.gguf",
+                                   "sd3")
+    entry = describe(model, "file")
+    assert entry.precision == "GGUF Q8_0" and "GGUF Q8_0 quantized" in entry.detail
+    reference = q8_round_trip(tiny_sd3_dir, tmp_path / "dequantized")
+    # GGUF layers dequantize Q8_0 blocks in torch as they run: the same values as the
+    # reference's, up to the float rounding of the scale multiply
+    diff = np.abs(generate(model, cfg=4.5).astype(int) - generate(reference, cfg=4.5).astype(int))
+    assert diff.max() <= 1
+
+
+def test_a_gguf_of_another_architecture_is_named(tmp_path):
+    import gguf
+    import numpy as np
+
+    from studio.library.models import resolve_model
+
+    path = tmp_path / "llama.gguf"
+    writer = gguf.GGUFWriter(str(path), arch="llama")
+    writer.add_tensor("token_embd.weight", np.zeros((4, 4), np.float32))
+    for write in (writer.write_header_to_file, writer.write_kv_data_to_file,
+                  writer.write_tensors_to_file, writer.close):
+        write()
+    assert entry_for_path(path, "file") is None
+    with pytest.raises(UserFacingError, match=r"architecture \(llama\) is not a diffusion model"):
+        resolve_model(str(path), Settings(), default_paths())
+    path.write_bytes(b"GGUF" + b"\xff" * 40)
+    with pytest.raises(UserFacingError, match="not a readable GGUF file"):
+        entry_for_path(path, "file")
+
+
 def test_a_missing_part_is_listed_and_named_when_loading(tmp_path, tiny_flux_dir, split_configs):
     from studio.library.kinds.image import describe
 

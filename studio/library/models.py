@@ -118,6 +118,8 @@ def entry_for_path(path: Path, source: str, name: str = "", repo_id: str = "") -
                 log.info("skipping %s: %s", path, det.reason)
             return split
         family = det.family
+    elif suffix == ".gguf":  # a quantized diffusion model (ComfyUI-GGUF); chat GGUFs are not
+        return split_entry(path, source, name, repo_id)
     elif suffix == ".ckpt":
         family = "unknown"  # a pickle has no header to read; it is identified when loaded
     else:
@@ -129,10 +131,14 @@ def entry_for_path(path: Path, source: str, name: str = "", repo_id: str = "") -
 def split_entry(path: Path, source: str, name: str = "", repo_id: str = "") -> ModelEntry | None:
     """A FLUX.1 / SD 3.5 diffusion-model file (ComfyUI's split files) with the text encoders and
     VAE found beside it, or None when the file is not one."""
-    from studio.library.detect import read_safetensors_header
-    from studio.library.split_files import comfy_models_root, denoiser_family, find_parts
+    from studio.library.split_files import (
+        comfy_models_root,
+        denoiser_family,
+        find_parts,
+        model_header,
+    )
 
-    family = denoiser_family(read_safetensors_header(path))
+    family = denoiser_family(model_header(path))
     if not family:
         return None
     parts = find_parts(path, family)
@@ -294,6 +300,13 @@ def resolve_model(spec: str, settings: Settings, paths: Paths) -> ModelEntry:
         if path.suffix.lower() == ".safetensors":
             det = detect_single_file(path)
             raise UserFacingError(f"{spec} is not a Stable Diffusion checkpoint: {det.reason}.")
+        if path.suffix.lower() == ".gguf":
+            from studio.library.split_files import read_gguf_header
+
+            arch = read_gguf_header(path)["__metadata__"]["architecture"] or "not named"
+            raise UserFacingError(f"{spec} is a GGUF file whose architecture ({arch}) is not a "
+                                  "diffusion model Studio runs from GGUF: FLUX.1 or SD 3.5 "
+                                  "transformers (ComfyUI-GGUF's files).")
         raise UserFacingError(f"{spec} is not a Stable Diffusion model: no model_index.json and "
                               "not a .safetensors checkpoint.")
     if _REPO_ID.match(spec) and not spec.startswith((".", "~")):

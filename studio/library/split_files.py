@@ -57,6 +57,46 @@ FAMILY_PARTS: dict[str, tuple[Part, ...]] = {
 }
 
 
+def read_gguf_header(path: Path) -> dict[str, Any]:
+    """A GGUF file's tensors as a safetensors-like header — name → {"shape" (torch order),
+    "dtype" (the GGML type: "Q8_0", "F16" …)} — plus "__metadata__" with its architecture.
+    Only the header is read (the ``gguf`` package maps the file); any file in a scanned folder
+    may be hostile, so every failure is a :class:`UserFacingError`."""
+    try:
+        import gguf
+
+        reader = gguf.GGUFReader(str(path))
+        header: dict[str, Any] = {
+            t.name: {"shape": [int(d) for d in reversed(list(t.shape))],
+                     "dtype": t.tensor_type.name} for t in reader.tensors}
+        field = reader.fields.get("general.architecture")
+        arch = bytes(field.parts[field.data[0]]).decode("utf-8", "replace") if field else ""
+    except Exception as exc:  # noqa: BLE001 - a crafted file may break the parser anywhere
+        why = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise UserFacingError(f"{Path(path).name} is not a readable GGUF file ({why}).") from None
+    header["__metadata__"] = {"architecture": arch[:100]}
+    return header
+
+
+def gguf_precision(header: dict[str, Any]) -> str:
+    """"GGUF Q8_0": the GGML type of most of a GGUF file's weights (by element count)."""
+    counts: dict[str, int] = {}
+    for name, info in header.items():
+        if name != "__metadata__":
+            n = 1
+            for d in info["shape"]:
+                n *= d
+            counts[info["dtype"]] = counts.get(info["dtype"], 0) + n
+    return f"GGUF {max(counts, key=lambda k: counts[k])}" if counts else "GGUF"
+
+
+def model_header(path: Path) -> dict[str, Any]:
+    """The header of a diffusion-model file: safetensors, or GGUF."""
+    if Path(path).suffix.lower() == ".gguf":
+        return read_gguf_header(path)
+    return read_safetensors_header(path)
+
+
 def _strip(keys) -> set[str]:
     return {k[len(_PREFIX):] if k.startswith(_PREFIX) else k for k in keys if k != "__metadata__"}
 

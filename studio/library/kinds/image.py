@@ -52,6 +52,10 @@ def entries_for(models: list) -> Iterator[LibraryEntry]:
             precision = files_precision(diffusers_weight_files(m.path))
             if any((m.path / "unet").glob("*.fp16.safetensors")) and "fp16" not in precision:
                 precision = f"{precision}, fp16 variant" if precision else "fp16 variant"
+        elif m.path.suffix.lower() == ".gguf":
+            from studio.library.split_files import gguf_precision, read_gguf_header
+
+            precision = gguf_precision(read_gguf_header(m.path))
         else:
             precision = files_precision([m.path]) if m.path.suffix == ".safetensors" else ""
         detail = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x",

@@ -21,7 +21,7 @@ from studio.core.jobs import UserFacingError
 from studio.library.detect import read_safetensors_header
 from studio.library.families import label as family_label
 from studio.library.models import ModelEntry
-from studio.library.split_files import FAMILY_PARTS, check_part, comfy_models_root
+from studio.library.split_files import FAMILY_PARTS, check_part, comfy_models_root, model_header
 
 #: role → (text encoder sub-folder, tokenizer sub-folder) per family
 COMPONENTS = {
@@ -138,12 +138,20 @@ def _load_transformer(entry: ModelEntry, config: Path, dtype: Any) -> Any:
     cls = getattr(diffusers, {"flux": "FluxTransformer2DModel",
                               "sd3": "SD3Transformer2DModel"}[family])
     base = json.loads((config / "transformer" / "config.json").read_text(encoding="utf-8"))
-    overrides = transformer_overrides(read_safetensors_header(entry.path), family, base)
-    state = load_file(str(entry.path))
+    overrides = transformer_overrides(model_header(entry.path), family, base)
+    gguf = entry.path.suffix.lower() == ".gguf"
+    if gguf:  # quantized weights stay quantized; each layer is dequantized as it runs
+        from diffusers import GGUFQuantizationConfig
+        from diffusers.models.model_loading_utils import load_gguf_checkpoint
+
+        state = load_gguf_checkpoint(str(entry.path))
+        overrides["quantization_config"] = GGUFQuantizationConfig(compute_dtype=dtype)
+    else:
+        state = load_file(str(entry.path))
     state = _flux_state(state) if family == "flux" else _strip_prefix(state)
     model = cls.from_single_file(state, config=str(config), subfolder="transformer",
                                  local_files_only=True, torch_dtype=dtype, **overrides)
-    return keep_fp8(model, entry.path, dtype)
+    return model if gguf else keep_fp8(model, entry.path, dtype)
 
 
 def _load_text_encoder(cls_name: str, folder: Path, path: Path, dtype: Any) -> Any:
