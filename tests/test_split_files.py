@@ -203,3 +203,30 @@ def test_real_sd3_shapes_read_from_the_file_match_the_shipped_config(variant, mo
     overrides = transformer_overrides(header, "sd3", config)
     assert overrides == {k: (tuple(v) if isinstance(v, list) else v)
                          for k, v in config.items() if k in overrides}
+
+
+def test_a_part_chosen_on_the_command_line_is_the_one_used(tmp_path, tiny_flux_dir):
+    import json
+    import shutil
+
+    from studio.core.config import load_settings
+    from studio.library.models import resolve_model
+    from tests.fixtures.cli_run import studio_in_process
+
+    model = write_comfy_split(tiny_flux_dir, tmp_path / "ComfyUI", "flux")
+    encoders = tmp_path / "ComfyUI" / "models" / "text_encoders"
+    other = shutil.copyfile(encoders / "t5xxl_fp16.safetensors", tmp_path / "my-t5.safetensors")
+    done = studio_in_process("models", "parts", str(model), "--set", f"t5xxl={other}", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {r["role"]: r for r in json.loads(done.stdout)["parts"]}
+    assert rows["t5xxl"]["file"] == str(other) and rows["t5xxl"]["chosen_by"] == "you"
+    assert rows["vae"]["file"].endswith("ae.safetensors") and rows["vae"]["chosen_by"] == "Studio"
+    settings = load_settings().settings
+    assert resolve_model(str(model), settings, default_paths()).parts["t5xxl"] == other
+    # a file that is not that part is refused with the reason, and nothing is saved
+    refused = studio_in_process("models", "parts", str(model), "--set",
+                                f"vae={encoders / 't5xxl_fp16.safetensors'}")
+    assert refused.returncode == 2 and "is a T5 text encoder" in refused.stderr
+    done = studio_in_process("models", "parts", str(model), "--guess", "t5xxl")
+    assert done.returncode == 0 and "my-t5" not in done.stdout
+    assert not load_settings().settings.split_parts

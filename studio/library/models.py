@@ -128,9 +128,10 @@ def entry_for_path(path: Path, source: str, name: str = "", repo_id: str = "") -
                       path.stat().st_size)
 
 
-def split_entry(path: Path, source: str, name: str = "", repo_id: str = "") -> ModelEntry | None:
+def split_entry(path: Path, source: str, name: str = "", repo_id: str = "",
+                chosen: dict[str, str] | None = None) -> ModelEntry | None:
     """A FLUX.1 / SD 3.5 diffusion-model file (ComfyUI's split files) with the text encoders and
-    VAE found beside it, or None when the file is not one."""
+    VAE ``chosen`` for it (role → file) or else found beside it; None when the file is not one."""
     from studio.library.split_files import (
         comfy_models_root,
         denoiser_family,
@@ -141,10 +142,18 @@ def split_entry(path: Path, source: str, name: str = "", repo_id: str = "") -> M
     family = denoiser_family(model_header(path))
     if not family:
         return None
-    parts = find_parts(path, family)
+    parts = find_parts(path, family, chosen)
     return ModelEntry(name or path.stem, path, source, "split", family, repo_id,
                       path.stat().st_size + sum(p.stat().st_size for p in parts.chosen.values()),
                       parts=parts.chosen, needs=parts.sentence(comfy_models_root(path)))
+
+
+def with_chosen_parts(entry: ModelEntry, settings: Settings) -> ModelEntry:
+    """A split entry with the parts the user chose for it (settings' ``split_parts``)."""
+    chosen = settings.parts_for(entry.path) if entry.format == "split" else {}
+    if not chosen:
+        return entry
+    return split_entry(entry.path, entry.source, entry.name, entry.repo_id, chosen) or entry
 
 
 def _scan_folder(root: Path, source: str, depth: int = 2) -> list[ModelEntry]:
@@ -265,7 +274,7 @@ def find_txt2img_models(settings: Settings, paths: Paths) -> list[ModelEntry]:
     unique: dict[Path, ModelEntry] = {}
     for entry in found:
         unique.setdefault(entry.path.resolve(), entry)
-    return list(unique.values())
+    return [with_chosen_parts(e, settings) for e in unique.values()]
 
 
 def not_cached_message(repo_id: str) -> str:
@@ -287,7 +296,7 @@ def resolve_model(spec: str, settings: Settings, paths: Paths) -> ModelEntry:
         except OSError as exc:
             raise UserFacingError(f"{spec} cannot be read: {exc}") from exc
         if entry is not None:
-            return entry
+            return with_chosen_parts(entry, settings)
         from studio.library.catalog import wrong_kind_message
 
         wrong = wrong_kind_message(path, "image", paths)
@@ -315,7 +324,7 @@ def resolve_model(spec: str, settings: Settings, paths: Paths) -> ModelEntry:
                 entry = _hf_entry(repo)
                 singles = _hf_single_files(repo) if _snapshot_of(repo) is None else []
                 if entry is None and len(singles) == 1:
-                    return singles[0]
+                    return with_chosen_parts(singles[0], settings)
                 if singles:
                     raise UserFacingError(f"{spec} holds {len(singles)} checkpoints; name one by "
                                           f"its file: " + ", ".join(str(e.path)
