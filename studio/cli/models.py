@@ -44,7 +44,7 @@ EXIT_STATUS = ("Exit status: 0 done; 1 the work failed (a copy, a removal or a d
                "name no model has, a path that is not a model, a repository that is not on the "
                "Hub, remove without --yes when not on a terminal); 130 Ctrl+C.")
 KINDS = ("image", "gan", "ddpm", "transform", "upscaler", "chat", "preview", "lora", "embedding",
-         "classifier", "unknown")
+         "classifier", "part", "unknown")
 
 
 def _sub(sub: Any, name: str, help_text: str, description: str = "") -> argparse.ArgumentParser:

@@ -48,6 +48,10 @@ _CLIP_L = Part("clip_l", "text_encoders", hints=("clip_l", "clip-l", "clipl"))
 _CLIP_G = Part("clip_g", "text_encoders", hints=("clip_g", "clip-g", "clipg"))
 _T5 = Part("t5xxl", "text_encoders", hints=("t5",))
 
+#: how the library names each kind of part file
+PART_TITLES = {"clip_l": "CLIP-L text encoder", "clip_g": "CLIP-G text encoder",
+               "t5xxl": "T5-XXL text encoder", "vae": "16-channel VAE (FLUX.1 / SD 3.5)"}
+
 #: family → the parts its diffusion-model file needs, in the pipeline's order
 FAMILY_PARTS: dict[str, tuple[Part, ...]] = {
     "flux": (_CLIP_L, _T5, Part("vae", "vae", hints=("ae", "flux"))),
