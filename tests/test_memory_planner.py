@@ -4,6 +4,7 @@ the sentence reaches the job's status line."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -93,3 +94,43 @@ def test_the_sentence_reaches_the_status_line(tiny_sd15_dir):
     Txt2ImgService(lambda: settings, default_paths).run(req, sink, CancelToken())
     (said,) = [m for m in sink.messages if " needs ~" in m]
     assert said.startswith("tiny-sd15 needs ~0.5 GB; you have ") and "of RAM free" in said
+
+
+def test_the_estimate_is_what_the_loaded_split_model_holds(tmp_path, tiny_flux_dir, monkeypatch):
+    """Estimated from headers before loading = the bytes of the loaded pipeline's weights (fp32,
+    and with an fp8 transformer kept in fp8 by layer-wise casting)."""
+    from studio.core.config import default_paths
+    from studio.library.models import entry_for_path
+    from studio.pipelines.diffusion.split_loading import load_split_pipeline
+    from studio.pipelines.model_cache import measure_bytes
+    from tests.fixtures.tiny_models import write_tiny_config_folder
+    from tests.fixtures.tiny_split import write_comfy_split
+
+    write_tiny_config_folder(tiny_flux_dir, tmp_path / "configs" / "flux")
+    monkeypatch.setenv("STUDIO_SINGLE_FILE_CONFIG_DIR", str(tmp_path / "configs"))
+    for fp8 in (False, True):
+        model = write_comfy_split(tiny_flux_dir, tmp_path / f"ComfyUI-{fp8}", "flux", fp8=fp8)
+        entry = entry_for_path(model, "file")
+        estimate = sum(c.bytes for c in components_of(entry, 4))
+        measured = measure_bytes(load_split_pipeline(entry, torch.float32, default_paths()))
+        # what the estimate leaves out: non-persistent buffers (CLIP's position ids); with fp8,
+        # the norms layer-wise casting keeps in fp32
+        assert 0.97 * measured <= estimate <= measured, (fp8, estimate, measured)
+
+
+def test_a_text_encoder_left_on_the_cpu_still_draws_the_same_image(tiny_flux_dir):
+    from diffusers import FluxPipeline
+
+    from studio.pipelines.diffusion.planner import CPU_COMPONENT_ATTR, run_component_on_cpu
+
+    def draw(pipe):
+        return np.asarray(pipe("a fox", num_inference_steps=2, width=64, height=64,
+                               generator=torch.Generator("cpu").manual_seed(3)).images[0])
+
+    pipe = FluxPipeline.from_pretrained(str(tiny_flux_dir), local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    before = draw(pipe)
+    run_component_on_cpu(pipe, "text_encoder_2", "cpu")  # the hook's path, on a CPU-only machine
+    assert getattr(pipe, CPU_COMPONENT_ATTR) == "text_encoder_2"
+    assert hasattr(pipe.text_encoder_2, "_hf_hook")
+    assert np.array_equal(draw(pipe), before)
