@@ -5,11 +5,9 @@ the sentence reaches the job's status line."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from safetensors.torch import save_file
 
-from studio.core.jobs import UserFacingError
 from studio.library.models import ModelEntry
 from studio.pipelines.diffusion.planner import (
     GB,
@@ -47,8 +45,8 @@ def test_model_offload_then_sequential_then_a_sentence():
     assert p.mode == "model" and p.offload == "model" and "model offload" in p.sentence
     p = plan("FLUX.1-dev", FLUX_FP8, "cuda", free_gpu=8 * GB, free_ram=32 * GB)
     assert p.mode == "sequential" and "sequential offload" in p.sentence
-    with pytest.raises(UserFacingError, match="too little to run it even layer by layer"):
-        plan("FLUX.1-dev", FLUX_FP8, "cuda", free_gpu=8 * GB, free_ram=8 * GB)
+    p = plan("FLUX.1-dev", FLUX_FP8, "cuda", free_gpu=8 * GB, free_ram=8 * GB)
+    assert p.mode == "sequential" and "may be too little even layer by layer" in p.sentence
 
 
 def test_on_the_cpu_the_ram_is_compared():

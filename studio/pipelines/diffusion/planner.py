@@ -166,9 +166,10 @@ def plan(name: str, components: list[Component], device: str, free_gpu: int,
     if total <= free_ram:
         return Plan("sequential", need, free_gpu, f"{head}: it runs layer by layer from RAM "
                     "(sequential offload, slow).")
-    raise UserFacingError(f"{head} and {_gb(free_ram)} of RAM free, too little to run it even "
-                          "layer by layer; close other programs, or use a smaller (fp8 or GGUF) "
-                          "file of it.")
+    # An estimate, not a certainty: try the lightest setting, and say what would help.
+    return Plan("sequential", need, free_gpu, f"{head} and {_gb(free_ram)} of RAM free, which may "
+                "be too little even layer by layer (sequential offload); if it fails, close other "
+                "programs or use a smaller (fp8 or GGUF) file of it.")
 
 
 def free_memory(device: str) -> tuple[int, int]:
@@ -219,3 +220,13 @@ def run_component_on_cpu(pipe: Any, key: str, device: str) -> None:
     add_hook_to_module(module, AlignDevicesHook(execution_device=torch.device("cpu"),
                                                 io_same_device=True))
     setattr(pipe, CPU_COMPONENT_ATTR, key)
+    if pipe._execution_device.type != torch.device(device).type:
+        # diffusers took the hook's device for the whole pipeline's (it reads the first
+        # component's hook): fall back to model offload, which is always right
+        from accelerate.hooks import remove_hook_from_module
+
+        remove_hook_from_module(module)
+        delattr(pipe, CPU_COMPONENT_ATTR)
+        from studio.pipelines.diffusion.memory import PLAN_ATTR
+
+        setattr(pipe, PLAN_ATTR, "model")
