@@ -73,21 +73,24 @@ def test_an_fp8_transformer_stays_fp8_and_draws_what_its_upcast_weights_draw(
     assert diff.max() <= 1
 
 
+@pytest.mark.parametrize("family", ["sd3", "flux"])
 def test_a_q8_gguf_transformer_draws_what_its_dequantized_weights_draw(
-        tmp_path, tiny_sd3_dir, split_configs):
+        family, request, tmp_path, split_configs):
     from studio.library.kinds.image import describe
     from tests.fixtures.tiny_split import q8_round_trip, write_gguf_transformer
 
+    folder = request.getfixturevalue(f"tiny_{family}_dir")
     comfy = tmp_path / "ComfyUI"
-    write_comfy_split(tiny_sd3_dir, comfy, "sd3")
-    model = write_gguf_transformer(tiny_sd3_dir, comfy / "models" / "unet" / "tiny-sd3-Q8_0.gguf",
-                                   "sd3")
+    write_comfy_split(folder, comfy, family)
+    model = write_gguf_transformer(folder, comfy / "models" / "unet" / f"tiny-{family}-Q8_0.gguf",
+                                   family)
     entry = describe(model, "file")
     assert entry.precision == "GGUF Q8_0" and "GGUF Q8_0 quantized" in entry.detail
-    reference = q8_round_trip(tiny_sd3_dir, tmp_path / "dequantized")
+    reference = q8_round_trip(folder, tmp_path / "dequantized")
     # GGUF layers dequantize Q8_0 blocks in torch as they run: the same values as the
     # reference's, up to the float rounding of the scale multiply
-    diff = np.abs(generate(model, cfg=4.5).astype(int) - generate(reference, cfg=4.5).astype(int))
+    cfg = {"flux": 3.5, "sd3": 4.5}[family]
+    diff = np.abs(generate(model, cfg=cfg).astype(int) - generate(reference, cfg=cfg).astype(int))
     assert diff.max() <= 1
 
 

@@ -82,6 +82,7 @@ def _flux_state(state: dict) -> dict:
     fused ``linear1`` assumes the 3072-wide FLUX.1; for another width (small distilled FLUX
     models, the tests' tiny one) the split is done here and the converter is handed stand-ins of
     the width it expects, whose pieces are then replaced."""
+    import torch
     from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
 
     state = _strip_prefix(state)
@@ -96,7 +97,7 @@ def _flux_state(state: dict) -> dict:
         i, kind = key.split(".")[1], key.rsplit(".", 1)[1]
         for name, piece in zip(names, state.pop(key).split(sizes, dim=0), strict=True):
             pieces[f"single_transformer_blocks.{i}.{name}.{kind}"] = piece
-        state[key] = piece.new_zeros(()).expand(sum(real))  # never read: replaced below
+        state[key] = torch.zeros(1).expand(sum(real))  # never read: replaced below
     converted = convert_flux_transformer_checkpoint_to_diffusers(state)
     converted.update(pieces)
     return converted
