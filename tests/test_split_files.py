@@ -121,6 +121,10 @@ def test_a_missing_part_is_listed_and_named_when_loading(tmp_path, tiny_flux_dir
     (tmp_path / "ComfyUI" / "models" / "text_encoders" / "t5xxl_fp16.safetensors").unlink()
     entry = describe(model, "file")
     assert "needs t5xxl in" in entry.detail and "text_encoders" in entry.detail
+    from studio.ui.widgets.model_picker import secondary_text  # Generate's model picker
+
+    picked = entry_for_path(model, "file")
+    assert secondary_text(picked).startswith("FLUX.1 · split files · parts missing")
     with pytest.raises(UserFacingError, match="needs t5xxl in .*text_encoders"):
         generate(model, cfg=3.5)
 
