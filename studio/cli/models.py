@@ -37,13 +37,14 @@ DESCRIPTION = ("The model library: every model Studio finds in its models folder
                "  studio models remove NAME [--yes]\n"
                "  studio models download REPO_ID [--include PATTERN] [--fp16 | --full] "
                "[--token TOKEN]\n"
-               "  studio models shrink NAME [--method int8|int4|fp8] [--out NAME] [--json]")
+               "  studio models shrink NAME [--method int8|int4|fp8] [--out NAME] [--json]\n"
+               "  studio models parts NAME [--set ROLE=FILE] [--guess ROLE] [--json]")
 EXIT_STATUS = ("Exit status: 0 done; 1 the work failed (a copy, a removal or a download that "
                "broke off, offline) or you answered no to remove's question; 2 bad input (a "
                "name no model has, a path that is not a model, a repository that is not on the "
                "Hub, remove without --yes when not on a terminal); 130 Ctrl+C.")
 KINDS = ("image", "gan", "ddpm", "transform", "upscaler", "chat", "preview", "lora", "embedding",
-         "classifier", "unknown")
+         "classifier", "part", "unknown")
 
 
 def _sub(sub: Any, name: str, help_text: str, description: str = "") -> argparse.ArgumentParser:
@@ -105,6 +106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from studio.cli.models_shrink import add_parser
 
     add_parser(sub)
+    from studio.cli.models_parts import add_parser as add_parts_parser
+
+    add_parts_parser(sub)
 
 
 def _context() -> tuple[Any, Any, Any]:
@@ -338,9 +342,15 @@ def _shrink(args: argparse.Namespace) -> int:
     return run_shrink(args, _context, _lookup)
 
 
+def _parts(args: argparse.Namespace) -> int:
+    from studio.cli.models_parts import run_parts
+
+    return run_parts(args, _context)
+
+
 def run(args: argparse.Namespace) -> int:
     # Bad input raises UsageError (exit 2); any other UserFacingError is work that failed and
     # exits 1 in studio.cli.main.
     action = {"list": _list, "info": _info, "import": _import, "remove": _remove,
-              "download": _download, "shrink": _shrink}[args.action]
+              "download": _download, "shrink": _shrink, "parts": _parts}[args.action]
     return action(args)

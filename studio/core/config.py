@@ -134,6 +134,25 @@ class Settings:
     memory_budget_gb: float = 0.0
     # Low-memory options per image model, keyed by the model's resolved path (see MemoryOptions)
     model_options: dict[str, dict] = field(default_factory=dict)
+    # ComfyUI split files: the text-encoder / VAE file the user chose for a diffusion-model
+    # file, keyed by its resolved path: {role ("clip_l", "t5xxl", "vae" …): file}
+    split_parts: dict[str, dict] = field(default_factory=dict)
+
+    def parts_for(self, path: str | Path) -> dict[str, str]:
+        """The parts chosen for the split diffusion-model file at ``path`` (role → file)."""
+        return dict(self.split_parts.get(_model_key(path), {}))
+
+    def with_part(self, path: str | Path, role: str, file: str | Path | None) -> Settings:
+        """A copy with ``file`` chosen as the ``role`` part of ``path`` (None: the guess again)."""
+        table = {k: dict(v) for k, v in self.split_parts.items()}
+        chosen = table.setdefault(_model_key(path), {})
+        if file is None:
+            chosen.pop(role, None)
+        else:
+            chosen[role] = _model_key(file)
+        if not chosen:
+            table.pop(_model_key(path))
+        return dataclasses.replace(self, split_parts=table)
 
     def memory_options_for(self, path: str | Path) -> MemoryOptions:
         """The low-memory options chosen for the model at ``path`` (defaults when none)."""
@@ -183,6 +202,9 @@ class Settings:
         fixed.model_options = {str(k): MemoryOptions.from_dict(v).to_dict()
                                for k, v in dict(fixed.model_options or {}).items()
                                if isinstance(v, dict)}
+        fixed.split_parts = {str(k): {str(r): str(f) for r, f in v.items() if isinstance(f, str)}
+                             for k, v in dict(fixed.split_parts or {}).items()
+                             if isinstance(v, dict)}
         return fixed
 
     def resolved_paths(self, base: Paths | None = None) -> Paths:

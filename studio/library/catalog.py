@@ -122,11 +122,31 @@ def _other_entry(item: Path, source: str, paths: Paths) -> LibraryEntry:
         fmt = f"LoRA ({kind.format})"
         # applied in Generate and in Transform's img2img/inpaint (LoHa/LoKr are refused there)
         workspaces = ("Generate", "Transform") if kind.format != "LyCORIS" else ()
+    if kind.kind == "unknown" and fmt == "safetensors":
+        part = split_part_entry(item, source, size, kind.precision)
+        if part is not None:
+            return part
     if kind.kind == "embedding":
         fmt = "Embedding"
         workspaces = ("Generate", "Transform")  # applied where its name is in the prompt
     return LibraryEntry(entry_name(item), kind.kind, item, source, fmt, size, kind.precision,
                         kind.family, "", kind.reason, workspaces)
+
+
+def split_part_entry(item: Path, source: str, size: int, precision: str) -> LibraryEntry | None:
+    """A text encoder or VAE file of ComfyUI's split models (clip_l, t5xxl, ae …), or None."""
+    from studio.library.detect import read_safetensors_header
+    from studio.library.split_files import PART_TITLES, part_role
+
+    try:
+        role = part_role(read_safetensors_header(item), item.name)
+    except (OSError, UserFacingError):
+        return None
+    if role not in PART_TITLES:
+        return None
+    return LibraryEntry(entry_name(item), "part", item, source, "safetensors", size, precision,
+                        "", "", f"{PART_TITLES[role]}, a part of split diffusion models "
+                        "(FLUX.1, SD 3.5)", ("Generate",))
 
 
 def _claimed(path: Path, claimed: set[Path]) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.core.config import Paths, Settings
@@ -31,6 +31,8 @@ SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 TXT2IMG_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
 #: Where A1111 and ComfyUI keep checkpoints, relative to their install folder.
 KNOWN_CHECKPOINT_SUBDIRS = (Path("models") / "Stable-diffusion", Path("models") / "checkpoints")
+#: where ComfyUI keeps diffusion-model files that need separate text encoders and a VAE
+KNOWN_SPLIT_SUBDIRS = (Path("models") / "diffusion_models", Path("models") / "unet")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -45,10 +47,14 @@ class ModelEntry:
     name: str
     path: Path
     source: str  # studio | hf-cache | extra | file
-    format: str  # diffusers | single-file | gan (a GAN trained in Studio: seed → image)
+    format: str  # diffusers | single-file | split (ComfyUI's separate files) | gan (a GAN trained in Studio: seed → image)
     family: str  # sd1 | sd2 | sdxl | gan | ddpm (Train's image diffusion lesson) | unknown (a .ckpt is identified when it is loaded)
     repo_id: str = ""
     size_bytes: int = 0
+    #: split files: role (clip_l, t5xxl, vae …) → the file used with the diffusion model
+    parts: dict[str, Path] = field(default_factory=dict)
+    #: split files: what is missing, as a sentence ("needs t5xxl in …/text_encoders"); "" if none
+    needs: str = ""
 
 
 def ddpm_class_names(folder: Path) -> list[str]:
@@ -107,15 +113,47 @@ def entry_for_path(path: Path, source: str, name: str = "", repo_id: str = "") -
     if suffix == ".safetensors":
         det = detect_single_file(path)
         if det.family == "unknown":
-            log.info("skipping %s: %s", path, det.reason)
-            return None
+            split = split_entry(path, source, name, repo_id)
+            if split is None:
+                log.info("skipping %s: %s", path, det.reason)
+            return split
         family = det.family
+    elif suffix == ".gguf":  # a quantized diffusion model (ComfyUI-GGUF); chat GGUFs are not
+        return split_entry(path, source, name, repo_id)
     elif suffix == ".ckpt":
         family = "unknown"  # a pickle has no header to read; it is identified when loaded
     else:
         return None
     return ModelEntry(name or path.stem, path, source, "single-file", family, repo_id,
                       path.stat().st_size)
+
+
+def split_entry(path: Path, source: str, name: str = "", repo_id: str = "",
+                chosen: dict[str, str] | None = None) -> ModelEntry | None:
+    """A FLUX.1 / SD 3.5 diffusion-model file (ComfyUI's split files) with the text encoders and
+    VAE ``chosen`` for it (role → file) or else found beside it; None when the file is not one."""
+    from studio.library.split_files import (
+        comfy_models_root,
+        denoiser_family,
+        find_parts,
+        model_header,
+    )
+
+    family = denoiser_family(model_header(path))
+    if not family:
+        return None
+    parts = find_parts(path, family, chosen)
+    return ModelEntry(name or path.stem, path, source, "split", family, repo_id,
+                      path.stat().st_size + sum(p.stat().st_size for p in parts.chosen.values()),
+                      parts=parts.chosen, needs=parts.sentence(comfy_models_root(path)))
+
+
+def with_chosen_parts(entry: ModelEntry, settings: Settings) -> ModelEntry:
+    """A split entry with the parts the user chose for it (settings' ``split_parts``)."""
+    chosen = settings.parts_for(entry.path) if entry.format == "split" else {}
+    if not chosen:
+        return entry
+    return split_entry(entry.path, entry.source, entry.name, entry.repo_id, chosen) or entry
 
 
 def _scan_folder(root: Path, source: str, depth: int = 2) -> list[ModelEntry]:
@@ -154,7 +192,7 @@ def _scan_extra(root: Path) -> list[ModelEntry]:
         log.warning("skipping %s: %s", root, exc)
         return []
     found = _scan_folder(root, "extra")
-    for sub in KNOWN_CHECKPOINT_SUBDIRS:
+    for sub in KNOWN_CHECKPOINT_SUBDIRS + KNOWN_SPLIT_SUBDIRS:
         if (root / sub).is_dir():
             found += _scan_folder(root / sub, "extra")
     return found
@@ -236,7 +274,7 @@ def find_txt2img_models(settings: Settings, paths: Paths) -> list[ModelEntry]:
     unique: dict[Path, ModelEntry] = {}
     for entry in found:
         unique.setdefault(entry.path.resolve(), entry)
-    return list(unique.values())
+    return [with_chosen_parts(e, settings) for e in unique.values()]
 
 
 def not_cached_message(repo_id: str) -> str:
@@ -258,7 +296,7 @@ def resolve_model(spec: str, settings: Settings, paths: Paths) -> ModelEntry:
         except OSError as exc:
             raise UserFacingError(f"{spec} cannot be read: {exc}") from exc
         if entry is not None:
-            return entry
+            return with_chosen_parts(entry, settings)
         from studio.library.catalog import wrong_kind_message
 
         wrong = wrong_kind_message(path, "image", paths)
@@ -271,6 +309,13 @@ def resolve_model(spec: str, settings: Settings, paths: Paths) -> ModelEntry:
         if path.suffix.lower() == ".safetensors":
             det = detect_single_file(path)
             raise UserFacingError(f"{spec} is not a Stable Diffusion checkpoint: {det.reason}.")
+        if path.suffix.lower() == ".gguf":
+            from studio.library.split_files import read_gguf_header
+
+            arch = read_gguf_header(path)["__metadata__"]["architecture"] or "not named"
+            raise UserFacingError(f"{spec} is a GGUF file whose architecture ({arch}) is not a "
+                                  "diffusion model Studio runs from GGUF: FLUX.1 or SD 3.5 "
+                                  "transformers (ComfyUI-GGUF's files).")
         raise UserFacingError(f"{spec} is not a Stable Diffusion model: no model_index.json and "
                               "not a .safetensors checkpoint.")
     if _REPO_ID.match(spec) and not spec.startswith((".", "~")):
@@ -279,7 +324,7 @@ def resolve_model(spec: str, settings: Settings, paths: Paths) -> ModelEntry:
                 entry = _hf_entry(repo)
                 singles = _hf_single_files(repo) if _snapshot_of(repo) is None else []
                 if entry is None and len(singles) == 1:
-                    return singles[0]
+                    return with_chosen_parts(singles[0], settings)
                 if singles:
                     raise UserFacingError(f"{spec} holds {len(singles)} checkpoints; name one by "
                                           f"its file: " + ", ".join(str(e.path)

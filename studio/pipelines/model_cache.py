@@ -262,6 +262,11 @@ class ModelCache:
         settings = self.settings_getter() if self.settings_getter is not None else None
         return budget_bytes(settings, probe=True)
 
+    def holds(self, entry: ModelEntry | Any, device: str, dtype: Any) -> bool:
+        """Whether ``entry`` is in memory already for ``device`` and ``dtype``."""
+        with _lock:
+            return cache_key(entry, device, dtype) in self._slots
+
     def get(self, entry: ModelEntry | Any, device: str, dtype: Any, paths: Paths | None = None,
             *, load_device: str | None = None) -> Any:
         """The model for ``entry``, from memory or loaded now (evicting others to fit).

@@ -2,6 +2,7 @@
 16-channel latents, conditioned by CLIP-L (pooled) and T5-XXL; dev is guidance-distilled (one
 "Guidance" number, no negative prompt), schnell ignores guidance and wants 1–4 steps."""
 
+from studio.library.clip_tokenizer import PAD_CLIP_L
 from studio.library.families import Family
 from studio.library.families.sdxl import MEGAPIXEL_PRESETS
 
@@ -33,6 +34,9 @@ FAMILY = Family(
     pipeline_class="FluxPipeline",
     diffusers_classes=("FluxPipeline",),
     denoiser="transformer",
+    # split files (ComfyUI): the shipped configs, and the CLIP tokenizers built beside them
+    single_file_assets="flux",
+    tokenizers={"tokenizer": PAD_CLIP_L},
     optional_components=("image_encoder", "feature_extractor"),
     a1111_prompts=False,
     samplers=("default",),

@@ -1,6 +1,7 @@
 """Stable Diffusion 3 and 3.5 (medium, large, large turbo): an MMDiT transformer over 16-channel
 latents, conditioned by two CLIP encoders and (optionally) T5-XXL; flow matching, real CFG."""
 
+from studio.library.clip_tokenizer import PAD_CLIP_L, PAD_OPEN_CLIP
 from studio.library.families import Family
 from studio.library.families.sdxl import MEGAPIXEL_PRESETS
 
@@ -32,6 +33,9 @@ FAMILY = Family(
     pipeline_class="StableDiffusion3Pipeline",
     diffusers_classes=("StableDiffusion3Pipeline",),
     denoiser="transformer",
+    # split files (ComfyUI): the shipped configs, and the CLIP tokenizers built beside them
+    single_file_assets="sd35",
+    tokenizers={"tokenizer": PAD_CLIP_L, "tokenizer_2": PAD_OPEN_CLIP},
     optional_components=("text_encoder_3", "tokenizer_3", "image_encoder", "feature_extractor"),
     a1111_prompts=False,
     samplers=("default",),  # flow matching: its own FlowMatchEulerDiscreteScheduler

@@ -52,12 +52,33 @@ def entries_for(models: list) -> Iterator[LibraryEntry]:
             precision = files_precision(diffusers_weight_files(m.path))
             if any((m.path / "unet").glob("*.fp16.safetensors")) and "fp16" not in precision:
                 precision = f"{precision}, fp16 variant" if precision else "fp16 variant"
+        elif m.path.suffix.lower() == ".gguf":
+            from studio.library.split_files import gguf_precision, read_gguf_header
+
+            precision = gguf_precision(read_gguf_header(m.path))
         else:
             precision = files_precision([m.path]) if m.path.suffix == ".safetensors" else ""
         detail = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x",
                   "sdxl": "Stable Diffusion XL"}.get(m.family, "a pickled checkpoint")
+        if m.format == "split":
+            detail = split_detail(m, precision)
         yield LibraryEntry(m.name, "image", m.path, m.source, m.format, m.size_bytes,
                            precision, m.family, m.repo_id, detail, ("Generate", "Transform"))
+
+
+def split_detail(m, precision: str = "") -> str:
+    """'FLUX.1 diffusion model (split files) with clip_l: clip_l.safetensors, …; needs t5xxl in
+    …/text_encoders'."""
+    from studio.library.families import label
+
+    found = ", ".join(f"{role}: {path.name}" for role, path in m.parts.items())
+    text = f"{label(m.family)} diffusion model (split files)"
+    if precision.startswith("fp8"):
+        text += ", fp8 e4m3fn weights kept in fp8 (upcast a layer at a time)"
+    elif precision.startswith("GGUF"):
+        text += f", {precision} quantized"
+    text += f" with {found}" if found else ""
+    return f"{text}; {m.needs}" if m.needs else text
 
 
 def scan(settings: Settings, paths: Paths) -> list[LibraryEntry]:
@@ -82,6 +103,10 @@ KINDS = (
               scan=scan, describe=describe, probe=0),
     ModelKind("gan", "GAN (trained in Studio)", 1,
               cli_use="Draw with it from a seed: 'studio generate --model {spec} --seed 1'."),
+    # found by the catalog's walk (catalog._other_entry): what split diffusion models use
+    ModelKind("part", "Text encoder / VAE (split files)", 11,
+              cli_use="A part of ComfyUI split diffusion models: see or choose it with "
+                      "'studio models parts MODEL'."),
     ModelKind("ddpm", "Trained diffusion (DDPM)", 2,
               cli_use="Draw with it: 'studio generate --model {spec} [--prompt CLASS]'."),
 )

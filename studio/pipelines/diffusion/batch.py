@@ -158,16 +158,51 @@ class DiffusersService:
         dtype = resolve_dtype(settings.precision, device)
         options = settings.memory_options_for(entry.path)
         cancel.raise_if_cancelled()
+        plan = self._memory_plan(entry, options, device, dtype, progress)
         progress.message("Loading model…")
         # A model that will be offloaded is read into RAM: it may not fit on the GPU whole.
         offloaded = options.offload != "none" and offload_supported(device)
+        planned_cpu = plan is not None and plan.mode != "full" and offload_supported(device)
         pipe = self.cache.get(entry, device, dtype, paths=paths,
-                              load_device="cpu" if offloaded else None)
+                              load_device="cpu" if offloaded or planned_cpu else None)
+        if planned_cpu and plan is not None:
+            place_as_planned(pipe, plan, device)
         for warning in apply_memory_options(pipe, options, device):
             add_note(progress, warning)
         watch_for_cancel(pipe)  # a cancel stops inside a step and inside prompt encoding too
         cancel.raise_if_cancelled()
         return pipe, device, dtype
+
+
+    def _memory_plan(self, entry: ModelEntry, options: Any, device: str, dtype: Any,
+                     progress: ProgressSink) -> Any:
+        """The memory planner's choice for a model about to be loaded with no memory options
+        of the user's (None when it is in memory already or cannot be estimated); its sentence
+        goes to the status line, and to the results' notes when it changes how the model runs."""
+        from studio.core.config import MemoryOptions
+        from studio.pipelines.diffusion.planner import plan_for
+
+        if options != MemoryOptions() or self.cache.holds(entry, device, dtype):
+            return None
+        plan = plan_for(entry, dtype, device)
+        if plan is None:
+            return None
+        progress.message(plan.sentence)
+        if plan.mode != "full":
+            add_note(progress, plan.sentence)
+        return plan
+
+
+def place_as_planned(pipe: Any, plan: Any, device: str) -> None:
+    """Put a pipeline loaded into RAM where the memory plan says: one text encoder on the CPU
+    and the rest on the GPU, or offloaded (kept until the model is unloaded)."""
+    from studio.pipelines.diffusion.memory import PLAN_ATTR
+    from studio.pipelines.diffusion.planner import run_component_on_cpu
+
+    if plan.mode == "text_encoder_cpu":
+        run_component_on_cpu(pipe, plan.cpu_component, device)
+    else:
+        setattr(pipe, PLAN_ATTR, plan.offload)  # apply_memory_options turns it on and keeps it
 
 
 @dataclasses.dataclass

@@ -139,6 +139,10 @@ def load_txt2img_pipeline(entry: ModelEntry, device: str, dtype: Any,
     try:
         if entry.format == "diffusers":
             pipe = _load_diffusers(entry, dtype)
+        elif entry.format == "split":  # ComfyUI's separate transformer, encoders and VAE
+            from studio.pipelines.diffusion.split_loading import load_split_pipeline
+
+            pipe = load_split_pipeline(entry, dtype, paths)
         else:
             pipe = _load_single_file(entry, dtype, paths)
         pipe.set_progress_bar_config(disable=True)

@@ -40,6 +40,7 @@ STATE_ATTR = "_studio_memory_options"  # the MemoryOptions in force on a cached 
 DEVICE_ATTR = "_studio_memory_device"  # the device the pipeline runs on
 OOM_ATTR = "_studio_offload_after_oom"  # model offload turned on by a retry: kept until unloaded
 BASE_ATTR = "_studio_base_pipeline"  # on a derived pipeline: the cached one it was made from
+PLAN_ATTR = "_studio_planned_offload"  # the offload the memory planner chose: kept until unloaded
 _HOOK_STATE = ("_all_hooks", "_offload_device", "_offload_gpu_id")
 
 OFFLOAD_NAMES = {"model": "Model CPU offload", "sequential": "Sequential CPU offload"}
@@ -103,6 +104,9 @@ def apply_memory_options(pipe: Any, options: MemoryOptions, device: str) -> list
         wanted = dataclasses.replace(wanted, offload="none")
     if getattr(pipe, OOM_ATTR, False) and wanted.offload == "none" and offload_supported(device):
         wanted = dataclasses.replace(wanted, offload="model")  # the retry's offload stays on
+    planned = getattr(pipe, PLAN_ATTR, "none")
+    if wanted.offload == "none" and planned != "none" and offload_supported(device):
+        wanted = dataclasses.replace(wanted, offload=planned)  # the planner's, until unloaded
     setattr(pipe, DEVICE_ATTR, device)
     current = applied_options(pipe)
     if wanted == current:

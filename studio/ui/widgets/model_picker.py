@@ -64,6 +64,8 @@ def default_scanner() -> Scanner:
 
 def secondary_text(entry: Any) -> str:
     family = FAMILY_LABELS.get(getattr(entry, "family", "unknown"), "Unknown type")
+    if getattr(entry, "format", "") == "split":  # ComfyUI's separate files (issue 15)
+        family += " · split files" + (" · parts missing" if getattr(entry, "needs", "") else "")
     source = SOURCE_LABELS.get(getattr(entry, "source", ""), getattr(entry, "source", ""))
     return f"{family} · {source}" if source else family
 
@@ -246,7 +248,9 @@ class ModelPicker(QWidget):
         i = self.combo.count() - 1
         self.combo.setItemData(i, entry, EntryRole)
         self.combo.setItemData(i, secondary_text(entry), SecondaryRole)
-        self.combo.setItemData(i, str(entry.path), Qt.ItemDataRole.ToolTipRole)
+        needs = getattr(entry, "needs", "")
+        self.combo.setItemData(i, f"{entry.path}\n{needs}" if needs else str(entry.path),
+                               Qt.ItemDataRole.ToolTipRole)
 
     def _scan_done(self, entries: list) -> None:
         self._finish_scan(entries, "")

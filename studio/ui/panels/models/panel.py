@@ -36,6 +36,7 @@ from studio.library.families import label as family_label
 from studio.ui.context import AppContext
 from studio.ui.loaded_models import loaded_models, submit_unload
 from studio.ui.panels.models.memory import MemoryOptionsBox
+from studio.ui.panels.models.parts import SplitPartsBox
 from studio.ui.panels.models.shrink_dialog import ShrinkDialog, shrinkable
 from studio.ui.panels.models.toolbar import ModelsToolbar
 from studio.ui.panels.models.tree import ENTRY_ROLE, ModelTree, when
@@ -79,6 +80,8 @@ class DetailsPane(QFrame):
             self.values[name] = value
         self.memory = MemoryOptionsBox()
         self.memory.hide()
+        self.parts = SplitPartsBox()
+        self.parts.hide()
         self.hash_button = QPushButton("Compute SHA-256")
         self.remove_button = QPushButton("Remove…")
         self.shrink_button = QPushButton("Make smaller…")
@@ -104,6 +107,8 @@ class DetailsPane(QFrame):
         column.addLayout(buttons)
         column.addLayout(shrink_row)
         column.addSpacing(10)
+        column.addWidget(self.parts)
+        column.addSpacing(4)
         column.addWidget(self.memory)
         column.addWidget(self.message)
         column.addStretch(1)
@@ -200,6 +205,7 @@ class ModelsPanel(QWidget):
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.customContextMenuRequested.connect(self._tree_menu)
         self.details.memory.optionsChanged.connect(self.save_memory_options)
+        self.details.parts.partChosen.connect(self.save_part)
         self.unload_button.clicked.connect(self.unload_all)
         ctx.bridge.jobChanged.connect(self._on_job_changed)
         ctx.settingsChanged.connect(self._on_settings_changed)
@@ -252,6 +258,40 @@ class ModelsPanel(QWidget):
             self.details.memory.show_for(entry.path, self.ctx.settings.memory_options_for(
                 entry.path))
         self.details.memory.setVisible(image)
+        self.details.parts.hide()
+        if image and entry.format == "split":
+            self._show_parts(entry)
+
+    def _show_parts(self, entry: LibraryEntry) -> None:
+        """Find the split model's parts on the I/O pool (reads file headers), then show them."""
+        from studio.library.split_files import find_parts
+
+        chosen = self.ctx.settings.parts_for(entry.path)
+
+        def done(parts) -> None:
+            if self.tree.current_entry() is entry:
+                self.details.parts.show_parts(entry.path, parts, chosen)
+                self.details.parts.show()
+
+        self._calls.run(lambda: find_parts(entry.path, entry.family, chosen), done,
+                        lambda message: self.say(f"Cannot read the parts: {message}", error=True))
+
+    @Slot(object, str, object)
+    def save_part(self, path: Path, role: str, file: Path | None) -> None:
+        """Keep the part chosen for a split model (None: Studio picks again); rescan so its
+        details show it."""
+        from studio.core.jobs import UserFacingError
+        from studio.library.split_files import check_part
+
+        entry = self.tree.current_entry()
+        if file is not None and entry is not None:
+            try:
+                check_part(role, file, entry.family)
+            except (OSError, UserFacingError) as exc:
+                self.say(str(exc), error=True)
+                return
+        self.ctx.update_settings(self.ctx.settings.with_part(path, role, file))
+        self.refresh()
 
     @staticmethod
     def _model_places(settings) -> tuple:

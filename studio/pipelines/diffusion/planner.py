@@ -1,0 +1,232 @@
+"""The memory planner: before an image model is loaded, how much memory it needs, how much is
+free, and the lightest way to run it that fits — said in one sentence.
+
+Each component's need is estimated from its files' safetensors headers (element counts × the
+bytes of the precision it will run in; an fp8 file run in bf16 needs twice its size), plus a
+working margin for activations. That is compared with free GPU memory (``torch.cuda.mem_get_info``)
+and free RAM (``psutil``), and the first setting that fits is chosen:
+
+1. ``full``: every component on the GPU;
+2. ``text encoder on CPU``: the largest text encoder (FLUX's / SD 3.5's T5) runs on the CPU,
+   everything else on the GPU — as fast as full once the prompt is encoded;
+3. ``model`` offload: components wait in RAM and go to the GPU one at a time (accelerate);
+4. ``sequential`` offload: layer by layer (slowest, least GPU memory).
+
+"FLUX.1 needs ~13 GB; you have 12 GB free: the T5 encoder runs on the CPU" is shown in
+Generate's status and printed by the command line. The planner only chooses when the user has not
+set memory options for the model (Models → memory options): their choice wins. The arithmetic
+(:func:`plan`) takes the free numbers as arguments, so it is tested without a GPU; torch is
+imported only by :func:`free_memory`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from studio.core.jobs import UserFacingError
+from studio.library.detect import read_safetensors_header
+
+log = logging.getLogger(__name__)
+
+GB = 1024**3
+#: bytes per element of the dtypes a model runs in
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+#: the activations' share on top of the weights, and at least this much (latents, attention)
+WORKING_SHARE = 0.15
+WORKING_MIN = GB // 2
+#: the text encoders a plan may leave on the CPU, largest first when several
+TEXT_ENCODERS = ("text_encoder_3", "text_encoder_2", "text_encoder")
+_T5_NAMES = {"t5xxl", "T5"}
+
+MODES = ("full", "text_encoder_cpu", "model", "sequential")
+
+
+@dataclass(frozen=True)
+class Component:
+    """One part of a pipeline and the bytes its weights take in the precision it runs in."""
+
+    key: str  # the pipeline's attribute ("transformer", "text_encoder_2", "vae")
+    label: str  # how the sentence names it ("the T5 encoder")
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: str  # one of MODES
+    need: int  # bytes the model needs whole on the GPU (weights + working margin)
+    free: int  # free bytes where it runs
+    sentence: str
+    #: the text encoder left on the CPU (mode text_encoder_cpu)
+    cpu_component: str = ""
+
+    @property
+    def offload(self) -> str:
+        """The MemoryOptions offload this plan means ("none" for full and text_encoder_cpu)."""
+        return self.mode if self.mode in ("model", "sequential") else "none"
+
+
+def _gb(n: int) -> str:
+    value = n / GB
+    return f"{value:.0f} GB" if value >= 10 else f"{value:.1f} GB".replace(".0 GB", " GB")
+
+
+def tensor_bytes(files: list[Path], run_bytes: int) -> int:
+    """The bytes the floating-point tensors of ``files`` take when run with ``run_bytes`` per
+    element (integer/quantized tensors keep their own size); a GGUF counts as its file size."""
+    total = 0
+    for path in files:
+        if path.suffix.lower() == ".gguf":
+            total += path.stat().st_size
+            continue
+        for name, info in read_safetensors_header(path).items():
+            if name == "__metadata__":
+                continue
+            count = math.prod(info["shape"])
+            dtype = str(info["dtype"]).upper()
+            if dtype.startswith("F8"):  # kept in fp8, upcast a layer at a time (split files)
+                total += count
+            elif dtype.startswith(("F", "BF")):
+                total += count * run_bytes
+            else:
+                start, end = info["data_offsets"]
+                total += end - start
+    return total
+
+
+def _label(key: str, family_parts: dict[str, str]) -> str:
+    role = family_parts.get(key, "")
+    if role == "t5xxl" or key == "text_encoder_3":
+        return "the T5 encoder"
+    if key.startswith("text_encoder"):
+        return "the text encoder" if key == "text_encoder" else f"text encoder {key[-1]}"
+    return f"the {key.replace('_', ' ')}"
+
+
+def components_of(entry: Any, run_bytes: int) -> list[Component]:
+    """The components of a library entry (``ModelEntry``) with their estimated bytes."""
+    found: list[Component] = []
+    if entry.format == "split":
+        from studio.pipelines.diffusion.split_loading import COMPONENTS
+
+        roles = {sub: role for role, (sub, _) in COMPONENTS.get(entry.family, {}).items()}
+        found.append(Component("transformer", "the transformer",
+                               tensor_bytes([entry.path], run_bytes)))
+        for role, path in entry.parts.items():
+            key = "vae" if role == "vae" else COMPONENTS[entry.family][role][0]
+            found.append(Component(key, _label(key, roles), tensor_bytes([path], run_bytes)))
+        return found
+    if entry.format == "diffusers":
+        for sub in sorted(p for p in Path(entry.path).iterdir() if p.is_dir()):
+            files = sorted(sub.glob("*.safetensors"))
+            plain = [f for f in files if ".fp16." not in f.name] or files
+            if plain:
+                found.append(Component(sub.name, _label(sub.name, {}),
+                                       tensor_bytes(plain, run_bytes)))
+        return found
+    size = Path(entry.path).stat().st_size
+    if Path(entry.path).suffix.lower() == ".safetensors":
+        size = tensor_bytes([Path(entry.path)], run_bytes)
+    return [Component("checkpoint", "the checkpoint", size)]
+
+
+def _working(weights: int) -> int:
+    return max(WORKING_MIN, int(weights * WORKING_SHARE))
+
+
+def plan(name: str, components: list[Component], device: str, free_gpu: int,
+         free_ram: int) -> Plan:
+    """The lightest setting under which ``components`` fit: the free numbers are arguments."""
+    total = sum(c.bytes for c in components)
+    largest = max((c.bytes for c in components), default=0)
+    need = total + _working(largest)
+    if not str(device).startswith("cuda"):
+        text = f"{name} needs ~{_gb(need)}; you have {_gb(free_ram)} of RAM free"
+        if need <= free_ram:
+            return Plan("full", need, free_ram, f"{text}: it runs whole in memory.")
+        return Plan("full", need, free_ram, f"{text}: it may swap to disk and run slowly; close "
+                    "other programs, or use a smaller (fp8 or GGUF) file.")
+    head = f"{name} needs ~{_gb(need)}; you have {_gb(free_gpu)} free on the GPU"
+    if need <= free_gpu:
+        return Plan("full", need, free_gpu, f"{head}: it runs whole on the GPU.")
+    encoders = sorted((c for c in components if c.key in TEXT_ENCODERS),
+                      key=lambda c: c.bytes, reverse=True)
+    if encoders:
+        big = encoders[0]
+        rest = [c.bytes for c in components if c is not big]
+        if sum(rest) + _working(max(rest, default=0)) <= free_gpu and big.bytes <= free_ram:
+            return Plan("text_encoder_cpu", need, free_gpu,
+                        f"{head}: {big.label} runs on the CPU.", cpu_component=big.key)
+    if total <= free_ram and largest + _working(largest) <= free_gpu:
+        return Plan("model", need, free_gpu, f"{head}: its parts wait in RAM and go to the GPU "
+                    "one at a time (model offload).")
+    if total <= free_ram:
+        return Plan("sequential", need, free_gpu, f"{head}: it runs layer by layer from RAM "
+                    "(sequential offload, slow).")
+    # An estimate, not a certainty: try the lightest setting, and say what would help.
+    return Plan("sequential", need, free_gpu, f"{head} and {_gb(free_ram)} of RAM free, which may "
+                "be too little even layer by layer (sequential offload); if it fails, close other "
+                "programs or use a smaller (fp8 or GGUF) file of it.")
+
+
+def free_memory(device: str) -> tuple[int, int]:
+    """(free GPU bytes, free RAM bytes) now; GPU 0 when ``device`` is not CUDA."""
+    import psutil
+
+    ram = int(psutil.virtual_memory().available)
+    if not str(device).startswith("cuda"):
+        return 0, ram
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    return int(free), ram
+
+
+def dtype_bytes(dtype: Any) -> int:
+    """Bytes per element of a torch dtype (by name; 4 when unknown)."""
+    return DTYPE_BYTES.get(str(dtype).removeprefix("torch."), 4)
+
+
+def plan_for(entry: Any, dtype: Any, device: str) -> Plan | None:
+    """The plan for loading ``entry`` in ``dtype`` on ``device`` with the memory free now; None
+    when its files cannot be estimated (the loader then says what is wrong with them)."""
+    try:
+        components = components_of(entry, dtype_bytes(dtype))
+    except (OSError, ValueError, KeyError, TypeError, UserFacingError) as exc:
+        log.info("no memory plan for %s: %s", entry.name, exc)
+        return None
+    free_gpu, free_ram = free_memory(device)
+    return plan(entry.name, components, device, free_gpu, free_ram)
+
+
+#: on a pipeline: the text encoder the plan left on the CPU
+CPU_COMPONENT_ATTR = "_studio_cpu_component"
+
+
+def run_component_on_cpu(pipe: Any, key: str, device: str) -> None:
+    """Put every component of ``pipe`` (loaded into RAM) on ``device`` except ``key``, which
+    stays on the CPU and runs there: accelerate's hook moves its inputs to the CPU and its
+    outputs back to where they came from, so the pipeline's code is unchanged."""
+    import torch
+    from accelerate.hooks import AlignDevicesHook, add_hook_to_module
+
+    for name, module in pipe.components.items():
+        if isinstance(module, torch.nn.Module) and name != key:
+            module.to(device)
+    module = getattr(pipe, key)
+    add_hook_to_module(module, AlignDevicesHook(execution_device=torch.device("cpu"),
+                                                io_same_device=True))
+    setattr(pipe, CPU_COMPONENT_ATTR, key)
+    if pipe._execution_device.type != torch.device(device).type:
+        # diffusers took the hook's device for the whole pipeline's (it reads the first
+        # component's hook): fall back to model offload, which is always right
+        from accelerate.hooks import remove_hook_from_module
+
+        remove_hook_from_module(module)
+        delattr(pipe, CPU_COMPONENT_ATTR)
+        from studio.pipelines.diffusion.memory import PLAN_ATTR
+
+        setattr(pipe, PLAN_ATTR, "model")
