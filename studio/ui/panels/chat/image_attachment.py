@@ -1,4 +1,5 @@
-"""The image attached to the message being written: a thumbnail, its name and "Remove"; and
+"""The image attached to the message being written: a thumbnail, its name and "Remove"; the
+Chat panel's image questions (:class:`ImageQuestions`, a mixin of the panel); and
 the message box's image drop and paste (:class:`ImageInput`)."""
 
 from __future__ import annotations
@@ -6,6 +7,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QImage, QKeyEvent, QKeySequence, QPixmap
@@ -115,3 +117,64 @@ class ImageInput(QObject):
             return None
         path = Path(tempfile.gettempdir()) / f"studio-pasted-{time.time_ns()}.png"
         return path if image.save(str(path), "PNG") else None
+
+
+class ImageQuestions:
+    """The Chat panel's images (a mixin of :class:`~studio.ui.panels.chat.panel.ChatPanel`, as
+    :mod:`.token_actions` is): an image sent from Generate or the Gallery with its question, an
+    image dropped or pasted, and why the chosen model cannot see it. It uses the panel's ``job``,
+    ``retrieving``, ``attachment``, ``input``, ``status``, ``controls``, ``new_conversation`` and
+    ``send``."""
+
+    job: Any
+    retrieving: bool
+    attachment: ImageAttachment
+    input: Any
+    status: Any
+    controls: Any
+    new_conversation: Any
+    send: Any
+
+    def receive(self, payload: Any) -> None:
+        """An image sent from Generate or the Gallery ("Describe in Chat", "Write a prompt for
+        this in Chat"): a new chat with the image attached and the question asked."""
+        from studio.ui.widgets.image_actions import CHAT_QUESTIONS, OpenInMode
+
+        if isinstance(payload, OpenInMode) and payload.mode in CHAT_QUESTIONS:
+            self.ask_about_image(payload.path, CHAT_QUESTIONS[payload.mode])
+
+    def ask_about_image(self, path: Any, question: str) -> None:
+        busy = self.job is not None or self.retrieving
+        if not busy:
+            self.new_conversation()
+        if not self.attachment.set_image(path):
+            self.status.setText(f"{path} cannot be read as an image.")
+            return
+        self.input.setPlainText(question)
+        if busy:
+            self.status.setText("The image is attached: press Send when the reply above ends.")
+        elif self.controls.scanning:
+            self.status.setText("Looking for models… press Send when the list is ready.")
+        else:
+            self.send()
+
+    def attach_image(self, path: Any) -> None:
+        """Attach an image (dropped or pasted) to the message being written."""
+        if not self.attachment.set_image(path):
+            self.status.setText(f"{Path(path).name} cannot be read as an image.")
+        elif not self.controls.sees_images():
+            self.status.setText(self._cannot_see())
+        else:
+            self.status.setText("")
+
+    def _cannot_see(self) -> str:
+        """Why the chosen model cannot take the attached image ('' when it can)."""
+        from studio.library.chat_models import VISION_HINT
+
+        if self.attachment.path is None or self.controls.sees_images():
+            return ""
+        found = [self.controls.model.itemText(self.controls.model.findData(spec))
+                 for spec in sorted(self.controls.vision)]
+        have = f" Found here: {', '.join(found)}." if found else ""
+        return (f"{self.controls.model_label()} reads text only, so it cannot see the image; "
+                f"choose a model that can. {VISION_HINT}{have}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import time
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Slot
@@ -48,6 +47,7 @@ from studio.ui.panels.chat.controls import TOP_ALTERNATIVES, ChatControls
 from studio.ui.panels.chat.delegate import MessageDelegate
 from studio.ui.panels.chat.empty_state import NO_MODELS, READY, SCANNING, ChatEmptyState
 from studio.ui.panels.chat.grounding import GroundedReplies
+from studio.ui.panels.chat.image_attachment import ImageQuestions
 from studio.ui.panels.chat.meter import ContextMeter
 from studio.ui.panels.chat.model import ConversationModel
 from studio.ui.panels.chat.probabilities import TokenProbabilities, add_tokens
@@ -58,7 +58,7 @@ from studio.ui.panels.chat.token_actions import TokenActions
 from studio.workers.job_bridge import QtJobHandle
 
 
-class ChatPanel(QWidget, GroundedReplies, TokenActions):
+class ChatPanel(QWidget, GroundedReplies, TokenActions, ImageQuestions):
     """The Chat workspace (see the module docstring)."""
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
@@ -223,51 +223,6 @@ class ChatPanel(QWidget, GroundedReplies, TokenActions):
                 model=self.controls.model_spec(), settings=self.controls.sampling())
         self._update_state()
         self.view.viewport().update()
-
-    # -- images ------------------------------------------------------------------------------
-    def receive(self, payload: Any) -> None:
-        """An image sent from Generate or the Gallery ("Describe in Chat", "Write a prompt for
-        this in Chat"): a new chat with the image attached and the question asked."""
-        from studio.ui.widgets.image_actions import CHAT_QUESTIONS, OpenInMode
-
-        if isinstance(payload, OpenInMode) and payload.mode in CHAT_QUESTIONS:
-            self.ask_about_image(payload.path, CHAT_QUESTIONS[payload.mode])
-
-    def ask_about_image(self, path: Any, question: str) -> None:
-        busy = self.job is not None or self.retrieving
-        if not busy:
-            self.new_conversation()
-        if not self.attachment.set_image(path):
-            self.status.setText(f"{path} cannot be read as an image.")
-            return
-        self.input.setPlainText(question)
-        if busy:
-            self.status.setText("The image is attached: press Send when the reply above ends.")
-        elif self.controls.scanning:
-            self.status.setText("Looking for models… press Send when the list is ready.")
-        else:
-            self.send()
-
-    def attach_image(self, path: Any) -> None:
-        """Attach an image (dropped or pasted) to the message being written."""
-        if not self.attachment.set_image(path):
-            self.status.setText(f"{Path(path).name} cannot be read as an image.")
-        elif not self.controls.sees_images():
-            self.status.setText(self._cannot_see())
-        else:
-            self.status.setText("")
-
-    def _cannot_see(self) -> str:
-        """Why the chosen model cannot take the attached image ('' when it can)."""
-        from studio.library.chat_models import VISION_HINT
-
-        if self.attachment.path is None or self.controls.sees_images():
-            return ""
-        found = [self.controls.model.itemText(self.controls.model.findData(spec))
-                 for spec in sorted(self.controls.vision)]
-        have = f" Found here: {', '.join(found)}." if found else ""
-        return (f"{self.controls.model_label()} reads text only, so it cannot see the image; "
-                f"choose a model that can. {VISION_HINT}{have}")
 
     # -- sending -----------------------------------------------------------------------------
     @Slot()
