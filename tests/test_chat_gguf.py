@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from studio.core.config import Settings, default_paths
-from studio.core.jobs import UserFacingError
+from studio.core.jobs import CancelToken, UserFacingError
+from studio.pipelines.chat.types import ChatChunk, ChatRequest
 from tests.fixtures.tiny_gguf import write_tiny_gguf
 from tests.fixtures.tiny_llama import CHAT_TEMPLATE, CONTEXT_LENGTH
 
@@ -91,6 +92,18 @@ def test_chat_picker_and_resolver_see_it(in_models, monkeypatch):
     assert (by_name.kind, by_name.spec) == ("chat", str(in_models))
 
 
+def test_choosing_it_without_the_extra_says_the_install_line(in_models, monkeypatch):
+    from studio.library.gguf_models import llama_cpp_missing
+    from studio.pipelines.chat.service import ChatService
+
+    _no_llama_cpp(monkeypatch)
+    service = ChatService(lambda: Settings(device="cpu"), default_paths)
+    request = ChatRequest(model=str(in_models), messages=[{"role": "user", "content": "Hi"}])
+    with pytest.raises(UserFacingError) as err:
+        service.run(request, _Progress(), CancelToken())
+    assert str(err.value) == llama_cpp_missing("tiny-chat-f32")
+
+
 def test_damaged_gguf_is_listed_with_the_reason(in_models, tmp_path):
     from studio.library.catalog import describe_path, list_models
     from studio.library.chat_models import resolve_chat_model
@@ -117,3 +130,187 @@ class _Progress:
 
     def message(self, *a):
         pass
+
+
+# -- generating through llama.cpp (the extra installed) ---------------------------------------
+
+@pytest.fixture(scope="module")
+def backend():
+    from studio.pipelines.chat.local import LocalChatBackend
+
+    settings = Settings(device="cpu")
+    return LocalChatBackend(lambda: settings, default_paths)
+
+
+def _request(model, text="Hello there", **kw) -> ChatRequest:
+    kw.setdefault("temperature", 0)
+    kw.setdefault("max_new_tokens", 16)
+    return ChatRequest(model=str(model), messages=[SYSTEM, {"role": "user", "content": text}],
+                       **kw)
+
+
+def _template_ids(text: str) -> str:
+    from jinja2 import Template
+
+    return Template(CHAT_TEMPLATE).render(
+        messages=[SYSTEM, {"role": "user", "content": text}], add_generation_prompt=True)
+
+
+def _raw_greedy(raw, ids: list[int], n: int) -> str:
+    """Plain ``Llama.generate``, greedy, ``n`` tokens; the bytes decoded as UTF-8 (a random
+    model writes broken byte sequences: each bad byte is one U+FFFD, as transformers does).
+    Not ``create_completion``: it keeps sampling past ``max_tokens`` until its text decodes."""
+    tokens = []
+    for token in raw.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0):
+        tokens.append(token)
+        if len(tokens) == n:
+            break
+    return b"".join(raw.detokenize([t]) for t in tokens).decode("utf-8", errors="replace")
+
+
+@needs_llama_cpp
+def test_greedy_reply_equals_llama_cpp_and_transformers_gguf(backend, gguf_file):
+    import llama_cpp
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    chunks: list[ChatChunk] = []
+    reply = backend.generate(_request(gguf_file), CancelToken(), chunks.append)
+    assert reply.completion_tokens == len(chunks) - 1 > 0
+    assert [c.completion_tokens for c in chunks[:-1]] == list(range(1, len(chunks)))
+    assert "".join(c.text for c in chunks) == reply.text
+    assert chunks[-1].finish_reason == reply.finish_reason in ("stop", "length")
+
+    # plain llama-cpp-python: the template rendered by hand, tokenized, greedy
+    raw = llama_cpp.Llama(str(gguf_file), n_ctx=CONTEXT_LENGTH, verbose=False)
+    ids = raw.tokenize(_template_ids("Hello there").encode(), add_bos=False, special=True)
+    assert reply.prompt_tokens == len(ids)
+    assert reply.text == _raw_greedy(raw, ids, reply.completion_tokens)
+    raw.close()
+
+    # transformers' GGUF loader (f32 weights dequantized as they are): the same greedy tokens
+    folder, name = str(gguf_file.parent), gguf_file.name
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    assert tok(_template_ids("Hello there"), add_special_tokens=False)["input_ids"] == ids
+    with torch.inference_mode():
+        plain = model.generate(torch.tensor([ids]), max_new_tokens=reply.completion_tokens,
+                               do_sample=False)
+    assert tok.decode(plain[0, len(ids):]) == reply.text
+
+
+@needs_llama_cpp
+@pytest.mark.parametrize("stop_after", [1, 4])
+def test_stop_ends_the_reply_after_the_token_shown(backend, gguf_file, stop_after):
+    cancel = CancelToken()
+    seen: list[ChatChunk] = []
+
+    def on_chunk(chunk):
+        seen.append(chunk)
+        if chunk.completion_tokens == stop_after:
+            cancel.cancel()
+
+    reply = backend.generate(_request(gguf_file, max_new_tokens=40), cancel, on_chunk)
+    assert reply.finish_reason == "cancelled" and reply.completion_tokens == stop_after
+
+
+@needs_llama_cpp
+def test_sampling_follows_the_seed_and_max_tokens(backend, gguf_file):
+    def sample(seed):
+        return backend.generate(_request(gguf_file, temperature=1.5, top_k=0, top_p=1.0,
+                                         seed=seed, max_new_tokens=12), CancelToken())
+
+    first, again, other = sample(1), sample(1), sample(2)
+    assert first.text == again.text and first.text != other.text
+    assert first.finish_reason == "length" and first.completion_tokens == 12
+
+
+@needs_llama_cpp
+def test_long_conversation_drops_the_oldest_turns_and_the_meter_matches(backend, gguf_file):
+    from studio.library.chat_models import resolve_chat_model
+    from studio.pipelines.chat.prompting import history_fits
+
+    entry = resolve_chat_model(str(gguf_file), Settings(), default_paths())
+    assert entry.context_length == CONTEXT_LENGTH  # the window's meter reads this
+    turns = []
+    for i in range(12):
+        turns += [{"role": "user", "content": f"question {i} " + "word " * 12},
+                  {"role": "assistant", "content": f"answer {i} " + "text " * 12}]
+    request = ChatRequest(model=str(gguf_file), temperature=0, max_new_tokens=16,
+                          messages=[SYSTEM, *turns, {"role": "user", "content": "last"}])
+    reply = backend.generate(request, CancelToken())
+    assert reply.dropped_messages > 0 and reply.prompt_tokens < CONTEXT_LENGTH
+    assert not history_fits(reply.conversation_tokens, CONTEXT_LENGTH, 16)
+
+
+@needs_llama_cpp
+def test_complete_mode_continues_the_raw_text(backend, gguf_file):
+    import llama_cpp
+
+    request = ChatRequest(model=str(gguf_file), temperature=0, max_new_tokens=8, complete=True,
+                          messages=[{"role": "user", "content": "The quick brown"}])
+    reply = backend.generate(request, CancelToken())
+    raw = llama_cpp.Llama(str(gguf_file), n_ctx=CONTEXT_LENGTH, verbose=False)
+    ids = raw.tokenize(b"The quick brown")
+    assert reply.prompt_tokens == len(ids)
+    assert reply.text == _raw_greedy(raw, ids, 8)
+    raw.close()
+
+
+@needs_llama_cpp
+def test_unknown_architecture_and_unsupported_jobs_say_why(backend, gguf_file, tmp_path):
+    from studio.pipelines.chat.types import EmbedRequest
+
+    odd = write_tiny_gguf(tmp_path / "odd.gguf", architecture="notallama")
+    with pytest.raises(UserFacingError, match="architecture \\(notallama\\) is newer"):
+        backend.generate(_request(odd), CancelToken())
+    with pytest.raises(UserFacingError, match="GGUF model"):
+        backend.embed(EmbedRequest(model=str(gguf_file), texts=["hi"]), CancelToken())
+    with pytest.raises(UserFacingError, match="Token probabilities"):
+        backend.generate(_request(gguf_file, logprobs=2), CancelToken())
+
+
+@needs_llama_cpp
+def test_served_and_streamed_by_studio_serve(backend, gguf_file):
+    import threading
+
+    import openai
+
+    from studio.pipelines.services import build_engine
+    from studio.server.app import make_server
+    from studio.server.catalog import build_catalog
+
+    settings = Settings(device="cpu")
+    expected = backend.generate(_request(gguf_file), CancelToken()).text
+    runner = build_engine(lambda: settings, default_paths)
+    catalog = build_catalog([str(gguf_file)], settings, default_paths())
+    server = make_server("127.0.0.1", 0, runner, catalog, None)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
+    try:
+        client = openai.OpenAI(base_url=server.url, api_key="none", max_retries=0, timeout=120)
+        assert [m.id for m in client.models.list()] == [gguf_file.name]
+        stream = client.chat.completions.create(
+            model=gguf_file.name, stream=True, temperature=0, max_tokens=16,
+            messages=[SYSTEM, {"role": "user", "content": "Hello there"}])
+        assert "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices) \
+            == expected
+    finally:
+        server.shutdown()
+        server.server_close()
+        runner.shutdown(timeout=60)
+
+
+@needs_llama_cpp
+def test_studio_chat_command_takes_a_gguf_file(backend, gguf_file):
+    from tests.fixtures.cli_run import studio_in_process
+
+    expected = backend.generate(ChatRequest(
+        model=str(gguf_file), temperature=0, max_new_tokens=12,
+        messages=[{"role": "system", "content": "Be brief."},
+                  {"role": "user", "content": "Hello"}]), CancelToken()).text
+    out = studio_in_process("chat", "--model", str(gguf_file), "--system", "Be brief.",
+                            "--prompt", "Hello", "--temperature", "0", "--max-new-tokens", "12",
+                            "--device", "cpu")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == expected + ("" if expected.endswith("\n") else "\n")

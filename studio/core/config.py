@@ -129,6 +129,9 @@ class Settings:
     # OpenAI-compatible servers: {"name": ..., "base_url": ..., "api_key_ref": ...} each
     remote_endpoints: list[dict] = field(default_factory=list)
     last_chat_model: str = ""  # the chat model picked last time
+    # GGUF chat models (llama.cpp) run with this context in tokens, or their own when smaller
+    # (a 128K-token model's full KV cache would take gigabytes); 0: their own, whole
+    gguf_context: int = 8192
     # Models kept in memory between jobs while they fit in this many GB (VRAM on CUDA, RAM
     # otherwise); 0 = automatic (most of the GPU's memory, half of the RAM).
     memory_budget_gb: float = 0.0

@@ -25,6 +25,7 @@ from studio.library.gguf_models import (
     is_gguf_path,
     missing_extra_note,
     read_gguf_info,
+    run_context,
 )
 
 log = logging.getLogger(__name__)
@@ -179,12 +180,16 @@ def chat_entry_for_folder(folder: Path, source: str, name: str = "",
                           bool(vision), quantization_label(config))
 
 
-def gguf_chat_entry(path: Path, source: str, repo_id: str = "") -> ChatModelEntry:
-    """The entry of a GGUF chat model file (its header read; UserFacingError when damaged)."""
+def gguf_chat_entry(path: Path, source: str, repo_id: str = "",
+                    settings: Settings | None = None) -> ChatModelEntry:
+    """The entry of a GGUF chat model file (its header read; UserFacingError when damaged);
+    with ``settings``, its context is the one it runs with (``gguf_context``), else its own."""
     path = Path(path)
     info = read_gguf_info(path)
+    context = (run_context(info.context_length, settings.gguf_context) if settings is not None
+               else info.context_length)
     return ChatModelEntry(path.stem, path, source, info.architecture, repo_id,
-                          path.stat().st_size, info.context_length, True,
+                          path.stat().st_size, context, True,
                           bool(info.chat_template), False, info.quantization, gguf=True)
 
 
@@ -256,7 +261,7 @@ def find_chat_models(settings: Settings, paths: Paths) -> list[ChatModelEntry]:
             found.append(entry)
     for path, source, repo_id in find_gguf_files(settings, paths):
         try:
-            found.append(gguf_chat_entry(path, source, repo_id))
+            found.append(gguf_chat_entry(path, source, repo_id, settings))
         except (OSError, UserFacingError) as exc:  # the library lists it with the reason
             log.info("skipping %s: %s", path, exc)
     unique: dict[Path, ChatModelEntry] = {}
@@ -272,7 +277,7 @@ def resolve_chat_model(spec: str, settings: Settings, paths: Paths) -> ChatModel
         raise UserFacingError("No chat model chosen. Pick one in the model list.")
     path = Path(spec).expanduser()
     if path.is_file() and is_gguf_path(path):
-        return gguf_chat_entry(path, "file")
+        return gguf_chat_entry(path, "file", settings=settings)
     if path.exists():
         from studio.library.catalog import wrong_kind_message
 

@@ -132,6 +132,16 @@ def read_gguf_info(path: Path) -> GGUFInfo:
     return info
 
 
+DEFAULT_CONTEXT = 4096  # tokens, for a GGUF that does not say its own
+
+
+def run_context(model_context: int, setting: int) -> int:
+    """The context a GGUF model runs with: the ``gguf_context`` setting, or the model's own
+    when smaller (or when the setting is 0)."""
+    own = model_context if model_context > 0 else DEFAULT_CONTEXT
+    return min(own, setting) if setting > 0 else own
+
+
 def is_gguf_path(path: Path) -> bool:
     return Path(path).suffix.lower() == ".gguf"
 
