@@ -16,11 +16,11 @@ from studio.core.jobs import CancelToken, UserFacingError
 from studio.pipelines.chat.types import ChatChunk, ChatRequest
 from tests.fixtures.tiny_gguf import write_tiny_gguf
 from tests.fixtures.tiny_llama import CHAT_TEMPLATE, CONTEXT_LENGTH
+from tests.test_chat_a_engine import SYSTEM, _request  # greedy, the system prompt, "Hello there"
 
 needs_llama_cpp = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None,
     reason="llama-cpp-python (the optional 'gguf' extra) is not installed")
-SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
 
 
 @pytest.fixture(scope="module")
@@ -140,13 +140,6 @@ def backend():
 
     settings = Settings(device="cpu")
     return LocalChatBackend(lambda: settings, default_paths)
-
-
-def _request(model, text="Hello there", **kw) -> ChatRequest:
-    kw.setdefault("temperature", 0)
-    kw.setdefault("max_new_tokens", 16)
-    return ChatRequest(model=str(model), messages=[SYSTEM, {"role": "user", "content": text}],
-                       **kw)
 
 
 def _template_ids(text: str) -> str:
@@ -291,7 +284,7 @@ def test_served_and_streamed_by_studio_serve(backend, gguf_file):
         client = openai.OpenAI(base_url=server.url, api_key="none", max_retries=0, timeout=120)
         assert [m.id for m in client.models.list()] == [gguf_file.name]
         stream = client.chat.completions.create(
-            model=gguf_file.name, stream=True, temperature=0, max_tokens=16,
+            model=gguf_file.name, stream=True, temperature=0, max_tokens=24,
             messages=[SYSTEM, {"role": "user", "content": "Hello there"}])
         assert "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices) \
             == expected
@@ -314,3 +307,47 @@ def test_studio_chat_command_takes_a_gguf_file(backend, gguf_file):
                             "--device", "cpu")
     assert out.returncode == 0, out.stderr
     assert out.stdout == expected + ("" if expected.endswith("\n") else "\n")
+
+
+# -- the Chat window ------------------------------------------------------------------------------
+
+def _open_chat_with(request, qtbot, spec: str):
+    window = request.getfixturevalue("main_window")
+    window.resize(1366, 768)
+    window.show()
+    panel = window.show_workspace("chat")
+    qtbot.waitUntil(lambda: spec in panel.controls.model_specs(), timeout=10_000)
+    panel.controls.select_model(spec)
+    return window, panel
+
+
+def test_window_lists_it_and_says_the_install_line_when_picked(in_models, request, qtbot,
+                                                              monkeypatch, screenshot):
+    from studio.library.gguf_models import llama_cpp_missing
+
+    _no_llama_cpp(monkeypatch)
+    window, panel = _open_chat_with(request, qtbot, str(in_models))
+    assert panel.controls.model_spec() == str(in_models)
+    assert panel.controls.contexts[str(in_models)] == CONTEXT_LENGTH  # the context meter's
+    assert llama_cpp_missing("tiny-chat-f32") in panel.controls.model_note.text()
+    qtbot.waitUntil(lambda: panel.controls.model_note.height() > 2 * panel.controls.model_note.fontMetrics().height())
+    screenshot(window, "chat_gguf_missing_extra")
+
+
+@needs_llama_cpp
+def test_window_streams_a_gguf_reply(in_models, backend, request, qtbot):
+    from PySide6.QtCore import Qt
+
+    expected = backend.generate(ChatRequest(
+        model=str(in_models), temperature=0, max_new_tokens=12,
+        messages=[{"role": "user", "content": "Hello"}]), CancelToken()).text
+    _window, panel = _open_chat_with(request, qtbot, str(in_models))
+    assert panel.controls.model_note.text() == ""
+    panel.controls.temperature.setValue(0)
+    panel.controls.max_new.setValue(12)
+    panel.controls.system.setPlainText("")
+    panel.input.setPlainText("Hello")
+    qtbot.keyClick(panel.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: panel.job is None, timeout=120_000)
+    rows = [m for r in range(panel.model.rowCount()) if (m := panel.model.message_at(r))]
+    assert rows[-1].role == "assistant" and rows[-1].content == expected

@@ -172,20 +172,16 @@ def parameters_title(count: int) -> str:
 
 
 def gguf_files(root: Path, depth: int) -> list[Path]:
-    """The chat ``.gguf`` files under ``root``, ``depth`` folders down (hidden ones skipped)."""
+    """The chat ``.gguf`` files in ``root`` and up to ``depth`` folders below it, none hidden."""
     found: list[Path] = []
-    try:
-        children = sorted(root.iterdir())
-    except OSError as exc:
-        log.info("cannot list %s: %s", root, exc)
-        return found
-    for child in children:
-        if child.name.startswith("."):
-            continue
-        if child.is_dir() and depth > 0:
-            found += gguf_files(child, depth - 1)
-        elif is_chat_gguf(child):
-            found.append(child)
+    for level in range(depth + 1):
+        try:
+            hits = sorted(root.glob("*/" * level + "*.[gG][gG][uU][fF]"))
+        except OSError as exc:
+            log.info("cannot list %s: %s", root, exc)
+            break
+        found += [p for p in hits if not any(part.startswith(".") for part in
+                                             p.relative_to(root).parts) and is_chat_gguf(p)]
     return found
 
 

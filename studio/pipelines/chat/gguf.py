@@ -20,27 +20,16 @@ import codecs
 import logging
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from studio.core.jobs import UserFacingError, describe_error
 from studio.library.chat_models import VISION_HINT, ChatModelEntry
 from studio.library.gguf_models import missing_extra_note
+from studio.pipelines.chat.loading import FALLBACK_TEMPLATE, FALLBACK_WARNING, LoadedChatModel
 from studio.pipelines.chat.types import ChatChunk, ChatReply, ChatRequest
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GGUFOptions:
-    """How a GGUF model is loaded: its context in tokens and the layers put on the GPU."""
-
-    n_ctx: int
-    gpu_layers: int = 0
-
-    def __str__(self) -> str:  # part of the model cache key
-        return f"gguf|ctx={self.n_ctx}|gpu={self.gpu_layers}"
 
 
 class GGUFTokenizer:
@@ -70,19 +59,6 @@ class GGUFTokenizer:
         return {"input_ids": list(ids)}
 
 
-@dataclass
-class LoadedGGUF:
-    """A GGUF model ready to generate (what the chat model cache holds for a ``.gguf``)."""
-
-    llm: Any
-    tokenizer: GGUFTokenizer
-    context_length: int
-    device: str
-    name: str
-    warnings: list[str] = field(default_factory=list)
-    gguf: bool = True
-
-
 def gpu_layers(device: str) -> int:
     """Every layer on the GPU when the installed llama.cpp was built for one (CUDA, Metal) and
     Studio runs on it; none otherwise."""
@@ -96,18 +72,18 @@ def estimate_bytes(path: Path, _options: Any) -> int:
     return Path(path).stat().st_size
 
 
-def load_gguf_model(entry: ChatModelEntry, device: str, options: GGUFOptions) -> LoadedGGUF:
-    """``llama_cpp.Llama`` for ``entry`` (what the model cache calls)."""
-    from studio.pipelines.chat.loading import FALLBACK_TEMPLATE, FALLBACK_WARNING
-
+def load_gguf_model(entry: ChatModelEntry, device: str,
+                    options: tuple[int, int]) -> LoadedChatModel:
+    """``llama_cpp.Llama`` for ``entry`` (what the model cache calls); ``options`` are the
+    context in tokens and the layers put on the GPU (part of the cache's key)."""
     missing = missing_extra_note(entry.name)
     if missing:
         raise UserFacingError(missing)
     import llama_cpp
 
     try:
-        llm = llama_cpp.Llama(str(entry.path), n_ctx=options.n_ctx,
-                              n_gpu_layers=options.gpu_layers, verbose=False)
+        llm = llama_cpp.Llama(str(entry.path), n_ctx=options[0], n_gpu_layers=options[1],
+                              verbose=False)
     except (ValueError, RuntimeError, OSError) as exc:
         raise UserFacingError(
             f"{entry.name} cannot be loaded by the installed llama.cpp (llama-cpp-python "
@@ -120,14 +96,14 @@ def load_gguf_model(entry: ChatModelEntry, device: str, options: GGUFOptions) ->
         template = FALLBACK_TEMPLATE
         warnings.append(FALLBACK_WARNING.format(name=entry.name))
     log.info("loaded GGUF model %s (%s, context %d, %s GPU layers)", entry.name,
-             entry.quantized, llm.n_ctx(), options.gpu_layers)
-    return LoadedGGUF(llm, GGUFTokenizer(llm, template), llm.n_ctx(), device, entry.name,
-                      warnings)
+             entry.quantized, llm.n_ctx(), options[1])
+    return LoadedChatModel(llm, GGUFTokenizer(llm, template), llm.n_ctx(), device, entry.name,
+                           warnings, gguf=True)
 
 
-def refuse(loaded: Any, what: str) -> None:
+def refuse(loaded: LoadedChatModel, what: str) -> None:
     """A job a GGUF model cannot do through llama.cpp here, refused with a sentence."""
-    if getattr(loaded, "gguf", False):
+    if loaded.gguf:
         raise UserFacingError(f"{what} come from transformers models only; {loaded.name} is a "
                               "GGUF model (llama.cpp). Choose a model folder for this.")
 
@@ -140,7 +116,7 @@ def _sampling(request: ChatRequest) -> dict[str, Any]:
                 repeat_penalty=request.repetition_penalty)
 
 
-def generate_gguf(loaded: LoadedGGUF, request: ChatRequest, cancel: Any,
+def generate_gguf(loaded: LoadedChatModel, request: ChatRequest, cancel: Any,
                   on_chunk: Any) -> ChatReply:
     """One reply from a GGUF model, ``on_chunk`` called for every token (see the module)."""
     import llama_cpp
@@ -163,7 +139,7 @@ def generate_gguf(loaded: LoadedGGUF, request: ChatRequest, cancel: Any,
         prompt = fit_conversation(loaded.tokenizer, request.messages, loaded.context_length,
                                   request.max_new_tokens)
         warnings = list(loaded.warnings) + prompt.warnings
-    llm = loaded.llm
+    llm = loaded.model
     llm.set_seed(request.seed if request.seed is not None else random.randrange(2**31))
     vocab = llm._model.vocab
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

@@ -26,6 +26,7 @@ from typing import Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, JobCancelled, UserFacingError, describe_error
+from studio.pipelines.chat import gguf  # no llama_cpp at import: only its functions need it
 from studio.pipelines.chat.types import (
     AttentionMap,
     AttentionRequest,
@@ -213,8 +214,6 @@ class LocalChatBackend:
 
     def _load_gguf(self, entry: Any, device: str) -> Any:
         """A GGUF file through llama.cpp (:mod:`studio.pipelines.chat.gguf`), on its own cache."""
-        from studio.pipelines.chat import gguf
-
         if self._gguf_cache is None:
             self._gguf_cache = ModelCache(loader=gguf.load_gguf_model, kind="chat",
                                           settings_getter=self._settings,
@@ -222,8 +221,7 @@ class LocalChatBackend:
         missing = gguf.missing_extra_note(entry.name)
         if missing:  # said before anything is evicted to make room for it
             raise UserFacingError(missing)
-        options = gguf.GGUFOptions(entry.context_length, gguf.gpu_layers(device))
-        return self._gguf_cache.get(entry, device, options)
+        return self._gguf_cache.get(entry, device, (entry.context_length, gguf.gpu_layers(device)))
 
     def generate(self, request: ChatRequest, cancel: CancelToken,
                  on_chunk: ChunkCallback | None = None) -> ChatReply:
@@ -243,7 +241,7 @@ class LocalChatBackend:
         _checked(request)
         with self._lock:
             loaded = self.load(request.model)
-            _refuse_gguf(loaded, "Embeddings")
+            gguf.refuse(loaded, "Embeddings")
             vectors: list[list[float]] = []
             tokens = truncated = 0
             for text in request.texts:
@@ -269,7 +267,7 @@ class LocalChatBackend:
         _checked(request)
         with self._lock:
             loaded = self.load(request.model)
-            _refuse_gguf(loaded, "Attention maps")
+            gguf.refuse(loaded, "Attention maps")
             model = loaded.model
             ids = request.input_ids[-loaded.context_length:]
             left_out = len(request.input_ids) - len(ids)
@@ -297,10 +295,8 @@ class LocalChatBackend:
         from studio.pipelines.chat.prompting import complete_prompt, fit_conversation
 
         loaded = self.load(request.model)
-        if getattr(loaded, "gguf", False):
-            from studio.pipelines.chat.gguf import generate_gguf
-
-            return generate_gguf(loaded, request, cancel, on_chunk)
+        if loaded.gguf:
+            return gguf.generate_gguf(loaded, request, cancel, on_chunk)
         started = time.perf_counter()  # after loading: timings describe generation alone
         extra: dict[str, Any] = {}
         if request.complete:  # the raw text continued: no template, no images
@@ -387,13 +383,6 @@ class LocalChatBackend:
                          dropped_messages=prompt.dropped_messages, warnings=warnings,
                          conversation_tokens=prompt.conversation_tokens, logprobs=logprobs,
                          prompt_ids=list(prompt.input_ids) if probe is not None else [])
-
-
-def _refuse_gguf(loaded: Any, what: str) -> None:
-    if getattr(loaded, "gguf", False):
-        from studio.pipelines.chat.gguf import refuse
-
-        refuse(loaded, what)
 
 
 def vision_prompt(loaded: Any, request: ChatRequest) -> tuple[Any, dict[str, Any]]:
