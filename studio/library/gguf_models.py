@@ -47,7 +47,10 @@ class GGUFInfo:
 
 def llama_cpp_available() -> bool:
     """Whether ``llama_cpp`` can be imported here (found, not imported: that is slow)."""
-    return importlib.util.find_spec("llama_cpp") is not None
+    try:
+        return importlib.util.find_spec("llama_cpp") is not None
+    except (ImportError, ValueError):  # a broken or blocked install
+        return False
 
 
 def llama_cpp_missing(name: str) -> str:
