@@ -77,6 +77,27 @@ def test_library_lists_gguf_with_quantization_and_size(in_models, monkeypatch):
     assert "pip install llama-cpp-python==0.3.36" in entry.detail
 
 
+def test_hf_cache_gguf_repo_lists_each_file_once(gguf_file, tmp_path, monkeypatch):
+    from studio.library.catalog import list_models
+    from studio.library.chat_models import find_chat_models
+    from tests.fixtures.hub_cache import add_to_hub_cache
+
+    hf_home = tmp_path / "hf-home"
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    source = tmp_path / "repo"
+    source.mkdir()
+    (source / "tiny-chat-q8.gguf").write_bytes(gguf_file.read_bytes())
+    write_tiny_gguf(source / "tiny-chat-f16.gguf", f16=True)
+    (source / "README.md").write_text("GGUF files")
+    add_to_hub_cache(hf_home, "someone/tiny-chat-GGUF", source)
+    listed = [(e.name, e.kind, e.precision, e.repo_id) for e in list_models(Settings(),
+                                                                             default_paths())]
+    assert listed == [("tiny-chat-f16", "gguf", "F16", "someone/tiny-chat-GGUF"),
+                      ("tiny-chat-q8", "gguf", "F32", "someone/tiny-chat-GGUF")]
+    specs = [e.spec for e in find_chat_models(Settings(), default_paths())]
+    assert len(specs) == 2 and all(s.endswith(".gguf") for s in specs)  # a file each
+
+
 def test_chat_picker_and_resolver_see_it(in_models, monkeypatch):
     from studio.library.chat_models import find_chat_models, resolve_chat_model
     from studio.library.gguf_models import llama_cpp_missing
