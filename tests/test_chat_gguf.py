@@ -372,3 +372,20 @@ def test_window_streams_a_gguf_reply(in_models, backend, request, qtbot):
     qtbot.waitUntil(lambda: panel.job is None, timeout=120_000)
     rows = [m for r in range(panel.model.rowCount()) if (m := panel.model.message_at(r))]
     assert rows[-1].role == "assistant" and rows[-1].content == expected
+
+
+def test_models_workspace_shows_the_gguf_entry(in_models, main_window, qtbot, monkeypatch,
+                                              screenshot):
+    _no_llama_cpp(monkeypatch)
+    main_window.resize(1366, 768)
+    main_window.show()
+    panel = main_window.show_workspace("models")
+    qtbot.waitUntil(lambda: panel.scans >= 1, timeout=20_000)
+    assert panel.tree.select_path(in_models)
+    d = panel.details.values
+    assert (d["Kind"].text(), d["Format"].text(), d["Precision"].text()) == (
+        "GGUF chat", "gguf", "F32")
+    assert "pip install llama-cpp-python==0.3.36" in d["Details"].text()
+    line = d["Details"].fontMetrics().height()
+    qtbot.waitUntil(lambda: d["Details"].height() > 3 * line)  # wrapped, whole
+    screenshot(main_window, "models_gguf_entry")
