@@ -389,3 +389,19 @@ def test_models_workspace_shows_the_gguf_entry(in_models, main_window, qtbot, mo
     line = d["Details"].fontMetrics().height()
     qtbot.waitUntil(lambda: d["Details"].height() > 3 * line)  # wrapped, whole
     screenshot(main_window, "models_gguf_entry")
+
+
+def test_gguf_context_setting_is_checked_and_edited_in_settings(main_window, qtbot):
+    from studio.library.gguf_models import run_context
+
+    assert Settings(gguf_context=-5).validated().gguf_context == 8192
+    assert Settings(gguf_context=True).validated().gguf_context == 8192
+    assert (run_context(32768, 8192), run_context(256, 8192), run_context(32768, 0),
+            run_context(0, 0)) == (8192, 256, 32768, 4096)
+    dialog = main_window.open_settings()
+    qtbot.addWidget(dialog)
+    assert dialog.gguf_context.value() == 8192
+    dialog.gguf_context.setValue(0)
+    assert dialog.gguf_context.text() == "The model's own"
+    assert dialog.settings().gguf_context == 0
+    dialog.reject()
