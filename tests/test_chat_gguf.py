@@ -280,8 +280,27 @@ def test_unknown_architecture_and_unsupported_jobs_say_why(backend, gguf_file, t
         backend.generate(_request(odd), CancelToken())
     with pytest.raises(UserFacingError, match="GGUF model"):
         backend.embed(EmbedRequest(model=str(gguf_file), texts=["hi"]), CancelToken())
-    with pytest.raises(UserFacingError, match="Token probabilities"):
-        backend.generate(_request(gguf_file, logprobs=2), CancelToken())
+
+
+@needs_llama_cpp
+def test_token_probabilities_are_llama_cpps_logits(backend, gguf_file):
+    import llama_cpp
+    import numpy as np
+
+    reply = backend.generate(_request(gguf_file, logprobs=3, max_new_tokens=8), CancelToken())
+    assert len(reply.logprobs) == reply.completion_tokens == 8
+    raw = llama_cpp.Llama(str(gguf_file), n_ctx=CONTEXT_LENGTH, verbose=False,
+                          logits_all=True)
+    ids = raw.tokenize(_template_ids("Hello there").encode(), add_bos=False, special=True)
+    tokens = [t.id for t in reply.logprobs]
+    raw.eval(ids + tokens)
+    for i, scored in enumerate(reply.logprobs):
+        logits = raw.scores[len(ids) - 1 + i].astype(np.float64)
+        logp = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+        assert scored.logprob == pytest.approx(logp[scored.id], abs=1e-3)
+        assert [t for t, _lp in scored.top][0] == scored.token  # greedy: the likeliest
+        assert [lp for _t, lp in scored.top] == pytest.approx(sorted(logp)[::-1][:3], abs=1e-3)
+    raw.close()
 
 
 @needs_llama_cpp

@@ -27,7 +27,7 @@ from studio.core.jobs import UserFacingError, describe_error
 from studio.library.chat_models import VISION_HINT, ChatModelEntry
 from studio.library.gguf_models import missing_extra_note
 from studio.pipelines.chat.loading import FALLBACK_TEMPLATE, FALLBACK_WARNING, LoadedChatModel
-from studio.pipelines.chat.types import ChatChunk, ChatReply, ChatRequest
+from studio.pipelines.chat.types import ChatChunk, ChatReply, ChatRequest, TokenLogprob
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,32 @@ def refuse(loaded: LoadedChatModel, what: str) -> None:
                               "GGUF model (llama.cpp). Choose a model folder for this.")
 
 
+class _Logprobs:
+    """A sampled token's log-probability and the top alternatives, from the logits llama.cpp
+    sampled it from (the context's last row, still there when ``Llama.generate`` hands the
+    token over): the log-softmax of the raw logits, before temperature or top-k/top-p."""
+
+    def __init__(self, llm: Any, top: int) -> None:
+        self.llm = llm
+        self.top = top
+        self.n_vocab = llm.n_vocab()
+
+    def _text(self, token: int) -> str:
+        return self.llm.detokenize([token]).decode("utf-8", errors="replace")
+
+    def token(self, token: int) -> TokenLogprob:
+        import llama_cpp
+        import numpy as np
+
+        row = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
+        logits = np.ctypeslib.as_array(row, shape=(self.n_vocab,)).astype(np.float64)
+        shifted = logits - logits.max()
+        logp = shifted - np.log(np.exp(shifted).sum())
+        best: list[int] = np.argsort(-logp, kind="stable")[:self.top].tolist() if self.top else []
+        return TokenLogprob(self._text(token), float(logp[token]),
+                            [(self._text(int(i)), float(logp[i])) for i in best], int(token))
+
+
 def _sampling(request: ChatRequest) -> dict[str, Any]:
     if request.temperature <= 0:  # greedy, as transformers' do_sample=False
         return dict(temp=0.0, top_k=1, top_p=1.0, min_p=0.0,
@@ -123,10 +149,6 @@ def generate_gguf(loaded: LoadedChatModel, request: ChatRequest, cancel: Any,
 
     from studio.pipelines.chat.prompting import complete_prompt, fit_conversation
 
-    if request.logprobs is not None:
-        raise UserFacingError(f"Token probabilities are shown for transformers models only; "
-                              f"{loaded.name} is a GGUF model (llama.cpp). Turn them off or "
-                              "choose a model folder.")
     if not request.complete and any(m.get("images") for m in request.messages):
         raise UserFacingError(f"{loaded.name} reads text only, so it cannot see the image. "
                               f"{VISION_HINT}")
@@ -145,12 +167,15 @@ def generate_gguf(loaded: LoadedChatModel, request: ChatRequest, cancel: Any,
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     pieces: list[str] = []
     n, first = 0, 0.0
+    probe = _Logprobs(llm, request.logprobs) if request.logprobs is not None else None
+    logprobs: list[TokenLogprob] = []
 
-    def chunk(text: str, finish: str | None = None, error: str = "") -> ChatChunk:
+    def chunk(text: str, finish: str | None = None, error: str = "",
+              scored: list[TokenLogprob] | None = None) -> ChatChunk:
         return ChatChunk(text=text, completion_tokens=n, prompt_tokens=len(prompt.input_ids),
                          finish_reason=finish, error=error,
                          dropped_messages=prompt.dropped_messages, warnings=warnings,
-                         conversation_tokens=prompt.conversation_tokens)
+                         conversation_tokens=prompt.conversation_tokens, logprobs=scored or [])
 
     finish, error = "length", ""
     tokens = llm.generate(prompt.input_ids, reset=True, **_sampling(request))
@@ -162,9 +187,11 @@ def generate_gguf(loaded: LoadedChatModel, request: ChatRequest, cancel: Any,
             n += 1
             if n == 1:
                 first = time.perf_counter() - started
+            scored = [probe.token(token)] if probe is not None else None
+            logprobs.extend(scored or [])
             text = decoder.decode(llm.detokenize([token]))
             pieces.append(text)
-            on_chunk(chunk(text))
+            on_chunk(chunk(text, scored=scored))
             if cancel.cancelled:
                 finish = "cancelled"
                 break
@@ -184,5 +211,5 @@ def generate_gguf(loaded: LoadedChatModel, request: ChatRequest, cancel: Any,
                      prompt_tokens=len(prompt.input_ids), finish_reason=finish,
                      seconds=time.perf_counter() - started, time_to_first_token=first,
                      dropped_messages=prompt.dropped_messages, warnings=warnings,
-                     conversation_tokens=prompt.conversation_tokens)
+                     conversation_tokens=prompt.conversation_tokens, logprobs=logprobs)
 
