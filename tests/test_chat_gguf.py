@@ -77,6 +77,24 @@ def test_library_lists_gguf_with_quantization_and_size(in_models, monkeypatch):
     assert "pip install llama-cpp-python==0.3.36" in entry.detail
 
 
+def test_a_gguf_without_vocabulary_is_not_a_chat_model(in_models):
+    import gguf
+    import numpy as np
+
+    from studio.library.chat_models import find_chat_models, resolve_chat_model
+
+    flux = in_models.with_name("flux1-dev-Q8_0.gguf")  # as ComfyUI-GGUF writes a transformer
+    w = gguf.GGUFWriter(str(flux), "flux")
+    w.add_tensor("img_in.weight", np.zeros((8, 4), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    assert [e.path for e in find_chat_models(Settings(), default_paths()) if e.gguf] == [in_models]
+    with pytest.raises(UserFacingError, match="no vocabulary"):
+        resolve_chat_model(str(flux), Settings(), default_paths())
+
+
 def test_hf_cache_gguf_repo_lists_each_file_once(gguf_file, tmp_path, monkeypatch):
     from studio.library.catalog import list_models
     from studio.library.chat_models import find_chat_models

@@ -22,6 +22,7 @@ from studio.core.jobs import UserFacingError
 from studio.library.detect import read_safetensors_header
 from studio.library.gguf_models import (
     find_gguf_files,
+    is_chat_gguf,
     is_gguf_path,
     missing_extra_note,
     read_gguf_info,
@@ -277,7 +278,13 @@ def resolve_chat_model(spec: str, settings: Settings, paths: Paths) -> ChatModel
         raise UserFacingError("No chat model chosen. Pick one in the model list.")
     path = Path(spec).expanduser()
     if path.is_file() and is_gguf_path(path):
-        return gguf_chat_entry(path, "file", settings=settings)
+        if is_chat_gguf(path):
+            return gguf_chat_entry(path, "file", settings=settings)
+        from studio.library.catalog import wrong_kind_message
+
+        raise UserFacingError(wrong_kind_message(path, "chat", paths) or (
+            f"{path.name} is a GGUF file with no vocabulary in it (a diffusion model, a vision "
+            "projector or an encoder), not a language model, so it cannot chat."))
     if path.exists():
         from studio.library.catalog import wrong_kind_message
 

@@ -43,6 +43,9 @@ class GGUFInfo:
     parameters: int
     chat_template: str
     name: str = ""
+    #: a vocabulary in the metadata (tokenizer.ggml.model): a language model. Diffusion model
+    #: GGUFs (ComfyUI-GGUF's FLUX, SD3, Wan …) and vision projectors have none.
+    vocab: bool = True
 
 
 def llama_cpp_available() -> bool:
@@ -124,7 +127,8 @@ def read_gguf_info(path: Path) -> GGUFInfo:
                         context if isinstance(context, int) else 0,
                         sum(int(t.n_elements) for t in reader.tensors),
                         template if isinstance(template, str) else "",
-                        name if isinstance(name, str) else "")
+                        name if isinstance(name, str) else "",
+                        "tokenizer.ggml.model" in reader.fields)
     except (ValueError, IndexError, KeyError, OSError, TypeError, OverflowError,
             MemoryError) as exc:
         why = str(exc)[:160] or "its header cannot be read"
@@ -151,7 +155,8 @@ def is_gguf_path(path: Path) -> bool:
 
 def is_chat_gguf(path: Path) -> bool:
     """A ``.gguf`` file the library lists as a chat model: not a later part of a split model,
-    not a vision projector or encoder. Unreadable files count (they are listed with why)."""
+    not a vision projector, encoder or diffusion model (no vocabulary). Unreadable files count
+    (they are listed with why)."""
     path = Path(path)
     if not is_gguf_path(path) or not path.is_file():
         return False
@@ -161,9 +166,10 @@ def is_chat_gguf(path: Path) -> bool:
     if path.name.lower().startswith("mmproj"):
         return False
     try:
-        return read_gguf_info(path).architecture not in _NOT_CHAT
+        info = read_gguf_info(path)
     except (UserFacingError, OSError):
         return True
+    return info.vocab and info.architecture not in _NOT_CHAT
 
 
 def parameters_title(count: int) -> str:
