@@ -107,6 +107,7 @@ class MemoryOptions:
 
 TIMELINE_FRAMES = 60  # the denoising timeline's frames per image (studio.media.timeline)
 TIMELINE_MAX_FRAMES = 240
+MAX_GGUF_CONTEXT = 1 << 20  # tokens (llama.cpp models reach 1M)
 
 @dataclass
 class Settings:
@@ -129,6 +130,9 @@ class Settings:
     # OpenAI-compatible servers: {"name": ..., "base_url": ..., "api_key_ref": ...} each
     remote_endpoints: list[dict] = field(default_factory=list)
     last_chat_model: str = ""  # the chat model picked last time
+    # GGUF chat models (llama.cpp) run with this context in tokens, or their own when smaller
+    # (a 128K-token model's full KV cache would take gigabytes); 0: their own, whole
+    gguf_context: int = 8192
     # Models kept in memory between jobs while they fit in this many GB (VRAM on CUDA, RAM
     # otherwise); 0 = automatic (most of the GPU's memory, half of the RAM).
     memory_budget_gb: float = 0.0
@@ -194,6 +198,10 @@ class Settings:
         fixed.added_models = [str(p) for p in fixed.added_models if str(p).strip()]
         fixed.remote_endpoints = [dict(e) for e in fixed.remote_endpoints
                                   if isinstance(e, dict) and str(e.get("base_url", "")).strip()]
+        if (isinstance(fixed.gguf_context, bool) or not isinstance(fixed.gguf_context, int)
+                or not 0 <= fixed.gguf_context <= MAX_GGUF_CONTEXT):
+            log.warning("settings: gguf_context=%r is out of range", fixed.gguf_context)
+            fixed.gguf_context = defaults.gguf_context
         if (isinstance(fixed.memory_budget_gb, bool)
                 or not isinstance(fixed.memory_budget_gb, (int, float))
                 or not 0 <= fixed.memory_budget_gb <= 4096):

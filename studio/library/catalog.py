@@ -164,6 +164,8 @@ def _hf_other(repo, claimed: set[Path], paths: Paths) -> list[LibraryEntry]:
     snap = Path(revisions[0].snapshot_path)
     if any(_claimed(Path(r.snapshot_path), claimed) for r in revisions):
         return []
+    if any(_claimed(f, claimed) for f in hf_loose_files(snap, (".gguf",))):
+        return []  # a repo of GGUF files: the gguf kind lists them
     size = int(repo.size_on_disk)
     if is_taesd_folder(snap):
         family = "sdxl" if repo.repo_id.endswith("xl") else "sd1"

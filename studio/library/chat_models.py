@@ -20,6 +20,14 @@ from pathlib import Path
 from studio.core.config import Paths, Settings
 from studio.core.jobs import UserFacingError
 from studio.library.detect import read_safetensors_header
+from studio.library.gguf_models import (
+    find_gguf_files,
+    is_chat_gguf,
+    is_gguf_path,
+    missing_extra_note,
+    read_gguf_info,
+    run_context,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +51,19 @@ class ChatModelEntry:
     has_chat_template: bool = True
     vision: bool = False  # a vision-language model: it can be shown images
     quantized: str = ""  # what quantization_label says ('' for a full-precision model)
+    gguf: bool = False  # a llama.cpp GGUF file (quantized is its type: Q4_K_M, F16, …)
 
     @property
     def spec(self) -> str:
+        if self.gguf:  # a repo may hold several quantizations: the file names one
+            return str(self.path)
         return self.repo_id if self.source == "hf-cache" and self.repo_id else str(self.path)
+
+    @property
+    def note(self) -> str:
+        """What the window says beside the model before it is used ('' when nothing): a GGUF
+        model where llama-cpp-python is not installed gets the line that installs it."""
+        return missing_extra_note(self.name) if self.gguf else ""
 
 
 def read_config(folder: Path) -> dict:
@@ -164,6 +181,19 @@ def chat_entry_for_folder(folder: Path, source: str, name: str = "",
                           bool(vision), quantization_label(config))
 
 
+def gguf_chat_entry(path: Path, source: str, repo_id: str = "",
+                    settings: Settings | None = None) -> ChatModelEntry:
+    """The entry of a GGUF chat model file (its header read; UserFacingError when damaged);
+    with ``settings``, its context is the one it runs with (``gguf_context``), else its own."""
+    path = Path(path)
+    info = read_gguf_info(path)
+    context = (run_context(info.context_length, settings.gguf_context) if settings is not None
+               else info.context_length)
+    return ChatModelEntry(path.stem, path, source, info.architecture, repo_id,
+                          path.stat().st_size, context, True,
+                          bool(info.chat_template), False, info.quantization, gguf=True)
+
+
 def _scan(root: Path, source: str, depth: int = 2) -> list[ChatModelEntry]:
     found: list[ChatModelEntry] = []
     try:
@@ -230,6 +260,11 @@ def find_chat_models(settings: Settings, paths: Paths) -> list[ChatModelEntry]:
             continue
         if entry is not None:
             found.append(entry)
+    for path, source, repo_id in find_gguf_files(settings, paths):
+        try:
+            found.append(gguf_chat_entry(path, source, repo_id, settings))
+        except (OSError, UserFacingError) as exc:  # the library lists it with the reason
+            log.info("skipping %s: %s", path, exc)
     unique: dict[Path, ChatModelEntry] = {}
     for entry in found:
         unique.setdefault(entry.path.resolve(), entry)
@@ -242,6 +277,14 @@ def resolve_chat_model(spec: str, settings: Settings, paths: Paths) -> ChatModel
     if not spec:
         raise UserFacingError("No chat model chosen. Pick one in the model list.")
     path = Path(spec).expanduser()
+    if path.is_file() and is_gguf_path(path):
+        if is_chat_gguf(path):
+            return gguf_chat_entry(path, "file", settings=settings)
+        from studio.library.catalog import wrong_kind_message
+
+        raise UserFacingError(wrong_kind_message(path, "chat", paths) or (
+            f"{path.name} is a GGUF file with no vocabulary in it (a diffusion model, a vision "
+            "projector or an encoder), not a language model, so it cannot chat."))
     if path.exists():
         from studio.library.catalog import wrong_kind_message
 
@@ -250,7 +293,7 @@ def resolve_chat_model(spec: str, settings: Settings, paths: Paths) -> ChatModel
             raise UserFacingError(wrong)
         if not path.is_dir():
             raise UserFacingError(f"{spec} is a file; a chat model is a folder with config.json, "
-                                  "the weights and the tokenizer.")
+                                  "the weights and the tokenizer, or a .gguf file.")
         config = read_config(path)
         if not config:
             raise UserFacingError(f"{spec} has no readable config.json, so it is not a "

@@ -47,6 +47,7 @@ def _resolvers() -> dict[str, Callable[[str, Settings, Paths], Any]]:
     from studio.library.models import resolve_model
 
     return {"image": resolve_model, "gan": resolve_model, "chat": resolve_chat_model,
+            "gguf": resolve_chat_model,
             "transform": lambda spec, settings, paths: resolve_cyclegan(spec)}
 
 
@@ -59,6 +60,7 @@ def _request_spec(spec: str) -> str:
 
 def _resolve_as(kind: str, spec: str, settings: Settings, paths: Paths) -> ResolvedModel:
     kind = "image" if kind == "ddpm" else kind  # a trained DDPM is drawn by the image engine
+    kind = "chat" if kind == "gguf" else kind  # a GGUF file chats through the chat engine
     entry = _resolvers()[kind](spec, settings, paths)
     return ResolvedModel(kind, _request_spec(spec), entry.name, entry)
 
@@ -122,7 +124,8 @@ def resolve_named(spec: str, kinds: str | tuple[str, ...], settings: Settings, p
     with one_hf_cache_scan():  # the cache is scanned once, however many kinds ask
         if not spec or Path(spec).expanduser().exists():
             return _by_spec(spec, kinds, settings, paths, command)
-        hits = matching_entries(spec, kind_entries(kinds, settings, paths))
+        listed = kinds + (("gguf",) if "chat" in kinds else ())  # GGUF files chat too
+        hits = matching_entries(spec, kind_entries(listed, settings, paths))
         if len(hits) > 1:
             raise UserFacingError(ambiguous_message(spec, hits))
         if hits:

@@ -88,7 +88,7 @@ def build_catalog(specs: list[str], settings: Settings, paths: Paths) -> Catalog
     from studio.library.chat_models import find_chat_models
     from studio.library.models import find_txt2img_models
 
-    models = [ServedModel(e.repo_id or e.name, CHAT, e.spec)
+    models = [ServedModel(e.name if e.gguf else e.repo_id or e.name, CHAT, e.spec)
               for e in find_chat_models(settings, paths)]
     models += [ServedModel(e.repo_id or e.name, IMAGE,
                            e.repo_id if e.source == "hf-cache" and e.repo_id else str(e.path),

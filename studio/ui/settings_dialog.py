@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.config import TIMELINE_MAX_FRAMES, Paths, Settings
+from studio.core.config import MAX_GGUF_CONTEXT, TIMELINE_MAX_FRAMES, Paths, Settings
 from studio.ui.context import AppContext
 from studio.ui.icons import icon
 from studio.ui.theme import apply_theme
@@ -135,6 +135,17 @@ class SettingsDialog(QDialog):
         form.addRow(_label("Precision"), self.precision)
         form.addRow(_label("Memory budget"), self.memory_budget)
         form.addRow(_label("Load chat models"), self.load_in)
+        self.gguf_context = QSpinBox()
+        self.gguf_context.setRange(0, MAX_GGUF_CONTEXT)
+        self.gguf_context.setSingleStep(1024)
+        self.gguf_context.setSuffix(" tokens")
+        self.gguf_context.setSpecialValueText("The model's own")
+        self.gguf_context.setValue(int(s.gguf_context))
+        self.gguf_context.setToolTip(
+            "The context GGUF chat models (llama.cpp) run with, or the model's own when it is "
+            "smaller. Memory for the context is set aside when the model loads: a 128K-token "
+            "model's whole context can take gigabytes.")
+        form.addRow(_label("GGUF context"), self.gguf_context)
         general.addWidget(engine)
         self._check_quantization(device_report)
 
@@ -448,6 +459,7 @@ class SettingsDialog(QDialog):
             taesd_every=self.taesd_every.value(),
             timeline_frames=self.timeline_frames.value(),
             memory_budget_gb=round(float(self.memory_budget.value()), 1),
+            gguf_context=self.gguf_context.value(),
             theme=self.theme.currentData(),
             # While the check runs the stored value stands; where 8/4-bit cannot work, auto.
             load_in=(self.ctx.settings.load_in if self._quant_reason is None

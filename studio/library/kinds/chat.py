@@ -23,7 +23,8 @@ def _entry(m) -> LibraryEntry:
 
 
 def scan(settings: Settings, paths: Paths) -> list[LibraryEntry]:
-    return [_entry(m) for m in find_chat_models(settings, paths)]
+    # GGUF files are their own kind (kinds/gguf.py)
+    return [_entry(m) for m in find_chat_models(settings, paths) if not m.gguf]
 
 
 def describe(path: Path, source: str) -> LibraryEntry | None:

@@ -61,6 +61,8 @@ class LoadedChatModel:
     warnings: list[str] = field(default_factory=list)
     #: A vision-language model's processor (its tokenizer and image processor), else None.
     processor: Any = None
+    #: a GGUF file: ``model`` is a ``llama_cpp.Llama`` (:mod:`studio.pipelines.chat.gguf`)
+    gguf: bool = False
 
 
 def bitsandbytes_usable() -> bool:

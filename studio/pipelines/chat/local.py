@@ -26,6 +26,7 @@ from typing import Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, JobCancelled, UserFacingError, describe_error
+from studio.pipelines.chat import gguf  # no llama_cpp at import: only its functions need it
 from studio.pipelines.chat.types import (
     AttentionMap,
     AttentionRequest,
@@ -160,6 +161,7 @@ class LocalChatBackend:
         self.cache = cache if cache is not None else ModelCache(
             loader=load_chat_model, kind="chat", settings_getter=settings_getter)
         self._lock = threading.Lock()  # one generation at a time: the model is not re-entrant
+        self._gguf_cache: ModelCache | None = None  # GGUF files (llama.cpp), built on first use
 
     # -- ChatBackend -------------------------------------------------------------------------
     def list_models(self) -> list[str]:
@@ -205,8 +207,21 @@ class LocalChatBackend:
             device = resolve_device(settings.device)
         except (RuntimeError, ValueError) as exc:
             raise UserFacingError(str(exc)) from exc
+        if entry.gguf:
+            return self._load_gguf(entry, device)
         options = LoadOptions(resolve_dtype(settings.precision, device), settings.load_in)
         return self.cache.get(entry, device, options)
+
+    def _load_gguf(self, entry: Any, device: str) -> Any:
+        """A GGUF file through llama.cpp (:mod:`studio.pipelines.chat.gguf`), on its own cache."""
+        if self._gguf_cache is None:
+            self._gguf_cache = ModelCache(loader=gguf.load_gguf_model, kind="chat",
+                                          settings_getter=self._settings,
+                                          estimator=gguf.estimate_bytes)
+        missing = gguf.missing_extra_note(entry.name)
+        if missing:  # said before anything is evicted to make room for it
+            raise UserFacingError(missing)
+        return self._gguf_cache.get(entry, device, (entry.context_length, gguf.gpu_layers(device)))
 
     def generate(self, request: ChatRequest, cancel: CancelToken,
                  on_chunk: ChunkCallback | None = None) -> ChatReply:
@@ -226,6 +241,7 @@ class LocalChatBackend:
         _checked(request)
         with self._lock:
             loaded = self.load(request.model)
+            gguf.refuse(loaded, "Embeddings")
             vectors: list[list[float]] = []
             tokens = truncated = 0
             for text in request.texts:
@@ -251,6 +267,7 @@ class LocalChatBackend:
         _checked(request)
         with self._lock:
             loaded = self.load(request.model)
+            gguf.refuse(loaded, "Attention maps")
             model = loaded.model
             ids = request.input_ids[-loaded.context_length:]
             left_out = len(request.input_ids) - len(ids)
@@ -282,6 +299,8 @@ class LocalChatBackend:
         from studio.pipelines.chat.prompting import complete_prompt, fit_conversation
 
         loaded = self.load(request.model)
+        if loaded.gguf:
+            return gguf.generate_gguf(loaded, request, cancel, on_chunk)
         started = time.perf_counter()  # after loading: timings describe generation alone
         extra: dict[str, Any] = {}
         if request.complete:  # the raw text continued: no template, no images

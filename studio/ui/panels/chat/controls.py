@@ -73,7 +73,7 @@ class ChatControls(QWidget):
     """Model picker, system prompt and sampling; ``changed`` when the user edits any of them."""
 
     changed = Signal()
-    # list of (label, spec, context_length, group[, sees images]), from the scan's thread
+    # list of (label, spec, context_length, group[, sees images, note]), from the scan's thread
     modelsFound = Signal(object)
     serversRequested = Signal()  # "Servers…"
     refreshRequested = Signal()  # "Refresh models": re-query every server's /v1/models
@@ -85,6 +85,7 @@ class ChatControls(QWidget):
         self._calls = Calls(self)  # model scans
         self.contexts: dict[str, int] = {}
         self.vision: set[str] = set()  # specs of local models that can be shown images
+        self.notes: dict[str, str] = {}  # what a model says when picked (a GGUF: how to install)
         self.remote_note = ""
         self._no_models = False
         self.scanning = False  # a model scan is under way
@@ -189,7 +190,7 @@ class ChatControls(QWidget):
             from studio.library.chat_models import find_chat_models
 
             try:
-                found = [(e.name, e.spec, e.context_length, "", e.vision)
+                found = [(e.name, e.spec, e.context_length, "", e.vision, e.note)
                          for e in find_chat_models(settings, paths)]
             except Exception:  # noqa: BLE001 - a scan failure leaves the list empty
                 log.exception("the chat model scan failed")
@@ -211,6 +212,7 @@ class ChatControls(QWidget):
         grouped = any(row[3] for row in found)
         heading = None
         self.vision = {row[1] for row in found if len(row) > 4 and row[4]}
+        self.notes = {row[1]: row[5] for row in found if len(row) > 5 and row[5]}
         for label, spec, ctx, group, *_sees in found:
             if grouped and (group or LOCAL_GROUP) != heading:
                 heading = group or LOCAL_GROUP
@@ -247,6 +249,8 @@ class ChatControls(QWidget):
                       if s == spec), "")
         if where:  # the closed list shows only the model id: say which server runs it
             lines.append(f"Runs on {where} · {urlsplit(parse_model_spec(spec)[0]).netloc}")
+        if self.notes.get(spec):
+            lines.append(self.notes[spec])
         if self.remote_note:
             lines.append(self.remote_note)
         self.model_note.setText("\n".join(lines))
