@@ -1,0 +1,139 @@
+"""Make smaller… on an image model / ``studio models shrink`` for an image model: a tiny random
+SD 1.5 pipeline's UNet stored in int8 (torchao) or fp8 (layer-wise casting) through the engine,
+loaded back by Generate's own loader and asked for an image through the txt2img job (the path
+Generate, ``studio generate`` and ``studio serve`` share); the refusals; the command line.
+
+Tolerance: the copy's image is compared with the original's at the same seed, 64×64, 2 steps.
+int8 rounds each linear weight to one of 255 levels per row (relative error ≤ 1/254 of the row's
+largest weight), e4m3 fp8 keeps 3 mantissa bits (≤ 1/16 relative) on every conv and linear weight;
+through a random-weight UNet and two denoising steps that measured 0.01 (int8) and 0.7 (fp8) of
+255 mean absolute difference here. The bounds (1 and 4 of 255) leave room for other CPUs' kernels
+while still failing if the wrong weights were loaded (a different model differs by tens)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import JobState, UserFacingError
+from studio.core.requests import ImageShrinkRequest, Txt2ImgRequest
+
+SMALL = dict(size=64, steps=2, seed=7, prompt="a red square")
+
+
+def _settings_paths():
+    settings = Settings(device="cpu")
+    return settings, settings.resolved_paths(default_paths())
+
+
+def _run(requests):
+    from studio.pipelines.services import build_engine
+
+    settings, paths = _settings_paths()
+    engine = build_engine(lambda: settings, lambda: paths, name="test-shrink-image")
+    try:
+        jobs = [engine.submit(r, title="t") for r in requests]
+        for job in jobs:
+            engine.wait(job, timeout=120)
+        return jobs
+    finally:
+        engine.shutdown(wait=True, timeout=10)
+
+
+@pytest.fixture
+def model(tiny_sd15_dir):
+    """The tiny SD 1.5 pipeline in this test's models folder (so the copy lands next to it)."""
+    _settings, paths = _settings_paths()
+    dest = paths.models_dir / "tiny-sd"
+    shutil.copytree(tiny_sd15_dir, dest)
+    return dest
+
+
+def _image(folder):
+    """One image through the txt2img job (Generate's path)."""
+    [job] = _run([Txt2ImgRequest(model=str(folder), prompt=SMALL["prompt"], steps=2, width=64,
+                                 height=64, seed=7, cfg=7.0)])
+    assert job.state is JobState.DONE, job.error
+    return job.result[0].image
+
+
+def _plan(**kw):
+    from studio.pipelines.diffusion.shrink import plan_image_shrink
+
+    return plan_image_shrink(ImageShrinkRequest(**kw), *_settings_paths())
+
+
+@pytest.mark.parametrize("method,tolerance", [("int8", 1.0), ("fp8", 4.0)])
+def test_copy_is_a_library_entry_generate_loads(model, method, tolerance):
+    import torch
+
+    from studio.library.catalog import list_models
+    from studio.library.models import entry_for_path
+    from studio.pipelines.diffusion.loading import load_txt2img_pipeline
+    from studio.pipelines.diffusion.shrink import pixel_difference
+
+    [job] = _run([ImageShrinkRequest(model=str(model), method=method, **SMALL)])
+    assert job.state is JobState.DONE, job.error
+    report = job.result
+    out = model.parent / f"tiny-sd-{method}"
+    assert report.path == out and report.name == f"tiny-sd-{method}"
+    assert report.after.size_bytes < report.before.size_bytes
+    assert report.after.denoiser_bytes < report.before.denoiser_bytes
+    assert report.before.seconds_per_step > 0 and report.after.seconds_per_step > 0
+    assert report.before.image.size == report.after.image.size == (64, 64)
+    assert 0 <= report.pixel_difference < tolerance
+    assert all(p.is_file() for p in report.samples)
+    assert len(report.rows()) == 4
+    # safetensors only, the other components as they were, a note saying how to make it again
+    assert not [p for p in out.rglob("*") if p.suffix in (".bin", ".pt", ".ckpt", ".pkl")]
+    note = json.loads((out / "studio_shrink.json").read_text())
+    assert note["method"] == method and note["source"] == "tiny-sd"
+    assert note["recreate"].startswith("studio models shrink ")
+    assert (out / "vae" / "diffusion_pytorch_model.safetensors").read_bytes() == \
+        (model / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()
+    unet_config = json.loads((out / "unet" / "config.json").read_text())
+    assert ("quantization_config" in unet_config) == (method == "int8")
+    # Models lists it with its size and what it is
+    entries = {e.name: e for e in list_models(*_settings_paths())}
+    assert entries[out.name].kind == "image" and entries[out.name].size_bytes > 0
+    assert method in entries[out.name].precision
+    # Generate's loader gives the stored weights back
+    pipe = load_txt2img_pipeline(entry_for_path(out, "studio"), "cpu", torch.float32)
+    weight = pipe.unet.down_blocks[1].attentions[0].transformer_blocks[0].attn1.to_q.weight
+    if method == "fp8":
+        assert weight.dtype == torch.float8_e4m3fn
+    else:
+        assert "Int8" in type(weight).__name__
+    del pipe
+    # the txt2img job draws with it, close to the original
+    assert pixel_difference(_image(model), _image(out)) < tolerance
+
+
+def test_refusals_say_what_to_do(model, tmp_path, monkeypatch):
+    from studio.pipelines.chat import shrink as chat_shrink
+
+    with pytest.raises(UserFacingError, match="int8 or fp8, not 'int4'"):
+        _plan(model=str(model), method="int4")
+    (model.parent / "taken").mkdir()
+    with pytest.raises(UserFacingError, match="already exists"):
+        _plan(model=str(model), method="int8", out_name="taken")
+    # already made smaller: a denoiser whose config says it is quantized
+    quantized = tmp_path / "q"
+    shutil.copytree(model, quantized)
+    config = json.loads((model / "unet" / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "torchao"}
+    (quantized / "unet" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserFacingError, match=r"already made smaller: its unet is quantized"):
+        _plan(model=str(quantized), method="fp8")
+    # too little disk: checked before anything is loaded or written
+    real = shutil.disk_usage
+    monkeypatch.setattr(chat_shrink.shutil, "disk_usage",
+                        lambda _p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(UserFacingError, match="Not enough disk space"):
+        _plan(model=str(model), method="int8")
+    monkeypatch.setattr(chat_shrink.shutil, "disk_usage", real)
+    plan = _plan(model=str(model), method="fp8")
+    assert plan.size_estimate < plan.size_before and plan.denoiser == "unet"
