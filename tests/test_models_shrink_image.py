@@ -110,6 +110,31 @@ def test_copy_is_a_library_entry_generate_loads(model, method, tolerance):
     del pipe
     # the txt2img job draws with it, close to the original
     assert pixel_difference(_image(model), _image(out)) < tolerance
+    if method == "int8":
+        _served_image(out)
+
+
+def _served_image(folder) -> None:
+    """``studio serve`` lists the copy as an image model and draws with it."""
+    from studio.pipelines.services import build_engine
+    from studio.server.app import make_server
+    from studio.server.catalog import build_catalog
+    from tests.fixtures.asgi import asgi_call
+
+    settings, paths = _settings_paths()
+    engine = build_engine(lambda: settings, lambda: paths, name="test-shrink-image-serve")
+    server = make_server("127.0.0.1", 0, engine, build_catalog([str(folder)], settings, paths))
+    try:
+        models = asgi_call(server, "GET", "/v1/models").json()["data"]
+        assert [m["id"] for m in models] == [folder.name]
+        r = asgi_call(server, "POST", "/v1/images/generations", json={
+            "model": folder.name, "prompt": "a red square", "size": "64x64", "steps": 2,
+            "seed": 7})
+        assert r.status_code == 200, r.text
+        assert r.json()["data"][0]["b64_json"]
+    finally:
+        server.server_close()
+        engine.shutdown(timeout=60)
 
 
 def test_refusals_say_what_to_do(model, tmp_path, monkeypatch):
@@ -137,3 +162,31 @@ def test_refusals_say_what_to_do(model, tmp_path, monkeypatch):
     monkeypatch.setattr(chat_shrink.shutil, "disk_usage", real)
     plan = _plan(model=str(model), method="fp8")
     assert plan.size_estimate < plan.size_before and plan.denoiser == "unet"
+
+
+def test_cli_shrinks_an_image_model_and_refuses_bad_input(model):
+    from tests.fixtures.cli_run import studio_in_process
+
+    done = studio_in_process("models", "shrink", "tiny-sd", "--method", "fp8", "--json",
+                             "--steps", "2", "--size", "64")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["name"] == "tiny-sd-fp8" and data["method"] == "fp8"
+    assert data["denoiser"] == "unet" and data["pixel_difference"] < 4.0
+    assert data["after"]["size_bytes"] < data["before"]["size_bytes"]
+    assert [p.split("/")[-1] for p in data["samples"]] == ["shrink-sample-before.png",
+                                                          "shrink-sample-after.png"]
+    again = studio_in_process("models", "shrink", "tiny-sd", "--method", "fp8")
+    assert again.returncode == 2 and "tiny-sd-fp8 already exists" in again.stderr
+    shrunk = studio_in_process("models", "shrink", "tiny-sd-fp8", "--out", "x")
+    assert shrunk.returncode == 2 and "already made smaller: fp8, made from tiny-sd" \
+        in shrunk.stderr
+    int4 = studio_in_process("models", "shrink", "tiny-sd", "--method", "int4")
+    assert int4.returncode == 2 and "int4 is for chat models" in int4.stderr
+    listed = studio_in_process("models", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    row = next(m for m in json.loads(listed.stdout) if m["name"] == "tiny-sd-fp8")
+    assert row["precision"] == "fp8 e4m3 (denoiser)" and row["size_bytes"] > 0
+    drawn = studio_in_process("generate", "--model", "tiny-sd-fp8", "--prompt", "a red square",
+                              "--steps", "2", "--width", "64", "--height", "64")
+    assert drawn.returncode == 0, drawn.stderr
