@@ -190,3 +190,48 @@ def test_cli_shrinks_an_image_model_and_refuses_bad_input(model):
     drawn = studio_in_process("generate", "--model", "tiny-sd-fp8", "--prompt", "a red square",
                               "--steps", "2", "--width", "64", "--height", "64")
     assert drawn.returncode == 0, drawn.stderr
+
+
+@pytest.mark.gui
+def test_make_smaller_dialog_shows_both_samples_and_lists_the_copy(qtbot, main_window,
+                                                                   tiny_sd15_dir):
+    import dataclasses
+
+    models = main_window.ctx.paths.models_dir
+    shutil.copytree(tiny_sd15_dir, models / "tiny-sd")
+    main_window.ctx.update_settings(dataclasses.replace(main_window.ctx.settings, device="cpu"))
+    main_window.resize(1366, 768)
+    main_window.show()
+    panel = main_window.show_workspace("models")
+    qtbot.waitUntil(lambda: panel.scans >= 1, timeout=20000)
+    assert panel.tree.select_path(models / "tiny-sd")
+    assert panel.details.shrink_button.isVisible() and panel.details.shrink_button.isEnabled()
+    dialog = panel.open_shrink()
+    qtbot.waitUntil(lambda: dialog.plans >= 1, timeout=20000)
+    assert [b.property("method") for b in dialog.methods.buttons()] == ["int8", "fp8"]
+    assert dialog.name.text() == "tiny-sd-int8"
+    assert "the UNet with its linear layers in int8" in dialog.plan_label.text()
+    dialog.set_method("fp8")
+    qtbot.waitUntil(lambda: dialog.plan is not None and dialog.plan.method == "fp8",
+                    timeout=20000)
+    assert dialog.name.text() == "tiny-sd-fp8"
+    # the sample is small so the test is quick; the dialog's own default is the family's size
+    dialog.request = lambda: ImageShrinkRequest(model=str(models / "tiny-sd"), method="fp8",
+                                                out_name="tiny-sd-fp8", **SMALL)
+    assert dialog.start() is not None
+    qtbot.waitUntil(lambda: dialog.report is not None, timeout=120000)
+    assert dialog.table.rowCount() == 4 and dialog.table.item(2, 0).text() == "Seconds per step"
+    assert all(label.isVisible() and not label.pixmap().isNull()
+               for label in dialog.sample_labels)
+    assert [c.text() for c in dialog.sample_captions] == ["Before: tiny-sd", "After: tiny-sd-fp8"]
+    assert "Saved tiny-sd-fp8" in dialog.status.text() and "Generate" in dialog.status.text()
+    qtbot.waitUntil(lambda: "tiny-sd-fp8" in [e.name for e in panel.entries], timeout=20000)
+    assert panel.tree.select_path(models / "tiny-sd-fp8")
+    assert panel.details.values["Precision"].text() == "fp8 e4m3 (denoiser)"
+    # the copy cannot be made smaller again: the dialog says so and keeps Make smaller off
+    copy = next(e for e in panel.entries if e.name == "tiny-sd-fp8")
+    again = panel.open_shrink(copy)
+    qtbot.waitUntil(lambda: again.plans >= 1, timeout=20000)
+    assert "already made smaller" in again.plan_label.text()
+    assert not again.start_button.isEnabled()
+    again.close()

@@ -53,6 +53,8 @@ FP8_STORAGE = "float8_e4m3fn"
 #: the prefix of the denoiser's keys in an original-layout single-file checkpoint
 _SINGLE_FILE_DENOISER = "model.diffusion_model."
 SAMPLE_FILES = ("shrink-sample-before.png", "shrink-sample-after.png")
+DENOISER_NAMES = {"unet": "UNet", "transformer": "transformer"}
+DENOISER_TITLES = {"unet": "UNet", "transformer": "Transformer"}
 
 
 @dataclass
@@ -71,7 +73,8 @@ class ImageShrinkPlan:
         from studio.library.manage import human_size
 
         what = {"int8": "its linear layers in int8", "fp8": "its conv and linear weights in fp8"}
-        return (f"{self.entry.name} → {self.out_name} ({self.method}): the {self.denoiser} with "
+        return (f"{self.entry.name} → {self.out_name} ({self.method}): the "
+                f"{DENOISER_NAMES.get(self.denoiser, self.denoiser)} with "
                 f"{what[self.method]}; the text encoders and the VAE as they are. About "
                 f"{human_size(self.size_estimate)} instead of {human_size(self.size_before)}.")
 
@@ -114,7 +117,8 @@ class ImageShrinkReport:
         return [
             ("Size on disk", human_size(b.size_bytes), human_size(a.size_bytes),
              f"× {a.size_bytes / max(b.size_bytes, 1):.2f}"),
-            (f"{self.denoiser.capitalize()} in memory", human_size(b.denoiser_bytes),
+            (f"{DENOISER_TITLES.get(self.denoiser, self.denoiser)} in memory",
+             human_size(b.denoiser_bytes),
              human_size(a.denoiser_bytes), f"× {a.denoiser_bytes / max(b.denoiser_bytes, 1):.2f}"),
             ("Seconds per step", f"{b.seconds_per_step:.3f}", f"{a.seconds_per_step:.3f}",
              f"× {a.seconds_per_step / max(b.seconds_per_step, 1e-9):.2f}"),
