@@ -17,30 +17,15 @@ import shutil
 
 import pytest
 
-from studio.core.config import Settings, default_paths
 from studio.core.jobs import JobState, UserFacingError
 from studio.core.requests import ImageShrinkRequest, Txt2ImgRequest
+from tests.test_models_shrink import _settings_paths, run_jobs
 
 SMALL = dict(size=64, steps=2, seed=7, prompt="a red square")
 
 
-def _settings_paths():
-    settings = Settings(device="cpu")
-    return settings, settings.resolved_paths(default_paths())
-
-
 def _run(requests):
-    from studio.pipelines.services import build_engine
-
-    settings, paths = _settings_paths()
-    engine = build_engine(lambda: settings, lambda: paths, name="test-shrink-image")
-    try:
-        jobs = [engine.submit(r, title="t") for r in requests]
-        for job in jobs:
-            engine.wait(job, timeout=120)
-        return jobs
-    finally:
-        engine.shutdown(wait=True, timeout=10)
+    return run_jobs(requests, name="test-shrink-image")
 
 
 @pytest.fixture

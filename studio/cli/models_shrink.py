@@ -98,12 +98,23 @@ def run_job(request: Any, title: str, args: argparse.Namespace, settings: Any,
     return 0, job.result
 
 
-def print_rows(rows: list[tuple[str, str, str, str]]) -> None:
-    """The before/after table, aligned."""
-    rows = [("", "before", "after", "change"), *rows]
+def run_and_print(plan: Any, request: Any, title: str, args: argparse.Namespace, settings: Any,
+                  paths: Any) -> tuple[int, Any]:
+    """Say the plan, run the job, print its JSON or its before/after table: (exit status, the
+    report when the caller still has its closing lines to print, else None)."""
+    if not args.json:
+        print(plan.describe(), flush=True)
+    code, report = run_job(request, title, args, settings, paths)
+    if report is None:
+        return code, None
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1))
+        return 0, None
+    rows = [("", "before", "after", "change"), *report.rows()]
     width = max(len(r[0]) for r in rows)
     for what, before, after, change in rows:
         print(f"  {what:<{width}}  {before:>10}  {after:>10}  {change:>8}")
+    return 0, report
 
 
 def run_shrink(args: argparse.Namespace, context: Any, lookup: Any) -> int:
@@ -133,15 +144,10 @@ def run_shrink(args: argparse.Namespace, context: Any, lookup: Any) -> int:
         plan = plan_shrink(request, settings, paths, names.__contains__)
     except UserFacingError as exc:
         raise _refused(exc) from exc
-    if not args.json:
-        print(plan.describe(), flush=True)
-    code, report = run_job(request, f"Make {entry.name} smaller", args, settings, paths)
+    code, report = run_and_print(plan, request, f"Make {entry.name} smaller", args, settings,
+                                 paths)
     if report is None:
         return code
-    if args.json:
-        print(json.dumps(report.to_json(), indent=1))
-        return 0
-    print_rows(report.rows())
     print(f"Saved {report.name} ({human_size(report.after.size_bytes)}) to {report.path}. "
           f"Chat with it: studio chat --model {report.name}")
     return 0

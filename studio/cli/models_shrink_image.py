@@ -9,7 +9,6 @@ images are (or one JSON object with ``--json``).
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 
@@ -17,7 +16,7 @@ def run_image_shrink(args: argparse.Namespace, entry: Any, entries: list[Any], s
                      paths: Any) -> int:
     from studio.cli import UsageError
     from studio.cli.common import quiet_libraries
-    from studio.cli.models_shrink import print_rows, run_job
+    from studio.cli.models_shrink import run_and_print
     from studio.core.jobs import UserFacingError
     from studio.core.requests import ImageShrinkRequest
     from studio.library.manage import human_size
@@ -32,15 +31,10 @@ def run_image_shrink(args: argparse.Namespace, entry: Any, entries: list[Any], s
         plan = plan_image_shrink(request, settings, paths, names.__contains__)
     except UserFacingError as exc:
         raise UsageError(str(exc)) from exc
-    if not args.json:
-        print(plan.describe(), flush=True)
-    code, report = run_job(request, f"Make {entry.name} smaller", args, settings, paths)
+    code, report = run_and_print(plan, request, f"Make {entry.name} smaller", args, settings,
+                                 paths)
     if report is None:
         return code
-    if args.json:
-        print(json.dumps(report.to_json(), indent=1))
-        return 0
-    print_rows(report.rows())
     if report.samples:
         print(f"Sample images (seed {request.seed}): {report.samples[0]} and "
               f"{report.samples[1]}")

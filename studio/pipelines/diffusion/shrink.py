@@ -30,7 +30,6 @@ import logging
 import math
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -38,14 +37,22 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.config import Paths, Settings
-from studio.core.files import work_file_tag
 from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
 from studio.core.requests import IMAGE_SHRINK_METHODS, ImageShrinkRequest
 from studio.library.detect import read_safetensors_header
 from studio.library.families import family as family_of
 from studio.library.models import ModelEntry, entry_for_path, resolve_model
 from studio.library.shrunk import SHRINK_NOTE, quantized_denoiser, shrink_info
-from studio.pipelines.chat.shrink import _DTYPE_BYTES, DISK_MARGIN, ShrinkService, check_out_name
+from studio.pipelines.chat.shrink import (
+    _DTYPE_BYTES,
+    DISK_MARGIN,
+    ShrinkService,
+    bytes_row,
+    check_out_name,
+    job_device,
+    publish,
+    work_folder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +118,11 @@ class ImageShrinkReport:
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         """(what, before, after, change) for the table the dialog and the CLI show."""
-        from studio.library.manage import human_size
-
         b, a = self.before, self.after
         return [
-            ("Size on disk", human_size(b.size_bytes), human_size(a.size_bytes),
-             f"× {a.size_bytes / max(b.size_bytes, 1):.2f}"),
-            (f"{DENOISER_TITLES.get(self.denoiser, self.denoiser)} in memory",
-             human_size(b.denoiser_bytes),
-             human_size(a.denoiser_bytes), f"× {a.denoiser_bytes / max(b.denoiser_bytes, 1):.2f}"),
+            bytes_row("Size on disk", b.size_bytes, a.size_bytes),
+            bytes_row(f"{DENOISER_TITLES.get(self.denoiser, self.denoiser)} in memory",
+                      b.denoiser_bytes, a.denoiser_bytes),
             ("Seconds per step", f"{b.seconds_per_step:.3f}", f"{a.seconds_per_step:.3f}",
              f"× {a.seconds_per_step / max(b.seconds_per_step, 1e-9):.2f}"),
             ("Sample difference (mean |Δ| of 255)", "", f"{self.pixel_difference:.2f}", ""),
@@ -406,15 +409,12 @@ class ImageShrinkService(ShrinkService):
 
     def run(self, request: ImageShrinkRequest, progress: Any,  # type: ignore[override]
             cancel: CancelToken) -> ImageShrinkReport:
-        from studio.core.devices import resolve_device, resolve_dtype
+        from studio.core.devices import resolve_dtype
         from studio.pipelines.diffusion.loading import load_txt2img_pipeline
 
         settings, paths = self._settings(), self._paths()
         plan = plan_image_shrink(request, settings, paths, self._taken(settings, paths))
-        try:
-            device = resolve_device(settings.device)
-        except (RuntimeError, ValueError) as exc:
-            raise UserFacingError(str(exc)) from exc
+        device = job_device(settings)
         dtype = resolve_dtype(settings.precision, device)
         total = 4
         progress(0, total, None)
@@ -423,8 +423,7 @@ class ImageShrinkService(ShrinkService):
         before = measure(original, plan, plan.entry.path, request, cancel)
         progress(1, total, None)
         progress.message(f"Storing {plan.entry.name}'s {plan.denoiser} in {plan.method}…")
-        work = paths.models_dir / f".{plan.out_name}.importing-{work_file_tag()}" \
-                                  f"{uuid.uuid4().hex[:8]}"
+        work = work_folder(paths, plan.out_name)
         try:
             write_copy(plan, work, original, dtype)
             del original
@@ -438,10 +437,7 @@ class ImageShrinkService(ShrinkService):
                                 f"{plan.method} --out {plan.out_name}",
                     "before": before.to_json()}
             (work / SHRINK_NOTE).write_text(json.dumps(note, indent=1), encoding="utf-8")
-            if plan.out_path.exists():  # made while this job ran
-                raise UserFacingError(f"A model called {plan.out_name} appeared while this ran; "
-                                      "choose another name.")
-            work.rename(plan.out_path)
+            publish(work, plan.out_path)
         except OSError as exc:
             from studio.core.wording import write_failure
 
