@@ -220,3 +220,33 @@ def test_make_smaller_dialog_shows_both_samples_and_lists_the_copy(qtbot, main_w
     assert "already made smaller" in again.plan_label.text()
     assert not again.start_button.isEnabled()
     again.close()
+
+
+def test_a_flux_transformer_and_a_single_file_are_shrunk_too(tiny_flux_dir, tiny_sd15_file,
+                                                             tiny_single_file_env):
+    """FLUX's denoiser is a transformer; a single .safetensors checkpoint becomes a diffusers
+    folder whose UNet is stored small and the rest as the checkpoint had it."""
+    from studio.library.detect import read_safetensors_header
+
+    _settings, paths = _settings_paths()
+    flux = paths.models_dir / "tiny-flux"
+    shutil.copytree(tiny_flux_dir, flux)
+    single = paths.models_dir / "tiny-one.safetensors"
+    shutil.copy2(tiny_sd15_file, single)
+    flux_job, file_job = _run([ImageShrinkRequest(model=str(flux), method="int8", **SMALL),
+                               ImageShrinkRequest(model=str(single), method="fp8", **SMALL)])
+    assert flux_job.state is JobState.DONE, flux_job.error
+    assert flux_job.result.denoiser == "transformer"
+    config = json.loads((flux.parent / "tiny-flux-int8" / "transformer" / "config.json")
+                        .read_text())
+    assert config["quantization_config"]["quant_method"] == "torchao"
+    assert file_job.state is JobState.DONE, file_job.error
+    out = paths.models_dir / "tiny-one-fp8"
+    assert (out / "model_index.json").is_file() and (out / "text_encoder").is_dir()
+    header = read_safetensors_header(out / "unet" / "diffusion_pytorch_model.safetensors")
+    assert {info["dtype"] for key, info in header.items()
+            if key.endswith("to_q.weight")} == {"F8_E4M3"}
+    assert file_job.result.pixel_difference < 4.0
+    drawn = _run([Txt2ImgRequest(model=str(flux.parent / "tiny-flux-int8"), prompt="x", steps=2,
+                                 width=64, height=64, cfg=3.5)])
+    assert drawn[0].state is JobState.DONE, drawn[0].error
