@@ -97,6 +97,13 @@ def test_copy_is_a_library_entry_generate_loads(model, method, tolerance):
     assert pixel_difference(_image(model), _image(out)) < tolerance
     if method == "int8":
         _served_image(out)
+    else:  # peft cannot add a LoRA's layers to float8 weights: a sentence, not a traceback
+        from tests.fixtures.tiny_lora import build_tiny_lora
+
+        lora = build_tiny_lora(model, model.parent / "style.safetensors")
+        [job] = _run([Txt2ImgRequest(model=str(out), prompt="x", steps=2, width=64, height=64,
+                                     loras=[{"name": str(lora), "weight": 0.8}])])
+        assert job.state is JobState.FAILED and "keeps its denoiser in fp8" in job.error
 
 
 def _served_image(folder) -> None:

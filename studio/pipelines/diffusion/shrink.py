@@ -254,6 +254,8 @@ def apply_storage(pipe: Any, folder: Path, dtype: Any) -> None:
     if denoiser is not None:
         denoiser.enable_layerwise_casting(storage_dtype=getattr(torch, FP8_STORAGE),
                                           compute_dtype=dtype)
+        pipe.studio_fp8_storage = True  # LoRAs refuse it (loras.apply_loras): peft cannot add
+        # its layers to float8 weights on the CPU
 
 
 def _stored_dtype(folder: Path) -> Any:
