@@ -53,7 +53,7 @@ def add_parser(sub: Any) -> None:
                    help="image models: steps of the sample image (default 8)")
     p.add_argument("--size", type=int, default=0, metavar="PX",
                    help="image models: the sample image's side in pixels (default: the "
-                        "family's size)")
+                        "family's size, at most 512)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

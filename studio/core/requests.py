@@ -573,7 +573,8 @@ class ImageShrinkRequest:
     """The ``image-shrink`` job ("Make smaller…" on an image model, ``studio models shrink``):
     save ``model`` with its denoiser's weights in 8 bits (``method``) as the new library entry
     ``out_name`` (default ``<name>-<method>``), drawing one sample image before and after at
-    ``seed`` with ``prompt``, ``steps`` steps, ``size`` pixels square (0: the family's size)."""
+    ``seed`` with ``prompt``, ``steps`` steps, ``size`` pixels square (0: the family's size, at
+    most 512)."""
 
     model: str
     method: str = "int8"

@@ -60,6 +60,7 @@ FP8_STORAGE = "float8_e4m3fn"
 #: the prefix of the denoiser's keys in an original-layout single-file checkpoint
 _SINGLE_FILE_DENOISER = "model.diffusion_model."
 SAMPLE_FILES = ("shrink-sample-before.png", "shrink-sample-after.png")
+SAMPLE_MAX_DEFAULT = 512  # the sample's side when the request leaves it to the family
 DENOISER_NAMES = {"unet": "UNet", "transformer": "transformer"}
 DENOISER_TITLES = {"unet": "UNet", "transformer": "Transformer"}
 
@@ -366,7 +367,9 @@ def sample(pipe: Any, plan: ImageShrinkPlan, request: ImageShrinkRequest,
     import torch
 
     family = family_of(plan.entry.family)
-    side = int(request.size) or (family.default_size[0] if family is not None else 512)
+    # the family's size, at most 512 px: SDXL/FLUX at 1024 take minutes a step on a CPU
+    side = int(request.size) or min(family.default_size[0] if family is not None else 512,
+                                    SAMPLE_MAX_DEFAULT)
     stamps: list[float] = []
 
     def on_step(_pipe: Any, _i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
