@@ -257,3 +257,31 @@ def test_a_flux_transformer_and_a_single_file_are_shrunk_too(tiny_flux_dir, tiny
     drawn = _run([Txt2ImgRequest(model=str(flux.parent / "tiny-flux-int8"), prompt="x", steps=2,
                                  width=64, height=64, cfg=3.5)])
     assert drawn[0].state is JobState.DONE, drawn[0].error
+
+
+def test_cancel_while_drawing_with_the_copy_keeps_nothing(model, monkeypatch):
+    from studio.core.jobs import CancelToken, JobCancelled
+    from studio.pipelines.diffusion import shrink
+
+    seen = []
+
+    def measure(pipe, plan, path, request, cancel):
+        seen.append(path)
+        if len(seen) == 2:  # the copy is saved and loaded: Cancel now
+            raise JobCancelled()
+        return shrink.ImageMeasure(1, 2, 0.1, None)
+
+    class Progress:
+        def __call__(self, *a):
+            pass
+
+        def message(self, text):
+            pass
+
+    monkeypatch.setattr(shrink, "measure", measure)
+    with pytest.raises(JobCancelled):
+        shrink.ImageShrinkService(*_settings_paths()).run(
+            ImageShrinkRequest(model=str(model), method="fp8", **SMALL), Progress(),
+            CancelToken())
+    assert seen[1].name == "tiny-sd-fp8"
+    assert sorted(p.name for p in model.parent.iterdir()) == ["tiny-sd"]
