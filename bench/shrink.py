@@ -18,6 +18,16 @@ machine). Raw = ``from_pretrained(quantization_config=TorchAoConfig(...))``
 then ``save_pretrained``, the two calls the job makes, timed alone; then the raw in-memory
 quantized model and Studio's saved-and-reloaded copy are compared: logits (max |difference|, 0
 means the safetensors round trip is exact) and tokens/s (medians; Studio's copy / raw's model).
+
+The image section (``--image-methods int8,fp8``; ``--image-methods ''`` skips it, ``--methods ''``
+skips the chat one) does the same for an image model: a random SD 1.5-layout pipeline whose UNet
+is widened to ``--unet-width`` channels (the text encoder and VAE stay tiny). Studio = the
+``image-shrink`` job (sample before, store the UNet, reload through Generate's loader, sample
+after): size, UNet bytes and seconds-per-step ratios and the samples' pixel difference. Raw =
+``UNet2DConditionModel.from_pretrained`` with ``TorchAoConfig(Int8WeightOnlyConfig())`` (int8), or
+``enable_layerwise_casting(float8_e4m3fn)`` (fp8), then ``save_pretrained``, timed alone; Studio's
+reloaded UNet against raw's in-memory one: max |output difference| on one input (0: the round
+trip is exact) and seconds per UNet call (medians of ``--rounds``; Studio / raw).
 """
 
 from __future__ import annotations
@@ -125,6 +135,122 @@ def compare(raw_model, original: Path, studio_path: Path, tokenizer, speed_token
     return diff, med["copy"] / med["original"], med["copy"] / med["raw"]
 
 
+def build_image_model(folder: Path, width: int) -> Path:
+    """The tests' tiny SD 1.5 pipeline with a wider UNet (SD 1.5's block layout, 3 levels)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from tests.fixtures.tiny_models import build_tiny_sd15
+
+    build_tiny_sd15(folder)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(width, 2 * width, 4 * width), layers_per_block=2, sample_size=32,
+        in_channels=4, out_channels=4, cross_attention_dim=32, attention_head_dim=8,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        norm_num_groups=32)
+    shutil.rmtree(folder / "unet")
+    unet.save_pretrained(folder / "unet", safe_serialization=True)
+    return folder
+
+
+def raw_image_quantize(model: Path, method: str, out: Path):
+    """Plain diffusers + torchao (int8) or layer-wise casting (fp8): store the UNet, save it."""
+    import torch
+    from diffusers import TorchAoConfig, UNet2DConditionModel
+    from torchao.quantization import Int8WeightOnlyConfig
+
+    start = time.perf_counter()
+    if method == "int8":
+        unet = UNet2DConditionModel.from_pretrained(
+            str(model), subfolder="unet", torch_dtype=torch.float32,
+            quantization_config=TorchAoConfig(Int8WeightOnlyConfig()))
+    else:
+        unet = UNet2DConditionModel.from_pretrained(str(model), subfolder="unet",
+                                                    torch_dtype=torch.float32)
+        unet.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn,
+                                      compute_dtype=torch.float32)
+    unet.save_pretrained(str(out), safe_serialization=True)
+    return unet, time.perf_counter() - start
+
+
+def compare_unets(raw_unet, studio_path: Path, rounds: int, side: int) -> tuple[float, float]:
+    """(max |output difference|, seconds per call Studio / raw) of Studio's reloaded UNet (via
+    Generate's loader) and raw's in-memory one, on one fixed input."""
+    import statistics
+
+    import torch
+
+    from studio.library.models import entry_for_path
+    from studio.pipelines.diffusion.loading import load_txt2img_pipeline
+
+    copy = load_txt2img_pipeline(entry_for_path(studio_path, "studio"), "cpu",
+                                 torch.float32).unet
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, side // 8, side // 8, generator=gen)
+    context = torch.randn(2, 77, 32, generator=gen)
+    t = torch.tensor([500, 500])
+    times: dict[str, list[float]] = {"copy": [], "raw": []}
+    with torch.inference_mode():
+        diff = float((copy(x, t, context).sample - raw_unet(x, t, context).sample).abs().max())
+        for _ in range(rounds):
+            for name, unet in (("copy", copy), ("raw", raw_unet)):
+                start = time.perf_counter()
+                unet(x, t, context)
+                times[name].append(time.perf_counter() - start)
+    return diff, statistics.median(times["copy"]) / statistics.median(times["raw"])
+
+
+def image_section(args, settings, paths, home: Path) -> None:
+    from studio.core.requests import ImageShrinkRequest
+    from studio.pipelines.services import build_engine
+
+    model = build_image_model(paths.models_dir / "sd15-random", args.unet_width)
+    print(f"\nimage: SD 1.5 layout, UNet width {args.unet_width} (3 levels); sample "
+          f"{args.image_size}px, {args.image_steps} steps", flush=True)
+    rows = []
+    for method in [m.strip() for m in args.image_methods.split(",") if m.strip()]:
+        engine = build_engine(lambda: settings, lambda: paths, name="bench-shrink-image")
+        try:
+            start = time.perf_counter()
+            job = engine.submit(ImageShrinkRequest(model=str(model), method=method,
+                                                   size=args.image_size,
+                                                   steps=args.image_steps))
+            engine.wait(job)
+            studio_s = time.perf_counter() - start
+        finally:
+            engine.shutdown(wait=True, timeout=30)
+        if job.error:
+            raise SystemExit(f"{method}: {job.error}")
+        report = job.result
+        raw_dir = home / f"raw-unet-{method}"
+        raw_unet, raw_s = raw_image_quantize(model, method, raw_dir)
+        raw_size = sum(p.stat().st_size for p in raw_dir.glob("*.safetensors"))
+        studio_size = sum(p.stat().st_size for p in (report.path / "unet").glob("*.safetensors"))
+        diff, speed = compare_unets(raw_unet, report.path, args.rounds, args.image_size)
+        b, a = report.before, report.after
+        print(f"  {method}: {b.size_bytes / 2**20:.1f} MB → {a.size_bytes / 2**20:.1f} MB, UNet "
+              f"{b.denoiser_bytes / 2**20:.1f} → {a.denoiser_bytes / 2**20:.1f} MB in memory, "
+              f"{b.seconds_per_step:.3f} → {a.seconds_per_step:.3f} s/step, samples differ by "
+              f"{report.pixel_difference:.2f}/255", flush=True)
+        rows.append(f"{method:<6} {a.size_bytes / b.size_bytes:>7.3f} "
+                    f"{a.denoiser_bytes / b.denoiser_bytes:>7.3f} "
+                    f"{a.seconds_per_step / b.seconds_per_step:>7.2f} "
+                    f"{report.pixel_difference:>6.2f} │ {studio_s:>8.1f} {raw_s:>6.1f} "
+                    f"{raw_size / studio_size:>8.3f} {diff:>10.2e} {speed:>8.2f}")
+        shutil.rmtree(raw_dir, ignore_errors=True)
+        del raw_unet
+    print("\nsize, unet, s/step: the copy / the original (Studio's job; s/step from one sample "
+          "each); Δpx: the samples' mean |difference| of 255; studio s: the whole job; raw s: "
+          "store + save alone; raw size: raw's UNet file / Studio's; max|Δout| and call S/R: "
+          "Studio's reloaded UNet against raw's in-memory one")
+    print(f"{'method':<6} {'size':>7} {'unet':>7} {'s/step':>7} {'Δpx':>6} │ {'studio s':>8} "
+          f"{'raw s':>6} {'raw size':>8} {'max|Δout|':>10} {'call S/R':>8}")
+    for row in rows:
+        print(row)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default="int8,int4,fp8")
@@ -134,6 +260,11 @@ def main() -> int:
     parser.add_argument("--eval-tokens", type=int, default=512)
     parser.add_argument("--speed-tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="speed runs per model (median)")
+    parser.add_argument("--image-methods", default="int8,fp8")
+    parser.add_argument("--unet-width", type=int, default=128,
+                        help="the image model's UNet channels at its first level")
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--image-steps", type=int, default=4)
     args = parser.parse_args()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -182,6 +313,8 @@ def main() -> int:
         print(header)
         for row in rows:
             print(row)
+        if args.image_methods.strip():
+            image_section(args, settings, paths, home)
     return 0
 
 

@@ -323,6 +323,8 @@ class Walk:
         s.append(Scene("models download dialog", self._download, self._close_dialog))
         s.append(Scene("models (a chat model)", self._models_chat))
         s.append(Scene("models make smaller dialog", self._shrink, self._close_dialog))
+        s.append(Scene("models make smaller dialog (image model)", self._shrink_image,
+                       self._close_dialog))
         s.append(Scene("settings dialog (general)", lambda: self._settings(0), self._close_dialog))
         s.append(Scene("settings dialog (folders)", lambda: self._settings(1), self._close_dialog))
         s.append(Scene("close", self._close, step=True))
@@ -751,6 +753,29 @@ class Walk:
             ShrinkRequest(str(llama)), "tiny-llama", "tiny-llama-int8",
             Path(str(llama) + "-int8"), "int8", Measure(156_000, 1423.51, 25.4, 1024),
             Measure(109_000, 1424.02, 23.9, 1024)))
+        return self._shown_dialog(self.dialog)
+
+    def _shrink_image(self):
+        """Make smaller… on the tiny SD 1.5: its estimate, then a finished job's table and the
+        two sample images side by side."""
+        from PIL import Image
+
+        from studio.core.requests import ImageShrinkRequest
+        from studio.pipelines.diffusion.shrink import ImageMeasure, ImageShrinkReport
+
+        panel = self.show("models")
+        wait_until(lambda: panel.scans >= 1, 60, "the model library scan")
+        sd = self.window.ctx.paths.models_dir / "tiny-sd15"
+        panel.tree.select_path(sd)
+        self.dialog = panel.open_shrink()
+        wait_until(lambda: self.dialog.plans >= 1, 60, "the estimate")
+        before = Image.linear_gradient("L").convert("RGB").resize((512, 512))
+        after = before.rotate(2)
+        self.dialog.show_report(ImageShrinkReport(
+            ImageShrinkRequest(str(sd)), "tiny-sd15", "tiny-sd15-int8", sd.with_name(
+                "tiny-sd15-int8"), "int8", "unet", ImageMeasure(2_132_000_000, 3_438_000_000,
+                                                                 4.21, before),
+            ImageMeasure(1_310_000_000, 1_900_000_000, 4.65, after), 1.83))
         return self._shown_dialog(self.dialog)
 
     def _settings(self, tab: int):

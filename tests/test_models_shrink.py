@@ -22,11 +22,15 @@ def _settings_paths():
 
 
 def _run(requests):
+    return run_jobs(requests, name="test-shrink")
+
+
+def run_jobs(requests, name):
     """Run requests on a real engine; their finished snapshots."""
     from studio.pipelines.services import build_engine
 
     settings, paths = _settings_paths()
-    engine = build_engine(lambda: settings, lambda: paths, name="test-shrink")
+    engine = build_engine(lambda: settings, lambda: paths, name=name)
     try:
         jobs = [engine.submit(r, title="t") for r in requests]
         for job in jobs:

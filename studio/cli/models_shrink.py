@@ -12,7 +12,8 @@ import json
 import sys
 from typing import Any
 
-HELP = "make a chat model smaller: int8, int4 or fp8 weights, saved as a new model"
+HELP = ("make a chat or image model smaller: int8, int4 or fp8 weights, saved as a new "
+        "model")
 DESCRIPTION = (
     "Save a copy of a chat model with its linear layers' weights quantized (torchao, "
     "weight-only) as a new model in the models folder, named NAME-METHOD unless --out says. "
@@ -20,13 +21,19 @@ DESCRIPTION = (
     "text and the tokens per second of greedy generation. The copy loads in Chat, 'studio "
     "chat' and 'studio serve' like any model. int8 and fp8 keep one byte per weight; int4 "
     "rounds to 16 levels but is stored one value per byte too (packed int4 needs a CUDA GPU "
-    "with torchao's mslk kernels).")
+    "with torchao's mslk kernels). An image generation model's denoiser (UNet or "
+    "transformer) is stored in int8 (torchao, linear layers) or fp8 (conv and linear weights, "
+    "upcast layer by layer while it runs); before and after it measures the size on disk, the "
+    "denoiser's bytes in memory, the seconds per step and one sample image at a fixed seed "
+    "(saved next to the copy) with their mean pixel difference. The copy loads in Generate, "
+    "'studio generate' and 'studio serve'.")
 
 
 EXIT_STATUS = ("Exit status: 0 done; 1 the work failed (loading, quantizing or saving; nothing "
-               "is left behind); 2 bad input (a name no model has, not a chat model, a model "
-               "already quantized, a layer the method cannot take, a name already taken, too "
-               "little free disk); 130 Ctrl+C (nothing is saved).")
+               "is left behind); 2 bad input (a name no model has, not a chat or image model, "
+               "a method the model's kind does not take, a model already quantized, a layer "
+               "the method cannot take, a name already taken, too little free disk); 130 "
+               "Ctrl+C (nothing is saved).")
 
 
 def add_parser(sub: Any) -> None:
@@ -34,14 +41,19 @@ def add_parser(sub: Any) -> None:
 
     p = sub.add_parser("shrink", help=HELP, description=DESCRIPTION, epilog=EXIT_STATUS)
     p.add_argument("name", metavar="NAME",
-                   help="a chat model: a name as 'studio models list' prints it, a repo id or "
-                        "a path")
+                   help="a chat or image generation model: a name as 'studio models list' "
+                        "prints it, a repo id or a path")
     p.add_argument("--method", choices=tuple(SHRINK_METHODS), default="int8",
-                   help="int8 (default), int4 or fp8 weight-only")
+                   help="int8 (default), int4 or fp8 weight-only (image models: int8 or fp8)")
     p.add_argument("--out", default="", metavar="NAME",
                    help="the new model's name (default: NAME-METHOD)")
     p.add_argument("--eval-tokens", type=int, default=1024, metavar="N",
                    help="tokens of Shakespeare the perplexity is measured on (default 1024)")
+    p.add_argument("--steps", type=int, default=8, metavar="N",
+                   help="image models: steps of the sample image (default 8)")
+    p.add_argument("--size", type=int, default=0, metavar="PX",
+                   help="image models: the sample image's side in pixels (default: the "
+                        "family's size, at most 512)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -51,32 +63,12 @@ def _refused(exc: Exception) -> Exception:
     return UsageError(str(exc))
 
 
-def run_shrink(args: argparse.Namespace, context: Any, lookup: Any) -> int:
+def run_job(request: Any, title: str, args: argparse.Namespace, settings: Any,
+            paths: Any) -> tuple[int, Any]:
+    """Run a shrink job on the command line's engine: (exit status, the report or None)."""
     from studio.cli import fail
-    from studio.cli.common import cli_engine, quiet_libraries, wait_for
-    from studio.core.jobs import JobState, UserFacingError
-    from studio.core.requests import ShrinkRequest
-    from studio.library.catalog import list_models
-    from studio.library.manage import human_size
-    from studio.pipelines.chat.shrink import plan_shrink
-
-    settings, paths, _ = context()
-    entries = list_models(settings, paths)
-    entry = lookup(args.name, entries)
-    if entry.kind != "chat":
-        raise _refused(ValueError(f"{entry.name} is a {entry.kind_title} model; only chat "
-                                  "models can be made smaller here."))
-    request = ShrinkRequest(model=str(entry.path) if entry.source != "hf-cache" or not
-                            entry.repo_id else entry.repo_id, method=args.method,
-                            out_name=args.out, eval_tokens=args.eval_tokens)
-    quiet_libraries()
-    names = {e.name for e in entries}
-    try:
-        plan = plan_shrink(request, settings, paths, names.__contains__)
-    except UserFacingError as exc:
-        raise _refused(exc) from exc
-    if not args.json:
-        print(plan.describe(), flush=True)
+    from studio.cli.common import cli_engine, wait_for
+    from studio.core.jobs import JobState
 
     class Listener:
         def job_changed(self, job: Any) -> None:
@@ -92,25 +84,70 @@ def run_shrink(args: argparse.Namespace, context: Any, lookup: Any) -> int:
     engine = cli_engine(settings, paths)
     job = None
     try:
-        job = engine.submit(request, title=f"Make {entry.name} smaller", listener=Listener())
+        job = engine.submit(request, title=title, listener=Listener())
         interrupted = wait_for(engine, job)
     finally:
         engine.shutdown(wait=job is None or job.state.finished, timeout=10)
     if job.state is JobState.FAILED:
-        return fail(job.error or job.message or "making the model smaller failed", 1)
+        return fail(job.error or job.message or "making the model smaller failed", 1), None
     if interrupted or job.state is JobState.CANCELLED:
         print("studio: cancelled; nothing was saved", file=sys.stderr)
-        return 130
-    report = job.result
-    for warning in report.warnings:
+        return 130, None
+    for warning in job.result.warnings:
         print(f"studio: warning: {warning}", file=sys.stderr)
+    return 0, job.result
+
+
+def run_and_print(plan: Any, request: Any, title: str, args: argparse.Namespace, settings: Any,
+                  paths: Any) -> tuple[int, Any]:
+    """Say the plan, run the job, print its JSON or its before/after table: (exit status, the
+    report when the caller still has its closing lines to print, else None)."""
+    if not args.json:
+        print(plan.describe(), flush=True)
+    code, report = run_job(request, title, args, settings, paths)
+    if report is None:
+        return code, None
     if args.json:
         print(json.dumps(report.to_json(), indent=1))
-        return 0
+        return 0, None
     rows = [("", "before", "after", "change"), *report.rows()]
     width = max(len(r[0]) for r in rows)
     for what, before, after, change in rows:
         print(f"  {what:<{width}}  {before:>10}  {after:>10}  {change:>8}")
+    return 0, report
+
+
+def run_shrink(args: argparse.Namespace, context: Any, lookup: Any) -> int:
+    from studio.cli.common import quiet_libraries
+    from studio.core.jobs import UserFacingError
+    from studio.core.requests import ShrinkRequest
+    from studio.library.catalog import list_models
+    from studio.library.manage import human_size
+    from studio.pipelines.chat.shrink import plan_shrink
+
+    settings, paths, _ = context()
+    entries = list_models(settings, paths)
+    entry = lookup(args.name, entries)
+    if entry.kind == "image":
+        from studio.cli.models_shrink_image import run_image_shrink
+
+        return run_image_shrink(args, entry, entries, settings, paths)
+    if entry.kind != "chat":
+        raise _refused(ValueError(f"{entry.name} is a {entry.kind_title} model; only chat "
+                                  "and image generation models can be made smaller."))
+    request = ShrinkRequest(model=str(entry.path) if entry.source != "hf-cache" or not
+                            entry.repo_id else entry.repo_id, method=args.method,
+                            out_name=args.out, eval_tokens=args.eval_tokens)
+    quiet_libraries()
+    names = {e.name for e in entries}
+    try:
+        plan = plan_shrink(request, settings, paths, names.__contains__)
+    except UserFacingError as exc:
+        raise _refused(exc) from exc
+    code, report = run_and_print(plan, request, f"Make {entry.name} smaller", args, settings,
+                                 paths)
+    if report is None:
+        return code
     print(f"Saved {report.name} ({human_size(report.after.size_bytes)}) to {report.path}. "
           f"Chat with it: studio chat --model {report.name}")
     return 0

@@ -19,6 +19,7 @@ from studio.core.jobs import Handler, JobListener
 from studio.core.lanes import LoopSource
 from studio.core.requests import (
     GanWalkRequest,
+    ImageShrinkRequest,
     Img2ImgRequest,
     ShrinkRequest,
     TransformRequest,
@@ -99,6 +100,12 @@ def _shrink(engine: Engine) -> Any:
     return ShrinkService(engine.settings, engine.paths)
 
 
+def _image_shrink(engine: Engine) -> Any:
+    from studio.pipelines.diffusion.shrink import ImageShrinkService
+
+    return ImageShrinkService(engine.settings, engine.paths)
+
+
 def _unload(engine: Engine) -> Any:
     from studio.pipelines.model_cache import UnloadService
 
@@ -129,6 +136,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("gallery-search", GallerySearchRequest, _gallery_search,
                 "Loading the image search…"),
     ServiceSpec("shrink", ShrinkRequest, _shrink, "Loading the model to make smaller…"),
+    ServiceSpec("image-shrink", ImageShrinkRequest, _image_shrink,
+                "Loading the image model to make smaller…"),
     ServiceSpec("unload", UnloadRequest, _unload, "Unloading all models…"),
     ServiceSpec("download", HubDownloadRequest, _downloads, "Starting the download…", lane=IO),
     ServiceSpec("file-download", FileDownloadRequest, _downloads, "Starting the download…",

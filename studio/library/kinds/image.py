@@ -12,8 +12,10 @@ from studio.core.jobs import UserFacingError
 from studio.core.wording import count_of
 from studio.library.classify import diffusers_weight_files, files_precision
 from studio.library.entry import LibraryEntry
+from studio.library.families import label as family_label
 from studio.library.kinds import ModelKind
 from studio.library.models import ddpm_class_names, ddpm_shape, entry_for_path, find_txt2img_models
+from studio.library.shrunk import PRECISION_LABELS, shrink_info
 
 
 def _ddpm_detail(folder: Path) -> str:
@@ -48,10 +50,13 @@ def entries_for(models: list) -> Iterator[LibraryEntry]:
                                files_precision(diffusers_weight_files(m.path)), m.family,
                                m.repo_id, _ddpm_detail(m.path), ("Generate",))
             continue
+        shrunk = shrink_info(m.path) if m.format == "diffusers" else None
         if m.format == "diffusers":
             precision = files_precision(diffusers_weight_files(m.path))
             if any((m.path / "unet").glob("*.fp16.safetensors")) and "fp16" not in precision:
                 precision = f"{precision}, fp16 variant" if precision else "fp16 variant"
+            if shrunk is not None:  # made smaller in Studio: say how, not the dtypes
+                precision = PRECISION_LABELS[shrunk["method"]]
         elif m.path.suffix.lower() == ".gguf":
             from studio.library.split_files import gguf_precision, read_gguf_header
 
@@ -59,9 +64,12 @@ def entries_for(models: list) -> Iterator[LibraryEntry]:
         else:
             precision = files_precision([m.path]) if m.path.suffix == ".safetensors" else ""
         detail = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x",
-                  "sdxl": "Stable Diffusion XL"}.get(m.family, "a pickled checkpoint")
+                  "sdxl": "Stable Diffusion XL"}.get(m.family) or family_label(
+                      m.family, "a pickled checkpoint")
         if m.format == "split":
             detail = split_detail(m, precision)
+        if shrunk is not None:
+            detail = f"{detail}, made smaller from {shrunk.get('source', 'another model')}"
         yield LibraryEntry(m.name, "image", m.path, m.source, m.format, m.size_bytes,
                            precision, m.family, m.repo_id, detail, ("Generate", "Transform"))
 

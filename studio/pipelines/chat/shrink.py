@@ -122,12 +122,10 @@ class ShrinkReport:
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         """(what, before, after, change) for the table the dialog and the CLI show."""
-        from studio.library.manage import human_size
 
         b, a = self.before, self.after
         return [
-            ("Size on disk", human_size(b.size_bytes), human_size(a.size_bytes),
-             f"× {a.size_bytes / max(b.size_bytes, 1):.2f}"),
+            bytes_row("Size on disk", b.size_bytes, a.size_bytes),
             (f"Perplexity ({count_of(b.eval_tokens, 'token')} of Shakespeare)", f"{b.perplexity:.2f}",
              f"{a.perplexity:.2f}", f"{a.perplexity - b.perplexity:+.2f} "
              f"({100 * (a.perplexity / b.perplexity - 1) if b.perplexity else 0:+.1f}%)"),
@@ -139,6 +137,13 @@ class ShrinkReport:
         return {"source": self.source, "name": self.name, "path": str(self.path),
                 "method": self.method, "before": vars(self.before), "after": vars(self.after),
                 "warnings": self.warnings}
+
+
+def bytes_row(what: str, before: int, after: int) -> tuple[str, str, str, str]:
+    """A before/after table row of two byte counts and their ratio."""
+    from studio.library.manage import human_size
+
+    return (what, human_size(before), human_size(after), f"× {after / max(before, 1):.2f}")
 
 
 # -- checks -----------------------------------------------------------------------------------
@@ -316,6 +321,29 @@ def measure(loaded: Any, folder: Path, request: ShrinkRequest, cancel: CancelTok
 
 
 # -- the job ----------------------------------------------------------------------------------
+def job_device(settings: Settings) -> str:
+    """The device Settings name, or a sentence saying why it cannot be used."""
+    from studio.core.devices import resolve_device
+
+    try:
+        return resolve_device(settings.device)
+    except (RuntimeError, ValueError) as exc:
+        raise UserFacingError(str(exc)) from exc
+
+
+def work_folder(paths: Paths, out_name: str) -> Path:
+    """A hidden folder in the models folder the copy is written into before it is published."""
+    return paths.models_dir / f".{out_name}.importing-{work_file_tag()}{uuid.uuid4().hex[:8]}"
+
+
+def publish(work: Path, out: Path) -> None:
+    """Give the finished copy its name (refused if a model took the name while the job ran)."""
+    if out.exists():
+        raise UserFacingError(f"A model called {out.name} appeared while this ran; choose "
+                              "another name.")
+    work.rename(out)
+
+
 def _copy_side_files(src: Path, dest: Path) -> None:
     """Everything but the weights and config: tokenizer, chat template, README, licence."""
     for item in src.iterdir():
@@ -364,15 +392,12 @@ class ShrinkService:
         return taken
 
     def run(self, request: ShrinkRequest, progress: Any, cancel: CancelToken) -> ShrinkReport:
-        from studio.core.devices import resolve_device, resolve_dtype
+        from studio.core.devices import resolve_dtype
         from studio.pipelines.chat.loading import LoadOptions, load_chat_model
 
         settings, paths = self._settings(), self._paths()
         plan = plan_shrink(request, settings, paths, self._taken(settings, paths))
-        try:
-            device = resolve_device(settings.device)
-        except (RuntimeError, ValueError) as exc:
-            raise UserFacingError(str(exc)) from exc
+        device = job_device(settings)
         options = LoadOptions(resolve_dtype(settings.precision, device), "auto")
         total = 4
         progress(0, total, None)
@@ -382,8 +407,7 @@ class ShrinkService:
         del original
         progress(1, total, None)
         progress.message(f"Quantizing {plan.entry.name} to {plan.method}…")
-        work = paths.models_dir / f".{plan.out_name}.importing-{work_file_tag()}" \
-                                  f"{uuid.uuid4().hex[:8]}"
+        work = work_folder(paths, plan.out_name)
         try:
             quantize_and_save(plan, work)
             if cancel.cancelled:
@@ -392,10 +416,7 @@ class ShrinkService:
             (work / "studio_shrink.json").write_text(json.dumps(
                 {"source": plan.entry.name, "source_path": str(plan.entry.path),
                  "method": plan.method, "before": vars(before)}, indent=1), encoding="utf-8")
-            if plan.out_path.exists():  # made while this job ran
-                raise UserFacingError(f"A model called {plan.out_name} appeared while this ran; "
-                                      "choose another name.")
-            work.rename(plan.out_path)
+            publish(work, plan.out_path)
         finally:
             if work.exists():
                 shutil.rmtree(work, ignore_errors=True)

@@ -84,7 +84,11 @@ def _load_diffusers(entry: ModelEntry, dtype: Any):
         kwargs.update(_missing_optional(entry.path, family.optional_components))
     if dtype == torch.float16 and _has_fp16_variant(entry.path, denoiser):
         kwargs["variant"] = "fp16"  # half the bytes to read; the weights are the same model
-    return cls.from_pretrained(str(entry.path), **kwargs)
+    pipe = cls.from_pretrained(str(entry.path), **kwargs)
+    from studio.pipelines.diffusion.shrink import apply_storage
+
+    apply_storage(pipe, entry.path, dtype)  # a copy made smaller keeps its fp8 storage
+    return pipe
 
 
 def _load_single_file(entry: ModelEntry, dtype: Any, paths: Paths):

@@ -487,6 +487,9 @@ def apply_loras(pipe: Any, plan: LoraPlan, family: str, model_name: str) -> None
     again only get their weights set. A failure leaves ``pipe`` without LoRAs.
     """
     check_compatible(plan, family, model_name)
+    if plan.loras and getattr(pipe, "studio_fp8_storage", False):  # diffusion/shrink.py
+        raise UserFacingError(f"'{model_name}' keeps its denoiser in fp8, which LoRAs cannot be "
+                              "applied to; use the original model or an int8 copy with LoRAs.")
     loaded: _Loaded | None = getattr(pipe, _STATE_ATTR, None)
     if not plan.loras:
         if loaded is not None or _has_adapters(pipe):

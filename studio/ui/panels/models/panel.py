@@ -85,8 +85,8 @@ class DetailsPane(QFrame):
         self.hash_button = QPushButton("Compute SHA-256")
         self.remove_button = QPushButton("Remove…")
         self.shrink_button = QPushButton("Make smaller…")
-        self.shrink_button.setToolTip("Save a copy of this chat model with int8, int4 or fp8 "
-                                      "weights, and see size, perplexity and speed both ways")
+        self.shrink_button.setToolTip("Save a copy of this model with 8-bit (or 4-bit) "
+                                      "weights, and see size, quality and speed both ways")
         self.shrink_button.hide()
         self.message = QLabel("")
         self.message.setWordWrap(True)
@@ -117,7 +117,7 @@ class DetailsPane(QFrame):
     def show_entry(self, e: LibraryEntry | None, sha256: str | None = None) -> None:
         self.hash_button.setEnabled(e is not None)
         self.remove_button.setEnabled(e is not None)
-        self.shrink_button.setVisible(e is not None and e.kind == "chat")
+        self.shrink_button.setVisible(e is not None and e.kind in ("chat", "image"))
         self.shrink_button.setEnabled(bool(e is not None and shrinkable(e)))
         self.message.setText("")
         if e is None:
@@ -504,8 +504,9 @@ class ModelsPanel(QWidget):
         menu = QMenu(self.tree)
         shrink = menu.addAction("Make smaller…")
         shrink.setEnabled(shrinkable(entry))
-        if entry.kind != "chat":
-            shrink.setToolTip("Only chat models can be made smaller here.")
+        if not shrinkable(entry):
+            shrink.setToolTip("Only chat and image generation models can be made smaller "
+                              "here.")
         shrink.triggered.connect(lambda: self.open_shrink(entry))
         remove = menu.addAction("Remove…")
         remove.triggered.connect(lambda: (self.tree.select_path(entry.path),

@@ -1,10 +1,12 @@
-"""Make smaller… : a chat model's copy with int8, int4 or fp8 weights, with the numbers both ways.
+"""Make smaller… : a chat model's copy with int8, int4 or fp8 weights, or an image model's with
+its denoiser in int8 or fp8, with the numbers both ways.
 
 The method's plan (layers quantized, estimated size, and any refusal: a model already quantized,
 a layer the method cannot take, a taken name, too little disk) is worked out on the I/O pool;
 the work itself is a ``shrink`` job of the GPU lane (it shows in the queue), followed through its
 handle. When it ends the dialog shows size, perplexity on the shipped text and tokens/s before
-and after, and the Models list shows the new entry.
+and after (an image model: size, the denoiser's bytes, seconds per step, and the two sample images
+side by side with their difference), and the Models list shows the new entry.
 """
 
 from __future__ import annotations
@@ -27,20 +29,27 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from studio.core.requests import SHRINK_METHODS, ShrinkRequest
+from studio.core.requests import (
+    IMAGE_SHRINK_METHODS,
+    SHRINK_METHODS,
+    ImageShrinkRequest,
+    ShrinkRequest,
+)
 from studio.library.catalog import LibraryEntry
 from studio.ui.context import AppContext
 from studio.ui.widgets.input_policy import fit_size_to_screen
 from studio.workers.lanes import Calls
 
 ERROR_COLOR = "#e5484d"
+SAMPLE_SIDE = 200  # pixels each sample image takes in the dialog
 INT4_NOTE = ("int4 values are stored one per byte (torchao's packed int4 needs a CUDA GPU with "
              "its mslk kernels), so the file is about int8's size, with int4's rounding.")
 
 
 def shrinkable(entry: LibraryEntry) -> bool:
-    """A chat model (the dialog says why one cannot be shrunk: already quantized, …)."""
-    return entry.kind == "chat"
+    """A chat or image generation model (the dialog says why one cannot be shrunk: already
+    quantized, …)."""
+    return entry.kind in ("chat", "image")
 
 
 class ShrinkDialog(QDialog):
@@ -60,16 +69,24 @@ class ShrinkDialog(QDialog):
         self.plans = 0  # finished estimates (tests wait on it)
         self._asked = 0  # the estimate the dialog waits for (older answers are dropped)
         self._named_by_hand = False
+        self.image = entry.kind == "image"
         self.setWindowTitle(f"Make {entry.name} smaller")
-        fit_size_to_screen(self, 640, 520)
+        fit_size_to_screen(self, 640, 660 if self.image else 520)
 
         intro = QLabel("Save a copy whose linear layers keep their weights in fewer bits "
                        "(torchao, weight-only). The original stays as it is; the copy appears "
-                       "next to it and loads in Chat and studio serve like any model.")
+                       "next to it and loads in Chat and studio serve like any model."
+                       if not self.image else
+                       "Save a copy whose denoiser (the UNet or transformer, most of the model "
+                       "and all of each step's work) keeps its weights in 8 bits. The original "
+                       "stays as it is; the copy appears next to it and loads in Generate and "
+                       "studio serve like any model. One sample image is drawn with each at "
+                       "the same seed and prompt, so you can compare them.")
         intro.setWordWrap(True)
         self.methods = QButtonGroup(self)
         method_rows = QVBoxLayout()
-        for index, (key, words) in enumerate(SHRINK_METHODS.items()):
+        choices = IMAGE_SHRINK_METHODS if self.image else SHRINK_METHODS
+        for index, (key, words) in enumerate(choices.items()):
             button = QRadioButton(words)
             button.setProperty("method", key)
             button.setChecked(index == 0)
@@ -98,6 +115,22 @@ class ShrinkDialog(QDialog):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.hide()
+        self.samples = QHBoxLayout()  # an image model's two sample images, side by side
+        self.sample_labels: list[QLabel] = []
+        self.sample_captions: list[QLabel] = []
+        for _side in ("before", "after"):
+            side = QVBoxLayout()
+            caption, label = QLabel(), QLabel()
+            caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            caption.setWordWrap(True)
+            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            caption.hide()
+            label.hide()
+            self.sample_captions.append(caption)
+            self.sample_labels.append(label)
+            side.addWidget(caption)
+            side.addWidget(label)
+            self.samples.addLayout(side, 1)
         self.start_button = QPushButton("Make smaller")
         self.start_button.setProperty("accent", True)
         self.start_button.setEnabled(False)
@@ -119,6 +152,7 @@ class ShrinkDialog(QDialog):
         column.addWidget(self.progress)
         column.addWidget(self.status)
         column.addWidget(self.table, 1)
+        column.addLayout(self.samples)
         column.addStretch(0)
         column.addLayout(buttons)
         self.estimate()
@@ -149,15 +183,17 @@ class ShrinkDialog(QDialog):
         else:
             self.estimate()
 
-    def request(self) -> ShrinkRequest:
+    def request(self) -> ShrinkRequest | ImageShrinkRequest:
         spec = self.entry.repo_id if self.entry.source == "hf-cache" and self.entry.repo_id \
             else str(self.entry.path)
-        return ShrinkRequest(model=spec, method=self.method(), out_name=self.name.text().strip())
+        kind = ImageShrinkRequest if self.image else ShrinkRequest
+        return kind(model=spec, method=self.method(), out_name=self.name.text().strip())
 
     @Slot()
     def estimate(self) -> None:
         """Work out the plan (or the refusal) off the GUI thread."""
         from studio.pipelines.chat.shrink import plan_shrink
+        from studio.pipelines.diffusion.shrink import plan_image_shrink
 
         if self.job is not None:
             return
@@ -167,7 +203,8 @@ class ShrinkDialog(QDialog):
         self.plan = None
         self.start_button.setEnabled(False)
         self._say_plan("Estimating…")
-        self._calls.run(lambda: plan_shrink(request, settings, paths, names.__contains__),
+        planner: Any = plan_image_shrink if self.image else plan_shrink
+        self._calls.run(lambda: planner(request, settings, paths, names.__contains__),
                         lambda plan: self._on_plan(asked, plan),
                         lambda message: self._on_refused(asked, message))
 
@@ -183,7 +220,9 @@ class ShrinkDialog(QDialog):
         notes = []
         if plan.method == "int4":
             notes.append(INT4_NOTE)
-        self._say_plan(" ".join([plan.describe(), "The output head stays as it is.", *notes]))
+        if not self.image:
+            notes.insert(0, "The output head stays as it is.")
+        self._say_plan(" ".join([plan.describe(), *notes]))
         self.start_button.setEnabled(self.job is None)
 
     def _on_refused(self, asked: int, message: str) -> None:
@@ -198,6 +237,8 @@ class ShrinkDialog(QDialog):
         if self.plan is None or self.job is not None:
             return None
         self.table.hide()
+        for label in (*self.sample_labels, *self.sample_captions):
+            label.hide()
         self.progress.setValue(0)
         self.progress.show()
         self.cancel_button.show()
@@ -249,12 +290,35 @@ class ShrinkDialog(QDialog):
                 self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
         self.table.show()
-        self._finish(" ".join([f"Saved {report.name} in {report.path.parent}; pick it in Chat.",
-                               *report.warnings]))
+        if self.image:
+            self._show_samples(report)
+        where = "Generate" if self.image else "Chat"
+        self._finish(" ".join([f"Saved {report.name} in {report.path.parent}; pick it in "
+                               f"{where}.", *report.warnings]))
         self.names.add(report.name)
         self._named_by_hand = False
         self.made.emit(report.path)
         self.name.setText(self._default_name())  # the next estimate says the name is taken
+
+    def _show_samples(self, report: Any) -> None:
+        """The two sample images side by side, each with what it is."""
+        from PySide6.QtGui import QPixmap
+
+        from studio.workers.thumbnails import pil_to_qimage
+
+        request = report.request
+        sides = zip(self.sample_labels, self.sample_captions, (report.before, report.after),
+                    (f"Before: {report.source}", f"After: {report.name}"), strict=True)
+        for label, caption, measure, what in sides:
+            pixmap = QPixmap.fromImage(pil_to_qimage(measure.image)).scaled(
+                SAMPLE_SIDE, SAMPLE_SIDE, Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation)
+            label.setPixmap(pixmap)
+            label.setToolTip(f"{what} — seed {request.seed}, {request.steps} steps, "
+                             f"“{request.prompt}”")
+            caption.setText(what)
+            caption.show()
+            label.show()
 
     def shutdown(self) -> None:
         self._calls.wait(10_000)
