@@ -205,3 +205,28 @@ def test_the_page_shows_and_edits_captions_trains_samples_and_fills_the_library(
     loras = default_lora_scanner(Settings(device="cpu"), paths)  # Generate's LoRA list
     assert [Path(e.path) for e in loras] == [paths.models_dir / "loras" / "mine.safetensors"]
     assert (paths.models_dir / "loras" / "mine.preview.png").is_file()
+
+
+def test_an_sdxl_base_trains_in_the_lesson_and_its_run_exports_kohya_sdxl(tmp_path,
+                                                                         tiny_sdxl_dir):
+    import torch
+    from safetensors.torch import load_file
+
+    from studio.core.config import default_paths
+    from studio.pipelines.train.export import export_run
+    from studio.pipelines.train.lora_sd_lesson import LoraSDLesson
+    from studio.pipelines.train.runs import Run
+
+    lesson = LoraSDLesson({"steps": 2, "sample_every": 0, "resolution": "128", "lr": 1e-3,
+                           "model": str(tiny_sdxl_dir), "name": "xl", "rank": 2}, seed=0)
+    _steps(lesson, 2)
+    assert lesson.core.family == "sdxl" and lesson.snapshot()["resolution"] == 128
+    saved = Path(lesson.saved)
+    run = Run.create(tmp_path / "runs", "lora-sd", 0, lesson.config)
+    run.save_checkpoint(lesson)
+    done = export_run(run.path, default_paths().models_dir, "xl-run")
+    exported = done.path / "xl-run.safetensors"
+    first, second = load_file(str(saved)), load_file(str(exported))
+    assert any(k.startswith("lora_unet_input_blocks_") for k in first)
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k])
+                                                 for k in first)

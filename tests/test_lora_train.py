@@ -146,10 +146,74 @@ def test_cli_trains_a_lora_and_bad_folders_exit_2(studio_home, tmp_path, tiny_sd
     assert bad.returncode == 2 and "has no readable images" in bad.stderr
 
 
-def test_an_sdxl_base_is_refused_with_what_is_supported(studio_home, tmp_path, tiny_sdxl_dir):
+def test_sdxl_lora_learns_is_kohya_sdxl_and_changes_generate(studio_home, tmp_path,
+                                                            tiny_sdxl_dir):
+    """SDXL: two text encoders, pooled embeds and add_time_ids; the loss on a fixed batch falls;
+    the file has kohya's SDXL keys (the original UNet's input/middle/output blocks) and ss_
+    metadata, Generate lists it for SDXL models and applies it as plain diffusers does."""
+    from studio.library.classify import lora_base
+    from studio.library.detect import read_safetensors_header
+
     data = make_folder(tmp_path / "data")
-    trainer = LoraTrainer(config(data, tiny_sdxl_dir), SETTINGS, default_paths())
-    with pytest.raises(UserFacingError, match="supports Stable Diffusion 1.x models for now"):
+    paths = default_paths()
+    trainer = LoraTrainer(config(data, tiny_sdxl_dir, name="inkxl", steps=8, lr=2e-2, rank=4,
+                                 alpha=4.0), SETTINGS, paths)
+    trainer.prepare()
+    assert trainer.family == "sdxl" and trainer.texts[0][1] is not None  # the pooled embed
+    assert trainer.time_ids[1].tolist() == [64.0, 96.0, 0.0, 16.0, 64.0, 64.0]  # crop from 96
+    before = trainer.fixed_loss()
+    out = trainer.run()
+    assert trainer.fixed_loss() < before
+    with safe_open(str(out), "pt") as f:
+        keys, meta = list(f.keys()), f.metadata()
+    assert keys and all(k.startswith("lora_unet_") for k in keys)
+    assert any(k.startswith("lora_unet_input_blocks_") for k in keys)
+    assert any(k.startswith("lora_unet_middle_block_1_") for k in keys)
+    assert any(k.startswith("lora_unet_output_blocks_") for k in keys)
+    assert not any("down_blocks" in k or "up_blocks" in k for k in keys)
+    assert meta["ss_base_model_version"] == "sdxl_base_v1-0"
+    assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
+    assert lora_base(read_safetensors_header(out))[0] == "sdxl"  # listed for SDXL models
+
+    service = Txt2ImgService(lambda: SETTINGS, default_paths, cache=ModelCache())
+    kw = dict(model=str(tiny_sdxl_dir), prompt="inkstyle fox", steps=2, width=64, height=64,
+              cfg=6.0, seed=5)
+    ours = np.asarray(service.run(Txt2ImgRequest(**kw, loras=[{"name": "inkxl", "weight": 1.0}]),
+                                  RecordingSink(), CancelToken())[0].image)
+    bare = np.asarray(service.run(Txt2ImgRequest(**kw), RecordingSink(),
+                                  CancelToken())[0].image)
+    assert not np.array_equal(ours, bare)  # the LoRA changes the picture
+    from diffusers import StableDiffusionXLPipeline
+
+    # plain diffusers reads kohya's SDXL names too (each path's pictures compared with its own)
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(tiny_sdxl_dir), local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+
+    def plain() -> np.ndarray:
+        return np.asarray(pipe("inkstyle fox", num_inference_steps=2, guidance_scale=6.0,
+                               width=64, height=64,
+                               generator=torch.Generator("cpu").manual_seed(5)).images[0])
+
+    without = plain()
+    pipe.load_lora_weights(str(out.parent), weight_name=out.name)
+    assert list(pipe.get_list_adapters()) == ["unet"] and not np.array_equal(plain(), without)
+
+
+def test_sgm_names_follow_the_original_unet():
+    from studio.pipelines.train.lora_sd import sgm_unet_module
+
+    tail = "transformer_blocks.0.attn1.to_q"
+    assert sgm_unet_module(f"down_blocks.1.attentions.0.{tail}", 2) == f"input_blocks.4.1.{tail}"
+    assert sgm_unet_module(f"down_blocks.2.attentions.1.{tail}", 2) == f"input_blocks.8.1.{tail}"
+    assert sgm_unet_module(f"mid_block.attentions.0.{tail}", 2) == f"middle_block.1.{tail}"
+    assert sgm_unet_module(f"up_blocks.0.attentions.2.{tail}", 2) == f"output_blocks.2.1.{tail}"
+    assert sgm_unet_module(f"up_blocks.1.attentions.0.{tail}", 2) == f"output_blocks.3.1.{tail}"
+
+
+def test_a_family_training_does_not_support_is_refused(studio_home, tmp_path, tiny_sd3_dir):
+    data = make_folder(tmp_path / "data")
+    trainer = LoraTrainer(config(data, tiny_sd3_dir), SETTINGS, default_paths())
+    with pytest.raises(UserFacingError, match="supports Stable Diffusion 1.x and SDXL models"):
         trainer.prepare()
 
 

@@ -22,9 +22,10 @@ from typing import Any
 from studio.core.wording import count_of
 
 NAME = "train-lora"
-HELP = "train a LoRA (SD 1.x) on a folder of your images"
+HELP = "train a LoRA (SD 1.x or SDXL) on a folder of your images"
 EXIT_STATUS = ("Exit status: 0 done; 1 the training failed (the message says why); 2 bad input "
-               "(no images, a model that is not in the library or not SD 1.x, an invalid value); "
+               "(no images, a model that is not in the library or not SD 1.x/SDXL, an invalid "
+               "value); "
                "130 Ctrl+C (the latest checkpoint and LoRA file are kept).")
 LINES_PER_RUN = 20
 
@@ -33,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", type=Path, metavar="FOLDER",
                         help="the images, with .txt captions beside them (cat.png + cat.txt)")
     parser.add_argument("--base", required=True, metavar="MODEL",
-                        help="the SD 1.x model from the library (name or path) to train on")
+                        help="the SD 1.x or SDXL model from the library (name or path) to "
+                             "train on")
     parser.add_argument("--name", required=True, help="the LoRA's name (its file name)")
     parser.add_argument("--trigger", default="", help="a word put before every caption")
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank (network dim)")

@@ -54,14 +54,16 @@ def duration(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60} min"
 
 
-def _sd1_models() -> list[tuple[str, str]]:
-    """(name, spec) of the library's SD 1.x models, for the base-model picker (I/O pool)."""
+def _trainable_models() -> list[tuple[str, str]]:
+    """(name, spec) of the library's models LoRA training supports (SD 1.x, SDXL), for the
+    base-model picker (I/O pool)."""
     from studio.core.config import default_paths, load_settings
     from studio.library.models import find_txt2img_models
+    from studio.pipelines.train.lora_sd import SUPPORTED_FAMILIES
 
     settings = load_settings().settings
     models = find_txt2img_models(settings, settings.resolved_paths(default_paths()))
-    return [(m.name, str(m.path)) for m in models if m.family == "sd1"]
+    return [(m.name, str(m.path)) for m in models if m.family in SUPPORTED_FAMILIES]
 
 
 def _captioner_found() -> bool:
@@ -97,7 +99,8 @@ class LoraSDView(LessonView):
 
         self.model_box = QComboBox()
         self.model_box.setObjectName("loraBaseModel")
-        self.model_box.setToolTip("The SD 1.x model the LoRA is trained for (from the library)")
+        self.model_box.setToolTip("The SD 1.x or SDXL model the LoRA is trained for "
+                                      "(from the library)")
         self.model_box.addItem("Tiny model (random weights)", TINY)
         self.model_box.activated.connect(self._model_chosen)
         self.folder_button = QPushButton("Image folder…")
@@ -180,7 +183,7 @@ class LoraSDView(LessonView):
         layout.addLayout(pick)
         layout.addWidget(self.info)
         layout.addLayout(body, 1)
-        self._calls.run(_sd1_models, self._fill_models, lambda _why: None)
+        self._calls.run(_trainable_models, self._fill_models, lambda _why: None)
         self._calls.run(_captioner_found, self._show_captioner, lambda _why: None)
 
     # -- what the trainer sends ----------------------------------------------------------------
