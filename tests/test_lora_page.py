@@ -218,7 +218,10 @@ def test_an_sdxl_base_trains_in_the_lesson_and_its_run_exports_kohya_sdxl(tmp_pa
     from studio.pipelines.train.runs import Run
 
     lesson = LoraSDLesson({"steps": 2, "sample_every": 0, "resolution": "128", "lr": 1e-3,
-                           "model": str(tiny_sdxl_dir), "name": "xl", "rank": 2}, seed=0)
+                           "model": str(tiny_sdxl_dir), "name": "xl", "rank": 2,
+                           "train_text_encoder": True}, seed=0)
+    lesson.set_param("text_encoder_lr", 2e-4)  # live: the encoders' groups only
+    assert [g["lr"] for g in lesson.core.optimizer.param_groups] == [1e-3, 2e-4, 2e-4]
     _steps(lesson, 2)
     assert lesson.core.family == "sdxl" and lesson.snapshot()["resolution"] == 128
     saved = Path(lesson.saved)
@@ -228,5 +231,6 @@ def test_an_sdxl_base_trains_in_the_lesson_and_its_run_exports_kohya_sdxl(tmp_pa
     exported = done.path / "xl-run.safetensors"
     first, second = load_file(str(saved)), load_file(str(exported))
     assert any(k.startswith("lora_unet_input_blocks_") for k in first)
+    assert any(k.startswith("lora_te2_") for k in first)
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k])
                                                  for k in first)

@@ -223,3 +223,42 @@ def test_a_caption_that_starts_with_the_trigger_is_not_doubled(tmp_path):
     found = scan_folder(data, "inkstyle", 64)
     assert found.examples[0].caption == "inkstyle, a cat"
     assert found.examples[1].caption == "inkstyle, red square, pattern1"
+
+
+def test_text_encoder_training_saves_kohya_te_keys_that_load(studio_home, tmp_path,
+                                                             tiny_sd15_dir, tiny_sdxl_dir):
+    """Text-encoder LoRA layers train with their own learning rate and are saved as kohya's
+    lora_te_ (SD 1.x) or lora_te1_/lora_te2_ (SDXL); Generate applies them as diffusers does."""
+    from diffusers import StableDiffusionPipeline
+
+    data = make_folder(tmp_path / "data")
+    paths = default_paths()
+    sd1 = LoraTrainer(config(data, tiny_sd15_dir, name="te1", steps=3, train_text_encoder=True,
+                             text_encoder_lr=5e-2), SETTINGS, paths)
+    sd1.prepare()
+    assert [g["lr"] for g in sd1.optimizer.param_groups] == [1e-2, 5e-2]
+    out = sd1.run()
+    with safe_open(str(out), "pt") as f:
+        keys, meta = list(f.keys()), f.metadata()
+    assert any(k.startswith("lora_te_text_model_encoder_layers_0_self_attn_q_proj.") for k in keys)
+    assert {k.split("_")[1] for k in keys} == {"unet", "te"}
+    assert meta["ss_text_encoder_lr"] == "0.05" and meta["ss_network_train_unet_only"] == "False"
+    service = Txt2ImgService(lambda: SETTINGS, default_paths, cache=ModelCache())
+    request = Txt2ImgRequest(model=str(tiny_sd15_dir), prompt="inkstyle fox", steps=2, width=64,
+                             height=64, cfg=6.0, seed=5, loras=[{"name": "te1", "weight": 1.0}])
+    ours = np.asarray(service.run(request, RecordingSink(), CancelToken())[0].image)
+    pipe = StableDiffusionPipeline.from_pretrained(str(tiny_sd15_dir), safety_checker=None,
+                                                   local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_lora_weights(str(out.parent), weight_name=out.name)
+    assert sorted(pipe.get_list_adapters()) == ["text_encoder", "unet"]
+    plain = np.asarray(pipe("inkstyle fox", num_inference_steps=2, guidance_scale=6.0, width=64,
+                            height=64, generator=torch.Generator("cpu").manual_seed(5)).images[0])
+    assert np.array_equal(ours, plain)
+
+    xl = LoraTrainer(config(data, tiny_sdxl_dir, name="te2", steps=2, train_text_encoder=True),
+                     SETTINGS, paths)
+    xl.prepare()
+    with safe_open(str(xl.run()), "pt") as f:
+        prefixes = {k.split("_text_model_")[0] for k in f.keys() if "_text_model_" in k}
+    assert prefixes == {"lora_te1", "lora_te2"}

@@ -42,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=float, default=None,
                         help="LoRA alpha (default: the rank)")
     parser.add_argument("--lr", type=float, default=1e-4, help="learning rate")
+    parser.add_argument("--train-text-encoder", action="store_true",
+                        help="LoRA layers in the text encoder(s) too (kohya's lora_te keys)")
+    parser.add_argument("--text-encoder-lr", type=float, default=None, metavar="LR",
+                        help="the text encoder's learning rate (default: --lr)")
     parser.add_argument("--steps", type=int, default=500, help="training steps")
     parser.add_argument("--resolution", type=int, default=512,
                         help="training size in pixels (buckets keep about this area)")
@@ -108,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, seed=args.seed, save_every=args.save_every,
         sample_every=args.sample_every, sample_prompts=args.sample_prompts,
         mixed_precision=args.mixed_precision,
-        gradient_checkpointing=args.gradient_checkpointing, out_dir=args.out)
+        gradient_checkpointing=args.gradient_checkpointing, out_dir=args.out,
+        train_text_encoder=args.train_text_encoder, text_encoder_lr=args.text_encoder_lr)
     from studio.core.devices import resolve_device
 
     device = resolve_device(args.device or settings.device)

@@ -318,7 +318,7 @@ class LoraTrainer:
         and ``dataset``: cache its latents and prompts and add the LoRA adapters."""
         import torch
         from accelerate import Accelerator
-        from peft import LoraConfig
+        from peft import LoraConfig, inject_adapter_in_model
 
         cfg = self.config
         self.dataset, self.base_name, self.family = dataset, base_name, family
@@ -336,11 +336,11 @@ class LoraTrainer:
             unet.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha,  # type: ignore[arg-type]
                                         init_lora_weights="gaussian",
                                         target_modules=UNET_TARGETS))
-            if cfg.train_text_encoder:
+            if cfg.train_text_encoder:  # PEFT's own injection (transformers' wants peft 0.22)
                 for encoder in self.encoders.values():
-                    encoder.add_adapter(LoraConfig(
+                    inject_adapter_in_model(LoraConfig(
                         r=cfg.rank, lora_alpha=cfg.alpha,  # type: ignore[arg-type]
-                        init_lora_weights="gaussian", target_modules=TEXT_TARGETS))
+                        init_lora_weights="gaussian", target_modules=TEXT_TARGETS), encoder)
         models = {"unet": unet, **(self.encoders if cfg.train_text_encoder else {})}
         if cfg.gradient_checkpointing:
             unet.enable_gradient_checkpointing()

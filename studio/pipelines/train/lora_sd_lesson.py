@@ -214,6 +214,13 @@ class LoraSDLesson(Trainer):
                   help="The update is scaled by alpha / rank (kohya's network alpha)."),
         tl.lr_spec(1e-4, "AdamW's step size; 1e-4 is usual for SD 1.x and SDXL LoRAs, the "
                          "tiny model likes 1e-3."),
+        ParamSpec("train_text_encoder", False, "bool", label="Train text encoder",
+                  help="LoRA layers in the text encoder(s) too: captions' words learn the "
+                       "style as well (a bigger file; saved as kohya's lora_te keys)."),
+        ParamSpec("text_encoder_lr", 5e-5, "float", minimum=1e-7, maximum=10.0, live=True,
+                  log_scale=True, label="Text-encoder LR",
+                  help="The text encoder's own learning rate (kohya's text_encoder_lr); "
+                       "usually half the UNet's or less."),
         ParamSpec("steps", 500, "int", minimum=1, maximum=1_000_000, live=True,
                   label="Steps", help="Training stops here and writes the LoRA."),
         ParamSpec("resolution", "auto", "choice", choices=RESOLUTIONS,
@@ -282,7 +289,9 @@ class LoraSDLesson(Trainer):
             trigger=str(cfg["trigger"]), rank=int(cfg["rank"]), alpha=float(cfg["alpha"]),
             lr=float(cfg["lr"]), steps=int(cfg["steps"]), resolution=TINY_SIDE,
             repeats=int(cfg["repeats"]), seed=seed, sample_steps=int(cfg["sample_steps"]),
-            sample_seed=int(cfg["sample_seed"])), self.settings, self.paths, device)
+            sample_seed=int(cfg["sample_seed"]),
+            train_text_encoder=bool(cfg["train_text_encoder"]),
+            text_encoder_lr=float(cfg["text_encoder_lr"])), self.settings, self.paths, device)
         if model:  # the model first: its family gives the resolution ("auto")
             pipe, base_name, family = self.core.load_base()
         else:
@@ -323,8 +332,10 @@ class LoraSDLesson(Trainer):
 
     def on_param_changed(self, name: str) -> None:
         cfg, core = self.config, self.core.config
-        if name == "lr":
-            tl.set_lr(self.core.optimizer, float(cfg["lr"]))
+        if name in ("lr", "text_encoder_lr"):  # group 0 is the UNet's, the others the encoders'
+            groups = self.core.optimizer.param_groups
+            for group in groups[:1] if name == "lr" else groups[1:]:
+                group["lr"] = float(cfg[name])
         elif name == "sample_prompts":
             self._set_prompts()
         elif name in ("sample_seed", "sample_steps", "steps"):
