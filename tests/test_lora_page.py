@@ -94,7 +94,9 @@ def test_bad_folder_name_and_missing_captioner_are_sentences(tmp_path):
         LoraSDLesson.validate_config({"dataset": "folder", "data_folder": str(tmp_path / "x")})
     with pytest.raises(InvalidParameter, match="cannot be a LoRA file name"):
         LoraSDLesson.validate_config({"name": "a/b"})
-    assert LoraSDLesson.unavailable_choices() == {"captions": {"blip": NEEDS}}
+    unavailable = LoraSDLesson.unavailable_choices()
+    assert unavailable["captions"] == {"blip": NEEDS}
+    assert "CUDA GPU" in unavailable["optimizer"]["adamw8bit"]  # greyed out, with the reason
     assert DOWNLOAD_LINE in NEEDS
     with pytest.raises(InvalidParameter, match="hf download Salesforce/blip"):
         LoraSDLesson.validate_config({"captions": "blip"})
@@ -139,7 +141,7 @@ def test_blip_in_the_hf_cache_captions_only_the_images_without_a_caption(tmp_pat
     assert find_captioner() is None
     snap = add_to_hub_cache(hf_home, "Salesforce/blip-image-captioning-base",
                             _tiny_blip(tmp_path / "blip"))
-    assert find_captioner() == snap and LoraSDLesson.unavailable_choices() == {}
+    assert find_captioner() == snap and "captions" not in LoraSDLesson.unavailable_choices()
     assert LoraSDLesson.validate_config({"captions": "blip"})["captions"] == "blip"
     folder = _folder(tmp_path / "images")
     assert caption_missing(sorted(folder.glob("*.png"))) == [folder / "img2.txt"]
@@ -186,6 +188,9 @@ def test_the_page_shows_and_edits_captions_trains_samples_and_fills_the_library(
     assert texts == ["img0.png — red square, pattern", "img1.png — blue circle",
                      "img2.png — (no caption)"]
     assert "1 of 3 image(s) have no .txt caption" in view.info.full_text()
+    # the memory estimate before the first step (a CPU: it says so)
+    assert view.estimate.full_text().startswith("SD 1.x LoRA at 128 px, rank 8: ~")
+    assert "On the CPU this is slow" in view.estimate.full_text()
     view.images.setCurrentRow(2)
     view.caption_edit.setText("green triangle")
     view.save_button.click()

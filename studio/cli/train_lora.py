@@ -64,6 +64,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train in half precision (GPUs)")
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="less memory, slower steps")
+    parser.add_argument("--no-cache-latents", dest="cache_latents", action="store_false",
+                        help="encode the images at every step (the VAE stays on the GPU)")
+    parser.add_argument("--no-cache-text", dest="cache_text", action="store_false",
+                        help="encode the captions at every step")
+    parser.add_argument("--optimizer", choices=("adamw", "adamw8bit"), default="adamw",
+                        help="adamw8bit: bitsandbytes' 8-bit AdamW (CUDA only)")
+    parser.add_argument("--no-sdpa", dest="sdpa", action="store_false",
+                        help="the plain attention instead of PyTorch's SDPA")
     parser.add_argument("--device", default=None, help="cpu, cuda, … (default: Settings')")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="folder for the LoRA file (default: the library's loras folder)")
@@ -100,7 +108,12 @@ def run(args: argparse.Namespace) -> int:
     from studio.cli import EXIT_INTERRUPTED, UsageError
     from studio.core.config import default_paths, load_settings
     from studio.core.jobs import UserFacingError
-    from studio.pipelines.train.lora_sd import LoraTrainConfig, LoraTrainer, StepReport
+    from studio.pipelines.train.lora_sd import (
+        LoraTrainConfig,
+        LoraTrainer,
+        StepReport,
+        device_memory,
+    )
 
     loaded = load_settings()
     settings = loaded.settings
@@ -113,7 +126,9 @@ def run(args: argparse.Namespace) -> int:
         sample_every=args.sample_every, sample_prompts=args.sample_prompts,
         mixed_precision=args.mixed_precision,
         gradient_checkpointing=args.gradient_checkpointing, out_dir=args.out,
-        train_text_encoder=args.train_text_encoder, text_encoder_lr=args.text_encoder_lr)
+        train_text_encoder=args.train_text_encoder, text_encoder_lr=args.text_encoder_lr,
+        cache_latents=args.cache_latents, cache_text=args.cache_text, optimizer=args.optimizer,
+        sdpa=args.sdpa)
     from studio.core.devices import resolve_device
 
     device = resolve_device(args.device or settings.device)
@@ -129,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"LoRA '{args.name}' on {trainer.base_name}: {len(trainer.dataset.examples)} "
               f"image(s), {count_of(args.steps, 'step')} → {trainer.lora_file}", file=sys.stderr,
               flush=True)
+        print(trainer.estimate(device_memory(device)).sentence, file=sys.stderr, flush=True)
     show_every = max(1, args.steps // LINES_PER_RUN)
     smooth: list[float] = []
 

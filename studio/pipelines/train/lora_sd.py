@@ -70,6 +70,10 @@ class LoraTrainConfig:
     gradient_checkpointing: bool = False
     train_text_encoder: bool = False
     text_encoder_lr: float | None = None  # None: ``lr``
+    cache_latents: bool = True  # VAE latents made once (the VAE leaves the GPU), else each step
+    cache_text: bool = True  # prompt embeddings made once, unless the text encoder trains
+    optimizer: str = "adamw"  # "adamw", "adamw8bit" (bitsandbytes, CUDA only)
+    sdpa: bool = True  # PyTorch's scaled-dot-product attention in the UNet, else the plain one
     out_dir: Path | None = None  # default: the library's models/loras
 
     def validate(self) -> None:
@@ -89,6 +93,50 @@ class LoraTrainConfig:
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise UserFacingError(f"Mixed precision is 'no', 'fp16' or 'bf16', not "
                                   f"'{self.mixed_precision}'.")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserFacingError(f"The optimizer is one of {', '.join(OPTIMIZERS)}, not "
+                                  f"'{self.optimizer}'.")
+
+    @property
+    def text_cached(self) -> bool:
+        return self.cache_text and not self.train_text_encoder
+
+
+OPTIMIZERS = ("adamw", "adamw8bit")
+
+
+def device_memory(device: str) -> int | None:
+    """The GPU's memory in bytes (None on a CPU), for the estimate's "fits" or "does not"."""
+    import torch
+
+    if not str(device).startswith("cuda") or not torch.cuda.is_available():
+        return None
+    return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
+
+
+def device_problems(device: str) -> dict[str, dict[str, str]]:
+    """Per option, the choices this device cannot use and why: fp16 needs a CUDA GPU, bf16 on
+    a CPU only where PyTorch's CPU autocast runs it, 8-bit AdamW needs bitsandbytes on CUDA."""
+    import importlib.util
+
+    import torch
+
+    out: dict[str, dict[str, str]] = {"mixed_precision": {}, "optimizer": {}}
+    cuda = str(device).startswith("cuda") and torch.cuda.is_available()
+    if not cuda:
+        out["mixed_precision"]["fp16"] = ("fp16 needs a CUDA GPU; on the CPU choose bf16 (works "
+                                          "where the CPU supports it, often slower) or no.")
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                torch.nn.functional.linear(torch.ones(2, 2), torch.ones(2, 2))
+        except (RuntimeError, TypeError) as exc:
+            out["mixed_precision"]["bf16"] = f"bf16 does not run on this CPU ({exc})."
+        out["optimizer"]["adamw8bit"] = ("8-bit AdamW (bitsandbytes) runs on a CUDA GPU only; "
+                                         "on the CPU use AdamW.")
+    elif importlib.util.find_spec("bitsandbytes") is None:
+        out["optimizer"]["adamw8bit"] = ("8-bit AdamW needs the bitsandbytes package: "
+                                         "pip install bitsandbytes")
+    return {k: v for k, v in out.items() if v}
 
 
 # -- the data -----------------------------------------------------------------------------------
@@ -267,6 +315,11 @@ class LoraTrainer:
     def __init__(self, config: LoraTrainConfig, settings: Settings, paths: Paths,
                  device: str = "cpu") -> None:
         config.validate()
+        problems = device_problems(device)
+        for option in ("mixed_precision", "optimizer"):
+            why = problems.get(option, {}).get(getattr(config, option))
+            if why:
+                raise UserFacingError(why)
         self.config, self.settings, self.paths, self.device = config, settings, paths, device
         self.step = 0
         self.losses: list[float] = []
@@ -323,13 +376,30 @@ class LoraTrainer:
         cfg = self.config
         self.dataset, self.base_name, self.family = dataset, base_name, family
         self.pipe = pipe
-        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=self.device == "cpu")
+        from accelerate.state import AcceleratorState
+
+        # accelerate keeps one mixed-precision setting per process; a run of this process
+        # (the CLI, a test, the self-test) with another one starts it afresh. The processes
+        # of `accelerate launch` (PartialState) are kept.
+        AcceleratorState._reset_state()
+        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
+                                       cpu=self.device == "cpu")
         self.encoders = {attr: getattr(pipe, attr) for attr, _ in TEXT_ENCODERS[family]}
         self.tokenizers = [pipe.tokenizer] + ([pipe.tokenizer_2] if family == "sdxl" else [])
         for part in (pipe.vae, pipe.unet, *self.encoders.values()):
             part.requires_grad_(False)
         self._cache(pipe)
+        self.counts = model_counts(pipe, family)
         unet = pipe.unet
+        if not cfg.sdpa:
+            from diffusers.models.attention_processor import AttnProcessor
+
+            unet.set_attn_processor(AttnProcessor())
+        if cfg.mixed_precision != "no":  # frozen weights in half precision, as diffusers' scripts
+            dtype = torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float16
+            for part in (unet, *self.encoders.values()):
+                part.to(dtype=dtype)
+        self._offload()
         with torch.random.fork_rng(devices=[]):  # the LoRA's first weights follow the seed
             torch.manual_seed(cfg.seed)
             # kohya allows a fractional alpha (0.5…); PEFT's scaling alpha/r takes it as is.
@@ -355,7 +425,12 @@ class LoraTrainer:
                 p.data = p.data.float()
             groups.append({"params": params, "lr": cfg.lr if key == "unet" else self.te_lr})
             self.params += params
-        optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+        if cfg.optimizer == "adamw8bit":
+            import bitsandbytes as bnb
+
+            optimizer = bnb.optim.AdamW8bit(groups, lr=cfg.lr)
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
         *prepared, self.optimizer = self.accelerator.prepare(*models.values(), optimizer)
         self.models = dict(zip(models, prepared, strict=True))
         self.unet = self.models["unet"]
@@ -405,13 +480,35 @@ class LoraTrainer:
         self.texts: list[tuple[Any, Any]] = []
         with torch.no_grad():
             for index, ex in enumerate(examples):
-                self.latents.append(self._encode_image(ex))
-                embeds, pooled = self._encode_text(self.ids[index])
-                self.texts.append((embeds[0], None if pooled is None else pooled[0]))
+                if self.config.cache_latents:
+                    self.latents.append(self._encode_image(ex))
+                if self.config.text_cached:
+                    embeds, pooled = self._encode_text(self.ids[index])
+                    self.texts.append((embeds[0], None if pooled is None else pooled[0]))
         by_bucket: dict[tuple[int, int], list[int]] = {}
         for index, ex in enumerate(examples):
             by_bucket.setdefault(ex.bucket, []).extend([index] * self.config.repeats)
         self.buckets: list[list[int]] = [by_bucket[b] for b in sorted(by_bucket)]
+
+    def _offload(self) -> None:
+        """What the steps no longer need leaves the GPU: the VAE once latents are cached, the
+        text encoders once their outputs are (kohya does the same); samples bring them back."""
+        if self.device == "cpu":
+            return
+        if self.config.cache_latents:
+            self.pipe.vae.to("cpu")
+        if self.config.text_cached:
+            for encoder in self.encoders.values():
+                encoder.to("cpu")
+
+    def _latent(self, index: int) -> Any:
+        import torch
+
+        if self.config.cache_latents:
+            return self.latents[index]
+        assert self.dataset is not None
+        with torch.no_grad():
+            return self._encode_image(self.dataset.examples[index])
 
     # one step
     def _pick(self, generator) -> list[int]:
@@ -425,13 +522,16 @@ class LoraTrainer:
     def _prompts(self, indices: list[int]) -> tuple[Any, Any]:
         import torch
 
-        if not self.config.train_text_encoder:
+        if self.config.text_cached:
             embeds = torch.stack([self.texts[i][0] for i in indices])
             pooled = (None if self.family != "sdxl"
                       else torch.stack([self.texts[i][1] for i in indices]))
             return embeds, pooled
         ids = [torch.cat([self.ids[i][n] for i in indices]) for n in range(len(self.tokenizers))]
-        return self._encode_text(ids)
+        if self.config.train_text_encoder:
+            return self._encode_text(ids)
+        with torch.no_grad():
+            return self._encode_text(ids)
 
     def _loss(self, generator, indices: list[int] | None = None):
         """The noise-prediction loss of one batch drawn from ``generator`` (which images,
@@ -440,7 +540,7 @@ class LoraTrainer:
         import torch.nn.functional as F
 
         indices = self._pick(generator) if indices is None else indices
-        latents = torch.stack([self.latents[i] for i in indices])
+        latents = torch.stack([self._latent(i) for i in indices])
         noise = torch.randn(latents.shape, generator=generator).to(latents.device)
         steps = self.noise_scheduler.config.num_train_timesteps
         timesteps = torch.randint(0, steps, (latents.shape[0],), generator=generator).to(
@@ -552,15 +652,34 @@ class LoraTrainer:
             model.eval()
         seed = cfg.seed if cfg.sample_seed is None else cfg.sample_seed
         out = []
-        for index, prompt in enumerate(cfg.sample_prompts):
-            image = self.pipe(prompt, num_inference_steps=cfg.sample_steps,
-                              width=cfg.resolution, height=cfg.resolution,
-                              generator=torch.Generator("cpu").manual_seed(seed)).images[0]
-            path = folder / f"step{self.step:06d}-{index}.png"
-            image.save(path)
-            out.append(path)
+        if self.device != "cpu":  # what _offload moved away comes back for the samples
+            for part in (self.pipe.vae, *self.encoders.values()):
+                part.to(self.device)
+        try:
+            with self.accelerator.autocast():
+                for index, prompt in enumerate(cfg.sample_prompts):
+                    image = self.pipe(prompt, num_inference_steps=cfg.sample_steps,
+                                      width=cfg.resolution, height=cfg.resolution,
+                                      generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+                    path = folder / f"step{self.step:06d}-{index}.png"
+                    image.save(path)
+                    out.append(path)
+        finally:
+            self._offload()
         self.samples.append((self.step, out))
         return out
+
+    def estimate(self, device_memory: int | None = None):
+        """The run's memory estimate (:func:`lora_estimate.estimate_memory`) and its sentence."""
+        from studio.pipelines.train.lora_estimate import estimate_memory
+
+        cfg = self.config
+        return estimate_memory(
+            self.family, self.counts, cfg.resolution, cfg.rank, batch_size=cfg.batch_size,
+            mixed_precision=cfg.mixed_precision, gradient_checkpointing=cfg.gradient_checkpointing,
+            cache_latents=cfg.cache_latents, cache_text=cfg.cache_text,
+            train_text_encoder=cfg.train_text_encoder, optimizer=cfg.optimizer,
+            device=self.device, device_memory=device_memory)
 
     def peft_state(self) -> dict:
         """The adapters' weights as PEFT names them, each under its part (``unet.…``,
@@ -648,6 +767,24 @@ class LoraTrainer:
         if cfg.sample_prompts and (not self.samples or self.samples[-1][0] != self.step):
             self.sample()
         return self.save_lora()
+
+
+def model_counts(pipe: Any, family: str) -> dict[str, int]:
+    """Parameters of the UNet, the text encoders and the VAE, and the LoRA's parameters per
+    unit of rank (in + out features of each layer it adapts), for the memory estimate."""
+    import torch
+
+    def lora_per_rank(model: Any, targets: list[str]) -> int:
+        return sum(m.in_features + m.out_features for name, m in model.named_modules()
+                   if isinstance(m, torch.nn.Linear)
+                   and any(name == t or name.endswith("." + t) for t in targets))
+
+    encoders = [getattr(pipe, attr) for attr, _ in TEXT_ENCODERS[family]]
+    return {"unet": sum(p.numel() for p in pipe.unet.parameters()),
+            "text": sum(p.numel() for e in encoders for p in e.parameters()),
+            "vae": sum(p.numel() for p in pipe.vae.parameters()),
+            "lora_unet": lora_per_rank(pipe.unet, UNET_TARGETS),
+            "lora_text": sum(lora_per_rank(e, TEXT_TARGETS) for e in encoders)}
 
 
 _PARTS = ("unet", "text_encoder", "text_encoder_2")

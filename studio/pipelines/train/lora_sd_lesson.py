@@ -47,6 +47,7 @@ from studio.pipelines.train.lora_sd import (
     bucket_for,
     buckets,
     caption_with_trigger,
+    device_memory,
     kohya_from_peft,
     read_caption,
     scan_folder,
@@ -62,6 +63,9 @@ RESOLUTIONS = ("auto", "128", "256", "384", "512", "640", "768", "1024")
 RESOLUTION_NAMES = {"auto": "Model's own (SD 1.x 512, SDXL 1024; tiny model 64)",
                     "128": "128 px (a quick try)",
                     **{r: f"{r} px" for r in RESOLUTIONS[2:]}}
+PRECISIONS = ("no", "bf16", "fp16")
+PRECISION_NAMES = {"no": "fp32 (none)", "bf16": "bf16", "fp16": "fp16 (CUDA GPUs)"}
+OPTIMIZER_NAMES = {"adamw": "AdamW", "adamw8bit": "8-bit AdamW (bitsandbytes, CUDA)"}
 TINY_NAME = "Studio's tiny SD 1.x (random weights)"
 TINY_SIDE = 64
 MODEL_SIDE = {"sd1": 512, "sdxl": 1024}
@@ -221,6 +225,25 @@ class LoraSDLesson(Trainer):
                   log_scale=True, label="Text-encoder LR",
                   help="The text encoder's own learning rate (kohya's text_encoder_lr); "
                        "usually half the UNet's or less."),
+        ParamSpec("mixed_precision", "no", "choice", choices=PRECISIONS,
+                  choice_labels=PRECISION_NAMES, label="Mixed precision",
+                  help="Frozen weights and most maths in 16 bits: about half the memory. fp16 "
+                       "needs a CUDA GPU; bf16 runs on a CPU where it supports it."),
+        ParamSpec("gradient_checkpointing", False, "bool", label="Gradient checkpointing",
+                  help="Recompute activations in the backward pass: far less memory, steps "
+                       "about a third slower."),
+        ParamSpec("cache_latents", True, "bool", label="Cache latents",
+                  help="Encode each image with the VAE once (the VAE then leaves the GPU) "
+                       "instead of at every step; the same loss."),
+        ParamSpec("cache_text", True, "bool", label="Cache text-encoder outputs",
+                  help="Encode each caption once (the text encoders leave the GPU); not "
+                       "possible while the text encoder trains."),
+        ParamSpec("optimizer", "adamw", "choice", choices=("adamw", "adamw8bit"),
+                  choice_labels=OPTIMIZER_NAMES, label="Optimizer",
+                  help="8-bit AdamW keeps its moments in 8 bits: less memory on a CUDA GPU."),
+        ParamSpec("sdpa", True, "bool", label="SDPA attention",
+                  help="PyTorch's fused scaled-dot-product attention in the UNet (less memory, "
+                       "faster); off: the plain attention."),
         ParamSpec("steps", 500, "int", minimum=1, maximum=1_000_000, live=True,
                   label="Steps", help="Training stops here and writes the LoRA."),
         ParamSpec("resolution", "auto", "choice", choices=RESOLUTIONS,
@@ -245,9 +268,14 @@ class LoraSDLesson(Trainer):
 
     @classmethod
     def unavailable_choices(cls) -> dict[str, dict[str, str]]:
+        from studio.core.devices import resolve_device
         from studio.pipelines.train.captions import NEEDS, find_captioner
+        from studio.pipelines.train.lora_sd import device_problems
 
-        return {} if find_captioner() is not None else {"captions": {"blip": NEEDS}}
+        out = device_problems(resolve_device(_settings_paths()[0].device))
+        if find_captioner() is None:
+            out["captions"] = {"blip": NEEDS}
+        return out
 
     @classmethod
     def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -291,7 +319,12 @@ class LoraSDLesson(Trainer):
             repeats=int(cfg["repeats"]), seed=seed, sample_steps=int(cfg["sample_steps"]),
             sample_seed=int(cfg["sample_seed"]),
             train_text_encoder=bool(cfg["train_text_encoder"]),
-            text_encoder_lr=float(cfg["text_encoder_lr"])), self.settings, self.paths, device)
+            text_encoder_lr=float(cfg["text_encoder_lr"]),
+            mixed_precision=str(cfg["mixed_precision"]),
+            gradient_checkpointing=bool(cfg["gradient_checkpointing"]),
+            cache_latents=bool(cfg["cache_latents"]), cache_text=bool(cfg["cache_text"]),
+            optimizer=str(cfg["optimizer"]), sdpa=bool(cfg["sdpa"])),
+            self.settings, self.paths, device)
         if model:  # the model first: its family gives the resolution ("auto")
             pipe, base_name, family = self.core.load_base()
         else:
@@ -310,6 +343,7 @@ class LoraSDLesson(Trainer):
                                  / f"samples-{time.strftime('%Y%m%d-%H%M%S')}-"
                                    f"{uuid.uuid4().hex[:6]}")
         self.dataset = dataset
+        self.estimate = self.core.estimate(device_memory(device)).sentence
         self._set_prompts()
         self.saved = ""
         self._rate = 0.0
@@ -399,7 +433,7 @@ class LoraSDLesson(Trainer):
                           f"{core.config.resolution}² px"
                           + (f", '{core.config.trigger.strip()}' put before every caption"
                              if core.config.trigger.strip() else "")),
-            "warnings": list(self.dataset.warnings),
+            "warnings": list(self.dataset.warnings), "estimate": self.estimate,
             "images": self._shown, "prompts": list(core.config.sample_prompts),
             "samples": [(step, [str(p) for p in paths]) for step, paths in core.samples],
             "saved": self.saved,

@@ -96,6 +96,11 @@ class LoraSDView(LessonView):
         self.keep_button.clicked.connect(self._keep)
         self.info = ElidedLabel("")
         self.info.setProperty("muted", True)
+        self.estimate = ElidedLabel("", tip="Memory this run needs (an estimate from the "
+                                            "model's size, resolution, rank and the memory "
+                                            "options)")
+        self.estimate.setObjectName("loraEstimate")
+        self.estimate.setProperty("muted", True)
 
         self.model_box = QComboBox()
         self.model_box.setObjectName("loraBaseModel")
@@ -182,6 +187,7 @@ class LoraSDView(LessonView):
         layout.addLayout(top)
         layout.addLayout(pick)
         layout.addWidget(self.info)
+        layout.addWidget(self.estimate)
         layout.addLayout(body, 1)
         self._calls.run(_trainable_models, self._fill_models, lambda _why: None)
         self._calls.run(_captioner_found, self._show_captioner, lambda _why: None)
@@ -199,6 +205,7 @@ class LoraSDView(LessonView):
         self.info.set_full_text(f"{snapshot['model']} on {snapshot['device']} · "
                                 f"{snapshot['data_note']}" + (f" · {warnings}" if warnings
                                                               else ""))
+        self.estimate.set_full_text(snapshot.get("estimate", ""))
         self._sync_model()
         self.keep_button.setEnabled(snapshot["step"] > 0
                                     and snapshot["step"] < snapshot["steps"])
