@@ -7,6 +7,14 @@ a last one with ``"lora"`` (the file) and ``"steps"``.
 
 Ctrl+C stops after the current step and keeps the latest: the checkpoint (``--resume`` goes on from
 it exactly) and the LoRA file as trained so far. A second Ctrl+C stops at once.
+
+``--config FILE`` (JSON or TOML) holds the same settings by their long names (``folder``, ``base``,
+``name``, ``rank``, ``mixed_precision``…); options typed on the line win. The loop runs through
+``accelerate``, so several GPUs (or CPU processes) train one LoRA together, each drawing its own
+batches and averaging gradients, the first one writing the files::
+
+    accelerate launch --num_processes 2 -m studio train-lora --config lora.toml
+    accelerate launch --num_processes 2 --cpu -m studio train-lora --config lora.toml
 """
 
 from __future__ import annotations
@@ -31,12 +39,15 @@ LINES_PER_RUN = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", type=Path, metavar="FOLDER",
+    parser.add_argument("folder", type=Path, nargs="?", default=None, metavar="FOLDER",
                         help="the images, with .txt captions beside them (cat.png + cat.txt)")
-    parser.add_argument("--base", required=True, metavar="MODEL",
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE",
+                        help="a JSON or TOML file of these settings by their long names "
+                             "(folder, base, name, rank…); options on the line win")
+    parser.add_argument("--base", default=None, metavar="MODEL",
                         help="the SD 1.x or SDXL model from the library (name or path) to "
                              "train on")
-    parser.add_argument("--name", required=True, help="the LoRA's name (its file name)")
+    parser.add_argument("--name", default=None, help="the LoRA's name (its file name)")
     parser.add_argument("--trigger", default="", help="a word put before every caption")
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank (network dim)")
     parser.add_argument("--alpha", type=float, default=None,
@@ -104,6 +115,46 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self.previous)
 
 
+def _with_config(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with the ``--config`` file's values where the line left an option at its
+    default; a missing FOLDER, --base or --name (in neither) is bad input."""
+    from studio.cli import UsageError
+
+    values: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            text = Path(args.config).read_text(encoding="utf-8")
+            if Path(args.config).suffix.lower() == ".toml":
+                import tomllib
+
+                values = tomllib.loads(text)
+            else:
+                values = json.loads(text)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise UsageError(f"The config file {args.config} cannot be read ({exc}); it is a "
+                             "JSON or TOML file of train-lora's settings.") from None
+        if not isinstance(values, dict):
+            raise UsageError(f"The config file {args.config} must hold a table of settings.")
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    defaults = {a.dest: a.default for a in parser._actions}
+    merged = vars(args).copy()
+    for key, value in values.items():
+        dest = key.replace("-", "_")
+        if dest not in defaults or dest in ("config", "json"):
+            raise UsageError(f"The config file {args.config} has '{key}', which is not a "
+                             "train-lora setting; the settings are the long option names.")
+        if merged[dest] == defaults[dest]:
+            kind = type(defaults[dest])
+            merged[dest] = (Path(value) if dest in ("folder", "out")
+                            else kind(value) if kind in (int, float) else value)
+    missing = [label for dest, label in (("folder", "FOLDER"), ("base", "--base"),
+                                         ("name", "--name")) if merged[dest] in (None, "")]
+    if missing:
+        raise UsageError(f"train-lora needs {', '.join(missing)} (on the line or in --config).")
+    return argparse.Namespace(**merged)
+
+
 def run(args: argparse.Namespace) -> int:
     from studio.cli import EXIT_INTERRUPTED, UsageError
     from studio.core.config import default_paths, load_settings
@@ -115,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         device_memory,
     )
 
+    args = _with_config(args)
     loaded = load_settings()
     settings = loaded.settings
     paths = settings.resolved_paths(default_paths())
@@ -138,8 +190,15 @@ def run(args: argparse.Namespace) -> int:
     except UserFacingError as exc:
         raise UsageError(str(exc)) from None
     assert trainer.dataset is not None
+    processes = trainer.accelerator.num_processes
+    if not trainer.accelerator.is_main_process:  # `accelerate launch`: the first one speaks
+        trainer.run(resume=args.resume)
+        return 0
     for warning in trainer.dataset.warnings:
         print(f"studio: warning: {warning}", file=sys.stderr, flush=True)
+    if processes > 1 and not args.json:
+        print(f"{processes} processes train together (accelerate); each step averages their "
+              "batches.", file=sys.stderr, flush=True)
     if not args.json:
         print(f"LoRA '{args.name}' on {trainer.base_name}: {len(trainer.dataset.examples)} "
               f"image(s), {count_of(args.steps, 'step')} → {trainer.lora_file}", file=sys.stderr,
@@ -163,7 +222,8 @@ def run(args: argparse.Namespace) -> int:
     with _StopFlag() as flag:
         out = trainer.run(resume=args.resume, on_step=on_step, should_stop=lambda: flag.stop)
     if args.json:
-        print(json.dumps({"lora": str(out), "steps": trainer.step}), flush=True)
+        print(json.dumps({"lora": str(out), "steps": trainer.step,
+                          **({"processes": processes} if processes > 1 else {})}), flush=True)
     else:
         print(f"{'stopped' if flag.stop else 'done'} at step {trainer.step}: {out}",
               file=sys.stderr, flush=True)

@@ -563,7 +563,10 @@ class LoraTrainer:
     def train_step(self) -> float:
         import torch
 
-        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
+        # each process of `accelerate launch` draws its own batch (the first as a lone run)
+        generator = torch.Generator().manual_seed(
+            self.config.seed * 1_000_003 + self.step
+            + self.accelerator.process_index * 1_000_000_007)
         for model in self.models.values():
             model.train()
         loss = self._loss(generator)
@@ -750,6 +753,7 @@ class LoraTrainer:
         """Train up to ``config.steps`` (from the checkpoint when ``resume``); stopping early
         keeps the latest weights (a checkpoint and the LoRA file)."""
         cfg = self.config
+        main = self.accelerator.is_main_process  # with `accelerate launch`, one process writes
         if resume and self.has_checkpoint():
             self.load_checkpoint()
         start = time.monotonic()
@@ -759,14 +763,19 @@ class LoraTrainer:
             loss = self.train_step()
             if on_step is not None:
                 on_step(StepReport(self.step, cfg.steps, loss, cfg.lr, time.monotonic() - start))
-            if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps:
+            if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps \
+                    and main:
                 self.save_checkpoint()
-            if cfg.sample_every and cfg.sample_prompts and self.step % cfg.sample_every == 0:
+            if cfg.sample_every and cfg.sample_prompts and self.step % cfg.sample_every == 0 \
+                    and main:
                 self.sample()
-        self.save_checkpoint()
-        if cfg.sample_prompts and (not self.samples or self.samples[-1][0] != self.step):
-            self.sample()
-        return self.save_lora()
+        if main:
+            self.save_checkpoint()
+            if cfg.sample_prompts and (not self.samples or self.samples[-1][0] != self.step):
+                self.sample()
+            self.save_lora()
+        self.accelerator.wait_for_everyone()
+        return self.lora_file
 
 
 def model_counts(pipe: Any, family: str) -> dict[str, int]:
