@@ -58,7 +58,8 @@ from studio.pipelines.train.registry import lesson_text
 DATASETS = ("shapes", "folder")
 DATASET_NAMES = {"shapes": "Red shapes (ships with Studio)", "folder": "Your folder"}
 CAPTIONS = ("sidecars", "blip")
-CAPTION_NAMES = {"sidecars": "The .txt files", "blip": "Fill missing ones with BLIP"}
+CAPTION_NAMES = {"sidecars": "The .txt files",
+                 "blip": "Fill missing ones (Florence-2 or BLIP)"}
 RESOLUTIONS = ("auto", "128", "256", "384", "512", "640", "768", "1024")
 RESOLUTION_NAMES = {"auto": "Model's own (SD 1.x 512, SDXL 1024; tiny model 64)",
                     "128": "128 px (a quick try)",
@@ -269,12 +270,12 @@ class LoraSDLesson(Trainer):
     @classmethod
     def unavailable_choices(cls) -> dict[str, dict[str, str]]:
         from studio.core.devices import resolve_device
-        from studio.pipelines.train.captions import NEEDS, find_captioner
+        from studio.pipelines.train.captions import find_captioner, needs_text
         from studio.pipelines.train.lora_sd import device_problems
 
         out = device_problems(resolve_device(_settings_paths()[0].device))
         if find_captioner() is None:
-            out["captions"] = {"blip": NEEDS}
+            out["captions"] = {"blip": needs_text()}
         return out
 
     @classmethod

@@ -66,10 +66,12 @@ def _trainable_models() -> list[tuple[str, str]]:
     return [(m.name, str(m.path)) for m in models if m.family in SUPPORTED_FAMILIES]
 
 
-def _captioner_found() -> bool:
-    from studio.pipelines.train.captions import find_captioner
+def _captioner_found() -> tuple[str, list[str]]:
+    """(the cached captioner's kind, "" when none; the download lines), off the GUI thread."""
+    from studio.pipelines.train.captions import captioner_name, download_lines, find_captioner
 
-    return find_captioner() is not None
+    folder = find_captioner()
+    return (captioner_name(folder) if folder is not None else ""), download_lines()
 
 
 class LoraSDView(LessonView):
@@ -126,9 +128,9 @@ class LoraSDView(LessonView):
         self.save_button.clicked.connect(self.save_caption)
         self.caption_note = ElidedLabel("")
         self.caption_note.setProperty("muted", True)
-        self.auto_button = QPushButton("Caption missing with BLIP")
-        self.auto_button.setToolTip("Before training, BLIP writes a .txt for every image "
-                                    "that has none (captions you wrote stay)")
+        self.auto_button = QPushButton("Caption missing")
+        self.auto_button.setToolTip("Before training, the captioning model writes a .txt for "
+                                    "every image that has none (captions you wrote stay)")
         self.auto_button.clicked.connect(lambda: self.resetRequested.emit({"captions": "blip"}))
         self.auto_button.hide()
         self.auto_note = QLabel("")
@@ -289,14 +291,16 @@ class LoraSDView(LessonView):
         """Train on ``folder`` (a new run: its images are read and cached)."""
         self.resetRequested.emit({"dataset": "folder", "data_folder": str(folder)})
 
-    def _show_captioner(self, found: bool) -> None:
-        from studio.pipelines.train.captions import DOWNLOAD_LINE
-
-        self.auto_button.setVisible(found)
+    def _show_captioner(self, found: tuple[str, list[str]]) -> None:
+        name, lines = found
+        self.auto_button.setVisible(bool(name))
+        if name:
+            self.auto_button.setText(f"Caption missing with {name}")
+        which = "Florence-2 or BLIP" if len(lines) > 1 else "BLIP"
         self.auto_note.setText(
-            "BLIP is in your Hugging Face cache: it can caption the images that have no .txt."
-            if found else f"Automatic captions need BLIP: {DOWNLOAD_LINE} (then restart "
-                          "Studio).")
+            f"{name} is in your Hugging Face cache: it can caption the images that have no .txt."
+            if name else f"Automatic captions need {which}: {' or '.join(lines)} (then restart "
+                         "Studio).")
 
     # -- the base model ------------------------------------------------------------------------
     def _fill_models(self, models: list[tuple[str, str]]) -> None:
