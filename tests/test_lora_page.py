@@ -228,9 +228,10 @@ def test_the_page_shows_and_edits_captions_trains_samples_and_fills_the_library(
     qtbot.waitUntil(lambda: panel.lesson == "lora-sd" and panel.last_frame is not None
                     and panel.session.state == "paused", timeout=60000)
     view = panel.view
-    assert "hf download Salesforce/blip-image-captioning-base" in view.auto_note.text() \
+    assert "hf download florence-community/Florence-2-base" in view.auto_note.text() \
         or not view.auto_note.text()  # the captioner check runs off the GUI thread
     qtbot.waitUntil(lambda: "hf download" in view.auto_note.text(), timeout=10000)
+    assert "hf download Salesforce/blip-image-captioning-base" in view.auto_note.toolTip()
     assert not view.auto_button.isVisible()
 
     panel.reset(overrides={"resolution": "128", "name": "mine", "trigger": "zxq", **QUICK,

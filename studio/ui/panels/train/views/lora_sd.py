@@ -296,11 +296,14 @@ class LoraSDView(LessonView):
         self.auto_button.setVisible(bool(name))
         if name:
             self.auto_button.setText(f"Caption missing with {name}")
-        which = "Florence-2 or BLIP" if len(lines) > 1 else "BLIP"
+        # one short line on the page (the list above keeps its room); every line in the tip
         self.auto_note.setText(
             f"{name} is in your Hugging Face cache: it can caption the images that have no .txt."
-            if name else f"Automatic captions need {which}: {' or '.join(lines)} (then restart "
-                         "Studio).")
+            if name else f"Automatic captions: {lines[0]}"
+                         + (" (or BLIP)" if len(lines) > 1 else "") + ", then restart Studio.")
+        self.auto_note.setToolTip("" if name else "A captioning model in the Hugging Face cache "
+                                  "writes the missing captions; download one with:\n"
+                                  + "\n".join(lines))
 
     # -- the base model ------------------------------------------------------------------------
     def _fill_models(self, models: list[tuple[str, str]]) -> None:
