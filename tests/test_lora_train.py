@@ -35,6 +35,22 @@ def make_folder(root: Path, captions: bool = True) -> Path:
     return root
 
 
+def studio_image(model: Path, lora: str | None = None) -> np.ndarray:
+    """Generate's picture of "inkstyle fox" (seed 5, 2 steps) with the library LoRA ``lora``."""
+    service = Txt2ImgService(lambda: SETTINGS, default_paths, cache=ModelCache())
+    request = Txt2ImgRequest(model=str(model), prompt="inkstyle fox", steps=2, width=64,
+                             height=64, cfg=6.0, seed=5,
+                             loras=[{"name": lora, "weight": 1.0}] if lora else [])
+    return np.asarray(service.run(request, RecordingSink(), CancelToken())[0].image)
+
+
+def plain_image(pipe) -> np.ndarray:
+    """Plain diffusers' picture with the same arguments as :func:`studio_image`."""
+    pipe.set_progress_bar_config(disable=True)
+    return np.asarray(pipe("inkstyle fox", num_inference_steps=2, guidance_scale=6.0, width=64,
+                           height=64, generator=torch.Generator("cpu").manual_seed(5)).images[0])
+
+
 def config(data: Path, model: Path, **kw) -> LoraTrainConfig:
     base = dict(data_dir=data, base=str(model), name="ink", trigger="inkstyle", rank=4,
                 alpha=2.0, lr=1e-2, steps=3, resolution=64, seed=1)
@@ -63,21 +79,14 @@ def test_trained_lora_is_kohya_and_loads_in_studio_and_diffusers(studio_home, tm
     assert tags["inkstyle"] == 3 and tags["red square"] == 3
 
     # Studio's Generate applies it by name, and the image equals plain diffusers'.
-    service = Txt2ImgService(lambda: SETTINGS, default_paths, cache=ModelCache())
-    request = Txt2ImgRequest(model=str(tiny_sd15_dir), prompt="inkstyle fox", steps=2, width=64,
-                             height=64, cfg=6.0, seed=5, loras=[{"name": "ink", "weight": 1.0}])
-    ours = np.asarray(service.run(request, RecordingSink(), CancelToken())[0].image)
+    ours = studio_image(tiny_sd15_dir, "ink")
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(str(tiny_sd15_dir), safety_checker=None,
                                                    local_files_only=True)
-    pipe.set_progress_bar_config(disable=True)
-    without = np.asarray(pipe("inkstyle fox", num_inference_steps=2, guidance_scale=6.0,
-                              width=64, height=64,
-                              generator=torch.Generator("cpu").manual_seed(5)).images[0])
+    without = plain_image(pipe)
     pipe.load_lora_weights(str(out.parent), weight_name=out.name)
-    plain = np.asarray(pipe("inkstyle fox", num_inference_steps=2, guidance_scale=6.0, width=64,
-                            height=64, generator=torch.Generator("cpu").manual_seed(5)).images[0])
+    plain = plain_image(pipe)
     assert np.array_equal(ours, plain)
     assert not np.array_equal(plain, without)  # the LoRA learned something
 
@@ -175,28 +184,16 @@ def test_sdxl_lora_learns_is_kohya_sdxl_and_changes_generate(studio_home, tmp_pa
     assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
     assert lora_base(read_safetensors_header(out))[0] == "sdxl"  # listed for SDXL models
 
-    service = Txt2ImgService(lambda: SETTINGS, default_paths, cache=ModelCache())
-    kw = dict(model=str(tiny_sdxl_dir), prompt="inkstyle fox", steps=2, width=64, height=64,
-              cfg=6.0, seed=5)
-    ours = np.asarray(service.run(Txt2ImgRequest(**kw, loras=[{"name": "inkxl", "weight": 1.0}]),
-                                  RecordingSink(), CancelToken())[0].image)
-    bare = np.asarray(service.run(Txt2ImgRequest(**kw), RecordingSink(),
-                                  CancelToken())[0].image)
-    assert not np.array_equal(ours, bare)  # the LoRA changes the picture
+    # the LoRA changes Generate's picture
+    assert not np.array_equal(studio_image(tiny_sdxl_dir, "inkxl"), studio_image(tiny_sdxl_dir))
     from diffusers import StableDiffusionXLPipeline
 
     # plain diffusers reads kohya's SDXL names too (each path's pictures compared with its own)
     pipe = StableDiffusionXLPipeline.from_pretrained(str(tiny_sdxl_dir), local_files_only=True)
-    pipe.set_progress_bar_config(disable=True)
-
-    def plain() -> np.ndarray:
-        return np.asarray(pipe("inkstyle fox", num_inference_steps=2, guidance_scale=6.0,
-                               width=64, height=64,
-                               generator=torch.Generator("cpu").manual_seed(5)).images[0])
-
-    without = plain()
+    without = plain_image(pipe)
     pipe.load_lora_weights(str(out.parent), weight_name=out.name)
-    assert list(pipe.get_list_adapters()) == ["unet"] and not np.array_equal(plain(), without)
+    assert list(pipe.get_list_adapters()) == ["unet"]
+    assert not np.array_equal(plain_image(pipe), without)
 
 
 def test_sgm_names_follow_the_original_unet():
@@ -243,17 +240,12 @@ def test_text_encoder_training_saves_kohya_te_keys_that_load(studio_home, tmp_pa
     assert any(k.startswith("lora_te_text_model_encoder_layers_0_self_attn_q_proj.") for k in keys)
     assert {k.split("_")[1] for k in keys} == {"unet", "te"}
     assert meta["ss_text_encoder_lr"] == "0.05" and meta["ss_network_train_unet_only"] == "False"
-    service = Txt2ImgService(lambda: SETTINGS, default_paths, cache=ModelCache())
-    request = Txt2ImgRequest(model=str(tiny_sd15_dir), prompt="inkstyle fox", steps=2, width=64,
-                             height=64, cfg=6.0, seed=5, loras=[{"name": "te1", "weight": 1.0}])
-    ours = np.asarray(service.run(request, RecordingSink(), CancelToken())[0].image)
+    ours = studio_image(tiny_sd15_dir, "te1")
     pipe = StableDiffusionPipeline.from_pretrained(str(tiny_sd15_dir), safety_checker=None,
                                                    local_files_only=True)
-    pipe.set_progress_bar_config(disable=True)
     pipe.load_lora_weights(str(out.parent), weight_name=out.name)
     assert sorted(pipe.get_list_adapters()) == ["text_encoder", "unet"]
-    plain = np.asarray(pipe("inkstyle fox", num_inference_steps=2, guidance_scale=6.0, width=64,
-                            height=64, generator=torch.Generator("cpu").manual_seed(5)).images[0])
+    plain = plain_image(pipe)
     assert np.array_equal(ours, plain)
 
     xl = LoraTrainer(config(data, tiny_sdxl_dir, name="te2", steps=2, train_text_encoder=True),
