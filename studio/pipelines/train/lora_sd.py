@@ -415,8 +415,10 @@ class LoraTrainer:
         if cfg.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
             for key in models:
-                if key != "unet":
-                    models[key].gradient_checkpointing_enable()
+                if key != "unet":  # transformers 5 renamed it; 4.x has only the old name
+                    encoder = models[key]
+                    getattr(encoder, "activation_checkpointing_enable",
+                            encoder.gradient_checkpointing_enable)()
         groups: list[dict[str, Any]] = []
         self.params = []
         for key, model in models.items():
