@@ -371,13 +371,12 @@ class LoraTrainer:
         and ``dataset``: cache its latents and prompts and add the LoRA adapters."""
         import torch
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
         from peft import LoraConfig, inject_adapter_in_model
 
         cfg = self.config
         self.dataset, self.base_name, self.family = dataset, base_name, family
         self.pipe = pipe
-        from accelerate.state import AcceleratorState
-
         # accelerate keeps one mixed-precision setting per process; a run of this process
         # (the CLI, a test, the self-test) with another one starts it afresh. The processes
         # of `accelerate launch` (PartialState) are kept.
