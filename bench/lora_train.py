@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                              resolution=args.resolution)
     studio = LoraTrainer(config, Settings(device="cpu", precision="fp32"), default_paths())
     studio.prepare()
-    bare = Bare(model, studio.latents, studio.embeds, args.rank, 1e-4)
+    bare = Bare(model, studio.latents, [text[0] for text in studio.texts], args.rank, 1e-4)
     print(f"tiny SD 1.5, {args.resolution} px, rank {args.rank}, {args.steps} steps per round, "
           "1 torch thread")
     ratios = []

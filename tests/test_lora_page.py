@@ -85,7 +85,7 @@ def test_lesson_samples_writes_the_lora_at_its_goal_exports_and_resumes_exactly(
 
 
 def test_bad_folder_name_and_missing_captioner_are_sentences(tmp_path):
-    from studio.pipelines.train.captions import DOWNLOAD_LINE, NEEDS
+    from studio.pipelines.train.captions import DOWNLOAD_LINE, FLORENCE_LINE, needs_text
     from studio.pipelines.train.lora_sd_lesson import LoraSDLesson
 
     with pytest.raises(InvalidParameter, match="Choose your folder of images first"):
@@ -94,8 +94,10 @@ def test_bad_folder_name_and_missing_captioner_are_sentences(tmp_path):
         LoraSDLesson.validate_config({"dataset": "folder", "data_folder": str(tmp_path / "x")})
     with pytest.raises(InvalidParameter, match="cannot be a LoRA file name"):
         LoraSDLesson.validate_config({"name": "a/b"})
-    assert LoraSDLesson.unavailable_choices() == {"captions": {"blip": NEEDS}}
-    assert DOWNLOAD_LINE in NEEDS
+    unavailable = LoraSDLesson.unavailable_choices()
+    assert unavailable["captions"] == {"blip": needs_text()}
+    assert "CUDA GPU" in unavailable["optimizer"]["adamw8bit"]  # greyed out, with the reason
+    assert DOWNLOAD_LINE in needs_text() and FLORENCE_LINE in needs_text()  # native Florence2
     with pytest.raises(InvalidParameter, match="hf download Salesforce/blip"):
         LoraSDLesson.validate_config({"captions": "blip"})
 
@@ -129,6 +131,67 @@ def _tiny_blip(folder: Path) -> Path:
     return folder
 
 
+def _tiny_florence(folder: Path) -> Path:
+    """A Florence-2 captioner in transformers' own format (no remote code), tiny and random,
+    whose decoder always says one word ("w7"), saved as a Hub repo is."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        BartConfig,
+        BartTokenizerFast,
+        CLIPImageProcessor,
+        Florence2Config,
+        Florence2ForConditionalGeneration,
+        Florence2Processor,
+        Florence2VisionConfig,
+    )
+
+    words = ["<s>", "<pad>", "</s>", "<unk>"] + [f"w{i}" for i in range(60)]
+    core = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)},
+                                      unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = BartTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>",
+                                  pad_token="<pad>", unk_token="<unk>",
+                                  extra_special_tokens={"image_token": "<image>"})
+    vision = Florence2VisionConfig(
+        depths=(1, 1), patch_size=(7, 3), patch_stride=(4, 2), patch_padding=(3, 1),
+        patch_prenorm=(False, True), embed_dim=(16, 32), num_heads=(2, 4), num_groups=(2, 4),
+        window_size=2, projection_dim=32, drop_path_rate=0.0)
+    text = BartConfig(vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1,
+                      encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+                      decoder_ffn_dim=64, max_position_embeddings=128, pad_token_id=1,
+                      bos_token_id=0, eos_token_id=2, decoder_start_token_id=2)
+    torch.manual_seed(0)
+    model = Florence2ForConditionalGeneration(Florence2Config(
+        text_config=text, vision_config=vision, image_token_id=tokenizer.image_token_id))
+    with torch.no_grad():  # the decoder's last norm outputs the embedding of w7, scaled up
+        norm = model.model.language_model.decoder.layers[0].final_layer_norm
+        norm.weight.zero_()
+        norm.bias.copy_(10 * model.lm_head.weight[tokenizer.convert_tokens_to_ids("w7")])
+    images = CLIPImageProcessor(size={"height": 32, "width": 32}, do_center_crop=False)
+    images.image_seq_length = 17  # 4×4 patches and the pooled one
+    Florence2Processor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_florence2_in_the_hf_cache_is_preferred_and_captions(tmp_path, monkeypatch):
+    from studio.pipelines.train.captions import caption_missing, captioner_name, find_captioner
+    from tests.fixtures.hub_cache import add_to_hub_cache
+
+    hf_home = tmp_path / "hf"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hf_home / "hub"))
+    add_to_hub_cache(hf_home, "Salesforce/blip-image-captioning-base",
+                     _tiny_blip(tmp_path / "blip"))
+    snap = add_to_hub_cache(hf_home, "florence-community/Florence-2-base",
+                            _tiny_florence(tmp_path / "florence"))
+    assert find_captioner() == snap and captioner_name(snap) == "Florence-2"
+    folder = _folder(tmp_path / "images")
+    assert caption_missing(sorted(folder.glob("*.png"))) == [folder / "img2.txt"]
+    assert (folder / "img2.txt").read_text(encoding="utf-8").startswith("w7w7")  # no spaces: a
+    # word-level toy tokenizer
+
+
 def test_blip_in_the_hf_cache_captions_only_the_images_without_a_caption(tmp_path, monkeypatch):
     from studio.pipelines.train.captions import caption_missing, find_captioner
     from studio.pipelines.train.lora_sd_lesson import LoraSDLesson
@@ -139,7 +202,7 @@ def test_blip_in_the_hf_cache_captions_only_the_images_without_a_caption(tmp_pat
     assert find_captioner() is None
     snap = add_to_hub_cache(hf_home, "Salesforce/blip-image-captioning-base",
                             _tiny_blip(tmp_path / "blip"))
-    assert find_captioner() == snap and LoraSDLesson.unavailable_choices() == {}
+    assert find_captioner() == snap and "captions" not in LoraSDLesson.unavailable_choices()
     assert LoraSDLesson.validate_config({"captions": "blip"})["captions"] == "blip"
     folder = _folder(tmp_path / "images")
     assert caption_missing(sorted(folder.glob("*.png"))) == [folder / "img2.txt"]
@@ -165,9 +228,10 @@ def test_the_page_shows_and_edits_captions_trains_samples_and_fills_the_library(
     qtbot.waitUntil(lambda: panel.lesson == "lora-sd" and panel.last_frame is not None
                     and panel.session.state == "paused", timeout=60000)
     view = panel.view
-    assert "hf download Salesforce/blip-image-captioning-base" in view.auto_note.text() \
+    assert "hf download florence-community/Florence-2-base" in view.auto_note.text() \
         or not view.auto_note.text()  # the captioner check runs off the GUI thread
     qtbot.waitUntil(lambda: "hf download" in view.auto_note.text(), timeout=10000)
+    assert "hf download Salesforce/blip-image-captioning-base" in view.auto_note.toolTip()
     assert not view.auto_button.isVisible()
 
     panel.reset(overrides={"resolution": "128", "name": "mine", "trigger": "zxq", **QUICK,
@@ -186,6 +250,9 @@ def test_the_page_shows_and_edits_captions_trains_samples_and_fills_the_library(
     assert texts == ["img0.png — red square, pattern", "img1.png — blue circle",
                      "img2.png — (no caption)"]
     assert "1 of 3 image(s) have no .txt caption" in view.info.full_text()
+    # the memory estimate before the first step (a CPU: it says so)
+    assert view.estimate.full_text().startswith("SD 1.x LoRA at 128 px, rank 8: ~")
+    assert "On the CPU this is slow" in view.estimate.full_text()
     view.images.setCurrentRow(2)
     view.caption_edit.setText("green triangle")
     view.save_button.click()
@@ -205,3 +272,32 @@ def test_the_page_shows_and_edits_captions_trains_samples_and_fills_the_library(
     loras = default_lora_scanner(Settings(device="cpu"), paths)  # Generate's LoRA list
     assert [Path(e.path) for e in loras] == [paths.models_dir / "loras" / "mine.safetensors"]
     assert (paths.models_dir / "loras" / "mine.preview.png").is_file()
+
+
+def test_an_sdxl_base_trains_in_the_lesson_and_its_run_exports_kohya_sdxl(tmp_path,
+                                                                         tiny_sdxl_dir):
+    import torch
+    from safetensors.torch import load_file
+
+    from studio.core.config import default_paths
+    from studio.pipelines.train.export import export_run
+    from studio.pipelines.train.lora_sd_lesson import LoraSDLesson
+    from studio.pipelines.train.runs import Run
+
+    lesson = LoraSDLesson({"steps": 2, "sample_every": 0, "resolution": "128", "lr": 1e-3,
+                           "model": str(tiny_sdxl_dir), "name": "xl", "rank": 2,
+                           "train_text_encoder": True}, seed=0)
+    lesson.set_param("text_encoder_lr", 2e-4)  # live: the encoders' groups only
+    assert [g["lr"] for g in lesson.core.optimizer.param_groups] == [1e-3, 2e-4, 2e-4]
+    _steps(lesson, 2)
+    assert lesson.core.family == "sdxl" and lesson.snapshot()["resolution"] == 128
+    saved = Path(lesson.saved)
+    run = Run.create(tmp_path / "runs", "lora-sd", 0, lesson.config)
+    run.save_checkpoint(lesson)
+    done = export_run(run.path, default_paths().models_dir, "xl-run")
+    exported = done.path / "xl-run.safetensors"
+    first, second = load_file(str(saved)), load_file(str(exported))
+    assert any(k.startswith("lora_unet_input_blocks_") for k in first)
+    assert any(k.startswith("lora_te2_") for k in first)
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k])
+                                                 for k in first)

@@ -35,6 +35,22 @@ def make_folder(root: Path, captions: bool = True) -> Path:
     return root
 
 
+def studio_image(model: Path, lora: str | None = None) -> np.ndarray:
+    """Generate's picture of "inkstyle fox" (seed 5, 2 steps) with the library LoRA ``lora``."""
+    service = Txt2ImgService(lambda: SETTINGS, default_paths, cache=ModelCache())
+    request = Txt2ImgRequest(model=str(model), prompt="inkstyle fox", steps=2, width=64,
+                             height=64, cfg=6.0, seed=5,
+                             loras=[{"name": lora, "weight": 1.0}] if lora else [])
+    return np.asarray(service.run(request, RecordingSink(), CancelToken())[0].image)
+
+
+def plain_image(pipe) -> np.ndarray:
+    """Plain diffusers' picture with the same arguments as :func:`studio_image`."""
+    pipe.set_progress_bar_config(disable=True)
+    return np.asarray(pipe("inkstyle fox", num_inference_steps=2, guidance_scale=6.0, width=64,
+                           height=64, generator=torch.Generator("cpu").manual_seed(5)).images[0])
+
+
 def config(data: Path, model: Path, **kw) -> LoraTrainConfig:
     base = dict(data_dir=data, base=str(model), name="ink", trigger="inkstyle", rank=4,
                 alpha=2.0, lr=1e-2, steps=3, resolution=64, seed=1)
@@ -63,21 +79,14 @@ def test_trained_lora_is_kohya_and_loads_in_studio_and_diffusers(studio_home, tm
     assert tags["inkstyle"] == 3 and tags["red square"] == 3
 
     # Studio's Generate applies it by name, and the image equals plain diffusers'.
-    service = Txt2ImgService(lambda: SETTINGS, default_paths, cache=ModelCache())
-    request = Txt2ImgRequest(model=str(tiny_sd15_dir), prompt="inkstyle fox", steps=2, width=64,
-                             height=64, cfg=6.0, seed=5, loras=[{"name": "ink", "weight": 1.0}])
-    ours = np.asarray(service.run(request, RecordingSink(), CancelToken())[0].image)
+    ours = studio_image(tiny_sd15_dir, "ink")
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(str(tiny_sd15_dir), safety_checker=None,
                                                    local_files_only=True)
-    pipe.set_progress_bar_config(disable=True)
-    without = np.asarray(pipe("inkstyle fox", num_inference_steps=2, guidance_scale=6.0,
-                              width=64, height=64,
-                              generator=torch.Generator("cpu").manual_seed(5)).images[0])
+    without = plain_image(pipe)
     pipe.load_lora_weights(str(out.parent), weight_name=out.name)
-    plain = np.asarray(pipe("inkstyle fox", num_inference_steps=2, guidance_scale=6.0, width=64,
-                            height=64, generator=torch.Generator("cpu").manual_seed(5)).images[0])
+    plain = plain_image(pipe)
     assert np.array_equal(ours, plain)
     assert not np.array_equal(plain, without)  # the LoRA learned something
 
@@ -146,10 +155,62 @@ def test_cli_trains_a_lora_and_bad_folders_exit_2(studio_home, tmp_path, tiny_sd
     assert bad.returncode == 2 and "has no readable images" in bad.stderr
 
 
-def test_an_sdxl_base_is_refused_with_what_is_supported(studio_home, tmp_path, tiny_sdxl_dir):
+def test_sdxl_lora_learns_is_kohya_sdxl_and_changes_generate(studio_home, tmp_path,
+                                                            tiny_sdxl_dir):
+    """SDXL: two text encoders, pooled embeds and add_time_ids; the loss on a fixed batch falls;
+    the file has kohya's SDXL keys (the original UNet's input/middle/output blocks) and ss_
+    metadata, Generate lists it for SDXL models and applies it as plain diffusers does."""
+    from studio.library.classify import lora_base
+    from studio.library.detect import read_safetensors_header
+
     data = make_folder(tmp_path / "data")
-    trainer = LoraTrainer(config(data, tiny_sdxl_dir), SETTINGS, default_paths())
-    with pytest.raises(UserFacingError, match="supports Stable Diffusion 1.x models for now"):
+    paths = default_paths()
+    trainer = LoraTrainer(config(data, tiny_sdxl_dir, name="inkxl", steps=8, lr=2e-2, rank=4,
+                                 alpha=4.0), SETTINGS, paths)
+    trainer.prepare()
+    assert trainer.family == "sdxl" and trainer.texts[0][1] is not None  # the pooled embed
+    assert trainer.time_ids[1].tolist() == [64.0, 96.0, 0.0, 16.0, 64.0, 64.0]  # crop from 96
+    before = trainer.fixed_loss()
+    out = trainer.run()
+    assert trainer.fixed_loss() < before
+    with safe_open(str(out), "pt") as f:
+        keys, meta = list(f.keys()), f.metadata()
+    assert keys and all(k.startswith("lora_unet_") for k in keys)
+    assert any(k.startswith("lora_unet_input_blocks_") for k in keys)
+    assert any(k.startswith("lora_unet_middle_block_1_") for k in keys)
+    assert any(k.startswith("lora_unet_output_blocks_") for k in keys)
+    assert not any("down_blocks" in k or "up_blocks" in k for k in keys)
+    assert meta["ss_base_model_version"] == "sdxl_base_v1-0"
+    assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
+    assert lora_base(read_safetensors_header(out))[0] == "sdxl"  # listed for SDXL models
+
+    # the LoRA changes Generate's picture
+    assert not np.array_equal(studio_image(tiny_sdxl_dir, "inkxl"), studio_image(tiny_sdxl_dir))
+    from diffusers import StableDiffusionXLPipeline
+
+    # plain diffusers reads kohya's SDXL names too (each path's pictures compared with its own)
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(tiny_sdxl_dir), local_files_only=True)
+    without = plain_image(pipe)
+    pipe.load_lora_weights(str(out.parent), weight_name=out.name)
+    assert list(pipe.get_list_adapters()) == ["unet"]
+    assert not np.array_equal(plain_image(pipe), without)
+
+
+def test_sgm_names_follow_the_original_unet():
+    from studio.pipelines.train.lora_sd import sgm_unet_module
+
+    tail = "transformer_blocks.0.attn1.to_q"
+    assert sgm_unet_module(f"down_blocks.1.attentions.0.{tail}", 2) == f"input_blocks.4.1.{tail}"
+    assert sgm_unet_module(f"down_blocks.2.attentions.1.{tail}", 2) == f"input_blocks.8.1.{tail}"
+    assert sgm_unet_module(f"mid_block.attentions.0.{tail}", 2) == f"middle_block.1.{tail}"
+    assert sgm_unet_module(f"up_blocks.0.attentions.2.{tail}", 2) == f"output_blocks.2.1.{tail}"
+    assert sgm_unet_module(f"up_blocks.1.attentions.0.{tail}", 2) == f"output_blocks.3.1.{tail}"
+
+
+def test_a_family_training_does_not_support_is_refused(studio_home, tmp_path, tiny_sd3_dir):
+    data = make_folder(tmp_path / "data")
+    trainer = LoraTrainer(config(data, tiny_sd3_dir), SETTINGS, default_paths())
+    with pytest.raises(UserFacingError, match="supports Stable Diffusion 1.x and SDXL models"):
         trainer.prepare()
 
 
@@ -159,3 +220,37 @@ def test_a_caption_that_starts_with_the_trigger_is_not_doubled(tmp_path):
     found = scan_folder(data, "inkstyle", 64)
     assert found.examples[0].caption == "inkstyle, a cat"
     assert found.examples[1].caption == "inkstyle, red square, pattern1"
+
+
+def test_text_encoder_training_saves_kohya_te_keys_that_load(studio_home, tmp_path,
+                                                             tiny_sd15_dir, tiny_sdxl_dir):
+    """Text-encoder LoRA layers train with their own learning rate and are saved as kohya's
+    lora_te_ (SD 1.x) or lora_te1_/lora_te2_ (SDXL); Generate applies them as diffusers does."""
+    from diffusers import StableDiffusionPipeline
+
+    data = make_folder(tmp_path / "data")
+    paths = default_paths()
+    sd1 = LoraTrainer(config(data, tiny_sd15_dir, name="te1", steps=3, train_text_encoder=True,
+                             text_encoder_lr=5e-2), SETTINGS, paths)
+    sd1.prepare()
+    assert [g["lr"] for g in sd1.optimizer.param_groups] == [1e-2, 5e-2]
+    out = sd1.run()
+    with safe_open(str(out), "pt") as f:
+        keys, meta = list(f.keys()), f.metadata()
+    assert any(k.startswith("lora_te_text_model_encoder_layers_0_self_attn_q_proj.") for k in keys)
+    assert {k.split("_")[1] for k in keys} == {"unet", "te"}
+    assert meta["ss_text_encoder_lr"] == "0.05" and meta["ss_network_train_unet_only"] == "False"
+    ours = studio_image(tiny_sd15_dir, "te1")
+    pipe = StableDiffusionPipeline.from_pretrained(str(tiny_sd15_dir), safety_checker=None,
+                                                   local_files_only=True)
+    pipe.load_lora_weights(str(out.parent), weight_name=out.name)
+    assert sorted(pipe.get_list_adapters()) == ["text_encoder", "unet"]
+    plain = plain_image(pipe)
+    assert np.array_equal(ours, plain)
+
+    xl = LoraTrainer(config(data, tiny_sdxl_dir, name="te2", steps=2, train_text_encoder=True),
+                     SETTINGS, paths)
+    xl.prepare()
+    with safe_open(str(xl.run()), "pt") as f:
+        prefixes = {k.split("_text_model_")[0] for k in f.keys() if "_text_model_" in k}
+    assert prefixes == {"lora_te1", "lora_te2"}

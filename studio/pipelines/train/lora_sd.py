@@ -1,18 +1,21 @@
-"""Train a LoRA for a Stable Diffusion 1.x model on the user's own images (issue #18, core).
+"""Train a LoRA for a Stable Diffusion 1.x or SDXL model on the user's own images (issue #18).
 
 The data is a folder of images with kohya-style ``.txt`` sidecar captions (``cat.png`` +
 ``cat.txt``) and an optional trigger word put before every caption. Images are sorted into
 aspect-ratio buckets (multiples of 64 px with about ``resolution``² pixels) and their VAE latents
 and prompt embeddings are computed once (cached), so a step is one UNet forward/backward.
 
-The LoRA is a PEFT ``LoraConfig`` adapter on the UNet's attention projections, trained with the
-noise-prediction MSE under the model's own scheduler, as diffusers' ``train_text_to_image_lora``
-example does; ``accelerate`` runs the loop (mixed precision, gradient checkpointing).
+The LoRA is a PEFT ``LoraConfig`` adapter on the UNet's attention projections (and, when asked,
+the text encoders'), trained with the noise-prediction MSE under the model's own scheduler, as
+diffusers' ``train_text_to_image_lora`` / ``train_text_to_image_lora_sdxl`` examples do;
+``accelerate`` runs the loop (mixed precision, gradient checkpointing).
 
 Every random choice of step ``n`` (which image, noise, timestep) comes from a generator seeded by
 ``(seed, n)``, so resuming from a checkpoint gives exactly the weights of an uninterrupted run.
-The result is written in kohya's format (``lora_unet_…`` keys, ``alpha`` tensors, ``ss_``
-metadata) into the library's ``loras`` folder, with a ``.preview.png`` beside it.
+The result is written in kohya's format (``lora_unet_…`` keys — SDXL's named after the original
+UNet's ``input_blocks``/``middle_block``/``output_blocks`` as kohya's SDXL trainer writes them —,
+``lora_te…`` keys, ``alpha`` tensors, ``ss_`` metadata) into the library's ``loras`` folder,
+with a ``.preview.png`` beside it.
 """
 
 from __future__ import annotations
@@ -34,7 +37,14 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 UNET_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
-SUPPORTED_FAMILIES = {"sd1": "sd_v1"}
+TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+#: family -> kohya's ``ss_base_model_version``
+SUPPORTED_FAMILIES = {"sd1": "sd_v1", "sdxl": "sdxl_base_v1-0"}
+ARCHITECTURES = {"sd1": "stable-diffusion-v1/lora", "sdxl": "stable-diffusion-xl-v1-base/lora"}
+FAMILY_NAMES = {"sd1": "Stable Diffusion 1.x", "sdxl": "SDXL"}
+#: the pipeline's text encoders and the kohya prefix of each, per family
+TEXT_ENCODERS = {"sd1": (("text_encoder", "lora_te_"),),
+                 "sdxl": (("text_encoder", "lora_te1_"), ("text_encoder_2", "lora_te2_"))}
 
 
 @dataclass
@@ -58,6 +68,12 @@ class LoraTrainConfig:
     sample_seed: int | None = None  # the samples' fixed seed (None: ``seed``)
     mixed_precision: str = "no"  # "no", "fp16", "bf16"
     gradient_checkpointing: bool = False
+    train_text_encoder: bool = False
+    text_encoder_lr: float | None = None  # None: ``lr``
+    cache_latents: bool = True  # VAE latents made once (the VAE leaves the GPU), else each step
+    cache_text: bool = True  # prompt embeddings made once, unless the text encoder trains
+    optimizer: str = "adamw"  # "adamw", "adamw8bit" (bitsandbytes, CUDA only)
+    sdpa: bool = True  # PyTorch's scaled-dot-product attention in the UNet, else the plain one
     out_dir: Path | None = None  # default: the library's models/loras
 
     def validate(self) -> None:
@@ -71,11 +87,56 @@ class LoraTrainConfig:
         if self.resolution < 64 or self.resolution % 64:
             raise UserFacingError(f"The resolution must be a multiple of 64 of at least 64 "
                                   f"(it is {self.resolution}).")
-        if self.lr <= 0 or self.alpha <= 0:
-            raise UserFacingError("The learning rate and alpha must be above 0.")
+        if self.lr <= 0 or self.alpha <= 0 or (self.text_encoder_lr is not None
+                                               and self.text_encoder_lr <= 0):
+            raise UserFacingError("The learning rates and alpha must be above 0.")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise UserFacingError(f"Mixed precision is 'no', 'fp16' or 'bf16', not "
                                   f"'{self.mixed_precision}'.")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserFacingError(f"The optimizer is one of {', '.join(OPTIMIZERS)}, not "
+                                  f"'{self.optimizer}'.")
+
+    @property
+    def text_cached(self) -> bool:
+        return self.cache_text and not self.train_text_encoder
+
+
+OPTIMIZERS = ("adamw", "adamw8bit")
+
+
+def device_memory(device: str) -> int | None:
+    """The GPU's memory in bytes (None on a CPU), for the estimate's "fits" or "does not"."""
+    import torch
+
+    if not str(device).startswith("cuda") or not torch.cuda.is_available():
+        return None
+    return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
+
+
+def device_problems(device: str) -> dict[str, dict[str, str]]:
+    """Per option, the choices this device cannot use and why: fp16 needs a CUDA GPU, bf16 on
+    a CPU only where PyTorch's CPU autocast runs it, 8-bit AdamW needs bitsandbytes on CUDA."""
+    import importlib.util
+
+    import torch
+
+    out: dict[str, dict[str, str]] = {"mixed_precision": {}, "optimizer": {}}
+    cuda = str(device).startswith("cuda") and torch.cuda.is_available()
+    if not cuda:
+        out["mixed_precision"]["fp16"] = ("fp16 needs a CUDA GPU; on the CPU choose bf16 (works "
+                                          "where the CPU supports it, often slower) or no.")
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                torch.nn.functional.linear(torch.ones(2, 2), torch.ones(2, 2))
+        except (RuntimeError, TypeError) as exc:
+            out["mixed_precision"]["bf16"] = f"bf16 does not run on this CPU ({exc})."
+        out["optimizer"]["adamw8bit"] = ("8-bit AdamW (bitsandbytes) runs on a CUDA GPU only; "
+                                         "on the CPU use AdamW.")
+    elif importlib.util.find_spec("bitsandbytes") is None:
+        out["optimizer"]["adamw8bit"] = ("8-bit AdamW needs the bitsandbytes package: "
+                                         "pip install bitsandbytes")
+    return {k: v for k, v in out.items() if v}
 
 
 # -- the data -----------------------------------------------------------------------------------
@@ -85,6 +146,18 @@ class Example:
     caption: str
     bucket: tuple[int, int]  # (width, height)
     image: Any = None  # a PIL image held in memory (a set that ships with Studio), else None
+    size: tuple[int, int] | None = None  # the picture's own (width, height); None: the bucket
+
+    def time_ids(self) -> list[int]:
+        """SDXL's micro-conditioning as ``_load_pixels`` cuts the picture: original (h, w), the
+        top-left corner of the centred crop, the target (h, w) — what diffusers' SDXL
+        training script passes as ``add_time_ids``."""
+        width, height = self.size or self.bucket
+        bw, bh = self.bucket
+        scale = max(bw / width, bh / height)
+        top = int(round((height * scale - bh) / 2))
+        left = int(round((width * scale - bw) / 2))
+        return [height, width, top, left, bh, bw]
 
 
 @dataclass
@@ -178,7 +251,7 @@ def scan_folder(folder: Path, trigger: str, resolution: int) -> Dataset:
             uncaptioned += 1
             caption = ""
         examples.append(Example(path, caption_with_trigger(caption, trigger),
-                                bucket_for(size, choices)))
+                                bucket_for(size, choices), size=size))
     warnings = []
     if skipped:
         warnings.append(f"Skipped {skipped['unreadable image']} file(s) that are not readable "
@@ -223,18 +296,37 @@ class StepReport:
     elapsed: float
 
 
+def supported_text() -> str:
+    """"Stable Diffusion 1.x and SDXL": the families LoRA training supports, in words."""
+    names = list(FAMILY_NAMES.values())
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+
+
 class LoraTrainer:
-    """One training run: ``prepare()`` loads and caches, ``run()`` trains to ``config.steps``."""
+    """One training run: ``prepare()`` loads and caches, ``run()`` trains to ``config.steps``.
+
+    SD 1.x and SDXL alike: for SDXL the prompt is both text encoders' penultimate hidden states
+    side by side, the pooled embedding of the second, and the ``add_time_ids`` of each picture
+    (original size, crop corner, target size), as diffusers' ``train_text_to_image_lora_sdxl``
+    computes them. With ``train_text_encoder`` the text encoders get LoRA layers too (their own
+    learning rate), saved under kohya's ``lora_te_`` (SD 1.x) or ``lora_te1_``/``lora_te2_``.
+    """
 
     def __init__(self, config: LoraTrainConfig, settings: Settings, paths: Paths,
                  device: str = "cpu") -> None:
         config.validate()
+        problems = device_problems(device)
+        for option in ("mixed_precision", "optimizer"):
+            why = problems.get(option, {}).get(getattr(config, option))
+            if why:
+                raise UserFacingError(why)
         self.config, self.settings, self.paths, self.device = config, settings, paths, device
         self.step = 0
         self.losses: list[float] = []
         self.samples: list[tuple[int, list[Path]]] = []
         self.dataset: Dataset | None = None
         self.samples_dir = self.state_dir / "samples"
+        self.models: dict[str, Any] = {}  # "unet", "text_encoder"… → the trained model
 
     # paths
     @property
@@ -269,81 +361,187 @@ class LoraTrainer:
         if entry.family not in SUPPORTED_FAMILIES:
             raise UserFacingError(
                 f"'{entry.name}' is an {entry.family} model; LoRA training supports "
-                "Stable Diffusion 1.x models for now. Pick an SD 1.x model.")
+                f"{supported_text()} models for now. Pick one of those.")
         self.entry = entry
         pipe = load_txt2img_pipeline(entry, self.device, torch.float32, self.paths)
         return pipe, entry.name, entry.family
 
     def attach(self, pipe: Any, base_name: str, family: str, dataset: Dataset) -> None:
-        """Train on ``pipe`` (an SD 1.x pipeline already loaded, called ``base_name``) and
-        ``dataset``: cache its latents and prompts and add the LoRA adapter."""
+        """Train on ``pipe`` (an SD 1.x or SDXL pipeline already loaded, called ``base_name``)
+        and ``dataset``: cache its latents and prompts and add the LoRA adapters."""
         import torch
         from accelerate import Accelerator
-        from peft import LoraConfig
+        from accelerate.state import AcceleratorState
+        from peft import LoraConfig, inject_adapter_in_model
 
         cfg = self.config
         self.dataset, self.base_name, self.family = dataset, base_name, family
         self.pipe = pipe
-        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=self.device == "cpu")
-        pipe = self.pipe
-        for part in (pipe.vae, pipe.text_encoder, pipe.unet):
+        # accelerate keeps one mixed-precision setting per process; a run of this process
+        # (the CLI, a test, the self-test) with another one starts it afresh. The processes
+        # of `accelerate launch` (PartialState) are kept.
+        AcceleratorState._reset_state()
+        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
+                                       cpu=self.device == "cpu")
+        self.encoders = {attr: getattr(pipe, attr) for attr, _ in TEXT_ENCODERS[family]}
+        self.tokenizers = [pipe.tokenizer] + ([pipe.tokenizer_2] if family == "sdxl" else [])
+        for part in (pipe.vae, pipe.unet, *self.encoders.values()):
             part.requires_grad_(False)
         self._cache(pipe)
+        self.counts = model_counts(pipe, family)
         unet = pipe.unet
+        if not cfg.sdpa:
+            from diffusers.models.attention_processor import AttnProcessor
+
+            unet.set_attn_processor(AttnProcessor())
+        if cfg.mixed_precision != "no":  # frozen weights in half precision, as diffusers' scripts
+            dtype = torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float16
+            for part in (unet, *self.encoders.values()):
+                part.to(dtype=dtype)
+        self._offload()
         with torch.random.fork_rng(devices=[]):  # the LoRA's first weights follow the seed
             torch.manual_seed(cfg.seed)
             # kohya allows a fractional alpha (0.5…); PEFT's scaling alpha/r takes it as is.
             unet.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha,  # type: ignore[arg-type]
                                         init_lora_weights="gaussian",
                                         target_modules=UNET_TARGETS))
+            if cfg.train_text_encoder:  # PEFT's own injection (transformers' wants peft 0.22)
+                for encoder in self.encoders.values():
+                    inject_adapter_in_model(LoraConfig(
+                        r=cfg.rank, lora_alpha=cfg.alpha,  # type: ignore[arg-type]
+                        init_lora_weights="gaussian", target_modules=TEXT_TARGETS), encoder)
+        models = {"unet": unet, **(self.encoders if cfg.train_text_encoder else {})}
         if cfg.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
-        self.params = [p for p in unet.parameters() if p.requires_grad]
-        for p in self.params:
-            p.data = p.data.float()
-        optimizer = torch.optim.AdamW(self.params, lr=cfg.lr)
-        self.unet, self.optimizer = self.accelerator.prepare(unet, optimizer)
+            for key in models:
+                if key != "unet":  # transformers 5 renamed it; 4.x has only the old name
+                    encoder = models[key]
+                    getattr(encoder, "activation_checkpointing_enable",
+                            encoder.gradient_checkpointing_enable)()
+        groups: list[dict[str, Any]] = []
+        self.params = []
+        for key, model in models.items():
+            params = [p for p in model.parameters() if p.requires_grad]
+            for p in params:
+                p.data = p.data.float()
+            groups.append({"params": params, "lr": cfg.lr if key == "unet" else self.te_lr})
+            self.params += params
+        if cfg.optimizer == "adamw8bit":
+            import bitsandbytes as bnb
+
+            optimizer = bnb.optim.AdamW8bit(groups, lr=cfg.lr)
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+        *prepared, self.optimizer = self.accelerator.prepare(*models.values(), optimizer)
+        self.models = dict(zip(models, prepared, strict=True))
+        self.unet = self.models["unet"]
         self.noise_scheduler = _training_scheduler(pipe)
         if hasattr(pipe, "set_progress_bar_config"):
             pipe.set_progress_bar_config(disable=True)
+
+    @property
+    def te_lr(self) -> float:
+        lr = self.config.text_encoder_lr
+        return self.config.lr if lr is None else lr
+
+    def _tokens(self, caption: str) -> list[Any]:
+        return [tok(caption, padding="max_length", truncation=True,
+                    max_length=tok.model_max_length, return_tensors="pt").input_ids
+                for tok in self.tokenizers]
+
+    def _encode_text(self, ids: list[Any]) -> tuple[Any, Any]:
+        """(prompt embeddings, pooled embedding or None) of a batch of token ids: SD 1.x the
+        last hidden state; SDXL both encoders' penultimate states side by side and the second's
+        pooled projection (diffusers' SDXL training script and pipeline alike)."""
+        import torch
+
+        encoders = [self.models.get(attr, model) for attr, model in self.encoders.items()]
+        if self.family != "sdxl":
+            return encoders[0](ids[0].to(self.device))[0], None
+        hidden, pooled = [], None
+        for encoder, tokens in zip(encoders, ids, strict=True):
+            out = encoder(tokens.to(self.device), output_hidden_states=True)
+            pooled = out[0]
+            hidden.append(out.hidden_states[-2])
+        return torch.cat(hidden, dim=-1), pooled
+
+    def _encode_image(self, example: Example) -> Any:
+        pixels = _load_pixels(example).unsqueeze(0).to(self.device)
+        vae = self.pipe.vae
+        return (vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor)[0]
 
     def _cache(self, pipe) -> None:
         import torch
 
         assert self.dataset is not None
-        self.latents, self.embeds = [], []
+        examples = self.dataset.examples
+        self.ids = [self._tokens(ex.caption) for ex in examples]
+        self.time_ids = [torch.tensor(ex.time_ids(), dtype=torch.float32) for ex in examples]
+        self.latents: list[Any] = []
+        self.texts: list[tuple[Any, Any]] = []
         with torch.no_grad():
-            for ex in self.dataset.examples:
-                pixels = _load_pixels(ex).unsqueeze(0).to(self.device)
-                latent = pipe.vae.encode(pixels).latent_dist.mean * pipe.vae.config.scaling_factor
-                self.latents.append(latent[0])
-                ids = pipe.tokenizer(ex.caption, padding="max_length", truncation=True,
-                                     max_length=pipe.tokenizer.model_max_length,
-                                     return_tensors="pt").input_ids.to(self.device)
-                self.embeds.append(pipe.text_encoder(ids)[0][0])
+            for index, ex in enumerate(examples):
+                if self.config.cache_latents:
+                    self.latents.append(self._encode_image(ex))
+                if self.config.text_cached:
+                    embeds, pooled = self._encode_text(self.ids[index])
+                    self.texts.append((embeds[0], None if pooled is None else pooled[0]))
         by_bucket: dict[tuple[int, int], list[int]] = {}
-        for index, ex in enumerate(self.dataset.examples):
+        for index, ex in enumerate(examples):
             by_bucket.setdefault(ex.bucket, []).extend([index] * self.config.repeats)
-        self.buckets = [by_bucket[b] for b in sorted(by_bucket)]
+        self.buckets: list[list[int]] = [by_bucket[b] for b in sorted(by_bucket)]
+
+    def _offload(self) -> None:
+        """What the steps no longer need leaves the GPU: the VAE once latents are cached, the
+        text encoders once their outputs are (kohya does the same); samples bring them back."""
+        if self.device == "cpu":
+            return
+        if self.config.cache_latents:
+            self.pipe.vae.to("cpu")
+        if self.config.text_cached:
+            for encoder in self.encoders.values():
+                encoder.to("cpu")
+
+    def _latent(self, index: int) -> Any:
+        import torch
+
+        if self.config.cache_latents:
+            return self.latents[index]
+        assert self.dataset is not None
+        with torch.no_grad():
+            return self._encode_image(self.dataset.examples[index])
 
     # one step
-    def _batch(self, generator):
+    def _pick(self, generator) -> list[int]:
         import torch
 
         weights = torch.tensor([len(b) for b in self.buckets], dtype=torch.float)
         bucket = self.buckets[int(torch.multinomial(weights, 1, generator=generator))]
         picks = torch.randint(len(bucket), (self.config.batch_size,), generator=generator)
-        indices = [bucket[int(i)] for i in picks]
-        return (torch.stack([self.latents[i] for i in indices]),
-                torch.stack([self.embeds[i] for i in indices]))
+        return [bucket[int(i)] for i in picks]
 
-    def train_step(self) -> float:
+    def _prompts(self, indices: list[int]) -> tuple[Any, Any]:
+        import torch
+
+        if self.config.text_cached:
+            embeds = torch.stack([self.texts[i][0] for i in indices])
+            pooled = (None if self.family != "sdxl"
+                      else torch.stack([self.texts[i][1] for i in indices]))
+            return embeds, pooled
+        ids = [torch.cat([self.ids[i][n] for i in indices]) for n in range(len(self.tokenizers))]
+        if self.config.train_text_encoder:
+            return self._encode_text(ids)
+        with torch.no_grad():
+            return self._encode_text(ids)
+
+    def _loss(self, generator, indices: list[int] | None = None):
+        """The noise-prediction loss of one batch drawn from ``generator`` (which images,
+        unless ``indices`` are given; the noise; the timesteps)."""
         import torch
         import torch.nn.functional as F
 
-        cfg = self.config
-        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
-        latents, embeds = self._batch(generator)
+        indices = self._pick(generator) if indices is None else indices
+        latents = torch.stack([self._latent(i) for i in indices])
         noise = torch.randn(latents.shape, generator=generator).to(latents.device)
         steps = self.noise_scheduler.config.num_train_timesteps
         timesteps = torch.randint(0, steps, (latents.shape[0],), generator=generator).to(
@@ -353,10 +551,26 @@ class LoraTrainer:
             target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
         else:
             target = noise
-        self.unet.train()
         with self.accelerator.autocast():
-            pred = self.unet(noisy, timesteps, embeds, return_dict=False)[0]
-        loss = F.mse_loss(pred.float(), target.float())
+            embeds, pooled = self._prompts(indices)
+            extra = {}
+            if self.family == "sdxl":
+                extra["added_cond_kwargs"] = {
+                    "text_embeds": pooled,
+                    "time_ids": torch.stack([self.time_ids[i] for i in indices]).to(self.device)}
+            pred = self.unet(noisy, timesteps, embeds, return_dict=False, **extra)[0]
+        return F.mse_loss(pred.float(), target.float())
+
+    def train_step(self) -> float:
+        import torch
+
+        # each process of `accelerate launch` draws its own batch (the first as a lone run)
+        generator = torch.Generator().manual_seed(
+            self.config.seed * 1_000_003 + self.step
+            + self.accelerator.process_index * 1_000_000_007)
+        for model in self.models.values():
+            model.train()
+        loss = self._loss(generator)
         self.accelerator.backward(loss)
         self.optimizer.step()
         self.optimizer.zero_grad()
@@ -364,6 +578,21 @@ class LoraTrainer:
         value = float(loss.detach())
         self.losses.append(value)
         return value
+
+    def fixed_loss(self, seed: int = 0) -> float:
+        """The loss on the images of the largest bucket at once, noise and timesteps fixed by
+        ``seed``, no update: a steady measure of learning (a step's own loss jumps with its
+        noise level)."""
+        import torch
+
+        largest: list[int] = max(self.buckets, key=len)
+        indices = sorted(set(largest))
+        with torch.no_grad():
+            return float(self._loss(torch.Generator().manual_seed(seed), indices))
+
+    def _trained(self) -> dict[str, Any]:
+        """The trained models unwrapped (accelerate's wrappers off), by part."""
+        return {key: self.accelerator.unwrap_model(m) for key, m in self.models.items()}
 
     # checkpoints
     def save_checkpoint(self) -> Path:
@@ -374,9 +603,9 @@ class LoraTrainer:
 
         folder = self.state_dir
         folder.mkdir(parents=True, exist_ok=True)
-        weights = {name: p.detach().cpu().contiguous()
-                   for name, p in self.accelerator.unwrap_model(self.unet).named_parameters()
-                   if p.requires_grad}
+        weights = {f"{key}.{name}": p.detach().cpu().contiguous()
+                   for key, model in self._trained().items()
+                   for name, p in model.named_parameters() if p.requires_grad}
         save_file(weights, str(folder / "lora.safetensors"))
         torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
         atomic_write_text(folder / "state.json", json.dumps(
@@ -400,13 +629,18 @@ class LoraTrainer:
         except (OSError, ValueError) as exc:
             raise UserFacingError(f"The checkpoint in {folder} cannot be read ({exc}); start the "
                                   "training again without resuming.") from exc
-        if state.get("config", {}).get("rank") != self.config.rank:
-            raise UserFacingError(f"The checkpoint in {folder} was trained with another rank; "
-                                  "resume with the same settings or start again.")
-        params = dict(self.accelerator.unwrap_model(self.unet).named_parameters())
+        saved = state.get("config", {})
+        if (saved.get("rank") != self.config.rank
+                or bool(saved.get("train_text_encoder")) != self.config.train_text_encoder):
+            raise UserFacingError(f"The checkpoint in {folder} was trained with another rank or "
+                                  "text-encoder setting; resume with the same settings or start "
+                                  "again.")
+        params = {f"{key}.{name}": p for key, model in self._trained().items()
+                  for name, p in model.named_parameters()}
         with torch.no_grad():
             for name, value in weights.items():
-                params[name].copy_(value)
+                params[name if name.split(".", 1)[0] in self.models else f"unet.{name}"].copy_(
+                    value)
         self.optimizer.load_state_dict(optim)
         self.step = int(state["step"])
         self.losses = [float(v) for v in state.get("losses", [])]
@@ -418,34 +652,66 @@ class LoraTrainer:
         cfg = self.config
         folder = self.samples_dir
         folder.mkdir(parents=True, exist_ok=True)
-        self.unet.eval()
+        for model in self.models.values():
+            model.eval()
         seed = cfg.seed if cfg.sample_seed is None else cfg.sample_seed
         out = []
-        for index, prompt in enumerate(cfg.sample_prompts):
-            image = self.pipe(prompt, num_inference_steps=cfg.sample_steps,
-                              width=cfg.resolution, height=cfg.resolution,
-                              generator=torch.Generator("cpu").manual_seed(seed)).images[0]
-            path = folder / f"step{self.step:06d}-{index}.png"
-            image.save(path)
-            out.append(path)
+        if self.device != "cpu":  # what _offload moved away comes back for the samples
+            for part in (self.pipe.vae, *self.encoders.values()):
+                part.to(self.device)
+        try:
+            with self.accelerator.autocast():
+                for index, prompt in enumerate(cfg.sample_prompts):
+                    image = self.pipe(prompt, num_inference_steps=cfg.sample_steps,
+                                      width=cfg.resolution, height=cfg.resolution,
+                                      generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+                    path = folder / f"step{self.step:06d}-{index}.png"
+                    image.save(path)
+                    out.append(path)
+        finally:
+            self._offload()
         self.samples.append((self.step, out))
         return out
 
+    def estimate(self, device_memory: int | None = None):
+        """The run's memory estimate (:func:`lora_estimate.estimate_memory`) and its sentence."""
+        from studio.pipelines.train.lora_estimate import estimate_memory
+
+        cfg = self.config
+        return estimate_memory(
+            self.family, self.counts, cfg.resolution, cfg.rank, batch_size=cfg.batch_size,
+            mixed_precision=cfg.mixed_precision, gradient_checkpointing=cfg.gradient_checkpointing,
+            cache_latents=cfg.cache_latents, cache_text=cfg.cache_text,
+            train_text_encoder=cfg.train_text_encoder, optimizer=cfg.optimizer,
+            device=self.device, device_memory=device_memory)
+
     def peft_state(self) -> dict:
-        """The adapter's weights as PEFT names them (no adapter name), copied to the CPU."""
+        """The adapters' weights as PEFT names them, each under its part (``unet.…``,
+        ``text_encoder.…``), copied to the CPU."""
         from peft.utils import get_peft_model_state_dict
 
-        unet = self.accelerator.unwrap_model(self.unet)
-        return {k: v.detach().cpu().float().clone()
-                for k, v in get_peft_model_state_dict(unet).items()}
+        return {f"{key}.{k}": v.detach().cpu().float().clone()
+                for key, model in self._trained().items()
+                for k, v in get_peft_model_state_dict(model).items()}
 
     def load_peft_state(self, state: dict) -> None:
         from peft.utils import set_peft_model_state_dict
 
-        set_peft_model_state_dict(self.accelerator.unwrap_model(self.unet), state)
+        parts = _split_parts(state)
+        for key, model in self._trained().items():
+            set_peft_model_state_dict(model, {name: v for (part, name), v in parts.items()
+                                              if part == key})
+
+    @property
+    def unet_layers(self) -> int | None:
+        """SDXL's UNet blocks per level (kohya names SDXL's layers as the original UNet)."""
+        if self.family != "sdxl":
+            return None
+        return int(self.pipe.unet.config.layers_per_block)
 
     def kohya_state_dict(self) -> dict:
-        return kohya_from_peft(self.peft_state(), self.config.alpha)
+        return kohya_from_peft(self.peft_state(), self.config.alpha, self.family,
+                               self.unet_layers)
 
     def metadata(self) -> dict[str, str]:
         assert self.dataset is not None
@@ -458,7 +724,8 @@ class LoraTrainer:
             "ss_network_alpha": str(cfg.alpha),
             "ss_learning_rate": str(cfg.lr),
             "ss_unet_lr": str(cfg.lr),
-            "ss_text_encoder_lr": "0",
+            "ss_text_encoder_lr": str(self.te_lr) if cfg.train_text_encoder else "0",
+            "ss_network_train_unet_only": str(not cfg.train_text_encoder),
             "ss_max_train_steps": str(cfg.steps),
             "ss_steps": str(self.step),
             "ss_seed": str(cfg.seed),
@@ -473,7 +740,7 @@ class LoraTrainer:
                                             self.dataset.tag_frequency()}),
             "ss_dataset_dirs": json.dumps({Path(cfg.data_dir).name: {
                 "n_repeats": cfg.repeats, "img_count": len(self.dataset.examples)}}),
-            "modelspec.architecture": "stable-diffusion-v1/lora",
+            "modelspec.architecture": ARCHITECTURES[self.family],
             "modelspec.title": cfg.name,
         }
 
@@ -487,6 +754,7 @@ class LoraTrainer:
         """Train up to ``config.steps`` (from the checkpoint when ``resume``); stopping early
         keeps the latest weights (a checkpoint and the LoRA file)."""
         cfg = self.config
+        main = self.accelerator.is_main_process  # with `accelerate launch`, one process writes
         if resume and self.has_checkpoint():
             self.load_checkpoint()
         start = time.monotonic()
@@ -496,27 +764,93 @@ class LoraTrainer:
             loss = self.train_step()
             if on_step is not None:
                 on_step(StepReport(self.step, cfg.steps, loss, cfg.lr, time.monotonic() - start))
-            if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps:
+            if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps \
+                    and main:
                 self.save_checkpoint()
-            if cfg.sample_every and cfg.sample_prompts and self.step % cfg.sample_every == 0:
+            if cfg.sample_every and cfg.sample_prompts and self.step % cfg.sample_every == 0 \
+                    and main:
                 self.sample()
-        self.save_checkpoint()
-        if cfg.sample_prompts and (not self.samples or self.samples[-1][0] != self.step):
-            self.sample()
-        return self.save_lora()
+        if main:
+            self.save_checkpoint()
+            if cfg.sample_prompts and (not self.samples or self.samples[-1][0] != self.step):
+                self.sample()
+            self.save_lora()
+        self.accelerator.wait_for_everyone()
+        return self.lora_file
 
 
-def kohya_from_peft(peft_sd: dict, alpha: float) -> dict:
-    """A UNet adapter's PEFT state dict in kohya's layout (``lora_unet_…`` keys, ``alpha``)."""
+def model_counts(pipe: Any, family: str) -> dict[str, int]:
+    """Parameters of the UNet, the text encoders and the VAE, and the LoRA's parameters per
+    unit of rank (in + out features of each layer it adapts), for the memory estimate."""
     import torch
-    from diffusers.utils import convert_state_dict_to_kohya
 
-    kohya = convert_state_dict_to_kohya(
-        {f"unet.{k}": v.detach().cpu().float().contiguous() for k, v in peft_sd.items()})
-    for key in kohya:
-        if key.endswith(".alpha"):
-            kohya[key] = torch.tensor(float(alpha))
-    return kohya
+    def lora_per_rank(model: Any, targets: list[str]) -> int:
+        return sum(m.in_features + m.out_features for name, m in model.named_modules()
+                   if isinstance(m, torch.nn.Linear)
+                   and any(name == t or name.endswith("." + t) for t in targets))
+
+    encoders = [getattr(pipe, attr) for attr, _ in TEXT_ENCODERS[family]]
+    return {"unet": sum(p.numel() for p in pipe.unet.parameters()),
+            "text": sum(p.numel() for e in encoders for p in e.parameters()),
+            "vae": sum(p.numel() for p in pipe.vae.parameters()),
+            "lora_unet": lora_per_rank(pipe.unet, UNET_TARGETS),
+            "lora_text": sum(lora_per_rank(e, TEXT_TARGETS) for e in encoders)}
+
+
+_PARTS = ("unet", "text_encoder", "text_encoder_2")
+
+
+def _split_parts(peft_sd: dict) -> dict[tuple[str, str], Any]:
+    """``{(part, name): tensor}``; a name with no part (a UNet-only state from before text
+    encoders could train) is the UNet's."""
+    out = {}
+    for key, value in peft_sd.items():
+        head, _, rest = key.partition(".")
+        out[(head, rest) if head in _PARTS and rest else ("unet", key)] = value
+    return out
+
+
+def sgm_unet_module(module: str, layers_per_block: int) -> str:
+    """A diffusers UNet attention module's name in the original (SGM) SDXL UNet, as kohya's
+    SDXL LoRAs name them: ``down_blocks.1.attentions.0.…`` → ``input_blocks.4.1.…`` (with two
+    layers per block), ``mid_block.attentions.0`` → ``middle_block.1``,
+    ``up_blocks.i.attentions.j`` → ``output_blocks.{i·(layers+1)+j}.1``."""
+    parts = module.split(".")
+    per = layers_per_block + 1
+    if parts[0] == "down_blocks" and parts[2] == "attentions":
+        block = 1 + int(parts[1]) * per + int(parts[3])
+        return ".".join(["input_blocks", str(block), "1", *parts[4:]])
+    if parts[0] == "mid_block" and parts[1] == "attentions":
+        return ".".join(["middle_block", "1", *parts[3:]])
+    if parts[0] == "up_blocks" and parts[2] == "attentions":
+        block = int(parts[1]) * per + int(parts[3])
+        return ".".join(["output_blocks", str(block), "1", *parts[4:]])
+    raise ValueError(f"{module} is not a UNet attention layer")
+
+
+def kohya_from_peft(peft_sd: dict, alpha: float, family: str = "sd1",
+                    layers_per_block: int | None = None) -> dict:
+    """Adapters' PEFT state dict (:meth:`LoraTrainer.peft_state`) in kohya's layout: UNet
+    layers ``lora_unet_…`` (SDXL's under the original UNet's names), text encoders ``lora_te_…``
+    (SD 1.x) or ``lora_te1_…``/``lora_te2_…`` (SDXL); ``lora_down``/``lora_up`` and an
+    ``alpha`` per layer."""
+    import torch
+
+    prefixes = dict(TEXT_ENCODERS[family])
+    out = {}
+    for (part, key), value in _split_parts(peft_sd).items():
+        module, kind = key.rsplit(".lora_", 1)  # "…to_q", "A.weight"
+        if part == "unet":
+            if family == "sdxl":
+                module = sgm_unet_module(module, layers_per_block or 2)
+            name = "lora_unet_" + module.replace(".", "_")
+        else:  # transformers 5's CLIP has no text_model level; kohya's files do
+            module = module if module.startswith("text_model.") else f"text_model.{module}"
+            name = prefixes[part] + module.replace(".", "_")
+        out[f"{name}.lora_{'down' if kind.startswith('A') else 'up'}.weight"] = (
+            value.detach().cpu().float().contiguous())
+        out[f"{name}.alpha"] = torch.tensor(float(alpha))
+    return out
 
 
 def write_lora_file(target: Path, kohya: dict, metadata: dict[str, str],

@@ -1,4 +1,5 @@
-"""The ``lora-sd`` lesson: the Train → LoRA page, a LoRA for Stable Diffusion 1.x on your images.
+"""The ``lora-sd`` lesson: the Train → LoRA page, a LoRA for Stable Diffusion 1.x or SDXL on your
+images.
 
 The training itself is :class:`studio.pipelines.train.lora_sd.LoraTrainer` (#18's core: cached
 latents and prompts, aspect buckets, PEFT on the UNet's attention, kohya's file format); this
@@ -7,12 +8,12 @@ the page can pause, step, change the learning rate or the sample prompts mid-run
 a run's checkpoint exactly (each step's randomness comes from ``(seed, step)``).
 
 Images: a folder of yours (``.txt`` sidecars as kohya reads them, a trigger word put first), or,
-when none is chosen, ten shapes drawn in red ink that ship with Studio. Base model: an SD 1.x
-model from the library by its name (or path), or, when none is named, a tiny SD 1.x pipeline built
-with the real diffusers classes and random weights (so the page, the CLI and the self-test work
-without any download; its samples are noise). Every ``sample_every`` steps the sample prompts are
-drawn at a fixed seed and kept as a row; every ``save_every`` steps and at ``steps`` the LoRA is
-written into the library's ``loras`` folder (``<name>.safetensors`` with ``ss_`` metadata and
+when none is chosen, ten shapes drawn in red ink that ship with Studio. Base model: an SD 1.x or
+SDXL model from the library by its name (or path), or, when none is named, a tiny SD 1.x pipeline
+built with the real diffusers classes and random weights (so the page, the CLI and the self-test
+work without any download; its samples are noise). Every ``sample_every`` steps the sample prompts
+are drawn at a fixed seed and kept as a row; every ``save_every`` steps and at ``steps`` the LoRA
+is written into the library's ``loras`` folder (``<name>.safetensors`` with ``ss_`` metadata and
 ``<name>.preview.png``), where Generate lists it. No Qt here.
 """
 
@@ -46,6 +47,7 @@ from studio.pipelines.train.lora_sd import (
     bucket_for,
     buckets,
     caption_with_trigger,
+    device_memory,
     kohya_from_peft,
     read_caption,
     scan_folder,
@@ -56,13 +58,18 @@ from studio.pipelines.train.registry import lesson_text
 DATASETS = ("shapes", "folder")
 DATASET_NAMES = {"shapes": "Red shapes (ships with Studio)", "folder": "Your folder"}
 CAPTIONS = ("sidecars", "blip")
-CAPTION_NAMES = {"sidecars": "The .txt files", "blip": "Fill missing ones with BLIP"}
+CAPTION_NAMES = {"sidecars": "The .txt files",
+                 "blip": "Fill missing ones (Florence-2 or BLIP)"}
 RESOLUTIONS = ("auto", "128", "256", "384", "512", "640", "768", "1024")
-RESOLUTION_NAMES = {"auto": "Model's own (512; tiny model 64)", "128": "128 px (a quick try)",
+RESOLUTION_NAMES = {"auto": "Model's own (SD 1.x 512, SDXL 1024; tiny model 64)",
+                    "128": "128 px (a quick try)",
                     **{r: f"{r} px" for r in RESOLUTIONS[2:]}}
+PRECISIONS = ("no", "bf16", "fp16")
+PRECISION_NAMES = {"no": "fp32 (none)", "bf16": "bf16", "fp16": "fp16 (CUDA GPUs)"}
+OPTIMIZER_NAMES = {"adamw": "AdamW", "adamw8bit": "8-bit AdamW (bitsandbytes, CUDA)"}
 TINY_NAME = "Studio's tiny SD 1.x (random weights)"
 TINY_SIDE = 64
-MODEL_SIDE = 512
+MODEL_SIDE = {"sd1": 512, "sdxl": 1024}
 SHAPE_NAMES = ("circle", "square", "triangle", "cross", "ring")
 SMOOTH_OVER = 20  # steps the smoothed loss averages
 THUMB_SIDE = 96
@@ -78,18 +85,19 @@ and the time left. LoRA freezes the model and trains small rank-*r* matrices bes
 layers; the result is a file of a few MB in kohya's format that Generate, A1111, Forge and
 ComfyUI load.
 
-**What to try.** Choose *Your folder* with 10–50 pictures of one style or character and a
-trigger word nobody uses ("zxqstyle"); pick an SD 1.x base model from your library; Play. Change
-the sample prompts while it trains. *Keep LoRA now* stops and writes the LoRA as it is; Pause
-keeps a checkpoint that the Runs tab resumes exactly. Then in Generate pick the LoRA (it is
-listed by its name) and use the trigger word in the prompt.
+**What to try.** Choose *Your folder* with 10–50 pictures of one style or character and a trigger
+word nobody uses ("zxqstyle"); pick an SD 1.x or SDXL base model from your library; Play. Change
+the sample prompts while it trains. *Keep LoRA now* stops and writes the LoRA as it is; Pause keeps
+a checkpoint that the Runs tab resumes exactly. Then in Generate pick the LoRA (it is listed by its
+name) and use the trigger word in the prompt.
 
 **What is normal.** The loss of diffusion training is noisy (each step draws a new noise
 level), so watch the smoothed curve: it falls a little and flattens; the samples tell more than
 the loss. With Studio's tiny random model (no base model named) a step takes a fraction of a
 second, the smoothed loss drifts down from about 1 within a minute or two, and the samples are
 coloured noise — it shows the machinery, not a style. A real SD 1.x model learns a style in
-500–2000 steps at 512 px: hours on a CPU, minutes on a GPU.
+500–2000 steps at 512 px: hours on a CPU, minutes on a GPU. SDXL trains at 1024 px and wants a
+GPU with 12 GB or more.
 """
 
 
@@ -179,7 +187,8 @@ def _thumb(example: Example) -> np.ndarray:
 
 
 class LoraSDLesson(Trainer):
-    """A kohya-format LoRA for an SD 1.x model, trained a step at a time with samples."""
+    """A kohya-format LoRA for an SD 1.x or SDXL model, trained a step at a time with
+    samples."""
 
     info = LessonInfo(**lesson_text("lora-sd"), explanation=EXPLANATION, log_scale=False,
                       series=("loss", "smooth_loss"),
@@ -198,8 +207,8 @@ class LoraSDLesson(Trainer):
                   help="Put before every caption; use it in Generate's prompt to call the "
                        "LoRA up."),
         ParamSpec("model", "", "text", maximum=1000, label="Base model",
-                  help="An SD 1.x model's name as Generate lists it (or its path); empty: "
-                       "Studio's tiny random model."),
+                  help="An SD 1.x or SDXL model's name as Generate lists it (or its path); "
+                       "empty: Studio's tiny random model."),
         ParamSpec("name", "", "text", maximum=60, label="LoRA name",
                   help="The file name in the library's loras folder; empty: the folder's "
                        "name."),
@@ -208,8 +217,34 @@ class LoraSDLesson(Trainer):
                        "more."),
         ParamSpec("alpha", 8.0, "float", minimum=0.01, maximum=1024, label="Alpha",
                   help="The update is scaled by alpha / rank (kohya's network alpha)."),
-        tl.lr_spec(1e-4, "AdamW's step size; 1e-4 is usual for SD 1.x LoRAs, the tiny model "
-                         "likes 1e-3."),
+        tl.lr_spec(1e-4, "AdamW's step size; 1e-4 is usual for SD 1.x and SDXL LoRAs, the "
+                         "tiny model likes 1e-3."),
+        ParamSpec("train_text_encoder", False, "bool", label="Train text encoder",
+                  help="LoRA layers in the text encoder(s) too: captions' words learn the "
+                       "style as well (a bigger file; saved as kohya's lora_te keys)."),
+        ParamSpec("text_encoder_lr", 5e-5, "float", minimum=1e-7, maximum=10.0, live=True,
+                  log_scale=True, label="Text-encoder LR",
+                  help="The text encoder's own learning rate (kohya's text_encoder_lr); "
+                       "usually half the UNet's or less."),
+        ParamSpec("mixed_precision", "no", "choice", choices=PRECISIONS,
+                  choice_labels=PRECISION_NAMES, label="Mixed precision",
+                  help="Frozen weights and most maths in 16 bits: about half the memory. fp16 "
+                       "needs a CUDA GPU; bf16 runs on a CPU where it supports it."),
+        ParamSpec("gradient_checkpointing", False, "bool", label="Gradient checkpointing",
+                  help="Recompute activations in the backward pass: far less memory, steps "
+                       "about a third slower."),
+        ParamSpec("cache_latents", True, "bool", label="Cache latents",
+                  help="Encode each image with the VAE once (the VAE then leaves the GPU) "
+                       "instead of at every step; the same loss."),
+        ParamSpec("cache_text", True, "bool", label="Cache text-encoder outputs",
+                  help="Encode each caption once (the text encoders leave the GPU); not "
+                       "possible while the text encoder trains."),
+        ParamSpec("optimizer", "adamw", "choice", choices=("adamw", "adamw8bit"),
+                  choice_labels=OPTIMIZER_NAMES, label="Optimizer",
+                  help="8-bit AdamW keeps its moments in 8 bits: less memory on a CUDA GPU."),
+        ParamSpec("sdpa", True, "bool", label="SDPA attention",
+                  help="PyTorch's fused scaled-dot-product attention in the UNet (less memory, "
+                       "faster); off: the plain attention."),
         ParamSpec("steps", 500, "int", minimum=1, maximum=1_000_000, live=True,
                   label="Steps", help="Training stops here and writes the LoRA."),
         ParamSpec("resolution", "auto", "choice", choices=RESOLUTIONS,
@@ -234,9 +269,14 @@ class LoraSDLesson(Trainer):
 
     @classmethod
     def unavailable_choices(cls) -> dict[str, dict[str, str]]:
-        from studio.pipelines.train.captions import NEEDS, find_captioner
+        from studio.core.devices import resolve_device
+        from studio.pipelines.train.captions import find_captioner, needs_text
+        from studio.pipelines.train.lora_sd import device_problems
 
-        return {} if find_captioner() is not None else {"captions": {"blip": NEEDS}}
+        out = device_problems(resolve_device(_settings_paths()[0].device))
+        if find_captioner() is None:
+            out["captions"] = {"blip": needs_text()}
+        return out
 
     @classmethod
     def validate_config(cls, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -265,16 +305,8 @@ class LoraSDLesson(Trainer):
         cfg = self.config
         self.settings, self.paths = _settings_paths()
         model = str(cfg["model"]).strip()
-        side = (int(cfg["resolution"]) if cfg["resolution"] != "auto"
-                else MODEL_SIDE if model else TINY_SIDE)
         folder = (Path(str(cfg["data_folder"])).expanduser() if cfg["dataset"] == "folder"
                   else None)
-        if folder is not None and cfg["captions"] == "blip":
-            from studio.pipelines.train.captions import caption_missing
-
-            caption_missing(ex.path for ex in scan_folder(folder, "", side).examples)
-        dataset = (scan_folder(folder, cfg["trigger"], side) if folder is not None
-                   else shapes_dataset(cfg["trigger"], side))
         name = str(cfg["name"]).strip() or (_slug(folder.name) if folder else "") or "red-shapes"
         device = "cpu"
         if model:
@@ -284,18 +316,35 @@ class LoraSDLesson(Trainer):
         self.core = LoraTrainer(LoraTrainConfig(
             data_dir=folder or Path("shapes"), base=model or TINY_NAME, name=name,
             trigger=str(cfg["trigger"]), rank=int(cfg["rank"]), alpha=float(cfg["alpha"]),
-            lr=float(cfg["lr"]), steps=int(cfg["steps"]), resolution=side,
+            lr=float(cfg["lr"]), steps=int(cfg["steps"]), resolution=TINY_SIDE,
             repeats=int(cfg["repeats"]), seed=seed, sample_steps=int(cfg["sample_steps"]),
-            sample_seed=int(cfg["sample_seed"])), self.settings, self.paths, device)
-        if model:
+            sample_seed=int(cfg["sample_seed"]),
+            train_text_encoder=bool(cfg["train_text_encoder"]),
+            text_encoder_lr=float(cfg["text_encoder_lr"]),
+            mixed_precision=str(cfg["mixed_precision"]),
+            gradient_checkpointing=bool(cfg["gradient_checkpointing"]),
+            cache_latents=bool(cfg["cache_latents"]), cache_text=bool(cfg["cache_text"]),
+            optimizer=str(cfg["optimizer"]), sdpa=bool(cfg["sdpa"])),
+            self.settings, self.paths, device)
+        if model:  # the model first: its family gives the resolution ("auto")
             pipe, base_name, family = self.core.load_base()
         else:
             pipe, base_name, family = tiny_pipeline(seed), TINY_NAME, "sd1"
+        side = (int(cfg["resolution"]) if cfg["resolution"] != "auto"
+                else MODEL_SIDE[family] if model else TINY_SIDE)
+        self.core.config.resolution = side
+        if folder is not None and cfg["captions"] == "blip":
+            from studio.pipelines.train.captions import caption_missing
+
+            caption_missing(ex.path for ex in scan_folder(folder, "", side).examples)
+        dataset = (scan_folder(folder, cfg["trigger"], side) if folder is not None
+                   else shapes_dataset(cfg["trigger"], side))
         self.core.attach(pipe, base_name, family, dataset)
         self.core.samples_dir = (self.core.state_dir
                                  / f"samples-{time.strftime('%Y%m%d-%H%M%S')}-"
                                    f"{uuid.uuid4().hex[:6]}")
         self.dataset = dataset
+        self.estimate = self.core.estimate(device_memory(device)).sentence
         self._set_prompts()
         self.saved = ""
         self._rate = 0.0
@@ -318,8 +367,10 @@ class LoraSDLesson(Trainer):
 
     def on_param_changed(self, name: str) -> None:
         cfg, core = self.config, self.core.config
-        if name == "lr":
-            tl.set_lr(self.core.optimizer, float(cfg["lr"]))
+        if name in ("lr", "text_encoder_lr"):  # group 0 is the UNet's, the others the encoders'
+            groups = self.core.optimizer.param_groups
+            for group in groups[:1] if name == "lr" else groups[1:]:
+                group["lr"] = float(cfg[name])
         elif name == "sample_prompts":
             self._set_prompts()
         elif name in ("sample_seed", "sample_steps", "steps"):
@@ -383,7 +434,7 @@ class LoraSDLesson(Trainer):
                           f"{core.config.resolution}² px"
                           + (f", '{core.config.trigger.strip()}' put before every caption"
                              if core.config.trigger.strip() else "")),
-            "warnings": list(self.dataset.warnings),
+            "warnings": list(self.dataset.warnings), "estimate": self.estimate,
             "images": self._shown, "prompts": list(core.config.sample_prompts),
             "samples": [(step, [str(p) for p in paths]) for step, paths in core.samples],
             "saved": self.saved,
@@ -396,7 +447,8 @@ class LoraSDLesson(Trainer):
                 "step_count": self.step_count, "losses": [float(v) for v in core.losses],
                 "samples": [[step, [str(p) for p in paths]] for step, paths in core.samples],
                 "saved": self.saved, "metadata": core.metadata(),
-                "alpha": float(core.config.alpha), "name": core.config.name}
+                "alpha": float(core.config.alpha), "name": core.config.name,
+                "family": core.family, "unet_layers": core.unet_layers}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         core = self.core
@@ -419,7 +471,9 @@ def write_lora_export(folder: Path, state: dict[str, Any]) -> list[Path]:
     metadata = {**state["metadata"], "ss_output_name": name, "modelspec.title": name}
     previews = [Path(p) for _, paths in state["samples"][-1:] for p in paths[:1]]
     target = write_lora_file(folder / f"{name}.safetensors",
-                             kohya_from_peft(state["peft"], float(state["alpha"])), metadata,
+                             kohya_from_peft(state["peft"], float(state["alpha"]),
+                                             state.get("family", "sd1"),
+                                             state.get("unet_layers")), metadata,
                              previews[0] if previews else None)
     return sorted(p for p in folder.iterdir() if p.is_file() and p.stem.startswith(target.stem))
 

@@ -54,20 +54,24 @@ def duration(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60} min"
 
 
-def _sd1_models() -> list[tuple[str, str]]:
-    """(name, spec) of the library's SD 1.x models, for the base-model picker (I/O pool)."""
+def _trainable_models() -> list[tuple[str, str]]:
+    """(name, spec) of the library's models LoRA training supports (SD 1.x, SDXL), for the
+    base-model picker (I/O pool)."""
     from studio.core.config import default_paths, load_settings
     from studio.library.models import find_txt2img_models
+    from studio.pipelines.train.lora_sd import SUPPORTED_FAMILIES
 
     settings = load_settings().settings
     models = find_txt2img_models(settings, settings.resolved_paths(default_paths()))
-    return [(m.name, str(m.path)) for m in models if m.family == "sd1"]
+    return [(m.name, str(m.path)) for m in models if m.family in SUPPORTED_FAMILIES]
 
 
-def _captioner_found() -> bool:
-    from studio.pipelines.train.captions import find_captioner
+def _captioner_found() -> tuple[str, list[str]]:
+    """(the cached captioner's kind, "" when none; the download lines), off the GUI thread."""
+    from studio.pipelines.train.captions import captioner_name, download_lines, find_captioner
 
-    return find_captioner() is not None
+    folder = find_captioner()
+    return (captioner_name(folder) if folder is not None else ""), download_lines()
 
 
 class LoraSDView(LessonView):
@@ -94,10 +98,16 @@ class LoraSDView(LessonView):
         self.keep_button.clicked.connect(self._keep)
         self.info = ElidedLabel("")
         self.info.setProperty("muted", True)
+        self.estimate = ElidedLabel("", tip="Memory this run needs (an estimate from the "
+                                            "model's size, resolution, rank and the memory "
+                                            "options)")
+        self.estimate.setObjectName("loraEstimate")
+        self.estimate.setProperty("muted", True)
 
         self.model_box = QComboBox()
         self.model_box.setObjectName("loraBaseModel")
-        self.model_box.setToolTip("The SD 1.x model the LoRA is trained for (from the library)")
+        self.model_box.setToolTip("The SD 1.x or SDXL model the LoRA is trained for "
+                                      "(from the library)")
         self.model_box.addItem("Tiny model (random weights)", TINY)
         self.model_box.activated.connect(self._model_chosen)
         self.folder_button = QPushButton("Image folder…")
@@ -118,9 +128,9 @@ class LoraSDView(LessonView):
         self.save_button.clicked.connect(self.save_caption)
         self.caption_note = ElidedLabel("")
         self.caption_note.setProperty("muted", True)
-        self.auto_button = QPushButton("Caption missing with BLIP")
-        self.auto_button.setToolTip("Before training, BLIP writes a .txt for every image "
-                                    "that has none (captions you wrote stay)")
+        self.auto_button = QPushButton("Caption missing")
+        self.auto_button.setToolTip("Before training, the captioning model writes a .txt for "
+                                    "every image that has none (captions you wrote stay)")
         self.auto_button.clicked.connect(lambda: self.resetRequested.emit({"captions": "blip"}))
         self.auto_button.hide()
         self.auto_note = QLabel("")
@@ -179,8 +189,9 @@ class LoraSDView(LessonView):
         layout.addLayout(top)
         layout.addLayout(pick)
         layout.addWidget(self.info)
+        layout.addWidget(self.estimate)
         layout.addLayout(body, 1)
-        self._calls.run(_sd1_models, self._fill_models, lambda _why: None)
+        self._calls.run(_trainable_models, self._fill_models, lambda _why: None)
         self._calls.run(_captioner_found, self._show_captioner, lambda _why: None)
 
     # -- what the trainer sends ----------------------------------------------------------------
@@ -196,6 +207,7 @@ class LoraSDView(LessonView):
         self.info.set_full_text(f"{snapshot['model']} on {snapshot['device']} · "
                                 f"{snapshot['data_note']}" + (f" · {warnings}" if warnings
                                                               else ""))
+        self.estimate.set_full_text(snapshot.get("estimate", ""))
         self._sync_model()
         self.keep_button.setEnabled(snapshot["step"] > 0
                                     and snapshot["step"] < snapshot["steps"])
@@ -279,14 +291,19 @@ class LoraSDView(LessonView):
         """Train on ``folder`` (a new run: its images are read and cached)."""
         self.resetRequested.emit({"dataset": "folder", "data_folder": str(folder)})
 
-    def _show_captioner(self, found: bool) -> None:
-        from studio.pipelines.train.captions import DOWNLOAD_LINE
-
-        self.auto_button.setVisible(found)
+    def _show_captioner(self, found: tuple[str, list[str]]) -> None:
+        name, lines = found
+        self.auto_button.setVisible(bool(name))
+        if name:
+            self.auto_button.setText(f"Caption missing with {name}")
+        # one short line on the page (the list above keeps its room); every line in the tip
         self.auto_note.setText(
-            "BLIP is in your Hugging Face cache: it can caption the images that have no .txt."
-            if found else f"Automatic captions need BLIP: {DOWNLOAD_LINE} (then restart "
-                          "Studio).")
+            f"{name} is in your Hugging Face cache: it can caption the images that have no .txt."
+            if name else f"Automatic captions: {lines[0]}"
+                         + (" (or BLIP)" if len(lines) > 1 else "") + ", then restart Studio.")
+        self.auto_note.setToolTip("" if name else "A captioning model in the Hugging Face cache "
+                                  "writes the missing captions; download one with:\n"
+                                  + "\n".join(lines))
 
     # -- the base model ------------------------------------------------------------------------
     def _fill_models(self, models: list[tuple[str, str]]) -> None:

@@ -1,0 +1,82 @@
+"""LoRA training's memory options (#18): cached latents and text-encoder outputs give the same
+loss as making them at every step, SDPA or not, bf16 on the CPU where it runs, fp16 and 8-bit
+AdamW refused on a CPU with the reason, and the estimate before starting moves with each
+option."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from studio.core.config import default_paths
+from studio.core.jobs import UserFacingError
+from studio.pipelines.train.lora_estimate import GB, estimate_memory
+from studio.pipelines.train.lora_sd import LoraTrainer, device_problems
+from tests.test_lora_train import SETTINGS, config, make_folder
+
+# SDXL-sized counts (UNet 2.57 B, both text encoders 0.82 B, VAE 84 M)
+SDXL = {"unet": 2_567_463_684, "text": 817_720_320, "vae": 83_653_863,
+        "lora_unet": 2_900_000, "lora_text": 700_000}
+
+
+def _trained_losses(data, model, steps=2, **kw):
+    trainer = LoraTrainer(config(data, model, steps=steps, **kw), SETTINGS, default_paths())
+    trainer.prepare()
+    trainer.run()
+    return trainer
+
+
+def test_cached_latents_and_prompts_give_the_same_loss_as_uncached(studio_home, tmp_path,
+                                                                   tiny_sd15_dir):
+    data = make_folder(tmp_path / "data")
+    cached = _trained_losses(data, tiny_sd15_dir, name="cached")
+    fresh = _trained_losses(data, tiny_sd15_dir, name="fresh", cache_latents=False,
+                            cache_text=False)
+    assert not fresh.latents and not fresh.texts  # nothing was cached
+    assert fresh.losses == cached.losses
+    plain = _trained_losses(data, tiny_sd15_dir, name="plain", sdpa=False)
+    assert plain.losses == pytest.approx(cached.losses, rel=1e-4)
+
+
+def test_cpu_refuses_fp16_and_8bit_adamw_and_trains_bf16_where_it_runs(studio_home, tmp_path,
+                                                                       tiny_sd15_dir):
+    data = make_folder(tmp_path / "data")
+    problems = device_problems("cpu")
+    assert "CUDA GPU" in problems["mixed_precision"]["fp16"]
+    assert "CUDA GPU" in problems["optimizer"]["adamw8bit"]
+    for bad in ({"mixed_precision": "fp16"}, {"optimizer": "adamw8bit"}):
+        with pytest.raises(UserFacingError, match="CUDA GPU"):
+            LoraTrainer(config(data, tiny_sd15_dir, **bad), SETTINGS, default_paths())
+    if "bf16" in problems.get("mixed_precision", {}):
+        pytest.skip(problems["mixed_precision"]["bf16"])
+    trainer = _trained_losses(data, tiny_sd15_dir, steps=1, name="half", mixed_precision="bf16",
+                              gradient_checkpointing=True, sample_prompts=["inkstyle"],
+                              sample_steps=1)
+    assert math.isfinite(trainer.losses[0]) and trainer.samples[-1][1][0].is_file()
+    assert all(p.dtype.is_floating_point and p.element_size() == 4 for p in trainer.params)
+    assert "bf16" in trainer.estimate().sentence and "On the CPU" in trainer.estimate().sentence
+
+
+def test_the_estimate_moves_with_each_option():
+    def size(**kw):
+        return estimate_memory("sdxl", SDXL, 1024, 16, **kw).total
+
+    base = size()
+    assert size(gradient_checkpointing=True) < base
+    assert size(mixed_precision="bf16") < base
+    assert size(optimizer="adamw8bit") < base
+    assert size(cache_latents=False) > base
+    assert size(train_text_encoder=True) > base
+    assert size(cache_text=False) > base
+    assert estimate_memory("sdxl", SDXL, 512, 16).total < base
+    usual = estimate_memory("sdxl", SDXL, 1024, 16, mixed_precision="bf16",
+                            gradient_checkpointing=True)
+    assert usual.sentence.startswith("SDXL LoRA at 1024 px, rank 16: ~")
+    assert "with checkpointing, bf16" in usual.sentence
+    assert 9 * GB < usual.total < 14 * GB  # the usual "~11 GB with checkpointing"
+    small = estimate_memory("sdxl", SDXL, 1024, 16, device_memory=12 * GB)
+    assert "more than this GPU's" in small.sentence and "To fit:" in small.sentence
+    assert "gradient checkpointing" in small.sentence
+    cpu = estimate_memory("sd1", {**SDXL, "unet": 859_520_964}, 512, 8, device="cpu")
+    assert "slow" in cpu.sentence and "256–512 px" in cpu.sentence
