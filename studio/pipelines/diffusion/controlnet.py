@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from studio.core.config import Paths, Settings
@@ -34,6 +35,7 @@ from studio.core.jobs import UserFacingError
 log = logging.getLogger(__name__)
 
 SUPPORTED_FAMILIES = ("sd1", "sd2", "sdxl")
+_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 
 
 # -- preprocessing ---------------------------------------------------------------------------
@@ -102,40 +104,66 @@ class Control:
     images: list[Any]
 
 
+def load_controlnet(entry: Any, device: str, dtype: Any, paths: Paths | None = None) -> Any:
+    """The model cache's loader: a diffusers folder with ``from_pretrained``, a single file
+    (A1111 / ComfyUI, original or diffusers layout) with ``from_single_file`` and the config
+    shipped for its family; offline either way, pickles only as plain tensors."""
+    from diffusers import ControlNetModel
+
+    try:
+        if Path(entry.path).is_file():
+            model = _single_file(entry, dtype)
+        else:
+            model = ControlNetModel.from_pretrained(str(entry.path), torch_dtype=dtype,
+                                                    local_files_only=True,
+                                                    use_safetensors=_has_safetensors(entry.path))
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise UserFacingError(f"The ControlNet {entry.name} cannot be loaded: {exc}") from None
+    return model.to(device).eval()
+
+
+def _single_file(entry: Any, dtype: Any) -> Any:
+    from diffusers import ControlNetModel
+
+    from studio.library.controlnets import SINGLE_FILE_CONFIGS
+    from studio.library.safe_load import load_state_dict
+
+    config = SINGLE_FILE_CONFIGS.get(entry.family)
+    if config is None:
+        raise UserFacingError(f"The ControlNet {entry.name} is a single file whose base model "
+                              "Studio cannot tell: use it with an SD 1.x, SD 2.x or SDXL model, "
+                              "or use its diffusers folder.")
+    state = load_state_dict(Path(entry.path))  # .pth: torch.load(weights_only=True) or refused
+    try:
+        return ControlNetModel.from_single_file(state, config=str(config), torch_dtype=dtype,
+                                                local_files_only=True)
+    except (ValueError, RuntimeError, KeyError, IndexError) as exc:
+        raise UserFacingError(
+            f"The ControlNet {entry.name} does not fit the {_NAMES.get(entry.family, '')} "
+            f"ControlNet layout Studio knows ({exc}); use its diffusers folder.") from None
+
+
 class ControlNetCache:
-    """The ControlNet models of the last job, kept loaded for the next one (the same units are
-    usually used again); others are released when a job names new ones."""
+    """The ControlNet models jobs use, in a :class:`~studio.pipelines.model_cache.ModelCache` of
+    kind ``controlnet``: they stay loaded for the next job (the same units are usually used
+    again), count in the memory budget, show as loaded and "Unload all" frees them."""
 
-    def __init__(self) -> None:
-        self._loaded: dict[tuple[str, str, str], Any] = {}
+    def __init__(self, settings_getter: Callable[[], Settings] | None = None) -> None:
+        from studio.pipelines.model_cache import ModelCache
 
-    def models(self, entries: list[Any], device: str, dtype: Any) -> list[Any]:
-        from diffusers import ControlNetModel
+        self.cache = ModelCache(loader=load_controlnet, kind="controlnet",
+                                settings_getter=settings_getter)
 
-        keys = [(str(e.path.resolve()), device, str(dtype)) for e in entries]
-        keep = {k: v for k, v in self._loaded.items() if k in keys}
-        self._loaded = keep
-        out = []
-        for key, entry in zip(keys, entries, strict=True):
-            if key not in self._loaded:
-                try:
-                    model = ControlNetModel.from_pretrained(str(entry.path), torch_dtype=dtype,
-                                                            local_files_only=True,
-                                                            use_safetensors=_has_safetensors(
-                                                                entry.path))
-                except (OSError, ValueError) as exc:
-                    raise UserFacingError(f"The ControlNet {entry.name} cannot be loaded: "
-                                          f"{exc}") from None
-                self._loaded[key] = model.to(device).eval()
-            out.append(self._loaded[key])
-        return out
+    def models(self, entries: list[Any], device: str, dtype: Any,
+               paths: Paths | None = None) -> list[Any]:
+        return [self.cache.get(entry, device, dtype, paths) for entry in entries]
 
     def clear(self) -> None:
-        self._loaded.clear()
+        self.cache.unload_all()
 
 
 def _has_safetensors(folder: Any) -> bool:
-    return any(folder.glob("*.safetensors"))
+    return any(Path(folder).glob("*.safetensors"))
 
 
 def resolve_units(request: Any, family: str, settings: Settings,
@@ -156,11 +184,12 @@ def resolve_units(request: Any, family: str, settings: Settings,
     for unit in checked:
         entry = resolve_controlnet(unit.model, settings, paths)
         if entry.family and entry.family != family:
-            names = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
             raise UserFacingError(
-                f"The ControlNet {entry.name} is for {names.get(entry.family, entry.family)} "
-                f"models and the model is {names.get(family, family)}: pick a ControlNet made "
+                f"The ControlNet {entry.name} is for {_NAMES.get(entry.family, entry.family)} "
+                f"models and the model is {_NAMES.get(family, family)}: pick a ControlNet made "
                 "for it.")
+        if not entry.family and entry.single_file:  # a file that does not say: the model's
+            entry = replace(entry, family=family)
         entries.append(entry)
     return checked, entries
 

@@ -48,7 +48,7 @@ class Txt2ImgService(DiffusersService):
         super().__init__(settings_getter, paths_getter, cache, upscalers=upscalers)
         from studio.pipelines.diffusion.controlnet import ControlNetCache
 
-        self.controlnet_cache = ControlNetCache()  # the last job's ControlNets stay loaded
+        self.controlnet_cache = ControlNetCache(settings_getter)  # loaded ControlNets stay
 
     # -- the job handler -----------------------------------------------------------------------
     def run(self, request: Txt2ImgRequest, progress: ProgressSink,
@@ -143,7 +143,7 @@ class Txt2ImgService(DiffusersService):
 
         checked, entries = cn.resolve_units(request, model_family(pipe, entry), settings, paths)
         images = [cn.control_image(u, request.width, request.height) for u in checked]
-        models = self.controlnet_cache.models(entries, device, dtype)
+        models = self.controlnet_cache.models(entries, device, dtype, paths)
         return cn.Control(lambda base: cn.controlnet_pipeline(base, models),
                           cn.call_kwargs(checked, images), cn.infotext(checked, entries), images)
 

@@ -1,0 +1,129 @@
+"""Single-file ControlNets (issue 14) as people download them — A1111 / ComfyUI's original layout
+as ``.safetensors`` and ``.pth`` (with and without ``control_model.``) and the diffusers layout
+in one file — are found by the library, named by their file, typed by their name, loaded offline
+through the user's path and give the image of the diffusers folder bit for bit; a pickle that
+needs code is refused; and "Unload all" releases the loaded ControlNets."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from studio.core.config import Settings, default_paths
+from studio.core.jobs import CancelToken, UserFacingError
+from studio.core.requests import Txt2ImgRequest
+from studio.library import controlnets as lib
+from studio.pipelines.diffusion.txt2img import Txt2ImgService
+from tests.fixtures.tiny_controlnet import build_tiny_controlnet, to_original_layout
+from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
+
+
+class Sink:
+    def __call__(self, step, total, preview=None):
+        pass
+
+    def partial(self, result):
+        pass
+
+    def message(self, text):
+        pass
+
+
+@pytest.fixture
+def files(tiny_sd15_dir, tmp_path, monkeypatch):
+    """The tiny ControlNet's folder (outside the library) and its single files in the library's
+    controlnet folder; the tiny architecture stands in for SD 1.x's shipped config."""
+    import torch
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+
+    folder = build_tiny_controlnet(tiny_sd15_dir / "unet", tmp_path / "tiny-cn-folder", 3)
+    monkeypatch.setitem(lib.SINGLE_FILE_CONFIGS, "sd1", folder)
+    state = {k: v.contiguous() for k, v in ControlNetModel.from_pretrained(str(folder))
+             .state_dict().items()}
+    own = lib.controlnet_folder(default_paths())
+    own.mkdir(parents=True)
+    out = {"folder": folder, "canny": own / "control_v11p_sd15_canny.safetensors",
+           "scribble": own / "control_sd15_scribble.pth",
+           "diffusers": own / "tiny_diffusers_layout.safetensors"}
+    save_file(to_original_layout(state, 1), str(out["canny"]))
+    torch.save(to_original_layout(state, 1, prefix="control_model."), str(out["scribble"]))
+    save_file(state, str(out["diffusers"]))
+    return out
+
+
+@pytest.fixture
+def drawing(tmp_path):
+    image = Image.new("RGB", (64, 48), "white")
+    ImageDraw.Draw(image).ellipse((10, 8, 50, 40), outline="black", width=3)
+    path = tmp_path / "drawing.png"
+    image.save(path)
+    return path
+
+
+def _request(model, spec, drawing):
+    unit = {"model": str(spec), "image": str(drawing), "preprocess": "invert", "weight": 0.9}
+    return Txt2ImgRequest(model=str(model), prompt="a cat", steps=3, cfg=6.0, width=32,
+                          height=24, seed=5, controlnets=[unit])
+
+
+def test_the_library_finds_single_files_names_and_types_them(files):
+    from studio.library.catalog import list_models
+
+    found = {e.name: e for e in lib.find_controlnets(Settings(), default_paths())}
+    assert set(found) == {"control_v11p_sd15_canny", "control_sd15_scribble",
+                          "tiny_diffusers_layout"}
+    canny, scribble = found["control_v11p_sd15_canny"], found["control_sd15_scribble"]
+    assert (canny.family, canny.control_type, canny.preprocessor) == ("sd1", "canny", "canny")
+    assert (scribble.family, scribble.control_type, scribble.preprocessor) == \
+        ("sd1", "scribble", "invert")
+    assert found["tiny_diffusers_layout"].family == ""  # 32-wide: it fits the model it meets
+    listed = {e.name: e for e in list_models(Settings(), default_paths())}
+    assert listed["control_sd15_scribble"].kind == "controlnet"
+    assert listed["control_sd15_scribble"].format == "pth"
+    assert "(canny)" in listed["control_v11p_sd15_canny"].detail
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("control_v11f1p_sd15_depth.pth", "depth"), ("diffusers_xl_canny_full.safetensors", "canny"),
+    ("control_v11p_sd15_openpose", "openpose"), ("t2i-adapter_xl_sketch", "scribble"),
+    ("control_v11p_sd15_softedge", "softedge"), ("control_v11f1e_sd15_tile", "tile"),
+    ("control_v11p_sd15_inpaint.safetensors", "inpaint"), ("mystery", "")])
+def test_the_control_type_comes_from_the_name(name, expected):
+    assert lib.control_type(name) == expected
+
+
+def test_single_files_equal_the_diffusers_folder_bit_for_bit(tiny_sd15_dir, files, drawing):
+    service = Txt2ImgService(lambda: Settings(preview_mode="fast", device="cpu"), default_paths)
+    [reference] = service.run(_request(tiny_sd15_dir, files["folder"], drawing), Sink(),
+                              CancelToken())
+    for key in ("canny", "scribble", "diffusers"):
+        [result] = service.run(_request(tiny_sd15_dir, files[key].stem, drawing), Sink(),
+                               CancelToken())
+        assert np.array_equal(np.asarray(result.image), np.asarray(reference.image)), key
+        assert f"Model: {files[key].stem}," in result.parameters
+
+    # the status bar's "Unload all" releases them with every other model
+    from studio.pipelines.model_cache import memory_report, unload_all_models
+
+    assert "controlnet" in {m.kind for m in memory_report()}
+    loads = service.controlnet_cache.cache.loads
+    unload_all_models()
+    assert service.controlnet_cache.cache.loaded_keys() == []
+    assert "controlnet" not in {m.kind for m in memory_report()}
+    service.run(_request(tiny_sd15_dir, "control_sd15_scribble", drawing), Sink(), CancelToken())
+    assert service.controlnet_cache.cache.loads == loads + 1  # read again from disk
+
+
+def test_a_pickle_that_needs_code_is_refused_with_a_sentence(tiny_sd15_dir, files, drawing):
+    import torch
+
+    bad = files["scribble"].with_name("control_sd15_lineart.pth")
+    torch.save({"input_hint_block.0.weight": torch.zeros(1), "args": argparse.Namespace()},
+               str(bad))
+    service = Txt2ImgService(lambda: Settings(preview_mode="fast", device="cpu"), default_paths)
+    with pytest.raises(UserFacingError, match="refused for safety"):
+        service.run(_request(tiny_sd15_dir, bad, drawing), Sink(), CancelToken())
