@@ -127,3 +127,37 @@ def test_a_pickle_that_needs_code_is_refused_with_a_sentence(tiny_sd15_dir, file
     service = Txt2ImgService(lambda: Settings(preview_mode="fast", device="cpu"), default_paths)
     with pytest.raises(UserFacingError, match="refused for safety"):
         service.run(_request(tiny_sd15_dir, bad, drawing), Sink(), CancelToken())
+
+
+def test_the_shipped_configs_build_the_real_architectures():
+    """Parameter counts of lllyasviel/control_v11p_sd15_canny, thibaud/controlnet-sd21 and
+    diffusers/controlnet-canny-sdxl-1.0 (nothing is allocated)."""
+    from accelerate import init_empty_weights
+    from diffusers import ControlNetModel
+
+    counts = {}
+    for family, folder in lib.SINGLE_FILE_CONFIGS.items():
+        with init_empty_weights():
+            model = ControlNetModel.from_config(ControlNetModel.load_config(str(folder)))
+        counts[family] = sum(p.numel() for p in model.parameters())
+    assert counts == {"sd1": 361_279_120, "sd2": 364_228_240, "sdxl": 1_251_014_160}
+
+
+def test_picking_a_controlnet_preselects_the_preprocessor_its_name_asks_for(qtbot):
+    from studio.ui.panels.generate.controlnet import ControlNetSection
+
+    group = ControlNetSection()
+    qtbot.addWidget(group)
+    group.set_models([("control_v11p_sd15_canny", "sd1", "canny"),
+                      ("control_v11f1p_sd15_depth", "sd1", "none"),
+                      ("control_sd15_scribble", "", "invert")])
+    assert "control_v11p_sd15_canny.pth" in group.empty.text() or not group.empty.isVisible()
+    group.enabled.setChecked(True)  # the new unit takes the first ControlNet and its map
+    row = group.rows[0]
+    assert row.preprocess.currentData() == "canny"
+    row.model.setCurrentIndex(2)
+    row.model.activated.emit(2)  # the user picks the scribble ControlNet
+    assert row.preprocess.currentData() == "invert"
+    row.preprocess.setCurrentIndex(row.preprocess.findData("none"))  # the user's choice stays
+    group.set_models(group._models)
+    assert row.preprocess.currentData() == "none"
