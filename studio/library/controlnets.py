@@ -37,6 +37,9 @@ from studio.library.hf_cache import hf_cache_repos
 
 FOLDER = "controlnet"
 CLASS_NAME = "ControlNetModel"
+#: T2I-Adapters (TencentARC's ``t2iadapter_canny_sd15v2``, ``t2i-adapter-canny-sdxl-1.0``): small
+#: networks that guide the UNet from a control image like a ControlNet; the same kind, labelled
+ADAPTER_CLASS = "T2IAdapter"
 #: Where A1111 and ComfyUI keep ControlNets, relative to an extra model folder.
 KNOWN_SUBDIRS = (Path("models") / "ControlNet", Path("models") / "controlnet",
                  Path("ControlNet"), Path("controlnet"))
@@ -76,6 +79,12 @@ class ControlNetEntry:
     source: str  # studio | extra | file | hf-cache
     family: str  # sd1 | sd2 | sdxl | "" (unknown width)
     repo_id: str = ""
+    adapter: bool = False  # a T2I-Adapter, not a ControlNet
+
+    @property
+    def label(self) -> str:
+        """What it is, in words: ControlNet or T2I-Adapter."""
+        return "T2I-Adapter" if self.adapter else "ControlNet"
 
     @property
     def single_file(self) -> bool:
@@ -138,20 +147,25 @@ def file_family(path: Path) -> str:
 
 
 def is_controlnet_folder(folder: Path) -> bool:
-    """A diffusers ControlNetModel folder with weights."""
+    """A diffusers ControlNetModel (or T2IAdapter) folder with weights."""
     folder = Path(folder)
-    return (folder_config(folder, "config.json").get("_class_name") == CLASS_NAME
+    return (folder_config(folder, "config.json").get("_class_name") in (CLASS_NAME,
+                                                                        ADAPTER_CLASS)
             and any((folder / w).is_file() for w in _WEIGHTS))
 
 
 def controlnet_family(folder: Path) -> str:
-    width = folder_config(folder, "config.json").get("cross_attention_dim")
+    config = folder_config(folder, "config.json")
+    if config.get("_class_name") == ADAPTER_CLASS:  # SDXL's adapters say so; the others: SD 1.x
+        return "sdxl" if "xl" in str(config.get("adapter_type", "")) else "sd1"
+    width = config.get("cross_attention_dim")
     return FAMILY_BY_WIDTH.get(width, "") if isinstance(width, int) else ""
 
 
 def entry_for_folder(folder: Path, source: str, name: str = "", repo_id: str = "") -> ControlNetEntry:
+    adapter = folder_config(folder, "config.json").get("_class_name") == ADAPTER_CLASS
     return ControlNetEntry(name or folder.name, folder, source, controlnet_family(folder),
-                           repo_id)
+                           repo_id, adapter)
 
 
 def entry_for_file(path: Path, source: str) -> ControlNetEntry:

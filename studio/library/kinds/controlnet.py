@@ -18,6 +18,8 @@ _FAMILY_TITLES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 def _entry(c: ControlNetEntry) -> LibraryEntry:
     fits = _FAMILY_TITLES.get(c.family, "")
     what = f" ({c.control_type})" if c.control_type else ""
+    if c.adapter:
+        what = f" as a T2I-Adapter{what}"
     detail = (f"guides {fits} models with a control image{what}" if fits else  # plural-ok
               f"guides image generation with a control image{what} (its base family is "
               "unknown: it is tried with the model it is used with)" if c.single_file else
