@@ -150,7 +150,8 @@ def test_picking_a_controlnet_preselects_the_preprocessor_its_name_asks_for(qtbo
     qtbot.addWidget(group)
     group.set_models([("control_v11p_sd15_canny", "sd1", "canny"),
                       ("control_v11f1p_sd15_depth", "sd1", "none"),
-                      ("control_sd15_scribble", "", "invert")])
+                      ("control_sd15_scribble", "", "invert"),
+                      ("t2iadapter_sketch_sd15v2", "sd1", "invert", "T2I-Adapter")])
     assert "control_v11p_sd15_canny.pth" in group.empty.text() or not group.empty.isVisible()
     group.enabled.setChecked(True)  # the new unit takes the first ControlNet and its map
     row = group.rows[0]
@@ -158,6 +159,8 @@ def test_picking_a_controlnet_preselects_the_preprocessor_its_name_asks_for(qtbo
     row.model.setCurrentIndex(2)
     row.model.activated.emit(2)  # the user picks the scribble ControlNet
     assert row.preprocess.currentData() == "invert"
+    assert row.model.itemText(3) == "t2iadapter_sketch_sd15v2 (SD 1.x, T2I-Adapter)"
+    assert row.model.itemText(2) == "control_sd15_scribble"
     row.preprocess.setCurrentIndex(row.preprocess.findData("none"))  # the user's choice stays
     group.set_models(group._models)
     assert row.preprocess.currentData() == "none"

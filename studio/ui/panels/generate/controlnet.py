@@ -129,16 +129,17 @@ class ControlUnitRow(QFrame):
             signal.connect(self.changed)
 
     def set_models(self, models: list[tuple[str, ...]]) -> None:
-        """(name, family[, preprocessor]) of every ControlNet; the choice is kept (a name no
-        longer there stays listed while chosen, so a reused request is not changed)."""
+        """(name, family[, preprocessor[, note]]) of every ControlNet (a note: "T2I-Adapter");
+        the choice is kept (a name no longer there stays listed while chosen, so a reused
+        request is not changed)."""
         chosen = self.model.currentData()
         self.model.blockSignals(True)
         self.model.clear()
         self._preprocessors = {}
-        for name, family, *suggested in models:
-            fits = FAMILY_NAMES.get(family, "")
-            self.model.addItem(f"{name} ({fits})" if fits else name, name)
-            self._preprocessors[name] = suggested[0] if suggested else "none"
+        for name, family, *more in models:
+            notes = [n for n in (FAMILY_NAMES.get(family, ""), *more[1:2]) if n]
+            self.model.addItem(f"{name} ({', '.join(notes)})" if notes else name, name)
+            self._preprocessors[name] = more[0] if more else "none"
         self.model.blockSignals(False)
         self._choose(chosen)
 
