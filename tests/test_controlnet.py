@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from studio.core.config import Settings, default_paths
 from studio.core.control import from_infotext, parse_cli, units
@@ -17,7 +17,7 @@ from studio.media.infotext import parse_infotext
 from studio.media.metadata import read_image_metadata
 from studio.pipelines.diffusion import controlnet as cn
 from studio.pipelines.diffusion.txt2img import Txt2ImgService
-from tests.fixtures.tiny_controlnet import build_tiny_controlnet
+from tests.fixtures.tiny_controlnet import build_tiny_controlnet, write_drawing
 from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
 
 
@@ -44,11 +44,7 @@ def controlnets(tiny_sd15_dir):
 
 @pytest.fixture
 def drawing(tmp_path):
-    image = Image.new("RGB", (64, 48), "white")
-    ImageDraw.Draw(image).ellipse((10, 8, 50, 40), outline="black", width=3)
-    path = tmp_path / "drawing.png"
-    image.save(path)
-    return path
+    return write_drawing(tmp_path)
 
 
 def _service():

@@ -10,26 +10,15 @@ import argparse
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 
 from studio.core.config import Settings, default_paths
 from studio.core.jobs import CancelToken, UserFacingError
 from studio.core.requests import Txt2ImgRequest
 from studio.library import controlnets as lib
 from studio.pipelines.diffusion.txt2img import Txt2ImgService
-from tests.fixtures.tiny_controlnet import build_tiny_controlnet, to_original_layout
+from tests.fixtures.sinks import RecordingSink as Sink
+from tests.fixtures.tiny_controlnet import build_tiny_controlnet, to_original_layout, write_drawing
 from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
-
-
-class Sink:
-    def __call__(self, step, total, preview=None):
-        pass
-
-    def partial(self, result):
-        pass
-
-    def message(self, text):
-        pass
 
 
 @pytest.fixture
@@ -57,11 +46,7 @@ def files(tiny_sd15_dir, tmp_path, monkeypatch):
 
 @pytest.fixture
 def drawing(tmp_path):
-    image = Image.new("RGB", (64, 48), "white")
-    ImageDraw.Draw(image).ellipse((10, 8, 50, 40), outline="black", width=3)
-    path = tmp_path / "drawing.png"
-    image.save(path)
-    return path
+    return write_drawing(tmp_path)
 
 
 def _request(model, spec, drawing):

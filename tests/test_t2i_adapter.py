@@ -11,7 +11,7 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from studio.core.config import Settings, default_paths
 from studio.core.jobs import CancelToken, UserFacingError
@@ -19,21 +19,9 @@ from studio.core.requests import Txt2ImgRequest
 from studio.media.infotext import parse_infotext
 from studio.pipelines.diffusion import controlnet as cn
 from studio.pipelines.diffusion.txt2img import Txt2ImgService
+from tests.fixtures.sinks import RecordingSink as Sink
+from tests.fixtures.tiny_controlnet import write_drawing
 from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.steps: list[int] = []
-
-    def __call__(self, step, total, preview=None):
-        self.steps.append(step)
-
-    def partial(self, result):
-        pass
-
-    def message(self, text):
-        pass
 
 
 @pytest.fixture
@@ -72,11 +60,7 @@ def adapters():
 
 @pytest.fixture
 def drawing(tmp_path):
-    image = Image.new("RGB", (64, 48), "white")
-    ImageDraw.Draw(image).ellipse((10, 8, 50, 40), outline="black", width=3)
-    path = tmp_path / "drawing.png"
-    image.save(path)
-    return path
+    return write_drawing(tmp_path)
 
 
 def _service():
@@ -123,7 +107,8 @@ def test_one_and_two_adapters_equal_plain_diffusers(model, adapters, drawing):
     plain_sink = Sink()
     plain = service.run(_request(model, []), plain_sink, CancelToken())[0]
     # steps are reported through the old-style callback (which skips PNDM's warm-up step)
-    assert sink.steps[-1] == plain_sink.steps[-1] and set(sink.steps) <= set(plain_sink.steps)
+    steps, plain_steps = [s[0] for s in sink.steps], [s[0] for s in plain_sink.steps]
+    assert steps[-1] == plain_steps[-1] and set(steps) <= set(plain_steps)
     assert not np.array_equal(np.asarray(result.image), np.asarray(plain.image))  # it guides
     assert parse_infotext(result.parameters)["ControlNet 0"].startswith(
         "Module: invert (from white bg & black line), Model: t2iadapter_sketch_tiny1, Weight: 0.8")
