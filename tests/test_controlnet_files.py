@@ -149,3 +149,24 @@ def test_picking_a_controlnet_preselects_the_preprocessor_its_name_asks_for(qtbo
     row.preprocess.setCurrentIndex(row.preprocess.findData("none"))  # the user's choice stays
     group.set_models(group._models)
     assert row.preprocess.currentData() == "none"
+
+
+def test_an_sdxl_file_is_known_by_its_width_and_a_misfit_gets_a_sentence(tiny_sd15_dir,
+                                                                         drawing):
+    import torch
+    from safetensors.torch import save_file
+
+    own = lib.controlnet_folder(default_paths())
+    own.mkdir(parents=True)
+    xl = own / "diffusers_xl_depth_full.safetensors"
+    save_file({"controlnet_cond_embedding.conv_in.weight": torch.zeros(16, 3, 3, 3),
+               "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight":
+                   torch.zeros(4, 2048)}, str(xl))
+    entry = lib.resolve_controlnet("diffusers_xl_depth_full", Settings(), default_paths())
+    assert (entry.family, entry.control_type, entry.preprocessor) == ("sdxl", "depth", "none")
+    # an SD 1.x file that does not fit the shipped SD 1.x layout: refused, not a traceback
+    odd = own / "control_odd_sd15.safetensors"
+    save_file({"controlnet_cond_embedding.conv_in.weight": torch.zeros(16, 3, 3, 3)}, str(odd))
+    service = Txt2ImgService(lambda: Settings(preview_mode="fast", device="cpu"), default_paths)
+    with pytest.raises(UserFacingError, match="control_odd_sd15"):
+        service.run(_request(tiny_sd15_dir, "control_odd_sd15", drawing), Sink(), CancelToken())

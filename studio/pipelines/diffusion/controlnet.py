@@ -144,10 +144,14 @@ def _single_file(entry: Any, dtype: Any) -> Any:
     try:
         return ControlNetModel.from_single_file(state, config=str(config), torch_dtype=dtype,
                                                 local_files_only=True)
-    except (ValueError, RuntimeError, KeyError, IndexError) as exc:
+    except (ValueError, RuntimeError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        # a missing tensor surfaces as a TypeError deep in diffusers: say what it means instead
+        log.info("single-file ControlNet %s: %r", entry.path, exc)
+        why = f" ({exc})" if isinstance(exc, (ValueError, RuntimeError)) else \
+            " (tensors it needs are missing)"
         raise UserFacingError(
             f"The ControlNet {entry.name} does not fit the {_NAMES.get(entry.family, '')} "
-            f"ControlNet layout Studio knows ({exc}); use its diffusers folder.") from None
+            f"ControlNet layout Studio knows{why}; use its diffusers folder.") from None
 
 
 class ControlNetCache:
