@@ -4,7 +4,7 @@
     python bench/txt2img.py --device cuda   # fp16, full-size SD1.5 architecture, 512 px, 20 steps
     python bench/txt2img.py --family sd3    # SD 3.5's architecture (narrow on the CPU), txt2img only
     python bench/txt2img.py --family flux   # FLUX.1 dev's architecture (narrow on the CPU)
-    python bench/txt2img.py --controlnet    # only the ControlNet case
+    python bench/txt2img.py --controlnet    # only the ControlNet and T2I-Adapter cases
 
 Both sides use random weights (nothing is downloaded), the same request and the same seed. The
 studio side goes through ``Txt2ImgService.run`` with fast previews ON and saves each PNG (as a user
@@ -22,6 +22,8 @@ Then, on the same model:
 - ControlNet: one random-weight ControlNet (canny on a drawing) through ``Txt2ImgService.run``
   against diffusers' ControlNet pipeline on the same components (the raw side makes the same
   canny map); studio/raw, target ≤ 1.03;
+- T2I-Adapter: one random-weight full adapter through ``Txt2ImgService.run`` against diffusers'
+  StableDiffusionAdapterPipeline on the same components; studio/raw, target ≤ 1.03;
 
 - previews: what one fast preview (``latents_to_rgb``) costs at 512 and 1024 px, next to one UNet
   step of this case (target: a few per cent of a step at most);
@@ -291,6 +293,60 @@ def run_controlnet_bench(case: BenchSetup, rounds: int, model: Path,
     return _alternate(lambda: time_studio(service, request, case.device), raw, rounds)
 
 
+def run_adapter_bench(case: BenchSetup, rounds: int, model: Path,
+                      workdir: Path) -> dict[str, float]:
+    """One T2I-Adapter (a random-weight full adapter sized to the model's UNet, on a ready
+    control map) through ``Txt2ImgService.run`` against diffusers' StableDiffusionAdapterPipeline
+    on the same components."""
+    import json
+
+    import torch
+    from diffusers import StableDiffusionAdapterPipeline, T2IAdapter
+    from PIL import Image, ImageDraw, ImageOps
+
+    from studio.core.config import Settings, default_paths
+    from studio.core.requests import Txt2ImgRequest
+    from studio.pipelines.diffusion.txt2img import Txt2ImgService
+
+    dtype = torch.float16 if case.dtype_name == "fp16" else torch.float32
+    folder = default_paths().models_dir / "controlnet" / "bench-t2iadapter"
+    if not folder.is_dir():
+        unet = json.loads((model / "unet" / "config.json").read_text())
+        torch.manual_seed(4)
+        T2IAdapter(in_channels=3, channels=list(unet["block_out_channels"]), num_res_blocks=2,
+                   downscale_factor=8, adapter_type="full_adapter").save_pretrained(str(folder))
+    drawing = workdir / "adapter-map.png"
+    sketch = Image.new("RGB", (case.size, case.size), "black")
+    ImageDraw.Draw(sketch).ellipse((20, 20, case.size - 20, case.size - 20), outline="white",
+                                   width=4)
+    sketch.save(drawing)
+    settings = Settings(device=case.device, precision=case.dtype_name, preview_mode="fast")
+    service = Txt2ImgService(lambda: settings, default_paths)
+    base = StableDiffusionAdapterPipeline.from_pretrained(
+        str(model), adapter=T2IAdapter.from_pretrained(str(folder), torch_dtype=dtype),
+        torch_dtype=dtype, safety_checker=None, local_files_only=True).to(case.device)
+    base.set_progress_bar_config(disable=True)
+    request = Txt2ImgRequest(model=str(model), prompt="a lighthouse on a cliff at dusk",
+                             negative_prompt="blurry", steps=case.steps, cfg=7.0,
+                             width=case.size, height=case.size, seed=1,
+                             controlnets=[{"model": "bench-t2iadapter", "image": str(drawing),
+                                           "weight": 0.9}])
+
+    def raw() -> float:
+        _sync(case.device)
+        start = time.perf_counter()
+        control = ImageOps.fit(Image.open(drawing).convert("RGB"), (case.size, case.size),
+                               Image.Resampling.LANCZOS)
+        base(prompt=request.prompt, negative_prompt=request.negative_prompt,
+             guidance_scale=request.cfg, num_inference_steps=request.steps, width=case.size,
+             height=case.size, image=control, adapter_conditioning_scale=0.9,
+             generator=torch.Generator("cpu").manual_seed(request.seed))
+        _sync(case.device)
+        return time.perf_counter() - start
+
+    return _alternate(lambda: time_studio(service, request, case.device), raw, rounds)
+
+
 def run_upscale_bench(case: BenchSetup, rounds: int, workdir: Path) -> dict[str, float]:
     """An RRDBNet upscaler through the upscale job against the network called directly."""
     import numpy as np
@@ -351,6 +407,11 @@ def print_ratio(title: str, result: dict[str, float]) -> None:
 def print_controlnet(case: BenchSetup, result: dict[str, float]) -> None:
     print_ratio(f"ControlNet on {case.device} (one, canny, {case.size} px, {case.steps} steps)",
                 result)
+
+
+def print_adapter(case: BenchSetup, result: dict[str, float]) -> None:
+    print_ratio(f"T2I-Adapter on {case.device} (one, a ready map, {case.size} px, {case.steps} "
+                "steps)", result)
 
 
 def print_txt2img(case: BenchSetup, rounds: int, result: dict[str, float]) -> None:
@@ -584,6 +645,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["STUDIO_HOME"] = str(Path(tmp) / "studio-home")
             model = build_random_sd15(Path(tmp) / "model", case.device == "cuda")
             print_controlnet(case, run_controlnet_bench(case, args.rounds, model, Path(tmp)))
+            print_adapter(case, run_adapter_bench(case, args.rounds, model, Path(tmp)))
         return 0
     with tempfile.TemporaryDirectory(prefix="studio-bench-") as tmp:
         result = run_txt2img_bench(case, args.rounds, Path(tmp))
@@ -593,6 +655,7 @@ def main(argv: list[str] | None = None) -> int:
                     run_hires_bench(case, args.rounds, Path(tmp) / "model"))
         print_controlnet(case, run_controlnet_bench(case, args.rounds, Path(tmp) / "model",
                                                     Path(tmp)))
+        print_adapter(case, run_adapter_bench(case, args.rounds, Path(tmp) / "model", Path(tmp)))
         upscale = run_upscale_bench(case, args.rounds, Path(tmp))
         print_ratio(f"upscaler on {case.device} (RRDBNet ×4, {upscale['side']} px in, PNG read "
                     "and written on both sides)", upscale)

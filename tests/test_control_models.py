@@ -195,3 +195,17 @@ def test_tracing_shows_the_image_under_the_drawing_and_keeps_it(qtbot, tmp_path)
     without = ScribbleDialog((48, 32), tmp_path)
     qtbot.addWidget(without)
     assert not without.trace.isEnabled()  # nothing on screen to trace
+
+
+def test_a_depth_controlnet_preselects_depth_only_while_its_model_is_cached(qtbot):
+    from studio.ui.panels.generate.controls import GenerateControls
+
+    group = GenerateControls().controlnet
+    qtbot.addWidget(group)
+    group.set_models([("control_v11f1p_sd15_depth", "sd1", "depth")])
+    group.set_missing_preprocessors({"depth": "needs a depth model"})
+    group.enabled.setChecked(True)
+    assert group.rows[0].preprocess.currentData() == "none"  # a depth map made elsewhere
+    group.set_missing_preprocessors({})
+    group.rows[0].preselect()
+    assert group.rows[0].preprocess.currentData() == "depth"

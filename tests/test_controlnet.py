@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from studio.core.config import Settings, default_paths
 from studio.core.control import from_infotext, parse_cli, units
@@ -17,6 +17,7 @@ from studio.media.infotext import parse_infotext
 from studio.media.metadata import read_image_metadata
 from studio.pipelines.diffusion import controlnet as cn
 from studio.pipelines.diffusion.txt2img import Txt2ImgService
+from tests.fixtures.tiny_controlnet import build_tiny_controlnet, write_drawing
 from tests.fixtures.torch_threads import one_torch_thread  # noqa: F401
 
 
@@ -34,35 +35,16 @@ class Sink:
         self.messages.append(text)
 
 
-def _controlnet(unet_dir, dest, seed):
-    """A ControlNet built from the tiny UNet with random (not zero) output convolutions, so it
-    changes the image."""
-    import torch
-    from diffusers import ControlNetModel, UNet2DConditionModel
-
-    unet = UNet2DConditionModel.from_pretrained(str(unet_dir))
-    torch.manual_seed(seed)
-    model = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 8, 8))
-    with torch.no_grad():
-        for block in [*model.controlnet_down_blocks, model.controlnet_mid_block]:
-            block.weight.normal_(0, 0.5)
-    model.save_pretrained(str(dest), safe_serialization=True)
-    return dest
-
-
 @pytest.fixture
 def controlnets(tiny_sd15_dir):
     folder = default_paths().models_dir / "controlnet"
-    return [_controlnet(tiny_sd15_dir / "unet", folder / f"tiny-cn-{i}", i) for i in (1, 2)]
+    return [build_tiny_controlnet(tiny_sd15_dir / "unet", folder / f"tiny-cn-{i}", i)
+            for i in (1, 2)]
 
 
 @pytest.fixture
 def drawing(tmp_path):
-    image = Image.new("RGB", (64, 48), "white")
-    ImageDraw.Draw(image).ellipse((10, 8, 50, 40), outline="black", width=3)
-    path = tmp_path / "drawing.png"
-    image.save(path)
-    return path
+    return write_drawing(tmp_path)
 
 
 def _service():

@@ -63,9 +63,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                    "(SD 1.x, SD 2.x and SDXL models)")
     control.add_argument("--controlnet", action="append", default=[],
                          metavar="MODEL:IMAGE[:WEIGHT]",
-                         help="a ControlNet (its library name, folder or cached repo id), its "
-                              "control image and a weight from 0 to 2 (default 1); repeat for "
-                              f"up to {MAX_CONTROLNETS}")
+                         help="a ControlNet or T2I-Adapter (its library name, folder, "
+                              "single .safetensors/.pth file or cached repo id), its control "
+                              "image and a weight from 0 to 2 (default 1); repeat for up to "
+                              f"{MAX_CONTROLNETS}")
     control.add_argument("--control-preprocess", action="append", default=[], metavar="NAME",
                          help="turn each control image into a map first: " + ", ".join(
                              f"'{k}' ({v})" for k, v in PREPROCESSORS.items())

@@ -236,9 +236,20 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
     async def images(request: Request) -> Response:
         body = await body_of(request)
         served = pick(body, IMAGE)
-        job_request = schemas.parse_image(body, served.spec)
-        _check_image(job_request, server.limits)
-        return await image_answer(request, served, job_request, "txt2img", {})
+        if not (isinstance(body, dict) and body.get("controlnets")):
+            job_request = schemas.parse_image(body, served.spec)
+            _check_image(job_request, server.limits)
+            return await image_answer(request, served, job_request, "txt2img", {})
+        import tempfile
+
+        from starlette.concurrency import run_in_threadpool
+
+        with tempfile.TemporaryDirectory(prefix="studio-serve-") as folder:
+            job_request = schemas.parse_image(body, served.spec, Path(folder))
+            _check_image(job_request, server.limits)
+            await run_in_threadpool(_check_controlnets, job_request, server.engine, Path(folder))
+            return await image_answer(request, served, job_request, "txt2img",
+                                      {folder: "upload"})
 
     async def finished_job(request: Request, job_request: Any, kind: str) -> Any:
         """Run a job with no stream to the client: its end snapshot when done, None when the
@@ -438,6 +449,30 @@ def _save_upload(upload: Any, folder: Path, name: str) -> Path:
     except UserFacingError as exc:
         raise ApiError(400, str(exc).replace(str(folder), "upload"), name) from None
     return target
+
+
+def _check_controlnets(request: Any, engine: Engine, folder: Path) -> None:
+    """A served request's ControlNets: each named by its library name (a path would tell a
+    caller whether a file exists on this machine), each control image a readable image."""
+    from studio.core.jobs import UserFacingError
+    from studio.library.controlnets import find_controlnets
+    from studio.media.images_in import open_image
+
+    names = {n for c in find_controlnets(engine.settings(), engine.paths())
+             for n in (c.name, c.repo_id) if n}
+    for i, unit in enumerate(request.controlnets):
+        if unit["model"] not in names:
+            offered = ", ".join(sorted(names)) or "none: this machine has no ControlNet"
+            raise ApiError(400, f"controlnets[{i}]: no ControlNet called {unit['model']!r} in "
+                                f"this server's library (a served request names a ControlNet "
+                                f"by its library name, never by a path; offered: {offered}).",
+                           f"controlnets[{i}].model", "controlnet_not_found")
+        try:
+            open_image(unit["image"])
+        except UserFacingError as exc:
+            raise ApiError(400, f"controlnets[{i}].image: " +
+                           str(exc).replace(str(folder), "upload"),
+                           f"controlnets[{i}].image") from None
 
 
 def _openai_mask(path: Path) -> None:

@@ -20,11 +20,13 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
+from studio.core.control import MAX_CONTROLNETS
 from studio.core.requests import (
     MAX_SIDE,
     OUTPAINT_SIDES,
@@ -153,6 +155,22 @@ class CompletionBody(_SamplingBody):
     logprobs: int | None = None
 
 
+class ControlNetBody(BaseModel):
+    """Studio's extension of ``/v1/images/generations``: one ControlNet guiding the image."""
+
+    model_config = _STRICT
+    #: a ControlNet of this machine's library, by name (as 'studio models list' prints it)
+    model: str = Field(min_length=1, max_length=200)
+    #: the control image: base64 PNG / JPEG / WebP, or a ``data:image/…;base64,`` URL
+    image: str = Field(min_length=1)
+    #: none (the image is a control map already), canny, softedge, lineart, invert
+    preprocess: str = Field("none", max_length=16)
+    weight: float = Field(1.0, ge=0, le=2)
+    #: the part of the steps it acts on, as fractions
+    start: float = Field(0.0, ge=0, lt=1)
+    end: float = Field(1.0, gt=0, le=1)
+
+
 class ImageBody(_Body):
     """``POST /v1/images/generations``."""
 
@@ -168,6 +186,8 @@ class ImageBody(_Body):
     #: A1111's variation seed ("subseed"): 0 < strength ≤ 1 mixes its noise into ``seed``'s
     variation_seed: int | None = Field(None, ge=0, le=SEED_MAX)
     variation_strength: float = Field(0.0, ge=0, le=1)
+    #: Studio's own: ControlNets, each with its control image inline (see ControlNetBody)
+    controlnets: list[ControlNetBody] = Field(default_factory=list, max_length=MAX_CONTROLNETS)
     user: Any = None
     quality: Any = None
     style: Any = None
@@ -481,12 +501,39 @@ def _checked(request: Any) -> Any:
     return request
 
 
-def parse_image(body: Any, model_spec: str) -> Txt2ImgRequest:
-    """Validate a ``/v1/images/generations`` body (b64_json answers only)."""
+def parse_image(body: Any, model_spec: str, upload_dir: Path | None = None) -> Txt2ImgRequest:
+    """Validate a ``/v1/images/generations`` body (b64_json answers only); its ControlNets'
+    control images are written into ``upload_dir`` (decoded, not yet checked as images)."""
     b = _validated(ImageBody, body)
     width, height = _size(b.size or "512x512")
+    if b.controlnets and upload_dir is None:
+        raise _bad("ControlNets are not taken here.", "controlnets")
+    controlnets = [_control_unit(i, c, upload_dir) for i, c in enumerate(b.controlnets)
+                   if upload_dir is not None]
     return _checked(Txt2ImgRequest(model=model_spec, width=width, height=height,
-                                   **_image_fields(b)))
+                                   controlnets=controlnets, **_image_fields(b)))
+
+
+def _control_unit(index: int, c: ControlNetBody, folder: Path) -> dict[str, Any]:
+    """A ControlNet of the body as a request's unit, its image decoded into ``folder``."""
+    import base64
+    import binascii
+
+    data = c.image
+    if data.startswith("data:"):
+        head, _, data = data.partition(",")
+        if ";base64" not in head:
+            raise _bad(f"controlnets[{index}].image: a data URL must be base64 "
+                       "(data:image/png;base64,…).", f"controlnets[{index}].image")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad(f"controlnets[{index}].image must be a base64-encoded image (PNG, JPEG or "
+                   "WebP).", f"controlnets[{index}].image") from None
+    path = folder / f"control-{index}"
+    path.write_bytes(raw)
+    return {"model": c.model, "image": str(path), "preprocess": c.preprocess,
+            "weight": c.weight, "start": c.start, "end": c.end}
 
 
 def parse_edit(fields: dict[str, Any], model_spec: str, image: str, mask: str) -> Img2ImgRequest:
@@ -500,6 +547,9 @@ def parse_edit(fields: dict[str, Any], model_spec: str, image: str, mask: str) -
         except ValueError:
             values[name] = value
     b = _validated(EditBody, values)
+    if b.controlnets:
+        raise _bad("ControlNets guide /v1/images/generations only; an edit takes none.",
+                   "controlnets")
     width, height = _size(b.size) if b.size else (0, 0)
     outpaint = {f"outpaint_{side}": getattr(b, f"outpaint_{side}") for side in OUTPAINT_SIDES}
     return _checked(Img2ImgRequest(model=model_spec, image=image, mask=mask,

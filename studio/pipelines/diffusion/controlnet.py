@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from studio.core.config import Paths, Settings
@@ -37,6 +38,7 @@ from studio.core.jobs import UserFacingError
 log = logging.getLogger(__name__)
 
 SUPPORTED_FAMILIES = ("sd1", "sd2", "sdxl")
+_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 
 
 # -- preprocessing ---------------------------------------------------------------------------
@@ -113,40 +115,77 @@ class Control:
     images: list[Any]
 
 
+def load_controlnet(entry: Any, device: str, dtype: Any, paths: Paths | None = None) -> Any:
+    """The model cache's loader: a diffusers folder with ``from_pretrained``, a single file
+    (A1111 / ComfyUI, original or diffusers layout) with ``from_single_file`` and the config
+    shipped for its family; offline either way, pickles only as plain tensors."""
+    from diffusers import ControlNetModel
+
+    try:
+        if getattr(entry, "adapter", False):
+            from diffusers import T2IAdapter
+
+            model = T2IAdapter.from_pretrained(str(entry.path), torch_dtype=dtype,
+                                               local_files_only=True,
+                                               use_safetensors=_has_safetensors(entry.path))
+        elif Path(entry.path).is_file():
+            model = _single_file(entry, dtype)
+        else:
+            model = ControlNetModel.from_pretrained(str(entry.path), torch_dtype=dtype,
+                                                    local_files_only=True,
+                                                    use_safetensors=_has_safetensors(entry.path))
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise UserFacingError(f"The {getattr(entry, 'label', 'ControlNet')} {entry.name} cannot "
+                              f"be loaded: {exc}") from None
+    return model.to(device).eval()
+
+
+def _single_file(entry: Any, dtype: Any) -> Any:
+    from diffusers import ControlNetModel
+
+    from studio.library.controlnets import SINGLE_FILE_CONFIGS
+    from studio.library.safe_load import load_state_dict
+
+    config = SINGLE_FILE_CONFIGS.get(entry.family)
+    if config is None:
+        raise UserFacingError(f"The ControlNet {entry.name} is a single file whose base model "
+                              "Studio cannot tell: use it with an SD 1.x, SD 2.x or SDXL model, "
+                              "or use its diffusers folder.")
+    state = load_state_dict(Path(entry.path))  # .pth: torch.load(weights_only=True) or refused
+    try:
+        return ControlNetModel.from_single_file(state, config=str(config), torch_dtype=dtype,
+                                                local_files_only=True)
+    except (ValueError, RuntimeError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        # a missing tensor surfaces as a TypeError deep in diffusers: say what it means instead
+        log.info("single-file ControlNet %s: %r", entry.path, exc)
+        why = f" ({exc})" if isinstance(exc, (ValueError, RuntimeError)) else \
+            " (tensors it needs are missing)"
+        raise UserFacingError(
+            f"The ControlNet {entry.name} does not fit the {_NAMES.get(entry.family, '')} "
+            f"ControlNet layout Studio knows{why}; use its diffusers folder.") from None
+
+
 class ControlNetCache:
-    """The ControlNet models of the last job, kept loaded for the next one (the same units are
-    usually used again); others are released when a job names new ones."""
+    """The ControlNet models jobs use, in a :class:`~studio.pipelines.model_cache.ModelCache` of
+    kind ``controlnet``: they stay loaded for the next job (the same units are usually used
+    again), count in the memory budget, show as loaded and "Unload all" frees them."""
 
-    def __init__(self) -> None:
-        self._loaded: dict[tuple[str, str, str], Any] = {}
+    def __init__(self, settings_getter: Callable[[], Settings] | None = None) -> None:
+        from studio.pipelines.model_cache import ModelCache
 
-    def models(self, entries: list[Any], device: str, dtype: Any) -> list[Any]:
-        from diffusers import ControlNetModel
+        self.cache = ModelCache(loader=load_controlnet, kind="controlnet",
+                                settings_getter=settings_getter)
 
-        keys = [(str(e.path.resolve()), device, str(dtype)) for e in entries]
-        keep = {k: v for k, v in self._loaded.items() if k in keys}
-        self._loaded = keep
-        out = []
-        for key, entry in zip(keys, entries, strict=True):
-            if key not in self._loaded:
-                try:
-                    model = ControlNetModel.from_pretrained(str(entry.path), torch_dtype=dtype,
-                                                            local_files_only=True,
-                                                            use_safetensors=_has_safetensors(
-                                                                entry.path))
-                except (OSError, ValueError) as exc:
-                    raise UserFacingError(f"The ControlNet {entry.name} cannot be loaded: "
-                                          f"{exc}") from None
-                self._loaded[key] = model.to(device).eval()
-            out.append(self._loaded[key])
-        return out
+    def models(self, entries: list[Any], device: str, dtype: Any,
+               paths: Paths | None = None) -> list[Any]:
+        return [self.cache.get(entry, device, dtype, paths) for entry in entries]
 
     def clear(self) -> None:
-        self._loaded.clear()
+        self.cache.unload_all()
 
 
 def _has_safetensors(folder: Any) -> bool:
-    return any(folder.glob("*.safetensors"))
+    return any(Path(folder).glob("*.safetensors"))
 
 
 def resolve_units(request: Any, family: str, settings: Settings,
@@ -167,11 +206,12 @@ def resolve_units(request: Any, family: str, settings: Settings,
     for unit in checked:
         entry = resolve_controlnet(unit.model, settings, paths)
         if entry.family and entry.family != family:
-            names = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
             raise UserFacingError(
-                f"The ControlNet {entry.name} is for {names.get(entry.family, entry.family)} "
-                f"models and the model is {names.get(family, family)}: pick a ControlNet made "
+                f"The ControlNet {entry.name} is for {_NAMES.get(entry.family, entry.family)} "
+                f"models and the model is {_NAMES.get(family, family)}: pick a ControlNet made "
                 "for it.")
+        if not entry.family and entry.single_file:  # a file that does not say: the model's
+            entry = replace(entry, family=family)
         entries.append(entry)
     return checked, entries
 
@@ -187,6 +227,99 @@ def controlnet_pipeline(base: Any, models: list[Any]) -> Any:
     derived.set_progress_bar_config(disable=True)
     share_offload_state(base, derived)
     return derived
+
+
+# -- T2I-Adapters ----------------------------------------------------------------------------
+
+def check_adapters(checked: list[ControlUnit], entries: list[Any], family: str) -> bool:
+    """True when the units are T2I-Adapters (all of them: a request mixes none with ControlNets,
+    as diffusers has no pipeline for both); their start/end checked against what diffusers'
+    adapter pipelines offer (SDXL: one end for all, as the fraction of the steps; SD: all)."""
+    adapters = [e.adapter for e in entries]
+    if not any(adapters):
+        return False
+    if not all(adapters):
+        raise UserFacingError("T2I-Adapters and ControlNets cannot guide one image together: "
+                              "use either ControlNets or T2I-Adapters.")
+    for unit, entry in zip(checked, entries, strict=True):
+        if unit.start > 0:
+            raise UserFacingError(f"The T2I-Adapter {entry.name} acts from the first step: set "
+                                  "its start to 0.")
+    ends = {unit.end for unit in checked}
+    if family != "sdxl" and ends != {1.0}:
+        raise UserFacingError("T2I-Adapters on SD 1.x / 2.x models act on every step: set the "
+                              "end to 1.")
+    if len(ends) > 1:
+        raise UserFacingError("Several T2I-Adapters share one end: give them the same end.")
+    return True
+
+
+_STEP_END_PIPELINES: dict[Any, Any] = {}
+
+
+def _with_step_end_callback(cls: Any) -> Any:
+    """``cls`` taking ``callback_on_step_end`` as every other pipeline does: diffusers' adapter
+    pipelines still take the old ``callback(step, timestep, latents)`` only, so Studio's step
+    callback (previews, progress, the timeline) is called from it, and a cancel stops at the
+    step (the old loop has no ``_interrupt``; it skips the callback in a multistep scheduler's
+    warm-up steps). The latents are only read, so the image is plain diffusers'."""
+    if cls in _STEP_END_PIPELINES:
+        return _STEP_END_PIPELINES[cls]
+    from studio.core.jobs import JobCancelled
+
+    def __call__(self: Any, *args: Any, callback_on_step_end: Any = None,
+                 callback_on_step_end_tensor_inputs: Any = None, **kwargs: Any) -> Any:
+        if set(callback_on_step_end_tensor_inputs or ()) - {"latents"}:
+            raise UserFacingError("Prompt editing ([from:to:when]) and alternation ([a|b]) "
+                                  "change the prompt during sampling, which diffusers' "
+                                  "T2I-Adapter pipelines cannot: write the prompt plainly or "
+                                  "use a ControlNet.")
+        self._interrupt = False
+        if callback_on_step_end is not None:
+            def callback(step: int, timestep: Any, latents: Any) -> None:
+                callback_on_step_end(self, step, timestep, {"latents": latents})
+                if self._interrupt:
+                    raise JobCancelled()
+
+            kwargs.update(callback=callback, callback_steps=1)
+        return cls.__call__(self, *args, **kwargs)
+
+    def num_timesteps(self: Any) -> int:  # what the newer pipelines say, for the progress
+        timesteps = getattr(self.scheduler, "timesteps", None)
+        return 0 if timesteps is None else len(timesteps)
+
+    made = type(cls.__name__, (cls,), {"__call__": __call__, "__module__": __name__,
+                                       "num_timesteps": property(num_timesteps)})
+    _STEP_END_PIPELINES[cls] = made
+    return made
+
+
+def adapter_pipeline(base: Any, models: list[Any], family: str) -> Any:
+    """The T2I-Adapter text-to-image pipeline sharing ``base``'s components (several adapters:
+    diffusers' ``MultiAdapter``)."""
+    import diffusers
+
+    from studio.pipelines.diffusion.memory import share_offload_state
+
+    name = "StableDiffusionXLAdapterPipeline" if family == "sdxl" else \
+        "StableDiffusionAdapterPipeline"
+    adapter = models[0] if len(models) == 1 else diffusers.MultiAdapter(models)
+    derived = _with_step_end_callback(getattr(diffusers, name)).from_pipe(base, adapter=adapter)
+    derived.set_progress_bar_config(disable=True)
+    share_offload_state(base, derived)
+    return derived
+
+
+def adapter_kwargs(checked: list[ControlUnit], images: list[Any],
+                   family: str) -> dict[str, Any]:
+    """The T2I-Adapter arguments of a diffusers call."""
+    one = len(checked) == 1
+    out: dict[str, Any] = {
+        "image": images[0] if one else list(images),
+        "adapter_conditioning_scale": checked[0].weight if one else [u.weight for u in checked]}
+    if family == "sdxl":
+        out["adapter_conditioning_factor"] = checked[0].end
+    return out
 
 
 def call_kwargs(checked: list[ControlUnit], images: list[Any]) -> dict[str, Any]:

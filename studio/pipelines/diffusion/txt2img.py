@@ -48,7 +48,7 @@ class Txt2ImgService(DiffusersService):
         super().__init__(settings_getter, paths_getter, cache, upscalers=upscalers)
         from studio.pipelines.diffusion.controlnet import ControlNetCache
 
-        self.controlnet_cache = ControlNetCache()  # the last job's ControlNets stay loaded
+        self.controlnet_cache = ControlNetCache(settings_getter)  # loaded ControlNets stay
 
     # -- the job handler -----------------------------------------------------------------------
     def run(self, request: Txt2ImgRequest, progress: ProgressSink,
@@ -141,9 +141,15 @@ class Txt2ImgService(DiffusersService):
         ControlNet pipeline from ``pipe`` (:mod:`.controlnet`)."""
         from studio.pipelines.diffusion import controlnet as cn
 
-        checked, entries = cn.resolve_units(request, model_family(pipe, entry), settings, paths)
+        family = model_family(pipe, entry)
+        checked, entries = cn.resolve_units(request, family, settings, paths)
+        adapters = cn.check_adapters(checked, entries, family)
         images = [cn.control_image(u, request.width, request.height) for u in checked]
-        models = self.controlnet_cache.models(entries, device, dtype)
+        models = self.controlnet_cache.models(entries, device, dtype, paths)
+        if adapters:
+            return cn.Control(lambda base: cn.adapter_pipeline(base, models, family),
+                              cn.adapter_kwargs(checked, images, family),
+                              cn.infotext(checked, entries), images)
         return cn.Control(lambda base: cn.controlnet_pipeline(base, models),
                           cn.call_kwargs(checked, images), cn.infotext(checked, entries), images)
 

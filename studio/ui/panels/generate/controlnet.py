@@ -3,9 +3,11 @@ control image, preprocessor, weight and the part of the steps it acts on.
 
 The header's check box turns ControlNet on (and opens the group); the arrow only shows or hides
 the units. A unit's image comes from a file or from the result on screen ("Use result"). The model
-list is the library's ControlNets (:mod:`studio.library.controlnets`), found off the GUI thread
-with the LoRAs; a ControlNet made for another family than the model's is marked so, and the job
-says why it is refused. The work is :mod:`studio.pipelines.diffusion.controlnet`.
+list is the library's ControlNets (:mod:`studio.library.controlnets`: folders and single files),
+found off the GUI thread with the LoRAs; a ControlNet made for another family than the model's is
+marked so, and the job says why it is refused. Picking a ControlNet whose name says what it was
+trained on (``…_canny``, ``…_scribble``) preselects the preprocessor that makes that map. The work is
+:mod:`studio.pipelines.diffusion.controlnet`.
 """
 
 from __future__ import annotations
@@ -70,9 +72,11 @@ class ControlUnitRow(QFrame):
         self.model.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model.setMinimumContentsLength(10)
-        self.model.setToolTip("A ControlNet from the library (the models folder's 'controlnet' "
-                              "folder, an extra folder's models/ControlNet, or the Hugging Face "
-                              "cache)")
+        self.model.setToolTip("A ControlNet from the library (a diffusers folder or an A1111 / "
+                              "ComfyUI single file in the models folder's 'controlnet' folder, "
+                              "an extra folder's models/ControlNet, or the Hugging Face cache)")
+        self._preprocessors: dict[str, str] = {}
+        self._missing: dict[str, str] = {}  # preprocessors whose model is not cached
         self.remove = QToolButton()
         self.remove.setText("✕")
         self.remove.setAutoRaise(True)
@@ -127,26 +131,31 @@ class ControlUnitRow(QFrame):
         self.use_result.clicked.connect(self._use_result)
         self.draw.clicked.connect(lambda: self.draw_requested.emit(self))
         self.remove.clicked.connect(lambda: self.remove_requested.emit(self))
+        self.model.activated.connect(lambda _index: self.preselect())
         for signal in (self.model.currentIndexChanged, self.image.textChanged,
                        self.preprocess.currentIndexChanged, self.weight.valueChanged,
                        self.start.valueChanged, self.end.valueChanged):
             signal.connect(self.changed)
 
-    def set_models(self, models: list[tuple[str, str]]) -> None:
-        """(name, family) of every ControlNet; the choice is kept (a name no longer there stays
-        listed while chosen, so a reused request is not changed)."""
+    def set_models(self, models: list[tuple[str, ...]]) -> None:
+        """(name, family[, preprocessor[, note]]) of every ControlNet (a note: "T2I-Adapter");
+        the choice is kept (a name no longer there stays listed while chosen, so a reused
+        request is not changed)."""
         chosen = self.model.currentData()
         self.model.blockSignals(True)
         self.model.clear()
-        for name, family in models:
-            fits = FAMILY_NAMES.get(family, "")
-            self.model.addItem(f"{name} ({fits})" if fits else name, name)
+        self._preprocessors = {}
+        for name, family, *more in models:
+            notes = [n for n in (FAMILY_NAMES.get(family, ""), *more[1:2]) if n]
+            self.model.addItem(f"{name} ({', '.join(notes)})" if notes else name, name)
+            self._preprocessors[name] = more[0] if more else "none"
         self.model.blockSignals(False)
         self._choose(chosen)
 
     def set_missing(self, missing: dict[str, str]) -> None:
         """Grey out the preprocessors whose model is not in the cache (``missing``: name → the
         sentence saying what to download), which their tooltip then says."""
+        self._missing = dict(missing)
         items = self.preprocess.model()
         for index in range(self.preprocess.count()):
             key = self.preprocess.itemData(index)
@@ -170,6 +179,13 @@ class ControlUnitRow(QFrame):
         self.weight.setValue(float(unit.get("weight", 1.0)))
         self.start.setValue(float(unit.get("start", 0.0)))
         self.end.setValue(float(unit.get("end", 1.0)))
+
+    def preselect(self) -> None:
+        """The preprocessor the chosen ControlNet's name asks for (a picked model, a new row)."""
+        wanted = self._preprocessors.get(self.model.currentData() or "", "none")
+        if wanted in self._missing:  # its model is not cached: a map made elsewhere
+            wanted = "none"
+        self.preprocess.setCurrentIndex(max(0, self.preprocess.findData(wanted)))
 
     def _choose(self, name: str | None) -> None:
         if name and self.model.findData(name) < 0:
@@ -199,7 +215,7 @@ class ControlNetSection(CheckSection):
                          "drawing, a pose or depth map) — SD 1.x, SD 2.x and SDXL models",
                          "Show or hide the ControlNet settings", parent)
         self._current_result = current_result
-        self._models: list[tuple[str, str]] = []
+        self._models: list[tuple[str, ...]] = []
         self._missing: dict[str, str] = {}
         self._canvas_size: Callable[[], tuple[int, int]] = lambda: (512, 512)
         self._scribble_folder: Path | None = None
@@ -228,15 +244,16 @@ class ControlNetSection(CheckSection):
         """Where "Use result" finds the image on screen (a path; "" when there is none)."""
         self._current_result = current_result
 
-    def set_models(self, models: list[tuple[str, str]]) -> None:
-        """The library's ControlNets as (name, family)."""
+    def set_models(self, models: list[tuple[str, ...]]) -> None:
+        """The library's ControlNets as (name, family[, preprocessor its name asks for])."""
         self._models = list(models)
         for row in self.rows:
             row.set_models(self._models)
         self.empty.setText(
             "" if self._models else
-            "No ControlNet in the library. Put a diffusers ControlNet folder in the models "
-            "folder's 'controlnet' folder, or download one: 'hf download "
+            "No ControlNet in the library. Put a diffusers ControlNet folder or an A1111 / "
+            "ComfyUI file (control_v11p_sd15_canny.pth) in the models folder's 'controlnet' "
+            "folder, or download one: 'hf download "
             "lllyasviel/control_v11p_sd15_canny' (SD 1.x) or 'hf download "
             "diffusers/controlnet-canny-sdxl-1.0' (SDXL).")
         self.empty.setVisible(not self._models)
@@ -286,6 +303,8 @@ class ControlNetSection(CheckSection):
         row.set_models(self._models)
         row.set_missing(self._missing)
         row.set_unit(unit)
+        if not unit:
+            row.preselect()
         row.changed.connect(self.changed)
         row.remove_requested.connect(self._remove_row)
         row.draw_requested.connect(self._draw)

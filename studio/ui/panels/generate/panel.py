@@ -298,7 +298,9 @@ class GeneratePanel(QWidget):
         # The hires fix's upscaler models, found the same way and at the same moments.
         self._calls.run(lambda: [u.name for u in find_upscalers(settings, paths)],
                         self.controls.hires.set_models, lambda _message: None)
-        self._calls.run(lambda: [(c.name, c.family) for c in find_controlnets(settings, paths)],
+        self._calls.run(lambda: [(c.name, c.family, c.preprocessor,
+                                 "T2I-Adapter" if c.adapter else "")
+                                for c in find_controlnets(settings, paths)],
                         self.controls.controlnet.set_models, lambda _message: None)
         self._calls.run(preprocessor_models.missing,
                         self.controls.controlnet.set_missing_preprocessors, lambda _message: None)
