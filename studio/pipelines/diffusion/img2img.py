@@ -30,11 +30,14 @@ from typing import Any
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.core.requests import MAX_SIDE, Img2ImgRequest, TransformedImage
+from studio.library.families import family as family_of
 from studio.library.gan_models import GAN_NO_IMG2IMG
 from studio.library.models import resolve_model
 from studio.pipelines.diffusion.batch import (
     DiffusersService,
     NotedProgress,
+    cfg_kwargs,
+    model_family,
     model_hash,
     prepare_call,
     render_image,
@@ -140,6 +143,11 @@ class Img2ImgService(DiffusersService):
         from studio.media import outputs
 
         masked = request.inpaint or request.outpaint
+        found = family_of(model_family(base, entry))
+        if found is not None and not found.img2img:
+            raise UserFacingError(f"{found.label} has no image-to-image pipeline (a picture "
+                                  "given to it is a reference, not a start): use it in "
+                                  "Generate, or pick another model here.")
         call = prepare_call(base, entry, request, settings, paths, device, dtype,
                             derive=lambda base: derive_pipeline(base, masked),
                             progress=progress)
@@ -160,7 +168,7 @@ class Img2ImgService(DiffusersService):
         kwargs: dict[str, Any] = dict(call.prompt.kwargs, image=image,
                                       strength=request.strength,
                                       num_inference_steps=request.steps,
-                                      guidance_scale=request.cfg)
+                                      **cfg_kwargs(call.family, request.cfg))
         # The call's size is the canvas's (outpainting: larger than the request's picture).
         sized = dataclasses.replace(request, width=image.width, height=image.height)
         if mask is not None:

@@ -70,11 +70,27 @@ def _family_of_ckpt(path: Path) -> tuple[str, dict]:
     return detect_from_header(header).family, state
 
 
+def folder_pipeline_class(folder: Path, family: str) -> str:
+    """The pipeline class a diffusers folder of ``family`` is loaded with: the one its
+    model_index.json names when the family lists it (FLUX.2 [dev] or klein), else the family's."""
+    import json
+
+    found = family_of(family)
+    try:
+        named = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+        named = named.get("_class_name") if isinstance(named, dict) else None
+    except (OSError, ValueError):
+        named = None
+    if found is not None and named in found.diffusers_classes:
+        return str(named)
+    return pipeline_class_name(family)
+
+
 def _load_diffusers(entry: ModelEntry, dtype: Any):
     import diffusers
     import torch
 
-    cls = getattr(diffusers, pipeline_class_name(entry.family))
+    cls = getattr(diffusers, folder_pipeline_class(entry.path, entry.family))
     kwargs: dict[str, Any] = {"local_files_only": True, "dtype": dtype}
     if entry.family in ("sd1", "sd2"):
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)

@@ -19,6 +19,7 @@ from studio.library.models import ModelEntry, resolve_model
 from studio.pipelines.diffusion.batch import (
     DiffusersService,
     NotedProgress,
+    cfg_kwargs,
     model_family,
     model_hash,
     prepare_call,
@@ -104,7 +105,8 @@ class Txt2ImgService(DiffusersService):
         extra = call.network_hashes(paths)
 
         kwargs = dict(call.prompt.kwargs, num_inference_steps=request.steps,
-                      guidance_scale=request.cfg, width=request.width, height=request.height)
+                      width=request.width, height=request.height,
+                      **cfg_kwargs(call.family, request.cfg))
         control_kwargs = control.kwargs if control is not None else {}
         if control is not None:
             extra = {**extra, **control.infotext}
@@ -156,6 +158,10 @@ class Txt2ImgService(DiffusersService):
         from studio.pipelines.diffusion.img2img import derive_pipeline
 
         found = family_of(call.family)
+        if found is not None and not found.img2img:
+            raise UserFacingError(f"{found.label} has no image-to-image pipeline, so the hires "
+                                  "fix cannot refine its images: turn the hires fix off and "
+                                  "generate at the size you want.")
         if found is not None and found.packed_latents and request.hires_upscaler in LATENT_MODES:
             raise UserFacingError(f"{found.label} keeps its latents packed, so the hires fix "
                                   "cannot resize them: choose the Lanczos upscaler or an "
@@ -166,5 +172,6 @@ class Txt2ImgService(DiffusersService):
             model_upscale = self.upscalers().image_upscaler(request.hires_upscaler, settings,
                                                             paths, device, progress, cancel)
         return HiresFix(pipe, derive_pipeline(pipe, inpaint=False), request,
-                        dict(call.prompt.kwargs), call.previewer, progress, cancel, dtype,
+                        dict(call.prompt.kwargs, **cfg_kwargs(call.family, request.cfg)),
+                        call.previewer, progress, cancel, dtype,
                         call.prompt.schedule, model_upscale)
