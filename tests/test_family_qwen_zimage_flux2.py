@@ -84,3 +84,24 @@ def test_flux2_refuses_hires_and_image_to_image_with_the_reason(tiny_flux2_dir, 
 @pytest.fixture
 def request_fixture(request):
     return request.getfixturevalue
+
+
+def test_generate_names_guidance_and_greys_what_does_not_apply(qtbot, qapp):
+    from studio.ui.panels.generate.controls import GenerateControls
+
+    controls = GenerateControls()
+    qtbot.addWidget(controls)
+    controls.hires.enabled.setChecked(True)
+    controls.set_family("flux2")
+    controls.set_pixel_model(None)  # what the panel does next for a diffusion model
+    assert controls.cfg_label.text() == "Guidance" and not controls.negative.isEnabled()
+    assert not controls.hires.isEnabled() and "not for FLUX.2" in controls.hires.enabled.text()
+    assert not controls.controlnet.isEnabled()
+    assert controls.request("m").hires is False  # kept ticked for the next model, not sent
+    controls.set_family("qwen-image")
+    controls.set_pixel_model(None)
+    assert controls.cfg_label.text() == "CFG scale" and controls.negative.isEnabled()
+    assert "Qwen-Image" in controls.cfg.toolTip() and controls.request("m").hires is True
+    assert controls.hires.isEnabled() and not controls.controlnet.isEnabled()
+    controls.set_family("z-image")
+    assert "Turbo" in controls.cfg.toolTip() and controls.scheduler.currentData() == "default"
