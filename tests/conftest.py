@@ -161,6 +161,14 @@ def tiny_flux2_dir(tiny_models_root):
 
 
 @pytest.fixture(scope="session")
+def tiny_flux_kontext_dir(tiny_models_root, tiny_flux_dir):
+    """The tiny FLUX.1 components saved as a FluxKontextPipeline folder (instruction editing)."""
+    from tests.fixtures.tiny_families import build_tiny_flux_kontext
+
+    return build_tiny_flux_kontext(tiny_models_root / "tiny-flux-kontext", tiny_flux_dir)
+
+
+@pytest.fixture(scope="session")
 def tiny_sdxl_file(tiny_models_root, tiny_sdxl_dir):
     """The tiny SDXL pipeline as one original-layout .safetensors checkpoint."""
     from tests.fixtures.tiny_models import build_tiny_single_file

@@ -71,6 +71,9 @@ class Family:
     guidance_hint: str = ""
     #: it has an image-to-image (denoising strength) pipeline: img2img and the hires fix
     img2img: bool = True
+    #: an instruction-editing model (an image + "make it winter" → the edited image): it runs in
+    #: Transform → Edit with instructions, not in Generate
+    edit: bool = False
 
 
 def _load() -> dict[str, Family]:

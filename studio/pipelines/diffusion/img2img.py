@@ -115,6 +115,14 @@ class Img2ImgService(DiffusersService):
             raise UserFacingError(f"{entry.name} was trained in Train's image diffusion lesson "
                                   "and draws new images from noise only: use it in Generate. "
                                   "Image to image needs a Stable Diffusion model.")
+        if request.edit:  # an instruction-editing model: the picture and what to change
+            from studio.pipelines.diffusion.edit import run_edit
+
+            return run_edit(self, entry, request, settings, paths, progress, cancel)
+        found = family_of(entry.family)
+        if found is not None and found.edit:
+            raise UserFacingError(f"{entry.name} edits pictures from instructions: choose "
+                                  "Edit with instructions and write what to change.")
         from studio.media.outputs import writable_image_folder
 
         writable_image_folder(paths.outputs_dir, paths.dated_outputs)  # before minutes of work

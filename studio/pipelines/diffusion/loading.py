@@ -126,6 +126,20 @@ def _load_single_file(entry: ModelEntry, dtype: Any, paths: Paths):
     return cls.from_single_file(str(entry.path), **kwargs)
 
 
+def missing_package_text(name: str, exc: ImportError) -> str:
+    """The sentence for a model whose loading needs a package that is not installed
+    (Qwen-Image-Edit's processor needs torchvision)."""
+    import re
+
+    text = " ".join(str(exc).split())
+    found = re.search(r"requires the (\w+) library", text)
+    package = (found.group(1).lower() if found else getattr(exc, "name", None)) or ""
+    first = text.split(". ")[0][:200]
+    how = (f"install it into Studio's environment (pip install {package}) and try again"
+           if package else "install the package it names and try again")
+    return f"Could not load {name}: {first}. It needs a package that is not installed: {how}."
+
+
 def _import_engine(family: str) -> Any:
     """Import torch, diffusers and the family's pipeline module (with transformers' CLIP) without
     full garbage-collection passes, then freeze them (see :mod:`studio.core.gc_pauses`).
@@ -161,6 +175,8 @@ def load_txt2img_pipeline(entry: ModelEntry, device: str, dtype: Any,
         pipe = pipe.to(device)
     except UserFacingError:
         raise
+    except ImportError as exc:  # a component's class needs a package this install lacks
+        raise UserFacingError(missing_package_text(entry.name, exc)) from exc
     except torch.OutOfMemoryError as exc:
         raise UserFacingError(f"Out of memory while loading {entry.name} on {device} — close other "
                               "programs or models, or choose a smaller precision.") from exc

@@ -15,6 +15,7 @@ from typing import Any
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.core.requests import HIRES_UPSCALERS, GeneratedImage, Txt2ImgRequest
+from studio.library.families import family as family_of
 from studio.library.models import ModelEntry, resolve_model
 from studio.pipelines.diffusion.batch import (
     DiffusersService,
@@ -66,6 +67,10 @@ class Txt2ImgService(DiffusersService):
                                       "hires fix. Turn the hires fix off to use it.")
 
             return run_gan(request, settings, paths, progress, cancel)
+        edits = family_of(entry.family)
+        if edits is not None and edits.edit:
+            raise UserFacingError(f"{entry.name} ({edits.label}) edits pictures from "
+                                  "instructions: use it in Transform → Edit with instructions.")
         if entry.family == "ddpm":  # a pixel model from Train: refused before it is loaded
             from studio.pipelines.diffusion.pixel import check_request
 
@@ -153,7 +158,6 @@ class Txt2ImgService(DiffusersService):
                paths: Paths, device: str, dtype: Any, progress: ProgressSink,
                cancel: CancelToken) -> HiresFix:
         """The hires fix over ``pipe`` and its img2img twin (an upscaler model loaded first)."""
-        from studio.library.families import family as family_of
         from studio.pipelines.diffusion.hires import LATENT_MODES
         from studio.pipelines.diffusion.img2img import derive_pipeline
 
