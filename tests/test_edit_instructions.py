@@ -101,3 +101,22 @@ def test_qwen_image_edit_is_detected_and_names_what_it_needs(tiny_models_root, p
     assert detect_diffusers_folder(folder).family == "qwen-image-edit"
     with pytest.raises(UserFacingError, match=r"pip install torchvision"):
         edits().run(edit_request(folder, picture, cfg=4.0), RecordingSink(), CancelToken())
+
+
+def test_cli_edits_with_the_models_guidance(tiny_flux_kontext_dir, picture, tmp_path):
+    import json
+
+    from tests.fixtures.cli_run import studio_in_process
+
+    proc = studio_in_process("img2img", "--model", str(tiny_flux_kontext_dir), "--image",
+                             str(picture), "--edit", "make it winter", "--width", "64",
+                             "--height", "48", "--steps", "2", "--seed", "5", "--device", "cpu",
+                             "--out", str(tmp_path / "o"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert line["edit"] is True and (line["width"], line["height"]) == (64, 48)
+    text = Image.open(line["path"]).text["parameters"]
+    assert "CFG scale: 2.5" in text and "Edit: instructions" in text  # Kontext's own guidance
+    both = studio_in_process("img2img", "--model", str(tiny_flux_kontext_dir), "--image",
+                             str(picture), "--edit", "snow", "--prompt", "snow")
+    assert both.returncode == 2 and "one of them" in both.stderr
