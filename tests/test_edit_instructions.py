@@ -120,3 +120,34 @@ def test_cli_edits_with_the_models_guidance(tiny_flux_kontext_dir, picture, tmp_
     both = studio_in_process("img2img", "--model", str(tiny_flux_kontext_dir), "--image",
                              str(picture), "--edit", "snow", "--prompt", "snow")
     assert both.returncode == 2 and "one of them" in both.stderr
+
+
+def test_serve_edits_with_an_editing_model_and_no_mask(tiny_flux_kontext_dir, picture):
+    import base64
+    import io
+
+    from studio.core.jobs import JobState
+    from studio.pipelines.services import build_engine
+    from studio.server.app import make_server
+    from studio.server.catalog import Catalog, classify
+    from tests.fixtures.asgi import asgi_call
+
+    spec = classify(str(tiny_flux_kontext_dir), SETTINGS, default_paths())
+    assert spec.family == "flux-kontext"
+    engine = build_engine(lambda: SETTINGS, default_paths)
+    server = make_server("127.0.0.1", 0, engine, Catalog([spec]))
+    try:
+        r = asgi_call(server, "POST", "/v1/images/edits",
+                      files={"image": ("in.png", picture.read_bytes(), "image/png")},
+                      data={"model": spec.id, "prompt": "make it winter", "steps": "2",
+                            "seed": "5", "size": "64x48"})
+        assert r.status_code == 200, r.text
+        served = Image.open(io.BytesIO(base64.b64decode(r.json()["data"][0]["b64_json"])))
+        assert "CFG scale: 2.5" in served.text["parameters"]  # Kontext's own guidance
+        job = engine.submit(edit_request(tiny_flux_kontext_dir, picture), title="direct")
+        assert job.wait(600) and job.state is JobState.DONE, job.error
+        assert np.array_equal(np.asarray(served.convert("RGB")),
+                              np.asarray(job.result[0].image.convert("RGB")))
+    finally:
+        server.server_close()
+        engine.shutdown(timeout=120)

@@ -430,9 +430,12 @@ def parse_image(body: Any, model_spec: str) -> Txt2ImgRequest:
                                    **_image_fields(b)))
 
 
-def parse_edit(fields: dict[str, Any], model_spec: str, image: str, mask: str) -> Img2ImgRequest:
+def parse_edit(fields: dict[str, Any], model_spec: str, image: str, mask: str,
+               edit_cfg: float | None = None) -> Img2ImgRequest:
     """Validate ``/v1/images/edits`` form ``fields`` (strings, as a form sends them, read as
-    JSON values where they parse); ``image``/``mask``: the uploaded files as saved here."""
+    JSON values where they parse); ``image``/``mask``: the uploaded files as saved here.
+    ``edit_cfg``: the model edits from instructions (FLUX.1 Kontext …) and no mask came: the
+    prompt is the instruction, and this is the guidance when the form gives none."""
     values: dict[str, Any] = {}
     for name, value in fields.items():
         try:
@@ -443,11 +446,16 @@ def parse_edit(fields: dict[str, Any], model_spec: str, image: str, mask: str) -
     b = _validated(EditBody, values)
     width, height = _size(b.size) if b.size else (0, 0)
     outpaint = {f"outpaint_{side}": getattr(b, f"outpaint_{side}") for side in OUTPAINT_SIDES}
+    shared = _image_fields(b)
+    if edit_cfg is not None:
+        if b.guidance_scale is None and b.cfg_scale is None:
+            shared["cfg"] = edit_cfg
+        return _checked(Img2ImgRequest(model=model_spec, image=image, edit=True, width=width,
+                                       height=height, **shared))
     return _checked(Img2ImgRequest(model=model_spec, image=image, mask=mask,
                                    mask_blur=b.mask_blur if mask or any(outpaint.values()) else 0,
                                    strength=b.strength, width=width, height=height,
-                                   outpaint_fill=b.outpaint_fill, **outpaint,
-                                   **_image_fields(b)))
+                                   outpaint_fill=b.outpaint_fill, **outpaint, **shared))
 
 
 # -- responses --------------------------------------------------------------------------------
