@@ -151,3 +151,32 @@ def test_serve_edits_with_an_editing_model_and_no_mask(tiny_flux_kontext_dir, pi
     finally:
         server.server_close()
         engine.shutdown(timeout=120)
+
+
+def test_transform_has_an_edit_tab(main_window, qtbot, tiny_sd15_dir, picture):
+    from studio.ui.panels.transform.results import mode_of
+
+    main_window.resize(1360, 860)
+    main_window.show()
+    panel = main_window.show_workspace("transform")
+    qtbot.waitExposed(main_window)
+    try:
+        qtbot.waitUntil(lambda: not panel.sd_picker.scanning, timeout=10_000)
+        panel.sd_picker.select_model(str(tiny_sd15_dir))
+        panel.receive(picture)
+        panel.set_mode("edit")
+        options = panel.diffusion
+        assert panel.run_button.text() == "Edit" and panel.sd_picker.isVisible()
+        assert not options.strength_box.isVisible() and not options.outpaint.isVisible()
+        assert options._form.labelForField(options.cfg).text() == "Guidance"
+        assert options.cfg.value() == 2.5 and "make it winter" in options.prompt.placeholderText()
+        assert panel.run() == [] and "instruction" in panel.error_label.text()
+        options.prompt.setPlainText("make it winter")
+        with qtbot.waitSignal(panel.jobFinished, timeout=30_000) as done:
+            (job,) = panel.run()
+        assert job.request.edit and mode_of(job.request) == "edit"
+        assert "does not edit from instructions" in (done.args[0].error or "")
+        panel.set_mode("img2img")
+        assert options.strength_box.isVisible() and options.cfg.value() == 7.0
+    finally:
+        panel.shutdown()
