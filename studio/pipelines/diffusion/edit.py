@@ -29,7 +29,6 @@ from studio.pipelines.diffusion.batch import (
     render_image,
     run_batch,
 )
-from studio.pipelines.diffusion.variation import variation_infotext
 
 #: the area an edit is made at when the request gives no size (1024 × 1024, as trained)
 EDIT_AREA = 1024 * 1024
@@ -67,9 +66,10 @@ def run_edit(service: Any, entry: ModelEntry, request: Img2ImgRequest, settings:
              paths: Paths, progress: ProgressSink, cancel: CancelToken) -> list[TransformedImage]:
     """The edit job on ``service``'s model cache (an
     :class:`~studio.pipelines.diffusion.img2img.Img2ImgService`)."""
-    from studio.media import images_in, outputs
+    from studio.media import images_in
     from studio.media.outputs import writable_image_folder
     from studio.pipelines.diffusion.batch import NotedProgress
+    from studio.pipelines.diffusion.img2img import result_saver
 
     found = family_of(entry.family)
     if entry.format == "diffusers" and (found is None or not found.edit):
@@ -98,14 +98,5 @@ def run_edit(service: Any, entry: ModelEntry, request: Img2ImgRequest, settings:
                            cancel, dtype, call.prompt.schedule)
         return loaded.with_alpha(out)
 
-    def save(index: int, seed: int, out: Any) -> TransformedImage:
-        path, parameters = outputs.save_img2img_image(
-            out, request, seed, paths.outputs_dir, model_name=entry.name, model_hash=hash_,
-            sampler=call.sampler, schedule_type=call.schedule_type,
-            extra={**variation_infotext(request, index), **extra},
-            prompt=call.loras.infotext_prompt(request.prompt), dated=paths.dated_outputs)
-        return TransformedImage(request=request, index=index, source=Path(request.image),
-                                path=path, image=out, parameters=parameters, seed=seed,
-                                warnings=list(warnings), loras=call.loras.used())
-
+    save = result_saver(request, entry, call, paths, hash_, extra, warnings)
     return run_batch(request, render, save, progress, cancel)

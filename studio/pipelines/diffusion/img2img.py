@@ -101,6 +101,25 @@ def blur_mask(mask: Any, radius: int) -> Any:
     return mask.filter(ImageFilter.GaussianBlur(radius)) if radius > 0 else mask
 
 
+def result_saver(request: Img2ImgRequest, entry: Any, call: Any, paths: Paths, hash_: str,
+                 extra: dict[str, Any], warnings: list[str]) -> Any:
+    """``save(index, seed, image)`` for :func:`.batch.run_batch`: one image to image, inpaint
+    or instruction-edit result written with its metadata, as a :class:`TransformedImage`."""
+    from studio.media import outputs
+
+    def save(index: int, seed: int, out: Any) -> TransformedImage:
+        path, parameters = outputs.save_img2img_image(
+            out, request, seed, paths.outputs_dir, model_name=entry.name, model_hash=hash_,
+            sampler=call.sampler, schedule_type=call.schedule_type,
+            extra={**variation_infotext(request, index), **extra},
+            prompt=call.loras.infotext_prompt(request.prompt), dated=paths.dated_outputs)
+        return TransformedImage(request=request, index=index, source=Path(request.image),
+                                path=path, image=out, parameters=parameters, seed=seed,
+                                warnings=list(warnings), loras=call.loras.used())
+
+    return save
+
+
 class Img2ImgService(DiffusersService):
     """Runs img2img / inpaint requests with the worker's (shared) model cache."""
 
@@ -148,7 +167,6 @@ class Img2ImgService(DiffusersService):
                   loaded: Any, warnings: list[str], settings: Settings, paths: Paths,
                   device: str, dtype: Any, progress: ProgressSink,
                   cancel: CancelToken) -> list[TransformedImage]:
-        from studio.media import outputs
 
         masked = request.inpaint or request.outpaint
         found = family_of(model_family(base, entry))
@@ -197,16 +215,7 @@ class Img2ImgService(DiffusersService):
                 out = call.pipe.image_processor.apply_overlay(mask, image, out)
             return loaded.with_alpha(out)
 
-        def save(index: int, seed: int, out: Any) -> TransformedImage:
-            path, parameters = outputs.save_img2img_image(
-                out, request, seed, paths.outputs_dir, model_name=entry.name, model_hash=hash_,
-                sampler=call.sampler, schedule_type=call.schedule_type,
-                extra={**variation_infotext(request, index), **extra},
-                prompt=call.loras.infotext_prompt(request.prompt), dated=paths.dated_outputs)
-            return TransformedImage(request=request, index=index, source=Path(request.image),
-                                    path=path, image=out, parameters=parameters, seed=seed,
-                                    warnings=list(warnings), loras=call.loras.used())
-
+        save = result_saver(request, entry, call, paths, hash_, extra, warnings)
         return run_batch(request, render, save, progress, cancel)
 
     def _sd_upscale(self, call: Any, request: Img2ImgRequest, image: Any,
