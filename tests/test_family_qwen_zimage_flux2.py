@@ -105,3 +105,30 @@ def test_generate_names_guidance_and_greys_what_does_not_apply(qtbot, qapp):
     assert controls.hires.isEnabled() and not controls.controlnet.isEnabled()
     controls.set_family("z-image")
     assert "Turbo" in controls.cfg.toolTip() and controls.scheduler.currentData() == "default"
+
+
+@pytest.mark.parametrize("key", ["qwen-image", "z-image"])
+def test_image_to_image_is_the_familys_img2img_pipeline(key, request_fixture, tmp_path):
+    import diffusers
+    from PIL import Image
+
+    from studio.pipelines.diffusion.img2img import Img2ImgService
+
+    fixture, cls_name, cfg_argument = CASES[key]
+    folder = request_fixture(fixture)
+    picture = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (64, 64, 3), np.uint8)).save(
+        picture)
+    req = Img2ImgRequest(model=str(folder), image=str(picture), prompt="snow",
+                         negative_prompt="fog", steps=3, cfg=4.0, strength=0.6, seed=5)
+    settings = Settings(device="cpu", precision="fp32", preview_mode="fast")
+    (result,) = Img2ImgService(lambda: settings, default_paths).run(req, RecordingSink(),
+                                                                    CancelToken())
+    plain = getattr(diffusers, cls_name.replace("Pipeline", "Img2ImgPipeline")).from_pretrained(
+        str(folder), local_files_only=True)
+    plain.set_progress_bar_config(disable=True)
+    expected = plain(prompt="snow", negative_prompt="fog", image=Image.open(picture), width=64,
+                     height=64, strength=0.6, num_inference_steps=3,
+                     generator=torch.Generator("cpu").manual_seed(5),
+                     **{cfg_argument: 4.0}).images[0]
+    assert np.array_equal(np.asarray(result.image), np.asarray(expected))
