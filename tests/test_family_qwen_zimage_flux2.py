@@ -132,3 +132,32 @@ def test_image_to_image_is_the_familys_img2img_pipeline(key, request_fixture, tm
                      generator=torch.Generator("cpu").manual_seed(5),
                      **{cfg_argument: 4.0}).images[0]
     assert np.array_equal(np.asarray(result.image), np.asarray(expected))
+
+
+def test_serve_generates_with_the_familys_own_guidance(tiny_flux2_dir):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from studio.pipelines.services import build_engine
+    from studio.server.app import make_server
+    from studio.server.catalog import Catalog, classify
+    from tests.fixtures.asgi import asgi_call
+
+    settings = Settings(device="cpu", precision="fp32", preview_mode="fast")
+    spec = classify(str(tiny_flux2_dir), settings, default_paths())
+    engine = build_engine(lambda: settings, default_paths)
+    server = make_server("127.0.0.1", 0, engine, Catalog([spec]))
+    try:
+        r = asgi_call(server, "POST", "/v1/images/generations",
+                      json={"model": spec.id, "prompt": "a lighthouse at dusk", "steps": 2,
+                            "seed": 5, "size": "64x64"})
+        assert r.status_code == 200, r.text
+        served = Image.open(io.BytesIO(base64.b64decode(r.json()["data"][0]["b64_json"])))
+    finally:
+        server.server_close()
+        engine.shutdown(timeout=120)
+    assert "CFG scale: 4" in served.text["parameters"]  # FLUX.2's guidance, not SD's 7
+    (direct,) = service().run(request(tiny_flux2_dir), RecordingSink(), CancelToken())
+    assert np.array_equal(np.asarray(served.convert("RGB")), np.asarray(direct.image))

@@ -236,7 +236,7 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
     async def images(request: Request) -> Response:
         body = await body_of(request)
         served = pick(body, IMAGE)
-        job_request = schemas.parse_image(body, served.spec)
+        job_request = schemas.parse_image(body, served.spec, _family_cfg(served))
         _check_image(job_request, server.limits)
         return await image_answer(request, served, job_request, "txt2img", {})
 
@@ -454,6 +454,15 @@ def _openai_mask(path: Path) -> None:
             return
         alpha = image.convert("RGBA").getchannel("A")
     alpha.point(lambda a: 255 if a == 0 else 0).save(path, "PNG")
+
+
+def _family_cfg(served: Any) -> float:
+    """The guidance a generation starts at when the body gives none: the model family's own
+    (FLUX.2's 4, Qwen-Image's 4 …), 7 for Stable Diffusion and unknown models."""
+    from studio.library.families import family
+
+    found = family(served.family)
+    return found.default_cfg if found is not None else 7.0
 
 
 def _edit_cfg(served: Any) -> float | None:

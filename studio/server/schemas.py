@@ -385,7 +385,7 @@ def parse_completion(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptio
     return request, ChatOptions(stream=b.stream, include_usage=include_usage, stop=stops)
 
 
-def _image_fields(b: ImageBody) -> dict[str, Any]:
+def _image_fields(b: ImageBody, default_cfg: float = 7.0) -> dict[str, Any]:
     """The request fields generations and edits share, as the CLI builds them (the prompt goes
     verbatim: A1111 weights, BREAK, editing and embeddings are read by the pipeline)."""
     from studio.core.requests import variation_fields
@@ -401,7 +401,7 @@ def _image_fields(b: ImageBody) -> dict[str, Any]:
     except ValueError as exc:
         raise _bad(str(exc), "variation_seed") from exc
     return dict(prompt=b.prompt, negative_prompt=b.negative_prompt or "", steps=b.steps,
-                cfg=7.0 if cfg is None else cfg, count=b.n,
+                cfg=default_cfg if cfg is None else cfg, count=b.n,
                 seed=secrets.randbelow(SEED_MAX + 1) if b.seed is None else b.seed, **variation)
 
 
@@ -422,12 +422,13 @@ def _checked(request: Any) -> Any:
     return request
 
 
-def parse_image(body: Any, model_spec: str) -> Txt2ImgRequest:
-    """Validate a ``/v1/images/generations`` body (b64_json answers only)."""
+def parse_image(body: Any, model_spec: str, default_cfg: float = 7.0) -> Txt2ImgRequest:
+    """Validate a ``/v1/images/generations`` body (b64_json answers only); ``default_cfg``: the
+    guidance when the body gives none (the model family's own)."""
     b = _validated(ImageBody, body)
     width, height = _size(b.size or "512x512")
     return _checked(Txt2ImgRequest(model=model_spec, width=width, height=height,
-                                   **_image_fields(b)))
+                                   **_image_fields(b, default_cfg)))
 
 
 def parse_edit(fields: dict[str, Any], model_spec: str, image: str, mask: str,
