@@ -161,3 +161,19 @@ def test_serve_generates_with_the_familys_own_guidance(tiny_flux2_dir):
     assert "CFG scale: 4" in served.text["parameters"]  # FLUX.2's guidance, not SD's 7
     (direct,) = service().run(request(tiny_flux2_dir), RecordingSink(), CancelToken())
     assert np.array_equal(np.asarray(served.convert("RGB")), np.asarray(direct.image))
+
+
+def test_cli_generates_with_the_familys_own_guidance(tiny_flux2_dir, tmp_path):
+    import json
+
+    from PIL import Image
+
+    from tests.fixtures.cli_run import studio_in_process
+
+    proc = studio_in_process("generate", "--model", str(tiny_flux2_dir), "--prompt",
+                             "a lighthouse at dusk", "--steps", "2", "--width", "64",
+                             "--height", "64", "--seed", "5", "--device", "cpu", "--out",
+                             str(tmp_path / "o"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert "CFG scale: 4" in Image.open(line["path"]).text["parameters"]  # not SD's 7
