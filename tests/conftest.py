@@ -137,6 +137,38 @@ def tiny_chroma_dir(tiny_models_root):
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen_image_dir(tiny_models_root):
+    """A tiny random Qwen-Image diffusers pipeline folder (Qwen2.5-VL encoder, true CFG)."""
+    from tests.fixtures.tiny_families import build_tiny_qwen_image
+
+    return build_tiny_qwen_image(tiny_models_root / "tiny-qwen-image")
+
+
+@pytest.fixture(scope="session")
+def tiny_z_image_dir(tiny_models_root):
+    """A tiny random Z-Image diffusers pipeline folder (Qwen3 encoder, FLUX.1's VAE)."""
+    from tests.fixtures.tiny_families import build_tiny_z_image
+
+    return build_tiny_z_image(tiny_models_root / "tiny-z-image")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux2_dir(tiny_models_root):
+    """A tiny random FLUX.2 klein diffusers pipeline folder (Qwen3 encoder, 128-ch tokens)."""
+    from tests.fixtures.tiny_families import build_tiny_flux2_klein
+
+    return build_tiny_flux2_klein(tiny_models_root / "tiny-flux2-klein")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_kontext_dir(tiny_models_root, tiny_flux_dir):
+    """The tiny FLUX.1 components saved as a FluxKontextPipeline folder (instruction editing)."""
+    from tests.fixtures.tiny_families import build_tiny_flux_kontext
+
+    return build_tiny_flux_kontext(tiny_models_root / "tiny-flux-kontext", tiny_flux_dir)
+
+
+@pytest.fixture(scope="session")
 def tiny_sdxl_file(tiny_models_root, tiny_sdxl_dir):
     """The tiny SDXL pipeline as one original-layout .safetensors checkpoint."""
     from tests.fixtures.tiny_models import build_tiny_single_file

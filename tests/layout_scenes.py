@@ -304,7 +304,7 @@ class Walk:
         s.append(Scene("gallery", self._gallery))
         s.append(Scene("gallery viewer dialog", self._gallery_viewer, self._close_dialog))
         s.append(Scene("image parameters dialog", self._reuse_dialog, self._close_dialog))
-        for mode in ("cyclegan", "img2img", "inpaint", "upscale"):
+        for mode in ("cyclegan", "img2img", "inpaint", "upscale", "edit"):
             s.append(Scene(f"transform ({mode})", lambda m=mode: self._transform(m)))
         s.append(Scene("transform (SD upscale)", self._transform_sd_upscale,
                        lambda: self._transform_upscale_method("model")))

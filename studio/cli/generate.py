@@ -42,6 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                            "model from Train's image diffusion lesson, the "
                                            "class to draw (or nothing)",
                             prompt_required=False)
+    for action in p._actions:  # the model family's own guidance when --cfg is not given
+        if action.dest == "cfg":
+            action.default = None
+            action.help = (f"{action.help} (default: 7.0); a family with its own starts "
+                           "there: FLUX.1 3.5, FLUX.2 4, SD 3.5 4.5, Qwen-Image 4, Z-Image 5")
     p.add_argument("--width", type=int, default=512, metavar="PX", help="a multiple of 8")
     p.add_argument("--height", type=int, default=512, metavar="PX", help="a multiple of 8")
     hires = p.add_argument_group("hires fix", "make the image at --width×--height, upscale it, "
@@ -210,11 +215,13 @@ def controlnet_fields(args: argparse.Namespace) -> list[dict[str, Any]]:
 def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
     """The validated request for ``args``; raises :class:`UsageError` on bad input."""
     from studio.core.requests import Txt2ImgRequest
+    from studio.library.families import family as family_of
 
     seed = secrets.randbelow(2**32) if args.seed is None else args.seed
     model = args.model.strip()
     request = Txt2ImgRequest(model=model, prompt=args.prompt or "", negative_prompt=args.negative,
-                             steps=args.steps, cfg=args.cfg, width=args.width,
+                             steps=args.steps, cfg=7.0 if args.cfg is None else args.cfg,
+                             width=args.width,
                              height=args.height, seed=seed, count=args.count,
                              scheduler=parse_scheduler(args.scheduler),
                              loras=[parse_lora(spec) for spec in args.lora],
@@ -226,6 +233,12 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
         raise UsageError(str(exc)) from exc
     model = resolve_cli_model(model, "image", settings, paths, "studio generate")
     request.model = model.spec  # a repo id in the cache, else an absolute path
+    found = family_of(model.entry.family)
+    if found is not None and found.edit:
+        raise UsageError(f"{model.name} ({found.label}) edits pictures from instructions: use "
+                         "studio img2img --image FILE --edit \"what to change\"")
+    if found is not None and args.cfg is None:
+        request.cfg = found.default_cfg  # FLUX.1's 3.5, FLUX.2's 4, SD 3.5's 4.5 …
     gan, pixel = model.entry.format == "gan", model.entry.family == "ddpm"
     if args.timeline is not None and (gan or pixel):
         what = "a GAN trained in Studio" if gan else "a model from Train's image diffusion lesson"

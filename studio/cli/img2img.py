@@ -1,4 +1,6 @@
-"""``studio img2img``: repaint an image (or, with ``--mask``, part of it) from a prompt.
+"""``studio img2img``: repaint an image (or, with ``--mask``, part of it) from a prompt; with
+``--edit "make it winter"`` an editing model (FLUX.1 Kontext, Qwen-Image-Edit) edits it from the
+instruction.
 
 Output conventions and options as ``studio generate`` (the same definitions): paths (or ``--json``
 objects) on stdout, everything else on stderr, ``--out DIR`` writes into DIR itself; exit 2 on
@@ -30,7 +32,7 @@ from studio.core.requests import OUTPAINT_FILLS, OUTPAINT_SIDES
 
 NAME = "img2img"
 HELP = ("repaint an image from a prompt (inpaint a region with --mask, extend it with "
-        "--outpaint, enlarge it with --sd-upscale)")
+        "--outpaint, enlarge it with --sd-upscale, edit from an instruction with --edit)")
 EXIT_STATUS = IMAGE_EXIT_STATUS
 
 
@@ -38,7 +40,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p, "image")
     p.add_argument("--image", required=True, type=Path, metavar="FILE",
                    help="the image to start from")
-    add_diffusion_arguments(p, prompt_help="what the result should show")
+    add_diffusion_arguments(p, prompt_help="what the result should show", prompt_required=False)
+    p.add_argument("--edit", default=None, metavar="INSTRUCTION",
+                   help="edit with instructions (an editing model: FLUX.1 Kontext, "
+                        "Qwen-Image-Edit), e.g. --edit \"make it winter\"; the result is "
+                        "about a megapixel at the image's shape; --cfg defaults to the model's "
+                        "(2.5 for Kontext, 4 for Qwen-Image-Edit)")
+    p.add_argument("--width", type=int, default=0, metavar="PX",
+                   help="--edit: the result's width, a multiple of 16 (with --height; default "
+                        "about a megapixel at the image's shape)")
+    p.add_argument("--height", type=int, default=0, metavar="PX",
+                   help="--edit: the result's height, a multiple of 16")
+    p.set_defaults(cfg=None)  # 7, or an editing model's own
     p.add_argument("--mask", type=Path, default=None, metavar="FILE",
                    help="inpaint: a mask image, white where the image is repainted")
     p.add_argument("--mask-blur", type=int, default=4, metavar="PX",
@@ -78,6 +91,12 @@ def run(args: argparse.Namespace) -> int:
         open_image(args.image.expanduser())  # a damaged or foreign file is bad input: exit 2
     except UserFacingError as exc:
         raise UsageError(str(exc)) from exc
+    if (args.prompt is None) == (args.edit is None):
+        raise UsageError("give --prompt (what the result should show) or --edit (an "
+                         "instruction for an editing model), one of them")
+    if (args.width or args.height) and (args.edit is None or not (args.width and args.height)):
+        raise UsageError("--width and --height go together, with --edit (image to image keeps "
+                         "the image's size)")
     variation = variation_fields(args)  # bad input before the model is looked for
     outpaint = parse_outpaint(args.outpaint)
     model = resolve_cli_model(args.model, "image", settings, paths, "studio img2img")
@@ -85,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         from studio.library.gan_models import GAN_NO_IMG2IMG
 
         raise UsageError(GAN_NO_IMG2IMG.format(name=model.name))
+    cfg = args.cfg if args.cfg is not None else edit_cfg(model.entry) if args.edit else 7.0
     request = Img2ImgRequest(
         model=model.spec,
         image=str(args.image.expanduser().resolve()),
@@ -93,8 +113,9 @@ def run(args: argparse.Namespace) -> int:
         **outpaint, outpaint_fill=args.outpaint_fill,
         sd_upscale=args.sd_upscale, sd_upscaler=args.sd_upscaler, sd_upscale_tile=args.tile,
         sd_upscale_overlap=args.tile_overlap,
-        prompt=args.prompt, negative_prompt=args.negative, strength=args.strength,
-        steps=args.steps, cfg=args.cfg,
+        prompt=args.edit if args.edit is not None else args.prompt, edit=args.edit is not None,
+        negative_prompt=args.negative, strength=args.strength, steps=args.steps, cfg=cfg,
+        width=args.width, height=args.height,
         seed=secrets.randbelow(2**32) if args.seed is None else args.seed, count=args.count,
         scheduler=parse_scheduler(args.scheduler), loras=[parse_lora(s) for s in args.lora],
         **variation)
@@ -111,12 +132,21 @@ def run(args: argparse.Namespace) -> int:
                 "mask_blur": request.mask_blur if request.mask or request.outpaint else None,
                 "outpaint": dict(zip(OUTPAINT_SIDES, request.outpaint_amounts(), strict=True))
                 if request.outpaint else None,
-                "sd_upscale": request.sd_upscale or None,
-                "strength": request.strength, "loras": list(result.loras),
+                "sd_upscale": request.sd_upscale or None, "edit": request.edit,
+                "strength": None if request.edit else request.strength, "loras": list(result.loras),
                 "warnings": list(result.warnings or [])}
 
     return run_job(request, settings, paths, Reporter(args.json, describe), args.count,
                    quiet=not args.verbose)
+
+
+def edit_cfg(entry: Any) -> float:
+    """The CFG (or distilled guidance) an edit starts at: the editing family's own, else 7
+    (the job then says the model does not edit)."""
+    from studio.library.families import family
+
+    found = family(getattr(entry, "family", ""))
+    return found.default_cfg if found is not None and found.edit else 7.0
 
 
 def parse_outpaint(text: str) -> dict[str, int]:

@@ -425,10 +425,16 @@ class Img2ImgRequest(PromptFields, SamplingFields):
     sd_upscaler: str = "Lanczos"
     sd_upscale_tile: int = 512
     sd_upscale_overlap: int = 64
+    # Edit with instructions (FLUX.1 Kontext, Qwen-Image-Edit): ``prompt`` is the instruction
+    # ("make it winter"); no mask and no strength. A size of 0 is about a megapixel at the
+    # image's aspect ratio (what the edit models were trained at).
+    edit: bool = False
 
     def validate(self) -> None:
         self._validate_outpaint()
         self._validate_sd_upscale()
+        if self.edit:
+            self._validate_edit()
         validate_model(self.model)
         validate_size(self.width or 8, self.height or 8)
         self.validate_sampling()
@@ -458,6 +464,17 @@ class Img2ImgRequest(PromptFields, SamplingFields):
         if self.outpaint and self.inpaint:
             raise ValueError("Outpainting makes its own mask: clear the mask to outpaint, or "
                              "inpaint first and outpaint the result.")
+
+    def _validate_edit(self) -> None:
+        if self.inpaint or self.outpaint or self.sd_upscale:
+            raise ValueError("Edit with instructions changes the whole picture as told: clear "
+                             "the mask, the outpaint amounts and SD upscale to use it.")
+        if not str(self.prompt).strip():
+            raise ValueError("Write the edit instruction (for example “make it winter”) in the "
+                             "prompt.")
+        if (self.width or self.height) and (self.width % 16 or self.height % 16):
+            raise ValueError(f"An edit's size must be multiples of 16 (the edit models pack "
+                             f"2×2 latents), not {self.width}×{self.height}.")
 
     def _validate_sd_upscale(self) -> None:
         scale = self.sd_upscale
@@ -497,8 +514,8 @@ class Img2ImgRequest(PromptFields, SamplingFields):
                 self.outpaint_bottom)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "inpaint" if self.inpaint else "img2img", "model": self.model,
-                **dataclasses.asdict(self)}
+        kind = "edit" if self.edit else "inpaint" if self.inpaint else "img2img"
+        return {"kind": kind, "model": self.model, **dataclasses.asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Img2ImgRequest:

@@ -75,7 +75,7 @@ def transform_reuse_from_text(raw: dict[str, str], result: Path) -> TransformReu
                                    or Path(reuse.request.model).stem)
             return reuse
         request = data.get("request")
-        if isinstance(request, dict) and request.get("kind") in ("img2img", "inpaint"):
+        if isinstance(request, dict) and request.get("kind") in ("img2img", "inpaint", "edit"):
             return _diffusion(data, request, result)
     except (TypeError, ValueError):
         return None
@@ -124,7 +124,8 @@ def _diffusion(data: dict[str, Any], fields: dict[str, Any], result: Path) -> Tr
     if image is None:
         image = result
         notes.append(_gone_text(request.image))
-    mode = "upscale" if request.sd_upscale else "inpaint" if request.inpaint else "img2img"
+    mode = "edit" if request.edit else "upscale" if request.sd_upscale else \
+        "inpaint" if request.inpaint else "img2img"
     mask = _existing(request.mask) if request.inpaint else None
     if request.inpaint and mask is None:
         notes.append(f"The mask ({Path(request.mask).name}) no longer exists — paint the area "

@@ -237,7 +237,7 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
         body = await body_of(request)
         served = pick(body, IMAGE)
         if not (isinstance(body, dict) and body.get("controlnets")):
-            job_request = schemas.parse_image(body, served.spec)
+            job_request = schemas.parse_image(body, served.spec, default_cfg=_family_cfg(served))
             _check_image(job_request, server.limits)
             return await image_answer(request, served, job_request, "txt2img", {})
         import tempfile
@@ -245,7 +245,8 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
         from starlette.concurrency import run_in_threadpool
 
         with tempfile.TemporaryDirectory(prefix="studio-serve-") as folder:
-            job_request = schemas.parse_image(body, served.spec, Path(folder))
+            job_request = schemas.parse_image(body, served.spec, Path(folder),
+                                             _family_cfg(served))
             _check_image(job_request, server.limits)
             await run_in_threadpool(_check_controlnets, job_request, server.engine, Path(folder))
             return await image_answer(request, served, job_request, "txt2img",
@@ -285,8 +286,10 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
                 for image in job.result or []]
         return JSONResponse({"created": int(time.time()), "data": data})
 
-    @app.post("/v1/images/edits", summary="Image to image; inpaint with a mask, or outpaint "
-                                          "(multipart form)",
+    @app.post("/v1/images/edits", summary="Image to image; inpaint with a mask, or outpaint; "
+                                          "with an editing model (FLUX.1 Kontext, "
+                                          "Qwen-Image-Edit) and no mask, edit from the prompt "
+                                          "as an instruction (multipart form)",
               openapi_extra=form_doc(schemas.EditBody))
     async def edits(request: Request) -> Response:
         import tempfile
@@ -323,7 +326,8 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
             saved = {name: await run_in_threadpool(_save_upload, upload, Path(folder), name)
                      for name, upload in files.items()}
             job_request = schemas.parse_edit(fields, served.spec, str(saved["image"]),
-                                             str(saved.get("mask", "")))
+                                             str(saved.get("mask", "")),
+                                             _edit_cfg(served) if "mask" not in saved else None)
             await run_in_threadpool(_size_edit, job_request)
             _check_image(job_request, server.limits)
             return await image_answer(request, served, job_request, "img2img",
@@ -488,14 +492,35 @@ def _openai_mask(path: Path) -> None:
     alpha.point(lambda a: 255 if a == 0 else 0).save(path, "PNG")
 
 
+def _family_cfg(served: Any) -> float:
+    """The guidance a generation starts at when the body gives none: the model family's own
+    (FLUX.2's 4, Qwen-Image's 4 …), 7 for Stable Diffusion and unknown models."""
+    from studio.library.families import family
+
+    found = family(served.family)
+    return found.default_cfg if found is not None else 7.0
+
+
+def _edit_cfg(served: Any) -> float | None:
+    """An editing model's own guidance (FLUX.1 Kontext's 2.5 …): its edits follow the
+    instruction; None for the other image models (image to image)."""
+    from studio.library.families import family
+
+    found = family(served.family)
+    return found.default_cfg if found is not None and found.edit else None
+
+
 def _size_edit(request: Any) -> None:
-    """An edit's size, when not asked for: the image's own, as the img2img job derives it (so
-    the pixel-steps limit counts what will run)."""
+    """An edit's size, when not asked for: the image's own, as the img2img job derives it (an
+    instruction edit: about a megapixel at its shape, as the job makes it), so the
+    pixel-steps limit counts what will run."""
     if request.width and request.height:
         return
     from PIL import Image
 
+    from studio.pipelines.diffusion.edit import edit_size
     from studio.pipelines.diffusion.img2img import derived_size
 
     with Image.open(request.image) as image:
-        request.width, request.height = derived_size(*image.size)
+        size = edit_size if request.edit else derived_size
+        request.width, request.height = size(*image.size)

@@ -7,6 +7,7 @@ and safetensors headers, never weights; models load on the GPU worker at their f
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -24,12 +25,15 @@ IMAGE = "txt2img"
 @dataclass(frozen=True)
 class ServedModel:
     """One model on offer: ``kind`` is ``chat`` or ``txt2img``; ``spec`` goes into the request;
-    ``gan`` marks a GAN trained in Studio (a seed makes its image: it cannot edit one)."""
+    ``gan`` marks a GAN trained in Studio (a seed makes its image: it cannot edit one);
+    ``family`` is an image model's family ("flux-kontext" …: /v1/images/edits runs an editing
+    model's instruction edit)."""
 
     id: str
     kind: str
     spec: str
     gan: bool = False
+    family: str = ""
 
 
 class Catalog:
@@ -45,7 +49,7 @@ class Catalog:
                 mid = model.spec
             if mid in self._by_name:
                 continue
-            model = ServedModel(mid, model.kind, model.spec, model.gan)
+            model = dataclasses.replace(model, id=mid)
             self.models.append(model)
             self._by_name[mid] = model
         for model in self.models:
@@ -78,7 +82,8 @@ def classify(spec: str, settings: Settings, paths: Paths) -> ServedModel:
     resolved = resolve_named(spec, ("image", "chat"), settings, paths, command="studio serve")
     image = resolved.kind in ("image", "gan")
     return ServedModel(_id_for(spec.strip()), IMAGE if image else CHAT, resolved.spec,
-                       getattr(resolved.entry, "format", "") == "gan")
+                       getattr(resolved.entry, "format", "") == "gan",
+                       str(getattr(resolved.entry, "family", "") or ""))
 
 
 def build_catalog(specs: list[str], settings: Settings, paths: Paths) -> Catalog:
@@ -92,6 +97,6 @@ def build_catalog(specs: list[str], settings: Settings, paths: Paths) -> Catalog
               for e in find_chat_models(settings, paths)]
     models += [ServedModel(e.repo_id or e.name, IMAGE,
                            e.repo_id if e.source == "hf-cache" and e.repo_id else str(e.path),
-                           e.format == "gan")
+                           e.format == "gan", e.family)
                for e in find_txt2img_models(settings, paths)]
     return Catalog(models)

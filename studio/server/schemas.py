@@ -464,7 +464,7 @@ def parse_completion(body: Any, model_spec: str) -> tuple[ChatRequest, ChatOptio
         stream=b.stream, include_usage=include_usage, stop=stops))
 
 
-def _image_fields(b: ImageBody) -> dict[str, Any]:
+def _image_fields(b: ImageBody, default_cfg: float = 7.0) -> dict[str, Any]:
     """The request fields generations and edits share, as the CLI builds them (the prompt goes
     verbatim: A1111 weights, BREAK, editing and embeddings are read by the pipeline)."""
     from studio.core.requests import variation_fields
@@ -480,7 +480,7 @@ def _image_fields(b: ImageBody) -> dict[str, Any]:
     except ValueError as exc:
         raise _bad(str(exc), "variation_seed") from exc
     return dict(prompt=b.prompt, negative_prompt=b.negative_prompt or "", steps=b.steps,
-                cfg=7.0 if cfg is None else cfg, count=b.n,
+                cfg=default_cfg if cfg is None else cfg, count=b.n,
                 seed=secrets.randbelow(SEED_MAX + 1) if b.seed is None else b.seed, **variation)
 
 
@@ -501,9 +501,11 @@ def _checked(request: Any) -> Any:
     return request
 
 
-def parse_image(body: Any, model_spec: str, upload_dir: Path | None = None) -> Txt2ImgRequest:
+def parse_image(body: Any, model_spec: str, upload_dir: Path | None = None,
+                default_cfg: float = 7.0) -> Txt2ImgRequest:
     """Validate a ``/v1/images/generations`` body (b64_json answers only); its ControlNets'
-    control images are written into ``upload_dir`` (decoded, not yet checked as images)."""
+    control images are written into ``upload_dir`` (decoded, not yet checked as images);
+    ``default_cfg``: the guidance when the body gives none (the model family's own)."""
     b = _validated(ImageBody, body)
     width, height = _size(b.size or "512x512")
     if b.controlnets and upload_dir is None:
@@ -511,7 +513,7 @@ def parse_image(body: Any, model_spec: str, upload_dir: Path | None = None) -> T
     controlnets = [_control_unit(i, c, upload_dir) for i, c in enumerate(b.controlnets)
                    if upload_dir is not None]
     return _checked(Txt2ImgRequest(model=model_spec, width=width, height=height,
-                                   controlnets=controlnets, **_image_fields(b)))
+                                   controlnets=controlnets, **_image_fields(b, default_cfg)))
 
 
 def _control_unit(index: int, c: ControlNetBody, folder: Path) -> dict[str, Any]:
@@ -536,9 +538,12 @@ def _control_unit(index: int, c: ControlNetBody, folder: Path) -> dict[str, Any]
             "weight": c.weight, "start": c.start, "end": c.end}
 
 
-def parse_edit(fields: dict[str, Any], model_spec: str, image: str, mask: str) -> Img2ImgRequest:
+def parse_edit(fields: dict[str, Any], model_spec: str, image: str, mask: str,
+               edit_cfg: float | None = None) -> Img2ImgRequest:
     """Validate ``/v1/images/edits`` form ``fields`` (strings, as a form sends them, read as
-    JSON values where they parse); ``image``/``mask``: the uploaded files as saved here."""
+    JSON values where they parse); ``image``/``mask``: the uploaded files as saved here.
+    ``edit_cfg``: the model edits from instructions (FLUX.1 Kontext …) and no mask came: the
+    prompt is the instruction, and this is the guidance when the form gives none."""
     values: dict[str, Any] = {}
     for name, value in fields.items():
         try:
@@ -552,11 +557,16 @@ def parse_edit(fields: dict[str, Any], model_spec: str, image: str, mask: str) -
                    "controlnets")
     width, height = _size(b.size) if b.size else (0, 0)
     outpaint = {f"outpaint_{side}": getattr(b, f"outpaint_{side}") for side in OUTPAINT_SIDES}
+    shared = _image_fields(b)
+    if edit_cfg is not None:
+        if b.guidance_scale is None and b.cfg_scale is None:
+            shared["cfg"] = edit_cfg
+        return _checked(Img2ImgRequest(model=model_spec, image=image, edit=True, width=width,
+                                       height=height, **shared))
     return _checked(Img2ImgRequest(model=model_spec, image=image, mask=mask,
                                    mask_blur=b.mask_blur if mask or any(outpaint.values()) else 0,
                                    strength=b.strength, width=width, height=height,
-                                   outpaint_fill=b.outpaint_fill, **outpaint,
-                                   **_image_fields(b)))
+                                   outpaint_fill=b.outpaint_fill, **outpaint, **shared))
 
 
 # -- responses --------------------------------------------------------------------------------

@@ -64,6 +64,16 @@ class Family:
     #: the pipeline's latents come packed into a token sequence (FLUX): previews unpack them,
     #: and the hires fix cannot resize them as latents
     packed_latents: bool = False
+    #: the pipeline argument the CFG number goes to: "guidance_scale", or Qwen-Image's
+    #: "true_cfg_scale" (its guidance_scale is for guidance-distilled transformers only)
+    cfg_argument: str = "guidance_scale"
+    #: what the Guidance/CFG box's tooltip says for this family ("" : the generic sentence)
+    guidance_hint: str = ""
+    #: it has an image-to-image (denoising strength) pipeline: img2img and the hires fix
+    img2img: bool = True
+    #: an instruction-editing model (an image + "make it winter" → the edited image): it runs in
+    #: Transform → Edit with instructions, not in Generate
+    edit: bool = False
 
 
 def _load() -> dict[str, Family]:

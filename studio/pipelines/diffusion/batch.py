@@ -235,9 +235,13 @@ def model_family(pipe: Any, entry: ModelEntry) -> str:
     name = type(pipe).__name__
     if name.startswith("StableDiffusionXL"):
         return "sdxl"
-    for family in FAMILIES.values():  # SD 3.5, FLUX …: their img2img/inpaint classes share a stem
-        if family.diffusers_classes and name.startswith(family.pipeline_class[:-len("Pipeline")]):
-            return family.key
+    # SD 3.5, FLUX …: their img2img/inpaint/edit classes share a stem; the longest stem wins
+    # (Flux2KleinPipeline is FLUX.2's, not FLUX.1's)
+    stems = sorted(((cls[:-len("Pipeline")], f.key) for f in FAMILIES.values()
+                    for cls in f.diffusers_classes), key=lambda item: -len(item[0]))
+    for stem, key in stems:
+        if name.startswith(stem):
+            return key
     if entry.family in FAMILIES and entry.family != "sdxl":
         return entry.family
     return "sd1"
@@ -294,6 +298,13 @@ def prepare_call(base: Any, entry: ModelEntry, request: Any, settings: Settings,
                         embeddings)
 
 
+def cfg_kwargs(family: str, cfg: float) -> dict[str, float]:
+    """The CFG number under the argument the family's pipeline takes it as (Qwen-Image:
+    ``true_cfg_scale``; the others ``guidance_scale``)."""
+    found = family_of(family)
+    return {found.cfg_argument if found is not None else "guidance_scale": cfg}
+
+
 def size_kwargs(pipe: Any, width: int, height: int) -> dict[str, int]:
     """``width``/``height`` for an image-to-image call whose pipeline takes them: SD 3.5's
     otherwise resizes the input to its default size (SD 1.x/SDXL's take the input's size and
@@ -320,6 +331,19 @@ def model_hash(entry: ModelEntry, paths: Paths, progress: ProgressSink) -> str:
         return ""
 
 
+def unpacked_latents(pipe: Any, latents: Any, height: int, width: int) -> Any:
+    """A pipeline's packed latents (a token sequence: FLUX, Qwen-Image, FLUX.2) as a new
+    channels×h×w batch for the preview; the pipeline's own tensor is not touched."""
+    if hasattr(pipe, "_unpatchify_latents"):  # FLUX.2: 2×2 patches of 32 channels, raster order
+        rows, cols = height // (pipe.vae_scale_factor * 2), width // (pipe.vae_scale_factor * 2)
+        grid = latents[:, :rows * cols].reshape(latents.shape[0], rows, cols, -1)
+        return pipe._unpatchify_latents(grid.permute(0, 3, 1, 2))
+    if hasattr(pipe, "_unpack_latents"):
+        latents = pipe._unpack_latents(latents, height, width, pipe.vae_scale_factor)
+        return latents[:, :, 0] if latents.ndim == 5 else latents  # Qwen-Image: one frame
+    return latents
+
+
 def step_callback(request: Any, index: int, previewer: Any, progress: ProgressSink,
                   cancel: CancelToken,
                   conditioning: Any = None) -> Callable[[Any, int, Any, dict], dict]:
@@ -339,10 +363,8 @@ def step_callback(request: Any, index: int, previewer: Any, progress: ProgressSi
             return kwargs
         step = step_index + 1
         latents = kwargs.get("latents")
-        if latents is not None and latents.ndim == 3 and hasattr(p, "_unpack_latents"):
-            # FLUX packs its latents into a token sequence: a new unpacked view for the preview
-            latents = p._unpack_latents(latents, request.height, request.width,
-                                        p.vae_scale_factor)
+        if latents is not None and latents.ndim == 3:
+            latents = unpacked_latents(p, latents, request.height, request.width)
         preview = previewer(step, total, latents)
         keep = getattr(previewer, "keep", None)  # the denoising timeline (also read-only)
         if keep is not None:

@@ -56,7 +56,7 @@ class HiresFix:
     """Makes one hires image: ``render(index, seed)`` as :func:`.batch.run_batch` calls it.
 
     ``first`` and ``second`` are the txt2img and img2img pipelines (sharing components),
-    ``kwargs`` the prompt inputs both passes use, ``model_upscale`` the loaded upscaler model's
+    ``kwargs`` the prompt inputs and the CFG (under the family's argument) both passes use, ``model_upscale`` the loaded upscaler model's
     ``image → image`` (None for the latent and Lanczos upscalers), ``first_kwargs`` what only
     the first pass takes (its ControlNets' images and weights)."""
 
@@ -78,7 +78,7 @@ class HiresFix:
         request, later = self.request, second_pass_request(self.request)
         mode = LATENT_MODES.get(request.hires_upscaler)
         first_kwargs = dict(self.kwargs, num_inference_steps=request.steps,
-                            guidance_scale=request.cfg, width=request.width,
+                            width=request.width,
                             height=request.height, **self.first_kwargs)
         first = render_image(self.first, first_kwargs, request, seed, index, self.previewer,
                              self.progress, self.cancel, self.dtype, self.conditioning,
@@ -96,7 +96,7 @@ class HiresFix:
                 first.resize((later.width, later.height), Image.Resampling.LANCZOS)
         self.progress.message(f"Hires fix: refining at {later.width}×{later.height}…")
         second_kwargs = dict(self.kwargs, image=image, strength=float(request.hires_denoise),
-                             num_inference_steps=later.steps, guidance_scale=request.cfg,
+                             num_inference_steps=later.steps,
                              **size_kwargs(self.second, later.width, later.height))
         return render_image(self.second, second_kwargs, later, seed, index, self.previewer,
                             self.progress, self.cancel, self.dtype, self.conditioning)

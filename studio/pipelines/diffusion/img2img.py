@@ -30,11 +30,14 @@ from typing import Any
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.core.requests import MAX_SIDE, Img2ImgRequest, TransformedImage
+from studio.library.families import family as family_of
 from studio.library.gan_models import GAN_NO_IMG2IMG
 from studio.library.models import resolve_model
 from studio.pipelines.diffusion.batch import (
     DiffusersService,
     NotedProgress,
+    cfg_kwargs,
+    model_family,
     model_hash,
     prepare_call,
     render_image,
@@ -98,6 +101,25 @@ def blur_mask(mask: Any, radius: int) -> Any:
     return mask.filter(ImageFilter.GaussianBlur(radius)) if radius > 0 else mask
 
 
+def result_saver(request: Img2ImgRequest, entry: Any, call: Any, paths: Paths, hash_: str,
+                 extra: dict[str, Any], warnings: list[str]) -> Any:
+    """``save(index, seed, image)`` for :func:`.batch.run_batch`: one image to image, inpaint
+    or instruction-edit result written with its metadata, as a :class:`TransformedImage`."""
+    from studio.media import outputs
+
+    def save(index: int, seed: int, out: Any) -> TransformedImage:
+        path, parameters = outputs.save_img2img_image(
+            out, request, seed, paths.outputs_dir, model_name=entry.name, model_hash=hash_,
+            sampler=call.sampler, schedule_type=call.schedule_type,
+            extra={**variation_infotext(request, index), **extra},
+            prompt=call.loras.infotext_prompt(request.prompt), dated=paths.dated_outputs)
+        return TransformedImage(request=request, index=index, source=Path(request.image),
+                                path=path, image=out, parameters=parameters, seed=seed,
+                                warnings=list(warnings), loras=call.loras.used())
+
+    return save
+
+
 class Img2ImgService(DiffusersService):
     """Runs img2img / inpaint requests with the worker's (shared) model cache."""
 
@@ -112,6 +134,14 @@ class Img2ImgService(DiffusersService):
             raise UserFacingError(f"{entry.name} was trained in Train's image diffusion lesson "
                                   "and draws new images from noise only: use it in Generate. "
                                   "Image to image needs a Stable Diffusion model.")
+        if request.edit:  # an instruction-editing model: the picture and what to change
+            from studio.pipelines.diffusion.edit import run_edit
+
+            return run_edit(self, entry, request, settings, paths, progress, cancel)
+        found = family_of(entry.family)
+        if found is not None and found.edit:
+            raise UserFacingError(f"{entry.name} edits pictures from instructions: choose "
+                                  "Edit with instructions and write what to change.")
         from studio.media.outputs import writable_image_folder
 
         writable_image_folder(paths.outputs_dir, paths.dated_outputs)  # before minutes of work
@@ -137,9 +167,13 @@ class Img2ImgService(DiffusersService):
                   loaded: Any, warnings: list[str], settings: Settings, paths: Paths,
                   device: str, dtype: Any, progress: ProgressSink,
                   cancel: CancelToken) -> list[TransformedImage]:
-        from studio.media import outputs
 
         masked = request.inpaint or request.outpaint
+        found = family_of(model_family(base, entry))
+        if found is not None and not found.img2img:
+            raise UserFacingError(f"{found.label} has no image-to-image pipeline (a picture "
+                                  "given to it is a reference, not a start): use it in "
+                                  "Generate, or pick another model here.")
         call = prepare_call(base, entry, request, settings, paths, device, dtype,
                             derive=lambda base: derive_pipeline(base, masked),
                             progress=progress)
@@ -160,7 +194,7 @@ class Img2ImgService(DiffusersService):
         kwargs: dict[str, Any] = dict(call.prompt.kwargs, image=image,
                                       strength=request.strength,
                                       num_inference_steps=request.steps,
-                                      guidance_scale=request.cfg)
+                                      **cfg_kwargs(call.family, request.cfg))
         # The call's size is the canvas's (outpainting: larger than the request's picture).
         sized = dataclasses.replace(request, width=image.width, height=image.height)
         if mask is not None:
@@ -181,16 +215,7 @@ class Img2ImgService(DiffusersService):
                 out = call.pipe.image_processor.apply_overlay(mask, image, out)
             return loaded.with_alpha(out)
 
-        def save(index: int, seed: int, out: Any) -> TransformedImage:
-            path, parameters = outputs.save_img2img_image(
-                out, request, seed, paths.outputs_dir, model_name=entry.name, model_hash=hash_,
-                sampler=call.sampler, schedule_type=call.schedule_type,
-                extra={**variation_infotext(request, index), **extra},
-                prompt=call.loras.infotext_prompt(request.prompt), dated=paths.dated_outputs)
-            return TransformedImage(request=request, index=index, source=Path(request.image),
-                                    path=path, image=out, parameters=parameters, seed=seed,
-                                    warnings=list(warnings), loras=call.loras.used())
-
+        save = result_saver(request, entry, call, paths, hash_, extra, warnings)
         return run_batch(request, render, save, progress, cancel)
 
     def _sd_upscale(self, call: Any, request: Img2ImgRequest, image: Any,

@@ -70,11 +70,27 @@ def _family_of_ckpt(path: Path) -> tuple[str, dict]:
     return detect_from_header(header).family, state
 
 
+def folder_pipeline_class(folder: Path, family: str) -> str:
+    """The pipeline class a diffusers folder of ``family`` is loaded with: the one its
+    model_index.json names when the family lists it (FLUX.2 [dev] or klein), else the family's."""
+    import json
+
+    found = family_of(family)
+    try:
+        named = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+        named = named.get("_class_name") if isinstance(named, dict) else None
+    except (OSError, ValueError):
+        named = None
+    if found is not None and named in found.diffusers_classes:
+        return str(named)
+    return pipeline_class_name(family)
+
+
 def _load_diffusers(entry: ModelEntry, dtype: Any):
     import diffusers
     import torch
 
-    cls = getattr(diffusers, pipeline_class_name(entry.family))
+    cls = getattr(diffusers, folder_pipeline_class(entry.path, entry.family))
     kwargs: dict[str, Any] = {"local_files_only": True, "dtype": dtype}
     if entry.family in ("sd1", "sd2"):
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
@@ -112,6 +128,20 @@ def _load_single_file(entry: ModelEntry, dtype: Any, paths: Paths):
     if family != "sdxl":
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     return cls.from_single_file(str(entry.path), **kwargs)
+
+
+def missing_package_text(name: str, exc: ImportError) -> str:
+    """The sentence for a model whose loading needs a package that is not installed
+    (Qwen-Image-Edit's processor needs torchvision)."""
+    import re
+
+    text = " ".join(str(exc).split())
+    found = re.search(r"requires the (\w+) library", text)
+    package = (found.group(1).lower() if found else getattr(exc, "name", None)) or ""
+    first = text.split(". ")[0][:200]
+    how = (f"install it into Studio's environment (pip install {package}) and try again"
+           if package else "install the package it names and try again")
+    return f"Could not load {name}: {first}. It needs a package that is not installed: {how}."
 
 
 def _import_engine(family: str) -> Any:
@@ -153,6 +183,8 @@ def load_txt2img_pipeline(entry: ModelEntry, device: str, dtype: Any,
         pipe = pipe.to(device)
     except UserFacingError:
         raise
+    except ImportError as exc:  # a component's class needs a package this install lacks
+        raise UserFacingError(missing_package_text(entry.name, exc)) from exc
     except torch.OutOfMemoryError as exc:
         raise UserFacingError(f"Out of memory while loading {entry.name} on {device} — close other "
                               "programs or models, or choose a smaller precision.") from exc

@@ -15,10 +15,12 @@ from typing import Any
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.core.requests import HIRES_UPSCALERS, GeneratedImage, Txt2ImgRequest
+from studio.library.families import family as family_of
 from studio.library.models import ModelEntry, resolve_model
 from studio.pipelines.diffusion.batch import (
     DiffusersService,
     NotedProgress,
+    cfg_kwargs,
     model_family,
     model_hash,
     prepare_call,
@@ -65,6 +67,10 @@ class Txt2ImgService(DiffusersService):
                                       "hires fix. Turn the hires fix off to use it.")
 
             return run_gan(request, settings, paths, progress, cancel)
+        edits = family_of(entry.family)
+        if edits is not None and edits.edit:
+            raise UserFacingError(f"{entry.name} ({edits.label}) edits pictures from "
+                                  "instructions: use it in Transform → Edit with instructions.")
         if entry.family == "ddpm":  # a pixel model from Train: refused before it is loaded
             from studio.pipelines.diffusion.pixel import check_request
 
@@ -104,7 +110,8 @@ class Txt2ImgService(DiffusersService):
         extra = call.network_hashes(paths)
 
         kwargs = dict(call.prompt.kwargs, num_inference_steps=request.steps,
-                      guidance_scale=request.cfg, width=request.width, height=request.height)
+                      width=request.width, height=request.height,
+                      **cfg_kwargs(call.family, request.cfg))
         control_kwargs = control.kwargs if control is not None else {}
         if control is not None:
             extra = {**extra, **control.infotext}
@@ -157,11 +164,14 @@ class Txt2ImgService(DiffusersService):
                paths: Paths, device: str, dtype: Any, progress: ProgressSink,
                cancel: CancelToken) -> HiresFix:
         """The hires fix over ``pipe`` and its img2img twin (an upscaler model loaded first)."""
-        from studio.library.families import family as family_of
         from studio.pipelines.diffusion.hires import LATENT_MODES
         from studio.pipelines.diffusion.img2img import derive_pipeline
 
         found = family_of(call.family)
+        if found is not None and not found.img2img:
+            raise UserFacingError(f"{found.label} has no image-to-image pipeline, so the hires "
+                                  "fix cannot refine its images: turn the hires fix off and "
+                                  "generate at the size you want.")
         if found is not None and found.packed_latents and request.hires_upscaler in LATENT_MODES:
             raise UserFacingError(f"{found.label} keeps its latents packed, so the hires fix "
                                   "cannot resize them: choose the Lanczos upscaler or an "
@@ -172,5 +182,6 @@ class Txt2ImgService(DiffusersService):
             model_upscale = self.upscalers().image_upscaler(request.hires_upscaler, settings,
                                                             paths, device, progress, cancel)
         return HiresFix(pipe, derive_pipeline(pipe, inpaint=False), request,
-                        dict(call.prompt.kwargs), call.previewer, progress, cancel, dtype,
+                        dict(call.prompt.kwargs, **cfg_kwargs(call.family, request.cfg)),
+                        call.previewer, progress, cancel, dtype,
                         call.prompt.schedule, model_upscale)

@@ -391,6 +391,8 @@ class GenerateControls(QWidget):
             edit.setToolTip(GAN_PROMPT_HINT if gan else "")
         self.loras.set_family(self._family)
         self.controlnet.set_family(self._family, family_of(self._family))
+        self.hires.set_family(family_of(self._family))
+        self.hires.setEnabled(not gan and self.hires.usable)
         self._offer_samplers(family_of(self._family))
         self._show_guidance(family_of(self._family), gan)
         self.walk_box.setVisible(gan)
@@ -408,6 +410,7 @@ class GenerateControls(QWidget):
         distilled = family is not None and family.guidance == "distilled"
         self.cfg_label.setText("Guidance" if distilled else "CFG scale")
         self.cfg.setToolTip(
+            family.guidance_hint if family is not None and family.guidance_hint else
             f"{family.label} guidance (distilled into the model: one pass per step). 3.5 is "
             "usual for dev; schnell ignores it." if distilled else
             "How closely to follow the prompt (CFG scale). Turbo and LCM models want 0–2.")
@@ -447,6 +450,9 @@ class GenerateControls(QWidget):
             box.setVisible(not pixel)
         for widget in (self.cfg, self.cfg_slider, self.hires, self.controlnet):
             widget.setEnabled(not pixel and not self.seed_alone)
+        if not pixel and not self.seed_alone:  # what the family cannot use stays greyed out
+            self.controlnet.set_family(self._family, family_of(self._family))
+            self.hires.set_family(family_of(self._family))
         for widget in (self.variation_seed, self.variation_strength):
             widget.setEnabled(not pixel)
         if not pixel:

@@ -28,6 +28,9 @@ from studio.core.requests import (
 from studio.ui.widgets.basics import muted_label
 from studio.ui.widgets.check_section import CheckSection
 
+HIRES_TIP = ("Make the image at the size above, upscale it, then refine it with a second pass "
+             "(A1111's hires fix): more detail at large sizes without doubled faces")
+
 
 class HiresSection(CheckSection):
     """The hires fix's fields; :meth:`fields` gives the request's, :meth:`set_request` fills."""
@@ -35,9 +38,8 @@ class HiresSection(CheckSection):
     changed = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__("Hires fix", "Make the image at the size above, upscale it, then refine "
-                         "it with a second pass (A1111's hires fix): more detail at large sizes "
-                         "without doubled faces", "Show or hide the hires fix settings", parent)
+        super().__init__("Hires fix", HIRES_TIP, "Show or hide the hires fix settings", parent)
+        self.usable = True  # False for a family without an image-to-image pipeline
         self._size = (512, 512)
         grid = QGridLayout(self.body)
         grid.setContentsMargins(0, 0, 0, 0)
@@ -92,10 +94,21 @@ class HiresSection(CheckSection):
     # -- public API --------------------------------------------------------------------------
     def fields(self) -> dict:
         """The request's hires fields as the group shows them."""
-        return {"hires": self.enabled.isChecked(), "hires_scale": round(self.scale.value(), 2),
+        return {"hires": self.enabled.isChecked() and self.usable, "hires_scale": round(self.scale.value(), 2),
                 "hires_upscaler": self.upscaler.currentData() or "Latent",
                 "hires_steps": self.steps.value(),
                 "hires_denoise": round(self.denoise.value(), 2)}
+
+    def set_family(self, family: object = None) -> None:
+        """A family without an image-to-image pipeline (FLUX.2) cannot make the second pass:
+        the section is greyed out and says why (its settings are kept for the next model)."""
+        self.usable = family is None or bool(getattr(family, "img2img", True))
+        self.setEnabled(self.usable)
+        label = getattr(family, "label", "")
+        self.enabled.setText("Hires fix" if self.usable else f"Hires fix (not for {label})")
+        self.enabled.setToolTip(HIRES_TIP if self.usable else
+                                f"{label} has no image-to-image pipeline, so there is no second "
+                                "pass to refine with: generate at the size you want instead")
 
     def set_models(self, names: list[str]) -> None:
         """Offer these upscaler models after the built-in upscalers (the choice is kept; a

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QPlainTextEdit,
     QSlider,
     QSpinBox,
@@ -28,6 +29,11 @@ from studio.ui.widgets.basics import muted_label, section_label
 from studio.ui.widgets.seed import SeedBox, new_seed
 
 DEFAULT_MASK_BLUR = 4  # px, AUTOMATIC1111's default
+DEFAULT_CFG, EDIT_CFG = 7.0, 2.5  # img2img's CFG; FLUX.1 Kontext's usual guidance
+EDIT_HINT = ("What to change, as an instruction: “make it winter”, “put a red hat on the cat”, "
+             "“turn it into a watercolour”…")
+EDIT_GUIDANCE = ("FLUX.1 Kontext: its distilled guidance, 2.5 is usual. Qwen-Image-Edit: real "
+                 "CFG with the negative prompt, 4 is usual.")
 DEFAULT_SEAM = 8  # px, the mask blur of A1111's "Outpainting mk2"
 
 
@@ -140,11 +146,16 @@ class DiffusionOptions(QWidget):
         col.addWidget(section_label("Prompt"))
         col.addWidget(self.prompt)
         col.addWidget(self.negative)
-        col.addWidget(section_label("Strength"))
+        self.strength_box = QWidget()  # hidden for an instruction edit, which has none
+        strength_col = QVBoxLayout(self.strength_box)
+        strength_col.setContentsMargins(0, 0, 0, 0)
+        strength_col.setSpacing(6)
+        strength_col.addWidget(section_label("Strength"))
         row = QHBoxLayout()
         row.addWidget(self.strength_slider, 1)
         row.addWidget(self.strength)
-        col.addLayout(row)
+        strength_col.addLayout(row)
+        col.addWidget(self.strength_box)
         form = QFormLayout()
         # A row too long for the sidebar beside its label (the seed's mode, number and dice)
         # goes under the label instead of pushing the sidebar wider than its scroll area.
@@ -166,11 +177,22 @@ class DiffusionOptions(QWidget):
         for w in (self.prompt, self.negative):
             w.textChanged.connect(self.changed)
 
-    def set_inpaint(self, inpaint: bool) -> None:
+    def set_inpaint(self, inpaint: bool, edit: bool = False) -> None:
         """Show the settings that only inpainting has (the mask blur) or only img2img has
-        (outpainting), hiding the others."""
-        self._form.setRowVisible(self.mask_blur, inpaint)
-        self.outpaint.setVisible(not inpaint)
+        (outpainting), hiding the others; an instruction edit (``edit``) has neither, nor a
+        strength: the prompt says what to change."""
+        self._form.setRowVisible(self.mask_blur, inpaint and not edit)
+        self.outpaint.setVisible(not inpaint and not edit)
+        self.strength_box.setVisible(not edit)
+        self.prompt.setPlaceholderText(EDIT_HINT if edit else "What the result should show…")
+        label = self._form.labelForField(self.cfg)
+        if isinstance(label, QLabel):
+            label.setText("Guidance" if edit else "CFG scale")
+        self.cfg.setToolTip(EDIT_GUIDANCE if edit else "")
+        if edit and self.cfg.value() == DEFAULT_CFG:
+            self.cfg.setValue(EDIT_CFG)  # Kontext's usual guidance; Qwen-Image-Edit takes 4
+        elif not edit and self.cfg.value() == EDIT_CFG:
+            self.cfg.setValue(DEFAULT_CFG)
 
     def resolve_seed(self) -> int:
         if self.seed_mode.currentData() == "random":
@@ -193,10 +215,18 @@ class DiffusionOptions(QWidget):
             self.mask_blur.setValue(int(request.mask_blur))
         self.outpaint.apply(request)
 
-    def request(self, model: str, image: str, mask: str = "") -> Img2ImgRequest:
-        """The img2img / inpaint request of these settings (img2img: outpainting included)."""
-        outpaint = {} if mask else self.outpaint.fields()
+    def request(self, model: str, image: str, mask: str = "",
+                edit: bool = False) -> Img2ImgRequest:
+        """The img2img / inpaint request of these settings (img2img: outpainting included;
+        ``edit``: an instruction edit, the prompt its instruction)."""
+        outpaint = {} if mask or edit else self.outpaint.fields()
         blur = self.mask_blur.value() if mask else int(outpaint.pop("mask_blur", 0))
+        if edit:
+            return Img2ImgRequest(
+                model=model, image=image, edit=True, prompt=self.prompt.toPlainText().strip(),
+                negative_prompt=self.negative.toPlainText().strip(), steps=self.steps.value(),
+                cfg=self.cfg.value(), seed=self.resolve_seed(), count=self.count.value(),
+                scheduler=self.scheduler.currentData())
         return Img2ImgRequest(
             model=model, image=image, mask=mask, prompt=self.prompt.toPlainText().strip(),
             negative_prompt=self.negative.toPlainText().strip(),

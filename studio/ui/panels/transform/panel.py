@@ -1,5 +1,6 @@
-"""The Transform workspace: CycleGAN translation, img2img (with outpainting), inpainting and
-upscaling (an upscaler model, or SD upscale) of an image or a folder.
+"""The Transform workspace: CycleGAN translation, img2img (with outpainting), inpainting,
+upscaling (an upscaler model, or SD upscale) and Edit with instructions (FLUX.1 Kontext,
+Qwen-Image-Edit: the prompt says what to change) of an image or a folder.
 
 Open or drop an image (or "Send to Transform" from Generate and Gallery: :meth:`receive`), pick a
 mode tab, run. Results appear in a before/after compare (split line or side by side, zoom and pan
@@ -50,8 +51,8 @@ from studio.workers.thumbnails import pil_to_qimage
 
 log = logging.getLogger(__name__)
 
-MODES = ("cyclegan", "img2img", "inpaint", "upscale")
-PAGES = {"cyclegan": 0, "img2img": 1, "inpaint": 1, "upscale": 2}
+MODES = ("cyclegan", "img2img", "inpaint", "upscale", "edit")
+PAGES = {"cyclegan": 0, "img2img": 1, "inpaint": 1, "upscale": 2, "edit": 1}
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff)"
 EMPTY_TEXT = "Drop an image or a folder here, or use Open image…"
 # Checked segment buttons (Split / Side by side, Brush / Eraser) read as selected.
@@ -208,19 +209,20 @@ class TransformPanel(QWidget):
             self.tabs.setCurrentIndex(MODES.index(mode))  # calls back here
             return
         self.pages.setCurrentIndex(PAGES[mode])
-        self.diffusion.set_inpaint(mode == "inpaint")
+        self.diffusion.set_inpaint(mode == "inpaint", edit=mode == "edit")
         # One model picker: on the img2img page, or in the Upscale tab (SD upscale refines with
         # it); moving it keeps its scan, its choice and the model loaded for both.
         if mode == "upscale":
             self.upscale.sd.model_slot.addWidget(self.sd_picker)
-        elif mode in ("img2img", "inpaint"):
+        elif mode in ("img2img", "inpaint", "edit"):
             self.sd_picker_home.insertWidget(1, self.sd_picker)
         if mode == "upscale":
             self.upscale.refresh()  # a model copied into the folder shows up on coming back
         if not self._open:
             self.status.setText("")  # "Done · …" spoke of another mode's job
         self.run_button.setText({"cyclegan": "Transform", "img2img": "Generate",
-                                 "inpaint": "Inpaint", "upscale": "Upscale"}[mode])
+                                 "inpaint": "Inpaint", "upscale": "Upscale",
+                                 "edit": "Edit"}[mode])
         self._update_view()
 
     def show_inpaint_result(self, show: bool) -> None:
@@ -402,7 +404,7 @@ class TransformPanel(QWidget):
                                              f"{int(time.time() * 1000) % 1000:03d}.png"))
         jobs = []
         for path in inputs:
-            request = self.diffusion.request(model, str(path), mask)
+            request = self.diffusion.request(model, str(path), mask, edit=self.mode == "edit")
             if self.mode == "upscale":  # SD upscale: the img2img settings, refined in tiles
                 request = self.upscale.sd.request(request)
             request.validate()

@@ -25,9 +25,12 @@ from studio.ui.widgets.preview import preview_to_qimage
 
 
 def mode_of(request: Any) -> str:
-    """The tab a request belongs to: ``cyclegan``, ``img2img``, ``inpaint`` or ``upscale``."""
+    """The tab a request belongs to: ``cyclegan``, ``img2img``, ``inpaint``, ``upscale`` or
+    ``edit``."""
     if isinstance(request, TransformRequest):
         return "cyclegan"
+    if getattr(request, "edit", False):
+        return "edit"
     if isinstance(request, UpscaleRequest) or getattr(request, "sd_upscale", 0):
         return "upscale"
     return "inpaint" if getattr(request, "inpaint", False) else "img2img"

@@ -14,7 +14,7 @@ from studio.core.requests import Img2ImgRequest
 from studio.media.transform_reuse import TransformReuse
 
 MODE_NAMES = {"cyclegan": "CycleGAN", "img2img": "img2img", "inpaint": "inpaint",
-              "upscale": "upscale"}
+              "upscale": "upscale", "edit": "Edit with instructions"}
 
 
 def restore(panel: Any, reuse: TransformReuse) -> bool:

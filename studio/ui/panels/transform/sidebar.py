@@ -4,6 +4,7 @@ scroll when the window is short)."""
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -35,8 +36,14 @@ class TransformSidebar(QWidget):
         self.tabs = QTabBar()
         self.tabs.setExpanding(True)
         self.tabs.setDrawBase(False)
-        for title in ("CycleGAN", "img2img", "Inpaint", "Upscale"):
+        for title in ("CycleGAN", "img2img", "Inpaint", "Upscale", "Edit"):
             self.tabs.addTab(title)
+        self.tabs.setTabToolTip(4, "Edit with instructions: a picture and “make it winter” "
+                                   "(FLUX.1 Kontext, Qwen-Image-Edit)")
+        # five modes in the sidebar's width: tighter tabs, never hidden behind scroll arrows
+        self.tabs.setStyleSheet("QTabBar::tab { padding: 6px 7px; }")
+        self.tabs.setUsesScrollButtons(False)
+        self.tabs.setElideMode(Qt.TextElideMode.ElideRight)
         cyc = QWidget()
         cyc_col = QVBoxLayout(cyc)
         cyc_col.setContentsMargins(0, 0, 0, 0)
