@@ -71,7 +71,7 @@ def test_a_served_controlnet_equals_the_engine_s_job(server, tiny_sd15_dir, tmp_
     ({"model": "/etc/tiny-cn"}, "controlnets[0].model", "never by a path"),
     ({"image": "not base64!"}, "controlnets[0].image", "base64-encoded image"),
     ({"image": base64.b64encode(b"not a png").decode()}, "controlnets[0].image", "not an image"),
-    ({"preprocess": "depth"}, None, "unknown preprocessor 'depth'"),
+    ({"preprocess": "zoe"}, None, "unknown preprocessor 'zoe'"),
     ({"weight": 3}, "controlnets[0].weight", ""),
 ])
 def test_served_controlnet_mistakes_are_sentences(server, unit, param, needle):
