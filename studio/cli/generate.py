@@ -3,7 +3,7 @@
 stdout carries only results: one path per image as it is written, or with ``--json`` one JSON
 object per line. Progress (a tqdm bar, only when stderr is a terminal), warnings and errors go to
 stderr. ``--out DIR`` writes the images into DIR itself (no date sub-folder); ``--timeline``
-writes each image's denoising timeline as a GIF or animated PNG too (its path is the ``--json``
+writes each image's denoising timeline as a GIF, MP4 video or animated PNG too (its path is the ``--json``
 object's ``timeline``; a film that cannot be written is a warning). Exit status: see
 :data:`EXIT_STATUS` (2 bad input, 1 a failed job, 130 Ctrl+C; images already written stay).
 """
@@ -82,8 +82,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gif", action="store_true", help="also write the latent walk as a GIF")
     p.add_argument("--timeline", nargs="?", const="", default=None, metavar="FILE",
                    help="also write each image's denoising timeline (its step previews, then "
-                        "the image) as a looping film: into FILE (.gif, or .png for an animated "
-                        "PNG; numbered FILE-1.gif … with --count above 1), or beside each image "
+                        "the image) as a looping film: into FILE (.gif, .mp4 for a video, or .png "
+                        "for an animated PNG; numbered FILE-1.gif … with --count above 1), or beside each image "
                         "as <image>.timeline.gif when FILE is left out")
     add_output_arguments(p)
 
@@ -261,7 +261,7 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
 
 
 def check_film_path(path: Path) -> None:
-    """``--timeline FILE`` must end in .gif/.png and go into a folder that exists."""
+    """``--timeline FILE`` must end in .gif/.mp4/.png and go into a folder that exists."""
     from studio.media.timeline import film_path_problem
 
     problem = film_path_problem(path)
