@@ -241,6 +241,30 @@ def test_cli_timeline_bad_file_is_a_usage_error(tiny_sd15_dir, tmp_path):
     assert not (tmp_path / "pics").exists() or not any((tmp_path / "pics").iterdir())
 
 
+def test_cli_img2img_timeline_as_mp4(tiny_sd15_dir, tmp_path):
+    """img2img films its steps too (strength 0.5 of 6 steps: 3 denoised), here as a video."""
+    import json
+
+    import av
+
+    from tests.fixtures.cli_run import studio_in_process
+
+    source = tmp_path / "in.png"
+    Image.new("RGB", (40, 32), (200, 60, 30)).save(source)
+    common = ("img2img", "--model", str(tiny_sd15_dir), "--image", str(source), "--prompt",
+              "a barn", "--steps", "6", "--strength", "0.5", "--seed", "1", "--scheduler",
+              "euler", "--out", str(tmp_path / "pics"), "--json")
+    out = studio_in_process(*common, "--timeline", str(tmp_path / "film.mp4"))
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)
+    assert row["timeline"] == str(tmp_path / "film.mp4")
+    with av.open(row["timeline"]) as video:
+        frames = [(f.width, f.height) for f in video.decode(video=0)]
+    assert frames == [(40, 32)] * 4  # 3 steps and the image, at the image's size
+    refused = studio_in_process(*common, "--timeline", "--sd-upscale", "2")
+    assert refused.returncode == 2 and "--sd-upscale denoises tile by tile" in refused.stderr
+
+
 # -- the Generate scrubber ------------------------------------------------------------------
 class _Filming:
     """A progress sink that gives each finished image a timeline of its steps (frame k is

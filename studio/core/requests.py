@@ -575,6 +575,7 @@ class TransformedImage:
     seed: int | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # as in GeneratedImage
+    timeline: Any = None  # img2img / inpaint: the denoising timeline, as in GeneratedImage
 
 
 MAX_SEARCH_RESULTS = 10_000
