@@ -123,8 +123,9 @@ def check_patched(pipe, originals, layers, files: list[tuple[dict, float]]):
 def plan_of(*files: tuple[object, float]) -> LoraPlan:
     loras = []
     for path, weight in files:
-        kind = classify_file(path)
-        loras.append(LoraChoice(path.stem, weight, path, "request", kind.family, kind.format))
+        kind = classify_file(path)  # a pickle: format and family known once it is read
+        family, fmt = (kind.family, kind.format) if kind.kind == "lora" else ("", "")
+        loras.append(LoraChoice(path.stem, weight, path, "request", family, fmt))
     return LoraPlan("a fox", loras=loras)
 
 
@@ -165,6 +166,12 @@ def test_loha_and_lokr_patch_each_layer_by_the_formula_and_unload_exactly(sd15_p
     now = params(pipe)
     assert now.keys() == originals.keys()
     assert all(torch.equal(now[k], originals[k]) for k in originals)
+    # A LoKr saved as a plain-tensor pickle (.pt, read weights_only) is the same LoKr.
+    pickled = tmp_path / "lokr.pt"
+    torch.save(s_lokr, pickled)
+    apply_loras(pipe, plan_of((pickled, 0.5)), "sd1", "tiny")
+    check_patched(pipe, originals, SD15_LAYERS, [(s_lokr, 0.5)])
+    apply_loras(pipe, LoraPlan("a fox"), "sd1", "tiny")
 
 
 def test_sdxl_original_block_names_reach_their_diffusers_layers(sdxl_pipe, tmp_path):
