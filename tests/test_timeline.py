@@ -4,6 +4,7 @@ Generate scrubber and written by ``studio generate --timeline``."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -141,10 +142,12 @@ def test_mp4_film_decodes_back_to_every_frame_at_its_size_and_times(tmp_path):
         assert [(f.width, f.height) for f in video.decode(video=0)] == [(24, 14)] * 3
 
 
-def test_film_path_must_be_gif_mp4_or_png(tmp_path):
+def test_film_path_must_be_gif_mp4_or_png(tmp_path, monkeypatch):
     assert film_path_problem(tmp_path / "a.gif") == ""
     assert film_path_problem(tmp_path / "a.mp4") == ""
     assert ".gif, .mp4 (video) or .png" in film_path_problem(tmp_path / "a.webm")
+    monkeypatch.setitem(sys.modules, "av", None)  # an installation without PyAV
+    assert "PyAV (the 'av' package), which is missing" in film_path_problem(tmp_path / "a.mp4")
     with pytest.raises(ValueError, match="gif, .mp4"):
         save_film([], tmp_path / "a.jpg")
     assert default_film_path(tmp_path / "00012-5.png") == tmp_path / "00012-5.timeline.gif"

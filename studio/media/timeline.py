@@ -180,6 +180,12 @@ def film_images(frames: list[TimelineFrame]) -> list[Any]:
 
 def film_path_problem(path: Path) -> str:
     """Why ``path`` cannot be a film ("" when it can): a GIF, (animated) PNG or MP4 only."""
+    if path.suffix.lower() == ".mp4":
+        try:
+            import av  # noqa: F401 - only whether it is there
+        except ImportError:
+            return (f"{path.name}: an MP4 is written with PyAV (the 'av' package), which is "
+                    "missing from this installation; reinstall Studio, or save as .gif.")
     if path.suffix.lower() in FILM_SUFFIXES:
         return ""
     return (f"{path.name}: a timeline is saved as .gif, .mp4 (video) or .png (animated PNG); "
