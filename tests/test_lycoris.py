@@ -241,3 +241,31 @@ def test_a_lyco_tag_in_the_prompt_changes_the_image_and_the_library_shows_the_ty
     both = run("a fox <lora:Ink Wash:0.8> <lora:kron:-0.5>")
     assert not np.array_equal(np.asarray(both.image), np.asarray(tagged.image))
     assert np.array_equal(np.asarray(run("a fox").image), np.asarray(plain.image))
+
+
+def test_half_precision_layers_are_patched_in_float32_and_restored_exactly(tmp_path):
+    """As on a GPU in fp16: ΔW is added in float32 then rounded once; unloading gives back the
+    very same half-precision bits."""
+    from types import SimpleNamespace
+
+    from safetensors.torch import load_file
+
+    from studio.pipelines.diffusion.lycoris import LycorisPatches, resolve
+
+    torch.manual_seed(0)
+    unet = torch.nn.ModuleDict({"proj_in": torch.nn.Linear(8, 6),
+                                "conv": torch.nn.Conv2d(4, 6, 3)}).half()
+    pipe = SimpleNamespace(unet=unet)
+    path = lyco_file(tmp_path / "half.safetensors", "loha",
+                     {"lora_unet_proj_in": (6, 8), "lora_unet_conv": (6, 4, 3, 3)}, seed=9)
+    state = load_file(str(path))
+    before = {k: v.clone() for k, v in unet.state_dict().items()}
+    patches = LycorisPatches([resolve(pipe, state, "half", "tiny")])
+    patches.set_weights([0.6])
+    for name, layer in (("lora_unet_proj_in", unet["proj_in"]), ("lora_unet_conv", unet["conv"])):
+        original = before[f"{'proj_in' if 'proj' in name else 'conv'}.weight"]
+        delta = expected_delta(state, name, tuple(original.shape))
+        assert layer.weight.dtype == torch.float16
+        assert torch.equal(layer.weight, (original.float() + 0.6 * delta).half())
+    patches.restore()
+    assert all(torch.equal(unet.state_dict()[k], v) for k, v in before.items())
