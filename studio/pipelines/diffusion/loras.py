@@ -379,6 +379,7 @@ class _Loaded:
     files: tuple[tuple[str, int, int], ...]  # (resolved path, size, mtime_ns) per LoRA
     adapters: tuple[str, ...]  # PEFT adapters, for the LoRAs diffusers loads
     lycoris: Any = None  # lycoris.LycorisPatches for the LyCORIS files, or None
+    patched: tuple[bool, ...] = ()  # per LoRA: applied by lycoris (else a PEFT adapter)
 
 
 def _file_key(path: Path) -> tuple[str, int, int]:
@@ -509,13 +510,12 @@ def apply_loras(pipe: Any, plan: LoraPlan, family: str, model_name: str) -> None
             unload_loras(pipe)
             raise
         _record_use(plan)
-    lycoris = [c.format in LYCORIS_FORMATS for c in plan.loras]
+    weights = list(zip((float(c.weight) for c in plan.loras), loaded.patched, strict=True))
     try:
         if loaded.adapters:
-            pipe.set_adapters(list(loaded.adapters),
-                              [float(c.weight) for c, ly in zip(plan.loras, lycoris, strict=True) if not ly])
+            pipe.set_adapters(list(loaded.adapters), [w for w, patched in weights if not patched])
         if loaded.lycoris is not None:
-            loaded.lycoris.set_weights([c.weight for c, ly in zip(plan.loras, lycoris, strict=True) if ly])
+            loaded.lycoris.set_weights([w for w, patched in weights if patched])
     except (ValueError, RuntimeError, UserFacingError) as exc:
         unload_loras(pipe)
         if isinstance(exc, UserFacingError):
@@ -532,19 +532,25 @@ def _load_all(pipe: Any, plan: LoraPlan, files: tuple[tuple[str, int, int], ...]
 
     adapters: list[str] = []
     lycoris = []
+    patched: list[bool] = []
     for index, choice in enumerate(plan.loras):
         state = None
         if choice.path.suffix.lower() in PICKLE_SUFFIXES:
             state = _read_pickle(choice, family, model_name)
-        if choice.format in LYCORIS_FORMATS:
+        # SD 1.x/2.x/SDXL (a UNet): added to the weights here. Transformer families' LoKr
+        # files (Z-Image, FLUX.2) are PEFT adapters diffusers' own loader makes.
+        if choice.format in LYCORIS_FORMATS and getattr(pipe, "unet", None) is not None:
             if state is None:
                 state = load_state_dict(choice.path)
             lycoris.append(resolve(pipe, state, choice.name, model_name))
+            patched.append(True)
         else:
             adapter = f"studio_{index}"
             _load_one(pipe, choice, adapter, family, model_name, state)
             adapters.append(adapter)
-    loaded = _Loaded(files, tuple(adapters), LycorisPatches(lycoris) if lycoris else None)
+            patched.append(False)
+    loaded = _Loaded(files, tuple(adapters), LycorisPatches(lycoris) if lycoris else None,
+                     tuple(patched))
     setattr(pipe, _STATE_ATTR, loaded)
     return loaded
 
