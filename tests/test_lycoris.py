@@ -87,6 +87,13 @@ def expected_delta(state, name, shape):
             w1 = get("hada_w1_a") @ get("hada_w1_b")
             w2 = get("hada_w2_a") @ get("hada_w2_b")
         return (w1.reshape(shape) * w2.reshape(shape)) * (alpha / get("hada_w1_b").shape[0])
+    if get("diff") is not None:
+        return get("diff")
+    if get("lora_up.weight") is not None:
+        up, down = get("lora_up.weight").flatten(1), get("lora_down.weight").flatten(1)
+        if get("lora_mid.weight") is None:
+            return (up @ down).reshape(shape) * (alpha / down.shape[0])
+        return tucker(get("lora_mid.weight"), down, up.T) * (alpha / down.shape[0])
     if get("lokr_w1") is not None:
         w1, rank = get("lokr_w1"), get("lokr_w2_b").shape[0]
         w2 = (get("lokr_w2_a") @ get("lokr_w2_b")).reshape(shape[0] // 2, shape[1] // 2,
@@ -99,7 +106,7 @@ def expected_delta(state, name, shape):
     return kron(w1, w2).reshape(shape) * (alpha / rank)
 
 
-def check_patched(pipe, originals, layers, files: list[tuple[dict, float]]):
+def check_patched(pipe, originals, layers, files: list[tuple[dict, float]], biases=False):
     touched = set()
     keys = {id(p): f"{c}.{n}" for c in ("unet", "text_encoder", "text_encoder_2")
             if getattr(pipe, c, None) is not None for n, p in getattr(pipe, c).named_parameters()}
@@ -114,6 +121,12 @@ def check_patched(pipe, originals, layers, files: list[tuple[dict, float]]):
         torch.testing.assert_close(layer.weight.detach(), expected, atol=1e-6, rtol=1e-5)
         assert not torch.equal(layer.weight, original)
         touched.add(key)
+        if biases and layer.bias is not None:  # a full file's diff_b
+            bias = keys[id(layer.bias)]
+            expected = originals[bias] + sum(w * s[f"{name}.diff_b"] for s, w in files
+                                             if f"{name}.diff_b" in s)
+            torch.testing.assert_close(layer.bias.detach(), expected, atol=1e-6, rtol=1e-5)
+            touched.add(bias)
     now = params(pipe)
     for key, value in originals.items():  # nothing else moved, not one bit
         if key not in touched:
@@ -269,3 +282,24 @@ def test_half_precision_layers_are_patched_in_float32_and_restored_exactly(tmp_p
         assert torch.equal(layer.weight, (original.float() + 0.6 * delta).half())
     patches.restore()
     assert all(torch.equal(unet.state_dict()[k], v) for k, v in before.items())
+
+
+def test_locon_with_tucker_cores_and_full_diff_files(sd15_pipe, tmp_path):
+    """A LoCon whose convolutions have lora_mid cores (diffusers cannot read them) and a
+    LyCORIS "full" file (ΔW itself, and the bias's) apply by their formulas too."""
+    pipe = sd15_pipe
+    layers = shapes(pipe, SD15_LAYERS)
+    locon = lyco_file(tmp_path / "locon.safetensors", "locon", layers, seed=10, rank=3,
+                      alpha=1.5)
+    full = lyco_file(tmp_path / "full.safetensors", "full", layers, seed=11)
+    assert [classify_file(p).format for p in (locon, full)] == ["LyCORIS", "LyCORIS full"]
+    originals = params(pipe)
+    s_locon, s_full = states(locon, full)
+    apply_loras(pipe, plan_of((locon, 0.8), (full, 0.5)), "sd1", "tiny")
+    try:
+        check_patched(pipe, originals, SD15_LAYERS, [(s_locon, 0.8), (s_full, 0.5)],
+                      biases=True)
+    finally:
+        apply_loras(pipe, LoraPlan("a fox"), "sd1", "tiny")
+    now = params(pipe)
+    assert all(torch.equal(now[k], originals[k]) for k in originals)

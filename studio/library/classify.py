@@ -27,7 +27,8 @@ _LORA_MARKERS = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.", ".lora.down
                  "lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
 #: LyCORIS networks by the key that marks them; Studio applies them itself (diffusion/lycoris.py)
 _LYCORIS_KINDS = (("LoHa", (".hada_w1_a", ".hada_w2_a")), ("LoKr", (".lokr_w1", ".lokr_w2")))
-#: the ``format`` of a LyCORIS file: LoHa, LoKr, a mix of both, or LyCORIS "full"/"diff" (ΔW itself)
+#: the ``format`` of a LyCORIS file: LoHa, LoKr, "LyCORIS" (both mixed, or a LoCon with Tucker
+#: cores), or "LyCORIS full" (full/diff: ΔW itself)
 LYCORIS_FORMATS = ("LoHa", "LoKr", "LyCORIS", "LyCORIS full")
 _TO_K = re.compile(r"attn2[._](processor[._])?to_k.*(lora_down|lora_A|lora\.down|hada_w1_b)")
 #: the attention-processor layout diffusers' training scripts wrote until 2024
@@ -110,6 +111,8 @@ def is_lora_header(header: dict[str, Any]) -> str:
         return lycoris[0] if len(lycoris) == 1 else "LyCORIS"
     if any(k.startswith(("lora_unet_", "lora_te")) and k.endswith(".diff") for k in keys):
         return "LyCORIS full"
+    if any(k.endswith(".lora_mid.weight") for k in keys):
+        return "LyCORIS"  # LoCon with Tucker cores: diffusers does not read lora_mid
     if any(_OLD_DIFFUSERS_KEY.search(k) for k in keys):
         return OLD_DIFFUSERS
     if any(k.startswith(("lora_unet_", "lora_te")) for k in keys):

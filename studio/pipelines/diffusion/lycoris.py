@@ -13,7 +13,9 @@ added to the layer's weight, ``W = W₀ + Σ weightᵢ · ΔWᵢ``. The LyCORIS 
   ``lokr_w1_a @ lokr_w1_b`` and ``w2`` likewise (or Tucker with ``lokr_t2``); the scale applies
   only when a factor is decomposed (rank = rows of ``lokr_w2_b``, else of ``lokr_w1_b``).
 * full / diff: ``ΔW = diff`` (and ``diff_b`` for the bias).
-* a plain ``lora_up``/``lora_down`` pair inside such a file: ``up @ down · alpha / rank``.
+* a ``lora_up``/``lora_down`` pair inside such a file: ``up @ down · alpha / rank``; with
+  ``lora_mid`` (LoCon with a Tucker core, which diffusers does not read) the core contracted
+  with both.
 
 The original weight of every layer touched is kept (on the CPU, exact copies) before the first
 change, so a new weight only re-adds the changes to the originals, and unloading puts back the
@@ -185,12 +187,12 @@ def delta_weight(parts: dict[str, Any], shape: tuple[int, ...], name: str) -> An
     elif "diff" in parts:
         delta = _float(parts["diff"])
     elif "lora_up.weight" in parts:
-        if "lora_mid.weight" in parts:
-            raise UserFacingError(f"its layer {name} is a Tucker-decomposed LoCon (lora_mid), "
-                                  "which Studio cannot apply; use a version of the file "
-                                  "without it.")
         up, down = _float(parts["lora_up.weight"]), _float(parts["lora_down.weight"])
-        delta = (up.flatten(1) @ down.flatten(1)) * _scale(parts, down.shape[0])
+        if "lora_mid.weight" in parts:
+            delta = _tucker(parts["lora_mid.weight"], down.flatten(1), up.flatten(1).T)
+        else:
+            delta = up.flatten(1) @ down.flatten(1)
+        delta = delta * _scale(parts, down.shape[0])
     else:
         raise UserFacingError(f"its layer {name} has no weights Studio knows how to apply "
                               f"({', '.join(sorted(parts))}).")
