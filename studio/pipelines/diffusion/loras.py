@@ -459,12 +459,14 @@ def _read_pickle(choice: LoraChoice, family: str, model_name: str) -> dict[str, 
 
 
 def _load_one(pipe: Any, choice: LoraChoice, adapter: str, family: str, model_name: str,
-              state: dict[str, Any] | None) -> None:
+              state: dict[str, Any] | None = None) -> None:
     """Load one LoRA as a PEFT adapter (``state``: a pickle's tensors, else None)."""
     from studio.library.classify import OLD_DIFFUSERS
     from studio.library.safe_load import load_state_dict
 
     kwargs: dict[str, Any] = {}
+    if state is None and choice.path.suffix.lower() in PICKLE_SUFFIXES:
+        state = _read_pickle(choice, family, model_name)
     if state is not None:
         source: Any = convert_old_diffusers(state) if choice.format == OLD_DIFFUSERS else state
     elif choice.format == OLD_DIFFUSERS:
