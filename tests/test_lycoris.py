@@ -303,3 +303,37 @@ def test_locon_with_tucker_cores_and_full_diff_files(sd15_pipe, tmp_path):
         apply_loras(pipe, LoraPlan("a fox"), "sd1", "tiny")
     now = params(pipe)
     assert all(torch.equal(now[k], originals[k]) for k in originals)
+
+
+def test_layers_offloaded_one_by_one_are_patched_where_their_weights_are(tmp_path):
+    """accelerate's sequential CPU offload leaves meta tensors on the layers and the weights in
+    its hooks: patches go there, and so does the restore, whichever came first."""
+    from types import SimpleNamespace
+
+    from accelerate import cpu_offload
+    from safetensors.torch import load_file
+
+    from studio.pipelines.diffusion.lycoris import LycorisPatches, resolve
+
+    torch.manual_seed(1)
+    unet = torch.nn.ModuleDict({"proj_in": torch.nn.Linear(8, 6)})
+    pipe = SimpleNamespace(unet=unet)
+    path = lyco_file(tmp_path / "x.safetensors", "full", {"lora_unet_proj_in": (6, 8)}, seed=2)
+    state = load_file(str(path))
+    x = torch.randn(3, 8)
+    before = unet["proj_in"](x)
+    weight0, bias0 = unet["proj_in"].weight.detach().clone(), unet["proj_in"].bias.detach().clone()
+    expected = torch.nn.functional.linear(x, weight0 + 0.5 * state["lora_unet_proj_in.diff"],
+                                          bias0 + 0.5 * state["lora_unet_proj_in.diff_b"])
+    patches = LycorisPatches([resolve(pipe, state, "x", "tiny")])
+    patches.set_weights([0.5])  # patched, then offloaded
+    cpu_offload(unet, execution_device=torch.device("cpu"))
+    assert unet["proj_in"].weight.device.type == "meta"
+    torch.testing.assert_close(unet["proj_in"](x), expected)
+    patches.restore()  # while offloaded
+    assert torch.equal(unet["proj_in"](x), before)
+    patches.set_weights([0.5])  # patched while offloaded
+    torch.testing.assert_close(unet["proj_in"](x), expected)
+    patches.restore()
+    stored = unet["proj_in"]._hf_hook.weights_map
+    assert torch.equal(stored["weight"], weight0) and torch.equal(stored["bias"], bias0)

@@ -284,23 +284,19 @@ class LycorisPatches:
     def _keep(self, path: str, layer: Any) -> None:
         if path in self._originals:
             return
-        if layer.weight.device.type == "meta":
-            raise UserFacingError("LyCORIS (LoHa/LoKr) files cannot be applied while the model "
-                                  "is offloaded layer by layer; choose another memory setting "
-                                  "(or no offload) in Settings.")
-        bias = getattr(layer, "bias", None)
-        self._originals[path] = (layer, layer.weight.detach().to("cpu", copy=True),
+        weight, bias = _stored(layer, "weight"), _stored(layer, "bias")
+        self._originals[path] = (layer, weight.detach().to("cpu", copy=True),
                                  None if bias is None else bias.detach().to("cpu", copy=True))
 
     @staticmethod
     def _add(layer: Any, parts: dict[str, Any], weight: float, path: str) -> None:
         if weight == 0:
             return
-        param = layer.weight
+        param = _stored(layer, "weight")
         delta = delta_weight(parts, tuple(param.shape), path).to(param.device)
         param.copy_((param.float() + weight * delta).to(param.dtype))
-        if "diff_b" in parts and getattr(layer, "bias", None) is not None:
-            bias = layer.bias
+        bias = _stored(layer, "bias")
+        if "diff_b" in parts and bias is not None:
             bias.copy_((bias.float() + weight * _float(parts["diff_b"]).to(bias.device)
                         .reshape(bias.shape)).to(bias.dtype))
 
@@ -310,7 +306,27 @@ class LycorisPatches:
 
         with torch.no_grad():
             for layer, weight, bias in self._originals.values():
-                layer.weight.copy_(weight)
+                _stored(layer, "weight").copy_(weight)
                 if bias is not None:
-                    layer.bias.copy_(bias)
+                    _stored(layer, "bias").copy_(bias)
         self.weights = None
+
+
+def _stored(layer: Any, name: str) -> Any:
+    """Where a layer's ``weight``/``bias`` really is: the parameter, or — offloaded layer by layer
+    (accelerate's sequential CPU offload leaves a meta tensor on the layer) — the CPU copy its
+    hook loads before each use, so changes reach the next forward pass either way."""
+    tensor = getattr(layer, name, None)
+    if tensor is None or tensor.device.type != "meta":
+        return tensor
+    hook = getattr(layer, "_hf_hook", None)
+    for one in getattr(hook, "hooks", None) or ([hook] if hook is not None else []):
+        weights = getattr(one, "weights_map", None)
+        if weights is not None:
+            try:
+                return weights[name]
+            except KeyError:
+                continue
+    raise UserFacingError("LyCORIS (LoHa/LoKr) files cannot reach this model's weights while "
+                          "it is offloaded this way; choose another memory setting (or no "
+                          "offload) in Settings.")
