@@ -297,6 +297,7 @@ class Walk:
         s.append(Scene("generate (hires fix)", self._generate_hires, self._generate_hires_off))
         s.append(Scene("generate (ControlNet)", self._generate_controlnet,
                        self._generate_controlnet_off))
+        s.append(Scene("generate ControlNet drawing dialog", self._scribble, self._close_dialog))
         s.append(Scene("generate (FLUX model)", self._generate_flux, self._generate_sd15))
         s.append(Scene("generate (results)", self._generate_results))
         s.append(Scene("generate (queue drawer)", self._queue_open, self._queue_close))
@@ -477,6 +478,21 @@ class Walk:
         scroll.ensureWidgetVisible(group.rows[0])
         settle(self.window)
         return self.window
+
+    def _scribble(self):
+        """Draw… of a ControlNet unit: a few strokes at the request's size."""
+        from PySide6.QtCore import QPointF
+
+        from studio.ui.panels.generate.scribble import ScribbleDialog
+
+        self.dialog = ScribbleDialog((512, 512), self.window.ctx.paths.data_dir / "controls",
+                                     "", self.window)
+        canvas = self.dialog.canvas
+        for a, b in (((60, 420), (250, 90)), ((250, 90), (450, 420)), ((130, 300), (370, 300))):
+            canvas.begin_edit()
+            canvas.paint_line(QPointF(*a), QPointF(*b))
+        self.dialog.show()
+        return self._shown_dialog(self.dialog)
 
     def _generate_controlnet_off(self) -> None:
         group = self.window.panel("generate").controls.controlnet

@@ -147,7 +147,7 @@ def test_preprocessors_make_the_maps_they_promise(drawing):
 @pytest.mark.parametrize(("raw", "words"), [
     ([{"model": "x"}], "has no control image"),
     ([{"image": "a.png"}], "names no model"),
-    ([{"model": "x", "image": "a.png", "preprocess": "depth"}], "unknown preprocessor 'depth'"),
+    ([{"model": "x", "image": "a.png", "preprocess": "zoe"}], "unknown preprocessor 'zoe'"),
     ([{"model": "x", "image": "a.png", "weight": 3}], "between 0 and 2"),
     ([{"model": "x", "image": "a.png", "start": 0.8, "end": 0.2}], "start before it ends"),
     ([{"model": "x", "image": "a.png", "strength": 1}], "unknown fields: strength"),

@@ -9,7 +9,7 @@ import pytest
 
 from studio.core.jobs import CANCELLING, JobCancelled, JobState, UserFacingError, describe_error
 from studio.core.lanes import JobRunner
-from studio.core.requests import batch_position, batch_progress_text
+from studio.core.progress import batch_position, batch_progress_text
 
 
 class Recorder:

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from studio.cli.self_checks import build_tiny_clip, scratch_settings
+from studio.core.gallery_requests import GalleryIndexRequest, GallerySearchRequest
 from studio.core.jobs import CancelToken, JobState, UserFacingError
-from studio.core.requests import GalleryIndexRequest, GallerySearchRequest
 from studio.library.clip_models import DOWNLOAD_COMMAND, find_clip_models, resolve_clip_model
 from studio.media.gallery import GALLERY_DB, ImageVectors
 from studio.pipelines.gallery_clip import GalleryClipService

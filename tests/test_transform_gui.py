@@ -12,7 +12,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QColor, QImage
 
 from studio.ui.panels.transform.compare_view import CompareView
-from studio.ui.panels.transform.mask_canvas import MaskCanvas, mask_array
+from studio.ui.widgets.mask_canvas import MaskCanvas, mask_array
 from tests.fixtures.tiny_cyclegan import tiny_generator
 
 

@@ -15,14 +15,14 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QColor, QContextMenuEvent, QImage
 from PySide6.QtWidgets import QApplication
 
-from studio.ui.panels.transform.mask_canvas import (
+from studio.ui.widgets.image_actions import find_action
+from studio.ui.widgets.mask_canvas import (
     MAX_BRUSH,
     MIN_BRUSH,
     brush_step,
     composite_preview,
     mask_array,
 )
-from studio.ui.widgets.image_actions import find_action
 from tests.fixtures.tiny_cyclegan import tiny_generator
 from tests.gui_fixtures import press
 

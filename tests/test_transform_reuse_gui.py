@@ -11,8 +11,8 @@ from PySide6.QtCore import QPointF, Qt
 
 from studio.core.requests import Img2ImgRequest, TransformRequest
 from studio.media.outputs import save_image_with_metadata, save_img2img_image
-from studio.ui.panels.transform.mask_canvas import mask_array
 from studio.ui.widgets.image_actions import find_action
+from studio.ui.widgets.mask_canvas import mask_array
 
 pytestmark = pytest.mark.gui
 

@@ -62,8 +62,8 @@ def _hit_row(hit: Any) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from studio.core.gallery_requests import GalleryIndexRequest, GallerySearchRequest
     from studio.core.jobs import UserFacingError
-    from studio.core.requests import GalleryIndexRequest, GallerySearchRequest
     from studio.library.clip_models import resolve_clip_model
 
     settings, paths = load_cli_settings(args)

@@ -42,7 +42,7 @@ def gallery_search(settings: Any, paths: Any, image: Path) -> str:
     """The Gallery's search by meaning (`studio gallery search`'s jobs): a tiny CLIP embeds the
     outputs folder into the gallery database and finds the generated image by text."""
     from studio.cli.self_checks import CheckFailed, _run_jobs, build_tiny_clip
-    from studio.core.requests import GalleryIndexRequest, GallerySearchRequest
+    from studio.core.gallery_requests import GalleryIndexRequest, GallerySearchRequest
 
     model = str(build_tiny_clip(paths.models_dir / "tiny-clip"))
     [(report, _), (hits, _)] = _run_jobs(settings, paths, [

@@ -19,6 +19,8 @@ PREPROCESSORS = {
     "softedge": "soft edges (gradient of the softened image)",
     "lineart": "line art (lineart_standard: a blurred copy minus the image)",
     "invert": "black-on-white drawing → white on black (scribbles)",
+    "depth": "depth map, near = white (Depth Anything or DPT from the Hugging Face cache)",
+    "openpose": "the person's pose as an OpenPose skeleton (ViTPose from the Hugging Face cache)",
 }
 @dataclass(frozen=True)
 class ControlUnit:
@@ -98,11 +100,16 @@ def parse_cli(spec: str, preprocess: str = "none") -> dict[str, Any]:
 #: A1111's ControlNet extension names for our preprocessors (metadata), and back
 A1111_MODULES = {"none": "none", "canny": "canny", "softedge": "softedge_pidinet",
                  "lineart": "lineart_standard (from white bg & black line)",
-                 "invert": "invert (from white bg & black line)"}
+                 "invert": "invert (from white bg & black line)",
+                 "depth": "depth_anything_v2", "openpose": "openpose"}
 _FROM_A1111 = {v: k for k, v in A1111_MODULES.items()} | {"lineart_standard": "lineart",
                                                           "invert": "invert",
                                                           "softedge_hed": "softedge",
-                                                          "scribble_xdog": "lineart"}
+                                                          "scribble_xdog": "lineart",
+                                                          "depth_midas": "depth",
+                                                          "depth_anything": "depth",
+                                                          "depth_zoe": "depth",
+                                                          "openpose_full": "openpose"}
 
 
 def from_infotext(parsed: dict[str, str]) -> list[dict[str, Any]]:

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 #: Scheduler keys, in the order the picker shows them, with their display names.
 SCHEDULERS: dict[str, str] = {
@@ -39,29 +43,79 @@ HIRES_UPSCALERS: dict[str, str] = {
 }
 
 
-@dataclass
-class Txt2ImgRequest:
-    """A text-to-image job. ``seed`` is concrete: image i of the batch uses ``seed + i``."""
+def validate_model(model: str) -> None:
+    """A request names a model."""
+    if not str(model).strip():
+        raise ValueError("No model chosen. Pick a model or add one with 'Add model…'.")
 
-    model: str  # a diffusers folder, a single .safetensors file, or a repo id in the HF cache
+
+def validate_size(width: Any, height: Any) -> None:
+    """Width and height in pixels: positive multiples of 8, at most :data:`MAX_SIDE`."""
+    for name, v in (("width", width), ("height", height)):
+        if not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{name.capitalize()} must be a positive number of pixels, not {v}.")
+        if v % 8:
+            raise ValueError(f"{name.capitalize()} {v} is not a multiple of 8 "
+                             f"(try {max(8, round(v / 8) * 8)}).")
+        if v > MAX_SIDE:
+            raise ValueError(f"{name.capitalize()} {v} is too large (at most {MAX_SIDE} px).")
+
+
+@dataclass(kw_only=True)
+class PromptFields:
+    """What a diffusion request says in words, shared by text to image and image to image: the
+    prompt, the negative prompt and the LoRAs applied besides any ``<lora:name:weight>`` tags in
+    the prompt (``[{"name": library name or file path, "weight": float}, ...]``)."""
+
     prompt: str = ""
     negative_prompt: str = ""
+    loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def validate_prompt(self) -> None:
+        validate_loras(self.loras)
+
+
+@dataclass(kw_only=True)
+class SamplingFields:
+    """How a diffusion request samples, shared by text to image and image to image: steps, CFG,
+    the scheduler, and the batch's seeds (image i uses ``seed + i``).
+
+    A1111's "Variation seed" / "Variation seed strength": the starting noise is the spherical
+    interpolation of ``seed``'s noise and ``variation_seed``'s, 0 = off (the plain image), 1 = the
+    variation seed's noise alone. While on, every image of a batch keeps ``seed`` and image i
+    uses ``variation_seed + i`` (a batch of variations of one picture, as A1111)."""
+
     steps: int = 20
     cfg: float = 7.0
-    width: int = 512
-    height: int = 512
     seed: int = 0
     count: int = 1
     scheduler: str = "default"  # a key of SCHEDULERS
-    # LoRAs applied besides any ``<lora:name:weight>`` tags in the prompt:
-    # [{"name": library name or file path, "weight": float}, ...]
-    loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    # A1111's "Variation seed" / "Variation seed strength": the starting noise is the spherical
-    # interpolation of ``seed``'s noise and ``variation_seed``'s, 0 = off (the plain image),
-    # 1 = the variation seed's noise alone. While on, every image of a batch keeps ``seed`` and
-    # image i uses ``variation_seed + i`` (a batch of variations of one picture, as A1111).
     variation_seed: int = 0
     variation_strength: float = 0.0
+
+    def validate_sampling(self) -> None:
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"Steps must be between 1 and {MAX_STEPS}, not {self.steps}.")
+        if not 1 <= self.count <= MAX_COUNT:
+            raise ValueError(f"Count must be between 1 and {MAX_COUNT}, not {self.count}.")
+        if not 0 <= self.cfg <= 100:
+            raise ValueError(f"CFG scale must be between 0 and 100, not {self.cfg}.")
+        if not 0 <= self.seed <= SEED_MAX:
+            raise ValueError(f"Seed must be between 0 and {SEED_MAX}, not {self.seed}.")
+        validate_variation(self.variation_seed, self.variation_strength)
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"Unknown scheduler {self.scheduler!r}; choose one of: "
+                             + ", ".join(SCHEDULERS))
+
+
+@dataclass
+class Txt2ImgRequest(PromptFields, SamplingFields):
+    """A text-to-image job: the prompt (:class:`PromptFields`), the sampling
+    (:class:`SamplingFields`), the size, the hires fix and the ControlNets."""
+
+    model: str  # a diffusers folder, a single .safetensors file, or a repo id in the HF cache
+    width: int = 512
+    height: int = 512
     # A1111's hires fix: the image is made at width×height, upscaled ``hires_scale`` times with
     # ``hires_upscaler`` (a key of HIRES_UPSCALERS or an upscaler model) and refined by an img2img
     # pass of ``hires_steps`` steps (0: ``steps``) at ``hires_denoise`` ("Denoising strength").
@@ -82,32 +136,12 @@ class Txt2ImgRequest:
 
     def validate(self) -> None:
         """Raise ValueError with a one-line reason a person understands."""
-        if not str(self.model).strip():
-            raise ValueError("No model chosen. Pick a model or add one with 'Add model…'.")
-        for name in ("width", "height"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{name.capitalize()} must be a positive number of pixels, not {v}.")
-            if v % 8:
-                raise ValueError(f"{name.capitalize()} {v} is not a multiple of 8 "
-                                 f"(try {max(8, round(v / 8) * 8)}).")
-            if v > MAX_SIDE:
-                raise ValueError(f"{name.capitalize()} {v} is too large (at most {MAX_SIDE} px).")
-        if not 1 <= self.steps <= MAX_STEPS:
-            raise ValueError(f"Steps must be between 1 and {MAX_STEPS}, not {self.steps}.")
-        if not 1 <= self.count <= MAX_COUNT:
-            raise ValueError(f"Count must be between 1 and {MAX_COUNT}, not {self.count}.")
-        if not 0 <= self.cfg <= 100:
-            raise ValueError(f"CFG scale must be between 0 and 100, not {self.cfg}.")
-        if not 0 <= self.seed <= SEED_MAX:
-            raise ValueError(f"Seed must be between 0 and {SEED_MAX}, not {self.seed}.")
-        validate_variation(self.variation_seed, self.variation_strength)
+        validate_model(self.model)
+        validate_size(self.width, self.height)
+        self.validate_sampling()
         if self.hires:
             self.validate_hires()
-        if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"Unknown scheduler {self.scheduler!r}; choose one of: "
-                             + ", ".join(SCHEDULERS))
-        validate_loras(self.loras)
+        self.validate_prompt()
         if self.controlnets:
             from studio.core.control import units
 
@@ -138,7 +172,7 @@ class Txt2ImgRequest:
                              + " or an upscaler model.")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "txt2img", **dataclasses.asdict(self)}
+        return {"kind": "txt2img", "model": self.model, **dataclasses.asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Txt2ImgRequest:
@@ -193,36 +227,6 @@ def validate_loras(loras: Any) -> None:
                              f"{MAX_LORA_WEIGHT:g}, not {weight!r}.")
 
 
-def batch_position(step: int, total: int, count: int, steps: int = 0
-                   ) -> tuple[int, int, int, int]:
-    """Where a batch job's progress stands: ``(image, image_step, image_steps, count)``.
-
-    Image jobs report the steps of the whole batch (``step`` of ``count × steps``, see
-    ``run_common.step_callback``); people think in "image 2 of 4, step 4 of 8". ``image`` counts
-    from 1. A total that does not divide by ``count`` is read as one image. ``steps`` (the
-    request's) is what the user asked for: a scheduler that runs a different number of model
-    calls per image (PNDM runs 9 for 8 steps) is shown on that scale, so 8 steps never read 9.
-    """
-    count = max(1, int(count or 1))
-    if total <= 0 or total % count:
-        return 1, step, total, 1
-    per = total // count
-    image = min(count, max(1, (step - 1) // per + 1)) if step > 0 else 1
-    image_step = step - (image - 1) * per
-    if steps > 0 and per != steps:
-        image_step = min(steps, max(1 if image_step > 0 else 0, round(image_step * steps / per)))
-        per = steps
-    return image, image_step, per, count
-
-
-def batch_progress_text(step: int, total: int, count: int, steps: int = 0) -> str:
-    """'image 2/4 · step 4/8', or 'step 4/8' for a single image."""
-    image, image_step, per, count = batch_position(step, total, count, steps)
-    if count > 1:
-        return f"image {image}/{count} · step {image_step}/{per}"
-    return f"step {image_step}/{per}"
-
-
 @dataclass
 class GeneratedImage:
     """One finished image of a text-to-image job, reported through ``progress.partial``.
@@ -235,8 +239,8 @@ class GeneratedImage:
     request: Txt2ImgRequest
     seed: int
     index: int  # position in the batch: seed == image_seeds(request, index)[0]
-    path: Any = None  # pathlib.Path of the saved PNG
-    image: Any = None  # PIL.Image.Image
+    path: Path | None = None  # the saved PNG
+    image: PILImage | None = None
     parameters: str = ""  # the A1111-style ``parameters`` text written into the PNG
     warnings: list[str] = dataclasses.field(default_factory=list)
     # The LoRAs applied (from prompt tags and request.loras): name, weight, path, hash, source
@@ -386,8 +390,10 @@ class UpscaleRequest:
 
 
 @dataclass
-class Img2ImgRequest:
-    """Image to image (``mask`` empty) or inpainting (``mask`` names a white-on-black mask).
+class Img2ImgRequest(PromptFields, SamplingFields):
+    """Image to image (``mask`` empty) or inpainting (``mask`` names a white-on-black mask), with
+    the prompt and sampling of text to image (:class:`PromptFields`, :class:`SamplingFields`;
+    the variation seed's noise is added to the image latents).
 
     ``width``/``height`` of 0 are derived from the image: its size rounded down to multiples of 8
     (as diffusers does), the longer side limited to :data:`MAX_SIDE`. Image i uses ``seed + i``.
@@ -396,25 +402,14 @@ class Img2ImgRequest:
     model: str  # a text-to-image model, as in Txt2ImgRequest
     image: str = ""
     mask: str = ""  # "" for img2img; a mask image (white = repaint) for inpainting
-    prompt: str = ""
-    negative_prompt: str = ""
     strength: float = 0.75  # 0 keeps the image, 1 repaints it completely
-    steps: int = 20
-    cfg: float = 7.0
-    seed: int = 0
-    count: int = 1
-    scheduler: str = "default"
     width: int = 0
     height: int = 0
     keep_unmasked: bool = True  # inpainting: paste the original pixels back outside the mask
-    loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # as in Txt2ImgRequest
     # Inpainting: Gaussian blur radius (px) of the mask before it is used, A1111's "Mask blur";
     # a soft edge blends the repainted region into the rest. The window and the CLI offer
     # A1111's 4 px; 0 here keeps a bare request (and results made before it existed) as diffusers.
     mask_blur: int = 0
-    # As in Txt2ImgRequest: the noise added to the image latents is the slerp of both seeds'.
-    variation_seed: int = 0
-    variation_strength: float = 0.0
     # Outpainting: pixels added on each side (multiples of 8). The new area is filled
     # (``outpaint_fill``: "edge" colours stretched out, or "noise"), masked with a seam feathered
     # ``mask_blur`` px into the picture, inpainted, and the original pasted back outside the mask.
@@ -434,11 +429,10 @@ class Img2ImgRequest:
     def validate(self) -> None:
         self._validate_outpaint()
         self._validate_sd_upscale()
-        Txt2ImgRequest(model=self.model, steps=self.steps, cfg=self.cfg, seed=self.seed,
-                       count=self.count, scheduler=self.scheduler, loras=self.loras,
-                       width=self.width or 8, height=self.height or 8,
-                       variation_seed=self.variation_seed,
-                       variation_strength=self.variation_strength).validate()
+        validate_model(self.model)
+        validate_size(self.width or 8, self.height or 8)
+        self.validate_sampling()
+        self.validate_prompt()
         if not str(self.image).strip():
             raise ValueError("No input image chosen.")
         if not 0.0 < self.strength <= 1.0:
@@ -503,7 +497,8 @@ class Img2ImgRequest:
                 self.outpaint_bottom)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "inpaint" if self.inpaint else "img2img", **dataclasses.asdict(self)}
+        return {"kind": "inpaint" if self.inpaint else "img2img", "model": self.model,
+                **dataclasses.asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Img2ImgRequest:
@@ -566,51 +561,13 @@ class TransformedImage:
     CycleGAN (it draws no random numbers).
     """
 
-    request: Any  # TransformRequest | Img2ImgRequest | UpscaleRequest
+    request: TransformRequest | Img2ImgRequest | UpscaleRequest
     index: int
-    source: Any = None  # pathlib.Path of the input image
-    path: Any = None  # pathlib.Path of the saved PNG
-    image: Any = None
+    source: Path | None = None  # the input image
+    path: Path | None = None  # the saved PNG
+    image: PILImage | None = None
     parameters: str = ""
     seed: int | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # as in GeneratedImage
     timeline: Any = None  # img2img / inpaint: the denoising timeline, as in GeneratedImage
-
-
-MAX_SEARCH_RESULTS = 10_000
-
-
-@dataclass
-class GalleryIndexRequest:
-    """Bring the Gallery's search-by-meaning index up to date: every image in the outputs folder
-    that is new or changed since it was embedded gets its vector from ``model`` (a CLIP / SigLIP
-    folder, or a name or repo id the library finds; empty: the first one found)."""
-
-    model: str = ""
-
-    def validate(self) -> None:
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "gallery-index", **dataclasses.asdict(self)}
-
-
-@dataclass
-class GallerySearchRequest:
-    """Gallery images ranked by how well they match ``text`` (cosine similarity of CLIP / SigLIP
-    vectors), best first, at most ``limit``; the index is brought up to date first."""
-
-    text: str
-    model: str = ""
-    limit: int = 200
-
-    def validate(self) -> None:
-        if not str(self.text).strip():
-            raise ValueError("Type what the images should show, e.g. 'a red fox at dusk'.")
-        if not 1 <= int(self.limit) <= MAX_SEARCH_RESULTS:
-            raise ValueError(f"The number of results must be between 1 and "
-                             f"{MAX_SEARCH_RESULTS:,}, not {self.limit}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "gallery-search", **dataclasses.asdict(self)}

@@ -13,7 +13,7 @@ import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -32,9 +32,9 @@ _FALLBACK_MAX_PIXELS = 178_956_970  # Pillow's own hard limit (2 × its warning 
 class InputImage:
     """An image ready for a model: ``image`` is 8-bit RGB; ``alpha`` (mode L) or None."""
 
-    image: Any  # PIL.Image.Image, mode RGB
+    image: Image.Image  # mode RGB
     path: Path | None = None
-    alpha: Any = None  # PIL.Image.Image, mode L, same size as ``image``
+    alpha: Image.Image | None = None  # mode L, same size as ``image``
     source_mode: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -42,7 +42,7 @@ class InputImage:
     def size(self) -> tuple[int, int]:
         return self.image.size
 
-    def with_alpha(self, result: Any) -> Any:
+    def with_alpha(self, result: Image.Image) -> Image.Image:
         """``result`` (RGB) with this image's transparency put back, resized to fit it."""
         if self.alpha is None:
             return result
@@ -84,7 +84,7 @@ def list_images(folder: Path) -> list[Path]:
         raise UserFacingError(f"Cannot read the folder {folder}: {exc}") from exc
 
 
-def _high_bit_to_8(image: Any) -> Any:
+def _high_bit_to_8(image: Image.Image) -> Image.Image:
     """A 16-bit ("I;16", "I") or float ("F") single-channel image as 8-bit L, scaled, not clipped."""
     arr = np.asarray(image)
     if image.mode == "F":
@@ -101,7 +101,7 @@ def _high_bit_to_8(image: Any) -> Any:
     return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
 
 
-def _cmyk_to_rgb(image: Any) -> Any:
+def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
     profile = image.info.get("icc_profile")
     if profile:
         try:
@@ -109,13 +109,16 @@ def _cmyk_to_rgb(image: Any) -> Any:
 
             src = ImageCms.ImageCmsProfile(io.BytesIO(profile))
             dst = ImageCms.createProfile("sRGB")
-            return ImageCms.profileToProfile(image, src, dst, outputMode="RGB")
+            converted = ImageCms.profileToProfile(image, src, dst, outputMode="RGB")
+            if converted is not None:
+                return converted
         except Exception as exc:  # noqa: BLE001 - a broken profile: fall back to the plain formula
             log.info("CMYK ICC conversion failed (%s); using the plain conversion", exc)
     return image.convert("RGB")
 
 
-def to_rgb(image: Any, name: str = "The image") -> tuple[Any, Any, list[str]]:
+def to_rgb(image: Image.Image, name: str = "The image"
+           ) -> tuple[Image.Image, Image.Image | None, list[str]]:
     """(RGB image, alpha or None, warnings) for a decoded PIL image of any mode."""
     warnings: list[str] = []
     alpha = None
@@ -136,7 +139,8 @@ def to_rgb(image: Any, name: str = "The image") -> tuple[Any, Any, list[str]]:
         image = image.convert("RGBA" if "A" in mode else "RGB")
     if image.mode == "RGBA":
         a = image.getchannel("A")
-        if a.getextrema()[0] < 255:  # an alpha channel that is fully opaque carries nothing
+        lowest, _ = cast("tuple[int, int]", a.getextrema())  # one band: (min, max)
+        if lowest < 255:  # an alpha channel that is fully opaque carries nothing
             alpha = a
             warnings.append(ALPHA_NOTE.format(name=name))
         image = image.convert("RGB")
@@ -174,7 +178,7 @@ def open_image(path: Path | str) -> InputImage:
     return InputImage(rgb, path, alpha, source_mode, warnings)
 
 
-def open_mask(path: Path | str, size: tuple[int, int]) -> Any:
+def open_mask(path: Path | str, size: tuple[int, int]) -> Image.Image:
     """A painted mask as mode L at ``size`` (white = repaint). A transparent PNG mask uses its
     alpha channel (painted = opaque); otherwise the brightness."""
     path = Path(path)
@@ -204,7 +208,7 @@ def open_mask(path: Path | str, size: tuple[int, int]) -> Any:
     return mask
 
 
-def fit_max_side(image: Any, max_side: int) -> Any:
+def fit_max_side(image: Image.Image, max_side: int) -> Image.Image:
     """``image`` scaled down (never up) so its longer side is at most ``max_side`` (0: as is)."""
     if not max_side or max(image.size) <= max_side:
         return image

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import studio
 from studio.core.files import work_file_tag
@@ -25,6 +25,10 @@ from studio.core.jobs import UserFacingError
 from studio.core.requests import Txt2ImgRequest
 from studio.core.wording import write_failure
 from studio.media.metadata import build_parameters
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+    from PIL.PngImagePlugin import PngInfo
 
 _NUMBERED = re.compile(r"^(\d{5,})-")
 _MAX_TRIES = 1000
@@ -133,7 +137,8 @@ def writable_image_folder(outputs_dir: Path, dated: bool = True) -> Path:
     return folder
 
 
-def write_numbered_png(image: Any, folder: Path, seed: int | str, pnginfo: Any = None) -> Path:
+def write_numbered_png(image: Image, folder: Path, seed: int | str,
+                       pnginfo: PngInfo | None = None) -> Path:
     """Write ``image`` as ``folder/NNNNN-SEED.png`` (or ``NNNNN-LABEL.png``) with the next free
     number; returns the path. A failed write is a UserFacingError that says why in words."""
     try:
@@ -142,7 +147,8 @@ def write_numbered_png(image: Any, folder: Path, seed: int | str, pnginfo: Any =
         raise UserFacingError(write_failure(exc, "the image", folder)) from exc
 
 
-def _write_numbered_png(image: Any, folder: Path, seed: int | str, pnginfo: Any) -> Path:
+def _write_numbered_png(image: Image, folder: Path, seed: int | str,
+                        pnginfo: PngInfo | None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".saving-{work_file_tag()}", suffix=".png.part",
                                dir=folder)
@@ -173,7 +179,7 @@ def studio_chunk(request: Txt2ImgRequest, seed: int) -> str:
                       ensure_ascii=False, sort_keys=True)
 
 
-def save_txt2img_image(image: Any, request: Txt2ImgRequest, seed: int, outputs_dir: Path, *,
+def save_txt2img_image(image: Image, request: Txt2ImgRequest, seed: int, outputs_dir: Path, *,
                        model_name: str, model_hash: str, sampler: str, schedule_type: str,
                        extra: dict | None = None, prompt: str | None = None,
                        dated: bool = True) -> tuple[Path, str]:
@@ -203,7 +209,7 @@ def safe_label(text: str, fallback: str = "image") -> str:
     return label or fallback
 
 
-def save_image_with_metadata(image: Any, outputs_dir: Path, label: str | int, parameters: str,
+def save_image_with_metadata(image: Image, outputs_dir: Path, label: str | int, parameters: str,
                              studio_data: dict[str, Any], *, dated: bool = True) -> Path:
     """Save a result of any job kind as ``outputs/YYYY-MM-DD/NNNNN-<label>.png`` (without the
     date folder when not ``dated``) with the ``parameters`` text and a ``studio`` JSON chunk
@@ -218,7 +224,7 @@ def save_image_with_metadata(image: Any, outputs_dir: Path, label: str | int, pa
     return write_numbered_png(image, image_folder(outputs_dir, dated), name, info)
 
 
-def save_img2img_image(image: Any, request: Any, seed: int, outputs_dir: Path, *,
+def save_img2img_image(image: Image, request: Any, seed: int, outputs_dir: Path, *,
                        model_name: str, model_hash: str, sampler: str, schedule_type: str,
                        extra: dict | None = None, prompt: str | None = None,
                        dated: bool = True) -> tuple[Path, str]:

@@ -31,7 +31,7 @@ class TransformReuse:
     """What the Transform workspace needs to repeat a result: mode, request, files, notes."""
 
     mode: str  # cyclegan | img2img | inpaint | upscale (an SD upscale too)
-    request: Any  # TransformRequest | Img2ImgRequest | UpscaleRequest, for this one image
+    request: TransformRequest | Img2ImgRequest | UpscaleRequest  # for this one image
     image: Path  # the picture to open
     mask: Path | None = None  # inpaint: the mask to load (None: gone, or not inpainting)
     result: Path | None = None  # the result image this was read from

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.config import Paths, Settings
+from studio.core.gallery_requests import GalleryIndexRequest, GallerySearchRequest
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
-from studio.core.requests import GalleryIndexRequest, GallerySearchRequest
 from studio.library.clip_models import ClipModelEntry, resolve_clip_model
 from studio.media.gallery import GALLERY_DB, GalleryIndex, GalleryItem, ImageVectors
 from studio.pipelines.model_cache import ModelCache

@@ -14,11 +14,10 @@ from typing import Any
 
 from studio.core.config import Paths, Settings
 from studio.core.engine import GPU, IO, Engine, ServiceSpec
+from studio.core.gallery_requests import GalleryIndexRequest, GallerySearchRequest
 from studio.core.jobs import Handler, JobListener
 from studio.core.lanes import LoopSource
 from studio.core.requests import (
-    GalleryIndexRequest,
-    GallerySearchRequest,
     GanWalkRequest,
     Img2ImgRequest,
     ShrinkRequest,

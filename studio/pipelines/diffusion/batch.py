@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.devices import resolve_device, resolve_dtype
@@ -25,6 +25,11 @@ from studio.library.families import family as family_of
 from studio.library.models import ModelEntry
 from studio.pipelines.diffusion.memory import run_with_offload_retry
 from studio.pipelines.model_cache import ModelCache
+
+if TYPE_CHECKING:
+    from studio.pipelines.diffusion.embeddings import EmbeddingPlan
+    from studio.pipelines.diffusion.loras import LoraPlan
+    from studio.pipelines.diffusion.prompts import PromptInputs
 
 log = logging.getLogger(__name__)
 
@@ -174,16 +179,16 @@ class PreparedCall:
     sampler: str
     schedule_type: str
     previewer: Any
-    prompt: Any  # studio.pipelines.diffusion.prompts.PromptInputs: .kwargs and .warnings
-    loras: Any = None  # studio.pipelines.diffusion.loras.LoraPlan: the LoRAs applied, their warnings
-    embeddings: Any = None  # studio.pipelines.diffusion.embeddings.EmbeddingPlan
+    prompt: PromptInputs  # .kwargs and .warnings
+    loras: LoraPlan  # the LoRAs applied, their warnings
+    embeddings: EmbeddingPlan
 
     def network_hashes(self, paths: Paths) -> dict[str, str]:
         """A1111's ``Lora hashes`` and ``TI hashes`` for the infotext (only those used)."""
         out = {}
-        if self.loras is not None and self.loras.loras:
+        if self.loras.loras:
             out["Lora hashes"] = self.loras.hashes_text()
-        ti = self.embeddings.hashes_text(paths) if self.embeddings is not None else ""
+        ti = self.embeddings.hashes_text(paths)
         if ti:
             out["TI hashes"] = ti
         return out

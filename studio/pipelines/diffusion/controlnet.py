@@ -7,7 +7,7 @@ steps). The text-to-image pipeline of the cached model is derived with diffusers
 ``AutoPipelineForText2Image.from_pipe(base, controlnet=…)``, so the UNet, VAE and text encoders are
 shared, and called as plain diffusers would be (bit for bit on CPU).
 
-Preprocessors need no download; they are image processing:
+Most preprocessors are image processing and need no model:
 
 - ``none``: the image is the control map already (an edge map, a pose skeleton, a depth map);
 - ``canny``: Canny edges (scikit-image), white on black, as A1111's ``canny`` module;
@@ -15,9 +15,12 @@ Preprocessors need no download; they are image processing:
 - ``lineart``: controlnet_aux's ``lineart_standard`` (a blurred copy minus the image);
 - ``invert``: black lines on white (a drawing, a scribble) become white on black.
 
+``depth`` and ``openpose`` run a depth or pose model from the Hugging Face cache
+(:mod:`studio.pipelines.diffusion.control_models`); without one the request gets the
+``hf download`` line.
+
 The control image is cropped to the request's aspect and resized to its size first (A1111's
-"Crop and Resize"). Model-based preprocessors (depth, pose) are not offered: their models cannot
-be loaded offline here; a depth or pose map made elsewhere works with ``none``.
+"Crop and Resize").
 """
 
 from __future__ import annotations
@@ -75,6 +78,14 @@ def preprocess(name: str, image: Any) -> Any:
         bright = intensity[intensity > 8]
         intensity /= max(16.0, float(np.median(bright)) if bright.size else 16.0)
         return Image.fromarray((intensity * 127).clip(0, 255).astype(np.uint8)).convert("RGB")
+    if name == "depth":
+        from studio.pipelines.diffusion.control_models import depth_map
+
+        return depth_map(image)
+    if name == "openpose":
+        from studio.pipelines.diffusion.control_models import pose_map
+
+        return pose_map(image)
     raise UserFacingError(f"Unknown preprocessor {name!r}.")
 
 

@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
-from studio.core.requests import batch_progress_text
+from studio.core.progress import batch_progress_text
 from studio.ui.widgets.image_view import ImageView
 
 IDLE_TEXT = "Your image appears here.\nWrite a prompt and press Generate (Ctrl+Enter)."

@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.jobs import JobSnapshot, JobState
-from studio.core.requests import Txt2ImgRequest, batch_position
+from studio.core.progress import batch_position
+from studio.core.requests import Txt2ImgRequest
 from studio.core.wording import count_of
 from studio.ui.icons import icon
 from studio.ui.theme import colors

@@ -69,7 +69,7 @@ class MeaningSearch(QObject):
         """Embed new and changed images now (a job in the queue); no-op while one runs."""
         if self.model is None or self._index_job is not None:
             return
-        from studio.core.requests import GalleryIndexRequest
+        from studio.core.gallery_requests import GalleryIndexRequest
 
         job = self._index_job = self.ctx.bridge.submit(
             GalleryIndexRequest(model=self.model), "Indexing the Gallery for search")
@@ -95,7 +95,7 @@ class MeaningSearch(QObject):
             self.problem.emit("Search by what images show needs a CLIP model",
                               self.missing or "Looking for a CLIP model…")
             return
-        from studio.core.requests import GallerySearchRequest
+        from studio.core.gallery_requests import GallerySearchRequest
 
         if self._search_job is not None:
             self._search_job.cancel()

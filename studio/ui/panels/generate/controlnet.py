@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -31,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from studio.core.control import MAX_CONTROLNETS, PREPROCESSORS
 from studio.core.requests import Txt2ImgRequest
+from studio.ui.panels.generate.scribble import ScribbleDialog
 from studio.ui.widgets.basics import muted_label
 from studio.ui.widgets.check_section import CheckSection
 
@@ -53,6 +55,7 @@ class ControlUnitRow(QFrame):
 
     changed = Signal()
     remove_requested = Signal(object)
+    draw_requested = Signal(object)
 
     def __init__(self, current_result: Callable[[], str], parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -81,6 +84,9 @@ class ControlUnitRow(QFrame):
         self.browse = QPushButton("Browse…")
         self.use_result = QPushButton("Use result")
         self.use_result.setToolTip("Use the image on screen as the control image")
+        self.draw = QPushButton("Draw…")
+        self.draw.setToolTip("Draw a scribble at the image's size (white lines on black, for "
+                             "scribble ControlNets)")
         self.preprocess = QComboBox()
         for key, meaning in PREPROCESSORS.items():
             self.preprocess.addItem(key, key)
@@ -102,6 +108,7 @@ class ControlUnitRow(QFrame):
         buttons.setSpacing(4)
         buttons.addWidget(self.browse)
         buttons.addWidget(self.use_result)
+        buttons.addWidget(self.draw)
         buttons.addStretch(1)
         grid.addLayout(buttons, 2, 1)
         grid.addWidget(QLabel("Preprocess"), 3, 0)
@@ -118,6 +125,7 @@ class ControlUnitRow(QFrame):
         self.set_unit({})
         self.browse.clicked.connect(self._browse)
         self.use_result.clicked.connect(self._use_result)
+        self.draw.clicked.connect(lambda: self.draw_requested.emit(self))
         self.remove.clicked.connect(lambda: self.remove_requested.emit(self))
         for signal in (self.model.currentIndexChanged, self.image.textChanged,
                        self.preprocess.currentIndexChanged, self.weight.valueChanged,
@@ -135,6 +143,18 @@ class ControlUnitRow(QFrame):
             self.model.addItem(f"{name} ({fits})" if fits else name, name)
         self.model.blockSignals(False)
         self._choose(chosen)
+
+    def set_missing(self, missing: dict[str, str]) -> None:
+        """Grey out the preprocessors whose model is not in the cache (``missing``: name → the
+        sentence saying what to download), which their tooltip then says."""
+        items = self.preprocess.model()
+        for index in range(self.preprocess.count()):
+            key = self.preprocess.itemData(index)
+            item = items.item(index) if isinstance(items, QStandardItemModel) else None
+            if item is not None:
+                item.setEnabled(key not in missing)
+            self.preprocess.setItemData(index, missing.get(key, PREPROCESSORS[key]),
+                                        Qt.ItemDataRole.ToolTipRole)
 
     def unit(self) -> dict:
         return {"model": self.model.currentData() or "", "image": self.image.text().strip(),
@@ -180,6 +200,10 @@ class ControlNetSection(CheckSection):
                          "Show or hide the ControlNet settings", parent)
         self._current_result = current_result
         self._models: list[tuple[str, str]] = []
+        self._missing: dict[str, str] = {}
+        self._canvas_size: Callable[[], tuple[int, int]] = lambda: (512, 512)
+        self._scribble_folder: Path | None = None
+        self.scribble_dialog: ScribbleDialog | None = None  # while Draw… is open
         self.rows_box = QVBoxLayout(self.body)
         self.rows_box.setContentsMargins(0, 0, 0, 0)
         self.rows_box.setSpacing(6)
@@ -218,6 +242,16 @@ class ControlNetSection(CheckSection):
         self.empty.setVisible(not self._models)
         self._update_add()
 
+    def set_scribble_place(self, size: Callable[[], tuple[int, int]], folder: Path) -> None:
+        """Where *Draw…* gets the canvas size (the request's) and writes the drawing."""
+        self._canvas_size, self._scribble_folder = size, Path(folder)
+
+    def set_missing_preprocessors(self, missing: dict[str, str]) -> None:
+        """The model-based preprocessors whose model is not cached (name → what to download)."""
+        self._missing = dict(missing)
+        for row in self.rows:
+            row.set_missing(self._missing)
+
     def set_family(self, key: str, family: object = None) -> None:
         """The model's family: ControlNet is greyed out (its units kept for the next model) for
         a GAN, and for families whose ControlNets Studio does not run, with the reason."""
@@ -250,13 +284,29 @@ class ControlNetSection(CheckSection):
             return
         row = ControlUnitRow(lambda: self._current_result())
         row.set_models(self._models)
+        row.set_missing(self._missing)
         row.set_unit(unit)
         row.changed.connect(self.changed)
         row.remove_requested.connect(self._remove_row)
+        row.draw_requested.connect(self._draw)
         self.rows.append(row)
         self.rows_box.insertWidget(self.rows_box.indexOf(self.add), row)
         self._update_add()
         self.changed.emit()
+
+    def _draw(self, row: ControlUnitRow) -> None:
+        """Open the scribble dialog; the drawing becomes the unit's image (preprocessor none)."""
+        if self._scribble_folder is None:
+            from studio.core.config import default_paths
+
+            self._scribble_folder = default_paths().data_dir / "controls"
+        dialog = ScribbleDialog(self._canvas_size(), self._scribble_folder,
+                                self._current_result(), self.window())
+        self.scribble_dialog = dialog  # tests reach the open dialog here
+        if dialog.exec() and dialog.saved is not None:
+            row.image.setText(str(dialog.saved))
+            row.preprocess.setCurrentIndex(max(0, row.preprocess.findData("none")))
+        self.scribble_dialog = None
 
     def _remove_row(self, row: ControlUnitRow) -> None:
         self.rows.remove(row)

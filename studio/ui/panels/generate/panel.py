@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from studio.core.jobs import CANCELLING, JobSnapshot, JobState, UserFacingError
 from studio.core.requests import GanWalkRequest, GeneratedImage, Txt2ImgRequest
 from studio.core.wording import count_of
+from studio.library import preprocessor_models
 from studio.library.controlnets import find_controlnets
 from studio.library.families import FAMILIES
 from studio.library.upscalers import find_upscalers
@@ -103,6 +104,9 @@ class GeneratePanel(QWidget):
         self.picker = ModelPicker(ctx, scanner=scanner)
         self.controls = GenerateControls()
         self.controls.controlnet.set_current_result(lambda: self._displayed_path or "")
+        self.controls.controlnet.set_scribble_place(
+            lambda: (self.controls.width_box.value(), self.controls.height_box.value()),
+            self.ctx.paths.data_dir / "controls")
         self.preview = PreviewArea()
         # The denoising timeline of the image shown, under it (the last few images' are kept)
         self.timeline = TimelineScrubber()
@@ -296,6 +300,8 @@ class GeneratePanel(QWidget):
                         self.controls.hires.set_models, lambda _message: None)
         self._calls.run(lambda: [(c.name, c.family) for c in find_controlnets(settings, paths)],
                         self.controls.controlnet.set_models, lambda _message: None)
+        self._calls.run(preprocessor_models.missing,
+                        self.controls.controlnet.set_missing_preprocessors, lambda _message: None)
 
     def _loras_found(self, entries: list, error: str) -> None:
         self._lora_scanning = False

@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QPlainTextEdit,
     QSlider,
     QSpinBox,
@@ -25,7 +24,6 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.requests import MAX_MASK_BLUR, OUTPAINT_SIDES, SCHEDULERS, Img2ImgRequest
-from studio.ui.panels.transform.mask_canvas import MAX_BRUSH, MIN_BRUSH
 from studio.ui.widgets.basics import muted_label, section_label
 from studio.ui.widgets.seed import SeedBox, new_seed
 
@@ -270,53 +268,3 @@ class OutpaintOptions(QWidget):
         self.hint.setText("Extends the picture: the new area is painted from the prompt "
                           "(a strength near 1 paints it fully)." if any(self.amounts()) else
                           "Add pixels on any side to extend the picture.")
-
-
-class BrushTools(QWidget):
-    """Brush size, brush/eraser, undo/redo, invert and clear for the mask canvas, and a way back
-    to the last inpainting result."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.size = QSlider(Qt.Orientation.Horizontal)
-        self.size.setRange(MIN_BRUSH, MAX_BRUSH)
-        self.size.setValue(40)
-        self.size_label = QLabel("40 px")
-        self.size_label.setMinimumWidth(48)
-        self.size.valueChanged.connect(lambda v: self.size_label.setText(f"{v} px"))
-        self.brush = QToolButton(text="Brush")
-        self.eraser = QToolButton(text="Eraser")
-        for b in (self.brush, self.eraser):
-            b.setCheckable(True)
-            b.setAutoExclusive(True)
-        self.brush.setChecked(True)
-        self.size.setToolTip("Brush size in image pixels ([ smaller, ] larger)")
-        self.undo = QToolButton(text="↶")
-        self.undo.setToolTip("Undo the last stroke (Ctrl+Z)")
-        self.redo = QToolButton(text="↷")
-        self.redo.setToolTip("Redo (Ctrl+Shift+Z or Ctrl+Y)")
-        self.undo.setEnabled(False)
-        self.redo.setEnabled(False)
-        self.invert = QToolButton(text="Invert")
-        self.clear = QToolButton(text="Clear")
-        self.show_result = QToolButton(text="Show result")
-        self.show_result.setToolTip("Back to the last inpainting result")
-        self.show_result.hide()
-        self.coverage = muted_label("Paint over what should change", wrap=True)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.setSpacing(6)
-        for w in (self.brush, self.eraser):
-            row.addWidget(w)
-        row.addSpacing(8)
-        row.addWidget(QLabel("Size"))
-        row.addWidget(self.size, 1)
-        row.addWidget(self.size_label)
-        row.addSpacing(8)
-        row.addWidget(self.undo)
-        row.addWidget(self.redo)
-        row.addWidget(self.invert)
-        row.addWidget(self.clear)
-        row.addSpacing(8)
-        row.addWidget(self.coverage, 1)
-        row.addWidget(self.show_result)

@@ -37,12 +37,12 @@ from studio.core.requests import TransformedImage, TransformRequest
 from studio.core.wording import count_of
 from studio.ui.context import AppContext
 from studio.ui.panels.transform.compare_view import CompareView
-from studio.ui.panels.transform.controls import BrushTools, CycleGANOptions, DiffusionOptions
+from studio.ui.panels.transform.controls import CycleGANOptions, DiffusionOptions
 from studio.ui.panels.transform.cyclegan_picker import CycleGANPicker
-from studio.ui.panels.transform.mask_canvas import MaskCanvas, brush_step
 from studio.ui.panels.transform.results import ResultBook, ShownResult, mode_of, result_menu
 from studio.ui.panels.transform.sidebar import TransformSidebar
 from studio.ui.panels.transform.upscale_options import UpscaleOptions
+from studio.ui.widgets.mask_canvas import BrushTools, MaskCanvas, brush_step
 from studio.ui.widgets.model_picker import ModelPicker
 from studio.ui.widgets.preview import FrameThrottle, StepClock, step_text
 from studio.workers.job_bridge import QtJobHandle
@@ -181,16 +181,12 @@ class TransformPanel(QWidget):
         self.split_button.toggled.connect(
             lambda on: self.compare.set_mode("split" if on else "side"))
         self.cyclegan.modelChanged.connect(self._cyclegan_changed)
-        self.brush.size.valueChanged.connect(self.canvas.set_brush_size)
-        self.brush.eraser.toggled.connect(lambda on: setattr(self.canvas, "erasing", on))
-        self.brush.invert.clicked.connect(self.canvas.invert_mask)
-        self.brush.clear.clicked.connect(self.canvas.clear_mask)
+        self.brush.connect_canvas(self.canvas)
         self.brush.undo.clicked.connect(self.undo_mask)
         self.brush.redo.clicked.connect(self.redo_mask)
         self.brush.show_result.clicked.connect(lambda: self.show_inpaint_result(True))
         self.edit_mask_button.clicked.connect(lambda: self.show_inpaint_result(False))
         self.canvas.maskChanged.connect(self._mask_changed)
-        self.canvas.historyChanged.connect(self._history_changed)
         self.compare.contextMenuRequested.connect(self._result_context_menu)
         shortcuts = [(("Ctrl+Return", "Ctrl+Enter"), self.run), (("Esc",), self.cancel),
                      ((QKeySequence.StandardKey.Undo,), self.undo_mask),
@@ -558,10 +554,6 @@ class TransformPanel(QWidget):
     def _mask_changed(self) -> None:
         self.error_label.hide()
         self.brush.coverage.setText(f"{self.canvas.coverage():.0%} of the image masked")
-
-    def _history_changed(self) -> None:
-        self.brush.undo.setEnabled(self.canvas.can_undo())
-        self.brush.redo.setEnabled(self.canvas.can_redo())
 
     def _show_error(self, text: str) -> None:
         self.error_label.setText(text)

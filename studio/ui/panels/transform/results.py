@@ -4,7 +4,7 @@ Each mode (CycleGAN, img2img, inpaint) keeps its own last result of the open pic
 tabs never leaves one mode's result on screen under another's settings, and a new job of a mode
 replaces what that mode showed. While an img2img or inpaint job runs, its denoising previews are
 shown over its own input picture; for inpainting only the masked region shows the preview
-(:func:`~studio.ui.panels.transform.mask_canvas.composite_preview`), the rest is the picture as it
+(:func:`~studio.ui.widgets.mask_canvas.composite_preview`), the rest is the picture as it
 will stay. A right-click on a shown result offers the shared image menu (:func:`result_menu`).
 """
 
@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QMenu, QWidget
 
 from studio.core.jobs import JobSnapshot
 from studio.core.requests import TransformedImage, TransformRequest, UpscaleRequest
-from studio.ui.panels.transform.mask_canvas import composite_preview
+from studio.ui.widgets.mask_canvas import composite_preview
 from studio.ui.widgets.preview import preview_to_qimage
 
 

@@ -1,4 +1,6 @@
-"""Painting an inpainting mask over an image: brush, eraser, clear, invert, undo and redo.
+"""Painting a mask over an image — brush, eraser, clear, invert, undo and redo — and the tool
+row for it (:class:`BrushTools`). Transform paints inpainting masks with it; Generate draws
+ControlNet scribbles.
 
 The mask is a grayscale image the size of the picture (white = repaint), drawn over it as a
 translucent tint. Left-drag paints (or erases), the wheel zooms, a middle- or right-drag pans; the
@@ -21,9 +23,17 @@ from PySide6.QtGui import (
     QPen,
     QPixmap,
 )
-from PySide6.QtWidgets import QGraphicsView, QWidget
+from PySide6.QtWidgets import (
+    QGraphicsView,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QToolButton,
+    QWidget,
+)
 
 from studio.core.files import atomic_write
+from studio.ui.widgets.basics import muted_label
 from studio.ui.widgets.image_view import ImageView
 
 TINT = QColor(255, 64, 96)
@@ -51,6 +61,7 @@ class MaskCanvas(ImageView):
         self.setMouseTracking(True)
         self._mask = QImage()
         self._tint = QPixmap()
+        self.tint = QColor(TINT.red(), TINT.green(), TINT.blue(), TINT_ALPHA)  # the mask's look
         self.brush_size = 40  # image pixels
         self.erasing = False
         self._last: QPointF | None = None
@@ -70,6 +81,11 @@ class MaskCanvas(ImageView):
         self._redo.clear()
         self._refresh_tint()
         self.historyChanged.emit()
+
+    def set_backdrop(self, image: QImage) -> None:
+        """Show ``image`` (the picture's size) under the mask instead of the picture, keeping
+        the mask, its history and the view."""
+        self.set_image(image, keep_view=True)
 
     def mask(self) -> QImage:
         return self._mask
@@ -192,7 +208,7 @@ class MaskCanvas(ImageView):
             self._tint = QPixmap()
         else:
             tint = QImage(self._mask.size(), QImage.Format.Format_ARGB32_Premultiplied)
-            tint.fill(QColor(TINT.red(), TINT.green(), TINT.blue(), TINT_ALPHA))
+            tint.fill(self.tint)
             painter = QPainter(tint)
             painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_DestinationIn)
             painter.drawImage(0, 0, _alpha_image(self._mask))
@@ -263,6 +279,71 @@ class MaskCanvas(ImageView):
         self._cursor = None
         self.viewport().update()
         super().leaveEvent(event)
+
+
+class BrushTools(QWidget):
+    """Brush size, brush/eraser, undo/redo, invert and clear for the mask canvas, and a way back
+    to the last inpainting result."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.size = QSlider(Qt.Orientation.Horizontal)
+        self.size.setRange(MIN_BRUSH, MAX_BRUSH)
+        self.size.setValue(40)
+        self.size_label = QLabel("40 px")
+        self.size_label.setMinimumWidth(48)
+        self.size.valueChanged.connect(lambda v: self.size_label.setText(f"{v} px"))
+        self.brush = QToolButton(text="Brush")
+        self.eraser = QToolButton(text="Eraser")
+        for b in (self.brush, self.eraser):
+            b.setCheckable(True)
+            b.setAutoExclusive(True)
+        self.brush.setChecked(True)
+        self.size.setToolTip("Brush size in image pixels ([ smaller, ] larger)")
+        self.undo = QToolButton(text="↶")
+        self.undo.setToolTip("Undo the last stroke (Ctrl+Z)")
+        self.redo = QToolButton(text="↷")
+        self.redo.setToolTip("Redo (Ctrl+Shift+Z or Ctrl+Y)")
+        self.undo.setEnabled(False)
+        self.redo.setEnabled(False)
+        self.invert = QToolButton(text="Invert")
+        self.clear = QToolButton(text="Clear")
+        self.show_result = QToolButton(text="Show result")
+        self.show_result.setToolTip("Back to the last inpainting result")
+        self.show_result.hide()
+        self.coverage = muted_label("Paint over what should change", wrap=True)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(6)
+        for w in (self.brush, self.eraser):
+            row.addWidget(w)
+        row.addSpacing(8)
+        row.addWidget(QLabel("Size"))
+        row.addWidget(self.size, 1)
+        row.addWidget(self.size_label)
+        row.addSpacing(8)
+        row.addWidget(self.undo)
+        row.addWidget(self.redo)
+        row.addWidget(self.invert)
+        row.addWidget(self.clear)
+        row.addSpacing(8)
+        row.addWidget(self.coverage, 1)
+        row.addWidget(self.show_result)
+
+    def connect_canvas(self, canvas: MaskCanvas) -> None:
+        """Size, brush/eraser, invert and clear act on ``canvas``; undo and redo are on while it
+        has something to undo or redo (what they call is the caller's: Transform first shows
+        the mask)."""
+        self.size.valueChanged.connect(canvas.set_brush_size)
+        self.eraser.toggled.connect(lambda on: setattr(canvas, "erasing", on))
+        self.invert.clicked.connect(canvas.invert_mask)
+        self.clear.clicked.connect(canvas.clear_mask)
+
+        def history() -> None:
+            self.undo.setEnabled(canvas.can_undo())
+            self.redo.setEnabled(canvas.can_redo())
+
+        canvas.historyChanged.connect(history)
 
 
 def _alpha_image(mask: QImage) -> QImage:
