@@ -1,9 +1,9 @@
 """LyCORIS networks (LoHa, LoKr, LyCORIS "full"/"diff") applied to SD 1.x/2.x and SDXL pipelines.
 
-diffusers' ``load_lora_weights`` (PEFT's LoRA layers) reads LoRA and LoCon files only, and PEFT's
-LoHa/LoKr layers are not reachable through ``load_lora_weights``/``set_adapters`` (diffusers
-builds ``LoraConfig`` adapters only), so these files are applied the way A1111's and ComfyUI's
-own loaders apply them: each layer's weight change ΔW is computed from the file's factors and
+For SD/SDXL UNets diffusers' ``load_lora_weights`` reads LoRA and LoCon files only (PEFT
+``LoraConfig`` adapters; its LoKr support is for transformer families such as Z-Image and FLUX.2,
+which keep that path), so these files are applied the way A1111's and ComfyUI's own loaders
+apply them: each layer's weight change ΔW is computed from the file's factors and
 added to the layer's weight, ``W = W₀ + Σ weightᵢ · ΔWᵢ``. The LyCORIS formulas:
 
 * LoHa (Hadamard product): ``ΔW = (w1_a @ w1_b) ⊙ (w2_a @ w2_b) · alpha / rank`` (rank = rows of
@@ -22,8 +22,9 @@ change, so a new weight only re-adds the changes to the originals, and unloading
 very same bits. The modules of a pipeline are found by the kohya names the files use
 (``lora_unet_…``, ``lora_te_…``/``lora_te1_…``, ``lora_te2_…``; the layer path with ``_`` for
 ``.``), including SDXL's original (SGM) block names (``input_blocks_4_1_…``), which are mapped to
-diffusers' blocks. DoRA files (``dora_scale``) are refused with a sentence. torch is imported
-only here, when such a file is applied.
+diffusers' blocks. Layers offloaded one by one (accelerate's sequential CPU offload) are patched
+in the copy its hook keeps. DoRA files (``dora_scale``) are refused with a sentence. torch is
+imported only here, when such a file is applied.
 """
 
 from __future__ import annotations
