@@ -31,6 +31,7 @@ FRAME_MS = 80
 LAST_FRAME_MS = 1500  # the finished image stays on screen a moment before the film loops
 FILM_SUFFIXES = {".gif": "GIF", ".png": "PNG", ".apng": "PNG", ".mp4": "MP4"}
 MP4_CRF = "18"  # x264's constant quality: visually lossless for these small frames
+MP4_PRESET = "veryfast"  # x264 speed: a film of 60 frames in a moment, not seconds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,7 +236,7 @@ def _write_mp4(images: list[Any], durations: list[int], out: io.BytesIO) -> None
         stream = container.add_stream("libx264", rate=Fraction(1000, durations[0]))
         stream.width, stream.height, stream.pix_fmt = even[0], even[1], "yuv420p"
         stream.codec_context.time_base = Fraction(1, 1000)
-        stream.options = {"crf": MP4_CRF, "bf": "0"}  # no B-frames: packets come in order
+        stream.options = {"crf": MP4_CRF, "bf": "0", "preset": MP4_PRESET}  # bf 0: packets in order
         lasting: dict[int, int] = {}  # pts (ms) → how long that frame stays
 
         def mux(packets: Any) -> None:
