@@ -185,6 +185,30 @@ def test_lora_rows_go_into_the_submitted_request(window, qtbot, screenshot):
         again.shutdown()
 
 
+@pytest.fixture
+def loha_in_library(studio_home):
+    """A LyCORIS LoHa for SD 1.x in the LoRA folder (before the window scans it)."""
+    key = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
+    path = default_paths().models_dir / "loras" / "wash.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({f"{key}.hada_w1_a": torch.zeros(320, 2), f"{key}.hada_w1_b": torch.zeros(2, 768),
+               f"{key}.hada_w2_a": torch.zeros(320, 2), f"{key}.hada_w2_b": torch.zeros(2, 768)},
+              str(path))
+    return path
+
+
+def test_a_lycoris_lora_says_its_type_in_the_menu_and_its_row(loha_in_library, window, qtbot,
+                                                              screenshot):
+    panel = generate_panel(window, qtbot)
+    loras = panel.controls.loras
+    choose_model(panel, "tiny-sd15")
+    assert menu_items(loras)["wash"] == (True, "SD 1.x · LoHa")
+    assert menu_items(loras)["ink"] == (True, "SD 1.x")  # a plain LoRA needs no word
+    pick(loras, "wash")
+    assert loras.rows[0].tag.text() == "SD 1.x · LoHa" and loras.rows[0].status.state == "ok"
+    shot(screenshot, qtbot, window, "generate-lora-loha")
+
+
 def test_lora_for_another_base_model_is_not_offered_and_not_submitted(window, qtbot, screenshot):
     panel = generate_panel(window, qtbot)
     loras = panel.controls.loras

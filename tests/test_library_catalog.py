@@ -177,7 +177,7 @@ def test_lora_base_from_keys_and_metadata(tmp_path):
     assert lora_base({"lora_unet_x.lora_down.weight": {"shape": [4, 7]},
                       "__metadata__": {"ss_base_model_version": "sdxl_base_v1-0"}})[0] == "sdxl"
     lyco = st(tmp_path / "l.safetensors", {"lora_unet_a.hada_w1_a": torch.zeros(2, 2)})
-    assert classify_file(lyco).format == "LyCORIS"
+    assert classify_file(lyco).format == "LoHa"
 
 
 def test_scan_is_header_only(library, monkeypatch):

@@ -277,8 +277,14 @@ def test_sdxl_lora_on_an_sd15_model_is_refused_clearly(cache, library, tiny_sd15
     with pytest.raises(UserFacingError, match=r"LoRA 'mystery' does not fit 'tiny-sd15' \(an SD "
                        r"1\.5 model\): size mismatch.*made for another kind of model"):
         generate(cache, tiny_sd15_dir, prompt="x", loras=[{"name": "mystery", "weight": 1}])
-    with pytest.raises(UserFacingError, match="LyCORIS .*LoHa/LoKr.* cannot apply"):
-        generate(cache, tiny_sd15_dir, prompt="x", loras=[{"name": "loha", "weight": 1}])
+    # A LyCORIS LoHa for an SDXL layer shape on SD 1.5: refused naming the layer.
+    from tests.fixtures.tiny_lora import lyco_file
+
+    lyco_file(library / "wide.safetensors", "loha", {
+        "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q": (128, 128)})
+    with pytest.raises(UserFacingError, match=r"LoRA 'wide' does not fit 'tiny-sd15': its "
+                                              r"layer .*attn1_to_q .*\(128, 128\)"):
+        generate(cache, tiny_sd15_dir, prompt="x", loras=[{"name": "wide", "weight": 1}])
     # Nothing of the failed LoRAs stays in the model.
     assert not hasattr(cache.current.unet, "peft_config")
 
@@ -331,13 +337,13 @@ def test_pickled_loras_load_safely_and_code_never_runs(cache, library, tiny_sd15
 def test_prompt_tags_parse_like_a1111():
     text, mentions, warnings = parse_prompt_loras(
         "a <lora:ink:0.5> fox, <lora:Paper Cut>, <lora:duo:0.4:0.9> <hypernet:h:1>"
-        " <lyco:l:1>")
+        " <lyco:Wash:0.6>")
     assert text == "a  fox, ,   "  # tags removed, nothing else touched (as A1111)
     assert [(m.name, m.weight) for m in mentions] == [("ink", 0.5), ("Paper Cut", 1.0),
-                                                      ("duo", 0.4)]
+                                                      ("duo", 0.4), ("Wash", 0.6)]
     assert any("<lora:duo:0.4:0.9>" in w and "one weight" in w for w in warnings)
-    assert any("<hypernet:h:1>" in w for w in warnings) and any("<lyco:l:1>" in w
-                                                                 for w in warnings)
+    assert any("<hypernet:h:1>" in w for w in warnings)  # <lyco:…> is a LoRA, as in A1111
+    assert not any("lyco" in w for w in warnings)
     with pytest.raises(UserFacingError, match=r"<lora:ink:lots> has a weight that is not a "
                                               r"number"):
         parse_prompt_loras("<lora:ink:lots>")

@@ -4,6 +4,7 @@ Generate scrubber and written by ``studio generate --timeline``."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -115,10 +116,39 @@ def test_film_has_every_frame_at_one_size(tmp_path, suffix):
             assert film.format == "PNG" and film.is_animated
 
 
-def test_film_path_must_be_gif_or_png(tmp_path):
+def test_mp4_film_decodes_back_to_every_frame_at_its_size_and_times(tmp_path):
+    import av
+
+    timeline = Timeline()
+    _run(timeline, 5)
+    timeline.finish(Image.new("RGB", (24, 16), "blue"))
+    path = save_film(timeline.frames, tmp_path / "film.mp4", frame_ms=80, last_ms=1500)
+    with av.open(str(path)) as video:
+        stream = video.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        frames = list(video.decode(stream))
+        duration = float(stream.duration * stream.time_base)
+    assert len(frames) == 6 and {(f.width, f.height) for f in frames} == {(24, 16)}
+    assert [round(float(f.pts * f.time_base) * 1000) for f in frames] == [0, 80, 160, 240, 320,
+                                                                          400]
+    assert duration == pytest.approx(1.9)  # the finished image is held 1.5 s
+    last = frames[-1].to_ndarray(format="rgb24").astype(int)
+    assert abs(last[..., 2].mean() - 255) < 8 and last[..., :2].mean() < 8  # blue, as given
+    # An odd size is made even (H.264 4:2:0 needs it); still every frame.
+    odd = Timeline()
+    _run(odd, 2)
+    odd.finish(Image.new("RGB", (25, 15), "red"))
+    with av.open(str(save_film(odd.frames, tmp_path / "odd.mp4"))) as video:
+        assert [(f.width, f.height) for f in video.decode(video=0)] == [(24, 14)] * 3
+
+
+def test_film_path_must_be_gif_mp4_or_png(tmp_path, monkeypatch):
     assert film_path_problem(tmp_path / "a.gif") == ""
-    assert "gif or .png" in film_path_problem(tmp_path / "a.mp4")
-    with pytest.raises(ValueError, match="gif or .png"):
+    assert film_path_problem(tmp_path / "a.mp4") == ""
+    assert ".gif, .mp4 (video) or .png" in film_path_problem(tmp_path / "a.webm")
+    monkeypatch.setitem(sys.modules, "av", None)  # an installation without PyAV
+    assert "PyAV (the 'av' package), which is missing" in film_path_problem(tmp_path / "a.mp4")
+    with pytest.raises(ValueError, match="gif, .mp4"):
         save_film([], tmp_path / "a.jpg")
     assert default_film_path(tmp_path / "00012-5.png") == tmp_path / "00012-5.timeline.gif"
 
@@ -207,11 +237,35 @@ def test_cli_timeline_beside_each_image_and_into_a_file(tiny_sd15_dir, tmp_path)
 
 
 def test_cli_timeline_bad_file_is_a_usage_error(tiny_sd15_dir, tmp_path):
-    out = _cli(tiny_sd15_dir, tmp_path, "--timeline", str(tmp_path / "film.mp4"))
-    assert out.returncode == 2 and "film.mp4: a timeline is saved as .gif or .png" in out.stderr
+    out = _cli(tiny_sd15_dir, tmp_path, "--timeline", str(tmp_path / "film.webm"))
+    assert out.returncode == 2 and "film.webm: a timeline is saved as .gif, .mp4" in out.stderr
     out = _cli(tiny_sd15_dir, tmp_path, "--timeline", str(tmp_path / "nowhere" / "film.gif"))
     assert out.returncode == 2 and "does not exist" in out.stderr
     assert not (tmp_path / "pics").exists() or not any((tmp_path / "pics").iterdir())
+
+
+def test_cli_img2img_timeline_as_mp4(tiny_sd15_dir, tmp_path):
+    """img2img films its steps too (strength 0.5 of 6 steps: 3 denoised), here as a video."""
+    import json
+
+    import av
+
+    from tests.fixtures.cli_run import studio_in_process
+
+    source = tmp_path / "in.png"
+    Image.new("RGB", (40, 32), (200, 60, 30)).save(source)
+    common = ("img2img", "--model", str(tiny_sd15_dir), "--image", str(source), "--prompt",
+              "a barn", "--steps", "6", "--strength", "0.5", "--seed", "1", "--scheduler",
+              "euler", "--out", str(tmp_path / "pics"), "--json")
+    out = studio_in_process(*common, "--timeline", str(tmp_path / "film.mp4"))
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)
+    assert row["timeline"] == str(tmp_path / "film.mp4")
+    with av.open(row["timeline"]) as video:
+        frames = [(f.width, f.height) for f in video.decode(video=0)]
+    assert frames == [(40, 32)] * 4  # 3 steps and the image, at the image's size
+    refused = studio_in_process(*common, "--timeline", "--sd-upscale", "2")
+    assert refused.returncode == 2 and "--sd-upscale denoises tile by tile" in refused.stderr
 
 
 # -- the Generate scrubber ------------------------------------------------------------------
@@ -287,9 +341,15 @@ def test_scrubber_walks_the_frames_of_the_shown_image(qtbot, filming_panel, tmp_
     assert "Timeline saved" in panel.preview.status.text()
     with Image.open(tmp_path / "film.gif") as gif:
         assert gif.n_frames == 5
-    with qtbot.waitSignal(scrubber.failed, timeout=2000) as failed:
+    with qtbot.waitSignal(scrubber.saved, timeout=10_000):
         scrubber.save_to(tmp_path / "film.mp4")
-    assert "gif or .png" in failed.args[0] and panel.preview.error_card.isVisible()
+    import av
+
+    with av.open(str(tmp_path / "film.mp4")) as video:
+        assert [(f.width, f.height) for f in video.decode(video=0)] == [(64, 64)] * 5
+    with qtbot.waitSignal(scrubber.failed, timeout=2000) as failed:
+        scrubber.save_to(tmp_path / "film.webm")
+    assert "gif, .mp4 (video) or .png" in failed.args[0] and panel.preview.error_card.isVisible()
 
 
 @pytest.mark.gui

@@ -3,7 +3,7 @@
 stdout carries only results: one path per image as it is written, or with ``--json`` one JSON
 object per line. Progress (a tqdm bar, only when stderr is a terminal), warnings and errors go to
 stderr. ``--out DIR`` writes the images into DIR itself (no date sub-folder); ``--timeline``
-writes each image's denoising timeline as a GIF or animated PNG too (its path is the ``--json``
+writes each image's denoising timeline as a GIF, MP4 video or animated PNG too (its path is the ``--json``
 object's ``timeline``; a film that cannot be written is a warning). Exit status: see
 :data:`EXIT_STATUS` (2 bad input, 1 a failed job, 130 Ctrl+C; images already written stay).
 """
@@ -86,12 +86,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=16, metavar="N",
                    help="frames of the latent walk (default 16)")
     p.add_argument("--gif", action="store_true", help="also write the latent walk as a GIF")
+    add_timeline_argument(p)
+    add_output_arguments(p)
+
+
+def add_timeline_argument(p: argparse.ArgumentParser) -> None:
+    """``--timeline [FILE]`` (studio generate and studio img2img)."""
     p.add_argument("--timeline", nargs="?", const="", default=None, metavar="FILE",
                    help="also write each image's denoising timeline (its step previews, then "
-                        "the image) as a looping film: into FILE (.gif, or .png for an animated "
-                        "PNG; numbered FILE-1.gif … with --count above 1), or beside each image "
+                        "the image) as a looping film: into FILE (.gif, .mp4 for a video, or .png "
+                        "for an animated PNG; numbered FILE-1.gif … with --count above 1), or beside each image "
                         "as <image>.timeline.gif when FILE is left out")
-    add_output_arguments(p)
 
 
 def hires_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -275,7 +280,7 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
 
 
 def check_film_path(path: Path) -> None:
-    """``--timeline FILE`` must end in .gif/.png and go into a folder that exists."""
+    """``--timeline FILE`` must end in .gif/.mp4/.png and go into a folder that exists."""
     from studio.media.timeline import film_path_problem
 
     problem = film_path_problem(path)
@@ -312,10 +317,13 @@ def _walk_request(args: argparse.Namespace, request: Any) -> Any:
 
 
 class _Reporter(Reporter):
-    """The terminal reporter of a txt2img batch: the bar shows the steps of the image being made."""
+    """The terminal reporter of a txt2img (or img2img: ``describe``) batch: the bar shows the
+    steps of the image being made; with ``timeline`` each image's film is written."""
 
-    def __init__(self, request: Any, as_json: bool, timeline: str | None = None) -> None:
+    def __init__(self, request: Any, as_json: bool, timeline: str | None = None,
+                 describe: Any = None) -> None:
         super().__init__(as_json, self._describe)
+        self.fields = describe or self._txt2img_fields
         self.request = request
         self.bar_index = -1
         self.timeline = timeline  # --timeline: "" beside each image, or the FILE given
@@ -360,15 +368,21 @@ class _Reporter(Reporter):
             self.bar.update(step - self.bar.n)
 
     def _describe(self, result: Any) -> dict:
+        return {**self.fields(result),
+                **({"timeline": str(self.films[id(result)])} if id(result) in self.films
+                   else {})}
+
+    def _txt2img_fields(self, result: Any) -> dict:
         image = getattr(result, "image", None)
         width, height = (image.size if image is not None
                          else (self.request.width, self.request.height))
         return {"path": str(result.path), "seed": result.seed, "index": result.index,
                 "width": width, "height": height, "model": self.request.model,
                 "prompt": self.request.prompt, "loras": list(getattr(result, "loras", [])),
-                "warnings": list(result.warnings or []),
-                **({"timeline": str(self.films[id(result)])} if id(result) in self.films
-                   else {})}
+                "warnings": list(result.warnings or [])}
+
+
+FilmReporter = _Reporter  # studio img2img --timeline
 
 
 def _walk_reporter(request: Any, as_json: bool) -> Reporter:

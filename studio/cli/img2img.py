@@ -18,7 +18,6 @@ from typing import Any
 from studio.cli import UsageError
 from studio.cli.common import (
     IMAGE_EXIT_STATUS,
-    Reporter,
     add_diffusion_arguments,
     add_model_argument,
     add_output_arguments,
@@ -27,7 +26,13 @@ from studio.cli.common import (
     run_job,
     variation_fields,
 )
-from studio.cli.generate import check_loras, parse_lora
+from studio.cli.generate import (
+    FilmReporter,
+    add_timeline_argument,
+    check_film_path,
+    check_loras,
+    parse_lora,
+)
 from studio.core.requests import OUTPAINT_FILLS, OUTPAINT_SIDES
 
 NAME = "img2img"
@@ -74,6 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="SD upscale: tile size, a multiple of 8 (default 512)")
     p.add_argument("--tile-overlap", type=int, default=64, metavar="PX",
                    help="SD upscale: pixels neighbouring tiles share and blend (default 64)")
+    add_timeline_argument(p)
     add_output_arguments(p)
 
 
@@ -83,7 +89,12 @@ def run(args: argparse.Namespace) -> int:
     from studio.core.requests import Img2ImgRequest
     from studio.media.images_in import open_image
 
-    settings, paths = load_cli_settings(args)
+    settings, paths = load_cli_settings(args, timeline=args.timeline is not None)
+    if args.timeline is not None and args.sd_upscale:
+        raise UsageError("--timeline films one denoising per image; --sd-upscale denoises tile "
+                         "by tile, which has none to film (leave out --timeline)")
+    if args.timeline:
+        check_film_path(Path(args.timeline).expanduser())
     for label, path in (("image", args.image), ("mask", args.mask)):
         if path is not None and not path.expanduser().is_file():
             raise UsageError(f"the {label} {path} does not exist")
@@ -136,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
                 "strength": None if request.edit else request.strength, "loras": list(result.loras),
                 "warnings": list(result.warnings or [])}
 
-    return run_job(request, settings, paths, Reporter(args.json, describe), args.count,
+    return run_job(request, settings, paths,
+                   FilmReporter(request, args.json, args.timeline, describe), args.count,
                    quiet=not args.verbose)
 
 

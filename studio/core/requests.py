@@ -632,3 +632,4 @@ class TransformedImage:
     seed: int | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # as in GeneratedImage
+    timeline: Any = None  # img2img / inpaint: the denoising timeline, as in GeneratedImage

@@ -120,8 +120,7 @@ def _other_entry(item: Path, source: str, paths: Paths) -> LibraryEntry:
     workspaces: tuple[str, ...] = ()
     if kind.kind == "lora":
         fmt = f"LoRA ({kind.format})"
-        # applied in Generate and in Transform's img2img/inpaint (LoHa/LoKr are refused there)
-        workspaces = ("Generate", "Transform") if kind.format != "LyCORIS" else ()
+        workspaces = ("Generate", "Transform")  # applied in txt2img and img2img/inpaint
     if kind.kind == "unknown" and fmt == "safetensors":
         part = split_part_entry(item, source, size, kind.precision)
         if part is not None:

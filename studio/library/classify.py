@@ -25,8 +25,12 @@ _DTYPES = {"F16": "fp16", "BF16": "bf16", "F32": "fp32", "F64": "fp64", "F8_E4M3
            "F8_E5M2": "fp8", "I8": "int8", "U8": "uint8"}
 _LORA_MARKERS = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.", ".lora.down.", ".lora.up.",
                  "lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
-_LYCORIS_MARKERS = (".hada_w1_a", ".lokr_w1", ".hada_w2_a", ".lokr_w2")
-_TO_K = re.compile(r"attn2[._](processor[._])?to_k.*(lora_down|lora_A|lora\.down)")
+#: LyCORIS networks by the key that marks them; Studio applies them itself (diffusion/lycoris.py)
+_LYCORIS_KINDS = (("LoHa", (".hada_w1_a", ".hada_w2_a")), ("LoKr", (".lokr_w1", ".lokr_w2")))
+#: the ``format`` of a LyCORIS file: LoHa, LoKr, "LyCORIS" (both mixed, or a LoCon with Tucker
+#: cores), or "LyCORIS full" (full/diff: ΔW itself)
+LYCORIS_FORMATS = ("LoHa", "LoKr", "LyCORIS", "LyCORIS full")
+_TO_K = re.compile(r"attn2[._](processor[._])?to_k.*(lora_down|lora_A|lora\.down|hada_w1_b)")
 #: the attention-processor layout diffusers' training scripts wrote until 2024
 #: (``….attn2.processor.to_k_lora.down.weight``, ``….q_proj.lora_linear_layer.down.weight``)
 OLD_DIFFUSERS = "diffusers (2023)"
@@ -43,7 +47,7 @@ class FileKind:
     family: str = ""  # sd1 | sd2 | sdxl for checkpoints and LoRAs; "" when not known
     precision: str = ""  # fp16 | bf16 | fp32 | "fp16 + fp32" ...; "" for pickles (not read)
     reason: str = ""  # why we think so, or why the file is unknown
-    format: str = ""  # kohya | diffusers | LyCORIS for LoRAs; "" otherwise
+    format: str = ""  # kohya | diffusers | LoHa | LoKr | … (is_lora_header) for LoRAs; "" else
 
 
 def header_precision(header: dict[str, Any]) -> str:
@@ -98,11 +102,17 @@ def lora_base(header: dict[str, Any]) -> tuple[str, str]:
 
 
 def is_lora_header(header: dict[str, Any]) -> str:
-    """'kohya', 'diffusers', 'diffusers (2023)' or 'LyCORIS' when the header is a LoRA's, else
-    ''."""
+    """'kohya', 'diffusers', 'diffusers (2023)', or a LyCORIS kind ('LoHa', 'LoKr', 'LyCORIS'
+    for both, 'LyCORIS full') when the header is a LoRA's, else ''."""
     keys = [k for k in header if k != "__metadata__"]
-    if any(m in k for k in keys for m in _LYCORIS_MARKERS):
-        return "LyCORIS"
+    lycoris = [kind for kind, marks in _LYCORIS_KINDS
+               if any(m in k for k in keys for m in marks)]
+    if lycoris:
+        return lycoris[0] if len(lycoris) == 1 else "LyCORIS"
+    if any(k.startswith(("lora_unet_", "lora_te")) and k.endswith(".diff") for k in keys):
+        return "LyCORIS full"
+    if any(k.endswith(".lora_mid.weight") for k in keys):
+        return "LyCORIS"  # LoCon with Tucker cores: diffusers does not read lora_mid
     if any(_OLD_DIFFUSERS_KEY.search(k) for k in keys):
         return OLD_DIFFUSERS
     if any(k.startswith(("lora_unet_", "lora_te")) for k in keys):

@@ -8,8 +8,9 @@ Frames are small (a step frame at most :data:`STEP_SIDE` px on its longest side,
 image at most :data:`FILM_SIDE`), so a timeline of 60 fast frames of a 1024² image is ~3 MB.
 
 A timeline lives in memory with its result only: it is not written into the PNG, the Gallery
-or the history. :func:`save_film` writes it as a looping GIF or animated PNG (Pillow), the
-finished image held at the end. No Qt and no torch here.
+or the history. :func:`save_film` writes it as a looping GIF or animated PNG (Pillow) or as an
+MP4 video (H.264 through PyAV, whose wheels bundle FFmpeg: small, and it plays in any browser,
+phone or editor), the finished image held at the end. No Qt and no torch here.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ STEP_SIDE = 256  # a step frame's longest side at most (fast previews are 1/8 si
 FILM_SIDE = 512  # the finished image's frame, and so the film, at most this on its longest side
 FRAME_MS = 80
 LAST_FRAME_MS = 1500  # the finished image stays on screen a moment before the film loops
-FILM_SUFFIXES = {".gif": "GIF", ".png": "PNG", ".apng": "PNG"}
+FILM_SUFFIXES = {".gif": "GIF", ".png": "PNG", ".apng": "PNG", ".mp4": "MP4"}
+MP4_CRF = "18"  # x264's constant quality: visually lossless for these small frames
+MP4_PRESET = "veryfast"  # x264 speed: a film of 60 frames in a moment, not seconds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,18 +180,25 @@ def film_images(frames: list[TimelineFrame]) -> list[Any]:
 
 
 def film_path_problem(path: Path) -> str:
-    """Why ``path`` cannot be a film ("" when it can): a GIF or (animated) PNG only."""
+    """Why ``path`` cannot be a film ("" when it can): a GIF, (animated) PNG or MP4 only."""
+    if path.suffix.lower() == ".mp4":
+        try:
+            import av  # noqa: F401 - only whether it is there
+        except ImportError:
+            return (f"{path.name}: an MP4 is written with PyAV (the 'av' package), which is "
+                    "missing from this installation; reinstall Studio, or save as .gif.")
     if path.suffix.lower() in FILM_SUFFIXES:
         return ""
-    return (f"{path.name}: a timeline is saved as .gif or .png (animated PNG); "
+    return (f"{path.name}: a timeline is saved as .gif, .mp4 (video) or .png (animated PNG); "
             f"give the file one of those endings.")
 
 
 def save_film(frames: list[TimelineFrame], path: Path, frame_ms: int = FRAME_MS,
               last_ms: int = LAST_FRAME_MS) -> Path:
     """Write ``frames`` as a looping animation — GIF for ``.gif``, animated PNG for ``.png`` /
-    ``.apng`` — atomically; the last frame is shown ``last_ms``. Returns ``path``. Raises
-    ``ValueError`` for another ending or no frames, ``OSError`` when it cannot be written."""
+    ``.apng`` — or an H.264 video for ``.mp4``, atomically; the last frame is shown ``last_ms``.
+    Returns ``path``. Raises ``ValueError`` for another ending or no frames, ``OSError`` when it
+    cannot be written."""
     from studio.core.files import atomic_write_bytes
 
     path = Path(path)
@@ -201,12 +211,49 @@ def save_film(frames: list[TimelineFrame], path: Path, frame_ms: int = FRAME_MS,
     durations = [frame_ms] * (len(images) - 1) + [last_ms]
     out = io.BytesIO()
     fmt = FILM_SUFFIXES[path.suffix.lower()]
+    if fmt == "MP4":
+        _write_mp4(images, durations, out)
+        return atomic_write_bytes(path, out.getvalue())
     if fmt == "GIF":  # a palette per frame by fast octree: ~100× faster than Pillow's default
         images = [im.quantize(256, method=Image.Quantize.FASTOCTREE) for im in images]
     # APNG is lossless. Both loop forever.
     images[0].save(out, format=fmt, save_all=True, append_images=images[1:],
                    duration=durations, loop=0, **({"optimize": False} if fmt == "GIF" else {}))
     return atomic_write_bytes(path, out.getvalue())
+
+
+def _write_mp4(images: list[Any], durations: list[int], out: io.BytesIO) -> None:
+    """H.264 in MP4 (yuv420p, which every player reads: so even sizes) with each frame's own
+    duration in milliseconds — the finished image is held, not repeated."""
+    from fractions import Fraction
+
+    import av
+    from PIL import Image
+
+    width, height = images[0].size
+    even = (max(2, width - width % 2), max(2, height - height % 2))
+    with av.open(out, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(1000, durations[0]))
+        stream.width, stream.height, stream.pix_fmt = even[0], even[1], "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"crf": MP4_CRF, "bf": "0", "preset": MP4_PRESET}  # bf 0: packets in order
+        lasting: dict[int, int] = {}  # pts (ms) → how long that frame stays
+
+        def mux(packets: Any) -> None:
+            for packet in packets:
+                packet.duration = lasting.get(packet.pts, packet.duration)
+                container.mux(packet)
+
+        start = 0
+        for image, duration in zip(images, durations, strict=True):
+            if image.size != even:
+                image = image.resize(even, Image.Resampling.BILINEAR)
+            frame = av.VideoFrame.from_ndarray(np.asarray(image.convert("RGB")), format="rgb24")
+            frame.pts, frame.time_base = start, Fraction(1, 1000)
+            lasting[start] = duration
+            start += duration
+            mux(stream.encode(frame))
+        mux(stream.encode())
 
 
 def default_film_path(image_path: Path) -> Path:

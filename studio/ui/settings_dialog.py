@@ -225,7 +225,7 @@ class SettingsDialog(QDialog):
         self.timeline_frames.setValue(s.timeline_frames)
         self.timeline_frames.setToolTip(
             "Generate keeps each image's step previews as a film to scrub under the image and "
-            "save as GIF/APNG (in memory, for the last 8 images)")
+            "save as GIF/MP4/APNG (in memory, for the last 8 images)")
         form.addRow(_label("Denoising timeline"), self.timeline_frames)
         form.addRow(_label("Theme"), self.theme)
         general.addWidget(look)

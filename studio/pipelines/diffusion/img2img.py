@@ -108,6 +108,9 @@ def result_saver(request: Img2ImgRequest, entry: Any, call: Any, paths: Paths, h
     from studio.media import outputs
 
     def save(index: int, seed: int, out: Any) -> TransformedImage:
+        timeline = call.previewer.take_timeline(index)
+        if timeline is not None:
+            timeline.finish(out)
         path, parameters = outputs.save_img2img_image(
             out, request, seed, paths.outputs_dir, model_name=entry.name, model_hash=hash_,
             sampler=call.sampler, schedule_type=call.schedule_type,
@@ -115,7 +118,8 @@ def result_saver(request: Img2ImgRequest, entry: Any, call: Any, paths: Paths, h
             prompt=call.loras.infotext_prompt(request.prompt), dated=paths.dated_outputs)
         return TransformedImage(request=request, index=index, source=Path(request.image),
                                 path=path, image=out, parameters=parameters, seed=seed,
-                                warnings=list(warnings), loras=call.loras.used())
+                                warnings=list(warnings), loras=call.loras.used(),
+                                timeline=timeline)
 
     return save
 
@@ -178,6 +182,8 @@ class Img2ImgService(DiffusersService):
                             derive=lambda base: derive_pipeline(base, masked),
                             progress=progress)
         warnings = warnings + list(call.loras.warnings) + list(call.prompt.warnings)
+        if not request.sd_upscale:  # one denoising per image (SD upscale: one per tile)
+            call.previewer.keep_timelines(settings.timeline_frames)  # bounded, media.timeline
         hash_ = model_hash(entry, paths, progress)
         extra: dict[str, Any] = {"Denoising strength": float(request.strength),
                                  "Init image": Path(request.image).name}

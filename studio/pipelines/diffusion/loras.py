@@ -13,7 +13,9 @@ name the user picked is an error naming where LoRAs are looked for. A LoRA made 
 family (an SDXL LoRA on an SD 1.5 model) is refused with a message saying which to pick.
 
 Applying goes through diffusers (``load_lora_weights`` / ``set_adapters``, PEFT underneath; kohya
-and diffusers/PEFT key formats). ``.safetensors`` files are read by diffusers from their folder
+and diffusers/PEFT key formats); LyCORIS LoHa/LoKr/full files, which diffusers cannot read, are
+added to the layers' weights by :mod:`.lycoris` (as A1111 and ComfyUI do) and taken out again
+exactly, with the same weights-per-tag, several-at-once and unload behaviour. ``.safetensors`` files are read by diffusers from their folder
 with no network; pickles (``.pt``/``.ckpt``/``.bin``) only through
 :func:`studio.library.safe_load.load_state_dict`. What is loaded is remembered on the pipeline:
 the same files again only change the weights; other files replace them; no LoRAs unloads them, so
@@ -42,6 +44,7 @@ from studio.core.config import Paths, Settings
 from studio.core.jobs import UserFacingError
 from studio.core.requests import MAX_LORA_WEIGHT
 from studio.core.wording import count_of
+from studio.library.classify import LYCORIS_FORMATS
 from studio.library.families import FAMILIES
 from studio.library.safe_load import PICKLE_SUFFIXES
 from studio.media.infotext import format_number
@@ -76,7 +79,7 @@ class LoraChoice:
     path: Path
     source: str  # "prompt" | "request"
     family: str = ""  # sd1 | sd2 | sdxl | "" (not recognisable from the header)
-    format: str = ""  # kohya | diffusers | LyCORIS | "" (a pickle, known once loaded)
+    format: str = ""  # kohya | diffusers | LoHa | LoKr | … | "" (a pickle, known once loaded)
     hash: str = ""  # A1111's short hash, filled in by :func:`add_hashes`
 
     @property
@@ -153,20 +156,17 @@ def _lora_tag(args: str, tag: str, warnings: list[str]) -> LoraMention:
 def parse_prompt_loras(prompt: str) -> tuple[str, list[LoraMention], list[str]]:
     """``(prompt without extra-network tags, the <lora:…> mentions, warnings)``.
 
-    Every ``<word:…>`` tag is removed from the text, as A1111 does; tags other than ``lora``
-    (hypernetworks, ``lyco``, …) are not applied and a warning says so.
+    Every ``<word:…>`` tag is removed from the text, as A1111 does; ``<lyco:…>`` (the LyCORIS
+    extension's tag, an alias of ``lora`` in A1111's built-in LoRA support) is a LoRA; other tags
+    (hypernetworks, …) are not applied and a warning says so.
     """
     mentions: list[LoraMention] = []
     warnings: list[str] = []
 
     def found(match: re.Match) -> str:
         kind, args, tag = match.group(1), match.group(2), match.group(0)
-        if kind.lower() == "lora":
+        if kind.lower() in ("lora", "lyco"):
             mentions.append(_lora_tag(args, tag, warnings))
-        elif kind.lower() == "lyco":
-            warnings.append(f"{tag} was removed from the prompt and not applied: write "
-                            "<lora:name:weight> for a LoRA file (LyCORIS LoHa/LoKr files cannot "
-                            "be applied).")
         else:
             warnings.append(f"{tag} was removed from the prompt: Studio does not apply "
                             f"<{kind}:…> networks (only <lora:…>).")
@@ -294,10 +294,6 @@ def check_compatible(plan: LoraPlan, family: str, model_name: str) -> None:
 
 
 def _check_family(choice: LoraChoice, family: str, model_name: str) -> None:
-    if choice.format == "LyCORIS":
-        raise UserFacingError(f"LoRA '{choice.name}' is a LyCORIS (LoHa/LoKr) file, which Studio "
-                              "cannot apply: diffusers applies LoRA and LoCon files only. Use a "
-                              "plain LoRA version of it.")
     if not choice.family or family not in FAMILY_LABELS or choice.family == family:
         return
     made, model = FAMILY_LABELS[choice.family], FAMILY_LABELS[family]
@@ -380,8 +376,10 @@ def add_hashes(plan: LoraPlan, paths: Paths) -> None:
 # -- applying -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Loaded:
-    files: tuple[tuple[str, int, int], ...]  # (resolved path, size, mtime_ns) per adapter
-    adapters: tuple[str, ...]
+    files: tuple[tuple[str, int, int], ...]  # (resolved path, size, mtime_ns) per LoRA
+    adapters: tuple[str, ...]  # PEFT adapters, for the LoRAs diffusers loads
+    lycoris: Any = None  # lycoris.LycorisPatches for the LyCORIS files, or None
+    patched: tuple[bool, ...] = ()  # per LoRA: applied by lycoris (else a PEFT adapter)
 
 
 def _file_key(path: Path) -> tuple[str, int, int]:
@@ -402,7 +400,10 @@ def _has_adapters(pipe: Any) -> bool:
 
 def unload_loras(pipe: Any) -> None:
     """Remove every LoRA from ``pipe``: its layers are back to the model's own weights."""
-    if getattr(pipe, _STATE_ATTR, None) is not None or _has_adapters(pipe):
+    loaded: _Loaded | None = getattr(pipe, _STATE_ATTR, None)
+    if loaded is not None and loaded.lycoris is not None:
+        loaded.lycoris.restore()
+    if (loaded is not None and loaded.adapters) or _has_adapters(pipe):
         pipe.unload_lora_weights()
     setattr(pipe, _STATE_ATTR, None)
 
@@ -440,30 +441,40 @@ def convert_old_diffusers(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _load_one(pipe: Any, choice: LoraChoice, adapter: str, family: str,
-              model_name: str) -> None:
-    from studio.library.classify import OLD_DIFFUSERS, is_lora_header, lora_base
+def _read_pickle(choice: LoraChoice, family: str, model_name: str) -> dict[str, Any]:
+    """A pickled LoRA's tensors (weights_only: refuses files that need code); its format and
+    family are known from them."""
+    from studio.library.classify import is_lora_header, lora_base
     from studio.library.safe_load import load_state_dict
 
-    if choice.format == OLD_DIFFUSERS:
-        source: Any = convert_old_diffusers(load_state_dict(choice.path))
-        kwargs: dict[str, Any] = {}
-    elif choice.path.suffix.lower() == ".safetensors":
+    state = load_state_dict(choice.path)
+    header = {k: {"shape": list(getattr(v, "shape", []))} for k, v in state.items()}
+    choice.format = is_lora_header(header)
+    if not choice.format:
+        raise UserFacingError(f"'{choice.name}' ({choice.path.name}) is not a LoRA file: "
+                              "its weights have no LoRA layers.")
+    choice.family = lora_base(header)[0]
+    _check_family(choice, family, model_name)
+    return state
+
+
+def _load_one(pipe: Any, choice: LoraChoice, adapter: str, family: str, model_name: str,
+              state: dict[str, Any] | None = None) -> None:
+    """Load one LoRA as a PEFT adapter (``state``: a pickle's tensors, else None)."""
+    from studio.library.classify import OLD_DIFFUSERS
+    from studio.library.safe_load import load_state_dict
+
+    kwargs: dict[str, Any] = {}
+    if state is None and choice.path.suffix.lower() in PICKLE_SUFFIXES:
+        state = _read_pickle(choice, family, model_name)
+    if state is not None:
+        source: Any = convert_old_diffusers(state) if choice.format == OLD_DIFFUSERS else state
+    elif choice.format == OLD_DIFFUSERS:
+        source = convert_old_diffusers(load_state_dict(choice.path))
+    else:
         source = str(choice.path.parent)
         kwargs = {"weight_name": choice.path.name, "local_files_only": True,
                   "use_safetensors": True}
-    else:
-        source = load_state_dict(choice.path)  # weights_only: refuses files that need code
-        header = {k: {"shape": list(getattr(v, "shape", []))} for k, v in source.items()}
-        choice.format = is_lora_header(header)
-        if not choice.format:
-            raise UserFacingError(f"'{choice.name}' ({choice.path.name}) is not a LoRA file: "
-                                  "its weights have no LoRA layers.")
-        choice.family = lora_base(header)[0]
-        _check_family(choice, family, model_name)
-        if choice.format == OLD_DIFFUSERS:
-            source = convert_old_diffusers(source)
-        kwargs = {}
     label = FAMILY_LABELS.get(family, "Stable Diffusion")
     try:
         pipe.load_lora_weights(source, adapter_name=adapter, **kwargs)
@@ -498,23 +509,55 @@ def apply_loras(pipe: Any, plan: LoraPlan, family: str, model_name: str) -> None
     files = tuple(_file_key(c.path) for c in plan.loras)
     if loaded is None or loaded.files != files:
         unload_loras(pipe)
-        adapters: list[str] = []
         try:
-            for index, choice in enumerate(plan.loras):
-                adapter = f"studio_{index}"
-                _load_one(pipe, choice, adapter, family, model_name)
-                adapters.append(adapter)
+            loaded = _load_all(pipe, plan, files, family, model_name)
         except BaseException:
             unload_loras(pipe)
             raise
-        loaded = _Loaded(files, tuple(adapters))
-        setattr(pipe, _STATE_ATTR, loaded)
         _record_use(plan)
+    weights = list(zip((float(c.weight) for c in plan.loras), loaded.patched, strict=True))
     try:
-        pipe.set_adapters(list(loaded.adapters), [float(c.weight) for c in plan.loras])
-    except (ValueError, RuntimeError) as exc:
+        if loaded.adapters:
+            pipe.set_adapters(list(loaded.adapters), [w for w, patched in weights if not patched])
+        if loaded.lycoris is not None:
+            loaded.lycoris.set_weights([w for w, patched in weights if patched])
+    except (ValueError, RuntimeError, UserFacingError) as exc:
         unload_loras(pipe)
+        if isinstance(exc, UserFacingError):
+            raise
         raise UserFacingError(f"The LoRAs could not be applied: {_first_line(exc)}.") from exc
+
+
+def _load_all(pipe: Any, plan: LoraPlan, files: tuple[tuple[str, int, int], ...], family: str,
+              model_name: str) -> _Loaded:
+    """Load ``plan``'s LoRAs into ``pipe``: PEFT adapters for what diffusers reads, the LyCORIS
+    files resolved against the layers (nothing added to them yet); remembered on ``pipe``."""
+    from studio.library.safe_load import load_state_dict
+    from studio.pipelines.diffusion.lycoris import LycorisPatches, resolve
+
+    adapters: list[str] = []
+    lycoris = []
+    patched: list[bool] = []
+    for index, choice in enumerate(plan.loras):
+        state = None
+        if choice.path.suffix.lower() in PICKLE_SUFFIXES:
+            state = _read_pickle(choice, family, model_name)
+        # SD 1.x/2.x/SDXL (a UNet): added to the weights here. Transformer families' LoKr
+        # files (Z-Image, FLUX.2) are PEFT adapters diffusers' own loader makes.
+        if choice.format in LYCORIS_FORMATS and getattr(pipe, "unet", None) is not None:
+            if state is None:
+                state = load_state_dict(choice.path)
+            lycoris.append(resolve(pipe, state, choice.name, model_name))
+            patched.append(True)
+        else:
+            adapter = f"studio_{index}"
+            _load_one(pipe, choice, adapter, family, model_name, state)
+            adapters.append(adapter)
+            patched.append(False)
+    loaded = _Loaded(files, tuple(adapters), LycorisPatches(lycoris) if lycoris else None,
+                     tuple(patched))
+    setattr(pipe, _STATE_ATTR, loaded)
+    return loaded
 
 
 def _record_use(plan: LoraPlan) -> None:

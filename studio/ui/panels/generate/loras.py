@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from studio.core.requests import MAX_LORA_WEIGHT
 from studio.core.wording import count_of
+from studio.library.classify import LYCORIS_FORMATS
 from studio.library.families import FAMILIES
 from studio.ui.theme import colors
 from studio.ui.widgets.basics import muted_label, section_label
@@ -48,6 +49,14 @@ def compatible(lora_family: str, model_family: str) -> bool:
 
 def family_name(family: str) -> str:
     return FAMILY_NAMES.get(family, "an unknown base")
+
+
+def network_type(entry: Any) -> str:
+    """' · LoHa' / ' · LoKr' / … for a LyCORIS file (the library's format "LoRA (LoHa)"), else
+    '': a plain LoRA needs no word, a LyCORIS one is worth knowing."""
+    fmt = str(getattr(entry, "format", ""))
+    inner = fmt[len("LoRA ("):-1] if fmt.startswith("LoRA (") and fmt.endswith(")") else ""
+    return f" · {inner}" if inner in LYCORIS_FORMATS else ""
 
 
 @dataclass
@@ -272,7 +281,7 @@ class LoraSection(QWidget):
             elif self.request_name(e).lower() in added:
                 fit.append((e, False, "added"))
             else:
-                fit.append((e, True, FAMILY_NAMES.get(family, "base unknown")))
+                fit.append((e, True, FAMILY_NAMES.get(family, "base unknown") + network_type(e)))
         return fit + other
 
     def rebuild_menu(self) -> None:
@@ -380,7 +389,8 @@ class LoraSection(QWidget):
                 f"The LoRA {entry.name} was made for {family_name(family)}; the chosen model is "
                 f"{family_name(self._family)}.")
         return LoraStatus("ok" if family else "unknown-base",
-                          FAMILY_NAMES.get(family, "base unknown"), str(entry.path))
+                          FAMILY_NAMES.get(family, "base unknown") + network_type(entry),
+                          str(entry.path))
 
     def _refresh_rows(self) -> None:
         for row in self.rows:

@@ -3,7 +3,7 @@
 One row: ◀ / ▶ and a slider walk the frames (arrow keys, Home/End on the slider too); each move
 says which frame it is ("Frame 12 of 31 · Step 12 of 30 · timestep 541 · σ 2.31"; the last
 frame is the finished image) for the panel to show in the status line above, which has the
-whole width even with the queue open; "Save as GIF/APNG…" writes the film (studio.media.timeline.save_film) off
+whole width even with the queue open; "Save as GIF/MP4…" writes the film (studio.media.timeline.save_film) off
 the GUI thread, beside the image unless the user picks another place. The row is only shown
 for an image that has a timeline (txt2img with Settings.timeline_frames above 0); the panel
 keeps the timelines of its last few images only (:data:`KEPT`), in memory.
@@ -32,7 +32,7 @@ from studio.media.timeline import default_film_path, film_path_problem
 from studio.workers.lanes import Calls
 
 KEPT = 8  # the timelines of the last 8 images (a batch of 8) are kept, older ones are dropped
-FILTERS = "GIF animation (*.gif);;Animated PNG (*.png)"
+FILTERS = "GIF animation (*.gif);;MP4 video (*.mp4);;Animated PNG (*.png)"
 
 
 class TimelineStore:
@@ -59,7 +59,7 @@ class TimelineStore:
 class TimelineScrubber(QWidget):
     """The scrubber row. ``frameChosen(frame, caption)`` (a TimelineFrame, and the sentence
     that says which) when the user moves it;
-    ``saved(path)`` / ``failed(sentence)`` after "Save as GIF/APNG…"."""
+    ``saved(path)`` / ``failed(sentence)`` after "Save as GIF/MP4…"."""
 
     frameChosen = Signal(object, str)
     saved = Signal(object)
@@ -87,10 +87,10 @@ class TimelineScrubber(QWidget):
         self.forward = QToolButton()
         self.forward.setText("▶")
         self.forward.setToolTip("The step after (or → on the slider)")
-        self.save_button = QPushButton("Save as GIF/APNG…")
-        self.save_button.setToolTip("Write the timeline as a looping film (GIF, or PNG for an "
-                                    "animated PNG), beside the image unless you pick another "
-                                    "place")
+        self.save_button = QPushButton("Save as GIF/MP4…")
+        self.save_button.setToolTip("Write the timeline as a looping film (GIF), a video (MP4) "
+                                    "or an animated PNG, beside the image unless you pick "
+                                    "another place")
         row = QHBoxLayout(self)
         row.setContentsMargins(2, 0, 2, 0)
         row.setSpacing(6)
@@ -172,7 +172,8 @@ class TimelineScrubber(QWidget):
             return
         path = Path(target)
         if not path.suffix:  # the filter picked says which
-            path = path.with_suffix(".png" if "PNG" in chosen else ".gif")
+            path = path.with_suffix(".png" if "PNG" in chosen else ".mp4" if "MP4" in chosen
+                                    else ".gif")
         self.save_to(path)
 
     def save_to(self, path: Path) -> None:

@@ -454,6 +454,7 @@ class TransformPanel(QWidget):
         if job.id not in self._open or not isinstance(result, TransformedImage):
             return
         self._frames.drop(job.id)
+        result.timeline = None  # Transform shows no timeline (Generate does): memory back
         self._done_in_batch += 1
         after = pil_to_qimage(result.image) if result.image is not None else \
             QImage(str(result.path))
