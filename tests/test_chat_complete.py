@@ -83,7 +83,7 @@ def test_an_empty_text_is_refused_with_a_sentence(backend, tiny_gpt2_dir):
 
 
 def test_remote_complete_mode_posts_the_prompt_to_v1_completions():
-    from studio.pipelines.chat.remote import RemoteChatBackend, _EventParser
+    from studio.pipelines.chat.remote import EventParser, RemoteChatBackend
 
     remote = RemoteChatBackend("http://127.0.0.1:9/v1", "m")
     request = ChatRequest(model="openai:http://127.0.0.1:9/v1#m", complete=True, logprobs=2,
@@ -97,7 +97,7 @@ def test_remote_complete_mode_posts_the_prompt_to_v1_completions():
     assert remote.payload(chat)["top_logprobs"] == 3 and remote.payload(chat)["logprobs"] is True
     assert "logprobs" not in remote.payload(chat, extras=False)
 
-    parser = _EventParser(remote)
+    parser = EventParser(remote)
     event = {"choices": [{"index": 0, "text": " a time", "finish_reason": None,
                           "logprobs": {"tokens": [" a time"], "token_logprobs": [-0.5],
                                        "top_logprobs": [{" a time": -0.5, " the": -1.5}]}}]}

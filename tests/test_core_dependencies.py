@@ -23,6 +23,10 @@ OPTIONAL = {
     "psutil": "memory figures fall back to the standard library (accelerate brings it anyway)",
     "sentence_transformers": "document vectors fall back to transformers' AutoModel with mean "
                              "pooling",
+    "llama_cpp": "GGUF chat models run through the optional extra `gguf`; without it they are "
+                 "listed with the line that installs it",
+    "bitsandbytes": "8-bit AdamW for LoRA training on CUDA; greyed out with the reason without "
+                    "it",
 }
 
 

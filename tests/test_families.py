@@ -37,7 +37,8 @@ def test_consumers_read_the_registry():
                             "qwen-image-edit": (1024, 1024)}
     assert presets_for("sdxl")[0] == (1024, 1024, "1:1 square")
     assert presets_for("not-a-family")[0] == (512, 512, "1:1 square")  # the mixed list
-    assert ASSET_NAMES == {"sd1": "sd15", "sd2": "sd2", "sdxl": "sdxl"}
+    assert ASSET_NAMES == {"sd1": "sd15", "sd2": "sd2", "sdxl": "sdxl", "flux": "flux",
+                           "sd3": "sd35"}  # the last two: configs for ComfyUI's split files
     assert set(TOKENIZERS["sdxl"]) == {"tokenizer", "tokenizer_2"}
     assert FAMILY_LABELS["sd1"] == "SD 1.5"
     assert TAESD_REPOS["sdxl"] == "madebyollin/taesdxl"

@@ -20,9 +20,18 @@ import lock  # noqa: E402
 def _pyproject_requirements() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     reqs = list(project["dependencies"])
-    for extra in project["optional-dependencies"].values():
-        reqs += extra
+    for name, extra in project["optional-dependencies"].items():
+        if name not in lock.UNLOCKED_EXTRAS:
+            reqs += extra
     return [Requirement(r) for r in reqs]
+
+
+def test_an_extra_left_out_of_the_lock_is_pinned_exactly_in_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    for name in lock.UNLOCKED_EXTRAS:
+        for req in map(Requirement, project["optional-dependencies"][name]):
+            assert [s.operator for s in req.specifier] == ["=="], \
+                f"{req}: an extra outside the lock must name one version"
 
 
 def test_the_lock_pins_every_requirement_at_a_version_it_allows():

@@ -37,6 +37,9 @@ LOCK = ROOT / "constraints.txt"
 #: wheel (PyTorch's CPU index has it for every platform); raise it deliberately, with a CI run.
 PINS = ["torch==2.13.0"]
 EXTRAS = ["test", "packaging", "faces"]
+#: extras left out of the lock, each pinned exactly in pyproject instead, and why
+UNLOCKED_EXTRAS = {"gguf": "llama-cpp-python has no wheel on PyPI: its sdist compiles llama.cpp, "
+                           "differently per machine (CPU, CUDA, Metal)"}
 OLDEST_PYTHON = "3.10"  # pyproject's requires-python
 HEADER = """\
 # The lock of Studio's whole dependency set, every platform and Python >= 3.10 (uv's universal

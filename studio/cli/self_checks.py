@@ -301,14 +301,20 @@ def check_generate(root: Path, device: str = "auto") -> str:
     if (read["prompt"], read["seed"], read["steps"]) != (request.prompt, 42, GENERATE_STEPS):
         raise CheckFailed(f"studio params read back {read['prompt']!r}, seed {read['seed']}, "
                           f"steps {read['steps']}")
-    from studio.cli.self_checks_generate import controlnet_step, gallery_search, lora_step
+    from studio.cli.self_checks_generate import (
+        controlnet_step,
+        gallery_search,
+        lora_step,
+        shrink_step,
+    )
 
     lora = lora_step(model, settings, paths, results[0].path, IMAGE_SIDE)
     search = gallery_search(settings, paths, results[0].path)
     control = controlnet_step(model, settings, paths, results[0].path, IMAGE_SIDE,
                               GENERATE_STEPS)
+    shrunk = shrink_step(model, settings, paths, IMAGE_SIDE, GENERATE_STEPS)
     return (f"{count_of(GENERATE_STEPS, 'step')}, {IMAGE_SIDE}×{IMAGE_SIDE} PNG, its "
-            f"parameters read back; {lora}; {search}; {control}")
+            f"parameters read back; {lora}; {search}; {control}; {shrunk}")
 
 
 def _one_saved_png(results: list | None, what: str, side: int = IMAGE_SIDE) -> None:

@@ -1,6 +1,7 @@
 """The self-test generate check's further steps on the image it made: a LoRA trained a step, the
 Gallery's search by meaning, and a tiny ControlNet built from the tiny model's UNet guiding a
-two-step image with the canny preprocessor — so an installed bundle proves LoRA training, CLIP
+two-step image with the canny preprocessor, and an int8 copy of the model (Make smaller) drawing
+again — so an installed bundle proves LoRA training, CLIP
 search, ControlNet, scikit-image's Canny and the A1111 ControlNet keys work frozen. Kept apart
 from self_checks.py, which holds the checks themselves."""
 
@@ -75,3 +76,21 @@ def lora_step(model: Path, settings: Any, paths: Any, image: Path, side: int) ->
     if kind.kind != "lora":
         raise CheckFailed(f"the trained LoRA {out.name} reads as {kind.kind}: {kind.reason}")
     return "a LoRA trained a step"
+
+
+def shrink_step(model: Path, settings: Any, paths: Any, side: int, steps: int) -> str:
+    """Make smaller on the tiny image model (`image-shrink`, torchao int8 through diffusers'
+    quantizer), then an image from the copy through Generate's loader."""
+    from studio.cli.self_checks import CheckFailed, _run_jobs
+    from studio.core.requests import ImageShrinkRequest, Txt2ImgRequest
+
+    [(report, _)] = _run_jobs(settings, paths, [ImageShrinkRequest(
+        model=str(model), method="int8", steps=steps, size=side)])
+    if report is None or not report.path.is_dir():
+        raise CheckFailed("the int8 copy of the image model was not made")
+    [(results, _)] = _run_jobs(settings, paths, [Txt2ImgRequest(
+        model=str(report.path), prompt="a lighthouse at dawn", steps=steps, cfg=5.0,
+        width=side, height=side, seed=42)])
+    if not results:
+        raise CheckFailed("the int8 copy of the image model made no image")
+    return "its int8 copy made one"

@@ -41,6 +41,7 @@ COVERS = {
     "unload": "generate",  # every check that runs jobs unloads its models afterwards
     "download": "download", "file-download": "download",
     "shrink": "chat",  # the tiny chat model is made smaller (int8) and answers again
+    "image-shrink": "generate",  # the tiny image model is made smaller (int8) and draws again
     "gan-walk": "train",  # a dcgan trained a step is exported, drawn and walked
     # commands
     "gui": "window", "generate": "generate", "train": "train", "serve": "serve",

@@ -37,7 +37,7 @@ def check(served: Any, attention: bool) -> None:
     from studio.pipelines.chat.remote import is_remote_spec
 
     if attention and is_remote_spec(served.spec):
-        raise ApiError(400, f"Attention is shown for local chat models only; {served.id} runs on "
+        raise ApiError(400, f"Attention is shown for local chat models only; {served.id} runs on "  # plural-ok
                             "another server.", "studio.attention", "attention_unsupported")
 
 

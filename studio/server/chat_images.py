@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from studio.core.wording import count_of
 from studio.server.catalog import CHAT, Catalog, ServedModel
 from studio.server.schemas import ApiError
 
@@ -118,8 +119,8 @@ async def attach(parts: dict[int, list[dict[str, Any]]], job_request: Any,
         return None
     count = sum(len(p) for p in parts.values())
     if count > MAX_IMAGES:
-        raise ApiError(400, f"{count} images in one request; this server takes up to "
-                            f"{MAX_IMAGES}.", "messages", "too_many_images")
+        raise ApiError(400, f"{count_of(count, 'image')} in one request; this server takes up "
+                            f"to {MAX_IMAGES}.", "messages", "too_many_images")
     images = {i: [decode_image_part(part, f"messages[{i}].content") for part in ps]
               for i, ps in parts.items()}
     from starlette.concurrency import run_in_threadpool

@@ -300,7 +300,8 @@ def _echoing_upstream(status: int) -> tuple[socket.socket, threading.Thread]:
 @pytest.mark.parametrize("status", [401, 502])
 def test_remote_model_errors_show_no_password_and_no_key(status):
     from studio.core.jobs import UserFacingError
-    from studio.pipelines.chat.remote import AsyncRemoteChat, RemoteChatBackend
+    from studio.pipelines.chat.remote import RemoteChatBackend
+    from studio.pipelines.chat.remote_async import AsyncRemoteChat
 
     key = "sk-very-secret-key-123"
     listener, _ = _echoing_upstream(status)

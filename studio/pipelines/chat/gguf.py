@@ -48,8 +48,18 @@ class GGUFTokenizer:
             eos_token=model.token_get_text(eos) if eos >= 0 else "", stop_token_ids=[eos])
 
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True,
-                            tokenize: bool = False) -> str:
-        return self.formatter(messages=cast(Any, messages)).prompt
+                            tokenize: bool = False, continue_final_message: bool = False) -> str:
+        """The conversation in the GGUF's template; ``continue_final_message`` leaves the last
+        message (a reply's beginning) open, cut right after its text as transformers does."""
+        self.formatter.add_generation_prompt = add_generation_prompt
+        text = self.formatter(messages=cast(Any, messages)).prompt
+        if continue_final_message:
+            final = str(messages[-1]["content"]).strip()
+            end = text.rfind(final) if final else -1
+            if end < 0:
+                raise ValueError("the template does not write the reply's beginning as given")
+            text = text[:end + len(final)]
+        return text
 
     def __call__(self, text: str, add_special_tokens: bool = True) -> dict[str, list[int]]:
         if add_special_tokens:  # a raw text (Complete mode): as llama.cpp reads a prompt

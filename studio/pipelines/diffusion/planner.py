@@ -159,7 +159,8 @@ def plan(name: str, components: list[Component], device: str, free_gpu: int,
         rest = [c.bytes for c in components if c is not big]
         if sum(rest) + _working(max(rest, default=0)) <= free_gpu and big.bytes <= free_ram:
             return Plan("text_encoder_cpu", need, free_gpu,
-                        f"{head}: {big.label} runs on the CPU.", cpu_component=big.key)
+                        f"{head}: {big.label} runs on the CPU.",  # plural-ok: a name
+                        cpu_component=big.key)
     if total <= free_ram and largest + _working(largest) <= free_gpu:
         return Plan("model", need, free_gpu, f"{head}: its parts wait in RAM and go to the GPU "
                     "one at a time (model offload).")

@@ -361,7 +361,7 @@ class LoraTrainer:
         if entry.family not in SUPPORTED_FAMILIES:
             raise UserFacingError(
                 f"'{entry.name}' is an {entry.family} model; LoRA training supports "
-                f"{supported_text()} models for now. Pick one of those.")
+                f"{supported_text()} models for now. Pick one of those.")  # plural-ok
         self.entry = entry
         pipe = load_txt2img_pipeline(entry, self.device, torch.float32, self.paths)
         return pipe, entry.name, entry.family

@@ -114,7 +114,7 @@ class ControlUnitRow(QFrame):
         buttons.addWidget(self.use_result)
         buttons.addWidget(self.draw)
         buttons.addStretch(1)
-        grid.addLayout(buttons, 2, 1)
+        grid.addLayout(buttons, 2, 0, 1, 2)  # under the label too: three buttons fit the sidebar
         grid.addWidget(QLabel("Preprocess"), 3, 0)
         grid.addWidget(self.preprocess, 3, 1)
         grid.addWidget(QLabel("Weight"), 4, 0)

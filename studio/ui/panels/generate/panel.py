@@ -545,7 +545,8 @@ class GeneratePanel(QWidget):
             self.controls.width_box.setValue(DEFAULT_SIZE[family][0])
             self.controls.height_box.setValue(DEFAULT_SIZE[family][1])
         found = FAMILIES.get(family)
-        usual = {f.default_cfg for f in FAMILIES.values()}
+        # the text-to-image families' own values (an editing model's is not picked here)
+        usual = {f.default_cfg for f in FAMILIES.values() if not f.edit}
         if found is not None and not turbo and self.controls.cfg.value() in usual:
             self.controls.cfg.setValue(found.default_cfg)  # FLUX's 3.5, SD 3.5's 4.5 …
 

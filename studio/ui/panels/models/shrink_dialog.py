@@ -35,6 +35,7 @@ from studio.core.requests import (
     ImageShrinkRequest,
     ShrinkRequest,
 )
+from studio.core.wording import count_of
 from studio.library.catalog import LibraryEntry
 from studio.ui.context import AppContext
 from studio.ui.widgets.input_policy import fit_size_to_screen
@@ -314,7 +315,7 @@ class ShrinkDialog(QDialog):
                 SAMPLE_SIDE, SAMPLE_SIDE, Qt.AspectRatioMode.KeepAspectRatio,
                 Qt.TransformationMode.SmoothTransformation)
             label.setPixmap(pixmap)
-            label.setToolTip(f"{what} — seed {request.seed}, {request.steps} steps, "
+            label.setToolTip(f"{what} — seed {request.seed}, {count_of(request.steps, 'step')}, "
                              f"“{request.prompt}”")
             caption.setText(what)
             caption.show()
