@@ -35,7 +35,8 @@ def test_self_test_passes_every_check_offline(tmp_path):
     assert not any(line.startswith("✗") for line in lines)
     assert lines[-1] == "10/10 checks passed."
     assert re.search(r"^✓ generate +\d+\.\d s +2 steps, 64×64 PNG, its parameters read back; a LoRA "
-                     r"trained a step; found by a CLIP search; a ControlNet guided one \(canny\)$",
+                     r"trained a step; found by a CLIP search; a ControlNet guided one \(canny\); "
+                     r"its int8 copy made one$",
                      proc.stdout, re.M)
     assert "1 token" in next(x for x in lines if " chat " in x)
     assert "img2img and inpaint" in next(x for x in lines if " img2img " in x)
