@@ -28,6 +28,7 @@ from pydantic_core import from_json
 
 from studio.core.control import MAX_CONTROLNETS
 from studio.core.requests import (
+    MAX_HIRES_SCALE,
     MAX_SIDE,
     OUTPAINT_SIDES,
     SEED_MAX,
@@ -188,6 +189,13 @@ class ImageBody(_Body):
     variation_strength: float = Field(0.0, ge=0, le=1)
     #: Studio's own: ControlNets, each with its control image inline (see ControlNetBody)
     controlnets: list[ControlNetBody] = Field(default_factory=list, max_length=MAX_CONTROLNETS)
+    #: Studio's own: A1111's hires fix, off at 0 — made at ``size``, upscaled ``hires_scale``
+    #: times with ``hires_upscaler`` (Latent, Latent (nearest), Lanczos or a library upscaler),
+    #: then refined in ``hires_steps`` steps (0: ``steps``) at ``hires_denoise``
+    hires_scale: float = Field(0.0, ge=0, le=MAX_HIRES_SCALE)
+    hires_upscaler: str = "Latent"
+    hires_steps: int = Field(0, ge=0, le=500)
+    hires_denoise: float = Field(0.7, gt=0, le=1)
     user: Any = None
     quality: Any = None
     style: Any = None
@@ -513,7 +521,20 @@ def parse_image(body: Any, model_spec: str, upload_dir: Path | None = None,
     controlnets = [_control_unit(i, c, upload_dir) for i, c in enumerate(b.controlnets)
                    if upload_dir is not None]
     return _checked(Txt2ImgRequest(model=model_spec, width=width, height=height,
-                                   controlnets=controlnets, **_image_fields(b, default_cfg)))
+                                   controlnets=controlnets, **_hires_fields(b),
+                                   **_image_fields(b, default_cfg)))
+
+
+def _hires_fields(b: ImageBody) -> dict[str, Any]:
+    """The hires fix of a generations body as a request's fields (none while it is off); an
+    upscaler model is named as the library lists it, never by a path on this machine."""
+    if not b.hires_scale:
+        return {}
+    if any(sep in b.hires_upscaler for sep in "/\\"):
+        raise _bad("'hires_upscaler' names Latent, Latent (nearest), Lanczos or an upscaler "
+                   "model as `studio models list` shows it, not a path.", "hires_upscaler")
+    return {"hires": True, "hires_scale": b.hires_scale, "hires_upscaler": b.hires_upscaler,
+            "hires_steps": b.hires_steps, "hires_denoise": b.hires_denoise}
 
 
 def _control_unit(index: int, c: ControlNetBody, folder: Path) -> dict[str, Any]:
@@ -555,6 +576,9 @@ def parse_edit(fields: dict[str, Any], model_spec: str, image: str, mask: str,
     if b.controlnets:
         raise _bad("ControlNets guide /v1/images/generations only; an edit takes none.",
                    "controlnets")
+    if b.hires_scale:
+        raise _bad("The hires fix is for /v1/images/generations; an edit takes none.",
+                   "hires_scale")
     width, height = _size(b.size) if b.size else (0, 0)
     outpaint = {f"outpaint_{side}": getattr(b, f"outpaint_{side}") for side in OUTPAINT_SIDES}
     shared = _image_fields(b)
