@@ -3,6 +3,7 @@
 
     python bench/chat.py                    # CPU: random Llama, hidden 512, 8 layers, 64 tokens
     python bench/chat.py --device cuda --hidden 2048 --layers 16 --tokens 256
+    python bench/chat.py --gguf             # a GGUF through Studio vs llama-cpp-python (chat_gguf.py)
 
 Part 1, side by side in one process on the same random-weight model (nothing is downloaded):
 studio = ``ChatService.run`` as a ``chat`` job on a ``JobRunner`` (template, tokenization, the
@@ -351,6 +352,10 @@ def bench_long_conversation(messages: int = 10_000) -> None:
 
 
 def main() -> int:
+    if "--gguf" in sys.argv[1:]:  # the GGUF path: bench/chat_gguf.py, with the other options
+        from bench.chat_gguf import main as gguf_main
+
+        return gguf_main([a for a in sys.argv[1:] if a != "--gguf"])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--hidden", type=int, default=512)

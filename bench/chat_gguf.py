@@ -1,7 +1,7 @@
 """Benchmark: a GGUF chat model through Studio against llama-cpp-python called directly.
 
-    python bench/gguf.py                      # random llama GGUF, hidden 512, 8 layers, Q8_0
-    python bench/gguf.py --hidden 1024 --layers 16 --tokens 256 --f32
+    python bench/chat.py --gguf                       # random llama GGUF, hidden 512, 8 layers, Q8_0
+    python bench/chat.py --gguf --hidden 1024 --layers 16 --tokens 256 --f32
 
 Side by side in one process on the same random-weight GGUF (written by the ``gguf`` package;
 nothing is downloaded), each with its own ``llama_cpp.Llama`` of the same context:
@@ -28,9 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Run as a script, this folder comes first on sys.path, and this file would shadow the gguf
-# package the test fixture writes with: the repository root takes its place.
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
 
 from bench.chat import MESSAGES, FirstToken, studio_once  # noqa: E402
 
@@ -66,14 +64,14 @@ def generate_once(llm, ids: list[int], tokens: int) -> tuple[float, float, int]:
     return n / seconds, first, n
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--tokens", type=int, default=64)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--f32", action="store_true", help="f32 matrices instead of Q8_0")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     try:
         import llama_cpp
     except ImportError:
