@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from studio.core.config import Settings, default_paths
-    from studio.pipelines.train.lora_sd import LoraTrainConfig, LoraTrainer
+    from studio.pipelines.train.lora_config import LoraTrainConfig
+    from studio.pipelines.train.lora_sd import LoraTrainer
     from tests.fixtures.tiny_models import build_tiny_sd15
 
     torch.set_num_threads(1)

@@ -11,8 +11,9 @@ import pytest
 
 from studio.core.config import default_paths
 from studio.core.jobs import UserFacingError
+from studio.pipelines.train.lora_config import device_problems
 from studio.pipelines.train.lora_estimate import GB, estimate_memory
-from studio.pipelines.train.lora_sd import LoraTrainer, device_problems
+from studio.pipelines.train.lora_sd import LoraTrainer
 from tests.test_lora_train import SETTINGS, config, make_folder
 
 # SDXL-sized counts (UNet 2.57 B, both text encoders 0.82 B, VAE 84 M)

@@ -18,7 +18,9 @@ from studio.core.jobs import CancelToken, UserFacingError
 from studio.core.requests import Txt2ImgRequest
 from studio.pipelines.diffusion.txt2img import Txt2ImgService
 from studio.pipelines.model_cache import ModelCache
-from studio.pipelines.train.lora_sd import LoraTrainConfig, LoraTrainer, buckets, scan_folder
+from studio.pipelines.train.lora_config import LoraTrainConfig
+from studio.pipelines.train.lora_data import buckets, scan_folder
+from studio.pipelines.train.lora_sd import LoraTrainer
 from tests.fixtures.sinks import RecordingSink
 
 SETTINGS = Settings(device="cpu", precision="fp32", preview_mode="off")
@@ -197,7 +199,7 @@ def test_sdxl_lora_learns_is_kohya_sdxl_and_changes_generate(studio_home, tmp_pa
 
 
 def test_sgm_names_follow_the_original_unet():
-    from studio.pipelines.train.lora_sd import sgm_unet_module
+    from studio.pipelines.train.lora_kohya import sgm_unet_module
 
     tail = "transformer_blocks.0.attn1.to_q"
     assert sgm_unet_module(f"down_blocks.1.attentions.0.{tail}", 2) == f"input_blocks.4.1.{tail}"

@@ -61,7 +61,8 @@ def lora_step(model: Path, settings: Any, paths: Any, image: Path, side: int) ->
 
     from studio.cli.self_checks import CheckFailed
     from studio.library.classify import classify_file
-    from studio.pipelines.train.lora_sd import LoraTrainConfig, LoraTrainer
+    from studio.pipelines.train.lora_config import LoraTrainConfig
+    from studio.pipelines.train.lora_sd import LoraTrainer
 
     data = paths.data_dir / "lora-data"
     data.mkdir(parents=True, exist_ok=True)

@@ -159,12 +159,8 @@ def run(args: argparse.Namespace) -> int:
     from studio.cli import EXIT_INTERRUPTED, UsageError
     from studio.core.config import default_paths, load_settings
     from studio.core.jobs import UserFacingError
-    from studio.pipelines.train.lora_sd import (
-        LoraTrainConfig,
-        LoraTrainer,
-        StepReport,
-        device_memory,
-    )
+    from studio.pipelines.train.lora_config import LoraTrainConfig, device_memory
+    from studio.pipelines.train.lora_sd import LoraTrainer, StepReport
 
     args = _with_config(args)
     loaded = load_settings()

@@ -5,7 +5,7 @@ Offered only when a captioning model is already in the cache (nothing is downloa
 shows the download lines otherwise. Florence-2 is used only where transformers has it natively
 (``Florence2ForConditionalGeneration``, the ``florence-community`` checkpoints — never the remote
 code of the original repos); BLIP otherwise. Captions go where kohya reads them, a ``.txt``
-beside each image (:func:`studio.pipelines.train.lora_sd.write_caption`), and only for images
+beside each image (:func:`studio.pipelines.train.lora_data.write_caption`), and only for images
 that have none: a caption someone wrote is never replaced. Runs in the training process (the
 lesson captions while it is built), never in the window. No Qt here.
 """
@@ -94,7 +94,7 @@ def caption_missing(images: Iterable[Path], model_dir: Path | None = None) -> li
     from PIL import Image, ImageOps
 
     from studio.core.jobs import UserFacingError
-    from studio.pipelines.train.lora_sd import read_caption, write_caption
+    from studio.pipelines.train.lora_data import read_caption, write_caption
 
     todo = [Path(p) for p in images if not read_caption(Path(p))]
     if not todo:

@@ -1,9 +1,9 @@
 """Train a LoRA for a Stable Diffusion 1.x or SDXL model on the user's own images (issue #18).
 
-The data is a folder of images with kohya-style ``.txt`` sidecar captions (``cat.png`` +
-``cat.txt``) and an optional trigger word put before every caption. Images are sorted into
-aspect-ratio buckets (multiples of 64 px with about ``resolution``² pixels) and their VAE latents
-and prompt embeddings are computed once (cached), so a step is one UNet forward/backward.
+The data is a folder of images with kohya-style ``.txt`` sidecar captions and an optional
+trigger word, in aspect-ratio buckets (:mod:`.lora_data`); their VAE latents and prompt
+embeddings are computed once (cached), so a step is one UNet forward/backward. What a run is set
+to, and what the device allows, is :mod:`.lora_config`.
 
 The LoRA is a PEFT ``LoraConfig`` adapter on the UNet's attention projections (and, when asked,
 the text encoders'), trained with the noise-prediction MSE under the model's own scheduler, as
@@ -12,278 +12,39 @@ diffusers' ``train_text_to_image_lora`` / ``train_text_to_image_lora_sdxl`` exam
 
 Every random choice of step ``n`` (which image, noise, timestep) comes from a generator seeded by
 ``(seed, n)``, so resuming from a checkpoint gives exactly the weights of an uninterrupted run.
-The result is written in kohya's format (``lora_unet_…`` keys — SDXL's named after the original
-UNet's ``input_blocks``/``middle_block``/``output_blocks`` as kohya's SDXL trainer writes them —,
-``lora_te…`` keys, ``alpha`` tensors, ``ss_`` metadata) into the library's ``loras`` folder,
-with a ``.preview.png`` beside it.
+The result is written in kohya's format (:mod:`.lora_kohya`, with ``ss_`` metadata) into the
+library's ``loras`` folder, with a ``.preview.png`` beside it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import UserFacingError
+from studio.pipelines.train.lora_config import LoraTrainConfig, device_problems
+from studio.pipelines.train.lora_data import Dataset, Example, load_pixels, scan_folder
+from studio.pipelines.train.lora_kohya import (
+    TEXT_ENCODERS,
+    kohya_from_peft,
+    split_parts,
+    write_lora_file,
+)
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 UNET_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 #: family -> kohya's ``ss_base_model_version``
 SUPPORTED_FAMILIES = {"sd1": "sd_v1", "sdxl": "sdxl_base_v1-0"}
 ARCHITECTURES = {"sd1": "stable-diffusion-v1/lora", "sdxl": "stable-diffusion-xl-v1-base/lora"}
 FAMILY_NAMES = {"sd1": "Stable Diffusion 1.x", "sdxl": "SDXL"}
-#: the pipeline's text encoders and the kohya prefix of each, per family
-TEXT_ENCODERS = {"sd1": (("text_encoder", "lora_te_"),),
-                 "sdxl": (("text_encoder", "lora_te1_"), ("text_encoder_2", "lora_te2_"))}
-
-
-@dataclass
-class LoraTrainConfig:
-    data_dir: Path
-    base: str
-    name: str
-    trigger: str = ""
-    rank: int = 8
-    alpha: float = 8.0
-    lr: float = 1e-4
-    steps: int = 500
-    resolution: int = 512
-    repeats: int = 1
-    batch_size: int = 1
-    seed: int = 0
-    save_every: int = 0
-    sample_every: int = 0
-    sample_prompts: list[str] = field(default_factory=list)
-    sample_steps: int = 20
-    sample_seed: int | None = None  # the samples' fixed seed (None: ``seed``)
-    mixed_precision: str = "no"  # "no", "fp16", "bf16"
-    gradient_checkpointing: bool = False
-    train_text_encoder: bool = False
-    text_encoder_lr: float | None = None  # None: ``lr``
-    cache_latents: bool = True  # VAE latents made once (the VAE leaves the GPU), else each step
-    cache_text: bool = True  # prompt embeddings made once, unless the text encoder trains
-    optimizer: str = "adamw"  # "adamw", "adamw8bit" (bitsandbytes, CUDA only)
-    sdpa: bool = True  # PyTorch's scaled-dot-product attention in the UNet, else the plain one
-    out_dir: Path | None = None  # default: the library's models/loras
-
-    def validate(self) -> None:
-        if not self.name.strip() or any(c in self.name for c in '/\\:*?"<>|'):
-            raise UserFacingError(f"'{self.name}' cannot be a LoRA file name; use letters, "
-                                  "digits, '-' or '_'.")
-        for label, value in (("rank", self.rank), ("steps", self.steps),
-                             ("repeats", self.repeats), ("batch size", self.batch_size)):
-            if value < 1:
-                raise UserFacingError(f"The {label} must be at least 1 (it is {value}).")
-        if self.resolution < 64 or self.resolution % 64:
-            raise UserFacingError(f"The resolution must be a multiple of 64 of at least 64 "
-                                  f"(it is {self.resolution}).")
-        if self.lr <= 0 or self.alpha <= 0 or (self.text_encoder_lr is not None
-                                               and self.text_encoder_lr <= 0):
-            raise UserFacingError("The learning rates and alpha must be above 0.")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise UserFacingError(f"Mixed precision is 'no', 'fp16' or 'bf16', not "
-                                  f"'{self.mixed_precision}'.")
-        if self.optimizer not in OPTIMIZERS:
-            raise UserFacingError(f"The optimizer is one of {', '.join(OPTIMIZERS)}, not "
-                                  f"'{self.optimizer}'.")
-
-    @property
-    def text_cached(self) -> bool:
-        return self.cache_text and not self.train_text_encoder
-
-
-OPTIMIZERS = ("adamw", "adamw8bit")
-
-
-def device_memory(device: str) -> int | None:
-    """The GPU's memory in bytes (None on a CPU), for the estimate's "fits" or "does not"."""
-    import torch
-
-    if not str(device).startswith("cuda") or not torch.cuda.is_available():
-        return None
-    return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
-
-
-def device_problems(device: str) -> dict[str, dict[str, str]]:
-    """Per option, the choices this device cannot use and why: fp16 needs a CUDA GPU, bf16 on
-    a CPU only where PyTorch's CPU autocast runs it, 8-bit AdamW needs bitsandbytes on CUDA."""
-    import importlib.util
-
-    import torch
-
-    out: dict[str, dict[str, str]] = {"mixed_precision": {}, "optimizer": {}}
-    cuda = str(device).startswith("cuda") and torch.cuda.is_available()
-    if not cuda:
-        out["mixed_precision"]["fp16"] = ("fp16 needs a CUDA GPU; on the CPU choose bf16 (works "
-                                          "where the CPU supports it, often slower) or no.")
-        try:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                torch.nn.functional.linear(torch.ones(2, 2), torch.ones(2, 2))
-        except (RuntimeError, TypeError) as exc:
-            out["mixed_precision"]["bf16"] = f"bf16 does not run on this CPU ({exc})."
-        out["optimizer"]["adamw8bit"] = ("8-bit AdamW (bitsandbytes) runs on a CUDA GPU only; "
-                                         "on the CPU use AdamW.")
-    elif importlib.util.find_spec("bitsandbytes") is None:
-        out["optimizer"]["adamw8bit"] = ("8-bit AdamW needs the bitsandbytes package: "
-                                         "pip install bitsandbytes")
-    return {k: v for k, v in out.items() if v}
-
-
-# -- the data -----------------------------------------------------------------------------------
-@dataclass
-class Example:
-    path: Path
-    caption: str
-    bucket: tuple[int, int]  # (width, height)
-    image: Any = None  # a PIL image held in memory (a set that ships with Studio), else None
-    size: tuple[int, int] | None = None  # the picture's own (width, height); None: the bucket
-
-    def time_ids(self) -> list[int]:
-        """SDXL's micro-conditioning as ``_load_pixels`` cuts the picture: original (h, w), the
-        top-left corner of the centred crop, the target (h, w) — what diffusers' SDXL
-        training script passes as ``add_time_ids``."""
-        width, height = self.size or self.bucket
-        bw, bh = self.bucket
-        scale = max(bw / width, bh / height)
-        top = int(round((height * scale - bh) / 2))
-        left = int(round((width * scale - bw) / 2))
-        return [height, width, top, left, bh, bw]
-
-
-@dataclass
-class Dataset:
-    examples: list[Example]
-    skipped: dict[str, int]  # reason -> count
-    warnings: list[str]
-
-    def tag_frequency(self) -> dict[str, int]:
-        tags: Counter[str] = Counter()
-        for ex in self.examples:
-            tags.update(t.strip() for t in ex.caption.split(",") if t.strip())
-        return dict(tags)
-
-
-def buckets(resolution: int) -> list[tuple[int, int]]:
-    """kohya's bucket idea: sides multiple of 64, area at most resolution², aspect ≤ 2:1."""
-    area = resolution * resolution
-    out = set()
-    for width in range(max(64, (resolution // 2) // 64 * 64), resolution * 2 + 1, 64):
-        height = min(resolution * 2, area // width // 64 * 64)
-        if height >= 64 and max(width, height) <= 2 * min(width, height):
-            out.add((width, height))
-            out.add((height, width))
-    return sorted(out)
-
-
-def bucket_for(size: tuple[int, int], choices: list[tuple[int, int]]) -> tuple[int, int]:
-    aspect = math.log(size[0] / size[1])
-    return min(choices, key=lambda b: (abs(math.log(b[0] / b[1]) - aspect), -b[0] * b[1]))
-
-
-def read_caption(image: Path) -> str | None:
-    """The caption of ``image`` as kohya reads it: the ``.txt`` beside it, stripped."""
-    sidecar = image.with_suffix(".txt")
-    try:
-        return sidecar.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def write_caption(image: Path, text: str) -> Path:
-    """Save ``text`` as the kohya sidecar of ``image`` (``cat.png`` → ``cat.txt``), atomically;
-    a failed write says why in words."""
-    from studio.core.files import atomic_write_text
-    from studio.core.wording import write_failure
-
-    sidecar = Path(image).with_suffix(".txt")
-    try:
-        atomic_write_text(sidecar, " ".join(str(text).split()) + "\n")
-    except OSError as exc:
-        raise UserFacingError(write_failure(exc, f"the caption {sidecar.name}", sidecar.parent)) from exc
-    return sidecar
-
-
-def caption_with_trigger(caption: str, trigger: str) -> str:
-    """``trigger, caption`` (kohya's sidecars often start with the trigger already: kept once)."""
-    word = trigger.strip()
-    if word and caption.split(",")[0].strip() == word:
-        word = ""
-    return ", ".join(p for p in (word, caption) if p)
-
-
-def scan_folder(folder: Path, trigger: str, resolution: int) -> Dataset:
-    """The images of ``folder`` with their captions; bad files are counted, not fatal."""
-    from PIL import Image, UnidentifiedImageError
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserFacingError(f"The training folder {folder} does not exist or is not a folder; "
-                              "pick a folder of images.")
-    choices = buckets(resolution)
-    examples: list[Example] = []
-    skipped: Counter[str] = Counter()
-    uncaptioned = 0
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
-            continue
-        try:
-            with Image.open(path) as img:
-                img.verify()
-            with Image.open(path) as img:
-                size = img.size
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
-            skipped["unreadable image"] += 1
-            continue
-        caption = read_caption(path)
-        if not caption:
-            uncaptioned += 1
-            caption = ""
-        examples.append(Example(path, caption_with_trigger(caption, trigger),
-                                bucket_for(size, choices), size=size))
-    warnings = []
-    if skipped:
-        warnings.append(f"Skipped {skipped['unreadable image']} file(s) that are not readable "
-                        "images.")
-    if not examples:
-        raise UserFacingError(
-            f"{folder} has no readable images ({', '.join(IMAGE_SUFFIXES)})"
-            + (f"; {skipped['unreadable image']} file(s) could not be read as images" if skipped
-               else "") + ". Put 10–50 pictures (with .txt captions) in it and try again.")
-    if uncaptioned:
-        warnings.append(
-            f"{uncaptioned} of {len(examples)} image(s) have no .txt caption"
-            + (f"; they are trained with the trigger word '{trigger.strip()}' alone."
-               if trigger.strip() else
-               " and there is no trigger word; they are trained with an empty prompt. Add "
-               "captions or a trigger word so the LoRA can be called up."))
-    return Dataset(examples, dict(skipped), warnings)
-
-
-def _load_pixels(example: Example):
-    import numpy as np
-    import torch
-    from PIL import Image, ImageOps
-
-    if example.image is not None:
-        img = ImageOps.fit(example.image.convert("RGB"), example.bucket, Image.Resampling.LANCZOS)
-    else:
-        with Image.open(example.path) as img:
-            img = ImageOps.exif_transpose(img).convert("RGB")
-            img = ImageOps.fit(img, example.bucket, Image.Resampling.LANCZOS)
-    array = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(array).permute(2, 0, 1)
 
 
 # -- the trainer --------------------------------------------------------------------------------
@@ -466,7 +227,7 @@ class LoraTrainer:
         return torch.cat(hidden, dim=-1), pooled
 
     def _encode_image(self, example: Example) -> Any:
-        pixels = _load_pixels(example).unsqueeze(0).to(self.device)
+        pixels = load_pixels(example).unsqueeze(0).to(self.device)
         vae = self.pipe.vae
         return (vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor)[0]
 
@@ -697,7 +458,7 @@ class LoraTrainer:
     def load_peft_state(self, state: dict) -> None:
         from peft.utils import set_peft_model_state_dict
 
-        parts = _split_parts(state)
+        parts = split_parts(state)
         for key, model in self._trained().items():
             set_peft_model_state_dict(model, {name: v for (part, name), v in parts.items()
                                               if part == key})
@@ -795,87 +556,6 @@ def model_counts(pipe: Any, family: str) -> dict[str, int]:
             "vae": sum(p.numel() for p in pipe.vae.parameters()),
             "lora_unet": lora_per_rank(pipe.unet, UNET_TARGETS),
             "lora_text": sum(lora_per_rank(e, TEXT_TARGETS) for e in encoders)}
-
-
-_PARTS = ("unet", "text_encoder", "text_encoder_2")
-
-
-def _split_parts(peft_sd: dict) -> dict[tuple[str, str], Any]:
-    """``{(part, name): tensor}``; a name with no part (a UNet-only state from before text
-    encoders could train) is the UNet's."""
-    out = {}
-    for key, value in peft_sd.items():
-        head, _, rest = key.partition(".")
-        out[(head, rest) if head in _PARTS and rest else ("unet", key)] = value
-    return out
-
-
-def sgm_unet_module(module: str, layers_per_block: int) -> str:
-    """A diffusers UNet attention module's name in the original (SGM) SDXL UNet, as kohya's
-    SDXL LoRAs name them: ``down_blocks.1.attentions.0.…`` → ``input_blocks.4.1.…`` (with two
-    layers per block), ``mid_block.attentions.0`` → ``middle_block.1``,
-    ``up_blocks.i.attentions.j`` → ``output_blocks.{i·(layers+1)+j}.1``."""
-    parts = module.split(".")
-    per = layers_per_block + 1
-    if parts[0] == "down_blocks" and parts[2] == "attentions":
-        block = 1 + int(parts[1]) * per + int(parts[3])
-        return ".".join(["input_blocks", str(block), "1", *parts[4:]])
-    if parts[0] == "mid_block" and parts[1] == "attentions":
-        return ".".join(["middle_block", "1", *parts[3:]])
-    if parts[0] == "up_blocks" and parts[2] == "attentions":
-        block = int(parts[1]) * per + int(parts[3])
-        return ".".join(["output_blocks", str(block), "1", *parts[4:]])
-    raise ValueError(f"{module} is not a UNet attention layer")
-
-
-def kohya_from_peft(peft_sd: dict, alpha: float, family: str = "sd1",
-                    layers_per_block: int | None = None) -> dict:
-    """Adapters' PEFT state dict (:meth:`LoraTrainer.peft_state`) in kohya's layout: UNet
-    layers ``lora_unet_…`` (SDXL's under the original UNet's names), text encoders ``lora_te_…``
-    (SD 1.x) or ``lora_te1_…``/``lora_te2_…`` (SDXL); ``lora_down``/``lora_up`` and an
-    ``alpha`` per layer."""
-    import torch
-
-    prefixes = dict(TEXT_ENCODERS[family])
-    out = {}
-    for (part, key), value in _split_parts(peft_sd).items():
-        module, kind = key.rsplit(".lora_", 1)  # "…to_q", "A.weight"
-        if part == "unet":
-            if family == "sdxl":
-                module = sgm_unet_module(module, layers_per_block or 2)
-            name = "lora_unet_" + module.replace(".", "_")
-        else:  # transformers 5's CLIP has no text_model level; kohya's files do
-            module = module if module.startswith("text_model.") else f"text_model.{module}"
-            name = prefixes[part] + module.replace(".", "_")
-        out[f"{name}.lora_{'down' if kind.startswith('A') else 'up'}.weight"] = (
-            value.detach().cpu().float().contiguous())
-        out[f"{name}.alpha"] = torch.tensor(float(alpha))
-    return out
-
-
-def write_lora_file(target: Path, kohya: dict, metadata: dict[str, str],
-                    preview: Path | None = None) -> Path:
-    """``target`` (``<name>.safetensors``) written whole or not at all, with the image
-    ``preview`` beside it as ``<name>.preview.png`` (where A1111 and Forge look for one)."""
-    from safetensors.torch import save_file
-
-    from studio.core.wording import write_failure
-
-    target = Path(target)
-    partial = target.with_suffix(".safetensors.partial")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        save_file(kohya, str(partial), metadata=metadata)
-        partial.replace(target)
-        if preview is not None and Path(preview).is_file():
-            from PIL import Image
-
-            with Image.open(preview) as img:
-                img.save(target.with_suffix(".preview.png"))
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise UserFacingError(write_failure(exc, f"the LoRA {target.name}", target.parent)) from exc
-    return target
 
 
 def _training_scheduler(pipe: Any):

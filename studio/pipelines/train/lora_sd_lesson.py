@@ -39,20 +39,18 @@ from studio.pipelines.train.base import (
     TrainingFinished,
     check_loss,
 )
-from studio.pipelines.train.lora_sd import (
+from studio.pipelines.train.lora_config import LoraTrainConfig, device_memory
+from studio.pipelines.train.lora_data import (
     Dataset,
     Example,
-    LoraTrainConfig,
-    LoraTrainer,
     bucket_for,
     buckets,
     caption_with_trigger,
-    device_memory,
-    kohya_from_peft,
     read_caption,
     scan_folder,
-    write_lora_file,
 )
+from studio.pipelines.train.lora_kohya import kohya_from_peft, write_lora_file
+from studio.pipelines.train.lora_sd import LoraTrainer
 from studio.pipelines.train.registry import lesson_text
 
 DATASETS = ("shapes", "folder")
@@ -271,7 +269,7 @@ class LoraSDLesson(Trainer):
     def unavailable_choices(cls) -> dict[str, dict[str, str]]:
         from studio.core.devices import resolve_device
         from studio.pipelines.train.captions import find_captioner, needs_text
-        from studio.pipelines.train.lora_sd import device_problems
+        from studio.pipelines.train.lora_config import device_problems
 
         out = device_problems(resolve_device(_settings_paths()[0].device))
         if find_captioner() is None:

@@ -264,7 +264,7 @@ class LoraSDView(LessonView):
 
     def save_caption(self) -> None:
         """Write the edited caption into the selected image's ``.txt`` (kohya's sidecar)."""
-        from studio.pipelines.train.lora_sd import write_caption
+        from studio.pipelines.train.lora_data import write_caption
 
         item = self.images.currentItem()
         path = item.data(Qt.ItemDataRole.UserRole) if item is not None else ""
