@@ -76,7 +76,7 @@ def build_model(folder: Path, hidden: int, layers: int, vocab: int) -> Path:
 def studio_shrink(settings, paths, model: Path, method: str, eval_tokens: int,
                   speed_tokens: int):
     """Studio's shrink job on the engine, as the dialog and ``studio models shrink`` run it."""
-    from studio.core.requests import ShrinkRequest
+    from studio.core.shrink_requests import ShrinkRequest
     from studio.pipelines.services import build_engine
 
     engine = build_engine(lambda: settings, lambda: paths, name="bench-shrink")
@@ -203,7 +203,7 @@ def compare_unets(raw_unet, studio_path: Path, rounds: int, side: int) -> tuple[
 
 
 def image_section(args, settings, paths, home: Path) -> None:
-    from studio.core.requests import ImageShrinkRequest
+    from studio.core.shrink_requests import ImageShrinkRequest
     from studio.pipelines.services import build_engine
 
     model = build_image_model(paths.models_dir / "sd15-random", args.unet_width)

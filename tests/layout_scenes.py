@@ -740,7 +740,7 @@ class Walk:
         """Make smaller… on the tiny chat model: its estimate, then a finished job's table."""
         from pathlib import Path
 
-        from studio.core.requests import ShrinkRequest
+        from studio.core.shrink_requests import ShrinkRequest
         from studio.pipelines.chat.shrink import Measure, ShrinkReport
 
         panel = self.show("models")
@@ -760,7 +760,7 @@ class Walk:
         two sample images side by side."""
         from PIL import Image
 
-        from studio.core.requests import ImageShrinkRequest
+        from studio.core.shrink_requests import ImageShrinkRequest
         from studio.pipelines.diffusion.shrink import ImageMeasure, ImageShrinkReport
 
         panel = self.show("models")

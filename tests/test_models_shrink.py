@@ -12,7 +12,7 @@ import pytest
 
 from studio.core.config import Settings, default_paths
 from studio.core.jobs import CancelToken, JobState, UserFacingError
-from studio.core.requests import ShrinkRequest
+from studio.core.shrink_requests import ShrinkRequest
 from studio.pipelines.chat.types import ChatRequest
 
 

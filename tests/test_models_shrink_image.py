@@ -18,7 +18,8 @@ import shutil
 import pytest
 
 from studio.core.jobs import JobState, UserFacingError
-from studio.core.requests import ImageShrinkRequest, Txt2ImgRequest
+from studio.core.requests import Txt2ImgRequest
+from studio.core.shrink_requests import ImageShrinkRequest
 from tests.test_models_shrink import _settings_paths, run_jobs
 
 SMALL = dict(size=64, steps=2, seed=7, prompt="a red square")

@@ -37,7 +37,7 @@ EXIT_STATUS = ("Exit status: 0 done; 1 the work failed (loading, quantizing or s
 
 
 def add_parser(sub: Any) -> None:
-    from studio.core.requests import SHRINK_METHODS
+    from studio.core.shrink_requests import SHRINK_METHODS
 
     p = sub.add_parser("shrink", help=HELP, description=DESCRIPTION, epilog=EXIT_STATUS)
     p.add_argument("name", metavar="NAME",
@@ -120,7 +120,7 @@ def run_and_print(plan: Any, request: Any, title: str, args: argparse.Namespace,
 def run_shrink(args: argparse.Namespace, context: Any, lookup: Any) -> int:
     from studio.cli.common import quiet_libraries
     from studio.core.jobs import UserFacingError
-    from studio.core.requests import ShrinkRequest
+    from studio.core.shrink_requests import ShrinkRequest
     from studio.library.catalog import list_models
     from studio.library.manage import human_size
     from studio.pipelines.chat.shrink import plan_shrink

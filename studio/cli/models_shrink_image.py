@@ -18,7 +18,7 @@ def run_image_shrink(args: argparse.Namespace, entry: Any, entries: list[Any], s
     from studio.cli.common import quiet_libraries
     from studio.cli.models_shrink import run_and_print
     from studio.core.jobs import UserFacingError
-    from studio.core.requests import ImageShrinkRequest
+    from studio.core.shrink_requests import ImageShrinkRequest
     from studio.library.manage import human_size
     from studio.pipelines.diffusion.shrink import plan_image_shrink
 

@@ -353,7 +353,7 @@ def check_chat(root: Path, device: str = "auto") -> str:
     if len(weights) != 4 or abs(sum(weights) - 1) > 1e-3:
         raise CheckFailed(f"the attention job gave {weights!r}")
     # Make smaller: an int8 copy (torchao tensors through safetensors), then a token from it.
-    from studio.core.requests import ShrinkRequest
+    from studio.core.shrink_requests import ShrinkRequest
 
     [(report, _)] = _run_jobs(settings, paths, [ShrinkRequest(model=str(model), method="int8",
                                                                eval_tokens=16, speed_tokens=1)])

@@ -83,7 +83,8 @@ def shrink_step(model: Path, settings: Any, paths: Any, side: int, steps: int) -
     """Make smaller on the tiny image model (`image-shrink`, torchao int8 through diffusers'
     quantizer), then an image from the copy through Generate's loader."""
     from studio.cli.self_checks import CheckFailed, _run_jobs
-    from studio.core.requests import ImageShrinkRequest, Txt2ImgRequest
+    from studio.core.requests import Txt2ImgRequest
+    from studio.core.shrink_requests import ImageShrinkRequest
 
     [(report, _)] = _run_jobs(settings, paths, [ImageShrinkRequest(
         model=str(model), method="int8", steps=steps, size=side)])

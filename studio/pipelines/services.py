@@ -19,14 +19,13 @@ from studio.core.jobs import Handler, JobListener
 from studio.core.lanes import LoopSource
 from studio.core.requests import (
     GanWalkRequest,
-    ImageShrinkRequest,
     Img2ImgRequest,
-    ShrinkRequest,
     TransformRequest,
     Txt2ImgRequest,
     UnloadRequest,
     UpscaleRequest,
 )
+from studio.core.shrink_requests import ImageShrinkRequest, ShrinkRequest
 from studio.library.download_jobs import FileDownloadRequest, HubDownloadRequest
 from studio.pipelines.chat.remote import is_remote_spec
 from studio.pipelines.chat.types import AttentionRequest, ChatRequest, EmbedRequest

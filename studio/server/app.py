@@ -30,7 +30,7 @@ from studio.core.engine import Engine
 from studio.core.jobs import JobState
 from studio.core.wording import count_of
 from studio.server import documents as served_docs
-from studio.server import schemas
+from studio.server import responses, schemas
 from studio.server.catalog import CHAT, IMAGE, Catalog, ServedModel
 from studio.server.chat_routes import CHARS_PER_TOKEN, add_chat_routes, check_prompt
 from studio.server.documents import ServedDocuments
@@ -217,7 +217,7 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
     @app.get("/v1/models", summary="The models on offer")
     async def models() -> JSONResponse:
         catalog = server.catalog
-        return JSONResponse(schemas.model_list([(m.id, m.kind) for m in catalog.models],
+        return JSONResponse(responses.model_list([(m.id, m.kind) for m in catalog.models],
                                                catalog.created))
 
     @app.get("/v1/models/{name:path}", summary="One model")
@@ -226,7 +226,7 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
         if found is None:
             raise ApiError(404, f"The model '{name}' does not exist.", "model",
                            "model_not_found")
-        return JSONResponse(schemas.model_list([(found.id, found.kind)],
+        return JSONResponse(responses.model_list([(found.id, found.kind)],
                                                server.catalog.created)["data"][0])
 
     add_chat_routes(app, server, body_of, pick, job_events)

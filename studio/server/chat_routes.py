@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from studio.core.jobs import JobState
 from studio.core.wording import count_of
-from studio.server import chat_attention, chat_images, schemas
+from studio.server import chat_attention, chat_images, responses, schemas
 from studio.server import documents as served_docs
 from studio.server.catalog import CHAT, ServedModel
 from studio.server.limits import Limits
@@ -124,10 +124,10 @@ async def _answer(job_events: Callable, request: Request, served: ServedModel, j
         raise ApiError(503, SHUTTING_DOWN, type_="server_error")
     if not text and reply is not None and not stops.stopped:
         text = stops.feed(reply.text) + stops.flush()
-    reason = "stop" if stops.stopped else schemas.finish_reason(
+    reason = "stop" if stops.stopped else responses.finish_reason(
         getattr(reply, "finish_reason", None) or getattr(last, "finish_reason", None))
     prompt_tokens, completion_tokens = _counts(reply if not stops.stopped else None, last)
-    whole = schemas.text_completion if job_request.complete else schemas.chat_completion
+    whole = responses.text_completion if job_request.complete else responses.chat_completion
     logprobs = scored if options.logprobs else None
     if options.attention:
         try:
@@ -135,14 +135,14 @@ async def _answer(job_events: Callable, request: Request, served: ServedModel, j
                 job_events, request, served, run.prompt_ids, scored)}
         except ClientGone:
             return Response(status_code=499)
-    return JSONResponse(whole(schemas.completion_id(job_request.complete), served.id, text,
+    return JSONResponse(whole(responses.completion_id(job_request.complete), served.id, text,
                               reason, prompt_tokens, completion_tokens, logprobs) | extra)
 
 
 async def _stream(job_events: Callable, request: Request, served: ServedModel,
                   job_request: Any, options: Any, extra: dict[str, Any]) -> AsyncIterator[bytes]:
     complete = job_request.complete
-    cid, created = schemas.completion_id(complete), int(time.time())
+    cid, created = responses.completion_id(complete), int(time.time())
     stops = StopMatcher(options.stop)
     want_logprobs = options.logprobs
     pending: list[Any] = []  # tokens whose logprobs go out with the next piece of text
@@ -159,14 +159,14 @@ async def _stream(job_events: Callable, request: Request, served: ServedModel,
         sent.extend(pending)
         pending.clear()
         if complete:
-            out = schemas.text_chunk(cid, served.id, created, text, reason, logprobs, offset)
+            out = responses.text_chunk(cid, served.id, created, text, reason, logprobs, offset)
             offset += sum(len(t.token) for t in logprobs or [])
             return sse(out)
-        return sse(schemas.chat_chunk(cid, served.id, created, {"content": text} if text or
+        return sse(responses.chat_chunk(cid, served.id, created, {"content": text} if text or
                                       reason is None else {}, reason, logprobs))
 
     if not complete:
-        yield sse(schemas.chat_chunk(cid, served.id, created, {"role": "assistant",
+        yield sse(responses.chat_chunk(cid, served.id, created, {"role": "assistant",
                                                                "content": ""}) | extra)
     run = _Run(stops)
     try:
@@ -188,7 +188,7 @@ async def _stream(job_events: Callable, request: Request, served: ServedModel,
                              "code": "generation_failed"}})
     else:
         reply = job.result if job is not None and not stops.stopped else None
-        reason = "stop" if stops.stopped else schemas.finish_reason(
+        reason = "stop" if stops.stopped else responses.finish_reason(
             getattr(reply, "finish_reason", None) or getattr(last, "finish_reason", None))
         if stops.stopped:
             pending.clear()  # tokens past the stop string are not part of the answer
@@ -203,7 +203,7 @@ async def _stream(job_events: Callable, request: Request, served: ServedModel,
                        "chat.completion.chunk", "created": created, "model": served.id,
                        "choices": [], chat_attention.FIELD: seen})
         if options.include_usage:
-            yield sse(schemas.usage_chunk(cid, served.id, created, *_counts(reply, last),
+            yield sse(responses.usage_chunk(cid, served.id, created, *_counts(reply, last),
                                           text=complete))
     yield sse(b"[DONE]")
 

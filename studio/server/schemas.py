@@ -18,7 +18,6 @@ completions ``logprobs`` 0–5 (the alternatives per token).
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,7 +34,7 @@ from studio.core.requests import (
     Img2ImgRequest,
     Txt2ImgRequest,
 )
-from studio.pipelines.chat.types import MAX_TOP_LOGPROBS, ChatRequest, EmbedRequest, TokenLogprob
+from studio.pipelines.chat.types import MAX_TOP_LOGPROBS, ChatRequest, EmbedRequest
 
 MAX_STOP_STRINGS = 4
 MAX_COMPLETION_LOGPROBS = 5  # OpenAI's limit for /v1/completions' logprobs
@@ -591,96 +590,3 @@ def parse_edit(fields: dict[str, Any], model_spec: str, image: str, mask: str,
                                    mask_blur=b.mask_blur if mask or any(outpaint.values()) else 0,
                                    strength=b.strength, width=width, height=height,
                                    outpaint_fill=b.outpaint_fill, **outpaint, **shared))
-
-
-# -- responses --------------------------------------------------------------------------------
-
-
-def completion_id(text: bool = False) -> str:
-    return ("cmpl-" if text else "chatcmpl-") + secrets.token_hex(12)
-
-
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
-
-
-def _entry(token: str, logprob: float) -> dict[str, Any]:
-    return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
-
-
-def chat_logprobs(tokens: list[TokenLogprob] | None) -> dict[str, Any] | None:
-    """A chat choice's ``logprobs``: ``{"content": [{token, logprob, bytes, top_logprobs}]}``."""
-    if tokens is None:
-        return None
-    return {"content": [_entry(t.token, t.logprob) | {
-        "top_logprobs": [_entry(a, lp) for a, lp in t.top]} for t in tokens], "refusal": None}
-
-
-def text_logprobs(tokens: list[TokenLogprob] | None, offset: int = 0) -> dict[str, Any] | None:
-    """A text completion choice's ``logprobs``: parallel ``tokens`` / ``token_logprobs`` /
-    ``top_logprobs`` (a dict per token) / ``text_offset`` lists, offsets from ``offset``."""
-    if tokens is None:
-        return None
-    offsets = []
-    for t in tokens:
-        offsets.append(offset)
-        offset += len(t.token)
-    return {"tokens": [t.token for t in tokens], "token_logprobs": [t.logprob for t in tokens],
-            "top_logprobs": [dict(t.top) for t in tokens], "text_offset": offsets}
-
-
-def chat_completion(cid: str, model: str, text: str, finish_reason: str, prompt_tokens: int,
-                    completion_tokens: int,
-                    logprobs: list[TokenLogprob] | None = None) -> dict[str, Any]:
-    return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "logprobs": chat_logprobs(logprobs), "finish_reason": finish_reason}],
-            "usage": usage(prompt_tokens, completion_tokens)}
-
-
-def text_completion(cid: str, model: str, text: str, finish_reason: str, prompt_tokens: int,
-                    completion_tokens: int,
-                    logprobs: list[TokenLogprob] | None = None) -> dict[str, Any]:
-    return {"id": cid, "object": "text_completion", "created": int(time.time()), "model": model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "text": text, "logprobs": text_logprobs(logprobs),
-                         "finish_reason": finish_reason}],
-            "usage": usage(prompt_tokens, completion_tokens)}
-
-
-def chat_chunk(cid: str, model: str, created: int, delta: dict[str, Any],
-               finish_reason: str | None = None,
-               logprobs: list[TokenLogprob] | None = None) -> dict[str, Any]:
-    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "logprobs": chat_logprobs(logprobs),
-                         "finish_reason": finish_reason}]}
-
-
-def text_chunk(cid: str, model: str, created: int, text: str, finish_reason: str | None = None,
-               logprobs: list[TokenLogprob] | None = None, offset: int = 0) -> dict[str, Any]:
-    return {"id": cid, "object": "text_completion", "created": created, "model": model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "text": text, "logprobs": text_logprobs(logprobs, offset),
-                         "finish_reason": finish_reason}]}
-
-
-def usage_chunk(cid: str, model: str, created: int, prompt_tokens: int,
-                completion_tokens: int, text: bool = False) -> dict[str, Any]:
-    return {"id": cid, "object": "text_completion" if text else "chat.completion.chunk",
-            "created": created, "model": model, "system_fingerprint": None, "choices": [],
-            "usage": usage(prompt_tokens, completion_tokens)}
-
-
-def model_list(models: list[tuple[str, str]], created: int) -> dict[str, Any]:
-    """``models``: (id, kind) pairs."""
-    return {"object": "list",
-            "data": [{"id": mid, "object": "model", "created": created, "owned_by": "studio",
-                      "kind": kind} for mid, kind in models]}
-
-
-def finish_reason(reason: str | None) -> str:
-    """The studio's finish reasons in OpenAI's words."""
-    return "length" if reason == "length" else "stop"

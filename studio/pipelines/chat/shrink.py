@@ -36,7 +36,7 @@ from studio import ASSETS_DIR
 from studio.core.config import Paths, Settings
 from studio.core.files import work_file_tag
 from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
-from studio.core.requests import SHRINK_METHODS, ShrinkRequest
+from studio.core.shrink_requests import SHRINK_METHODS, ShrinkRequest
 from studio.core.wording import count_of
 from studio.library.chat_models import (
     ChatModelEntry,

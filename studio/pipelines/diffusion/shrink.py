@@ -38,7 +38,7 @@ from typing import Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
-from studio.core.requests import IMAGE_SHRINK_METHODS, ImageShrinkRequest
+from studio.core.shrink_requests import IMAGE_SHRINK_METHODS, ImageShrinkRequest
 from studio.library.detect import read_safetensors_header
 from studio.library.families import family as family_of
 from studio.library.models import ModelEntry, entry_for_path, resolve_model

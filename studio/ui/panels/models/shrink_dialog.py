@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from studio.core.requests import (
+from studio.core.shrink_requests import (
     IMAGE_SHRINK_METHODS,
     SHRINK_METHODS,
     ImageShrinkRequest,
