@@ -209,3 +209,15 @@ def test_a_depth_controlnet_preselects_depth_only_while_its_model_is_cached(qtbo
     group.set_missing_preprocessors({})
     group.rows[0].preselect()
     assert group.rows[0].preprocess.currentData() == "depth"
+
+
+def test_model_preprocessors_stay_greyed_until_the_cache_is_looked_at(qtbot):
+    from studio.ui.panels.generate.controls import GenerateControls
+
+    group = GenerateControls().controlnet
+    qtbot.addWidget(group)
+    group.set_models([("control_v11f1p_sd15_depth", "sd1", "depth")])
+    group.enabled.setChecked(True)
+    row = group.rows[0]
+    assert not row.preprocess.model().item(row.preprocess.findData("depth")).isEnabled()
+    assert row.preprocess.currentData() == "none"  # not preselected before the scan answers

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from studio.core.control import MAX_CONTROLNETS, PREPROCESSORS
 from studio.core.requests import Txt2ImgRequest
+from studio.library.preprocessor_models import MODELS as PREPROCESSOR_MODELS
 from studio.ui.panels.generate.scribble import ScribbleDialog
 from studio.ui.widgets.basics import muted_label
 from studio.ui.widgets.check_section import CheckSection
@@ -216,7 +217,9 @@ class ControlNetSection(CheckSection):
                          "Show or hide the ControlNet settings", parent)
         self._current_result = current_result
         self._models: list[tuple[str, ...]] = []
-        self._missing: dict[str, str] = {}
+        # until the cache is looked at (off the GUI thread), the model-based ones are greyed out
+        self._missing: dict[str, str] = {name: "Looking for its model in the Hugging Face "
+                                         "cache…" for name in PREPROCESSOR_MODELS}
         self._canvas_size: Callable[[], tuple[int, int]] = lambda: (512, 512)
         self._scribble_folder: Path | None = None
         self.scribble_dialog: ScribbleDialog | None = None  # while Draw… is open
