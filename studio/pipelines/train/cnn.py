@@ -169,11 +169,11 @@ def accelerator() -> Any:
     """The process's Accelerator: a GPU where there is one (bf16 when it supports it), else the
     CPU in full precision. Under ``accelerate launch`` it joins the process group (gloo on
     CPUs)."""
-    from accelerate import Accelerator
+    from studio.pipelines.train.torch_lessons import new_accelerator
 
     cuda = torch.cuda.is_available()
     precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
-    return Accelerator(cpu=not cuda, mixed_precision=precision)
+    return new_accelerator(cpu=not cuda, mixed_precision=precision)
 
 
 def plain_loop(acc: Any) -> bool:

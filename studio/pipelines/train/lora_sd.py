@@ -131,19 +131,15 @@ class LoraTrainer:
         """Train on ``pipe`` (an SD 1.x or SDXL pipeline already loaded, called ``base_name``)
         and ``dataset``: cache its latents and prompts and add the LoRA adapters."""
         import torch
-        from accelerate import Accelerator
-        from accelerate.state import AcceleratorState
         from peft import LoraConfig, inject_adapter_in_model
+
+        from studio.pipelines.train.torch_lessons import new_accelerator
 
         cfg = self.config
         self.dataset, self.base_name, self.family = dataset, base_name, family
         self.pipe = pipe
-        # accelerate keeps one mixed-precision setting per process; a run of this process
-        # (the CLI, a test, the self-test) with another one starts it afresh. The processes
-        # of `accelerate launch` (PartialState) are kept.
-        AcceleratorState._reset_state()
-        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
-                                       cpu=self.device == "cpu")
+        self.accelerator = new_accelerator(mixed_precision=cfg.mixed_precision,
+                                           cpu=self.device == "cpu")
         self.encoders = {attr: getattr(pipe, attr) for attr, _ in TEXT_ENCODERS[family]}
         self.tokenizers = [pipe.tokenizer] + ([pipe.tokenizer_2] if family == "sdxl" else [])
         for part in (pipe.vae, pipe.unet, *self.encoders.values()):

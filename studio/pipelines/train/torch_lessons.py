@@ -138,3 +138,15 @@ def layer_histograms(layers: Sequence[tuple[str, nn.Conv2d | nn.ConvTranspose2d 
                     "grads": (gc.astype(np.float32), ge.astype(np.float32)),
                     "grad_norm": float(np.linalg.norm(g)) if g.size else 0.0})
     return out
+
+
+def new_accelerator(**kwargs: Any) -> Any:
+    """``accelerate.Accelerator(**kwargs)`` for a run of this process. accelerate keeps one
+    mixed-precision setting per process and refuses another; a lesson or LoRA run after one with
+    other settings (the window runs several, as do the CLI, the self-test and the tests) starts
+    the state afresh. The processes of ``accelerate launch`` (its PartialState) are kept."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+    return Accelerator(**kwargs)
