@@ -171,3 +171,21 @@ def test_an_sdxl_file_is_known_by_its_width_and_a_misfit_gets_a_sentence(tiny_sd
     service = Txt2ImgService(lambda: Settings(preview_mode="fast", device="cpu"), default_paths)
     with pytest.raises(UserFacingError, match="control_odd_sd15"):
         service.run(_request(tiny_sd15_dir, "control_odd_sd15", drawing), Sink(), CancelToken())
+
+
+def test_single_files_downloaded_into_the_hf_cache_are_found(files, tmp_path, monkeypatch):
+    from tests.fixtures.hub_cache import add_to_hub_cache
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    loose = tmp_path / "download"
+    loose.mkdir()
+    files["canny"].rename(loose / "control_v11p_sd15_canny.safetensors")
+    (loose / "README.md").write_text("ControlNet 1.1", encoding="utf-8")
+    snap = add_to_hub_cache(tmp_path / "hf", "lllyasviel/ControlNet-v1-1", loose)
+    found = {e.name: e for e in lib.find_controlnets(Settings(), default_paths())}
+    canny = found["control_v11p_sd15_canny"]
+    assert (canny.source, canny.path, canny.family) == (
+        "hf-cache", snap / "control_v11p_sd15_canny.safetensors", "sd1")
+    assert lib.resolve_controlnet("control_v11p_sd15_canny", Settings(),
+                                  default_paths()).path == canny.path

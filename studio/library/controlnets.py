@@ -223,11 +223,13 @@ def find_controlnets(settings: Settings, paths: Paths) -> list[ControlNetEntry]:
         if entry is not None:
             found.append(entry)
     for repo in hf_cache_repos():
-        for revision in sorted(repo.revisions, key=lambda r: "main" in r.refs, reverse=True):
-            snap = Path(revision.snapshot_path)
-            if is_controlnet_folder(snap):
-                found.append(entry_for_folder(snap, "hf-cache", repo.repo_id, repo.repo_id))
-                break
+        snaps = [Path(r.snapshot_path) for r in sorted(
+            repo.revisions, key=lambda r: "main" in r.refs, reverse=True)]
+        folder = next((snap for snap in snaps if is_controlnet_folder(snap)), None)
+        if folder is not None:
+            found.append(entry_for_folder(folder, "hf-cache", repo.repo_id, repo.repo_id))
+        elif snaps:  # loose files: `hf download lllyasviel/ControlNet-v1-1 control_….pth`
+            found += [entry_for_file(f, "hf-cache") for f in _files(snaps[0], 1)]
     unique: dict[Path, ControlNetEntry] = {}
     for entry in found:
         unique.setdefault(entry.path.resolve(), entry)
