@@ -222,7 +222,6 @@ class ControlNetSection(CheckSection):
                                          "cache…" for name in PREPROCESSOR_MODELS}
         self._canvas_size: Callable[[], tuple[int, int]] = lambda: (512, 512)
         self._scribble_folder: Path | None = None
-        self.scribble_dialog: ScribbleDialog | None = None  # while Draw… is open
         self.rows_box = QVBoxLayout(self.body)
         self.rows_box.setContentsMargins(0, 0, 0, 0)
         self.rows_box.setSpacing(6)
@@ -324,11 +323,9 @@ class ControlNetSection(CheckSection):
             self._scribble_folder = default_paths().data_dir / "controls"
         dialog = ScribbleDialog(self._canvas_size(), self._scribble_folder,
                                 self._current_result(), self.window())
-        self.scribble_dialog = dialog  # tests reach the open dialog here
         if dialog.exec() and dialog.saved is not None:
             row.image.setText(str(dialog.saved))
             row.preprocess.setCurrentIndex(max(0, row.preprocess.findData("none")))
-        self.scribble_dialog = None
 
     def _remove_row(self, row: ControlUnitRow) -> None:
         self.rows.remove(row)
