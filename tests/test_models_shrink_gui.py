@@ -50,4 +50,9 @@ def test_make_smaller_dialog_runs_the_job_and_lists_the_copy(qtbot, models_panel
     qtbot.waitUntil(lambda: "tiny-llama-fp8" in [e.name for e in panel.entries], timeout=20000)
     assert panel.tree.select_path(models / "tiny-llama-fp8")
     assert panel.details.values["Precision"].text() == "torchao fp8"
+    # the name just made is taken: the dialog suggests the next free one and plans for it
+    assert dialog.name.text() == "tiny-llama-fp8-2"
+    qtbot.waitUntil(lambda: dialog.plan is not None and dialog.start_button.isEnabled(),
+                    timeout=20000)
+    assert "already exists" not in dialog.plan_label.text()
     dialog.close()

@@ -42,6 +42,8 @@ EntryRole = Qt.ItemDataRole.UserRole + 1
 SecondaryRole = Qt.ItemDataRole.UserRole + 2
 
 Scanner = Callable[[Any, Any], list]
+#: why an entry cannot be used where the picker is ("" when it can): greyed out with this reason
+Usability = Callable[[Any], str]
 
 
 @dataclass
@@ -92,6 +94,8 @@ class _TwoLineDelegate(QStyledItemDelegate):
         painter.save()
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         text_color = option.palette.highlightedText() if selected else option.palette.text()
+        if not option.state & QStyle.StateFlag.State_Enabled:  # greyed: see set_usability
+            text_color = option.palette.placeholderText()
         rect = option.rect.adjusted(10, 0, -10, 0)
         dim = QColor(text_color.color())
         dim.setAlphaF(0.6)
@@ -130,6 +134,7 @@ class ModelPicker(QWidget):
         self._scanner = scanner
         self._scanning = False
         self._want: str | None = None  # the model to select once the scan is done
+        self._usability: Usability | None = None
         self.scan_error = ""
 
         self.combo = QComboBox()
@@ -177,6 +182,31 @@ class ModelPicker(QWidget):
         """The value for ``Txt2ImgRequest.model`` ("" when nothing is chosen)."""
         entry = self.current()
         return str(entry.path) if entry is not None else ""
+
+    def unusable_reason(self, entry: Any) -> str:
+        """Why ``entry`` cannot be used here ("" when it can; see :meth:`set_usability`)."""
+        return self._usability(entry) if self._usability is not None and entry is not None \
+            else ""
+
+    def set_usability(self, usability: Usability | None) -> None:
+        """Grey out the models ``usability`` gives a reason for (the reason is their tooltip).
+
+        The chosen model moves to the first usable one when it becomes unusable; when none is
+        usable the choice stays and the line under the combo says why.
+        """
+        self._usability = usability
+        self._apply_usability()
+        self._prefer_usable()
+
+    def _prefer_usable(self) -> None:
+        entry = self.current()
+        if entry is not None and self.unusable_reason(entry):
+            usable = next((i for i in range(self.combo.count())
+                           if not self.unusable_reason(self.combo.itemData(i, EntryRole))), None)
+            if usable is not None:
+                self.combo.setCurrentIndex(usable)  # → _index_changed
+                return
+        self._index_changed()
 
     def shutdown(self) -> None:
         """Wait for a model scan in flight."""
@@ -248,9 +278,21 @@ class ModelPicker(QWidget):
         i = self.combo.count() - 1
         self.combo.setItemData(i, entry, EntryRole)
         self.combo.setItemData(i, secondary_text(entry), SecondaryRole)
-        needs = getattr(entry, "needs", "")
-        self.combo.setItemData(i, f"{entry.path}\n{needs}" if needs else str(entry.path),
-                               Qt.ItemDataRole.ToolTipRole)
+        self._apply_usability(i)  # and the tooltip: the path, what it needs, why it is greyed
+
+    def _apply_usability(self, only: int | None = None) -> None:
+        model = self.combo.model()
+        rows = range(self.combo.count()) if only is None else (only,)
+        for i in rows:
+            entry = self.combo.itemData(i, EntryRole)
+            reason = self.unusable_reason(entry)
+            item = model.item(i) if hasattr(model, "item") else None
+            if item is not None:
+                item.setEnabled(not reason)
+            needs = getattr(entry, "needs", "")
+            tip = f"{entry.path}\n{needs}" if needs else str(entry.path)
+            self.combo.setItemData(i, f"{reason}\n{tip}" if reason else tip,
+                                   Qt.ItemDataRole.ToolTipRole)
 
     def _scan_done(self, entries: list) -> None:
         self._finish_scan(entries, "")
@@ -277,14 +319,16 @@ class ModelPicker(QWidget):
             self.select_model(want, add_if_missing=True)
         elif not (keep and self.select_model(keep, add_if_missing=False)) and entries:
             self.combo.setCurrentIndex(0)
-        self._index_changed()
+        self._prefer_usable()
         if error:
             self.detail.setText(f"Could not look for models: {error}")
         self.scanFinished.emit(len(entries), error)
 
     def _index_changed(self, *_: Any) -> None:
         entry = self.current()
-        self.detail.setText(secondary_text(entry) if entry is not None else "")
+        reason = self.unusable_reason(entry)
+        self.detail.setText(reason or (secondary_text(entry) if entry is not None else ""))
+        self.detail.setWordWrap(bool(reason))
         self.detail.setToolTip(str(entry.path) if entry is not None else "")
         if entry is not None and self._ctx.settings.last_model != str(entry.path) \
                 and not self._scanning:

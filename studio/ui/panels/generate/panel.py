@@ -40,6 +40,7 @@ from studio.ui.panels.generate.size_presets import DEFAULT_SIZE, presets_for
 from studio.ui.panels.generate.timeline import TimelineScrubber, TimelineStore
 from studio.ui.widgets.basics import section_label
 from studio.ui.widgets.model_picker import ModelPicker, Scanner
+from studio.ui.widgets.model_uses import for_generate
 from studio.ui.widgets.preview import (
     FrameThrottle,
     PreviewArea,
@@ -102,6 +103,7 @@ class GeneratePanel(QWidget):
         self.download_dialog: Any = None  # built on first use ("Download a model…")
 
         self.picker = ModelPicker(ctx, scanner=scanner)
+        self.picker.set_usability(for_generate)  # instruction editors belong to Transform
         self.controls = GenerateControls()
         self.controls.controlnet.set_current_result(lambda: self._displayed_path or "")
         self.controls.controlnet.set_scribble_place(

@@ -171,7 +171,13 @@ class ShrinkDialog(QDialog):
     def _default_name(self) -> str:
         base = self.entry.path.name if self.entry.source != "hf-cache" or not self.entry.repo_id \
             else self.entry.repo_id.split("/")[-1]
-        return f"{base}-{self.method() if hasattr(self, 'methods') else 'int8'}"
+        name = f"{base}-{self.method() if hasattr(self, 'methods') else 'int8'}"
+        taken = {n.casefold() for n in self.names}
+        suffix = 2
+        found = name
+        while found.casefold() in taken:  # a copy made before (in this dialog, or earlier)
+            found, suffix = f"{name}-{suffix}", suffix + 1
+        return found
 
     def _on_name_edited(self, _text: str) -> None:
         self._named_by_hand = True
@@ -299,7 +305,10 @@ class ShrinkDialog(QDialog):
         self.names.add(report.name)
         self._named_by_hand = False
         self.made.emit(report.path)
-        self.name.setText(self._default_name())  # the next estimate says the name is taken
+        # The name just made is taken now: suggest the next free one and plan for it (the
+        # button then offers another copy under that name, or stays off with the reason).
+        self.name.setText(self._default_name())
+        self.estimate()
 
     def _show_samples(self, report: Any) -> None:
         """The two sample images side by side, each with what it is."""

@@ -45,6 +45,7 @@ from studio.ui.panels.transform.sidebar import TransformSidebar
 from studio.ui.panels.transform.upscale_options import UpscaleOptions
 from studio.ui.widgets.mask_canvas import BrushTools, MaskCanvas, brush_step
 from studio.ui.widgets.model_picker import ModelPicker
+from studio.ui.widgets.model_uses import for_edit, for_img2img
 from studio.ui.widgets.preview import FrameThrottle, StepClock, step_text
 from studio.workers.job_bridge import QtJobHandle
 from studio.workers.thumbnails import pil_to_qimage
@@ -210,6 +211,8 @@ class TransformPanel(QWidget):
             return
         self.pages.setCurrentIndex(PAGES[mode])
         self.diffusion.set_inpaint(mode == "inpaint", edit=mode == "edit")
+        if mode != "cyclegan":  # the models that cannot do this mode's job are greyed out
+            self.sd_picker.set_usability(for_edit if mode == "edit" else for_img2img)
         # One model picker: on the img2img page, or in the Upscale tab (SD upscale refines with
         # it); moving it keeps its scan, its choice and the model loaded for both.
         if mode == "upscale":
