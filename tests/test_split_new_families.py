@@ -135,3 +135,136 @@ def test_a_flux2_given_a_t5_refuses_it_naming_the_part(tmp_path, tiny_flux2_dir,
     entry.parts["text_encoder"] = t5  # as if chosen in the Models workspace
     with pytest.raises(UserFacingError, match="t5xxl_fp16.safetensors is a T5 text encoder"):
         load_split_pipeline(entry, None, default_paths())
+
+
+def _real_header(family: str, config: dict) -> dict:
+    """A real-size diffusion model built on the meta device (no memory), as the header of the
+    file ComfyUI's download holds."""
+    import diffusers
+    from accelerate import init_empty_weights
+
+    from tests.fixtures.tiny_split_families import flux2_to_original, z_image_to_original
+
+    cls = getattr(diffusers, config["_class_name"])
+    with init_empty_weights():
+        model = cls.from_config(config)
+    state = model.state_dict()
+    if family == "z-image":
+        state = z_image_to_original(state, check=False)
+    elif family == "flux2":
+        state = flux2_to_original(state, check=False)
+    return {k: {"shape": list(v.shape), "dtype": "BF16"} for k, v in state.items()}
+
+
+@pytest.mark.parametrize("asset,family,kind,width", [
+    ("qwen_image", "qwen-image", "qwen25vl", 3584), ("z_image", "z-image", "qwen3", 2560),
+    ("flux2_dev", "flux2", "mistral3", 5120), ("flux2_klein", "flux2", "qwen3", 2560)])
+def test_real_sizes_are_told_apart_and_match_the_shipped_configs(asset, family, kind, width):
+    import json
+
+    import transformers
+
+    from studio.library.single_file_configs import CONFIGS_DIR
+    from studio.library.split_files import denoiser_family, parts_for
+    from studio.pipelines.diffusion.split_families import transformer_overrides
+
+    folder = CONFIGS_DIR / asset
+    config = json.loads((folder / "transformer" / "config.json").read_text())
+    header = _real_header(family, config)
+    assert denoiser_family(header) == family
+    overrides = transformer_overrides(header, family, config)
+    assert overrides == {k: config[k] for k in overrides}  # the file says what the config says
+    encoder, vae = parts_for(family, header)
+    assert (encoder.role, encoder.need, encoder.width) == ("text_encoder", kind, width)
+    assert vae.need == {"qwen-image": "qwen_vae", "z-image": "vae"}.get(family, "flux2_vae")
+    text = transformers.AutoConfig.from_pretrained(str(folder / "text_encoder"))
+    assert getattr(text, "text_config", text).hidden_size == width
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["text_encoder"][1] in {"qwen3": ("Qwen3Model", "Qwen3ForCausalLM")}.get(
+        kind, (type(text).__name__.replace("Config", "ForConditionalGeneration"),))
+
+
+@pytest.mark.parametrize("header,kind,width", [
+    ({"model.layers.0.post_attention_layernorm.weight": [3584],
+      "model.layers.0.self_attn.k_proj.bias": [512], "visual.blocks.0.norm1.weight": [1280]},
+     "qwen25vl", 3584),
+    ({"model.layers.0.post_attention_layernorm.weight": [2560],
+      "model.layers.0.self_attn.q_norm.weight": [128]}, "qwen3", 2560),
+    ({"model.layers.0.post_attention_layernorm.weight": [4096],
+      "model.layers.0.self_attn.q_norm.weight": [128]}, "qwen3", 4096),
+    ({"model.layers.0.post_attention_layernorm.weight": [5120],
+      "model.layers.39.post_attention_layernorm.weight": [5120]}, "mistral3", 5120),
+    ({"model.layers.0.post_attention_layernorm.weight": [2304],
+      "model.layers.0.post_feedforward_layernorm.weight": [2304],
+      "model.layers.0.self_attn.q_norm.weight": [256]}, "", 2304),  # Gemma: none of these
+    ({"decoder.conv1.weight": [384, 16, 3, 3, 3]}, "qwen_vae", 0),
+    ({"decoder.conv_in.weight": [512, 32, 3, 3], "bn.running_mean": [128]}, "flux2_vae", 0),
+    ({"decoder.conv_in.weight": [512, 16, 3, 3]}, "", 0),  # FLUX.1's ae: split_files' "vae"
+])
+def test_text_encoders_and_vaes_are_told_apart_by_their_headers(header, kind, width):
+    from studio.library.split_families import part_kind
+
+    assert part_kind({k: {"shape": v} for k, v in header.items()}) == (kind, width)
+
+
+def test_a_missing_tokenizer_names_the_download(tmp_path, monkeypatch):
+    from studio.pipelines.diffusion.split_families import find_tokenizer
+
+    monkeypatch.setattr("studio.library.hf_cache.hf_cache_repos", lambda: [])
+    with pytest.raises(UserFacingError, match='hf download Qwen/Qwen-Image --include "tokenizer/'):
+        find_tokenizer(tmp_path, "qwen-image")
+    with pytest.raises(UserFacingError, match="hf download Tongyi-MAI/Z-Image-Turbo"):
+        find_tokenizer(tmp_path, "z-image")
+
+
+def test_the_planner_knows_each_parts_size(tmp_path, tiny_qwen_split_dir):
+    from studio.pipelines.diffusion.planner import GB, components_of, plan
+
+    model = write_comfy_split_family(tiny_qwen_split_dir, tmp_path / "ComfyUI", "qwen-image",
+                                     fp8=True)
+    entry = entry_for_path(model, "file")
+    sizes = {c.key: c.bytes for c in components_of(entry, 2)}
+    assert set(sizes) == {"transformer", "text_encoder", "vae"}
+    from safetensors import safe_open
+
+    def count(path):
+        with safe_open(str(path), "pt") as f:
+            return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+
+    assert sizes["transformer"] == count(model)  # fp8: kept in fp8, one byte a weight
+    assert sizes["text_encoder"] == 2 * count(entry.parts["text_encoder"])  # bf16 from fp32
+    # at real sizes (Qwen-Image fp8 ~20 GB, its text encoder ~16 GB in bf16, the VAE ~0.25 GB)
+    # on a 24 GB card the text encoder is the part left on the CPU
+    comps = [type(c)(c.key, c.label, {"transformer": 20, "text_encoder": 16}.get(c.key, 0.25)
+                     * GB) for c in components_of(entry, 2)]
+    chosen = plan("Qwen-Image", comps, "cuda", 24 * GB, 64 * GB)
+    assert chosen.mode == "text_encoder_cpu" and "the text encoder runs on the CPU" in \
+        chosen.sentence
+
+
+def test_comfys_scaled_fp8_is_multiplied_out(tmp_path, tiny_z_image_dir):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from studio.pipelines.diffusion.planner import tensor_bytes
+    from studio.pipelines.diffusion.split_families import load_text_encoder
+
+    state = {"model." + k: v for k, v in
+             load_file(str(tiny_z_image_dir / "text_encoder" / "model.safetensors")).items()}
+    scaled, expected = {"scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)}, {}
+    for key, value in state.items():
+        if value.ndim == 2 and "embed" not in key:
+            scale = value.abs().max() / 448
+            q = (value / scale).to(torch.float8_e4m3fn)
+            scaled[key], scaled[key[:-len("weight")] + "scale_weight"] = q, scale.reshape(1)
+            scaled[key[:-len("weight")] + "scale_input"] = torch.ones(1)
+            expected[key] = q.to(torch.float32) * scale
+        else:
+            scaled[key] = expected[key] = value
+    path = tmp_path / "qwen_3_4b_fp8_scaled.safetensors"
+    save_file(scaled, str(path))
+    model = load_text_encoder("qwen3", path, tiny_z_image_dir, "Qwen3Model", torch.float32)
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k.removeprefix("model.")], v) for k, v in expected.items())
+    # the planner counts every weight (fp8 ones too: multiplied out) in the run precision
+    assert tensor_bytes([path], 2) == 2 * sum(v.numel() for v in scaled.values())

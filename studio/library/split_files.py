@@ -216,8 +216,9 @@ def _needed(part: Part) -> str:
     """How a missing part is named: its role, and for these families' what it must be."""
     if not part.kind:
         return part.role
-    title = split_families.SIZES.get((part.kind, part.width)) \
-        or split_families.TITLES.get(part.kind, part.kind).split(" (")[0]
+    size = split_families.SIZES.get((part.kind, part.width))
+    title = f"{size} text encoder" if size else \
+        split_families.TITLES.get(part.kind, part.kind).split(" (")[0]
     if part.kind == "vae":
         title = "FLUX.1 VAE (ae)"
     return f"{part.role} ({title})"
