@@ -1,5 +1,6 @@
 """``studio models parts NAME [--set ROLE=FILE …] [--guess ROLE …]``: the text encoders and VAE a
-ComfyUI split diffusion model (FLUX.1, SD 3.5, Qwen-Image, Z-Image, FLUX.2) is assembled with.
+ComfyUI split diffusion model (FLUX.1, SD 3.5, Qwen-Image, Z-Image, FLUX.2) is assembled
+with.
 
 Without options it prints each part the model needs, the file used and every file found for it
 in ComfyUI's folders; ``--set clip_l=/path/clip_l.safetensors`` chooses a file (kept in the
@@ -17,7 +18,8 @@ from typing import Any
 
 HELP = "show or choose the text encoders and VAE of a split diffusion model (ComfyUI files)"
 DESCRIPTION = (
-    "A FLUX.1, SD 3.5, Qwen-Image, Z-Image or FLUX.2 diffusion-model file from ComfyUI's models/diffusion_models (or unet) "
+    "A FLUX.1, SD 3.5, Qwen-Image, Z-Image or FLUX.2 diffusion-model file from ComfyUI's "
+    "models/diffusion_models (or unet) "
     "needs text encoders (models/text_encoders or clip) and a VAE (models/vae). Without options "
     "this prints each part, the file used and the others found; --set ROLE=FILE chooses one "
     "(remembered in the settings), --guess ROLE forgets the choice.")

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.jobs import UserFacingError
-from studio.library.detect import read_safetensors_header
 from studio.library import split_families
+from studio.library.detect import read_safetensors_header
 from studio.library.families import label as family_label
 
 log = logging.getLogger(__name__)

@@ -27,6 +27,7 @@ from typing import Any
 
 from studio.core.config import Paths
 from studio.core.jobs import UserFacingError
+from studio.core.wording import count_of
 from studio.library import split_families
 from studio.library.detect import read_safetensors_header
 from studio.library.models import ModelEntry
@@ -167,7 +168,8 @@ def transformer_overrides(header: dict[str, Any], family: str, config: dict) -> 
 
     if family == "qwen-image":
         inner = shape("img_in.weight")[0]
-        return {"num_layers": count("transformer_blocks."), "in_channels": shape("img_in.weight")[1],
+        return {"num_layers": count("transformer_blocks."),
+                "in_channels": shape("img_in.weight")[1],
                 "num_attention_heads": inner // int(config["attention_head_dim"]),
                 "joint_attention_dim": shape("txt_in.weight")[1]}
     if family == "z-image":
@@ -236,6 +238,7 @@ def load_vae(kind: str, path: Path, config: Path, dtype: Any) -> Any:
     state, _fp8 = _load_state(path, dtype)
     state = {k.removeprefix("vae.").removeprefix("first_stage_model."): v
              for k, v in state.items()}
+    cls: Any
     if kind == "qwen_vae":
         cls = diffusers.AutoencoderKLQwenImage
         if "decoder.conv1.weight" in state:  # the Wan 2.1 layout ComfyUI ships
@@ -250,9 +253,9 @@ def load_vae(kind: str, path: Path, config: Path, dtype: Any) -> Any:
     missing, unexpected = vae.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
-        raise UserFacingError(f"{path.name} does not fit this model's VAE "
-                              f"({len(missing) + len(unexpected)} weights differ, e.g. "  # plural-ok
-                              f"{(missing + unexpected)[0]}).")
+        differ = count_of(len(missing) + len(unexpected), "weight")
+        raise UserFacingError(f"{path.name} does not fit this model's VAE ({differ} differ, "
+                              f"e.g. {(missing + unexpected)[0]}).")
     return vae.to(dtype=dtype).eval() if dtype is not None else vae.eval()
 
 
