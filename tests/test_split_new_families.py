@@ -268,3 +268,65 @@ def test_comfys_scaled_fp8_is_multiplied_out(tmp_path, tiny_z_image_dir):
     assert all(torch.equal(loaded[k.removeprefix("model.")], v) for k, v in expected.items())
     # the planner counts every weight (fp8 ones too: multiplied out) in the run precision
     assert tensor_bytes([path], 2) == 2 * sum(v.numel() for v in scaled.values())
+
+
+def test_the_command_line_lists_and_checks_a_z_image_models_parts(tmp_path, tiny_z_image_dir,
+                                                                    tiny_flux_dir):
+    import json
+
+    from tests.fixtures.cli_run import studio_in_process
+    from tests.fixtures.tiny_split import write_comfy_split
+
+    model = write_comfy_split_family(tiny_z_image_dir, tmp_path / "ComfyUI", "z-image")
+    done = studio_in_process("models", "parts", str(model), "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {r["role"]: r for r in json.loads(done.stdout)["parts"]}
+    assert rows["text_encoder"]["file"].endswith("qwen_3_4b.safetensors")
+    assert rows["vae"]["file"].endswith("ae.safetensors")
+    flux = write_comfy_split(tiny_flux_dir, tmp_path / "flux1", "flux")
+    clip = flux.parents[1] / "text_encoders" / "clip_l_flux.safetensors"
+    refused = studio_in_process("models", "parts", str(model), "--set", f"text_encoder={clip}")
+    assert refused.returncode == 2
+    assert "is a CLIP-L text encoder, which does not belong with a Z-Image model: it needs a " \
+           "Qwen3 text encoder as its text_encoder" in refused.stderr
+
+
+def test_flux2_devs_mistral_file_computes_the_hidden_states_flux2_reads(tmp_path):
+    """ComfyUI's Mistral Small 3 file is its language model alone: loaded without the vision
+    tower, it gives the hidden states the whole Mistral3 model gives for a prompt (FLUX.2 dev
+    reads three of them); a file with the tower loads into the whole model."""
+    import torch
+    import transformers
+    from safetensors.torch import load_file, save_file
+
+    from studio.library.split_families import part_kind
+    from studio.library.split_files import read_safetensors_header
+    from studio.pipelines.diffusion.split_families import load_text_encoder
+
+    config = transformers.Mistral3Config(
+        text_config=dict(model_type="mistral", vocab_size=300, hidden_size=16,
+                         intermediate_size=32, num_hidden_layers=3, num_attention_heads=2,
+                         num_key_value_heads=2, head_dim=8, max_position_embeddings=256),
+        vision_config=dict(model_type="pixtral", hidden_size=16, intermediate_size=32,
+                           num_hidden_layers=1, num_attention_heads=2, patch_size=14,
+                           image_size=56, head_dim=8),
+        image_token_index=10, spatial_merge_size=2, projector_hidden_act="gelu",
+        multimodal_projector_bias=False)
+    torch.manual_seed(0)
+    whole = transformers.Mistral3ForConditionalGeneration(config).eval()
+    whole.save_pretrained(tmp_path / "whole")
+    config.save_pretrained(tmp_path / "configs" / "text_encoder")
+    saved = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    text_only = tmp_path / "mistral_3_small_flux2_bf16.safetensors"
+    save_file({k.removeprefix("language_model."): v for k, v in saved.items()
+               if k.startswith("language_model.")}, str(text_only))
+    assert part_kind(read_safetensors_header(text_only), text_only.name) == ("mistral3", 16)
+    ids = torch.tensor([[1, 5, 7, 9, 11, 2]])
+    with torch.no_grad():
+        expected = whole(input_ids=ids, output_hidden_states=True).hidden_states
+        for path in (text_only, tmp_path / "whole" / "model.safetensors"):
+            model = load_text_encoder("mistral3", path, tmp_path / "configs",
+                                      "Mistral3ForConditionalGeneration", torch.float32)
+            got = model(input_ids=ids, output_hidden_states=True).hidden_states
+            assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+    assert type(model).__name__ == "Mistral3ForConditionalGeneration"
