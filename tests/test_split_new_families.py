@@ -330,3 +330,27 @@ def test_flux2_devs_mistral_file_computes_the_hidden_states_flux2_reads(tmp_path
             got = model(input_ids=ids, output_hidden_states=True).hidden_states
             assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
     assert type(model).__name__ == "Mistral3ForConditionalGeneration"
+
+
+def test_a_text_encoder_of_another_size_takes_its_sizes_from_its_file(tmp_path, tiny_flux2_dir):
+    """FLUX.2 klein 9B's Qwen3 8B is read with the 4B's shipped config: its widths, layer count
+    and untied head come from the file (here: a wider, shallower Qwen3 than the tiny config)."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from studio.pipelines.diffusion.split_families import load_text_encoder
+
+    torch.manual_seed(3)
+    wider = Qwen3ForCausalLM(Qwen3Config(
+        hidden_size=24, intermediate_size=40, num_hidden_layers=3, num_attention_heads=3,
+        num_key_value_heads=1, head_dim=8, vocab_size=300, tie_word_embeddings=False)).eval()
+    path = tmp_path / "qwen_3_8b.safetensors"
+    save_file({k: v.contiguous() for k, v in wider.state_dict().items()}, str(path))
+    model = load_text_encoder("qwen3", path, tiny_flux2_dir, "Qwen3ForCausalLM", torch.float32)
+    assert model.config.hidden_size == 24 and model.config.num_hidden_layers == 3
+    ids = torch.tensor([[1, 4, 9, 2]])
+    with torch.no_grad():
+        expected = wider(input_ids=ids, output_hidden_states=True).hidden_states
+        got = model(input_ids=ids, output_hidden_states=True).hidden_states
+    assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))

@@ -259,12 +259,44 @@ def load_vae(kind: str, path: Path, config: Path, dtype: Any) -> Any:
     return vae.to(dtype=dtype).eval() if dtype is not None else vae.eval()
 
 
+def fit_text_config(cfg: Any, header: dict[str, Any]) -> None:
+    """Set the language model's sizes in ``cfg`` from the file's header when it is another
+    size than the shipped config (FLUX.2 klein 9B's Qwen3 8B beside the 4B's config)."""
+    text = getattr(cfg, "text_config", cfg)
+    for lm in ("model.", "model.language_model.", "language_model.model.", ""):
+        if f"{lm}layers.0.post_attention_layernorm.weight" in header:
+            break
+    else:
+        return
+
+    def shape(key: str) -> list[int]:
+        return list(header[f"{lm}{key}"]["shape"])
+
+    width = shape("layers.0.post_attention_layernorm.weight")[0]
+    if width == text.hidden_size:
+        return
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    layers = len({k[len(lm):].split(".")[1] for k in header if k.startswith(f"{lm}layers.")})
+    text.hidden_size, text.num_hidden_layers = width, layers
+    text.intermediate_size = shape("layers.0.mlp.gate_proj.weight")[0]
+    text.num_attention_heads = shape("layers.0.self_attn.q_proj.weight")[0] // head_dim
+    text.num_key_value_heads = shape("layers.0.self_attn.k_proj.weight")[0] // head_dim
+    text.vocab_size = shape("embed_tokens.weight")[0]
+    if getattr(text, "head_dim", None):
+        text.head_dim = head_dim
+    if getattr(text, "layer_types", None):
+        text.layer_types = [text.layer_types[0]] * layers
+    cfg.tie_word_embeddings = text.tie_word_embeddings = not any(
+        k.endswith("lm_head.weight") for k in header)
+
+
 def load_text_encoder(kind: str, path: Path, config: Path, cls_name: str, dtype: Any) -> Any:
     import transformers
 
     state, fp8 = _load_state(path, dtype)
     folder = config / "text_encoder"
     cfg = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    fit_text_config(cfg, read_safetensors_header(path))
     if kind == "mistral3" and not any(k.startswith(("vision_tower.", "model.vision_tower."))
                                       for k in state):
         # ComfyUI's Mistral file is the language model alone: FLUX.2 reads only its hidden
