@@ -6,6 +6,8 @@ the same weights draws; a part that does not belong is one sentence naming it.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -354,3 +356,54 @@ def test_a_text_encoder_of_another_size_takes_its_sizes_from_its_file(tmp_path, 
         expected = wider(input_ids=ids, output_hidden_states=True).hidden_states
         got = model(input_ids=ids, output_hidden_states=True).hidden_states
     assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+
+
+@pytest.mark.parametrize("family", list(FIXTURES))
+def test_a_q8_gguf_diffusion_model_draws_what_its_dequantized_weights_draw(
+        family, request, tmp_path, family_configs):
+    import gguf
+    from safetensors.torch import load_file, save_file
+
+    from studio.library.kinds.image import describe
+    from tests.fixtures.tiny_split import _quantizable
+    from tests.fixtures.tiny_split_families import flux2_to_original, z_image_to_original
+
+    folder = request.getfixturevalue(FIXTURES[family])
+    comfy = tmp_path / "ComfyUI"
+    write_comfy_split_family(folder, comfy, family)
+    state = load_file(str(next((folder / "transformer").glob("*.safetensors"))))
+    state = {"z-image": z_image_to_original, "flux2": flux2_to_original}.get(
+        family, lambda s: s)(state)
+    # (klein's undistilled base says so in its name, as the tiny folder is)
+    model = comfy / "models" / "unet" / f"tiny-{family}-base-Q8_0.gguf"
+    model.parent.mkdir(parents=True)
+    writer = gguf.GGUFWriter(str(model), arch=family)
+    q8 = gguf.GGMLQuantizationType.Q8_0
+    for name, value in state.items():
+        array = value.float().numpy()
+        if _quantizable(value) and name.endswith(".weight"):  # Linear weights, as the tools
+            writer.add_tensor(name, gguf.quants.quantize(array, q8), raw_dtype=q8)
+        else:
+            writer.add_tensor(name, array)
+    for write in (writer.write_header_to_file, writer.write_kv_data_to_file,
+                  writer.write_tensors_to_file, writer.close):
+        write()
+    assert describe(model, "file").precision == "GGUF Q8_0"
+    # the reference: the folder with the weights diffusers' GGUF layers dequantize to (its
+    # torch dequantization rounds the block scales differently from gguf's numpy one, at 1e-4)
+    import shutil
+
+    import torch
+    from diffusers.quantizers.gguf.utils import dequantize_gguf_tensor
+
+    from studio.pipelines.diffusion.split_loading import load_split_pipeline
+
+    pipe = load_split_pipeline(entry_for_path(model, "file"), torch.float32, default_paths())
+    reference = Path(shutil.copytree(folder, tmp_path / "dequantized"))
+    save_file({k: (dequantize_gguf_tensor(v) if hasattr(v, "quant_type") else v)
+               .float().contiguous() for k, v in pipe.transformer.state_dict().items()},
+              str(next((reference / "transformer").glob("*.safetensors"))))
+    negative = {} if family == "flux2" else {"negative_prompt": "blurry fog"}
+    diff = np.abs(generate(model, **negative).astype(int)
+                  - generate(reference, **negative).astype(int))
+    assert diff.max() <= 1

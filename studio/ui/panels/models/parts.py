@@ -1,7 +1,7 @@
 """The parts of a ComfyUI split diffusion model in the Models workspace's details pane.
 
-:class:`SplitPartsBox` shows, for a FLUX.1 / SD 3.5 diffusion-model file, one drop-down per part
-it needs (clip_l, clip_g, t5xxl, vae): "Automatic" (the file Studio picks from ComfyUI's folders)
+:class:`SplitPartsBox` shows, for a FLUX.1 / SD 3.5 (or Qwen-Image / Z-Image / FLUX.2)
+diffusion-model file, one drop-down per part it needs (clip_l, clip_g, t5xxl or text_encoder, vae): "Automatic" (the file Studio picks from ComfyUI's folders)
 or any file of that part found there. ``partChosen(path, role, file or None)`` fires on a change;
 the panel keeps the choice in the settings (what ``studio models parts --set`` does), and the next
 job with the model uses it.
