@@ -407,3 +407,22 @@ def test_a_q8_gguf_diffusion_model_draws_what_its_dequantized_weights_draw(
     diff = np.abs(generate(model, **negative).astype(int)
                   - generate(reference, **negative).astype(int))
     assert diff.max() <= 1
+
+
+def test_a_qwen3_of_another_width_is_not_taken_for_z_images(tmp_path, tiny_z_image_dir):
+    from safetensors.torch import save_file
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from studio.library.split_files import check_part
+
+    comfy = tmp_path / "ComfyUI"
+    model = write_comfy_split_family(tiny_z_image_dir, comfy, "z-image")
+    wider = Qwen3ForCausalLM(Qwen3Config(
+        hidden_size=24, intermediate_size=40, num_hidden_layers=1, num_attention_heads=3,
+        num_key_value_heads=1, head_dim=8, vocab_size=300))
+    other = comfy / "models" / "text_encoders" / "qwen_3_8b.safetensors"
+    save_file({k: v.contiguous() for k, v in wider.state_dict().items()}, str(other))
+    assert entry_for_path(model, "file").parts["text_encoder"].name == "qwen_3_4b.safetensors"
+    with pytest.raises(UserFacingError, match="qwen_3_8b.safetensors is a Qwen3 text encoder 24 "
+                       "wide, where this model's is 16 wide"):
+        check_part("text_encoder", other, "z-image", model)
