@@ -426,3 +426,38 @@ def test_a_qwen3_of_another_width_is_not_taken_for_z_images(tmp_path, tiny_z_ima
     with pytest.raises(UserFacingError, match="qwen_3_8b.safetensors is a Qwen3 text encoder 24 "
                        "wide, where this model's is 16 wide"):
         check_part("text_encoder", other, "z-image", model)
+
+
+def test_a_flux2_dev_takes_the_mistral_file_not_the_qwen3_beside_it(tmp_path, tiny_flux2_dir):
+    """FLUX.2 dev (guidance distilled into it: a guidance embedder) needs Mistral Small 3; klein
+    (no guidance embedder) a Qwen3 — both files may sit in one text_encoders folder."""
+    import torch
+    from diffusers import Flux2Transformer2DModel
+    from safetensors.torch import save_file
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from tests.fixtures.tiny_split_families import flux2_to_original
+
+    comfy = tmp_path / "ComfyUI"
+    write_comfy_split_family(tiny_flux2_dir, comfy, "flux2")  # klein, its Qwen3 and the VAE
+    torch.manual_seed(0)
+    dev = Flux2Transformer2DModel(
+        patch_size=1, in_channels=128, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=48, timestep_guidance_channels=32,
+        axes_dims_rope=(4, 4, 4, 4), guidance_embeds=True)
+    models = comfy / "models"
+    dev_file = models / "diffusion_models" / "flux2_dev_tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in flux2_to_original(dev.state_dict()).items()},
+              str(dev_file))
+    mistral = MistralForCausalLM(MistralConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, head_dim=8, vocab_size=300))
+    save_file({k: v.contiguous() for k, v in mistral.state_dict().items()},
+              str(models / "text_encoders" / "mistral_3_small_flux2_bf16.safetensors"))
+    dev_entry = entry_for_path(dev_file, "file")
+    klein_entry = entry_for_path(models / "diffusion_models" / "flux-2-klein-base-4b.safetensors",
+                                 "file")
+    assert dev_entry.family == klein_entry.family == "flux2" and not dev_entry.needs
+    assert dev_entry.parts["text_encoder"].name == "mistral_3_small_flux2_bf16.safetensors"
+    assert klein_entry.parts["text_encoder"].name == "qwen_3_4b.safetensors"
+    assert dev_entry.parts["vae"] == klein_entry.parts["vae"]

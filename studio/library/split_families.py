@@ -90,8 +90,12 @@ def text_width_needed(header: dict[str, Any], family: str) -> int:
 
 
 def flux2_encoder_kind(header: dict[str, Any]) -> str:
-    """"mistral3" for FLUX.2 dev (and a model of its text width), else "qwen3" (klein)."""
-    return "mistral3" if text_width_needed(header, "flux2") == MISTRAL3_WIDTH else "qwen3"
+    """"mistral3" for FLUX.2 dev (guidance distilled into it: a guidance embedder; Mistral's
+    width), else "qwen3" (klein, distilled or base, has no guidance embedder)."""
+    keys = _keys(header)
+    dev = any(k.startswith(("guidance_in.", "time_guidance_embed.guidance_embedder."))
+              for k in keys)
+    return "mistral3" if dev or text_width_needed(header, "flux2") == MISTRAL3_WIDTH else "qwen3"
 
 
 def part_kind(header: dict[str, Any], name: str = "") -> tuple[str, int]:
