@@ -63,3 +63,37 @@ def test_the_parts_are_shown_and_a_choice_is_kept(window, qtbot, screenshot):
     panel.save_part(model, "vae", fp8)
     assert "is a T5 text encoder" in panel.notice.text()
     assert "vae" not in window.ctx.settings.parts_for(model)
+
+
+def test_a_z_image_models_parts_show_its_text_encoder_and_refuse_a_t5(
+        qtbot, studio_home, tmp_path, tiny_z_image_dir, tiny_flux_dir, monkeypatch):
+    from tests.fixtures.tiny_split_families import write_comfy_split_family
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    comfy = tmp_path / "ComfyUI"
+    model = write_comfy_split_family(tiny_z_image_dir, comfy, "z-image")
+    t5 = write_comfy_split(tiny_flux_dir, tmp_path / "flux1", "flux").parents[1] / \
+        "text_encoders" / "t5xxl_fp16.safetensors"
+    save_settings(Settings(extra_model_dirs=[str(comfy)]), default_paths().settings_file)
+    from studio.app import build_main_window
+
+    win = build_main_window()
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        panel = win.show_workspace("models")
+        qtbot.waitUntil(lambda: panel.scans >= 1, timeout=20000)
+        assert panel.tree.select_path(model)
+        box = panel.details.parts
+        qtbot.waitUntil(box.isVisible, timeout=10000)
+        assert set(box.boxes) == {"text_encoder", "vae"}
+        assert box.boxes["text_encoder"].itemText(0) == "Automatic (qwen_3_4b)"
+        parts = {e.name: e for e in panel.entries if e.kind == "part"}
+        assert parts["qwen_3_4b"].detail.startswith("Qwen3 text encoder (Z-Image")
+        panel.save_part(model, "text_encoder", t5)
+        assert "is a T5 text encoder, which does not belong with a Z-Image model" in \
+            panel.notice.text()
+        assert not win.ctx.settings.parts_for(model)
+    finally:
+        win.shutdown()

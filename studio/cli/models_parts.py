@@ -1,5 +1,6 @@
 """``studio models parts NAME [--set ROLE=FILE …] [--guess ROLE …]``: the text encoders and VAE a
-ComfyUI split diffusion model (FLUX.1, SD 3.5) is assembled with.
+ComfyUI split diffusion model (FLUX.1, SD 3.5, Qwen-Image, Z-Image, FLUX.2) is assembled
+with.
 
 Without options it prints each part the model needs, the file used and every file found for it
 in ComfyUI's folders; ``--set clip_l=/path/clip_l.safetensors`` chooses a file (kept in the
@@ -17,7 +18,8 @@ from typing import Any
 
 HELP = "show or choose the text encoders and VAE of a split diffusion model (ComfyUI files)"
 DESCRIPTION = (
-    "A FLUX.1 or SD 3.5 diffusion-model file from ComfyUI's models/diffusion_models (or unet) "
+    "A FLUX.1, SD 3.5, Qwen-Image, Z-Image or FLUX.2 diffusion-model file from ComfyUI's "
+    "models/diffusion_models (or unet) "
     "needs text encoders (models/text_encoders or clip) and a VAE (models/vae). Without options "
     "this prints each part, the file used and the others found; --set ROLE=FILE chooses one "
     "(remembered in the settings), --guess ROLE forgets the choice.")
@@ -31,7 +33,8 @@ def add_parser(sub: Any) -> None:
                    help="a split diffusion model: a name as 'studio models list' prints it or "
                         "a path")
     p.add_argument("--set", action="append", default=[], metavar="ROLE=FILE",
-                   help="use FILE as the part ROLE (clip_l, clip_g, t5xxl, vae); repeatable")
+                   help="use FILE as the part ROLE (clip_l, clip_g, t5xxl, text_encoder, vae); "
+                        "repeatable")
     p.add_argument("--guess", action="append", default=[], metavar="ROLE",
                    help="forget the choice for ROLE: Studio picks the file again; repeatable")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -42,7 +45,7 @@ def run_parts(args: argparse.Namespace, context: Any) -> int:
     from studio.core.config import save_settings
     from studio.core.jobs import UserFacingError
     from studio.library.models import resolve_model
-    from studio.library.split_files import FAMILY_PARTS, check_part, find_parts
+    from studio.library.split_files import check_part, find_parts
 
     settings, paths, base = context()
     try:
@@ -50,9 +53,11 @@ def run_parts(args: argparse.Namespace, context: Any) -> int:
     except UserFacingError as exc:
         raise UsageError(str(exc)) from exc
     if entry.format != "split":
-        raise UsageError(f"{args.name} is not a split diffusion model (a FLUX.1 or SD 3.5 file "
+        raise UsageError(f"{args.name} is not a split diffusion model (a FLUX.1, SD 3.5, "
+                         "Qwen-Image, Z-Image or FLUX.2 file "
                          "from ComfyUI's models/diffusion_models); it has no parts to choose.")
-    roles = {p.role for p in FAMILY_PARTS[entry.family]}
+    wanted = find_parts(entry.path, entry.family).parts
+    roles = {p.role for p in wanted}
     changes: list[tuple[str, Path | None]] = [(r, None) for r in args.guess]
     for item in args.set:
         role, _, file = item.partition("=")
@@ -65,7 +70,7 @@ def run_parts(args: argparse.Namespace, context: Any) -> int:
             if not file.is_file():
                 raise UsageError(f"{file} does not exist.")
             try:
-                check_part(role, file, entry.family)
+                check_part(role, file, entry.family, entry.path)
             except UserFacingError as exc:
                 raise UsageError(str(exc)) from exc
         settings = settings.with_part(entry.path, role, file)
@@ -77,7 +82,7 @@ def run_parts(args: argparse.Namespace, context: Any) -> int:
              "file": str(found.chosen[p.role]) if p.role in found.chosen else "",
              "chosen_by": "you" if p.role in chosen else "Studio",
              "candidates": [str(c) for c in found.candidates.get(p.role, [])]}
-            for p in FAMILY_PARTS[entry.family]]
+            for p in found.parts]
     if args.json:
         print(json.dumps({"model": str(entry.path), "family": entry.family, "parts": rows},
                          indent=2))

@@ -145,7 +145,7 @@ def split_part_entry(item: Path, source: str, size: int, precision: str) -> Libr
         return None
     return LibraryEntry(entry_name(item), "part", item, source, "safetensors", size, precision,
                         "", "", f"{PART_TITLES[role]}, a part of split diffusion models "
-                        "(FLUX.1, SD 3.5)", ("Generate",))
+                        "(FLUX.1, SD 3.5, Qwen-Image, Z-Image, FLUX.2)", ("Generate",))
 
 
 def _claimed(path: Path, claimed: set[Path]) -> bool:

@@ -130,8 +130,9 @@ def entry_for_path(path: Path, source: str, name: str = "", repo_id: str = "") -
 
 def split_entry(path: Path, source: str, name: str = "", repo_id: str = "",
                 chosen: dict[str, str] | None = None) -> ModelEntry | None:
-    """A FLUX.1 / SD 3.5 diffusion-model file (ComfyUI's split files) with the text encoders and
-    VAE ``chosen`` for it (role → file) or else found beside it; None when the file is not one."""
+    """A FLUX.1 / SD 3.5 / Qwen-Image / Z-Image / FLUX.2 diffusion-model file (ComfyUI's split
+    files) with the text encoders and VAE ``chosen`` for it (role → file) or else found beside
+    it; None when the file is not one."""
     from studio.library.split_files import (
         comfy_models_root,
         denoiser_family,
@@ -314,8 +315,9 @@ def resolve_model(spec: str, settings: Settings, paths: Paths) -> ModelEntry:
 
             arch = read_gguf_header(path)["__metadata__"]["architecture"] or "not named"
             raise UserFacingError(f"{spec} is a GGUF file whose architecture ({arch}) is not a "
-                                  "diffusion model Studio runs from GGUF: FLUX.1 or SD 3.5 "
-                                  "transformers (ComfyUI-GGUF's files).")
+                                  "diffusion model Studio runs from GGUF: FLUX.1, SD 3.5, "
+                                  "Qwen-Image, Z-Image or FLUX.2 transformers (ComfyUI-GGUF's "
+                                  "files).")
         raise UserFacingError(f"{spec} is not a Stable Diffusion model: no model_index.json and "
                               "not a .safetensors checkpoint.")
     if _REPO_ID.match(spec) and not spec.startswith((".", "~")):

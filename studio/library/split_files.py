@@ -1,6 +1,7 @@
 """ComfyUI split files: a diffusion-model file plus text-encoder and VAE files, as one model.
 
-ComfyUI keeps FLUX.1 and SD 3.5 as separate files: the transformer in ``models/diffusion_models``
+ComfyUI keeps FLUX.1 and SD 3.5 (and Qwen-Image, Z-Image, FLUX.2: :mod:`split_families`) as
+separate files: the transformer in ``models/diffusion_models``
 (or ``models/unet``), the text encoders (``clip_l``, ``clip_g``, ``t5xxl``) in
 ``models/text_encoders`` (or ``models/clip``) and the VAE (FLUX's ``ae``) in ``models/vae``. This
 module tells from a file's safetensors header which part it is, finds the other parts a
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.jobs import UserFacingError
+from studio.library import split_families
 from studio.library.detect import read_safetensors_header
 from studio.library.families import label as family_label
 
@@ -37,11 +39,19 @@ _PREFIX = "model.diffusion_model."
 class Part:
     """One file a split model needs besides its diffusion model."""
 
-    role: str  # clip_l | clip_g | t5xxl | vae
+    role: str  # clip_l | clip_g | t5xxl | text_encoder | vae: the slot it fills
     folder: str  # where ComfyUI keeps it ("text_encoders")
     required: bool = True
     #: words a file name of this part usually holds, to prefer among several candidates
     hints: tuple[str, ...] = ()
+    #: the kind of file the slot takes (part_role's answer), when not the role itself
+    kind: str = ""
+    #: the text encoder's hidden width the diffusion model needs (0: any)
+    width: int = 0
+
+    @property
+    def need(self) -> str:
+        return self.kind or self.role
 
 
 _CLIP_L = Part("clip_l", "text_encoders", hints=("clip_l", "clip-l", "clipl"))
@@ -50,7 +60,8 @@ _T5 = Part("t5xxl", "text_encoders", hints=("t5",))
 
 #: how the library names each kind of part file
 PART_TITLES = {"clip_l": "CLIP-L text encoder", "clip_g": "CLIP-G text encoder",
-               "t5xxl": "T5-XXL text encoder", "vae": "16-channel VAE (FLUX.1 / SD 3.5)"}
+               "t5xxl": "T5-XXL text encoder", "vae": "16-channel VAE (FLUX.1 / SD 3.5)",
+               **split_families.TITLES}
 
 #: family → the parts its diffusion-model file needs, in the pipeline's order
 FAMILY_PARTS: dict[str, tuple[Part, ...]] = {
@@ -59,6 +70,28 @@ FAMILY_PARTS: dict[str, tuple[Part, ...]] = {
     "sd3": (_CLIP_L, _CLIP_G, Part("t5xxl", "text_encoders", required=False, hints=("t5",)),
             Part("vae", "vae", hints=("sd3", "sd35", "sd3.5"))),
 }
+
+
+def parts_for(family: str, header: dict[str, Any] | None = None) -> tuple[Part, ...]:
+    """The parts a ``family`` diffusion model needs; for Qwen-Image, Z-Image and FLUX.2 read
+    from its ``header`` (which text encoder, how wide), else the family's usual ones."""
+    if family in FAMILY_PARTS:
+        return FAMILY_PARTS[family]
+    width = split_families.text_width_needed(header or {}, family)
+    if family == "qwen-image":
+        return (Part("text_encoder", "text_encoders", kind="qwen25vl", width=width,
+                     hints=("qwen_2.5_vl", "qwen2.5")),
+                Part("vae", "vae", kind="qwen_vae", hints=("qwen",)))
+    if family == "z-image":
+        return (Part("text_encoder", "text_encoders", kind="qwen3", width=width,
+                     hints=("qwen_3_4b", "qwen3")),
+                Part("vae", "vae", hints=("ae", "flux")))
+    if family == "flux2":
+        kind = split_families.flux2_encoder_kind(header or {})
+        hints = ("mistral",) if kind == "mistral3" else ("qwen_3", "qwen3")
+        return (Part("text_encoder", "text_encoders", kind=kind, width=width, hints=hints),
+                Part("vae", "vae", kind="flux2_vae", hints=("flux2", "flux.2")))
+    raise KeyError(family)
 
 
 def read_gguf_header(path: Path) -> dict[str, Any]:
@@ -108,6 +141,9 @@ def _strip(keys) -> set[str]:
 def denoiser_family(header: dict[str, Any]) -> str:
     """"flux" or "sd3" when the header is a FLUX.1 / SD 3.x transformer in its original (BFL /
     Stability) or ComfyUI layout; "" otherwise."""
+    newer = split_families.denoiser_family(header)
+    if newer:
+        return newer
     keys = _strip(header)
     if "double_blocks.0.img_attn.norm.key_norm.scale" in keys:
         if any(k.startswith("distilled_guidance_layer.") for k in keys):
@@ -126,7 +162,11 @@ def _shape(header: dict[str, Any], key: str) -> list[int]:
 def part_role(header: dict[str, Any], name: str = "") -> str:
     """Which part a text-encoder or VAE file is: clip_l, clip_g, t5xxl, vae (16 latent channels),
     vae4 (an SD 1.x/SDXL VAE) or "" when it is none of them. CLIP-L and CLIP-G are told apart by
-    their width (768, 1280), and by the file's name for other widths."""
+    their width (768, 1280), and by the file's name for other widths. Qwen-Image's, Z-Image's
+    and FLUX.2's parts are :func:`split_families.part_kind`'s kinds (qwen3, qwen_vae …)."""
+    newer, _width = split_families.part_kind(header, name)
+    if newer:
+        return newer
     keys = _strip(header)
     for prefix in ("", "first_stage_model.", "vae."):
         conv = _shape(header, f"{prefix}decoder.conv_in.weight")
@@ -157,18 +197,31 @@ class SplitParts:
     chosen: dict[str, Path] = field(default_factory=dict)  # role → the file used
     candidates: dict[str, list[Path]] = field(default_factory=dict)  # role → every file found
     missing: list[Part] = field(default_factory=list)  # required parts without a file
+    parts: tuple[Part, ...] = ()  # every part the model takes, in the pipeline's order
 
     def sentence(self, models_root: Path | None) -> str:
         """What is missing, with where to put it; "" when everything is there."""
         if not self.missing:
             return ""
         where = "models" if models_root is None else str(models_root)
-        needs = ", ".join(f"{p.role} in {where}/{p.folder}" for p in self.missing)
+        needs = ", ".join(f"{_needed(p)} in {where}/{p.folder}" for p in self.missing)
         return f"needs {needs}"
 
     def describe(self) -> str:
         found = ", ".join(f"{role}: {path.name}" for role, path in self.chosen.items())
         return found or "no parts found"
+
+
+def _needed(part: Part) -> str:
+    """How a missing part is named: its role, and for these families' what it must be."""
+    if not part.kind:
+        return part.role
+    size = split_families.SIZES.get((part.kind, part.width))
+    title = f"{size} text encoder" if size else \
+        split_families.TITLES.get(part.kind, part.kind).split(" (")[0]
+    if part.kind == "vae":
+        title = "FLUX.1 VAE (ae)"
+    return f"{part.role} ({title})"
 
 
 def comfy_models_root(path: Path) -> Path | None:
@@ -188,17 +241,21 @@ def _files_in(folders: list[Path]) -> list[Path]:
     return found
 
 
-def _roles_of(files: list[Path]) -> dict[str, list[Path]]:
+def _roles_of(files: list[Path]) -> tuple[dict[str, list[Path]], dict[Path, int]]:
+    """Kind → files of it, and each text encoder's width."""
     roles: dict[str, list[Path]] = {}
+    widths: dict[Path, int] = {}
     for f in files:
         try:
-            role = part_role(read_safetensors_header(f), f.name)
+            header = read_safetensors_header(f)
         except (OSError, UserFacingError) as exc:
             log.info("skipping part %s: %s", f, exc)
             continue
+        role = part_role(header, f.name)
         if role:
             roles.setdefault(role, []).append(f)
-    return roles
+            widths[f] = split_families.part_kind(header, f.name)[1]
+    return roles, widths
 
 
 def _prefer(part: Part, files: list[Path]) -> Path:
@@ -216,33 +273,57 @@ def find_parts(path: Path, family: str, chosen: dict[str, str] | None = None) ->
     ComfyUI layout (or named in ``chosen``: role → file, the user's choice)."""
     path = Path(path)
     root = comfy_models_root(path)
-    result = SplitParts(family)
+    wanted = parts_for(family, None if family in FAMILY_PARTS else model_header(path))
+    result = SplitParts(family, parts=wanted)
     folders = {"text_encoders": [], "vae": []}  # type: dict[str, list[Path]]
     if root is not None:
         folders["text_encoders"] = [root / f for f in TEXT_ENCODER_FOLDERS if (root / f).is_dir()]
         folders["vae"] = [root / f for f in VAE_FOLDERS if (root / f).is_dir()]
-    roles = _roles_of(_files_in(folders["text_encoders"]) + _files_in(folders["vae"]))
-    result.candidates = roles
-    for part in FAMILY_PARTS[family]:
+    roles, widths = _roles_of(_files_in(folders["text_encoders"]) + _files_in(folders["vae"]))
+    for part in wanted:  # by slot: the files of the kind (and width) it takes
+        result.candidates[part.role] = [f for f in roles.get(part.need, [])
+                                        if not part.width or widths.get(f) == part.width]
+    for part in wanted:
         picked = (chosen or {}).get(part.role)
         if picked and Path(picked).is_file():
             result.chosen[part.role] = Path(picked)
-        elif roles.get(part.role):
-            result.chosen[part.role] = _prefer(part, roles[part.role])
+        elif result.candidates.get(part.role):
+            result.chosen[part.role] = _prefer(part, result.candidates[part.role])
         elif part.required:
             result.missing.append(part)
     return result
 
 
-def check_part(role: str, path: Path, family: str) -> None:
-    """Refuse a chosen file that is not the part it stands for (an SDXL VAE for FLUX's)."""
-    found = part_role(read_safetensors_header(path), path.name)
+def check_part(role: str, path: Path, family: str, model: Path | None = None) -> None:
+    """Refuse a chosen file that is not the part it stands for (an SDXL VAE for FLUX's, a
+    FLUX.1 ae for Qwen-Image's VAE, a Qwen3 8B where the model needs the 4B). ``model``: the
+    diffusion-model file, which says what Qwen-Image, Z-Image and FLUX.2 need."""
+    header = read_safetensors_header(path)
+    found = part_role(header, path.name)
+    if family not in FAMILY_PARTS:
+        part = next(p for p in parts_for(family, model_header(model) if model else None)
+                    if p.role == role)
+        width = split_families.part_kind(header, path.name)[1]
+        if found == part.need and (not part.width or width == part.width):
+            return
+        what = _what(found)
+        if found == part.need:
+            what += f" {width} wide, where this model's is {part.width} wide"
+        need = (split_families.WHAT.get(part.need, "")
+                or "the FLUX.1 VAE (ae.safetensors, 16 channels)")
+        raise UserFacingError(f"{path.name} is {what}, which does not belong with a "
+                              f"{family_label(family)} model: it needs {need} as its {role}.")
     if found == role or (role in ("clip_l", "clip_g") and found in ("clip_l", "clip_g")):
         return
-    what = {"vae4": "a 4-channel VAE (SD 1.x/SDXL)", "vae": "a 16-channel VAE",
-            "t5xxl": "a T5 text encoder", "clip_l": "a CLIP-L text encoder",
-            "clip_g": "a CLIP-G text encoder"}.get(found, "not a text encoder or VAE")
     need = {"vae": "its 16-channel VAE", "t5xxl": "a T5-XXL text encoder",
             "clip_l": "a CLIP-L text encoder", "clip_g": "a CLIP-G text encoder"}[role]
-    raise UserFacingError(f"{path.name} is {what}, which does not belong with a "
+    raise UserFacingError(f"{path.name} is {_what(found)}, which does not belong with a "
                           f"{family_label(family)} model: it needs {need} as its {role}.")
+
+
+def _what(found: str) -> str:
+    """A file's kind as a sentence names it ("a T5 text encoder")."""
+    return {"vae4": "a 4-channel VAE (SD 1.x/SDXL)", "vae": "a 16-channel VAE",
+            "t5xxl": "a T5 text encoder", "clip_l": "a CLIP-L text encoder",
+            "clip_g": "a CLIP-G text encoder", **split_families.WHAT}.get(
+                found, "not a text encoder or VAE")

@@ -29,6 +29,7 @@ from typing import Any
 
 from studio.core.jobs import UserFacingError
 from studio.library.detect import read_safetensors_header
+from studio.pipelines.diffusion.split_families import is_scaled_fp8
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +77,22 @@ def _gb(n: int) -> str:
 
 def tensor_bytes(files: list[Path], run_bytes: int) -> int:
     """The bytes the floating-point tensors of ``files`` take when run with ``run_bytes`` per
-    element (integer/quantized tensors keep their own size); a GGUF counts as its file size."""
+    element (integer/quantized tensors keep their own size; fp8 ones theirs, unless a scale
+    beside each makes them ComfyUI's scaled fp8, which is multiplied out into the run precision);
+    a GGUF counts as its file size."""
     total = 0
     for path in files:
         if path.suffix.lower() == ".gguf":
             total += path.stat().st_size
             continue
-        for name, info in read_safetensors_header(path).items():
+        header = read_safetensors_header(path)
+        scaled = is_scaled_fp8(header)  # ComfyUI's scaled fp8: multiplied out when loaded
+        for name, info in header.items():
             if name == "__metadata__":
                 continue
             count = math.prod(info["shape"])
             dtype = str(info["dtype"]).upper()
-            if dtype.startswith("F8"):  # kept in fp8, upcast a layer at a time (split files)
+            if dtype.startswith("F8") and not scaled:  # kept in fp8, upcast a layer at a time
                 total += count
             elif dtype.startswith(("F", "BF")):
                 total += count * run_bytes

@@ -1,4 +1,5 @@
-"""Assembling one pipeline from ComfyUI's split files, offline (FLUX.1, SD 3.5).
+"""Assembling one pipeline from ComfyUI's split files, offline (FLUX.1, SD 3.5; Qwen-Image,
+Z-Image and FLUX.2 in :mod:`studio.pipelines.diffusion.split_families`).
 
 The diffusion-model file goes through diffusers' ``from_single_file`` with the shipped config
 folder (:mod:`studio.library.single_file_configs`; what the file itself says — layer counts,
@@ -28,6 +29,9 @@ COMPONENTS = {
     "flux": {"clip_l": ("text_encoder", "tokenizer"), "t5xxl": ("text_encoder_2", "tokenizer_2")},
     "sd3": {"clip_l": ("text_encoder", "tokenizer"), "clip_g": ("text_encoder_2", "tokenizer_2"),
             "t5xxl": ("text_encoder_3", "tokenizer_3")},
+    # one language-model text encoder each (studio.pipelines.diffusion.split_families)
+    **{family: {"text_encoder": ("text_encoder", "tokenizer")}
+       for family in ("qwen-image", "z-image", "flux2")},
 }
 #: Hugging Face repositories whose sub-folder holds the T5-XXL tokenizer, the ungated first
 T5_TOKENIZER_SOURCES = (
@@ -212,7 +216,11 @@ def load_split_pipeline(entry: ModelEntry, dtype: Any, paths: Paths) -> Any:
         raise UserFacingError(f"{entry.name} is a {family_label(family)} diffusion model that "
                               f"{entry.needs}{where}: put the file there, or choose one.")
     for role, file in entry.parts.items():
-        check_part(role, file, family)
+        check_part(role, file, family, entry.path)
+    if family not in FAMILY_PARTS:  # Qwen-Image, Z-Image, FLUX.2
+        from studio.pipelines.diffusion.split_families import load_family_pipeline
+
+        return load_family_pipeline(entry, dtype, paths)
     config = single_file_config_dir(family, paths)
     index = json.loads((config / "model_index.json").read_text(encoding="utf-8"))
     components: dict[str, Any] = {"transformer": _load_transformer(entry, config, dtype)}

@@ -286,7 +286,7 @@ class ModelsPanel(QWidget):
         entry = self.tree.current_entry()
         if file is not None and entry is not None:
             try:
-                check_part(role, file, entry.family)
+                check_part(role, file, entry.family, entry.path)
             except (OSError, UserFacingError) as exc:
                 self.say(str(exc), error=True)
                 return

@@ -1,7 +1,7 @@
 """The parts of a ComfyUI split diffusion model in the Models workspace's details pane.
 
-:class:`SplitPartsBox` shows, for a FLUX.1 / SD 3.5 diffusion-model file, one drop-down per part
-it needs (clip_l, clip_g, t5xxl, vae): "Automatic" (the file Studio picks from ComfyUI's folders)
+:class:`SplitPartsBox` shows, for a FLUX.1 / SD 3.5 (or Qwen-Image / Z-Image / FLUX.2)
+diffusion-model file, one drop-down per part it needs (clip_l, clip_g, t5xxl or text_encoder, vae): "Automatic" (the file Studio picks from ComfyUI's folders)
 or any file of that part found there. ``partChosen(path, role, file or None)`` fires on a change;
 the panel keeps the choice in the settings (what ``studio models parts --set`` does), and the next
 job with the model uses it.
@@ -16,7 +16,8 @@ from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QVBoxLayout, QWidg
 
 from studio.ui.widgets.basics import muted_label, section_label
 
-PART_NAMES = {"clip_l": "CLIP-L", "clip_g": "CLIP-G", "t5xxl": "T5-XXL", "vae": "VAE"}
+PART_NAMES = {"clip_l": "CLIP-L", "clip_g": "CLIP-G", "t5xxl": "T5-XXL", "vae": "VAE",
+              "text_encoder": "Text encoder"}
 
 
 class SplitPartsBox(QWidget):
@@ -43,13 +44,11 @@ class SplitPartsBox(QWidget):
     def show_parts(self, path: Path, parts, chosen: dict[str, str]) -> None:
         """Show ``parts`` (a ``SplitParts``: the roles, files found, files used) of the model at
         ``path``; ``chosen``: the user's choices (role → file)."""
-        from studio.library.split_files import FAMILY_PARTS
-
         self._path = Path(path)
         while self.form.rowCount():
             self.form.removeRow(0)
         self.boxes = {}
-        for part in FAMILY_PARTS[parts.family]:
+        for part in parts.parts:
             box = QComboBox()
             box.setMinimumContentsLength(12)
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
