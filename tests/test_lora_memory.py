@@ -119,3 +119,23 @@ def test_the_estimate_moves_with_each_option():
     assert "gradient checkpointing" in small.sentence
     cpu = estimate_memory("sd1", {**SDXL, "unet": 859_520_964}, 512, 8, device="cpu")
     assert "slow" in cpu.sentence and "256–512 px" in cpu.sentence
+
+
+def test_the_trainer_counts_weights_from_the_headers_as_the_planner_does(tiny_sd15_dir):
+    """One size model: the LoRA estimate's UNet / text encoder / VAE counts are read from the
+    base folder's safetensors headers as the image planner reads them, and equal the loaded
+    model's parameters."""
+    from diffusers import StableDiffusionPipeline
+
+    from studio.library.models import ModelEntry
+    from studio.pipelines.diffusion.planner import components_of
+    from studio.pipelines.train.lora_sd import model_counts
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(tiny_sd15_dir), local_files_only=True)
+    read = model_counts(pipe, "sd1", tiny_sd15_dir)
+    counted = model_counts(pipe, "sd1")
+    assert read == counted
+    planner = {c.key: c.bytes for c in components_of(
+        ModelEntry("tiny", tiny_sd15_dir, "file", "diffusers", "sd1"), 1)}
+    assert (read["unet"], read["text"], read["vae"]) == (
+        planner["unet"], planner["text_encoder"], planner["vae"])
