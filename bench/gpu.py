@@ -153,6 +153,7 @@ def _reset(pipe: Any, device: str) -> None:
     import torch
     from accelerate.hooks import remove_hook_from_module
 
+    pipe.remove_all_hooks()  # sequential offload's weights come back from the hooks' copies
     for module in pipe.components.values():
         if isinstance(module, torch.nn.Module):
             remove_hook_from_module(module, recurse=True)
@@ -436,7 +437,8 @@ def print_tables(rows: list[dict], lora: list[dict], device: str) -> None:
     print(f"\nimage families on {device}: Studio's txt2img vs plain diffusers (times are whole "
           "calls: prompt, steps, decode; Studio's also previews and the PNG)")
     print(f"{'family':<11}{'setting':<17}{'px':>5}{'steps':>6}{'studio it/s':>12}"
-          f"{'raw it/s':>10}{'ratio':>7}{'peak GB':>9}{'plan GB':>9}{'weights GB':>11}")
+          f"{'raw it/s':>10}{'ratio':>7}{'peak GB':>9}{'plan GB':>9}{'weights GB':>11}"
+          "  ran as (when not the setting)")
     for r in rows:
         if "skipped" in r:
             print(f"{r['family']:<11}{r['setting']:<17}skipped: {r['skipped']}")
@@ -444,7 +446,8 @@ def print_tables(rows: list[dict], lora: list[dict], device: str) -> None:
         print(f"{r['family']:<11}{r['setting']:<17}{r['size']:>5}{r['steps']:>6}"
               f"{r['studio_it_s']:>12.2f}{_num(r.get('raw_it_s'), '.2f'):>10}"
               f"{_num(r.get('ratio'), '.3f'):>7}{_num(r['peak_gb'], '.1f'):>9}"
-              f"{r['estimate_gb']:>9.1f}{r['weights_gb']:>11.1f}")
+              f"{r['estimate_gb']:>9.1f}{r['weights_gb']:>11.1f}"
+              f"  {'' if r['ran_as'] in (r['setting'], 'full') else r['ran_as']}")
     print(f"\nLoRA training on {device}: LoraTrainer.train_step vs the bare diffusers + peft loop")
     print(f"{'family':<8}{'px':>6}{'rank':>6}{'studio steps/s':>16}{'bare steps/s':>14}"
           f"{'ratio':>7}{'peak GB':>9}{'estimate GB':>13}")
