@@ -436,14 +436,14 @@ def _num(value: Any, fmt: str) -> str:
 def print_tables(rows: list[dict], lora: list[dict], device: str) -> None:
     print(f"\nimage families on {device}: Studio's txt2img vs plain diffusers (times are whole "
           "calls: prompt, steps, decode; Studio's also previews and the PNG)")
-    print(f"{'family':<11}{'setting':<17}{'px':>5}{'steps':>6}{'studio it/s':>12}"
+    print(f"{'family':<14}{'setting':<17}{'px':>5}{'steps':>6}{'studio it/s':>12}"
           f"{'raw it/s':>10}{'ratio':>7}{'peak GB':>9}{'plan GB':>9}{'weights GB':>11}"
           "  ran as (when not the setting)")
     for r in rows:
         if "skipped" in r:
-            print(f"{r['family']:<11}{r['setting']:<17}skipped: {r['skipped']}")
+            print(f"{r['family']:<14}{r['setting']:<17}skipped: {r['skipped']}")
             continue
-        print(f"{r['family']:<11}{r['setting']:<17}{r['size']:>5}{r['steps']:>6}"
+        print(f"{r['family']:<14}{r['setting']:<17}{r['size']:>5}{r['steps']:>6}"
               f"{r['studio_it_s']:>12.2f}{_num(r.get('raw_it_s'), '.2f'):>10}"
               f"{_num(r.get('ratio'), '.3f'):>7}{_num(r['peak_gb'], '.1f'):>9}"
               f"{r['estimate_gb']:>9.1f}{r['weights_gb']:>11.1f}"
