@@ -25,8 +25,8 @@ OPTIONAL = {
                              "pooling",
     "llama_cpp": "GGUF chat models run through the optional extra `gguf`; without it they are "
                  "listed with the line that installs it",
-    "bitsandbytes": "8-bit AdamW for LoRA training on CUDA; greyed out with the reason without "
-                    "it",
+    "bitsandbytes": "8-bit AdamW for LoRA training (CUDA; the CPU from 0.50 on); greyed out "
+                    "with the reason without it",
 }
 
 

@@ -96,7 +96,8 @@ def test_bad_folder_name_and_missing_captioner_are_sentences(tmp_path):
         LoraSDLesson.validate_config({"name": "a/b"})
     unavailable = LoraSDLesson.unavailable_choices()
     assert unavailable["captions"] == {"blip": needs_text()}
-    assert "CUDA GPU" in unavailable["optimizer"]["adamw8bit"]  # greyed out, with the reason
+    if "optimizer" in unavailable:  # without bitsandbytes 0.50+: greyed out, with the reason
+        assert "bitsandbytes" in unavailable["optimizer"]["adamw8bit"]
     assert DOWNLOAD_LINE in needs_text() and FLORENCE_LINE in needs_text()  # native Florence2
     with pytest.raises(InvalidParameter, match="hf download Salesforce/blip"):
         LoraSDLesson.validate_config({"captions": "blip"})

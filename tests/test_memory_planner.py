@@ -132,3 +132,17 @@ def test_a_text_encoder_left_on_the_cpu_still_draws_the_same_image(tiny_flux_dir
     assert getattr(pipe, CPU_COMPONENT_ATTR) == "text_encoder_2"
     assert hasattr(pipe.text_encoder_2, "_hf_hook")
     assert np.array_equal(draw(pipe), before)
+
+
+def test_each_setting_s_gpu_need_is_what_the_plan_compares():
+    """gpu_need (what bench/gpu.py prints next to the measured peak) is the planner's own
+    arithmetic: the plan changes mode exactly where the free memory crosses it."""
+    from studio.pipelines.diffusion.planner import gpu_need
+
+    need = {m: gpu_need(FLUX_FP8, m) for m in ("full", "text_encoder_cpu", "model",
+                                               "sequential")}
+    assert need["full"] > need["text_encoder_cpu"] > need["model"] > need["sequential"]
+    assert plan("F", FLUX_FP8, "cuda", need["full"], 64 * GB).mode == "full"
+    assert plan("F", FLUX_FP8, "cuda", need["full"] - 1, 64 * GB).mode == "text_encoder_cpu"
+    assert plan("F", FLUX_FP8, "cuda", need["text_encoder_cpu"] - 1, 64 * GB).mode == "model"
+    assert plan("F", FLUX_FP8, "cuda", need["model"] - 1, 64 * GB).mode == "sequential"

@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache-text", dest="cache_text", action="store_false",
                         help="encode the captions at every step")
     parser.add_argument("--optimizer", choices=("adamw", "adamw8bit"), default="adamw",
-                        help="adamw8bit: bitsandbytes' 8-bit AdamW (CUDA only)")
+                        help="adamw8bit: bitsandbytes' 8-bit AdamW (on a CPU: bitsandbytes 0.50 or newer)")
     parser.add_argument("--no-sdpa", dest="sdpa", action="store_false",
                         help="the plain attention instead of PyTorch's SDPA")
     parser.add_argument("--device", default=None, help="cpu, cuda, … (default: Settings')")

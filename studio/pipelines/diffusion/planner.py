@@ -22,23 +22,24 @@ imported only by :func:`free_memory`.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from studio.core.jobs import UserFacingError
-from studio.library.detect import read_safetensors_header
-from studio.pipelines.diffusion.split_families import is_scaled_fp8
+from studio.pipelines.component_sizes import (  # the size model shared with LoRA training
+    DTYPE_BYTES,
+    GB,
+    WORKING_MIN,
+    WORKING_SHARE,
+    dtype_bytes,
+    tensor_bytes,
+    working_bytes,
+)
 
 log = logging.getLogger(__name__)
 
-GB = 1024**3
-#: bytes per element of the dtypes a model runs in
-DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
-#: the activations' share on top of the weights, and at least this much (latents, attention)
-WORKING_SHARE = 0.15
-WORKING_MIN = GB // 2
+__all__ = ["DTYPE_BYTES", "GB", "WORKING_MIN", "WORKING_SHARE", "dtype_bytes", "tensor_bytes"]
 #: the text encoders a plan may leave on the CPU, largest first when several
 TEXT_ENCODERS = ("text_encoder_3", "text_encoder_2", "text_encoder")
 _T5_NAMES = {"t5xxl", "T5"}
@@ -73,33 +74,6 @@ class Plan:
 def _gb(n: int) -> str:
     value = n / GB
     return f"{value:.0f} GB" if value >= 10 else f"{value:.1f} GB".replace(".0 GB", " GB")
-
-
-def tensor_bytes(files: list[Path], run_bytes: int) -> int:
-    """The bytes the floating-point tensors of ``files`` take when run with ``run_bytes`` per
-    element (integer/quantized tensors keep their own size; fp8 ones theirs, unless a scale
-    beside each makes them ComfyUI's scaled fp8, which is multiplied out into the run precision);
-    a GGUF counts as its file size."""
-    total = 0
-    for path in files:
-        if path.suffix.lower() == ".gguf":
-            total += path.stat().st_size
-            continue
-        header = read_safetensors_header(path)
-        scaled = is_scaled_fp8(header)  # ComfyUI's scaled fp8: multiplied out when loaded
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            count = math.prod(info["shape"])
-            dtype = str(info["dtype"]).upper()
-            if dtype.startswith("F8") and not scaled:  # kept in fp8, upcast a layer at a time
-                total += count
-            elif dtype.startswith(("F", "BF")):
-                total += count * run_bytes
-            else:
-                start, end = info["data_offsets"]
-                total += end - start
-    return total
 
 
 def _label(key: str, family_parts: dict[str, str]) -> str:
@@ -139,15 +113,31 @@ def components_of(entry: Any, run_bytes: int) -> list[Component]:
 
 
 def _working(weights: int) -> int:
-    return max(WORKING_MIN, int(weights * WORKING_SHARE))
+    return working_bytes(weights)
+
+
+def gpu_need(components: list[Component], mode: str) -> int:
+    """What ``components`` hold on the GPU at the peak under ``mode`` (one of MODES): the
+    weights there plus the working margin of the largest part that runs there. Sequential
+    offload keeps one layer at a time: the working margin alone (a layer is far below it)."""
+    largest = max((c.bytes for c in components), default=0)
+    if mode == "full":
+        return sum(c.bytes for c in components) + _working(largest)
+    if mode == "text_encoder_cpu":
+        encoders = sorted((c for c in components if c.key in TEXT_ENCODERS),
+                          key=lambda c: c.bytes, reverse=True)
+        rest = [c.bytes for c in components if not encoders or c is not encoders[0]]
+        return sum(rest) + _working(max(rest, default=0))
+    if mode == "model":
+        return largest + _working(largest)
+    return _working(largest)
 
 
 def plan(name: str, components: list[Component], device: str, free_gpu: int,
          free_ram: int) -> Plan:
     """The lightest setting under which ``components`` fit: the free numbers are arguments."""
     total = sum(c.bytes for c in components)
-    largest = max((c.bytes for c in components), default=0)
-    need = total + _working(largest)
+    need = gpu_need(components, "full")
     if not str(device).startswith("cuda"):
         text = f"{name} needs ~{_gb(need)}; you have {_gb(free_ram)} of RAM free"
         if need <= free_ram:
@@ -161,12 +151,11 @@ def plan(name: str, components: list[Component], device: str, free_gpu: int,
                       key=lambda c: c.bytes, reverse=True)
     if encoders:
         big = encoders[0]
-        rest = [c.bytes for c in components if c is not big]
-        if sum(rest) + _working(max(rest, default=0)) <= free_gpu and big.bytes <= free_ram:
+        if gpu_need(components, "text_encoder_cpu") <= free_gpu and big.bytes <= free_ram:
             return Plan("text_encoder_cpu", need, free_gpu,
                         f"{head}: {big.label} runs on the CPU.",  # plural-ok: a name
                         cpu_component=big.key)
-    if total <= free_ram and largest + _working(largest) <= free_gpu:
+    if total <= free_ram and gpu_need(components, "model") <= free_gpu:
         return Plan("model", need, free_gpu, f"{head}: its parts wait in RAM and go to the GPU "
                     "one at a time (model offload).")
     if total <= free_ram:
@@ -189,11 +178,6 @@ def free_memory(device: str) -> tuple[int, int]:
 
     free, _total = torch.cuda.mem_get_info(torch.device(device))
     return int(free), ram
-
-
-def dtype_bytes(dtype: Any) -> int:
-    """Bytes per element of a torch dtype (by name; 4 when unknown)."""
-    return DTYPE_BYTES.get(str(dtype).removeprefix("torch."), 4)
 
 
 def plan_for(entry: Any, dtype: Any, device: str) -> Plan | None:

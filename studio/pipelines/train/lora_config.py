@@ -1,6 +1,8 @@
 """What a LoRA training run is set to (:class:`LoraTrainConfig`, checked with a sentence for
 each mistake) and which of its options this device can use (issue #18): fp16 needs a CUDA GPU,
-bf16 on a CPU only where PyTorch's CPU autocast runs it, 8-bit AdamW needs bitsandbytes on CUDA.
+bf16 on a CPU only where PyTorch's CPU autocast runs it, 8-bit AdamW needs bitsandbytes — on a
+CPU its CPU backend, which has the 8-bit optimizers from 0.50 on (checked: bitsandbytes 0.50.2's
+``AdamW8bit`` keeps uint8 moments on the CPU).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class LoraTrainConfig:
     text_encoder_lr: float | None = None  # None: ``lr``
     cache_latents: bool = True  # VAE latents made once (the VAE leaves the GPU), else each step
     cache_text: bool = True  # prompt embeddings made once, unless the text encoder trains
-    optimizer: str = "adamw"  # "adamw", "adamw8bit" (bitsandbytes, CUDA only)
+    optimizer: str = "adamw"  # "adamw", "adamw8bit" (bitsandbytes; on a CPU 0.50 or newer)
     sdpa: bool = True  # PyTorch's scaled-dot-product attention in the UNet, else the plain one
     out_dir: Path | None = None  # default: the library's models/loras
 
@@ -78,15 +80,32 @@ def device_memory(device: str) -> int | None:
     return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
 
 
+#: the first bitsandbytes whose CPU backend runs the 8-bit optimizers (0.50.2 checked)
+BNB_CPU_OPTIMIZERS = (0, 50)
+
+
+def _bnb_version() -> tuple[int, ...] | None:
+    """bitsandbytes' version as numbers (None when it is not installed); read from its metadata,
+    not by importing it (an import takes seconds, and this runs when the page opens)."""
+    import re
+    from importlib import metadata
+
+    try:
+        text = metadata.version("bitsandbytes")
+    except metadata.PackageNotFoundError:
+        return None
+    return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
+
+
 def device_problems(device: str) -> dict[str, dict[str, str]]:
     """Per option, the choices this device cannot use and why: fp16 needs a CUDA GPU, bf16 on
-    a CPU only where PyTorch's CPU autocast runs it, 8-bit AdamW needs bitsandbytes on CUDA."""
-    import importlib.util
-
+    a CPU only where PyTorch's CPU autocast runs it, 8-bit AdamW needs bitsandbytes (on a CPU,
+    one with the CPU backend's 8-bit optimizers)."""
     import torch
 
     out: dict[str, dict[str, str]] = {"mixed_precision": {}, "optimizer": {}}
     cuda = str(device).startswith("cuda") and torch.cuda.is_available()
+    bnb = _bnb_version()
     if not cuda:
         out["mixed_precision"]["fp16"] = ("fp16 needs a CUDA GPU; on the CPU choose bf16 (works "
                                           "where the CPU supports it, often slower) or no.")
@@ -95,9 +114,12 @@ def device_problems(device: str) -> dict[str, dict[str, str]]:
                 torch.nn.functional.linear(torch.ones(2, 2), torch.ones(2, 2))
         except (RuntimeError, TypeError) as exc:
             out["mixed_precision"]["bf16"] = f"bf16 does not run on this CPU ({exc})."
-        out["optimizer"]["adamw8bit"] = ("8-bit AdamW (bitsandbytes) runs on a CUDA GPU only; "
-                                         "on the CPU use AdamW.")
-    elif importlib.util.find_spec("bitsandbytes") is None:
+    if bnb is None:
         out["optimizer"]["adamw8bit"] = ("8-bit AdamW needs the bitsandbytes package: "
                                          "pip install bitsandbytes")
+    elif not cuda and bnb < BNB_CPU_OPTIMIZERS:
+        have = ".".join(str(n) for n in bnb)
+        out["optimizer"]["adamw8bit"] = (
+            f"8-bit AdamW on the CPU needs bitsandbytes 0.50 or newer (this is {have}): "
+            "pip install -U bitsandbytes — or use AdamW.")
     return {k: v for k, v in out.items() if v}

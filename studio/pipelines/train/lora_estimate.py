@@ -5,21 +5,21 @@ fp32, and not at all on the GPU when latents are cached, nor the text encoders w
 are), the LoRA weights with their gradients and AdamW's two moments (8-bit AdamW: a quarter of
 that), the UNet's activations — proportional to the latent pixels and the batch, growing with
 the square root of the UNet's size, a fifth of that with gradient checkpointing — and the VAE's
-encoder when latents are made at every step. The constants are fitted to the usual numbers
-(SDXL at 1024 px, rank 16, bf16 with checkpointing: about 11 GB; SD 1.5 at 512 px in fp32: about
-9 GB); it is an estimate, rounded, and says so. No torch here: the counts come from
-:func:`studio.pipelines.train.lora_sd.model_counts`.
+encoder when latents are made at every step. The sizes follow the model the image planner uses
+(:mod:`studio.pipelines.component_sizes`: weights as element counts × the bytes of the dtype they
+run in, the counts read from the base model's safetensors headers; the training activations
+fitted to the usual numbers — SDXL at 1024 px, rank 16, bf16 with checkpointing: about 11 GB;
+SD 1.5 at 512 px in fp32: about 9 GB); it is an estimate, rounded, and says so. No torch here:
+the counts come from :func:`studio.pipelines.train.lora_sd.model_counts`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-GB = 1024**3
-#: bytes of UNet activations per latent pixel in 16 bits, for an SD 1.5-sized UNet (860 M)
-ACTIVATIONS_PER_PIXEL = 1.0e6
-REFERENCE_UNET = 860e6
-CHECKPOINTING_SAVES = 5.5  # activations kept with gradient checkpointing: about 1/5.5
+from studio.pipelines.component_sizes import GB, dtype_bytes, training_activation_bytes
+
+__all__ = ["GB", "MemoryEstimate", "estimate_memory"]
 FAMILY_NAMES = {"sd1": "SD 1.x", "sdxl": "SDXL"}
 
 
@@ -48,25 +48,22 @@ def estimate_memory(family: str, counts: dict[str, int], resolution: int, rank: 
     parameters per unit of rank in the UNet (``lora_unet``) and the text encoders
     (``lora_text``). ``device_memory``: the GPU's memory, to say whether it fits."""
     half = mixed_precision in ("fp16", "bf16")
-    weight_bytes = 2 if half else 4
+    weight_bytes = dtype_bytes({"fp16": "float16", "bf16": "bfloat16"}.get(mixed_precision,
+                                                                           "float32"))
     on_gpu = device != "cpu"
     parts: dict[str, int] = {"unet": counts["unet"] * weight_bytes}
     text_kept = train_text_encoder or not cache_text or not on_gpu
     if text_kept:
         parts["text encoders"] = counts["text"] * weight_bytes
     if not cache_latents or not on_gpu:
-        parts["vae"] = counts["vae"] * 4
+        parts["vae"] = counts["vae"] * dtype_bytes("float32")  # the VAE encodes in fp32
     lora = rank * (counts["lora_unet"] + (counts["lora_text"] if train_text_encoder else 0))
     per_param = 4 + 4 + (2 if optimizer == "adamw8bit" else 8)  # weight, gradient, moments
     parts["lora + optimizer"] = lora * per_param
     latent_pixels = (resolution // 8) ** 2 * batch_size
-    scale = (counts["unet"] / REFERENCE_UNET) ** 0.5
-    activations = ACTIVATIONS_PER_PIXEL * scale * latent_pixels * (1 if half else 2)
-    if gradient_checkpointing:
-        activations /= CHECKPOINTING_SAVES
-    if train_text_encoder:
-        activations *= 1.1
-    parts["activations"] = int(activations)
+    parts["activations"] = training_activation_bytes(
+        counts["unet"], latent_pixels, half=half, checkpointing=gradient_checkpointing,
+        text_encoder=train_text_encoder)
     if not cache_latents:  # the VAE's encoder at full resolution, fp32, every step
         parts["vae encode"] = int(4 * 128 * resolution * resolution * 4 * batch_size)
     total = sum(parts.values())

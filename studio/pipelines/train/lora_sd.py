@@ -145,7 +145,9 @@ class LoraTrainer:
         for part in (pipe.vae, pipe.unet, *self.encoders.values()):
             part.requires_grad_(False)
         self._cache(pipe)
-        self.counts = model_counts(pipe, family)
+        entry = getattr(self, "entry", None)
+        self.counts = model_counts(pipe, family, entry.path if entry is not None
+                                   and entry.format == "diffusers" else None)
         unet = pipe.unet
         if not cfg.sdpa:
             from diffusers.models.attention_processor import AttnProcessor
@@ -183,6 +185,7 @@ class LoraTrainer:
                 p.data = p.data.float()
             groups.append({"params": params, "lr": cfg.lr if key == "unet" else self.te_lr})
             self.params += params
+        optimizer: Any
         if cfg.optimizer == "adamw8bit":
             import bitsandbytes as bnb
 
@@ -536,10 +539,14 @@ class LoraTrainer:
         return self.lora_file
 
 
-def model_counts(pipe: Any, family: str) -> dict[str, int]:
+def model_counts(pipe: Any, family: str, folder: Path | None = None) -> dict[str, int]:
     """Parameters of the UNet, the text encoders and the VAE, and the LoRA's parameters per
-    unit of rank (in + out features of each layer it adapts), for the memory estimate."""
+    unit of rank (in + out features of each layer it adapts), for the memory estimate. From a
+    diffusers ``folder`` the first three are read from its safetensors headers, as the image
+    planner reads them (:func:`component_sizes.element_counts`); else counted in ``pipe``."""
     import torch
+
+    from studio.pipelines.component_sizes import element_counts
 
     def lora_per_rank(model: Any, targets: list[str]) -> int:
         return sum(m.in_features + m.out_features for name, m in model.named_modules()
@@ -547,9 +554,14 @@ def model_counts(pipe: Any, family: str) -> dict[str, int]:
                    and any(name == t or name.endswith("." + t) for t in targets))
 
     encoders = [getattr(pipe, attr) for attr, _ in TEXT_ENCODERS[family]]
-    return {"unet": sum(p.numel() for p in pipe.unet.parameters()),
-            "text": sum(p.numel() for e in encoders for p in e.parameters()),
-            "vae": sum(p.numel() for p in pipe.vae.parameters()),
+    names = tuple(attr for attr, _ in TEXT_ENCODERS[family])
+    read = element_counts(folder, ("unet", "vae", *names)) if folder is not None else None
+    sizes = ({"unet": read["unet"], "text": sum(read[n] for n in names), "vae": read["vae"]}
+             if read is not None else
+             {"unet": sum(p.numel() for p in pipe.unet.parameters()),
+              "text": sum(p.numel() for e in encoders for p in e.parameters()),
+              "vae": sum(p.numel() for p in pipe.vae.parameters())})
+    return {**sizes,
             "lora_unet": lora_per_rank(pipe.unet, UNET_TARGETS),
             "lora_text": sum(lora_per_rank(e, TEXT_TARGETS) for e in encoders)}
 

@@ -64,7 +64,7 @@ RESOLUTION_NAMES = {"auto": "Model's own (SD 1.x 512, SDXL 1024; tiny model 64)"
                     **{r: f"{r} px" for r in RESOLUTIONS[2:]}}
 PRECISIONS = ("no", "bf16", "fp16")
 PRECISION_NAMES = {"no": "fp32 (none)", "bf16": "bf16", "fp16": "fp16 (CUDA GPUs)"}
-OPTIMIZER_NAMES = {"adamw": "AdamW", "adamw8bit": "8-bit AdamW (bitsandbytes, CUDA)"}
+OPTIMIZER_NAMES = {"adamw": "AdamW", "adamw8bit": "8-bit AdamW (bitsandbytes)"}
 TINY_NAME = "Studio's tiny SD 1.x (random weights)"
 TINY_SIDE = 64
 MODEL_SIDE = {"sd1": 512, "sdxl": 1024}
@@ -239,7 +239,7 @@ class LoraSDLesson(Trainer):
                        "possible while the text encoder trains."),
         ParamSpec("optimizer", "adamw", "choice", choices=("adamw", "adamw8bit"),
                   choice_labels=OPTIMIZER_NAMES, label="Optimizer",
-                  help="8-bit AdamW keeps its moments in 8 bits: less memory on a CUDA GPU."),
+                  help="8-bit AdamW keeps its moments in 8 bits: less memory (GPU or CPU)."),
         ParamSpec("sdpa", True, "bool", label="SDPA attention",
                   help="PyTorch's fused scaled-dot-product attention in the UNet (less memory, "
                        "faster); off: the plain attention."),
