@@ -58,6 +58,8 @@ FAMILY_PARTS: dict[str, tuple[Part, ...]] = {
     # SD 3.5 runs without T5 (the pipeline gives zeros in its place), as its downloads allow
     "sd3": (_CLIP_L, _CLIP_G, Part("t5xxl", "text_encoders", required=False, hints=("t5",)),
             Part("vae", "vae", hints=("sd3", "sd35", "sd3.5"))),
+    # Chroma (chroma-unlocked-v*, Chroma1-HD): a T5 encoder alone, and FLUX.1's 16-channel ae
+    "chroma": (_T5, Part("vae", "vae", hints=("ae", "flux", "chroma"))),
 }
 
 
@@ -106,12 +108,13 @@ def _strip(keys) -> set[str]:
 
 
 def denoiser_family(header: dict[str, Any]) -> str:
-    """"flux" or "sd3" when the header is a FLUX.1 / SD 3.x transformer in its original (BFL /
-    Stability) or ComfyUI layout; "" otherwise."""
+    """"flux", "sd3" or "chroma" when the header is a FLUX.1 / SD 3.x / Chroma transformer in its
+    original (BFL / Stability / lodestones) or ComfyUI layout, alone or in an all-in-one file;
+    "" otherwise."""
     keys = _strip(header)
     if "double_blocks.0.img_attn.norm.key_norm.scale" in keys:
         if any(k.startswith("distilled_guidance_layer.") for k in keys):
-            return ""  # Chroma: FLUX's blocks without its modulation
+            return "chroma"  # FLUX's blocks without their modulation, and no guidance_in
         return "flux"
     if "joint_blocks.0.context_block.adaLN_modulation.1.bias" in keys:
         return "sd3"
@@ -157,6 +160,8 @@ class SplitParts:
     chosen: dict[str, Path] = field(default_factory=dict)  # role → the file used
     candidates: dict[str, list[Path]] = field(default_factory=dict)  # role → every file found
     missing: list[Part] = field(default_factory=list)  # required parts without a file
+    #: the roles read from the diffusion-model file itself (an all-in-one checkpoint)
+    inside: set[str] = field(default_factory=set)
 
     def sentence(self, models_root: Path | None) -> str:
         """What is missing, with where to put it; "" when everything is there."""
@@ -167,7 +172,8 @@ class SplitParts:
         return f"needs {needs}"
 
     def describe(self) -> str:
-        found = ", ".join(f"{role}: {path.name}" for role, path in self.chosen.items())
+        found = ", ".join(f"{role}: {'inside the file' if role in self.inside else path.name}"
+                          for role, path in self.chosen.items())
         return found or "no parts found"
 
 
@@ -223,15 +229,28 @@ def find_parts(path: Path, family: str, chosen: dict[str, str] | None = None) ->
         folders["vae"] = [root / f for f in VAE_FOLDERS if (root / f).is_dir()]
     roles = _roles_of(_files_in(folders["text_encoders"]) + _files_in(folders["vae"]))
     result.candidates = roles
+    inside = embedded_roles(path)
     for part in FAMILY_PARTS[family]:
         picked = (chosen or {}).get(part.role)
         if picked and Path(picked).is_file():
             result.chosen[part.role] = Path(picked)
+        elif part.role in inside:  # an all-in-one file carries it
+            result.chosen[part.role] = path
+            result.inside.add(part.role)
         elif roles.get(part.role):
             result.chosen[part.role] = _prefer(part, roles[part.role])
         elif part.required:
             result.missing.append(part)
     return result
+
+
+def embedded_roles(path: Path) -> set[str]:
+    """The parts (clip_l, t5xxl, vae …) a diffusion-model file carries itself (all-in-one)."""
+    if Path(path).suffix.lower() != ".safetensors":
+        return set()
+    from studio.library.all_in_one import embedded_parts
+
+    return set(embedded_parts(read_safetensors_header(path)))
 
 
 def check_part(role: str, path: Path, family: str) -> None:

@@ -28,6 +28,7 @@ COMPONENTS = {
     "flux": {"clip_l": ("text_encoder", "tokenizer"), "t5xxl": ("text_encoder_2", "tokenizer_2")},
     "sd3": {"clip_l": ("text_encoder", "tokenizer"), "clip_g": ("text_encoder_2", "tokenizer_2"),
             "t5xxl": ("text_encoder_3", "tokenizer_3")},
+    "chroma": {"t5xxl": ("text_encoder", "tokenizer")},
 }
 #: Hugging Face repositories whose sub-folder holds the T5-XXL tokenizer, the ungated first
 T5_TOKENIZER_SOURCES = (
@@ -35,6 +36,7 @@ T5_TOKENIZER_SOURCES = (
     ("black-forest-labs/FLUX.1-dev", "tokenizer_2"),
     ("stabilityai/stable-diffusion-3.5-large", "tokenizer_3"),
     ("stabilityai/stable-diffusion-3.5-medium", "tokenizer_3"),
+    ("lodestones/Chroma1-HD", "tokenizer"),
     ("google/t5-v1_1-xxl", ""),
 )
 T5_DOWNLOAD = "hf download black-forest-labs/FLUX.1-schnell --include \"tokenizer_2/*\""
