@@ -11,7 +11,7 @@ import pytest
 from studio.core.config import Settings, default_paths
 from studio.core.jobs import UserFacingError
 from studio.library.models import entry_for_path, find_txt2img_models
-from tests.fixtures.tiny_allinone import write_all_in_one, write_chroma_split
+from tests.fixtures.tiny_allinone import round_t5_to_fp8, write_all_in_one, write_chroma_split
 from tests.fixtures.tiny_models import write_tiny_config_folder
 from tests.test_split_files import generate
 
@@ -41,3 +41,130 @@ def test_an_all_in_one_file_is_one_ready_model_that_draws_what_the_folder_draws(
     assert entry.parts == {role: model for role in roles}
     cfg = {"flux": 3.5, "sd3": 4.5}[family]
     assert np.array_equal(generate(model, cfg=cfg), generate(folder, cfg=cfg))
+
+
+def test_chroma_split_files_draw_what_the_folder_draws(tmp_path, tiny_chroma_dir, configs):
+    comfy = tmp_path / "ComfyUI"
+    model = write_chroma_split(tiny_chroma_dir, comfy)
+    settings = Settings(extra_model_dirs=[str(comfy)])
+    (entry,) = [m for m in find_txt2img_models(settings, default_paths()) if m.format == "split"]
+    assert entry.path == model and entry.family == "chroma" and not entry.needs
+    assert set(entry.parts) == {"t5xxl", "vae"}
+    assert np.array_equal(generate(model, cfg=4.0), generate(tiny_chroma_dir, cfg=4.0))
+
+
+def test_chroma_is_told_from_flux_by_its_keys(tmp_path, tiny_chroma_dir, tiny_flux_dir):
+    from studio.library.detect import read_safetensors_header
+    from studio.library.split_files import denoiser_family
+    from tests.fixtures.tiny_split import write_comfy_split
+
+    chroma = write_chroma_split(tiny_chroma_dir, tmp_path / "a")
+    flux = write_comfy_split(tiny_flux_dir, tmp_path / "b", "flux")
+    headers = {p: read_safetensors_header(p) for p in (chroma, flux)}
+    assert not any(k.startswith("guidance_in.") for k in headers[chroma])
+    assert [denoiser_family(headers[p]) for p in (chroma, flux)] == ["chroma", "flux"]
+
+
+def test_a_chroma_transformer_with_an_sdxl_vae_is_refused_naming_the_part(
+        tmp_path, tiny_chroma_dir, tiny_sd15_dir, configs):
+    from safetensors.torch import load_file, save_file
+
+    from studio.pipelines.diffusion.loading import load_txt2img_pipeline
+    from tests.fixtures.tiny_models import _vae_to_ldm
+
+    comfy = tmp_path / "ComfyUI"
+    model = write_chroma_split(tiny_chroma_dir, comfy, vae=False)
+    sd_vae = load_file(str(next((tiny_sd15_dir / "vae").glob("*.safetensors"))))
+    ae = comfy / "models" / "vae" / "sdxl_vae.safetensors"
+    ae.parent.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in _vae_to_ldm(sd_vae, 4).items()}, str(ae))
+    entry = entry_for_path(model, "file")
+    assert "needs vae in" in entry.needs  # a 4-channel VAE is not taken for Chroma's
+    entry.parts["vae"], entry.needs = ae, ""  # as if the user had chosen it
+    with pytest.raises(UserFacingError,
+                       match="sdxl_vae.safetensors is a 4-channel VAE .* Chroma model"):
+        load_txt2img_pipeline(entry, "cpu", None)
+
+
+def test_an_all_in_one_without_its_t5_asks_for_that_part_alone(tmp_path, tiny_flux_dir,
+                                                               configs):
+    from studio.library.kinds.image import describe
+    from studio.library.models import resolve_model
+    from tests.fixtures.tiny_split import write_comfy_split
+
+    comfy = tmp_path / "ComfyUI"
+    model = write_all_in_one(tiny_flux_dir, comfy / "models" / "checkpoints" / "flux.safetensors",
+                             "flux", t5=False)
+    entry = entry_for_path(model, "file")
+    assert entry.parts == {"clip_l": model, "vae": model}
+    assert entry.needs.startswith("needs t5xxl in")
+    shown = describe(model, "file")
+    assert "inside the file" in shown.detail and "needs t5xxl in" in shown.detail
+    with pytest.raises(UserFacingError, match="carries its CLIP-L text encoder, 16-channel VAE "
+                                              r".* needs t5xxl in"):
+        generate(model, cfg=3.5)
+    # the T5 from a split set, chosen for this file alone: the other parts stay the file's own
+    write_comfy_split(tiny_flux_dir, tmp_path / "other", "flux")
+    t5 = tmp_path / "other" / "models" / "text_encoders" / "t5xxl_fp16.safetensors"
+    settings = Settings().with_part(model, "t5xxl", t5)
+    picked = resolve_model(str(model), settings, default_paths())
+    assert picked.parts == {"clip_l": model, "t5xxl": t5, "vae": model} and not picked.needs
+    from studio.pipelines.diffusion.loading import load_txt2img_pipeline
+
+    pipe = load_txt2img_pipeline(picked, "cpu", None)
+    assert pipe.text_encoder_2 is not None
+
+
+def test_an_sd35_file_without_clip_l_projection_uses_the_identity(tmp_path, tiny_sd3_dir,
+                                                                  configs):
+    import torch
+    from safetensors.torch import save_file
+
+    from studio.pipelines.diffusion.loading import load_txt2img_pipeline
+    from tests.fixtures.tiny_allinone import all_in_one_state
+
+    state = all_in_one_state(tiny_sd3_dir, "sd3")
+    kept = state.pop("text_encoders.clip_l.transformer.text_projection.weight")
+    assert "text_encoders.clip_g.transformer.text_projection.weight" in state
+    path = tmp_path / "sd3.5_medium.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    pipe = load_txt2img_pipeline(entry_for_path(path, "file"), "cpu", None)
+    projection = pipe.text_encoder.text_projection.weight
+    assert torch.equal(projection, torch.eye(*kept.shape))
+    assert not torch.equal(pipe.text_encoder_2.text_projection.weight, torch.eye(32))
+
+
+def test_an_fp8_all_in_one_keeps_fp8_parts_fp8(tmp_path, tiny_flux_dir, configs):
+    import torch
+
+    from studio.library.kinds.image import describe
+    from studio.pipelines.diffusion.loading import load_txt2img_pipeline
+    from tests.fixtures.tiny_split import round_to_fp8
+
+    rounded = round_to_fp8(tiny_flux_dir, tmp_path / "rounded")
+    round_t5_to_fp8(rounded)  # what the file's transformer and T5 compute with
+    model = write_all_in_one(rounded, tmp_path / "flux1-dev-fp8.safetensors", "flux", fp8=True)
+    shown = describe(model, "file")
+    assert shown.precision.startswith("fp8") and "all-in-one" in shown.detail
+    pipe = load_txt2img_pipeline(entry_for_path(model, "file"), "cpu", torch.float32)
+    assert pipe.transformer.transformer_blocks[0].attn.to_q.weight.dtype == torch.float8_e4m3fn
+    assert pipe.text_encoder_2.encoder.block[0].layer[0].SelfAttention.q.weight.dtype == \
+        torch.float8_e4m3fn  # the T5 was stored in fp8 too
+    assert pipe.text_encoder.final_layer_norm.weight.dtype == torch.float32
+    # layer-wise casting computes with the same weights; its per-call copies change float
+    # rounding at the 1e-7 level: the images agree within one level of 255 (as for split files)
+    diff = np.abs(generate(model, cfg=3.5).astype(int) - generate(rounded, cfg=3.5).astype(int))
+    assert diff.max() <= 1
+
+
+def test_the_planner_counts_each_part_of_the_one_file_once(tmp_path, tiny_flux_dir):
+    from studio.pipelines.diffusion.planner import components_of, tensor_bytes
+    from tests.fixtures.tiny_split import write_comfy_split
+
+    model = write_all_in_one(tiny_flux_dir, tmp_path / "flux.safetensors", "flux")
+    split = write_comfy_split(tiny_flux_dir, tmp_path / "ComfyUI", "flux")
+    one = {c.key: c for c in components_of(entry_for_path(model, "file"), 2)}
+    parts = {c.key: c for c in components_of(entry_for_path(split, "file"), 2)}
+    assert {k: c.bytes for k, c in one.items()} == {k: c.bytes for k, c in parts.items()}
+    assert one["text_encoder_2"].label == "the T5 encoder"
+    assert sum(c.bytes for c in one.values()) == tensor_bytes([model], 2)

@@ -18,6 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from studio.core.jobs import UserFacingError
+
 #: where the transformer's weights are in an all-in-one file
 DENOISER_PREFIX = "model.diffusion_model."
 #: role → the key prefix its weights have inside an all-in-one file
@@ -66,6 +68,20 @@ def part_header(header: dict[str, Any], role: str) -> dict[str, Any]:
     """The entries of the part ``role`` inside an all-in-one file (empty when not inside)."""
     prefix = embedded_parts(header).get(role)
     return sub_header(header, prefix) if prefix else {}
+
+
+def denoiser_precision(path: Path) -> str:
+    """The precision of a diffusion-model file's transformer ("fp8 (e4m3fn)", "bf16" …): what
+    the library marks an all-in-one file with, whose 16-bit VAE and CLIP do not count."""
+    from studio.library.classify import header_precision
+    from studio.library.detect import read_safetensors_header
+
+    try:
+        header = read_safetensors_header(path)
+    except (OSError, UserFacingError):
+        return ""
+    own = denoiser_header(header)
+    return header_precision(own) if own else ""
 
 
 def is_inside(entry: Any, role: str) -> bool:

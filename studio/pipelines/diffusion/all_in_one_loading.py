@@ -46,6 +46,7 @@ from studio.library.split_files import (
 from studio.pipelines.diffusion.split_loading import (
     _FLUX_WIDTH,
     COMPONENTS,
+    FP8_SKIP,
     _flux_state,
     _load_tokenizer,
     is_fp8,
@@ -59,6 +60,22 @@ TRANSFORMER_CLASSES = {"flux": "FluxTransformer2DModel", "sd3": "SD3Transformer2
 def loads_entry(entry: ModelEntry) -> bool:
     """Whether this module loads ``entry``: an all-in-one file, or a Chroma split set."""
     return entry.format == "split" and (entry.family == "chroma" or is_all_in_one(entry))
+
+
+def part_bytes(entry: ModelEntry, role: str, run_bytes: int) -> int:
+    """The memory planner's bytes for one component of a split entry ("transformer", or a
+    part's role): the file it has alone, or its share of an all-in-one file's header."""
+    from studio.pipelines.diffusion.planner import header_bytes, tensor_bytes
+
+    path = Path(entry.path if role == "transformer" else entry.parts[role])
+    if path != Path(entry.path) or path.suffix.lower() != ".safetensors":
+        return tensor_bytes([path], run_bytes)
+    header = model_header(path)
+    inside = embedded_parts(header)
+    if not inside:  # a transformer-only file
+        return header_bytes(header, run_bytes)
+    prefix = DENOISER_PREFIX if role == "transformer" else inside[role]
+    return header_bytes(sub_header(header, prefix), run_bytes)
 
 
 def _read(path: Path, prefix: str) -> dict:
@@ -122,7 +139,9 @@ def _keep_fp8(module: Any, header: dict[str, Any], dtype: Any) -> Any:
 
     if dtype is None or dtype == torch.float8_e4m3fn or not header or not is_fp8(header):
         return module
-    apply_layerwise_casting(module, storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
+    apply_layerwise_casting(module, storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype,
+                            skip_modules_pattern=FP8_SKIP,
+                            skip_modules_classes=(torch.nn.Embedding,))
     return module
 
 

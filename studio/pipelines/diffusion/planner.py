@@ -82,18 +82,25 @@ def tensor_bytes(files: list[Path], run_bytes: int) -> int:
         if path.suffix.lower() == ".gguf":
             total += path.stat().st_size
             continue
-        for name, info in read_safetensors_header(path).items():
-            if name == "__metadata__":
-                continue
-            count = math.prod(info["shape"])
-            dtype = str(info["dtype"]).upper()
-            if dtype.startswith("F8"):  # kept in fp8, upcast a layer at a time (split files)
-                total += count
-            elif dtype.startswith(("F", "BF")):
-                total += count * run_bytes
-            else:
-                start, end = info["data_offsets"]
-                total += end - start
+        total += header_bytes(read_safetensors_header(path), run_bytes)
+    return total
+
+
+def header_bytes(header: dict[str, Any], run_bytes: int) -> int:
+    """:func:`tensor_bytes` of the tensors a safetensors header (or a part of one) names."""
+    total = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        count = math.prod(info["shape"])
+        dtype = str(info["dtype"]).upper()
+        if dtype.startswith("F8"):  # kept in fp8, upcast a layer at a time (split files)
+            total += count
+        elif dtype.startswith(("F", "BF")):
+            total += count * run_bytes
+        else:
+            start, end = info["data_offsets"]
+            total += end - start
     return total
 
 
@@ -112,12 +119,14 @@ def components_of(entry: Any, run_bytes: int) -> list[Component]:
     if entry.format == "split":
         from studio.pipelines.diffusion.split_loading import COMPONENTS
 
+        from studio.pipelines.diffusion.all_in_one_loading import part_bytes
+
         roles = {sub: role for role, (sub, _) in COMPONENTS.get(entry.family, {}).items()}
         found.append(Component("transformer", "the transformer",
-                               tensor_bytes([entry.path], run_bytes)))
-        for role, path in entry.parts.items():
+                               part_bytes(entry, "transformer", run_bytes)))
+        for role in entry.parts:  # an all-in-one file's parts are counted from its header
             key = "vae" if role == "vae" else COMPONENTS[entry.family][role][0]
-            found.append(Component(key, _label(key, roles), tensor_bytes([path], run_bytes)))
+            found.append(Component(key, _label(key, roles), part_bytes(entry, role, run_bytes)))
         return found
     if entry.format == "diffusers":
         for sub in sorted(p for p in Path(entry.path).iterdir() if p.is_dir()):
