@@ -168,3 +168,43 @@ def test_the_planner_counts_each_part_of_the_one_file_once(tmp_path, tiny_flux_d
     assert {k: c.bytes for k, c in one.items()} == {k: c.bytes for k, c in parts.items()}
     assert one["text_encoder_2"].label == "the T5 encoder"
     assert sum(c.bytes for c in one.values()) == tensor_bytes([model], 2)
+
+
+def test_the_parts_command_says_which_parts_are_inside_the_file(tmp_path, tiny_flux_dir):
+    import json
+
+    from tests.fixtures.cli_run import studio_in_process
+
+    model = write_all_in_one(tiny_flux_dir, tmp_path / "flux.safetensors", "flux", t5=False)
+    done = studio_in_process("models", "parts", str(model), "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {r["role"]: r for r in json.loads(done.stdout)["parts"]}
+    assert rows["clip_l"]["inside"] and rows["vae"]["inside"]
+    assert not rows["t5xxl"]["inside"] and rows["t5xxl"]["file"] == ""
+    done = studio_in_process("models", "parts", str(model))
+    assert "inside the file" in done.stdout and "missing" in done.stdout
+
+
+def test_real_chroma_shapes_read_from_the_file_match_the_shipped_config():
+    import json
+
+    from accelerate import init_empty_weights
+    from diffusers import ChromaTransformer2DModel
+    from diffusers.loaders.single_file_utils import (
+        convert_chroma_transformer_checkpoint_to_diffusers,
+    )
+
+    from studio.library.single_file_configs import CONFIGS_DIR
+    from studio.pipelines.diffusion.all_in_one_loading import chroma_overrides
+    from tests.fixtures.tiny_allinone import chroma_to_original
+
+    config = json.loads((CONFIGS_DIR / "chroma" / "transformer" / "config.json").read_text())
+    with init_empty_weights():
+        model = ChromaTransformer2DModel.from_config(config)
+    original = chroma_to_original(model.state_dict())
+    header = {k: {"shape": list(v.shape)} for k, v in original.items()}
+    overrides = chroma_overrides(header)
+    assert overrides == {k: config[k] for k in overrides}
+    # at Chroma's real width diffusers' own converter reads the file and finds every weight
+    assert set(convert_chroma_transformer_checkpoint_to_diffusers(original)) == \
+        set(model.state_dict())

@@ -50,8 +50,9 @@ def run_parts(args: argparse.Namespace, context: Any) -> int:
     except UserFacingError as exc:
         raise UsageError(str(exc)) from exc
     if entry.format != "split":
-        raise UsageError(f"{args.name} is not a split diffusion model (a FLUX.1 or SD 3.5 file "
-                         "from ComfyUI's models/diffusion_models); it has no parts to choose.")
+        raise UsageError(f"{args.name} is not a split diffusion model (a FLUX.1, SD 3.5 or "
+                         "Chroma file from ComfyUI's models/diffusion_models, or an all-in-one "
+                         "FLUX.1 / SD 3.5 file); it has no parts to choose.")
     roles = {p.role for p in FAMILY_PARTS[entry.family]}
     changes: list[tuple[str, Path | None]] = [(r, None) for r in args.guess]
     for item in args.set:
@@ -76,6 +77,7 @@ def run_parts(args: argparse.Namespace, context: Any) -> int:
     rows = [{"role": p.role, "required": p.required,
              "file": str(found.chosen[p.role]) if p.role in found.chosen else "",
              "chosen_by": "you" if p.role in chosen else "Studio",
+             "inside": p.role in found.inside,  # read from the model file itself (all-in-one)
              "candidates": [str(c) for c in found.candidates.get(p.role, [])]}
             for p in FAMILY_PARTS[entry.family]]
     if args.json:
@@ -85,6 +87,7 @@ def run_parts(args: argparse.Namespace, context: Any) -> int:
     print(f"{entry.name} ({entry.family}, {entry.path})")
     for row in rows:
         used = row["file"] or ("missing" if row["required"] else "none (optional)")
+        used = "inside the file" if row["inside"] else used
         print(f"  {row['role']:7} {used}" + (f"  [chosen by {row['chosen_by']}]"
                                              if row["file"] else ""))
         for other in row["candidates"]:

@@ -55,11 +55,13 @@ class SplitPartsBox(QWidget):
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             used = parts.chosen.get(part.role)
             guess = used if part.role not in chosen else None
-            box.addItem(f"Automatic ({guess.stem})" if guess else
+            inside = part.role in parts.inside  # an all-in-one file carries it
+            box.addItem("Automatic (inside this file)" if inside and guess else
+                        f"Automatic ({guess.stem})" if guess else
                         ("Automatic" if part.role in chosen else
                          ("Missing" if part.required else "None (optional)")), None)
             files = list(parts.candidates.get(part.role, []))
-            if used is not None and used not in files:
+            if used is not None and used not in files and not inside:
                 files.append(used)
             for i, f in enumerate(files, start=1):
                 box.addItem(f.stem, str(f))
