@@ -1,12 +1,13 @@
 """ComfyUI split files: a diffusion-model file plus text-encoder and VAE files, as one model.
 
-ComfyUI keeps FLUX.1 and SD 3.5 as separate files: the transformer in ``models/diffusion_models``
-(or ``models/unet``), the text encoders (``clip_l``, ``clip_g``, ``t5xxl``) in
+ComfyUI keeps FLUX.1, SD 3.5 and Chroma as separate files: the transformer in
+``models/diffusion_models`` (or ``models/unet``), the text encoders (``clip_l``, ``clip_g``, ``t5xxl``) in
 ``models/text_encoders`` (or ``models/clip``) and the VAE (FLUX's ``ae``) in ``models/vae``. This
 module tells from a file's safetensors header which part it is, finds the other parts a
 diffusion-model file needs in its sibling folders, and says in a sentence which are missing
 ("needs t5xxl in models/text_encoders"). The user's own choice of a part (the Models workspace or
-``studio models parts``) is kept in settings (``split_parts``) and wins over the guess.
+``studio models parts``) is kept in settings (``split_parts``) and wins over the guess. A part an
+all-in-one file carries itself (:mod:`studio.library.all_in_one`) is found in that file.
 
 Reading headers only: no weights are loaded, no torch here.
 """

@@ -117,9 +117,8 @@ def components_of(entry: Any, run_bytes: int) -> list[Component]:
     """The components of a library entry (``ModelEntry``) with their estimated bytes."""
     found: list[Component] = []
     if entry.format == "split":
-        from studio.pipelines.diffusion.split_loading import COMPONENTS
-
         from studio.pipelines.diffusion.all_in_one_loading import part_bytes
+        from studio.pipelines.diffusion.split_loading import COMPONENTS
 
         roles = {sub: role for role, (sub, _) in COMPONENTS.get(entry.family, {}).items()}
         found.append(Component("transformer", "the transformer",
