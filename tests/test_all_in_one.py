@@ -208,3 +208,32 @@ def test_real_chroma_shapes_read_from_the_file_match_the_shipped_config():
     # at Chroma's real width diffusers' own converter reads the file and finds every weight
     assert set(convert_chroma_transformer_checkpoint_to_diffusers(original)) == \
         set(model.state_dict())
+
+
+def test_an_sd35_file_with_its_t5_inside_draws_what_the_folder_draws(tmp_path, tiny_sd3_dir,
+                                                                     monkeypatch):
+    from tests.fixtures.tiny_allinone import build_tiny_sd3_with_t5
+
+    folder = build_tiny_sd3_with_t5(tiny_sd3_dir, tmp_path / "sd3-t5")
+    write_tiny_config_folder(folder, tmp_path / "configs" / "sd3")
+    monkeypatch.setenv("STUDIO_SINGLE_FILE_CONFIG_DIR", str(tmp_path / "configs"))
+    model = write_all_in_one(folder, tmp_path / "sd3.5_large.safetensors", "sd3")
+    entry = entry_for_path(model, "file")
+    assert set(entry.parts) == {"clip_l", "clip_g", "t5xxl", "vae"} and not entry.needs
+    assert np.array_equal(generate(model, cfg=4.5), generate(folder, cfg=4.5))
+
+
+def test_a_q8_gguf_chroma_draws_what_its_dequantized_weights_draw(tmp_path, tiny_chroma_dir,
+                                                                 configs):
+    from studio.library.kinds.image import describe
+    from tests.fixtures.tiny_allinone import write_chroma_gguf
+    from tests.fixtures.tiny_split import q8_round_trip
+
+    comfy = tmp_path / "ComfyUI"
+    write_chroma_split(tiny_chroma_dir, comfy)
+    model = write_chroma_gguf(tiny_chroma_dir, comfy / "models" / "unet" / "chroma-Q8_0.gguf")
+    entry = describe(model, "file")
+    assert entry.family == "chroma" and entry.precision == "GGUF Q8_0"
+    reference = q8_round_trip(tiny_chroma_dir, tmp_path / "dequantized")
+    diff = np.abs(generate(model, cfg=4.0).astype(int) - generate(reference, cfg=4.0).astype(int))
+    assert diff.max() <= 1  # Q8_0 blocks dequantized in torch as they run (as for FLUX's)
