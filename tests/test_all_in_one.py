@@ -237,3 +237,40 @@ def test_a_q8_gguf_chroma_draws_what_its_dequantized_weights_draw(tmp_path, tiny
     reference = q8_round_trip(tiny_chroma_dir, tmp_path / "dequantized")
     diff = np.abs(generate(model, cfg=4.0).astype(int) - generate(reference, cfg=4.0).astype(int))
     assert diff.max() <= 1  # Q8_0 blocks dequantized in torch as they run (as for FLUX's)
+
+
+def test_the_models_parts_box_shows_the_parts_inside_and_offers_only_the_missing_one(
+        qtbot, tmp_path, tiny_flux_dir):
+    from studio.library.split_files import find_parts
+    from studio.ui.panels.models.parts import SplitPartsBox
+
+    model = write_all_in_one(tiny_flux_dir, tmp_path / "flux.safetensors", "flux", t5=False)
+    box = SplitPartsBox()
+    qtbot.addWidget(box)
+    box.show_parts(model, find_parts(model, "flux"), {})
+    assert box.boxes["clip_l"].itemText(0) == "Automatic (inside this file)"
+    assert box.boxes["clip_l"].count() == 1  # nothing else to pick: the file carries it
+    assert box.boxes["t5xxl"].itemText(0) == "Missing"
+    assert box.note.text().startswith("Missing: T5-XXL.")
+
+
+def test_a_split_fp8_t5_stays_fp8_and_runs(tmp_path, tiny_flux_dir, configs):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from studio.pipelines.diffusion.loading import load_txt2img_pipeline
+    from tests.fixtures.tiny_split import write_comfy_split
+
+    reference = round_t5_to_fp8(shutil.copytree(tiny_flux_dir, tmp_path / "rounded"))
+    model = write_comfy_split(reference, tmp_path / "ComfyUI", "flux")
+    t5 = tmp_path / "ComfyUI" / "models" / "text_encoders" / "t5xxl_fp16.safetensors"
+    fp8 = t5.with_name("t5xxl_fp8_e4m3fn.safetensors")
+    save_file({k: v.to(torch.float8_e4m3fn) for k, v in load_file(str(t5)).items()}, str(fp8))
+    t5.unlink()
+    pipe = load_txt2img_pipeline(entry_for_path(model, "file"), "cpu", torch.float32)
+    assert pipe.text_encoder_2.encoder.block[0].layer[0].SelfAttention.q.weight.dtype == \
+        torch.float8_e4m3fn
+    diff = np.abs(generate(model, cfg=3.5).astype(int) - generate(reference, cfg=3.5).astype(int))
+    assert diff.max() <= 1

@@ -2,7 +2,8 @@
 
 :class:`SplitPartsBox` shows, for a FLUX.1 / SD 3.5 diffusion-model file, one drop-down per part
 it needs (clip_l, clip_g, t5xxl, vae): "Automatic" (the file Studio picks from ComfyUI's folders)
-or any file of that part found there. ``partChosen(path, role, file or None)`` fires on a change;
+or any file of that part found there; a part an all-in-one file carries itself shows
+"Automatic (inside this file)", and only the parts it lacks offer files. ``partChosen(path, role, file or None)`` fires on a change;
 the panel keeps the choice in the settings (what ``studio models parts --set`` does), and the next
 job with the model uses it.
 """
