@@ -64,12 +64,6 @@ def denoiser_header(header: dict[str, Any]) -> dict[str, Any]:
     return sub_header(header, DENOISER_PREFIX)
 
 
-def part_header(header: dict[str, Any], role: str) -> dict[str, Any]:
-    """The entries of the part ``role`` inside an all-in-one file (empty when not inside)."""
-    prefix = embedded_parts(header).get(role)
-    return sub_header(header, prefix) if prefix else {}
-
-
 def denoiser_precision(path: Path) -> str:
     """The precision of a diffusion-model file's transformer ("fp8 (e4m3fn)", "bf16" …): what
     the library marks an all-in-one file with, whose 16-bit VAE and CLIP do not count."""
@@ -82,12 +76,6 @@ def denoiser_precision(path: Path) -> str:
         return ""
     own = denoiser_header(header)
     return header_precision(own) if own else ""
-
-
-def is_inside(entry: Any, role: str) -> bool:
-    """Whether a split entry's part ``role`` is read from the model file itself."""
-    found = getattr(entry, "parts", {}).get(role)
-    return found is not None and Path(found) == Path(entry.path)
 
 
 def is_all_in_one(entry: Any) -> bool:
