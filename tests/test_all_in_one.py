@@ -100,6 +100,9 @@ def test_an_all_in_one_without_its_t5_asks_for_that_part_alone(tmp_path, tiny_fl
     assert entry.needs.startswith("needs t5xxl in")
     shown = describe(model, "file")
     assert "inside the file" in shown.detail and "needs t5xxl in" in shown.detail
+    from studio.ui.widgets.model_picker import secondary_text  # Generate's model picker
+
+    assert secondary_text(entry).startswith("FLUX.1 · all-in-one · parts missing")
     with pytest.raises(UserFacingError, match="carries its CLIP-L text encoder, 16-channel VAE "
                                               r".* needs t5xxl in"):
         generate(model, cfg=3.5)
