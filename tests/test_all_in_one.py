@@ -277,3 +277,26 @@ def test_a_split_fp8_t5_stays_fp8_and_runs(tmp_path, tiny_flux_dir, configs):
         torch.float8_e4m3fn
     diff = np.abs(generate(model, cfg=3.5).astype(int) - generate(reference, cfg=3.5).astype(int))
     assert diff.max() <= 1
+
+
+@pytest.mark.parametrize("family,parts", [("flux", ("transformer", "text_encoder_2")),
+                                          ("sd3", ("transformer",))])
+def test_the_planner_estimate_of_an_fp8_file_is_the_memory_its_loaded_parts_take(
+        family, parts, request, tmp_path, configs):
+    """Layer-wise casting keeps fp8 weights in fp8, but leaves modulation, norms, embeddings
+    and T5's wo in the compute precision: the estimate counts them so, byte for byte."""
+    import torch
+
+    from studio.pipelines.diffusion.loading import load_txt2img_pipeline
+    from studio.pipelines.diffusion.planner import components_of
+
+    folder = request.getfixturevalue(f"tiny_{family}_dir")
+    model = write_all_in_one(folder, tmp_path / f"{family}-fp8.safetensors", family, fp8=True)
+    entry = entry_for_path(model, "file")
+    estimate = {c.key: c.bytes for c in components_of(entry, 4)}
+    pipe = load_txt2img_pipeline(entry, "cpu", torch.float32)
+    for key in parts:
+        module = getattr(pipe, key)
+        held = [*module.parameters(), *module.buffers()]
+        assert any(t.dtype == torch.float8_e4m3fn for t in held)
+        assert estimate[key] == sum(t.numel() * t.element_size() for t in held), key

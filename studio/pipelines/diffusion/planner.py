@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,12 @@ TEXT_ENCODERS = ("text_encoder_3", "text_encoder_2", "text_encoder")
 _T5_NAMES = {"t5xxl", "T5"}
 
 MODES = ("full", "text_encoder_cpu", "model", "sequential")
+#: the weights of an fp8 file that layer-wise casting (split_loading.FP8_SKIP) leaves in the
+#: compute precision, by their original names: FLUX's and SD 3.5's modulation and final layer,
+#: SD 3.5's patch embedding, norms, T5's ``wo`` and every token / position embedding
+_KEPT_IN_COMPUTE = re.compile(r"_mod\.lin\.|modulation\.|final_layer\.linear\.|pos_embed|"
+                              r"x_embedder\.|\.ln_|norm|\.wo\.|shared\.|embed_tokens\.|"
+                              r"relative_attention_bias\.|embedding")
 
 
 @dataclass(frozen=True)
@@ -94,8 +101,8 @@ def header_bytes(header: dict[str, Any], run_bytes: int) -> int:
             continue
         count = math.prod(info["shape"])
         dtype = str(info["dtype"]).upper()
-        if dtype.startswith("F8"):  # kept in fp8, upcast a layer at a time (split files)
-            total += count
+        if dtype.startswith("F8") and not _KEPT_IN_COMPUTE.search(name):
+            total += count  # kept in fp8, upcast a layer at a time (split files)
         elif dtype.startswith(("F", "BF")):
             total += count * run_bytes
         else:
