@@ -38,7 +38,7 @@ def test_consumers_read_the_registry():
     assert presets_for("sdxl")[0] == (1024, 1024, "1:1 square")
     assert presets_for("not-a-family")[0] == (512, 512, "1:1 square")  # the mixed list
     assert ASSET_NAMES == {"sd1": "sd15", "sd2": "sd2", "sdxl": "sdxl", "flux": "flux",
-                           "sd3": "sd35"}  # the last two: configs for ComfyUI's split files
+                           "sd3": "sd35", "chroma": "chroma"}  # the last three: split files
     assert set(TOKENIZERS["sdxl"]) == {"tokenizer", "tokenizer_2"}
     assert FAMILY_LABELS["sd1"] == "SD 1.5"
     assert TAESD_REPOS["sdxl"] == "madebyollin/taesdxl"

@@ -54,8 +54,9 @@ def run_parts(args: argparse.Namespace, context: Any) -> int:
         raise UsageError(str(exc)) from exc
     if entry.format != "split":
         raise UsageError(f"{args.name} is not a split diffusion model (a FLUX.1, SD 3.5, "
-                         "Qwen-Image, Z-Image or FLUX.2 file "
-                         "from ComfyUI's models/diffusion_models); it has no parts to choose.")
+                         "Chroma, Qwen-Image, Z-Image or FLUX.2 file from ComfyUI's "
+                         "models/diffusion_models, or an all-in-one FLUX.1 / SD 3.5 file); "
+                         "it has no parts to choose.")
     wanted = find_parts(entry.path, entry.family).parts
     roles = {p.role for p in wanted}
     changes: list[tuple[str, Path | None]] = [(r, None) for r in args.guess]
@@ -81,6 +82,7 @@ def run_parts(args: argparse.Namespace, context: Any) -> int:
     rows = [{"role": p.role, "required": p.required,
              "file": str(found.chosen[p.role]) if p.role in found.chosen else "",
              "chosen_by": "you" if p.role in chosen else "Studio",
+             "inside": p.role in found.inside,  # read from the model file itself (all-in-one)
              "candidates": [str(c) for c in found.candidates.get(p.role, [])]}
             for p in found.parts]
     if args.json:
@@ -90,6 +92,7 @@ def run_parts(args: argparse.Namespace, context: Any) -> int:
     print(f"{entry.name} ({entry.family}, {entry.path})")
     for row in rows:
         used = row["file"] or ("missing" if row["required"] else "none (optional)")
+        used = "inside the file" if row["inside"] else used
         print(f"  {row['role']:7} {used}" + (f"  [chosen by {row['chosen_by']}]"
                                              if row["file"] else ""))
         for other in row["candidates"]:

@@ -46,7 +46,7 @@ def _build(family: str, dest: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{family}-", dir=dest.parent))
     try:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
-        for sub, pad in TOKENIZERS[family].items():
+        for sub, pad in TOKENIZERS.get(family, {}).items():  # Chroma has no CLIP
             write_clip_tokenizer(tmp / sub, pad)
         (tmp / _MARKER).write_text("ok\n", encoding="utf-8")
         try:

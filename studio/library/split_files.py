@@ -1,13 +1,14 @@
 """ComfyUI split files: a diffusion-model file plus text-encoder and VAE files, as one model.
 
-ComfyUI keeps FLUX.1 and SD 3.5 (and Qwen-Image, Z-Image, FLUX.2: :mod:`split_families`) as
-separate files: the transformer in ``models/diffusion_models``
+ComfyUI keeps FLUX.1, SD 3.5 and Chroma (and Qwen-Image, Z-Image, FLUX.2: :mod:`split_families`)
+as separate files: the transformer in ``models/diffusion_models``
 (or ``models/unet``), the text encoders (``clip_l``, ``clip_g``, ``t5xxl``) in
 ``models/text_encoders`` (or ``models/clip``) and the VAE (FLUX's ``ae``) in ``models/vae``. This
 module tells from a file's safetensors header which part it is, finds the other parts a
 diffusion-model file needs in its sibling folders, and says in a sentence which are missing
 ("needs t5xxl in models/text_encoders"). The user's own choice of a part (the Models workspace or
-``studio models parts``) is kept in settings (``split_parts``) and wins over the guess.
+``studio models parts``) is kept in settings (``split_parts``) and wins over the guess. A part an
+all-in-one file carries itself (:mod:`studio.library.all_in_one`) is found in that file.
 
 Reading headers only: no weights are loaded, no torch here.
 """
@@ -69,6 +70,8 @@ FAMILY_PARTS: dict[str, tuple[Part, ...]] = {
     # SD 3.5 runs without T5 (the pipeline gives zeros in its place), as its downloads allow
     "sd3": (_CLIP_L, _CLIP_G, Part("t5xxl", "text_encoders", required=False, hints=("t5",)),
             Part("vae", "vae", hints=("sd3", "sd35", "sd3.5"))),
+    # Chroma (chroma-unlocked-v*, Chroma1-HD): a T5 encoder alone, and FLUX.1's 16-channel ae
+    "chroma": (_T5, Part("vae", "vae", hints=("ae", "flux", "chroma"))),
 }
 
 
@@ -139,15 +142,16 @@ def _strip(keys) -> set[str]:
 
 
 def denoiser_family(header: dict[str, Any]) -> str:
-    """"flux" or "sd3" when the header is a FLUX.1 / SD 3.x transformer in its original (BFL /
-    Stability) or ComfyUI layout; "" otherwise."""
+    """"flux", "sd3" or "chroma" when the header is a FLUX.1 / SD 3.x / Chroma transformer in its
+    original (BFL / Stability / lodestones) or ComfyUI layout, alone or in an all-in-one file
+    (Qwen-Image, Z-Image, FLUX.2: :mod:`split_families`); "" otherwise."""
     newer = split_families.denoiser_family(header)
     if newer:
         return newer
     keys = _strip(header)
     if "double_blocks.0.img_attn.norm.key_norm.scale" in keys:
         if any(k.startswith("distilled_guidance_layer.") for k in keys):
-            return ""  # Chroma: FLUX's blocks without its modulation
+            return "chroma"  # FLUX's blocks without their modulation, and no guidance_in
         return "flux"
     if "joint_blocks.0.context_block.adaLN_modulation.1.bias" in keys:
         return "sd3"
@@ -198,6 +202,8 @@ class SplitParts:
     candidates: dict[str, list[Path]] = field(default_factory=dict)  # role → every file found
     missing: list[Part] = field(default_factory=list)  # required parts without a file
     parts: tuple[Part, ...] = ()  # every part the model takes, in the pipeline's order
+    #: the roles read from the diffusion-model file itself (an all-in-one checkpoint)
+    inside: set[str] = field(default_factory=set)
 
     def sentence(self, models_root: Path | None) -> str:
         """What is missing, with where to put it; "" when everything is there."""
@@ -208,7 +214,8 @@ class SplitParts:
         return f"needs {needs}"
 
     def describe(self) -> str:
-        found = ", ".join(f"{role}: {path.name}" for role, path in self.chosen.items())
+        found = ", ".join(f"{role}: {'inside the file' if role in self.inside else path.name}"
+                          for role, path in self.chosen.items())
         return found or "no parts found"
 
 
@@ -283,15 +290,28 @@ def find_parts(path: Path, family: str, chosen: dict[str, str] | None = None) ->
     for part in wanted:  # by slot: the files of the kind (and width) it takes
         result.candidates[part.role] = [f for f in roles.get(part.need, [])
                                         if not part.width or widths.get(f) == part.width]
+    inside = embedded_roles(path)
     for part in wanted:
         picked = (chosen or {}).get(part.role)
         if picked and Path(picked).is_file():
             result.chosen[part.role] = Path(picked)
+        elif part.role in inside:  # an all-in-one file carries it
+            result.chosen[part.role] = path
+            result.inside.add(part.role)
         elif result.candidates.get(part.role):
             result.chosen[part.role] = _prefer(part, result.candidates[part.role])
         elif part.required:
             result.missing.append(part)
     return result
+
+
+def embedded_roles(path: Path) -> set[str]:
+    """The parts (clip_l, t5xxl, vae …) a diffusion-model file carries itself (all-in-one)."""
+    if Path(path).suffix.lower() != ".safetensors":
+        return set()
+    from studio.library.all_in_one import embedded_parts
+
+    return set(embedded_parts(read_safetensors_header(path)))
 
 
 def check_part(role: str, path: Path, family: str, model: Path | None = None) -> None:

@@ -19,7 +19,9 @@ No torch here (tensor sizes come from headers or from counts the caller made).
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
+from typing import Any
 
 from studio.library.detect import read_safetensors_header
 
@@ -40,32 +42,48 @@ def dtype_bytes(dtype: object) -> int:
     return DTYPE_BYTES.get(str(dtype).removeprefix("torch."), 4)
 
 
+#: the weights of an fp8 file that layer-wise casting (split_loading.FP8_SKIP) leaves in the
+#: compute precision, by their original names: FLUX's and SD 3.5's modulation and final layer,
+#: SD 3.5's patch embedding, norms, T5's ``wo`` and every token / position embedding
+_KEPT_IN_COMPUTE = re.compile(r"_mod\.lin\.|modulation\.|final_layer\.linear\.|pos_embed|"
+                              r"x_embedder\.|\.ln_|norm|\.wo\.|shared\.|embed_tokens\.|"
+                              r"relative_attention_bias\.|embedding")
+
+
 def tensor_bytes(files: list[Path], run_bytes: int) -> int:
     """The bytes the floating-point tensors of ``files`` take when run with ``run_bytes`` per
-    element (integer/quantized tensors keep their own size, fp8 one byte — unless a scale beside
-    each makes them ComfyUI's scaled fp8, which is multiplied out into the run precision); a GGUF
-    counts as its file size. ``run_bytes=1`` gives the element counts (:func:`element_counts`)."""
-    from studio.pipelines.diffusion.split_families import is_scaled_fp8
-
+    element (integer/quantized tensors keep their own size, fp8 one byte); a GGUF counts as its
+    file size. ``run_bytes=1`` gives the element counts (:func:`element_counts`)."""
     total = 0
     for path in files:
         if path.suffix.lower() == ".gguf":
             total += path.stat().st_size
             continue
-        header = read_safetensors_header(path)
-        scaled = is_scaled_fp8(header)  # ComfyUI's scaled fp8: multiplied out when loaded
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            count = math.prod(info["shape"])
-            dtype = str(info["dtype"]).upper()
-            if dtype.startswith("F8") and not scaled:  # kept fp8, upcast a layer at a time
-                total += count
-            elif dtype.startswith(("F", "BF")):
-                total += count * run_bytes
-            else:
-                start, end = info["data_offsets"]
-                total += end - start
+        total += header_bytes(read_safetensors_header(path), run_bytes)
+    return total
+
+
+def header_bytes(header: dict[str, Any], run_bytes: int) -> int:
+    """:func:`tensor_bytes` of the tensors a safetensors header (or a part of one) names: fp8
+    weights count one byte (kept fp8, upcast a layer at a time) except those layer-wise casting
+    leaves in the compute precision, and all of them in ComfyUI's scaled fp8 (a scale beside
+    each weight), which is multiplied out into the run precision when loaded."""
+    from studio.pipelines.diffusion.split_families import is_scaled_fp8
+
+    scaled = is_scaled_fp8(header)
+    total = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        count = math.prod(info["shape"])
+        dtype = str(info["dtype"]).upper()
+        if dtype.startswith("F8") and not scaled and not _KEPT_IN_COMPUTE.search(name):
+            total += count
+        elif dtype.startswith(("F", "BF")):
+            total += count * run_bytes
+        else:
+            start, end = info["data_offsets"]
+            total += end - start
     return total
 
 

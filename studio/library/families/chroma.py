@@ -15,6 +15,8 @@ FAMILY = Family(
     pipeline_class="ChromaPipeline",
     diffusers_classes=("ChromaPipeline",),
     denoiser="transformer",
+    # split files (ComfyUI): the shipped configs; its only tokenizer is T5's (the HF cache)
+    single_file_assets="chroma",
     optional_components=("image_encoder", "feature_extractor"),
     a1111_prompts=False,
     samplers=("default",),

@@ -61,6 +61,10 @@ def entries_for(models: list) -> Iterator[LibraryEntry]:
             from studio.library.split_files import gguf_precision, read_gguf_header
 
             precision = gguf_precision(read_gguf_header(m.path))
+        elif m.format == "split" and m.path.suffix == ".safetensors":
+            from studio.library.all_in_one import denoiser_precision
+
+            precision = denoiser_precision(m.path)  # an all-in-one's transformer, not its VAE
         else:
             precision = files_precision([m.path]) if m.path.suffix == ".safetensors" else ""
         detail = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x",
@@ -76,11 +80,15 @@ def entries_for(models: list) -> Iterator[LibraryEntry]:
 
 def split_detail(m, precision: str = "") -> str:
     """'FLUX.1 diffusion model (split files) with clip_l: clip_l.safetensors, …; needs t5xxl in
-    …/text_encoders'."""
+    …/text_encoders', or 'FLUX.1 all-in-one checkpoint (…) with clip_l: inside the file, …'."""
+    from studio.library.all_in_one import is_all_in_one
     from studio.library.families import label
 
-    found = ", ".join(f"{role}: {path.name}" for role, path in m.parts.items())
+    found = ", ".join(f"{role}: {'inside the file' if path == m.path else path.name}"
+                      for role, path in m.parts.items())
     text = f"{label(m.family)} diffusion model (split files)"
+    if is_all_in_one(m):
+        text = f"{label(m.family)} all-in-one checkpoint (text encoders and VAE in the one file)"
     if precision.startswith("fp8"):
         text += ", fp8 e4m3fn weights kept in fp8 (upcast a layer at a time)"
     elif precision.startswith("GGUF"):

@@ -174,9 +174,13 @@ def load_txt2img_pipeline(entry: ModelEntry, device: str, dtype: Any,
         if entry.format == "diffusers":
             pipe = _load_diffusers(entry, dtype)
         elif entry.format == "split":  # ComfyUI's separate transformer, encoders and VAE
+            from studio.pipelines.diffusion import all_in_one_loading
             from studio.pipelines.diffusion.split_loading import load_split_pipeline
 
-            pipe = load_split_pipeline(entry, dtype, paths)
+            if all_in_one_loading.loads_entry(entry):  # one file with its parts, or Chroma
+                pipe = all_in_one_loading.load_all_in_one_pipeline(entry, dtype, paths)
+            else:
+                pipe = load_split_pipeline(entry, dtype, paths)
         else:
             pipe = _load_single_file(entry, dtype, paths)
         pipe.set_progress_bar_config(disable=True)

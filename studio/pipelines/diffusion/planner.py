@@ -33,13 +33,15 @@ from studio.pipelines.component_sizes import (  # the size model shared with LoR
     WORKING_MIN,
     WORKING_SHARE,
     dtype_bytes,
+    header_bytes,
     tensor_bytes,
     working_bytes,
 )
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DTYPE_BYTES", "GB", "WORKING_MIN", "WORKING_SHARE", "dtype_bytes", "tensor_bytes"]
+__all__ = ["DTYPE_BYTES", "GB", "WORKING_MIN", "WORKING_SHARE", "dtype_bytes", "header_bytes",
+           "tensor_bytes"]
 #: the text encoders a plan may leave on the CPU, largest first when several
 TEXT_ENCODERS = ("text_encoder_3", "text_encoder_2", "text_encoder")
 _T5_NAMES = {"t5xxl", "T5"}
@@ -89,14 +91,15 @@ def components_of(entry: Any, run_bytes: int) -> list[Component]:
     """The components of a library entry (``ModelEntry``) with their estimated bytes."""
     found: list[Component] = []
     if entry.format == "split":
+        from studio.pipelines.diffusion.all_in_one_loading import part_bytes
         from studio.pipelines.diffusion.split_loading import COMPONENTS
 
         roles = {sub: role for role, (sub, _) in COMPONENTS.get(entry.family, {}).items()}
         found.append(Component("transformer", "the transformer",
-                               tensor_bytes([entry.path], run_bytes)))
-        for role, path in entry.parts.items():
+                               part_bytes(entry, "transformer", run_bytes)))
+        for role in entry.parts:  # an all-in-one file's parts are counted from its header
             key = "vae" if role == "vae" else COMPONENTS[entry.family][role][0]
-            found.append(Component(key, _label(key, roles), tensor_bytes([path], run_bytes)))
+            found.append(Component(key, _label(key, roles), part_bytes(entry, role, run_bytes)))
         return found
     if entry.format == "diffusers":
         for sub in sorted(p for p in Path(entry.path).iterdir() if p.is_dir()):

@@ -29,6 +29,7 @@ COMPONENTS = {
     "flux": {"clip_l": ("text_encoder", "tokenizer"), "t5xxl": ("text_encoder_2", "tokenizer_2")},
     "sd3": {"clip_l": ("text_encoder", "tokenizer"), "clip_g": ("text_encoder_2", "tokenizer_2"),
             "t5xxl": ("text_encoder_3", "tokenizer_3")},
+    "chroma": {"t5xxl": ("text_encoder", "tokenizer")},
     # one language-model text encoder each (studio.pipelines.diffusion.split_families)
     **{family: {"text_encoder": ("text_encoder", "tokenizer")}
        for family in ("qwen-image", "z-image", "flux2")},
@@ -39,10 +40,17 @@ T5_TOKENIZER_SOURCES = (
     ("black-forest-labs/FLUX.1-dev", "tokenizer_2"),
     ("stabilityai/stable-diffusion-3.5-large", "tokenizer_3"),
     ("stabilityai/stable-diffusion-3.5-medium", "tokenizer_3"),
+    ("lodestones/Chroma1-HD", "tokenizer"),
     ("google/t5-v1_1-xxl", ""),
 )
 T5_DOWNLOAD = "hf download black-forest-labs/FLUX.1-schnell --include \"tokenizer_2/*\""
 _PREFIX = "model.diffusion_model."
+#: layers layer-wise casting leaves in the compute precision: diffusers' defaults (norms,
+#: position and patch embeddings, proj_in/out) and T5's ``wo``, before which transformers casts
+#: the activations to that layer's stored dtype (fp8 activations would meet upcast weights);
+#: token embeddings (nn.Embedding) stay too: a text encoder's ``dtype`` is its first weight's,
+#: which the pipelines give the prompt embeddings and the latents
+FP8_SKIP = ("pos_embed", "patch_embed", "norm", "^proj_in$", "^proj_out$", r"\.wo$")
 #: the width diffusers' FLUX converter assumes (FLUX.1 dev/schnell and their finetunes)
 _FLUX_WIDTH = 3072
 
@@ -131,7 +139,9 @@ def keep_fp8(module: Any, path: Path, dtype: Any) -> Any:
 
     if dtype is None or dtype == torch.float8_e4m3fn or not is_fp8(read_safetensors_header(path)):
         return module
-    apply_layerwise_casting(module, storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
+    apply_layerwise_casting(module, storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype,
+                            skip_modules_pattern=FP8_SKIP,
+                            skip_modules_classes=(torch.nn.Embedding,))
     return module
 
 

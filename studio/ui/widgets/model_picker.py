@@ -67,7 +67,10 @@ def default_scanner() -> Scanner:
 def secondary_text(entry: Any) -> str:
     family = FAMILY_LABELS.get(getattr(entry, "family", "unknown"), "Unknown type")
     if getattr(entry, "format", "") == "split":  # ComfyUI's separate files (issue 15)
-        family += " · split files" + (" · parts missing" if getattr(entry, "needs", "") else "")
+        from studio.library.all_in_one import is_all_in_one
+
+        family += " · all-in-one" if is_all_in_one(entry) else " · split files"
+        family += " · parts missing" if getattr(entry, "needs", "") else ""
     source = SOURCE_LABELS.get(getattr(entry, "source", ""), getattr(entry, "source", ""))
     return f"{family} · {source}" if source else family
 

@@ -1,8 +1,10 @@
 """The parts of a ComfyUI split diffusion model in the Models workspace's details pane.
 
-:class:`SplitPartsBox` shows, for a FLUX.1 / SD 3.5 (or Qwen-Image / Z-Image / FLUX.2)
-diffusion-model file, one drop-down per part it needs (clip_l, clip_g, t5xxl or text_encoder, vae): "Automatic" (the file Studio picks from ComfyUI's folders)
-or any file of that part found there. ``partChosen(path, role, file or None)`` fires on a change;
+:class:`SplitPartsBox` shows, for a FLUX.1 / SD 3.5 / Chroma (or Qwen-Image / Z-Image / FLUX.2)
+diffusion-model file, one drop-down per part it needs (clip_l, clip_g, t5xxl or text_encoder,
+vae): "Automatic" (the file Studio picks from ComfyUI's folders) or any file of that part found
+there; a part an all-in-one file carries itself shows "Automatic (inside this file)", and only
+the parts it lacks offer files. ``partChosen(path, role, file or None)`` fires on a change;
 the panel keeps the choice in the settings (what ``studio models parts --set`` does), and the next
 job with the model uses it.
 """
@@ -54,11 +56,13 @@ class SplitPartsBox(QWidget):
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             used = parts.chosen.get(part.role)
             guess = used if part.role not in chosen else None
-            box.addItem(f"Automatic ({guess.stem})" if guess else
+            inside = part.role in parts.inside  # an all-in-one file carries it
+            box.addItem("Automatic (inside this file)" if inside and guess else
+                        f"Automatic ({guess.stem})" if guess else
                         ("Automatic" if part.role in chosen else
                          ("Missing" if part.required else "None (optional)")), None)
             files = list(parts.candidates.get(part.role, []))
-            if used is not None and used not in files:
+            if used is not None and used not in files and not inside:
                 files.append(used)
             for i, f in enumerate(files, start=1):
                 box.addItem(f.stem, str(f))
