@@ -25,7 +25,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from studio.core.config import Paths, Settings
-from studio.core.jobs import CancelToken, JobCancelled, UserFacingError, describe_error
+from studio.core.jobs import (
+    CancelToken,
+    JobCancelled,
+    UserFacingError,
+    checked,
+    describe_error,
+)
 from studio.pipelines.chat import gguf  # no llama_cpp at import: only its functions need it
 from studio.pipelines.chat.types import (
     AttentionMap,
@@ -40,14 +46,6 @@ from studio.pipelines.chat.types import (
 from studio.pipelines.model_cache import ModelCache
 
 ChunkCallback = Callable[[ChatChunk], None]
-
-
-def _checked(request: Any) -> None:
-    """A request's own check, as a sentence for the person who made it."""
-    try:
-        request.validate()
-    except ValueError as exc:
-        raise UserFacingError(str(exc)) from exc
 
 
 class _EitherCancel:
@@ -229,7 +227,7 @@ class LocalChatBackend:
 
         Errors before the first token raise; an error while generating ends with an "error"
         chunk and reply that keep the text so far."""
-        _checked(request)
+        checked(request)
         with self._lock:
             return self._generate(request, cancel, on_chunk or (lambda _c: None))
 
@@ -238,7 +236,7 @@ class LocalChatBackend:
         model's context are cut to it, and counted in ``truncated``)."""
         import torch
 
-        _checked(request)
+        checked(request)
         with self._lock:
             loaded = self.load(request.model)
             gguf.refuse(loaded, "Embeddings")
@@ -264,7 +262,7 @@ class LocalChatBackend:
         kernels do not return the weights) and goes back to its own afterwards."""
         import torch
 
-        _checked(request)
+        checked(request)
         with self._lock:
             loaded = self.load(request.model)
             gguf.refuse(loaded, "Attention maps")

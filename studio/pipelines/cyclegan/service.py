@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
@@ -20,6 +20,9 @@ from studio.core.requests import TransformedImage, TransformRequest
 from studio.core.wording import count_of
 from studio.pipelines.diffusion.batch import job_device, out_of_memory_as, validate_request
 from studio.pipelines.model_cache import ModelCache
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ class GeneratorFile:
     usage_path: Path
 
 
-def load_generator(entry: GeneratorFile, device: str, dtype: Any = None) -> Any:
+def load_generator(entry: GeneratorFile, device: str, dtype: torch.dtype | None = None) -> Any:
     """The model cache's loader for CycleGAN generators."""
     from studio.pipelines.cyclegan.model import CycleGANGenerator
 

@@ -29,11 +29,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.control import A1111_MODULES, ControlUnit, units
 from studio.core.jobs import UserFacingError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +118,7 @@ class Control:
     images: list[Any]
 
 
-def load_controlnet(entry: Any, device: str, dtype: Any, paths: Paths | None = None) -> Any:
+def load_controlnet(entry: Any, device: str, dtype: torch.dtype, paths: Paths | None = None) -> Any:
     """The model cache's loader: a diffusers folder with ``from_pretrained``, a single file
     (A1111 / ComfyUI, original or diffusers layout) with ``from_single_file`` and the config
     shipped for its family; offline either way, pickles only as plain tensors."""
@@ -140,7 +143,7 @@ def load_controlnet(entry: Any, device: str, dtype: Any, paths: Paths | None = N
     return model.to(device).eval()
 
 
-def _single_file(entry: Any, dtype: Any) -> Any:
+def _single_file(entry: Any, dtype: torch.dtype) -> Any:
     from diffusers import ControlNetModel
 
     from studio.library.controlnets import SINGLE_FILE_CONFIGS
@@ -176,7 +179,7 @@ class ControlNetCache:
         self.cache = ModelCache(loader=load_controlnet, kind="controlnet",
                                 settings_getter=settings_getter)
 
-    def models(self, entries: list[Any], device: str, dtype: Any,
+    def models(self, entries: list[Any], device: str, dtype: torch.dtype,
                paths: Paths | None = None) -> list[Any]:
         return [self.cache.get(entry, device, dtype, paths) for entry in entries]
 
@@ -276,7 +279,7 @@ def _with_step_end_callback(cls: Any) -> Any:
                                   "use a ControlNet.")
         self._interrupt = False
         if callback_on_step_end is not None:
-            def callback(step: int, timestep: Any, latents: Any) -> None:
+            def callback(step: int, timestep: Any, latents: torch.Tensor) -> None:
                 callback_on_step_end(self, step, timestep, {"latents": latents})
                 if self._interrupt:
                     raise JobCancelled()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
@@ -48,6 +48,9 @@ from studio.pipelines.diffusion.batch import (
 from studio.pipelines.diffusion.outpaint import outpaint_infotext
 from studio.pipelines.diffusion.sd_upscale import sd_upscale_infotext
 from studio.pipelines.diffusion.variation import variation_infotext
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +172,7 @@ class Img2ImgService(DiffusersService):
 
     def _generate(self, base: Any, entry: Any, request: Img2ImgRequest, image: Any, mask: Any,
                   loaded: Any, warnings: list[str], settings: Settings, paths: Paths,
-                  device: str, dtype: Any, progress: ProgressSink,
+                  device: str, dtype: torch.dtype, progress: ProgressSink,
                   cancel: CancelToken) -> list[TransformedImage]:
 
         masked = request.inpaint or request.outpaint
@@ -226,7 +229,7 @@ class Img2ImgService(DiffusersService):
 
     def _sd_upscale(self, call: Any, request: Img2ImgRequest, image: Any,
                     kwargs: dict[str, Any], settings: Settings, paths: Paths, device: str,
-                    dtype: Any, progress: ProgressSink, cancel: CancelToken) -> Any:
+                    dtype: torch.dtype, progress: ProgressSink, cancel: CancelToken) -> Any:
         """SD upscale over ``call``'s img2img pipeline: the input enlarged once (an upscaler
         model loaded first), then refined tile by tile for each image of the batch."""
         from studio.core.requests import HIRES_UPSCALERS

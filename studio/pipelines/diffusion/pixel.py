@@ -14,9 +14,13 @@ No Qt here; torch and diffusers are imported by the functions that need them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.jobs import UserFacingError
+
+if TYPE_CHECKING:
+    from studio.core.config import Paths, Settings
+    from studio.core.jobs import CancelToken, ProgressSink
 
 UNCONDITIONAL = "Unconditional"
 
@@ -109,8 +113,8 @@ def check_request(entry: Any, request: Any) -> None:
         raise UserFacingError(f"{what}: it has no hires fix. Turn the hires fix off to use it.")
 
 
-def generate(pipe: Any, entry: Any, request: Any, settings: Any, paths: Any,
-             progress: Any, cancel: Any) -> list[Any]:
+def generate(pipe: Any, entry: Any, request: Any, settings: Settings, paths: Paths,
+             progress: ProgressSink, cancel: CancelToken) -> list[Any]:
     """Generate's batch for a pixel model: the prompt names a class (or is empty for an
     unconditional model); the size is the model's. Seeds, the scheduler choice, step progress,
     previews, PNG metadata and partial results as for any model, through the one batch loop

@@ -17,12 +17,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.core.requests import MAX_SIDE, Img2ImgRequest
 from studio.media.infotext import format_number
 from studio.pipelines.diffusion.batch import render_image, size_kwargs
+
+if TYPE_CHECKING:
+    import torch
 
 
 def sd_upscale_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
@@ -91,7 +94,7 @@ class SdUpscale:
     previewer: Any
     progress: ProgressSink
     cancel: CancelToken
-    dtype: Any
+    dtype: torch.dtype
     conditioning: Any = None
 
     def render(self, index: int, seed: int) -> Any:

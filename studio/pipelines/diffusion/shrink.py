@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.config import Paths, Settings
-from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
+from studio.core.jobs import CancelToken, JobCancelled, UserFacingError, checked
 from studio.core.shrink_requests import IMAGE_SHRINK_METHODS, ImageShrinkRequest
 from studio.library.detect import read_safetensors_header
 from studio.library.families import family as family_of
@@ -197,10 +197,7 @@ def plan_image_shrink(request: ImageShrinkRequest, settings: Settings, paths: Pa
     """Check everything that can be checked before loading the weights: the model and its
     family, the method, whether it is already small, the name and the free disk space. Raises
     UserFacingError."""
-    try:
-        request.validate()
-    except ValueError as exc:
-        raise UserFacingError(str(exc)) from exc
+    checked(request)
     entry = resolve_model(request.model, settings, paths)
     family = family_of(entry.family)
     if entry.format == "gan" or family is None:

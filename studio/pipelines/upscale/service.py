@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink
@@ -24,8 +24,11 @@ from studio.pipelines.cyclegan.service import each_input, save_result
 from studio.pipelines.diffusion.batch import job_device, out_of_memory_as, validate_request
 from studio.pipelines.model_cache import ModelCache
 
+if TYPE_CHECKING:
+    import torch
 
-def load_upscaler(entry: UpscalerFile, device: str, dtype: Any = None) -> Any:
+
+def load_upscaler(entry: UpscalerFile, device: str, dtype: torch.dtype | None = None) -> Any:
     """The model cache's loader: the weights read safely (no code runs), the network built."""
     from studio.library.safe_load import load_state_dict
     from studio.pipelines.upscale.model import Upscaler
