@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--width and --height go together, with --edit (image to image keeps "
                          "the image's size)")
     variation = variation_fields(args)  # bad input before the model is looked for
-    outpaint = parse_outpaint(args.outpaint)
+    outpaint: dict[str, Any] = parse_outpaint(args.outpaint)  # the outpaint_* fields
     model = resolve_cli_model(args.model, "image", settings, paths, "studio img2img")
     if model.entry.format == "gan":
         from studio.library.gan_models import GAN_NO_IMG2IMG
