@@ -35,6 +35,7 @@ from studio.cli.common import (
 
 if TYPE_CHECKING:
     from studio.core.config import Paths, Settings
+    from studio.core.jobs import JobSnapshot
 
 NAME = "chat"
 HELP = "chat with a language model (library name, folder, HF cache repo id, or openai:URL#MODEL)"
@@ -140,13 +141,13 @@ class _Printer:
         self.logprobs: list[Any] = []  # this reply's tokens with their probabilities
         self._lock = threading.Lock()
 
-    def job_changed(self, job: Any) -> None:
+    def job_changed(self, job: JobSnapshot) -> None:
         pass
 
-    def job_progress(self, job: Any, step: int, total: int, preview: Any) -> None:
+    def job_progress(self, job: JobSnapshot, step: int, total: int, preview: Any) -> None:
         pass
 
-    def job_partial(self, job: Any, chunk: Any) -> None:
+    def job_partial(self, job: JobSnapshot, chunk: Any) -> None:
         with self._lock:
             for warning in chunk.warnings:
                 self._notice(f"studio: warning: {warning}")

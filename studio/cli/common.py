@@ -24,6 +24,7 @@ from studio.core.jobs import checked as checked_request
 
 if TYPE_CHECKING:
     from studio.core.config import Paths, Settings
+    from studio.core.jobs import JobSnapshot
 
 EXIT_CANCELLED = 130
 #: The exit statuses of the image commands (the end of their ``--help``).
@@ -251,7 +252,7 @@ class Reporter:
         self._last = ""
 
     # JobListener
-    def job_changed(self, job: Any) -> None:
+    def job_changed(self, job: JobSnapshot) -> None:
         text = job.message or ""
         if job.state.finished or not text or text == self._last:
             return
@@ -261,7 +262,7 @@ class Reporter:
         elif self.tty:
             self._err(text)
 
-    def job_progress(self, job: Any, step: int, total: int, preview: Any) -> None:
+    def job_progress(self, job: JobSnapshot, step: int, total: int, preview: Any) -> None:
         if not self.tty or total <= 0:
             return
         with self._lock:
@@ -269,7 +270,7 @@ class Reporter:
                 self._new_bar(total, f"image {self.done + 1}")
             self.bar.update(step - self.bar.n)
 
-    def job_partial(self, job: Any, result: Any) -> None:
+    def job_partial(self, job: JobSnapshot, result: Any) -> None:
         self.report(result)
 
     # output

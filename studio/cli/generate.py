@@ -33,6 +33,7 @@ from studio.core.requests import HIRES_UPSCALERS
 
 if TYPE_CHECKING:
     from studio.core.config import Paths, Settings
+    from studio.core.jobs import JobSnapshot
 
 NAME = "generate"
 HELP = "make images from a text prompt"
@@ -350,7 +351,7 @@ class _Reporter(Reporter):
         except OSError as exc:
             self._err(f"studio: warning: {write_failure(exc, 'the timeline', path.parent)}")
 
-    def job_progress(self, job: Any, step: int, total: int, preview: Any) -> None:
+    def job_progress(self, job: JobSnapshot, step: int, total: int, preview: Any) -> None:
         if not self.tty or total <= 0:
             return
         count = max(1, self.request.count)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from studio.core.config import Paths, Settings
+    from studio.core.jobs import JobSnapshot
 
 HELP = ("make a chat or image model smaller: int8, int4 or fp8 weights, saved as a new "
         "model")
@@ -75,7 +76,7 @@ def run_job(request: Any, title: str, args: argparse.Namespace, settings: Settin
     from studio.core.jobs import JobState
 
     class Listener:
-        def job_changed(self, job: Any) -> None:
+        def job_changed(self, job: JobSnapshot) -> None:
             if job.message and not job.state.finished and not args.json:
                 print(f"  {job.message}", file=sys.stderr, flush=True)
 

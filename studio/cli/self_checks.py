@@ -15,10 +15,13 @@ import dataclasses
 import math
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.wording import count_of
+
+if TYPE_CHECKING:
+    from studio.core.jobs import JobSnapshot
 
 #: Modules a working install imports (the window's, the engines', the lessons' data).
 STACK_MODULES = (
@@ -252,13 +255,13 @@ def _run_jobs(settings: Settings, paths: Paths, requests: list[Any]
         def __init__(self) -> None:
             self.seen: list[tuple[int, int]] = []
 
-        def job_changed(self, job: Any) -> None:
+        def job_changed(self, job: JobSnapshot) -> None:
             pass
 
-        def job_progress(self, job: Any, step: int, total: int, preview: Any) -> None:
+        def job_progress(self, job: JobSnapshot, step: int, total: int, preview: Any) -> None:
             self.seen.append((step, total))
 
-        def job_partial(self, job: Any, result: Any) -> None:
+        def job_partial(self, job: JobSnapshot, result: Any) -> None:
             pass
 
     engine = build_engine(lambda: settings, lambda: paths, name="self-test")

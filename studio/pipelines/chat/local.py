@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import (
@@ -44,6 +44,9 @@ from studio.pipelines.chat.types import (
     TokenLogprob,
 )
 from studio.pipelines.model_cache import ModelCache
+
+if TYPE_CHECKING:
+    from studio.library.chat_models import ChatModelEntry
 
 ChunkCallback = Callable[[ChatChunk], None]
 
@@ -210,7 +213,7 @@ class LocalChatBackend:
         options = LoadOptions(resolve_dtype(settings.precision, device), settings.load_in)
         return self.cache.get(entry, device, options)
 
-    def _load_gguf(self, entry: Any, device: str) -> Any:
+    def _load_gguf(self, entry: ChatModelEntry, device: str) -> Any:
         """A GGUF file through llama.cpp (:mod:`studio.pipelines.chat.gguf`), on its own cache."""
         if self._gguf_cache is None:
             self._gguf_cache = ModelCache(loader=gguf.load_gguf_model, kind="chat",

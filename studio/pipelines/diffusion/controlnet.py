@@ -37,6 +37,9 @@ from studio.core.jobs import UserFacingError
 
 if TYPE_CHECKING:
     import torch
+    from PIL import Image
+
+    from studio.library.controlnets import ControlNetEntry
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +49,14 @@ _NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 
 # -- preprocessing ---------------------------------------------------------------------------
 
-def crop_and_resize(image: Any, width: int, height: int) -> Any:
+def crop_and_resize(image: Image.Image, width: int, height: int) -> Image.Image:
     """A1111's "Crop and Resize": the largest centred crop of the request's aspect, resized."""
     from PIL import Image, ImageOps
 
     return ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
 
 
-def preprocess(name: str, image: Any) -> Any:
+def preprocess(name: str, image: Image.Image) -> Image.Image:
     """The control map of ``image`` (an RGB PIL image) by preprocessor ``name``."""
     import numpy as np
     from PIL import Image, ImageFilter, ImageOps
@@ -118,7 +121,7 @@ class Control:
     images: list[Any]
 
 
-def load_controlnet(entry: Any, device: str, dtype: torch.dtype, paths: Paths | None = None) -> Any:
+def load_controlnet(entry: ControlNetEntry, device: str, dtype: torch.dtype, paths: Paths | None = None) -> Any:
     """The model cache's loader: a diffusers folder with ``from_pretrained``, a single file
     (A1111 / ComfyUI, original or diffusers layout) with ``from_single_file`` and the config
     shipped for its family; offline either way, pickles only as plain tensors."""
@@ -143,7 +146,7 @@ def load_controlnet(entry: Any, device: str, dtype: torch.dtype, paths: Paths | 
     return model.to(device).eval()
 
 
-def _single_file(entry: Any, dtype: torch.dtype) -> Any:
+def _single_file(entry: ControlNetEntry, dtype: torch.dtype) -> Any:
     from diffusers import ControlNetModel
 
     from studio.library.controlnets import SINGLE_FILE_CONFIGS

@@ -21,6 +21,7 @@ from studio.core.jobs import UserFacingError
 if TYPE_CHECKING:
     from studio.core.config import Paths, Settings
     from studio.core.jobs import CancelToken, ProgressSink
+    from studio.library.models import ModelEntry
 
 UNCONDITIONAL = "Unconditional"
 
@@ -100,7 +101,7 @@ def pixels_preview(image: Any) -> Any:
     return (first * 255).round().astype("uint8")
 
 
-def check_request(entry: Any, request: Any) -> None:
+def check_request(entry: ModelEntry, request: Any) -> None:
     """Refuse, before the model is loaded, what a pixel model cannot do (as a GAN's hires fix
     is refused): a variation seed, LoRAs, the hires fix."""
     what = f"{entry.name} was trained in Train's image diffusion lesson"
@@ -113,7 +114,7 @@ def check_request(entry: Any, request: Any) -> None:
         raise UserFacingError(f"{what}: it has no hires fix. Turn the hires fix off to use it.")
 
 
-def generate(pipe: Any, entry: Any, request: Any, settings: Settings, paths: Paths,
+def generate(pipe: Any, entry: ModelEntry, request: Any, settings: Settings, paths: Paths,
              progress: ProgressSink, cancel: CancelToken) -> list[Any]:
     """Generate's batch for a pixel model: the prompt names a class (or is empty for an
     unconditional model); the size is the model's. Seeds, the scheduler choice, step progress,

@@ -25,10 +25,15 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.jobs import UserFacingError
 from studio.library.detect import read_safetensors_header
+
+if TYPE_CHECKING:
+    import torch
+
+    from studio.library.models import ModelEntry
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +111,7 @@ def _label(key: str, family_parts: dict[str, str]) -> str:
     return f"the {key.replace('_', ' ')}"
 
 
-def components_of(entry: Any, run_bytes: int) -> list[Component]:
+def components_of(entry: ModelEntry, run_bytes: int) -> list[Component]:
     """The components of a library entry (``ModelEntry``) with their estimated bytes."""
     found: list[Component] = []
     if entry.format == "split":
@@ -186,12 +191,12 @@ def free_memory(device: str) -> tuple[int, int]:
     return int(free), ram
 
 
-def dtype_bytes(dtype: Any) -> int:
+def dtype_bytes(dtype: torch.dtype | str) -> int:
     """Bytes per element of a torch dtype (by name; 4 when unknown)."""
     return DTYPE_BYTES.get(str(dtype).removeprefix("torch."), 4)
 
 
-def plan_for(entry: Any, dtype: Any, device: str) -> Plan | None:
+def plan_for(entry: ModelEntry, dtype: torch.dtype, device: str) -> Plan | None:
     """The plan for loading ``entry`` in ``dtype`` on ``device`` with the memory free now; None
     when its files cannot be estimated (the loader then says what is wrong with them)."""
     try:

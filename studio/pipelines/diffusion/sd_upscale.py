@@ -26,6 +26,7 @@ from studio.pipelines.diffusion.batch import render_image, size_kwargs
 
 if TYPE_CHECKING:
     import torch
+    from PIL import Image
 
 
 def sd_upscale_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
@@ -137,8 +138,8 @@ class SdUpscale:
         return Image.fromarray(pixels.astype(np.uint8), "RGB")
 
 
-def enlarge(image: Any, request: Img2ImgRequest,
-            model_upscale: Callable[[Any], Any] | None) -> Any:
+def enlarge(image: Image.Image, request: Img2ImgRequest,
+            model_upscale: Callable[[Image.Image], Image.Image] | None) -> Image.Image:
     """``image`` at the SD upscale's size: the upscaler model's output (if any) resized with
     Lanczos to :func:`sd_upscale_size`."""
     from PIL import Image

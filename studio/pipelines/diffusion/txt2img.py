@@ -33,6 +33,7 @@ from studio.pipelines.diffusion.variation import variation_infotext
 
 if TYPE_CHECKING:
     import torch
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class Txt2ImgService(DiffusersService):
             render = hires.render
             extra = {**hires_infotext(request), **extra}
 
-        def save(index: int, seed: int, image: Any) -> GeneratedImage:
+        def save(index: int, seed: int, image: Image.Image) -> GeneratedImage:
             timeline = call.previewer.take_timeline(index)
             if timeline is not None:
                 timeline.finish(image)

@@ -25,10 +25,13 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.jobs import CancelToken, UserFacingError
 from studio.pipelines.cyclegan.model import blend_tiles, pad_to_multiple, tile_grid
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 DEFAULT_TILE = 512  # input pixels per tile side
 DEFAULT_OVERLAP = 32  # input pixels shared (and blended) by neighbouring tiles
@@ -206,9 +209,9 @@ class Upscaler:
     def scale(self) -> int:
         return self.spec.scale
 
-    def upscale(self, image: Any, *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+    def upscale(self, image: Image.Image, *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
                 progress: Callable[[int, int], None] | None = None,
-                cancel: CancelToken | None = None) -> Any:
+                cancel: CancelToken | None = None) -> Image.Image:
         """``image`` (PIL, RGB) ``scale`` times larger; alpha is the caller's business."""
         import numpy as np
         import torch

@@ -26,6 +26,7 @@ from studio.pipelines.model_cache import ModelCache
 
 if TYPE_CHECKING:
     import torch
+    from PIL import Image
 
 
 def load_upscaler(entry: UpscalerFile, device: str, dtype: torch.dtype | None = None) -> Any:
@@ -69,7 +70,7 @@ class UpscaleService:
         fix's upscale step); the model is loaded now, before any image is made."""
         model = self.upscaler(spec, settings, paths, device, progress)
 
-        def upscale(image: Any) -> Any:
+        def upscale(image: Image.Image) -> Image.Image:
             with out_of_memory_as(f"Out of memory upscaling {image.width}×{image.height} with "
                                   f"{model.name} — lower the hires upscale or the size."):
                 return model.upscale(image, cancel=cancel)
