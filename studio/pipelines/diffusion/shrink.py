@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, JobCancelled, UserFacingError, checked
@@ -53,6 +53,9 @@ from studio.pipelines.chat.shrink import (
     publish,
     work_folder,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +242,7 @@ def plan_image_shrink(request: ImageShrinkRequest, settings: Settings, paths: Pa
 
 
 # -- storing ----------------------------------------------------------------------------------
-def apply_storage(pipe: Any, folder: Path, dtype: Any) -> None:
+def apply_storage(pipe: Any, folder: Path, dtype: torch.dtype) -> None:
     """Switch a loaded shrunk copy's storage back on: fp8 copies keep their denoiser's weights in
     float8 between layers (``from_pretrained`` upcast them to ``dtype`` on the way in, exactly;
     casting them back is exact too). int8 copies need nothing: diffusers rebuilt them."""
@@ -319,7 +322,7 @@ def _copy_components(src: Path, dest: Path, denoiser: str) -> None:
             shutil.copy2(item, dest / item.name)
 
 
-def write_copy(plan: ImageShrinkPlan, work: Path, original: Any, dtype: Any) -> None:
+def write_copy(plan: ImageShrinkPlan, work: Path, original: Any, dtype: torch.dtype) -> None:
     """The shrunk diffusers folder in ``work``: the original's components, the denoiser stored
     with the plan's method. ``original`` is the loaded pipeline (a single file is saved from it
     in the checkpoint's own dtype first)."""
