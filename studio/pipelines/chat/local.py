@@ -47,6 +47,7 @@ from studio.pipelines.model_cache import ModelCache
 
 if TYPE_CHECKING:
     from studio.library.chat_models import ChatModelEntry
+    from studio.pipelines.chat.loading import LoadedChatModel
 
 ChunkCallback = Callable[[ChatChunk], None]
 
@@ -104,7 +105,7 @@ def _seeded(seed: int | None, device: str) -> contextlib.AbstractContextManager:
     return scope()
 
 
-def _watcher(loaded: Any, prompt_len: int, on_token: Callable[[int], None],
+def _watcher(loaded: LoadedChatModel, prompt_len: int, on_token: Callable[[int], None],
              cancel: Any) -> Any:
     import torch
     from transformers import StoppingCriteria
@@ -393,7 +394,7 @@ class LocalChatBackend:
                          prompt_ids=list(prompt.input_ids) if probe is not None else [])
 
 
-def vision_prompt(loaded: Any, request: ChatRequest) -> tuple[Any, dict[str, Any]]:
+def vision_prompt(loaded: LoadedChatModel, request: ChatRequest) -> tuple[Any, dict[str, Any]]:
     """A vision-language model's prompt: every message as content parts (its images, then its
     text) through the processor's chat template, the images read and preprocessed by the
     processor. Returns the prompt and the image tensors ``generate`` takes besides the ids."""

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from studio.core.jobs import ProgressSink
+    from studio.pipelines.chat.loading import LoadedChatModel
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +314,7 @@ def folder_weight_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in weight_files(folder))
 
 
-def measure(loaded: Any, folder: Path, request: ShrinkRequest, cancel: CancelToken) -> Measure:
+def measure(loaded: LoadedChatModel, folder: Path, request: ShrinkRequest, cancel: CancelToken) -> Measure:
     ppl, scored = perplexity(loaded.model, loaded.tokenizer, request.eval_tokens,
                              loaded.context_length, cancel)
     if cancel.cancelled:

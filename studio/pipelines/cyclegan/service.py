@@ -23,6 +23,10 @@ from studio.pipelines.model_cache import ModelCache
 
 if TYPE_CHECKING:
     import torch
+    from PIL import Image
+
+    from studio.core.requests import UpscaleRequest
+    from studio.media.images_in import InputImage
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +104,7 @@ class TransformService:
         name = model.name if len(model.directions) == 1 else f"{model.name} ({request.direction})"
         generator = self.generator(weights, device, model.path, name)
 
-        def translate(index: int, source: Path, loaded: Any) -> TransformedImage:
+        def translate(index: int, source: Path, loaded: InputImage) -> TransformedImage:
             image = images_in.fit_max_side(loaded.image, request.max_side)
             tiles = [1]
 
@@ -121,7 +125,8 @@ class TransformService:
         return each_input(request.inputs, "Translating", translate, progress, cancel)
 
 
-def save_result(request: Any, index: int, source: Path, loaded: Any, out: Any, model_name: str,
+def save_result(request: TransformRequest | UpscaleRequest, index: int, source: Path,
+                loaded: InputImage, out: Image.Image, model_name: str,
                 parameters: str, paths: Paths) -> TransformedImage:
     """``out`` given back ``loaded``'s transparency and saved as ``<model>-<source>.png`` with
     ``parameters`` and the request in the ``studio`` chunk (naming this input only, so "reuse"
@@ -138,7 +143,8 @@ def save_result(request: Any, index: int, source: Path, loaded: Any, out: Any, m
 
 
 def each_input(inputs: list[str], verb: str,
-               process: Callable[[int, Path, Any], TransformedImage], progress: ProgressSink,
+               process: Callable[[int, Path, InputImage], TransformedImage],
+               progress: ProgressSink,
                cancel: CancelToken) -> list[TransformedImage]:
     """``process(index, source, loaded)`` for each input image of a batch job (CycleGAN,
     upscaling), each result reported with ``progress.partial`` at once. An image that cannot be

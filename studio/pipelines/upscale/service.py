@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from studio.media.images_in import InputImage
+
 
 def load_upscaler(entry: UpscalerFile, device: str, dtype: torch.dtype | None = None) -> Any:
     """The model cache's loader: the weights read safely (no code runs), the network built."""
@@ -90,7 +92,7 @@ class UpscaleService:
         model = self.upscaler(request.model, settings, paths, device, progress)
         scale = float(request.scale or model.scale)
 
-        def upscale(index: int, source: Path, loaded: Any) -> TransformedImage:
+        def upscale(index: int, source: Path, loaded: InputImage) -> TransformedImage:
             tiles = [1]
 
             def on_tile(done: int, total: int) -> None:
