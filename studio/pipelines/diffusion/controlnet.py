@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from studio.core.requests import Txt2ImgRequest
     from studio.library.controlnets import ControlNetEntry
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def preprocess(name: str, image: Image.Image) -> Image.Image:
     raise UserFacingError(f"Unknown preprocessor {name!r}.")
 
 
-def control_image(unit: ControlUnit, width: int, height: int) -> Any:
+def control_image(unit: ControlUnit, width: int, height: int) -> Image.Image:
     """The unit's control map at the request's size."""
     from studio.media import images_in
 
@@ -118,7 +119,7 @@ class Control:
     derive: Callable[[Any], Any]
     kwargs: dict[str, Any]
     infotext: dict[str, str]
-    images: list[Any]
+    images: list[Image.Image]
 
 
 def load_controlnet(entry: ControlNetEntry, device: str, dtype: torch.dtype, paths: Paths | None = None) -> Any:
@@ -182,7 +183,7 @@ class ControlNetCache:
         self.cache = ModelCache(loader=load_controlnet, kind="controlnet",
                                 settings_getter=settings_getter)
 
-    def models(self, entries: list[Any], device: str, dtype: torch.dtype,
+    def models(self, entries: list[ControlNetEntry], device: str, dtype: torch.dtype,
                paths: Paths | None = None) -> list[Any]:
         return [self.cache.get(entry, device, dtype, paths) for entry in entries]
 
@@ -190,12 +191,12 @@ class ControlNetCache:
         self.cache.unload_all()
 
 
-def _has_safetensors(folder: Any) -> bool:
+def _has_safetensors(folder: Path) -> bool:
     return any(Path(folder).glob("*.safetensors"))
 
 
-def resolve_units(request: Any, family: str, settings: Settings,
-                  paths: Paths) -> tuple[list[ControlUnit], list[Any]]:
+def resolve_units(request: Txt2ImgRequest, family: str, settings: Settings,
+                  paths: Paths) -> tuple[list[ControlUnit], list[ControlNetEntry]]:
     """The request's units and their library entries, each checked against the model's
     family."""
     from studio.library.controlnets import resolve_controlnet
@@ -237,7 +238,8 @@ def controlnet_pipeline(base: Any, models: list[Any]) -> Any:
 
 # -- T2I-Adapters ----------------------------------------------------------------------------
 
-def check_adapters(checked: list[ControlUnit], entries: list[Any], family: str) -> bool:
+def check_adapters(checked: list[ControlUnit], entries: list[ControlNetEntry],
+                   family: str) -> bool:
     """True when the units are T2I-Adapters (all of them: a request mixes none with ControlNets,
     as diffusers has no pipeline for both); their start/end checked against what diffusers'
     adapter pipelines offer (SDXL: one end for all, as the fraction of the steps; SD: all)."""
@@ -316,7 +318,7 @@ def adapter_pipeline(base: Any, models: list[Any], family: str) -> Any:
     return derived
 
 
-def adapter_kwargs(checked: list[ControlUnit], images: list[Any],
+def adapter_kwargs(checked: list[ControlUnit], images: list[Image.Image],
                    family: str) -> dict[str, Any]:
     """The T2I-Adapter arguments of a diffusers call."""
     one = len(checked) == 1
@@ -340,7 +342,7 @@ def call_kwargs(checked: list[ControlUnit], images: list[Any]) -> dict[str, Any]
             "control_guidance_end": [u.end for u in checked]}
 
 
-def infotext(checked: list[ControlUnit], entries: list[Any]) -> dict[str, str]:
+def infotext(checked: list[ControlUnit], entries: list[ControlNetEntry]) -> dict[str, str]:
     """The units as A1111's ControlNet extension writes them: ``ControlNet 0: "Module: canny,
     Model: control_v11p_sd15_canny, Weight: 1, …"``."""
     from studio.media.infotext import format_number
