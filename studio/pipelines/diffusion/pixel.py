@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 from studio.core.jobs import UserFacingError
 
 if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
     from studio.core.config import Paths, Settings
     from studio.core.jobs import CancelToken, ProgressSink
     from studio.library.models import ModelEntry
@@ -44,7 +47,8 @@ def class_index(wanted: str, names: list[str], model: str) -> int | None:
                           f"(not {wanted!r}).")
 
 
-def initial_noise(unet: Any, count: int, generator: Any, device: Any) -> Any:
+def initial_noise(unet: Any, count: int, generator: torch.Generator | None,
+                  device: torch.device) -> torch.Tensor:
     """The starting noise of ``DDPMPipeline`` for ``count`` images (its shape, dtype and draw)."""
     from diffusers.utils.torch_utils import randn_tensor
 
@@ -54,8 +58,9 @@ def initial_noise(unet: Any, count: int, generator: Any, device: Any) -> Any:
     return randn_tensor(shape, generator=generator, device=device, dtype=unet.dtype)
 
 
-def denoise(unet: Any, scheduler: Any, image: Any, steps: int, generator: Any = None,
-            labels: Any = None) -> Iterator[tuple[int, Any, Any]]:
+def denoise(unet: Any, scheduler: Any, image: torch.Tensor, steps: int,
+            generator: torch.Generator | None = None, labels: torch.Tensor | None = None
+            ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """``DDPMPipeline``'s reverse chain from ``image``: yields (step index, timestep, image after
     that step). ``labels`` (a long tensor, one class per image) conditions a class-conditional
     UNet."""
@@ -72,14 +77,15 @@ def denoise(unet: Any, scheduler: Any, image: Any, steps: int, generator: Any = 
         yield i, t, image
 
 
-def to_pixels(image: Any) -> Any:
+def to_pixels(image: torch.Tensor) -> np.ndarray:
     """A sampled batch as ``DDPMPipeline`` returns it for ``output_type="np"``: (n, h, w, c) in
     [0, 1]."""
     return (image / 2 + 0.5).clamp(0, 1).cpu().permute(0, 2, 3, 1).numpy()
 
 
-def sample(pipe: Any, count: int, steps: int, generator: Any, labels: Any = None,
-           on_step: Callable[[int, Any], None] | None = None) -> Any:
+def sample(pipe: Any, count: int, steps: int, generator: torch.Generator | None,
+           labels: torch.Tensor | None = None,
+           on_step: Callable[[int, torch.Tensor], None] | None = None) -> np.ndarray:
     """``count`` images from a loaded pipeline (``pipe.unet``, ``pipe.scheduler``) as numpy
     pixels; ``on_step(step index, image)`` sees each step and must not change it."""
     device = pipe.unet.device
@@ -93,7 +99,7 @@ def sample(pipe: Any, count: int, steps: int, generator: Any, labels: Any = None
     return to_pixels(image)
 
 
-def pixels_preview(image: Any) -> Any:
+def pixels_preview(image: torch.Tensor) -> np.ndarray:
     """A step's image as an h×w×3 uint8 preview (the first of the batch; grey repeated)."""
     first = to_pixels(image[:1])[0]
     if first.shape[-1] == 1:
