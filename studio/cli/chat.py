@@ -20,7 +20,7 @@ import argparse
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.cli import Terminated, UsageError, fail
 from studio.cli.common import (
@@ -32,6 +32,10 @@ from studio.cli.common import (
     load_cli_settings,
     resolve_cli_model,
 )
+
+if TYPE_CHECKING:
+    from studio.core.config import Paths, Settings
+    from studio.core.jobs import JobSnapshot
 
 NAME = "chat"
 HELP = "chat with a language model (library name, folder, HF cache repo id, or openai:URL#MODEL)"
@@ -81,7 +85,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_verbose_argument(p)
 
 
-def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
+def build_request(args: argparse.Namespace, settings: Settings, paths: Paths) -> Any:
     """A validated request template (no messages yet); raises UsageError on bad input."""
     from studio.pipelines.chat.remote import is_remote_spec, parse_model_spec
     from studio.pipelines.chat.types import ChatRequest
@@ -137,13 +141,13 @@ class _Printer:
         self.logprobs: list[Any] = []  # this reply's tokens with their probabilities
         self._lock = threading.Lock()
 
-    def job_changed(self, job: Any) -> None:
+    def job_changed(self, job: JobSnapshot) -> None:
         pass
 
-    def job_progress(self, job: Any, step: int, total: int, preview: Any) -> None:
+    def job_progress(self, job: JobSnapshot, step: int, total: int, preview: Any) -> None:
         pass
 
-    def job_partial(self, job: Any, chunk: Any) -> None:
+    def job_partial(self, job: JobSnapshot, chunk: Any) -> None:
         with self._lock:
             for warning in chunk.warnings:
                 self._notice(f"studio: warning: {warning}")
@@ -176,7 +180,7 @@ class _Printer:
 class _Documents:
     """The documents a ``--docs``/``--collection`` run answers from."""
 
-    def __init__(self, args: argparse.Namespace, paths: Any) -> None:
+    def __init__(self, args: argparse.Namespace, paths: Paths) -> None:
         from studio.core.jobs import UserFacingError
         from studio.pipelines.chat import documents as docs
         from studio.pipelines.chat.store import ConversationStore

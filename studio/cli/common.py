@@ -16,9 +16,15 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from studio.cli import Terminated, UsageError, fail
+from studio.core.jobs import Checkable, UserFacingError
+from studio.core.jobs import checked as checked_request
+
+if TYPE_CHECKING:
+    from studio.core.config import Paths, Settings
+    from studio.core.jobs import JobSnapshot
 
 EXIT_CANCELLED = 130
 #: The exit statuses of the image commands (the end of their ``--help``).
@@ -107,13 +113,15 @@ def add_diffusion_arguments(p: argparse.ArgumentParser, *, prompt_help: str,
     add_lora_argument(p)
 
 
-def checked(request: Any) -> Any:
+_Request = TypeVar("_Request", bound=Checkable)
+
+
+def checked(request: _Request) -> _Request:
     """``request`` once ``request.validate()`` passes; its reason is bad input (exit 2)."""
     try:
-        request.validate()
-    except ValueError as exc:
+        return checked_request(request)
+    except UserFacingError as exc:
         raise UsageError(str(exc)) from exc
-    return request
 
 
 def transformed_row(result: Any, **fields: Any) -> dict[str, Any]:
@@ -158,11 +166,10 @@ def read_secret(value: str | None, file: Path | None, env: tuple[str, ...], flag
                 "")
 
 
-def resolve_cli_model(spec: str, kinds: str | tuple[str, ...], settings: Any, paths: Any,
+def resolve_cli_model(spec: str, kinds: str | tuple[str, ...], settings: Settings, paths: Paths,
                       command: str) -> Any:
     """The model ``--model`` names (a library name, a path or a cached repo id), through the one
     resolver every command uses; a model that is missing or of another kind is bad input."""
-    from studio.core.jobs import UserFacingError
     from studio.library.resolve import resolve_named
 
     try:
@@ -172,7 +179,7 @@ def resolve_cli_model(spec: str, kinds: str | tuple[str, ...], settings: Any, pa
 
 
 # -- settings --------------------------------------------------------------------------------
-def check_device(settings: Any) -> None:
+def check_device(settings: Settings) -> None:
     """Raise :class:`UsageError` (exit 2) when the chosen device is not on this machine."""
     if settings.device != "auto":
         from studio.core.devices import resolve_device
@@ -245,7 +252,7 @@ class Reporter:
         self._last = ""
 
     # JobListener
-    def job_changed(self, job: Any) -> None:
+    def job_changed(self, job: JobSnapshot) -> None:
         text = job.message or ""
         if job.state.finished or not text or text == self._last:
             return
@@ -255,7 +262,7 @@ class Reporter:
         elif self.tty:
             self._err(text)
 
-    def job_progress(self, job: Any, step: int, total: int, preview: Any) -> None:
+    def job_progress(self, job: JobSnapshot, step: int, total: int, preview: Any) -> None:
         if not self.tty or total <= 0:
             return
         with self._lock:
@@ -263,7 +270,7 @@ class Reporter:
                 self._new_bar(total, f"image {self.done + 1}")
             self.bar.update(step - self.bar.n)
 
-    def job_partial(self, job: Any, result: Any) -> None:
+    def job_partial(self, job: JobSnapshot, result: Any) -> None:
         self.report(result)
 
     # output
@@ -362,14 +369,14 @@ def wait_for(engine: Any, job: Any) -> bool:
     return True
 
 
-def cli_engine(settings: Any, paths: Any, listener: Any = None) -> Any:
+def cli_engine(settings: Settings, paths: Paths, listener: Any = None) -> Any:
     """The engine a command runs its jobs on: the same services as the window, its settings."""
     from studio.pipelines.services import build_engine
 
     return build_engine(lambda: settings, lambda: paths, listener=listener, name="studio-cli")
 
 
-def run_job(request: Any, settings: Any, paths: Any, reporter: Reporter, expected: int, *,
+def run_job(request: Any, settings: Settings, paths: Paths, reporter: Reporter, expected: int, *,
             title: str | None = None, quiet: bool = True,
             summary: Callable[[Any], str] | None = None) -> int:
     """Run one job on the engine and turn its end into the exit status.

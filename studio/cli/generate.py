@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.cli import UsageError
 from studio.cli.common import (
@@ -23,12 +23,17 @@ from studio.cli.common import (
     add_model_argument,
     add_output_arguments,
     check_device,
+    checked,
     load_cli_settings,
     resolve_cli_model,
     run_job,
     variation_fields,
 )
 from studio.core.requests import HIRES_UPSCALERS
+
+if TYPE_CHECKING:
+    from studio.core.config import Paths, Settings
+    from studio.core.jobs import JobSnapshot
 
 NAME = "generate"
 HELP = "make images from a text prompt"
@@ -123,7 +128,7 @@ def hires_fields(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def check_upscaler(request: Any, settings: Any, paths: Any) -> None:
+def check_upscaler(request: Any, settings: Settings, paths: Paths) -> None:
     """An upscaler model named by ``--upscaler`` must exist (a file, or a name in the library);
     a file is kept as an absolute path, so "reuse parameters" finds it again."""
     from studio.core.jobs import UserFacingError
@@ -166,7 +171,7 @@ def parse_lora(spec: str) -> dict[str, Any]:
     return {"name": name, "weight": value}
 
 
-def check_loras(request: Any, entry: Any, settings: Any, paths: Any) -> None:
+def check_loras(request: Any, entry: Any, settings: Settings, paths: Paths) -> None:
     """Find every LoRA of ``request`` (``--lora`` and prompt tags) and check it fits ``entry``
     before any model is loaded; tag warnings are left for the job to report."""
     from studio.core.jobs import UserFacingError
@@ -217,7 +222,7 @@ def controlnet_fields(args: argparse.Namespace) -> list[dict[str, Any]]:
     return out
 
 
-def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
+def build_request(args: argparse.Namespace, settings: Settings, paths: Paths) -> Any:
     """The validated request for ``args``; raises :class:`UsageError` on bad input."""
     from studio.core.requests import Txt2ImgRequest
     from studio.library.families import family as family_of
@@ -232,10 +237,7 @@ def build_request(args: argparse.Namespace, settings: Any, paths: Any) -> Any:
                              loras=[parse_lora(spec) for spec in args.lora],
                              controlnets=controlnet_fields(args),
                              **variation_fields(args), **hires_fields(args))
-    try:
-        request.validate()
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+    checked(request)
     model = resolve_cli_model(model, "image", settings, paths, "studio generate")
     request.model = model.spec  # a repo id in the cache, else an absolute path
     found = family_of(model.entry.family)
@@ -349,7 +351,7 @@ class _Reporter(Reporter):
         except OSError as exc:
             self._err(f"studio: warning: {write_failure(exc, 'the timeline', path.parent)}")
 
-    def job_progress(self, job: Any, step: int, total: int, preview: Any) -> None:
+    def job_progress(self, job: JobSnapshot, step: int, total: int, preview: Any) -> None:
         if not self.tty or total <= 0:
             return
         count = max(1, self.request.count)

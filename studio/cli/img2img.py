@@ -21,6 +21,7 @@ from studio.cli.common import (
     add_diffusion_arguments,
     add_model_argument,
     add_output_arguments,
+    checked,
     load_cli_settings,
     resolve_cli_model,
     run_job,
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--width and --height go together, with --edit (image to image keeps "
                          "the image's size)")
     variation = variation_fields(args)  # bad input before the model is looked for
-    outpaint = parse_outpaint(args.outpaint)
+    outpaint: dict[str, Any] = parse_outpaint(args.outpaint)  # the outpaint_* fields
     model = resolve_cli_model(args.model, "image", settings, paths, "studio img2img")
     if model.entry.format == "gan":
         from studio.library.gan_models import GAN_NO_IMG2IMG
@@ -130,10 +131,7 @@ def run(args: argparse.Namespace) -> int:
         seed=secrets.randbelow(2**32) if args.seed is None else args.seed, count=args.count,
         scheduler=parse_scheduler(args.scheduler), loras=[parse_lora(s) for s in args.lora],
         **variation)
-    try:
-        request.validate()
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+    checked(request)
     check_loras(request, model.entry, settings, paths)
     def describe(result: Any) -> dict:
         return {"path": str(result.path), "seed": result.seed, "index": result.index,

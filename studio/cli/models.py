@@ -21,9 +21,12 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.wording import count_of
+
+if TYPE_CHECKING:
+    from studio.core.config import Settings
 
 NAME = "models"
 HELP = "list, inspect, import, remove and download models"
@@ -258,7 +261,7 @@ def _remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wants_fp16(settings: Any) -> bool:
+def _wants_fp16(settings: Settings) -> bool:
     if settings.precision in ("fp32", "bf16"):
         return False
     if settings.precision == "fp16":

@@ -79,7 +79,7 @@ def run_parts(args: argparse.Namespace, context: Any) -> int:
         save_settings(settings, base.settings_file)
     found = find_parts(entry.path, entry.family, settings.parts_for(entry.path))
     chosen = settings.parts_for(entry.path)
-    rows = [{"role": p.role, "required": p.required,
+    rows: list[dict[str, Any]] = [{"role": p.role, "required": p.required,
              "file": str(found.chosen[p.role]) if p.role in found.chosen else "",
              "chosen_by": "you" if p.role in chosen else "Studio",
              "inside": p.role in found.inside,  # read from the model file itself (all-in-one)

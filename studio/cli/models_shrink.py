@@ -10,7 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from studio.core.config import Paths, Settings
+    from studio.core.jobs import JobSnapshot
 
 HELP = ("make a chat or image model smaller: int8, int4 or fp8 weights, saved as a new "
         "model")
@@ -63,15 +68,15 @@ def _refused(exc: Exception) -> Exception:
     return UsageError(str(exc))
 
 
-def run_job(request: Any, title: str, args: argparse.Namespace, settings: Any,
-            paths: Any) -> tuple[int, Any]:
+def run_job(request: Any, title: str, args: argparse.Namespace, settings: Settings,
+            paths: Paths) -> tuple[int, Any]:
     """Run a shrink job on the command line's engine: (exit status, the report or None)."""
     from studio.cli import fail
     from studio.cli.common import cli_engine, wait_for
     from studio.core.jobs import JobState
 
     class Listener:
-        def job_changed(self, job: Any) -> None:
+        def job_changed(self, job: JobSnapshot) -> None:
             if job.message and not job.state.finished and not args.json:
                 print(f"  {job.message}", file=sys.stderr, flush=True)
 
@@ -98,13 +103,23 @@ def run_job(request: Any, title: str, args: argparse.Namespace, settings: Any,
     return 0, job.result
 
 
-def run_and_print(plan: Any, request: Any, title: str, args: argparse.Namespace, settings: Any,
-                  paths: Any) -> tuple[int, Any]:
-    """Say the plan, run the job, print its JSON or its before/after table: (exit status, the
-    report when the caller still has its closing lines to print, else None)."""
+def plan_and_run(planner: Callable[..., Any], request: Any, entry: Any, entries: list[Any],
+                 args: argparse.Namespace, settings: Settings, paths: Paths) -> tuple[int, Any]:
+    """Make the plan (its refusals are bad input), say it, run the job, print its JSON or its
+    before/after table: (exit status, the report when the caller still has its closing lines to
+    print, else None). ``planner`` is the kind's ``plan_shrink`` / ``plan_image_shrink``."""
+    from studio.cli.common import quiet_libraries
+    from studio.core.jobs import UserFacingError
+
+    quiet_libraries()
+    names = {e.name for e in entries}
+    try:
+        plan = planner(request, settings, paths, names.__contains__)
+    except UserFacingError as exc:
+        raise _refused(exc) from exc
     if not args.json:
         print(plan.describe(), flush=True)
-    code, report = run_job(request, title, args, settings, paths)
+    code, report = run_job(request, f"Make {entry.name} smaller", args, settings, paths)
     if report is None:
         return code, None
     if args.json:
@@ -117,12 +132,17 @@ def run_and_print(plan: Any, request: Any, title: str, args: argparse.Namespace,
     return 0, report
 
 
+def print_saved(report: Any, use: str) -> int:
+    """The closing line: where the copy is, and how to use it."""
+    from studio.library.manage import human_size
+
+    print(f"Saved {report.name} ({human_size(report.after.size_bytes)}) to {report.path}. {use}")
+    return 0
+
+
 def run_shrink(args: argparse.Namespace, context: Any, lookup: Any) -> int:
-    from studio.cli.common import quiet_libraries
-    from studio.core.jobs import UserFacingError
     from studio.core.shrink_requests import ShrinkRequest
     from studio.library.catalog import list_models
-    from studio.library.manage import human_size
     from studio.pipelines.chat.shrink import plan_shrink
 
     settings, paths, _ = context()
@@ -138,16 +158,7 @@ def run_shrink(args: argparse.Namespace, context: Any, lookup: Any) -> int:
     request = ShrinkRequest(model=str(entry.path) if entry.source != "hf-cache" or not
                             entry.repo_id else entry.repo_id, method=args.method,
                             out_name=args.out, eval_tokens=args.eval_tokens)
-    quiet_libraries()
-    names = {e.name for e in entries}
-    try:
-        plan = plan_shrink(request, settings, paths, names.__contains__)
-    except UserFacingError as exc:
-        raise _refused(exc) from exc
-    code, report = run_and_print(plan, request, f"Make {entry.name} smaller", args, settings,
-                                 paths)
+    code, report = plan_and_run(plan_shrink, request, entry, entries, args, settings, paths)
     if report is None:
         return code
-    print(f"Saved {report.name} ({human_size(report.after.size_bytes)}) to {report.path}. "
-          f"Chat with it: studio chat --model {report.name}")
-    return 0
+    return print_saved(report, f"Chat with it: studio chat --model {report.name}")

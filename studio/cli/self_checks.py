@@ -15,10 +15,13 @@ import dataclasses
 import math
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.wording import count_of
+
+if TYPE_CHECKING:
+    from studio.core.jobs import JobSnapshot
 
 #: Modules a working install imports (the window's, the engines', the lessons' data).
 STACK_MODULES = (
@@ -61,7 +64,7 @@ def studio_requirements() -> list[str]:
         try:
             import tomllib  # Python 3.11+
         except ImportError:
-            tomllib = None  # type: ignore[assignment]
+            tomllib = None
         if tomllib is None or not pyproject.is_file():
             raise CheckFailed("the package metadata of studio itself is missing: install it "
                               "(python -m pip install -c constraints.txt -e .)") from None
@@ -165,7 +168,7 @@ def build_tiny_sd(folder: Path, seed: int = 0) -> Path:
         unet=unet, vae=vae, text_encoder=text_encoder,
         tokenizer=CLIPTokenizer.from_pretrained(tokenizer_dir), scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.save_pretrained(folder, safe_serialization=True)
+    pipe.save_pretrained(folder, safe_serialization=True)  # type: ignore[attr-defined]
     return folder
 
 
@@ -226,6 +229,7 @@ def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
     tokenizer.chat_template = _CHAT_TEMPLATE
     eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert isinstance(pad_id, int)  # one token: one id
     torch.manual_seed(seed)
     model = LlamaForCausalLM(LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -251,13 +255,13 @@ def _run_jobs(settings: Settings, paths: Paths, requests: list[Any]
         def __init__(self) -> None:
             self.seen: list[tuple[int, int]] = []
 
-        def job_changed(self, job: Any) -> None:
+        def job_changed(self, job: JobSnapshot) -> None:
             pass
 
-        def job_progress(self, job: Any, step: int, total: int, preview: Any) -> None:
+        def job_progress(self, job: JobSnapshot, step: int, total: int, preview: Any) -> None:
             self.seen.append((step, total))
 
-        def job_partial(self, job: Any, result: Any) -> None:
+        def job_partial(self, job: JobSnapshot, result: Any) -> None:
             pass
 
     engine = build_engine(lambda: settings, lambda: paths, name="self-test")

@@ -8,10 +8,13 @@ from self_checks.py, which holds the checks themselves."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from studio.core.config import Paths, Settings
 
 
-def controlnet_step(model: Path, settings: Any, paths: Any, image: Path, side: int,
+def controlnet_step(model: Path, settings: Settings, paths: Paths, image: Path, side: int,
                     steps: int) -> str:
     import torch
     from diffusers import ControlNetModel, UNet2DConditionModel
@@ -39,7 +42,7 @@ def controlnet_step(model: Path, settings: Any, paths: Any, image: Path, side: i
     return "a ControlNet guided one (canny)"
 
 
-def gallery_search(settings: Any, paths: Any, image: Path) -> str:
+def gallery_search(settings: Settings, paths: Paths, image: Path) -> str:
     """The Gallery's search by meaning (`studio gallery search`'s jobs): a tiny CLIP embeds the
     outputs folder into the gallery database and finds the generated image by text."""
     from studio.cli.self_checks import CheckFailed, _run_jobs, build_tiny_clip
@@ -54,7 +57,7 @@ def gallery_search(settings: Any, paths: Any, image: Path) -> str:
     return "found by a CLIP search"
 
 
-def lora_step(model: Path, settings: Any, paths: Any, image: Path, side: int) -> str:
+def lora_step(model: Path, settings: Settings, paths: Paths, image: Path, side: int) -> str:
     """`studio train-lora`'s trainer: one step on the generated image, a kohya LoRA file that
     the library recognises as a LoRA."""
     import shutil
@@ -79,7 +82,7 @@ def lora_step(model: Path, settings: Any, paths: Any, image: Path, side: int) ->
     return "a LoRA trained a step"
 
 
-def shrink_step(model: Path, settings: Any, paths: Any, side: int, steps: int) -> str:
+def shrink_step(model: Path, settings: Settings, paths: Paths, side: int, steps: int) -> str:
     """Make smaller on the tiny image model (`image-shrink`, torchao int8 through diffusers'
     quantizer), then an image from the copy through Generate's loader."""
     from studio.cli.self_checks import CheckFailed, _run_jobs

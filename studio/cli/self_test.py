@@ -106,7 +106,7 @@ def check_window(root: Path, screenshot: Path | None = None) -> str:
             if not image.save(str(screenshot)):
                 raise CheckFailed(f"could not save the grab as {screenshot}")
         return f"{len(window.workspaces)} workspaces, {image.width()}×{image.height()} grab " \
-               f"({app.platformName()})"
+               f"({QApplication.platformName()})"
     finally:
         window.close()  # closeEvent shuts the job worker down
         window.shutdown()

@@ -27,9 +27,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.wording import count_of
+
+if TYPE_CHECKING:
+    from studio.core.config import Settings
 
 NAME = "train"
 HELP = "train a lesson (optimizers, classifier-2d, gan-2d, cnn, …) without a window"
@@ -112,7 +115,7 @@ def _list_lessons(as_json: bool) -> int:
     return 0
 
 
-def _export(trainer: Any, name: str, settings: Any) -> int:
+def _export(trainer: Any, name: str, settings: Settings) -> int:
     """Write the trained model into the library (exit 1 with the reason when that fails)."""
     from studio.cli import fail
     from studio.core.config import default_paths

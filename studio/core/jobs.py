@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,25 @@ class JobCancelled(Exception):
 
 class UserFacingError(Exception):
     """An error whose message is already written for a person (no traceback needed)."""
+
+
+class Checkable(Protocol):
+    """A request that checks itself: ``validate()`` raises ValueError with the reason."""
+
+    def validate(self) -> None: ...
+
+
+_Request = TypeVar("_Request", bound=Checkable)
+
+
+def checked(request: _Request) -> _Request:
+    """``request`` once its own ``validate()`` passes; its ValueError becomes the
+    :class:`UserFacingError` the person who made it reads (every service's first check)."""
+    try:
+        request.validate()
+    except ValueError as exc:
+        raise UserFacingError(str(exc)) from exc
+    return request
 
 
 class CancelToken:

@@ -20,25 +20,32 @@ from studio.core.wording import count_of
 from studio.library import usage
 from studio.library.classify import (
     WEIGHT_SUFFIXES,
-    classify_file,
     files_precision,
     is_taesd_folder,
     unknown_folder_reason,
 )
 from studio.library.entry import SOURCE_TITLES, LibraryEntry
 from studio.library.hf_cache import hf_cache_repos, hf_loose_files, one_hf_cache_scan
-from studio.library.kinds import KINDS as MODEL_KINDS
-from studio.library.kinds import probing_kinds, scanners
-from studio.library.models import _folder_size
+from studio.library.kinds import (
+    all_kinds,
+    describe_path,
+    scanners,
+    wrong_kind_message,
+    wrong_kind_text,
+)
+from studio.library.kinds.files import entry_name, split_part_entry, walk_entry
 
+# describe_path and the wrong-kind sentences are the registry's (studio.library.kinds), named
+# here too for the library's users; entry_name and split_part_entry are the walk's (kinds/files)
 __all__ = ["KINDS", "KIND_TITLES", "SOURCE_TITLES", "LibraryEntry", "describe_path",
-           "find_entry", "kind_entries", "list_models", "wrong_kind_message", "wrong_kind_text"]
+           "entry_name", "find_entry", "kind_entries", "list_models", "split_part_entry",
+           "wrong_kind_message", "wrong_kind_text"]
 
 log = logging.getLogger(__name__)
 
 #: every kind, in the library's order (studio.library.kinds: one module each)
-KINDS = tuple(MODEL_KINDS)
-KIND_TITLES = {key: kind.title for key, kind in MODEL_KINDS.items()}
+KINDS = tuple(all_kinds())
+KIND_TITLES = {key: kind.title for key, kind in all_kinds().items()}
 #: Where A1111 and ComfyUI keep models, relative to their install folder.
 KNOWN_SUBDIRS = tuple(Path("models") / d for d in (
     "Stable-diffusion", "Lora", "checkpoints", "loras", "vae_approx", "embeddings")) + (
@@ -90,64 +97,6 @@ def library_files(settings: Settings, paths: Paths) -> Iterator[Path]:
             yield item
 
 
-def entry_name(item: Path) -> str:
-    """The name a file is known by: its stem; a diffusers ``learned_embeds`` file is named
-    after its folder (sd-concepts-library/cat-toy → cat-toy), as its token is."""
-    if item.stem == "learned_embeds" and item.parent.name:
-        return item.parent.name
-    return item.stem
-
-
-def _other_entry(item: Path, source: str, paths: Paths) -> LibraryEntry:
-    """A LoRA, TAESD decoder or unknown thing found by the walk."""
-    if item.is_dir():
-        size = _folder_size(item)
-        if is_taesd_folder(item):
-            usable = item.parent == paths.models_dir and item.name in ("taesd", "taesdxl")
-            family = "sdxl" if "xl" in item.name.lower() else "sd1"
-            return LibraryEntry(item.name, "preview", item, source, "diffusers", size,
-                                files_precision(sorted(item.glob("*.safetensors"))), family, "",
-                                "TAESD (AutoencoderTiny) preview decoder",
-                                ("Generate",) if usable else ())
-        return LibraryEntry(item.name, "unknown", item, source, "folder", size,
-                            detail=unknown_folder_reason(item))
-    size = item.stat().st_size
-    fmt = item.suffix.lower().lstrip(".")
-    try:
-        kind = classify_file(item)
-    except UserFacingError as exc:
-        return LibraryEntry(item.stem, "unknown", item, source, fmt, size, detail=str(exc))
-    workspaces: tuple[str, ...] = ()
-    if kind.kind == "lora":
-        fmt = f"LoRA ({kind.format})"
-        workspaces = ("Generate", "Transform")  # applied in txt2img and img2img/inpaint
-    if kind.kind == "unknown" and fmt == "safetensors":
-        part = split_part_entry(item, source, size, kind.precision)
-        if part is not None:
-            return part
-    if kind.kind == "embedding":
-        fmt = "Embedding"
-        workspaces = ("Generate", "Transform")  # applied where its name is in the prompt
-    return LibraryEntry(entry_name(item), kind.kind, item, source, fmt, size, kind.precision,
-                        kind.family, "", kind.reason, workspaces)
-
-
-def split_part_entry(item: Path, source: str, size: int, precision: str) -> LibraryEntry | None:
-    """A text encoder or VAE file of ComfyUI's split models (clip_l, t5xxl, ae …), or None."""
-    from studio.library.detect import read_safetensors_header
-    from studio.library.split_files import PART_TITLES, part_role
-
-    try:
-        role = part_role(read_safetensors_header(item), item.name)
-    except (OSError, UserFacingError):
-        return None
-    if role not in PART_TITLES:
-        return None
-    return LibraryEntry(entry_name(item), "part", item, source, "safetensors", size, precision,
-                        "", "", f"{PART_TITLES[role]}, a part of split diffusion models "
-                        "(FLUX.1, SD 3.5, Qwen-Image, Z-Image, FLUX.2)", ("Generate",))
-
-
 def _claimed(path: Path, claimed: set[Path]) -> bool:
     resolved = path.resolve()
     return resolved in claimed or any(p in claimed for p in resolved.parents)
@@ -179,7 +128,7 @@ def _hf_other(repo, claimed: set[Path], paths: Paths) -> list[LibraryEntry]:
             return []  # its files are listed already (single-file checkpoints, generators)
     known = []
     for f in loose:
-        entry = _other_entry(f, "hf-cache", paths)
+        entry = walk_entry(f, "hf-cache", paths)
         if entry.kind != "unknown":
             entry.repo_id = entry.repo_id or repo.repo_id
             known.append(entry)
@@ -206,7 +155,7 @@ def _list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
             if _claimed(item, claimed):
                 continue
             try:
-                entry = _other_entry(item, source, paths)
+                entry = walk_entry(item, source, paths)
             except OSError as exc:
                 log.warning("skipping %s: %s", item, exc)
                 continue
@@ -216,7 +165,7 @@ def _list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
         item = Path(added).expanduser()
         if item.exists() and not _claimed(item, claimed):
             try:
-                entries.append(_other_entry(item, "file", paths))
+                entries.append(walk_entry(item, "file", paths))
             except OSError as exc:
                 log.warning("skipping %s: %s", item, exc)
             claimed.add(item.resolve())
@@ -230,30 +179,6 @@ def _list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
         e.last_used = used.get(str(e.path.resolve()))
     order = {k: i for i, k in enumerate(KINDS)}
     return sorted(entries, key=lambda e: (order.get(e.kind, 99), e.name.lower()))
-
-
-def describe_path(path: Path, source: str, paths: Paths) -> LibraryEntry:
-    """What one file or folder is, as a library entry (kind ``unknown`` with the reason when it
-    is not a model Studio knows). Each kind is asked in turn (:func:`~studio.library.kinds.
-    probing_kinds`); a kind that finds the path broken answers with the reason. Used by import,
-    before anything is copied or registered."""
-    path = Path(path)
-    for kind in probing_kinds():
-        try:
-            found = kind.describe(path, source) if kind.describe is not None else None
-        except UserFacingError as exc:
-            return LibraryEntry(path.stem, "unknown", path, source,
-                                path.suffix.lstrip(".") or "folder",
-                                path.stat().st_size if path.is_file() else 0, detail=str(exc))
-        if found is not None:
-            return found
-    if path.is_dir() and not ((path / "config.json").is_file()
-                              or (path / "model_index.json").is_file()):
-        return LibraryEntry(path.name, "unknown", path, source, "folder", _folder_size(path),
-                            detail="an empty folder or one without a model "
-                                   "(no model_index.json or config.json)"
-                            if not any(path.iterdir()) else "no model_index.json or config.json")
-    return _other_entry(path, source, paths)
 
 
 def matching_entries(name: str, entries: list[LibraryEntry]) -> list[LibraryEntry]:
@@ -293,62 +218,11 @@ def find_entry(name: str, entries: list[LibraryEntry]) -> LibraryEntry:
                           "what there is.")
 
 
-#: What a workspace needs, for "X is a … model" messages in the window.
-WANTED_TITLES = {key: kind.wanted for key, kind in MODEL_KINDS.items() if kind.wanted}
-#: What a command line ``--model`` of each kind takes (for "X is a … model" messages).
-CLI_WANTED = {key: kind.cli_wanted for key, kind in MODEL_KINDS.items() if kind.cli_wanted}
-
-
-def _cli_use(entry: LibraryEntry, spec: str) -> str:
-    """Which command takes ``entry``, as a sentence with the exact command."""
-    quoted = f'"{spec}"' if " " in spec else spec
-    kind = MODEL_KINDS.get(entry.kind)
-    return kind.cli_use.format(spec=quoted, name=entry.name) if kind is not None else ""
-
-
-def wrong_kind_text(entry: LibraryEntry, wanted: str | tuple[str, ...], command: str = "",
-                    spec: str = "") -> str:
-    """"X is a <kind> model …": what ``entry`` is and where it is used, and what was wanted.
-
-    Without ``command`` the sentence is for the window (workspace names); with it, for that
-    command line (``studio transform``): what the command takes and the command that takes X.
-    """
-    title = entry.kind_title
-    article = "an" if title[:1].lower() in "aeiou" else "a"
-    wanted = (wanted,) if isinstance(wanted, str) else tuple(wanted)
-    if command:
-        takes = " and ".join(CLI_WANTED[k] for k in wanted if k in CLI_WANTED)
-        return (f"{spec or entry.name} is {article} {title} model, and {command} takes "
-                f"{takes}. {_cli_use(entry, spec or entry.spec)}").strip()
-    where = (" — use it in " + " or ".join(entry.workspaces)) if entry.workspaces else ""
-    kind = MODEL_KINDS.get(entry.kind)
-    if kind is not None and kind.where:
-        where = kind.where.format(name=entry.name)
-    return (f"{spec or entry.name} is {article} {title} model{where}. "
-            f"{WANTED_TITLES.get(wanted[0], '')}.")
-
-
-def wrong_kind_message(path: Path, wanted: str | tuple[str, ...], paths: Paths,
-                       command: str = "") -> str:
-    """A sentence saying that ``path`` is a model of another kind and where it is used, or ''
-    when it is not a model Studio recognises (the caller then says what is missing).
-    ``command`` words it for that command line (see :func:`wrong_kind_text`)."""
-    try:
-        entry = describe_path(Path(path), "file", paths)
-    except (OSError, UserFacingError):
-        return ""
-    wanted = (wanted,) if isinstance(wanted, str) else tuple(wanted)
-    if entry.kind == "unknown" or entry.kind in wanted:
-        return ""
-    return wrong_kind_text(entry, wanted, command, Path(path).name if not command
-                           else str(path))
-
-
 def kind_entries(kinds: tuple[str, ...], settings: Settings, paths: Paths) -> list[LibraryEntry]:
     """The library's entries of ``kinds`` that list their own models (image — with the GAN and
     DDPM models its scanner finds —, chat, transform, upscaler, controlnet, classifier) — the
     names ``studio models list`` prints — from those scanners only (cheaper than
     :func:`list_models`, which also walks every folder for LoRAs and unknowns)."""
     with one_hf_cache_scan():
-        return [e for key in kinds if (kind := MODEL_KINDS.get(key)) is not None
+        return [e for key in kinds if (kind := all_kinds().get(key)) is not None
                 and kind.scan is not None for e in kind.scan(settings, paths)]

@@ -28,6 +28,7 @@ from studio.library.gguf_models import (
     read_gguf_info,
     run_context,
 )
+from studio.library.kinds import wrong_kind_message
 
 log = logging.getLogger(__name__)
 
@@ -280,14 +281,10 @@ def resolve_chat_model(spec: str, settings: Settings, paths: Paths) -> ChatModel
     if path.is_file() and is_gguf_path(path):
         if is_chat_gguf(path):
             return gguf_chat_entry(path, "file", settings=settings)
-        from studio.library.catalog import wrong_kind_message
-
         raise UserFacingError(wrong_kind_message(path, "chat", paths) or (
             f"{path.name} is a GGUF file with no vocabulary in it (a diffusion model, a vision "
             "projector or an encoder), not a language model, so it cannot chat."))
     if path.exists():
-        from studio.library.catalog import wrong_kind_message
-
         wrong = wrong_kind_message(path, "chat", paths)
         if wrong:
             raise UserFacingError(wrong)

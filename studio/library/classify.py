@@ -203,6 +203,18 @@ def folder_config(folder: Path, name: str) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def folder_size(folder: Path) -> int:
+    """The bytes of every file under ``folder`` (one that cannot be read counts nothing)."""
+    total = 0
+    for p in folder.rglob("*"):
+        try:
+            if p.is_file():
+                total += p.stat().st_size
+        except OSError:
+            continue
+    return total
+
+
 def is_taesd_folder(folder: Path) -> bool:
     """A diffusers ``AutoencoderTiny`` folder (madebyollin/taesd, taesdxl) with safetensors."""
     return folder_config(folder, "config.json").get("_class_name") == "AutoencoderTiny" and any(

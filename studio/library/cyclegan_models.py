@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio import ASSETS_DIR
-from studio.core.config import Paths, Settings
+from studio.core.config import Paths, Settings, default_paths
 from studio.core.jobs import UserFacingError
+from studio.library.kinds import wrong_kind_message
 
 log = logging.getLogger(__name__)
 
@@ -286,9 +287,7 @@ def find_cyclegan_models(settings: Settings, paths: Paths) -> list[CycleGANModel
 
 
 def _wrong_kind(path: Path) -> str:
-    from studio.core.config import default_paths
-    from studio.library.catalog import wrong_kind_message
-
+    """"X is a <kind> model …" (the registry's answer), or '' when it is no model Studio knows."""
     return wrong_kind_message(path, "transform", default_paths())
 
 

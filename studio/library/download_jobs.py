@@ -54,7 +54,8 @@ class DownloadService:
     def __init__(self, paths: Callable[[], Paths]) -> None:
         self._paths = paths
 
-    async def arun(self, request: Any, progress: ProgressSink, cancel: CancelToken) -> Any:
+    async def arun(self, request: HubDownloadRequest | FileDownloadRequest, progress: ProgressSink,
+                   cancel: CancelToken) -> Any:
         import asyncio  # here, not at import: the window starts without asyncio
 
         request.validate()

@@ -41,9 +41,9 @@ class LibraryEntry:
 
     @property
     def kind_title(self) -> str:
-        from studio.library.kinds import KINDS
+        from studio.library.kinds import all_kinds  # the registry imports this module
 
-        found = KINDS.get(self.kind)
+        found = all_kinds().get(self.kind)
         return found.title if found is not None else self.kind
 
     @property

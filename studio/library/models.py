@@ -16,6 +16,7 @@ from pathlib import Path
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import UserFacingError
+from studio.library.classify import folder_size
 from studio.library.detect import detect_diffusers_folder, detect_single_file
 from studio.library.gan_models import is_gan_folder, read_gan_info
 from studio.library.hf_cache import (
@@ -24,6 +25,7 @@ from studio.library.hf_cache import (
     hf_main_snapshot,
     hf_snapshots,
 )
+from studio.library.kinds import wrong_kind_message
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +83,6 @@ def ddpm_shape(folder: Path) -> tuple[int, int]:
     return (size if isinstance(size, int) else 0), (channels if isinstance(channels, int) else 0)
 
 
-def _folder_size(folder: Path) -> int:
-    total = 0
-    for p in folder.rglob("*"):
-        try:
-            if p.is_file():
-                total += p.stat().st_size
-        except OSError:
-            continue
-    return total
-
-
 def entry_for_path(path: Path, source: str, name: str = "", repo_id: str = "") -> ModelEntry | None:
     """A :class:`ModelEntry` for a diffusers folder or a single file, or None when it is not a
     text-to-image model (the reason is logged). Raises UserFacingError for a corrupt file."""
@@ -100,7 +91,7 @@ def entry_for_path(path: Path, source: str, name: str = "", repo_id: str = "") -
         if is_gan_folder(path):  # a GAN trained in Studio: Generate draws from a seed alone
             read_gan_info(path)  # a broken one is a sentence, as a corrupt file is
             return ModelEntry(name or path.name, path, source, "gan", "gan", repo_id,
-                              _folder_size(path))
+                              folder_size(path))
         if not (path / "model_index.json").is_file():
             return None
         det = detect_diffusers_folder(path)
@@ -108,7 +99,7 @@ def entry_for_path(path: Path, source: str, name: str = "", repo_id: str = "") -
             log.info("skipping %s: %s", path, det.reason)
             return None
         return ModelEntry(name or path.name, path, source, "diffusers", det.family, repo_id,
-                          _folder_size(path))
+                          folder_size(path))
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         det = detect_single_file(path)
@@ -298,8 +289,6 @@ def resolve_model(spec: str, settings: Settings, paths: Paths) -> ModelEntry:
             raise UserFacingError(f"{spec} cannot be read: {exc}") from exc
         if entry is not None:
             return with_chosen_parts(entry, settings)
-        from studio.library.catalog import wrong_kind_message
-
         wrong = wrong_kind_message(path, "image", paths)
         if wrong:
             raise UserFacingError(wrong)

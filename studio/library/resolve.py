@@ -25,6 +25,15 @@ from typing import Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import UserFacingError
+from studio.library.catalog import (
+    ambiguous_message,
+    find_entry,
+    kind_entries,
+    list_models,
+    matching_entries,
+)
+from studio.library.hf_cache import one_hf_cache_scan
+from studio.library.kinds import describe_path, wrong_kind_text
 
 KINDS = ("image", "chat", "transform")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -89,8 +98,6 @@ def _wrong_kind(spec: str, kinds: tuple[str, ...], settings: Settings, paths: Pa
                 command: str) -> str:
     """"X is a <kind> model, and <command> takes …" when ``spec`` names a model of another kind
     (a path, a repo id or a library name), else ''."""
-    from studio.library.catalog import describe_path, find_entry, list_models, wrong_kind_text
-
     path = Path(spec).expanduser()
     try:
         if path.exists():
@@ -116,9 +123,6 @@ def resolve_named(spec: str, kinds: str | tuple[str, ...], settings: Settings, p
     """The model ``spec`` names, as one of ``kinds`` (tried in order); raises
     :class:`UserFacingError` with a sentence a person can act on. ``command`` (``studio
     transform``) words the message about a model of another kind for that command."""
-    from studio.library.catalog import ambiguous_message, kind_entries, matching_entries
-    from studio.library.hf_cache import one_hf_cache_scan
-
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     spec = str(spec).strip()
     with one_hf_cache_scan():  # the cache is scanned once, however many kinds ask

@@ -379,7 +379,7 @@ def _thumb_path(cache_dir: Path, path: Path, st: os.stat_result, size: int) -> P
     return cache_dir / digest[:2] / digest
 
 
-def make_thumbnail(path: Path, size: int = 256, cache_dir: Path | None = None) -> Any:
+def make_thumbnail(path: str | Path, size: int = 256, cache_dir: Path | None = None) -> Any:
     """A PIL image of ``path`` fitting ``size``×``size``, from the disk cache when it is there.
 
     The cache is keyed by path, mtime and file size, so an edited file gets a new thumbnail.

@@ -27,6 +27,7 @@ from studio.core.requests import (
     MAX_STEPS,
     SCHEDULERS,
     SEED_MAX,
+    Img2ImgRequest,
     Txt2ImgRequest,
 )
 from studio.media import foreign_metadata
@@ -99,7 +100,7 @@ def describe_value(value: Any) -> str:
     return str(value)
 
 
-def build_parameters(request: Txt2ImgRequest, seed: int, *, sampler: str, schedule_type: str,
+def build_parameters(request: Txt2ImgRequest | Img2ImgRequest, seed: int, *, sampler: str, schedule_type: str,
                      model_name: str, model_hash: str, version: str,
                      extra: dict | None = None, prompt: str | None = None) -> str:
     """The AUTOMATIC1111-style ``parameters`` text for one image of ``request`` (seed ``seed``).

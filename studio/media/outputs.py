@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import studio
 from studio.core.files import work_file_tag
 from studio.core.jobs import UserFacingError
-from studio.core.requests import Txt2ImgRequest
+from studio.core.requests import Img2ImgRequest, Txt2ImgRequest
 from studio.core.wording import write_failure
 from studio.media.metadata import build_parameters
 
@@ -224,7 +224,7 @@ def save_image_with_metadata(image: Image, outputs_dir: Path, label: str | int, 
     return write_numbered_png(image, image_folder(outputs_dir, dated), name, info)
 
 
-def save_img2img_image(image: Image, request: Any, seed: int, outputs_dir: Path, *,
+def save_img2img_image(image: Image, request: Img2ImgRequest, seed: int, outputs_dir: Path, *,
                        model_name: str, model_hash: str, sampler: str, schedule_type: str,
                        extra: dict | None = None, prompt: str | None = None,
                        dated: bool = True) -> tuple[Path, str]:

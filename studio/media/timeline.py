@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from studio.core.config import TIMELINE_FRAMES as DEFAULT_FRAMES
 from studio.core.config import TIMELINE_MAX_FRAMES as MAX_FRAMES
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 STEP_SIDE = 256  # a step frame's longest side at most (fast previews are 1/8 size anyway)
 FILM_SIDE = 512  # the finished image's frame, and so the film, at most this on its longest side
@@ -111,7 +115,8 @@ class Timeline:
     def __len__(self) -> int:
         return len(self._kept) + (self._final is not None)
 
-    def offer(self, step: int, total: int, image: Any,
+    def offer(self, step: int, total: int,
+              image: np.ndarray | Callable[[], np.ndarray] | None,
               timestep: float | None = None, sigma: float | None = None) -> None:
         """Step ``step`` of ``total`` (1-based) with its picture: an h×w×3 uint8 array, or a
         function making it (called only when the frame is kept), or None when this step has
@@ -160,7 +165,7 @@ class Timeline:
                           if n % self.stride == 0 or f.step >= f.total]
 
 
-def film_images(frames: list[TimelineFrame]) -> list[Any]:
+def film_images(frames: list[TimelineFrame]) -> list[Image.Image]:
     """The frames as PIL images of one size: the finished image's (or the largest frame's)."""
     from PIL import Image
 
@@ -222,7 +227,7 @@ def save_film(frames: list[TimelineFrame], path: Path, frame_ms: int = FRAME_MS,
     return atomic_write_bytes(path, out.getvalue())
 
 
-def _write_mp4(images: list[Any], durations: list[int], out: io.BytesIO) -> None:
+def _write_mp4(images: list[Image.Image], durations: list[int], out: io.BytesIO) -> None:
     """H.264 in MP4 (yuv420p, which every player reads: so even sizes) with each frame's own
     duration in milliseconds — the finished image is held, not repeated."""
     from fractions import Fraction

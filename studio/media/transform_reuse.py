@@ -101,7 +101,7 @@ def _cyclegan(data: dict[str, Any], result: Path, parameters: str = "") -> Trans
     return reuse
 
 
-def _one_input(data: dict[str, Any], request: Any, mode: str, result: Path) -> TransformReuse:
+def _one_input(data: dict[str, Any], request: TransformRequest | UpscaleRequest, mode: str, result: Path) -> TransformReuse:
     """A request over ``inputs`` (CycleGAN, upscaling) for the recorded source again, or this
     result when the source is gone (with a note)."""
     recorded = str(data.get("source") or (request.inputs[0] if request.inputs else ""))

@@ -14,14 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.gallery_requests import GalleryIndexRequest, GallerySearchRequest
-from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
+from studio.core.jobs import CancelToken, ProgressSink, UserFacingError, checked
 from studio.library.clip_models import ClipModelEntry, resolve_clip_model
 from studio.media.gallery import GALLERY_DB, GalleryIndex, GalleryItem, ImageVectors
 from studio.pipelines.model_cache import ModelCache
+
+if TYPE_CHECKING:
+    import torch
 
 BATCH = 16  # images per forward pass: progress and cancel between batches
 
@@ -96,7 +99,7 @@ class ClipEncoder:
             return self._features(self.model.get_text_features(**inputs))[0]
 
 
-def load_clip(entry: ClipModelEntry, device: str, dtype: Any = None) -> ClipEncoder:
+def load_clip(entry: ClipModelEntry, device: str, dtype: torch.dtype | None = None) -> ClipEncoder:
     """The model cache's loader."""
     return ClipEncoder(entry, device)
 
@@ -128,10 +131,7 @@ class GalleryClipService:
 
     def run(self, request: GalleryIndexRequest | GallerySearchRequest, progress: ProgressSink,
             cancel: CancelToken) -> Any:
-        try:
-            request.validate()
-        except ValueError as exc:
-            raise UserFacingError(str(exc)) from exc
+        checked(request)
         encoder = self.encoder(request.model, progress)
         report, items = self.update_index(encoder, progress, cancel)
         if isinstance(request, GallerySearchRequest):

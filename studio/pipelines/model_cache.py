@@ -41,10 +41,13 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.library.models import ModelEntry
+
+if TYPE_CHECKING:
+    from studio.core.jobs import CancelToken, ProgressSink
 
 log = logging.getLogger(__name__)
 
@@ -394,7 +397,7 @@ class UnloadService:
     model the worker's caches and the TAESD previewer hold; the result is the bytes freed.
     Queued like any job, so it never pulls a model from under a running generation."""
 
-    def run(self, request: Any, progress: Any, cancel: Any) -> int:
+    def run(self, request: Any, progress: ProgressSink, cancel: CancelToken) -> int:
         progress.message("Unloading all models…")
         return unload_all_models()
 

@@ -10,7 +10,7 @@ time a job needs the service: torch and diffusers never load at start-up. No Qt 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from studio.core.config import Paths, Settings
 from studio.core.engine import GPU, IO, Engine, ServiceSpec
@@ -30,8 +30,21 @@ from studio.library.download_jobs import FileDownloadRequest, HubDownloadRequest
 from studio.pipelines.chat.remote import is_remote_spec
 from studio.pipelines.chat.types import AttentionRequest, ChatRequest, EmbedRequest
 
+if TYPE_CHECKING:
+    from studio.library.download_jobs import DownloadService
+    from studio.pipelines.chat.service import AttentionService, ChatService, EmbedService
+    from studio.pipelines.chat.shrink import ShrinkService
+    from studio.pipelines.cyclegan.service import TransformService
+    from studio.pipelines.diffusion.img2img import Img2ImgService
+    from studio.pipelines.diffusion.shrink import ImageShrinkService
+    from studio.pipelines.diffusion.txt2img import Txt2ImgService
+    from studio.pipelines.gallery_clip import GalleryClipService
+    from studio.pipelines.gan.service import GanWalkService
+    from studio.pipelines.model_cache import UnloadService
+    from studio.pipelines.upscale.service import UpscaleService
 
-def _txt2img(engine: Engine) -> Any:
+
+def _txt2img(engine: Engine) -> Txt2ImgService:
     from studio.pipelines.diffusion.txt2img import Txt2ImgService
 
     # The hires fix borrows the upscale service's loaded models (one cache for both).
@@ -39,7 +52,7 @@ def _txt2img(engine: Engine) -> Any:
                           upscalers=lambda: engine.service("upscale"))
 
 
-def _img2img(engine: Engine) -> Any:
+def _img2img(engine: Engine) -> Img2ImgService:
     from studio.pipelines.diffusion.img2img import Img2ImgService
 
     # One model cache for Generate and Transform: a model loaded by either serves both.
@@ -47,71 +60,71 @@ def _img2img(engine: Engine) -> Any:
                           upscalers=lambda: engine.service("upscale"))  # SD upscale's models
 
 
-def _transform(engine: Engine) -> Any:
+def _transform(engine: Engine) -> TransformService:
     from studio.pipelines.cyclegan.service import TransformService
 
     return TransformService(engine.settings, engine.paths)
 
 
-def _upscale(engine: Engine) -> Any:
+def _upscale(engine: Engine) -> UpscaleService:
     from studio.pipelines.upscale.service import UpscaleService
 
     return UpscaleService(engine.settings, engine.paths)
 
 
-def _gan_walk(engine: Engine) -> Any:
+def _gan_walk(engine: Engine) -> GanWalkService:
     from studio.pipelines.gan.service import GanWalkService
 
     return GanWalkService(engine.settings, engine.paths)
 
 
-def _chat(engine: Engine) -> Any:
+def _chat(engine: Engine) -> ChatService:
     from studio.pipelines.chat.service import ChatService
 
     return ChatService(engine.settings, engine.paths)
 
 
-def _embed(engine: Engine) -> Any:
+def _embed(engine: Engine) -> EmbedService:
     from studio.pipelines.chat.service import EmbedService
 
     return EmbedService(engine.service("chat"))
 
 
-def _attention(engine: Engine) -> Any:
+def _attention(engine: Engine) -> AttentionService:
     from studio.pipelines.chat.service import AttentionService
 
     return AttentionService(engine.service("chat"))
 
 
-def _gallery_index(engine: Engine) -> Any:
+def _gallery_index(engine: Engine) -> GalleryClipService:
     from studio.pipelines.gallery_clip import GalleryClipService
 
     return GalleryClipService(engine.settings, engine.paths)
 
 
-def _gallery_search(engine: Engine) -> Any:
+def _gallery_search(engine: Engine) -> GalleryClipService:
     return engine.service("gallery-index")  # one loaded CLIP model for indexing and searching
 
 
-def _shrink(engine: Engine) -> Any:
+def _shrink(engine: Engine) -> ShrinkService:
     from studio.pipelines.chat.shrink import ShrinkService
 
     return ShrinkService(engine.settings, engine.paths)
 
 
-def _image_shrink(engine: Engine) -> Any:
+def _image_shrink(engine: Engine) -> ImageShrinkService:
     from studio.pipelines.diffusion.shrink import ImageShrinkService
 
     return ImageShrinkService(engine.settings, engine.paths)
 
 
-def _unload(engine: Engine) -> Any:
+def _unload(engine: Engine) -> UnloadService:
     from studio.pipelines.model_cache import UnloadService
 
     return UnloadService()
 
 
-def _downloads(engine: Engine) -> Any:
+def _downloads(engine: Engine) -> DownloadService:
     from studio.library.download_jobs import DownloadService
 
     return DownloadService(engine.paths)

@@ -17,7 +17,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -210,7 +210,8 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
             raise ApiError(400, f"'{name}' is a {model.kind} model; use {other}.", "model")
         return model
 
-    def job_events(request: Request, job_request: Any, kind: str) -> AsyncIterator[Any]:
+    def job_events(request: Request, job_request: Any,
+                   kind: str) -> AsyncGenerator[tuple[str, Any], None]:
         title = f"serve: {getattr(job_request, 'prompt', '')[:30] or kind}"
         return events(server.engine, job_request, title, request.is_disconnected)
 

@@ -21,11 +21,14 @@ import tempfile
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.wording import count_of
 from studio.server.catalog import CHAT, Catalog, ServedModel
 from studio.server.schemas import ApiError
+
+if TYPE_CHECKING:
+    from studio.core.config import Paths, Settings
 
 MAX_IMAGES = 8  # per request, all messages together
 MAX_IMAGE_BYTES = 8 * 1024 * 1024  # one image, decoded
@@ -58,12 +61,12 @@ def decode_image_part(part: dict[str, Any], param: str) -> bytes:
         raise ApiError(400, "An image's data URL is not valid base64.", param) from None
 
 
-def vision_models(catalog: Catalog, settings: Any, paths: Any) -> list[str]:
+def vision_models(catalog: Catalog, settings: Settings, paths: Paths) -> list[str]:
     """The served chat models that can see images (a remote one is taken as able to)."""
     return [m.id for m in catalog.models if m.kind == CHAT and sees(m, settings, paths)]
 
 
-def sees(served: ServedModel, settings: Any, paths: Any) -> bool:
+def sees(served: ServedModel, settings: Settings, paths: Paths) -> bool:
     from studio.core.jobs import UserFacingError
     from studio.library.chat_models import resolve_chat_model
     from studio.pipelines.chat.remote import is_remote_spec
@@ -77,7 +80,7 @@ def sees(served: ServedModel, settings: Any, paths: Any) -> bool:
 
 
 def save_images(images: dict[int, list[bytes]], messages: list[dict[str, Any]],
-                served: ServedModel, catalog: Catalog, settings: Any, paths: Any) -> Path:
+                served: ServedModel, catalog: Catalog, settings: Settings, paths: Paths) -> Path:
     """Write each message's images into a new temporary folder, check they open, and name them
     in the messages' ``images``; the folder (the caller removes it). 400 for a model that
     reads text only, or an image that is not one."""

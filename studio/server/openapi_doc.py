@@ -55,7 +55,8 @@ def docs_page(doc: dict[str, Any]) -> str:
             parts.append(f"<h2><code>{method.upper()} {escape(path)}</code></h2>"
                          f"<p>{escape(op.get('summary', ''))}</p>")
             content = op.get("requestBody", {}).get("content", {})
-            ref = next(iter(content.values()), {}).get("schema", {}).get("$ref", "")
+            first: dict[str, Any] = next(iter(content.values()), {})
+            ref = first.get("schema", {}).get("$ref", "")
             schema = components.get(ref.rsplit("/", 1)[-1]) if ref else None
             if schema:
                 required = set(schema.get("required", []))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from studio.core.engine import Engine
@@ -48,7 +48,8 @@ class ClientGone(Exception):
 
 
 async def events(engine: Engine, request: Any, title: str,
-                 client_gone: Callable[[], Awaitable[bool]]) -> AsyncIterator[tuple[str, Any]]:
+                 client_gone: Callable[[], Awaitable[bool]]
+                 ) -> AsyncGenerator[tuple[str, Any], None]:
     """Submit a job and yield ``("partial", result)`` … then ``("end", snapshot)``.
 
     Raises :class:`ClientGone` (after cancelling the job) when ``client_gone()`` says the client

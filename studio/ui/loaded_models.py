@@ -13,10 +13,13 @@ import logging
 import sys
 from dataclasses import dataclass
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.requests import UnloadRequest
 from studio.core.wording import count_of
+
+if TYPE_CHECKING:
+    from studio.core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ def loaded_models() -> list[Loaded]:
             for m in items]
 
 
-def budget_text(settings: Any) -> str:
+def budget_text(settings: Settings) -> str:
     """The memory budget in words: the Settings value, or the automatic one when known."""
     gb = float(getattr(settings, "memory_budget_gb", 0) or 0)
     if gb > 0:
@@ -87,7 +90,7 @@ def loaded_summary(models: list[Loaded]) -> str:
     return f"{count_of(len(models), 'model')} · {total}"
 
 
-def loaded_tooltip(models: list[Loaded], settings: Any) -> str:
+def loaded_tooltip(models: list[Loaded], settings: Settings) -> str:
     """Rich text: each loaded model with its size and device, the total and the budget."""
     rows = "".join(
         f"<tr><td>{escape(m.name)}</td><td align='right'>&nbsp;&nbsp;{format_bytes(m.bytes)}"

@@ -131,7 +131,9 @@ class JobBridge(QObject):
         return handle
 
     def cancel(self, job: JobRef | QtJobHandle) -> None:
-        self.engine.cancel(job.job if isinstance(job, QtJobHandle) else job)
+        target = job.job if isinstance(job, QtJobHandle) else job
+        if target is not None:  # a handle whose job was never submitted has nothing to cancel
+            self.engine.cancel(target)
 
     def cancel_all(self) -> None:
         self.engine.cancel_all()

@@ -99,15 +99,15 @@ def qt_event_loop(app: QApplication | None = None) -> asyncio.AbstractEventLoop:
 
     import qasync
 
-    app = app or QApplication.instance()
-    if app is None:
+    current = app or QApplication.instance()
+    if current is None:
         raise RuntimeError("the I/O lane needs a QApplication")
-    loop = _loops.get(id(app))
+    loop = _loops.get(id(current))
     if loop is None or loop.is_closed():
-        loop = qasync.QEventLoop(app, already_running=True)
+        loop = qasync.QEventLoop(current, already_running=True)
         loop.set_default_executor(PoolExecutor(io_pool()))
         asyncio.set_event_loop(loop)
-        _loops[id(app)] = loop
+        _loops[id(current)] = loop
     return loop
 
 

@@ -14,12 +14,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QRunnable, Signal, Slot
 from PySide6.QtGui import QImage
 
 from studio.workers.lanes import cpu_pool
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ def default_thumbnail_function() -> Callable[[str | Path, int], Any]:
     return make_thumbnail
 
 
-def pil_to_qimage(image: Any) -> QImage:
+def pil_to_qimage(image: Image.Image) -> QImage:
     """Convert a PIL image to a QImage that owns its pixels (safe after ``image`` is gone)."""
     if image.mode not in ("RGB", "RGBA"):
         image = image.convert("RGBA" if "A" in image.getbands() else "RGB")

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from studio.core.config import Paths, Settings
-from studio.library.classify import files_precision
+from studio.library.classify import files_precision, folder_size
 from studio.library.controlnets import ControlNetEntry, entry_for, find_controlnets
 from studio.library.entry import LibraryEntry
 from studio.library.kinds import ModelKind
-from studio.library.models import _folder_size
 
 _FAMILY_TITLES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 
@@ -31,7 +30,7 @@ def _entry(c: ControlNetEntry) -> LibraryEntry:
                             c.repo_id, detail, ("Generate",), files=[c.path])
     files = sorted(c.path.glob("*.safetensors"))
     return LibraryEntry(c.name, "controlnet", c.path, c.source, "diffusers",
-                        _folder_size(c.path), files_precision(files), c.family, c.repo_id, detail,
+                        folder_size(c.path), files_precision(files), c.family, c.repo_id, detail,
                         ("Generate",) if fits else ())
 
 

@@ -119,7 +119,7 @@ KINDS = (
               scan=scan, describe=describe, probe=0),
     ModelKind("gan", "GAN (trained in Studio)", 1,
               cli_use="Draw with it from a seed: 'studio generate --model {spec} --seed 1'."),
-    # found by the catalog's walk (catalog._other_entry): what split diffusion models use
+    # found by the folder walk (kinds/files.walk_entry): what split diffusion models use
     ModelKind("part", "Text encoder / VAE (split files)", 11,
               cli_use="A part of ComfyUI split diffusion models: see or choose it with "
                       "'studio models parts MODEL'."),

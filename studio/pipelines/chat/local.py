@@ -22,10 +22,16 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
-from studio.core.jobs import CancelToken, JobCancelled, UserFacingError, describe_error
+from studio.core.jobs import (
+    CancelToken,
+    JobCancelled,
+    UserFacingError,
+    checked,
+    describe_error,
+)
 from studio.pipelines.chat import gguf  # no llama_cpp at import: only its functions need it
 from studio.pipelines.chat.types import (
     AttentionMap,
@@ -39,15 +45,11 @@ from studio.pipelines.chat.types import (
 )
 from studio.pipelines.model_cache import ModelCache
 
+if TYPE_CHECKING:
+    from studio.library.chat_models import ChatModelEntry
+    from studio.pipelines.chat.loading import LoadedChatModel
+
 ChunkCallback = Callable[[ChatChunk], None]
-
-
-def _checked(request: Any) -> None:
-    """A request's own check, as a sentence for the person who made it."""
-    try:
-        request.validate()
-    except ValueError as exc:
-        raise UserFacingError(str(exc)) from exc
 
 
 class _EitherCancel:
@@ -103,7 +105,7 @@ def _seeded(seed: int | None, device: str) -> contextlib.AbstractContextManager:
     return scope()
 
 
-def _watcher(loaded: Any, prompt_len: int, on_token: Callable[[int], None],
+def _watcher(loaded: LoadedChatModel, prompt_len: int, on_token: Callable[[int], None],
              cancel: Any) -> Any:
     import torch
     from transformers import StoppingCriteria
@@ -212,7 +214,7 @@ class LocalChatBackend:
         options = LoadOptions(resolve_dtype(settings.precision, device), settings.load_in)
         return self.cache.get(entry, device, options)
 
-    def _load_gguf(self, entry: Any, device: str) -> Any:
+    def _load_gguf(self, entry: ChatModelEntry, device: str) -> Any:
         """A GGUF file through llama.cpp (:mod:`studio.pipelines.chat.gguf`), on its own cache."""
         if self._gguf_cache is None:
             self._gguf_cache = ModelCache(loader=gguf.load_gguf_model, kind="chat",
@@ -229,7 +231,7 @@ class LocalChatBackend:
 
         Errors before the first token raise; an error while generating ends with an "error"
         chunk and reply that keep the text so far."""
-        _checked(request)
+        checked(request)
         with self._lock:
             return self._generate(request, cancel, on_chunk or (lambda _c: None))
 
@@ -238,7 +240,7 @@ class LocalChatBackend:
         model's context are cut to it, and counted in ``truncated``)."""
         import torch
 
-        _checked(request)
+        checked(request)
         with self._lock:
             loaded = self.load(request.model)
             gguf.refuse(loaded, "Embeddings")
@@ -264,7 +266,7 @@ class LocalChatBackend:
         kernels do not return the weights) and goes back to its own afterwards."""
         import torch
 
-        _checked(request)
+        checked(request)
         with self._lock:
             loaded = self.load(request.model)
             gguf.refuse(loaded, "Attention maps")
@@ -392,7 +394,7 @@ class LocalChatBackend:
                          prompt_ids=list(prompt.input_ids) if probe is not None else [])
 
 
-def vision_prompt(loaded: Any, request: ChatRequest) -> tuple[Any, dict[str, Any]]:
+def vision_prompt(loaded: LoadedChatModel, request: ChatRequest) -> tuple[Any, dict[str, Any]]:
     """A vision-language model's prompt: every message as content parts (its images, then its
     text) through the processor's chat template, the images read and preprocessed by the
     processor. Returns the prompt and the image tensors ``generate`` takes besides the ids."""

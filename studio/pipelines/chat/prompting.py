@@ -15,11 +15,23 @@ beginning, and says so.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from studio.core.jobs import UserFacingError
 from studio.core.wording import count_of
+
+
+class PromptTokenizer(Protocol):
+    """What the prompt builder asks of a tokenizer: a transformers tokenizer or llama.cpp's
+    (:class:`~studio.pipelines.chat.gguf.GGUFTokenizer`): the chat template as text, and the
+    ids of a text (``tokenizer(text)["input_ids"]``)."""
+
+    def apply_chat_template(self, conversation: list[dict[str, str]], /, *, tokenize: bool,
+                            add_generation_prompt: bool, continue_final_message: bool) -> Any: ...
+
+    def __call__(self, text: str, /, *, add_special_tokens: bool = True) -> Mapping[str, Any]: ...
 
 
 @dataclass
@@ -66,7 +78,7 @@ def turn_options(continue_reply: bool) -> dict[str, bool]:
             "continue_final_message": continue_reply}
 
 
-def render_ids(tokenizer: Any, messages: list[dict[str, str]],
+def render_ids(tokenizer: PromptTokenizer, messages: list[dict[str, str]],
                continue_reply: bool = False) -> list[int]:
     """Token ids of ``messages`` in the chat template, with the assistant's turn opened (or,
     ``continue_reply``, the last message — the reply's beginning — left open to go on)."""
@@ -91,7 +103,7 @@ def _cut_points(rest: list[dict[str, str]], continue_reply: bool = False) -> lis
     return [i for i in range(1, last + 1) if rest[i]["role"] == "user" or i == last]
 
 
-def fit_conversation(tokenizer: Any, messages: list[dict[str, str]], context_length: int,
+def fit_conversation(tokenizer: PromptTokenizer, messages: list[dict[str, str]], context_length: int,
                      max_new_tokens: int, continue_reply: bool = False) -> PreparedPrompt:
     """The prompt for ``messages`` within ``context_length`` (see the module docstring);
     ``continue_reply``: the last message is the beginning of the reply, continued."""
@@ -128,7 +140,7 @@ def fit_conversation(tokenizer: Any, messages: list[dict[str, str]], context_len
     return PreparedPrompt(ids, dropped, new_tokens, warnings, whole)
 
 
-def complete_prompt(tokenizer: Any, text: str, context_length: int,
+def complete_prompt(tokenizer: PromptTokenizer, text: str, context_length: int,
                     max_new_tokens: int) -> PreparedPrompt:
     """Complete mode's prompt: ``text`` tokenized as is; when it does not leave room for the
     reply, its first tokens are left out (a warning counts them)."""

@@ -35,12 +35,15 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from studio import __version__
 from studio.core.jobs import CancelToken, UserFacingError
 from studio.pipelines.chat.types import ChatChunk, ChatRequest, TokenLogprob
+
+if TYPE_CHECKING:
+    from studio.core.config import Paths
 
 SPEC_PREFIX = "openai:"
 DEFAULT_TIMEOUT = 120.0  # seconds without a byte from the server (a big model may load first)
@@ -446,7 +449,7 @@ def _logprobs(data: Any) -> list[TokenLogprob]:
     return out
 
 
-def backend_for_spec(spec: str, paths: Any = None, timeout: float = DEFAULT_TIMEOUT
+def backend_for_spec(spec: str, paths: Paths | None = None, timeout: float = DEFAULT_TIMEOUT
                      ) -> RemoteChatBackend:
     """The backend for ``openai:BASE_URL#MODEL`` with the API key stored for BASE_URL (if any)."""
     from studio.library.secrets import get_api_key
@@ -458,7 +461,7 @@ def backend_for_spec(spec: str, paths: Any = None, timeout: float = DEFAULT_TIME
     return RemoteChatBackend(base, model, api_key=get_api_key(base, paths), timeout=timeout)
 
 
-def resolve_api_key(endpoint: dict, paths: Any = None) -> str | None:
+def resolve_api_key(endpoint: dict, paths: Paths | None = None) -> str | None:
     """The API key for a ``Settings.remote_endpoints`` entry: stored under its ``api_key_ref``
     (or, without one, its base URL) in :mod:`studio.library.secrets`."""
     from studio.library.secrets import get_api_key

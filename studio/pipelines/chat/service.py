@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from studio.core.config import Paths, Settings
-from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
+from studio.core.jobs import CancelToken, ProgressSink, UserFacingError, checked
 from studio.pipelines.chat import remote
 from studio.pipelines.chat.remote_async import AsyncRemoteChat
 from studio.pipelines.chat.types import (
@@ -70,7 +70,7 @@ class ChatService:
     def run(self, request: ChatRequest, progress: ProgressSink, cancel: CancelToken) -> ChatReply:
         """The GPU lane's handler for kind ``"chat"`` (local models; remote ones too when run
         without an I/O lane, as a plain call)."""
-        request = self._checked(request)
+        request = checked(request)
         total = request.max_new_tokens
         last: list[ChatChunk] = []
 
@@ -99,7 +99,7 @@ class ChatService:
                    cancel: CancelToken) -> ChatReply:
         """The I/O lane's handler: a remote model's reply, streamed on the event loop. Stop
         cancels the task; the text so far is kept (finish_reason "cancelled")."""
-        request = self._checked(request)
+        request = checked(request)
         if not remote.is_remote_spec(request.model):
             raise UserFacingError("Local chat models run on the GPU worker, not the I/O lane.")
         total = request.max_new_tokens
@@ -136,14 +136,6 @@ class ChatService:
         if reply.finish_reason == "error":
             raise UserFacingError(f"The reply was cut short: {end.error or 'an error'}")
         return reply
-
-    @staticmethod
-    def _checked(request: ChatRequest) -> ChatRequest:
-        try:
-            request.validate()
-        except ValueError as exc:
-            raise UserFacingError(str(exc)) from exc
-        return request
 
     @staticmethod
     def _consume(chunks: Iterable[ChatChunk], report: Callable[[ChatChunk], None]) -> ChatReply:

@@ -30,12 +30,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio import ASSETS_DIR
 from studio.core.config import Paths, Settings
 from studio.core.files import work_file_tag
-from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
+from studio.core.jobs import CancelToken, JobCancelled, UserFacingError, checked
 from studio.core.shrink_requests import SHRINK_METHODS, ShrinkRequest
 from studio.core.wording import count_of
 from studio.library.chat_models import (
@@ -44,6 +44,12 @@ from studio.library.chat_models import (
     weight_files,
 )
 from studio.library.detect import read_safetensors_header
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from studio.core.jobs import ProgressSink
+    from studio.pipelines.chat.loading import LoadedChatModel
 
 log = logging.getLogger(__name__)
 
@@ -225,10 +231,7 @@ def plan_shrink(request: ShrinkRequest, settings: Settings, paths: Paths,
                 taken: Callable[[str], bool] | None = None) -> ShrinkPlan:
     """Check everything that can be checked before loading the weights: the model, the method
     against its layers, the name and the free disk space. Raises UserFacingError."""
-    try:
-        request.validate()
-    except ValueError as exc:
-        raise UserFacingError(str(exc)) from exc
+    checked(request)
     entry = resolve_chat_model(request.model, settings, paths)
     if entry.quantized:
         raise UserFacingError(f"{entry.name} is already quantized ({entry.quantized}); "
@@ -269,7 +272,7 @@ def eval_text(chars: int = 200_000) -> str:
         return fh.read(chars)
 
 
-def perplexity(model: Any, tokenizer: Any, tokens: int, context: int,
+def perplexity(model: Any, tokenizer: PreTrainedTokenizerBase, tokens: int, context: int,
                cancel: CancelToken | None = None) -> tuple[float, int]:
     """exp(mean next-token loss) over the first ``tokens`` tokens of the shipped text, in
     windows of the model's context (at most 512); (perplexity, tokens scored)."""
@@ -292,7 +295,7 @@ def perplexity(model: Any, tokenizer: Any, tokens: int, context: int,
     return (math.exp(total_loss / scored) if scored else float("nan")), scored
 
 
-def tokens_per_second(model: Any, tokenizer: Any, new_tokens: int) -> float:
+def tokens_per_second(model: Any, tokenizer: PreTrainedTokenizerBase, new_tokens: int) -> float:
     """Greedy generation speed: ``new_tokens`` tokens after a fixed prompt (after a warm-up)."""
     import torch
 
@@ -311,7 +314,7 @@ def folder_weight_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in weight_files(folder))
 
 
-def measure(loaded: Any, folder: Path, request: ShrinkRequest, cancel: CancelToken) -> Measure:
+def measure(loaded: LoadedChatModel, folder: Path, request: ShrinkRequest, cancel: CancelToken) -> Measure:
     ppl, scored = perplexity(loaded.model, loaded.tokenizer, request.eval_tokens,
                              loaded.context_length, cancel)
     if cancel.cancelled:
@@ -391,7 +394,7 @@ class ShrinkService:
             return any(e.name == name for e in list_models(settings, paths))
         return taken
 
-    def run(self, request: ShrinkRequest, progress: Any, cancel: CancelToken) -> ShrinkReport:
+    def run(self, request: ShrinkRequest, progress: ProgressSink, cancel: CancelToken) -> ShrinkReport:
         from studio.core.devices import resolve_dtype
         from studio.pipelines.chat.loading import LoadOptions, load_chat_model
 

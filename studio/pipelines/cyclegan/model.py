@@ -24,11 +24,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+    from torch import nn
 
 _BLOCK_KEY = re.compile(r"^model\.(\d+)\.conv_block\.(\d+)\.weight$")
 _STALE_NORM_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
@@ -99,7 +104,7 @@ def spec_from_state_dict(state: dict[str, Any]) -> GeneratorSpec:
     return spec
 
 
-def build_generator(spec: GeneratorSpec, fixed_norm: bool = True) -> Any:
+def build_generator(spec: GeneratorSpec, fixed_norm: bool = True) -> nn.Module:
     """A ResNet generator with the reference's module layout (so its keys match).
 
     ``fixed_norm`` uses :class:`GuidedInstanceNorm` (plain InstanceNorm until a guide pass fills
@@ -114,9 +119,9 @@ def build_generator(spec: GeneratorSpec, fixed_norm: bool = True) -> Any:
         def __init__(self, channels: int) -> None:
             super().__init__(channels, affine=False, track_running_stats=False)
             self.recording = False
-            self.stats: tuple[Any, Any] | None = None
+            self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
-        def forward(self, x: Any) -> Any:
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             if self.recording:
                 var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, unbiased=False)
                 self.stats = (mean, var)
@@ -125,7 +130,7 @@ def build_generator(spec: GeneratorSpec, fixed_norm: bool = True) -> Any:
                 return (x - mean) * torch.rsqrt(var + self.eps)
             return super().forward(x)
 
-    def norm(channels: int) -> Any:
+    def norm(channels: int) -> nn.Module:
         if fixed_norm:
             return GuidedInstanceNorm(channels)
         return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
@@ -141,11 +146,11 @@ def build_generator(spec: GeneratorSpec, fixed_norm: bool = True) -> Any:
                        norm(dim)]
             self.conv_block = nn.Sequential(*layers)
 
-        def forward(self, x: Any) -> Any:
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x + self.conv_block(x)
 
     ngf = spec.ngf
-    layers: list[Any] = [nn.ReflectionPad2d(3), nn.Conv2d(spec.input_nc, ngf, 7, padding=0),
+    layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(spec.input_nc, ngf, 7, padding=0),
                          norm(ngf), nn.ReLU(True)]
     for i in range(2):
         mult = 2 ** i
@@ -165,7 +170,7 @@ def build_generator(spec: GeneratorSpec, fixed_norm: bool = True) -> Any:
             super().__init__()
             self.model = nn.Sequential(*layers)
 
-        def forward(self, x: Any) -> Any:
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.model(x)
 
     return ResnetGenerator()
@@ -182,10 +187,17 @@ def load_generator_state(path: Path) -> dict[str, Any]:
     return clean_state_dict(state)
 
 
+class _RecordingNorm(Protocol):
+    """A GuidedInstanceNorm of :func:`build_generator` (defined there, where torch is imported)."""
+
+    recording: bool
+    stats: tuple[torch.Tensor, torch.Tensor] | None
+
+
 class CycleGANGenerator:
     """A loaded generator on a device, ready to translate PIL images."""
 
-    def __init__(self, path: Path, device: str = "cpu", dtype: Any = None) -> None:
+    def __init__(self, path: Path, device: str = "cpu", dtype: torch.dtype | None = None) -> None:
         import torch
 
         self.path = Path(path)
@@ -201,10 +213,11 @@ class CycleGANGenerator:
             raise UserFacingError(f"{self.path.name} does not match a CycleGAN ResNet generator "
                                   f"({first}).") from exc
         self.net = net.to(device=device, dtype=self.dtype).eval().requires_grad_(False)
-        self._norms = [m for m in self.net.modules() if hasattr(m, "recording")]
+        self._norms = [cast("_RecordingNorm", m) for m in self.net.modules()
+                       if hasattr(m, "recording")]
 
     # -- tensors ---------------------------------------------------------------------------
-    def to_tensor(self, image: Any) -> Any:
+    def to_tensor(self, image: Image.Image) -> torch.Tensor:
         """PIL → 1×C×H×W in [-1, 1] on the device (RGB, or L for one-channel models)."""
         import torch
 
@@ -215,7 +228,7 @@ class CycleGANGenerator:
         return (t / 127.5 - 1.0).to(self.device, self.dtype)
 
     @staticmethod
-    def to_image(t: Any) -> Any:
+    def to_image(t: torch.Tensor) -> Image.Image:
         """1×C×H×W in [-1, 1] → PIL (the reference's ``tensor2im``: (x + 1) / 2 × 255)."""
         from PIL import Image
 
@@ -224,16 +237,16 @@ class CycleGANGenerator:
             return Image.fromarray(arr[0], mode="L").convert("RGB")
         return Image.fromarray(arr.transpose(1, 2, 0), mode="RGB")
 
-    def forward_padded(self, x: Any) -> Any:
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         """Run the network on ``x`` of any size: pad right/bottom to a multiple of 4, crop back."""
         h, w = x.shape[-2:]
         return self.net(pad_to_multiple(x))[..., :h, :w]
 
     # -- whole images ----------------------------------------------------------------------
-    def translate(self, image: Any, *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+    def translate(self, image: Image.Image, *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
                   stats: str = "exact", guide_side: int | None = None,
                   progress: Callable[[int, int], None] | None = None,
-                  cancel: CancelToken | None = None) -> Any:
+                  cancel: CancelToken | None = None) -> Image.Image:
         """Translate a PIL image at its own resolution; tiles when it is larger than ``tile``.
 
         ``stats`` says where a tiled image's InstanceNorm statistics come from: ``"exact"`` (the
@@ -268,8 +281,8 @@ class CycleGANGenerator:
 
         return buffer_bytes(self.spec, height, width, self.dtype.itemsize) <= EXACT_MEMORY_LIMIT
 
-    def _exact(self, x: Any, tile: int, progress: Callable[[int, int], None] | None,
-               cancel: CancelToken | None) -> Any:
+    def _exact(self, x: torch.Tensor, tile: int, progress: Callable[[int, int], None] | None,
+               cancel: CancelToken | None) -> torch.Tensor:
         from studio.pipelines.cyclegan.stream import StreamingTranslator
 
         height, width = x.shape[-2:]
@@ -287,7 +300,7 @@ class CycleGANGenerator:
             progress(total, total)
         return y[..., :height, :width]
 
-    def _record_guide(self, x: Any, guide_side: int) -> None:
+    def _record_guide(self, x: torch.Tensor, guide_side: int) -> None:
         import torch.nn.functional as F
 
         h, w = x.shape[-2:]
@@ -303,8 +316,9 @@ class CycleGANGenerator:
             for m in self._norms:
                 m.recording = False
 
-    def _tiled(self, x: Any, tile: int, overlap: int, guide_side: int,
-               progress: Callable[[int, int], None] | None, cancel: CancelToken | None) -> Any:
+    def _tiled(self, x: torch.Tensor, tile: int, overlap: int, guide_side: int,
+               progress: Callable[[int, int], None] | None,
+               cancel: CancelToken | None) -> torch.Tensor:
 
         tile = max(MIN_SIDE, tile // 4 * 4)
         overlap = max(0, min(overlap // 4 * 4, tile // 2))
@@ -329,7 +343,7 @@ class CycleGANGenerator:
         return out[..., :height, :width]
 
 
-def pad_to_multiple(x: Any, multiple: int = 4) -> Any:
+def pad_to_multiple(x: torch.Tensor, multiple: int = 4) -> torch.Tensor:
     """Pad right/bottom to a multiple of ``multiple`` (at least :data:`MIN_SIDE`), reflecting the
     edge (replicating it when the image is too small to reflect)."""
     import torch.nn.functional as F
@@ -363,10 +377,10 @@ def tile_grid(h: int, w: int, tile: int, overlap: int) -> list[tuple[int, int, i
             for y0 in tile_starts(h, tile, overlap) for x0 in tile_starts(w, tile, overlap)]
 
 
-def blend_tiles(x: Any, grid: list[tuple[int, int, int, int]], overlap: int,
-                run: Callable[[Any], Any], channels: int, *, scale: int = 1,
+def blend_tiles(x: torch.Tensor, grid: list[tuple[int, int, int, int]], overlap: int,
+                run: Callable[[torch.Tensor], torch.Tensor], channels: int, *, scale: int = 1,
                 progress: Callable[[int, int], None] | None = None, first: int = 0,
-                total: int = 0, cancel: CancelToken | None = None) -> Any:
+                total: int = 0, cancel: CancelToken | None = None) -> torch.Tensor:
     """``run(tile)`` for every tile of ``grid`` over ``x`` (1, C, H, W), each output ``scale``
     times the tile's size, blended where tiles overlap with :func:`blend_weights` ramps;
     ``progress(first + done, total)`` after each, a cancel honoured between two. Float32,

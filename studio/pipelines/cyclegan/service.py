@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
@@ -20,6 +20,13 @@ from studio.core.requests import TransformedImage, TransformRequest
 from studio.core.wording import count_of
 from studio.pipelines.diffusion.batch import job_device, out_of_memory_as, validate_request
 from studio.pipelines.model_cache import ModelCache
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from studio.core.requests import UpscaleRequest
+    from studio.media.images_in import InputImage
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +55,7 @@ class GeneratorFile:
     usage_path: Path
 
 
-def load_generator(entry: GeneratorFile, device: str, dtype: Any = None) -> Any:
+def load_generator(entry: GeneratorFile, device: str, dtype: torch.dtype | None = None) -> Any:
     """The model cache's loader for CycleGAN generators."""
     from studio.pipelines.cyclegan.model import CycleGANGenerator
 
@@ -97,7 +104,7 @@ class TransformService:
         name = model.name if len(model.directions) == 1 else f"{model.name} ({request.direction})"
         generator = self.generator(weights, device, model.path, name)
 
-        def translate(index: int, source: Path, loaded: Any) -> TransformedImage:
+        def translate(index: int, source: Path, loaded: InputImage) -> TransformedImage:
             image = images_in.fit_max_side(loaded.image, request.max_side)
             tiles = [1]
 
@@ -118,7 +125,8 @@ class TransformService:
         return each_input(request.inputs, "Translating", translate, progress, cancel)
 
 
-def save_result(request: Any, index: int, source: Path, loaded: Any, out: Any, model_name: str,
+def save_result(request: TransformRequest | UpscaleRequest, index: int, source: Path,
+                loaded: InputImage, out: Image.Image, model_name: str,
                 parameters: str, paths: Paths) -> TransformedImage:
     """``out`` given back ``loaded``'s transparency and saved as ``<model>-<source>.png`` with
     ``parameters`` and the request in the ``studio`` chunk (naming this input only, so "reuse"
@@ -135,7 +143,8 @@ def save_result(request: Any, index: int, source: Path, loaded: Any, out: Any, m
 
 
 def each_input(inputs: list[str], verb: str,
-               process: Callable[[int, Path, Any], TransformedImage], progress: ProgressSink,
+               process: Callable[[int, Path, InputImage], TransformedImage],
+               progress: ProgressSink,
                cancel: CancelToken) -> list[TransformedImage]:
     """``process(index, source, loaded)`` for each input image of a batch job (CycleGAN,
     upscaling), each result reported with ``progress.partial`` at once. An image that cannot be

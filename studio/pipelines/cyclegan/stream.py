@@ -28,9 +28,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.jobs import CancelToken, JobCancelled
+
+if TYPE_CHECKING:
+    import torch
+
+    from studio.pipelines.cyclegan.model import GeneratorSpec
 
 #: Receptive-field margins (in the sweep's input pixels) that make a window's middle exact.
 ENCODER_MARGINS = (4, 4, 8)  # conv 7×7; + stride-2 conv; + second stride-2 conv (multiple of 4)
@@ -38,7 +43,7 @@ BLOCK_MARGIN = 1  # one 3×3 convolution with reflection padding
 DECODER_MARGINS = (1, 1, 2)  # transposed conv; + second; + 7×7 conv (bottleneck pixels)
 
 
-def buffer_bytes(spec: Any, height: int, width: int, itemsize: int = 4) -> int:
+def buffer_bytes(spec: GeneratorSpec, height: int, width: int, itemsize: int = 4) -> int:
     """Bytes of the two bottleneck buffers for an image of ``height × width`` (padded to 4)."""
     h, w = math.ceil(height / 4), math.ceil(width / 4)
     return 2 * 4 * spec.ngf * h * w * itemsize
@@ -62,7 +67,7 @@ class _RunningStats:
         self.mean: Any = None
         self.m2: Any = None
 
-    def add(self, x: Any) -> None:
+    def add(self, x: torch.Tensor) -> None:
         import torch
 
         if x.dtype != torch.float32:
@@ -79,7 +84,7 @@ class _RunningStats:
         self.m2 = self.m2 + m2 + delta * delta * (self.count * k / total)
         self.count = total
 
-    def result(self, like: Any) -> tuple[Any, Any]:
+    def result(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, biased variance) as 1×C×1×1 tensors of ``like``'s dtype and device, as
         InstanceNorm computes them."""
         shape = (1, -1, 1, 1)
@@ -88,7 +93,7 @@ class _RunningStats:
                 var.view(shape).to(like.device, like.dtype))
 
 
-def _normalize_(x: Any, norm: Any) -> Any:
+def _normalize_(x: torch.Tensor, norm: Any) -> torch.Tensor:
     """``norm`` applied in place, with the arithmetic of GuidedInstanceNorm (no full-size copy)."""
     import torch
 
@@ -96,8 +101,8 @@ def _normalize_(x: Any, norm: Any) -> Any:
     return x.sub_(mean).mul_(torch.rsqrt(var + norm.eps))
 
 
-def _chain(layers: Sequence[Any]) -> Callable[[Any], Any]:
-    def run(x: Any) -> Any:
+def _chain(layers: Sequence[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
+    def run(x: torch.Tensor) -> torch.Tensor:
         for layer in layers:
             x = layer(x)
         return x
@@ -147,8 +152,8 @@ class StreamingTranslator:
         return work + _macs(dec[:1], f) + _macs(dec[:4], f) + _macs(dec, f)
 
     # -- sweeps ----------------------------------------------------------------------------
-    def _sweep(self, src: Any, layers: Sequence[Any], *, num: int, den: int, margin: int,
-               tile: int, sink: Callable[[Any, int, int], None]) -> None:
+    def _sweep(self, src: torch.Tensor, layers: Sequence[Any], *, num: int, den: int, margin: int,
+               tile: int, sink: Callable[[torch.Tensor, int, int], None]) -> None:
         """Run ``layers`` over ``src`` window by window; ``sink(out, y, x)`` gets each tile's exact
         part at output position (y, x). Output pixels = input pixels × num / den."""
         run = _chain(layers)
@@ -176,16 +181,16 @@ class StreamingTranslator:
                 self._reported = units
                 self.progress(units, self._units)
 
-    def _stats(self, src: Any, layers: Sequence[Any], norm: Any, **kw: Any) -> None:
+    def _stats(self, src: torch.Tensor, layers: Sequence[Any], norm: Any, **kw: Any) -> None:
         acc = _RunningStats()
         self._sweep(src, layers, sink=lambda out, y, x: acc.add(out), **kw)
         norm.stats = acc.result(src)
 
-    def _write(self, src: Any, layers: Sequence[Any], dest: Any, norm: Any = None,
+    def _write(self, src: torch.Tensor, layers: Sequence[Any], dest: torch.Tensor, norm: Any = None,
                **kw: Any) -> None:
         acc = _RunningStats()
 
-        def sink(out: Any, y: int, x: int) -> None:
+        def sink(out: torch.Tensor, y: int, x: int) -> None:
             dest[..., y:y + out.shape[-2], x:x + out.shape[-1]].copy_(out)
             if norm is not None:
                 acc.add(out)
@@ -194,7 +199,7 @@ class StreamingTranslator:
         if norm is not None:
             norm.stats = acc.result(src)
 
-    def _bands(self, src: Any, layers: Sequence[Any], dest: Any, norm: Any, band: int) -> None:
+    def _bands(self, src: torch.Tensor, layers: Sequence[Any], dest: torch.Tensor, norm: Any, band: int) -> None:
         """``dest = layers(src)`` in full-width bands of rows, gathering ``norm``'s statistics;
         ``dest`` may be ``src`` (the rows above a band are then read from a saved copy)."""
         import torch
@@ -221,7 +226,7 @@ class StreamingTranslator:
         norm.stats = acc.result(src)
 
     # -- the pass --------------------------------------------------------------------------
-    def run(self, x: Any, progress_units: int) -> Any:
+    def run(self, x: torch.Tensor, progress_units: int) -> torch.Tensor:
         """The translated image (``1×C_out×H×W``, float32) for the padded input ``x``."""
         import torch
 

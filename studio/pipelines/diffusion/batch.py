@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.devices import resolve_device, resolve_dtype
-from studio.core.jobs import CancelToken, JobCancelled, ProgressSink, UserFacingError
+from studio.core.jobs import (
+    CancelToken,
+    Checkable,
+    JobCancelled,
+    ProgressSink,
+    UserFacingError,
+    checked,
+)
 from studio.library.families import FAMILIES
 from studio.library.families import family as family_of
 from studio.library.models import ModelEntry
@@ -27,6 +34,8 @@ from studio.pipelines.diffusion.memory import run_with_offload_retry
 from studio.pipelines.model_cache import ModelCache
 
 if TYPE_CHECKING:
+    import torch
+
     from studio.pipelines.diffusion.embeddings import EmbeddingPlan
     from studio.pipelines.diffusion.loras import LoraPlan
     from studio.pipelines.diffusion.prompts import PromptInputs
@@ -40,12 +49,9 @@ NAN_MESSAGE = ("The image came out empty (NaN values) at {precision}: the model 
                "for fp16.")
 
 
-def validate_request(request: Any) -> None:
+def validate_request(request: Checkable) -> None:
     """``request.validate()``, its ``ValueError`` turned into the job's message."""
-    try:
-        request.validate()
-    except ValueError as exc:
-        raise UserFacingError(str(exc)) from exc
+    checked(request)
 
 
 def job_device(settings: Settings) -> str:
@@ -174,7 +180,7 @@ class DiffusersService:
         return pipe, device, dtype
 
 
-    def _memory_plan(self, entry: ModelEntry, options: Any, device: str, dtype: Any,
+    def _memory_plan(self, entry: ModelEntry, options: Any, device: str, dtype: torch.dtype,
                      progress: ProgressSink) -> Any:
         """The memory planner's choice for a model about to be loaded with no memory options
         of the user's (None when it is in memory already or cannot be estimated); its sentence
@@ -248,7 +254,7 @@ def model_family(pipe: Any, entry: ModelEntry) -> str:
 
 
 def prepare_call(base: Any, entry: ModelEntry, request: Any, settings: Settings, paths: Paths,
-                 device: str, dtype: Any,
+                 device: str, dtype: torch.dtype,
                  derive: Callable[[Any], Any] | None = None,
                  progress: ProgressSink | None = None) -> PreparedCall:
     """Scheduler, LoRAs, previewer and prompt inputs for ``request`` on the cached ``base``.
@@ -331,7 +337,7 @@ def model_hash(entry: ModelEntry, paths: Paths, progress: ProgressSink) -> str:
         return ""
 
 
-def unpacked_latents(pipe: Any, latents: Any, height: int, width: int) -> Any:
+def unpacked_latents(pipe: Any, latents: torch.Tensor, height: int, width: int) -> Any:
     """A pipeline's packed latents (a token sequence: FLUX, Qwen-Image, FLUX.2) as a new
     channels×h×w batch for the preview; the pipeline's own tensor is not touched."""
     if hasattr(pipe, "_unpatchify_latents"):  # FLUX.2: 2×2 patches of 32 channels, raster order
@@ -378,7 +384,7 @@ def step_callback(request: Any, index: int, previewer: Any, progress: ProgressSi
 
 
 def render_image(pipe: Any, call_kwargs: dict[str, Any], request: Any, seed: int, index: int,
-                 previewer: Any, progress: ProgressSink, cancel: CancelToken, dtype: Any,
+                 previewer: Any, progress: ProgressSink, cancel: CancelToken, dtype: torch.dtype,
                  conditioning: Any = None, latents: bool = False) -> Any:
     """One image of a batch: ``pipe(**call_kwargs)`` with a CPU generator seeded ``seed`` and the
     step callback (read-only unless the prompt's ``conditioning`` changes per step); a PIL image.

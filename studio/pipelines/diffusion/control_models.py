@@ -15,9 +15,12 @@ The model is loaded for the job and released after it (they are small next to th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.jobs import UserFacingError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 #: keypoints scored below this are not drawn
 MIN_SCORE = 0.3
@@ -52,7 +55,7 @@ def _load(name: str, folder: Path | None, processor_class: Any, model_class: Any
     return processor, model.eval()
 
 
-def depth_map(image: Any, folder: Path | None = None) -> Any:
+def depth_map(image: Image.Image, folder: Path | None = None) -> Image.Image:
     """The depth map of ``image`` (RGB PIL): near is white, far is black."""
     import numpy as np
     import torch
@@ -70,7 +73,7 @@ def depth_map(image: Any, folder: Path | None = None) -> Any:
     return Image.fromarray((scaled * 255).round().astype(np.uint8)).convert("RGB")
 
 
-def pose_keypoints(image: Any, folder: Path | None = None) -> tuple[Any, Any]:
+def pose_keypoints(image: Image.Image, folder: Path | None = None) -> tuple[Any, Any]:
     """The 17 COCO keypoints (x, y in pixels) and their scores of the person in ``image``."""
     import torch
     from transformers import AutoProcessor, VitPoseForPoseEstimation
@@ -113,7 +116,7 @@ def draw_openpose(keypoints: Any, scores: Any, width: int, height: int) -> Any:
     return canvas
 
 
-def pose_map(image: Any, folder: Path | None = None) -> Any:
+def pose_map(image: Image.Image, folder: Path | None = None) -> Image.Image:
     """The OpenPose skeleton of the person in ``image``."""
     keypoints, scores = pose_keypoints(image, folder)
     return draw_openpose(keypoints, scores, image.width, image.height)

@@ -29,11 +29,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.control import A1111_MODULES, ControlUnit, units
 from studio.core.jobs import UserFacingError
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from studio.core.requests import Txt2ImgRequest
+    from studio.library.controlnets import ControlNetEntry
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +50,14 @@ _NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 
 # -- preprocessing ---------------------------------------------------------------------------
 
-def crop_and_resize(image: Any, width: int, height: int) -> Any:
+def crop_and_resize(image: Image.Image, width: int, height: int) -> Image.Image:
     """A1111's "Crop and Resize": the largest centred crop of the request's aspect, resized."""
     from PIL import Image, ImageOps
 
     return ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
 
 
-def preprocess(name: str, image: Any) -> Any:
+def preprocess(name: str, image: Image.Image) -> Image.Image:
     """The control map of ``image`` (an RGB PIL image) by preprocessor ``name``."""
     import numpy as np
     from PIL import Image, ImageFilter, ImageOps
@@ -91,7 +98,7 @@ def preprocess(name: str, image: Any) -> Any:
     raise UserFacingError(f"Unknown preprocessor {name!r}.")
 
 
-def control_image(unit: ControlUnit, width: int, height: int) -> Any:
+def control_image(unit: ControlUnit, width: int, height: int) -> Image.Image:
     """The unit's control map at the request's size."""
     from studio.media import images_in
 
@@ -112,10 +119,10 @@ class Control:
     derive: Callable[[Any], Any]
     kwargs: dict[str, Any]
     infotext: dict[str, str]
-    images: list[Any]
+    images: list[Image.Image]
 
 
-def load_controlnet(entry: Any, device: str, dtype: Any, paths: Paths | None = None) -> Any:
+def load_controlnet(entry: ControlNetEntry, device: str, dtype: torch.dtype, paths: Paths | None = None) -> Any:
     """The model cache's loader: a diffusers folder with ``from_pretrained``, a single file
     (A1111 / ComfyUI, original or diffusers layout) with ``from_single_file`` and the config
     shipped for its family; offline either way, pickles only as plain tensors."""
@@ -140,7 +147,7 @@ def load_controlnet(entry: Any, device: str, dtype: Any, paths: Paths | None = N
     return model.to(device).eval()
 
 
-def _single_file(entry: Any, dtype: Any) -> Any:
+def _single_file(entry: ControlNetEntry, dtype: torch.dtype) -> Any:
     from diffusers import ControlNetModel
 
     from studio.library.controlnets import SINGLE_FILE_CONFIGS
@@ -176,7 +183,7 @@ class ControlNetCache:
         self.cache = ModelCache(loader=load_controlnet, kind="controlnet",
                                 settings_getter=settings_getter)
 
-    def models(self, entries: list[Any], device: str, dtype: Any,
+    def models(self, entries: list[ControlNetEntry], device: str, dtype: torch.dtype,
                paths: Paths | None = None) -> list[Any]:
         return [self.cache.get(entry, device, dtype, paths) for entry in entries]
 
@@ -184,12 +191,12 @@ class ControlNetCache:
         self.cache.unload_all()
 
 
-def _has_safetensors(folder: Any) -> bool:
+def _has_safetensors(folder: Path) -> bool:
     return any(Path(folder).glob("*.safetensors"))
 
 
-def resolve_units(request: Any, family: str, settings: Settings,
-                  paths: Paths) -> tuple[list[ControlUnit], list[Any]]:
+def resolve_units(request: Txt2ImgRequest, family: str, settings: Settings,
+                  paths: Paths) -> tuple[list[ControlUnit], list[ControlNetEntry]]:
     """The request's units and their library entries, each checked against the model's
     family."""
     from studio.library.controlnets import resolve_controlnet
@@ -231,7 +238,8 @@ def controlnet_pipeline(base: Any, models: list[Any]) -> Any:
 
 # -- T2I-Adapters ----------------------------------------------------------------------------
 
-def check_adapters(checked: list[ControlUnit], entries: list[Any], family: str) -> bool:
+def check_adapters(checked: list[ControlUnit], entries: list[ControlNetEntry],
+                   family: str) -> bool:
     """True when the units are T2I-Adapters (all of them: a request mixes none with ControlNets,
     as diffusers has no pipeline for both); their start/end checked against what diffusers'
     adapter pipelines offer (SDXL: one end for all, as the fraction of the steps; SD: all)."""
@@ -276,7 +284,7 @@ def _with_step_end_callback(cls: Any) -> Any:
                                   "use a ControlNet.")
         self._interrupt = False
         if callback_on_step_end is not None:
-            def callback(step: int, timestep: Any, latents: Any) -> None:
+            def callback(step: int, timestep: Any, latents: torch.Tensor) -> None:
                 callback_on_step_end(self, step, timestep, {"latents": latents})
                 if self._interrupt:
                     raise JobCancelled()
@@ -310,7 +318,7 @@ def adapter_pipeline(base: Any, models: list[Any], family: str) -> Any:
     return derived
 
 
-def adapter_kwargs(checked: list[ControlUnit], images: list[Any],
+def adapter_kwargs(checked: list[ControlUnit], images: list[Image.Image],
                    family: str) -> dict[str, Any]:
     """The T2I-Adapter arguments of a diffusers call."""
     one = len(checked) == 1
@@ -334,7 +342,7 @@ def call_kwargs(checked: list[ControlUnit], images: list[Any]) -> dict[str, Any]
             "control_guidance_end": [u.end for u in checked]}
 
 
-def infotext(checked: list[ControlUnit], entries: list[Any]) -> dict[str, str]:
+def infotext(checked: list[ControlUnit], entries: list[ControlNetEntry]) -> dict[str, str]:
     """The units as A1111's ControlNet extension writes them: ``ControlNet 0: "Module: canny,
     Model: control_v11p_sd15_canny, Weight: 1, …"``."""
     from studio.media.infotext import format_number

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.jobs import CancelToken, ProgressSink
 from studio.core.requests import Txt2ImgRequest
 from studio.media.infotext import format_number
 from studio.pipelines.diffusion.batch import render_image, size_kwargs
+
+if TYPE_CHECKING:
+    import torch
 
 #: Latent upscalers: A1111's name → torch's interpolation mode (no antialiasing, as A1111).
 LATENT_MODES = {"Latent": "bilinear", "Latent (nearest)": "nearest"}
@@ -44,7 +47,7 @@ def hires_infotext(request: Txt2ImgRequest) -> dict[str, Any]:
     return out
 
 
-def upscale_latents(latents: Any, width: int, height: int, factor: int, mode: str) -> Any:
+def upscale_latents(latents: torch.Tensor, width: int, height: int, factor: int, mode: str) -> Any:
     """``latents`` resized to ``width``×``height`` pixels' worth (``factor``: the VAE's)."""
     import torch.nn.functional as F
 
@@ -67,7 +70,7 @@ class HiresFix:
     previewer: Any
     progress: ProgressSink
     cancel: CancelToken
-    dtype: Any
+    dtype: torch.dtype
     conditioning: Any = None
     model_upscale: Callable[[Any], Any] | None = None
     first_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
@@ -48,6 +48,12 @@ from studio.pipelines.diffusion.batch import (
 from studio.pipelines.diffusion.outpaint import outpaint_infotext
 from studio.pipelines.diffusion.sd_upscale import sd_upscale_infotext
 from studio.pipelines.diffusion.variation import variation_infotext
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from studio.library.models import ModelEntry
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +107,7 @@ def blur_mask(mask: Any, radius: int) -> Any:
     return mask.filter(ImageFilter.GaussianBlur(radius)) if radius > 0 else mask
 
 
-def result_saver(request: Img2ImgRequest, entry: Any, call: Any, paths: Paths, hash_: str,
+def result_saver(request: Img2ImgRequest, entry: ModelEntry, call: Any, paths: Paths, hash_: str,
                  extra: dict[str, Any], warnings: list[str]) -> Any:
     """``save(index, seed, image)`` for :func:`.batch.run_batch`: one image to image, inpaint
     or instruction-edit result written with its metadata, as a :class:`TransformedImage`."""
@@ -167,9 +173,9 @@ class Img2ImgService(DiffusersService):
         return self._generate(base, entry, request, image, mask, loaded, warnings, settings,
                               paths, device, dtype, progress, cancel)
 
-    def _generate(self, base: Any, entry: Any, request: Img2ImgRequest, image: Any, mask: Any,
+    def _generate(self, base: Any, entry: ModelEntry, request: Img2ImgRequest, image: Image.Image, mask: Any,
                   loaded: Any, warnings: list[str], settings: Settings, paths: Paths,
-                  device: str, dtype: Any, progress: ProgressSink,
+                  device: str, dtype: torch.dtype, progress: ProgressSink,
                   cancel: CancelToken) -> list[TransformedImage]:
 
         masked = request.inpaint or request.outpaint
@@ -224,9 +230,9 @@ class Img2ImgService(DiffusersService):
         save = result_saver(request, entry, call, paths, hash_, extra, warnings)
         return run_batch(request, render, save, progress, cancel)
 
-    def _sd_upscale(self, call: Any, request: Img2ImgRequest, image: Any,
+    def _sd_upscale(self, call: Any, request: Img2ImgRequest, image: Image.Image,
                     kwargs: dict[str, Any], settings: Settings, paths: Paths, device: str,
-                    dtype: Any, progress: ProgressSink, cancel: CancelToken) -> Any:
+                    dtype: torch.dtype, progress: ProgressSink, cancel: CancelToken) -> Any:
         """SD upscale over ``call``'s img2img pipeline: the input enlarged once (an upscaler
         model loaded first), then refined tile by tile for each image of the batch."""
         from studio.core.requests import HIRES_UPSCALERS

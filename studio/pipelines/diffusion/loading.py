@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, default_paths
 from studio.core.jobs import UserFacingError
@@ -21,6 +21,9 @@ from studio.library.families import FAMILIES
 from studio.library.families import family as family_of
 from studio.library.models import ModelEntry
 from studio.library.safe_load import refusal_in
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +89,7 @@ def folder_pipeline_class(folder: Path, family: str) -> str:
     return pipeline_class_name(family)
 
 
-def _load_diffusers(entry: ModelEntry, dtype: Any):
+def _load_diffusers(entry: ModelEntry, dtype: torch.dtype):
     import diffusers
     import torch
 
@@ -107,7 +110,7 @@ def _load_diffusers(entry: ModelEntry, dtype: Any):
     return pipe
 
 
-def _load_single_file(entry: ModelEntry, dtype: Any, paths: Paths):
+def _load_single_file(entry: ModelEntry, dtype: torch.dtype, paths: Paths):
     import diffusers
 
     from studio.library.single_file_configs import single_file_config_dir
@@ -163,7 +166,7 @@ def _import_engine(family: str) -> Any:
     return torch
 
 
-def load_txt2img_pipeline(entry: ModelEntry, device: str, dtype: Any,
+def load_txt2img_pipeline(entry: ModelEntry, device: str, dtype: torch.dtype,
                           paths: Paths | None = None) -> Any:
     """Load ``entry`` onto ``device`` in ``dtype``; failures become :class:`UserFacingError`."""
     paths = paths or default_paths()

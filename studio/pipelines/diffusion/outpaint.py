@@ -12,10 +12,13 @@ and 9-channel UNets alike), and the original is pasted back outside the mask wit
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.jobs import UserFacingError
 from studio.core.requests import MAX_SIDE, OUTPAINT_SIDES, Img2ImgRequest
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def canvas_size(size: tuple[int, int], request: Img2ImgRequest) -> tuple[int, int]:
@@ -55,7 +58,7 @@ def outpaint_mask(size: tuple[int, int], amounts: tuple[int, int, int, int],
     return Image.fromarray(np.round(weight * 255).astype(np.uint8), "L")
 
 
-def outpaint_canvas(image: Any, request: Img2ImgRequest) -> tuple[Any, Any]:
+def outpaint_canvas(image: Image.Image, request: Img2ImgRequest) -> tuple[Image.Image, Image.Image]:
     """(the padded RGB canvas, its mask) for ``image`` (PIL RGB at the request's size)."""
     import numpy as np
     from PIL import Image

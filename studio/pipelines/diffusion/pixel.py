@@ -14,9 +14,17 @@ No Qt here; torch and diffusers are imported by the functions that need them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.jobs import UserFacingError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from studio.core.config import Paths, Settings
+    from studio.core.jobs import CancelToken, ProgressSink
+    from studio.library.models import ModelEntry
 
 UNCONDITIONAL = "Unconditional"
 
@@ -39,7 +47,8 @@ def class_index(wanted: str, names: list[str], model: str) -> int | None:
                           f"(not {wanted!r}).")
 
 
-def initial_noise(unet: Any, count: int, generator: Any, device: Any) -> Any:
+def initial_noise(unet: Any, count: int, generator: torch.Generator | None,
+                  device: torch.device) -> torch.Tensor:
     """The starting noise of ``DDPMPipeline`` for ``count`` images (its shape, dtype and draw)."""
     from diffusers.utils.torch_utils import randn_tensor
 
@@ -49,8 +58,9 @@ def initial_noise(unet: Any, count: int, generator: Any, device: Any) -> Any:
     return randn_tensor(shape, generator=generator, device=device, dtype=unet.dtype)
 
 
-def denoise(unet: Any, scheduler: Any, image: Any, steps: int, generator: Any = None,
-            labels: Any = None) -> Iterator[tuple[int, Any, Any]]:
+def denoise(unet: Any, scheduler: Any, image: torch.Tensor, steps: int,
+            generator: torch.Generator | None = None, labels: torch.Tensor | None = None
+            ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """``DDPMPipeline``'s reverse chain from ``image``: yields (step index, timestep, image after
     that step). ``labels`` (a long tensor, one class per image) conditions a class-conditional
     UNet."""
@@ -67,14 +77,15 @@ def denoise(unet: Any, scheduler: Any, image: Any, steps: int, generator: Any = 
         yield i, t, image
 
 
-def to_pixels(image: Any) -> Any:
+def to_pixels(image: torch.Tensor) -> np.ndarray:
     """A sampled batch as ``DDPMPipeline`` returns it for ``output_type="np"``: (n, h, w, c) in
     [0, 1]."""
     return (image / 2 + 0.5).clamp(0, 1).cpu().permute(0, 2, 3, 1).numpy()
 
 
-def sample(pipe: Any, count: int, steps: int, generator: Any, labels: Any = None,
-           on_step: Callable[[int, Any], None] | None = None) -> Any:
+def sample(pipe: Any, count: int, steps: int, generator: torch.Generator | None,
+           labels: torch.Tensor | None = None,
+           on_step: Callable[[int, torch.Tensor], None] | None = None) -> np.ndarray:
     """``count`` images from a loaded pipeline (``pipe.unet``, ``pipe.scheduler``) as numpy
     pixels; ``on_step(step index, image)`` sees each step and must not change it."""
     device = pipe.unet.device
@@ -88,7 +99,7 @@ def sample(pipe: Any, count: int, steps: int, generator: Any, labels: Any = None
     return to_pixels(image)
 
 
-def pixels_preview(image: Any) -> Any:
+def pixels_preview(image: torch.Tensor) -> np.ndarray:
     """A step's image as an h×w×3 uint8 preview (the first of the batch; grey repeated)."""
     first = to_pixels(image[:1])[0]
     if first.shape[-1] == 1:
@@ -96,7 +107,7 @@ def pixels_preview(image: Any) -> Any:
     return (first * 255).round().astype("uint8")
 
 
-def check_request(entry: Any, request: Any) -> None:
+def check_request(entry: ModelEntry, request: Any) -> None:
     """Refuse, before the model is loaded, what a pixel model cannot do (as a GAN's hires fix
     is refused): a variation seed, LoRAs, the hires fix."""
     what = f"{entry.name} was trained in Train's image diffusion lesson"
@@ -109,8 +120,8 @@ def check_request(entry: Any, request: Any) -> None:
         raise UserFacingError(f"{what}: it has no hires fix. Turn the hires fix off to use it.")
 
 
-def generate(pipe: Any, entry: Any, request: Any, settings: Any, paths: Any,
-             progress: Any, cancel: Any) -> list[Any]:
+def generate(pipe: Any, entry: ModelEntry, request: Any, settings: Settings, paths: Paths,
+             progress: ProgressSink, cancel: CancelToken) -> list[Any]:
     """Generate's batch for a pixel model: the prompt names a class (or is empty for an
     unconditional model); the size is the model's. Seeds, the scheduler choice, step progress,
     previews, PNG metadata and partial results as for any model, through the one batch loop

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.jobs import UserFacingError
 from studio.pipelines.component_sizes import (  # the size model shared with LoRA training
@@ -37,6 +37,11 @@ from studio.pipelines.component_sizes import (  # the size model shared with LoR
     tensor_bytes,
     working_bytes,
 )
+
+if TYPE_CHECKING:
+    import torch
+
+    from studio.library.models import ModelEntry
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +92,7 @@ def _label(key: str, family_parts: dict[str, str]) -> str:
     return f"the {key.replace('_', ' ')}"
 
 
-def components_of(entry: Any, run_bytes: int) -> list[Component]:
+def components_of(entry: ModelEntry, run_bytes: int) -> list[Component]:
     """The components of a library entry (``ModelEntry``) with their estimated bytes."""
     found: list[Component] = []
     if entry.format == "split":
@@ -183,7 +188,7 @@ def free_memory(device: str) -> tuple[int, int]:
     return int(free), ram
 
 
-def plan_for(entry: Any, dtype: Any, device: str) -> Plan | None:
+def plan_for(entry: ModelEntry, dtype: torch.dtype, device: str) -> Plan | None:
     """The plan for loading ``entry`` in ``dtype`` on ``device`` with the memory free now; None
     when its files cannot be estimated (the loader then says what is wrong with them)."""
     try:

@@ -14,13 +14,16 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from studio.core.config import Paths
 from studio.library.families import FAMILIES
 from studio.library.families import family as family_of
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ def latent_rgb_factors(family: str) -> tuple[list[list[float]], list[float]]:
     return ([list(row) for row in found.latent_rgb_factors], list(found.latent_rgb_bias))
 
 
-def latents_to_rgb(latents: Any, family: str) -> np.ndarray:
+def latents_to_rgb(latents: torch.Tensor, family: str) -> np.ndarray:
     """The first latent of a batch (4×h×w torch tensor) as an h×w×3 uint8 RGB image."""
     import torch
 
@@ -84,7 +87,7 @@ def find_taesd(family: str, paths: Paths) -> Path | None:
 class TaesdPreviewer:
     """Decodes latents to a full-size RGB preview with a Tiny AutoEncoder (AutoencoderTiny)."""
 
-    def __init__(self, folder: Path, device: str, dtype: Any) -> None:
+    def __init__(self, folder: Path, device: str, dtype: torch.dtype) -> None:
         from diffusers import AutoencoderTiny
 
         self.folder = Path(folder)
@@ -95,7 +98,7 @@ class TaesdPreviewer:
         self.model.eval()
         self.model.requires_grad_(False)
 
-    def __call__(self, latents: Any) -> np.ndarray:
+    def __call__(self, latents: torch.Tensor) -> np.ndarray:
         """h×w×3 uint8 image of the first latent of the batch (full size)."""
         import torch
 
@@ -123,7 +126,7 @@ class Previewer:
         self.timelines: dict[int, Any] | None = None  # see keep_timelines
         self.timeline_limit = 0
 
-    def __call__(self, step: int, total: int, latents: Any) -> np.ndarray | None:
+    def __call__(self, step: int, total: int, latents: torch.Tensor) -> np.ndarray | None:
         """A preview for step ``step`` (1-based) or None when none is due."""
         if self.mode == "off" or latents is None:
             return None
@@ -140,7 +143,7 @@ class Previewer:
         self.timelines = {} if limit > 0 else None
         self.timeline_limit = int(limit)
 
-    def keep(self, index: int, step: int, total: int, latents: Any, preview: Any,
+    def keep(self, index: int, step: int, total: int, latents: torch.Tensor, preview: Any,
              scheduler: Any = None, timestep: Any = None) -> None:
         """Offer step ``step`` of image ``index`` to its timeline: the live preview when there
         is one, else the fast latent→RGB picture (with previews off too; with TAESD on, only
@@ -214,7 +217,7 @@ def noise_level(scheduler: Any, timestep: float | None = None) -> float | None:
 
 
 def make_previewer(mode: str, family: str, every: int, paths: Paths, device: str,
-                   dtype: Any) -> Previewer:
+                   dtype: torch.dtype) -> Previewer:
     """A :class:`Previewer`; ``taesd`` falls back to ``fast`` when TAESD is not installed."""
     taesd = None
     if mode == "taesd":

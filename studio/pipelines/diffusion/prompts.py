@@ -20,7 +20,7 @@ A1111 does (:mod:`.prompt_syntax` reads the text):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.library.families import family as family_of
 from studio.pipelines.diffusion.prompt_syntax import (
@@ -30,6 +30,10 @@ from studio.pipelines.diffusion.prompt_syntax import (
     prompt_schedule,
     schedule_index,
 )
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 CHUNK = 75  # tokens per chunk; + BOS + EOS = CLIP's 77
 WORD_WRAP = 20  # A1111's "Prompt word wrap length limit" (comma_padding_backtrack) default
@@ -89,12 +93,12 @@ class PromptInputs:
     schedule: StepConditioning | None = None
 
 
-def count_tokens(tokenizer: Any, text: str) -> int:
+def count_tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
     """Tokens in ``text`` without BOS/EOS."""
     return len(_ids(tokenizer, text))
 
 
-def _ids(tokenizer: Any, text: str) -> list[int]:
+def _ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return list(tokenizer(text or "", add_special_tokens=False, truncation=False,
                           verbose=False).input_ids)
 
@@ -102,7 +106,7 @@ def _ids(tokenizer: Any, text: str) -> list[int]:
 Chunk = tuple[list[int], list[float]]  # token ids (≤ 75) and their weights
 
 
-def weighted_chunks(pipe: Any, tokenizer: Any, text: str) -> list[Chunk]:
+def weighted_chunks(pipe: Any, tokenizer: PreTrainedTokenizerBase, text: str) -> list[Chunk]:
     """``text`` as A1111 tokenizes a prompt line: 75-token chunks of (ids, weights), a new chunk
     at each ``BREAK``; textual-inversion names expand to their vectors' tokens, kept in one
     chunk (an embedding that does not fit starts the next). A full chunk
@@ -162,8 +166,8 @@ def _vectors_at(tokens: list[int], i: int, added: dict[int, str]) -> int:
     return n
 
 
-def _encode_chunk(tok: Any, enc: Any, chunk: Chunk, penultimate: bool,
-                  device: Any) -> tuple[Any, Any]:
+def _encode_chunk(tok: PreTrainedTokenizerBase, enc: Any, chunk: Chunk, penultimate: bool,
+                  device: torch.device | str) -> tuple[Any, Any]:
     """(hidden states 1 × 77 × dim, pooled or None) of one chunk, with A1111's emphasis."""
     import torch
 
@@ -189,7 +193,7 @@ def _encode_chunk(tok: Any, enc: Any, chunk: Chunk, penultimate: bool,
     return z, pooled
 
 
-def emphasize(z: Any, multipliers: list[float]) -> Any:
+def emphasize(z: torch.Tensor, multipliers: list[float]) -> Any:
     """A1111's "Original" emphasis: scale each token's hidden state by its multiplier, then
     restore the original mean of the whole chunk."""
     import torch
@@ -208,7 +212,7 @@ def _encoders(pipe: Any, family: str) -> list[tuple[Any, Any]]:
 
 
 def encode_weighted(pipe: Any, family: str, per_encoder: list[list[Chunk]], n: int,
-                    device: Any) -> Conditioning:
+                    device: torch.device | str) -> Conditioning:
     """Encode one prompt's chunks (one list per text encoder), padded to ``n`` chunks."""
     import torch
 
@@ -229,13 +233,13 @@ def encode_weighted(pipe: Any, family: str, per_encoder: list[list[Chunk]], n: i
     return Conditioning(embeds, pooled)
 
 
-def encode_chunks(pipe: Any, ids_chunks: list[list[int]], device: Any) -> Any:
+def encode_chunks(pipe: Any, ids_chunks: list[list[int]], device: torch.device | str) -> Any:
     """Encode each chunk as diffusers encodes a prompt, and concatenate (1 × 77·n × dim)."""
     chunks = [(ids, [1.0] * len(ids)) for ids in ids_chunks]
     return encode_weighted(pipe, "sd1", [chunks], len(chunks), device).embeds
 
 
-def _plain(tokenizer: Any, texts: list[str]) -> bool:
+def _plain(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> bool:
     return all(is_plain(t) and count_tokens(tokenizer, t) <= CHUNK for t in texts)
 
 
@@ -258,7 +262,7 @@ def _plain_text_inputs(family: Any, prompt: str, negative_prompt: str) -> Prompt
 
 
 def prepare_prompt_inputs(pipe: Any, family: str, prompt: str, negative_prompt: str,
-                          device: Any, steps: int = 1) -> PromptInputs:
+                          device: torch.device | str, steps: int = 1) -> PromptInputs:
     """What to pass to the pipeline for these prompts over ``steps`` steps (text, or
     A1111-style embeddings, with a per-step schedule when the prompt changes)."""
     found = family_of(family)

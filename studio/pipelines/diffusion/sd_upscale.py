@@ -17,12 +17,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.core.requests import MAX_SIDE, Img2ImgRequest
 from studio.media.infotext import format_number
 from studio.pipelines.diffusion.batch import render_image, size_kwargs
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
 
 
 def sd_upscale_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
@@ -91,7 +95,7 @@ class SdUpscale:
     previewer: Any
     progress: ProgressSink
     cancel: CancelToken
-    dtype: Any
+    dtype: torch.dtype
     conditioning: Any = None
 
     def render(self, index: int, seed: int) -> Any:
@@ -134,8 +138,8 @@ class SdUpscale:
         return Image.fromarray(pixels.astype(np.uint8), "RGB")
 
 
-def enlarge(image: Any, request: Img2ImgRequest,
-            model_upscale: Callable[[Any], Any] | None) -> Any:
+def enlarge(image: Image.Image, request: Img2ImgRequest,
+            model_upscale: Callable[[Image.Image], Image.Image] | None) -> Image.Image:
     """``image`` at the SD upscale's size: the upscaler model's output (if any) resized with
     Lanczos to :func:`sd_upscale_size`."""
     from PIL import Image

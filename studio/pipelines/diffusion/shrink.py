@@ -34,10 +34,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
-from studio.core.jobs import CancelToken, JobCancelled, UserFacingError
+from studio.core.jobs import CancelToken, JobCancelled, UserFacingError, checked
 from studio.core.shrink_requests import IMAGE_SHRINK_METHODS, ImageShrinkRequest
 from studio.library.detect import read_safetensors_header
 from studio.library.families import family as family_of
@@ -53,6 +53,9 @@ from studio.pipelines.chat.shrink import (
     publish,
     work_folder,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -197,10 +200,7 @@ def plan_image_shrink(request: ImageShrinkRequest, settings: Settings, paths: Pa
     """Check everything that can be checked before loading the weights: the model and its
     family, the method, whether it is already small, the name and the free disk space. Raises
     UserFacingError."""
-    try:
-        request.validate()
-    except ValueError as exc:
-        raise UserFacingError(str(exc)) from exc
+    checked(request)
     entry = resolve_model(request.model, settings, paths)
     family = family_of(entry.family)
     if entry.format == "gan" or family is None:
@@ -242,7 +242,7 @@ def plan_image_shrink(request: ImageShrinkRequest, settings: Settings, paths: Pa
 
 
 # -- storing ----------------------------------------------------------------------------------
-def apply_storage(pipe: Any, folder: Path, dtype: Any) -> None:
+def apply_storage(pipe: Any, folder: Path, dtype: torch.dtype) -> None:
     """Switch a loaded shrunk copy's storage back on: fp8 copies keep their denoiser's weights in
     float8 between layers (``from_pretrained`` upcast them to ``dtype`` on the way in, exactly;
     casting them back is exact too). int8 copies need nothing: diffusers rebuilt them."""
@@ -322,7 +322,7 @@ def _copy_components(src: Path, dest: Path, denoiser: str) -> None:
             shutil.copy2(item, dest / item.name)
 
 
-def write_copy(plan: ImageShrinkPlan, work: Path, original: Any, dtype: Any) -> None:
+def write_copy(plan: ImageShrinkPlan, work: Path, original: Any, dtype: torch.dtype) -> None:
     """The shrunk diffusers folder in ``work``: the original's components, the denoiser stored
     with the plan's method. ``original`` is the loaded pipeline (a single file is saved from it
     in the checkpoint's own dtype first)."""

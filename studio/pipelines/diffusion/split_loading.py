@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths
 from studio.core.jobs import UserFacingError
@@ -23,6 +23,9 @@ from studio.library.detect import read_safetensors_header
 from studio.library.families import label as family_label
 from studio.library.models import ModelEntry
 from studio.library.split_files import FAMILY_PARTS, check_part, comfy_models_root, model_header
+
+if TYPE_CHECKING:
+    import torch
 
 #: role → (text encoder sub-folder, tokenizer sub-folder) per family
 COMPONENTS = {
@@ -131,7 +134,7 @@ def is_fp8(header: dict[str, Any]) -> bool:
     return fp8 > other
 
 
-def keep_fp8(module: Any, path: Path, dtype: Any) -> Any:
+def keep_fp8(module: Any, path: Path, dtype: torch.dtype) -> Any:
     """Layer-wise casting for a module read from an fp8 file (its weights round-trip exactly:
     every e4m3 value is a bf16/fp16/fp32 value)."""
     import torch
@@ -145,7 +148,7 @@ def keep_fp8(module: Any, path: Path, dtype: Any) -> Any:
     return module
 
 
-def _load_transformer(entry: ModelEntry, config: Path, dtype: Any) -> Any:
+def _load_transformer(entry: ModelEntry, config: Path, dtype: torch.dtype) -> Any:
     import diffusers
     from safetensors.torch import load_file
 
@@ -169,7 +172,7 @@ def _load_transformer(entry: ModelEntry, config: Path, dtype: Any) -> Any:
     return model if gguf else keep_fp8(model, entry.path, dtype)
 
 
-def _load_text_encoder(cls_name: str, folder: Path, path: Path, dtype: Any) -> Any:
+def _load_text_encoder(cls_name: str, folder: Path, path: Path, dtype: torch.dtype) -> Any:
     import transformers
     from safetensors.torch import load_file
 
@@ -213,7 +216,7 @@ def _load_tokenizer(role: str, config: Path, sub: str) -> Any:
     return transformers.CLIPTokenizer.from_pretrained(str(config / sub), local_files_only=True)
 
 
-def load_split_pipeline(entry: ModelEntry, dtype: Any, paths: Paths) -> Any:
+def load_split_pipeline(entry: ModelEntry, dtype: torch.dtype, paths: Paths) -> Any:
     """The pipeline of a split-files entry; a sentence names a missing or mismatched part."""
     import diffusers
 

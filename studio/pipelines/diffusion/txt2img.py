@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
@@ -30,6 +30,10 @@ from studio.pipelines.diffusion.batch import (
 )
 from studio.pipelines.diffusion.hires import HiresFix, hires_infotext
 from studio.pipelines.diffusion.variation import variation_infotext
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +93,7 @@ class Txt2ImgService(DiffusersService):
 
     # -- internals ---------------------------------------------------------------------------
     def _generate(self, pipe: Any, entry: ModelEntry, request: Txt2ImgRequest,
-                  settings: Settings, paths: Paths, device: str, dtype: Any,
+                  settings: Settings, paths: Paths, device: str, dtype: torch.dtype,
                   progress: ProgressSink, cancel: CancelToken) -> list[GeneratedImage]:
         from studio.media import outputs
 
@@ -127,7 +131,7 @@ class Txt2ImgService(DiffusersService):
             render = hires.render
             extra = {**hires_infotext(request), **extra}
 
-        def save(index: int, seed: int, image: Any) -> GeneratedImage:
+        def save(index: int, seed: int, image: Image.Image) -> GeneratedImage:
             timeline = call.previewer.take_timeline(index)
             if timeline is not None:
                 timeline.finish(image)
@@ -143,7 +147,7 @@ class Txt2ImgService(DiffusersService):
         return run_batch(request, render, save, progress, cancel)
 
     def _controlnets(self, pipe: Any, entry: ModelEntry, request: Txt2ImgRequest,
-                     settings: Settings, paths: Paths, device: str, dtype: Any) -> Any:
+                     settings: Settings, paths: Paths, device: str, dtype: torch.dtype) -> Any:
         """The request's ControlNets loaded, their control images made, and how to derive the
         ControlNet pipeline from ``pipe`` (:mod:`.controlnet`)."""
         from studio.pipelines.diffusion import controlnet as cn
@@ -161,7 +165,7 @@ class Txt2ImgService(DiffusersService):
                           cn.call_kwargs(checked, images), cn.infotext(checked, entries), images)
 
     def _hires(self, pipe: Any, call: Any, request: Txt2ImgRequest, settings: Settings,
-               paths: Paths, device: str, dtype: Any, progress: ProgressSink,
+               paths: Paths, device: str, dtype: torch.dtype, progress: ProgressSink,
                cancel: CancelToken) -> HiresFix:
         """The hires fix over ``pipe`` and its img2img twin (an upscaler model loaded first)."""
         from studio.pipelines.diffusion.hires import LATENT_MODES

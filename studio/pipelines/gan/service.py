@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.core.requests import GanWalkRequest, GeneratedImage, Txt2ImgRequest, image_seeds
 from studio.core.wording import count_of
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 PROMPT_UNUSED = "A GAN draws from its seed alone: the prompt was not used."
 
@@ -68,7 +71,7 @@ def run_gan(request: Txt2ImgRequest, settings: Settings, paths: Paths, progress:
         progress(index + 1, request.count, None)
         return gan.to_image(pixels, scale)
 
-    def save(index: int, seed: int, image: Any) -> GeneratedImage:
+    def save(index: int, seed: int, image: Image.Image) -> GeneratedImage:
         _, variation = image_seeds(request, index)
         extra = ({"Variation seed": variation, "Variation seed strength": strength}
                  if variation is not None else {})

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,6 +47,10 @@ from studio.pipelines.train.image_data import (
     unavailable_sources,
 )
 from studio.pipelines.train.registry import lesson_text
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from accelerate.optimizer import AcceleratedOptimizer
 
 TEST_EVERY = 25  # steps between test-set evaluations (test_loss, test_acc)
 #: while it plays, the confusion matrix and the mistakes are at most this many steps old (the
@@ -165,7 +169,7 @@ def schedule_specs(cosine_steps: int, scales: str = "") -> tuple[ParamSpec, ...]
     )
 
 
-def accelerator() -> Any:
+def accelerator() -> Accelerator:
     """The process's Accelerator: a GPU where there is one (bf16 when it supports it), else the
     CPU in full precision. Under ``accelerate launch`` it joins the process group (gloo on
     CPUs)."""
@@ -176,7 +180,7 @@ def accelerator() -> Any:
     return new_accelerator(cpu=not cuda, mixed_precision=precision)
 
 
-def plain_loop(acc: Any) -> bool:
+def plain_loop(acc: Accelerator) -> bool:
     """Whether a loop may call torch's own backward(), step() and zero_grad() instead of the
     Accelerator's: where they would add nothing (no gradient scaler: full precision or bf16; no
     DeepSpeed or Megatron). Accelerator.backward() and its optimizer's step() look for an
@@ -218,7 +222,7 @@ class ImageLesson(ImageDataLesson):
     """What every accelerate image lesson shares: the image data sets, and an ``accelerator``
     that knows the main process."""
 
-    accelerator: Any
+    accelerator: Accelerator
 
     @property
     def is_main_process(self) -> bool:
@@ -319,7 +323,7 @@ class CNNTrainer(ImageLesson):
         """The model itself (unwrapped from DistributedDataParallel under a launch)."""
         return self.accelerator.unwrap_model(self.model)
 
-    def _new_optimizer(self) -> Any:
+    def _new_optimizer(self) -> AcceleratedOptimizer:
         opt = tl.make_optimizer(self.config["optimizer"], self.model.parameters(),
                                 self.config["lr"])
         return self.accelerator.prepare_optimizer(opt)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -56,6 +56,9 @@ from studio.pipelines.train.cnn import (
 from studio.pipelines.train.dcgan import AdversarialLesson
 from studio.pipelines.train.image_data import load_class_images
 from studio.pipelines.train.registry import lesson_text
+
+if TYPE_CHECKING:
+    from accelerate.optimizer import AcceleratedOptimizer
 
 #: shipped pairs of domains, then your two folders
 DOMAINS: tuple[str, ...] = ("colours", "digits", "textures", "folders")
@@ -365,7 +368,7 @@ class CycleGANTrainer(AdversarialLesson):
     def D_B(self) -> nn.Module:
         return self.accelerator.unwrap_model(self._d).D_B
 
-    def _new_opt(self, params: list[nn.Parameter]) -> Any:
+    def _new_opt(self, params: list[nn.Parameter]) -> AcceleratedOptimizer:
         opt = tl.make_optimizer("adam", params, float(self.config["lr"]), (0.5, 0.999))
         return self.accelerator.prepare_optimizer(opt)
 
@@ -382,7 +385,7 @@ class CycleGANTrainer(AdversarialLesson):
         else:
             self.accelerator.backward(loss)
 
-    def _step_opt(self, opt: Any) -> None:
+    def _step_opt(self, opt: AcceleratedOptimizer) -> None:
         (opt.optimizer if self._plain else opt).step()
 
     @staticmethod

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -46,6 +46,9 @@ from studio.pipelines.train.image_data import (
     load_class_images,
 )
 from studio.pipelines.train.registry import lesson_text
+
+if TYPE_CHECKING:
+    from accelerate.optimizer import AcceleratedOptimizer
 
 GAN_SIZES = ("16", "32")  # a DCGAN doubles 4×4 up to the image: powers of two
 SAMPLES = 64  # fixed-noise samples in the grid (8 × 8)
@@ -253,7 +256,7 @@ class DCGANTrainer(PlayerRates, AdversarialLesson):
     def discriminator(self) -> Discriminator:
         return self.accelerator.unwrap_model(self.D)
 
-    def _new_opt(self, model: nn.Module, lr: float) -> Any:
+    def _new_opt(self, model: nn.Module, lr: float) -> AcceleratedOptimizer:
         opt = tl.make_optimizer("adam", model.parameters(), lr, (0.5, 0.999))
         return self.accelerator.prepare_optimizer(opt)
 

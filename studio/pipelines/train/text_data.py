@@ -16,13 +16,16 @@ import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from studio import ASSETS_DIR
 from studio.core.wording import count_of
 from studio.pipelines.train.base import InvalidParameter
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 SHAKESPEARE = ASSETS_DIR / "texts" / "shakespeare.txt.gz"
 SOURCES = ("shakespeare", "file")
@@ -95,7 +98,7 @@ def load_text(source: str, path: str = "") -> Corpus:
         return Corpus("Shakespeare", f.read().decode("utf-8"))
 
 
-def new_bpe(vocab_size: int, text: str, special_tokens: tuple[str, ...] = ()) -> Any:
+def new_bpe(vocab_size: int, text: str, special_tokens: tuple[str, ...] = ()) -> Tokenizer:
     """A byte-level BPE tokenizer (``tokenizers``) trained on ``text`` up to ``vocab_size``
     tokens (fewer when the text has no more pairs to merge); ``special_tokens`` come first."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -111,11 +114,11 @@ def new_bpe(vocab_size: int, text: str, special_tokens: tuple[str, ...] = ()) ->
 
 
 @functools.lru_cache(maxsize=8)
-def _bpe(vocab_size: int, corpus: Corpus) -> Any:
+def _bpe(vocab_size: int, corpus: Corpus) -> Tokenizer:
     return new_bpe(vocab_size, corpus.text)
 
 
-def bpe_prefix(tokenizer: Any, vocab_size: int) -> Any:
+def bpe_prefix(tokenizer: Tokenizer, vocab_size: int) -> Tokenizer:
     """``tokenizer`` cut back to its first ``vocab_size`` tokens: the bytes and the merges it
     learned first. BPE training is greedy (each merge is the most frequent pair given the ones
     before), so this is the tokenizer training to ``vocab_size`` gives, without the training."""
@@ -129,13 +132,13 @@ def bpe_prefix(tokenizer: Any, vocab_size: int) -> Any:
     return cut
 
 
-def largest_bpe(corpus: Corpus, vocab_size: int) -> Any:
+def largest_bpe(corpus: Corpus, vocab_size: int) -> Tokenizer:
     """The tokenizer of ``corpus`` trained up to ``vocab_size`` tokens or as many as it has
     (cached)."""
     return _bpe(int(vocab_size), corpus)
 
 
-def bpe_for(corpus: Corpus, vocab_size: int) -> Any:
+def bpe_for(corpus: Corpus, vocab_size: int) -> Tokenizer:
     """The trained tokenizer of ``corpus`` at ``vocab_size``; a size the text cannot reach is
     refused with the largest it can."""
     tokenizer = _bpe(int(vocab_size), corpus)
@@ -147,7 +150,7 @@ def bpe_for(corpus: Corpus, vocab_size: int) -> Any:
     return tokenizer
 
 
-def merges(tokenizer: Any) -> list[tuple[str, str]]:
+def merges(tokenizer: Tokenizer) -> list[tuple[str, str]]:
     """The tokenizer's merges in the order it learned them, as the pairs it joined."""
     model = json.loads(tokenizer.to_str())["model"]
     return [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m)  # type: ignore[misc]

@@ -176,9 +176,10 @@ class TokenizerLesson(TextLesson):
 
     def _tokens_per_word(self, tokenizer: Any | None = None) -> float:
         text = self._sample_text()
-        tokenizer = tokenizer or self.tokenizer
-        n = len(tokenizer.encode(text).ids) if hasattr(tokenizer, "get_vocab_size") \
-            else len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        # the lesson's own (tokenizers) or a compared chat model's (transformers)
+        tok: Any = tokenizer or self.tokenizer
+        n = len(tok.encode(text).ids) if hasattr(tok, "get_vocab_size") \
+            else len(tok(text, add_special_tokens=False)["input_ids"])
         return n / max(1, len(text.split()))
 
     def step(self, part: str | None = None) -> dict[str, float]:

@@ -12,13 +12,16 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from studio.pipelines.train.base import ParamSpec, check_loss
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "rmsprop")
 OPTIMIZER_NAMES: dict[str, str] = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSProp"}
@@ -118,7 +121,7 @@ def load_generator_states(generators: dict[str, torch.Generator],
         g.set_state(states[name].clone())
 
 
-def to_numpy(t: torch.Tensor) -> Any:
+def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().astype("float32", copy=True)
 
 
@@ -140,7 +143,7 @@ def layer_histograms(layers: Sequence[tuple[str, nn.Conv2d | nn.ConvTranspose2d 
     return out
 
 
-def new_accelerator(**kwargs: Any) -> Any:
+def new_accelerator(**kwargs: Any) -> Accelerator:
     """``accelerate.Accelerator(**kwargs)`` for a run of this process. accelerate keeps one
     mixed-precision setting per process and refuses another; a lesson or LoRA run after one with
     other settings (the window runs several, as do the CLI, the self-test and the tests) starts

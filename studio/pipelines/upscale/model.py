@@ -25,10 +25,15 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.jobs import CancelToken, UserFacingError
 from studio.pipelines.cyclegan.model import blend_tiles, pad_to_multiple, tile_grid
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+    from torch import nn
 
 DEFAULT_TILE = 512  # input pixels per tile side
 DEFAULT_OVERLAP = 32  # input pixels shared (and blended) by neighbouring tiles
@@ -110,7 +115,7 @@ def spec_from_state_dict(state: dict[str, Any]) -> UpscalerSpec:
                           "(RRDBNet) and Real-ESRGAN Compact models (.pth or .safetensors).")
 
 
-def build_network(spec: UpscalerSpec) -> Any:
+def build_network(spec: UpscalerSpec) -> nn.Module:
     """The torch module for ``spec`` (random weights until a state dict is loaded)."""
     import torch
     import torch.nn.functional as F
@@ -129,7 +134,7 @@ def build_network(spec: UpscalerSpec) -> Any:
                                         spec.out_channels * spec.scale ** 2, 3, 1, 1))
                 self.body = nn.ModuleList(layers)
 
-            def forward(self, x: Any) -> Any:
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
                 out = x
                 for layer in self.body:
                     out = layer(out)
@@ -145,7 +150,7 @@ def build_network(spec: UpscalerSpec) -> Any:
                 setattr(self, f"conv{i + 1}", nn.Conv2d(nf + i * gc, gc, 3, 1, 1))
             self.conv5 = nn.Conv2d(nf + 4 * gc, nf, 3, 1, 1)
 
-        def forward(self, x: Any) -> Any:
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             feats = [x]
             for i in range(4):
                 conv = getattr(self, f"conv{i + 1}")
@@ -157,7 +162,7 @@ def build_network(spec: UpscalerSpec) -> Any:
             super().__init__()
             self.rdb1, self.rdb2, self.rdb3 = (DenseBlock(nf, gc) for _ in range(3))
 
-        def forward(self, x: Any) -> Any:
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.rdb3(self.rdb2(self.rdb1(x))) * 0.2 + x
 
     class RRDBNet(nn.Module):
@@ -173,7 +178,7 @@ def build_network(spec: UpscalerSpec) -> Any:
             self.conv_hr = nn.Conv2d(nf, nf, 3, 1, 1)
             self.conv_last = nn.Conv2d(nf, spec.out_channels, 3, 1, 1)
 
-        def forward(self, x: Any) -> Any:
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             if self.unshuffle > 1:
                 x = F.pixel_unshuffle(x, self.unshuffle)
             feat = self.conv_first(x)
@@ -206,9 +211,9 @@ class Upscaler:
     def scale(self) -> int:
         return self.spec.scale
 
-    def upscale(self, image: Any, *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+    def upscale(self, image: Image.Image, *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
                 progress: Callable[[int, int], None] | None = None,
-                cancel: CancelToken | None = None) -> Any:
+                cancel: CancelToken | None = None) -> Image.Image:
         """``image`` (PIL, RGB) ``scale`` times larger; alpha is the caller's business."""
         import numpy as np
         import torch
@@ -222,10 +227,10 @@ class Upscaler:
         return Image.fromarray(out.astype(np.uint8))
 
 
-def upscale_tensor(net: Any, x: Any, scale: int, *, tile: int = DEFAULT_TILE,
+def upscale_tensor(net: nn.Module, x: torch.Tensor, scale: int, *, tile: int = DEFAULT_TILE,
                    overlap: int = DEFAULT_OVERLAP,
                    progress: Callable[[int, int], None] | None = None,
-                   cancel: CancelToken | None = None) -> Any:
+                   cancel: CancelToken | None = None) -> torch.Tensor:
     """``net(x)`` for a (1, C, H, W) tensor; in tiles of ``tile`` input pixels (0: never) whose
     ``overlap`` is blended with linear ramps when the image is larger than one tile.
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink
@@ -24,8 +24,14 @@ from studio.pipelines.cyclegan.service import each_input, save_result
 from studio.pipelines.diffusion.batch import job_device, out_of_memory_as, validate_request
 from studio.pipelines.model_cache import ModelCache
 
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
 
-def load_upscaler(entry: UpscalerFile, device: str, dtype: Any = None) -> Any:
+    from studio.media.images_in import InputImage
+
+
+def load_upscaler(entry: UpscalerFile, device: str, dtype: torch.dtype | None = None) -> Any:
     """The model cache's loader: the weights read safely (no code runs), the network built."""
     from studio.library.safe_load import load_state_dict
     from studio.pipelines.upscale.model import Upscaler
@@ -66,7 +72,7 @@ class UpscaleService:
         fix's upscale step); the model is loaded now, before any image is made."""
         model = self.upscaler(spec, settings, paths, device, progress)
 
-        def upscale(image: Any) -> Any:
+        def upscale(image: Image.Image) -> Image.Image:
             with out_of_memory_as(f"Out of memory upscaling {image.width}×{image.height} with "
                                   f"{model.name} — lower the hires upscale or the size."):
                 return model.upscale(image, cancel=cancel)
@@ -86,7 +92,7 @@ class UpscaleService:
         model = self.upscaler(request.model, settings, paths, device, progress)
         scale = float(request.scale or model.scale)
 
-        def upscale(index: int, source: Path, loaded: Any) -> TransformedImage:
+        def upscale(index: int, source: Path, loaded: InputImage) -> TransformedImage:
             tiles = [1]
 
             def on_tile(done: int, total: int) -> None:

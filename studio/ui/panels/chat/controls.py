@@ -10,7 +10,7 @@ server. "Servers…" and "Refresh models" under the list ask the panel to manage
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
@@ -34,6 +34,9 @@ from studio.pipelines.chat.endpoints import model_specs
 from studio.pipelines.chat.remote import is_remote_spec, parse_model_spec
 from studio.ui.theme import colors
 from studio.workers.lanes import Calls
+
+if TYPE_CHECKING:
+    from studio.core.config import Paths
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +183,7 @@ class ChatControls(QWidget):
         return w
 
     # -- models ------------------------------------------------------------------------------
-    def scan_models(self, settings: Settings, paths: Any) -> None:
+    def scan_models(self, settings: Settings, paths: Paths) -> None:
         """Find chat models on the I/O pool (it reads folders and the HF cache)."""
         self.settings = settings
         self.scanning = True

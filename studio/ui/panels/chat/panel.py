@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
@@ -56,6 +56,9 @@ from studio.ui.panels.chat.sidebar import ConversationList
 from studio.ui.panels.chat.sources import PassageDialog, passages_of
 from studio.ui.panels.chat.token_actions import TokenActions
 from studio.workers.job_bridge import QtJobHandle
+
+if TYPE_CHECKING:
+    from studio.core.config import Settings
 
 
 class ChatPanel(QWidget, GroundedReplies, TokenActions, ImageQuestions):
@@ -380,7 +383,7 @@ class ChatPanel(QWidget, GroundedReplies, TokenActions, ImageQuestions):
         elif self.editing is not None:
             self.cancel_edit()
 
-    def rescan_models(self, settings: Any = None) -> None:
+    def rescan_models(self, settings: Settings | None = None) -> None:
         """Look for chat models again (the list on the right, the empty state's advice)."""
         self.controls.scan_models(settings or self.ctx.settings, self.ctx.paths)
         self._update_empty()

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QImage, QKeySequence, QShortcut
@@ -51,6 +51,9 @@ from studio.workers.job_bridge import QtJobHandle
 from studio.workers.lanes import Calls
 from studio.workers.thumbnails import pil_to_qimage
 
+if TYPE_CHECKING:
+    from studio.core.config import Paths, Settings
+
 log = logging.getLogger(__name__)
 
 FRAME_INTERVAL_S = 1 / 30  # previews arriving faster than this are dropped (the latest wins)
@@ -59,7 +62,7 @@ LORA_RESCAN_S = 10.0  # coming back to the workspace looks for LoRAs again after
 LoraScanner = Callable[[Any, Any], list]
 
 
-def default_lora_scanner(settings: Any, paths: Any) -> list:
+def default_lora_scanner(settings: Settings, paths: Paths) -> list:
     """The library's LoRAs (a disk scan: run it off the GUI thread)."""
     from studio.library.catalog import list_models
 
@@ -493,12 +496,12 @@ class GeneratePanel(QWidget):
         # Enabled while there is something left to cancel (a stopping job is not).
         self.cancel_button.setEnabled(any(not j.cancelling for j in self._open.values()))
 
-    def _places(self, settings: Any) -> tuple:
+    def _places(self, settings: Settings) -> tuple:
         """Where models are looked for; a change means the list must be scanned again."""
         return (str(self.ctx.paths.models_dir), tuple(settings.extra_model_dirs),
                 tuple(settings.added_models))
 
-    def _on_settings_changed(self, settings: Any) -> None:
+    def _on_settings_changed(self, settings: Settings) -> None:
         places = self._places(settings)
         if places != self._model_places:
             self._model_places = places
