@@ -19,6 +19,7 @@ from typing import Any
 from studio.core.jobs import UserFacingError
 from studio.library.detect import detect_from_header, read_safetensors_header
 from studio.library.families import by_lora_context_dim
+from studio.library.lora_families import is_xlabs, original_layout, transformer_lora_base
 
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin")
 _DTYPES = {"F16": "fp16", "BF16": "bf16", "F32": "fp32", "F64": "fp64", "F8_E4M3": "fp8",
@@ -83,7 +84,12 @@ def files_precision(files: list[Path]) -> str:
 
 
 def lora_base(header: dict[str, Any]) -> tuple[str, str]:
-    """(family, reason) of the base model a LoRA was made for, from its key names and shapes."""
+    """(family, reason) of the base model a LoRA was made for, from its key names and shapes:
+    the transformer families by their blocks (:mod:`.lora_families`), SD 1.x/2.x/SDXL by the
+    cross-attention width."""
+    transformer = transformer_lora_base(header)
+    if transformer is not None:
+        return transformer
     keys = [k for k in header if k != "__metadata__"]
     for key in keys:
         if _TO_K.search(key):
@@ -102,8 +108,10 @@ def lora_base(header: dict[str, Any]) -> tuple[str, str]:
 
 
 def is_lora_header(header: dict[str, Any]) -> str:
-    """'kohya', 'diffusers', 'diffusers (2023)', or a LyCORIS kind ('LoHa', 'LoKr', 'LyCORIS'
-    for both, 'LyCORIS full') when the header is a LoRA's, else ''."""
+    """'kohya', 'diffusers' (ai-toolkit's and SimpleTuner's too), 'diffusers (2023)', 'BFL' /
+    'ComfyUI' (the original model's names under ``diffusion_model.``), 'XLabs', or a LyCORIS
+    kind ('LoHa', 'LoKr', 'LyCORIS' for both, 'LyCORIS full') when the header is a LoRA's,
+    else ''."""
     keys = [k for k in header if k != "__metadata__"]
     lycoris = [kind for kind, marks in _LYCORIS_KINDS
                if any(m in k for k in keys for m in marks)]
@@ -115,10 +123,12 @@ def is_lora_header(header: dict[str, Any]) -> str:
         return "LyCORIS"  # LoCon with Tucker cores: diffusers does not read lora_mid
     if any(_OLD_DIFFUSERS_KEY.search(k) for k in keys):
         return OLD_DIFFUSERS
+    if is_xlabs(keys):
+        return "XLabs"
     if any(k.startswith(("lora_unet_", "lora_te")) for k in keys):
         return "kohya"
     if any(m in k for k in keys for m in _LORA_MARKERS):
-        return "diffusers"
+        return original_layout(keys) or "diffusers"
     return ""
 
 

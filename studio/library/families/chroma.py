@@ -15,6 +15,7 @@ FAMILY = Family(
     pipeline_class="ChromaPipeline",
     diffusers_classes=("ChromaPipeline",),
     denoiser="transformer",
+    lora_also=("flux",),
     optional_components=("image_encoder", "feature_extractor"),
     a1111_prompts=False,
     samplers=("default",),
