@@ -289,18 +289,21 @@ FLUX2 = {"transformer_blocks.0.attn.to_q": (32, 32), "transformer_blocks.0.ff.li
          "single_transformer_blocks.0.attn.to_qkv_mlp_proj": (288, 32)}
 
 
-@pytest.mark.parametrize("case", ["z-image", "flux2"])
-def test_z_image_and_flux2_loras_apply_as_diffusers_applies_them(case, tmp_path,
+@pytest.mark.parametrize("case", ["z-image", "flux2", "chroma"])
+def test_z_image_flux2_and_chroma_loras_apply_as_diffusers_applies_them(case, tmp_path,
                                                                  request):
     if case == "z-image":
         folder, modules, cls, layout = (request.getfixturevalue("tiny_z_image_dir"), Z_IMAGE,
                                         "ZImagePipeline", "kohya")
-    else:
+    elif case == "flux2":
         folder, modules, cls, layout = (request.getfixturevalue("tiny_flux2_dir"), FLUX2,
                                         "Flux2KleinPipeline", "diffusers")
+    else:  # Chroma takes FLUX.1 LoRAs (its blocks are FLUX.1's)
+        folder, modules, cls, layout = (request.getfixturevalue("tiny_chroma_dir"),
+                                        FLUX_DIFFUSERS, "ChromaPipeline", "diffusers")
     lora = write(random_pairs(modules, seed=5), layout, tmp_path / f"{case}.safetensors")
-    assert classify_file(lora).family == case
+    assert classify_file(lora).family == ("flux" if case == "chroma" else case)
     image, _ = studio_image(folder, [{"name": str(lora), "weight": 0.8}], cfg=4.0)
-    expected = plain_image(cls, folder, lora, 0.8, cfg=4.0, negative=case == "z-image")
+    expected = plain_image(cls, folder, lora, 0.8, cfg=4.0, negative=case != "flux2")
     assert np.array_equal(image, expected)
     assert not np.array_equal(image, studio_image(folder, cfg=4.0)[0])

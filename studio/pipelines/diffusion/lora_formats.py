@@ -84,7 +84,7 @@ def prepared(pipe: Any, state: dict[str, Any], old_diffusers: bool, name: str,
     try:
         return convert(state, family, int(getattr(config, "num_layers", 0) or 0))
     except ValueError as exc:
-        raise UserFacingError(f"LoRA '{name}' cannot be read for {found.label} models: "
+        raise UserFacingError(f"LoRA '{name}' cannot be read for {found.label} models: "  # plural-ok
                               f"{exc}.") from exc
 
 
