@@ -228,12 +228,24 @@ def test_flux_loras_in_kohya_ai_toolkit_and_bfl_layouts_apply_as_diffusers_appli
 SD3_ORIGINAL = {"joint_blocks.0.x_block.attn.qkv": (96, 32),
                 "joint_blocks.0.x_block.attn.proj": (32, 32),
                 "joint_blocks.0.context_block.attn.qkv": (96, 32),
-                "joint_blocks.0.x_block.mlp.fc1": (128, 32)}
+                "joint_blocks.0.x_block.mlp.fc1": (128, 32),
+                "lora_te1_text_model_encoder_layers_0_self_attn_q_proj": (32, 32),
+                "lora_te1_text_model_encoder_layers_1_mlp_fc1": (64, 32),
+                "lora_te2_text_model_encoder_layers_1_self_attn_out_proj": (32, 32)}
+SD3_CLIP = {"lora_te1_text_model_encoder_layers_0_self_attn_q_proj":
+                "text_encoder.text_model.encoder.layers.0.self_attn.q_proj",
+            "lora_te1_text_model_encoder_layers_1_mlp_fc1":
+                "text_encoder.text_model.encoder.layers.1.mlp.fc1",
+            "lora_te2_text_model_encoder_layers_1_self_attn_out_proj":
+                "text_encoder_2.text_model.encoder.layers.1.self_attn.out_proj"}
 
 
 def _sd3_as_diffusers(pairs):
     out = {}
     for name, (down, up) in pairs.items():
+        if name in SD3_CLIP:
+            out[SD3_CLIP[name]] = (down, up)
+            continue
         block = name.split(".")[1]
         dst = f"transformer_blocks.{block}"
         if name.endswith("x_block.attn.qkv"):
@@ -253,10 +265,14 @@ def _sd3_as_diffusers(pairs):
 def test_sd35_kohya_loras_apply_as_their_diffusers_form_and_flux_ones_are_refused(
         tiny_sd3_dir, tiny_flux_dir, tmp_path):
     pairs = random_pairs(SD3_ORIGINAL, seed=3)
-    kohya = write(pairs, "kohya", tmp_path / "sai-kohya.safetensors")
     same = write(_sd3_as_diffusers(pairs), "diffusers", tmp_path / "sai-diffusers.safetensors")
+    # kohya's file may hold T5 layers too, which diffusers cannot apply: left out, and said
+    pairs["lora_te3_encoder_block_0_layer_0_SelfAttention_q"] = random_pairs(
+        {"t5": (32, 32)}, seed=9)["t5"]
+    kohya = write(pairs, "kohya", tmp_path / "sai-kohya.safetensors")
     assert (classify_file(kohya).family, classify_file(kohya).format) == ("sd3", "kohya")
-    image, _ = studio_image(tiny_sd3_dir, [{"name": str(kohya), "weight": 0.9}], cfg=4.5)
+    image, result = studio_image(tiny_sd3_dir, [{"name": str(kohya), "weight": 0.9}], cfg=4.5)
+    assert any("T5 text-encoder layers" in w for w in result.warnings)
     expected = plain_image("StableDiffusion3Pipeline", tiny_sd3_dir, same, 0.9, cfg=4.5,
                            negative=True)
     assert np.array_equal(image, expected)

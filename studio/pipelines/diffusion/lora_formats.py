@@ -71,9 +71,10 @@ def file_converts(path: Path, family: str) -> bool:
     return needs_conversion(keys, family, True)
 
 
-def prepared(pipe: Any, state: dict[str, Any], old_diffusers: bool, name: str,
-             family: str) -> dict[str, Any]:
-    """``state`` (a LoRA's tensors) as diffusers' loader for ``pipe`` reads it."""
+def prepared(pipe: Any, state: dict[str, Any], old_diffusers: bool, name: str, family: str,
+             warnings: list[str] | None = None) -> dict[str, Any]:
+    """``state`` (a LoRA's tensors) as diffusers' loader for ``pipe`` reads it; what had to be
+    left out is said in ``warnings``."""
     if old_diffusers:
         return convert_old_diffusers(state)
     found = family_of(family)
@@ -82,10 +83,15 @@ def prepared(pipe: Any, state: dict[str, Any], old_diffusers: bool, name: str,
         return state
     config = getattr(getattr(pipe, "transformer", None), "config", None)
     try:
-        return convert(state, family, int(getattr(config, "num_layers", 0) or 0))
+        converted, skipped = convert(state, family, int(getattr(config, "num_layers", 0) or 0))
     except ValueError as exc:
         raise UserFacingError(f"LoRA '{name}' cannot be read for {found.label} models: "  # plural-ok
                               f"{exc}.") from exc
+    if skipped and warnings is not None:
+        warnings.append(f"LoRA '{name}': its T5 text-encoder layers ({', '.join(skipped[:3])}"
+                        f"{' …' if len(skipped) > 3 else ''}) are left out — diffusers applies "
+                        "SD 3.5 LoRAs to the transformer and the two CLIP encoders only.")
+    return converted
 
 
 def needs_conversion(keys: list[str], family: str, transformer: bool) -> bool:
@@ -100,18 +106,20 @@ def needs_conversion(keys: list[str], family: str, transformer: bool) -> bool:
     return _bare_diffusers(keys)
 
 
-def convert(state: dict[str, Any], family: str, num_layers: int = 0) -> dict[str, Any]:
-    """``state`` in the layout diffusers' loader for ``family`` reads (see the module's doc);
-    ``num_layers``: SD 3.5's transformer blocks (its last block's norm is stored swapped)."""
+def convert(state: dict[str, Any], family: str,
+            num_layers: int = 0) -> tuple[dict[str, Any], list[str]]:
+    """``state`` in the layout diffusers' loader for ``family`` reads (see the module's doc),
+    and the modules it had to leave out; ``num_layers``: SD 3.5's transformer blocks (its last
+    block's norm is stored swapped)."""
     keys = list(state)
     if family == "sd3" and any(module_name(k).startswith("joint_blocks") for k in keys):
         return _sd3_original(state, num_layers)
     if family in ("flux", "flux-kontext", "chroma") and _bfl_peft(keys):
-        return {_bfl_key(k): v for k, v in state.items()}
+        return {_bfl_key(k): v for k, v in state.items()}, []
     if _bare_diffusers(keys):
         return {k if k.startswith(("text_encoder", "transformer.")) else f"transformer.{k}": v
-                for k, v in state.items()}
-    return state
+                for k, v in state.items()}, []
+    return state, []
 
 
 def _bfl_peft(keys: list[str]) -> bool:
@@ -170,27 +178,52 @@ def _sd3_targets(num_layers: int) -> dict[str, tuple[list[str], bool]]:
     return {name.replace(".", "_"): value for name, value in table.items()}
 
 
-def _sd3_original(state: dict[str, Any], num_layers: int) -> dict[str, Any]:
-    """An SD 3.5 LoRA in kohya's or the original layout → diffusers' PEFT layout (scale 1)."""
+def _clip_module(key: str) -> str:
+    """kohya's name of an SD 3.5 CLIP text-encoder module (``lora_te1_text_model_encoder_layers_0_
+    self_attn_q_proj.lora_down.weight``) in diffusers' (``text_encoder.text_model.encoder.
+    layers.0.self_attn.q_proj.lora_down.weight``)."""
+    head, _, tail = key.partition(".")
+    encoder = "text_encoder" if head.startswith("lora_te1_") else "text_encoder_2"
+    name = head[len("lora_te1_"):].replace("_", ".")
+    for flat, real in (("text.model", "text_model"), ("self.attn", "self_attn"),
+                       ("q.proj", "q_proj"), ("k.proj", "k_proj"), ("v.proj", "v_proj"),
+                       ("out.proj", "out_proj"), ("text.projection", "text_projection")):
+        name = name.replace(flat, real)
+    return f"{encoder}.{name}.{tail}"
+
+
+def _sd3_original(state: dict[str, Any], num_layers: int) -> tuple[dict[str, Any], list[str]]:
+    """An SD 3.5 LoRA in kohya's or the original layout → diffusers' PEFT layout (scale 1), and
+    the kohya modules left out (T5's: diffusers' SD 3 loader takes the CLIP encoders only)."""
     import torch
 
     table = _sd3_targets(num_layers)
     groups: dict[str, dict[str, Any]] = {}
     out: dict[str, Any] = {}
+    skipped: set[str] = set()
     for key, value in state.items():
-        if key.startswith(("lora_te", "text_encoder")):
-            continue  # its text encoders: diffusers' SD 3 loader takes the transformer only
-        name = module_name(key)
+        if key.startswith("text_encoder"):
+            out[key] = value  # already diffusers' names
+            continue
+        if key.startswith("lora_te") and not key.startswith(("lora_te1_", "lora_te2_")):
+            skipped.add(key.split(".")[0])
+            continue
+        clip = key.startswith(("lora_te1_", "lora_te2_"))
+        name = _clip_module(key) if clip else module_name(key)
         match = re.match(r"^(.*)\.(alpha|lora_down\.weight|lora_up\.weight|lora_A\.weight|"
                          r"lora_B\.weight)$", name)
         if match is None:
             raise ValueError(f"an SD 3.5 LoRA key Studio does not know: {key}")
         module, tail = match.groups()
-        groups.setdefault(module.replace(".", "_"), {})[tail] = value
+        groups.setdefault(module if clip else module.replace(".", "_"), {})[tail] = value
     for module, parts in groups.items():
-        if module not in table:
+        if module.startswith("text_encoder"):
+            targets, swapped = [module], False
+        elif module in table:
+            targets, swapped = table[module]
+            targets = [f"transformer.{t}" for t in targets]
+        else:
             raise ValueError(f"an SD 3.5 LoRA module Studio does not know: {module}")
-        targets, swapped = table[module]
         down = next((v for k, v in parts.items() if k.startswith(_DOWN)), None)
         up = next((v for k, v in parts.items() if k.startswith(_UP)), None)
         if down is None or up is None:
@@ -203,6 +236,6 @@ def _sd3_original(state: dict[str, Any], num_layers: int) -> dict[str, Any]:
             shift, scale_rows = up.chunk(2, dim=0)
             up = torch.cat([scale_rows, shift], dim=0)
         for target, rows in zip(targets, up.chunk(len(targets), dim=0), strict=True):
-            out[f"transformer.{target}.lora_A.weight"] = down.contiguous()
-            out[f"transformer.{target}.lora_B.weight"] = rows.contiguous()
-    return out
+            out[f"{target}.lora_A.weight"] = down.contiguous()
+            out[f"{target}.lora_B.weight"] = rows.contiguous()
+    return out, sorted(skipped)

@@ -444,7 +444,7 @@ def _read_pickle(choice: LoraChoice, family: str, model_name: str) -> dict[str, 
 
 
 def _load_one(pipe: Any, choice: LoraChoice, adapter: str, family: str, model_name: str,
-              state: dict[str, Any] | None = None) -> None:
+              state: dict[str, Any] | None = None, warnings: list[str] | None = None) -> None:
     """Load one LoRA as a PEFT adapter (``state``: a pickle's tensors, else None)."""
     from studio.library.classify import OLD_DIFFUSERS
     from studio.library.safe_load import load_state_dict
@@ -455,7 +455,8 @@ def _load_one(pipe: Any, choice: LoraChoice, adapter: str, family: str, model_na
     if state is None and (choice.format == OLD_DIFFUSERS or file_converts(choice.path, family)):
         state = load_state_dict(choice.path)
     if state is not None:
-        source: Any = prepared(pipe, state, choice.format == OLD_DIFFUSERS, choice.name, family)
+        source: Any = prepared(pipe, state, choice.format == OLD_DIFFUSERS, choice.name, family,
+                               warnings)
     else:
         source = str(choice.path.parent)
         kwargs = {"weight_name": choice.path.name, "local_files_only": True,
@@ -536,7 +537,7 @@ def _load_all(pipe: Any, plan: LoraPlan, files: tuple[tuple[str, int, int], ...]
             patched.append(True)
         else:
             adapter = f"studio_{index}"
-            _load_one(pipe, choice, adapter, family, model_name, state)
+            _load_one(pipe, choice, adapter, family, model_name, state, plan.warnings)
             adapters.append(adapter)
             patched.append(False)
     loaded = _Loaded(files, tuple(adapters), LycorisPatches(lycoris) if lycoris else None,
