@@ -323,3 +323,40 @@ def test_z_image_flux2_and_chroma_loras_apply_as_diffusers_applies_them(case, tm
     expected = plain_image(cls, folder, lora, 0.8, cfg=4.0, negative=case != "flux2")
     assert np.array_equal(image, expected)
     assert not np.array_equal(image, studio_image(folder, cfg=4.0)[0])
+
+
+def test_generates_lora_menu_offers_a_flux_model_flux_loras_only(qtbot, qapp, tmp_path):
+    from types import SimpleNamespace
+
+    from studio.ui.panels.generate.loras import LoraSection
+
+    def entry(name, family):
+        return SimpleNamespace(name=name, family=family, kind="lora", format="LoRA (kohya)",
+                               path=tmp_path / f"{name}.safetensors")
+
+    section = LoraSection()
+    qtbot.addWidget(section)
+    section.set_library([entry("ink", "flux"), entry("glow", "sd3"), entry("odd", "")])
+    for family, offered in (("flux", {"ink", "odd"}), ("flux-kontext", {"ink", "odd"}),
+                            ("sd3", {"glow", "odd"}), ("qwen-image", {"odd"})):
+        section.set_family(family)
+        choices = {e.name: (enabled, note) for e, enabled, note in section.choices()}
+        assert {n for n, (enabled, _) in choices.items() if enabled} == offered, family
+    assert choices["ink"] == (False, "for FLUX.1")
+
+
+def test_an_xlabs_flux_lora_applies_as_diffusers_applies_it(tiny_flux_dir, tmp_path):
+    pairs = random_pairs({"qkv_lora1": (96, 32), "proj_lora1": (32, 32), "qkv_lora2": (96, 32)},
+                         seed=6)
+    from safetensors.torch import save_file
+
+    state = {}
+    for name, (down, up) in pairs.items():
+        state[f"double_blocks.0.processor.{name}.down.weight"] = down
+        state[f"double_blocks.0.processor.{name}.up.weight"] = up
+    lora = tmp_path / "xlabs.safetensors"
+    save_file(state, str(lora))
+    assert (classify_file(lora).family, classify_file(lora).format) == ("flux", "XLabs")
+    image, _ = studio_image(tiny_flux_dir, prompt=f"a lighthouse at dusk <lora:{lora}:0.9>")
+    assert np.array_equal(image, plain_image("FluxPipeline", tiny_flux_dir, lora, 0.9))
+    assert not np.array_equal(image, studio_image(tiny_flux_dir)[0])
