@@ -3,7 +3,9 @@
 The model library lists *every* file it finds, so besides the checkpoints :mod:`detect` knows it
 recognises LoRAs (kohya ``lora_unet_``/``lora_te_`` keys, diffusers/PEFT ``.lora_A``/``lora.down``
 keys, LyCORIS) and for which base they were made (the width of a cross-attention ``to_k``
-projection: 768 → SD 1.x, 1024 → SD 2.x, 2048 → SDXL; SDXL's second text encoder ``te2``), TAESD
+projection: 768 → SD 1.x, 1024 → SD 2.x, 2048 → SDXL; SDXL's second text encoder ``te2``; the
+transformer families — FLUX.1, FLUX.2, Chroma, SD 3.5, Qwen-Image, Z-Image — by their blocks'
+names and widths in :mod:`.lora_families`), TAESD
 preview decoders, and the precision of safetensors files from their dtypes. Whatever is none of
 these gets a reason, so the library can show it as unknown instead of hiding it. No torch here.
 """
@@ -45,7 +47,7 @@ class FileKind:
     family."""
 
     kind: str
-    family: str = ""  # sd1 | sd2 | sdxl for checkpoints and LoRAs; "" when not known
+    family: str = ""  # a family key (sd1, sdxl, flux, qwen-image …); "" when not known
     precision: str = ""  # fp16 | bf16 | fp32 | "fp16 + fp32" ...; "" for pickles (not read)
     reason: str = ""  # why we think so, or why the file is unknown
     format: str = ""  # kohya | diffusers | LoHa | LoKr | … (is_lora_header) for LoRAs; "" else

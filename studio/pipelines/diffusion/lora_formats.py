@@ -65,7 +65,8 @@ def file_converts(path: Path, family: str) -> bool:
     from studio.library.detect import read_safetensors_header
 
     found = family_of(family)
-    if found is None or found.denoiser != "transformer" or Path(path).suffix != ".safetensors":
+    if found is None or found.denoiser != "transformer" \
+            or Path(path).suffix.lower() != ".safetensors":
         return False
     keys = [k for k in read_safetensors_header(path) if k != "__metadata__"]
     return needs_conversion(keys, family, True)
