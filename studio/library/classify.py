@@ -3,7 +3,9 @@
 The model library lists *every* file it finds, so besides the checkpoints :mod:`detect` knows it
 recognises LoRAs (kohya ``lora_unet_``/``lora_te_`` keys, diffusers/PEFT ``.lora_A``/``lora.down``
 keys, LyCORIS) and for which base they were made (the width of a cross-attention ``to_k``
-projection: 768 → SD 1.x, 1024 → SD 2.x, 2048 → SDXL; SDXL's second text encoder ``te2``), TAESD
+projection: 768 → SD 1.x, 1024 → SD 2.x, 2048 → SDXL; SDXL's second text encoder ``te2``; the
+transformer families — FLUX.1, FLUX.2, Chroma, SD 3.5, Qwen-Image, Z-Image — by their blocks'
+names and widths in :mod:`.lora_families`), TAESD
 preview decoders, and the precision of safetensors files from their dtypes. Whatever is none of
 these gets a reason, so the library can show it as unknown instead of hiding it. No torch here.
 """
@@ -19,6 +21,7 @@ from typing import Any
 from studio.core.jobs import UserFacingError
 from studio.library.detect import detect_from_header, read_safetensors_header
 from studio.library.families import by_lora_context_dim
+from studio.library.lora_families import is_xlabs, original_layout, transformer_lora_base
 
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin")
 _DTYPES = {"F16": "fp16", "BF16": "bf16", "F32": "fp32", "F64": "fp64", "F8_E4M3": "fp8",
@@ -44,7 +47,7 @@ class FileKind:
     family."""
 
     kind: str
-    family: str = ""  # sd1 | sd2 | sdxl for checkpoints and LoRAs; "" when not known
+    family: str = ""  # a family key (sd1, sdxl, flux, qwen-image …); "" when not known
     precision: str = ""  # fp16 | bf16 | fp32 | "fp16 + fp32" ...; "" for pickles (not read)
     reason: str = ""  # why we think so, or why the file is unknown
     format: str = ""  # kohya | diffusers | LoHa | LoKr | … (is_lora_header) for LoRAs; "" else
@@ -83,7 +86,12 @@ def files_precision(files: list[Path]) -> str:
 
 
 def lora_base(header: dict[str, Any]) -> tuple[str, str]:
-    """(family, reason) of the base model a LoRA was made for, from its key names and shapes."""
+    """(family, reason) of the base model a LoRA was made for, from its key names and shapes:
+    the transformer families by their blocks (:mod:`.lora_families`), SD 1.x/2.x/SDXL by the
+    cross-attention width."""
+    transformer = transformer_lora_base(header)
+    if transformer is not None:
+        return transformer
     keys = [k for k in header if k != "__metadata__"]
     for key in keys:
         if _TO_K.search(key):
@@ -102,8 +110,10 @@ def lora_base(header: dict[str, Any]) -> tuple[str, str]:
 
 
 def is_lora_header(header: dict[str, Any]) -> str:
-    """'kohya', 'diffusers', 'diffusers (2023)', or a LyCORIS kind ('LoHa', 'LoKr', 'LyCORIS'
-    for both, 'LyCORIS full') when the header is a LoRA's, else ''."""
+    """'kohya', 'diffusers' (ai-toolkit's and SimpleTuner's too), 'diffusers (2023)', 'BFL' /
+    'ComfyUI' (the original model's names under ``diffusion_model.``), 'XLabs', or a LyCORIS
+    kind ('LoHa', 'LoKr', 'LyCORIS' for both, 'LyCORIS full') when the header is a LoRA's,
+    else ''."""
     keys = [k for k in header if k != "__metadata__"]
     lycoris = [kind for kind, marks in _LYCORIS_KINDS
                if any(m in k for k in keys for m in marks)]
@@ -115,10 +125,12 @@ def is_lora_header(header: dict[str, Any]) -> str:
         return "LyCORIS"  # LoCon with Tucker cores: diffusers does not read lora_mid
     if any(_OLD_DIFFUSERS_KEY.search(k) for k in keys):
         return OLD_DIFFUSERS
+    if is_xlabs(keys):
+        return "XLabs"
     if any(k.startswith(("lora_unet_", "lora_te")) for k in keys):
         return "kohya"
     if any(m in k for k in keys for m in _LORA_MARKERS):
-        return "diffusers"
+        return original_layout(keys) or "diffusers"
     return ""
 
 

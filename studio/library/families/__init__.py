@@ -38,6 +38,9 @@ class Family:
     tae_repo: str = ""
     #: the text-conditioning width a LoRA's cross-attention ``to_k`` takes (LoRA detection)
     lora_context_dim: int = 0
+    #: the other families whose LoRAs fit it (FLUX.1 Kontext and Chroma take FLUX.1 LoRAs:
+    #: the same blocks); its own always fit
+    lora_also: tuple[str, ...] = ()
     #: the folder under assets/configs with this family's diffusers configs for single files
     single_file_assets: str = ""
     #: single-file loading: tokenizer sub-folder → its padding token
@@ -98,6 +101,15 @@ def label(key: str, default: str = "Unknown type") -> str:
     """The window's name for family ``key``."""
     found = FAMILIES.get(key)
     return found.label if found is not None else default
+
+
+def lora_fits(lora_family: str, model_family: str) -> bool:
+    """Whether a LoRA made for ``lora_family`` fits a model of ``model_family``; a family that is
+    not known ("" / "unknown") is never refused here (diffusers' loader judges the layers)."""
+    model = FAMILIES.get(model_family)
+    if lora_family not in FAMILIES or model is None:
+        return True
+    return lora_family == model_family or lora_family in model.lora_also
 
 
 def by_lora_context_dim(width: int) -> str:

@@ -17,6 +17,7 @@ FAMILY = Family(
     denoiser="transformer",
     # split files (ComfyUI): the shipped configs; its only tokenizer is T5's (the HF cache)
     single_file_assets="chroma",
+    lora_also=("flux",),
     optional_components=("image_encoder", "feature_extractor"),
     a1111_prompts=False,
     samplers=("default",),

@@ -16,6 +16,7 @@ FAMILY = Family(
     pipeline_class="FluxKontextPipeline",
     diffusers_classes=("FluxKontextPipeline",),
     denoiser="transformer",
+    lora_also=("flux",),
     optional_components=FLUX.optional_components,
     a1111_prompts=False,
     samplers=("default",),

@@ -14,6 +14,7 @@ FAMILY = Family(
     pipeline_class="QwenImageEditPipeline",
     diffusers_classes=("QwenImageEditPipeline", "QwenImageEditPlusPipeline"),
     denoiser="transformer",
+    lora_also=("qwen-image",),
     a1111_prompts=False,
     samplers=("default",),
     default_cfg=4.0,

@@ -45,9 +45,12 @@ from studio.core.jobs import UserFacingError
 from studio.core.requests import MAX_LORA_WEIGHT
 from studio.core.wording import count_of
 from studio.library.classify import LYCORIS_FORMATS
-from studio.library.families import FAMILIES
+from studio.library.families import FAMILIES, lora_fits
 from studio.library.safe_load import PICKLE_SUFFIXES
 from studio.media.infotext import format_number
+from studio.pipelines.diffusion.lora_formats import convert_old_diffusers, file_converts, prepared
+
+__all__ = ["convert_old_diffusers"]  # it lived here; tests and callers import it from here
 
 log = logging.getLogger(__name__)
 
@@ -293,12 +296,19 @@ def check_compatible(plan: LoraPlan, family: str, model_name: str) -> None:
         _check_family(choice, family, model_name)
 
 
+def _article(label: str) -> str:
+    """'an' before "SD 1.5" / "SDXL" (es-dee), 'a' before "FLUX.1", "Qwen-Image", "Z-Image"."""
+    return "an" if label[:1] in "AEIOUS" else "a"
+
+
 def _check_family(choice: LoraChoice, family: str, model_name: str) -> None:
-    if not choice.family or family not in FAMILY_LABELS or choice.family == family:
+    if lora_fits(choice.family, family) or choice.family not in FAMILY_LABELS \
+            or family not in FAMILY_LABELS:
         return
     made, model = FAMILY_LABELS[choice.family], FAMILY_LABELS[family]
     raise UserFacingError(f"LoRA '{choice.name}' was made for {made} models; '{model_name}' is "  # plural-ok
-                          f"an {model} model — pick an {model} LoRA or an {made} model.")
+                          f"{_article(model)} {model} model — pick {_article(model)} {model} "
+                          f"LoRA or {_article(made)} {made} model.")
 
 
 # -- hashes -------------------------------------------------------------------------------------
@@ -395,7 +405,7 @@ def loaded_loras(pipe: Any) -> tuple[str, ...]:
 
 def _has_adapters(pipe: Any) -> bool:
     return any(hasattr(getattr(pipe, name, None), "peft_config")
-               for name in ("unet", "text_encoder", "text_encoder_2"))
+               for name in ("unet", "transformer", "text_encoder", "text_encoder_2"))
 
 
 def unload_loras(pipe: Any) -> None:
@@ -416,31 +426,6 @@ def _first_line(exc: BaseException) -> str:
     return (lines[0] if lines else exc.__class__.__name__)[:240]
 
 
-def convert_old_diffusers(state: dict[str, Any]) -> dict[str, Any]:
-    """A LoRA in the attention-processor layout diffusers' training scripts wrote until 2024
-    (``[unet.]….attn1.processor.to_q_lora.down.weight``, text encoder ``….q_proj.lora_linear_
-    layer.down.weight``) in the PEFT layout ``load_lora_weights`` reads today (``unet.….to_q.
-    lora_A.weight``), which no longer converts it (it loads nothing). Those LoRAs had no alpha:
-    the update is ``up @ down`` at scale 1, which PEFT gives with alpha = rank."""
-    out: dict[str, Any] = {}
-    for key, value in state.items():
-        match = re.search(r"^(.*)\.processor\.to_(q|k|v|out)_lora\.(down|up)\.weight$", key)
-        if match:
-            base, proj, side = match.groups()
-            base = base if base.startswith("unet.") else f"unet.{base}"
-            target = "to_out.0" if proj == "out" else f"to_{proj}"
-            out[f"{base}.{target}.lora_{'A' if side == 'down' else 'B'}.weight"] = value
-            continue
-        match = re.search(r"^(.*_proj)\.lora_linear_layer\.(down|up)\.weight$", key)
-        if match:
-            base, side = match.groups()
-            base = base if base.startswith("text_encoder") else f"text_encoder.{base}"
-            out[f"{base}.lora_{'A' if side == 'down' else 'B'}.weight"] = value
-            continue
-        out[key] = value
-    return out
-
-
 def _read_pickle(choice: LoraChoice, family: str, model_name: str) -> dict[str, Any]:
     """A pickled LoRA's tensors (weights_only: refuses files that need code); its format and
     family are known from them."""
@@ -459,7 +444,7 @@ def _read_pickle(choice: LoraChoice, family: str, model_name: str) -> dict[str, 
 
 
 def _load_one(pipe: Any, choice: LoraChoice, adapter: str, family: str, model_name: str,
-              state: dict[str, Any] | None = None) -> None:
+              state: dict[str, Any] | None = None, warnings: list[str] | None = None) -> None:
     """Load one LoRA as a PEFT adapter (``state``: a pickle's tensors, else None)."""
     from studio.library.classify import OLD_DIFFUSERS
     from studio.library.safe_load import load_state_dict
@@ -467,10 +452,11 @@ def _load_one(pipe: Any, choice: LoraChoice, adapter: str, family: str, model_na
     kwargs: dict[str, Any] = {}
     if state is None and choice.path.suffix.lower() in PICKLE_SUFFIXES:
         state = _read_pickle(choice, family, model_name)
+    if state is None and (choice.format == OLD_DIFFUSERS or file_converts(choice.path, family)):
+        state = load_state_dict(choice.path)
     if state is not None:
-        source: Any = convert_old_diffusers(state) if choice.format == OLD_DIFFUSERS else state
-    elif choice.format == OLD_DIFFUSERS:
-        source = convert_old_diffusers(load_state_dict(choice.path))
+        source: Any = prepared(pipe, state, choice.format == OLD_DIFFUSERS, choice.name, family,
+                               warnings)
     else:
         source = str(choice.path.parent)
         kwargs = {"weight_name": choice.path.name, "local_files_only": True,
@@ -483,9 +469,9 @@ def _load_one(pipe: Any, choice: LoraChoice, adapter: str, family: str, model_na
             raise UserFacingError("Applying LoRAs needs the 'peft' package, which is missing "
                                   "from this installation; reinstall Studio.") from exc
         raise UserFacingError(
-            f"LoRA '{choice.name}' does not fit '{model_name}' (an {label} model): "
-            f"{_first_line(exc)}. It was probably made for another kind of model — SD 1.5, "
-            "SD 2.x and SDXL LoRAs each work only with models of their own kind.") from exc
+            f"LoRA '{choice.name}' does not fit '{model_name}' ({_article(label)} {label} "
+            f"model): {_first_line(exc)}. It was probably made for another kind of model — a "
+            "LoRA works only with models of the family it was trained on.") from exc
     if not any(adapter in names for names in pipe.get_list_adapters().values()):
         raise UserFacingError(f"LoRA '{choice.name}' matches no layer of '{model_name}' (an "
                               f"{label} model); it was probably made for another kind of model.")
@@ -551,7 +537,7 @@ def _load_all(pipe: Any, plan: LoraPlan, files: tuple[tuple[str, int, int], ...]
             patched.append(True)
         else:
             adapter = f"studio_{index}"
-            _load_one(pipe, choice, adapter, family, model_name, state)
+            _load_one(pipe, choice, adapter, family, model_name, state, plan.warnings)
             adapters.append(adapter)
             patched.append(False)
     loaded = _Loaded(files, tuple(adapters), LycorisPatches(lycoris) if lycoris else None,

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 from studio.core.requests import MAX_LORA_WEIGHT
 from studio.core.wording import count_of
 from studio.library.classify import LYCORIS_FORMATS
-from studio.library.families import FAMILIES
+from studio.library.families import FAMILIES, lora_fits
 from studio.ui.theme import colors
 from studio.ui.widgets.basics import muted_label, section_label
 
@@ -42,9 +42,9 @@ LORA_SUBDIR = "loras"
 
 def compatible(lora_family: str, model_family: str) -> bool:
     """Whether a LoRA made for ``lora_family`` fits a model of ``model_family`` ("" / "unknown":
-    not known, so not refused — the engine checks the actual layer shapes)."""
-    known = FAMILIES
-    return lora_family not in known or model_family not in known or lora_family == model_family
+    not known, so not refused — the engine checks the actual layer shapes; FLUX.1 Kontext and
+    Chroma take FLUX.1 LoRAs, Qwen-Image-Edit Qwen-Image's)."""
+    return lora_fits(lora_family, model_family)
 
 
 def family_name(family: str) -> str:
