@@ -194,6 +194,7 @@ class LoraTrainer:
             groups.append({"params": params,
                            "lr": cfg.lr if key == self.MODEL_KEY else self.te_lr})
             self.params += params
+        optimizer: Any
         if cfg.optimizer == "adamw8bit":
             import bitsandbytes as bnb
 
