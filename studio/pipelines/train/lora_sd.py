@@ -134,7 +134,8 @@ class LoraTrainer:
                 f"'{entry.name}' is an {entry.family} model; LoRA training supports "
                 f"{supported_text()} models for now. Pick one of those.")  # plural-ok
         if entry.family not in self.FAMILIES:  # callers pick the class: lora_flow.trainer_for
-            raise ValueError(f"{type(self).__name__} does not train {entry.family} LoRAs")
+            raise ValueError(f"{type(self).__name__} is not the trainer for the {entry.family} "
+                             "family")
         self.entry = entry
         pipe = load_txt2img_pipeline(entry, self.device, torch.float32, self.paths)
         return pipe, entry.name, entry.family
