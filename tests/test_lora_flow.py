@@ -134,3 +134,21 @@ def test_cli_trains_a_flux_lora_headless(studio_home, tmp_path, tiny_flux_dir):
     assert lines[-1] == {"lora": str(out), "steps": 2}
     with safe_open(str(out), "pt") as f:
         assert all(k.startswith("transformer.") for k in f.keys())
+
+
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+def test_cached_latents_and_prompts_give_the_same_loss_as_uncached(studio_home, tmp_path,
+                                                                   family, request):
+    model = request.getfixturevalue(f"tiny_{family}_dir")
+    data = make_folder(tmp_path / "data")
+
+    def losses(**kw):
+        trainer = trainer_for(config(data, model, steps=2, **kw), SETTINGS, default_paths())
+        trainer.prepare()
+        trainer.run()
+        return trainer
+
+    cached, fresh = losses(name="cached"), losses(name="fresh", cache_latents=False,
+                                                  cache_text=False)
+    assert not fresh.latents and not fresh.texts  # nothing was cached
+    assert fresh.losses == pytest.approx(cached.losses, rel=1e-5)
