@@ -136,14 +136,19 @@ def test_cli_trains_a_flux_lora_headless(studio_home, tmp_path, tiny_flux_dir):
         assert all(k.startswith("transformer.") for k in f.keys())
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3"])
+@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image"])
 def test_cached_latents_and_prompts_give_the_same_loss_as_uncached(studio_home, tmp_path,
                                                                    family, request):
+    """Also with two images a step: Qwen-Image's cached prompts of different lengths are
+    padded and masked as its encode_prompt pads a batch."""
     model = request.getfixturevalue(f"tiny_{family}_dir")
     data = make_folder(tmp_path / "data")
+    (data / "img0.txt").write_text("a much longer caption of the first red square pattern",
+                                   encoding="utf-8")
 
     def losses(**kw):
-        trainer = trainer_for(config(data, model, steps=2, **kw), SETTINGS, default_paths())
+        trainer = trainer_for(config(data, model, steps=3, batch_size=2, **kw), SETTINGS,
+                              default_paths())
         trainer.prepare()
         trainer.run()
         return trainer
@@ -152,3 +157,30 @@ def test_cached_latents_and_prompts_give_the_same_loss_as_uncached(studio_home, 
                                                   cache_text=False)
     assert not fresh.latents and not fresh.texts  # nothing was cached
     assert fresh.losses == pytest.approx(cached.losses, rel=1e-5)
+
+
+def test_qwen_image_lora_learns_batches_its_masked_prompts_and_loads_in_diffusers(
+        studio_home, tmp_path, tiny_qwen_image_dir):
+    from diffusers import QwenImagePipeline
+
+    data = make_folder(tmp_path / "data")
+    (data / "img0.txt").write_text("a much longer caption of the first red square pattern",
+                                   encoding="utf-8")
+    trainer = trainer_for(config(data, tiny_qwen_image_dir, name="inkqwen", steps=12, lr=2e-2,
+                                 rank=4, alpha=4.0, batch_size=2), SETTINGS, default_paths())
+    trainer.prepare()
+    assert trainer.family == "qwen-image"
+    lengths = {int(embeds.shape[0]) for embeds, _ in trainer.texts}
+    assert len(lengths) > 1  # prompts of different lengths, padded per batch with their mask
+    before = trainer.fixed_loss()
+    out = trainer.run()
+    assert trainer.fixed_loss() < before
+    with safe_open(str(out), "pt") as f:
+        keys, meta = list(f.keys()), f.metadata()
+    assert keys and all(k.startswith("transformer.transformer_blocks.") for k in keys)
+    assert meta["ss_base_model_version"] == "qwen_image"
+    assert meta["modelspec.architecture"] == "qwen-image/lora"
+    pipe = QwenImagePipeline.from_pretrained(str(tiny_qwen_image_dir), local_files_only=True)
+    without = plain(pipe)
+    pipe.load_lora_weights(str(out.parent), weight_name=out.name)
+    assert not np.array_equal(plain(pipe), without)

@@ -215,7 +215,8 @@ def test_a_family_training_does_not_support_is_refused(studio_home, tmp_path, ti
     data = make_folder(tmp_path / "data")
     trainer = trainer_for(config(data, tiny_chroma_dir), SETTINGS, default_paths())
     with pytest.raises(UserFacingError,
-                       match="supports Stable Diffusion 1.x, SDXL, FLUX.1 and SD 3.5 models"):
+                       match="supports Stable Diffusion 1.x, SDXL, FLUX.1, SD 3.5 and "
+                             "Qwen-Image models"):
         trainer.prepare()
 
 

@@ -1,8 +1,8 @@
 """``studio train-lora FOLDER --base MODEL --name NAME``: train a LoRA on your own images.
 
 FOLDER holds the images with kohya-style ``.txt`` captions beside them; the LoRA is written in
-kohya's format (FLUX.1 and SD 3.5: diffusers' ``transformer.…lora_A`` layout, with kohya's ``ss_``
-metadata) into the library's ``loras`` folder (or ``--out``), where Generate finds it. Progress
+kohya's format (FLUX.1, SD 3.5, Qwen-Image: diffusers' ``transformer.…lora_A`` layout, with
+kohya's ``ss_`` metadata) into the library's ``loras`` folder (or ``--out``), where Generate finds it. Progress
 goes to stderr (a line every few steps); with ``--json`` stdout carries one JSON object per step and
 a last one with ``"lora"`` (the file) and ``"steps"``.
 
@@ -31,9 +31,10 @@ from typing import Any
 from studio.core.wording import count_of
 
 NAME = "train-lora"
-HELP = "train a LoRA (SD 1.x, SDXL, FLUX.1 or SD 3.5) on a folder of your images"
+HELP = "train a LoRA (SD 1.x, SDXL, FLUX.1, SD 3.5, Qwen-Image) on a folder of your images"
 EXIT_STATUS = ("Exit status: 0 done; 1 the training failed (the message says why); 2 bad input "
-               "(no images, a model that is not in the library or not SD 1.x/SDXL/FLUX.1/SD 3.5, an "
+               "(no images, a model that is not in the library or of a family LoRA training does not "
+               "support, an "
                "invalid "
                "value); "
                "130 Ctrl+C (the latest checkpoint and LoRA file are kept).")
@@ -47,8 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a JSON or TOML file of these settings by their long names "
                              "(folder, base, name, rank…); options on the line win")
     parser.add_argument("--base", default=None, metavar="MODEL",
-                        help="the SD 1.x, SDXL, FLUX.1 or SD 3.5 model from the library "
-                             "(name or path) to train on")
+                        help="the SD 1.x, SDXL, FLUX.1, SD 3.5 or Qwen-Image model from the "
+                             "library (name or path) to train on")
     parser.add_argument("--name", default=None, help="the LoRA's name (its file name)")
     parser.add_argument("--trigger", default="", help="a word put before every caption")
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank (network dim)")

@@ -8,7 +8,7 @@ the square root of the UNet's size, a fifth of that with gradient checkpointing 
 encoder when latents are made at every step. The constants are fitted to the usual numbers
 (SDXL at 1024 px, rank 16, bf16 with checkpointing: about 11 GB; SD 1.5 at 512 px in fp32: about
 9 GB); it is an estimate, rounded, and says so. FLUX.1 and SD 3.5 (:mod:`.lora_flow`) use the
-same model with their transformer in the UNet's place (its parameters, the LoRA on its
+same model (Qwen-Image too) with their transformer in the UNet's place (its parameters, the LoRA on its
 attention and FLUX's single-block MLPs): FLUX.1-dev at 1024 px, rank 16, bf16 with checkpointing
 comes to about 33 GB (unquantized FLUX LoRA training is known to want a 40 GB-class GPU), SD 3.5
 Large to about 24 GB. These GPU figures are estimates, and the sentence says so.
@@ -25,14 +25,17 @@ GB = 1024**3
 ACTIVATIONS_PER_PIXEL = 1.0e6
 REFERENCE_UNET = 860e6
 CHECKPOINTING_SAVES = 5.5  # activations kept with gradient checkpointing: about 1/5.5
-FAMILY_NAMES = {"sd1": "SD 1.x", "sdxl": "SDXL", "flux": "FLUX.1", "sd3": "SD 3.5"}
+FAMILY_NAMES = {"sd1": "SD 1.x", "sdxl": "SDXL", "flux": "FLUX.1", "sd3": "SD 3.5",
+                "qwen-image": "Qwen-Image"}
 #: what a CPU run of each family is told
 CPU_ADVICE = {"sd1": "SD 1.x at 256–512 px is what a CPU manages",
               "sdxl": "SDXL wants a GPU; on a CPU train SD 1.x at 256–512 px instead",
               "flux": "FLUX.1 wants a GPU with 40 GB or more; on a CPU train SD 1.x at "
                       "256–512 px instead",
               "sd3": "SD 3.5 wants a GPU with 24 GB or more (Medium: less); on a CPU train "
-                     "SD 1.x at 256–512 px instead"}
+                     "SD 1.x at 256–512 px instead",
+              "qwen-image": "Qwen-Image (20 B parameters) wants a GPU with 80 GB; on a CPU "
+                            "train SD 1.x at 256–512 px instead"}
 
 
 @dataclass(frozen=True)

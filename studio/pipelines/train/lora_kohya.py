@@ -101,7 +101,7 @@ def write_lora_file(target: Path, kohya: dict, metadata: dict[str, str],
 
 #: families whose LoRA file is diffusers' PEFT layout (``transformer.<module>.lora_A.weight``):
 #: what FluxPipeline / StableDiffusion3Pipeline ``load_lora_weights``, ComfyUI and Forge read
-DIFFUSERS_LAYOUT = ("flux", "sd3")
+DIFFUSERS_LAYOUT = ("flux", "sd3", "qwen-image")
 
 
 def diffusers_from_peft(peft_sd: dict, alpha: float, rank: int) -> dict:

@@ -42,11 +42,12 @@ UNET_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 #: family -> kohya's ``ss_base_model_version``
 SD_FAMILIES = {"sd1": "sd_v1", "sdxl": "sdxl_base_v1-0"}
-#: every family LoRA training supports: SD's here, FLUX.1's and SD 3.5's in :mod:`.lora_flow`
-SUPPORTED_FAMILIES = {**SD_FAMILIES, "flux": "flux1", "sd3": "sd3"}
+#: every family LoRA training supports: SD's here, FLUX.1's, SD 3.5's and Qwen-Image's in
+#: :mod:`.lora_flow`
+SUPPORTED_FAMILIES = {**SD_FAMILIES, "flux": "flux1", "sd3": "sd3", "qwen-image": "qwen_image"}
 ARCHITECTURES = {"sd1": "stable-diffusion-v1/lora", "sdxl": "stable-diffusion-xl-v1-base/lora"}
 FAMILY_NAMES = {"sd1": "Stable Diffusion 1.x", "sdxl": "SDXL", "flux": "FLUX.1",
-                "sd3": "SD 3.5"}
+                "sd3": "SD 3.5", "qwen-image": "Qwen-Image"}
 
 
 # -- the trainer --------------------------------------------------------------------------------
@@ -60,7 +61,8 @@ class StepReport:
 
 
 def supported_text() -> str:
-    """"Stable Diffusion 1.x, SDXL, FLUX.1 and SD 3.5": the families LoRA training supports."""
+    """"Stable Diffusion 1.x, SDXL, FLUX.1, SD 3.5 and Qwen-Image": the families LoRA training
+    supports, in words."""
     names = list(FAMILY_NAMES.values())
     return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
 

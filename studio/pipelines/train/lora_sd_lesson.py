@@ -1,9 +1,9 @@
-"""The ``lora-sd`` lesson: the Train → LoRA page, a LoRA for Stable Diffusion 1.x, SDXL, FLUX.1 or
-SD 3.5 on your images.
+"""The ``lora-sd`` lesson: the Train → LoRA page, a LoRA for Stable Diffusion 1.x, SDXL, FLUX.1,
+SD 3.5 or Qwen-Image on your images.
 
 The training itself is :class:`studio.pipelines.train.lora_sd.LoraTrainer` (#18's core: cached
 latents and prompts, aspect buckets, PEFT on the UNet's attention, kohya's file format), or for
-FLUX.1 and SD 3.5 :class:`studio.pipelines.train.lora_flow.FlowLoraTrainer` (flow matching on the
+FLUX.1, SD 3.5 and Qwen-Image :class:`studio.pipelines.train.lora_flow.FlowLoraTrainer` (flow matching on the
 transformer, diffusers' file layout; the knobs that do not apply are greyed, with the reason); this
 lesson drives it one step at a time from the Train session (a child process in the window), so
 the page can pause, step, change the learning rate or the sample prompts mid-run, and resume from
@@ -11,7 +11,7 @@ a run's checkpoint exactly (each step's randomness comes from ``(seed, step)``).
 
 Images: a folder of yours (``.txt`` sidecars as kohya reads them, a trigger word put first), or,
 when none is chosen, ten shapes drawn in red ink that ship with Studio. Base model: an SD 1.x,
-SDXL, FLUX.1 or SD 3.5 model from the library by its name (or path), or, when none is named, a tiny SD 1.x pipeline
+SDXL, FLUX.1, SD 3.5 or Qwen-Image model from the library by its name (or path), or, when none is named, a tiny SD 1.x pipeline
 built with the real diffusers classes and random weights (so the page, the CLI and the self-test
 work without any download; its samples are noise). Every ``sample_every`` steps the sample prompts
 are drawn at a fixed seed and kept as a row; every ``save_every`` steps and at ``steps`` the LoRA
@@ -70,7 +70,7 @@ PRECISION_NAMES = {"no": "fp32 (none)", "bf16": "bf16", "fp16": "fp16 (CUDA GPUs
 OPTIMIZER_NAMES = {"adamw": "AdamW", "adamw8bit": "8-bit AdamW (bitsandbytes, CUDA)"}
 TINY_NAME = "Studio's tiny SD 1.x (random weights)"
 TINY_SIDE = 64
-MODEL_SIDE = {"sd1": 512, "sdxl": 1024, "flux": 1024, "sd3": 1024}
+MODEL_SIDE = {"sd1": 512, "sdxl": 1024, "flux": 1024, "sd3": 1024, "qwen-image": 1024}
 SHAPE_NAMES = ("circle", "square", "triangle", "cross", "ring")
 SMOOTH_OVER = 20  # steps the smoothed loss averages
 THUMB_SIDE = 96
@@ -87,8 +87,8 @@ layers; the result is a file of a few MB in kohya's format that Generate, A1111,
 ComfyUI load.
 
 **What to try.** Choose *Your folder* with 10–50 pictures of one style or character and a trigger
-word nobody uses ("zxqstyle"); pick an SD 1.x, SDXL, FLUX.1 or SD 3.5 base model from your
-library; Play. Change
+word nobody uses ("zxqstyle"); pick an SD 1.x, SDXL, FLUX.1, SD 3.5 or Qwen-Image base model
+from your library; Play. Change
 the sample prompts while it trains. *Keep LoRA now* stops and writes the LoRA as it is; Pause keeps
 a checkpoint that the Runs tab resumes exactly. Then in Generate pick the LoRA (it is listed by its
 name) and use the trigger word in the prompt.
@@ -99,9 +99,9 @@ the loss. With Studio's tiny random model (no base model named) a step takes a f
 second, the smoothed loss drifts down from about 1 within a minute or two, and the samples are
 coloured noise — it shows the machinery, not a style. A real SD 1.x model learns a style in
 500–2000 steps at 512 px: hours on a CPU, minutes on a GPU. SDXL trains at 1024 px and wants a
-GPU with 12 GB or more. FLUX.1 and SD 3.5 train their transformer only (their T5 text encoder is
-too big to train beside it, so those knobs are greyed); at 1024 px with bf16 and checkpointing
-FLUX.1 wants about 33 GB and SD 3.5 Large about 24 GB (the estimate above the images says what
+GPU with 12 GB or more. FLUX.1, SD 3.5 and Qwen-Image train their transformer only (their T5 or
+Qwen2.5-VL text encoder is too big to train beside it, so those knobs are greyed); at 1024 px
+with bf16 and checkpointing FLUX.1 wants about 33 GB and SD 3.5 Large about 24 GB (the estimate above the images says what
 your run needs). Their LoRA is saved in diffusers' layout, which diffusers, ComfyUI and Forge
 load.
 """
@@ -213,8 +213,8 @@ class LoraSDLesson(Trainer):
                   help="Put before every caption; use it in Generate's prompt to call the "
                        "LoRA up."),
         ParamSpec("model", "", "text", maximum=1000, label="Base model",
-                  help="An SD 1.x, SDXL, FLUX.1 or SD 3.5 model's name as Generate lists it "
-                       "(or its path); empty: Studio's tiny random model."),
+                  help="An SD 1.x, SDXL, FLUX.1, SD 3.5 or Qwen-Image model's name as "
+                       "Generate lists it (or its path); empty: Studio's tiny random model."),
         ParamSpec("name", "", "text", maximum=60, label="LoRA name",
                   help="The file name in the library's loras folder; empty: the folder's "
                        "name."),
