@@ -13,7 +13,8 @@ diffusers' ``train_text_to_image_lora`` / ``train_text_to_image_lora_sdxl`` exam
 Every random choice of step ``n`` (which image, noise, timestep) comes from a generator seeded by
 ``(seed, n)``, so resuming from a checkpoint gives exactly the weights of an uninterrupted run.
 The result is written in kohya's format (:mod:`.lora_kohya`, with ``ss_`` metadata) into the
-library's ``loras`` folder, with a ``.preview.png`` beside it.
+library's ``loras`` folder, with a ``.preview.png`` beside it. FLUX.1, SD 3.5 and Qwen-Image are
+:mod:`.lora_flow`'s subclass of this trainer (flow matching on their transformer).
 """
 
 from __future__ import annotations

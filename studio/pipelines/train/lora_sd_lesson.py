@@ -193,8 +193,8 @@ def _thumb(example: Example) -> np.ndarray:
 
 
 class LoraSDLesson(Trainer):
-    """A kohya-format LoRA for an SD 1.x or SDXL model, trained a step at a time with
-    samples."""
+    """A LoRA for an SD 1.x, SDXL (kohya format), FLUX.1, SD 3.5 or Qwen-Image model (diffusers'
+    format), trained a step at a time with samples."""
 
     info = LessonInfo(**lesson_text("lora-sd"), explanation=EXPLANATION, log_scale=False,
                       series=("loss", "smooth_loss"),
