@@ -139,3 +139,26 @@ def test_the_trainer_counts_weights_from_the_headers_as_the_planner_does(tiny_sd
         ModelEntry("tiny", tiny_sd15_dir, "file", "diffusers", "sd1"), 1)}
     assert (read["unet"], read["text"], read["vae"]) == (
         planner["unet"], planner["text_encoder"], planner["vae"])
+
+
+#: FLUX.1-dev's and SD 3.5 Large's counts (their transformers built on the meta device; the
+#: LoRA per rank over lora_flow's targets; T5-XXL + CLIP(s))
+FLUX = {"unet": 11_901_408_320, "text": 4_883_000_000, "vae": 83_600_000,
+        "lora_unet": 2_918_400, "lora_text": 0}
+SD35 = {"unet": 8_056_627_520, "text": 5_578_000_000, "vae": 83_600_000,
+        "lora_unet": 1_473_792, "lora_text": 0}
+
+
+def test_the_estimate_covers_flux_and_sd35_and_says_it_is_an_estimate():
+    flux = estimate_memory("flux", FLUX, 1024, 16, mixed_precision="bf16",
+                           gradient_checkpointing=True, device_memory=24 * GB)
+    assert flux.sentence.startswith("FLUX.1 LoRA at 1024 px, rank 16: ~")
+    assert "(an estimate)" in flux.sentence and "more than this GPU's 24 GB" in flux.sentence
+    assert "transformer" in flux.parts and "unet" not in flux.parts
+    assert 28 * GB < flux.total < 40 * GB  # unquantized FLUX LoRAs want a 40 GB-class GPU
+    sd35 = estimate_memory("sd3", SD35, 1024, 16, mixed_precision="bf16",
+                           gradient_checkpointing=True, device_memory=80 * GB)
+    assert sd35.sentence.startswith("SD 3.5 LoRA at 1024 px, rank 16: ~")
+    assert "fits this GPU's 80 GB" in sd35.sentence and sd35.total < flux.total
+    cpu = estimate_memory("flux", FLUX, 512, 8, device="cpu")
+    assert "FLUX.1 wants a GPU with 40 GB" in cpu.sentence

@@ -302,3 +302,79 @@ def test_an_sdxl_base_trains_in_the_lesson_and_its_run_exports_kohya_sdxl(tmp_pa
     assert any(k.startswith("lora_te2_") for k in first)
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k])
                                                  for k in first)
+
+
+def test_a_flux_base_trains_in_the_lesson_greys_what_does_not_apply_and_exports_diffusers(
+        tmp_path, tiny_flux_dir):
+    import torch
+    from safetensors.torch import load_file
+
+    from studio.core.config import default_paths
+    from studio.pipelines.train.export import export_run
+    from studio.pipelines.train.lora_sd_lesson import LoraSDLesson
+    from studio.pipelines.train.runs import Run
+
+    lesson = LoraSDLesson({"steps": 2, "sample_every": 2, "sample_steps": 2, "resolution": "128",
+                           "lr": 1e-3, "model": str(tiny_flux_dir), "name": "fx", "rank": 2},
+                          seed=0)
+    snap = lesson.snapshot()
+    assert lesson.core.family == "flux" and snap["resolution"] == 128
+    assert set(snap["inapplicable"]) == {"train_text_encoder", "text_encoder_lr", "sdpa"}
+    assert "T5" in snap["inapplicable"]["train_text_encoder"]
+    assert snap["estimate"].startswith("FLUX.1 LoRA at 128 px, rank 2: ~")
+    _steps(lesson, 2)
+    assert [step for step, _ in lesson.snapshot()["samples"]] == [2]
+    saved = Path(lesson.saved)
+    run = Run.create(tmp_path / "runs", "lora-sd", 0, lesson.config)
+    run.save_checkpoint(lesson)
+    done = export_run(run.path, default_paths().models_dir, "fx-run")
+    first, second = load_file(str(saved)), load_file(str(done.path / "fx-run.safetensors"))
+    assert all(k.startswith("transformer.") for k in first)
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k])
+                                                 for k in first)
+    sd = LoraSDLesson({"steps": 1, "sample_every": 0}, seed=0)  # the tiny SD 1.x: all apply
+    assert sd.snapshot()["inapplicable"] == {}
+
+
+def test_the_form_greys_knobs_that_do_not_apply_and_brings_them_back(qtbot):
+    from studio.pipelines.train.lora_flow import NOT_APPLICABLE
+    from studio.pipelines.train.lora_sd_lesson import LoraSDLesson
+    from studio.ui.panels.train.params_form import ParamsForm
+
+    form = ParamsForm(LoraSDLesson.params, LoraSDLesson.validate_config())
+    qtbot.addWidget(form)
+    form.set_inapplicable(NOT_APPLICABLE)
+    box = form.editors["train_text_encoder"]
+    assert not box.isEnabled() and "T5" in box.toolTip()
+    assert not form.editors["sdpa"].isEnabled() and form.editors["rank"].isEnabled()
+    assert not form.labels["text_encoder_lr"].isEnabled()
+    form.set_inapplicable({})
+    assert box.isEnabled() and box.toolTip().startswith("LoRA layers in the text encoder")
+
+
+def test_the_page_offers_a_flux_base_and_greys_the_text_encoder_knobs(
+        main_window, qtbot, monkeypatch, tiny_flux_dir):
+    from studio.core.config import default_paths
+    from studio.ui.panels.train.panel import TrainPanel
+
+    monkeypatch.setattr(TrainPanel, "session_in_process", False)
+    library_model = default_paths().models_dir / "tiny-flux"
+    shutil.copytree(tiny_flux_dir, library_model)
+    main_window.show()
+    panel = main_window.show_workspace("train")
+    qtbot.waitUntil(lambda: panel.frames_drawn >= 1, timeout=60000)
+    panel.open_lesson("lora-sd")
+    qtbot.waitUntil(lambda: panel.lesson == "lora-sd" and panel.last_frame is not None,
+                    timeout=60000)
+    view = panel.view
+    assert panel.form.editors["train_text_encoder"].isEnabled()  # the tiny SD 1.x
+    panel.reset(overrides={"resolution": "128", "sample_every": 0})  # quick to cache
+    qtbot.waitUntil(lambda: panel.last_frame.config["resolution"] == "128", timeout=60000)
+    qtbot.waitUntil(lambda: view.model_box.findText("tiny-flux") > 0, timeout=30000)
+    view.model_box.activated.emit(view.model_box.findText("tiny-flux"))
+    qtbot.waitUntil(lambda: panel.last_frame.config["model"] == str(library_model)
+                    and panel.last_frame.snapshot.get("family") == "flux", timeout=60000)
+    qtbot.waitUntil(lambda: not panel.form.editors["train_text_encoder"].isEnabled(),
+                    timeout=10000)
+    assert "T5" in panel.form.editors["train_text_encoder"].toolTip()
+    assert view.estimate.full_text().startswith("FLUX.1 LoRA at 128 px")

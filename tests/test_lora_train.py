@@ -209,10 +209,14 @@ def test_sgm_names_follow_the_original_unet():
     assert sgm_unet_module(f"up_blocks.1.attentions.0.{tail}", 2) == f"output_blocks.3.1.{tail}"
 
 
-def test_a_family_training_does_not_support_is_refused(studio_home, tmp_path, tiny_sd3_dir):
+def test_a_family_training_does_not_support_is_refused(studio_home, tmp_path, tiny_chroma_dir):
+    from studio.pipelines.train.lora_flow import trainer_for
+
     data = make_folder(tmp_path / "data")
-    trainer = LoraTrainer(config(data, tiny_sd3_dir), SETTINGS, default_paths())
-    with pytest.raises(UserFacingError, match="supports Stable Diffusion 1.x and SDXL models"):
+    trainer = trainer_for(config(data, tiny_chroma_dir), SETTINGS, default_paths())
+    with pytest.raises(UserFacingError,
+                       match="supports Stable Diffusion 1.x, SDXL, FLUX.1, SD 3.5 and "
+                             "Qwen-Image models"):
         trainer.prepare()
 
 

@@ -1,7 +1,8 @@
 """``studio train-lora FOLDER --base MODEL --name NAME``: train a LoRA on your own images.
 
 FOLDER holds the images with kohya-style ``.txt`` captions beside them; the LoRA is written in
-kohya's format into the library's ``loras`` folder (or ``--out``), where Generate finds it. Progress
+kohya's format (FLUX.1, SD 3.5, Qwen-Image: diffusers' ``transformer.…lora_A`` layout, with
+kohya's ``ss_`` metadata) into the library's ``loras`` folder (or ``--out``), where Generate finds it. Progress
 goes to stderr (a line every few steps); with ``--json`` stdout carries one JSON object per step and
 a last one with ``"lora"`` (the file) and ``"steps"``.
 
@@ -30,9 +31,11 @@ from typing import Any
 from studio.core.wording import count_of
 
 NAME = "train-lora"
-HELP = "train a LoRA (SD 1.x or SDXL) on a folder of your images"
+HELP = "train a LoRA (SD 1.x, SDXL, FLUX.1, SD 3.5, Qwen-Image) on a folder of your images"
 EXIT_STATUS = ("Exit status: 0 done; 1 the training failed (the message says why); 2 bad input "
-               "(no images, a model that is not in the library or not SD 1.x/SDXL, an invalid "
+               "(no images, a model that is not in the library or of a family LoRA training does not "
+               "support, an "
+               "invalid "
                "value); "
                "130 Ctrl+C (the latest checkpoint and LoRA file are kept).")
 LINES_PER_RUN = 20
@@ -45,8 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a JSON or TOML file of these settings by their long names "
                              "(folder, base, name, rank…); options on the line win")
     parser.add_argument("--base", default=None, metavar="MODEL",
-                        help="the SD 1.x or SDXL model from the library (name or path) to "
-                             "train on")
+                        help="the SD 1.x, SDXL, FLUX.1, SD 3.5 or Qwen-Image model from the "
+                             "library (name or path) to train on")
     parser.add_argument("--name", default=None, help="the LoRA's name (its file name)")
     parser.add_argument("--trigger", default="", help="a word put before every caption")
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank (network dim)")
@@ -54,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="LoRA alpha (default: the rank)")
     parser.add_argument("--lr", type=float, default=1e-4, help="learning rate")
     parser.add_argument("--train-text-encoder", action="store_true",
-                        help="LoRA layers in the text encoder(s) too (kohya's lora_te keys)")
+                        help="LoRA layers in the text encoder(s) too (kohya's lora_te keys; "
+                             "SD 1.x and SDXL only)")
     parser.add_argument("--text-encoder-lr", type=float, default=None, metavar="LR",
                         help="the text encoder's learning rate (default: --lr)")
     parser.add_argument("--steps", type=int, default=500, help="training steps")
@@ -160,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
     from studio.core.config import default_paths, load_settings
     from studio.core.jobs import UserFacingError
     from studio.pipelines.train.lora_config import LoraTrainConfig, device_memory
-    from studio.pipelines.train.lora_sd import LoraTrainer, StepReport
+    from studio.pipelines.train.lora_flow import trainer_for
+    from studio.pipelines.train.lora_sd import StepReport
 
     args = _with_config(args)
     loaded = load_settings()
@@ -181,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device or settings.device)
     try:  # everything found wrong before training is bad input
-        trainer = LoraTrainer(config, settings, paths, device=device)
+        trainer = trainer_for(config, settings, paths, device=device)
         trainer.prepare()
     except UserFacingError as exc:
         raise UsageError(str(exc)) from None

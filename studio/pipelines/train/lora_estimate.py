@@ -9,8 +9,13 @@ encoder when latents are made at every step. The sizes follow the model the imag
 (:mod:`studio.pipelines.component_sizes`: weights as element counts × the bytes of the dtype they
 run in, the counts read from the base model's safetensors headers; the training activations
 fitted to the usual numbers — SDXL at 1024 px, rank 16, bf16 with checkpointing: about 11 GB;
-SD 1.5 at 512 px in fp32: about 9 GB); it is an estimate, rounded, and says so. No torch here:
-the counts come from :func:`studio.pipelines.train.lora_sd.model_counts`.
+SD 1.5 at 512 px in fp32: about 9 GB); it is an estimate, rounded, and says so. FLUX.1 and SD 3.5
+(:mod:`.lora_flow`) use the same model (Qwen-Image too) with their transformer in the UNet's
+place (its parameters, the LoRA on its attention and FLUX's single-block MLPs): FLUX.1-dev at
+1024 px, rank 16, bf16 with checkpointing comes to about 33 GB (unquantized FLUX LoRA training is
+known to want a 40 GB-class GPU), SD 3.5 Large to about 24 GB. These GPU figures are estimates,
+and the sentence says so. No torch here: the counts come from
+:func:`studio.pipelines.train.lora_sd.model_counts` (or ``FlowLoraTrainer._model_counts``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,17 @@ from dataclasses import dataclass
 from studio.pipelines.component_sizes import GB, dtype_bytes, training_activation_bytes
 
 __all__ = ["GB", "MemoryEstimate", "estimate_memory"]
-FAMILY_NAMES = {"sd1": "SD 1.x", "sdxl": "SDXL"}
+FAMILY_NAMES = {"sd1": "SD 1.x", "sdxl": "SDXL", "flux": "FLUX.1", "sd3": "SD 3.5",
+                "qwen-image": "Qwen-Image"}
+#: what a CPU run of each family is told
+CPU_ADVICE = {"sd1": "SD 1.x at 256–512 px is what a CPU manages",
+              "sdxl": "SDXL wants a GPU; on a CPU train SD 1.x at 256–512 px instead",
+              "flux": "FLUX.1 wants a GPU with 40 GB or more; on a CPU train SD 1.x at "
+                      "256–512 px instead",
+              "sd3": "SD 3.5 wants a GPU with 24 GB or more (Medium: less); on a CPU train "
+                     "SD 1.x at 256–512 px instead",
+              "qwen-image": "Qwen-Image (20 B parameters) wants a GPU with 80 GB; on a CPU "
+                            "train SD 1.x at 256–512 px instead"}
 
 
 @dataclass(frozen=True)
@@ -44,14 +59,15 @@ def estimate_memory(family: str, counts: dict[str, int], resolution: int, rank: 
                     device_memory: int | None = None) -> MemoryEstimate:
     """The peak memory of a run with these settings and a sentence for the page and the CLI.
 
-    ``counts``: parameters of ``unet``, ``text`` (all text encoders), ``vae``, and the LoRA's
-    parameters per unit of rank in the UNet (``lora_unet``) and the text encoders
-    (``lora_text``). ``device_memory``: the GPU's memory, to say whether it fits."""
+    ``counts``: parameters of ``unet`` (the denoiser: FLUX.1's and SD 3.5's transformer),
+    ``text`` (all text encoders), ``vae``, and the LoRA's parameters per unit of rank in the
+    denoiser (``lora_unet``) and the text encoders (``lora_text``). ``device_memory``: the GPU's memory, to say whether it fits."""
     half = mixed_precision in ("fp16", "bf16")
     weight_bytes = dtype_bytes({"fp16": "float16", "bf16": "bfloat16"}.get(mixed_precision,
                                                                            "float32"))
     on_gpu = device != "cpu"
-    parts: dict[str, int] = {"unet": counts["unet"] * weight_bytes}
+    denoiser = "unet" if family in ("sd1", "sdxl") else "transformer"
+    parts: dict[str, int] = {denoiser: counts["unet"] * weight_bytes}
     text_kept = train_text_encoder or not cache_text or not on_gpu
     if text_kept:
         parts["text encoders"] = counts["text"] * weight_bytes
@@ -74,8 +90,7 @@ def estimate_memory(family: str, counts: dict[str, int], resolution: int, rank: 
     head = (f"{name} LoRA at {resolution} px, rank {rank}: ~{_gb(total)}"
             + (f" with {', '.join(options)}" if options else ""))
     if not on_gpu:
-        sensible = ("SD 1.x at 256–512 px is what a CPU manages" if family == "sd1" else
-                    "SDXL wants a GPU; on a CPU train SD 1.x at 256–512 px instead")
+        sensible = CPU_ADVICE.get(family, CPU_ADVICE["sdxl"])
         sentence = (f"{head} of RAM. On the CPU this is slow (seconds to minutes a step); "
                     f"{sensible}.")
     elif device_memory and total > device_memory:
@@ -83,12 +98,12 @@ def estimate_memory(family: str, counts: dict[str, int], resolution: int, rank: 
                            gradient_checkpointing=gradient_checkpointing,
                            cache_latents=cache_latents, cache_text=cache_text,
                            train_text_encoder=train_text_encoder, optimizer=optimizer)
-        sentence = (f"{head} — more than this GPU's {_gb(device_memory)}. "
+        sentence = (f"{head} (an estimate) — more than this GPU's {_gb(device_memory)}. "
                     + _what_fits(family, counts, resolution, rank, options_now, device_memory))
     elif device_memory:
-        sentence = f"{head}; fits this GPU's {_gb(device_memory)}."
+        sentence = f"{head} (an estimate); fits this GPU's {_gb(device_memory)}."
     else:
-        sentence = f"{head}."
+        sentence = f"{head} (an estimate)."
     return MemoryEstimate(int(total), parts, sentence)
 
 

@@ -7,6 +7,7 @@ its ``ss_`` metadata and a ``.preview.png`` beside it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ TEXT_ENCODERS = {"sd1": (("text_encoder", "lora_te_"),),
                  "sdxl": (("text_encoder", "lora_te1_"), ("text_encoder_2", "lora_te2_"))}
 
 
-_PARTS = ("unet", "text_encoder", "text_encoder_2")
+_PARTS = ("unet", "transformer", "text_encoder", "text_encoder_2")
 
 
 def split_parts(peft_sd: dict) -> dict[tuple[str, str], Any]:
@@ -96,3 +97,66 @@ def write_lora_file(target: Path, kohya: dict, metadata: dict[str, str],
         partial.unlink(missing_ok=True)
         raise UserFacingError(write_failure(exc, f"the LoRA {target.name}", target.parent)) from exc
     return target
+
+
+#: families whose LoRA file is diffusers' PEFT layout (``transformer.<module>.lora_A.weight``):
+#: what FluxPipeline / StableDiffusion3Pipeline ``load_lora_weights``, ComfyUI and Forge read
+DIFFUSERS_LAYOUT = ("flux", "sd3", "qwen-image")
+
+
+def diffusers_from_peft(peft_sd: dict, alpha: float, rank: int) -> dict:
+    """The transformer's PEFT state (:meth:`LoraTrainer.peft_state`) in diffusers' layout,
+    ``transformer.<module>.lora_A.weight`` / ``lora_B``, as ``FluxPipeline.save_lora_weights``
+    and ai-toolkit write it. That layout has no alpha (loaders take alpha = rank), so the
+    scale alpha / rank is multiplied into ``lora_B``: every loader applies what was trained."""
+    scale = float(alpha) / float(rank)
+    out = {}
+    for (part, key), value in split_parts(peft_sd).items():
+        tensor = value.detach().cpu().float()
+        if ".lora_B." in key:
+            tensor = tensor * scale
+        out[f"{'transformer' if part in ('unet', 'transformer') else part}.{key}"] = (
+            tensor.contiguous())
+    return out
+
+
+def lora_file_state(peft_sd: dict, alpha: float, family: str, rank: int,
+                    layers_per_block: int | None = None) -> dict:
+    """The LoRA file's tensors for ``family``: kohya's layout for SD 1.x and SDXL, diffusers'
+    for FLUX.1 and SD 3.5 (:data:`DIFFUSERS_LAYOUT`)."""
+    if family in DIFFUSERS_LAYOUT:
+        return diffusers_from_peft(peft_sd, alpha, rank)
+    return kohya_from_peft(peft_sd, alpha, family, layers_per_block)
+
+
+def ss_metadata(cfg: Any, dataset: Any, *, version: str, base_name: str, step: int,
+                te_lr: float, architecture: str) -> dict[str, str]:
+    """The ``ss_`` keys kohya's trainer writes (base model, rank, alpha, steps, resolution,
+    tags…) and the modelspec ones, for a run of ``cfg`` (a LoraTrainConfig) on ``dataset``."""
+    folder = Path(cfg.data_dir).name
+    return {
+        "ss_base_model_version": version,
+        "ss_sd_model_name": base_name,
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": str(cfg.rank),
+        "ss_network_alpha": str(cfg.alpha),
+        "ss_learning_rate": str(cfg.lr),
+        "ss_unet_lr": str(cfg.lr),
+        "ss_text_encoder_lr": str(te_lr) if cfg.train_text_encoder else "0",
+        "ss_network_train_unet_only": str(not cfg.train_text_encoder),
+        "ss_max_train_steps": str(cfg.steps),
+        "ss_steps": str(step),
+        "ss_seed": str(cfg.seed),
+        "ss_resolution": f"({cfg.resolution}, {cfg.resolution})",
+        "ss_enable_bucket": "True",
+        "ss_num_train_images": str(len(dataset.examples) * cfg.repeats),
+        "ss_mixed_precision": cfg.mixed_precision,
+        "ss_gradient_checkpointing": str(cfg.gradient_checkpointing),
+        "ss_output_name": cfg.name,
+        "ss_training_comment": f"trigger: {cfg.trigger}" if cfg.trigger else "",
+        "ss_tag_frequency": json.dumps({folder: dataset.tag_frequency()}),
+        "ss_dataset_dirs": json.dumps({folder: {"n_repeats": cfg.repeats,
+                                                "img_count": len(dataset.examples)}}),
+        "modelspec.architecture": architecture,
+        "modelspec.title": cfg.name,
+    }

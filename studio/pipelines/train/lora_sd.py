@@ -13,13 +13,13 @@ diffusers' ``train_text_to_image_lora`` / ``train_text_to_image_lora_sdxl`` exam
 Every random choice of step ``n`` (which image, noise, timestep) comes from a generator seeded by
 ``(seed, n)``, so resuming from a checkpoint gives exactly the weights of an uninterrupted run.
 The result is written in kohya's format (:mod:`.lora_kohya`, with ``ss_`` metadata) into the
-library's ``loras`` folder, with a ``.preview.png`` beside it.
+library's ``loras`` folder, with a ``.preview.png`` beside it. FLUX.1, SD 3.5 and Qwen-Image are
+:mod:`.lora_flow`'s subclass of this trainer (flow matching on their transformer).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,18 +33,22 @@ from studio.pipelines.train.lora_data import Dataset, Example, load_pixels, scan
 from studio.pipelines.train.lora_kohya import (
     TEXT_ENCODERS,
     kohya_from_peft,
+    lora_file_state,
     split_parts,
+    ss_metadata,
     write_lora_file,
 )
-
-log = logging.getLogger(__name__)
 
 UNET_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 #: family -> kohya's ``ss_base_model_version``
-SUPPORTED_FAMILIES = {"sd1": "sd_v1", "sdxl": "sdxl_base_v1-0"}
+SD_FAMILIES = {"sd1": "sd_v1", "sdxl": "sdxl_base_v1-0"}
+#: every family LoRA training supports: SD's here, FLUX.1's, SD 3.5's and Qwen-Image's in
+#: :mod:`.lora_flow`
+SUPPORTED_FAMILIES = {**SD_FAMILIES, "flux": "flux1", "sd3": "sd3", "qwen-image": "qwen_image"}
 ARCHITECTURES = {"sd1": "stable-diffusion-v1/lora", "sdxl": "stable-diffusion-xl-v1-base/lora"}
-FAMILY_NAMES = {"sd1": "Stable Diffusion 1.x", "sdxl": "SDXL"}
+FAMILY_NAMES = {"sd1": "Stable Diffusion 1.x", "sdxl": "SDXL", "flux": "FLUX.1",
+                "sd3": "SD 3.5", "qwen-image": "Qwen-Image"}
 
 
 # -- the trainer --------------------------------------------------------------------------------
@@ -58,7 +62,8 @@ class StepReport:
 
 
 def supported_text() -> str:
-    """"Stable Diffusion 1.x and SDXL": the families LoRA training supports, in words."""
+    """"Stable Diffusion 1.x, SDXL, FLUX.1, SD 3.5 and Qwen-Image": the families LoRA training
+    supports, in words."""
     names = list(FAMILY_NAMES.values())
     return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
 
@@ -71,7 +76,15 @@ class LoraTrainer:
     (original size, crop corner, target size), as diffusers' ``train_text_to_image_lora_sdxl``
     computes them. With ``train_text_encoder`` the text encoders get LoRA layers too (their own
     learning rate), saved under kohya's ``lora_te_`` (SD 1.x) or ``lora_te1_``/``lora_te2_``.
+
+    The family-specific parts are hooks (``_setup_parts``, ``_lora_targets``, ``_encode_*``,
+    ``_loss``, ``_training_scheduler``, the file's layout and metadata) that
+    :class:`.lora_flow.FlowLoraTrainer` overrides for FLUX.1 and SD 3.5; the loop, caching,
+    checkpoints, resume, samples and the optimizer are shared.
     """
+
+    MODEL_KEY = "unet"  # the trained denoiser's part name (checkpoints, optimizer group 0)
+    FAMILIES = SD_FAMILIES
 
     def __init__(self, config: LoraTrainConfig, settings: Settings, paths: Paths,
                  device: str = "cpu") -> None:
@@ -123,6 +136,9 @@ class LoraTrainer:
             raise UserFacingError(
                 f"'{entry.name}' is an {entry.family} model; LoRA training supports "
                 f"{supported_text()} models for now. Pick one of those.")  # plural-ok
+        if entry.family not in self.FAMILIES:  # callers pick the class: lora_flow.trainer_for
+            raise ValueError(f"{type(self).__name__} is not the trainer for the {entry.family} "
+                             "family")
         self.entry = entry
         pipe = load_txt2img_pipeline(entry, self.device, torch.float32, self.paths)
         return pipe, entry.name, entry.family
@@ -140,16 +156,12 @@ class LoraTrainer:
         self.pipe = pipe
         self.accelerator = new_accelerator(mixed_precision=cfg.mixed_precision,
                                            cpu=self.device == "cpu")
-        self.encoders = {attr: getattr(pipe, attr) for attr, _ in TEXT_ENCODERS[family]}
-        self.tokenizers = [pipe.tokenizer] + ([pipe.tokenizer_2] if family == "sdxl" else [])
-        for part in (pipe.vae, pipe.unet, *self.encoders.values()):
+        unet = self._setup_parts(pipe, family)
+        for part in (pipe.vae, unet, *self.encoders.values()):
             part.requires_grad_(False)
         self._cache(pipe)
-        entry = getattr(self, "entry", None)
-        self.counts = model_counts(pipe, family, entry.path if entry is not None
-                                   and entry.format == "diffusers" else None)
-        unet = pipe.unet
-        if not cfg.sdpa:
+        self.counts = self._model_counts(pipe, family)
+        if not cfg.sdpa and self.MODEL_KEY == "unet":  # the transformers keep their own
             from diffusers.models.attention_processor import AttnProcessor
 
             unet.set_attn_processor(AttnProcessor())
@@ -163,17 +175,17 @@ class LoraTrainer:
             # kohya allows a fractional alpha (0.5…); PEFT's scaling alpha/r takes it as is.
             unet.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha,  # type: ignore[arg-type]
                                         init_lora_weights="gaussian",
-                                        target_modules=UNET_TARGETS))
+                                        target_modules=self._lora_targets(unet)))
             if cfg.train_text_encoder:  # PEFT's own injection (transformers' wants peft 0.22)
                 for encoder in self.encoders.values():
                     inject_adapter_in_model(LoraConfig(
                         r=cfg.rank, lora_alpha=cfg.alpha,  # type: ignore[arg-type]
                         init_lora_weights="gaussian", target_modules=TEXT_TARGETS), encoder)
-        models = {"unet": unet, **(self.encoders if cfg.train_text_encoder else {})}
+        models = {self.MODEL_KEY: unet, **(self.encoders if cfg.train_text_encoder else {})}
         if cfg.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
             for key in models:
-                if key != "unet":  # transformers 5 renamed it; 4.x has only the old name
+                if key != self.MODEL_KEY:  # transformers 5 renamed it; 4.x has only the old name
                     encoder = models[key]
                     getattr(encoder, "activation_checkpointing_enable",
                             encoder.gradient_checkpointing_enable)()
@@ -183,7 +195,8 @@ class LoraTrainer:
             params = [p for p in model.parameters() if p.requires_grad]
             for p in params:
                 p.data = p.data.float()
-            groups.append({"params": params, "lr": cfg.lr if key == "unet" else self.te_lr})
+            groups.append({"params": params,
+                           "lr": cfg.lr if key == self.MODEL_KEY else self.te_lr})
             self.params += params
         optimizer: torch.optim.Optimizer
         if cfg.optimizer == "adamw8bit":
@@ -194,10 +207,30 @@ class LoraTrainer:
             optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
         *prepared, self.optimizer = self.accelerator.prepare(*models.values(), optimizer)
         self.models = dict(zip(models, prepared, strict=True))
-        self.unet = self.models["unet"]
-        self.noise_scheduler = _training_scheduler(pipe)
+        self.denoiser = self.models[self.MODEL_KEY]
+        self.noise_scheduler = self._training_scheduler(pipe)
         if hasattr(pipe, "set_progress_bar_config"):
             pipe.set_progress_bar_config(disable=True)
+
+    # family hooks
+    def _setup_parts(self, pipe: Any, family: str) -> Any:
+        """The text encoders and tokenizers the prompts go through; returns the denoiser."""
+        self.encoders = {attr: getattr(pipe, attr) for attr, _ in TEXT_ENCODERS[family]}
+        self.tokenizers = [pipe.tokenizer] + ([pipe.tokenizer_2] if family == "sdxl" else [])
+        return pipe.unet
+
+    def _lora_targets(self, model: Any) -> list[str]:
+        return UNET_TARGETS
+
+    def _model_counts(self, pipe: Any, family: str) -> dict[str, int]:
+        entry = getattr(self, "entry", None)  # a diffusers folder: counts from its headers
+        return model_counts(pipe, family, entry.path if entry is not None
+                            and entry.format == "diffusers" else None)
+
+    def _training_scheduler(self, pipe: Any) -> Any:
+        from diffusers import DDPMScheduler
+
+        return DDPMScheduler.from_config(pipe.scheduler.config)
 
     @property
     def te_lr(self) -> float:
@@ -285,7 +318,7 @@ class LoraTrainer:
 
         if self.config.text_cached:
             embeds = torch.stack([self.texts[i][0] for i in indices])
-            pooled = (None if self.family != "sdxl"
+            pooled = (None if self.texts[indices[0]][1] is None
                       else torch.stack([self.texts[i][1] for i in indices]))
             return embeds, pooled
         ids = [torch.cat([self.ids[i][n] for i in indices]) for n in range(len(self.tokenizers))]
@@ -318,7 +351,7 @@ class LoraTrainer:
                 extra["added_cond_kwargs"] = {
                     "text_embeds": pooled,
                     "time_ids": torch.stack([self.time_ids[i] for i in indices]).to(self.device)}
-            pred = self.unet(noisy, timesteps, embeds, return_dict=False, **extra)[0]
+            pred = self.denoiser(noisy, timesteps, embeds, return_dict=False, **extra)[0]
         return F.mse_loss(pred.float(), target.float())
 
     def train_step(self) -> float:
@@ -399,8 +432,8 @@ class LoraTrainer:
                   for name, p in model.named_parameters()}
         with torch.no_grad():
             for name, value in weights.items():
-                params[name if name.split(".", 1)[0] in self.models else f"unet.{name}"].copy_(
-                    value)
+                part = name.split(".", 1)[0]
+                params[name if part in self.models else f"{self.MODEL_KEY}.{name}"].copy_(value)
         self.optimizer.load_state_dict(optim)
         self.step = int(state["step"])
         self.losses = [float(v) for v in state.get("losses", [])]
@@ -469,44 +502,28 @@ class LoraTrainer:
             return None
         return int(self.pipe.unet.config.layers_per_block)
 
+    @property
+    def architecture(self) -> str:
+        return ARCHITECTURES[self.family]
+
     def kohya_state_dict(self) -> dict:
         return kohya_from_peft(self.peft_state(), self.config.alpha, self.family,
                                self.unet_layers)
 
+    def file_state_dict(self) -> dict:
+        """What the LoRA file holds: kohya's layout (FLUX.1 and SD 3.5: diffusers')."""
+        return lora_file_state(self.peft_state(), self.config.alpha, self.family,
+                               self.config.rank, self.unet_layers)
+
     def metadata(self) -> dict[str, str]:
         assert self.dataset is not None
-        cfg = self.config
-        return {
-            "ss_base_model_version": SUPPORTED_FAMILIES[self.family],
-            "ss_sd_model_name": self.base_name,
-            "ss_network_module": "networks.lora",
-            "ss_network_dim": str(cfg.rank),
-            "ss_network_alpha": str(cfg.alpha),
-            "ss_learning_rate": str(cfg.lr),
-            "ss_unet_lr": str(cfg.lr),
-            "ss_text_encoder_lr": str(self.te_lr) if cfg.train_text_encoder else "0",
-            "ss_network_train_unet_only": str(not cfg.train_text_encoder),
-            "ss_max_train_steps": str(cfg.steps),
-            "ss_steps": str(self.step),
-            "ss_seed": str(cfg.seed),
-            "ss_resolution": f"({cfg.resolution}, {cfg.resolution})",
-            "ss_enable_bucket": "True",
-            "ss_num_train_images": str(len(self.dataset.examples) * cfg.repeats),
-            "ss_mixed_precision": cfg.mixed_precision,
-            "ss_gradient_checkpointing": str(cfg.gradient_checkpointing),
-            "ss_output_name": cfg.name,
-            "ss_training_comment": f"trigger: {cfg.trigger}" if cfg.trigger else "",
-            "ss_tag_frequency": json.dumps({Path(cfg.data_dir).name:
-                                            self.dataset.tag_frequency()}),
-            "ss_dataset_dirs": json.dumps({Path(cfg.data_dir).name: {
-                "n_repeats": cfg.repeats, "img_count": len(self.dataset.examples)}}),
-            "modelspec.architecture": ARCHITECTURES[self.family],
-            "modelspec.title": cfg.name,
-        }
+        return ss_metadata(self.config, self.dataset, version=SUPPORTED_FAMILIES[self.family],
+                           base_name=self.base_name, step=self.step, te_lr=self.te_lr,
+                           architecture=self.architecture)
 
     def save_lora(self) -> Path:
         preview = self.samples[-1][1][0] if self.samples and self.samples[-1][1] else None
-        return write_lora_file(self.lora_file, self.kohya_state_dict(), self.metadata(), preview)
+        return write_lora_file(self.lora_file, self.file_state_dict(), self.metadata(), preview)
 
     def run(self, resume: bool = False,
             on_step: Callable[[StepReport], None] | None = None,
@@ -566,22 +583,5 @@ def model_counts(pipe: Any, family: str, folder: Path | None = None) -> dict[str
             "lora_text": sum(lora_per_rank(e, TEXT_TARGETS) for e in encoders)}
 
 
-def _training_scheduler(pipe: Any):
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler.from_config(pipe.scheduler.config)
-
-
 def _config_json(config: LoraTrainConfig) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in config.__dict__.items()}
-
-
-def train_lora(config: LoraTrainConfig, settings: Settings, paths: Paths, *,
-               resume: bool = False, device: str = "cpu",
-               on_step: Callable[[StepReport], None] | None = None,
-               should_stop: Callable[[], bool] = lambda: False) -> tuple[Path, LoraTrainer]:
-    trainer = LoraTrainer(config, settings, paths, device)
-    trainer.prepare()
-    for warning in trainer.dataset.warnings if trainer.dataset else []:
-        log.warning("%s", warning)
-    return trainer.run(resume=resume, on_step=on_step, should_stop=should_stop), trainer

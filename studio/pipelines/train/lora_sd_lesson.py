@@ -1,15 +1,17 @@
-"""The ``lora-sd`` lesson: the Train → LoRA page, a LoRA for Stable Diffusion 1.x or SDXL on your
-images.
+"""The ``lora-sd`` lesson: the Train → LoRA page, a LoRA for Stable Diffusion 1.x, SDXL, FLUX.1,
+SD 3.5 or Qwen-Image on your images.
 
 The training itself is :class:`studio.pipelines.train.lora_sd.LoraTrainer` (#18's core: cached
-latents and prompts, aspect buckets, PEFT on the UNet's attention, kohya's file format); this
+latents and prompts, aspect buckets, PEFT on the UNet's attention, kohya's file format), or for
+FLUX.1, SD 3.5 and Qwen-Image :class:`studio.pipelines.train.lora_flow.FlowLoraTrainer` (flow matching on the
+transformer, diffusers' file layout; the knobs that do not apply are greyed, with the reason); this
 lesson drives it one step at a time from the Train session (a child process in the window), so
 the page can pause, step, change the learning rate or the sample prompts mid-run, and resume from
 a run's checkpoint exactly (each step's randomness comes from ``(seed, step)``).
 
 Images: a folder of yours (``.txt`` sidecars as kohya reads them, a trigger word put first), or,
-when none is chosen, ten shapes drawn in red ink that ship with Studio. Base model: an SD 1.x or
-SDXL model from the library by its name (or path), or, when none is named, a tiny SD 1.x pipeline
+when none is chosen, ten shapes drawn in red ink that ship with Studio. Base model: an SD 1.x,
+SDXL, FLUX.1, SD 3.5 or Qwen-Image model from the library by its name (or path), or, when none is named, a tiny SD 1.x pipeline
 built with the real diffusers classes and random weights (so the page, the CLI and the self-test
 work without any download; its samples are noise). Every ``sample_every`` steps the sample prompts
 are drawn at a fixed seed and kept as a row; every ``save_every`` steps and at ``steps`` the LoRA
@@ -49,7 +51,8 @@ from studio.pipelines.train.lora_data import (
     read_caption,
     scan_folder,
 )
-from studio.pipelines.train.lora_kohya import kohya_from_peft, write_lora_file
+from studio.pipelines.train.lora_flow import FLOW_FAMILIES, NOT_APPLICABLE, trainer_for
+from studio.pipelines.train.lora_kohya import lora_file_state, write_lora_file
 from studio.pipelines.train.lora_sd import LoraTrainer
 from studio.pipelines.train.registry import lesson_text
 
@@ -59,7 +62,7 @@ CAPTIONS = ("sidecars", "blip")
 CAPTION_NAMES = {"sidecars": "The .txt files",
                  "blip": "Fill missing ones (Florence-2 or BLIP)"}
 RESOLUTIONS = ("auto", "128", "256", "384", "512", "640", "768", "1024")
-RESOLUTION_NAMES = {"auto": "Model's own (SD 1.x 512, SDXL 1024; tiny model 64)",
+RESOLUTION_NAMES = {"auto": "Model's own (SD 1.x 512, SDXL, FLUX.1, SD 3.5 1024; tiny 64)",
                     "128": "128 px (a quick try)",
                     **{r: f"{r} px" for r in RESOLUTIONS[2:]}}
 PRECISIONS = ("no", "bf16", "fp16")
@@ -67,7 +70,7 @@ PRECISION_NAMES = {"no": "fp32 (none)", "bf16": "bf16", "fp16": "fp16 (CUDA GPUs
 OPTIMIZER_NAMES = {"adamw": "AdamW", "adamw8bit": "8-bit AdamW (bitsandbytes)"}
 TINY_NAME = "Studio's tiny SD 1.x (random weights)"
 TINY_SIDE = 64
-MODEL_SIDE = {"sd1": 512, "sdxl": 1024}
+MODEL_SIDE = {"sd1": 512, "sdxl": 1024, "flux": 1024, "sd3": 1024, "qwen-image": 1024}
 SHAPE_NAMES = ("circle", "square", "triangle", "cross", "ring")
 SMOOTH_OVER = 20  # steps the smoothed loss averages
 THUMB_SIDE = 96
@@ -84,7 +87,8 @@ layers; the result is a file of a few MB in kohya's format that Generate, A1111,
 ComfyUI load.
 
 **What to try.** Choose *Your folder* with 10–50 pictures of one style or character and a trigger
-word nobody uses ("zxqstyle"); pick an SD 1.x or SDXL base model from your library; Play. Change
+word nobody uses ("zxqstyle"); pick an SD 1.x, SDXL, FLUX.1, SD 3.5 or Qwen-Image base model
+from your library; Play. Change
 the sample prompts while it trains. *Keep LoRA now* stops and writes the LoRA as it is; Pause keeps
 a checkpoint that the Runs tab resumes exactly. Then in Generate pick the LoRA (it is listed by its
 name) and use the trigger word in the prompt.
@@ -95,7 +99,11 @@ the loss. With Studio's tiny random model (no base model named) a step takes a f
 second, the smoothed loss drifts down from about 1 within a minute or two, and the samples are
 coloured noise — it shows the machinery, not a style. A real SD 1.x model learns a style in
 500–2000 steps at 512 px: hours on a CPU, minutes on a GPU. SDXL trains at 1024 px and wants a
-GPU with 12 GB or more.
+GPU with 12 GB or more. FLUX.1, SD 3.5 and Qwen-Image train their transformer only (their T5 or
+Qwen2.5-VL text encoder is too big to train beside it, so those knobs are greyed); at 1024 px
+with bf16 and checkpointing FLUX.1 wants about 33 GB and SD 3.5 Large about 24 GB (the estimate above the images says what
+your run needs). Their LoRA is saved in diffusers' layout, which diffusers, ComfyUI and Forge
+load.
 """
 
 
@@ -185,8 +193,8 @@ def _thumb(example: Example) -> np.ndarray:
 
 
 class LoraSDLesson(Trainer):
-    """A kohya-format LoRA for an SD 1.x or SDXL model, trained a step at a time with
-    samples."""
+    """A LoRA for an SD 1.x, SDXL (kohya format), FLUX.1, SD 3.5 or Qwen-Image model (diffusers'
+    format), trained a step at a time with samples."""
 
     info = LessonInfo(**lesson_text("lora-sd"), explanation=EXPLANATION, log_scale=False,
                       series=("loss", "smooth_loss"),
@@ -205,8 +213,8 @@ class LoraSDLesson(Trainer):
                   help="Put before every caption; use it in Generate's prompt to call the "
                        "LoRA up."),
         ParamSpec("model", "", "text", maximum=1000, label="Base model",
-                  help="An SD 1.x or SDXL model's name as Generate lists it (or its path); "
-                       "empty: Studio's tiny random model."),
+                  help="An SD 1.x, SDXL, FLUX.1, SD 3.5 or Qwen-Image model's name as "
+                       "Generate lists it (or its path); empty: Studio's tiny random model."),
         ParamSpec("name", "", "text", maximum=60, label="LoRA name",
                   help="The file name in the library's loras folder; empty: the folder's "
                        "name."),
@@ -219,7 +227,8 @@ class LoraSDLesson(Trainer):
                          "tiny model likes 1e-3."),
         ParamSpec("train_text_encoder", False, "bool", label="Train text encoder",
                   help="LoRA layers in the text encoder(s) too: captions' words learn the "
-                       "style as well (a bigger file; saved as kohya's lora_te keys)."),
+                       "style as well (a bigger file; saved as kohya's lora_te keys). SD 1.x "
+                       "and SDXL only."),
         ParamSpec("text_encoder_lr", 5e-5, "float", minimum=1e-7, maximum=10.0, live=True,
                   log_scale=True, label="Text-encoder LR",
                   help="The text encoder's own learning rate (kohya's text_encoder_lr); "
@@ -311,7 +320,7 @@ class LoraSDLesson(Trainer):
             from studio.core.devices import resolve_device
 
             device = resolve_device(self.settings.device)
-        self.core = LoraTrainer(LoraTrainConfig(
+        train_config = LoraTrainConfig(
             data_dir=folder or Path("shapes"), base=model or TINY_NAME, name=name,
             trigger=str(cfg["trigger"]), rank=int(cfg["rank"]), alpha=float(cfg["alpha"]),
             lr=float(cfg["lr"]), steps=int(cfg["steps"]), resolution=TINY_SIDE,
@@ -322,8 +331,9 @@ class LoraSDLesson(Trainer):
             mixed_precision=str(cfg["mixed_precision"]),
             gradient_checkpointing=bool(cfg["gradient_checkpointing"]),
             cache_latents=bool(cfg["cache_latents"]), cache_text=bool(cfg["cache_text"]),
-            optimizer=str(cfg["optimizer"]), sdpa=bool(cfg["sdpa"])),
-            self.settings, self.paths, device)
+            optimizer=str(cfg["optimizer"]), sdpa=bool(cfg["sdpa"]))
+        self.core = (trainer_for(train_config, self.settings, self.paths, device) if model
+                     else LoraTrainer(train_config, self.settings, self.paths, device))
         if model:  # the model first: its family gives the resolution ("auto")
             pipe, base_name, family = self.core.load_base()
         else:
@@ -434,6 +444,8 @@ class LoraSDLesson(Trainer):
                              if core.config.trigger.strip() else "")),
             "warnings": list(self.dataset.warnings), "estimate": self.estimate,
             "images": self._shown, "prompts": list(core.config.sample_prompts),
+            "family": core.family,
+            "inapplicable": dict(NOT_APPLICABLE) if core.family in FLOW_FAMILIES else {},
             "samples": [(step, [str(p) for p in paths]) for step, paths in core.samples],
             "saved": self.saved,
         }
@@ -446,7 +458,8 @@ class LoraSDLesson(Trainer):
                 "samples": [[step, [str(p) for p in paths]] for step, paths in core.samples],
                 "saved": self.saved, "metadata": core.metadata(),
                 "alpha": float(core.config.alpha), "name": core.config.name,
-                "family": core.family, "unet_layers": core.unet_layers}
+                "family": core.family, "unet_layers": core.unet_layers,
+                "rank": int(core.config.rank)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         core = self.core
@@ -463,15 +476,23 @@ class LoraSDLesson(Trainer):
 
 def write_lora_export(folder: Path, state: dict[str, Any]) -> list[Path]:
     """A run's LoRA (its checkpoint's state) as ``<folder>/<folder name>.safetensors`` in kohya's
-    format with its ``ss_`` metadata, and the last sample as its ``.preview.png``."""
+    format (FLUX.1, SD 3.5: diffusers') with its ``ss_`` metadata, and the last sample as its
+    ``.preview.png``."""
     folder = Path(folder)
     name = folder.name.lstrip(".").removesuffix(".exporting")
     metadata = {**state["metadata"], "ss_output_name": name, "modelspec.title": name}
     previews = [Path(p) for _, paths in state["samples"][-1:] for p in paths[:1]]
     target = write_lora_file(folder / f"{name}.safetensors",
-                             kohya_from_peft(state["peft"], float(state["alpha"]),
-                                             state.get("family", "sd1"),
+                             lora_file_state(state["peft"], float(state["alpha"]),
+                                             state.get("family", "sd1"), _rank(state),
                                              state.get("unet_layers")), metadata,
                              previews[0] if previews else None)
     return sorted(p for p in folder.iterdir() if p.is_file() and p.stem.startswith(target.stem))
 
+
+
+def _rank(state: dict[str, Any]) -> int:
+    """The run's LoRA rank (older checkpoints did not keep it: a lora_A's rows)."""
+    if "rank" in state:
+        return int(state["rank"])
+    return next(int(v.shape[0]) for k, v in state["peft"].items() if ".lora_A." in k)

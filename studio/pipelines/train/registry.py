@@ -85,8 +85,8 @@ LESSONS: dict[str, Lesson] = _lessons(
      "answers before and after.",
      "studio.pipelines.train.dpo:DPOLesson"),
     ("lora-sd", "LoRA: your style in Generate",
-     "Train a LoRA for a Stable Diffusion 1.x or SDXL model on your own images; watch samples "
-     "arrive, then use it in Generate.",
+     "Train a LoRA for a Stable Diffusion 1.x, SDXL, FLUX.1, SD 3.5 or Qwen-Image model on your "
+     "own images; watch samples arrive, then use it in Generate.",
      "studio.pipelines.train.lora_sd_lesson:LoraSDLesson"),
     ("ddpm", "Image diffusion (DDPM)",
      "A small UNet learns to turn noise into digits, faces or your own images; then draw new "

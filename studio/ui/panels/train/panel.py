@@ -352,6 +352,7 @@ class TrainPanel(QWidget):
                 self.form.set_values(self._config)
             self.loss_plot.append(frame.metrics)
             self.view.show_snapshot(frame.snapshot)
+            self.form.set_inapplicable(frame.snapshot.get("inapplicable", {}))
             self.controls.set_step(frame.step)
             if frame.run_path != self._run_path:
                 self._run_path = frame.run_path

@@ -355,6 +355,21 @@ class ParamsForm(QWidget):
                 editor.updateGeometry()  # its valueChanged is blocked
             editor.blockSignals(False)
 
+    def set_inapplicable(self, reasons: dict[str, str]) -> None:
+        """Grey the knobs that do not apply to what the run trains (a FLUX.1 LoRA has no
+        text-encoder training), each with its reason as the tooltip; the others come back."""
+        for name, editor in self.editors.items():
+            why = reasons.get(name, "")
+            if editor.isEnabled() == (not why):
+                continue
+            editor.setEnabled(not why)
+            spec = self.specs[name]
+            tip = why or (spec.help + ("" if spec.live else " (changing it starts the run over)"))
+            editor.setToolTip(tip.strip())
+            if name in self.labels:
+                self.labels[name].setEnabled(not why)
+                self.labels[name].setToolTip(tip.strip())
+
     def values(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, editor in self.editors.items():

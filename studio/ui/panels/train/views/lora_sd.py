@@ -55,8 +55,8 @@ def duration(seconds: float) -> str:
 
 
 def _trainable_models() -> list[tuple[str, str]]:
-    """(name, spec) of the library's models LoRA training supports (SD 1.x, SDXL), for the
-    base-model picker (I/O pool)."""
+    """(name, spec) of the library's models LoRA training supports (SD 1.x, SDXL, FLUX.1,
+    SD 3.5, Qwen-Image), for the base-model picker (I/O pool)."""
     from studio.core.config import default_paths, load_settings
     from studio.library.models import find_txt2img_models
     from studio.pipelines.train.lora_sd import SUPPORTED_FAMILIES
@@ -106,8 +106,8 @@ class LoraSDView(LessonView):
 
         self.model_box = QComboBox()
         self.model_box.setObjectName("loraBaseModel")
-        self.model_box.setToolTip("The SD 1.x or SDXL model the LoRA is trained for "
-                                      "(from the library)")
+        self.model_box.setToolTip("The SD 1.x, SDXL, FLUX.1, SD 3.5 or Qwen-Image model the "
+                                  "LoRA is trained for (from the library)")
         self.model_box.addItem("Tiny model (random weights)", TINY)
         self.model_box.activated.connect(self._model_chosen)
         self.folder_button = QPushButton("Image folder…")
