@@ -21,8 +21,10 @@ time, memory freed between:
 - a family or setting that would not fit, or that the time budget (``--budget``) no longer
   allows, is skipped with the reason printed.
 
-The LoRA part iterates the trainer's registry (``lora_sd.SUPPORTED_FAMILIES``; a family added
-there is benchmarked here once bench/gpu_families.py has its spec): ``LoraTrainer.train_step``
+The LoRA part iterates the trainer's registry (``lora_sd.SUPPORTED_FAMILIES``): for the UNet
+families (a family added there is benchmarked here once bench/gpu_families.py has its spec; the
+flow-matching ones, FLUX.1 / SD 3.5 / Qwen-Image, are timed against their bare loop by
+``bench/lora_train.py --family NAME`` and listed here with that reason) ``LoraTrainer.train_step``
 against the bare loop of diffusers' ``train_text_to_image_lora`` examples on the same cached
 tensors (bf16 mixed precision, gradient checkpointing, rank 16, 512 px SD 1.5 / 1024 px SDXL),
 steps/s and the ratio, and the peak VRAM next to ``lora_estimate``'s figure.
@@ -356,8 +358,12 @@ def run_lora(family: str, workdir: Path, dry: bool, budget: Budget) -> dict[str,
     from studio.core.config import Settings, default_paths
     from studio.pipelines.train.lora_config import LoraTrainConfig
     from studio.pipelines.train.lora_data import scan_folder
-    from studio.pipelines.train.lora_sd import UNET_TARGETS, LoraTrainer
+    from studio.pipelines.train.lora_sd import SD_FAMILIES, UNET_TARGETS, LoraTrainer
 
+    if family not in SD_FAMILIES:  # FLUX.1 / SD 3.5 / Qwen-Image: FlowLoraTrainer
+        return {"family": family, "skipped": "flow-matching LoRA training is compared with its "
+                "bare loop by bench/lora_train.py --family " + family + " (tiny models); at "
+                "real size only its estimate is known"}
     spec = spec_for(family)
     if spec is None:
         return {"family": family, "skipped": "bench/gpu_families.py has no spec for it yet"}
@@ -476,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from studio.library.families import FAMILIES
-    from studio.pipelines.train.lora_sd import SUPPORTED_FAMILIES
+    from studio.pipelines.train.lora_sd import SD_FAMILIES, SUPPORTED_FAMILIES
 
     if not args.dry_run and not torch.cuda.is_available():
         print("No CUDA GPU here: run with --dry-run to check the script on the CPU.")
@@ -490,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="studio-gpu-") as tmp:
         os.environ.setdefault("STUDIO_HOME", str(Path(tmp) / "home"))
         keys = [k for k in FAMILIES if k in wanted]
-        reserve = 0.0 if args.skip_train else LORA_RESERVE_S * len(SUPPORTED_FAMILIES)
+        reserve = 0.0 if args.skip_train else LORA_RESERVE_S * len(SD_FAMILIES)
         for index, key in enumerate(keys):
             spec = spec_for(key)
             budget.start_share(sum(1 for k in keys[index:] if spec_for(k) is not None), reserve)

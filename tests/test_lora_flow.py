@@ -47,6 +47,10 @@ def test_flux_lora_learns_and_loads_in_plain_diffusers(studio_home, tmp_path, ti
     out = trainer.run()
     assert trainer.fixed_loss() < before
     assert out.with_suffix(".preview.png").is_file()
+    from studio.library.classify import lora_base
+    from studio.library.detect import read_safetensors_header
+
+    assert lora_base(read_safetensors_header(out))[0] == "flux"  # Generate offers it for FLUX.1
     with safe_open(str(out), "pt") as f:
         keys, meta = list(f.keys()), f.metadata()
     assert keys and all(k.startswith("transformer.") for k in keys)
