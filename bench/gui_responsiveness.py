@@ -164,7 +164,7 @@ def measure_cancel_and_close(home: Path, model: Path) -> dict[str, float]:
     panel.receive(request)
     running = panel.generate()
     _pump_until(app, lambda: running.step >= 2)
-    runner = window.ctx.bridge.engine
+    runner = window.ctx.bridge.engine.gpu  # the GPU lane: its worker thread must stop
     pressed = time.perf_counter()
     QTest.keyClick(window.windowHandle(), Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
     _pump_until(app, lambda: not window.isVisible() and not runner.alive)

@@ -202,6 +202,27 @@ def test_discovery_by_key_layout(zoo):
         models["horse2zebra"].file_for("BtoA")
 
 
+def test_a_pickle_is_read_once_while_it_is_unchanged(tmp_path, monkeypatch):
+    """A library scan asks about each .pth twice (CycleGAN generator? ControlNet?) and every rescan
+    asks again: its strings are listed once while the file is unchanged, and again once it is
+    replaced."""
+    from studio.library.controlnets import is_controlnet_file
+
+    path = tmp_path / "latest_net_G.pth"
+    torch.save(tiny_generator(6, 4, seed=7).state_dict(), path)
+    reads: list[int] = []
+    real = lib._pickle_strings
+    monkeypatch.setattr(lib, "_pickle_strings",
+                        lambda data, limit=5: reads.append(len(data)) or real(data, limit))
+    for _ in range(3):
+        assert lib.looks_like_generator(path)
+        assert not is_controlnet_file(path)
+    assert len(reads) == 1
+    torch.save({"fc.weight": torch.zeros(2, 2)}, path)  # replaced: a classifier now
+    assert not lib.looks_like_generator(path) and lib.file_keys(path) >= {"fc.weight"}
+    assert len(reads) == 2
+
+
 def test_catalog_lists_the_released_models():
     catalog = {e.name: e for e in lib.load_catalog()}
     for name in ("horse2zebra", "zebra2horse", "monet2photo", "style_monet", "style_vangogh",

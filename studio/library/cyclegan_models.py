@@ -21,7 +21,9 @@ import logging
 import pickletools
 import re
 import struct
+import threading
 import zipfile
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,9 @@ _PAIR_STEM = re.compile(r"^(?P<prefix>.*)net_G_(?P<side>[AB])$")
 _FIRST_KEY = "model.1.weight"
 _BLOCK_KEY = re.compile(r"^model\.10\.conv_block\.1\.weight$")
 _MAX_PICKLE_BYTES = 4 << 20  # the key table of a generator is a few KB; never read more than this
+_PTH_CACHE_SIZE = 1024
+_pth_cache: OrderedDict[tuple, frozenset[str]] = OrderedDict()
+_pth_lock = threading.Lock()
 
 
 @dataclass
@@ -124,7 +129,27 @@ def _pickle_strings(data: bytes, limit: int = 5) -> set[str]:
     return found
 
 
-def _pth_keys(path: Path) -> set[str]:
+def _pth_keys(path: Path) -> frozenset[str]:
+    """The strings in a pickled weight file. Those of unchanged files (same size, modification
+    time and inode) come from a small in-memory cache, as safetensors headers do: one library scan
+    asks about every ``.pth`` twice (is it a CycleGAN generator? a ControlNet?) and each rescan
+    asks again, and listing a pickle's opcodes is the slowest part of a scan."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    with _pth_lock:
+        cached = _pth_cache.get(key)
+        if cached is not None:
+            _pth_cache.move_to_end(key)
+            return cached
+    keys = frozenset(_read_pth_keys(path))
+    with _pth_lock:
+        _pth_cache[key] = keys
+        while len(_pth_cache) > _PTH_CACHE_SIZE:
+            _pth_cache.popitem(last=False)
+    return keys
+
+
+def _read_pth_keys(path: Path) -> set[str]:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             name = next((n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"),
