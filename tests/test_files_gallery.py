@@ -241,3 +241,17 @@ def test_thumbnail_of_broken_file_raises(tmp_path):
     bad.write_bytes(b"nope")
     with pytest.raises(Exception):  # noqa: B017 - any PIL/OS error; the caller shows a tile
         make_thumbnail(bad, 64, cache_dir=tmp_path / "t")
+
+
+def test_index_params_keep_small_params_whole_and_cut_long_values():
+    """A picture's usual parameters are kept as they are (one json.dumps, the fast path the
+    gallery bench asked for); a value past the per-value limit is cut with a marker."""
+    from studio.media import gallery
+
+    small = {"Steps": 20, "CFG scale": 7.0, 3: None, "Size": [512, 512], "Model": "sd15"}
+    assert json.loads(gallery._index_params(small)) == {str(k): v for k, v in small.items()}
+    # the same dict one value at a time (the slow path) gives the same text
+    slow = dict(small, Big="x" * (gallery.INDEX_PARAM_CHARS + 10))
+    kept = json.loads(gallery._index_params(slow))
+    assert {k: kept[k] for k in map(str, small)} == {str(k): v for k, v in small.items()}
+    assert kept["Big"].endswith("characters not kept]") and len(kept["Big"]) < len(slow["Big"])

@@ -121,6 +121,9 @@ def _text(value: str) -> str:
 def _index_params(params: dict[str, Any]) -> str:
     """The params as the index keeps them: each value at most INDEX_PARAM_CHARS (text cut with
     a marker, anything else replaced by one), all together at most INDEX_PARAMS_TOTAL."""
+    whole = json.dumps(params, ensure_ascii=False, default=str)
+    if len(whole) <= INDEX_PARAM_CHARS:  # every key and value fits (the usual picture): as is
+        return whole
     kept: dict[str, Any] = {}
     total = 0
     for key, value in params.items():
@@ -129,7 +132,7 @@ def _index_params(params: dict[str, Any]) -> str:
             value = (clip_text(value, INDEX_PARAM_CHARS) if isinstance(value, str)
                      else f"[{len(text):,} characters not kept]")
             text = json.dumps(value, ensure_ascii=False)
-        total += len(text) + len(key)
+        total += len(text) + len(str(key))
         if total > INDEX_PARAMS_TOTAL:
             kept["…"] = f"[{len(params) - len(kept):,} more values not kept]"
             break
