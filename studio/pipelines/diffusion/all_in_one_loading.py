@@ -49,6 +49,7 @@ from studio.pipelines.diffusion.split_loading import (
     FP8_SKIP,
     _flux_state,
     _load_tokenizer,
+    flow_scheduler,
     is_fp8,
     transformer_overrides,
 )
@@ -248,9 +249,5 @@ def load_all_in_one_pipeline(entry: ModelEntry, dtype: Any, paths: Paths) -> Any
         model = _text_encoder(index[encoder][1], config / encoder, weights, dtype)
         components[encoder] = _keep_fp8(model, header, dtype)
         components[tokenizer] = _load_tokenizer(part.role, config, tokenizer)
-    scheduler_kwargs = {}
-    if family == "flux" and not components["transformer"].config.guidance_embeds:
-        scheduler_kwargs = {"shift": 1.0, "use_dynamic_shifting": False}  # schnell
-    components["scheduler"] = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(
-        str(config), subfolder="scheduler", local_files_only=True, **scheduler_kwargs)
+    components["scheduler"] = flow_scheduler(config, family, components["transformer"])
     return getattr(diffusers, index["_class_name"])(**components)

@@ -251,10 +251,18 @@ def load_split_pipeline(entry: ModelEntry, dtype: torch.dtype, paths: Paths) -> 
         components[encoder] = _load_text_encoder(index[encoder][1], config / encoder, path,
                                                  dtype)
         components[tokenizer] = _load_tokenizer(part.role, config, tokenizer)
-    scheduler_kwargs = {}
-    if family == "flux" and not components["transformer"].config.guidance_embeds:
-        scheduler_kwargs = {"shift": 1.0, "use_dynamic_shifting": False}  # schnell
-    components["scheduler"] = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(
-        str(config), subfolder="scheduler", local_files_only=True, **scheduler_kwargs)
+    components["scheduler"] = flow_scheduler(config, family, components["transformer"])
     cls = getattr(diffusers, index["_class_name"])
     return cls(**components)
+
+
+def flow_scheduler(config: Path, family: str, transformer: Any) -> Any:
+    """The shipped flow-matching scheduler of ``config``; FLUX.1 schnell's (no guidance embedder)
+    without the shift dev's config has."""
+    import diffusers
+
+    kwargs = {}
+    if family == "flux" and not transformer.config.guidance_embeds:
+        kwargs = {"shift": 1.0, "use_dynamic_shifting": False}  # schnell
+    return diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(
+        str(config), subfolder="scheduler", local_files_only=True, **kwargs)
