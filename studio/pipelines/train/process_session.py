@@ -42,7 +42,12 @@ from typing import Any
 from studio.pipelines.train.base import InvalidParameter
 from studio.pipelines.train.frame_codec import SnapshotDecoder, SnapshotEncoder
 from studio.pipelines.train.registry import lesson_class
-from studio.pipelines.train.session import FRAME_INTERVAL_S, Frame, TrainingSession
+from studio.pipelines.train.session import (
+    FRAME_INTERVAL_S,
+    Frame,
+    SessionFacts,
+    TrainingSession,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +56,7 @@ STOP_TIMEOUT_S = 10.0  # the child saves its run before it exits; a wedged one i
 STARTING_MESSAGE = "Starting the trainer…"
 
 
-class ProcessTrainingSession:
+class ProcessTrainingSession(SessionFacts):
     """Runs one lesson's :class:`TrainingSession` in a spawned child process; same API."""
 
     def __init__(self, lesson: str, on_frame: Callable[[Frame], None],
@@ -173,18 +178,6 @@ class ProcessTrainingSession:
         except ValueError:  # still running after kill: the OS reaps it with us
             log.error("the %s training process could not be ended", self.lesson)
         self.process = None
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return dict(self._config)
-
-    @property
-    def seed(self) -> int:
-        return self._seed
-
-    @property
-    def state(self) -> str:
-        return self._state
 
     @property
     def alive(self) -> bool:

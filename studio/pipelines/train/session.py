@@ -71,7 +71,28 @@ class Frame:
     new_run: bool = False  # the trainer was (re)built: forget the old curves and trails
 
 
-class TrainingSession:
+class SessionFacts:
+    """What both kinds of session say of themselves (a thread's, :class:`TrainingSession`, and a
+    child process's): a copy of the lesson's parameters, the seed and the state."""
+
+    _config: dict[str, Any]
+    _seed: int
+    _state: str
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+
+class TrainingSession(SessionFacts):
     """Runs one lesson's trainer on a thread; thread-safe controls, throttled frames."""
 
     def __init__(self, lesson: str, on_frame: Callable[[Frame], None],
@@ -205,18 +226,6 @@ class TrainingSession:
             self._cond.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return dict(self._config)
-
-    @property
-    def seed(self) -> int:
-        return self._seed
-
-    @property
-    def state(self) -> str:
-        return self._state
 
     @property
     def alive(self) -> bool:
