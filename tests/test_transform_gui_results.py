@@ -304,7 +304,7 @@ def test_a_done_state_seen_before_the_last_result_does_not_drop_it(panel, tmp_pa
     panel.receive(picture)
     request = TransformRequest(model="/m/style_test/latest_net_G.pth", inputs=[str(picture)])
     job = Job("transform", request, started=1.0)
-    panel._open[job.id] = job.snapshot()
+    panel._open.add(None, job.snapshot())  # as submitting does (the handle is not used here)
     panel._done_in_batch, panel._batch_total = 0, 1
     result = TransformedImage(request=request, index=0, source=picture, path=made,
                               image=Image.open(made).convert("RGB"))

@@ -41,10 +41,10 @@ from studio.ui.panels.generate.timeline import TimelineScrubber, TimelineStore
 from studio.ui.widgets.basics import section_label
 from studio.ui.widgets.model_picker import ModelPicker, Scanner
 from studio.ui.widgets.model_uses import for_generate
+from studio.ui.widgets.open_jobs import OpenJobs
 from studio.ui.widgets.preview import (
     FrameThrottle,
     PreviewArea,
-    StepClock,
     preview_to_qimage,
 )
 from studio.workers.job_bridge import QtJobHandle
@@ -90,10 +90,7 @@ class GeneratePanel(QWidget):
         self._calls = Calls(self)  # the LoRA scan
         # My jobs not ended yet, in submission order: their handles, and the latest snapshot each
         # handle delivered (what this panel shows, never ahead of the events it has handled).
-        self._handles: dict[int, QtJobHandle] = {}
-        self._open: dict[int, JobSnapshot] = {}
-        self._clocks: dict[int, StepClock] = {}
-        self._framed: set[int] = set()  # jobs that have shown at least one frame
+        self._open = OpenJobs()
         self._frames = FrameThrottle(self._draw_frame, FRAME_INTERVAL_S, self)
         self._applying = False
         self._restored = False
@@ -262,9 +259,7 @@ class GeneratePanel(QWidget):
         job.ended.connect(self._finish)
         self.error_label.hide()
         self.controls.note_seed_used(request.seed)
-        self._handles[job.id] = job
-        self._open[job.id] = job.snapshot
-        self._clocks[job.id] = StepClock()
+        self._open.add(job, job.snapshot)
         if self._displayed_job() is None or len(self._open) == 1:
             waiting = self.ctx.bridge.queue_length - 1
             self.preview.show_message("Starting…" if waiting <= 0 else
@@ -276,19 +271,20 @@ class GeneratePanel(QWidget):
     def cancel_current(self) -> None:
         """Cancel the job running now (or, if none of mine runs or it is stopping already, the
         next queued one). The job says "Cancelling…" at once, until it stops."""
-        job = next((j for j in self._open.values() if not j.cancelling), None)
+        job = next((j for j in self._open.snapshots() if not j.cancelling), None)
         running = self._displayed_job()
         if running is not None and not running.cancelling:
             job = running
-        if job is not None:
-            self._handles[job.id].cancel()
+        record = self._open.get(job.id) if job is not None else None
+        if record is not None:
+            record.handle.cancel()
 
     def cancel_all(self) -> None:
-        for handle in list(self._handles.values()):
+        for handle in self._open.handles():
             handle.cancel()
 
     def open_jobs(self) -> list[JobSnapshot]:
-        return list(self._open.values())
+        return self._open.snapshots()
 
     def refresh_loras(self) -> None:
         """Look for the library's LoRAs off the GUI thread; the LoRA menu fills when done."""
@@ -351,15 +347,17 @@ class GeneratePanel(QWidget):
 
     # -- job events (each from the handle of a job of mine) -------------------------------------
     def _displayed_job(self) -> JobSnapshot | None:
-        running = [j for j in self._open.values() if j.state is JobState.RUNNING]
+        running = self._open.running()
         return running[0] if running else None
 
     @Slot(object)
     def _on_job_changed(self, job: JobSnapshot) -> None:
-        if job.id not in self._open or job.finished:  # the end comes through _finish
+        if job.finished:  # the end comes through _finish
             return
-        self._open[job.id] = job
-        if job.state is JobState.RUNNING and job.id not in self._framed:
+        record = self._open.update(job)
+        if record is None:
+            return
+        if job.state is JobState.RUNNING and not record.framed:
             self.preview.show_message(job.message or "Starting…")
         elif job.cancelling and job.id == getattr(self._displayed_job(), "id", None):
             self.preview.show_note(CANCELLING)
@@ -367,28 +365,28 @@ class GeneratePanel(QWidget):
 
     @Slot(object, int, int, object)
     def _on_progress(self, job: JobSnapshot, step: int, total: int, preview: Any) -> None:
-        if job.id not in self._open:
+        record = self._open.update(job)
+        if record is None:
             return
-        self._open[job.id] = job
-        self._clocks.setdefault(job.id, StepClock()).tick(step)
+        record.clock.tick(step)
         self._frames.offer(job.id, (job, step, total, preview))
 
     def _draw_frame(self, job_id: int, frame: tuple[JobSnapshot, int, int, Any]) -> None:
         job, step, total, preview = frame
-        if job_id not in self._open:
+        record = self._open.get(job_id)
+        if record is None:
             return
-        clock = self._clocks[job.id]
         image = None
         if preview is not None:
             try:
                 image = preview_to_qimage(preview, job.request.width, job.request.height)
             except (ValueError, TypeError) as exc:
                 log.debug("unusable preview: %s", exc)
-        self._framed.add(job.id)
+        record.framed = True
         self._displayed_path = None
         self.timeline.clear()  # the picture is a live preview now
-        self.preview.show_frame(image, step, total, clock, job.request.count,
-                                note=CANCELLING if self._open[job.id].cancelling else "",
+        self.preview.show_frame(image, step, total, record.clock, job.request.count,
+                                note=CANCELLING if record.snapshot.cancelling else "",
                                 steps=job.request.steps)
 
     @Slot(object, object)
@@ -409,17 +407,16 @@ class GeneratePanel(QWidget):
         self._set_strip_visible(True)
         self.strip.add_result(result, image)
         self._display_result(result, image)
-        self._framed.discard(job.id)  # the next image of the batch starts from its own frames
+        record = self._open.get(job.id)
+        if record is not None:
+            record.framed = False  # the next image of the batch starts from its own frames
         if result.path:
             self.ctx.outputWritten.emit(Path(result.path))
 
     @Slot(object)
     def _finish(self, job: JobSnapshot) -> None:
         """The job ended (its handle's last signal: every partial came before it)."""
-        self._open.pop(job.id, None)
-        self._handles.pop(job.id, None)
-        self._framed.discard(job.id)
-        self._clocks.pop(job.id, None)
+        self._open.remove(job.id)
         self._frames.drop(job.id)
         kept = len(job.partials)
         if job.state is JobState.FAILED:
@@ -484,7 +481,7 @@ class GeneratePanel(QWidget):
         self.strip_label.setVisible(visible)
 
     def _update_queue(self) -> None:
-        running = [j for j in self._open.values() if j.state is JobState.RUNNING]
+        running = self._open.running()
         queued = len(self._open) - len(running)
         parts = []
         if running:
@@ -494,7 +491,7 @@ class GeneratePanel(QWidget):
         self.queue_label.setText(" · ".join(parts))
         self.queue_label.setVisible(bool(parts))
         # Enabled while there is something left to cancel (a stopping job is not).
-        self.cancel_button.setEnabled(any(not j.cancelling for j in self._open.values()))
+        self.cancel_button.setEnabled(any(not j.cancelling for j in self._open.snapshots()))
 
     def _places(self, settings: Settings) -> tuple:
         """Where models are looked for; a change means the list must be scanned again."""

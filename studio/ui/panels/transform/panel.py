@@ -46,7 +46,8 @@ from studio.ui.panels.transform.upscale_options import UpscaleOptions
 from studio.ui.widgets.mask_canvas import BrushTools, MaskCanvas, brush_step
 from studio.ui.widgets.model_picker import ModelPicker
 from studio.ui.widgets.model_uses import for_edit, for_img2img
-from studio.ui.widgets.preview import FrameThrottle, StepClock, step_text
+from studio.ui.widgets.open_jobs import OpenJobs
+from studio.ui.widgets.preview import FrameThrottle, step_text
 from studio.workers.job_bridge import QtJobHandle
 from studio.workers.thumbnails import pil_to_qimage
 
@@ -81,13 +82,10 @@ class TransformPanel(QWidget):
         self.ctx = ctx
         self.image_path: Path | None = None
         self.batch: list[Path] = []
-        # My jobs not ended: their handles and the latest snapshot each delivered.
-        self._handles: dict[int, QtJobHandle] = {}
-        self._open: dict[int, JobSnapshot] = {}
+        self._open = OpenJobs()  # my jobs not ended: handle, latest snapshot, step clock
         self._done_in_batch = 0
         self._batch_total = 0
         self._frames = FrameThrottle(self._draw_frame, 1 / 30, self)
-        self._clocks: dict[int, StepClock] = {}
         self._book = ResultBook(read_qimage)
         self._displayed: ShownResult | None = None  # the result on screen (its menu's file)
         self._inpaint_result = False  # inpaint mode shows the result / preview, not the canvas
@@ -346,9 +344,7 @@ class TransformPanel(QWidget):
             job.partial.connect(self._on_partial)
             job.ended.connect(self._finish)
             snapshot = job.snapshot
-            self._handles[job.id] = job
-            self._open[job.id] = snapshot
-            self._clocks[job.id] = StepClock()
+            self._open.add(job, snapshot)
             own = getattr(snapshot.request, "image", "") == str(self.image_path)
             self._book.start(snapshot, self._before if own else None, mask)
         if self.mode == "inpaint":
@@ -362,11 +358,11 @@ class TransformPanel(QWidget):
 
     @Slot()
     def cancel(self) -> None:
-        for handle in list(self._handles.values()):
+        for handle in self._open.handles():
             handle.cancel()
 
     def open_jobs(self) -> list[JobSnapshot]:
-        return list(self._open.values())
+        return self._open.snapshots()
 
     def shutdown(self) -> None:
         self._frames.stop()
@@ -418,25 +414,23 @@ class TransformPanel(QWidget):
     # -- job events --------------------------------------------------------------------------
     @Slot(object)
     def _on_job_changed(self, job: JobSnapshot) -> None:
-        if job.id not in self._open or job.finished:  # the end comes through _finish
+        if job.finished or self._open.update(job) is None:  # the end comes through _finish
             return
-        self._open[job.id] = job
         if job.state is JobState.RUNNING and job.message:
             self.status.setText(job.message)
 
     @Slot(object, int, int, object)
     def _on_progress(self, job: JobSnapshot, step: int, total: int, preview: Any) -> None:
-        if job.id not in self._open:
+        record = self._open.update(job)
+        if record is None:
             return
-        self._open[job.id] = job
         if total > 0:
             self.bar.setRange(0, total)
             self.bar.setValue(step)
         if job.kind == "img2img" and total > 0:
             # The same step line as Generate's: "Step 12/20 · 3.4 it/s · ETA 00:02".
-            clock = self._clocks.setdefault(job.id, StepClock())
-            clock.tick(step)
-            text = step_text(step, total, clock)
+            record.clock.tick(step)
+            text = step_text(step, total, record.clock)
             if self._batch_total > 1:
                 text = f"Image {min(self._done_in_batch + 1, self._batch_total)} of " \
                        f"{self._batch_total} · {text}"
@@ -476,10 +470,8 @@ class TransformPanel(QWidget):
     @Slot(object)
     def _finish(self, job: JobSnapshot) -> None:
         """The job ended (its handle's last signal: every partial came before it)."""
-        self._open.pop(job.id, None)
-        self._handles.pop(job.id, None)
+        self._open.remove(job.id)
         self._frames.drop(job.id)
-        self._clocks.pop(job.id, None)
         self._book.finish(job)
         if job.state is JobState.FAILED:
             self._show_error(job.error or "The job failed.")
@@ -526,7 +518,7 @@ class TransformPanel(QWidget):
         mode = self.mode
         inpaint = mode == "inpaint"
         has_result = "inpaint" in self._book.shown or "inpaint" in self._book.live or any(
-            mode_of(j.request) == "inpaint" for j in self._open.values())
+            mode_of(j.request) == "inpaint" for j in self._open.snapshots())
         painting = inpaint and not (self._inpaint_result and has_result)
         has_image = self.image_path is not None
         self.brush.setVisible(painting)
