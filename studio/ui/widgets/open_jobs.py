@@ -54,6 +54,10 @@ class OpenJobs:
     def handles(self) -> list[QtJobHandle]:
         return [r.handle for r in self._jobs.values()]
 
+    def cancel_all(self) -> None:
+        for record in list(self._jobs.values()):
+            record.handle.cancel()
+
     def running(self) -> list[JobSnapshot]:
         return [s for s in self.snapshots() if s.state is JobState.RUNNING]
 

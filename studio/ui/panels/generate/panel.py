@@ -280,8 +280,7 @@ class GeneratePanel(QWidget):
             record.handle.cancel()
 
     def cancel_all(self) -> None:
-        for handle in self._open.handles():
-            handle.cancel()
+        self._open.cancel_all()
 
     def open_jobs(self) -> list[JobSnapshot]:
         return self._open.snapshots()

@@ -358,8 +358,7 @@ class TransformPanel(QWidget):
 
     @Slot()
     def cancel(self) -> None:
-        for handle in self._open.handles():
-            handle.cancel()
+        self._open.cancel_all()
 
     def open_jobs(self) -> list[JobSnapshot]:
         return self._open.snapshots()
