@@ -51,9 +51,6 @@ class OpenJobs:
     def snapshots(self) -> list[JobSnapshot]:
         return [r.snapshot for r in self._jobs.values()]
 
-    def handles(self) -> list[QtJobHandle]:
-        return [r.handle for r in self._jobs.values()]
-
     def cancel_all(self) -> None:
         for record in list(self._jobs.values()):
             record.handle.cancel()
