@@ -168,7 +168,7 @@ def torchvision_problem() -> str:
     return ""
 
 
-def _import_engine(family: str) -> Any:
+def _import_engine(family: str, name: str = "") -> Any:
     """Import torch, diffusers and the family's pipeline module (with transformers' CLIP) without
     full garbage-collection passes, then freeze them (see :mod:`studio.core.gc_pauses`).
 
@@ -188,8 +188,7 @@ def _import_engine(family: str) -> Any:
             except RuntimeError as exc:  # diffusers words a failed import as a RuntimeError
                 broken = torchvision_problem()
                 if broken:
-                    raise UserFacingError(f"Could not load this {family} model: {broken}.") \
-                        from exc
+                    raise UserFacingError(f"Could not load {name or family}: {broken}.") from exc
                 raise
     return torch
 
@@ -206,7 +205,7 @@ def load_txt2img_pipeline(entry: ModelEntry, device: str, dtype: Any,
     check_saved(entry, device)  # a folder saved by bitsandbytes needs it (and, for NF4, CUDA)
     if entry.format != "diffusers":
         load_kwargs(entry, quant)  # NF4/int8 of a single or split file: a sentence
-    torch = _import_engine(entry.family)
+    torch = _import_engine(entry.family, entry.name)
     try:
         if entry.format == "diffusers":
             pipe = _load_diffusers(entry, dtype, quant)
