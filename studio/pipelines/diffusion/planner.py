@@ -233,7 +233,7 @@ def plan(name: str, components: list[Component], device: str, free_gpu: int,
             return Plan("full", need, free_ram, f"{text}: it runs whole in memory.")
         big = _nf4_encoder(components, free_ram) if bnb in ("all", "text_encoder") else None
         if big is not None:
-            return Plan("text_encoder_nf4", need, free_ram, f"{text}: {big.label} runs in 4 "
+            return Plan("text_encoder_nf4", need, free_ram, f"{text}: {big.label} runs in 4 "  # plural-ok: a name
                         "bits (NF4, bitsandbytes) to fit.", quantize="nf4",
                         quantized=(big.key,))
         hint = ""
@@ -257,7 +257,7 @@ def plan(name: str, components: list[Component], device: str, free_gpu: int,
     if bnb == "all":
         small = _nf4_encoder(components, free_gpu)
         if small is not None:
-            return Plan("text_encoder_nf4", need, free_gpu, f"{head}: {small.label} runs in 4 "
+            return Plan("text_encoder_nf4", need, free_gpu, f"{head}: {small.label} runs in 4 "  # plural-ok: a name
                         "bits (NF4, bitsandbytes) on the GPU.", quantize="nf4",
                         quantized=(small.key,))
     if total <= free_ram and largest + _working(largest) <= free_gpu:

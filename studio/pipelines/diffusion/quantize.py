@@ -165,7 +165,7 @@ def requested(folder: Path, mode: str, device: str, dtype: Any,
     if denoiser in wanted and problem(device, "denoiser"):
         wanted = tuple(c for c in wanted if c != denoiser)
         kept = f"; only its {', '.join(wanted)} is quantized" if wanted else ""
-        notes.append(f"{label} weights: {DENOISER_NEEDS_CUDA}, so the {denoiser} runs in full "
+        notes.append(f"{label} weights: {DENOISER_NEEDS_CUDA}, so the {denoiser} runs in full "  # plural-ok
                      f"precision on {str(device).upper()}{kept}.")
         if not wanted:
             return None, notes
@@ -175,15 +175,14 @@ def requested(folder: Path, mode: str, device: str, dtype: Any,
 def quantization_config(mode: str, library: str, dtype: Any) -> Any:
     """The ``BitsAndBytesConfig`` of ``library`` ("diffusers" or "transformers") for ``mode``:
     NF4 with ``dtype`` as its compute dtype, or int8 (LLM.int8, the default threshold)."""
-    if library == "diffusers":
-        from diffusers import BitsAndBytesConfig
-    else:
-        from transformers import BitsAndBytesConfig
+    import diffusers
+    import transformers
+
+    config: Any = (diffusers if library == "diffusers" else transformers).BitsAndBytesConfig
     if mode == "nf4":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                  bnb_4bit_compute_dtype=dtype)
+        return config(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
     if mode == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True)
+        return config(load_in_8bit=True)
     raise ValueError(f"unknown quantization {mode!r}; one of {', '.join(LABELS)}")
 
 

@@ -183,6 +183,7 @@ class LoraTrainer:
                 p.data = p.data.float()
             groups.append({"params": params, "lr": cfg.lr if key == "unet" else self.te_lr})
             self.params += params
+        optimizer: torch.optim.Optimizer
         if cfg.optimizer == "adamw8bit":
             import bitsandbytes as bnb
 
