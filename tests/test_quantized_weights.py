@@ -249,3 +249,30 @@ def test_the_nf4_estimate_is_what_the_loaded_encoder_holds(wide_flux):
     measured = measure_bytes(t5) + scales
     assert 0.97 * measured <= found["text_encoder_2"].nf4 <= 1.03 * measured, \
         (found["text_encoder_2"].nf4, measured)
+
+
+@needs_bnb
+def test_a_job_runs_as_the_planner_chose_with_the_t5_in_nf4(wide_flux, monkeypatch):
+    """RAM (faked) a little short for the whole model on the CPU: the plan puts the T5 in NF4,
+    the job loads it so (the image is transformers' NF4 T5's) and says why; the next job finds
+    it loaded as planned instead of planning again with its memory taken."""
+    from studio.library.models import ModelEntry
+    from studio.pipelines.diffusion import planner
+    from studio.pipelines.diffusion.planner import WORKING_MIN, components_of
+
+    parts = components_of(ModelEntry("w", wide_flux, "file", "diffusers", "flux"), 4)
+    # on a CPU only the T5 is quantized (diffusers quantizes a transformer on CUDA alone)
+    squeezed = sum(c.nf4 if c.key == "text_encoder_2" else c.bytes for c in parts) + WORKING_MIN
+    monkeypatch.setattr(planner, "free_memory", lambda device: (0, squeezed))
+    settings = Settings(device="cpu", precision="fp32", preview_mode="off")
+    service = Txt2ImgService(lambda: settings, default_paths)
+    req = Txt2ImgRequest(model=str(wide_flux), prompt="a lighthouse at dusk", steps=2, cfg=3.5,
+                         width=64, height=64, seed=5, count=1)
+    (result,) = service.run(req, RecordingSink(), CancelToken())
+    (said,) = [w for w in result.warnings if "needs ~" in w]
+    assert said.endswith("the T5 encoder runs in 4 bits (NF4, bitsandbytes) to fit.")
+    expected = plain_flux(wide_flux, text_encoder_2=transformers_t5(wide_flux, "nf4"))
+    assert np.array_equal(np.asarray(result.image), np.asarray(expected))
+    sink = RecordingSink()
+    service.run(req, sink, CancelToken())
+    assert service.cache.loads == 1 and not [m for m in sink.messages if "needs ~" in m]

@@ -116,16 +116,20 @@ _NOT_LINEAR = ("embed", "shared.weight", "relative_attention_bias", "lm_head")
 _KEPT_FP32 = {"t5": (".wo.",), "umt5": (".wo.",)}
 
 
-def kept_fp32(folder: Path) -> tuple[str, ...]:
-    """Name parts of the weights transformers keeps in float32 for the model in ``folder``."""
+def _model_type(folder: Path) -> str:
+    """A transformers component's ``model_type`` ("t5", "qwen2_5_vl" …; '' when none)."""
     import json
 
     try:
         config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return ()
-    return _KEPT_FP32.get(str(config.get("model_type", "")) if isinstance(config, dict)
-                          else "", ())
+        return ""
+    return str(config.get("model_type", "")) if isinstance(config, dict) else ""
+
+
+def kept_fp32(folder: Path) -> tuple[str, ...]:
+    """Name parts of the weights transformers keeps in float32 for the model in ``folder``."""
+    return _KEPT_FP32.get(_model_type(folder), ())
 
 
 def quantized_bytes(files: list[Path], run_bytes: int, fp32: tuple[str, ...] = ()) -> int:
@@ -186,7 +190,8 @@ def components_of(entry: Any, run_bytes: int) -> list[Component]:
             if plain:
                 nf4 = quantized_bytes(plain, run_bytes, kept_fp32(sub)) \
                     if sub.name in quantizable else 0
-                found.append(Component(sub.name, _label(sub.name, {}),
+                t5 = sub.name.startswith("text_encoder") and _model_type(sub) in _KEPT_FP32
+                found.append(Component(sub.name, "the T5 encoder" if t5 else _label(sub.name, {}),
                                        tensor_bytes(plain, run_bytes), nf4))
         return found
     size = Path(entry.path).stat().st_size
