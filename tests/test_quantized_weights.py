@@ -268,7 +268,9 @@ def test_a_job_runs_as_the_planner_chose_with_the_t5_in_nf4(wide_flux, monkeypat
     service = Txt2ImgService(lambda: settings, default_paths)
     req = Txt2ImgRequest(model=str(wide_flux), prompt="a lighthouse at dusk", steps=2, cfg=3.5,
                          width=64, height=64, seed=5, count=1)
-    (result,) = service.run(req, RecordingSink(), CancelToken())
+    first = RecordingSink()
+    (result,) = service.run(req, first, CancelToken())
+    assert "Loading model: text_encoder_2 in NF4 (4-bit) through bitsandbytes…" in first.messages
     (said,) = [w for w in result.warnings if "needs ~" in w]
     assert said.endswith("the T5 encoder runs in 4 bits (NF4, bitsandbytes) to fit.")
     expected = plain_flux(wide_flux, text_encoder_2=transformers_t5(wide_flux, "nf4"))

@@ -161,6 +161,11 @@ class DiffusersService:
         plan = self._memory_plan(entry, options, device, dtype, progress)
         progress.message("Loading model…")
         load_dtype = quantized_load(entry, options, plan, device, dtype, progress)
+        if load_dtype is not dtype and not self.cache.holds(entry, device, load_dtype):
+            from studio.pipelines.diffusion.quantize import LABELS
+
+            progress.message(f"Loading model: {', '.join(load_dtype.components)} in "
+                             f"{LABELS[load_dtype.mode]} through bitsandbytes…")
         # A model that will be offloaded is read into RAM: it may not fit on the GPU whole.
         offloaded = options.offload != "none" and offload_supported(device)
         planned_cpu = plan is not None and plan.mode in ("text_encoder_cpu", "model",
