@@ -25,8 +25,11 @@ OPTIONAL = {
                              "pooling",
     "llama_cpp": "GGUF chat models run through the optional extra `gguf`; without it they are "
                  "listed with the line that installs it",
-    "bitsandbytes": "8-bit AdamW for LoRA training (CUDA; the CPU from 0.50 on); greyed out "
-                    "with the reason without it",
+    "bitsandbytes": "8-bit AdamW for LoRA training (CUDA; the CPU from 0.50 on), NF4/int8 image-model weights and "
+                    "8/4-bit chat models (the optional extra `bnb`); greyed out or refused "
+                    "with the install line without it",
+    "torchvision": "Qwen-Image-Edit's processor (transformers) needs it; without it, or with a "
+                   "build for another torch, loading says so with the install line",
 }
 
 

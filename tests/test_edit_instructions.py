@@ -2,7 +2,8 @@
 as editing models; an Img2ImgRequest with ``edit`` runs the edit pipeline through Studio's batch
 loop bit for bit as plain diffusers, with a preview each step and the request in the metadata;
 each wrong pairing (an editing model in Generate or plain image to image, an edit with a model
-that cannot) and Qwen-Image-Edit's missing torchvision get a sentence."""
+that cannot) and Qwen-Image-Edit's missing or broken torchvision get a sentence. Qwen-Image-Edit
+is compared with diffusers where a torchvision built for this torch loads."""
 
 from __future__ import annotations
 
@@ -101,6 +102,54 @@ def test_qwen_image_edit_is_detected_and_names_what_it_needs(tiny_models_root, p
     assert detect_diffusers_folder(folder).family == "qwen-image-edit"
     with pytest.raises(UserFacingError, match=r"pip install torchvision"):
         edits().run(edit_request(folder, picture, cfg=4.0), RecordingSink(), CancelToken())
+
+
+def _torchvision_loads() -> bool:
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # noqa: BLE001 - not installed, or built for another torch
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _torchvision_loads(),
+                    reason="Qwen-Image-Edit's processor needs a torchvision built for this torch "
+                           "(PyPI's CUDA torchvision does not load beside the CPU torch)")
+def test_qwen_image_edit_is_bit_equal_to_diffusers(tiny_models_root, picture):
+    from diffusers import QwenImageEditPipeline
+
+    from tests.fixtures.tiny_families import build_tiny_qwen_image_edit
+
+    folder = build_tiny_qwen_image_edit(tiny_models_root / "tiny-qwen-image-edit-run")
+    assert detect_diffusers_folder(folder).family == "qwen-image-edit"
+    req = edit_request(folder, picture, cfg=4.0, negative_prompt="blurry")
+    sink = RecordingSink()
+    (result,) = edits().run(req, sink, CancelToken())
+    plain = QwenImageEditPipeline.from_pretrained(str(folder), local_files_only=True)
+    plain.set_progress_bar_config(disable=True)
+    expected = plain(image=Image.open(picture).convert("RGB"), prompt=req.prompt,
+                     negative_prompt="blurry", true_cfg_scale=4.0, num_inference_steps=2,
+                     width=64, height=48,
+                     generator=torch.Generator("cpu").manual_seed(5)).images[0]
+    assert np.array_equal(np.asarray(result.image), np.asarray(expected))
+    assert "Edit: instructions" in result.parameters
+    assert [p for _, _, p in sink.steps if p is not None]
+
+
+def test_a_torchvision_that_does_not_load_is_named(monkeypatch):
+    """PyPI's torchvision is a CUDA build: beside the CPU torch it stops at import ("operator
+    torchvision::nms does not exist"); the loader says so instead of diffusers' import error."""
+    import sys
+
+    from studio.pipelines.diffusion.loading import torchvision_problem
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "torchvision" else real(name, *a))
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # its import now raises
+    text = torchvision_problem()
+    assert text.startswith("torchvision is installed but does not load with this torch")
+    assert "download.pytorch.org/whl/cpu" in text and "pip uninstall torchvision" in text
 
 
 def test_cli_edits_with_the_models_guidance(tiny_flux_kontext_dir, picture, tmp_path):

@@ -311,6 +311,34 @@ def test_memory_options_are_saved_per_model_and_offload_needs_cuda(window, qtbot
     assert panel.scans == scans
 
 
+def test_nf4_weights_are_saved_per_model_and_greyed_without_bitsandbytes(window, qtbot,
+                                                                          image_models,
+                                                                          monkeypatch):
+    import importlib.util
+
+    panel = models_panel(window, qtbot)
+    box = panel.details.memory
+    sd15 = image_models / "tiny-sd15"
+    window.on_device_detected(DeviceReport(DeviceInfo("cuda", "CUDA · Test GPU · 24 GB")))
+    assert panel.tree.select_path(sd15)
+    if importlib.util.find_spec("bitsandbytes") is not None:
+        assert box.weights.isEnabled() and "NF4 (4-bit)" in box.weights.toolTip()
+        box.weights.setCurrentIndex(box.weights.findData("nf4"))
+        assert window.ctx.settings.memory_options_for(sd15) == MemoryOptions(quantize="nf4")
+        window.on_device_detected(DeviceReport(DeviceInfo("cpu", "CPU")))
+        assert box.weights.isEnabled() and "only the large text encoder" in box.weights.toolTip()
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    window.ctx.update_settings(window.ctx.settings.with_memory_options(
+        sd15, MemoryOptions(quantize="int8")))
+    assert panel.tree.select_path(image_models / "tiny-sdxl")
+    assert panel.tree.select_path(sd15)
+    assert not box.weights.isEnabled() and box.weights.currentData() == "int8"
+    assert "pip install bitsandbytes" in box.weights.toolTip()
+    assert "ignored until it is installed" in box.weights.toolTip()
+
+
 def test_unload_all_from_the_models_toolbar_and_the_status_bar(window, qtbot, monkeypatch,
                                                                 screenshot):
     import studio.pipelines.model_cache as model_cache

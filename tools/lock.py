@@ -36,7 +36,7 @@ LOCK = ROOT / "constraints.txt"
 #: Versions chosen on purpose rather than "newest": torch is the one CI machines carry as a CPU
 #: wheel (PyTorch's CPU index has it for every platform); raise it deliberately, with a CI run.
 PINS = ["torch==2.13.0"]
-EXTRAS = ["test", "packaging", "faces"]
+EXTRAS = ["test", "packaging", "faces", "bnb"]
 #: extras left out of the lock, each pinned exactly in pyproject instead, and why
 UNLOCKED_EXTRAS = {"gguf": "llama-cpp-python has no wheel on PyPI: its sdist compiles llama.cpp, "
                            "differently per machine (CPU, CUDA, Metal)"}

@@ -29,6 +29,8 @@ PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 PREVIEW_MODES = ("fast", "taesd", "off")
 THEMES = ("dark", "light")
 LOAD_IN = ("auto", "8bit", "4bit")
+#: bitsandbytes weights of an image model (studio.pipelines.diffusion.quantize says where they run)
+QUANTIZE_MODES = ("none", "nf4", "int8")
 OFFLOAD_MODES = ("none", "model", "sequential")  # accelerate offload of an image model (CUDA only)  # chat models: auto follows precision; 8/4-bit need bitsandbytes
 
 
@@ -88,18 +90,22 @@ class MemoryOptions:
 
     ``attention_slicing`` and ``vae_tiling`` trade speed for peak memory on any device;
     ``offload`` keeps the weights in RAM and moves them to the GPU per model ("model") or per
-    layer ("sequential", slowest, least VRAM) — it needs CUDA and is ignored elsewhere."""
+    layer ("sequential", slowest, least VRAM) — it needs CUDA and is ignored elsewhere;
+    ``quantize`` loads the denoiser and the large text encoders in NF4 or int8 (bitsandbytes)."""
 
     attention_slicing: bool = False
     vae_tiling: bool = False
     offload: str = "none"  # one of OFFLOAD_MODES
+    quantize: str = "none"  # one of QUANTIZE_MODES
 
     @classmethod
     def from_dict(cls, raw: dict) -> MemoryOptions:
         offload = raw.get("offload", "none") if isinstance(raw, dict) else "none"
+        quantize = raw.get("quantize", "none") if isinstance(raw, dict) else "none"
         return cls(attention_slicing=bool(raw.get("attention_slicing", False)) if raw else False,
                    vae_tiling=bool(raw.get("vae_tiling", False)) if raw else False,
-                   offload=offload if offload in OFFLOAD_MODES else "none")
+                   offload=offload if offload in OFFLOAD_MODES else "none",
+                   quantize=quantize if quantize in QUANTIZE_MODES else "none")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -10,6 +10,7 @@ from pathlib import Path
 from studio.core.config import Paths, Settings
 from studio.core.jobs import UserFacingError
 from studio.core.wording import count_of
+from studio.library.bnb_folders import precision_label, saved_quantization
 from studio.library.classify import diffusers_weight_files, files_precision
 from studio.library.entry import LibraryEntry
 from studio.library.families import label as family_label
@@ -57,6 +58,9 @@ def entries_for(models: list) -> Iterator[LibraryEntry]:
                 precision = f"{precision}, fp16 variant" if precision else "fp16 variant"
             if shrunk is not None:  # made smaller in Studio: say how, not the dtypes
                 precision = PRECISION_LABELS[shrunk["method"]]
+            saved = precision_label(saved_quantization(m.path))
+            if saved:  # saved quantized by bitsandbytes: NF4 / int8 components
+                precision = saved
         elif m.path.suffix.lower() == ".gguf":
             from studio.library.split_files import gguf_precision, read_gguf_header
 

@@ -166,10 +166,18 @@ class DiffusersService:
         cancel.raise_if_cancelled()
         plan = self._memory_plan(entry, options, device, dtype, progress)
         progress.message("Loading model…")
+        load_dtype = quantized_load(entry, options, plan, device, dtype, progress)
+        if load_dtype is not dtype and not self.cache.holds(entry, device, load_dtype):
+            from studio.pipelines.diffusion.quantize import LABELS
+
+            progress.message(f"Loading model: {', '.join(load_dtype.components)} in "
+                             f"{LABELS[load_dtype.mode]} through bitsandbytes…")
         # A model that will be offloaded is read into RAM: it may not fit on the GPU whole.
         offloaded = options.offload != "none" and offload_supported(device)
-        planned_cpu = plan is not None and plan.mode != "full" and offload_supported(device)
-        pipe = self.cache.get(entry, device, dtype, paths=paths,
+        planned_cpu = plan is not None and plan.mode in ("text_encoder_cpu", "model",
+                                                         "sequential") \
+            and offload_supported(device)
+        pipe = self.cache.get(entry, device, load_dtype, paths=paths,
                               load_device="cpu" if offloaded or planned_cpu else None)
         if planned_cpu and plan is not None:
             place_as_planned(pipe, plan, device)
@@ -190,13 +198,52 @@ class DiffusersService:
 
         if options != MemoryOptions() or self.cache.holds(entry, device, dtype):
             return None
+        key = (str(entry.path), device, str(dtype))
+        held = _PLANS.get(key)
+        if held is not None and held.quantize and self.cache.holds(
+                entry, device, planned_dtype(held, dtype)):
+            return held  # loaded as planned already: the memory it holds is not free again
         plan = plan_for(entry, dtype, device)
         if plan is None:
             return None
+        _PLANS[key] = plan
         progress.message(plan.sentence)
         if plan.mode != "full":
             add_note(progress, plan.sentence)
         return plan
+
+
+#: the last memory plan per (model path, device, dtype): a model loaded in NF4 as planned is found
+#: in the cache under its quantized key, and is not planned again with its own memory taken
+_PLANS: dict[tuple[str, str, str], Any] = {}
+
+
+def planned_dtype(plan: Any, dtype: Any) -> Any:
+    """What the model cache is asked for under ``plan``: ``dtype``, or its NF4 stand-in."""
+    from studio.pipelines.diffusion.quantize import Quantized
+
+    if plan is None or not plan.quantize:
+        return dtype
+    return Quantized(dtype, plan.quantize, tuple(plan.quantized))
+
+
+def quantized_load(entry: ModelEntry, options: Any, plan: Any, device: str, dtype: Any,
+                   progress: ProgressSink) -> Any:
+    """The dtype to load ``entry`` with: ``dtype``, or a :class:`~.quantize.Quantized` when the
+    model's options ask for NF4/int8 or the memory plan chose it; what cannot be done (no
+    bitsandbytes, a transformer on a CPU, not a diffusers folder) becomes a note of the job."""
+    from studio.pipelines.diffusion.quantize import LABELS, requested
+
+    if options.quantize in LABELS:
+        if entry.format != "diffusers":
+            add_note(progress, f"{LABELS[options.quantize]} weights apply to diffusers folders; "
+                               f"{entry.name} ({entry.format}) runs as it is stored.")
+            return dtype
+        quant, notes = requested(entry.path, options.quantize, device, dtype)
+        for note in notes:
+            add_note(progress, note)
+        return quant if quant is not None else dtype
+    return planned_dtype(plan, dtype)
 
 
 def place_as_planned(pipe: Any, plan: Any, device: str) -> None:

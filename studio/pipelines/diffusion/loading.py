@@ -89,9 +89,11 @@ def folder_pipeline_class(folder: Path, family: str) -> str:
     return pipeline_class_name(family)
 
 
-def _load_diffusers(entry: ModelEntry, dtype: torch.dtype):
+def _load_diffusers(entry: ModelEntry, dtype: torch.dtype, quant: Any = None):
     import diffusers
     import torch
+
+    from studio.pipelines.diffusion.quantize import load_kwargs
 
     cls = getattr(diffusers, folder_pipeline_class(entry.path, entry.family))
     kwargs: dict[str, Any] = {"local_files_only": True, "dtype": dtype}
@@ -103,6 +105,7 @@ def _load_diffusers(entry: ModelEntry, dtype: torch.dtype):
         kwargs.update(_missing_optional(entry.path, family.optional_components))
     if dtype == torch.float16 and _has_fp16_variant(entry.path, denoiser):
         kwargs["variant"] = "fp16"  # half the bytes to read; the weights are the same model
+    kwargs.update(load_kwargs(entry, quant))  # NF4 / int8 (bitsandbytes), when asked for
     pipe = cls.from_pretrained(str(entry.path), **kwargs)
     from studio.pipelines.diffusion.shrink import apply_storage
 
@@ -147,7 +150,28 @@ def missing_package_text(name: str, exc: ImportError) -> str:
     return f"Could not load {name}: {first}. It needs a package that is not installed: {how}."
 
 
-def _import_engine(family: str) -> Any:
+def torchvision_problem() -> str:
+    """'' unless torchvision is installed and fails to import (a build for another torch: PyPI's
+    CUDA torchvision beside the CPU torch stops at "operator torchvision::nms does not exist"),
+    which breaks every transformers processor that uses it; then the sentence saying so."""
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is None:
+        return ""
+    try:
+        import torchvision  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - whatever it raises, it is unusable
+        import torch
+
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        return (f"torchvision is installed but does not load with this torch {torch.__version__} "
+                f"({first}): install the torchvision built for it (for the CPU build: pip install "
+                "torchvision --index-url https://download.pytorch.org/whl/cpu), or pip uninstall "
+                "torchvision")
+    return ""
+
+
+def _import_engine(family: str, name: str = "") -> Any:
     """Import torch, diffusers and the family's pipeline module (with transformers' CLIP) without
     full garbage-collection passes, then freeze them (see :mod:`studio.core.gc_pauses`).
 
@@ -162,20 +186,32 @@ def _import_engine(family: str) -> Any:
         import torch
 
         if family in FAMILIES:
-            getattr(diffusers, pipeline_class_name(family))  # diffusers imports it lazily
+            try:
+                getattr(diffusers, pipeline_class_name(family))  # diffusers imports it lazily
+            except RuntimeError as exc:  # diffusers words a failed import as a RuntimeError
+                broken = torchvision_problem()
+                if broken:
+                    raise UserFacingError(f"Could not load {name or family}: {broken}.") from exc
+                raise
     return torch
 
 
 def load_txt2img_pipeline(entry: ModelEntry, device: str, dtype: torch.dtype,
                           paths: Paths | None = None) -> Any:
     """Load ``entry`` onto ``device`` in ``dtype``; failures become :class:`UserFacingError`."""
+    from studio.pipelines.diffusion.quantize import check_saved, load_kwargs, unwrap
+
     paths = paths or default_paths()
+    dtype, quant = unwrap(dtype)  # a Quantized stands in for the dtype of an NF4/int8 load
     if entry.format == "diffusers":
         pipeline_class_name(entry.family)  # refuse unsupported families before reading weights
-    torch = _import_engine(entry.family)
+    check_saved(entry, device)  # a folder saved by bitsandbytes needs it (and, for NF4, CUDA)
+    if entry.format != "diffusers":
+        load_kwargs(entry, quant)  # NF4/int8 of a single or split file: a sentence
+    torch = _import_engine(entry.family, entry.name)
     try:
         if entry.format == "diffusers":
-            pipe = _load_diffusers(entry, dtype)
+            pipe = _load_diffusers(entry, dtype, quant)
         elif entry.format == "split":  # ComfyUI's separate transformer, encoders and VAE
             from studio.pipelines.diffusion import all_in_one_loading
             from studio.pipelines.diffusion.split_loading import load_split_pipeline
@@ -201,6 +237,9 @@ def load_txt2img_pipeline(entry: ModelEntry, device: str, dtype: torch.dtype,
         refusal = refusal_in(exc, f"{entry.name} ({entry.path})")
         if refusal is not None:
             raise refusal from exc
+        broken = torchvision_problem() if isinstance(exc, RuntimeError) else ""
+        if broken:
+            raise UserFacingError(f"Could not load {entry.name}: {broken}.") from exc
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:300]
         raise UserFacingError(
             f"Could not load {entry.name} ({entry.path}): {first}. The files may be incomplete "

@@ -1,8 +1,8 @@
 """Memory controls of the Models workspace: per-model low-memory options and "Unload all".
 
 :class:`MemoryOptionsBox` edits ``Settings.model_options`` for the image model shown in the
-details pane (attention slicing, VAE tiling, CPU offload); the engine reads them when it next
-loads the model, so a change applies from the next job. :class:`UnloadButton` shows what the GPU
+details pane (attention slicing, VAE tiling, CPU offload, NF4/int8 weights through bitsandbytes);
+the engine reads them when it next loads the model, so a change applies from the next job. :class:`UnloadButton` shows what the GPU
 worker keeps in memory and queues the ``unload`` job.
 """
 
@@ -22,6 +22,12 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.config import MemoryOptions
+from studio.pipelines.diffusion.quantize import (
+    DENOISER_NEEDS_CUDA,
+    LABELS,
+    NOT_INSTALLED,
+    bnb_installed,
+)
 from studio.ui.loaded_models import Loaded, loaded_summary, loaded_tooltip
 from studio.ui.widgets.basics import muted_label, section_label
 
@@ -33,6 +39,12 @@ OFFLOAD_CHOICES = [  # key, label, what it does
      "several times slower."),
 ]
 NEEDS_CUDA = "Offload needs an NVIDIA GPU (CUDA); {where}."
+WEIGHTS_CHOICES = [("none", "Full precision", "The weights in the precision of Settings.")] + [
+    (key, label, "Loads the transformer/UNet and the large text encoder (T5, Qwen) with "
+     f"bitsandbytes in {label}: {'about a quarter' if key == 'nf4' else 'about half'} of their "
+     "memory, a little quality lost. Diffusers folders only.") for key, label in LABELS.items()]
+WEIGHTS_ON_CPU = (f"On {{where}} only the large text encoder (T5, Qwen) is quantized: "
+                  f"{DENOISER_NEEDS_CUDA}.")
 OFFLOAD_HELP = ("Keeps the weights in RAM and moves them to the GPU when they are needed "
                 "(accelerate). " + " ".join(f"{label}: {tip}" for _k, label, tip in OFFLOAD_CHOICES))
 
@@ -63,10 +75,17 @@ class MemoryOptionsBox(QWidget):
             self.offload.addItem(text, key)
             self.offload.setItemData(i, tip, Qt.ItemDataRole.ToolTipRole)
         self.offload_label = QLabel("Offload")
+        self.weights = QComboBox()
+        self.weights.setObjectName("quantizeWeights")
+        for i, (key, text, tip) in enumerate(WEIGHTS_CHOICES):
+            self.weights.addItem(text, key)
+            self.weights.setItemData(i, tip, Qt.ItemDataRole.ToolTipRole)
+        self.weights_label = QLabel("Weights")
         self.note = muted_label("Applies from the next job with this model.", wrap=True)
         for box in (self.slicing, self.tiling):
             box.toggled.connect(self._emit)
         self.offload.currentIndexChanged.connect(self._emit)
+        self.weights.currentIndexChanged.connect(self._emit)
 
         checks = QHBoxLayout()
         checks.setSpacing(16)
@@ -77,12 +96,17 @@ class MemoryOptionsBox(QWidget):
         offload.setSpacing(8)
         offload.addWidget(self.offload_label)
         offload.addWidget(self.offload, 1)
+        weights = QHBoxLayout()
+        weights.setSpacing(8)
+        weights.addWidget(self.weights_label)
+        weights.addWidget(self.weights, 1)
         col = QVBoxLayout(self)
         col.setContentsMargins(0, 0, 0, 0)
         col.setSpacing(8)
         col.addWidget(section_label("Memory options"))
         col.addLayout(checks)
         col.addLayout(offload)
+        col.addLayout(weights)
         col.addWidget(self.note)
         self.set_device(None)
 
@@ -98,15 +122,17 @@ class MemoryOptionsBox(QWidget):
             widget.blockSignals(True)
             widget.setChecked(value)
             widget.blockSignals(False)
-        self.offload.blockSignals(True)
-        self.offload.setCurrentIndex(max(0, self.offload.findData(options.offload)))
-        self.offload.blockSignals(False)
+        for combo, value in ((self.offload, options.offload), (self.weights, options.quantize)):
+            combo.blockSignals(True)
+            combo.setCurrentIndex(max(0, combo.findData(value)))
+            combo.blockSignals(False)
         self._sync_offload()
 
     def options(self) -> MemoryOptions:
         return MemoryOptions(attention_slicing=self.slicing.isChecked(),
                              vae_tiling=self.tiling.isChecked(),
-                             offload=self.offload.currentData() or "none")
+                             offload=self.offload.currentData() or "none",
+                             quantize=self.weights.currentData() or "none")
 
     def set_device(self, kind: str | None, label: str = "") -> None:
         """The device jobs run on (cuda | mps | cpu), or None while it is being detected."""
@@ -132,6 +158,26 @@ class MemoryOptionsBox(QWidget):
                 tip += " The saved choice is ignored on this device."
         self.offload.setToolTip(tip)
         self.offload_label.setToolTip(tip)
+        self._sync_weights()
+
+    def _sync_weights(self) -> None:
+        """NF4/int8 need bitsandbytes (greyed with the install line without it); off CUDA only
+        the text encoders are quantized, which the tooltip says."""
+        installed = bnb_installed()
+        self.weights.setEnabled(installed)
+        self.weights_label.setEnabled(installed)
+        help_text = " ".join(f"{label}: {tip}" for _k, label, tip in WEIGHTS_CHOICES[1:])
+        if not installed:
+            tip = NOT_INSTALLED
+            if self.weights.currentData() != "none":
+                tip += " The saved choice is ignored until it is installed."
+        elif self._device is not None and self._device != "cuda":
+            tip = f"{help_text} " + WEIGHTS_ON_CPU.format(
+                where=self._device_label or self._device.upper())
+        else:
+            tip = help_text
+        self.weights.setToolTip(tip)
+        self.weights_label.setToolTip(tip)
 
     def _emit(self, *_args) -> None:
         if self._path is not None:
