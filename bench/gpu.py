@@ -374,7 +374,9 @@ def run_lora(family: str, workdir: Path, dry: bool, budget: Budget) -> dict[str,
     half = "no" if dry else "bf16"
     pipe = build_pipeline(spec, workdir, real=not dry, device=device,
                           dtype=torch.float32)  # the trainer casts as its settings say
-    data = _images(workdir / "lora-data", resolution)
+    from bench.lora_train import training_images
+
+    data = training_images(workdir / "lora-data", resolution)
     config = LoraTrainConfig(data_dir=data, base=spec.label, name=f"gpu-{family}", rank=rank,
                              alpha=float(rank), lr=1e-4, steps=10**6, resolution=resolution,
                              mixed_precision=half, gradient_checkpointing=not dry)
@@ -419,19 +421,6 @@ def run_lora(family: str, workdir: Path, dry: bool, budget: Budget) -> dict[str,
             "ratio": bare_s / studio_s, "peak_gb": None if peak is None else peak / GB,
             "bare_peak_gb": None if bare_peak is None else bare_peak / GB,
             "estimate_gb": estimate / GB}
-
-
-def _images(folder: Path, side: int) -> Path:
-    import numpy as np
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(
-            folder / f"{i}.png")
-        (folder / f"{i}.txt").write_text(f"pattern {i}", encoding="utf-8")
-    return folder
 
 
 # -- output ------------------------------------------------------------------------------------

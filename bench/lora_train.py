@@ -35,7 +35,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _images(folder: Path, side: int) -> Path:
+def training_images(folder: Path, side: int) -> Path:
+    """Four random pictures with a caption each: a LoRA training folder (bench/gpu.py too)."""
     import numpy as np
     from PIL import Image
 
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     build = {"sd1": build_tiny_sd15, "flux": build_tiny_flux, "sd3": build_tiny_sd3,
              "qwen-image": build_tiny_qwen_image}
     model = build[args.family](home / f"tiny-{args.family}")
-    data = _images(home / "data", args.resolution)
+    data = training_images(home / "data", args.resolution)
     config = LoraTrainConfig(data_dir=data, base=str(model), name="bench", rank=args.rank,
                              alpha=float(args.rank), lr=1e-4, steps=10**6,
                              resolution=args.resolution)
