@@ -378,3 +378,17 @@ def test_the_page_offers_a_flux_base_and_greys_the_text_encoder_knobs(
                     timeout=10000)
     assert "T5" in panel.form.editors["train_text_encoder"].toolTip()
     assert view.estimate.full_text().startswith("FLUX.1 LoRA at 128 px")
+
+
+def test_out_of_memory_mid_run_says_what_was_kept_and_what_would_fit(tmp_path):
+    """#18: out of memory mid-run stops with a sentence naming the LoRA kept so far and the
+    savings that cut the run's estimate (kohya's order), not the lessons' generic advice."""
+    from studio.pipelines.train.lora_sd_lesson import LoraSDLesson
+
+    lesson = LoraSDLesson({**QUICK, "sample_every": 0, "save_every": 1, "steps": 50,
+                           "name": "oom"}, seed=0)
+    _steps(lesson, 1)
+    said = lesson.out_of_memory()
+    assert said.startswith("The LoRA run ran out of memory at step 1; oom.safetensors (saved "
+                           "before) is kept.")
+    assert "To fit: turn on gradient checkpointing" in said and said.endswith("Reset and Play.")

@@ -215,6 +215,12 @@ class Trainer:
     def on_param_changed(self, name: str) -> None:
         """Apply a changed live knob (e.g. set the optimizer's lr). Subclasses override."""
 
+    def out_of_memory(self) -> str:
+        """What to say when a step ran out of memory: the settings that cost memory, and
+        smaller values to reset with (:func:`out_of_memory_advice`); a lesson that knows its
+        memory better says more."""
+        return out_of_memory_advice(type(self), self.config)
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly (tensors, optimizer and RNG states)."""
         raise NotImplementedError

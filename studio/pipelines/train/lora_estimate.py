@@ -21,6 +21,7 @@ and the sentence says so. No torch here: the counts come from
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from studio.pipelines.component_sizes import GB, dtype_bytes, training_activation_bytes
 
@@ -133,3 +134,17 @@ def _what_fits(family: str, counts: dict[str, int], resolution: int, rank: int,
                 **settings).total <= memory:  # type: ignore[arg-type]
             return f"To fit: {', '.join(said + [f'train at {side} px'])}."
     return "It does not fit this GPU even with every saving; use a bigger GPU."
+
+
+def after_out_of_memory(trainer: Any) -> str:
+    """What to do after ``trainer`` (a LoraTrainer) ran out of memory mid-run: the usual savings,
+    in kohya's order, that bring its estimate down by a fifth at least (the estimate was too low
+    if it said the run fits), or the smaller resolution that does."""
+    cfg = trainer.config
+    estimate = trainer.estimate()
+    options = dict(batch_size=cfg.batch_size, mixed_precision=cfg.mixed_precision,
+                   gradient_checkpointing=cfg.gradient_checkpointing,
+                   cache_latents=cfg.cache_latents, cache_text=cfg.cache_text,
+                   train_text_encoder=cfg.train_text_encoder, optimizer=cfg.optimizer)
+    return _what_fits(trainer.family, trainer.counts, cfg.resolution, cfg.rank, options,
+                      int(estimate.total * 0.8))

@@ -417,6 +417,19 @@ class LoraSDLesson(Trainer):
             core.sample()
         self.saved = str(core.save_lora())
 
+    def out_of_memory(self) -> str:
+        """Out of memory mid-run: what was kept, and the settings that would fit (the
+        estimate's savings, from where the run stood)."""
+        from studio.pipelines.train.lora_estimate import after_out_of_memory
+
+        core = getattr(self, "core", None)
+        if core is None or not getattr(core, "counts", None):
+            return super().out_of_memory()
+        kept = (f"{Path(self.saved).name} (saved before) is kept" if self.saved else
+                "nothing was saved yet (Save every keeps a file as it goes)")
+        return (f"The LoRA run ran out of memory at step {self.step_count}; {kept}. "
+                f"{after_out_of_memory(core)} Change that, then Reset and Play.")
+
     def finished_text(self) -> str:
         return (f"Finished {count_of(self.step_count, 'step')}: {Path(self.saved).name} is in "
                 "Models and in Generate's LoRA list. Raise Steps and Play to train on.")

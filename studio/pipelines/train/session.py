@@ -412,8 +412,11 @@ class TrainingSession(SessionFacts):
                 from studio.pipelines.train.base import is_out_of_memory, out_of_memory_advice
 
                 self._playing = False
-                self._set_state("error", out_of_memory_advice(self.cls, self._config)
-                                if is_out_of_memory(exc) else describe_error(exc))
+                trainer = self.trainer
+                advice = (trainer.out_of_memory() if trainer is not None
+                          else out_of_memory_advice(self.cls, self._config))
+                self._set_state("error", advice if is_out_of_memory(exc)
+                                else describe_error(exc))
         self._single_thread(False)
         self._close_run()
 
