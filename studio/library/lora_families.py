@@ -97,22 +97,16 @@ def _width(header: dict[str, Any], names: dict[str, str], *modules: str) -> int:
     return 0
 
 
-def _out_ratio(header: dict[str, Any], names: dict[str, str], module: str, width: int) -> float:
-    """Output rows of ``module``'s up matrix over ``width`` (0 when not in the file)."""
+def _ratio(header: dict[str, Any], names: dict[str, str], module: str, width: int,
+           inputs: bool = False) -> float:
+    """Output rows of ``module``'s up matrix (``inputs``: input columns of its down matrix) over
+    ``width`` (0 when not in the file)."""
+    end, side, axis = (_DOWN, "down", 1) if inputs else (_UP, "up", 0)
     for key, name in names.items():
-        if key.endswith(_UP) and re.search(rf"{_SEP}{module}{_SEP}(lora|up)", name):
+        if key.endswith(end) and re.search(rf"{_SEP}{module}{_SEP}(lora|{side})", name):
             shape = _shape(header, key)
             if len(shape) == 2 and width:
-                return shape[0] / width
-    return 0.0
-
-
-def _in_ratio(header: dict[str, Any], names: dict[str, str], module: str, width: int) -> float:
-    for key, name in names.items():
-        if key.endswith(_DOWN) and re.search(rf"{_SEP}{module}{_SEP}(lora|down)", name):
-            shape = _shape(header, key)
-            if len(shape) == 2 and width:
-                return shape[1] / width
+                return shape[axis] / width
     return 0.0
 
 
@@ -134,7 +128,7 @@ def _flux_or_flux2(header: dict[str, Any], names: dict[str, str]) -> tuple[str, 
     for module, flux1, flux2, what in (("linear1", 7, 9, "single blocks' linear1"),
                                        (r"img_mlp[._]0", 4, 6, "MLP"),
                                        ("linear2", 5, 4, "single blocks' linear2")):
-        ratio = (_in_ratio if module == "linear2" else _out_ratio)(header, names, module, width)
+        ratio = _ratio(header, names, module, width, inputs=module == "linear2")
         if ratio == flux1:
             return "flux", f"FLUX.1's double/single blocks ({what} {ratio:g}× the width)"
         if ratio == flux2:
