@@ -28,8 +28,9 @@ OPTIONAL = {
     "bitsandbytes": "8-bit AdamW for LoRA training (CUDA; the CPU from 0.50 on), NF4/int8 image-model weights and "
                     "8/4-bit chat models (the optional extra `bnb`); greyed out or refused "
                     "with the install line without it",
-    "torchvision": "Qwen-Image-Edit's processor (transformers) needs it; without it, or with a "
-                   "build for another torch, loading says so with the install line",
+    "torchvision": "Qwen-Image-Edit uses the folder's full processor with it and the PIL image "
+                   "processor without it; a build for another torch is named with the install "
+                   "line",
 }
 
 

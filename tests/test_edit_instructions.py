@@ -2,8 +2,9 @@
 as editing models; an Img2ImgRequest with ``edit`` runs the edit pipeline through Studio's batch
 loop bit for bit as plain diffusers, with a preview each step and the request in the metadata;
 each wrong pairing (an editing model in Generate or plain image to image, an edit with a model
-that cannot) and Qwen-Image-Edit's missing or broken torchvision get a sentence. Qwen-Image-Edit
-is compared with diffusers where a torchvision built for this torch loads."""
+that cannot) and a broken torchvision get a sentence. Qwen-Image-Edit runs without torchvision
+(its PIL image processor) bit for bit as diffusers given the same processor, and, where a
+torchvision built for this torch loads, as diffusers with the folder's own processor."""
 
 from __future__ import annotations
 
@@ -94,14 +95,47 @@ def test_wrong_pairings_are_refused_with_a_sentence(tiny_flux_kontext_dir, tiny_
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None,
-                    reason="with torchvision installed the processor loads")
-def test_qwen_image_edit_is_detected_and_names_what_it_needs(tiny_models_root, picture):
+                    reason="with torchvision installed diffusers loads the folder's processor")
+def test_qwen_image_edit_runs_without_torchvision_bit_equal_to_diffusers(tiny_models_root,
+                                                                          picture):
+    """A CPU install has no torchvision (PyPI's is a CUDA build): the processor is built from the
+    folder's PIL image processor and tokenizer, and the edit equals plain diffusers given it."""
+    from diffusers import QwenImageEditPipeline
+
+    from studio.pipelines.diffusion.vl_processor import image_only_processor, processor_kwargs
     from tests.fixtures.tiny_families import build_tiny_qwen_image_edit
 
     folder = build_tiny_qwen_image_edit(tiny_models_root / "tiny-qwen-image-edit")
     assert detect_diffusers_folder(folder).family == "qwen-image-edit"
-    with pytest.raises(UserFacingError, match=r"pip install torchvision"):
-        edits().run(edit_request(folder, picture, cfg=4.0), RecordingSink(), CancelToken())
+    assert set(processor_kwargs(folder)) == {"processor"}
+    req = edit_request(folder, picture, cfg=4.0, negative_prompt="blurry")
+    sink = RecordingSink()
+    (result,) = edits().run(req, sink, CancelToken())
+    plain = QwenImageEditPipeline.from_pretrained(
+        str(folder), local_files_only=True, processor=image_only_processor(folder / "processor"))
+    plain.set_progress_bar_config(disable=True)
+    expected = plain(image=Image.open(picture).convert("RGB"), prompt=req.prompt,
+                     negative_prompt="blurry", true_cfg_scale=4.0, num_inference_steps=2,
+                     width=64, height=48,
+                     generator=torch.Generator("cpu").manual_seed(5)).images[0]
+    assert np.array_equal(np.asarray(result.image), np.asarray(expected))
+    assert "Edit: instructions" in result.parameters
+    assert [p for _, _, p in sink.steps if p is not None]
+
+
+def test_the_folders_own_processor_is_used_where_torchvision_is_installed(tiny_models_root,
+                                                                           monkeypatch):
+    from studio.pipelines.diffusion.vl_processor import processor_kwargs
+    from tests.fixtures.tiny_families import build_tiny_qwen_image, build_tiny_qwen_image_edit
+
+    folder = build_tiny_qwen_image_edit(tiny_models_root / "tiny-qwen-image-edit-own")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "torchvision" else real(name, *a))
+    assert processor_kwargs(folder) == {}
+    monkeypatch.undo()
+    plain = build_tiny_qwen_image(tiny_models_root / "tiny-qwen-image-no-processor")
+    assert processor_kwargs(plain) == {}  # Qwen-Image itself has no processor to replace
 
 
 def _torchvision_loads() -> bool:

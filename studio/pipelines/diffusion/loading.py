@@ -94,6 +94,7 @@ def _load_diffusers(entry: ModelEntry, dtype: torch.dtype, quant: Any = None):
     import torch
 
     from studio.pipelines.diffusion.quantize import load_kwargs
+    from studio.pipelines.diffusion.vl_processor import processor_kwargs
 
     cls = getattr(diffusers, folder_pipeline_class(entry.path, entry.family))
     kwargs: dict[str, Any] = {"local_files_only": True, "dtype": dtype}
@@ -106,6 +107,7 @@ def _load_diffusers(entry: ModelEntry, dtype: torch.dtype, quant: Any = None):
     if dtype == torch.float16 and _has_fp16_variant(entry.path, denoiser):
         kwargs["variant"] = "fp16"  # half the bytes to read; the weights are the same model
     kwargs.update(load_kwargs(entry, quant))  # NF4 / int8 (bitsandbytes), when asked for
+    kwargs.update(processor_kwargs(entry.path))  # Qwen-Image-Edit without torchvision
     pipe = cls.from_pretrained(str(entry.path), **kwargs)
     from studio.pipelines.diffusion.shrink import apply_storage
 
