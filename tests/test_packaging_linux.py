@@ -175,3 +175,37 @@ def test_the_menu_entry_script_refuses_a_folder_without_studio(tmp_path):
     proc = _install_entry(tmp_path, tmp_path / "data")
     assert proc.returncode == 1 and "run this from the Studio folder" in proc.stderr
     assert not (tmp_path / "data" / "applications").exists()
+
+
+def test_a_bundle_carries_only_the_bitsandbytes_libraries_its_torch_can_load(tmp_path):
+    """A CPU bundle kept ~120 MB of bitsandbytes' CUDA kernels that can never load beside the
+    CPU torch; the spec now leaves out every backend's library but the CPU's and its torch's."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "packaging"))
+    try:
+        from native_libs import torch_backend, unusable_accelerator_lib
+    finally:
+        sys.path.remove(str(ROOT / "packaging"))
+    version = tmp_path / "version.py"
+    builds = {"cpu": "cuda: Optional[str] = None\nhip: Optional[str] = None\n",
+              "cuda": "cuda: Optional[str] = '12.8'\nhip: Optional[str] = None\n",
+              "rocm": "cuda: Optional[str] = None\nhip: Optional[str] = '6.4.43484'\n"}
+    for backend, text in builds.items():
+        version.write_text(f"__version__ = '2.13.0'\n{text}", encoding="utf-8")
+        assert torch_backend(version) == backend
+    assert torch_backend() in ("cpu", "cuda", "rocm", "xpu")  # this machine's torch
+    libs = ["bitsandbytes/libbitsandbytes_cpu.so", "bitsandbytes/libbitsandbytes_cuda128.so",
+            "bitsandbytes/libbitsandbytes_rocm64.so", "bitsandbytes\\libbitsandbytes_cuda121.dll",
+            "bitsandbytes/libbitsandbytes_xpu2025.so"]
+    kept = {backend: [lib for lib in libs if not unusable_accelerator_lib(lib, backend)]
+            for backend in ("cpu", "cuda", "rocm")}
+    assert kept["cpu"] == ["bitsandbytes/libbitsandbytes_cpu.so"]
+    assert kept["cuda"] == ["bitsandbytes/libbitsandbytes_cpu.so",
+                            "bitsandbytes/libbitsandbytes_cuda128.so",
+                            "bitsandbytes\\libbitsandbytes_cuda121.dll"]
+    assert kept["rocm"] == ["bitsandbytes/libbitsandbytes_cpu.so",
+                            "bitsandbytes/libbitsandbytes_rocm64.so"]
+    assert not unusable_accelerator_lib("torch/lib/libtorch_cuda.so", "cpu")  # bitsandbytes' only
+    spec = (ROOT / "packaging" / "studio.spec").read_text(encoding="utf-8")
+    assert "if unusable_accelerator_lib(path, TORCH_BACKEND):" in spec
