@@ -5,7 +5,7 @@ recognises LoRAs (kohya ``lora_unet_``/``lora_te_`` keys, diffusers/PEFT ``.lora
 keys, LyCORIS) and for which base they were made (the width of a cross-attention ``to_k``
 projection: 768 → SD 1.x, 1024 → SD 2.x, 2048 → SDXL; SDXL's second text encoder ``te2``; the
 transformer families — FLUX.1, FLUX.2, Chroma, SD 3.5, Qwen-Image, Z-Image — by their blocks'
-names and widths in :mod:`.lora_families`), TAESD
+names and widths in :mod:`.lora_families`), TAESD (and TAEF2 / TAEHV, named as not usable)
 preview decoders, and the precision of safetensors files from their dtypes. Whatever is none of
 these gets a reason, so the library can show it as unknown instead of hiding it. No torch here.
 """
@@ -255,7 +255,8 @@ def folder_size(folder: Path) -> int:
 
 
 def is_taesd_folder(folder: Path) -> bool:
-    """A diffusers ``AutoencoderTiny`` folder (madebyollin/taesd, taesdxl) with safetensors."""
+    """A diffusers ``AutoencoderTiny`` folder (madebyollin/taesd, taesdxl, taesd3, taef1) with
+    safetensors."""
     return folder_config(folder, "config.json").get("_class_name") == "AutoencoderTiny" and any(
         Path(folder).glob("*.safetensors"))
 
