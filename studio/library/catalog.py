@@ -22,6 +22,7 @@ from studio.library.classify import (
     WEIGHT_SUFFIXES,
     files_precision,
     is_taesd_folder,
+    taesd_family,
     unknown_folder_reason,
 )
 from studio.library.entry import SOURCE_TITLES, LibraryEntry
@@ -50,7 +51,6 @@ KIND_TITLES = {key: kind.title for key, kind in all_kinds().items()}
 KNOWN_SUBDIRS = tuple(Path("models") / d for d in (
     "Stable-diffusion", "Lora", "checkpoints", "loras", "vae_approx", "embeddings")) + (
     Path("embeddings"),)  # A1111 keeps embeddings beside models/, not in it
-TAESD_REPOS = ("madebyollin/taesd", "madebyollin/taesdxl")
 _SCAN_DEPTH = 3
 
 
@@ -116,11 +116,11 @@ def _hf_other(repo, claimed: set[Path], paths: Paths) -> list[LibraryEntry]:
         return []  # a repo of GGUF files: the gguf kind lists them
     size = int(repo.size_on_disk)
     if is_taesd_folder(snap):
-        family = "sdxl" if repo.repo_id.endswith("xl") else "sd1"
+        family, used = taesd_family(repo.repo_id)
         return [LibraryEntry(repo.repo_id, "preview", snap, "hf-cache", "diffusers", size,
                             files_precision(sorted(snap.glob("*.safetensors"))), family,
                             repo.repo_id, "TAESD (AutoencoderTiny) preview decoder",
-                            ("Generate",) if repo.repo_id in TAESD_REPOS else ())]
+                            ("Generate",) if used else ())]
     loose = hf_loose_files(snap, WEIGHT_SUFFIXES)
     if any(_claimed(f, claimed) for f in loose):
         loose = [f for f in loose if not _claimed(f, claimed)]

@@ -5,7 +5,7 @@ recognises LoRAs (kohya ``lora_unet_``/``lora_te_`` keys, diffusers/PEFT ``.lora
 keys, LyCORIS) and for which base they were made (the width of a cross-attention ``to_k``
 projection: 768 → SD 1.x, 1024 → SD 2.x, 2048 → SDXL; SDXL's second text encoder ``te2``; the
 transformer families — FLUX.1, FLUX.2, Chroma, SD 3.5, Qwen-Image, Z-Image — by their blocks'
-names and widths in :mod:`.lora_families`), TAESD
+names and widths in :mod:`.lora_families`), TAESD (and TAEF2 / TAEHV, named as not usable)
 preview decoders, and the precision of safetensors files from their dtypes. Whatever is none of
 these gets a reason, so the library can show it as unknown instead of hiding it. No torch here.
 """
@@ -20,7 +20,8 @@ from typing import Any
 
 from studio.core.jobs import UserFacingError
 from studio.library.detect import detect_from_header, read_safetensors_header
-from studio.library.families import by_lora_context_dim
+from studio.library.families import by_lora_context_dim, tae_families
+from studio.library.families import family as family_of
 from studio.library.lora_families import is_xlabs, original_layout, transformer_lora_base
 
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin")
@@ -136,16 +137,42 @@ def is_lora_header(header: dict[str, Any]) -> str:
 
 def _taesd_file(path: Path, header: dict[str, Any]) -> FileKind | None:
     keys = [k for k in header if k != "__metadata__"]
-    diffusers_layout = keys and all(k.startswith(("decoder.layers.", "encoder.layers."))
-                                    for k in keys)
-    comfy_layout = path.name.lower().startswith(("taesd", "taef")) and keys and all(
+    if not keys:
+        return None
+    name = path.name.lower()
+    precision = header_precision(header)
+    if "decoder.22.weight" in header and all(_TAEHV_KEY.match(k) for k in keys):
+        return _taehv_file(name, header, precision)
+    diffusers_layout = all(k.startswith(("decoder.layers.", "encoder.layers.")) for k in keys)
+    comfy_layout = name.startswith(("taesd", "taef")) and all(
         k.split(".", 1)[0].isdigit() for k in keys)
     if not (diffusers_layout or comfy_layout):
         return None
-    stem = path.name.lower()
-    family = "sdxl" if stem.startswith("taesdxl") else "sd1" if stem.startswith("taesd_") else ""
-    return FileKind("preview", family, header_precision(header),
+    if any(".pool." in k for k in keys):  # TAEF2's blocks: a GroupNorm branch AutoencoderTiny lacks
+        flux2 = family_of("flux2")
+        return FileKind("preview", "flux2", precision,
+                        flux2.tae_missing if flux2 is not None else "TAEF2 (FLUX.2)")
+    fam = "sdxl" if name.startswith("taesdxl") else "sd1" if name.startswith("taesd_") else ""
+    return FileKind("preview", fam, precision,
                     "a TAESD decoder file (Studio's previews use the diffusers TAESD folder)")
+
+
+#: madebyollin/taehv's tiny video decoders (TAEHV, TAEW2.1 …): ``encoder.N.…`` / ``decoder.N.…``
+_TAEHV_KEY = re.compile(r"(encoder|decoder)\.\d+\.")
+
+
+def _taehv_file(name: str, header: dict[str, Any], precision: str) -> FileKind:
+    """A TAEHV-layout tiny video decoder: TAEW2.1 (``taew2_1``, ``lighttaew2_1``) decodes Wan 2.1's
+    latents, which Qwen-Image shares; none of them is a class diffusers builds yet."""
+    if "taew2_1" in name:
+        qwen = family_of("qwen-image")
+        return FileKind("preview", "qwen-image", precision,
+                        qwen.tae_missing if qwen is not None else "TAEW2.1 (Qwen-Image)")
+    shape = (header.get("decoder.1.weight") or {}).get("shape") or [0, 0]
+    channels = shape[1] if len(shape) > 1 else 0
+    return FileKind("preview", "", precision,
+                    f"a TAEHV tiny video decoder ({channels}-channel latents, madebyollin/taehv): "
+                    "an architecture diffusers cannot build yet, so Studio's previews do not use it")
 
 
 #: Text-encoder widths of the model families an embedding can be for.
@@ -228,9 +255,20 @@ def folder_size(folder: Path) -> int:
 
 
 def is_taesd_folder(folder: Path) -> bool:
-    """A diffusers ``AutoencoderTiny`` folder (madebyollin/taesd, taesdxl) with safetensors."""
+    """A diffusers ``AutoencoderTiny`` folder (madebyollin/taesd, taesdxl, taesd3, taef1) with
+    safetensors."""
     return folder_config(folder, "config.json").get("_class_name") == "AutoencoderTiny" and any(
         Path(folder).glob("*.safetensors"))
+
+
+def taesd_family(name: str) -> tuple[str, bool]:
+    """(family, whether previews use it) of a TAESD folder by its repository id or folder name:
+    the first family whose tiny decoder it is (taef1 → FLUX.1, taesd3 → SD 3), else SDXL's or
+    SD 1.x's by the name, which no preview looks for."""
+    used = tae_families(name)
+    if used:
+        return used[0].key, True
+    return ("sdxl" if name.lower().endswith("xl") else "sd1"), False
 
 
 def unknown_folder_reason(folder: Path) -> str:

@@ -34,8 +34,12 @@ class Family:
     #: latent→RGB approximation: rows are latent channels, columns R, G, B; result in [-1, 1]
     latent_rgb_factors: tuple[tuple[float, float, float], ...]
     latent_rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    #: the tiny preview decoder's Hugging Face repository (used when it is in the HF cache)
+    #: the tiny preview decoder's Hugging Face repository (used when it is in the HF cache, or
+    #: in the models folder under the repository's name): a diffusers ``AutoencoderTiny`` folder
     tae_repo: str = ""
+    #: for a family without one: the sentence saying why its previews stay the latent→RGB
+    #: approximation (its published tiny decoder is no architecture diffusers can build)
+    tae_missing: str = ""
     #: the text-conditioning width a LoRA's cross-attention ``to_k`` takes (LoRA detection)
     lora_context_dim: int = 0
     #: the other families whose LoRAs fit it (FLUX.1 Kontext and Chroma take FLUX.1 LoRAs:
@@ -115,3 +119,10 @@ def lora_fits(lora_family: str, model_family: str) -> bool:
 def by_lora_context_dim(width: int) -> str:
     """The family whose LoRAs have cross-attention ``to_k`` input ``width`` ("" when none)."""
     return next((f.key for f in FAMILIES.values() if f.lora_context_dim == width), "")
+
+
+def tae_families(name: str) -> list[Family]:
+    """The families whose previews decode through the tiny decoder ``name``: a Hugging Face
+    repository id ("madebyollin/taef1") or the models-folder name it downloads to ("taef1")."""
+    return [f for f in FAMILIES.values()
+            if f.tae_repo and name in (f.tae_repo, f.tae_repo.split("/")[1])]

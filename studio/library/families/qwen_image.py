@@ -39,7 +39,13 @@ FAMILY = Family(
         (0.1984, 0.0913, 0.1861),
     ),
     latent_rgb_bias=(-0.1835, -0.0868, -0.3360),
-    # no diffusers-format tiny decoder exists for the Wan 2.1 VAE: previews use the factors
+    # Qwen-Image shares Wan 2.1's latents, whose tiny decoder is TAEW2.1 (madebyollin/taehv,
+    # taew2_1.pth/.safetensors): a causal video decoder with memory blocks and time upsampling,
+    # not an AutoencoderTiny. No released diffusers class builds it (0.42.1 has none; a
+    # development-branch AutoencoderTinyVideo is the one to use once released). Factors until then.
+    tae_missing=("Qwen-Image's tiny preview decoder (TAEW2.1 from madebyollin/taehv, made for "
+                 "the Wan 2.1 latents it shares) is a video decoder diffusers cannot build yet, "
+                 "so Qwen-Image previews use the fast latent→RGB approximation."),
     pipeline_class="QwenImagePipeline",
     diffusers_classes=("QwenImagePipeline",),
     denoiser="transformer",

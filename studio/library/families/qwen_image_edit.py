@@ -11,6 +11,7 @@ FAMILY = Family(
     presets=QWEN.presets,
     latent_rgb_factors=QWEN.latent_rgb_factors,  # Qwen-Image's VAE and latent space
     latent_rgb_bias=QWEN.latent_rgb_bias,
+    tae_missing=QWEN.tae_missing,
     pipeline_class="QwenImageEditPipeline",
     diffusers_classes=("QwenImageEditPipeline", "QwenImageEditPlusPipeline"),
     denoiser="transformer",

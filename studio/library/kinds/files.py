@@ -14,6 +14,7 @@ from studio.library.classify import (
     files_precision,
     folder_size,
     is_taesd_folder,
+    taesd_family,
     unknown_folder_reason,
 )
 from studio.library.entry import LibraryEntry
@@ -33,8 +34,8 @@ def walk_entry(item: Path, source: str, paths: Paths) -> LibraryEntry:
     if item.is_dir():
         size = folder_size(item)
         if is_taesd_folder(item):
-            usable = item.parent == paths.models_dir and item.name in ("taesd", "taesdxl")
-            family = "sdxl" if "xl" in item.name.lower() else "sd1"
+            family, used = taesd_family(item.name)  # where the previewer looks: <models>/<name>
+            usable = used and item.parent == paths.models_dir
             return LibraryEntry(item.name, "preview", item, source, "diffusers", size,
                                 files_precision(sorted(item.glob("*.safetensors"))), family, "",
                                 "TAESD (AutoencoderTiny) preview decoder",

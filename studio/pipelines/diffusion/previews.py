@@ -3,7 +3,10 @@
 ``fast``: a 4→3 linear map (plus bias) from the UNet's latent channels to RGB, the approximation
 A1111 and ComfyUI use — microseconds per step, an image 1/8 of the final size.
 ``taesd``: madebyollin's Tiny AutoEncoder decodes the latents to a full-size image, when the user
-has installed it (``taesd`` for SD 1.x/2.x, ``taesdxl`` for SDXL), every N steps.
+has installed it (``taesd`` for SD 1.x/2.x, ``taesdxl`` for SDXL, ``taesd3`` for SD 3, ``taef1``
+for FLUX.1, Kontext, Chroma and Z-Image), every N steps. FLUX.2's TAEF2 and Qwen-Image's TAEW2.1
+are architectures diffusers cannot build yet: those families keep ``fast`` (``Family.tae_missing``
+says why).
 
 A preview only reads the latents: it never modifies them and never draws random numbers, so
 turning previews on cannot change the final image. torch is imported lazily.
@@ -233,5 +236,9 @@ def make_previewer(mode: str, family: str, every: int, paths: Paths, device: str
                 log.warning("TAESD at %s could not be loaded (%s); using fast previews", folder,
                             exc)
         else:
-            log.info("TAESD for %s is not installed; using fast previews", family)
+            found = family_of(family)
+            if found is not None and found.tae_missing:
+                log.info("%s", found.tae_missing)
+            else:
+                log.info("TAESD for %s is not installed; using fast previews", family)
     return Previewer("fast" if mode == "taesd" and taesd is None else mode, family, every, taesd)
