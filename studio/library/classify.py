@@ -5,7 +5,7 @@ recognises LoRAs (kohya ``lora_unet_``/``lora_te_`` keys, diffusers/PEFT ``.lora
 keys, LyCORIS) and for which base they were made (the width of a cross-attention ``to_k``
 projection: 768 → SD 1.x, 1024 → SD 2.x, 2048 → SDXL; SDXL's second text encoder ``te2``; the
 transformer families — FLUX.1, FLUX.2, Chroma, SD 3.5, Qwen-Image, Z-Image — by their blocks'
-names and widths in :mod:`.lora_families`), TAESD (and TAEF2 / TAEHV, named as not usable)
+names and widths in :mod:`.lora_families`), TAESD and TAEF2 (and TAEHV, named as not usable)
 preview decoders, and the precision of safetensors files from their dtypes. Whatever is none of
 these gets a reason, so the library can show it as unknown instead of hiding it. No torch here.
 """
@@ -23,6 +23,7 @@ from studio.library.detect import detect_from_header, read_safetensors_header
 from studio.library.families import by_lora_context_dim, tae_families
 from studio.library.families import family as family_of
 from studio.library.lora_families import is_xlabs, original_layout, transformer_lora_base
+from studio.library.taef2_files import is_taef2_name
 
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin")
 _DTYPES = {"F16": "fp16", "BF16": "bf16", "F32": "fp32", "F64": "fp64", "F8_E4M3": "fp8",
@@ -148,14 +149,15 @@ def _taesd_file(path: Path, header: dict[str, Any]) -> FileKind | None:
         k.split(".", 1)[0].isdigit() for k in keys)
     if not (diffusers_layout or comfy_layout):
         return None
-    if any(".pool." in k for k in keys):  # TAEF2's blocks: a GroupNorm branch AutoencoderTiny lacks
-        flux2 = family_of("flux2")
-        return FileKind("preview", "flux2", precision,
-                        flux2.tae_missing if flux2 is not None else "TAEF2 (FLUX.2)")
+    if any(".pool." in k for k in keys):  # TAEF2's blocks: AutoencoderTiny plus a pool branch
+        return FileKind("preview", "flux2", precision, TAEF2_REASON)
     fam = "sdxl" if name.startswith("taesdxl") else "sd1" if name.startswith("taesd_") else ""
     return FileKind("preview", fam, precision,
                     "a TAESD decoder file (Studio's previews use the diffusers TAESD folder)")
 
+
+#: what the library says of a TAEF2 file
+TAEF2_REASON = "TAEF2, FLUX.2's tiny preview decoder (madebyollin)"
 
 #: madebyollin/taehv's tiny video decoders (TAEHV, TAEW2.1 …): ``encoder.N.…`` / ``decoder.N.…``
 _TAEHV_KEY = re.compile(r"(encoder|decoder)\.\d+\.")
@@ -211,6 +213,9 @@ def classify_file(path: Path) -> FileKind:
         if suffix in (".pt", ".bin") and path.parent.name.lower() == "embeddings":
             return FileKind("embedding", "", "", "a textual-inversion embedding (a pickle in an "
                             "embeddings folder; read with weights_only when used)")
+        if is_taef2_name(path):  # ComfyUI's vae_approx/taef2_decoder.pth
+            return FileKind("preview", "flux2", "", TAEF2_REASON + " (a pickle, read with "
+                            "weights_only when used)")
         if suffix in WEIGHT_SUFFIXES:
             return FileKind("unknown", "", "", f"a pickle ({suffix}) that is not a CycleGAN "
                             "generator; its contents are not known without loading it")

@@ -36,6 +36,7 @@ class Family:
     latent_rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
     #: the tiny preview decoder's Hugging Face repository (used when it is in the HF cache, or
     #: in the models folder under the repository's name): a diffusers ``AutoencoderTiny`` folder
+    #: (FLUX.2's madebyollin/taef2: a file, see studio.library.taef2_files)
     tae_repo: str = ""
     #: for a family without one: the sentence saying why its previews stay the latent→RGB
     #: approximation (its published tiny decoder is no architecture diffusers can build)

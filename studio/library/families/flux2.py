@@ -48,14 +48,10 @@ FAMILY = Family(
         (-0.0111, -0.0460, -0.0614),
     ),
     latent_rgb_bias=(-0.0329, -0.0718, -0.0851),
-    # TAEF2 (madebyollin/taef2: taef2.safetensors in AutoencoderTiny's key layout, 32 latent
-    # channels) decodes the unpatchified latents as the transformer makes them (batch-norm
-    # normalised, not denormalised); but the first three decoder blocks carry a 1×1-conv +
-    # GroupNorm branch ("pool") that diffusers' AutoencoderTiny has no place for (diffusers
-    # 0.42.1), and fal's FLUX.2-Tiny-AutoEncoder needs remote code. Factors only until then.
-    tae_missing=("FLUX.2's tiny preview decoder (TAEF2, madebyollin/taef2) is an architecture "
-                 "diffusers cannot build yet, so FLUX.2 previews use the fast latent→RGB "
-                 "approximation."),
+    # TAEF2 decodes the unpatchified latents as the transformer makes them (batch-norm
+    # normalised); it is AutoencoderTiny plus a pool branch in its first blocks
+    # (studio.pipelines.diffusion.taef2), found as a file (studio.library.taef2_files).
+    tae_repo="madebyollin/taef2",
     pipeline_class="Flux2Pipeline",
     diffusers_classes=("Flux2Pipeline", "Flux2KleinPipeline"),
     denoiser="transformer",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from studio.core.config import Paths
 from studio.core.jobs import UserFacingError
+from studio.library import taef2_files
 from studio.library.classify import (
     classify_file,
     files_precision,
@@ -59,6 +60,8 @@ def walk_entry(item: Path, source: str, paths: Paths) -> LibraryEntry:
     if kind.kind == "embedding":
         fmt = "Embedding"
         workspaces = ("Generate", "Transform")  # applied where its name is in the prompt
+    if kind.kind == "preview" and kind.family == "flux2" and item == taef2_files.find(paths):
+        workspaces = ("Generate",)  # the TAEF2 file FLUX.2's previews decode through
     return LibraryEntry(entry_name(item), kind.kind, item, source, fmt, size, kind.precision,
                         kind.family, "", kind.reason, workspaces)
 

@@ -4,9 +4,9 @@
 A1111 and ComfyUI use — microseconds per step, an image 1/8 of the final size.
 ``taesd``: madebyollin's Tiny AutoEncoder decodes the latents to a full-size image, when the user
 has installed it (``taesd`` for SD 1.x/2.x, ``taesdxl`` for SDXL, ``taesd3`` for SD 3, ``taef1``
-for FLUX.1, Kontext, Chroma and Z-Image), every N steps. FLUX.2's TAEF2 and Qwen-Image's TAEW2.1
-are architectures diffusers cannot build yet: those families keep ``fast`` (``Family.tae_missing``
-says why).
+for FLUX.1, Kontext, Chroma and Z-Image, ``taef2`` for FLUX.2 — AutoencoderTiny with TAEF2's pool
+branches, :mod:`.taef2`), every N steps. Qwen-Image's TAEW2.1 is a video decoder diffusers cannot
+build yet: Qwen-Image keeps ``fast`` (``Family.tae_missing`` says why).
 
 A preview only reads the latents: it never modifies them and never draws random numbers, so
 turning previews on cannot change the final image. torch is imported lazily.
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from studio.core.config import Paths
+from studio.library import taef2_files
 from studio.library.families import FAMILIES
 from studio.library.families import family as family_of
 
@@ -70,10 +71,13 @@ def _is_taesd_folder(folder: Path) -> bool:
 
 
 def find_taesd(family: str, paths: Paths) -> Path | None:
-    """The installed TAESD decoder for ``family``: the studio models folder, then the HF cache."""
+    """The installed TAESD decoder for ``family``: the studio models folder, then the HF cache
+    (a folder; for FLUX.2, TAEF2's file)."""
     repo = TAESD_REPOS.get(family)
     if repo is None:
         return None
+    if repo == taef2_files.REPO:
+        return taef2_files.find(paths)
     local = paths.models_dir / repo.split("/")[1]
     if _is_taesd_folder(local):
         return local
@@ -94,10 +98,16 @@ class TaesdPreviewer:
         from diffusers import AutoencoderTiny
 
         self.folder = Path(folder)
-        # safetensors only: a .bin next to it is never opened (find_taesd asks for safetensors).
-        self.model = AutoencoderTiny.from_pretrained(str(folder), dtype=dtype,
-                                                     local_files_only=True,
-                                                     use_safetensors=True).to(device)
+        self.model: Any  # an AutoencoderTiny (mypy sees diffusers' classes without attributes)
+        if self.folder.is_file():  # TAEF2: AutoencoderTiny with its pool branches, from a file
+            from studio.pipelines.diffusion import taef2
+
+            self.model = taef2.build_decoder(taef2.read_file(self.folder), dtype).to(device)
+        else:
+            # safetensors only: a .bin next to it is never opened (find_taesd asks for them).
+            self.model = AutoencoderTiny.from_pretrained(str(folder), dtype=dtype,
+                                                         local_files_only=True,
+                                                         use_safetensors=True).to(device)
         self.model.eval()
         self.model.requires_grad_(False)
 
