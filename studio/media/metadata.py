@@ -204,9 +204,9 @@ def _from_studio(raw: dict[str, str]) -> ImageMetadata | None:
     return ImageMetadata("studio", request.prompt, request.negative_prompt, params, raw, request)
 
 
+#: Readers of other tools' chunks, tried in order after ``parameters`` (which is SwarmUI's or
+#: Fooocus's JSON, else A1111 text: see :func:`_read`).
 _FOREIGN = (
-    ("swarmui", lambda raw: foreign_metadata.read_swarmui(raw.get("parameters"))),
-    ("fooocus", lambda raw: foreign_metadata.read_fooocus(raw.get("parameters"))),
     ("novelai", foreign_metadata.read_novelai),
     ("comfyui", lambda raw: foreign_metadata.read_comfyui_prompt(raw.get("prompt"))),
     ("comfyui", lambda raw: foreign_metadata.read_comfyui_workflow(raw.get("workflow"))),
@@ -242,13 +242,14 @@ def _read(raw: dict[str, str]) -> ImageMetadata:
         meta = _from_studio(raw)
         if meta:
             return meta
-    for source, reader in _FOREIGN[:2]:  # JSON in "parameters" is not A1111 text
-        found = reader(raw)
-        if found is not None:
+    parameters = raw.get("parameters")
+    if parameters:
+        json_found = foreign_metadata.read_json_parameters(parameters)
+        if json_found is not None:  # JSON in "parameters" is not A1111 text
+            source, found = json_found
             return ImageMetadata(source, found[0], found[1], _normalise(found[2]), raw)
-    if raw.get("parameters"):
         return _a1111(raw)
-    for source, reader in _FOREIGN[2:]:
+    for source, reader in _FOREIGN:
         found = reader(raw)
         if found is not None:
             return ImageMetadata(source, found[0], found[1], _normalise(found[2]), raw)
@@ -261,10 +262,14 @@ def _add_notes(meta: ImageMetadata) -> ImageMetadata:
         meta.notes.append(
             f"Seed {seed} is outside Studio's seed range (0 to {SEED_MAX}); reusing these "
             f"settings uses seed {seed % (SEED_MAX + 1)} instead, so the picture will differ.")
-    if meta.source == "a1111":
+    # ControlNet units are "ControlNet 0", "ControlNet 1" … keys: only those go to from_infotext
+    # (the rest of the params it never looks at), and a file without any skips it.
+    units = {k: str(v) for k, v in meta.params.items() if k.startswith("ControlNet ")} \
+        if meta.source == "a1111" else None
+    if units:
         from studio.core.control import from_infotext
 
-        guided = from_infotext({k: str(v) for k, v in meta.params.items()})
+        guided = from_infotext(units)
         if guided:
             names = ", ".join(u["model"] for u in guided)
             meta.notes.append(
