@@ -256,16 +256,20 @@ def _read(raw: dict[str, str]) -> ImageMetadata:
     return ImageMetadata("none", raw=raw)
 
 
+def _control_units(params: dict[str, Any]) -> dict[str, str]:
+    """The params :func:`studio.core.control.from_infotext` reads, as text: its units are the
+    ``ControlNet 0``, ``ControlNet 1`` … keys, so only those go to it (the other keys it never
+    looks at), and a file without any does not call it."""
+    return {k: str(v) for k, v in params.items() if k.startswith("ControlNet ")}
+
+
 def _add_notes(meta: ImageMetadata) -> ImageMetadata:
     seed = meta.params.get("seed")
     if isinstance(seed, int) and not 0 <= seed <= SEED_MAX:
         meta.notes.append(
             f"Seed {seed} is outside Studio's seed range (0 to {SEED_MAX}); reusing these "
             f"settings uses seed {seed % (SEED_MAX + 1)} instead, so the picture will differ.")
-    # ControlNet units are "ControlNet 0", "ControlNet 1" … keys: only those go to from_infotext
-    # (the rest of the params it never looks at), and a file without any skips it.
-    units = {k: str(v) for k, v in meta.params.items() if k.startswith("ControlNet ")} \
-        if meta.source == "a1111" else None
+    units = _control_units(meta.params) if meta.source == "a1111" else None
     if units:
         from studio.core.control import from_infotext
 
