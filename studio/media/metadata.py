@@ -246,8 +246,8 @@ def _read(raw: dict[str, str]) -> ImageMetadata:
     if parameters:
         json_found = foreign_metadata.read_json_parameters(parameters)
         if json_found is not None:  # JSON in "parameters" is not A1111 text
-            source, found = json_found
-            return ImageMetadata(source, found[0], found[1], _normalise(found[2]), raw)
+            source, (prompt, negative, params) = json_found
+            return ImageMetadata(source, prompt, negative, _normalise(params), raw)
         return _a1111(raw)
     for source, reader in _FOREIGN:
         found = reader(raw)
