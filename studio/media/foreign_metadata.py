@@ -21,8 +21,16 @@ _SAMPLER_NODES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCusto
 _MAX_HOPS = 32  # graphs are small; this only guards against cycles
 
 
+#: What ``json.loads`` skips before a value; an object is the only thing a reader here wants.
+_OBJECT_START = re.compile(r"[ \t\n\r]*\{")
+
+
 def _json(text: str | None) -> Any:
-    if not text:
+    """The JSON object ``text`` holds, or None. Text that cannot start an object (an A1111
+    infotext, say) is answered without ``json.loads`` raising and being caught: every reader
+    wants a dict, and ``json.loads`` gives one only when the first character after its
+    whitespace is ``{``."""
+    if not text or not _OBJECT_START.match(text):
         return None
     try:
         return json.loads(text)
@@ -400,9 +408,26 @@ def _copy(src: dict, params: dict[str, Any], pairs: tuple[tuple[str, str], ...])
             params[name] = src[key]
 
 
+def read_json_parameters(text: str | None) -> tuple[str, Found] | None:
+    """``(source, found)`` for JSON in a ``parameters`` chunk: SwarmUI's, else Fooocus's (the
+    text parsed once for both); None when the text is not a JSON object either of them wrote
+    (A1111 infotext is never parsed as JSON: see :func:`_json`)."""
+    data = _json(text)
+    if data is None:
+        return None
+    found = _swarmui(data)
+    if found is not None:
+        return "swarmui", found
+    found = _fooocus(data)
+    return ("fooocus", found) if found is not None else None
+
+
 def read_fooocus(text: str | None) -> Found | None:
     """Fooocus's JSON ``parameters`` (``metadata_scheme: fooocus``); its A1111 scheme is infotext."""
-    data = _json(text)
+    return _fooocus(_json(text))
+
+
+def _fooocus(data: Any) -> Found | None:
     if not isinstance(data, dict) or not ("metadata_scheme" in data or "base_model" in data
                                           or "fooocus" in str(data.get("version", "")).lower()):
         return None
@@ -425,7 +450,10 @@ def read_fooocus(text: str | None) -> Found | None:
 
 def read_swarmui(text: str | None) -> Found | None:
     """SwarmUI's JSON ``parameters``: ``{"sui_image_params": {...}, "sui_extra_data": {...}}``."""
-    data = _json(text)
+    return _swarmui(_json(text))
+
+
+def _swarmui(data: Any) -> Found | None:
     p = data.get("sui_image_params") if isinstance(data, dict) else None
     if not isinstance(p, dict):
         return None

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from studio.core.files import atomic_write
-from studio.media.image_text import PNG_SIGNATURE, clip_text, read_image_text
+from studio.media.image_text import (
+    PNG_SIGNATURE,
+    clip_text,
+    read_image_text,
+    read_png_chunks,
+    read_stealth_text,
+)
 from studio.media.metadata import metadata_from_text
 
 log = logging.getLogger(__name__)
@@ -140,17 +146,35 @@ def _index_params(params: dict[str, Any]) -> str:
     return json.dumps(kept, ensure_ascii=False, default=str)
 
 
+def _text_and_size(path: str) -> tuple[dict[str, str], tuple[int, int]]:
+    """What :func:`read_image_text` and :func:`_image_size` give for ``path``, a PNG's through
+    one open: its size from the IHDR, then its text chunks from the same handle. Anything else
+    (JPEG, WebP, a PNG cut short or without IHDR first) goes the general way."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+            if len(head) == 24 and head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR":
+                fh.seek(8)
+                text = read_png_chunks(fh)
+                size: tuple[int, int] = struct.unpack(">II", head[16:24])
+                # no text chunks: stealth infotext in the alpha channel (decodes the pixels)
+                return (text or read_stealth_text(Path(path))), size
+    except OSError:
+        pass
+    p = Path(path)
+    return read_image_text(p), _image_size(p)
+
+
 def _describe(path: str, mtime: float, size: int) -> tuple:
     """The table row for one file: reads its text chunks and header, nothing else."""
-    p = Path(path)
-    meta = metadata_from_text(read_image_text(p))
-    width, height = _image_size(p)
+    raw, (width, height) = _text_and_size(path)
+    meta = metadata_from_text(raw)
     params = _text(_index_params(meta.params))
     prompt = _text(clip_text(meta.prompt, INDEX_PROMPT_CHARS))
     negative = _text(clip_text(meta.negative_prompt, INDEX_PROMPT_CHARS))
     search = _fold(f"{prompt}\n{negative}")
-    return (_key(path), _text(p.name), mtime, size, prompt, negative, params, width, height,
-            _text(meta.source), search)
+    return (_key(path), _text(os.path.basename(path)), mtime, size, prompt, negative, params,
+            width, height, _text(meta.source), search)
 
 
 _D = TypeVar("_D", bound="_Database")

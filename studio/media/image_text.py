@@ -18,6 +18,7 @@ import json
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: All the text of one image, decompressed, together. A1111 parameters are a few KB and a large
@@ -86,30 +87,39 @@ def read_png_text(path: Path) -> dict[str, str]:
     Chunks after the image data are read too (some tools write them there); the image data itself
     is skipped with a seek, never read.
     """
-    out: dict[str, str] = {}
-    budget = _Budget()
     try:
         with open(path, "rb") as fh:
             if fh.read(8) != PNG_SIGNATURE:
                 return {}
-            while True:
-                head = fh.read(8)
-                if len(head) < 8:
+            return read_png_chunks(fh)
+    except OSError:
+        return {}
+
+
+def read_png_chunks(fh: BinaryIO) -> dict[str, str]:
+    """:func:`read_png_text` from a file already open and positioned just after the signature
+    (the gallery reads a PNG's size and its text through one open)."""
+    out: dict[str, str] = {}
+    budget = _Budget()
+    try:
+        while True:
+            head = fh.read(8)
+            if len(head) < 8:
+                break
+            length, kind = struct.unpack(">I4s", head)
+            if kind in (b"tEXt", b"zTXt", b"iTXt") and length <= budget.left:
+                data = fh.read(length)
+                if len(data) < length:
                     break
-                length, kind = struct.unpack(">I4s", head)
-                if kind in (b"tEXt", b"zTXt", b"iTXt") and length <= budget.left:
-                    data = fh.read(length)
-                    if len(data) < length:
-                        break
-                    fh.seek(4, 1)  # CRC
-                    budget.left -= length  # what is read counts, and what it inflates to
-                    item = _decode_chunk(kind, data, budget)
-                    if item and item[0] not in out:
-                        out[item[0]] = item[1]
-                elif kind == b"IEND":
-                    break
-                else:
-                    fh.seek(length + 4, 1)
+                fh.seek(4, 1)  # CRC
+                budget.left -= length  # what is read counts, and what it inflates to
+                item = _decode_chunk(kind, data, budget)
+                if item and item[0] not in out:
+                    out[item[0]] = item[1]
+            elif kind == b"IEND":
+                break
+            else:
+                fh.seek(length + 4, 1)
     except OSError:
         return out
     return out

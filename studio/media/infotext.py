@@ -114,29 +114,36 @@ def _float(value: Any) -> float | None:
         return None
 
 
+#: Numeric infotext keys → (Studio's name, conversion).
+_NUMBERS = (
+    ("Steps", "steps", _int),
+    ("CFG scale", "cfg", _float),
+    ("Seed", "seed", _int),
+    ("Variation seed", "variation_seed", _int),
+    ("Variation seed strength", "variation_strength", _float),
+    ("Size-1", "width", _int),
+    ("Size-2", "height", _int),
+    ("Denoising strength", "denoising_strength", _float),
+    ("Hires upscale", "hires_scale", _float),
+    ("Hires steps", "hires_steps", _int),
+    ("Outpaint left", "outpaint_left", _int),
+    ("Outpaint right", "outpaint_right", _int),
+    ("Outpaint top", "outpaint_top", _int),
+    ("Outpaint bottom", "outpaint_bottom", _int),
+    ("SD upscale", "sd_upscale", _float),
+    ("SD upscale tile", "sd_upscale_tile", _int),
+    ("SD upscale overlap", "sd_upscale_overlap", _int),
+)
+
+
 def infotext_params(parsed: dict[str, str]) -> dict[str, Any]:
     """Studio's normalised parameter names (steps, cfg, seed, width, ...) from a parsed infotext."""
     out: dict[str, Any] = {}
-    for key, name, conv in (
-        ("Steps", "steps", _int),
-        ("CFG scale", "cfg", _float),
-        ("Seed", "seed", _int),
-        ("Variation seed", "variation_seed", _int),
-        ("Variation seed strength", "variation_strength", _float),
-        ("Size-1", "width", _int),
-        ("Size-2", "height", _int),
-        ("Denoising strength", "denoising_strength", _float),
-        ("Hires upscale", "hires_scale", _float),
-        ("Hires steps", "hires_steps", _int),
-        ("Outpaint left", "outpaint_left", _int),
-        ("Outpaint right", "outpaint_right", _int),
-        ("Outpaint top", "outpaint_top", _int),
-        ("Outpaint bottom", "outpaint_bottom", _int),
-        ("SD upscale", "sd_upscale", _float),
-        ("SD upscale tile", "sd_upscale_tile", _int),
-        ("SD upscale overlap", "sd_upscale_overlap", _int),
-    ):
-        value = conv(parsed.get(key))
+    for key, name, conv in _NUMBERS:
+        text = parsed.get(key)
+        if text is None:  # absent (most keys): no conversion to fail and catch
+            continue
+        value = conv(text)
         if value is not None:
             out[name] = value
     for key, name in (

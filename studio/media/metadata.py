@@ -204,9 +204,9 @@ def _from_studio(raw: dict[str, str]) -> ImageMetadata | None:
     return ImageMetadata("studio", request.prompt, request.negative_prompt, params, raw, request)
 
 
+#: Readers of other tools' chunks, tried in order after ``parameters`` (which is SwarmUI's or
+#: Fooocus's JSON, else A1111 text: see :func:`_read`).
 _FOREIGN = (
-    ("swarmui", lambda raw: foreign_metadata.read_swarmui(raw.get("parameters"))),
-    ("fooocus", lambda raw: foreign_metadata.read_fooocus(raw.get("parameters"))),
     ("novelai", foreign_metadata.read_novelai),
     ("comfyui", lambda raw: foreign_metadata.read_comfyui_prompt(raw.get("prompt"))),
     ("comfyui", lambda raw: foreign_metadata.read_comfyui_workflow(raw.get("workflow"))),
@@ -242,17 +242,25 @@ def _read(raw: dict[str, str]) -> ImageMetadata:
         meta = _from_studio(raw)
         if meta:
             return meta
-    for source, reader in _FOREIGN[:2]:  # JSON in "parameters" is not A1111 text
-        found = reader(raw)
-        if found is not None:
-            return ImageMetadata(source, found[0], found[1], _normalise(found[2]), raw)
-    if raw.get("parameters"):
+    parameters = raw.get("parameters")
+    if parameters:
+        json_found = foreign_metadata.read_json_parameters(parameters)
+        if json_found is not None:  # JSON in "parameters" is not A1111 text
+            source, (prompt, negative, params) = json_found
+            return ImageMetadata(source, prompt, negative, _normalise(params), raw)
         return _a1111(raw)
-    for source, reader in _FOREIGN[2:]:
+    for source, reader in _FOREIGN:
         found = reader(raw)
         if found is not None:
             return ImageMetadata(source, found[0], found[1], _normalise(found[2]), raw)
     return ImageMetadata("none", raw=raw)
+
+
+def _control_units(params: dict[str, Any]) -> dict[str, str]:
+    """The params :func:`studio.core.control.from_infotext` reads, as text: its units are the
+    ``ControlNet 0``, ``ControlNet 1`` … keys, so only those go to it (the other keys it never
+    looks at), and a file without any does not call it."""
+    return {k: str(v) for k, v in params.items() if k.startswith("ControlNet ")}
 
 
 def _add_notes(meta: ImageMetadata) -> ImageMetadata:
@@ -261,10 +269,11 @@ def _add_notes(meta: ImageMetadata) -> ImageMetadata:
         meta.notes.append(
             f"Seed {seed} is outside Studio's seed range (0 to {SEED_MAX}); reusing these "
             f"settings uses seed {seed % (SEED_MAX + 1)} instead, so the picture will differ.")
-    if meta.source == "a1111":
+    units = _control_units(meta.params) if meta.source == "a1111" else None
+    if units:
         from studio.core.control import from_infotext
 
-        guided = from_infotext({k: str(v) for k, v in meta.params.items()})
+        guided = from_infotext(units)
         if guided:
             names = ", ".join(u["model"] for u in guided)
             meta.notes.append(
