@@ -93,6 +93,13 @@ def ensure_models(folder: Path, sd15: Path | None = None, llama: Path | None = N
         from tests.fixtures.tiny_models import build_tiny_flux
 
         build_tiny_flux(flux)
+    taef2 = folder / "taef2_decoder.pth"
+    if not taef2.exists():
+        import torch
+
+        from tests.fixtures.tiny_tae import taef2_sequential
+
+        torch.save(taef2_sequential(), taef2)
     lora = folder / "ink-sketch.safetensors"
     if not lora.exists():
         import torch
@@ -100,7 +107,7 @@ def ensure_models(folder: Path, sd15: Path | None = None, llama: Path | None = N
 
         save_file({LORA_KEY: torch.ones(4, 768, dtype=torch.float16)}, str(lora))
     return {"sd15": Path(sd15), "llama": Path(llama), "cyclegan": cyclegan, "lora": lora,
-            "upscaler": upscaler, "flux": flux}
+            "upscaler": upscaler, "flux": flux, "taef2": taef2}
 
 
 def make_home(root: Path, theme: str, models: dict | None) -> Path:
@@ -123,6 +130,8 @@ def make_home(root: Path, theme: str, models: dict | None) -> Path:
         shutil.copy(models["lora"], m / "loras")
         (m / "upscalers").mkdir()
         shutil.copy(models["upscaler"], m / "upscalers")
+        (m / "vae_approx").mkdir()  # where ComfyUI keeps it too
+        shutil.copy(models["taef2"], m / "vae_approx")
     return root
 
 

@@ -26,6 +26,7 @@ from studio.pipelines.diffusion.previews import find_taesd, latents_to_rgb, make
 from studio.pipelines.diffusion.txt2img import Txt2ImgService
 from tests.fixtures.hub_cache import add_to_hub_cache
 from tests.fixtures.sinks import RecordingSink
+from tests.fixtures.tiny_tae import taef2_sequential
 
 
 def tiny_tae(latent_channels: int, seed: int = 0):
@@ -115,36 +116,6 @@ def test_flux_generates_with_taef1_previews_from_the_models_folder(tiny_flux_dir
     assert len(shown) == 2 and shown[0].shape == (64, 64, 3)  # full size: decoded, not factors
     assert [p.shape for _, _, p in sinks["fast"].steps if p is not None][0] == (8, 8, 3)
     assert np.array_equal(images["taesd"], images["fast"])  # previews never change the image
-
-
-def taef2_sequential(seed: int = 0) -> dict[str, torch.Tensor]:
-    """A tiny random TAEF2 decoder named as madebyollin/taesd's ``taef2_decoder.pth`` names it
-    (``nn.Sequential``: 0 clamp, 1 conv, 2 ReLU, 3… blocks; the first stage's blocks carry the
-    ``pool`` branch: 1×1 conv to 4× the width, GroupNorm(4), ReLU, 1×1 conv back), 8 wide, with
-    the stages' blocks (2, 1, 1, 1) instead of (3, 3, 3, 1)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def rand(*shape):
-        return (torch.randn(*shape, generator=g) * 0.3).half()
-
-    w, out = 8, {"1.weight": rand(8, 32, 3, 3), "1.bias": rand(8)}
-    index = 3
-    for stage, count in enumerate((2, 1, 1, 1)):
-        for _ in range(count):
-            for conv in (0, 2, 4):
-                out[f"{index}.conv.{conv}.weight"] = rand(w, w, 3, 3)
-                out[f"{index}.conv.{conv}.bias"] = rand(w)
-            if stage == 0:
-                out[f"{index}.pool.0.weight"] = rand(4 * w, w, 1, 1)
-                out[f"{index}.pool.1.weight"] = 1 + rand(4 * w)
-                out[f"{index}.pool.1.bias"] = rand(4 * w)
-                out[f"{index}.pool.3.weight"] = rand(w, 4 * w, 1, 1)
-            index += 1
-        if stage < 3:
-            out[f"{index + 1}.weight"] = rand(w, w, 3, 3)  # after the Upsample, no bias
-            index += 2
-    out[f"{index}.weight"], out[f"{index}.bias"] = rand(3, w, 3, 3), rand(3)
-    return out
 
 
 def taef2_weights() -> dict[str, torch.Tensor]:
