@@ -22,12 +22,14 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Union
 
 from studio.core.jobs import (
+    CancelToken,
     Handler,
     Job,
     JobCancelled,
     JobListener,
     JobState,
     Lane,
+    ProgressSink,
     _Sink,
     running_job,
 )
@@ -37,7 +39,8 @@ if TYPE_CHECKING:  # asyncio is imported when the I/O lane first runs something 
 
 log = logging.getLogger(__name__)
 
-AsyncHandler = Callable[..., Awaitable[Any]]
+#: ``await handler(request, progress, cancel) -> result``, the I/O lane's :data:`Handler`
+AsyncHandler = Callable[[Any, ProgressSink, CancelToken], Awaitable[Any]]
 LoopSource = Union["asyncio.AbstractEventLoop", Callable[[], "asyncio.AbstractEventLoop"], None]
 
 
@@ -45,7 +48,7 @@ LoopSource = Union["asyncio.AbstractEventLoop", Callable[[], "asyncio.AbstractEv
 RUNNERS: weakref.WeakSet[JobRunner] = weakref.WeakSet()
 
 
-class JobRunner(Lane):
+class JobRunner(Lane[Handler]):
     """The GPU lane: one worker thread, jobs in order (DESIGN rule 5).
 
     ``handlers`` is a mapping of kind → handler, or a function kind → handler (the engine's)."""
@@ -134,7 +137,7 @@ class JobRunner(Lane):
             self._conclude(job, result)
 
 
-class AsyncLane(Lane):
+class AsyncLane(Lane[AsyncHandler]):
     """The I/O lane: each job a task on an asyncio event loop, all running at once.
 
     ``loop``: the loop to use, or a function that makes it (the window passes one for Qt's, through

@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
     from PIL.Image import Image as PILImage
 
 #: Scheduler keys, in the order the picker shows them, with their display names.
@@ -181,7 +182,7 @@ class Txt2ImgRequest(PromptFields, SamplingFields):
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def image_seeds(request: Any, index: int) -> tuple[int, int | None]:
+def image_seeds(request: SamplingFields, index: int) -> tuple[int, int | None]:
     """(seed, variation seed or None) of image ``index`` of ``request``'s batch, as A1111 picks
     them: ``seed + index`` without a variation; with one (strength above 0) every image keeps
     ``seed`` and image ``index`` uses ``variation_seed + index``."""
@@ -249,7 +250,8 @@ class GeneratedImage:
     # own size enlarged by whole pixels (``image.size`` may be less than the request's)
     seed_alone: bool = False
     # The denoising timeline (studio.media.timeline.Timeline) when Settings.timeline_frames asks
-    # for one; in memory only, never written into the image or the Gallery
+    # for one; in memory only, never written into the image or the Gallery. Any: core does not
+    # import media (the layers in pyproject.toml), not even for a type.
     timeline: Any = None
 
 
@@ -257,7 +259,10 @@ DIRECTIONS = ("AtoB", "BtoA")
 MAX_TRANSFORM_SIDE = 16384  # CycleGAN runs in tiles, so only the input's own size limits it
 
 
-def _from_known(cls: Any, data: dict[str, Any]) -> Any:
+_Request = TypeVar("_Request", bound="DataclassInstance")
+
+
+def _from_known(cls: type[_Request], data: dict[str, Any]) -> _Request:
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -551,3 +556,8 @@ class TransformedImage:
     warnings: list[str] = dataclasses.field(default_factory=list)
     loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # as in GeneratedImage
     timeline: Any = None  # img2img / inpaint: the denoising timeline, as in GeneratedImage
+
+
+#: The requests the diffusion batch loop (studio.pipelines.diffusion.batch) runs: text to image
+#: and image to image / inpainting, with their shared prompt and sampling fields.
+DiffusionRequest = Txt2ImgRequest | Img2ImgRequest
