@@ -24,6 +24,9 @@ from studio.pipelines.diffusion.batch import render_image, size_kwargs
 if TYPE_CHECKING:
     import torch
 
+    from studio.pipelines.diffusion.previews import Previewer
+    from studio.pipelines.diffusion.prompts import StepConditioning
+
 #: Latent upscalers: A1111's name → torch's interpolation mode (no antialiasing, as A1111).
 LATENT_MODES = {"Latent": "bilinear", "Latent (nearest)": "nearest"}
 
@@ -67,11 +70,11 @@ class HiresFix:
     second: Any
     request: Txt2ImgRequest
     kwargs: dict[str, Any]
-    previewer: Any
+    previewer: Previewer
     progress: ProgressSink
     cancel: CancelToken
     dtype: torch.dtype
-    conditioning: Any = None
+    conditioning: StepConditioning | None = None
     model_upscale: Callable[[Any], Any] | None = None
     first_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 

@@ -126,7 +126,8 @@ class Previewer:
         self.timelines: dict[int, Any] | None = None  # see keep_timelines
         self.timeline_limit = 0
 
-    def __call__(self, step: int, total: int, latents: torch.Tensor) -> np.ndarray | None:
+    def __call__(self, step: int, total: int,
+                 latents: torch.Tensor | None) -> np.ndarray | None:
         """A preview for step ``step`` (1-based) or None when none is due."""
         if self.mode == "off" or latents is None:
             return None
