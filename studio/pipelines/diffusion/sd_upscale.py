@@ -101,7 +101,7 @@ class SdUpscale:
     dtype: torch.dtype
     conditioning: StepConditioning | None = None
 
-    def render(self, index: int, seed: int) -> Any:
+    def render(self, index: int, seed: int) -> Image.Image:
         import numpy as np
         import torch
         from PIL import Image
