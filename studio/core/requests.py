@@ -9,10 +9,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
     from PIL.Image import Image as PILImage
 
 #: Scheduler keys, in the order the picker shows them, with their display names.
@@ -259,7 +258,13 @@ DIRECTIONS = ("AtoB", "BtoA")
 MAX_TRANSFORM_SIDE = 16384  # CycleGAN runs in tiles, so only the input's own size limits it
 
 
-_Request = TypeVar("_Request", bound="DataclassInstance")
+class _Dataclass(Protocol):
+    """A dataclass, as ``dataclasses.fields`` takes it."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+
+_Request = TypeVar("_Request", bound=_Dataclass)
 
 
 def _from_known(cls: type[_Request], data: dict[str, Any]) -> _Request:
