@@ -19,7 +19,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from studio.core.jobs import (
     CancelToken,
@@ -38,6 +38,8 @@ if TYPE_CHECKING:  # asyncio is imported when the I/O lane first runs something 
     import asyncio
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: ``await handler(request, progress, cancel) -> result``, the I/O lane's :data:`Handler`
 AsyncHandler = Callable[[Any, ProgressSink, CancelToken], Awaitable[Any]]
@@ -204,7 +206,7 @@ class AsyncLane(Lane[AsyncHandler]):
         ready.wait()
         return loop
 
-    def call(self, fn: Callable[[], Any]) -> concurrent.futures.Future:
+    def call(self, fn: Callable[[], _T]) -> concurrent.futures.Future[_T]:
         """Run a blocking I/O function on the loop's executor; a future of its result (for
         short waits that are not jobs: a folder scan, a Hub query)."""
         import asyncio

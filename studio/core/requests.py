@@ -49,7 +49,7 @@ def validate_model(model: str) -> None:
         raise ValueError("No model chosen. Pick a model or add one with 'Add model…'.")
 
 
-def validate_size(width: Any, height: Any) -> None:
+def validate_size(width: object, height: object) -> None:
     """Width and height in pixels: positive multiples of 8, at most :data:`MAX_SIDE`."""
     for name, v in (("width", width), ("height", height)):
         if not isinstance(v, int) or v <= 0:
@@ -202,7 +202,7 @@ def variation_fields(seed: int | None, strength: float) -> dict[str, Any]:
     return {"variation_seed": seed, "variation_strength": strength}
 
 
-def validate_variation(seed: Any, strength: Any) -> None:
+def validate_variation(seed: object, strength: object) -> None:
     """A variation seed in 0..SEED_MAX and a strength from 0 (off) to 1."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
         raise ValueError(f"Variation seed must be a whole number between 0 and {SEED_MAX}, "
@@ -213,7 +213,7 @@ def validate_variation(seed: Any, strength: Any) -> None:
                          f"seed's noise alone), not {strength!r}.")
 
 
-def validate_loras(loras: Any) -> None:
+def validate_loras(loras: object) -> None:
     """Each LoRA is ``{"name": non-empty str, "weight": number in ±MAX_LORA_WEIGHT}``."""
     if not isinstance(loras, list):
         raise ValueError("LoRAs must be a list of {name, weight}.")
