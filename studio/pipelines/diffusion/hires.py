@@ -77,7 +77,7 @@ class HiresFix:
     cancel: CancelToken
     dtype: torch.dtype
     conditioning: StepConditioning | None = None
-    model_upscale: Callable[[Any], Any] | None = None
+    model_upscale: Callable[[PILImage], PILImage] | None = None
     first_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def render(self, index: int, seed: int) -> PILImage:
