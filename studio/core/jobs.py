@@ -110,7 +110,8 @@ class running_job:  # noqa: N801 - used as a context manager, named for how it r
 
 
 class ProgressSink(Protocol):
-    """What a handler reports into."""
+    """What a handler reports into. ``preview`` and ``result`` are ``Any``: each kind shows its
+    own (an image's pixels, a download's TransferStatus; a GeneratedImage, a chat chunk…)."""
 
     def __call__(self, step: int, total: int, preview: Any = None) -> None: ...
 
