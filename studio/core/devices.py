@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ def resolve_device(setting: str = "auto") -> str:
     return setting
 
 
-def resolve_dtype(precision: str, device: str):
+def resolve_dtype(precision: str, device: str) -> torch.dtype:
     """The torch dtype for a precision setting: auto is fp16 on CUDA, fp32 elsewhere."""
     import torch
 

@@ -26,6 +26,7 @@ from studio.core.jobs import (
     JobListener,
     JobRef,
     JobSnapshot,
+    Lane,
     ProgressSink,
 )
 from studio.core.lanes import AsyncHandler, AsyncLane, JobRunner, LoopSource
@@ -37,7 +38,11 @@ IO = "io"
 @dataclass(frozen=True)
 class ServiceSpec:
     """One kind of job: the request type that asks for it, how its service is built, and where it
-    runs (``lane``: ``"gpu"``, ``"io"``, or a function of the request that says which)."""
+    runs (``lane``: ``"gpu"``, ``"io"``, or a function of the request that says which).
+
+    A service is ``Any``: each kind's is its own class (``run`` for the GPU lane, ``arun`` for
+    the I/O lane), and the engine only calls the method its lane needs. ``lane``'s function takes
+    ``Any`` because each takes its own ``request_type``."""
 
     kind: str
     request_type: type
@@ -45,7 +50,7 @@ class ServiceSpec:
     loading: str = "Starting…"  # the status line while the service is being built
     lane: str | Callable[[Any], str] = GPU
 
-    def lane_for(self, request: Any) -> str:
+    def lane_for(self, request: object) -> str:
         return self.lane(request) if callable(self.lane) else self.lane
 
 
@@ -82,14 +87,14 @@ class Engine:
         with self._lock:
             self._overrides[kind] = handler
 
-    def spec_for(self, request: Any) -> ServiceSpec:
+    def spec_for(self, request: object) -> ServiceSpec:
         for cls in type(request).__mro__:
             spec = self._by_type.get(cls)
             if spec is not None:
                 return spec
         raise TypeError(f"no service runs a {type(request).__name__}")
 
-    def kind_of(self, request: Any) -> str:
+    def kind_of(self, request: object) -> str:
         return self.spec_for(request).kind
 
     def service(self, kind: str) -> Any:
@@ -111,7 +116,7 @@ class Engine:
         if kind not in self.specs:
             raise KeyError(f"no service for job kind {kind!r}")
 
-        def run(request: Any, progress: ProgressSink, cancel: CancelToken) -> Any:
+        def run(request: object, progress: ProgressSink, cancel: CancelToken) -> Any:
             if kind not in self._services:
                 progress.message(self.specs[kind].loading)
             return self.service(kind).run(request, progress, cancel)
@@ -127,20 +132,21 @@ class Engine:
             if inspect.iscoroutinefunction(override):
                 return override
 
-            async def blocking(request: Any, progress: ProgressSink, cancel: CancelToken) -> Any:
+            async def blocking(request: object, progress: ProgressSink,
+                               cancel: CancelToken) -> Any:
                 return await asyncio.to_thread(override, request, progress, cancel)
 
             return blocking
         if kind not in self.specs:
             raise KeyError(f"no service for job kind {kind!r}")
 
-        async def arun(request: Any, progress: ProgressSink, cancel: CancelToken) -> Any:
+        async def arun(request: object, progress: ProgressSink, cancel: CancelToken) -> Any:
             return await self.service(kind).arun(request, progress, cancel)
 
         return arun
 
     # -- jobs ----------------------------------------------------------------------------------
-    def submit(self, request: Any, title: str = "",
+    def submit(self, request: object, title: str = "",
                listener: JobListener | None = None) -> JobHandle:
         """Queue ``request`` on its lane; ``listener`` hears its events from "queued" on."""
         spec = self.spec_for(request)
@@ -161,7 +167,7 @@ class Engine:
         return sorted((j for lane in self.lanes.values() for j in lane.jobs()),
                       key=lambda j: j.id)
 
-    def _lane_of(self, job: JobRef) -> Any:
+    def _lane_of(self, job: JobRef) -> Lane[Any] | None:
         if isinstance(job, JobHandle):
             return self.lanes[job.snapshot.lane]
         if isinstance(job, JobSnapshot):

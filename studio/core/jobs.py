@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol, TypeAlias, TypeVar
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,8 @@ class running_job:  # noqa: N801 - used as a context manager, named for how it r
 
 
 class ProgressSink(Protocol):
-    """What a handler reports into."""
+    """What a handler reports into. ``preview`` and ``result`` are ``Any``: each kind shows its
+    own (an image's pixels, a download's TransferStatus; a GeneratedImage, a chat chunk…)."""
 
     def __call__(self, step: int, total: int, preview: Any = None) -> None: ...
 
@@ -124,7 +125,10 @@ class JobSnapshot:
     """A job as it was at one moment. Every event carries one, so a listener never sees a later
     state than the event it handles (the job itself keeps changing on its lane's thread).
 
-    ``eq=False``: two snapshots of one job are different objects; compare ``id``."""
+    ``eq=False``: two snapshots of one job are different objects; compare ``id``.
+
+    ``request``, ``result`` and ``partials`` stay ``Any``: a lane runs every request type the
+    engine registers, and each listener reads the fields of the kinds it submitted."""
 
     id: int
     kind: str
@@ -199,6 +203,7 @@ class JobListener(Protocol):
     def job_partial(self, job: JobSnapshot, result: Any) -> None: ...
 
 
+#: ``handler(request, progress, cancel) -> result`` (request and result: any registered kind's)
 Handler = Callable[[Any, ProgressSink, CancelToken], Any]
 
 
@@ -285,7 +290,12 @@ class JobHandle:
 JobRef: TypeAlias = "JobHandle | JobSnapshot | Job | int"
 
 
-class Lane:
+#: What a lane's ``handler_for(kind)`` gives: a :data:`Handler` on the GPU lane, a coroutine
+#: function on the I/O lane (:data:`studio.core.lanes.AsyncHandler`).
+_LaneHandler = TypeVar("_LaneHandler")
+
+
+class Lane(Generic[_LaneHandler]):
     """What every lane shares: its jobs, their events, cancel, wait and the end of a job.
 
     A lane runs jobs of the kinds its ``handler_for(kind)`` knows; subclasses decide when and
@@ -294,7 +304,8 @@ class Lane:
 
     name = "lane"
 
-    def __init__(self, handler_for: Callable[[str], Any], listener: JobListener | None = None
+    def __init__(self, handler_for: Callable[[str], _LaneHandler],
+                 listener: JobListener | None = None
                  ) -> None:
         self._handler_for = handler_for
         self._listeners: list[JobListener] = [listener] if listener else []
@@ -310,7 +321,7 @@ class Lane:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    def submit(self, kind: str, request: Any, title: str = "",
+    def submit(self, kind: str, request: object, title: str = "",
                listener: JobListener | None = None) -> JobHandle:
         """Queue a job; ``listener`` hears its events from the first ("queued") on."""
         handler = self._handler_for(kind)  # unknown kinds fail here, in the caller
@@ -387,7 +398,7 @@ class Lane:
         self._stop(wait, timeout)
 
     # -- for subclasses ----------------------------------------------------------------------
-    def _start(self, job: Job, handler: Any) -> None:
+    def _start(self, job: Job, handler: _LaneHandler) -> None:
         raise NotImplementedError
 
     def _unqueue(self, job: Job) -> bool:

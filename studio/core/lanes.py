@@ -19,15 +19,17 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from studio.core.jobs import (
+    CancelToken,
     Handler,
     Job,
     JobCancelled,
     JobListener,
     JobState,
     Lane,
+    ProgressSink,
     _Sink,
     running_job,
 )
@@ -37,7 +39,10 @@ if TYPE_CHECKING:  # asyncio is imported when the I/O lane first runs something 
 
 log = logging.getLogger(__name__)
 
-AsyncHandler = Callable[..., Awaitable[Any]]
+_T = TypeVar("_T")
+
+#: ``await handler(request, progress, cancel) -> result``, the I/O lane's :data:`Handler`
+AsyncHandler = Callable[[Any, ProgressSink, CancelToken], Awaitable[Any]]
 LoopSource = Union["asyncio.AbstractEventLoop", Callable[[], "asyncio.AbstractEventLoop"], None]
 
 
@@ -45,7 +50,7 @@ LoopSource = Union["asyncio.AbstractEventLoop", Callable[[], "asyncio.AbstractEv
 RUNNERS: weakref.WeakSet[JobRunner] = weakref.WeakSet()
 
 
-class JobRunner(Lane):
+class JobRunner(Lane[Handler]):
     """The GPU lane: one worker thread, jobs in order (DESIGN rule 5).
 
     ``handlers`` is a mapping of kind → handler, or a function kind → handler (the engine's)."""
@@ -134,7 +139,7 @@ class JobRunner(Lane):
             self._conclude(job, result)
 
 
-class AsyncLane(Lane):
+class AsyncLane(Lane[AsyncHandler]):
     """The I/O lane: each job a task on an asyncio event loop, all running at once.
 
     ``loop``: the loop to use, or a function that makes it (the window passes one for Qt's, through
@@ -201,7 +206,7 @@ class AsyncLane(Lane):
         ready.wait()
         return loop
 
-    def call(self, fn: Callable[[], Any]) -> concurrent.futures.Future:
+    def call(self, fn: Callable[[], _T]) -> concurrent.futures.Future[_T]:
         """Run a blocking I/O function on the loop's executor; a future of its result (for
         short waits that are not jobs: a folder scan, a Hub query)."""
         import asyncio

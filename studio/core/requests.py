@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -49,7 +49,7 @@ def validate_model(model: str) -> None:
         raise ValueError("No model chosen. Pick a model or add one with 'Add model…'.")
 
 
-def validate_size(width: Any, height: Any) -> None:
+def validate_size(width: object, height: object) -> None:
     """Width and height in pixels: positive multiples of 8, at most :data:`MAX_SIDE`."""
     for name, v in (("width", width), ("height", height)):
         if not isinstance(v, int) or v <= 0:
@@ -181,7 +181,7 @@ class Txt2ImgRequest(PromptFields, SamplingFields):
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def image_seeds(request: Any, index: int) -> tuple[int, int | None]:
+def image_seeds(request: SamplingFields, index: int) -> tuple[int, int | None]:
     """(seed, variation seed or None) of image ``index`` of ``request``'s batch, as A1111 picks
     them: ``seed + index`` without a variation; with one (strength above 0) every image keeps
     ``seed`` and image ``index`` uses ``variation_seed + index``."""
@@ -202,7 +202,7 @@ def variation_fields(seed: int | None, strength: float) -> dict[str, Any]:
     return {"variation_seed": seed, "variation_strength": strength}
 
 
-def validate_variation(seed: Any, strength: Any) -> None:
+def validate_variation(seed: object, strength: object) -> None:
     """A variation seed in 0..SEED_MAX and a strength from 0 (off) to 1."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
         raise ValueError(f"Variation seed must be a whole number between 0 and {SEED_MAX}, "
@@ -213,7 +213,7 @@ def validate_variation(seed: Any, strength: Any) -> None:
                          f"seed's noise alone), not {strength!r}.")
 
 
-def validate_loras(loras: Any) -> None:
+def validate_loras(loras: object) -> None:
     """Each LoRA is ``{"name": non-empty str, "weight": number in ±MAX_LORA_WEIGHT}``."""
     if not isinstance(loras, list):
         raise ValueError("LoRAs must be a list of {name, weight}.")
@@ -249,7 +249,8 @@ class GeneratedImage:
     # own size enlarged by whole pixels (``image.size`` may be less than the request's)
     seed_alone: bool = False
     # The denoising timeline (studio.media.timeline.Timeline) when Settings.timeline_frames asks
-    # for one; in memory only, never written into the image or the Gallery
+    # for one; in memory only, never written into the image or the Gallery. Any: core does not
+    # import media (the layers in pyproject.toml), not even for a type.
     timeline: Any = None
 
 
@@ -257,7 +258,16 @@ DIRECTIONS = ("AtoB", "BtoA")
 MAX_TRANSFORM_SIDE = 16384  # CycleGAN runs in tiles, so only the input's own size limits it
 
 
-def _from_known(cls: Any, data: dict[str, Any]) -> Any:
+class _Dataclass(Protocol):
+    """A dataclass, as ``dataclasses.fields`` takes it."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+
+_Request = TypeVar("_Request", bound=_Dataclass)
+
+
+def _from_known(cls: type[_Request], data: dict[str, Any]) -> _Request:
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -551,3 +561,8 @@ class TransformedImage:
     warnings: list[str] = dataclasses.field(default_factory=list)
     loras: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # as in GeneratedImage
     timeline: Any = None  # img2img / inpaint: the denoising timeline, as in GeneratedImage
+
+
+#: The requests the diffusion batch loop (studio.pipelines.diffusion.batch) runs: text to image
+#: and image to image / inpainting, with their shared prompt and sampling fields.
+DiffusionRequest = Txt2ImgRequest | Img2ImgRequest

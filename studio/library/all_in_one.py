@@ -16,9 +16,12 @@ Reading headers only: no weights are loaded, no torch here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.jobs import UserFacingError
+
+if TYPE_CHECKING:
+    from studio.library.models import ModelEntry
 
 #: where the transformer's weights are in an all-in-one file
 DENOISER_PREFIX = "model.diffusion_model."
@@ -78,7 +81,7 @@ def denoiser_precision(path: Path) -> str:
     return header_precision(own) if own else ""
 
 
-def is_all_in_one(entry: Any) -> bool:
+def is_all_in_one(entry: ModelEntry) -> bool:
     """Whether a library entry (``ModelEntry``) is a file carrying some of its own parts."""
     return getattr(entry, "format", "") == "split" and any(
         Path(p) == Path(entry.path) for p in getattr(entry, "parts", {}).values())

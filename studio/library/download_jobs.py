@@ -14,11 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from studio.core.config import Paths
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
 from studio.library import hub_download as hd
+
+if TYPE_CHECKING:
+    from studio.library.download import DownloadResult
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class DownloadService:
         self._paths = paths
 
     async def arun(self, request: HubDownloadRequest | FileDownloadRequest, progress: ProgressSink,
-                   cancel: CancelToken) -> Any:
+                   cancel: CancelToken) -> Path | DownloadResult:
         import asyncio  # here, not at import: the window starts without asyncio
 
         request.validate()

@@ -47,7 +47,9 @@ class ResolvedModel:
     kind: str  # image | gan | chat | transform
     spec: str
     name: str
-    entry: Any  # ModelEntry | ChatModelEntry | CycleGANModel
+    # ModelEntry | ChatModelEntry | CycleGANModel. Any: each caller asked for its kinds and reads
+    # that kind's fields (``family``…); the union would need an isinstance at every call site.
+    entry: Any
 
 
 def _resolvers() -> dict[str, Callable[[str, Settings, Paths], Any]]:

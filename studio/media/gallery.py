@@ -20,7 +20,7 @@ import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from studio.core.files import atomic_write
 from studio.media.image_text import (
@@ -31,6 +31,9 @@ from studio.media.image_text import (
     read_stealth_text,
 )
 from studio.media.metadata import metadata_from_text
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 log = logging.getLogger(__name__)
 
@@ -406,7 +409,8 @@ def _thumb_path(cache_dir: Path, path: Path, st: os.stat_result, size: int) -> P
     return cache_dir / digest[:2] / digest
 
 
-def make_thumbnail(path: str | Path, size: int = 256, cache_dir: Path | None = None) -> Any:
+def make_thumbnail(path: str | Path, size: int = 256,
+                   cache_dir: Path | None = None) -> PILImage:
     """A PIL image of ``path`` fitting ``size``×``size``, from the disk cache when it is there.
 
     The cache is keyed by path, mtime and file size, so an edited file gets a new thumbnail.

@@ -41,13 +41,13 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from studio.core.config import Paths, Settings
-from studio.library.models import ModelEntry
 
 if TYPE_CHECKING:
     from studio.core.jobs import CancelToken, ProgressSink
+    from studio.core.requests import UnloadRequest
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,22 @@ class _Slot:
     used: int  # tick of the last hand-out
 
 
-def cache_key(entry: Any, device: str, dtype: Any) -> CacheKey:
+class CachedEntry(Protocol):
+    """What a cache loads a model from: a library entry of any kind (an image, chat, CycleGAN,
+    upscaler, ControlNet or CLIP model) — the cache reads its ``path`` (and ``name`` and
+    ``usage_path`` when it has them)."""
+
+    @property
+    def path(self) -> Path: ...
+
+
+#: How a model is loaded, as its cache's loader takes it: a torch dtype, a
+#: :class:`~studio.pipelines.diffusion.quantize.Quantized`, a chat model's load options, None…
+#: The cache only passes it on and keys by its ``str()``.
+LoadAs = object
+
+
+def cache_key(entry: CachedEntry, device: str, dtype: LoadAs) -> CacheKey:
     return (str(Path(entry.path).resolve()), device, str(dtype))
 
 
@@ -146,7 +161,7 @@ def budget_bytes(settings: Settings | None = None, *, probe: bool = False) -> in
 
 
 # -- sizes --------------------------------------------------------------------------------------
-def _bytes_per_parameter(dtype: Any) -> float:
+def _bytes_per_parameter(dtype: LoadAs) -> float:
     """Bytes a weight takes once loaded in ``dtype`` (a torch dtype, "float16", a chat model's
     ``LoadOptions`` such as "torch.float16|8bit", or None for float32)."""
     text = str(dtype).lower()
@@ -185,7 +200,7 @@ def _safetensors_parameters(path: Path) -> int:
     return safetensors_parameter_count([path])
 
 
-def estimate_bytes(path: Path, dtype: Any) -> int:
+def estimate_bytes(path: Path, dtype: LoadAs) -> int:
     """Memory the model at ``path`` will take loaded in ``dtype``, from its files alone.
 
     safetensors headers give the exact parameter count; other files count by their size,
@@ -250,7 +265,7 @@ class ModelCache:
 
     def __init__(self, loader: Callable[..., Any] | None = None, *, kind: str = "image",
                  settings_getter: Callable[[], Settings] | None = None,
-                 estimator: Callable[[Path, Any], int] | None = None) -> None:
+                 estimator: Callable[[Path, LoadAs], int] | None = None) -> None:
         self._loader = loader
         self.kind = kind
         self.settings_getter = settings_getter
@@ -265,12 +280,12 @@ class ModelCache:
         settings = self.settings_getter() if self.settings_getter is not None else None
         return budget_bytes(settings, probe=True)
 
-    def holds(self, entry: ModelEntry | Any, device: str, dtype: Any) -> bool:
+    def holds(self, entry: CachedEntry, device: str, dtype: LoadAs) -> bool:
         """Whether ``entry`` is in memory already for ``device`` and ``dtype``."""
         with _lock:
             return cache_key(entry, device, dtype) in self._slots
 
-    def get(self, entry: ModelEntry | Any, device: str, dtype: Any, paths: Paths | None = None,
+    def get(self, entry: CachedEntry, device: str, dtype: LoadAs, paths: Paths | None = None,
             *, load_device: str | None = None) -> Any:
         """The model for ``entry``, from memory or loaded now (evicting others to fit).
 
@@ -288,7 +303,8 @@ class ModelCache:
                     return slot.model
             return self._load(key, entry, device, dtype, paths, load_device)
 
-    def _load(self, key: CacheKey, entry: Any, device: str, dtype: Any, paths: Paths | None,
+    def _load(self, key: CacheKey, entry: CachedEntry, device: str, dtype: LoadAs,
+              paths: Paths | None,
               load_device: str | None) -> Any:
         name = getattr(entry, "name", "") or Path(entry.path).name
         budget = self.budget()
@@ -301,7 +317,8 @@ class ModelCache:
         if loader is None:
             from studio.pipelines.diffusion.loading import load_txt2img_pipeline
 
-            loader = load_txt2img_pipeline
+            # the image cache's entries are ModelEntry s and its dtypes torch's or Quantized
+            loader = cast("Callable[..., Any]", load_txt2img_pipeline)
         model = loader(entry, load_device or device, dtype, **({"paths": paths} if paths else {}))
         size = measure_bytes(model) or estimate
         slot = _Slot(key, model, name, Path(key[0]), device, size, next(_ticks))
@@ -397,7 +414,7 @@ class UnloadService:
     model the worker's caches and the TAESD previewer hold; the result is the bytes freed.
     Queued like any job, so it never pulls a model from under a running generation."""
 
-    def run(self, request: Any, progress: ProgressSink, cancel: CancelToken) -> int:
+    def run(self, request: UnloadRequest, progress: ProgressSink, cancel: CancelToken) -> int:
         progress.message("Unloading all models…")
         return unload_all_models()
 
@@ -461,7 +478,7 @@ def loaded_model_paths() -> set[Path]:
         return {Path(slot.key[0]) for _, slot in _all_slots()}
 
 
-def _record_use(entry: Any) -> None:
+def _record_use(entry: CachedEntry) -> None:
     from studio.library.usage import record_use
 
     try:

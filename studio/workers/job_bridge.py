@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, SignalInstance, Slot
 
 from studio.core.engine import Engine
 from studio.core.jobs import JobHandle, JobRef, JobSnapshot, JobState
 
 
-def _emit(signal: Any, *args: Any) -> None:
+def _emit(signal: SignalInstance, *args: Any) -> None:
     try:
         signal.emit(*args)
     except RuntimeError:  # the receiving QObject was destroyed meanwhile (a closed window)
@@ -123,7 +123,7 @@ class JobBridge(QObject):
         _emit(self.partial, job, result)
 
     # Commands — called on the GUI thread.
-    def submit(self, request: Any, title: str = "") -> QtJobHandle:
+    def submit(self, request: object, title: str = "") -> QtJobHandle:
         """Queue ``request`` on its lane; connect to the handle's signals right after (they go
         out on this thread's next turn, so none is missed)."""
         handle = QtJobHandle()

@@ -18,7 +18,7 @@ import concurrent.futures
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from PySide6.QtCore import QObject, QThreadPool, Signal, Slot
 from PySide6.QtWidgets import QApplication
@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # imported with qasync when the loop is first made, after the
     import asyncio
 
 log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 CPU_THREADS = 2  # thumbnails and hashing; model work never runs here
 IO_THREADS = 4  # blocking I/O: scans, queries, the transfers of downloads
@@ -45,9 +48,9 @@ class PoolExecutor(concurrent.futures.Executor):
     def __init__(self, pool: QThreadPool) -> None:
         self._pool = pool
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
-               ) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+               ) -> concurrent.futures.Future[_T]:
+        future: concurrent.futures.Future[_T] = concurrent.futures.Future()
 
         def run() -> None:
             if not future.set_running_or_notify_cancel():
@@ -164,13 +167,13 @@ class Calls:
     def busy(self) -> bool:
         return bool(self._pending)
 
-    def run(self, fn: Callable[[], Any], on_done: Callable[[Any], None],
-            on_error: Callable[[str], None] | None = None) -> concurrent.futures.Future:
+    def run(self, fn: Callable[[], _T], on_done: Callable[[_T], None],
+            on_error: Callable[[str], None] | None = None) -> concurrent.futures.Future[_T]:
         """Run ``fn()`` off the GUI thread; then ``on_done(result)`` or ``on_error(sentence)``
         on the GUI thread. The future can be waited on (``result(timeout)``) or cancelled
         before it starts."""
         deliver = _gui_delivery()
-        future: concurrent.futures.Future = concurrent.futures.Future()
+        future: concurrent.futures.Future[_T] = concurrent.futures.Future()
         self._pending.add(future)
 
         def work() -> None:  # a pool thread

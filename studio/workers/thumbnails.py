@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QCoreApplication, QObject, QRunnable, Signal, Slot
 from PySide6.QtGui import QImage
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 Key = tuple[str, int]  # (path, size)
 
 
-def _pillow_thumbnail(path: str | Path, size: int = 256) -> Any:
+def _pillow_thumbnail(path: str | Path, size: int = 256) -> Image.Image:
     """Decode ``path`` reduced to fit ``size``×``size``; JPEGs decode at reduced scale (draft)."""
     from PIL import Image
 
@@ -39,7 +39,7 @@ def _pillow_thumbnail(path: str | Path, size: int = 256) -> Any:
         return im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else "RGB")
 
 
-def default_thumbnail_function() -> Callable[[str | Path, int], Any]:
+def default_thumbnail_function() -> Callable[[str | Path, int], Image.Image]:
     """``studio.media.gallery.make_thumbnail`` when the gallery module provides it, else Pillow."""
     try:
         from studio.media.gallery import make_thumbnail
@@ -61,7 +61,7 @@ def pil_to_qimage(image: Image.Image) -> QImage:
 
 class _Load(QRunnable):
     def __init__(self, loader: ThumbnailLoader, key: Key,
-                 make: Callable[[str | Path, int], Any]) -> None:
+                 make: Callable[[str | Path, int], Image.Image]) -> None:
         super().__init__()
         self._loader = loader
         self._key = key
@@ -91,7 +91,7 @@ class ThumbnailLoader(QObject):
 
     def __init__(self, parent: QObject | None = None, *, threads: int = 2,
                  cache_bytes: int = 96 * 2**20, max_pending: int = 400,
-                 make: Callable[[str | Path, int], Any] | None = None) -> None:
+                 make: Callable[[str | Path, int], Image.Image] | None = None) -> None:
         super().__init__(parent)
         self._pool = cpu_pool()  # the CPU lane: decoding computes
         self._make = make or default_thumbnail_function()

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.jobs import CancelToken, UserFacingError
 from studio.core.wording import count_of
@@ -45,6 +45,9 @@ from studio.pipelines.chat.reading import (  # noqa: F401 - re-exported, the doc
     read_document,
 )
 from studio.pipelines.chat.store import ConversationStore, fts_query, inserted_id
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +201,7 @@ class Embedder:
         else:
             self._st = SentenceTransformer(str(self.folder), device=device)
 
-    def encode(self, texts: Sequence[str], batch: int = 32) -> Any:
+    def encode(self, texts: Sequence[str], batch: int = 32) -> np.ndarray:
         import numpy as np
         import torch
 
@@ -399,7 +402,7 @@ class DocumentIndex:
         else:
             report.skipped.append((key, row["note"]))
 
-    def _vectors(self, texts: list[str]) -> Any:
+    def _vectors(self, texts: list[str]) -> np.ndarray | None:
         if self.embedder is None or not texts:
             return None
         return self.embedder.encode(texts)

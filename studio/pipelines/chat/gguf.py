@@ -20,10 +20,11 @@ import codecs
 import logging
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from studio.core.jobs import UserFacingError, describe_error
+from studio.core.jobs import CancelToken, UserFacingError, describe_error
 from studio.library.chat_models import VISION_HINT, ChatModelEntry
 from studio.library.gguf_models import missing_extra_note
 from studio.pipelines.chat.loading import FALLBACK_TEMPLATE, FALLBACK_WARNING, LoadedChatModel
@@ -77,7 +78,7 @@ def gpu_layers(device: str) -> int:
     return -1 if device != "cpu" and llama_cpp.llama_supports_gpu_offload() else 0
 
 
-def estimate_bytes(path: Path, _options: Any) -> int:
+def estimate_bytes(path: Path, _options: object) -> int:
     """A GGUF's weights take what its file does (they are read as stored, quantized)."""
     return Path(path).stat().st_size
 
@@ -152,8 +153,8 @@ def _sampling(request: ChatRequest) -> dict[str, Any]:
                 repeat_penalty=request.repetition_penalty)
 
 
-def generate_gguf(loaded: LoadedChatModel, request: ChatRequest, cancel: Any,
-                  on_chunk: Any) -> ChatReply:
+def generate_gguf(loaded: LoadedChatModel, request: ChatRequest, cancel: CancelToken,
+                  on_chunk: Callable[[ChatChunk], None]) -> ChatReply:
     """One reply from a GGUF model, ``on_chunk`` called for every token (see the module)."""
     import llama_cpp
 

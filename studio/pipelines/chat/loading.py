@@ -13,7 +13,7 @@ import logging
 import os
 import pickle
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.jobs import UserFacingError
 from studio.library.chat_models import (
@@ -23,6 +23,9 @@ from studio.library.chat_models import (
     weight_files,
 )
 from studio.library.safe_load import refusal_in
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ FALLBACK_WARNING = ("{name} has no chat template, so a generic one is used; it w
 class LoadOptions:
     """How to load: the torch dtype and the quantization (auto | 8bit | 4bit)."""
 
-    dtype: Any
+    dtype: torch.dtype
     load_in: str = "auto"
 
     def __str__(self) -> str:  # part of the model cache key

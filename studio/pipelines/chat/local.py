@@ -46,6 +46,8 @@ from studio.pipelines.chat.types import (
 from studio.pipelines.model_cache import ModelCache
 
 if TYPE_CHECKING:
+    from transformers import StoppingCriteria
+
     from studio.library.chat_models import ChatModelEntry
     from studio.pipelines.chat.loading import LoadedChatModel
 
@@ -106,7 +108,7 @@ def _seeded(seed: int | None, device: str) -> contextlib.AbstractContextManager:
 
 
 def _watcher(loaded: LoadedChatModel, prompt_len: int, on_token: Callable[[int], None],
-             cancel: Any) -> Any:
+             cancel: CancelToken) -> StoppingCriteria:
     import torch
     from transformers import StoppingCriteria
 
@@ -295,7 +297,8 @@ class LocalChatBackend:
         return AttentionMap(tokens, last.mean(dim=0).tolist(), int(last.shape[0]), left_out,
                             rows)
 
-    def _generate(self, request: ChatRequest, cancel: Any, on_chunk: ChunkCallback) -> ChatReply:
+    def _generate(self, request: ChatRequest, cancel: CancelToken,
+                  on_chunk: ChunkCallback) -> ChatReply:
         import torch
 
         from studio.pipelines.chat.prompting import complete_prompt, fit_conversation

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError, checked
@@ -29,6 +29,9 @@ from studio.pipelines.chat.types import (
     EmbedRequest,
 )
 
+if TYPE_CHECKING:
+    from studio.pipelines.chat.local import LocalChatBackend
+
 
 class ChatService:
     """Runs chat requests on the GPU worker: local models through one cached backend."""
@@ -37,10 +40,10 @@ class ChatService:
                  paths_getter: Callable[[], Paths]) -> None:
         self._settings = settings_getter
         self._paths = paths_getter
-        self._local: Any = None
+        self._local: LocalChatBackend | None = None
 
     @property
-    def local(self) -> Any:
+    def local(self) -> LocalChatBackend:
         """The local backend (built on first use; it owns the chat model cache)."""
         if self._local is None:
             from studio.pipelines.chat.local import LocalChatBackend
@@ -48,7 +51,7 @@ class ChatService:
             self._local = LocalChatBackend(self._settings, self._paths)
         return self._local
 
-    def remote_backend(self, spec: str) -> Any:
+    def remote_backend(self, spec: str) -> remote.RemoteChatBackend:
         """A remote backend for ``openai:BASE_URL#MODEL``, with the endpoint's API key.
 
         The key is the one stored for the endpoint when the URL is listed in Settings'
@@ -168,7 +171,7 @@ class _LocalModelService:
     def __init__(self, chat: ChatService) -> None:
         self.chat = chat
 
-    def _local(self, model: str) -> Any:
+    def _local(self, model: str) -> LocalChatBackend:
         if remote.is_remote_spec(model):
             raise UserFacingError(self.refusal.format(where=remote.redact(model)))
         return self.chat.local

@@ -14,6 +14,7 @@ import json
 import sqlite3
 import threading
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,7 +253,7 @@ class ConversationStore:
         """One statement on the database (other stores sharing this file use it; :mod:`.documents`)."""
         return self._run(sql, args)
 
-    def transaction(self) -> Any:
+    def transaction(self) -> AbstractContextManager[None]:
         """``with store.transaction():`` groups writes into one commit (imports, bulk adds)."""
         store = self
 

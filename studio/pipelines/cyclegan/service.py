@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink, UserFacingError
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from studio.core.requests import UpscaleRequest
     from studio.media.images_in import InputImage
+    from studio.pipelines.cyclegan.model import CycleGANGenerator
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,8 @@ class GeneratorFile:
     usage_path: Path
 
 
-def load_generator(entry: GeneratorFile, device: str, dtype: torch.dtype | None = None) -> Any:
+def load_generator(entry: GeneratorFile, device: str,
+                   dtype: torch.dtype | None = None) -> CycleGANGenerator:
     """The model cache's loader for CycleGAN generators."""
     from studio.pipelines.cyclegan.model import CycleGANGenerator
 
@@ -79,7 +81,7 @@ class TransformService:
         return self.cache.loads
 
     def generator(self, path: Path, device: str, model_path: Path | None = None,
-                  name: str = "") -> Any:
+                  name: str = "") -> CycleGANGenerator:
         """The loaded generator for ``path`` on ``device`` (loading it if needed); ``model_path``
         is the library's model it belongs to (``path`` itself when None)."""
         path = Path(path)

@@ -7,6 +7,9 @@ the same NaN check, and each image saved and reported as it finishes.
 Shared by :mod:`studio.pipelines.diffusion.txt2img`, :mod:`studio.pipelines.diffusion.img2img` and (device and memory
 handling) :mod:`studio.pipelines.cyclegan.service`. Nothing here changes what diffusers computes: the step
 callback only reads the latents, so results stay bit-for-bit equal to plain diffusers.
+
+A diffusers pipeline is ``Any`` here and in the modules that call it (``pipe``, ``base``): mypy
+resolves ``DiffusionPipeline`` without the attributes each pipeline class has.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from studio.core.config import Paths, Settings
 from studio.core.devices import resolve_device, resolve_dtype
@@ -36,11 +39,20 @@ from studio.pipelines.model_cache import ModelCache
 if TYPE_CHECKING:
     import torch
 
+    from studio.core.config import MemoryOptions
+    from studio.core.requests import DiffusionRequest, SamplingFields
     from studio.pipelines.diffusion.embeddings import EmbeddingPlan
     from studio.pipelines.diffusion.loras import LoraPlan
-    from studio.pipelines.diffusion.prompts import PromptInputs
+    from studio.pipelines.diffusion.planner import Plan
+    from studio.pipelines.diffusion.previews import Previewer
+    from studio.pipelines.diffusion.prompts import PromptInputs, StepConditioning
+    from studio.pipelines.diffusion.quantize import Quantized
+    from studio.pipelines.upscale.service import UpscaleService
 
 log = logging.getLogger(__name__)
+
+_Image = TypeVar("_Image")  # what a batch's render makes (a PIL image, latents)
+_Result = TypeVar("_Result")  # what its save reports (a GeneratedImage, a TransformedImage)
 
 OOM_MESSAGE = ("Out of memory at {size} — try a smaller size, or close other programs that use "
                "the GPU.")
@@ -119,7 +131,7 @@ class NotedProgress:
         return getattr(self._sink, name)
 
 
-def add_note(progress: Any, text: str) -> None:
+def add_note(progress: ProgressSink, text: str) -> None:
     """Tell the job's results ``text`` (see :class:`NotedProgress`); logged when the sink cannot."""
     note = getattr(progress, "note", None)
     if callable(note):
@@ -133,16 +145,16 @@ class DiffusersService:
 
     def __init__(self, settings_getter: Callable[[], Settings],
                  paths_getter: Callable[[], Paths], cache: ModelCache | None = None, *,
-                 upscalers: Callable[[], Any] | None = None) -> None:
+                 upscalers: Callable[[], UpscaleService] | None = None) -> None:
         self._settings = settings_getter
         self._paths = paths_getter
         self.cache = cache if cache is not None else ModelCache(settings_getter=settings_getter)
         if self.cache.settings_getter is None:  # a shared cache follows the settings' budget too
             self.cache.settings_getter = settings_getter
         self._upscalers = upscalers
-        self._own_upscalers: Any = None
+        self._own_upscalers: UpscaleService | None = None
 
-    def upscalers(self) -> Any:
+    def upscalers(self) -> UpscaleService:
         """The :class:`~studio.pipelines.upscale.service.UpscaleService` whose models the hires
         fix and SD upscale use: the engine's (``upscalers``), or one of this service's own."""
         if self._upscalers is not None:
@@ -154,7 +166,7 @@ class DiffusersService:
         return self._own_upscalers
 
     def _load(self, entry: ModelEntry, settings: Settings, paths: Paths,
-              progress: ProgressSink, cancel: CancelToken) -> tuple[Any, str, Any]:
+              progress: ProgressSink, cancel: CancelToken) -> tuple[Any, str, torch.dtype]:
         """(the cached pipeline, device, dtype) for ``entry``, loading it if needed, with the
         model's memory options applied (their warnings become notes of the job's results)."""
         from studio.pipelines.diffusion.interrupt import watch_for_cancel
@@ -167,9 +179,10 @@ class DiffusersService:
         plan = self._memory_plan(entry, options, device, dtype, progress)
         progress.message("Loading model…")
         load_dtype = quantized_load(entry, options, plan, device, dtype, progress)
-        if load_dtype is not dtype and not self.cache.holds(entry, device, load_dtype):
-            from studio.pipelines.diffusion.quantize import LABELS
+        from studio.pipelines.diffusion.quantize import LABELS, Quantized
 
+        # quantized_load gives ``dtype`` itself or a Quantized
+        if isinstance(load_dtype, Quantized) and not self.cache.holds(entry, device, load_dtype):
             progress.message(f"Loading model: {', '.join(load_dtype.components)} in "
                              f"{LABELS[load_dtype.mode]} through bitsandbytes…")
         # A model that will be offloaded is read into RAM: it may not fit on the GPU whole.
@@ -188,8 +201,8 @@ class DiffusersService:
         return pipe, device, dtype
 
 
-    def _memory_plan(self, entry: ModelEntry, options: Any, device: str, dtype: torch.dtype,
-                     progress: ProgressSink) -> Any:
+    def _memory_plan(self, entry: ModelEntry, options: MemoryOptions, device: str,
+                     dtype: torch.dtype, progress: ProgressSink) -> Plan | None:
         """The memory planner's choice for a model about to be loaded with no memory options
         of the user's (None when it is in memory already or cannot be estimated); its sentence
         goes to the status line, and to the results' notes when it changes how the model runs."""
@@ -215,10 +228,10 @@ class DiffusersService:
 
 #: the last memory plan per (model path, device, dtype): a model loaded in NF4 as planned is found
 #: in the cache under its quantized key, and is not planned again with its own memory taken
-_PLANS: dict[tuple[str, str, str], Any] = {}
+_PLANS: dict[tuple[str, str, str], Plan] = {}
 
 
-def planned_dtype(plan: Any, dtype: Any) -> Any:
+def planned_dtype(plan: Plan | None, dtype: torch.dtype) -> torch.dtype | Quantized:
     """What the model cache is asked for under ``plan``: ``dtype``, or its NF4 stand-in."""
     from studio.pipelines.diffusion.quantize import Quantized
 
@@ -227,8 +240,8 @@ def planned_dtype(plan: Any, dtype: Any) -> Any:
     return Quantized(dtype, plan.quantize, tuple(plan.quantized))
 
 
-def quantized_load(entry: ModelEntry, options: Any, plan: Any, device: str, dtype: Any,
-                   progress: ProgressSink) -> Any:
+def quantized_load(entry: ModelEntry, options: MemoryOptions, plan: Plan | None, device: str,
+                   dtype: torch.dtype, progress: ProgressSink) -> torch.dtype | Quantized:
     """The dtype to load ``entry`` with: ``dtype``, or a :class:`~.quantize.Quantized` when the
     model's options ask for NF4/int8 or the memory plan chose it; what cannot be done (no
     bitsandbytes, a transformer on a CPU, not a diffusers folder) becomes a note of the job."""
@@ -246,7 +259,7 @@ def quantized_load(entry: ModelEntry, options: Any, plan: Any, device: str, dtyp
     return planned_dtype(plan, dtype)
 
 
-def place_as_planned(pipe: Any, plan: Any, device: str) -> None:
+def place_as_planned(pipe: Any, plan: Plan, device: str) -> None:
     """Put a pipeline loaded into RAM where the memory plan says: one text encoder on the CPU
     and the rest on the GPU, or offloaded (kept until the model is unloaded)."""
     from studio.pipelines.diffusion.memory import PLAN_ATTR
@@ -266,7 +279,7 @@ class PreparedCall:
     family: str
     sampler: str
     schedule_type: str
-    previewer: Any
+    previewer: Previewer
     prompt: PromptInputs  # .kwargs and .warnings
     loras: LoraPlan  # the LoRAs applied, their warnings
     embeddings: EmbeddingPlan
@@ -300,7 +313,8 @@ def model_family(pipe: Any, entry: ModelEntry) -> str:
     return "sd1"
 
 
-def prepare_call(base: Any, entry: ModelEntry, request: Any, settings: Settings, paths: Paths,
+def prepare_call(base: Any, entry: ModelEntry, request: DiffusionRequest, settings: Settings,
+                 paths: Paths,
                  device: str, dtype: torch.dtype,
                  derive: Callable[[Any], Any] | None = None,
                  progress: ProgressSink | None = None) -> PreparedCall:
@@ -397,9 +411,10 @@ def unpacked_latents(pipe: Any, latents: torch.Tensor, height: int, width: int) 
     return latents
 
 
-def step_callback(request: Any, index: int, previewer: Any, progress: ProgressSink,
-                  cancel: CancelToken,
-                  conditioning: Any = None) -> Callable[[Any, int, Any, dict], dict]:
+def step_callback(request: DiffusionRequest, index: int, previewer: Previewer,
+                  progress: ProgressSink, cancel: CancelToken,
+                  conditioning: StepConditioning | None = None
+                  ) -> Callable[[Any, int, Any, dict], dict]:
     """diffusers' ``callback_on_step_end`` for image ``index`` of the batch.
 
     No latents are changed and no random numbers are drawn here. Progress counts the steps of
@@ -430,9 +445,10 @@ def step_callback(request: Any, index: int, previewer: Any, progress: ProgressSi
     return on_step_end
 
 
-def render_image(pipe: Any, call_kwargs: dict[str, Any], request: Any, seed: int, index: int,
-                 previewer: Any, progress: ProgressSink, cancel: CancelToken, dtype: torch.dtype,
-                 conditioning: Any = None, latents: bool = False) -> Any:
+def render_image(pipe: Any, call_kwargs: dict[str, Any], request: DiffusionRequest, seed: int,
+                 index: int, previewer: Previewer, progress: ProgressSink, cancel: CancelToken,
+                 dtype: torch.dtype, conditioning: StepConditioning | None = None,
+                 latents: bool = False) -> Any:
     """One image of a batch: ``pipe(**call_kwargs)`` with a CPU generator seeded ``seed`` and the
     step callback (read-only unless the prompt's ``conditioning`` changes per step); a PIL image.
     A request with a variation strength has its starting noise slerped with the noise of image
@@ -478,9 +494,9 @@ def render_image(pipe: Any, call_kwargs: dict[str, Any], request: Any, seed: int
     return pixels if latents else pipe.image_processor.numpy_to_pil(pixels)[0]
 
 
-def run_batch(request: Any, render: Callable[[int, int], Any],
-              save: Callable[[int, int, Any], Any], progress: ProgressSink,
-              cancel: CancelToken) -> list[Any]:
+def run_batch(request: SamplingFields, render: Callable[[int, int], _Image],
+              save: Callable[[int, int, _Image], _Result], progress: ProgressSink,
+              cancel: CancelToken) -> list[_Result]:
     """Image ``i`` of ``request.count`` uses seed ``request.seed + i`` (with a variation: the same
     seed and variation seed ``variation_seed + i``, see :func:`.variation.image_seeds`):
     ``render(index, seed)`` makes it, ``save(index, seed, image)`` writes it and returns the
@@ -488,7 +504,7 @@ def run_batch(request: Any, render: Callable[[int, int], Any],
     ones)."""
     from studio.pipelines.diffusion.variation import image_seeds
 
-    results: list[Any] = []
+    results: list[_Result] = []
     for index in range(request.count):
         cancel.raise_if_cancelled()
         seed, _ = image_seeds(request, index)

@@ -330,7 +330,7 @@ def adapter_kwargs(checked: list[ControlUnit], images: list[Image.Image],
     return out
 
 
-def call_kwargs(checked: list[ControlUnit], images: list[Any]) -> dict[str, Any]:
+def call_kwargs(checked: list[ControlUnit], images: list[Image.Image]) -> dict[str, Any]:
     """The ControlNet arguments of a diffusers call (scalars for one unit, lists for several)."""
     if len(checked) == 1:
         unit = checked[0]

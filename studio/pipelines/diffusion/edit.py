@@ -22,6 +22,7 @@ from studio.library.families import FAMILIES
 from studio.library.families import family as family_of
 from studio.library.models import ModelEntry
 from studio.pipelines.diffusion.batch import (
+    DiffusersService,
     cfg_kwargs,
     model_family,
     model_hash,
@@ -52,17 +53,17 @@ def edit_size(width: int, height: int) -> tuple[int, int]:
     return w, h
 
 
-def edit_call_kwargs(pipe: Any, width: int, height: int) -> dict[str, Any]:
+def edit_call_kwargs(pipe: Any, width: int, height: int) -> dict[str, int]:
     """Size arguments: FLUX.1 Kontext rescales any size to its ``max_area`` (a megapixel)
     unless told the area too."""
     params = inspect.signature(type(pipe).__call__).parameters
-    out: dict[str, Any] = {"width": width, "height": height}
+    out = {"width": width, "height": height}
     if "max_area" in params:
         out["max_area"] = width * height
     return out
 
 
-def run_edit(service: Any, entry: ModelEntry, request: Img2ImgRequest, settings: Settings,
+def run_edit(service: DiffusersService, entry: ModelEntry, request: Img2ImgRequest, settings: Settings,
              paths: Paths, progress: ProgressSink, cancel: CancelToken) -> list[TransformedImage]:
     """The edit job on ``service``'s model cache (an
     :class:`~studio.pipelines.diffusion.img2img.Img2ImgService`)."""

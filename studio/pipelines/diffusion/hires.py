@@ -23,6 +23,10 @@ from studio.pipelines.diffusion.batch import render_image, size_kwargs
 
 if TYPE_CHECKING:
     import torch
+    from PIL.Image import Image as PILImage
+
+    from studio.pipelines.diffusion.previews import Previewer
+    from studio.pipelines.diffusion.prompts import StepConditioning
 
 #: Latent upscalers: A1111's name → torch's interpolation mode (no antialiasing, as A1111).
 LATENT_MODES = {"Latent": "bilinear", "Latent (nearest)": "nearest"}
@@ -47,7 +51,8 @@ def hires_infotext(request: Txt2ImgRequest) -> dict[str, Any]:
     return out
 
 
-def upscale_latents(latents: torch.Tensor, width: int, height: int, factor: int, mode: str) -> Any:
+def upscale_latents(latents: torch.Tensor, width: int, height: int, factor: int,
+                    mode: str) -> torch.Tensor:
     """``latents`` resized to ``width``×``height`` pixels' worth (``factor``: the VAE's)."""
     import torch.nn.functional as F
 
@@ -67,15 +72,15 @@ class HiresFix:
     second: Any
     request: Txt2ImgRequest
     kwargs: dict[str, Any]
-    previewer: Any
+    previewer: Previewer
     progress: ProgressSink
     cancel: CancelToken
     dtype: torch.dtype
-    conditioning: Any = None
-    model_upscale: Callable[[Any], Any] | None = None
+    conditioning: StepConditioning | None = None
+    model_upscale: Callable[[PILImage], PILImage] | None = None
     first_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def render(self, index: int, seed: int) -> Any:
+    def render(self, index: int, seed: int) -> PILImage:
         from PIL import Image
 
         request, later = self.request, second_pass_request(self.request)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,9 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from studio.library.models import ModelEntry
+    from studio.media.images_in import InputImage
+    from studio.pipelines.diffusion.batch import PreparedCall
+    from studio.pipelines.diffusion.sd_upscale import SdUpscale
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +83,8 @@ def derive_pipeline(pipe: Any, inpaint: bool) -> Any:
     return derived
 
 
-def prepare_inputs(request: Img2ImgRequest) -> tuple[Any, Any, Any, list[str]]:
+def prepare_inputs(request: Img2ImgRequest
+                   ) -> tuple[Image.Image, Image.Image | None, InputImage, list[str]]:
     """(RGB image at the request's size, mask or None, the InputImage, warnings)."""
     from PIL import Image
 
@@ -100,20 +105,21 @@ def prepare_inputs(request: Img2ImgRequest) -> tuple[Any, Any, Any, list[str]]:
     return image, mask, loaded, warnings
 
 
-def blur_mask(mask: Any, radius: int) -> Any:
+def blur_mask(mask: Image.Image, radius: int) -> Image.Image:
     """The mask (a PIL "L" image) softened by a Gaussian blur of ``radius`` px (0: as it is)."""
     from PIL import ImageFilter
 
     return mask.filter(ImageFilter.GaussianBlur(radius)) if radius > 0 else mask
 
 
-def result_saver(request: Img2ImgRequest, entry: ModelEntry, call: Any, paths: Paths, hash_: str,
-                 extra: dict[str, Any], warnings: list[str]) -> Any:
+def result_saver(request: Img2ImgRequest, entry: ModelEntry, call: PreparedCall, paths: Paths,
+                 hash_: str, extra: dict[str, Any], warnings: list[str]
+                 ) -> Callable[[int, int, Image.Image], TransformedImage]:
     """``save(index, seed, image)`` for :func:`.batch.run_batch`: one image to image, inpaint
     or instruction-edit result written with its metadata, as a :class:`TransformedImage`."""
     from studio.media import outputs
 
-    def save(index: int, seed: int, out: Any) -> TransformedImage:
+    def save(index: int, seed: int, out: Image.Image) -> TransformedImage:
         timeline = call.previewer.take_timeline(index)
         if timeline is not None:
             timeline.finish(out)
@@ -173,8 +179,8 @@ class Img2ImgService(DiffusersService):
         return self._generate(base, entry, request, image, mask, loaded, warnings, settings,
                               paths, device, dtype, progress, cancel)
 
-    def _generate(self, base: Any, entry: ModelEntry, request: Img2ImgRequest, image: Image.Image, mask: Any,
-                  loaded: Any, warnings: list[str], settings: Settings, paths: Paths,
+    def _generate(self, base: Any, entry: ModelEntry, request: Img2ImgRequest, image: Image.Image,
+                  mask: Image.Image | None, loaded: InputImage, warnings: list[str], settings: Settings, paths: Paths,
                   device: str, dtype: torch.dtype, progress: ProgressSink,
                   cancel: CancelToken) -> list[TransformedImage]:
 
@@ -217,11 +223,11 @@ class Img2ImgService(DiffusersService):
             refine = self._sd_upscale(call, request, image, kwargs, settings, paths, device,
                                       dtype, progress, cancel).render
         else:
-            def refine(index: int, seed: int) -> Any:
+            def refine(index: int, seed: int) -> Image.Image:
                 return render_image(call.pipe, kwargs, sized, seed, index, call.previewer,
                                     progress, cancel, dtype, call.prompt.schedule)
 
-        def render(index: int, seed: int) -> Any:
+        def render(index: int, seed: int) -> Image.Image:
             out = refine(index, seed)
             if mask is not None and (request.keep_unmasked or request.outpaint):
                 out = call.pipe.image_processor.apply_overlay(mask, image, out)
@@ -230,9 +236,10 @@ class Img2ImgService(DiffusersService):
         save = result_saver(request, entry, call, paths, hash_, extra, warnings)
         return run_batch(request, render, save, progress, cancel)
 
-    def _sd_upscale(self, call: Any, request: Img2ImgRequest, image: Image.Image,
+    def _sd_upscale(self, call: PreparedCall, request: Img2ImgRequest, image: Image.Image,
                     kwargs: dict[str, Any], settings: Settings, paths: Paths, device: str,
-                    dtype: torch.dtype, progress: ProgressSink, cancel: CancelToken) -> Any:
+                    dtype: torch.dtype, progress: ProgressSink, cancel: CancelToken
+                    ) -> SdUpscale:
         """SD upscale over ``call``'s img2img pipeline: the input enlarged once (an upscaler
         model loaded first), then refined tile by tile for each image of the batch."""
         from studio.core.requests import HIRES_UPSCALERS

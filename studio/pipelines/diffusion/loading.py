@@ -25,6 +25,8 @@ from studio.library.safe_load import refusal_in
 if TYPE_CHECKING:
     import torch
 
+    from studio.pipelines.diffusion.quantize import Quantized
+
 log = logging.getLogger(__name__)
 
 
@@ -198,7 +200,7 @@ def _import_engine(family: str, name: str = "") -> Any:
     return torch
 
 
-def load_txt2img_pipeline(entry: ModelEntry, device: str, dtype: torch.dtype,
+def load_txt2img_pipeline(entry: ModelEntry, device: str, dtype: torch.dtype | Quantized,
                           paths: Paths | None = None) -> Any:
     """Load ``entry`` onto ``device`` in ``dtype``; failures become :class:`UserFacingError`."""
     from studio.pipelines.diffusion.quantize import check_saved, load_kwargs, unwrap

@@ -38,7 +38,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import UserFacingError
@@ -49,6 +49,10 @@ from studio.library.families import FAMILIES, lora_fits
 from studio.library.safe_load import PICKLE_SUFFIXES
 from studio.media.infotext import format_number
 from studio.pipelines.diffusion.lora_formats import convert_old_diffusers, file_converts, prepared
+
+if TYPE_CHECKING:
+    from studio.library.entry import LibraryEntry
+    from studio.pipelines.diffusion.lycoris import LycorisPatches
 
 __all__ = ["convert_old_diffusers"]  # it lived here; tests and callers import it from here
 
@@ -198,9 +202,9 @@ class LoraFinder:
 
     def __init__(self, settings: Settings, paths: Paths) -> None:
         self.settings, self.paths = settings, paths
-        self._entries: list[Any] | None = None
+        self._entries: list[LibraryEntry] | None = None
 
-    def entries(self) -> list[Any]:
+    def entries(self) -> list[LibraryEntry]:
         """Library entries that can be LoRAs: LoRA files, and pickles (their keys are only known
         once loaded) that are not a model of another kind."""
         if self._entries is None:
@@ -388,7 +392,7 @@ def add_hashes(plan: LoraPlan, paths: Paths) -> None:
 class _Loaded:
     files: tuple[tuple[str, int, int], ...]  # (resolved path, size, mtime_ns) per LoRA
     adapters: tuple[str, ...]  # PEFT adapters, for the LoRAs diffusers loads
-    lycoris: Any = None  # lycoris.LycorisPatches for the LyCORIS files, or None
+    lycoris: LycorisPatches | None = None  # for the LyCORIS files
     patched: tuple[bool, ...] = ()  # per LoRA: applied by lycoris (else a PEFT adapter)
 
 

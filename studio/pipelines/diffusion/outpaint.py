@@ -34,7 +34,7 @@ def canvas_size(size: tuple[int, int], request: Img2ImgRequest) -> tuple[int, in
 
 
 def outpaint_mask(size: tuple[int, int], amounts: tuple[int, int, int, int],
-                  feather: int) -> Any:
+                  feather: int) -> Image.Image:
     """The mask (PIL "L") of a ``size`` canvas whose picture was padded by ``amounts`` (left,
     right, top, bottom): 255 over the new area, 0 over the picture, and across the picture's
     outer ``feather`` px on each padded side a linear ramp down from the seam."""
@@ -77,7 +77,7 @@ def outpaint_canvas(image: Image.Image, request: Img2ImgRequest) -> tuple[Image.
     return Image.fromarray(canvas, "RGB"), mask
 
 
-def outpaint_alpha(alpha: Any, request: Img2ImgRequest) -> Any:
+def outpaint_alpha(alpha: Image.Image, request: Img2ImgRequest) -> Image.Image:
     """A picture's transparency on the outpainted canvas: the new area opaque."""
     from PIL import Image
 

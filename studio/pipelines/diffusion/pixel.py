@@ -21,9 +21,11 @@ from studio.core.jobs import UserFacingError
 if TYPE_CHECKING:
     import numpy as np
     import torch
+    from PIL.Image import Image as PILImage
 
     from studio.core.config import Paths, Settings
     from studio.core.jobs import CancelToken, ProgressSink
+    from studio.core.requests import GeneratedImage, Txt2ImgRequest
     from studio.library.models import ModelEntry
 
 UNCONDITIONAL = "Unconditional"
@@ -107,7 +109,7 @@ def pixels_preview(image: torch.Tensor) -> np.ndarray:
     return (first * 255).round().astype("uint8")
 
 
-def check_request(entry: ModelEntry, request: Any) -> None:
+def check_request(entry: ModelEntry, request: Txt2ImgRequest) -> None:
     """Refuse, before the model is loaded, what a pixel model cannot do (as a GAN's hires fix
     is refused): a variation seed, LoRAs, the hires fix."""
     what = f"{entry.name} was trained in Train's image diffusion lesson"
@@ -120,8 +122,9 @@ def check_request(entry: ModelEntry, request: Any) -> None:
         raise UserFacingError(f"{what}: it has no hires fix. Turn the hires fix off to use it.")
 
 
-def generate(pipe: Any, entry: ModelEntry, request: Any, settings: Settings, paths: Paths,
-             progress: ProgressSink, cancel: CancelToken) -> list[Any]:
+def generate(pipe: Any, entry: ModelEntry, request: Txt2ImgRequest, settings: Settings,
+             paths: Paths, progress: ProgressSink, cancel: CancelToken
+             ) -> list[GeneratedImage]:
     """Generate's batch for a pixel model: the prompt names a class (or is empty for an
     unconditional model); the size is the model's. Seeds, the scheduler choice, step progress,
     previews, PNG metadata and partial results as for any model, through the one batch loop
@@ -155,7 +158,7 @@ def generate(pipe: Any, entry: ModelEntry, request: Any, settings: Settings, pat
     previews = settings.preview_mode != "off"
     total = request.steps
 
-    def render(index: int, seed: int) -> Any:
+    def render(index: int, seed: int) -> PILImage:
         def on_step(i: int, image: Any) -> None:
             if cancel.cancelled:
                 raise JobCancelled()
@@ -170,7 +173,7 @@ def generate(pipe: Any, entry: ModelEntry, request: Any, settings: Settings, pat
                 precision=str(pipe.unet.dtype).replace("torch.", "")))
         return pipe.numpy_to_pil(pixels)[0]
 
-    def save(index: int, seed: int, image: Any) -> Any:
+    def save(index: int, seed: int, image: PILImage) -> GeneratedImage:
         path, parameters = outputs.save_txt2img_image(
             image, request, seed, paths.outputs_dir, model_name=entry.name, model_hash=hash_,
             sampler=sampler, schedule_type=schedule_type, dated=paths.dated_outputs)

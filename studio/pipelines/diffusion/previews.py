@@ -27,7 +27,11 @@ from studio.library.families import FAMILIES
 from studio.library.families import family as family_of
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
+
+    from studio.media.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +140,11 @@ class Previewer:
         self.family = family
         self.every = max(1, int(every))
         self.taesd = taesd
-        self.timelines: dict[int, Any] | None = None  # see keep_timelines
+        self.timelines: dict[int, Timeline] | None = None  # see keep_timelines
         self.timeline_limit = 0
 
-    def __call__(self, step: int, total: int, latents: torch.Tensor) -> np.ndarray | None:
+    def __call__(self, step: int, total: int,
+                 latents: torch.Tensor | None) -> np.ndarray | None:
         """A preview for step ``step`` (1-based) or None when none is due."""
         if self.mode == "off" or latents is None:
             return None
@@ -175,7 +180,7 @@ class Previewer:
         t = _number(timestep)
         timeline.offer(step, total, image, t, noise_level(scheduler, t))
 
-    def timeline_mark(self, index: int) -> Any:
+    def timeline_mark(self, index: int) -> Callable[[], object] | None:
         """A way back to where image ``index``'s timeline is now: call it to forget the frames
         offered since (a pass retried after running out of memory)."""
         timelines = self.timelines
@@ -187,7 +192,7 @@ class Previewer:
         mark = timeline.mark()
         return lambda: timeline.rewind(mark)
 
-    def take_timeline(self, index: int) -> Any:
+    def take_timeline(self, index: int) -> Timeline | None:
         """Image ``index``'s timeline (a :class:`~studio.media.timeline.Timeline`), handed
         over once: the previewer forgets it. None when none was kept."""
         timelines = self.timelines

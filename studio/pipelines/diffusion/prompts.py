@@ -193,7 +193,7 @@ def _encode_chunk(tok: PreTrainedTokenizerBase, enc: Any, chunk: Chunk, penultim
     return z, pooled
 
 
-def emphasize(z: torch.Tensor, multipliers: list[float]) -> Any:
+def emphasize(z: torch.Tensor, multipliers: list[float]) -> torch.Tensor:
     """A1111's "Original" emphasis: scale each token's hidden state by its multiplier, then
     restore the original mean of the whole chunk."""
     import torch

@@ -29,10 +29,15 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.jobs import UserFacingError
 from studio.library.bnb_folders import saved_quantization
+
+if TYPE_CHECKING:
+    import torch
+
+    from studio.library.models import ModelEntry
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +63,7 @@ INT8_BYTES = 1.0
 class Quantized:
     """The dtype a quantized load runs in and what is quantized; the model cache keys on it."""
 
-    dtype: Any  # the torch dtype the rest runs in (and the 4-bit compute dtype)
+    dtype: torch.dtype  # the torch dtype the rest runs in (and the 4-bit compute dtype)
     mode: str  # nf4 | int8
     components: tuple[str, ...]  # the pipeline's attributes quantized ("transformer", …)
 
@@ -67,7 +72,7 @@ class Quantized:
         return f"{self.dtype}|{bits}:{','.join(self.components)}"
 
 
-def unwrap(dtype: Any) -> tuple[Any, Quantized | None]:
+def unwrap(dtype: torch.dtype | Quantized) -> tuple[torch.dtype, Quantized | None]:
     """(the torch dtype, the quantization or None) of what the cache passed to the loader."""
     return (dtype.dtype, dtype) if isinstance(dtype, Quantized) else (dtype, None)
 
@@ -145,7 +150,7 @@ def denoiser_of(folder: Path) -> str:
                  and (Path(folder) / n).is_dir()), "")
 
 
-def requested(folder: Path, mode: str, device: str, dtype: Any,
+def requested(folder: Path, mode: str, device: str, dtype: torch.dtype,
               components: tuple[str, ...] | None = None) -> tuple[Quantized | None, list[str]]:
     """What a load of the diffusers ``folder`` in ``mode`` quantizes on ``device``: (the
     :class:`Quantized` or None, sentences for the user). ``components`` narrows it (the
@@ -172,7 +177,7 @@ def requested(folder: Path, mode: str, device: str, dtype: Any,
     return Quantized(dtype, mode, tuple(wanted)), notes
 
 
-def quantization_config(mode: str, library: str, dtype: Any) -> Any:
+def quantization_config(mode: str, library: str, dtype: torch.dtype) -> Any:
     """The ``BitsAndBytesConfig`` of ``library`` ("diffusers" or "transformers") for ``mode``:
     NF4 with ``dtype`` as its compute dtype, or int8 (LLM.int8, the default threshold)."""
     import diffusers
@@ -196,7 +201,7 @@ def pipeline_quantization(quant: Quantized) -> Any:
     return PipelineQuantizationConfig(quant_mapping=mapping)
 
 
-def load_kwargs(entry: Any, quant: Quantized | None) -> dict[str, Any]:
+def load_kwargs(entry: ModelEntry, quant: Quantized | None) -> dict[str, Any]:
     """The ``from_pretrained`` keywords that quantize a diffusers folder's load (none for
     ``None``); a quantized load of anything but a diffusers folder is a sentence."""
     if quant is None:
@@ -209,7 +214,7 @@ def load_kwargs(entry: Any, quant: Quantized | None) -> dict[str, Any]:
 
 
 # -- folders saved quantized (studio.library.bnb_folders reads them) -----------------------------
-def check_saved(entry: Any, device: str) -> None:
+def check_saved(entry: ModelEntry, device: str) -> None:
     """Refuse, with a sentence, a folder saved in bitsandbytes form that cannot load here."""
     if entry.format != "diffusers":
         return

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from studio.pipelines.diffusion.previews import Previewer
+    from studio.pipelines.diffusion.prompts import StepConditioning
+
 
 def sd_upscale_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
     """``size`` times ``scale``, rounded down to multiples of 8; refused with a sentence when a
@@ -91,14 +94,14 @@ class SdUpscale:
     pipe: Any
     request: Img2ImgRequest
     kwargs: dict[str, Any]
-    enlarged: Any
-    previewer: Any
+    enlarged: Image.Image
+    previewer: Previewer
     progress: ProgressSink
     cancel: CancelToken
     dtype: torch.dtype
-    conditioning: Any = None
+    conditioning: StepConditioning | None = None
 
-    def render(self, index: int, seed: int) -> Any:
+    def render(self, index: int, seed: int) -> Image.Image:
         import numpy as np
         import torch
         from PIL import Image

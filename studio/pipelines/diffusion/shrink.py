@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
-from studio.core.jobs import CancelToken, JobCancelled, UserFacingError, checked
+from studio.core.jobs import CancelToken, JobCancelled, ProgressSink, UserFacingError, checked
 from studio.core.shrink_requests import IMAGE_SHRINK_METHODS, ImageShrinkRequest
 from studio.library.detect import read_safetensors_header
 from studio.library.families import family as family_of
@@ -412,7 +412,7 @@ class ImageShrinkService(ShrinkService):
     """The ``image-shrink`` job: plan, measure the original, store its denoiser in 8 bits as a
     new folder, load that through Generate's loader and measure it."""
 
-    def run(self, request: ImageShrinkRequest, progress: Any,  # type: ignore[override]
+    def run(self, request: ImageShrinkRequest, progress: ProgressSink,  # type: ignore[override]
             cancel: CancelToken) -> ImageShrinkReport:
         from studio.core.devices import resolve_dtype
         from studio.pipelines.diffusion.loading import load_txt2img_pipeline

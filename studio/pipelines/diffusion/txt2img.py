@@ -35,6 +35,11 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from studio.pipelines.diffusion.batch import PreparedCall
+    from studio.pipelines.diffusion.controlnet import Control
+    from studio.pipelines.model_cache import ModelCache
+    from studio.pipelines.upscale.service import UpscaleService
+
 log = logging.getLogger(__name__)
 
 SD2_SINGLE_FILE_NOTE = ("SD 2.x single-file checkpoints are loaded with the 512-px "
@@ -49,8 +54,8 @@ class Txt2ImgService(DiffusersService):
     the hires fix uses (the engine's; one of this service's own when None)."""
 
     def __init__(self, settings_getter: Callable[[], Settings],
-                 paths_getter: Callable[[], Paths], cache: Any = None, *,
-                 upscalers: Callable[[], Any] | None = None) -> None:
+                 paths_getter: Callable[[], Paths], cache: ModelCache | None = None, *,
+                 upscalers: Callable[[], UpscaleService] | None = None) -> None:
         super().__init__(settings_getter, paths_getter, cache, upscalers=upscalers)
         from studio.pipelines.diffusion.controlnet import ControlNetCache
 
@@ -120,7 +125,7 @@ class Txt2ImgService(DiffusersService):
         if control is not None:
             extra = {**extra, **control.infotext}
 
-        def render(index: int, seed: int) -> Any:
+        def render(index: int, seed: int) -> Image.Image:
             return render_image(call.pipe, dict(kwargs, **control_kwargs), request, seed, index,
                                 call.previewer, progress, cancel, dtype, call.prompt.schedule)
 
@@ -147,7 +152,8 @@ class Txt2ImgService(DiffusersService):
         return run_batch(request, render, save, progress, cancel)
 
     def _controlnets(self, pipe: Any, entry: ModelEntry, request: Txt2ImgRequest,
-                     settings: Settings, paths: Paths, device: str, dtype: torch.dtype) -> Any:
+                     settings: Settings, paths: Paths, device: str, dtype: torch.dtype
+                     ) -> Control:
         """The request's ControlNets loaded, their control images made, and how to derive the
         ControlNet pipeline from ``pipe`` (:mod:`.controlnet`)."""
         from studio.pipelines.diffusion import controlnet as cn
@@ -164,7 +170,7 @@ class Txt2ImgService(DiffusersService):
         return cn.Control(lambda base: cn.controlnet_pipeline(base, models),
                           cn.call_kwargs(checked, images), cn.infotext(checked, entries), images)
 
-    def _hires(self, pipe: Any, call: Any, request: Txt2ImgRequest, settings: Settings,
+    def _hires(self, pipe: Any, call: PreparedCall, request: Txt2ImgRequest, settings: Settings,
                paths: Paths, device: str, dtype: torch.dtype, progress: ProgressSink,
                cancel: CancelToken) -> HiresFix:
         """The hires fix over ``pipe`` and its img2img twin (an upscaler model loaded first)."""

@@ -20,15 +20,20 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.requests import image_seeds
 from studio.media.infotext import format_number
 
+if TYPE_CHECKING:
+    import torch
+
+    from studio.core.requests import SamplingFields
+
 __all__ = ["image_seeds", "slerp", "varied_noise", "variation_infotext"]
 
 
-def variation_infotext(request: Any, index: int) -> dict[str, Any]:
+def variation_infotext(request: SamplingFields, index: int) -> dict[str, int | str]:
     """A1111's infotext keys for image ``index`` (none when the variation is off)."""
     _, variation_seed = image_seeds(request, index)
     if variation_seed is None:
@@ -37,7 +42,7 @@ def variation_infotext(request: Any, index: int) -> dict[str, Any]:
             "Variation seed strength": format_number(float(request.variation_strength))}
 
 
-def slerp(strength: float, low: Any, high: Any) -> Any:
+def slerp(strength: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation from ``low`` (0) to ``high`` (1), as A1111 computes it.
 
     A1111 works on one image's noise of shape (channels, height, width) and takes the angle

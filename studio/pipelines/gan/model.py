@@ -12,11 +12,15 @@ size that fits the requested width and height, so nothing is blurred or invented
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from studio.core.jobs import UserFacingError
+
+if TYPE_CHECKING:
+    import torch
+    from PIL.Image import Image as PILImage
 
 
 class GANModel:
@@ -45,13 +49,14 @@ class GANModel:
                                   f"({str(exc).splitlines()[0][:200]}).") from exc
         self.net = net.to(device).eval().requires_grad_(False)
 
-    def noise(self, seed: int) -> Any:
+    def noise(self, seed: int) -> torch.Tensor:
         """The noise vector of ``seed`` (1, latent_dim), always drawn on the CPU."""
         import torch
 
         return torch.randn((1, self.latent_dim), generator=torch.Generator().manual_seed(seed))
 
-    def varied_noise(self, seed: int, variation_seed: int | None, strength: float) -> Any:
+    def varied_noise(self, seed: int, variation_seed: int | None,
+                     strength: float) -> torch.Tensor:
         z = self.noise(seed)
         if variation_seed is None or strength <= 0:
             return z
@@ -60,7 +65,7 @@ class GANModel:
         other = self.noise(variation_seed)
         return slerp(strength, z.reshape(-1, 1), other.reshape(-1, 1)).reshape(1, -1)
 
-    def draw(self, z: Any) -> np.ndarray:
+    def draw(self, z: torch.Tensor) -> np.ndarray:
         """Images for noise ``z`` (n, latent_dim): (n, size, size, channels) uint8."""
         import torch
 
@@ -72,7 +77,7 @@ class GANModel:
         """The whole-pixel enlargement that fits ``width`` × ``height`` (at least 1)."""
         return max(1, min(int(width), int(height)) // self.size)
 
-    def to_image(self, pixels: np.ndarray, scale: int = 1) -> Any:
+    def to_image(self, pixels: np.ndarray, scale: int = 1) -> PILImage:
         """One (size, size, channels) uint8 array as a PIL RGB image enlarged ``scale`` times."""
         from PIL import Image
 

@@ -22,10 +22,14 @@ from studio.core.wording import count_of
 if TYPE_CHECKING:
     from PIL import Image
 
+    from studio.library.models import ModelEntry
+    from studio.pipelines.gan.model import GANModel
+
 PROMPT_UNUSED = "A GAN draws from its seed alone: the prompt was not used."
 
 
-def _load(model: str, settings: Settings, paths: Paths, progress: ProgressSink) -> Any:
+def _load(model: str, settings: Settings, paths: Paths,
+          progress: ProgressSink) -> tuple[ModelEntry, GANModel]:
     from studio.library.models import resolve_model
     from studio.pipelines.diffusion.batch import job_device
     from studio.pipelines.gan.model import GANModel
@@ -38,7 +42,7 @@ def _load(model: str, settings: Settings, paths: Paths, progress: ProgressSink) 
     return entry, GANModel(entry.path, job_device(settings))
 
 
-def _parameters(name: str, gan: Any, seed: int, size: tuple[int, int],
+def _parameters(name: str, gan: GANModel, seed: int, size: tuple[int, int],
                 extra: dict[str, Any]) -> str:
     from studio.media.infotext import format_infotext
     from studio.media.outputs import studio_version
@@ -65,7 +69,7 @@ def run_gan(request: Txt2ImgRequest, settings: Settings, paths: Paths, progress:
     scale = gan.scale_for(request.width, request.height)
     strength = float(request.variation_strength or 0.0)
 
-    def render(index: int, seed: int) -> Any:
+    def render(index: int, seed: int) -> Image.Image:
         _, variation = image_seeds(request, index)
         pixels = gan.draw(gan.varied_noise(seed, variation, strength))[0]
         progress(index + 1, request.count, None)
@@ -131,7 +135,7 @@ class GanWalkService:
         return results
 
 
-def _save_gif(frames: list[Any], folder: Path, request: GanWalkRequest) -> Path:
+def _save_gif(frames: list[Image.Image], folder: Path, request: GanWalkRequest) -> Path:
     """The frames as one looping GIF beside them (written whole, then moved into place)."""
     from studio.core.files import atomic_write
 

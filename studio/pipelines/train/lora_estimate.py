@@ -21,9 +21,12 @@ and the sentence says so. No torch here: the counts come from
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from studio.pipelines.component_sizes import GB, dtype_bytes, training_activation_bytes
+
+if TYPE_CHECKING:
+    from studio.pipelines.train.lora_sd import LoraTrainer
 
 __all__ = ["GB", "MemoryEstimate", "estimate_memory"]
 FAMILY_NAMES = {"sd1": "SD 1.x", "sdxl": "SDXL", "flux": "FLUX.1", "sd3": "SD 3.5",
@@ -136,7 +139,7 @@ def _what_fits(family: str, counts: dict[str, int], resolution: int, rank: int,
     return "It does not fit this GPU even with every saving; use a bigger GPU."
 
 
-def after_out_of_memory(trainer: Any) -> str:
+def after_out_of_memory(trainer: LoraTrainer) -> str:
     """What to do after ``trainer`` (a LoraTrainer) ran out of memory mid-run: the usual savings,
     in kohya's order, that bring its estimate down by a fifth at least (the estimate was too low
     if it said the run fits), or the smaller resolution that does."""

@@ -24,12 +24,15 @@ class overrides its family hooks. The LoRA is PEFT on the transformer's attentio
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import UserFacingError
 from studio.pipelines.train.lora_config import LoraTrainConfig
 from studio.pipelines.train.lora_sd import LoraTrainer
+
+if TYPE_CHECKING:
+    from studio.pipelines.train.lora_data import Dataset
 
 #: family -> kohya's / musubi-tuner's ss_base_model_version
 FLOW_FAMILIES = {"flux": "flux1", "sd3": "sd3", "qwen-image": "qwen_image"}
@@ -75,7 +78,7 @@ class FlowLoraTrainer(LoraTrainer):
     MODEL_KEY = "transformer"
     FAMILIES = FLOW_FAMILIES
 
-    def attach(self, pipe: Any, base_name: str, family: str, dataset: Any) -> None:
+    def attach(self, pipe: Any, base_name: str, family: str, dataset: Dataset) -> None:
         if self.config.train_text_encoder:
             raise UserFacingError(TEXT_ENCODER_OFF + " Turn text-encoder training off.")
         super().attach(pipe, base_name, family, dataset)

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.jobs import UserFacingError
+
+if TYPE_CHECKING:
+    from studio.pipelines.train.lora_config import LoraTrainConfig
+    from studio.pipelines.train.lora_data import Dataset
 
 #: the pipeline's text encoders and the kohya prefix of each, per family
 TEXT_ENCODERS = {"sd1": (("text_encoder", "lora_te_"),),
@@ -129,7 +133,7 @@ def lora_file_state(peft_sd: dict, alpha: float, family: str, rank: int,
     return kohya_from_peft(peft_sd, alpha, family, layers_per_block)
 
 
-def ss_metadata(cfg: Any, dataset: Any, *, version: str, base_name: str, step: int,
+def ss_metadata(cfg: LoraTrainConfig, dataset: Dataset, *, version: str, base_name: str, step: int,
                 te_lr: float, architecture: str) -> dict[str, str]:
     """The ``ss_`` keys kohya's trainer writes (base model, rank, alpha, steps, resolution,
     tags…) and the modelspec ones, for a run of ``cfg`` (a LoraTrainConfig) on ``dataset``."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import CancelToken, ProgressSink
@@ -29,9 +29,11 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from studio.media.images_in import InputImage
+    from studio.pipelines.upscale.model import Upscaler
 
 
-def load_upscaler(entry: UpscalerFile, device: str, dtype: torch.dtype | None = None) -> Any:
+def load_upscaler(entry: UpscalerFile, device: str,
+                  dtype: torch.dtype | None = None) -> Upscaler:
     """The model cache's loader: the weights read safely (no code runs), the network built."""
     from studio.library.safe_load import load_state_dict
     from studio.pipelines.upscale.model import Upscaler
@@ -60,14 +62,15 @@ class UpscaleService:
                                 settings_getter=settings_getter)
 
     def upscaler(self, spec: str, settings: Settings, paths: Paths, device: str,
-                 progress: ProgressSink) -> Any:
+                 progress: ProgressSink) -> Upscaler:
         """The loaded :class:`~.model.Upscaler` ``spec`` names (a name or a file)."""
         entry = resolve_upscaler(spec, settings, paths)
         progress.message(f"Loading {entry.name}…")
         return self.cache.get(entry, device, None)
 
     def image_upscaler(self, spec: str, settings: Settings, paths: Paths, device: str,
-                       progress: ProgressSink, cancel: CancelToken) -> Callable[[Any], Any]:
+                       progress: ProgressSink, cancel: CancelToken
+                       ) -> Callable[[Image.Image], Image.Image]:
         """``image → image`` with the model ``spec`` names, tiled and cancellable (the hires
         fix's upscale step); the model is loaded now, before any image is made."""
         model = self.upscaler(spec, settings, paths, device, progress)
