@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.core.config import Paths, Settings
+from studio.core.files import first_per_path, read_json_dict
 from studio.core.jobs import UserFacingError
 from studio.library.detect import read_safetensors_header
 from studio.library.gguf_models import (
@@ -69,11 +70,7 @@ class ChatModelEntry:
 
 def read_config(folder: Path) -> dict:
     """The folder's ``config.json`` as a dict ({} when absent or unreadable)."""
-    try:
-        data = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_dict(Path(folder) / "config.json")
 
 
 def causal_architecture(config: dict) -> str:
@@ -266,10 +263,7 @@ def find_chat_models(settings: Settings, paths: Paths) -> list[ChatModelEntry]:
             found.append(gguf_chat_entry(path, source, repo_id, settings))
         except (OSError, UserFacingError) as exc:  # the library lists it with the reason
             log.info("skipping %s: %s", path, exc)
-    unique: dict[Path, ChatModelEntry] = {}
-    for entry in found:
-        unique.setdefault(entry.path.resolve(), entry)
-    return list(unique.values())
+    return first_per_path(found, lambda entry: entry.path)
 
 
 def resolve_chat_model(spec: str, settings: Settings, paths: Paths) -> ChatModelEntry:

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,18 @@ def hf_snapshots(repo) -> list[Path]:
 def hf_main_snapshot(repo) -> Path | None:
     """The snapshot a repo's ``main`` ref points to, else its newest one."""
     return next(iter(hf_snapshots(repo)), None)
+
+
+def first_cached_model(repo_ids: Iterable[str]) -> Path | None:
+    """The main snapshot of the first of ``repo_ids`` the cache holds as a transformers model
+    folder (a ``config.json`` at its top), or None."""
+    found = {repo.repo_id: repo for repo in hf_cache_repos()}
+    for repo_id in repo_ids:
+        if repo_id in found:
+            snap = hf_main_snapshot(found[repo_id])
+            if snap is not None and (snap / "config.json").is_file():
+                return snap
+    return None
 
 
 def hf_loose_files(snap: Path, suffixes: tuple[str, ...]) -> list[Path]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.core.config import Paths, Settings
+from studio.core.files import first_per_path
 from studio.core.jobs import UserFacingError
 from studio.library.classify import folder_size
 from studio.library.detect import detect_diffusers_folder, detect_single_file
@@ -263,10 +264,7 @@ def find_txt2img_models(settings: Settings, paths: Paths) -> list[ModelEntry]:
             continue
         if entry is not None:
             found.append(entry)
-    unique: dict[Path, ModelEntry] = {}
-    for entry in found:
-        unique.setdefault(entry.path.resolve(), entry)
-    return [with_chosen_parts(e, settings) for e in unique.values()]
+    return [with_chosen_parts(e, settings) for e in first_per_path(found, lambda e: e.path)]
 
 
 def not_cached_message(repo_id: str) -> str:
