@@ -29,7 +29,7 @@ from studio.library.gguf_models import (
     read_gguf_info,
     run_context,
 )
-from studio.library.kinds import wrong_kind_message
+from studio.library.kinds import scanned, wrong_kind_message
 
 log = logging.getLogger(__name__)
 
@@ -250,19 +250,12 @@ def find_chat_models(settings: Settings, paths: Paths) -> list[ChatModelEntry]:
             entry = chat_entry_for_folder(path, "file")
             if entry is not None:
                 found.append(entry)
-    for repo in _hf_repos():
-        try:
-            entry = _hf_entry(repo)
-        except OSError as exc:
-            log.info("skipping %s: %s", repo.repo_id, exc)
-            continue
-        if entry is not None:
-            found.append(entry)
-    for path, source, repo_id in find_gguf_files(settings, paths):
-        try:
-            found.append(gguf_chat_entry(path, source, repo_id, settings))
-        except (OSError, UserFacingError) as exc:  # the library lists it with the reason
-            log.info("skipping %s: %s", path, exc)
+    found += scanned(_hf_repos(), _hf_entry, log, name=lambda repo: repo.repo_id,
+                     level=logging.INFO, errors=(OSError,))
+    # a GGUF file the chat list passes over, the library lists with the reason
+    found += scanned(find_gguf_files(settings, paths),
+                     lambda f: gguf_chat_entry(f[0], f[1], f[2], settings), log,
+                     name=lambda f: f[0], level=logging.INFO)
     return first_per_path(found, lambda entry: entry.path)
 
 

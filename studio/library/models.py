@@ -26,7 +26,7 @@ from studio.library.hf_cache import (
     hf_main_snapshot,
     hf_snapshots,
 )
-from studio.library.kinds import wrong_kind_message
+from studio.library.kinds import scanned, wrong_kind_message
 
 log = logging.getLogger(__name__)
 
@@ -221,17 +221,9 @@ def _hf_single_files(repo) -> list[ModelEntry]:
     snap = hf_main_snapshot(repo)
     if snap is None:
         return []
-    entries = []
-    for f in hf_loose_files(snap, (".safetensors",)):
-        try:
-            entry = entry_for_path(f, "hf-cache", name=f"{repo.repo_id}/{f.name}",
-                                   repo_id=repo.repo_id)
-        except (OSError, UserFacingError) as exc:
-            log.info("skipping %s: %s", f, exc)
-            continue
-        if entry is not None:
-            entries.append(entry)
-    return entries
+    return scanned(hf_loose_files(snap, (".safetensors",)),
+                   lambda f: entry_for_path(f, "hf-cache", name=f"{repo.repo_id}/{f.name}",
+                                            repo_id=repo.repo_id), log, level=logging.INFO)
 
 
 def find_txt2img_models(settings: Settings, paths: Paths) -> list[ModelEntry]:
@@ -255,15 +247,8 @@ def find_txt2img_models(settings: Settings, paths: Paths) -> list[ModelEntry]:
             found += _scan_extra(root)
         else:
             log.info("extra model folder %s does not exist", root)
-    for added in getattr(settings, "added_models", []):  # "Add model…": single files / folders
-        path = Path(added).expanduser()
-        try:
-            entry = entry_for_path(path, "file") if path.exists() else None
-        except (OSError, UserFacingError) as exc:
-            log.warning("skipping %s: %s", path, exc)
-            continue
-        if entry is not None:
-            found.append(entry)
+    added = [Path(a).expanduser() for a in getattr(settings, "added_models", [])]
+    found += scanned(added, lambda p: entry_for_path(p, "file") if p.exists() else None, log)
     return [with_chosen_parts(e, settings) for e in first_per_path(found, lambda e: e.path)]
 
 
