@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +28,11 @@ from studio.library.gguf_models import (
     read_gguf_info,
     run_context,
 )
-from studio.library.kinds import scanned, wrong_kind_message
+from studio.library.hf_cache import cached_repo, looks_like_repo_id
+from studio.library.kinds import chosen_path, scanned, wrong_kind_message
 
 log = logging.getLogger(__name__)
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
@@ -261,10 +260,7 @@ def find_chat_models(settings: Settings, paths: Paths) -> list[ChatModelEntry]:
 
 def resolve_chat_model(spec: str, settings: Settings, paths: Paths) -> ChatModelEntry:
     """The chat model a request names: a folder or a repo id in the HF cache."""
-    spec = str(spec).strip()
-    if not spec:
-        raise UserFacingError("No chat model chosen. Pick one in the model list.")
-    path = Path(spec).expanduser()
+    spec, path = chosen_path(spec, "No chat model chosen. Pick one in the model list.")
     if path.is_file() and is_gguf_path(path):
         if is_chat_gguf(path):
             return gguf_chat_entry(path, "file", settings=settings)
@@ -290,15 +286,10 @@ def resolve_chat_model(spec: str, settings: Settings, paths: Paths) -> ChatModel
         if entry is None:
             raise UserFacingError(f"{spec} has no weights (.safetensors or .bin files).")
         return entry
-    if _REPO_ID.match(spec) and not spec.startswith((".", "~")):
-        for repo in _hf_repos():
-            if repo.repo_id == spec:
-                entry = _hf_entry(repo)
-                if entry is None:
-                    raise UserFacingError(f"{spec} is in your Hugging Face cache but is not a "
-                                          "complete chat model (config.json and weights).")
-                return entry
-        from studio.library.models import not_cached_message
-
-        raise UserFacingError(not_cached_message(spec))
+    if looks_like_repo_id(spec):
+        entry = _hf_entry(cached_repo(spec, _hf_repos()))
+        if entry is None:
+            raise UserFacingError(f"{spec} is in your Hugging Face cache but is not a complete "
+                                  "chat model (config.json and weights).")
+        return entry
     raise UserFacingError(f"{spec} does not exist.")

@@ -35,6 +35,7 @@ from studio.library.classify import folder_config
 from studio.library.cyclegan_models import file_keys, matching_files
 from studio.library.detect import read_safetensors_header
 from studio.library.hf_cache import hf_cache_repos
+from studio.library.kinds import chosen_path
 
 FOLDER = "controlnet"
 CLASS_NAME = "ControlNetModel"
@@ -236,10 +237,7 @@ def find_controlnets(settings: Settings, paths: Paths) -> list[ControlNetEntry]:
 
 def resolve_controlnet(spec: str, settings: Settings, paths: Paths) -> ControlNetEntry:
     """The ControlNet a request names: its name in the library, a folder, or a cached repo id."""
-    spec = str(spec).strip()
-    if not spec:
-        raise UserFacingError("No ControlNet model chosen.")
-    path = Path(spec).expanduser()
+    spec, path = chosen_path(spec, "No ControlNet model chosen.")
     if path.exists():
         entry = entry_for(path, "file")
         if entry is not None:

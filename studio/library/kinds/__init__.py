@@ -39,8 +39,8 @@ from studio.library.entry import LibraryEntry
 from studio.library.kinds.base import ModelKind
 from studio.library.kinds.files import walk_entry
 
-__all__ = ["ModelKind", "all_kinds", "describe_path", "probing_kinds", "scanned", "scanners",
-           "wrong_kind_message", "wrong_kind_text"]
+__all__ = ["ModelKind", "all_kinds", "chosen_path", "describe_path", "probing_kinds", "scanned",
+           "scanners", "wrong_kind_message", "wrong_kind_text"]
 
 A = TypeVar("A")
 E = TypeVar("E")
@@ -65,6 +65,15 @@ def __getattr__(name: str) -> dict[str, ModelKind]:
 def scanners() -> list[Callable[[Settings, Paths], list[LibraryEntry]]]:
     """How each kind that lists its own models lists them, in the library's order."""
     return [k.scan for k in all_kinds().values() if k.scan is not None]
+
+
+def chosen_path(spec: str, none_chosen: str) -> tuple[str, Path]:
+    """What a resolver is asked for, stripped, and the path it would be; ``none_chosen`` (a
+    sentence) as the error when it is empty."""
+    spec = str(spec).strip()
+    if not spec:
+        raise UserFacingError(none_chosen)
+    return spec, Path(spec).expanduser()
 
 
 def scanned(items: Iterable[A], make: Callable[[A], E | None], log: logging.Logger, *,
