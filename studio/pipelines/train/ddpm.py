@@ -39,7 +39,7 @@ from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, check_loss
 from studio.pipelines.train.cnn import (
     ImageLesson,
-    accelerator,
+    batch_accelerator,
     data_specs,
     plain_loop,
     schedule_specs,
@@ -156,11 +156,7 @@ class DDPMImageTrainer(ImageLesson):
                 f"A class-conditional model needs at least two classes, and "
                 f"{self.data.describe()} Put each class's images in its own sub-folder, or "
                 "turn class-conditional off.")
-        self.accelerator = accelerator()
-        world = self.accelerator.num_processes
-        if int(cfg["batch_size"]) < world:
-            raise InvalidParameter(f"Batch size {cfg['batch_size']} is too small for {world} "
-                                   f"processes: raise it to at least {world}.")
+        self.accelerator = batch_accelerator(cfg["batch_size"])
         self._x = torch.from_numpy(np.concatenate([self.data.x_train, self.data.x_test])) * 2 - 1
         self._y = torch.from_numpy(np.concatenate([self.data.y_train, self.data.y_test]))
         self._gens = {"train": tl.seeded_generator(seed, 2)}
