@@ -313,6 +313,26 @@ class Reporter:
             print(text, file=sys.stderr, flush=True)
 
 
+def set_environ(changes: dict[str, str]) -> dict[str, str | None]:
+    """Set ``changes`` in ``os.environ``; returns what :func:`restore_environ` puts back."""
+    import os
+
+    old = {key: os.environ.get(key) for key in changes}
+    os.environ.update(changes)
+    return old
+
+
+def restore_environ(old: dict[str, str | None]) -> None:
+    """Put back the variables :func:`set_environ` changed (unset those that were not set)."""
+    import os
+
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 def hide_hub_bars() -> None:
     """No huggingface_hub / transformers progress bars ("Loading weights") on the terminal."""
     import os

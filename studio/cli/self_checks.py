@@ -512,10 +512,10 @@ def check_download(root: Path, device: str = "auto") -> str:
     machine), resumed from a partial file as a real second attempt would be."""
     import contextlib
     import hashlib
-    import os
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+    from studio.cli.common import restore_environ, set_environ
     from studio.library.download_jobs import FileDownloadRequest, HubDownloadRequest
     from studio.library.hub_download import DownloadPlan, HubFile
 
@@ -554,19 +554,14 @@ def check_download(root: Path, device: str = "auto") -> str:
     target.with_name(target.name + ".part").write_bytes(weights[:1000])  # an earlier attempt
     plan = DownloadPlan(repo_id="studio/tiny-model", revision="main",
                         files=[HubFile("config.json", 14, "config.json")])
-    old = {key: os.environ.get(key) for key in ("HF_ENDPOINT", "HF_HUB_OFFLINE")}
-    os.environ.update(HF_ENDPOINT=base, HF_HUB_OFFLINE="0")  # only this loopback "Hub"
+    old = set_environ({"HF_ENDPOINT": base, "HF_HUB_OFFLINE": "0"})  # only this loopback "Hub"
     try:
         [(folder, _), (result, _)] = _run_jobs(settings, paths, [
             HubDownloadRequest(plan),
             FileDownloadRequest(f"{base}/files/latest_net_G.pth", str(target),
                                 hashlib.sha256(weights).hexdigest())])
     finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        restore_environ(old)
         server.shutdown()
         server.server_close()
         thread.join(timeout=30)

@@ -142,9 +142,9 @@ def _offline_environment(root: Path) -> dict[str, str | None]:
                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "HF_HUB_DISABLE_TELEMETRY": "1", "TRANSFORMERS_VERBOSITY": "error",
                "DIFFUSERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    old = {key: os.environ.get(key) for key in changes}
-    os.environ.update(changes)
-    return old
+    from studio.cli.common import set_environ
+
+    return set_environ(changes)
 
 
 def run_checks(names: list[str], root: Path, device: str = "auto",
@@ -176,7 +176,7 @@ def run_checks(names: list[str], root: Path, device: str = "auto",
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.cli.common import quiet_libraries
+    from studio.cli.common import quiet_libraries, restore_environ
 
     names = [c for c in CHECKS if c in args.only] if args.only else list(CHECKS)
     for stream in (sys.stdout, sys.stderr):  # "×", "→" on a code-page console: replace, not crash
@@ -196,11 +196,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcomes = run_checks(names, root, args.device, args.screenshot, report)
     finally:
-        for key, value in old_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        restore_environ(old_env)
         if args.keep:
             print(f"scratch folder kept: {root}", file=sys.stderr)
         else:

@@ -1,18 +1,24 @@
-"""Atomic file writes: a crash never leaves half a file (DESIGN rule 9). No Qt here."""
+"""Atomic file writes: a crash never leaves half a file (DESIGN rule 9); small readers every
+layer shares (a JSON object file, a cache of what a file says while it is unchanged). No Qt here."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Generic, TypeVar
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -33,6 +39,57 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
             pass
         raise
     return path
+
+
+def read_json_dict(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; {} when the file is absent, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def first_per_path(items: Iterable[T], path_of: Callable[[T], Path]) -> list[T]:
+    """``items`` in order, less each one whose path resolves to an earlier one's (a model found
+    twice: through a link, or under two folders the library scans)."""
+    unique: dict[Path, T] = {}
+    for item in items:
+        unique.setdefault(path_of(item).resolve(), item)
+    return list(unique.values())
+
+
+class StatCache(Generic[T]):
+    """What ``read(path, stat)`` made of a file, kept while the file is unchanged (same size,
+    modification time and inode): the newest ``size`` files, least recently used dropped first.
+    Thread-safe; two threads asking at once for a new file may both read it (same answer)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple, T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, read: Callable[[Path, os.stat_result], T]) -> T:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        with self._lock:
+            cached = self._items.get(key)
+            if cached is not None:
+                self._items.move_to_end(key)
+                return cached
+        value = read(path, st)
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:

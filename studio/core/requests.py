@@ -258,6 +258,15 @@ DIRECTIONS = ("AtoB", "BtoA")
 MAX_TRANSFORM_SIDE = 16384  # CycleGAN runs in tiles, so only the input's own size limits it
 
 
+def validate_tiles(tile: int, overlap: int, smallest: int) -> None:
+    """A tiled pass's tile side (0: no tiles, else ``smallest`` to 4096 pixels) and overlap (at
+    most half a tile)."""
+    if tile and not smallest <= tile <= 4096:
+        raise ValueError(f"Tile size must be between {smallest} and 4096 pixels (or 0: no tiles).")
+    if not 0 <= overlap <= max(tile // 2, 0):
+        raise ValueError("Overlap must be between 0 and half the tile size.")
+
+
 class _Dataclass(Protocol):
     """A dataclass, as ``dataclasses.fields`` takes it."""
 
@@ -343,10 +352,7 @@ class TransformRequest:
             raise ValueError(f"Max side must be between 0 (keep) and {MAX_TRANSFORM_SIDE}.")
         if self.max_side and self.max_side < 16:
             raise ValueError("Max side must be at least 16 pixels.")
-        if self.tile and not 64 <= self.tile <= 4096:
-            raise ValueError("Tile size must be between 64 and 4096 pixels (or 0: no tiles).")
-        if not 0 <= self.overlap <= max(self.tile // 2, 0):
-            raise ValueError("Overlap must be between 0 and half the tile size.")
+        validate_tiles(self.tile, self.overlap, 64)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "transform", **dataclasses.asdict(self)}
@@ -386,10 +392,7 @@ class UpscaleRequest:
                 or not (scale == 0 or 1.0 <= scale <= MAX_UPSCALE):
             raise ValueError(f"Scale must be 0 (the model's own) or between 1 and "
                              f"{MAX_UPSCALE:g}, not {scale!r}.")
-        if self.tile and not 32 <= self.tile <= 4096:
-            raise ValueError("Tile size must be between 32 and 4096 pixels (or 0: no tiles).")
-        if not 0 <= self.overlap <= max(self.tile // 2, 0):
-            raise ValueError("Overlap must be between 0 and half the tile size.")
+        validate_tiles(self.tile, self.overlap, 32)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "upscale", **dataclasses.asdict(self)}

@@ -22,6 +22,12 @@ def count_of(n: int, noun: str, plural_form: str | None = None) -> str:
     return f"{n:,} {word}"
 
 
+def square_image(size: object, channels: object) -> str:
+    """``"16×16 grey"`` (one channel) or ``"32×32 colour"``: the images a trained model makes
+    or reads."""
+    return f"{size}×{size} {'grey' if channels == 1 else 'colour'}"
+
+
 def write_failure(exc: OSError, what: str, where: object) -> str:
     """The sentence for a failed save: ``what`` could not be written in ``where``, and why in
     words ("the disk is full", not "[Errno 28] No space left on device"). Used wherever Studio

@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from studio.core.config import Paths, Settings
+from studio.core.files import first_per_path, read_json_dict
 from studio.core.jobs import UserFacingError
 from studio.library.detect import read_safetensors_header
 from studio.library.gguf_models import (
@@ -28,11 +28,11 @@ from studio.library.gguf_models import (
     read_gguf_info,
     run_context,
 )
-from studio.library.kinds import wrong_kind_message
+from studio.library.hf_cache import cached_repo, looks_like_repo_id
+from studio.library.kinds import chosen_path, scanned, wrong_kind_message
 
 log = logging.getLogger(__name__)
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
@@ -69,11 +69,7 @@ class ChatModelEntry:
 
 def read_config(folder: Path) -> dict:
     """The folder's ``config.json`` as a dict ({} when absent or unreadable)."""
-    try:
-        data = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_dict(Path(folder) / "config.json")
 
 
 def causal_architecture(config: dict) -> str:
@@ -253,31 +249,18 @@ def find_chat_models(settings: Settings, paths: Paths) -> list[ChatModelEntry]:
             entry = chat_entry_for_folder(path, "file")
             if entry is not None:
                 found.append(entry)
-    for repo in _hf_repos():
-        try:
-            entry = _hf_entry(repo)
-        except OSError as exc:
-            log.info("skipping %s: %s", repo.repo_id, exc)
-            continue
-        if entry is not None:
-            found.append(entry)
-    for path, source, repo_id in find_gguf_files(settings, paths):
-        try:
-            found.append(gguf_chat_entry(path, source, repo_id, settings))
-        except (OSError, UserFacingError) as exc:  # the library lists it with the reason
-            log.info("skipping %s: %s", path, exc)
-    unique: dict[Path, ChatModelEntry] = {}
-    for entry in found:
-        unique.setdefault(entry.path.resolve(), entry)
-    return list(unique.values())
+    found += scanned(_hf_repos(), _hf_entry, log, name=lambda repo: repo.repo_id,
+                     level=logging.INFO, errors=(OSError,))
+    # a GGUF file the chat list passes over, the library lists with the reason
+    found += scanned(find_gguf_files(settings, paths),
+                     lambda f: gguf_chat_entry(f[0], f[1], f[2], settings), log,
+                     name=lambda f: f[0], level=logging.INFO)
+    return first_per_path(found, lambda entry: entry.path)
 
 
 def resolve_chat_model(spec: str, settings: Settings, paths: Paths) -> ChatModelEntry:
     """The chat model a request names: a folder or a repo id in the HF cache."""
-    spec = str(spec).strip()
-    if not spec:
-        raise UserFacingError("No chat model chosen. Pick one in the model list.")
-    path = Path(spec).expanduser()
+    spec, path = chosen_path(spec, "No chat model chosen. Pick one in the model list.")
     if path.is_file() and is_gguf_path(path):
         if is_chat_gguf(path):
             return gguf_chat_entry(path, "file", settings=settings)
@@ -303,15 +286,10 @@ def resolve_chat_model(spec: str, settings: Settings, paths: Paths) -> ChatModel
         if entry is None:
             raise UserFacingError(f"{spec} has no weights (.safetensors or .bin files).")
         return entry
-    if _REPO_ID.match(spec) and not spec.startswith((".", "~")):
-        for repo in _hf_repos():
-            if repo.repo_id == spec:
-                entry = _hf_entry(repo)
-                if entry is None:
-                    raise UserFacingError(f"{spec} is in your Hugging Face cache but is not a "
-                                          "complete chat model (config.json and weights).")
-                return entry
-        from studio.library.models import not_cached_message
-
-        raise UserFacingError(not_cached_message(spec))
+    if looks_like_repo_id(spec):
+        entry = _hf_entry(cached_repo(spec, _hf_repos()))
+        if entry is None:
+            raise UserFacingError(f"{spec} is in your Hugging Face cache but is not a complete "
+                                  "chat model (config.json and weights).")
+        return entry
     raise UserFacingError(f"{spec} does not exist.")

@@ -17,7 +17,7 @@ from typing import Any
 
 from studio.core.files import atomic_write_text
 from studio.core.jobs import UserFacingError
-from studio.core.wording import count_of
+from studio.core.wording import count_of, square_image
 
 SUBFOLDER = "classifier"  # under the models folder
 INFO_FILE = "config.json"
@@ -75,13 +75,11 @@ def read_classifier_info(folder: Path) -> dict[str, Any]:
 
 def describe(info: dict[str, Any]) -> str:
     """"MLP, 16×16 grey, 10 classes, from the distill lesson" for the library's detail column."""
-    colour = "grey" if info.get("channels") == 1 else "colour"
-    size = info["image_size"]
     lesson = info.get("lesson")
     source = f", from the {lesson} lesson" if isinstance(lesson, str) else ""
     return (f"{ARCHITECTURE_NAMES.get(info['architecture'], info['architecture'])}, "
-            f"{size}×{size} {colour}, {count_of(len(info['classes']), 'class', 'classes')}"
-            f"{source}")
+            f"{square_image(info['image_size'], info.get('channels'))}, "
+            f"{count_of(len(info['classes']), 'class', 'classes')}{source}")
 
 
 def write_classifier_folder(folder: Path, state: dict[str, Any], info: dict[str, Any]

@@ -12,12 +12,12 @@ these gets a reason, so the library can show it as unknown instead of hiding it.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.core.files import read_json_dict
 from studio.core.jobs import UserFacingError
 from studio.library.detect import detect_from_header, read_safetensors_header
 from studio.library.families import by_lora_context_dim, tae_families
@@ -240,11 +240,7 @@ def classify_file(path: Path) -> FileKind:
 
 def folder_config(folder: Path, name: str) -> dict:
     """A JSON file of a model folder as a dict ({} when absent or unreadable)."""
-    try:
-        data = json.loads((Path(folder) / name).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_dict(Path(folder) / name)
 
 
 def folder_size(folder: Path) -> int:

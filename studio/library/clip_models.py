@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.core.config import Paths, Settings
+from studio.core.files import first_per_path
 from studio.core.jobs import UserFacingError
 from studio.library.chat_models import read_config, weight_files
 
@@ -85,10 +86,7 @@ def find_clip_models(settings: Settings, paths: Paths) -> list[ClipModelEntry]:
                     break
     except Exception as exc:  # noqa: BLE001 - an unreadable cache only hides its models
         log.info("the HF cache could not be scanned for CLIP models: %s", exc)
-    unique: dict[Path, ClipModelEntry] = {}
-    for entry in found:
-        unique.setdefault(entry.path.resolve(), entry)
-    return list(unique.values())
+    return first_per_path(found, lambda entry: entry.path)
 
 
 def resolve_clip_model(spec: str, settings: Settings, paths: Paths) -> ClipModelEntry:

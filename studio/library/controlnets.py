@@ -29,11 +29,13 @@ from pathlib import Path
 
 from studio import ASSETS_DIR
 from studio.core.config import Paths, Settings
+from studio.core.files import first_per_path
 from studio.core.jobs import UserFacingError
 from studio.library.classify import folder_config
 from studio.library.cyclegan_models import file_keys, matching_files
 from studio.library.detect import read_safetensors_header
 from studio.library.hf_cache import hf_cache_repos
+from studio.library.kinds import chosen_path
 
 FOLDER = "controlnet"
 CLASS_NAME = "ControlNetModel"
@@ -230,18 +232,12 @@ def find_controlnets(settings: Settings, paths: Paths) -> list[ControlNetEntry]:
             found.append(entry_for_folder(folder, "hf-cache", repo.repo_id, repo.repo_id))
         elif snaps:  # loose files: `hf download lllyasviel/ControlNet-v1-1 control_….pth`
             found += [entry_for_file(f, "hf-cache") for f in _files(snaps[0], 1)]
-    unique: dict[Path, ControlNetEntry] = {}
-    for entry in found:
-        unique.setdefault(entry.path.resolve(), entry)
-    return list(unique.values())
+    return first_per_path(found, lambda entry: entry.path)
 
 
 def resolve_controlnet(spec: str, settings: Settings, paths: Paths) -> ControlNetEntry:
     """The ControlNet a request names: its name in the library, a folder, or a cached repo id."""
-    spec = str(spec).strip()
-    if not spec:
-        raise UserFacingError("No ControlNet model chosen.")
-    path = Path(spec).expanduser()
+    spec, path = chosen_path(spec, "No ControlNet model chosen.")
     if path.exists():
         entry = entry_for(path, "file")
         if entry is not None:

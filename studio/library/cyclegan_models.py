@@ -21,15 +21,14 @@ import logging
 import pickletools
 import re
 import struct
-import threading
 import zipfile
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio import ASSETS_DIR
 from studio.core.config import Paths, Settings, default_paths
+from studio.core.files import StatCache
 from studio.core.jobs import UserFacingError
 from studio.library.kinds import wrong_kind_message
 
@@ -43,9 +42,7 @@ _PAIR_STEM = re.compile(r"^(?P<prefix>.*)net_G_(?P<side>[AB])$")
 _FIRST_KEY = "model.1.weight"
 _BLOCK_KEY = re.compile(r"^model\.10\.conv_block\.1\.weight$")
 _MAX_PICKLE_BYTES = 4 << 20  # the key table of a generator is a few KB; never read more than this
-_PTH_CACHE_SIZE = 1024
-_pth_cache: OrderedDict[tuple, frozenset[str]] = OrderedDict()
-_pth_lock = threading.Lock()
+_pth_cache: StatCache[frozenset[str]] = StatCache(1024)
 
 
 @dataclass
@@ -134,19 +131,7 @@ def _pth_keys(path: Path) -> frozenset[str]:
     time and inode) come from a small in-memory cache, as safetensors headers do: one library scan
     asks about every ``.pth`` twice (is it a CycleGAN generator? a ControlNet?) and each rescan
     asks again, and listing a pickle's opcodes is the slowest part of a scan."""
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    with _pth_lock:
-        cached = _pth_cache.get(key)
-        if cached is not None:
-            _pth_cache.move_to_end(key)
-            return cached
-    keys = frozenset(_read_pth_keys(path))
-    with _pth_lock:
-        _pth_cache[key] = keys
-        while len(_pth_cache) > _PTH_CACHE_SIZE:
-            _pth_cache.popitem(last=False)
-    return keys
+    return _pth_cache.get(path, lambda p, _st: frozenset(_read_pth_keys(p)))
 
 
 def _read_pth_keys(path: Path) -> set[str]:

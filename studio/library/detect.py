@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import struct
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.core.files import StatCache
 from studio.core.jobs import UserFacingError
 from studio.library.families import FAMILIES
 
@@ -39,9 +38,7 @@ class Detection:
     note: str = ""
 
 
-_HEADER_CACHE_SIZE = 1024
-_header_cache: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
-_header_lock = threading.Lock()
+_header_cache: StatCache[dict[str, Any]] = StatCache(1024)
 
 
 def read_safetensors_header(path: Path) -> dict[str, Any]:
@@ -52,20 +49,7 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
     in-memory cache: a library scan asks for the same header several times (kind, precision,
     generator check) and a rescan asks again; an SDXL header is ~2,500 entries of JSON.
     """
-    path = Path(path)
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    with _header_lock:
-        cached = _header_cache.get(key)
-        if cached is not None:
-            _header_cache.move_to_end(key)
-            return dict(cached)
-    header = _read_header(path, st.st_size)
-    with _header_lock:
-        _header_cache[key] = header
-        while len(_header_cache) > _HEADER_CACHE_SIZE:
-            _header_cache.popitem(last=False)
-    return dict(header)
+    return dict(_header_cache.get(Path(path), lambda p, st: _read_header(p, st.st_size)))
 
 
 def _corrupt(path: Path, why: str) -> UserFacingError:

@@ -16,7 +16,7 @@ from typing import Any
 
 from studio.core.files import atomic_write_text
 from studio.core.jobs import UserFacingError
-from studio.core.wording import count_of
+from studio.core.wording import count_of, square_image
 
 INFO_FILE = "gan.json"
 WEIGHTS_FILE = "generator.safetensors"
@@ -54,11 +54,10 @@ def read_gan_info(folder: Path) -> dict[str, Any]:
 
 def describe(info: dict[str, Any]) -> str:
     """"DCGAN, 16×16 grey, 1,200 steps on digits" for the library's detail column."""
-    colour = "grey" if info.get("channels") == 1 else "colour"
-    size = info["image_size"]
     steps = info.get("trained_steps")
     trained = f", {count_of(steps, 'step')} on {info.get('dataset', '?')}" if isinstance(steps, int) else ""
-    return f"{str(info['architecture']).upper()}, {size}×{size} {colour}{trained}"
+    shape = square_image(info["image_size"], info.get("channels"))
+    return f"{str(info['architecture']).upper()}, {shape}{trained}"
 
 
 def write_gan_folder(folder: Path, state: dict[str, Any], info: dict[str, Any]) -> list[Path]:

@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from studio.core.files import first_per_path
 from studio.core.jobs import UserFacingError
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,4 @@ def find_gguf_files(settings, paths) -> list[tuple[Path, str, str]]:
         snap = hf_main_snapshot(repo)
         if snap is not None and snap.is_dir():
             found += [(p, "hf-cache", repo.repo_id) for p in gguf_files(snap, 2)]
-    unique: dict[Path, tuple[Path, str, str]] = {}
-    for item in found:
-        unique.setdefault(item[0].resolve(), item)
-    return list(unique.values())
+    return first_per_path(found, lambda item: item[0])

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from studio.core.config import Paths, default_paths
-from studio.core.files import atomic_write_text
+from studio.core.files import atomic_write_text, read_json_dict
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,7 @@ def _cache_file(paths: Paths) -> Path:
 
 
 def _read_cache(file: Path) -> dict[str, dict]:
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    return read_json_dict(file)
 
 
 def cached_sha256(path: Path, paths: Paths | None = None) -> str | None:

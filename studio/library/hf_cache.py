@@ -9,11 +9,38 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
+
+from studio.core.jobs import UserFacingError
 
 log = logging.getLogger(__name__)
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def looks_like_repo_id(spec: str) -> bool:
+    """Whether ``spec`` reads as a Hub repo id (``owner/name``) rather than a relative path."""
+    return bool(_REPO_ID.match(spec)) and not spec.startswith((".", "~"))
+
+
+def not_cached_message(repo_id: str) -> str:
+    """What to do about a repo id that is not in the Hugging Face cache: the exact commands."""
+    return (f"{repo_id} is not in your Hugging Face cache; download it first with "
+            f"'studio models download {repo_id}' or 'hf download {repo_id}' (studio works "
+            "offline).")
+
+
+def cached_repo(repo_id: str, repos: list) -> Any:
+    """The repo of ``repos`` (the cache's, as :func:`hf_cache_repos` lists them) whose id is
+    ``repo_id``; :func:`not_cached_message` as the error when there is none."""
+    for repo in repos:
+        if repo.repo_id == repo_id:
+            return repo
+    raise UserFacingError(not_cached_message(repo_id))
 
 
 def hf_cache_dir() -> Path:
@@ -83,6 +110,18 @@ def hf_snapshots(repo) -> list[Path]:
 def hf_main_snapshot(repo) -> Path | None:
     """The snapshot a repo's ``main`` ref points to, else its newest one."""
     return next(iter(hf_snapshots(repo)), None)
+
+
+def first_cached_model(repo_ids: Iterable[str]) -> Path | None:
+    """The main snapshot of the first of ``repo_ids`` the cache holds as a transformers model
+    folder (a ``config.json`` at its top), or None."""
+    found = {repo.repo_id: repo for repo in hf_cache_repos()}
+    for repo_id in repo_ids:
+        if repo_id in found:
+            snap = hf_main_snapshot(found[repo_id])
+            if snap is not None and (snap / "config.json").is_file():
+                return snap
+    return None
 
 
 def hf_loose_files(snap: Path, suffixes: tuple[str, ...]) -> list[Path]:

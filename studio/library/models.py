@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.core.config import Paths, Settings
+from studio.core.files import first_per_path
 from studio.core.jobs import UserFacingError
 from studio.library.classify import folder_size
 from studio.library.detect import detect_diffusers_folder, detect_single_file
 from studio.library.gan_models import is_gan_folder, read_gan_info
 from studio.library.hf_cache import (
+    cached_repo,
     hf_cache_repos,
     hf_loose_files,
     hf_main_snapshot,
     hf_snapshots,
+    looks_like_repo_id,
 )
-from studio.library.kinds import wrong_kind_message
+from studio.library.kinds import chosen_path, scanned, wrong_kind_message
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,6 @@ TXT2IMG_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
 KNOWN_CHECKPOINT_SUBDIRS = (Path("models") / "Stable-diffusion", Path("models") / "checkpoints")
 #: where ComfyUI keeps diffusion-model files that need separate text encoders and a VAE
 KNOWN_SPLIT_SUBDIRS = (Path("models") / "diffusion_models", Path("models") / "unet")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 #: beside a DDPMPipeline folder the ddpm lesson saved: the names of its classes, as JSON
@@ -220,17 +221,9 @@ def _hf_single_files(repo) -> list[ModelEntry]:
     snap = hf_main_snapshot(repo)
     if snap is None:
         return []
-    entries = []
-    for f in hf_loose_files(snap, (".safetensors",)):
-        try:
-            entry = entry_for_path(f, "hf-cache", name=f"{repo.repo_id}/{f.name}",
-                                   repo_id=repo.repo_id)
-        except (OSError, UserFacingError) as exc:
-            log.info("skipping %s: %s", f, exc)
-            continue
-        if entry is not None:
-            entries.append(entry)
-    return entries
+    return scanned(hf_loose_files(snap, (".safetensors",)),
+                   lambda f: entry_for_path(f, "hf-cache", name=f"{repo.repo_id}/{f.name}",
+                                            repo_id=repo.repo_id), log, level=logging.INFO)
 
 
 def find_txt2img_models(settings: Settings, paths: Paths) -> list[ModelEntry]:
@@ -254,34 +247,14 @@ def find_txt2img_models(settings: Settings, paths: Paths) -> list[ModelEntry]:
             found += _scan_extra(root)
         else:
             log.info("extra model folder %s does not exist", root)
-    for added in getattr(settings, "added_models", []):  # "Add model…": single files / folders
-        path = Path(added).expanduser()
-        try:
-            entry = entry_for_path(path, "file") if path.exists() else None
-        except (OSError, UserFacingError) as exc:
-            log.warning("skipping %s: %s", path, exc)
-            continue
-        if entry is not None:
-            found.append(entry)
-    unique: dict[Path, ModelEntry] = {}
-    for entry in found:
-        unique.setdefault(entry.path.resolve(), entry)
-    return [with_chosen_parts(e, settings) for e in unique.values()]
-
-
-def not_cached_message(repo_id: str) -> str:
-    """What to do about a repo id that is not in the Hugging Face cache: the exact commands."""
-    return (f"{repo_id} is not in your Hugging Face cache; download it first with "
-            f"'studio models download {repo_id}' or 'hf download {repo_id}' (studio works "
-            "offline).")
+    added = [Path(a).expanduser() for a in getattr(settings, "added_models", [])]
+    found += scanned(added, lambda p: entry_for_path(p, "file") if p.exists() else None, log)
+    return [with_chosen_parts(e, settings) for e in first_per_path(found, lambda e: e.path)]
 
 
 def resolve_model(spec: str, settings: Settings, paths: Paths) -> ModelEntry:
     """The model a request names: a folder, a single file, or a repo id in the HF cache."""
-    spec = str(spec).strip()
-    if not spec:
-        raise UserFacingError("No model chosen. Pick a model or add one with 'Add model…'.")
-    path = Path(spec).expanduser()
+    spec, path = chosen_path(spec, "No model chosen. Pick a model or add one with 'Add model…'.")
     if path.exists():
         try:
             entry = entry_for_path(path, "file")
@@ -309,20 +282,17 @@ def resolve_model(spec: str, settings: Settings, paths: Paths) -> ModelEntry:
                                   "files).")
         raise UserFacingError(f"{spec} is not a Stable Diffusion model: no model_index.json and "
                               "not a .safetensors checkpoint.")
-    if _REPO_ID.match(spec) and not spec.startswith((".", "~")):
-        for repo in hf_cache_repos():
-            if repo.repo_id == spec:
-                entry = _hf_entry(repo)
-                singles = _hf_single_files(repo) if _snapshot_of(repo) is None else []
-                if entry is None and len(singles) == 1:
-                    return with_chosen_parts(singles[0], settings)
-                if singles:
-                    raise UserFacingError(f"{spec} holds {len(singles)} checkpoints; name one by "
-                                          f"its file: " + ", ".join(str(e.path)
-                                                                    for e in singles))
-                if entry is None:
-                    raise UserFacingError(f"{spec} is in your Hugging Face cache but is not a "
-                                          "complete text-to-image Stable Diffusion pipeline.")
-                return entry
-        raise UserFacingError(not_cached_message(spec))
+    if looks_like_repo_id(spec):
+        repo = cached_repo(spec, hf_cache_repos())
+        entry = _hf_entry(repo)
+        singles = _hf_single_files(repo) if _snapshot_of(repo) is None else []
+        if entry is None and len(singles) == 1:
+            return with_chosen_parts(singles[0], settings)
+        if singles:
+            raise UserFacingError(f"{spec} holds {len(singles)} checkpoints; name one by its "
+                                  "file: " + ", ".join(str(e.path) for e in singles))
+        if entry is None:
+            raise UserFacingError(f"{spec} is in your Hugging Face cache but is not a complete "
+                                  "text-to-image Stable Diffusion pipeline.")
+        return entry
     raise UserFacingError(f"{spec} does not exist.")

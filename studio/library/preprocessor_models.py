@@ -39,16 +39,9 @@ MODELS = {
 
 def find(name: str) -> Path | None:
     """The snapshot folder of a cached model for preprocessor ``name``, or None."""
-    from studio.library.hf_cache import hf_cache_repos, hf_main_snapshot
+    from studio.library.hf_cache import first_cached_model
 
-    wanted = MODELS[name]
-    found = {repo.repo_id: repo for repo in hf_cache_repos()}
-    for repo_id in wanted.repos:
-        if repo_id in found:
-            snap = hf_main_snapshot(found[repo_id])
-            if snap is not None and (snap / "config.json").is_file():
-                return snap
-    return None
+    return first_cached_model(MODELS[name].repos)
 
 
 def needs(name: str) -> str:

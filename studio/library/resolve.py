@@ -17,7 +17,6 @@ Only headers and JSON are read; no torch.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +31,10 @@ from studio.library.catalog import (
     list_models,
     matching_entries,
 )
-from studio.library.hf_cache import one_hf_cache_scan
+from studio.library.hf_cache import looks_like_repo_id, one_hf_cache_scan
 from studio.library.kinds import describe_path, wrong_kind_text
 
 KINDS = ("image", "chat", "transform")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
@@ -136,7 +134,7 @@ def resolve_named(spec: str, kinds: str | tuple[str, ...], settings: Settings, p
             raise UserFacingError(ambiguous_message(spec, hits))
         if hits:
             return _resolve_as(hits[0].kind, hits[0].spec, settings, paths)
-        if _REPO_ID.match(spec) and not spec.startswith((".", "~")):
+        if looks_like_repo_id(spec):
             return _by_spec(spec, kinds, settings, paths, command)
         wrong = _wrong_kind(spec, kinds, settings, paths, command)
         raise UserFacingError(wrong or _not_found(spec, kinds))

@@ -18,6 +18,7 @@ from pathlib import Path
 from studio.core.config import Paths, Settings
 from studio.core.jobs import UserFacingError
 from studio.library.cyclegan_models import file_keys, matching_files
+from studio.library.kinds import chosen_path
 
 SUFFIXES = (".pth", ".safetensors")
 FOLDER = "upscalers"
@@ -84,10 +85,7 @@ def find_upscalers(settings: Settings, paths: Paths) -> list[UpscalerFile]:
 
 def resolve_upscaler(spec: str, settings: Settings, paths: Paths) -> UpscalerFile:
     """The upscaler a request names: a file path, or a name from :func:`find_upscalers`."""
-    text = str(spec).strip()
-    if not text:
-        raise UserFacingError("No upscaler model chosen.")
-    path = Path(text).expanduser()
+    text, path = chosen_path(spec, "No upscaler model chosen.")
     if path.is_file():
         if path.suffix.lower() not in SUFFIXES:
             raise UserFacingError(f"{path.name} is not a .pth or .safetensors upscaler model.")

@@ -37,13 +37,19 @@ def add_chat_routes(app: Any, server: Any, body_of: Callable, pick: Callable,
     """Add the chat and text completion routes to ``app`` (``body_of``, ``pick`` and
     ``job_events``: app.py's helpers every route shares)."""
 
+    async def parsed(request: Request, parse: Callable) -> tuple[ServedModel, Any, Any]:
+        """The served chat model a request's body names, the job request ``parse`` makes of the
+        body and its options (attention checked against the model)."""
+        body = await body_of(request)
+        served = pick(body, CHAT)
+        job_request, options = parse(body, served.spec)
+        chat_attention.check(served, options.attention)
+        return served, job_request, options
+
     @app.post("/v1/chat/completions", summary="A chat reply (stream: Server-Sent Events)",
               openapi_extra=body_doc(schemas.ChatBody))
     async def chat(request: Request) -> Response:
-        body = await body_of(request)
-        served = pick(body, CHAT)
-        job_request, options = schemas.parse_chat(body, served.spec)
-        chat_attention.check(served, options.attention)
+        served, job_request, options = await parsed(request, schemas.parse_chat)
         folder = await chat_images.attach(options.image_parts, job_request, served, server)
         try:
             cited = await served_docs.ground_request(server.documents, options.collection,
@@ -60,10 +66,7 @@ def add_chat_routes(app: Any, server: Any, body_of: Callable, pick: Callable,
               "no chat template (stream: Server-Sent Events)",
               openapi_extra=body_doc(schemas.CompletionBody))
     async def completions(request: Request) -> Response:
-        body = await body_of(request)
-        served = pick(body, CHAT)
-        job_request, options = schemas.parse_completion(body, served.spec)
-        chat_attention.check(served, options.attention)
+        served, job_request, options = await parsed(request, schemas.parse_completion)
         await check_prompt(served, job_request.messages, server.limits, "prompt")
         return await _answer(job_events, request, served, job_request, options, {})
 

@@ -18,12 +18,12 @@ FAMILY = Family(
     denoiser="transformer",
     lora_also=("flux",),
     optional_components=FLUX.optional_components,
-    a1111_prompts=False,
-    samplers=("default",),
-    guidance="distilled",
+    a1111_prompts=FLUX.a1111_prompts,  # FLUX.1's prompts, sampler and distilled guidance
+    samplers=FLUX.samplers,
+    guidance=FLUX.guidance,
     default_cfg=2.5,
-    negative_prompt=False,
-    packed_latents=True,
+    negative_prompt=FLUX.negative_prompt,
+    packed_latents=FLUX.packed_latents,
     guidance_hint=("FLUX.1 Kontext guidance (distilled into the model: one pass per step); "
                    "2.5 is usual."),
     img2img=False,

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from studio.core.config import Paths, Settings
 from studio.core.jobs import UserFacingError
@@ -37,8 +39,11 @@ from studio.library.entry import LibraryEntry
 from studio.library.kinds.base import ModelKind
 from studio.library.kinds.files import walk_entry
 
-__all__ = ["ModelKind", "all_kinds", "describe_path", "probing_kinds", "scanners",
-           "wrong_kind_message", "wrong_kind_text"]
+__all__ = ["ModelKind", "all_kinds", "chosen_path", "describe_path", "probing_kinds", "scanned",
+           "scanners", "wrong_kind_message", "wrong_kind_text"]
+
+A = TypeVar("A")
+E = TypeVar("E")
 
 
 @functools.cache
@@ -60,6 +65,33 @@ def __getattr__(name: str) -> dict[str, ModelKind]:
 def scanners() -> list[Callable[[Settings, Paths], list[LibraryEntry]]]:
     """How each kind that lists its own models lists them, in the library's order."""
     return [k.scan for k in all_kinds().values() if k.scan is not None]
+
+
+def chosen_path(spec: str, none_chosen: str) -> tuple[str, Path]:
+    """What a resolver is asked for, stripped, and the path it would be; ``none_chosen`` (a
+    sentence) as the error when it is empty."""
+    spec = str(spec).strip()
+    if not spec:
+        raise UserFacingError(none_chosen)
+    return spec, Path(spec).expanduser()
+
+
+def scanned(items: Iterable[A], make: Callable[[A], E | None], log: logging.Logger, *,
+            name: Callable[[A], object] = lambda item: item, level: int = logging.WARNING,
+            errors: tuple[type[Exception], ...] = (OSError, UserFacingError)) -> list[E]:
+    """The entries ``make`` makes of ``items`` (its Nones left out), in order. An item it fails
+    on with one of ``errors`` is logged to ``log`` ("skipping NAME: why") and passed over: one
+    broken file never hides the rest of a scan."""
+    found: list[E] = []
+    for item in items:
+        try:
+            entry = make(item)
+        except errors as exc:
+            log.log(level, "skipping %s: %s", name(item), exc)
+            continue
+        if entry is not None:
+            found.append(entry)
+    return found
 
 
 def probing_kinds() -> list[ModelKind]:

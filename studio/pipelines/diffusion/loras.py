@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.core.config import Paths, Settings
+from studio.core.files import atomic_write_text, read_json_dict
 from studio.core.jobs import UserFacingError
 from studio.core.requests import MAX_LORA_WEIGHT
 from studio.core.wording import count_of
@@ -332,16 +333,10 @@ def _hash_cache(paths: Paths) -> Path:
 
 
 def _read_hash_cache(file: Path) -> dict:
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_dict(file)
 
 
 def _cached_addnet(path: Path, paths: Paths) -> str:
-    from studio.core.files import atomic_write_text
-
     target = path.resolve()
     stat = target.stat()
     file = _hash_cache(paths)

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from studio.core.files import read_json_dict
 from studio.core.jobs import UserFacingError
 from studio.library.bnb_folders import saved_quantization
 
@@ -124,11 +124,7 @@ def problem(device: str, part: str = "denoiser") -> str:
 
 
 def _index(folder: Path) -> dict:
-    try:
-        index = json.loads((Path(folder) / "model_index.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return index if isinstance(index, dict) else {}
+    return read_json_dict(Path(folder) / "model_index.json")
 
 
 def large_text_encoders(folder: Path) -> tuple[str, ...]:

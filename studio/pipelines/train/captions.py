@@ -49,15 +49,9 @@ def needs_text() -> str:
 def find_captioner() -> Path | None:
     """The snapshot folder of a cached captioner (Florence-2 where transformers has it, else
     BLIP; best first), or None."""
-    from studio.library.hf_cache import hf_cache_repos, hf_main_snapshot
+    from studio.library.hf_cache import first_cached_model
 
-    found = {repo.repo_id: repo for repo in hf_cache_repos()}
-    for repo_id in (FLORENCE if florence_native() else ()) + CAPTIONERS:
-        if repo_id in found:
-            snap = hf_main_snapshot(found[repo_id])
-            if snap is not None and (snap / "config.json").is_file():
-                return snap
-    return None
+    return first_cached_model((FLORENCE if florence_native() else ()) + CAPTIONERS)
 
 
 def captioner_name(folder: Path) -> str:

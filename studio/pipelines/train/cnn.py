@@ -180,6 +180,17 @@ def accelerator() -> Accelerator:
     return new_accelerator(cpu=not cuda, mixed_precision=precision)
 
 
+def batch_accelerator(batch_size: Any) -> Accelerator:
+    """:func:`accelerator`, refusing a batch smaller than the processes that share it (under
+    ``accelerate launch`` each process takes its share of the global batch)."""
+    acc = accelerator()
+    world = acc.num_processes
+    if int(batch_size) < world:
+        raise InvalidParameter(f"Batch size {batch_size} is too small for {world} "
+                               f"processes: raise it to at least {world}.")
+    return acc
+
+
 def plain_loop(acc: Accelerator) -> bool:
     """Whether a loop may call torch's own backward(), step() and zero_grad() instead of the
     Accelerator's: where they would add nothing (no gradient scaler: full precision or bf16; no

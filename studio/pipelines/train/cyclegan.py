@@ -48,7 +48,7 @@ from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, check_loss
 from studio.pipelines.train.cnn import (
     ImageDataLesson,
-    accelerator,
+    batch_accelerator,
     plain_loop,
     schedule_specs,
     scheduled_lr,
@@ -325,11 +325,7 @@ class CycleGANTrainer(AdversarialLesson):
         super().__init__(config=self.validate_config(config), seed=seed, step_count=step_count)
         cfg = self.config
         self.data = load_domains(cfg)
-        self.accelerator = accelerator()
-        world = self.accelerator.num_processes
-        if int(cfg["batch_size"]) < world:
-            raise InvalidParameter(f"Batch size {cfg['batch_size']} is too small for {world} "
-                                   f"processes: raise it to at least {world}.")
+        self.accelerator = batch_accelerator(cfg["batch_size"])
         self._a = torch.from_numpy(self.data.a) * 2 - 1
         self._b = torch.from_numpy(self.data.b) * 2 - 1
         self._gens = {"init": tl.seeded_generator(seed, 1), "train": tl.seeded_generator(seed, 2)}

@@ -34,7 +34,7 @@ from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, check_loss
 from studio.pipelines.train.cnn import (
     ImageLesson,
-    accelerator,
+    batch_accelerator,
     data_specs,
     plain_loop,
     schedule_specs,
@@ -223,11 +223,7 @@ class DCGANTrainer(PlayerRates, AdversarialLesson):
         cfg = self.config
         size = int(cfg["image_size"])
         self.data: ClassImages = load_class_images(cfg["dataset"], size, cfg["data_folder"])
-        self.accelerator = accelerator()
-        world = self.accelerator.num_processes
-        if int(cfg["batch_size"]) < world:
-            raise InvalidParameter(f"Batch size {cfg['batch_size']} is too small for {world} "
-                                   f"processes: raise it to at least {world}.")
+        self.accelerator = batch_accelerator(cfg["batch_size"])
         self._x = torch.from_numpy(np.concatenate([self.data.x_train, self.data.x_test])) * 2 - 1
         self._gens = {"init": tl.seeded_generator(seed, 1), "train": tl.seeded_generator(seed, 2)}
         nz, width, ch = int(cfg["latent_dim"]), int(cfg["width"]), self.data.channels

@@ -39,7 +39,7 @@ from studio.pipelines.train import torch_lessons as tl
 from studio.pipelines.train.base import InvalidParameter, LessonInfo, ParamSpec, check_loss
 from studio.pipelines.train.cnn import (
     ImageLesson,
-    accelerator,
+    batch_accelerator,
     data_specs,
     plain_loop,
     schedule_specs,
@@ -120,7 +120,7 @@ class DDPMImageTrainer(ImageLesson):
     info = LessonInfo(
         **lesson_text("ddpm"),
         explanation=EXPLANATION.format(every=count_of(STRIP_EVERY, "step"), normal=NORMAL_TIME),
-        series=("loss",) + tuple(f"mse_t{i}" for i in range(BUCKETS)),
+        series=tl.bucket_series(BUCKETS),
         series_labels={"loss": "ε-MSE (all t)", **{
             f"mse_t{i}": f"ε-MSE, t {TIMESTEPS * i // BUCKETS}–{TIMESTEPS * (i + 1) // BUCKETS}"
             for i in range(BUCKETS)}},
@@ -156,11 +156,7 @@ class DDPMImageTrainer(ImageLesson):
                 f"A class-conditional model needs at least two classes, and "
                 f"{self.data.describe()} Put each class's images in its own sub-folder, or "
                 "turn class-conditional off.")
-        self.accelerator = accelerator()
-        world = self.accelerator.num_processes
-        if int(cfg["batch_size"]) < world:
-            raise InvalidParameter(f"Batch size {cfg['batch_size']} is too small for {world} "
-                                   f"processes: raise it to at least {world}.")
+        self.accelerator = batch_accelerator(cfg["batch_size"])
         self._x = torch.from_numpy(np.concatenate([self.data.x_train, self.data.x_test])) * 2 - 1
         self._y = torch.from_numpy(np.concatenate([self.data.y_train, self.data.y_test]))
         self._gens = {"train": tl.seeded_generator(seed, 2)}
@@ -237,10 +233,7 @@ class DDPMImageTrainer(ImageLesson):
         for b in range(BUCKETS):
             count = float(sums[1 + BUCKETS + b])
             if count:
-                value = float(sums[1 + b]) / count
-                metrics[f"mse_t{b}"] = value
-                old = self._bucket_mse[b]
-                self._bucket_mse[b] = value if np.isnan(old) else 0.9 * old + 0.1 * value
+                tl.note_bucket(metrics, self._bucket_mse, b, float(sums[1 + b]) / count)
         return metrics
 
     def on_param_changed(self, name: str) -> None:
@@ -377,8 +370,7 @@ class DDPMImageTrainer(ImageLesson):
             "strip": self._strip[1], "strip_step": self._strip[0],
             "preview_steps": int(self.config["preview_steps"]),
             "bucket_mse": np.array(self._bucket_mse, dtype=np.float32),
-            "bucket_labels": [f"t {b * TIMESTEPS // BUCKETS}–{(b + 1) * TIMESTEPS // BUCKETS - 1}"
-                              for b in range(BUCKETS)],
+            "bucket_labels": tl.bucket_labels(TIMESTEPS, BUCKETS),
             "histograms": tl.layer_histograms(self._layers(), HIST_BINS),
             "lr": scheduled_lr(self.config, self.step_count),
         }

@@ -120,7 +120,7 @@ class DDPM2D(DrawnPointsConfig, Trainer):
             "fresh noise). The error is highest at low noise, where ε is hard to see. Samples "
             "find the rough shape in a few hundred steps and sharpen over 2–3 thousand "
             "(a minute or two)."),
-        series=("loss",) + tuple(f"mse_t{i}" for i in range(BUCKETS)),
+        series=tl.bucket_series(BUCKETS),
         # mse_t0 is the fifth of the timesteps with the least noise, mse_t4 the most.
         series_labels={"loss": "Loss (all t)", **{
             f"mse_t{i}": f"MSE, t {100 * i // BUCKETS}–{100 * (i + 1) // BUCKETS}% of T"
@@ -195,10 +195,8 @@ class DDPM2D(DrawnPointsConfig, Trainer):
         for b in range(BUCKETS):
             mask = bucket == b
             if mask.any():
-                value = float(per_sample.detach()[mask].mean())
-                metrics[f"mse_t{b}"] = value
-                old = self._bucket_mse[b]
-                self._bucket_mse[b] = value if math.isnan(old) else 0.9 * old + 0.1 * value
+                tl.note_bucket(metrics, self._bucket_mse, b,
+                               float(per_sample.detach()[mask].mean()))
         return metrics
 
     def on_param_changed(self, name: str) -> None:
@@ -294,8 +292,7 @@ class DDPM2D(DrawnPointsConfig, Trainer):
             "timesteps": self._T,
             "alpha_bar": self._alpha_bar,
             "bucket_mse": np.array(self._bucket_mse, dtype=np.float32),
-            "bucket_labels": [f"t {b * self._T // BUCKETS}–{(b + 1) * self._T // BUCKETS - 1}"
-                              for b in range(BUCKETS)],
+            "bucket_labels": tl.bucket_labels(self._T, BUCKETS),
         }
 
 

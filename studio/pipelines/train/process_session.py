@@ -41,7 +41,6 @@ from typing import Any
 
 from studio.pipelines.train.base import InvalidParameter
 from studio.pipelines.train.frame_codec import SnapshotDecoder, SnapshotEncoder
-from studio.pipelines.train.registry import lesson_class
 from studio.pipelines.train.session import (
     FRAME_INTERVAL_S,
     Frame,
@@ -64,17 +63,7 @@ class ProcessTrainingSession(SessionFacts):
                  config: dict[str, Any] | None = None, seed: int = 0,
                  busy: Callable[[], bool] | None = None,
                  frame_interval: float = FRAME_INTERVAL_S) -> None:
-        self.lesson = lesson
-        self.cls = lesson_class(lesson)
-        self._config = self.cls.validate_config(config)  # refuse bad values before the child
-        self._seed = int(seed)
-        self._on_frame = on_frame
-        self._on_state = on_state
-        self._busy = busy or (lambda: False)
-        self._runs_root = Path(runs_root) if runs_root is not None else None
-        self.frame_interval = frame_interval
-        self.delay_s = 0.0
-        self.draw_every = 1
+        self._keep(lesson, on_frame, on_state, runs_root, config, seed, busy, frame_interval)
         self._state = "starting"
         self._stopping = False
         self._send_lock = threading.Lock()

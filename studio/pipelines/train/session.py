@@ -91,6 +91,24 @@ class SessionFacts:
     def state(self) -> str:
         return self._state
 
+    def _keep(self, lesson: str, on_frame: Callable[[Frame], None],
+              on_state: Callable[[str, str], None], runs_root: Path | None,
+              config: dict[str, Any] | None, seed: int, busy: Callable[[], bool] | None,
+              frame_interval: float) -> None:
+        """Keep what both sessions are made with; bad parameters are refused here, before a
+        thread or a child process starts."""
+        self.lesson = lesson
+        self.cls = lesson_class(lesson)
+        self._config = self.cls.validate_config(config)
+        self._seed = int(seed)
+        self._on_frame = on_frame
+        self._on_state = on_state
+        self._busy = busy or (lambda: False)
+        self._runs_root = Path(runs_root) if runs_root is not None else None
+        self.frame_interval = frame_interval
+        self.delay_s = 0.0  # slow mode: a pause after every step
+        self.draw_every = 1  # fast mode: a frame at most every N steps
+
 
 class TrainingSession(SessionFacts):
     """Runs one lesson's trainer on a thread; thread-safe controls, throttled frames."""
@@ -102,22 +120,12 @@ class TrainingSession(SessionFacts):
                  frame_interval: float = FRAME_INTERVAL_S,
                  on_step: Callable[[int], None] | None = None,
                  share_gil: bool = True) -> None:
-        self.lesson = lesson
-        self.cls = lesson_class(lesson)
-        self._config = self.cls.validate_config(config)  # refuse bad values before the thread
-        self._seed = int(seed)
-        self._on_frame = on_frame
-        self._on_state = on_state
-        self._busy = busy or (lambda: False)
+        self._keep(lesson, on_frame, on_state, runs_root, config, seed, busy, frame_interval)
         # Told the step count after every step and (re)build; the process session publishes it.
         self._on_step = on_step or (lambda _n: None)
-        self._runs_root = Path(runs_root) if runs_root is not None else None
-        self.frame_interval = frame_interval
         # The window draws in this process: while a frame is out, hand it the GIL after every
         # step. False in the child process of process_session.py, where nobody else draws.
         self._share_gil = share_gil
-        self.delay_s = 0.0  # slow mode: a pause after every step
-        self.draw_every = 1  # fast mode: a frame at most every N steps
 
         self._cond = threading.Condition()
         self._commands: deque[Callable[[], None]] = deque()

@@ -1,5 +1,5 @@
 """Torch helpers shared by the neural lessons (autoencoders, GANs, DDPM): seeded MLPs,
-switchable optimizers and exact state copies.
+switchable optimizers, exact state copies and the DDPM lessons' error per noise level.
 
 Every lesson owns its random generators: layers are initialised from a ``torch.Generator`` (never
 torch's global RNG, so two trainers interleaved give the same numbers as each alone), and a state
@@ -153,3 +153,22 @@ def new_accelerator(**kwargs: Any) -> Accelerator:
 
     AcceleratorState._reset_state()
     return Accelerator(**kwargs)
+
+
+# -- the DDPM lessons' ε-MSE per noise level (``ddpm`` and ``ddpm2d``) ------------------------------
+def bucket_series(buckets: int) -> tuple[str, ...]:
+    """The series a DDPM lesson logs: the loss, then ``mse_t0`` (least noise) … one a bucket."""
+    return ("loss",) + tuple(f"mse_t{i}" for i in range(buckets))
+
+
+def bucket_labels(timesteps: int, buckets: int) -> list[str]:
+    """The timesteps each bucket holds, for its bar: "t 0–199", "t 200–399", …"""
+    return [f"t {b * timesteps // buckets}–{(b + 1) * timesteps // buckets - 1}"
+            for b in range(buckets)]
+
+
+def note_bucket(metrics: dict[str, float], smoothed: list[float], b: int, value: float) -> None:
+    """Log ``value`` as bucket ``b``'s error and fold it into the bars' running average."""
+    metrics[f"mse_t{b}"] = value
+    old = smoothed[b]
+    smoothed[b] = value if math.isnan(old) else 0.9 * old + 0.1 * value
