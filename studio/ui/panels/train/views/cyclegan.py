@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PySide6.QtWidgets import QGridLayout, QWidget
+from PySide6.QtWidgets import QWidget
 
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.panels.train.views.cnn import histogram_captions, image_plot
 from studio.ui.panels.train.views.dcgan import ImageRows
-from studio.ui.panels.train.widgets import caption
+from studio.ui.panels.train.widgets import caption, plot_grid
 
 
 def round_trip_rows(trips: np.ndarray) -> np.ndarray:
@@ -37,10 +37,7 @@ class CycleGANView(ImageRows, LessonView):
                                                     "translation into A, and G_A's back into B")
         self._build_rows("cyclegan")
 
-        layout = QGridLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setHorizontalSpacing(12)
-        layout.setVerticalSpacing(4)
+        layout = plot_grid(self)
         layout.addWidget(self.aba_caption, 0, 0)
         layout.addWidget(self.bab_caption, 0, 1)
         weights, gradients = histogram_captions()
