@@ -68,15 +68,10 @@ class CycleGANView(ImageRows, LessonView):
                                     f"({b}), and G_B's back into A")
         self.bab_caption.setToolTip(f"Each row: an image of B ({b}), G_B's translation into A "
                                     f"({a}), and G_A's back into B")
-        if "loss_cycle" in snapshot:
-            self.readout.set_full_text(
-                f"loss G {snapshot['loss_g']:.3f} · D {snapshot['loss_d']:.3f} · cycle "
-                f"{snapshot['loss_cycle']:.3f} · identity {snapshot['loss_idt']:.3f}")
-        else:
-            self.readout.set_full_text("The losses appear after the first step")
-        self.data_note.set_full_text(snapshot["data_short"])
-        self.data_note.setToolTip(snapshot["data_note"])
-        self._show_layers(snapshot["histograms"])
+        losses = (f"loss G {snapshot['loss_g']:.3f} · D {snapshot['loss_d']:.3f} · cycle "
+                  f"{snapshot['loss_cycle']:.3f} · identity {snapshot['loss_idt']:.3f}"
+                  if "loss_cycle" in snapshot else None)
+        self._show_rows(snapshot, losses, "The losses appear after the first step")
 
     def reset(self) -> None:
         self.weights_range.reset()

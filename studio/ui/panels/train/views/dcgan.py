@@ -110,6 +110,14 @@ class ImageRows:
             self._set_layers(names)
         show_histograms(self, layers)
 
+    def _show_rows(self, snapshot: dict[str, Any], losses: str | None, waiting: str) -> None:
+        """The readout line (``waiting`` until the first step gives ``losses``), the data set's
+        note (the whole note as its tooltip) and each layer's weight and gradient histogram."""
+        self.readout.set_full_text(losses if losses is not None else waiting)
+        self.data_note.set_full_text(snapshot["data_short"])
+        self.data_note.setToolTip(snapshot["data_note"])
+        self._show_layers(snapshot["histograms"])
+
 
 class DCGANView(ImageRows, LessonView):
     """Pictures of a DCGAN learning to draw images."""
@@ -185,16 +193,11 @@ class DCGANView(ImageRows, LessonView):
         samples = snapshot["samples"][..., 0] if grey else snapshot["samples"]
         self.history.record(step, samples)
         self._images(self.walk_image, snapshot["walk"], len(snapshot["walk"]))
-        if "d_real" in snapshot:
-            self.readout.set_full_text(
-                f"D(x) {snapshot['d_real']:.2f} · D(G(z)) {snapshot['d_fake']:.2f} · loss D "
-                f"{snapshot['loss_d']:.2f} · loss G {snapshot['loss_g']:.2f}")
-        else:
-            self.readout.set_full_text("D(x) and D(G(z)) appear after the first step")
         self.hint.setText(snapshot["variety_hint"])
-        self.data_note.set_full_text(snapshot["data_short"])
-        self.data_note.setToolTip(snapshot["data_note"])
-        self._show_layers(snapshot["histograms"])
+        losses = (f"D(x) {snapshot['d_real']:.2f} · D(G(z)) {snapshot['d_fake']:.2f} · loss D "
+                  f"{snapshot['loss_d']:.2f} · loss G {snapshot['loss_g']:.2f}"
+                  if "d_real" in snapshot else None)
+        self._show_rows(snapshot, losses, "D(x) and D(G(z)) appear after the first step")
 
     def reset(self) -> None:
         self.history.reset()
