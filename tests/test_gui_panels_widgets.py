@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +15,14 @@ from PySide6.QtWidgets import QApplication
 
 from studio.ui.widgets import image_actions
 from studio.ui.widgets.image_view import ImageView
-from studio.ui.widgets.preview import StepClock, format_eta, preview_to_qimage, step_text
+from studio.ui.widgets.open_jobs import OpenJobs
+from studio.ui.widgets.preview import (
+    FrameThrottle,
+    StepClock,
+    format_eta,
+    preview_to_qimage,
+    step_text,
+)
 from studio.workers.thumbnails import ThumbnailLoader, pil_to_qimage
 
 pytestmark = pytest.mark.gui
@@ -90,6 +98,23 @@ def test_step_clock_reports_rate_and_eta():
     clock.tick(4, now=15.0)  # slow steps are shown as seconds per step
     assert step_text(4, 20, clock).startswith("Step 4/20 · 4.0 s/it")
     assert format_eta(3725) == "1:02:05"
+
+
+def test_an_ended_job_leaves_no_preview_frame_waiting(qtbot):
+    drawn: list = []
+    frames = FrameThrottle(lambda key, frame: drawn.append((key, frame)), interval_s=0.05)
+    jobs = OpenJobs(frames)
+    jobs.add(None, SimpleNamespace(id=7))  # type: ignore[arg-type]  # only the id is read
+    frames.offer(7, "first")  # drawn at once
+    frames.offer(7, "late")  # waits for the interval
+    jobs.remove(7)
+    qtbot.wait(150)
+    assert drawn == [(7, "first")] and 7 not in jobs and len(jobs) == 0
+    frames.offer(8, "another job's")  # a waiting frame of another job is not dropped
+    frames.offer(8, "its newest")
+    jobs.remove(7)
+    qtbot.waitUntil(lambda: len(drawn) == 3, timeout=2000)
+    assert drawn[-1] == (8, "its newest")
 
 
 def test_thumbnail_loader_delivers_caches_and_marks_broken_files(qtbot, tmp_path):

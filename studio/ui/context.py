@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QObject, Signal
 
 from studio.core.config import Paths, Settings, default_paths, save_settings
@@ -40,6 +42,11 @@ class AppContext(QObject):
     def paths(self) -> Paths:
         """Folders in force, with the user's overrides from Settings applied."""
         return self.settings.resolved_paths(self._base_paths)
+
+    def announce_output(self, path: str | Path | None) -> None:
+        """Tell the gallery a job wrote ``path`` (nothing when it wrote no file)."""
+        if path:
+            self.outputWritten.emit(Path(path))
 
     def update_settings(self, settings: Settings) -> None:
         """Save new settings and tell every panel."""

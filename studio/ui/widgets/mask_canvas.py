@@ -137,20 +137,19 @@ class MaskCanvas(ImageView):
 
     def undo(self) -> bool:
         """Go back one stroke (or clear, invert, loaded mask); False when there is none."""
-        if not self._undo or self._last is not None:  # never in the middle of a stroke
-            return False
-        self._redo.append(self._mask)
-        self._mask = self._undo.pop()
-        self._changed()
-        self.historyChanged.emit()
-        return True
+        return self._step(self._undo, self._redo)
 
     def redo(self) -> bool:
         """Do again what :meth:`undo` took back; False when there is nothing to redo."""
-        if not self._redo or self._last is not None:
+        return self._step(self._redo, self._undo)
+
+    def _step(self, back: list[QImage], forth: list[QImage]) -> bool:
+        """Put the mask of ``back``'s top in force and keep today's on ``forth`` (undo and redo
+        are each other's mirror); False when ``back`` is empty or a stroke is under way."""
+        if not back or self._last is not None:  # never in the middle of a stroke
             return False
-        self._undo.append(self._mask)
-        self._mask = self._redo.pop()
+        forth.append(self._mask)
+        self._mask = back.pop()
         self._changed()
         self.historyChanged.emit()
         return True

@@ -4,7 +4,8 @@ Generate and Transform both show the jobs they submitted: each record holds the 
 cancel it), the latest snapshot that handle delivered (what the panel shows — never ahead of the
 events it has handled), the step clock of its progress line and whether a preview frame of its
 current image has been drawn. A record is made when the job is submitted and dropped when its
-handle says it ended; nothing else about a job is kept by the panel.
+handle says it ended, with any preview frame of the job still waiting to be drawn; nothing else
+about a job is kept by the panel.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from studio.core.jobs import JobSnapshot, JobState
-from studio.ui.widgets.preview import StepClock
+from studio.ui.widgets.preview import FrameThrottle, StepClock
 from studio.workers.job_bridge import QtJobHandle
 
 
@@ -28,8 +29,9 @@ class OpenJob:
 class OpenJobs:
     """The records of a panel's jobs not ended yet, in submission order."""
 
-    def __init__(self) -> None:
+    def __init__(self, frames: FrameThrottle | None = None) -> None:
         self._jobs: dict[int, OpenJob] = {}
+        self._frames = frames  # the panel's preview frames, keyed by job id
 
     def add(self, handle: QtJobHandle, snapshot: JobSnapshot) -> OpenJob:
         record = self._jobs[snapshot.id] = OpenJob(handle, snapshot)
@@ -46,7 +48,10 @@ class OpenJobs:
         return record
 
     def remove(self, job_id: int) -> None:
+        """Forget the job, and any preview frame of it still waiting to be drawn."""
         self._jobs.pop(job_id, None)
+        if self._frames is not None:
+            self._frames.drop(job_id)
 
     def snapshots(self) -> list[JobSnapshot]:
         return [r.snapshot for r in self._jobs.values()]

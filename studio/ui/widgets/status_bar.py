@@ -18,9 +18,9 @@ from studio.ui.loaded_models import (
     loaded_models,
     loaded_summary,
     loaded_tooltip,
-    submit_unload,
 )
 from studio.ui.theme import colors
+from studio.ui.widgets.unload_job import UnloadJob
 
 MEMORY_INTERVAL_MS = 2000
 
@@ -51,7 +51,10 @@ class StatusBar(QStatusBar):
         self.device: DeviceInfo | None = None
         self._active: set[int] = set()
         self._theme = ""
-        self._unload_job: Any = None  # the handle of the "Unload all" job while it runs
+        self.unloader = UnloadJob(self)
+        self.unloader.changed.connect(self.refresh_memory)
+        self.unloader.refused.connect(lambda text: self.showMessage(text, 6000))
+        self.unloader.ended.connect(self._on_unloaded)
 
         self.device_label = QLabel("Detecting device…")
         self.device_label.setToolTip("The device that runs generation jobs")
@@ -113,7 +116,7 @@ class StatusBar(QStatusBar):
         self.memory_label.setToolTip(f"{what}<br><br>{loaded_tooltip(models, settings)}"
                                      + ("<br><br>Right-click to unload all models."
                                         if models and self.ctx is not None else ""))
-        unloading = self._unload_job is not None
+        unloading = self.unloader.running
         self.unload_button.setVisible(self.ctx is not None and (bool(models) or unloading))
         self.unload_button.setEnabled(not unloading)
         self.unload_button.setText("Unloading…" if unloading else "Unload all")
@@ -126,22 +129,12 @@ class StatusBar(QStatusBar):
         """Queue the job that frees every loaded model (its handle); problems show in the bar."""
         if self.ctx is None:
             return None
-        try:
-            handle = submit_unload(self.ctx.bridge)
-        except (KeyError, TypeError, RuntimeError) as exc:
-            self.showMessage(f"Cannot unload the models: {exc}", 6000)
-            return None
-        handle.ended.connect(self._on_unloaded)
-        self._unload_job = handle
-        self.refresh_memory()
-        return handle
+        return self.unloader.start(self.ctx.bridge)
 
     @Slot(object)
     def _on_unloaded(self, job: JobSnapshot) -> None:
-        self._unload_job = None
         if job.state is JobState.FAILED:
             self.showMessage(job.error or job.message or "Unloading failed.", 8000)
-        self.refresh_memory()
 
     def _memory_menu(self, pos: QPoint) -> None:
         if self.ctx is None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal, Slot
@@ -90,8 +89,8 @@ class GeneratePanel(QWidget):
         self._calls = Calls(self)  # the LoRA scan
         # My jobs not ended yet, in submission order: their handles, and the latest snapshot each
         # handle delivered (what this panel shows, never ahead of the events it has handled).
-        self._open = OpenJobs()
         self._frames = FrameThrottle(self._draw_frame, FRAME_INTERVAL_S, self)
+        self._open = OpenJobs(self._frames)
         self._applying = False
         self._restored = False
         self._scanned_once = False
@@ -409,14 +408,12 @@ class GeneratePanel(QWidget):
         record = self._open.get(job.id)
         if record is not None:
             record.framed = False  # the next image of the batch starts from its own frames
-        if result.path:
-            self.ctx.outputWritten.emit(Path(result.path))
+        self.ctx.announce_output(result.path)
 
     @Slot(object)
     def _finish(self, job: JobSnapshot) -> None:
         """The job ended (its handle's last signal: every partial came before it)."""
         self._open.remove(job.id)
-        self._frames.drop(job.id)
         kept = len(job.partials)
         if job.state is JobState.FAILED:
             self.preview.show_error(job.error or job.message or "The job failed.")

@@ -34,7 +34,7 @@ from studio.library import manage
 from studio.library.catalog import LibraryEntry, list_models
 from studio.library.families import label as family_label
 from studio.ui.context import AppContext
-from studio.ui.loaded_models import loaded_models, submit_unload
+from studio.ui.loaded_models import loaded_models
 from studio.ui.panels.models.memory import MemoryOptionsBox
 from studio.ui.panels.models.parts import SplitPartsBox
 from studio.ui.panels.models.shrink_dialog import ShrinkDialog, shrinkable
@@ -47,6 +47,7 @@ from studio.ui.widgets.download_dialog import (
     DownloadRequest,
     wants_fp16,
 )
+from studio.ui.widgets.unload_job import UnloadJob
 from studio.workers.lanes import Calls, cpu_pool
 
 
@@ -166,7 +167,10 @@ class ModelsPanel(QWidget):
         self.summary, self.search, self.kind = bar.summary, bar.search, bar.kind
         self.unload_button, self.refresh_button = bar.unload_button, bar.refresh_button
         self.import_button, self.download_button = bar.import_button, bar.download_button
-        self._unload_job: Any = None  # the handle of the "Unload all" job while it runs
+        self.unloader = UnloadJob(self)
+        self.unloader.changed.connect(self.refresh_loaded)
+        self.unloader.refused.connect(self._say_error)
+        self.unloader.ended.connect(self._on_unloaded)
         self._places = self._model_places(ctx.settings)
         self._device_source: Any = None
 
@@ -316,30 +320,19 @@ class ModelsPanel(QWidget):
     @Slot()
     def refresh_loaded(self) -> None:
         """Show what the GPU worker holds now on the Unload all button."""
-        unloading = self._unload_job is not None
-        self.unload_button.show_loaded(loaded_models(), self.ctx.settings, unloading)
+        self.unload_button.show_loaded(loaded_models(), self.ctx.settings, self.unloader.running)
 
     @Slot()
     def unload_all(self) -> Any:
         """Queue the job that frees every loaded model; its handle."""
-        try:
-            handle = submit_unload(self.ctx.bridge)
-        except (KeyError, TypeError, RuntimeError) as exc:
-            self.say(f"Cannot unload the models: {exc}", error=True)
-            return None
-        handle.ended.connect(self._on_unloaded)
-        self._unload_job = handle
-        self.refresh_loaded()
-        return handle
+        return self.unloader.start(self.ctx.bridge)
 
     @Slot(object)
     def _on_unloaded(self, job: JobSnapshot) -> None:
-        self._unload_job = None
         if job.state is JobState.FAILED:
             self.say(f"Unloading failed: {job.error or job.message}", error=True)
         elif job.state is JobState.DONE:
             self.say("All models were unloaded; their memory is free again.")
-        self.refresh_loaded()
 
     @Slot(object)
     def _on_job_changed(self, job: JobSnapshot) -> None:
@@ -370,6 +363,10 @@ class ModelsPanel(QWidget):
         self.notice.setStyleSheet(f"color: {'#e5484d' if error else c.text};")
         self.notice.setText(text)
         self.notice.setVisible(bool(text))
+
+    @Slot(str)
+    def _say_error(self, text: str) -> None:
+        self.say(text, error=True)
 
     # -- hash --------------------------------------------------------------------------------
     @Slot()

@@ -1,15 +1,28 @@
 """Small widgets the Train workspace's panels and lesson views share: a label that elides (with the
 whole text as its tooltip) instead of being cut, plot captions built on it, a layout that wraps its
-items onto more rows when the width runs out, and a legend drawn as a row of Qt labels beside a
-plot, so no legend ever sits on top of the data.
+items onto more rows when the width runs out, a legend drawn as a row of Qt labels beside a
+plot, so no legend ever sits on top of the data, the grid lesson views lay their plots in, the
+big value of a readout card, and the slider
+back through the pictures a lesson kept while it trained.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from html import escape
+from typing import Any
 
-from PySide6.QtCore import QPoint, QRect, QSize, Qt
-from PySide6.QtWidgets import QLabel, QLayout, QLayoutItem, QSizePolicy, QWidget
+from PySide6.QtCore import QObject, QPoint, QRect, QSize, Qt, Slot
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QLabel,
+    QLayout,
+    QLayoutItem,
+    QSizePolicy,
+    QSlider,
+    QWidget,
+)
 
 
 class ElidedLabel(QLabel):
@@ -75,6 +88,81 @@ def caption(text: str = "", tip: str = "") -> ElidedLabel:
     label = CaptionLabel(text, tip=tip)
     label.setProperty("section", True)
     return label
+
+
+def plot_grid(view: QWidget) -> QGridLayout:
+    """The grid of a lesson view's plots (captions above them): no margin of its own, 12 px
+    between columns and 4 px between a caption and its plot."""
+    layout = QGridLayout(view)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setHorizontalSpacing(12)
+    layout.setVerticalSpacing(4)
+    return layout
+
+
+def readout_value(name: str) -> QLabel:
+    """The big bold number of a readout card ("—" until the first value), named ``name``."""
+    value = QLabel("—")
+    value.setObjectName(name)
+    font = value.font()
+    font.setPointSizeF(font.pointSizeF() * 1.35)
+    font.setBold(True)
+    value.setFont(font)
+    return value
+
+
+class StepHistory(QObject):
+    """The pictures a lesson keeps while it trains (one every ``every`` steps, the newest
+    ``keep``) and the slider back through them, with its "step N" label.
+
+    The slider sits on the newest picture and follows training until it is dragged back; then
+    the picture stays put (the label says "(history)") until the slider is back at the end.
+    ``show(picture)`` draws the picture the slider is on.
+    """
+
+    def __init__(self, show: Callable[[Any], None], every: int, keep: int = 200,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._show = show
+        self._every = every
+        self.pictures: deque[tuple[int, Any]] = deque(maxlen=keep)
+        self.following = True
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 0)
+        self.slider.valueChanged.connect(self._on_slider)
+        self.label = QLabel("step 0")
+        self.label.setProperty("muted", True)
+
+    def record(self, step: int, picture: Any) -> None:
+        """Keep ``picture`` of ``step`` when it is due, and show it while following."""
+        kept = self.pictures
+        if not kept or step >= kept[-1][0] + self._every or step == 0:
+            if not kept or step != kept[-1][0]:
+                kept.append((step, picture))
+        if self.following:
+            self._show(picture)
+            self.label.setText(f"step {step}")
+        self.slider.blockSignals(True)
+        self.slider.setMaximum(max(0, len(kept) - 1))
+        if self.following:
+            self.slider.setValue(self.slider.maximum())
+        self.slider.blockSignals(False)
+
+    def reset(self) -> None:
+        self.pictures.clear()
+        self.following = True
+        self.slider.setRange(0, 0)
+        self.label.setText("step 0")
+
+    @Slot(int)
+    def _on_slider(self, index: int) -> None:
+        if not self.pictures:
+            return
+        index = min(index, len(self.pictures) - 1)
+        self.following = index == len(self.pictures) - 1
+        step, picture = self.pictures[index]
+        self._show(picture)
+        self.label.setText(f"step {step}" + ("" if self.following else " (history)"))
 
 
 class CaptionLabel(ElidedLabel):

@@ -82,10 +82,10 @@ class TransformPanel(QWidget):
         self.ctx = ctx
         self.image_path: Path | None = None
         self.batch: list[Path] = []
-        self._open = OpenJobs()  # my jobs not ended: handle, latest snapshot, step clock
+        self._frames = FrameThrottle(self._draw_frame, 1 / 30, self)
+        self._open = OpenJobs(self._frames)  # my jobs not ended: handle, snapshot, step clock
         self._done_in_batch = 0
         self._batch_total = 0
-        self._frames = FrameThrottle(self._draw_frame, 1 / 30, self)
         self._book = ResultBook(read_qimage)
         self._displayed: ShownResult | None = None  # the result on screen (its menu's file)
         self._inpaint_result = False  # inpaint mode shows the result / preview, not the canvas
@@ -463,14 +463,12 @@ class TransformPanel(QWidget):
             self.status.setText(f"{self._done_in_batch} of {self._batch_total} done")
         if result.warnings:
             self.status.setText(" ".join(result.warnings))
-        if result.path:
-            self.ctx.outputWritten.emit(Path(result.path))
+        self.ctx.announce_output(result.path)
 
     @Slot(object)
     def _finish(self, job: JobSnapshot) -> None:
         """The job ended (its handle's last signal: every partial came before it)."""
         self._open.remove(job.id)
-        self._frames.drop(job.id)
         self._book.finish(job)
         if job.state is JobState.FAILED:
             self._show_error(job.error or "The job failed.")

@@ -9,17 +9,14 @@ only when the data set's colour groups change); frames only call ``setData``/``s
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QGridLayout,
     QHBoxLayout,
     QLabel,
-    QSlider,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -27,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
-from studio.ui.panels.train.widgets import LegendStrip, caption
+from studio.ui.panels.train.widgets import LegendStrip, StepHistory, caption, plot_grid
 from studio.ui.theme import colors
 
 HISTORY_EVERY = 20  # steps between kept reconstruction grids
@@ -46,8 +43,6 @@ class AutoencoderView(LessonView):
     def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
         super().__init__(lesson_key, parent)
         self.variational = lesson_key == "vae"
-        self._history: deque[tuple[int, np.ndarray]] = deque(maxlen=HISTORY_MAX)
-        self._following = True  # the slider sits on the newest grid and follows training
         self._image_side = 8
         self._photo = False  # faces are grey photos; digits are ink (pk.ink_lut)
         self._latent_title: str | None = None
@@ -55,11 +50,11 @@ class AutoencoderView(LessonView):
         self.recon_plot = pk.themed_plot(image=True)
         self.recon_image = pk.image_item()
         self.recon_plot.addItem(self.recon_image)
-        self.history_slider = QSlider(Qt.Orientation.Horizontal)
-        self.history_slider.setRange(0, 0)
-        self.history_slider.valueChanged.connect(self._on_history)
-        self.history_label = QLabel("step 0")
-        self.history_label.setProperty("muted", True)
+        # the reconstruction grids kept while training, and the slider back through them
+        self.history = StepHistory(
+            lambda image: self.recon_image.setImage(image, autoLevels=False),
+            HISTORY_EVERY, HISTORY_MAX, self)
+        self.history_slider, self.history_label = self.history.slider, self.history.label
         self.history_label.setMinimumWidth(120)
 
         self.latent_plot = pk.themed_plot()
@@ -102,10 +97,7 @@ class AutoencoderView(LessonView):
                 "quantiles of N(0, 1): what sampling the prior gives" if self.variational
             else "The decoder's output over a grid of latent points (the dashed square in the "
                  "latent plot)")
-        layout = QGridLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setHorizontalSpacing(12)
-        layout.setVerticalSpacing(4)
+        layout = plot_grid(self)
         layout.addWidget(self.recon_caption, 0, 0)
         layout.addWidget(self.recon_plot, 1, 0)
         slider_row = QHBoxLayout()
@@ -189,17 +181,7 @@ class AutoencoderView(LessonView):
             for item in (self.recon_image, self.grid_image, self.interp_image):
                 item.setLookupTable(lut)
         recon = self._recon_tiles(snapshot)
-        if not self._history or step >= self._history[-1][0] + HISTORY_EVERY or step == 0:
-            if not self._history or step != self._history[-1][0]:
-                self._history.append((step, recon))
-        if self._following:
-            self.recon_image.setImage(recon, autoLevels=False)
-            self.history_label.setText(f"step {step}")
-        self.history_slider.blockSignals(True)
-        self.history_slider.setMaximum(max(0, len(self._history) - 1))
-        if self._following:
-            self.history_slider.setValue(self.history_slider.maximum())
-        self.history_slider.blockSignals(False)
+        self.history.record(step, recon)
 
         latent, labels = snapshot["latent"], snapshot["labels"]
         names = tuple(snapshot.get("label_names", DIGIT_NAMES))
@@ -279,25 +261,12 @@ class AutoencoderView(LessonView):
             blocks.append(block)
         return np.concatenate(blocks)
 
-    @Slot(int)
-    def _on_history(self, index: int) -> None:
-        if not self._history:
-            return
-        index = min(index, len(self._history) - 1)
-        self._following = index == len(self._history) - 1
-        step, image = self._history[index]
-        self.recon_image.setImage(image, autoLevels=False)
-        self.history_label.setText(f"step {step}" + ("" if self._following else " (history)"))
-
     def reset(self) -> None:
         self.latent_range.reset()
         if self.variational:
             self.elbo_range.reset()
             self.kl_range.reset()
-        self._history.clear()
-        self._following = True
-        self.history_slider.setRange(0, 0)
-        self.history_label.setText("step 0")
+        self.history.reset()
 
     def export_items(self) -> dict[str, QWidget]:
         items: dict[str, QWidget] = {"Reconstructions": self.recon_plot,
@@ -318,7 +287,7 @@ class AutoencoderView(LessonView):
         lut = pk.grey_lut() if self._photo else pk.ink_lut()
         background = np.array(pg.mkColor(colors().surface).getRgb()[:3], dtype=np.uint8)
         frames = []
-        for step, tiles in self._history:
+        for step, tiles in self.history.pictures:
             index = np.clip(np.nan_to_num(tiles, nan=0.0) * 255, 0, 255).astype(np.uint8)
             rgb = lut[index]
             rgb[np.isnan(tiles)] = background

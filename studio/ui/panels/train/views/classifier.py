@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from studio.ui.panels.train.plotting import gradient_lut, restyle, styled_plot
 from studio.ui.panels.train.views.base import LessonView
+from studio.ui.panels.train.widgets import readout_value
 from studio.ui.theme import colors
 
 CLASS_COLORS = ("#f28e2b", "#5aa2ff")  # class 0, class 1
@@ -47,12 +48,7 @@ class ClassifierView(LessonView):
                                           ("test_accuracy", "Test accuracy"))):
             caption = QLabel(title.upper())
             caption.setProperty("section", True)
-            value = QLabel("—")
-            value.setObjectName(f"readout-{key}")
-            font = value.font()
-            font.setPointSizeF(font.pointSizeF() * 1.35)
-            font.setBold(True)
-            value.setFont(font)
+            value = readout_value(f"readout-{key}")
             cards.addWidget(caption, 0, i, Qt.AlignmentFlag.AlignLeft)
             cards.addWidget(value, 1, i, Qt.AlignmentFlag.AlignLeft)
             self.values[key] = value

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSpinBox, QWidge
 
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
-from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption
+from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption, plot_grid
 from studio.ui.theme import colors
 
 PREVIEW_COLS = 8
@@ -166,10 +166,7 @@ class CNNView(LessonView):
         self.hist_legend = LegendStrip()
         self.hist_legend.setObjectName("cnnHistLegend")
 
-        layout = QGridLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setHorizontalSpacing(12)
-        layout.setVerticalSpacing(4)
+        layout = plot_grid(self)
         layout.addWidget(caption("Input",
                                  tip="What the model sees: prepared training images, as the "
                                      "network gets them"), 0, 0)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSlider, QTextBrowser, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QTextBrowser, QWidget
 
 from studio.core.wording import count_of
 from studio.ui.panels.train import plotting as pk
@@ -29,7 +29,7 @@ from studio.ui.panels.train.views.cnn import (
     stacked,
     tile_images,
 )
-from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption
+from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption, plot_grid
 from studio.ui.theme import colors
 
 SHORT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float8_weight": "fp8",
@@ -92,10 +92,7 @@ class QuantizeView(LessonView):
         self.hist_legend.set_entries([("before rounding", pk.SERIES_COLORS[0], "line"),
                                       ("stored (whole steps)", pk.SERIES_COLORS[1], "square")])
 
-        layout = QGridLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setHorizontalSpacing(12)
-        layout.setVerticalSpacing(4)
+        layout = plot_grid(self)
         layout.addWidget(self.note, 0, 0, 1, 2)
         layout.addWidget(self.table, 1, 0, 1, 2)
         layout.addWidget(caption("Size · time · accuracy",
@@ -235,10 +232,7 @@ class PruneView(LessonView):
         self.slider.valueChanged.connect(
             lambda _v: None if self.slider.isSliderDown() else self._send_sparsity())
 
-        layout = QGridLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setHorizontalSpacing(12)
-        layout.setVerticalSpacing(4)
+        layout = plot_grid(self)
         layout.addWidget(self.note, 0, 0, 1, 2)
         layout.addWidget(caption("Accuracy vs sparsity",
                                  tip="Lines: test accuracy right after pruning, no training. "

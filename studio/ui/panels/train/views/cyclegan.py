@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PySide6.QtWidgets import QGridLayout, QWidget
+from PySide6.QtWidgets import QWidget
 
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.panels.train.views.cnn import histogram_captions, image_plot
 from studio.ui.panels.train.views.dcgan import ImageRows
-from studio.ui.panels.train.widgets import caption
+from studio.ui.panels.train.widgets import caption, plot_grid
 
 
 def round_trip_rows(trips: np.ndarray) -> np.ndarray:
@@ -37,10 +37,7 @@ class CycleGANView(ImageRows, LessonView):
                                                     "translation into A, and G_A's back into B")
         self._build_rows("cyclegan")
 
-        layout = QGridLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setHorizontalSpacing(12)
-        layout.setVerticalSpacing(4)
+        layout = plot_grid(self)
         layout.addWidget(self.aba_caption, 0, 0)
         layout.addWidget(self.bab_caption, 0, 1)
         weights, gradients = histogram_captions()
@@ -71,15 +68,10 @@ class CycleGANView(ImageRows, LessonView):
                                     f"({b}), and G_B's back into A")
         self.bab_caption.setToolTip(f"Each row: an image of B ({b}), G_B's translation into A "
                                     f"({a}), and G_A's back into B")
-        if "loss_cycle" in snapshot:
-            self.readout.set_full_text(
-                f"loss G {snapshot['loss_g']:.3f} · D {snapshot['loss_d']:.3f} · cycle "
-                f"{snapshot['loss_cycle']:.3f} · identity {snapshot['loss_idt']:.3f}")
-        else:
-            self.readout.set_full_text("The losses appear after the first step")
-        self.data_note.set_full_text(snapshot["data_short"])
-        self.data_note.setToolTip(snapshot["data_note"])
-        self._show_layers(snapshot["histograms"])
+        losses = (f"loss G {snapshot['loss_g']:.3f} · D {snapshot['loss_d']:.3f} · cycle "
+                  f"{snapshot['loss_cycle']:.3f} · identity {snapshot['loss_idt']:.3f}"
+                  if "loss_cycle" in snapshot else None)
+        self._show_rows(snapshot, losses, "The losses appear after the first step")
 
     def reset(self) -> None:
         self.weights_range.reset()

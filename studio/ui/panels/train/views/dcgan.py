@@ -9,17 +9,13 @@ frames only call ``setImage``/``setData``.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QGridLayout,
     QHBoxLayout,
     QLabel,
-    QSlider,
     QVBoxLayout,
     QWidget,
 )
@@ -35,7 +31,7 @@ from studio.ui.panels.train.views.cnn import (
     show_tiled,
 )
 from studio.ui.panels.train.views.gan import step_part_buttons
-from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption
+from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, StepHistory, caption, plot_grid
 
 SAMPLE_COLS = 8
 HISTORY_EVERY = 25  # steps between kept sample grids
@@ -114,6 +110,14 @@ class ImageRows:
             self._set_layers(names)
         show_histograms(self, layers)
 
+    def _show_rows(self, snapshot: dict[str, Any], losses: str | None, waiting: str) -> None:
+        """The readout line (``waiting`` until the first step gives ``losses``), the data set's
+        note (the whole note as its tooltip) and each layer's weight and gradient histogram."""
+        self.readout.set_full_text(losses if losses is not None else waiting)
+        self.data_note.set_full_text(snapshot["data_short"])
+        self.data_note.setToolTip(snapshot["data_note"])
+        self._show_layers(snapshot["histograms"])
+
 
 class DCGANView(ImageRows, LessonView):
     """Pictures of a DCGAN learning to draw images."""
@@ -123,17 +127,17 @@ class DCGANView(ImageRows, LessonView):
     def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
         super().__init__(lesson_key, parent)
         self._photo = False
-        self._history: deque[tuple[int, np.ndarray]] = deque(maxlen=HISTORY_MAX)
-        self._following = True  # the slider sits on the newest grid and follows training
 
         self.samples_plot, self.samples_image = image_plot("dcganSamples")
-        self.history_slider = QSlider(Qt.Orientation.Horizontal)
+        # the sample grids kept while training (grey ones without their channel axis)
+        self.history = StepHistory(
+            lambda samples: self._images(
+                self.samples_image, samples if samples.ndim == 4 else samples[..., None],
+                SAMPLE_COLS),
+            HISTORY_EVERY, HISTORY_MAX, self)
+        self.history_slider, self.history_label = self.history.slider, self.history.label
         self.history_slider.setObjectName("dcganHistory")
-        self.history_slider.setRange(0, 0)
         self.history_slider.setToolTip("Drag back through training: the grid at earlier steps")
-        self.history_slider.valueChanged.connect(self._on_history)
-        self.history_label = QLabel("step 0")
-        self.history_label.setProperty("muted", True)
         self.history_label.setMinimumWidth(self.history_label.fontMetrics().horizontalAdvance(
             "step 000000 (history)") + 4)
         self.step_d, self.step_g = step_part_buttons(self)
@@ -144,10 +148,7 @@ class DCGANView(ImageRows, LessonView):
         self.hint.setWordWrap(True)
         self._build_rows("dcgan")
 
-        layout = QGridLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setHorizontalSpacing(12)
-        layout.setVerticalSpacing(4)
+        layout = plot_grid(self)
         layout.addWidget(caption("Samples", tip="What the generator makes from the same 64 noise "
                                                 "vectors all run long"), 0, 0)
         layout.addWidget(self.samples_plot, 1, 0, 4, 1)
@@ -190,44 +191,16 @@ class DCGANView(ImageRows, LessonView):
         step = int(snapshot["step"])
         grey = snapshot["samples"].shape[-1] == 1
         samples = snapshot["samples"][..., 0] if grey else snapshot["samples"]
-        if not self._history or step >= self._history[-1][0] + HISTORY_EVERY or step == 0:
-            if not self._history or step != self._history[-1][0]:
-                self._history.append((step, samples))
-        if self._following:
-            self._images(self.samples_image, snapshot["samples"], SAMPLE_COLS)
-            self.history_label.setText(f"step {step}")
-        self.history_slider.blockSignals(True)
-        self.history_slider.setMaximum(max(0, len(self._history) - 1))
-        if self._following:
-            self.history_slider.setValue(len(self._history) - 1)
-        self.history_slider.blockSignals(False)
+        self.history.record(step, samples)
         self._images(self.walk_image, snapshot["walk"], len(snapshot["walk"]))
-        if "d_real" in snapshot:
-            self.readout.set_full_text(
-                f"D(x) {snapshot['d_real']:.2f} · D(G(z)) {snapshot['d_fake']:.2f} · loss D "
-                f"{snapshot['loss_d']:.2f} · loss G {snapshot['loss_g']:.2f}")
-        else:
-            self.readout.set_full_text("D(x) and D(G(z)) appear after the first step")
         self.hint.setText(snapshot["variety_hint"])
-        self.data_note.set_full_text(snapshot["data_short"])
-        self.data_note.setToolTip(snapshot["data_note"])
-        self._show_layers(snapshot["histograms"])
-
-    def _on_history(self, index: int) -> None:
-        if not self._history:
-            return
-        index = min(index, len(self._history) - 1)
-        self._following = index == len(self._history) - 1
-        step, samples = self._history[index]
-        self._images(self.samples_image, samples if samples.ndim == 4 else samples[..., None],
-                     SAMPLE_COLS)
-        self.history_label.setText(f"step {step}" + ("" if self._following else " (history)"))
+        losses = (f"D(x) {snapshot['d_real']:.2f} · D(G(z)) {snapshot['d_fake']:.2f} · loss D "
+                  f"{snapshot['loss_d']:.2f} · loss G {snapshot['loss_g']:.2f}"
+                  if "d_real" in snapshot else None)
+        self._show_rows(snapshot, losses, "D(x) and D(G(z)) appear after the first step")
 
     def reset(self) -> None:
-        self._history.clear()
-        self._following = True
-        self.history_slider.setRange(0, 0)
-        self.history_label.setText("step 0")
+        self.history.reset()
         self.weights_range.reset()
         self.grads_range.reset()
 

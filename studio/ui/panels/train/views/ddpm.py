@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
-from studio.ui.panels.train.widgets import caption
+from studio.ui.panels.train.widgets import caption, plot_grid
 from studio.ui.theme import colors
 
 RANGE = 3.2  # noise spreads beyond the data square; show a little more than it
@@ -95,10 +95,7 @@ class DDPMView(LessonView):
         self.mse_caption = caption("Error by noise level",
                                    tip="The noise-prediction error (ε-MSE) for each range of "
                                        "timesteps, least noise at the top")
-        layout = QGridLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setHorizontalSpacing(12)
-        layout.setVerticalSpacing(4)
+        layout = plot_grid(self)
         for col, (title, plot) in enumerate(((self.forward_caption, self.forward_plot),
                                              (self.reverse_caption, self.reverse_plot))):
             layout.addWidget(title, 0, col)

@@ -35,7 +35,7 @@ from studio.ui.panels.train.views.cnn import (
     show_tiled,
 )
 from studio.ui.panels.train.views.ddpm import error_bars, show_error_bars, style_error_bars
-from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption
+from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption, plot_grid
 
 SCRUB_COLS = 8
 LAYERS = ("in", "down", "middle", "up", "out")
@@ -80,10 +80,7 @@ class DDPMImageView(LessonView):
         self.data_note.setObjectName("ddpmDataNote")
         self.data_note.setProperty("muted", True)
 
-        layout = QGridLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setHorizontalSpacing(12)
-        layout.setVerticalSpacing(4)
+        layout = plot_grid(self)
         layout.addWidget(caption("Noise level", tip="Real images with the noise of level t "
                                                     "added: what the model learns to undo"),
                          0, 0)

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSpinBox, QVBoxL
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.panels.train.views.cnn import image_plot, show_pick, show_tiled
-from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption
+from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption, readout_value
 
 MODELS = (("teacher", "Teacher"), ("student", "Distilled student"), ("twin", "Hard-label twin"))
 #: the bar groups: (key, legend name, colour)
@@ -37,12 +37,7 @@ def readout_cards(parent_layout: QGridLayout, items: tuple[tuple[str, str], ...]
         head = QLabel(title.upper())
         head.setProperty("section", True)
         parent_layout.addWidget(head, 0, i, Qt.AlignmentFlag.AlignLeft)
-        value = QLabel("—")
-        value.setObjectName(f"{prefix}-{key}")
-        font = value.font()
-        font.setPointSizeF(font.pointSizeF() * 1.35)
-        font.setBold(True)
-        value.setFont(font)
+        value = readout_value(f"{prefix}-{key}")
         note = QLabel("")
         note.setProperty("muted", True)
         parent_layout.addWidget(value, 1, i, Qt.AlignmentFlag.AlignLeft)

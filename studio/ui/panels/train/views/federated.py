@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF
-from PySide6.QtWidgets import QGridLayout, QTextBrowser, QWidget
+from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from studio.core.wording import count_of
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.panels.train.views.cnn import image_plot
-from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption
+from studio.ui.panels.train.widgets import ElidedLabel, LegendStrip, caption, plot_grid
 
 #: per-client accuracy bars: (key in the snapshot's ``last``, legend name, colour)
 ACC_BARS = (("own_acc", "Client's model, its classes", pk.SERIES_COLORS[1]),
@@ -91,10 +91,7 @@ class FederatedView(LessonView):
         self.shared.setObjectName("federatedShared")
         self.shared.setOpenLinks(False)
 
-        layout = QGridLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setHorizontalSpacing(12)
-        layout.setVerticalSpacing(4)
+        layout = plot_grid(self)
         layout.addWidget(self.status, 0, 0, 1, 2)
         layout.addWidget(caption("Who holds what",
                                  tip="Rows: clients; columns: classes; brighter = more images. "

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import (
-    QGridLayout,
     QPlainTextEdit,
     QTextBrowser,
     QVBoxLayout,
@@ -23,7 +22,7 @@ from studio.core.wording import count_of
 from studio.ui.panels.train import plotting as pk
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.panels.train.views.cnn import image_plot
-from studio.ui.panels.train.widgets import ElidedLabel, caption
+from studio.ui.panels.train.widgets import ElidedLabel, caption, plot_grid
 from studio.ui.theme import colors
 
 #: token backgrounds, cycled (light enough for dark text, and the text is set dark on them)
@@ -66,10 +65,7 @@ class TokenizerView(LessonView):
                                       "joined, and the token it made (Ġ is a space)")
         self.tokens_caption = caption("Your text in tokens",
                                       tip="Your text (Your text) cut into tokens, one colour each")
-        layout = QGridLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setHorizontalSpacing(12)
-        layout.setVerticalSpacing(4)
+        layout = plot_grid(self)
         layout.addWidget(self.curve_caption, 0, 0)
         layout.addWidget(self.curve_plot, 1, 0, 3, 1)
         layout.addWidget(self.merges_caption, 0, 1)
@@ -132,10 +128,7 @@ class LanguageModelView(LessonView):
         self.samples_caption = caption("Samples", tip="What the model writes from a new line, "
                                        "every 'Sample every' steps (newest first)")
         self.samples_box = _text_box("samples")
-        layout = QGridLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setHorizontalSpacing(12)
-        layout.setVerticalSpacing(4)
+        layout = plot_grid(self)
         side = QVBoxLayout()
         side.setSpacing(4)
         side.addWidget(self.samples_caption)
