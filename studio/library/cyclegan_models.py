@@ -24,7 +24,7 @@ import struct
 import threading
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,14 +97,22 @@ def load_catalog(path: Path = CATALOG_FILE) -> list[CatalogEntry]:
 
 
 # -- recognising a generator without loading it ---------------------------------------------------
-def _safetensors_keys(path: Path) -> set[str]:
-    from studio.library.detect import read_safetensors_header
+def _safetensors_keys(path: Path) -> frozenset[str]:
+    from studio.library.detect import header_fact
 
-    try:
-        header = read_safetensors_header(path)
+    try:  # once while the file is unchanged: an SDXL header has ~2,500 names
+        return header_fact(path, "tensor_names", _header_names)
     except UserFacingError:
-        return set()
-    return {k for k in header if k != "__metadata__"}
+        return frozenset()
+
+
+def _header_names(header: dict) -> frozenset[str]:
+    return _without_module_prefix(k for k in header if k != "__metadata__")
+
+
+def _without_module_prefix(keys: Iterable[str]) -> frozenset[str]:
+    """Tensor names with the ``module.`` prefix of a DataParallel save dropped."""
+    return frozenset(k[7:] if k.startswith("module.") else k for k in keys)
 
 
 def _pickle_strings(data: bytes, limit: int = 5) -> set[str]:
@@ -133,7 +141,8 @@ def _pth_keys(path: Path) -> frozenset[str]:
     """The strings in a pickled weight file. Those of unchanged files (same size, modification
     time and inode) come from a small in-memory cache, as safetensors headers do: one library scan
     asks about every ``.pth`` twice (is it a CycleGAN generator? a ControlNet?) and each rescan
-    asks again, and listing a pickle's opcodes is the slowest part of a scan."""
+    asks again, and listing a pickle's opcodes is the slowest part of a scan. Kept with the
+    ``module.`` prefixes dropped, as :func:`file_keys` answers."""
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
     with _pth_lock:
@@ -141,7 +150,7 @@ def _pth_keys(path: Path) -> frozenset[str]:
         if cached is not None:
             _pth_cache.move_to_end(key)
             return cached
-    keys = frozenset(_read_pth_keys(path))
+    keys = _without_module_prefix(_read_pth_keys(path))
     with _pth_lock:
         _pth_cache[key] = keys
         while len(_pth_cache) > _PTH_CACHE_SIZE:
@@ -161,17 +170,18 @@ def _read_pth_keys(path: Path) -> set[str]:
         return _pickle_strings(fh.read(_MAX_PICKLE_BYTES))
 
 
-def file_keys(path: Path) -> set[str]:
+def file_keys(path: Path) -> frozenset[str]:
     """The tensor names of a weight file without loading it (for a pickle: every string in it,
-    ``module.`` prefixes dropped); empty when it cannot be read."""
+    ``module.`` prefixes dropped); empty when it cannot be read. Worked out once while the file
+    is unchanged."""
     path = Path(path)
     try:
         keys = _safetensors_keys(path) if path.suffix.lower() == ".safetensors" \
             else _pth_keys(path)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         log.info("cannot read %s: %s", path, exc)
-        return set()
-    return {k[7:] if k.startswith("module.") else k for k in keys}
+        return frozenset()
+    return keys
 
 
 def looks_like_generator(path: Path) -> bool:

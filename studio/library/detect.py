@@ -13,9 +13,10 @@ import json
 import struct
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from studio.core.jobs import UserFacingError
 from studio.library.families import FAMILIES
@@ -40,8 +41,37 @@ class Detection:
 
 
 _HEADER_CACHE_SIZE = 1024
-_header_cache: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+
+
+@dataclass
+class _CachedHeader:
+    """A file's parsed header, and what has been worked out from it (:func:`header_fact`)."""
+
+    header: dict[str, Any]
+    facts: dict[str, Any]
+
+
+_header_cache: OrderedDict[tuple, _CachedHeader] = OrderedDict()
 _header_lock = threading.Lock()
+
+T = TypeVar("T")
+
+
+def _cached_header(path: Path) -> _CachedHeader:
+    path = Path(path)
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    with _header_lock:
+        cached = _header_cache.get(key)
+        if cached is not None:
+            _header_cache.move_to_end(key)
+            return cached
+    cached = _CachedHeader(_read_header(path, st.st_size), {})
+    with _header_lock:
+        _header_cache[key] = cached
+        while len(_header_cache) > _HEADER_CACHE_SIZE:
+            _header_cache.popitem(last=False)
+    return cached
 
 
 def read_safetensors_header(path: Path) -> dict[str, Any]:
@@ -52,20 +82,25 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
     in-memory cache: a library scan asks for the same header several times (kind, precision,
     generator check) and a rescan asks again; an SDXL header is ~2,500 entries of JSON.
     """
-    path = Path(path)
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    with _header_lock:
-        cached = _header_cache.get(key)
-        if cached is not None:
-            _header_cache.move_to_end(key)
-            return dict(cached)
-    header = _read_header(path, st.st_size)
-    with _header_lock:
-        _header_cache[key] = header
-        while len(_header_cache) > _HEADER_CACHE_SIZE:
-            _header_cache.popitem(last=False)
-    return dict(header)
+    return dict(_cached_header(path).header)
+
+
+def header_fact(path: Path, name: str, compute: Callable[[dict[str, Any]], T]) -> T:
+    """``compute(header)`` for the safetensors file at ``path``, worked out once while the file
+    is unchanged and kept with its cached header (:func:`read_safetensors_header`): a rescan of
+    the library asks each file the same questions (its precision, family, kind, tensor names),
+    and an SDXL header is ~2,500 entries to go through for each. ``name`` tells the answers
+    apart; ``compute`` must depend on the header alone (and on ``path``, which is part of the
+    key) and return something its callers do not change. Raises as
+    :func:`read_safetensors_header` does."""
+    cached = _cached_header(path)
+    try:
+        return cached.facts[name]
+    except KeyError:
+        pass
+    value = compute(dict(cached.header))
+    cached.facts[name] = value
+    return value
 
 
 def _corrupt(path: Path, why: str) -> UserFacingError:
@@ -168,8 +203,9 @@ def detect_from_header(header: dict[str, Any]) -> Detection:
 
 
 def detect_single_file(path: Path) -> Detection:
-    """Read the header of a ``.safetensors`` file and detect its family (raises when corrupt)."""
-    return detect_from_header(read_safetensors_header(path))
+    """Read the header of a ``.safetensors`` file and detect its family (raises when corrupt);
+    once while the file is unchanged (:func:`header_fact`)."""
+    return header_fact(path, "detection", detect_from_header)
 
 
 def detect_diffusers_folder(folder: Path) -> Detection:
