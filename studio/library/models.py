@@ -20,10 +20,12 @@ from studio.library.classify import folder_size
 from studio.library.detect import detect_diffusers_folder, detect_single_file
 from studio.library.gan_models import is_gan_folder, read_gan_info
 from studio.library.hf_cache import (
+    has_file,
     hf_cache_repos,
     hf_loose_files,
     hf_main_snapshot,
     hf_snapshots,
+    resolved,
 )
 from studio.library.kinds import wrong_kind_message
 
@@ -124,14 +126,9 @@ def split_entry(path: Path, source: str, name: str = "", repo_id: str = "",
     """A FLUX.1 / SD 3.5 / Qwen-Image / Z-Image / FLUX.2 diffusion-model file (ComfyUI's split
     files) with the text encoders and VAE ``chosen`` for it (role → file) or else found beside
     it; None when the file is not one."""
-    from studio.library.split_files import (
-        comfy_models_root,
-        denoiser_family,
-        find_parts,
-        model_header,
-    )
+    from studio.library.split_files import comfy_models_root, file_family, find_parts
 
-    family = denoiser_family(model_header(path))
+    family = file_family(path)
     if not family:
         return None
     parts = find_parts(path, family, chosen)
@@ -192,7 +189,7 @@ def _scan_extra(root: Path) -> list[ModelEntry]:
 
 def _snapshot_of(repo) -> Path | None:
     """The snapshot a repo's ``main`` ref points to, else its newest one, holding model_index."""
-    return next((snap for snap in hf_snapshots(repo) if (snap / "model_index.json").is_file()),
+    return next((snap for snap in hf_snapshots(repo) if has_file(snap, "model_index.json")),
                 None)
 
 
@@ -265,7 +262,7 @@ def find_txt2img_models(settings: Settings, paths: Paths) -> list[ModelEntry]:
             found.append(entry)
     unique: dict[Path, ModelEntry] = {}
     for entry in found:
-        unique.setdefault(entry.path.resolve(), entry)
+        unique.setdefault(resolved(entry.path), entry)
     return [with_chosen_parts(e, settings) for e in unique.values()]
 
 
