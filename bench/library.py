@@ -300,7 +300,8 @@ def run_scan_bench(count: int, rounds: int, workdir: Path) -> dict[str, Any]:
         settings, paths = Settings(), default_paths()
         from studio.library import cyclegan_models, detect
 
-        detect._header_cache.clear()  # the first scan after a start reads every header…
+        detect._header_cache.clear()  # the first scan after a start reads every header (and
+        # works out each file's precision, family and kind from it)…
         cyclegan_models._pth_cache.clear()  # …and lists every pickle's strings
         with _counting_hub_scans() as hub_scans:  # counting list_models' own scans
             cold_s, entries = _timed(lambda: list_models(settings, paths))
@@ -331,7 +332,7 @@ def print_scan(result: dict[str, Any], rounds: int) -> None:
           + ", ".join(f"{v} {k}" for k, v in sorted(result["kinds"].items())))
     print(f"  studio, first scan      {result['cold_s'] * 1000:8.1f} ms   "
           f"{result['cold_s'] / n * 1000:.2f} ms per model   (every safetensors header read; "
-          "later scans reuse the headers of unchanged files)")
+          "later scans reuse unchanged files' headers and what was worked out from them)")
     print(f"  huggingface scan_cache  {result['raw_s'] * 1000:8.1f} ms   "
           f"{result['raw_s'] / n * 1000:.2f} ms per model   {result['hub_repos']} repos")
     print(f"  ratio studio/raw = {result['ratio']:.2f}  (scan_cache_dir does less: no kind "

@@ -50,12 +50,14 @@ def read_json_dict(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def first_per_path(items: Iterable[T], path_of: Callable[[T], Path]) -> list[T]:
+def first_per_path(items: Iterable[T], path_of: Callable[[T], Path],
+                   resolve: Callable[[Path], Path] = Path.resolve) -> list[T]:
     """``items`` in order, less each one whose path resolves to an earlier one's (a model found
-    twice: through a link, or under two folders the library scans)."""
+    twice: through a link, or under two folders the library scans). ``resolve``: how a path is
+    resolved (the library's scan passes its memo of resolved paths)."""
     unique: dict[Path, T] = {}
     for item in items:
-        unique.setdefault(path_of(item).resolve(), item)
+        unique.setdefault(resolve(path_of(item)), item)
     return list(unique.values())
 
 

@@ -26,7 +26,12 @@ from studio.library.classify import (
     unknown_folder_reason,
 )
 from studio.library.entry import SOURCE_TITLES, LibraryEntry
-from studio.library.hf_cache import hf_cache_repos, hf_loose_files, one_hf_cache_scan
+from studio.library.hf_cache import (
+    hf_cache_repos,
+    hf_loose_files,
+    one_hf_cache_scan,
+    resolved,
+)
 from studio.library.kinds import (
     all_kinds,
     describe_path,
@@ -98,8 +103,8 @@ def library_files(settings: Settings, paths: Paths) -> Iterator[Path]:
 
 
 def _claimed(path: Path, claimed: set[Path]) -> bool:
-    resolved = path.resolve()
-    return resolved in claimed or any(p in claimed for p in resolved.parents)
+    real = resolved(path)
+    return real in claimed or any(p in claimed for p in real.parents)
 
 
 def _hf_other(repo, claimed: set[Path], paths: Paths) -> list[LibraryEntry]:
@@ -148,8 +153,8 @@ def _list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
     entries = [e for scan in scanners() for e in scan(settings, paths)]
     claimed: set[Path] = set()
     for e in entries:
-        claimed.add(e.path.resolve())
-        claimed.update(f.resolve() for f in e.files)
+        claimed.add(resolved(e.path))
+        claimed.update(resolved(f) for f in e.files)
     for root, source in _roots(settings, paths):
         for item in _walk(root, _SCAN_DEPTH):
             if _claimed(item, claimed):
@@ -160,7 +165,7 @@ def _list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
                 log.warning("skipping %s: %s", item, exc)
                 continue
             entries.append(entry)
-            claimed.add(item.resolve())
+            claimed.add(resolved(item))
     for added in settings.added_models:
         item = Path(added).expanduser()
         if item.exists() and not _claimed(item, claimed):
@@ -168,7 +173,7 @@ def _list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
                 entries.append(walk_entry(item, "file", paths))
             except OSError as exc:
                 log.warning("skipping %s: %s", item, exc)
-            claimed.add(item.resolve())
+            claimed.add(resolved(item))
     for repo in hf_cache_repos():
         try:
             entries += _hf_other(repo, claimed, paths)
@@ -176,7 +181,7 @@ def _list_models(settings: Settings, paths: Paths) -> list[LibraryEntry]:
             log.warning("skipping %s: %s", repo.repo_id, exc)
     used = usage.last_used(paths)
     for e in entries:
-        e.last_used = used.get(str(e.path.resolve()))
+        e.last_used = used.get(str(resolved(e.path)))
     order = {k: i for i, k in enumerate(KINDS)}
     return sorted(entries, key=lambda e: (order.get(e.kind, 99), e.name.lower()))
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from studio.core.files import read_json_dict
 from studio.core.jobs import UserFacingError
-from studio.library.detect import detect_from_header, read_safetensors_header
+from studio.library.detect import detect_from_header, header_fact
 from studio.library.families import by_lora_context_dim, tae_families
 from studio.library.families import family as family_of
 from studio.library.lora_families import is_xlabs, original_layout, transformer_lora_base
@@ -55,8 +55,8 @@ class FileKind:
     format: str = ""  # kohya | diffusers | LoHa | LoKr | … (is_lora_header) for LoRAs; "" else
 
 
-def header_precision(header: dict[str, Any]) -> str:
-    """The precision of a safetensors file: its dtypes, the largest share of bytes first."""
+def _dtype_bytes(header: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    """The bytes of each dtype in a safetensors header, in the order the dtypes first appear."""
     share: dict[str, int] = {}
     for name, info in header.items():
         if name == "__metadata__" or not isinstance(info, dict):
@@ -67,24 +67,33 @@ def header_precision(header: dict[str, Any]) -> str:
         except (TypeError, ValueError):
             start, end = 0, 0
         share[dtype] = share.get(dtype, 0) + max(end - start, 0)
+    return tuple(share.items())
+
+
+def _major_dtypes(share: dict[str, int]) -> str:
     total = sum(share.values()) or 1
     # Norms kept in fp32 inside an fp16 file are noise; name only dtypes holding ≥5% of the bytes.
     major = [d for d, n in sorted(share.items(), key=lambda kv: -kv[1]) if n / total >= 0.05]
     return " + ".join(major)
 
 
+def header_precision(header: dict[str, Any]) -> str:
+    """The precision of a safetensors file: its dtypes, the largest share of bytes first."""
+    return _major_dtypes(dict(_dtype_bytes(header)))
+
+
 def files_precision(files: list[Path]) -> str:
-    """The combined precision of several safetensors files (headers only); '' when unreadable."""
-    combined: dict[str, Any] = {}
-    for i, path in enumerate(files):
+    """The combined precision of several safetensors files (headers only); '' when unreadable.
+    Each file's bytes per dtype are worked out once while it is unchanged (``header_fact``)."""
+    share: dict[str, int] = {}
+    for path in files:
         try:
-            header = read_safetensors_header(path)
+            counted = header_fact(path, "dtype_bytes", _dtype_bytes)
         except (OSError, UserFacingError):
             continue
-        for key, info in header.items():
-            if key != "__metadata__":
-                combined[f"{i}:{key}"] = info
-    return header_precision(combined) if combined else ""
+        for dtype, n in counted:
+            share[dtype] = share.get(dtype, 0) + n
+    return _major_dtypes(share)
 
 
 def lora_base(header: dict[str, Any]) -> tuple[str, str]:
@@ -220,7 +229,11 @@ def classify_file(path: Path) -> FileKind:
             return FileKind("unknown", "", "", f"a pickle ({suffix}) that is not a CycleGAN "
                             "generator; its contents are not known without loading it")
         return FileKind("unknown", reason=f"not a weight file ({suffix or 'no suffix'})")
-    header = read_safetensors_header(path)
+    return header_fact(path, "file_kind", lambda header: _header_kind(path, header))
+
+
+def _header_kind(path: Path, header: dict[str, Any]) -> FileKind:
+    """What a safetensors file is, from its header (and, for TAESD files, its name)."""
     precision = header_precision(header)
     lora = is_lora_header(header)
     if lora:

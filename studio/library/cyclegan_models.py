@@ -22,7 +22,7 @@ import pickletools
 import re
 import struct
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,14 +94,22 @@ def load_catalog(path: Path = CATALOG_FILE) -> list[CatalogEntry]:
 
 
 # -- recognising a generator without loading it ---------------------------------------------------
-def _safetensors_keys(path: Path) -> set[str]:
-    from studio.library.detect import read_safetensors_header
+def _safetensors_keys(path: Path) -> frozenset[str]:
+    from studio.library.detect import header_fact
 
-    try:
-        header = read_safetensors_header(path)
+    try:  # once while the file is unchanged: an SDXL header has ~2,500 names
+        return header_fact(path, "tensor_names", _header_names)
     except UserFacingError:
-        return set()
-    return {k for k in header if k != "__metadata__"}
+        return frozenset()
+
+
+def _header_names(header: dict) -> frozenset[str]:
+    return _without_module_prefix(k for k in header if k != "__metadata__")
+
+
+def _without_module_prefix(keys: Iterable[str]) -> frozenset[str]:
+    """Tensor names with the ``module.`` prefix of a DataParallel save dropped."""
+    return frozenset(k[7:] if k.startswith("module.") else k for k in keys)
 
 
 def _pickle_strings(data: bytes, limit: int = 5) -> set[str]:
@@ -130,8 +138,9 @@ def _pth_keys(path: Path) -> frozenset[str]:
     """The strings in a pickled weight file. Those of unchanged files (same size, modification
     time and inode) come from a small in-memory cache, as safetensors headers do: one library scan
     asks about every ``.pth`` twice (is it a CycleGAN generator? a ControlNet?) and each rescan
-    asks again, and listing a pickle's opcodes is the slowest part of a scan."""
-    return _pth_cache.get(path, lambda p, _st: frozenset(_read_pth_keys(p)))
+    asks again, and listing a pickle's opcodes is the slowest part of a scan. Kept with the
+    ``module.`` prefixes dropped, as :func:`file_keys` answers."""
+    return _pth_cache.get(path, lambda p, _st: _without_module_prefix(_read_pth_keys(p)))
 
 
 def _read_pth_keys(path: Path) -> set[str]:
@@ -146,17 +155,18 @@ def _read_pth_keys(path: Path) -> set[str]:
         return _pickle_strings(fh.read(_MAX_PICKLE_BYTES))
 
 
-def file_keys(path: Path) -> set[str]:
+def file_keys(path: Path) -> frozenset[str]:
     """The tensor names of a weight file without loading it (for a pickle: every string in it,
-    ``module.`` prefixes dropped); empty when it cannot be read."""
+    ``module.`` prefixes dropped); empty when it cannot be read. Worked out once while the file
+    is unchanged."""
     path = Path(path)
     try:
         keys = _safetensors_keys(path) if path.suffix.lower() == ".safetensors" \
             else _pth_keys(path)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         log.info("cannot read %s: %s", path, exc)
-        return set()
-    return {k[7:] if k.startswith("module.") else k for k in keys}
+        return frozenset()
+    return keys
 
 
 def looks_like_generator(path: Path) -> bool:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from studio.core.files import StatCache
 from studio.core.jobs import UserFacingError
@@ -38,7 +39,22 @@ class Detection:
     note: str = ""
 
 
-_header_cache: StatCache[dict[str, Any]] = StatCache(1024)
+@dataclass
+class _CachedHeader:
+    """A file's parsed header, and what has been worked out from it (:func:`header_fact`)."""
+
+    header: dict[str, Any]
+    facts: dict[str, Any]
+
+
+_header_cache: StatCache[_CachedHeader] = StatCache(1024)
+
+T = TypeVar("T")
+
+
+def _cached_header(path: Path) -> _CachedHeader:
+    return _header_cache.get(Path(path),
+                             lambda p, st: _CachedHeader(_read_header(p, st.st_size), {}))
 
 
 def read_safetensors_header(path: Path) -> dict[str, Any]:
@@ -49,7 +65,25 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
     in-memory cache: a library scan asks for the same header several times (kind, precision,
     generator check) and a rescan asks again; an SDXL header is ~2,500 entries of JSON.
     """
-    return dict(_header_cache.get(Path(path), lambda p, st: _read_header(p, st.st_size)))
+    return dict(_cached_header(path).header)
+
+
+def header_fact(path: Path, name: str, compute: Callable[[dict[str, Any]], T]) -> T:
+    """``compute(header)`` for the safetensors file at ``path``, worked out once while the file
+    is unchanged and kept with its cached header (:func:`read_safetensors_header`): a rescan of
+    the library asks each file the same questions (its precision, family, kind, tensor names),
+    and an SDXL header is ~2,500 entries to go through for each. ``name`` tells the answers
+    apart; ``compute`` must depend on the header alone (and on ``path``, which is part of the
+    key) and return something its callers do not change. Raises as
+    :func:`read_safetensors_header` does."""
+    cached = _cached_header(path)
+    try:
+        return cached.facts[name]
+    except KeyError:
+        pass
+    value = compute(dict(cached.header))
+    cached.facts[name] = value
+    return value
 
 
 def _corrupt(path: Path, why: str) -> UserFacingError:
@@ -152,8 +186,9 @@ def detect_from_header(header: dict[str, Any]) -> Detection:
 
 
 def detect_single_file(path: Path) -> Detection:
-    """Read the header of a ``.safetensors`` file and detect its family (raises when corrupt)."""
-    return detect_from_header(read_safetensors_header(path))
+    """Read the header of a ``.safetensors`` file and detect its family (raises when corrupt);
+    once while the file is unchanged (:func:`header_fact`)."""
+    return header_fact(path, "detection", detect_from_header)
 
 
 def detect_diffusers_folder(folder: Path) -> Detection:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from studio.core.files import first_per_path
 from studio.core.jobs import UserFacingError
+from studio.library.hf_cache import entries_below, hf_cache_repos, hf_main_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +185,10 @@ def parameters_title(count: int) -> str:
 def gguf_files(root: Path, depth: int) -> list[Path]:
     """The chat ``.gguf`` files in ``root`` and up to ``depth`` folders below it, none hidden."""
     found: list[Path] = []
-    for level in range(depth + 1):
+    for level in range(depth + 1):  # each folder listed once per library scan (hf_cache)
         try:
-            hits = sorted(root.glob("*/" * level + "*.[gG][gG][uU][fF]"))
+            hits = sorted(p for p in entries_below(root, level)
+                          if p.name.lower().endswith(".gguf"))
         except OSError as exc:
             log.info("cannot list %s: %s", root, exc)
             break
@@ -199,8 +201,6 @@ def find_gguf_files(settings, paths) -> list[tuple[Path, str, str]]:
     """Every chat ``.gguf`` file where the library looks: ``(path, source, repo_id)`` — the
     Studio models folder, the extra folders, files added in place, and the Hugging Face cache
     (a repo's snapshot, two folders down)."""
-    from studio.library.hf_cache import hf_cache_repos, hf_main_snapshot
-
     found: list[tuple[Path, str, str]] = []
     if paths.models_dir.is_dir():
         found += [(p, "studio", "") for p in gguf_files(paths.models_dir, 3)]

@@ -60,13 +60,95 @@ _scan_memo = threading.local()
 @contextlib.contextmanager
 def one_hf_cache_scan() -> Iterator[None]:
     """Within the block, :func:`hf_cache_repos` scans the Hugging Face cache once on this thread
-    (the library index asks for it from the image, chat and "other" scanners)."""
+    (the library index asks for it from the image, chat and "other" scanners), and each folder
+    that :func:`entries_below` lists is listed once: every kind looks through each snapshot for
+    its own files. The next block lists again, so a file added or removed since shows."""
     outer = getattr(_scan_memo, "repos", None)
+    outer_listings = getattr(_scan_memo, "listings", None)
     _scan_memo.repos = outer if outer is not None else {}
+    _scan_memo.listings = outer_listings if outer_listings is not None else {}
     try:
         yield
     finally:
         _scan_memo.repos = outer
+        _scan_memo.listings = outer_listings
+
+
+def _memo(name: str) -> dict | None:
+    """This thread's memo ``name`` of the :func:`one_hf_cache_scan` block in force, else None."""
+    memos = getattr(_scan_memo, "listings", None)
+    return memos.setdefault(name, {}) if memos is not None else None
+
+
+def _listing(folder: Path) -> tuple[tuple[str, bool, bool], ...]:
+    """(name, is a folder, is a file) of each entry of ``folder`` (links followed), in the
+    system's order; once per :func:`one_hf_cache_scan` block. A folder that may not be read
+    lists nothing, as ``Path.glob`` has it."""
+    memo = _memo("listing")
+    if memo is not None and folder in memo:
+        return memo[folder]
+    try:
+        with os.scandir(folder) as it:
+            listed = tuple((e.name, *_kind(e)) for e in it)
+    except PermissionError:
+        listed = ()
+    if memo is not None:
+        memo[folder] = listed
+    return listed
+
+
+def _kind(entry: os.DirEntry) -> tuple[bool, bool]:
+    try:
+        return entry.is_dir(), entry.is_file()
+    except OSError:
+        return False, False
+
+
+def entries_below(root: Path, level: int) -> list[Path]:
+    """What ``root.glob("*/" * level + "*")`` finds, hidden names included, in no set order: the
+    files and folders ``level`` folders below ``root`` (0: its own). Each folder is listed once
+    per :func:`one_hf_cache_scan` block, however many kinds ask."""
+    memo = _memo("below")
+    if memo is not None and (root, level) in memo:
+        return list(memo[root, level])
+    if not root.is_dir():
+        found: list[Path] = []
+    else:
+        folders = [root]
+        for _ in range(level):
+            folders = [folder / name for folder in folders
+                       for name, is_dir, _ in _listing(folder) if is_dir]
+        found = [folder / name for folder in folders for name, _, _ in _listing(folder)]
+    if memo is not None:
+        memo[root, level] = tuple(found)
+    return found
+
+
+def has_file(folder: Path, name: str) -> bool:
+    """``(folder / name).is_file()``, answered from the folder's one listing per
+    :func:`one_hf_cache_scan` block (each kind asks each snapshot for its model_index.json and
+    config.json)."""
+    if _memo("listing") is None:
+        return (folder / name).is_file()
+    try:
+        listed = _listing(folder)
+    except OSError:  # not a folder, or gone
+        return False
+    if not listed:  # empty, or not to be listed (a file in it may still be read)
+        return (folder / name).is_file()
+    return any(entry == name and is_file for entry, _, is_file in listed)
+
+
+def resolved(path: Path) -> Path:
+    """``path.resolve()``, once per path per :func:`one_hf_cache_scan` block (the kinds and the
+    catalog resolve every entry's path to tell models apart)."""
+    memo = _memo("resolved")
+    if memo is None:
+        return path.resolve()
+    found = memo.get(path)
+    if found is None:
+        found = memo[path] = path.resolve()
+    return found
 
 
 def hf_cache_repos() -> list:
@@ -102,9 +184,15 @@ def _scan_hf_cache() -> list:
 def hf_snapshots(repo) -> list[Path]:
     """A cached repo's snapshot folders: the one its ``main`` ref points to first, then the
     others, newest first."""
+    memo = _memo("snapshots")
+    if memo is not None and id(repo) in memo:
+        return list(memo[id(repo)][1])
     revisions = sorted(repo.revisions, key=lambda r: ("main" in r.refs, r.last_modified),
                        reverse=True)
-    return [Path(rev.snapshot_path) for rev in revisions]
+    snapshots = [Path(rev.snapshot_path) for rev in revisions]
+    if memo is not None:  # the repo is kept with its answer, so its id is not reused
+        memo[id(repo)] = (repo, tuple(snapshots))
+    return snapshots
 
 
 def hf_main_snapshot(repo) -> Path | None:
@@ -128,10 +216,10 @@ def hf_loose_files(snap: Path, suffixes: tuple[str, ...]) -> list[Path]:
     """Weight files of a hub repo that is not a model folder (no model_index.json or
     config.json at its top): a repo of single-file checkpoints, LoRAs or generators. Its top
     level and one folder down."""
-    if (snap / "model_index.json").is_file() or (snap / "config.json").is_file():
+    if has_file(snap, "model_index.json") or has_file(snap, "config.json"):
         return []
     found = []
-    for pattern in ("*", "*/*"):
-        found += [f for f in snap.glob(pattern)
+    for level in (0, 1):
+        found += [f for f in entries_below(snap, level)
                   if f.suffix.lower() in suffixes and not f.name.startswith(".")]
     return sorted(found)

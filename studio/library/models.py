@@ -21,11 +21,13 @@ from studio.library.detect import detect_diffusers_folder, detect_single_file
 from studio.library.gan_models import is_gan_folder, read_gan_info
 from studio.library.hf_cache import (
     cached_repo,
+    has_file,
     hf_cache_repos,
     hf_loose_files,
     hf_main_snapshot,
     hf_snapshots,
     looks_like_repo_id,
+    resolved,
 )
 from studio.library.kinds import chosen_path, scanned, wrong_kind_message
 
@@ -125,14 +127,9 @@ def split_entry(path: Path, source: str, name: str = "", repo_id: str = "",
     """A FLUX.1 / SD 3.5 / Qwen-Image / Z-Image / FLUX.2 diffusion-model file (ComfyUI's split
     files) with the text encoders and VAE ``chosen`` for it (role → file) or else found beside
     it; None when the file is not one."""
-    from studio.library.split_files import (
-        comfy_models_root,
-        denoiser_family,
-        find_parts,
-        model_header,
-    )
+    from studio.library.split_files import comfy_models_root, file_family, find_parts
 
-    family = denoiser_family(model_header(path))
+    family = file_family(path)
     if not family:
         return None
     parts = find_parts(path, family, chosen)
@@ -193,7 +190,7 @@ def _scan_extra(root: Path) -> list[ModelEntry]:
 
 def _snapshot_of(repo) -> Path | None:
     """The snapshot a repo's ``main`` ref points to, else its newest one, holding model_index."""
-    return next((snap for snap in hf_snapshots(repo) if (snap / "model_index.json").is_file()),
+    return next((snap for snap in hf_snapshots(repo) if has_file(snap, "model_index.json")),
                 None)
 
 
@@ -249,7 +246,8 @@ def find_txt2img_models(settings: Settings, paths: Paths) -> list[ModelEntry]:
             log.info("extra model folder %s does not exist", root)
     added = [Path(a).expanduser() for a in getattr(settings, "added_models", [])]
     found += scanned(added, lambda p: entry_for_path(p, "file") if p.exists() else None, log)
-    return [with_chosen_parts(e, settings) for e in first_per_path(found, lambda e: e.path)]
+    return [with_chosen_parts(e, settings)
+            for e in first_per_path(found, lambda e: e.path, resolve=resolved)]
 
 
 def resolve_model(spec: str, settings: Settings, paths: Paths) -> ModelEntry:

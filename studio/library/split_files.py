@@ -22,7 +22,7 @@ from typing import Any
 
 from studio.core.jobs import UserFacingError
 from studio.library import split_families
-from studio.library.detect import read_safetensors_header
+from studio.library.detect import header_fact, read_safetensors_header
 from studio.library.families import label as family_label
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,15 @@ def model_header(path: Path) -> dict[str, Any]:
     if Path(path).suffix.lower() == ".gguf":
         return read_gguf_header(path)
     return read_safetensors_header(path)
+
+
+def file_family(path: Path) -> str:
+    """:func:`denoiser_family` of a diffusion-model file; for a safetensors file, worked out once
+    while it is unchanged (a library scan asks it of every checkpoint it does not know, LoRAs
+    included, and a rescan asks again)."""
+    if Path(path).suffix.lower() == ".gguf":
+        return denoiser_family(read_gguf_header(path))
+    return header_fact(path, "denoiser_family", denoiser_family)
 
 
 def _strip(keys) -> set[str]:
