@@ -47,7 +47,7 @@ class ClientGone(Exception):
     """The HTTP client hung up; its job has been cancelled."""
 
 
-async def events(engine: Engine, request: Any, title: str,
+async def events(engine: Engine, request: object, title: str,
                  client_gone: Callable[[], Awaitable[bool]]
                  ) -> AsyncGenerator[tuple[str, Any], None]:
     """Submit a job and yield ``("partial", result)`` … then ``("end", snapshot)``.
