@@ -56,7 +56,7 @@ class DetailsPane(QFrame):
     FIELDS = ("Kind", "Path", "Source", "Format", "Size", "Precision", "Base", "Details",
               "Used by", "Last used", "SHA-256", "Model hash")
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("modelDetails")
         self.setMinimumWidth(300)
@@ -148,7 +148,7 @@ class DetailsPane(QFrame):
 class ModelsPanel(QWidget):
     """Library table (grouped by kind, search, kind filter) + details; Import, Remove, Download."""
 
-    def __init__(self, ctx: AppContext, parent=None) -> None:
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self.setObjectName("modelsPanel")
