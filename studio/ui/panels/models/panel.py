@@ -10,7 +10,7 @@ the same scanning functions, so what this panel lists is what they offer.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QFontDatabase
@@ -48,6 +48,13 @@ from studio.ui.widgets.download_dialog import (
     wants_fp16,
 )
 from studio.workers.lanes import Calls, cpu_pool
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QStatusBar
+
+    from studio.core.devices import DeviceInfo
+    from studio.workers.device_probe import DeviceReport
+    from studio.workers.job_bridge import QtJobHandle
 
 
 class DetailsPane(QFrame):
@@ -166,9 +173,9 @@ class ModelsPanel(QWidget):
         self.summary, self.search, self.kind = bar.summary, bar.search, bar.kind
         self.unload_button, self.refresh_button = bar.unload_button, bar.refresh_button
         self.import_button, self.download_button = bar.import_button, bar.download_button
-        self._unload_job: Any = None  # the handle of the "Unload all" job while it runs
+        self._unload_job: QtJobHandle | None = None  # the "Unload all" job while it runs
         self._places = self._model_places(ctx.settings)
-        self._device_source: Any = None
+        self._device_source: QStatusBar | None = None
 
         self.tree = ModelTree()
         self.details = DetailsPane()
@@ -320,7 +327,7 @@ class ModelsPanel(QWidget):
         self.unload_button.show_loaded(loaded_models(), self.ctx.settings, unloading)
 
     @Slot()
-    def unload_all(self) -> Any:
+    def unload_all(self) -> QtJobHandle | None:
         """Queue the job that frees every loaded model; its handle."""
         try:
             handle = submit_unload(self.ctx.bridge)
@@ -346,11 +353,11 @@ class ModelsPanel(QWidget):
         if job.finished:  # any job may have loaded or freed a model
             self.refresh_loaded()
 
-    def _device_report(self) -> Any:
+    def _device_report(self) -> DeviceReport | None:
         return getattr(self.window(), "device_report", None)
 
     @Slot(object)
-    def _on_device(self, info: Any) -> None:
+    def _on_device(self, info: DeviceInfo | None) -> None:
         self.details.memory.set_device(getattr(info, "kind", None), getattr(info, "label", ""))
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
@@ -541,7 +548,7 @@ class ModelsPanel(QWidget):
         self.download_dialog.raise_()
         return self.download_dialog
 
-    def receive(self, payload: Any) -> None:
+    def receive(self, payload: object) -> None:
         """Another workspace sent something: a :class:`DownloadRequest` opens the download
         dialog on that repository."""
         if isinstance(payload, DownloadRequest):
