@@ -85,10 +85,10 @@ def run_job(request: ShrinkRequest | ImageShrinkRequest, title: str, args: argpa
             if job.message and not job.state.finished and not args.json:
                 print(f"  {job.message}", file=sys.stderr, flush=True)
 
-        def job_progress(self, *_a: Any) -> None:
+        def job_progress(self, *_a: object) -> None:
             pass
 
-        def job_partial(self, *_a: Any) -> None:
+        def job_partial(self, *_a: object) -> None:
             pass
 
     engine = cli_engine(settings, paths)

@@ -30,6 +30,8 @@ from studio.server.schemas import ApiError
 from studio.server.streaming import SHUTTING_DOWN, ClientGone, StopMatcher
 
 if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
     from studio.core.jobs import JobSnapshot
     from studio.pipelines.chat.types import ChatChunk, ChatReply, ChatRequest, TokenLogprob
     from studio.server.app import StudioServer
@@ -243,7 +245,7 @@ async def check_prompt(served: ServedModel, messages: list[dict[str, Any]],
                             "--max-prompt-tokens.", param, "prompt_too_long")
 
 
-_tokenizers: dict[Path, Any] = {}
+_tokenizers: dict[Path, Tokenizer] = {}
 
 
 def _count_tokens(file: Path, text: str) -> int:
