@@ -18,7 +18,6 @@ sentence}`` instead, and the reply itself still comes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ from fastapi import Request
 from studio.core.jobs import JobState
 from studio.server.catalog import ServedModel
 from studio.server.schemas import ApiError
+from studio.server.streaming import JobEvents
 
 if TYPE_CHECKING:
     from studio.pipelines.chat.types import TokenLogprob
@@ -45,7 +45,7 @@ def check(served: ServedModel, attention: bool) -> None:
                             "another server.", "studio.attention", "attention_unsupported")
 
 
-async def attention_of(job_events: Callable, request: Request, served: ServedModel,
+async def attention_of(job_events: JobEvents, request: Request, served: ServedModel,
                        prompt_ids: list[int], tokens: list[TokenLogprob]) -> dict[str, Any]:
     """``studio_attention`` for a reply whose scored ``tokens`` (with ids) followed
     ``prompt_ids``."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ from studio.server.catalog import CHAT, ServedModel
 from studio.server.limits import Limits
 from studio.server.openapi_doc import body_doc
 from studio.server.schemas import ApiError
-from studio.server.streaming import SHUTTING_DOWN, ClientGone, StopMatcher
+from studio.server.streaming import SHUTTING_DOWN, ClientGone, JobEvents, StopMatcher
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 CHARS_PER_TOKEN = 4  # the cheap first check of a prompt's length, before any tokenizer runs
 
 
-def add_chat_routes(app: FastAPI, server: StudioServer, body_of: Callable, pick: Callable,
-                    job_events: Callable) -> None:
+def add_chat_routes(app: FastAPI, server: StudioServer,
+                    body_of: Callable[[Request], Awaitable[Any]],
+                    pick: Callable[..., ServedModel], job_events: JobEvents) -> None:
     """Add the chat and text completion routes to ``app`` (``body_of``, ``pick`` and
     ``job_events``: app.py's helpers every route shares)."""
 
@@ -87,7 +88,7 @@ class _Run:
         self.job: JobSnapshot | None = None
         self.prompt_ids: list[int] = []  # a local reply with logprobs: what it read
 
-    async def pieces(self, job_events: Callable, request: Request,
+    async def pieces(self, job_events: JobEvents, request: Request,
                      job_request: ChatRequest
                      ) -> AsyncIterator[tuple[str, list[TokenLogprob]]]:
         async with aclosing(job_events(request, job_request, "chat")) as stream:
@@ -103,7 +104,7 @@ class _Run:
                     return
 
 
-async def _answer(job_events: Callable, request: Request, served: ServedModel,
+async def _answer(job_events: JobEvents, request: Request, served: ServedModel,
                   job_request: ChatRequest, options: ChatOptions,
                   extra: dict[str, Any]) -> Response:
     """The reply to a chat (or, for a Complete-mode request, a text) completion: streamed, or
@@ -149,7 +150,7 @@ async def _answer(job_events: Callable, request: Request, served: ServedModel,
                               reason, prompt_tokens, completion_tokens, logprobs) | extra)
 
 
-async def _stream(job_events: Callable, request: Request, served: ServedModel,
+async def _stream(job_events: JobEvents, request: Request, served: ServedModel,
                   job_request: ChatRequest, options: ChatOptions,
                   extra: dict[str, Any]) -> AsyncIterator[bytes]:
     complete = job_request.complete

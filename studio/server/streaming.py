@@ -11,10 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from studio.core.engine import Engine
 from studio.core.jobs import JobSnapshot
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+#: app.py's ``job_events(request, job_request, kind)``: :func:`events` for one HTTP request
+JobEvents: TypeAlias = "Callable[[Request, object, str], AsyncGenerator[tuple[str, Any], None]]"
 
 POLL_SECONDS = 0.1
 SHUTTING_DOWN = "The server is shutting down; the reply was cut short."
