@@ -35,7 +35,9 @@ from studio.cli.common import (
 
 if TYPE_CHECKING:
     from studio.core.config import Paths, Settings
-    from studio.core.jobs import JobSnapshot
+    from studio.core.engine import Engine
+    from studio.core.jobs import JobHandle, JobSnapshot
+    from studio.pipelines.chat.types import ChatChunk, ChatRequest, TokenLogprob
 
 NAME = "chat"
 HELP = "chat with a language model (library name, folder, HF cache repo id, or openai:URL#MODEL)"
@@ -85,7 +87,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_verbose_argument(p)
 
 
-def build_request(args: argparse.Namespace, settings: Settings, paths: Paths) -> Any:
+def build_request(args: argparse.Namespace, settings: Settings, paths: Paths) -> ChatRequest:
     """A validated request template (no messages yet); raises UsageError on bad input."""
     from studio.pipelines.chat.remote import is_remote_spec, parse_model_spec
     from studio.pipelines.chat.types import ChatRequest
@@ -138,7 +140,7 @@ class _Printer:
     def __init__(self) -> None:
         self.notices: set[str] = set()
         self.ended_with_newline = True
-        self.logprobs: list[Any] = []  # this reply's tokens with their probabilities
+        self.logprobs: list[TokenLogprob] = []  # this reply's tokens with their probabilities
         self._lock = threading.Lock()
 
     def job_changed(self, job: JobSnapshot) -> None:
@@ -147,7 +149,7 @@ class _Printer:
     def job_progress(self, job: JobSnapshot, step: int, total: int, preview: Any) -> None:
         pass
 
-    def job_partial(self, job: JobSnapshot, chunk: Any) -> None:
+    def job_partial(self, job: JobSnapshot, chunk: ChatChunk) -> None:
         with self._lock:
             for warning in chunk.warnings:
                 self._notice(f"studio: warning: {warning}")
@@ -237,8 +239,8 @@ class _Documents:
         self.store.close()
 
 
-def _ask(engine: Any, request: Any, printer: _Printer,
-         documents: _Documents | None = None) -> tuple[Any, bool]:
+def _ask(engine: Engine, request: ChatRequest, printer: _Printer,
+         documents: _Documents | None = None) -> tuple[JobHandle, bool]:
     """Run one reply (grounded in the documents, whose references follow it); returns (job,
     interrupted)."""
     import dataclasses
@@ -272,7 +274,7 @@ def _ask(engine: Any, request: Any, printer: _Printer,
     return job, interrupted
 
 
-def _repl(engine: Any, template: Any, system: str, printer: _Printer,
+def _repl(engine: Engine, template: ChatRequest, system: str, printer: _Printer,
           documents: _Documents | None = None) -> int:
     import dataclasses
 

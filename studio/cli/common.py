@@ -24,7 +24,9 @@ from studio.core.jobs import checked as checked_request
 
 if TYPE_CHECKING:
     from studio.core.config import Paths, Settings
-    from studio.core.jobs import JobSnapshot
+    from studio.core.engine import Engine
+    from studio.core.jobs import JobHandle, JobListener, JobSnapshot
+    from studio.library.resolve import ResolvedModel
 
 EXIT_CANCELLED = 130
 #: The exit statuses of the image commands (the end of their ``--help``).
@@ -167,7 +169,7 @@ def read_secret(value: str | None, file: Path | None, env: tuple[str, ...], flag
 
 
 def resolve_cli_model(spec: str, kinds: str | tuple[str, ...], settings: Settings, paths: Paths,
-                      command: str) -> Any:
+                      command: str) -> ResolvedModel:
     """The model ``--model`` names (a library name, a path or a cached repo id), through the one
     resolver every command uses; a model that is missing or of another kind is bad input."""
     from studio.library.resolve import resolve_named
@@ -191,7 +193,8 @@ def check_device(settings: Settings) -> None:
 
 
 def load_cli_settings(args: argparse.Namespace, *, previews: bool = False,
-                      device_check: bool = True, timeline: bool = False) -> tuple[Any, Any]:
+                      device_check: bool = True, timeline: bool = False
+                      ) -> tuple[Settings, Paths]:
     """Settings and paths with ``--device`` and (where the command has it) ``--out`` applied.
 
     A settings notice (a corrupt file backed up, …) is printed as a warning. Previews are turned
@@ -371,7 +374,7 @@ def quiet_libraries() -> None:
 
 
 # -- running a job ---------------------------------------------------------------------------
-def wait_for(engine: Any, job: Any) -> bool:
+def wait_for(engine: Engine, job: JobHandle) -> bool:
     """Wait for the job; True if the user pressed Ctrl+C (the job is then cancelled)."""
     try:
         while not engine.wait(job, timeout=0.2):
@@ -389,14 +392,14 @@ def wait_for(engine: Any, job: Any) -> bool:
     return True
 
 
-def cli_engine(settings: Settings, paths: Paths, listener: Any = None) -> Any:
+def cli_engine(settings: Settings, paths: Paths, listener: JobListener | None = None) -> Engine:
     """The engine a command runs its jobs on: the same services as the window, its settings."""
     from studio.pipelines.services import build_engine
 
     return build_engine(lambda: settings, lambda: paths, listener=listener, name="studio-cli")
 
 
-def run_job(request: Any, settings: Settings, paths: Paths, reporter: Reporter, expected: int, *,
+def run_job(request: object, settings: Settings, paths: Paths, reporter: Reporter, expected: int, *,
             title: str | None = None, quiet: bool = True,
             summary: Callable[[Any], str] | None = None) -> int:
     """Run one job on the engine and turn its end into the exit status.

@@ -12,7 +12,7 @@ exit 2 with the ``hf download`` command that provides one.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.cli import UsageError
 from studio.cli.common import (
@@ -23,6 +23,9 @@ from studio.cli.common import (
     load_cli_settings,
     run_job,
 )
+
+if TYPE_CHECKING:
+    from studio.pipelines.gallery_clip import SearchHit
 
 NAME = "gallery"
 HELP = "search the images in the outputs folder by what they show (a CLIP / SigLIP model)"
@@ -56,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_verbose_argument(p)
 
 
-def _hit_row(hit: Any) -> dict[str, Any]:
+def _hit_row(hit: SearchHit) -> dict[str, Any]:
     prompt = hit.item.prompt if hit.item is not None else ""
     return {"path": str(hit.path), "score": round(hit.score, 6), "prompt": prompt}
 

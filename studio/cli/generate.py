@@ -32,8 +32,12 @@ from studio.cli.common import (
 from studio.core.requests import HIRES_UPSCALERS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from studio.core.config import Paths, Settings
     from studio.core.jobs import JobSnapshot
+    from studio.core.requests import GanWalkRequest, Img2ImgRequest, Txt2ImgRequest
+    from studio.library.models import ModelEntry
 
 NAME = "generate"
 HELP = "make images from a text prompt"
@@ -128,7 +132,7 @@ def hires_fields(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def check_upscaler(request: Any, settings: Settings, paths: Paths) -> None:
+def check_upscaler(request: Txt2ImgRequest, settings: Settings, paths: Paths) -> None:
     """An upscaler model named by ``--upscaler`` must exist (a file, or a name in the library);
     a file is kept as an absolute path, so "reuse parameters" finds it again."""
     from studio.core.jobs import UserFacingError
@@ -171,7 +175,8 @@ def parse_lora(spec: str) -> dict[str, Any]:
     return {"name": name, "weight": value}
 
 
-def check_loras(request: Any, entry: Any, settings: Settings, paths: Paths) -> None:
+def check_loras(request: Txt2ImgRequest | Img2ImgRequest, entry: ModelEntry, settings: Settings,
+                paths: Paths) -> None:
     """Find every LoRA of ``request`` (``--lora`` and prompt tags) and check it fits ``entry``
     before any model is loaded; tag warnings are left for the job to report."""
     from studio.core.jobs import UserFacingError
@@ -222,7 +227,8 @@ def controlnet_fields(args: argparse.Namespace) -> list[dict[str, Any]]:
     return out
 
 
-def build_request(args: argparse.Namespace, settings: Settings, paths: Paths) -> Any:
+def build_request(args: argparse.Namespace, settings: Settings, paths: Paths
+                  ) -> Txt2ImgRequest | GanWalkRequest:
     """The validated request for ``args``; raises :class:`UsageError` on bad input."""
     from studio.core.requests import Txt2ImgRequest
     from studio.library.families import family as family_of
@@ -303,7 +309,7 @@ def film_target(spec: str, image_path: Path, index: int, count: int) -> Path:
     return path.with_name(f"{path.stem}-{index + 1}{path.suffix}") if count > 1 else path
 
 
-def _walk_request(args: argparse.Namespace, request: Any) -> Any:
+def _walk_request(args: argparse.Namespace, request: Txt2ImgRequest) -> GanWalkRequest:
     from studio.core.requests import GanWalkRequest
 
     if args.walk_to is None:
@@ -322,8 +328,9 @@ class _Reporter(Reporter):
     """The terminal reporter of a txt2img (or img2img: ``describe``) batch: the bar shows the
     steps of the image being made; with ``timeline`` each image's film is written."""
 
-    def __init__(self, request: Any, as_json: bool, timeline: str | None = None,
-                 describe: Any = None) -> None:
+    def __init__(self, request: Txt2ImgRequest | Img2ImgRequest, as_json: bool,
+                 timeline: str | None = None,
+                 describe: Callable[[Any], dict] | None = None) -> None:
         super().__init__(as_json, self._describe)
         self.fields = describe or self._txt2img_fields
         self.request = request
@@ -387,7 +394,7 @@ class _Reporter(Reporter):
 FilmReporter = _Reporter  # studio img2img --timeline
 
 
-def _walk_reporter(request: Any, as_json: bool) -> Reporter:
+def _walk_reporter(request: GanWalkRequest, as_json: bool) -> Reporter:
     def describe(result: Any) -> dict:
         kind = "gif" if Path(result.path).suffix == ".gif" else "frame"
         return {"path": str(result.path), "kind": kind, "index": result.index,
@@ -397,12 +404,13 @@ def _walk_reporter(request: Any, as_json: bool) -> Reporter:
 
 
 def run(args: argparse.Namespace) -> int:
+    from studio.core.requests import GanWalkRequest
     # The model is checked before the device, so a typo in --model is the error a user sees.
     settings, paths = load_cli_settings(args, device_check=False,
                                         timeline=args.timeline is not None)
     request = build_request(args, settings, paths)
     check_device(settings)
-    if request.to_dict().get("kind") == "gan-walk":  # a latent walk
+    if isinstance(request, GanWalkRequest):  # a latent walk
         return run_job(request, settings, paths, _walk_reporter(request, args.json),
                        request.frames + int(request.gif), title=f"latent walk {request.seed}→{request.seed_to}", quiet=not args.verbose)
 

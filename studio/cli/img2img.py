@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.cli import UsageError
 from studio.cli.common import (
@@ -35,6 +35,9 @@ from studio.cli.generate import (
     parse_lora,
 )
 from studio.core.requests import OUTPAINT_FILLS, OUTPAINT_SIDES
+
+if TYPE_CHECKING:
+    from studio.library.models import ModelEntry
 
 NAME = "img2img"
 HELP = ("repaint an image from a prompt (inpaint a region with --mask, extend it with "
@@ -150,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
                    quiet=not args.verbose)
 
 
-def edit_cfg(entry: Any) -> float:
+def edit_cfg(entry: ModelEntry) -> float:
     """The CFG (or distilled guidance) an edit starts at: the editing family's own, else 7
     (the job then says the model does not edit)."""
     from studio.library.families import family

@@ -21,12 +21,13 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from studio.core.wording import count_of
 
 if TYPE_CHECKING:
-    from studio.core.config import Settings
+    from studio.core.config import Paths, Settings
+    from studio.library.entry import LibraryEntry
 
 NAME = "models"
 HELP = "list, inspect, import, remove and download models"
@@ -50,7 +51,8 @@ KINDS = ("image", "gan", "ddpm", "transform", "upscaler", "chat", "preview", "lo
          "classifier", "part", "unknown")
 
 
-def _sub(sub: Any, name: str, help_text: str, description: str = "") -> argparse.ArgumentParser:
+def _sub(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str,
+         description: str = "") -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help_text, description=description or help_text,
                           epilog=EXIT_STATUS)
 
@@ -114,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_parts_parser(sub)
 
 
-def _context() -> tuple[Any, Any, Any]:
+def _context() -> tuple[Settings, Paths, Paths]:
     from studio.core.config import default_paths, load_settings
 
     base = default_paths()
@@ -190,7 +192,7 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lookup(name: str, entries: list) -> Any:
+def _lookup(name: str, entries: list[LibraryEntry]) -> LibraryEntry:
     """The library entry ``name`` names; a name no model has is bad input (exit 2)."""
     from studio.cli import UsageError
     from studio.core.jobs import UserFacingError

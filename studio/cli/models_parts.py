@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from studio.core.config import Paths, Settings
 
 HELP = "show or choose the text encoders and VAE of a split diffusion model (ComfyUI files)"
 DESCRIPTION = (
@@ -27,7 +31,7 @@ EXIT_STATUS = ("Exit status: 0 done; 2 bad input (a name no model has, not a spl
                "model, a role it has no part for, a file that is not that part).")
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("parts", help=HELP, description=DESCRIPTION, epilog=EXIT_STATUS)
     p.add_argument("name", metavar="NAME",
                    help="a split diffusion model: a name as 'studio models list' prints it or "
@@ -40,7 +44,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def run_parts(args: argparse.Namespace, context: Any) -> int:
+def run_parts(args: argparse.Namespace, context: Callable[[], tuple[Settings, Paths, Paths]]
+              ) -> int:
     from studio.cli import UsageError
     from studio.core.config import save_settings
     from studio.core.jobs import UserFacingError

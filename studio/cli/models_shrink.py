@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from studio.core.config import Paths, Settings
     from studio.core.jobs import JobSnapshot
+    from studio.core.shrink_requests import ImageShrinkRequest, ShrinkRequest
+    from studio.library.entry import LibraryEntry
+    from studio.pipelines.chat.shrink import ShrinkReport
+    from studio.pipelines.diffusion.shrink import ImageShrinkReport
 
 HELP = ("make a chat or image model smaller: int8, int4 or fp8 weights, saved as a new "
         "model")
@@ -41,7 +45,7 @@ EXIT_STATUS = ("Exit status: 0 done; 1 the work failed (loading, quantizing or s
                "Ctrl+C (nothing is saved).")
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from studio.core.shrink_requests import SHRINK_METHODS
 
     p = sub.add_parser("shrink", help=HELP, description=DESCRIPTION, epilog=EXIT_STATUS)
@@ -68,7 +72,8 @@ def _refused(exc: Exception) -> Exception:
     return UsageError(str(exc))
 
 
-def run_job(request: Any, title: str, args: argparse.Namespace, settings: Settings,
+def run_job(request: ShrinkRequest | ImageShrinkRequest, title: str, args: argparse.Namespace,
+            settings: Settings,
             paths: Paths) -> tuple[int, Any]:
     """Run a shrink job on the command line's engine: (exit status, the report or None)."""
     from studio.cli import fail
@@ -80,10 +85,10 @@ def run_job(request: Any, title: str, args: argparse.Namespace, settings: Settin
             if job.message and not job.state.finished and not args.json:
                 print(f"  {job.message}", file=sys.stderr, flush=True)
 
-        def job_progress(self, *_a: Any) -> None:
+        def job_progress(self, *_a: object) -> None:
             pass
 
-        def job_partial(self, *_a: Any) -> None:
+        def job_partial(self, *_a: object) -> None:
             pass
 
     engine = cli_engine(settings, paths)
@@ -103,7 +108,8 @@ def run_job(request: Any, title: str, args: argparse.Namespace, settings: Settin
     return 0, job.result
 
 
-def plan_and_run(planner: Callable[..., Any], request: Any, entry: Any, entries: list[Any],
+def plan_and_run(planner: Callable[..., Any], request: ShrinkRequest | ImageShrinkRequest,
+                 entry: LibraryEntry, entries: list[LibraryEntry],
                  args: argparse.Namespace, settings: Settings, paths: Paths) -> tuple[int, Any]:
     """Make the plan (its refusals are bad input), say it, run the job, print its JSON or its
     before/after table: (exit status, the report when the caller still has its closing lines to
@@ -132,7 +138,7 @@ def plan_and_run(planner: Callable[..., Any], request: Any, entry: Any, entries:
     return 0, report
 
 
-def print_saved(report: Any, use: str) -> int:
+def print_saved(report: ShrinkReport | ImageShrinkReport, use: str) -> int:
     """The closing line: where the copy is, and how to use it."""
     from studio.library.manage import human_size
 
@@ -140,7 +146,8 @@ def print_saved(report: Any, use: str) -> int:
     return 0
 
 
-def run_shrink(args: argparse.Namespace, context: Any, lookup: Any) -> int:
+def run_shrink(args: argparse.Namespace, context: Callable[[], tuple[Settings, Paths, Paths]],
+               lookup: Callable[[str, list[LibraryEntry]], LibraryEntry]) -> int:
     from studio.core.shrink_requests import ShrinkRequest
     from studio.library.catalog import list_models
     from studio.pipelines.chat.shrink import plan_shrink

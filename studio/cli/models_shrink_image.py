@@ -9,14 +9,15 @@ images are (or one JSON object with ``--json``).
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from studio.core.config import Paths, Settings
+    from studio.library.entry import LibraryEntry
 
 
-def run_image_shrink(args: argparse.Namespace, entry: Any, entries: list[Any], settings: Settings,
-                     paths: Paths) -> int:
+def run_image_shrink(args: argparse.Namespace, entry: LibraryEntry, entries: list[LibraryEntry],
+                     settings: Settings, paths: Paths) -> int:
     from studio.cli.models_shrink import plan_and_run, print_saved
     from studio.core.shrink_requests import ImageShrinkRequest
     from studio.pipelines.diffusion.shrink import plan_image_shrink

@@ -243,7 +243,7 @@ def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
 
 
 # -- jobs through the real services -----------------------------------------------------------
-def _run_jobs(settings: Settings, paths: Paths, requests: list[Any]
+def _run_jobs(settings: Settings, paths: Paths, requests: list[object]
               ) -> list[tuple[Any, list[tuple[int, int]]]]:
     """Run requests one after another on an engine built as the window builds it, then unload
     every model (the "Unload all" job); [(result, progress steps)] in order."""

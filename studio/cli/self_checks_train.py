@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.cli.self_checks import (
     IMAGE_SIDE,
@@ -18,6 +18,9 @@ from studio.cli.self_checks import (
     scratch_settings,
 )
 from studio.core.wording import count_of
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue
 
 
 def lesson_step(key: str) -> float:
@@ -36,7 +39,7 @@ def lesson_step(key: str) -> float:
     return loss
 
 
-def _lesson_step_in_child(key: str, answers: Any) -> None:
+def _lesson_step_in_child(key: str, answers: Queue[tuple[str, Any]]) -> None:
     try:
         answers.put(("ok", lesson_step(key)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent

@@ -33,6 +33,7 @@ from studio.core.wording import count_of
 
 if TYPE_CHECKING:
     from studio.core.config import Settings
+    from studio.pipelines.train.base import Trainer
 
 NAME = "train"
 HELP = "train a lesson (optimizers, classifier-2d, gan-2d, cnn, …) without a window"
@@ -115,7 +116,7 @@ def _list_lessons(as_json: bool) -> int:
     return 0
 
 
-def _export(trainer: Any, name: str, settings: Settings) -> int:
+def _export(trainer: Trainer, name: str, settings: Settings) -> int:
     """Write the trained model into the library (exit 1 with the reason when that fails)."""
     from studio.cli import fail
     from studio.core.config import default_paths
@@ -265,14 +266,14 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _save_accelerate(trainer: Any, run_path: Path) -> None:
+def _save_accelerate(trainer: Trainer, run_path: Path) -> None:
     """An image lesson's ``Accelerator.save_state`` in the run folder (every process calls it)."""
     save = getattr(trainer, "save_accelerate_state", None)
     if save is not None:
         save(run_path / ACCELERATE_DIR)
 
 
-def _train_quietly(trainer: Any, args: argparse.Namespace) -> int:
+def _train_quietly(trainer: Trainer, args: argparse.Namespace) -> int:
     """A launch's non-first process: the same steps (its share of each batch), no output."""
     from studio.pipelines.train.base import TrainingDiverged
 

@@ -26,9 +26,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.wording import count_of
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 NAME = "train-lora"
 HELP = "train a LoRA (SD 1.x, SDXL, FLUX.1, SD 3.5, Qwen-Image) on a folder of your images"
@@ -107,7 +110,7 @@ class _StopFlag:
             self.previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
-    def _handle(self, signum: int, frame: Any) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.stop:
             raise KeyboardInterrupt
         self.stop = True

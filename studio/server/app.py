@@ -17,10 +17,10 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -39,6 +39,15 @@ from studio.server.limits import Limits
 from studio.server.openapi_doc import body_doc, docs_page, form_doc, openapi_document
 from studio.server.schemas import ApiError
 from studio.server.streaming import SHUTTING_DOWN, ClientGone, events
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    import uvicorn
+    from starlette.datastructures import UploadFile
+
+    from studio.core.jobs import JobSnapshot
+    from studio.core.requests import Img2ImgRequest, Txt2ImgRequest
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +68,11 @@ def is_loopback(host: str) -> bool:
 
 
 # -- the uvicorn server, behind a small socketserver-like face ----------------------------------
-def _uvicorn_server(config: Any, on_exit: Any) -> Any:
+def _uvicorn_server(config: uvicorn.Config, on_exit: Callable[[], None]) -> uvicorn.Server:
     import uvicorn
 
     class _Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             # Ctrl+C / SIGTERM: cancel running jobs first, so every open stream ends with the
             # "shutting down" error and [DONE] and uvicorn's graceful shutdown does not wait.
             on_exit()
@@ -146,7 +155,8 @@ def make_server(host: str, port: int, engine: Engine, catalog: Catalog,
 
 
 # -- the FastAPI application -------------------------------------------------------------------
-def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozenset[str]) -> Any:
+def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozenset[str]
+               ) -> FastAPI:
     from studio import __version__
 
     app = FastAPI(title="Studio", version=__version__, docs_url=None, redoc_url=None,
@@ -210,7 +220,7 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
             raise ApiError(400, f"'{name}' is a {model.kind} model; use {other}.", "model")
         return model
 
-    def job_events(request: Request, job_request: Any,
+    def job_events(request: Request, job_request: object,
                    kind: str) -> AsyncGenerator[tuple[str, Any], None]:
         title = f"serve: {getattr(job_request, 'prompt', '')[:30] or kind}"
         return events(server.engine, job_request, title, request.is_disconnected)
@@ -253,7 +263,8 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
             return await image_answer(request, served, job_request, "txt2img",
                                       {folder: "upload"})
 
-    async def finished_job(request: Request, job_request: Any, kind: str) -> Any:
+    async def finished_job(request: Request, job_request: object, kind: str
+                           ) -> JobSnapshot | None:
         """Run a job with no stream to the client: its end snapshot when done, None when the
         client left (the job is cancelled); a failed job is a 500, a cut-short one a 503."""
         job = None
@@ -271,7 +282,8 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
             raise ApiError(503, SHUTTING_DOWN, type_="server_error")
         return job
 
-    async def image_answer(request: Request, served: ServedModel, job_request: Any, kind: str,
+    async def image_answer(request: Request, served: ServedModel,
+                           job_request: Txt2ImgRequest | Img2ImgRequest, kind: str,
                            private: dict[str, str]) -> Response:
         """Run an image job; its PNGs as b64_json, with ``private`` paths (the model's, an
         upload's) replaced by public names in their text."""
@@ -373,10 +385,11 @@ def create_app(server: StudioServer, hosts: frozenset[str], cors_origins: frozen
 
 
 # -- limits in front of the queue --------------------------------------------------------------
-def _check_image(request: Any, limits: Limits) -> None:
+def _check_image(request: Txt2ImgRequest | Img2ImgRequest, limits: Limits) -> None:
     """Item 4 of issue 20: one request must not hold the one worker for hours; the prompt is
     bounded, and its LoRA tags may name library LoRAs only (a path would tell a caller whether
     a file exists on this machine)."""
+    from studio.core.requests import Img2ImgRequest
     from studio.pipelines.diffusion.loras import parse_prompt_loras
 
     text = request.prompt + request.negative_prompt
@@ -386,7 +399,7 @@ def _check_image(request: Any, limits: Limits) -> None:
                             f"to {most:,}. Shorten it, or start the server with a larger "
                             "--max-prompt-tokens.", "prompt", "prompt_too_long")
     width, height = request.width, request.height
-    if getattr(request, "outpaint", False):  # the canvas is painted, not the picture
+    if isinstance(request, Img2ImgRequest) and request.outpaint:  # the canvas is painted, not the picture
         left, right, top, bottom = request.outpaint_amounts()
         width, height = width + left + right, height + top + bottom
     work = width * height * request.steps * request.count
@@ -435,7 +448,7 @@ def _public_png(path: Path, names: dict[str, str]) -> bytes:
     return out.getvalue()
 
 
-def _save_upload(upload: Any, folder: Path, name: str) -> Path:
+def _save_upload(upload: UploadFile, folder: Path, name: str) -> Path:
     """An uploaded file written to ``folder`` and checked as an image (400 with the reason)."""
     from studio.core.jobs import UserFacingError
     from studio.media.images_in import open_image, open_mask
@@ -456,7 +469,7 @@ def _save_upload(upload: Any, folder: Path, name: str) -> Path:
     return target
 
 
-def _check_controlnets(request: Any, engine: Engine, folder: Path) -> None:
+def _check_controlnets(request: Txt2ImgRequest, engine: Engine, folder: Path) -> None:
     """A served request's ControlNets: each named by its library name (a path would tell a
     caller whether a file exists on this machine), each control image a readable image."""
     from studio.core.jobs import UserFacingError
@@ -493,7 +506,7 @@ def _openai_mask(path: Path) -> None:
     alpha.point(lambda a: 255 if a == 0 else 0).save(path, "PNG")
 
 
-def _family_cfg(served: Any) -> float:
+def _family_cfg(served: ServedModel) -> float:
     """The guidance a generation starts at when the body gives none: the model family's own
     (FLUX.2's 4, Qwen-Image's 4 …), 7 for Stable Diffusion and unknown models."""
     from studio.library.families import family
@@ -502,7 +515,7 @@ def _family_cfg(served: Any) -> float:
     return found.default_cfg if found is not None else 7.0
 
 
-def _edit_cfg(served: Any) -> float | None:
+def _edit_cfg(served: ServedModel) -> float | None:
     """An editing model's own guidance (FLUX.1 Kontext's 2.5 …): its edits follow the
     instruction; None for the other image models (image to image)."""
     from studio.library.families import family
@@ -511,7 +524,7 @@ def _edit_cfg(served: Any) -> float | None:
     return found.default_cfg if found is not None and found.edit else None
 
 
-def _size_edit(request: Any) -> None:
+def _size_edit(request: Img2ImgRequest) -> None:
     """An edit's size, when not asked for: the image's own, as the img2img job derives it (an
     instruction edit: about a megapixel at its shape, as the job makes it), so the
     pixel-steps limit counts what will run."""

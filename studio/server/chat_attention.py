@@ -18,21 +18,25 @@ sentence}`` instead, and the reply itself still comes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import aclosing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
 from studio.core.jobs import JobState
+from studio.server.catalog import ServedModel
 from studio.server.schemas import ApiError
+from studio.server.streaming import JobEvents
+
+if TYPE_CHECKING:
+    from studio.pipelines.chat.types import TokenLogprob
 
 #: the most weights one answer carries (reply tokens × tokens read): about 40 MB of JSON
 MAX_ATTENTION_WEIGHTS = 2_000_000
 FIELD = "studio_attention"
 
 
-def check(served: Any, attention: bool) -> None:
+def check(served: ServedModel, attention: bool) -> None:
     """A 400 for attention asked of a model on another server (its weights are not here)."""
     from studio.pipelines.chat.remote import is_remote_spec
 
@@ -41,8 +45,8 @@ def check(served: Any, attention: bool) -> None:
                             "another server.", "studio.attention", "attention_unsupported")
 
 
-async def attention_of(job_events: Callable, request: Request, served: Any,
-                       prompt_ids: list[int], tokens: list[Any]) -> dict[str, Any]:
+async def attention_of(job_events: JobEvents, request: Request, served: ServedModel,
+                       prompt_ids: list[int], tokens: list[TokenLogprob]) -> dict[str, Any]:
     """``studio_attention`` for a reply whose scored ``tokens`` (with ids) followed
     ``prompt_ids``."""
     from studio.pipelines.chat.types import AttentionRequest

@@ -29,6 +29,8 @@ from studio.server.schemas import ApiError
 
 if TYPE_CHECKING:
     from studio.core.config import Paths, Settings
+    from studio.pipelines.chat.types import ChatRequest
+    from studio.server.app import StudioServer
 
 MAX_IMAGES = 8  # per request, all messages together
 MAX_IMAGE_BYTES = 8 * 1024 * 1024  # one image, decoded
@@ -114,8 +116,8 @@ def save_images(images: dict[int, list[bytes]], messages: list[dict[str, Any]],
     return folder
 
 
-async def attach(parts: dict[int, list[dict[str, Any]]], job_request: Any,
-                 served: ServedModel, server: Any) -> Path | None:
+async def attach(parts: dict[int, list[dict[str, Any]]], job_request: ChatRequest,
+                 served: ServedModel, server: StudioServer) -> Path | None:
     """The request's image parts decoded, checked and written for the job (see the module);
     the temporary folder, or None without images."""
     if not parts:

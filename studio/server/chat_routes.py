@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from studio.core.jobs import JobState
@@ -27,13 +27,22 @@ from studio.server.catalog import CHAT, ServedModel
 from studio.server.limits import Limits
 from studio.server.openapi_doc import body_doc
 from studio.server.schemas import ApiError
-from studio.server.streaming import SHUTTING_DOWN, ClientGone, StopMatcher
+from studio.server.streaming import SHUTTING_DOWN, ClientGone, JobEvents, StopMatcher
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from studio.core.jobs import JobSnapshot
+    from studio.pipelines.chat.types import ChatChunk, ChatReply, ChatRequest, TokenLogprob
+    from studio.server.app import StudioServer
+    from studio.server.schemas import ChatOptions
 
 CHARS_PER_TOKEN = 4  # the cheap first check of a prompt's length, before any tokenizer runs
 
 
-def add_chat_routes(app: Any, server: Any, body_of: Callable, pick: Callable,
-                    job_events: Callable) -> None:
+def add_chat_routes(app: FastAPI, server: StudioServer,
+                    body_of: Callable[[Request], Awaitable[Any]],
+                    pick: Callable[..., ServedModel], job_events: JobEvents) -> None:
     """Add the chat and text completion routes to ``app`` (``body_of``, ``pick`` and
     ``job_events``: app.py's helpers every route shares)."""
 
@@ -78,12 +87,13 @@ class _Run:
 
     def __init__(self, stops: StopMatcher) -> None:
         self.stops = stops
-        self.last: Any = None
-        self.job: Any = None
+        self.last: ChatChunk | None = None
+        self.job: JobSnapshot | None = None
         self.prompt_ids: list[int] = []  # a local reply with logprobs: what it read
 
-    async def pieces(self, job_events: Callable, request: Request,
-                     job_request: Any) -> AsyncIterator[tuple[str, list[Any]]]:
+    async def pieces(self, job_events: JobEvents, request: Request,
+                     job_request: ChatRequest
+                     ) -> AsyncIterator[tuple[str, list[TokenLogprob]]]:
         async with aclosing(job_events(request, job_request, "chat")) as stream:
             async for what, item in stream:
                 if what == "end":
@@ -97,8 +107,9 @@ class _Run:
                     return
 
 
-async def _answer(job_events: Callable, request: Request, served: ServedModel, job_request: Any,
-                  options: Any, extra: dict[str, Any]) -> Response:
+async def _answer(job_events: JobEvents, request: Request, served: ServedModel,
+                  job_request: ChatRequest, options: ChatOptions,
+                  extra: dict[str, Any]) -> Response:
     """The reply to a chat (or, for a Complete-mode request, a text) completion: streamed, or
     whole once the job ends."""
     if options.stream:
@@ -109,7 +120,7 @@ async def _answer(job_events: Callable, request: Request, served: ServedModel, j
     stops = StopMatcher(options.stop)
     run = _Run(stops)
     text = ""
-    scored: list[Any] = []
+    scored: list[TokenLogprob] = []
     try:
         async for piece, tokens in run.pieces(job_events, request, job_request):
             text += piece
@@ -142,14 +153,15 @@ async def _answer(job_events: Callable, request: Request, served: ServedModel, j
                               reason, prompt_tokens, completion_tokens, logprobs) | extra)
 
 
-async def _stream(job_events: Callable, request: Request, served: ServedModel,
-                  job_request: Any, options: Any, extra: dict[str, Any]) -> AsyncIterator[bytes]:
+async def _stream(job_events: JobEvents, request: Request, served: ServedModel,
+                  job_request: ChatRequest, options: ChatOptions,
+                  extra: dict[str, Any]) -> AsyncIterator[bytes]:
     complete = job_request.complete
     cid, created = responses.completion_id(complete), int(time.time())
     stops = StopMatcher(options.stop)
     want_logprobs = options.logprobs
-    pending: list[Any] = []  # tokens whose logprobs go out with the next piece of text
-    sent: list[Any] = []  # the tokens whose text went out (their attention, when asked)
+    pending: list[TokenLogprob] = []  # tokens whose logprobs go out with the next piece of text
+    sent: list[TokenLogprob] = []  # the tokens whose text went out (their attention, when asked)
     offset = 0  # text completions: where the next token starts in the reply
 
     def sse(obj: Any) -> bytes:
@@ -237,7 +249,7 @@ async def check_prompt(served: ServedModel, messages: list[dict[str, Any]],
                             "--max-prompt-tokens.", param, "prompt_too_long")
 
 
-_tokenizers: dict[Path, Any] = {}
+_tokenizers: dict[Path, Tokenizer] = {}
 
 
 def _count_tokens(file: Path, text: str) -> int:
@@ -248,7 +260,7 @@ def _count_tokens(file: Path, text: str) -> int:
     return len(_tokenizers[file].encode(text, add_special_tokens=False).ids)
 
 
-def _counts(reply: Any, last: Any) -> tuple[int, int]:
+def _counts(reply: ChatReply | None, last: ChatChunk | None) -> tuple[int, int]:
     """(prompt, completion) tokens: from the reply when there is one, else the last chunk."""
     source = reply if reply is not None else last
     if source is None:
@@ -257,7 +269,7 @@ def _counts(reply: Any, last: Any) -> tuple[int, int]:
         int(getattr(source, "completion_tokens", 0) or 0)
 
 
-def _cut_short(job: Any) -> bool:
+def _cut_short(job: JobSnapshot | None) -> bool:
     """The job was cancelled by the server (shutdown), not finished by the model."""
     if job is None:
         return False

@@ -16,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.server.schemas import ApiError
+
+if TYPE_CHECKING:
+    from studio.pipelines.chat.documents import DocumentIndex
 
 FIELD = "studio_collection"
 
@@ -30,9 +33,9 @@ class ServedDocuments:
         self.database = Path(database)
         self.models_dir = models_dir
         self._lock = threading.Lock()
-        self._index: Any = None
+        self._index: DocumentIndex | None = None
 
-    def _opened(self) -> Any:
+    def _opened(self) -> DocumentIndex:
         from studio.pipelines.chat import documents as docs
         from studio.pipelines.chat.store import ConversationStore
 

@@ -20,10 +20,13 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from studio.server.schemas import ApiError
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY = 16 * 1024 * 1024
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -65,7 +68,7 @@ class BodyTooLarge(ApiError):
 class Guard:
     """The ASGI middleware described in the module's docstring."""
 
-    def __init__(self, app: Any, *, hosts: frozenset[str], api_key: str | None,
+    def __init__(self, app: ASGIApp, *, hosts: frozenset[str], api_key: str | None,
                  cors_origins: frozenset[str], max_body: int = MAX_BODY) -> None:
         self.app = app
         self.hosts = hosts
@@ -73,7 +76,7 @@ class Guard:
         self.cors_origins = cors_origins
         self.max_body = max_body
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -84,7 +87,7 @@ class Guard:
             return
         seen = 0
 
-        async def counted() -> dict:
+        async def counted() -> Message:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
@@ -95,7 +98,7 @@ class Guard:
 
         await self.app(scope, counted, send)
 
-    def _check(self, scope: dict) -> None:
+    def _check(self, scope: Scope) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope.get("headers", [])}
         host = host_name(headers.get("host", ""))
@@ -130,7 +133,7 @@ class Guard:
                 raise BodyTooLarge()
 
 
-async def _send_error(send: Any, err: ApiError) -> None:
+async def _send_error(send: Send, err: ApiError) -> None:
     data = json.dumps(err.body(), ensure_ascii=False).encode("utf-8")
     await send({"type": "http.response.start", "status": err.status,
                 "headers": [(b"content-type", b"application/json"),

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
 from studio.core.control import MAX_CONTROLNETS
+from studio.core.jobs import Checkable
 from studio.core.requests import (
     MAX_HIRES_SCALE,
     MAX_SIDE,
@@ -39,6 +40,7 @@ from studio.pipelines.chat.types import MAX_TOP_LOGPROBS, ChatRequest, EmbedRequ
 MAX_STOP_STRINGS = 4
 MAX_COMPLETION_LOGPROBS = 5  # OpenAI's limit for /v1/completions' logprobs
 _B = TypeVar("_B", bound="_Body")
+_Request = TypeVar("_Request", bound=Checkable)
 
 
 class ApiError(Exception):
@@ -499,7 +501,7 @@ def _size(size: str) -> tuple[int, int]:
     return width, height
 
 
-def _checked(request: Any) -> Any:
+def _checked(request: _Request) -> _Request:
     try:
         request.validate()
     except ValueError as exc:

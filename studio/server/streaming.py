@@ -11,10 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from studio.core.engine import Engine
 from studio.core.jobs import JobSnapshot
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+#: app.py's ``job_events(request, job_request, kind)``: :func:`events` for one HTTP request
+JobEvents: TypeAlias = "Callable[[Request, object, str], AsyncGenerator[tuple[str, Any], None]]"
 
 POLL_SECONDS = 0.1
 SHUTTING_DOWN = "The server is shutting down; the reply was cut short."
@@ -47,7 +53,7 @@ class ClientGone(Exception):
     """The HTTP client hung up; its job has been cancelled."""
 
 
-async def events(engine: Engine, request: Any, title: str,
+async def events(engine: Engine, request: object, title: str,
                  client_gone: Callable[[], Awaitable[bool]]
                  ) -> AsyncGenerator[tuple[str, Any], None]:
     """Submit a job and yield ``("partial", result)`` … then ``("end", snapshot)``.

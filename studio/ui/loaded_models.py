@@ -13,13 +13,14 @@ import logging
 import sys
 from dataclasses import dataclass
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from studio.core.requests import UnloadRequest
 from studio.core.wording import count_of
 
 if TYPE_CHECKING:
     from studio.core.config import Settings
+    from studio.workers.job_bridge import JobBridge, QtJobHandle
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,6 @@ def loaded_tooltip(models: list[Loaded], settings: Settings) -> str:
             "<i>Models stay loaded between jobs while they fit in the budget.</i>")
 
 
-def submit_unload(bridge: Any) -> Any:
+def submit_unload(bridge: JobBridge) -> QtJobHandle:
     """Queue the job that frees every model; its handle (a ``QtJobHandle``)."""
     return bridge.submit(UnloadRequest(), UNLOAD_TITLE)

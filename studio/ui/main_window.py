@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QByteArray, Qt, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
@@ -137,7 +136,7 @@ class MainWindow(QMainWindow):
         return next((k for k, w in self._panels.items() if w is widget), "")
 
     @Slot(str, object)
-    def open_in_workspace(self, key: str, payload: Any) -> None:
+    def open_in_workspace(self, key: str, payload: object) -> None:
         widget = self.show_workspace(key)
         receive = getattr(widget, "receive", None)
         if widget is not None and payload is not None and callable(receive):

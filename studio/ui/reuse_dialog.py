@@ -5,7 +5,7 @@ opens Generate — or Transform for Studio's CycleGAN, img2img and inpaint resul
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImageReader, QPixmap
@@ -24,6 +24,11 @@ from PySide6.QtWidgets import (
 from studio.media.metadata import SOURCE_NAMES, describe_value
 from studio.ui.context import AppContext
 
+if TYPE_CHECKING:
+    from studio.core.requests import Txt2ImgRequest
+    from studio.media.metadata import ImageMetadata
+    from studio.media.transform_reuse import TransformReuse
+
 NO_PARAMETERS = "This image has no generation parameters"
 # The order and names of the parameters the dialog lists (others follow, as they are called).
 PARAM_LABELS = {"steps": "Steps", "cfg": "CFG scale", "seed": "Seed", "width": "Width",
@@ -36,8 +41,9 @@ class ImageParametersDialog(QDialog):
     """Shows ``meta`` (an ``ImageMetadata``); "Reuse" sends ``transform`` (a TransformReuse) to
     Transform when there is one, else ``request`` to Generate."""
 
-    def __init__(self, path: Path, meta: Any, request: Any, ctx: AppContext,
-                 parent: QWidget | None = None, transform: Any = None) -> None:
+    def __init__(self, path: Path, meta: ImageMetadata, request: Txt2ImgRequest | None,
+                 ctx: AppContext, parent: QWidget | None = None,
+                 transform: TransformReuse | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self.path = Path(path)

@@ -11,7 +11,7 @@ import dataclasses
 import importlib.util
 import os
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices
@@ -42,6 +42,9 @@ from studio.ui.icons import icon
 from studio.ui.theme import apply_theme
 from studio.ui.widgets.basics import ok_cancel_buttons
 from studio.workers.lanes import Calls
+
+if TYPE_CHECKING:
+    from studio.workers.device_probe import DeviceReport
 
 DEVICE_CHOICES = [("auto", "Automatic (best available)"), ("cuda", "CUDA GPU (NVIDIA)"),
                   ("mps", "Apple Silicon (MPS)"), ("cpu", "CPU")]
@@ -89,7 +92,7 @@ class SettingsDialog(QDialog):
     """Edit a copy of ``ctx.settings``; :meth:`accept` saves it."""
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None,
-                 device_report: Any = None) -> None:
+                 device_report: DeviceReport | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self._calls = Calls(self)  # the CUDA check, the token read
@@ -334,7 +337,7 @@ class SettingsDialog(QDialog):
             self.extra_dirs.takeItem(self.extra_dirs.row(item))
 
     # -- 8/4-bit loading: only with bitsandbytes and CUDA ---------------------------------------
-    def _check_quantization(self, report: Any) -> None:
+    def _check_quantization(self, report: DeviceReport | None) -> None:
         """Find out whether 8/4-bit loading can work: bitsandbytes by its import spec (no
         import), CUDA from the window's device report, or else from torch on a pool thread."""
         if importlib.util.find_spec("bitsandbytes") is None:

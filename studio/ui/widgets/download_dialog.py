@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QVBoxLayout,
+    QWidget,
 )
 
 from studio.core.wording import count_of
@@ -32,6 +33,9 @@ from studio.library.manage import human_size
 from studio.ui.context import AppContext
 from studio.ui.widgets.input_policy import fit_size_to_screen
 from studio.workers.lanes import Calls
+
+if TYPE_CHECKING:
+    from studio.workers.job_bridge import QtJobHandle
 
 KIND_WORDS = {"image": "image generation", "chat": "chat", "preview": "preview decoder",
               "transform": "image transform"}
@@ -54,7 +58,7 @@ def status_text(s: hd.TransferStatus) -> str:
     return "  ·  ".join(parts)
 
 
-def wants_fp16(ctx: AppContext, window: Any = None) -> bool:
+def wants_fp16(ctx: AppContext, window: QWidget | None = None) -> bool:
     """Whether downloads should take fp16 weights: the precision setting, or "auto" on CUDA
     (``window.device_report`` is the device probe's answer, when there is one)."""
     s = ctx.settings
@@ -77,12 +81,12 @@ class DownloadDialog(QDialog):
 
     downloaded = Signal(object)
 
-    def __init__(self, ctx: AppContext, fp16: bool, parent=None) -> None:
+    def __init__(self, ctx: AppContext, fp16: bool, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx, self.fp16 = ctx, fp16
         self._calls = Calls(self)
         self.plan: hd.DownloadPlan | None = None
-        self.job: Any = None  # the download's QtJobHandle while it runs
+        self.job: QtJobHandle | None = None  # the download's job while it runs
         self.setWindowTitle("Download a model")
         fit_size_to_screen(self, 760, 520)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QMimeData, Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QDrag, QGuiApplication, QImage, QPixmap
+from PySide6.QtGui import QAction, QDesktopServices, QDrag, QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox, QWidget
 
 from studio.core.files import atomic_write
@@ -201,6 +201,6 @@ def build_image_menu(parent: QWidget, path: str | Path, *,
     return menu
 
 
-def find_action(menu: QMenu, name: str) -> Any:
+def find_action(menu: QMenu, name: str) -> QAction | None:
     """The action with object name ``name`` in ``menu`` (or None)."""
     return next((a for a in menu.actions() if a.objectName() == name), None)

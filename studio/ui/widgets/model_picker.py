@@ -12,9 +12,9 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
-from PySide6.QtCore import QModelIndex, QRect, QSize, Qt, Signal
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
     QComboBox,
@@ -34,6 +34,10 @@ from studio.library.families import FAMILIES
 from studio.ui.context import AppContext
 from studio.workers.lanes import Calls
 
+if TYPE_CHECKING:
+    from studio.core.config import Paths, Settings
+    from studio.library.models import ModelEntry
+
 FAMILY_LABELS = {**{f.key: f.label for f in FAMILIES.values()}, "gan": "GAN (trained in Studio)",
                  "unknown": "Unknown type"}
 SOURCE_LABELS = {"studio": "Studio library", "hf-cache": "HF cache", "extra": "Extra folder",
@@ -41,9 +45,11 @@ SOURCE_LABELS = {"studio": "Studio library", "hf-cache": "HF cache", "extra": "E
 EntryRole = Qt.ItemDataRole.UserRole + 1
 SecondaryRole = Qt.ItemDataRole.UserRole + 2
 
-Scanner = Callable[[Any, Any], list]
+#: what the picker lists: the scan's entries, and models it did not list (reused parameters)
+PickedModel: TypeAlias = "ModelEntry | LooseModel"
+Scanner: TypeAlias = "Callable[[Settings, Paths], list[ModelEntry]]"
 #: why an entry cannot be used where the picker is ("" when it can): greyed out with this reason
-Usability = Callable[[Any], str]
+Usability: TypeAlias = "Callable[[PickedModel], str]"
 
 
 @dataclass
@@ -64,7 +70,7 @@ def default_scanner() -> Scanner:
     return find_txt2img_models
 
 
-def secondary_text(entry: Any) -> str:
+def secondary_text(entry: PickedModel) -> str:
     family = FAMILY_LABELS.get(getattr(entry, "family", "unknown"), "Unknown type")
     if getattr(entry, "format", "") == "split":  # ComfyUI's separate files (issue 15)
         from studio.library.all_in_one import is_all_in_one
@@ -75,7 +81,7 @@ def secondary_text(entry: Any) -> str:
     return f"{family} · {source}" if source else family
 
 
-def entry_keys(entry: Any) -> set[str]:
+def entry_keys(entry: PickedModel) -> set[str]:
     """Every string a request's ``model`` field may hold for this entry."""
     keys = {str(entry.path)}
     if getattr(entry, "repo_id", None):
@@ -86,7 +92,8 @@ def entry_keys(entry: Any) -> set[str]:
 class _TwoLineDelegate(QStyledItemDelegate):
     """Popup rows: the model's name, and its family · source right-aligned and dimmer."""
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
+              index: QModelIndex | QPersistentModelIndex) -> None:
         opt = QStyleOptionViewItem(option)
         self.initStyleOption(opt, index)
         secondary = index.data(SecondaryRole) or ""
@@ -114,7 +121,8 @@ class _TwoLineDelegate(QStyledItemDelegate):
                          name)
         painter.restore()
 
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+    def sizeHint(self, option: QStyleOptionViewItem,  # noqa: N802
+                 index: QModelIndex | QPersistentModelIndex) -> QSize:
         # Room for the whole name, a gap and the secondary text: the popup is made this wide
         # (studio.ui.widgets.input_policy), so no name is cut.
         hint = super().sizeHint(option, index)
@@ -175,10 +183,10 @@ class ModelPicker(QWidget):
     def scanning(self) -> bool:
         return self._scanning
 
-    def entries(self) -> list[Any]:
+    def entries(self) -> list[PickedModel]:
         return [self.combo.itemData(i, EntryRole) for i in range(self.combo.count())]
 
-    def current(self) -> Any:
+    def current(self) -> PickedModel | None:
         return self.combo.currentData(EntryRole)
 
     def current_model(self) -> str:
@@ -186,7 +194,7 @@ class ModelPicker(QWidget):
         entry = self.current()
         return str(entry.path) if entry is not None else ""
 
-    def unusable_reason(self, entry: Any) -> str:
+    def unusable_reason(self, entry: PickedModel | None) -> str:
         """Why ``entry`` cannot be used here ("" when it can; see :meth:`set_usability`)."""
         return self._usability(entry) if self._usability is not None and entry is not None \
             else ""
@@ -225,7 +233,7 @@ class ModelPicker(QWidget):
         settings, paths = self._ctx.settings, self._ctx.paths
         scanner = self._scanner
 
-        def scan() -> list:
+        def scan() -> list[ModelEntry]:
             return list((scanner or default_scanner())(settings, paths))
 
         self._calls.run(scan, self._scan_done, self._scan_failed)
@@ -276,7 +284,7 @@ class ModelPicker(QWidget):
             self.add_model_path(file)
 
     # -- internals ---------------------------------------------------------------------------
-    def _add_entry(self, entry: Any) -> None:
+    def _add_entry(self, entry: PickedModel) -> None:
         self.combo.addItem(str(entry.name))
         i = self.combo.count() - 1
         self.combo.setItemData(i, entry, EntryRole)
@@ -297,13 +305,13 @@ class ModelPicker(QWidget):
             self.combo.setItemData(i, f"{reason}\n{tip}" if reason else tip,
                                    Qt.ItemDataRole.ToolTipRole)
 
-    def _scan_done(self, entries: list) -> None:
+    def _scan_done(self, entries: list[ModelEntry]) -> None:
         self._finish_scan(entries, "")
 
     def _scan_failed(self, message: str) -> None:
         self._finish_scan([], message)
 
-    def _finish_scan(self, entries: list, error: str) -> None:
+    def _finish_scan(self, entries: list[ModelEntry], error: str) -> None:
         self._scanning = False
         self.scan_error = error
         self.refresh_button.setEnabled(True)
@@ -327,7 +335,7 @@ class ModelPicker(QWidget):
             self.detail.setText(f"Could not look for models: {error}")
         self.scanFinished.emit(len(entries), error)
 
-    def _index_changed(self, *_: Any) -> None:
+    def _index_changed(self, *_: object) -> None:
         entry = self.current()
         reason = self.unusable_reason(entry)
         self.detail.setText(reason or (secondary_text(entry) if entry is not None else ""))

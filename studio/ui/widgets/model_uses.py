@@ -8,16 +8,19 @@ what the library entry already says is judged: a model of unknown family is neve
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from studio.library.families import FAMILIES, family
+
+if TYPE_CHECKING:
+    from studio.ui.widgets.model_picker import PickedModel
 
 
 def _editors() -> str:
     return " or ".join(f.label for f in FAMILIES.values() if f.edit)
 
 
-def for_generate(entry: Any) -> str:
+def for_generate(entry: PickedModel) -> str:
     """Why ``entry`` cannot make pictures from a prompt in Generate ("" when it can)."""
     found = family(getattr(entry, "family", ""))
     if found is not None and found.edit:
@@ -26,7 +29,7 @@ def for_generate(entry: Any) -> str:
     return ""
 
 
-def for_img2img(entry: Any) -> str:
+def for_img2img(entry: PickedModel) -> str:
     """Why ``entry`` cannot take a picture as a start (image to image, inpaint, SD upscale)."""
     if getattr(entry, "format", "") == "gan":
         return "A GAN trained in Studio draws from a seed only: use it in Generate."
@@ -41,7 +44,7 @@ def for_img2img(entry: Any) -> str:
     return ""
 
 
-def for_edit(entry: Any) -> str:
+def for_edit(entry: PickedModel) -> str:
     """Why ``entry`` cannot edit a picture from instructions ("" when it can)."""
     if getattr(entry, "format", "") == "gan" or getattr(entry, "family", "") == "ddpm":
         return f"It does not edit from instructions: choose {_editors()}."

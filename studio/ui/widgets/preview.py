@@ -209,17 +209,17 @@ class FrameThrottle(QObject):
     newest step is never lost. ``drop(key)`` forgets a waiting frame of that key.
     """
 
-    def __init__(self, draw: Callable[[Any, Any], None], interval_s: float = 1 / 30,
+    def __init__(self, draw: Callable[[int, Any], None], interval_s: float = 1 / 30,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._draw = draw
         self._interval = interval_s
-        self._waiting: tuple[Any, Any] | None = None
+        self._waiting: tuple[int, Any] | None = None  # (job id, the panel's frame)
         self._last = 0.0
         self._timer = QTimer(self, singleShot=True)
         self._timer.timeout.connect(self._flush)
 
-    def offer(self, key: Any, frame: Any) -> None:
+    def offer(self, key: int, frame: Any) -> None:
         self._waiting = (key, frame)
         wait = self._interval - (time.monotonic() - self._last)
         if wait <= 0:
@@ -227,7 +227,7 @@ class FrameThrottle(QObject):
         elif not self._timer.isActive():
             self._timer.start(max(1, int(wait * 1000)))
 
-    def drop(self, key: Any) -> None:
+    def drop(self, key: int) -> None:
         if self._waiting is not None and self._waiting[0] == key:
             self._waiting = None
 

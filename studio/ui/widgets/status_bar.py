@@ -6,7 +6,7 @@ context menu (and the small Unload button shown while a model is loaded) frees t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QPoint, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QLabel, QMenu, QPushButton, QStatusBar, QToolButton, QWidget
@@ -21,6 +21,10 @@ from studio.ui.loaded_models import (
 )
 from studio.ui.theme import colors
 from studio.ui.widgets.unload_job import UnloadJob
+
+if TYPE_CHECKING:
+    from studio.ui.context import AppContext
+    from studio.workers.job_bridge import QtJobHandle
 
 MEMORY_INTERVAL_MS = 2000
 
@@ -44,7 +48,7 @@ class StatusBar(QStatusBar):
     #: The device became known or changed (DeviceInfo); panels that depend on CUDA listen.
     deviceChanged = Signal(object)
 
-    def __init__(self, parent: QWidget | None = None, ctx: Any = None) -> None:
+    def __init__(self, parent: QWidget | None = None, ctx: AppContext | None = None) -> None:
         super().__init__(parent)
         self.setSizeGripEnabled(False)
         self.ctx = ctx
@@ -125,7 +129,7 @@ class StatusBar(QStatusBar):
                                           "give their memory back")
 
     @Slot()
-    def unload_all(self) -> Any:
+    def unload_all(self) -> QtJobHandle | None:
         """Queue the job that frees every loaded model (its handle); problems show in the bar."""
         if self.ctx is None:
             return None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -24,6 +24,9 @@ from studio.ui.panels.chat.controls import EnterSends
 from studio.ui.panels.chat.documents_bar import DocumentsBar
 from studio.ui.panels.chat.image_attachment import ImageAttachment, ImageInput
 
+if TYPE_CHECKING:
+    from studio.pipelines.chat.store import ConversationStore
+
 CHAT_HINT = "Message the model…  (Enter sends, Shift+Enter: new line)"
 COMPLETE_HINT = "Text to continue, as typed — or nothing, to go on  (Enter continues)"
 
@@ -31,7 +34,8 @@ COMPLETE_HINT = "Text to continue, as typed — or nothing, to go on  (Enter con
 class Composer(QWidget):
     """The card under the conversation (see the module docstring)."""
 
-    def __init__(self, store: Any, models_dir: Path, conversation_for_documents: Callable[[], int],
+    def __init__(self, store: ConversationStore, models_dir: Path,
+                 conversation_for_documents: Callable[[], int],
                  on_send: Callable[[], None], on_stop: Callable[[], None],
                  on_cancel_edit: Callable[[], None], on_save_again: Callable[[], Any],
                  on_image: Callable[..., Any], parent: QWidget | None = None) -> None:

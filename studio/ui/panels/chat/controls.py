@@ -10,6 +10,7 @@ server. "Servers…" and "Refresh models" under the list ask the panel to manage
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -370,7 +371,7 @@ class ChatControls(QWidget):
 class EnterSends(QObject):
     """Enter sends, Shift+Enter starts a new line."""
 
-    def __init__(self, send: Any) -> None:
+    def __init__(self, send: Callable[[], None]) -> None:
         super().__init__()
         self._send = send
 

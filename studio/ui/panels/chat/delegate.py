@@ -8,9 +8,22 @@ code block's "Copy" link, a reference under a reply grounded in documents ("sour
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, QSize, Qt, QUrl, Signal
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QEvent,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPointF,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    QUrl,
+    Signal,
+)
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QTextDocument
 from PySide6.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
@@ -50,7 +63,7 @@ class MessageDelegate(QStyledItemDelegate):
 
     action = Signal(str, object, object)
 
-    def __init__(self, view: QWidget, model_name: Any = None) -> None:
+    def __init__(self, view: QWidget, model_name: Callable[[], str] | None = None) -> None:
         super().__init__(view)
         self._view = view
         self._docs: dict[int, tuple[tuple, QTextDocument, list[str]]] = {}
@@ -151,14 +164,16 @@ class MessageDelegate(QStyledItemDelegate):
         return out
 
     # -- QStyledItemDelegate -----------------------------------------------------------------
-    def sizeHint(self, option: QStyleOptionViewItem, index: Any) -> QSize:
+    def sizeHint(self, option: QStyleOptionViewItem,
+                 index: QModelIndex | QPersistentModelIndex) -> QSize:
         width = self._view.viewport().width()
         if index.data(MarkerRole) is not None:
             return QSize(width, MARKER_HEIGHT)
         m: Message = index.data(MessageRole)
         return QSize(width, self._layout(QRect(0, 0, width, 0), m)["height"])
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Any) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
+              index: QModelIndex | QPersistentModelIndex) -> None:
         c = colors()
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -218,8 +233,9 @@ class MessageDelegate(QStyledItemDelegate):
         painter.drawText(QRect(mid - tw // 2, rect.top(), tw, rect.height()),
                          Qt.AlignmentFlag.AlignCenter, text)
 
-    def editorEvent(self, event: QEvent, model: Any, option: QStyleOptionViewItem,
-                    index: Any) -> bool:
+    def editorEvent(self, event: QEvent, model: QAbstractItemModel,
+                    option: QStyleOptionViewItem,
+                    index: QModelIndex | QPersistentModelIndex) -> bool:
         if event.type() != QEvent.Type.MouseButtonRelease or index.data(MessageRole) is None:
             return False
         m: Message = index.data(MessageRole)

@@ -11,7 +11,7 @@ the same pool and hands back the messages to send (see :mod:`studio.pipelines.ch
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
@@ -42,7 +42,7 @@ class DocumentsBar(QWidget):
 
     message = Signal(str)  # a sentence for the panel's status line
 
-    def __init__(self, store: ConversationStore, models_dir: Any,
+    def __init__(self, store: ConversationStore, models_dir: Path,
                  conversation: Callable[[], int], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.index = docs.DocumentIndex(store)

@@ -6,24 +6,30 @@ search in ``_start_reply``; split out of panel.py to keep it readable."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.pipelines.chat.types import ChatRequest
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QLabel
+
+    from studio.pipelines.chat.documents import Passage
+    from studio.pipelines.chat.store import ConversationStore, Message, StreamingSaver
 
 
 class GroundedReplies:
     """The panel's steps after a document search (a mixin of ChatPanel: it uses the panel's
     ``streaming``, ``saver``, ``store``, ``status``, ``_submit`` and ``reload``)."""
 
-    streaming: Any
-    saver: Any
+    streaming: Message | None
+    saver: StreamingSaver | None
     retrieving: bool
     stop_requested: bool
-    store: Any
-    status: Any
+    store: ConversationStore
+    status: QLabel
 
     def _grounded(self, reply_id: int, request: ChatRequest, messages: list[dict[str, str]],
-                  passages: list[Any]) -> None:
+                  passages: list[Passage]) -> None:
         """The passages for the question were found: the reply is asked for with them."""
         self.retrieving = False
         if self.streaming is None or self.streaming.id != reply_id:

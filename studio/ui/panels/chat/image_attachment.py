@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QImage, QKeyEvent, QKeySequence, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QPlainTextEdit
+
+    from studio.ui.panels.chat.controls import ChatControls
+    from studio.workers.job_bridge import QtJobHandle
 
 THUMB = 48
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -126,16 +133,16 @@ class ImageQuestions:
     ``retrieving``, ``attachment``, ``input``, ``status``, ``controls``, ``new_conversation`` and
     ``send``."""
 
-    job: Any
+    job: QtJobHandle | None
     retrieving: bool
     attachment: ImageAttachment
-    input: Any
-    status: Any
-    controls: Any
-    new_conversation: Any
-    send: Any
+    input: QPlainTextEdit
+    status: QLabel
+    controls: ChatControls
+    new_conversation: Callable[[], int]
+    send: Callable[[], None]
 
-    def receive(self, payload: Any) -> None:
+    def receive(self, payload: object) -> None:
         """An image sent from Generate or the Gallery ("Describe in Chat", "Write a prompt for
         this in Chat"): a new chat with the image attached and the question asked."""
         from studio.ui.widgets.image_actions import CHAT_QUESTIONS, OpenInMode
@@ -143,7 +150,7 @@ class ImageQuestions:
         if isinstance(payload, OpenInMode) and payload.mode in CHAT_QUESTIONS:
             self.ask_about_image(payload.path, CHAT_QUESTIONS[payload.mode])
 
-    def ask_about_image(self, path: Any, question: str) -> None:
+    def ask_about_image(self, path: str | Path, question: str) -> None:
         busy = self.job is not None or self.retrieving
         if not busy:
             self.new_conversation()
@@ -158,7 +165,7 @@ class ImageQuestions:
         else:
             self.send()
 
-    def attach_image(self, path: Any) -> None:
+    def attach_image(self, path: str | Path) -> None:
         """Attach an image (dropped or pasted) to the message being written."""
         if not self.attachment.set_image(path):
             self.status.setText(f"{Path(path).name} cannot be read as an image.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 
 from studio.pipelines.chat.store import Message
 
@@ -24,7 +24,7 @@ Index = QModelIndex | QPersistentModelIndex
 class ConversationModel(QAbstractListModel):
     """Messages on screen (newest page first loaded) plus the "context starts here" marker."""
 
-    def __init__(self, parent: Any = None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._all: list[Message] = []
         self._start = 0  # index in _all of the first row shown

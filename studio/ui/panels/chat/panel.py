@@ -40,7 +40,7 @@ from studio.pipelines.chat.store import (
     keep_image,
     write_failure,
 )
-from studio.pipelines.chat.types import ChatRequest
+from studio.pipelines.chat.types import ChatChunk, ChatRequest
 from studio.ui.context import AppContext
 from studio.ui.panels.chat.composer import Composer
 from studio.ui.panels.chat.controls import TOP_ALTERNATIVES, ChatControls
@@ -400,7 +400,7 @@ class ChatPanel(QWidget, GroundedReplies, TokenActions, ImageQuestions):
             self.rescan_models()
 
     @Slot(object, object)
-    def _on_partial(self, job: JobSnapshot, chunk: Any) -> None:
+    def _on_partial(self, job: JobSnapshot, chunk: ChatChunk) -> None:
         if self.streaming is None or self.saver is None:
             return
         self.saver.add(chunk.text, chunk.completion_tokens)

@@ -6,7 +6,8 @@ job). Part of :class:`~studio.ui.panels.chat.panel.ChatPanel` (a mixin, like
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 
@@ -14,20 +15,28 @@ from studio.core.jobs import JobSnapshot
 from studio.pipelines.chat.store import Message, write_failure
 from studio.ui.panels.chat.probabilities import TokenProbabilities, attention_request
 
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QLabel
+
+    from studio.pipelines.chat.store import ConversationStore
+    from studio.ui.context import AppContext
+    from studio.ui.panels.chat.controls import ChatControls
+    from studio.workers.job_bridge import QtJobHandle
+
 
 class TokenActions:
     """The panel's token-probability actions (it uses the panel's ``ctx``, ``store``,
     ``controls``, ``conv_id``, ``job``, ``status`` and ``start_reply``)."""
 
     token_view: TokenProbabilities | None
-    ctx: Any
-    store: Any
-    controls: Any
+    ctx: AppContext
+    store: ConversationStore
+    controls: ChatControls
     conv_id: int | None
-    job: Any
+    job: QtJobHandle | None
     retrieving: bool
-    status: Any
-    start_reply: Any
+    status: QLabel
+    start_reply: Callable[..., None]
 
     def open_probabilities(self, msg: Message) -> None:
         """The reply's tokens in colour; their alternatives branch the reply (in Complete mode

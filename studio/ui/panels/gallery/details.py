@@ -10,7 +10,7 @@ reused in Generate).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent
@@ -28,6 +28,12 @@ from PySide6.QtWidgets import (
 from studio.core.requests import SCHEDULERS
 from studio.media.metadata import SOURCE_NAMES
 from studio.ui.widgets.basics import section_label, vertical_scroll
+
+if TYPE_CHECKING:
+    from studio.core.requests import Txt2ImgRequest
+    from studio.media.gallery import GalleryItem
+    from studio.media.metadata import ImageMetadata
+    from studio.media.transform_reuse import TransformReuse
 
 
 class AspectImage(QWidget):
@@ -102,9 +108,9 @@ class DetailsPane(QFrame):
         self.setObjectName("galleryDetails")
         self.setFixedWidth(340)
         self._path: Path | None = None
-        self.meta: Any = None
-        self.request: Any = None  # a Txt2ImgRequest rebuilt from the metadata, when possible
-        self.transform_reuse: Any = None  # a TransformReuse for Transform results
+        self.meta: ImageMetadata | None = None
+        self.request: Txt2ImgRequest | None = None  # rebuilt from the metadata, when possible
+        self.transform_reuse: TransformReuse | None = None  # for Transform results
 
         self.image = AspectImage()
         self.image.mouseDoubleClickEvent = lambda _e: self.imageDoubleClicked.emit()
@@ -175,7 +181,7 @@ class DetailsPane(QFrame):
     def path(self) -> Path | None:
         return self._path
 
-    def show_item(self, item: Any) -> None:
+    def show_item(self, item: GalleryItem | None) -> None:
         """Show a gallery item at once from what the index knows; metadata follows."""
         self._path = Path(item.path) if item is not None else None
         self.meta = None
@@ -206,7 +212,8 @@ class DetailsPane(QFrame):
     def set_thumbnail(self, image: QImage) -> None:
         self.image.set_image(image, "" if not image.isNull() else "Cannot read this image")
 
-    def set_metadata(self, meta: Any, request: Any, transform: Any = None) -> None:
+    def set_metadata(self, meta: ImageMetadata, request: Txt2ImgRequest | None,
+                     transform: TransformReuse | None = None) -> None:
         """The file's metadata arrived (read off the GUI thread); ``request`` (for Generate) and
         ``transform`` (a TransformReuse, for Transform; it wins) may be None."""
         self.meta = meta
@@ -225,7 +232,7 @@ class DetailsPane(QFrame):
         self.reuse_button.setToolTip(tip)
 
     # -- internals ---------------------------------------------------------------------------
-    def _set_transform(self, reuse: Any) -> None:
+    def _set_transform(self, reuse: TransformReuse) -> None:
         request = reuse.request
         if reuse.mode == "cyclegan":
             direction = "A → B" if request.direction == "AtoB" else "B → A"

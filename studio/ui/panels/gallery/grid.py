@@ -6,8 +6,6 @@ for tiles it paints.
 
 from __future__ import annotations
 
-from typing import Any
-
 from PySide6.QtCore import QEvent, QObject, QSize, Qt
 from PySide6.QtWidgets import QAbstractItemView, QFrame, QListView, QWidget
 
@@ -52,7 +50,7 @@ class GalleryGrid(QListView):
             self.fit_columns()
         return super().eventFilter(watched, event)
 
-    def fit_columns(self, *_: Any) -> None:
+    def fit_columns(self, *_: object) -> None:
         """Widen the cells so whole columns fill the grid (no ragged gap on the right)."""
         # QListView wraps as if a vertical scroll bar were there, so leave room for one.
         width = self.viewport().width() - self.verticalScrollBar().sizeHint().width() - 2

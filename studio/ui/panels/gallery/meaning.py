@@ -8,12 +8,17 @@ flight. Without a model the panel is told which ``hf download`` provides one.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 
 from studio.ui.context import AppContext
 from studio.workers.lanes import Calls
+
+if TYPE_CHECKING:
+    from studio.core.jobs import JobSnapshot
+    from studio.workers.job_bridge import QtJobHandle
 
 RESULTS = 500  # images a search shows at most
 
@@ -36,12 +41,12 @@ class MeaningSearch(QObject):
         self._calls = Calls(self)
         self.model: str | None = None  # the model's folder, once found
         self.missing = ""  # why there is none (the sentence with the hf download command)
-        self._index_job: Any = None
-        self._search_job: Any = None
+        self._index_job: QtJobHandle | None = None
+        self._search_job: QtJobHandle | None = None
         self._pending_text = ""
 
     # -- model -----------------------------------------------------------------------------------
-    def find_model(self, then: Any = None) -> None:
+    def find_model(self, then: Callable[[], None] | None = None) -> None:
         """Look for a CLIP / SigLIP model (pool thread), then call ``then()``."""
         settings, paths = self.ctx.settings, self.ctx.paths
 
@@ -78,7 +83,7 @@ class MeaningSearch(QObject):
         job.ended.connect(self._index_ended)
         self.indexing.emit(True)
 
-    def _index_ended(self, snapshot: Any) -> None:
+    def _index_ended(self, snapshot: JobSnapshot) -> None:
         self._index_job = None
         self.indexing.emit(False)
         self.status.emit("")
@@ -104,7 +109,7 @@ class MeaningSearch(QObject):
             f"Searching the Gallery for “{text}”")
         job.ended.connect(lambda snapshot, j=job, t=text: self._search_ended(j, t, snapshot))
 
-    def _search_ended(self, job: Any, text: str, snapshot: Any) -> None:
+    def _search_ended(self, job: QtJobHandle, text: str, snapshot: JobSnapshot) -> None:
         if job is not self._search_job:
             return  # a newer search replaced it
         self._search_job = None

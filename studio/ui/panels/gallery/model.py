@@ -9,12 +9,13 @@ when it does.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import (
     QAbstractListModel,
     QMimeData,
     QModelIndex,
+    QObject,
     QPersistentModelIndex,
     QRectF,
     QSize,
@@ -26,6 +27,9 @@ from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem,
 from studio.ui.widgets.image_actions import image_mime_data
 from studio.workers.thumbnails import ThumbnailLoader
 
+if TYPE_CHECKING:
+    from studio.media.gallery import GalleryItem
+
 PathRole = Qt.ItemDataRole.UserRole + 1
 ItemRole = Qt.ItemDataRole.UserRole + 2
 
@@ -35,9 +39,9 @@ Index = QModelIndex | QPersistentModelIndex
 class GalleryModel(QAbstractListModel):
     """Gallery items (``studio.media.gallery.GalleryItem``), newest first."""
 
-    def __init__(self, parent: Any = None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._items: list[Any] = []
+        self._items: list[GalleryItem] = []
         self._rows: dict[str, int] = {}
 
     # -- Qt model API ------------------------------------------------------------------------
@@ -75,16 +79,16 @@ class GalleryModel(QAbstractListModel):
         return Qt.DropAction.CopyAction
 
     # -- our API -----------------------------------------------------------------------------
-    def set_items(self, items: list[Any]) -> None:
+    def set_items(self, items: list[GalleryItem]) -> None:
         self.beginResetModel()
         self._items = list(items)
         self._rows = {str(item.path): row for row, item in enumerate(self._items)}
         self.endResetModel()
 
-    def items(self) -> list[Any]:
+    def items(self) -> list[GalleryItem]:
         return list(self._items)
 
-    def item(self, row: int) -> Any:
+    def item(self, row: int) -> GalleryItem | None:
         return self._items[row] if 0 <= row < len(self._items) else None
 
     def row_of(self, path: str | Path) -> int:

@@ -9,9 +9,11 @@ loaded for the tiles on screen (:mod:`studio.workers.thumbnails`). New outputs a
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import (
     QItemSelectionModel,
@@ -47,6 +49,16 @@ from studio.ui.widgets import image_actions
 from studio.workers.lanes import Calls
 from studio.workers.thumbnails import ThumbnailLoader
 
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QMenu
+
+    from studio.core.config import Settings
+    from studio.core.requests import Txt2ImgRequest
+    from studio.media.gallery import GalleryIndex, GalleryItem
+    from studio.media.metadata import ImageMetadata
+    from studio.media.transform_reuse import TransformReuse
+    from studio.pipelines.train.classify import Classification
+
 log = logging.getLogger(__name__)
 
 THUMB = 208  # thumbnail size asked for (fits the largest cell without upscaling)
@@ -71,7 +83,7 @@ class GalleryPanel(QWidget):
         self._calls = Calls(self, serial=True)  # index jobs in order: one SQLite writer
         self._classify_calls = Calls(self)  # Classify: torch and a small CNN, beside the index
         self.last_classification = ""
-        self._index: Any = None  # created on the pool thread (opening SQLite is I/O)
+        self._index: GalleryIndex | None = None  # opened on the pool thread (SQLite is I/O)
         self._generation = 0
         self._loaded_once = False
         self._pending_new: list[Path] = []
@@ -186,7 +198,7 @@ class GalleryPanel(QWidget):
                   context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
 
     # -- public API --------------------------------------------------------------------------
-    def receive(self, payload: Any) -> None:
+    def receive(self, payload: object) -> None:
         """Show a path (select it) or a search text."""
         if isinstance(payload, (str, Path)) and Path(payload).suffix:
             self._select_after_load = str(Path(payload).resolve())
@@ -204,7 +216,7 @@ class GalleryPanel(QWidget):
         """Query the index again with the search text (no rescan)."""
         self._run_query(rescan=False)
 
-    def selected_item(self) -> Any:
+    def selected_item(self) -> GalleryItem | None:
         return self.view.currentIndex().data(ItemRole)
 
     def select_path(self, path: str | Path) -> bool:
@@ -260,7 +272,7 @@ class GalleryPanel(QWidget):
             self._index = None
 
     # -- background queries ------------------------------------------------------------------
-    def _get_index(self) -> Any:
+    def _get_index(self) -> GalleryIndex:
         """The index of the outputs folder in force, opened on first use (pool thread)."""
         paths = self.ctx.paths
         if self._index is not None and self._index.outputs_dir != paths.outputs_dir:
@@ -272,7 +284,7 @@ class GalleryPanel(QWidget):
             self._index = GalleryIndex(paths.outputs_dir, paths.data_dir / GALLERY_DB)
         return self._index
 
-    def _on_settings_changed(self, _settings: Any) -> None:
+    def _on_settings_changed(self, _settings: Settings) -> None:
         if self._index is not None and self._index.outputs_dir != self.ctx.paths.outputs_dir:
             self.refresh()
 
@@ -355,7 +367,7 @@ class GalleryPanel(QWidget):
     def _on_list_failed(self, message: str) -> None:
         self._show_empty("The gallery could not be read", message)
 
-    def _on_output_written(self, path: Any) -> None:
+    def _on_output_written(self, path: str | Path) -> None:
         self._pending_new.append(Path(path))
         self._new_timer.start()
 
@@ -391,7 +403,7 @@ class GalleryPanel(QWidget):
         path = Path(item.path)
         fallback = self.ctx.settings.last_model
 
-        def work() -> tuple[Path, Any, Any, Any]:
+        def work() -> tuple[Path, ImageMetadata, Txt2ImgRequest | None, TransformReuse | None]:
             from studio.media.metadata import read_image_metadata, to_request
             from studio.media.transform_reuse import transform_reuse_from_text
 
@@ -401,7 +413,8 @@ class GalleryPanel(QWidget):
 
         self._calls.run(work, self._on_metadata)
 
-    def _on_metadata(self, answer: tuple[Path, Any, Any, Any]) -> None:
+    def _on_metadata(self, answer: tuple[Path, ImageMetadata, Txt2ImgRequest | None,
+                                         TransformReuse | None]) -> None:
         path, meta, request, transform = answer
         if self.details.path != path:
             return  # the selection moved on
@@ -421,7 +434,7 @@ class GalleryPanel(QWidget):
             return
         self.context_menu_for(index).exec(self.view.viewport().mapToGlobal(pos))
 
-    def context_menu_for(self, index: QModelIndex) -> Any:
+    def context_menu_for(self, index: QModelIndex) -> QMenu:
         path = Path(index.data(PathRole))
 
         def reuse() -> None:
@@ -445,20 +458,21 @@ class GalleryPanel(QWidget):
                 "transform", image_actions.OpenInMode(Path(p), "upscale")),
             chat=lambda ask: self.ctx.openInWorkspace.emit("chat", ask))
 
-    def classify(self, path: Path) -> Any:
+    def classify(self, path: Path) -> concurrent.futures.Future:
         """The top-3 classes of the image at ``path`` by the newest trained CNN (Train's CNN
         lesson), said in a message box; loading and running the small model happens off the GUI
         thread."""
         runs_dir = self.ctx.paths.runs_dir
 
-        def work() -> Any:
+        def work() -> Classification:
             from studio.pipelines.train.classify import classify_image
 
             return classify_image(Path(path), runs_dir)
 
         return self._classify_in_background(path, work)
 
-    def _classify_in_background(self, path: Path, work: Any) -> Any:
+    def _classify_in_background(self, path: Path, work: Callable[[], Classification]
+                                ) -> concurrent.futures.Future:
         """``work()`` (a Classification) on the pool; its sentence, or why not, said here."""
         return self._classify_calls.run(
             work,
@@ -476,7 +490,7 @@ class GalleryPanel(QWidget):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()  # not modal for the whole app: the gallery stays usable
 
-    def classify_with_model(self, path: Path, name: str = "") -> Any:
+    def classify_with_model(self, path: Path, name: str = "") -> concurrent.futures.Future:
         """The top-3 classes of the image at ``path`` by a classifier exported from Train (cnn,
         distill, federated) into the library: the one called ``name``, the only one, or the one
         picked in a short list. Listing and classifying happen off the GUI thread."""
@@ -488,7 +502,7 @@ class GalleryPanel(QWidget):
             return find_classifiers(models_dir)
 
         def run(folder: Path) -> None:
-            def work() -> Any:
+            def work() -> Classification:
                 from studio.pipelines.train.classify import classify_with_model
 
                 return classify_with_model(Path(path), folder)
@@ -533,7 +547,7 @@ class GalleryPanel(QWidget):
                 "Make one in Generate, or put images in\n"
                 f"{self.ctx.paths.outputs_dir}")
 
-    def _update_count(self, *_: Any) -> None:
+    def _update_count(self, *_: object) -> None:
         n = self.model.rowCount()
         self.count_label.setText(f"{n:,} image{'s' if n != 1 else ''}" if n else "")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
@@ -33,6 +33,9 @@ from studio.library.families import FAMILIES, lora_fits
 from studio.ui.theme import colors
 from studio.ui.widgets.basics import muted_label, section_label
 
+if TYPE_CHECKING:
+    from studio.library.entry import LibraryEntry
+
 FAMILY_NAMES = {f.key: f.label for f in FAMILIES.values()}
 SLIDER_RANGE = 2.0  # the slider covers the usual -2..2; the spin box goes to ±MAX_LORA_WEIGHT
 SLIDER_SCALE = 100
@@ -51,7 +54,7 @@ def family_name(family: str) -> str:
     return FAMILY_NAMES.get(family, "an unknown base")
 
 
-def network_type(entry: Any) -> str:
+def network_type(entry: LibraryEntry) -> str:
     """' · LoHa' / ' · LoKr' / … for a LyCORIS file (the library's format "LoRA (LoHa)"), else
     '': a plain LoRA needs no word, a LyCORIS one is worth knowing."""
     fmt = str(getattr(entry, "format", ""))
@@ -162,7 +165,7 @@ class LoraSection(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._library: list[Any] | None = None  # None: not scanned yet
+        self._library: list[LibraryEntry] | None = None  # None: not scanned yet
         self._scan_error = ""
         self._family = "unknown"
         self._models_dir: Path | None = None
@@ -200,7 +203,7 @@ class LoraSection(QWidget):
         self._update_note()
 
     # -- state from outside ------------------------------------------------------------------
-    def set_library(self, entries: list[Any] | None, error: str = "") -> None:
+    def set_library(self, entries: list[LibraryEntry] | None, error: str = "") -> None:
         """The library's LoRAs (LibraryEntry with kind "lora"); None while a scan runs."""
         if entries is not None:
             self._library = [e for e in entries if getattr(e, "kind", "lora") == "lora"]
@@ -219,7 +222,7 @@ class LoraSection(QWidget):
         self._update_note()
 
     @property
-    def library(self) -> list[Any]:
+    def library(self) -> list[LibraryEntry]:
         return list(self._library or [])
 
     # -- the rows ----------------------------------------------------------------------------
@@ -265,12 +268,12 @@ class LoraSection(QWidget):
         return ""
 
     # -- the Add LoRA menu -------------------------------------------------------------------
-    def request_name(self, entry: Any) -> str:
+    def request_name(self, entry: LibraryEntry) -> str:
         """How a request names a library LoRA: its name, or its path when two share a name."""
         same = [e for e in self.library if e.name.lower() == entry.name.lower()]
         return str(entry.path) if len(same) > 1 else entry.name
 
-    def choices(self) -> list[tuple[Any, bool, str]]:
+    def choices(self) -> list[tuple[LibraryEntry, bool, str]]:
         """(entry, can be added, note) for every library LoRA: fitting ones first."""
         added = {row.name.lower() for row in self.rows}
         fit, other = [], []
@@ -364,7 +367,7 @@ class LoraSection(QWidget):
         row.hide()
         row.deleteLater()
 
-    def _find(self, name: str) -> Any:
+    def _find(self, name: str) -> LibraryEntry | None:
         low = name.lower()
         for e in self.library:
             if e.name.lower() == low or str(e.path) == name:

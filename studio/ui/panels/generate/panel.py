@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QImage, QKeySequence, QShortcut
@@ -52,16 +52,20 @@ from studio.workers.thumbnails import pil_to_qimage
 
 if TYPE_CHECKING:
     from studio.core.config import Paths, Settings
+    from studio.library.entry import LibraryEntry
+    from studio.media.timeline import TimelineFrame
+    from studio.ui.widgets.download_dialog import DownloadDialog
+    from studio.ui.widgets.model_picker import PickedModel
 
 log = logging.getLogger(__name__)
 
 FRAME_INTERVAL_S = 1 / 30  # previews arriving faster than this are dropped (the latest wins)
 LORA_RESCAN_S = 10.0  # coming back to the workspace looks for LoRAs again after this long
 
-LoraScanner = Callable[[Any, Any], list]
+LoraScanner: TypeAlias = "Callable[[Settings, Paths], list[LibraryEntry]]"
 
 
-def default_lora_scanner(settings: Settings, paths: Paths) -> list:
+def default_lora_scanner(settings: Settings, paths: Paths) -> list[LibraryEntry]:
     """The library's LoRAs (a disk scan: run it off the GUI thread)."""
     from studio.library.catalog import list_models
 
@@ -99,7 +103,7 @@ class GeneratePanel(QWidget):
         self._lora_scanning = False
         self._lora_scanned_at = 0.0
         self.lora_scans = 0  # finished LoRA scans (tests wait on it)
-        self.download_dialog: Any = None  # built on first use ("Download a model…")
+        self.download_dialog: DownloadDialog | None = None  # built on first use
 
         self.picker = ModelPicker(ctx, scanner=scanner)
         self.picker.set_usability(for_generate)  # instruction editors belong to Transform
@@ -192,7 +196,7 @@ class GeneratePanel(QWidget):
         self.controls.loras.rescanRequested.connect(self.refresh_loras)
 
     # -- public API --------------------------------------------------------------------------
-    def receive(self, payload: Any) -> None:
+    def receive(self, payload: object) -> None:
         """Fill the form from a request (or its dict), selecting its model ("reuse parameters")."""
         if isinstance(payload, dict):
             payload = Txt2ImgRequest.from_dict(payload)
@@ -246,7 +250,7 @@ class GeneratePanel(QWidget):
         self._save_last_request(request)
         return self._submit(request, job_title(request))
 
-    def _submit(self, request: Any, title: str) -> QtJobHandle | None:
+    def _submit(self, request: Txt2ImgRequest | GanWalkRequest, title: str) -> QtJobHandle | None:
         try:
             job = self.ctx.bridge.submit(request, title=title)
         except (KeyError, TypeError, RuntimeError) as exc:
@@ -318,7 +322,7 @@ class GeneratePanel(QWidget):
             self.refresh_loras()
 
     @Slot()
-    def open_download(self) -> Any:
+    def open_download(self) -> DownloadDialog:
         """The built-in download dialog, with an image model chosen; the picker looks again
         when a download has arrived."""
         from studio.ui.widgets.download_dialog import DownloadDialog, wants_fp16
@@ -388,7 +392,7 @@ class GeneratePanel(QWidget):
                                 steps=job.request.steps)
 
     @Slot(object, object)
-    def _on_partial(self, job: JobSnapshot, result: Any) -> None:
+    def _on_partial(self, job: JobSnapshot, result: object) -> None:
         if not isinstance(result, GeneratedImage):
             return
         self._frames.drop(job.id)  # a late preview frame must not cover the finished image
@@ -450,7 +454,7 @@ class GeneratePanel(QWidget):
         self._shown_image, self._shown_caption = image, caption
         self.timeline.set_timeline(self._timelines.get(result.path), result.path)
 
-    def _scrub(self, frame: Any, caption: str) -> None:
+    def _scrub(self, frame: TimelineFrame, caption: str) -> None:
         """Show a frame of the shown image's timeline in its place, and which it is in the
         status line (the last frame: the image and its own caption again)."""
         if self._shown_image.isNull():
@@ -510,7 +514,7 @@ class GeneratePanel(QWidget):
         self.empty.set_models_dir(self.ctx.paths.models_dir, error)
         self.stack.setCurrentIndex(0 if self.picker.combo.count() else 1)
 
-    def _on_model_changed(self, entry: Any) -> None:
+    def _on_model_changed(self, entry: PickedModel | None) -> None:
         family = getattr(entry, "family", "unknown") if entry is not None else "unknown"
         self.controls.set_family(family)
         if family != "ddpm":

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QPoint, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QIcon, QImage, QPainter, QPixmap
-from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWidgetItem, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QWidget,
+)
 
 from studio.core.requests import GeneratedImage, Txt2ImgRequest, image_seeds
 from studio.core.wording import count_of
@@ -133,7 +139,7 @@ class ResultsStrip(QListWidget):
             if result.path and Path(result.path) == Path(path):
                 self.takeItem(i)
 
-    def context_menu_for(self, item: QListWidgetItem) -> Any:
+    def context_menu_for(self, item: QListWidgetItem) -> QMenu:
         """The right-click menu of ``item`` (built, not shown)."""
         result: GeneratedImage = item.data(ResultRole)
         return build_image_menu(
@@ -168,7 +174,8 @@ class ResultsStrip(QListWidget):
         self.remove_path(path)
         self.resultDeleted.emit(path)
 
-    def _current_changed(self, current: QListWidgetItem | None, _previous: Any) -> None:
+    def _current_changed(self, current: QListWidgetItem | None,
+                         _previous: QListWidgetItem | None) -> None:
         if current is not None:
             self.resultActivated.emit(current.data(ResultRole))
 

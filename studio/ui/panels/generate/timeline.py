@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -31,6 +31,9 @@ from studio.core.wording import write_failure
 from studio.media.timeline import default_film_path, film_path_problem
 from studio.workers.lanes import Calls
 
+if TYPE_CHECKING:
+    from studio.media.timeline import Timeline, TimelineFrame
+
 KEPT = 8  # the timelines of the last 8 images (a batch of 8) are kept, older ones are dropped
 FILTERS = "GIF animation (*.gif);;MP4 video (*.mp4);;Animated PNG (*.png)"
 
@@ -40,16 +43,16 @@ class TimelineStore:
 
     def __init__(self, limit: int = KEPT) -> None:
         self.limit = limit
-        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._items: OrderedDict[str, Timeline] = OrderedDict()
 
-    def add(self, path: Any, timeline: Any) -> None:
+    def add(self, path: str | Path, timeline: Timeline) -> None:
         key = str(path)
         self._items[key] = timeline
         self._items.move_to_end(key)
         while len(self._items) > self.limit:
             self._items.popitem(last=False)
 
-    def get(self, path: Any) -> Any:
+    def get(self, path: str | Path | None) -> Timeline | None:
         return self._items.get(str(path)) if path else None
 
     def __len__(self) -> int:
@@ -69,7 +72,7 @@ class TimelineScrubber(QWidget):
         super().__init__(parent)
         self.setObjectName("timelineScrubber")
         self._calls = Calls(self)
-        self._frames: list[Any] = []
+        self._frames: list[TimelineFrame] = []
         self._caption = ""
         self._image_path: Path | None = None
         self.title = QLabel("Timeline")
@@ -108,7 +111,7 @@ class TimelineScrubber(QWidget):
         self.hide()
 
     # -- what it shows ---------------------------------------------------------------------------
-    def set_timeline(self, timeline: Any, image_path: Any) -> None:
+    def set_timeline(self, timeline: Timeline | None, image_path: str | Path | None) -> None:
         """Walk ``timeline``'s frames (None hides the row); it starts at the last frame, the
         finished image, which is what the picture shows."""
         frames = list(timeline.frames) if timeline is not None else []
@@ -130,7 +133,7 @@ class TimelineScrubber(QWidget):
         self.set_timeline(None, None)
 
     @property
-    def frames(self) -> list[Any]:
+    def frames(self) -> list[TimelineFrame]:
         return list(self._frames)
 
     @property

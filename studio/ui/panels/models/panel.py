@@ -10,7 +10,7 @@ the same scanning functions, so what this panel lists is what they offer.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QFontDatabase
@@ -50,6 +50,13 @@ from studio.ui.widgets.download_dialog import (
 from studio.ui.widgets.unload_job import UnloadJob
 from studio.workers.lanes import Calls, cpu_pool
 
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QStatusBar
+
+    from studio.core.devices import DeviceInfo
+    from studio.workers.device_probe import DeviceReport
+    from studio.workers.job_bridge import QtJobHandle
+
 
 class DetailsPane(QFrame):
     """Path, hash and workspaces of the selected model, with Compute hash and Remove…."""
@@ -57,7 +64,7 @@ class DetailsPane(QFrame):
     FIELDS = ("Kind", "Path", "Source", "Format", "Size", "Precision", "Base", "Details",
               "Used by", "Last used", "SHA-256", "Model hash")
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("modelDetails")
         self.setMinimumWidth(300)
@@ -149,7 +156,7 @@ class DetailsPane(QFrame):
 class ModelsPanel(QWidget):
     """Library table (grouped by kind, search, kind filter) + details; Import, Remove, Download."""
 
-    def __init__(self, ctx: AppContext, parent=None) -> None:
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self.setObjectName("modelsPanel")
@@ -172,7 +179,7 @@ class ModelsPanel(QWidget):
         self.unloader.refused.connect(self._say_error)
         self.unloader.ended.connect(self._on_unloaded)
         self._places = self._model_places(ctx.settings)
-        self._device_source: Any = None
+        self._device_source: QStatusBar | None = None
 
         self.tree = ModelTree()
         self.details = DetailsPane()
@@ -323,7 +330,7 @@ class ModelsPanel(QWidget):
         self.unload_button.show_loaded(loaded_models(), self.ctx.settings, self.unloader.running)
 
     @Slot()
-    def unload_all(self) -> Any:
+    def unload_all(self) -> QtJobHandle | None:
         """Queue the job that frees every loaded model; its handle."""
         return self.unloader.start(self.ctx.bridge)
 
@@ -339,11 +346,11 @@ class ModelsPanel(QWidget):
         if job.finished:  # any job may have loaded or freed a model
             self.refresh_loaded()
 
-    def _device_report(self) -> Any:
+    def _device_report(self) -> DeviceReport | None:
         return getattr(self.window(), "device_report", None)
 
     @Slot(object)
-    def _on_device(self, info: Any) -> None:
+    def _on_device(self, info: DeviceInfo | None) -> None:
         self.details.memory.set_device(getattr(info, "kind", None), getattr(info, "label", ""))
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
@@ -538,7 +545,7 @@ class ModelsPanel(QWidget):
         self.download_dialog.raise_()
         return self.download_dialog
 
-    def receive(self, payload: Any) -> None:
+    def receive(self, payload: object) -> None:
         """Another workspace sent something: a :class:`DownloadRequest` opens the download
         dialog on that repository."""
         if isinstance(payload, DownloadRequest):

@@ -11,7 +11,7 @@ side by side with their difference), and the Models list shows the new entry.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
+    QWidget,
 )
 
 from studio.core.shrink_requests import (
@@ -40,6 +41,11 @@ from studio.library.catalog import LibraryEntry
 from studio.ui.context import AppContext
 from studio.ui.widgets.input_policy import fit_size_to_screen
 from studio.workers.lanes import Calls
+
+if TYPE_CHECKING:
+    from studio.pipelines.chat.shrink import ShrinkPlan, ShrinkReport
+    from studio.pipelines.diffusion.shrink import ImageShrinkPlan, ImageShrinkReport
+    from studio.workers.job_bridge import QtJobHandle
 
 ERROR_COLOR = "#e5484d"
 SAMPLE_SIDE = 200  # pixels each sample image takes in the dialog
@@ -60,13 +66,13 @@ class ShrinkDialog(QDialog):
     made = Signal(object)
 
     def __init__(self, ctx: AppContext, entry: LibraryEntry, names: set[str],
-                 parent=None) -> None:
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx, self.entry, self.names = ctx, entry, set(names)
         self._calls = Calls(self)
-        self.job: Any = None  # the shrink job's QtJobHandle while it runs
-        self.plan: Any = None
-        self.report: Any = None
+        self.job: QtJobHandle | None = None  # the shrink job while it runs
+        self.plan: ShrinkPlan | ImageShrinkPlan | None = None
+        self.report: ShrinkReport | ImageShrinkReport | None = None
         self.plans = 0  # finished estimates (tests wait on it)
         self._asked = 0  # the estimate the dialog waits for (older answers are dropped)
         self._named_by_hand = False
@@ -219,7 +225,7 @@ class ShrinkDialog(QDialog):
         self.plan_label.setStyleSheet(f"color: {ERROR_COLOR};" if error else "")
         self.plan_label.setText(text)
 
-    def _on_plan(self, asked: int, plan: Any) -> None:
+    def _on_plan(self, asked: int, plan: ShrinkPlan | ImageShrinkPlan) -> None:
         if asked != self._asked:
             return
         self.plan = plan
@@ -240,7 +246,7 @@ class ShrinkDialog(QDialog):
 
     # -- running -----------------------------------------------------------------------------
     @Slot()
-    def start(self) -> Any:
+    def start(self) -> QtJobHandle | None:
         if self.plan is None or self.job is not None:
             return None
         self.table.hide()
@@ -283,7 +289,7 @@ class ShrinkDialog(QDialog):
         self.status.setStyleSheet(f"color: {ERROR_COLOR};" if error else "")
         self.status.setText(text)
 
-    def show_report(self, report: Any) -> None:
+    def show_report(self, report: ShrinkReport | ImageShrinkReport) -> None:
         """The before/after table of a finished job (``ShrinkReport``)."""
         self.report = report
         rows = report.rows()
@@ -310,7 +316,7 @@ class ShrinkDialog(QDialog):
         self.name.setText(self._default_name())
         self.estimate()
 
-    def _show_samples(self, report: Any) -> None:
+    def _show_samples(self, report: ImageShrinkReport) -> None:
         """The two sample images side by side, each with what it is."""
         from PySide6.QtGui import QPixmap
 

@@ -10,7 +10,13 @@ import time
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTreeWidget, QTreeWidgetItem
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QWidget,
+)
 
 from studio.library.catalog import KINDS, LibraryEntry
 from studio.library.manage import human_size
@@ -38,7 +44,7 @@ class ModelTree(QTreeWidget):
 
     entryChosen = Signal(object)  # LibraryEntry or None
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("modelsTree")
         self.setColumnCount(len(COLUMNS))

@@ -10,7 +10,7 @@ bar, can be cancelled and resumed, and ends with the file's sha256 on screen and
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -28,6 +28,11 @@ from studio.library.download_jobs import FileDownloadRequest
 from studio.ui.context import AppContext
 from studio.workers.lanes import Calls
 
+if TYPE_CHECKING:
+    from studio.library.cyclegan_models import CatalogEntry, CycleGANModel
+    from studio.library.download import DownloadResult
+    from studio.workers.job_bridge import QtJobHandle
+
 log = logging.getLogger(__name__)
 
 
@@ -42,7 +47,7 @@ class CycleGANPicker(QWidget):
         super().__init__(parent)
         self._ctx = ctx
         self._calls = Calls(self)  # the model scan
-        self._download: Any = None  # the download's QtJobHandle while it runs
+        self._download: QtJobHandle | None = None  # the download's job while it runs
         self._want: str = ""
         self._again = False
         self._titles: dict[str, str] = {}  # catalog name → title, for the description line
@@ -88,16 +93,16 @@ class CycleGANPicker(QWidget):
         self._show_download(False)
 
     # -- public API --------------------------------------------------------------------------
-    def current(self) -> Any:
+    def current(self) -> CycleGANModel | None:
         """The picked installed model (CycleGANModel), or None (nothing, or a catalog entry)."""
         kind, item = self.combo.currentData() or (None, None)
         return item if kind == "model" else None
 
-    def current_catalog_entry(self) -> Any:
+    def current_catalog_entry(self) -> CatalogEntry | None:
         kind, item = self.combo.currentData() or (None, None)
         return item if kind == "catalog" else None
 
-    def models(self) -> list[Any]:
+    def models(self) -> list[CycleGANModel]:
         out = []
         for i in range(self.combo.count()):
             kind, item = self.combo.itemData(i) or (None, None)
@@ -212,7 +217,7 @@ class CycleGANPicker(QWidget):
         self.refresh_button.setEnabled(True)
         self.detail.setText(f"Could not look for models: {message}")
 
-    def _index_changed(self, *_: Any) -> None:
+    def _index_changed(self, *_: object) -> None:
         model, entry = self.current(), self.current_catalog_entry()
         if model is not None:
             files = ", ".join(f"{d}: {p.name}" for d, p in model.directions.items())
@@ -242,7 +247,7 @@ class CycleGANPicker(QWidget):
             self.detail.setText(f"Downloading… {done_kib / 1024:.1f} MB")
 
     @Slot(object)
-    def _on_done(self, result: Any) -> None:
+    def _on_done(self, result: DownloadResult) -> None:
         self._end_download()
         self.sha_label.setText(f"sha256 {result.sha256}")
         self.sha_label.show()

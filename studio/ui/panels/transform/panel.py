@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QPoint, Qt, Signal, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QImageReader, QKeySequence, QShortcut
@@ -50,6 +50,12 @@ from studio.ui.widgets.open_jobs import OpenJobs
 from studio.ui.widgets.preview import FrameThrottle, step_text
 from studio.workers.job_bridge import QtJobHandle
 from studio.workers.thumbnails import pil_to_qimage
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QMenu
+
+    from studio.library.cyclegan_models import CycleGANModel
+    from studio.media.transform_reuse import TransformReuse
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +258,7 @@ class TransformPanel(QWidget):
         if self._painting_mode():
             self.brush.size.setValue(brush_step(self.brush.size.value(), bigger))
 
-    def receive(self, payload: Any) -> None:
+    def receive(self, payload: object) -> None:
         """Open an image sent from another workspace (a path, or an
         :class:`~studio.ui.widgets.image_actions.OpenInMode` from "Upscale…": in that mode), or
         repeat a result's settings (a :class:`~studio.media.transform_reuse.TransformReuse`,
@@ -268,7 +274,7 @@ class TransformPanel(QWidget):
         elif isinstance(payload, (str, Path)):
             self.open_image(Path(payload))
 
-    def apply_reuse(self, reuse: Any) -> bool:
+    def apply_reuse(self, reuse: TransformReuse) -> bool:
         """Open the recorded picture (and mask) in the recorded mode with every setting of the
         request (:func:`studio.ui.panels.transform.reuse.restore`); what could not be restored
         is said in the status line."""
@@ -446,7 +452,7 @@ class TransformPanel(QWidget):
             self._update_view()
 
     @Slot(object, object)
-    def _on_partial(self, job: JobSnapshot, result: Any) -> None:
+    def _on_partial(self, job: JobSnapshot, result: object) -> None:
         if job.id not in self._open or not isinstance(result, TransformedImage):
             return
         self._frames.drop(job.id)
@@ -485,7 +491,7 @@ class TransformPanel(QWidget):
         self.jobFinished.emit(job)
 
     # -- the result's menu -------------------------------------------------------------------
-    def result_menu(self) -> Any:
+    def result_menu(self) -> QMenu | None:
         """The right-click menu of the result on screen (built, not shown); None when the view
         shows no finished result (only the picture, or a preview)."""
         shown = self._displayed
@@ -507,7 +513,7 @@ class TransformPanel(QWidget):
     # -- helpers -----------------------------------------------------------------------------
     _before: QImage | None = None
     last_result: TransformedImage | None = None
-    context_menu: Any = None  # the result menu last opened by a right-click
+    context_menu: QMenu | None = None  # the result menu last opened by a right-click
 
     def _update_view(self) -> None:
         """Show what the current mode has: the mask canvas (inpaint, painting), else the compare
@@ -542,7 +548,7 @@ class TransformPanel(QWidget):
             self.compare.set_images(self._before, None, keep_view=True)
             self.caption.setText("")
 
-    def _cyclegan_changed(self, model: Any) -> None:
+    def _cyclegan_changed(self, model: CycleGANModel | None) -> None:
         self.cyclegan_options.set_directions(list(model.directions) if model else [])
 
     def _mask_changed(self) -> None:

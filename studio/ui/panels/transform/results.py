@@ -13,18 +13,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QMenu, QWidget
 
 from studio.core.jobs import JobSnapshot
-from studio.core.requests import TransformedImage, TransformRequest, UpscaleRequest
+from studio.core.requests import (
+    Img2ImgRequest,
+    TransformedImage,
+    TransformRequest,
+    UpscaleRequest,
+)
 from studio.ui.widgets.mask_canvas import composite_preview
 from studio.ui.widgets.preview import preview_to_qimage
 
+if TYPE_CHECKING:
+    from studio.ui.context import AppContext
 
-def mode_of(request: Any) -> str:
+
+def mode_of(request: TransformRequest | Img2ImgRequest | UpscaleRequest) -> str:
     """The tab a request belongs to: ``cyclegan``, ``img2img``, ``inpaint``, ``upscale`` or
     ``edit``."""
     if isinstance(request, TransformRequest):
@@ -143,7 +151,7 @@ class ResultBook:
         return image
 
 
-def result_menu(parent: QWidget, shown: ShownResult, ctx: Any,
+def result_menu(parent: QWidget, shown: ShownResult, ctx: AppContext,
                 on_deleted: Callable[[Path], None]) -> QMenu:
     """The right-click menu of a shown result: the same as Generate's and the Gallery's (copy,
     save as, open, show in folder, reuse parameters, send to Transform, delete)."""

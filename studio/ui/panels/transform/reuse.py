@@ -8,16 +8,19 @@ PNG chunk and names the picture to open (the recorded source, or the result when
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from studio.core.requests import Img2ImgRequest
+from studio.core.requests import Img2ImgRequest, TransformRequest
 from studio.media.transform_reuse import TransformReuse
+
+if TYPE_CHECKING:
+    from studio.ui.panels.transform.panel import TransformPanel
 
 MODE_NAMES = {"cyclegan": "CycleGAN", "img2img": "img2img", "inpaint": "inpaint",
               "upscale": "upscale", "edit": "Edit with instructions"}
 
 
-def restore(panel: Any, reuse: TransformReuse) -> bool:
+def restore(panel: TransformPanel, reuse: TransformReuse) -> bool:
     """Show ``reuse`` in the TransformPanel ``panel``: mode, picture, mask, model and settings.
     False when the picture cannot be opened (the panel then shows why)."""
     from studio.ui.panels.transform.panel import read_qimage
@@ -49,7 +52,7 @@ def restore(panel: Any, reuse: TransformReuse) -> bool:
     return True
 
 
-def _restore_cyclegan(panel: Any, request: Any) -> list[str]:
+def _restore_cyclegan(panel: TransformPanel, request: TransformRequest) -> list[str]:
     notes = []
     picker, options = panel.cyclegan, panel.cyclegan_options
     waiting = False

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QWidget
 
 from studio.ui.theme import colors
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 
 class LessonView(QWidget):
@@ -58,7 +61,7 @@ class LessonView(QWidget):
         """Named plots the user can export as PNG ("Loss", "Samples", …)."""
         return {}
 
-    def export_frames(self) -> list[Any]:
+    def export_frames(self) -> list[PILImage]:
         """How the picture evolved during training, as PIL images for an animated GIF (oldest
         first); empty when the view keeps no history."""
         return []

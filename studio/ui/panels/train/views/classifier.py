@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -13,6 +13,9 @@ from studio.ui.panels.train.plotting import gradient_lut, restyle, styled_plot
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.panels.train.widgets import readout_value
 from studio.ui.theme import colors
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 CLASS_COLORS = ("#f28e2b", "#5aa2ff")  # class 0, class 1
 HISTORY_EVERY = 10  # keep a boundary picture for the GIF every this many steps…
@@ -111,7 +114,7 @@ class ClassifierView(LessonView):
     def export_items(self) -> dict[str, QWidget]:
         return {"Decision boundary": self.plot}
 
-    def export_frames(self) -> list[Any]:
+    def export_frames(self) -> list[PILImage]:
         """The boundary as it moved, with the training points drawn on every frame."""
         from PIL import Image, ImageDraw
 

@@ -57,7 +57,8 @@ def histogram_captions() -> tuple[ElidedLabel, ElidedLabel]:
                                      "update"))
 
 
-def show_tiled(item: pg.ImageItem, images: np.ndarray, cols: int, lut: Any) -> np.ndarray:
+def show_tiled(item: pg.ImageItem, images: np.ndarray, cols: int, lut: np.ndarray | None
+               ) -> np.ndarray:
     """(n, s, s, C) images in [0, 1] tiled ``cols`` wide on ``item`` (grey ones through
     ``lut``, colour ones as they are); returns the tiled picture."""
     grey = images.shape[-1] == 1

@@ -44,7 +44,7 @@ class ImageRows:
     when the layers change. The view sets ``_lut`` in ``apply_theme`` and has the histogram
     plots of :func:`add_histogram_plots` and a ``hist_legend``."""
 
-    _lut: Any
+    _lut: np.ndarray
     _photo: bool
     readout: ElidedLabel
     data_note: ElidedLabel

@@ -50,7 +50,7 @@ class DistillView(LessonView):
     def __init__(self, lesson_key: str, parent: QWidget | None = None) -> None:
         super().__init__(lesson_key, parent)
         self._names: tuple[str, ...] = ()
-        self._lut: Any = None
+        self._lut: np.ndarray | None = None
         self._photo: bool | None = None
         cards = QGridLayout()
         cards.setHorizontalSpacing(24)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt
@@ -30,6 +30,9 @@ from PySide6.QtWidgets import (
 from studio.core.jobs import UserFacingError
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.panels.train.widgets import ElidedLabel, caption
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 SAMPLE_SIDE = 150  # px of one sample on the page (they scale down to fit)
 ICON_SIDE = 40
@@ -350,7 +353,7 @@ class LoraSDView(LessonView):
         else:
             self.row_label.setText("No samples yet")
 
-    def export_frames(self) -> list[Any]:
+    def export_frames(self) -> list[PILImage]:
         """Each row of samples side by side, oldest first (the GIF of the style arriving)."""
         from PIL import Image
 
