@@ -43,7 +43,7 @@ FAMILY_CASES: dict[str, FamilyCase] = {
                       note="SD 3.5 medium's blocks, no T5"),
     "flux": FamilyCase("family_builders:build_random_flux", 3.5, negative=False,
                        note="FLUX.1 dev, distilled guidance: one pass a step"),
-    "flux2": FamilyCase("family_builders:build_random_flux2", 4.0, negative=False,
+    "flux2": FamilyCase("family_builders:build_random_flux2", 1.0, negative=False,
                         note="FLUX.2 klein, distilled: guidance ignored, one pass a step"),
     "chroma": FamilyCase("family_builders:build_random_chroma", 4.0, note="Chroma1-HD, CFG"),
     "qwen-image": FamilyCase("family_builders:build_random_qwen_image", 4.0, "true_cfg_scale",
@@ -75,15 +75,27 @@ def timed(call: Callable[[], Any], device: str) -> tuple[float, float]:
 
 def alternate(studio: Callable[[], tuple[float, float]], raw: Callable[[], tuple[float, float]],
               rounds: int) -> dict[str, float]:
-    """One warm-up each, then ``rounds`` alternating timings: the medians of wall and CPU
-    seconds on each side and their ratios."""
+    """One warm-up each, then ``rounds`` rounds of one timing each, the side that goes first
+    alternating (studio first, raw first, …: neither side always runs just after the other,
+    whose left-over work — freed memory, a garbage collection — would land on it). The
+    medians of wall and CPU seconds on each side and their ratios."""
+    import gc
+
+    def clean(side: Callable[[], tuple[float, float]]) -> tuple[float, float]:
+        gc.collect()  # the previous call's garbage is collected outside the timing
+        return side()
+
     studio()
     raw()
     s_t: list[tuple[float, float]] = []
     r_t: list[tuple[float, float]] = []
-    for _ in range(rounds):
-        s_t.append(studio())
-        r_t.append(raw())
+    for i in range(rounds):
+        if i % 2:
+            r_t.append(clean(raw))
+            s_t.append(clean(studio))
+        else:
+            s_t.append(clean(studio))
+            r_t.append(clean(raw))
     out = {}
     for i, clock in enumerate(("wall", "cpu")):
         out[f"studio_{clock}"] = statistics.median(t[i] for t in s_t)
@@ -187,9 +199,15 @@ def run_families(families: list[str], device: str, dtype_name: str, rounds: int,
     results = {}
     for family in families:
         before = os.getloadavg()[0]
-        sides = FamilySides(family, device, dtype_name, size, steps, workdir / family,
-                            full_size)
-        results[family] = sides.measure(rounds)
+        try:
+            sides = FamilySides(family, device, dtype_name, size, steps, workdir / family,
+                                full_size)
+            results[family] = sides.measure(rounds)
+        except Exception:  # one family's failure is printed; the others still run
+            import traceback
+
+            print(f"{family}: FAILED\n{traceback.format_exc()}", flush=True)
+            continue
         print_family(family, device, size, steps, results[family])
         print(f"  load average {before:.1f} before, {os.getloadavg()[0]:.1f} after")
         if profile:

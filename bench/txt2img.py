@@ -512,8 +512,15 @@ def main(argv: list[str] | None = None) -> int:
                              "z-image; several with commas, or all); see bench/family_bench.py")
     parser.add_argument("--profile", action="store_true",
                         help="with --family: cProfile one studio call and one raw call")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch's CPU threads (0: its default); 1 keeps CPU time steady on "
+                             "a machine other programs load (no threads spinning for a core)")
     args = parser.parse_args(argv)
     case = CUDA_CASE if args.device == "cuda" else CPU_CASE
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.family:
         from bench.family_bench import FAMILY_CASES, run_families
 
