@@ -52,7 +52,7 @@ FAMILY_CASES: dict[str, FamilyCase] = {
 }
 
 #: the CPU run of a family: small enough that one image is a few CPU seconds
-CPU_SIZE, CPU_STEPS = 256, 8
+CPU_SIZE, CPU_STEPS = 256, 16
 
 
 def _builder(dotted: str) -> Callable[..., Path]:

@@ -3,7 +3,7 @@
 Each builder saves a diffusers folder of the family's real pipeline, model and tokenizer classes
 with random weights (nothing is downloaded): the real architecture on CUDA where it is written
 here (SD 3.5 medium, FLUX.1 dev, SDXL), and on the CPU a narrow one sized so that one 256 px
-image of 8 steps takes a second or a few on one CPU thread. The narrow models keep the real
+image of 16 steps takes one to a few seconds on one CPU thread. The narrow models keep the real
 structure — the layer kinds, the latent channels and packing, the text encoder's kind and the way
 the pipeline reads it — and the family's shipped scheduler configuration (assets/configs); only
 widths and depths are smaller.
