@@ -511,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
                              "CPU time (sd1, sdxl, sd3, flux, flux2, chroma, qwen-image, "
                              "z-image; several with commas, or all); see bench/family_bench.py")
     parser.add_argument("--profile", action="store_true",
-                        help="with --family: cProfile one studio call and one raw call")
+                        help="with --family: split one studio call (cProfile) into the diffusers "
+                             "call and Studio's own work")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch's CPU threads (0: its default); 1 keeps CPU time steady on "
                              "a machine other programs load (no threads spinning for a core)")
