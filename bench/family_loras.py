@@ -27,13 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.family_builders import build_random_flux  # noqa: E402
 from bench.txt2img import (  # noqa: E402
     CPU_CASE,
     CUDA_CASE,
     BenchSetup,
     _alternate,
     _sync,
-    build_random_flux,
     print_ratio,
     time_raw,
     time_studio,

@@ -3,7 +3,8 @@
     python bench/txt2img.py                 # CPU: narrow SD1.5-architecture UNet, 256 px, 10 steps
     python bench/txt2img.py --device cuda   # fp16, full-size SD1.5 architecture, 512 px, 20 steps
     python bench/txt2img.py --family sd3    # SD 3.5's architecture (narrow on the CPU), txt2img only
-    python bench/txt2img.py --family flux   # FLUX.1 dev's architecture (narrow on the CPU)
+    python bench/txt2img.py --family all --rounds 5   # every family (bench/family_bench.py):
+                                            # sd1 sdxl sd3 flux flux2 chroma qwen-image z-image
     python bench/txt2img.py --controlnet    # only the ControlNet and T2I-Adapter cases
 
 Both sides use random weights (nothing is downloaded), the same request and the same seed. The
@@ -497,130 +498,6 @@ def print_ctrl_c(result: dict[str, float]) -> None:
           f"signal (status {result['code']}), {result['kept']} of {result['count']} images kept")
 
 
-def build_random_sd3(dest: Path, full_size: bool, seed: int = 0) -> Path:
-    """An SD 3.5-architecture pipeline with random weights (no T5, as SD 3.5 runs without it):
-    SD 3.5 medium's transformer on CUDA, a narrow one on the CPU."""
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        FlowMatchEulerDiscreteScheduler,
-        SD3Transformer2DModel,
-        StableDiffusion3Pipeline,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
-
-    from studio.library.clip_tokenizer import PAD_CLIP_L, PAD_OPEN_CLIP, write_clip_tokenizer
-
-    torch.manual_seed(seed)
-    if full_size:
-        transformer = SD3Transformer2DModel(
-            sample_size=128, patch_size=2, in_channels=16, out_channels=16, num_layers=24,
-            attention_head_dim=64, num_attention_heads=24, joint_attention_dim=4096,
-            caption_projection_dim=1536, pooled_projection_dim=2048, pos_embed_max_size=384)
-        widths = (768, 1280)
-    else:
-        transformer = SD3Transformer2DModel(
-            sample_size=32, patch_size=2, in_channels=16, out_channels=16, num_layers=4,
-            attention_head_dim=32, num_attention_heads=4, joint_attention_dim=256,
-            caption_projection_dim=128, pooled_projection_dim=256, pos_embed_max_size=64)
-        widths = (128, 128)
-    vae = AutoencoderKL.from_config({**AutoencoderKL.load_config(str(CONFIGS / "vae")),
-                                     "latent_channels": 16, "scaling_factor": 1.5305,
-                                     "shift_factor": 0.0609, "use_quant_conv": False,
-                                     "use_post_quant_conv": False})
-    encoders = [CLIPTextModelWithProjection(CLIPTextConfig(
-        hidden_size=w, intermediate_size=w * 4, num_attention_heads=max(1, w // 64),
-        num_hidden_layers=2 if not full_size else 12, vocab_size=49408,
-        max_position_embeddings=77, projection_dim=w, hidden_act=act))
-        for w, act in zip(widths, ("quick_gelu", "gelu"), strict=True)]
-    toks = [CLIPTokenizer.from_pretrained(write_clip_tokenizer(dest.parent / f".tok{i}", pad))
-            for i, pad in enumerate((PAD_CLIP_L, PAD_OPEN_CLIP))]
-    pipe = StableDiffusion3Pipeline(
-        transformer=transformer, vae=vae, text_encoder=encoders[0], text_encoder_2=encoders[1],
-        text_encoder_3=None, tokenizer=toks[0], tokenizer_2=toks[1], tokenizer_3=None,
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
-    pipe.save_pretrained(dest, safe_serialization=True)
-    return dest
-
-
-def build_random_flux(dest: Path, full_size: bool, seed: int = 0) -> Path:
-    """A FLUX.1-dev-architecture pipeline with random weights: the real sizes on CUDA, a narrow
-    transformer and T5 on the CPU (the T5 tokenizer is one trained locally, as in the tests)."""
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        FlowMatchEulerDiscreteScheduler,
-        FluxPipeline,
-        FluxTransformer2DModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel
-
-    from studio.library.clip_tokenizer import PAD_CLIP_L, write_clip_tokenizer
-    from tests.fixtures.tiny_models import tiny_t5_tokenizer
-
-    torch.manual_seed(seed)
-    if full_size:
-        transformer = FluxTransformer2DModel(guidance_embeds=True)
-        t5 = T5Config(vocab_size=120, d_model=4096, d_kv=64, d_ff=10240, num_layers=24,
-                      num_heads=64, feed_forward_proj="gated-gelu")
-        clip_width, clip_layers = 768, 12
-    else:
-        transformer = FluxTransformer2DModel(
-            num_layers=2, num_single_layers=4, attention_head_dim=32, num_attention_heads=4,
-            joint_attention_dim=256, pooled_projection_dim=128, guidance_embeds=True,
-            axes_dims_rope=(8, 12, 12))
-        t5 = T5Config(vocab_size=120, d_model=256, d_kv=32, d_ff=512, num_layers=2, num_heads=8)
-        clip_width, clip_layers = 128, 2
-    vae = AutoencoderKL.from_config({**AutoencoderKL.load_config(str(CONFIGS / "vae")),
-                                     "latent_channels": 16, "scaling_factor": 0.3611,
-                                     "shift_factor": 0.1159, "use_quant_conv": False,
-                                     "use_post_quant_conv": False})
-    clip = CLIPTextModel(CLIPTextConfig(
-        hidden_size=clip_width, intermediate_size=clip_width * 4,
-        num_attention_heads=max(1, clip_width // 64), num_hidden_layers=clip_layers,
-        vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu"))
-    pipe = FluxPipeline(
-        transformer=transformer, vae=vae, text_encoder=clip,
-        text_encoder_2=T5EncoderModel(t5),
-        tokenizer=CLIPTokenizer.from_pretrained(write_clip_tokenizer(dest.parent / ".tokc",
-                                                                     PAD_CLIP_L)),
-        tokenizer_2=tiny_t5_tokenizer(),
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=False))
-    pipe.save_pretrained(dest, safe_serialization=True)
-    return dest
-
-
-def run_family_bench(family: str, case: BenchSetup, rounds: int, workdir: Path) -> dict:
-    """Studio's txt2img on a family other than SD 1.5 against its plain diffusers pipeline."""
-    import diffusers
-    import torch
-
-    from studio.core.config import Settings, default_paths
-    from studio.core.requests import Txt2ImgRequest
-    from studio.library.families import FAMILIES
-    from studio.pipelines.diffusion.txt2img import Txt2ImgService
-
-    builders = {"sd3": build_random_sd3, "flux": build_random_flux}
-    if family not in builders:
-        raise SystemExit(f"--family: one of {', '.join(builders)} (SD 1.5 is the default run)")
-    os.environ["STUDIO_HOME"] = str(workdir / "studio-home")
-    model = builders[family](workdir / family, case.full_size)
-    dtype = torch.float16 if case.dtype_name == "fp16" else torch.float32
-    settings = Settings(device=case.device, precision=case.dtype_name, preview_mode="fast")
-    service = Txt2ImgService(lambda: settings, default_paths)
-    cls = getattr(diffusers, FAMILIES[family].pipeline_class)
-    raw = cls.from_pretrained(str(model), dtype=dtype, local_files_only=True,
-                              **{name: None for name in FAMILIES[family].optional_components})
-    raw.set_progress_bar_config(disable=True)
-    raw = raw.to(case.device)
-    negative = "blurry" if FAMILIES[family].negative_prompt else ""
-    request = Txt2ImgRequest(model=str(model), prompt="a lighthouse on a cliff at dusk, oil paint",
-                             negative_prompt=negative, steps=case.steps, cfg=3.5,
-                             width=case.size, height=case.size, seed=1)
-    return _alternate(lambda: time_studio(service, request, case.device),
-                      lambda: time_raw(raw, request, case.device), rounds)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -630,15 +507,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--controlnet", action="store_true",
                         help="only the ControlNet case (the default run has it too)")
     parser.add_argument("--family", default="",
-                        help="another family's txt2img against its diffusers pipeline "
-                             "(sd3, flux)")
+                        help="one family's txt2img against its diffusers pipeline, wall and "
+                             "CPU time (sd1, sdxl, sd3, flux, flux2, chroma, qwen-image, "
+                             "z-image; several with commas, or all); see bench/family_bench.py")
+    parser.add_argument("--profile", action="store_true",
+                        help="with --family: split one studio call (cProfile) into the diffusers "
+                             "call and Studio's own work")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch's CPU threads (0: its default); 1 keeps CPU time steady on "
+                             "a machine other programs load (no threads spinning for a core)")
     args = parser.parse_args(argv)
     case = CUDA_CASE if args.device == "cuda" else CPU_CASE
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.family:
+        from bench.family_bench import FAMILY_CASES, run_families
+
+        families = list(FAMILY_CASES) if args.family == "all" else args.family.split(",")
         with tempfile.TemporaryDirectory(prefix="studio-bench-") as tmp:
-            print_ratio(f"{args.family} txt2img on {case.device} ({case.size} px, {case.steps} "
-                        "steps, fast previews, PNG saved)",
-                        run_family_bench(args.family, case, args.rounds, Path(tmp)))
+            run_families(families, case.device, case.dtype_name, args.rounds, case.full_size,
+                         Path(tmp), profile=args.profile)
         return 0
     if args.controlnet:
         with tempfile.TemporaryDirectory(prefix="studio-bench-") as tmp:

@@ -52,7 +52,8 @@ SCRIPTS = sorted(p for p in BENCH.glob("*.py") if p.name != "__init__.py")
 
 def test_every_bench_script_is_checked():
     assert {p.stem for p in SCRIPTS} >= {"txt2img", "chat", "transform", "library", "train",
-                                         "gallery", "gui_responsiveness"}
+                                         "gallery", "gui_responsiveness", "family_bench",
+                                         "family_builders"}
     assert all(_our_imports(p) for p in SCRIPTS), "a script that imports nothing of Studio's"
 
 

@@ -358,8 +358,7 @@ def prepare_call(base: Any, entry: ModelEntry, request: DiffusionRequest, settin
     sampler, schedule_type = a1111_sampler_names(request.scheduler, scheduler)
     previewer = make_previewer(settings.preview_mode, family, settings.taesd_every, paths,
                                device, dtype)
-    prompt = prepare_prompt_inputs(pipe, family, text, negative, pipe._execution_device,
-                                   steps=request.steps)
+    prompt = prepare_prompt_inputs(pipe, family, text, negative, None, steps=request.steps)
     prompt.warnings[:0] = embeddings.warnings
     return PreparedCall(pipe, family, sampler, schedule_type, previewer, prompt, loras,
                         embeddings)

@@ -262,9 +262,12 @@ def _plain_text_inputs(family: Any, prompt: str, negative_prompt: str) -> Prompt
 
 
 def prepare_prompt_inputs(pipe: Any, family: str, prompt: str, negative_prompt: str,
-                          device: torch.device | str, steps: int = 1) -> PromptInputs:
+                          device: torch.device | str | None, steps: int = 1) -> PromptInputs:
     """What to pass to the pipeline for these prompts over ``steps`` steps (text, or
-    A1111-style embeddings, with a per-step schedule when the prompt changes)."""
+    A1111-style embeddings, with a per-step schedule when the prompt changes). ``device`` None:
+    the pipeline's execution device, looked up only when the embeddings are computed here
+    (diffusers finds it by walking every module of every component: tens of milliseconds an
+    image for a prompt the pipeline encodes itself)."""
     found = family_of(family)
     if found is not None and not found.a1111_prompts:
         return _plain_text_inputs(found, prompt, negative_prompt)
@@ -274,6 +277,8 @@ def prepare_prompt_inputs(pipe: Any, family: str, prompt: str, negative_prompt: 
             and neg[0][1] == (negative_prompt or "")
             and _plain(pipe.tokenizer, [pos[0][1], neg[0][1]])):
         return PromptInputs({"prompt": prompt, "negative_prompt": negative_prompt})
+    if device is None:
+        device = pipe._execution_device
     encoders = _encoders(pipe, family)
     texts = list(dict.fromkeys(t for _, t in pos + neg))
     tokenized = {t: [weighted_chunks(pipe, tok, t) for tok, _ in encoders] for t in texts}
