@@ -94,6 +94,22 @@ def test_wrong_pairings_are_refused_with_a_sentence(tiny_flux_kontext_dir, tiny_
         edits().run(edit_request(tiny_flux_dir, picture), RecordingSink(), CancelToken())
 
 
+def edit_equals_diffusers(folder, picture, plain) -> None:
+    """Qwen-Image-Edit through Studio (with previews and its metadata) makes what ``plain``, a
+    QwenImageEditPipeline, makes from the same picture, prompts and seed."""
+    req = edit_request(folder, picture, cfg=4.0, negative_prompt="blurry")
+    sink = RecordingSink()
+    (result,) = edits().run(req, sink, CancelToken())
+    plain.set_progress_bar_config(disable=True)
+    expected = plain(image=Image.open(picture).convert("RGB"), prompt=req.prompt,
+                     negative_prompt="blurry", true_cfg_scale=4.0, num_inference_steps=2,
+                     width=64, height=48,
+                     generator=torch.Generator("cpu").manual_seed(5)).images[0]
+    assert np.array_equal(np.asarray(result.image), np.asarray(expected))
+    assert "Edit: instructions" in result.parameters
+    assert [p for _, _, p in sink.steps if p is not None]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None,
                     reason="with torchvision installed diffusers loads the folder's processor")
 def test_qwen_image_edit_runs_without_torchvision_bit_equal_to_diffusers(tiny_models_root,
@@ -108,19 +124,8 @@ def test_qwen_image_edit_runs_without_torchvision_bit_equal_to_diffusers(tiny_mo
     folder = build_tiny_qwen_image_edit(tiny_models_root / "tiny-qwen-image-edit")
     assert detect_diffusers_folder(folder).family == "qwen-image-edit"
     assert set(processor_kwargs(folder)) == {"processor"}
-    req = edit_request(folder, picture, cfg=4.0, negative_prompt="blurry")
-    sink = RecordingSink()
-    (result,) = edits().run(req, sink, CancelToken())
-    plain = QwenImageEditPipeline.from_pretrained(
-        str(folder), local_files_only=True, processor=image_only_processor(folder / "processor"))
-    plain.set_progress_bar_config(disable=True)
-    expected = plain(image=Image.open(picture).convert("RGB"), prompt=req.prompt,
-                     negative_prompt="blurry", true_cfg_scale=4.0, num_inference_steps=2,
-                     width=64, height=48,
-                     generator=torch.Generator("cpu").manual_seed(5)).images[0]
-    assert np.array_equal(np.asarray(result.image), np.asarray(expected))
-    assert "Edit: instructions" in result.parameters
-    assert [p for _, _, p in sink.steps if p is not None]
+    edit_equals_diffusers(folder, picture, QwenImageEditPipeline.from_pretrained(
+        str(folder), local_files_only=True, processor=image_only_processor(folder / "processor")))
 
 
 def test_the_folders_own_processor_is_used_where_torchvision_is_installed(tiny_models_root,
@@ -156,18 +161,8 @@ def test_qwen_image_edit_is_bit_equal_to_diffusers(tiny_models_root, picture):
 
     folder = build_tiny_qwen_image_edit(tiny_models_root / "tiny-qwen-image-edit-run")
     assert detect_diffusers_folder(folder).family == "qwen-image-edit"
-    req = edit_request(folder, picture, cfg=4.0, negative_prompt="blurry")
-    sink = RecordingSink()
-    (result,) = edits().run(req, sink, CancelToken())
-    plain = QwenImageEditPipeline.from_pretrained(str(folder), local_files_only=True)
-    plain.set_progress_bar_config(disable=True)
-    expected = plain(image=Image.open(picture).convert("RGB"), prompt=req.prompt,
-                     negative_prompt="blurry", true_cfg_scale=4.0, num_inference_steps=2,
-                     width=64, height=48,
-                     generator=torch.Generator("cpu").manual_seed(5)).images[0]
-    assert np.array_equal(np.asarray(result.image), np.asarray(expected))
-    assert "Edit: instructions" in result.parameters
-    assert [p for _, _, p in sink.steps if p is not None]
+    edit_equals_diffusers(folder, picture,
+                          QwenImageEditPipeline.from_pretrained(str(folder), local_files_only=True))
 
 
 def test_a_torchvision_that_does_not_load_is_named(monkeypatch):

@@ -101,10 +101,11 @@ def test_an_installed_decoder_decodes_previews_bit_equal(hf_home, tmp_path, repo
         assert torch.equal(latents, before)  # a preview only reads the latents
 
 
-def test_flux_generates_with_taef1_previews_from_the_models_folder(tiny_flux_dir):
-    tiny_tae(16).save_pretrained(str(default_paths().models_dir / "taef1"))
-    req = Txt2ImgRequest(model=str(tiny_flux_dir), prompt="a lighthouse", steps=2, cfg=3.5,
-                         width=64, height=64, seed=5)
+def generate_with_both_previews(model, cfg: float) -> dict[str, RecordingSink]:
+    """Generate one 64 px image with TAESD previews and with fast ones; asserts the image is the
+    same (previews never change it) and returns each run's sink."""
+    req = Txt2ImgRequest(model=str(model), prompt="a lighthouse", steps=2, cfg=cfg, width=64,
+                         height=64, seed=5)
     images, sinks = {}, {}
     for mode in ("taesd", "fast"):
         settings = Settings(device="cpu", precision="fp32", preview_mode=mode, taesd_every=1)
@@ -112,10 +113,16 @@ def test_flux_generates_with_taef1_previews_from_the_models_folder(tiny_flux_dir
         (result,) = Txt2ImgService(lambda s=settings: s, default_paths).run(
             req, sinks[mode], CancelToken())
         images[mode] = np.asarray(result.image)
+    assert np.array_equal(images["taesd"], images["fast"])
+    return sinks
+
+
+def test_flux_generates_with_taef1_previews_from_the_models_folder(tiny_flux_dir):
+    tiny_tae(16).save_pretrained(str(default_paths().models_dir / "taef1"))
+    sinks = generate_with_both_previews(tiny_flux_dir, 3.5)
     shown = [p for _, _, p in sinks["taesd"].steps if p is not None]
     assert len(shown) == 2 and shown[0].shape == (64, 64, 3)  # full size: decoded, not factors
     assert [p.shape for _, _, p in sinks["fast"].steps if p is not None][0] == (8, 8, 3)
-    assert np.array_equal(images["taesd"], images["fast"])  # previews never change the image
 
 
 def taef2_weights() -> dict[str, torch.Tensor]:
@@ -265,15 +272,6 @@ def test_flux2_generates_with_taef2_previews(tiny_flux2_dir):
     models = default_paths().models_dir
     models.mkdir(parents=True, exist_ok=True)
     torch.save(taef2_sequential(), models / "taef2_decoder.pth")
-    req = Txt2ImgRequest(model=str(tiny_flux2_dir), prompt="a lighthouse", steps=2, cfg=4.0,
-                         width=64, height=64, seed=5)
-    images, sinks = {}, {}
-    for mode in ("taesd", "fast"):
-        settings = Settings(device="cpu", precision="fp32", preview_mode=mode, taesd_every=1)
-        sinks[mode] = RecordingSink()
-        (result,) = Txt2ImgService(lambda s=settings: s, default_paths).run(
-            req, sinks[mode], CancelToken())
-        images[mode] = np.asarray(result.image)
+    sinks = generate_with_both_previews(tiny_flux2_dir, 4.0)
     shown = [p for _, _, p in sinks["taesd"].steps if p is not None]
     assert len(shown) == 2 and shown[0].shape == (64, 64, 3)  # decoded at full size
-    assert np.array_equal(images["taesd"], images["fast"])  # previews never change the image
