@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from studio.core.config import Paths
+from studio.core.jobs import UserFacingError
 from studio.library import taef2_files
 from studio.library.families import FAMILIES
 from studio.library.families import family as family_of
@@ -247,7 +248,7 @@ def make_previewer(mode: str, family: str, every: int, paths: Paths, device: str
                     _taesd_cache.clear()  # keep one decoder: they are small but live on the GPU
                     _taesd_cache[key] = TaesdPreviewer(folder, device, dtype)
                 taesd = _taesd_cache[key]
-            except (OSError, ValueError, RuntimeError) as exc:
+            except (OSError, ValueError, RuntimeError, UserFacingError) as exc:
                 log.warning("TAESD at %s could not be loaded (%s); using fast previews", folder,
                             exc)
         else:

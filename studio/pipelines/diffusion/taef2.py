@@ -53,17 +53,11 @@ def is_taef2(keys: list[str] | set[str]) -> bool:
 
 
 def read_file(path: Path) -> dict[str, torch.Tensor]:
-    """A TAEF2 file's tensors: safetensors, or a ``.pth`` with ``torch.load(weights_only=True)``."""
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
+    """A TAEF2 file's tensors (safetensors, or a ``.pth`` through ``torch.load(weights_only=True)``
+    in :mod:`studio.library.safe_load`, which refuses anything that is not tensors)."""
+    from studio.library.safe_load import load_state_dict
 
-        return load_file(str(path))
-    import torch
-
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path.name} holds no tensors by name")
-    return state
+    return load_state_dict(path)
 
 
 def _layer(key: str) -> int:
