@@ -252,7 +252,12 @@ def apply_theme(app: QApplication, name: str = "dark") -> ThemeColors:
     """Apply a theme to the whole application at once (no restart needed)."""
     global _current
     _current = THEMES.get(name, DARK)
-    app.setStyle("Fusion")  # the same look on every OS; the native styles ignore much of the QSS
+    if not app.property("studio_fusion"):
+        # The same look on every OS (the native styles ignore much of the QSS). Once per app:
+        # setStyle deletes the style every widget is drawn with and makes a new one, and doing
+        # that at each theme switch, with the Train lessons' plots live, crashed Qt once in CI.
+        app.setStyle("Fusion")
+        app.setProperty("studio_fusion", True)
     app.setPalette(_palette(_current))
     font = QFont(app.font())
     if font.pointSizeF() < 10:
