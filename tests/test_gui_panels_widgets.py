@@ -180,3 +180,33 @@ def test_save_copy_and_delete_and_clipboard(qtbot, tmp_path, monkeypatch):
     assert not image_actions.delete_image(None, src) and src.exists()
     monkeypatch.setattr(image_actions, "confirm_delete", lambda parent, path: True)
     assert image_actions.delete_image(None, src) and not src.exists()
+
+
+def test_a_retired_widget_is_deleted_on_the_gui_thread_even_in_a_reference_cycle(qtbot):
+    """A lesson view caught in a cycle (a lambda that calls back into it) used to be freed by
+    whichever thread's garbage collection found it first — a training thread deleting a QWidget,
+    which crashed the next style sheet change. retire() keeps it until Qt deletes it here."""
+    import gc
+    import threading
+
+    from PySide6.QtWidgets import QApplication, QLabel, QVBoxLayout, QWidget
+
+    from studio.ui.widgets.retire import _retiring, retire
+
+    holder = QWidget()
+    qtbot.addWidget(holder)
+    layout = QVBoxLayout(holder)
+    view = QLabel("a lesson view")
+    view.callback = lambda: view.text()  # the cycle: view → lambda → view
+    layout.addWidget(view)
+    destroyed_on: list[str] = []
+    view.destroyed.connect(lambda *_: destroyed_on.append(threading.current_thread().name))
+    retire(view)
+    del view
+    collector = threading.Thread(target=gc.collect, name="collector")
+    collector.start()
+    collector.join()  # a collection on another thread finds the cycle: it must not free it
+    assert len(_retiring) == 1 and destroyed_on == []
+    qtbot.waitUntil(lambda: not _retiring, timeout=5000)  # deleteLater, on the GUI thread
+    QApplication.processEvents()
+    assert destroyed_on == [threading.main_thread().name]

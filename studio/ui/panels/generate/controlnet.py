@@ -38,6 +38,7 @@ from studio.library.preprocessor_models import MODELS as PREPROCESSOR_MODELS
 from studio.ui.panels.generate.scribble import ScribbleDialog
 from studio.ui.widgets.basics import muted_label
 from studio.ui.widgets.check_section import CheckSection
+from studio.ui.widgets.retire import retire
 
 FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 SUPPORTED_FAMILIES = tuple(FAMILY_NAMES)
@@ -329,8 +330,7 @@ class ControlNetSection(CheckSection):
 
     def _remove_row(self, row: ControlUnitRow) -> None:
         self.rows.remove(row)
-        row.setParent(None)
-        row.deleteLater()
+        retire(row)
         self._update_add()
         self.changed.emit()
 

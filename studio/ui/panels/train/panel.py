@@ -47,6 +47,7 @@ from studio.ui.panels.train.views import view_class
 from studio.ui.panels.train.views.base import LessonView
 from studio.ui.theme import colors
 from studio.ui.widgets.basics import section_label, vertical_scroll
+from studio.ui.widgets.retire import retire
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +240,7 @@ class TrainPanel(QWidget):
         self.explanation.setMarkdown(f"## {cls.info.title}\n\n*{cls.info.summary}*\n\n"
                                      f"{cls.info.explanation}")
         if self.view is not None:  # out of the layout now; deleted once the event loop turns
-            self.view.hide()
-            self.view.setParent(None)
-            self.view.deleteLater()
+            retire(self.view)
         self.view = view_class(key)(key)
         self.view.setParamRequested.connect(self.set_param)
         self.view.resetRequested.connect(lambda over: self.reset(overrides=over))

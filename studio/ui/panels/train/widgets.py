@@ -24,6 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.ui.widgets.retire import retire
+
 
 class ElidedLabel(QLabel):
     """A one-line label that takes the space left over and ends in "…" when that is too little
@@ -274,9 +276,7 @@ class LegendStrip(QWidget):
         while self.labels:
             label = self.labels.pop()
             self._flow.removeWidget(label)
-            label.hide()  # gone now, not when the event loop next deletes it
-            label.setParent(None)
-            label.deleteLater()
+            retire(label)
         for name, color, mark in entries:
             label = QLabel(f"<span style='color:{color}'>{MARKS.get(mark, mark)}</span>"
                            f"&nbsp;{escape(name)}")
