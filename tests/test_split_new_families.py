@@ -366,11 +366,10 @@ def test_a_text_encoder_of_another_size_takes_its_sizes_from_its_file(tmp_path, 
 @pytest.mark.parametrize("family", list(FIXTURES))
 def test_a_q8_gguf_diffusion_model_draws_what_its_dequantized_weights_draw(
         family, request, tmp_path, family_configs):
-    import gguf
     from safetensors.torch import load_file, save_file
 
     from studio.library.kinds.image import describe
-    from tests.fixtures.tiny_split import _quantizable
+    from tests.fixtures.tiny_split import write_q8_gguf
     from tests.fixtures.tiny_split_families import flux2_to_original, z_image_to_original
 
     folder = request.getfixturevalue(FIXTURES[family])
@@ -380,19 +379,8 @@ def test_a_q8_gguf_diffusion_model_draws_what_its_dequantized_weights_draw(
     state = {"z-image": z_image_to_original, "flux2": flux2_to_original}.get(
         family, lambda s: s)(state)
     # (klein's undistilled base says so in its name, as the tiny folder is)
-    model = comfy / "models" / "unet" / f"tiny-{family}-base-Q8_0.gguf"
-    model.parent.mkdir(parents=True)
-    writer = gguf.GGUFWriter(str(model), arch=family)
-    q8 = gguf.GGMLQuantizationType.Q8_0
-    for name, value in state.items():
-        array = value.float().numpy()
-        if _quantizable(value) and name.endswith(".weight"):  # Linear weights, as the tools
-            writer.add_tensor(name, gguf.quants.quantize(array, q8), raw_dtype=q8)
-        else:
-            writer.add_tensor(name, array)
-    for write in (writer.write_header_to_file, writer.write_kv_data_to_file,
-                  writer.write_tensors_to_file, writer.close):
-        write()
+    model = write_q8_gguf(state, comfy / "models" / "unet" / f"tiny-{family}-base-Q8_0.gguf",
+                          family, weights_only=True)
     assert describe(model, "file").precision == "GGUF Q8_0"
     # the reference: the folder with the weights diffusers' GGUF layers dequantize to (its
     # torch dequantization rounds the block scales differently from gguf's numpy one, at 1e-4)
